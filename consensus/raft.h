@@ -1,0 +1,172 @@
+/* raft.h — the Raft consensus core: a pure state machine.
+ *
+ * No sockets, no disk, no clock, no threads. Time is raft_tick(); input is
+ * raft_step() (messages from peers), raft_propose(), raft_read_index() and
+ * raft_campaign(); output is a Ready that the caller persists, sends and
+ * applies, then hands back with raft_advance(). Figure 2 of the extended
+ * Raft paper is the contract; the shape is etcd raft's RawNode.
+ *
+ * Driving loop (what consensus/node.c and tests/sim do):
+ *
+ *   raft_tick(r) every tick; raft_step(r, &msg) for each message received;
+ *   while (raft_has_ready(r)) {
+ *       raft_ready rd; raft_ready(r, &rd);
+ *       persist rd.snapshot, rd.entries, rd.hard_state (one durable write);
+ *       send rd.msgs;                  -- only after the write is durable
+ *       install rd.snapshot, apply rd.committed in order;
+ *       raft_advance(r, &rd);
+ *   }
+ *
+ * Everything a Ready points to is owned by the core and valid until
+ * raft_advance(); the caller copies (raft_msg_copy) what it keeps longer.
+ * Not thread-safe: one thread drives one raft.
+ */
+#ifndef RAFTFS_RAFT_H
+#define RAFTFS_RAFT_H
+
+#include "raft_types.h"
+#include "storage.h"
+
+typedef struct raft raft;
+
+typedef enum {
+	RAFT_FOLLOWER = 0,
+	RAFT_CANDIDATE = 1,
+	RAFT_LEADER = 2,
+	RAFT_PRE_CANDIDATE = 3,
+} raft_role;
+
+const char *raft_role_name(raft_role role);
+
+typedef struct raft_config {
+	uint64_t id; /* nonzero */
+	/* Voters, self included. Used only to bootstrap a storage that has no
+	 * conf state yet; afterwards membership comes from storage. */
+	const uint64_t *peers;
+	size_t n_peers;
+	/* The election timeout is drawn per term in [election_ticks,
+	 * 2*election_ticks); heartbeat_ticks < election_ticks. */
+	int election_ticks;
+	int heartbeat_ticks;
+	/* Cap on entry bytes (raft_entry_size) in one append message; a
+	 * message always carries at least one entry if one is due. */
+	uint64_t max_msg_bytes;
+	/* Append messages in flight per follower in replicate state. */
+	size_t max_inflight;
+	bool pre_vote;
+	bool check_quorum;
+	raft_storage *storage; /* borrowed; must outlive the raft */
+	/* Index of the last entry the state machine has applied (0 when it
+	 * starts empty): committed entries after it are handed out again. */
+	uint64_t applied;
+	/* Seed of the election timeout randomness, so simulations replay. */
+	uint64_t seed;
+} raft_config;
+
+typedef struct raft_read_state {
+	uint64_t index; /* apply up to here, then the read may be served */
+	uint8_t *ctx;   /* the context given to raft_read_index */
+	size_t ctx_len;
+} raft_read_state;
+
+typedef struct raft_ready {
+	/* Leader and role, if they changed since the last Ready. */
+	bool has_soft_state;
+	uint64_t leader;
+	raft_role role;
+	/* Hard state to persist, if it changed. */
+	bool has_hard_state;
+	raft_hard_state hard_state;
+	/* Snapshot to persist and install first, or NULL. */
+	const raft_snapshot *snapshot;
+	/* Entries to append to stable storage (replacing any suffix from
+	 * entries[0].index on). */
+	const raft_entry *entries;
+	size_t n_entries;
+	/* Committed entries to apply, in order. */
+	const raft_entry *committed;
+	size_t n_committed;
+	/* Messages to send once the above is durable. */
+	const raft_msg *msgs;
+	size_t n_msgs;
+	/* Linearizable reads that became ready. */
+	const raft_read_state *read_states;
+	size_t n_read_states;
+	/* True when entries or hard state must be fsynced before sending. */
+	bool must_sync;
+} raft_ready;
+
+typedef enum {
+	RAFT_PROGRESS_PROBE = 0,
+	RAFT_PROGRESS_REPLICATE = 1,
+	RAFT_PROGRESS_SNAPSHOT = 2,
+} raft_progress_state;
+
+typedef struct raft_peer_status {
+	uint64_t id;
+	uint64_t match;
+	uint64_t next;
+	raft_progress_state state;
+	bool recent_active;
+	bool learner;
+} raft_peer_status;
+
+typedef struct raft_status {
+	uint64_t id;
+	raft_role role;
+	uint64_t term;
+	uint64_t vote;
+	uint64_t leader;
+	uint64_t commit;
+	uint64_t applied;
+	uint64_t first_index;
+	uint64_t last_index;
+	/* Filled in on the leader only (n_peers == 0 elsewhere); self included. */
+	raft_peer_status peers[16];
+	size_t n_peers;
+} raft_status;
+
+/* Creates a core restored from cfg->storage. Returns 0 or an error code. */
+int raft_new(const raft_config *cfg, raft **out);
+void raft_free(raft *r);
+
+/* Advances the logical clock by one tick. */
+void raft_tick(raft *r);
+
+/* Feeds a message from a peer (or a local message). m stays the caller's;
+ * the core copies what it keeps. Messages from unknown peers and stale
+ * terms are dropped (0 is returned: loss is normal in Raft). */
+int raft_step(raft *r, const raft_msg *m);
+
+/* Proposes a command. On the leader the entry is appended at once and, if
+ * index/term are non-NULL, they receive its position. On a follower it is
+ * forwarded to the leader (index/term set to 0). RAFT_EPROPOSAL_DROPPED if
+ * no leader is known or a leader transfer is under way. */
+int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
+		 uint64_t *term);
+
+/* Starts an election now (pre-vote first when enabled). */
+int raft_campaign(raft *r);
+
+/* Asks for a linearizable read point (ReadIndex, Raft thesis §6.4). When
+ * the leader has confirmed its leadership, a read state with ctx and the
+ * commit index appears in a Ready. Requests are batched per heartbeat
+ * round. RAFT_EPROPOSAL_DROPPED if no leader is known. */
+int raft_read_index(raft *r, const void *ctx, size_t ctx_len);
+
+/* The transport could not deliver to a peer / a snapshot send finished. */
+void raft_report_unreachable(raft *r, uint64_t peer);
+void raft_report_snapshot(raft *r, uint64_t peer, bool failed);
+
+bool raft_has_ready(const raft *r);
+void raft_ready_get(raft *r, raft_ready *rd);
+void raft_advance(raft *r, const raft_ready *rd);
+
+void raft_get_status(const raft *r, raft_status *st);
+
+/* Convenience for the 6.824-style surface. */
+uint64_t raft_term(const raft *r);
+bool raft_is_leader(const raft *r);
+uint64_t raft_leader(const raft *r);
+
+#endif
