@@ -1,0 +1,432 @@
+/* codec.c — protobuf-c encoding of the Raft records (see codec.h).
+ *
+ * Decoding unpacks with protobuf-c's default (malloc) allocator and then
+ * takes ownership of the byte and array fields it produced instead of
+ * copying them again: the field is set to NULL before free_unpacked so the
+ * unpacked message and the C record never share a pointer.
+ */
+#include "codec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "raft.pb-c.h"
+
+/* Field 7 of raftpb.Message (repeated Entry), wire type 2 (length-delimited). */
+#define MSG_ENTRIES_TAG ((7u << 3) | 2u)
+
+void raft_conf_change_free_contents(raft_conf_change *cc)
+{
+	free(cc->context);
+	memset(cc, 0, sizeof(*cc));
+}
+
+static size_t varint_size(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static size_t varint_pack(uint64_t v, uint8_t *out)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Takes the bytes of an unpacked field; the unpacked message no longer
+ * frees them. */
+static uint8_t *steal_bytes(ProtobufCBinaryData *bd, size_t *len)
+{
+	uint8_t *p = bd->len ? bd->data : NULL;
+	*len = bd->len;
+	if (!p) {
+		free(bd->data); /* a zero-length field never allocates, but be exact */
+		*len = 0;
+	}
+	bd->data = NULL;
+	bd->len = 0;
+	return p;
+}
+
+/* ---- entries ---- */
+
+static void entry_to_pb(const raft_entry *e, Raftpb__Entry *pb)
+{
+	raftpb__entry__init(pb);
+	pb->term = e->term;
+	pb->index = e->index;
+	pb->type = (Raftpb__EntryType)e->type;
+	pb->data.len = e->len;
+	pb->data.data = e->data;
+}
+
+size_t codec_entry_size(const raft_entry *e)
+{
+	Raftpb__Entry pb;
+	entry_to_pb(e, &pb);
+	return protobuf_c_message_get_packed_size(&pb.base);
+}
+
+size_t codec_entry_pack(const raft_entry *e, uint8_t *out)
+{
+	Raftpb__Entry pb;
+	entry_to_pb(e, &pb);
+	return protobuf_c_message_pack(&pb.base, out);
+}
+
+static bool entry_type_valid(int t)
+{
+	return t == RAFT_ENTRY_NORMAL || t == RAFT_ENTRY_CONF_CHANGE;
+}
+
+/* Moves a validated unpacked entry into *out. */
+static int entry_from_pb(Raftpb__Entry *pb, raft_entry *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!entry_type_valid((int)pb->type) || pb->data.len > UINT32_MAX)
+		return RAFT_ECORRUPT;
+	out->term = pb->term;
+	out->index = pb->index;
+	out->type = (raft_entry_type)pb->type;
+	size_t len;
+	out->data = steal_bytes(&pb->data, &len);
+	out->len = (uint32_t)len;
+	return 0;
+}
+
+int codec_entry_decode(const uint8_t *buf, size_t len, raft_entry *out)
+{
+	memset(out, 0, sizeof(*out));
+	Raftpb__Entry *pb = raftpb__entry__unpack(NULL, len, buf);
+	if (!pb)
+		return RAFT_ECORRUPT;
+	int rv = entry_from_pb(pb, out);
+	raftpb__entry__free_unpacked(pb, NULL);
+	return rv;
+}
+
+/* ---- hard state ---- */
+
+static void hard_state_to_pb(const raft_hard_state *hs, Raftpb__HardState *pb)
+{
+	raftpb__hard_state__init(pb);
+	pb->term = hs->term;
+	pb->vote = hs->vote;
+	pb->commit = hs->commit;
+}
+
+size_t codec_hard_state_size(const raft_hard_state *hs)
+{
+	Raftpb__HardState pb;
+	hard_state_to_pb(hs, &pb);
+	return protobuf_c_message_get_packed_size(&pb.base);
+}
+
+size_t codec_hard_state_pack(const raft_hard_state *hs, uint8_t *out)
+{
+	Raftpb__HardState pb;
+	hard_state_to_pb(hs, &pb);
+	return protobuf_c_message_pack(&pb.base, out);
+}
+
+int codec_hard_state_decode(const uint8_t *buf, size_t len, raft_hard_state *out)
+{
+	memset(out, 0, sizeof(*out));
+	Raftpb__HardState *pb = raftpb__hard_state__unpack(NULL, len, buf);
+	if (!pb)
+		return RAFT_ECORRUPT;
+	out->term = pb->term;
+	out->vote = pb->vote;
+	out->commit = pb->commit;
+	raftpb__hard_state__free_unpacked(pb, NULL);
+	return 0;
+}
+
+/* ---- conf state ---- */
+
+static void conf_state_to_pb(const raft_conf_state *cs, Raftpb__ConfState *pb)
+{
+	raftpb__conf_state__init(pb);
+	pb->n_voters = cs->n_voters;
+	pb->voters = cs->voters;
+	pb->n_learners = cs->n_learners;
+	pb->learners = cs->learners;
+}
+
+size_t codec_conf_state_size(const raft_conf_state *cs)
+{
+	Raftpb__ConfState pb;
+	conf_state_to_pb(cs, &pb);
+	return protobuf_c_message_get_packed_size(&pb.base);
+}
+
+size_t codec_conf_state_pack(const raft_conf_state *cs, uint8_t *out)
+{
+	Raftpb__ConfState pb;
+	conf_state_to_pb(cs, &pb);
+	return protobuf_c_message_pack(&pb.base, out);
+}
+
+/* Moves the id arrays of an unpacked conf state into *out (NULL pb: empty). */
+static void conf_state_from_pb(Raftpb__ConfState *pb, raft_conf_state *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!pb)
+		return;
+	if (pb->n_voters) {
+		out->voters = pb->voters;
+		out->n_voters = pb->n_voters;
+		pb->voters = NULL;
+		pb->n_voters = 0;
+	}
+	if (pb->n_learners) {
+		out->learners = pb->learners;
+		out->n_learners = pb->n_learners;
+		pb->learners = NULL;
+		pb->n_learners = 0;
+	}
+}
+
+int codec_conf_state_decode(const uint8_t *buf, size_t len, raft_conf_state *out)
+{
+	memset(out, 0, sizeof(*out));
+	Raftpb__ConfState *pb = raftpb__conf_state__unpack(NULL, len, buf);
+	if (!pb)
+		return RAFT_ECORRUPT;
+	conf_state_from_pb(pb, out);
+	raftpb__conf_state__free_unpacked(pb, NULL);
+	return 0;
+}
+
+/* ---- snapshot metadata ---- */
+
+/* pb->conf_state points at *cs_pb, which the caller provides. */
+static void snapshot_meta_to_pb(const raft_snapshot_meta *m, Raftpb__SnapshotMetadata *pb,
+				Raftpb__ConfState *cs_pb)
+{
+	raftpb__snapshot_metadata__init(pb);
+	conf_state_to_pb(&m->conf, cs_pb);
+	pb->conf_state = cs_pb;
+	pb->index = m->index;
+	pb->term = m->term;
+}
+
+size_t codec_snapshot_meta_size(const raft_snapshot_meta *m)
+{
+	Raftpb__SnapshotMetadata pb;
+	Raftpb__ConfState cs;
+	snapshot_meta_to_pb(m, &pb, &cs);
+	return protobuf_c_message_get_packed_size(&pb.base);
+}
+
+size_t codec_snapshot_meta_pack(const raft_snapshot_meta *m, uint8_t *out)
+{
+	Raftpb__SnapshotMetadata pb;
+	Raftpb__ConfState cs;
+	snapshot_meta_to_pb(m, &pb, &cs);
+	return protobuf_c_message_pack(&pb.base, out);
+}
+
+static void snapshot_meta_from_pb(Raftpb__SnapshotMetadata *pb, raft_snapshot_meta *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!pb)
+		return;
+	out->index = pb->index;
+	out->term = pb->term;
+	conf_state_from_pb(pb->conf_state, &out->conf);
+}
+
+int codec_snapshot_meta_decode(const uint8_t *buf, size_t len, raft_snapshot_meta *out)
+{
+	memset(out, 0, sizeof(*out));
+	Raftpb__SnapshotMetadata *pb = raftpb__snapshot_metadata__unpack(NULL, len, buf);
+	if (!pb)
+		return RAFT_ECORRUPT;
+	snapshot_meta_from_pb(pb, out);
+	raftpb__snapshot_metadata__free_unpacked(pb, NULL);
+	return 0;
+}
+
+/* ---- conf change ---- */
+
+static void conf_change_to_pb(const raft_conf_change *cc, Raftpb__ConfChange *pb)
+{
+	raftpb__conf_change__init(pb);
+	pb->type = (Raftpb__ConfChangeType)cc->type;
+	pb->node_id = cc->node_id;
+	pb->context.len = cc->context_len;
+	pb->context.data = cc->context;
+}
+
+size_t codec_conf_change_size(const raft_conf_change *cc)
+{
+	Raftpb__ConfChange pb;
+	conf_change_to_pb(cc, &pb);
+	return protobuf_c_message_get_packed_size(&pb.base);
+}
+
+size_t codec_conf_change_pack(const raft_conf_change *cc, uint8_t *out)
+{
+	Raftpb__ConfChange pb;
+	conf_change_to_pb(cc, &pb);
+	return protobuf_c_message_pack(&pb.base, out);
+}
+
+int codec_conf_change_decode(const uint8_t *buf, size_t len, raft_conf_change *out)
+{
+	memset(out, 0, sizeof(*out));
+	Raftpb__ConfChange *pb = raftpb__conf_change__unpack(NULL, len, buf);
+	if (!pb)
+		return RAFT_ECORRUPT;
+	int rv = RAFT_ECORRUPT;
+	if ((unsigned)pb->type <= RAFT_CONF_ADD_LEARNER) {
+		out->type = (raft_conf_change_type)pb->type;
+		out->node_id = pb->node_id;
+		out->context = steal_bytes(&pb->context, &out->context_len);
+		rv = 0;
+	}
+	raftpb__conf_change__free_unpacked(pb, NULL);
+	return rv;
+}
+
+/* ---- messages ---- */
+
+/* The message without its entries, which codec_msg_encode() appends as
+ * field-7 records itself: protobuf-c would need an Entry struct and a
+ * pointer per entry, i.e. an allocation per message on the hot path. */
+static void msg_to_pb(const raft_msg *m, Raftpb__Message *pb, Raftpb__Snapshot *snap_pb,
+		      Raftpb__SnapshotMetadata *meta_pb, Raftpb__ConfState *cs_pb)
+{
+	raftpb__message__init(pb);
+	pb->type = (Raftpb__MessageType)m->type;
+	pb->to = m->to;
+	pb->from = m->from;
+	pb->term = m->term;
+	pb->log_term = m->log_term;
+	pb->index = m->index;
+	pb->commit = m->commit;
+	pb->reject = m->reject;
+	pb->reject_hint = m->reject_hint;
+	pb->context.len = m->context_len;
+	pb->context.data = m->context;
+	if (m->snapshot) {
+		raftpb__snapshot__init(snap_pb);
+		snapshot_meta_to_pb(&m->snapshot->meta, meta_pb, cs_pb);
+		snap_pb->metadata = meta_pb;
+		snap_pb->data.len = m->snapshot->len;
+		snap_pb->data.data = m->snapshot->data;
+		pb->snapshot = snap_pb;
+	}
+}
+
+static bool msg_shape_valid(int type, bool has_snapshot)
+{
+	if ((unsigned)type >= RAFT_MSG_TYPE_COUNT)
+		return false;
+	return has_snapshot == (type == RAFT_MSG_SNAP);
+}
+
+int codec_msg_encode(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (!msg_shape_valid((int)m->type, m->snapshot != NULL))
+		return RAFT_EINVAL;
+	for (size_t i = 0; i < m->n_entries; i++)
+		if (!entry_type_valid((int)m->entries[i].type))
+			return RAFT_EINVAL;
+
+	Raftpb__Message pb;
+	Raftpb__Snapshot snap_pb;
+	Raftpb__SnapshotMetadata meta_pb;
+	Raftpb__ConfState cs_pb;
+	msg_to_pb(m, &pb, &snap_pb, &meta_pb, &cs_pb);
+
+	size_t total = protobuf_c_message_get_packed_size(&pb.base);
+	for (size_t i = 0; i < m->n_entries; i++) {
+		size_t es = codec_entry_size(&m->entries[i]);
+		total += varint_size(MSG_ENTRIES_TAG) + varint_size(es) + es;
+	}
+	uint8_t *buf = malloc(headroom + total ? headroom + total : 1);
+	if (!buf)
+		return RAFT_ENOMEM;
+	uint8_t *p = buf + headroom;
+	p += protobuf_c_message_pack(&pb.base, p);
+	for (size_t i = 0; i < m->n_entries; i++) {
+		p += varint_pack(MSG_ENTRIES_TAG, p);
+		p += varint_pack(codec_entry_size(&m->entries[i]), p);
+		p += codec_entry_pack(&m->entries[i], p);
+	}
+	*out = buf;
+	*len = (size_t)(p - (buf + headroom));
+	return 0;
+}
+
+static int snapshot_from_pb(Raftpb__Snapshot *pb, raft_snapshot **out)
+{
+	raft_snapshot *s = calloc(1, sizeof(*s));
+	if (!s)
+		return RAFT_ENOMEM;
+	snapshot_meta_from_pb(pb->metadata, &s->meta);
+	s->data = steal_bytes(&pb->data, &s->len);
+	*out = s;
+	return 0;
+}
+
+static int msg_from_pb(Raftpb__Message *pb, raft_msg *out)
+{
+	if (!msg_shape_valid((int)pb->type, pb->snapshot != NULL))
+		return RAFT_ECORRUPT;
+	for (size_t i = 0; i < pb->n_entries; i++)
+		if (!entry_type_valid((int)pb->entries[i]->type) ||
+		    pb->entries[i]->data.len > UINT32_MAX)
+			return RAFT_ECORRUPT;
+
+	out->type = (raft_msg_type)pb->type;
+	out->to = pb->to;
+	out->from = pb->from;
+	out->term = pb->term;
+	out->log_term = pb->log_term;
+	out->index = pb->index;
+	out->commit = pb->commit;
+	out->reject = pb->reject;
+	out->reject_hint = pb->reject_hint;
+	if (pb->n_entries) {
+		out->entries = calloc(pb->n_entries, sizeof(raft_entry));
+		if (!out->entries)
+			return RAFT_ENOMEM;
+		out->n_entries = pb->n_entries;
+		for (size_t i = 0; i < pb->n_entries; i++)
+			entry_from_pb(pb->entries[i], &out->entries[i]); /* validated above */
+	}
+	if (pb->snapshot) {
+		int rv = snapshot_from_pb(pb->snapshot, &out->snapshot);
+		if (rv != 0)
+			return rv;
+	}
+	out->context = steal_bytes(&pb->context, &out->context_len);
+	return 0;
+}
+
+int codec_msg_decode(const uint8_t *buf, size_t len, raft_msg *out)
+{
+	memset(out, 0, sizeof(*out));
+	Raftpb__Message *pb = raftpb__message__unpack(NULL, len, buf);
+	if (!pb)
+		return RAFT_ECORRUPT;
+	int rv = msg_from_pb(pb, out);
+	raftpb__message__free_unpacked(pb, NULL);
+	if (rv != 0)
+		raft_msg_free_contents(out);
+	return rv;
+}

@@ -1,0 +1,78 @@
+/* codec.h — bytes <-> the plain Raft records of raft_types.h, in the
+ * protobuf encoding of proto/raft.proto (wire format and on-disk records).
+ *
+ * Encoders come in two shapes. For the flat records, *_size() + *_pack()
+ * write into a buffer the caller owns (no allocation: the store packs every
+ * entry into one reused scratch buffer). For a whole message,
+ * codec_msg_encode() makes exactly one allocation: the output buffer, with
+ * room reserved in front for the transport's frame header.
+ *
+ * Decoders never trust their input: bytes that are not a valid encoding, or
+ * that decode into values the C records cannot hold or the core must never
+ * see (unknown message/entry/conf-change type, entry data over 4 GiB, a
+ * snapshot on a message that is not MSG_SNAP), return RAFT_ECORRUPT with
+ * *out left zeroed and nothing allocated. On success *out owns what it
+ * points to; release it with the matching *_free_contents().
+ */
+#ifndef RAFTFS_CODEC_H
+#define RAFTFS_CODEC_H
+
+#include "raft_types.h"
+
+/* Same numbering as raftpb.ConfChangeType. */
+typedef enum {
+	RAFT_CONF_ADD_NODE = 0,
+	RAFT_CONF_REMOVE_NODE = 1,
+	RAFT_CONF_ADD_LEARNER = 2,
+} raft_conf_change_type;
+
+/* The payload of a RAFT_ENTRY_CONF_CHANGE entry (raftpb.ConfChange). */
+typedef struct raft_conf_change {
+	raft_conf_change_type type;
+	uint64_t node_id;
+	uint8_t *context; /* owned; NULL when context_len == 0 (e.g. the node's address) */
+	size_t context_len;
+} raft_conf_change;
+
+void raft_conf_change_free_contents(raft_conf_change *cc);
+
+/* raft_entry <-> raftpb.Entry. codec_entry_pack() writes exactly
+ * codec_entry_size(e) bytes to out and returns that count. */
+size_t codec_entry_size(const raft_entry *e);
+size_t codec_entry_pack(const raft_entry *e, uint8_t *out);
+int codec_entry_decode(const uint8_t *buf, size_t len, raft_entry *out);
+
+/* raft_hard_state <-> raftpb.HardState (no pointers: nothing to free). */
+size_t codec_hard_state_size(const raft_hard_state *hs);
+size_t codec_hard_state_pack(const raft_hard_state *hs, uint8_t *out);
+int codec_hard_state_decode(const uint8_t *buf, size_t len, raft_hard_state *out);
+
+/* raft_conf_state <-> raftpb.ConfState. */
+size_t codec_conf_state_size(const raft_conf_state *cs);
+size_t codec_conf_state_pack(const raft_conf_state *cs, uint8_t *out);
+int codec_conf_state_decode(const uint8_t *buf, size_t len, raft_conf_state *out);
+
+/* raft_snapshot_meta <-> raftpb.SnapshotMetadata. A missing conf_state
+ * decodes as an empty one. Free with raft_conf_state_free_contents(&out->conf). */
+size_t codec_snapshot_meta_size(const raft_snapshot_meta *m);
+size_t codec_snapshot_meta_pack(const raft_snapshot_meta *m, uint8_t *out);
+int codec_snapshot_meta_decode(const uint8_t *buf, size_t len, raft_snapshot_meta *out);
+
+/* raft_conf_change <-> raftpb.ConfChange. */
+size_t codec_conf_change_size(const raft_conf_change *cc);
+size_t codec_conf_change_pack(const raft_conf_change *cc, uint8_t *out);
+int codec_conf_change_decode(const uint8_t *buf, size_t len, raft_conf_change *out);
+
+/* raft_msg -> raftpb.Message, entries, snapshot and context included.
+ * *out is one malloc'd buffer of headroom + encoded bytes (the first
+ * headroom bytes are left for the caller, e.g. a frame header); *len is the
+ * encoded length without the headroom. The caller frees *out.
+ * Returns 0, RAFT_ENOMEM, or RAFT_EINVAL for a message the decoder would
+ * refuse (unknown type, snapshot on a non-MSG_SNAP message). */
+int codec_msg_encode(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len);
+
+/* raftpb.Message -> raft_msg. MSG_SNAP must carry a snapshot and no other
+ * type may; a snapshot without metadata decodes as index 0, term 0. */
+int codec_msg_decode(const uint8_t *buf, size_t len, raft_msg *out);
+
+#endif
