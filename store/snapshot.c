@@ -1,0 +1,291 @@
+/* snapshot.c — the store's snapshots: metadata records, data in chunks,
+ * staging and the atomic install (Raft §7).
+ *
+ * Each snapshot's data lives in chunks keyed by (generation, offset). The
+ * staged snapshot always has a generation of its own, so installing it is
+ * one WriteBatch that points "msnap" at the new generation and range-deletes
+ * the old one: no copy, and a crash leaves either the old snapshot or the
+ * new one, never a mix.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "store_int.h"
+
+#define SNAP_HDR 16 /* be64 generation, be64 length */
+
+int snap_record_load(store *s, const char *key, snap_record *r, bool *found)
+{
+	memset(r, 0, sizeof(*r));
+	*found = false;
+	rocksdb_pinnableslice_t *ps;
+	const uint8_t *p;
+	size_t plen;
+	int rv = rec_get(s, (const uint8_t *)key, strlen(key), &ps, &p, &plen);
+	if (rv <= 0)
+		return rv;
+	if (plen < SNAP_HDR || codec_snapshot_meta_decode(p + SNAP_HDR, plen - SNAP_HDR,
+							  &r->meta) != 0) {
+		rocksdb_pinnableslice_destroy(ps);
+		return store_fail(s, RAFT_ECORRUPT, "record \"%s\": does not decode as a snapshot",
+				  key);
+	}
+	r->gen = be64_get(p);
+	r->len = be64_get(p + 8);
+	rocksdb_pinnableslice_destroy(ps);
+	*found = true;
+	return 0;
+}
+
+int snap_record_put(store *s, rocksdb_writebatch_t *b, const char *key, const snap_record *r)
+{
+	size_t plen = SNAP_HDR + codec_snapshot_meta_size(&r->meta);
+	uint8_t *p = rec_buf(s, plen);
+	if (!p)
+		return RAFT_ENOMEM;
+	be64_put(p, r->gen);
+	be64_put(p + 8, r->len);
+	codec_snapshot_meta_pack(&r->meta, p + SNAP_HDR);
+	rec_put(s, b, (const uint8_t *)key, strlen(key), plen);
+	return 0;
+}
+
+void snap_records_free(store *s)
+{
+	raft_conf_state_free_contents(&s->snap.meta.conf);
+	raft_conf_state_free_contents(&s->stage.meta.conf);
+}
+
+/* Adds the deletion of every chunk of generation gen to the batch. */
+static void chunks_delete(rocksdb_writebatch_t *b, uint64_t gen, uint64_t from_offset)
+{
+	uint8_t from[KEY_MAX], to[KEY_MAX];
+	size_t flen = key_chunk(from, gen, from_offset);
+	size_t tlen = key_chunk(to, gen + 1, 0);
+	rocksdb_writebatch_delete_range(b, (const char *)from, flen, (const char *)to, tlen);
+}
+
+int store_snapshot_meta(store *s, raft_snapshot_meta *meta, uint64_t *len)
+{
+	memset(meta, 0, sizeof(*meta));
+	if (raft_conf_state_copy(&meta->conf, &s->snap.meta.conf) != 0)
+		return store_fail(s, RAFT_ENOMEM, "copy snapshot metadata: out of memory");
+	meta->index = s->snap.meta.index;
+	meta->term = s->snap.meta.term;
+	if (len)
+		*len = s->snap.len;
+	return 0;
+}
+
+int store_snapshot_read(store *s, uint64_t offset, void *buf, size_t cap, size_t *n)
+{
+	*n = 0;
+	if (offset >= s->snap.len || cap == 0)
+		return 0;
+	uint64_t gen = s->snap.gen;
+	uint64_t end = offset + cap < s->snap.len ? offset + cap : s->snap.len;
+	uint64_t pos = offset;
+	uint8_t key[KEY_MAX];
+	size_t klen = key_chunk(key, gen, offset);
+	int rv = 0;
+	rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->ro);
+
+	/* The chunk holding offset is the last one starting at or before it. */
+	rocksdb_iter_seek_for_prev(it, (const char *)key, klen);
+	while (pos < end) {
+		size_t got_len = 0;
+		const uint8_t *got = rocksdb_iter_valid(it)
+					     ? (const uint8_t *)rocksdb_iter_key(it, &got_len)
+					     : NULL;
+		uint64_t chunk_off = got && got_len == 17 && got[0] == KEY_PREFIX_CHUNK &&
+						     be64_get(got + 1) == gen
+					     ? be64_get(got + 9)
+					     : UINT64_MAX;
+		size_t vlen, plen = 0;
+		const uint8_t *payload = NULL;
+		if (chunk_off <= pos) {
+			const char *val = rocksdb_iter_value(it, &vlen);
+			rv = rec_check(s, got, got_len, val, vlen, &payload, &plen);
+			if (rv != 0)
+				break;
+		}
+		if (!payload || pos >= chunk_off + plen) {
+			char *err = NULL;
+			rocksdb_iter_get_error(it, &err);
+			if (err) {
+				rv = store_fail(s, RAFT_EIO, "read snapshot data: %s", err);
+				rocksdb_free(err);
+			} else {
+				rv = store_fail(s, RAFT_ECORRUPT,
+						"snapshot generation %llu: no data at offset %llu "
+						"of %llu",
+						(unsigned long long)gen, (unsigned long long)pos,
+						(unsigned long long)s->snap.len);
+			}
+			break;
+		}
+		uint64_t in_chunk = pos - chunk_off;
+		uint64_t take = plen - in_chunk;
+		if (take > end - pos)
+			take = end - pos;
+		memcpy((uint8_t *)buf + (pos - offset), payload + in_chunk, take);
+		pos += take;
+		rocksdb_iter_next(it);
+	}
+	rocksdb_iter_destroy(it);
+	if (rv != 0)
+		return rv;
+	*n = (size_t)(pos - offset);
+	return 0;
+}
+
+int store_snapshot_begin(store *s, const raft_snapshot_meta *meta)
+{
+	if (meta->index <= s->snap.meta.index)
+		return RAFT_ESNAP_OUT_OF_DATE;
+	snap_record r = {0};
+	r.gen = (s->staging && s->stage.gen > s->snap.gen ? s->stage.gen : s->snap.gen) + 1;
+	r.meta.index = meta->index;
+	r.meta.term = meta->term;
+	if (raft_conf_state_copy(&r.meta.conf, &meta->conf) != 0)
+		return store_fail(s, RAFT_ENOMEM, "stage snapshot %llu: out of memory",
+				  (unsigned long long)meta->index);
+
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	if (s->staging)
+		chunks_delete(b, s->stage.gen, 0);
+	int rv = snap_record_put(s, b, KEY_STAGE, &r);
+	if (rv == 0)
+		rv = batch_write(s, b, false, "stage snapshot");
+	rocksdb_writebatch_destroy(b);
+	if (rv != 0) {
+		raft_conf_state_free_contents(&r.meta.conf);
+		return rv;
+	}
+	raft_conf_state_free_contents(&s->stage.meta.conf);
+	s->stage = r;
+	s->staging = true;
+	return 0;
+}
+
+int store_snapshot_write(store *s, uint64_t offset, const void *buf, size_t len)
+{
+	if (!s->staging)
+		return store_fail(s, RAFT_EINVAL, "write snapshot data: no snapshot staged");
+	uint64_t gen = s->stage.gen;
+	uint8_t key[KEY_MAX];
+	size_t klen = key_chunk(key, gen, offset);
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	int rv = 0;
+
+	if (offset > s->stage.len) {
+		rv = store_fail(s, RAFT_EINVAL,
+				"write snapshot %llu data at offset %llu: only %llu bytes staged",
+				(unsigned long long)s->stage.meta.index, (unsigned long long)offset,
+				(unsigned long long)s->stage.len);
+	} else if (offset < s->stage.len) {
+		/* A resumed transfer restarts at a chunk it wrote before. */
+		rocksdb_pinnableslice_t *ps;
+		const uint8_t *p;
+		size_t plen;
+		rv = rec_get(s, key, klen, &ps, &p, &plen);
+		if (rv == 0)
+			rv = store_fail(s, RAFT_EINVAL,
+					"write snapshot %llu data at offset %llu: not the start "
+					"of a chunk written before",
+					(unsigned long long)s->stage.meta.index,
+					(unsigned long long)offset);
+		if (rv > 0) {
+			rocksdb_pinnableslice_destroy(ps);
+			chunks_delete(b, gen, offset);
+			rv = 0;
+		}
+	}
+	if (rv == 0 && len > 0) {
+		uint8_t *p = rec_buf(s, len);
+		if (!p)
+			rv = RAFT_ENOMEM;
+		else {
+			memcpy(p, buf, len);
+			rec_put(s, b, key, klen, len);
+		}
+	}
+	uint64_t old_len = s->stage.len;
+	if (rv == 0) {
+		s->stage.len = offset + len;
+		rv = snap_record_put(s, b, KEY_STAGE, &s->stage);
+	}
+	if (rv == 0)
+		rv = batch_write(s, b, false, "write snapshot data");
+	rocksdb_writebatch_destroy(b);
+	if (rv != 0)
+		s->stage.len = old_len;
+	return rv;
+}
+
+bool store_snapshot_staged(const store *s, uint64_t *index, uint64_t *len)
+{
+	if (s->staging) {
+		if (index)
+			*index = s->stage.meta.index;
+		if (len)
+			*len = s->stage.len;
+	}
+	return s->staging;
+}
+
+int store_snapshot_install(store *s)
+{
+	if (!s->staging)
+		return store_fail(s, RAFT_EINVAL, "install snapshot: no snapshot staged");
+	uint64_t index = s->stage.meta.index, term = s->stage.meta.term;
+	if (index <= s->snap.meta.index)
+		return RAFT_ESNAP_OUT_OF_DATE;
+
+	/* Raft §7: a log that holds the snapshot's last entry is kept (the
+	 * caller compacts it when it likes, store_compact); any other log is
+	 * discarded whole and the snapshot becomes the compaction point. */
+	bool keep = false;
+	if (index > s->compact_index && index <= s->last_index) {
+		uint64_t t;
+		int rv = store_term(s, index, &t);
+		if (rv != 0)
+			return rv;
+		keep = t == term;
+	}
+
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	if (!keep) {
+		uint8_t from[KEY_MAX], to[KEY_MAX];
+		size_t flen = key_entry(from, 0);
+		size_t tlen = key_entry(to, UINT64_MAX);
+		rocksdb_writebatch_delete_range(b, (const char *)from, flen, (const char *)to,
+						tlen);
+		log_start_put(s, b, index, term);
+	}
+	int rv = conf_state_put(s, b, &s->stage.meta.conf);
+	if (rv == 0) {
+		chunks_delete(b, s->snap.gen, 0);
+		rv = snap_record_put(s, b, KEY_SNAPSHOT, &s->stage);
+	}
+	if (rv == 0) {
+		rocksdb_writebatch_delete(b, KEY_STAGE, strlen(KEY_STAGE));
+		rv = batch_write(s, b, true, "install snapshot");
+	}
+	rocksdb_writebatch_destroy(b);
+	if (rv != 0)
+		return rv;
+
+	if (!keep) {
+		s->compact_index = index;
+		s->compact_term = term;
+		s->last_index = index;
+		s->last_term = term;
+	}
+	raft_conf_state_free_contents(&s->snap.meta.conf);
+	s->snap = s->stage;
+	memset(&s->stage, 0, sizeof(s->stage));
+	s->staging = false;
+	return 0;
+}

@@ -1,0 +1,171 @@
+/* store.h — a node's Raft stable storage in one RocksDB directory: log,
+ * hard state, membership, snapshot metadata and (chunked) snapshot data.
+ *
+ * The only module that knows RocksDB. One store per node; not thread-safe:
+ * the node runtime's loop thread owns it. Every function returns 0 or a
+ * negative code (raft_types.h); on error store_errmsg() says what failed and
+ * on what (the directory, the key, RocksDB's own message).
+ *
+ * Durability, said once here and again per call: "durable" means the data
+ * is on disk (RocksDB WAL written with sync=true) when the call returns, so
+ * a crash right after cannot lose it. Each write call is atomic (one
+ * WriteBatch): after a crash either all of it or none of it is there.
+ *
+ * Index conventions are those of consensus/storage.h: with the log
+ * compacted up to S (S = 0 when fresh), entries S+1 .. last are held,
+ * term(S) is still known, first index is S+1, and last index is S when the
+ * log is empty. Compaction never goes past the current snapshot, so every
+ * discarded entry is covered by a snapshot.
+ *
+ * On-disk layout (one column family, keys by prefix byte; see store.c).
+ */
+#ifndef RAFTFS_STORE_H
+#define RAFTFS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage.h"
+
+/* Bumped whenever keys or values change incompatibly; a store of another
+ * version is refused at open. */
+#define STORE_FORMAT_VERSION 1
+
+/* storage->snapshot() carries the snapshot data inline up to this size;
+ * larger data is left for the caller to stream with store_snapshot_read(). */
+#define STORE_SNAPSHOT_INLINE_MAX (1u << 20)
+
+typedef struct store store;
+
+/* Opens the store in directory dir, creating it (and the directory) if
+ * missing. Refuses a directory that holds something else: a non-empty
+ * directory that is not a RocksDB database, a RocksDB database without the
+ * raftfs format record, or one of another format version. On success *out
+ * is the store (close with store_close); on failure *out is NULL and, if err
+ * is not NULL, err[0..errlen) holds the reason. */
+int store_open(const char *dir, store **out, char *err, size_t errlen);
+
+/* Closes the store and frees it. Everything acknowledged as durable is on
+ * disk already; non-durable writes are flushed to the OS by RocksDB. */
+void store_close(store *s);
+
+/* The last error on this store, with context (directory, key, cause). */
+const char *store_errmsg(const store *s);
+
+/* The directory the store lives in. */
+const char *store_dir(const store *s);
+
+/* ---- the log and the persistent state ---- */
+
+/* Persists one Ready of the Raft core: the hard state (if hs is not NULL)
+ * and entries ents[0..n), in one synced WriteBatch, so that term, vote and
+ * log can never be seen out of step with each other after a crash. The
+ * entries must have contiguous indexes; they replace every stored entry
+ * from ents[0].index on (a conflicting suffix is deleted, Raft §5.3), and
+ * entries at or below the compaction point are ignored (already covered by
+ * the snapshot). RAFT_EUNAVAILABLE if ents[0].index > last + 1 (a gap),
+ * RAFT_EINVAL if the batch is not contiguous. Durable on return. */
+int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n);
+
+/* store_save() without a hard state. Durable on return. */
+int store_append(store *s, const raft_entry *ents, size_t n);
+
+/* Sets the hard state. Durable on return. */
+int store_set_hard_state(store *s, const raft_hard_state *hs);
+
+/* Sets the membership (conf state) as of the applied index. Durable on return. */
+int store_set_conf_state(store *s, const raft_conf_state *cs);
+
+/* The hard state as last saved (zeros when fresh). From memory, no I/O. */
+void store_hard_state(const store *s, raft_hard_state *hs);
+
+/* The conf state as last saved (empty when fresh), copied into *cs; the
+ * caller frees it with raft_conf_state_free_contents. */
+int store_conf_state(store *s, raft_conf_state *cs);
+
+/* First and last index of the log (see the conventions above). From
+ * memory, no I/O. */
+uint64_t store_first_index(const store *s);
+uint64_t store_last_index(const store *s);
+
+/* Term of entry index: the compaction point's term for index == first - 1;
+ * RAFT_ECOMPACTED below that, RAFT_EUNAVAILABLE beyond the last index. */
+int store_term(store *s, uint64_t index, uint64_t *term);
+
+/* Entries [lo, hi): as many as fit in max_bytes (raft_entry_size), but at
+ * least one if lo < hi. *out is a new array (NULL when *n == 0) the caller
+ * frees with raft_entries_free. RAFT_ECOMPACTED if lo < first index,
+ * RAFT_EUNAVAILABLE if hi > last + 1, RAFT_EINVAL if lo > hi. */
+int store_entries(store *s, uint64_t lo, uint64_t hi, uint64_t max_bytes, raft_entry **out,
+		  size_t *n);
+
+/* Discards every entry up to and including index, remembering its term as
+ * the new compaction point (first index becomes index + 1). RAFT_ECOMPACTED
+ * if index < first index, RAFT_EUNAVAILABLE if index > last index,
+ * RAFT_EINVAL if index is beyond the current snapshot (the entries would be
+ * lost). Not durable on return: a compaction lost in a crash only brings
+ * back entries the snapshot also covers; it is atomic either way. */
+int store_compact(store *s, uint64_t index);
+
+/* ---- snapshots ----
+ *
+ * The current snapshot is metadata plus data of any size, kept in chunks so
+ * that no call holds all of it in memory. A new snapshot (received from the
+ * leader, or made of the local state machine) is staged: begin, write its
+ * data chunk by chunk, then install, which makes it current atomically.
+ * Until install, the current snapshot is untouched and readable. A fresh
+ * store has a snapshot at index 0, term 0, empty membership, no data. */
+
+/* The current snapshot's metadata (copied; free the conf with
+ * raft_conf_state_free_contents) and its data length. */
+int store_snapshot_meta(store *s, raft_snapshot_meta *meta, uint64_t *len);
+
+/* Reads up to cap bytes of the current snapshot's data from offset into
+ * buf; *n is the count read (0 at or beyond the end). */
+int store_snapshot_read(store *s, uint64_t offset, void *buf, size_t cap, size_t *n);
+
+/* Starts staging a snapshot with the given metadata (copied), discarding
+ * any snapshot staged before and not installed. RAFT_ESNAP_OUT_OF_DATE if
+ * meta->index is not beyond the current snapshot. Not durable on return
+ * (a crash loses the staging; the current snapshot is unaffected). */
+int store_snapshot_begin(store *s, const raft_snapshot_meta *meta);
+
+/* Writes the chunk buf[0..len) of the staged snapshot's data at offset.
+ * offset is either the staged length (append) or the offset of an earlier
+ * chunk, which drops that chunk and everything after it (a resumed
+ * transfer); otherwise RAFT_EINVAL. RAFT_EINVAL without a staged snapshot.
+ * Not durable on return; store_snapshot_staged() tells after a restart how
+ * much survived. */
+int store_snapshot_write(store *s, uint64_t offset, const void *buf, size_t len);
+
+/* Whether a snapshot is staged; if so, its metadata index and the length of
+ * data staged so far (either pointer may be NULL). */
+bool store_snapshot_staged(const store *s, uint64_t *index, uint64_t *len);
+
+/* Makes the staged snapshot current, in one synced WriteBatch, following
+ * the Raft paper §7: if the log holds an entry at the snapshot's index with
+ * the snapshot's term (a snapshot of the local state machine, or a received
+ * one the log already agrees with), the log is kept as it is and the caller
+ * compacts it when it likes (store_compact: followers that lag a little
+ * still get entries instead of a snapshot); otherwise the whole log is
+ * discarded and the snapshot's index becomes the compaction point (first
+ * index = index + 1, last index = index). The conf state becomes the
+ * snapshot's, so meta.conf must be the membership as of its index (true
+ * for a received snapshot, and for a local one taken at the applied index),
+ * and the previous snapshot's data is deleted. RAFT_EINVAL if nothing is
+ * staged, RAFT_ESNAP_OUT_OF_DATE if a newer snapshot became current
+ * meanwhile. Durable on return. */
+int store_snapshot_install(store *s);
+
+/* ---- the Raft core's view ---- */
+
+/* The raft_storage table over this store (ctx = s), valid while s is open.
+ * snapshot() returns the current snapshot's metadata, with its data inline
+ * when at most STORE_SNAPSHOT_INLINE_MAX bytes and otherwise data = NULL,
+ * len = 0 (the runtime streams it with store_snapshot_read()); it never
+ * returns RAFT_ESNAP_TEMP_UNAVAILABLE, since staging leaves the current
+ * snapshot readable. */
+raft_storage *store_raft_storage(store *s);
+
+#endif

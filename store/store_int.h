@@ -1,0 +1,102 @@
+/* store_int.h — what the store's own files share: the store struct, keys,
+ * checksummed records and errors. Not for use outside store/. */
+#ifndef RAFTFS_STORE_INT_H
+#define RAFTFS_STORE_INT_H
+
+#include <rocksdb/c.h>
+
+#include "store.h"
+
+#define STORE_ERRMSG_MAX 512
+#define KEY_MAX 17 /* prefix byte + two big-endian u64 */
+
+/* Key prefixes. Indexes and offsets follow big-endian so RocksDB's bytewise
+ * order is numeric order. */
+#define KEY_PREFIX_META 'm'  /* "m<name>": single records, see store.c */
+#define KEY_PREFIX_ENTRY 'e' /* 'e' be64(index): one raftpb.Entry */
+#define KEY_PREFIX_CHUNK 'c' /* 'c' be64(generation) be64(offset): snapshot data */
+
+extern const char KEY_FORMAT[], KEY_HARD_STATE[], KEY_CONF_STATE[], KEY_LOG_START[],
+	KEY_SNAPSHOT[], KEY_STAGE[];
+
+/* A snapshot as recorded (current or staged): its data lives in the chunks
+ * of generation gen, len bytes in all (for a staged one: so far). */
+typedef struct snap_record {
+	uint64_t gen;
+	uint64_t len;
+	raft_snapshot_meta meta; /* owns meta.conf */
+} snap_record;
+
+struct store {
+	char *dir;
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_writeoptions_t *wo_sync;
+	rocksdb_writeoptions_t *wo_async;
+	rocksdb_readoptions_t *ro;
+
+	/* Cached so the hot path never seeks (kept in step with every write). */
+	uint64_t compact_index; /* last discarded entry (the snapshot point), 0 when fresh */
+	uint64_t compact_term;
+	uint64_t last_index; /* == compact_index when the log is empty */
+	uint64_t last_term;
+	raft_hard_state hs;
+	snap_record snap;  /* current snapshot */
+	snap_record stage; /* staged snapshot, valid when staging */
+	bool staging;
+
+	uint8_t *scratch; /* reused buffer for encoding one value */
+	size_t scratch_cap;
+
+	raft_storage iface;
+	char errmsg[STORE_ERRMSG_MAX];
+};
+
+/* Records msg (prefixed with the store's directory) as the store's error
+ * and returns code, so failures read `return store_fail(s, ...)`. */
+int store_fail(store *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+size_t key_entry(uint8_t *k, uint64_t index);
+size_t key_chunk(uint8_t *k, uint64_t gen, uint64_t offset);
+
+void be64_put(uint8_t *p, uint64_t v);
+uint64_t be64_get(const uint8_t *p);
+
+/* A buffer for a value's payload of plen bytes, followed by rec_put(): the
+ * checksum header goes in front of it. NULL (error recorded) on OOM. */
+uint8_t *rec_buf(store *s, size_t plen);
+
+/* Adds key -> [crc32c(key, payload)][payload] to the batch; the payload is
+ * the plen bytes at rec_buf(). */
+void rec_put(store *s, rocksdb_writebatch_t *b, const uint8_t *key, size_t klen, size_t plen);
+
+/* Verifies a value read under key and returns its payload (pointing into
+ * val). RAFT_ECORRUPT, with the key named in the error, if it is truncated
+ * or its checksum does not match. */
+int rec_check(store *s, const uint8_t *key, size_t klen, const char *val, size_t vlen,
+	      const uint8_t **payload, size_t *plen);
+
+/* Reads and verifies the record under key. Returns 1 and sets *ps (destroy
+ * with rocksdb_pinnableslice_destroy; the payload points into it) if found,
+ * 0 if absent, or a negative error. */
+int rec_get(store *s, const uint8_t *key, size_t klen, rocksdb_pinnableslice_t **ps,
+	    const uint8_t **payload, size_t *plen);
+
+/* Writes the batch (synced if sync); what names the operation for errors. */
+int batch_write(store *s, rocksdb_writebatch_t *b, bool sync, const char *what);
+
+/* Adds the compaction point (index, term) to the batch. */
+void log_start_put(store *s, rocksdb_writebatch_t *b, uint64_t index, uint64_t term);
+
+/* Adds the conf state record to the batch. */
+int conf_state_put(store *s, rocksdb_writebatch_t *b, const raft_conf_state *cs);
+
+/* Snapshot records (snapshot.c). */
+int snap_record_load(store *s, const char *key, snap_record *r, bool *found);
+int snap_record_put(store *s, rocksdb_writebatch_t *b, const char *key, const snap_record *r);
+void snap_records_free(store *s);
+
+/* The raft_storage table (storage_iface.c). */
+void store_iface_init(store *s);
+
+#endif

@@ -1,0 +1,84 @@
+/* test_util.c — helpers shared by the store tests. */
+#include "test_util.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *tu_tmpdir(const char *tag)
+{
+	char *path;
+	if (asprintf(&path, "/tmp/raftfs-%s-XXXXXX", tag) < 0)
+		return NULL;
+	if (!mkdtemp(path)) {
+		free(path);
+		return NULL;
+	}
+	return path;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+void tu_rmtree(const char *dir)
+{
+	if (dir)
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static uint8_t data_byte(uint64_t index, uint64_t term, size_t i)
+{
+	uint64_t x = index * 0x9E3779B97F4A7C15ull ^ term * 0xC2B2AE3D27D4EB4Full ^ i;
+	x ^= x >> 29;
+	return (uint8_t)(x * 0xBF58476D1CE4E5B9ull >> 56);
+}
+
+void tu_entry(raft_entry *e, uint64_t index, uint64_t term, size_t len)
+{
+	memset(e, 0, sizeof(*e));
+	e->index = index;
+	e->term = term;
+	e->type = RAFT_ENTRY_NORMAL;
+	e->len = (uint32_t)len;
+	if (len) {
+		e->data = malloc(len);
+		if (!e->data)
+			abort();
+		for (size_t i = 0; i < len; i++)
+			e->data[i] = data_byte(index, term, i);
+	}
+}
+
+bool tu_entry_ok(const raft_entry *e, uint64_t index, uint64_t term)
+{
+	if (e->index != index || e->term != term)
+		return false;
+	for (size_t i = 0; i < e->len; i++)
+		if (e->data[i] != data_byte(index, term, i))
+			return false;
+	return true;
+}
+
+raft_entry *tu_entries(uint64_t lo, uint64_t hi, uint64_t term, size_t len)
+{
+	raft_entry *ents = calloc(hi - lo ? hi - lo : 1, sizeof(*ents));
+	if (!ents)
+		abort();
+	for (uint64_t i = lo; i < hi; i++)
+		tu_entry(&ents[i - lo], i, term, len);
+	return ents;
+}
+
+uint64_t tu_rand(uint64_t *state)
+{
+	uint64_t x = *state;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*state = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}

@@ -1,0 +1,31 @@
+/* test_util.h — temp directories and deterministic entries for the store tests. */
+#ifndef RAFTFS_TEST_STORE_UTIL_H
+#define RAFTFS_TEST_STORE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft_types.h"
+
+/* A new empty directory /tmp/raftfs-<tag>-XXXXXX (malloc'd path), or NULL. */
+char *tu_tmpdir(const char *tag);
+
+/* Removes dir and everything below it; frees nothing. */
+void tu_rmtree(const char *dir);
+
+/* Fills e with an entry whose len bytes of data are a function of
+ * (index, term), so any entry read back can be checked on its own. */
+void tu_entry(raft_entry *e, uint64_t index, uint64_t term, size_t len);
+
+/* Whether e's data is what tu_entry(index, term, e->len) makes. */
+bool tu_entry_ok(const raft_entry *e, uint64_t index, uint64_t term);
+
+/* Entries lo..hi-1 of the given term and data length (array to free with
+ * raft_entries_free). */
+raft_entry *tu_entries(uint64_t lo, uint64_t hi, uint64_t term, size_t len);
+
+/* A small fixed-seed PRNG (xorshift64*), so failures replay. */
+uint64_t tu_rand(uint64_t *state);
+
+#endif
