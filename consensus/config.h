@@ -1,0 +1,86 @@
+/* config.h — a node's configuration: an INI file (libinih) overridden by
+ * command-line flags.
+ *
+ * File format (every key optional unless marked; see raftfs node --help):
+ *
+ *   [node]    id (required), cluster, listen, data_dir (required), mount,
+ *             state_machine, proposal_timeout_ms
+ *   [peers]   <id> = host:port     one line per voter, this node included
+ *   [raft]    tick_ms, election_ticks, heartbeat_ticks, max_msg_bytes,
+ *             max_inflight, pre_vote, check_quorum, snapshot_entries
+ *   [transport] max_frame_bytes, send_queue_bytes
+ *   [log]     topics (comma-separated, or "all")
+ *
+ * Unknown sections or keys and bad values are errors naming file, line and
+ * key. Flags override the file; --peer replaces the whole [peers] list.
+ */
+#ifndef RAFTFS_CONFIG_H
+#define RAFTFS_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_PEERS 16
+#define CONFIG_HOST_MAX 64
+
+typedef struct config_peer {
+	uint64_t id;
+	char host[CONFIG_HOST_MAX];
+	uint16_t port;
+} config_peer;
+
+typedef struct node_config {
+	uint64_t id;
+	char cluster[64];
+	char listen_host[CONFIG_HOST_MAX]; /* empty: this node's [peers] address */
+	uint16_t listen_port;
+	config_peer peers[CONFIG_MAX_PEERS]; /* voters, this node included */
+	size_t n_peers;
+	char data_dir[PATH_MAX];
+	char mount[PATH_MAX];
+	char state_machine[32]; /* "kv" (test state machine) or "fs" */
+	unsigned proposal_timeout_ms;
+
+	unsigned tick_ms;
+	int election_ticks;
+	int heartbeat_ticks;
+	uint64_t max_msg_bytes;
+	size_t max_inflight;
+	bool pre_vote;
+	bool check_quorum;
+	uint64_t snapshot_entries; /* entries between snapshots (0: never) */
+
+	size_t max_frame_bytes;
+	size_t send_queue_bytes;
+
+	char log_topics[256];
+} node_config;
+
+/* Fills in the defaults (tick 10 ms, election 10 / heartbeat 1 ticks, ...). */
+void config_defaults(node_config *cfg);
+
+/* Reads an INI file into cfg (keys present override what is there).
+ * 0, or -EINVAL/-ENOENT with a message naming file, line and key in err. */
+int config_load_file(node_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Applies one setting as section/key/value, the way a file line would; the
+ * flag parser uses it too. 0 or -EINVAL with a message in err. */
+int config_set(node_config *cfg, const char *section, const char *key, const char *value,
+	       char *err, size_t errlen);
+
+/* Checks the whole: id set and among the peers, data_dir set, tick
+ * lengths consistent. 0 or -EINVAL with a message in err. */
+int config_validate(node_config *cfg, char *err, size_t errlen);
+
+/* The address entry of peer id, or NULL. */
+const config_peer *config_peer_find(const node_config *cfg, uint64_t id);
+
+/* Parses "host:port" into host/port. 0 or -EINVAL. */
+int config_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+/* Writes cfg as an INI file that config_load_file reads back. 0 or -errno. */
+int config_write_file(const node_config *cfg, const char *path);
+
+#endif

@@ -1,0 +1,81 @@
+/* frame.c — length-prefixed framing of the transport byte stream. */
+#include "frame.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void frame_header(uint8_t hdr[FRAME_HEADER_BYTES], uint8_t type, size_t payload_len)
+{
+	uint32_t l = (uint32_t)(payload_len + 1);
+
+	hdr[0] = (uint8_t)(l >> 24);
+	hdr[1] = (uint8_t)(l >> 16);
+	hdr[2] = (uint8_t)(l >> 8);
+	hdr[3] = (uint8_t)l;
+	hdr[4] = type;
+}
+
+void frame_reader_init(frame_reader *fr, size_t max_frame)
+{
+	memset(fr, 0, sizeof(*fr));
+	fr->max_frame = max_frame;
+}
+
+void frame_reader_free(frame_reader *fr)
+{
+	free(fr->buf);
+	memset(fr, 0, sizeof(*fr));
+}
+
+int frame_reader_feed(frame_reader *fr, const void *data, size_t n)
+{
+	if (n == 0)
+		return 0;
+	/* Slide consumed bytes out before growing, so the buffer stays about
+	 * one frame large however long the connection lives. */
+	if (fr->start > 0) {
+		memmove(fr->buf, fr->buf + fr->start, fr->len - fr->start);
+		fr->len -= fr->start;
+		fr->start = 0;
+	}
+	if (fr->len + n > fr->cap) {
+		size_t cap = fr->cap ? fr->cap : 4096;
+		uint8_t *nb;
+
+		while (cap < fr->len + n)
+			cap *= 2;
+		nb = realloc(fr->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		fr->buf = nb;
+		fr->cap = cap;
+	}
+	memcpy(fr->buf + fr->len, data, n);
+	fr->len += n;
+	return 0;
+}
+
+int frame_reader_next(frame_reader *fr, uint8_t *type, const uint8_t **payload, size_t *len)
+{
+	size_t avail = fr->len - fr->start;
+	const uint8_t *p = fr->buf + fr->start;
+	uint32_t l;
+
+	if (avail < 4)
+		return 0;
+	l = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	/* Checked before waiting for the body, so an oversized length is
+	 * refused at once instead of being buffered. */
+	if (l == 0 || l > fr->max_frame)
+		return -EMSGSIZE;
+	if (avail < (size_t)l + 4)
+		return 0;
+	if (p[4] == 0 || p[4] > FRAME_TYPE_MAX)
+		return -EPROTO;
+	*type = p[4];
+	*payload = p + FRAME_HEADER_BYTES;
+	*len = l - 1;
+	fr->start += (size_t)l + 4;
+	return 1;
+}

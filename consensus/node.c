@@ -1,0 +1,1072 @@
+/* node.c — the node runtime: loop thread (core, store, transport), apply
+ * thread, proposal and read-barrier bookkeeping, client requests. */
+#include "node.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <uv.h>
+
+#include "raft.h"
+#include "runtime_log.h"
+#include "store.h"
+#include "transport.h"
+
+/* A proposal waiting to be applied. Owned by the pending list (under mu). */
+typedef struct proposal {
+	struct proposal *next, *prev;
+	uint64_t seq;
+	uint8_t *data; /* envelope + command: what is (re-)proposed */
+	size_t len;
+	node_done_cb cb;
+	void *arg;
+	uint64_t deadline_ms;
+	uint64_t last_try_ms;
+	uint64_t epoch; /* leader epoch of the last try */
+	int last_error;
+	bool proposed;
+} proposal;
+
+/* A read barrier waiting for its read index, then for apply. Loop thread. */
+typedef struct reader {
+	struct reader *next;
+	uint64_t id;
+	node_read_cb cb;
+	void *arg;
+	uint64_t deadline_ms;
+	uint64_t last_try_ms;
+	uint64_t epoch;
+	uint64_t index;
+	bool has_index;
+} reader;
+
+typedef enum { OP_PROPOSE, OP_READ, OP_CALL } op_kind;
+
+/* Work handed to the loop thread. */
+typedef struct op {
+	struct op *next;
+	op_kind kind;
+	uint64_t seq;   /* OP_PROPOSE */
+	reader *rd;     /* OP_READ */
+	void (*fn)(node *n, void *arg, bool stopping); /* OP_CALL */
+	void *arg;
+} op;
+
+/* Committed entries handed to the apply thread, in order. */
+typedef struct apply_batch {
+	struct apply_batch *next;
+	raft_entry *ents;
+	size_t n;
+} apply_batch;
+
+struct node {
+	const node_config *cfg;
+	const node_sm *sm;
+	store *st;
+	raft *r;
+	transport *tp;
+	uint64_t client_id;
+
+	uv_loop_t loop;
+	uv_async_t async;
+	uv_timer_t tick;
+	uv_prepare_t prep;
+	pthread_t loop_thread, apply_thread;
+	bool launched, stopped;
+
+	/* Shared: inbox and pending proposals. */
+	pthread_mutex_t mu;
+	op *inbox_head, *inbox_tail;
+	proposal *pend_head, *pend_tail; /* increasing seq */
+	uint64_t seq;
+	bool stopping;
+	bool async_closed;
+
+	/* Loop thread only. */
+	reader *readers;
+	uint64_t read_id;
+	uint64_t leader;
+	uint64_t epoch; /* bumped on every leader change */
+	uint64_t retry_ms;
+	bool closing;
+
+	/* Apply queue. */
+	pthread_mutex_t amu;
+	pthread_cond_t acv;
+	apply_batch *aq_head, *aq_tail;
+	bool apply_stop;
+
+	_Atomic uint64_t applied;
+	_Atomic uint64_t term;
+	_Atomic bool is_leader;
+	_Atomic int fault;
+	_Atomic int readers_waiting; /* readers that have an index, waiting for apply */
+};
+
+const char *node_strerror(int code)
+{
+	switch (code) {
+	case 0:
+		return "ok";
+	case NODE_ENOLEADER:
+		return "no leader";
+	case NODE_ELEADERLOST:
+		return "leadership lost";
+	case NODE_ETIMEOUT:
+		return "timed out";
+	case NODE_ESTOPPED:
+		return "node stopping";
+	case NODE_EFAULT:
+		return "state machine failed on this node";
+	case NODE_ENOMEM:
+		return "out of memory";
+	}
+	return raft_strerror(code);
+}
+
+static uint64_t now_ms(void)
+{
+	return uv_hrtime() / 1000000;
+}
+
+/* ---- inbox (any thread -> loop thread) ---- */
+
+static int post(node *n, op *o)
+{
+	pthread_mutex_lock(&n->mu);
+	if (n->stopping && o->kind != OP_CALL) {
+		pthread_mutex_unlock(&n->mu);
+		return NODE_ESTOPPED;
+	}
+	o->next = NULL;
+	if (n->inbox_tail)
+		n->inbox_tail->next = o;
+	else
+		n->inbox_head = o;
+	n->inbox_tail = o;
+	/* Sent under the lock, so it never races with the loop closing the
+	 * handle; once closed, the loop thread drains the inbox on exit. */
+	if (!n->async_closed)
+		uv_async_send(&n->async);
+	pthread_mutex_unlock(&n->mu);
+	return 0;
+}
+
+/* Runs fn(n, arg) on the loop thread (with stopping = true if the node is
+ * shutting down: fn must then only release what arg holds). */
+static int post_call(node *n, void (*fn)(node *, void *, bool), void *arg)
+{
+	op *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return NODE_ENOMEM;
+	o->kind = OP_CALL;
+	o->fn = fn;
+	o->arg = arg;
+	return post(n, o);
+}
+
+/* ---- proposals ---- */
+
+static void pending_unlink(node *n, proposal *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		n->pend_head = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	else
+		n->pend_tail = p->prev;
+	p->next = p->prev = NULL;
+}
+
+static proposal *pending_find(node *n, uint64_t seq)
+{
+	for (proposal *p = n->pend_head; p; p = p->next)
+		if (p->seq == seq)
+			return p;
+	return NULL;
+}
+
+static void proposal_finish(proposal *p, int status, int64_t result, uint64_t index)
+{
+	p->cb(p->arg, status, result, index);
+	free(p->data);
+	free(p);
+}
+
+int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_done_cb cb,
+	       void *arg, uint64_t *term, bool *is_leader)
+{
+	proposal *p = calloc(1, sizeof(*p));
+	op *o = calloc(1, sizeof(*o));
+	envelope env;
+	int rc;
+
+	if (p)
+		p->data = malloc(ENVELOPE_BYTES + len);
+	if (!p || !o || !p->data) {
+		if (p)
+			free(p->data);
+		free(p);
+		free(o);
+		return NODE_ENOMEM;
+	}
+	memcpy(p->data + ENVELOPE_BYTES, cmd, len);
+	p->len = ENVELOPE_BYTES + len;
+	p->cb = cb;
+	p->arg = arg;
+	p->deadline_ms = now_ms() + (timeout_ms ? timeout_ms : n->cfg->proposal_timeout_ms);
+
+	pthread_mutex_lock(&n->mu);
+	if (n->stopping) {
+		pthread_mutex_unlock(&n->mu);
+		free(p->data);
+		free(p);
+		free(o);
+		return NODE_ESTOPPED;
+	}
+	/* Sequence numbers are handed out under the lock in list order, so
+	 * the list head is always the lowest pending seq (dedup.h). */
+	p->seq = ++n->seq;
+	env.client = n->client_id;
+	env.seq = p->seq;
+	env.min_pending = n->pend_head ? n->pend_head->seq : p->seq;
+	envelope_encode(&env, p->data);
+	p->prev = n->pend_tail;
+	if (n->pend_tail)
+		n->pend_tail->next = p;
+	else
+		n->pend_head = p;
+	n->pend_tail = p;
+	pthread_mutex_unlock(&n->mu);
+
+	o->kind = OP_PROPOSE;
+	o->seq = p->seq;
+	rc = post(n, o);
+	if (rc < 0) {
+		/* Stopping meanwhile: node_stop fails the pending proposal. */
+		free(o);
+	}
+	node_get_state(n, term, is_leader);
+	return 0;
+}
+
+/* Hands p to the core (loop thread, mu held). */
+static void try_propose(node *n, proposal *p, uint64_t now)
+{
+	int rc;
+
+	p->last_try_ms = now;
+	p->epoch = n->epoch;
+	rc = raft_propose(n->r, p->data, p->len, NULL, NULL);
+	if (rc == 0) {
+		p->proposed = true;
+		RLOG(RLOG_CLNT, "proposed seq %llu (%zu bytes)", (unsigned long long)p->seq, p->len);
+	} else if (rc == RAFT_EPROPOSAL_DROPPED) {
+		if (!p->proposed)
+			p->last_error = NODE_ENOLEADER;
+	} else {
+		rlog_write(RLOG_ERR, "propose seq %llu: %s", (unsigned long long)p->seq,
+			   raft_strerror(rc));
+	}
+}
+
+/* Fails proposals past their deadline; re-proposes those due for a retry:
+ * after a leader change, or when a try got no answer for retry_ms (a
+ * forwarded proposal can be lost with its connection). */
+static void check_proposals(node *n, uint64_t now)
+{
+	proposal *failed = NULL, *p, *next;
+
+	pthread_mutex_lock(&n->mu);
+	for (p = n->pend_head; p; p = next) {
+		next = p->next;
+		if (now >= p->deadline_ms || n->stopping) {
+			pending_unlink(n, p);
+			p->next = failed;
+			failed = p;
+			continue;
+		}
+		if (p->epoch != n->epoch && p->proposed)
+			p->last_error = NODE_ELEADERLOST;
+		if (n->leader && (p->epoch != n->epoch || now - p->last_try_ms >= n->retry_ms)) {
+			if (p->proposed)
+				RLOG(RLOG_CLNT, "retrying seq %llu", (unsigned long long)p->seq);
+			try_propose(n, p, now);
+		}
+	}
+	pthread_mutex_unlock(&n->mu);
+	for (p = failed; p; p = next) {
+		int status = n->stopping ? NODE_ESTOPPED
+			     : p->last_error ? p->last_error
+			     : n->leader    ? NODE_ETIMEOUT
+					    : NODE_ENOLEADER;
+
+		next = p->next;
+		RLOG(RLOG_CLNT, "seq %llu failed: %s", (unsigned long long)p->seq,
+		     node_strerror(status));
+		proposal_finish(p, status, 0, 0);
+	}
+}
+
+/* ---- read barriers ---- */
+
+int node_read_index(node *n, node_read_cb cb, void *arg)
+{
+	reader *rd = calloc(1, sizeof(*rd));
+	op *o = calloc(1, sizeof(*o));
+	int rc;
+
+	if (!rd || !o) {
+		free(rd);
+		free(o);
+		return NODE_ENOMEM;
+	}
+	rd->cb = cb;
+	rd->arg = arg;
+	rd->deadline_ms = now_ms() + n->cfg->proposal_timeout_ms;
+	o->kind = OP_READ;
+	o->rd = rd;
+	rc = post(n, o);
+	if (rc < 0) {
+		free(rd);
+		free(o);
+	}
+	return rc;
+}
+
+static void try_read(node *n, reader *rd, uint64_t now)
+{
+	uint8_t ctx[8];
+
+	rd->last_try_ms = now;
+	rd->epoch = n->epoch;
+	memcpy(ctx, &rd->id, 8);
+	raft_read_index(n->r, ctx, sizeof(ctx));
+}
+
+static void check_readers(node *n, uint64_t now)
+{
+	uint64_t applied = atomic_load(&n->applied);
+	reader **pp = &n->readers, *rd;
+	int waiting = 0;
+
+	while ((rd = *pp)) {
+		int status = 1;
+
+		if (rd->has_index && applied >= rd->index)
+			status = 0;
+		else if (n->stopping)
+			status = NODE_ESTOPPED;
+		else if (now >= rd->deadline_ms)
+			status = n->leader ? NODE_ETIMEOUT : NODE_ENOLEADER;
+		else if (atomic_load(&n->fault))
+			status = NODE_EFAULT;
+		if (status <= 0) {
+			*pp = rd->next;
+			rd->cb(rd->arg, status);
+			free(rd);
+			continue;
+		}
+		if (rd->has_index)
+			waiting++;
+		else if (n->leader && (rd->epoch != n->epoch || now - rd->last_try_ms >= n->retry_ms))
+			try_read(n, rd, now);
+		pp = &rd->next;
+	}
+	atomic_store(&n->readers_waiting, waiting);
+}
+
+static void on_read_state(node *n, const raft_read_state *rs)
+{
+	uint64_t id;
+
+	if (rs->ctx_len != 8)
+		return;
+	memcpy(&id, rs->ctx, 8);
+	for (reader *rd = n->readers; rd; rd = rd->next)
+		if (rd->id == id && !rd->has_index) {
+			rd->has_index = true;
+			rd->index = rs->index;
+		}
+}
+
+/* ---- apply thread ---- */
+
+static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index)
+{
+	proposal *p;
+
+	pthread_mutex_lock(&n->mu);
+	p = pending_find(n, seq);
+	if (p)
+		pending_unlink(n, p);
+	pthread_mutex_unlock(&n->mu);
+	/* Not found: a retry applied twice (the second is a dedup hit), or
+	 * the proposal already timed out. */
+	if (p)
+		proposal_finish(p, 0, result, index);
+}
+
+static int apply_entry(node *n, const raft_entry *e)
+{
+	const uint8_t *cmd;
+	size_t cmd_len;
+	envelope env;
+	int64_t result = 0;
+	int rc;
+
+	if (e->type != RAFT_ENTRY_NORMAL || e->len == 0)
+		return n->sm->apply_empty(n->sm->ctx, e->index);
+	if (envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) < 0) {
+		rlog_write(RLOG_ERR, "entry %llu: bad envelope (%u bytes, version %u)",
+			   (unsigned long long)e->index, e->len, e->data[0]);
+		return NODE_EFAULT;
+	}
+	rc = n->sm->apply(n->sm->ctx, e->index, &env, cmd, cmd_len, &result);
+	if (rc < 0)
+		return rc;
+	RLOG(RLOG_APPL, "applied %llu client %llx seq %llu -> %lld", (unsigned long long)e->index,
+	     (unsigned long long)env.client, (unsigned long long)env.seq, (long long)result);
+	if (env.client == n->client_id)
+		complete_local(n, env.seq, result, e->index);
+	return 0;
+}
+
+static void *apply_main(void *arg)
+{
+	node *n = arg;
+
+	for (;;) {
+		apply_batch *b;
+
+		pthread_mutex_lock(&n->amu);
+		while (!n->aq_head && !n->apply_stop)
+			pthread_cond_wait(&n->acv, &n->amu);
+		b = n->aq_head;
+		if (!b) {
+			pthread_mutex_unlock(&n->amu);
+			break;
+		}
+		n->aq_head = b->next;
+		if (!n->aq_head)
+			n->aq_tail = NULL;
+		pthread_mutex_unlock(&n->amu);
+
+		for (size_t i = 0; i < b->n; i++) {
+			const raft_entry *e = &b->ents[i];
+			int rc;
+
+			if (atomic_load(&n->fault) || n->apply_stop)
+				break;
+			if (e->index <= atomic_load(&n->applied))
+				continue;
+			rc = apply_entry(n, e);
+			if (rc < 0) {
+				rlog_write(RLOG_ERR,
+					   "apply entry %llu failed: %s: this node stops applying",
+					   (unsigned long long)e->index, node_strerror(rc));
+				atomic_store(&n->fault, NODE_EFAULT);
+				break;
+			}
+			atomic_store(&n->applied, e->index);
+		}
+		raft_entries_free(b->ents, b->n);
+		free(b);
+		if (atomic_load(&n->readers_waiting) > 0) {
+			pthread_mutex_lock(&n->mu);
+			if (!n->async_closed)
+				uv_async_send(&n->async);
+			pthread_mutex_unlock(&n->mu);
+		}
+	}
+	return NULL;
+}
+
+static int hand_to_apply(node *n, const raft_entry *ents, size_t cnt)
+{
+	apply_batch *b = calloc(1, sizeof(*b));
+
+	if (!b || !(b->ents = calloc(cnt, sizeof(raft_entry)))) {
+		free(b);
+		return NODE_ENOMEM;
+	}
+	for (size_t i = 0; i < cnt; i++) {
+		if (raft_entry_copy(&b->ents[i], &ents[i]) < 0) {
+			raft_entries_free(b->ents, i);
+			free(b);
+			return NODE_ENOMEM;
+		}
+	}
+	b->n = cnt;
+	pthread_mutex_lock(&n->amu);
+	if (n->aq_tail)
+		n->aq_tail->next = b;
+	else
+		n->aq_head = b;
+	n->aq_tail = b;
+	pthread_cond_signal(&n->acv);
+	pthread_mutex_unlock(&n->amu);
+	return 0;
+}
+
+/* ---- the Ready loop ---- */
+
+static void fatal_stop(node *n, const char *what, int rc)
+{
+	rlog_write(RLOG_ERR, "%s: %s: this node stops", what, raft_strerror(rc));
+	atomic_store(&n->fault, NODE_EFAULT);
+	uv_stop(&n->loop);
+}
+
+static void handle_ready(node *n)
+{
+	while (!atomic_load(&n->fault) && raft_has_ready(n->r)) {
+		uint64_t unreachable[CONFIG_MAX_PEERS];
+		size_t n_unreachable = 0;
+		raft_ready rd;
+		int rc;
+
+		raft_ready_get(n->r, &rd);
+		if (rd.snapshot) {
+			/* Snapshot transfer is not implemented yet: this node's
+			 * leader never compacts, so none should arrive. */
+			fatal_stop(n, "received a snapshot (not supported yet)", RAFT_EINVAL);
+			return;
+		}
+		if (rd.n_entries || rd.has_hard_state) {
+			rc = store_save(n->st, rd.has_hard_state ? &rd.hard_state : NULL, rd.entries,
+					rd.n_entries);
+			if (rc < 0) {
+				rlog_write(RLOG_ERR, "store: %s", store_errmsg(n->st));
+				fatal_stop(n, "saving a Ready", rc);
+				return;
+			}
+			RLOG(RLOG_PERS, "saved %zu entries%s", rd.n_entries,
+			     rd.has_hard_state ? " + hard state" : "");
+		}
+		/* Only now, with what they depend on durable, may messages go. */
+		for (size_t i = 0; i < rd.n_msgs; i++) {
+			const raft_msg *m = &rd.msgs[i];
+			size_t j;
+
+			if (transport_send(n->tp, m) == 0)
+				continue;
+			for (j = 0; j < n_unreachable; j++)
+				if (unreachable[j] == m->to)
+					break;
+			if (j == n_unreachable && n_unreachable < CONFIG_MAX_PEERS)
+				unreachable[n_unreachable++] = m->to;
+		}
+		if (rd.n_committed && hand_to_apply(n, rd.committed, rd.n_committed) < 0) {
+			fatal_stop(n, "handing committed entries to the apply thread", RAFT_ENOMEM);
+			return;
+		}
+		for (size_t i = 0; i < rd.n_read_states; i++)
+			on_read_state(n, &rd.read_states[i]);
+		if (rd.has_soft_state) {
+			atomic_store(&n->is_leader, rd.role == RAFT_LEADER);
+			if (rd.leader != n->leader) {
+				n->leader = rd.leader;
+				n->epoch++;
+				rlog_write(RLOG_INFO, "leader is %llu (this node: %s)",
+					   (unsigned long long)rd.leader, raft_role_name(rd.role));
+			}
+		}
+		raft_advance(n->r, &rd);
+		for (size_t j = 0; j < n_unreachable; j++)
+			raft_report_unreachable(n->r, unreachable[j]);
+		atomic_store(&n->term, raft_term(n->r));
+		rlog_set_term(raft_term(n->r));
+	}
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+	node *n = h->data;
+
+	handle_ready(n);
+	check_readers(n, now_ms());
+}
+
+static void on_tick(uv_timer_t *h)
+{
+	node *n = h->data;
+	uint64_t now = now_ms();
+
+	raft_tick(n->r);
+	check_proposals(n, now);
+	check_readers(n, now);
+}
+
+static void on_raft_msg(void *arg, const raft_msg *m)
+{
+	node *n = arg;
+
+	raft_step(n->r, m);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+}
+
+/* Shutting down (loop thread): fail what waits, close every handle. */
+static void begin_close(node *n)
+{
+	if (n->closing)
+		return;
+	n->closing = true;
+	check_proposals(n, now_ms());
+	check_readers(n, now_ms());
+	transport_close(n->tp);
+	uv_close((uv_handle_t *)&n->tick, on_closed);
+	uv_close((uv_handle_t *)&n->prep, on_closed);
+	pthread_mutex_lock(&n->mu);
+	n->async_closed = true;
+	uv_close((uv_handle_t *)&n->async, on_closed);
+	pthread_mutex_unlock(&n->mu);
+}
+
+static void run_inbox(node *n)
+{
+	op *o, *next;
+	bool stopping;
+
+	pthread_mutex_lock(&n->mu);
+	o = n->inbox_head;
+	n->inbox_head = n->inbox_tail = NULL;
+	stopping = n->stopping;
+	pthread_mutex_unlock(&n->mu);
+	for (; o; o = next) {
+		next = o->next;
+		if (o->kind == OP_PROPOSE && !stopping) {
+			proposal *p;
+
+			pthread_mutex_lock(&n->mu);
+			p = pending_find(n, o->seq);
+			if (p)
+				try_propose(n, p, now_ms());
+			pthread_mutex_unlock(&n->mu);
+		} else if (o->kind == OP_READ) {
+			reader *rd = o->rd;
+
+			rd->id = ++n->read_id;
+			rd->next = n->readers;
+			n->readers = rd;
+			if (!stopping)
+				try_read(n, rd, now_ms());
+		} else if (o->kind == OP_CALL) {
+			o->fn(n, o->arg, stopping);
+		}
+		free(o);
+	}
+}
+
+static void on_async(uv_async_t *h)
+{
+	node *n = h->data;
+	bool stopping;
+
+	run_inbox(n);
+	pthread_mutex_lock(&n->mu);
+	stopping = n->stopping;
+	pthread_mutex_unlock(&n->mu);
+	if (stopping) {
+		begin_close(n);
+		/* Completions failed just now post their replies: run them. */
+		run_inbox(n);
+	}
+	check_readers(n, now_ms());
+}
+
+static void *loop_main(void *arg)
+{
+	node *n = arg;
+
+	uv_run(&n->loop, UV_RUN_DEFAULT);
+	if (!n->closing) {
+		/* uv_stop after a fatal error: close down all the same. */
+		pthread_mutex_lock(&n->mu);
+		n->stopping = true;
+		pthread_mutex_unlock(&n->mu);
+		begin_close(n);
+		run_inbox(n);
+		uv_run(&n->loop, UV_RUN_DEFAULT);
+	}
+	run_inbox(n);
+	return NULL;
+}
+
+/* ---- client requests (loop thread) ---- */
+
+/* A client request being answered later. */
+typedef struct pending_reply {
+	node *n;
+	transport_conn *conn;
+	uint64_t id;
+	int status;
+	int64_t result;
+	uint64_t index;
+	uint8_t *query; /* QueryRequest data, for after the barrier */
+	size_t query_len;
+} pending_reply;
+
+static void reply_error(transport_conn *conn, uint64_t id, int status)
+{
+	Transportpb__Response resp = TRANSPORTPB__RESPONSE__INIT;
+
+	resp.id = id;
+	resp.error = status;
+	resp.error_msg = (char *)node_strerror(status);
+	transport_reply(conn, &resp);
+}
+
+static void send_propose_reply(node *n, void *arg, bool stopping)
+{
+	pending_reply *pr = arg;
+	Transportpb__Response resp = TRANSPORTPB__RESPONSE__INIT;
+
+	resp.id = pr->id;
+	resp.error = pr->status;
+	resp.error_msg = (char *)node_strerror(pr->status);
+	resp.result = pr->result;
+	resp.index = pr->index;
+	transport_reply(pr->conn, &resp);
+	transport_conn_unref(pr->conn);
+	free(pr);
+}
+
+static void on_propose_done(void *arg, int status, int64_t result, uint64_t index)
+{
+	pending_reply *pr = arg;
+
+	pr->status = status;
+	pr->result = result;
+	pr->index = index;
+	/* May run on the apply thread: the reply goes out on the loop thread. */
+	post_call(pr->n, send_propose_reply, pr);
+}
+
+static void send_query_reply(node *n, void *arg, bool stopping)
+{
+	pending_reply *pr = arg;
+	Transportpb__Response resp = TRANSPORTPB__RESPONSE__INIT;
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	int rc = pr->status;
+
+	if (rc == 0 && !n->sm->query)
+		rc = RAFT_EINVAL;
+	if (rc == 0)
+		rc = n->sm->query(n->sm->ctx, pr->query, pr->query_len, &out, &out_len);
+	resp.id = pr->id;
+	resp.error = rc;
+	resp.error_msg = (char *)node_strerror(rc);
+	resp.value.data = out;
+	resp.value.len = out_len;
+	resp.index = atomic_load(&n->applied);
+	transport_reply(pr->conn, &resp);
+	transport_conn_unref(pr->conn);
+	free(out);
+	free(pr->query);
+	free(pr);
+}
+
+static void on_query_ready(void *arg, int status)
+{
+	pending_reply *pr = arg;
+
+	pr->status = status;
+	post_call(pr->n, send_query_reply, pr);
+}
+
+static const char *progress_name(raft_progress_state s)
+{
+	return s == RAFT_PROGRESS_PROBE ? "probe" : s == RAFT_PROGRESS_REPLICATE ? "replicate"
+									     : "snapshot";
+}
+
+static void reply_status(node *n, transport_conn *conn, uint64_t id)
+{
+	Transportpb__Response resp = TRANSPORTPB__RESPONSE__INIT;
+	Transportpb__NodeStatus ns = TRANSPORTPB__NODE_STATUS__INIT;
+	Transportpb__PeerStatus ps[16], *pps[16];
+	raft_snapshot_meta meta;
+	uint64_t snap_len;
+	raft_status st;
+
+	raft_get_status(n->r, &st);
+	ns.id = st.id;
+	ns.role = (char *)raft_role_name(st.role);
+	ns.term = st.term;
+	ns.leader = st.leader;
+	ns.commit = st.commit;
+	ns.applied = atomic_load(&n->applied);
+	ns.first_index = st.first_index;
+	ns.last_index = st.last_index;
+	if (store_snapshot_meta(n->st, &meta, &snap_len) == 0) {
+		ns.snapshot_index = meta.index;
+		raft_conf_state_free_contents(&meta.conf);
+	}
+	for (size_t i = 0; i < st.n_peers && i < 16; i++) {
+		transportpb__peer_status__init(&ps[i]);
+		ps[i].id = st.peers[i].id;
+		ps[i].match = st.peers[i].match;
+		ps[i].next = st.peers[i].next;
+		ps[i].state = (char *)progress_name(st.peers[i].state);
+		ps[i].active = st.peers[i].recent_active;
+		ps[i].connected =
+			st.peers[i].id == st.id || transport_peer_connected(n->tp, st.peers[i].id);
+		pps[i] = &ps[i];
+	}
+	ns.n_peers = st.n_peers < 16 ? st.n_peers : 16;
+	ns.peers = pps;
+	ns.cluster = (char *)n->cfg->cluster;
+	if (atomic_load(&n->fault)) {
+		ns.error = "the state machine failed on this node; it stopped applying";
+	} else if (st.leader == 0) {
+		ns.error = "no leader known";
+	} else {
+		ns.healthy = true;
+		ns.error = "";
+	}
+	resp.id = id;
+	resp.status = &ns;
+	transport_reply(conn, &resp);
+}
+
+static void on_request(void *arg, transport_conn *conn, const Transportpb__Request *req)
+{
+	node *n = arg;
+	pending_reply *pr;
+	int rc;
+
+	switch (req->op_case) {
+	case TRANSPORTPB__REQUEST__OP_STATUS:
+		reply_status(n, conn, req->id);
+		return;
+	case TRANSPORTPB__REQUEST__OP_PROPOSE:
+	case TRANSPORTPB__REQUEST__OP_QUERY:
+		break;
+	default:
+		reply_error(conn, req->id, RAFT_EINVAL);
+		return;
+	}
+	pr = calloc(1, sizeof(*pr));
+	if (!pr) {
+		reply_error(conn, req->id, NODE_ENOMEM);
+		return;
+	}
+	pr->n = n;
+	pr->conn = conn;
+	pr->id = req->id;
+	transport_conn_ref(conn);
+	if (req->op_case == TRANSPORTPB__REQUEST__OP_PROPOSE) {
+		rc = node_start(n, req->propose->data.data, req->propose->data.len,
+				req->propose->timeout_ms, on_propose_done, pr, NULL, NULL);
+	} else {
+		pr->query_len = req->query->data.len;
+		pr->query = malloc(pr->query_len ? pr->query_len : 1);
+		if (!pr->query) {
+			rc = NODE_ENOMEM;
+		} else {
+			memcpy(pr->query, req->query->data.data, pr->query_len);
+			if (req->query->linearizable) {
+				rc = node_read_index(n, on_query_ready, pr);
+			} else {
+				send_query_reply(n, pr, false);
+				return;
+			}
+		}
+	}
+	if (rc < 0) {
+		reply_error(conn, req->id, rc);
+		transport_conn_unref(conn);
+		free(pr->query);
+		free(pr);
+	}
+}
+
+/* ---- lifecycle ---- */
+
+int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, size_t errlen)
+{
+	transport_callbacks cb = {0};
+	uint64_t ids[CONFIG_MAX_PEERS];
+	raft_config rc_cfg = {0};
+	char dir[PATH_MAX + 8];
+	node *n;
+	int rc;
+
+	n = calloc(1, sizeof(*n));
+	if (!n) {
+		snprintf(err, errlen, "out of memory");
+		return NODE_ENOMEM;
+	}
+	n->cfg = cfg;
+	n->sm = sm;
+	pthread_mutex_init(&n->mu, NULL);
+	pthread_mutex_init(&n->amu, NULL);
+	pthread_cond_init(&n->acv, NULL);
+	/* A fresh client id per process run: sequence numbers restart at 1
+	 * and must never meet an old run's entries in the duplicate table. */
+	while (n->client_id == 0)
+		if (getrandom(&n->client_id, sizeof(n->client_id), 0) != sizeof(n->client_id))
+			n->client_id = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+	n->retry_ms = 3ull * cfg->election_ticks * cfg->tick_ms;
+	atomic_store(&n->applied, sm->applied_index(sm->ctx));
+
+	snprintf(dir, sizeof(dir), "%s/raft", cfg->data_dir);
+	rc = store_open(dir, &n->st, err, errlen);
+	if (rc < 0)
+		goto fail;
+	for (size_t i = 0; i < cfg->n_peers; i++)
+		ids[i] = cfg->peers[i].id;
+	rc_cfg.id = cfg->id;
+	rc_cfg.peers = ids;
+	rc_cfg.n_peers = cfg->n_peers;
+	rc_cfg.election_ticks = cfg->election_ticks;
+	rc_cfg.heartbeat_ticks = cfg->heartbeat_ticks;
+	rc_cfg.max_msg_bytes = cfg->max_msg_bytes;
+	rc_cfg.max_inflight = cfg->max_inflight;
+	rc_cfg.pre_vote = cfg->pre_vote;
+	rc_cfg.check_quorum = cfg->check_quorum;
+	rc_cfg.storage = store_raft_storage(n->st);
+	rc_cfg.applied = atomic_load(&n->applied);
+	rc_cfg.seed = n->client_id;
+	rc = raft_new(&rc_cfg, &n->r);
+	if (rc < 0) {
+		snprintf(err, errlen, "raft core for node %llu in %s: %s",
+			 (unsigned long long)cfg->id, dir, raft_strerror(rc));
+		goto fail;
+	}
+	atomic_store(&n->term, raft_term(n->r));
+	rc = uv_loop_init(&n->loop);
+	if (rc < 0) {
+		snprintf(err, errlen, "event loop: %s", uv_strerror(rc));
+		goto fail;
+	}
+	cb.arg = n;
+	cb.on_raft = on_raft_msg;
+	cb.on_request = on_request;
+	rc = transport_new(&n->loop, cfg, &cb, &n->tp);
+	if (rc < 0) {
+		snprintf(err, errlen, "transport: cannot resolve the peer addresses");
+		uv_loop_close(&n->loop);
+		goto fail;
+	}
+	*out = n;
+	return 0;
+fail:
+	if (n->r)
+		raft_free(n->r);
+	if (n->st)
+		store_close(n->st);
+	pthread_mutex_destroy(&n->mu);
+	pthread_mutex_destroy(&n->amu);
+	pthread_cond_destroy(&n->acv);
+	free(n);
+	return rc;
+}
+
+int node_launch(node *n)
+{
+	int rc;
+
+	uv_async_init(&n->loop, &n->async, on_async);
+	n->async.data = n;
+	uv_timer_init(&n->loop, &n->tick);
+	n->tick.data = n;
+	uv_prepare_init(&n->loop, &n->prep);
+	n->prep.data = n;
+	rc = transport_start(n->tp);
+	if (rc < 0) {
+		/* Close the handles opened so far, so node_free can close the loop. */
+		n->stopping = true;
+		begin_close(n);
+		uv_run(&n->loop, UV_RUN_DEFAULT);
+		return rc;
+	}
+	uv_timer_start(&n->tick, on_tick, n->cfg->tick_ms, n->cfg->tick_ms);
+	uv_prepare_start(&n->prep, on_prepare);
+	if (pthread_create(&n->apply_thread, NULL, apply_main, n) != 0)
+		return -EAGAIN;
+	if (pthread_create(&n->loop_thread, NULL, loop_main, n) != 0) {
+		pthread_mutex_lock(&n->amu);
+		n->apply_stop = true;
+		pthread_cond_signal(&n->acv);
+		pthread_mutex_unlock(&n->amu);
+		pthread_join(n->apply_thread, NULL);
+		return -EAGAIN;
+	}
+	n->launched = true;
+	rlog_write(RLOG_INFO, "node %llu of cluster '%s' listening on %s:%u, applied %llu",
+		   (unsigned long long)n->cfg->id, n->cfg->cluster, n->cfg->listen_host,
+		   n->cfg->listen_port, (unsigned long long)atomic_load(&n->applied));
+	return 0;
+}
+
+void node_stop(node *n)
+{
+	if (!n->launched || n->stopped)
+		return;
+	pthread_mutex_lock(&n->mu);
+	n->stopping = true;
+	if (!n->async_closed)
+		uv_async_send(&n->async);
+	pthread_mutex_unlock(&n->mu);
+	pthread_join(n->loop_thread, NULL);
+	pthread_mutex_lock(&n->amu);
+	n->apply_stop = true;
+	pthread_cond_signal(&n->acv);
+	pthread_mutex_unlock(&n->amu);
+	pthread_join(n->apply_thread, NULL);
+	n->stopped = true;
+}
+
+void node_free(node *n)
+{
+	apply_batch *b, *next;
+
+	if (!n)
+		return;
+	node_stop(n);
+	run_inbox(n);
+	for (b = n->aq_head; b; b = next) {
+		next = b->next;
+		raft_entries_free(b->ents, b->n);
+		free(b);
+	}
+	transport_free(n->tp);
+	uv_loop_close(&n->loop);
+	raft_free(n->r);
+	store_close(n->st);
+	pthread_mutex_destroy(&n->mu);
+	pthread_mutex_destroy(&n->amu);
+	pthread_cond_destroy(&n->acv);
+	free(n);
+}
+
+void node_get_state(node *n, uint64_t *term, bool *is_leader)
+{
+	if (term)
+		*term = atomic_load(&n->term);
+	if (is_leader)
+		*is_leader = atomic_load(&n->is_leader);
+}
+
+uint64_t node_applied(node *n)
+{
+	return atomic_load(&n->applied);
+}
+
+int node_fault(node *n)
+{
+	return atomic_load(&n->fault);
+}

@@ -1,0 +1,120 @@
+/* node.h — a running Raft node: the libuv loop thread that drives the core,
+ * the RocksDB store and the TCP transport, plus the apply thread that feeds
+ * committed commands to the state machine. The proposal API is callable
+ * from any thread.
+ *
+ * Threads. The loop thread owns the raft core, the store and the transport;
+ * other threads reach it only through a queue and uv_async_send. Each
+ * Ready is handled as raft.h says: one synced store_save() (hard state and
+ * entries in one batch, so proposals arriving together share one fsync),
+ * then the messages are sent, then the committed entries are handed in
+ * order to the apply thread, then raft_advance(). The apply thread calls the
+ * state machine, so a slow state machine never delays heartbeats.
+ *
+ * Proposals. Every proposal's entry is an envelope (consensus/envelope.h:
+ * this process's client id, a sequence number, the lowest sequence number
+ * still pending) + the command. Completion is matched by (client, seq)
+ * when the entry is applied on this node. Until then the runtime
+ * re-proposes the same bytes after a leader change and every few election
+ * timeouts (a forwarded proposal may be lost); the state machine's
+ * duplicate table (consensus/dedup.h) makes the retries harmless.
+ */
+#ifndef RAFTFS_NODE_H
+#define RAFTFS_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "envelope.h"
+
+/* Failure reasons of a proposal or read (all negative). */
+enum {
+	NODE_ENOLEADER = -2001,   /* no leader known until the deadline */
+	NODE_ELEADERLOST = -2002, /* the leader changed and the retries did not land in time */
+	NODE_ETIMEOUT = -2003,    /* a leader was known, but the command was not applied in time */
+	NODE_ESTOPPED = -2004,    /* the node is shutting down */
+	NODE_EFAULT = -2005,      /* the state machine failed locally; the node stopped applying */
+	NODE_ENOMEM = -2006,
+};
+const char *node_strerror(int code);
+
+/* The replicated state machine, as the runtime calls it. Every call but
+ * query() comes from the apply thread, one at a time, in log order. */
+typedef struct node_sm {
+	void *ctx;
+	/* Index of the last entry whose effect is in the state machine
+	 * (0 for a new one). Read once at start: later committed entries are
+	 * handed out again, so application must be durable together with this
+	 * index (or idempotent). */
+	uint64_t (*applied_index)(void *ctx);
+	/* Applies the command of entry `index`. The state machine
+	 * deduplicates on env (dedup_check/dedup_record): a command already
+	 * applied for (env->client, env->seq) must not run again and returns
+	 * its recorded result. Returns 0 with the deterministic outcome in
+	 * *result (the same on every node; handed to the proposer), or a
+	 * negative code for a local fault (disk full, I/O error): the node then
+	 * stops applying and reports itself unhealthy rather than diverge. */
+	int (*apply)(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd,
+		     size_t len, int64_t *result);
+	/* An entry with no command (the leader's no-op, a membership change):
+	 * only the applied index moves. 0 or a negative local fault. */
+	int (*apply_empty)(void *ctx, uint64_t index);
+	/* Optional: answers a read-only query from the current state, on the
+	 * loop thread, concurrently with apply (the state machine locks).
+	 * *out is malloc'd (caller frees). 0 or a negative code. */
+	int (*query)(void *ctx, const uint8_t *q, size_t len, uint8_t **out, size_t *out_len);
+} node_sm;
+
+typedef struct node node;
+
+/* Completion of a proposal: status 0 with the state machine's result and the
+ * index it was applied at, or a negative NODE_E* reason. Fires exactly once,
+ * on the apply thread or the loop thread: it must not block, and must not
+ * call node_stop(). */
+typedef void (*node_done_cb)(void *arg, int status, int64_t result, uint64_t index);
+
+/* Completion of a read barrier: 0 or a negative NODE_E* reason. Same
+ * thread rules as node_done_cb. */
+typedef void (*node_read_cb)(void *arg, int status);
+
+/* Opens the store in cfg->data_dir/raft and builds the core and transport
+ * (cfg and sm are borrowed and must outlive the node). Nothing runs yet.
+ * 0 or a negative code, with what failed in err. */
+int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, size_t errlen);
+
+/* Starts listening and the loop and apply threads. 0 or a negative code
+ * with a log line (e.g. the listen address is taken). */
+int node_launch(node *n);
+
+/* Stops both threads (pending proposals and reads fail with
+ * NODE_ESTOPPED) and waits for them. Idempotent. Not from a callback. */
+void node_stop(node *n);
+
+/* Frees a stopped (or never launched) node. */
+void node_free(node *n);
+
+/* Proposes cmd[0..len) (copied). Returns 0 once queued, with the current
+ * term and whether this node believes it leads (either may be NULL); the
+ * index is not known until applied and is given to cb. timeout_ms 0 means
+ * the configured proposal timeout. NODE_ESTOPPED / NODE_ENOMEM (cb is then
+ * not called). Any thread. */
+int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_done_cb cb,
+	       void *arg, uint64_t *term, bool *is_leader);
+
+/* Current term and whether this node is the leader. Any thread. */
+void node_get_state(node *n, uint64_t *term, bool *is_leader);
+
+/* Linearizable read barrier (ReadIndex, Raft thesis §6.4): cb fires once
+ * this node has applied everything committed before the call. Any thread.
+ * 0 once queued, or NODE_ESTOPPED / NODE_ENOMEM (cb is then not called). */
+int node_read_index(node *n, node_read_cb cb, void *arg);
+
+/* Index of the last entry applied on this node. Any thread. */
+uint64_t node_applied(node *n);
+
+/* 0 while healthy; the NODE_EFAULT code once applying failed. Any thread. */
+int node_fault(node *n);
+
+#endif

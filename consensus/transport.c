@@ -1,0 +1,687 @@
+/* transport.c — TCP connections between nodes and from clients (libuv). */
+#include "transport.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "frame.h"
+#include "runtime_log.h"
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 1000
+#define HANDSHAKE_TIMEOUT_MS 5000
+
+enum conn_state { CONN_HANDSHAKE, CONN_PEER, CONN_CLIENT, CONN_CLOSED };
+
+struct transport_conn {
+	uv_tcp_t tcp;
+	transport *t;
+	frame_reader fr;
+	enum conn_state state;
+	bool outbound;
+	uint64_t peer; /* expected (outbound) or announced (inbound) node id */
+	uint64_t born_ms;
+	size_t queued; /* bytes handed to uv_write and not yet written */
+	int refs;      /* the open handle counts as one */
+	struct transport_conn *next, *prev;
+	char name[96]; /* for log lines */
+};
+
+typedef struct peer {
+	uint64_t id;
+	transport *t;
+	struct sockaddr_storage sa;
+	char addr[CONFIG_HOST_MAX + 8];
+	transport_conn *conn; /* handshaked connection, or NULL */
+	bool dialer;          /* this node dials it (lower id dials) */
+	bool dialing;
+	unsigned backoff_ms;
+	uv_timer_t timer; /* redial */
+} peer;
+
+struct transport {
+	uv_loop_t *loop;
+	const node_config *cfg;
+	transport_callbacks cb;
+	uv_tcp_t listener;
+	uv_timer_t sweep;
+	peer peers[CONFIG_MAX_PEERS];
+	size_t n_peers;
+	transport_conn *conns;
+	bool closing;
+	char rbuf[64 * 1024];
+};
+
+typedef struct wreq {
+	uv_write_t req;
+	uint8_t *buf;
+	size_t len;
+	transport_conn *conn;
+} wreq;
+
+static void dial(peer *p);
+
+static peer *find_peer(transport *t, uint64_t id)
+{
+	for (size_t i = 0; i < t->n_peers; i++)
+		if (t->peers[i].id == id)
+			return &t->peers[i];
+	return NULL;
+}
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	char ps[8];
+	int rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(ps, sizeof(ps), "%u", port);
+	rc = getaddrinfo(host, ps, &hints, &res);
+	if (rc != 0) {
+		rlog_write(RLOG_ERR, "resolve %s:%u: %s", host, port, gai_strerror(rc));
+		return -EHOSTUNREACH;
+	}
+	memcpy(sa, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+int transport_new(uv_loop_t *loop, const node_config *cfg, const transport_callbacks *cb,
+		  transport **out)
+{
+	transport *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->loop = loop;
+	t->cfg = cfg;
+	t->cb = *cb;
+	for (size_t i = 0; i < cfg->n_peers; i++) {
+		const config_peer *cp = &cfg->peers[i];
+		peer *p;
+
+		if (cp->id == cfg->id)
+			continue;
+		p = &t->peers[t->n_peers++];
+		p->id = cp->id;
+		p->t = t;
+		p->dialer = cfg->id < cp->id;
+		p->backoff_ms = BACKOFF_MIN_MS;
+		snprintf(p->addr, sizeof(p->addr), "%s:%u", cp->host, cp->port);
+		if (resolve(cp->host, cp->port, &p->sa) < 0) {
+			free(t);
+			return -EHOSTUNREACH;
+		}
+	}
+	*out = t;
+	return 0;
+}
+
+/* ---- connection lifetime ---- */
+
+static transport_conn *conn_new(transport *t, bool outbound)
+{
+	transport_conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->t = t;
+	c->outbound = outbound;
+	c->refs = 1;
+	c->born_ms = uv_now(t->loop);
+	c->tcp.data = c;
+	frame_reader_init(&c->fr, t->cfg->max_frame_bytes);
+	c->next = t->conns;
+	if (t->conns)
+		t->conns->prev = c;
+	t->conns = c;
+	return c;
+}
+
+static void conn_free(transport_conn *c)
+{
+	transport *t = c->t;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else if (t->conns == c)
+		t->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	frame_reader_free(&c->fr);
+	free(c);
+}
+
+void transport_conn_ref(transport_conn *c)
+{
+	c->refs++;
+}
+
+void transport_conn_unref(transport_conn *c)
+{
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+static void on_redial(uv_timer_t *timer)
+{
+	dial(timer->data);
+}
+
+static void schedule_redial(peer *p)
+{
+	if (p->t->closing || p->dialing || p->conn)
+		return;
+	uv_timer_start(&p->timer, on_redial, p->backoff_ms, 0);
+	p->backoff_ms = p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	transport_conn *c = h->data;
+	transport *t = c->t;
+	peer *p = c->outbound ? find_peer(t, c->peer) : NULL;
+
+	if (p) {
+		p->dialing = false;
+		schedule_redial(p);
+	}
+	transport_conn_unref(c);
+}
+
+static void conn_close(transport_conn *c)
+{
+	peer *p;
+
+	if (c->state == CONN_CLOSED)
+		return;
+	p = c->peer ? find_peer(c->t, c->peer) : NULL;
+	if (p && p->conn == c) {
+		p->conn = NULL;
+		RLOG(RLOG_NET, "%s: disconnected", c->name);
+	}
+	c->state = CONN_CLOSED;
+	uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+/* ---- writing ---- */
+
+static void on_written(uv_write_t *req, int status)
+{
+	wreq *w = (wreq *)req;
+
+	w->conn->queued -= w->len;
+	if (status < 0 && status != UV_ECANCELED) {
+		RLOG(RLOG_NET, "%s: write failed: %s", w->conn->name, uv_strerror(status));
+		conn_close(w->conn);
+	}
+	free(w->buf);
+	free(w);
+}
+
+/* Writes a whole frame; takes ownership of buf. */
+static void write_frame(transport_conn *c, uint8_t *buf, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	wreq *w;
+
+	/* Most frames go out at once; only what the kernel would not take
+	 * is queued (uv_try_write refuses while earlier writes are queued, so
+	 * order is kept). */
+	if (n == (int)len) {
+		free(buf);
+		return;
+	}
+	if (n < 0 && n != UV_EAGAIN) {
+		RLOG(RLOG_NET, "%s: write failed: %s", c->name, uv_strerror(n));
+		free(buf);
+		conn_close(c);
+		return;
+	}
+	if (n < 0)
+		n = 0;
+	w = malloc(sizeof(*w));
+	if (!w) {
+		free(buf);
+		conn_close(c);
+		return;
+	}
+	w->buf = buf;
+	w->len = len - (size_t)n;
+	w->conn = c;
+	c->queued += w->len;
+	b = uv_buf_init((char *)buf + n, (unsigned)w->len);
+	n = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+	if (n < 0) {
+		c->queued -= w->len;
+		free(buf);
+		free(w);
+		conn_close(c);
+	}
+}
+
+static int send_pb(transport_conn *c, uint8_t type, const ProtobufCMessage *msg)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = malloc(FRAME_HEADER_BYTES + n);
+
+	if (!buf)
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, buf + FRAME_HEADER_BYTES);
+	frame_header(buf, type, n);
+	write_frame(c, buf, FRAME_HEADER_BYTES + n);
+	return 0;
+}
+
+static void send_hello(transport_conn *c, const char *error)
+{
+	Transportpb__Hello h = TRANSPORTPB__HELLO__INIT;
+
+	h.cluster = (char *)c->t->cfg->cluster;
+	h.node_id = c->t->cfg->id;
+	h.version = TRANSPORT_VERSION;
+	h.error = (char *)(error ? error : "");
+	send_pb(c, FRAME_HELLO, &h.base);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+	conn_close(req->data);
+	free(req);
+}
+
+/* Refuses a connection: says why in a Hello, then closes once it is out. */
+static void refuse(transport_conn *c, const char *why)
+{
+	uv_shutdown_t *req = malloc(sizeof(*req));
+
+	rlog_write(RLOG_ERR, "%s: refused: %s", c->name, why);
+	send_hello(c, why);
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+		free(req);
+		conn_close(c);
+		return;
+	}
+	req->data = c;
+}
+
+int transport_send(transport *t, const raft_msg *m)
+{
+	peer *p = find_peer(t, m->to);
+	uint8_t *buf;
+	size_t len;
+
+	if (!p || !p->conn)
+		return -ENOTCONN;
+	if (codec_msg_encode(m, FRAME_HEADER_BYTES, &buf, &len) != 0)
+		return -EINVAL;
+	if (p->conn->queued + len > t->cfg->send_queue_bytes) {
+		free(buf);
+		return -ENOBUFS;
+	}
+	frame_header(buf, FRAME_RAFT, len);
+	write_frame(p->conn, buf, FRAME_HEADER_BYTES + len);
+	return 0;
+}
+
+bool transport_peer_connected(const transport *t, uint64_t id)
+{
+	for (size_t i = 0; i < t->n_peers; i++)
+		if (t->peers[i].id == id)
+			return t->peers[i].conn != NULL;
+	return false;
+}
+
+void transport_reply(transport_conn *c, const Transportpb__Response *resp)
+{
+	if (c->state != CONN_CLIENT)
+		return;
+	send_pb(c, FRAME_RESPONSE, &resp->base);
+}
+
+/* ---- reading ---- */
+
+static void peer_up(transport_conn *c, peer *p)
+{
+	if (p->conn && p->conn != c) {
+		/* The peer restarted before we noticed the old connection die:
+		 * the newest connection wins. */
+		transport_conn *old = p->conn;
+
+		p->conn = NULL;
+		conn_close(old);
+	}
+	c->state = CONN_PEER;
+	p->conn = c;
+	p->backoff_ms = BACKOFF_MIN_MS;
+	RLOG(RLOG_NET, "%s: connected", c->name);
+}
+
+static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
+{
+	transport *t = c->t;
+	Transportpb__Hello *h = transportpb__hello__unpack(NULL, len, payload);
+	char why[160];
+	peer *p;
+
+	if (!h) {
+		rlog_write(RLOG_ERR, "%s: malformed hello: closing", c->name);
+		conn_close(c);
+		return;
+	}
+	if (c->outbound) {
+		if (h->error && h->error[0])
+			rlog_write(RLOG_ERR, "%s: peer refused us: %s", c->name, h->error);
+		else if (strcmp(h->cluster, t->cfg->cluster) != 0)
+			rlog_write(RLOG_ERR, "%s: answered for cluster '%s', ours is '%s': closing",
+				   c->name, h->cluster, t->cfg->cluster);
+		else if (h->node_id != c->peer)
+			rlog_write(RLOG_ERR, "%s: answered as node %llu: closing", c->name,
+				   (unsigned long long)h->node_id);
+		else if (h->version != TRANSPORT_VERSION)
+			rlog_write(RLOG_ERR, "%s: protocol version %u, ours is %u: closing",
+				   c->name, h->version, TRANSPORT_VERSION);
+		else {
+			peer_up(c, find_peer(t, c->peer));
+			goto out;
+		}
+		conn_close(c);
+		goto out;
+	}
+	/* Inbound: a client (node id 0) or a lower-id peer dialling us. */
+	p = h->node_id ? find_peer(t, h->node_id) : NULL;
+	if (h->version != TRANSPORT_VERSION)
+		snprintf(why, sizeof(why), "protocol version %u, want %u", h->version,
+			 TRANSPORT_VERSION);
+	else if (h->node_id == 0 && h->cluster[0] && strcmp(h->cluster, t->cfg->cluster))
+		snprintf(why, sizeof(why), "client of cluster '%s', this is '%s'", h->cluster,
+			 t->cfg->cluster);
+	else if (h->node_id && strcmp(h->cluster, t->cfg->cluster))
+		snprintf(why, sizeof(why), "node %llu of cluster '%s', this is '%s'",
+			 (unsigned long long)h->node_id, h->cluster, t->cfg->cluster);
+	else if (h->node_id && !p)
+		snprintf(why, sizeof(why), "unknown node id %llu", (unsigned long long)h->node_id);
+	else if (p && p->dialer)
+		snprintf(why, sizeof(why), "node %llu must be dialled by us (lower id dials)",
+			 (unsigned long long)h->node_id);
+	else
+		why[0] = '\0';
+	if (why[0]) {
+		refuse(c, why);
+		goto out;
+	}
+	send_hello(c, NULL);
+	if (p) {
+		c->peer = p->id;
+		snprintf(c->name, sizeof(c->name), "peer %llu (in)", (unsigned long long)p->id);
+		peer_up(c, p);
+	} else {
+		c->state = CONN_CLIENT;
+	}
+out:
+	transportpb__hello__free_unpacked(h, NULL);
+}
+
+static void on_frame(transport_conn *c, uint8_t type, const uint8_t *payload, size_t len)
+{
+	transport *t = c->t;
+
+	if (c->state == CONN_HANDSHAKE) {
+		if (type != FRAME_HELLO) {
+			rlog_write(RLOG_ERR, "%s: frame type %u before the handshake: closing",
+				   c->name, type);
+			conn_close(c);
+			return;
+		}
+		on_hello(c, payload, len);
+		return;
+	}
+	if (c->state == CONN_PEER && type == FRAME_RAFT) {
+		raft_msg m;
+
+		if (codec_msg_decode(payload, len, &m) != 0) {
+			rlog_write(RLOG_ERR, "%s: undecodable raft message (%zu bytes): closing",
+				   c->name, len);
+			conn_close(c);
+			return;
+		}
+		if (m.from != c->peer || m.to != t->cfg->id)
+			rlog_write(RLOG_ERR, "%s: message from %llu to %llu on this link: dropped",
+				   c->name, (unsigned long long)m.from, (unsigned long long)m.to);
+		else
+			t->cb.on_raft(t->cb.arg, &m);
+		raft_msg_free_contents(&m);
+		return;
+	}
+	if (c->state == CONN_CLIENT && type == FRAME_REQUEST) {
+		Transportpb__Request *req = transportpb__request__unpack(NULL, len, payload);
+
+		if (!req) {
+			rlog_write(RLOG_ERR, "%s: malformed request: closing", c->name);
+			conn_close(c);
+			return;
+		}
+		t->cb.on_request(t->cb.arg, c, req);
+		transportpb__request__free_unpacked(req, NULL);
+		return;
+	}
+	rlog_write(RLOG_ERR, "%s: unexpected frame type %u: closing", c->name, type);
+	conn_close(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	transport_conn *c = h->data;
+
+	/* One buffer per transport: read callbacks run one at a time and the
+	 * frame reader copies what it keeps. */
+	*buf = uv_buf_init(c->t->rbuf, sizeof(c->t->rbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	transport_conn *c = s->data;
+	const uint8_t *payload;
+	uint8_t type;
+	size_t len;
+	int rc;
+
+	if (nread == 0 || c->state == CONN_CLOSED)
+		return;
+	if (nread < 0) {
+		RLOG(RLOG_NET, "%s: %s", c->name,
+		     nread == UV_EOF ? "closed by the other end" : uv_strerror((int)nread));
+		conn_close(c);
+		return;
+	}
+	if (frame_reader_feed(&c->fr, buf->base, (size_t)nread) < 0) {
+		rlog_write(RLOG_ERR, "%s: out of memory buffering a frame: closing", c->name);
+		conn_close(c);
+		return;
+	}
+	while (c->state != CONN_CLOSED && (rc = frame_reader_next(&c->fr, &type, &payload, &len))) {
+		if (rc < 0) {
+			rlog_write(RLOG_ERR, "%s: %s (max frame %zu bytes): closing", c->name,
+				   rc == -EMSGSIZE ? "bad frame length" : "unknown frame type",
+				   c->t->cfg->max_frame_bytes);
+			conn_close(c);
+			return;
+		}
+		on_frame(c, type, payload, len);
+	}
+}
+
+/* ---- connecting ---- */
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	transport_conn *c = req->data;
+	int rc;
+
+	free(req);
+	if (c->state == CONN_CLOSED)
+		return;
+	if (status < 0) {
+		RLOG(RLOG_NET, "%s: connect: %s", c->name, uv_strerror(status));
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (rc < 0) {
+		rlog_write(RLOG_ERR, "%s: read start: %s", c->name, uv_strerror(rc));
+		conn_close(c);
+		return;
+	}
+	send_hello(c, NULL);
+}
+
+static void dial(peer *p)
+{
+	transport *t = p->t;
+	transport_conn *c;
+	uv_connect_t *req;
+	int rc;
+
+	if (t->closing || p->dialing || p->conn)
+		return;
+	c = conn_new(t, true);
+	req = malloc(sizeof(*req));
+	if (!c || !req) {
+		free(req);
+		if (c)
+			conn_free(c);
+		rlog_write(RLOG_ERR, "dial peer %llu: out of memory", (unsigned long long)p->id);
+		schedule_redial(p);
+		return;
+	}
+	c->peer = p->id;
+	snprintf(c->name, sizeof(c->name), "peer %llu (%s)", (unsigned long long)p->id, p->addr);
+	uv_tcp_init(t->loop, &c->tcp);
+	p->dialing = true;
+	req->data = c;
+	rc = uv_tcp_connect(req, &c->tcp, (const struct sockaddr *)&p->sa, on_connect);
+	if (rc < 0) {
+		free(req);
+		RLOG(RLOG_NET, "%s: connect: %s", c->name, uv_strerror(rc));
+		conn_close(c); /* on_closed schedules the redial */
+	}
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+	transport *t = server->data;
+	transport_conn *c;
+	struct sockaddr_storage sa;
+	int salen = sizeof(sa), rc;
+	char host[64] = "?";
+
+	if (status < 0) {
+		rlog_write(RLOG_ERR, "accept: %s", uv_strerror(status));
+		return;
+	}
+	c = conn_new(t, false);
+	if (!c) {
+		rlog_write(RLOG_ERR, "accept: out of memory");
+		return;
+	}
+	uv_tcp_init(t->loop, &c->tcp);
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
+		if (sa.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&sa, host, sizeof(host));
+		else
+			uv_ip4_name((struct sockaddr_in *)&sa, host, sizeof(host));
+	}
+	snprintf(c->name, sizeof(c->name), "connection from %s", host);
+	rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (rc < 0)
+		conn_close(c);
+}
+
+static void on_sweep(uv_timer_t *timer)
+{
+	transport *t = timer->data;
+	uint64_t now = uv_now(t->loop);
+
+	for (transport_conn *c = t->conns; c; c = c->next)
+		if (c->state == CONN_HANDSHAKE && now - c->born_ms > HANDSHAKE_TIMEOUT_MS) {
+			rlog_write(RLOG_ERR, "%s: no handshake within %d ms: closing", c->name,
+				   HANDSHAKE_TIMEOUT_MS);
+			conn_close(c);
+		}
+}
+
+int transport_start(transport *t)
+{
+	struct sockaddr_storage sa;
+	int rc;
+
+	if (resolve(t->cfg->listen_host, t->cfg->listen_port, &sa) < 0)
+		return -EHOSTUNREACH;
+	uv_tcp_init(t->loop, &t->listener);
+	t->listener.data = t;
+	uv_timer_init(t->loop, &t->sweep);
+	t->sweep.data = t;
+	for (size_t i = 0; i < t->n_peers; i++) {
+		uv_timer_init(t->loop, &t->peers[i].timer);
+		t->peers[i].timer.data = &t->peers[i];
+	}
+	rc = uv_tcp_bind(&t->listener, (const struct sockaddr *)&sa, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&t->listener, 128, on_accept);
+	if (rc < 0) {
+		rlog_write(RLOG_ERR, "listen on %s:%u: %s", t->cfg->listen_host,
+			   t->cfg->listen_port, uv_strerror(rc));
+		return rc;
+	}
+	uv_timer_start(&t->sweep, on_sweep, 1000, 1000);
+	for (size_t i = 0; i < t->n_peers; i++)
+		if (t->peers[i].dialer)
+			dial(&t->peers[i]);
+	return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+}
+
+void transport_close(transport *t)
+{
+	transport_conn *c, *next;
+
+	t->closing = true;
+	if (t->listener.loop) {
+		uv_close((uv_handle_t *)&t->listener, on_handle_closed);
+		uv_close((uv_handle_t *)&t->sweep, on_handle_closed);
+		for (size_t i = 0; i < t->n_peers; i++)
+			uv_close((uv_handle_t *)&t->peers[i].timer, on_handle_closed);
+	}
+	for (c = t->conns; c; c = next) {
+		next = c->next;
+		conn_close(c);
+	}
+}
+
+void transport_free(transport *t)
+{
+	if (!t)
+		return;
+	/* Connections still referenced by unanswered requests: the node drops
+	 * its references before freeing the transport, so none should remain. */
+	while (t->conns)
+		conn_free(t->conns);
+	free(t);
+}

@@ -1,0 +1,73 @@
+/* transport.h — the TCP transport between the nodes of a cluster, and from
+ * clients (raftfs status / kv) to a node. Runs on the node's libuv loop
+ * thread; no function here may be called from another thread.
+ *
+ * Connections: one TCP connection per pair of nodes, dialled by the node
+ * with the lower id (so the pair never races into two connections) and
+ * used both ways; the dialler reconnects with exponential backoff (50 ms
+ * doubling to 2 s). A client connects like a peer with node id 0.
+ * Frames: consensus/frame.h. The first frame each way is a Hello (cluster
+ * name, node id, protocol version); a wrong cluster, an unknown or
+ * unexpected node id, another version, a malformed or oversized frame, or a
+ * handshake not finished within 5 s closes that connection with a log line.
+ * Sends never block: each connection has a bounded queue of unwritten
+ * bytes, and a message that does not fit, or to a peer with no connection,
+ * is dropped (Raft tolerates loss) and reported to the caller, which tells
+ * the core the peer is unreachable.
+ */
+#ifndef RAFTFS_TRANSPORT_H
+#define RAFTFS_TRANSPORT_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "raft_types.h"
+#include "transport.pb-c.h"
+
+#define TRANSPORT_VERSION 1
+
+typedef struct transport transport;
+/* A client connection, kept alive by references while a request on it is
+ * being answered. */
+typedef struct transport_conn transport_conn;
+
+typedef struct transport_callbacks {
+	void *arg;
+	/* A raft message from a connected peer; m is borrowed for the call. */
+	void (*on_raft)(void *arg, const raft_msg *m);
+	/* A client request; req is borrowed for the call. Answer with
+	 * transport_reply() now, or take a reference to conn and answer later. */
+	void (*on_request)(void *arg, transport_conn *conn, const Transportpb__Request *req);
+} transport_callbacks;
+
+/* Creates a transport for cfg (borrowed; must outlive the transport) on loop.
+ * Resolves every peer address now. 0 or a negative errno, with a message
+ * logged naming what failed. */
+int transport_new(uv_loop_t *loop, const node_config *cfg, const transport_callbacks *cb,
+		  transport **out);
+
+/* Binds and listens on cfg->listen, then starts dialling the peers with a
+ * higher id. 0 or a negative errno (e.g. -EADDRINUSE) with a log line. */
+int transport_start(transport *t);
+
+/* Sends m to peer m->to. 0 when queued; -ENOTCONN if there is no connection
+ * to the peer, -ENOBUFS if its send queue is full, -EINVAL for a message the
+ * codec refuses. Nothing is sent in the error cases. */
+int transport_send(transport *t, const raft_msg *m);
+
+/* Whether a handshaked connection to peer id exists. */
+bool transport_peer_connected(const transport *t, uint64_t id);
+
+/* Answers a client request (resp->id should be the request's id). A reply
+ * on a connection that has since closed is silently dropped. */
+void transport_reply(transport_conn *conn, const Transportpb__Response *resp);
+void transport_conn_ref(transport_conn *conn);
+void transport_conn_unref(transport_conn *conn);
+
+/* Closes every handle of the transport; the loop must then run until the
+ * close callbacks have fired, after which transport_free() releases it. */
+void transport_close(transport *t);
+void transport_free(transport *t);
+
+#endif

@@ -1,0 +1,34 @@
+/* cli.h — the subcommands of the raftfs program (fs/main.c dispatches). Each
+ * takes the arguments after its name (argv[0] is the subcommand name) and
+ * returns the process exit status. */
+#ifndef RAFTFS_CLI_H
+#define RAFTFS_CLI_H
+
+#include <stddef.h>
+
+#include "transport.pb-c.h"
+
+/* raftfs node --config FILE [flags]: runs one node in the foreground. */
+int cli_node_main(int argc, char **argv);
+
+/* raftfs status [--json] ADDR...: health and replication state of nodes. */
+int cli_status_main(int argc, char **argv);
+
+/* raftfs local up|down|kill|stop|start|status|addr ...: a cluster of
+ * node processes on loopback, for trying things out and for tests. */
+int cli_local_main(int argc, char **argv);
+
+/* raftfs kv put|get|load|dump ...: client of the replicated test state
+ * machine (consensus/kvsm.h). */
+int cli_kv_main(int argc, char **argv);
+
+/* Asks the node at addr for its status within timeout_ms: 0 with *ns (free
+ * with transportpb__node_status__free_unpacked), or a negative errno with
+ * the reason in err. */
+int cli_fetch_status(const char *addr, unsigned timeout_ms, Transportpb__NodeStatus **ns,
+		     char *err, size_t errlen);
+
+/* True if argv holds -h or --help. */
+int cli_wants_help(int argc, char **argv);
+
+#endif

@@ -1,0 +1,290 @@
+/* local_cluster.c — files and processes of a `raftfs local` cluster. */
+#include "local_cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static void node_path(const char *dir, int id, const char *file, char *out, size_t len)
+{
+	snprintf(out, len, "%s/n%d%s%s", dir, id, file ? "/" : "", file ? file : "");
+}
+
+/* Picks n distinct free TCP ports on 127.0.0.1: every socket is kept bound
+ * until all are chosen, so no port is handed out twice. */
+static int free_ports(int n, uint16_t *ports)
+{
+	int fds[CONFIG_MAX_PEERS], rc = 0, i;
+
+	for (i = 0; i < n; i++) {
+		struct sockaddr_in sa = {.sin_family = AF_INET};
+		socklen_t sl = sizeof(sa);
+
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    getsockname(fds[i], (struct sockaddr *)&sa, &sl) < 0) {
+			rc = -errno;
+			if (fds[i] >= 0)
+				close(fds[i]);
+			break;
+		}
+		ports[i] = ntohs(sa.sin_port);
+	}
+	while (i-- > 0)
+		close(fds[i]);
+	return rc;
+}
+
+int local_create(const char *dir, int n, char *err, size_t errlen)
+{
+	char path[PATH_MAX], name[32];
+	uint16_t ports[CONFIG_MAX_PEERS];
+	uint32_t rnd = 0;
+	node_config cfg;
+	FILE *f;
+	int rc;
+
+	if (n < 1 || n > CONFIG_MAX_PEERS) {
+		snprintf(err, errlen, "node count %d out of range 1..%d", n, CONFIG_MAX_PEERS);
+		return -EINVAL;
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: mkdir: %s", dir, strerror(errno));
+		return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/cluster", dir);
+	if (access(path, F_OK) == 0) {
+		snprintf(err, errlen, "%s: a cluster exists there already (raftfs local down %s, "
+				      "then remove it)", dir, dir);
+		return -EEXIST;
+	}
+	rc = free_ports(n, ports);
+	if (rc < 0) {
+		snprintf(err, errlen, "picking free ports: %s", strerror(-rc));
+		return rc;
+	}
+	/* A name of its own, so two local clusters never accept each other. */
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint32_t)getpid() ^ (uint32_t)time(NULL);
+	snprintf(name, sizeof(name), "local-%08x", rnd);
+	config_defaults(&cfg);
+	snprintf(cfg.cluster, sizeof(cfg.cluster), "%s", name);
+	cfg.n_peers = (size_t)n;
+	for (int i = 0; i < n; i++) {
+		cfg.peers[i].id = (uint64_t)i + 1;
+		snprintf(cfg.peers[i].host, sizeof(cfg.peers[i].host), "127.0.0.1");
+		cfg.peers[i].port = ports[i];
+	}
+	for (int i = 1; i <= n; i++) {
+		char nd[PATH_MAX], ini[PATH_MAX + 16];
+
+		node_path(dir, i, NULL, nd, sizeof(nd));
+		if (mkdir(nd, 0755) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: mkdir: %s", nd, strerror(errno));
+			return -errno;
+		}
+		cfg.id = (uint64_t)i;
+		node_path(dir, i, "data", cfg.data_dir, sizeof(cfg.data_dir));
+		node_path(dir, i, "raftfs.ini", ini, sizeof(ini));
+		rc = config_write_file(&cfg, ini);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: write: %s", ini, strerror(-rc));
+			return rc;
+		}
+	}
+	f = fopen(path, "w");
+	if (!f || fprintf(f, "%d %s\n", n, name) < 0 || fclose(f) != 0) {
+		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
+		return -EIO;
+	}
+	return 0;
+}
+
+int local_count(const char *dir, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/cluster", dir);
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s (not a raftfs local cluster?)", path, strerror(errno));
+		return -ENOENT;
+	}
+	if (fscanf(f, "%d", &n) != 1 || n < 1 || n > CONFIG_MAX_PEERS) {
+		fclose(f);
+		snprintf(err, errlen, "%s: malformed", path);
+		return -EINVAL;
+	}
+	fclose(f);
+	return n;
+}
+
+int local_addr(const char *dir, int id, char *addr, size_t len, char *err, size_t errlen)
+{
+	char ini[PATH_MAX];
+	node_config cfg;
+	const config_peer *p;
+	int rc;
+
+	node_path(dir, id, "raftfs.ini", ini, sizeof(ini));
+	config_defaults(&cfg);
+	rc = config_load_file(&cfg, ini, err, errlen);
+	if (rc < 0)
+		return rc;
+	p = config_peer_find(&cfg, (uint64_t)id);
+	if (!p) {
+		snprintf(err, errlen, "%s: node %d not among its peers", ini, id);
+		return -EINVAL;
+	}
+	snprintf(addr, len, "%s:%u", p->host, p->port);
+	return 0;
+}
+
+/* Alive and not a zombie (a node whose parent exited may linger as a
+ * zombie where nothing reaps it). */
+static bool alive(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	bool live = false;
+
+	if (pid <= 0 || kill(pid, 0) < 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		live = p[2] != 'Z' && p[2] != 'X';
+	fclose(f);
+	return live;
+}
+
+pid_t local_pid(const char *dir, int id)
+{
+	char path[PATH_MAX], cmd[4096], want[PATH_MAX + 16];
+	long pid = 0;
+	FILE *f;
+	size_t n;
+	int fd;
+
+	node_path(dir, id, "pid", path, sizeof(path));
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	if (!alive((pid_t)pid))
+		return 0;
+	/* Guard against a recycled pid: the process must run our config. */
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = (size_t)(read(fd, cmd, sizeof(cmd) - 1) > 0 ? lseek(fd, 0, SEEK_CUR) : 0);
+	close(fd);
+	for (size_t i = 0; i < n; i++)
+		if (cmd[i] == '\0')
+			cmd[i] = ' ';
+	cmd[n] = '\0';
+	node_path(dir, id, "raftfs.ini", want, sizeof(want));
+	return strstr(cmd, want) ? (pid_t)pid : 0;
+}
+
+int local_start(const char *dir, int id, char *err, size_t errlen)
+{
+	char ini[PATH_MAX], log[PATH_MAX], pidf[PATH_MAX], self[PATH_MAX];
+	ssize_t sl;
+	pid_t pid;
+	FILE *f;
+
+	if (local_pid(dir, id) > 0)
+		return 0;
+	node_path(dir, id, "raftfs.ini", ini, sizeof(ini));
+	node_path(dir, id, "node.log", log, sizeof(log));
+	node_path(dir, id, "pid", pidf, sizeof(pidf));
+	if (access(ini, R_OK) < 0) {
+		snprintf(err, errlen, "%s: %s (no node %d in this cluster?)", ini, strerror(errno),
+			 id);
+		return -ENOENT;
+	}
+	sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (sl < 0) {
+		snprintf(err, errlen, "/proc/self/exe: %s", strerror(errno));
+		return -errno;
+	}
+	self[sl] = '\0';
+	pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		return -errno;
+	}
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		/* Its own session: it outlives this command and its terminal. */
+		setsid();
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		execl(self, "raftfs", "node", "--config", ini, (char *)NULL);
+		_exit(127);
+	}
+	f = fopen(pidf, "w");
+	if (!f || fprintf(f, "%d\n", (int)pid) < 0 || fclose(f) != 0) {
+		snprintf(err, errlen, "%s: write: %s", pidf, strerror(errno));
+		kill(pid, SIGKILL);
+		return -EIO;
+	}
+	return 0;
+}
+
+static long long mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int local_signal(const char *dir, int id, int sig, unsigned wait_ms, bool escalate)
+{
+	pid_t pid = local_pid(dir, id);
+	long long deadline = mono_ms() + wait_ms;
+
+	if (pid <= 0)
+		return 0;
+	kill(pid, sig);
+	for (;;) {
+		struct timespec ts = {0, 5 * 1000 * 1000};
+
+		/* Reaps it when it is our own child (started by this process). */
+		waitpid(pid, NULL, WNOHANG);
+		if (!alive(pid))
+			return 0;
+		if (mono_ms() > deadline) {
+			if (!escalate)
+				return -ETIMEDOUT;
+			kill(pid, SIGKILL);
+			escalate = false;
+			deadline = mono_ms() + 5000;
+		}
+		nanosleep(&ts, NULL);
+	}
+}

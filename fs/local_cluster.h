@@ -1,0 +1,36 @@
+/* local_cluster.h — the on-disk layout of a `raftfs local` cluster and the
+ * node processes it runs (fs/cli_local.c is the command around it).
+ *
+ * DIR/cluster holds "N CLUSTER-NAME"; node i lives in DIR/n<i>/ with its
+ * raftfs.ini, data/ (data directory), node.log (stdout+stderr) and pid.
+ */
+#ifndef RAFTFS_LOCAL_CLUSTER_H
+#define RAFTFS_LOCAL_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Creates DIR with configs for n nodes on free loopback ports (none
+ * started). 0 or a negative errno with err. */
+int local_create(const char *dir, int n, char *err, size_t errlen);
+
+/* The node count of the cluster in dir, or a negative errno with err. */
+int local_count(const char *dir, char *err, size_t errlen);
+
+/* Node id's listen address "host:port" into addr. 0 or a negative errno. */
+int local_addr(const char *dir, int id, char *addr, size_t len, char *err, size_t errlen);
+
+/* Starts node id in the background (a new session; output to its
+ * node.log) unless it runs already. 0 or a negative errno with err. */
+int local_start(const char *dir, int id, char *err, size_t errlen);
+
+/* Sends sig to node id and waits up to wait_ms for it to exit (SIGKILL
+ * after that when escalate). 0 if it is not running afterwards (also when
+ * it was not running), else -ETIMEDOUT. */
+int local_signal(const char *dir, int id, int sig, unsigned wait_ms, bool escalate);
+
+/* The pid of node id if it runs, else 0. */
+pid_t local_pid(const char *dir, int id);
+
+#endif
