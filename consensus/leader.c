@@ -1,0 +1,437 @@
+/* leader.c — the leader: replication with per-follower flow control, commit, ReadIndex, transfer. */
+#include "raft_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "quorum.h"
+
+int raft_append_entries(raft *r, const raft_entry *ents, size_t n)
+{
+	uint64_t li = r->log.last;
+	int rc = raft_log_append_new(&r->log, ents, n, r->term);
+	if (rc != 0)
+		return rc;
+	RAFT_TRACE(r, TRACE_LOG, "appends %zu entries at %llu..%llu", n, (unsigned long long)li + 1,
+		   (unsigned long long)r->log.last);
+	raft_peer *self = raft_self(r);
+	if (self)
+		raft_progress_maybe_update(&self->pr, r->log.last);
+	/* Sent at the next Ready, so proposals made in between are batched
+	 * into one append per follower. */
+	r->need_bcast = true;
+	raft_maybe_commit(r);
+	return 0;
+}
+
+/* Replays ReadIndex requests that waited for the first commit of this term. */
+static void release_pending_reads(raft *r)
+{
+	size_t n = r->n_pending_reads;
+	raft_msg *msgs = r->pending_reads;
+	r->pending_reads = NULL;
+	r->n_pending_reads = 0;
+	r->cap_pending_reads = 0;
+	for (size_t i = 0; i < n; i++) {
+		raft_step_leader(r, &msgs[i]);
+		raft_msg_free_contents(&msgs[i]);
+	}
+	free(msgs);
+}
+
+static bool committed_in_current_term(const raft *r)
+{
+	return raft_log_term_or_zero(&r->log, r->log.committed) == r->term;
+}
+
+bool raft_maybe_commit(raft *r)
+{
+	uint64_t vals[64];
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_peers && n < 64; i++)
+		if (!r->peers[i].learner)
+			vals[n++] = r->peers[i].pr.match;
+	uint64_t mci = raft_quorum_index(vals, n);
+	/* §5.4.2, Figure 8: only an entry of the current term commits by
+	 * counting replicas; earlier ones commit with it. */
+	if (mci <= r->log.committed || raft_log_term_or_zero(&r->log, mci) != r->term)
+		return false;
+	RAFT_TRACE(r, TRACE_CMIT, "commit %llu -> %llu", (unsigned long long)r->log.committed,
+		   (unsigned long long)mci);
+	raft_log_commit_to(&r->log, mci);
+	if (r->n_pending_reads)
+		release_pending_reads(r);
+	return true;
+}
+
+/* Sends the follower its snapshot when its next entries are compacted. */
+static bool send_snapshot(raft *r, raft_peer *p)
+{
+	if (!p->pr.recent_active) {
+		RAFT_TRACE(r, TRACE_SNAP, "no snapshot to %llu: not recently active",
+			   (unsigned long long)p->id);
+		return false;
+	}
+	raft_snapshot *snap = calloc(1, sizeof(*snap));
+	if (!snap)
+		return false;
+	int rc = r->log.storage->snapshot(r->log.storage->ctx, snap);
+	if (rc != 0 || snap->meta.index == 0) {
+		RAFT_TRACE(r, TRACE_SNAP, "no snapshot to %llu: %s", (unsigned long long)p->id,
+			   rc ? raft_strerror(rc) : "empty snapshot");
+		raft_snapshot_free_contents(snap);
+		free(snap);
+		return false;
+	}
+	raft_msg *m = raft_send(r, RAFT_MSG_SNAP, p->id);
+	if (!m) {
+		raft_snapshot_free_contents(snap);
+		free(snap);
+		return false;
+	}
+	m->snapshot = snap;
+	RAFT_TRACE(r, TRACE_SNAP, "sends snapshot %llu/%llu to %llu (match %llu)",
+		   (unsigned long long)snap->meta.index, (unsigned long long)snap->meta.term,
+		   (unsigned long long)p->id, (unsigned long long)p->pr.match);
+	raft_progress_become_snapshot(&p->pr, snap->meta.index);
+	return true;
+}
+
+bool raft_send_append(raft *r, uint64_t to, bool send_if_empty)
+{
+	raft_peer *p = raft_peer_find(r, to);
+	if (!p || raft_progress_is_paused(&p->pr))
+		return false;
+	uint64_t prev_index = p->pr.next - 1, prev_term;
+	int trc = raft_log_term(&r->log, prev_index, &prev_term);
+	raft_entry *ents = NULL;
+	size_t n = 0;
+	int erc = 0;
+	if (trc == 0)
+		erc = raft_log_entries(&r->log, p->pr.next, r->max_msg_bytes, &ents, &n);
+	if (trc == RAFT_ECOMPACTED || erc == RAFT_ECOMPACTED)
+		return send_snapshot(r, p);
+	if (trc != 0 || erc != 0) {
+		RAFT_TRACE(r, TRACE_LOG, "cannot send to %llu from %llu: %s", (unsigned long long)to,
+			   (unsigned long long)p->pr.next, raft_strerror(trc ? trc : erc));
+		return false;
+	}
+	if (n == 0 && !send_if_empty)
+		return false;
+	raft_msg *m = raft_send(r, RAFT_MSG_APP, to);
+	if (!m) {
+		raft_entries_free(ents, n);
+		return false;
+	}
+	m->index = prev_index;
+	m->log_term = prev_term;
+	m->entries = ents;
+	m->n_entries = n;
+	m->commit = r->log.committed;
+	if (n > 0) {
+		if (p->pr.state == RAFT_PROGRESS_REPLICATE)
+			raft_progress_sent_entries(&p->pr, ents[n - 1].index);
+		else if (p->pr.state == RAFT_PROGRESS_PROBE)
+			p->pr.probe_sent = true;
+	}
+	return true;
+}
+
+void raft_bcast_append(raft *r)
+{
+	for (size_t i = 0; i < r->n_peers; i++)
+		if (r->peers[i].id != r->id)
+			raft_send_append(r, r->peers[i].id, true);
+}
+
+static void send_heartbeat(raft *r, raft_peer *p, const uint8_t *ctx, size_t ctx_len)
+{
+	raft_msg *m = raft_send(r, RAFT_MSG_HEARTBEAT, p->id);
+	if (!m)
+		return;
+	/* Never tell a follower to commit beyond what it is known to hold:
+	 * it may not have the leader's entries there yet. */
+	m->commit = p->pr.match < r->log.committed ? p->pr.match : r->log.committed;
+	if (ctx_len) {
+		m->context = malloc(ctx_len);
+		if (m->context) {
+			memcpy(m->context, ctx, ctx_len);
+			m->context_len = ctx_len;
+		}
+	}
+}
+
+void raft_bcast_heartbeat(raft *r)
+{
+	uint8_t ctx[8];
+	size_t len = 0;
+	/* Regular heartbeats repeat the latest read round, so a lost round
+	 * is confirmed by the next beat. */
+	if (r->ro.n > 0 && r->ro.round > 0) {
+		raft_read_only_encode_round(r->ro.round, ctx);
+		len = sizeof(ctx);
+	}
+	for (size_t i = 0; i < r->n_peers; i++)
+		if (r->peers[i].id != r->id)
+			send_heartbeat(r, &r->peers[i], ctx, len);
+}
+
+/* Hands a confirmed read to whoever asked. */
+static void answer_read(raft *r, uint64_t from, uint64_t index, const uint8_t *ctx, size_t len)
+{
+	if (from == 0 || from == r->id) {
+		raft_add_read_state(r, index, ctx, len);
+		return;
+	}
+	raft_msg *m = raft_send(r, RAFT_MSG_READ_INDEX_RESP, from);
+	if (!m)
+		return;
+	m->index = index;
+	if (len) {
+		m->context = malloc(len);
+		if (m->context) {
+			memcpy(m->context, ctx, len);
+			m->context_len = len;
+		}
+	}
+}
+
+/* Releases every read whose round a majority acknowledged. */
+static void confirm_reads(raft *r)
+{
+	uint64_t vals[64];
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_peers && n < 64; i++) {
+		raft_peer *p = &r->peers[i];
+		if (!p->learner)
+			vals[n++] = p->id == r->id ? r->ro.round : p->read_acked;
+	}
+	uint64_t confirmed = raft_quorum_index(vals, n);
+	raft_read_request req;
+	while (raft_read_only_pop_confirmed(&r->ro, confirmed, &req)) {
+		RAFT_TRACE(r, TRACE_READ, "read of %llu confirmed by round %llu at index %llu",
+			   (unsigned long long)req.from, (unsigned long long)req.round,
+			   (unsigned long long)req.index);
+		answer_read(r, req.from, req.index, req.ctx, req.ctx_len);
+		free(req.ctx);
+	}
+}
+
+void raft_flush_read_round(raft *r)
+{
+	if (r->role != RAFT_LEADER || !r->ro.need_round)
+		return;
+	uint64_t round = raft_read_only_start_round(&r->ro);
+	RAFT_TRACE(r, TRACE_READ, "starts read round %llu for %zu requests",
+		   (unsigned long long)round, r->ro.n);
+	raft_bcast_heartbeat(r);
+}
+
+/* ReadIndex on the leader (thesis §6.4). */
+static int handle_read_index(raft *r, const raft_msg *m)
+{
+	if (raft_n_voters(r) <= 1) {
+		answer_read(r, m->from, r->log.committed, m->context, m->context_len);
+		return 0;
+	}
+	if (!committed_in_current_term(r)) {
+		/* Step 1: the commit index is only known to be current once
+		 * an entry of this term committed; hold the request till then. */
+		if (r->n_pending_reads == r->cap_pending_reads) {
+			size_t cap = r->cap_pending_reads ? 2 * r->cap_pending_reads : 8;
+			raft_msg *p = realloc(r->pending_reads, cap * sizeof(*p));
+			if (!p)
+				return RAFT_ENOMEM;
+			r->pending_reads = p;
+			r->cap_pending_reads = cap;
+		}
+		int rc = raft_msg_copy(&r->pending_reads[r->n_pending_reads], m);
+		if (rc != 0)
+			return rc;
+		r->n_pending_reads++;
+		RAFT_TRACE(r, TRACE_READ, "read from %llu waits for a commit in this term",
+			   (unsigned long long)m->from);
+		return 0;
+	}
+	return raft_read_only_add(&r->ro, m->from, r->log.committed, m->context, m->context_len);
+}
+
+static bool quorum_active(raft *r)
+{
+	size_t active = 0;
+	for (size_t i = 0; i < r->n_peers; i++) {
+		raft_peer *p = &r->peers[i];
+		if (p->id == r->id) {
+			active += !p->learner;
+			continue;
+		}
+		if (p->pr.recent_active && !p->learner)
+			active++;
+		p->pr.recent_active = false;
+	}
+	return active >= raft_n_voters(r) / 2 + 1;
+}
+
+void raft_abort_leader_transfer(raft *r)
+{
+	r->lead_transferee = 0;
+}
+
+static void send_timeout_now(raft *r, uint64_t to)
+{
+	RAFT_TRACE(r, TRACE_LEAD, "transfers leadership to %llu", (unsigned long long)to);
+	raft_send(r, RAFT_MSG_TIMEOUT_NOW, to);
+}
+
+static void handle_transfer(raft *r, raft_peer *p)
+{
+	if (p->learner || p->id == r->id)
+		return;
+	if (r->lead_transferee != 0) {
+		if (r->lead_transferee == p->id)
+			return;
+		raft_abort_leader_transfer(r);
+	}
+	/* The transfer should end within an election timeout. */
+	r->election_elapsed = 0;
+	r->lead_transferee = p->id;
+	if (p->pr.match == r->log.last)
+		send_timeout_now(r, p->id);
+	else
+		raft_send_append(r, p->id, true);
+}
+
+static void handle_append_resp(raft *r, raft_peer *p, const raft_msg *m)
+{
+	raft_progress *pr = &p->pr;
+	pr->recent_active = true;
+	if (m->reject) {
+		/* Fast backtracking: the follower's hint names the last index
+		 * whose term is <= the term of the entry we sent; skip every
+		 * entry of our log whose term is above the follower's there. */
+		uint64_t next_probe = m->reject_hint, t;
+		if (m->log_term > 0)
+			next_probe = raft_log_find_conflict_by_term(&r->log, m->reject_hint,
+								    m->log_term, &t);
+		RAFT_TRACE(r, TRACE_LOG, "%llu rejected %llu (hint %llu/%llu): probe from %llu",
+			   (unsigned long long)p->id, (unsigned long long)m->index,
+			   (unsigned long long)m->reject_hint, (unsigned long long)m->log_term,
+			   (unsigned long long)next_probe + 1);
+		if (raft_progress_maybe_decr_to(pr, m->index, next_probe)) {
+			if (pr->state == RAFT_PROGRESS_REPLICATE)
+				raft_progress_become_probe(pr);
+			raft_send_append(r, p->id, true);
+		}
+		return;
+	}
+	bool old_paused = raft_progress_is_paused(pr);
+	if (!raft_progress_maybe_update(pr, m->index))
+		return;
+	switch (pr->state) {
+	case RAFT_PROGRESS_PROBE:
+		raft_progress_become_replicate(pr);
+		RAFT_TRACE(r, TRACE_PROG, "%llu replicating from %llu", (unsigned long long)p->id,
+			   (unsigned long long)pr->next);
+		break;
+	case RAFT_PROGRESS_SNAPSHOT:
+		if (pr->match + 1 >= raft_log_first_index(&r->log)) {
+			raft_progress_become_probe(pr);
+			raft_progress_become_replicate(pr);
+			RAFT_TRACE(r, TRACE_PROG, "%llu caught up after snapshot at %llu",
+				   (unsigned long long)p->id, (unsigned long long)pr->match);
+		}
+		break;
+	case RAFT_PROGRESS_REPLICATE:
+		raft_inflights_free_le(&pr->ins, m->index);
+		break;
+	}
+	if (raft_maybe_commit(r))
+		raft_bcast_append(r);
+	else if (old_paused)
+		raft_send_append(r, p->id, true);
+	/* Pipeline whatever else the window allows. */
+	while (raft_send_append(r, p->id, false))
+		;
+	if (p->id == r->lead_transferee && pr->match == r->log.last)
+		send_timeout_now(r, p->id);
+}
+
+static void handle_heartbeat_resp(raft *r, raft_peer *p, const raft_msg *m)
+{
+	raft_progress *pr = &p->pr;
+	pr->recent_active = true;
+	pr->probe_sent = false;
+	/* A full window with a silent follower: free one slot so appends
+	 * resume (the follower is alive). */
+	if (pr->state == RAFT_PROGRESS_REPLICATE && raft_inflights_full(&pr->ins))
+		raft_inflights_free_first(&pr->ins);
+	if (pr->match < r->log.last)
+		raft_send_append(r, p->id, true);
+	uint64_t round = raft_read_only_decode_round(m->context, m->context_len);
+	if (round > p->read_acked && round <= r->ro.round) {
+		p->read_acked = round;
+		confirm_reads(r);
+	}
+}
+
+int raft_step_leader(raft *r, const raft_msg *m)
+{
+	switch (m->type) {
+	case RAFT_MSG_BEAT:
+		raft_bcast_heartbeat(r);
+		return 0;
+	case RAFT_MSG_CHECK_QUORUM:
+		if (!quorum_active(r)) {
+			RAFT_TRACE(r, TRACE_LEAD, "steps down: no quorum active");
+			raft_become_follower(r, r->term, 0);
+		}
+		return 0;
+	case RAFT_MSG_PROP:
+		if (m->n_entries == 0)
+			return RAFT_EINVAL;
+		if (!raft_self(r) || r->lead_transferee != 0) {
+			RAFT_TRACE(r, TRACE_DROP, "drops proposal: %s",
+				   r->lead_transferee ? "leader transfer" : "not a member");
+			return RAFT_EPROPOSAL_DROPPED;
+		}
+		return raft_append_entries(r, m->entries, m->n_entries);
+	case RAFT_MSG_READ_INDEX:
+		return handle_read_index(r, m);
+	default:
+		break;
+	}
+	raft_peer *p = raft_peer_find(r, m->from);
+	if (!p)
+		return 0;
+	switch (m->type) {
+	case RAFT_MSG_APP_RESP:
+		handle_append_resp(r, p, m);
+		break;
+	case RAFT_MSG_HEARTBEAT_RESP:
+		handle_heartbeat_resp(r, p, m);
+		break;
+	case RAFT_MSG_SNAP_STATUS:
+		if (p->pr.state != RAFT_PROGRESS_SNAPSHOT)
+			break;
+		RAFT_TRACE(r, TRACE_SNAP, "snapshot to %llu %s", (unsigned long long)p->id,
+			   m->reject ? "failed" : "sent");
+		if (m->reject)
+			p->pr.pending_snapshot = 0;
+		raft_progress_become_probe(&p->pr);
+		/* Wait for the follower's reply (or a heartbeat) before
+		 * probing, so the snapshot has a chance to be applied. */
+		p->pr.probe_sent = true;
+		break;
+	case RAFT_MSG_UNREACHABLE:
+		if (p->pr.state == RAFT_PROGRESS_REPLICATE)
+			raft_progress_become_probe(&p->pr);
+		RAFT_TRACE(r, TRACE_PROG, "%llu unreachable: probing", (unsigned long long)p->id);
+		break;
+	case RAFT_MSG_TRANSFER_LEADER:
+		handle_transfer(r, p);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
