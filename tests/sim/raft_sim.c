@@ -1,0 +1,392 @@
+/* raft_sim.c — randomized fault schedules over the simulated cluster.
+ *
+ *   raft-sim --seeds A-B [--nodes N] [--ticks T] [-v|-vv]
+ *
+ * Each seed is an independent run: a configuration and a schedule of
+ * message loss, delay, duplication, partitions, crashes (also between
+ * persisting and sending), restarts, forced campaigns, proposals, reads
+ * and snapshots, all drawn from the seed. The checker verifies election
+ * safety, log matching, leader completeness, state machine safety and
+ * linearizable reads at every step; in the last part of the run every
+ * fault heals and a leader must be elected and a proposal applied by
+ * every node within a bounded number of ticks (liveness). Each failing
+ * seed prints the command that replays it; the last line is
+ * "N passed, M failed". Exit status 1 if any seed failed. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster.h"
+#include "tester.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+/* Ticks the healed cluster gets to elect a leader and apply a proposal
+ * on every node, in election timeouts. */
+#define LIVENESS_ELECTIONS 30
+
+typedef struct run_args {
+	uint64_t seed;
+	size_t nodes; /* 0: drawn from the seed */
+	uint64_t ticks;
+	int verbose;
+} run_args;
+
+/* How stormy a run is: per-mille chances per tick, drawn per seed. */
+typedef struct schedule {
+	uint32_t propose, burst, read, crash, crash_in_ready, restart;
+	uint32_t disconnect, reconnect, partition, unpartition, netfault, campaign;
+} schedule;
+
+static volatile uint64_t current_seed;
+static volatile size_t current_nodes;
+static uint64_t current_ticks;
+
+static void report_death(void)
+{
+	char buf[160];
+	int n = snprintf(buf, sizeof(buf),
+			 "\nraft-sim died in seed %llu; replay: raft-sim --seeds %llu-%llu --nodes %zu "
+			 "--ticks %llu -v\n",
+			 (unsigned long long)current_seed, (unsigned long long)current_seed,
+			 (unsigned long long)current_seed, (size_t)current_nodes,
+			 (unsigned long long)current_ticks);
+	if (n > 0 && write(STDOUT_FILENO, buf, (size_t)n) < 0)
+		return;
+}
+
+static void on_fatal_signal(int sig)
+{
+	report_death();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static size_t draw_nodes(uint64_t seed)
+{
+	static const size_t choice[8] = {3, 3, 3, 5, 5, 5, 4, 1};
+	return choice[sim_splitmix64(seed ^ 0x6e6f646573ULL) % 8];
+}
+
+static void draw_opts(sim_rng *g, sim_opts *o)
+{
+	o->pre_vote = sim_rng_chance(g, 750);
+	o->check_quorum = sim_rng_chance(g, 750);
+	o->election_ticks = 8 + (int)sim_rng_below(g, 8);
+	o->heartbeat_ticks = 1 + (int)sim_rng_below(g, 3);
+	static const size_t inflight[4] = {1, 2, 8, 256};
+	o->max_inflight = inflight[sim_rng_below(g, 4)];
+	static const uint64_t bytes[4] = {1, 100, 1000, 1 << 20};
+	o->max_msg_bytes = bytes[sim_rng_below(g, 4)];
+	if (sim_rng_chance(g, 700)) {
+		o->snapshot_every = 3 + sim_rng_below(g, 40);
+		o->snapshot_keep = sim_rng_below(g, 6);
+	}
+}
+
+static void draw_schedule(sim_rng *g, schedule *s)
+{
+	uint32_t storm = 1 + (uint32_t)sim_rng_below(g, 4); /* 1 calm .. 4 stormy */
+	s->propose = 50 + (uint32_t)sim_rng_below(g, 400);
+	s->burst = (uint32_t)sim_rng_below(g, 30);
+	s->read = (uint32_t)sim_rng_below(g, 200);
+	s->crash = storm * (uint32_t)sim_rng_below(g, 4);
+	s->crash_in_ready = storm * (uint32_t)sim_rng_below(g, 3);
+	s->restart = 10 + (uint32_t)sim_rng_below(g, 40);
+	s->disconnect = storm * (uint32_t)sim_rng_below(g, 4);
+	s->reconnect = 10 + (uint32_t)sim_rng_below(g, 40);
+	s->partition = storm * (uint32_t)sim_rng_below(g, 4);
+	s->unpartition = 5 + (uint32_t)sim_rng_below(g, 20);
+	s->netfault = storm * (uint32_t)sim_rng_below(g, 6);
+	s->campaign = (uint32_t)sim_rng_below(g, 3);
+}
+
+static uint64_t pick(sim_cluster *c)
+{
+	return 1 + sim_rng_below(&c->rng, c->opts.n_nodes);
+}
+
+static void propose_value(sim_cluster *c, uint64_t id, uint64_t *next_value)
+{
+	uint8_t b[8];
+	uint64_t v = ++*next_value;
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	int rc = sim_propose(c, id, b, sizeof(b), NULL, NULL);
+	if (rc != 0 && rc != RAFT_EPROPOSAL_DROPPED)
+		sim_fail(c, "node %llu: propose: %s", (unsigned long long)id, raft_strerror(rc));
+}
+
+static void random_netfault(sim_cluster *c)
+{
+	sim_rng *g = &c->rng;
+	for (size_t a = 1; a <= c->opts.n_nodes; a++)
+		for (size_t b = 1; b <= c->opts.n_nodes; b++)
+			c->net.drop_pm[a][b] = sim_rng_chance(g, 500) ? 0 : (uint32_t)sim_rng_below(g, 400);
+	c->net.dup_pm = (uint32_t)sim_rng_below(g, 100);
+	c->net.max_delay = (uint32_t)sim_rng_below(g, 6);
+	c->net.long_delay_pm = sim_rng_chance(g, 700) ? 0 : (uint32_t)sim_rng_below(g, 200);
+	c->net.long_delay_max = 5 + (uint32_t)sim_rng_below(g, 30);
+	sim_trace(c, "network faults: dup %u‰, delay <= %u, long delay %u‰", c->net.dup_pm,
+		  c->net.max_delay, c->net.long_delay_pm);
+}
+
+static void random_partition(sim_cluster *c)
+{
+	int groups[SIM_MAX_NODES + 1] = {0};
+	int k = 2 + (int)sim_rng_below(&c->rng, 2);
+	for (size_t i = 1; i <= c->opts.n_nodes; i++)
+		groups[i] = (int)sim_rng_below(&c->rng, (uint64_t)k);
+	sim_partition(c, groups);
+}
+
+static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
+{
+	sim_rng *g = &c->rng;
+	if (sim_rng_chance(g, s->propose))
+		propose_value(c, pick(c), next_value);
+	if (sim_rng_chance(g, s->burst)) {
+		uint64_t id = pick(c);
+		uint64_t n = 1 + sim_rng_below(g, 30);
+		for (uint64_t i = 0; i < n; i++)
+			propose_value(c, id, next_value);
+	}
+	if (sim_rng_chance(g, s->read)) {
+		uint64_t id = pick(c);
+		if (sim_alive(c, id)) {
+			int rc = sim_read(c, id);
+			if (rc != 0 && rc != RAFT_EPROPOSAL_DROPPED)
+				sim_fail(c, "node %llu: read index: %s", (unsigned long long)id,
+					 raft_strerror(rc));
+		}
+	}
+	if (sim_rng_chance(g, s->crash))
+		sim_crash(c, pick(c));
+	if (sim_rng_chance(g, s->crash_in_ready))
+		sim_crash_in_next_ready(c, pick(c));
+	if (sim_rng_chance(g, s->restart)) {
+		uint64_t id = pick(c);
+		if (!sim_alive(c, id))
+			sim_restart(c, id);
+	}
+	if (sim_rng_chance(g, s->disconnect))
+		sim_disconnect(c, pick(c));
+	if (sim_rng_chance(g, s->reconnect)) {
+		uint64_t id = pick(c);
+		if (!c->net.connected[id])
+			sim_connect(c, id);
+	}
+	if (sim_rng_chance(g, s->partition))
+		random_partition(c);
+	if (sim_rng_chance(g, s->unpartition)) {
+		int groups[SIM_MAX_NODES + 1] = {0};
+		bool split = false;
+		for (size_t i = 1; i <= c->opts.n_nodes; i++)
+			split |= c->net.group[i] != 0;
+		if (split)
+			sim_partition(c, groups);
+	}
+	if (sim_rng_chance(g, s->netfault)) {
+		if (sim_rng_chance(g, 300)) {
+			sim_net_set_drop(&c->net, 0);
+			c->net.dup_pm = c->net.max_delay = c->net.long_delay_pm = 0;
+			sim_trace(c, "network faults cleared");
+		} else {
+			random_netfault(c);
+		}
+	}
+	if (sim_rng_chance(g, s->campaign)) {
+		uint64_t id = pick(c);
+		if (sim_alive(c, id)) {
+			sim_trace(c, "n%llu forced to campaign", (unsigned long long)id);
+			raft_campaign(c->nodes[id].r);
+		}
+	}
+	sim_tick(c);
+}
+
+/* The leader of the highest term among live nodes, or 0. */
+static uint64_t current_leader(sim_cluster *c)
+{
+	uint64_t best = 0, best_term = 0;
+	for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
+		raft *r = c->nodes[i].r;
+		if (r && raft_is_leader(r) && raft_term(r) >= best_term) {
+			best = i;
+			best_term = raft_term(r);
+		}
+	}
+	return best;
+}
+
+/* After healing: a leader must appear and a new proposal must be applied
+ * by every node within the bound. */
+static void check_liveness(sim_cluster *c, uint64_t *next_value)
+{
+	sim_heal(c);
+	for (uint64_t i = 1; i <= c->opts.n_nodes; i++)
+		if (!sim_alive(c, i))
+			sim_restart(c, i);
+	uint64_t bound = (uint64_t)LIVENESS_ELECTIONS * (uint64_t)c->opts.election_ticks;
+	uint64_t start = c->now, proposed_at = 0, index = 0, term = 0;
+	uint8_t cmd[8];
+	while (!sim_failed(c) && c->now - start < bound) {
+		uint64_t leader = current_leader(c);
+		/* (Re)submit when there is no proposal, or it was lost to a
+		 * leader change. */
+		if (leader && (index == 0 || raft_term(c->nodes[leader].r) != term ||
+			       c->now - proposed_at > 3 * (uint64_t)c->opts.election_ticks)) {
+			uint64_t v = ++*next_value;
+			for (int i = 0; i < 8; i++)
+				cmd[i] = (uint8_t)(v >> (8 * i));
+			if (sim_propose(c, leader, cmd, sizeof(cmd), &index, &term) == 0)
+				proposed_at = c->now;
+			else
+				index = 0;
+		}
+		if (index) {
+			const sim_committed *e = sim_checker_entry(&c->ck, index);
+			bool everywhere = true;
+			for (uint64_t i = 1; i <= c->opts.n_nodes; i++)
+				everywhere &= c->nodes[i].sm.applied >= index;
+			if (everywhere && e && e->applied && e->len == sizeof(cmd) &&
+			    memcmp(e->data, cmd, sizeof(cmd)) == 0) {
+				sim_trace(c, "liveness: proposal at %llu applied everywhere after %llu ticks",
+					  (unsigned long long)index, (unsigned long long)(c->now - start));
+				return;
+			}
+		}
+		sim_tick(c);
+	}
+	if (!sim_failed(c))
+		sim_fail(c, "liveness: %llu ticks after every fault healed, %s",
+			 (unsigned long long)bound,
+			 current_leader(c) ? "a proposal is still not applied on every node"
+					   : "there is no leader");
+}
+
+/* Runs one seed; returns 0 if it passed, 1 if it failed (message in *c). */
+static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_out)
+{
+	size_t n = a->nodes ? a->nodes : draw_nodes(a->seed);
+	*nodes_out = n;
+	current_seed = a->seed;
+	current_nodes = n;
+
+	sim_rng g;
+	sim_rng_seed(&g, a->seed);
+	sim_opts o;
+	sim_opts_default(&o, n, sim_rng_next(&g));
+	draw_opts(&g, &o);
+	if (a->verbose) {
+		o.trace = stdout;
+		o.trace_msgs = a->verbose > 1;
+	}
+	schedule s;
+	draw_schedule(&g, &s);
+
+	sim_cluster *c;
+	int rc = sim_cluster_new(&o, &c);
+	if (rc != 0) {
+		snprintf(why, why_len, "create cluster: %s", raft_strerror(rc));
+		return 1;
+	}
+	sim_trace(c, "seed %llu: %zu nodes, election %d, heartbeat %d, pre-vote %d, check-quorum %d, "
+		     "inflight %zu, msg bytes %llu, snapshot every %llu keep %llu",
+		  (unsigned long long)a->seed, n, o.election_ticks, o.heartbeat_ticks, o.pre_vote,
+		  o.check_quorum, o.max_inflight, (unsigned long long)o.max_msg_bytes,
+		  (unsigned long long)o.snapshot_every, (unsigned long long)o.snapshot_keep);
+
+	uint64_t next_value = 0;
+	uint64_t heal_at = a->ticks * 3 / 4;
+	while (c->now < heal_at && !sim_failed(c))
+		chaos_tick(c, &s, &next_value);
+	if (!sim_failed(c))
+		check_liveness(c, &next_value);
+	int failed = sim_failed(c);
+	if (failed)
+		snprintf(why, why_len, "%s", sim_failure(c));
+	else
+		sim_trace(c, "seed %llu passed: %llu committed, %llu reads served, %llu messages",
+			  (unsigned long long)a->seed,
+			  (unsigned long long)sim_checker_committed(&c->ck),
+			  (unsigned long long)c->reads_done, (unsigned long long)c->net.msgs_sent);
+	sim_cluster_free(c);
+	return failed;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: raft-sim --seeds A-B [--nodes N] [--ticks T] [-v|-vv]\n");
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t lo = 0, hi = 0;
+	bool have_seeds = false;
+	run_args a = {.ticks = 3000};
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--seeds") == 0 && i + 1 < argc) {
+			char *end;
+			lo = strtoull(argv[++i], &end, 10);
+			hi = *end == '-' ? strtoull(end + 1, &end, 10) : lo;
+			if (*end != '\0' || hi < lo) {
+				fprintf(stderr, "raft-sim: bad seed range '%s'\n", argv[i]);
+				return 2;
+			}
+			have_seeds = true;
+		} else if (strcmp(argv[i], "--nodes") == 0 && i + 1 < argc) {
+			a.nodes = strtoul(argv[++i], NULL, 10);
+			if (a.nodes == 0 || a.nodes > SIM_MAX_NODES) {
+				fprintf(stderr, "raft-sim: --nodes must be 1..%d\n", SIM_MAX_NODES);
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--ticks") == 0 && i + 1 < argc) {
+			a.ticks = strtoull(argv[++i], NULL, 10);
+		} else if (strcmp(argv[i], "-v") == 0) {
+			a.verbose = 1;
+		} else if (strcmp(argv[i], "-vv") == 0) {
+			a.verbose = 2;
+		} else {
+			usage();
+			return 2;
+		}
+	}
+	if (!have_seeds) {
+		usage();
+		return 2;
+	}
+	current_ticks = a.ticks;
+#if defined(__SANITIZE_ADDRESS__)
+	__sanitizer_set_death_callback(report_death);
+#endif
+	signal(SIGSEGV, on_fatal_signal);
+	signal(SIGABRT, on_fatal_signal);
+	signal(SIGFPE, on_fatal_signal);
+
+	uint64_t passed = 0, failed = 0;
+	for (uint64_t seed = lo;; seed++) {
+		a.seed = seed;
+		char why[1024];
+		size_t n;
+		if (run_seed(&a, why, sizeof(why), &n) == 0) {
+			passed++;
+		} else {
+			failed++;
+			printf("FAIL seed %llu: %s\n  replay: raft-sim --seeds %llu-%llu --nodes %zu "
+			       "--ticks %llu -v\n",
+			       (unsigned long long)seed, why, (unsigned long long)seed,
+			       (unsigned long long)seed, n, (unsigned long long)a.ticks);
+			fflush(stdout);
+		}
+		if (seed == hi)
+			break;
+	}
+	printf("%llu passed, %llu failed\n", (unsigned long long)passed,
+	       (unsigned long long)failed);
+	return failed ? 1 : 0;
+}
