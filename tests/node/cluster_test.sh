@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Cluster tests of the node runtime: real `raftfs node` processes on
+# loopback TCP with real RocksDB stores, driven through the raftfs command.
+#   cluster_test.sh RAFTFS SCENARIO
+# Scenarios: config_typo agree3 agree5 leader_kill follower_kill restart_all
+# bad_peer. Every wait polls a condition with a deadline. Every process and
+# the temp dir are removed on exit, also on failure (the node logs are
+# printed then).
+set -euo pipefail
+
+R=$1
+SCENARIO=$2
+T=$(mktemp -d /tmp/raftfs-node-test.XXXXXX)
+C=$T/c
+BG_PIDS=()
+STATUS=1
+
+cleanup() {
+	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ -f "$C/cluster" ]; then
+		"$R" local down "$C" >/dev/null 2>&1 || true
+	fi
+	if [ "$STATUS" -ne 0 ]; then
+		for f in "$C"/n*/node.log; do
+			[ -f "$f" ] || continue
+			echo "---- $f (last 40 lines)"
+			tail -n 40 "$f"
+		done
+	fi
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL [$SCENARIO]: $*" >&2
+	exit 1
+}
+
+# wait_for SECONDS WHAT CMD...: polls CMD until it succeeds or time is up.
+wait_for() {
+	local deadline=$((SECONDS + $1)) what=$2
+	shift 2
+	until "$@"; do
+		((SECONDS < deadline)) || fail "timed out after $1 s waiting for: $what"
+		sleep 0.05
+	done
+}
+
+addr() { "$R" local addr "$C" "$1"; }
+
+all_addrs() {
+	local n i out=""
+	n=$(cut -d' ' -f1 "$C/cluster")
+	for ((i = 1; i <= n; i++)); do out+="$(addr "$i") "; done
+	echo "$out"
+}
+
+# json_field JSON NAME: a numeric or string field of a status --json line.
+json_field() { grep -o "\"$2\":[^,]*" <<<"$1" | head -n1 | sed 's/^[^:]*://; s/"//g'; }
+
+# The id of the node that says it leads (one answer is enough), or nothing.
+leader_id() {
+	local a line
+	for a in $(all_addrs); do
+		line=$("$R" status --json --timeout 500 "$a" 2>/dev/null) || true
+		if [ "$(json_field "$line" role)" = leader ]; then
+			json_field "$line" id
+			return 0
+		fi
+	done
+	return 1
+}
+
+has_leader() { leader_id >/dev/null; }
+
+# Running nodes all applied the same index, equal to the commit index of
+# each, and the leader has nothing uncommitted.
+converged() {
+	local id a line applied commit last first="" role
+	local n
+	n=$(cut -d' ' -f1 "$C/cluster")
+	for ((id = 1; id <= n; id++)); do
+		[ -n "$("$R" local status "$C" 2>/dev/null | grep "^node $id:.*pid" || true)" ] || continue
+		a=$(addr "$id")
+		line=$("$R" status --json --timeout 500 "$a" 2>/dev/null) || return 1
+		applied=$(json_field "$line" applied)
+		commit=$(json_field "$line" commit)
+		last=$(json_field "$line" last_index)
+		role=$(json_field "$line" role)
+		[ "$applied" = "$commit" ] || return 1
+		[ "$role" != leader ] || [ "$last" = "$commit" ] || return 1
+		[ -z "$first" ] || [ "$first" = "$applied" ] || return 1
+		first=$applied
+	done
+	[ -n "$first" ]
+}
+
+# check_same_and_exactly_once ACKED_FILE IDS...: the listed nodes' applied
+# sequences are identical, and every acknowledged key was executed exactly
+# once (retries appear only as "dup" records).
+check_same_and_exactly_once() {
+	local acked=$1 id ref=""
+	shift
+	for id in "$@"; do
+		"$R" kv dump "$C/n$id/data" >"$T/dump.$id"
+		if [ -z "$ref" ]; then
+			ref=$T/dump.$id
+		elif ! cmp -s "$ref" "$T/dump.$id"; then
+			diff "$ref" "$T/dump.$id" | head -n 20 >&2
+			fail "node $id applied a different sequence than $(basename "$ref")"
+		fi
+	done
+	[ -s "$ref" ] || fail "nothing applied"
+	awk '$2 == "new" { split($6, kv, "="); print kv[1] }' "$ref" | sort >"$T/applied.keys"
+	local twice
+	twice=$(uniq -d "$T/applied.keys" | head -n 5)
+	[ -z "$twice" ] || fail "keys executed more than once: $twice"
+	sort "$acked" >"$T/acked.sorted"
+	local missing
+	missing=$(comm -23 "$T/acked.sorted" "$T/applied.keys" | head -n 5)
+	[ -z "$missing" ] || fail "acknowledged but not applied: $missing"
+	echo "ok: $(wc -l <"$ref") entries identical on nodes $*; $(wc -l <"$T/acked.sorted") acknowledged puts each applied exactly once"
+}
+
+count() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+at_least() { [ "$(count "$1")" -ge "$2" ]; }
+
+# start_load FILE PREFIX COUNT: puts in the background through every node.
+start_load() {
+	"$R" kv load --count "$3" --prefix "$2" --timeout 3000 $(all_addrs) >"$1" 2>>"$T/load.err" &
+	BG_PIDS+=($!)
+}
+
+up() {
+	"$R" local up "$1" "$C" >"$T/up.out" || fail "local up $1 failed"
+}
+
+scenario_config_typo() {
+	local out rc
+	mkdir -p "$T/cfg"
+	cat >"$T/cfg/bad.ini" <<-INI
+	[node]
+	id = 1
+	data_dir = $T/cfg/data
+	[peers]
+	1 = 127.0.0.1:1
+	[raft]
+	elction_ticks = 10
+	INI
+	rc=0
+	out=$("$R" node --config "$T/cfg/bad.ini" 2>&1) || rc=$?
+	[ "$rc" -eq 2 ] || fail "typo: exit status $rc, want 2"
+	grep -q "$T/cfg/bad.ini:7: unknown key 'elction_ticks' in section \[raft\]" <<<"$out" ||
+		fail "typo: unclear error: $out"
+	sed -i 's/elction_ticks = 10/tick_ms = ten/' "$T/cfg/bad.ini"
+	rc=0
+	out=$("$R" node --config "$T/cfg/bad.ini" 2>&1) || rc=$?
+	[ "$rc" -eq 2 ] && grep -q "bad.ini:7: bad value 'ten' for key 'tick_ms'" <<<"$out" ||
+		fail "bad value: unclear error (status $rc): $out"
+	sed -i 's/tick_ms = ten/tick_ms = 10/' "$T/cfg/bad.ini"
+	rc=0
+	out=$("$R" node --config "$T/cfg/bad.ini" --heartbeat-ticks 10 2>&1) || rc=$?
+	[ "$rc" -eq 2 ] && grep -q "heartbeat_ticks (10) must be below election_ticks (10)" <<<"$out" ||
+		fail "bad flag: unclear error (status $rc): $out"
+	rc=0
+	out=$("$R" node --config "$T/cfg/missing.ini" 2>&1) || rc=$?
+	[ "$rc" -eq 2 ] && grep -q "missing.ini: cannot open config file" <<<"$out" ||
+		fail "missing file: unclear error (status $rc): $out"
+	[ ! -e "$T/cfg/data" ] || fail "a node with a bad config created its data dir"
+	echo "ok: config errors name file, line and key"
+}
+
+scenario_agree() {
+	local n=$1 i
+	up "$n"
+	# One loader per node, all at once: proposals from every node interleave.
+	for ((i = 1; i <= n; i++)); do
+		"$R" kv load --count 100 --prefix "p$i" "$(addr "$i")" >"$T/acked.$i" 2>>"$T/load.err" &
+		BG_PIDS+=($!)
+	done
+	for p in "${BG_PIDS[@]}"; do wait "$p" || fail "a loader failed: $(cat "$T/load.err")"; done
+	BG_PIDS=()
+	cat "$T"/acked.* >"$T/acked"
+	[ "$(count "$T/acked")" -eq $((100 * n)) ] || fail "only $(count "$T/acked") of $((100 * n)) puts acknowledged"
+	wait_for 20 "all $n nodes applied the same index" converged
+	check_same_and_exactly_once "$T/acked" $(seq 1 "$n")
+	# A linearizable read on a follower sees the last acknowledged write.
+	local f=$(($(leader_id) % n + 1))
+	[ "$("$R" kv get "$(addr "$f")" "p1-100")" = 100 ] || fail "read on node $f missed p1-100"
+}
+
+scenario_leader_kill() {
+	local leader new t0 t1 before
+	up 3
+	start_load "$T/acked" L 1500
+	wait_for 30 "100 puts acknowledged" at_least "$T/acked" 100
+	leader=$(leader_id) || fail "no leader"
+	t0=$(date +%s%N)
+	"$R" local kill "$C" "$leader"
+	before=$(count "$T/acked")
+	wait_for 10 "a new leader" has_leader
+	new=$(leader_id)
+	t1=$(date +%s%N)
+	[ "$new" != "$leader" ] || fail "killed leader $leader still leads"
+	echo "leader $leader killed; node $new leads after $(((t1 - t0) / 1000000)) ms"
+	wait_for 30 "proposals to resume" at_least "$T/acked" $((before + 100))
+	wait "${BG_PIDS[0]}" || fail "loader failed"
+	BG_PIDS=()
+	"$R" local start "$C" "$leader"
+	wait_for 30 "the killed node to catch up" converged
+	check_same_and_exactly_once "$T/acked" 1 2 3
+}
+
+scenario_follower_kill() {
+	local leader f before
+	up 3
+	start_load "$T/acked" F 1200
+	wait_for 30 "100 puts acknowledged" at_least "$T/acked" 100
+	leader=$(leader_id) || fail "no leader"
+	f=$((leader % 3 + 1))
+	"$R" local kill "$C" "$f"
+	before=$(count "$T/acked")
+	# The two survivors go on committing while it is down.
+	wait_for 30 "300 more puts with node $f down" at_least "$T/acked" $((before + 300))
+	"$R" local start "$C" "$f"
+	wait "${BG_PIDS[0]}" || fail "loader failed"
+	BG_PIDS=()
+	wait_for 30 "node $f to catch up" converged
+	check_same_and_exactly_once "$T/acked" 1 2 3
+	[ "$(leader_id)" = "$leader" ] || echo "note: leadership moved from $leader to $(leader_id)"
+}
+
+scenario_restart_all() {
+	up 3
+	"$R" kv load --count 200 --prefix A $(all_addrs) >"$T/acked" 2>>"$T/load.err" || fail "first load failed"
+	wait_for 20 "convergence before the crash" converged
+	# Every node at once, with no chance to flush anything.
+	for id in 1 2 3; do kill -9 "$(cat "$C/n$id/pid")"; done
+	for id in 1 2 3; do "$R" local kill "$C" "$id"; done
+	up 3
+	"$R" kv load --count 200 --prefix B $(all_addrs) >>"$T/acked" 2>>"$T/load.err" || fail "second load failed"
+	[ "$(count "$T/acked")" -eq 400 ] || fail "only $(count "$T/acked") of 400 puts acknowledged"
+	wait_for 20 "convergence after the restart" converged
+	check_same_and_exactly_once "$T/acked" 1 2 3
+}
+
+# send_raw PORT BYTES-AS-PRINTF-FORMAT: sends bytes, returns what the node
+# answered before it closed the connection (fails if it keeps it open).
+send_raw() {
+	local port=$1 fmt=$2
+	exec 3<>"/dev/tcp/127.0.0.1/$port"
+	# shellcheck disable=SC2059
+	printf "$fmt" >&3
+	timeout 8 cat <&3 >"$T/raw.out" || fail "node kept the connection open after: $fmt"
+	exec 3<&-
+}
+
+scenario_bad_peer() {
+	local port cluster name hex len i
+	up 3
+	port=$(addr 2 | cut -d: -f2)
+	cluster=$(cut -d' ' -f2 "$C/cluster")
+	start_load "$T/acked" G 400
+	# Garbage: an HTTP request reads as an absurd frame length.
+	send_raw "$port" 'GET / HTTP/1.0\r\n\r\n'
+	# A frame of length 0, an unknown frame type, a raft frame before the handshake.
+	send_raw "$port" '\x00\x00\x00\x00'
+	send_raw "$port" '\x00\x00\x00\x02\x09x'
+	send_raw "$port" '\x00\x00\x00\x02\x02x'
+	# A Hello that does not decode.
+	send_raw "$port" '\x00\x00\x00\x04\x01\xff\xff\xff'
+	# Hello from node 1 of cluster "evil": refused, with the reason.
+	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x01'
+	grep -q "cluster 'evil'" "$T/raw.out" || fail "no refusal reason for a wrong cluster"
+	# Hello from unknown node 9 of the right cluster.
+	len=$((2 + ${#cluster} + 4))
+	hex=$(printf '\\x%02x' $((len + 1)))
+	name=$(printf '\\x%02x' "${#cluster}")
+	send_raw "$port" "\\x00\\x00\\x00$hex\\x01\\x0a$name$cluster\\x10\\x09\\x18\\x01"
+	grep -q "unknown node id 9" "$T/raw.out" || fail "no refusal reason for an unknown node"
+	wait "${BG_PIDS[0]}" || fail "loader failed"
+	BG_PIDS=()
+	[ "$(count "$T/acked")" -eq 400 ] || fail "only $(count "$T/acked") of 400 puts acknowledged during the attacks"
+	for id in 1 2 3; do "$R" status "$(addr "$id")" >/dev/null || fail "node $id unhealthy after the attacks"; done
+	for want in "bad frame length" "unknown frame type" "before the handshake" "malformed hello" \
+		"cluster 'evil'" "unknown node id 9"; do
+		grep -q "$want" "$C/n2/node.log" || fail "node 2 logged nothing about: $want"
+	done
+	wait_for 20 "convergence" converged
+	check_same_and_exactly_once "$T/acked" 1 2 3
+}
+
+case $SCENARIO in
+config_typo) scenario_config_typo ;;
+agree3) scenario_agree 3 ;;
+agree5) scenario_agree 5 ;;
+leader_kill) scenario_leader_kill ;;
+follower_kill) scenario_follower_kill ;;
+restart_all) scenario_restart_all ;;
+bad_peer) scenario_bad_peer ;;
+*) fail "unknown scenario" ;;
+esac
+STATUS=0
+echo "PASS [$SCENARIO]"
