@@ -1,0 +1,868 @@
+// Applying commands to the local tree: a pure decision (plan) per op, then redo-safe steps (exec).
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "sm_impl.h"
+
+// Largest file size and offset accepted (EFBIG above): below ext4's 16 TiB, the
+// same on every node whatever its local filesystem.
+#define MAX_FILE_SIZE (1ULL << 43)
+// Bytes of user xattrs (each counted as 16 + name + value, rounded to 4) one
+// object may hold: fits ext4's one xattr block beside our own xattrs, so a
+// setxattr never fails locally where it succeeded elsewhere (ENOSPC result).
+#define MAX_XATTR_SPACE 3072
+#define MAX_XATTR_VALUE 65536
+
+#define ROUND4(n) (((n) + 3) & ~(size_t)3)
+
+// ---- Helpers shared by plan and exec.
+
+// A syscall failed where the tree must allow it: a local fault.
+static int fault(const char *what, const char *path, int err)
+{
+	fprintf(stderr, "sm: %s %s: %s\n", what, path, strerror(err));
+	return -err;
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+	struct timespec ts = {ns / 1000000000, ns % 1000000000};
+	if (ts.tv_nsec < 0) {
+		ts.tv_sec--;
+		ts.tv_nsec += 1000000000;
+	}
+	return ts;
+}
+
+// Sets mtime (and atime unless atime_ns is NULL) of path without following a
+// symlink at the end.
+static int set_times(const char *path, const int64_t *atime_ns, const int64_t *mtime_ns)
+{
+	struct timespec ts[2];
+	ts[0].tv_sec = ts[1].tv_sec = 0;
+	ts[0].tv_nsec = ts[1].tv_nsec = UTIME_OMIT;
+	if (atime_ns)
+		ts[0] = ns_to_ts(*atime_ns);
+	if (mtime_ns)
+		ts[1] = ns_to_ts(*mtime_ns);
+	if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW))
+		return fault("set times of", path, errno);
+	return 0;
+}
+
+static int set_ctime(struct sm_obj *o, const char *path, int64_t t)
+{
+	int rc = tree_write_ctime(path, t);
+	if (rc)
+		return fault("set ctime of", path, -rc);
+	__atomic_store_n(&o->ctime_ns, t, __ATOMIC_RELAXED);
+	return 0;
+}
+
+// POSIX: adding or removing an entry updates the directory's mtime and ctime.
+static int touch_dir(struct sm *sm, uint64_t dir, int64_t t)
+{
+	struct sm_path p;
+	struct sm_obj *d = tree_get(sm, dir);
+	int rc = tree_path(sm, dir, &p);
+	if (rc)
+		return fault("resolve directory", "", -rc);
+	rc = set_times(p.buf, NULL, &t);
+	if (!rc)
+		rc = set_ctime(d, p.buf, t);
+	sm_path_release(&p);
+	return rc;
+}
+
+static int ctime_of(struct sm *sm, struct sm_obj *o, int64_t t)
+{
+	struct sm_path p;
+	int rc = tree_path(sm, o->id, &p);
+	if (rc)
+		return fault("resolve object", "", -rc);
+	rc = set_ctime(o, p.buf, t);
+	sm_path_release(&p);
+	return rc;
+}
+
+// Looks up parent/name for a plan. Sets *res to the command's result when the
+// lookup itself decides it (bad name, parent missing or not a directory);
+// *child is NULL when the entry does not exist. Returns <0 on a local fault.
+static int find_child(struct sm *sm, uint64_t parent, const char *name, int *res,
+		      struct sm_obj **child)
+{
+	*child = NULL;
+	*res = -tree_check_name(name);
+	if (*res)
+		return 0;
+	struct sm_path p;
+	int rc = tree_child_path(sm, parent, name, &p);
+	if (rc == -ENOENT || rc == -ENOTDIR) {
+		*res = -rc;
+		return 0;
+	}
+	if (rc)
+		return fault("resolve", name, -rc);
+	struct stat st;
+	if (lstat(p.buf, &st)) {
+		rc = errno == ENOENT ? 0 : fault("stat", p.buf, errno);
+	} else {
+		*child = tree_map_get(&sm->by_ino, st.st_ino);
+		if (!*child)
+			rc = fault("find the id of", p.buf, EIO);
+	}
+	sm_path_release(&p);
+	return rc;
+}
+
+static int stat_obj(struct sm *sm, uint64_t id, struct stat *st)
+{
+	struct sm_path p;
+	int rc = tree_path(sm, id, &p);
+	if (rc)
+		return fault("resolve object", "", -rc);
+	if (lstat(p.buf, st))
+		rc = fault("stat", p.buf, errno);
+	sm_path_release(&p);
+	return rc;
+}
+
+// Whether directory id has entries: 1, 0 or <0 (fault).
+static int dir_nonempty(struct sm *sm, uint64_t id)
+{
+	struct sm_path p;
+	int rc = tree_path(sm, id, &p);
+	if (rc)
+		return fault("resolve directory", "", -rc);
+	rc = tree_dir_nonempty(p.buf);
+	if (rc < 0)
+		rc = fault("list", p.buf, -rc);
+	sm_path_release(&p);
+	return rc;
+}
+
+// Whether directory `anc` is `dir` or one of its ancestors.
+static bool is_ancestor(struct sm *sm, uint64_t anc, uint64_t dir)
+{
+	for (struct sm_obj *o = tree_get(sm, dir); o; o = tree_get(sm, o->parent)) {
+		if (o->id == anc)
+			return true;
+		if (o->id == SM_ROOT_ID)
+			break;
+	}
+	return false;
+}
+
+// ---- Plans: the result of each op as a function of the current state.
+
+static int plan_setattr(struct sm *sm, const Fspb__SetAttr *s, struct sm_record *rec)
+{
+	struct sm_obj *o = tree_get(sm, s->ino);
+	if (!o)
+		return rec->result = ENOENT, 0;
+	struct stat st;
+	int rc = stat_obj(sm, s->ino, &st);
+	if (rc)
+		return rc;
+	if (s->valid & SM_SET_SIZE) {
+		if (S_ISDIR(st.st_mode))
+			return rec->result = EISDIR, 0;
+		if (!S_ISREG(st.st_mode))
+			return rec->result = EINVAL, 0;
+		if (s->size > MAX_FILE_SIZE)
+			return rec->result = EFBIG, 0;
+	}
+	if ((s->valid & SM_SET_MODE) && S_ISLNK(st.st_mode))
+		return rec->result = EOPNOTSUPP, 0;
+	mode_t m = st.st_mode & 07777;
+	if (s->valid & SM_SET_MODE) {
+		m = s->mode & 07777;
+	} else if ((s->valid & (SM_SET_UID | SM_SET_GID)) && !S_ISDIR(st.st_mode)) {
+		// Linux chown(2) clears set-user-id, and set-group-id when group
+		// execute is set, for every caller; decided here so every node
+		// gets the same mode whatever its kernel does.
+		m &= ~(mode_t)S_ISUID;
+		if (m & S_IXGRP)
+			m &= ~(mode_t)S_ISGID;
+	}
+	rec->mode = m;
+	return 0;
+}
+
+// Common checks of mknod/mkdir/symlink: the name is free, the id is new.
+static int plan_create(struct sm *sm, const Fspb__Command *c, uint64_t parent, const char *name,
+		       uint64_t ino, uint32_t mode, struct sm_record *rec)
+{
+	struct sm_obj *child;
+	int rc = find_child(sm, parent, name, &rec->result, &child);
+	if (rc || rec->result)
+		return rc;
+	if (child)
+		return rec->result = EEXIST, 0;
+	if (ino <= SM_ROOT_ID || tree_get(sm, ino))
+		return rec->result = EINVAL, 0; // a proposer bug: ids are never reused
+	struct stat pst;
+	rc = stat_obj(sm, parent, &pst);
+	if (rc)
+		return rc;
+	rec->gid = c->gid;
+	rec->mode = mode & 07777;
+	if (pst.st_mode & S_ISGID) {
+		// BSD group semantics of a set-group-id directory (as ext4 does).
+		rec->gid = pst.st_gid;
+		if (S_ISDIR(mode))
+			rec->mode |= S_ISGID;
+	}
+	return 0;
+}
+
+static int plan_link(struct sm *sm, const Fspb__Link *l, struct sm_record *rec)
+{
+	struct sm_obj *o = tree_get(sm, l->ino);
+	if (!o)
+		return rec->result = ENOENT, 0;
+	if (o->type == S_IFDIR)
+		return rec->result = EPERM, 0;
+	struct stat st;
+	int rc = stat_obj(sm, l->ino, &st);
+	if (rc)
+		return rc;
+	if (st.st_nlink <= 1)
+		return rec->result = ENOENT, 0; // an orphan cannot get a name back
+	struct sm_obj *child;
+	rc = find_child(sm, l->new_parent, l->new_name, &rec->result, &child);
+	if (!rc && !rec->result && child)
+		rec->result = EEXIST;
+	return rc;
+}
+
+static int plan_unlink(struct sm *sm, const Fspb__Unlink *u, struct sm_record *rec)
+{
+	struct sm_obj *child;
+	int rc = find_child(sm, u->parent, u->name, &rec->result, &child);
+	if (rc || rec->result)
+		return rc;
+	if (!child)
+		return rec->result = ENOENT, 0;
+	if (u->dir && child->type != S_IFDIR)
+		return rec->result = ENOTDIR, 0;
+	if (!u->dir && child->type == S_IFDIR)
+		return rec->result = EISDIR, 0;
+	if (u->dir) {
+		rc = dir_nonempty(sm, child->id);
+		if (rc < 0)
+			return rc;
+		if (rc)
+			return rec->result = ENOTEMPTY, 0;
+	}
+	rec->a = child->id;
+	return 0;
+}
+
+static int plan_rename(struct sm *sm, const Fspb__Rename *r, struct sm_record *rec)
+{
+	bool exchange = r->flags & RENAME_EXCHANGE;
+	if (r->flags & ~(uint32_t)(RENAME_EXCHANGE | RENAME_NOREPLACE) ||
+	    (exchange && (r->flags & RENAME_NOREPLACE)))
+		return rec->result = EINVAL, 0;
+	struct sm_obj *src, *dst;
+	int rc = find_child(sm, r->parent, r->name, &rec->result, &src);
+	if (rc || rec->result)
+		return rc;
+	rc = find_child(sm, r->new_parent, r->new_name, &rec->result, &dst);
+	if (rc || rec->result)
+		return rc;
+	if (!src)
+		return rec->result = ENOENT, 0;
+	if (exchange && !dst)
+		return rec->result = ENOENT, 0;
+	if ((r->flags & RENAME_NOREPLACE) && dst)
+		return rec->result = EEXIST, 0;
+	rec->a = src->id;
+	rec->b = dst ? dst->id : 0;
+	if (dst == src)
+		return 0; // two names of one file: POSIX says do nothing
+	bool sdir = src->type == S_IFDIR, ddir = dst && dst->type == S_IFDIR;
+	// A directory cannot move into its own subtree.
+	if (sdir && is_ancestor(sm, src->id, r->new_parent))
+		return rec->result = EINVAL, 0;
+	if (exchange) {
+		if (ddir && is_ancestor(sm, dst->id, r->parent))
+			return rec->result = EINVAL, 0;
+		return 0;
+	}
+	if (dst) {
+		if (sdir && !ddir)
+			return rec->result = ENOTDIR, 0;
+		if (!sdir && ddir)
+			return rec->result = EISDIR, 0;
+		if (ddir) {
+			rc = dir_nonempty(sm, dst->id);
+			if (rc < 0)
+				return rc;
+			if (rc)
+				return rec->result = ENOTEMPTY, 0;
+		}
+	}
+	return 0;
+}
+
+// The regular file a data op names: 0, or the result for anything else.
+static int regular_file(struct sm *sm, uint64_t ino)
+{
+	struct sm_obj *o = tree_get(sm, ino);
+	if (!o)
+		return ENOENT;
+	if (o->type == S_IFDIR)
+		return EISDIR;
+	return o->type == S_IFREG ? 0 : EINVAL;
+}
+
+static int plan_fallocate(struct sm *sm, const Fspb__Fallocate *f, struct sm_record *rec)
+{
+	rec->result = regular_file(sm, f->ino);
+	if (rec->result)
+		return 0;
+	// Only modes whose redo is idempotent (collapse/insert range shift data).
+	int m = f->mode;
+	int ok = m == 0 || m == FALLOC_FL_KEEP_SIZE ||
+		 m == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) || m == FALLOC_FL_ZERO_RANGE ||
+		 m == (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE);
+	if (!ok)
+		rec->result = (m & FALLOC_FL_PUNCH_HOLE) && !(m & FALLOC_FL_KEEP_SIZE) ? EINVAL
+										       : EOPNOTSUPP;
+	else if (f->length == 0)
+		rec->result = EINVAL;
+	else if (f->offset > MAX_FILE_SIZE || f->length > MAX_FILE_SIZE - f->offset)
+		rec->result = EFBIG;
+	return 0;
+}
+
+// Space the user xattrs of path take, in the MAX_XATTR_SPACE measure, not
+// counting `except`. Sets *exists if `except` is present.
+static int xattr_space(const char *path, const char *except, size_t *space, bool *exists)
+{
+	char names[8192];
+	*space = 0;
+	*exists = false;
+	ssize_t n = llistxattr(path, names, sizeof(names));
+	if (n < 0)
+		return fault("list xattrs of", path, errno);
+	for (char *name = names; name < names + n; name += strlen(name) + 1) {
+		if (!strncmp(name, SM_XATTR_PREFIX, strlen(SM_XATTR_PREFIX)))
+			continue;
+		if (!strcmp(name, except)) {
+			*exists = true;
+			continue;
+		}
+		ssize_t v = lgetxattr(path, name, NULL, 0);
+		if (v < 0)
+			return fault("read xattr of", path, errno);
+		*space += 16 + ROUND4(strlen(name)) + ROUND4((size_t)v);
+	}
+	return 0;
+}
+
+// Name checks common to setxattr and removexattr; the result or 0.
+static int xattr_name_result(struct sm_obj *o, const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > XATTR_NAME_MAX)
+		return ERANGE;
+	if (!strncmp(name, SM_XATTR_PREFIX, strlen(SM_XATTR_PREFIX)))
+		return EPERM;
+	const char *ns[] = {"user.", "trusted.", "security."};
+	for (size_t i = 0; i < 3; i++) {
+		size_t pl = strlen(ns[i]);
+		if (!strncmp(name, ns[i], pl)) {
+			if (n == pl)
+				return EINVAL;
+			// Linux keeps user.* off symlinks and special files.
+			if (i == 0 && o->type != S_IFREG && o->type != S_IFDIR)
+				return EPERM;
+			return 0;
+		}
+	}
+	return EOPNOTSUPP; // system.* (ACLs) would change the mode behind our back
+}
+
+static int plan_xattr(struct sm *sm, uint64_t ino, const char *name, const ProtobufCBinaryData *v,
+		      int flags, bool remove, struct sm_record *rec)
+{
+	struct sm_obj *o = tree_get(sm, ino);
+	if (!o)
+		return rec->result = ENOENT, 0;
+	rec->result = xattr_name_result(o, name);
+	if (rec->result)
+		return 0;
+	if (!remove && (flags & ~(XATTR_CREATE | XATTR_REPLACE)))
+		return rec->result = EINVAL, 0;
+	if (!remove && v->len > MAX_XATTR_VALUE)
+		return rec->result = E2BIG, 0;
+	struct sm_path p;
+	int rc = tree_path(sm, ino, &p);
+	if (rc)
+		return fault("resolve object", name, -rc);
+	size_t space;
+	bool exists;
+	rc = xattr_space(p.buf, name, &space, &exists);
+	sm_path_release(&p);
+	if (rc)
+		return rc;
+	if (remove)
+		rec->result = exists ? 0 : ENODATA;
+	else if ((flags & XATTR_CREATE) && exists)
+		rec->result = EEXIST;
+	else if ((flags & XATTR_REPLACE) && !exists)
+		rec->result = ENODATA;
+	else if (space + 16 + ROUND4(strlen(name)) + ROUND4(v->len) > MAX_XATTR_SPACE)
+		rec->result = ENOSPC;
+	return 0;
+}
+
+static int plan_release(struct sm *sm, uint64_t ino, struct sm_record *rec)
+{
+	struct sm_obj *o = tree_get(sm, ino);
+	if (!o)
+		return rec->result = ENOENT, 0;
+	if (o->type == S_IFDIR)
+		return rec->result = EISDIR, 0;
+	struct stat st;
+	int rc = stat_obj(sm, ino, &st);
+	if (!rc && st.st_nlink > 1)
+		rec->result = EBUSY; // it still has a name
+	return rc;
+}
+
+int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
+{
+	rec->result = 0;
+	switch (c->op_case) {
+	case FSPB__COMMAND__OP_SETATTR:
+		return plan_setattr(sm, c->setattr, rec);
+	case FSPB__COMMAND__OP_MKNOD: {
+		const Fspb__Mknod *m = c->mknod;
+		mode_t t = m->mode & S_IFMT;
+		if (t != S_IFREG && t != S_IFIFO && t != S_IFSOCK && t != S_IFCHR && t != S_IFBLK)
+			return rec->result = EINVAL, 0;
+		return plan_create(sm, c, m->parent, m->name, m->ino, m->mode, rec);
+	}
+	case FSPB__COMMAND__OP_MKDIR:
+		return plan_create(sm, c, c->mkdir->parent, c->mkdir->name, c->mkdir->ino,
+				   S_IFDIR | (c->mkdir->mode & 07777), rec);
+	case FSPB__COMMAND__OP_SYMLINK: {
+		size_t n = strlen(c->symlink->target);
+		if (n == 0)
+			return rec->result = ENOENT, 0;
+		if (n >= PATH_MAX)
+			return rec->result = ENAMETOOLONG, 0;
+		return plan_create(sm, c, c->symlink->parent, c->symlink->name, c->symlink->ino,
+				   S_IFLNK | 0777, rec);
+	}
+	case FSPB__COMMAND__OP_LINK:
+		return plan_link(sm, c->link, rec);
+	case FSPB__COMMAND__OP_UNLINK:
+		return plan_unlink(sm, c->unlink, rec);
+	case FSPB__COMMAND__OP_RENAME:
+		return plan_rename(sm, c->rename, rec);
+	case FSPB__COMMAND__OP_WRITE:
+		rec->result = regular_file(sm, c->write->ino);
+		if (!rec->result && (c->write->offset > MAX_FILE_SIZE ||
+				     c->write->data.len > MAX_FILE_SIZE - c->write->offset))
+			rec->result = EFBIG;
+		return 0;
+	case FSPB__COMMAND__OP_FALLOCATE:
+		return plan_fallocate(sm, c->fallocate, rec);
+	case FSPB__COMMAND__OP_SETXATTR:
+		return plan_xattr(sm, c->setxattr->ino, c->setxattr->name, &c->setxattr->value,
+				  c->setxattr->flags, false, rec);
+	case FSPB__COMMAND__OP_REMOVEXATTR:
+		return plan_xattr(sm, c->removexattr->ino, c->removexattr->name, NULL, 0, true,
+				  rec);
+	case FSPB__COMMAND__OP_RELEASE:
+		return plan_release(sm, c->release->ino, rec);
+	default:
+		rec->result = EINVAL;
+		return 0;
+	}
+}
+
+// ---- Exec: redo-safe steps. Each either is idempotent (chown, chmod,
+// utimensat, setxattr, pwrite of the same bytes) or checks whether it was
+// already done (create: EEXIST on the same object; rename: which inode the
+// source name holds now).
+
+// The cached write fd of regular file id (apply thread only).
+static int write_fd(struct sm *sm, uint64_t id, int *fd)
+{
+	unsigned slot = (unsigned)(id % SM_FD_CACHE);
+	if (sm->fds[slot].fd >= 0 && sm->fds[slot].id == id) {
+		*fd = sm->fds[slot].fd;
+		return 0;
+	}
+	struct sm_path p;
+	tree_index_path(sm, id, &p);
+	int f = open(p.buf, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (f < 0)
+		return fault("open for writing", p.buf, errno);
+	if (sm->fds[slot].fd >= 0)
+		close(sm->fds[slot].fd);
+	sm->fds[slot].id = id;
+	sm->fds[slot].fd = f;
+	*fd = f;
+	return 0;
+}
+
+void apply_forget_fd(struct sm *sm, uint64_t id)
+{
+	unsigned slot = (unsigned)(id % SM_FD_CACHE);
+	if (sm->fds[slot].fd >= 0 && sm->fds[slot].id == id) {
+		close(sm->fds[slot].fd);
+		sm->fds[slot].fd = -1;
+	}
+}
+
+// Links the new object at `from` as parent/name; on redo the name may already
+// be there, and must then be that same object.
+static int link_name(struct sm *sm, const char *from, uint64_t parent, const char *name)
+{
+	struct sm_path to;
+	int rc = tree_child_path(sm, parent, name, &to);
+	if (rc)
+		return fault("resolve", name, -rc);
+	if (linkat(AT_FDCWD, from, AT_FDCWD, to.buf, 0)) {
+		struct stat a, b;
+		if (errno != EEXIST)
+			rc = fault("link", to.buf, errno);
+		else if (lstat(from, &a) || lstat(to.buf, &b) || a.st_ino != b.st_ino)
+			rc = fault("link (name taken by another object)", to.buf, EIO);
+	}
+	sm_path_release(&to);
+	return rc;
+}
+
+static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec,
+			    uint64_t parent, const char *name, uint64_t ino, mode_t mode,
+			    uint64_t rdev, const char *target)
+{
+	struct sm_path p;
+	tree_index_path(sm, ino, &p);
+	int made = target ? symlink(target, p.buf)
+			  : mknod(p.buf, (mode & S_IFMT) | 0600, (dev_t)rdev);
+	if (made && errno != EEXIST)
+		return fault("create", p.buf, errno);
+	int64_t t = c->time_ns;
+	struct stat st;
+	if (lchown(p.buf, c->uid, rec->gid))
+		return fault("chown", p.buf, errno);
+	if (!target && chmod(p.buf, rec->mode))
+		return fault("chmod", p.buf, errno);
+	int rc = tree_write_id(p.buf, ino);
+	if (rc)
+		return fault("set id of", p.buf, -rc);
+	if ((rc = set_times(p.buf, &t, &t)))
+		return rc;
+	if ((rc = tree_write_ctime(p.buf, t)))
+		return fault("set ctime of", p.buf, -rc);
+	if (lstat(p.buf, &st))
+		return fault("stat", p.buf, errno);
+	pthread_rwlock_wrlock(&sm->lock);
+	rc = tree_put(sm, ino, st.st_ino, st.st_mode & S_IFMT, t, 0, NULL);
+	if (!rc)
+		rc = link_name(sm, p.buf, parent, name);
+	pthread_rwlock_unlock(&sm->lock);
+	if (!rc)
+		rc = touch_dir(sm, parent, t);
+	return rc;
+}
+
+static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
+{
+	const Fspb__Mkdir *m = c->mkdir;
+	struct sm_path p;
+	int rc = tree_child_path(sm, m->parent, m->name, &p);
+	if (rc)
+		return fault("resolve", m->name, -rc);
+	int64_t t = c->time_ns;
+	uint64_t id;
+	struct stat st;
+	if (mkdir(p.buf, 0700)) {
+		if (errno != EEXIST) {
+			rc = fault("mkdir", p.buf, errno);
+		} else {
+			// Redo: ours if it has no id yet (cut short) or our id.
+			rc = tree_read_id(p.buf, &id);
+			if (rc == -ENODATA || (rc == 0 && id == m->ino))
+				rc = 0;
+			else
+				rc = fault("mkdir (name taken by another object)", p.buf, EIO);
+		}
+	}
+	if (!rc && lchown(p.buf, c->uid, rec->gid))
+		rc = fault("chown", p.buf, errno);
+	if (!rc && chmod(p.buf, rec->mode))
+		rc = fault("chmod", p.buf, errno);
+	if (!rc && (rc = set_times(p.buf, &t, &t)) == 0 && (rc = tree_write_ctime(p.buf, t)))
+		rc = fault("set ctime of", p.buf, -rc);
+	if (!rc && lstat(p.buf, &st))
+		rc = fault("stat", p.buf, errno);
+	if (!rc) {
+		pthread_rwlock_wrlock(&sm->lock);
+		rc = tree_put(sm, m->ino, st.st_ino, S_IFDIR, t, m->parent, m->name);
+		pthread_rwlock_unlock(&sm->lock);
+	}
+	// The id goes last: a directory with an id is complete for the scan.
+	if (!rc && (rc = tree_write_id(p.buf, m->ino)))
+		rc = fault("set id of", p.buf, -rc);
+	sm_path_release(&p);
+	if (!rc)
+		rc = touch_dir(sm, m->parent, t);
+	return rc;
+}
+
+static int exec_link(struct sm *sm, const Fspb__Command *c)
+{
+	const Fspb__Link *l = c->link;
+	struct sm_path p;
+	tree_index_path(sm, l->ino, &p);
+	pthread_rwlock_wrlock(&sm->lock);
+	int rc = link_name(sm, p.buf, l->new_parent, l->new_name);
+	pthread_rwlock_unlock(&sm->lock);
+	if (!rc)
+		rc = set_ctime(tree_get(sm, l->ino), p.buf, c->time_ns);
+	if (!rc)
+		rc = touch_dir(sm, l->new_parent, c->time_ns);
+	return rc;
+}
+
+static int exec_unlink(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
+{
+	const Fspb__Unlink *u = c->unlink;
+	struct sm_obj *o = tree_get(sm, rec->a); // NULL on redo of a finished rmdir
+	struct sm_path p;
+	int rc = tree_child_path(sm, u->parent, u->name, &p);
+	if (rc)
+		return fault("resolve", u->name, -rc);
+	struct stat st;
+	pthread_rwlock_wrlock(&sm->lock);
+	if (lstat(p.buf, &st) == 0) {
+		if (!o || st.st_ino != o->local_ino)
+			rc = fault("unlink (name holds another object)", p.buf, EIO);
+		else if (unlinkat(AT_FDCWD, p.buf, u->dir ? AT_REMOVEDIR : 0))
+			rc = fault("unlink", p.buf, errno);
+	} else if (errno != ENOENT) {
+		rc = fault("stat", p.buf, errno);
+	}
+	if (!rc && o && u->dir)
+		tree_drop(sm, rec->a);
+	pthread_rwlock_unlock(&sm->lock);
+	sm_path_release(&p);
+	// The file lost a link: its ctime changes (it may now be an orphan).
+	if (!rc && o && !u->dir)
+		rc = ctime_of(sm, o, c->time_ns);
+	if (!rc)
+		rc = touch_dir(sm, u->parent, c->time_ns);
+	return rc;
+}
+
+static int exec_rename(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
+{
+	const Fspb__Rename *r = c->rename;
+	if (rec->a == rec->b)
+		return 0;
+	bool exchange = r->flags & RENAME_EXCHANGE;
+	struct sm_obj *src = tree_get(sm, rec->a);
+	struct sm_obj *dst = rec->b ? tree_get(sm, rec->b) : NULL; // NULL on redo of a dir replaced
+	struct sm_path from, to;
+	int rc = tree_child_path(sm, r->parent, r->name, &from);
+	if (rc)
+		return fault("resolve", r->name, -rc);
+	rc = tree_child_path(sm, r->new_parent, r->new_name, &to);
+	if (rc) {
+		sm_path_release(&from);
+		return fault("resolve", r->new_name, -rc);
+	}
+	pthread_rwlock_wrlock(&sm->lock);
+	struct stat st;
+	bool at_source = lstat(from.buf, &st) == 0 && src && st.st_ino == src->local_ino;
+	if (at_source) {
+		if (renameat2(AT_FDCWD, from.buf, AT_FDCWD, to.buf, exchange ? RENAME_EXCHANGE : 0))
+			rc = fault("rename", from.buf, errno);
+	} else if (!src || lstat(to.buf, &st) || st.st_ino != src->local_ino) {
+		// Neither not-yet-done nor done: the tree is not what the journal says.
+		rc = fault("rename (tree does not match the journal)", from.buf, EIO);
+	}
+	if (!rc && src->type == S_IFDIR)
+		rc = tree_move_dir(src, r->new_parent, r->new_name);
+	if (!rc && dst && exchange && dst->type == S_IFDIR)
+		rc = tree_move_dir(dst, r->parent, r->name);
+	if (!rc && dst && !exchange && dst->type == S_IFDIR) {
+		tree_drop(sm, rec->b); // replaced an empty directory
+		dst = NULL;
+	}
+	pthread_rwlock_unlock(&sm->lock);
+	sm_path_release(&from);
+	sm_path_release(&to);
+	int64_t t = c->time_ns;
+	if (!rc)
+		rc = ctime_of(sm, src, t);
+	if (!rc && dst) // exchanged, or a file that lost a name
+		rc = ctime_of(sm, dst, t);
+	if (!rc)
+		rc = touch_dir(sm, r->parent, t);
+	if (!rc && r->new_parent != r->parent)
+		rc = touch_dir(sm, r->new_parent, t);
+	return rc;
+}
+
+// Sets mtime and ctime of an open regular file after a data change.
+static int data_times(struct sm *sm, uint64_t id, int fd, int64_t t)
+{
+	struct timespec ts[2] = {{0, UTIME_OMIT}, ns_to_ts(t)};
+	if (futimens(fd, ts))
+		return fault("set mtime of", "file", errno);
+	if (fsetxattr(fd, SM_XATTR_CTIME, &t, sizeof(t), 0))
+		return fault("set ctime of", "file", errno);
+	__atomic_store_n(&tree_get(sm, id)->ctime_ns, t, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int exec_write(struct sm *sm, const Fspb__Command *c)
+{
+	const Fspb__Write *w = c->write;
+	if (w->data.len == 0)
+		return 0; // POSIX: a write of nothing changes nothing
+	int fd;
+	int rc = write_fd(sm, w->ino, &fd);
+	if (rc)
+		return rc;
+	size_t done = 0;
+	while (done < w->data.len) {
+		ssize_t n = pwrite(fd, w->data.data + done, w->data.len - done,
+				   (off_t)(w->offset + done));
+		if (n <= 0)
+			return fault("write", "file", n < 0 ? errno : EIO);
+		done += (size_t)n;
+	}
+	return data_times(sm, w->ino, fd, c->time_ns);
+}
+
+static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
+{
+	const Fspb__Fallocate *f = c->fallocate;
+	int fd;
+	int rc = write_fd(sm, f->ino, &fd);
+	if (rc)
+		return rc;
+	if (fallocate(fd, f->mode, (off_t)f->offset, (off_t)f->length))
+		return fault("fallocate", "file", errno);
+	return data_times(sm, f->ino, fd, c->time_ns);
+}
+
+static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
+{
+	const Fspb__SetAttr *s = c->setattr;
+	struct sm_obj *o = tree_get(sm, s->ino);
+	struct sm_path p;
+	int rc = tree_path(sm, s->ino, &p);
+	if (rc)
+		return fault("resolve object", "", -rc);
+	uint32_t v = s->valid;
+	uid_t uid = (v & SM_SET_UID) ? s->uid : (uid_t)-1;
+	gid_t gid = (v & SM_SET_GID) ? s->gid : (gid_t)-1;
+	if ((v & (SM_SET_UID | SM_SET_GID)) && lchown(p.buf, uid, gid))
+		rc = fault("chown", p.buf, errno);
+	// After chown, which may have cleared set-id bits by itself.
+	if (!rc && o->type != S_IFLNK && (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID)) &&
+	    chmod(p.buf, rec->mode))
+		rc = fault("chmod", p.buf, errno);
+	if (!rc && (v & SM_SET_SIZE) && truncate(p.buf, (off_t)s->size))
+		rc = fault("truncate", p.buf, errno);
+	int64_t at = (v & SM_SET_ATIME_NOW) ? c->time_ns : s->atime_ns;
+	int64_t mt = (v & SM_SET_MTIME_NOW) ? c->time_ns : s->mtime_ns;
+	bool set_a = v & (SM_SET_ATIME | SM_SET_ATIME_NOW);
+	bool set_m = v & (SM_SET_MTIME | SM_SET_MTIME_NOW);
+	if (!set_m && (v & SM_SET_SIZE)) {
+		mt = c->time_ns; // truncate changes mtime (POSIX)
+		set_m = true;
+	}
+	if (!rc && (set_a || set_m))
+		rc = set_times(p.buf, set_a ? &at : NULL, set_m ? &mt : NULL);
+	if (!rc && (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID | SM_SET_SIZE | SM_SET_ATIME |
+			 SM_SET_MTIME | SM_SET_ATIME_NOW | SM_SET_MTIME_NOW)))
+		rc = set_ctime(o, p.buf, c->time_ns);
+	sm_path_release(&p);
+	return rc;
+}
+
+static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const char *name,
+		      const ProtobufCBinaryData *v)
+{
+	struct sm_path p;
+	int rc = tree_path(sm, ino, &p);
+	if (rc)
+		return fault("resolve object", name, -rc);
+	if (v && lsetxattr(p.buf, name, v->data, v->len, 0))
+		rc = fault("setxattr", p.buf, errno);
+	if (!v && lremovexattr(p.buf, name) && errno != ENODATA)
+		rc = fault("removexattr", p.buf, errno);
+	if (!rc)
+		rc = set_ctime(tree_get(sm, ino), p.buf, c->time_ns);
+	sm_path_release(&p);
+	return rc;
+}
+
+static int exec_release(struct sm *sm, uint64_t ino)
+{
+	struct sm_path p;
+	apply_forget_fd(sm, ino);
+	tree_index_path(sm, ino, &p);
+	if (unlink(p.buf) && errno != ENOENT)
+		return fault("release", p.buf, errno);
+	pthread_rwlock_wrlock(&sm->lock);
+	tree_drop(sm, ino);
+	pthread_rwlock_unlock(&sm->lock);
+	return 0;
+}
+
+int apply_exec(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
+{
+	switch (c->op_case) {
+	case FSPB__COMMAND__OP_SETATTR:
+		return exec_setattr(sm, c, rec);
+	case FSPB__COMMAND__OP_MKNOD:
+		return exec_create_file(sm, c, rec, c->mknod->parent, c->mknod->name,
+					c->mknod->ino, c->mknod->mode, c->mknod->rdev, NULL);
+	case FSPB__COMMAND__OP_MKDIR:
+		return exec_mkdir(sm, c, rec);
+	case FSPB__COMMAND__OP_SYMLINK:
+		return exec_create_file(sm, c, rec, c->symlink->parent, c->symlink->name,
+					c->symlink->ino, S_IFLNK, 0, c->symlink->target);
+	case FSPB__COMMAND__OP_LINK:
+		return exec_link(sm, c);
+	case FSPB__COMMAND__OP_UNLINK:
+		return exec_unlink(sm, c, rec);
+	case FSPB__COMMAND__OP_RENAME:
+		return exec_rename(sm, c, rec);
+	case FSPB__COMMAND__OP_WRITE:
+		return exec_write(sm, c);
+	case FSPB__COMMAND__OP_FALLOCATE:
+		return exec_fallocate(sm, c);
+	case FSPB__COMMAND__OP_SETXATTR:
+		return exec_xattr(sm, c, c->setxattr->ino, c->setxattr->name, &c->setxattr->value);
+	case FSPB__COMMAND__OP_REMOVEXATTR:
+		return exec_xattr(sm, c, c->removexattr->ino, c->removexattr->name, NULL);
+	case FSPB__COMMAND__OP_RELEASE:
+		return exec_release(sm, c->release->ino);
+	default:
+		return 0;
+	}
+}

@@ -1,0 +1,300 @@
+// The state machine's life cycle: opening a data dir, the apply loop step with journal and duplicate table, id allocation.
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "sm_impl.h"
+
+// Ids are reserved in blocks: one fsync per block, not per create.
+#define ID_BLOCK 4096
+#define COUNTER_MASK 0xffffffffffffULL
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0700) && errno != EEXIST) {
+		int err = errno;
+		fprintf(stderr, "sm: mkdir %s: %s\n", path, strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+static int make_layout(const char *data)
+{
+	char path[PATH_MAX];
+	int rc = make_dir(data);
+	const char *subs[] = {"tree", "ids", "sm"};
+	for (size_t i = 0; !rc && i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", data, subs[i]);
+		rc = make_dir(path);
+	}
+	for (unsigned b = 0; !rc && b < 256; b++) {
+		snprintf(path, sizeof(path), "%s/ids/%02x", data, b);
+		rc = make_dir(path);
+	}
+	return rc;
+}
+
+// Gives a fresh tree its root identity: id 1, 0755, root:root, times 0, so
+// every node starts from the same state.
+static int init_root(const char *data)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/tree", data);
+	uint64_t id;
+	int rc = tree_read_id(path, &id);
+	if (rc == 0)
+		return id == SM_ROOT_ID ? 0 : -EIO;
+	if (rc != -ENODATA) {
+		fprintf(stderr, "sm: read id of %s: %s\n", path, strerror(-rc));
+		return rc;
+	}
+	struct timespec zero[2] = {{0, 0}, {0, 0}};
+	if (chown(path, 0, 0) || chmod(path, 0755) || utimensat(AT_FDCWD, path, zero, 0)) {
+		rc = -errno;
+	} else {
+		rc = tree_write_ctime(path, 0);
+		if (!rc)
+			rc = tree_write_id(path, SM_ROOT_ID);
+	}
+	if (rc)
+		fprintf(stderr, "sm: initialise root %s: %s\n", path, strerror(-rc));
+	return rc;
+}
+
+static int load_reserved(struct sm *sm)
+{
+	uint64_t v = 0;
+	int fd = openat(sm->sm_fd, "next_id", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (pread(fd, &v, sizeof(v), 0) != sizeof(v))
+			v = 0;
+		close(fd);
+	} else if (errno != ENOENT) {
+		int err = errno;
+		fprintf(stderr, "sm: open %s/sm/next_id: %s\n", sm->data_dir, strerror(err));
+		return -err;
+	}
+	if (v > sm->next_counter)
+		sm->next_counter = v;
+	if (sm->next_counter == 0)
+		sm->next_counter = 1;
+	sm->reserved_to = sm->next_counter;
+	return 0;
+}
+
+// Durably reserves counters up to `to` (write a temp file, fsync, rename).
+static int store_reserved(struct sm *sm, uint64_t to)
+{
+	int fd = openat(sm->sm_fd, "next_id.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int rc = 0;
+	if (fd < 0 || pwrite(fd, &to, sizeof(to), 0) != sizeof(to) || fsync(fd) ||
+	    renameat(sm->sm_fd, "next_id.tmp", sm->sm_fd, "next_id") || fsync(sm->sm_fd))
+		rc = errno ? -errno : -EIO;
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		fprintf(stderr, "sm: reserve ids in %s/sm/next_id: %s\n", sm->data_dir,
+			strerror(-rc));
+	return rc;
+}
+
+int sm_alloc_id(struct sm *sm, uint64_t *id)
+{
+	int rc = 0;
+	pthread_mutex_lock(&sm->id_lock);
+	if (sm->next_counter >= sm->reserved_to) {
+		rc = store_reserved(sm, sm->next_counter + ID_BLOCK);
+		if (!rc)
+			sm->reserved_to = sm->next_counter + ID_BLOCK;
+	}
+	if (!rc && sm->next_counter > COUNTER_MASK)
+		rc = -ENOSPC;
+	if (!rc)
+		*id = ((uint64_t)sm->node_id << 48) | sm->next_counter++;
+	pthread_mutex_unlock(&sm->id_lock);
+	return rc;
+}
+
+int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
+{
+	if (node_id == 0 || node_id > 0xffff) {
+		fprintf(stderr, "sm: open %s: node id %u out of range 1..65535\n", data_dir,
+			node_id);
+		return -EINVAL;
+	}
+	struct sm *sm = calloc(1, sizeof(*sm));
+	if (!sm)
+		return -ENOMEM;
+	sm->sm_fd = -1;
+	sm->journal.fd = -1;
+	sm->dedup.fd = -1;
+	sm->node_id = node_id;
+	for (int i = 0; i < SM_FD_CACHE; i++)
+		sm->fds[i].fd = -1;
+	pthread_rwlock_init(&sm->lock, NULL);
+	pthread_mutex_init(&sm->id_lock, NULL);
+	int rc = -ENOMEM;
+	sm->data_dir = realpath(data_dir, NULL);
+	if (!sm->data_dir && errno == ENOENT && make_dir(data_dir) == 0)
+		sm->data_dir = realpath(data_dir, NULL);
+	if (!sm->data_dir) {
+		rc = -errno;
+		fprintf(stderr, "sm: open %s: %s\n", data_dir, strerror(-rc));
+		free(sm);
+		return rc;
+	}
+	if ((rc = tree_map_init(&sm->by_id)) || (rc = tree_map_init(&sm->by_ino)))
+		goto fail;
+	if ((rc = make_layout(sm->data_dir)) || (rc = init_root(sm->data_dir)))
+		goto fail;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/sm", sm->data_dir);
+	sm->sm_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sm->sm_fd < 0) {
+		rc = -errno;
+		fprintf(stderr, "sm: open %s: %s\n", path, strerror(-rc));
+		goto fail;
+	}
+	if ((rc = tree_scan(sm)) || (rc = load_reserved(sm)))
+		goto fail;
+	struct sm_record last = {0};
+	bool have;
+	if ((rc = sm_journal_open(sm->sm_fd, &sm->journal, &last, &have)))
+		goto fail;
+	if ((rc = sm_dedup_open(sm->sm_fd, &sm->dedup)))
+		goto fail;
+	if (have && (last.flags & SM_REC_DONE)) {
+		sm->applied = last.index; // closed cleanly
+	} else if (have) {
+		// The last recorded command may have been cut short: count it as not
+		// applied, so the runtime delivers it again and sm_apply redoes it.
+		sm->applied = last.index - 1;
+		sm->redo_pending = true;
+		sm->redo_rec = last;
+	}
+	sm->last_rec = last;
+	*out = sm;
+	return 0;
+fail:
+	sm_close(sm);
+	return rc;
+}
+
+void sm_close(struct sm *sm)
+{
+	if (!sm)
+		return;
+	for (int i = 0; i < SM_FD_CACHE; i++)
+		if (sm->fds[i].fd >= 0)
+			close(sm->fds[i].fd);
+	// A clean close marks the last command done, so a restart needs no redo.
+	if (sm->journal.fd >= 0 && !sm->fault && !sm->redo_pending &&
+	    sm->last_rec.index == sm->applied && sm->applied > 0) {
+		sm->last_rec.flags |= SM_REC_DONE;
+		sm_journal_write(&sm->journal, &sm->last_rec);
+	}
+	sm_journal_close(&sm->journal);
+	if (sm->dedup.fd >= 0)
+		sm_dedup_close(&sm->dedup);
+	if (sm->sm_fd >= 0)
+		close(sm->sm_fd);
+	if (sm->by_id.keys)
+		tree_free(sm);
+	pthread_rwlock_destroy(&sm->lock);
+	pthread_mutex_destroy(&sm->id_lock);
+	free(sm->data_dir);
+	free(sm);
+}
+
+uint64_t sm_applied_index(struct sm *sm)
+{
+	return sm->applied;
+}
+
+int sm_fault(struct sm *sm)
+{
+	return sm->fault;
+}
+
+int sm_client_last(struct sm *sm, uint64_t client_id, uint64_t *seq, int *result)
+{
+	const struct sm_client *c = sm_dedup_get(&sm->dedup, client_id);
+	if (!c)
+		return -ENOENT;
+	*seq = c->seq;
+	*result = c->result;
+	return 0;
+}
+
+static int fail(struct sm *sm, uint64_t index, int rc)
+{
+	fprintf(stderr, "sm: apply %llu: local fault %s: node stops applying\n",
+		(unsigned long long)index, strerror(-rc));
+	sm->fault = rc;
+	return rc;
+}
+
+int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, const void *cmd,
+	     size_t len, int *result)
+{
+	if (sm->fault)
+		return sm->fault;
+	if (index <= sm->applied)
+		return -EALREADY;
+	if (index != sm->applied + 1)
+		return -EINVAL;
+	Fspb__Command *c = fspb__command__unpack(NULL, len, cmd);
+	struct sm_record rec;
+	int rc = 0;
+	uint64_t cmd_hash = sm_hash(cmd, len);
+	if (sm->redo_pending && sm->redo_rec.index == index) {
+		// Decided before the crash; do not decide again. It must be the
+		// same command, or the caller's log is not the one we applied.
+		if (sm->redo_rec.cmd_hash != cmd_hash || sm->redo_rec.client != client_id ||
+		    sm->redo_rec.seq != seq) {
+			if (c)
+				fspb__command__free_unpacked(c, NULL);
+			fprintf(stderr, "sm: apply %llu: not the command being applied at the crash\n",
+				(unsigned long long)index);
+			return -EINVAL;
+		}
+		rec = sm->redo_rec;
+	} else {
+		memset(&rec, 0, sizeof(rec));
+		rec.index = index;
+		rec.client = client_id;
+		rec.seq = seq;
+		rec.cmd_hash = cmd_hash;
+		const struct sm_client *cl = client_id ? sm_dedup_get(&sm->dedup, client_id) : NULL;
+		if (cl && seq <= cl->seq) {
+			rec.flags = SM_REC_DUP;
+			rec.result = seq == cl->seq ? cl->result : SM_RESULT_STALE;
+		} else if (!c) {
+			rec.result = EINVAL; // undecodable: the same bytes fail the same everywhere
+		} else {
+			rc = apply_plan(sm, c, &rec);
+		}
+		if (!rc)
+			rc = sm_journal_write(&sm->journal, &rec);
+		if (!rc)
+			sm->last_rec = rec;
+	}
+	sm->redo_pending = false;
+	if (!rc && !(rec.flags & SM_REC_DUP) && rec.result == 0 && c)
+		rc = apply_exec(sm, c, &rec);
+	if (!rc && !(rec.flags & SM_REC_DUP) && client_id)
+		rc = sm_dedup_put(&sm->dedup, client_id, seq, rec.result);
+	if (c)
+		fspb__command__free_unpacked(c, NULL);
+	if (rc)
+		return fail(sm, index, rc);
+	sm->applied = index;
+	*result = rec.result;
+	return 0;
+}

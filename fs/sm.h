@@ -1,0 +1,133 @@
+// The filesystem state machine: applies fspb.Commands, in log order, to a node's local tree, and reads it by id.
+#ifndef RAFTFS_FS_SM_H
+#define RAFTFS_FS_SM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
+// Layout of a data directory DATA (see fs/README-sm.md for the full story):
+//   DATA/tree/        the filesystem as a plain tree (readable with ls while down)
+//   DATA/ids/xx/<id>  one hard link per non-directory object, xx = low id byte
+//   DATA/sm/          journal (last command being applied), duplicate table,
+//                     id reservation
+// Every object carries its id in xattr trusted.raftfs.id and its replicated
+// ctime in trusted.raftfs.ctime. The daemon must run as root (trusted.*).
+
+struct sm;
+
+#define SM_ROOT_ID 1ULL
+
+// Bits of fspb.SetAttr.valid; the same values as FUSE_SET_ATTR_* so the FUSE
+// layer can pass its `to_set` through unchanged.
+#define SM_SET_MODE (1u << 0)
+#define SM_SET_UID (1u << 1)
+#define SM_SET_GID (1u << 2)
+#define SM_SET_SIZE (1u << 3)
+#define SM_SET_ATIME (1u << 4)
+#define SM_SET_MTIME (1u << 5)
+#define SM_SET_ATIME_NOW (1u << 7) // the proposer puts its clock in atime_ns
+#define SM_SET_MTIME_NOW (1u << 8) // the proposer puts its clock in mtime_ns
+
+// Result a stale duplicate (a seq below the client's last applied seq) gets:
+// its real result is no longer known. Clients keep one command in flight per
+// client id, so nobody waits for such a result.
+#define SM_RESULT_STALE EALREADY
+
+// Opens (creating on first use) the state machine over data_dir. node_id
+// (1..65535) is this node's id, used only to allocate fresh ids. A fresh
+// data dir gets an empty root, id 1, mode 0755, root:root, times 0.
+// On success *out owns the state machine; free it with sm_close.
+// Returns 0 or a negative errno; a message naming what failed goes to stderr.
+int sm_open(const char *data_dir, uint32_t node_id, struct sm **out);
+
+// Closes everything sm holds and frees it. NULL is allowed.
+void sm_close(struct sm *sm);
+
+// The index of the last command known applied. After a crash, the command the
+// process was applying is counted as not applied: the caller must deliver it
+// again (the raft log still holds it) and sm_apply redoes it with the result it
+// recorded before the crash (the redo steps are idempotent).
+uint64_t sm_applied_index(struct sm *sm);
+
+// Applies the command (an encoded fspb.Command) committed at `index`, which
+// must be sm_applied_index() + 1. client_id/seq come from the runtime's
+// envelope; client_id 0 means "no duplicate detection" (e.g. node-internal
+// commands). A (client_id, seq) at or below the client's last applied seq is
+// not executed again: *result is the stored result (SM_RESULT_STALE if seq is
+// older than the last one).
+//
+// Returns 0 with *result = 0 or a positive errno (EEXIST, ENOENT, ...): the
+// command's outcome, a deterministic function of the replicated state, the
+// same on every node. Returns a negative errno for a local fault (ENOSPC, EIO,
+// a tree that does not match the journal): the node must stop applying and
+// report itself unhealthy; every later call returns the same error.
+// -EINVAL/-EALREADY for an index out of sequence (caller bug, not sticky).
+// Call from one thread at a time (the apply thread); reads may run concurrently.
+int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, const void *cmd,
+	     size_t len, int *result);
+
+// 0 while healthy, else the negative errno of the fault that stopped applying.
+int sm_fault(struct sm *sm);
+
+// The last applied seq and result of a client, for the runtime's retries and
+// for tests. Returns 0, or -ENOENT if the client has no command applied.
+int sm_client_last(struct sm *sm, uint64_t client_id, uint64_t *seq, int *result);
+
+// Allocates a fresh id for a new object proposed by this node:
+// (node_id << 48) | counter, the counter persisted (fsynced in blocks) so an id
+// is never handed out twice, even across crashes. Thread-safe.
+// Returns 0 or a negative errno.
+int sm_alloc_id(struct sm *sm, uint64_t *id);
+
+// ---- Read side. Thread-safe, concurrent with sm_apply. Negative errno on error.
+
+// Attributes of object `id`: st_ino is the id, st_ctim the replicated ctime,
+// st_nlink the user's link count (the index link is not counted). atime is
+// local, not replicated.
+int sm_getattr(struct sm *sm, uint64_t id, struct stat *st);
+
+// Looks up `name` in directory `parent`; fills st as sm_getattr (st->st_ino is
+// the child's id). -ENOENT, -ENOTDIR, -ENAMETOOLONG, -EINVAL (bad name).
+int sm_lookup(struct sm *sm, uint64_t parent, const char *name, struct stat *st);
+
+// Called by sm_readdir for each entry. st->st_ino is the id; with plus the whole
+// stat is filled, else only st_ino and the type bits of st_mode. next is the
+// offset to pass to sm_readdir to continue after this entry. Return nonzero to
+// stop (e.g. the reply buffer is full; that entry counts as not consumed).
+typedef int (*sm_dirent_fn)(void *arg, const char *name, const struct stat *st, off_t next);
+
+// Lists directory `dir` from offset `off` (0: the start), including "." and
+// "..". Offsets are stable across calls while entries are added and removed.
+// Returns 0 (end reached or fn stopped) or a negative errno.
+int sm_readdir(struct sm *sm, uint64_t dir, off_t off, bool plus, sm_dirent_fn fn, void *arg);
+
+// Reads the target of symlink `id` into buf (not NUL-terminated).
+// Returns its length, or -EINVAL if id is not a symlink.
+ssize_t sm_readlink(struct sm *sm, uint64_t id, char *buf, size_t size);
+
+// Opens regular file `id` read-only; the caller owns and closes the fd. The fd
+// keeps working after renames, unlinks and even a Release of the file.
+int sm_open_fd(struct sm *sm, uint64_t id);
+
+// Reads up to size bytes of regular file `id` at off. Returns bytes read.
+ssize_t sm_read(struct sm *sm, uint64_t id, void *buf, size_t size, off_t off);
+
+// The user-visible xattr names of `id` (trusted.raftfs.* hidden), as
+// listxattr(2): size 0 returns the size needed.
+ssize_t sm_listxattr(struct sm *sm, uint64_t id, char *buf, size_t size);
+
+// One user-visible xattr of `id`, as getxattr(2) (-ENODATA when absent).
+ssize_t sm_getxattr(struct sm *sm, uint64_t id, const char *name, void *buf, size_t size);
+
+// Space of the filesystem that holds the tree.
+int sm_statfs(struct sm *sm, struct statvfs *st);
+
+// Calls fn for every orphan (a non-directory whose last name is gone and that
+// awaits a Release command). Returns 0 or what fn returned (nonzero stops).
+int sm_each_orphan(struct sm *sm, int (*fn)(void *arg, uint64_t id), void *arg);
+
+#endif

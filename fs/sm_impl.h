@@ -1,0 +1,138 @@
+// Internals shared by the state machine's files (sm.c, tree.c, apply.c, sm_read.c); not a public API.
+#ifndef RAFTFS_FS_SM_IMPL_H
+#define RAFTFS_FS_SM_IMPL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "fs.pb-c.h"
+#include "sm.h"
+#include "sm_dedup.h"
+#include "sm_journal.h"
+#include "tree_map.h"
+
+#define SM_XATTR_ID "trusted.raftfs.id"
+#define SM_XATTR_CTIME "trusted.raftfs.ctime"
+#define SM_XATTR_PREFIX "trusted.raftfs."
+
+// One object of the tree, in memory. Directories are found by walking parent
+// ids to the root (their path in DATA/tree); every other object by its index
+// link DATA/ids/xx/<id>.
+struct sm_obj {
+	uint64_t id;
+	uint64_t local_ino; // inode number in the local filesystem
+	int64_t ctime_ns;   // replicated ctime (atomic access: readers race apply)
+	mode_t type;        // S_IFMT bits
+	uint64_t parent;    // directories only
+	char *name;         // directories only (owned)
+};
+
+#define SM_FD_CACHE 64
+
+struct sm {
+	char *data_dir;
+	int sm_fd; // DATA/sm
+	uint32_t node_id;
+
+	// Guards the tables and the names in the tree: apply takes it for writing
+	// around namespace changes, reads for reading around path resolution and
+	// the syscall that uses the path, so no read sees half a rename.
+	pthread_rwlock_t lock;
+	struct tree_map by_id;  // id -> struct sm_obj *
+	struct tree_map by_ino; // local inode -> struct sm_obj *
+
+	uint64_t applied;
+	struct sm_journal journal;
+	struct sm_dedup dedup;
+	bool redo_pending; // redo_rec is the command that was being applied at a crash
+	struct sm_record redo_rec;
+	struct sm_record last_rec; // the newest record written (re-marked done at close)
+	int fault;
+
+	// Write fds of regular files, by id (apply thread only).
+	struct {
+		uint64_t id;
+		int fd;
+	} fds[SM_FD_CACHE];
+
+	pthread_mutex_t id_lock;
+	uint64_t next_counter; // next counter to hand out
+	uint64_t reserved_to;  // counters below this are reserved in DATA/sm/next_id
+};
+
+// A path naming an object for path-based syscalls (lstat, lsetxattr, ...).
+// Normally absolute; for trees deeper than PATH_MAX it is
+// /proc/self/fd/<fd>/<rest> with fd an O_PATH descriptor held until released.
+struct sm_path {
+	char buf[PATH_MAX];
+	int fd;
+};
+
+// Releases what a resolved path holds (no-op for a plain path).
+void sm_path_release(struct sm_path *p);
+
+// Resolves object id: its index link, or for a directory its path in the
+// tree. -ENOENT if id is unknown. Caller holds the lock.
+int tree_path(struct sm *sm, uint64_t id, struct sm_path *p);
+
+// Resolves entry `name` of directory `parent`. -ENOENT/-ENOTDIR for parent.
+int tree_child_path(struct sm *sm, uint64_t parent, const char *name, struct sm_path *p);
+
+// The index link path of a non-directory id (whether or not it exists).
+void tree_index_path(struct sm *sm, uint64_t id, struct sm_path *p);
+
+// The object with this id, or NULL.
+struct sm_obj *tree_get(struct sm *sm, uint64_t id);
+
+// Adds (or updates, on redo) an object. name is copied for directories.
+// Caller holds the write lock. Returns 0 or -ENOMEM.
+int tree_put(struct sm *sm, uint64_t id, uint64_t local_ino, mode_t type, int64_t ctime_ns,
+	     uint64_t parent, const char *name);
+
+// Sets a directory's parent and name (rename). 0 or -ENOMEM.
+int tree_move_dir(struct sm_obj *o, uint64_t parent, const char *name);
+
+// Drops an object from the tables and frees it. Caller holds the write lock.
+void tree_drop(struct sm *sm, uint64_t id);
+
+// Loads the tables by scanning DATA/ids and the directories of DATA/tree.
+// Also raises sm->next_counter above every id this node allocated.
+int tree_scan(struct sm *sm);
+
+// Frees every object.
+void tree_free(struct sm *sm);
+
+// Reads the id xattr of path (-ENODATA if it has none).
+int tree_read_id(const char *path, uint64_t *id);
+
+// Loads/stores the replicated ctime xattr.
+int tree_read_ctime(const char *path, int64_t *ns);
+int tree_write_ctime(const char *path, int64_t ns);
+int tree_write_id(const char *path, uint64_t id);
+
+// Fills st for object o from lstat of path, replacing what is replicated
+// differently (ino, ctime, nlink). Returns 0 or -errno.
+int tree_stat(struct sm_obj *o, const char *path, struct stat *st);
+
+// Whether directory path has entries other than . and .. (1), not (0), or -errno.
+int tree_dir_nonempty(const char *path);
+
+// Checks a name for a directory entry: 0, -EINVAL or -ENAMETOOLONG.
+int tree_check_name(const char *name);
+
+// Decides a command's result and plan without changing anything (apply.c).
+// Returns 0 with rec->result set, or a negative errno for a local fault.
+int apply_plan(struct sm *sm, const Fspb__Command *cmd, struct sm_record *rec);
+
+// Carries out a planned command whose result is 0. Every step is redo-safe:
+// run again after a crash on a tree where some or all steps were done, it
+// reaches the same end state. Returns 0 or a negative errno (local fault).
+int apply_exec(struct sm *sm, const Fspb__Command *cmd, const struct sm_record *rec);
+
+// Closes a cached write fd of id, if any (apply thread).
+void apply_forget_fd(struct sm *sm, uint64_t id);
+
+#endif

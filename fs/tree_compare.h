@@ -1,0 +1,28 @@
+// Compares two filesystem trees as a user sees them: for tests and `raftfs verify`.
+#ifndef RAFTFS_FS_TREE_COMPARE_H
+#define RAFTFS_FS_TREE_COMPARE_H
+
+// What the two roots are.
+enum tree_cmp_kind {
+	// Two state machine data dirs (DATA): compares DATA/tree using the ids and
+	// ctimes kept in xattrs, the user's nlink (index link not counted), and
+	// the orphans (files with no name left, awaiting Release) by id.
+	TREE_CMP_DATA,
+	// Two mounts (or any plain directories): st_ino, st_ctim and st_nlink as
+	// reported, every xattr listed.
+	TREE_CMP_MOUNT,
+};
+
+// Called once per difference with a line such as "a/b: mode 100644 vs 100600".
+typedef void (*tree_diff_fn)(void *arg, const char *msg);
+
+// Walks both trees and reports every difference in names, types, ids, modes,
+// owners, sizes (not of directories: their local size depends on history),
+// mtimes, ctimes, link counts, device numbers, symlink targets, xattrs and
+// content. atime is not compared (not replicated).
+// Returns the number of differences (0: identical) or a negative errno if a
+// tree could not be read (reported through fn too).
+int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn,
+		 void *arg);
+
+#endif

@@ -1,0 +1,60 @@
+// Helpers for the state machine tests: temp data dirs, building and applying commands, random command sequences.
+#ifndef RAFTFS_TESTS_FS_TESTLIB_H
+#define RAFTFS_TESTS_FS_TESTLIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fs.pb-c.h"
+#include "sm.h"
+
+// Creates a fresh directory under $TMPDIR (or /tmp); returns a malloc'd path.
+char *tl_mkdtemp(void);
+
+// Removes path and everything under it, then frees it. NULL is allowed.
+void tl_rmtree(char *path);
+
+// Encodes c; the caller frees the returned buffer.
+uint8_t *tl_pack(const Fspb__Command *c, size_t *len);
+
+// Applies c at the next index as client 0, with uid/gid 0 unless set, and a
+// time advancing by one microsecond per command (returned through *t if t).
+// Fails the test on a local fault. Returns the command's result.
+int tl_apply(struct sm *sm, Fspb__Command *c);
+
+// The time the last tl_apply stamped.
+int64_t tl_last_time(void);
+
+// One-line builders applying a command; each returns the result.
+int tl_mknod(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uint32_t mode);
+int tl_mkdir(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uint32_t mode);
+int tl_symlink(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, const char *target);
+int tl_link(struct sm *sm, uint64_t ino, uint64_t parent, const char *name);
+int tl_unlink(struct sm *sm, uint64_t parent, const char *name, int dir);
+int tl_rename(struct sm *sm, uint64_t p, const char *n, uint64_t np, const char *nn, uint32_t flags);
+int tl_write(struct sm *sm, uint64_t ino, uint64_t off, const void *data, size_t len);
+int tl_setxattr(struct sm *sm, uint64_t ino, const char *name, const char *value, int flags);
+int tl_removexattr(struct sm *sm, uint64_t ino, const char *name);
+int tl_release(struct sm *sm, uint64_t ino);
+int tl_fallocate(struct sm *sm, uint64_t ino, int mode, uint64_t off, uint64_t len);
+int tl_setattr(struct sm *sm, const Fspb__SetAttr *s);
+
+// A generated command sequence: entry i is proposed by client[i] with seq[i]
+// (client 0: no duplicate detection); some entries repeat an earlier
+// (client, seq, command) as a retry after a leader change would.
+struct tl_seq {
+	size_t n;
+	uint64_t *client;
+	uint64_t *seq;
+	uint8_t **cmd;
+	size_t *len;
+};
+
+// Generates n commands from seed, a mix of every op over a small namespace so
+// names collide and errors happen. Deterministic in (seed, n).
+void tl_gen(struct tl_seq *s, uint64_t seed, size_t n);
+
+// Frees a generated sequence.
+void tl_gen_free(struct tl_seq *s);
+
+#endif

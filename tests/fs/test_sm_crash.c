@@ -1,0 +1,197 @@
+// Crash safety: a child applying a long command sequence is SIGKILLed many times; the restarted state machine must end exactly where an uninterrupted run does.
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fs_testlib.h"
+#include "sm.h"
+#include "tree_compare.h"
+
+#define NCMDS 3000
+#define MAX_KILLS 60
+
+struct fx {
+	char *top;
+	pid_t child;
+	struct tl_seq seq;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	f->top = tl_mkdtemp();
+	f->child = -1;
+	tl_gen(&f->seq, 7, NCMDS);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	if (f->child > 0) {
+		kill(f->child, SIGKILL);
+		waitpid(f->child, NULL, 0);
+	}
+	tl_rmtree(f->top);
+	tl_gen_free(&f->seq);
+	free(f);
+	return 0;
+}
+
+// Applies the sequence from where the data dir stands to the end, storing
+// each result at results[index]. Reports progress on `progress` (if >= 0).
+// Returns 0, or the sm error.
+static int run(struct fx *f, const char *data, int *results, int progress)
+{
+	struct sm *sm;
+	int rc = sm_open(data, 1, &sm);
+	if (rc)
+		return rc;
+	for (uint64_t i = sm_applied_index(sm) + 1; i <= NCMDS && !rc; i++) {
+		int res;
+		rc = sm_apply(sm, i, f->seq.client[i - 1], f->seq.seq[i - 1], f->seq.cmd[i - 1],
+			      f->seq.len[i - 1], &res);
+		results[i] = res;
+		if (!rc && progress >= 0 && write(progress, &i, sizeof(i)) < 0 && errno != EAGAIN)
+			rc = -errno;
+	}
+	sm_close(sm);
+	return rc;
+}
+
+static void print_diff(void *arg, const char *msg)
+{
+	fprintf(stderr, "  diff: %s\n", msg);
+}
+
+static void test_kill_anywhere_then_converge(void **state)
+{
+	struct fx *f = *state;
+	char ref[4096], crash[4096], respath[4096];
+	snprintf(ref, sizeof(ref), "%s/ref", f->top);
+	snprintf(crash, sizeof(crash), "%s/crash", f->top);
+	snprintf(respath, sizeof(respath), "%s/results", f->top);
+
+	static int want[NCMDS + 1];
+	assert_int_equal(run(f, ref, want, -1), 0);
+
+	// Results of the crashing runs go to a shared file mapping: each run
+	// overwrites the entries it (re)applies.
+	int rfd = open(respath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(rfd >= 0);
+	static int got[NCMDS + 1];
+	memset(got, 0xff, sizeof(got));
+	assert_int_equal(pwrite(rfd, got, sizeof(got), 0), (ssize_t)sizeof(got));
+
+	srand(12345);
+	int kills = 0;
+	bool finished = false;
+	while (!finished && kills < MAX_KILLS) {
+		int p[2];
+		assert_int_equal(pipe(p), 0);
+		f->child = fork();
+		assert_true(f->child >= 0);
+		if (f->child == 0) {
+			close(p[0]);
+			fcntl(p[1], F_SETFL, O_NONBLOCK);
+			static int res[NCMDS + 1];
+			// Results are written through to the file as they come.
+			struct sm *probe;
+			uint64_t from = 0;
+			if (sm_open(crash, 1, &probe) == 0) {
+				from = sm_applied_index(probe);
+				sm_close(probe);
+			}
+			(void)from;
+			int rc = 0;
+			struct sm *sm;
+			rc = sm_open(crash, 1, &sm);
+			for (uint64_t i = rc ? NCMDS + 1 : sm_applied_index(sm) + 1; i <= NCMDS; i++) {
+				rc = sm_apply(sm, i, f->seq.client[i - 1], f->seq.seq[i - 1],
+					      f->seq.cmd[i - 1], f->seq.len[i - 1], &res[i]);
+				if (rc)
+					break;
+				if (pwrite(rfd, &res[i], sizeof(int), (off_t)(i * sizeof(int))) !=
+				    sizeof(int))
+					_exit(3);
+				if (write(p[1], &i, sizeof(i)) < 0 && errno != EAGAIN)
+					_exit(4);
+			}
+			_exit(rc ? 2 : 0);
+		}
+		close(p[1]);
+		uint64_t idx;
+		// Wait until the child is applying (or done), then kill it at a
+		// random instant within the next ~2 ms.
+		ssize_t n = read(p[0], &idx, sizeof(idx));
+		if (n == sizeof(idx)) {
+			usleep((useconds_t)(rand() % 2000));
+			kill(f->child, SIGKILL);
+		}
+		int status;
+		assert_int_equal(waitpid(f->child, &status, 0), f->child);
+		f->child = -1;
+		close(p[0]);
+		if (WIFEXITED(status)) {
+			assert_int_equal(WEXITSTATUS(status), 0);
+			finished = true;
+		} else {
+			assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+			kills++;
+		}
+	}
+	fprintf(stderr, "  killed the applying child %d times\n", kills);
+	assert_true(kills >= 10);
+
+	// Finish in this process (the sanitizers check this run for leaks too).
+	static int tail[NCMDS + 1];
+	memset(tail, 0xff, sizeof(tail));
+	assert_int_equal(run(f, crash, tail, -1), 0);
+	assert_int_equal(pread(rfd, got, sizeof(got), 0), (ssize_t)sizeof(got));
+	close(rfd);
+	for (size_t i = 1; i <= NCMDS; i++) {
+		int r = tail[i] != -1 ? tail[i] : got[i];
+		if (r != want[i])
+			fprintf(stderr, "  command %zu: result %d, uninterrupted %d\n", i, r,
+				want[i]);
+		assert_int_equal(r, want[i]);
+	}
+	assert_int_equal(tree_compare(ref, crash, TREE_CMP_DATA, print_diff, NULL), 0);
+
+	// The duplicate tables agree too.
+	struct sm *a, *b;
+	assert_int_equal(sm_open(ref, 1, &a), 0);
+	assert_int_equal(sm_open(crash, 1, &b), 0);
+	for (uint64_t c = 1; c <= 3; c++) {
+		uint64_t sa, sb;
+		int ra, rb;
+		assert_int_equal(sm_client_last(a, c, &sa, &ra), 0);
+		assert_int_equal(sm_client_last(b, c, &sb, &rb), 0);
+		assert_int_equal(sa, sb);
+		assert_int_equal(ra, rb);
+	}
+	assert_int_equal(sm_applied_index(a), sm_applied_index(b));
+	sm_close(a);
+	sm_close(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_kill_anywhere_then_converge, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
