@@ -549,14 +549,27 @@ static int link_name(struct sm *sm, const char *from, uint64_t parent, const cha
 	return rc;
 }
 
+static int make_index_entry(const char *path, mode_t mode, uint64_t rdev, const char *target)
+{
+	return target ? symlink(target, path) : mknod(path, (mode & S_IFMT) | 0600, (dev_t)rdev);
+}
+
 static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec,
 			    uint64_t parent, const char *name, uint64_t ino, mode_t mode,
 			    uint64_t rdev, const char *target)
 {
 	struct sm_path p;
 	tree_index_path(sm, ino, &p);
-	int made = target ? symlink(target, p.buf)
-			  : mknod(p.buf, (mode & S_IFMT) | 0600, (dev_t)rdev);
+	int made = make_index_entry(p.buf, mode, rdev, target);
+	if (made && errno == ENOENT) {
+		// First object in this bucket of ids/: make the bucket.
+		char bucket[PATH_MAX];
+		snprintf(bucket, sizeof(bucket), "%s", p.buf);
+		*strrchr(bucket, '/') = 0;
+		if (mkdir(bucket, 0700) && errno != EEXIST)
+			return fault("mkdir", bucket, errno);
+		made = make_index_entry(p.buf, mode, rdev, target);
+	}
 	if (made && errno != EEXIST)
 		return fault("create", p.buf, errno);
 	int64_t t = c->time_ns;

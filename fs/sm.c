@@ -33,11 +33,7 @@ static int make_layout(const char *data)
 		snprintf(path, sizeof(path), "%s/%s", data, subs[i]);
 		rc = make_dir(path);
 	}
-	for (unsigned b = 0; !rc && b < 256; b++) {
-		snprintf(path, sizeof(path), "%s/ids/%02x", data, b);
-		rc = make_dir(path);
-	}
-	return rc;
+	return rc; // the 256 buckets of ids/ are made on first use
 }
 
 // Gives a fresh tree its root identity: id 1, 0755, root:root, times 0, so

@@ -304,6 +304,8 @@ static int scan_index(struct sm *sm)
 	for (unsigned b = 0; b < 256; b++) {
 		snprintf(dir, sizeof(dir), "%s/ids/%02x", sm->data_dir, b);
 		DIR *d = opendir(dir);
+		if (!d && errno == ENOENT)
+			continue; // bucket not used yet
 		if (!d) {
 			int err = errno;
 			fprintf(stderr, "sm: scan %s: %s\n", dir, strerror(err));
