@@ -183,6 +183,14 @@ int raft_step_follower(raft *r, const raft_msg *m)
 			RAFT_TRACE(r, TRACE_DROP, "drops read index: no leader");
 			return RAFT_EPROPOSAL_DROPPED;
 		}
+		if (m->from != 0 && m->from != r->id) {
+			/* Forwarded to us while we were leader: the answer
+			 * would have to come back through us, so drop it (the
+			 * asker retries); every message we send is from us. */
+			RAFT_TRACE(r, TRACE_DROP, "drops read index of %llu: not leader",
+				   (unsigned long long)m->from);
+			return 0;
+		}
 		return forward(r, m);
 	case RAFT_MSG_READ_INDEX_RESP:
 		return raft_add_read_state(r, m->index, m->context, m->context_len);

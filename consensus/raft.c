@@ -597,7 +597,12 @@ int raft_step(raft *r, const raft_msg *m)
 			   raft_msg_type_name(m->type), (unsigned long long)m->from);
 		return 0;
 	}
-	return step(r, m);
+	int rc = step(r, m);
+	/* A peer's forwarded proposal or read that cannot be served is lost
+	 * like any message; only the local caller hears about the drop. */
+	if (rc == RAFT_EPROPOSAL_DROPPED && m->from != 0 && m->from != r->id)
+		return 0;
+	return rc;
 }
 
 int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_t *term)

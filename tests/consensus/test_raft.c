@@ -396,6 +396,16 @@ static void test_read_index_follower_single_and_no_leader(void **state)
 	assert_memory_equal(n2->reads[0].ctx, "q", 1);
 	assert_int_equal(net->delivered[RAFT_MSG_READ_INDEX], 1);
 	assert_int_equal(net->delivered[RAFT_MSG_READ_INDEX_RESP], 1);
+	/* A read forwarded to a node that is no longer leader is dropped,
+	 * not forwarded again under another sender's name. */
+	msgq q = {0};
+	assert_int_equal(raft_step(R(net, 2), &(raft_msg){.type = RAFT_MSG_READ_INDEX, .from = 3,
+						   .to = 2, .context = (uint8_t *)"f",
+						   .context_len = 1}),
+			 0);
+	tn_drain(net, tnet_node(net, 2), &q);
+	assert_int_equal(q.n, 0);
+	msgq_free(&q);
 	tnet_free(net);
 
 	net = tnet_new(1, &c);
