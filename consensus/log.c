@@ -282,33 +282,27 @@ void raft_log_commit_to(raft_log *l, uint64_t index)
 		l->committed = index;
 }
 
-/* Appends copies of window entries from lo on to arr (which holds *n
- * entries, *bytes of them) while they fit. */
-static int copy_from_window(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_entry **arr,
-			    size_t *n, uint64_t *bytes)
+/* Copies n entries (structs from src, data too) into one block: the array
+ * first, then every entry's data; the block is freed with one free(). */
+static raft_entry *pack(const raft_entry *const *src, size_t n)
 {
-	size_t count = 0;
-	uint64_t b = *bytes;
-	while (lo + count <= l->last) {
-		uint64_t sz = raft_entry_size(win(l, lo + count));
-		if ((*n > 0 || count > 0) && b + sz > max_bytes)
-			break;
-		b += sz;
-		count++;
+	size_t data = 0;
+	for (size_t i = 0; i < n; i++)
+		data += src[i]->len;
+	raft_entry *arr = malloc(n * sizeof(raft_entry) + data);
+	if (!arr)
+		return NULL;
+	uint8_t *p = (uint8_t *)(arr + n);
+	for (size_t i = 0; i < n; i++) {
+		arr[i] = *src[i];
+		arr[i].data = NULL;
+		if (src[i]->len) {
+			memcpy(p, src[i]->data, src[i]->len);
+			arr[i].data = p;
+			p += src[i]->len;
+		}
 	}
-	if (count == 0)
-		return 0;
-	raft_entry *p = realloc(*arr, (*n + count) * sizeof(raft_entry));
-	if (!p)
-		return RAFT_ENOMEM;
-	*arr = p;
-	for (size_t i = 0; i < count; i++) {
-		if (raft_entry_copy(&p[*n], win(l, lo + i)) != 0)
-			return RAFT_ENOMEM;
-		(*n)++;
-	}
-	*bytes = b;
-	return 0;
+	return arr;
 }
 
 int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_entry **out,
@@ -320,30 +314,47 @@ int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_en
 		return 0;
 	if (l->pending_snap && lo <= l->pending_snap->meta.index)
 		return RAFT_ECOMPACTED;
-	raft_entry *arr = NULL;
-	size_t cnt = 0;
+	raft_entry *stored = NULL;
+	size_t n_stored = 0;
 	uint64_t bytes = 0;
+	bool more = true;
 	if (lo < l->off) {
-		uint64_t hi = l->off <= l->last ? l->off : l->last + 1;
-		int rc = l->storage->entries(l->storage->ctx, lo, hi, max_bytes, &arr, &cnt);
+		/* Older entries come from storage (a lagging follower). */
+		uint64_t hi = l->off;
+		int rc = l->storage->entries(l->storage->ctx, lo, hi, max_bytes, &stored, &n_stored);
 		if (rc != 0)
 			return rc;
-		for (size_t i = 0; i < cnt; i++)
-			bytes += raft_entry_size(&arr[i]);
-		if (lo + cnt < hi || l->n == 0) {
-			*out = arr;
-			*n = cnt;
-			return 0;
-		}
+		for (size_t i = 0; i < n_stored; i++)
+			bytes += raft_entry_size(&stored[i]);
+		more = lo + n_stored == hi;
 		lo = hi;
 	}
-	int rc = copy_from_window(l, lo, max_bytes, &arr, &cnt, &bytes);
-	if (rc != 0) {
-		raft_entries_free(arr, cnt);
-		return rc;
+	size_t n_win = 0;
+	while (more && lo + n_win <= l->last) {
+		uint64_t sz = raft_entry_size(win(l, lo + n_win));
+		if ((n_stored > 0 || n_win > 0) && bytes + sz > max_bytes)
+			break;
+		bytes += sz;
+		n_win++;
 	}
+	size_t total = n_stored + n_win;
+	const raft_entry *stack[64];
+	const raft_entry **src = total <= 64 ? stack : malloc(total * sizeof(*src));
+	raft_entry *arr = NULL;
+	if (src) {
+		for (size_t i = 0; i < n_stored; i++)
+			src[i] = &stored[i];
+		for (size_t i = 0; i < n_win; i++)
+			src[n_stored + i] = win(l, lo + i);
+		arr = total ? pack(src, total) : NULL;
+		if (src != stack)
+			free(src);
+	}
+	raft_entries_free(stored, n_stored);
+	if (total && !arr)
+		return RAFT_ENOMEM;
 	*out = arr;
-	*n = cnt;
+	*n = total;
 	return 0;
 }
 

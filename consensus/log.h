@@ -73,9 +73,11 @@ uint64_t raft_log_find_conflict_by_term(const raft_log *l, uint64_t index, uint6
 /* Moves committed forward to index (never backward). */
 void raft_log_commit_to(raft_log *l, uint64_t index);
 
-/* Copies entries [lo, last] (at least one if any, at most max_bytes) into a
- * new array the caller frees with raft_entries_free. RAFT_ECOMPACTED when
- * lo is below the first index. */
+/* Copies entries [lo, last] (at least one if any, at most max_bytes) into
+ * one new block: the array followed by the entries' data, released with a
+ * single free(*out) (never raft_entries_free). RAFT_ECOMPACTED when lo is
+ * below the first index. One allocation per append message instead of one
+ * per entry. */
 int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_entry **out,
 		     size_t *n);
 

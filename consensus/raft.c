@@ -375,10 +375,18 @@ int raft_new(const raft_config *cfg, raft **out)
 	return 0;
 }
 
+/* Frees messages the core built: an append's entries are one packed block
+ * (raft_log_entries), every other message owns its parts as usual. */
 static void free_msgs(raft_msg *msgs, size_t *n)
 {
-	for (size_t i = 0; i < *n; i++)
+	for (size_t i = 0; i < *n; i++) {
+		if (msgs[i].type == RAFT_MSG_APP) {
+			free(msgs[i].entries);
+			msgs[i].entries = NULL;
+			msgs[i].n_entries = 0;
+		}
 		raft_msg_free_contents(&msgs[i]);
+	}
 	*n = 0;
 }
 
