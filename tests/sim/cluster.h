@@ -120,6 +120,11 @@ void sim_run(sim_cluster *c, uint64_t ticks);
 /* Handles every pending Ready and delivers every message due now, without
  * advancing time. */
 void sim_settle(sim_cluster *c);
+/* One delivery round without advancing time: handles pending Readies,
+ * delivers the messages due now that were sent before the round began,
+ * handles the Readies that caused. Returns whether anything was
+ * delivered. (Benchmarks pipeline proposals round by round.) */
+bool sim_deliver_round(sim_cluster *c);
 
 /* Kills node id: its raft and state machine are gone, its storage stays.
  * No-op if already down. */

@@ -128,7 +128,8 @@ static uint64_t pick_delay(sim_net *net, const raft_msg *m)
 	return d;
 }
 
-static int queue_copy(sim_net *net, const raft_msg *m, uint64_t at, uint64_t inc)
+static int queue_copy(sim_net *net, const raft_msg *m, uint64_t sender, uint64_t at,
+		      uint64_t inc)
 {
 	sim_packet p;
 	memset(&p, 0, sizeof(p));
@@ -136,6 +137,7 @@ static int queue_copy(sim_net *net, const raft_msg *m, uint64_t at, uint64_t inc
 		return RAFT_ENOMEM;
 	p.deliver_at = at;
 	p.seq = net->next_seq++;
+	p.sender = sender;
 	p.sender_incarnation = inc;
 	if (heap_push(net, &p) != 0) {
 		raft_msg_free_contents(&p.msg);
@@ -144,9 +146,8 @@ static int queue_copy(sim_net *net, const raft_msg *m, uint64_t at, uint64_t inc
 	return 0;
 }
 
-int sim_net_send(sim_net *net, const raft_msg *m, uint64_t now, uint64_t inc)
+int sim_net_send(sim_net *net, const raft_msg *m, uint64_t from, uint64_t now, uint64_t inc)
 {
-	uint64_t from = m->from;
 	net->msgs_sent++;
 	net->bytes_sent += sim_msg_bytes(m);
 	if (from <= net->n_nodes && sim_msg_is_request(m->type))
@@ -168,7 +169,10 @@ int sim_net_send(sim_net *net, const raft_msg *m, uint64_t now, uint64_t inc)
 	if (net->dup_pm && sim_rng_chance(net->rng, net->dup_pm))
 		copies = 2;
 	for (int i = 0; i < copies; i++) {
-		int rc = queue_copy(net, m, now + pick_delay(net, m), inc);
+		uint64_t at = now + pick_delay(net, m);
+		if (at < net->hold_until[from][m->to])
+			at = net->hold_until[from][m->to];
+		int rc = queue_copy(net, m, from, at, inc);
 		if (rc != 0)
 			return rc;
 	}

@@ -18,6 +18,8 @@ typedef struct sim_packet {
 	raft_msg msg;
 	uint64_t deliver_at; /* tick */
 	uint64_t seq;        /* send order: ties on deliver_at go in send order */
+	uint64_t sender; /* the node that sent it: m.from may name the node a
+			  * forwarded request (read index) originated from */
 	uint64_t sender_incarnation;
 } sim_packet;
 
@@ -40,6 +42,8 @@ typedef struct sim_net {
 	uint32_t dup_pm;        /* chance a message is delivered twice */
 	uint32_t max_delay;     /* extra ticks, uniform in [0, max_delay] */
 	uint32_t long_delay_pm; /* chance a response is held back for long */
+	/* Messages on link a->b are not delivered before hold_until[a][b]. */
+	uint64_t hold_until[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1];
 	uint32_t long_delay_min; /* extra ticks: 1 + min + [0, [0, max]] */
 	uint32_t long_delay_max;
 
@@ -62,9 +66,11 @@ void sim_net_destroy(sim_net *net);
  * partition only; loss is decided separately). */
 bool sim_net_can_talk(const sim_net *net, uint64_t a, uint64_t b);
 
-/* Sends a copy of m at tick now, applying loss, delay and duplication.
- * Returns the number of copies queued (0 when lost), or RAFT_ENOMEM. */
-int sim_net_send(sim_net *net, const raft_msg *m, uint64_t now, uint64_t sender_incarnation);
+/* Node sender sends a copy of m at tick now, applying loss, delay and
+ * duplication. Returns the number of copies queued (0 when lost), or
+ * RAFT_ENOMEM. */
+int sim_net_send(sim_net *net, const raft_msg *m, uint64_t sender, uint64_t now,
+		 uint64_t sender_incarnation);
 
 /* If the earliest message is due at or before now and was sent before
  * seq_limit, moves it into *out (caller frees with raft_msg_free_contents)

@@ -40,6 +40,9 @@ typedef struct run_args {
 typedef struct schedule {
 	uint32_t propose, burst, read, crash, crash_in_ready, restart;
 	uint32_t disconnect, reconnect, partition, unpartition, netfault, campaign;
+	/* Faults aimed at the leader: what Figure 8 is made of. */
+	uint32_t crash_leader, leader_crash_in_ready, isolate_leader;
+	uint32_t transfer; /* leader transfer to a random node */
 } schedule;
 
 static volatile uint64_t current_seed;
@@ -103,6 +106,10 @@ static void draw_schedule(sim_rng *g, schedule *s)
 	s->unpartition = 5 + (uint32_t)sim_rng_below(g, 20);
 	s->netfault = storm * (uint32_t)sim_rng_below(g, 6);
 	s->campaign = (uint32_t)sim_rng_below(g, 3);
+	s->crash_leader = storm * (uint32_t)sim_rng_below(g, 5);
+	s->leader_crash_in_ready = storm * (uint32_t)sim_rng_below(g, 5);
+	s->isolate_leader = storm * (uint32_t)sim_rng_below(g, 4);
+	s->transfer = (uint32_t)sim_rng_below(g, 4);
 }
 
 static uint64_t pick(sim_cluster *c)
@@ -142,6 +149,20 @@ static void random_partition(sim_cluster *c)
 	for (size_t i = 1; i <= c->opts.n_nodes; i++)
 		groups[i] = (int)sim_rng_below(&c->rng, (uint64_t)k);
 	sim_partition(c, groups);
+}
+
+/* The leader of the highest term among live nodes, or 0. */
+static uint64_t current_leader(sim_cluster *c)
+{
+	uint64_t best = 0, best_term = 0;
+	for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
+		raft *r = c->nodes[i].r;
+		if (r && raft_is_leader(r) && raft_term(r) >= best_term) {
+			best = i;
+			best_term = raft_term(r);
+		}
+	}
+	return best;
 }
 
 static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
@@ -199,6 +220,29 @@ static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
 			random_netfault(c);
 		}
 	}
+	uint32_t at_leader = s->crash_leader + s->leader_crash_in_ready + s->isolate_leader;
+	if (sim_rng_chance(g, at_leader)) {
+		uint64_t l = current_leader(c);
+		uint32_t x = (uint32_t)sim_rng_below(g, at_leader);
+		if (l && x < s->crash_leader)
+			sim_crash(c, l);
+		else if (l && x < s->crash_leader + s->leader_crash_in_ready)
+			sim_crash_in_next_ready(c, l);
+		else if (l)
+			sim_disconnect(c, l);
+	}
+	if (sim_rng_chance(g, s->transfer)) {
+		uint64_t l = current_leader(c), to = pick(c);
+		if (l && to != l) {
+			raft_msg m = {.type = RAFT_MSG_TRANSFER_LEADER, .to = l, .from = to};
+			sim_trace(c, "n%llu asked to hand leadership to n%llu", (unsigned long long)l,
+				  (unsigned long long)to);
+			int rc = raft_step(c->nodes[l].r, &m);
+			if (rc != 0 && rc != RAFT_EPROPOSAL_DROPPED)
+				sim_fail(c, "node %llu: transfer leadership to %llu: %s",
+					 (unsigned long long)l, (unsigned long long)to, raft_strerror(rc));
+		}
+	}
 	if (sim_rng_chance(g, s->campaign)) {
 		uint64_t id = pick(c);
 		if (sim_alive(c, id)) {
@@ -209,28 +253,16 @@ static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
 	sim_tick(c);
 }
 
-/* The leader of the highest term among live nodes, or 0. */
-static uint64_t current_leader(sim_cluster *c)
-{
-	uint64_t best = 0, best_term = 0;
-	for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
-		raft *r = c->nodes[i].r;
-		if (r && raft_is_leader(r) && raft_term(r) >= best_term) {
-			best = i;
-			best_term = raft_term(r);
-		}
-	}
-	return best;
-}
-
 /* After healing: a leader must appear and a new proposal must be applied
  * by every node within the bound. */
 static void check_liveness(sim_cluster *c, uint64_t *next_value)
 {
 	sim_heal(c);
-	for (uint64_t i = 1; i <= c->opts.n_nodes; i++)
+	for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
+		c->nodes[i].crash_in_ready = false;
 		if (!sim_alive(c, i))
 			sim_restart(c, i);
+	}
 	uint64_t bound = (uint64_t)LIVENESS_ELECTIONS * (uint64_t)c->opts.election_ticks;
 	uint64_t start = c->now, proposed_at = 0, index = 0, term = 0;
 	uint8_t cmd[8];
