@@ -171,10 +171,6 @@ static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n)
 			/* The conflict is below the window (e.g. after a restart):
 			 * the window restarts at after; storage keeps [.., after). */
 			window_truncate(l, l->off);
-			for (size_t i = 0; i < l->n; i++)
-				bury(l, l->ents[l->head + i].data);
-			l->n = 0;
-			l->head = 0;
 			l->off = after;
 		} else {
 			window_truncate(l, after);
@@ -197,15 +193,6 @@ static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n)
 	}
 	l->last = l->off + l->n - 1;
 	return rc;
-}
-
-int raft_log_append(raft_log *l, const raft_entry *ents, size_t n)
-{
-	if (n == 0)
-		return 0;
-	if (ents[0].index <= l->committed)
-		return RAFT_EINVAL;
-	return truncate_and_append(l, ents, n);
 }
 
 int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t term)
@@ -361,10 +348,6 @@ int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_en
 void raft_log_restore(raft_log *l, raft_snapshot *snap)
 {
 	window_truncate(l, l->off);
-	for (size_t i = 0; i < l->n; i++)
-		bury(l, l->ents[l->head + i].data);
-	l->n = 0;
-	l->head = 0;
 	l->off = snap->meta.index + 1;
 	l->last = snap->meta.index;
 	l->stable = snap->meta.index;

@@ -49,9 +49,6 @@ bool raft_log_match_term(const raft_log *l, uint64_t i, uint64_t term);
  * up-to-date as ours? */
 bool raft_log_is_up_to_date(const raft_log *l, uint64_t last_index, uint64_t last_term);
 
-/* Appends entries after last (indexes must follow on). */
-int raft_log_append(raft_log *l, const raft_entry *ents, size_t n);
-
 /* Leader side: appends copies of ents after last, giving them the
  * indexes last+1.. and the given term. */
 int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t term);

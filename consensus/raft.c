@@ -600,7 +600,15 @@ static int step(raft *r, const raft_msg *m)
 
 int raft_step(raft *r, const raft_msg *m)
 {
-	if (m->from != 0 && m->from != r->id && !raft_peer_find(r, m->from)) {
+	bool peer = m->from != 0 && m->from != r->id;
+	if (peer && (m->type == RAFT_MSG_HUP || m->type == RAFT_MSG_BEAT ||
+		     m->type == RAFT_MSG_CHECK_QUORUM)) {
+		/* Timer events come from our own clock, never from the wire. */
+		RAFT_TRACE(r, TRACE_DROP, "drops %s from peer %llu", raft_msg_type_name(m->type),
+			   (unsigned long long)m->from);
+		return 0;
+	}
+	if (peer && !raft_peer_find(r, m->from)) {
 		RAFT_TRACE(r, TRACE_DROP, "drops %s from unknown peer %llu",
 			   raft_msg_type_name(m->type), (unsigned long long)m->from);
 		return 0;
@@ -608,7 +616,7 @@ int raft_step(raft *r, const raft_msg *m)
 	int rc = step(r, m);
 	/* A peer's forwarded proposal or read that cannot be served is lost
 	 * like any message; only the local caller hears about the drop. */
-	if (rc == RAFT_EPROPOSAL_DROPPED && m->from != 0 && m->from != r->id)
+	if (rc == RAFT_EPROPOSAL_DROPPED && peer)
 		return 0;
 	return rc;
 }

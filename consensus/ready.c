@@ -83,6 +83,8 @@ void raft_ready_get(raft *r, raft_ready *rd)
 		r->prev_hs = rd->hard_state;
 	}
 	rd->snapshot = r->log.pending_snap;
+	if (rd->snapshot)
+		rd->must_sync = true; /* our reply to the leader says we have it */
 
 	size_t n;
 	const raft_entry *ents = raft_log_unstable(&r->log, &n);

@@ -525,6 +525,23 @@ static void test_report_unreachable(void **state)
 	tnet_free(net);
 }
 
+/* Timer events (HUP, BEAT, CHECK_QUORUM) arriving from a peer are ignored:
+ * only the node's own clock may start an election. */
+static void test_timer_events_from_peers_ignored(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new(3, &c);
+	msgq q = {0};
+	tu_step(net, 1, (raft_msg){.type = RAFT_MSG_HUP, .from = 2}, &q);
+	assert_int_equal(tu_role(R(net, 1)), RAFT_FOLLOWER);
+	assert_int_equal(raft_term(R(net, 1)), 0);
+	assert_int_equal(q.n, 0);
+	tu_step(net, 1, (raft_msg){.type = RAFT_MSG_HUP, .from = 1}, &q);
+	assert_int_equal(tu_role(R(net, 1)), RAFT_CANDIDATE);
+	msgq_free(&q);
+	tnet_free(net);
+}
+
 /* The Ready contract: entries are handed out to persist before they are
  * handed out to apply; hard state appears only when it changed. */
 static void test_ready_contract(void **state)
@@ -611,6 +628,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_restore_rules),
 		cmocka_unit_test(test_leader_transfer),
 		cmocka_unit_test(test_report_unreachable),
+		cmocka_unit_test(test_timer_events_from_peers_ignored),
 		cmocka_unit_test(test_ready_contract),
 		cmocka_unit_test(test_restart_restores_state),
 		cmocka_unit_test(test_trace_mask),
