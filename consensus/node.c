@@ -93,6 +93,9 @@ struct node {
 	uint64_t epoch; /* bumped on every leader change */
 	uint64_t retry_ms;
 	bool closing;
+	raft_hard_state hs; /* last hard state of a Ready */
+	bool hs_dirty;      /* hs not yet written to the store */
+	uint64_t ticks;
 
 	/* Apply queue. */
 	pthread_mutex_t amu;
@@ -283,8 +286,10 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 static void check_proposals(node *n, uint64_t now)
 {
 	proposal *failed = NULL, *p, *next;
+	bool stopping;
 
 	pthread_mutex_lock(&n->mu);
+	stopping = n->stopping;
 	for (p = n->pend_head; p; p = next) {
 		next = p->next;
 		if (now >= p->deadline_ms || n->stopping) {
@@ -303,7 +308,7 @@ static void check_proposals(node *n, uint64_t now)
 	}
 	pthread_mutex_unlock(&n->mu);
 	for (p = failed; p; p = next) {
-		int status = n->stopping ? NODE_ESTOPPED
+		int status = stopping ? NODE_ESTOPPED
 			     : p->last_error ? p->last_error
 			     : n->leader    ? NODE_ETIMEOUT
 					    : NODE_ENOLEADER;
@@ -362,7 +367,7 @@ static void check_readers(node *n, uint64_t now)
 
 		if (rd->has_index && applied >= rd->index)
 			status = 0;
-		else if (n->stopping)
+		else if (n->closing)
 			status = NODE_ESTOPPED;
 		else if (now >= rd->deadline_ms)
 			status = n->leader ? NODE_ETIMEOUT : NODE_ENOLEADER;
@@ -540,8 +545,17 @@ static void handle_ready(node *n)
 			fatal_stop(n, "received a snapshot (not supported yet)", RAFT_EINVAL);
 			return;
 		}
-		if (rd.n_entries || rd.has_hard_state) {
-			rc = store_save(n->st, rd.has_hard_state ? &rd.hard_state : NULL, rd.entries,
+		if (rd.has_hard_state) {
+			n->hs = rd.hard_state;
+			n->hs_dirty = true;
+		}
+		/* A hard state whose term and vote did not change (only the
+		 * commit index moved) need not be durable before anything is
+		 * sent (the commit index is volatile state, Raft Figure 2): it
+		 * rides along with the next synced write instead of costing an
+		 * fsync on the commit path. */
+		if (rd.n_entries || (rd.has_hard_state && rd.must_sync)) {
+			rc = store_save(n->st, n->hs_dirty ? &n->hs : NULL, rd.entries,
 					rd.n_entries);
 			if (rc < 0) {
 				rlog_write(RLOG_ERR, "store: %s", store_errmsg(n->st));
@@ -549,7 +563,8 @@ static void handle_ready(node *n)
 				return;
 			}
 			RLOG(RLOG_PERS, "saved %zu entries%s", rd.n_entries,
-			     rd.has_hard_state ? " + hard state" : "");
+			     n->hs_dirty ? " + hard state" : "");
+			n->hs_dirty = false;
 		}
 		/* Only now, with what they depend on durable, may messages go. */
 		for (size_t i = 0; i < rd.n_msgs; i++) {
@@ -595,11 +610,28 @@ static void on_prepare(uv_prepare_t *h)
 	check_readers(n, now_ms());
 }
 
+/* Writes a hard state that only advanced the commit index, so that a
+ * restart need not wait for a leader to learn what was committed. */
+static void flush_hard_state(node *n)
+{
+	int rc;
+
+	if (!n->hs_dirty || atomic_load(&n->fault))
+		return;
+	rc = store_set_hard_state(n->st, &n->hs);
+	if (rc < 0)
+		rlog_write(RLOG_ERR, "store: saving the hard state: %s", store_errmsg(n->st));
+	else
+		n->hs_dirty = false;
+}
+
 static void on_tick(uv_timer_t *h)
 {
 	node *n = h->data;
 	uint64_t now = now_ms();
 
+	if (++n->ticks % 100 == 0)
+		flush_hard_state(n);
 	raft_tick(n->r);
 	check_proposals(n, now);
 	check_readers(n, now);
@@ -622,6 +654,7 @@ static void begin_close(node *n)
 	if (n->closing)
 		return;
 	n->closing = true;
+	flush_hard_state(n);
 	check_proposals(n, now_ms());
 	check_readers(n, now_ms());
 	transport_close(n->tp);
@@ -900,6 +933,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	transport_callbacks cb = {0};
 	uint64_t ids[CONFIG_MAX_PEERS];
 	raft_config rc_cfg = {0};
+	raft_hard_state hs;
 	char dir[PATH_MAX + 8];
 	node *n;
 	int rc;
@@ -919,7 +953,12 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	while (n->client_id == 0)
 		if (getrandom(&n->client_id, sizeof(n->client_id), 0) != sizeof(n->client_id))
 			n->client_id = uv_hrtime() ^ ((uint64_t)getpid() << 32);
-	n->retry_ms = 3ull * cfg->election_ticks * cfg->tick_ms;
+	/* A proposal is lost without a leader change only when its forward
+	 * to the leader is dropped: retry rarely, so a slow commit under load
+	 * is not doubled by retries. */
+	n->retry_ms = 5ull * cfg->election_ticks * cfg->tick_ms;
+	if (n->retry_ms < 1000)
+		n->retry_ms = 1000;
 	atomic_store(&n->applied, sm->applied_index(sm->ctx));
 
 	snprintf(dir, sizeof(dir), "%s/raft", cfg->data_dir);
@@ -938,7 +977,13 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	rc_cfg.pre_vote = cfg->pre_vote;
 	rc_cfg.check_quorum = cfg->check_quorum;
 	rc_cfg.storage = store_raft_storage(n->st);
+	/* The commit index is saved lazily (see handle_ready), so the state
+	 * machine may be ahead of the saved one: the core is told the lower
+	 * of the two, and the apply thread skips entries applied already. */
+	store_hard_state(n->st, &hs);
 	rc_cfg.applied = atomic_load(&n->applied);
+	if (rc_cfg.applied > hs.commit)
+		rc_cfg.applied = hs.commit;
 	rc_cfg.seed = n->client_id;
 	rc = raft_new(&rc_cfg, &n->r);
 	if (rc < 0) {

@@ -301,5 +301,14 @@ restart_all) scenario_restart_all ;;
 bad_peer) scenario_bad_peer ;;
 *) fail "unknown scenario" ;;
 esac
+# Stop every node cleanly, then make sure no sanitizer spoke up in any of
+# them (leaks are reported at exit).
+if [ -f "$C/cluster" ]; then
+	"$R" local down "$C" || fail "local down failed"
+	if grep -l "Sanitizer\|runtime error:" "$C"/n*/node.log 2>/dev/null; then
+		grep -h -A 20 "Sanitizer\|runtime error:" "$C"/n*/node.log | head -n 60 >&2
+		fail "sanitizer reports in the node logs above"
+	fi
+fi
 STATUS=0
 echo "PASS [$SCENARIO]"
