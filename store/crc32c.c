@@ -42,9 +42,8 @@ uint32_t crc32c_extend(uint32_t crc, const void *buf, size_t len)
 		hi = __builtin_bswap32(hi);
 #endif
 		lo ^= c;
-		c = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^
-		    table[5][(lo >> 16) & 0xff] ^ table[4][lo >> 24] ^
-		    table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff] ^
+		c = table[7][lo & 0xff] ^ table[6][(lo >> 8) & 0xff] ^ table[5][(lo >> 16) & 0xff] ^
+		    table[4][lo >> 24] ^ table[3][hi & 0xff] ^ table[2][(hi >> 8) & 0xff] ^
 		    table[1][(hi >> 16) & 0xff] ^ table[0][hi >> 24];
 	}
 	for (; len; len--)

@@ -25,8 +25,8 @@ int snap_record_load(store *s, const char *key, snap_record *r, bool *found)
 	int rv = rec_get(s, (const uint8_t *)key, strlen(key), &ps, &p, &plen);
 	if (rv <= 0)
 		return rv;
-	if (plen < SNAP_HDR || codec_snapshot_meta_decode(p + SNAP_HDR, plen - SNAP_HDR,
-							  &r->meta) != 0) {
+	if (plen < SNAP_HDR ||
+	    codec_snapshot_meta_decode(p + SNAP_HDR, plen - SNAP_HDR, &r->meta) != 0) {
 		rocksdb_pinnableslice_destroy(ps);
 		return store_fail(s, RAFT_ECORRUPT, "record \"%s\": does not decode as a snapshot",
 				  key);
@@ -95,13 +95,12 @@ int store_snapshot_read(store *s, uint64_t offset, void *buf, size_t cap, size_t
 	rocksdb_iter_seek_for_prev(it, (const char *)key, klen);
 	while (pos < end) {
 		size_t got_len = 0;
-		const uint8_t *got = rocksdb_iter_valid(it)
-					     ? (const uint8_t *)rocksdb_iter_key(it, &got_len)
-					     : NULL;
-		uint64_t chunk_off = got && got_len == 17 && got[0] == KEY_PREFIX_CHUNK &&
-						     be64_get(got + 1) == gen
-					     ? be64_get(got + 9)
-					     : UINT64_MAX;
+		const uint8_t *got =
+		    rocksdb_iter_valid(it) ? (const uint8_t *)rocksdb_iter_key(it, &got_len) : NULL;
+		uint64_t chunk_off =
+		    got && got_len == 17 && got[0] == KEY_PREFIX_CHUNK && be64_get(got + 1) == gen
+			? be64_get(got + 9)
+			: UINT64_MAX;
 		size_t vlen, plen = 0;
 		const uint8_t *payload = NULL;
 		if (chunk_off <= pos) {

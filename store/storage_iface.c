@@ -12,8 +12,8 @@ static int iface_initial_state(void *ctx, raft_hard_state *hs, raft_conf_state *
 	return store_conf_state(s, cs);
 }
 
-static int iface_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes,
-			 raft_entry **out, size_t *n)
+static int iface_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes, raft_entry **out,
+			 size_t *n)
 {
 	return store_entries(ctx, lo, hi, max_bytes, out, n);
 }
@@ -65,13 +65,13 @@ static int iface_snapshot(void *ctx, raft_snapshot *out)
 void store_iface_init(store *s)
 {
 	s->iface = (raft_storage){
-		.ctx = s,
-		.initial_state = iface_initial_state,
-		.entries = iface_entries,
-		.term = iface_term,
-		.first_index = iface_first_index,
-		.last_index = iface_last_index,
-		.snapshot = iface_snapshot,
+	    .ctx = s,
+	    .initial_state = iface_initial_state,
+	    .entries = iface_entries,
+	    .term = iface_term,
+	    .first_index = iface_first_index,
+	    .last_index = iface_last_index,
+	    .snapshot = iface_snapshot,
 	};
 }
 

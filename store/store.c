@@ -140,7 +140,8 @@ void rec_put(store *s, rocksdb_writebatch_t *b, const uint8_t *key, size_t klen,
 	uint32_t crc = rec_crc(key, klen, s->scratch + CRC_LEN, plen);
 	for (int i = 0; i < CRC_LEN; i++)
 		s->scratch[i] = (uint8_t)(crc >> (8 * i));
-	rocksdb_writebatch_put(b, (const char *)key, klen, (const char *)s->scratch, CRC_LEN + plen);
+	rocksdb_writebatch_put(b, (const char *)key, klen, (const char *)s->scratch,
+			       CRC_LEN + plen);
 }
 
 int rec_check(store *s, const uint8_t *key, size_t klen, const char *val, size_t vlen,
@@ -151,13 +152,14 @@ int rec_check(store *s, const uint8_t *key, size_t klen, const char *val, size_t
 		return store_fail(s, RAFT_ECORRUPT, "%s: value truncated to %zu bytes",
 				  key_describe(key, klen, name, sizeof(name)), vlen);
 	const uint8_t *v = (const uint8_t *)val;
-	uint32_t stored = (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 |
-			  (uint32_t)v[3] << 24;
+	uint32_t stored =
+	    (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
 	uint32_t actual = rec_crc(key, klen, v + CRC_LEN, vlen - CRC_LEN);
 	if (stored != actual)
-		return store_fail(s, RAFT_ECORRUPT,
-				  "%s: checksum mismatch (stored %08x, computed %08x over %zu bytes)",
-				  key_describe(key, klen, name, sizeof(name)), stored, actual, vlen);
+		return store_fail(
+		    s, RAFT_ECORRUPT,
+		    "%s: checksum mismatch (stored %08x, computed %08x over %zu bytes)",
+		    key_describe(key, klen, name, sizeof(name)), stored, actual, vlen);
 	*payload = v + CRC_LEN;
 	*plen = vlen - CRC_LEN;
 	return 0;
@@ -241,7 +243,8 @@ static int entry_get(store *s, uint64_t index, raft_entry *e)
 	int rv = rec_get(s, key, klen, &ps, &payload, &plen);
 	if (rv == 0)
 		return store_fail(s, RAFT_ECORRUPT, "entry %llu: missing (log holds %llu..%llu)",
-				  (unsigned long long)index, (unsigned long long)s->compact_index + 1,
+				  (unsigned long long)index,
+				  (unsigned long long)s->compact_index + 1,
 				  (unsigned long long)s->last_index);
 	if (rv < 0)
 		return rv;
@@ -482,8 +485,8 @@ int store_conf_state(store *s, raft_conf_state *cs)
 	rocksdb_pinnableslice_t *ps;
 	const uint8_t *payload;
 	size_t plen;
-	int rv = rec_get(s, (const uint8_t *)KEY_CONF_STATE, strlen(KEY_CONF_STATE), &ps,
-			 &payload, &plen);
+	int rv = rec_get(s, (const uint8_t *)KEY_CONF_STATE, strlen(KEY_CONF_STATE), &ps, &payload,
+			 &plen);
 	if (rv <= 0)
 		return rv;
 	rv = codec_conf_state_decode(payload, plen, cs);
@@ -512,7 +515,8 @@ int store_compact(store *s, uint64_t index)
 		return store_fail(s, RAFT_EINVAL,
 				  "compact through %llu: beyond the snapshot at %llu, entries "
 				  "would be lost",
-				  (unsigned long long)index, (unsigned long long)s->snap.meta.index);
+				  (unsigned long long)index,
+				  (unsigned long long)s->snap.meta.index);
 	uint64_t term;
 	int rv = store_term(s, index, &term);
 	if (rv != 0)
@@ -594,9 +598,9 @@ static int format_check(store *s)
 	if (rv == 0) {
 		if (db_is_empty(s))
 			return format_write(s);
-		return store_fail(s, RAFT_EINVAL,
-				  "not a raftfs store: a RocksDB database without the \"%s\" record",
-				  KEY_FORMAT);
+		return store_fail(
+		    s, RAFT_EINVAL,
+		    "not a raftfs store: a RocksDB database without the \"%s\" record", KEY_FORMAT);
 	}
 	if (plen != FORMAT_LEN || memcmp(p, FORMAT_MAGIC, sizeof(FORMAT_MAGIC)) != 0) {
 		rocksdb_pinnableslice_destroy(ps);
@@ -619,8 +623,8 @@ static int load_hard_state(store *s)
 	rocksdb_pinnableslice_t *ps;
 	const uint8_t *p;
 	size_t plen;
-	int rv = rec_get(s, (const uint8_t *)KEY_HARD_STATE, strlen(KEY_HARD_STATE), &ps, &p,
-			 &plen);
+	int rv =
+	    rec_get(s, (const uint8_t *)KEY_HARD_STATE, strlen(KEY_HARD_STATE), &ps, &p, &plen);
 	if (rv <= 0)
 		return rv;
 	rv = codec_hard_state_decode(p, plen, &s->hs);
@@ -636,8 +640,7 @@ static int load_log_start(store *s)
 	rocksdb_pinnableslice_t *ps;
 	const uint8_t *p;
 	size_t plen;
-	int rv = rec_get(s, (const uint8_t *)KEY_LOG_START, strlen(KEY_LOG_START), &ps, &p,
-			 &plen);
+	int rv = rec_get(s, (const uint8_t *)KEY_LOG_START, strlen(KEY_LOG_START), &ps, &p, &plen);
 	if (rv <= 0)
 		return rv;
 	if (plen != 16) {
@@ -672,10 +675,10 @@ static int load_log_bounds(store *s)
 		got = rocksdb_iter_key(it, &got_len); /* valid: at least entry `last` exists */
 		uint64_t first = be64_get((const uint8_t *)got + 1);
 		if (first != s->compact_index + 1)
-			rv = store_fail(s, RAFT_ECORRUPT,
-					"log starts at entry %llu, but the compaction point is %llu",
-					(unsigned long long)first,
-					(unsigned long long)s->compact_index);
+			rv = store_fail(
+			    s, RAFT_ECORRUPT,
+			    "log starts at entry %llu, but the compaction point is %llu",
+			    (unsigned long long)first, (unsigned long long)s->compact_index);
 		else
 			s->last_index = last;
 	}

@@ -43,7 +43,8 @@ typedef struct store store;
  * directory that is not a RocksDB database, a RocksDB database without the
  * raftfs format record, or one of another format version. On success *out
  * is the store (close with store_close); on failure *out is NULL and, if err
- * is not NULL, err[0..errlen) holds the reason. */
+ * is not NULL, err[0..errlen) holds the reason. A new store's format record
+ * is durable on return. */
 int store_open(const char *dir, store **out, char *err, size_t errlen);
 
 /* Closes the store and frees it. Everything acknowledged as durable is on

@@ -16,8 +16,8 @@
 #define KEY_PREFIX_ENTRY 'e' /* 'e' be64(index): one raftpb.Entry */
 #define KEY_PREFIX_CHUNK 'c' /* 'c' be64(generation) be64(offset): snapshot data */
 
-extern const char KEY_FORMAT[], KEY_HARD_STATE[], KEY_CONF_STATE[], KEY_LOG_START[],
-	KEY_SNAPSHOT[], KEY_STAGE[];
+extern const char KEY_FORMAT[], KEY_HARD_STATE[], KEY_CONF_STATE[], KEY_LOG_START[], KEY_SNAPSHOT[],
+    KEY_STAGE[];
 
 /* A snapshot as recorded (current or staged): its data lives in the chunks
  * of generation gen, len bytes in all (for a staged one: so far). */

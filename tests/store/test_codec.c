@@ -24,10 +24,13 @@ static void test_entry_round_trip(void **state)
 {
 	uint8_t data[] = {1, 2, 3, 0, 255};
 	raft_entry cases[] = {
-		{.term = 5, .index = 7, .type = RAFT_ENTRY_NORMAL, .len = 5, .data = data},
-		{.term = 1, .index = 1, .type = RAFT_ENTRY_NORMAL},
-		{.term = UINT64_MAX, .index = UINT64_MAX, .type = RAFT_ENTRY_CONF_CHANGE,
-		 .len = 1, .data = data},
+	    {.term = 5, .index = 7, .type = RAFT_ENTRY_NORMAL, .len = 5, .data = data},
+	    {.term = 1, .index = 1, .type = RAFT_ENTRY_NORMAL},
+	    {.term = UINT64_MAX,
+	     .index = UINT64_MAX,
+	     .type = RAFT_ENTRY_CONF_CHANGE,
+	     .len = 1,
+	     .data = data},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint8_t buf[64];
@@ -56,7 +59,8 @@ static void test_states_round_trip(void **state)
 	assert_memory_equal(&hs, &hs2, sizeof(hs));
 
 	uint64_t voters[] = {1, 2, 300000}, learners[] = {UINT64_MAX};
-	raft_conf_state css[] = {{voters, 3, learners, 1}, {NULL, 0, NULL, 0}, {voters, 1, NULL, 0}};
+	raft_conf_state css[] = {
+	    {voters, 3, learners, 1}, {NULL, 0, NULL, 0}, {voters, 1, NULL, 0}};
 	for (size_t i = 0; i < 3; i++) {
 		raft_conf_state cs;
 		n = codec_conf_state_pack(&css[i], buf);
@@ -81,8 +85,8 @@ static void test_states_round_trip(void **state)
 	}
 
 	raft_conf_change ccs[] = {
-		{RAFT_CONF_ADD_LEARNER, 7, (uint8_t *)"10.0.0.7:7000", 13},
-		{RAFT_CONF_REMOVE_NODE, 2, NULL, 0},
+	    {RAFT_CONF_ADD_LEARNER, 7, (uint8_t *)"10.0.0.7:7000", 13},
+	    {RAFT_CONF_REMOVE_NODE, 2, NULL, 0},
 	};
 	for (size_t i = 0; i < 2; i++) {
 		raft_conf_change cc;
@@ -133,12 +137,18 @@ static void expect_msg_equal(const raft_msg *a, const raft_msg *b)
 static void make_msgs(raft_msg *msgs, size_t *n)
 {
 	static uint64_t voters[] = {1, 2, 3};
-	static raft_snapshot snap = {.meta = {.index = 100, .term = 4, .conf = {voters, 3, NULL, 0}},
-				     .data = (uint8_t *)"descriptor",
-				     .len = 10};
+	static raft_snapshot snap = {
+	    .meta = {.index = 100, .term = 4, .conf = {voters, 3, NULL, 0}},
+	    .data = (uint8_t *)"descriptor",
+	    .len = 10};
 	size_t k = 0;
-	msgs[k++] = (raft_msg){.type = RAFT_MSG_APP, .to = 2, .from = 1, .term = 4, .log_term = 3,
-			       .index = 10, .commit = 9};
+	msgs[k++] = (raft_msg){.type = RAFT_MSG_APP,
+			       .to = 2,
+			       .from = 1,
+			       .term = 4,
+			       .log_term = 3,
+			       .index = 10,
+			       .commit = 9};
 	msgs[k - 1].n_entries = 4;
 	msgs[k - 1].entries = calloc(4, sizeof(raft_entry));
 	assert_non_null(msgs[k - 1].entries);
@@ -147,14 +157,24 @@ static void make_msgs(raft_msg *msgs, size_t *n)
 	tu_entry(&msgs[k - 1].entries[2], 13, 4, 200 * 1024);
 	tu_entry(&msgs[k - 1].entries[3], 14, 4, 127);
 	msgs[k - 1].entries[3].type = RAFT_ENTRY_CONF_CHANGE;
-	msgs[k++] = (raft_msg){.type = RAFT_MSG_APP_RESP, .to = 1, .from = 2, .term = 4,
-			       .index = 9, .reject = true, .reject_hint = 7, .log_term = 2};
+	msgs[k++] = (raft_msg){.type = RAFT_MSG_APP_RESP,
+			       .to = 1,
+			       .from = 2,
+			       .term = 4,
+			       .index = 9,
+			       .reject = true,
+			       .reject_hint = 7,
+			       .log_term = 2};
 	msgs[k++] = (raft_msg){.type = RAFT_MSG_SNAP, .to = 3, .from = 1, .term = 4};
 	msgs[k - 1].snapshot = calloc(1, sizeof(raft_snapshot));
 	assert_non_null(msgs[k - 1].snapshot);
 	assert_int_equal(raft_snapshot_copy(msgs[k - 1].snapshot, &snap), 0);
-	msgs[k++] = (raft_msg){.type = RAFT_MSG_READ_INDEX, .to = 1, .from = 3, .term = 4,
-			       .context = (uint8_t *)strdup("ctx-123"), .context_len = 7};
+	msgs[k++] = (raft_msg){.type = RAFT_MSG_READ_INDEX,
+			       .to = 1,
+			       .from = 3,
+			       .term = 4,
+			       .context = (uint8_t *)strdup("ctx-123"),
+			       .context_len = 7};
 	msgs[k++] = (raft_msg){.type = RAFT_MSG_PRE_VOTE_RESP, .to = UINT64_MAX, .term = 1};
 	msgs[k++] = (raft_msg){.type = RAFT_MSG_HUP};
 	*n = k;
@@ -337,7 +357,7 @@ static int dec_msg(const uint8_t *b, size_t n)
 }
 
 static int (*const decoders[])(const uint8_t *, size_t) = {
-	dec_entry, dec_hard_state, dec_conf_state, dec_snapshot_meta, dec_conf_change, dec_msg,
+    dec_entry, dec_hard_state, dec_conf_state, dec_snapshot_meta, dec_conf_change, dec_msg,
 };
 #define N_DECODERS (sizeof(decoders) / sizeof(decoders[0]))
 
@@ -358,13 +378,13 @@ static size_t make_seeds(seed *seeds)
 	raft_snapshot_meta sm = {.index = 50, .term = 3, .conf = cs};
 	raft_conf_change cc = {RAFT_CONF_ADD_NODE, 4, (uint8_t *)"host:1", 6};
 
-#define SEED_OF(kind, x)                                                                     \
-	do {                                                                                 \
-		seeds[k].len = codec_##kind##_size(x);                                       \
-		seeds[k].buf = malloc(seeds[k].len + 1);                                     \
-		assert_non_null(seeds[k].buf);                                               \
-		codec_##kind##_pack(x, seeds[k].buf);                                        \
-		k++;                                                                         \
+#define SEED_OF(kind, x)                                                                           \
+	do {                                                                                       \
+		seeds[k].len = codec_##kind##_size(x);                                             \
+		seeds[k].buf = malloc(seeds[k].len + 1);                                           \
+		assert_non_null(seeds[k].buf);                                                     \
+		codec_##kind##_pack(x, seeds[k].buf);                                              \
+		k++;                                                                               \
 	} while (0)
 	SEED_OF(entry, &e);
 	SEED_OF(hard_state, &hs);
@@ -418,8 +438,8 @@ static void test_malformed_input(void **state)
 		for (size_t s = 0; s < n_seeds; s++) {
 			/* Every truncation of every valid encoding (of any record). */
 			for (size_t len = 0; len < seeds[s].len; len++) {
-				expect_ok_or_corrupt(decoders[d](seeds[s].buf, len), d, "truncation",
-						     len);
+				expect_ok_or_corrupt(decoders[d](seeds[s].buf, len), d,
+						     "truncation", len);
 				cases++;
 			}
 			/* Bit flips and byte overwrites, one to four per case. */
@@ -450,11 +470,11 @@ static void test_malformed_input(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_entry_round_trip),
-		cmocka_unit_test(test_states_round_trip),
-		cmocka_unit_test(test_msg_round_trip),
-		cmocka_unit_test(test_out_of_range_values_refused),
-		cmocka_unit_test(test_malformed_input),
+	    cmocka_unit_test(test_entry_round_trip),
+	    cmocka_unit_test(test_states_round_trip),
+	    cmocka_unit_test(test_msg_round_trip),
+	    cmocka_unit_test(test_out_of_range_values_refused),
+	    cmocka_unit_test(test_malformed_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,6 +51,8 @@ typedef struct tcase {
 	op ops[24];
 } tcase;
 
+/* Rows laid out by hand: one operation per cell reads better. */
+/* clang-format off */
 #define U UINT64_MAX
 static const tcase cases[] = {
 	{"empty log",
@@ -107,6 +109,7 @@ static const tcase cases[] = {
 	  {RECV_SNAP, 3, 2, .rv = RAFT_ESNAP_OUT_OF_DATE}, {SNAPSHOT, 5, 2},
 	  {FIRST, .want = 6}}},
 };
+/* clang-format on */
 
 /* One implementation under test, written through its own API. */
 typedef struct impl {
@@ -165,8 +168,12 @@ static void st_close(impl *im)
 
 static void st_open(impl *im)
 {
-	*im = (impl){.name = "rocksdb store", .append = st_append, .snap = st_install,
-		     .recv_snap = st_install, .compact = st_compact, .reopen = st_reopen,
+	*im = (impl){.name = "rocksdb store",
+		     .append = st_append,
+		     .snap = st_install,
+		     .recv_snap = st_install,
+		     .compact = st_compact,
+		     .reopen = st_reopen,
 		     .close = st_close};
 	im->dir = tu_tmpdir("storage-table");
 	assert_non_null(im->dir);
@@ -194,7 +201,8 @@ static int ms_snap(impl *im, uint64_t index, uint64_t term, const raft_conf_stat
 static int ms_recv_snap(impl *im, uint64_t index, uint64_t term, const raft_conf_state *cs)
 {
 	raft_snapshot s = {.meta = {.index = index, .term = term, .conf = *cs},
-			   .data = (uint8_t *)"snap", .len = 4};
+			   .data = (uint8_t *)"snap",
+			   .len = 4};
 	int rv = memory_storage_apply_snapshot(im->h, &s);
 	if (rv == 0)
 		rv = memory_storage_set_conf_state(im->h, cs);
@@ -217,8 +225,12 @@ static void ms_close(impl *im)
 
 static void ms_open(impl *im)
 {
-	*im = (impl){.name = "memory_storage", .append = ms_append, .snap = ms_snap,
-		     .recv_snap = ms_recv_snap, .compact = ms_compact, .reopen = ms_reopen,
+	*im = (impl){.name = "memory_storage",
+		     .append = ms_append,
+		     .snap = ms_snap,
+		     .recv_snap = ms_recv_snap,
+		     .compact = ms_compact,
+		     .reopen = ms_reopen,
 		     .close = ms_close};
 	im->h = memory_storage_new();
 	assert_non_null(im->h);
@@ -228,10 +240,10 @@ static void ms_open(impl *im)
 
 /* ---- the runner ---- */
 
-#define CHECK(cond, ...)                                                                     \
-	do {                                                                                 \
-		if (!(cond))                                                                 \
-			fail_msg(__VA_ARGS__);                                               \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			fail_msg(__VA_ARGS__);                                                     \
 	} while (0)
 
 static void run_op(impl *im, const tcase *tc, size_t i)
@@ -254,8 +266,9 @@ static void run_op(impl *im, const tcase *tc, size_t i)
 	}
 	case SNAP: {
 		uint64_t t = 0;
-		CHECK(st->term(st->ctx, o->a, &t) == 0, "%s, %s, op %zu: no term for snapshot at %llu",
-		      im->name, tc->name, i, (unsigned long long)o->a);
+		CHECK(st->term(st->ctx, o->a, &t) == 0,
+		      "%s, %s, op %zu: no term for snapshot at %llu", im->name, tc->name, i,
+		      (unsigned long long)o->a);
 		rv = im->snap(im, o->a, t, &cs);
 		what = "snapshot";
 		break;
@@ -298,8 +311,9 @@ static void run_op(impl *im, const tcase *tc, size_t i)
 		for (size_t k = 0; k < n; k++) {
 			uint64_t t = 0;
 			st->term(st->ctx, o->a + k, &t);
-			CHECK(tu_entry_ok(&ents[k], o->a + k, t), "%s, %s, op %zu: entry %llu wrong",
-			      im->name, tc->name, i, (unsigned long long)(o->a + k));
+			CHECK(tu_entry_ok(&ents[k], o->a + k, t),
+			      "%s, %s, op %zu: entry %llu wrong", im->name, tc->name, i,
+			      (unsigned long long)(o->a + k));
 		}
 		raft_entries_free(ents, n);
 		return;
@@ -361,9 +375,9 @@ static void test_memory_storage_table(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_store_table, teardown),
+	    cmocka_unit_test_teardown(test_store_table, teardown),
 #ifdef HAVE_MEMORY_STORAGE
-		cmocka_unit_test_teardown(test_memory_storage_table, teardown),
+	    cmocka_unit_test_teardown(test_memory_storage_table, teardown),
 #endif
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

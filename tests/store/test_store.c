@@ -171,10 +171,9 @@ static void test_byte_cap(void **state)
 		uint64_t max;
 		size_t want;
 	} cases[] = {
-		{0, 1},		      /* a cap below one entry still yields one */
-		{1, 1},		      {one - 1, 1}, {one, 1}, {one + 1, 1},
-		{3 * one, 3},	      {3 * one + one - 1, 3},
-		{10 * one, 10},	      {UINT64_MAX, 10},
+	    {0, 1}, /* a cap below one entry still yields one */
+	    {1, 1},	  {one - 1, 1},		  {one, 1},	  {one + 1, 1},
+	    {3 * one, 3}, {3 * one + one - 1, 3}, {10 * one, 10}, {UINT64_MAX, 10},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		raft_entry *ents;
@@ -293,8 +292,7 @@ static void test_local_snapshot_and_compact(void **state)
 		assert_int_equal(store_last_index(f->s), 10);
 		assert_int_equal(term_of(f->s, 5), 1); /* the compaction point's term */
 		assert_int_equal(store_term(f->s, 4, &t), RAFT_ECOMPACTED);
-		assert_int_equal(store_entries(f->s, 5, 7, UINT64_MAX, &ents, &n),
-				 RAFT_ECOMPACTED);
+		assert_int_equal(store_entries(f->s, 5, 7, UINT64_MAX, &ents, &n), RAFT_ECOMPACTED);
 		expect_entries(f->s, 6, 11, 1);
 		reopen(f);
 	}
@@ -496,20 +494,19 @@ static void test_open_refuses_foreign_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_fresh_store, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_byte_cap, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_append_truncates_suffix, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_append_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_save_hard_state_with_entries, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_conf_state, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_local_snapshot_and_compact, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_received_snapshot_replaces_log, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_chunks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_raft_storage_snapshot_inline_limit, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_open_refuses_foreign_dir, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fresh_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_append_and_read, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_byte_cap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_append_truncates_suffix, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_append_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_hard_state_with_entries, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_conf_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_local_snapshot_and_compact, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_received_snapshot_replaces_log, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_chunks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_raft_storage_snapshot_inline_limit, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_open_refuses_foreign_dir, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

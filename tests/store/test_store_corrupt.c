@@ -337,8 +337,7 @@ static void test_format_version_refused(void **state)
 	store *s = NULL;
 	assert_int_equal(store_open(f->dir, &s, err, sizeof(err)), RAFT_EINVAL);
 	assert_null(s);
-	if (!strstr(err, f->dir) || !strstr(err, "format version 99") ||
-	    !strstr(err, "version 1"))
+	if (!strstr(err, f->dir) || !strstr(err, "format version 99") || !strstr(err, "version 1"))
 		fail_msg("unclear refusal: %s", err);
 
 	raw_open(f, false);
@@ -371,13 +370,13 @@ static void test_foreign_rocksdb_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_flipped_entry, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_truncated_entries, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_value_under_wrong_key, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_damage_found_at_open, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_snapshot_chunk, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_format_version_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_foreign_rocksdb_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flipped_entry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated_entries, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_value_under_wrong_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damage_found_at_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_corrupt_snapshot_chunk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_format_version_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_foreign_rocksdb_refused, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

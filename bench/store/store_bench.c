@@ -1,0 +1,179 @@
+/* store_bench.c — append throughput and latency of the RocksDB store with
+ * sync on, next to the raw fsync latency of the same disk.
+ *
+ * usage: store-bench [DIR]
+ *
+ * Works in a new temporary directory under DIR (default /tmp) and removes
+ * it afterwards. For entries of 128 B, 4 KiB and 64 KiB in batches of 1,
+ * 16 and 256, each on a fresh store, it times store_save() (hard state +
+ * batch in one synced WriteBatch, as the node runtime calls it once per
+ * Ready) and prints entries/s, MiB/s and the p50/p99 latency per batch.
+ * The baseline is a 4 KiB write + fdatasync() to a plain file in the same
+ * directory: no store can commit faster than the disk syncs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#define BUDGET_BYTES (128ull << 20) /* data written per configuration, roughly */
+#define MIN_BATCHES 10
+#define MAX_BATCHES 400
+#define FSYNC_ROUNDS 200
+
+static double now_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* The q-quantile of n sorted samples. */
+static double quantile(const double *sorted, size_t n, double q)
+{
+	size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+	return sorted[i < n ? i : n - 1];
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int bench_fsync(const char *dir)
+{
+	char path[2048];
+	snprintf(path, sizeof(path), "%s/fsync-probe", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "store-bench: open %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	char block[4096];
+	memset(block, 'f', sizeof(block));
+	double lat[FSYNC_ROUNDS];
+	for (int i = 0; i < FSYNC_ROUNDS; i++) {
+		double t0 = now_sec();
+		if (write(fd, block, sizeof(block)) != (ssize_t)sizeof(block) ||
+		    fdatasync(fd) != 0) {
+			fprintf(stderr, "store-bench: write+fdatasync %s: %s\n", path,
+				strerror(errno));
+			close(fd);
+			return -EIO;
+		}
+		lat[i] = now_sec() - t0;
+	}
+	close(fd);
+	unlink(path);
+	qsort(lat, FSYNC_ROUNDS, sizeof(double), cmp_double);
+	printf("raw disk: 4 KiB append + fdatasync, %d rounds: p50 %.3f ms, p99 %.3f ms "
+	       "(%.0f syncs/s at p50)\n\n",
+	       FSYNC_ROUNDS, quantile(lat, FSYNC_ROUNDS, 0.5) * 1e3,
+	       quantile(lat, FSYNC_ROUNDS, 0.99) * 1e3, 1.0 / quantile(lat, FSYNC_ROUNDS, 0.5));
+	return 0;
+}
+
+static int bench_append(const char *dir, size_t entry_len, size_t batch)
+{
+	char path[2048];
+	snprintf(path, sizeof(path), "%s/store-%zu-%zu", dir, entry_len, batch);
+	store *s;
+	char err[512];
+	if (store_open(path, &s, err, sizeof(err)) != 0) {
+		fprintf(stderr, "store-bench: %s\n", err);
+		return -1;
+	}
+	uint64_t batch_bytes = (uint64_t)entry_len * batch;
+	size_t rounds = (size_t)(BUDGET_BYTES / batch_bytes);
+	rounds = rounds < MIN_BATCHES ? MIN_BATCHES : rounds > MAX_BATCHES ? MAX_BATCHES : rounds;
+
+	raft_entry *ents = calloc(batch, sizeof(*ents));
+	uint8_t *data = malloc(entry_len);
+	double *lat = calloc(rounds, sizeof(double));
+	int rv = ents && data && lat ? 0 : -ENOMEM;
+	for (size_t i = 0; data && i < entry_len; i++)
+		data[i] = (uint8_t)(i * 131 + 17); /* not all zero: RocksDB compresses */
+
+	uint64_t index = 1;
+	double total = 0;
+	for (size_t r = 0; rv == 0 && r < rounds; r++) {
+		for (size_t i = 0; i < batch; i++)
+			ents[i] = (raft_entry){.term = 1,
+					       .index = index + i,
+					       .len = (uint32_t)entry_len,
+					       .data = data};
+		raft_hard_state hs = {.term = 1, .vote = 1, .commit = index - 1};
+		double t0 = now_sec();
+		rv = store_save(s, &hs, ents, batch);
+		lat[r] = now_sec() - t0;
+		total += lat[r];
+		index += batch;
+	}
+	if (rv != 0) {
+		fprintf(stderr, "store-bench: append: %s\n",
+			rv == -ENOMEM ? "out of memory" : store_errmsg(s));
+	} else {
+		qsort(lat, rounds, sizeof(double), cmp_double);
+		double entries = (double)rounds * (double)batch;
+		printf("| %6zu B | %5zu | %7zu | %11.0f | %8.1f | %8.3f | %8.3f |\n", entry_len,
+		       batch, rounds, entries / total,
+		       entries * (double)entry_len / total / (1 << 20),
+		       quantile(lat, rounds, 0.5) * 1e3, quantile(lat, rounds, 0.99) * 1e3);
+		fflush(stdout);
+	}
+	free(ents);
+	free(data);
+	free(lat);
+	store_close(s);
+	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return rv;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+		fprintf(stderr,
+			"usage: %s [DIR]   (works in a temporary directory under DIR, "
+			"default /tmp)\n",
+			argv[0]);
+		return 2;
+	}
+	char dir[1024];
+	int n = snprintf(dir, sizeof(dir), "%s/raftfs-store-bench-XXXXXX",
+			 argc == 2 ? argv[1] : "/tmp");
+	if (n < 0 || (size_t)n >= sizeof(dir)) {
+		fprintf(stderr, "store-bench: directory name too long: %s\n", argv[1]);
+		return 1;
+	}
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "store-bench: mkdtemp %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	printf("store-bench in %s\n", dir);
+	int rv = bench_fsync(dir);
+	static const size_t sizes[] = {128, 4096, 65536};
+	static const size_t batches[] = {1, 16, 256};
+	if (rv == 0)
+		printf("| entry    | batch | batches |   entries/s |    MiB/s | p50 (ms) | p99 "
+		       "(ms) |\n"
+		       "|---------:|------:|--------:|------------:|---------:|---------:|---------"
+		       ":|\n");
+	for (size_t i = 0; rv == 0 && i < 3; i++)
+		for (size_t j = 0; rv == 0 && j < 3; j++)
+			rv = bench_append(dir, sizes[i], batches[j]);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	return rv == 0 ? 0 : 1;
+}
