@@ -6,16 +6,22 @@ add_library(raftfs_fs STATIC
   tree_compare.c
   sm.c
   sm_journal.c
-  sm_dedup.c
   sm_read.c
   apply.c
 )
 target_include_directories(raftfs_fs PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(raftfs_fs PUBLIC raftfs_proto Threads::Threads)
+target_link_libraries(raftfs_fs PUBLIC raftfs_proto raftfs_node_base Threads::Threads)
 
 # The raftfs program (runtime helper): fs/main.c and the fs/cli_*.c
 # subcommands, on the node runtime (consensus/runtime.cmake).
 if(TARGET raftfs_node)
-  add_executable(raftfs main.c cli_node.c cli_status.c cli_local.c cli_kv.c local_cluster.c)
-  target_link_libraries(raftfs PRIVATE raftfs_node)
+  # The FUSE mount (fuse helper): the state machine as a node_sm, the
+  # proposer, the low-level operations and the mount's main loop.
+  add_library(raftfs_mount STATIC fs_node.c fuse_inval.c fuse_ops.c fuse_mount.c fuse_run.c)
+  target_include_directories(raftfs_mount PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+  target_link_libraries(raftfs_mount PUBLIC raftfs_fs raftfs_node PkgConfig::FUSE3)
+
+  add_executable(raftfs main.c cli_node.c cli_status.c cli_local.c cli_kv.c local_cluster.c
+    cli_verify.c)
+  target_link_libraries(raftfs PRIVATE raftfs_node raftfs_mount)
 endif()

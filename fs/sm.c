@@ -8,11 +8,15 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "dedup.h"
 #include "sm_impl.h"
 
 // Ids are reserved in blocks: one fsync per block, not per create.
 #define ID_BLOCK 4096
 #define COUNTER_MASK 0xffffffffffffULL
+// Default journal size at which the duplicate table is saved whole and the
+// journal started afresh: 32768 records, replayed at start in milliseconds.
+#define JOURNAL_MAX (4 << 20)
 
 static int make_dir(const char *path)
 {
@@ -117,6 +121,118 @@ int sm_alloc_id(struct sm *sm, uint64_t *id)
 	return rc;
 }
 
+// Records an executed command's result in the duplicate table. Only if the
+// table does not have it yet: a redo after a crash may find it there already.
+static int record_dedup(struct sm *sm, const struct sm_record *r)
+{
+	int64_t prev;
+	if (!r->client || dedup_check(sm->dd, r->client, r->seq, &prev) != DEDUP_NEW)
+		return 0;
+	return dedup_record(sm->dd, r->client, r->seq, r->min_pending, r->result);
+}
+
+// DATA/sm/dedup: magic u32 | pad u32 | index u64 | len u64 | table | hash u64.
+// The duplicate table as of `index`, saved when the journal is restarted.
+#define DEDUP_MAGIC 0x44505552u
+
+static int save_dedup(struct sm *sm, uint64_t index)
+{
+	uint8_t *blob;
+	size_t len;
+	int rc = dedup_serialize(sm->dd, &blob, &len);
+	if (rc)
+		return rc;
+	size_t total = 24 + len + 8;
+	uint8_t *buf = malloc(total);
+	if (!buf) {
+		free(blob);
+		return -ENOMEM;
+	}
+	uint32_t magic = DEDUP_MAGIC, pad = 0;
+	uint64_t len64 = len;
+	memcpy(buf, &magic, 4);
+	memcpy(buf + 4, &pad, 4);
+	memcpy(buf + 8, &index, 8);
+	memcpy(buf + 16, &len64, 8);
+	memcpy(buf + 24, blob, len);
+	uint64_t h = sm_hash(buf, 24 + len);
+	memcpy(buf + 24 + len, &h, 8);
+	free(blob);
+	int fd = openat(sm->sm_fd, "dedup.new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, buf, total) != (ssize_t)total ||
+	    renameat(sm->sm_fd, "dedup.new", sm->sm_fd, "dedup"))
+		rc = errno ? -errno : -EIO;
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	if (rc)
+		fprintf(stderr, "sm: save duplicate table in %s/sm/dedup: %s\n", sm->data_dir,
+			strerror(-rc));
+	return rc;
+}
+
+static int load_dedup(struct sm *sm)
+{
+	sm->dedup_index = 0;
+	int fd = openat(sm->sm_fd, "dedup", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		sm->dd = dedup_new();
+		return sm->dd ? 0 : -ENOMEM;
+	}
+	struct stat st;
+	uint8_t *buf = NULL;
+	int rc = 0;
+	if (fd < 0 || fstat(fd, &st)) {
+		rc = -errno;
+	} else if (st.st_size < 32) {
+		rc = -EIO;
+	} else if (!(buf = malloc((size_t)st.st_size))) {
+		rc = -ENOMEM;
+	} else if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
+		rc = -EIO;
+	}
+	if (fd >= 0)
+		close(fd);
+	uint32_t magic = 0;
+	uint64_t len = 0, h = 0;
+	if (!rc) {
+		memcpy(&magic, buf, 4);
+		memcpy(&sm->dedup_index, buf + 8, 8);
+		memcpy(&len, buf + 16, 8);
+		if (len + 32 == (uint64_t)st.st_size)
+			memcpy(&h, buf + 24 + len, 8);
+		if (magic != DEDUP_MAGIC || len + 32 != (uint64_t)st.st_size ||
+		    h != sm_hash(buf, 24 + len))
+			rc = -EIO; // written by rename: never torn but by a power loss
+	}
+	if (!rc)
+		rc = dedup_deserialize(buf + 24, len, &sm->dd);
+	free(buf);
+	if (rc)
+		fprintf(stderr, "sm: load duplicate table %s/sm/dedup: %s\n", sm->data_dir,
+			strerror(-rc));
+	return rc;
+}
+
+struct replay {
+	struct sm *sm;
+	struct sm_record last;
+	bool have;
+};
+
+// Rebuilds the duplicate table from a journal record. The newest record, unless
+// marked done, may be cut short: its redo records it.
+static int replay_one(void *arg, const struct sm_record *r, bool newest)
+{
+	struct replay *rp = arg;
+	rp->last = *r;
+	rp->have = true;
+	if (r->index <= rp->sm->dedup_index || (r->flags & SM_REC_SKIP) ||
+	    (newest && !(r->flags & SM_REC_DONE)))
+		return 0;
+	return record_dedup(rp->sm, r);
+}
+
 int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 {
 	if (node_id == 0 || node_id > 0xffff) {
@@ -129,8 +245,8 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 		return -ENOMEM;
 	sm->sm_fd = -1;
 	sm->journal.fd = -1;
-	sm->dedup.fd = -1;
 	sm->node_id = node_id;
+	sm->journal_max = JOURNAL_MAX;
 	for (int i = 0; i < SM_FD_CACHE; i++)
 		sm->fds[i].fd = -1;
 	pthread_rwlock_init(&sm->lock, NULL);
@@ -159,22 +275,21 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 	}
 	if ((rc = tree_scan(sm)) || (rc = load_reserved(sm)))
 		goto fail;
-	struct sm_record last = {0};
-	bool have;
-	if ((rc = sm_journal_open(sm->sm_fd, &sm->journal, &last, &have)))
+	if ((rc = load_dedup(sm)))
 		goto fail;
-	if ((rc = sm_dedup_open(sm->sm_fd, &sm->dedup)))
+	struct replay r = {sm, {0}, false};
+	if ((rc = sm_journal_open(sm->sm_fd, &sm->journal, replay_one, &r)))
 		goto fail;
-	if (have && (last.flags & SM_REC_DONE)) {
-		sm->applied = last.index; // closed cleanly
-	} else if (have) {
+	if (r.have && (r.last.flags & SM_REC_DONE)) {
+		sm->applied = r.last.index; // closed cleanly
+	} else if (r.have) {
 		// The last recorded command may have been cut short: count it as not
 		// applied, so the runtime delivers it again and sm_apply redoes it.
-		sm->applied = last.index - 1;
+		sm->applied = r.last.index - 1;
 		sm->redo_pending = true;
-		sm->redo_rec = last;
+		sm->redo_rec = r.last;
 	}
-	sm->last_rec = last;
+	sm->last_rec = r.last;
 	*out = sm;
 	return 0;
 fail:
@@ -193,11 +308,10 @@ void sm_close(struct sm *sm)
 	if (sm->journal.fd >= 0 && !sm->fault && !sm->redo_pending &&
 	    sm->last_rec.index == sm->applied && sm->applied > 0) {
 		sm->last_rec.flags |= SM_REC_DONE;
-		sm_journal_write(&sm->journal, &sm->last_rec);
+		sm_journal_rewrite_last(&sm->journal, &sm->last_rec);
 	}
 	sm_journal_close(&sm->journal);
-	if (sm->dedup.fd >= 0)
-		sm_dedup_close(&sm->dedup);
+	dedup_free(sm->dd);
 	if (sm->sm_fd >= 0)
 		close(sm->sm_fd);
 	if (sm->by_id.keys)
@@ -218,14 +332,18 @@ int sm_fault(struct sm *sm)
 	return sm->fault;
 }
 
-int sm_client_last(struct sm *sm, uint64_t client_id, uint64_t *seq, int *result)
+int sm_client_result(struct sm *sm, uint64_t client_id, uint64_t seq, int *result)
 {
-	const struct sm_client *c = sm_dedup_get(&sm->dedup, client_id);
-	if (!c)
+	int64_t r;
+	switch (dedup_check(sm->dd, client_id, seq, &r)) {
+	case DEDUP_DUPLICATE:
+		*result = (int)r;
+		return 0;
+	case DEDUP_STALE:
+		return -ESTALE;
+	default:
 		return -ENOENT;
-	*seq = c->seq;
-	*result = c->result;
-	return 0;
+	}
 }
 
 static int fail(struct sm *sm, uint64_t index, int rc)
@@ -236,8 +354,33 @@ static int fail(struct sm *sm, uint64_t index, int rc)
 	return rc;
 }
 
-int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, const void *cmd,
-	     size_t len, int *result)
+void sm_set_journal_limit(struct sm *sm, size_t bytes)
+{
+	sm->journal_max = bytes;
+}
+
+// Keeps the journal short: saves the duplicate table as of the newest
+// (complete) record, then restarts the journal with just that record.
+static int compact(struct sm *sm)
+{
+	int rc = save_dedup(sm, sm->last_rec.index);
+	if (rc)
+		return rc;
+	sm->last_rec.flags |= SM_REC_DONE;
+	return sm_journal_restart(&sm->journal, &sm->last_rec);
+}
+
+// Called before applying the next index, not at the end of the previous apply:
+// marking a record done is only right once the caller has taken its result.
+static int maybe_compact(struct sm *sm)
+{
+	if (sm->redo_pending || sm_journal_size(&sm->journal) <= (off_t)sm->journal_max)
+		return 0;
+	return compact(sm);
+}
+
+int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
+	     uint64_t min_pending, const void *cmd, size_t len, int *result)
 {
 	if (sm->fault)
 		return sm->fault;
@@ -245,17 +388,17 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, co
 		return -EALREADY;
 	if (index != sm->applied + 1)
 		return -EINVAL;
-	Fspb__Command *c = fspb__command__unpack(NULL, len, cmd);
 	struct sm_record rec;
 	int rc = 0;
+	if ((rc = maybe_compact(sm)))
+		return fail(sm, index, rc);
 	uint64_t cmd_hash = sm_hash(cmd, len);
-	if (sm->redo_pending && sm->redo_rec.index == index) {
+	bool redo = sm->redo_pending && sm->redo_rec.index == index;
+	if (redo) {
 		// Decided before the crash; do not decide again. It must be the
 		// same command, or the caller's log is not the one we applied.
 		if (sm->redo_rec.cmd_hash != cmd_hash || sm->redo_rec.client != client_id ||
 		    sm->redo_rec.seq != seq) {
-			if (c)
-				fspb__command__free_unpacked(c, NULL);
 			fprintf(stderr, "sm: apply %llu: not the command being applied at the crash\n",
 				(unsigned long long)index);
 			return -EINVAL;
@@ -266,31 +409,58 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, co
 		rec.index = index;
 		rec.client = client_id;
 		rec.seq = seq;
+		rec.min_pending = min_pending;
 		rec.cmd_hash = cmd_hash;
-		const struct sm_client *cl = client_id ? sm_dedup_get(&sm->dedup, client_id) : NULL;
-		if (cl && seq <= cl->seq) {
-			rec.flags = SM_REC_DUP;
-			rec.result = seq == cl->seq ? cl->result : SM_RESULT_STALE;
+	}
+	Fspb__Command *c = NULL;
+	if (!(rec.flags & SM_REC_SKIP))
+		c = fspb__command__unpack(NULL, len, cmd);
+	if (!redo) {
+		int64_t prev;
+		enum dedup_verdict v = dedup_check(sm->dd, client_id, seq, &prev);
+		if (v != DEDUP_NEW) {
+			rec.flags = SM_REC_SKIP;
+			rec.result = v == DEDUP_DUPLICATE ? (int32_t)prev : SM_RESULT_STALE;
 		} else if (!c) {
 			rec.result = EINVAL; // undecodable: the same bytes fail the same everywhere
 		} else {
 			rc = apply_plan(sm, c, &rec);
 		}
 		if (!rc)
-			rc = sm_journal_write(&sm->journal, &rec);
+			rc = sm_journal_append(&sm->journal, &rec);
 		if (!rc)
 			sm->last_rec = rec;
 	}
 	sm->redo_pending = false;
-	if (!rc && !(rec.flags & SM_REC_DUP) && rec.result == 0 && c)
+	if (!rc && !(rec.flags & SM_REC_SKIP) && rec.result == 0 && c)
 		rc = apply_exec(sm, c, &rec);
-	if (!rc && !(rec.flags & SM_REC_DUP) && client_id)
-		rc = sm_dedup_put(&sm->dedup, client_id, seq, rec.result);
+	if (!rc && !(rec.flags & SM_REC_SKIP))
+		rc = record_dedup(sm, &rec);
 	if (c)
 		fspb__command__free_unpacked(c, NULL);
 	if (rc)
 		return fail(sm, index, rc);
 	sm->applied = index;
 	*result = rec.result;
+	return 0;
+}
+
+int sm_apply_empty(struct sm *sm, uint64_t index)
+{
+	if (sm->fault)
+		return sm->fault;
+	if (index <= sm->applied)
+		return -EALREADY;
+	if (index != sm->applied + 1)
+		return -EINVAL;
+	struct sm_record rec = {.index = index, .flags = SM_REC_SKIP};
+	int rc = maybe_compact(sm);
+	sm->redo_pending = false;
+	if (!rc)
+		rc = sm_journal_append(&sm->journal, &rec);
+	if (rc)
+		return fail(sm, index, rc);
+	sm->last_rec = rec;
+	sm->applied = index;
 	return 0;
 }

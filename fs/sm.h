@@ -32,9 +32,8 @@ struct sm;
 #define SM_SET_ATIME_NOW (1u << 7) // the proposer puts its clock in atime_ns
 #define SM_SET_MTIME_NOW (1u << 8) // the proposer puts its clock in mtime_ns
 
-// Result a stale duplicate (a seq below the client's last applied seq) gets:
-// its real result is no longer known. Clients keep one command in flight per
-// client id, so nobody waits for such a result.
+// Result of a stale retry: a (client, seq) below the client's min_pending,
+// whose result was forgotten; by the envelope's contract nobody waits for it.
 #define SM_RESULT_STALE EALREADY
 
 // Opens (creating on first use) the state machine over data_dir. node_id
@@ -54,28 +53,41 @@ void sm_close(struct sm *sm);
 uint64_t sm_applied_index(struct sm *sm);
 
 // Applies the command (an encoded fspb.Command) committed at `index`, which
-// must be sm_applied_index() + 1. client_id/seq come from the runtime's
-// envelope; client_id 0 means "no duplicate detection" (e.g. node-internal
-// commands). A (client_id, seq) at or below the client's last applied seq is
-// not executed again: *result is the stored result (SM_RESULT_STALE if seq is
-// older than the last one).
+// must be sm_applied_index() + 1. client_id/seq/min_pending come from the
+// runtime's envelope (consensus/envelope.h); client_id 0 means "no duplicate
+// detection". A (client_id, seq) already applied is not executed again:
+// *result is its recorded result (SM_RESULT_STALE if it was below the
+// client's min_pending and forgotten). The duplicate table is
+// consensus/dedup.h, persisted through the journal.
 //
 // Returns 0 with *result = 0 or a positive errno (EEXIST, ENOENT, ...): the
 // command's outcome, a deterministic function of the replicated state, the
 // same on every node. Returns a negative errno for a local fault (ENOSPC, EIO,
 // a tree that does not match the journal): the node must stop applying and
 // report itself unhealthy; every later call returns the same error.
-// -EINVAL/-EALREADY for an index out of sequence (caller bug, not sticky).
+// -EALREADY/-EINVAL (not sticky) for an index out of sequence, or for a
+// redelivered index whose command differs from the one being applied at the
+// crash (the caller's log is not the one this state machine applied).
 // Call from one thread at a time (the apply thread); reads may run concurrently.
-int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, const void *cmd,
-	     size_t len, int *result);
+int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
+	     uint64_t min_pending, const void *cmd, size_t len, int *result);
+
+// An entry without a command (the leader's no-op, a membership change): only
+// the applied index moves (and is journaled). 0 or a negative fault/caller error.
+int sm_apply_empty(struct sm *sm, uint64_t index);
 
 // 0 while healthy, else the negative errno of the fault that stopped applying.
 int sm_fault(struct sm *sm);
 
-// The last applied seq and result of a client, for the runtime's retries and
-// for tests. Returns 0, or -ENOENT if the client has no command applied.
-int sm_client_last(struct sm *sm, uint64_t client_id, uint64_t *seq, int *result);
+// What the duplicate table holds for (client_id, seq): 0 with *result if it
+// was applied, -ENOENT if not, -ESTALE if below the client's min_pending.
+// Apply thread only (the table is not locked), or while nothing applies.
+int sm_client_result(struct sm *sm, uint64_t client_id, uint64_t seq, int *result);
+
+// Sets the journal size (bytes; records are 128) above which the duplicate
+// table is saved whole and the journal restarted. Default 4 MiB. For tests
+// (small values exercise the restart) and tuning.
+void sm_set_journal_limit(struct sm *sm, size_t bytes);
 
 // Allocates a fresh id for a new object proposed by this node:
 // (node_id << 48) | counter, the counter persisted (fsynced in blocks) so an id

@@ -10,7 +10,7 @@
 
 #include "fs.pb-c.h"
 #include "sm.h"
-#include "sm_dedup.h"
+#include "dedup.h"
 #include "sm_journal.h"
 #include "tree_map.h"
 
@@ -46,7 +46,9 @@ struct sm {
 
 	uint64_t applied;
 	struct sm_journal journal;
-	struct sm_dedup dedup;
+	dedup *dd;             // the duplicate table (consensus/dedup.h), apply thread only
+	uint64_t dedup_index;  // index DATA/sm/dedup was saved at
+	size_t journal_max;    // journal size that triggers a restart of it
 	bool redo_pending; // redo_rec is the command that was being applied at a crash
 	struct sm_record redo_rec;
 	struct sm_record last_rec; // the newest record written (re-marked done at close)

@@ -1,47 +1,52 @@
-// The apply journal: two alternating fixed-size slots in DATA/sm/journal.
+// The apply journal: fixed-size checksummed records appended to DATA/sm/journal.
 #include "sm_journal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define SLOT_SIZE 80
+// Records are 128 bytes, so none straddles a page, and one pwrite of one
+// record is all or nothing even under SIGKILL (the kernel checks for fatal
+// signals only between pages).
+#define REC_SIZE 128
 #define JOURNAL_MAGIC 0x4a4d5352u // "RSMJ"
 
-uint64_t sm_hash(const void *data, uint64_t len)
+uint64_t sm_hash(const void *data, size_t len)
 {
 	const unsigned char *p = data;
 	uint64_t h = 0xcbf29ce484222325ULL;
-	for (uint64_t i = 0; i < len; i++) {
+	for (size_t i = 0; i < len; i++) {
 		h ^= p[i];
 		h *= 0x100000001b3ULL;
 	}
 	return h;
 }
 
-// Slot layout (host byte order: the journal never leaves the node):
-// magic u32 | flags u32 | index | client | seq | a | b | result i32 | mode u32 |
-// gid u32 | pad u32 | cmd_hash | hash
+// Layout (host byte order: the journal never leaves the node):
+// 0 magic u32 | 4 flags u32 | 8 index | 16 client | 24 seq | 32 min_pending |
+// 40 a | 48 b | 56 result i32 | 60 mode u32 | 64 gid u32 | 68 pad u32 |
+// 72 cmd_hash | ... zero ... | 120 hash of bytes 0..119
 static void encode(const struct sm_record *r, unsigned char *s)
 {
-	uint32_t magic = JOURNAL_MAGIC, pad = 0;
-	memset(s, 0, SLOT_SIZE);
+	uint32_t magic = JOURNAL_MAGIC;
+	memset(s, 0, REC_SIZE);
 	memcpy(s + 0, &magic, 4);
 	memcpy(s + 4, &r->flags, 4);
 	memcpy(s + 8, &r->index, 8);
 	memcpy(s + 16, &r->client, 8);
 	memcpy(s + 24, &r->seq, 8);
-	memcpy(s + 32, &r->a, 8);
-	memcpy(s + 40, &r->b, 8);
-	memcpy(s + 48, &r->result, 4);
-	memcpy(s + 52, &r->mode, 4);
-	memcpy(s + 56, &r->gid, 4);
-	memcpy(s + 60, &pad, 4);
-	memcpy(s + 64, &r->cmd_hash, 8);
-	uint64_t h = sm_hash(s, 72);
-	memcpy(s + 72, &h, 8);
+	memcpy(s + 32, &r->min_pending, 8);
+	memcpy(s + 40, &r->a, 8);
+	memcpy(s + 48, &r->b, 8);
+	memcpy(s + 56, &r->result, 4);
+	memcpy(s + 60, &r->mode, 4);
+	memcpy(s + 64, &r->gid, 4);
+	memcpy(s + 72, &r->cmd_hash, 8);
+	uint64_t h = sm_hash(s, 120);
+	memcpy(s + 120, &h, 8);
 }
 
 static bool decode(const unsigned char *s, struct sm_record *r)
@@ -49,62 +54,132 @@ static bool decode(const unsigned char *s, struct sm_record *r)
 	uint32_t magic;
 	uint64_t h;
 	memcpy(&magic, s, 4);
-	memcpy(&h, s + 72, 8);
-	if (magic != JOURNAL_MAGIC || h != sm_hash(s, 72))
+	memcpy(&h, s + 120, 8);
+	if (magic != JOURNAL_MAGIC || h != sm_hash(s, 120))
 		return false;
 	memcpy(&r->flags, s + 4, 4);
 	memcpy(&r->index, s + 8, 8);
 	memcpy(&r->client, s + 16, 8);
 	memcpy(&r->seq, s + 24, 8);
-	memcpy(&r->a, s + 32, 8);
-	memcpy(&r->b, s + 40, 8);
-	memcpy(&r->result, s + 48, 4);
-	memcpy(&r->mode, s + 52, 4);
-	memcpy(&r->gid, s + 56, 4);
-	memcpy(&r->cmd_hash, s + 64, 8);
+	memcpy(&r->min_pending, s + 32, 8);
+	memcpy(&r->a, s + 40, 8);
+	memcpy(&r->b, s + 48, 8);
+	memcpy(&r->result, s + 56, 4);
+	memcpy(&r->mode, s + 60, 4);
+	memcpy(&r->gid, s + 64, 4);
+	memcpy(&r->cmd_hash, s + 72, 8);
 	return true;
 }
 
-int sm_journal_open(int dirfd, struct sm_journal *j, struct sm_record *last, bool *have)
+static int replay(struct sm_journal *j, sm_replay_fn fn, void *arg)
 {
+	enum { BATCH = 256 };
+	static __thread unsigned char buf[BATCH * REC_SIZE];
+	struct sm_record prev;
+	bool have = false;
+	off_t off = 0;
+	for (;;) {
+		ssize_t n = pread(j->fd, buf, sizeof(buf), off);
+		if (n < 0) {
+			int err = errno;
+			fprintf(stderr, "sm: read journal: %s\n", strerror(err));
+			return -err;
+		}
+		ssize_t k;
+		for (k = 0; k + REC_SIZE <= n; k += REC_SIZE) {
+			struct sm_record r;
+			if (!decode(buf + k, &r))
+				break;
+			if (have) {
+				int rc = fn(arg, &prev, false);
+				if (rc)
+					return rc;
+			}
+			prev = r;
+			have = true;
+			j->last = off + k;
+		}
+		off += k;
+		if (k < (ssize_t)sizeof(buf))
+			break; // the end, or a torn record: the log ends here
+	}
+	j->end = off;
+	return have ? fn(arg, &prev, true) : 0;
+}
+
+int sm_journal_open(int dirfd, struct sm_journal *j, sm_replay_fn fn, void *arg)
+{
+	j->dirfd = dirfd;
+	j->last = -1;
+	j->end = 0;
 	j->fd = openat(dirfd, "journal", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (j->fd < 0) {
 		int err = errno;
 		fprintf(stderr, "sm: open journal: %s\n", strerror(err));
 		return -err;
 	}
-	unsigned char buf[2 * SLOT_SIZE];
-	ssize_t n = pread(j->fd, buf, sizeof(buf), 0);
-	if (n < 0) {
-		int err = errno;
-		fprintf(stderr, "sm: read journal: %s\n", strerror(err));
-		close(j->fd);
-		return -err;
-	}
-	*have = false;
-	for (int i = 0; i < 2; i++) {
-		struct sm_record r;
-		if ((i + 1) * SLOT_SIZE <= n && decode(buf + i * SLOT_SIZE, &r) &&
-		    (!*have || r.index > last->index)) {
-			*last = r;
-			*have = true;
-		}
-	}
-	return 0;
+	int rc = replay(j, fn, arg);
+	if (rc)
+		sm_journal_close(j);
+	return rc;
 }
 
-int sm_journal_write(struct sm_journal *j, const struct sm_record *rec)
+static int write_at(struct sm_journal *j, const struct sm_record *rec, off_t off)
 {
-	unsigned char s[SLOT_SIZE];
+	unsigned char s[REC_SIZE];
 	encode(rec, s);
-	ssize_t n = pwrite(j->fd, s, SLOT_SIZE, (off_t)(rec->index % 2) * SLOT_SIZE);
-	if (n != SLOT_SIZE) {
+	ssize_t n = pwrite(j->fd, s, REC_SIZE, off);
+	if (n != REC_SIZE) {
 		int err = n < 0 ? errno : EIO;
 		fprintf(stderr, "sm: write journal record %llu: %s\n",
 			(unsigned long long)rec->index, strerror(err));
 		return -err;
 	}
 	return 0;
+}
+
+int sm_journal_append(struct sm_journal *j, const struct sm_record *rec)
+{
+	int rc = write_at(j, rec, j->end);
+	if (!rc) {
+		j->last = j->end;
+		j->end += REC_SIZE;
+	}
+	return rc;
+}
+
+int sm_journal_rewrite_last(struct sm_journal *j, const struct sm_record *rec)
+{
+	return j->last < 0 ? -ENOENT : write_at(j, rec, j->last);
+}
+
+int sm_journal_restart(struct sm_journal *j, const struct sm_record *rec)
+{
+	int fd = openat(j->dirfd, "journal.new", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int err = errno;
+		fprintf(stderr, "sm: create journal.new: %s\n", strerror(err));
+		return -err;
+	}
+	unsigned char s[REC_SIZE];
+	encode(rec, s);
+	if (pwrite(fd, s, REC_SIZE, 0) != REC_SIZE ||
+	    renameat(j->dirfd, "journal.new", j->dirfd, "journal")) {
+		int err = errno ? errno : EIO;
+		fprintf(stderr, "sm: restart journal: %s\n", strerror(err));
+		close(fd);
+		return -err;
+	}
+	close(j->fd);
+	j->fd = fd;
+	j->last = 0;
+	j->end = REC_SIZE;
+	return 0;
+}
+
+off_t sm_journal_size(const struct sm_journal *j)
+{
+	return j->end;
 }
 
 void sm_journal_close(struct sm_journal *j)

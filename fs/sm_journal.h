@@ -1,46 +1,70 @@
-// The apply journal: one small record per command, "applying index i with result r", for redo after a crash.
+// The apply journal: an append-only log of "applying index i with result r" records, for redo after a crash and to rebuild the duplicate table.
 #ifndef RAFTFS_FS_SM_JOURNAL_H
 #define RAFTFS_FS_SM_JOURNAL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
-#define SM_REC_DUP 1u  // a duplicate (client, seq): nothing is executed
-#define SM_REC_DONE 2u // written at a clean close: the command is fully applied
+#define SM_REC_SKIP 1u // nothing executed: a duplicate, a stale retry or an empty entry
+#define SM_REC_DONE 2u // rewritten at a clean close: the command is fully applied
 
 // What the state machine decided for a command before touching the tree. The
 // plan fields (a, b, mode, gid) are what the idempotent redo needs and can no
 // longer read from a half-changed tree (e.g. which object a rename moved).
+// (client, seq, min_pending, result) is the duplicate table's input: the
+// table is rebuilt at start by replaying the records (consensus/dedup.h).
 struct sm_record {
 	uint64_t index;
 	uint64_t client;
 	uint64_t seq;
+	uint64_t min_pending;
 	int32_t result; // 0 or a positive errno
 	uint32_t flags; // SM_REC_*
 	uint64_t a;     // op-specific object ids (see apply.c)
 	uint64_t b;
-	uint32_t mode;  // final mode of the object the command creates or changes
-	uint32_t gid;   // final group of an object the command creates
+	uint32_t mode;     // final mode of the object the command creates or changes
+	uint32_t gid;      // final group of an object the command creates
 	uint64_t cmd_hash; // of the command bytes: a redo must get the same command
 };
 
 struct sm_journal {
 	int fd;
+	int dirfd;    // DATA/sm (not owned)
+	off_t end;    // where the next record goes
+	off_t last;   // offset of the newest record (-1: none)
 };
 
-// Opens (creating) DIRFD/journal and reads the newest intact record into *last
-// (*have = false on a fresh journal). Returns 0 or a negative errno.
-int sm_journal_open(int dirfd, struct sm_journal *j, struct sm_record *last, bool *have);
+// Called by sm_journal_open for every intact record, oldest first; `newest`
+// is set for the last one. Returns 0 or a negative errno (stops the replay).
+typedef int (*sm_replay_fn)(void *arg, const struct sm_record *r, bool newest);
 
-// Records rec, overwriting the older of two slots so a record torn by a power
-// loss leaves the previous one readable. One pwrite, no fsync: a process crash
-// keeps the page cache. Returns 0 or a negative errno.
-int sm_journal_write(struct sm_journal *j, const struct sm_record *rec);
+// Opens (creating) DIRFD/journal and replays its records. A record torn by a
+// power loss ends the log (it and anything after it are dropped).
+// Returns 0 or a negative errno.
+int sm_journal_open(int dirfd, struct sm_journal *j, sm_replay_fn fn, void *arg);
+
+// Appends rec: one pwrite of a few dozen bytes, no fsync (a process crash
+// keeps the page cache; a write within one page is never torn by SIGKILL).
+// Returns 0 or a negative errno.
+int sm_journal_append(struct sm_journal *j, const struct sm_record *rec);
+
+// Rewrites the newest record (e.g. with SM_REC_DONE). 0 or a negative errno.
+int sm_journal_rewrite_last(struct sm_journal *j, const struct sm_record *rec);
+
+// Starts a new log holding only rec (the newest, complete record): written
+// beside and renamed over the old one, so a crash leaves one or the other.
+// The caller first saves whatever the dropped records carried.
+int sm_journal_restart(struct sm_journal *j, const struct sm_record *rec);
+
+// Bytes in the log now.
+off_t sm_journal_size(const struct sm_journal *j);
 
 // Closes the journal file.
 void sm_journal_close(struct sm_journal *j);
 
-// A 64-bit FNV-1a hash: checksums of the small fixed records in DATA/sm.
-uint64_t sm_hash(const void *data, uint64_t len);
+// A 64-bit FNV-1a hash: checksums of the small records in DATA/sm.
+uint64_t sm_hash(const void *data, size_t len);
 
 #endif

@@ -3,7 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
 #include <limits.h>
 #include <linux/falloc.h>
 #include <setjmp.h>
@@ -29,17 +29,31 @@ char *tl_mkdtemp(void)
 	return strdup(p);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+// Removes name under dirfd, descending by fds (nftw fails beyond PATH_MAX).
+static void rm_at(int parent, const char *name)
 {
-	remove(path);
-	return 0;
+	if (unlinkat(parent, name, 0) == 0 || (errno != EISDIR && errno != EPERM))
+		return;
+	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			rm_at(dirfd(d), e->d_name);
+	closedir(d);
+	unlinkat(parent, name, AT_REMOVEDIR);
 }
 
 void tl_rmtree(char *path)
 {
 	if (!path)
 		return;
-	nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+	rm_at(AT_FDCWD, path);
 	free(path);
 }
 
@@ -66,7 +80,7 @@ int tl_apply(struct sm *sm, Fspb__Command *c)
 	size_t len;
 	uint8_t *buf = tl_pack(c, &len);
 	int result = -1;
-	int rc = sm_apply(sm, sm_applied_index(sm) + 1, 0, 0, buf, len, &result);
+	int rc = sm_apply(sm, sm_applied_index(sm) + 1, 0, 0, 0, buf, len, &result);
 	free(buf);
 	assert_int_equal(rc, 0);
 	return result;
@@ -286,6 +300,7 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 	s->n = n;
 	s->client = calloc(n, sizeof(*s->client));
 	s->seq = calloc(n, sizeof(*s->seq));
+	s->min_pending = calloc(n, sizeof(*s->min_pending));
 	s->cmd = calloc(n, sizeof(*s->cmd));
 	s->len = calloc(n, sizeof(*s->len));
 	assert_true(s->client && s->seq && s->cmd && s->len);
@@ -305,11 +320,12 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 			size_t j = last_of[client];
 			s->client[i] = client;
 			s->seq[i] = s->seq[j];
+			s->min_pending[i] = s->min_pending[j];
 			s->len[i] = s->len[j];
 			s->cmd[i] = malloc(s->len[j] ? s->len[j] : 1);
 			memcpy(s->cmd[i], s->cmd[j], s->len[j]);
 			int res;
-			assert_int_equal(sm_apply(sm, i + 1, client, s->seq[i], s->cmd[i],
+			assert_int_equal(sm_apply(sm, i + 1, client, s->seq[i], s->min_pending[i], s->cmd[i],
 						  s->len[i], &res),
 					 0);
 			continue;
@@ -442,10 +458,13 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 		}
 		s->client[i] = client;
 		s->seq[i] = client ? ++next_seq[client] : 0;
+		// A few proposals of each client in flight: it still waits for
+		// the last two or three.
+		s->min_pending[i] = s->seq[i] > 3 ? s->seq[i] - rnd(&r) % 3 : s->seq[i];
 		s->cmd[i] = tl_pack(&c, &s->len[i]);
 		int res;
-		assert_int_equal(sm_apply(sm, i + 1, s->client[i], s->seq[i], s->cmd[i], s->len[i],
-					  &res),
+		assert_int_equal(sm_apply(sm, i + 1, s->client[i], s->seq[i], s->min_pending[i],
+					  s->cmd[i], s->len[i], &res),
 				 0);
 		if (client) {
 			last_of[client] = i;
@@ -462,6 +481,7 @@ void tl_gen_free(struct tl_seq *s)
 		free(s->cmd[i]);
 	free(s->client);
 	free(s->seq);
+	free(s->min_pending);
 	free(s->cmd);
 	free(s->len);
 }

@@ -40,12 +40,13 @@ int tl_fallocate(struct sm *sm, uint64_t ino, int mode, uint64_t off, uint64_t l
 int tl_setattr(struct sm *sm, const Fspb__SetAttr *s);
 
 // A generated command sequence: entry i is proposed by client[i] with seq[i]
-// (client 0: no duplicate detection); some entries repeat an earlier
-// (client, seq, command) as a retry after a leader change would.
+// and min_pending[i] (client 0: no duplicate detection); some entries repeat
+// an earlier (client, seq, command) as a retry after a leader change would.
 struct tl_seq {
 	size_t n;
 	uint64_t *client;
 	uint64_t *seq;
+	uint64_t *min_pending;
 	uint8_t **cmd;
 	size_t *len;
 };

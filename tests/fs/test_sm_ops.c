@@ -570,39 +570,48 @@ static void test_dedup(void **state)
 	size_t len;
 	uint8_t *buf = tl_pack(&c, &len);
 	int res = -1;
-	assert_int_equal(sm_apply(f->sm, 1, 77, 5, buf, len, &res), 0);
+	assert_int_equal(sm_apply(f->sm, 1, 77, 5, 5, buf, len, &res), 0);
 	assert_int_equal(res, 0);
 	// The same (client, seq) again: the first result, not EEXIST.
-	assert_int_equal(sm_apply(f->sm, 2, 77, 5, buf, len, &res), 0);
+	assert_int_equal(sm_apply(f->sm, 2, 77, 5, 5, buf, len, &res), 0);
 	assert_int_equal(res, 0);
-	// Executed again under a new seq: EEXIST, recorded.
-	assert_int_equal(sm_apply(f->sm, 3, 77, 6, buf, len, &res), 0);
+	// Executed again under a new seq: EEXIST, recorded. Seq 5 is still
+	// pending (min_pending 5), so its result is kept.
+	assert_int_equal(sm_apply(f->sm, 3, 77, 6, 5, buf, len, &res), 0);
 	assert_int_equal(res, EEXIST);
-	assert_int_equal(sm_apply(f->sm, 4, 77, 4, buf, len, &res), 0);
+	assert_int_equal(sm_client_result(f->sm, 77, 5, &res), 0);
+	assert_int_equal(res, 0);
+	// min_pending 7: the client promises never to retry below 7.
+	assert_int_equal(sm_apply(f->sm, 4, 77, 7, 7, buf, len, &res), 0);
+	assert_int_equal(res, EEXIST);
+	assert_int_equal(sm_client_result(f->sm, 77, 5, &res), -ESTALE);
+	assert_int_equal(sm_apply(f->sm, 5, 77, 6, 6, buf, len, &res), 0);
 	assert_int_equal(res, SM_RESULT_STALE);
 	// Client 0 is never deduplicated.
-	assert_int_equal(sm_apply(f->sm, 5, 0, 0, buf, len, &res), 0);
+	assert_int_equal(sm_apply(f->sm, 6, 0, 0, 0, buf, len, &res), 0);
 	assert_int_equal(res, EEXIST);
-	uint64_t seq;
-	assert_int_equal(sm_client_last(f->sm, 77, &seq, &res), 0);
-	assert_int_equal(seq, 6);
-	assert_int_equal(res, EEXIST);
-	assert_int_equal(sm_client_last(f->sm, 78, &seq, &res), -ENOENT);
+	assert_int_equal(sm_client_result(f->sm, 77, 8, &res), -ENOENT);
+	assert_int_equal(sm_client_result(f->sm, 78, 1, &res), -ENOENT);
 	// Out-of-order indexes are caller bugs, not faults.
-	assert_int_equal(sm_apply(f->sm, 5, 77, 7, buf, len, &res), -EALREADY);
-	assert_int_equal(sm_apply(f->sm, 9, 77, 7, buf, len, &res), -EINVAL);
+	assert_int_equal(sm_apply(f->sm, 6, 77, 8, 8, buf, len, &res), -EALREADY);
+	assert_int_equal(sm_apply(f->sm, 9, 77, 8, 8, buf, len, &res), -EINVAL);
+	assert_int_equal(sm_apply_empty(f->sm, 9), -EINVAL);
 	assert_int_equal(sm_fault(f->sm), 0);
 	// Undecodable bytes are a deterministic EINVAL.
-	assert_int_equal(sm_apply(f->sm, 6, 77, 7, "\xff\xff\xff", 3, &res), 0);
+	assert_int_equal(sm_apply(f->sm, 7, 77, 8, 8, "\xff\xff\xff", 3, &res), 0);
 	assert_int_equal(res, EINVAL);
+	// An empty entry (leader no-op) only moves the index.
+	assert_int_equal(sm_apply_empty(f->sm, 8), 0);
+	assert_int_equal(sm_applied_index(f->sm), 8);
 	free(buf);
+
 	// Everything survives a clean restart.
 	sm_close(f->sm);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_int_equal(sm_applied_index(f->sm), 6);
-	assert_int_equal(sm_client_last(f->sm, 77, &seq, &res), 0);
-	assert_int_equal(seq, 7);
+	assert_int_equal(sm_applied_index(f->sm), 8);
+	assert_int_equal(sm_client_result(f->sm, 77, 8, &res), 0);
 	assert_int_equal(res, EINVAL);
+	assert_int_equal(sm_client_result(f->sm, 77, 7, &res), -ESTALE);
 
 	// A process dying right after an apply: that command counts as not
 	// applied and must be delivered again, the same bytes, and is redone.
@@ -614,18 +623,20 @@ static void test_dedup(void **state)
 	if (pid == 0) {
 		struct sm *sm;
 		int r;
-		_exit(sm_open(f->dir, 1, &sm) || sm_apply(sm, 7, 77, 8, buf, len, &r) || r);
+		_exit(sm_open(f->dir, 1, &sm) || sm_apply(sm, 9, 77, 9, 9, buf, len, &r) || r);
 	}
 	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	sm_close(f->sm);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_int_equal(sm_applied_index(f->sm), 6);
-	assert_int_equal(sm_apply(f->sm, 7, 77, 9, buf, len, &res), -EINVAL);
-	assert_int_equal(sm_apply(f->sm, 7, 77, 8, "\x10\x01", 2, &res), -EINVAL);
-	assert_int_equal(sm_apply(f->sm, 7, 77, 8, buf, len, &res), 0);
+	assert_int_equal(sm_applied_index(f->sm), 8);
+	assert_int_equal(sm_client_result(f->sm, 77, 9, &res), -ENOENT);
+	assert_int_equal(sm_apply(f->sm, 9, 77, 10, 9, buf, len, &res), -EINVAL);
+	assert_int_equal(sm_apply(f->sm, 9, 77, 9, 9, "\x10\x01", 2, &res), -EINVAL);
+	assert_int_equal(sm_apply(f->sm, 9, 77, 9, 9, buf, len, &res), 0);
 	assert_int_equal(res, 0);
+	assert_int_equal(sm_client_result(f->sm, 77, 9, &res), 0);
 	struct stat st;
 	assert_int_equal(sm_lookup(f->sm, SM_ROOT_ID, "g", &st), 0);
 	assert_int_equal(st.st_ino, F2);

@@ -62,10 +62,10 @@ static void test_same_commands_same_tree(void **state)
 	for (size_t i = 0; i < n; i++) {
 		int ra, rb;
 		assert_int_equal(sm_apply(f->sa, i + 1, f->seq.client[i], f->seq.seq[i],
-					  f->seq.cmd[i], f->seq.len[i], &ra),
+					  f->seq.min_pending[i], f->seq.cmd[i], f->seq.len[i], &ra),
 				 0);
 		assert_int_equal(sm_apply(f->sb, i + 1, f->seq.client[i], f->seq.seq[i],
-					  f->seq.cmd[i], f->seq.len[i], &rb),
+					  f->seq.min_pending[i], f->seq.cmd[i], f->seq.len[i], &rb),
 				 0);
 		assert_int_equal(ra, rb);
 		counts[ra != 0]++;
@@ -92,9 +92,9 @@ static void test_same_commands_same_tree(void **state)
 	c.time_ns = 1;
 	size_t len;
 	uint8_t *buf = tl_pack(&c, &len);
-	assert_int_equal(sm_apply(f->sa, n + 1, 0, 0, buf, len, &res), 0);
+	assert_int_equal(sm_apply(f->sa, n + 1, 0, 0, 0, buf, len, &res), 0);
 	assert_int_equal(res, 0);
-	assert_int_equal(sm_apply(f->sb, n + 1, 0, 0, buf, len, &res), 0);
+	assert_int_equal(sm_apply(f->sb, n + 1, 0, 0, 0, buf, len, &res), 0);
 	assert_int_equal(res, 0);
 	free(buf);
 	shown = 0;
