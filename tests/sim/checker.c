@@ -193,6 +193,24 @@ void sim_checker_persist_snapshot(sim_checker *ck, uint64_t node, uint64_t index
 		m->commit = index;
 }
 
+void sim_checker_hard_state(sim_checker *ck, uint64_t node, const raft_hard_state *hs)
+{
+	raft_hard_state *prev = &ck->mirror[node].hs;
+	if (hs->term < prev->term)
+		sim_checker_fail(ck, "node %llu persisted term %llu after term %llu",
+				 (unsigned long long)node, (unsigned long long)hs->term,
+				 (unsigned long long)prev->term);
+	else if (hs->term == prev->term && prev->vote && hs->vote != prev->vote)
+		sim_checker_fail(ck, "node %llu voted twice in term %llu: for %llu, then for %llu",
+				 (unsigned long long)node, (unsigned long long)hs->term,
+				 (unsigned long long)prev->vote, (unsigned long long)hs->vote);
+	else if (hs->commit < prev->commit)
+		sim_checker_fail(ck, "node %llu persisted commit %llu after commit %llu",
+				 (unsigned long long)node, (unsigned long long)hs->commit,
+				 (unsigned long long)prev->commit);
+	*prev = *hs;
+}
+
 void sim_checker_commit(sim_checker *ck, uint64_t node, uint64_t hs_term, uint64_t commit,
 			bool is_leader)
 {

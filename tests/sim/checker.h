@@ -29,6 +29,7 @@ typedef struct sim_mirror {
 	sim_log_pos *ents;
 	size_t n, cap;
 	uint64_t commit; /* persisted commit index */
+	raft_hard_state hs; /* last persisted hard state */
 } sim_mirror;
 
 /* A committed log position, with the command once some node applied it. */
@@ -71,6 +72,10 @@ void sim_checker_persist_entries(sim_checker *ck, uint64_t node, const raft_entr
 /* Node persisted a snapshot at index/term: its log is empty after it. */
 void sim_checker_persist_snapshot(sim_checker *ck, uint64_t node, uint64_t index,
 				  uint64_t term);
+/* Node persisted hard state hs: the term never goes back and a node
+ * votes at most once per term (Figure 2's persistent state), the commit
+ * index never goes back. */
+void sim_checker_hard_state(sim_checker *ck, uint64_t node, const raft_hard_state *hs);
 /* Node persisted hard state with this commit; is_leader if it was leader
  * of hs_term when it did. Extends the committed table from its log. */
 void sim_checker_commit(sim_checker *ck, uint64_t node, uint64_t hs_term, uint64_t commit,

@@ -393,6 +393,8 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 		if (rd.has_hard_state) {
 			memory_storage_set_hard_state(n->ms, &rd.hard_state);
 			if (!c->opts.no_checks)
+				sim_checker_hard_state(&c->ck, n->id, &rd.hard_state);
+			if (!c->opts.no_checks)
 				sim_checker_commit(&c->ck, n->id, rd.hard_state.term,
 						   rd.hard_state.commit,
 						   raft_is_leader(n->r) && term == rd.hard_state.term);
