@@ -22,6 +22,10 @@ int cli_local_main(int argc, char **argv);
  * machine (consensus/kvsm.h). */
 int cli_kv_main(int argc, char **argv);
 
+/* raftfs verify [--wait S] DIR | MOUNT...: compares the mounts of a
+ * cluster (fs/cli_verify.c). */
+int cli_verify_main(int argc, char **argv);
+
 /* Asks the node at addr for its status within timeout_ms: 0 with *ns (free
  * with transportpb__node_status__free_unpacked), or a negative errno with
  * the reason in err. */

@@ -1,0 +1,209 @@
+/* fs_node.c — the filesystem state machine as a node_sm, and the proposer. */
+#include "fs_node.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fuse_inval.h"
+
+struct fs_node {
+	struct sm *sm;
+	node *n;
+	_Atomic(struct fuse_inval *) inv;
+	/* This process's client id in the envelopes, learnt from the first
+	 * completion of our own proposal (0 until then). The kernel already
+	 * knows what our own requests changed, so their commands need no
+	 * invalidation. */
+	_Atomic uint64_t own_client;
+};
+
+/* The envelope's client of the command the apply thread applied last: a
+ * completion that runs on the apply thread runs right after the apply of
+ * its own command. */
+static _Thread_local uint64_t applying_client;
+
+struct waiter {
+	struct fs_node *f;
+	fs_done_fn done;
+	void *arg;
+};
+
+int64_t fs_node_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* NODE_E* to the errno a FUSE caller sees. No quorum shows as ETIMEDOUT
+ * after the bounded proposal timeout. */
+static int node_errno(int status)
+{
+	switch (status) {
+	case NODE_ENOLEADER:
+	case NODE_ELEADERLOST:
+	case NODE_ETIMEOUT:
+		return ETIMEDOUT;
+	case NODE_ENOMEM:
+		return ENOMEM;
+	default:
+		return EIO;
+	}
+}
+
+static uint64_t nsm_applied_index(void *ctx)
+{
+	struct fs_node *f = ctx;
+
+	return sm_applied_index(f->sm);
+}
+
+static int nsm_apply(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd,
+		     size_t len, int64_t *result)
+{
+	struct fs_node *f = ctx;
+	struct fuse_inval *inv = atomic_load(&f->inv);
+	struct fuse_inval_pre pre = {0, 0};
+	Fspb__Command *c = NULL;
+	int r = 0, rc;
+
+	applying_client = env->client;
+	if (inv && env->client != atomic_load(&f->own_client)) {
+		c = fspb__command__unpack(NULL, len, cmd);
+		if (c)
+			fuse_inval_prepare(inv, f->sm, c, &pre);
+	}
+	rc = sm_apply(f->sm, index, env->client, env->seq, env->min_pending, cmd, len, &r);
+	if (rc == 0 && r == 0 && c)
+		fuse_inval_applied(inv, c, &pre);
+	if (c)
+		fspb__command__free_unpacked(c, NULL);
+	if (rc < 0) {
+		fprintf(stderr, "fs: applying entry %llu failed: %s\n", (unsigned long long)index,
+			strerror(-rc));
+		return rc;
+	}
+	*result = r;
+	return 0;
+}
+
+static int nsm_apply_empty(void *ctx, uint64_t index)
+{
+	struct fs_node *f = ctx;
+
+	return sm_apply_empty(f->sm, index);
+}
+
+int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
+{
+	struct fs_node *f = calloc(1, sizeof(*f));
+	int rc;
+
+	if (!f)
+		return -ENOMEM;
+	rc = sm_open(data_dir, node_id, &f->sm);
+	if (rc < 0) {
+		free(f);
+		return rc;
+	}
+	*out = f;
+	return 0;
+}
+
+void fs_node_close(struct fs_node *f)
+{
+	if (!f)
+		return;
+	sm_close(f->sm);
+	free(f);
+}
+
+void fs_node_iface(struct fs_node *f, node_sm *out)
+{
+	*out = (node_sm){
+		.ctx = f,
+		.applied_index = nsm_applied_index,
+		.apply = nsm_apply,
+		.apply_empty = nsm_apply_empty,
+	};
+}
+
+void fs_node_attach(struct fs_node *f, node *n)
+{
+	f->n = n;
+}
+
+void fs_node_set_inval(struct fs_node *f, struct fuse_inval *inv)
+{
+	atomic_store(&f->inv, inv);
+}
+
+struct sm *fs_node_sm(struct fs_node *f)
+{
+	return f->sm;
+}
+
+static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
+{
+	struct waiter *w = arg;
+	int err;
+
+	(void)index;
+	if (status == 0 && applying_client && !atomic_load(&w->f->own_client))
+		atomic_store(&w->f->own_client, applying_client);
+	err = status < 0 ? node_errno(status) : (int)result;
+	w->done(w->arg, err);
+	free(w);
+}
+
+int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, void *arg)
+{
+	size_t len = fspb__command__get_packed_size(c);
+	uint8_t *buf = malloc(len ? len : 1);
+	struct waiter *w = malloc(sizeof(*w));
+	int rc;
+
+	if (!buf || !w) {
+		free(buf);
+		free(w);
+		return ENOMEM;
+	}
+	fspb__command__pack(c, buf);
+	*w = (struct waiter){f, done, arg};
+	rc = node_start(f->n, buf, len, 0, proposal_done, w, NULL, NULL);
+	free(buf);
+	if (rc < 0) {
+		free(w);
+		return node_errno(rc);
+	}
+	return 0;
+}
+
+static void barrier_done(void *arg, int status)
+{
+	struct waiter *w = arg;
+
+	w->done(w->arg, status < 0 ? node_errno(status) : 0);
+	free(w);
+}
+
+int fs_node_barrier(struct fs_node *f, fs_done_fn done, void *arg)
+{
+	struct waiter *w = malloc(sizeof(*w));
+	int rc;
+
+	if (!w)
+		return ENOMEM;
+	*w = (struct waiter){f, done, arg};
+	rc = node_read_index(f->n, barrier_done, w);
+	if (rc < 0) {
+		free(w);
+		return node_errno(rc);
+	}
+	return 0;
+}

@@ -1,0 +1,56 @@
+/* fs_node.h — the filesystem on a Raft node: the node_sm over the state
+ * machine (fs/sm.h), the proposer that turns fspb.Commands into Raft
+ * proposals and reports their results, and read barriers. */
+#ifndef RAFTFS_FS_NODE_H
+#define RAFTFS_FS_NODE_H
+
+#include <stdint.h>
+
+#include "fs.pb-c.h"
+#include "node.h"
+#include "sm.h"
+
+struct fs_node;
+struct fuse_inval;
+
+/* Completion of a proposal or barrier: err is 0, the command's positive errno
+ * (EEXIST, ENOENT, ... — the same on every node), or a positive errno for a
+ * failure to get it applied (ETIMEDOUT: no quorum or no leader within the
+ * proposal timeout; EIO: the node stopped or its state machine failed).
+ * Runs on the apply or the loop thread: must not block. */
+typedef void (*fs_done_fn)(void *arg, int err);
+
+/* Opens the state machine in data_dir for node node_id. 0 or a negative
+ * errno (the state machine printed what failed). */
+int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out);
+
+/* Frees everything; the node using the iface must be stopped first. */
+void fs_node_close(struct fs_node *f);
+
+/* The node_sm table over f, for node_new. */
+void fs_node_iface(struct fs_node *f, node_sm *out);
+
+/* Gives f the running node to propose through (borrowed). */
+void fs_node_attach(struct fs_node *f, node *n);
+
+/* Where applied changes are reported so the kernel's caches are invalidated
+ * (NULL: nowhere). Set before the mount serves requests, cleared after. */
+void fs_node_set_inval(struct fs_node *f, struct fuse_inval *inv);
+
+/* The state machine, for the read side. */
+struct sm *fs_node_sm(struct fs_node *f);
+
+/* Proposes c (packed here; the caller keeps c). done fires exactly once when
+ * this node applied it or gave up, unless this returns nonzero: a positive
+ * errno (ENOMEM, EIO) and done is not called. */
+int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, void *arg);
+
+/* Linearizable read barrier (ReadIndex, Raft thesis §6.4): done fires once
+ * this node applied everything committed before the call. Same rules as
+ * fs_node_propose. */
+int fs_node_barrier(struct fs_node *f, fs_done_fn done, void *arg);
+
+/* The proposer's clock for Command.time_ns (CLOCK_REALTIME, ns). */
+int64_t fs_node_now(void);
+
+#endif

@@ -1,0 +1,319 @@
+/* fuse_inval.c — lookup counts and the kernel cache invalidation thread. */
+#define FUSE_USE_VERSION 314
+#include "fuse_inval.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sm.h"
+
+enum item_kind { INV_INODE, INV_ENTRY, INV_DELETE };
+
+struct item {
+	struct item *next;
+	enum item_kind kind;
+	uint64_t ino;   /* inode; entry: parent */
+	uint64_t child; /* delete: the child */
+	off_t off, len; /* inode: off < 0 drops attributes only */
+	char name[];    /* entry, delete */
+};
+
+/* A chained hash of id -> lookup count. */
+struct ref {
+	struct ref *next;
+	uint64_t id;
+	uint64_t count;
+};
+
+#define NBUCKETS 4096
+
+struct fuse_inval {
+	pthread_mutex_t mu;
+	pthread_cond_t cv, done_cv;
+	struct item *head, **tail;
+	uint64_t queued, handled; /* items ever queued / handled */
+	bool stop;
+	struct fuse_session *se;
+	pthread_t thread;
+	struct ref *refs[NBUCKETS];
+};
+
+static struct ref **ref_slot(struct fuse_inval *v, uint64_t id)
+{
+	struct ref **p = &v->refs[(id ^ (id >> 48)) % NBUCKETS];
+
+	while (*p && (*p)->id != id)
+		p = &(*p)->next;
+	return p;
+}
+
+void fuse_inval_ref(struct fuse_inval *v, uint64_t id, uint64_t n)
+{
+	struct ref **p;
+
+	pthread_mutex_lock(&v->mu);
+	p = ref_slot(v, id);
+	if (!*p && (*p = calloc(1, sizeof(**p))))
+		(*p)->id = id;
+	if (*p)
+		(*p)->count += n;
+	pthread_mutex_unlock(&v->mu);
+}
+
+void fuse_inval_unref(struct fuse_inval *v, uint64_t id, uint64_t n)
+{
+	struct ref **p, *r;
+
+	pthread_mutex_lock(&v->mu);
+	p = ref_slot(v, id);
+	r = *p;
+	if (r && r->count <= n) {
+		*p = r->next;
+		free(r);
+	} else if (r) {
+		r->count -= n;
+	}
+	pthread_mutex_unlock(&v->mu);
+}
+
+/* Whether the kernel may hold id (the root always). Caller holds mu. */
+static bool known(struct fuse_inval *v, uint64_t id)
+{
+	return id == FUSE_ROOT_ID || *ref_slot(v, id);
+}
+
+/* Queues one item if the kernel may cache what it names. Caller holds mu. */
+static void push(struct fuse_inval *v, enum item_kind kind, uint64_t ino, uint64_t child,
+		 const char *name, off_t off, off_t len)
+{
+	size_t nl = name ? strlen(name) : 0;
+	struct item *it;
+
+	if (!v->se || !ino || !known(v, ino))
+		return;
+	it = malloc(sizeof(*it) + nl + 1);
+	if (!it)
+		return; /* the attribute timeout bounds the staleness */
+	*it = (struct item){NULL, kind, ino, child, off, len};
+	memcpy(it->name, name ? name : "", nl + 1);
+	*v->tail = it;
+	v->tail = &it->next;
+	v->queued++;
+	pthread_cond_signal(&v->cv);
+}
+
+static void push_inode(struct fuse_inval *v, uint64_t ino, off_t off, off_t len)
+{
+	push(v, INV_INODE, ino, 0, NULL, off, len);
+}
+
+/* An entry that went away: with the child known, notify_delete also drops a
+ * dentry that is in use (a cwd). */
+static void push_gone(struct fuse_inval *v, uint64_t parent, const char *name, uint64_t child)
+{
+	if (child && known(v, child))
+		push(v, INV_DELETE, parent, child, name, 0, 0);
+	else
+		push(v, INV_ENTRY, parent, 0, name, 0, 0);
+}
+
+void fuse_inval_prepare(struct fuse_inval *v, struct sm *sm, const Fspb__Command *c,
+			struct fuse_inval_pre *pre)
+{
+	struct stat st;
+
+	(void)v;
+	pre->a = pre->b = 0;
+	if (c->op_case == FSPB__COMMAND__OP_UNLINK) {
+		if (sm_lookup(sm, c->unlink->parent, c->unlink->name, &st) == 0)
+			pre->a = st.st_ino;
+	} else if (c->op_case == FSPB__COMMAND__OP_RENAME) {
+		if (sm_lookup(sm, c->rename->parent, c->rename->name, &st) == 0)
+			pre->a = st.st_ino;
+		if (sm_lookup(sm, c->rename->new_parent, c->rename->new_name, &st) == 0)
+			pre->b = st.st_ino;
+	}
+}
+
+void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
+			const struct fuse_inval_pre *pre)
+{
+	pthread_mutex_lock(&v->mu);
+	switch (c->op_case) {
+	case FSPB__COMMAND__OP_SETATTR:
+		push_inode(v, c->setattr->ino, (c->setattr->valid & SM_SET_SIZE) ? 0 : -1, 0);
+		break;
+	case FSPB__COMMAND__OP_MKNOD:
+		push(v, INV_ENTRY, c->mknod->parent, 0, c->mknod->name, 0, 0);
+		push_inode(v, c->mknod->parent, -1, 0);
+		break;
+	case FSPB__COMMAND__OP_MKDIR:
+		push(v, INV_ENTRY, c->mkdir->parent, 0, c->mkdir->name, 0, 0);
+		push_inode(v, c->mkdir->parent, -1, 0);
+		break;
+	case FSPB__COMMAND__OP_SYMLINK:
+		push(v, INV_ENTRY, c->symlink->parent, 0, c->symlink->name, 0, 0);
+		push_inode(v, c->symlink->parent, -1, 0);
+		break;
+	case FSPB__COMMAND__OP_LINK:
+		push(v, INV_ENTRY, c->link->new_parent, 0, c->link->new_name, 0, 0);
+		push_inode(v, c->link->new_parent, -1, 0);
+		push_inode(v, c->link->ino, -1, 0);
+		break;
+	case FSPB__COMMAND__OP_UNLINK:
+		push_gone(v, c->unlink->parent, c->unlink->name, pre->a);
+		push_inode(v, c->unlink->parent, -1, 0);
+		push_inode(v, pre->a, -1, 0);
+		break;
+	case FSPB__COMMAND__OP_RENAME:
+		push_gone(v, c->rename->parent, c->rename->name, pre->a);
+		push_gone(v, c->rename->new_parent, c->rename->new_name, pre->b);
+		push_inode(v, c->rename->parent, -1, 0);
+		if (c->rename->new_parent != c->rename->parent)
+			push_inode(v, c->rename->new_parent, -1, 0);
+		push_inode(v, pre->a, -1, 0);
+		push_inode(v, pre->b, -1, 0);
+		break;
+	case FSPB__COMMAND__OP_WRITE:
+		push_inode(v, c->write->ino, (off_t)c->write->offset, (off_t)c->write->data.len);
+		break;
+	case FSPB__COMMAND__OP_FALLOCATE:
+		push_inode(v, c->fallocate->ino, 0, 0);
+		break;
+	case FSPB__COMMAND__OP_SETXATTR:
+		push_inode(v, c->setxattr->ino, -1, 0);
+		break;
+	case FSPB__COMMAND__OP_REMOVEXATTR:
+		push_inode(v, c->removexattr->ino, -1, 0);
+		break;
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&v->mu);
+}
+
+static void notify(struct fuse_session *se, const struct item *it)
+{
+	/* Errors (ENOENT: the kernel dropped it already) need no handling. */
+	switch (it->kind) {
+	case INV_INODE:
+		fuse_lowlevel_notify_inval_inode(se, it->ino, it->off, it->len);
+		break;
+	case INV_ENTRY:
+		fuse_lowlevel_notify_inval_entry(se, it->ino, it->name, strlen(it->name));
+		break;
+	case INV_DELETE:
+		if (fuse_lowlevel_notify_delete(se, it->ino, it->child, it->name,
+						strlen(it->name)) != 0)
+			fuse_lowlevel_notify_inval_entry(se, it->ino, it->name, strlen(it->name));
+		break;
+	}
+}
+
+static void *inval_main(void *arg)
+{
+	struct fuse_inval *v = arg;
+
+	pthread_mutex_lock(&v->mu);
+	for (;;) {
+		struct item *it;
+		struct fuse_session *se;
+
+		while (!v->head && !v->stop)
+			pthread_cond_wait(&v->cv, &v->mu);
+		if (v->stop)
+			break;
+		it = v->head;
+		v->head = it->next;
+		if (!v->head)
+			v->tail = &v->head;
+		se = v->se;
+		pthread_mutex_unlock(&v->mu);
+		if (se)
+			notify(se, it);
+		free(it);
+		pthread_mutex_lock(&v->mu);
+		v->handled++;
+		pthread_cond_broadcast(&v->done_cv);
+	}
+	pthread_mutex_unlock(&v->mu);
+	return NULL;
+}
+
+int fuse_inval_new(struct fuse_inval **out)
+{
+	struct fuse_inval *v = calloc(1, sizeof(*v));
+	int rc;
+
+	if (!v)
+		return -ENOMEM;
+	pthread_mutex_init(&v->mu, NULL);
+	pthread_cond_init(&v->cv, NULL);
+	pthread_cond_init(&v->done_cv, NULL);
+	v->tail = &v->head;
+	rc = pthread_create(&v->thread, NULL, inval_main, v);
+	if (rc) {
+		free(v);
+		return -rc;
+	}
+	*out = v;
+	return 0;
+}
+
+void fuse_inval_free(struct fuse_inval *v)
+{
+	if (!v)
+		return;
+	pthread_mutex_lock(&v->mu);
+	v->stop = true;
+	pthread_cond_broadcast(&v->cv);
+	pthread_cond_broadcast(&v->done_cv);
+	pthread_mutex_unlock(&v->mu);
+	pthread_join(v->thread, NULL);
+	while (v->head) {
+		struct item *it = v->head;
+
+		v->head = it->next;
+		free(it);
+	}
+	for (size_t i = 0; i < NBUCKETS; i++)
+		while (v->refs[i]) {
+			struct ref *r = v->refs[i];
+
+			v->refs[i] = r->next;
+			free(r);
+		}
+	pthread_cond_destroy(&v->done_cv);
+	pthread_cond_destroy(&v->cv);
+	pthread_mutex_destroy(&v->mu);
+	free(v);
+}
+
+void fuse_inval_set_session(struct fuse_inval *v, struct fuse_session *se)
+{
+	pthread_mutex_lock(&v->mu);
+	v->se = se;
+	pthread_mutex_unlock(&v->mu);
+}
+
+uint64_t fuse_inval_mark(struct fuse_inval *v)
+{
+	uint64_t m;
+
+	pthread_mutex_lock(&v->mu);
+	m = v->queued;
+	pthread_mutex_unlock(&v->mu);
+	return m;
+}
+
+void fuse_inval_wait(struct fuse_inval *v, uint64_t mark)
+{
+	pthread_mutex_lock(&v->mu);
+	while (v->handled < mark && !v->stop)
+		pthread_cond_wait(&v->done_cv, &v->mu);
+	pthread_mutex_unlock(&v->mu);
+}

@@ -1,0 +1,58 @@
+/* fuse_inval.h — what the kernel of this mount has cached, and the thread
+ * that invalidates it when applied commands change the tree.
+ *
+ * Why a thread: a notify call may need a lock the kernel holds while one of
+ * our FUSE requests waits for an apply; calling it from the apply thread
+ * (or from a request handler) could deadlock. So the apply thread only
+ * queues; one thread makes the calls. Only inodes this mount handed to the
+ * kernel (lookup count > 0, dropped by forget) are invalidated. */
+#ifndef RAFTFS_FUSE_INVAL_H
+#define RAFTFS_FUSE_INVAL_H
+
+#include <stdint.h>
+
+#include "fs.pb-c.h"
+
+struct fuse_session;
+struct sm;
+struct fuse_inval;
+
+/* Before an apply: ids a command will detach (the unlinked or replaced
+ * object, the renamed one), looked up before the tree changes. */
+struct fuse_inval_pre {
+	uint64_t a; /* unlink: the child; rename: the moved object */
+	uint64_t b; /* rename: the object at the new name, if any */
+};
+
+/* Creates the tracker and starts its thread. 0 or a negative errno. */
+int fuse_inval_new(struct fuse_inval **out);
+
+/* Stops the thread (dropping what is queued) and frees. NULL is allowed. */
+void fuse_inval_free(struct fuse_inval *v);
+
+/* The session notifications go to; NULL until mounted (nothing is queued
+ * while NULL). */
+void fuse_inval_set_session(struct fuse_inval *v, struct fuse_session *se);
+
+/* The kernel got n more references to id (an entry reply). */
+void fuse_inval_ref(struct fuse_inval *v, uint64_t id, uint64_t n);
+
+/* The kernel forgot n references to id. */
+void fuse_inval_unref(struct fuse_inval *v, uint64_t id, uint64_t n);
+
+/* Fills pre from the state before c is applied (apply thread). */
+void fuse_inval_prepare(struct fuse_inval *v, struct sm *sm, const Fspb__Command *c,
+			struct fuse_inval_pre *pre);
+
+/* c was applied with result 0: queues the invalidations of what it changed. */
+void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
+			const struct fuse_inval_pre *pre);
+
+/* A ticket for everything queued so far... */
+uint64_t fuse_inval_mark(struct fuse_inval *v);
+
+/* ...and waits until the thread handled it (close-to-open: an open is
+ * answered only once the kernel forgot what changed before it). */
+void fuse_inval_wait(struct fuse_inval *v, uint64_t mark);
+
+#endif

@@ -1,0 +1,204 @@
+/* fuse_mount.c — option parsing, session setup and the loop thread. */
+#define FUSE_USE_VERSION 314
+#include "fuse_mount.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_node.h"
+#include "fuse_inval.h"
+#include "fuse_ops.h"
+
+struct fuse_mount {
+	struct fs_node *fsn;
+	struct fuse_inval *inv;
+	struct fuse_fs *fs;
+	struct fuse_session *se;
+	struct fuse_loop_config *loop_cfg;
+	pthread_t thread;
+	bool thread_running;
+	atomic_bool ended;
+	char mountpoint[4096];
+};
+
+/* raftfs's own mount options; all others go to libfuse. */
+struct raftfs_opts {
+	int linearizable;
+	double timeout;
+};
+
+#define OPT(t, p) {t, offsetof(struct raftfs_opts, p), 1}
+static const struct fuse_opt opt_table[] = {
+	OPT("linearizable", linearizable),
+	{"timeout=%lf", offsetof(struct raftfs_opts, timeout), 0},
+	FUSE_OPT_END,
+};
+
+static void *loop_main(void *arg)
+{
+	struct fuse_mount *m = arg;
+
+	fuse_session_loop_mt(m->se, m->loop_cfg);
+	atomic_store(&m->ended, true);
+	return NULL;
+}
+
+/* A node killed with SIGKILL leaves its mount behind ("Transport endpoint is
+ * not connected"); a restarted node replaces it. */
+static void detach_stale(const char *mountpoint)
+{
+	struct stat st;
+
+	if (stat(mountpoint, &st) < 0 && errno == ENOTCONN) {
+		if (umount2(mountpoint, MNT_DETACH) < 0)
+			fprintf(stderr, "fuse: detaching the stale mount at %s: %s\n", mountpoint,
+				strerror(errno));
+	}
+}
+
+int fuse_mount_start(struct fs_node *fsn, const char *mountpoint, const char *opts,
+		     struct fuse_mount **out)
+{
+	struct raftfs_opts ro = {0, 1.0};
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_ops_cfg cfg;
+	struct fuse_mount *m;
+	char base[256];
+	int rc = -EINVAL;
+
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->fsn = fsn;
+	if (!realpath(mountpoint, m->mountpoint)) {
+		detach_stale(mountpoint);
+		if (!realpath(mountpoint, m->mountpoint)) {
+			rc = -errno;
+			fprintf(stderr, "fuse: mount point %s: %s\n", mountpoint, strerror(errno));
+			free(m);
+			return rc;
+		}
+	}
+	detach_stale(m->mountpoint);
+	snprintf(base, sizeof(base), "default_permissions,fsname=raftfs,subtype=raftfs%s",
+		 geteuid() == 0 ? ",allow_other" : "");
+	if (fuse_opt_add_arg(&args, "raftfs") || fuse_opt_add_arg(&args, "-o") ||
+	    fuse_opt_add_arg(&args, base) ||
+	    (opts && *opts && (fuse_opt_add_arg(&args, "-o") || fuse_opt_add_arg(&args, opts)))) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	if (fuse_opt_parse(&args, &ro, opt_table, NULL) < 0) {
+		fprintf(stderr, "fuse: bad mount options '%s'\n", opts ? opts : "");
+		goto fail;
+	}
+	if (ro.timeout < 0) {
+		fprintf(stderr, "fuse: timeout=%g: must not be negative\n", ro.timeout);
+		goto fail;
+	}
+	cfg.linearizable = ro.linearizable != 0;
+	cfg.timeout = ro.timeout;
+	rc = fuse_inval_new(&m->inv);
+	if (rc < 0) {
+		fprintf(stderr, "fuse: invalidation thread: %s\n", strerror(-rc));
+		goto fail;
+	}
+	rc = fuse_fs_new(fsn, m->inv, &cfg, &m->fs);
+	if (rc < 0)
+		goto fail;
+	m->se = fuse_session_new(&args, fuse_fs_ops(), sizeof(struct fuse_lowlevel_ops), m->fs);
+	if (!m->se) {
+		fprintf(stderr, "fuse: cannot create the session (options '%s')\n",
+			opts ? opts : "");
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (fuse_session_mount(m->se, m->mountpoint) != 0) {
+		fprintf(stderr, "fuse: cannot mount at %s\n", m->mountpoint);
+		rc = -EIO;
+		goto fail;
+	}
+	fuse_inval_set_session(m->inv, m->se);
+	fuse_fs_set_session(m->fs, m->se);
+	fs_node_set_inval(fsn, m->inv);
+	m->loop_cfg = fuse_loop_cfg_create();
+	if (!m->loop_cfg) {
+		rc = -ENOMEM;
+		goto fail_mounted;
+	}
+	/* Threads wait in barriers (open); mutations do not hold a thread. */
+	fuse_loop_cfg_set_max_threads(m->loop_cfg, 64);
+	fuse_loop_cfg_set_idle_threads(m->loop_cfg, 8);
+	rc = -pthread_create(&m->thread, NULL, loop_main, m);
+	if (rc < 0) {
+		fprintf(stderr, "fuse: starting the session loop: %s\n", strerror(-rc));
+		goto fail_mounted;
+	}
+	m->thread_running = true;
+	fuse_opt_free_args(&args);
+	*out = m;
+	return 0;
+
+fail_mounted:
+	fs_node_set_inval(fsn, NULL);
+	fuse_inval_set_session(m->inv, NULL);
+	fuse_session_unmount(m->se);
+fail:
+	fuse_opt_free_args(&args);
+	fuse_mount_free(m);
+	return rc;
+}
+
+bool fuse_mount_ended(struct fuse_mount *m)
+{
+	return atomic_load(&m->ended);
+}
+
+void fuse_mount_stop(struct fuse_mount *m)
+{
+	if (!m || !m->se)
+		return;
+	fs_node_set_inval(m->fsn, NULL);
+	fuse_inval_set_session(m->inv, NULL);
+	fuse_session_exit(m->se);
+	fuse_session_unmount(m->se);
+	if (m->thread_running) {
+		struct timespec ts;
+
+		/* Unmounting ends the kernel connection and wakes the loop; a
+		 * lazily detached mount still in use may keep it waiting, and
+		 * then exiting the process closes the connection. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 3;
+		if (pthread_timedjoin_np(m->thread, NULL, &ts) == 0)
+			m->thread_running = false;
+		else
+			fprintf(stderr, "fuse: the session loop at %s did not end\n",
+				m->mountpoint);
+	}
+}
+
+void fuse_mount_free(struct fuse_mount *m)
+{
+	if (!m)
+		return;
+	if (m->thread_running)
+		return; /* still in use by the loop: left for the process exit */
+	if (m->se)
+		fuse_session_destroy(m->se);
+	if (m->loop_cfg)
+		fuse_loop_cfg_destroy(m->loop_cfg);
+	fuse_fs_free(m->fs);
+	fuse_inval_free(m->inv);
+	free(m);
+}

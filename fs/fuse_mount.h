@@ -1,0 +1,41 @@
+/* fuse_mount.h — mounting a raftfs node's filesystem: options, the FUSE
+ * session and its multi-threaded loop, unmounting. */
+#ifndef RAFTFS_FUSE_MOUNT_H
+#define RAFTFS_FUSE_MOUNT_H
+
+#include <stdbool.h>
+
+struct fs_node;
+struct fuse_mount;
+
+/* Mounts fsn's filesystem at mountpoint and starts serving it. opts is a
+ * comma-separated option list (NULL or "" for none): raftfs's own
+ * (linearizable, timeout=SECONDS, see fuse_mount.c) and any libfuse/mount
+ * option (allow_other, ro, debug, ...). default_permissions is always on,
+ * allow_other too when running as root. A stale mount left at mountpoint by
+ * a killed node is detached first. 0 or a negative errno, with what failed
+ * on stderr. */
+int fuse_mount_start(struct fs_node *fsn, const char *mountpoint, const char *opts,
+		     struct fuse_mount **out);
+
+/* True once the session loop ended by itself (e.g. fusermount3 -u). */
+bool fuse_mount_ended(struct fuse_mount *m);
+
+/* Stops serving and unmounts. Requests still waiting for their commands are
+ * answered when those complete (or fail as the node stops), so stop the node
+ * after this and before fuse_mount_free. */
+void fuse_mount_stop(struct fuse_mount *m);
+
+/* Frees what the mount holds. NULL is allowed. */
+void fuse_mount_free(struct fuse_mount *m);
+
+struct node_config;
+
+/* raftfs node with the filesystem state machine: opens the state machine in
+ * cfg->data_dir, runs the node, mounts at cfg->mount (none if empty) with
+ * mount_opts, and serves until SIGTERM/SIGINT or an external unmount. A
+ * local apply fault does not end it: the node reports itself unhealthy,
+ * mutations fail with EIO and reads keep working. Returns the exit status. */
+int fuse_run_node(const struct node_config *cfg, const char *mount_opts);
+
+#endif

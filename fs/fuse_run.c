@@ -1,0 +1,93 @@
+/* fuse_run.c — the main loop of a node running the filesystem. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "fs_node.h"
+#include "fuse_mount.h"
+#include "node.h"
+#include "runtime_log.h"
+
+int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
+{
+	struct timespec poll_ts = {0, 100 * 1000 * 1000};
+	struct fuse_mount *m = NULL;
+	struct fs_node *f = NULL;
+	bool fault_logged = false;
+	char err[600];
+	sigset_t sigs;
+	node_sm iface;
+	node *n = NULL;
+	int rc, status = 0;
+
+	if (cfg->id > 65535) {
+		fprintf(stderr, "raftfs node: id %llu: the filesystem wants ids 1..65535\n",
+			(unsigned long long)cfg->id);
+		return 2;
+	}
+	rc = fs_node_open(cfg->data_dir, (uint32_t)cfg->id, &f);
+	if (rc < 0) {
+		fprintf(stderr, "raftfs node: filesystem state machine in %s: %s\n", cfg->data_dir,
+			strerror(-rc));
+		return 1;
+	}
+	fs_node_iface(f, &iface);
+	if (node_new(cfg, &iface, &n, err, sizeof(err)) < 0) {
+		fprintf(stderr, "raftfs node: %s\n", err);
+		fs_node_close(f);
+		return 1;
+	}
+	fs_node_attach(f, n);
+	/* Signals are taken synchronously by this thread; every other thread
+	 * (node, FUSE loop) inherits the blocked mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGPIPE);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	if (node_launch(n) < 0) {
+		fprintf(stderr, "raftfs node: could not start (see the log above)\n");
+		node_free(n);
+		fs_node_close(f);
+		return 1;
+	}
+	if (cfg->mount[0]) {
+		rc = fuse_mount_start(f, cfg->mount, mount_opts, &m);
+		if (rc < 0) {
+			fprintf(stderr, "raftfs node: mounting at %s failed\n", cfg->mount);
+			status = 1;
+			goto stop;
+		}
+		rlog_write(RLOG_INFO, "mounted at %s", cfg->mount);
+	}
+	for (;;) {
+		int sig = sigtimedwait(&sigs, NULL, &poll_ts);
+
+		if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
+			rlog_write(RLOG_INFO, "%s: stopping", strsignal(sig));
+			break;
+		}
+		if (m && fuse_mount_ended(m)) {
+			rlog_write(RLOG_INFO, "%s was unmounted: stopping", cfg->mount);
+			break;
+		}
+		if (node_fault(n) && !fault_logged) {
+			rlog_write(RLOG_ERR, "the state machine failed: not applying any more, "
+					     "serving reads only");
+			fault_logged = true;
+		}
+	}
+stop:
+	fuse_mount_stop(m);
+	node_stop(n);
+	fuse_mount_free(m);
+	node_free(n);
+	fs_node_close(f);
+	rlog_write(RLOG_INFO, "stopped");
+	return status;
+}
