@@ -374,6 +374,19 @@ static void handle_heartbeat_resp(raft *r, raft_peer *p, const raft_msg *m)
 	}
 }
 
+static int propose(raft *r, const raft_msg *m)
+{
+	raft_entry *admitted;
+	int rc = raft_leader_admit_conf_changes(r, m, &admitted);
+	if (rc != 0)
+		return rc;
+	if (!admitted)
+		return raft_append_entries(r, m->entries, m->n_entries);
+	rc = raft_append_entries(r, admitted, m->n_entries);
+	free(admitted);
+	return rc;
+}
+
 int raft_step_leader(raft *r, const raft_msg *m)
 {
 	switch (m->type) {
@@ -394,7 +407,7 @@ int raft_step_leader(raft *r, const raft_msg *m)
 				   r->lead_transferee ? "leader transfer" : "not a member");
 			return RAFT_EPROPOSAL_DROPPED;
 		}
-		return raft_append_entries(r, m->entries, m->n_entries);
+		return propose(r, m);
 	case RAFT_MSG_READ_INDEX:
 		return handle_read_index(r, m);
 	default:

@@ -345,6 +345,26 @@ int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_en
 	return 0;
 }
 
+bool raft_log_has_conf_change(const raft_log *l, uint64_t lo, uint64_t hi)
+{
+	for (uint64_t i = lo; i <= hi && i <= l->last; i++) {
+		if (in_window(l, i)) {
+			if (win(l, i)->type == RAFT_ENTRY_CONF_CHANGE)
+				return true;
+			continue;
+		}
+		raft_entry *e;
+		size_t n;
+		if (l->storage->entries(l->storage->ctx, i, i + 1, 0, &e, &n) != 0 || n == 0)
+			continue;
+		bool conf = e[0].type == RAFT_ENTRY_CONF_CHANGE;
+		raft_entries_free(e, n);
+		if (conf)
+			return true;
+	}
+	return false;
+}
+
 void raft_log_restore(raft_log *l, raft_snapshot *snap)
 {
 	window_truncate(l, l->off);

@@ -78,6 +78,9 @@ void raft_log_commit_to(raft_log *l, uint64_t index);
 int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_entry **out,
 		     size_t *n);
 
+/* True if an entry in [lo, hi] is a conf change (scans: for rare use). */
+bool raft_log_has_conf_change(const raft_log *l, uint64_t lo, uint64_t hi);
+
 /* Replaces the log with a snapshot's position (kept pending, owned). */
 void raft_log_restore(raft_log *l, raft_snapshot *snap);
 

@@ -74,7 +74,7 @@ static void free_peers(raft *r)
 	r->n_peers = 0;
 }
 
-static int add_peer(raft *r, uint64_t id, bool learner)
+int raft_add_peer(raft *r, uint64_t id, bool learner)
 {
 	if (id == 0 || raft_peer_find(r, id))
 		return 0;
@@ -99,12 +99,12 @@ static int set_conf(raft *r, const uint64_t *voters, size_t nv, const uint64_t *
 {
 	free_peers(r);
 	for (size_t i = 0; i < nv; i++) {
-		int rc = add_peer(r, voters[i], false);
+		int rc = raft_add_peer(r, voters[i], false);
 		if (rc != 0)
 			return rc;
 	}
 	for (size_t i = 0; i < nl; i++) {
-		int rc = add_peer(r, learners[i], true);
+		int rc = raft_add_peer(r, learners[i], true);
 		if (rc != 0)
 			return rc;
 	}
@@ -268,6 +268,13 @@ void raft_hup(raft *r, bool transfer)
 		return;
 	if (!promotable(r)) {
 		RAFT_TRACE(r, TRACE_TIMR, "not promotable: no campaign");
+		return;
+	}
+	/* A committed membership change not yet applied would change who
+	 * votes: wait until it is in effect (etcd). */
+	if (r->log.committed > r->log.applied &&
+	    raft_log_has_conf_change(&r->log, r->log.applied + 1, r->log.committed)) {
+		RAFT_TRACE(r, TRACE_TIMR, "no campaign: conf change committed but not applied");
 		return;
 	}
 	if (r->pre_vote && !transfer)

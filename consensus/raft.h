@@ -145,6 +145,22 @@ int raft_step(raft *r, const raft_msg *m);
 int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
 		 uint64_t *term);
 
+/* Proposes a membership change, one server at a time (Raft thesis §4.1):
+ * an entry of type RAFT_ENTRY_CONF_CHANGE whose data is an encoded
+ * raft_conf_change (codec.h; the core never decodes it). Like
+ * raft_propose, and RAFT_EPROPOSAL_DROPPED while an earlier change is not
+ * yet applied on the leader. */
+int raft_propose_conf_change(raft *r, const void *data, size_t len, uint64_t *index,
+			     uint64_t *term);
+
+/* Puts a committed conf change into effect: call it when applying a
+ * RAFT_ENTRY_CONF_CHANGE entry, with the decoded type (raft_conf_change_type
+ * of codec.h: add voter, remove, add learner) and node. Adding an existing
+ * learner as a voter promotes it. If cs is non-NULL it receives the new
+ * membership (caller frees contents) to persist with the applied state.
+ * A leader that removed itself steps down. */
+int raft_apply_conf_change(raft *r, int type, uint64_t node_id, raft_conf_state *cs);
+
 /* Starts an election now (pre-vote first when enabled). */
 int raft_campaign(raft *r);
 

@@ -50,7 +50,7 @@ struct raft {
 	unsigned trace_mask;
 
 	uint64_t lead_transferee;   /* leader transfer target, 0 if none */
-	uint64_t pending_conf_index; /* room for membership changes */
+	uint64_t pending_conf_index; /* index of the last conf change proposed */
 	bool need_bcast;             /* proposals appended since the last Ready */
 
 	raft_read_only ro;
@@ -97,6 +97,8 @@ raft_vote_result raft_poll(raft *r, uint64_t id, raft_msg_type type, bool grante
 raft_msg *raft_send(raft *r, raft_msg_type type, uint64_t to);
 int raft_add_read_state(raft *r, uint64_t index, const uint8_t *ctx, size_t len);
 uint64_t raft_next_random(raft *r);
+/* Adds a member with a fresh progress (no-op if present). */
+int raft_add_peer(raft *r, uint64_t id, bool learner);
 /* Replaces the membership with cs (from storage or a snapshot). */
 int raft_set_conf_state(raft *r, const raft_conf_state *cs);
 /* Frees what the last Ready handed out. */
@@ -113,6 +115,13 @@ void raft_flush_read_round(raft *r);
 /* Leader: appends entries of the current term (data copied). */
 int raft_append_entries(raft *r, const raft_entry *ents, size_t n);
 void raft_abort_leader_transfer(raft *r);
+
+/* conf_change.c */
+/* Leader: checks the conf-change entries of a proposal (one change in
+ * flight at a time). *admitted is NULL when there are none, else a copy
+ * of the entries to append (the caller frees the array); refused changes
+ * inside a forwarded batch become empty normal entries. */
+int raft_leader_admit_conf_changes(raft *r, const raft_msg *m, raft_entry **admitted);
 
 /* follower.c */
 int raft_step_follower(raft *r, const raft_msg *m);

@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include "codec.h"
+
 void msgq_push_copy(msgq *q, const raft_msg *m)
 {
 	if (q->n == q->cap) {
@@ -56,17 +58,23 @@ static void start_node(tnet *net, tnode *n)
 {
 	n->cfg.storage = memory_storage_iface(n->ms);
 	n->cfg.peers = net->peers;
-	n->cfg.n_peers = net->n;
+	n->cfg.n_peers = net->n_voters;
 	n->cfg.id = n->id;
 	assert_int_equal(raft_new(&n->cfg, &n->r), 0);
 }
 
 tnet *tnet_new(size_t n, const raft_config *tmpl)
 {
-	assert_true(n >= 1 && n <= TN_MAX);
+	return tnet_new_voters(n, n, tmpl);
+}
+
+tnet *tnet_new_voters(size_t n, size_t n_voters, const raft_config *tmpl)
+{
+	assert_true(n >= 1 && n <= TN_MAX && n_voters <= n);
 	tnet *net = calloc(1, sizeof(*net));
 	assert_non_null(net);
 	net->n = n;
+	net->n_voters = n_voters;
 	for (size_t i = 0; i < n; i++)
 		net->peers[i] = i + 1;
 	for (size_t i = 0; i < n; i++) {
@@ -119,6 +127,17 @@ void tnet_restart(tnet *net, uint64_t id)
 	start_node(net, n);
 }
 
+static void apply_conf_change(tnode *n, const raft_entry *e)
+{
+	raft_conf_change cc;
+	assert_int_equal(codec_conf_change_decode(e->data, e->len, &cc), 0);
+	raft_conf_state cs;
+	assert_int_equal(raft_apply_conf_change(n->r, cc.type, cc.node_id, &cs), 0);
+	assert_int_equal(memory_storage_set_conf_state(n->ms, &cs), 0);
+	raft_conf_state_free_contents(&cs);
+	raft_conf_change_free_contents(&cc);
+}
+
 void tn_drain(tnet *net, tnode *n, msgq *out)
 {
 	while (raft_has_ready(n->r)) {
@@ -143,6 +162,8 @@ void tn_drain(tnet *net, tnode *n, msgq *out)
 			}
 			assert_int_equal(raft_entry_copy(&n->applied[n->n_applied++], &rd.committed[i]),
 					 0);
+			if (rd.committed[i].type == RAFT_ENTRY_CONF_CHANGE && rd.committed[i].len)
+				apply_conf_change(n, &rd.committed[i]);
 		}
 		for (size_t i = 0; i < rd.n_read_states; i++) {
 			if (n->n_reads == n->cap_reads) {

@@ -48,6 +48,7 @@ typedef bool (*tnet_filter)(void *ctx, const raft_msg *m);
 typedef struct tnet {
 	tnode nodes[TN_MAX];
 	size_t n;
+	size_t n_voters; /* the initial configuration is nodes 1..n_voters */
 	uint64_t peers[TN_MAX];
 	bool cut[TN_MAX + 1][TN_MAX + 1];
 	tnet_filter filter;
@@ -63,6 +64,9 @@ raft_config tcfg(void);
 /* A network of n nodes with ids 1..n, configured from tmpl (id, peers and
  * storage are filled in). Aborts the test on failure. */
 tnet *tnet_new(size_t n, const raft_config *tmpl);
+/* Same, but only nodes 1..n_voters form the initial configuration; the
+ * others start outside it, waiting to be added. */
+tnet *tnet_new_voters(size_t n, size_t n_voters, const raft_config *tmpl);
 void tnet_free(tnet *net);
 tnode *tnet_node(tnet *net, uint64_t id);
 
@@ -70,7 +74,8 @@ tnode *tnet_node(tnet *net, uint64_t id);
  * restarts it on the same storage with applied = 0. */
 void tnet_restart(tnet *net, uint64_t id);
 
-/* Handles every Ready of node n; its messages go to out (or the network
+/* Handles every Ready of node n (committed conf changes are decoded and
+ * put into effect, and the new membership persisted); its messages go to out (or the network
  * queue when out is NULL). */
 void tn_drain(tnet *net, tnode *n, msgq *out);
 /* Steps m into its recipient and drains it into the network queue. */

@@ -1,0 +1,183 @@
+/* test_conf_change.c — membership changes one server at a time (Raft thesis §4.1). */
+#include "test_util.h"
+
+#include <stdlib.h>
+
+#include "codec.h"
+
+static raft *R(tnet *net, uint64_t id)
+{
+	return tnet_node(net, id)->r;
+}
+
+/* Proposes a change on node id and delivers everything it causes. */
+static int change(tnet *net, uint64_t id, raft_conf_change_type type, uint64_t node)
+{
+	raft_conf_change cc = {.type = type, .node_id = node};
+	uint8_t buf[64];
+	size_t len = codec_conf_change_pack(&cc, buf);
+	int rc = raft_propose_conf_change(R(net, id), buf, len, NULL, NULL);
+	tn_drain(net, tnet_node(net, id), NULL);
+	tnet_deliver(net);
+	return rc;
+}
+
+static size_t voters_of(tnet *net, uint64_t leader, size_t *learners)
+{
+	raft_status st;
+	raft_get_status(R(net, leader), &st);
+	size_t v = 0;
+	*learners = 0;
+	for (size_t i = 0; i < st.n_peers; i++) {
+		if (st.peers[i].learner)
+			(*learners)++;
+		else
+			v++;
+	}
+	return v;
+}
+
+static uint64_t commit_of(tnet *net, uint64_t id)
+{
+	raft_status st;
+	raft_get_status(R(net, id), &st);
+	return st.commit;
+}
+
+/* Adding a voter: it catches up, and from then on a majority of four is
+ * needed to commit. */
+static void test_add_node(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new_voters(4, 3, &c);
+	tnet_campaign(net, 1);
+	assert_int_equal(change(net, 1, RAFT_CONF_ADD_NODE, 4), 0);
+	size_t learners;
+	assert_int_equal(voters_of(net, 1, &learners), 4);
+	assert_int_equal(tnet_log_cmp(net, 1, 4), 0);
+	raft_conf_state cs;
+	raft_hard_state hs;
+	raft_storage *s4 = memory_storage_iface(tnet_node(net, 4)->ms);
+	s4->initial_state(s4->ctx, &hs, &cs);
+	assert_int_equal(cs.n_voters, 4);
+	raft_conf_state_free_contents(&cs);
+	/* 1 and 2 are not a majority of four any more. */
+	tnet_isolate(net, 3);
+	tnet_isolate(net, 4);
+	uint64_t before = commit_of(net, 1);
+	assert_int_equal(tnet_propose(net, 1, "x"), 0);
+	assert_int_equal(commit_of(net, 1), before);
+	tnet_heal(net);
+	raft_step(R(net, 1), &(raft_msg){.type = RAFT_MSG_BEAT});
+	tnet_deliver(net);
+	assert_int_equal(commit_of(net, 1), before + 1);
+	/* The new voter can lead. */
+	tnet_campaign(net, 4);
+	assert_true(raft_is_leader(R(net, 4)));
+	tnet_free(net);
+}
+
+/* Removing a voter shrinks the majority; its messages are then ignored. */
+static void test_remove_node(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new(3, &c);
+	tnet_campaign(net, 1);
+	assert_int_equal(change(net, 1, RAFT_CONF_REMOVE_NODE, 3), 0);
+	size_t learners;
+	assert_int_equal(voters_of(net, 1, &learners), 2);
+	tnet_isolate(net, 3);
+	uint64_t before = commit_of(net, 1);
+	assert_int_equal(tnet_propose(net, 1, "x"), 0);
+	assert_int_equal(commit_of(net, 1), before + 1);
+	tnet_heal(net);
+	/* 3 campaigns with a higher term: nobody listens. */
+	tnet_campaign(net, 3);
+	assert_true(raft_is_leader(R(net, 1)));
+	assert_int_equal(raft_term(R(net, 1)), 1);
+	tnet_free(net);
+}
+
+/* Only one change at a time: the next waits until the last is applied. */
+static void test_one_change_at_a_time(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new_voters(5, 3, &c);
+	tnet_campaign(net, 1);
+	raft_conf_change cc = {.type = RAFT_CONF_ADD_NODE, .node_id = 4};
+	uint8_t buf[64];
+	size_t len = codec_conf_change_pack(&cc, buf);
+	assert_int_equal(raft_propose_conf_change(R(net, 1), buf, len, NULL, NULL), 0);
+	cc.node_id = 5;
+	len = codec_conf_change_pack(&cc, buf);
+	assert_int_equal(raft_propose_conf_change(R(net, 1), buf, len, NULL, NULL),
+			 RAFT_EPROPOSAL_DROPPED);
+	tn_drain(net, tnet_node(net, 1), NULL);
+	tnet_deliver(net);
+	assert_int_equal(change(net, 1, RAFT_CONF_ADD_NODE, 5), 0);
+	size_t learners;
+	assert_int_equal(voters_of(net, 1, &learners), 5);
+	tnet_free(net);
+}
+
+/* A learner receives the log but neither votes nor counts for commit;
+ * adding it as a voter promotes it. */
+static void test_learner(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new_voters(4, 3, &c);
+	tnet_campaign(net, 1);
+	assert_int_equal(change(net, 1, RAFT_CONF_ADD_LEARNER, 4), 0);
+	size_t learners;
+	assert_int_equal(voters_of(net, 1, &learners), 3);
+	assert_int_equal(learners, 1);
+	assert_int_equal(tnet_propose(net, 1, "x"), 0);
+	assert_int_equal(tnet_log_cmp(net, 1, 4), 0);
+	tnet_isolate(net, 2);
+	tnet_isolate(net, 3);
+	uint64_t before = commit_of(net, 1);
+	assert_int_equal(tnet_propose(net, 1, "y"), 0);
+	assert_int_equal(commit_of(net, 1), before);
+	/* A learner never campaigns. */
+	tnet_tick(net, 4, 5 * c.election_ticks);
+	assert_int_equal(tu_role(R(net, 4)), RAFT_FOLLOWER);
+	tnet_heal(net);
+	raft_step(R(net, 1), &(raft_msg){.type = RAFT_MSG_BEAT});
+	tnet_deliver(net);
+	assert_int_equal(change(net, 1, RAFT_CONF_ADD_NODE, 4), 0);
+	assert_int_equal(voters_of(net, 1, &learners), 4);
+	assert_int_equal(learners, 0);
+	tnet_free(net);
+}
+
+/* A leader that removes itself steps down once the change applies; the
+ * others elect a leader among themselves. */
+static void test_leader_removes_itself(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new(3, &c);
+	tnet_campaign(net, 1);
+	assert_int_equal(change(net, 1, RAFT_CONF_REMOVE_NODE, 1), 0);
+	assert_false(raft_is_leader(R(net, 1)));
+	tnet_campaign(net, 2);
+	assert_true(raft_is_leader(R(net, 2)));
+	size_t learners;
+	assert_int_equal(voters_of(net, 2, &learners), 2);
+	/* The removed node cannot campaign (not promotable). */
+	uint64_t t = raft_term(R(net, 1));
+	tnet_campaign(net, 1);
+	assert_int_equal(raft_term(R(net, 1)), t);
+	tnet_free(net);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_add_node),
+		cmocka_unit_test(test_remove_node),
+		cmocka_unit_test(test_one_change_at_a_time),
+		cmocka_unit_test(test_learner),
+		cmocka_unit_test(test_leader_removes_itself),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
