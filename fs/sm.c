@@ -249,7 +249,14 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 	sm->journal_max = JOURNAL_MAX;
 	for (int i = 0; i < SM_FD_CACHE; i++)
 		sm->fds[i].fd = -1;
-	pthread_rwlock_init(&sm->lock, NULL);
+	// Writer-preferring: a steady stream of FUSE reads must not starve the
+	// apply thread (glibc's default prefers readers). Readers therefore never
+	// take the lock recursively.
+	pthread_rwlockattr_t attr;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&sm->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&sm->id_lock, NULL);
 	int rc = -ENOMEM;
 	sm->data_dir = realpath(data_dir, NULL);
