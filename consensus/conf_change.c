@@ -7,8 +7,7 @@
 /* Same numbering as raft_conf_change_type in codec.h (raftpb.ConfChangeType). */
 enum { CONF_ADD_NODE = 0, CONF_REMOVE_NODE = 1, CONF_ADD_LEARNER = 2 };
 
-int raft_propose_conf_change(raft *r, const void *data, size_t len, uint64_t *index,
-			     uint64_t *term)
+int raft_propose_conf_change(raft *r, const void *data, size_t len, uint64_t *index, uint64_t *term)
 {
 	if (index)
 		*index = 0;
@@ -16,7 +15,8 @@ int raft_propose_conf_change(raft *r, const void *data, size_t len, uint64_t *in
 		*term = 0;
 	if (len > UINT32_MAX)
 		return RAFT_EINVAL;
-	raft_entry e = {.type = RAFT_ENTRY_CONF_CHANGE, .len = (uint32_t)len, .data = (uint8_t *)data};
+	raft_entry e = {
+	    .type = RAFT_ENTRY_CONF_CHANGE, .len = (uint32_t)len, .data = (uint8_t *)data};
 	raft_msg m = {.type = RAFT_MSG_PROP, .from = r->id, .entries = &e, .n_entries = 1};
 	int rc = raft_step(r, &m);
 	if (rc == 0 && r->role == RAFT_LEADER) {
@@ -128,7 +128,9 @@ int raft_apply_conf_change(raft *r, int type, uint64_t node_id, raft_conf_state 
 	if (rc != 0)
 		return rc;
 	RAFT_TRACE(r, TRACE_LEAD, "conf change applied: %s %llu, %zu voters",
-		   type == CONF_ADD_NODE ? "add" : type == CONF_ADD_LEARNER ? "add learner" : "remove",
+		   type == CONF_ADD_NODE      ? "add"
+		   : type == CONF_ADD_LEARNER ? "add learner"
+					      : "remove",
 		   (unsigned long long)node_id, raft_n_voters(r));
 	if (r->role == RAFT_LEADER) {
 		raft_peer *self = raft_self(r);

@@ -1,4 +1,5 @@
-/* follower.c — followers and candidates: AppendEntries, heartbeats, snapshots, forwarding, vote counting. */
+/* follower.c — followers and candidates: AppendEntries, heartbeats, snapshots, forwarding, vote
+ * counting. */
 #include "raft_internal.h"
 
 #include <stdlib.h>
@@ -69,7 +70,8 @@ static bool restore(raft *r, const raft_snapshot *snap)
 		/* We hold the snapshot's last entry: keep the log (and any
 		 * matching suffix after it) and just learn the commit. */
 		RAFT_TRACE(r, TRACE_SNAP, "fast-forwards commit to snapshot %llu/%llu",
-			   (unsigned long long)snap->meta.index, (unsigned long long)snap->meta.term);
+			   (unsigned long long)snap->meta.index,
+			   (unsigned long long)snap->meta.term);
 		raft_log_commit_to(&r->log, snap->meta.index);
 		return false;
 	}
@@ -202,7 +204,7 @@ int raft_step_follower(raft *r, const raft_msg *m)
 int raft_step_candidate(raft *r, const raft_msg *m)
 {
 	raft_msg_type my_resp =
-		r->role == RAFT_PRE_CANDIDATE ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP;
+	    r->role == RAFT_PRE_CANDIDATE ? RAFT_MSG_PRE_VOTE_RESP : RAFT_MSG_VOTE_RESP;
 	switch (m->type) {
 	case RAFT_MSG_PROP:
 	case RAFT_MSG_READ_INDEX:

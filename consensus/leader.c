@@ -1,4 +1,5 @@
-/* leader.c — the leader: replication with per-follower flow control, commit, ReadIndex, transfer. */
+/* leader.c — the leader: replication with per-follower flow control, commit, ReadIndex, transfer.
+ */
 #include "raft_internal.h"
 
 #include <stdlib.h>
@@ -112,8 +113,9 @@ bool raft_send_append(raft *r, uint64_t to, bool send_if_empty)
 	if (trc == RAFT_ECOMPACTED || erc == RAFT_ECOMPACTED)
 		return send_snapshot(r, p);
 	if (trc != 0 || erc != 0) {
-		RAFT_TRACE(r, TRACE_LOG, "cannot send to %llu from %llu: %s", (unsigned long long)to,
-			   (unsigned long long)p->pr.next, raft_strerror(trc ? trc : erc));
+		RAFT_TRACE(r, TRACE_LOG, "cannot send to %llu from %llu: %s",
+			   (unsigned long long)to, (unsigned long long)p->pr.next,
+			   raft_strerror(trc ? trc : erc));
 		return false;
 	}
 	if (n == 0 && !send_if_empty)

@@ -308,7 +308,8 @@ int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_en
 	if (lo < l->off) {
 		/* Older entries come from storage (a lagging follower). */
 		uint64_t hi = l->off;
-		int rc = l->storage->entries(l->storage->ctx, lo, hi, max_bytes, &stored, &n_stored);
+		int rc =
+		    l->storage->entries(l->storage->ctx, lo, hi, max_bytes, &stored, &n_stored);
 		if (rc != 0)
 			return rc;
 		for (size_t i = 0; i < n_stored; i++)

@@ -21,10 +21,10 @@ typedef struct raft_log {
 	raft_entry *ents; /* window: ents[head .. head+n) hold indexes off .. off+n-1 */
 	size_t head, n, cap;
 	uint64_t off;
-	uint64_t last;      /* last index of the whole log */
-	uint64_t stable;    /* last index known to be in stable storage */
-	uint64_t committed; /* highest index known committed */
-	uint64_t applied;   /* highest index handed to the state machine and advanced */
+	uint64_t last;		     /* last index of the whole log */
+	uint64_t stable;	     /* last index known to be in stable storage */
+	uint64_t committed;	     /* highest index known committed */
+	uint64_t applied;	     /* highest index handed to the state machine and advanced */
 	raft_snapshot *pending_snap; /* received, not yet persisted; owned */
 	/* Data of entries truncated away while a Ready may still point at
 	 * them; freed at the next advance. */

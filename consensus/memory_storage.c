@@ -15,7 +15,7 @@ struct memory_storage {
 	raft_conf_state cs;
 	raft_snapshot snap;
 	raft_entry *ents; /* ents[0] is the dummy */
-	size_t n;         /* >= 1 */
+	size_t n;	  /* >= 1 */
 	size_t cap;
 };
 
@@ -117,13 +117,13 @@ memory_storage *memory_storage_new(void)
 	}
 	ms->n = 1;
 	ms->iface = (raft_storage){
-		.ctx = ms,
-		.initial_state = ms_initial_state,
-		.entries = ms_entries,
-		.term = ms_term,
-		.first_index = ms_first_index,
-		.last_index = ms_last_index,
-		.snapshot = ms_snapshot,
+	    .ctx = ms,
+	    .initial_state = ms_initial_state,
+	    .entries = ms_entries,
+	    .term = ms_term,
+	    .first_index = ms_first_index,
+	    .last_index = ms_last_index,
+	    .snapshot = ms_snapshot,
 	};
 	return ms;
 }

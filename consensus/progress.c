@@ -154,9 +154,12 @@ void raft_inflights_free_first(raft_inflights *in)
 const char *raft_progress_state_name(raft_progress_state s)
 {
 	switch (s) {
-	case RAFT_PROGRESS_PROBE: return "probe";
-	case RAFT_PROGRESS_REPLICATE: return "replicate";
-	case RAFT_PROGRESS_SNAPSHOT: return "snapshot";
+	case RAFT_PROGRESS_PROBE:
+		return "probe";
+	case RAFT_PROGRESS_REPLICATE:
+		return "replicate";
+	case RAFT_PROGRESS_SNAPSHOT:
+		return "snapshot";
 	}
 	return "?";
 }

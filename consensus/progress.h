@@ -24,8 +24,8 @@ typedef struct raft_progress {
 	uint64_t match, next;
 	raft_progress_state state;
 	uint64_t pending_snapshot; /* index of the snapshot sent, in SNAPSHOT state */
-	bool probe_sent;           /* PROBE: an append is out, wait for a reply or a heartbeat */
-	bool recent_active;        /* heard from since the last check-quorum */
+	bool probe_sent;	   /* PROBE: an append is out, wait for a reply or a heartbeat */
+	bool recent_active;	   /* heard from since the last check-quorum */
 	raft_inflights ins;
 } raft_progress;
 

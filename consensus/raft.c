@@ -13,10 +13,14 @@
 const char *raft_role_name(raft_role role)
 {
 	switch (role) {
-	case RAFT_FOLLOWER: return "follower";
-	case RAFT_CANDIDATE: return "candidate";
-	case RAFT_LEADER: return "leader";
-	case RAFT_PRE_CANDIDATE: return "pre-candidate";
+	case RAFT_FOLLOWER:
+		return "follower";
+	case RAFT_CANDIDATE:
+		return "candidate";
+	case RAFT_LEADER:
+		return "leader";
+	case RAFT_PRE_CANDIDATE:
+		return "pre-candidate";
 	}
 	return "?";
 }
@@ -35,7 +39,7 @@ uint64_t raft_next_random(raft *r)
 static void reset_randomized_election_timeout(raft *r)
 {
 	r->randomized_election_timeout =
-		r->election_ticks + (int)(raft_next_random(r) % (uint64_t)r->election_ticks);
+	    r->election_ticks + (int)(raft_next_random(r) % (uint64_t)r->election_ticks);
 }
 
 raft_peer *raft_peer_find(raft *r, uint64_t id)
@@ -243,8 +247,9 @@ void raft_campaign_type(raft *r, raft_msg_type type, bool transfer)
 		raft_peer *p = &r->peers[i];
 		if (p->id == r->id || p->learner)
 			continue;
-		RAFT_TRACE(r, TRACE_VOTE, "sends %s for term %llu to %llu", raft_msg_type_name(type),
-			   (unsigned long long)term, (unsigned long long)p->id);
+		RAFT_TRACE(r, TRACE_VOTE, "sends %s for term %llu to %llu",
+			   raft_msg_type_name(type), (unsigned long long)term,
+			   (unsigned long long)p->id);
 		raft_msg *m = raft_send(r, type, p->id);
 		if (!m)
 			return;
@@ -371,7 +376,8 @@ int raft_new(const raft_config *cfg, raft **out)
 	raft_log_commit_to(&r->log, hs.commit);
 	r->term = hs.term;
 	r->vote = hs.vote;
-	r->prev_hs = (raft_hard_state){.term = r->term, .vote = r->vote, .commit = r->log.committed};
+	r->prev_hs =
+	    (raft_hard_state){.term = r->term, .vote = r->vote, .commit = r->log.committed};
 	raft_become_follower(r, r->term, 0);
 	r->prev_role = RAFT_FOLLOWER;
 	r->prev_lead = 0;
@@ -552,7 +558,7 @@ static int step_term(raft *r, const raft_msg *m, uint64_t mterm)
 static void handle_vote(raft *r, const raft_msg *m, uint64_t mterm)
 {
 	raft_msg_type resp_type =
-		m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP : RAFT_MSG_PRE_VOTE_RESP;
+	    m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP : RAFT_MSG_PRE_VOTE_RESP;
 	bool can_vote = r->vote == m->from || (r->vote == 0 && r->lead == 0) ||
 			(m->type == RAFT_MSG_PRE_VOTE && mterm > r->term);
 	bool ok = can_vote && raft_log_is_up_to_date(&r->log, m->index, m->log_term);

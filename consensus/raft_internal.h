@@ -3,8 +3,8 @@
 #define RAFTFS_RAFT_INTERNAL_H
 
 #include "log.h"
-#include "quorum.h"
 #include "progress.h"
+#include "quorum.h"
 #include "raft.h"
 #include "read_only.h"
 #include "trace.h"
@@ -20,7 +20,7 @@ typedef struct raft_peer {
 	uint64_t id;
 	bool learner;
 	raft_progress pr;
-	int vote;            /* this election: 0 no reply, 1 granted, -1 refused */
+	int vote;	     /* this election: 0 no reply, 1 granted, -1 refused */
 	uint64_t read_acked; /* highest ReadIndex round this peer acknowledged */
 } raft_peer;
 
@@ -49,9 +49,9 @@ struct raft {
 	uint64_t tick; /* ticks since creation, for the debug log */
 	unsigned trace_mask;
 
-	uint64_t lead_transferee;   /* leader transfer target, 0 if none */
+	uint64_t lead_transferee;    /* leader transfer target, 0 if none */
 	uint64_t pending_conf_index; /* index of the last conf change proposed */
-	bool need_bcast;             /* proposals appended since the last Ready */
+	bool need_bcast;	     /* proposals appended since the last Ready */
 
 	raft_read_only ro;
 	/* ReadIndex requests that arrived before this leader committed an
@@ -83,19 +83,27 @@ struct raft {
 };
 
 /* raft.c */
+/* The member with this id, or NULL. */
 raft_peer *raft_peer_find(raft *r, uint64_t id);
+/* This node's own entry among the members, or NULL if it is not one. */
 raft_peer *raft_self(raft *r);
 size_t raft_n_voters(const raft *r);
+/* Role changes (§5.2); each resets the per-term state. */
 void raft_become_follower(raft *r, uint64_t term, uint64_t lead);
 void raft_become_leader(raft *r);
+/* Starts a pre-vote (type RAFT_MSG_PRE_VOTE) or an election; transfer
+ * marks a campaign ordered by a leader transfer (bypasses leases). */
 void raft_campaign_type(raft *r, raft_msg_type type, bool transfer);
+/* An election timeout or an explicit campaign: campaigns if allowed. */
 void raft_hup(raft *r, bool transfer);
 /* Records a (pre-)vote reply from id and tallies the election. */
 raft_vote_result raft_poll(raft *r, uint64_t id, raft_msg_type type, bool granted);
 /* Appends a zeroed message to the outbox (from, to, type, term = current
  * term) and returns it; the pointer is valid until the next raft_send. */
 raft_msg *raft_send(raft *r, raft_msg_type type, uint64_t to);
+/* Queues a read state (ctx copied) for the next Ready. */
 int raft_add_read_state(raft *r, uint64_t index, const uint8_t *ctx, size_t len);
+/* Next value of the node's deterministic PRNG (seeded by cfg seed and id). */
 uint64_t raft_next_random(raft *r);
 /* Adds a member with a fresh progress (no-op if present). */
 int raft_add_peer(raft *r, uint64_t id, bool learner);
@@ -105,10 +113,17 @@ int raft_set_conf_state(raft *r, const raft_conf_state *cs);
 void raft_release_ready(raft *r);
 
 /* leader.c */
+/* The leader's handler of every message not consumed by raft_step. */
 int raft_step_leader(raft *r, const raft_msg *m);
+/* Sends the follower what it lacks (entries, or a snapshot if they are
+ * compacted) if flow control allows; with send_if_empty an append without
+ * entries still goes (probe / commit update). True if something was sent. */
 bool raft_send_append(raft *r, uint64_t to, bool send_if_empty);
 void raft_bcast_append(raft *r);
+/* Heartbeats to all; they carry the latest ReadIndex round if reads wait. */
 void raft_bcast_heartbeat(raft *r);
+/* Advances commit to what a majority holds, if of the current term
+ * (§5.4.2). True if it moved. */
 bool raft_maybe_commit(raft *r);
 /* Sends the heartbeat round that confirms queued reads, if one is due. */
 void raft_flush_read_round(raft *r);
@@ -124,6 +139,7 @@ void raft_abort_leader_transfer(raft *r);
 int raft_leader_admit_conf_changes(raft *r, const raft_msg *m, raft_entry **admitted);
 
 /* follower.c */
+/* Handlers of messages not consumed by raft_step, per role. */
 int raft_step_follower(raft *r, const raft_msg *m);
 int raft_step_candidate(raft *r, const raft_msg *m);
 

@@ -14,18 +14,18 @@
 #include <stdint.h>
 
 typedef struct raft_read_request {
-	uint64_t from;  /* who asked: the leader itself or a follower */
+	uint64_t from;	/* who asked: the leader itself or a follower */
 	uint64_t index; /* commit index when the request arrived */
 	uint64_t round; /* the heartbeat round that confirms it */
-	uint8_t *ctx;   /* owned */
+	uint8_t *ctx;	/* owned */
 	size_t ctx_len;
 } raft_read_request;
 
 typedef struct raft_read_only {
 	raft_read_request *q; /* FIFO: q[head .. head+n) */
 	size_t head, n, cap;
-	uint64_t round;      /* last round started */
-	bool need_round;     /* requests wait for a round not yet started */
+	uint64_t round;	 /* last round started */
+	bool need_round; /* requests wait for a round not yet started */
 } raft_read_only;
 
 /* Queues a request (ctx copied) to be confirmed by the next round. */

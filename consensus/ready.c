@@ -77,8 +77,8 @@ void raft_ready_get(raft *r, raft_ready *rd)
 
 	if (hard_state_changed(r)) {
 		rd->has_hard_state = true;
-		rd->hard_state = (raft_hard_state){
-			.term = r->term, .vote = r->vote, .commit = r->log.committed};
+		rd->hard_state =
+		    (raft_hard_state){.term = r->term, .vote = r->vote, .commit = r->log.committed};
 		rd->must_sync = r->term != r->prev_hs.term || r->vote != r->prev_hs.vote;
 		r->prev_hs = rd->hard_state;
 	}
@@ -103,8 +103,8 @@ void raft_ready_get(raft *r, raft_ready *rd)
 			rd->committed = owned;
 			rd->n_committed = n;
 		} else {
-			rd->committed = shallow_copy(&r->rd_committed, &r->cap_rd_committed,
-						     committed, n);
+			rd->committed =
+			    shallow_copy(&r->rd_committed, &r->cap_rd_committed, committed, n);
 			rd->n_committed = rd->committed ? n : 0;
 		}
 	}
@@ -172,12 +172,12 @@ void raft_get_status(const raft *r, raft_status *st)
 	for (size_t i = 0; i < r->n_peers && st->n_peers < 16; i++) {
 		const raft_peer *p = &r->peers[i];
 		st->peers[st->n_peers++] = (raft_peer_status){
-			.id = p->id,
-			.match = p->pr.match,
-			.next = p->pr.next,
-			.state = p->pr.state,
-			.recent_active = p->pr.recent_active,
-			.learner = p->learner,
+		    .id = p->id,
+		    .match = p->pr.match,
+		    .next = p->pr.next,
+		    .state = p->pr.state,
+		    .recent_active = p->pr.recent_active,
+		    .learner = p->learner,
 		};
 	}
 }

@@ -11,10 +11,9 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } topics[] = {
-	{"VOTE", TRACE_VOTE}, {"LEAD", TRACE_LEAD}, {"TERM", TRACE_TERM},
-	{"LOG", TRACE_LOG},   {"CMIT", TRACE_CMIT}, {"PERS", TRACE_PERS},
-	{"SNAP", TRACE_SNAP}, {"TIMR", TRACE_TIMR}, {"DROP", TRACE_DROP},
-	{"READ", TRACE_READ}, {"PROG", TRACE_PROG},
+    {"VOTE", TRACE_VOTE}, {"LEAD", TRACE_LEAD}, {"TERM", TRACE_TERM}, {"LOG", TRACE_LOG},
+    {"CMIT", TRACE_CMIT}, {"PERS", TRACE_PERS}, {"SNAP", TRACE_SNAP}, {"TIMR", TRACE_TIMR},
+    {"DROP", TRACE_DROP}, {"READ", TRACE_READ}, {"PROG", TRACE_PROG},
 };
 
 static unsigned topic_bit(const char *name, size_t len)
@@ -48,8 +47,8 @@ unsigned raft_trace_mask_from_env(void)
 	return mask;
 }
 
-void raft_trace_write(uint64_t tick, uint64_t id, uint64_t term, unsigned topic,
-		      const char *fmt, ...)
+void raft_trace_write(uint64_t tick, uint64_t id, uint64_t term, unsigned topic, const char *fmt,
+		      ...)
 {
 	char line[512];
 	int n = snprintf(line, sizeof(line), "%6llu n%llu t%llu %-4s: ", (unsigned long long)tick,

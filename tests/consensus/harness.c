@@ -46,11 +46,11 @@ size_t msgq_count(const msgq *q, raft_msg_type type)
 raft_config tcfg(void)
 {
 	return (raft_config){
-		.election_ticks = 10,
-		.heartbeat_ticks = 1,
-		.max_msg_bytes = 1 << 20,
-		.max_inflight = 256,
-		.seed = 1,
+	    .election_ticks = 10,
+	    .heartbeat_ticks = 1,
+	    .max_msg_bytes = 1 << 20,
+	    .max_inflight = 256,
+	    .seed = 1,
 	};
 }
 
@@ -157,18 +157,20 @@ void tn_drain(tnet *net, tnode *n, msgq *out)
 		for (size_t i = 0; i < rd.n_committed; i++) {
 			if (n->n_applied == n->cap_applied) {
 				n->cap_applied = n->cap_applied ? 2 * n->cap_applied : 16;
-				n->applied = realloc(n->applied, n->cap_applied * sizeof(raft_entry));
+				n->applied =
+				    realloc(n->applied, n->cap_applied * sizeof(raft_entry));
 				assert_non_null(n->applied);
 			}
-			assert_int_equal(raft_entry_copy(&n->applied[n->n_applied++], &rd.committed[i]),
-					 0);
+			assert_int_equal(
+			    raft_entry_copy(&n->applied[n->n_applied++], &rd.committed[i]), 0);
 			if (rd.committed[i].type == RAFT_ENTRY_CONF_CHANGE && rd.committed[i].len)
 				apply_conf_change(n, &rd.committed[i]);
 		}
 		for (size_t i = 0; i < rd.n_read_states; i++) {
 			if (n->n_reads == n->cap_reads) {
 				n->cap_reads = n->cap_reads ? 2 * n->cap_reads : 8;
-				n->reads = realloc(n->reads, n->cap_reads * sizeof(raft_read_state));
+				n->reads =
+				    realloc(n->reads, n->cap_reads * sizeof(raft_read_state));
 				assert_non_null(n->reads);
 			}
 			raft_read_state *rs = &n->reads[n->n_reads++];
@@ -199,7 +201,8 @@ void tnet_deliver(tnet *net)
 		raft_msg m = net->q.m[head];
 		memset(&net->q.m[head], 0, sizeof(raft_msg));
 		head++;
-		bool drop = net->cut[m.from][m.to] || (net->filter && net->filter(net->filter_ctx, &m));
+		bool drop =
+		    net->cut[m.from][m.to] || (net->filter && net->filter(net->filter_ctx, &m));
 		if (!drop) {
 			net->delivered[m.type]++;
 			tnet_step(net, &m);

@@ -173,11 +173,11 @@ static void test_leader_removes_itself(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_add_node),
-		cmocka_unit_test(test_remove_node),
-		cmocka_unit_test(test_one_change_at_a_time),
-		cmocka_unit_test(test_learner),
-		cmocka_unit_test(test_leader_removes_itself),
+	    cmocka_unit_test(test_add_node),
+	    cmocka_unit_test(test_remove_node),
+	    cmocka_unit_test(test_one_change_at_a_time),
+	    cmocka_unit_test(test_learner),
+	    cmocka_unit_test(test_leader_removes_itself),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

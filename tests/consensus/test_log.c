@@ -32,9 +32,9 @@ static void append_terms(raft_log *l, const uint64_t *terms, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		raft_entry e = {.index = l->last + 1, .term = terms[i]};
 		uint64_t last_new;
-		assert_int_equal(raft_log_maybe_append(l, l->last, raft_log_last_term(l), 0, &e, 1,
-						       &last_new),
-				 0);
+		assert_int_equal(
+		    raft_log_maybe_append(l, l->last, raft_log_last_term(l), 0, &e, 1, &last_new),
+		    0);
 	}
 }
 
@@ -47,8 +47,8 @@ static void test_find_conflict_by_term(void **state)
 	static const struct {
 		uint64_t index, term, want, wterm;
 	} tt[] = {
-		{10, 6, 10, 6}, {10, 5, 7, 5}, {10, 4, 5, 4}, {10, 3, 3, 1},
-		{10, 0, 0, 0},  {4, 2, 3, 1},  {11, 9, 11, 0},
+	    {10, 6, 10, 6}, {10, 5, 7, 5}, {10, 4, 5, 4},  {10, 3, 3, 1},
+	    {10, 0, 0, 0},  {4, 2, 3, 1},  {11, 9, 11, 0},
 	};
 	for (int split = 0; split <= 10; split += 5) {
 		memory_storage *ms = stored(fig7, (size_t)split);
@@ -58,8 +58,9 @@ static void test_find_conflict_by_term(void **state)
 		assert_int_equal(l.last, 10);
 		for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 			uint64_t t;
-			assert_int_equal(raft_log_find_conflict_by_term(&l, tt[i].index, tt[i].term, &t),
-					 tt[i].want);
+			assert_int_equal(
+			    raft_log_find_conflict_by_term(&l, tt[i].index, tt[i].term, &t),
+			    tt[i].want);
 			assert_int_equal(t, tt[i].wterm);
 		}
 		raft_log_destroy(&l);
@@ -182,23 +183,24 @@ static void test_progress_maybe_decr(void **state)
 		bool w;
 		uint64_t wnext;
 	} tt[] = {
-		{RAFT_PROGRESS_REPLICATE, 5, 10, 5, 5, false, 10},
-		{RAFT_PROGRESS_REPLICATE, 5, 10, 4, 4, false, 10},
-		{RAFT_PROGRESS_REPLICATE, 5, 10, 9, 9, true, 6},
-		{RAFT_PROGRESS_PROBE, 0, 0, 0, 0, false, 0},
-		{RAFT_PROGRESS_PROBE, 0, 10, 5, 5, false, 10},
-		{RAFT_PROGRESS_PROBE, 0, 10, 9, 9, true, 9},
-		{RAFT_PROGRESS_PROBE, 0, 2, 1, 1, true, 1},
-		{RAFT_PROGRESS_PROBE, 0, 1, 0, 0, true, 1},
-		{RAFT_PROGRESS_PROBE, 0, 10, 9, 2, true, 3},
-		{RAFT_PROGRESS_PROBE, 0, 10, 9, 0, true, 1},
+	    {RAFT_PROGRESS_REPLICATE, 5, 10, 5, 5, false, 10},
+	    {RAFT_PROGRESS_REPLICATE, 5, 10, 4, 4, false, 10},
+	    {RAFT_PROGRESS_REPLICATE, 5, 10, 9, 9, true, 6},
+	    {RAFT_PROGRESS_PROBE, 0, 0, 0, 0, false, 0},
+	    {RAFT_PROGRESS_PROBE, 0, 10, 5, 5, false, 10},
+	    {RAFT_PROGRESS_PROBE, 0, 10, 9, 9, true, 9},
+	    {RAFT_PROGRESS_PROBE, 0, 2, 1, 1, true, 1},
+	    {RAFT_PROGRESS_PROBE, 0, 1, 0, 0, true, 1},
+	    {RAFT_PROGRESS_PROBE, 0, 10, 9, 2, true, 3},
+	    {RAFT_PROGRESS_PROBE, 0, 10, 9, 0, true, 1},
 	};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 		raft_progress pr;
 		assert_int_equal(raft_progress_init(&pr, 4), 0);
 		raft_progress_reset(&pr, tt[i].match, tt[i].next);
 		pr.state = tt[i].st;
-		assert_int_equal(raft_progress_maybe_decr_to(&pr, tt[i].rejected, tt[i].hint), tt[i].w);
+		assert_int_equal(raft_progress_maybe_decr_to(&pr, tt[i].rejected, tt[i].hint),
+				 tt[i].w);
 		assert_int_equal(pr.match, tt[i].match);
 		assert_int_equal(pr.next, tt[i].wnext);
 		raft_progress_destroy(&pr);
@@ -246,8 +248,13 @@ static void test_quorum(void **state)
 		size_t n;
 		uint64_t want;
 	} tt[] = {
-		{{0}, 0, 0}, {{1}, 1, 1}, {{1, 2, 3}, 3, 2}, {{5, 1, 5}, 3, 5},
-		{{1, 2, 3, 4}, 4, 2}, {{1, 2, 3, 4, 5}, 5, 3}, {{9, 9, 1, 1, 1}, 5, 1},
+	    {{0}, 0, 0},
+	    {{1}, 1, 1},
+	    {{1, 2, 3}, 3, 2},
+	    {{5, 1, 5}, 3, 5},
+	    {{1, 2, 3, 4}, 4, 2},
+	    {{1, 2, 3, 4, 5}, 5, 3},
+	    {{9, 9, 1, 1, 1}, 5, 1},
 	};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 		uint64_t v[5];
@@ -266,14 +273,14 @@ static void test_quorum(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_find_conflict_by_term),
-		cmocka_unit_test(test_conflict_below_window),
-		cmocka_unit_test(test_conflict_with_committed_refused),
-		cmocka_unit_test(test_next_committed_bounds),
-		cmocka_unit_test(test_truncated_data_survives_until_release),
-		cmocka_unit_test(test_progress_maybe_decr),
-		cmocka_unit_test(test_inflights),
-		cmocka_unit_test(test_quorum),
+	    cmocka_unit_test(test_find_conflict_by_term),
+	    cmocka_unit_test(test_conflict_below_window),
+	    cmocka_unit_test(test_conflict_with_committed_refused),
+	    cmocka_unit_test(test_next_committed_bounds),
+	    cmocka_unit_test(test_truncated_data_survives_until_release),
+	    cmocka_unit_test(test_progress_maybe_decr),
+	    cmocka_unit_test(test_inflights),
+	    cmocka_unit_test(test_quorum),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,7 +54,8 @@ static void test_term(void **state)
 		uint64_t i;
 		int werr;
 		uint64_t wterm;
-	} tt[] = {{2, RAFT_ECOMPACTED, 0}, {3, 0, 3}, {4, 0, 4}, {5, 0, 5}, {6, RAFT_EUNAVAILABLE, 0}};
+	} tt[] = {
+	    {2, RAFT_ECOMPACTED, 0}, {3, 0, 3}, {4, 0, 4}, {5, 0, 5}, {6, RAFT_EUNAVAILABLE, 0}};
 	memory_storage *ms = fixture();
 	raft_storage *s = memory_storage_iface(ms);
 	for (size_t k = 0; k < sizeof(tt) / sizeof(tt[0]); k++) {
@@ -72,15 +73,15 @@ static void test_entries(void **state)
 		int werr;
 		size_t wn;
 	} tt[] = {
-		{2, 6, UINT64_MAX, RAFT_ECOMPACTED, 0},
-		{3, 4, UINT64_MAX, RAFT_ECOMPACTED, 0},
-		{4, 5, UINT64_MAX, 0, 1},
-		{4, 6, UINT64_MAX, 0, 2},
-		{4, 7, UINT64_MAX, RAFT_EUNAVAILABLE, 0},
-		{4, 6, 0, 0, 1},  /* at least one entry */
-		{4, 6, 25, 0, 1}, /* 25 bytes for the first, the second does not fit */
-		{4, 6, 51, 0, 2},
-		{5, 5, UINT64_MAX, 0, 0},
+	    {2, 6, UINT64_MAX, RAFT_ECOMPACTED, 0},
+	    {3, 4, UINT64_MAX, RAFT_ECOMPACTED, 0},
+	    {4, 5, UINT64_MAX, 0, 1},
+	    {4, 6, UINT64_MAX, 0, 2},
+	    {4, 7, UINT64_MAX, RAFT_EUNAVAILABLE, 0},
+	    {4, 6, 0, 0, 1},  /* at least one entry */
+	    {4, 6, 25, 0, 1}, /* 25 bytes for the first, the second does not fit */
+	    {4, 6, 51, 0, 2},
+	    {5, 5, UINT64_MAX, 0, 0},
 	};
 	memory_storage *ms = fixture();
 	raft_storage *s = memory_storage_iface(ms);
@@ -108,21 +109,24 @@ static void test_append(void **state)
 		uint64_t wterms[4]; /* terms of 3.. */
 		size_t wn;
 	} tt[] = {
-		/* already compacted: ignored */
-		{{{.index = 2, .term = 2}, {.index = 3, .term = 3}}, 2, 0, {3, 4, 5}, 3},
-		/* same entries */
-		{{{.index = 4, .term = 4}, {.index = 5, .term = 5}}, 2, 0, {3, 4, 5}, 3},
-		/* replace a suffix */
-		{{{.index = 4, .term = 4}, {.index = 5, .term = 6}, {.index = 6, .term = 6}},
-		 3, 0, {3, 4, 6, 6}, 4},
-		/* truncate from the first new index */
-		{{{.index = 4, .term = 7}}, 1, 0, {3, 7}, 2},
-		/* overlapping the compaction point */
-		{{{.index = 3, .term = 3}, {.index = 4, .term = 8}}, 2, 0, {3, 8}, 2},
-		/* direct append */
-		{{{.index = 6, .term = 5}}, 1, 0, {3, 4, 5, 5}, 4},
-		/* gap */
-		{{{.index = 7, .term = 5}}, 1, RAFT_EUNAVAILABLE, {3, 4, 5}, 3},
+	    /* already compacted: ignored */
+	    {{{.index = 2, .term = 2}, {.index = 3, .term = 3}}, 2, 0, {3, 4, 5}, 3},
+	    /* same entries */
+	    {{{.index = 4, .term = 4}, {.index = 5, .term = 5}}, 2, 0, {3, 4, 5}, 3},
+	    /* replace a suffix */
+	    {{{.index = 4, .term = 4}, {.index = 5, .term = 6}, {.index = 6, .term = 6}},
+	     3,
+	     0,
+	     {3, 4, 6, 6},
+	     4},
+	    /* truncate from the first new index */
+	    {{{.index = 4, .term = 7}}, 1, 0, {3, 7}, 2},
+	    /* overlapping the compaction point */
+	    {{{.index = 3, .term = 3}, {.index = 4, .term = 8}}, 2, 0, {3, 8}, 2},
+	    /* direct append */
+	    {{{.index = 6, .term = 5}}, 1, 0, {3, 4, 5, 5}, 4},
+	    /* gap */
+	    {{{.index = 7, .term = 5}}, 1, RAFT_EUNAVAILABLE, {3, 4, 5}, 3},
 	};
 	for (size_t k = 0; k < sizeof(tt) / sizeof(tt[0]); k++) {
 		memory_storage *ms = fixture();
@@ -170,7 +174,8 @@ static void test_create_snapshot(void **state)
 	raft_storage *s = memory_storage_iface(ms);
 	uint64_t voters[] = {1, 2, 3};
 	raft_conf_state cs = {.voters = voters, .n_voters = 3};
-	assert_int_equal(memory_storage_create_snapshot(ms, 3, &cs, "x", 1), RAFT_ESNAP_OUT_OF_DATE);
+	assert_int_equal(memory_storage_create_snapshot(ms, 3, &cs, "x", 1),
+			 RAFT_ESNAP_OUT_OF_DATE);
 	assert_int_equal(memory_storage_create_snapshot(ms, 6, &cs, "x", 1), RAFT_EUNAVAILABLE);
 	assert_int_equal(memory_storage_create_snapshot(ms, 4, &cs, "data", 4), 0);
 	raft_snapshot snap;
@@ -195,9 +200,10 @@ static void test_apply_snapshot(void **state)
 	uint64_t voters[] = {1, 2};
 	raft_snapshot old = {.meta = {.index = 2, .term = 2}};
 	assert_int_equal(memory_storage_apply_snapshot(ms, &old), RAFT_ESNAP_OUT_OF_DATE);
-	raft_snapshot snap = {.meta = {.index = 10, .term = 7, .conf = {.voters = voters, .n_voters = 2}},
-			      .data = (uint8_t *)"sm",
-			      .len = 2};
+	raft_snapshot snap = {
+	    .meta = {.index = 10, .term = 7, .conf = {.voters = voters, .n_voters = 2}},
+	    .data = (uint8_t *)"sm",
+	    .len = 2};
 	assert_int_equal(memory_storage_apply_snapshot(ms, &snap), 0);
 	uint64_t v;
 	s->first_index(s->ctx, &v);
@@ -225,7 +231,8 @@ static void test_hard_and_conf_state(void **state)
 	raft_hard_state hs = {.term = 3, .vote = 2, .commit = 0};
 	memory_storage_set_hard_state(ms, &hs);
 	uint64_t voters[] = {1, 2, 3}, learners[] = {4};
-	raft_conf_state cs = {.voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
+	raft_conf_state cs = {
+	    .voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
 	assert_int_equal(memory_storage_set_conf_state(ms, &cs), 0);
 	raft_hard_state got;
 	raft_conf_state gcs;
@@ -242,14 +249,10 @@ static void test_hard_and_conf_state(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fresh),
-		cmocka_unit_test(test_term),
-		cmocka_unit_test(test_entries),
-		cmocka_unit_test(test_append),
-		cmocka_unit_test(test_compact),
-		cmocka_unit_test(test_create_snapshot),
-		cmocka_unit_test(test_apply_snapshot),
-		cmocka_unit_test(test_hard_and_conf_state),
+	    cmocka_unit_test(test_fresh),	   cmocka_unit_test(test_term),
+	    cmocka_unit_test(test_entries),	   cmocka_unit_test(test_append),
+	    cmocka_unit_test(test_compact),	   cmocka_unit_test(test_create_snapshot),
+	    cmocka_unit_test(test_apply_snapshot), cmocka_unit_test(test_hard_and_conf_state),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

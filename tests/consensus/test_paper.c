@@ -1,4 +1,5 @@
-/* test_paper.c — the Raft core against the paper, section by section (after etcd's raft_paper_test.go). */
+/* test_paper.c — the Raft core against the paper, section by section (after etcd's
+ * raft_paper_test.go). */
 #include "test_util.h"
 
 #include <stdlib.h>
@@ -55,9 +56,10 @@ static void test_reject_stale_term_message(void **state)
 	tu_preload(net, 1, NULL, 0, 2, 0);
 	msgq q = {0};
 	raft_entry e = ent(1, 1);
-	tu_step(net, 1,
-		(raft_msg){.type = RAFT_MSG_APP, .from = 2, .term = 1, .entries = &e, .n_entries = 1},
-		&q);
+	tu_step(
+	    net, 1,
+	    (raft_msg){.type = RAFT_MSG_APP, .from = 2, .term = 1, .entries = &e, .n_entries = 1},
+	    &q);
 	assert_int_equal(q.n, 0);
 	assert_int_equal(raft_term(R(net, 1)), 2);
 	assert_int_equal(tu_stored_last(net, 1), 0);
@@ -142,19 +144,19 @@ static void test_leader_election_in_one_round_rpc(void **state)
 		int votes[5]; /* per peer 2..: 1 grant, -1 refuse, 0 no reply */
 		raft_role want;
 	} tt[] = {
-		{1, {0}, RAFT_LEADER},
-		{3, {1, 1}, RAFT_LEADER},
-		{3, {1, 0}, RAFT_LEADER},
-		{5, {1, 1, 1, 1}, RAFT_LEADER},
-		{5, {1, 1, 1, 0}, RAFT_LEADER},
-		{5, {1, 1, 0, 0}, RAFT_LEADER},
-		{3, {-1, -1}, RAFT_FOLLOWER},
-		{5, {-1, -1, -1, -1}, RAFT_FOLLOWER},
-		{5, {1, -1, -1, -1}, RAFT_FOLLOWER},
-		{3, {0, 0}, RAFT_CANDIDATE},
-		{5, {1, 0, 0, 0}, RAFT_CANDIDATE},
-		{5, {-1, -1, 0, 0}, RAFT_CANDIDATE},
-		{5, {0, 0, 0, 0}, RAFT_CANDIDATE},
+	    {1, {0}, RAFT_LEADER},
+	    {3, {1, 1}, RAFT_LEADER},
+	    {3, {1, 0}, RAFT_LEADER},
+	    {5, {1, 1, 1, 1}, RAFT_LEADER},
+	    {5, {1, 1, 1, 0}, RAFT_LEADER},
+	    {5, {1, 1, 0, 0}, RAFT_LEADER},
+	    {3, {-1, -1}, RAFT_FOLLOWER},
+	    {5, {-1, -1, -1, -1}, RAFT_FOLLOWER},
+	    {5, {1, -1, -1, -1}, RAFT_FOLLOWER},
+	    {3, {0, 0}, RAFT_CANDIDATE},
+	    {5, {1, 0, 0, 0}, RAFT_CANDIDATE},
+	    {5, {-1, -1, 0, 0}, RAFT_CANDIDATE},
+	    {5, {0, 0, 0, 0}, RAFT_CANDIDATE},
 	};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 		raft_config c = tcfg();
@@ -187,8 +189,7 @@ static void test_follower_vote(void **state)
 		uint64_t vote, nvote;
 		bool wreject;
 	} tt[] = {
-		{0, 1, false}, {0, 2, false}, {1, 1, false},
-		{2, 2, false}, {1, 2, true},  {2, 1, true},
+	    {0, 1, false}, {0, 2, false}, {1, 1, false}, {2, 2, false}, {1, 2, true}, {2, 1, true},
 	};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 		raft_config c = tcfg();
@@ -198,7 +199,8 @@ static void test_follower_vote(void **state)
 		memory_storage_set_hard_state(n3->ms, &hs);
 		tnet_restart(net, 3);
 		msgq q = {0};
-		tu_step(net, 3, (raft_msg){.type = RAFT_MSG_VOTE, .from = tt[i].nvote, .term = 1}, &q);
+		tu_step(net, 3, (raft_msg){.type = RAFT_MSG_VOTE, .from = tt[i].nvote, .term = 1},
+			&q);
 		assert_int_equal(q.n, 1);
 		assert_int_equal(q.m[0].type, RAFT_MSG_VOTE_RESP);
 		assert_int_equal(q.m[0].to, tt[i].nvote);
@@ -258,8 +260,9 @@ static void check_timeout_randomized(bool candidate)
 			raft_campaign(R(net, 1));
 		} else {
 			uint64_t t = raft_term(R(net, 1)) + 1;
-			raft_step(R(net, 1), &(raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 1,
-							 .term = t});
+			raft_step(
+			    R(net, 1),
+			    &(raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = 2, .to = 1, .term = t});
 		}
 		tn_drain(net, tnet_node(net, 1), &q);
 		msgq_clear(&q);
@@ -295,7 +298,9 @@ static void test_follower_election_timeout_nonconflict(void **state)
 		for (uint64_t id = 1; id <= 5; id++) {
 			raft *r = R(net, id);
 			uint64_t from = id % 5 + 1;
-			raft_step(r, &(raft_msg){.type = RAFT_MSG_HEARTBEAT, .from = from, .to = id,
+			raft_step(r, &(raft_msg){.type = RAFT_MSG_HEARTBEAT,
+						 .from = from,
+						 .to = id,
 						 .term = raft_term(r) + 1});
 			tn_drain(net, tnet_node(net, id), &q);
 		}
@@ -401,9 +406,9 @@ static void test_leader_acknowledge_commit(void **state)
 		uint64_t acceptors[4];
 		bool wack;
 	} tt[] = {
-		{1, {0}, true},        {3, {0}, false},          {3, {2}, true},
-		{3, {2, 3}, true},     {5, {0}, false},          {5, {2}, false},
-		{5, {2, 3}, true},     {5, {2, 3, 4}, true},     {5, {2, 3, 4, 5}, true},
+	    {1, {0}, true},    {3, {0}, false},	     {3, {2}, true},
+	    {3, {2, 3}, true}, {5, {0}, false},	     {5, {2}, false},
+	    {5, {2, 3}, true}, {5, {2, 3, 4}, true}, {5, {2, 3, 4, 5}, true},
 	};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 		raft_config c = tcfg();
@@ -449,7 +454,8 @@ static void test_leader_commit_preceding_entries(void **state)
 		uint64_t li = tu_last(r);
 		for (uint64_t p = 2; p <= 3; p++)
 			tu_step(net, 1,
-				(raft_msg){.type = RAFT_MSG_APP_RESP, .from = p, .term = 3, .index = li},
+				(raft_msg){
+				    .type = RAFT_MSG_APP_RESP, .from = p, .term = 3, .index = li},
 				&q);
 		tnode *n1 = tnet_node(net, 1);
 		assert_int_equal(n1->n_applied, tt[i].n + 2);
@@ -478,8 +484,8 @@ static void test_follower_commit_entry(void **state)
 		for (size_t k = 0; k < tt[i].n; k++) {
 			data[k][0] = 'd';
 			data[k][1] = (char)('0' + k);
-			ents[k] = (raft_entry){.index = k + 1, .term = 1, .len = 2,
-					       .data = (uint8_t *)data[k]};
+			ents[k] = (raft_entry){
+			    .index = k + 1, .term = 1, .len = 2, .data = (uint8_t *)data[k]};
 		}
 		msgq q = {0};
 		tu_step(net, 1,
@@ -512,11 +518,10 @@ static void test_follower_check_msgapp(void **state)
 		bool wreject;
 		uint64_t whint, wlogterm;
 	} tt[] = {
-		{0, 0, 1, false, 0, 0}, /* below commit: acknowledged at commit */
-		{1, 1, 1, false, 0, 0},
-		{2, 2, 2, false, 0, 0},
-		{1, 2, 2, true, 1, 1}, /* term mismatch at 2: hint entry 1 (term 1) */
-		{3, 3, 3, true, 2, 2}, /* beyond our log: hint our last entry */
+	    {0, 0, 1, false, 0, 0}, /* below commit: acknowledged at commit */
+	    {1, 1, 1, false, 0, 0}, {2, 2, 2, false, 0, 0},
+	    {1, 2, 2, true, 1, 1}, /* term mismatch at 2: hint entry 1 (term 1) */
+	    {3, 3, 3, true, 2, 2}, /* beyond our log: hint our last entry */
 	};
 	static const uint64_t terms[] = {1, 2};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
@@ -557,11 +562,17 @@ static void test_follower_append_entries(void **state)
 		raft_entry wunstable[2];
 		size_t wun;
 	} tt[] = {
-		{2, 2, {{.index = 3, .term = 3}}, 1, {1, 2, 3}, 3, {{.index = 3, .term = 3}}, 1},
-		{1, 1, {{.index = 2, .term = 3}, {.index = 3, .term = 4}}, 2, {1, 3, 4}, 3,
-		 {{.index = 2, .term = 3}, {.index = 3, .term = 4}}, 2},
-		{0, 0, {{.index = 1, .term = 1}}, 1, {1, 2}, 2, {{0}}, 0},
-		{0, 0, {{.index = 1, .term = 3}}, 1, {3}, 1, {{.index = 1, .term = 3}}, 1},
+	    {2, 2, {{.index = 3, .term = 3}}, 1, {1, 2, 3}, 3, {{.index = 3, .term = 3}}, 1},
+	    {1,
+	     1,
+	     {{.index = 2, .term = 3}, {.index = 3, .term = 4}},
+	     2,
+	     {1, 3, 4},
+	     3,
+	     {{.index = 2, .term = 3}, {.index = 3, .term = 4}},
+	     2},
+	    {0, 0, {{.index = 1, .term = 1}}, 1, {1, 2}, 2, {{0}}, 0},
+	    {0, 0, {{.index = 1, .term = 3}}, 1, {3}, 1, {{.index = 1, .term = 3}}, 1},
 	};
 	static const uint64_t terms[] = {1, 2};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
@@ -606,12 +617,12 @@ static void test_leader_sync_follower_log(void **state)
 		uint64_t terms[12];
 		size_t n;
 	} tt[] = {
-		{{1, 1, 1, 4, 4, 5, 5, 6, 6}, 9},
-		{{1, 1, 1, 4}, 4},
-		{{1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6}, 11},
-		{{1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7}, 12},
-		{{1, 1, 1, 4, 4, 4, 4}, 7},
-		{{1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3}, 11},
+	    {{1, 1, 1, 4, 4, 5, 5, 6, 6}, 9},
+	    {{1, 1, 1, 4}, 4},
+	    {{1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6}, 11},
+	    {{1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7}, 12},
+	    {{1, 1, 1, 4, 4, 4, 4}, 7},
+	    {{1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3}, 11},
 	};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 		raft_config c = tcfg();
@@ -676,18 +687,18 @@ static void test_voter(void **state)
 		uint64_t log_term, index;
 		bool wreject;
 	} tt[] = {
-		/* same last term: longer or equal log wins */
-		{{1}, 1, 1, 1, false},
-		{{1}, 1, 1, 2, false},
-		{{1, 1}, 2, 1, 1, true},
-		/* candidate's last term is higher */
-		{{1}, 1, 2, 1, false},
-		{{1}, 1, 2, 2, false},
-		{{1, 1}, 2, 2, 1, false},
-		/* voter's last term is higher */
-		{{2}, 1, 1, 1, true},
-		{{2}, 1, 1, 2, true},
-		{{2, 1}, 2, 1, 1, true},
+	    /* same last term: longer or equal log wins */
+	    {{1}, 1, 1, 1, false},
+	    {{1}, 1, 1, 2, false},
+	    {{1, 1}, 2, 1, 1, true},
+	    /* candidate's last term is higher */
+	    {{1}, 1, 2, 1, false},
+	    {{1}, 1, 2, 2, false},
+	    {{1, 1}, 2, 2, 1, false},
+	    /* voter's last term is higher */
+	    {{2}, 1, 1, 1, true},
+	    {{2}, 1, 1, 2, true},
+	    {{2, 1}, 2, 1, 1, true},
 	};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 		raft_config c = tcfg();
@@ -724,7 +735,8 @@ static void test_leader_only_commits_log_from_current_term(void **state)
 		tu_make_leader(net, 1, &q);
 		assert_int_equal(raft_term(R(net, 1)), 3);
 		tu_step(net, 1,
-			(raft_msg){.type = RAFT_MSG_APP_RESP, .from = 2, .term = 3, .index = tt[i].index},
+			(raft_msg){
+			    .type = RAFT_MSG_APP_RESP, .from = 2, .term = 3, .index = tt[i].index},
 			&q);
 		raft_status st;
 		raft_get_status(R(net, 1), &st);
@@ -778,31 +790,31 @@ static void test_local_msg_ignores_term(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_start_as_follower),
-		cmocka_unit_test(test_update_term_from_message),
-		cmocka_unit_test(test_reject_stale_term_message),
-		cmocka_unit_test(test_leader_bcast_beat),
-		cmocka_unit_test(test_follower_start_election),
-		cmocka_unit_test(test_candidate_start_new_election),
-		cmocka_unit_test(test_leader_election_in_one_round_rpc),
-		cmocka_unit_test(test_follower_vote),
-		cmocka_unit_test(test_candidate_fallback),
-		cmocka_unit_test(test_follower_election_timeout_randomized),
-		cmocka_unit_test(test_candidate_election_timeout_randomized),
-		cmocka_unit_test(test_follower_election_timeout_nonconflict),
-		cmocka_unit_test(test_leader_start_replication),
-		cmocka_unit_test(test_leader_commit_entry),
-		cmocka_unit_test(test_leader_acknowledge_commit),
-		cmocka_unit_test(test_leader_commit_preceding_entries),
-		cmocka_unit_test(test_follower_commit_entry),
-		cmocka_unit_test(test_follower_check_msgapp),
-		cmocka_unit_test(test_follower_append_entries),
-		cmocka_unit_test(test_leader_sync_follower_log),
-		cmocka_unit_test(test_vote_request),
-		cmocka_unit_test(test_voter),
-		cmocka_unit_test(test_leader_only_commits_log_from_current_term),
-		cmocka_unit_test(test_noop_on_election),
-		cmocka_unit_test(test_local_msg_ignores_term),
+	    cmocka_unit_test(test_start_as_follower),
+	    cmocka_unit_test(test_update_term_from_message),
+	    cmocka_unit_test(test_reject_stale_term_message),
+	    cmocka_unit_test(test_leader_bcast_beat),
+	    cmocka_unit_test(test_follower_start_election),
+	    cmocka_unit_test(test_candidate_start_new_election),
+	    cmocka_unit_test(test_leader_election_in_one_round_rpc),
+	    cmocka_unit_test(test_follower_vote),
+	    cmocka_unit_test(test_candidate_fallback),
+	    cmocka_unit_test(test_follower_election_timeout_randomized),
+	    cmocka_unit_test(test_candidate_election_timeout_randomized),
+	    cmocka_unit_test(test_follower_election_timeout_nonconflict),
+	    cmocka_unit_test(test_leader_start_replication),
+	    cmocka_unit_test(test_leader_commit_entry),
+	    cmocka_unit_test(test_leader_acknowledge_commit),
+	    cmocka_unit_test(test_leader_commit_preceding_entries),
+	    cmocka_unit_test(test_follower_commit_entry),
+	    cmocka_unit_test(test_follower_check_msgapp),
+	    cmocka_unit_test(test_follower_append_entries),
+	    cmocka_unit_test(test_leader_sync_follower_log),
+	    cmocka_unit_test(test_vote_request),
+	    cmocka_unit_test(test_voter),
+	    cmocka_unit_test(test_leader_only_commits_log_from_current_term),
+	    cmocka_unit_test(test_noop_on_election),
+	    cmocka_unit_test(test_local_msg_ignores_term),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

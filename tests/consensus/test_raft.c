@@ -203,12 +203,14 @@ static void test_stale_append_keeps_matching_suffix(void **state)
 	tnet *net = tnet_new(3, &c);
 	raft_entry e[3] = {ent(1, 1), ent(2, 1), ent(3, 1)};
 	msgq q = {0};
-	tu_step(net, 1,
-		(raft_msg){.type = RAFT_MSG_APP, .from = 2, .term = 1, .entries = e, .n_entries = 3},
-		&q);
-	tu_step(net, 1,
-		(raft_msg){.type = RAFT_MSG_APP, .from = 2, .term = 1, .entries = e, .n_entries = 2},
-		&q);
+	tu_step(
+	    net, 1,
+	    (raft_msg){.type = RAFT_MSG_APP, .from = 2, .term = 1, .entries = e, .n_entries = 3},
+	    &q);
+	tu_step(
+	    net, 1,
+	    (raft_msg){.type = RAFT_MSG_APP, .from = 2, .term = 1, .entries = e, .n_entries = 2},
+	    &q);
 	assert_int_equal(tu_stored_last(net, 1), 3);
 	assert_int_equal(q.n, 2);
 	assert_int_equal(q.m[1].index, 2);
@@ -399,9 +401,11 @@ static void test_read_index_follower_single_and_no_leader(void **state)
 	/* A read forwarded to a node that is no longer leader is dropped,
 	 * not forwarded again under another sender's name. */
 	msgq q = {0};
-	assert_int_equal(raft_step(R(net, 2), &(raft_msg){.type = RAFT_MSG_READ_INDEX, .from = 3,
-						   .to = 2, .context = (uint8_t *)"f",
-						   .context_len = 1}),
+	assert_int_equal(raft_step(R(net, 2), &(raft_msg){.type = RAFT_MSG_READ_INDEX,
+							  .from = 3,
+							  .to = 2,
+							  .context = (uint8_t *)"f",
+							  .context_len = 1}),
 			 0);
 	tn_drain(net, tnet_node(net, 2), &q);
 	assert_int_equal(q.n, 0);
@@ -433,7 +437,8 @@ static void test_snapshot_catch_up(void **state)
 	raft_conf_state cs = {.voters = voters, .n_voters = 3};
 	for (uint64_t id = 1; id <= 2; id++) {
 		tnode *n = tnet_node(net, id);
-		assert_int_equal(memory_storage_create_snapshot(n->ms, commit - 2, &cs, "SM", 2), 0);
+		assert_int_equal(memory_storage_create_snapshot(n->ms, commit - 2, &cs, "SM", 2),
+				 0);
 		assert_int_equal(memory_storage_compact(n->ms, commit - 2), 0);
 	}
 	tnet_heal(net);
@@ -611,27 +616,27 @@ static void test_trace_mask(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_prevote_partitioned_node_does_not_disrupt),
-		cmocka_unit_test(test_prevote_election),
-		cmocka_unit_test(test_prevote_refused_for_stale_log),
-		cmocka_unit_test(test_check_quorum_leader_steps_down),
-		cmocka_unit_test(test_check_quorum_lease_ignores_vote),
-		cmocka_unit_test(test_fast_backtracking_round_trips),
-		cmocka_unit_test(test_stale_append_keeps_matching_suffix),
-		cmocka_unit_test(test_inflight_limit),
-		cmocka_unit_test(test_proposal_batching),
-		cmocka_unit_test(test_proposal_forwarding_and_dropping),
-		cmocka_unit_test(test_read_index_batching),
-		cmocka_unit_test(test_read_index_waits_for_commit_in_term),
-		cmocka_unit_test(test_read_index_follower_single_and_no_leader),
-		cmocka_unit_test(test_snapshot_catch_up),
-		cmocka_unit_test(test_snapshot_restore_rules),
-		cmocka_unit_test(test_leader_transfer),
-		cmocka_unit_test(test_report_unreachable),
-		cmocka_unit_test(test_timer_events_from_peers_ignored),
-		cmocka_unit_test(test_ready_contract),
-		cmocka_unit_test(test_restart_restores_state),
-		cmocka_unit_test(test_trace_mask),
+	    cmocka_unit_test(test_prevote_partitioned_node_does_not_disrupt),
+	    cmocka_unit_test(test_prevote_election),
+	    cmocka_unit_test(test_prevote_refused_for_stale_log),
+	    cmocka_unit_test(test_check_quorum_leader_steps_down),
+	    cmocka_unit_test(test_check_quorum_lease_ignores_vote),
+	    cmocka_unit_test(test_fast_backtracking_round_trips),
+	    cmocka_unit_test(test_stale_append_keeps_matching_suffix),
+	    cmocka_unit_test(test_inflight_limit),
+	    cmocka_unit_test(test_proposal_batching),
+	    cmocka_unit_test(test_proposal_forwarding_and_dropping),
+	    cmocka_unit_test(test_read_index_batching),
+	    cmocka_unit_test(test_read_index_waits_for_commit_in_term),
+	    cmocka_unit_test(test_read_index_follower_single_and_no_leader),
+	    cmocka_unit_test(test_snapshot_catch_up),
+	    cmocka_unit_test(test_snapshot_restore_rules),
+	    cmocka_unit_test(test_leader_transfer),
+	    cmocka_unit_test(test_report_unreachable),
+	    cmocka_unit_test(test_timer_events_from_peers_ignored),
+	    cmocka_unit_test(test_ready_contract),
+	    cmocka_unit_test(test_restart_restores_state),
+	    cmocka_unit_test(test_trace_mask),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
