@@ -85,6 +85,12 @@ int rec_get(store *s, const uint8_t *key, size_t klen, rocksdb_pinnableslice_t *
 /* Writes the batch (synced if sync); what names the operation for errors. */
 int batch_write(store *s, rocksdb_writebatch_t *b, bool sync, const char *what);
 
+/* Reads and decodes entry index (log.c); RAFT_ECORRUPT if it is missing. */
+int entry_get(store *s, uint64_t index, raft_entry *e);
+
+/* The iterator's error, if any, recorded with what as context. */
+int iter_status(store *s, rocksdb_iterator_t *it, const char *what);
+
 /* Adds the compaction point (index, term) to the batch. */
 void log_start_put(store *s, rocksdb_writebatch_t *b, uint64_t index, uint64_t term);
 

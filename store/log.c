@@ -1,0 +1,341 @@
+/* log.c — the raft log in the store (append with suffix truncation, reads
+ * under a byte cap, term lookups, compaction) and the hard and conf states.
+ * First/last index and their terms are cached in the store struct, so the
+ * hot path (store_save, term of the last entry) never seeks. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "store_int.h"
+
+static int entry_put(store *s, rocksdb_writebatch_t *b, const raft_entry *e)
+{
+	uint8_t key[KEY_MAX];
+	size_t klen = key_entry(key, e->index);
+	size_t plen = codec_entry_size(e);
+	uint8_t *p = rec_buf(s, plen);
+	if (!p)
+		return RAFT_ENOMEM;
+	codec_entry_pack(e, p);
+	rec_put(s, b, key, klen, plen);
+	return 0;
+}
+
+/* Decodes a verified entry payload stored under index. */
+static int entry_decode(store *s, uint64_t index, const uint8_t *payload, size_t plen,
+			raft_entry *e)
+{
+	if (codec_entry_decode(payload, plen, e) != 0)
+		return store_fail(s, RAFT_ECORRUPT, "entry %llu: does not decode as raftpb.Entry",
+				  (unsigned long long)index);
+	if (e->index != index) {
+		unsigned long long got = e->index;
+		raft_entry_free_contents(e);
+		return store_fail(s, RAFT_ECORRUPT, "entry %llu: holds index %llu",
+				  (unsigned long long)index, got);
+	}
+	return 0;
+}
+
+int entry_get(store *s, uint64_t index, raft_entry *e)
+{
+	uint8_t key[KEY_MAX];
+	size_t klen = key_entry(key, index);
+	rocksdb_pinnableslice_t *ps;
+	const uint8_t *payload;
+	size_t plen;
+	int rv = rec_get(s, key, klen, &ps, &payload, &plen);
+	if (rv == 0)
+		return store_fail(s, RAFT_ECORRUPT, "entry %llu: missing (log holds %llu..%llu)",
+				  (unsigned long long)index,
+				  (unsigned long long)s->compact_index + 1,
+				  (unsigned long long)s->last_index);
+	if (rv < 0)
+		return rv;
+	rv = entry_decode(s, index, payload, plen, e);
+	rocksdb_pinnableslice_destroy(ps);
+	return rv;
+}
+
+uint64_t store_first_index(const store *s)
+{
+	return s->compact_index + 1;
+}
+
+uint64_t store_last_index(const store *s)
+{
+	return s->last_index;
+}
+
+int store_term(store *s, uint64_t index, uint64_t *term)
+{
+	if (index < s->compact_index)
+		return RAFT_ECOMPACTED;
+	if (index > s->last_index)
+		return RAFT_EUNAVAILABLE;
+	if (index == s->compact_index) {
+		*term = s->compact_term;
+		return 0;
+	}
+	if (index == s->last_index) {
+		*term = s->last_term;
+		return 0;
+	}
+	raft_entry e;
+	int rv = entry_get(s, index, &e);
+	if (rv != 0)
+		return rv;
+	*term = e.term;
+	raft_entry_free_contents(&e);
+	return 0;
+}
+
+int iter_status(store *s, rocksdb_iterator_t *it, const char *what)
+{
+	char *err = NULL;
+	rocksdb_iter_get_error(it, &err);
+	if (!err)
+		return 0;
+	int rv = store_fail(s, RAFT_EIO, "%s: %s", what, err);
+	rocksdb_free(err);
+	return rv;
+}
+
+/* Appends one entry to the growing array *arr. */
+static int entries_push(raft_entry **arr, size_t *n, size_t *cap, raft_entry *e)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		raft_entry *p = realloc(*arr, ncap * sizeof(*p));
+		if (!p)
+			return RAFT_ENOMEM;
+		*arr = p;
+		*cap = ncap;
+	}
+	(*arr)[(*n)++] = *e;
+	return 0;
+}
+
+int store_entries(store *s, uint64_t lo, uint64_t hi, uint64_t max_bytes, raft_entry **out,
+		  size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (lo > hi)
+		return store_fail(s, RAFT_EINVAL, "entries [%llu, %llu): bad range",
+				  (unsigned long long)lo, (unsigned long long)hi);
+	if (lo <= s->compact_index)
+		return RAFT_ECOMPACTED;
+	if (hi > s->last_index + 1)
+		return RAFT_EUNAVAILABLE;
+	if (lo == hi)
+		return 0;
+
+	raft_entry *arr = NULL;
+	size_t cnt = 0, cap = 0;
+	uint64_t bytes = 0;
+	int rv = 0;
+	uint8_t key[KEY_MAX];
+	size_t klen = key_entry(key, lo);
+	rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->ro);
+	rocksdb_iter_seek(it, (const char *)key, klen);
+	for (uint64_t want = lo; want < hi; want++, rocksdb_iter_next(it)) {
+		klen = key_entry(key, want);
+		size_t got_len = 0;
+		const char *got = rocksdb_iter_valid(it) ? rocksdb_iter_key(it, &got_len) : NULL;
+		if (!got || got_len != klen || memcmp(got, key, klen) != 0) {
+			rv = iter_status(s, it, "read entries");
+			if (rv == 0)
+				rv = store_fail(s, RAFT_ECORRUPT,
+						"entry %llu: missing (log holds %llu..%llu)",
+						(unsigned long long)want,
+						(unsigned long long)s->compact_index + 1,
+						(unsigned long long)s->last_index);
+			break;
+		}
+		size_t vlen, plen;
+		const char *val = rocksdb_iter_value(it, &vlen);
+		const uint8_t *payload;
+		raft_entry e;
+		rv = rec_check(s, key, klen, val, vlen, &payload, &plen);
+		if (rv == 0)
+			rv = entry_decode(s, want, payload, plen, &e);
+		if (rv != 0)
+			break;
+		uint64_t size = raft_entry_size(&e);
+		if (cnt > 0 && bytes + size > max_bytes) {
+			raft_entry_free_contents(&e);
+			break;
+		}
+		if (entries_push(&arr, &cnt, &cap, &e) != 0) {
+			raft_entry_free_contents(&e);
+			rv = store_fail(s, RAFT_ENOMEM, "read entries: out of memory at entry %llu",
+					(unsigned long long)want);
+			break;
+		}
+		bytes += size;
+	}
+	rocksdb_iter_destroy(it);
+	if (rv != 0) {
+		raft_entries_free(arr, cnt);
+		return rv;
+	}
+	*out = arr;
+	*n = cnt;
+	return 0;
+}
+
+static int hard_state_put(store *s, rocksdb_writebatch_t *b, const raft_hard_state *hs)
+{
+	size_t plen = codec_hard_state_size(hs);
+	uint8_t *p = rec_buf(s, plen);
+	if (!p)
+		return RAFT_ENOMEM;
+	codec_hard_state_pack(hs, p);
+	rec_put(s, b, (const uint8_t *)KEY_HARD_STATE, strlen(KEY_HARD_STATE), plen);
+	return 0;
+}
+
+int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n)
+{
+	/* Entries at or below the compaction point are already in the snapshot. */
+	size_t skip = 0;
+	while (skip < n && ents[skip].index <= s->compact_index)
+		skip++;
+	ents += skip;
+	n -= skip;
+	if (!hs && n == 0)
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if (ents[i].index != ents[i - 1].index + 1)
+			return store_fail(s, RAFT_EINVAL,
+					  "append: entry %llu follows entry %llu in one batch",
+					  (unsigned long long)ents[i].index,
+					  (unsigned long long)ents[i - 1].index);
+	if (n > 0 && ents[0].index > s->last_index + 1)
+		return store_fail(s, RAFT_EUNAVAILABLE,
+				  "append: entry %llu would leave a gap after last index %llu",
+				  (unsigned long long)ents[0].index,
+				  (unsigned long long)s->last_index);
+
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	int rv = 0;
+	for (size_t i = 0; i < n && rv == 0; i++)
+		rv = entry_put(s, b, &ents[i]);
+	uint64_t new_last = n ? ents[n - 1].index : s->last_index;
+	if (rv == 0 && n > 0 && new_last < s->last_index) {
+		/* Raft §5.3: a conflicting entry and all that follow it go. */
+		uint8_t from[KEY_MAX], to[KEY_MAX];
+		size_t flen = key_entry(from, new_last + 1);
+		size_t tlen = key_entry(to, s->last_index + 1);
+		rocksdb_writebatch_delete_range(b, (const char *)from, flen, (const char *)to,
+						tlen);
+	}
+	if (rv == 0 && hs)
+		rv = hard_state_put(s, b, hs);
+	if (rv == 0)
+		rv = batch_write(s, b, true, n ? "append entries" : "save hard state");
+	rocksdb_writebatch_destroy(b);
+	if (rv != 0)
+		return rv;
+	if (hs)
+		s->hs = *hs;
+	if (n > 0) {
+		s->last_index = new_last;
+		s->last_term = ents[n - 1].term;
+	}
+	return 0;
+}
+
+int store_append(store *s, const raft_entry *ents, size_t n)
+{
+	return store_save(s, NULL, ents, n);
+}
+
+int store_set_hard_state(store *s, const raft_hard_state *hs)
+{
+	return store_save(s, hs, NULL, 0);
+}
+
+void store_hard_state(const store *s, raft_hard_state *hs)
+{
+	*hs = s->hs;
+}
+
+int conf_state_put(store *s, rocksdb_writebatch_t *b, const raft_conf_state *cs)
+{
+	size_t plen = codec_conf_state_size(cs);
+	uint8_t *p = rec_buf(s, plen);
+	if (!p)
+		return RAFT_ENOMEM;
+	codec_conf_state_pack(cs, p);
+	rec_put(s, b, (const uint8_t *)KEY_CONF_STATE, strlen(KEY_CONF_STATE), plen);
+	return 0;
+}
+
+int store_set_conf_state(store *s, const raft_conf_state *cs)
+{
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	int rv = conf_state_put(s, b, cs);
+	if (rv == 0)
+		rv = batch_write(s, b, true, "save conf state");
+	rocksdb_writebatch_destroy(b);
+	return rv;
+}
+
+int store_conf_state(store *s, raft_conf_state *cs)
+{
+	memset(cs, 0, sizeof(*cs));
+	rocksdb_pinnableslice_t *ps;
+	const uint8_t *payload;
+	size_t plen;
+	int rv = rec_get(s, (const uint8_t *)KEY_CONF_STATE, strlen(KEY_CONF_STATE), &ps, &payload,
+			 &plen);
+	if (rv <= 0)
+		return rv;
+	rv = codec_conf_state_decode(payload, plen, cs);
+	rocksdb_pinnableslice_destroy(ps);
+	if (rv != 0)
+		return store_fail(s, rv, "record \"%s\": does not decode as raftpb.ConfState",
+				  KEY_CONF_STATE);
+	return 0;
+}
+
+void log_start_put(store *s, rocksdb_writebatch_t *b, uint64_t index, uint64_t term)
+{
+	uint8_t *p = rec_buf(s, 16); /* never fails: scratch is at least 4 KiB after open */
+	be64_put(p, index);
+	be64_put(p + 8, term);
+	rec_put(s, b, (const uint8_t *)KEY_LOG_START, strlen(KEY_LOG_START), 16);
+}
+
+int store_compact(store *s, uint64_t index)
+{
+	if (index < s->compact_index + 1)
+		return RAFT_ECOMPACTED;
+	if (index > s->last_index)
+		return RAFT_EUNAVAILABLE;
+	if (index > s->snap.meta.index)
+		return store_fail(s, RAFT_EINVAL,
+				  "compact through %llu: beyond the snapshot at %llu, entries "
+				  "would be lost",
+				  (unsigned long long)index,
+				  (unsigned long long)s->snap.meta.index);
+	uint64_t term;
+	int rv = store_term(s, index, &term);
+	if (rv != 0)
+		return rv;
+	uint8_t from[KEY_MAX], to[KEY_MAX];
+	size_t flen = key_entry(from, 0);
+	size_t tlen = key_entry(to, index + 1);
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	rocksdb_writebatch_delete_range(b, (const char *)from, flen, (const char *)to, tlen);
+	log_start_put(s, b, index, term);
+	rv = batch_write(s, b, false, "compact log");
+	rocksdb_writebatch_destroy(b);
+	if (rv != 0)
+		return rv;
+	s->compact_index = index;
+	s->compact_term = term;
+	return 0;
+}
