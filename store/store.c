@@ -36,10 +36,36 @@ static const char FORMAT_MAGIC[12] = "raftfs-store"; /* not NUL-terminated */
 #define FORMAT_LEN (sizeof(FORMAT_MAGIC) + 4)
 
 /* A directory holding anything but a RocksDB database is not ours to take. */
+/* mkdir -p: the node's data directory may be new too. */
+static int make_dirs(store *s)
+{
+	if (s->dir[0] == '\0')
+		return store_fail(s, RAFT_EINVAL, "empty directory name");
+	char *path = strdup(s->dir);
+	if (!path)
+		return store_fail(s, RAFT_ENOMEM, "out of memory");
+	int rv = 0;
+	for (char *p = path + 1; rv == 0; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			rv =
+			    store_fail(s, -errno, "create directory %s: %s", path, strerror(errno));
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	free(path);
+	return rv;
+}
+
 static int check_dir(store *s)
 {
-	if (mkdir(s->dir, 0755) != 0 && errno != EEXIST)
-		return store_fail(s, -errno, "create directory: %s", strerror(errno));
+	int rv = make_dirs(s);
+	if (rv != 0)
+		return rv;
 	DIR *d = opendir(s->dir);
 	if (!d)
 		return store_fail(s, -errno, "open directory: %s", strerror(errno));

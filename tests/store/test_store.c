@@ -491,6 +491,27 @@ static void test_open_refuses_foreign_dir(void **state)
 	free(file);
 }
 
+static void test_open_creates_parents(void **state)
+{
+	fixture *f = *state;
+	f->other = tu_tmpdir("store-nested");
+	assert_non_null(f->other);
+	char *nested;
+	assert_true(asprintf(&nested, "%s/data/node1/raft", f->other) > 0);
+	store *s = NULL;
+	char err[512];
+	if (store_open(nested, &s, err, sizeof(err)) != 0)
+		fail_msg("open %s: %s", nested, err);
+	append(s, 1, 3, 1, 10);
+	store_close(s);
+	assert_int_equal(store_open(nested, &s, err, sizeof(err)), 0);
+	assert_int_equal(store_last_index(s), 2);
+	store_close(s);
+	free(nested);
+	assert_int_equal(store_open("", &s, err, sizeof(err)), RAFT_EINVAL);
+	assert_null(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -507,6 +528,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_raft_storage_snapshot_inline_limit, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_open_refuses_foreign_dir, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_creates_parents, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
