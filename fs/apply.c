@@ -20,6 +20,9 @@
 // setxattr never fails locally where it succeeded elsewhere (ENOSPC result).
 #define MAX_XATTR_SPACE 3072
 #define MAX_XATTR_VALUE 65536
+// ext4's link limit (EXT4_LINK_MAX), counting our index link: the user gets
+// one less. A result, so a node on another filesystem cannot diverge.
+#define MAX_LINKS 65000
 
 #define ROUND4(n) (((n) + 3) & ~(size_t)3)
 
@@ -29,6 +32,13 @@
 static int fault(const char *what, const char *path, int err)
 {
 	fprintf(stderr, "sm: %s %s: %s\n", what, path, strerror(err));
+	return -err;
+}
+
+// The same for an object named by id (data ops on a cached fd).
+static int fault_id(const char *what, uint64_t id, int err)
+{
+	fprintf(stderr, "sm: %s id %016llx: %s\n", what, (unsigned long long)id, strerror(err));
 	return -err;
 }
 
@@ -237,6 +247,8 @@ static int plan_link(struct sm *sm, const Fspb__Link *l, struct sm_record *rec)
 		return rc;
 	if (st.st_nlink <= 1)
 		return rec->result = ENOENT, 0; // an orphan cannot get a name back
+	if (st.st_nlink >= MAX_LINKS)
+		return rec->result = EMLINK, 0;
 	struct sm_obj *child;
 	rc = find_child(sm, l->new_parent, l->new_name, &rec->result, &child);
 	if (!rc && !rec->result && child)
@@ -741,9 +753,9 @@ static int data_times(struct sm *sm, uint64_t id, int fd, int64_t t)
 {
 	struct timespec ts[2] = {{0, UTIME_OMIT}, ns_to_ts(t)};
 	if (futimens(fd, ts))
-		return fault("set mtime of", "file", errno);
+		return fault_id("set mtime of", id, errno);
 	if (fsetxattr(fd, SM_XATTR_CTIME, &t, sizeof(t), 0))
-		return fault("set ctime of", "file", errno);
+		return fault_id("set ctime of", id, errno);
 	__atomic_store_n(&tree_get(sm, id)->ctime_ns, t, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -762,7 +774,7 @@ static int exec_write(struct sm *sm, const Fspb__Command *c)
 		ssize_t n = pwrite(fd, w->data.data + done, w->data.len - done,
 				   (off_t)(w->offset + done));
 		if (n <= 0)
-			return fault("write", "file", n < 0 ? errno : EIO);
+			return fault_id("write", w->ino, n < 0 ? errno : EIO);
 		done += (size_t)n;
 	}
 	return data_times(sm, w->ino, fd, c->time_ns);
@@ -776,7 +788,7 @@ static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
 	if (rc)
 		return rc;
 	if (fallocate(fd, f->mode, (off_t)f->offset, (off_t)f->length))
-		return fault("fallocate", "file", errno);
+		return fault_id("fallocate", f->ino, errno);
 	return data_times(sm, f->ino, fd, c->time_ns);
 }
 

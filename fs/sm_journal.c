@@ -74,36 +74,40 @@ static bool decode(const unsigned char *s, struct sm_record *r)
 static int replay(struct sm_journal *j, sm_replay_fn fn, void *arg)
 {
 	enum { BATCH = 256 };
-	static __thread unsigned char buf[BATCH * REC_SIZE];
+	const size_t bufsize = BATCH * REC_SIZE;
+	unsigned char *buf = malloc(bufsize);
+	if (!buf)
+		return -ENOMEM;
+	int rc = 0;
 	struct sm_record prev;
 	bool have = false;
 	off_t off = 0;
 	for (;;) {
-		ssize_t n = pread(j->fd, buf, sizeof(buf), off);
+		ssize_t n = pread(j->fd, buf, bufsize, off);
 		if (n < 0) {
-			int err = errno;
-			fprintf(stderr, "sm: read journal: %s\n", strerror(err));
-			return -err;
+			rc = -errno;
+			fprintf(stderr, "sm: read journal: %s\n", strerror(-rc));
+			break;
 		}
 		ssize_t k;
 		for (k = 0; k + REC_SIZE <= n; k += REC_SIZE) {
 			struct sm_record r;
 			if (!decode(buf + k, &r))
 				break;
-			if (have) {
-				int rc = fn(arg, &prev, false);
-				if (rc)
-					return rc;
-			}
+			if (have && (rc = fn(arg, &prev, false)))
+				break;
 			prev = r;
 			have = true;
 			j->last = off + k;
 		}
 		off += k;
-		if (k < (ssize_t)sizeof(buf))
+		if (rc || k < (ssize_t)bufsize)
 			break; // the end, or a torn record: the log ends here
 	}
+	free(buf);
 	j->end = off;
+	if (rc)
+		return rc;
 	return have ? fn(arg, &prev, true) : 0;
 }
 
