@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -298,9 +299,13 @@ static void one_round(uint64_t round, uint64_t *rng, unsigned *with_inflight, un
 	char round_arg[32], fd_arg[16];
 	snprintf(round_arg, sizeof(round_arg), "%llu", (unsigned long long)round);
 	snprintf(fd_arg, sizeof(fd_arg), "%d", fds[1]);
+	pid_t parent = getpid();
 	child = fork();
 	assert_true(child >= 0);
 	if (child == 0) {
+		/* If the test dies (a ctest timeout), the endless appender goes too. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+			_exit(6);
 		close(fds[0]);
 		execl("/proc/self/exe", "test_store_crash", "--child", dir, fd_arg, round_arg,
 		      (char *)NULL);
