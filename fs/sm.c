@@ -214,6 +214,56 @@ static int load_dedup(struct sm *sm)
 	return rc;
 }
 
+// Reads a small text file (at most size-1 bytes) into buf; -errno if absent.
+static int read_small(int dirfd, const char *name, char *buf, size_t size)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, size - 1);
+	int rc = n < 0 ? -errno : 0;
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	return rc;
+}
+
+// Power-loss guard. Nothing is fsynced per command, so if the machine went
+// down (power cut, kernel crash) while the state machine was open, the tree,
+// the index and the journal may each have lost a different suffix of
+// changes: the node must not apply on top of that. A new boot id since the
+// last open, without a clean close (which syncs everything), means exactly
+// that. Returns 0, or -EUCLEAN when the data dir cannot be trusted.
+static int check_boot(struct sm *sm, bool clean)
+{
+	char now[64], prev[64];
+	int rc = read_small(AT_FDCWD, "/proc/sys/kernel/random/boot_id", now, sizeof(now));
+	if (rc)
+		return 0; // no boot id (not Linux /proc): no check
+	rc = read_small(sm->sm_fd, "boot", prev, sizeof(prev));
+	if (rc == 0 && !strcmp(prev, now))
+		return 0;
+	if (rc == 0 && !clean) {
+		fprintf(stderr,
+			"sm: open %s: the machine restarted (boot id changed) while this state "
+			"machine was open: changes not yet on disk may be lost, so it cannot be "
+			"trusted; rebuild this node from a snapshot\n",
+			sm->data_dir);
+		return -EUCLEAN;
+	}
+	int fd = openat(sm->sm_fd, "boot.new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	size_t len = strlen(now);
+	rc = 0;
+	if (fd < 0 || write(fd, now, len) != (ssize_t)len || fsync(fd) ||
+	    renameat(sm->sm_fd, "boot.new", sm->sm_fd, "boot") || fsync(sm->sm_fd))
+		rc = errno ? -errno : -EIO;
+	if (fd >= 0)
+		close(fd);
+	if (rc)
+		fprintf(stderr, "sm: record boot id in %s/sm/boot: %s\n", sm->data_dir,
+			strerror(-rc));
+	return rc;
+}
+
 struct replay {
 	struct sm *sm;
 	struct sm_record last;
@@ -297,6 +347,11 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 		sm->redo_rec = r.last;
 	}
 	sm->last_rec = r.last;
+	rc = check_boot(sm, !r.have || (r.last.flags & SM_REC_DONE));
+	if (rc == -EUCLEAN)
+		sm->fault = rc; // reads work; applying is refused: report unhealthy
+	else if (rc)
+		goto fail;
 	*out = sm;
 	return 0;
 fail:
@@ -311,11 +366,14 @@ void sm_close(struct sm *sm)
 	for (int i = 0; i < SM_FD_CACHE; i++)
 		if (sm->fds[i].fd >= 0)
 			close(sm->fds[i].fd);
-	// A clean close marks the last command done, so a restart needs no redo.
+	// A clean close syncs the tree, then marks the last command done, so a
+	// restart needs no redo, even after a power loss.
 	if (sm->journal.fd >= 0 && !sm->fault && !sm->redo_pending &&
 	    sm->last_rec.index == sm->applied && sm->applied > 0) {
 		sm->last_rec.flags |= SM_REC_DONE;
-		sm_journal_rewrite_last(&sm->journal, &sm->last_rec);
+		if (syncfs(sm->sm_fd) || sm_journal_rewrite_last(&sm->journal, &sm->last_rec) ||
+		    fdatasync(sm->journal.fd))
+			fprintf(stderr, "sm: close %s: sync: %s\n", sm->data_dir, strerror(errno));
 	}
 	sm_journal_close(&sm->journal);
 	dedup_free(sm->dd);

@@ -43,7 +43,14 @@ struct sm;
 // Returns 0 or a negative errno; a message naming what failed goes to stderr.
 int sm_open(const char *data_dir, uint32_t node_id, struct sm **out);
 
-// Closes everything sm holds and frees it. NULL is allowed.
+// After a machine crash (the boot id changed while the state machine was
+// open, without a clean close), the data dir may have lost writes that were
+// only in the page cache: sm_open then succeeds for reading, but sm_fault()
+// is -EUCLEAN and applying is refused, so the node reports itself unhealthy
+// instead of diverging (it must be rebuilt from a snapshot).
+
+// Closes everything sm holds (syncing the tree and marking the journal clean
+// if it is healthy) and frees it. NULL is allowed.
 void sm_close(struct sm *sm);
 
 // The index of the last command known applied. After a crash, the command the
