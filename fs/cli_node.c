@@ -5,11 +5,13 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
 #include "config.h"
+#include "fuse_mount.h"
 #include "kvsm.h"
 #include "node.h"
 #include "runtime_log.h"
@@ -37,7 +39,9 @@ static const char usage[] =
 	"    --data-dir DIR          [node] data_dir: Raft log (DIR/raft) and state\n"
 	"    --mount DIR             [node] mount: where the filesystem is mounted\n"
 	"    --state-machine NAME    [node] state_machine: kv (the test state\n"
-	"                            machine; default) or fs (not available yet)\n"
+	"                            machine; default) or fs (the filesystem,\n"
+	"                            mounted at [node] mount; mount options from\n"
+	"                            the environment: RAFTFS_MOUNT_OPTS=linearizable,...)\n"
 	"    --proposal-timeout-ms N [node] proposal_timeout_ms (default 5000)\n"
 	"    --tick-ms N             [raft] tick_ms (default 10)\n"
 	"    --election-ticks N      [raft] election_ticks (default 10: the election\n"
@@ -174,11 +178,8 @@ int cli_node_main(int argc, char **argv)
 		return 2;
 	}
 	rlog_init(cfg.id, cfg.log_topics);
-	if (strcmp(cfg.state_machine, "kv") != 0) {
-		fprintf(stderr, "raftfs node: state machine '%s' is not available yet (use kv)\n",
-			cfg.state_machine);
-		return 2;
-	}
+	if (!strcmp(cfg.state_machine, "fs"))
+		return fuse_run_node(&cfg, getenv("RAFTFS_MOUNT_OPTS"));
 	if (kvsm_open(cfg.data_dir, &kv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "raftfs node: test state machine: %s\n", err);
 		return 1;
