@@ -15,6 +15,8 @@ static const char usage[] =
 	"    raftfs local - run a raftfs cluster on this machine\n"
 	"\n"
 	"SYNOPSIS\n"
+	"    raftfs local create N DIR   create an N-node cluster's files, start nothing\n"
+	"                                (edit DIR/n*/raftfs.ini, then `up`)\n"
 	"    raftfs local up N DIR       create (if new) and start an N-node cluster\n"
 	"    raftfs local down DIR       stop every node (SIGTERM, SIGKILL after 10 s)\n"
 	"    raftfs local kill DIR ID    SIGKILL node ID\n"
@@ -31,6 +33,12 @@ static const char usage[] =
 	"    a random name, so several clusters run side by side. `up` returns once\n"
 	"    a leader is elected (or fails after 30 s, showing the logs' tails).\n"
 	"    `up` on an existing DIR starts its stopped nodes.\n"
+	"\n"
+	"    The nodes run the filesystem: node ID is mounted at DIR/nID and keeps\n"
+	"    its config, data and log in DIR/nodeID; `up` returns once every\n"
+	"    mount answers, `down` unmounts. With RAFTFS_LOCAL_SM=kv when the\n"
+	"    cluster is created, the nodes run the kv test state machine instead\n"
+	"    (no mounts; node files in DIR/nID).\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 on success, 1 on failure, 2 for bad usage.\n";
@@ -49,7 +57,8 @@ static void show_log_tail(const char *dir, int id)
 	int n = 0;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/n%d/node.log", dir, id);
+	local_node_dir(dir, id, path, sizeof(path) - 16);
+	strcat(path, "/node.log");
 	f = fopen(path, "r");
 	if (!f)
 		return;
@@ -121,12 +130,21 @@ static int up(int n, const char *dir)
 			show_log_tail(dir, id);
 		return 1;
 	}
+	if (local_wait_mounts(dir, n, 30000) < 0) {
+		fprintf(stderr, "raftfs local up: the mounts did not answer within 30 s\n");
+		for (int id = 1; id <= n; id++)
+			show_log_tail(dir, id);
+		return 1;
+	}
 	for (int id = 1; id <= n; id++) {
-		char addr[128];
+		char addr[128], nd[4096], mnt[4096];
 
+		local_node_dir(dir, id, nd, sizeof(nd));
+		local_mount_path(dir, id, mnt, sizeof(mnt));
 		if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) == 0)
-			printf("node %d: %s  pid %d  log %s/n%d/node.log\n", id, addr,
-			       (int)local_pid(dir, id), dir, id);
+			printf("node %d: %s  pid %d  log %s/node.log%s%s\n", id, addr,
+			       (int)local_pid(dir, id), nd, local_is_fs(dir) ? "  mount " : "",
+			       local_is_fs(dir) ? mnt : "");
 	}
 	return 0;
 }
@@ -185,12 +203,18 @@ int cli_local_main(int argc, char **argv)
 		return argc < 3 ? 2 : 0;
 	}
 	sub = argv[1];
-	if (!strcmp(sub, "up")) {
+	if (!strcmp(sub, "up") || !strcmp(sub, "create")) {
 		if (argc != 4 || (n = atoi(argv[2])) < 1) {
-			fprintf(stderr, "raftfs local up: want N DIR\n");
+			fprintf(stderr, "raftfs local %s: want N DIR\n", sub);
 			return 2;
 		}
-		return up(n, argv[3]);
+		if (!strcmp(sub, "up"))
+			return up(n, argv[3]);
+		if (local_create(argv[3], n, err, sizeof(err)) < 0) {
+			fprintf(stderr, "raftfs local create: %s\n", err);
+			return 1;
+		}
+		return 0;
 	}
 	dir = argv[2];
 	n = local_count(dir, err, sizeof(err));
@@ -210,6 +234,8 @@ int cli_local_main(int argc, char **argv)
 				kill(local_pid(dir, i), SIGTERM);
 		for (int i = 1; i <= n; i++)
 			local_signal(dir, i, SIGTERM, 10000, true);
+		for (int i = 1; i <= n; i++)
+			local_unmount(dir, i);
 		return 0;
 	}
 	if (argc != 4 || (id = parse_id(argv[3], n)) < 0) {

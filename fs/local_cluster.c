@@ -10,16 +10,50 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 
+#define FUSE_SUPER_MAGIC 0x65735546
+
+static long long mono_ms(void);
+
+bool local_is_fs(const char *dir)
+{
+	char path[PATH_MAX], kind[16] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cluster", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fscanf(f, "%*d %*s %15s", kind) != 1)
+		kind[0] = '\0';
+	fclose(f);
+	return !strcmp(kind, "fs");
+}
+
+/* A node's own files: DIR/n<id> for a kv cluster; for a filesystem cluster
+ * DIR/n<id> is the node's mount and its files are in DIR/node<id>. */
 static void node_path(const char *dir, int id, const char *file, char *out, size_t len)
 {
-	snprintf(out, len, "%s/n%d%s%s", dir, id, file ? "/" : "", file ? file : "");
+	snprintf(out, len, "%s/%s%d%s%s", dir, local_is_fs(dir) ? "node" : "n", id,
+		 file ? "/" : "", file ? file : "");
+}
+
+void local_node_dir(const char *dir, int id, char *out, size_t len)
+{
+	node_path(dir, id, NULL, out, len);
+}
+
+void local_mount_path(const char *dir, int id, char *out, size_t len)
+{
+	snprintf(out, len, "%s/n%d", dir, id);
 }
 
 /* Picks n distinct free TCP ports on 127.0.0.1: every socket is kept bound
@@ -54,6 +88,7 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 	uint16_t ports[CONFIG_MAX_PEERS];
 	uint32_t rnd = 0;
 	node_config cfg;
+	const char *sm;
 	FILE *f;
 	int rc;
 
@@ -70,6 +105,17 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: a cluster exists there already (raftfs local down %s, "
 				      "then remove it)", dir, dir);
 		return -EEXIST;
+	}
+	sm = getenv("RAFTFS_LOCAL_SM") ? getenv("RAFTFS_LOCAL_SM") : "fs";
+	if (strcmp(sm, "fs") && strcmp(sm, "kv")) {
+		snprintf(err, errlen, "RAFTFS_LOCAL_SM=%s: want fs or kv", sm);
+		return -EINVAL;
+	}
+	/* The kind first: node_path() depends on it. */
+	f = fopen(path, "w");
+	if (!f || fprintf(f, "%d - %s\n", n, sm) < 0 || fclose(f) != 0) {
+		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
+		return -EIO;
 	}
 	rc = free_ports(n, ports);
 	if (rc < 0) {
@@ -97,6 +143,18 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 			return -errno;
 		}
 		cfg.id = (uint64_t)i;
+		snprintf(cfg.state_machine, sizeof(cfg.state_machine), "%s", sm);
+		if (!strcmp(sm, "fs")) {
+			char mnt[PATH_MAX];
+
+			local_mount_path(dir, i, mnt, sizeof(mnt));
+			if (mkdir(mnt, 0755) < 0 && errno != EEXIST) {
+				snprintf(err, errlen, "%s: mkdir: %s", mnt, strerror(errno));
+				return -errno;
+			}
+			if (!realpath(mnt, cfg.mount))
+				snprintf(cfg.mount, sizeof(cfg.mount), "%s", mnt);
+		}
 		node_path(dir, i, "data", cfg.data_dir, sizeof(cfg.data_dir));
 		node_path(dir, i, "raftfs.ini", ini, sizeof(ini));
 		rc = config_write_file(&cfg, ini);
@@ -106,7 +164,7 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 		}
 	}
 	f = fopen(path, "w");
-	if (!f || fprintf(f, "%d %s\n", n, name) < 0 || fclose(f) != 0) {
+	if (!f || fprintf(f, "%d %s %s\n", n, name, sm) < 0 || fclose(f) != 0) {
 		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
 		return -EIO;
 	}
@@ -287,4 +345,69 @@ int local_signal(const char *dir, int id, int sig, unsigned wait_ms, bool escala
 		}
 		nanosleep(&ts, NULL);
 	}
+}
+
+/* A FUSE mount answers at path with the root (inode 1). */
+static bool mount_answers(const char *path)
+{
+	struct statfs sfs;
+	struct stat st;
+
+	return statfs(path, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC &&
+	       stat(path, &st) == 0 && st.st_ino == 1;
+}
+
+/* Node id's process (by its pid file) has not died. Unlike local_pid() this
+ * holds from the fork on, before the exec shows the config in its cmdline. */
+static bool started_alive(const char *dir, int id)
+{
+	char path[PATH_MAX];
+	long pid = 0;
+	FILE *f;
+
+	node_path(dir, id, "pid", path, sizeof(path));
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	if (pid > 0)
+		waitpid((pid_t)pid, NULL, WNOHANG); /* reaps it if it is our child */
+	return alive((pid_t)pid);
+}
+
+int local_wait_mounts(const char *dir, int n, unsigned timeout_ms)
+{
+	long long deadline = mono_ms() + timeout_ms;
+
+	if (!local_is_fs(dir))
+		return 0;
+	for (int id = 1; id <= n; id++) {
+		char mnt[PATH_MAX];
+
+		local_mount_path(dir, id, mnt, sizeof(mnt));
+		while (!mount_answers(mnt)) {
+			struct timespec ts = {0, 20 * 1000 * 1000};
+
+			if (mono_ms() > deadline || !started_alive(dir, id))
+				return -ETIMEDOUT;
+			nanosleep(&ts, NULL);
+		}
+	}
+	return 0;
+}
+
+void local_unmount(const char *dir, int id)
+{
+	char mnt[PATH_MAX];
+	struct statfs sfs;
+
+	if (!local_is_fs(dir))
+		return;
+	local_mount_path(dir, id, mnt, sizeof(mnt));
+	/* A killed node's mount fails with ENOTCONN; a live one is FUSE. */
+	if ((statfs(mnt, &sfs) < 0 && errno == ENOTCONN) ||
+	    (statfs(mnt, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC))
+		umount2(mnt, MNT_DETACH);
 }

@@ -1,7 +1,8 @@
 /* local_cluster.h — the on-disk layout of a `raftfs local` cluster and the
  * node processes it runs (fs/cli_local.c is the command around it).
  *
- * DIR/cluster holds "N CLUSTER-NAME"; node i lives in DIR/n<i>/ with its
+ * DIR/cluster holds "N CLUSTER-NAME KIND" (KIND fs or kv); node i lives in
+ * DIR/n<i>/ (kv) or DIR/node<i>/ (fs; DIR/n<i> is then its mount) with its
  * raftfs.ini, data/ (data directory), node.log (stdout+stderr) and pid.
  */
 #ifndef RAFTFS_LOCAL_CLUSTER_H
@@ -32,5 +33,24 @@ int local_signal(const char *dir, int id, int sig, unsigned wait_ms, bool escala
 
 /* The pid of node id if it runs, else 0. */
 pid_t local_pid(const char *dir, int id);
+
+/* Whether dir holds a filesystem cluster (RAFTFS_LOCAL_SM=fs, the default,
+ * when it was created) rather than one of the kv test state machine. In a
+ * filesystem cluster node id is mounted at DIR/n<id> and its own files are
+ * in DIR/node<id>. */
+bool local_is_fs(const char *dir);
+
+/* The directory of node id's own files (config, data, log, pid). */
+void local_node_dir(const char *dir, int id, char *out, size_t len);
+
+/* Where node id of a filesystem cluster is mounted: DIR/n<id>. */
+void local_mount_path(const char *dir, int id, char *out, size_t len);
+
+/* Waits until the mounts of nodes 1..n answer (none for a kv cluster).
+ * 0, or -ETIMEDOUT (also when a node died meanwhile). */
+int local_wait_mounts(const char *dir, int n, unsigned timeout_ms);
+
+/* Detaches node id's mount if it is still there (the node was killed). */
+void local_unmount(const char *dir, int id);
 
 #endif
