@@ -300,6 +300,28 @@ void fuse_inval_set_session(struct fuse_inval *v, struct fuse_session *se)
 	pthread_mutex_unlock(&v->mu);
 }
 
+uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id)
+{
+	uint64_t m;
+
+	pthread_mutex_lock(&v->mu);
+	if (v->se) {
+		struct item *it = malloc(sizeof(*it) + 1);
+
+		if (it) {
+			*it = (struct item){NULL, INV_INODE, id, 0, -1, 0};
+			it->name[0] = '\0';
+			*v->tail = it;
+			v->tail = &it->next;
+			v->queued++;
+			pthread_cond_signal(&v->cv);
+		}
+	}
+	m = v->queued;
+	pthread_mutex_unlock(&v->mu);
+	return m;
+}
+
 uint64_t fuse_inval_mark(struct fuse_inval *v)
 {
 	uint64_t m;

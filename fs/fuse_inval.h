@@ -51,6 +51,12 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 /* A ticket for everything queued so far... */
 uint64_t fuse_inval_mark(struct fuse_inval *v);
 
+/* The same, after queueing the invalidation of id's attributes whether or
+ * not it is known: a reply computed before an apply may have handed the
+ * kernel attributes the apply's invalidation missed (the reference was
+ * counted after the apply looked). */
+uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id);
+
 /* ...and waits until the thread handled it (close-to-open: an open is
  * answered only once the kernel forgot what changed before it). */
 void fuse_inval_wait(struct fuse_inval *v, uint64_t mark);

@@ -41,6 +41,8 @@ struct fuse_fs {
 	struct fuse_inval *inv;
 	struct fuse_ops_cfg cfg;
 	struct fuse_session *se;
+	atomic_bool degraded; /* no quorum seen: reads do not wait for barriers */
+	atomic_bool probing;  /* a background barrier is in flight */
 	pthread_mutex_t mu;
 	struct open_count *open[OPEN_BUCKETS];
 };
@@ -385,19 +387,44 @@ static void sync_done(void *arg, int err)
 	pthread_mutex_unlock(&w->mu);
 }
 
+static void probe_done(void *arg, int err)
+{
+	struct fuse_fs *fs = arg;
+
+	if (!err)
+		atomic_store(&fs->degraded, false);
+	atomic_store(&fs->probing, false);
+}
+
 /* Waits (on this FUSE thread) until this node applied everything committed
- * before now. 0 or a positive errno. */
+ * before now. 0 or a positive errno.
+ *
+ * Without a quorum no barrier completes. Unless linearizable, reads must
+ * keep working then: after one barrier timed out, the mount serves from its
+ * local state without waiting (degraded) while one barrier at a time probes
+ * in the background; the first that succeeds ends the degraded mode. */
 static int barrier(struct fuse_fs *fs)
 {
 	struct sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
-	int rc = fs_node_barrier(fs->fsn, sync_done, &w);
+	int rc;
 
+	if (!fs->cfg.linearizable && atomic_load(&fs->degraded)) {
+		if (!atomic_exchange(&fs->probing, true) &&
+		    fs_node_barrier(fs->fsn, probe_done, fs) != 0)
+			atomic_store(&fs->probing, false);
+		return 0;
+	}
+	rc = fs_node_barrier(fs->fsn, sync_done, &w);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&w.mu);
 	while (!w.done)
 		pthread_cond_wait(&w.cv, &w.mu);
 	pthread_mutex_unlock(&w.mu);
+	if (w.err == ETIMEDOUT && !fs->cfg.linearizable) {
+		atomic_store(&fs->degraded, true);
+		return 0;
+	}
 	return w.err;
 }
 
@@ -900,7 +927,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, rc);
 		return;
 	}
-	mark = fuse_inval_mark(fs->inv);
+	mark = fuse_inval_attr_mark(fs->inv, ino);
 	fuse_inval_wait(fs->inv, mark);
 	rc = sm_open_fd(fs->sm, ino);
 	if (rc < 0) {
