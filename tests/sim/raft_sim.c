@@ -409,7 +409,7 @@ int main(int argc, char **argv)
 			passed++;
 		} else {
 			failed++;
-			printf("FAIL seed %llu: %s\n  replay: raft-sim --seeds %llu-%llu --nodes %zu "
+			printf("FAIL seed %llu: %s; replay: raft-sim --seeds %llu-%llu --nodes %zu "
 			       "--ticks %llu -v\n",
 			       (unsigned long long)seed, why, (unsigned long long)seed,
 			       (unsigned long long)seed, n, (unsigned long long)a.ticks);
