@@ -26,6 +26,7 @@ typedef struct kv_item {
 
 struct kvsm {
 	int fd;
+	char path[PATH_MAX + 16]; /* the applied log */
 	uint64_t applied;
 	dedup *dd;
 	pthread_mutex_t mu; /* guards the map against query() on the loop thread */
@@ -230,6 +231,7 @@ int kvsm_open(const char *data_dir, kvsm **out, char *err, size_t errlen)
 		off += n;
 	}
 	free(buf);
+	snprintf(k->path, sizeof(k->path), "%s", path);
 	k->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	/* A torn record at the end (kill -9 mid-write) is cut off: it was
 	 * never counted as applied, so it is applied again. */
@@ -333,6 +335,92 @@ static int sm_apply_empty(void *ctx, uint64_t index)
 	return rc;
 }
 
+/* The snapshot is the applied log itself: every node's log must stay
+ * byte-identical for the tests, and the map and duplicate table are
+ * derived from it. */
+static int sm_snapshot(void *ctx, uint8_t **out, size_t *len)
+{
+	kvsm *k = ctx;
+	char path[64];
+	int rc;
+
+	/* The apply thread, the only writer, is the caller: the file is
+	 * complete up to the applied index. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", k->fd);
+	rc = read_file(path, out, len);
+	if (rc == 0 && !*out)
+		rc = -EIO;
+	return rc;
+}
+
+static void map_clear(kvsm *k)
+{
+	pthread_mutex_lock(&k->mu);
+	for (size_t b = 0; b < BUCKETS; b++) {
+		kv_item *it = k->buckets[b], *next;
+
+		for (; it; it = next) {
+			next = it->next;
+			free(it->key);
+			free(it->value);
+			free(it);
+		}
+		k->buckets[b] = NULL;
+	}
+	pthread_mutex_unlock(&k->mu);
+}
+
+static int sm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+{
+	kvsm *k = ctx;
+	char tmp[PATH_MAX + 32];
+	size_t off = 0, n;
+	int fd, rc = 0;
+	rec r;
+
+	/* Replace the file atomically: a crash leaves the old or the new one. */
+	snprintf(tmp, sizeof(tmp), "%s.restore", k->path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	for (size_t w = 0; w < len;) {
+		ssize_t got = write(fd, data + w, len - w);
+
+		if (got <= 0) {
+			rc = got < 0 ? -errno : -EIO;
+			break;
+		}
+		w += (size_t)got;
+	}
+	if (rc == 0 && fdatasync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	if (rc == 0 && rename(tmp, k->path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	close(k->fd);
+	k->fd = open(k->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (k->fd < 0)
+		return -errno;
+	map_clear(k);
+	dedup_free(k->dd);
+	k->dd = dedup_new();
+	k->applied = 0;
+	if (!k->dd)
+		return -ENOMEM;
+	while ((n = parse_rec(data + off, len - off, &r)) > 0) {
+		rc = replay(k, &r);
+		if (rc < 0)
+			return rc;
+		off += n;
+	}
+	/* A snapshot that does not end exactly at its index is not ours. */
+	return off == len && k->applied == index ? 0 : -EINVAL;
+}
+
 static int sm_query(void *ctx, const uint8_t *q, size_t len, uint8_t **out, size_t *out_len)
 {
 	kvsm *k = ctx;
@@ -359,6 +447,8 @@ void kvsm_iface(kvsm *k, node_sm *out)
 	out->apply = sm_apply;
 	out->apply_empty = sm_apply_empty;
 	out->query = sm_query;
+	out->snapshot = sm_snapshot;
+	out->restore = sm_restore;
 }
 
 int kvsm_dump(const char *data_dir, FILE *out, char *err, size_t errlen)

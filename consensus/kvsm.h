@@ -10,7 +10,8 @@
  * a prefix of what was applied; the applied index and the duplicate table
  * are rebuilt from it at start, so they are always in step with the state.
  * (Not fsynced: a power loss may drop the tail, which is then re-applied
- * from the Raft log.)
+ * from the Raft log.) Its snapshot is the applied log itself; restoring one
+ * replaces the file atomically (rename) and rebuilds the rest from it.
  */
 #ifndef RAFTFS_KVSM_H
 #define RAFTFS_KVSM_H

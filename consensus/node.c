@@ -59,9 +59,17 @@ typedef struct op {
 /* Committed entries handed to the apply thread, in order. */
 typedef struct apply_batch {
 	struct apply_batch *next;
+	raft_snapshot *snap; /* restore this first, or NULL */
 	raft_entry *ents;
 	size_t n;
 } apply_batch;
+
+/* A state machine snapshot made on the apply thread, for the loop to store. */
+typedef struct snap_job {
+	uint64_t index, term;
+	uint8_t *data;
+	size_t len;
+} snap_job;
 
 struct node {
 	const node_config *cfg;
@@ -96,12 +104,18 @@ struct node {
 	raft_hard_state hs; /* last hard state of a Ready */
 	bool hs_dirty;      /* hs not yet written to the store */
 	uint64_t ticks;
+	struct {
+		uint64_t peer;
+		bool failed;
+	} snap_report[CONFIG_MAX_PEERS]; /* snapshot sends to report after advance */
+	size_t n_snap_report;
 
 	/* Apply queue. */
 	pthread_mutex_t amu;
 	pthread_cond_t acv;
 	apply_batch *aq_head, *aq_tail;
 	bool apply_stop;
+	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
 
 	_Atomic uint64_t applied;
 	_Atomic uint64_t term;
@@ -444,6 +458,67 @@ static int apply_entry(node *n, const raft_entry *e)
 	return 0;
 }
 
+static void apply_batch_free(apply_batch *b)
+{
+	if (b->snap) {
+		raft_snapshot_free_contents(b->snap);
+		free(b->snap);
+	}
+	raft_entries_free(b->ents, b->n);
+	free(b);
+}
+
+static void restore_snapshot(node *n, const raft_snapshot *s)
+{
+	int rc = NODE_EFAULT;
+
+	if (s->meta.index <= atomic_load(&n->applied))
+		return; /* already there (a restart re-delivered it) */
+	if (n->sm->restore)
+		rc = n->sm->restore(n->sm->ctx, s->meta.index, s->data, s->len);
+	if (rc < 0) {
+		rlog_write(RLOG_ERR, "restoring the snapshot at %llu (%zu bytes) failed: %s: "
+				     "this node stops applying",
+			   (unsigned long long)s->meta.index, s->len, node_strerror(rc));
+		atomic_store(&n->fault, NODE_EFAULT);
+		return;
+	}
+	rlog_write(RLOG_INFO, "state restored from the snapshot at %llu (%zu bytes)",
+		   (unsigned long long)s->meta.index, s->len);
+	atomic_store(&n->applied, s->meta.index);
+	n->last_snap = s->meta.index;
+}
+
+static void save_snapshot(node *n, void *arg, bool stopping);
+
+/* Every snapshot_entries applied entries, the state machine is serialized
+ * (here, between two applies, so it is exactly the state at e->index) and
+ * handed to the loop thread, which owns the store. */
+static void maybe_snapshot(node *n, const raft_entry *e)
+{
+	snap_job *j;
+
+	if (!n->sm->snapshot || !n->sm->restore || n->cfg->snapshot_entries == 0 ||
+	    e->index - n->last_snap < n->cfg->snapshot_entries)
+		return;
+	n->last_snap = e->index;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->index = e->index;
+	j->term = e->term;
+	if (n->sm->snapshot(n->sm->ctx, &j->data, &j->len) < 0) {
+		rlog_write(RLOG_ERR, "state machine snapshot at %llu failed: skipped",
+			   (unsigned long long)e->index);
+		free(j);
+		return;
+	}
+	if (post_call(n, save_snapshot, j) < 0) {
+		free(j->data);
+		free(j);
+	}
+}
+
 static void *apply_main(void *arg)
 {
 	node *n = arg;
@@ -464,6 +539,8 @@ static void *apply_main(void *arg)
 			n->aq_tail = NULL;
 		pthread_mutex_unlock(&n->amu);
 
+		if (b->snap && !atomic_load(&n->fault))
+			restore_snapshot(n, b->snap);
 		for (size_t i = 0; i < b->n; i++) {
 			const raft_entry *e = &b->ents[i];
 			int rc;
@@ -481,9 +558,9 @@ static void *apply_main(void *arg)
 				break;
 			}
 			atomic_store(&n->applied, e->index);
+			maybe_snapshot(n, e);
 		}
-		raft_entries_free(b->ents, b->n);
-		free(b);
+		apply_batch_free(b);
 		if (atomic_load(&n->readers_waiting) > 0) {
 			pthread_mutex_lock(&n->mu);
 			if (!n->async_closed)
@@ -494,18 +571,27 @@ static void *apply_main(void *arg)
 	return NULL;
 }
 
-static int hand_to_apply(node *n, const raft_entry *ents, size_t cnt)
+static int hand_to_apply(node *n, const raft_snapshot *snap, const raft_entry *ents, size_t cnt)
 {
 	apply_batch *b = calloc(1, sizeof(*b));
 
-	if (!b || !(b->ents = calloc(cnt, sizeof(raft_entry)))) {
+	if (!b || !(b->ents = calloc(cnt ? cnt : 1, sizeof(raft_entry)))) {
 		free(b);
 		return NODE_ENOMEM;
 	}
+	if (snap) {
+		b->snap = calloc(1, sizeof(*b->snap));
+		if (!b->snap || raft_snapshot_copy(b->snap, snap) < 0) {
+			free(b->snap);
+			free(b->ents);
+			free(b);
+			return NODE_ENOMEM;
+		}
+	}
 	for (size_t i = 0; i < cnt; i++) {
 		if (raft_entry_copy(&b->ents[i], &ents[i]) < 0) {
-			raft_entries_free(b->ents, i);
-			free(b);
+			b->n = i;
+			apply_batch_free(b);
 			return NODE_ENOMEM;
 		}
 	}
@@ -530,6 +616,97 @@ static void fatal_stop(node *n, const char *what, int rc)
 	uv_stop(&n->loop);
 }
 
+/* Makes a snapshot current in the store, the data written in chunks (a log
+ * that does not hold the snapshot's last entry is discarded). Loop thread. */
+static int store_snapshot(node *n, const raft_snapshot_meta *meta, const uint8_t *data,
+			  size_t len)
+{
+	int rc = store_snapshot_begin(n->st, meta);
+
+	for (size_t off = 0; rc == 0 && off < len; off += 1 << 20) {
+		size_t chunk = len - off < (1u << 20) ? len - off : 1u << 20;
+
+		rc = store_snapshot_write(n->st, off, data + off, chunk);
+	}
+	if (rc == 0)
+		rc = store_snapshot_install(n->st);
+	if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE)
+		rlog_write(RLOG_ERR, "store: snapshot at %llu: %s",
+			   (unsigned long long)meta->index, store_errmsg(n->st));
+	return rc == RAFT_ESNAP_OUT_OF_DATE ? 0 : rc;
+}
+
+/* A snapshot made by this node's state machine (posted by maybe_snapshot). */
+static void save_snapshot(node *n, void *arg, bool stopping)
+{
+	snap_job *j = arg;
+	raft_snapshot_meta meta = {.index = j->index, .term = j->term};
+
+	/* Entries behind the snapshot are kept for a while (half a snapshot
+	 * interval, as etcd keeps its catch-up entries), so a follower just
+	 * behind catches up from the log rather than from a snapshot. */
+	uint64_t keep = n->cfg->snapshot_entries / 2, upto = j->index > keep ? j->index - keep : 0;
+
+	if (!stopping && store_conf_state(n->st, &meta.conf) == 0) {
+		if (store_snapshot(n, &meta, j->data, j->len) == 0 && upto >= store_first_index(n->st)) {
+			int rc = store_compact(n->st, upto);
+
+			if (rc < 0)
+				rlog_write(RLOG_ERR, "store: compact to %llu: %s",
+					   (unsigned long long)upto, store_errmsg(n->st));
+		}
+		rlog_write(RLOG_INFO, "snapshot at %llu (%zu bytes); log compacted up to %llu",
+			   (unsigned long long)j->index, j->len,
+			   (unsigned long long)(store_first_index(n->st) - 1));
+		raft_conf_state_free_contents(&meta.conf);
+	}
+	free(j->data);
+	free(j);
+}
+
+/* Sends a MSG_SNAP, with the snapshot data read from the store when the
+ * core's copy has none (the store keeps large data out of its raft_storage
+ * answer), and tells the core how the send went. The whole snapshot goes in
+ * one frame: chunked streaming of large snapshots is still to come. */
+static void send_snapshot(node *n, const raft_msg *m)
+{
+	raft_snapshot_meta meta;
+	raft_snapshot snap;
+	raft_msg copy = *m;
+	uint8_t *data = NULL;
+	uint64_t len = 0;
+	int rc = 0;
+
+	if (m->snapshot && m->snapshot->len == 0 &&
+	    store_snapshot_meta(n->st, &meta, &len) == 0) {
+		if (meta.index == m->snapshot->meta.index && len > 0) {
+			size_t got = 0, k;
+
+			data = malloc(len);
+			while (data && got < len &&
+			       store_snapshot_read(n->st, got, data + got, len - got, &k) == 0 && k)
+				got += k;
+			if (!data || got != len)
+				rc = RAFT_EIO;
+			snap = *m->snapshot;
+			snap.data = data;
+			snap.len = len;
+			copy.snapshot = &snap;
+		}
+		raft_conf_state_free_contents(&meta.conf);
+	}
+	if (rc == 0)
+		rc = transport_send(n->tp, &copy);
+	free(data);
+	RLOG(RLOG_NET, "snapshot at %llu to %llu: %s",
+	     (unsigned long long)(m->snapshot ? m->snapshot->meta.index : 0),
+	     (unsigned long long)m->to, rc == 0 ? "sent" : "failed");
+	n->snap_report[n->n_snap_report].peer = m->to;
+	n->snap_report[n->n_snap_report].failed = rc != 0;
+	if (n->n_snap_report < CONFIG_MAX_PEERS - 1)
+		n->n_snap_report++;
+}
+
 static void handle_ready(node *n)
 {
 	while (!atomic_load(&n->fault) && raft_has_ready(n->r)) {
@@ -540,10 +717,12 @@ static void handle_ready(node *n)
 
 		raft_ready_get(n->r, &rd);
 		if (rd.snapshot) {
-			/* Snapshot transfer is not implemented yet: this node's
-			 * leader never compacts, so none should arrive. */
-			fatal_stop(n, "received a snapshot (not supported yet)", RAFT_EINVAL);
-			return;
+			rc = store_snapshot(n, &rd.snapshot->meta, rd.snapshot->data,
+					    rd.snapshot->len);
+			if (rc < 0) {
+				fatal_stop(n, "saving a snapshot from the leader", rc);
+				return;
+			}
 		}
 		if (rd.has_hard_state) {
 			n->hs = rd.hard_state;
@@ -571,6 +750,10 @@ static void handle_ready(node *n)
 			const raft_msg *m = &rd.msgs[i];
 			size_t j;
 
+			if (m->type == RAFT_MSG_SNAP) {
+				send_snapshot(n, m);
+				continue;
+			}
 			if (transport_send(n->tp, m) == 0)
 				continue;
 			for (j = 0; j < n_unreachable; j++)
@@ -579,7 +762,8 @@ static void handle_ready(node *n)
 			if (j == n_unreachable && n_unreachable < CONFIG_MAX_PEERS)
 				unreachable[n_unreachable++] = m->to;
 		}
-		if (rd.n_committed && hand_to_apply(n, rd.committed, rd.n_committed) < 0) {
+		if ((rd.snapshot || rd.n_committed) &&
+		    hand_to_apply(n, rd.snapshot, rd.committed, rd.n_committed) < 0) {
 			fatal_stop(n, "handing committed entries to the apply thread", RAFT_ENOMEM);
 			return;
 		}
@@ -597,6 +781,9 @@ static void handle_ready(node *n)
 		raft_advance(n->r, &rd);
 		for (size_t j = 0; j < n_unreachable; j++)
 			raft_report_unreachable(n->r, unreachable[j]);
+		for (size_t j = 0; j < n->n_snap_report; j++)
+			raft_report_snapshot(n->r, n->snap_report[j].peer, n->snap_report[j].failed);
+		n->n_snap_report = 0;
 		atomic_store(&n->term, raft_term(n->r));
 		rlog_set_term(raft_term(n->r));
 	}
@@ -981,6 +1168,15 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	 * machine may be ahead of the saved one: the core is told the lower
 	 * of the two, and the apply thread skips entries applied already. */
 	store_hard_state(n->st, &hs);
+	{
+		raft_snapshot_meta meta;
+		uint64_t len;
+
+		if (store_snapshot_meta(n->st, &meta, &len) == 0) {
+			n->last_snap = meta.index;
+			raft_conf_state_free_contents(&meta.conf);
+		}
+	}
 	rc_cfg.applied = atomic_load(&n->applied);
 	if (rc_cfg.applied > hs.commit)
 		rc_cfg.applied = hs.commit;
@@ -1085,8 +1281,7 @@ void node_free(node *n)
 	run_inbox(n);
 	for (b = n->aq_head; b; b = next) {
 		next = b->next;
-		raft_entries_free(b->ents, b->n);
-		free(b);
+		apply_batch_free(b);
 	}
 	transport_free(n->tp);
 	uv_loop_close(&n->loop);

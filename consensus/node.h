@@ -65,6 +65,18 @@ typedef struct node_sm {
 	 * loop thread, concurrently with apply (the state machine locks).
 	 * *out is malloc'd (caller frees). 0 or a negative code. */
 	int (*query)(void *ctx, const uint8_t *q, size_t len, uint8_t **out, size_t *out_len);
+	/* Optional (with restore; NULL: no snapshots, the log is never
+	 * compacted): serializes the whole state as of the last applied
+	 * index into *out (malloc'd, the runtime frees it). Called on the
+	 * apply thread every cfg->snapshot_entries applied entries; the
+	 * runtime stores it and compacts the Raft log up to that index
+	 * (Raft §7). 0 or a negative code (the snapshot is skipped). */
+	int (*snapshot)(void *ctx, uint8_t **out, size_t *len);
+	/* Replaces the whole state by a snapshot's bytes (made by snapshot()
+	 * on some node at `index`), when this node was too far behind the
+	 * leader's log. Afterwards applied_index() is index. 0 or a negative
+	 * local fault (the node stops applying). Apply thread. */
+	int (*restore)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
 } node_sm;
 
 typedef struct node node;

@@ -3,13 +3,16 @@
 # loopback TCP with real RocksDB stores, driven through the raftfs command.
 #   cluster_test.sh RAFTFS SCENARIO
 # Scenarios: config_typo agree3 agree5 leader_kill follower_kill restart_all
-# bad_peer. Every wait polls a condition with a deadline. Every process and
+# bad_peer snapshot_catchup. Every wait polls a condition with a deadline. Every process and
 # the temp dir are removed on exit, also on failure (the node logs are
 # printed then).
 set -euo pipefail
 
 R=$1
 SCENARIO=$2
+# These tests run the kv test state machine (no mounts): `raftfs local`
+# creates such clusters when RAFTFS_LOCAL_SM=kv.
+export RAFTFS_LOCAL_SM=kv
 T=$(mktemp -d /tmp/raftfs-node-test.XXXXXX)
 C=$T/c
 BG_PIDS=()
@@ -291,7 +294,39 @@ scenario_bad_peer() {
 	check_same_and_exactly_once "$T/acked" 1 2 3
 }
 
+# A follower down while the leader's log is compacted past it catches up
+# from a snapshot (snapshots every 50 entries).
+scenario_snapshot_catchup() {
+	local leader f before line
+	up 3
+	"$R" local down "$C" || fail "local down failed"
+	sed -i 's/^snapshot_entries = .*/snapshot_entries = 50/' "$C"/n*/raftfs.ini
+	up 3
+	"$R" kv load --count 100 --prefix S $(all_addrs) >"$T/acked" 2>>"$T/load.err" || fail "first load failed"
+	leader=$(leader_id) || fail "no leader"
+	f=$((leader % 3 + 1))
+	"$R" local kill "$C" "$f"
+	"$R" kv load --count 300 --prefix T $(all_addrs) >>"$T/acked" 2>>"$T/load.err" || fail "second load failed"
+	line=$("$R" status --json "$(addr "$leader")")
+	[ "$(json_field "$line" first_index)" -gt 150 ] ||
+		fail "leader log not compacted: first index $(json_field "$line" first_index)"
+	"$R" local start "$C" "$f"
+	wait_for 30 "node $f to catch up" converged
+	grep -q "state restored from the snapshot" "$C/n$f/node.log" ||
+		fail "node $f caught up without a snapshot"
+	# It goes on applying entries after the snapshot.
+	"$R" kv load --count 50 --prefix U $(all_addrs) >>"$T/acked" 2>>"$T/load.err" || fail "third load failed"
+	wait_for 30 "convergence after the snapshot" converged
+	check_same_and_exactly_once "$T/acked" 1 2 3
+	# And a restart of the snapshotted node starts from its snapshot.
+	"$R" local stop "$C" "$f"
+	"$R" local start "$C" "$f"
+	wait_for 30 "convergence after restarting node $f" converged
+	check_same_and_exactly_once "$T/acked" 1 2 3
+}
+
 case $SCENARIO in
+snapshot_catchup) scenario_snapshot_catchup ;;
 config_typo) scenario_config_typo ;;
 agree3) scenario_agree 3 ;;
 agree5) scenario_agree 5 ;;
