@@ -346,57 +346,92 @@ static int scan_index(struct sm *sm)
 	return 0;
 }
 
-// Loads the subdirectories of the directory open at fd (id `self`).
-static int scan_dirs(struct sm *sm, int fd, uint64_t self, const char *where)
+// Loads one subdirectory entry of the directory open as d (id `self`).
+static int scan_subdir(struct sm *sm, DIR *d, const char *name, uint64_t self, uint64_t **queue,
+		       size_t *qlen, size_t *qcap)
 {
-	DIR *d = fdopendir(fd);
-	if (!d) {
+	int sub = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (sub < 0) {
 		int err = errno;
-		close(fd);
-		fprintf(stderr, "sm: scan %s: %s\n", where, strerror(err));
+		fprintf(stderr, "sm: scan directory %s: %s\n", name, strerror(err));
 		return -err;
 	}
+	char idbuf[17];
+	ssize_t n = fgetxattr(sub, SM_XATTR_ID, idbuf, 16);
+	if (n < 0 && errno == ENODATA) {
+		close(sub); // a mkdir cut short by a crash: its redo finishes it
+		return 0;
+	}
+	uint64_t id = 0;
+	int64_t ct = 0;
+	struct stat st;
+	if (n == 16) {
+		idbuf[16] = 0;
+		id = strtoull(idbuf, NULL, 16);
+	}
 	int rc = 0;
-	struct dirent *e;
-	while (!rc && (e = readdir(d))) {
-		if (e->d_type != DT_DIR || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (sub < 0) {
-			rc = -errno;
-			fprintf(stderr, "sm: scan %s/%s: %s\n", where, e->d_name, strerror(-rc));
-			break;
-		}
-		char idbuf[17];
-		ssize_t n = fgetxattr(sub, SM_XATTR_ID, idbuf, 16);
-		if (n < 0 && errno == ENODATA) {
-			// A mkdir cut short by a crash: its redo finishes it.
-			close(sub);
-			continue;
-		}
-		uint64_t id = 0;
-		int64_t ct = 0;
-		struct stat st;
-		if (n == 16) {
-			idbuf[16] = 0;
-			id = strtoull(idbuf, NULL, 16);
-		}
-		if (n != 16 || id == 0 || fstat(sub, &st)) {
-			rc = -EIO;
-			fprintf(stderr, "sm: scan %s/%s: bad id xattr\n", where, e->d_name);
-			close(sub);
-			break;
-		}
+	if (n != 16 || id == 0 || fstat(sub, &st)) {
+		fprintf(stderr, "sm: scan directory %s: bad id xattr\n", name);
+		rc = -EIO;
+	} else {
 		if (fgetxattr(sub, SM_XATTR_CTIME, &ct, sizeof(ct)) != sizeof(ct))
 			ct = 0; // cut short by a crash before the ctime was written; redo writes it
 		note_id(sm, id);
-		rc = tree_put(sm, id, st.st_ino, S_IFDIR, ct, self, e->d_name);
-		if (!rc)
-			rc = scan_dirs(sm, sub, id, e->d_name);
-		else
-			close(sub);
+		rc = tree_put(sm, id, st.st_ino, S_IFDIR, ct, self, name);
 	}
-	closedir(d);
+	close(sub);
+	if (!rc && *qlen == *qcap) {
+		uint64_t *more = realloc(*queue, 2 * *qcap * sizeof(**queue));
+		if (!more)
+			rc = -ENOMEM;
+		else {
+			*queue = more;
+			*qcap *= 2;
+		}
+	}
+	if (!rc)
+		(*queue)[(*qlen)++] = id;
+	return rc;
+}
+
+// Loads every directory of the tree, breadth first, resolving each through
+// the table built so far: a constant number of fds whatever the depth.
+static int scan_dirs(struct sm *sm)
+{
+	size_t qcap = 64, qlen = 0;
+	uint64_t *queue = malloc(qcap * sizeof(*queue));
+	if (!queue)
+		return -ENOMEM;
+	queue[qlen++] = SM_ROOT_ID;
+	int rc = 0;
+	for (size_t head = 0; head < qlen && !rc; head++) {
+		struct sm_path p;
+		rc = tree_path(sm, queue[head], &p);
+		if (rc)
+			break;
+		DIR *d = opendir(p.buf);
+		if (!d) {
+			rc = -errno;
+			fprintf(stderr, "sm: scan %s: %s\n", p.buf, strerror(-rc));
+			sm_path_release(&p);
+			break;
+		}
+		struct dirent *e;
+		while (!rc && (e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			struct stat st;
+			bool dir = e->d_type == DT_DIR;
+			if (e->d_type == DT_UNKNOWN) // filesystems without d_type
+				dir = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+				      S_ISDIR(st.st_mode);
+			if (dir)
+				rc = scan_subdir(sm, d, e->d_name, queue[head], &queue, &qlen, &qcap);
+		}
+		closedir(d);
+		sm_path_release(&p);
+	}
+	free(queue);
 	return rc;
 }
 
@@ -419,10 +454,7 @@ int tree_scan(struct sm *sm)
 	}
 	if (fgetxattr(fd, SM_XATTR_CTIME, &ct, sizeof(ct)) != sizeof(ct))
 		ct = 0;
+	close(fd);
 	rc = tree_put(sm, SM_ROOT_ID, st.st_ino, S_IFDIR, ct, SM_ROOT_ID, "");
-	if (rc) {
-		close(fd);
-		return rc;
-	}
-	return scan_dirs(sm, fd, SM_ROOT_ID, "tree");
+	return rc ? rc : scan_dirs(sm);
 }
