@@ -170,8 +170,12 @@ int raft_step_follower(raft *r, const raft_msg *m)
 		handle_snapshot(r, m);
 		return 0;
 	case RAFT_MSG_TRANSFER_LEADER:
-		if (r->lead == 0) {
-			RAFT_TRACE(r, TRACE_DROP, "drops transfer request: no leader");
+		/* The transferee is the message's from: only a request to make
+		 * this node leader can be forwarded with us as its sender. */
+		if (r->lead == 0 || (m->from != 0 && m->from != r->id)) {
+			RAFT_TRACE(r, TRACE_DROP, "drops transfer request to %llu: %s",
+				   (unsigned long long)m->from,
+				   r->lead ? "not leader" : "no leader");
 			return 0;
 		}
 		return forward(r, m);

@@ -515,6 +515,16 @@ static void test_leader_transfer(void **state)
 	assert_int_equal(raft_leader(R(net, 1)), 3);
 	assert_int_equal(tnet_propose(net, 3, "z"), 0);
 	assert_int_equal(tnet_log_cmp(net, 1, 3), 0);
+	/* Asked at the node that should lead, the request goes to the leader. */
+	raft_step(R(net, 2), &(raft_msg){.type = RAFT_MSG_TRANSFER_LEADER, .from = 2});
+	tnet_deliver(net);
+	assert_true(raft_is_leader(R(net, 2)));
+	assert_int_equal(raft_term(R(net, 2)), 3);
+	/* A follower does not forward a transfer to a third node. */
+	msgq q = {0};
+	tu_step(net, 1, (raft_msg){.type = RAFT_MSG_TRANSFER_LEADER, .from = 3}, &q);
+	assert_int_equal(q.n, 0);
+	msgq_free(&q);
 	tnet_free(net);
 }
 
