@@ -438,8 +438,18 @@ int raft_step_leader(raft *r, const raft_msg *m)
 		p->pr.probe_sent = true;
 		break;
 	case RAFT_MSG_UNREACHABLE:
-		if (p->pr.state == RAFT_PROGRESS_REPLICATE)
+		/* Pipelined appends are probably lost: probe. A snapshot in
+		 * flight probably is too, and a transport that never reports
+		 * snapshot status would otherwise leave the follower in
+		 * SNAPSHOT state for good: count it as failed (worst case the
+		 * snapshot is sent again). */
+		if (p->pr.state == RAFT_PROGRESS_REPLICATE) {
 			raft_progress_become_probe(&p->pr);
+		} else if (p->pr.state == RAFT_PROGRESS_SNAPSHOT) {
+			p->pr.pending_snapshot = 0;
+			raft_progress_become_probe(&p->pr);
+			p->pr.probe_sent = true;
+		}
 		RAFT_TRACE(r, TRACE_PROG, "%llu unreachable: probing", (unsigned long long)p->id);
 		break;
 	case RAFT_MSG_TRANSFER_LEADER:

@@ -540,6 +540,47 @@ static void test_report_unreachable(void **state)
 	tnet_free(net);
 }
 
+/* A follower in SNAPSHOT state leaves it when the snapshot is reported
+ * done, failed, or its peer unreachable; then the leader probes again and
+ * resends the snapshot if it is still needed. */
+static void test_snapshot_status_and_unreachable(void **state)
+{
+	for (int how = 0; how < 3; how++) {
+		raft_config c = tcfg();
+		tnet *net = tnet_new(3, &c);
+		tnet_campaign(net, 1);
+		tnet_isolate(net, 3);
+		for (int i = 0; i < 3; i++)
+			tnet_propose(net, 1, "v");
+		uint64_t last = tu_last(R(net, 1));
+		uint64_t voters[] = {1, 2, 3};
+		raft_conf_state cs = {.voters = voters, .n_voters = 3};
+		tnode *n1 = tnet_node(net, 1);
+		assert_int_equal(memory_storage_create_snapshot(n1->ms, last, &cs, "S", 1), 0);
+		assert_int_equal(memory_storage_compact(n1->ms, last), 0);
+		/* The snapshot message is lost on the way to 3. */
+		tnet_heal(net);
+		struct count_ctx cc = {.drop_type = RAFT_MSG_SNAP, .drop_to = 3};
+		net->filter = count_rejects;
+		net->filter_ctx = &cc;
+		beat(net, 1, 2);
+		assert_int_equal(peer_status(net, 1, 3).state, RAFT_PROGRESS_SNAPSHOT);
+		assert_int_equal(tnet_node(net, 3)->snap_installed, 0);
+		net->filter = NULL;
+		if (how == 0)
+			raft_report_snapshot(R(net, 1), 3, true);
+		else if (how == 1)
+			raft_report_snapshot(R(net, 1), 3, false);
+		else
+			raft_report_unreachable(R(net, 1), 3);
+		assert_int_equal(peer_status(net, 1, 3).state, RAFT_PROGRESS_PROBE);
+		beat(net, 1, 2);
+		assert_int_equal(tnet_node(net, 3)->snap_installed, last);
+		assert_int_equal(peer_status(net, 1, 3).state, RAFT_PROGRESS_REPLICATE);
+		tnet_free(net);
+	}
+}
+
 /* Timer events (HUP, BEAT, CHECK_QUORUM) arriving from a peer are ignored:
  * only the node's own clock may start an election. */
 static void test_timer_events_from_peers_ignored(void **state)
@@ -643,6 +684,7 @@ int main(void)
 	    cmocka_unit_test(test_snapshot_restore_rules),
 	    cmocka_unit_test(test_leader_transfer),
 	    cmocka_unit_test(test_report_unreachable),
+	    cmocka_unit_test(test_snapshot_status_and_unreachable),
 	    cmocka_unit_test(test_timer_events_from_peers_ignored),
 	    cmocka_unit_test(test_ready_contract),
 	    cmocka_unit_test(test_restart_restores_state),
