@@ -433,6 +433,26 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 				note_lost_snapshot(c, n, m->to);
 		}
 
+		if (c->opts.tick_in_ready_pm && sim_rng_chance(&c->rng, c->opts.tick_in_ready_pm)) {
+			sim_trace(c, "n%llu ticks while holding its Ready", (unsigned long long)n->id);
+			raft_tick(n->r);
+		}
+		/* At most once per node and tick: each proposal causes further
+		 * Readies, which must not feed on themselves within a tick. */
+		if (c->opts.propose_in_ready_pm && n->last_in_ready_proposal != c->now &&
+		    sim_rng_chance(&c->rng, c->opts.propose_in_ready_pm)) {
+			n->last_in_ready_proposal = c->now;
+			uint8_t b[8];
+			uint64_t v = (1ULL << 62) | ++c->in_ready_proposals;
+			for (int i = 0; i < 8; i++)
+				b[i] = (uint8_t)(v >> (8 * i));
+			int rc = raft_propose(n->r, b, sizeof(b), NULL, NULL);
+			sim_trace(c, "n%llu is handed a proposal while holding its Ready: %s",
+				  (unsigned long long)n->id, raft_strerror(rc));
+			if (rc != 0 && rc != RAFT_EPROPOSAL_DROPPED)
+				record_fail(c, "node %llu: propose inside a Ready: %s",
+					    (unsigned long long)n->id, raft_strerror(rc));
+		}
 		if (rd.snapshot)
 			restore_sm(c, n, rd.snapshot);
 		if (rd.n_committed)

@@ -47,6 +47,13 @@ typedef struct sim_opts {
 	 * entries behind the snapshot. */
 	uint64_t snapshot_every;
 	uint64_t snapshot_keep;
+	/* Chance (per mille) that a node's clock ticks while it holds a Ready
+	 * (between raft_ready_get and raft_advance), as with a runtime that
+	 * persists asynchronously; its clock then runs a little fast. */
+	uint32_t tick_in_ready_pm;
+	/* Chance (per mille) that a node is handed a proposal while it holds
+	 * a Ready (a client request arriving during the persist). */
+	uint32_t propose_in_ready_pm;
 	bool no_checks; /* benchmarks: skip the safety checker */
 	FILE *trace;    /* readable story of the run; NULL: stderr if SIM_TRACE is set */
 	bool trace_msgs; /* also every message sent and delivered */
@@ -66,6 +73,7 @@ typedef struct sim_node {
 	raft_role role;      /* last soft state seen */
 	uint64_t leader;
 	bool crash_in_ready; /* crash after the next persist, before sending */
+	uint64_t last_in_ready_proposal; /* tick (at most one per tick) */
 } sim_node;
 
 /* A linearizable read in progress. */
@@ -105,6 +113,7 @@ struct sim_cluster {
 	size_t n_lost_snaps, cap_lost_snaps;
 
 	uint64_t applied_entries; /* entries applied, all nodes */
+	uint64_t in_ready_proposals; /* proposals made inside a Ready */
 	sim_fail_fn fail_hook;
 	void *fail_arg;
 };

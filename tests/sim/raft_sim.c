@@ -79,12 +79,22 @@ static void draw_opts(sim_rng *g, sim_opts *o)
 {
 	o->pre_vote = sim_rng_chance(g, 750);
 	o->check_quorum = sim_rng_chance(g, 750);
-	o->election_ticks = 8 + (int)sim_rng_below(g, 8);
-	o->heartbeat_ticks = 1 + (int)sim_rng_below(g, 3);
+	if (sim_rng_chance(g, 100)) {
+		/* Hair-trigger elections: timeouts barely above the heartbeat. */
+		o->election_ticks = 2 + (int)sim_rng_below(g, 3);
+		o->heartbeat_ticks = 1;
+	} else {
+		o->election_ticks = 8 + (int)sim_rng_below(g, 8);
+		o->heartbeat_ticks = 1 + (int)sim_rng_below(g, 3);
+	}
 	static const size_t inflight[4] = {1, 2, 8, 256};
 	o->max_inflight = inflight[sim_rng_below(g, 4)];
 	static const uint64_t bytes[4] = {1, 100, 1000, 1 << 20};
 	o->max_msg_bytes = bytes[sim_rng_below(g, 4)];
+	if (sim_rng_chance(g, 300))
+		o->tick_in_ready_pm = 1 + (uint32_t)sim_rng_below(g, 300);
+	if (sim_rng_chance(g, 300))
+		o->propose_in_ready_pm = 1 + (uint32_t)sim_rng_below(g, 300);
 	if (sim_rng_chance(g, 700)) {
 		o->snapshot_every = 3 + sim_rng_below(g, 40);
 		o->snapshot_keep = sim_rng_below(g, 6);
@@ -137,7 +147,8 @@ static void random_netfault(sim_cluster *c)
 	c->net.dup_pm = (uint32_t)sim_rng_below(g, 100);
 	c->net.max_delay = (uint32_t)sim_rng_below(g, 6);
 	c->net.long_delay_pm = sim_rng_chance(g, 700) ? 0 : (uint32_t)sim_rng_below(g, 200);
-	c->net.long_delay_max = 5 + (uint32_t)sim_rng_below(g, 30);
+	/* Now and then a message from long ago: hundreds of ticks late. */
+	c->net.long_delay_max = 5 + (uint32_t)sim_rng_below(g, sim_rng_chance(g, 200) ? 600 : 30);
 	sim_trace(c, "network faults: dup %u‰, delay <= %u, long delay %u‰", c->net.dup_pm,
 		  c->net.max_delay, c->net.long_delay_pm);
 }
