@@ -101,6 +101,8 @@ struct node {
 	uint64_t epoch; /* bumped on every leader change */
 	uint64_t retry_ms;
 	bool closing;
+	bool draining;               /* stopping: leadership transfer under way */
+	uint64_t drain_deadline_ms;
 	raft_hard_state hs; /* last hard state of a Ready */
 	bool hs_dirty;      /* hs not yet written to the store */
 	uint64_t ticks;
@@ -797,6 +799,10 @@ static void on_prepare(uv_prepare_t *h)
 	check_readers(n, now_ms());
 }
 
+static void begin_close(node *n);
+static void run_inbox(node *n);
+static bool transfer_before_stop(node *n, uint64_t now);
+
 /* Writes a hard state that only advanced the commit index, so that a
  * restart need not wait for a leader to learn what was committed. */
 static void flush_hard_state(node *n)
@@ -820,6 +826,14 @@ static void on_tick(uv_timer_t *h)
 	if (++n->ticks % 100 == 0)
 		flush_hard_state(n);
 	raft_tick(n->r);
+	if (n->draining && !n->closing && !transfer_before_stop(n, now)) {
+		if (!raft_is_leader(n->r))
+			rlog_write(RLOG_INFO, "leadership handed over to %llu",
+				   (unsigned long long)raft_leader(n->r));
+		begin_close(n);
+		run_inbox(n);
+		return;
+	}
 	check_proposals(n, now);
 	check_readers(n, now);
 }
@@ -888,6 +902,38 @@ static void run_inbox(node *n)
 	}
 }
 
+/* A leader asked to stop first hands its leadership to the most
+ * up-to-date follower (Raft thesis §3.10), so the cluster does not wait an
+ * election timeout for a new one. Returns true while that is under way. */
+static bool transfer_before_stop(node *n, uint64_t now)
+{
+	raft_status st;
+	raft_msg m = {0};
+	uint64_t best = 0, best_match = 0;
+
+	if (n->draining)
+		return raft_is_leader(n->r) && now < n->drain_deadline_ms;
+	n->draining = true;
+	if (!raft_is_leader(n->r))
+		return false;
+	raft_get_status(n->r, &st);
+	for (size_t i = 0; i < st.n_peers; i++)
+		if (st.peers[i].id != st.id && !st.peers[i].learner && st.peers[i].recent_active &&
+		    transport_peer_connected(n->tp, st.peers[i].id) && st.peers[i].match >= best_match) {
+			best = st.peers[i].id;
+			best_match = st.peers[i].match;
+		}
+	if (!best)
+		return false;
+	rlog_write(RLOG_INFO, "stopping: handing leadership to %llu", (unsigned long long)best);
+	m.type = RAFT_MSG_TRANSFER_LEADER;
+	m.from = best;
+	m.to = n->cfg->id;
+	raft_step(n->r, &m);
+	n->drain_deadline_ms = now + 2ull * n->cfg->election_ticks * n->cfg->tick_ms;
+	return true;
+}
+
 static void on_async(uv_async_t *h)
 {
 	node *n = h->data;
@@ -897,7 +943,7 @@ static void on_async(uv_async_t *h)
 	pthread_mutex_lock(&n->mu);
 	stopping = n->stopping;
 	pthread_mutex_unlock(&n->mu);
-	if (stopping) {
+	if (stopping && !transfer_before_stop(n, now_ms())) {
 		begin_close(n);
 		/* Completions failed just now post their replies: run them. */
 		run_inbox(n);
@@ -1115,6 +1161,50 @@ static void on_request(void *arg, transport_conn *conn, const Transportpb__Reque
 
 /* ---- lifecycle ---- */
 
+/* A snapshot from the leader is installed in the store before the state
+ * machine restores it: after a crash in between, the state machine is
+ * behind the store's snapshot, whose log entries are gone. Restore it now. */
+static int restore_from_store(node *n, char *err, size_t errlen)
+{
+	raft_snapshot_meta meta;
+	uint8_t *data = NULL;
+	uint64_t len;
+	size_t got = 0, k;
+	int rc;
+
+	rc = store_snapshot_meta(n->st, &meta, &len);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", store_errmsg(n->st));
+		return rc;
+	}
+	raft_conf_state_free_contents(&meta.conf);
+	n->last_snap = meta.index;
+	if (meta.index <= atomic_load(&n->applied))
+		return 0;
+	if (!n->sm->restore) {
+		snprintf(err, errlen, "the store holds a snapshot at %llu beyond the state machine "
+				      "(applied %llu), which cannot restore snapshots",
+			 (unsigned long long)meta.index,
+			 (unsigned long long)atomic_load(&n->applied));
+		return RAFT_EINVAL;
+	}
+	data = malloc(len ? len : 1);
+	while (data && got < len && store_snapshot_read(n->st, got, data + got, len - got, &k) == 0 &&
+	       k)
+		got += k;
+	rc = !data ? RAFT_ENOMEM : got != len ? RAFT_EIO : n->sm->restore(n->sm->ctx, meta.index, data, len);
+	free(data);
+	if (rc < 0) {
+		snprintf(err, errlen, "restoring the stored snapshot at %llu: %s",
+			 (unsigned long long)meta.index, node_strerror(rc));
+		return rc;
+	}
+	rlog_write(RLOG_INFO, "state restored from the stored snapshot at %llu",
+		   (unsigned long long)meta.index);
+	atomic_store(&n->applied, meta.index);
+	return 0;
+}
+
 int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, size_t errlen)
 {
 	transport_callbacks cb = {0};
@@ -1168,16 +1258,12 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	 * machine may be ahead of the saved one: the core is told the lower
 	 * of the two, and the apply thread skips entries applied already. */
 	store_hard_state(n->st, &hs);
-	{
-		raft_snapshot_meta meta;
-		uint64_t len;
-
-		if (store_snapshot_meta(n->st, &meta, &len) == 0) {
-			n->last_snap = meta.index;
-			raft_conf_state_free_contents(&meta.conf);
-		}
-	}
+	rc = restore_from_store(n, err, errlen);
+	if (rc < 0)
+		goto fail;
 	rc_cfg.applied = atomic_load(&n->applied);
+	if (hs.commit < n->last_snap)
+		hs.commit = n->last_snap; /* a snapshot is committed by definition */
 	if (rc_cfg.applied > hs.commit)
 		rc_cfg.applied = hs.commit;
 	rc_cfg.seed = n->client_id;

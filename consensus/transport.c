@@ -535,6 +535,9 @@ static void on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
+	/* A peer that vanished without a FIN (power loss, partition) is
+	 * noticed and redialled instead of filling the send queue forever. */
+	uv_tcp_keepalive(&c->tcp, 1, 5);
 	rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	if (rc < 0) {
 		rlog_write(RLOG_ERR, "%s: read start: %s", c->name, uv_strerror(rc));
@@ -599,6 +602,7 @@ static void on_accept(uv_stream_t *server, int status)
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
+	uv_tcp_keepalive(&c->tcp, 1, 5);
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
 		if (sa.ss_family == AF_INET6)
 			uv_ip6_name((struct sockaddr_in6 *)&sa, host, sizeof(host));

@@ -3,7 +3,7 @@
 # loopback TCP with real RocksDB stores, driven through the raftfs command.
 #   cluster_test.sh RAFTFS SCENARIO
 # Scenarios: config_typo agree3 agree5 leader_kill follower_kill restart_all
-# bad_peer snapshot_catchup. Every wait polls a condition with a deadline. Every process and
+# bad_peer leader_stop snapshot_catchup. Every wait polls a condition with a deadline. Every process and
 # the temp dir are removed on exit, also on failure (the node logs are
 # printed then).
 set -euo pipefail
@@ -294,6 +294,27 @@ scenario_bad_peer() {
 	check_same_and_exactly_once "$T/acked" 1 2 3
 }
 
+# SIGTERM to the leader: it hands leadership over before it stops, so
+# proposals go on without waiting for an election timeout.
+scenario_leader_stop() {
+	local leader new
+	up 3
+	start_load "$T/acked" S 600
+	wait_for 30 "100 puts acknowledged" at_least "$T/acked" 100
+	leader=$(leader_id) || fail "no leader"
+	"$R" local stop "$C" "$leader" || fail "node $leader did not stop"
+	grep -q "leadership handed over to" "$C/n$leader/node.log" ||
+		fail "node $leader stopped without handing over leadership"
+	wait_for 10 "a new leader" has_leader
+	new=$(leader_id)
+	[ "$new" != "$leader" ] || fail "stopped node $leader still leads"
+	wait "${BG_PIDS[0]}" || fail "loader failed"
+	BG_PIDS=()
+	"$R" local start "$C" "$leader"
+	wait_for 30 "node $leader to catch up" converged
+	check_same_and_exactly_once "$T/acked" 1 2 3
+}
+
 # A follower down while the leader's log is compacted past it catches up
 # from a snapshot (snapshots every 50 entries).
 scenario_snapshot_catchup() {
@@ -326,6 +347,7 @@ scenario_snapshot_catchup() {
 }
 
 case $SCENARIO in
+leader_stop) scenario_leader_stop ;;
 snapshot_catchup) scenario_snapshot_catchup ;;
 config_typo) scenario_config_typo ;;
 agree3) scenario_agree 3 ;;
