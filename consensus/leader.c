@@ -47,9 +47,9 @@ static bool committed_in_current_term(const raft *r)
 
 bool raft_maybe_commit(raft *r)
 {
-	uint64_t vals[64];
+	uint64_t vals[RAFT_MAX_MEMBERS];
 	size_t n = 0;
-	for (size_t i = 0; i < r->n_peers && n < 64; i++)
+	for (size_t i = 0; i < r->n_peers && n < RAFT_MAX_MEMBERS; i++)
 		if (!r->peers[i].learner)
 			vals[n++] = r->peers[i].pr.match;
 	uint64_t mci = raft_quorum_index(vals, n);
@@ -201,9 +201,9 @@ static void answer_read(raft *r, uint64_t from, uint64_t index, const uint8_t *c
 /* Releases every read whose round a majority acknowledged. */
 static void confirm_reads(raft *r)
 {
-	uint64_t vals[64];
+	uint64_t vals[RAFT_MAX_MEMBERS];
 	size_t n = 0;
-	for (size_t i = 0; i < r->n_peers && n < 64; i++) {
+	for (size_t i = 0; i < r->n_peers && n < RAFT_MAX_MEMBERS; i++) {
 		raft_peer *p = &r->peers[i];
 		if (!p->learner)
 			vals[n++] = p->id == r->id ? r->ro.round : p->read_acked;

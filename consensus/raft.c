@@ -82,6 +82,8 @@ int raft_add_peer(raft *r, uint64_t id, bool learner)
 {
 	if (id == 0 || raft_peer_find(r, id))
 		return 0;
+	if (r->n_peers >= RAFT_MAX_MEMBERS)
+		return RAFT_EINVAL;
 	raft_peer *p = realloc(r->peers, (r->n_peers + 1) * sizeof(*p));
 	if (!p)
 		return RAFT_ENOMEM;

@@ -9,6 +9,10 @@
 #include "read_only.h"
 #include "trace.h"
 
+/* Most members (voters and learners) a configuration may have: quorum
+ * computations use fixed arrays of this size. */
+#define RAFT_MAX_MEMBERS 64
+
 /* Cap on the bytes of committed entries handed out in one Ready. */
 #define RAFT_MAX_COMMITTED_BYTES (64ull << 20)
 
