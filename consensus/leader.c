@@ -21,7 +21,10 @@ int raft_append_entries(raft *r, const raft_entry *ents, size_t n)
 	/* Sent at the next Ready, so proposals made in between are batched
 	 * into one append per follower. */
 	r->need_bcast = true;
-	raft_maybe_commit(r);
+	/* The leader's own new entries move the majority's index only when it
+	 * is the only voter (followers never hold more than it). */
+	if (raft_n_voters(r) == 1)
+		raft_maybe_commit(r);
 	return 0;
 }
 
