@@ -1,0 +1,68 @@
+# lib.sh — shared by the mount tests: a 3-node cluster with its mounts in a
+# temp dir, removed (mounts detached, nodes stopped) on exit, also on failure.
+# Source it with the raftfs binary as $1.
+
+R=${1:?usage: $0 RAFTFS_BINARY}
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (FUSE mounts, trusted xattrs)"; exit 77; }
+[ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
+
+T=$(mktemp -d /tmp/raftfs-mount.XXXXXX)
+chmod 755 "$T"
+C=$T/c
+export RAFTFS_LOCAL_SM=fs
+
+cleanup() {
+	local rc=$?
+	set +e
+	# Children first (writers), then the cluster, then whatever mount is left.
+	[ -z "$(jobs -p)" ] || kill $(jobs -p) 2>/dev/null
+	wait 2>/dev/null
+	if [ -f "$C/cluster" ]; then
+		"$R" local down "$C" >/dev/null 2>&1
+		if [ $rc -ne 0 ]; then
+			for f in "$C"/node*/node.log; do
+				echo "--- $f (tail)"
+				tail -n 20 "$f"
+			done
+		fi
+	fi
+	for m in "$C"/n[0-9]*; do
+		mountpoint -q "$m" 2>/dev/null && umount -l "$m"
+		[ -e "$m" ] || umount -l "$m" 2>/dev/null
+	done
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+	local deadline=$((SECONDS + $1)) what=$2
+	shift 2
+	until "$@"; do
+		[ $SECONDS -lt $deadline ] || fail "timed out waiting for: $what"
+		sleep 0.05
+	done
+}
+
+# The mounts agree (each node applies at its own pace: wait for it).
+verify() {
+	"$R" verify --wait "${1:-30}" "$C" >"$T/verify.out" ||
+		{ cat "$T/verify.out"; fail "mounts differ (${2:-})"; }
+}
+
+# Node id of the leader, from raftfs local status.
+leader_id() {
+	"$R" local status "$C" 2>/dev/null | awk '$6 == "leader" { sub(":", "", $2); print $2; exit }'
+}
+
+up() {
+	"$R" local up 3 "$C" >"$T/up.out" || { cat "$T/up.out"; fail "local up failed"; }
+	M1=$C/n1 M2=$C/n2 M3=$C/n3
+}

@@ -1,0 +1,79 @@
+#!/bin/bash
+# mount_failover.sh RAFTFS — a writer on each mount, kill -9 of the leader
+# mid-stream: the survivors elect a leader and keep accepting writes, every
+# write that returned success is on every surviving mount, the killed node
+# restarts and converges. Then without a quorum mutations fail after a
+# bounded wait while reads keep working.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+up
+
+# writer ID: appends "ID K" lines to its own file through mount ID, one
+# open/append/close each, and logs every line whose write returned success.
+writer() {
+	local id=$1 k=0 m=$C/n$1
+	while [ ! -e "$T/stop" ]; do
+		k=$((k + 1))
+		if { echo "$id $k" >>"$m/w$id"; } 2>/dev/null; then
+			echo "$id $k" >>"$T/acked$id"
+		else
+			sleep 0.02 # its node is down: do not spin
+		fi
+	done
+}
+
+acked() { [ -f "$T/acked$1" ] && wc -l <"$T/acked$1" || echo 0; }
+acked_at_least() { [ "$(acked "$1")" -ge "$2" ]; }
+
+for id in 1 2 3; do : >"$T/acked$id"; writer $id & done
+for id in 1 2 3; do wait_for 60 "writer $id started" acked_at_least $id 20; done
+
+L=$(leader_id)
+[ -n "$L" ] || fail "no leader"
+echo "== kill -9 leader $L"
+"$R" local kill "$C" "$L"
+new_leader() { local l; l=$(leader_id); [ -n "$l" ] && [ "$l" != "$L" ]; }
+wait_for 30 "a new leader" new_leader
+echo "   new leader $(leader_id)"
+for id in 1 2 3; do
+	[ "$id" = "$L" ] && continue
+	base=$(acked $id)
+	wait_for 60 "writer $id going on after the election" acked_at_least $id $((base + 20))
+done
+touch "$T/stop"
+wait
+
+survivors=()
+for id in 1 2 3; do [ "$id" = "$L" ] || survivors+=("$C/n$id"); done
+"$R" verify --wait 30 "${survivors[@]}" >"$T/v.out" || { cat "$T/v.out"; fail "survivors differ"; }
+for id in 1 2 3; do
+	for m in "${survivors[@]}"; do
+		# Every acknowledged line, exactly once.
+		sort "$m/w$id" | uniq -d | grep -q . && fail "$m/w$id holds a line twice"
+		missing=$(sort "$T/acked$id" | comm -23 - <(sort "$m/w$id") | head -n3)
+		[ -z "$missing" ] || fail "$m/w$id misses acknowledged lines: $missing"
+	done
+	echo "   writer $id: $(acked $id) acknowledged writes, all present"
+done
+
+echo "== restart node $L"
+"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $L"; }
+verify 60 "after the restart of node $L"
+
+echo "== no quorum"
+L=$(leader_id)
+others=()
+for id in 1 2 3; do [ "$id" = "$L" ] || others+=("$id"); done
+"$R" local kill "$C" "${others[0]}"
+"$R" local kill "$C" "${others[1]}"
+t0=$SECONDS
+if { echo lost >"$C/n$L/noquorum"; } 2>"$T/err"; then fail "a write succeeded without a quorum"; fi
+elapsed=$((SECONDS - t0))
+echo "   write failed after ${elapsed}s: $(cat "$T/err")"
+[ $elapsed -le 20 ] || fail "the write took ${elapsed}s to fail"
+grep -q "timed out" "$T/err" || fail "want ETIMEDOUT, got: $(cat "$T/err")"
+cat "$C/n$L/w1" >/dev/null || fail "reads stopped working without a quorum"
+ls "$C/n$L" >/dev/null || fail "readdir stopped working without a quorum"
+"$R" local up 3 "$C" >"$T/up3.out" || { cat "$T/up3.out"; fail "restart"; }
+verify 60 "after the quorum came back"
+echo "PASS"

@@ -1,0 +1,194 @@
+#!/bin/bash
+# mount_ops.sh RAFTFS — shell-level scenarios on the three mounts of a local
+# 3-node cluster; after each, the mounts must be identical (raftfs verify).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+up
+
+# The consistency contract (README, "Consistency"): by default an open() on
+# a mount is a sync point — it returns once that node applied everything
+# completed anywhere before, and its kernel dropped what changed; with
+# RAFTFS_MOUNT_OPTS=linearizable every lookup and stat is. So checks on
+# another mount open a file there first, unless linearizable.
+: >"$M1/.sync"
+sync_to() { [ "${RAFTFS_MOUNT_OPTS:-}" = linearizable ] || : <"$1/.sync"; }
+
+echo "== echo, cat, append across mounts"
+echo one >"$M1/f"
+sync_to "$M2"; [ "$(cat "$M2/f")" = one ] || fail "n2 does not show what n1 wrote"
+echo two >>"$M3/f"
+sync_to "$M1"; [ "$(cat "$M1/f")" = "$(printf 'one\ntwo')" ] || fail "n1 misses n3's append"
+printf 'three\n' >>"$M2/f"
+sync_to "$M3"; [ "$(wc -l <"$M3/f")" = 3 ] || fail "n3 misses n2's append"
+verify 30 "echo/cat/append"
+
+echo "== mkdir -p and rm -r of a deep tree"
+deep=$M1/deep
+for i in $(seq 40); do deep=$deep/d$i; done
+mkdir -p "$deep"
+echo leaf >"$deep/leaf"
+sync_to "$M2"; [ "$(cat "${deep/$M1/$M2}/leaf")" = leaf ] || fail "deep leaf not visible on n2"
+mkdir -p "$M2/wide"
+for i in $(seq 30); do mkdir "$M2/wide/w$i"; echo "$i" >"$M2/wide/w$i/f"; done
+verify 30 "deep tree"
+rm -r "$M3/deep" "$M3/wide"
+# Names removed elsewhere go once this node applied the removal (not
+# linearizable by default: see README, "Consistency").
+gone() { [ ! -e "$M1/deep" ] && [ ! -e "$M2/wide" ]; }
+wait_for 10 "rm -r on n3 to show on n1 and n2" gone
+verify 30 "rm -r"
+
+echo "== tar x and cp -a of a real tree"
+# (A smaller tree when linearizable: every lookup is a Raft round there.)
+dirs="linux/usb arpa netinet"
+[ "${RAFTFS_MOUNT_OPTS:-}" = linearizable ] || dirs="$dirs linux/netfilter linux/netfilter_ipv4"
+tar cf "$T/inc.tar" -C /usr/include $dirs
+mkdir "$M1/inc"
+tar xf "$T/inc.tar" -C "$M1/inc"
+for d in $dirs; do
+	diff -r "/usr/include/$d" "$M3/inc/$d" >/dev/null || fail "tar x on n1: $d differs on n3"
+done
+cp -a "$M2/inc" "$M2/inc-copy"
+verify 60 "tar x / cp -a"
+diff -r "$M1/inc" "$M3/inc-copy" >/dev/null || fail "cp -a on n2: copy differs on n3"
+
+echo "== mv and rename"
+mkdir -p "$M1/a/sub" "$M1/b" "$M1/empty"
+echo x >"$M1/a/file"
+echo y >"$M1/a/sub/inner"
+echo old >"$M1/b/target"
+mv "$M2/a/file" "$M2/b/moved"
+sync_to "$M3"; [ "$(cat "$M3/b/moved")" = x ] && [ ! -e "$M3/a/file" ] || fail "mv across dirs"
+mv "$M3/b/moved" "$M3/b/target"
+sync_to "$M1"; [ "$(cat "$M1/b/target")" = x ] || fail "rename over an existing file"
+mv -T "$M1/a/sub" "$M1/empty"
+sync_to "$M2"; [ "$(cat "$M2/empty/inner")" = y ] && [ ! -e "$M2/a/sub" ] || fail "rename of a non-empty dir onto an empty one"
+mkdir "$M1/full" && echo z >"$M1/full/z"
+if mv -T "$M2/empty" "$M2/full" 2>/dev/null; then fail "rename onto a non-empty dir succeeded"; fi
+mv "$M3/a" "$M3/b/a-moved"
+sync_to "$M1"; [ -d "$M1/b/a-moved" ] || fail "mv of a directory"
+python3 - "$M1" <<'PY' || fail "RENAME_NOREPLACE / RENAME_EXCHANGE"
+import ctypes, os, sys
+m = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, NOREPLACE, EXCHANGE = -100, 1, 2
+open(m + "/x1", "w").write("1")
+open(m + "/x2", "w").write("2")
+def renameat2(a, b, flags):
+    r = libc.renameat2(AT_FDCWD, (m + a).encode(), AT_FDCWD, (m + b).encode(), flags)
+    return 0 if r == 0 else ctypes.get_errno()
+assert renameat2("/x1", "/x2", NOREPLACE) == 17, "NOREPLACE over an existing name"
+assert renameat2("/x1", "/x2", EXCHANGE) == 0
+assert open(m + "/x1").read() == "2" and open(m + "/x2").read() == "1"
+PY
+verify 30 "mv/rename"
+
+echo "== ln and ln -s"
+echo linked >"$M1/orig"
+ln "$M2/orig" "$M2/hard"
+ln -s orig "$M3/soft"
+sync_to "$M1"; [ "$(cat "$M1/hard")" = linked ] && [ "$(cat "$M1/soft")" = linked ] || fail "links"
+sync_to "$M3"; [ "$(stat -c %h "$M3/orig")" = 2 ] || fail "link count on n3"
+sync_to "$M1"; sync_to "$M3"; [ "$(stat -c %i "$M1/hard")" = "$(stat -c %i "$M3/orig")" ] || fail "hard link inode"
+sync_to "$M2"; [ "$(readlink "$M2/soft")" = orig ] || fail "symlink target"
+verify 30 "links"
+
+echo "== chmod, chown, touch -d, truncate, sparse files"
+echo data >"$M1/attr"
+chmod 640 "$M2/attr"
+chown 123:456 "$M3/attr"
+touch -d '2001-02-03 04:05:06.789' "$M1/attr"
+sync_to "$M2"; [ "$(stat -c '%a %u %g %Y' "$M2/attr")" = "640 123 456 981173106" ] || fail "attrs on n2: $(stat -c '%a %u %g %Y' "$M2/attr")"
+truncate -s 1M "$M2/attr"
+sync_to "$M3"; [ "$(stat -c %s "$M3/attr")" = 1048576 ] || fail "truncate up"
+truncate -s 2 "$M3/attr"
+sync_to "$M1"; [ "$(cat "$M1/attr")" = da ] || fail "truncate down"
+dd if=/dev/urandom of="$T/blk" bs=64k count=1 status=none
+dd if="$T/blk" of="$M1/sparse" bs=64k seek=100 conv=notrunc status=none
+sync_to "$M2"; [ "$(stat -c %s "$M2/sparse")" = $((101 * 65536)) ] || fail "sparse size"
+cmp -s <(dd if="$M3/sparse" bs=64k skip=100 status=none) "$T/blk" || fail "sparse tail"
+cmp -s <(head -c $((100 * 65536)) "$M2/sparse") <(head -c $((100 * 65536)) /dev/zero) || fail "hole not zero"
+python3 - "$M3/sparse" <<'PY' || fail "SEEK_DATA/SEEK_HOLE"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+assert os.lseek(fd, 0, os.SEEK_DATA) >= 64 * 1024, "data found in the hole"
+assert os.lseek(fd, 0, os.SEEK_HOLE) == 0
+PY
+verify 30 "attributes"
+
+echo "== xattrs"
+setfattr -n user.color -v blue "$M1/attr"
+setfattr -n user.empty "$M2/attr"
+sync_to "$M3"; [ "$(getfattr --only-values -n user.color "$M3/attr")" = blue ] || fail "xattr on n3"
+setfattr -x user.empty "$M3/attr"
+sync_to "$M1"; getfattr -d "$M1/attr" | grep -q user.empty && fail "removed xattr still on n1"
+verify 30 "xattrs"
+
+echo "== write through a handle while another mount renames the file"
+exec 3>"$M1/moving"
+echo first >&3
+mv "$M2/moving" "$M2/moved"
+echo second >&3
+exec 3>&-
+sync_to "$M3"; [ "$(cat "$M3/moved")" = "$(printf 'first\nsecond')" ] || fail "write after a rename elsewhere: $(cat "$M3/moved")"
+verify 30 "handle across rename"
+
+echo "== unlinked but open"
+echo before >"$M1/gone"
+exec 4<>"$M1/gone"
+rm "$M1/gone"
+sync_to "$M2"; [ ! -e "$M2/gone" ] || fail "unlinked name still on n2"
+echo after >&4
+python3 - <<'PY' || fail "read/write through an unlinked handle"
+import os
+os.lseek(4, 0, os.SEEK_SET)
+d = os.read(4, 100)
+assert d == b"after\n\n", d  # "before\n" overwritten from offset 0
+os.pwrite(4, b"again", 0)
+assert os.pread(4, 5, 0) == b"again"
+PY
+exec 4>&-
+echo other >"$M2/gone2"
+exec 5<"$M3/gone2"
+rm "$M1/gone2"
+[ "$(cat <&5)" = other ] || fail "reading an unlinked file through a handle on another mount"
+exec 5<&-
+verify 30 "unlinked open files"
+
+echo "== git in the mount"
+git -C "$M1" init -q repo
+cp -r /work/main/tests/mount "$M1/repo/src" 2>/dev/null || cp "$0" "$M1/repo/"
+git -C "$M2/repo" -c user.name=t -c user.email=t@t -c safe.directory='*' add -A
+git -C "$M3/repo" -c user.name=t -c user.email=t@t -c safe.directory='*' commit -q -m test
+git -C "$M1/repo" -c safe.directory='*' log --oneline | grep -q test || fail "git log on n1"
+git -C "$M2/repo" -c safe.directory='*' fsck >/dev/null 2>&1 || fail "git fsck on n2"
+verify 30 "git"
+
+echo "== two mounts create the same name at once"
+# excl PATH: O_CREAT|O_EXCL; prints the errno name on failure.
+excl() {
+	python3 -c '
+import errno, os, sys
+try:
+    os.close(os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+except OSError as e:
+    print(errno.errorcode[e.errno]); sys.exit(1)' "$1"
+}
+for i in $(seq 10); do
+	excl "$M1/race$i" >"$T/e1" & p1=$!
+	excl "$M2/race$i" >"$T/e2" & p2=$!
+	r1=0 r2=0
+	wait $p1 || r1=1
+	wait $p2 || r2=1
+	[ $((r1 + r2)) = 1 ] || fail "race $i: $r1 $r2 (want exactly one failure)"
+	[ "$(cat "$T/e1" "$T/e2")" = EEXIST ] || fail "race $i: the loser got $(cat "$T/e1" "$T/e2")"
+	mkdir "$M2/rd$i" 2>"$T/e1" & p1=$!
+	mkdir "$M3/rd$i" 2>"$T/e2" & p2=$!
+	r1=0 r2=0
+	wait $p1 || r1=1
+	wait $p2 || r2=1
+	[ $((r1 + r2)) = 1 ] || fail "mkdir race $i: $r1 $r2"
+	grep -q "File exists" "$T/e1" "$T/e2" || fail "mkdir race $i: $(cat "$T/e1" "$T/e2")"
+done
+verify 30 "races"
+echo "PASS"

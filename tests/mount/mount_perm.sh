@@ -1,0 +1,50 @@
+#!/bin/bash
+# mount_perm.sh RAFTFS — a non-root user (runuser -u nobody) gets the
+# permission errors a local filesystem gives, on every mount, and what it
+# may create is owned by it everywhere.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+command -v runuser >/dev/null || { echo "SKIP: no runuser"; exit 77; }
+up
+
+as_nobody() { runuser -u nobody -- "$@"; }
+
+# denied WHAT COMMAND...: the command, run as nobody, must fail with
+# "Permission denied" or "Operation not permitted".
+denied() {
+	local what=$1
+	shift
+	if as_nobody "$@" 2>"$T/err"; then fail "nobody could $what"; fi
+	grep -Eq "Permission denied|Operation not permitted" "$T/err" ||
+		fail "$what: want EACCES/EPERM, got: $(cat "$T/err")"
+}
+
+mkdir "$M1/priv"
+echo secret >"$M1/priv/f"
+echo hidden >"$M1/priv/mine-only"
+chmod 600 "$M1/priv/mine-only"
+mkdir "$M1/pub"
+chmod 1777 "$M1/pub"
+echo root >"$M1/pub/rootfile"
+verify 30 "setup"
+
+denied "write a root file (n2)" sh -c "echo x >'$M2/priv/f'"
+denied "create in a root dir (n3)" touch "$M3/priv/new"
+denied "chmod a root file (n1)" chmod 777 "$M1/priv/f"
+denied "remove from a root dir (n2)" rm -f "$M2/priv/f"
+denied "read a 0600 root file (n3)" cat "$M3/priv/mine-only"
+denied "chown to itself (n1)" chown nobody "$M1/priv/f"
+denied "remove another's file in a sticky dir (n2)" rm -f "$M2/pub/rootfile"
+denied "mkdir in a root dir (n1)" mkdir "$M1/priv/d"
+
+as_nobody sh -c "echo mine >'$M2/pub/nobodys'" || fail "nobody cannot create in a 1777 dir"
+as_nobody mkdir "$M3/pub/nd" || fail "nobody cannot mkdir in a 1777 dir"
+for m in "$M1" "$M2" "$M3"; do
+	[ "$(stat -c %U "$m/pub/nobodys")" = nobody ] || fail "owner on $m: $(stat -c %U "$m/pub/nobodys")"
+	[ "$(stat -c %U "$m/pub/nd")" = nobody ] || fail "dir owner on $m"
+done
+as_nobody chmod 600 "$M1/pub/nobodys" || fail "nobody cannot chmod its own file"
+[ "$(as_nobody cat "$M3/pub/nobodys")" = mine ] || fail "nobody cannot read its own file on n3"
+[ "$(cat "$M1/priv/f")" = secret ] || fail "the root file changed"
+verify 30 "after the permission checks"
+echo "PASS"
