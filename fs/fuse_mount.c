@@ -69,7 +69,7 @@ static void detach_stale(const char *mountpoint)
 int fuse_mount_start(struct fs_node *fsn, const char *mountpoint, const char *opts,
 		     struct fuse_mount **out)
 {
-	struct raftfs_opts ro = {0, 1.0};
+	struct raftfs_opts ro = {0, -1};
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_ops_cfg cfg;
 	struct fuse_mount *m;
@@ -102,10 +102,14 @@ int fuse_mount_start(struct fs_node *fsn, const char *mountpoint, const char *op
 		fprintf(stderr, "fuse: bad mount options '%s'\n", opts ? opts : "");
 		goto fail;
 	}
-	if (ro.timeout < 0) {
+	if (ro.timeout < 0 && ro.timeout != -1) {
 		fprintf(stderr, "fuse: timeout=%g: must not be negative\n", ro.timeout);
 		goto fail;
 	}
+	/* Linearizable: the kernel must ask (and so pass a barrier) every
+	 * time, unless the user chose a cache timeout. */
+	if (ro.timeout == -1)
+		ro.timeout = ro.linearizable ? 0 : 1.0;
 	cfg.linearizable = ro.linearizable != 0;
 	cfg.timeout = ro.timeout;
 	rc = fuse_inval_new(&m->inv);

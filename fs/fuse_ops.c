@@ -33,6 +33,7 @@ struct open_count {
 	struct open_count *next;
 	uint64_t id;
 	unsigned count;
+	int fd; /* a read fd of the file, for stat after a Release */
 };
 
 struct fuse_fs {
@@ -72,6 +73,8 @@ void fuse_fs_free(struct fuse_fs *fs)
 			struct open_count *o = fs->open[i];
 
 			fs->open[i] = o->next;
+			if (o->fd >= 0)
+				close(o->fd);
 			free(o);
 		}
 	pthread_mutex_destroy(&fs->mu);
@@ -99,14 +102,16 @@ static struct open_count **open_slot(struct fuse_fs *fs, uint64_t id)
 	return p;
 }
 
-static void open_inc(struct fuse_fs *fs, uint64_t id)
+static void open_inc(struct fuse_fs *fs, uint64_t id, int fd)
 {
 	struct open_count **p;
 
 	pthread_mutex_lock(&fs->mu);
 	p = open_slot(fs, id);
-	if (!*p && (*p = calloc(1, sizeof(**p))))
+	if (!*p && (*p = calloc(1, sizeof(**p)))) {
 		(*p)->id = id;
+		(*p)->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	}
 	if (*p)
 		(*p)->count++;
 	pthread_mutex_unlock(&fs->mu);
@@ -123,12 +128,33 @@ static unsigned open_dec(struct fuse_fs *fs, uint64_t id)
 	o = *p;
 	if (o && --o->count == 0) {
 		*p = o->next;
+		if (o->fd >= 0)
+			close(o->fd);
 		free(o);
 	} else if (o) {
 		left = o->count;
 	}
 	pthread_mutex_unlock(&fs->mu);
 	return left;
+}
+
+/* Attributes of a file released while this mount holds it open (the orphan
+ * rule): what its handles still read. */
+static int orphan_stat(struct fuse_fs *fs, uint64_t id, struct stat *st)
+{
+	struct open_count *o;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&fs->mu);
+	o = *open_slot(fs, id);
+	if (o && o->fd >= 0)
+		rc = fstat(o->fd, st) < 0 ? -errno : 0;
+	pthread_mutex_unlock(&fs->mu);
+	if (rc == 0) {
+		st->st_ino = id;
+		st->st_nlink = 0;
+	}
+	return rc;
 }
 
 static bool is_open(struct fuse_fs *fs, uint64_t id)
@@ -242,6 +268,9 @@ static void finish(struct pending *p)
 	int rc;
 
 	if (err) {
+		/* A write to a file released by another mount (the orphan rule). */
+		if (p->kind == RP_WRITE && err == ENOENT)
+			err = ESTALE;
 		fuse_reply_err(p->req, err);
 		goto out;
 	}
@@ -278,7 +307,7 @@ static void finish(struct pending *p)
 
 			fill_entry(fs, &e, &st);
 			p->fi.fh = (uint64_t)rc;
-			open_inc(fs, st.st_ino);
+			open_inc(fs, st.st_ino, rc);
 			fuse_inval_ref(fs->inv, st.st_ino, 1);
 			if (fuse_reply_create(p->req, &e, &p->fi) != 0) {
 				fuse_inval_unref(fs->inv, st.st_ino, 1);
@@ -486,14 +515,21 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_fs *fs = fs_of(req);
+	struct stat st;
 	int rc;
 
-	(void)fi;
 	if (fs->cfg.linearizable && (rc = barrier(fs))) {
 		fuse_reply_err(req, rc);
 		return;
 	}
-	reply_attr_id(fs, req, ino);
+	(void)fi;
+	rc = sm_getattr(fs->sm, ino, &st);
+	if (rc == -ENOENT)
+		rc = orphan_stat(fs, ino, &st);
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, fs->cfg.timeout);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
@@ -938,7 +974,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		refresh_size(req, ino, rc);
 	fi->fh = (uint64_t)rc;
 	fi->keep_cache = 0;
-	open_inc(fs, ino);
+	open_inc(fs, ino, rc);
 	if (fuse_reply_open(req, fi) != 0) {
 		open_dec(fs, ino);
 		close(rc);
