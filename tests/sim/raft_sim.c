@@ -27,7 +27,7 @@
 
 /* Ticks the healed cluster gets to elect a leader and apply a proposal
  * on every node, in election timeouts. */
-#define LIVENESS_ELECTIONS 30
+#define LIVENESS_ELECTIONS 30ULL
 
 typedef struct run_args {
 	uint64_t seed;
@@ -144,6 +144,15 @@ static void random_netfault(sim_cluster *c)
 	for (size_t a = 1; a <= c->opts.n_nodes; a++)
 		for (size_t b = 1; b <= c->opts.n_nodes; b++)
 			c->net.drop_pm[a][b] = sim_rng_chance(g, 500) ? 0 : (uint32_t)sim_rng_below(g, 400);
+	/* Sometimes a few links fail one way only (asymmetric partitions). */
+	if (sim_rng_chance(g, 200)) {
+		for (uint64_t k = 1 + sim_rng_below(g, 3); k > 0; k--) {
+			uint64_t a = pick(c), b = pick(c);
+			c->net.drop_pm[a][b] = 1000;
+			sim_trace(c, "link n%llu->n%llu cut one way", (unsigned long long)a,
+				  (unsigned long long)b);
+		}
+	}
 	c->net.dup_pm = (uint32_t)sim_rng_below(g, 100);
 	c->net.max_delay = (uint32_t)sim_rng_below(g, 6);
 	c->net.long_delay_pm = sim_rng_chance(g, 700) ? 0 : (uint32_t)sim_rng_below(g, 200);
@@ -264,8 +273,47 @@ static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
 	sim_tick(c);
 }
 
-/* After healing: a leader must appear and a new proposal must be applied
- * by every node within the bound. */
+static void u64_bytes(uint8_t out[8], uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* True once the entry at index holds cmd and every node applied it. */
+static bool applied_everywhere(sim_cluster *c, uint64_t index, const uint8_t cmd[8])
+{
+	const sim_committed *e = sim_checker_entry(&c->ck, index);
+	if (!e || !e->applied || e->len != 8 || memcmp(e->data, cmd, 8) != 0)
+		return false;
+	for (uint64_t i = 1; i <= c->opts.n_nodes; i++)
+		if (c->nodes[i].sm.applied < index)
+			return false;
+	return true;
+}
+
+/* The index where cmd was committed, searching from index from; 0 if none. */
+static uint64_t find_committed(sim_cluster *c, uint64_t from, const uint8_t cmd[8])
+{
+	for (uint64_t i = from; i <= sim_checker_committed(&c->ck); i++) {
+		const sim_committed *e = sim_checker_entry(&c->ck, i);
+		if (e->applied && e->len == 8 && memcmp(e->data, cmd, 8) == 0)
+			return i;
+	}
+	return 0;
+}
+
+static bool read_pending(const sim_cluster *c, uint64_t id)
+{
+	for (size_t i = 0; i < c->n_reads; i++)
+		if (c->reads[i].id == id)
+			return true;
+	return false;
+}
+
+/* After healing, within the bound: a leader appears; a proposal made on the
+ * leader and one made on a follower (forwarded) are applied by every node;
+ * a linearizable read on every node is served. Requests lost to a leader
+ * change are retried, as a client would. */
 static void check_liveness(sim_cluster *c, uint64_t *next_value)
 {
 	sim_heal(c);
@@ -274,42 +322,78 @@ static void check_liveness(sim_cluster *c, uint64_t *next_value)
 		if (!sim_alive(c, i))
 			sim_restart(c, i);
 	}
-	uint64_t bound = (uint64_t)LIVENESS_ELECTIONS * (uint64_t)c->opts.election_ticks;
-	uint64_t start = c->now, proposed_at = 0, index = 0, term = 0;
+	uint64_t et = (uint64_t)c->opts.election_ticks;
+	uint64_t bound = LIVENESS_ELECTIONS * et;
+	uint64_t start = c->now;
+	enum { VIA_LEADER, VIA_FOLLOWER, READS, DONE } phase = VIA_LEADER;
+	uint64_t index = 0, term = 0, sent_at = 0, base = 0;
 	uint8_t cmd[8];
-	while (!sim_failed(c) && c->now - start < bound) {
+	uint64_t read_id[SIM_MAX_NODES + 1] = {0}, read_at[SIM_MAX_NODES + 1] = {0};
+	bool read_done[SIM_MAX_NODES + 1] = {false};
+	while (!sim_failed(c) && phase != DONE && c->now - start < bound) {
 		uint64_t leader = current_leader(c);
-		/* (Re)submit when there is no proposal, or it was lost to a
-		 * leader change. */
-		if (leader && (index == 0 || raft_term(c->nodes[leader].r) != term ||
-			       c->now - proposed_at > 3 * (uint64_t)c->opts.election_ticks)) {
-			uint64_t v = ++*next_value;
-			for (int i = 0; i < 8; i++)
-				cmd[i] = (uint8_t)(v >> (8 * i));
-			if (sim_propose(c, leader, cmd, sizeof(cmd), &index, &term) == 0)
-				proposed_at = c->now;
-			else
+		bool stale = c->now - sent_at > 3 * et;
+		if (phase == VIA_LEADER) {
+			if (leader && (index == 0 || raft_term(c->nodes[leader].r) != term || stale)) {
+				u64_bytes(cmd, ++*next_value);
 				index = 0;
-		}
-		if (index) {
-			const sim_committed *e = sim_checker_entry(&c->ck, index);
-			bool everywhere = true;
-			for (uint64_t i = 1; i <= c->opts.n_nodes; i++)
-				everywhere &= c->nodes[i].sm.applied >= index;
-			if (everywhere && e && e->applied && e->len == sizeof(cmd) &&
-			    memcmp(e->data, cmd, sizeof(cmd)) == 0) {
-				sim_trace(c, "liveness: proposal at %llu applied everywhere after %llu ticks",
-					  (unsigned long long)index, (unsigned long long)(c->now - start));
-				return;
+				if (sim_propose(c, leader, cmd, sizeof(cmd), &index, &term) == 0)
+					sent_at = c->now;
+			}
+			if (index && applied_everywhere(c, index, cmd)) {
+				sim_trace(c, "liveness: proposal on the leader applied everywhere at %llu",
+					  (unsigned long long)index);
+				base = index + 1;
+				phase = c->opts.n_nodes > 1 ? VIA_FOLLOWER : READS;
+				sent_at = 0;
+				continue;
+			}
+		} else if (phase == VIA_FOLLOWER) {
+			uint64_t at = find_committed(c, base, cmd);
+			if (sent_at && at && applied_everywhere(c, at, cmd)) {
+				sim_trace(c, "liveness: proposal on a follower applied everywhere at %llu",
+					  (unsigned long long)at);
+				phase = READS;
+				continue;
+			}
+			if (leader && (!sent_at || stale)) {
+				uint64_t f = leader % c->opts.n_nodes + 1;
+				u64_bytes(cmd, ++*next_value);
+				sim_propose(c, f, cmd, sizeof(cmd), NULL, NULL);
+				sent_at = c->now;
+			}
+		} else {
+			bool all = true;
+			for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
+				if (read_id[i] && !read_pending(c, read_id[i]))
+					read_done[i] = true;
+				if (read_done[i])
+					continue;
+				all = false;
+				if (!read_id[i] || c->now - read_at[i] > 3 * et) {
+					if (sim_read(c, i) == 0) {
+						read_id[i] = c->next_read_id;
+						read_at[i] = c->now;
+					}
+				}
+			}
+			if (all) {
+				sim_trace(c, "liveness: a read served on every node");
+				phase = DONE;
+				continue;
 			}
 		}
 		sim_tick(c);
 	}
-	if (!sim_failed(c))
-		sim_fail(c, "liveness: %llu ticks after every fault healed, %s",
-			 (unsigned long long)bound,
-			 current_leader(c) ? "a proposal is still not applied on every node"
-					   : "there is no leader");
+	if (sim_failed(c) || phase == DONE)
+		return;
+	static const char *const what[] = {
+		"a proposal on the leader is still not applied on every node",
+		"a proposal on a follower is still not applied on every node",
+		"a linearizable read is still not served on some node",
+	};
+	sim_fail(c, "liveness: %llu ticks after every fault healed, %s", (unsigned long long)bound,
+		 current_leader(c) ? what[phase] : "there is no leader");
 }
 
 /* Runs one seed; returns 0 if it passed, 1 if it failed (message in *c). */
