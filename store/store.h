@@ -38,8 +38,8 @@
 
 typedef struct store store;
 
-/* Opens the store in directory dir, creating it (and the directory) if
- * missing. Refuses a directory that holds something else: a non-empty
+/* Opens the store in directory dir, creating the directory (with its
+ * parents) and an empty store if missing. Refuses a directory that holds something else: a non-empty
  * directory that is not a RocksDB database, a RocksDB database without the
  * raftfs format record, or one of another format version. On success *out
  * is the store (close with store_close); on failure *out is NULL and, if err
