@@ -299,6 +299,8 @@ int main(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* The replicated test state machine: no FUSE mounts involved. */
+	setenv("RAFTFS_LOCAL_SM", "kv", 1);
 	if (run("%s local up 3 %s >/dev/null", raftfs, dir) != 0) {
 		fprintf(stderr, "node-bench: could not start the cluster in %s\n", dir);
 		return 1;
