@@ -959,6 +959,11 @@ static void SnapshotInstallCrash(void **state)
 	snapcommon(state, false, true, true);
 }
 
+static void SnapshotInstallUnCrash(void **state)
+{
+	snapcommon(state, false, false, true);
+}
+
 /* A node restarted from a snapshot must not forget or re-apply wrongly. */
 static void SnapshotInit(void **state)
 {
@@ -1029,7 +1034,8 @@ int main(int argc, char **argv)
 		SIM_TEST(Figure8), SIM_TEST(UnreliableAgree), SIM_TEST(Figure8Unreliable),
 		SIM_TEST(ReliableChurn), SIM_TEST(UnreliableChurn), SIM_TEST(SnapshotBasic),
 		SIM_TEST(SnapshotInstall), SIM_TEST(SnapshotInstallUnreliable),
-		SIM_TEST(SnapshotInstallCrash), SIM_TEST(SnapshotInit),
+		SIM_TEST(SnapshotInstallCrash), SIM_TEST(SnapshotInstallUnCrash),
+		SIM_TEST(SnapshotInit),
 		SIM_TEST(ReadAfterLeaderChange),
 	};
 	if (argc > 1) {
