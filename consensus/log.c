@@ -1,6 +1,8 @@
 /* log.c — the Raft log: an in-memory window over stable storage. */
 #include "log.h"
 
+#include "blob.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,10 +38,10 @@ int raft_log_init(raft_log *l, raft_storage *storage, uint64_t applied)
 void raft_log_destroy(raft_log *l)
 {
 	for (size_t i = 0; i < l->n; i++)
-		free(l->ents[l->head + i].data);
+		raft_blob_release(l->ents[l->head + i].data);
 	free(l->ents);
 	for (size_t i = 0; i < l->n_graveyard; i++)
-		free(l->graveyard[i]);
+		raft_blob_release(l->graveyard[i]);
 	free(l->graveyard);
 	if (l->pending_snap) {
 		raft_snapshot_free_contents(l->pending_snap);
@@ -115,7 +117,7 @@ static void bury(raft_log *l, uint8_t *data)
 		size_t cap = l->cap_graveyard ? 2 * l->cap_graveyard : 16;
 		uint8_t **p = realloc(l->graveyard, cap * sizeof(*p));
 		if (!p) {
-			free(data);
+			raft_blob_release(data);
 			return;
 		}
 		l->graveyard = p;
@@ -185,14 +187,12 @@ static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n)
 	int rc = window_reserve(l, n);
 	if (rc != 0)
 		return rc;
-	for (size_t i = 0; i < n; i++) {
-		rc = raft_entry_copy(&l->ents[l->head + l->n], &ents[i]);
-		if (rc != 0)
-			break;
-		l->n++;
-	}
+	rc = raft_blob_copy_entries(&l->ents[l->head + l->n], ents, n);
+	if (rc != 0)
+		return rc;
+	l->n += n;
 	l->last = l->off + l->n - 1;
-	return rc;
+	return 0;
 }
 
 int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t term)
@@ -204,17 +204,17 @@ int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t 
 	int rc = window_reserve(l, n);
 	if (rc != 0)
 		return rc;
+	raft_entry *e = &l->ents[l->head + l->n];
+	rc = raft_blob_copy_entries(e, ents, n);
+	if (rc != 0)
+		return rc;
 	for (size_t i = 0; i < n; i++) {
-		raft_entry *e = &l->ents[l->head + l->n];
-		rc = raft_entry_copy(e, &ents[i]);
-		if (rc != 0)
-			break;
-		e->term = term;
-		e->index = l->off + l->n;
-		l->n++;
+		e[i].term = term;
+		e[i].index = l->off + l->n + i;
 	}
+	l->n += n;
 	l->last = l->off + l->n - 1;
-	return rc;
+	return 0;
 }
 
 int raft_log_maybe_append(raft_log *l, uint64_t index, uint64_t log_term, uint64_t commit,
@@ -456,11 +456,11 @@ void raft_log_applied_to(raft_log *l, uint64_t index)
 void raft_log_release(raft_log *l)
 {
 	for (size_t i = 0; i < l->n_graveyard; i++)
-		free(l->graveyard[i]);
+		raft_blob_release(l->graveyard[i]);
 	l->n_graveyard = 0;
 	uint64_t upto = l->applied < l->stable ? l->applied : l->stable;
 	while (l->n > 0 && l->off <= upto) {
-		free(l->ents[l->head].data);
+		raft_blob_release(l->ents[l->head].data);
 		l->head++;
 		l->n--;
 		l->off++;

@@ -6,6 +6,8 @@
  */
 #include "memory_storage.h"
 
+#include "blob.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,8 +133,10 @@ memory_storage *memory_storage_new(void)
 /* Frees the data of ents[from..n) and shortens the array to from. */
 static void truncate_to(memory_storage *ms, size_t from)
 {
-	for (size_t i = from; i < ms->n; i++)
-		raft_entry_free_contents(&ms->ents[i]);
+	for (size_t i = from; i < ms->n; i++) {
+		raft_blob_release(ms->ents[i].data);
+		ms->ents[i].data = NULL;
+	}
 	ms->n = from;
 }
 
@@ -186,11 +190,9 @@ int memory_storage_append(memory_storage *ms, const raft_entry *ents, size_t n)
 	if (reserve(ms, (size_t)at + n) != 0)
 		return RAFT_ENOMEM;
 	truncate_to(ms, (size_t)at);
-	for (size_t i = 0; i < n; i++) {
-		if (raft_entry_copy(&ms->ents[ms->n], &ents[i]) != 0)
-			return RAFT_ENOMEM;
-		ms->n++;
-	}
+	if (raft_blob_copy_entries(&ms->ents[ms->n], ents, n) != 0)
+		return RAFT_ENOMEM;
+	ms->n += n;
 	return 0;
 }
 
@@ -270,8 +272,11 @@ int memory_storage_compact(memory_storage *ms, uint64_t index)
 		return RAFT_EUNAVAILABLE;
 	size_t k = (size_t)(index - off);
 	/* The entry at index becomes the dummy: keep its index and term only. */
-	for (size_t i = 0; i <= k; i++)
-		raft_entry_free_contents(&ms->ents[i]);
+	for (size_t i = 0; i <= k; i++) {
+		raft_blob_release(ms->ents[i].data);
+		ms->ents[i].data = NULL;
+		ms->ents[i].len = 0;
+	}
 	memmove(&ms->ents[0], &ms->ents[k], (ms->n - k) * sizeof(raft_entry));
 	ms->n -= k;
 	ms->ents[0].type = RAFT_ENTRY_NORMAL;

@@ -1,0 +1,57 @@
+/* blob.c — shared, reference-counted storage for the data of a batch of entries.
+ *
+ * Layout: a header with the reference count, then for every entry with
+ * data an 8-byte back pointer to the header followed by the data, padded
+ * to 8 bytes. raft_blob_release finds the header through the back pointer.
+ */
+#include "blob.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct blob {
+	size_t refs;
+} blob;
+
+#define ALIGN8(x) (((x) + 7u) & ~(size_t)7u)
+
+int raft_blob_copy_entries(raft_entry *dst, const raft_entry *src, size_t n)
+{
+	size_t bytes = sizeof(blob), refs = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (src[i].len) {
+			bytes += sizeof(blob *) + ALIGN8((size_t)src[i].len);
+			refs++;
+		}
+	}
+	blob *b = NULL;
+	if (refs) {
+		b = malloc(bytes);
+		if (!b)
+			return RAFT_ENOMEM;
+		b->refs = refs;
+	}
+	uint8_t *p = (uint8_t *)(b + 1);
+	for (size_t i = 0; i < n; i++) {
+		dst[i] = src[i];
+		dst[i].data = NULL;
+		if (!src[i].len)
+			continue;
+		memcpy(p, &b, sizeof(b));
+		p += sizeof(blob *);
+		memcpy(p, src[i].data, src[i].len);
+		dst[i].data = p;
+		p += ALIGN8((size_t)src[i].len);
+	}
+	return 0;
+}
+
+void raft_blob_release(uint8_t *data)
+{
+	if (!data)
+		return;
+	blob *b;
+	memcpy(&b, data - sizeof(blob *), sizeof(b));
+	if (--b->refs == 0)
+		free(b);
+}
