@@ -303,6 +303,7 @@ int main(void)
 	    cmocka_unit_test(test_progress_maybe_decr),
 	    cmocka_unit_test(test_inflights),
 	    cmocka_unit_test(test_quorum),
+	    cmocka_unit_test(test_blob),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
