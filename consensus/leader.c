@@ -330,7 +330,10 @@ static void handle_append_resp(raft *r, raft_peer *p, const raft_msg *m)
 		return;
 	}
 	bool old_paused = raft_progress_is_paused(pr);
-	if (!raft_progress_maybe_update(pr, m->index))
+	/* A probe answered at the match we already knew also settles where
+	 * the follower is: start replicating (etcd). */
+	bool settled = pr->state == RAFT_PROGRESS_PROBE && pr->match == m->index;
+	if (!raft_progress_maybe_update(pr, m->index) && !settled)
 		return;
 	switch (pr->state) {
 	case RAFT_PROGRESS_PROBE:
