@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,12 +209,14 @@ static int cmp_names(const void *x, const void *y)
 }
 
 // Sorted entry names of directory path (without . and ..). Caller frees.
-static char **list_dir(struct cmp *c, const char *path, size_t *n)
+// A missing directory is empty if missing_ok (index buckets are made on
+// first use).
+static char **list_dir(struct cmp *c, const char *path, bool missing_ok, size_t *n)
 {
 	*n = 0;
 	DIR *d = opendir(path);
-	if (!d && errno == ENOENT && c->kind == TREE_CMP_DATA && strstr(path, "/ids/"))
-		return calloc(1, sizeof(char *)); // an index bucket not used yet
+	if (!d && errno == ENOENT && missing_ok)
+		return calloc(1, sizeof(char *));
 	if (!d) {
 		read_error(c, "list", path, errno);
 		return NULL;
@@ -251,8 +254,8 @@ static void walk(struct cmp *c, const char *rel, const char *pa, const char *pb)
 	if (!compare_obj(c, rel[0] ? rel : ".", pa, pb))
 		return;
 	size_t na, nb;
-	char **la = list_dir(c, pa, &na);
-	char **lb = list_dir(c, pb, &nb);
+	char **la = list_dir(c, pa, false, &na);
+	char **lb = list_dir(c, pb, false, &nb);
 	size_t i = 0, j = 0;
 	while (la && lb && (i < na || j < nb)) {
 		int o = i == na ? 1 : j == nb ? -1 : strcmp(la[i], lb[j]);
@@ -282,8 +285,8 @@ static void compare_orphans(struct cmp *c, const char *da, const char *db)
 		snprintf(pa, sizeof(pa), "%s/ids/%02x", da, k);
 		snprintf(pb, sizeof(pb), "%s/ids/%02x", db, k);
 		size_t na, nb;
-		char **la = list_dir(c, pa, &na);
-		char **lb = list_dir(c, pb, &nb);
+		char **la = list_dir(c, pa, true, &na);
+		char **lb = list_dir(c, pb, true, &nb);
 		for (int side = 0; side < 2 && la && lb; side++) {
 			char **v = side ? lb : la, **w = side ? la : lb;
 			size_t n = side ? nb : na, m = side ? na : nb;

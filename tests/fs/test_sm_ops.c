@@ -796,6 +796,71 @@ static void test_power_loss_guard(void **state)
 	assert_int_equal(sm_fault(f->sm), -EUCLEAN);
 }
 
+static void test_torn_journal_record(void **state)
+{
+	struct fx *f = *state;
+	// Three creates by a process that dies without closing.
+	uint8_t *cmds[3];
+	size_t lens[3];
+	for (int i = 0; i < 3; i++) {
+		Fspb__Command c = FSPB__COMMAND__INIT;
+		Fspb__Mkdir m = FSPB__MKDIR__INIT;
+		char name[8];
+		snprintf(name, sizeof(name), "d%d", i);
+		m.parent = SM_ROOT_ID;
+		m.name = name;
+		m.ino = D1 + (uint64_t)i;
+		m.mode = 0755;
+		c.op_case = FSPB__COMMAND__OP_MKDIR;
+		c.mkdir = &m;
+		c.time_ns = 1000 + i;
+		cmds[i] = tl_pack(&c, &lens[i]);
+	}
+	sm_close(f->sm);
+	f->sm = NULL;
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sm *sm;
+		int r, bad = sm_open(f->dir, 1, &sm);
+		for (int i = 0; i < 3 && !bad; i++)
+			bad = sm_apply(sm, (uint64_t)i + 1, 0, 0, 0, cmds[i], lens[i], &r) || r;
+		_exit(bad);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	// A fourth record was being appended when the process died: torn.
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/sm/journal", f->dir);
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, 3 * 128);
+	char junk[128];
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, 100, st.st_size), 100);
+	close(fd);
+	// Replay stops at the torn record; entry 3 is redone, then the log goes
+	// on over the junk.
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(sm_applied_index(f->sm), 2);
+	int res;
+	assert_int_equal(sm_apply(f->sm, 3, 0, 0, 0, cmds[2], lens[2], &res), 0);
+	assert_int_equal(res, 0);
+	assert_int_equal(sm_lookup(f->sm, SM_ROOT_ID, "d2", &st), 0);
+	assert_int_equal(st.st_ino, D1 + 2);
+	assert_int_equal(st.st_mtim.tv_nsec, 1002);
+	assert_int_equal(sm_apply(f->sm, 4, 0, 0, 0, cmds[0], lens[0], &res), 0);
+	assert_int_equal(res, EEXIST);
+	sm_close(f->sm);
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(sm_applied_index(f->sm), 4);
+	for (int i = 0; i < 3; i++)
+		free(cmds[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -813,6 +878,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readdir, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deep_tree, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_loss_guard, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_journal_record, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
