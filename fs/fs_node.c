@@ -157,6 +157,8 @@ static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
 	if (status == 0 && applying_client && !atomic_load(&w->f->own_client))
 		atomic_store(&w->f->own_client, applying_client);
 	err = status < 0 ? node_errno(status) : (int)result;
+	if (status < 0 && node_fault(w->f->n))
+		err = EIO;
 	w->done(w->arg, err);
 	free(w);
 }
@@ -168,6 +170,13 @@ int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, 
 	struct waiter *w = malloc(sizeof(*w));
 	int rc;
 
+	/* A node whose state machine failed cannot answer from its own apply:
+	 * refuse at once rather than after the timeout. */
+	if (node_fault(f->n)) {
+		free(buf);
+		free(w);
+		return EIO;
+	}
 	if (!buf || !w) {
 		free(buf);
 		free(w);

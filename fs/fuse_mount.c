@@ -59,10 +59,14 @@ static void detach_stale(const char *mountpoint)
 {
 	struct stat st;
 
-	if (stat(mountpoint, &st) < 0 && errno == ENOTCONN) {
-		if (umount2(mountpoint, MNT_DETACH) < 0)
+	/* Several may be stacked (killed again before anyone looked). */
+	for (int i = 0; i < 16 && stat(mountpoint, &st) < 0 && errno == ENOTCONN; i++) {
+		if (umount2(mountpoint, MNT_DETACH) < 0) {
 			fprintf(stderr, "fuse: detaching the stale mount at %s: %s\n", mountpoint,
 				strerror(errno));
+			return;
+		}
+		fprintf(stderr, "fuse: detached a stale mount at %s\n", mountpoint);
 	}
 }
 
