@@ -17,8 +17,14 @@ cleanup() {
 	# Children first (writers), then the cluster, then whatever mount is left.
 	[ -z "$(jobs -p)" ] || kill $(jobs -p) 2>/dev/null
 	wait 2>/dev/null
+	[ -z "${IMMUTABLE:-}" ] || chattr -i "$IMMUTABLE"
 	if [ -f "$C/cluster" ]; then
 		"$R" local down "$C" >/dev/null 2>&1
+		# A sanitizer report in a node's log fails the test.
+		if grep -l -E "Sanitizer|runtime error" "$C"/node*/node.log 2>/dev/null; then
+			echo "FAIL: sanitizer report in the node logs above"
+			[ $rc -ne 0 ] || rc=1
+		fi
 		if [ $rc -ne 0 ]; then
 			for f in "$C"/node*/node.log; do
 				echo "--- $f (tail)"
@@ -59,7 +65,7 @@ verify() {
 
 # Node id of the leader, from raftfs local status.
 leader_id() {
-	"$R" local status "$C" 2>/dev/null | awk '$6 == "leader" { sub(":", "", $2); print $2; exit }'
+	{ "$R" local status "$C" 2>/dev/null || true; } | awk '$6 == "leader" { sub(":", "", $2); print $2; exit }'
 }
 
 up() {
