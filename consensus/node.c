@@ -116,7 +116,7 @@ struct node {
 	pthread_mutex_t amu;
 	pthread_cond_t acv;
 	apply_batch *aq_head, *aq_tail;
-	bool apply_stop;
+	_Atomic bool apply_stop;
 	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
 
 	_Atomic uint64_t applied;

@@ -15,7 +15,8 @@
 #define BACKOFF_MAX_MS 1000
 #define HANDSHAKE_TIMEOUT_MS 5000
 
-enum conn_state { CONN_HANDSHAKE, CONN_PEER, CONN_CLIENT, CONN_CLOSED };
+/* REFUSED: the refusal is being flushed; nothing more is read. */
+enum conn_state { CONN_HANDSHAKE, CONN_PEER, CONN_CLIENT, CONN_REFUSED, CONN_CLOSED };
 
 struct transport_conn {
 	uv_tcp_t tcp;
@@ -304,6 +305,9 @@ static void refuse(transport_conn *c, const char *why)
 
 	rlog_write(RLOG_ERR, "%s: refused: %s", c->name, why);
 	send_hello(c, why);
+	if (c->state == CONN_CLOSED) /* the write failed */
+		return;
+	c->state = CONN_REFUSED;
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
 		free(req);
@@ -494,7 +498,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	size_t len;
 	int rc;
 
-	if (nread == 0 || c->state == CONN_CLOSED)
+	if (nread == 0 || c->state == CONN_CLOSED || c->state == CONN_REFUSED)
 		return;
 	if (nread < 0) {
 		RLOG(RLOG_NET, "%s: %s", c->name,
@@ -507,7 +511,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		conn_close(c);
 		return;
 	}
-	while (c->state != CONN_CLOSED && (rc = frame_reader_next(&c->fr, &type, &payload, &len))) {
+	while ((c->state == CONN_HANDSHAKE || c->state == CONN_PEER || c->state == CONN_CLIENT) &&
+	       (rc = frame_reader_next(&c->fr, &type, &payload, &len))) {
 		if (rc < 0) {
 			rlog_write(RLOG_ERR, "%s: %s (max frame %zu bytes): closing", c->name,
 				   rc == -EMSGSIZE ? "bad frame length" : "unknown frame type",

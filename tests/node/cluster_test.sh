@@ -276,6 +276,9 @@ scenario_bad_peer() {
 	# Hello from node 1 of cluster "evil": refused, with the reason.
 	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x01'
 	grep -q "cluster 'evil'" "$T/raw.out" || fail "no refusal reason for a wrong cluster"
+	# The same, with more frames right behind it: nothing after the refusal is read.
+	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x01\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x01\x00\x00\x00\x02\x02x'
+	[ "$(grep -ao "cluster 'evil'" "$T/raw.out" | wc -l)" -eq 1 ] || fail "more than one answer after a refusal"
 	# Hello from unknown node 9 of the right cluster.
 	len=$((2 + ${#cluster} + 4))
 	hex=$(printf '\\x%02x' $((len + 1)))
