@@ -435,6 +435,31 @@ static int compact(struct sm *sm)
 	return sm_journal_restart(&sm->journal, &sm->last_rec);
 }
 
+// protobuf-c answers NULL both for bytes that do not decode and for a failed
+// allocation; only the first is a (deterministic) result.
+static void *pb_alloc(void *data, size_t size)
+{
+	void *p = malloc(size);
+	if (!p)
+		*(bool *)data = true;
+	return p;
+}
+
+static void pb_free(void *data, void *p)
+{
+	free(p);
+}
+
+// Decodes a command: 0 with *c (NULL if the bytes are not a command), or
+// -ENOMEM (a local fault, not a result).
+static int decode(const void *cmd, size_t len, Fspb__Command **c)
+{
+	bool oom = false;
+	ProtobufCAllocator a = {pb_alloc, pb_free, &oom};
+	*c = fspb__command__unpack(&a, len, cmd);
+	return oom ? -ENOMEM : 0;
+}
+
 // Called before applying the next index, not at the end of the previous apply:
 // marking a record done is only right once the caller has taken its result.
 static int maybe_compact(struct sm *sm)
@@ -478,8 +503,8 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
 		rec.cmd_hash = cmd_hash;
 	}
 	Fspb__Command *c = NULL;
-	if (!(rec.flags & SM_REC_SKIP))
-		c = fspb__command__unpack(NULL, len, cmd);
+	if (!(rec.flags & SM_REC_SKIP) && (rc = decode(cmd, len, &c)))
+		return fail(sm, index, rc);
 	if (!redo) {
 		int64_t prev;
 		enum dedup_verdict v = dedup_check(sm->dd, client_id, seq, &prev);
