@@ -119,7 +119,8 @@ int main(int argc, char **argv)
 		else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
 			size = strtoul(argv[++i], NULL, 10);
 		else {
-			fprintf(stderr, "usage: raft-bench [--entries N] [--outstanding K] [--size B]\n");
+			fprintf(stderr,
+				"usage: raft-bench [--entries N] [--outstanding K] [--size B]\n");
 			return 2;
 		}
 	}
@@ -133,8 +134,8 @@ int main(int argc, char **argv)
 		ks[0] = outstanding;
 		nk = 1;
 	}
-	printf("%-12s %10s %10s %14s %14s %12s\n", "outstanding", "entries", "seconds",
-	       "entries/s", "msgs/entry", "rounds");
+	printf("%-12s %10s %10s %14s %14s %12s\n", "outstanding", "entries", "seconds", "entries/s",
+	       "msgs/entry", "rounds");
 	for (size_t k = 0; k < nk; k++) {
 		result r = {0};
 		if (run(entries, ks[k], size, &r) != 0)

@@ -96,8 +96,7 @@ const sim_committed *sim_checker_entry(const sim_checker *ck, uint64_t index)
 	return &ck->com[index - 1];
 }
 
-void sim_checker_persist_entries(sim_checker *ck, uint64_t node, const raft_entry *ents,
-				 size_t n)
+void sim_checker_persist_entries(sim_checker *ck, uint64_t node, const raft_entry *ents, size_t n)
 {
 	sim_mirror *m = &ck->mirror[node];
 	size_t skip = 0;
@@ -107,7 +106,8 @@ void sim_checker_persist_entries(sim_checker *ck, uint64_t node, const raft_entr
 		return;
 	uint64_t first = ents[skip].index;
 	if (first > mirror_last(m) + 1) {
-		sim_checker_fail(ck, "node %llu persisted entry %llu after last %llu: gap in the log",
+		sim_checker_fail(ck,
+				 "node %llu persisted entry %llu after last %llu: gap in the log",
 				 (unsigned long long)node, (unsigned long long)first,
 				 (unsigned long long)mirror_last(m));
 		return;
@@ -122,31 +122,35 @@ void sim_checker_persist_entries(sim_checker *ck, uint64_t node, const raft_entr
 	for (size_t k = skip; k < n; k++) {
 		const raft_entry *e = &ents[k];
 		if (e->index != mirror_last(m) + 1) {
-			sim_checker_fail(ck, "node %llu persisted non-contiguous entries (%llu after %llu)",
-					 (unsigned long long)node, (unsigned long long)e->index,
-					 (unsigned long long)mirror_last(m));
+			sim_checker_fail(
+			    ck, "node %llu persisted non-contiguous entries (%llu after %llu)",
+			    (unsigned long long)node, (unsigned long long)e->index,
+			    (unsigned long long)mirror_last(m));
 			return;
 		}
 		const sim_log_pos *prev = mirror_pos(m, e->index - 1);
 		if (prev && e->term < prev->term) {
-			sim_checker_fail(ck, "node %llu: entry %llu has term %llu below the previous entry's %llu",
-					 (unsigned long long)node, (unsigned long long)e->index,
-					 (unsigned long long)e->term, (unsigned long long)prev->term);
+			sim_checker_fail(
+			    ck,
+			    "node %llu: entry %llu has term %llu below the previous entry's %llu",
+			    (unsigned long long)node, (unsigned long long)e->index,
+			    (unsigned long long)e->term, (unsigned long long)prev->term);
 			return;
 		}
 		sim_log_pos p = {
-			.term = e->term,
-			.chain = sim_chain_next(prev ? prev->chain : 0, e),
-			.last_write = sim_entry_is_write(e) ? e->index : (prev ? prev->last_write : 0),
+		    .term = e->term,
+		    .chain = sim_chain_next(prev ? prev->chain : 0, e),
+		    .last_write = sim_entry_is_write(e) ? e->index : (prev ? prev->last_write : 0),
 		};
 		m->ents[m->n++] = p;
 
 		/* A node never rewrites what it has itself committed. */
 		const sim_committed *c = sim_checker_entry(ck, e->index);
 		if (e->index <= m->commit && c && c->pos.chain != p.chain) {
-			sim_checker_fail(ck, "node %llu overwrote its committed entry %llu (commit %llu)",
-					 (unsigned long long)node, (unsigned long long)e->index,
-					 (unsigned long long)m->commit);
+			sim_checker_fail(
+			    ck, "node %llu overwrote its committed entry %llu (commit %llu)",
+			    (unsigned long long)node, (unsigned long long)e->index,
+			    (unsigned long long)m->commit);
 			return;
 		}
 		/* Log matching (§5.3): same index and term means same log up to it. */
@@ -155,30 +159,32 @@ void sim_checker_persist_entries(sim_checker *ck, uint64_t node, const raft_entr
 				continue;
 			const sim_log_pos *q = mirror_pos(&ck->mirror[o], e->index);
 			if (q && q->term == p.term && q->chain != p.chain) {
-				sim_checker_fail(ck, "log matching violated: nodes %llu and %llu both have "
-						 "term %llu at index %llu but different logs up to it",
-						 (unsigned long long)node, (unsigned long long)o,
-						 (unsigned long long)p.term,
-						 (unsigned long long)e->index);
+				sim_checker_fail(
+				    ck,
+				    "log matching violated: nodes %llu and %llu both have "
+				    "term %llu at index %llu but different logs up to it",
+				    (unsigned long long)node, (unsigned long long)o,
+				    (unsigned long long)p.term, (unsigned long long)e->index);
 				return;
 			}
 		}
 	}
 }
 
-void sim_checker_persist_snapshot(sim_checker *ck, uint64_t node, uint64_t index,
-				  uint64_t term)
+void sim_checker_persist_snapshot(sim_checker *ck, uint64_t node, uint64_t index, uint64_t term)
 {
 	sim_mirror *m = &ck->mirror[node];
 	const sim_committed *c = sim_checker_entry(ck, index);
 	if (index > 0 && !c) {
-		sim_checker_fail(ck, "node %llu persisted a snapshot at %llu beyond every commit (%llu)",
-				 (unsigned long long)node, (unsigned long long)index,
-				 (unsigned long long)ck->n_com);
+		sim_checker_fail(
+		    ck, "node %llu persisted a snapshot at %llu beyond every commit (%llu)",
+		    (unsigned long long)node, (unsigned long long)index,
+		    (unsigned long long)ck->n_com);
 		return;
 	}
 	if (c && c->pos.term != term) {
-		sim_checker_fail(ck, "node %llu persisted a snapshot at %llu with term %llu, but "
+		sim_checker_fail(ck,
+				 "node %llu persisted a snapshot at %llu with term %llu, but "
 				 "term %llu was committed there",
 				 (unsigned long long)node, (unsigned long long)index,
 				 (unsigned long long)term, (unsigned long long)c->pos.term);
@@ -228,10 +234,12 @@ void sim_checker_commit(sim_checker *ck, uint64_t node, uint64_t hs_term, uint64
 	uint64_t j = commit < ck->n_com ? commit : ck->n_com;
 	const sim_log_pos *p = j ? mirror_pos(m, j) : NULL;
 	if (p && p->chain != ck->com[j - 1].pos.chain) {
-		sim_checker_fail(ck, "node %llu committed index %llu (term %llu) differently from what "
+		sim_checker_fail(ck,
+				 "node %llu committed index %llu (term %llu) differently from what "
 				 "was committed before (term %llu)",
 				 (unsigned long long)node, (unsigned long long)j,
-				 (unsigned long long)p->term, (unsigned long long)ck->com[j - 1].pos.term);
+				 (unsigned long long)p->term,
+				 (unsigned long long)ck->com[j - 1].pos.term);
 		return;
 	}
 	if (commit > ck->n_com) {
@@ -242,10 +250,12 @@ void sim_checker_commit(sim_checker *ck, uint64_t node, uint64_t hs_term, uint64
 		for (uint64_t i = ck->n_com + 1; i <= commit; i++) {
 			const sim_log_pos *q = mirror_pos(m, i);
 			if (!q) {
-				sim_checker_fail(ck, "node %llu committed %llu but its log (snapshot %llu) "
-						 "does not show entry %llu",
-						 (unsigned long long)node, (unsigned long long)commit,
-						 (unsigned long long)m->base, (unsigned long long)i);
+				sim_checker_fail(
+				    ck,
+				    "node %llu committed %llu but its log (snapshot %llu) "
+				    "does not show entry %llu",
+				    (unsigned long long)node, (unsigned long long)commit,
+				    (unsigned long long)m->base, (unsigned long long)i);
 				return;
 			}
 			memset(&ck->com[i - 1], 0, sizeof(ck->com[i - 1]));
@@ -271,9 +281,9 @@ void sim_checker_leader(sim_checker *ck, uint64_t node, uint64_t term)
 	}
 	uint64_t prev = ck->leader_of_term[term];
 	if (prev && prev != node) {
-		sim_checker_fail(ck, "election safety violated: nodes %llu and %llu both leader of term %llu",
-				 (unsigned long long)prev, (unsigned long long)node,
-				 (unsigned long long)term);
+		sim_checker_fail(
+		    ck, "election safety violated: nodes %llu and %llu both leader of term %llu",
+		    (unsigned long long)prev, (unsigned long long)node, (unsigned long long)term);
 		return;
 	}
 	ck->leader_of_term[term] = node;
@@ -288,25 +298,28 @@ void sim_checker_leader(sim_checker *ck, uint64_t node, uint64_t term)
 		return;
 	const sim_mirror *m = &ck->mirror[node];
 	if (need > mirror_last(m)) {
-		sim_checker_fail(ck, "leader completeness violated: node %llu leads term %llu with last "
-				 "index %llu but %llu was committed in an earlier term",
-				 (unsigned long long)node, (unsigned long long)term,
-				 (unsigned long long)mirror_last(m), (unsigned long long)need);
+		sim_checker_fail(
+		    ck,
+		    "leader completeness violated: node %llu leads term %llu with last "
+		    "index %llu but %llu was committed in an earlier term",
+		    (unsigned long long)node, (unsigned long long)term,
+		    (unsigned long long)mirror_last(m), (unsigned long long)need);
 		return;
 	}
 	const sim_log_pos *p = mirror_pos(m, need);
 	if (p && p->chain != ck->com[need - 1].pos.chain)
-		sim_checker_fail(ck, "leader completeness violated: node %llu leads term %llu but its log "
-				 "differs from the committed one at or before %llu",
-				 (unsigned long long)node, (unsigned long long)term,
-				 (unsigned long long)need);
+		sim_checker_fail(
+		    ck,
+		    "leader completeness violated: node %llu leads term %llu but its log "
+		    "differs from the committed one at or before %llu",
+		    (unsigned long long)node, (unsigned long long)term, (unsigned long long)need);
 }
 
-void sim_checker_apply(sim_checker *ck, uint64_t node, const raft_entry *e,
-		       const sim_sm *after)
+void sim_checker_apply(sim_checker *ck, uint64_t node, const raft_entry *e, const sim_sm *after)
 {
 	if (e->index == 0 || e->index > ck->n_com) {
-		sim_checker_fail(ck, "node %llu applied entry %llu (term %llu) that is not committed "
+		sim_checker_fail(ck,
+				 "node %llu applied entry %llu (term %llu) that is not committed "
 				 "(committed: %llu)",
 				 (unsigned long long)node, (unsigned long long)e->index,
 				 (unsigned long long)e->term, (unsigned long long)ck->n_com);
@@ -314,11 +327,13 @@ void sim_checker_apply(sim_checker *ck, uint64_t node, const raft_entry *e,
 	}
 	sim_committed *c = &ck->com[e->index - 1];
 	if (c->pos.term != e->term || c->pos.chain != after->chain) {
-		sim_checker_fail(ck, "state machine safety violated: node %llu applied index %llu term "
-				 "%llu, which differs from the committed entry (term %llu) or follows a "
-				 "different history",
-				 (unsigned long long)node, (unsigned long long)e->index,
-				 (unsigned long long)e->term, (unsigned long long)c->pos.term);
+		sim_checker_fail(
+		    ck,
+		    "state machine safety violated: node %llu applied index %llu term "
+		    "%llu, which differs from the committed entry (term %llu) or follows a "
+		    "different history",
+		    (unsigned long long)node, (unsigned long long)e->index,
+		    (unsigned long long)e->term, (unsigned long long)c->pos.term);
 		return;
 	}
 	if (!c->applied) {
@@ -342,7 +357,8 @@ void sim_checker_restore(sim_checker *ck, uint64_t node, const sim_sm *sm)
 		return;
 	const sim_committed *c = sim_checker_entry(ck, sm->applied);
 	if (!c || c->pos.chain != sm->chain || c->pos.last_write != sm->last_write)
-		sim_checker_fail(ck, "node %llu restored a state machine at %llu that does not match "
+		sim_checker_fail(ck,
+				 "node %llu restored a state machine at %llu that does not match "
 				 "the committed log",
 				 (unsigned long long)node, (unsigned long long)sm->applied);
 }

@@ -16,7 +16,7 @@
 /* What the checker remembers about one log position. */
 typedef struct sim_log_pos {
 	uint64_t term;
-	uint64_t chain;      /* sim_chain_next over entries 1..index */
+	uint64_t chain;	     /* sim_chain_next over entries 1..index */
 	uint64_t last_write; /* index of the last register write at or before */
 } sim_log_pos;
 
@@ -28,7 +28,7 @@ typedef struct sim_mirror {
 	sim_log_pos base_pos;
 	sim_log_pos *ents;
 	size_t n, cap;
-	uint64_t commit; /* persisted commit index */
+	uint64_t commit;    /* persisted commit index */
 	raft_hard_state hs; /* last persisted hard state */
 } sim_mirror;
 
@@ -61,17 +61,14 @@ int sim_checker_init(sim_checker *ck, size_t n_nodes);
 void sim_checker_destroy(sim_checker *ck);
 
 /* Records a violation (only the first is kept). */
-void sim_checker_fail(sim_checker *ck, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+void sim_checker_fail(sim_checker *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Node persisted these entries (replacing its log from ents[0].index on).
  * Checks log matching against every other node and that no entry at or
  * below the node's own commit index changes. */
-void sim_checker_persist_entries(sim_checker *ck, uint64_t node, const raft_entry *ents,
-				 size_t n);
+void sim_checker_persist_entries(sim_checker *ck, uint64_t node, const raft_entry *ents, size_t n);
 /* Node persisted a snapshot at index/term: its log is empty after it. */
-void sim_checker_persist_snapshot(sim_checker *ck, uint64_t node, uint64_t index,
-				  uint64_t term);
+void sim_checker_persist_snapshot(sim_checker *ck, uint64_t node, uint64_t index, uint64_t term);
 /* Node persisted hard state hs: the term never goes back and a node
  * votes at most once per term (Figure 2's persistent state), the commit
  * index never goes back. */
@@ -85,8 +82,7 @@ void sim_checker_commit(sim_checker *ck, uint64_t node, uint64_t hs_term, uint64
 void sim_checker_leader(sim_checker *ck, uint64_t node, uint64_t term);
 /* Node applied e, leaving its state machine at *after: state machine
  * safety (§5.4.3). */
-void sim_checker_apply(sim_checker *ck, uint64_t node, const raft_entry *e,
-		       const sim_sm *after);
+void sim_checker_apply(sim_checker *ck, uint64_t node, const raft_entry *e, const sim_sm *after);
 /* Node's state machine was restored from a snapshot to *sm. */
 void sim_checker_restore(sim_checker *ck, uint64_t node, const sim_sm *sm);
 

@@ -76,12 +76,13 @@ static void trace_msg(sim_cluster *c, const char *what, const raft_msg *m)
 {
 	if (!c->trace || !c->opts.trace_msgs)
 		return;
-	sim_trace(c, "%s n%llu->n%llu %s term=%llu log_term=%llu index=%llu entries=%zu commit=%llu%s%s",
-		  what, (unsigned long long)m->from, (unsigned long long)m->to,
-		  raft_msg_type_name(m->type), (unsigned long long)m->term,
-		  (unsigned long long)m->log_term, (unsigned long long)m->index, m->n_entries,
-		  (unsigned long long)m->commit, m->reject ? " REJECT" : "",
-		  m->snapshot ? " +snapshot" : "");
+	sim_trace(
+	    c, "%s n%llu->n%llu %s term=%llu log_term=%llu index=%llu entries=%zu commit=%llu%s%s",
+	    what, (unsigned long long)m->from, (unsigned long long)m->to,
+	    raft_msg_type_name(m->type), (unsigned long long)m->term,
+	    (unsigned long long)m->log_term, (unsigned long long)m->index, m->n_entries,
+	    (unsigned long long)m->commit, m->reject ? " REJECT" : "",
+	    m->snapshot ? " +snapshot" : "");
 }
 
 /* --- reads ------------------------------------------------------------ */
@@ -139,7 +140,8 @@ static void on_read_state(sim_cluster *c, sim_node *n, const raft_read_state *rs
 		  (unsigned long long)id, (unsigned long long)rs->index,
 		  (unsigned long long)rd->min_index);
 	if (rs->index < rd->min_index) {
-		record_fail(c, "linearizability violated: read %llu on node %llu got read index %llu, "
+		record_fail(c,
+			    "linearizability violated: read %llu on node %llu got read index %llu, "
 			    "but %llu was already committed when the read began",
 			    (unsigned long long)id, (unsigned long long)n->id,
 			    (unsigned long long)rs->index, (unsigned long long)rd->min_index);
@@ -166,10 +168,12 @@ static void serve_reads(sim_cluster *c, sim_node *n)
 			  (unsigned long long)n->id, (unsigned long long)rd->id,
 			  (unsigned long long)n->sm.applied, (unsigned long long)n->sm.last_write);
 		if (!c->opts.no_checks && n->sm.last_write < need)
-			record_fail(c, "linearizability violated: read %llu on node %llu saw the write "
-				    "at %llu, but the write at %llu was committed before the read began",
-				    (unsigned long long)rd->id, (unsigned long long)n->id,
-				    (unsigned long long)n->sm.last_write, (unsigned long long)need);
+			record_fail(
+			    c,
+			    "linearizability violated: read %llu on node %llu saw the write "
+			    "at %llu, but the write at %llu was committed before the read began",
+			    (unsigned long long)rd->id, (unsigned long long)n->id,
+			    (unsigned long long)n->sm.last_write, (unsigned long long)need);
 		c->reads_done++;
 		remove_read(c, i);
 	}
@@ -208,11 +212,11 @@ int sim_read(sim_cluster *c, uint64_t id)
 	if (rc != 0)
 		return rc;
 	c->reads[c->n_reads++] = (sim_pending_read){
-		.id = rid,
-		.node = id,
-		.incarnation = n->incarnation,
-		.min_index = sim_checker_committed(&c->ck),
-		.issued_at = c->now,
+	    .id = rid,
+	    .node = id,
+	    .incarnation = n->incarnation,
+	    .min_index = sim_checker_committed(&c->ck),
+	    .issued_at = c->now,
 	};
 	return 0;
 }
@@ -240,7 +244,8 @@ static void restore_sm(sim_cluster *c, sim_node *n, const raft_snapshot *s)
 		return;
 	}
 	if (sim_sm_decode(&n->sm, s->data, s->len) != 0 || n->sm.applied != s->meta.index) {
-		record_fail(c, "node %llu: snapshot %llu holds a state machine that does not decode "
+		record_fail(c,
+			    "node %llu: snapshot %llu holds a state machine that does not decode "
 			    "or is at another index",
 			    (unsigned long long)n->id, (unsigned long long)s->meta.index);
 		return;
@@ -300,7 +305,8 @@ static void maybe_snapshot(sim_cluster *c, sim_node *n)
 			    (unsigned long long)n->sm.applied, raft_strerror(rc));
 		return;
 	}
-	uint64_t upto = n->sm.applied > c->opts.snapshot_keep ? n->sm.applied - c->opts.snapshot_keep : 0;
+	uint64_t upto =
+	    n->sm.applied > c->opts.snapshot_keep ? n->sm.applied - c->opts.snapshot_keep : 0;
 	if (upto >= first) {
 		rc = memory_storage_compact(n->ms, upto);
 		if (rc != 0) {
@@ -326,7 +332,7 @@ static void note_lost_snapshot(sim_cluster *c, sim_node *n, uint64_t to)
 		c->cap_lost_snaps = cap;
 	}
 	c->lost_snaps[c->n_lost_snaps++] =
-		(struct sim_snap_report){.from = n->id, .to = to, .incarnation = n->incarnation};
+	    (struct sim_snap_report){.from = n->id, .to = to, .incarnation = n->incarnation};
 }
 
 /* Tells senders about snapshots lost at send time (outside any Ready). */
@@ -365,7 +371,8 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 			if (rc != 0)
 				record_fail(c, "node %llu: persist snapshot %llu: %s",
 					    (unsigned long long)n->id,
-					    (unsigned long long)rd.snapshot->meta.index, raft_strerror(rc));
+					    (unsigned long long)rd.snapshot->meta.index,
+					    raft_strerror(rc));
 			else if (!c->opts.no_checks)
 				sim_checker_persist_snapshot(&c->ck, n->id, rd.snapshot->meta.index,
 							     rd.snapshot->meta.term);
@@ -383,9 +390,11 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 					    (unsigned long long)rd.entries[rd.n_entries - 1].index,
 					    raft_strerror(rc));
 			else if (!c->opts.no_checks)
-				sim_checker_persist_entries(&c->ck, n->id, rd.entries, rd.n_entries);
+				sim_checker_persist_entries(&c->ck, n->id, rd.entries,
+							    rd.n_entries);
 			sim_trace(c, "n%llu persist entries %llu..%llu (term %llu..%llu)",
-				  (unsigned long long)n->id, (unsigned long long)rd.entries[0].index,
+				  (unsigned long long)n->id,
+				  (unsigned long long)rd.entries[0].index,
 				  (unsigned long long)rd.entries[rd.n_entries - 1].index,
 				  (unsigned long long)rd.entries[0].term,
 				  (unsigned long long)rd.entries[rd.n_entries - 1].term);
@@ -395,9 +404,9 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 			if (!c->opts.no_checks)
 				sim_checker_hard_state(&c->ck, n->id, &rd.hard_state);
 			if (!c->opts.no_checks)
-				sim_checker_commit(&c->ck, n->id, rd.hard_state.term,
-						   rd.hard_state.commit,
-						   raft_is_leader(n->r) && term == rd.hard_state.term);
+				sim_checker_commit(
+				    &c->ck, n->id, rd.hard_state.term, rd.hard_state.commit,
+				    raft_is_leader(n->r) && term == rd.hard_state.term);
 			sim_trace(c, "n%llu persist hard state term=%llu vote=%llu commit=%llu",
 				  (unsigned long long)n->id, (unsigned long long)rd.hard_state.term,
 				  (unsigned long long)rd.hard_state.vote,
@@ -419,7 +428,8 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 			 * forwarded to an ex-leader is dropped, not re-forwarded). */
 			if (m->from != n->id || m->to == 0 || m->to > c->opts.n_nodes ||
 			    m->to == n->id) {
-				record_fail(c, "node %llu sent a misaddressed %s (from %llu to %llu)",
+				record_fail(c,
+					    "node %llu sent a misaddressed %s (from %llu to %llu)",
 					    (unsigned long long)n->id, raft_msg_type_name(m->type),
 					    (unsigned long long)m->from, (unsigned long long)m->to);
 				continue;
@@ -434,7 +444,8 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 		}
 
 		if (c->opts.tick_in_ready_pm && sim_rng_chance(&c->rng, c->opts.tick_in_ready_pm)) {
-			sim_trace(c, "n%llu ticks while holding its Ready", (unsigned long long)n->id);
+			sim_trace(c, "n%llu ticks while holding its Ready",
+				  (unsigned long long)n->id);
 			raft_tick(n->r);
 		}
 		/* At most once per node and tick: each proposal causes further
@@ -537,8 +548,9 @@ static void deliver_due(sim_cluster *c)
 	handle_all_ready(c);
 	for (int round = 0; round_once(c); round++) {
 		if (round == MAX_ROUNDS_PER_TICK) {
-			record_fail(c, "message storm: deliveries still due after %d rounds in one tick",
-				    round);
+			record_fail(
+			    c, "message storm: deliveries still due after %d rounds in one tick",
+			    round);
 			return;
 		}
 	}
@@ -611,8 +623,8 @@ static int start_node(sim_cluster *c, sim_node *n)
 	raft_snapshot snap;
 	int rc = st->snapshot(st->ctx, &snap);
 	if (rc != 0) {
-		record_fail(c, "node %llu: read snapshot from storage: %s", (unsigned long long)n->id,
-			    raft_strerror(rc));
+		record_fail(c, "node %llu: read snapshot from storage: %s",
+			    (unsigned long long)n->id, raft_strerror(rc));
 		return rc;
 	}
 	rc = sim_sm_decode(&n->sm, snap.data, snap.len);
@@ -632,18 +644,18 @@ static int start_node(sim_cluster *c, sim_node *n)
 		peers[i] = i + 1;
 	n->incarnation++;
 	raft_config cfg = {
-		.id = n->id,
-		.peers = peers,
-		.n_peers = c->opts.n_nodes,
-		.election_ticks = c->opts.election_ticks,
-		.heartbeat_ticks = c->opts.heartbeat_ticks,
-		.max_msg_bytes = c->opts.max_msg_bytes,
-		.max_inflight = c->opts.max_inflight,
-		.pre_vote = c->opts.pre_vote,
-		.check_quorum = c->opts.check_quorum,
-		.storage = st,
-		.applied = n->sm.applied,
-		.seed = sim_splitmix64(c->opts.seed ^ (n->id << 48) ^ (n->incarnation << 32)),
+	    .id = n->id,
+	    .peers = peers,
+	    .n_peers = c->opts.n_nodes,
+	    .election_ticks = c->opts.election_ticks,
+	    .heartbeat_ticks = c->opts.heartbeat_ticks,
+	    .max_msg_bytes = c->opts.max_msg_bytes,
+	    .max_inflight = c->opts.max_inflight,
+	    .pre_vote = c->opts.pre_vote,
+	    .check_quorum = c->opts.check_quorum,
+	    .storage = st,
+	    .applied = n->sm.applied,
+	    .seed = sim_splitmix64(c->opts.seed ^ (n->id << 48) ^ (n->incarnation << 32)),
 	};
 	rc = raft_new(&cfg, &n->r);
 	if (rc != 0) {

@@ -54,8 +54,8 @@ typedef struct sim_opts {
 	/* Chance (per mille) that a node is handed a proposal while it holds
 	 * a Ready (a client request arriving during the persist). */
 	uint32_t propose_in_ready_pm;
-	bool no_checks; /* benchmarks: skip the safety checker */
-	FILE *trace;    /* readable story of the run; NULL: stderr if SIM_TRACE is set */
+	bool no_checks;	 /* benchmarks: skip the safety checker */
+	FILE *trace;	 /* readable story of the run; NULL: stderr if SIM_TRACE is set */
 	bool trace_msgs; /* also every message sent and delivered */
 } sim_opts;
 
@@ -66,13 +66,13 @@ void sim_opts_default(sim_opts *o, size_t n_nodes, uint64_t seed);
 typedef struct sim_node {
 	uint64_t id;
 	memory_storage *ms; /* survives crashes: the node's disk */
-	raft *r;            /* NULL while crashed */
+	raft *r;	    /* NULL while crashed */
 	uint64_t incarnation;
-	sim_sm sm;           /* volatile state machine */
+	sim_sm sm;	     /* volatile state machine */
 	uint64_t known_upto; /* highest index ever applied here (6.824's logs[i]) */
-	raft_role role;      /* last soft state seen */
+	raft_role role;	     /* last soft state seen */
 	uint64_t leader;
-	bool crash_in_ready; /* crash after the next persist, before sending */
+	bool crash_in_ready;		 /* crash after the next persist, before sending */
 	uint64_t last_in_ready_proposal; /* tick (at most one per tick) */
 } sim_node;
 
@@ -109,10 +109,10 @@ struct sim_cluster {
 	 * as a transport reports a failed stream. */
 	struct sim_snap_report {
 		uint64_t from, to, incarnation;
-	} *lost_snaps;
+	} * lost_snaps;
 	size_t n_lost_snaps, cap_lost_snaps;
 
-	uint64_t applied_entries; /* entries applied, all nodes */
+	uint64_t applied_entries;    /* entries applied, all nodes */
 	uint64_t in_ready_proposals; /* proposals made inside a Ready */
 	sim_fail_fn fail_hook;
 	void *fail_arg;

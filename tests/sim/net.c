@@ -54,8 +54,8 @@ uint64_t sim_msg_bytes(const raft_msg *m)
 	for (size_t i = 0; i < m->n_entries; i++)
 		n += raft_entry_size(&m->entries[i]);
 	if (m->snapshot)
-		n += m->snapshot->len + 24 + 8 * (m->snapshot->meta.conf.n_voters +
-						  m->snapshot->meta.conf.n_learners);
+		n += m->snapshot->len + 24 +
+		     8 * (m->snapshot->meta.conf.n_voters + m->snapshot->meta.conf.n_learners);
 	return n;
 }
 
@@ -124,12 +124,12 @@ static uint64_t pick_delay(sim_net *net, const raft_msg *m)
 	if (net->long_delay_pm && !sim_msg_is_request(m->type) &&
 	    sim_rng_chance(net->rng, net->long_delay_pm))
 		d += 1 + net->long_delay_min +
-		     sim_rng_below(net->rng, 1 + sim_rng_below(net->rng, (uint64_t)net->long_delay_max + 1));
+		     sim_rng_below(net->rng,
+				   1 + sim_rng_below(net->rng, (uint64_t)net->long_delay_max + 1));
 	return d;
 }
 
-static int queue_copy(sim_net *net, const raft_msg *m, uint64_t sender, uint64_t at,
-		      uint64_t inc)
+static int queue_copy(sim_net *net, const raft_msg *m, uint64_t sender, uint64_t at, uint64_t inc)
 {
 	sim_packet p;
 	memset(&p, 0, sizeof(p));

@@ -17,15 +17,15 @@
 typedef struct sim_packet {
 	raft_msg msg;
 	uint64_t deliver_at; /* tick */
-	uint64_t seq;        /* send order: ties on deliver_at go in send order */
-	uint64_t sender; /* the node that sent it: m.from may name the node a
-			  * forwarded request (read index) originated from */
+	uint64_t seq;	     /* send order: ties on deliver_at go in send order */
+	uint64_t sender;     /* the node that sent it: m.from may name the node a
+			      * forwarded request (read index) originated from */
 	uint64_t sender_incarnation;
 } sim_packet;
 
 typedef struct sim_net {
 	size_t n_nodes; /* node ids are 1..n_nodes */
-	sim_rng *rng;   /* borrowed: the cluster's */
+	sim_rng *rng;	/* borrowed: the cluster's */
 
 	sim_packet *heap; /* min-heap on (deliver_at, seq) */
 	size_t n_heap, cap_heap;
@@ -39,8 +39,8 @@ typedef struct sim_net {
 
 	/* Faults. Loss per directed link, the rest network-wide. */
 	uint32_t drop_pm[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1];
-	uint32_t dup_pm;        /* chance a message is delivered twice */
-	uint32_t max_delay;     /* extra ticks, uniform in [0, max_delay] */
+	uint32_t dup_pm;	/* chance a message is delivered twice */
+	uint32_t max_delay;	/* extra ticks, uniform in [0, max_delay] */
 	uint32_t long_delay_pm; /* chance a response is held back for long */
 	/* Messages on link a->b are not delivered before hold_until[a][b]. */
 	uint64_t hold_until[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1];

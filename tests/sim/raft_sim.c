@@ -52,12 +52,13 @@ static uint64_t current_ticks;
 static void report_death(void)
 {
 	char buf[160];
-	int n = snprintf(buf, sizeof(buf),
-			 "\nraft-sim died in seed %llu; replay: raft-sim --seeds %llu-%llu --nodes %zu "
-			 "--ticks %llu -v\n",
-			 (unsigned long long)current_seed, (unsigned long long)current_seed,
-			 (unsigned long long)current_seed, (size_t)current_nodes,
-			 (unsigned long long)current_ticks);
+	int n =
+	    snprintf(buf, sizeof(buf),
+		     "\nraft-sim died in seed %llu; replay: raft-sim --seeds %llu-%llu --nodes %zu "
+		     "--ticks %llu -v\n",
+		     (unsigned long long)current_seed, (unsigned long long)current_seed,
+		     (unsigned long long)current_seed, (size_t)current_nodes,
+		     (unsigned long long)current_ticks);
 	if (n > 0 && write(STDOUT_FILENO, buf, (size_t)n) < 0)
 		return;
 }
@@ -143,7 +144,8 @@ static void random_netfault(sim_cluster *c)
 	sim_rng *g = &c->rng;
 	for (size_t a = 1; a <= c->opts.n_nodes; a++)
 		for (size_t b = 1; b <= c->opts.n_nodes; b++)
-			c->net.drop_pm[a][b] = sim_rng_chance(g, 500) ? 0 : (uint32_t)sim_rng_below(g, 400);
+			c->net.drop_pm[a][b] =
+			    sim_rng_chance(g, 500) ? 0 : (uint32_t)sim_rng_below(g, 400);
 	/* Sometimes a few links fail one way only (asymmetric partitions). */
 	if (sim_rng_chance(g, 200)) {
 		for (uint64_t k = 1 + sim_rng_below(g, 3); k > 0; k--) {
@@ -255,12 +257,13 @@ static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
 		uint64_t l = current_leader(c), to = pick(c);
 		if (l && to != l) {
 			raft_msg m = {.type = RAFT_MSG_TRANSFER_LEADER, .to = l, .from = to};
-			sim_trace(c, "n%llu asked to hand leadership to n%llu", (unsigned long long)l,
-				  (unsigned long long)to);
+			sim_trace(c, "n%llu asked to hand leadership to n%llu",
+				  (unsigned long long)l, (unsigned long long)to);
 			int rc = raft_step(c->nodes[l].r, &m);
 			if (rc != 0 && rc != RAFT_EPROPOSAL_DROPPED)
 				sim_fail(c, "node %llu: transfer leadership to %llu: %s",
-					 (unsigned long long)l, (unsigned long long)to, raft_strerror(rc));
+					 (unsigned long long)l, (unsigned long long)to,
+					 raft_strerror(rc));
 		}
 	}
 	if (sim_rng_chance(g, s->campaign)) {
@@ -334,15 +337,18 @@ static void check_liveness(sim_cluster *c, uint64_t *next_value)
 		uint64_t leader = current_leader(c);
 		bool stale = c->now - sent_at > 3 * et;
 		if (phase == VIA_LEADER) {
-			if (leader && (index == 0 || raft_term(c->nodes[leader].r) != term || stale)) {
+			if (leader &&
+			    (index == 0 || raft_term(c->nodes[leader].r) != term || stale)) {
 				u64_bytes(cmd, ++*next_value);
 				index = 0;
 				if (sim_propose(c, leader, cmd, sizeof(cmd), &index, &term) == 0)
 					sent_at = c->now;
 			}
 			if (index && applied_everywhere(c, index, cmd)) {
-				sim_trace(c, "liveness: proposal on the leader applied everywhere at %llu",
-					  (unsigned long long)index);
+				sim_trace(
+				    c,
+				    "liveness: proposal on the leader applied everywhere at %llu",
+				    (unsigned long long)index);
 				base = index + 1;
 				phase = c->opts.n_nodes > 1 ? VIA_FOLLOWER : READS;
 				sent_at = 0;
@@ -351,8 +357,10 @@ static void check_liveness(sim_cluster *c, uint64_t *next_value)
 		} else if (phase == VIA_FOLLOWER) {
 			uint64_t at = find_committed(c, base, cmd);
 			if (sent_at && at && applied_everywhere(c, at, cmd)) {
-				sim_trace(c, "liveness: proposal on a follower applied everywhere at %llu",
-					  (unsigned long long)at);
+				sim_trace(
+				    c,
+				    "liveness: proposal on a follower applied everywhere at %llu",
+				    (unsigned long long)at);
 				phase = READS;
 				continue;
 			}
@@ -388,9 +396,9 @@ static void check_liveness(sim_cluster *c, uint64_t *next_value)
 	if (sim_failed(c) || phase == DONE)
 		return;
 	static const char *const what[] = {
-		"a proposal on the leader is still not applied on every node",
-		"a proposal on a follower is still not applied on every node",
-		"a linearizable read is still not served on some node",
+	    "a proposal on the leader is still not applied on every node",
+	    "a proposal on a follower is still not applied on every node",
+	    "a linearizable read is still not served on some node",
 	};
 	sim_fail(c, "liveness: %llu ticks after every fault healed, %s", (unsigned long long)bound,
 		 current_leader(c) ? what[phase] : "there is no leader");
@@ -422,8 +430,9 @@ static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_
 		snprintf(why, why_len, "create cluster: %s", raft_strerror(rc));
 		return 1;
 	}
-	sim_trace(c, "seed %llu: %zu nodes, election %d, heartbeat %d, pre-vote %d, check-quorum %d, "
-		     "inflight %zu, msg bytes %llu, snapshot every %llu keep %llu",
+	sim_trace(c,
+		  "seed %llu: %zu nodes, election %d, heartbeat %d, pre-vote %d, check-quorum %d, "
+		  "inflight %zu, msg bytes %llu, snapshot every %llu keep %llu",
 		  (unsigned long long)a->seed, n, o.election_ticks, o.heartbeat_ticks, o.pre_vote,
 		  o.check_quorum, o.max_inflight, (unsigned long long)o.max_msg_bytes,
 		  (unsigned long long)o.snapshot_every, (unsigned long long)o.snapshot_keep);

@@ -456,7 +456,8 @@ static void Backup(void **state)
 	/* Two nodes held 50 wrong entries each and one 50 more of another
 	 * term: backing up one entry per rejection needs over 100. */
 	uint64_t rejects = c->net.rejects - rejects0;
-	print_message("Backup: %llu rejected appends while repairing\n", (unsigned long long)rejects);
+	print_message("Backup: %llu rejected appends while repairing\n",
+		      (unsigned long long)rejects);
 	if (rejects > 20)
 		fail_msg("leader backed up slowly: %llu rejected appends to repair the logs",
 			 (unsigned long long)rejects);
@@ -525,7 +526,8 @@ static void Count(void **state)
 		if (failed)
 			continue;
 		print_message("Count: %llu RPCs to elect, %llu for %d entries\n",
-			      (unsigned long long)rpc_first, (unsigned long long)(total2 - total1), iters);
+			      (unsigned long long)rpc_first, (unsigned long long)(total2 - total1),
+			      iters);
 		if (total2 - total1 > (uint64_t)(iters + 1 + 3) * 3)
 			fail_msg("too many RPCs (%llu) for %d entries",
 				 (unsigned long long)(total2 - total1), iters);
@@ -535,7 +537,8 @@ static void Count(void **state)
 		fail_msg("term changed too often");
 	sim_run(c, SIM_ELECTION_TIMEOUT);
 	uint64_t total3 = rpc_total(c);
-	print_message("Count: %llu RPCs in 1 s of idleness\n", (unsigned long long)(total3 - total2));
+	print_message("Count: %llu RPCs in 1 s of idleness\n",
+		      (unsigned long long)(total3 - total2));
 	if (total3 - total2 > 3 * 20)
 		fail_msg("too many RPCs (%llu) for 1 second of idleness",
 			 (unsigned long long)(total3 - total2));
@@ -630,7 +633,7 @@ static void Persist3(void **state)
 static void lab_sleep(sim_cluster *c)
 {
 	uint64_t ms = sim_rng_below(&c->rng, 1000) < 100 ? sim_rng_below(&c->rng, 500)
-						       : sim_rng_below(&c->rng, 13);
+							 : sim_rng_below(&c->rng, 13);
 	uint64_t ticks = sim_ms(c, ms);
 	if (ticks) {
 		sim_run(c, ticks);
@@ -919,8 +922,9 @@ static void snapcommon(void **state, bool disconnect, bool reliable, bool crash)
 		sim_one_u64(c, sim_rand_cmd(c), 2, true);
 		for (uint64_t id = 1; id <= 3; id++)
 			if (log_bytes(c, id) >= MAX_LOG_BYTES)
-				fail_msg("log size too large: node %llu holds %llu bytes of entries",
-					 (unsigned long long)id, (unsigned long long)log_bytes(c, id));
+				fail_msg(
+				    "log size too large: node %llu holds %llu bytes of entries",
+				    (unsigned long long)id, (unsigned long long)log_bytes(c, id));
 		if (disconnect) {
 			/* Reconnect a follower who may be behind and need a
 			 * snapshot to catch up. */
@@ -1026,17 +1030,34 @@ static void ReadAfterLeaderChange(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		SIM_TEST(InitialElection), SIM_TEST(ReElection), SIM_TEST(ManyElections),
-		SIM_TEST(BasicAgree), SIM_TEST(RPCBytes), SIM_TEST(FollowerFailure),
-		SIM_TEST(LeaderFailure), SIM_TEST(FailAgree), SIM_TEST(FailNoAgree),
-		SIM_TEST(ConcurrentStarts), SIM_TEST(Rejoin), SIM_TEST(Backup),
-		SIM_TEST(Count), SIM_TEST(Persist1), SIM_TEST(Persist2), SIM_TEST(Persist3),
-		SIM_TEST(Figure8), SIM_TEST(UnreliableAgree), SIM_TEST(Figure8Unreliable),
-		SIM_TEST(ReliableChurn), SIM_TEST(UnreliableChurn), SIM_TEST(SnapshotBasic),
-		SIM_TEST(SnapshotInstall), SIM_TEST(SnapshotInstallUnreliable),
-		SIM_TEST(SnapshotInstallCrash), SIM_TEST(SnapshotInstallUnCrash),
-		SIM_TEST(SnapshotInit),
-		SIM_TEST(ReadAfterLeaderChange),
+	    SIM_TEST(InitialElection),
+	    SIM_TEST(ReElection),
+	    SIM_TEST(ManyElections),
+	    SIM_TEST(BasicAgree),
+	    SIM_TEST(RPCBytes),
+	    SIM_TEST(FollowerFailure),
+	    SIM_TEST(LeaderFailure),
+	    SIM_TEST(FailAgree),
+	    SIM_TEST(FailNoAgree),
+	    SIM_TEST(ConcurrentStarts),
+	    SIM_TEST(Rejoin),
+	    SIM_TEST(Backup),
+	    SIM_TEST(Count),
+	    SIM_TEST(Persist1),
+	    SIM_TEST(Persist2),
+	    SIM_TEST(Persist3),
+	    SIM_TEST(Figure8),
+	    SIM_TEST(UnreliableAgree),
+	    SIM_TEST(Figure8Unreliable),
+	    SIM_TEST(ReliableChurn),
+	    SIM_TEST(UnreliableChurn),
+	    SIM_TEST(SnapshotBasic),
+	    SIM_TEST(SnapshotInstall),
+	    SIM_TEST(SnapshotInstallUnreliable),
+	    SIM_TEST(SnapshotInstallCrash),
+	    SIM_TEST(SnapshotInstallUnCrash),
+	    SIM_TEST(SnapshotInit),
+	    SIM_TEST(ReadAfterLeaderChange),
 	};
 	if (argc > 1) {
 		bool known = false;

@@ -13,9 +13,9 @@
  * chain; one differing entry anywhere makes every later chain differ. */
 typedef struct sim_sm {
 	uint64_t applied;    /* index of the last applied entry */
-	uint64_t chain;      /* sim_chain_next over entries 1..applied */
+	uint64_t chain;	     /* sim_chain_next over entries 1..applied */
 	uint64_t last_write; /* index of the last non-empty normal entry */
-	uint64_t value;      /* sim_data_value of that entry's data */
+	uint64_t value;	     /* sim_data_value of that entry's data */
 } sim_sm;
 
 #define SIM_SM_ENCODED_LEN 32

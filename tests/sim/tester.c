@@ -131,8 +131,11 @@ void sim_check_no_leader(sim_cluster *c)
 {
 	for (uint64_t i = 1; i <= c->opts.n_nodes; i++)
 		if (up(c, i) && raft_is_leader(c->nodes[i].r))
-			sim_fail(c, "expected no leader among connected servers, but %llu claims to be "
-				 "leader", (unsigned long long)i);
+			sim_fail(
+			    c,
+			    "expected no leader among connected servers, but %llu claims to be "
+			    "leader",
+			    (unsigned long long)i);
 }
 
 size_t sim_n_committed(sim_cluster *c, uint64_t index, const sim_committed **entry)
@@ -143,7 +146,8 @@ size_t sim_n_committed(sim_cluster *c, uint64_t index, const sim_committed **ent
 			n++;
 	const sim_committed *e = sim_checker_entry(&c->ck, index);
 	if (n > 0 && (!e || !e->applied)) {
-		sim_fail(c, "nodes report index %llu applied but the checker has no committed entry",
+		sim_fail(c,
+			 "nodes report index %llu applied but the checker has no committed entry",
 			 (unsigned long long)index);
 		n = 0;
 	}
@@ -261,7 +265,8 @@ bool sim_wait(sim_cluster *c, uint64_t index, size_t n, int64_t start_term)
 			to *= 2;
 		if (start_term >= 0) {
 			for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
-				if (c->nodes[i].r && raft_term(c->nodes[i].r) > (uint64_t)start_term)
+				if (c->nodes[i].r &&
+				    raft_term(c->nodes[i].r) > (uint64_t)start_term)
 					return false; /* someone moved on: can't expect success */
 			}
 		}

@@ -65,7 +65,7 @@ typedef struct sim_client {
 	size_t expected;
 	bool retry;
 	uint64_t deadline;  /* give up (fail) at this tick */
-	uint64_t index;     /* submitted at this index, 0 if not */
+	uint64_t index;	    /* submitted at this index, 0 if not */
 	uint64_t submitted; /* tick of the submission */
 	uint64_t retry_at;  /* next submission attempt when index == 0 */
 	size_t next_node;   /* round-robin over nodes as the lab does */
