@@ -338,6 +338,26 @@ static int regular_file(struct sm *sm, uint64_t ino)
 	return o->type == S_IFREG ? 0 : EINVAL;
 }
 
+// rec->a is the offset written at: the file's size at decision time for an
+// append (a redo must not append twice), else the command's offset.
+static int plan_write(struct sm *sm, const Fspb__Write *w, struct sm_record *rec)
+{
+	rec->result = regular_file(sm, w->ino);
+	if (rec->result)
+		return 0;
+	rec->a = w->offset;
+	if (w->append) {
+		struct stat st;
+		int rc = stat_obj(sm, w->ino, &st);
+		if (rc)
+			return rc;
+		rec->a = (uint64_t)st.st_size;
+	}
+	if (rec->a > MAX_FILE_SIZE || w->data.len > MAX_FILE_SIZE - rec->a)
+		rec->result = EFBIG;
+	return 0;
+}
+
 static int plan_fallocate(struct sm *sm, const Fspb__Fallocate *f, struct sm_record *rec)
 {
 	rec->result = regular_file(sm, f->ino);
@@ -486,11 +506,7 @@ int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 	case FSPB__COMMAND__OP_RENAME:
 		return plan_rename(sm, c->rename, rec);
 	case FSPB__COMMAND__OP_WRITE:
-		rec->result = regular_file(sm, c->write->ino);
-		if (!rec->result && (c->write->offset > MAX_FILE_SIZE ||
-				     c->write->data.len > MAX_FILE_SIZE - c->write->offset))
-			rec->result = EFBIG;
-		return 0;
+		return plan_write(sm, c->write, rec);
 	case FSPB__COMMAND__OP_FALLOCATE:
 		return plan_fallocate(sm, c->fallocate, rec);
 	case FSPB__COMMAND__OP_SETXATTR:
@@ -760,7 +776,7 @@ static int data_times(struct sm *sm, uint64_t id, int fd, int64_t t)
 	return 0;
 }
 
-static int exec_write(struct sm *sm, const Fspb__Command *c)
+static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
 {
 	const Fspb__Write *w = c->write;
 	if (w->data.len == 0)
@@ -772,7 +788,7 @@ static int exec_write(struct sm *sm, const Fspb__Command *c)
 	size_t done = 0;
 	while (done < w->data.len) {
 		ssize_t n = pwrite(fd, w->data.data + done, w->data.len - done,
-				   (off_t)(w->offset + done));
+				   (off_t)(rec->a + done));
 		if (n <= 0)
 			return fault_id("write", w->ino, n < 0 ? errno : EIO);
 		done += (size_t)n;
@@ -878,7 +894,7 @@ int apply_exec(struct sm *sm, const Fspb__Command *c, const struct sm_record *re
 	case FSPB__COMMAND__OP_RENAME:
 		return exec_rename(sm, c, rec);
 	case FSPB__COMMAND__OP_WRITE:
-		return exec_write(sm, c);
+		return exec_write(sm, c, rec);
 	case FSPB__COMMAND__OP_FALLOCATE:
 		return exec_fallocate(sm, c);
 	case FSPB__COMMAND__OP_SETXATTR:

@@ -415,6 +415,7 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 			wr.offset = rnd(&r) % 65536;
 			wr.data.data = data;
 			wr.data.len = rnd(&r) % sizeof(data);
+			wr.append = rnd(&r) % 4 == 0;
 			c.op_case = FSPB__COMMAND__OP_WRITE;
 			c.write = &wr;
 		} else if (op < 81) {

@@ -399,6 +399,22 @@ static void test_write_read(void **state)
 	assert_int_equal(sm_getattr(f->sm, F1, &st), 0);
 	assert_int_equal(mtime_ns(&st), tl_last_time() - 1000);
 
+	// Append: at the size the file has when applied, whatever the offset.
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Write w = FSPB__WRITE__INIT;
+	w.ino = F1;
+	w.offset = 3;
+	w.append = 1;
+	w.data.data = (uint8_t *)"END";
+	w.data.len = 3;
+	c.op_case = FSPB__COMMAND__OP_WRITE;
+	c.write = &w;
+	assert_int_equal(tl_apply(f->sm, &c), 0);
+	assert_int_equal(sm_getattr(f->sm, F1, &st), 0);
+	assert_int_equal(st.st_size, (1 << 20) + 4);
+	assert_int_equal(sm_read(f->sm, F1, buf, 4, 1 << 20), 4);
+	assert_memory_equal(buf, "zEND", 4);
+
 	assert_int_equal(tl_write(f->sm, SM_ROOT_ID, 0, "x", 1), EISDIR);
 	assert_int_equal(tl_mknod(f->sm, SM_ROOT_ID, "p", F2, S_IFIFO | 0644), 0);
 	assert_int_equal(tl_write(f->sm, F2, 0, "x", 1), EINVAL);
