@@ -369,8 +369,8 @@ static int plan_fallocate(struct sm *sm, const Fspb__Fallocate *f, struct sm_rec
 		 m == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) || m == FALLOC_FL_ZERO_RANGE ||
 		 m == (FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE);
 	if (!ok)
-		rec->result = (m & FALLOC_FL_PUNCH_HOLE) && !(m & FALLOC_FL_KEEP_SIZE) ? EINVAL
-										       : EOPNOTSUPP;
+		rec->result =
+		    (m & FALLOC_FL_PUNCH_HOLE) && !(m & FALLOC_FL_KEEP_SIZE) ? EINVAL : EOPNOTSUPP;
 	else if (f->length == 0)
 		rec->result = EINVAL;
 	else if (f->offset > MAX_FILE_SIZE || f->length > MAX_FILE_SIZE - f->offset)
@@ -787,8 +787,8 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		return rc;
 	size_t done = 0;
 	while (done < w->data.len) {
-		ssize_t n = pwrite(fd, w->data.data + done, w->data.len - done,
-				   (off_t)(rec->a + done));
+		ssize_t n =
+		    pwrite(fd, w->data.data + done, w->data.len - done, (off_t)(rec->a + done));
 		if (n <= 0)
 			return fault_id("write", w->ino, n < 0 ? errno : EIO);
 		done += (size_t)n;
@@ -880,8 +880,8 @@ int apply_exec(struct sm *sm, const Fspb__Command *c, const struct sm_record *re
 	case FSPB__COMMAND__OP_SETATTR:
 		return exec_setattr(sm, c, rec);
 	case FSPB__COMMAND__OP_MKNOD:
-		return exec_create_file(sm, c, rec, c->mknod->parent, c->mknod->name,
-					c->mknod->ino, c->mknod->mode, c->mknod->rdev, NULL);
+		return exec_create_file(sm, c, rec, c->mknod->parent, c->mknod->name, c->mknod->ino,
+					c->mknod->mode, c->mknod->rdev, NULL);
 	case FSPB__COMMAND__OP_MKDIR:
 		return exec_mkdir(sm, c, rec);
 	case FSPB__COMMAND__OP_SYMLINK:

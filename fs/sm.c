@@ -1,4 +1,5 @@
-// The state machine's life cycle: opening a data dir, the apply loop step with journal and duplicate table, id allocation.
+// The state machine's life cycle: opening a data dir, the apply loop step with journal and
+// duplicate table, id allocation.
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -469,8 +470,8 @@ static int maybe_compact(struct sm *sm)
 	return compact(sm);
 }
 
-int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
-	     uint64_t min_pending, const void *cmd, size_t len, int *result)
+int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, uint64_t min_pending,
+	     const void *cmd, size_t len, int *result)
 {
 	if (sm->fault)
 		return sm->fault;
@@ -489,7 +490,8 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
 		// same command, or the caller's log is not the one we applied.
 		if (sm->redo_rec.cmd_hash != cmd_hash || sm->redo_rec.client != client_id ||
 		    sm->redo_rec.seq != seq) {
-			fprintf(stderr, "sm: apply %llu: not the command being applied at the crash\n",
+			fprintf(stderr,
+				"sm: apply %llu: not the command being applied at the crash\n",
 				(unsigned long long)index);
 			return -EINVAL;
 		}

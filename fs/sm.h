@@ -1,4 +1,5 @@
-// The filesystem state machine: applies fspb.Commands, in log order, to a node's local tree, and reads it by id.
+// The filesystem state machine: applies fspb.Commands, in log order, to a node's local tree, and
+// reads it by id.
 #ifndef RAFTFS_FS_SM_H
 #define RAFTFS_FS_SM_H
 
@@ -76,8 +77,8 @@ uint64_t sm_applied_index(struct sm *sm);
 // redelivered index whose command differs from the one being applied at the
 // crash (the caller's log is not the one this state machine applied).
 // Call from one thread at a time (the apply thread); reads may run concurrently.
-int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
-	     uint64_t min_pending, const void *cmd, size_t len, int *result);
+int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, uint64_t min_pending,
+	     const void *cmd, size_t len, int *result);
 
 // An entry without a command (the leader's no-op, a membership change): only
 // the applied index moves (and is journaled). 0 or a negative fault/caller error.

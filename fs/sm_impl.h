@@ -1,4 +1,5 @@
-// Internals shared by the state machine's files (sm.c, tree.c, apply.c, sm_read.c); not a public API.
+// Internals shared by the state machine's files (sm.c, tree.c, apply.c, sm_read.c); not a public
+// API.
 #ifndef RAFTFS_FS_SM_IMPL_H
 #define RAFTFS_FS_SM_IMPL_H
 
@@ -8,9 +9,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
+#include "dedup.h"
 #include "fs.pb-c.h"
 #include "sm.h"
-#include "dedup.h"
 #include "sm_journal.h"
 #include "tree_map.h"
 
@@ -25,9 +26,9 @@ struct sm_obj {
 	uint64_t id;
 	uint64_t local_ino; // inode number in the local filesystem
 	int64_t ctime_ns;   // replicated ctime (atomic access: readers race apply)
-	mode_t type;        // S_IFMT bits
+	mode_t type;	    // S_IFMT bits
 	uint64_t parent;    // directories only
-	char *name;         // directories only (owned)
+	char *name;	    // directories only (owned)
 };
 
 #define SM_FD_CACHE 64
@@ -41,15 +42,15 @@ struct sm {
 	// around namespace changes, reads for reading around path resolution and
 	// the syscall that uses the path, so no read sees half a rename.
 	pthread_rwlock_t lock;
-	struct tree_map by_id;  // id -> struct sm_obj *
+	struct tree_map by_id;	// id -> struct sm_obj *
 	struct tree_map by_ino; // local inode -> struct sm_obj *
 
 	uint64_t applied;
 	struct sm_journal journal;
-	dedup *dd;             // the duplicate table (consensus/dedup.h), apply thread only
-	uint64_t dedup_index;  // index DATA/sm/dedup was saved at
-	size_t journal_max;    // journal size that triggers a restart of it
-	bool redo_pending; // redo_rec is the command that was being applied at a crash
+	dedup *dd;	      // the duplicate table (consensus/dedup.h), apply thread only
+	uint64_t dedup_index; // index DATA/sm/dedup was saved at
+	size_t journal_max;   // journal size that triggers a restart of it
+	bool redo_pending;    // redo_rec is the command that was being applied at a crash
 	struct sm_record redo_rec;
 	struct sm_record last_rec; // the newest record written (re-marked done at close)
 	int fault;

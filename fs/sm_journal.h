@@ -1,4 +1,5 @@
-// The apply journal: an append-only log of "applying index i with result r" records, for redo after a crash and to rebuild the duplicate table.
+// The apply journal: an append-only log of "applying index i with result r" records, for redo after
+// a crash and to rebuild the duplicate table.
 #ifndef RAFTFS_FS_SM_JOURNAL_H
 #define RAFTFS_FS_SM_JOURNAL_H
 
@@ -22,18 +23,18 @@ struct sm_record {
 	uint64_t min_pending;
 	int32_t result; // 0 or a positive errno
 	uint32_t flags; // SM_REC_*
-	uint64_t a;     // op-specific object ids (see apply.c)
+	uint64_t a;	// op-specific object ids (see apply.c)
 	uint64_t b;
-	uint32_t mode;     // final mode of the object the command creates or changes
-	uint32_t gid;      // final group of an object the command creates
+	uint32_t mode;	   // final mode of the object the command creates or changes
+	uint32_t gid;	   // final group of an object the command creates
 	uint64_t cmd_hash; // of the command bytes: a redo must get the same command
 };
 
 struct sm_journal {
 	int fd;
-	int dirfd;    // DATA/sm (not owned)
-	off_t end;    // where the next record goes
-	off_t last;   // offset of the newest record (-1: none)
+	int dirfd;  // DATA/sm (not owned)
+	off_t end;  // where the next record goes
+	off_t last; // offset of the newest record (-1: none)
 };
 
 // Called by sm_journal_open for every intact record, oldest first; `newest`

@@ -1,4 +1,5 @@
-// The local tree: id tables, path resolution, the id/ctime xattrs, and the scan that rebuilds the tables at start.
+// The local tree: id tables, path resolution, the id/ctime xattrs, and the scan that rebuilds the
+// tables at start.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,8 +26,8 @@ void sm_path_release(struct sm_path *p)
 void tree_index_path(struct sm *sm, uint64_t id, struct sm_path *p)
 {
 	p->fd = -1;
-	snprintf(p->buf, sizeof(p->buf), "%s/ids/%02x/" ID_HEX, sm->data_dir,
-		 (unsigned)(id & 0xff), (unsigned long long)id);
+	snprintf(p->buf, sizeof(p->buf), "%s/ids/%02x/" ID_HEX, sm->data_dir, (unsigned)(id & 0xff),
+		 (unsigned long long)id);
 }
 
 struct sm_obj *tree_get(struct sm *sm, uint64_t id)
@@ -426,7 +427,8 @@ static int scan_dirs(struct sm *sm)
 				dir = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 				      S_ISDIR(st.st_mode);
 			if (dir)
-				rc = scan_subdir(sm, d, e->d_name, queue[head], &queue, &qlen, &qcap);
+				rc = scan_subdir(sm, d, e->d_name, queue[head], &queue, &qlen,
+						 &qcap);
 		}
 		closedir(d);
 		sm_path_release(&p);

@@ -299,7 +299,8 @@ static void compare_orphans(struct cmp *c, const char *da, const char *db)
 					continue; // named: compared through the tree
 				snprintf(r, sizeof(r), "orphan %s", v[i]);
 				if (!bsearch(&v[i], w, m, sizeof(*w), cmp_names)) {
-					diff(c, "%s: only in the %s tree", r, side ? "second" : "first");
+					diff(c, "%s: only in the %s tree", r,
+					     side ? "second" : "first");
 				} else if (side == 0) {
 					snprintf(q, sizeof(q), "%s/%s", other, v[i]);
 					compare_obj(c, r, p, q);
@@ -311,8 +312,7 @@ static void compare_orphans(struct cmp *c, const char *da, const char *db)
 	}
 }
 
-int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn,
-		 void *arg)
+int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn, void *arg)
 {
 	struct cmp c = {kind, fn, arg, 0, 0};
 	if (kind == TREE_CMP_DATA) {

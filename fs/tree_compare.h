@@ -22,7 +22,6 @@ typedef void (*tree_diff_fn)(void *arg, const char *msg);
 // content. atime is not compared (not replicated).
 // Returns the number of differences (0: identical) or a negative errno if a
 // tree could not be read (reported through fn too).
-int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn,
-		 void *arg);
+int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn, void *arg);
 
 #endif

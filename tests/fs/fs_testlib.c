@@ -1,9 +1,9 @@
 // Helpers for the state machine tests.
 #include "fs_testlib.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <limits.h>
 #include <linux/falloc.h>
 #include <setjmp.h>
@@ -325,8 +325,8 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 			s->cmd[i] = malloc(s->len[j] ? s->len[j] : 1);
 			memcpy(s->cmd[i], s->cmd[j], s->len[j]);
 			int res;
-			assert_int_equal(sm_apply(sm, i + 1, client, s->seq[i], s->min_pending[i], s->cmd[i],
-						  s->len[i], &res),
+			assert_int_equal(sm_apply(sm, i + 1, client, s->seq[i], s->min_pending[i],
+						  s->cmd[i], s->len[i], &res),
 					 0);
 			continue;
 		}
@@ -336,8 +336,10 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 		c.time_ns = 1600000000000000000LL + (int64_t)i * 1000003;
 		uint64_t parent = walk(sm, &r, &e1), parent2 = walk(sm, &r, &e2);
 		// An existing name half the time (for unlink, rename, link over).
-		const char *name = e1.n && rnd(&r) % 2 ? e1.name[rnd(&r) % e1.n] : names[rnd(&r) % 8];
-		const char *name2 = e2.n && rnd(&r) % 2 ? e2.name[rnd(&r) % e2.n] : names[rnd(&r) % 8];
+		const char *name =
+		    e1.n && rnd(&r) % 2 ? e1.name[rnd(&r) % e1.n] : names[rnd(&r) % 8];
+		const char *name2 =
+		    e2.n && rnd(&r) % 2 ? e2.name[rnd(&r) % e2.n] : names[rnd(&r) % 8];
 		// Mostly a non-directory: data ops need one.
 		uint64_t obj = e2.n ? e2.id[rnd(&r) % e2.n] : SM_ROOT_ID;
 		for (int k = 0; k < e2.n && rnd(&r) % 5; k++) {
@@ -364,8 +366,8 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 		Fspb__Release rl = FSPB__RELEASE__INIT;
 		unsigned op = rnd(&r) % 100;
 		if (op < 14) {
-			static const uint32_t types[] = {S_IFREG, S_IFREG, S_IFREG, S_IFIFO, S_IFSOCK,
-							 S_IFCHR};
+			static const uint32_t types[] = {S_IFREG, S_IFREG,  S_IFREG,
+							 S_IFIFO, S_IFSOCK, S_IFCHR};
 			mk.parent = parent;
 			mk.name = (char *)name;
 			mk.ino = fresh;
@@ -400,7 +402,8 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 			c.op_case = FSPB__COMMAND__OP_UNLINK;
 			c.unlink = &ul;
 		} else if (op < 60) {
-			static const uint32_t flags[] = {0, 0, 0, RENAME_NOREPLACE, RENAME_EXCHANGE};
+			static const uint32_t flags[] = {0, 0, 0, RENAME_NOREPLACE,
+							 RENAME_EXCHANGE};
 			rn.parent = parent;
 			rn.name = (char *)name;
 			rn.new_parent = parent2;

@@ -1,4 +1,5 @@
-// Helpers for the state machine tests: temp data dirs, building and applying commands, random command sequences.
+// Helpers for the state machine tests: temp data dirs, building and applying commands, random
+// command sequences.
 #ifndef RAFTFS_TESTS_FS_TESTLIB_H
 #define RAFTFS_TESTS_FS_TESTLIB_H
 
@@ -31,7 +32,8 @@ int tl_mkdir(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uin
 int tl_symlink(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, const char *target);
 int tl_link(struct sm *sm, uint64_t ino, uint64_t parent, const char *name);
 int tl_unlink(struct sm *sm, uint64_t parent, const char *name, int dir);
-int tl_rename(struct sm *sm, uint64_t p, const char *n, uint64_t np, const char *nn, uint32_t flags);
+int tl_rename(struct sm *sm, uint64_t p, const char *n, uint64_t np, const char *nn,
+	      uint32_t flags);
 int tl_write(struct sm *sm, uint64_t ino, uint64_t off, const void *data, size_t len);
 int tl_setxattr(struct sm *sm, uint64_t ino, const char *name, const char *value, int flags);
 int tl_removexattr(struct sm *sm, uint64_t ino, const char *name);

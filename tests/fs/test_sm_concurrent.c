@@ -98,7 +98,7 @@ static void test_reads_during_renames(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reads_during_renames),
+	    cmocka_unit_test(test_reads_during_renames),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-// Crash safety: a child applying a long command sequence is SIGKILLed many times; the restarted state machine must end exactly where an uninterrupted run does.
+// Crash safety: a child applying a long command sequence is SIGKILLed many times; the restarted
+// state machine must end exactly where an uninterrupted run does.
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -66,8 +67,9 @@ static int run(struct fx *f, const char *data, int *results, int progress)
 	sm_set_journal_limit(sm, JOURNAL_LIMIT);
 	for (uint64_t i = sm_applied_index(sm) + 1; i <= NCMDS && !rc; i++) {
 		int res;
-		rc = sm_apply(sm, i, f->seq.client[i - 1], f->seq.seq[i - 1], f->seq.min_pending[i - 1], f->seq.cmd[i - 1],
-			      f->seq.len[i - 1], &res);
+		rc =
+		    sm_apply(sm, i, f->seq.client[i - 1], f->seq.seq[i - 1],
+			     f->seq.min_pending[i - 1], f->seq.cmd[i - 1], f->seq.len[i - 1], &res);
 		results[i] = res;
 		if (!rc && progress >= 0 && write(progress, &i, sizeof(i)) < 0 && errno != EAGAIN)
 			rc = -errno;
@@ -118,9 +120,11 @@ static void test_kill_anywhere_then_converge(void **state)
 			rc = sm_open(crash, 1, &sm);
 			if (!rc)
 				sm_set_journal_limit(sm, JOURNAL_LIMIT);
-			for (uint64_t i = rc ? NCMDS + 1 : sm_applied_index(sm) + 1; i <= NCMDS; i++) {
+			for (uint64_t i = rc ? NCMDS + 1 : sm_applied_index(sm) + 1; i <= NCMDS;
+			     i++) {
 				rc = sm_apply(sm, i, f->seq.client[i - 1], f->seq.seq[i - 1],
-					      f->seq.min_pending[i - 1], f->seq.cmd[i - 1], f->seq.len[i - 1], &res[i]);
+					      f->seq.min_pending[i - 1], f->seq.cmd[i - 1],
+					      f->seq.len[i - 1], &res[i]);
 				if (rc)
 					break;
 				if (pwrite(rfd, &res[i], sizeof(int), (off_t)(i * sizeof(int))) !=
@@ -154,8 +158,8 @@ static void test_kill_anywhere_then_converge(void **state)
 	}
 	struct sm *probe;
 	assert_int_equal(sm_open(crash, 1, &probe), 0);
-	fprintf(stderr, "  killed the applying child %d times; it reached index %llu of %d\n", kills,
-		(unsigned long long)sm_applied_index(probe), NCMDS);
+	fprintf(stderr, "  killed the applying child %d times; it reached index %llu of %d\n",
+		kills, (unsigned long long)sm_applied_index(probe), NCMDS);
 	sm_close(probe);
 	assert_true(kills >= 10);
 
@@ -196,7 +200,7 @@ static void test_kill_anywhere_then_converge(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_kill_anywhere_then_converge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_kill_anywhere_then_converge, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

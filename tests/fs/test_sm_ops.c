@@ -510,9 +510,8 @@ static void test_fallocate(void **state)
 	assert_int_equal(st.st_size, 8192);
 	memset(buf, 'x', sizeof(buf));
 	assert_int_equal(tl_write(f->sm, F1, 0, buf, sizeof(buf)), 0);
-	assert_int_equal(tl_fallocate(f->sm, F1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-				      4096),
-			 0);
+	assert_int_equal(
+	    tl_fallocate(f->sm, F1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096), 0);
 	assert_int_equal(sm_read(f->sm, F1, buf, sizeof(buf), 0), 8192);
 	assert_int_equal(buf[0], 0);
 	assert_int_equal(buf[4095], 0);
@@ -695,7 +694,7 @@ static void test_readdir(void **state)
 	int seen = 0;
 	for (int i = 0; i < all.n; i++) {
 		const char *n = all.names[i];
-		uint64_t want = !strcmp(n, ".")    ? D1
+		uint64_t want = !strcmp(n, ".")	   ? D1
 				: !strcmp(n, "..") ? SM_ROOT_ID
 				: !strcmp(n, "a")  ? F1
 				: !strcmp(n, "b")  ? F2
@@ -880,21 +879,21 @@ static void test_torn_journal_record(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_fresh_root_and_ids, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mknod, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mkdir_rmdir, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_symlink, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_link_unlink_orphan, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_write_read, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_setattr, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fallocate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_xattr, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readdir, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_deep_tree, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_power_loss_guard, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_torn_journal_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fresh_root_and_ids, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mknod, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mkdir_rmdir, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_symlink, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_link_unlink_orphan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rename, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_read, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_setattr, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fallocate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_xattr, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_readdir, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deep_tree, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_power_loss_guard, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_torn_journal_record, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

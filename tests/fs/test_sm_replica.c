@@ -1,4 +1,5 @@
-// Two state machines applying the same commands end with identical trees; the comparison finds real differences.
+// Two state machines applying the same commands end with identical trees; the comparison finds real
+// differences.
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,7 +117,7 @@ static void test_same_commands_same_tree(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_same_commands_same_tree, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_same_commands_same_tree, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
