@@ -63,6 +63,15 @@ static void report_death(void)
 		return;
 }
 
+/* UBSan's "no recover" exit bypasses the sanitizer death callback; make it
+ * abort instead, so on_fatal_signal can name the seed. (Unused without
+ * UBSan; UBSAN_OPTIONS still overrides.) */
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void)
+{
+	return "abort_on_error=1:print_stacktrace=1";
+}
+
 static void on_fatal_signal(int sig)
 {
 	report_death();
