@@ -329,6 +329,7 @@ static bool read_pending(const sim_cluster *c, uint64_t id)
 static void check_liveness(sim_cluster *c, uint64_t *next_value)
 {
 	sim_heal(c);
+	c->opts.tick_in_ready_pm = 0; /* clocks stop running fast too */
 	for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
 		c->nodes[i].crash_in_ready = false;
 		if (!sim_alive(c, i))
