@@ -18,7 +18,8 @@ enum frame_type {
 	FRAME_RAFT = 2,     /* raftpb.Message (consensus/codec.h) */
 	FRAME_REQUEST = 3,  /* transportpb.Request */
 	FRAME_RESPONSE = 4, /* transportpb.Response */
-	FRAME_TYPE_MAX = 4,
+	FRAME_SNAP_CHUNK = 5, /* transportpb.SnapshotChunk */
+	FRAME_TYPE_MAX = 5,
 };
 
 /* Writes the 5-byte header of a frame of `type` carrying payload_len bytes. */

@@ -13,6 +13,7 @@
 
 #include "raft.h"
 #include "runtime_log.h"
+#include "snapshot_stream.h"
 #include "store.h"
 #include "transport.h"
 
@@ -106,11 +107,7 @@ struct node {
 	raft_hard_state hs; /* last hard state of a Ready */
 	bool hs_dirty;      /* hs not yet written to the store */
 	uint64_t ticks;
-	struct {
-		uint64_t peer;
-		bool failed;
-	} snap_report[CONFIG_MAX_PEERS]; /* snapshot sends to report after advance */
-	size_t n_snap_report;
+	snap_streams *ss;
 
 	/* Apply queue. */
 	pthread_mutex_t amu;
@@ -666,47 +663,62 @@ static void save_snapshot(node *n, void *arg, bool stopping)
 	free(j);
 }
 
-/* Sends a MSG_SNAP, with the snapshot data read from the store when the
- * core's copy has none (the store keeps large data out of its raft_storage
- * answer), and tells the core how the send went. The whole snapshot goes in
- * one frame: chunked streaming of large snapshots is still to come. */
-static void send_snapshot(node *n, const raft_msg *m)
+/* The snapshot of a Ready from the leader: its data was streamed into the
+ * store's staging (consensus/snapshot_stream.h) unless it came inline.
+ * Installs it and hands it, with its data, to the apply thread. */
+static int install_snapshot(node *n, const raft_snapshot *snap, raft_snapshot *for_apply)
 {
-	raft_snapshot_meta meta;
-	raft_snapshot snap;
-	raft_msg copy = *m;
-	uint8_t *data = NULL;
-	uint64_t len = 0;
-	int rc = 0;
+	uint64_t staged_index, len;
+	size_t got = 0, k;
+	int rc;
 
-	if (m->snapshot && m->snapshot->len == 0 &&
-	    store_snapshot_meta(n->st, &meta, &len) == 0) {
-		if (meta.index == m->snapshot->meta.index && len > 0) {
-			size_t got = 0, k;
-
-			data = malloc(len);
-			while (data && got < len &&
-			       store_snapshot_read(n->st, got, data + got, len - got, &k) == 0 && k)
-				got += k;
-			if (!data || got != len)
-				rc = RAFT_EIO;
-			snap = *m->snapshot;
-			snap.data = data;
-			snap.len = len;
-			copy.snapshot = &snap;
+	*for_apply = *snap;
+	if (snap->len > 0 || !store_snapshot_staged(n->st, &staged_index, &len) ||
+	    staged_index != snap->meta.index) {
+		for_apply->data = NULL;
+		rc = store_snapshot(n, &snap->meta, snap->data, snap->len);
+		if (rc == 0 && snap->len) {
+			for_apply->data = malloc(snap->len);
+			if (!for_apply->data)
+				return RAFT_ENOMEM;
+			memcpy(for_apply->data, snap->data, snap->len);
 		}
-		raft_conf_state_free_contents(&meta.conf);
+		return rc;
 	}
-	if (rc == 0)
-		rc = transport_send(n->tp, &copy);
-	free(data);
-	RLOG(RLOG_NET, "snapshot at %llu to %llu: %s",
-	     (unsigned long long)(m->snapshot ? m->snapshot->meta.index : 0),
-	     (unsigned long long)m->to, rc == 0 ? "sent" : "failed");
-	n->snap_report[n->n_snap_report].peer = m->to;
-	n->snap_report[n->n_snap_report].failed = rc != 0;
-	if (n->n_snap_report < CONFIG_MAX_PEERS - 1)
-		n->n_snap_report++;
+	rc = store_snapshot_install(n->st);
+	if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE) {
+		rlog_write(RLOG_ERR, "store: installing the snapshot at %llu: %s",
+			   (unsigned long long)snap->meta.index, store_errmsg(n->st));
+		return rc;
+	}
+	for_apply->data = malloc(len ? len : 1);
+	if (!for_apply->data)
+		return RAFT_ENOMEM;
+	while (got < len && store_snapshot_read(n->st, got, for_apply->data + got, len - got, &k) == 0 &&
+	       k)
+		got += k;
+	for_apply->len = got;
+	return got == len ? 0 : RAFT_EIO;
+}
+
+static void on_snap_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
+{
+	node *n = arg;
+	raft_msg m;
+
+	if (snap_recv_chunk(n->ss, from, ch, &m) == 1) {
+		RLOG(RLOG_NET, "snapshot at %llu from %llu: received",
+		     (unsigned long long)m.snapshot->meta.index, (unsigned long long)from);
+		raft_step(n->r, &m);
+		raft_msg_free_contents(&m);
+	}
+}
+
+static void report_snapshot(void *arg, uint64_t peer, bool failed)
+{
+	node *n = arg;
+
+	raft_report_snapshot(n->r, peer, failed);
 }
 
 static void handle_ready(node *n)
@@ -714,14 +726,15 @@ static void handle_ready(node *n)
 	while (!atomic_load(&n->fault) && raft_has_ready(n->r)) {
 		uint64_t unreachable[CONFIG_MAX_PEERS];
 		size_t n_unreachable = 0;
+		raft_snapshot snap = {0};
 		raft_ready rd;
 		int rc;
 
 		raft_ready_get(n->r, &rd);
 		if (rd.snapshot) {
-			rc = store_snapshot(n, &rd.snapshot->meta, rd.snapshot->data,
-					    rd.snapshot->len);
+			rc = install_snapshot(n, rd.snapshot, &snap);
 			if (rc < 0) {
+				free(snap.data);
 				fatal_stop(n, "saving a snapshot from the leader", rc);
 				return;
 			}
@@ -753,7 +766,8 @@ static void handle_ready(node *n)
 			size_t j;
 
 			if (m->type == RAFT_MSG_SNAP) {
-				send_snapshot(n, m);
+				/* Streamed in chunks from the next tick on. */
+				snap_send_start(n->ss, m);
 				continue;
 			}
 			if (transport_send(n->tp, m) == 0)
@@ -764,8 +778,13 @@ static void handle_ready(node *n)
 			if (j == n_unreachable && n_unreachable < CONFIG_MAX_PEERS)
 				unreachable[n_unreachable++] = m->to;
 		}
-		if ((rd.snapshot || rd.n_committed) &&
-		    hand_to_apply(n, rd.snapshot, rd.committed, rd.n_committed) < 0) {
+		rc = rd.snapshot || rd.n_committed
+			     ? hand_to_apply(n, rd.snapshot ? &snap : NULL, rd.committed,
+					     rd.n_committed)
+			     : 0;
+		if (rd.snapshot)
+			free(snap.data);
+		if (rc < 0) {
 			fatal_stop(n, "handing committed entries to the apply thread", RAFT_ENOMEM);
 			return;
 		}
@@ -783,9 +802,6 @@ static void handle_ready(node *n)
 		raft_advance(n->r, &rd);
 		for (size_t j = 0; j < n_unreachable; j++)
 			raft_report_unreachable(n->r, unreachable[j]);
-		for (size_t j = 0; j < n->n_snap_report; j++)
-			raft_report_snapshot(n->r, n->snap_report[j].peer, n->snap_report[j].failed);
-		n->n_snap_report = 0;
 		atomic_store(&n->term, raft_term(n->r));
 		rlog_set_term(raft_term(n->r));
 	}
@@ -826,6 +842,7 @@ static void on_tick(uv_timer_t *h)
 	if (++n->ticks % 100 == 0)
 		flush_hard_state(n);
 	raft_tick(n->r);
+	snap_send_pump(n->ss);
 	if (n->draining && !n->closing && !transfer_before_stop(n, now)) {
 		if (!raft_is_leader(n->r))
 			rlog_write(RLOG_INFO, "leadership handed over to %llu",
@@ -1282,10 +1299,19 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	cb.arg = n;
 	cb.on_raft = on_raft_msg;
 	cb.on_request = on_request;
+	cb.on_snap_chunk = on_snap_chunk;
 	rc = transport_new(&n->loop, cfg, &cb, &n->tp);
 	if (rc < 0) {
 		snprintf(err, errlen, "transport: cannot resolve the peer addresses");
 		uv_loop_close(&n->loop);
+		goto fail;
+	}
+	n->ss = snap_streams_new(n->tp, n->st, report_snapshot, n);
+	if (!n->ss) {
+		snprintf(err, errlen, "out of memory");
+		transport_free(n->tp);
+		uv_loop_close(&n->loop);
+		rc = NODE_ENOMEM;
 		goto fail;
 	}
 	*out = n;
@@ -1369,6 +1395,7 @@ void node_free(node *n)
 		next = b->next;
 		apply_batch_free(b);
 	}
+	snap_streams_free(n->ss);
 	transport_free(n->tp);
 	uv_loop_close(&n->loop);
 	raft_free(n->r);

@@ -19,6 +19,7 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/consensus/raft.c AND EXISTS ${CMAKE_SOURCE_DIR}/st
   add_library(raftfs_node STATIC
     kvsm.c
     node.c
+    snapshot_stream.c
     transport.c
   )
   target_link_libraries(raftfs_node PUBLIC raftfs_node_base raftfs_raft raftfs_store

@@ -336,6 +336,28 @@ int transport_send(transport *t, const raft_msg *m)
 	return 0;
 }
 
+int transport_send_chunk(transport *t, uint64_t id, const Transportpb__SnapshotChunk *ch)
+{
+	peer *p = find_peer(t, id);
+
+	if (!p || !p->conn)
+		return -ENOTCONN;
+	if (p->conn->queued + protobuf_c_message_get_packed_size(&ch->base) >
+	    t->cfg->send_queue_bytes)
+		return -ENOBUFS;
+	return send_pb(p->conn, FRAME_SNAP_CHUNK, &ch->base);
+}
+
+int transport_queued(const transport *t, uint64_t id, size_t *bytes)
+{
+	for (size_t i = 0; i < t->n_peers; i++)
+		if (t->peers[i].id == id && t->peers[i].conn) {
+			*bytes = t->peers[i].conn->queued;
+			return 0;
+		}
+	return -ENOTCONN;
+}
+
 bool transport_peer_connected(const transport *t, uint64_t id)
 {
 	for (size_t i = 0; i < t->n_peers; i++)
@@ -463,6 +485,19 @@ static void on_frame(transport_conn *c, uint8_t type, const uint8_t *payload, si
 		else
 			t->cb.on_raft(t->cb.arg, &m);
 		raft_msg_free_contents(&m);
+		return;
+	}
+	if (c->state == CONN_PEER && type == FRAME_SNAP_CHUNK) {
+		Transportpb__SnapshotChunk *ch =
+			transportpb__snapshot_chunk__unpack(NULL, len, payload);
+
+		if (!ch) {
+			rlog_write(RLOG_ERR, "%s: malformed snapshot chunk: closing", c->name);
+			conn_close(c);
+			return;
+		}
+		t->cb.on_snap_chunk(t->cb.arg, c->peer, ch);
+		transportpb__snapshot_chunk__free_unpacked(ch, NULL);
 		return;
 	}
 	if (c->state == CONN_CLIENT && type == FRAME_REQUEST) {

@@ -39,6 +39,9 @@ typedef struct transport_callbacks {
 	/* A client request; req is borrowed for the call. Answer with
 	 * transport_reply() now, or take a reference to conn and answer later. */
 	void (*on_request)(void *arg, transport_conn *conn, const Transportpb__Request *req);
+	/* A snapshot chunk from connected peer `from` (consensus/snapshot_stream.h);
+	 * ch is borrowed for the call. */
+	void (*on_snap_chunk)(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch);
 } transport_callbacks;
 
 /* Creates a transport for cfg (borrowed; must outlive the transport) on loop.
@@ -55,6 +58,14 @@ int transport_start(transport *t);
  * to the peer, -ENOBUFS if its send queue is full, -EINVAL for a message the
  * codec refuses. Nothing is sent in the error cases. */
 int transport_send(transport *t, const raft_msg *m);
+
+/* Sends a snapshot chunk to peer id, under the same rules as
+ * transport_send (-ENOTCONN, -ENOBUFS, nothing sent on error). */
+int transport_send_chunk(transport *t, uint64_t id, const Transportpb__SnapshotChunk *ch);
+
+/* Bytes queued and not yet written on the connection to peer id, so a
+ * bulk sender can leave room for heartbeats. 0 or -ENOTCONN. */
+int transport_queued(const transport *t, uint64_t id, size_t *bytes);
 
 /* Whether a handshaked connection to peer id exists. */
 bool transport_peer_connected(const transport *t, uint64_t id);

@@ -15,7 +15,7 @@ static const char usage[] =
 	"SYNOPSIS\n"
 	"    raftfs kv put [--timeout MS] ADDR KEY VALUE\n"
 	"    raftfs kv get [--stale] [--timeout MS] ADDR KEY\n"
-	"    raftfs kv load [--count N] [--prefix P] [--timeout MS] ADDR...\n"
+	"    raftfs kv load [--count N] [--prefix P] [--size B] [--timeout MS] ADDR...\n"
 	"    raftfs kv dump DATA_DIR\n"
 	"\n"
 	"DESCRIPTION\n"
@@ -27,7 +27,7 @@ static const char usage[] =
 	"    its put is acknowledged (flushed line by line); on a connection\n"
 	"    failure it moves on to the next ADDR and the next key (the failed put\n"
 	"    is not retried: it may or may not have been applied). Default N 100,\n"
-	"    P 'k'.\n"
+	"    P 'k'. --size pads each value to B bytes (i, then dots).\n"
 	"    dump prints the applied records of a node's data directory, one per\n"
 	"    line: index kind client seq result command (kind new, dup, stale or\n"
 	"    empty). It reads the files directly and works while the node runs.\n"
@@ -128,8 +128,11 @@ static int cmd_get(int argc, char **argv, unsigned timeout_ms, int stale)
 	return rc == 0 ? 0 : 1;
 }
 
-static int cmd_load(int argc, char **argv, unsigned timeout_ms, long count, const char *prefix)
+static int cmd_load(int argc, char **argv, unsigned timeout_ms, long count, const char *prefix,
+		    size_t size)
 {
+	char *value = malloc(size + 32);
+
 	client *c = NULL;
 	long acked = 0;
 	int cur = 0;
@@ -139,12 +142,19 @@ static int cmd_load(int argc, char **argv, unsigned timeout_ms, long count, cons
 		return 2;
 	}
 	for (long i = 1; i <= count; i++) {
-		char key[128], value[32], err[512];
+		char key[128], err[512];
 		uint64_t index;
+		size_t vl;
 		int rc;
 
+		if (!value)
+			return 1;
 		snprintf(key, sizeof(key), "%s-%ld", prefix, i);
-		snprintf(value, sizeof(value), "%ld", i);
+		vl = (size_t)snprintf(value, 32, "%ld", i);
+		if (vl < size) {
+			memset(value + vl, '.', size - vl);
+			value[size] = '\0';
+		}
 		if (!c) {
 			rc = client_connect(argv[cur], timeout_ms, &c, err, sizeof(err));
 			if (rc < 0) {
@@ -169,6 +179,7 @@ static int cmd_load(int argc, char **argv, unsigned timeout_ms, long count, cons
 		}
 	}
 	client_close(c);
+	free(value);
 	fprintf(stderr, "raftfs kv load: %ld of %ld puts acknowledged\n", acked, count);
 	return acked > 0 ? 0 : 1;
 }
@@ -177,7 +188,7 @@ int cli_kv_main(int argc, char **argv)
 {
 	unsigned timeout_ms = 5000;
 	const char *prefix = "k";
-	long count = 100;
+	long count = 100, size = 0;
 	int stale = 0, i;
 	const char *sub;
 
@@ -195,6 +206,9 @@ int cli_kv_main(int argc, char **argv)
 			count = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--prefix") && i + 1 < argc)
 			prefix = argv[++i];
+		else if (!strcmp(argv[i], "--size") && i + 1 < argc && (size = atol(argv[i + 1])) >= 0 &&
+			 size <= (64 << 20))
+			i++;
 		else {
 			fprintf(stderr, "raftfs kv: unknown option %s\n", argv[i]);
 			return 2;
@@ -205,7 +219,7 @@ int cli_kv_main(int argc, char **argv)
 	if (!strcmp(sub, "get"))
 		return cmd_get(argc - i, argv + i, timeout_ms, stale);
 	if (!strcmp(sub, "load"))
-		return cmd_load(argc - i, argv + i, timeout_ms, count, prefix);
+		return cmd_load(argc - i, argv + i, timeout_ms, count, prefix, (size_t)size);
 	if (!strcmp(sub, "dump")) {
 		char err[512];
 

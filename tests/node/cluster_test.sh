@@ -330,7 +330,9 @@ scenario_snapshot_catchup() {
 	leader=$(leader_id) || fail "no leader"
 	f=$((leader % 3 + 1))
 	"$R" local kill "$C" "$f"
-	"$R" kv load --count 300 --prefix T $(all_addrs) >>"$T/acked" 2>>"$T/load.err" || fail "second load failed"
+	# 1 KiB values: a snapshot of several chunks (consensus/snapshot_stream.h).
+	"$R" kv load --count 300 --size 1024 --prefix T $(all_addrs) >>"$T/acked" 2>>"$T/load.err" ||
+		fail "second load failed"
 	line=$("$R" status --json "$(addr "$leader")")
 	[ "$(json_field "$line" first_index)" -gt 150 ] ||
 		fail "leader log not compacted: first index $(json_field "$line" first_index)"

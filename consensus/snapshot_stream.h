@@ -1,0 +1,54 @@
+/* snapshot_stream.h — InstallSnapshot in chunks: the leader streams its
+ * store's current snapshot to a follower a piece at a time, leaving room on
+ * the connection for heartbeats and appends; the follower stages the pieces
+ * in its store and, after the last one, hands the core a MSG_SNAP that
+ * carries only the metadata (Raft §7; the data stays on disk).
+ *
+ * Loop thread only (it uses the store and the transport).
+ */
+#ifndef RAFTFS_SNAPSHOT_STREAM_H
+#define RAFTFS_SNAPSHOT_STREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "raft_types.h"
+#include "store.h"
+#include "transport.h"
+
+#define SNAP_CHUNK_BYTES (256u << 10)
+/* A stream sends only while the peer's connection has less than this
+ * queued, so heartbeats never wait behind a whole snapshot. */
+#define SNAP_QUEUE_BYTES (1u << 20)
+
+typedef struct snap_streams snap_streams;
+
+/* Reports the end of a stream to peer: failed or not (raft_report_snapshot). */
+typedef void (*snap_report_fn)(void *arg, uint64_t peer, bool failed);
+
+/* Streams over t from st; report is called from snap_send_pump. NULL on
+ * out of memory. */
+snap_streams *snap_streams_new(transport *t, store *st, snap_report_fn report, void *arg);
+void snap_streams_free(snap_streams *ss);
+
+/* Starts streaming the store's current snapshot to m->to, with m (a
+ * MSG_SNAP from the core; its data, if any, is not used) as the message
+ * the follower's core receives. A stream to the same peer is replaced.
+ * 0, or a negative code when it cannot start (reported as failed at the
+ * next pump). */
+int snap_send_start(snap_streams *ss, const raft_msg *m);
+
+/* Sends what the connections have room for; reports streams that ended.
+ * Call every tick (outside a Ready: report steps the core). */
+void snap_send_pump(snap_streams *ss);
+
+/* A chunk received from peer `from`. Returns 1 when it completed a
+ * snapshot: *msg is then the MSG_SNAP for the core (caller frees it with
+ * raft_msg_free_contents) and the snapshot is staged in the store; 0 when
+ * more is expected; a negative code for a chunk that does not fit (out of
+ * order, of an unknown stream, undecodable), which is dropped with a log
+ * line. */
+int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch,
+		    raft_msg *msg);
+
+#endif
