@@ -7,11 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int sim_checker_init(sim_checker *ck, size_t n_nodes)
+void sim_checker_init(sim_checker *ck, size_t n_nodes)
 {
 	memset(ck, 0, sizeof(*ck));
 	ck->n_nodes = n_nodes;
-	return 0;
 }
 
 void sim_checker_destroy(sim_checker *ck)
