@@ -1,0 +1,219 @@
+/* fs_bench.c — per-operation throughput and p50/p99 latency of a directory:
+ * create+write 4 KiB+close, mkdir, stat, rename, unlink, 64 MiB sequential
+ * write and read, 4 KiB write+fsync, and tar x of a tarball. Run it on a
+ * raftfs mount and on a plain directory (or passthrough_ll) for ratios. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+	"usage: fs-bench [-n N] [-t TARBALL] DIR\n"
+	"  Runs each operation N times (default 500) in a fresh DIR/fs-bench.<pid>\n"
+	"  (removed afterwards) and prints ops/s, p50 and p99 latency. With -t,\n"
+	"  also times `tar xf TARBALL` into it.\n";
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Prints one result line from n latencies (seconds) over total seconds. */
+static void report(const char *what, double *lat, int n, double total)
+{
+	qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
+	printf("%-28s %7d ops %10.0f ops/s  p50 %8.3f ms  p99 %8.3f ms\n", what, n, n / total,
+	       lat[n / 2] * 1e3, lat[(int)(n * 0.99)] * 1e3);
+	fflush(stdout);
+}
+
+static void die(const char *what, const char *path)
+{
+	fprintf(stderr, "fs-bench: %s %s: %s\n", what, path, strerror(errno));
+	exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	const char *tarball = NULL;
+	char base[4096], path[4200], path2[4200];
+	static char block[1 << 20];
+	double *lat, t0, total;
+	int n = 500, c;
+
+	while ((c = getopt(argc, argv, "n:t:h")) != -1) {
+		if (c == 'n')
+			n = atoi(optarg);
+		else if (c == 't')
+			tarball = optarg;
+		else {
+			fputs(usage, c == 'h' ? stdout : stderr);
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (optind != argc - 1 || n < 1) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	lat = calloc((size_t)n * 10, sizeof(*lat));
+	if (!lat)
+		return 1;
+	memset(block, 'x', sizeof(block));
+	snprintf(base, sizeof(base), "%s/fs-bench.%d", argv[optind], (int)getpid());
+	if (mkdir(base, 0755) < 0)
+		die("mkdir", base);
+
+	/* Every create first (an ext4 without a journal is slow to reuse freed
+	 * inodes: see TARGETS.md). */
+	total = now_s();
+	for (int i = 0; i < n; i++) {
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/f%d", base, i);
+		t0 = now_s();
+		fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
+		if (fd < 0 || write(fd, block, 4096) != 4096 || close(fd) < 0)
+			die("create+write", path);
+		lat[i] = now_s() - t0;
+	}
+	report("create+write 4KiB+close", lat, n, now_s() - total);
+
+	total = now_s();
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/d%d", base, i);
+		t0 = now_s();
+		if (mkdir(path, 0755) < 0)
+			die("mkdir", path);
+		lat[i] = now_s() - t0;
+	}
+	report("mkdir", lat, n, now_s() - total);
+
+	total = now_s();
+	for (int i = 0; i < n * 10; i++) {
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s/f%d", base, i % n);
+		t0 = now_s();
+		if (stat(path, &st) < 0)
+			die("stat", path);
+		lat[i] = now_s() - t0;
+	}
+	report("stat", lat, n * 10, now_s() - total);
+
+	total = now_s();
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/f%d", base, i);
+		snprintf(path2, sizeof(path2), "%s/d%d/r%d", base, i, i);
+		t0 = now_s();
+		if (rename(path, path2) < 0)
+			die("rename", path);
+		lat[i] = now_s() - t0;
+	}
+	report("rename", lat, n, now_s() - total);
+
+	total = now_s();
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/d%d/r%d", base, i, i);
+		t0 = now_s();
+		if (unlink(path) < 0)
+			die("unlink", path);
+		lat[i] = now_s() - t0;
+	}
+	report("unlink", lat, n, now_s() - total);
+
+	{
+		const int mib = 64;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/big", base);
+		fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+		if (fd < 0)
+			die("open", path);
+		t0 = now_s();
+		for (int i = 0; i < mib; i++)
+			if (write(fd, block, sizeof(block)) != (ssize_t)sizeof(block))
+				die("write", path);
+		if (fsync(fd) < 0 || close(fd) < 0)
+			die("fsync", path);
+		total = now_s() - t0;
+		printf("%-28s %7d MiB %10.1f MiB/s\n", "sequential write 1 MiB", mib, mib / total);
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			die("open", path);
+		t0 = now_s();
+		for (int i = 0; i < mib; i++)
+			if (read(fd, block, sizeof(block)) != (ssize_t)sizeof(block))
+				die("read", path);
+		close(fd);
+		total = now_s() - t0;
+		printf("%-28s %7d MiB %10.1f MiB/s\n", "sequential read 1 MiB", mib, mib / total);
+		unlink(path);
+	}
+
+	{
+		int fd, m = n < 200 ? n : 200;
+
+		snprintf(path, sizeof(path), "%s/sync", base);
+		fd = open(path, O_CREAT | O_WRONLY, 0644);
+		if (fd < 0)
+			die("open", path);
+		total = now_s();
+		for (int i = 0; i < m; i++) {
+			t0 = now_s();
+			if (pwrite(fd, block, 4096, (off_t)i * 4096) != 4096 || fsync(fd) < 0)
+				die("write+fsync", path);
+			lat[i] = now_s() - t0;
+		}
+		report("write 4KiB+fsync", lat, m, now_s() - total);
+		close(fd);
+		unlink(path);
+	}
+
+	if (tarball) {
+		pid_t pid;
+		int st;
+
+		snprintf(path, sizeof(path), "%s/tar", base);
+		if (mkdir(path, 0755) < 0)
+			die("mkdir", path);
+		t0 = now_s();
+		pid = fork();
+		if (pid == 0) {
+			execlp("tar", "tar", "xf", tarball, "-C", path, (char *)NULL);
+			_exit(127);
+		}
+		if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+			die("tar xf into", path);
+		printf("%-28s %10.2f s\n", "tar x", now_s() - t0);
+	}
+	fflush(stdout);
+	/* Clean up with rm -r: not measured. */
+	{
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			execlp("rm", "rm", "-rf", base, (char *)NULL);
+			_exit(127);
+		}
+		if (pid > 0)
+			waitpid(pid, NULL, 0);
+	}
+	free(lat);
+	return 0;
+}
