@@ -1,0 +1,53 @@
+// Snapshot images of the filesystem state machine: made from a live data dir, installed beside it and swapped in atomically.
+#ifndef RAFTFS_FS_SM_SNAPSHOT_H
+#define RAFTFS_FS_SM_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sm.h"
+
+// An image is one self-contained byte stream (format at the top of
+// sm_snapshot.c): the applied index, the duplicate table, every directory
+// (parent before child), every other object with all its names (hard links
+// stay links; an orphan has none), attributes, replicated ctime, user
+// xattrs, symlink target and the data extents of regular files (holes stay
+// holes), and last a 64-bit checksum of everything before it. It is
+// streamed, never held whole in memory, so a multi-GB tree costs disk, not
+// heap.
+
+// Where an image is written to: fn is called with consecutive pieces of it.
+// Returns 0 or a negative errno (stops the image).
+typedef int (*sm_snap_sink)(void *arg, const void *buf, size_t len);
+
+// Where an image is read from: fn fills buf with up to len bytes and returns
+// the count (0 at the end) or a negative errno.
+typedef ssize_t (*sm_snap_source)(void *arg, void *buf, size_t len);
+
+// Writes an image of sm as of sm_applied_index() to sink. The caller must
+// hold apply still for the duration (call it on the apply thread, between
+// two applies); reads may go on concurrently. *index is the image's index.
+// -EBUSY if a command is half-applied (redo pending), sm_fault() if faulty.
+int sm_snapshot_make(struct sm *sm, sm_snap_sink sink, void *arg, uint64_t *index);
+
+// Replaces the whole state of the open state machine sm by the image read
+// from src (Raft §7: a follower too far behind installs the leader's
+// snapshot). The image is checked (checksum, structure) while it is built
+// into DATA/snap/new beside the live tree; then a durable marker is written
+// and tree/, ids/ and sm/ are swapped in by renames, under sm's write lock,
+// and the in-memory tables are reloaded. A crash at any instant leaves
+// either the old state or (once the marker is durable) the new one, which
+// sm_snapshot_recover() completes. The node-local id counter is kept.
+// Call on the apply thread. Returns 0, -EBADMSG for a corrupt or truncated
+// image (the live state is untouched), or another negative errno.
+int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg);
+
+// Completes or discards an interrupted install in data_dir: to be called
+// before sm_open. 0 or a negative errno.
+int sm_snapshot_recover(const char *data_dir);
+
+// An sm_snap_sink / sm_snap_source over a file descriptor (arg: int *).
+int sm_snap_fd_sink(void *arg, const void *buf, size_t len);
+ssize_t sm_snap_fd_source(void *arg, void *buf, size_t len);
+
+#endif
