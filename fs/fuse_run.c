@@ -29,6 +29,16 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 			(unsigned long long)cfg->id);
 		return 2;
 	}
+	/* Signals are taken synchronously by this thread; every other thread
+	 * inherits the blocked mask — RocksDB's too, started by node_new: a
+	 * SIGTERM delivered to one of those would end the process without
+	 * unmounting. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGPIPE);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	rc = fs_node_open(cfg->data_dir, (uint32_t)cfg->id, &f);
 	if (rc < 0) {
 		fprintf(stderr, "raftfs node: filesystem state machine in %s: %s\n", cfg->data_dir,
@@ -42,14 +52,6 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 		return 1;
 	}
 	fs_node_attach(f, n);
-	/* Signals are taken synchronously by this thread; every other thread
-	 * (node, FUSE loop) inherits the blocked mask. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGPIPE);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	if (node_launch(n) < 0) {
 		fprintf(stderr, "raftfs node: could not start (see the log above)\n");
 		node_free(n);

@@ -47,4 +47,12 @@ as_nobody chmod 600 "$M1/pub/nobodys" || fail "nobody cannot chmod its own file"
 [ "$(as_nobody cat "$M3/pub/nobodys")" = mine ] || fail "nobody cannot read its own file on n3"
 [ "$(cat "$M1/priv/f")" = secret ] || fail "the root file changed"
 verify 30 "after the permission checks"
+
+echo "== local down stops every node cleanly and unmounts"
+"$R" local down "$C"
+for id in 1 2 3; do
+	tail -n 1 "$C/node$id/node.log" | grep -q "stopped$" ||
+		fail "node $id did not stop cleanly: $(tail -n 3 "$C/node$id/node.log")"
+	mountpoint -q "$C/n$id" && fail "n$id is still mounted"
+done
 echo "PASS"
