@@ -22,24 +22,24 @@ typedef struct key_def {
 #define F(field) offsetof(node_config, field), sizeof(((node_config *)0)->field)
 
 static const key_def keys[] = {
-	{"node", "id", K_U64, F(id), 1, UINT64_MAX},
-	{"node", "cluster", K_STR, F(cluster), 0, 0},
-	{"node", "listen", K_ADDR, F(listen_host), 0, 0},
-	{"node", "data_dir", K_STR, F(data_dir), 0, 0},
-	{"node", "mount", K_STR, F(mount), 0, 0},
-	{"node", "state_machine", K_STR, F(state_machine), 0, 0},
-	{"node", "proposal_timeout_ms", K_UINT, F(proposal_timeout_ms), 1, 3600000},
-	{"raft", "tick_ms", K_UINT, F(tick_ms), 1, 10000},
-	{"raft", "election_ticks", K_INT, F(election_ticks), 2, 100000},
-	{"raft", "heartbeat_ticks", K_INT, F(heartbeat_ticks), 1, 100000},
-	{"raft", "max_msg_bytes", K_U64, F(max_msg_bytes), 1024, 1ull << 30},
-	{"raft", "max_inflight", K_SIZE, F(max_inflight), 1, 1 << 20},
-	{"raft", "pre_vote", K_BOOL, F(pre_vote), 0, 0},
-	{"raft", "check_quorum", K_BOOL, F(check_quorum), 0, 0},
-	{"raft", "snapshot_entries", K_U64, F(snapshot_entries), 0, UINT64_MAX},
-	{"transport", "max_frame_bytes", K_SIZE, F(max_frame_bytes), 4096, 1ull << 31},
-	{"transport", "send_queue_bytes", K_SIZE, F(send_queue_bytes), 4096, 1ull << 34},
-	{"log", "topics", K_STR, F(log_topics), 0, 0},
+    {"node", "id", K_U64, F(id), 1, UINT64_MAX},
+    {"node", "cluster", K_STR, F(cluster), 0, 0},
+    {"node", "listen", K_ADDR, F(listen_host), 0, 0},
+    {"node", "data_dir", K_STR, F(data_dir), 0, 0},
+    {"node", "mount", K_STR, F(mount), 0, 0},
+    {"node", "state_machine", K_STR, F(state_machine), 0, 0},
+    {"node", "proposal_timeout_ms", K_UINT, F(proposal_timeout_ms), 1, 3600000},
+    {"raft", "tick_ms", K_UINT, F(tick_ms), 1, 10000},
+    {"raft", "election_ticks", K_INT, F(election_ticks), 2, 100000},
+    {"raft", "heartbeat_ticks", K_INT, F(heartbeat_ticks), 1, 100000},
+    {"raft", "max_msg_bytes", K_U64, F(max_msg_bytes), 1024, 1ull << 30},
+    {"raft", "max_inflight", K_SIZE, F(max_inflight), 1, 1 << 20},
+    {"raft", "pre_vote", K_BOOL, F(pre_vote), 0, 0},
+    {"raft", "check_quorum", K_BOOL, F(check_quorum), 0, 0},
+    {"raft", "snapshot_entries", K_U64, F(snapshot_entries), 0, UINT64_MAX},
+    {"transport", "max_frame_bytes", K_SIZE, F(max_frame_bytes), 4096, 1ull << 31},
+    {"transport", "send_queue_bytes", K_SIZE, F(send_queue_bytes), 4096, 1ull << 34},
+    {"log", "topics", K_STR, F(log_topics), 0, 0},
 };
 
 void config_defaults(node_config *cfg)
@@ -108,8 +108,7 @@ static int parse_bool(const char *v, bool *out)
 	return 0;
 }
 
-static int set_peer(node_config *cfg, const char *key, const char *value, char *err,
-		    size_t errlen)
+static int set_peer(node_config *cfg, const char *key, const char *value, char *err, size_t errlen)
 {
 	uint64_t id;
 	config_peer *p;
@@ -139,8 +138,8 @@ static int set_peer(node_config *cfg, const char *key, const char *value, char *
 	return 0;
 }
 
-int config_set(node_config *cfg, const char *section, const char *key, const char *value,
-	       char *err, size_t errlen)
+int config_set(node_config *cfg, const char *section, const char *key, const char *value, char *err,
+	       size_t errlen)
 {
 	const key_def *k = NULL;
 	char *base = (char *)cfg;
@@ -162,10 +161,11 @@ int config_set(node_config *cfg, const char *section, const char *key, const cha
 	case K_INT:
 	case K_SIZE:
 		if (parse_u64(value, k->min, k->max, &x) < 0) {
-			snprintf(err, errlen,
-				 "bad value '%s' for key '%s' in [%s] (want an integer in %llu..%llu)",
-				 value, key, section, (unsigned long long)k->min,
-				 (unsigned long long)k->max);
+			snprintf(
+			    err, errlen,
+			    "bad value '%s' for key '%s' in [%s] (want an integer in %llu..%llu)",
+			    value, key, section, (unsigned long long)k->min,
+			    (unsigned long long)k->max);
 			return -EINVAL;
 		}
 		if (k->kind == K_U64)
@@ -179,15 +179,17 @@ int config_set(node_config *cfg, const char *section, const char *key, const cha
 		return 0;
 	case K_BOOL:
 		if (parse_bool(value, (bool *)(base + k->off)) < 0) {
-			snprintf(err, errlen, "bad value '%s' for key '%s' in [%s] (want true or false)",
-				 value, key, section);
+			snprintf(err, errlen,
+				 "bad value '%s' for key '%s' in [%s] (want true or false)", value,
+				 key, section);
 			return -EINVAL;
 		}
 		return 0;
 	case K_STR:
 		if (strlen(value) >= k->size) {
-			snprintf(err, errlen, "value of key '%s' in [%s] is too long (at most %zu bytes)",
-				 key, section, k->size - 1);
+			snprintf(err, errlen,
+				 "value of key '%s' in [%s] is too long (at most %zu bytes)", key,
+				 section, k->size - 1);
 			return -EINVAL;
 		}
 		memcpy(base + k->off, value, strlen(value) + 1);
@@ -195,8 +197,9 @@ int config_set(node_config *cfg, const char *section, const char *key, const cha
 	case K_ADDR:
 		if (config_parse_addr(value, cfg->listen_host, sizeof(cfg->listen_host),
 				      &cfg->listen_port) < 0) {
-			snprintf(err, errlen, "bad value '%s' for key '%s' in [%s] (want host:port)",
-				 value, key, section);
+			snprintf(err, errlen,
+				 "bad value '%s' for key '%s' in [%s] (want host:port)", value, key,
+				 section);
 			return -EINVAL;
 		}
 		return 0;
@@ -309,7 +312,8 @@ int config_validate(node_config *cfg, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	if (cfg->max_frame_bytes < cfg->max_msg_bytes + 4096) {
-		snprintf(err, errlen, "max_frame_bytes (%zu) must exceed max_msg_bytes (%llu) + 4096",
+		snprintf(err, errlen,
+			 "max_frame_bytes (%zu) must exceed max_msg_bytes (%llu) + 4096",
 			 cfg->max_frame_bytes, (unsigned long long)cfg->max_msg_bytes);
 		return -EINVAL;
 	}

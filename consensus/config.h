@@ -67,8 +67,8 @@ int config_load_file(node_config *cfg, const char *path, char *err, size_t errle
 
 /* Applies one setting as section/key/value, the way a file line would; the
  * flag parser uses it too. 0 or -EINVAL with a message in err. */
-int config_set(node_config *cfg, const char *section, const char *key, const char *value,
-	       char *err, size_t errlen);
+int config_set(node_config *cfg, const char *section, const char *key, const char *value, char *err,
+	       size_t errlen);
 
 /* Checks the whole: id set and among the peers, data_dir set, tick
  * lengths consistent. 0 or -EINVAL with a message in err. */

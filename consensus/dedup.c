@@ -14,7 +14,7 @@ typedef struct seq_result {
 
 typedef struct client_entry {
 	uint64_t id;
-	uint64_t low; /* seqs below were promised never to be retried */
+	uint64_t low;	  /* seqs below were promised never to be retried */
 	seq_result *seqs; /* unordered; small (proposals in flight) */
 	size_t n, cap;
 } client_entry;

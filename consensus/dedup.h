@@ -25,7 +25,7 @@
 typedef struct dedup dedup;
 
 enum dedup_verdict {
-	DEDUP_NEW = 0,       /* never applied: execute it, then dedup_record */
+	DEDUP_NEW = 0,	     /* never applied: execute it, then dedup_record */
 	DEDUP_DUPLICATE = 1, /* applied before: *result is what it returned */
 	DEDUP_STALE = 2,     /* below the client's min_pending: nobody waits for it; skip */
 };

@@ -19,7 +19,7 @@
 
 typedef struct envelope {
 	uint64_t client;      /* nonzero, unique per proposing process run */
-	uint64_t seq;         /* per client, increasing from 1 */
+	uint64_t seq;	      /* per client, increasing from 1 */
 	uint64_t min_pending; /* lowest seq of this client still awaiting completion */
 } envelope;
 

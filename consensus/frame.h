@@ -14,10 +14,10 @@
 #define FRAME_HEADER_BYTES 5
 
 enum frame_type {
-	FRAME_HELLO = 1,    /* transportpb.Hello */
-	FRAME_RAFT = 2,     /* raftpb.Message (consensus/codec.h) */
-	FRAME_REQUEST = 3,  /* transportpb.Request */
-	FRAME_RESPONSE = 4, /* transportpb.Response */
+	FRAME_HELLO = 1,      /* transportpb.Hello */
+	FRAME_RAFT = 2,	      /* raftpb.Message (consensus/codec.h) */
+	FRAME_REQUEST = 3,    /* transportpb.Request */
+	FRAME_RESPONSE = 4,   /* transportpb.Response */
 	FRAME_SNAP_CHUNK = 5, /* transportpb.SnapshotChunk */
 	FRAME_TYPE_MAX = 5,
 };

@@ -13,8 +13,8 @@
 #include "dedup.h"
 
 #define REC_MAGIC 0x4b565231u /* "KVR1" */
-#define REC_HDR 16            /* u32 magic, u32 payload length, u64 checksum */
-#define REC_FIXED 41          /* index, client, seq, min_pending, result, kind */
+#define REC_HDR 16	      /* u32 magic, u32 payload length, u64 checksum */
+#define REC_FIXED 41	      /* index, client, seq, min_pending, result, kind */
 #define BUCKETS 4096
 
 enum rec_kind { REC_NEW = 0, REC_DUP = 1, REC_STALE = 2, REC_EMPTY = 3 };
@@ -299,8 +299,8 @@ static uint64_t sm_applied(void *ctx)
 	return ((kvsm *)ctx)->applied;
 }
 
-static int sm_apply(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd,
-		    size_t len, int64_t *result)
+static int sm_apply(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd, size_t len,
+		    int64_t *result)
 {
 	kvsm *k = ctx;
 	rec r = {index, env->client, env->seq, env->min_pending, 0, REC_NEW, cmd, len};

@@ -51,8 +51,8 @@ typedef enum { OP_PROPOSE, OP_READ, OP_CALL } op_kind;
 typedef struct op {
 	struct op *next;
 	op_kind kind;
-	uint64_t seq;   /* OP_PROPOSE */
-	reader *rd;     /* OP_READ */
+	uint64_t seq;				       /* OP_PROPOSE */
+	reader *rd;				       /* OP_READ */
 	void (*fn)(node *n, void *arg, bool stopping); /* OP_CALL */
 	void *arg;
 } op;
@@ -102,10 +102,10 @@ struct node {
 	uint64_t epoch; /* bumped on every leader change */
 	uint64_t retry_ms;
 	bool closing;
-	bool draining;               /* stopping: leadership transfer under way */
+	bool draining; /* stopping: leadership transfer under way */
 	uint64_t drain_deadline_ms;
 	raft_hard_state hs; /* last hard state of a Ready */
-	bool hs_dirty;      /* hs not yet written to the store */
+	bool hs_dirty;	    /* hs not yet written to the store */
 	uint64_t ticks;
 	snap_streams *ss;
 
@@ -283,7 +283,8 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 	rc = raft_propose(n->r, p->data, p->len, NULL, NULL);
 	if (rc == 0) {
 		p->proposed = true;
-		RLOG(RLOG_CLNT, "proposed seq %llu (%zu bytes)", (unsigned long long)p->seq, p->len);
+		RLOG(RLOG_CLNT, "proposed seq %llu (%zu bytes)", (unsigned long long)p->seq,
+		     p->len);
 	} else if (rc == RAFT_EPROPOSAL_DROPPED) {
 		if (!p->proposed)
 			p->last_error = NODE_ENOLEADER;
@@ -321,10 +322,10 @@ static void check_proposals(node *n, uint64_t now)
 	}
 	pthread_mutex_unlock(&n->mu);
 	for (p = failed; p; p = next) {
-		int status = stopping ? NODE_ESTOPPED
+		int status = stopping	     ? NODE_ESTOPPED
 			     : p->last_error ? p->last_error
-			     : n->leader    ? NODE_ETIMEOUT
-					    : NODE_ENOLEADER;
+			     : n->leader     ? NODE_ETIMEOUT
+					     : NODE_ENOLEADER;
 
 		next = p->next;
 		RLOG(RLOG_CLNT, "seq %llu failed: %s", (unsigned long long)p->seq,
@@ -394,7 +395,8 @@ static void check_readers(node *n, uint64_t now)
 		}
 		if (rd->has_index)
 			waiting++;
-		else if (n->leader && (rd->epoch != n->epoch || now - rd->last_try_ms >= n->retry_ms))
+		else if (n->leader &&
+			 (rd->epoch != n->epoch || now - rd->last_try_ms >= n->retry_ms))
 			try_read(n, rd, now);
 		pp = &rd->next;
 	}
@@ -476,8 +478,9 @@ static void restore_snapshot(node *n, const raft_snapshot *s)
 	if (n->sm->restore)
 		rc = n->sm->restore(n->sm->ctx, s->meta.index, s->data, s->len);
 	if (rc < 0) {
-		rlog_write(RLOG_ERR, "restoring the snapshot at %llu (%zu bytes) failed: %s: "
-				     "this node stops applying",
+		rlog_write(RLOG_ERR,
+			   "restoring the snapshot at %llu (%zu bytes) failed: %s: "
+			   "this node stops applying",
 			   (unsigned long long)s->meta.index, s->len, node_strerror(rc));
 		atomic_store(&n->fault, NODE_EFAULT);
 		return;
@@ -617,8 +620,7 @@ static void fatal_stop(node *n, const char *what, int rc)
 
 /* Makes a snapshot current in the store, the data written in chunks (a log
  * that does not hold the snapshot's last entry is discarded). Loop thread. */
-static int store_snapshot(node *n, const raft_snapshot_meta *meta, const uint8_t *data,
-			  size_t len)
+static int store_snapshot(node *n, const raft_snapshot_meta *meta, const uint8_t *data, size_t len)
 {
 	int rc = store_snapshot_begin(n->st, meta);
 
@@ -630,8 +632,8 @@ static int store_snapshot(node *n, const raft_snapshot_meta *meta, const uint8_t
 	if (rc == 0)
 		rc = store_snapshot_install(n->st);
 	if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE)
-		rlog_write(RLOG_ERR, "store: snapshot at %llu: %s",
-			   (unsigned long long)meta->index, store_errmsg(n->st));
+		rlog_write(RLOG_ERR, "store: snapshot at %llu: %s", (unsigned long long)meta->index,
+			   store_errmsg(n->st));
 	return rc == RAFT_ESNAP_OUT_OF_DATE ? 0 : rc;
 }
 
@@ -647,7 +649,8 @@ static void save_snapshot(node *n, void *arg, bool stopping)
 	uint64_t keep = n->cfg->snapshot_entries / 2, upto = j->index > keep ? j->index - keep : 0;
 
 	if (!stopping && store_conf_state(n->st, &meta.conf) == 0) {
-		if (store_snapshot(n, &meta, j->data, j->len) == 0 && upto >= store_first_index(n->st)) {
+		if (store_snapshot(n, &meta, j->data, j->len) == 0 &&
+		    upto >= store_first_index(n->st)) {
 			int rc = store_compact(n->st, upto);
 
 			if (rc < 0)
@@ -694,8 +697,8 @@ static int install_snapshot(node *n, const raft_snapshot *snap, raft_snapshot *f
 	for_apply->data = malloc(len ? len : 1);
 	if (!for_apply->data)
 		return RAFT_ENOMEM;
-	while (got < len && store_snapshot_read(n->st, got, for_apply->data + got, len - got, &k) == 0 &&
-	       k)
+	while (got < len &&
+	       store_snapshot_read(n->st, got, for_apply->data + got, len - got, &k) == 0 && k)
 		got += k;
 	for_apply->len = got;
 	return got == len ? 0 : RAFT_EIO;
@@ -778,10 +781,9 @@ static void handle_ready(node *n)
 			if (j == n_unreachable && n_unreachable < CONFIG_MAX_PEERS)
 				unreachable[n_unreachable++] = m->to;
 		}
-		rc = rd.snapshot || rd.n_committed
-			     ? hand_to_apply(n, rd.snapshot ? &snap : NULL, rd.committed,
-					     rd.n_committed)
-			     : 0;
+		rc = rd.snapshot || rd.n_committed ? hand_to_apply(n, rd.snapshot ? &snap : NULL,
+								   rd.committed, rd.n_committed)
+						   : 0;
 		if (rd.snapshot)
 			free(snap.data);
 		if (rc < 0) {
@@ -936,7 +938,8 @@ static bool transfer_before_stop(node *n, uint64_t now)
 	raft_get_status(n->r, &st);
 	for (size_t i = 0; i < st.n_peers; i++)
 		if (st.peers[i].id != st.id && !st.peers[i].learner && st.peers[i].recent_active &&
-		    transport_peer_connected(n->tp, st.peers[i].id) && st.peers[i].match >= best_match) {
+		    transport_peer_connected(n->tp, st.peers[i].id) &&
+		    st.peers[i].match >= best_match) {
 			best = st.peers[i].id;
 			best_match = st.peers[i].match;
 		}
@@ -1071,8 +1074,9 @@ static void on_query_ready(void *arg, int status)
 
 static const char *progress_name(raft_progress_state s)
 {
-	return s == RAFT_PROGRESS_PROBE ? "probe" : s == RAFT_PROGRESS_REPLICATE ? "replicate"
-									     : "snapshot";
+	return s == RAFT_PROGRESS_PROBE	      ? "probe"
+	       : s == RAFT_PROGRESS_REPLICATE ? "replicate"
+					      : "snapshot";
 }
 
 static void reply_status(node *n, transport_conn *conn, uint64_t id)
@@ -1105,7 +1109,7 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 		ps[i].state = (char *)progress_name(st.peers[i].state);
 		ps[i].active = st.peers[i].recent_active;
 		ps[i].connected =
-			st.peers[i].id == st.id || transport_peer_connected(n->tp, st.peers[i].id);
+		    st.peers[i].id == st.id || transport_peer_connected(n->tp, st.peers[i].id);
 		pps[i] = &ps[i];
 	}
 	ns.n_peers = st.n_peers < 16 ? st.n_peers : 16;
@@ -1199,17 +1203,20 @@ static int restore_from_store(node *n, char *err, size_t errlen)
 	if (meta.index <= atomic_load(&n->applied))
 		return 0;
 	if (!n->sm->restore) {
-		snprintf(err, errlen, "the store holds a snapshot at %llu beyond the state machine "
-				      "(applied %llu), which cannot restore snapshots",
+		snprintf(err, errlen,
+			 "the store holds a snapshot at %llu beyond the state machine "
+			 "(applied %llu), which cannot restore snapshots",
 			 (unsigned long long)meta.index,
 			 (unsigned long long)atomic_load(&n->applied));
 		return RAFT_EINVAL;
 	}
 	data = malloc(len ? len : 1);
-	while (data && got < len && store_snapshot_read(n->st, got, data + got, len - got, &k) == 0 &&
-	       k)
+	while (data && got < len &&
+	       store_snapshot_read(n->st, got, data + got, len - got, &k) == 0 && k)
 		got += k;
-	rc = !data ? RAFT_ENOMEM : got != len ? RAFT_EIO : n->sm->restore(n->sm->ctx, meta.index, data, len);
+	rc = !data	  ? RAFT_ENOMEM
+	     : got != len ? RAFT_EIO
+			  : n->sm->restore(n->sm->ctx, meta.index, data, len);
 	free(data);
 	if (rc < 0) {
 		snprintf(err, errlen, "restoring the stored snapshot at %llu: %s",

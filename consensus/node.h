@@ -31,11 +31,11 @@
 
 /* Failure reasons of a proposal or read (all negative). */
 enum {
-	NODE_ENOLEADER = -2001,   /* no leader known until the deadline */
+	NODE_ENOLEADER = -2001,	  /* no leader known until the deadline */
 	NODE_ELEADERLOST = -2002, /* the leader changed and the retries did not land in time */
-	NODE_ETIMEOUT = -2003,    /* a leader was known, but the command was not applied in time */
-	NODE_ESTOPPED = -2004,    /* the node is shutting down */
-	NODE_EFAULT = -2005,      /* the state machine failed locally; the node stopped applying */
+	NODE_ETIMEOUT = -2003,	  /* a leader was known, but the command was not applied in time */
+	NODE_ESTOPPED = -2004,	  /* the node is shutting down */
+	NODE_EFAULT = -2005,	  /* the state machine failed locally; the node stopped applying */
 	NODE_ENOMEM = -2006,
 };
 const char *node_strerror(int code);
@@ -56,8 +56,8 @@ typedef struct node_sm {
 	 * *result (the same on every node; handed to the proposer), or a
 	 * negative code for a local fault (disk full, I/O error): the node then
 	 * stops applying and reports itself unhealthy rather than diverge. */
-	int (*apply)(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd,
-		     size_t len, int64_t *result);
+	int (*apply)(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd, size_t len,
+		     int64_t *result);
 	/* An entry with no command (the leader's no-op, a membership change):
 	 * only the applied index moves. 0 or a negative local fault. */
 	int (*apply_empty)(void *ctx, uint64_t index);

@@ -16,8 +16,8 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } topics[] = {
-	{"ERR", RLOG_ERR},   {"INFO", RLOG_INFO}, {"NET", RLOG_NET},
-	{"CLNT", RLOG_CLNT}, {"APPL", RLOG_APPL}, {"PERS", RLOG_PERS},
+    {"ERR", RLOG_ERR},	 {"INFO", RLOG_INFO}, {"NET", RLOG_NET},
+    {"CLNT", RLOG_CLNT}, {"APPL", RLOG_APPL}, {"PERS", RLOG_PERS},
 };
 
 static unsigned parse_topics(const char *s)

@@ -33,10 +33,10 @@ int rlog_on(unsigned topic);
 void rlog_write(unsigned topic, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Logs only when the topic is on; arguments are not evaluated otherwise. */
-#define RLOG(topic, ...)                               \
-	do {                                           \
-		if (rlog_on(topic))                    \
-			rlog_write((topic), __VA_ARGS__); \
+#define RLOG(topic, ...)                                                                           \
+	do {                                                                                       \
+		if (rlog_on(topic))                                                                \
+			rlog_write((topic), __VA_ARGS__);                                          \
 	} while (0)
 
 #endif

@@ -150,8 +150,8 @@ static int pump_one(snap_streams *ss, send_stream *s)
 			return RAFT_ESNAP_OUT_OF_DATE;
 		if (s->offset < s->total) {
 			size_t want = s->total - s->offset < SNAP_CHUNK_BYTES
-					      ? (size_t)(s->total - s->offset)
-					      : SNAP_CHUNK_BYTES;
+					  ? (size_t)(s->total - s->offset)
+					  : SNAP_CHUNK_BYTES;
 
 			rc = store_snapshot_read(ss->st, s->offset, ss->buf, want, &n);
 			if (rc < 0 || n == 0)
@@ -187,7 +187,8 @@ void snap_send_pump(snap_streams *ss)
 		if (rc == 0)
 			continue;
 		if (rc < 0)
-			rlog_write(RLOG_ERR, "snapshot at %llu to %llu: %s after %llu of %llu bytes",
+			rlog_write(RLOG_ERR,
+				   "snapshot at %llu to %llu: %s after %llu of %llu bytes",
 				   (unsigned long long)s->index, (unsigned long long)peer,
 				   rc == -ENOTCONN ? "no connection" : raft_strerror(rc),
 				   (unsigned long long)s->offset, (unsigned long long)s->total);

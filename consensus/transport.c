@@ -38,7 +38,7 @@ typedef struct peer {
 	struct sockaddr_storage sa;
 	char addr[CONFIG_HOST_MAX + 8];
 	transport_conn *conn; /* handshaked connection, or NULL */
-	bool dialer;          /* this node dials it (lower id dials) */
+	bool dialer;	      /* this node dials it (lower id dials) */
 	bool dialing;
 	unsigned backoff_ms;
 	uv_timer_t timer; /* redial */
@@ -489,7 +489,7 @@ static void on_frame(transport_conn *c, uint8_t type, const uint8_t *payload, si
 	}
 	if (c->state == CONN_PEER && type == FRAME_SNAP_CHUNK) {
 		Transportpb__SnapshotChunk *ch =
-			transportpb__snapshot_chunk__unpack(NULL, len, payload);
+		    transportpb__snapshot_chunk__unpack(NULL, len, payload);
 
 		if (!ch) {
 			rlog_write(RLOG_ERR, "%s: malformed snapshot chunk: closing", c->name);

@@ -9,36 +9,36 @@
 #include "kvsm.h"
 
 static const char usage[] =
-	"NAME\n"
-	"    raftfs kv - client of the replicated test state machine\n"
-	"\n"
-	"SYNOPSIS\n"
-	"    raftfs kv put [--timeout MS] ADDR KEY VALUE\n"
-	"    raftfs kv get [--stale] [--timeout MS] ADDR KEY\n"
-	"    raftfs kv load [--count N] [--prefix P] [--size B] [--timeout MS] ADDR...\n"
-	"    raftfs kv dump DATA_DIR\n"
-	"\n"
-	"DESCRIPTION\n"
-	"    put proposes KEY=VALUE through the node at ADDR (forwarded to the\n"
-	"    leader if that node follows) and prints the index it was applied at.\n"
-	"    get prints KEY's value after a linearizable read barrier (--stale:\n"
-	"    the node's current state, no barrier).\n"
-	"    load puts P-1=1 .. P-N=N one after the other, printing each key once\n"
-	"    its put is acknowledged (flushed line by line); on a connection\n"
-	"    failure it moves on to the next ADDR and the next key (the failed put\n"
-	"    is not retried: it may or may not have been applied). Default N 100,\n"
-	"    P 'k'. --size pads each value to B bytes (i, then dots).\n"
-	"    dump prints the applied records of a node's data directory, one per\n"
-	"    line: index kind client seq result command (kind new, dup, stale or\n"
-	"    empty). It reads the files directly and works while the node runs.\n"
-	"\n"
-	"EXIT STATUS\n"
-	"    0 on success (load: at least one put acknowledged); 1 on failure;\n"
-	"    2 for bad usage.\n";
+    "NAME\n"
+    "    raftfs kv - client of the replicated test state machine\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    raftfs kv put [--timeout MS] ADDR KEY VALUE\n"
+    "    raftfs kv get [--stale] [--timeout MS] ADDR KEY\n"
+    "    raftfs kv load [--count N] [--prefix P] [--size B] [--timeout MS] ADDR...\n"
+    "    raftfs kv dump DATA_DIR\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    put proposes KEY=VALUE through the node at ADDR (forwarded to the\n"
+    "    leader if that node follows) and prints the index it was applied at.\n"
+    "    get prints KEY's value after a linearizable read barrier (--stale:\n"
+    "    the node's current state, no barrier).\n"
+    "    load puts P-1=1 .. P-N=N one after the other, printing each key once\n"
+    "    its put is acknowledged (flushed line by line); on a connection\n"
+    "    failure it moves on to the next ADDR and the next key (the failed put\n"
+    "    is not retried: it may or may not have been applied). Default N 100,\n"
+    "    P 'k'. --size pads each value to B bytes (i, then dots).\n"
+    "    dump prints the applied records of a node's data directory, one per\n"
+    "    line: index kind client seq result command (kind new, dup, stale or\n"
+    "    empty). It reads the files directly and works while the node runs.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 on success (load: at least one put acknowledged); 1 on failure;\n"
+    "    2 for bad usage.\n";
 
 /* Puts key=value through c; 0 with *index, or a negative code (err set). */
-static int put(client *c, const char *key, const char *value, unsigned timeout_ms,
-	       uint64_t *index, char *err, size_t errlen)
+static int put(client *c, const char *key, const char *value, unsigned timeout_ms, uint64_t *index,
+	       char *err, size_t errlen)
 {
 	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
 	Transportpb__ProposeRequest pr = TRANSPORTPB__PROPOSE_REQUEST__INIT;
@@ -206,8 +206,8 @@ int cli_kv_main(int argc, char **argv)
 			count = strtol(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--prefix") && i + 1 < argc)
 			prefix = argv[++i];
-		else if (!strcmp(argv[i], "--size") && i + 1 < argc && (size = atol(argv[i + 1])) >= 0 &&
-			 size <= (64 << 20))
+		else if (!strcmp(argv[i], "--size") && i + 1 < argc &&
+			 (size = atol(argv[i + 1])) >= 0 && size <= (64 << 20))
 			i++;
 		else {
 			fprintf(stderr, "raftfs kv: unknown option %s\n", argv[i]);

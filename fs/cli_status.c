@@ -9,26 +9,26 @@
 #include "client.h"
 
 static const char usage[] =
-	"NAME\n"
-	"    raftfs status - show the state of raftfs nodes\n"
-	"\n"
-	"SYNOPSIS\n"
-	"    raftfs status [--json] [--timeout MS] ADDR...\n"
-	"\n"
-	"DESCRIPTION\n"
-	"    Asks each node at ADDR (host:port, its listen address) for its role,\n"
-	"    term, known leader, commit index, applied index, first and last log\n"
-	"    index and snapshot index; a leader also reports, per follower, the\n"
-	"    match and next index, the lag (last - match), the progress state and\n"
-	"    whether it is connected and recently active. --json prints one JSON\n"
-	"    object per node, one per line.\n"
-	"\n"
-	"EXIT STATUS\n"
-	"    0 if every node answered and is healthy (applying, a leader known);\n"
-	"    1 otherwise; 2 for bad usage.\n";
+    "NAME\n"
+    "    raftfs status - show the state of raftfs nodes\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    raftfs status [--json] [--timeout MS] ADDR...\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    Asks each node at ADDR (host:port, its listen address) for its role,\n"
+    "    term, known leader, commit index, applied index, first and last log\n"
+    "    index and snapshot index; a leader also reports, per follower, the\n"
+    "    match and next index, the lag (last - match), the progress state and\n"
+    "    whether it is connected and recently active. --json prints one JSON\n"
+    "    object per node, one per line.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 if every node answered and is healthy (applying, a leader known);\n"
+    "    1 otherwise; 2 for bad usage.\n";
 
-int cli_fetch_status(const char *addr, unsigned timeout_ms, Transportpb__NodeStatus **ns,
-		     char *err, size_t errlen)
+int cli_fetch_status(const char *addr, unsigned timeout_ms, Transportpb__NodeStatus **ns, char *err,
+		     size_t errlen)
 {
 	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
 	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
@@ -71,12 +71,13 @@ static void print_text(const char *addr, const Transportpb__NodeStatus *s)
 
 		if (p->id == s->id)
 			continue;
-		printf("    peer %llu  match %llu  next %llu  lag %llu  %s%s%s\n",
-		       (unsigned long long)p->id, (unsigned long long)p->match,
-		       (unsigned long long)p->next,
-		       (unsigned long long)(s->last_index > p->match ? s->last_index - p->match : 0),
-		       p->state, p->active ? "  active" : "  inactive",
-		       p->connected ? "  connected" : "  disconnected");
+		printf(
+		    "    peer %llu  match %llu  next %llu  lag %llu  %s%s%s\n",
+		    (unsigned long long)p->id, (unsigned long long)p->match,
+		    (unsigned long long)p->next,
+		    (unsigned long long)(s->last_index > p->match ? s->last_index - p->match : 0),
+		    p->state, p->active ? "  active" : "  inactive",
+		    p->connected ? "  connected" : "  disconnected");
 	}
 }
 
@@ -93,12 +94,13 @@ static void print_json(const char *addr, const Transportpb__NodeStatus *s)
 	for (size_t i = 0; i < s->n_peers; i++) {
 		const Transportpb__PeerStatus *p = s->peers[i];
 
-		printf("%s{\"id\":%llu,\"match\":%llu,\"next\":%llu,\"lag\":%llu,\"state\":\"%s\","
-		       "\"active\":%s,\"connected\":%s}",
-		       i ? "," : "", (unsigned long long)p->id, (unsigned long long)p->match,
-		       (unsigned long long)p->next,
-		       (unsigned long long)(s->last_index > p->match ? s->last_index - p->match : 0),
-		       p->state, p->active ? "true" : "false", p->connected ? "true" : "false");
+		printf(
+		    "%s{\"id\":%llu,\"match\":%llu,\"next\":%llu,\"lag\":%llu,\"state\":\"%s\","
+		    "\"active\":%s,\"connected\":%s}",
+		    i ? "," : "", (unsigned long long)p->id, (unsigned long long)p->match,
+		    (unsigned long long)p->next,
+		    (unsigned long long)(s->last_index > p->match ? s->last_index - p->match : 0),
+		    p->state, p->active ? "true" : "false", p->connected ? "true" : "false");
 	}
 	printf("]}\n");
 }
@@ -131,7 +133,8 @@ int cli_status_main(int argc, char **argv)
 		n_addr++;
 		if (cli_fetch_status(argv[i], timeout_ms, &ns, err, sizeof(err)) < 0) {
 			if (json)
-				printf("{\"addr\":\"%s\",\"healthy\":false,\"error\":\"unreachable\"}\n",
+				printf("{\"addr\":\"%s\",\"healthy\":false,\"error\":"
+				       "\"unreachable\"}\n",
 				       argv[i]);
 			fprintf(stderr, "raftfs status: %s\n", err);
 			healthy = 0;

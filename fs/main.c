@@ -5,20 +5,20 @@
 #include "cli.h"
 
 static const char usage[] =
-	"NAME\n"
-	"    raftfs - a replicated POSIX filesystem on Raft\n"
-	"\n"
-	"SYNOPSIS\n"
-	"    raftfs node --config FILE [flags]     run one node in the foreground\n"
-	"    raftfs status [--json] ADDR...        show the state of nodes\n"
-	"    raftfs local create N DIR | up N DIR | down DIR | kill DIR ID |\n"
-	"                 stop DIR ID |\n"
-	"                 start DIR ID | status DIR | addr DIR ID\n"
-	"                                          an N-node cluster on loopback\n"
-	"    raftfs kv put|get|load|dump ...       client of the test state machine\n"
-	"    raftfs verify [--wait S] DIR|MOUNT... compare the mounts of a cluster\n"
-	"\n"
-	"    Every subcommand explains itself with --help.\n";
+    "NAME\n"
+    "    raftfs - a replicated POSIX filesystem on Raft\n"
+    "\n"
+    "SYNOPSIS\n"
+    "    raftfs node --config FILE [flags]     run one node in the foreground\n"
+    "    raftfs status [--json] ADDR...        show the state of nodes\n"
+    "    raftfs local create N DIR | up N DIR | down DIR | kill DIR ID |\n"
+    "                 stop DIR ID |\n"
+    "                 start DIR ID | status DIR | addr DIR ID\n"
+    "                                          an N-node cluster on loopback\n"
+    "    raftfs kv put|get|load|dump ...       client of the test state machine\n"
+    "    raftfs verify [--wait S] DIR|MOUNT... compare the mounts of a cluster\n"
+    "\n"
+    "    Every subcommand explains itself with --help.\n";
 
 int cli_wants_help(int argc, char **argv)
 {
@@ -34,11 +34,8 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = {
-		{"node", cli_node_main},
-		{"status", cli_status_main},
-		{"local", cli_local_main},
-		{"kv", cli_kv_main},
-		{"verify", cli_verify_main},
+	    {"node", cli_node_main}, {"status", cli_status_main}, {"local", cli_local_main},
+	    {"kv", cli_kv_main},     {"verify", cli_verify_main},
 	};
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||

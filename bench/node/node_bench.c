@@ -223,8 +223,10 @@ static void throughput(const char *leader_addr, int nworkers, size_t vsize, doub
 		free(ws[i].lat);
 	}
 	qsort(all, total, sizeof(double), cmp_double);
-	printf("| %2d proposers | %5zu B | %9.0f commits/s | p50 %7.2f ms | p99 %7.2f ms | %d errors |\n",
-	       nworkers, vsize, total / elapsed, pct(all, total, 0.5), pct(all, total, 0.99), errors);
+	printf("| %2d proposers | %5zu B | %9.0f commits/s | p50 %7.2f ms | p99 %7.2f ms | %d "
+	       "errors |\n",
+	       nworkers, vsize, total / elapsed, pct(all, total, 0.5), pct(all, total, 0.99),
+	       errors);
 	fflush(stdout);
 	free(all);
 	free(ws);
@@ -269,10 +271,10 @@ static void failover(int trials)
 		run("%s local start %s %d", raftfs, dir, leader);
 	}
 	qsort(t, (size_t)done, sizeof(double), cmp_double);
-	printf("| failover (kill -9 leader -> first commit) | %d trials | p50 %.0f ms | p99 %.0f ms "
-	       "| max %.0f ms |\n",
-	       done, pct(t, (size_t)done, 0.5), pct(t, (size_t)done, 0.99),
-	       done ? t[done - 1] : 0);
+	printf(
+	    "| failover (kill -9 leader -> first commit) | %d trials | p50 %.0f ms | p99 %.0f ms "
+	    "| max %.0f ms |\n",
+	    done, pct(t, (size_t)done, 0.5), pct(t, (size_t)done, 0.99), done ? t[done - 1] : 0);
 	free(t);
 }
 
@@ -293,8 +295,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--trials") && i + 1 < argc)
 			trials = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: node-bench [--raftfs PATH] [--dir DIR] [--seconds S] "
-					"[--trials N]\n");
+			fprintf(stderr,
+				"usage: node-bench [--raftfs PATH] [--dir DIR] [--seconds S] "
+				"[--trials N]\n");
 			return 2;
 		}
 	}

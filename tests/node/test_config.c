@@ -171,11 +171,11 @@ static void test_write_then_read(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_good_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flags_override, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_errors_name_file_line_key, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_write_then_read, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_good_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flags_override, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_errors_name_file_line_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_write_then_read, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -59,7 +59,8 @@ static dedup *sample(void)
 
 	for (uint64_t c = 1; c <= 20; c++)
 		for (uint64_t s = 1; s <= c % 7 + 1; s++)
-			assert_int_equal(dedup_record(d, c * 0x9e3779b97f4a7c15ull, s, s > 2 ? s - 2 : 1,
+			assert_int_equal(dedup_record(d, c * 0x9e3779b97f4a7c15ull, s,
+						      s > 2 ? s - 2 : 1,
 						      (int64_t)(c * 100 + s) * (s % 2 ? -1 : 1)),
 					 0);
 	return d;
@@ -130,10 +131,10 @@ static void test_deserialize_untrusted(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_new_then_duplicate),
-		cmocka_unit_test(test_out_of_order_in_flight),
-		cmocka_unit_test(test_serialize_roundtrip),
-		cmocka_unit_test(test_deserialize_untrusted),
+	    cmocka_unit_test(test_new_then_duplicate),
+	    cmocka_unit_test(test_out_of_order_in_flight),
+	    cmocka_unit_test(test_serialize_roundtrip),
+	    cmocka_unit_test(test_deserialize_untrusted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

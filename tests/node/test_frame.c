@@ -164,11 +164,11 @@ static void test_random_garbage_never_crashes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_header_layout),
-		cmocka_unit_test(test_byte_by_byte),
-		cmocka_unit_test(test_coalesced_and_empty_payload),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_random_garbage_never_crashes),
+	    cmocka_unit_test(test_header_layout),
+	    cmocka_unit_test(test_byte_by_byte),
+	    cmocka_unit_test(test_coalesced_and_empty_payload),
+	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_random_garbage_never_crashes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,9 +50,8 @@ static int64_t put(node_sm *sm, uint64_t index, uint64_t client, uint64_t seq, u
 	envelope env = {client, seq, min};
 	int64_t result = -1;
 
-	assert_int_equal(sm->apply(sm->ctx, index, &env, (const uint8_t *)cmd, strlen(cmd),
-				   &result),
-			 0);
+	assert_int_equal(
+	    sm->apply(sm->ctx, index, &env, (const uint8_t *)cmd, strlen(cmd), &result), 0);
 	return result;
 }
 
@@ -152,9 +151,9 @@ static void test_snapshot_restore(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_exactly_once_and_restart, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_torn_tail_is_cut, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_exactly_once_and_restart, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_torn_tail_is_cut, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_restore, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
