@@ -52,6 +52,15 @@ static struct timespec ns_to_ts(int64_t ns)
 	return ts;
 }
 
+// Test hook (sm_test_crash_at): counts the redo-safe steps of an exec and
+// stops it after the chosen one, as a crash there would. 0 or -ECANCELED.
+static int step(struct sm *sm)
+{
+	if (sm->crash_at > 0 && --sm->crash_at == 0)
+		return -ECANCELED;
+	return 0;
+}
+
 // Sets mtime (and atime unless atime_ns is NULL) of path without following a
 // symlink at the end.
 static int set_times(const char *path, const int64_t *atime_ns, const int64_t *mtime_ns)
@@ -87,7 +96,11 @@ static int touch_dir(struct sm *sm, uint64_t dir, int64_t t)
 		return fault("resolve directory", "", -rc);
 	rc = set_times(p.buf, NULL, &t);
 	if (!rc)
+		rc = step(sm);
+	if (!rc)
 		rc = set_ctime(d, p.buf, t);
+	if (!rc)
+		rc = step(sm);
 	sm_path_release(&p);
 	return rc;
 }
@@ -99,6 +112,8 @@ static int ctime_of(struct sm *sm, struct sm_obj *o, int64_t t)
 	if (rc)
 		return fault("resolve object", "", -rc);
 	rc = set_ctime(o, p.buf, t);
+	if (!rc)
+		rc = step(sm);
 	sm_path_release(&p);
 	return rc;
 }
@@ -573,6 +588,8 @@ static int link_name(struct sm *sm, const char *from, uint64_t parent, const cha
 		else if (lstat(from, &a) || lstat(to.buf, &b) || a.st_ino != b.st_ino)
 			rc = fault("link (name taken by another object)", to.buf, EIO);
 	}
+	if (!rc)
+		rc = step(sm);
 	sm_path_release(&to);
 	return rc;
 }
@@ -602,17 +619,21 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 		return fault("create", p.buf, errno);
 	int64_t t = c->time_ns;
 	struct stat st;
-	if (lchown(p.buf, c->uid, rec->gid))
-		return fault("chown", p.buf, errno);
-	if (!target && chmod(p.buf, rec->mode))
-		return fault("chmod", p.buf, errno);
-	int rc = tree_write_id(p.buf, ino);
+	int rc = step(sm);
+	if (!rc && lchown(p.buf, c->uid, rec->gid))
+		rc = fault("chown", p.buf, errno);
+	if (!rc && !(rc = step(sm)) && !target && chmod(p.buf, rec->mode))
+		rc = fault("chmod", p.buf, errno);
+	if (!rc && !(rc = step(sm)) && (rc = tree_write_id(p.buf, ino)))
+		rc = fault("set id of", p.buf, -rc);
+	if (!rc && !(rc = step(sm)))
+		rc = set_times(p.buf, &t, &t);
+	if (!rc && !(rc = step(sm)) && (rc = tree_write_ctime(p.buf, t)))
+		rc = fault("set ctime of", p.buf, -rc);
+	if (!rc)
+		rc = step(sm);
 	if (rc)
-		return fault("set id of", p.buf, -rc);
-	if ((rc = set_times(p.buf, &t, &t)))
 		return rc;
-	if ((rc = tree_write_ctime(p.buf, t)))
-		return fault("set ctime of", p.buf, -rc);
 	if (lstat(p.buf, &st))
 		return fault("stat", p.buf, errno);
 	pthread_rwlock_wrlock(&sm->lock);
@@ -647,12 +668,16 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 				rc = fault("mkdir (name taken by another object)", p.buf, EIO);
 		}
 	}
-	if (!rc && lchown(p.buf, c->uid, rec->gid))
+	if (!rc && !(rc = step(sm)) && lchown(p.buf, c->uid, rec->gid))
 		rc = fault("chown", p.buf, errno);
-	if (!rc && chmod(p.buf, rec->mode))
+	if (!rc && !(rc = step(sm)) && chmod(p.buf, rec->mode))
 		rc = fault("chmod", p.buf, errno);
-	if (!rc && (rc = set_times(p.buf, &t, &t)) == 0 && (rc = tree_write_ctime(p.buf, t)))
+	if (!rc && !(rc = step(sm)))
+		rc = set_times(p.buf, &t, &t);
+	if (!rc && !(rc = step(sm)) && (rc = tree_write_ctime(p.buf, t)))
 		rc = fault("set ctime of", p.buf, -rc);
+	if (!rc)
+		rc = step(sm);
 	if (!rc && lstat(p.buf, &st))
 		rc = fault("stat", p.buf, errno);
 	if (!rc) {
@@ -663,6 +688,8 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	// The id goes last: a directory with an id is complete for the scan.
 	if (!rc && (rc = tree_write_id(p.buf, m->ino)))
 		rc = fault("set id of", p.buf, -rc);
+	if (!rc)
+		rc = step(sm);
 	sm_path_release(&p);
 	if (!rc)
 		rc = touch_dir(sm, m->parent, t);
@@ -679,6 +706,8 @@ static int exec_link(struct sm *sm, const Fspb__Command *c)
 	pthread_rwlock_unlock(&sm->lock);
 	if (!rc)
 		rc = set_ctime(tree_get(sm, l->ino), p.buf, c->time_ns);
+	if (!rc)
+		rc = step(sm);
 	if (!rc)
 		rc = touch_dir(sm, l->new_parent, c->time_ns);
 	return rc;
@@ -699,6 +728,8 @@ static int exec_unlink(struct sm *sm, const Fspb__Command *c, const struct sm_re
 			rc = fault("unlink (name holds another object)", p.buf, EIO);
 		else if (unlinkat(AT_FDCWD, p.buf, u->dir ? AT_REMOVEDIR : 0))
 			rc = fault("unlink", p.buf, errno);
+		else
+			rc = step(sm);
 	} else if (errno != ENOENT) {
 		rc = fault("stat", p.buf, errno);
 	}
@@ -737,6 +768,8 @@ static int exec_rename(struct sm *sm, const Fspb__Command *c, const struct sm_re
 	if (at_source) {
 		if (renameat2(AT_FDCWD, from.buf, AT_FDCWD, to.buf, exchange ? RENAME_EXCHANGE : 0))
 			rc = fault("rename", from.buf, errno);
+		else
+			rc = step(sm);
 	} else if (!src || lstat(to.buf, &st) || st.st_ino != src->local_ino) {
 		// Neither not-yet-done nor done: the tree is not what the journal says.
 		rc = fault("rename (tree does not match the journal)", from.buf, EIO);
@@ -770,10 +803,13 @@ static int data_times(struct sm *sm, uint64_t id, int fd, int64_t t)
 	struct timespec ts[2] = {{0, UTIME_OMIT}, ns_to_ts(t)};
 	if (futimens(fd, ts))
 		return fault_id("set mtime of", id, errno);
+	int rc = step(sm);
+	if (rc)
+		return rc;
 	if (fsetxattr(fd, SM_XATTR_CTIME, &t, sizeof(t), 0))
 		return fault_id("set ctime of", id, errno);
 	__atomic_store_n(&tree_get(sm, id)->ctime_ns, t, __ATOMIC_RELAXED);
-	return 0;
+	return step(sm);
 }
 
 static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
@@ -792,6 +828,8 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		if (n <= 0)
 			return fault_id("write", w->ino, n < 0 ? errno : EIO);
 		done += (size_t)n;
+		if ((rc = step(sm)))
+			return rc;
 	}
 	return data_times(sm, w->ino, fd, c->time_ns);
 }
@@ -805,6 +843,8 @@ static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
 		return rc;
 	if (fallocate(fd, f->mode, (off_t)f->offset, (off_t)f->length))
 		return fault_id("fallocate", f->ino, errno);
+	if ((rc = step(sm)))
+		return rc;
 	return data_times(sm, f->ino, fd, c->time_ns);
 }
 
@@ -821,12 +861,16 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 	gid_t gid = (v & SM_SET_GID) ? s->gid : (gid_t)-1;
 	if ((v & (SM_SET_UID | SM_SET_GID)) && lchown(p.buf, uid, gid))
 		rc = fault("chown", p.buf, errno);
+	if (!rc)
+		rc = step(sm);
 	// After chown, which may have cleared set-id bits by itself.
 	if (!rc && o->type != S_IFLNK && (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID)) &&
 	    chmod(p.buf, rec->mode))
 		rc = fault("chmod", p.buf, errno);
-	if (!rc && (v & SM_SET_SIZE) && truncate(p.buf, (off_t)s->size))
+	if (!rc && !(rc = step(sm)) && (v & SM_SET_SIZE) && truncate(p.buf, (off_t)s->size))
 		rc = fault("truncate", p.buf, errno);
+	if (!rc)
+		rc = step(sm);
 	int64_t at = (v & SM_SET_ATIME_NOW) ? c->time_ns : s->atime_ns;
 	int64_t mt = (v & SM_SET_MTIME_NOW) ? c->time_ns : s->mtime_ns;
 	bool set_a = v & (SM_SET_ATIME | SM_SET_ATIME_NOW);
@@ -835,8 +879,9 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 		mt = c->time_ns; // truncate changes mtime (POSIX)
 		set_m = true;
 	}
-	if (!rc && (set_a || set_m))
-		rc = set_times(p.buf, set_a ? &at : NULL, set_m ? &mt : NULL);
+	if (!rc && (set_a || set_m) &&
+	    !(rc = set_times(p.buf, set_a ? &at : NULL, set_m ? &mt : NULL)))
+		rc = step(sm);
 	if (!rc && (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID | SM_SET_SIZE | SM_SET_ATIME |
 			 SM_SET_MTIME | SM_SET_ATIME_NOW | SM_SET_MTIME_NOW)))
 		rc = set_ctime(o, p.buf, c->time_ns);
@@ -856,6 +901,8 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 	if (!v && lremovexattr(p.buf, name) && errno != ENODATA)
 		rc = fault("removexattr", p.buf, errno);
 	if (!rc)
+		rc = step(sm);
+	if (!rc)
 		rc = set_ctime(tree_get(sm, ino), p.buf, c->time_ns);
 	sm_path_release(&p);
 	return rc;
@@ -868,6 +915,9 @@ static int exec_release(struct sm *sm, uint64_t ino)
 	tree_index_path(sm, ino, &p);
 	if (unlink(p.buf) && errno != ENOENT)
 		return fault("release", p.buf, errno);
+	int rc = step(sm);
+	if (rc)
+		return rc;
 	pthread_rwlock_wrlock(&sm->lock);
 	tree_drop(sm, ino);
 	pthread_rwlock_unlock(&sm->lock);

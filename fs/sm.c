@@ -420,6 +420,11 @@ static int fail(struct sm *sm, uint64_t index, int rc)
 	return rc;
 }
 
+void sm_test_crash_at(struct sm *sm, int steps)
+{
+	sm->crash_at = steps;
+}
+
 void sm_set_journal_limit(struct sm *sm, size_t bytes)
 {
 	sm->journal_max = bytes;

@@ -54,6 +54,7 @@ struct sm {
 	struct sm_record redo_rec;
 	struct sm_record last_rec; // the newest record written (re-marked done at close)
 	int fault;
+	int crash_at; // test hook: stop exec after this many steps (0: off)
 
 	// Write fds of regular files, by id (apply thread only).
 	struct {

@@ -264,6 +264,25 @@ static int collect_ent(void *arg, const char *name, const struct stat *st, off_t
 	return 0;
 }
 
+// Sorts e by name: the generated sequence must not depend on the local
+// filesystem's readdir order.
+static void sort_ents(struct ents *e)
+{
+	for (int i = 1; i < e->n; i++)
+		for (int j = i; j > 0 && strcmp(e->name[j - 1], e->name[j]) > 0; j--) {
+			char name[NAME_MAX + 1];
+			memcpy(name, e->name[j], sizeof(name));
+			memcpy(e->name[j], e->name[j - 1], sizeof(name));
+			memcpy(e->name[j - 1], name, sizeof(name));
+			uint64_t id = e->id[j];
+			e->id[j] = e->id[j - 1];
+			e->id[j - 1] = id;
+			mode_t mode = e->mode[j];
+			e->mode[j] = e->mode[j - 1];
+			e->mode[j - 1] = mode;
+		}
+}
+
 // A random directory reached by descending from the root (its entries in e).
 static uint64_t walk(struct sm *sm, uint64_t *r, struct ents *e)
 {
@@ -271,6 +290,7 @@ static uint64_t walk(struct sm *sm, uint64_t *r, struct ents *e)
 	for (int depth = 0;; depth++) {
 		e->n = 0;
 		assert_int_equal(sm_readdir(sm, d, 0, false, collect_ent, e), 0);
+		sort_ents(e);
 		if (depth == 5 || rnd(r) % 2)
 			return d;
 		int dirs[64], nd = 0;
