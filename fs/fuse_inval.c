@@ -16,10 +16,10 @@ enum item_kind { INV_INODE, INV_ENTRY, INV_DELETE };
 struct item {
 	struct item *next;
 	enum item_kind kind;
-	uint64_t ino;   /* inode; entry: parent */
+	uint64_t ino;	/* inode; entry: parent */
 	uint64_t child; /* delete: the child */
 	off_t off, len; /* inode: off < 0 drops attributes only */
-	char name[];    /* entry, delete */
+	char name[];	/* entry, delete */
 };
 
 /* A chained hash of id -> lookup count. */

@@ -37,11 +37,14 @@ struct raftfs_opts {
 	double timeout;
 };
 
-#define OPT(t, p) {t, offsetof(struct raftfs_opts, p), 1}
+#define OPT(t, p)                                                                                  \
+	{                                                                                          \
+		t, offsetof(struct raftfs_opts, p), 1                                              \
+	}
 static const struct fuse_opt opt_table[] = {
-	OPT("linearizable", linearizable),
-	{"timeout=%lf", offsetof(struct raftfs_opts, timeout), 0},
-	FUSE_OPT_END,
+    OPT("linearizable", linearizable),
+    {"timeout=%lf", offsetof(struct raftfs_opts, timeout), 0},
+    FUSE_OPT_END,
 };
 
 static void *loop_main(void *arg)

@@ -11,7 +11,7 @@ struct fuse_lowlevel_ops;
 
 struct fuse_ops_cfg {
 	bool linearizable; /* lookups, getattr and readdir pass a ReadIndex barrier */
-	double timeout;    /* kernel entry/attribute cache timeout, seconds */
+	double timeout;	   /* kernel entry/attribute cache timeout, seconds */
 };
 
 /* The per-mount state the operations share (the session's userdata). */

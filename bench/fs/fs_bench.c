@@ -14,10 +14,10 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"usage: fs-bench [-n N] [-t TARBALL] DIR\n"
-	"  Runs each operation N times (default 500) in a fresh DIR/fs-bench.<pid>\n"
-	"  (removed afterwards) and prints ops/s, p50 and p99 latency. With -t,\n"
-	"  also times `tar xf TARBALL` into it.\n";
+    "usage: fs-bench [-n N] [-t TARBALL] DIR\n"
+    "  Runs each operation N times (default 500) in a fresh DIR/fs-bench.<pid>\n"
+    "  (removed afterwards) and prints ops/s, p50 and p99 latency. With -t,\n"
+    "  also times `tar xf TARBALL` into it.\n";
 
 static double now_s(void)
 {

@@ -164,6 +164,28 @@ git -C "$M1/repo" -c safe.directory='*' log --oneline | grep -q test || fail "gi
 git -C "$M2/repo" -c safe.directory='*' fsck >/dev/null 2>&1 || fail "git fsck on n2"
 verify 30 "git"
 
+echo "== flock and fcntl locks among the processes of one mount"
+: >"$M1/lockf"
+exec 6>"$M1/lockf"
+flock -x 6
+if flock -n "$M1/lockf" true; then fail "a second flock on n1 was granted"; fi
+python3 - "$M1/lockf" <<'PY' || fail "fcntl lock"
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+if os.fork() == 0:
+    try:
+        fcntl.lockf(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os._exit(1)  # granted twice
+    except OSError:
+        os._exit(0)
+_, st = os.wait()
+sys.exit(os.waitstatus_to_exitcode(st))
+PY
+flock -u 6
+exec 6>&-
+flock -n "$M1/lockf" true || fail "flock not granted after the release"
+
 echo "== two mounts create the same name at once"
 # excl PATH: O_CREAT|O_EXCL; prints the errno name on failure.
 excl() {

@@ -1,0 +1,410 @@
+/* fuse_fs.c — the state of a raftfs mount shared by its operations: open
+ * handles and the orphan rule, replies, requests waiting for their commands,
+ * read barriers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs_node.h"
+#include "fuse_fs_impl.h"
+#include "fuse_inval.h"
+#include "sm.h"
+
+int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_ops_cfg *cfg,
+		struct fuse_fs **out)
+{
+	struct fuse_fs *fs = calloc(1, sizeof(*fs));
+
+	if (!fs)
+		return -ENOMEM;
+	fs->fsn = fsn;
+	fs->sm = fs_node_sm(fsn);
+	fs->inv = inv;
+	fs->cfg = *cfg;
+	pthread_mutex_init(&fs->mu, NULL);
+	*out = fs;
+	return 0;
+}
+
+void fuse_fs_free(struct fuse_fs *fs)
+{
+	if (!fs)
+		return;
+	for (size_t i = 0; i < OPEN_BUCKETS; i++)
+		while (fs->open[i]) {
+			struct open_count *o = fs->open[i];
+
+			fs->open[i] = o->next;
+			if (o->fd >= 0)
+				close(o->fd);
+			free(o);
+		}
+	pthread_mutex_destroy(&fs->mu);
+	free(fs);
+}
+
+void fuse_fs_set_session(struct fuse_fs *fs, struct fuse_session *se)
+{
+	fs->se = se;
+}
+
+struct fuse_fs *ffs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* ---- open handles and orphans ---- */
+
+static struct open_count **open_slot(struct fuse_fs *fs, uint64_t id)
+{
+	struct open_count **p = &fs->open[(id ^ (id >> 48)) % OPEN_BUCKETS];
+
+	while (*p && (*p)->id != id)
+		p = &(*p)->next;
+	return p;
+}
+
+void ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd)
+{
+	struct open_count **p;
+
+	pthread_mutex_lock(&fs->mu);
+	p = open_slot(fs, id);
+	if (!*p && (*p = calloc(1, sizeof(**p)))) {
+		(*p)->id = id;
+		(*p)->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	}
+	if (*p)
+		(*p)->count++;
+	pthread_mutex_unlock(&fs->mu);
+}
+
+/* Drops one handle; the count left. */
+unsigned ffs_open_dec(struct fuse_fs *fs, uint64_t id)
+{
+	struct open_count **p, *o;
+	unsigned left = 0;
+
+	pthread_mutex_lock(&fs->mu);
+	p = open_slot(fs, id);
+	o = *p;
+	if (o && --o->count == 0) {
+		*p = o->next;
+		if (o->fd >= 0)
+			close(o->fd);
+		free(o);
+	} else if (o) {
+		left = o->count;
+	}
+	pthread_mutex_unlock(&fs->mu);
+	return left;
+}
+
+/* Attributes of a file released while this mount holds it open (the orphan
+ * rule): what its handles still read. */
+int ffs_orphan_stat(struct fuse_fs *fs, uint64_t id, struct stat *st)
+{
+	struct open_count *o;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&fs->mu);
+	o = *open_slot(fs, id);
+	if (o && o->fd >= 0)
+		rc = fstat(o->fd, st) < 0 ? -errno : 0;
+	pthread_mutex_unlock(&fs->mu);
+	if (rc == 0) {
+		st->st_ino = id;
+		st->st_nlink = 0;
+	}
+	return rc;
+}
+
+bool ffs_is_open(struct fuse_fs *fs, uint64_t id)
+{
+	bool r;
+
+	pthread_mutex_lock(&fs->mu);
+	r = *open_slot(fs, id) != NULL;
+	pthread_mutex_unlock(&fs->mu);
+	return r;
+}
+
+static void ignore_done(void *arg, int err)
+{
+	(void)arg;
+	(void)err;
+}
+
+/* The orphan rule: a file whose last name is gone is released by the mount
+ * that closes its last local handle, or right away by the mount that removed
+ * the last name when it holds no handle. (Handles on other mounts keep
+ * reading through their fd; their writes then fail with ESTALE.) */
+void ffs_maybe_release(struct fuse_fs *fs, uint64_t id)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Release r = FSPB__RELEASE__INIT;
+	struct stat st;
+
+	if (!id || ffs_is_open(fs, id) || sm_getattr(fs->sm, id, &st) < 0 || st.st_nlink > 0 ||
+	    S_ISDIR(st.st_mode))
+		return;
+	r.ino = id;
+	c.time_ns = fs_node_now();
+	c.op_case = FSPB__COMMAND__OP_RELEASE;
+	c.release = &r;
+	fs_node_propose(fs->fsn, &c, ignore_done, NULL);
+}
+
+/* ---- replies ---- */
+
+void ffs_fill_entry(struct fuse_fs *fs, struct fuse_entry_param *e, const struct stat *st)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = st->st_ino;
+	e->generation = 1;
+	e->attr = *st;
+	e->attr_timeout = fs->cfg.timeout;
+	e->entry_timeout = fs->cfg.timeout;
+}
+
+void ffs_reply_entry_st(struct fuse_fs *fs, fuse_req_t req, const struct stat *st)
+{
+	struct fuse_entry_param e;
+
+	ffs_fill_entry(fs, &e, st);
+	fuse_inval_ref(fs->inv, st->st_ino, 1);
+	if (fuse_reply_entry(req, &e) != 0)
+		fuse_inval_unref(fs->inv, st->st_ino, 1);
+}
+
+void ffs_reply_attr_id(struct fuse_fs *fs, fuse_req_t req, uint64_t id)
+{
+	struct stat st;
+	int rc = sm_getattr(fs->sm, id, &st);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, fs->cfg.timeout);
+}
+
+/* ---- pending mutations ---- */
+
+struct pending *ffs_pending_new(fuse_req_t req, enum reply_kind kind)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		fuse_reply_err(req, ENOMEM);
+		return NULL;
+	}
+	p->fs = ffs_of(req);
+	p->req = req;
+	p->kind = kind;
+	atomic_init(&p->parts, 1);
+	return p;
+}
+
+static void finish(struct pending *p)
+{
+	struct fuse_fs *fs = p->fs;
+	int err = atomic_load(&p->err);
+	struct stat st;
+	int rc;
+
+	if (err) {
+		/* A write to a file released by another mount (the orphan rule). */
+		if (p->kind == RP_WRITE && err == ENOENT)
+			err = ESTALE;
+		fuse_reply_err(p->req, err);
+		goto out;
+	}
+	switch (p->kind) {
+	case RP_NONE:
+		fuse_reply_err(p->req, 0);
+		break;
+	case RP_ATTR:
+		ffs_reply_attr_id(fs, p->req, p->id);
+		break;
+	case RP_WRITE:
+		fuse_reply_write(p->req, p->count);
+		break;
+	case RP_ENTRY:
+	case RP_CREATE:
+		rc = sm_getattr(fs->sm, p->id, &st);
+		if (rc < 0 && p->name)
+			rc = sm_lookup(fs->sm, p->parent, p->name, &st);
+		if (rc < 0) {
+			fuse_reply_err(p->req, -rc);
+			break;
+		}
+		if (p->kind == RP_ENTRY) {
+			ffs_reply_entry_st(fs, p->req, &st);
+			break;
+		}
+		rc = sm_open_fd(fs->sm, st.st_ino);
+		if (rc < 0) {
+			fuse_reply_err(p->req, -rc);
+			break;
+		}
+		{
+			struct fuse_entry_param e;
+
+			ffs_fill_entry(fs, &e, &st);
+			p->fi.fh = (uint64_t)rc;
+			ffs_open_inc(fs, st.st_ino, rc);
+			fuse_inval_ref(fs->inv, st.st_ino, 1);
+			if (fuse_reply_create(p->req, &e, &p->fi) != 0) {
+				fuse_inval_unref(fs->inv, st.st_ino, 1);
+				ffs_open_dec(fs, st.st_ino);
+				close(rc);
+			}
+		}
+		break;
+	}
+	if (p->release)
+		ffs_maybe_release(fs, p->release);
+out:
+	free(p->name);
+	free(p);
+}
+
+void ffs_part_done(void *arg, int err)
+{
+	struct pending *p = arg;
+	int zero = 0;
+
+	if (err)
+		atomic_compare_exchange_strong(&p->err, &zero, err);
+	if (atomic_fetch_sub(&p->parts, 1) == 1)
+		finish(p);
+}
+
+/* Proposes one more part of p (call with parts counting it already). */
+void ffs_propose_part(struct pending *p, const Fspb__Command *c)
+{
+	int rc = fs_node_propose(p->fs->fsn, c, ffs_part_done, p);
+
+	if (rc)
+		ffs_part_done(p, rc);
+}
+
+/* A command with the caller's identity and the proposer's clock. */
+void ffs_cmd_init(Fspb__Command *c, fuse_req_t req)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	fspb__command__init(c);
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+	c->time_ns = fs_node_now();
+}
+
+/* New objects in a set-gid directory take its group (and directories the
+ * bit), as on a local filesystem. */
+void ffs_inherit_gid(struct fuse_fs *fs, uint64_t parent, Fspb__Command *c, uint32_t *mode)
+{
+	struct stat st;
+
+	if (sm_getattr(fs->sm, parent, &st) == 0 && (st.st_mode & S_ISGID)) {
+		c->gid = st.st_gid;
+		if (S_ISDIR(*mode))
+			*mode |= S_ISGID;
+	}
+}
+
+int ffs_new_id(struct fuse_fs *fs, fuse_req_t req, uint64_t *id)
+{
+	int rc = sm_alloc_id(fs->sm, id);
+
+	if (rc < 0)
+		fuse_reply_err(req, -rc);
+	return rc;
+}
+
+/* Proposes a single command for req, answered as kind about id. */
+void ffs_submit(fuse_req_t req, Fspb__Command *c, enum reply_kind kind, uint64_t id,
+		uint64_t parent, const char *name, uint64_t release)
+{
+	struct pending *p = ffs_pending_new(req, kind);
+
+	if (!p)
+		return;
+	p->id = id;
+	p->parent = parent;
+	p->release = release;
+	if (name && !(p->name = strdup(name))) {
+		free(p);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	ffs_propose_part(p, c);
+}
+
+/* ---- barriers ---- */
+
+struct sync_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int err;
+};
+
+static void sync_done(void *arg, int err)
+{
+	struct sync_wait *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	w->err = err;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void probe_done(void *arg, int err)
+{
+	struct fuse_fs *fs = arg;
+
+	if (!err)
+		atomic_store(&fs->degraded, false);
+	atomic_store(&fs->probing, false);
+}
+
+/* Waits (on this FUSE thread) until this node applied everything committed
+ * before now. 0 or a positive errno.
+ *
+ * Without a quorum no ffs_barrier completes. Unless linearizable, reads must
+ * keep working then: after one ffs_barrier timed out, the mount serves from its
+ * local state without waiting (degraded) while one ffs_barrier at a time probes
+ * in the background; the first that succeeds ends the degraded mode. */
+int ffs_barrier(struct fuse_fs *fs)
+{
+	struct sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+	int rc;
+
+	if (!fs->cfg.linearizable && atomic_load(&fs->degraded)) {
+		if (!atomic_exchange(&fs->probing, true) &&
+		    fs_node_barrier(fs->fsn, probe_done, fs) != 0)
+			atomic_store(&fs->probing, false);
+		return 0;
+	}
+	rc = fs_node_barrier(fs->fsn, sync_done, &w);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	if (w.err == ETIMEDOUT && !fs->cfg.linearizable) {
+		atomic_store(&fs->degraded, true);
+		return 0;
+	}
+	/* The state machine failed here (it stopped applying): the frozen
+	 * tree is still served to readers. */
+	if (w.err == EIO && !fs->cfg.linearizable)
+		return 0;
+	return w.err;
+}

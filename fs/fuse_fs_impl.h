@@ -1,0 +1,116 @@
+/* fuse_fs_impl.h — what the FUSE operation files (fuse_fs.c, fuse_ops.c,
+ * fuse_io.c) share: the mount's state, pending requests, replies and
+ * barriers. Not a public API. */
+#ifndef RAFTFS_FUSE_FS_IMPL_H
+#define RAFTFS_FUSE_FS_IMPL_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "fs.pb-c.h"
+#include "fuse_ops.h"
+
+#define OPEN_BUCKETS 1024
+
+/* Handles open on this mount, per id: an unlinked file is released only when
+ * its last local handle closes. */
+struct open_count {
+	struct open_count *next;
+	uint64_t id;
+	unsigned count;
+	int fd; /* a read fd of the file, for stat after a Release */
+};
+
+struct fuse_fs {
+	struct fs_node *fsn;
+	struct sm *sm;
+	struct fuse_inval *inv;
+	struct fuse_ops_cfg cfg;
+	struct fuse_session *se;
+	atomic_bool degraded; /* no quorum seen: reads do not wait for barriers */
+	atomic_bool probing;  /* a background ffs_barrier is in flight */
+	pthread_mutex_t mu;
+	struct open_count *open[OPEN_BUCKETS];
+};
+
+enum reply_kind { RP_NONE, RP_ENTRY, RP_ATTR, RP_CREATE, RP_WRITE };
+
+/* A request waiting for its command(s) to be applied. */
+struct pending {
+	struct fuse_fs *fs;
+	fuse_req_t req;
+	enum reply_kind kind;
+	uint64_t id;	  /* entry/attr/create: the object answered about */
+	uint64_t parent;  /* entry/create: where the name is, if id is gone */
+	char *name;	  /* owned */
+	uint64_t release; /* after success: release it if it became an orphan */
+	struct fuse_file_info fi;
+	size_t count;	  /* write: bytes */
+	atomic_int parts; /* commands still in flight */
+	atomic_int err;	  /* the first error of any part */
+};
+
+/* The mount state of a request. */
+struct fuse_fs *ffs_of(fuse_req_t req);
+
+/* Open handles: count one more (keeping a dup of fd) / one less (the count
+ * left); whether id is open here; stat of an id released while open here. */
+void ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd);
+unsigned ffs_open_dec(struct fuse_fs *fs, uint64_t id);
+bool ffs_is_open(struct fuse_fs *fs, uint64_t id);
+int ffs_orphan_stat(struct fuse_fs *fs, uint64_t id, struct stat *st);
+
+/* The orphan rule (README): proposes Release of id if its last name is gone
+ * and this mount holds no handle on it. */
+void ffs_maybe_release(struct fuse_fs *fs, uint64_t id);
+
+/* Replies: an entry for st (counting the kernel's reference), the attributes
+ * of id. */
+void ffs_fill_entry(struct fuse_fs *fs, struct fuse_entry_param *e, const struct stat *st);
+void ffs_reply_entry_st(struct fuse_fs *fs, fuse_req_t req, const struct stat *st);
+void ffs_reply_attr_id(struct fuse_fs *fs, fuse_req_t req, uint64_t id);
+
+/* A pending request (replies ENOMEM itself and returns NULL on failure). */
+struct pending *ffs_pending_new(fuse_req_t req, enum reply_kind kind);
+/* One part of p completed with err (0 or a positive errno); the last
+ * answers the request. */
+void ffs_part_done(void *arg, int err);
+/* Proposes one more part of p (p->parts must count it already). */
+void ffs_propose_part(struct pending *p, const Fspb__Command *c);
+/* Proposes c as the only part of a new pending request. */
+void ffs_submit(fuse_req_t req, Fspb__Command *c, enum reply_kind kind, uint64_t id,
+		uint64_t parent, const char *name, uint64_t release);
+
+/* A command with the caller's uid/gid and the proposer's clock. */
+void ffs_cmd_init(Fspb__Command *c, fuse_req_t req);
+/* A set-gid parent gives new objects its group (directories the bit). */
+void ffs_inherit_gid(struct fuse_fs *fs, uint64_t parent, Fspb__Command *c, uint32_t *mode);
+/* A fresh id, or replies the error and returns it (negative). */
+int ffs_new_id(struct fuse_fs *fs, fuse_req_t req, uint64_t *id);
+
+/* Read barrier on this thread (see fuse_fs.c): 0 or a positive errno. */
+int ffs_barrier(struct fuse_fs *fs);
+
+/* The file operations (fuse_io.c). */
+void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		struct fuse_file_info *fi);
+void ffs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void ffs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+	       struct fuse_file_info *fi);
+void ffs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ffs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void ffs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void ffs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+		   struct fuse_file_info *fi);
+void ffs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi);
+void ffs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+			 struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+			 struct fuse_file_info *fi_out, size_t len, int flags);
+
+#endif
