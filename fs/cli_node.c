@@ -180,6 +180,15 @@ int cli_node_main(int argc, char **argv)
 	rlog_init(cfg.id, cfg.log_topics);
 	if (!strcmp(cfg.state_machine, "fs"))
 		return fuse_run_node(&cfg, getenv("RAFTFS_MOUNT_OPTS"));
+	/* Signals are taken synchronously by this thread; every other thread
+	 * inherits the blocked mask — RocksDB's too, started by node_new: a
+	 * SIGTERM delivered to one of those (the second one local down sends,
+	 * while this thread is in node_stop) ended the node at once. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	if (kvsm_open(cfg.data_dir, &kv, err, sizeof(err)) < 0) {
 		fprintf(stderr, "raftfs node: test state machine: %s\n", err);
 		return 1;
@@ -190,13 +199,6 @@ int cli_node_main(int argc, char **argv)
 		kvsm_close(kv);
 		return 1;
 	}
-	/* Signals are taken synchronously by this thread; the node's threads
-	 * inherit the blocked mask. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	if (node_launch(n) < 0) {
 		fprintf(stderr, "raftfs node: could not start (see the log above)\n");
 		node_free(n);
