@@ -5,7 +5,8 @@
  * Connections: one TCP connection per pair of nodes, dialled by the node
  * with the lower id (so the pair never races into two connections) and
  * used both ways; the dialler reconnects with exponential backoff (50 ms
- * doubling to 2 s). A client connects like a peer with node id 0.
+ * doubling to 1 s), and TCP keepalive notices a peer that vanished without
+ * closing. A client connects like a peer with node id 0.
  * Frames: consensus/frame.h. The first frame each way is a Hello (cluster
  * name, node id, protocol version); a wrong cluster, an unknown or
  * unexpected node id, another version, a malformed or oversized frame, or a
@@ -13,7 +14,9 @@
  * Sends never block: each connection has a bounded queue of unwritten
  * bytes, and a message that does not fit, or to a peer with no connection,
  * is dropped (Raft tolerates loss) and reported to the caller, which tells
- * the core the peer is unreachable.
+ * the core the peer is unreachable. Snapshots travel as a series of
+ * SnapshotChunk frames (consensus/snapshot_stream.h), paced by
+ * transport_queued() so heartbeats are never stuck behind them.
  */
 #ifndef RAFTFS_TRANSPORT_H
 #define RAFTFS_TRANSPORT_H
