@@ -158,6 +158,28 @@ void ffs_maybe_release(struct fuse_fs *fs, uint64_t id)
 	fs_node_propose(fs->fsn, &c, ignore_done, NULL);
 }
 
+static int release_one(void *arg, uint64_t id)
+{
+	ffs_maybe_release(arg, id);
+	return 0;
+}
+
+static void start_barrier_done(void *arg, int err)
+{
+	struct fuse_fs *fs = arg;
+
+	if (!err)
+		sm_each_orphan(fs->sm, release_one, fs);
+}
+
+void fuse_fs_release_orphans(struct fuse_fs *fs)
+{
+	/* Once this node applied everything committed (the barrier), an orphan
+	 * that no handle here holds was left by a crash (its Release was never
+	 * proposed) or is held on another node (see the orphan rule). */
+	fs_node_barrier(fs->fsn, start_barrier_done, fs);
+}
+
 /* ---- replies ---- */
 
 void ffs_fill_entry(struct fuse_fs *fs, struct fuse_entry_param *e, const struct stat *st)

@@ -156,6 +156,7 @@ int fuse_mount_start(struct fs_node *fsn, const char *mountpoint, const char *op
 		goto fail_mounted;
 	}
 	m->thread_running = true;
+	fuse_fs_release_orphans(m->fs);
 	fuse_opt_free_args(&args);
 	*out = m;
 	return 0;

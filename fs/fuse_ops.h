@@ -25,6 +25,11 @@ int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_o
 struct fuse_session;
 void fuse_fs_set_session(struct fuse_fs *fs, struct fuse_session *se);
 
+/* At start (fs/README-sm.md, orphans): once this node applied its log,
+ * proposes Release of every orphan this mount holds no handle on. Returns at
+ * once; the work happens when the barrier completes. */
+void fuse_fs_release_orphans(struct fuse_fs *fs);
+
 /* Frees it (the session must be gone). NULL is allowed. */
 void fuse_fs_free(struct fuse_fs *fs);
 

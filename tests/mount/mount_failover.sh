@@ -4,6 +4,11 @@
 # write that returned success is on every surviving mount, the killed node
 # restarts and converges. Then without a quorum mutations fail after a
 # bounded wait while reads keep working.
+# The whole script is one block, parsed before any of it runs: bash reads
+# a script as it goes, so an edit to this file during a run would
+# otherwise make the running test execute the edited text from a stale
+# offset.
+{
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 up
@@ -60,6 +65,22 @@ echo "== restart node $L"
 "$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $L"; }
 verify 60 "after the restart of node $L"
 
+echo "== an orphan left by a crash is released when its node restarts"
+K=$(( $(leader_id) % 3 + 1 ))
+echo held >"$C/n$K/orphan"
+exec 7<"$C/n$K/orphan"
+rm "$C/n$K/orphan"
+# Orphans are index entries without a name: link count 1 in DATA/ids.
+orphans() { find "$C"/node*/data/ids -type f -links 1 | wc -l; }
+has_orphans() { [ "$(orphans)" -eq 3 ]; }
+wait_for 10 "the open unlinked file on every node" has_orphans
+"$R" local kill "$C" "$K"
+exec 7<&-
+"$R" local up 3 "$C" >"$T/up5.out" 2>&1 || { cat "$T/up5.out"; fail "restart of node $K"; }
+no_orphans() { [ "$(orphans)" -eq 0 ]; }
+wait_for 30 "node $K to release the orphan at start" no_orphans
+verify 60 "after the orphan release"
+
 echo "== no quorum"
 L=$(leader_id)
 others=()
@@ -99,3 +120,5 @@ IMMUTABLE=
 "$R" local up 3 "$C" >"$T/up4.out" 2>&1 || { cat "$T/up4.out"; fail "restart of node $F"; }
 verify 60 "after the faulty node restarted"
 echo "PASS"
+exit
+}
