@@ -3,7 +3,7 @@
 # loopback TCP with real RocksDB stores, driven through the raftfs command.
 #   cluster_test.sh RAFTFS SCENARIO
 # Scenarios: config_typo agree3 agree5 leader_kill follower_kill restart_all
-# bad_peer leader_stop snapshot_catchup. Every wait polls a condition with a deadline. Every process and
+# bad_peer leader_stop leader_pause snapshot_catchup. Every wait polls a condition with a deadline. Every process and
 # the temp dir are removed on exit, also on failure (the node logs are
 # printed then).
 set -euo pipefail
@@ -16,9 +16,11 @@ export RAFTFS_LOCAL_SM=kv
 T=$(mktemp -d /tmp/raftfs-node-test.XXXXXX)
 C=$T/c
 BG_PIDS=()
+PAUSED=
 STATUS=1
 
 cleanup() {
+	[ -z "$PAUSED" ] || kill -CONT "$PAUSED" 2>/dev/null || true
 	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	if [ -f "$C/cluster" ]; then
@@ -297,6 +299,39 @@ scenario_bad_peer() {
 	check_same_and_exactly_once "$T/acked" 1 2 3
 }
 
+# The leader frozen (SIGSTOP) as if cut off, then resumed: the others elect a
+# new leader and go on; the old one comes back as a follower, and what was
+# proposed to it meanwhile is retried under the new leader and applied
+# exactly once.
+scenario_leader_pause() {
+	local leader pid before new
+	up 3
+	start_load "$T/acked" P 1200
+	wait_for 30 "100 puts acknowledged" at_least "$T/acked" 100
+	leader=$(leader_id) || fail "no leader"
+	pid=$(cat "$C/n$leader/pid")
+	# Puts to the old leader itself: they wait out the freeze there.
+	"$R" kv load --count 20 --prefix Q --timeout 10000 "$(addr "$leader")" >"$T/acked.q" 2>>"$T/load.err" &
+	BG_PIDS+=($!)
+	wait_for 10 "a put acknowledged by node $leader" at_least "$T/acked.q" 1
+	kill -STOP "$pid"
+	PAUSED=$pid
+	before=$(count "$T/acked")
+	wait_for 20 "a new leader while node $leader is frozen" has_leader
+	new=$(leader_id)
+	[ "$new" != "$leader" ] || fail "frozen node $leader still reported as leader"
+	wait_for 30 "proposals to go on without node $leader" at_least "$T/acked" $((before + 100))
+	kill -CONT "$pid"
+	PAUSED=
+	for p in "${BG_PIDS[@]}"; do wait "$p" || fail "a loader failed: $(tail -n 3 "$T/load.err")"; done
+	BG_PIDS=()
+	[ "$(count "$T/acked.q")" -eq 20 ] || fail "only $(count "$T/acked.q") of 20 puts to the frozen leader acknowledged"
+	cat "$T/acked.q" >>"$T/acked"
+	wait_for 30 "node $leader to rejoin as a follower" converged
+	[ "$(leader_id)" != "$leader" ] || echo "note: node $leader was re-elected"
+	check_same_and_exactly_once "$T/acked" 1 2 3
+}
+
 # SIGTERM to the leader: it hands leadership over before it stops, so
 # proposals go on without waiting for an election timeout.
 scenario_leader_stop() {
@@ -352,6 +387,7 @@ scenario_snapshot_catchup() {
 }
 
 case $SCENARIO in
+leader_pause) scenario_leader_pause ;;
 leader_stop) scenario_leader_stop ;;
 snapshot_catchup) scenario_snapshot_catchup ;;
 config_typo) scenario_config_typo ;;
