@@ -1,6 +1,11 @@
 #!/bin/bash
 # mount_ops.sh RAFTFS — shell-level scenarios on the three mounts of a local
 # 3-node cluster; after each, the mounts must be identical (raftfs verify).
+# The whole script is one block, parsed before any of it runs: bash reads
+# a script as it goes, so an edit to this file during a run would
+# otherwise make the running test execute the edited text from a stale
+# offset.
+{
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 up
@@ -214,3 +219,5 @@ for i in $(seq 10); do
 done
 verify 30 "races"
 echo "PASS"
+exit
+}

@@ -2,6 +2,11 @@
 # mount_perm.sh RAFTFS — a non-root user (runuser -u nobody) gets the
 # permission errors a local filesystem gives, on every mount, and what it
 # may create is owned by it everywhere.
+# The whole script is one block, parsed before any of it runs: bash reads
+# a script as it goes, so an edit to this file during a run would
+# otherwise make the running test execute the edited text from a stale
+# offset.
+{
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 command -v runuser >/dev/null || { echo "SKIP: no runuser"; exit 77; }
@@ -56,3 +61,5 @@ for id in 1 2 3; do
 	mountpoint -q "$C/n$id" && fail "n$id is still mounted"
 done
 echo "PASS"
+exit
+}
