@@ -6,6 +6,10 @@
 # bad_peer leader_stop leader_pause snapshot_catchup. Every wait polls a condition with a deadline. Every process and
 # the temp dir are removed on exit, also on failure (the node logs are
 # printed then).
+# The whole script is one block, parsed before any of it runs: bash reads a
+# script as it goes, so an edit to this file during a run would otherwise
+# make the running test execute the edited text from a stale offset.
+{
 set -euo pipefail
 
 R=$1
@@ -410,3 +414,5 @@ if [ -f "$C/cluster" ]; then
 fi
 STATUS=0
 echo "PASS [$SCENARIO]"
+exit
+}
