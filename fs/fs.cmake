@@ -9,6 +9,7 @@ add_library(raftfs_fs STATIC
   sm_read.c
   apply.c
   sm_snapshot.c
+  snap_node.c
 )
 target_include_directories(raftfs_fs PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(raftfs_fs PUBLIC raftfs_proto raftfs_node_base Threads::Threads)
