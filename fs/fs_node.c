@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "fuse_inval.h"
+#include "sm_snapshot.h"
+#include "snap_node.h"
 
 struct fs_node {
 	struct sm *sm;
@@ -63,8 +65,8 @@ static uint64_t nsm_applied_index(void *ctx)
 	return sm_applied_index(f->sm);
 }
 
-static int nsm_apply(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd,
-		     size_t len, int64_t *result)
+static int nsm_apply(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd, size_t len,
+		     int64_t *result)
 {
 	struct fs_node *f = ctx;
 	struct fuse_inval *inv = atomic_load(&f->inv);
@@ -99,6 +101,21 @@ static int nsm_apply_empty(void *ctx, uint64_t index)
 	return sm_apply_empty(f->sm, index);
 }
 
+/* Snapshots: fs/snap_node.h (snap helper). */
+static int nsm_snapshot(void *ctx, uint8_t **out, size_t *len)
+{
+	struct fs_node *f = ctx;
+
+	return snap_node_snapshot(f->sm, out, len);
+}
+
+static int nsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+{
+	struct fs_node *f = ctx;
+
+	return snap_node_restore(f->sm, index, data, len);
+}
+
 int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
 {
 	struct fs_node *f = calloc(1, sizeof(*f));
@@ -106,7 +123,10 @@ int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
 
 	if (!f)
 		return -ENOMEM;
-	rc = sm_open(data_dir, node_id, &f->sm);
+	/* Finish (or drop) a snapshot install a crash interrupted. */
+	rc = sm_snapshot_recover(data_dir);
+	if (rc == 0)
+		rc = sm_open(data_dir, node_id, &f->sm);
 	if (rc < 0) {
 		free(f);
 		return rc;
@@ -126,10 +146,12 @@ void fs_node_close(struct fs_node *f)
 void fs_node_iface(struct fs_node *f, node_sm *out)
 {
 	*out = (node_sm){
-		.ctx = f,
-		.applied_index = nsm_applied_index,
-		.apply = nsm_apply,
-		.apply_empty = nsm_apply_empty,
+	    .ctx = f,
+	    .applied_index = nsm_applied_index,
+	    .apply = nsm_apply,
+	    .apply_empty = nsm_apply_empty,
+	    .snapshot = nsm_snapshot,
+	    .restore = nsm_restore,
 	};
 }
 
