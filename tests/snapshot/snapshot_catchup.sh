@@ -1,0 +1,82 @@
+#!/bin/bash
+# snapshot_catchup.sh RAFTFS [OPS] — a follower is stopped while OPS file
+# operations (creates, writes, renames, deletes, links, symlinks, xattrs, a
+# big sparse file) go through another mount and the leader snapshots and
+# compacts its log at least twice; the follower restarts, catches up by
+# installing a snapshot, and the three mounts are identical. Then it goes
+# on from the log, and a restart starts from the installed snapshot.
+set -euo pipefail
+. "$(dirname "$0")/../mount/lib.sh"
+OPS=${2:-3000}
+SNAP_ENTRIES=400
+
+"$R" local create 3 "$C" >/dev/null
+sed -i "s/^snapshot_entries = .*/snapshot_entries = $SNAP_ENTRIES/" "$C"/node*/raftfs.ini
+grep -q "^snapshot_entries = $SNAP_ENTRIES" "$C"/node1/raftfs.ini || fail "config not edited"
+up
+
+status_field() { # ID FIELD
+	"$R" status --json "$("$R" local addr "$C" "$1")" 2>/dev/null |
+		sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"
+}
+
+L=$(leader_id)
+[ -n "$L" ] || fail "no leader"
+F=$((L % 3 + 1))
+W=$C/n$L
+echo "== stop follower $F; $OPS operations through node $L"
+"$R" local stop "$C" "$F"
+
+ops=0
+mkdir "$W/d0" "$W/d1" "$W/keep"
+i=0
+while [ $ops -lt "$OPS" ]; do
+	d=$W/d$((i % 2))
+	echo "file $i" >"$d/f$i"                        # create + write
+	ops=$((ops + 1))
+	if [ $((i % 5)) = 1 ]; then mv "$W/d$(((i - 1) % 2))/f$((i - 1))" "$W/keep/r$i"; ops=$((ops + 1)); fi
+	if [ $((i % 7)) = 3 ]; then rm -f "$W"/d*/f$((i - 2)); ops=$((ops + 1)); fi
+	if [ $((i % 50)) = 7 ]; then
+		ln "$d/f$i" "$W/keep/hard$i"
+		ln -s "../d$((i % 2))/f$i" "$W/keep/sym$i"
+		setfattr -n user.k -v "v$i" "$d/f$i"
+		mkdir -p "$W/deep/$i/a/b"
+		ops=$((ops + 4))
+	fi
+	i=$((i + 1))
+done
+# A file with holes, and data through a handle kept open while it is unlinked.
+truncate -s 5M "$W/sparse"
+dd if=/dev/urandom of="$W/sparse" bs=64k count=4 seek=20 conv=notrunc status=none
+exec 7<>"$W/keep/orphan"
+echo "orphan data" >&7
+rm "$W/keep/orphan"
+
+snap=$(status_field "$L" snapshot_index)
+first=$(status_field "$L" first_index)
+echo "   leader $L: snapshot index $snap, first log index $first"
+[ "$snap" -ge $((2 * SNAP_ENTRIES)) ] || fail "fewer than two snapshots on the leader ($snap)"
+[ "$first" -gt "$SNAP_ENTRIES" ] || fail "leader log not compacted (first index $first)"
+
+echo "== restart follower $F: catch-up by snapshot"
+"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $F"; }
+verify 60 "after catch-up"
+grep -q "installed in" "$C/node$F/node.log" || fail "node $F caught up without a snapshot"
+grep "fs: snapshot image" "$C"/node*/node.log | sed 's/^/   /' | tail -n 4
+exec 7>&-
+
+echo "== more operations after the snapshot"
+for j in $(seq 1 50); do echo "after $j" >"$C/n$F/after$j"; done
+mv "$C/n$F/after1" "$C/n$F/d0/moved"
+# (A directory renamed through another mount than the one that filled it
+# is not done here: fuse_inval.c turns the rename's source into a
+# notify_delete, and the filling mount's kernel then shows the directory
+# empty under its new name — a fuse-layer bug, reported.)
+mv "$W/keep" "$W/kept"
+verify 30 "after more operations"
+
+echo "== restart follower $F from its snapshot"
+"$R" local stop "$C" "$F"
+"$R" local up 3 "$C" >"$T/up3.out" 2>&1 || { cat "$T/up3.out"; fail "second restart of node $F"; }
+verify 30 "after restarting $F"
+echo "PASS"
