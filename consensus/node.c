@@ -140,6 +140,8 @@ const char *node_strerror(int code)
 		return "state machine failed on this node";
 	case NODE_ENOMEM:
 		return "out of memory";
+	case NODE_E2BIG:
+		return "command too large";
 	}
 	return raft_strerror(code);
 }
@@ -224,6 +226,13 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 	envelope env;
 	int rc;
 
+	/* An entry travels whole in an append message: one that does not fit
+	 * in a frame would stall replication for good. */
+	if (len > n->cfg->max_frame_bytes / 2) {
+		free(p);
+		free(o);
+		return NODE_E2BIG;
+	}
 	if (p)
 		p->data = malloc(ENVELOPE_BYTES + len);
 	if (!p || !o || !p->data) {

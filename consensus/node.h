@@ -37,6 +37,7 @@ enum {
 	NODE_ESTOPPED = -2004,	  /* the node is shutting down */
 	NODE_EFAULT = -2005,	  /* the state machine failed locally; the node stopped applying */
 	NODE_ENOMEM = -2006,
+	NODE_E2BIG = -2007, /* a command that could never travel in one frame */
 };
 const char *node_strerror(int code);
 
@@ -110,8 +111,9 @@ void node_free(node *n);
 /* Proposes cmd[0..len) (copied). Returns 0 once queued, with the current
  * term and whether this node believes it leads (either may be NULL); the
  * index is not known until applied and is given to cb. timeout_ms 0 means
- * the configured proposal timeout. NODE_ESTOPPED / NODE_ENOMEM (cb is then
- * not called). Any thread. */
+ * the configured proposal timeout. NODE_ESTOPPED / NODE_ENOMEM, or
+ * NODE_E2BIG for a command longer than half the transport's frame limit
+ * (cb is then not called). Any thread. */
 int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_done_cb cb,
 	       void *arg, uint64_t *term, bool *is_leader);
 
