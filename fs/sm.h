@@ -1,5 +1,4 @@
-// The filesystem state machine: applies fspb.Commands, in log order, to a node's local tree, and
-// reads it by id.
+// The filesystem state machine: applies fspb.Commands to a node's local tree, reads it by id.
 #ifndef RAFTFS_FS_SM_H
 #define RAFTFS_FS_SM_H
 
@@ -13,8 +12,8 @@
 // Layout of a data directory DATA (see fs/README-sm.md for the full story):
 //   DATA/tree/        the filesystem as a plain tree (readable with ls while down)
 //   DATA/ids/xx/<id>  one hard link per non-directory object, xx = low id byte
-//   DATA/sm/          journal (last command being applied), duplicate table,
-//                     id reservation
+//   DATA/sm/          the append-only apply journal, the saved duplicate table,
+//                     the id reservation, the boot id
 // Every object carries its id in xattr trusted.raftfs.id and its replicated
 // ctime in trusted.raftfs.ctime. The daemon must run as root (trusted.*).
 

@@ -1,5 +1,4 @@
-// Internals shared by the state machine's files (sm.c, tree.c, apply.c, sm_read.c); not a public
-// API.
+// Internals shared by the state machine's files (sm.c, tree.c, apply.c, ...): not public.
 #ifndef RAFTFS_FS_SM_IMPL_H
 #define RAFTFS_FS_SM_IMPL_H
 

@@ -1,5 +1,4 @@
-// The apply journal: an append-only log of "applying index i with result r" records, for redo after
-// a crash and to rebuild the duplicate table.
+// The apply journal: "applying index i, result r" records, for redo and the duplicate table.
 #ifndef RAFTFS_FS_SM_JOURNAL_H
 #define RAFTFS_FS_SM_JOURNAL_H
 

@@ -11,9 +11,9 @@
 
 #include "sm_impl.h"
 
-// Ids in names and xattrs are 16 lowercase hex digits; the index directory is
-// split by the low byte so no directory grows past a few thousand entries
-// per million files... (256 ways).
+// Ids in names and xattrs are 16 lowercase hex digits. The index directory is
+// split 256 ways by the low byte of the id, so each bucket holds 1/256 of the
+// files (ids of one node are consecutive: they spread evenly).
 #define ID_HEX "%016llx"
 
 void sm_path_release(struct sm_path *p)

@@ -1,5 +1,4 @@
-// Helpers for the state machine tests: temp data dirs, building and applying commands, random
-// command sequences.
+// State machine test helpers: temp dirs, building and applying commands, random sequences.
 #ifndef RAFTFS_TESTS_FS_TESTLIB_H
 #define RAFTFS_TESTS_FS_TESTLIB_H
 
