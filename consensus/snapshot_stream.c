@@ -7,6 +7,7 @@
 
 #include "codec.h"
 #include "config.h"
+#include "crc32c.h"
 #include "runtime_log.h"
 
 typedef struct send_stream {
@@ -67,6 +68,27 @@ void snap_streams_free(snap_streams *ss)
 		stream_clear(&ss->out[i]);
 	free(ss->buf);
 	free(ss);
+}
+
+/* Test hook: RAFTFS_TEST_SNAP_CORRUPT=N flips a byte in the first N chunks
+ * this process sends, after their checksum is computed, so tests see a
+ * corrupt chunk rejected and the snapshot sent again. */
+static void seal_chunk(Transportpb__SnapshotChunk *ch, uint8_t *data)
+{
+	static long corrupt = -1;
+
+	ch->crc = crc32c_extend(0, data, ch->data.len);
+	if (corrupt < 0) {
+		const char *e = getenv("RAFTFS_TEST_SNAP_CORRUPT");
+
+		corrupt = e ? strtol(e, NULL, 10) : 0;
+	}
+	if (corrupt > 0 && ch->data.len > 0) {
+		corrupt--;
+		data[ch->data.len / 2] ^= 0x5a;
+		rlog_write(RLOG_INFO, "test: corrupted the snapshot chunk at %llu",
+			   (unsigned long long)ch->offset);
+	}
 }
 
 static send_stream *stream_for(snap_streams *ss, uint64_t peer, bool create)
@@ -164,6 +186,7 @@ static int pump_one(snap_streams *ss, send_stream *s)
 		ch.data.len = n;
 		ch.total = s->total;
 		ch.last = s->offset + n >= s->total;
+		seal_chunk(&ch, ss->buf);
 		rc = transport_send_chunk(ss->t, s->peer, &ch);
 		if (rc == -ENOBUFS)
 			return 0;
@@ -257,6 +280,15 @@ int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__Snapshot
 		r->active = false;
 		raft_msg_free_contents(msg);
 		return RAFT_EINVAL;
+	}
+	if (ch->crc != crc32c_extend(0, ch->data.data, ch->data.len)) {
+		rlog_write(RLOG_ERR, "snapshot at %llu from %llu, chunk at %llu: checksum mismatch: "
+				     "rejected (the leader will send the snapshot again)",
+			   (unsigned long long)r->index, (unsigned long long)from,
+			   (unsigned long long)ch->offset);
+		r->active = false;
+		raft_msg_free_contents(msg);
+		return RAFT_ECORRUPT;
 	}
 	if (ch->data.len) {
 		rc = store_snapshot_write(ss->st, ch->offset, ch->data.data, ch->data.len);
