@@ -65,7 +65,11 @@ int snap_node_snapshot(struct sm *sm, uint8_t **out, size_t *len)
 	struct mem_sink m = {0};
 	double t0 = now_ms();
 	uint64_t index = 0;
-	int rc = sm_snapshot_make(sm, mem_put, &m, &index);
+	int rc;
+
+	fprintf(stderr, "fs: snapshot image at %llu: making\n",
+		(unsigned long long)sm_applied_index(sm));
+	rc = sm_snapshot_make(sm, mem_put, &m, &index);
 
 	if (rc) {
 		free(m.buf);
@@ -82,7 +86,11 @@ int snap_node_restore(struct sm *sm, uint64_t index, const uint8_t *data, size_t
 {
 	struct mem_source m = {data, len, 0};
 	double t0 = now_ms();
-	int rc = sm_snapshot_install(sm, mem_get, &m);
+	int rc;
+
+	fprintf(stderr, "fs: snapshot image at %llu (%zu bytes): installing\n",
+		(unsigned long long)index, len);
+	rc = sm_snapshot_install(sm, mem_get, &m);
 
 	if (rc)
 		return rc;
