@@ -230,6 +230,29 @@ struct pending *ffs_pending_new(fuse_req_t req, enum reply_kind kind)
 	return p;
 }
 
+/* The kernel checked nothing for a name it believed absent: the access
+ * check of open(2) on the file found there instead (0 or a positive errno). */
+static int may_open(fuse_req_t req, const struct stat *st, int flags)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	int acc = flags & O_ACCMODE;
+	unsigned want = (acc == O_RDONLY ? 4 : acc == O_WRONLY ? 2 : 6), have;
+
+	if (S_ISDIR(st->st_mode))
+		return EISDIR;
+	if (!S_ISREG(st->st_mode))
+		return EEXIST;
+	if (ctx->uid == 0)
+		return 0;
+	if (ctx->uid == st->st_uid)
+		have = (st->st_mode >> 6) & 7;
+	else if (ctx->gid == st->st_gid)
+		have = (st->st_mode >> 3) & 7;
+	else
+		have = st->st_mode & 7;
+	return (have & want) == want ? 0 : EACCES;
+}
+
 static void finish(struct pending *p)
 {
 	struct fuse_fs *fs = p->fs;
@@ -237,6 +260,13 @@ static void finish(struct pending *p)
 	struct stat st;
 	int rc;
 
+	/* create() without O_EXCL of a name another mount created first: open
+	 * what is there (fs.proto, Mknod.exclusive). */
+	if (err == EEXIST && p->kind == RP_CREATE && !(p->fi.flags & O_EXCL)) {
+		err = 0;
+		p->id = 0;
+		p->existing = true;
+	}
 	if (err) {
 		/* A write to a file released by another mount (the orphan rule). */
 		if (p->kind == RP_WRITE && err == ENOENT)
@@ -266,6 +296,27 @@ static void finish(struct pending *p)
 		if (p->kind == RP_ENTRY) {
 			ffs_reply_entry_st(fs, p->req, &st);
 			break;
+		}
+		if (p->existing && (rc = may_open(p->req, &st, p->fi.flags))) {
+			fuse_reply_err(p->req, rc);
+			break;
+		}
+		if (p->existing && (p->fi.flags & O_TRUNC) && st.st_size > 0 && !p->truncated) {
+			/* The kernel thinks it created the file: truncate it
+			 * here, then come back to open it. */
+			Fspb__Command c;
+			Fspb__SetAttr sa = FSPB__SET_ATTR__INIT;
+
+			ffs_cmd_init(&c, p->req);
+			sa.ino = st.st_ino;
+			sa.valid = SM_SET_SIZE;
+			c.op_case = FSPB__COMMAND__OP_SETATTR;
+			c.setattr = &sa;
+			p->truncated = true;
+			atomic_store(&p->err, 0);
+			atomic_store(&p->parts, 1);
+			ffs_propose_part(p, &c);
+			return;
 		}
 		rc = sm_open_fd(fs->sm, st.st_ino);
 		if (rc < 0) {

@@ -50,6 +50,8 @@ struct pending {
 	char *name;	  /* owned */
 	uint64_t release; /* after success: release it if it became an orphan */
 	struct fuse_file_info fi;
+	bool existing;       /* create: opening a file another mount created */
+	bool truncated;      /* create: that file was truncated (O_TRUNC) */
 	size_t count;	  /* write: bytes */
 	atomic_int parts; /* commands still in flight */
 	atomic_int err;	  /* the first error of any part */

@@ -48,7 +48,9 @@ void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_inval_wait(fs->inv, mark);
 	rc = sm_open_fd(fs->sm, ino);
 	if (rc < 0) {
-		fuse_reply_err(req, -rc);
+		/* Removed elsewhere while the kernel still had the name: ESTALE
+		 * makes it walk the path again with a fresh lookup. */
+		fuse_reply_err(req, rc == -ENOENT ? ESTALE : -rc);
 		return;
 	}
 	if (fi->flags & O_APPEND)

@@ -84,8 +84,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	rc = sm_getattr(fs->sm, ino, &st);
 	if (rc == -ENOENT)
 		rc = ffs_orphan_stat(fs, ino, &st);
-	if (rc < 0)
-		fuse_reply_err(req, -rc);
+	if (rc < 0) /* ESTALE: the kernel looks the path up again */
+		fuse_reply_err(req, rc == -ENOENT ? ESTALE : -rc);
 	else
 		fuse_reply_attr(req, &st, fs->cfg.timeout);
 }
@@ -395,7 +395,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	rc = sm_getattr(fs->sm, ino, &st);
 	if (rc < 0) {
-		fuse_reply_err(req, -rc);
+		fuse_reply_err(req, rc == -ENOENT ? ESTALE : -rc);
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {

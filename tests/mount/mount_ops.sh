@@ -217,6 +217,22 @@ for i in $(seq 10); do
 	[ $((r1 + r2)) = 1 ] || fail "mkdir race $i: $r1 $r2"
 	grep -q "File exists" "$T/e1" "$T/e2" || fail "mkdir race $i: $(cat "$T/e1" "$T/e2")"
 done
+# Without O_EXCL both win: the later create opens (and truncates) what the
+# first made.
+for i in $(seq 5); do
+	echo "first writer $i" >"$M1/both$i"
+	echo "one $i" >"$M1/both$i" & p1=$!
+	echo "two $i" >"$M3/both$i" & p2=$!
+	wait $p1 || fail "non-exclusive create $i on n1 failed"
+	wait $p2 || fail "non-exclusive create $i on n3 failed"
+	rm "$M2/both$i"
+	echo "one $i" >"$M2/both$i" & p1=$!
+	echo "two $i" >"$M3/both$i" & p2=$!
+	wait $p1 || fail "racing create $i on n2 failed"
+	wait $p2 || fail "racing create $i on n3 failed"
+	sync_to "$M1"
+	grep -Eqx "(one|two) $i" "$M1/both$i" || fail "racing creates $i left: $(cat "$M1/both$i")"
+done
 verify 30 "races"
 echo "PASS"
 exit
