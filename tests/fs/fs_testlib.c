@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/falloc.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -19,6 +20,60 @@
 
 #include <cmocka.h>
 
+// Every directory tl_mkdtemp made that tl_rmtree has not removed yet. A
+// failed assertion jumps out of a test past its own cleanup, so whatever is
+// left is removed at exit -- only by the process that made it, never by a
+// forked child.
+#define TL_MAX_TEMPS 256
+static struct {
+	char *path;
+	pid_t owner;
+} temps[TL_MAX_TEMPS];
+static pthread_mutex_t temps_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void rm_at(int parent, const char *name);
+
+static void remove_leftovers(void)
+{
+	pthread_mutex_lock(&temps_mu);
+	for (int i = 0; i < TL_MAX_TEMPS; i++) {
+		if (!temps[i].path || temps[i].owner != getpid())
+			continue;
+		fprintf(stderr, "removing %s, left by a failed test\n", temps[i].path);
+		rm_at(AT_FDCWD, temps[i].path);
+		free(temps[i].path);
+		temps[i].path = NULL;
+	}
+	pthread_mutex_unlock(&temps_mu);
+}
+
+static void remember_temp(const char *path)
+{
+	static bool registered;
+	pthread_mutex_lock(&temps_mu);
+	if (!registered)
+		registered = atexit(remove_leftovers) == 0;
+	for (int i = 0; i < TL_MAX_TEMPS; i++)
+		if (!temps[i].path) {
+			temps[i].path = strdup(path);
+			temps[i].owner = getpid();
+			break;
+		}
+	pthread_mutex_unlock(&temps_mu);
+}
+
+static void forget_temp(const char *path)
+{
+	pthread_mutex_lock(&temps_mu);
+	for (int i = 0; i < TL_MAX_TEMPS; i++)
+		if (temps[i].path && !strcmp(temps[i].path, path)) {
+			free(temps[i].path);
+			temps[i].path = NULL;
+			break;
+		}
+	pthread_mutex_unlock(&temps_mu);
+}
+
 char *tl_mkdtemp(void)
 {
 	const char *base = getenv("TMPDIR");
@@ -26,6 +81,7 @@ char *tl_mkdtemp(void)
 	snprintf(buf, sizeof(buf), "%s/raftfs-fssm-XXXXXX", base ? base : "/tmp");
 	char *p = mkdtemp(buf);
 	assert_non_null(p);
+	remember_temp(p);
 	return strdup(p);
 }
 
@@ -54,6 +110,7 @@ void tl_rmtree(char *path)
 	if (!path)
 		return;
 	rm_at(AT_FDCWD, path);
+	forget_temp(path);
 	free(path);
 }
 

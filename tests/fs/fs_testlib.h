@@ -9,6 +9,7 @@
 #include "sm.h"
 
 // Creates a fresh directory under $TMPDIR (or /tmp); returns a malloc'd path.
+// One a failed test leaves (no tl_rmtree) is removed when the process exits.
 char *tl_mkdtemp(void);
 
 // Removes path and everything under it, then frees it. NULL is allowed.
