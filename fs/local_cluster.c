@@ -213,8 +213,34 @@ int local_addr(const char *dir, int id, char *addr, size_t len, char *err, size_
 	return 0;
 }
 
+/* Threads of pid not yet exited (the "Threads:" line of its status). */
+static int threads_left(pid_t pid)
+{
+	char path[64], line[128];
+	int n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/* A zombie main thread whose other threads are still exiting: the process
+ * still holds its files (the store's lock) and its mount. This lasted over
+ * a second for a node killed by a signal while it unmounted. */
+static bool exiting(pid_t pid)
+{
+	return threads_left(pid) > 1;
+}
+
 /* Alive and not a zombie (a node whose parent exited may linger as a
- * zombie where nothing reaps it). */
+ * zombie where nothing reaps it); a process still exiting is alive. */
 static bool alive(pid_t pid)
 {
 	char path[64], buf[256], *p;
@@ -230,7 +256,7 @@ static bool alive(pid_t pid)
 	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
 		live = p[2] != 'Z' && p[2] != 'X';
 	fclose(f);
-	return live;
+	return live || exiting(pid);
 }
 
 pid_t local_pid(const char *dir, int id)
@@ -257,6 +283,10 @@ pid_t local_pid(const char *dir, int id)
 		return 0;
 	n = (size_t)(read(fd, cmd, sizeof(cmd) - 1) > 0 ? lseek(fd, 0, SEEK_CUR) : 0);
 	close(fd);
+	/* An exiting process shows no command line any more; its pid is not
+	 * free for reuse yet, so it is still the node of the pid file. */
+	if (n == 0 && exiting((pid_t)pid))
+		return (pid_t)pid;
 	for (size_t i = 0; i < n; i++)
 		if (cmd[i] == '\0')
 			cmd[i] = ' ';
