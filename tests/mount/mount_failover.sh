@@ -73,7 +73,7 @@ rm "$C/n$K/orphan"
 # Orphans are index entries without a name: link count 1 in DATA/ids.
 orphans() { find "$C"/node*/data/ids -type f -links 1 | wc -l; }
 has_orphans() { [ "$(orphans)" -eq 3 ]; }
-wait_for 10 "the open unlinked file on every node" has_orphans
+wait_for 30 "the open unlinked file on every node" has_orphans
 "$R" local kill "$C" "$K"
 exec 7<&-
 "$R" local up 3 "$C" >"$T/up5.out" 2>&1 || { cat "$T/up5.out"; fail "restart of node $K"; }
@@ -105,12 +105,12 @@ echo "== a local fault while applying"
 F=$(( $(leader_id) % 3 + 1 ))
 mkdir "$M1/frozen"
 sync_f() { : <"$C/n$F/w1"; [ -d "$C/n$F/frozen" ]; }
-wait_for 10 "frozen/ on node $F" sync_f
+wait_for 30 "frozen/ on node $F" sync_f
 IMMUTABLE=$C/node$F/data/tree/frozen
 chattr +i "$IMMUTABLE" 2>/dev/null || { echo "   (no chattr +i here: skipped)"; echo PASS; exit 0; }
 echo x >"$C/n$(( F % 3 + 1 ))/frozen/x"
 unhealthy() { { "$R" local status "$C" || true; } | grep "^node $F:" | grep -q "stopped applying"; }
-wait_for 10 "node $F reported unhealthy" unhealthy
+wait_for 30 "node $F reported unhealthy" unhealthy
 if { : >"$C/n$F/after-fault"; } 2>"$T/err"; then fail "a mutation succeeded on the faulty node"; fi
 grep -q "Input/output error" "$T/err" || fail "want EIO, got: $(cat "$T/err")"
 cat "$C/n$F/w1" >/dev/null || fail "reads stopped on the faulty node"

@@ -40,7 +40,7 @@ rm -r "$M3/deep" "$M3/wide"
 # Names removed elsewhere go once this node applied the removal (not
 # linearizable by default: see README, "Consistency").
 gone() { [ ! -e "$M1/deep" ] && [ ! -e "$M2/wide" ]; }
-wait_for 10 "rm -r on n3 to show on n1 and n2" gone
+wait_for 30 "rm -r on n3 to show on n1 and n2" gone
 verify 30 "rm -r"
 
 echo "== tar x and cp -a of a real tree"
