@@ -370,7 +370,7 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 {
 	// Commands are chosen against a scratch state machine that applies them
 	// as they are made, so most name things that exist and succeed.
-	char *scratch = tl_mkdtemp();
+	char *scratch = s->scratch = tl_mkdtemp();
 	struct sm *sm;
 	assert_int_equal(sm_open(scratch, 1, &sm), 0);
 	static struct ents e1, e2;
@@ -554,10 +554,13 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 	}
 	sm_close(sm);
 	tl_rmtree(scratch);
+	s->scratch = NULL;
 }
 
 void tl_gen_free(struct tl_seq *s)
 {
+	tl_rmtree(s->scratch);
+	s->scratch = NULL;
 	for (size_t i = 0; i < s->n; i++)
 		free(s->cmd[i]);
 	free(s->client);

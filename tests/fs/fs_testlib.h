@@ -51,6 +51,7 @@ struct tl_seq {
 	uint64_t *min_pending;
 	uint8_t **cmd;
 	size_t *len;
+	char *scratch; // the generator's data dir while it runs (removed by tl_gen_free on failure)
 };
 
 // Generates n commands from seed, a mix of every op over a small namespace so

@@ -205,6 +205,7 @@ static void free_scenario(struct scenario *s)
 {
 	for (int i = 0; i < s->n; i++)
 		free(s->cmd[i]);
+	s->n = 0;
 }
 
 static void print_diff(void *arg, const char *msg)
@@ -227,14 +228,45 @@ static struct sm *replay_prefix(const struct scenario *s, const char *dir, int n
 	return sm;
 }
 
+// Everything a run creates, removed by teardown also when an assertion fails.
+struct fx {
+	struct scenario s;
+	char *ref[MAX_CMDS];
+	char *dir;
+	struct sm *sm;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	sm_close(f->sm);
+	tl_rmtree(f->dir);
+	for (int i = 0; i < MAX_CMDS; i++)
+		tl_rmtree(f->ref[i]);
+	free_scenario(&f->s);
+	free(f);
+	return 0;
+}
+
 static void test_crash_after_every_step(void **state)
 {
-	struct scenario s;
-	build(&s);
+	struct fx *f = *state;
+	struct scenario *sp = &f->s;
+	build(sp);
+	struct scenario s = *sp;
 	// ref[i]: the state after commands 0..i, applied without a crash. A stop
 	// inside command i is compared right after its redo, so a redo that
 	// diverges cannot be masked by later commands.
-	char *ref[MAX_CMDS];
+	char **ref = f->ref;
 	int want[MAX_CMDS];
 	for (int i = 0; i < s.n; i++) {
 		ref[i] = tl_mkdtemp();
@@ -246,25 +278,29 @@ static void test_crash_after_every_step(void **state)
 	int crashes = 0;
 	for (int i = 0; i < s.n; i++) {
 		for (int k = 1;; k++) {
-			char *dir = tl_mkdtemp();
+			char *dir = f->dir = tl_mkdtemp();
 			int res;
-			struct sm *sm = replay_prefix(&s, dir, i, NULL);
+			struct sm *sm = f->sm = replay_prefix(&s, dir, i, NULL);
 			sm_test_crash_at(sm, k);
 			int rc = sm_apply(sm, (uint64_t)i + 1, 0, 0, 0, s.cmd[i], s.len[i], &res);
 			sm_close(sm);
+			f->sm = NULL;
 			if (rc == 0) { // fewer than k steps: every stop point of i visited
 				tl_rmtree(dir);
+				f->dir = NULL;
 				break;
 			}
 			assert_int_equal(rc, -ECANCELED);
 			crashes++;
 			// Restart: command i is delivered again and redone.
-			assert_int_equal(sm_open(dir, 1, &sm), 0);
+			assert_int_equal(sm_open(dir, 1, &f->sm), 0);
+			sm = f->sm;
 			assert_int_equal(sm_applied_index(sm), i);
 			assert_int_equal(
 			    sm_apply(sm, (uint64_t)i + 1, 0, 0, 0, s.cmd[i], s.len[i], &res), 0);
 			assert_int_equal(res, want[i]);
 			sm_close(sm);
+			f->sm = NULL;
 			char where[64];
 			snprintf(where, sizeof(where), "stop at step %d of command %d", k, i);
 			assert_int_equal(
@@ -275,15 +311,12 @@ static void test_crash_after_every_step(void **state)
 	fprintf(stderr, "  %d commands, stopped at %d intermediate states, all converged\n", s.n,
 		crashes);
 	assert_true(crashes > 3 * s.n);
-	for (int i = 0; i < s.n; i++)
-		tl_rmtree(ref[i]);
-	free_scenario(&s);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_crash_after_every_step),
+	    cmocka_unit_test_setup_teardown(test_crash_after_every_step, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
