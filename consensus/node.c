@@ -733,6 +733,38 @@ static void report_snapshot(void *arg, uint64_t peer, bool failed)
 	raft_report_snapshot(n->r, peer, failed);
 }
 
+static bool is_append(const raft_msg *m)
+{
+	return m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT;
+}
+
+/* Sends the messages of rd: only appends and heartbeats (which = 1), all
+ * but those (which = 0), or all (which = -1). Peers that could not be
+ * reached are added to unreachable[], to be reported after advance. */
+static void send_msgs(node *n, const raft_ready *rd, int which, uint64_t *unreachable,
+		      size_t *n_unreachable)
+{
+	for (size_t i = 0; i < rd->n_msgs; i++) {
+		const raft_msg *m = &rd->msgs[i];
+		size_t j;
+
+		if (which >= 0 && is_append(m) != (which == 1))
+			continue;
+		if (m->type == RAFT_MSG_SNAP) {
+			/* Streamed in chunks from the next tick on. */
+			snap_send_start(n->ss, m);
+			continue;
+		}
+		if (transport_send(n->tp, m) == 0)
+			continue;
+		for (j = 0; j < *n_unreachable; j++)
+			if (unreachable[j] == m->to)
+				break;
+		if (j == *n_unreachable && *n_unreachable < CONFIG_MAX_PEERS)
+			unreachable[(*n_unreachable)++] = m->to;
+	}
+}
+
 static void handle_ready(node *n)
 {
 	while (!atomic_load(&n->fault) && raft_has_ready(n->r)) {
@@ -740,6 +772,7 @@ static void handle_ready(node *n)
 		size_t n_unreachable = 0;
 		raft_snapshot snap = {0};
 		raft_ready rd;
+		bool early;
 		int rc;
 
 		raft_ready_get(n->r, &rd);
@@ -751,6 +784,18 @@ static void handle_ready(node *n)
 				return;
 			}
 		}
+		/* Raft thesis §10.2.1: a leader may send its appends before its
+		 * own write of the same entries is durable, overlapping its
+		 * fsync with the followers'. Safe here because store_save runs
+		 * on this thread: no acknowledgement can be counted, so nothing
+		 * commits, before the leader's own write has returned. Not when
+		 * the term or vote changed (a vote must be durable before it is
+		 * cast), and only for appends and heartbeats. */
+		early = rd.n_entries > 0 && raft_is_leader(n->r) &&
+			!(rd.has_hard_state &&
+			  (rd.hard_state.term != n->hs.term || rd.hard_state.vote != n->hs.vote));
+		if (early)
+			send_msgs(n, &rd, true, unreachable, &n_unreachable);
 		if (rd.has_hard_state) {
 			n->hs = rd.hard_state;
 			n->hs_dirty = true;
@@ -772,24 +817,9 @@ static void handle_ready(node *n)
 			     n->hs_dirty ? " + hard state" : "");
 			n->hs_dirty = false;
 		}
-		/* Only now, with what they depend on durable, may messages go. */
-		for (size_t i = 0; i < rd.n_msgs; i++) {
-			const raft_msg *m = &rd.msgs[i];
-			size_t j;
-
-			if (m->type == RAFT_MSG_SNAP) {
-				/* Streamed in chunks from the next tick on. */
-				snap_send_start(n->ss, m);
-				continue;
-			}
-			if (transport_send(n->tp, m) == 0)
-				continue;
-			for (j = 0; j < n_unreachable; j++)
-				if (unreachable[j] == m->to)
-					break;
-			if (j == n_unreachable && n_unreachable < CONFIG_MAX_PEERS)
-				unreachable[n_unreachable++] = m->to;
-		}
+		/* Only now, with what they depend on durable, may (the other)
+		 * messages go. */
+		send_msgs(n, &rd, early ? false : -1, unreachable, &n_unreachable);
 		rc = rd.snapshot || rd.n_committed ? hand_to_apply(n, rd.snapshot ? &snap : NULL,
 								   rd.committed, rd.n_committed)
 						   : 0;
@@ -1291,6 +1321,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	 * machine may be ahead of the saved one: the core is told the lower
 	 * of the two, and the apply thread skips entries applied already. */
 	store_hard_state(n->st, &hs);
+	n->hs = hs;
 	rc = restore_from_store(n, err, errlen);
 	if (rc < 0)
 		goto fail;
