@@ -551,6 +551,13 @@ int sm_apply_empty(struct sm *sm, uint64_t index)
 	if (index != sm->applied + 1)
 		return -EINVAL;
 	struct sm_record rec = {.index = index, .flags = SM_REC_SKIP};
+	if (sm->redo_pending && sm->redo_rec.index == index &&
+	    (sm->redo_rec.cmd_hash != 0 || sm->redo_rec.client != 0)) {
+		fprintf(stderr,
+			"sm: apply %llu: empty, but a command was being applied at the crash\n",
+			(unsigned long long)index);
+		return -EINVAL;
+	}
 	int rc = maybe_compact(sm);
 	sm->redo_pending = false;
 	if (!rc)

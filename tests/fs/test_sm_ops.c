@@ -648,6 +648,7 @@ static void test_dedup(void **state)
 	assert_int_equal(sm_applied_index(f->sm), 8);
 	assert_int_equal(sm_client_result(f->sm, 77, 9, &res), -ENOENT);
 	assert_int_equal(sm_apply(f->sm, 9, 77, 10, 9, buf, len, &res), -EINVAL);
+	assert_int_equal(sm_apply_empty(f->sm, 9), -EINVAL);
 	assert_int_equal(sm_apply(f->sm, 9, 77, 9, 9, "\x10\x01", 2, &res), -EINVAL);
 	assert_int_equal(sm_apply(f->sm, 9, 77, 9, 9, buf, len, &res), 0);
 	assert_int_equal(res, 0);
