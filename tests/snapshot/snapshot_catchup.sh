@@ -5,6 +5,11 @@
 # compacts its log at least twice; the follower restarts, catches up by
 # installing a snapshot, and the three mounts are identical. Then it goes
 # on from the log, and a restart starts from the installed snapshot.
+# The whole script is one block, parsed before any of it runs: bash reads
+# a script as it goes, so an edit to this file during a run would
+# otherwise make the running test execute the edited text from a stale
+# offset.
+{
 set -euo pipefail
 . "$(dirname "$0")/../mount/lib.sh"
 OPS=${2:-3000}
@@ -80,3 +85,5 @@ echo "== restart follower $F from its snapshot"
 "$R" local up 3 "$C" >"$T/up3.out" 2>&1 || { cat "$T/up3.out"; fail "second restart of node $F"; }
 verify 30 "after restarting $F"
 echo "PASS"
+exit
+}

@@ -3,6 +3,11 @@
 # corrupted in flight (test hook RAFTFS_TEST_SNAP_CORRUPT=1): the follower
 # rejects it by its checksum, the leader sends the snapshot again, and the
 # follower converges.
+# The whole script is one block, parsed before any of it runs: bash reads
+# a script as it goes, so an edit to this file during a run would
+# otherwise make the running test execute the edited text from a stale
+# offset.
+{
 set -euo pipefail
 . "$(dirname "$0")/../mount/lib.sh"
 . "$(dirname "$0")/snaplib.sh"
@@ -27,3 +32,5 @@ log_has "$F" "checksum mismatch: rejected" || fail "node $F did not reject the c
 log_has "$F" "installed in" || fail "node $F did not install a snapshot"
 echo "   $(grep -c "checksum mismatch" "$C/node$F/node.log") chunk(s) rejected, then installed"
 echo "PASS"
+exit
+}
