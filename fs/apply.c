@@ -834,6 +834,55 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	return data_times(sm, w->ino, fd, c->time_ns);
 }
 
+// Writes zeros over [off, end) of the file, within its current size.
+static int write_zeros(int fd, off_t off, off_t end)
+{
+	static const char zeros[65536];
+	struct stat st;
+	if (fstat(fd, &st))
+		return -errno;
+	if (end > st.st_size)
+		end = st.st_size;
+	while (off < end) {
+		size_t n =
+		    (size_t)(end - off) < sizeof(zeros) ? (size_t)(end - off) : sizeof(zeros);
+		ssize_t w = pwrite(fd, zeros, n, off);
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		off += w;
+	}
+	return 0;
+}
+
+// fallocate with the visible effect of `mode` on any local filesystem: where
+// the filesystem lacks a mode (tmpfs has no ZERO_RANGE; some have no
+// fallocate at all) the same content and size are produced another way, so
+// a node's choice of filesystem is never a local fault. Only block
+// allocation (st_blocks, not replicated) may differ. Every path is
+// idempotent. Returns 0 or -errno.
+static int do_fallocate(int fd, int mode, off_t off, off_t len)
+{
+	if (fallocate(fd, mode, off, len) == 0)
+		return 0;
+	if (errno != EOPNOTSUPP)
+		return -errno;
+	bool keep = mode & FALLOC_FL_KEEP_SIZE;
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		// Zeros over the range: a hole if the filesystem can punch one.
+		if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len)) {
+			if (errno != EOPNOTSUPP)
+				return -errno;
+			int rc = write_zeros(fd, off, off + len);
+			if (rc)
+				return rc;
+		}
+	}
+	struct stat st;
+	if (!keep && (fstat(fd, &st) || (st.st_size < off + len && ftruncate(fd, off + len))))
+		return -errno;
+	return 0;
+}
+
 static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
 {
 	const Fspb__Fallocate *f = c->fallocate;
@@ -841,8 +890,8 @@ static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
 	int rc = write_fd(sm, f->ino, &fd);
 	if (rc)
 		return rc;
-	if (fallocate(fd, f->mode, (off_t)f->offset, (off_t)f->length))
-		return fault_id("fallocate", f->ino, errno);
+	if ((rc = do_fallocate(fd, f->mode, (off_t)f->offset, (off_t)f->length)))
+		return fault_id("fallocate", f->ino, -rc);
 	if ((rc = step(sm)))
 		return rc;
 	return data_times(sm, f->ino, fd, c->time_ns);

@@ -213,19 +213,20 @@ static void print_diff(void *arg, const char *msg)
 	fprintf(stderr, "  diff (%s): %s\n", (const char *)arg, msg);
 }
 
-// Applies commands [0, n) of s to a fresh state machine in dir (left open).
-static struct sm *replay_prefix(const struct scenario *s, const char *dir, int n, int *results)
+// Applies commands [0, n) of s to a fresh state machine in dir, left open in
+// *slot (where teardown finds it if an assertion fails).
+static struct sm *replay_prefix(const struct scenario *s, const char *dir, int n, int *results,
+				struct sm **slot)
 {
-	struct sm *sm;
 	int res;
-	assert_int_equal(sm_open(dir, 1, &sm), 0);
+	assert_int_equal(sm_open(dir, 1, slot), 0);
 	for (int j = 0; j < n; j++) {
-		assert_int_equal(sm_apply(sm, (uint64_t)j + 1, 0, 0, 0, s->cmd[j], s->len[j], &res),
-				 0);
+		assert_int_equal(
+		    sm_apply(*slot, (uint64_t)j + 1, 0, 0, 0, s->cmd[j], s->len[j], &res), 0);
 		if (results)
 			results[j] = res;
 	}
-	return sm;
+	return *slot;
 }
 
 // Everything a run creates, removed by teardown also when an assertion fails.
@@ -270,7 +271,8 @@ static void test_crash_after_every_step(void **state)
 	int want[MAX_CMDS];
 	for (int i = 0; i < s.n; i++) {
 		ref[i] = tl_mkdtemp();
-		sm_close(replay_prefix(&s, ref[i], i + 1, want));
+		sm_close(replay_prefix(&s, ref[i], i + 1, want, &f->sm));
+		f->sm = NULL;
 	}
 	for (int i = 0; i < s.n; i++)
 		assert_int_equal(want[i], 0); // the scenario is meant to succeed throughout
@@ -280,7 +282,7 @@ static void test_crash_after_every_step(void **state)
 		for (int k = 1;; k++) {
 			char *dir = f->dir = tl_mkdtemp();
 			int res;
-			struct sm *sm = f->sm = replay_prefix(&s, dir, i, NULL);
+			struct sm *sm = replay_prefix(&s, dir, i, NULL, &f->sm);
 			sm_test_crash_at(sm, k);
 			int rc = sm_apply(sm, (uint64_t)i + 1, 0, 0, 0, s.cmd[i], s.len[i], &res);
 			sm_close(sm);
