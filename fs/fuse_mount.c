@@ -206,11 +206,13 @@ void fuse_mount_free(struct fuse_mount *m)
 		return;
 	if (m->thread_running)
 		return; /* still in use by the loop: left for the process exit */
+	/* The invalidation thread first: it may be inside a notify call on
+	 * the session. */
+	fuse_inval_free(m->inv);
 	if (m->se)
 		fuse_session_destroy(m->se);
 	if (m->loop_cfg)
 		fuse_loop_cfg_destroy(m->loop_cfg);
 	fuse_fs_free(m->fs);
-	fuse_inval_free(m->inv);
 	free(m);
 }
