@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
+
 /* A tick whose deliveries keep producing due messages this long is a
  * message storm: some exchange never settles. */
 #define MAX_ROUNDS_PER_TICK 10000
@@ -254,8 +256,88 @@ static void restore_sm(sim_cluster *c, sim_node *n, const raft_snapshot *s)
 		sim_checker_restore(&c->ck, n->id, &n->sm);
 	if (n->sm.applied > n->known_upto)
 		n->known_upto = n->sm.applied;
+	raft_conf_state cs;
+	if (raft_conf_state_copy(&cs, &s->meta.conf) != 0) {
+		record_fail(c, "out of memory copying snapshot %llu's membership",
+			    (unsigned long long)s->meta.index);
+		return;
+	}
+	raft_conf_state_free_contents(&n->conf);
+	n->conf = cs;
 	sim_trace(c, "n%llu state machine restored from snapshot %llu", (unsigned long long)n->id,
 		  (unsigned long long)s->meta.index);
+}
+
+static const char *conf_type_name(int type)
+{
+	switch (type) {
+	case RAFT_CONF_ADD_NODE:
+		return "add";
+	case RAFT_CONF_REMOVE_NODE:
+		return "remove";
+	case RAFT_CONF_ADD_LEARNER:
+		return "add learner";
+	default:
+		return "?";
+	}
+}
+
+static void note_conf_event(sim_cluster *c, int type, uint64_t node, uint64_t index,
+			    const raft_conf_state *after)
+{
+	if (c->n_conf_events == c->cap_conf_events) {
+		size_t cap = c->cap_conf_events ? 2 * c->cap_conf_events : 4;
+		struct sim_conf_event *e = realloc(c->conf_events, cap * sizeof(*e));
+		if (!e) {
+			record_fail(c, "out of memory noting a membership change");
+			return;
+		}
+		c->conf_events = e;
+		c->cap_conf_events = cap;
+	}
+	struct sim_conf_event *ev = &c->conf_events[c->n_conf_events];
+	*ev = (struct sim_conf_event){.type = type, .node = node, .index = index};
+	if (raft_conf_state_copy(&ev->after, after) != 0) {
+		record_fail(c, "out of memory noting a membership change");
+		return;
+	}
+	c->n_conf_events++;
+	c->conf_events_new = true;
+}
+
+/* A committed membership change: the core puts it into effect, the node
+ * keeps the new membership with its state machine. */
+static void apply_conf_change(sim_cluster *c, sim_node *n, const raft_entry *e)
+{
+	raft_conf_change cc;
+	int rc = codec_conf_change_decode(e->data, e->len, &cc);
+	if (rc != 0) {
+		record_fail(c, "node %llu: decode conf change at %llu: %s",
+			    (unsigned long long)n->id, (unsigned long long)e->index,
+			    raft_strerror(rc));
+		return;
+	}
+	raft_conf_state cs;
+	rc = raft_apply_conf_change(n->r, (int)cc.type, cc.node_id, &cs);
+	if (rc != 0) {
+		record_fail(c, "node %llu: apply conf change at %llu (%s %llu): %s",
+			    (unsigned long long)n->id, (unsigned long long)e->index,
+			    conf_type_name((int)cc.type), (unsigned long long)cc.node_id,
+			    raft_strerror(rc));
+		raft_conf_change_free_contents(&cc);
+		return;
+	}
+	raft_conf_state_free_contents(&n->conf);
+	n->conf = cs;
+	sim_trace(c, "n%llu applies conf change at %llu: %s n%llu (%zu voters, %zu learners)",
+		  (unsigned long long)n->id, (unsigned long long)e->index,
+		  conf_type_name((int)cc.type), (unsigned long long)cc.node_id, cs.n_voters,
+		  cs.n_learners);
+	if (e->index > c->conf_acted_index) {
+		c->conf_acted_index = e->index;
+		note_conf_event(c, (int)cc.type, cc.node_id, e->index, &cs);
+	}
+	raft_conf_change_free_contents(&cc);
 }
 
 static void apply_entry(sim_cluster *c, sim_node *n, const raft_entry *e)
@@ -279,6 +361,8 @@ static void apply_entry(sim_cluster *c, sim_node *n, const raft_entry *e)
 		sim_checker_apply(&c->ck, n->id, e, &n->sm);
 	if (e->index > n->known_upto)
 		n->known_upto = e->index;
+	if (e->type == RAFT_ENTRY_CONF_CHANGE)
+		apply_conf_change(c, n, e);
 }
 
 /* Takes a snapshot of the state machine into storage and compacts, as a
@@ -299,7 +383,11 @@ static void maybe_snapshot(sim_cluster *c, sim_node *n)
 		return;
 	uint8_t data[SIM_SM_ENCODED_LEN];
 	sim_sm_encode(&n->sm, data);
-	int rc = memory_storage_create_snapshot(n->ms, n->sm.applied, &c->conf, data, sizeof(data));
+	int rc = memory_storage_create_snapshot(n->ms, n->sm.applied, &n->conf, data, sizeof(data));
+	/* The membership is durable with the applied state it belongs to: a
+	 * restart re-applies the changes after the snapshot. */
+	if (rc == 0)
+		rc = memory_storage_set_conf_state(n->ms, &n->conf);
 	if (rc != 0) {
 		record_fail(c, "node %llu: create snapshot at %llu: %s", (unsigned long long)n->id,
 			    (unsigned long long)n->sm.applied, raft_strerror(rc));
@@ -482,13 +570,73 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 	}
 }
 
+static int start_node(sim_cluster *c, sim_node *n);
+
+/* True once every member of ev's configuration has applied it. */
+static bool applied_by_members(const sim_cluster *c, const struct sim_conf_event *ev)
+{
+	for (size_t i = 0; i < ev->after.n_voters; i++)
+		if (c->nodes[ev->after.voters[i]].known_upto < ev->index)
+			return false;
+	for (size_t i = 0; i < ev->after.n_learners; i++)
+		if (c->nodes[ev->after.learners[i]].known_upto < ev->index)
+			return false;
+	return true;
+}
+
+static void drop_conf_event(sim_cluster *c, size_t i)
+{
+	raft_conf_state_free_contents(&c->conf_events[i].after);
+	c->conf_events[i] = c->conf_events[--c->n_conf_events];
+}
+
+/* What an operator does once a membership change is applied (see
+ * conf_events in cluster.h). */
+static void act_on_conf_events(sim_cluster *c)
+{
+	c->conf_events_new = false;
+	for (size_t i = 0; i < c->n_conf_events;) {
+		struct sim_conf_event *ev = &c->conf_events[i];
+		uint64_t id = ev->node;
+		if (id == 0 || id > c->opts.n_nodes) {
+			drop_conf_event(c, i);
+			continue;
+		}
+		sim_node *x = &c->nodes[id];
+		if (ev->type != RAFT_CONF_REMOVE_NODE) {
+			/* Added (back): cancel an earlier removal still pending. */
+			for (size_t k = 0; k < c->n_conf_events; k++)
+				if (k != i && c->conf_events[k].node == id &&
+				    c->conf_events[k].index < ev->index)
+					c->conf_events[k].node = 0;
+			x->retired = false;
+			if (!x->r)
+				start_node(c, x);
+			drop_conf_event(c, i);
+			continue;
+		}
+		if (!applied_by_members(c, ev)) {
+			i++;
+			continue;
+		}
+		if (!x->retired)
+			sim_trace(c, "n%llu retired (removed from the cluster)",
+				  (unsigned long long)id);
+		x->retired = true;
+		crash_node(c, x);
+		drop_conf_event(c, i);
+	}
+}
+
 static void handle_all_ready(sim_cluster *c)
 {
 	do {
 		report_lost_snapshots(c);
+		if (c->n_conf_events)
+			act_on_conf_events(c);
 		for (size_t i = 1; i <= c->opts.n_nodes; i++)
 			handle_ready(c, &c->nodes[i]);
-	} while (c->n_lost_snaps);
+	} while (c->n_lost_snaps || c->conf_events_new);
 }
 
 /* --- delivery ----------------------------------------------------------- */
@@ -638,15 +786,25 @@ static int start_node(sim_cluster *c, sim_node *n)
 	}
 	if (!c->opts.no_checks)
 		sim_checker_restore(&c->ck, n->id, &n->sm);
+	raft_hard_state hs;
+	raft_conf_state cs;
+	rc = st->initial_state(st->ctx, &hs, &cs);
+	if (rc != 0) {
+		record_fail(c, "node %llu: read initial state from storage: %s",
+			    (unsigned long long)n->id, raft_strerror(rc));
+		return rc;
+	}
+	raft_conf_state_free_contents(&n->conf);
+	n->conf = cs;
 
 	uint64_t peers[SIM_MAX_NODES];
-	for (size_t i = 0; i < c->opts.n_nodes; i++)
-		peers[i] = i + 1;
+	for (size_t i = 0; i < c->conf.n_voters; i++)
+		peers[i] = c->conf.voters[i];
 	n->incarnation++;
 	raft_config cfg = {
 	    .id = n->id,
 	    .peers = peers,
-	    .n_peers = c->opts.n_nodes,
+	    .n_peers = c->conf.n_voters,
 	    .election_ticks = c->opts.election_ticks,
 	    .heartbeat_ticks = c->opts.heartbeat_ticks,
 	    .max_msg_bytes = c->opts.max_msg_bytes,
@@ -738,6 +896,36 @@ int sim_propose(sim_cluster *c, uint64_t id, const void *data, size_t len, uint6
 	return rc;
 }
 
+int sim_propose_conf_change(sim_cluster *c, uint64_t id, int type, uint64_t node)
+{
+	sim_node *n = &c->nodes[id];
+	if (!n->r)
+		return RAFT_EPROPOSAL_DROPPED;
+	raft_conf_change cc = {.type = (raft_conf_change_type)type, .node_id = node};
+	uint8_t buf[64];
+	if (codec_conf_change_size(&cc) > sizeof(buf))
+		return RAFT_EINVAL;
+	size_t len = codec_conf_change_pack(&cc, buf);
+	uint64_t index = 0;
+	int rc = raft_propose_conf_change(n->r, buf, len, &index, NULL);
+	sim_trace(c, "n%llu propose conf change %s n%llu: %s index=%llu", (unsigned long long)id,
+		  conf_type_name(type), (unsigned long long)node, raft_strerror(rc),
+		  (unsigned long long)index);
+	return rc;
+}
+
+bool sim_in_conf(const sim_cluster *c, uint64_t of, uint64_t id)
+{
+	const raft_conf_state *cs = &c->nodes[of].conf;
+	for (size_t i = 0; i < cs->n_voters; i++)
+		if (cs->voters[i] == id)
+			return true;
+	for (size_t i = 0; i < cs->n_learners; i++)
+		if (cs->learners[i] == id)
+			return true;
+	return false;
+}
+
 /* --- lifecycle ---------------------------------------------------------- */
 
 int sim_cluster_new(const sim_opts *opts, sim_cluster **out)
@@ -760,11 +948,13 @@ int sim_cluster_new(const sim_opts *opts, sim_cluster **out)
 	sim_checker_init(&c->ck, opts->n_nodes);
 
 	int rc = RAFT_ENOMEM;
-	c->conf.voters = calloc(opts->n_nodes, sizeof(uint64_t));
+	size_t nv =
+	    opts->n_voters && opts->n_voters < opts->n_nodes ? opts->n_voters : opts->n_nodes;
+	c->conf.voters = calloc(nv, sizeof(uint64_t));
 	if (!c->conf.voters)
 		goto fail;
-	c->conf.n_voters = opts->n_nodes;
-	for (size_t i = 1; i <= opts->n_nodes; i++)
+	c->conf.n_voters = nv;
+	for (size_t i = 1; i <= nv; i++)
 		c->conf.voters[i - 1] = i;
 	for (size_t i = 1; i <= opts->n_nodes; i++) {
 		c->nodes[i].id = i;
@@ -797,11 +987,15 @@ void sim_cluster_free(sim_cluster *c)
 			raft_free(c->nodes[i].r);
 		if (c->nodes[i].ms)
 			memory_storage_free(c->nodes[i].ms);
+		raft_conf_state_free_contents(&c->nodes[i].conf);
 	}
 	sim_net_destroy(&c->net);
 	sim_checker_destroy(&c->ck);
 	raft_conf_state_free_contents(&c->conf);
 	free(c->reads);
 	free(c->lost_snaps);
+	for (size_t i = 0; i < c->n_conf_events; i++)
+		raft_conf_state_free_contents(&c->conf_events[i].after);
+	free(c->conf_events);
 	free(c);
 }

@@ -35,6 +35,10 @@
 
 typedef struct sim_opts {
 	size_t n_nodes; /* 1..SIM_MAX_NODES; node ids are 1..n_nodes */
+	/* Voters of the initial configuration: nodes 1..n_voters (0: all).
+	 * The others run as spares outside the cluster until a membership
+	 * change adds them. */
+	size_t n_voters;
 	uint64_t seed;
 	int election_ticks;
 	int heartbeat_ticks;
@@ -72,6 +76,10 @@ typedef struct sim_node {
 	uint64_t known_upto; /* highest index ever applied here (6.824's logs[i]) */
 	raft_role role;	     /* last soft state seen */
 	uint64_t leader;
+	raft_conf_state conf; /* membership as of sm.applied */
+	/* Removed from the cluster: shut down, as an operator does with a
+	 * removed member, until a membership change adds it back. */
+	bool retired;
 	bool crash_in_ready;		 /* crash after the next persist, before sending */
 	uint64_t last_in_ready_proposal; /* tick (at most one per tick) */
 } sim_node;
@@ -111,6 +119,20 @@ struct sim_cluster {
 		uint64_t from, to, incarnation;
 	} * lost_snaps;
 	size_t n_lost_snaps, cap_lost_snaps;
+
+	/* Membership changes applied somewhere, acted upon as an operator
+	 * would once the current Readies are done: an added node is started;
+	 * a removed one is shut down (retired) once every member of the new
+	 * configuration has applied its removal (earlier, a survivor that
+	 * never learned the removal committed could need its vote). */
+	struct sim_conf_event {
+		int type;
+		uint64_t node, index;
+		raft_conf_state after; /* owned: the configuration it made */
+	} * conf_events;
+	size_t n_conf_events, cap_conf_events;
+	bool conf_events_new;
+	uint64_t conf_acted_index; /* highest conf change index acted upon */
 
 	uint64_t applied_entries;    /* entries applied, all nodes */
 	uint64_t in_ready_proposals; /* proposals made inside a Ready */
@@ -161,6 +183,15 @@ void sim_heal(sim_cluster *c);
  * Ready is handled at the next tick or settle, as a runtime would. */
 int sim_propose(sim_cluster *c, uint64_t id, const void *data, size_t len, uint64_t *index,
 		uint64_t *term);
+/* Proposes a membership change on node id (type: raft_conf_change_type
+ * of codec.h). Once applied by some node the cluster acts as an operator
+ * would: a removed node is shut down (retired), an added one started. */
+int sim_propose_conf_change(sim_cluster *c, uint64_t id, int type, uint64_t node);
+
+/* True if node id is a voter or learner in the configuration node `of`
+ * has applied. */
+bool sim_in_conf(const sim_cluster *c, uint64_t of, uint64_t id);
+
 /* Starts a linearizable read on node id; it is checked when served. */
 int sim_read(sim_cluster *c, uint64_t id);
 

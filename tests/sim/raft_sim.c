@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cluster.h"
+#include "codec.h"
 #include "tester.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -34,6 +35,7 @@ typedef struct run_args {
 	size_t nodes; /* 0: drawn from the seed */
 	uint64_t ticks;
 	int verbose;
+	bool membership; /* draw membership changes (spare nodes) */
 } run_args;
 
 /* How stormy a run is: per-mille chances per tick, drawn per seed. */
@@ -42,23 +44,25 @@ typedef struct schedule {
 	uint32_t disconnect, reconnect, partition, unpartition, netfault, campaign;
 	/* Faults aimed at the leader: what Figure 8 is made of. */
 	uint32_t crash_leader, leader_crash_in_ready, isolate_leader;
-	uint32_t transfer; /* leader transfer to a random node */
+	uint32_t transfer;    /* leader transfer to a random node */
+	uint32_t conf_change; /* membership change (only with spare nodes) */
 } schedule;
 
 static volatile uint64_t current_seed;
 static volatile size_t current_nodes;
 static uint64_t current_ticks;
+static bool current_membership;
 
 static void report_death(void)
 {
-	char buf[160];
+	char buf[200];
 	int n =
 	    snprintf(buf, sizeof(buf),
 		     "\nraft-sim died in seed %llu; replay: raft-sim --seeds %llu-%llu --nodes %zu "
-		     "--ticks %llu -v\n",
+		     "--ticks %llu%s -v\n",
 		     (unsigned long long)current_seed, (unsigned long long)current_seed,
 		     (unsigned long long)current_seed, (size_t)current_nodes,
-		     (unsigned long long)current_ticks);
+		     (unsigned long long)current_ticks, current_membership ? " --membership" : "");
 	if (n > 0 && write(STDOUT_FILENO, buf, (size_t)n) < 0)
 		return;
 }
@@ -113,6 +117,7 @@ static void draw_opts(sim_rng *g, sim_opts *o)
 
 static void draw_schedule(sim_rng *g, schedule *s)
 {
+	memset(s, 0, sizeof(*s));
 	uint32_t storm = 1 + (uint32_t)sim_rng_below(g, 4); /* 1 calm .. 4 stormy */
 	s->propose = 50 + (uint32_t)sim_rng_below(g, 400);
 	s->burst = (uint32_t)sim_rng_below(g, 30);
@@ -196,6 +201,45 @@ static uint64_t current_leader(sim_cluster *c)
 	return best;
 }
 
+/* Proposes a random membership change on the leader: add a node (as voter
+ * or learner), promote a learner, or remove a member (never the last voter). */
+static void random_conf_change(sim_cluster *c)
+{
+	uint64_t l = current_leader(c);
+	if (!l)
+		return;
+	const raft_conf_state *cs = &c->nodes[l].conf;
+	uint64_t x = pick(c);
+	bool voter = false, learner = false;
+	for (size_t i = 0; i < cs->n_voters; i++)
+		voter |= cs->voters[i] == x;
+	for (size_t i = 0; i < cs->n_learners; i++)
+		learner |= cs->learners[i] == x;
+	int type;
+	if (!voter && !learner)
+		type = sim_rng_chance(&c->rng, 300) ? RAFT_CONF_ADD_LEARNER : RAFT_CONF_ADD_NODE;
+	else if (learner)
+		type = sim_rng_chance(&c->rng, 500) ? RAFT_CONF_ADD_NODE : RAFT_CONF_REMOVE_NODE;
+	else if (cs->n_voters > 1)
+		type = RAFT_CONF_REMOVE_NODE;
+	else
+		return;
+	if (type == RAFT_CONF_REMOVE_NODE && x == l) {
+		/* As etcd's server does: hand leadership over first, remove the
+		 * old leader once it is a follower. A leader removing itself
+		 * steps down at once, and a survivor that has not learned the
+		 * removal committed may then never be elected (CORE_BUGS.md). */
+		uint64_t to = x % c->opts.n_nodes + 1;
+		raft_msg m = {.type = RAFT_MSG_TRANSFER_LEADER, .to = l, .from = to};
+		raft_step(c->nodes[l].r, &m);
+		return;
+	}
+	int rc = sim_propose_conf_change(c, l, type, x);
+	if (rc != 0 && rc != RAFT_EPROPOSAL_DROPPED)
+		sim_fail(c, "node %llu: propose membership change: %s", (unsigned long long)l,
+			 raft_strerror(rc));
+}
+
 static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
 {
 	sim_rng *g = &c->rng;
@@ -222,7 +266,7 @@ static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
 		sim_crash_in_next_ready(c, pick(c));
 	if (sim_rng_chance(g, s->restart)) {
 		uint64_t id = pick(c);
-		if (!sim_alive(c, id))
+		if (!sim_alive(c, id) && !c->nodes[id].retired)
 			sim_restart(c, id);
 	}
 	if (sim_rng_chance(g, s->disconnect))
@@ -282,6 +326,8 @@ static void chaos_tick(sim_cluster *c, const schedule *s, uint64_t *next_value)
 			raft_campaign(c->nodes[id].r);
 		}
 	}
+	if (s->conf_change && sim_rng_chance(g, s->conf_change))
+		random_conf_change(c);
 	sim_tick(c);
 }
 
@@ -291,14 +337,23 @@ static void u64_bytes(uint8_t out[8], uint64_t v)
 		out[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* True once the entry at index holds cmd and every node applied it. */
+/* True if node i belongs to the configuration the leader has applied. */
+static bool member(sim_cluster *c, uint64_t leader, uint64_t i)
+{
+	return leader && sim_in_conf(c, leader, i);
+}
+
+/* True once the entry at index holds cmd and every member applied it. */
 static bool applied_everywhere(sim_cluster *c, uint64_t index, const uint8_t cmd[8])
 {
 	const sim_committed *e = sim_checker_entry(&c->ck, index);
 	if (!e || !e->applied || e->len != 8 || memcmp(e->data, cmd, 8) != 0)
 		return false;
+	uint64_t leader = current_leader(c);
+	if (!leader)
+		return false;
 	for (uint64_t i = 1; i <= c->opts.n_nodes; i++)
-		if (c->nodes[i].sm.applied < index)
+		if (member(c, leader, i) && c->nodes[i].sm.applied < index)
 			return false;
 	return true;
 }
@@ -332,7 +387,7 @@ static void check_liveness(sim_cluster *c, uint64_t *next_value)
 	c->opts.tick_in_ready_pm = 0; /* clocks stop running fast too */
 	for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
 		c->nodes[i].crash_in_ready = false;
-		if (!sim_alive(c, i))
+		if (!sim_alive(c, i) && !c->nodes[i].retired)
 			sim_restart(c, i);
 	}
 	uint64_t et = (uint64_t)c->opts.election_ticks;
@@ -376,6 +431,8 @@ static void check_liveness(sim_cluster *c, uint64_t *next_value)
 			}
 			if (leader && (!sent_at || stale)) {
 				uint64_t f = leader % c->opts.n_nodes + 1;
+				while (f != leader && !member(c, leader, f))
+					f = f % c->opts.n_nodes + 1;
 				u64_bytes(cmd, ++*next_value);
 				sim_propose(c, f, cmd, sizeof(cmd), NULL, NULL);
 				sent_at = c->now;
@@ -383,6 +440,8 @@ static void check_liveness(sim_cluster *c, uint64_t *next_value)
 		} else {
 			bool all = true;
 			for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
+				if (!member(c, leader, i))
+					continue;
 				if (read_id[i] && !read_pending(c, read_id[i]))
 					read_done[i] = true;
 				if (read_done[i])
@@ -433,6 +492,19 @@ static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_
 	}
 	schedule s;
 	draw_schedule(&g, &s);
+	/* Membership changes, drawn apart so other seeds' runs stay as they
+	 * were: one or two spare nodes start outside the cluster. */
+	sim_rng mg;
+	sim_rng_seed(&mg, a->seed ^ 0x6d656d62657273ULL);
+	size_t spares = 0;
+	if (a->membership && sim_rng_chance(&mg, 400) && n < SIM_MAX_NODES) {
+		spares = 1 + (size_t)sim_rng_below(&mg, 2);
+		if (n + spares > SIM_MAX_NODES)
+			spares = SIM_MAX_NODES - n;
+		o.n_voters = n;
+		o.n_nodes = n + spares;
+		s.conf_change = 2 + (uint32_t)sim_rng_below(&mg, 20);
+	}
 
 	sim_cluster *c;
 	int rc = sim_cluster_new(&o, &c);
@@ -442,10 +514,11 @@ static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_
 	}
 	sim_trace(c,
 		  "seed %llu: %zu nodes, election %d, heartbeat %d, pre-vote %d, check-quorum %d, "
-		  "inflight %zu, msg bytes %llu, snapshot every %llu keep %llu",
+		  "inflight %zu, msg bytes %llu, snapshot every %llu keep %llu, %zu spares",
 		  (unsigned long long)a->seed, n, o.election_ticks, o.heartbeat_ticks, o.pre_vote,
 		  o.check_quorum, o.max_inflight, (unsigned long long)o.max_msg_bytes,
-		  (unsigned long long)o.snapshot_every, (unsigned long long)o.snapshot_keep);
+		  (unsigned long long)o.snapshot_every, (unsigned long long)o.snapshot_keep,
+		  spares);
 
 	uint64_t next_value = 0;
 	uint64_t heal_at = a->ticks * 3 / 4;
@@ -467,7 +540,8 @@ static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: raft-sim --seeds A-B [--nodes N] [--ticks T] [-v|-vv]\n");
+	fprintf(stderr,
+		"usage: raft-sim --seeds A-B [--nodes N] [--ticks T] [--membership] [-v|-vv]\n");
 }
 
 int main(int argc, char **argv)
@@ -493,6 +567,8 @@ int main(int argc, char **argv)
 			}
 		} else if (strcmp(argv[i], "--ticks") == 0 && i + 1 < argc) {
 			a.ticks = strtoull(argv[++i], NULL, 10);
+		} else if (strcmp(argv[i], "--membership") == 0) {
+			a.membership = true;
 		} else if (strcmp(argv[i], "-v") == 0) {
 			a.verbose = 1;
 		} else if (strcmp(argv[i], "-vv") == 0) {
@@ -507,6 +583,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	current_ticks = a.ticks;
+	current_membership = a.membership;
 #if defined(__SANITIZE_ADDRESS__)
 	__sanitizer_set_death_callback(report_death);
 #endif
@@ -524,9 +601,10 @@ int main(int argc, char **argv)
 		} else {
 			failed++;
 			printf("FAIL seed %llu: %s; replay: raft-sim --seeds %llu-%llu --nodes %zu "
-			       "--ticks %llu -v\n",
+			       "--ticks %llu%s -v\n",
 			       (unsigned long long)seed, why, (unsigned long long)seed,
-			       (unsigned long long)seed, n, (unsigned long long)a.ticks);
+			       (unsigned long long)seed, n, (unsigned long long)a.ticks,
+			       a.membership ? " --membership" : "");
 			fflush(stdout);
 		}
 		if (seed == hi)
