@@ -60,6 +60,21 @@ static double now_ms(void)
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* Test hook: RAFTFS_TEST_SNAP_DELAY_MS stretches snapshot creation (before
+ * the image is handed to the runtime to store), so a test can kill -9 the
+ * node while it is making one. */
+static void test_delay(void)
+{
+	const char *e = getenv("RAFTFS_TEST_SNAP_DELAY_MS");
+	long ms = e ? strtol(e, NULL, 10) : 0;
+
+	if (ms > 0) {
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+		nanosleep(&ts, NULL);
+	}
+}
+
 int snap_node_snapshot(struct sm *sm, uint8_t **out, size_t *len)
 {
 	struct mem_sink m = {0};
@@ -70,13 +85,14 @@ int snap_node_snapshot(struct sm *sm, uint8_t **out, size_t *len)
 	fprintf(stderr, "fs: snapshot image at %llu: making\n",
 		(unsigned long long)sm_applied_index(sm));
 	rc = sm_snapshot_make(sm, mem_put, &m, &index);
-
 	if (rc) {
 		free(m.buf);
 		return rc;
 	}
+	t0 = now_ms() - t0;
+	test_delay();
 	fprintf(stderr, "fs: snapshot image at %llu: %zu bytes in %.1f ms (apply paused)\n",
-		(unsigned long long)index, m.len, now_ms() - t0);
+		(unsigned long long)index, m.len, t0);
 	*out = m.buf;
 	*len = m.len;
 	return 0;

@@ -1,0 +1,82 @@
+#!/bin/bash
+# snapshot_crash.sh RAFTFS — kill -9 at the points of a snapshot's life, and
+# after each restart every mount converges (raftfs verify):
+#   1. the leader while it makes a snapshot (creation stretched to 1 s by
+#      the test hook RAFTFS_TEST_SNAP_DELAY_MS);
+#   2. a follower while it receives one (right after the leader logs that it
+#      starts streaming: RAFTFS_DEBUG=NET);
+#   3. the leader while it sends one (the same way);
+#   4. a follower while it installs one (right after "installing" is logged).
+set -euo pipefail
+. "$(dirname "$0")/../mount/lib.sh"
+. "$(dirname "$0")/snaplib.sh"
+export RAFTFS_TEST_SNAP_DELAY_MS=1000 RAFTFS_DEBUG=NET
+snap_cluster 200
+
+other_than() { local i; for i in 1 2 3; do [ "$i" = "$1" ] || [ "$i" = "$2" ] || { echo "$i"; return; }; done; }
+streams() { log_count "$1" ") to $2: streaming"; } # LEADER PEER
+streaming() { [ "$(streams "$1" "$2")" -gt "$3" ]; }
+new_leader() { local l; l=$(leader_id); [ -n "$l" ] && [ "$l" != "$1" ]; }
+# A follower far enough behind to need a snapshot: stopped while the live
+# nodes compact past it. Big data makes the snapshot take a while to move.
+make_lag() { # LEADER FOLLOWER TAG
+	local had
+	had=$(status_field "$2" applied)
+	"$R" local stop "$C" "$2"
+	head -c 8000000 /dev/urandom >"$C/n$1/big$3"
+	while ! compacted_past "$1" "$had"; do file_ops "$C/n$1" 100 "$3$had"; had=$((had + 1)); done
+}
+
+L=$(leader_id); [ -n "$L" ] || fail "no leader"
+echo "== 1. kill -9 leader $L while it makes a snapshot"
+n0=$(log_count "$L" "snapshot image at .*: making")
+(file_ops "$C/n$L" 300 one 2>/dev/null) &
+making() { [ "$(log_count "$L" "snapshot image at .*: making")" -gt "$n0" ]; }
+wait_for 60 "a snapshot being made" making
+"$R" local kill "$C" "$L"
+wait || true # the writer may have failed with the leader gone
+last=$(grep "snapshot image at" "$C/node$L/node.log" | tail -n1)
+case $last in *making*) echo "   killed while making: $last" ;;
+*) fail "the kill missed the creation: $last" ;; esac
+# The other phases run without the creation delay: restart every node.
+unset RAFTFS_TEST_SNAP_DELAY_MS
+"$R" local down "$C" >/dev/null
+restart_all
+verify 60 "after killing the leader during creation"
+
+L=$(leader_id); F=$(other_than "$L" 0)
+echo "== 2. kill -9 follower $F while it receives a snapshot from $L"
+make_lag "$L" "$F" two
+s0=$(streams "$L" "$F") i0=$(log_count "$F" installing)
+"$R" local start "$C" "$F"
+wait_for 60 "a snapshot streaming to node $F" streaming "$L" "$F" "$s0"
+"$R" local kill "$C" "$F"
+[ "$(log_count "$F" installing)" = "$i0" ] || echo "   (the transfer had ended: killed in install)"
+restart_all
+verify 90 "after killing the receiver"
+log_has "$F" "installed in" || fail "node $F did not install a snapshot"
+
+L=$(leader_id); F=$(other_than "$L" 0)
+echo "== 3. kill -9 leader $L while it sends a snapshot to $F"
+make_lag "$L" "$F" three
+s0=$(streams "$L" "$F")
+"$R" local start "$C" "$F"
+wait_for 60 "a snapshot streaming to node $F" streaming "$L" "$F" "$s0"
+"$R" local kill "$C" "$L"
+wait_for 30 "a new leader" new_leader "$L"
+restart_all
+verify 90 "after killing the sender"
+
+L=$(leader_id); F=$(other_than "$L" 0)
+echo "== 4. kill -9 follower $F while it installs a snapshot"
+n0=$(log_count "$F" "installing")
+make_lag "$L" "$F" four
+"$R" local start "$C" "$F"
+installing() { [ "$(log_count "$F" "installing")" -gt "$n0" ]; }
+wait_for 60 "node $F installing" installing
+"$R" local kill "$C" "$F"
+n1=$(log_count "$F" "installed in")
+restart_all
+verify 90 "after killing the installer"
+echo "   restarted node $F: $(grep -c "installed in" "$C/node$F/node.log") installs in its log ($n1 before the kill)"
+echo "PASS"
