@@ -113,7 +113,13 @@ static int nsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t le
 {
 	struct fs_node *f = ctx;
 
-	return snap_node_restore(f->sm, index, data, len);
+	struct fuse_inval *inv = atomic_load(&f->inv);
+	int rc = snap_node_restore(f->sm, index, data, len);
+
+	/* The whole tree changed: whatever the kernel cached may be stale. */
+	if (rc == 0 && inv)
+		fuse_inval_everything(inv);
+	return rc;
 }
 
 int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)

@@ -6,6 +6,7 @@
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,8 +171,14 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 		push_inode(v, pre->a, -1, 0);
 		break;
 	case FSPB__COMMAND__OP_RENAME:
-		push_gone(v, c->rename->parent, c->rename->name, pre->a);
-		push_gone(v, c->rename->new_parent, c->rename->new_name, pre->b);
+		/* The moved object lives on under its new name: only the old
+		 * name goes (notify_delete would mark a directory dead). What was
+		 * at the new name is gone, unless exchanged. */
+		push(v, INV_ENTRY, c->rename->parent, 0, c->rename->name, 0, 0);
+		if (c->rename->flags & RENAME_EXCHANGE)
+			push(v, INV_ENTRY, c->rename->new_parent, 0, c->rename->new_name, 0, 0);
+		else
+			push_gone(v, c->rename->new_parent, c->rename->new_name, pre->b);
 		push_inode(v, c->rename->parent, -1, 0);
 		if (c->rename->new_parent != c->rename->parent)
 			push_inode(v, c->rename->new_parent, -1, 0);
@@ -297,6 +304,16 @@ void fuse_inval_set_session(struct fuse_inval *v, struct fuse_session *se)
 {
 	pthread_mutex_lock(&v->mu);
 	v->se = se;
+	pthread_mutex_unlock(&v->mu);
+}
+
+void fuse_inval_everything(struct fuse_inval *v)
+{
+	pthread_mutex_lock(&v->mu);
+	push_inode(v, FUSE_ROOT_ID, 0, 0);
+	for (size_t i = 0; i < NBUCKETS; i++)
+		for (struct ref *r = v->refs[i]; r; r = r->next)
+			push_inode(v, r->id, 0, 0);
 	pthread_mutex_unlock(&v->mu);
 }
 

@@ -48,6 +48,11 @@ void fuse_inval_prepare(struct fuse_inval *v, struct sm *sm, const Fspb__Command
 void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 			const struct fuse_inval_pre *pre);
 
+/* After a snapshot replaced the tree: queues the invalidation of the
+ * attributes and pages of every inode the kernel holds. Names it cached stay
+ * until their timeout (opens of removed objects get ESTALE and look again). */
+void fuse_inval_everything(struct fuse_inval *v);
+
 /* A ticket for everything queued so far... */
 uint64_t fuse_inval_mark(struct fuse_inval *v);
 

@@ -72,6 +72,14 @@ mkdir "$M1/full" && echo z >"$M1/full/z"
 if mv -T "$M2/empty" "$M2/full" 2>/dev/null; then fail "rename onto a non-empty dir succeeded"; fi
 mv "$M3/a" "$M3/b/a-moved"
 sync_to "$M1"; [ -d "$M1/b/a-moved" ] || fail "mv of a directory"
+# A directory this mount's kernel knows, renamed through another mount,
+# keeps its entries here under the new name.
+mkdir "$M1/filled"
+for i in 1 2 3; do echo "$i" >"$M1/filled/f$i"; done
+ls "$M1/filled" >/dev/null
+mv "$M2/filled" "$M2/renamed"
+sync_to "$M1"; [ "$(ls "$M1/renamed" | wc -l)" = 3 ] || fail "a dir renamed on n2 looks empty on n1: $(ls -la "$M1/renamed")"
+[ "$(cat "$M1/renamed/f2")" = 2 ] || fail "a dir renamed on n2: content on n1"
 python3 - "$M1" <<'PY' || fail "RENAME_NOREPLACE / RENAME_EXCHANGE"
 import ctypes, os, sys
 m = sys.argv[1]
