@@ -19,6 +19,13 @@ SCENARIO=$2
 export RAFTFS_LOCAL_SM=kv
 T=$(mktemp -d /tmp/raftfs-node-test.XXXXXX)
 C=$T/c
+# A test killed outright runs no trap (ctest ends a test past its TIMEOUT
+# with SIGKILL to its process tree, and the nodes are not in that tree): a
+# reaper outside the tree waits for this shell to be gone, then stops the
+# nodes and removes the temp dir. After a normal exit it finds nothing left.
+setsid -f bash -c 'tail -s 0.2 --pid="$1" -f /dev/null
+	"$2" local down "$3"
+	rm -rf "$4"' reaper $$ "$R" "$C" "$T" </dev/null >/dev/null 2>&1
 BG_PIDS=()
 PAUSED=
 STATUS=1
