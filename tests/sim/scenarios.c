@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "cluster.h"
+#include "codec.h"
 #include "tester.h"
 
 #define SNAPSHOT_INTERVAL 10 /* the lab's SnapShotInterval */
@@ -1025,6 +1026,63 @@ static void ReadAfterLeaderChange(void **state)
 		fail_msg("the retried read was never served on node %llu", (unsigned long long)b);
 }
 
+/* Membership, one server at a time (thesis §4.1): a spare joins as a
+ * learner and catches up, is promoted, then a follower and (after a
+ * hand-over) the old leader are removed; agreement holds throughout and
+ * the removed nodes are shut down. */
+static void MembershipChange(void **state)
+{
+	sim_opts o;
+	sim_opts_default(&o, 4, test_seed());
+	o.n_voters = 3;
+	o.snapshot_every = SNAPSHOT_INTERVAL;
+	sim_cluster *c = NULL;
+	if (sim_cluster_new(&o, &c) != 0)
+		fail_msg("create a 3+1-node cluster");
+	*state = c;
+	c->fail_hook = fail_hook;
+	for (int i = 0; i < 2 * SNAPSHOT_INTERVAL; i++)
+		sim_one_u64(c, sim_rand_cmd(c), 3, true);
+	uint64_t leader = sim_check_one_leader(c);
+	/* The spare (4) joins as a learner: it catches up (log or snapshot) but
+	 * does not vote. */
+	if (sim_propose_conf_change(c, leader, RAFT_CONF_ADD_LEARNER, 4) != 0)
+		fail_msg("leader refused to add a learner");
+	uint64_t idx = sim_one_u64(c, sim_rand_cmd(c), 4, true);
+	if (c->nodes[4].known_upto < idx || !sim_in_conf(c, leader, 4))
+		fail_msg("learner 4 did not catch up");
+	/* Promote it; then remove a follower. */
+	if (sim_propose_conf_change(c, leader, RAFT_CONF_ADD_NODE, 4) != 0)
+		fail_msg("leader refused to promote learner 4");
+	sim_one_u64(c, sim_rand_cmd(c), 4, true);
+	uint64_t victim = nth(c, leader, 1) == 4 ? nth(c, leader, 2) : nth(c, leader, 1);
+	if (sim_propose_conf_change(c, leader, RAFT_CONF_REMOVE_NODE, victim) != 0)
+		fail_msg("leader refused to remove node %llu", (unsigned long long)victim);
+	sim_one_u64(c, sim_rand_cmd(c), 3, true);
+	sim_run(c, SIM_ELECTION_TIMEOUT);
+	if (!c->nodes[victim].retired || sim_alive(c, victim))
+		fail_msg("removed node %llu was not shut down", (unsigned long long)victim);
+	/* Remove the leader the way an operator does: hand over, then remove. */
+	uint64_t to = nth(c, leader, 1) == victim ? nth(c, leader, 2) : nth(c, leader, 1);
+	raft_msg m = {.type = RAFT_MSG_TRANSFER_LEADER, .to = leader, .from = to};
+	raft_step(c->nodes[leader].r, &m);
+	sim_run(c, SIM_ELECTION_TIMEOUT);
+	uint64_t leader2 = sim_check_one_leader(c);
+	if (leader2 == leader)
+		fail_msg("leadership was not handed over from %llu", (unsigned long long)leader);
+	if (sim_propose_conf_change(c, leader2, RAFT_CONF_REMOVE_NODE, leader) != 0)
+		fail_msg("leader %llu refused to remove node %llu", (unsigned long long)leader2,
+			 (unsigned long long)leader);
+	/* Two voters left: both must apply what follows. */
+	uint64_t last = sim_one_u64(c, sim_rand_cmd(c), 2, true);
+	sim_run(c, SIM_ELECTION_TIMEOUT);
+	if (!c->nodes[leader].retired)
+		fail_msg("removed old leader %llu was not shut down", (unsigned long long)leader);
+	if (sim_check_one_leader(c) == leader)
+		fail_msg("the removed node still leads");
+	sim_wait(c, last, 2, -1);
+}
+
 #define SIM_TEST(name) cmocka_unit_test_teardown(name, teardown)
 
 int main(int argc, char **argv)
@@ -1058,6 +1116,7 @@ int main(int argc, char **argv)
 	    SIM_TEST(SnapshotInstallUnCrash),
 	    SIM_TEST(SnapshotInit),
 	    SIM_TEST(ReadAfterLeaderChange),
+	    SIM_TEST(MembershipChange),
 	};
 	if (argc > 1) {
 		bool known = false;
