@@ -1,0 +1,40 @@
+#!/bin/bash
+# snapshot_steady.sh RAFTFS [ROUNDS] — a long steady write load: while the
+# tree keeps growing, the raft log stays bounded: the number of entries held
+# (last - first + 1) stays under snapshot_entries + its trailing margin +
+# what arrives while a snapshot is made, and the RocksDB directory stays
+# under 96 MiB + 3 snapshots: the images live in the same RocksDB as the log,
+# so replaced images and compacted entries linger in the WAL and memtable
+# (64 MiB before a flush) and in tables until RocksDB compacts them.
+set -euo pipefail
+. "$(dirname "$0")/../mount/lib.sh"
+. "$(dirname "$0")/snaplib.sh"
+ROUNDS=${2:-16}
+SE=300
+snap_cluster $SE
+L=$(leader_id); [ -n "$L" ] || fail "no leader"
+W=$C/n$L
+MAX_ENTRIES=$((SE + SE / 2 + 200))
+
+max_held=0 max_log=0
+for r in $(seq 1 "$ROUNDS"); do
+	file_ops "$W" 150 "r$r"
+	head -c 1000000 /dev/urandom >"$W/r$r/blob"
+	first=$(status_field "$L" first_index) last=$(status_field "$L" last_index)
+	held=$((last - first + 1))
+	snap_bytes=$(grep "snapshot at .* bytes); log compacted" "$C/node$L/node.log" | tail -n1 |
+		sed -n 's/.*(\([0-9]*\) bytes).*/\1/p')
+	raft=$(du -sb "$C/node$L/data/raft" | cut -f1)
+	tree=$(du -sb "$C/node$L/data/tree" | cut -f1)
+	log=$((raft - ${snap_bytes:-0}))
+	echo "   round $r: tree $tree bytes, log entries $first..$last ($held), raft dir $raft bytes, snapshot ${snap_bytes:-0} bytes"
+	[ "$held" -le "$MAX_ENTRIES" ] || fail "the log holds $held entries (bound $MAX_ENTRIES)"
+	bound=$(((96 << 20) + 3 * ${snap_bytes:-0}))
+	[ "$raft" -le "$bound" ] || fail "the raft dir holds $raft bytes (bound $bound)"
+	[ $held -gt $max_held ] && max_held=$held
+	[ $log -gt $max_log ] && max_log=$log
+done
+[ "$(status_field "$L" snapshot_index)" -gt $((ROUNDS * 150)) ] || fail "too few snapshots"
+verify 60 "after the load"
+echo "   at most $max_held entries held (bound $MAX_ENTRIES), raft dir minus snapshot at most $max_log bytes"
+echo "PASS"
