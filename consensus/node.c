@@ -121,6 +121,7 @@ struct node {
 	_Atomic bool is_leader;
 	_Atomic int fault;
 	_Atomic int readers_waiting; /* readers that have an index, waiting for apply */
+	_Atomic bool snap_wanted;    /* raftfs snapshot: snapshot at the next applied entry */
 };
 
 const char *node_strerror(int code)
@@ -509,8 +510,10 @@ static void maybe_snapshot(node *n, const raft_entry *e)
 {
 	snap_job *j;
 
-	if (!n->sm->snapshot || !n->sm->restore || n->cfg->snapshot_entries == 0 ||
-	    e->index - n->last_snap < n->cfg->snapshot_entries)
+	if (!n->sm->snapshot || !n->sm->restore)
+		return;
+	if (!atomic_exchange(&n->snap_wanted, false) &&
+	    (n->cfg->snapshot_entries == 0 || e->index - n->last_snap < n->cfg->snapshot_entries))
 		return;
 	n->last_snap = e->index;
 	j = calloc(1, sizeof(*j));
@@ -1138,6 +1141,7 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 	ns.last_index = st.last_index;
 	if (store_snapshot_meta(n->st, &meta, &snap_len) == 0) {
 		ns.snapshot_index = meta.index;
+		ns.snapshot_bytes = snap_len;
 		raft_conf_state_free_contents(&meta.conf);
 	}
 	for (size_t i = 0; i < st.n_peers && i < 16; i++) {
@@ -1167,6 +1171,25 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 	transport_reply(conn, &resp);
 }
 
+/* raftfs snapshot: the apply thread snapshots at the next entry it applies;
+ * an empty entry is proposed so that there is one (Raft §7). */
+static void request_snapshot(node *n, transport_conn *conn, uint64_t id)
+{
+	static const uint8_t none;
+	Transportpb__Response resp = TRANSPORTPB__RESPONSE__INIT;
+	int rc = n->sm->snapshot ? 0 : RAFT_EINVAL;
+
+	if (rc == 0) {
+		atomic_store(&n->snap_wanted, true);
+		rc = raft_propose(n->r, &none, 0, NULL, NULL);
+	}
+	resp.id = id;
+	resp.error = rc;
+	resp.error_msg = (char *)node_strerror(rc);
+	resp.index = atomic_load(&n->applied);
+	transport_reply(conn, &resp);
+}
+
 static void on_request(void *arg, transport_conn *conn, const Transportpb__Request *req)
 {
 	node *n = arg;
@@ -1176,6 +1199,9 @@ static void on_request(void *arg, transport_conn *conn, const Transportpb__Reque
 	switch (req->op_case) {
 	case TRANSPORTPB__REQUEST__OP_STATUS:
 		reply_status(n, conn, req->id);
+		return;
+	case TRANSPORTPB__REQUEST__OP_SNAPSHOT:
+		request_snapshot(n, conn, req->id);
 		return;
 	case TRANSPORTPB__REQUEST__OP_PROPOSE:
 	case TRANSPORTPB__REQUEST__OP_QUERY:
