@@ -59,11 +59,12 @@ int cli_fetch_status(const char *addr, unsigned timeout_ms, Transportpb__NodeSta
 static void print_text(const char *addr, const Transportpb__NodeStatus *s)
 {
 	printf("%s  node %llu  %s  term %llu  leader %llu  commit %llu  applied %llu  "
-	       "first %llu  last %llu  snapshot %llu  %s%s%s\n",
+	       "first %llu  last %llu  snapshot %llu (%llu bytes)  %s%s%s\n",
 	       addr, (unsigned long long)s->id, s->role, (unsigned long long)s->term,
 	       (unsigned long long)s->leader, (unsigned long long)s->commit,
 	       (unsigned long long)s->applied, (unsigned long long)s->first_index,
 	       (unsigned long long)s->last_index, (unsigned long long)s->snapshot_index,
+	       (unsigned long long)s->snapshot_bytes,
 	       s->healthy ? "healthy" : "UNHEALTHY", s->healthy ? "" : ": ",
 	       s->healthy ? "" : s->error);
 	for (size_t i = 0; i < s->n_peers; i++) {
@@ -85,11 +86,13 @@ static void print_json(const char *addr, const Transportpb__NodeStatus *s)
 {
 	printf("{\"addr\":\"%s\",\"id\":%llu,\"role\":\"%s\",\"term\":%llu,\"leader\":%llu,"
 	       "\"commit\":%llu,\"applied\":%llu,\"first_index\":%llu,\"last_index\":%llu,"
-	       "\"snapshot_index\":%llu,\"healthy\":%s,\"error\":\"%s\",\"peers\":[",
+	       "\"snapshot_index\":%llu,\"snapshot_bytes\":%llu,\"healthy\":%s,\"error\":\"%s\","
+	       "\"peers\":[",
 	       addr, (unsigned long long)s->id, s->role, (unsigned long long)s->term,
 	       (unsigned long long)s->leader, (unsigned long long)s->commit,
 	       (unsigned long long)s->applied, (unsigned long long)s->first_index,
 	       (unsigned long long)s->last_index, (unsigned long long)s->snapshot_index,
+	       (unsigned long long)s->snapshot_bytes,
 	       s->healthy ? "true" : "false", s->error);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		const Transportpb__PeerStatus *p = s->peers[i];
