@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "snap_cli.h"
 
 static const char usage[] =
     "NAME\n"
@@ -17,6 +18,7 @@ static const char usage[] =
     "                                          an N-node cluster on loopback\n"
     "    raftfs kv put|get|load|dump ...       client of the test state machine\n"
     "    raftfs verify [--wait S] DIR|MOUNT... compare the mounts of a cluster\n"
+    "    raftfs snapshot [--timeout MS] ADDR   snapshot a node now, compact its log\n"
     "\n"
     "    Every subcommand explains itself with --help.\n";
 
@@ -36,6 +38,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 	    {"node", cli_node_main}, {"status", cli_status_main}, {"local", cli_local_main},
 	    {"kv", cli_kv_main},     {"verify", cli_verify_main},
+	    {"snapshot", cli_snapshot_main},
 	};
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
