@@ -80,6 +80,14 @@ mv "$C/n$F/after1" "$C/n$F/d0/moved"
 mv "$W/keep" "$W/kept"
 verify 30 "after more operations"
 
+echo "== on demand: raftfs snapshot on node $F"
+before=$(status_field "$F" snapshot_index)
+out=$("$R" snapshot "$("$R" local addr "$C" "$F")") || fail "raftfs snapshot failed"
+echo "   $out"
+[ "$(status_field "$F" snapshot_index)" -gt "$before" ] || fail "no new snapshot on node $F"
+"$R" status "$("$R" local addr "$C" "$F")" | grep -q "snapshot [0-9]* ([1-9][0-9]* bytes)" ||
+	fail "status does not show the snapshot's size"
+
 echo "== restart follower $F from its snapshot"
 "$R" local stop "$C" "$F"
 "$R" local up 3 "$C" >"$T/up3.out" 2>&1 || { cat "$T/up3.out"; fail "second restart of node $F"; }
