@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -42,8 +42,8 @@ bool local_is_fs(const char *dir)
  * DIR/n<id> is the node's mount and its files are in DIR/node<id>. */
 static void node_path(const char *dir, int id, const char *file, char *out, size_t len)
 {
-	snprintf(out, len, "%s/%s%d%s%s", dir, local_is_fs(dir) ? "node" : "n", id,
-		 file ? "/" : "", file ? file : "");
+	snprintf(out, len, "%s/%s%d%s%s", dir, local_is_fs(dir) ? "node" : "n", id, file ? "/" : "",
+		 file ? file : "");
 }
 
 void local_node_dir(const char *dir, int id, char *out, size_t len)
@@ -56,26 +56,64 @@ void local_mount_path(const char *dir, int id, char *out, size_t len)
 	snprintf(out, len, "%s/n%d", dir, id);
 }
 
-/* Picks n distinct free TCP ports on 127.0.0.1: every socket is kept bound
- * until all are chosen, so no port is handed out twice. */
+/* The kernel's ephemeral port range (where outgoing connections get their
+ * local port), or the usual default. */
+static void ephemeral_range(unsigned *lo, unsigned *hi)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+
+	*lo = 32768;
+	*hi = 60999;
+	if (f) {
+		if (fscanf(f, "%u %u", lo, hi) != 2) {
+			*lo = 32768;
+			*hi = 60999;
+		}
+		fclose(f);
+	}
+}
+
+/* Picks n distinct free TCP ports on 127.0.0.1, at random below the
+ * ephemeral range: a port the kernel handed out for binding to port 0
+ * could later be taken as the local port of some outgoing connection
+ * before the node binds it, and two clusters created at once would get
+ * neighbouring ports. Every chosen socket stays bound until all are
+ * chosen, so no port is handed out twice. */
 static int free_ports(int n, uint16_t *ports)
 {
-	int fds[CONFIG_MAX_PEERS], rc = 0, i;
+	int fds[CONFIG_MAX_PEERS], rc = 0, i, tries = 0;
+	unsigned lo, hi, base = 10000;
 
-	for (i = 0; i < n; i++) {
+	ephemeral_range(&lo, &hi);
+	if (lo <= base + 1000) { /* an odd range: take what the kernel gives */
+		base = 0;
+		lo = 0;
+	}
+	for (i = 0; i < n && rc == 0;) {
 		struct sockaddr_in sa = {.sin_family = AF_INET};
 		socklen_t sl = sizeof(sa);
+		uint32_t r = 0;
 
+		if (base && getrandom(&r, sizeof(r), 0) != sizeof(r))
+			r = (uint32_t)rand();
 		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sa.sin_port = base ? htons((uint16_t)(base + r % (lo - base))) : 0;
 		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-		    getsockname(fds[i], (struct sockaddr *)&sa, &sl) < 0) {
+		if (fds[i] < 0) {
 			rc = -errno;
-			if (fds[i] >= 0)
-				close(fds[i]);
 			break;
 		}
-		ports[i] = ntohs(sa.sin_port);
+		if (bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    getsockname(fds[i], (struct sockaddr *)&sa, &sl) < 0) {
+			int e = errno;
+
+			close(fds[i]);
+			if (e == EADDRINUSE && ++tries < 1000)
+				continue; /* taken: draw another */
+			rc = -e;
+			break;
+		}
+		ports[i++] = ntohs(sa.sin_port);
 	}
 	while (i-- > 0)
 		close(fds[i]);
@@ -102,8 +140,10 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 	}
 	snprintf(path, sizeof(path), "%s/cluster", dir);
 	if (access(path, F_OK) == 0) {
-		snprintf(err, errlen, "%s: a cluster exists there already (raftfs local down %s, "
-				      "then remove it)", dir, dir);
+		snprintf(err, errlen,
+			 "%s: a cluster exists there already (raftfs local down %s, "
+			 "then remove it)",
+			 dir, dir);
 		return -EEXIST;
 	}
 	sm = getenv("RAFTFS_LOCAL_SM") ? getenv("RAFTFS_LOCAL_SM") : "fs";
@@ -180,7 +220,8 @@ int local_count(const char *dir, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/cluster", dir);
 	f = fopen(path, "r");
 	if (!f) {
-		snprintf(err, errlen, "%s: %s (not a raftfs local cluster?)", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s (not a raftfs local cluster?)", path,
+			 strerror(errno));
 		return -ENOENT;
 	}
 	if (fscanf(f, "%d", &n) != 1 || n < 1 || n > CONFIG_MAX_PEERS) {
@@ -383,8 +424,8 @@ static bool mount_answers(const char *path)
 	struct statfs sfs;
 	struct stat st;
 
-	return statfs(path, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC &&
-	       stat(path, &st) == 0 && st.st_ino == 1;
+	return statfs(path, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC && stat(path, &st) == 0 &&
+	       st.st_ino == 1;
 }
 
 /* Node id's process (by its pid file) has not died. Unlike local_pid() this
