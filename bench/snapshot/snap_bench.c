@@ -1,0 +1,215 @@
+/* snap_bench.c — snapshot image costs of the filesystem state machine: for a
+ * tree of N small files and for one of large files, how long making an
+ * image takes (the apply pause of the current scheme), its size, and how
+ * long installing it into another data dir takes. Usage:
+ *   snap-bench [--small N] [--large-mib M] [--dir DIR]
+ * DIR (default a temp dir under /tmp, removed after) holds the data dirs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs.pb-c.h"
+#include "sm.h"
+#include "sm_snapshot.h"
+
+static int64_t now_ns;
+
+static double ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int apply(struct sm *sm, Fspb__Command *c)
+{
+	size_t len;
+	uint8_t *buf;
+	int result = -1, rc;
+
+	now_ns += 1000;
+	c->time_ns = now_ns;
+	len = fspb__command__get_packed_size(c);
+	buf = malloc(len ? len : 1);
+	fspb__command__pack(c, buf);
+	rc = sm_apply(sm, sm_applied_index(sm) + 1, 0, 0, 0, buf, len, &result);
+	free(buf);
+	if (rc || result) {
+		fprintf(stderr, "snap-bench: apply of op %d failed: %d / %d\n", (int)c->op_case, rc, result);
+		return -1;
+	}
+	return 0;
+}
+
+static int mkdir_cmd(struct sm *sm, uint64_t parent, const char *name, uint64_t ino)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Mkdir m = FSPB__MKDIR__INIT;
+
+	m.parent = parent;
+	m.name = (char *)name;
+	m.ino = ino;
+	m.mode = 0755;
+	c.op_case = FSPB__COMMAND__OP_MKDIR;
+	c.mkdir = &m;
+	return apply(sm, &c);
+}
+
+static int create_cmd(struct sm *sm, uint64_t parent, const char *name, uint64_t ino)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Mknod m = FSPB__MKNOD__INIT;
+
+	m.parent = parent;
+	m.name = (char *)name;
+	m.ino = ino;
+	m.mode = S_IFREG | 0644;
+	c.op_case = FSPB__COMMAND__OP_MKNOD;
+	c.mknod = &m;
+	return apply(sm, &c);
+}
+
+static int write_cmd(struct sm *sm, uint64_t ino, uint64_t off, const void *data, size_t len)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Write m = FSPB__WRITE__INIT;
+
+	m.ino = ino;
+	m.offset = off;
+	m.data.data = (uint8_t *)data;
+	m.data.len = len;
+	c.op_case = FSPB__COMMAND__OP_WRITE;
+	c.write = &m;
+	return apply(sm, &c);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* Makes an image of sm into path, installs it into a fresh data dir, and
+ * prints one result line. */
+static int measure(const char *label, struct sm *sm, const char *base)
+{
+	char img[4200], dst[4200];
+	struct sm *to;
+	struct stat st;
+	uint64_t index;
+	double t0, t_make, t_install;
+	int fd, rc;
+
+	snprintf(img, sizeof(img), "%s/image", base);
+	snprintf(dst, sizeof(dst), "%s/dst", base);
+	fd = open(img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	sync();
+	t0 = ms();
+	rc = sm_snapshot_make(sm, sm_snap_fd_sink, &fd, &index);
+	t_make = ms() - t0;
+	close(fd);
+	if (rc)
+		return rc;
+	stat(img, &st);
+	nftw(dst, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+	rc = sm_open(dst, 2, &to);
+	if (rc)
+		return rc;
+	fd = open(img, O_RDONLY | O_CLOEXEC);
+	t0 = ms();
+	rc = sm_snapshot_install(to, sm_snap_fd_source, &fd);
+	t_install = ms() - t0;
+	close(fd);
+	sm_close(to);
+	nftw(dst, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+	unlink(img);
+	if (rc)
+		return rc;
+	printf("| %-28s | %10.1f | %12lld | %10.1f | %8.1f |\n", label, t_make,
+	       (long long)st.st_size, t_install, st.st_size / 1048576.0 / (t_make / 1e3));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long small = 10000, large_mib = 256;
+	const char *dir = NULL;
+	char base[4096], src[4200], name[64];
+	static uint8_t chunk[256 << 10];
+	struct sm *sm;
+	uint64_t ino = (1ULL << 48) | 100; /* ids as node 1 allocates them */
+	int rc = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--small") && i + 1 < argc)
+			small = strtol(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--large-mib") && i + 1 < argc)
+			large_mib = strtol(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+			dir = argv[++i];
+		else {
+			fprintf(stderr, "usage: snap-bench [--small N] [--large-mib M] [--dir DIR]\n");
+			return 2;
+		}
+	}
+	snprintf(base, sizeof(base), "%s/snap-bench-XXXXXX", dir ? dir : "/tmp");
+	if (!mkdtemp(base)) {
+		perror("snap-bench: mkdtemp");
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (uint8_t)(i * 7 + i / 251);
+	printf("| tree | make ms (apply paused) | image bytes | install ms | make MiB/s |\n");
+	printf("|---|---|---|---|---|\n");
+
+	snprintf(src, sizeof(src), "%s/small", base);
+	if (sm_open(src, 1, &sm))
+		return 1;
+	for (long d = 0; d < 100 && !rc; d++) {
+		uint64_t dino = ino++;
+
+		snprintf(name, sizeof(name), "d%ld", d);
+		rc = mkdir_cmd(sm, SM_ROOT_ID, name, dino);
+		for (long f = 0; f < small / 100 && !rc; f++) {
+			snprintf(name, sizeof(name), "f%ld", f);
+			rc = create_cmd(sm, dino, name, ino);
+			if (!rc)
+				rc = write_cmd(sm, ino, 0, chunk, 1024);
+			ino++;
+		}
+	}
+	snprintf(name, sizeof(name), "%ld small files (1 KiB)", small);
+	if (!rc)
+		rc = measure(name, sm, base);
+	sm_close(sm);
+
+	snprintf(src, sizeof(src), "%s/large", base);
+	if (!rc && sm_open(src, 1, &sm) == 0) {
+		for (long f = 0; f < 4 && !rc; f++) {
+			uint64_t id = ino++;
+
+			snprintf(name, sizeof(name), "big%ld", f);
+			rc = create_cmd(sm, SM_ROOT_ID, name, id);
+			for (long off = 0; off < large_mib * 1048576 / 4 && !rc; off += sizeof(chunk))
+				rc = write_cmd(sm, id, (uint64_t)off, chunk, sizeof(chunk));
+		}
+		snprintf(name, sizeof(name), "4 files, %ld MiB in all", large_mib);
+		if (!rc)
+			rc = measure(name, sm, base);
+		sm_close(sm);
+	}
+	nftw(base, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+	if (rc)
+		fprintf(stderr, "snap-bench: failed: %s\n", strerror(rc < 0 ? -rc : rc));
+	return rc ? 1 : 0;
+}
