@@ -449,9 +449,9 @@ static void probe_done(void *arg, int err)
 /* Waits (on this FUSE thread) until this node applied everything committed
  * before now. 0 or a positive errno.
  *
- * Without a quorum no ffs_barrier completes. Unless linearizable, reads must
- * keep working then: after one ffs_barrier timed out, the mount serves from its
- * local state without waiting (degraded) while one ffs_barrier at a time probes
+ * Without a quorum no barrier completes. Unless linearizable, reads must
+ * keep working then: after one barrier timed out, the mount serves from its
+ * local state without waiting (degraded) while one barrier at a time probes
  * in the background; the first that succeeds ends the degraded mode. */
 int ffs_barrier(struct fuse_fs *fs)
 {

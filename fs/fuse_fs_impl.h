@@ -33,7 +33,7 @@ struct fuse_fs {
 	struct fuse_ops_cfg cfg;
 	struct fuse_session *se;
 	atomic_bool degraded; /* no quorum seen: reads do not wait for barriers */
-	atomic_bool probing;  /* a background ffs_barrier is in flight */
+	atomic_bool probing;  /* a background barrier is in flight */
 	pthread_mutex_t mu;
 	struct open_count *open[OPEN_BUCKETS];
 };
@@ -50,8 +50,8 @@ struct pending {
 	char *name;	  /* owned */
 	uint64_t release; /* after success: release it if it became an orphan */
 	struct fuse_file_info fi;
-	bool existing;       /* create: opening a file another mount created */
-	bool truncated;      /* create: that file was truncated (O_TRUNC) */
+	bool existing;	  /* create: opening a file another mount created */
+	bool truncated;	  /* create: that file was truncated (O_TRUNC) */
 	size_t count;	  /* write: bytes */
 	atomic_int parts; /* commands still in flight */
 	atomic_int err;	  /* the first error of any part */
