@@ -112,13 +112,13 @@ static int nsm_snapshot(void *ctx, uint8_t **out, size_t *len)
 static int nsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
 {
 	struct fs_node *f = ctx;
-
 	struct fuse_inval *inv = atomic_load(&f->inv);
+	/* The whole tree changes: whatever the kernel cached may be stale. */
+	struct fuse_inval_item *names = inv ? fuse_inval_names_before_restore(inv, f->sm) : NULL;
 	int rc = snap_node_restore(f->sm, index, data, len);
 
-	/* The whole tree changed: whatever the kernel cached may be stale. */
-	if (rc == 0 && inv)
-		fuse_inval_everything(inv);
+	if (inv)
+		fuse_inval_restored(inv, names);
 	return rc;
 }
 

@@ -14,8 +14,8 @@
 
 enum item_kind { INV_INODE, INV_ENTRY, INV_DELETE };
 
-struct item {
-	struct item *next;
+struct fuse_inval_item {
+	struct fuse_inval_item *next;
 	enum item_kind kind;
 	uint64_t ino;	/* inode; entry: parent */
 	uint64_t child; /* delete: the child */
@@ -35,7 +35,7 @@ struct ref {
 struct fuse_inval {
 	pthread_mutex_t mu;
 	pthread_cond_t cv, done_cv;
-	struct item *head, **tail;
+	struct fuse_inval_item *head, **tail;
 	uint64_t queued, handled; /* items ever queued / handled */
 	bool stop;
 	struct fuse_session *se;
@@ -92,14 +92,14 @@ static void push(struct fuse_inval *v, enum item_kind kind, uint64_t ino, uint64
 		 const char *name, off_t off, off_t len)
 {
 	size_t nl = name ? strlen(name) : 0;
-	struct item *it;
+	struct fuse_inval_item *it;
 
 	if (!v->se || !ino || !known(v, ino))
 		return;
 	it = malloc(sizeof(*it) + nl + 1);
 	if (!it)
 		return; /* the attribute timeout bounds the staleness */
-	*it = (struct item){NULL, kind, ino, child, off, len};
+	*it = (struct fuse_inval_item){NULL, kind, ino, child, off, len};
 	memcpy(it->name, name ? name : "", nl + 1);
 	*v->tail = it;
 	v->tail = &it->next;
@@ -203,7 +203,7 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 	pthread_mutex_unlock(&v->mu);
 }
 
-static void notify(struct fuse_session *se, const struct item *it)
+static void notify(struct fuse_session *se, const struct fuse_inval_item *it)
 {
 	/* Errors (ENOENT: the kernel dropped it already) need no handling. */
 	switch (it->kind) {
@@ -227,7 +227,7 @@ static void *inval_main(void *arg)
 
 	pthread_mutex_lock(&v->mu);
 	for (;;) {
-		struct item *it;
+		struct fuse_inval_item *it;
 		struct fuse_session *se;
 
 		while (!v->head && !v->stop)
@@ -282,7 +282,7 @@ void fuse_inval_free(struct fuse_inval *v)
 	pthread_mutex_unlock(&v->mu);
 	pthread_join(v->thread, NULL);
 	while (v->head) {
-		struct item *it = v->head;
+		struct fuse_inval_item *it = v->head;
 
 		v->head = it->next;
 		free(it);
@@ -307,13 +307,85 @@ void fuse_inval_set_session(struct fuse_inval *v, struct fuse_session *se)
 	pthread_mutex_unlock(&v->mu);
 }
 
-void fuse_inval_everything(struct fuse_inval *v)
+struct names {
+	struct fuse_inval *v;
+	uint64_t dir;
+	struct fuse_inval_item *head;
+};
+
+static int collect_name(void *arg, const char *name, const struct stat *st, off_t next)
+{
+	struct names *n = arg;
+	size_t nl = strlen(name);
+	struct fuse_inval_item *it;
+
+	(void)st;
+	(void)next;
+	if (!strcmp(name, ".") || !strcmp(name, ".."))
+		return 0;
+	it = malloc(sizeof(*it) + nl + 1);
+	if (!it)
+		return 1;
+	*it = (struct fuse_inval_item){n->head, INV_ENTRY, n->dir, 0, 0, 0};
+	memcpy(it->name, name, nl + 1);
+	n->head = it;
+	return 0;
+}
+
+struct fuse_inval_item *fuse_inval_names_before_restore(struct fuse_inval *v, struct sm *sm)
+{
+	struct names n = {v, 0, NULL};
+	uint64_t *dirs = NULL;
+	size_t nd = 0, cap = 0;
+
+	/* The ids first (under mu), the names after (sm takes its own lock). */
+	pthread_mutex_lock(&v->mu);
+	for (size_t i = 0; v->se && i < NBUCKETS; i++)
+		for (struct ref *r = v->refs[i]; r; r = r->next) {
+			if (nd == cap) {
+				uint64_t *d =
+				    realloc(dirs, (cap = cap ? 2 * cap : 64) * sizeof(*d));
+
+				if (!d)
+					break;
+				dirs = d;
+			}
+			if (nd < cap)
+				dirs[nd++] = r->id;
+		}
+	pthread_mutex_unlock(&v->mu);
+	for (size_t i = 0; i <= nd; i++) {
+		struct stat st;
+
+		n.dir = i < nd ? dirs[i] : FUSE_ROOT_ID;
+		if (sm_getattr(sm, n.dir, &st) == 0 && S_ISDIR(st.st_mode))
+			sm_readdir(sm, n.dir, 0, false, collect_name, &n);
+	}
+	free(dirs);
+	return n.head;
+}
+
+void fuse_inval_restored(struct fuse_inval *v, struct fuse_inval_item *names)
 {
 	pthread_mutex_lock(&v->mu);
 	push_inode(v, FUSE_ROOT_ID, 0, 0);
 	for (size_t i = 0; i < NBUCKETS; i++)
 		for (struct ref *r = v->refs[i]; r; r = r->next)
 			push_inode(v, r->id, 0, 0);
+	while (names) {
+		struct fuse_inval_item *it = names;
+
+		names = it->next;
+		if (v->se) {
+			it->next = NULL;
+			*v->tail = it;
+			v->tail = &it->next;
+			v->queued++;
+		} else {
+			free(it);
+		}
+	}
+	pthread_cond_signal(&v->cv);
 	pthread_mutex_unlock(&v->mu);
 }
 
@@ -323,10 +395,10 @@ uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id)
 
 	pthread_mutex_lock(&v->mu);
 	if (v->se) {
-		struct item *it = malloc(sizeof(*it) + 1);
+		struct fuse_inval_item *it = malloc(sizeof(*it) + 1);
 
 		if (it) {
-			*it = (struct item){NULL, INV_INODE, id, 0, -1, 0};
+			*it = (struct fuse_inval_item){NULL, INV_INODE, id, 0, -1, 0};
 			it->name[0] = '\0';
 			*v->tail = it;
 			v->tail = &it->next;

@@ -48,10 +48,16 @@ void fuse_inval_prepare(struct fuse_inval *v, struct sm *sm, const Fspb__Command
 void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 			const struct fuse_inval_pre *pre);
 
-/* After a snapshot replaced the tree: queues the invalidation of the
- * attributes and pages of every inode the kernel holds. Names it cached stay
- * until their timeout (opens of removed objects get ESTALE and look again). */
-void fuse_inval_everything(struct fuse_inval *v);
+/* A snapshot is about to replace the whole tree: the names the kernel may
+ * hold (every entry of every directory it knows, read from the tree before
+ * the install). Owned by the caller until passed to fuse_inval_restored. */
+struct fuse_inval_item;
+struct fuse_inval_item *fuse_inval_names_before_restore(struct fuse_inval *v, struct sm *sm);
+
+/* The snapshot is installed: queues the invalidation of those names and of
+ * the attributes and pages of every inode the kernel holds; takes names
+ * (NULL allowed). */
+void fuse_inval_restored(struct fuse_inval *v, struct fuse_inval_item *names);
 
 /* A ticket for everything queued so far... */
 uint64_t fuse_inval_mark(struct fuse_inval *v);
