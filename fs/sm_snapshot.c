@@ -1183,6 +1183,11 @@ int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
 		if (fd >= 0)
 			close(fd);
 	}
+	// The new state's tables are loaded while it is still beside the live
+	// one (tables hold ids and inode numbers, which the renames keep), so
+	// readers are held off only for the renames, not for a whole scan.
+	if (!rc)
+		rc = sm_open(b.root, sm->node_id, &fresh);
 	if (!rc) {
 		char tmp[PATH_MAX + 16];
 
@@ -1201,6 +1206,9 @@ int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
 	if (rc) {
 		fprintf(stderr, "sm snapshot: install into %s failed%s: %s\n", sm->data_dir,
 			rc == -EBADMSG ? " (corrupt or truncated image)" : "", strerror(-rc));
+		if (fresh)
+			fresh->fault = -ECANCELED; // close it without marking anything
+		sm_close(fresh);
 		snprintf(path, sizeof(path), "%s/snap/new", sm->data_dir);
 		rm_tree(path);
 		goto out;
@@ -1209,12 +1217,12 @@ int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
 	pthread_rwlock_wrlock(&sm->lock);
 	rc = roll_forward(sm->data_dir);
 	if (!rc)
-		rc = sm_open(sm->data_dir, sm->node_id, &fresh);
-	if (!rc)
 		transplant(sm, fresh);
 	else
 		sm->fault = rc;
 	pthread_rwlock_unlock(&sm->lock);
+	if (rc)
+		fresh->fault = -ECANCELED;
 	sm_close(fresh);
 	sm_snapshot_recover(sm->data_dir);
 out:
