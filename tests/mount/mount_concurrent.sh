@@ -4,6 +4,11 @@
 # truncates, xattrs, chmod), racing on the same names. Races may fail with
 # ENOENT/EEXIST/ENOTEMPTY, never with EIO or a stale handle the caller did
 # not cause; afterwards the mounts must be identical.
+# The whole script is one block, parsed before any of it runs: bash reads
+# a script as it goes, so an edit to this file during a run would
+# otherwise make the running test execute the edited text from a stale
+# offset.
+{
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 up
@@ -48,3 +53,5 @@ echo "   $(cat "$T"/err[123] | wc -l) operations lost a race (ENOENT/EEXIST/ENOT
 sed "s/.*: //" "$T"/err[123] | sort | uniq -c | sort -rn | head -n 8
 verify 60 "after concurrent changes from all mounts"
 echo "PASS"
+exit
+}

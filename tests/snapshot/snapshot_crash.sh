@@ -7,6 +7,11 @@
 #      starts streaming: RAFTFS_DEBUG=NET);
 #   3. the leader while it sends one (the same way);
 #   4. a follower while it installs one (right after "installing" is logged).
+# The whole script is one block, parsed before any of it runs: bash reads
+# a script as it goes, so an edit to this file during a run would
+# otherwise make the running test execute the edited text from a stale
+# offset.
+{
 set -euo pipefail
 . "$(dirname "$0")/../mount/lib.sh"
 . "$(dirname "$0")/snaplib.sh"
@@ -80,3 +85,5 @@ restart_all
 verify 90 "after killing the installer"
 echo "   restarted node $F: $(grep -c "installed in" "$C/node$F/node.log") installs in its log ($n1 before the kill)"
 echo "PASS"
+exit
+}

@@ -6,6 +6,11 @@
 # under 96 MiB + 3 snapshots: the images live in the same RocksDB as the log,
 # so replaced images and compacted entries linger in the WAL and memtable
 # (64 MiB before a flush) and in tables until RocksDB compacts them.
+# The whole script is one block, parsed before any of it runs: bash reads
+# a script as it goes, so an edit to this file during a run would
+# otherwise make the running test execute the edited text from a stale
+# offset.
+{
 set -euo pipefail
 . "$(dirname "$0")/../mount/lib.sh"
 . "$(dirname "$0")/snaplib.sh"
@@ -38,3 +43,5 @@ done
 verify 60 "after the load"
 echo "   at most $max_held entries held (bound $MAX_ENTRIES), raft dir minus snapshot at most $max_log bytes"
 echo "PASS"
+exit
+}
