@@ -542,10 +542,24 @@ static int step_term(raft *r, const raft_msg *m, uint64_t mterm)
 			 * our higher term otherwise (it ignores its lost
 			 * elections' votes): tell it, so it steps down. */
 			raft_send(r, RAFT_MSG_APP_RESP, m->from);
-		} else if (m->type == RAFT_MSG_PRE_VOTE) {
-			raft_msg *resp = raft_send(r, RAFT_MSG_PRE_VOTE_RESP, m->from);
+		} else if (m->type == RAFT_MSG_PRE_VOTE || m->type == RAFT_MSG_VOTE) {
+			/* Figure 2, RequestVote: "reply false if term <
+			 * currentTerm", with currentTerm "for candidate to
+			 * update itself". etcd answers only pre-votes and
+			 * counts on the higher-term node to campaign itself;
+			 * that node may be unable to (its campaign may reach
+			 * only peers of an outdated configuration), and then
+			 * the candidate would never learn the term it needs.
+			 * The answer goes to a candidate, which has no leader
+			 * to lose, so it cannot disrupt a healthy cluster. */
+			raft_msg_type t =
+			    m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP : RAFT_MSG_PRE_VOTE_RESP;
+			raft_msg *resp = raft_send(r, t, m->from);
 			if (resp)
 				resp->reject = true;
+			RAFT_TRACE(r, TRACE_VOTE, "rejects %s from %llu: stale term %llu",
+				   raft_msg_type_name(m->type), (unsigned long long)m->from,
+				   (unsigned long long)mterm);
 		} else {
 			RAFT_TRACE(r, TRACE_DROP, "drops %s from %llu: stale term %llu",
 				   raft_msg_type_name(m->type), (unsigned long long)m->from,
@@ -623,7 +637,17 @@ int raft_step(raft *r, const raft_msg *m)
 			   (unsigned long long)m->from);
 		return 0;
 	}
-	if (peer && !raft_peer_find(r, m->from)) {
+	/* Raft thesis §4.2.2: servers process incoming requests without
+	 * consulting their configuration. A new member's leader or candidate
+	 * may be unknown to a server whose applied configuration is older
+	 * (it learns the newer one only from that leader), and refusing it
+	 * can leave the new configuration without an electable quorum.
+	 * Responses from unknown peers are still dropped: we asked no one
+	 * outside our configuration. */
+	bool request = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE ||
+		       m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
+		       m->type == RAFT_MSG_SNAP;
+	if (peer && !request && !raft_peer_find(r, m->from)) {
 		RAFT_TRACE(r, TRACE_DROP, "drops %s from unknown peer %llu",
 			   raft_msg_type_name(m->type), (unsigned long long)m->from);
 		return 0;

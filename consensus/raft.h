@@ -134,8 +134,14 @@ void raft_free(raft *r);
 void raft_tick(raft *r);
 
 /* Feeds a message from a peer (or a local message). m stays the caller's;
- * the core copies what it keeps. Messages from unknown peers and stale
- * terms are dropped (0 is returned: loss is normal in Raft). */
+ * the core copies what it keeps. Requests (vote, pre-vote, append,
+ * heartbeat, snapshot) are processed whoever sends them, in the local
+ * configuration or not (Raft thesis §4.2.2), so the transport must accept
+ * them from, and deliver answers to, any cluster node; other messages from
+ * peers outside the configuration are dropped, and so are stale-term
+ * messages (a stale vote or pre-vote is rejected, and a stale append or
+ * heartbeat answered with check-quorum or pre-vote on, so the sender
+ * learns the term). Returns 0 then: loss is normal in Raft. */
 int raft_step(raft *r, const raft_msg *m);
 
 /* Proposes a command. On the leader the entry is appended at once and, if
@@ -158,7 +164,16 @@ int raft_propose_conf_change(raft *r, const void *data, size_t len, uint64_t *in
  * of codec.h: add voter, remove, add learner) and node. Adding an existing
  * learner as a voter promotes it. If cs is non-NULL it receives the new
  * membership (caller frees contents) to persist with the applied state.
- * A leader that removed itself steps down. */
+ * A leader that removed (or demoted) itself steps down at once.
+ *
+ * Rule for callers: never let a leader propose its own removal; transfer
+ * leadership (MSG_TRANSFER_LEADER) to another voter first and have the new
+ * leader propose it, as etcd's server does. Configurations take effect
+ * when applied, so the survivors learn that the removal committed only
+ * from the leader's commit index; a removed leader that steps down before
+ * sending it leaves them on the old configuration, needing the vote of a
+ * node that will not campaign and whose longer log wins no election for
+ * them: no leader, for good. */
 int raft_apply_conf_change(raft *r, int type, uint64_t node_id, raft_conf_state *cs);
 
 /* Starts an election now (pre-vote first when enabled). */

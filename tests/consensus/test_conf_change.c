@@ -170,6 +170,65 @@ static void test_leader_removes_itself(void **state)
 	tnet_free(net);
 }
 
+/* Thesis §4.2.2: requests are processed without consulting the local
+ * configuration. Node 4 is outside nodes 1-3's configuration {1, 2, 3};
+ * each of its requests is answered, and its append/heartbeat make it
+ * node 1's leader. */
+static void test_requests_from_outside_config_answered(void **state)
+{
+	raft_entry e = ent(1, 1);
+	const struct {
+		raft_msg m;
+		raft_msg_type resp;
+		uint64_t lead;
+	} tt[] = {
+	    {{.type = RAFT_MSG_PRE_VOTE, .term = 1}, RAFT_MSG_PRE_VOTE_RESP, 0},
+	    {{.type = RAFT_MSG_VOTE, .term = 1}, RAFT_MSG_VOTE_RESP, 0},
+	    {{.type = RAFT_MSG_APP, .term = 1, .entries = &e, .n_entries = 1},
+	     RAFT_MSG_APP_RESP,
+	     4},
+	    {{.type = RAFT_MSG_HEARTBEAT, .term = 1}, RAFT_MSG_HEARTBEAT_RESP, 4},
+	};
+	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
+		raft_config c = tcfg();
+		tnet *net = tnet_new_voters(4, 3, &c);
+		msgq q = {0};
+		raft_msg m = tt[i].m;
+		m.from = 4;
+		tu_step(net, 1, m, &q);
+		assert_int_equal(q.n, 1);
+		assert_int_equal(q.m[0].type, tt[i].resp);
+		assert_int_equal(q.m[0].to, 4);
+		assert_false(q.m[0].reject);
+		assert_int_equal(raft_leader(R(net, 1)), tt[i].lead);
+		if (m.type == RAFT_MSG_APP)
+			assert_int_equal(tu_stored_last(net, 1), 1);
+		msgq_free(&q);
+		tnet_free(net);
+	}
+}
+
+/* The deadlock of raft-sim seed 2950 (CORE_BUGS.md 2), reduced: node 4's
+ * configuration is {1, 4}, node 1 still applies {1, 2, 3}. Node 4 can be
+ * elected only with node 1's vote, which node 1 must not refuse because 4
+ * is not in its (older) configuration. */
+static void test_candidate_outside_voters_config_elected(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new_voters(4, 3, &c);
+	uint64_t voters[] = {1, 4};
+	raft_conf_state cs = {.voters = voters, .n_voters = 2};
+	assert_int_equal(memory_storage_set_conf_state(tnet_node(net, 4)->ms, &cs), 0);
+	tnet_restart(net, 4);
+	tnet_campaign(net, 4);
+	assert_true(raft_is_leader(R(net, 4)));
+	assert_int_equal(raft_leader(R(net, 1)), 4);
+	assert_int_equal(tnet_propose(net, 4, "x"), 0);
+	assert_int_equal(commit_of(net, 1), commit_of(net, 4));
+	assert_int_equal(commit_of(net, 4), 2);
+	tnet_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -178,6 +237,8 @@ int main(void)
 	    cmocka_unit_test(test_one_change_at_a_time),
 	    cmocka_unit_test(test_learner),
 	    cmocka_unit_test(test_leader_removes_itself),
+	    cmocka_unit_test(test_requests_from_outside_config_answered),
+	    cmocka_unit_test(test_candidate_outside_voters_config_elected),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,49 @@ static void test_reject_stale_term_message(void **state)
 	tnet_free(net);
 }
 
+/* Figure 2, RequestVote: "reply false if term < currentTerm"; the reply
+ * carries currentTerm "for candidate to update itself", whatever the
+ * pre-vote and check-quorum settings. */
+static void test_reject_stale_vote_with_current_term(void **state)
+{
+	for (int mode = 0; mode < 4; mode++) {
+		raft_config c = tcfg();
+		c.pre_vote = mode & 1;
+		c.check_quorum = mode & 2;
+		tnet *net = tnet_new(3, &c);
+		tu_preload(net, 1, NULL, 0, 5, 0);
+		msgq q = {0};
+		tu_step(net, 1, (raft_msg){.type = RAFT_MSG_VOTE, .from = 2, .term = 3}, &q);
+		assert_int_equal(q.n, 1);
+		assert_int_equal(q.m[0].type, RAFT_MSG_VOTE_RESP);
+		assert_int_equal(q.m[0].to, 2);
+		assert_int_equal(q.m[0].term, 5);
+		assert_true(q.m[0].reject);
+		assert_int_equal(raft_term(R(net, 1)), 5);
+		msgq_free(&q);
+		tnet_free(net);
+	}
+}
+
+/* ... and the candidate that asked learns the term and steps down (raft-sim
+ * seed 3286, CORE_BUGS.md 3: a higher-term node that cannot win an election
+ * itself must still let the others move past its term). */
+static void test_candidate_learns_term_from_stale_vote_reply(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new(3, &c);
+	tu_preload(net, 1, NULL, 0, 5, 0);
+	tnet_cut(net, 2, 3);
+	tnet_campaign(net, 2);
+	assert_int_equal(raft_term(R(net, 2)), 5);
+	assert_int_equal(tu_role(R(net, 2)), RAFT_FOLLOWER);
+	/* Its next campaign is at a term node 1 accepts. */
+	tnet_campaign(net, 2);
+	assert_true(raft_is_leader(R(net, 2)));
+	assert_int_equal(raft_term(R(net, 2)), 6);
+	tnet_free(net);
+}
+
 /* §5.2: the leader sends heartbeats to every follower each heartbeat interval. */
 static void test_leader_bcast_beat(void **state)
 {
@@ -793,6 +836,8 @@ int main(void)
 	    cmocka_unit_test(test_start_as_follower),
 	    cmocka_unit_test(test_update_term_from_message),
 	    cmocka_unit_test(test_reject_stale_term_message),
+	    cmocka_unit_test(test_reject_stale_vote_with_current_term),
+	    cmocka_unit_test(test_candidate_learns_term_from_stale_vote_reply),
 	    cmocka_unit_test(test_leader_bcast_beat),
 	    cmocka_unit_test(test_follower_start_election),
 	    cmocka_unit_test(test_candidate_start_new_election),
