@@ -37,6 +37,8 @@ static const key_def keys[] = {
     {"raft", "pre_vote", K_BOOL, F(pre_vote), 0, 0},
     {"raft", "check_quorum", K_BOOL, F(check_quorum), 0, 0},
     {"raft", "snapshot_entries", K_U64, F(snapshot_entries), 0, UINT64_MAX},
+    {"raft", "snapshot_bytes", K_U64, F(snapshot_bytes), 0, UINT64_MAX},
+    {"raft", "snapshot_trailing", K_U64, F(snapshot_trailing), 0, UINT64_MAX},
     {"transport", "max_frame_bytes", K_SIZE, F(max_frame_bytes), 4096, 1ull << 31},
     {"transport", "send_queue_bytes", K_SIZE, F(send_queue_bytes), 4096, 1ull << 34},
     {"log", "topics", K_STR, F(log_topics), 0, 0},
@@ -56,6 +58,8 @@ void config_defaults(node_config *cfg)
 	cfg->pre_vote = true;
 	cfg->check_quorum = true;
 	cfg->snapshot_entries = 10000;
+	cfg->snapshot_bytes = 256ull << 20;
+	cfg->snapshot_trailing = UINT64_MAX;
 	cfg->max_frame_bytes = 64 << 20;
 	cfg->send_queue_bytes = 64 << 20;
 }

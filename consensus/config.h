@@ -7,7 +7,8 @@
  *             state_machine, proposal_timeout_ms
  *   [peers]   <id> = host:port     one line per voter, this node included
  *   [raft]    tick_ms, election_ticks, heartbeat_ticks, max_msg_bytes,
- *             max_inflight, pre_vote, check_quorum, snapshot_entries
+ *             max_inflight, pre_vote, check_quorum, snapshot_entries,
+ *             snapshot_bytes, snapshot_trailing
  *   [transport] max_frame_bytes, send_queue_bytes
  *   [log]     topics (comma-separated, or "all")
  *
@@ -51,6 +52,13 @@ typedef struct node_config {
 	bool pre_vote;
 	bool check_quorum;
 	uint64_t snapshot_entries; /* entries between snapshots (0: never) */
+	/* Also snapshot once this many bytes of entries were applied since
+	 * the last snapshot (0: no byte threshold). */
+	uint64_t snapshot_bytes;
+	/* Entries kept behind a snapshot so a follower slightly behind
+	 * catches up from the log (Raft §7); UINT64_MAX: half of
+	 * snapshot_entries. */
+	uint64_t snapshot_trailing;
 
 	size_t max_frame_bytes;
 	size_t send_queue_bytes;
