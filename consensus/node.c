@@ -115,6 +115,7 @@ struct node {
 	apply_batch *aq_head, *aq_tail;
 	_Atomic bool apply_stop;
 	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
+	uint64_t snap_bytes; /* apply thread: entry bytes applied since then */
 
 	_Atomic uint64_t applied;
 	_Atomic uint64_t term;
@@ -503,18 +504,24 @@ static void restore_snapshot(node *n, const raft_snapshot *s)
 
 static void save_snapshot(node *n, void *arg, bool stopping);
 
-/* Every snapshot_entries applied entries, the state machine is serialized
- * (here, between two applies, so it is exactly the state at e->index) and
- * handed to the loop thread, which owns the store. */
+/* Every snapshot_entries applied entries (or snapshot_bytes of entry data,
+ * whichever comes first; or when raftfs snapshot asked), the state machine
+ * is serialized (here, between two applies, so it is exactly the state at
+ * e->index) and handed to the loop thread, which owns the store. */
 static void maybe_snapshot(node *n, const raft_entry *e)
 {
 	snap_job *j;
+	bool due;
 
 	if (!n->sm->snapshot || !n->sm->restore)
 		return;
-	if (!atomic_exchange(&n->snap_wanted, false) &&
-	    (n->cfg->snapshot_entries == 0 || e->index - n->last_snap < n->cfg->snapshot_entries))
+	n->snap_bytes += e->len;
+	due = n->cfg->snapshot_entries != 0 &&
+	      (e->index - n->last_snap >= n->cfg->snapshot_entries ||
+	       (n->cfg->snapshot_bytes != 0 && n->snap_bytes >= n->cfg->snapshot_bytes));
+	if (!atomic_exchange(&n->snap_wanted, false) && !due)
 		return;
+	n->snap_bytes = 0;
 	n->last_snap = e->index;
 	j = calloc(1, sizeof(*j));
 	if (!j)
@@ -658,7 +665,9 @@ static void save_snapshot(node *n, void *arg, bool stopping)
 	/* Entries behind the snapshot are kept for a while (half a snapshot
 	 * interval, as etcd keeps its catch-up entries), so a follower just
 	 * behind catches up from the log rather than from a snapshot. */
-	uint64_t keep = n->cfg->snapshot_entries / 2, upto = j->index > keep ? j->index - keep : 0;
+	uint64_t keep = n->cfg->snapshot_trailing != UINT64_MAX ? n->cfg->snapshot_trailing
+								  : n->cfg->snapshot_entries / 2;
+	uint64_t upto = j->index > keep ? j->index - keep : 0;
 
 	if (!stopping && store_conf_state(n->st, &meta.conf) == 0) {
 		if (store_snapshot(n, &meta, j->data, j->len) == 0 &&
