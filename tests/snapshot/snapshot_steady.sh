@@ -5,7 +5,8 @@
 # what arrives while a snapshot is made, and the RocksDB directory stays
 # under 96 MiB + 3 snapshots: the images live in the same RocksDB as the log,
 # so replaced images and compacted entries linger in the WAL and memtable
-# (64 MiB before a flush) and in tables until RocksDB compacts them.
+# (64 MiB before a flush) and in tables until RocksDB compacts them. Then a
+# snapshot is taken by the byte threshold (snapshot_bytes) alone.
 # The whole script is one block, parsed before any of it runs: bash reads
 # a script as it goes, so an edit to this file during a run would
 # otherwise make the running test execute the edited text from a stale
@@ -42,6 +43,20 @@ done
 [ "$(status_field "$L" snapshot_index)" -gt $((ROUNDS * 150)) ] || fail "too few snapshots"
 verify 60 "after the load"
 echo "   at most $max_held entries held (bound $MAX_ENTRIES), raft dir minus snapshot at most $max_log bytes"
+
+echo "== the byte threshold: snapshot_bytes = 3000000, snapshot_entries far away"
+"$R" local down "$C" >/dev/null
+sed -i -e "s/^snapshot_entries = .*/snapshot_entries = 1000000/" \
+	-e "s/^\[raft\]\$/[raft]\nsnapshot_bytes = 3000000/" "$C"/node*/raftfs.ini
+grep -q "^snapshot_bytes = 3000000" "$C"/node1/raftfs.ini || fail "config not edited"
+restart_all
+L=$(leader_id); [ -n "$L" ] || fail "no leader"
+before=$(status_field "$L" snapshot_index)
+for k in 1 2 3 4; do head -c 1000000 /dev/urandom >"$C/n$L/bytes$k"; done
+snapshot_beyond() { [ "$(status_field "$L" snapshot_index)" -gt "$before" ]; }
+wait_for 30 "a snapshot after 4 MB of entries (threshold 3 MB)" snapshot_beyond
+echo "   snapshot index $before -> $(status_field "$L" snapshot_index) after 4 MB of writes"
+verify 30 "after the byte-threshold snapshot"
 echo "PASS"
 exit
 }
