@@ -73,11 +73,9 @@ exec 7>&-
 echo "== more operations after the snapshot"
 for j in $(seq 1 50); do echo "after $j" >"$C/n$F/after$j"; done
 mv "$C/n$F/after1" "$C/n$F/d0/moved"
-# (A directory renamed through another mount than the one that filled it
-# is not done here: fuse_inval.c turns the rename's source into a
-# notify_delete, and the filling mount's kernel then shows the directory
-# empty under its new name — a fuse-layer bug, reported.)
-mv "$W/keep" "$W/kept"
+# A directory filled through the leader's mount, renamed through the mount
+# of the node that installed the snapshot.
+mv "$C/n$F/keep" "$C/n$F/kept"
 verify 30 "after more operations"
 
 echo "== on demand: raftfs snapshot on node $F"
