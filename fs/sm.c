@@ -488,13 +488,16 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 	int rc = 0;
 	if ((rc = maybe_compact(sm)))
 		return fail(sm, index, rc);
-	uint64_t cmd_hash = sm_hash(cmd, len);
+	uint64_t cmd_hash = sm_cmd_hash(cmd, len);
 	bool redo = sm->redo_pending && sm->redo_rec.index == index;
 	if (redo) {
 		// Decided before the crash; do not decide again. It must be the
-		// same command, or the caller's log is not the one we applied.
-		if (sm->redo_rec.cmd_hash != cmd_hash || sm->redo_rec.client != client_id ||
-		    sm->redo_rec.seq != seq) {
+		// same command, or the caller's log is not the one we applied. A
+		// journal written before sm_cmd_hash holds the FNV-1a of the
+		// command: accept that too.
+		if ((sm->redo_rec.cmd_hash != cmd_hash &&
+		     sm->redo_rec.cmd_hash != sm_hash(cmd, len)) ||
+		    sm->redo_rec.client != client_id || sm->redo_rec.seq != seq) {
 			fprintf(stderr,
 				"sm: apply %llu: not the command being applied at the crash\n",
 				(unsigned long long)index);

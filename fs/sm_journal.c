@@ -25,6 +25,39 @@ uint64_t sm_hash(const void *data, size_t len)
 	return h;
 }
 
+static uint64_t mix(uint64_t x)
+{
+	x *= 0xff51afd7ed558ccdULL;
+	return x ^ (x >> 32);
+}
+
+static uint64_t load64(const unsigned char *p)
+{
+	uint64_t w;
+	memcpy(&w, p, 8);
+	return w;
+}
+
+uint64_t sm_cmd_hash(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	uint64_t seed = 0x9e3779b97f4a7c15ULL ^ len;
+	uint64_t a = seed, b = seed + 1, c = seed + 2, d = seed + 3;
+	// The lanes do not depend on each other, so their multiplies overlap.
+	for (; len >= 32; len -= 32, p += 32) {
+		a = mix(a ^ load64(p));
+		b = mix(b ^ load64(p + 8));
+		c = mix(c ^ load64(p + 16));
+		d = mix(d ^ load64(p + 24));
+	}
+	for (; len >= 8; len -= 8, p += 8)
+		a = mix(a ^ load64(p));
+	uint64_t tail = 0;
+	memcpy(&tail, p, len);
+	a = mix(a ^ tail ^ ((uint64_t)len << 56));
+	return mix(mix(mix(a ^ b) ^ c) ^ d);
+}
+
 // Layout (host byte order: the journal never leaves the node):
 // 0 magic u32 | 4 flags u32 | 8 index | 16 client | 24 seq | 32 min_pending |
 // 40 a | 48 b | 56 result i32 | 60 mode u32 | 64 gid u32 | 68 pad u32 |
