@@ -1,4 +1,4 @@
-// Snapshot images of the state machine: streaming one out of a live data dir, and installing one beside it.
+// Snapshot images of the state machine: streamed out of a live data dir, installed beside it.
 //
 // Image format (all integers little-endian, as this machine writes them):
 //   header  "RFSSNAP1" | version u32 | index u64 | dedup_len u64 | dedup table
@@ -286,7 +286,7 @@ struct links {
 	struct {
 		uint64_t parent;
 		char *name;
-	} *v;
+	} * v;
 };
 
 struct maker {
@@ -610,7 +610,7 @@ struct dir_info {
 struct builder {
 	struct reader r;
 	char root[PATH_MAX / 2]; // DATA/snap/new (data dirs are shorter)
-	struct tree_map dirs; // id -> struct dir_info *
+	struct tree_map dirs;	 // id -> struct dir_info *
 	uint64_t index;
 	uint8_t *dedup;
 	uint64_t dedup_len;

@@ -1,4 +1,4 @@
-// Snapshot images of the filesystem state machine: made from a live data dir, installed beside it and swapped in atomically.
+// Snapshot images of the filesystem state machine: make one, install one beside the live tree.
 #ifndef RAFTFS_FS_SM_SNAPSHOT_H
 #define RAFTFS_FS_SM_SNAPSHOT_H
 

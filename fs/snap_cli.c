@@ -109,9 +109,10 @@ int cli_snapshot_main(int argc, char **argv)
 			}
 		}
 		if (now_ms() > deadline) {
-			fprintf(stderr,
-				"raftfs snapshot: %s has no snapshot beyond index %llu after %u ms\n",
-				addr, (unsigned long long)applied, timeout_ms);
+			fprintf(
+			    stderr,
+			    "raftfs snapshot: %s has no snapshot beyond index %llu after %u ms\n",
+			    addr, (unsigned long long)applied, timeout_ms);
 			return 1;
 		}
 		nanosleep(&pause, NULL);

@@ -42,7 +42,8 @@ static int apply(struct sm *sm, Fspb__Command *c)
 	rc = sm_apply(sm, sm_applied_index(sm) + 1, 0, 0, 0, buf, len, &result);
 	free(buf);
 	if (rc || result) {
-		fprintf(stderr, "snap-bench: apply of op %d failed: %d / %d\n", (int)c->op_case, rc, result);
+		fprintf(stderr, "snap-bench: apply of op %d failed: %d / %d\n", (int)c->op_case, rc,
+			result);
 		return -1;
 	}
 	return 0;
@@ -158,7 +159,8 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
 			dir = argv[++i];
 		else {
-			fprintf(stderr, "usage: snap-bench [--small N] [--large-mib M] [--dir DIR]\n");
+			fprintf(stderr,
+				"usage: snap-bench [--small N] [--large-mib M] [--dir DIR]\n");
 			return 2;
 		}
 	}
@@ -200,7 +202,8 @@ int main(int argc, char **argv)
 
 			snprintf(name, sizeof(name), "big%ld", f);
 			rc = create_cmd(sm, SM_ROOT_ID, name, id);
-			for (long off = 0; off < large_mib * 1048576 / 4 && !rc; off += sizeof(chunk))
+			for (long off = 0; off < large_mib * 1048576 / 4 && !rc;
+			     off += sizeof(chunk))
 				rc = write_cmd(sm, id, (uint64_t)off, chunk, sizeof(chunk));
 		}
 		snprintf(name, sizeof(name), "4 files, %ld MiB in all", large_mib);

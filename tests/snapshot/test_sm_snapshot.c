@@ -1,5 +1,5 @@
-// Snapshot images of the state machine: an image installed into another data dir gives the same tree
-// and the same future; corrupt images are refused; a kill -9 during install leaves old or new.
+// Snapshot images of the state machine: an image installed into another data dir gives the same
+// tree and the same future; corrupt images are refused; a kill -9 during install leaves old or new.
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -278,8 +278,8 @@ static void test_kill_during_install(void **state)
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 		if (i == 0) {
 			clock_gettime(CLOCK_MONOTONIC, &t1);
-			install_us = (t1.tv_sec - t0.tv_sec) * 1000000 +
-				     (t1.tv_nsec - t0.tv_nsec) / 1000;
+			install_us =
+			    (t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
 			fprintf(stderr, "  one run (open + install): %ld us\n", install_us);
 			assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 		}
@@ -304,9 +304,9 @@ static void test_kill_during_install(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_image_roundtrip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_corrupt_image_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_kill_during_install, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_image_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_corrupt_image_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_kill_during_install, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
