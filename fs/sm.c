@@ -89,20 +89,29 @@ static int load_reserved(struct sm *sm)
 	return 0;
 }
 
-// Durably reserves counters up to `to` (write a temp file, fsync, rename).
-static int store_reserved(struct sm *sm, uint64_t to)
+// Replaces sm/<name> with buf as one step that survives power loss: write
+// sm/<tmp>, fsync it, rename it over <name>, fsync the directory. `what`
+// names the purpose in the error message.
+static int replace_file_durably(struct sm *sm, const char *tmp, const char *name, const void *buf,
+				size_t len, const char *what)
 {
-	int fd = openat(sm->sm_fd, "next_id.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = openat(sm->sm_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int rc = 0;
-	if (fd < 0 || pwrite(fd, &to, sizeof(to), 0) != sizeof(to) || fsync(fd) ||
-	    renameat(sm->sm_fd, "next_id.tmp", sm->sm_fd, "next_id") || fsync(sm->sm_fd))
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd) ||
+	    renameat(sm->sm_fd, tmp, sm->sm_fd, name) || fsync(sm->sm_fd))
 		rc = errno ? -errno : -EIO;
 	if (fd >= 0)
 		close(fd);
 	if (rc)
-		fprintf(stderr, "sm: reserve ids in %s/sm/next_id: %s\n", sm->data_dir,
+		fprintf(stderr, "sm: %s in %s/sm/%s: %s\n", what, sm->data_dir, name,
 			strerror(-rc));
 	return rc;
+}
+
+// Durably reserves counters up to `to`.
+static int store_reserved(struct sm *sm, uint64_t to)
+{
+	return replace_file_durably(sm, "next_id.tmp", "next_id", &to, sizeof(to), "reserve ids");
 }
 
 int sm_alloc_id(struct sm *sm, uint64_t *id)
@@ -251,18 +260,7 @@ static int check_boot(struct sm *sm, bool clean)
 			sm->data_dir);
 		return -EUCLEAN;
 	}
-	int fd = openat(sm->sm_fd, "boot.new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	size_t len = strlen(now);
-	rc = 0;
-	if (fd < 0 || write(fd, now, len) != (ssize_t)len || fsync(fd) ||
-	    renameat(sm->sm_fd, "boot.new", sm->sm_fd, "boot") || fsync(sm->sm_fd))
-		rc = errno ? -errno : -EIO;
-	if (fd >= 0)
-		close(fd);
-	if (rc)
-		fprintf(stderr, "sm: record boot id in %s/sm/boot: %s\n", sm->data_dir,
-			strerror(-rc));
-	return rc;
+	return replace_file_durably(sm, "boot.new", "boot", now, strlen(now), "record boot id");
 }
 
 struct replay {
