@@ -77,6 +77,18 @@ static int set_times(const char *path, const int64_t *atime_ns, const int64_t *m
 	return 0;
 }
 
+// Gives a just-made object at path atime, mtime and ctime t, with a crash
+// point after each step (a redo sets the same times again).
+static int stamp_new_times(struct sm *sm, const char *path, int64_t t)
+{
+	int rc = set_times(path, &t, &t);
+	if (!rc && !(rc = step(sm)) && (rc = tree_write_ctime(path, t)))
+		rc = fault("set ctime of", path, -rc);
+	if (!rc)
+		rc = step(sm);
+	return rc;
+}
+
 static int set_ctime(struct sm_obj *o, const char *path, int64_t t)
 {
 	int rc = tree_write_ctime(path, t);
@@ -627,11 +639,7 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 	if (!rc && !(rc = step(sm)) && (rc = tree_write_id(p.buf, ino)))
 		rc = fault("set id of", p.buf, -rc);
 	if (!rc && !(rc = step(sm)))
-		rc = set_times(p.buf, &t, &t);
-	if (!rc && !(rc = step(sm)) && (rc = tree_write_ctime(p.buf, t)))
-		rc = fault("set ctime of", p.buf, -rc);
-	if (!rc)
-		rc = step(sm);
+		rc = stamp_new_times(sm, p.buf, t);
 	if (rc)
 		return rc;
 	if (lstat(p.buf, &st))
@@ -673,11 +681,7 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	if (!rc && !(rc = step(sm)) && chmod(p.buf, rec->mode))
 		rc = fault("chmod", p.buf, errno);
 	if (!rc && !(rc = step(sm)))
-		rc = set_times(p.buf, &t, &t);
-	if (!rc && !(rc = step(sm)) && (rc = tree_write_ctime(p.buf, t)))
-		rc = fault("set ctime of", p.buf, -rc);
-	if (!rc)
-		rc = step(sm);
+		rc = stamp_new_times(sm, p.buf, t);
 	if (!rc && lstat(p.buf, &st))
 		rc = fault("stat", p.buf, errno);
 	if (!rc) {
