@@ -378,7 +378,7 @@ void ffs_cmd_init(Fspb__Command *c, fuse_req_t req)
 
 /* New objects in a set-gid directory take its group (and directories the
  * bit), as on a local filesystem. */
-void ffs_inherit_gid(struct fuse_fs *fs, uint64_t parent, Fspb__Command *c, uint32_t *mode)
+static void inherit_gid(struct fuse_fs *fs, uint64_t parent, Fspb__Command *c, uint32_t *mode)
 {
 	struct stat st;
 
@@ -389,13 +389,18 @@ void ffs_inherit_gid(struct fuse_fs *fs, uint64_t parent, Fspb__Command *c, uint
 	}
 }
 
-int ffs_new_id(struct fuse_fs *fs, fuse_req_t req, uint64_t *id)
+int ffs_new_node_cmd(struct fuse_fs *fs, fuse_req_t req, uint64_t parent, Fspb__Command *c,
+		     uint64_t *id, uint32_t *mode)
 {
 	int rc = sm_alloc_id(fs->sm, id);
 
-	if (rc < 0)
+	if (rc < 0) {
 		fuse_reply_err(req, -rc);
-	return rc;
+		return rc;
+	}
+	ffs_cmd_init(c, req);
+	inherit_gid(fs, parent, c, mode);
+	return 0;
 }
 
 /* Proposes a single command for req, answered as kind about id. */

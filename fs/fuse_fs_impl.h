@@ -90,10 +90,12 @@ void ffs_submit(fuse_req_t req, Fspb__Command *c, enum reply_kind kind, uint64_t
 
 /* A command with the caller's uid/gid and the proposer's clock. */
 void ffs_cmd_init(Fspb__Command *c, fuse_req_t req);
-/* A set-gid parent gives new objects its group (directories the bit). */
-void ffs_inherit_gid(struct fuse_fs *fs, uint64_t parent, Fspb__Command *c, uint32_t *mode);
-/* A fresh id, or replies the error and returns it (negative). */
-int ffs_new_id(struct fuse_fs *fs, fuse_req_t req, uint64_t *id);
+/* Starts the command that makes a new object under parent: a fresh *id, the
+ * caller's identity and clock (ffs_cmd_init), and a set-gid parent's group
+ * (directories also get the bit in *mode). 0, or replies the error and
+ * returns it (negative). */
+int ffs_new_node_cmd(struct fuse_fs *fs, fuse_req_t req, uint64_t parent, Fspb__Command *c,
+		     uint64_t *id, uint32_t *mode);
 
 /* Read barrier on this thread (see fuse_fs.c): 0 or a positive errno. */
 int ffs_barrier(struct fuse_fs *fs);

@@ -74,10 +74,8 @@ void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
 	uint64_t id;
 	uint32_t md = S_IFREG | (mode & 07777);
 
-	if (ffs_new_id(fs, req, &id) < 0)
+	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)
 		return;
-	ffs_cmd_init(&c, req);
-	ffs_inherit_gid(fs, parent, &c, &md);
 	m.parent = parent;
 	m.name = (char *)name;
 	m.ino = id;

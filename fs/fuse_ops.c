@@ -144,10 +144,8 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	uint64_t id;
 	uint32_t md = mode;
 
-	if (ffs_new_id(fs, req, &id) < 0)
+	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)
 		return;
-	ffs_cmd_init(&c, req);
-	ffs_inherit_gid(fs, parent, &c, &md);
 	m.parent = parent;
 	m.name = (char *)name;
 	m.ino = id;
@@ -167,10 +165,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	uint64_t id;
 	uint32_t md = S_IFDIR | (mode & 07777);
 
-	if (ffs_new_id(fs, req, &id) < 0)
+	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)
 		return;
-	ffs_cmd_init(&c, req);
-	ffs_inherit_gid(fs, parent, &c, &md);
 	m.parent = parent;
 	m.name = (char *)name;
 	m.ino = id;
@@ -188,10 +184,8 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 	uint64_t id;
 	uint32_t md = S_IFLNK | 0777;
 
-	if (ffs_new_id(fs, req, &id) < 0)
+	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)
 		return;
-	ffs_cmd_init(&c, req);
-	ffs_inherit_gid(fs, parent, &c, &md);
 	s.parent = parent;
 	s.name = (char *)name;
 	s.ino = id;
