@@ -473,8 +473,9 @@ static int maybe_compact(struct sm *sm)
 	return compact(sm);
 }
 
-int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, uint64_t min_pending,
-	     const void *cmd, size_t len, int *result)
+// Whether index may be applied now: the sticky fault if there is one,
+// -EALREADY for an index already applied, -EINVAL for one that skips ahead.
+static int check_next_index(const struct sm *sm, uint64_t index)
 {
 	if (sm->fault)
 		return sm->fault;
@@ -482,8 +483,16 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 		return -EALREADY;
 	if (index != sm->applied + 1)
 		return -EINVAL;
+	return 0;
+}
+
+int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, uint64_t min_pending,
+	     const void *cmd, size_t len, int *result)
+{
+	int rc = check_next_index(sm, index);
+	if (rc)
+		return rc;
 	struct sm_record rec;
-	int rc = 0;
 	if ((rc = maybe_compact(sm)))
 		return fail(sm, index, rc);
 	uint64_t cmd_hash = sm_cmd_hash(cmd, len);
@@ -545,12 +554,9 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 
 int sm_apply_empty(struct sm *sm, uint64_t index)
 {
-	if (sm->fault)
-		return sm->fault;
-	if (index <= sm->applied)
-		return -EALREADY;
-	if (index != sm->applied + 1)
-		return -EINVAL;
+	int rc = check_next_index(sm, index);
+	if (rc)
+		return rc;
 	struct sm_record rec = {.index = index, .flags = SM_REC_SKIP};
 	if (sm->redo_pending && sm->redo_rec.index == index &&
 	    (sm->redo_rec.cmd_hash != 0 || sm->redo_rec.client != 0)) {
@@ -559,7 +565,7 @@ int sm_apply_empty(struct sm *sm, uint64_t index)
 			(unsigned long long)index);
 		return -EINVAL;
 	}
-	int rc = maybe_compact(sm);
+	rc = maybe_compact(sm);
 	sm->redo_pending = false;
 	if (!rc)
 		rc = sm_journal_append(&sm->journal, &rec);
