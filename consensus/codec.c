@@ -176,24 +176,26 @@ size_t codec_conf_state_pack(const raft_conf_state *cs, uint8_t *out)
 	return protobuf_c_message_pack(&pb.base, out);
 }
 
+/* Takes a non-empty repeated id field of an unpacked message into *ids and
+ * *n (untouched when it is empty); the message no longer frees it. */
+static void steal_ids(uint64_t **field, size_t *n_field, uint64_t **ids, size_t *n)
+{
+	if (!*n_field)
+		return;
+	*ids = *field;
+	*n = *n_field;
+	*field = NULL;
+	*n_field = 0;
+}
+
 /* Moves the id arrays of an unpacked conf state into *out (NULL pb: empty). */
 static void conf_state_from_pb(Raftpb__ConfState *pb, raft_conf_state *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (!pb)
 		return;
-	if (pb->n_voters) {
-		out->voters = pb->voters;
-		out->n_voters = pb->n_voters;
-		pb->voters = NULL;
-		pb->n_voters = 0;
-	}
-	if (pb->n_learners) {
-		out->learners = pb->learners;
-		out->n_learners = pb->n_learners;
-		pb->learners = NULL;
-		pb->n_learners = 0;
-	}
+	steal_ids(&pb->voters, &pb->n_voters, &out->voters, &out->n_voters);
+	steal_ids(&pb->learners, &pb->n_learners, &out->learners, &out->n_learners);
 }
 
 int codec_conf_state_decode(const uint8_t *buf, size_t len, raft_conf_state *out)
