@@ -52,13 +52,8 @@ static void handle_heartbeat(raft *r, const raft_msg *m)
 {
 	raft_log_commit_to(&r->log, m->commit);
 	raft_msg *resp = raft_send(r, RAFT_MSG_HEARTBEAT_RESP, m->from);
-	if (resp && m->context_len) {
-		resp->context = malloc(m->context_len);
-		if (resp->context) {
-			memcpy(resp->context, m->context, m->context_len);
-			resp->context_len = m->context_len;
-		}
-	}
+	if (resp)
+		raft_msg_set_context(resp, m->context, m->context_len);
 }
 
 /* InstallSnapshot receiver: true when the log was replaced by snap. */

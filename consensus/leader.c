@@ -157,13 +157,7 @@ static void send_heartbeat(raft *r, raft_peer *p, const uint8_t *ctx, size_t ctx
 	/* Never tell a follower to commit beyond what it is known to hold:
 	 * it may not have the leader's entries there yet. */
 	m->commit = p->pr.match < r->log.committed ? p->pr.match : r->log.committed;
-	if (ctx_len) {
-		m->context = malloc(ctx_len);
-		if (m->context) {
-			memcpy(m->context, ctx, ctx_len);
-			m->context_len = ctx_len;
-		}
-	}
+	raft_msg_set_context(m, ctx, ctx_len);
 }
 
 void raft_bcast_heartbeat(raft *r)
@@ -192,13 +186,7 @@ static void answer_read(raft *r, uint64_t from, uint64_t index, const uint8_t *c
 	if (!m)
 		return;
 	m->index = index;
-	if (len) {
-		m->context = malloc(len);
-		if (m->context) {
-			memcpy(m->context, ctx, len);
-			m->context_len = len;
-		}
-	}
+	raft_msg_set_context(m, ctx, len);
 }
 
 /* Releases every read whose round a majority acknowledged. */

@@ -258,14 +258,9 @@ void raft_campaign_type(raft *r, raft_msg_type type, bool transfer)
 		m->term = term;
 		m->index = last;
 		m->log_term = last_term;
-		if (transfer && type == RAFT_MSG_VOTE) {
-			size_t len = strlen(RAFT_CAMPAIGN_TRANSFER);
-			m->context = malloc(len);
-			if (m->context) {
-				memcpy(m->context, RAFT_CAMPAIGN_TRANSFER, len);
-				m->context_len = len;
-			}
-		}
+		if (transfer && type == RAFT_MSG_VOTE)
+			raft_msg_set_context(m, RAFT_CAMPAIGN_TRANSFER,
+					     strlen(RAFT_CAMPAIGN_TRANSFER));
 	}
 }
 
@@ -307,6 +302,17 @@ raft_msg *raft_send(raft *r, raft_msg_type type, uint64_t to)
 	m->from = r->id;
 	m->term = r->term;
 	return m;
+}
+
+void raft_msg_set_context(raft_msg *m, const void *ctx, size_t len)
+{
+	if (!len)
+		return;
+	m->context = malloc(len);
+	if (m->context) {
+		memcpy(m->context, ctx, len);
+		m->context_len = len;
+	}
 }
 
 int raft_add_read_state(raft *r, uint64_t index, const uint8_t *ctx, size_t len)

@@ -105,6 +105,9 @@ raft_vote_result raft_poll(raft *r, uint64_t id, raft_msg_type type, bool grante
 /* Appends a zeroed message to the outbox (from, to, type, term = current
  * term) and returns it; the pointer is valid until the next raft_send. */
 raft_msg *raft_send(raft *r, raft_msg_type type, uint64_t to);
+/* Gives m a copy of ctx as its context. Best effort: without memory the
+ * message goes without one, which costs no more than losing it would. */
+void raft_msg_set_context(raft_msg *m, const void *ctx, size_t len);
 /* Queues a read state (ctx copied) for the next Ready. */
 int raft_add_read_state(raft *r, uint64_t index, const uint8_t *ctx, size_t len);
 /* Next value of the node's deterministic PRNG (seeded by cfg seed and id). */
