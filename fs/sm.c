@@ -89,16 +89,18 @@ static int load_reserved(struct sm *sm)
 	return 0;
 }
 
-// Replaces sm/<name> with buf as one step that survives power loss: write
-// sm/<tmp>, fsync it, rename it over <name>, fsync the directory. `what`
-// names the purpose in the error message.
-static int replace_file_durably(struct sm *sm, const char *tmp, const char *name, const void *buf,
-				size_t len, const char *what)
+// Replaces sm/<name> with buf in one step (write sm/<tmp>, rename it over
+// <name>): a reader sees the old file or the new, never a torn one. With
+// durable, also fsyncs the file before the rename and the directory after,
+// so that the new file survives a power loss. `what` names the purpose in
+// the error message.
+static int replace_file(struct sm *sm, const char *tmp, const char *name, const void *buf,
+			size_t len, bool durable, const char *what)
 {
 	int fd = openat(sm->sm_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int rc = 0;
-	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd) ||
-	    renameat(sm->sm_fd, tmp, sm->sm_fd, name) || fsync(sm->sm_fd))
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || (durable && fsync(fd)) ||
+	    renameat(sm->sm_fd, tmp, sm->sm_fd, name) || (durable && fsync(sm->sm_fd)))
 		rc = errno ? -errno : -EIO;
 	if (fd >= 0)
 		close(fd);
@@ -111,7 +113,7 @@ static int replace_file_durably(struct sm *sm, const char *tmp, const char *name
 // Durably reserves counters up to `to`.
 static int store_reserved(struct sm *sm, uint64_t to)
 {
-	return replace_file_durably(sm, "next_id.tmp", "next_id", &to, sizeof(to), "reserve ids");
+	return replace_file(sm, "next_id.tmp", "next_id", &to, sizeof(to), true, "reserve ids");
 }
 
 int sm_alloc_id(struct sm *sm, uint64_t *id)
@@ -168,16 +170,8 @@ static int save_dedup(struct sm *sm, uint64_t index)
 	uint64_t h = sm_hash(buf, 24 + len);
 	memcpy(buf + 24 + len, &h, 8);
 	free(blob);
-	int fd = openat(sm->sm_fd, "dedup.new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, buf, total) != (ssize_t)total ||
-	    renameat(sm->sm_fd, "dedup.new", sm->sm_fd, "dedup"))
-		rc = errno ? -errno : -EIO;
-	if (fd >= 0)
-		close(fd);
+	rc = replace_file(sm, "dedup.new", "dedup", buf, total, false, "save duplicate table");
 	free(buf);
-	if (rc)
-		fprintf(stderr, "sm: save duplicate table in %s/sm/dedup: %s\n", sm->data_dir,
-			strerror(-rc));
 	return rc;
 }
 
@@ -260,7 +254,7 @@ static int check_boot(struct sm *sm, bool clean)
 			sm->data_dir);
 		return -EUCLEAN;
 	}
-	return replace_file_durably(sm, "boot.new", "boot", now, strlen(now), "record boot id");
+	return replace_file(sm, "boot.new", "boot", now, strlen(now), true, "record boot id");
 }
 
 struct replay {
