@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "le64.h"
+
 #define DEDUP_MAGIC 0x44445031u /* "DDP1" */
 
 typedef struct seq_result {
@@ -144,22 +146,6 @@ size_t dedup_clients(const dedup *d)
 	return d->n;
 }
 
-static uint8_t *put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		*p++ = (uint8_t)(v >> (8 * i));
-	return p;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* Layout, little-endian: u64 magic, u64 n_clients, then per client
  * u64 id, u64 low, u64 n, n x (u64 seq, u64 result). */
 int dedup_serialize(const dedup *d, uint8_t **out, size_t *len)
@@ -172,17 +158,17 @@ int dedup_serialize(const dedup *d, uint8_t **out, size_t *len)
 	buf = malloc(sz);
 	if (!buf)
 		return -ENOMEM;
-	p = put64(buf, DEDUP_MAGIC);
-	p = put64(p, d->n);
+	p = le64_put(buf, DEDUP_MAGIC);
+	p = le64_put(p, d->n);
 	for (size_t i = 0; i < d->n; i++) {
 		const client_entry *c = &d->clients[i];
 
-		p = put64(p, c->id);
-		p = put64(p, c->low);
-		p = put64(p, c->n);
+		p = le64_put(p, c->id);
+		p = le64_put(p, c->low);
+		p = le64_put(p, c->n);
 		for (size_t j = 0; j < c->n; j++) {
-			p = put64(p, c->seqs[j].seq);
-			p = put64(p, (uint64_t)c->seqs[j].result);
+			p = le64_put(p, c->seqs[j].seq);
+			p = le64_put(p, (uint64_t)c->seqs[j].result);
 		}
 	}
 	*out = buf;
@@ -197,9 +183,9 @@ int dedup_deserialize(const uint8_t *buf, size_t len, dedup **out)
 	dedup *d;
 	int rc = -EINVAL;
 
-	if (len < 16 || get64(p) != DEDUP_MAGIC)
+	if (len < 16 || le64_get(p) != DEDUP_MAGIC)
 		return -EINVAL;
-	n = get64(p + 8);
+	n = le64_get(p + 8);
 	p += 16;
 	if (n > (len - 16) / 24)
 		return -EINVAL;
@@ -218,9 +204,9 @@ int dedup_deserialize(const uint8_t *buf, size_t len, dedup **out)
 
 		if ((size_t)(end - p) < 24)
 			goto fail;
-		c->id = get64(p);
-		c->low = get64(p + 8);
-		m = get64(p + 16);
+		c->id = le64_get(p);
+		c->low = le64_get(p + 8);
+		m = le64_get(p + 16);
 		p += 24;
 		d->n++;
 		/* Sorted, distinct, nonzero ids: anything else is corruption. */
@@ -236,8 +222,8 @@ int dedup_deserialize(const uint8_t *buf, size_t len, dedup **out)
 		}
 		c->n = c->cap = m;
 		for (uint64_t j = 0; j < m; j++) {
-			c->seqs[j].seq = get64(p);
-			c->seqs[j].result = (int64_t)get64(p + 8);
+			c->seqs[j].seq = le64_get(p);
+			c->seqs[j].result = (int64_t)le64_get(p + 8);
 			p += 16;
 		}
 	}
