@@ -338,18 +338,31 @@ static int sm_apply_empty(void *ctx, uint64_t index)
 /* The snapshot is the applied log itself: every node's log must stay
  * byte-identical for the tests, and the map and duplicate table are
  * derived from it. */
-static int sm_snapshot(void *ctx, uint8_t **out, size_t *len)
+static int sm_snapshot(void *ctx, node_snap_write write_fn, void *warg)
 {
 	kvsm *k = ctx;
-	char path[64];
-	int rc;
+	uint8_t buf[64 << 10];
+	int fd, rc = 0;
+	off_t off = 0;
 
 	/* The apply thread, the only writer, is the caller: the file is
 	 * complete up to the applied index. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", k->fd);
-	rc = read_file(path, out, len);
-	if (rc == 0 && !*out)
-		rc = -EIO;
+	fd = open(k->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		ssize_t got = pread(fd, buf, sizeof(buf), off);
+
+		if (got <= 0) {
+			rc = got < 0 ? -errno : off > 0 ? 0 : -EIO;
+			break;
+		}
+		rc = write_fn(warg, buf, (size_t)got);
+		if (rc < 0)
+			break;
+		off += got;
+	}
+	close(fd);
 	return rc;
 }
 
@@ -370,53 +383,76 @@ static void map_clear(kvsm *k)
 	pthread_mutex_unlock(&k->mu);
 }
 
-static int sm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+static int sm_restore(void *ctx, uint64_t index, node_snap_read read_fn, void *rarg)
 {
 	kvsm *k = ctx;
 	char tmp[PATH_MAX + 32];
-	size_t off = 0, n;
+	uint8_t *data = NULL, chunk[64 << 10];
+	size_t len = 0, off = 0, n;
 	int fd, rc = 0;
 	rec r;
 
-	/* Replace the file atomically: a crash leaves the old or the new one. */
+	/* Replace the file atomically: a crash leaves the old or the new one.
+	 * The image streams into the new file; the test state machine then
+	 * replays it from there. */
 	snprintf(tmp, sizeof(tmp), "%s.restore", k->path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
-	for (size_t w = 0; w < len;) {
-		ssize_t got = write(fd, data + w, len - w);
+	for (;;) {
+		ssize_t got = read_fn(rarg, chunk, sizeof(chunk));
 
 		if (got <= 0) {
-			rc = got < 0 ? -errno : -EIO;
+			rc = (int)got;
 			break;
 		}
-		w += (size_t)got;
+		for (ssize_t w = 0; w < got;) {
+			ssize_t put = write(fd, chunk + w, (size_t)(got - w));
+
+			if (put <= 0) {
+				rc = put < 0 ? -errno : -EIO;
+				break;
+			}
+			w += put;
+		}
+		if (rc < 0)
+			break;
 	}
 	if (rc == 0 && fdatasync(fd) < 0)
 		rc = -errno;
 	close(fd);
+	if (rc == 0)
+		rc = read_file(tmp, &data, &len);
 	if (rc == 0 && rename(tmp, k->path) < 0)
 		rc = -errno;
 	if (rc < 0) {
+		free(data);
 		unlink(tmp);
 		return rc;
 	}
 	close(k->fd);
 	k->fd = open(k->path, O_WRONLY | O_APPEND | O_CLOEXEC);
-	if (k->fd < 0)
+	if (k->fd < 0) {
+		free(data);
 		return -errno;
+	}
 	map_clear(k);
 	dedup_free(k->dd);
 	k->dd = dedup_new();
 	k->applied = 0;
-	if (!k->dd)
+	if (!k->dd) {
+		free(data);
 		return -ENOMEM;
-	while ((n = parse_rec(data + off, len - off, &r)) > 0) {
+	}
+	while (data && (n = parse_rec(data + off, len - off, &r)) > 0) {
 		rc = replay(k, &r);
 		if (rc < 0)
-			return rc;
+			break;
 		off += n;
 	}
+	free(data);
+	if (rc < 0)
+		return rc;
 	/* A snapshot that does not end exactly at its index is not ours. */
 	return off == len && k->applied == index ? 0 : -EINVAL;
 }

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "envelope.h"
@@ -40,6 +41,19 @@ enum {
 	NODE_E2BIG = -2007, /* a command that could never travel in one frame */
 };
 const char *node_strerror(int code);
+
+/* A snapshot image travels between the state machine and the store in
+ * pieces of at most this many bytes (the runtime's memory for a snapshot
+ * is a couple of these, whatever the image's size). */
+#define NODE_SNAP_CHUNK (1u << 20)
+
+/* Where a snapshot image is written to: the next len bytes of it. 0 or a
+ * negative code. */
+typedef int (*node_snap_write)(void *arg, const void *buf, size_t len);
+
+/* Where a snapshot image is read from: up to len bytes of it into buf.
+ * The count (0 at the end) or a negative code. */
+typedef ssize_t (*node_snap_read)(void *arg, void *buf, size_t len);
 
 /* The replicated state machine, as the runtime calls it. Every call but
  * query() comes from the apply thread, one at a time, in log order. */
@@ -67,17 +81,24 @@ typedef struct node_sm {
 	 * *out is malloc'd (caller frees). 0 or a negative code. */
 	int (*query)(void *ctx, const uint8_t *q, size_t len, uint8_t **out, size_t *out_len);
 	/* Optional (with restore; NULL: no snapshots, the log is never
-	 * compacted): serializes the whole state as of the last applied
-	 * index into *out (malloc'd, the runtime frees it). Called on the
-	 * apply thread every cfg->snapshot_entries applied entries; the
-	 * runtime stores it and compacts the Raft log up to that index
-	 * (Raft §7). 0 or a negative code (the snapshot is skipped). */
-	int (*snapshot)(void *ctx, uint8_t **out, size_t *len);
-	/* Replaces the whole state by a snapshot's bytes (made by snapshot()
-	 * on some node at `index`), when this node was too far behind the
-	 * leader's log. Afterwards applied_index() is index. 0 or a negative
-	 * local fault (the node stops applying). Apply thread. */
-	int (*restore)(void *ctx, uint64_t index, const uint8_t *data, size_t len);
+	 * compacted): writes the whole state as of the last applied index
+	 * through write(warg, buf, len), piece by piece, in order (each call
+	 * returns 0 or a negative code; on a negative code the state machine
+	 * stops and returns it). The runtime streams the pieces into the
+	 * store's snapshot staging in chunks of NODE_SNAP_CHUNK bytes, so the
+	 * image never sits whole in memory. Called on the apply thread every
+	 * cfg->snapshot_entries applied entries; the runtime then makes it the
+	 * current snapshot and compacts the Raft log up to that index (Raft
+	 * §7). 0 or a negative code (the snapshot is skipped). */
+	int (*snapshot)(void *ctx, node_snap_write write, void *warg);
+	/* Replaces the whole state by a snapshot (made by snapshot() on some
+	 * node at `index`), when this node was too far behind the leader's
+	 * log. The image is read through read(rarg, buf, len) (up to len
+	 * bytes; the count, 0 at its end, or a negative code, which the state
+	 * machine returns, leaving its state as it was). Afterwards
+	 * applied_index() is index. 0 or a negative local fault (the node
+	 * stops applying). Apply thread. */
+	int (*restore)(void *ctx, uint64_t index, node_snap_read read, void *rarg);
 } node_sm;
 
 typedef struct node node;

@@ -240,6 +240,15 @@ static recv_stream *recv_for(snap_streams *ss, uint64_t from)
 	return &ss->in[empty].s;
 }
 
+/* Whether the store's staging holds snapshot index with len bytes so far
+ * (a local snapshot may have taken it over since the last chunk). */
+static bool staging_is(snap_streams *ss, uint64_t index, uint64_t len)
+{
+	uint64_t i, l;
+
+	return store_snapshot_staged(ss->st, &i, &l) && i == index && l == len;
+}
+
 int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch,
 		    raft_msg *msg)
 {
@@ -268,6 +277,9 @@ int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__Snapshot
 			raft_msg_free_contents(msg);
 			return rc;
 		}
+		/* The store stages one snapshot at a time: streams from other
+		 * peers (an earlier leader) lost theirs. */
+		snap_recv_reset(ss);
 		r->active = true;
 		r->index = msg->snapshot->meta.index;
 		r->expected = 0;
@@ -289,6 +301,13 @@ int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__Snapshot
 		r->active = false;
 		raft_msg_free_contents(msg);
 		return RAFT_ECORRUPT;
+	}
+	if (!staging_is(ss, r->index, ch->offset)) {
+		RLOG(RLOG_NET, "snapshot at %llu from %llu: the staging was taken over: dropped",
+		     (unsigned long long)r->index, (unsigned long long)from);
+		r->active = false;
+		raft_msg_free_contents(msg);
+		return RAFT_EINVAL;
 	}
 	if (ch->data.len) {
 		rc = store_snapshot_write(ss->st, ch->offset, ch->data.data, ch->data.len);
@@ -316,4 +335,10 @@ int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__Snapshot
 	msg->snapshot->data = NULL;
 	msg->snapshot->len = 0;
 	return 1;
+}
+
+void snap_recv_reset(snap_streams *ss)
+{
+	for (size_t i = 0; i < CONFIG_MAX_PEERS; i++)
+		ss->in[i].s.active = false;
 }

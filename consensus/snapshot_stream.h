@@ -51,4 +51,9 @@ void snap_send_pump(snap_streams *ss);
 int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch,
 		    raft_msg *msg);
 
+/* Forgets every snapshot being received (the store's staging was taken
+ * for a local snapshot): their further chunks are dropped until a stream
+ * starts again at offset 0. */
+void snap_recv_reset(snap_streams *ss);
+
 #endif

@@ -102,20 +102,20 @@ static int nsm_apply_empty(void *ctx, uint64_t index)
 }
 
 /* Snapshots: fs/snap_node.h (snap helper). */
-static int nsm_snapshot(void *ctx, uint8_t **out, size_t *len)
+static int nsm_snapshot(void *ctx, node_snap_write write, void *warg)
 {
 	struct fs_node *f = ctx;
 
-	return snap_node_snapshot(f->sm, out, len);
+	return snap_node_snapshot(f->sm, write, warg);
 }
 
-static int nsm_restore(void *ctx, uint64_t index, const uint8_t *data, size_t len)
+static int nsm_restore(void *ctx, uint64_t index, node_snap_read read, void *rarg)
 {
 	struct fs_node *f = ctx;
 	struct fuse_inval *inv = atomic_load(&f->inv);
 	/* The whole tree changes: whatever the kernel cached may be stale. */
 	struct fuse_inval_item *names = inv ? fuse_inval_names_before_restore(inv, f->sm) : NULL;
-	int rc = snap_node_restore(f->sm, index, data, len);
+	int rc = snap_node_restore(f->sm, index, read, rarg);
 
 	if (inv)
 		fuse_inval_restored(inv, names);

@@ -1,5 +1,5 @@
-/* snap_node.c — node_sm snapshot hooks of the filesystem: images made into
- * and installed from memory buffers, timed. */
+/* snap_node.c — node_sm snapshot hooks of the filesystem: images streamed
+ * to and from the runtime, counted and timed. */
 #include "snap_node.h"
 
 #include <errno.h>
@@ -11,45 +11,35 @@
 
 #include "sm_snapshot.h"
 
-struct mem_sink {
-	uint8_t *buf;
-	size_t len, cap;
+/* Counts the bytes going through to the runtime's sink. */
+struct counting_sink {
+	sm_snap_sink sink;
+	void *arg;
+	uint64_t bytes;
 };
 
-static int mem_put(void *arg, const void *buf, size_t len)
+static int count_put(void *arg, const void *buf, size_t len)
 {
-	struct mem_sink *m = arg;
+	struct counting_sink *c = arg;
 
-	if (m->len + len > m->cap) {
-		size_t cap = m->cap ? m->cap : 1 << 20;
-		uint8_t *p;
-
-		while (cap < m->len + len)
-			cap *= 2;
-		p = realloc(m->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		m->buf = p;
-		m->cap = cap;
-	}
-	memcpy(m->buf + m->len, buf, len);
-	m->len += len;
-	return 0;
+	c->bytes += len;
+	return c->sink(c->arg, buf, len);
 }
 
-struct mem_source {
-	const uint8_t *data;
-	size_t len, pos;
+struct counting_source {
+	sm_snap_source src;
+	void *arg;
+	uint64_t bytes;
 };
 
-static ssize_t mem_get(void *arg, void *buf, size_t len)
+static ssize_t count_get(void *arg, void *buf, size_t len)
 {
-	struct mem_source *m = arg;
-	size_t n = m->len - m->pos < len ? m->len - m->pos : len;
+	struct counting_source *c = arg;
+	ssize_t n = c->src(c->arg, buf, len);
 
-	memcpy(buf, m->data + m->pos, n);
-	m->pos += n;
-	return (ssize_t)n;
+	if (n > 0)
+		c->bytes += (uint64_t)n;
+	return n;
 }
 
 static double now_ms(void)
@@ -75,39 +65,33 @@ static void test_delay(void)
 	}
 }
 
-int snap_node_snapshot(struct sm *sm, uint8_t **out, size_t *len)
+int snap_node_snapshot(struct sm *sm, sm_snap_sink sink, void *arg)
 {
-	struct mem_sink m = {0};
+	struct counting_sink c = {sink, arg, 0};
 	double t0 = now_ms();
 	uint64_t index = 0;
 	int rc;
 
 	fprintf(stderr, "fs: snapshot image at %llu: making\n",
 		(unsigned long long)sm_applied_index(sm));
-	rc = sm_snapshot_make(sm, mem_put, &m, &index);
-	if (rc) {
-		free(m.buf);
+	rc = sm_snapshot_make(sm, count_put, &c, &index);
+	if (rc)
 		return rc;
-	}
 	t0 = now_ms() - t0;
 	test_delay();
-	fprintf(stderr, "fs: snapshot image at %llu: %zu bytes in %.1f ms (apply paused)\n",
-		(unsigned long long)index, m.len, t0);
-	*out = m.buf;
-	*len = m.len;
+	fprintf(stderr, "fs: snapshot image at %llu: %llu bytes in %.1f ms (apply paused)\n",
+		(unsigned long long)index, (unsigned long long)c.bytes, t0);
 	return 0;
 }
 
-int snap_node_restore(struct sm *sm, uint64_t index, const uint8_t *data, size_t len)
+int snap_node_restore(struct sm *sm, uint64_t index, sm_snap_source src, void *arg)
 {
-	struct mem_source m = {data, len, 0};
+	struct counting_source c = {src, arg, 0};
 	double t0 = now_ms();
 	int rc;
 
-	fprintf(stderr, "fs: snapshot image at %llu (%zu bytes): installing\n",
-		(unsigned long long)index, len);
-	rc = sm_snapshot_install(sm, mem_get, &m);
-
+	fprintf(stderr, "fs: snapshot image at %llu: installing\n", (unsigned long long)index);
+	rc = sm_snapshot_install(sm, count_get, &c);
 	if (rc)
 		return rc;
 	if (sm_applied_index(sm) != index) {
@@ -115,7 +99,7 @@ int snap_node_restore(struct sm *sm, uint64_t index, const uint8_t *data, size_t
 			(unsigned long long)index, (unsigned long long)sm_applied_index(sm));
 		return -EINVAL;
 	}
-	fprintf(stderr, "fs: snapshot image at %llu (%zu bytes) installed in %.1f ms\n",
-		(unsigned long long)index, len, now_ms() - t0);
+	fprintf(stderr, "fs: snapshot image at %llu (%llu bytes) installed in %.1f ms\n",
+		(unsigned long long)index, (unsigned long long)c.bytes, now_ms() - t0);
 	return 0;
 }
