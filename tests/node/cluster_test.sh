@@ -290,7 +290,12 @@ send_raw() {
 	exec 3<>"/dev/tcp/127.0.0.1/$port"
 	# shellcheck disable=SC2059
 	printf "$fmt" >&3
-	timeout 8 cat <&3 >"$T/raw.out" || fail "node kept the connection open after: $fmt"
+	# The node closes with our bytes possibly unread, so the kernel may
+	# answer with a reset instead of a clean end of stream: cat then fails
+	# (ECONNRESET), which is also a close. Only timeout's 124 means open.
+	local rc=0
+	timeout 8 cat <&3 >"$T/raw.out" 2>/dev/null || rc=$?
+	[ "$rc" -ne 124 ] || fail "node kept the connection open after: $fmt"
 	exec 3<&-
 }
 
