@@ -197,6 +197,21 @@ static uint64_t now_ms(void)
 
 /* ---- inbox (any thread -> loop thread) ---- */
 
+/* Appends o to the inbox and wakes the loop; n->mu must be held. The wake-up
+ * is sent under the lock, so it never races with the loop closing the
+ * handle; once closed, the loop thread drains the inbox on exit. */
+static void inbox_push_locked(node *n, op *o)
+{
+	o->next = NULL;
+	if (n->inbox_tail)
+		n->inbox_tail->next = o;
+	else
+		n->inbox_head = o;
+	n->inbox_tail = o;
+	if (!n->async_closed)
+		uv_async_send(&n->async);
+}
+
 static int post(node *n, op *o)
 {
 	pthread_mutex_lock(&n->mu);
@@ -204,16 +219,7 @@ static int post(node *n, op *o)
 		pthread_mutex_unlock(&n->mu);
 		return NODE_ESTOPPED;
 	}
-	o->next = NULL;
-	if (n->inbox_tail)
-		n->inbox_tail->next = o;
-	else
-		n->inbox_head = o;
-	n->inbox_tail = o;
-	/* Sent under the lock, so it never races with the loop closing the
-	 * handle; once closed, the loop thread drains the inbox on exit. */
-	if (!n->async_closed)
-		uv_async_send(&n->async);
+	inbox_push_locked(n, o);
 	pthread_mutex_unlock(&n->mu);
 	return 0;
 }
@@ -555,14 +561,7 @@ static int snap_io_post(node *n, snap_io *io)
 		free(o);
 		return NODE_ESTOPPED;
 	}
-	o->next = NULL;
-	if (n->inbox_tail)
-		n->inbox_tail->next = o;
-	else
-		n->inbox_head = o;
-	n->inbox_tail = o;
-	if (!n->async_closed)
-		uv_async_send(&n->async);
+	inbox_push_locked(n, o);
 	pthread_mutex_unlock(&n->mu);
 	return 0;
 }
