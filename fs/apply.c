@@ -585,6 +585,12 @@ void apply_forget_fd(struct sm *sm, uint64_t id)
 	}
 }
 
+void apply_content_change(struct sm *sm, uint64_t id)
+{
+	if (sm->content_hook)
+		sm->content_hook(sm->content_hook_arg, id);
+}
+
 // Links the new object at `from` as parent/name; on redo the name may already
 // be there, and must then be that same object.
 static int link_name(struct sm *sm, const char *from, uint64_t parent, const char *name)
@@ -821,6 +827,7 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	const Fspb__Write *w = c->write;
 	if (w->data.len == 0)
 		return 0; // POSIX: a write of nothing changes nothing
+	apply_content_change(sm, w->ino);
 	int fd;
 	int rc = write_fd(sm, w->ino, &fd);
 	if (rc)
@@ -891,6 +898,7 @@ static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
 {
 	const Fspb__Fallocate *f = c->fallocate;
 	int fd;
+	apply_content_change(sm, f->ino);
 	int rc = write_fd(sm, f->ino, &fd);
 	if (rc)
 		return rc;
@@ -910,6 +918,8 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 	if (rc)
 		return fault("resolve object", "", -rc);
 	uint32_t v = s->valid;
+	if (v & SM_SET_SIZE) // before every step: the hook wants the old bytes
+		apply_content_change(sm, s->ino);
 	uid_t uid = (v & SM_SET_UID) ? s->uid : (uid_t)-1;
 	gid_t gid = (v & SM_SET_GID) ? s->gid : (gid_t)-1;
 	if ((v & (SM_SET_UID | SM_SET_GID)) && lchown(p.buf, uid, gid))
@@ -964,6 +974,7 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 static int exec_release(struct sm *sm, uint64_t ino)
 {
 	struct sm_path p;
+	apply_content_change(sm, ino); // its data is about to go for good
 	apply_forget_fd(sm, ino);
 	tree_index_path(sm, ino, &p);
 	if (unlink(p.buf) && errno != ENOENT)

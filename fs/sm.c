@@ -417,6 +417,12 @@ void sm_test_crash_at(struct sm *sm, int steps)
 	sm->crash_at = steps;
 }
 
+void sm_set_content_hook(struct sm *sm, sm_content_hook fn, void *arg)
+{
+	sm->content_hook = fn;
+	sm->content_hook_arg = arg;
+}
+
 void sm_set_journal_limit(struct sm *sm, size_t bytes)
 {
 	sm->journal_max = bytes;

@@ -102,6 +102,24 @@ void sm_set_journal_limit(struct sm *sm, size_t bytes);
 // see the redo. 0 turns it off. Lets tests visit every intermediate state.
 void sm_test_crash_at(struct sm *sm, int steps);
 
+// Called on the apply thread with the id of a regular file *before* any step
+// of a command changes its content or size, so a copy-on-write snapshot can
+// save the old bytes first: Write (of at least one byte; copy_file_range
+// arrives as Writes), SetAttr with a size (truncate), Fallocate (every mode,
+// punch hole and zero range included), and before a file's data is deleted
+// for good (the Release that drops an orphan: an unlink or rename of a last
+// name keeps the data as an orphan, so it calls nothing). Never for
+// metadata-only changes (mode, owner, times, xattrs, names). Symlink targets
+// never change today (no command rewrites one); a command that did would call
+// the hook first. A command redone after a crash (see sm_apply) calls it
+// again, so it must be idempotent, and it may be called for a Release whose
+// data a previous run already deleted (the file is then gone).
+typedef void (*sm_content_hook)(void *arg, uint64_t id);
+
+// Installs fn (NULL: none) with arg. Call while nothing applies (before the
+// apply thread starts, or from it).
+void sm_set_content_hook(struct sm *sm, sm_content_hook fn, void *arg);
+
 // Allocates a fresh id for a new object proposed by this node:
 // (node_id << 48) | counter, the counter persisted (fsynced in blocks) so an id
 // is never handed out twice, even across crashes. Thread-safe.

@@ -54,6 +54,8 @@ struct sm {
 	struct sm_record last_rec; // the newest record written (re-marked done at close)
 	int fault;
 	int crash_at; // test hook: stop exec after this many steps (0: off)
+	sm_content_hook content_hook; // sm_set_content_hook (apply thread)
+	void *content_hook_arg;
 
 	// Write fds of regular files, by id (apply thread only).
 	struct {
@@ -134,6 +136,9 @@ int apply_plan(struct sm *sm, const Fspb__Command *cmd, struct sm_record *rec);
 // run again after a crash on a tree where some or all steps were done, it
 // reaches the same end state. Returns 0 or a negative errno (local fault).
 int apply_exec(struct sm *sm, const Fspb__Command *cmd, const struct sm_record *rec);
+
+// Tells the content hook, if any, that regular file id is about to change.
+void apply_content_change(struct sm *sm, uint64_t id);
 
 // Closes a cached write fd of id, if any (apply thread).
 void apply_forget_fd(struct sm *sm, uint64_t id);
