@@ -11,161 +11,12 @@
 #include <sys/random.h>
 #include <uv.h>
 
+#include "node_internal.h"
 #include "raft.h"
 #include "runtime_log.h"
 #include "snapshot_stream.h"
 #include "store.h"
 #include "transport.h"
-
-/* A proposal waiting to be applied. Owned by the pending list (under mu). */
-typedef struct proposal {
-	struct proposal *next, *prev;
-	uint64_t seq;
-	uint8_t *data; /* envelope + command: what is (re-)proposed */
-	size_t len;
-	node_done_cb cb;
-	void *arg;
-	uint64_t deadline_ms;
-	uint64_t last_try_ms;
-	uint64_t epoch; /* leader epoch of the last try */
-	int last_error;
-	bool proposed;
-} proposal;
-
-/* A read barrier waiting for its read index, then for apply. Loop thread. */
-typedef struct reader {
-	struct reader *next;
-	uint64_t id;
-	node_read_cb cb;
-	void *arg;
-	uint64_t deadline_ms;
-	uint64_t last_try_ms;
-	uint64_t epoch;
-	uint64_t index;
-	bool has_index;
-} reader;
-
-typedef enum { OP_PROPOSE, OP_READ, OP_CALL } op_kind;
-
-/* Work handed to the loop thread. */
-typedef struct op {
-	struct op *next;
-	op_kind kind;
-	uint64_t seq;				       /* OP_PROPOSE */
-	reader *rd;				       /* OP_READ */
-	void (*fn)(node *n, void *arg, bool stopping); /* OP_CALL */
-	void *arg;
-} op;
-
-/* Committed entries handed to the apply thread, in order. */
-typedef struct apply_batch {
-	struct apply_batch *next;
-	raft_snapshot *snap; /* restore this first, or NULL */
-	raft_entry *ents;
-	size_t n;
-} apply_batch;
-
-/* One step of moving a snapshot image between the apply thread and the
- * store, which only the loop thread touches: the apply thread fills it,
- * posts it and waits on done (node.smu / node.scv). */
-typedef enum { SIO_BEGIN, SIO_WRITE, SIO_INSTALL, SIO_ABORT, SIO_READ } sio_kind;
-
-typedef struct snap_io {
-	sio_kind kind;
-	uint64_t index, term; /* BEGIN, INSTALL; READ: wanted, or the newer current one */
-	uint64_t offset;      /* WRITE, READ; INSTALL: the image's length */
-	uint8_t *buf;	      /* WRITE: len bytes; READ: room for len, *got read */
-	size_t len, got;
-	int rc;
-	bool done;
-} snap_io;
-
-/* The apply thread's side of a local snapshot being streamed into the store:
- * two chunk buffers, one being filled while the loop writes the other. */
-typedef struct snap_out {
-	struct node *n;
-	uint8_t *buf[2];
-	int cur;
-	size_t fill;
-	uint64_t offset; /* bytes posted so far */
-	snap_io io;	 /* the write in flight, if busy */
-	bool busy;
-	int rc;
-} snap_out;
-
-/* The apply thread's side of a restore: chunks read from the store. */
-typedef struct snap_in {
-	struct node *n;
-	bool direct; /* at start, before the threads: read the store here */
-	uint64_t index, newer; /* newer: a newer snapshot replaced it meanwhile */
-	uint64_t offset;
-	uint8_t *buf;
-	size_t have, pos;
-} snap_in;
-
-struct node {
-	const node_config *cfg;
-	const node_sm *sm;
-	store *st;
-	raft *r;
-	transport *tp;
-	uint64_t client_id;
-
-	uv_loop_t loop;
-	uv_async_t async;
-	uv_timer_t tick;
-	uv_prepare_t prep;
-	pthread_t loop_thread, apply_thread;
-	bool launched, stopped;
-
-	/* Shared: inbox and pending proposals. */
-	pthread_mutex_t mu;
-	op *inbox_head, *inbox_tail;
-	proposal *pend_head, *pend_tail; /* increasing seq */
-	uint64_t seq;
-	bool stopping;
-	bool async_closed;
-
-	/* Loop thread only. */
-	reader *readers;
-	uint64_t read_id;
-	uint64_t leader;
-	uint64_t epoch; /* bumped on every leader change */
-	uint64_t retry_ms;
-	bool closing;
-	bool draining; /* stopping: leadership transfer under way */
-	uint64_t drain_deadline_ms;
-	raft_hard_state hs; /* last hard state of a Ready */
-	bool hs_dirty;	    /* hs not yet written to the store */
-	uint64_t ticks;
-	snap_streams *ss;
-	/* The local snapshot staged by SIO_BEGIN, while nothing else staged. */
-	bool local_staging;
-	uint64_t local_index, local_epoch;
-	uint64_t stage_epoch; /* bumped whenever something else begins staging */
-	bool recv_pending;    /* a received snapshot is staged, its Ready not yet handled */
-
-	/* Apply thread waiting for a snap_io. */
-	pthread_mutex_t smu;
-	pthread_cond_t scv;
-	bool loop_done; /* under mu: the loop ran its last inbox */
-
-	/* Apply queue. */
-	pthread_mutex_t amu;
-	pthread_cond_t acv;
-	apply_batch *aq_head, *aq_tail;
-	_Atomic bool apply_stop;
-	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
-	uint64_t snap_bytes; /* apply thread: entry bytes applied since then */
-	bool apply_halted;   /* apply thread: a restore was cut short by the stop */
-
-	_Atomic uint64_t applied;
-	_Atomic uint64_t term;
-	_Atomic bool is_leader;
-	_Atomic int fault;
-	_Atomic int readers_waiting; /* readers that have an index, waiting for apply */
-	_Atomic bool snap_wanted;    /* raftfs snapshot: snapshot at the next applied entry */
-};
 
 const char *node_strerror(int code)
 {
@@ -200,7 +51,7 @@ static uint64_t now_ms(void)
 /* Appends o to the inbox and wakes the loop; n->mu must be held. The wake-up
  * is sent under the lock, so it never races with the loop closing the
  * handle; once closed, the loop thread drains the inbox on exit. */
-static void inbox_push_locked(node *n, op *o)
+void node_inbox_push_locked(node *n, op *o)
 {
 	o->next = NULL;
 	if (n->inbox_tail)
@@ -219,7 +70,7 @@ static int post(node *n, op *o)
 		pthread_mutex_unlock(&n->mu);
 		return NODE_ESTOPPED;
 	}
-	inbox_push_locked(n, o);
+	node_inbox_push_locked(n, o);
 	pthread_mutex_unlock(&n->mu);
 	return 0;
 }
@@ -528,263 +379,6 @@ static void apply_batch_free(apply_batch *b)
 	free(b);
 }
 
-/* ---- snapshot images between the apply thread and the store ----
- *
- * The store belongs to the loop thread, so the apply thread moves an image
- * through it one chunk at a time: it posts a snap_io and (for all but the
- * writes, which overlap with filling the next chunk) waits for it. Memory
- * for an image is two chunks to write it, one to read it back. */
-
-static void do_snap_io(node *n, void *arg, bool stopping);
-
-/* A code from the state machine (errno), the store/core or the runtime. */
-static const char *any_strerror(int rc)
-{
-	return rc > -1000 ? strerror(-rc) : rc > -2000 ? raft_strerror(rc) : node_strerror(rc);
-}
-
-/* Queues io for the loop thread. NODE_ESTOPPED once the loop has run its
- * last inbox (nothing would answer). */
-static int snap_io_post(node *n, snap_io *io)
-{
-	op *o = calloc(1, sizeof(*o));
-
-	if (!o)
-		return NODE_ENOMEM;
-	io->done = false;
-	o->kind = OP_CALL;
-	o->fn = do_snap_io;
-	o->arg = io;
-	pthread_mutex_lock(&n->mu);
-	if (n->loop_done) {
-		pthread_mutex_unlock(&n->mu);
-		free(o);
-		return NODE_ESTOPPED;
-	}
-	inbox_push_locked(n, o);
-	pthread_mutex_unlock(&n->mu);
-	return 0;
-}
-
-static int snap_io_wait(node *n, snap_io *io)
-{
-	pthread_mutex_lock(&n->smu);
-	while (!io->done)
-		pthread_cond_wait(&n->scv, &n->smu);
-	pthread_mutex_unlock(&n->smu);
-	return io->rc;
-}
-
-static int snap_io_call(node *n, snap_io *io)
-{
-	int rc = snap_io_post(n, io);
-
-	return rc < 0 ? rc : snap_io_wait(n, io);
-}
-
-/* Reads a chunk of the store's current snapshot, which must still be the
- * one at io->index (else RAFT_ESNAP_OUT_OF_DATE with io->index set to the
- * current one). Loop thread, or before the threads run. */
-static int snap_read_chunk(store *st, snap_io *io)
-{
-	raft_snapshot_meta meta;
-	uint64_t len;
-	int rc = store_snapshot_meta(st, &meta, &len);
-
-	if (rc < 0)
-		return rc;
-	raft_conf_state_free_contents(&meta.conf);
-	if (meta.index != io->index) {
-		io->index = meta.index;
-		return RAFT_ESNAP_OUT_OF_DATE;
-	}
-	return store_snapshot_read(st, io->offset, io->buf, io->len, &io->got);
-}
-
-/* node_snap_read over the store's snapshot, NODE_SNAP_CHUNK at a time. */
-static ssize_t snap_in_read(void *arg, void *buf, size_t len)
-{
-	snap_in *in = arg;
-	size_t k;
-
-	if (in->pos == in->have) {
-		snap_io io = {.kind = SIO_READ,
-			      .index = in->index,
-			      .offset = in->offset,
-			      .buf = in->buf,
-			      .len = NODE_SNAP_CHUNK};
-		int rc = in->direct ? snap_read_chunk(in->n->st, &io) : snap_io_call(in->n, &io);
-
-		if (rc == RAFT_ESNAP_OUT_OF_DATE)
-			in->newer = io.index;
-		if (rc < 0)
-			return rc;
-		in->have = io.got;
-		in->pos = 0;
-		in->offset += io.got;
-		if (io.got == 0)
-			return 0;
-	}
-	k = in->have - in->pos < len ? in->have - in->pos : len;
-	memcpy(buf, in->buf + in->pos, k);
-	in->pos += k;
-	return (ssize_t)k;
-}
-
-/* Restores the store's snapshot at index into the state machine, streamed
- * from the store. Should a newer snapshot from the leader replace it in the
- * store meanwhile (its data is then gone), that one is restored instead:
- * *index is what was restored, *bytes its size. */
-static int restore_stream(node *n, bool direct, uint64_t *index, uint64_t *bytes)
-{
-	snap_in in = {.n = n, .direct = direct};
-	int rc;
-
-	in.buf = malloc(NODE_SNAP_CHUNK);
-	if (!in.buf)
-		return NODE_ENOMEM;
-	for (;;) {
-		in.index = *index;
-		in.newer = 0;
-		in.offset = in.have = in.pos = 0;
-		rc = n->sm->restore(n->sm->ctx, *index, snap_in_read, &in);
-		if (rc >= 0 || in.newer <= *index)
-			break;
-		rlog_write(RLOG_INFO, "the snapshot at %llu was replaced by the one at %llu while "
-				      "restoring it: restoring that one",
-			   (unsigned long long)*index, (unsigned long long)in.newer);
-		*index = in.newer;
-	}
-	*bytes = in.offset;
-	free(in.buf);
-	return rc;
-}
-
-static void restore_snapshot(node *n, const raft_snapshot *s)
-{
-	uint64_t index = s->meta.index, bytes = 0;
-	int rc = NODE_EFAULT;
-
-	if (index <= atomic_load(&n->applied))
-		return; /* already there (a restart re-delivered it) */
-	if (n->sm->restore)
-		rc = restore_stream(n, false, &index, &bytes);
-	if (rc == NODE_ESTOPPED) {
-		/* The state machine kept its old state: nothing after the
-		 * snapshot may be applied to it. Restored at the next start. */
-		n->apply_halted = true;
-		return;
-	}
-	if (rc < 0) {
-		rlog_write(RLOG_ERR,
-			   "restoring the snapshot at %llu failed: %s: this node stops applying",
-			   (unsigned long long)index, any_strerror(rc));
-		atomic_store(&n->fault, NODE_EFAULT);
-		return;
-	}
-	rlog_write(RLOG_INFO, "state restored from the snapshot at %llu (%llu bytes)",
-		   (unsigned long long)index, (unsigned long long)bytes);
-	atomic_store(&n->applied, index);
-	n->last_snap = index;
-}
-
-/* Posts the filled chunk to be written (after the previous write is done)
- * and switches to the other buffer. */
-static int snap_out_flush(snap_out *o)
-{
-	int rc;
-
-	if (o->busy) {
-		o->busy = false;
-		rc = snap_io_wait(o->n, &o->io);
-		if (rc < 0)
-			return rc;
-	}
-	if (!o->fill)
-		return 0;
-	o->io = (snap_io){
-	    .kind = SIO_WRITE, .offset = o->offset, .buf = o->buf[o->cur], .len = o->fill};
-	rc = snap_io_post(o->n, &o->io);
-	if (rc < 0)
-		return rc;
-	o->busy = true;
-	o->offset += o->fill;
-	o->fill = 0;
-	o->cur ^= 1;
-	return 0;
-}
-
-/* node_snap_write into the store's staging, NODE_SNAP_CHUNK at a time. */
-static int snap_out_write(void *arg, const void *buf, size_t len)
-{
-	snap_out *o = arg;
-	const uint8_t *p = buf;
-
-	while (len && o->rc == 0) {
-		size_t k = NODE_SNAP_CHUNK - o->fill < len ? NODE_SNAP_CHUNK - o->fill : len;
-
-		memcpy(o->buf[o->cur] + o->fill, p, k);
-		o->fill += k;
-		p += k;
-		len -= k;
-		if (o->fill == NODE_SNAP_CHUNK)
-			o->rc = snap_out_flush(o);
-	}
-	return o->rc;
-}
-
-/* Every snapshot_entries applied entries (or snapshot_bytes of entry data,
- * whichever comes first; or when raftfs snapshot asked), the state machine
- * writes its image (here, between two applies, so it is exactly the state
- * at e->index) into the store's staging, which then becomes the current
- * snapshot (Raft §7). */
-static void maybe_snapshot(node *n, const raft_entry *e)
-{
-	snap_io io = {.kind = SIO_BEGIN, .index = e->index, .term = e->term};
-	snap_out o = {.n = n};
-	bool due;
-	int rc;
-
-	if (!n->sm->snapshot || !n->sm->restore)
-		return;
-	n->snap_bytes += e->len;
-	due = n->cfg->snapshot_entries != 0 &&
-	      (e->index - n->last_snap >= n->cfg->snapshot_entries ||
-	       (n->cfg->snapshot_bytes != 0 && n->snap_bytes >= n->cfg->snapshot_bytes));
-	if (!atomic_exchange(&n->snap_wanted, false) && !due)
-		return;
-	n->snap_bytes = 0;
-	n->last_snap = e->index;
-	rc = snap_io_call(n, &io);
-	if (rc < 0) {
-		if (rc != NODE_ESTOPPED)
-			rlog_write(RLOG_INFO, "snapshot at %llu not taken: %s",
-				   (unsigned long long)e->index, raft_strerror(rc));
-		return;
-	}
-	o.buf[0] = malloc(NODE_SNAP_CHUNK);
-	o.buf[1] = malloc(NODE_SNAP_CHUNK);
-	rc = o.buf[0] && o.buf[1] ? n->sm->snapshot(n->sm->ctx, snap_out_write, &o) : NODE_ENOMEM;
-	if (rc == 0)
-		rc = o.rc ? o.rc : snap_out_flush(&o);
-	if (o.busy) {
-		int wrc = snap_io_wait(n, &o.io);
-
-		rc = rc ? rc : wrc;
-	}
-	free(o.buf[0]);
-	free(o.buf[1]);
-	io = (snap_io){.kind = rc == 0 ? SIO_INSTALL : SIO_ABORT, .index = e->index, .offset = o.offset};
-	if (rc == 0)
-		rc = snap_io_call(n, &io);
-	else
-		snap_io_call(n, &io);
-	if (rc < 0 && rc != NODE_ESTOPPED)
-		rlog_write(RLOG_ERR, "state machine snapshot at %llu failed: %s: skipped",
-			   (unsigned long long)e->index,
-			   any_strerror(rc));
-}
-
 static void *apply_main(void *arg)
 {
 	node *n = arg;
@@ -806,7 +400,7 @@ static void *apply_main(void *arg)
 		pthread_mutex_unlock(&n->amu);
 
 		if (b->snap && !atomic_load(&n->fault) && !n->apply_halted)
-			restore_snapshot(n, b->snap);
+			node_snap_restore(n, b->snap);
 		for (size_t i = 0; i < b->n; i++) {
 			const raft_entry *e = &b->ents[i];
 			int rc;
@@ -824,7 +418,7 @@ static void *apply_main(void *arg)
 				break;
 			}
 			atomic_store(&n->applied, e->index);
-			maybe_snapshot(n, e);
+			node_snap_maybe_take(n, e);
 		}
 		apply_batch_free(b);
 		if (atomic_load(&n->readers_waiting) > 0) {
@@ -882,191 +476,6 @@ static void fatal_stop(node *n, const char *what, int rc)
 	uv_stop(&n->loop);
 }
 
-/* Makes a snapshot current in the store, the data written in chunks (a log
- * that does not hold the snapshot's last entry is discarded). Loop thread. */
-static int store_snapshot(node *n, const raft_snapshot_meta *meta, const uint8_t *data, size_t len)
-{
-	int rc = store_snapshot_begin(n->st, meta);
-
-	n->stage_epoch++; /* a local snapshot being staged is dropped */
-	for (size_t off = 0; rc == 0 && off < len; off += NODE_SNAP_CHUNK) {
-		size_t chunk = len - off < NODE_SNAP_CHUNK ? len - off : NODE_SNAP_CHUNK;
-
-		rc = store_snapshot_write(n->st, off, data + off, chunk);
-	}
-	if (rc == 0)
-		rc = store_snapshot_install(n->st);
-	if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE)
-		rlog_write(RLOG_ERR, "store: snapshot at %llu: %s", (unsigned long long)meta->index,
-			   store_errmsg(n->st));
-	return rc == RAFT_ESNAP_OUT_OF_DATE ? 0 : rc;
-}
-
-/* Whether the store's staging still holds this node's own snapshot, with
- * len bytes so far: a snapshot from the leader (received in chunks or
- * inline) begins its own staging, which drops the local one. */
-static bool local_staging_ok(node *n, uint64_t len)
-{
-	uint64_t index, staged;
-
-	return n->local_staging && n->local_epoch == n->stage_epoch &&
-	       store_snapshot_staged(n->st, &index, &staged) && index == n->local_index &&
-	       staged == len;
-}
-
-/* SIO_BEGIN: stages a snapshot of the local state machine at io->index,
- * with the membership as of the applied index. Not while a snapshot
- * received from the leader waits in the staging for its Ready. */
-static int local_begin(node *n, const snap_io *io)
-{
-	raft_snapshot_meta meta = {.index = io->index, .term = io->term};
-	int rc;
-
-	if (n->recv_pending)
-		return RAFT_ESNAP_TEMP_UNAVAILABLE;
-	rc = store_conf_state(n->st, &meta.conf);
-	if (rc == 0) {
-		rc = store_snapshot_begin(n->st, &meta);
-		raft_conf_state_free_contents(&meta.conf);
-	}
-	if (rc < 0) {
-		if (rc != RAFT_ESNAP_OUT_OF_DATE)
-			rlog_write(RLOG_ERR, "store: staging the snapshot at %llu: %s",
-				   (unsigned long long)io->index, store_errmsg(n->st));
-		return rc;
-	}
-	/* A snapshot being received is dropped; the leader sends it again. */
-	snap_recv_reset(n->ss);
-	n->local_staging = true;
-	n->local_index = io->index;
-	n->local_epoch = n->stage_epoch;
-	return 0;
-}
-
-/* SIO_INSTALL: the local snapshot of io->offset bytes becomes current and
- * the log is compacted behind it. Entries behind the snapshot are kept for
- * a while (snapshot_trailing; by default half a snapshot interval, as etcd
- * keeps its catch-up entries), so a follower just behind catches up from
- * the log rather than from a snapshot. */
-static int local_install(node *n, const snap_io *io)
-{
-	uint64_t keep = n->cfg->snapshot_trailing != UINT64_MAX ? n->cfg->snapshot_trailing
-								  : n->cfg->snapshot_entries / 2;
-	uint64_t upto = io->index > keep ? io->index - keep : 0;
-	int rc;
-
-	if (!local_staging_ok(n, io->offset))
-		return RAFT_ESNAP_OUT_OF_DATE;
-	n->local_staging = false;
-	rc = store_snapshot_install(n->st);
-	if (rc < 0) {
-		if (rc != RAFT_ESNAP_OUT_OF_DATE)
-			rlog_write(RLOG_ERR, "store: installing the snapshot at %llu: %s",
-				   (unsigned long long)io->index, store_errmsg(n->st));
-		return rc;
-	}
-	if (upto >= store_first_index(n->st)) {
-		rc = store_compact(n->st, upto);
-		if (rc < 0)
-			rlog_write(RLOG_ERR, "store: compact to %llu: %s", (unsigned long long)upto,
-				   store_errmsg(n->st));
-	}
-	rlog_write(RLOG_INFO, "snapshot at %llu (%llu bytes); log compacted up to %llu",
-		   (unsigned long long)io->index, (unsigned long long)io->offset,
-		   (unsigned long long)(store_first_index(n->st) - 1));
-	return 0;
-}
-
-/* Runs a snap_io of the apply thread on the loop thread and wakes it. */
-static void do_snap_io(node *n, void *arg, bool stopping)
-{
-	snap_io *io = arg;
-	int rc = 0;
-
-	if (stopping) {
-		rc = NODE_ESTOPPED;
-	} else {
-		switch (io->kind) {
-		case SIO_BEGIN:
-			rc = local_begin(n, io);
-			break;
-		case SIO_WRITE:
-			rc = local_staging_ok(n, io->offset)
-				 ? store_snapshot_write(n->st, io->offset, io->buf, io->len)
-				 : RAFT_ESNAP_OUT_OF_DATE;
-			if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE)
-				rlog_write(RLOG_ERR, "store: snapshot at %llu, chunk at %llu: %s",
-					   (unsigned long long)n->local_index,
-					   (unsigned long long)io->offset, store_errmsg(n->st));
-			break;
-		case SIO_INSTALL:
-			rc = local_install(n, io);
-			break;
-		case SIO_ABORT:
-			break;
-		case SIO_READ:
-			rc = snap_read_chunk(n->st, io);
-			break;
-		}
-	}
-	if (io->kind != SIO_READ && (rc < 0 || io->kind == SIO_ABORT))
-		n->local_staging = false;
-	pthread_mutex_lock(&n->smu);
-	io->rc = rc;
-	io->done = true; /* io belongs to the apply thread again */
-	pthread_cond_broadcast(&n->scv);
-	pthread_mutex_unlock(&n->smu);
-}
-
-/* The snapshot of a Ready from the leader: its data was streamed into the
- * store's staging (consensus/snapshot_stream.h) unless it came inline.
- * Installs it; the apply thread reads it back from the store in chunks, so
- * *for_apply carries the metadata only. */
-static int install_snapshot(node *n, const raft_snapshot *snap, raft_snapshot *for_apply)
-{
-	uint64_t staged_index;
-	int rc;
-
-	*for_apply = *snap;
-	for_apply->data = NULL;
-	for_apply->len = 0;
-	if (snap->len > 0 || !store_snapshot_staged(n->st, &staged_index, NULL) ||
-	    staged_index != snap->meta.index)
-		return store_snapshot(n, &snap->meta, snap->data, snap->len);
-	n->stage_epoch++;
-	rc = store_snapshot_install(n->st);
-	if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE) {
-		rlog_write(RLOG_ERR, "store: installing the snapshot at %llu: %s",
-			   (unsigned long long)snap->meta.index, store_errmsg(n->st));
-		return rc;
-	}
-	return 0;
-}
-
-static void on_snap_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
-{
-	node *n = arg;
-	raft_msg m;
-
-	if (ch->offset == 0)
-		n->stage_epoch++; /* drops a local snapshot being staged */
-	if (snap_recv_chunk(n->ss, from, ch, &m) == 1) {
-		/* Staged: no local snapshot may begin before its Ready. */
-		n->recv_pending = true;
-		RLOG(RLOG_NET, "snapshot at %llu from %llu: received",
-		     (unsigned long long)m.snapshot->meta.index, (unsigned long long)from);
-		raft_step(n->r, &m);
-		raft_msg_free_contents(&m);
-	}
-}
-
-static void report_snapshot(void *arg, uint64_t peer, bool failed)
-{
-	node *n = arg;
-
-	raft_report_snapshot(n->r, peer, failed);
-}
-
 static bool is_append(const raft_msg *m)
 {
 	return m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT;
@@ -1111,7 +520,7 @@ static void handle_ready(node *n)
 
 		raft_ready_get(n->r, &rd);
 		if (rd.snapshot) {
-			rc = install_snapshot(n, rd.snapshot, &snap);
+			rc = node_snap_install(n, rd.snapshot, &snap);
 			if (rc < 0) {
 				free(snap.data);
 				fatal_stop(n, "saving a snapshot from the leader", rc);
@@ -1610,10 +1019,10 @@ static int restore_from_store(node *n, char *err, size_t errlen)
 		return RAFT_EINVAL;
 	}
 	index = meta.index;
-	rc = restore_stream(n, true, &index, &len);
+	rc = node_snap_restore_stream(n, true, &index, &len);
 	if (rc < 0) {
 		snprintf(err, errlen, "restoring the stored snapshot at %llu: %s",
-			 (unsigned long long)meta.index, any_strerror(rc));
+			 (unsigned long long)meta.index, node_any_strerror(rc));
 		return rc;
 	}
 	rlog_write(RLOG_INFO, "state restored from the stored snapshot at %llu (%llu bytes)",
@@ -1702,14 +1111,14 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	cb.arg = n;
 	cb.on_raft = on_raft_msg;
 	cb.on_request = on_request;
-	cb.on_snap_chunk = on_snap_chunk;
+	cb.on_snap_chunk = node_snap_on_chunk;
 	rc = transport_new(&n->loop, cfg, &cb, &n->tp);
 	if (rc < 0) {
 		snprintf(err, errlen, "transport: cannot resolve the peer addresses");
 		uv_loop_close(&n->loop);
 		goto fail;
 	}
-	n->ss = snap_streams_new(n->tp, n->st, report_snapshot, n);
+	n->ss = snap_streams_new(n->tp, n->st, node_snap_report, n);
 	if (!n->ss) {
 		snprintf(err, errlen, "out of memory");
 		transport_free(n->tp);

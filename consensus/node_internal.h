@@ -1,0 +1,163 @@
+/* node_internal.h — what node.c (proposals, reads, the Ready loop, the apply
+ * thread) and node_snapshot.c (snapshot images between the state machine,
+ * the store and the leader) share. Not a public interface: only the node
+ * runtime's own files include it. */
+#ifndef RAFTFS_NODE_INTERNAL_H
+#define RAFTFS_NODE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "node.h"
+#include "raft.h"
+#include "snapshot_stream.h"
+#include "store.h"
+#include "transport.h"
+
+/* A proposal waiting to be applied. Owned by the pending list (under mu). */
+typedef struct proposal {
+	struct proposal *next, *prev;
+	uint64_t seq;
+	uint8_t *data; /* envelope + command: what is (re-)proposed */
+	size_t len;
+	node_done_cb cb;
+	void *arg;
+	uint64_t deadline_ms;
+	uint64_t last_try_ms;
+	uint64_t epoch; /* leader epoch of the last try */
+	int last_error;
+	bool proposed;
+} proposal;
+
+/* A read barrier waiting for its read index, then for apply. Loop thread. */
+typedef struct reader {
+	struct reader *next;
+	uint64_t id;
+	node_read_cb cb;
+	void *arg;
+	uint64_t deadline_ms;
+	uint64_t last_try_ms;
+	uint64_t epoch;
+	uint64_t index;
+	bool has_index;
+} reader;
+
+typedef enum { OP_PROPOSE, OP_READ, OP_CALL } op_kind;
+
+/* Work handed to the loop thread. */
+typedef struct op {
+	struct op *next;
+	op_kind kind;
+	uint64_t seq;				       /* OP_PROPOSE */
+	reader *rd;				       /* OP_READ */
+	void (*fn)(node *n, void *arg, bool stopping); /* OP_CALL */
+	void *arg;
+} op;
+
+/* Committed entries handed to the apply thread, in order. */
+typedef struct apply_batch {
+	struct apply_batch *next;
+	raft_snapshot *snap; /* restore this first, or NULL */
+	raft_entry *ents;
+	size_t n;
+} apply_batch;
+
+struct node {
+	const node_config *cfg;
+	const node_sm *sm;
+	store *st;
+	raft *r;
+	transport *tp;
+	uint64_t client_id;
+
+	uv_loop_t loop;
+	uv_async_t async;
+	uv_timer_t tick;
+	uv_prepare_t prep;
+	pthread_t loop_thread, apply_thread;
+	bool launched, stopped;
+
+	/* Shared: inbox and pending proposals. */
+	pthread_mutex_t mu;
+	op *inbox_head, *inbox_tail;
+	proposal *pend_head, *pend_tail; /* increasing seq */
+	uint64_t seq;
+	bool stopping;
+	bool async_closed;
+
+	/* Loop thread only. */
+	reader *readers;
+	uint64_t read_id;
+	uint64_t leader;
+	uint64_t epoch; /* bumped on every leader change */
+	uint64_t retry_ms;
+	bool closing;
+	bool draining; /* stopping: leadership transfer under way */
+	uint64_t drain_deadline_ms;
+	raft_hard_state hs; /* last hard state of a Ready */
+	bool hs_dirty;	    /* hs not yet written to the store */
+	uint64_t ticks;
+	snap_streams *ss;
+	/* The local snapshot staged by SIO_BEGIN, while nothing else staged. */
+	bool local_staging;
+	uint64_t local_index, local_epoch;
+	uint64_t stage_epoch; /* bumped whenever something else begins staging */
+	bool recv_pending;    /* a received snapshot is staged, its Ready not yet handled */
+
+	/* Apply thread waiting for a snap_io. */
+	pthread_mutex_t smu;
+	pthread_cond_t scv;
+	bool loop_done; /* under mu: the loop ran its last inbox */
+
+	/* Apply queue. */
+	pthread_mutex_t amu;
+	pthread_cond_t acv;
+	apply_batch *aq_head, *aq_tail;
+	_Atomic bool apply_stop;
+	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
+	uint64_t snap_bytes; /* apply thread: entry bytes applied since then */
+	bool apply_halted;   /* apply thread: a restore was cut short by the stop */
+
+	_Atomic uint64_t applied;
+	_Atomic uint64_t term;
+	_Atomic bool is_leader;
+	_Atomic int fault;
+	_Atomic int readers_waiting; /* readers that have an index, waiting for apply */
+	_Atomic bool snap_wanted;    /* raftfs snapshot: snapshot at the next applied entry */
+};
+
+/* Appends o to the inbox and wakes the loop; n->mu must be held. */
+void node_inbox_push_locked(node *n, op *o);
+
+/* A code from the state machine (errno), the store/core or the runtime. */
+const char *node_any_strerror(int rc);
+
+/* ---- node_snapshot.c ---- */
+
+/* Restores the store's snapshot at *index into the state machine, streamed
+ * from the store (direct: before the threads run, reading the store here).
+ * A newer snapshot replacing it meanwhile is restored instead: *index is
+ * what was restored, *bytes its size. */
+int node_snap_restore_stream(node *n, bool direct, uint64_t *index, uint64_t *bytes);
+
+/* Apply thread: restores the snapshot s handed over with a batch. */
+void node_snap_restore(node *n, const raft_snapshot *s);
+
+/* Apply thread, right after e was applied: takes a snapshot at e->index if
+ * one is due (entries, bytes, or raftfs snapshot asked). */
+void node_snap_maybe_take(node *n, const raft_entry *e);
+
+/* Loop thread: makes the snapshot of a Ready current in the store;
+ * *for_apply gets its metadata only (the apply thread streams the data). */
+int node_snap_install(node *n, const raft_snapshot *snap, raft_snapshot *for_apply);
+
+/* Transport callback: a chunk of a snapshot from the leader. */
+void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch);
+
+/* snap_streams callback: sending a snapshot to peer finished or failed. */
+void node_snap_report(void *arg, uint64_t peer, bool failed);
+
+#endif
