@@ -17,6 +17,8 @@
 
 #define OPEN_BUCKETS 1024
 
+struct fuse_write;
+
 /* Handles open on this mount, per id: an unlinked file is released only when
  * its last local handle closes. */
 struct open_count {
@@ -36,6 +38,7 @@ struct fuse_fs {
 	atomic_bool probing;  /* a background barrier is in flight */
 	pthread_mutex_t mu;
 	struct open_count *open[OPEN_BUCKETS];
+	struct fuse_write *wr; /* writes in flight (fuse_write.h): made by init */
 };
 
 enum reply_kind { RP_NONE, RP_ENTRY, RP_ATTR, RP_CREATE, RP_WRITE };

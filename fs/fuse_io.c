@@ -1,6 +1,7 @@
 /* fuse_io.c — FUSE operations on file contents: open (the close-to-open
- * sync point), create, read from the local tree, write as Write commands,
- * release, fallocate, lseek, copy_file_range. */
+ * sync point), create, read from the local tree, write as pipelined Write
+ * commands (fuse_write.h) awaited by flush, fsync and release, fallocate,
+ * lseek, copy_file_range. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,24 +12,22 @@
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
+#include "fuse_write.h"
 #include "sm.h"
 
-/* The largest data one Write command carries: bounded Raft entries. */
-#define WRITE_CHUNK (256u << 10)
 /* The most copy_file_range copies per call (callers loop). */
 #define COPY_MAX (8u << 20)
 
-/* Without a writeback cache the kernel appends at the size it has cached,
- * and an invalidation does not make it ask again before a write: store an
- * empty range at the current end, which extends the size it knows. (Only
- * growth is learnt this way; a file shrunk elsewhere gets a hole.) */
-static void refresh_size(fuse_req_t req, fuse_ino_t ino, int fd)
+/* O_APPEND handles bypass the kernel's page cache: through it, a write that
+ * crosses a page boundary not yet cached reaches us as two requests (the
+ * kernel stops filling a request at a partly written page), which would be
+ * two appends another mount's append could land between. Direct, one
+ * write(2) of up to max_write is one request, one Write command, and lands
+ * whole on every node. */
+static void append_direct(struct fuse_file_info *fi)
 {
-	struct fuse_bufvec empty = FUSE_BUFVEC_INIT(0);
-	struct stat st;
-
-	if (fstat(fd, &st) == 0 && st.st_size > 0)
-		fuse_lowlevel_notify_store(ffs_of(req)->se, ino, st.st_size, &empty, 0);
+	if (fi->flags & O_APPEND)
+		fi->direct_io = 1;
 }
 
 void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -53,10 +52,9 @@ void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, rc == -ENOENT ? ESTALE : -rc);
 		return;
 	}
-	if (fi->flags & O_APPEND)
-		refresh_size(req, ino, rc);
 	fi->fh = (uint64_t)rc;
 	fi->keep_cache = 0;
+	append_direct(fi);
 	ffs_open_inc(fs, ino, rc);
 	if (fuse_reply_open(req, fi) != 0) {
 		ffs_open_dec(fs, ino);
@@ -90,6 +88,7 @@ void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
 	p->parent = parent;
 	p->fi = *fi;
 	p->fi.keep_cache = 0;
+	append_direct(&p->fi);
 	if (!(p->name = strdup(name))) {
 		free(p);
 		fuse_reply_err(req, ENOMEM);
@@ -103,11 +102,12 @@ void ffs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 	char *buf = malloc(size ? size : 1);
 	ssize_t n;
 
-	(void)ino;
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	/* Read-your-writes: this mount's writes answered before are applied. */
+	fuse_write_wait(ffs_of(req)->wr, ino);
 	n = pread((int)fi->fh, buf, size, off);
 	if (n < 0)
 		fuse_reply_err(req, errno);
@@ -116,58 +116,48 @@ void ffs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fus
 	free(buf);
 }
 
-/* Proposes data as Write commands of at most WRITE_CHUNK bytes each; the
- * request is answered when all are applied. */
-static void write_data(fuse_req_t req, uint64_t ino, const char *data, size_t size, off_t off,
-		       size_t count)
+/* Answers a write once its commands are proposed; a failure after that is
+ * reported by the handle's next flush or fsync (fuse_write.h). */
+static void write_reply(fuse_req_t req, ssize_t n)
 {
-	struct pending *p = ffs_pending_new(req, RP_WRITE);
-	size_t done = 0;
-
-	if (!p)
-		return;
-	p->count = count;
-	do {
-		Fspb__Command c;
-		Fspb__Write w = FSPB__WRITE__INIT;
-		size_t n = size - done < WRITE_CHUNK ? size - done : WRITE_CHUNK;
-
-		ffs_cmd_init(&c, req);
-		w.ino = ino;
-		w.offset = (uint64_t)off + done;
-		w.data.data = (uint8_t *)data + done;
-		w.data.len = n;
-		c.op_case = FSPB__COMMAND__OP_WRITE;
-		c.write = &w;
-		done += n;
-		atomic_fetch_add(&p->parts, 1);
-		ffs_propose_part(p, &c);
-	} while (done < size);
-	ffs_part_done(p, 0); /* the initial count */
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
 }
 
 void ffs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 	       struct fuse_file_info *fi)
 {
-	(void)fi;
-	write_data(req, ino, buf, size, off, size);
+	/* O_APPEND (the kernel passes the file's flags): the command appends
+	 * at the end the file has when applied, so appends from every mount
+	 * land whole, one after the other, the same on every node; the offset
+	 * the kernel chose from its cached size does not matter. */
+	bool append = (fi->flags & O_APPEND) != 0;
+
+	write_reply(req, fuse_write_data(ffs_of(req)->wr, req, ino, fi->fh, buf, size,
+					 (uint64_t)off, append));
 }
 
+/* close(2) returns what flush answers: the first failure of a write made
+ * through this handle (close-to-open also needs every write applied here,
+ * hence committed, before close returns). */
 void ffs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	(void)ino;
-	(void)fi;
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, fuse_write_sync(ffs_of(req)->wr, ino, fi->fh));
 }
 
 void ffs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_fs *fs = ffs_of(req);
+	/* The kernel ignores release's answer; but the writes must be applied
+	 * before an orphan's Release is proposed, or they would fail. */
+	int err = fuse_write_release(fs->wr, ino, fi->fh);
 
 	close((int)fi->fh);
 	if (ffs_open_dec(fs, ino) == 0)
 		ffs_maybe_release(fs, ino);
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, err);
 }
 
 void ffs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
@@ -177,6 +167,8 @@ void ffs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t
 	Fspb__Fallocate f = FSPB__FALLOCATE__INIT;
 
 	(void)fi;
+	/* Ordered after this mount's writes: they must not land on top. */
+	fuse_write_wait(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	f.ino = ino;
 	f.mode = mode;
@@ -191,7 +183,8 @@ void ffs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fus
 {
 	off_t r;
 
-	(void)ino;
+	/* SEEK_DATA/SEEK_HOLE see this mount's writes. */
+	fuse_write_wait(ffs_of(req)->wr, ino);
 	r = lseek((int)fi->fh, off, whence);
 	if (r < 0)
 		fuse_reply_err(req, errno);
@@ -207,8 +200,6 @@ void ffs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 	char *buf;
 	ssize_t n;
 
-	(void)ino_in;
-	(void)fi_out;
 	if (flags) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -218,22 +209,23 @@ void ffs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	fuse_write_wait(ffs_of(req)->wr, ino_in);
 	n = pread((int)fi_in->fh, buf, want, off_in);
 	if (n < 0)
 		fuse_reply_err(req, errno);
 	else if (n == 0)
 		fuse_reply_write(req, 0);
 	else
-		write_data(req, ino_out, buf, (size_t)n, off_out, (size_t)n);
+		write_reply(req, fuse_write_data(ffs_of(req)->wr, req, ino_out, fi_out->fh, buf,
+						 (size_t)n, (uint64_t)off_out, false));
 	free(buf);
 }
 
-/* Every reply is sent once the command is applied on a quorum's logs
- * (fsynced there): nothing is left to sync. */
+/* A write is durable once applied here: its entry was committed, so it is
+ * on a quorum's fsynced logs. fsync waits for that and reports the first
+ * failure of this handle's writes. */
 void ffs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	(void)ino;
 	(void)datasync;
-	(void)fi;
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, fuse_write_sync(ffs_of(req)->wr, ino, fi->fh));
 }

@@ -2,7 +2,9 @@
  * operations table: reads are served from the local tree by id; every
  * mutation becomes an fspb.Command proposed through Raft, and the request is
  * answered when this node applied it (with the command's result, the same on
- * every node). File contents are in fuse_io.c. */
+ * every node). File contents are in fuse_io.c; writes are answered before
+ * they apply (fuse_write.h), so every operation here that names a file
+ * waits for this mount's writes of it first. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,19 +15,38 @@
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
+#include "fuse_write.h"
 #include "sm.h"
 
 /* ---- metadata ---- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fuse_fs *fs = userdata;
+	int rc = fuse_write_new(fs->fsn, &fs->wr);
+
+	/* init cannot fail a mount: end the session instead of serving
+	 * writes with nowhere to track them. */
+	if (rc < 0) {
+		fprintf(stderr, "fuse: write tracker of the mount: %s\n", strerror(-rc));
+		fuse_session_exit(fs->se);
+	}
 	/* Truncation on open must be its own replicated setattr. */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
 		conn->want &= ~FUSE_CAP_SPLICE_READ;
 	conn->max_write = 1u << 20;
 	conn->max_readahead = 1u << 20;
+}
+
+/* After the session ended and the node stopped: no write can complete any
+ * more. */
+static void op_destroy(void *userdata)
+{
+	struct fuse_fs *fs = userdata;
+
+	fuse_write_free(fs->wr);
+	fs->wr = NULL;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -81,6 +102,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	(void)fi;
+	/* The size and mtime this mount's writes made. */
+	fuse_write_wait(fs->wr, ino);
 	rc = sm_getattr(fs->sm, ino, &st);
 	if (rc == -ENOENT)
 		rc = ffs_orphan_stat(fs, ino, &st);
@@ -100,6 +123,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	unsigned valid = (unsigned)to_set & known;
 
 	(void)fi;
+	/* A truncate or utimes lands after this mount's writes, as they were
+	 * made; the attributes answered include them. */
+	fuse_write_wait(ffs_of(req)->wr, ino);
 	if (!valid) {
 		/* ctime only (e.g. a touch of nothing) or flags we do not keep. */
 		ffs_reply_attr_id(ffs_of(req), req, ino);
@@ -200,6 +226,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	Fspb__Command c;
 	Fspb__Link l = FSPB__LINK__INIT;
 
+	fuse_write_wait(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	l.ino = ino;
 	l.new_parent = newparent;
@@ -219,6 +246,10 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, boo
 
 	if (!dir && sm_lookup(fs->sm, parent, name, &st) == 0)
 		child = st.st_ino;
+	/* Its writes apply while it still has the name (and is not an orphan
+	 * released under them). */
+	if (child)
+		fuse_write_wait(fs->wr, child);
 	ffs_cmd_init(&c, req);
 	u.parent = parent;
 	u.name = (char *)name;
@@ -254,6 +285,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	if (!(flags & RENAME_EXCHANGE) && sm_lookup(fs->sm, newparent, newname, &st) == 0 &&
 	    !S_ISDIR(st.st_mode))
 		replaced = st.st_ino;
+	/* Whoever finds the file under its new name finds this mount's
+	 * writes in it; the replaced file's writes land before it goes. */
+	if (sm_lookup(fs->sm, parent, name, &st) == 0 && !S_ISDIR(st.st_mode))
+		fuse_write_wait(fs->wr, st.st_ino);
+	if (replaced)
+		fuse_write_wait(fs->wr, replaced);
 	ffs_cmd_init(&c, req);
 	r.parent = parent;
 	r.name = (char *)name;
@@ -293,6 +330,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
+	fuse_write_wait(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	s.ino = ino;
 	s.name = (char *)name;
@@ -357,6 +395,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
+	fuse_write_wait(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	r.ino = ino;
 	r.name = (char *)name;
@@ -476,8 +515,19 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
+/* Directory changes are answered once applied, so committed: nothing left
+ * to sync. */
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
 static const struct fuse_lowlevel_ops ops = {
     .init = op_init,
+    .destroy = op_destroy,
     .lookup = op_lookup,
     .forget = op_forget,
     .forget_multi = op_forget_multi,
@@ -500,7 +550,7 @@ static const struct fuse_lowlevel_ops ops = {
     .opendir = op_opendir,
     .readdir = op_readdir,
     .releasedir = op_releasedir,
-    .fsyncdir = ffs_fsync,
+    .fsyncdir = op_fsyncdir,
     .statfs = op_statfs,
     .setxattr = op_setxattr,
     .getxattr = op_getxattr,

@@ -1,0 +1,334 @@
+/* fuse_write.c — pipelined writes: the Write commands a mount has in flight,
+ * per inode, the limits that make a fast writer wait, and the first error of
+ * each handle's writes, kept for its next flush or fsync. */
+#include "fuse_write.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "fs_node.h"
+#include "fuse_fs_impl.h"
+
+#define INO_BUCKETS 256
+#define FH_BUCKETS 64
+
+/* What may be in flight. The log pipeline needs bandwidth × one commit
+ * latency (a few MiB) to stay busy; beyond that, queueing in the node only
+ * costs memory, and a writer should block instead. At least one write is
+ * always admitted, whatever its size. */
+#define MOUNT_MAX_BYTES (64u << 20)
+#define MOUNT_MAX_WRITES 256u
+#define INODE_MAX_BYTES (16u << 20)
+#define INODE_MAX_WRITES 64u
+
+/* One proposed Write command, until this node applied it or gave up. */
+struct inflight {
+	struct inflight *next; /* in its inode's list */
+	struct fuse_write *w;
+	struct ino_state *in;
+	uint64_t seq; /* proposal order within the inode */
+	uint64_t lo, hi;
+	size_t bytes;
+	uint64_t fh;
+};
+
+/* An inode with writes in flight, or with a thread about to add or wait for
+ * some (users keeps it). */
+struct ino_state {
+	struct ino_state *next;
+	uint64_t ino;
+	uint64_t next_seq;
+	unsigned count;
+	size_t bytes;
+	unsigned users;
+	struct inflight *writes;
+};
+
+/* A handle that wrote: the first error of its writes not yet reported.
+ * Made before its first write is proposed, so a completion never
+ * allocates (an error must not be lost to ENOMEM). */
+struct fh_err {
+	struct fh_err *next;
+	uint64_t fh;
+	int err;
+};
+
+struct fuse_write {
+	struct fs_node *fsn;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* broadcast whenever a write completes */
+	unsigned count;
+	size_t bytes;
+	struct ino_state *inos[INO_BUCKETS];
+	struct fh_err *errs[FH_BUCKETS];
+};
+
+int fuse_write_new(struct fs_node *fsn, struct fuse_write **out)
+{
+	struct fuse_write *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->fsn = fsn;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	*out = w;
+	return 0;
+}
+
+void fuse_write_free(struct fuse_write *w)
+{
+	if (!w)
+		return;
+	for (size_t i = 0; i < FH_BUCKETS; i++)
+		while (w->errs[i]) {
+			struct fh_err *e = w->errs[i];
+
+			w->errs[i] = e->next;
+			free(e);
+		}
+	/* No inode state is left: each lives only while writes are in flight
+	 * or a thread holds it, and neither outlives the node. */
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	free(w);
+}
+
+static struct ino_state **ino_slot(struct fuse_write *w, uint64_t ino)
+{
+	struct ino_state **p = &w->inos[(ino ^ (ino >> 48)) % INO_BUCKETS];
+
+	while (*p && (*p)->ino != ino)
+		p = &(*p)->next;
+	return p;
+}
+
+/* The state of ino, made if absent and make is set (NULL if not there or
+ * out of memory). Under w->mu. */
+static struct ino_state *ino_get(struct fuse_write *w, uint64_t ino, bool make)
+{
+	struct ino_state **p = ino_slot(w, ino);
+
+	if (!*p && make && (*p = calloc(1, sizeof(**p))))
+		(*p)->ino = ino;
+	return *p;
+}
+
+/* Drops the state of an inode nobody needs any more. Under w->mu. */
+static void ino_put(struct fuse_write *w, struct ino_state *in)
+{
+	struct ino_state **p;
+
+	if (in->count || in->users)
+		return;
+	p = ino_slot(w, in->ino);
+	*p = in->next;
+	free(in);
+}
+
+static struct fh_err **fh_slot(struct fuse_write *w, uint64_t fh)
+{
+	struct fh_err **p = &w->errs[fh % FH_BUCKETS];
+
+	while (*p && (*p)->fh != fh)
+		p = &(*p)->next;
+	return p;
+}
+
+/* Whether [lo, hi) of in may be proposed now. */
+static bool admit(const struct fuse_write *w, const struct ino_state *in, uint64_t lo, uint64_t hi,
+		  size_t bytes)
+{
+	if (w->count == 0)
+		return true;
+	if (w->count >= MOUNT_MAX_WRITES || w->bytes + bytes > MOUNT_MAX_BYTES)
+		return false;
+	if (in->count >= INODE_MAX_WRITES || (in->count && in->bytes + bytes > INODE_MAX_BYTES))
+		return false;
+	/* Two overlapping writes applied in the other order would leave other
+	 * bytes: without the node's promise of order, they go one at a time.
+	 * Disjoint ones commute (the size is the largest end either way; the
+	 * mtime is the later command's on every node alike). */
+	for (const struct inflight *f = in->writes; f; f = f->next)
+		if (f->lo < hi && lo < f->hi)
+			return false;
+	return true;
+}
+
+/* Forgets f (completed, or never proposed) and wakes the waiters. Under
+ * w->mu. */
+static void unregister(struct fuse_write *w, struct inflight *f)
+{
+	struct ino_state *in = f->in;
+	struct inflight **p = &in->writes;
+
+	while (*p != f)
+		p = &(*p)->next;
+	*p = f->next;
+	in->count--;
+	in->bytes -= f->bytes;
+	w->count--;
+	w->bytes -= f->bytes;
+	ino_put(w, in);
+	pthread_cond_broadcast(&w->cv);
+}
+
+/* Completion of one Write (apply or loop thread: does not block beyond the
+ * short critical section). */
+static void write_done(void *arg, int err)
+{
+	struct inflight *f = arg;
+	struct fuse_write *w = f->w;
+	struct fh_err *e;
+
+	pthread_mutex_lock(&w->mu);
+	/* ENOENT: the file was released by another mount (the orphan rule). */
+	if (err == ENOENT)
+		err = ESTALE;
+	e = *fh_slot(w, f->fh);
+	if (err && e && !e->err)
+		e->err = err;
+	unregister(w, f);
+	pthread_mutex_unlock(&w->mu);
+	free(f);
+}
+
+/* Waits for room for [lo, hi) of ino and records it as in flight. NULL
+ * (ENOMEM) if the bookkeeping cannot be allocated. */
+static struct inflight *reserve(struct fuse_write *w, uint64_t ino, uint64_t fh, uint64_t lo,
+				uint64_t hi, size_t bytes)
+{
+	struct inflight *f = calloc(1, sizeof(*f));
+	struct ino_state *in;
+	struct fh_err **e;
+
+	if (!f)
+		return NULL;
+	pthread_mutex_lock(&w->mu);
+	e = fh_slot(w, fh);
+	if (!*e && (*e = calloc(1, sizeof(**e))))
+		(*e)->fh = fh;
+	in = *e ? ino_get(w, ino, true) : NULL;
+	if (!in) {
+		pthread_mutex_unlock(&w->mu);
+		free(f);
+		return NULL;
+	}
+	in->users++;
+	while (!admit(w, in, lo, hi, bytes))
+		pthread_cond_wait(&w->cv, &w->mu);
+	in->users--;
+	*f = (struct inflight){in->writes, w, in, in->next_seq++, lo, hi, bytes, fh};
+	in->writes = f;
+	in->count++;
+	in->bytes += bytes;
+	w->count++;
+	w->bytes += bytes;
+	pthread_mutex_unlock(&w->mu);
+	return f;
+}
+
+ssize_t fuse_write_data(struct fuse_write *w, fuse_req_t req, uint64_t ino, uint64_t fh,
+			const char *data, size_t size, uint64_t off, bool append)
+{
+	size_t done = 0;
+
+	do {
+		size_t n = size - done < FUSE_WRITE_CHUNK ? size - done : FUSE_WRITE_CHUNK;
+		/* An append lands wherever the end is when it applies: it
+		 * overlaps every other write of the file. */
+		uint64_t lo = append ? 0 : off + done, hi = append ? UINT64_MAX : off + done + n;
+		Fspb__Command c;
+		Fspb__Write wr = FSPB__WRITE__INIT;
+		struct inflight *f = reserve(w, ino, fh, lo, hi, n);
+		int rc;
+
+		if (!f)
+			return done ? (ssize_t)done : -ENOMEM;
+		ffs_cmd_init(&c, req);
+		wr.ino = ino;
+		wr.offset = off + done;
+		wr.append = append;
+		wr.data.data = (uint8_t *)data + done;
+		wr.data.len = n;
+		c.op_case = FSPB__COMMAND__OP_WRITE;
+		c.write = &wr;
+		/* f belongs to write_done once this succeeds. */
+		rc = fs_node_propose(w->fsn, &c, write_done, f);
+		if (rc) {
+			pthread_mutex_lock(&w->mu);
+			unregister(w, f);
+			pthread_mutex_unlock(&w->mu);
+			free(f);
+			return done ? (ssize_t)done : -rc;
+		}
+		done += n;
+	} while (done < size);
+	return (ssize_t)done;
+}
+
+/* Whether in has a write proposed before sequence number seq in flight. */
+static bool earlier_in_flight(const struct ino_state *in, uint64_t seq)
+{
+	for (const struct inflight *f = in->writes; f; f = f->next)
+		if (f->seq < seq)
+			return true;
+	return false;
+}
+
+/* fuse_write_wait under w->mu. Only the writes proposed before the call
+ * count, so a reader is not starved by a writer that never pauses. */
+static void wait_locked(struct fuse_write *w, uint64_t ino)
+{
+	struct ino_state *in = ino_get(w, ino, false);
+	uint64_t seq;
+
+	if (!in)
+		return;
+	seq = in->next_seq;
+	in->users++;
+	while (earlier_in_flight(in, seq))
+		pthread_cond_wait(&w->cv, &w->mu);
+	in->users--;
+	ino_put(w, in);
+}
+
+void fuse_write_wait(struct fuse_write *w, uint64_t ino)
+{
+	pthread_mutex_lock(&w->mu);
+	wait_locked(w, ino);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits for ino's writes, then takes fh's error; forget drops fh. */
+static int sync_fh(struct fuse_write *w, uint64_t ino, uint64_t fh, bool forget)
+{
+	struct fh_err **p, *e;
+	int err = 0;
+
+	pthread_mutex_lock(&w->mu);
+	wait_locked(w, ino);
+	p = fh_slot(w, fh);
+	e = *p;
+	if (e) {
+		err = e->err;
+		e->err = 0;
+		if (forget) {
+			*p = e->next;
+			free(e);
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	return err;
+}
+
+int fuse_write_sync(struct fuse_write *w, uint64_t ino, uint64_t fh)
+{
+	return sync_fh(w, ino, fh, false);
+}
+
+int fuse_write_release(struct fuse_write *w, uint64_t ino, uint64_t fh)
+{
+	return sync_fh(w, ino, fh, true);
+}

@@ -1,0 +1,60 @@
+/* fuse_write.h — pipelined writes of one mount: a FUSE write is answered as
+ * soon as its Write commands are proposed; this module remembers what each
+ * inode has in flight, so that every operation whose answer depends on the
+ * inode's contents waits for it first, flush/fsync report a write's failure
+ * (as NFS does: close() returns it), and a fast writer blocks once too much
+ * is in flight. */
+#ifndef RAFTFS_FUSE_WRITE_H
+#define RAFTFS_FUSE_WRITE_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct fs_node;
+
+/* The largest data one Write command carries: the kernel's max_write, so an
+ * O_APPEND write of one call is one command, atomic on every node. */
+#define FUSE_WRITE_CHUNK (1u << 20)
+
+/* What one mount has in flight. */
+struct fuse_write;
+
+/* A tracker proposing through fsn (borrowed). 0 or -ENOMEM. */
+int fuse_write_new(struct fs_node *fsn, struct fuse_write **out);
+
+/* Frees w. Every write must be done (its node stopped or drained), so no
+ * completion can come later. NULL is allowed. */
+void fuse_write_free(struct fuse_write *w);
+
+/* Proposes size bytes of data for ino as Write commands of at most
+ * FUSE_WRITE_CHUNK bytes (at off, or at the file's end when applied if
+ * append), on behalf of req's caller through handle fh, and returns without
+ * waiting for them to apply. Blocks first while this mount or this inode
+ * has too much in flight, and while an earlier write in flight overlaps
+ * (the node does not promise to apply one client's proposals in order, so
+ * writes that could be reordered into different contents are not in flight
+ * together; an append overlaps every write of its file). The count of bytes
+ * proposed (> 0 unless size is 0), or a negative errno when nothing was. A
+ * write that fails once proposed is reported by fuse_write_sync(fh). */
+ssize_t fuse_write_data(struct fuse_write *w, fuse_req_t req, uint64_t ino, uint64_t fh,
+			const char *data, size_t size, uint64_t off, bool append);
+
+/* Waits until every write of ino proposed through this mount before the
+ * call is applied (or failed): reads, getattr and mutations naming ino see
+ * what this mount wrote. */
+void fuse_write_wait(struct fuse_write *w, uint64_t ino);
+
+/* fuse_write_wait, then the first error (a positive errno) that a write
+ * through handle fh got since the last report, or 0. The error is reported
+ * once: flush takes it, so close() returns it. */
+int fuse_write_sync(struct fuse_write *w, uint64_t ino, uint64_t fh);
+
+/* fuse_write_sync for a handle being released: afterwards fh is forgotten
+ * (its number may be reused by the next open). */
+int fuse_write_release(struct fuse_write *w, uint64_t ino, uint64_t fh);
+
+#endif
