@@ -289,15 +289,17 @@ struct links {
 	} * v;
 };
 
+struct sm_snap_job;
+
 struct maker {
 	struct sm *sm;
+	struct sm_snap_job *job; // where the image goes (copy-on-write, below)
 	struct writer w;
 	struct tree_map links; // id -> struct links *
 	uint64_t *queue;       // directories to visit (BFS: parents first)
 	size_t q_head, q_len, q_cap;
 	char *xbuf; // listxattr buffer
 	char *vbuf; // one xattr value
-	uint8_t *data;
 };
 
 static int add_link(struct maker *m, uint64_t id, uint64_t parent, const char *name)
@@ -459,40 +461,9 @@ out:
 	return rc;
 }
 
-// Writes the data extents of the regular file open as fd (holes skipped).
-static int put_extents(struct maker *m, int fd, const char *path)
-{
-	off_t end = lseek(fd, 0, SEEK_END), off = 0;
-
-	while (off < end && !m->w.err) {
-		off_t data = lseek(fd, off, SEEK_DATA), hole;
-
-		if (data < 0 && errno == ENXIO)
-			break;
-		hole = data < 0 ? -1 : lseek(fd, data, SEEK_HOLE);
-		if (data < 0 || hole < 0) {
-			fprintf(stderr, "sm snapshot: seek in %s: %s\n", path, strerror(errno));
-			return -errno;
-		}
-		for (off = data; off < hole && !m->w.err;) {
-			size_t want = hole - off < EXTENT_MAX ? (size_t)(hole - off) : EXTENT_MAX;
-			ssize_t n = pread(fd, m->data, want, off);
-
-			if (n <= 0) {
-				fprintf(stderr, "sm snapshot: read %s: %s\n", path,
-					n < 0 ? strerror(errno) : "short file");
-				return n < 0 ? -errno : -EIO;
-			}
-			w_u64(&m->w, (uint64_t)off);
-			w_u64(&m->w, (uint64_t)n);
-			w_put(&m->w, m->data, (size_t)n);
-			off += n;
-		}
-	}
-	w_u64(&m->w, 0);
-	w_u64(&m->w, 0);
-	return m->w.err;
-}
+// Where the extents of regular file id go: the spool gets a marker, the
+// stream puts the file's data there (copy-on-write images, below).
+static int mark_extents(struct maker *m, uint64_t id);
 
 static int visit_nondir(uint64_t id, void *val, void *arg)
 {
@@ -528,40 +499,332 @@ static int visit_nondir(uint64_t id, void *val, void *arg)
 		w_u64(&m->w, l->v[i].parent);
 		w_name(&m->w, l->v[i].name);
 	}
-	if (!rc && S_ISREG(st.st_mode)) {
-		int fd = open(p.buf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-
-		if (fd < 0) {
-			fprintf(stderr, "sm snapshot: open %s: %s\n", p.buf, strerror(errno));
-			return -errno;
-		}
-		rc = put_extents(m, fd, p.buf);
-		close(fd);
-	}
+	if (!rc && S_ISREG(st.st_mode))
+		rc = mark_extents(m, id);
 	return rc ? rc : m->w.err;
 }
 
-int sm_snapshot_make(struct sm *sm, sm_snap_sink sink, void *arg, uint64_t *index)
+// ---- copy-on-write images ----
+//
+// An image is made in two steps, so that apply pauses only for the first.
+// sm_snapshot_begin (apply thread, between two applies) writes everything
+// but the contents of regular files (names, attributes, xattrs, symlink
+// targets, the duplicate table) into a spool file, with a marker where each
+// file's extents go, and starts watching content changes (sm's content
+// hook). sm_snapshot_stream (another thread, while apply goes on) copies the
+// spool to the sink and reads each file's extents from the live file;
+// unless apply was about to change that file before the stream got past
+// it: the hook has then copied the file aside first (DATA/snap/cow/<id>,
+// holes kept), as it was at the image's index, and the stream reads the
+// copy. The hook and the stream hold job->mu around every piece they copy
+// or read, so no piece is read half-changed: a file is either unchanged
+// since the index, or read from its copy.
+//
+// Spool records: 'B' len u32 | len image bytes, or 'X' id u64 (the extents of
+// file id go here).
+
+#define SPOOL_BUF (256u << 10)
+
+struct sm_snap_job {
+	struct sm *sm;
+	uint64_t index;
+	int spool;     // unnamed file in DATA/snap/cow
+	uint8_t *sbuf; // spool writes, buffered (begin only)
+	size_t sused;
+	char cow[PATH_MAX / 2]; // DATA/snap/cow
+	struct tree_map files;	// id -> ordinal + 1 of each regular file in the image
+	uint64_t n_files;
+
+	pthread_mutex_t mu;	// the hook (apply thread) against the stream
+	struct tree_map copied; // under mu: id -> (void *)1 once copied aside
+	uint64_t next;		// under mu: ordinal of the file the stream is at
+	uint64_t copies;	// under mu: files copied aside
+	int err;		// under mu: a failed copy voids the image
+};
+
+static int spool_flush(struct sm_snap_job *j)
 {
-	struct maker m = {.sm = sm, .w = {.sink = sink, .arg = arg, .hash = FNV_OFFSET}};
+	int rc = sm_snap_fd_sink(&j->spool, j->sbuf, j->sused);
+
+	j->sused = 0;
+	return rc;
+}
+
+static int spool_put(struct sm_snap_job *j, const void *buf, size_t len)
+{
+	if (j->sused + len > SPOOL_BUF) {
+		int rc = spool_flush(j);
+
+		if (rc)
+			return rc;
+		if (len > SPOOL_BUF)
+			return sm_snap_fd_sink(&j->spool, buf, len);
+	}
+	memcpy(j->sbuf + j->sused, buf, len);
+	j->sused += len;
+	return 0;
+}
+
+// The maker's sink in begin: image bytes become a 'B' record.
+static int spool_sink(void *arg, const void *buf, size_t len)
+{
+	struct sm_snap_job *j = arg;
+	uint8_t hdr[5] = {'B'};
+	uint32_t l = (uint32_t)len;
+	int rc;
+
+	memcpy(hdr + 1, &l, 4);
+	rc = spool_put(j, hdr, sizeof(hdr));
+	return rc ? rc : spool_put(j, buf, len);
+}
+
+static int mark_extents(struct maker *m, uint64_t id)
+{
+	struct sm_snap_job *j = m->job;
+	uint8_t rec[9] = {'X'};
+	int rc;
+
+	w_flush(&m->w); // the bytes before the extents go first
+	if (m->w.err)
+		return m->w.err;
+	memcpy(rec + 1, &id, 8);
+	rc = tree_map_put(&j->files, id, (void *)(uintptr_t)(++j->n_files));
+	return rc ? rc : spool_put(j, rec, sizeof(rec));
+}
+
+// Reads the next piece of data of fd at or after *off (holes skipped):
+// *n bytes (0 at the end) at *at.
+static int read_piece(int fd, uint8_t *buf, off_t off, off_t *at, size_t *n)
+{
+	off_t data = lseek(fd, off, SEEK_DATA), hole;
+	ssize_t got;
+
+	*n = 0;
+	if (data < 0)
+		return errno == ENXIO ? 0 : -errno;
+	hole = lseek(fd, data, SEEK_HOLE);
+	if (hole < 0)
+		return -errno;
+	got = pread(fd, buf, hole - data < EXTENT_MAX ? (size_t)(hole - data) : EXTENT_MAX, data);
+	if (got <= 0)
+		return got < 0 ? -errno : -EIO;
+	*at = data;
+	*n = (size_t)got;
+	return 0;
+}
+
+static void cow_path(const struct sm_snap_job *j, uint64_t id, char *out, size_t len)
+{
+	snprintf(out, len, "%s/" ID_HEX_FMT, j->cow, (unsigned long long)id);
+}
+
+// Copies [off, off + len) of in to out at the same offset.
+static int copy_range(int in, int out, off_t off, off_t len)
+{
+	static __thread uint8_t buf[64 << 10];
+	loff_t a = off, b = off;
+
+	while (len > 0) {
+		ssize_t n = copy_file_range(in, &a, out, &b, (size_t)len, 0);
+
+		if (n < 0 &&
+		    (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+			n = pread(in, buf, len < (off_t)sizeof(buf) ? (size_t)len : sizeof(buf), a);
+			if (n > 0 && pwrite(out, buf, (size_t)n, b) != n)
+				n = -1;
+			if (n > 0) {
+				a += n;
+				b += n;
+			}
+		}
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		len -= n;
+	}
+	return 0;
+}
+
+// Copies file id as it is now (data extents, holes kept, size) to its
+// place in DATA/snap/cow. Under j->mu.
+static int copy_aside(struct sm_snap_job *j, uint64_t id)
+{
+	struct sm_path p;
+	char to[PATH_MAX];
+	int in, out = -1, rc = 0;
+	off_t end, off = 0;
+
+	tree_index_path(j->sm, id, &p);
+	cow_path(j, id, to, sizeof(to));
+	in = open(p.buf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (in >= 0)
+		out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	end = in >= 0 && out >= 0 ? lseek(in, 0, SEEK_END) : -1;
+	if (end < 0)
+		rc = -errno;
+	while (!rc && off < end) {
+		off_t data = lseek(in, off, SEEK_DATA), hole;
+
+		if (data < 0 && errno == ENXIO)
+			break;
+		hole = data < 0 ? -1 : lseek(in, data, SEEK_HOLE);
+		if (hole < 0)
+			rc = -errno;
+		else
+			rc = copy_range(in, out, data, hole - data);
+		off = hole;
+	}
+	if (!rc && ftruncate(out, end))
+		rc = -errno;
+	if (rc)
+		fprintf(stderr, "sm snapshot: copying %s aside to %s before it changes: %s\n",
+			p.buf, to, strerror(-rc));
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return rc;
+}
+
+// sm's content hook while an image streams: file id is about to change.
+static void cow_hook(void *arg, uint64_t id)
+{
+	struct sm_snap_job *j = arg;
+	uintptr_t ord = (uintptr_t)tree_map_get(&j->files, id); // read-only after begin
+
+	if (!ord)
+		return; // not in the image (made after it), or no regular file
+	pthread_mutex_lock(&j->mu);
+	if (!j->err && ord - 1 >= j->next && !tree_map_get(&j->copied, id)) {
+		int rc = copy_aside(j, id);
+
+		if (!rc)
+			rc = tree_map_put(&j->copied, id, (void *)1);
+		if (rc)
+			j->err = rc;
+		else
+			j->copies++;
+	}
+	pthread_mutex_unlock(&j->mu);
+}
+
+// Writes the extents of file id (ordinal ord) from the live file, or from
+// its copy once the hook made one.
+static int stream_file(struct sm_snap_job *j, struct writer *w, uint8_t *data, uint64_t id)
+{
+	uint64_t ord = (uintptr_t)tree_map_get(&j->files, id) - 1;
+	struct sm_path p;
+	bool on_copy = false;
+	int fd = -1, rc = 0;
+	off_t off = 0;
+
+	pthread_mutex_lock(&j->mu);
+	j->next = ord;
+	pthread_mutex_unlock(&j->mu);
+	while (!rc) {
+		off_t at = 0;
+		size_t n = 0;
+
+		pthread_mutex_lock(&j->mu);
+		rc = j->err;
+		if (!rc && !on_copy && tree_map_get(&j->copied, id)) {
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
+			on_copy = true;
+		}
+		if (!rc && fd < 0) {
+			tree_index_path(j->sm, id, &p);
+			if (on_copy)
+				cow_path(j, id, p.buf, sizeof(p.buf));
+			fd = open(p.buf, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0) {
+				rc = -errno;
+				fprintf(stderr, "sm snapshot: open %s: %s\n", p.buf, strerror(-rc));
+			}
+		}
+		if (!rc) {
+			rc = read_piece(fd, data, off, &at, &n);
+			if (rc)
+				fprintf(stderr, "sm snapshot: read %s: %s\n", p.buf, strerror(-rc));
+		}
+		pthread_mutex_unlock(&j->mu);
+		if (rc || n == 0)
+			break;
+		w_u64(w, (uint64_t)at);
+		w_u64(w, (uint64_t)n);
+		w_put(w, data, n);
+		off = at + (off_t)n;
+		rc = w->err;
+	}
+	if (fd >= 0)
+		close(fd);
+	w_u64(w, 0);
+	w_u64(w, 0);
+	pthread_mutex_lock(&j->mu);
+	j->next = ord + 1;
+	pthread_mutex_unlock(&j->mu);
+	if (on_copy) {
+		cow_path(j, id, p.buf, sizeof(p.buf));
+		unlink(p.buf); // the stream is past it: no longer needed
+	}
+	return rc ? rc : w->err;
+}
+
+int sm_snapshot_begin(struct sm *sm, struct sm_snap_job **out, uint64_t *index)
+{
+	struct maker m = {.sm = sm};
+	struct sm_snap_job *j;
+	char path[PATH_MAX];
 	uint8_t *dd = NULL;
 	size_t dd_len = 0;
 	int rc;
 
+	*out = NULL;
 	if (sm->fault)
 		return sm->fault;
-	if (sm->redo_pending)
-		return -EBUSY;
+	if (sm->redo_pending || sm->content_hook)
+		return -EBUSY; // half a command applied, or another image under way
+	if (strlen(sm->data_dir) > sizeof(j->cow) - 16)
+		return -ENAMETOOLONG;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->sm = sm;
+	j->index = sm->applied;
+	j->spool = -1;
+	pthread_mutex_init(&j->mu, NULL);
+	snprintf(path, sizeof(path), "%s/snap", sm->data_dir);
+	snprintf(j->cow, sizeof(j->cow), "%s/snap/cow", sm->data_dir);
+	rc = tree_map_init(&j->files);
+	if (!rc)
+		rc = tree_map_init(&j->copied);
+	if (!rc) {
+		rm_tree(j->cow); // a crashed run's copies
+		if ((mkdir(path, 0700) && errno != EEXIST) || mkdir(j->cow, 0700))
+			rc = -errno;
+	}
+	if (!rc) {
+		snprintf(path, sizeof(path), "%s/spool", j->cow);
+		j->spool = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (j->spool < 0 || unlink(path))
+			rc = -errno;
+	}
+	if (rc) {
+		fprintf(stderr, "sm snapshot: preparing %s for an image: %s\n", j->cow,
+			strerror(-rc));
+		goto out;
+	}
+	m.job = j;
+	m.w = (struct writer){.sink = spool_sink, .arg = j, .hash = FNV_OFFSET};
 	m.w.buf = malloc(BUF_BYTES);
 	m.xbuf = malloc(XATTR_LIST_MAX_BYTES);
 	m.vbuf = malloc(XATTR_VALUE_MAX_BYTES);
-	m.data = malloc(EXTENT_MAX);
-	rc = !m.w.buf || !m.xbuf || !m.vbuf || !m.data ? -ENOMEM : tree_map_init(&m.links);
+	j->sbuf = malloc(SPOOL_BUF);
+	rc = !m.w.buf || !m.xbuf || !m.vbuf || !j->sbuf ? -ENOMEM : tree_map_init(&m.links);
 	if (!rc)
 		rc = dedup_serialize(sm->dd, &dd, &dd_len);
 	if (rc)
 		goto out;
-	*index = sm->applied;
 	w_put(&m.w, SNAP_MAGIC, 8);
 	w_u32(&m.w, SNAP_VERSION);
 	w_u64(&m.w, sm->applied);
@@ -575,13 +838,8 @@ int sm_snapshot_make(struct sm *sm, sm_snap_sink sink, void *arg, uint64_t *inde
 	if (!rc)
 		rc = tree_map_each(&sm->by_id, visit_nondir, &m);
 	if (!rc) {
-		uint64_t h;
-
-		w_u8(&m.w, 'E');
-		h = m.w.hash;
-		w_u64(&m.w, h);
 		w_flush(&m.w);
-		rc = m.w.err;
+		rc = m.w.err ? m.w.err : spool_flush(j);
 	}
 out:
 	if (m.links.keys) {
@@ -593,10 +851,135 @@ out:
 	free(m.w.buf);
 	free(m.xbuf);
 	free(m.vbuf);
-	free(m.data);
-	if (rc)
+	free(j->sbuf);
+	j->sbuf = NULL;
+	if (rc) {
 		fprintf(stderr, "sm snapshot: image of %s at %llu failed: %s\n", sm->data_dir,
 			(unsigned long long)sm->applied, strerror(-rc));
+		sm_snapshot_end(j);
+		return rc;
+	}
+	sm_set_content_hook(sm, cow_hook, j);
+	*index = j->index;
+	*out = j;
+	return 0;
+}
+
+// Reads up to len bytes of the spool at *pos; the count (0 at its end).
+static ssize_t spool_read(const struct sm_snap_job *j, void *buf, size_t len, uint64_t *pos)
+{
+	ssize_t n;
+
+	do
+		n = pread(j->spool, buf, len, (off_t)*pos);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	*pos += (uint64_t)n;
+	return n;
+}
+
+// Copies the spool into w, with the files' extents at the markers.
+static int stream_spool(struct sm_snap_job *j, struct writer *w, uint8_t *buf, uint8_t *data)
+{
+	uint64_t pos = 0;
+
+	for (;;) {
+		uint8_t hdr[9];
+		uint32_t len;
+		uint64_t id;
+		ssize_t n = spool_read(j, hdr, 1, &pos);
+		int rc;
+
+		if (n <= 0)
+			return (int)n; // 0: its end
+		if (hdr[0] == 'X') {
+			if (spool_read(j, &id, 8, &pos) != 8)
+				return -EIO;
+			rc = stream_file(j, w, data, id);
+			if (rc)
+				return rc;
+			continue;
+		}
+		if (hdr[0] != 'B' || spool_read(j, &len, 4, &pos) != 4)
+			return -EIO;
+		while (len) {
+			n = spool_read(j, buf, len < BUF_BYTES ? len : BUF_BYTES, &pos);
+			if (n <= 0)
+				return n < 0 ? (int)n : -EIO;
+			w_put(w, buf, (size_t)n);
+			len -= (uint32_t)n;
+		}
+		if (w->err)
+			return w->err;
+	}
+}
+
+int sm_snapshot_stream(struct sm_snap_job *j, sm_snap_sink sink, void *arg)
+{
+	struct writer w = {.sink = sink, .arg = arg, .hash = FNV_OFFSET};
+	uint8_t *buf = malloc(BUF_BYTES), *data = malloc(EXTENT_MAX);
+	uint64_t copies;
+	int rc;
+
+	w.buf = malloc(BUF_BYTES);
+	rc = !buf || !data || !w.buf ? -ENOMEM : stream_spool(j, &w, buf, data);
+	if (!rc) {
+		uint64_t h;
+
+		w_u8(&w, 'E');
+		h = w.hash;
+		w_u64(&w, h);
+		w_flush(&w);
+		rc = w.err;
+	}
+	pthread_mutex_lock(&j->mu);
+	j->next = UINT64_MAX; // nothing more to copy aside
+	if (rc && !j->err)
+		j->err = rc;
+	copies = j->copies;
+	pthread_mutex_unlock(&j->mu);
+	if (rc)
+		fprintf(stderr, "sm snapshot: streaming the image of %s at %llu failed: %s\n",
+			j->sm->data_dir, (unsigned long long)j->index, strerror(-rc));
+	else if (copies)
+		fprintf(stderr,
+			"sm snapshot: image at %llu: %llu files copied aside before "
+			"apply changed them\n",
+			(unsigned long long)j->index, (unsigned long long)copies);
+	free(buf);
+	free(data);
+	free(w.buf);
+	return rc;
+}
+
+void sm_snapshot_end(struct sm_snap_job *j)
+{
+	if (!j)
+		return;
+	if (j->sm->content_hook == cow_hook && j->sm->content_hook_arg == j)
+		sm_set_content_hook(j->sm, NULL, NULL);
+	if (j->spool >= 0)
+		close(j->spool);
+	rm_tree(j->cow);
+	if (j->files.keys)
+		tree_map_free(&j->files);
+	if (j->copied.keys)
+		tree_map_free(&j->copied);
+	pthread_mutex_destroy(&j->mu);
+	free(j->sbuf);
+	free(j);
+}
+
+int sm_snapshot_make(struct sm *sm, sm_snap_sink sink, void *arg, uint64_t *index)
+{
+	struct sm_snap_job *j;
+	int rc = sm_snapshot_begin(sm, &j, index);
+
+	if (rc)
+		return rc;
+	rc = sm_snapshot_stream(j, sink, arg);
+	sm_snapshot_end(j);
 	return rc;
 }
 
@@ -1104,6 +1487,8 @@ int sm_snapshot_recover(const char *data)
 	rm_tree(path);
 	snprintf(path, sizeof(path), "%s/snap/old", data);
 	rm_tree(path);
+	snprintf(path, sizeof(path), "%s/snap/cow", data);
+	rm_tree(path);
 	return 0;
 }
 
@@ -1154,6 +1539,8 @@ int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
 
 	if (strlen(sm->data_dir) > sizeof(b.root) - 16)
 		return -ENAMETOOLONG;
+	if (sm->content_hook == cow_hook)
+		return -EBUSY; // an image of the live state streams: end it first
 	rc = sm_snapshot_recover(sm->data_dir);
 	if (rc)
 		return rc;

@@ -24,11 +24,40 @@ typedef int (*sm_snap_sink)(void *arg, const void *buf, size_t len);
 // the count (0 at the end) or a negative errno.
 typedef ssize_t (*sm_snap_source)(void *arg, void *buf, size_t len);
 
-// Writes an image of sm as of sm_applied_index() to sink. The caller must
-// hold apply still for the duration (call it on the apply thread, between
-// two applies); reads may go on concurrently. *index is the image's index.
-// -EBUSY if a command is half-applied (redo pending), sm_fault() if faulty.
+// Writes an image of sm as of sm_applied_index() to sink: begin, stream and
+// end below, in one go. The caller must hold apply still for the duration
+// (call it on the apply thread, between two applies); reads may go on
+// concurrently. *index is the image's index. -EBUSY if a command is
+// half-applied (redo pending) or an image job is under way, sm_fault() if
+// faulty.
 int sm_snapshot_make(struct sm *sm, sm_snap_sink sink, void *arg, uint64_t *index);
+
+// An image made while apply goes on (copy-on-write): apply pauses only for
+// sm_snapshot_begin, which records everything but the contents of regular
+// files; the contents are read by sm_snapshot_stream from the live files,
+// except for a file apply is about to change first, which is copied aside
+// (DATA/snap/cow) just before (sm's content hook), so the image is exactly
+// the state at the index of begin.
+struct sm_snap_job;
+
+// Apply thread, between two applies: starts an image of sm as of
+// sm_applied_index() (*index), spooled to an unnamed file in DATA/snap/cow
+// and watched by sm's content hook until sm_snapshot_end. The metadata
+// costs O(number of objects) here; file contents cost nothing until
+// streamed or changed. On success *out is the job (end it with
+// sm_snapshot_end). -EBUSY if a command is half-applied or a job exists,
+// sm_fault() if faulty, or another negative errno.
+int sm_snapshot_begin(struct sm *sm, struct sm_snap_job **out, uint64_t *index);
+
+// Any one thread (not the apply thread: apply may go on meanwhile), once per
+// job: writes the image to sink. 0, the sink's code, or a negative errno
+// (also when a copy aside failed).
+int sm_snapshot_stream(struct sm_snap_job *job, sm_snap_sink sink, void *arg);
+
+// Apply thread, between two applies (or while nothing applies): stops
+// watching, drops the copies and frees job (NULL is allowed). Whether or
+// not it was streamed. sm_snapshot_install refuses (-EBUSY) until then.
+void sm_snapshot_end(struct sm_snap_job *job);
 
 // Replaces the whole state of the open state machine sm by the image read
 // from src (Raft §7: a follower too far behind installs the leader's

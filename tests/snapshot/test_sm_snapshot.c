@@ -2,9 +2,12 @@
 // tree and the same future; corrupt images are refused; a kill -9 during install leaves old or new.
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -301,12 +304,212 @@ static void test_kill_during_install(void **state)
 	tl_rmtree(old_ref);
 }
 
+// ---- copy-on-write images: apply goes on while the image streams ----
+
+#define COW_FILES 8
+#define COW_FILE_BYTES (1u << 20)
+#define COW_ID(k) ((9ULL << 48) | ((uint64_t)(k) + 1))
+
+// The stream's sink: each piece waits for a token the applying thread
+// hands out, so applies and pieces interleave in a known pattern.
+struct gate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int tokens;
+	bool open;  // no more waiting
+	int pieces; // pieces written
+	int fd;
+};
+
+static int gated_sink(void *arg, const void *buf, size_t len)
+{
+	struct gate *g = arg;
+
+	pthread_mutex_lock(&g->mu);
+	while (!g->open && g->tokens == 0)
+		pthread_cond_wait(&g->cv, &g->mu);
+	if (!g->open)
+		g->tokens--;
+	g->pieces++;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+	return sm_snap_fd_sink(&g->fd, buf, len);
+}
+
+struct streamer {
+	struct sm_snap_job *job;
+	struct gate *g;
+	int rc;
+};
+
+static void *stream_main(void *arg)
+{
+	struct streamer *s = arg;
+
+	s->rc = sm_snapshot_stream(s->job, gated_sink, s->g);
+	pthread_mutex_lock(&s->g->mu);
+	s->g->open = true; // done: the applier waits for nothing more
+	pthread_cond_broadcast(&s->g->cv);
+	pthread_mutex_unlock(&s->g->mu);
+	return NULL;
+}
+
+// Lets the stream write one more piece and waits until it has (or ended).
+static void step_stream(struct gate *g)
+{
+	pthread_mutex_lock(&g->mu);
+	int want = g->pieces + 1;
+
+	g->tokens++;
+	pthread_cond_broadcast(&g->cv);
+	while (!g->open && g->pieces < want)
+		pthread_cond_wait(&g->cv, &g->mu);
+	pthread_mutex_unlock(&g->mu);
+}
+
+// Applies generated commands [from, to) at the next indexes.
+static void apply_next(struct sm *sm, const struct tl_seq *s, size_t from, size_t to)
+{
+	for (size_t i = from; i < to && i < s->n; i++) {
+		int r;
+
+		assert_int_equal(sm_apply(sm, sm_applied_index(sm) + 1, s->client[i], s->seq[i],
+					  s->min_pending[i], s->cmd[i], s->len[i], &r),
+				 0);
+	}
+}
+
+// COW_FILES files of 1 MiB (odd ones sparse: a hole in the middle), with
+// bytes that differ per file and offset.
+static void make_big_files(struct sm *sm)
+{
+	uint8_t *buf = malloc(256u << 10);
+
+	assert_non_null(buf);
+	for (int k = 0; k < COW_FILES; k++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "cow-big-%d", k);
+		assert_int_equal(tl_mknod(sm, SM_ROOT_ID, name, COW_ID(k), S_IFREG | 0644), 0);
+		for (uint32_t off = 0; off < COW_FILE_BYTES; off += 256u << 10) {
+			if ((k & 1) && off > 0 && off < COW_FILE_BYTES - (256u << 10))
+				continue;
+			for (size_t i = 0; i < 256u << 10; i++)
+				buf[i] = (uint8_t)(k * 31 + (off + i) / 4096 + i);
+			assert_int_equal(tl_write(sm, COW_ID(k), off, buf, 256u << 10), 0);
+		}
+	}
+	free(buf);
+}
+
+// Changes big file k's content the way op k % 5 says: overwrite, truncate,
+// punch a hole, extend, unlink + release (its data deleted for good).
+static void change_big_file(struct sm *sm, int k)
+{
+	char name[32];
+	uint64_t id = COW_ID(k);
+
+	snprintf(name, sizeof(name), "cow-big-%d", k);
+	switch (k % 5) {
+	case 0:
+		assert_int_equal(tl_write(sm, id, 300u << 10, "overwritten", 11), 0);
+		break;
+	case 1: {
+		Fspb__SetAttr s = FSPB__SET_ATTR__INIT;
+
+		s.ino = id;
+		s.valid = SM_SET_SIZE;
+		s.size = 100u << 10;
+		assert_int_equal(tl_setattr(sm, &s), 0);
+		break;
+	}
+	case 2:
+		assert_int_equal(
+		    tl_fallocate(sm, id, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 512u << 10),
+		    0);
+		break;
+	case 3:
+		assert_int_equal(tl_write(sm, id, 3u << 20, "far", 3), 0);
+		break;
+	default:
+		assert_int_equal(tl_unlink(sm, SM_ROOT_ID, name, 0), 0);
+		assert_int_equal(tl_release(sm, id), 0);
+		break;
+	}
+}
+
+// The image begun at N streams while A applies more commands (writes,
+// truncates, holes punched, a file extended, files released, plus the
+// generated mix of renames, unlinks, ...), interleaved piece by piece;
+// installed elsewhere it gives exactly the tree at N (a copy of A's data dir
+// made at N).
+static void test_cow_image_while_applying(void **state)
+{
+	struct fx *f = *state;
+	char *c_dir = tl_mkdtemp(), *ref = tl_mkdtemp(), cmd[9000], cow[4200];
+	struct gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct streamer st = {.g = &g};
+	struct sm *sc;
+	pthread_t th;
+	uint64_t index = 0;
+	size_t next = N_FIRST, batch = N_MORE / 24 + 1;
+	int k = 0, steps = 0;
+	struct stat sb;
+
+	make_big_files(f->sa);
+	apply_next(f->sa, &f->seq, 0, N_FIRST);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -a %s %s", ref, f->a, ref);
+	assert_int_equal(system(cmd), 0);
+
+	g.fd = open(f->img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(g.fd >= 0);
+	assert_int_equal(sm_snapshot_begin(f->sa, &st.job, &index), 0);
+	assert_int_equal(index, sm_applied_index(f->sa));
+	assert_int_equal(pthread_create(&th, NULL, stream_main, &st), 0);
+	// One piece of the image, then a few commands, and so on; a big file
+	// changes every third step, so some change before the stream reaches
+	// them, some while it reads them, some after.
+	for (;;) {
+		pthread_mutex_lock(&g.mu);
+		bool done = g.open;
+		pthread_mutex_unlock(&g.mu);
+		if (done)
+			break;
+		if (steps % 3 == 1 && k < COW_FILES)
+			change_big_file(f->sa, k++);
+		apply_next(f->sa, &f->seq, next, next + batch);
+		next += batch;
+		step_stream(&g);
+		steps++;
+	}
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(st.rc, 0);
+	close(g.fd);
+	fprintf(stderr, "  image streamed in %d pieces; %d big files changed meanwhile\n", g.pieces,
+		k);
+	assert_true(k >= COW_FILES / 2); // the stream really overlapped apply
+	sm_snapshot_end(st.job);
+	snprintf(cow, sizeof(cow), "%s/snap/cow", f->a);
+	assert_int_equal(stat(cow, &sb), -1); // the copies are gone
+	assert_true(differences_quiet(ref, f->a) > 0);
+
+	// The image is the tree at N.
+	assert_int_equal(sm_open(c_dir, 3, &sc), 0);
+	assert_int_equal(install_file(sc, f->img), 0);
+	assert_int_equal(sm_applied_index(sc), index);
+	assert_int_equal(differences(ref, c_dir), 0);
+	sm_close(sc);
+	tl_rmtree(c_dir);
+	tl_rmtree(ref);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_image_roundtrip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_image_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_kill_during_install, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cow_image_while_applying, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
