@@ -487,18 +487,56 @@ static int plan_xattr(struct sm *sm, uint64_t ino, const char *name, const Proto
 	return 0;
 }
 
-static int plan_release(struct sm *sm, uint64_t ino, struct sm_record *rec)
+// The ids a Release names: ino (if set), then ids.
+static size_t release_count(const Fspb__Release *r)
 {
-	struct sm_obj *o = tree_get(sm, ino);
+	return (r->ino ? 1 : 0) + r->n_ids;
+}
+
+static uint64_t release_id(const Fspb__Release *r, size_t i)
+{
+	if (r->ino && i-- == 0)
+		return r->ino;
+	return r->ids[i];
+}
+
+// Whether id is an orphan: 0, or the result naming it alone would get
+// (ENOENT unknown, EISDIR, EBUSY still named); <0 on a local fault.
+static int orphan_status(struct sm *sm, uint64_t id)
+{
+	struct sm_obj *o = tree_get(sm, id);
 	if (!o)
-		return rec->result = ENOENT, 0;
+		return ENOENT;
 	if (o->type == S_IFDIR)
-		return rec->result = EISDIR, 0;
+		return EISDIR;
 	struct stat st;
-	int rc = stat_obj(sm, ino, &st);
-	if (!rc && st.st_nlink > 1)
-		rec->result = EBUSY; // it still has a name
-	return rc;
+	int rc = stat_obj(sm, id, &st);
+	if (rc)
+		return rc;
+	return st.st_nlink > 1 ? EBUSY : 0; // it still has a name
+}
+
+// A Release is a batch: each id it names that is an orphan is released by
+// the node, the others are skipped. Result 0 if at least one was an orphan,
+// else the status of the first (so a Release of one id answers for it).
+static int plan_release(struct sm *sm, const Fspb__Release *r, struct sm_record *rec)
+{
+	size_t n = release_count(r);
+	if (n == 0 || r->n_voters > SM_MAX_VOTERS)
+		return rec->result = EINVAL, 0;
+	for (size_t i = 0; i < r->n_voters; i++)
+		if (r->voters[i] == 0)
+			return rec->result = EINVAL, 0; // node ids start at 1
+	for (size_t i = 0; i < n; i++) {
+		int st = orphan_status(sm, release_id(r, i));
+		if (st < 0)
+			return st;
+		if (st == 0)
+			return rec->result = 0, 0;
+		if (i == 0)
+			rec->result = st;
+	}
+	return 0;
 }
 
 int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
@@ -543,7 +581,7 @@ int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 		return plan_xattr(sm, c->removexattr->ino, c->removexattr->name, NULL, 0, true,
 				  rec);
 	case FSPB__COMMAND__OP_RELEASE:
-		return plan_release(sm, c->release->ino, rec);
+		return plan_release(sm, c->release, rec);
 	default:
 		rec->result = EINVAL;
 		return 0;
@@ -723,6 +761,22 @@ static int exec_link(struct sm *sm, const Fspb__Command *c)
 	return rc;
 }
 
+// After a name of non-directory o went: tells the orphan hook if it was its
+// last (only the index link is left). Not a step: nothing changes.
+static int note_orphan(struct sm *sm, struct sm_obj *o)
+{
+	struct sm_path p;
+	struct stat st;
+	if (!sm->orphan_hook)
+		return 0;
+	tree_index_path(sm, o->id, &p);
+	if (lstat(p.buf, &st))
+		return fault("stat", p.buf, errno);
+	if (st.st_nlink == 1)
+		sm->orphan_hook(sm->orphan_hook_arg, o->id);
+	return 0;
+}
+
 static int exec_unlink(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
 {
 	const Fspb__Unlink *u = c->unlink;
@@ -752,6 +806,8 @@ static int exec_unlink(struct sm *sm, const Fspb__Command *c, const struct sm_re
 		rc = ctime_of(sm, o, c->time_ns);
 	if (!rc)
 		rc = touch_dir(sm, u->parent, c->time_ns);
+	if (!rc && o && !u->dir)
+		rc = note_orphan(sm, o);
 	return rc;
 }
 
@@ -804,6 +860,8 @@ static int exec_rename(struct sm *sm, const Fspb__Command *c, const struct sm_re
 		rc = touch_dir(sm, r->parent, t);
 	if (!rc && r->new_parent != r->parent)
 		rc = touch_dir(sm, r->new_parent, t);
+	if (!rc && dst && !exchange)
+		rc = note_orphan(sm, dst); // replaced: maybe its last name
 	return rc;
 }
 
@@ -971,20 +1029,91 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 	return rc;
 }
 
-static int exec_release(struct sm *sm, uint64_t ino)
+// Deletes orphan ino for good: its index link was its last link.
+static int drop_orphan(struct sm *sm, uint64_t ino, const char *path)
 {
-	struct sm_path p;
 	apply_content_change(sm, ino); // its data is about to go for good
 	apply_forget_fd(sm, ino);
-	tree_index_path(sm, ino, &p);
-	if (unlink(p.buf) && errno != ENOENT)
-		return fault("release", p.buf, errno);
+	if (unlink(path) && errno != ENOENT)
+		return fault("release", path, errno);
 	int rc = step(sm);
 	if (rc)
 		return rc;
 	pthread_rwlock_wrlock(&sm->lock);
 	tree_drop(sm, ino);
 	pthread_rwlock_unlock(&sm->lock);
+	return 0;
+}
+
+static bool has_node(const uint32_t *v, size_t n, uint32_t node)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == node)
+			return true;
+	return false;
+}
+
+// Node r->node releases orphan ino: it joins the set of nodes that released
+// it, kept in SM_XATTR_RELEASED, restricted to the command's voters (a
+// member since removed no longer counts); once every voter is in it, the
+// orphan goes. Redo-safe: the new set is a function of the old one and the
+// command, and a dropped orphan is skipped.
+static int release_by_node(struct sm *sm, const Fspb__Release *r, uint64_t ino, const char *path)
+{
+	uint32_t set[SM_MAX_VOTERS + 1], out[SM_MAX_VOTERS + 1];
+	const uint32_t self[1] = {r->node};
+	const uint32_t *voters = r->n_voters ? r->voters : self;
+	size_t nv = r->n_voters ? r->n_voters : 1, n = 0;
+	int got = tree_read_released(path, set);
+	if (got < 0)
+		return fault("read the releases of", path, -got);
+	bool all = true;
+	for (size_t i = 0; i < nv; i++)
+		if (voters[i] != r->node && !has_node(set, (size_t)got, voters[i]))
+			all = false;
+	if (all)
+		return drop_orphan(sm, ino, path);
+	// The kept set: ascending, without duplicates, only voters.
+	for (uint32_t last = 0;;) {
+		uint32_t next = UINT32_MAX;
+		bool found = false;
+		for (size_t i = 0; i < nv; i++)
+			if (voters[i] > last && voters[i] <= next &&
+			    (voters[i] == r->node || has_node(set, (size_t)got, voters[i]))) {
+				next = voters[i];
+				found = true;
+			}
+		if (!found)
+			break;
+		out[n++] = last = next;
+	}
+	int rc = tree_write_released(path, out, n);
+	if (rc)
+		return fault("record the releases of", path, -rc);
+	return step(sm);
+}
+
+static int exec_release(struct sm *sm, const Fspb__Release *r)
+{
+	for (size_t i = 0; i < release_count(r); i++) {
+		uint64_t ino = release_id(r, i);
+		struct sm_obj *o = tree_get(sm, ino);
+		struct sm_path p;
+		struct stat st;
+		if (!o || o->type == S_IFDIR)
+			continue; // unknown, or dropped before a crash this redoes
+		tree_index_path(sm, ino, &p);
+		bool gone = lstat(p.buf, &st) != 0;
+		if (gone && errno != ENOENT)
+			return fault("stat", p.buf, errno);
+		if (!gone && st.st_nlink > 1)
+			continue; // not an orphan: skipped
+		// (gone: its last link went before the tables forgot it: finish.)
+		int rc = r->node && !gone ? release_by_node(sm, r, ino, p.buf)
+					  : drop_orphan(sm, ino, p.buf);
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
@@ -1016,7 +1145,7 @@ int apply_exec(struct sm *sm, const Fspb__Command *c, const struct sm_record *re
 	case FSPB__COMMAND__OP_REMOVEXATTR:
 		return exec_xattr(sm, c, c->removexattr->ino, c->removexattr->name, NULL);
 	case FSPB__COMMAND__OP_RELEASE:
-		return exec_release(sm, c->release->ino);
+		return exec_release(sm, c->release);
 	default:
 		return 0;
 	}

@@ -1,4 +1,5 @@
-/* cli_verify.c — raftfs verify: are the mounts of a cluster identical? */
+/* cli_verify.c — raftfs verify: are the mounts (or the nodes' trees) of a
+ * cluster identical? */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 #include "cli.h"
 #include "local_cluster.h"
 #include "tree_compare.h"
+#include "tree_verify.h"
 
 static const char usage[] =
     "NAME\n"
@@ -16,6 +18,7 @@ static const char usage[] =
     "SYNOPSIS\n"
     "    raftfs verify [--wait SECONDS] DIR\n"
     "    raftfs verify [--wait SECONDS] MOUNT MOUNT...\n"
+    "    raftfs verify [--wait SECONDS] --trees DIR\n"
     "\n"
     "DESCRIPTION\n"
     "    DIR is the directory of a `raftfs local` cluster: its mounts DIR/n1,\n"
@@ -28,6 +31,13 @@ static const char usage[] =
     "    Nodes apply commands at their own pace: with --wait, the comparison\n"
     "    is repeated until the mounts are identical or SECONDS have passed,\n"
     "    and the differences of the last round are listed.\n"
+    "\n"
+    "    --trees compares the nodes' data directories DIR/node<i>/data instead\n"
+    "    (the plain tree with the ids and replicated ctimes kept in xattrs,\n"
+    "    the hard-link index DATA/ids, the orphans and which nodes released\n"
+    "    them), at one applied index: every node must report applied ==\n"
+    "    commit == N before and after its tree is read, or the round is\n"
+    "    repeated (within --wait). A difference found then is a divergence.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 if identical, 1 if they differ or could not be read, 2 for bad usage.\n";
@@ -73,6 +83,7 @@ int cli_verify_main(int argc, char **argv)
 	char **mounts = NULL, err[600];
 	long long deadline;
 	double wait_s = 0;
+	bool trees = false;
 	int i = 1, n, diffs, status;
 
 	if (cli_wants_help(argc, argv)) {
@@ -90,9 +101,17 @@ int cli_verify_main(int argc, char **argv)
 		}
 		i += 2;
 	}
-	if (i >= argc) {
+	if (i < argc && !strcmp(argv[i], "--trees")) {
+		trees = true;
+		i++;
+	}
+	if (i >= argc || (trees && argc - i != 1)) {
 		fputs(usage, stderr);
 		return 2;
+	}
+	if (trees) {
+		status = tree_verify_nodes(argv[i], wait_s, stdout);
+		return status < 0 ? 1 : status;
 	}
 	if (argc - i == 1) {
 		n = local_count(argv[i], err, sizeof(err));

@@ -9,9 +9,12 @@
 #include <unistd.h>
 
 #include "fs_node.h"
+#include "fs_release.h"
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
 #include "sm.h"
+
+static bool holds_open(void *arg, uint64_t id);
 
 int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_ops_cfg *cfg,
 		struct fuse_fs **out)
@@ -25,6 +28,8 @@ int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_o
 	fs->inv = inv;
 	fs->cfg = *cfg;
 	pthread_mutex_init(&fs->mu, NULL);
+	if (cfg->rel)
+		fs_release_set_holder(cfg->rel, holds_open, fs);
 	*out = fs;
 	return 0;
 }
@@ -33,6 +38,8 @@ void fuse_fs_free(struct fuse_fs *fs)
 {
 	if (!fs)
 		return;
+	if (fs->cfg.rel)
+		fs_release_set_holder(fs->cfg.rel, NULL, NULL);
 	for (size_t i = 0; i < OPEN_BUCKETS; i++)
 		while (fs->open[i]) {
 			struct open_count *o = fs->open[i];
@@ -67,19 +74,39 @@ static struct open_count **open_slot(struct fuse_fs *fs, uint64_t id)
 	return p;
 }
 
-void ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd)
+/* Counts one more handle on id, keeping a dup of fd. -ESTALE, counting
+ * nothing, for an orphan this mount holds no handle on yet: its last name
+ * went before this open (the kernel still had a stale name) and this node
+ * released it or is about to; the check and the count are one step under
+ * fs->mu, the same lock the releaser's holder check takes, so an open
+ * cannot slip in between that check and the Release. */
+static int open_hold(struct fuse_fs *fs, uint64_t id, int fd)
 {
 	struct open_count **p;
+	struct stat st;
+	int rc = 0;
 
 	pthread_mutex_lock(&fs->mu);
 	p = open_slot(fs, id);
-	if (!*p && (*p = calloc(1, sizeof(**p)))) {
+	if (!*p && fs->cfg.rel && sm_getattr(fs->sm, id, &st) == 0 && st.st_nlink == 0 &&
+	    !S_ISDIR(st.st_mode))
+		rc = -ESTALE;
+	else if (!*p && (*p = calloc(1, sizeof(**p)))) {
 		(*p)->id = id;
 		(*p)->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	}
-	if (*p)
+	if (!rc && *p)
 		(*p)->count++;
 	pthread_mutex_unlock(&fs->mu);
+	return rc;
+}
+
+void ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd)
+{
+	/* An open refused here stays uncounted: the handle then reads on
+	 * through its fd, but may lose writes once every node released the
+	 * orphan (callers that can fail the open use open_hold's answer). */
+	(void)open_hold(fs, id, fd);
 }
 
 /* Drops one handle; the count left. */
@@ -132,24 +159,36 @@ bool ffs_is_open(struct fuse_fs *fs, uint64_t id)
 	return r;
 }
 
+static bool holds_open(void *arg, uint64_t id)
+{
+	return ffs_is_open(arg, id);
+}
+
 static void ignore_done(void *arg, int err)
 {
 	(void)arg;
 	(void)err;
 }
 
-/* The orphan rule: a file whose last name is gone is released by the mount
- * that closes its last local handle, or right away by the mount that removed
- * the last name when it holds no handle. (Handles on other mounts keep
- * reading through their fd; their writes then fail with ESTALE.) */
+/* The orphan rule (fs/README-sm.md, "Orphans"): this node releases a file
+ * whose last name is gone once it holds no handle on it — when its last
+ * local handle closes, or at once when it holds none (the state machine's
+ * orphan hook reaches fs_release for every node when the unlink applies);
+ * the file goes when every voter released it. Without a releaser (a mount
+ * made without one) the old rule: release for everybody. */
 void ffs_maybe_release(struct fuse_fs *fs, uint64_t id)
 {
 	Fspb__Command c = FSPB__COMMAND__INIT;
 	Fspb__Release r = FSPB__RELEASE__INIT;
 	struct stat st;
 
-	if (!id || ffs_is_open(fs, id) || sm_getattr(fs->sm, id, &st) < 0 || st.st_nlink > 0 ||
-	    S_ISDIR(st.st_mode))
+	if (!id || sm_getattr(fs->sm, id, &st) < 0 || st.st_nlink > 0 || S_ISDIR(st.st_mode))
+		return;
+	if (fs->cfg.rel) {
+		fs_release_id(fs->cfg.rel, id); /* checks the handles itself */
+		return;
+	}
+	if (ffs_is_open(fs, id))
 		return;
 	r.ino = id;
 	c.time_ns = fs_node_now();
@@ -158,26 +197,52 @@ void ffs_maybe_release(struct fuse_fs *fs, uint64_t id)
 	fs_node_propose(fs->fsn, &c, ignore_done, NULL);
 }
 
-static int release_one(void *arg, uint64_t id)
+struct id_list {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int collect_orphan(void *arg, uint64_t id)
 {
-	ffs_maybe_release(arg, id);
+	struct id_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		uint64_t *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = id;
 	return 0;
 }
 
 static void start_barrier_done(void *arg, int err)
 {
 	struct fuse_fs *fs = arg;
+	struct id_list l = {0};
 
-	if (!err)
-		sm_each_orphan(fs->sm, release_one, fs);
+	if (err)
+		return;
+	/* Listed first, released after: the listing holds the state
+	 * machine's read lock, which ffs_maybe_release must not take again. */
+	sm_each_orphan(fs->sm, collect_orphan, &l);
+	for (size_t i = 0; i < l.n; i++)
+		ffs_maybe_release(fs, l.v[i]);
+	free(l.v);
 }
 
 void fuse_fs_release_orphans(struct fuse_fs *fs)
 {
-	/* Once this node applied everything committed (the barrier), an orphan
-	 * that no handle here holds was left by a crash (its Release was never
-	 * proposed) or is held on another node (see the orphan rule). */
-	fs_node_barrier(fs->fsn, start_barrier_done, fs);
+	/* Once this node applied everything committed (the barrier), every
+	 * orphan no handle here holds is released by this node: those left
+	 * by a crash, and those that waited for it while it was down. */
+	if (fs->cfg.rel)
+		fs_release_start(fs->cfg.rel);
+	else
+		fs_node_barrier(fs->fsn, start_barrier_done, fs);
 }
 
 /* ---- replies ---- */
@@ -328,7 +393,13 @@ static void finish(struct pending *p)
 
 			ffs_fill_entry(fs, &e, &st);
 			p->fi.fh = (uint64_t)rc;
-			ffs_open_inc(fs, st.st_ino, rc);
+			if (open_hold(fs, st.st_ino, rc) < 0) {
+				/* Opening a file another mount created, which
+				 * lost its name meanwhile: as if after it. */
+				close(rc);
+				fuse_reply_err(p->req, ENOENT);
+				break;
+			}
 			fuse_inval_ref(fs->inv, st.st_ino, 1);
 			if (fuse_reply_create(p->req, &e, &p->fi) != 0) {
 				fuse_inval_unref(fs->inv, st.st_ino, 1);
@@ -338,7 +409,8 @@ static void finish(struct pending *p)
 		}
 		break;
 	}
-	if (p->release)
+	/* With a releaser, the orphan hook released it as the command applied. */
+	if (p->release && !fs->cfg.rel)
 		ffs_maybe_release(fs, p->release);
 out:
 	free(p->name);

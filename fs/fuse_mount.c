@@ -73,8 +73,8 @@ static void detach_stale(const char *mountpoint)
 	}
 }
 
-int fuse_mount_start(struct fs_node *fsn, const char *mountpoint, const char *opts,
-		     struct fuse_mount **out)
+int fuse_mount_start(struct fs_node *fsn, struct fs_release *rel, const char *mountpoint,
+		     const char *opts, struct fuse_mount **out)
 {
 	struct raftfs_opts ro = {0, -1};
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
@@ -119,6 +119,7 @@ int fuse_mount_start(struct fs_node *fsn, const char *mountpoint, const char *op
 		ro.timeout = ro.linearizable ? 0 : 1.0;
 	cfg.linearizable = ro.linearizable != 0;
 	cfg.timeout = ro.timeout;
+	cfg.rel = rel;
 	rc = fuse_inval_new(&m->inv);
 	if (rc < 0) {
 		fprintf(stderr, "fuse: invalidation thread: %s\n", strerror(-rc));

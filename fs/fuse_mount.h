@@ -8,15 +8,19 @@
 struct fs_node;
 struct fuse_mount;
 
-/* Mounts fsn's filesystem at mountpoint and starts serving it. opts is a
+struct fs_release;
+
+/* Mounts fsn's filesystem at mountpoint and starts serving it; rel
+ * (borrowed, NULL allowed) is the node's releaser of orphans, told which
+ * files the mount holds (fs_release.h). opts is a
  * comma-separated option list (NULL or "" for none): raftfs's own
  * (linearizable, timeout=SECONDS, see fuse_mount.c) and any libfuse/mount
  * option (allow_other, ro, debug, ...). default_permissions is always on,
  * allow_other too when running as root. A stale mount left at mountpoint by
  * a killed node is detached first. 0 or a negative errno, with what failed
  * on stderr. */
-int fuse_mount_start(struct fs_node *fsn, const char *mountpoint, const char *opts,
-		     struct fuse_mount **out);
+int fuse_mount_start(struct fs_node *fsn, struct fs_release *rel, const char *mountpoint,
+		     const char *opts, struct fuse_mount **out);
 
 /* True once the session loop ended by itself (e.g. fusermount3 -u). */
 bool fuse_mount_ended(struct fuse_mount *m);

@@ -9,9 +9,15 @@ struct fs_node;
 struct fuse_inval;
 struct fuse_lowlevel_ops;
 
+struct fs_release;
+
 struct fuse_ops_cfg {
 	bool linearizable; /* lookups, getattr and readdir pass a ReadIndex barrier */
 	double timeout;	   /* kernel entry/attribute cache timeout, seconds */
+	/* This node's releaser of orphans (fs_release.h; borrowed): the mount
+	 * tells it which files it holds. NULL: the first orphan rule (the
+	 * mount releases for every node). */
+	struct fs_release *rel;
 };
 
 /* The per-mount state the operations share (the session's userdata). */

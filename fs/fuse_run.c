@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "fs_node.h"
+#include "fs_release.h"
 #include "fuse_mount.h"
 #include "node.h"
 #include "runtime_log.h"
@@ -17,6 +18,8 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	struct timespec poll_ts = {0, 100 * 1000 * 1000};
 	struct fuse_mount *m = NULL;
 	struct fs_node *f = NULL;
+	struct fs_release *rel = NULL;
+	uint32_t voters[CONFIG_MAX_PEERS];
 	bool fault_logged = false;
 	char err[600];
 	sigset_t sigs;
@@ -52,14 +55,22 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 		return 1;
 	}
 	fs_node_attach(f, n);
-	if (node_launch(n) < 0) {
+	/* Orphans go once every voter released them (fs/README-sm.md); the
+	 * voters are the configured peers, carried in every Release. */
+	for (size_t i = 0; i < cfg->n_peers; i++)
+		voters[i] = (uint32_t)cfg->peers[i].id;
+	if (fs_release_new(f, (uint32_t)cfg->id, voters, cfg->n_peers, &rel) < 0 ||
+	    node_launch(n) < 0) {
 		fprintf(stderr, "raftfs node: could not start (see the log above)\n");
 		node_free(n);
+		fs_release_free(rel);
 		fs_node_close(f);
 		return 1;
 	}
+	if (!cfg->mount[0])
+		fs_release_start(rel); /* a mount does it once it serves */
 	if (cfg->mount[0]) {
-		rc = fuse_mount_start(f, cfg->mount, mount_opts, &m);
+		rc = fuse_mount_start(f, rel, cfg->mount, mount_opts, &m);
 		if (rc < 0) {
 			fprintf(stderr, "raftfs node: mounting at %s failed\n", cfg->mount);
 			status = 1;
@@ -89,6 +100,7 @@ stop:
 	node_stop(n);
 	fuse_mount_free(m);
 	node_free(n);
+	fs_release_free(rel);
 	fs_node_close(f);
 	rlog_write(RLOG_INFO, "stopped");
 	return status;

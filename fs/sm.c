@@ -423,6 +423,12 @@ void sm_set_content_hook(struct sm *sm, sm_content_hook fn, void *arg)
 	sm->content_hook_arg = arg;
 }
 
+void sm_set_orphan_hook(struct sm *sm, sm_orphan_hook fn, void *arg)
+{
+	sm->orphan_hook = fn;
+	sm->orphan_hook_arg = arg;
+}
+
 void sm_set_journal_limit(struct sm *sm, size_t bytes)
 {
 	sm->journal_max = bytes;

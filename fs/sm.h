@@ -120,6 +120,16 @@ typedef void (*sm_content_hook)(void *arg, uint64_t id);
 // apply thread starts, or from it).
 void sm_set_content_hook(struct sm *sm, sm_content_hook fn, void *arg);
 
+// Called on the apply thread with the id of a file that a command has just
+// made an orphan (its last name went: Unlink, or Rename over it), so the
+// node can propose its Release if it holds no handle on it (fs/README-sm.md,
+// "Orphans"). Also called again when such a command is redone after a crash.
+// Must not block (it may queue a proposal) nor call sm_apply.
+typedef void (*sm_orphan_hook)(void *arg, uint64_t id);
+
+// Installs fn (NULL: none) with arg; same rules as sm_set_content_hook.
+void sm_set_orphan_hook(struct sm *sm, sm_orphan_hook fn, void *arg);
+
 // Allocates a fresh id for a new object proposed by this node:
 // (node_id << 48) | counter, the counter persisted (fsynced in blocks) so an id
 // is never handed out twice, even across crashes. Thread-safe.
@@ -172,5 +182,9 @@ int sm_statfs(struct sm *sm, struct statvfs *st);
 // Calls fn for every orphan (a non-directory whose last name is gone and that
 // awaits a Release command). Returns 0 or what fn returned (nonzero stops).
 int sm_each_orphan(struct sm *sm, int (*fn)(void *arg, uint64_t id), void *arg);
+
+// Whether node `node` already released orphan id (a Release of it by that
+// node was applied): 1, 0 (not yet, or id is no orphan), or a negative errno.
+int sm_orphan_released_by(struct sm *sm, uint64_t id, uint32_t node);
 
 #endif

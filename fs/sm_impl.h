@@ -17,6 +17,12 @@
 #define SM_XATTR_ID "trusted.raftfs.id"
 #define SM_XATTR_CTIME "trusted.raftfs.ctime"
 #define SM_XATTR_PREFIX "trusted.raftfs."
+// On an orphan: the nodes that released it (u32 node ids, ascending), see
+// apply.c's Release. Replicated state: snapshots must carry it.
+#define SM_XATTR_RELEASED "trusted.raftfs.released"
+// The most nodes a Release may name (voters): bounds the xattr above, which
+// must fit ext4's one xattr block beside the user's.
+#define SM_MAX_VOTERS 63
 
 // One object of the tree, in memory. Directories are found by walking parent
 // ids to the root (their path in DATA/tree); every other object by its index
@@ -56,6 +62,8 @@ struct sm {
 	int crash_at; // test hook: stop exec after this many steps (0: off)
 	sm_content_hook content_hook; // sm_set_content_hook (apply thread)
 	void *content_hook_arg;
+	sm_orphan_hook orphan_hook; // sm_set_orphan_hook (apply thread)
+	void *orphan_hook_arg;
 
 	// Write fds of regular files, by id (apply thread only).
 	struct {
@@ -117,6 +125,13 @@ int tree_read_id(const char *path, uint64_t *id);
 int tree_read_ctime(const char *path, int64_t *ns);
 int tree_write_ctime(const char *path, int64_t ns);
 int tree_write_id(const char *path, uint64_t id);
+
+// The set of nodes that released orphan path (SM_XATTR_RELEASED), ascending:
+// the count (0 if none recorded) or -errno. ids has room for
+// SM_MAX_VOTERS + 1.
+int tree_read_released(const char *path, uint32_t *ids);
+// Replaces it with n ids (ascending). 0 or -errno.
+int tree_write_released(const char *path, const uint32_t *ids, size_t n);
 
 // Fills st for object o from lstat of path, replacing what is replicated
 // differently (ino, ctime, nlink). Returns 0 or -errno.

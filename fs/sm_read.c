@@ -244,3 +244,27 @@ int sm_each_orphan(struct sm *sm, int (*fn)(void *arg, uint64_t id), void *arg)
 	pthread_rwlock_unlock(&sm->lock);
 	return rc;
 }
+
+int sm_orphan_released_by(struct sm *sm, uint64_t id, uint32_t node)
+{
+	uint32_t ids[SM_MAX_VOTERS + 1];
+	struct sm_path p;
+	struct stat st;
+	int rc = 0;
+	pthread_rwlock_rdlock(&sm->lock);
+	struct sm_obj *o = tree_get(sm, id);
+	if (o && o->type != S_IFDIR) {
+		tree_index_path(sm, id, &p);
+		if (lstat(p.buf, &st))
+			rc = errno == ENOENT ? 0 : -errno;
+		else if (st.st_nlink == 1 && (rc = tree_read_released(p.buf, ids)) > 0) {
+			int n = rc;
+			rc = 0;
+			for (int i = 0; i < n; i++)
+				if (ids[i] == node)
+					rc = 1;
+		}
+	}
+	pthread_rwlock_unlock(&sm->lock);
+	return rc;
+}

@@ -261,6 +261,21 @@ int tree_write_ctime(const char *path, int64_t ns)
 	return lsetxattr(path, SM_XATTR_CTIME, &ns, sizeof(ns), 0) ? -errno : 0;
 }
 
+int tree_read_released(const char *path, uint32_t *ids)
+{
+	ssize_t n = lgetxattr(path, SM_XATTR_RELEASED, ids, (SM_MAX_VOTERS + 1) * sizeof(*ids));
+	if (n < 0)
+		return errno == ENODATA ? 0 : -errno;
+	if (n % sizeof(*ids))
+		return -EIO;
+	return (int)(n / (ssize_t)sizeof(*ids));
+}
+
+int tree_write_released(const char *path, const uint32_t *ids, size_t n)
+{
+	return lsetxattr(path, SM_XATTR_RELEASED, ids, n * sizeof(*ids), 0) ? -errno : 0;
+}
+
 int tree_stat(struct sm_obj *o, const char *path, struct stat *st)
 {
 	if (lstat(path, st))

@@ -18,6 +18,7 @@
 #define XATTR_ID "trusted.raftfs.id"
 #define XATTR_CTIME "trusted.raftfs.ctime"
 #define XATTR_OURS "trusted.raftfs."
+#define XATTR_RELEASED "trusted.raftfs.released"
 
 struct cmp {
 	enum tree_cmp_kind kind;
@@ -158,6 +159,21 @@ static void compare_content(struct cmp *c, const char *rel, const char *pa, cons
 		close(fb);
 }
 
+// The nodes that released an orphan (replicated state kept in an xattr the
+// user does not see).
+static void compare_released(struct cmp *c, const char *rel, const char *pa, const char *pb)
+{
+	char va[1024], vb[1024];
+	ssize_t la = lgetxattr(pa, XATTR_RELEASED, va, sizeof(va));
+	ssize_t lb = lgetxattr(pb, XATTR_RELEASED, vb, sizeof(vb));
+	if (la < 0 && errno != ENODATA)
+		read_error(c, "read releases of", pa, errno);
+	else if (lb < 0 && errno != ENODATA)
+		read_error(c, "read releases of", pb, errno);
+	else if (la != lb || (la > 0 && memcmp(va, vb, (size_t)la)))
+		diff(c, "%s: released by different nodes", rel);
+}
+
 // Compares one object (not its children). Returns 1 if both are directories.
 static int compare_obj(struct cmp *c, const char *rel, const char *pa, const char *pb)
 {
@@ -198,6 +214,8 @@ static int compare_obj(struct cmp *c, const char *rel, const char *pa, const cha
 			diff(c, "%s: symlink target differs", rel);
 	}
 	compare_xattrs(c, rel, pa, pb);
+	if (c->kind == TREE_CMP_DATA)
+		compare_released(c, rel, pa, pb);
 	if (S_ISREG(x->st_mode) && x->st_size == y->st_size)
 		compare_content(c, rel, pa, pb);
 	return S_ISDIR(x->st_mode);
@@ -277,8 +295,25 @@ static void walk(struct cmp *c, const char *rel, const char *pa, const char *pb)
 	free_list(lb, nb);
 }
 
-// Orphans: index entries with no name left (link count 1, the index link).
-static void compare_orphans(struct cmp *c, const char *da, const char *db)
+// One index entry: its id xattr must be its name. Returns its link count
+// (1: an orphan, only the index link is left), or 0 if it cannot be read.
+static nlink_t index_entry(struct cmp *c, const char *path, const char *name)
+{
+	struct stat st;
+	char buf[17] = {0};
+	if (lstat(path, &st)) {
+		read_error(c, "stat", path, errno);
+		return 0;
+	}
+	if (lgetxattr(path, XATTR_ID, buf, 16) != 16 || strcmp(buf, name))
+		diff(c, "index %s: carries id %s", name, buf[0] ? buf : "(none)");
+	return st.st_nlink;
+}
+
+// The hard-link index DATA/ids: the same ids on both sides, each entry
+// naming its own id; orphans (index entries with no name left) are compared
+// whole here, the named through the tree.
+static void compare_index(struct cmp *c, const char *da, const char *db)
 {
 	char pa[PATH_MAX], pb[PATH_MAX], r[64];
 	for (unsigned k = 0; k < 256; k++) {
@@ -287,25 +322,30 @@ static void compare_orphans(struct cmp *c, const char *da, const char *db)
 		size_t na, nb;
 		char **la = list_dir(c, pa, true, &na);
 		char **lb = list_dir(c, pb, true, &nb);
-		for (int side = 0; side < 2 && la && lb; side++) {
-			char **v = side ? lb : la, **w = side ? la : lb;
-			size_t n = side ? nb : na, m = side ? na : nb;
-			const char *dir = side ? pb : pa, *other = side ? pa : pb;
-			for (size_t i = 0; i < n; i++) {
-				char p[2 * PATH_MAX], q[2 * PATH_MAX];
-				struct stat st;
-				snprintf(p, sizeof(p), "%s/%s", dir, v[i]);
-				if (lstat(p, &st) || st.st_nlink != 1)
-					continue; // named: compared through the tree
-				snprintf(r, sizeof(r), "orphan %s", v[i]);
-				if (!bsearch(&v[i], w, m, sizeof(*w), cmp_names)) {
-					diff(c, "%s: only in the %s tree", r,
-					     side ? "second" : "first");
-				} else if (side == 0) {
-					snprintf(q, sizeof(q), "%s/%s", other, v[i]);
-					compare_obj(c, r, p, q);
-				}
+		size_t i = 0, j = 0;
+		while (la && lb && (i < na || j < nb)) {
+			int o = i == na ? 1 : j == nb ? -1 : strcmp(la[i], lb[j]);
+			char p[2 * PATH_MAX], q[2 * PATH_MAX];
+			if (o < 0) {
+				diff(c, "index %s: only in the first tree", la[i++]);
+				continue;
 			}
+			if (o > 0) {
+				diff(c, "index %s: only in the second tree", lb[j++]);
+				continue;
+			}
+			snprintf(p, sizeof(p), "%s/%s", pa, la[i]);
+			snprintf(q, sizeof(q), "%s/%s", pb, lb[j]);
+			nlink_t x = index_entry(c, p, la[i]), y = index_entry(c, q, lb[j]);
+			if (x == 1 && y == 1) {
+				snprintf(r, sizeof(r), "orphan %s", la[i]);
+				compare_obj(c, r, p, q);
+			} else if ((x == 1) != (y == 1) && x && y) {
+				diff(c, "index %s: an orphan in the %s tree only", la[i],
+				     x == 1 ? "first" : "second");
+			}
+			i++;
+			j++;
 		}
 		free_list(la, na);
 		free_list(lb, nb);
@@ -320,7 +360,7 @@ int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_dif
 		snprintf(ta, sizeof(ta), "%s/tree", a);
 		snprintf(tb, sizeof(tb), "%s/tree", b);
 		walk(&c, "", ta, tb);
-		compare_orphans(&c, a, b);
+		compare_index(&c, a, b);
 	} else {
 		walk(&c, "", a, b);
 	}

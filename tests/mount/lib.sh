@@ -68,10 +68,14 @@ wait_for() {
 	done
 }
 
-# The mounts agree (each node applies at its own pace: wait for it).
+# The mounts agree, and so do the nodes' data directories compared at one
+# applied index (raftfs verify --trees): tree, ids index, orphans. Each node
+# applies at its own pace: wait for it.
 verify() {
 	"$R" verify --wait "${1:-30}" "$C" >"$T/verify.out" ||
 		{ cat "$T/verify.out"; fail "mounts differ (${2:-})"; }
+	"$R" verify --wait "${1:-30}" --trees "$C" >"$T/verify.out" ||
+		{ cat "$T/verify.out"; fail "node trees differ (${2:-})"; }
 }
 
 # Node id of the leader, from raftfs local status.
