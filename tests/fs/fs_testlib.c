@@ -441,6 +441,8 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 		Fspb__SetXattr sx = FSPB__SET_XATTR__INIT;
 		Fspb__RemoveXattr rx = FSPB__REMOVE_XATTR__INIT;
 		Fspb__Release rl = FSPB__RELEASE__INIT;
+		uint64_t rel_ids[1];
+		static const uint32_t voters[3] = {1, 2, 3};
 		unsigned op = rnd(&r) % 100;
 		if (op < 14) {
 			static const uint32_t types[] = {S_IFREG, S_IFREG,  S_IFREG,
@@ -533,7 +535,18 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n)
 			c.op_case = FSPB__COMMAND__OP_REMOVEXATTR;
 			c.removexattr = &rx;
 		} else {
+			// Half of them the first version's (drop at once), half a
+			// node's release of two ids among voters 1..3.
 			rl.ino = obj;
+			if (rnd(&r) % 2) {
+				rl.node = 1 + (uint32_t)(rnd(&r) % 3);
+				rl.ids = rel_ids;
+				rl.n_ids = 1;
+				rel_ids[0] = obj;
+				sm_each_orphan(sm, first_orphan, &rel_ids[0]);
+				rl.voters = (uint32_t *)voters;
+				rl.n_voters = 3;
+			}
 			c.op_case = FSPB__COMMAND__OP_RELEASE;
 			c.release = &rl;
 		}
