@@ -428,6 +428,7 @@ static void *apply_main(void *arg)
 			pthread_mutex_unlock(&n->mu);
 		}
 	}
+	node_snap_stop(n); /* a local image still streaming is cut short */
 	return NULL;
 }
 

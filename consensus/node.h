@@ -91,6 +91,22 @@ typedef struct node_sm {
 	 * current snapshot and compacts the Raft log up to that index (Raft
 	 * §7). 0 or a negative code (the snapshot is skipped). */
 	int (*snapshot)(void *ctx, node_snap_write write, void *warg);
+	/* Optional, all three or none; preferred to snapshot() when set: the
+	 * image made without holding apply for all of it (copy-on-write).
+	 * snapshot_begin runs on the apply thread right after the entry of the
+	 * snapshot's index N was applied and captures only what it must there
+	 * (*job: the state machine's handle of this image); apply pauses only
+	 * for it. snapshot_stream then writes the image through write (as
+	 * snapshot() does) on the runtime's snapshot thread while apply goes
+	 * on: it must be exactly the state at N, whatever is applied meanwhile.
+	 * snapshot_end frees the job on the apply thread, between two applies
+	 * or after apply stopped, once per successful begin, whether the
+	 * stream ran, failed or was cut short (a snapshot from the leader to
+	 * restore, a stop: write then returns a negative code). begin and
+	 * stream return 0 or a negative code (the snapshot is skipped). */
+	int (*snapshot_begin)(void *ctx, void **job);
+	int (*snapshot_stream)(void *ctx, void *job, node_snap_write write, void *warg);
+	void (*snapshot_end)(void *ctx, void *job);
 	/* Replaces the whole state by a snapshot (made by snapshot() on some
 	 * node at `index`), when this node was too far behind the leader's
 	 * log. The image is read through read(rarg, buf, len) (up to len

@@ -127,6 +127,16 @@ struct node {
 	_Atomic int fault;
 	_Atomic int readers_waiting; /* readers that have an index, waiting for apply */
 	_Atomic bool snap_wanted;    /* raftfs snapshot: snapshot at the next applied entry */
+
+	/* node_snapshot.c: a local image streamed by the snapshot thread while
+	 * apply goes on (node_sm.snapshot_begin/stream/end). The apply thread
+	 * starts, joins and ends it; the thread sets snap_done when through. */
+	pthread_t snap_thread;
+	bool snap_running; /* apply thread: a job begun, not yet ended */
+	void *snap_job;
+	uint64_t snap_job_index, snap_job_term;
+	_Atomic bool snap_done;	  /* the snapshot thread is through */
+	_Atomic bool snap_cancel; /* apply thread: cut the stream short */
 };
 
 /* Appends o to the inbox and wakes the loop; n->mu must be held. */
@@ -149,6 +159,10 @@ void node_snap_restore(node *n, const raft_snapshot *s);
 /* Apply thread, right after e was applied: takes a snapshot at e->index if
  * one is due (entries, bytes, or raftfs snapshot asked). */
 void node_snap_maybe_take(node *n, const raft_entry *e);
+
+/* Apply thread, as it exits: cuts a local image being streamed short, waits
+ * for the snapshot thread and ends the job. */
+void node_snap_stop(node *n);
 
 /* Loop thread: makes the snapshot of a Ready current in the store;
  * *for_apply gets its metadata only (the apply thread streams the data). */

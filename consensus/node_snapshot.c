@@ -188,6 +188,10 @@ void node_snap_restore(node *n, const raft_snapshot *s)
 
 	if (index <= atomic_load(&n->applied))
 		return; /* already there (a restart re-delivered it) */
+	/* The leader's snapshot replaces the state a local image is still
+	 * being read from: that image is dropped (the received one took over
+	 * the store's staging anyway). */
+	node_snap_stop(n);
 	if (n->sm->restore)
 		rc = node_snap_restore_stream(n, false, &index, &bytes);
 	if (rc == NODE_ESTOPPED) {
@@ -241,6 +245,8 @@ static int snap_out_write(void *arg, const void *buf, size_t len)
 	snap_out *o = arg;
 	const uint8_t *p = buf;
 
+	if (atomic_load(&o->n->snap_cancel))
+		o->rc = NODE_ESTOPPED; /* a restore or a stop wants the state machine */
 	while (len && o->rc == 0) {
 		size_t k = NODE_SNAP_CHUNK - o->fill < len ? NODE_SNAP_CHUNK - o->fill : len;
 
@@ -254,24 +260,110 @@ static int snap_out_write(void *arg, const void *buf, size_t len)
 	return o->rc;
 }
 
-/* Every snapshot_entries applied entries (or snapshot_bytes of entry data,
- * whichever comes first; or when raftfs snapshot asked), the state machine
- * writes its image (here, between two applies, so it is exactly the state
- * at e->index) into the store's staging, which then becomes the current
- * snapshot (Raft §7). */
+/* Streams the local image into the staging begun at index (SIO_BEGIN) and
+ * makes it current: job's stream (snapshot thread) or, job NULL, the
+ * synchronous snapshot() (apply thread). */
+static void snap_stream_install(node *n, void *job, uint64_t index)
+{
+	snap_out o = {.n = n};
+	snap_io io;
+	int rc;
+
+	o.buf[0] = malloc(NODE_SNAP_CHUNK);
+	o.buf[1] = malloc(NODE_SNAP_CHUNK);
+	if (!o.buf[0] || !o.buf[1])
+		rc = NODE_ENOMEM;
+	else if (job)
+		rc = n->sm->snapshot_stream(n->sm->ctx, job, snap_out_write, &o);
+	else
+		rc = n->sm->snapshot(n->sm->ctx, snap_out_write, &o);
+	if (rc == 0)
+		rc = o.rc ? o.rc : snap_out_flush(&o);
+	if (o.busy) {
+		int wrc = snap_io_wait(n, &o.io);
+
+		rc = rc ? rc : wrc;
+	}
+	free(o.buf[0]);
+	free(o.buf[1]);
+	io = (snap_io){.kind = rc == 0 ? SIO_INSTALL : SIO_ABORT, .index = index, .offset = o.offset};
+	if (rc == 0)
+		rc = snap_io_call(n, &io);
+	else
+		snap_io_call(n, &io);
+	if (rc < 0 && rc != NODE_ESTOPPED)
+		rlog_write(RLOG_ERR, "state machine snapshot at %llu failed: %s: skipped",
+			   (unsigned long long)index, node_any_strerror(rc));
+}
+
+/* The snapshot thread: streams the image begun on the apply thread. */
+static void *snap_main(void *arg)
+{
+	node *n = arg;
+
+	snap_stream_install(n, n->snap_job, n->snap_job_index);
+	atomic_store(&n->snap_done, true);
+	return NULL;
+}
+
+/* Apply thread: waits for the snapshot thread and ends its job. */
+static void snap_finish(node *n)
+{
+	if (!n->snap_running)
+		return;
+	pthread_join(n->snap_thread, NULL);
+	n->sm->snapshot_end(n->sm->ctx, n->snap_job);
+	n->snap_job = NULL;
+	n->snap_running = false;
+}
+
+void node_snap_stop(node *n)
+{
+	atomic_store(&n->snap_cancel, true);
+	snap_finish(n);
+}
+
+/* This node's snapshot points are staggered within the interval I =
+ * snapshot_entries, so that the nodes of a cluster do not all take one at
+ * the same index: the node whose id is the k-th smallest of the m peers
+ * (k from 0) snapshots when the applied index crosses a multiple of I
+ * shifted by k*I/m, i.e. at the indexes x with (x + k*I/m) mod I == 0. The
+ * node with the smallest id keeps the multiples of I. Deterministic: the
+ * same config gives the same points. */
+static uint64_t snap_offset(const node *n)
+{
+	uint64_t every = n->cfg->snapshot_entries, k = 0;
+
+	for (size_t i = 0; i < n->cfg->n_peers; i++)
+		k += n->cfg->peers[i].id < n->cfg->id;
+	return n->cfg->n_peers ? k * every / n->cfg->n_peers : 0;
+}
+
+/* Every snapshot_entries applied entries (staggered, above), or
+ * snapshot_bytes of entry data, whichever comes first, or when raftfs
+ * snapshot asked, the state machine's image at e->index is streamed into
+ * the store's staging, which then becomes the current snapshot (Raft §7).
+ * With node_sm.snapshot_begin, apply pauses only for begin and the image
+ * streams from the snapshot thread; one at a time: a snapshot due while
+ * one streams waits for it. */
 void node_snap_maybe_take(node *n, const raft_entry *e)
 {
 	snap_io io = {.kind = SIO_BEGIN, .index = e->index, .term = e->term};
-	snap_out o = {.n = n};
+	uint64_t every = n->cfg->snapshot_entries, off;
+	bool async = n->sm->snapshot_begin && n->sm->snapshot_stream && n->sm->snapshot_end;
 	bool due;
 	int rc;
 
-	if (!n->sm->snapshot || !n->sm->restore)
+	if ((!n->sm->snapshot && !async) || !n->sm->restore)
 		return;
 	n->snap_bytes += e->len;
-	due = n->cfg->snapshot_entries != 0 &&
-	      (e->index - n->last_snap >= n->cfg->snapshot_entries ||
-	       (n->cfg->snapshot_bytes != 0 && n->snap_bytes >= n->cfg->snapshot_bytes));
+	if (n->snap_running && atomic_load(&n->snap_done))
+		snap_finish(n);
+	if (n->snap_running)
+		return; /* still streaming: what is due now is taken after it */
+	off = every ? snap_offset(n) : 0;
+	due = every != 0 && ((e->index + off) / every > (n->last_snap + off) / every ||
+			     (n->cfg->snapshot_bytes != 0 && n->snap_bytes >= n->cfg->snapshot_bytes));
 	if (!atomic_exchange(&n->snap_wanted, false) && !due)
 		return;
 	n->snap_bytes = 0;
@@ -283,27 +375,28 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 				   (unsigned long long)e->index, raft_strerror(rc));
 		return;
 	}
-	o.buf[0] = malloc(NODE_SNAP_CHUNK);
-	o.buf[1] = malloc(NODE_SNAP_CHUNK);
-	rc = o.buf[0] && o.buf[1] ? n->sm->snapshot(n->sm->ctx, snap_out_write, &o) : NODE_ENOMEM;
-	if (rc == 0)
-		rc = o.rc ? o.rc : snap_out_flush(&o);
-	if (o.busy) {
-		int wrc = snap_io_wait(n, &o.io);
-
-		rc = rc ? rc : wrc;
+	if (!async) {
+		snap_stream_install(n, NULL, e->index);
+		return;
 	}
-	free(o.buf[0]);
-	free(o.buf[1]);
-	io = (snap_io){.kind = rc == 0 ? SIO_INSTALL : SIO_ABORT, .index = e->index, .offset = o.offset};
-	if (rc == 0)
-		rc = snap_io_call(n, &io);
-	else
-		snap_io_call(n, &io);
-	if (rc < 0 && rc != NODE_ESTOPPED)
-		rlog_write(RLOG_ERR, "state machine snapshot at %llu failed: %s: skipped",
-			   (unsigned long long)e->index,
-			   node_any_strerror(rc));
+	rc = n->sm->snapshot_begin(n->sm->ctx, &n->snap_job);
+	if (rc == 0) {
+		n->snap_job_index = e->index;
+		n->snap_job_term = e->term;
+		atomic_store(&n->snap_done, false);
+		atomic_store(&n->snap_cancel, false);
+		if (pthread_create(&n->snap_thread, NULL, snap_main, n) == 0) {
+			n->snap_running = true;
+			return;
+		}
+		n->sm->snapshot_end(n->sm->ctx, n->snap_job);
+		n->snap_job = NULL;
+		rc = -EAGAIN;
+	}
+	io = (snap_io){.kind = SIO_ABORT, .index = e->index};
+	snap_io_call(n, &io);
+	rlog_write(RLOG_ERR, "state machine snapshot at %llu failed: %s: skipped",
+		   (unsigned long long)e->index, node_any_strerror(rc));
 }
 
 /* Makes a snapshot current in the store, the data written in chunks (a log

@@ -109,6 +109,25 @@ static int nsm_snapshot(void *ctx, node_snap_write write, void *warg)
 	return snap_node_snapshot(f->sm, write, warg);
 }
 
+static int nsm_snapshot_begin(void *ctx, void **job)
+{
+	struct fs_node *f = ctx;
+
+	return snap_node_begin(f->sm, job);
+}
+
+static int nsm_snapshot_stream(void *ctx, void *job, node_snap_write write, void *warg)
+{
+	(void)ctx;
+	return snap_node_stream(job, write, warg);
+}
+
+static void nsm_snapshot_end(void *ctx, void *job)
+{
+	(void)ctx;
+	snap_node_end(job);
+}
+
 static int nsm_restore(void *ctx, uint64_t index, node_snap_read read, void *rarg)
 {
 	struct fs_node *f = ctx;
@@ -157,6 +176,9 @@ void fs_node_iface(struct fs_node *f, node_sm *out)
 	    .apply = nsm_apply,
 	    .apply_empty = nsm_apply_empty,
 	    .snapshot = nsm_snapshot,
+	    .snapshot_begin = nsm_snapshot_begin,
+	    .snapshot_stream = nsm_snapshot_stream,
+	    .snapshot_end = nsm_snapshot_end,
 	    .restore = nsm_restore,
 	};
 }

@@ -11,7 +11,8 @@
 //   'E'     end | checksum u64 (FNV-1a 64 of every byte before it)
 //   attrs = mode u32 | uid u32 | gid u32 | rdev u64 | size u64 | mtime_ns i64
 //           | ctime_ns i64 (replicated) | n_xattrs u32 | n x (name_len u16 |
-//           name | value_len u32 | value)   (user-visible xattrs only)
+//           name | value_len u32 | value)   (user-visible xattrs, and
+//           trusted.raftfs.released of an orphan)
 //
 // Installing builds DATA/snap/new/{tree,ids,sm} from the image, then
 // DATA/snap/INSTALL (durable) says "the new state wins": tree/, ids/ and sm/
@@ -43,6 +44,12 @@
 #define XATTR_VALUE_MAX_BYTES 65536
 #define DEDUP_MAGIC 0x44505552u // DATA/sm/dedup, as sm.c writes it
 #define ID_HEX_FMT "%016llx"
+// Of the state machine's own xattrs, the image carries the replicated ones
+// besides id and ctime (which have their own fields): the set of nodes that
+// released an orphan (fs/sm_impl.h).
+#ifndef SM_XATTR_RELEASED
+#define SM_XATTR_RELEASED "trusted.raftfs.released"
+#endif
 
 static const char *const parts[] = {"tree", "ids", "sm"};
 
@@ -358,6 +365,14 @@ static int enqueue(struct maker *m, uint64_t id)
 	return 0;
 }
 
+// Whether the image carries xattr name: the user's, and the replicated
+// ones of the state machine but id and ctime.
+static bool image_xattr(const char *name)
+{
+	return strncmp(name, SM_XATTR_PREFIX, strlen(SM_XATTR_PREFIX)) ||
+	       !strcmp(name, SM_XATTR_RELEASED);
+}
+
 // Writes the attrs block of object o found at path.
 static int put_attrs(struct maker *m, struct sm_obj *o, const char *path, const struct stat *st)
 {
@@ -369,8 +384,7 @@ static int put_attrs(struct maker *m, struct sm_obj *o, const char *path, const 
 		return -errno;
 	}
 	for (ssize_t i = 0; i < len; i += (ssize_t)strlen(m->xbuf + i) + 1)
-		if (strncmp(m->xbuf + i, SM_XATTR_PREFIX, strlen(SM_XATTR_PREFIX)))
-			n++;
+		n += image_xattr(m->xbuf + i);
 	w_u32(&m->w, st->st_mode);
 	w_u32(&m->w, st->st_uid);
 	w_u32(&m->w, st->st_gid);
@@ -383,7 +397,7 @@ static int put_attrs(struct maker *m, struct sm_obj *o, const char *path, const 
 		const char *name = m->xbuf + i;
 		ssize_t vlen;
 
-		if (!strncmp(name, SM_XATTR_PREFIX, strlen(SM_XATTR_PREFIX)))
+		if (!image_xattr(name))
 			continue;
 		vlen = lgetxattr(path, name, m->vbuf, XATTR_VALUE_MAX_BYTES);
 		if (vlen < 0) {
