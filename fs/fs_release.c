@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_node.h"
 #include "sm.h"
@@ -15,6 +16,11 @@
 #define BATCH_MAX 8192
 /* The state machine's bound on the voters a Release may name (sm_impl.h). */
 #define VOTERS_MAX 63
+/* How long the first queued id waits for others to join its command: an
+ * rm -r unlinks one file per commit, as fast as a Release would commit, so
+ * without a wait every Release would carry one id (measured: 1.3 Release
+ * commands per unlink with three nodes). Nothing waits for a Release. */
+#define LINGER_MS 100
 
 struct fs_release {
 	struct fs_node *fsn;
@@ -31,7 +37,10 @@ struct fs_release {
 	uint64_t *sent; /* the ids of the command in flight */
 	size_t n_sent;
 	bool in_flight;
+	bool stop;
 	uint64_t proposed;
+	pthread_cond_t cv; /* something queued, the command in flight done, stop */
+	pthread_t thread;  /* proposes the batches */
 };
 
 static void sent_done(void *arg, int err);
@@ -90,7 +99,6 @@ static void propose_sent(struct fs_release *r)
 static void sent_done(void *arg, int err)
 {
 	struct fs_release *r = arg;
-	bool more;
 
 	pthread_mutex_lock(&r->mu);
 	r->in_flight = false;
@@ -118,17 +126,52 @@ static void sent_done(void *arg, int err)
 			r->self, strerror(err));
 	}
 	r->n_sent = 0;
-	more = take_batch(r);
+	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
-	if (more)
+}
+
+static void deadline_in(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+/* One command in flight at a time; the first id queued waits LINGER_MS for
+ * company (less when a full batch is queued). */
+static void *batcher(void *arg)
+{
+	struct fs_release *r = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&r->mu);
+	for (;;) {
+		while (!r->stop && (r->n == 0 || r->in_flight))
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (r->stop)
+			break;
+		deadline_in(&until, LINGER_MS);
+		while (!r->stop && r->n < BATCH_MAX &&
+		       pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
+			;
+		if (r->stop || !take_batch(r))
+			continue;
+		pthread_mutex_unlock(&r->mu);
 		propose_sent(r);
+		pthread_mutex_lock(&r->mu);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return NULL;
 }
 
 void fs_release_id(struct fs_release *r, uint64_t id)
 {
 	fs_holds_fn holds;
 	void *arg;
-	bool send = false;
 
 	pthread_mutex_lock(&r->mu);
 	holds = r->holds;
@@ -153,11 +196,8 @@ void fs_release_id(struct fs_release *r, uint64_t id)
 		r->cap = cap;
 	}
 	r->queue[r->n++] = id;
-	if (!r->in_flight)
-		send = take_batch(r);
+	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
-	if (send)
-		propose_sent(r);
 }
 
 static void on_orphan(void *arg, uint64_t id)
@@ -242,7 +282,24 @@ int fs_release_new(struct fs_node *f, uint32_t self, const uint32_t *voters, siz
 	r->self = self;
 	memcpy(r->voters, voters, n_voters * sizeof(*voters));
 	r->n_voters = n_voters;
+	pthread_condattr_t ca;
+	int rc;
+
 	pthread_mutex_init(&r->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = -pthread_create(&r->thread, NULL, batcher, r);
+	if (rc) {
+		fprintf(stderr, "fs_release: node %u: start the batching thread: %s\n", self,
+			strerror(-rc));
+		pthread_cond_destroy(&r->cv);
+		pthread_mutex_destroy(&r->mu);
+		free(r->sent);
+		free(r);
+		return rc;
+	}
 	sm_set_orphan_hook(r->sm, on_orphan, r);
 	*out = r;
 	return 0;
@@ -253,6 +310,12 @@ void fs_release_free(struct fs_release *r)
 	if (!r)
 		return;
 	sm_set_orphan_hook(r->sm, NULL, NULL);
+	pthread_mutex_lock(&r->mu);
+	r->stop = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	pthread_join(r->thread, NULL);
+	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r->queue);
 	free(r->sent);

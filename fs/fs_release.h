@@ -33,9 +33,10 @@ void fs_release_free(struct fs_release *r);
  * sets it before serving and clears it when freed. */
 void fs_release_set_holder(struct fs_release *r, fs_holds_fn holds, void *arg);
 
-/* Releases id if it is an orphan this node holds no handle on (and did not
- * release yet): queued, and proposed with whatever else is queued in one
- * command, one command in flight at a time. Any thread; must not be called
+/* Releases id unless this node holds a handle on it: queued, and proposed
+ * in one command with whatever else is queued within LINGER_MS (100 ms) of
+ * the first, by the releaser's thread, one command in flight at a time.
+ * Any thread (the apply thread too: it never blocks on a proposal); not
  * with the holder's lock held. */
 void fs_release_id(struct fs_release *r, uint64_t id);
 
