@@ -122,8 +122,9 @@ int snap_node_stream(void *job, sm_snap_sink sink, void *arg)
 	if (rc)
 		return rc;
 	test_delay();
-	fprintf(stderr, "fs: snapshot image at %llu: %llu bytes streamed in %.1f ms (apply "
-			"going on)\n",
+	fprintf(stderr,
+		"fs: snapshot image at %llu: %llu bytes streamed in %.1f ms (apply "
+		"going on)\n",
 		(unsigned long long)j->index, (unsigned long long)c.bytes, now_ms() - t0);
 	return 0;
 }
