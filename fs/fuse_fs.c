@@ -16,6 +16,15 @@
 
 static bool holds_open(void *arg, uint64_t id);
 
+/* A snapshot replaced the tree: its orphans may wait for this node (it was
+ * behind when the others released them). */
+static void release_after_restore(void *arg)
+{
+	struct fuse_fs *fs = arg;
+
+	fs_release_start(fs->cfg.rel);
+}
+
 int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_ops_cfg *cfg,
 		struct fuse_fs **out)
 {
@@ -28,8 +37,11 @@ int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_o
 	fs->inv = inv;
 	fs->cfg = *cfg;
 	pthread_mutex_init(&fs->mu, NULL);
-	if (cfg->rel)
+	if (cfg->rel) {
 		fs_release_set_holder(cfg->rel, holds_open, fs);
+		if (inv)
+			fuse_inval_set_restore_hook(inv, release_after_restore, fs);
+	}
 	*out = fs;
 	return 0;
 }
@@ -38,6 +50,8 @@ void fuse_fs_free(struct fuse_fs *fs)
 {
 	if (!fs)
 		return;
+	/* (The invalidation tracker is freed first, with the node stopped: its
+	 * restore hook cannot fire any more.) */
 	if (fs->cfg.rel)
 		fs_release_set_holder(fs->cfg.rel, NULL, NULL);
 	for (size_t i = 0; i < OPEN_BUCKETS; i++)

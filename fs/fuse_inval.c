@@ -41,6 +41,8 @@ struct fuse_inval {
 	struct fuse_session *se;
 	pthread_t thread;
 	struct ref *refs[NBUCKETS];
+	void (*restore_hook)(void *arg); /* fuse_inval_set_restore_hook */
+	void *restore_arg;
 };
 
 static struct ref **ref_slot(struct fuse_inval *v, uint64_t id)
@@ -365,9 +367,22 @@ struct fuse_inval_item *fuse_inval_names_before_restore(struct fuse_inval *v, st
 	return n.head;
 }
 
-void fuse_inval_restored(struct fuse_inval *v, struct fuse_inval_item *names)
+void fuse_inval_set_restore_hook(struct fuse_inval *v, void (*fn)(void *arg), void *arg)
 {
 	pthread_mutex_lock(&v->mu);
+	v->restore_hook = fn;
+	v->restore_arg = arg;
+	pthread_mutex_unlock(&v->mu);
+}
+
+void fuse_inval_restored(struct fuse_inval *v, struct fuse_inval_item *names)
+{
+	void (*hook)(void *arg);
+	void *arg;
+
+	pthread_mutex_lock(&v->mu);
+	hook = v->restore_hook;
+	arg = v->restore_arg;
 	push_inode(v, FUSE_ROOT_ID, 0, 0);
 	for (size_t i = 0; i < NBUCKETS; i++)
 		for (struct ref *r = v->refs[i]; r; r = r->next)
@@ -387,6 +402,8 @@ void fuse_inval_restored(struct fuse_inval *v, struct fuse_inval_item *names)
 	}
 	pthread_cond_signal(&v->cv);
 	pthread_mutex_unlock(&v->mu);
+	if (hook)
+		hook(arg);
 }
 
 uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id)

@@ -59,6 +59,12 @@ struct fuse_inval_item *fuse_inval_names_before_restore(struct fuse_inval *v, st
  * (NULL allowed). */
 void fuse_inval_restored(struct fuse_inval *v, struct fuse_inval_item *names);
 
+/* fn(arg) is called by fuse_inval_restored (apply thread), after a
+ * snapshot replaced the tree, e.g. so the node releases the orphans the
+ * image brought that it holds no handle on. NULL: none. Set before the
+ * node applies, cleared before arg goes. */
+void fuse_inval_set_restore_hook(struct fuse_inval *v, void (*fn)(void *arg), void *arg);
+
 /* A ticket for everything queued so far... */
 uint64_t fuse_inval_mark(struct fuse_inval *v);
 

@@ -99,8 +99,8 @@ stop:
 	fuse_mount_stop(m);
 	node_stop(n);
 	fuse_mount_free(m);
+	fs_release_free(rel); /* its thread may still propose through n */
 	node_free(n);
-	fs_release_free(rel);
 	fs_node_close(f);
 	rlog_write(RLOG_INFO, "stopped");
 	return status;
