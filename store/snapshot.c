@@ -66,6 +66,23 @@ static void chunks_delete(rocksdb_writebatch_t *b, uint64_t gen, uint64_t from_o
 	rocksdb_writebatch_delete_range(b, (const char *)from, flen, (const char *)to, tlen);
 }
 
+/* The chunks of generation gen were deleted (a range tombstone): asks
+ * RocksDB to compact the tables that still hold their bytes soon, in its
+ * background threads, rather than whenever the levels next fill up, so
+ * the directory holds about one image beside the log, not several
+ * replaced ones. Best effort: a failure only delays reclaiming the space. */
+static void chunks_reclaim(store *s, uint64_t gen)
+{
+	uint8_t from[KEY_MAX], to[KEY_MAX];
+	size_t flen = key_chunk(from, gen, 0);
+	size_t tlen = key_chunk(to, gen + 1, 0);
+	char *err = NULL;
+
+	rocksdb_suggest_compact_range(s->db, (const char *)from, flen, (const char *)to, tlen,
+				      &err);
+	rocksdb_free(err);
+}
+
 int store_snapshot_meta(store *s, raft_snapshot_meta *meta, uint64_t *len)
 {
 	memset(meta, 0, sizeof(*meta));
@@ -162,6 +179,8 @@ int store_snapshot_begin(store *s, const raft_snapshot_meta *meta)
 		raft_conf_state_free_contents(&r.meta.conf);
 		return rv;
 	}
+	if (s->staging && s->stage.len > 0)
+		chunks_reclaim(s, s->stage.gen);
 	raft_conf_state_free_contents(&s->stage.meta.conf);
 	s->stage = r;
 	s->staging = true;
@@ -275,6 +294,8 @@ int store_snapshot_install(store *s)
 	rocksdb_writebatch_destroy(b);
 	if (rv != 0)
 		return rv;
+	if (s->snap.len > 0)
+		chunks_reclaim(s, s->snap.gen);
 
 	if (!keep) {
 		s->compact_index = index;
