@@ -115,12 +115,12 @@ static int open_hold(struct fuse_fs *fs, uint64_t id, int fd)
 	return rc;
 }
 
-void ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd)
+int ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd)
 {
-	/* An open refused here stays uncounted: the handle then reads on
-	 * through its fd, but may lose writes once every node released the
-	 * orphan (callers that can fail the open use open_hold's answer). */
-	(void)open_hold(fs, id, fd);
+	/* A caller that ignores a refusal leaves the handle uncounted: it
+	 * reads on through its fd, but its writes fail once every node
+	 * released the orphan. */
+	return open_hold(fs, id, fd);
 }
 
 /* Drops one handle; the count left. */

@@ -64,8 +64,11 @@ struct pending {
 struct fuse_fs *ffs_of(fuse_req_t req);
 
 /* Open handles: count one more (keeping a dup of fd) / one less (the count
- * left); whether id is open here; stat of an id released while open here. */
-void ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd);
+ * left); whether id is open here; stat of an id released while open here.
+ * ffs_open_inc is -ESTALE, counting nothing, for an orphan this mount holds
+ * no handle on (its name went before this open; this node released it or
+ * is about to): the open must then fail with ESTALE. */
+int ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd);
 unsigned ffs_open_dec(struct fuse_fs *fs, uint64_t id);
 bool ffs_is_open(struct fuse_fs *fs, uint64_t id);
 int ffs_orphan_stat(struct fuse_fs *fs, uint64_t id, struct stat *st);
