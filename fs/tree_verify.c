@@ -67,7 +67,8 @@ static bool settled(const struct pos *p, int n)
 static bool same_positions(const struct pos *x, const struct pos *y, int n)
 {
 	for (int i = 0; i < n; i++)
-		if (x[i].ok != y[i].ok || x[i].commit != y[i].commit || x[i].applied != y[i].applied)
+		if (x[i].ok != y[i].ok || x[i].commit != y[i].commit ||
+		    x[i].applied != y[i].applied)
 			return false;
 	return true;
 }
@@ -155,10 +156,11 @@ int tree_verify_nodes(const char *dir, double wait_s, FILE *out)
 			free_lines(&l); /* something was applied meanwhile */
 		}
 		if (mono_ms() >= deadline) {
-			fprintf(out,
-				"the nodes did not hold still at one applied index (%d comparison%s "
-				"overtaken by applies):\n",
-				rounds, rounds == 1 ? "" : "s");
+			fprintf(
+			    out,
+			    "the nodes did not hold still at one applied index (%d comparison%s "
+			    "overtaken by applies):\n",
+			    rounds, rounds == 1 ? "" : "s");
 			print_positions(out, rounds ? after : before, n);
 			goto out;
 		}

@@ -1,4 +1,4 @@
-/* tree_verify.h — compares the data directories of a local cluster's nodes at one applied index (raftfs verify --trees). */
+/* tree_verify.h — the nodes' data dirs of a local cluster compared at one applied index. */
 #ifndef RAFTFS_FS_TREE_VERIFY_H
 #define RAFTFS_FS_TREE_VERIFY_H
 

@@ -1,4 +1,4 @@
-// The content-change hook (sm_set_content_hook): called before every change of a file's bytes or size, never otherwise.
+// The content-change hook: called before every change of a file's bytes or size, never else.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>

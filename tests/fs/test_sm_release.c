@@ -1,4 +1,4 @@
-// Orphans held across nodes: Release{node, ids, voters} on three replicas, in every order, with restarts and crashes.
+// Orphans held across nodes: Release{node, ids, voters} on three replicas, restarts, crashes.
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,9 +92,9 @@ static int apply_all(struct fx *f, Fspb__Command *c)
 	int first = -1;
 	for (int k = 0; k < N; k++) {
 		int result = -1;
-		assert_int_equal(sm_apply(f->sm[k], sm_applied_index(f->sm[k]) + 1, 0, 0, 0, buf,
-					  len, &result),
-				 0);
+		assert_int_equal(
+		    sm_apply(f->sm[k], sm_applied_index(f->sm[k]) + 1, 0, 0, 0, buf, len, &result),
+		    0);
 		if (k == 0)
 			first = result;
 		assert_int_equal(result, first);
@@ -181,8 +181,8 @@ static void print_diff(void *arg, const char *msg)
 static void same_trees(struct fx *f)
 {
 	for (int k = 1; k < N; k++)
-		assert_int_equal(tree_compare(f->dir[0], f->dir[k], TREE_CMP_DATA, print_diff, NULL),
-				 0);
+		assert_int_equal(
+		    tree_compare(f->dir[0], f->dir[k], TREE_CMP_DATA, print_diff, NULL), 0);
 }
 
 // Every order of the three nodes' releases; the orphan stays readable and
@@ -209,13 +209,14 @@ static void test_every_order(void **state)
 			assert_int_equal(release1(f, node, id), 0);
 			if (i < N - 1) {
 				for (int k = 0; k < N; k++)
-					assert_int_equal(sm_orphan_released_by(f->sm[k], id, node), 1);
+					assert_int_equal(sm_orphan_released_by(f->sm[k], id, node),
+							 1);
 				same_trees(f);
 				// Released twice: changes nothing.
 				assert_int_equal(release1(f, node, id), 0);
 				reopen(f, (o + i) % N);
-				assert_int_equal(sm_orphan_released_by(f->sm[(o + i) % N], id, node),
-						 1);
+				assert_int_equal(
+				    sm_orphan_released_by(f->sm[(o + i) % N], id, node), 1);
 			}
 		}
 		assert_int_equal(exists(f, id), 0);
@@ -230,8 +231,8 @@ static void test_results(void **state)
 	assert_int_equal(mknod_all(f, SM_ROOT_ID, "named", F1), 0);
 	assert_int_equal(mknod_all(f, SM_ROOT_ID, "gone", F2), 0);
 	assert_int_equal(unlink_all(f, SM_ROOT_ID, "gone"), 0);
-	assert_int_equal(release1(f, 1, F1), EBUSY);	    // still named
-	assert_int_equal(release1(f, 1, F3), ENOENT);	    // unknown
+	assert_int_equal(release1(f, 1, F1), EBUSY);	      // still named
+	assert_int_equal(release1(f, 1, F3), ENOENT);	      // unknown
 	assert_int_equal(release1(f, 1, SM_ROOT_ID), EISDIR); // a directory
 	assert_int_equal(release(f, 1, NULL, 0, all3, N), EINVAL);
 	const uint32_t zero[2] = {1, 0};
@@ -399,9 +400,9 @@ static void test_crash_in_a_batch(void **state)
 	// reopened and redoes it, until a run goes through uncut.
 	int result;
 	for (int k = 0; k < 2; k++) {
-		assert_int_equal(sm_apply(f->sm[k], sm_applied_index(f->sm[k]) + 1, 0, 0, 0, buf,
-					  len, &result),
-				 0);
+		assert_int_equal(
+		    sm_apply(f->sm[k], sm_applied_index(f->sm[k]) + 1, 0, 0, 0, buf, len, &result),
+		    0);
 		assert_int_equal(result, 0);
 	}
 	uint64_t index = sm_applied_index(f->sm[2]) + 1;
