@@ -2,9 +2,12 @@
  * separate processes (fs/local_cluster.h has the layout). */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli.h"
@@ -21,7 +24,7 @@ static const char usage[] =
 	"    raftfs local down DIR       stop every node (SIGTERM, SIGKILL after 10 s)\n"
 	"    raftfs local kill DIR ID    SIGKILL node ID\n"
 	"    raftfs local stop DIR ID    SIGTERM node ID and wait for it to exit\n"
-	"    raftfs local start DIR ID   start node ID again\n"
+	"    raftfs local start DIR ID   start node ID again, wait until it answers\n"
 	"    raftfs local status DIR     which nodes run, and their raftfs status\n"
 	"    raftfs local addr DIR ID    print node ID's address (host:port)\n"
 	"\n"
@@ -31,8 +34,11 @@ static const char usage[] =
 	"    log file DIR/nID/node.log. Ports are free ports picked when the\n"
 	"    cluster is created and kept in the config files, and each cluster has\n"
 	"    a random name, so several clusters run side by side. `up` returns once\n"
-	"    a leader is elected (or fails after 30 s, showing the logs' tails).\n"
-	"    `up` on an existing DIR starts its stopped nodes.\n"
+	"    every node answers and a leader is elected (or fails, naming the\n"
+	"    node and showing the logs' tails). `up` on an existing DIR starts\n"
+	"    its stopped nodes. A node that cannot listen because another process\n"
+	"    took its port is moved to another port if the cluster never ran;\n"
+	"    otherwise `up` and `start` fail and say so.\n"
 	"\n"
 	"    The nodes run the filesystem: node ID is mounted at DIR/nID and keeps\n"
 	"    its config, data and log in DIR/nodeID; `up` returns once every\n"
@@ -75,40 +81,187 @@ static void show_log_tail(const char *dir, int id)
 		free(lines[i]);
 }
 
-/* Waits until some node reports itself leader, healthy. */
-static int wait_leader(const char *dir, int n, unsigned timeout_ms)
+/* Node id's status, if what answers at its address is that node of this
+ * cluster (another process may hold the port: a node of another cluster
+ * that drew the same port). NULL otherwise. */
+static Transportpb__NodeStatus *fetch_own(const char *dir, const char *name, int id,
+					  unsigned timeout_ms)
+{
+	Transportpb__NodeStatus *ns;
+	char addr[128], err[512];
+
+	if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) < 0 ||
+	    cli_fetch_status(addr, timeout_ms, &ns, err, sizeof(err)) < 0)
+		return NULL;
+	if (ns->id != (uint64_t)id || strcmp(ns->cluster, name)) {
+		transportpb__node_status__free_unpacked(ns, NULL);
+		return NULL;
+	}
+	return ns;
+}
+
+static void nap_ms(long ms)
+{
+	struct timespec ts = {0, ms * 1000 * 1000};
+
+	nanosleep(&ts, NULL);
+}
+
+/* Waits until node id answers as itself: 0, -ESRCH if its process exited
+ * first, -ETIMEDOUT at the deadline. */
+static int wait_listening(const char *dir, const char *name, int id, long long deadline)
+{
+	for (;;) {
+		Transportpb__NodeStatus *ns = fetch_own(dir, name, id, 500);
+
+		if (ns) {
+			transportpb__node_status__free_unpacked(ns, NULL);
+			return 0;
+		}
+		if (!local_alive(dir, id))
+			return -ESRCH;
+		if (mono_ms() > deadline)
+			return -ETIMEDOUT;
+		nap_ms(20);
+	}
+}
+
+/* Waits until some node of the cluster reports itself leader, healthy. */
+static int wait_leader(const char *dir, const char *name, int n, unsigned timeout_ms)
 {
 	long long deadline = mono_ms() + timeout_ms;
 
 	while (mono_ms() < deadline) {
-		struct timespec ts = {0, 20 * 1000 * 1000};
-
 		for (int id = 1; id <= n; id++) {
-			Transportpb__NodeStatus *ns;
+			Transportpb__NodeStatus *ns = fetch_own(dir, name, id, 500);
 			char addr[128], err[512];
 			int leader;
 
-			if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) < 0 ||
-			    local_pid(dir, id) <= 0 ||
-			    cli_fetch_status(addr, 500, &ns, err, sizeof(err)) < 0)
+			if (!ns)
 				continue;
 			leader = ns->healthy && !strcmp(ns->role, "leader");
-			if (leader)
+			if (leader &&
+			    local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) == 0)
 				printf("leader: node %d at %s (term %llu)\n", id, addr,
 				       (unsigned long long)ns->term);
 			transportpb__node_status__free_unpacked(ns, NULL);
 			if (leader)
 				return 0;
 		}
-		nanosleep(&ts, NULL);
+		nap_ms(20);
 	}
 	return -ETIMEDOUT;
 }
 
+/* SIGTERM to every node at once, then waits for each (SIGKILL after 10 s),
+ * then detaches what they left mounted. */
+static void stop_all(const char *dir, int n)
+{
+	for (int i = 1; i <= n; i++)
+		if (local_pid(dir, i) > 0)
+			kill(local_pid(dir, i), SIGTERM);
+	for (int i = 1; i <= n; i++)
+		local_signal(dir, i, SIGTERM, 10000, true);
+	for (int i = 1; i <= n; i++)
+		local_unmount(dir, i);
+}
+
+/* Says why node id is not up (rc from wait_listening or local_wait_mount),
+ * with the tail of its log. */
+static void report_start_failure(const char *dir, int id, int rc, const char *what)
+{
+	char addr[640], err[512];
+
+	if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) < 0)
+		snprintf(addr, sizeof(addr), "no address: %s", err);
+	if (rc == -ESRCH && local_port_taken(dir, id))
+		fprintf(stderr,
+			"raftfs local: node %d exited during start: another process holds its "
+			"port (%s)\n",
+			id, addr);
+	else if (rc == -ESRCH)
+		fprintf(stderr, "raftfs local: node %d exited during start (%s)\n", id, what);
+	else
+		fprintf(stderr, "raftfs local: node %d at %s: %s\n", id, addr, what);
+	show_log_tail(dir, id);
+}
+
+/* Starts the nodes (those already running stay) and waits until each
+ * answers at its address. 0, or the negative errno of wait_listening with
+ * *failed the first node that is not up. */
+static int start_all(const char *dir, const char *name, int n, int *failed)
+{
+	long long deadline = mono_ms() + 30000;
+	char err[600];
+	int rc;
+
+	for (int id = 1; id <= n; id++) {
+		if (local_start(dir, id, err, sizeof(err)) < 0) {
+			fprintf(stderr, "raftfs local: node %d: %s\n", id, err);
+			*failed = id;
+			return -EIO;
+		}
+	}
+	for (int id = 1; id <= n; id++) {
+		rc = wait_listening(dir, name, id, deadline);
+		if (rc < 0) {
+			*failed = id;
+			return rc;
+		}
+	}
+	return 0;
+}
+
+/* A new cluster whose node could not listen because another process took
+ * its port between the choice (local_create) and the node's bind — a
+ * cluster created at the same moment by another `local up` draws from the
+ * same range: stops the nodes and moves each such node to a new port.
+ * Returns true if it moved one. */
+static bool move_clashing(const char *dir, int n)
+{
+	bool moved = false;
+	char err[600];
+
+	for (int id = 1; id <= n; id++) {
+		if (local_alive(dir, id) || !local_port_taken(dir, id))
+			continue;
+		if (!moved)
+			stop_all(dir, n);
+		if (local_move_node(dir, n, id, err, sizeof(err)) < 0) {
+			fprintf(stderr, "raftfs local up: %s\n", err);
+			return false;
+		}
+		fprintf(stderr,
+			"raftfs local up: node %d could not listen (another process took its "
+			"port): moved to another port, starting again\n",
+			id);
+		moved = true;
+	}
+	return moved;
+}
+
+/* No node of the cluster has a data directory yet: nothing refers to
+ * their addresses but the config files. */
+static bool never_ran(const char *dir, int n)
+{
+	for (int id = 1; id <= n; id++) {
+		char path[4200];
+		struct stat st;
+
+		local_node_dir(dir, id, path, sizeof(path) - 8);
+		strcat(path, "/data");
+		if (stat(path, &st) == 0)
+			return false;
+	}
+	return true;
+}
+
 static int up(int n, const char *dir)
 {
-	char err[600];
-	int have = local_count(dir, err, sizeof(err));
+	char err[600], name[128];
+	int have = local_count(dir, err, sizeof(err)), failed = 0, rc;
+	long long deadline;
+	bool fresh;
 
 	if (have < 0 && local_create(dir, n, err, sizeof(err)) < 0) {
 		fprintf(stderr, "raftfs local up: %s\n", err);
@@ -119,32 +272,78 @@ static int up(int n, const char *dir)
 			n);
 		return 1;
 	}
-	for (int id = 1; id <= n; id++)
-		if (local_start(dir, id, err, sizeof(err)) < 0) {
-			fprintf(stderr, "raftfs local up: node %d: %s\n", id, err);
-			return 1;
-		}
-	if (wait_leader(dir, n, 30000) < 0) {
+	if (local_name(dir, name, sizeof(name)) < 0) {
+		fprintf(stderr, "raftfs local up: %s/cluster: no cluster name\n", dir);
+		return 1;
+	}
+	/* Only a cluster that never ran may change its addresses. */
+	fresh = never_ran(dir, n);
+	for (int tries = 0;; tries++) {
+		rc = start_all(dir, name, n, &failed);
+		if (rc != -ESRCH || !fresh || tries == 5 || !move_clashing(dir, n))
+			break;
+	}
+	if (rc == -EIO)
+		return 1;
+	if (rc < 0) {
+		report_start_failure(dir, failed, rc, "did not answer at its address within 30 s");
+		return 1;
+	}
+	if (wait_leader(dir, name, n, 30000) < 0) {
 		fprintf(stderr, "raftfs local up: no leader elected within 30 s\n");
 		for (int id = 1; id <= n; id++)
 			show_log_tail(dir, id);
 		return 1;
 	}
-	if (local_wait_mounts(dir, n, 30000) < 0) {
-		fprintf(stderr, "raftfs local up: the mounts did not answer within 30 s\n");
-		for (int id = 1; id <= n; id++)
-			show_log_tail(dir, id);
-		return 1;
+	deadline = mono_ms() + 30000;
+	for (int id = 1; id <= n; id++) {
+		long long left = deadline - mono_ms();
+
+		rc = local_wait_mount(dir, id, left > 0 ? (unsigned)left : 0);
+		if (rc < 0) {
+			report_start_failure(dir, id, rc, "its mount did not answer within 30 s");
+			return 1;
+		}
 	}
 	for (int id = 1; id <= n; id++) {
 		char addr[128], nd[4096], mnt[4096];
 
+		/* Alive at the end too: a node that died after it answered (the
+		 * others elect a leader without it) is a failed start. */
+		if (!local_alive(dir, id)) {
+			report_start_failure(dir, id, -ESRCH, "after it answered");
+			return 1;
+		}
 		local_node_dir(dir, id, nd, sizeof(nd));
 		local_mount_path(dir, id, mnt, sizeof(mnt));
 		if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) == 0)
 			printf("node %d: %s  pid %d  log %s/node.log%s%s\n", id, addr,
 			       (int)local_pid(dir, id), nd, local_is_fs(dir) ? "  mount " : "",
 			       local_is_fs(dir) ? mnt : "");
+	}
+	return 0;
+}
+
+/* local start: node id again, answering at its address within 60 s (a
+ * node that exits at start, e.g. because another process took its port,
+ * is an error, not a silent success). */
+static int start_one(const char *dir, int id)
+{
+	char err[600], name[128];
+	int rc;
+
+	if (local_start(dir, id, err, sizeof(err)) < 0) {
+		fprintf(stderr, "raftfs local start: %s\n", err);
+		return 1;
+	}
+	if (local_name(dir, name, sizeof(name)) < 0) {
+		fprintf(stderr, "raftfs local start: %s/cluster: no cluster name\n", dir);
+		return 1;
+	}
+	rc = wait_listening(dir, name, id, mono_ms() + 60000);
+	if (rc < 0) {
+		report_start_failure(dir, id, rc, "did not answer at its address within 60 s");
+		return 1;
 	}
 	return 0;
 }
@@ -229,13 +428,7 @@ int cli_local_main(int argc, char **argv)
 		}
 		if (!strcmp(sub, "status"))
 			return status(dir, n);
-		for (int i = 1; i <= n; i++)
-			if (local_pid(dir, i) > 0)
-				kill(local_pid(dir, i), SIGTERM);
-		for (int i = 1; i <= n; i++)
-			local_signal(dir, i, SIGTERM, 10000, true);
-		for (int i = 1; i <= n; i++)
-			local_unmount(dir, i);
+		stop_all(dir, n);
 		return 0;
 	}
 	if (argc != 4 || (id = parse_id(argv[3], n)) < 0) {
@@ -246,13 +439,8 @@ int cli_local_main(int argc, char **argv)
 		return local_signal(dir, id, SIGKILL, 10000, false) < 0;
 	if (!strcmp(sub, "stop"))
 		return local_signal(dir, id, SIGTERM, 10000, true) < 0;
-	if (!strcmp(sub, "start")) {
-		if (local_start(dir, id, err, sizeof(err)) < 0) {
-			fprintf(stderr, "raftfs local start: %s\n", err);
-			return 1;
-		}
-		return 0;
-	}
+	if (!strcmp(sub, "start"))
+		return start_one(dir, id);
 	if (!strcmp(sub, "addr")) {
 		char addr[128];
 

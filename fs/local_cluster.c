@@ -120,6 +120,116 @@ static int free_ports(int n, uint16_t *ports)
 	return rc;
 }
 
+/* The port of node id's [peers] entry in its own config, or 0. */
+static uint16_t node_port(const char *dir, int id)
+{
+	char addr[128], err[512], *colon;
+
+	if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) < 0)
+		return 0;
+	colon = strrchr(addr, ':');
+	return colon ? (uint16_t)atoi(colon + 1) : 0;
+}
+
+bool local_port_taken(const char *dir, int id)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	uint16_t port = node_port(dir, id);
+	bool taken;
+	int fd;
+
+	if (!port)
+		return false;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons(port);
+	taken = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == EADDRINUSE;
+	close(fd);
+	return taken;
+}
+
+/* Replaces the line "<id> = 127.0.0.1:<old>" of the config file ini with
+ * the same address on port new_port; every other byte stays as it was. */
+static int rewrite_peer_port(const char *ini, int id, uint16_t old, uint16_t new_port)
+{
+	char want[64], tmp[PATH_MAX + 8], line[4096];
+	FILE *in, *out;
+	int found = 0, rc = 0;
+
+	snprintf(want, sizeof(want), "%d = 127.0.0.1:%u\n", id, old);
+	snprintf(tmp, sizeof(tmp), "%s.new", ini);
+	in = fopen(ini, "r");
+	if (!in)
+		return -errno;
+	out = fopen(tmp, "w");
+	if (!out) {
+		rc = -errno;
+		fclose(in);
+		return rc;
+	}
+	while (fgets(line, sizeof(line), in)) {
+		if (!strcmp(line, want)) {
+			fprintf(out, "%d = 127.0.0.1:%u\n", id, new_port);
+			found = 1;
+		} else {
+			fputs(line, out);
+		}
+	}
+	if (ferror(in) || ferror(out))
+		rc = -EIO;
+	fclose(in);
+	if (fclose(out) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && !found)
+		rc = -ENOENT;
+	if (rc == 0 && rename(tmp, ini) < 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
+}
+
+int local_move_node(const char *dir, int n, int id, char *err, size_t errlen)
+{
+	uint16_t old = node_port(dir, id), port;
+	int rc;
+
+	if (!old) {
+		snprintf(err, errlen, "%s: node %d has no address to move", dir, id);
+		return -EINVAL;
+	}
+	/* Not the port of another node of this cluster (stopped: its port is
+	 * free, but it will bind it again). */
+	for (int tries = 0;; tries++) {
+		bool ours = false;
+
+		rc = free_ports(1, &port);
+		if (rc < 0) {
+			snprintf(err, errlen, "picking a free port for node %d: %s", id,
+				 strerror(-rc));
+			return rc;
+		}
+		for (int i = 1; i <= n; i++)
+			ours |= node_port(dir, i) == port;
+		if (!ours || tries == 100)
+			break;
+	}
+	for (int i = 1; i <= n; i++) {
+		char ini[PATH_MAX];
+
+		node_path(dir, i, "raftfs.ini", ini, sizeof(ini));
+		rc = rewrite_peer_port(ini, id, old, port);
+		if (rc < 0) {
+			snprintf(err, errlen, "%s: moving node %d from port %u to %u: %s", ini, id,
+				 old, port, strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int local_create(const char *dir, int n, char *err, size_t errlen)
 {
 	char path[PATH_MAX], name[32];
@@ -208,6 +318,24 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
 		return -EIO;
 	}
+	return 0;
+}
+
+int local_name(const char *dir, char *name, size_t len)
+{
+	char path[PATH_MAX], buf[128] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/cluster", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	if (fscanf(f, "%*d %127s", buf) != 1 || !strcmp(buf, "-"))
+		buf[0] = '\0';
+	fclose(f);
+	if (!buf[0])
+		return -EINVAL;
+	snprintf(name, len, "%s", buf);
 	return 0;
 }
 
@@ -428,9 +556,7 @@ static bool mount_answers(const char *path)
 	       st.st_ino == 1;
 }
 
-/* Node id's process (by its pid file) has not died. Unlike local_pid() this
- * holds from the fork on, before the exec shows the config in its cmdline. */
-static bool started_alive(const char *dir, int id)
+bool local_alive(const char *dir, int id)
 {
 	char path[PATH_MAX];
 	long pid = 0;
@@ -448,23 +574,22 @@ static bool started_alive(const char *dir, int id)
 	return alive((pid_t)pid);
 }
 
-int local_wait_mounts(const char *dir, int n, unsigned timeout_ms)
+int local_wait_mount(const char *dir, int id, unsigned timeout_ms)
 {
 	long long deadline = mono_ms() + timeout_ms;
+	char mnt[PATH_MAX];
 
 	if (!local_is_fs(dir))
 		return 0;
-	for (int id = 1; id <= n; id++) {
-		char mnt[PATH_MAX];
+	local_mount_path(dir, id, mnt, sizeof(mnt));
+	while (!mount_answers(mnt)) {
+		struct timespec ts = {0, 20 * 1000 * 1000};
 
-		local_mount_path(dir, id, mnt, sizeof(mnt));
-		while (!mount_answers(mnt)) {
-			struct timespec ts = {0, 20 * 1000 * 1000};
-
-			if (mono_ms() > deadline || !started_alive(dir, id))
-				return -ETIMEDOUT;
-			nanosleep(&ts, NULL);
-		}
+		if (!local_alive(dir, id))
+			return -ESRCH;
+		if (mono_ms() > deadline)
+			return -ETIMEDOUT;
+		nanosleep(&ts, NULL);
 	}
 	return 0;
 }

@@ -19,6 +19,10 @@ int local_create(const char *dir, int n, char *err, size_t errlen);
 /* The node count of the cluster in dir, or a negative errno with err. */
 int local_count(const char *dir, char *err, size_t errlen);
 
+/* The cluster name of dir (the nodes refuse peers of another name) into
+ * name. 0 or a negative errno. */
+int local_name(const char *dir, char *name, size_t len);
+
 /* Node id's listen address "host:port" into addr. 0 or a negative errno. */
 int local_addr(const char *dir, int id, char *addr, size_t len, char *err, size_t errlen);
 
@@ -46,9 +50,24 @@ void local_node_dir(const char *dir, int id, char *out, size_t len);
 /* Where node id of a filesystem cluster is mounted: DIR/n<id>. */
 void local_mount_path(const char *dir, int id, char *out, size_t len);
 
-/* Waits until the mounts of nodes 1..n answer (none for a kv cluster).
- * 0, or -ETIMEDOUT (also when a node died meanwhile). */
-int local_wait_mounts(const char *dir, int n, unsigned timeout_ms);
+/* Waits until node id's mount answers (at once for a kv cluster): 0,
+ * -ESRCH if the node exited meanwhile, -ETIMEDOUT after timeout_ms. */
+int local_wait_mount(const char *dir, int id, unsigned timeout_ms);
+
+/* Node id's process, by its pid file, has not exited. Unlike local_pid()
+ * this holds from the fork on, before the exec shows the config in its
+ * command line. Reaps the node if it is a child of the caller. */
+bool local_alive(const char *dir, int id);
+
+/* Whether node id's listen port on 127.0.0.1 is bound by some process (a
+ * node that exited at start because of that could not listen). */
+bool local_port_taken(const char *dir, int id);
+
+/* Moves node id of an n-node cluster to a new free port: its entry in
+ * every node's [peers] is rewritten, nothing else. The nodes must be
+ * stopped (they read their config at start). 0 or a negative errno with
+ * err. */
+int local_move_node(const char *dir, int n, int id, char *err, size_t errlen);
 
 /* Detaches node id's mount if it is still there (the node was killed). */
 void local_unmount(const char *dir, int id);
