@@ -123,7 +123,7 @@ static int free_ports(int n, uint16_t *ports)
 /* The port of node id's [peers] entry in its own config, or 0. */
 static uint16_t node_port(const char *dir, int id)
 {
-	char addr[128], err[512], *colon;
+	char addr[128], err[PATH_MAX + 64], *colon;
 
 	if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) < 0)
 		return 0;
