@@ -34,7 +34,7 @@ void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_fs *fs = ffs_of(req);
 	uint64_t mark;
-	int rc;
+	int rc, err;
 
 	/* Close-to-open: everything committed before this open is applied here
 	 * and gone from the kernel's caches before the open is answered. */
@@ -55,7 +55,14 @@ void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uint64_t)rc;
 	fi->keep_cache = 0;
 	append_direct(fi);
-	ffs_open_inc(fs, ino, rc);
+	/* An orphan this mount holds no handle on is being released: the
+	 * open fails as if the name had gone first (fuse_fs_impl.h). */
+	err = ffs_open_inc(fs, ino, rc);
+	if (err < 0) {
+		close(rc);
+		fuse_reply_err(req, -err);
+		return;
+	}
 	if (fuse_reply_open(req, fi) != 0) {
 		ffs_open_dec(fs, ino);
 		close(rc);
@@ -168,7 +175,7 @@ void ffs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t
 
 	(void)fi;
 	/* Ordered after this mount's writes: they must not land on top. */
-	fuse_write_wait(ffs_of(req)->wr, ino);
+	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	f.ino = ino;
 	f.mode = mode;

@@ -52,6 +52,7 @@ static void op_destroy(void *userdata)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_fs *fs = ffs_of(req);
+	uint64_t epoch = fuse_write_epoch(fs->wr);
 	struct stat st;
 	int rc;
 
@@ -71,6 +72,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			return;
 		}
 		rc = sm_lookup(fs->sm, parent, name, &st);
+	}
+	/* The entry's attributes include this mount's writes (fuse_write.h):
+	 * wait for them, and read again if any write completed meanwhile. */
+	if (rc == 0) {
+		fuse_write_wait(fs->wr, st.st_ino);
+		if (fuse_write_epoch(fs->wr) != epoch)
+			rc = sm_lookup(fs->sm, parent, name, &st);
 	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
@@ -123,14 +131,16 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	unsigned valid = (unsigned)to_set & known;
 
 	(void)fi;
-	/* A truncate or utimes lands after this mount's writes, as they were
-	 * made; the attributes answered include them. */
-	fuse_write_wait(ffs_of(req)->wr, ino);
 	if (!valid) {
-		/* ctime only (e.g. a touch of nothing) or flags we do not keep. */
+		/* ctime only (e.g. a touch of nothing) or flags we do not keep:
+		 * the attributes as this mount's writes left them. */
+		fuse_write_wait(ffs_of(req)->wr, ino);
 		ffs_reply_attr_id(ffs_of(req), req, ino);
 		return;
 	}
+	/* A truncate or utimes lands after this mount's writes, as they were
+	 * made; the attributes answered include them. */
+	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	s.ino = ino;
 	s.valid = valid;
@@ -226,7 +236,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	Fspb__Command c;
 	Fspb__Link l = FSPB__LINK__INIT;
 
-	fuse_write_wait(ffs_of(req)->wr, ino);
+	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	l.ino = ino;
 	l.new_parent = newparent;
@@ -249,7 +259,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, boo
 	/* Its writes apply while it still has the name (and is not an orphan
 	 * released under them). */
 	if (child)
-		fuse_write_wait(fs->wr, child);
+		fuse_write_fence(fs->wr, child);
 	ffs_cmd_init(&c, req);
 	u.parent = parent;
 	u.name = (char *)name;
@@ -288,9 +298,9 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	/* Whoever finds the file under its new name finds this mount's
 	 * writes in it; the replaced file's writes land before it goes. */
 	if (sm_lookup(fs->sm, parent, name, &st) == 0 && !S_ISDIR(st.st_mode))
-		fuse_write_wait(fs->wr, st.st_ino);
+		fuse_write_fence(fs->wr, st.st_ino);
 	if (replaced)
-		fuse_write_wait(fs->wr, replaced);
+		fuse_write_fence(fs->wr, replaced);
 	ffs_cmd_init(&c, req);
 	r.parent = parent;
 	r.name = (char *)name;
@@ -330,7 +340,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
-	fuse_write_wait(ffs_of(req)->wr, ino);
+	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	s.ino = ino;
 	s.name = (char *)name;
@@ -395,7 +405,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
-	fuse_write_wait(ffs_of(req)->wr, ino);
+	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	r.ino = ino;
 	r.name = (char *)name;
@@ -445,6 +455,7 @@ struct dir_fill {
 	char *buf;
 	size_t size, used;
 	bool plus;
+	uint64_t epoch; /* fuse_write_epoch before the directory was read */
 };
 
 static int dir_add(void *arg, const char *name, const struct stat *st, off_t next)
@@ -459,8 +470,15 @@ static int dir_add(void *arg, const char *name, const struct stat *st, off_t nex
 		struct fuse_entry_param e;
 		bool dot = !strcmp(name, ".") || !strcmp(name, "..");
 
+		/* Attributes from before this mount's writes would shrink the
+		 * size the kernel knows; the state machine's lock is held here,
+		 * so no waiting (apply needs it): such an entry goes without
+		 * attributes, as the dots do, and the kernel looks it up. */
+		bool stale = !dot && (fuse_write_busy(d->fs->wr, st->st_ino) ||
+				      fuse_write_epoch(d->fs->wr) != d->epoch);
+
 		ffs_fill_entry(d->fs, &e, st);
-		if (dot) {
+		if (dot || stale) {
 			/* No lookup count for these: the kernel skips them. */
 			memset(&e, 0, sizeof(e));
 			e.attr.st_ino = st->st_ino;
@@ -468,7 +486,7 @@ static int dir_add(void *arg, const char *name, const struct stat *st, off_t nex
 		}
 		need = fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used, name, &e,
 					      next);
-		if (need <= d->size - d->used && !dot)
+		if (need <= d->size - d->used && !dot && !stale)
 			fuse_inval_ref(d->fs->inv, st->st_ino, 1);
 	}
 	if (need > d->size - d->used)
@@ -479,7 +497,8 @@ static int dir_add(void *arg, const char *name, const struct stat *st, off_t nex
 
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
-	struct dir_fill d = {ffs_of(req), req, malloc(size), size, 0, plus};
+	struct dir_fill d = {
+	    ffs_of(req), req, malloc(size), size, 0, plus, fuse_write_epoch(ffs_of(req)->wr)};
 	int rc;
 
 	if (!d.buf) {

@@ -5,10 +5,16 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
+
+/* Whether the node applies this node's proposals in the order they were
+ * made (consensus/node.h, "Order"). Without it, writes that overlap are
+ * not in flight together and mutations wait for the writes before them. */
+static const bool node_keeps_order = false;
 
 #define INO_BUCKETS 256
 #define FH_BUCKETS 64
@@ -17,9 +23,9 @@
  * latency (a few MiB) to stay busy; beyond that, queueing in the node only
  * costs memory, and a writer should block instead. At least one write is
  * always admitted, whatever its size. */
-#define MOUNT_MAX_BYTES (64u << 20)
+#define MOUNT_MAX_BYTES (16u << 20)
 #define MOUNT_MAX_WRITES 256u
-#define INODE_MAX_BYTES (16u << 20)
+#define INODE_MAX_BYTES (4u << 20)
 #define INODE_MAX_WRITES 64u
 
 /* One proposed Write command, until this node applied it or gave up. */
@@ -60,6 +66,7 @@ struct fuse_write {
 	pthread_cond_t cv; /* broadcast whenever a write completes */
 	unsigned count;
 	size_t bytes;
+	_Atomic uint64_t epoch; /* writes completed */
 	struct ino_state *inos[INO_BUCKETS];
 	struct fh_err *errs[FH_BUCKETS];
 };
@@ -150,6 +157,8 @@ static bool admit(const struct fuse_write *w, const struct ino_state *in, uint64
 	 * bytes: without the node's promise of order, they go one at a time.
 	 * Disjoint ones commute (the size is the largest end either way; the
 	 * mtime is the later command's on every node alike). */
+	if (node_keeps_order)
+		return true;
 	for (const struct inflight *f = in->writes; f; f = f->next)
 		if (f->lo < hi && lo < f->hi)
 			return false;
@@ -190,6 +199,7 @@ static void write_done(void *arg, int err)
 	if (err && e && !e->err)
 		e->err = err;
 	unregister(w, f);
+	atomic_fetch_add(&w->epoch, 1);
 	pthread_mutex_unlock(&w->mu);
 	free(f);
 }
@@ -299,6 +309,27 @@ void fuse_write_wait(struct fuse_write *w, uint64_t ino)
 	pthread_mutex_lock(&w->mu);
 	wait_locked(w, ino);
 	pthread_mutex_unlock(&w->mu);
+}
+
+uint64_t fuse_write_epoch(struct fuse_write *w)
+{
+	return atomic_load(&w->epoch);
+}
+
+bool fuse_write_busy(struct fuse_write *w, uint64_t ino)
+{
+	bool busy;
+
+	pthread_mutex_lock(&w->mu);
+	busy = ino_get(w, ino, false) != NULL;
+	pthread_mutex_unlock(&w->mu);
+	return busy;
+}
+
+void fuse_write_fence(struct fuse_write *w, uint64_t ino)
+{
+	if (!node_keeps_order)
+		fuse_write_wait(w, ino);
 }
 
 /* Waits for ino's writes, then takes fh's error; forget drops fh. */

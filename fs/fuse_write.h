@@ -34,9 +34,9 @@ void fuse_write_free(struct fuse_write *w);
  * FUSE_WRITE_CHUNK bytes (at off, or at the file's end when applied if
  * append), on behalf of req's caller through handle fh, and returns without
  * waiting for them to apply. Blocks first while this mount or this inode
- * has too much in flight, and while an earlier write in flight overlaps
- * (the node does not promise to apply one client's proposals in order, so
- * writes that could be reordered into different contents are not in flight
+ * has too much in flight, and, unless the node applies one client's
+ * proposals in order, while an earlier write in flight overlaps (writes
+ * that could be reordered into different contents are not in flight
  * together; an append overlaps every write of its file). The count of bytes
  * proposed (> 0 unless size is 0), or a negative errno when nothing was. A
  * write that fails once proposed is reported by fuse_write_sync(fh). */
@@ -47,6 +47,23 @@ ssize_t fuse_write_data(struct fuse_write *w, fuse_req_t req, uint64_t ino, uint
  * call is applied (or failed): reads, getattr and mutations naming ino see
  * what this mount wrote. */
 void fuse_write_wait(struct fuse_write *w, uint64_t ino);
+
+/* Orders a mutation of ino about to be proposed (setattr, fallocate, link,
+ * unlink, rename, xattrs) after this mount's writes of it: fuse_write_wait
+ * while the node does not keep one client's proposals in order, nothing
+ * once it does (the mutation then applies after them, and its answer,
+ * sent once applied, includes them). */
+void fuse_write_fence(struct fuse_write *w, uint64_t ino);
+
+/* Answers that carry attributes read before a wait (lookup, readdirplus)
+ * must not give the kernel a size from before this mount's writes: the
+ * kernel takes attributes from any reply to a request sent after the write
+ * was answered. fuse_write_epoch counts the writes completed so far (an
+ * answer read before a change of it may be stale); fuse_write_busy says
+ * whether ino has writes in flight, without waiting (for callers that hold
+ * the state machine's lock, which apply needs). */
+uint64_t fuse_write_epoch(struct fuse_write *w);
+bool fuse_write_busy(struct fuse_write *w, uint64_t ino);
 
 /* fuse_write_wait, then the first error (a positive errno) that a write
  * through handle fh got since the last report, or 0. The error is reported

@@ -1,6 +1,7 @@
 /* fs_bench.c — per-operation throughput and p50/p99 latency of a directory:
  * create+write 4 KiB+close, mkdir, stat, rename, unlink, 64 MiB sequential
- * write and read, 4 KiB write+fsync, and tar x of a tarball. Run it on a
+ * write and read, 4 KiB write+fsync, and tar x of a tarball; with -j, also
+ * creates and sequential writes from several processes at once. Run it on a
  * raftfs mount and on a plain directory (or passthrough_ll) for ratios. */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +15,12 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: fs-bench [-n N] [-t TARBALL] DIR\n"
+    "usage: fs-bench [-n N] [-j JOBS] [-t TARBALL] DIR\n"
     "  Runs each operation N times (default 500) in a fresh DIR/fs-bench.<pid>\n"
     "  (removed afterwards) and prints ops/s, p50 and p99 latency. With -t,\n"
-    "  also times `tar xf TARBALL` into it.\n";
+    "  also times `tar xf TARBALL` into it. With -j JOBS > 1, then also runs\n"
+    "  JOBS processes at once, each making N files of 4 KiB and writing\n"
+    "  64/JOBS MiB sequentially, and prints the total rates.\n";
 
 static double now_s(void)
 {
@@ -49,17 +52,93 @@ static void die(const char *what, const char *path)
 	exit(1);
 }
 
+/* One job of -j: n creates of 4 KiB files in its own directory, or mib
+ * MiB written sequentially to its own file. */
+static void job(const char *dir, int n, int mib, const char *block)
+{
+	char path[4400];
+	int fd;
+
+	if (mkdir(dir, 0755) < 0)
+		die("mkdir", dir);
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/f%d", dir, i);
+		fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
+		if (fd < 0 || write(fd, block, 4096) != 4096 || close(fd) < 0)
+			die("create+write", path);
+	}
+	if (mib) {
+		snprintf(path, sizeof(path), "%s/big", dir);
+		fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+		if (fd < 0)
+			die("open", path);
+		for (int i = 0; i < mib; i++)
+			if (write(fd, block, 1 << 20) != 1 << 20)
+				die("write", path);
+		if (close(fd) < 0)
+			die("close", path);
+	}
+}
+
+/* Runs jobs processes of job() at once; the wall time, or -1 if one failed. */
+static double run_jobs(const char *base, const char *tag, int jobs, int n, int mib,
+		       const char *block)
+{
+	char dir[4200];
+	double t0 = now_s();
+	int failed = 0, st;
+
+	for (int j = 0; j < jobs; j++) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			die("fork for", base);
+		if (pid == 0) {
+			snprintf(dir, sizeof(dir), "%s/%s%d", base, tag, j);
+			job(dir, n, mib, block);
+			_exit(0);
+		}
+	}
+	while (wait(&st) > 0)
+		failed |= !WIFEXITED(st) || WEXITSTATUS(st);
+	return failed ? -1 : now_s() - t0;
+}
+
+/* -j: creates, then sequential writes, from jobs processes at once. */
+static void parallel(const char *base, int jobs, int n, const char *block)
+{
+	int mib = 64 / jobs ? 64 / jobs : 1;
+	double t = run_jobs(base, "jc", jobs, n, 0, block);
+
+	if (t < 0) {
+		fprintf(stderr, "fs-bench: a job of -j %d failed (creates)\n", jobs);
+		exit(1);
+	}
+	printf("%-28s %7d ops %10.0f ops/s  (%d jobs)\n", "create+write 4KiB+close", n * jobs,
+	       n * jobs / t, jobs);
+	t = run_jobs(base, "jw", jobs, 0, mib, block);
+	if (t < 0) {
+		fprintf(stderr, "fs-bench: a job of -j %d failed (writes)\n", jobs);
+		exit(1);
+	}
+	printf("%-28s %7d MiB %10.1f MiB/s (%d jobs)\n", "sequential write 1 MiB", mib * jobs,
+	       mib * jobs / t, jobs);
+	fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
 	const char *tarball = NULL;
 	char base[4096], path[4200], path2[4200];
 	static char block[1 << 20];
 	double *lat, t0, total;
-	int n = 500, c;
+	int n = 500, jobs = 1, c;
 
-	while ((c = getopt(argc, argv, "n:t:h")) != -1) {
+	while ((c = getopt(argc, argv, "n:j:t:h")) != -1) {
 		if (c == 'n')
 			n = atoi(optarg);
+		else if (c == 'j')
+			jobs = atoi(optarg);
 		else if (c == 't')
 			tarball = optarg;
 		else {
@@ -67,7 +146,7 @@ int main(int argc, char **argv)
 			return c == 'h' ? 0 : 2;
 		}
 	}
-	if (optind != argc - 1 || n < 1) {
+	if (optind != argc - 1 || n < 1 || jobs < 1) {
 		fputs(usage, stderr);
 		return 2;
 	}
@@ -202,6 +281,8 @@ int main(int argc, char **argv)
 			die("tar xf into", path);
 		printf("%-28s %10.2f s\n", "tar x", now_s() - t0);
 	}
+	if (jobs > 1)
+		parallel(base, jobs, n, block);
 	fflush(stdout);
 	/* Clean up with rm -r: not measured. */
 	{

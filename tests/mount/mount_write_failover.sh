@@ -1,0 +1,71 @@
+#!/bin/bash
+# mount_write_failover.sh RAFTFS — kill -9 of the leader in the middle of big
+# pipelined writes (fs/fuse_write.h: each write(2) is answered once proposed,
+# close() once all of them applied): every file whose close() returned 0 (dd
+# checks it) is whole on every surviving mount, and on the killed node once it
+# restarted.
+# The whole script is one block, parsed before any of it runs (tests/FLAKY.md).
+{
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+up
+head -c $((16 << 20)) /dev/urandom >"$T/src"
+
+# writer ID: writes 8 MiB files f<ID>.<K> through mount ID in 1 MiB writes,
+# each starting at a different MiB of src; logs K when dd (write and close)
+# succeeded.
+writer() {
+	local id=$1 k=0
+	while [ ! -e "$T/stop" ]; do
+		k=$((k + 1))
+		if dd if="$T/src" of="$C/n$id/f$id.$k" bs=1M count=8 skip=$((k % 8)) \
+			status=none 2>/dev/null; then
+			echo $k >>"$T/acked$id"
+		else
+			sleep 0.05 # a failed write (no leader for too long): do not spin
+		fi
+	done
+}
+acked() { [ -f "$T/acked$1" ] && wc -l <"$T/acked$1" || echo 0; }
+acked_at_least() { [ "$(acked "$1")" -ge "$2" ]; }
+
+L=$(leader_id)
+[ -n "$L" ] || fail "no leader"
+writers=()
+for id in 1 2 3; do [ "$id" = "$L" ] || writers+=("$id"); done
+for id in "${writers[@]}"; do : >"$T/acked$id"; writer "$id" & done
+for id in "${writers[@]}"; do wait_for 60 "writer $id started" acked_at_least "$id" 2; done
+
+echo "== kill -9 leader $L while n${writers[0]} and n${writers[1]} write"
+"$R" local kill "$C" "$L"
+new_leader() { local l; l=$(leader_id); [ -n "$l" ] && [ "$l" != "$L" ]; }
+wait_for 30 "a new leader" new_leader
+for id in "${writers[@]}"; do
+	base=$(acked "$id")
+	wait_for 60 "writer $id going on after the election" acked_at_least "$id" $((base + 2))
+done
+touch "$T/stop"
+wait
+
+# check MOUNT...: every acknowledged file whole on each mount.
+check() {
+	local m id k
+	for m in "$@"; do
+		for id in "${writers[@]}"; do
+			while read -r k; do
+				dd if="$T/src" bs=1M count=8 skip=$((k % 8)) status=none |
+					cmp -s - "$m/f$id.$k" || fail "$m/f$id.$k is not what was acknowledged"
+			done <"$T/acked$id"
+		done
+	done
+}
+check "$C/n${writers[0]}" "$C/n${writers[1]}"
+echo "   $(acked "${writers[0]}") + $(acked "${writers[1]}") acknowledged 8 MiB files, whole on both survivors"
+
+echo "== restart node $L"
+"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $L"; }
+verify 60 "after the restart of node $L"
+check "$C/n$L"
+echo "PASS"
+exit
+}
