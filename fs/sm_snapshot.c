@@ -1027,6 +1027,7 @@ struct builder {
 	uint64_t dedup_len;
 	char *vbuf;
 	uint8_t *data;
+	uint8_t buckets[32]; // bit b: DATA/snap/new/ids/<b> made (one mkdir each, not per file)
 };
 
 struct attrs {
@@ -1176,15 +1177,20 @@ out:
 	return r->err;
 }
 
-static int read_extents(struct builder *b, int fd, const char *path)
+// Writes the extents of the image into fd; *end is where the furthest one
+// ends (the file's size then, unless the image says otherwise).
+static int read_extents(struct builder *b, int fd, const char *path, uint64_t *end)
 {
 	struct reader *r = &b->r;
 
+	*end = 0;
 	for (;;) {
 		uint64_t off = r_u64(r), len = r_u64(r);
 
 		if (r->err || len == 0)
 			return r->err;
+		if (off + len > *end)
+			*end = off + len;
 		if (len > EXTENT_MAX || off > (1ULL << 62))
 			return r->err = -EBADMSG;
 		if (r_get(r, b->data, len))
@@ -1202,7 +1208,7 @@ static int build_nondir(struct builder *b)
 	struct xattr_list x = {0};
 	struct attrs a;
 	char idx[PATH_MAX], bucket[PATH_MAX / 2 + 32], target[PATH_MAX];
-	uint64_t id = r_u64(r);
+	uint64_t id = r_u64(r), end = 0;
 	uint32_t n_links;
 	int rc = 0, fd = -1;
 
@@ -1214,9 +1220,12 @@ static int build_nondir(struct builder *b)
 	}
 	snprintf(bucket, sizeof(bucket), "%s/ids/%02x", b->root, (unsigned)(id & 0xff));
 	snprintf(idx, sizeof(idx), "%s/" ID_HEX_FMT, bucket, (unsigned long long)id);
-	if (mkdir(bucket, 0700) && errno != EEXIST) {
-		rc = -errno;
-		goto made;
+	if (!(b->buckets[(id & 0xff) / 8] & (1u << (id & 7)))) {
+		if (mkdir(bucket, 0700) && errno != EEXIST) {
+			rc = -errno;
+			goto made;
+		}
+		b->buckets[(id & 0xff) / 8] |= (uint8_t)(1u << (id & 7));
 	}
 	if (S_ISLNK(a.mode)) {
 		uint32_t tlen = r_u32(r);
@@ -1276,7 +1285,8 @@ made:
 				strerror(errno));
 		}
 	}
-	if (!r->err && fd >= 0 && !read_extents(b, fd, idx) && ftruncate(fd, (off_t)a.size))
+	if (!r->err && fd >= 0 && !read_extents(b, fd, idx, &end) && end != a.size &&
+	    ftruncate(fd, (off_t)a.size))
 		r->err = -errno;
 	if (!r->err)
 		r->err = set_attrs(idx, id, &a, &x);

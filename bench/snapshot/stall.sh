@@ -5,7 +5,8 @@
 # loop and timing each; `raftfs snapshot` on node 2 (the writer's own node,
 # whose apply pauses) and then on the leader (if another node). Prints the
 # median and the longest latency outside and during each snapshot, and the
-# image size and make time from the node logs. Needs root and /dev/fuse.
+# image size and make time from the node logs. BIG_MIB=M in the environment
+# adds M MiB in 16 large files. Needs root and /dev/fuse.
 # A program, not a test (not run by ctest).
 set -euo pipefail
 R=${1:?usage: stall.sh RAFTFS [FILES]}
@@ -31,6 +32,13 @@ for d in $(seq 0 99); do
 	mkdir "$C/n1/d$d"
 	for f in $(seq 1 $((FILES / 100))); do echo "file $d $f" >"$C/n1/d$d/f$f"; done
 done
+if [ "${BIG_MIB:-0}" -gt 0 ]; then
+	echo "writing $BIG_MIB MiB in 16 large files through mount 1..."
+	mkdir "$C/n1/big"
+	for b in $(seq 1 16); do
+		head -c $((BIG_MIB * 1048576 / 16)) /dev/urandom >"$C/n1/big/b$b"
+	done
+fi
 L=$("$R" local status "$C" | awk '$6 == "leader" { sub(":", "", $2); print $2; exit }')
 
 writer() { # appends "t_start_us latency_us" per write to $T/lat

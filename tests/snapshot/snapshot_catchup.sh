@@ -33,6 +33,7 @@ echo "== stop follower $F; $OPS operations through node $L"
 "$R" local stop "$C" "$F"
 
 ops=0
+t_ops=$(date +%s.%N)
 mkdir "$W/d0" "$W/d1" "$W/keep"
 i=0
 while [ $ops -lt "$OPS" ]; do
@@ -59,13 +60,24 @@ rm "$W/keep/orphan"
 
 snap=$(status_field "$L" snapshot_index)
 first=$(status_field "$L" first_index)
+echo "   $ops operations in $(echo "$(date +%s.%N) - $t_ops" | bc) s"
 echo "   leader $L: snapshot index $snap, first log index $first"
 [ "$snap" -ge $((2 * SNAP_ENTRIES)) ] || fail "fewer than two snapshots on the leader ($snap)"
 [ "$first" -gt "$SNAP_ENTRIES" ] || fail "leader log not compacted (first index $first)"
 
 echo "== restart follower $F: catch-up by snapshot"
+t0=$(date +%s.%N)
 "$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $F"; }
+t1=$(date +%s.%N)
+target=$(status_field "$L" applied)
+applied_target() { [ "$(status_field "$F" applied)" -ge "$target" ]; }
+wait_for 60 "node $F applying up to $target" applied_target
+t2=$(date +%s.%N)
 verify 60 "after catch-up"
+t3=$(date +%s.%N)
+echo "   caught up in $(echo "$t2 - $t0" | bc) s (start of node $F to applied = the leader's:" \
+	"$(echo "$t1 - $t0" | bc) s to start and mount); identical mounts verified after" \
+	"$(echo "$t3 - $t0" | bc) s"
 grep -q "installed in" "$C/node$F/node.log" || fail "node $F caught up without a snapshot"
 grep "fs: snapshot image" "$C"/node*/node.log | sed 's/^/   /' | tail -n 4
 exec 7>&-
