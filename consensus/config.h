@@ -7,7 +7,7 @@
  *             state_machine, proposal_timeout_ms
  *   [peers]   <id> = host:port     one line per voter, this node included
  *   [raft]    tick_ms, election_ticks, heartbeat_ticks, max_msg_bytes,
- *             max_inflight, pre_vote, check_quorum, snapshot_entries,
+ *             max_inflight, pre_vote, check_quorum, lease_reads, snapshot_entries,
  *             snapshot_bytes, snapshot_trailing
  *   [transport] max_frame_bytes, send_queue_bytes
  *   [log]     topics (comma-separated, or "all")
@@ -51,6 +51,7 @@ typedef struct node_config {
 	size_t max_inflight;
 	bool pre_vote;
 	bool check_quorum;
+	bool lease_reads; /* leader lease for ReadIndex (raft.h); default on */
 	uint64_t snapshot_entries; /* entries between snapshots (0: never) */
 	/* Also snapshot once this many bytes of entries were applied since
 	 * the last snapshot (0: no byte threshold). */

@@ -78,6 +78,31 @@ enum dedup_verdict dedup_check(const dedup *d, uint64_t client, uint64_t seq, in
 	return seq < c->low ? DEDUP_STALE : DEDUP_NEW;
 }
 
+enum dedup_verdict dedup_check_ordered(const dedup *d, uint64_t client, uint64_t seq,
+				       uint64_t min_pending, int64_t *result)
+{
+	enum dedup_verdict v = dedup_check(d, client, seq, result);
+	const client_entry *c;
+	uint64_t lo, present = 0;
+	int found;
+	size_t i;
+
+	if (v != DEDUP_NEW || client == 0)
+		return v;
+	lo = min_pending;
+	i = find_client(d, client, &found);
+	c = found ? &d->clients[i] : NULL;
+	if (c && c->low > lo)
+		lo = c->low;
+	if (lo >= seq)
+		return DEDUP_NEW;
+	/* The table holds distinct seqs: [lo, seq) is complete iff it holds
+	 * seq - lo of them. */
+	for (size_t j = 0; c && j < c->n; j++)
+		present += c->seqs[j].seq >= lo && c->seqs[j].seq < seq;
+	return present == seq - lo ? DEDUP_NEW : DEDUP_EARLY;
+}
+
 static client_entry *insert_client(dedup *d, uint64_t id)
 {
 	int found;

@@ -314,6 +314,7 @@ static int sm_apply(void *ctx, uint64_t index, const envelope *env, const uint8_
 		r.kind = REC_STALE;
 		break;
 	case DEDUP_NEW:
+	case DEDUP_EARLY: /* dedup_check never says so (the runtime checks order) */
 		r.result = (int64_t)index; /* the deterministic outcome */
 		break;
 	}
@@ -457,6 +458,11 @@ static int sm_restore(void *ctx, uint64_t index, node_snap_read read_fn, void *r
 	return off == len && k->applied == index ? 0 : -EINVAL;
 }
 
+static const dedup *sm_dedup_table(void *ctx)
+{
+	return ((kvsm *)ctx)->dd;
+}
+
 static int sm_query(void *ctx, const uint8_t *q, size_t len, uint8_t **out, size_t *out_len)
 {
 	kvsm *k = ctx;
@@ -485,6 +491,7 @@ void kvsm_iface(kvsm *k, node_sm *out)
 	out->query = sm_query;
 	out->snapshot = sm_snapshot;
 	out->restore = sm_restore;
+	out->dedup_table = sm_dedup_table;
 }
 
 int kvsm_dump(const char *data_dir, FILE *out, char *err, size_t errlen)

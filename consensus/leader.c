@@ -162,13 +162,18 @@ static void send_heartbeat(raft *r, raft_peer *p, const uint8_t *ctx, size_t ctx
 
 void raft_bcast_heartbeat(raft *r)
 {
-	uint8_t ctx[8];
+	uint8_t ctx[RAFT_BEAT_CTX_LEASE];
 	size_t len = 0;
+	uint64_t round = r->ro.n > 0 ? r->ro.round : 0;
 	/* Regular heartbeats repeat the latest read round, so a lost round
-	 * is confirmed by the next beat. */
-	if (r->ro.n > 0 && r->ro.round > 0) {
-		raft_read_only_encode_round(r->ro.round, ctx);
-		len = sizeof(ctx);
+	 * is confirmed by the next beat; with lease reads every beat also
+	 * carries its sending tick, which the follower echoes. */
+	if (r->lease_reads) {
+		raft_read_only_encode_beat(round, r->tick, ctx);
+		len = RAFT_BEAT_CTX_LEASE;
+	} else if (round > 0) {
+		raft_read_only_encode_round(round, ctx);
+		len = 8;
 	}
 	for (size_t i = 0; i < r->n_peers; i++)
 		if (r->peers[i].id != r->id)
@@ -220,6 +225,21 @@ void raft_flush_read_round(raft *r)
 	raft_bcast_heartbeat(r);
 }
 
+bool raft_lease_valid(const raft *r)
+{
+	uint64_t vals[RAFT_MAX_MEMBERS];
+	size_t n = 0;
+	if (!r->lease_reads || r->role != RAFT_LEADER || r->lease_broken)
+		return false;
+	for (size_t i = 0; i < r->n_peers && n < RAFT_MAX_MEMBERS; i++)
+		if (!r->peers[i].learner)
+			vals[n++] = r->peers[i].id == r->id ? r->tick + 1 : r->peers[i].lease_tick;
+	/* The quorum's oldest acknowledged send, q - 1: a majority has
+	 * promised to elect no one else until an election timeout after it. */
+	uint64_t q = raft_quorum_index(vals, n);
+	return q > 0 && r->tick + 1 < q + (uint64_t)r->lease_ticks;
+}
+
 /* ReadIndex on the leader (thesis §6.4). */
 static int handle_read_index(raft *r, const raft_msg *m)
 {
@@ -244,6 +264,14 @@ static int handle_read_index(raft *r, const raft_msg *m)
 		r->n_pending_reads++;
 		RAFT_TRACE(r, TRACE_READ, "read from %llu waits for a commit in this term",
 			   (unsigned long long)m->from);
+		return 0;
+	}
+	if (raft_lease_valid(r)) {
+		/* §6.4.1: inside the lease no other leader can have committed
+		 * anything: our commit index is current without a round. */
+		RAFT_TRACE(r, TRACE_READ, "read of %llu served by the lease at index %llu",
+			   (unsigned long long)m->from, (unsigned long long)r->log.committed);
+		answer_read(r, m->from, r->log.committed, m->context, m->context_len);
 		return 0;
 	}
 	return raft_read_only_add(&r->ro, m->from, r->log.committed, m->context, m->context_len);
@@ -272,6 +300,8 @@ void raft_abort_leader_transfer(raft *r)
 
 static void send_timeout_now(raft *r, uint64_t to)
 {
+	/* The transferee campaigns past every follower's lease promise. */
+	r->lease_broken = true;
 	RAFT_TRACE(r, TRACE_LEAD, "transfers leadership to %llu", (unsigned long long)to);
 	raft_send(r, RAFT_MSG_TIMEOUT_NOW, to);
 }
@@ -363,6 +393,10 @@ static void handle_heartbeat_resp(raft *r, raft_peer *p, const raft_msg *m)
 		raft_inflights_free_first(&pr->ins);
 	if (pr->match < r->log.last)
 		raft_send_append(r, p->id, true);
+	uint64_t sent;
+	if (raft_read_only_decode_tick(m->context, m->context_len, &sent) && sent <= r->tick &&
+	    sent + 1 > p->lease_tick)
+		p->lease_tick = sent + 1;
 	uint64_t round = raft_read_only_decode_round(m->context, m->context_len);
 	if (round > p->read_acked && round <= r->ro.round) {
 		p->read_acked = round;

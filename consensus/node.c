@@ -125,7 +125,6 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 	proposal *p = calloc(1, sizeof(*p));
 	op *o = calloc(1, sizeof(*o));
 	envelope env;
-	int rc;
 
 	/* An entry travels whole in an append message: one that does not fit
 	 * in a frame would stall replication for good. */
@@ -145,6 +144,7 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 	}
 	memcpy(p->data + ENVELOPE_BYTES, cmd, len);
 	p->len = ENVELOPE_BYTES + len;
+	p->t_start = n->stages.on ? uv_hrtime() : 0;
 	p->cb = cb;
 	p->arg = arg;
 	p->deadline_ms = now_ms() + (timeout_ms ? timeout_ms : n->cfg->proposal_timeout_ms);
@@ -158,7 +158,10 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 		return NODE_ESTOPPED;
 	}
 	/* Sequence numbers are handed out under the lock in list order, so
-	 * the list head is always the lowest pending seq (dedup.h). */
+	 * the list head is always the lowest pending seq (dedup.h), and the
+	 * loop is told under the same lock, so it proposes them in seq order
+	 * (an entry that reached the leader before its predecessor would be
+	 * skipped as early and proposed again). */
 	p->seq = ++n->seq;
 	env.client = n->client_id;
 	env.seq = p->seq;
@@ -170,24 +173,26 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 	else
 		n->pend_head = p;
 	n->pend_tail = p;
-	pthread_mutex_unlock(&n->mu);
-
 	o->kind = OP_PROPOSE;
 	o->seq = p->seq;
-	rc = post(n, o);
-	if (rc < 0) {
-		/* Stopping meanwhile: node_stop fails the pending proposal. */
-		free(o);
-	}
+	node_inbox_push_locked(n, o);
+	pthread_mutex_unlock(&n->mu);
 	node_get_state(n, term, is_leader);
 	return 0;
 }
 
-/* Hands p to the core (loop thread, mu held). */
+/* Hands p to the core (loop thread, mu held). Each try carries the
+ * current lowest pending seq: one that failed meanwhile (timed out) is
+ * then no longer a predecessor the entry waits for (dedup_check_ordered),
+ * and its results may be forgotten. */
 static void try_propose(node *n, proposal *p, uint64_t now)
 {
+	envelope env = {n->client_id, p->seq, n->pend_head->seq};
 	int rc;
 
+	envelope_encode(&env, p->data);
+	if (n->stages.on && !p->t_tried)
+		p->t_tried = uv_hrtime();
 	p->last_try_ms = now;
 	p->epoch = n->epoch;
 	rc = raft_propose(n->r, p->data, p->len, NULL, NULL);
@@ -204,12 +209,23 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 	}
 }
 
-/* Fails proposals past their deadline; re-proposes those due for a retry:
- * after a leader change, or when a try got no answer for retry_ms (a
- * forwarded proposal can be lost with its connection). */
+/* Proposes p and every pending proposal after it again, in seq order
+ * (go-back-N: whatever follows a lost proposal is skipped as early where it
+ * lands before it). Loop thread, mu held. */
+static void resend_from(node *n, proposal *p, uint64_t now)
+{
+	RLOG(RLOG_CLNT, "resending from seq %llu", (unsigned long long)p->seq);
+	n->gbn_seq = p->seq;
+	for (; p; p = p->next)
+		try_propose(n, p, now);
+}
+
+/* Fails proposals past their deadline; re-proposes those due for a retry
+ * and all after them: after a leader change, or when a try got no answer
+ * for retry_ms (a forwarded proposal can be lost with its connection). */
 static void check_proposals(node *n, uint64_t now)
 {
-	proposal *failed = NULL, *p, *next;
+	proposal *failed = NULL, *p, *next, *due = NULL;
 	bool stopping;
 
 	pthread_mutex_lock(&n->mu);
@@ -224,12 +240,12 @@ static void check_proposals(node *n, uint64_t now)
 		}
 		if (p->epoch != n->epoch && p->proposed)
 			p->last_error = NODE_ELEADERLOST;
-		if (n->leader && (p->epoch != n->epoch || now - p->last_try_ms >= n->retry_ms)) {
-			if (p->proposed)
-				RLOG(RLOG_CLNT, "retrying seq %llu", (unsigned long long)p->seq);
-			try_propose(n, p, now);
-		}
+		if (!due && n->leader &&
+		    (p->epoch != n->epoch || now - p->last_try_ms >= n->retry_ms))
+			due = p;
 	}
+	if (due)
+		resend_from(n, due, now);
 	pthread_mutex_unlock(&n->mu);
 	for (p = failed; p; p = next) {
 		int status = stopping	     ? NODE_ESTOPPED
@@ -329,8 +345,12 @@ static void on_read_state(node *n, const raft_read_state *rs)
 
 /* ---- apply thread ---- */
 
-static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index)
+/* t_apply: when the apply thread began applying it (RAFTFS_STAGES). */
+static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index,
+			   uint64_t t_apply)
 {
+	node_stages *s = &n->stages;
+	uint64_t t_applied = s->on ? uv_hrtime() : 0;
 	proposal *p;
 
 	pthread_mutex_lock(&n->mu);
@@ -340,12 +360,65 @@ static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index
 	pthread_mutex_unlock(&n->mu);
 	/* Not found: a retry applied twice (the second is a dedup hit), or
 	 * the proposal already timed out. */
-	if (p)
-		proposal_finish(p, 0, result, index);
+	if (!p)
+		return;
+	if (s->on) {
+		node_stages_add(s, NODE_STAGE_QUEUE, p->t_start, p->t_tried);
+		node_stages_add(s, NODE_STAGE_PERSIST, p->t_tried, p->t_persisted);
+		node_stages_add(s, NODE_STAGE_COMMIT, p->t_persisted, p->t_committed);
+		node_stages_add(s, NODE_STAGE_HANDOFF, p->t_committed, t_apply);
+		node_stages_add(s, NODE_STAGE_APPLY, t_apply, t_applied);
+	}
+	proposal_finish(p, 0, result, index);
+	node_stages_add(s, NODE_STAGE_REPLY, t_applied, s->on ? uv_hrtime() : 0);
+}
+
+/* RAFTFS_STAGES, loop thread: notes when this node's own entries among
+ * ents were persisted (persisted) or handed out committed. */
+static void stages_mark(node *n, const raft_entry *ents, size_t cnt, bool persisted)
+{
+	uint64_t now = uv_hrtime();
+
+	pthread_mutex_lock(&n->mu);
+	for (size_t i = 0; i < cnt; i++) {
+		const uint8_t *cmd;
+		size_t cmd_len;
+		envelope env;
+		proposal *p;
+
+		if (ents[i].type != RAFT_ENTRY_NORMAL ||
+		    envelope_decode(ents[i].data, ents[i].len, &env, &cmd, &cmd_len) < 0 ||
+		    env.client != n->client_id || !(p = pending_find(n, env.seq)))
+			continue;
+		if (persisted && !p->t_persisted)
+			p->t_persisted = now;
+		else if (!persisted && !p->t_committed)
+			p->t_committed = now;
+	}
+	pthread_mutex_unlock(&n->mu);
+}
+
+/* Loop thread: an entry of ours with seq was skipped as early, so a
+ * predecessor was lost or overtaken: go back to the lowest pending one.
+ * Entries sent before that resend are skipped too as they arrive; they
+ * are ignored while the resend's first proposal is still pending. */
+static void on_refused(node *n, void *arg, bool stopping)
+{
+	uint64_t seq = (uint64_t)(uintptr_t)arg;
+
+	if (stopping)
+		return;
+	pthread_mutex_lock(&n->mu);
+	if (n->pend_head && n->pend_head->seq <= seq && n->leader &&
+	    !(n->gbn_seq && pending_find(n, n->gbn_seq)))
+		resend_from(n, n->pend_head, now_ms());
+	pthread_mutex_unlock(&n->mu);
 }
 
 static int apply_entry(node *n, const raft_entry *e)
 {
+	const dedup *dd;
+	uint64_t t_apply;
 	const uint8_t *cmd;
 	size_t cmd_len;
 	envelope env;
@@ -359,13 +432,28 @@ static int apply_entry(node *n, const raft_entry *e)
 			   (unsigned long long)e->index, e->len, e->data[0]);
 		return NODE_EFAULT;
 	}
+	dd = n->sm->dedup_table ? n->sm->dedup_table(n->sm->ctx) : NULL;
+	if (dd && dedup_check_ordered(dd, env.client, env.seq, env.min_pending, &result) ==
+		      DEDUP_EARLY) {
+		/* The same verdict on every replica: the entry is a no-op. */
+		RLOG(RLOG_APPL, "skipped %llu client %llx seq %llu: a predecessor is missing",
+		     (unsigned long long)e->index, (unsigned long long)env.client,
+		     (unsigned long long)env.seq);
+		rc = n->sm->apply_empty(n->sm->ctx, e->index);
+		if (rc == 0 && env.client == n->client_id) {
+			atomic_fetch_add(&n->n_refused, 1);
+			post_call(n, on_refused, (void *)(uintptr_t)env.seq);
+		}
+		return rc;
+	}
+	t_apply = n->stages.on && env.client == n->client_id ? uv_hrtime() : 0;
 	rc = n->sm->apply(n->sm->ctx, e->index, &env, cmd, cmd_len, &result);
 	if (rc < 0)
 		return rc;
 	RLOG(RLOG_APPL, "applied %llu client %llx seq %llu -> %lld", (unsigned long long)e->index,
 	     (unsigned long long)env.client, (unsigned long long)env.seq, (long long)result);
 	if (env.client == n->client_id)
-		complete_local(n, env.seq, result, e->index);
+		complete_local(n, env.seq, result, e->index, t_apply);
 	return 0;
 }
 
@@ -494,6 +582,8 @@ static void send_msgs(node *n, const raft_ready *rd, int which, uint64_t *unreac
 
 		if (which >= 0 && is_append(m) != (which == 1))
 			continue;
+		if (n->msg_filter && n->msg_filter(n->msg_filter_arg, m))
+			continue;
 		if (m->type == RAFT_MSG_SNAP) {
 			/* Streamed in chunks from the next tick on. */
 			snap_send_start(n->ss, m);
@@ -560,10 +650,14 @@ static void handle_ready(node *n)
 			RLOG(RLOG_PERS, "saved %zu entries%s", rd.n_entries,
 			     n->hs_dirty ? " + hard state" : "");
 			n->hs_dirty = false;
+			if (n->stages.on)
+				stages_mark(n, rd.entries, rd.n_entries, true);
 		}
 		/* Only now, with what they depend on durable, may (the other)
 		 * messages go. */
 		send_msgs(n, &rd, early ? false : -1, unreachable, &n_unreachable);
+		if (n->stages.on)
+			stages_mark(n, rd.committed, rd.n_committed, false);
 		rc = rd.snapshot || rd.n_committed ? hand_to_apply(n, rd.snapshot ? &snap : NULL,
 								   rd.committed, rd.n_committed)
 						   : 0;
@@ -687,7 +781,8 @@ static void run_inbox(node *n)
 
 			pthread_mutex_lock(&n->mu);
 			p = pending_find(n, o->seq);
-			if (p)
+			/* Already tried: a resend proposed it in order. */
+			if (p && !p->last_try_ms)
 				try_propose(n, p, now_ms());
 			pthread_mutex_unlock(&n->mu);
 		} else if (o->kind == OP_READ) {
@@ -1049,6 +1144,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	}
 	n->cfg = cfg;
 	n->sm = sm;
+	node_stages_init(&n->stages);
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_mutex_init(&n->amu, NULL);
 	pthread_cond_init(&n->acv, NULL);
@@ -1082,6 +1178,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	rc_cfg.max_inflight = cfg->max_inflight;
 	rc_cfg.pre_vote = cfg->pre_vote;
 	rc_cfg.check_quorum = cfg->check_quorum;
+	rc_cfg.lease_reads = cfg->lease_reads;
 	rc_cfg.storage = store_raft_storage(n->st);
 	/* The commit index is saved lazily (see handle_ready), so the state
 	 * machine may be ahead of the saved one: the core is told the lower
@@ -1196,6 +1293,7 @@ void node_stop(node *n)
 	pthread_mutex_unlock(&n->amu);
 	pthread_join(n->apply_thread, NULL);
 	n->stopped = true;
+	node_stages_print(&n->stages, n->cfg->id);
 }
 
 void node_free(node *n)
@@ -1239,4 +1337,15 @@ uint64_t node_applied(node *n)
 int node_fault(node *n)
 {
 	return atomic_load(&n->fault);
+}
+
+void node_set_msg_filter(node *n, node_msg_filter filter, void *arg)
+{
+	n->msg_filter = filter;
+	n->msg_filter_arg = arg;
+}
+
+uint64_t node_refused(node *n)
+{
+	return atomic_load(&n->n_refused);
 }

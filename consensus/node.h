@@ -18,6 +18,13 @@
  * re-proposes the same bytes after a leader change and every few election
  * timeouts (a forwarded proposal may be lost); the state machine's
  * duplicate table (consensus/dedup.h) makes the retries harmless.
+ *
+ * Order. With a state machine that exposes its duplicate table
+ * (node_sm.dedup_table), the proposals of one node apply in the order
+ * node_start() was called on it, across leader changes, lost forwards and
+ * retries: an entry whose predecessors are not all applied is skipped on
+ * every replica (dedup_check_ordered) and the runtime proposes it again
+ * behind them (consensus/README-node.md, "Order").
  */
 #ifndef RAFTFS_NODE_H
 #define RAFTFS_NODE_H
@@ -28,6 +35,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "dedup.h"
 #include "envelope.h"
 
 /* Failure reasons of a proposal or read (all negative). */
@@ -115,6 +123,12 @@ typedef struct node_sm {
 	 * applied_index() is index. 0 or a negative local fault (the node
 	 * stops applying). Apply thread. */
 	int (*restore)(void *ctx, uint64_t index, node_snap_read read, void *rarg);
+	/* Optional (NULL: proposals of a node may apply out of order): the
+	 * state machine's duplicate table, the one its apply() records into,
+	 * as of the last applied entry. Apply thread, before each apply(): the
+	 * runtime skips (apply_empty) an entry dedup_check_ordered() calls
+	 * DEDUP_EARLY, so one node's proposals apply in seq order. */
+	const dedup *(*dedup_table)(void *ctx);
 } node_sm;
 
 typedef struct node node;
@@ -150,7 +164,22 @@ void node_free(node *n);
  * index is not known until applied and is given to cb. timeout_ms 0 means
  * the configured proposal timeout. NODE_ESTOPPED / NODE_ENOMEM, or
  * NODE_E2BIG for a command longer than half the transport's frame limit
- * (cb is then not called). Any thread. */
+ * (cb is then not called). Any thread; may be called again before cb
+ * fired (pipelining: any number in flight).
+ *
+ * Guarantees, when the state machine sets node_sm.dedup_table (kvsm and
+ * the filesystem do): (1) each command is applied at most once on every
+ * replica, and cb reports status 0 exactly when it was applied (the
+ * state machine's result, the same everywhere); (2) the commands of this
+ * node apply in the order of their node_start() calls (calls from
+ * several threads are ordered by when each took the node's lock): when a
+ * command is applied, every command started before it on this node has
+ * been applied earlier in the log or had already failed (its cb reports
+ * a NODE_E* error; a failed command may still apply later, but only before
+ * any command started after its failure); (3) successful callbacks run
+ * in that order too, on the apply thread. Failures (timeout, stop) come
+ * from the loop thread, possibly before the callback of an earlier
+ * command. */
 int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_done_cb cb,
 	       void *arg, uint64_t *term, bool *is_leader);
 
@@ -167,5 +196,17 @@ uint64_t node_applied(node *n);
 
 /* 0 while healthy; the NODE_EFAULT code once applying failed. Any thread. */
 int node_fault(node *n);
+
+/* Testing: filter(arg, m) is asked about every Raft message this node is
+ * about to send (on the loop thread); true drops it, as a lossy network
+ * would (the peer is not reported unreachable). Set before node_launch. */
+struct raft_msg;
+typedef bool (*node_msg_filter)(void *arg, const struct raft_msg *m);
+void node_set_msg_filter(node *n, node_msg_filter filter, void *arg);
+
+/* How many entries of this node's proposals were skipped as early (their
+ * predecessor was lost or overtaken; each costs a resend): for tests and
+ * measurements. Any thread. */
+uint64_t node_refused(node *n);
 
 #endif

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "node.h"
+#include "node_stages.h"
 #include "raft.h"
 #include "snapshot_stream.h"
 #include "store.h"
@@ -30,6 +31,9 @@ typedef struct proposal {
 	uint64_t epoch; /* leader epoch of the last try */
 	int last_error;
 	bool proposed;
+	/* RAFTFS_STAGES: when it was started, first tried, persisted here and
+	 * handed out committed (uv_hrtime ns; 0: not seen). */
+	uint64_t t_start, t_tried, t_persisted, t_committed;
 } proposal;
 
 /* A read barrier waiting for its read index, then for apply. Loop thread. */
@@ -127,6 +131,13 @@ struct node {
 	_Atomic int fault;
 	_Atomic int readers_waiting; /* readers that have an index, waiting for apply */
 	_Atomic bool snap_wanted;    /* raftfs snapshot: snapshot at the next applied entry */
+
+	/* Order of this node's proposals (node.c, README-node.md "Order"). */
+	uint64_t gbn_seq;	    /* loop: a resend from this seq is under way (0: none) */
+	_Atomic uint64_t n_refused; /* own entries skipped as early (apply thread counts) */
+	node_msg_filter msg_filter; /* tests: drops outgoing raft messages */
+	void *msg_filter_arg;
+	node_stages stages;	    /* RAFTFS_STAGES: where proposals' time goes */
 
 	/* node_snapshot.c: a local image streamed by the snapshot thread while
 	 * apply goes on (node_sm.snapshot_begin/stream/end). The apply thread

@@ -143,10 +143,12 @@ static void reset(raft *r, uint64_t term)
 	r->heartbeat_elapsed = 0;
 	reset_randomized_election_timeout(r);
 	raft_abort_leader_transfer(r);
+	r->lease_broken = false;
 	for (size_t i = 0; i < r->n_peers; i++) {
 		raft_peer *p = &r->peers[i];
 		p->vote = 0;
 		p->read_acked = 0;
+		p->lease_tick = 0;
 		raft_progress_reset(&p->pr, 0, r->log.last + 1);
 		if (p->id == r->id)
 			p->pr.match = r->log.last;
@@ -264,6 +266,24 @@ void raft_campaign_type(raft *r, raft_msg_type type, bool transfer)
 	}
 }
 
+bool raft_in_lease(const raft *r)
+{
+	if (!r->check_quorum)
+		return false;
+	/* Just started: before a crash this node may have acknowledged a
+	 * leader whose lease still runs (lease reads only). */
+	if (r->lease_reads && r->tick < (uint64_t)r->election_ticks)
+		return true;
+	return r->lead != 0 && r->election_elapsed < r->election_ticks;
+}
+
+int raft_lease_ticks(int election_ticks)
+{
+	int margin = election_ticks / 4 > 2 ? election_ticks / 4 : 2;
+
+	return election_ticks > margin ? election_ticks - margin : 0;
+}
+
 void raft_hup(raft *r, bool transfer)
 {
 	if (r->role == RAFT_LEADER)
@@ -353,6 +373,8 @@ int raft_new(const raft_config *cfg, raft **out)
 	r->heartbeat_ticks = cfg->heartbeat_ticks;
 	r->check_quorum = cfg->check_quorum;
 	r->pre_vote = cfg->pre_vote;
+	r->lease_ticks = raft_lease_ticks(cfg->election_ticks);
+	r->lease_reads = cfg->lease_reads && cfg->check_quorum && r->lease_ticks > 0;
 	r->max_msg_bytes = cfg->max_msg_bytes;
 	r->max_inflight = cfg->max_inflight ? cfg->max_inflight : 1;
 	r->rng = cfg->seed ^ (cfg->id * 0xd1342543de82ef95ull);
@@ -515,26 +537,35 @@ static int step_term(raft *r, const raft_msg *m, uint64_t mterm)
 	if (mterm == 0)
 		return 1;
 	if (mterm > r->term) {
+		bool leader_msg = m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
+				  m->type == RAFT_MSG_SNAP;
 		if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE) {
 			/* Check-quorum lease: while we hear from a leader, a
 			 * vote request is from a disruptive node (§9.6). */
-			bool in_lease = r->check_quorum && r->lead != 0 &&
-					r->election_elapsed < r->election_ticks;
-			if (!is_transfer_campaign(m) && in_lease) {
+			if (!is_transfer_campaign(m) && raft_in_lease(r)) {
 				RAFT_TRACE(r, TRACE_VOTE,
 					   "ignores %s from %llu at term %llu: leader lease",
 					   raft_msg_type_name(m->type), (unsigned long long)m->from,
 					   (unsigned long long)mterm);
 				return 0;
 			}
+		} else if (!leader_msg && r->lease_reads && r->role == RAFT_FOLLOWER &&
+			   raft_in_lease(r)) {
+			/* Lease reads (§6.4.1): taking a higher term from, say,
+			 * a late answer would drop our leader and free our vote
+			 * inside its lease. Only a leader of that term may move
+			 * us (and exists only if the lease ran out). */
+			RAFT_TRACE(r, TRACE_DROP, "ignores %s from %llu at term %llu: leader lease",
+				   raft_msg_type_name(m->type), (unsigned long long)m->from,
+				   (unsigned long long)mterm);
+			return 0;
 		}
 		if (m->type == RAFT_MSG_PRE_VOTE) {
 			/* A pre-vote never changes our term. */
 		} else if (m->type == RAFT_MSG_PRE_VOTE_RESP && !m->reject) {
 			/* Granted pre-votes carry the future term; the term
 			 * moves when the real election starts. */
-		} else if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT ||
-			   m->type == RAFT_MSG_SNAP) {
+		} else if (leader_msg) {
 			raft_become_follower(r, mterm, m->from);
 		} else {
 			raft_become_follower(r, mterm, 0);
@@ -688,6 +719,13 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_
 
 int raft_campaign(raft *r)
 {
+	/* A forced campaign would break the promise a leader's lease rests
+	 * on (an election timeout ends it; a leader transfer, TIMEOUT_NOW,
+	 * is the leader's own choice and ends its lease). */
+	if (r->lease_reads && r->role == RAFT_FOLLOWER && raft_in_lease(r)) {
+		RAFT_TRACE(r, TRACE_TIMR, "no campaign: inside the leader's lease");
+		return 0;
+	}
 	return step(r, &(raft_msg){.type = RAFT_MSG_HUP, .from = r->id});
 }
 

@@ -55,6 +55,19 @@ typedef struct raft_config {
 	size_t max_inflight;
 	bool pre_vote;
 	bool check_quorum;
+	/* Leader lease reads (Raft thesis §6.4.1); needs check_quorum, and
+	 * every node of the cluster must agree on it. A leader that a
+	 * quorum acknowledged heartbeats from within the last
+	 * raft_lease_ticks() ticks answers ReadIndex at once, without a
+	 * heartbeat round: those followers ignore vote requests (and every
+	 * other non-leader message of a higher term) until an election
+	 * timeout after they last heard from it, so no other leader can exist
+	 * meanwhile. Relies on clocks whose rates differ by less than the
+	 * margin (a quarter of the election timeout, at least a tick). With
+	 * it, a node also refuses votes for its first election_ticks ticks
+	 * (it may have acknowledged a leader before a restart), and a forced
+	 * raft_campaign() inside a leader's lease does nothing. */
+	bool lease_reads;
 	raft_storage *storage; /* borrowed; must outlive the raft */
 	/* Index of the last entry the state machine has applied (0 when it
 	 * starts empty): committed entries after it are handed out again. */
@@ -182,7 +195,9 @@ int raft_campaign(raft *r);
 /* Asks for a linearizable read point (ReadIndex, Raft thesis §6.4). When
  * the leader has confirmed its leadership, a read state with ctx and the
  * commit index appears in a Ready. Requests are batched per heartbeat
- * round. RAFT_EPROPOSAL_DROPPED if no leader is known. */
+ * round; with lease_reads, a leader inside its lease confirms at once (a
+ * follower's request is then one round trip to the leader).
+ * RAFT_EPROPOSAL_DROPPED if no leader is known. */
 int raft_read_index(raft *r, const void *ctx, size_t ctx_len);
 
 /* The transport could not deliver to a peer / a snapshot send finished. */
@@ -194,6 +209,14 @@ void raft_ready_get(raft *r, raft_ready *rd);
 void raft_advance(raft *r, const raft_ready *rd);
 
 void raft_get_status(const raft *r, raft_status *st);
+
+/* Length of the leader lease in ticks for an election timeout of
+ * election_ticks: the timeout less a margin for clock drift and tick
+ * phase (a quarter, at least 2 ticks). 0: too short for a lease. */
+int raft_lease_ticks(int election_ticks);
+
+/* With lease_reads: whether this node leads and holds a lease now. */
+bool raft_lease_valid(const raft *r);
 
 /* Convenience for the 6.824-style surface. */
 uint64_t raft_term(const raft *r);

@@ -26,6 +26,9 @@ typedef struct raft_peer {
 	raft_progress pr;
 	int vote;	     /* this election: 0 no reply, 1 granted, -1 refused */
 	uint64_t read_acked; /* highest ReadIndex round this peer acknowledged */
+	/* Leader lease: 1 + the tick at which the newest heartbeat this peer
+	 * acknowledged in this term was sent (0: none). */
+	uint64_t lease_tick;
 } raft_peer;
 
 struct raft {
@@ -46,6 +49,9 @@ struct raft {
 	int election_elapsed;
 	int heartbeat_elapsed;
 	bool check_quorum, pre_vote;
+	bool lease_reads;	/* raft_config.lease_reads && check_quorum */
+	int lease_ticks;	/* raft_lease_ticks(election_ticks) */
+	bool lease_broken;	/* this leader sent TIMEOUT_NOW this term: no lease */
 	uint64_t max_msg_bytes;
 	size_t max_inflight;
 	uint64_t rng;
@@ -100,6 +106,10 @@ void raft_become_leader(raft *r);
 void raft_campaign_type(raft *r, raft_msg_type type, bool transfer);
 /* An election timeout or an explicit campaign: campaigns if allowed. */
 void raft_hup(raft *r, bool transfer);
+/* Lease reads: this node promised a leader (or, just started, maybe
+ * one before a restart) not to help elect another until an election
+ * timeout after it last heard from it (Raft thesis §6.4.1, §4.2.3). */
+bool raft_in_lease(const raft *r);
 /* Records a (pre-)vote reply from id and tallies the election. */
 raft_vote_result raft_poll(raft *r, uint64_t id, raft_msg_type type, bool granted);
 /* Appends a zeroed message to the outbox (from, to, type, term = current

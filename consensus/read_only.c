@@ -80,10 +80,28 @@ void raft_read_only_encode_round(uint64_t round, uint8_t out[8])
 
 uint64_t raft_read_only_decode_round(const uint8_t *ctx, size_t len)
 {
-	if (len != 8 || !ctx)
+	if ((len != 8 && len != RAFT_BEAT_CTX_LEASE) || !ctx)
 		return 0;
 	uint64_t v = 0;
 	for (int i = 0; i < 8; i++)
 		v |= (uint64_t)ctx[i] << (8 * i);
 	return v;
+}
+
+void raft_read_only_encode_beat(uint64_t round, uint64_t tick, uint8_t out[16])
+{
+	raft_read_only_encode_round(round, out);
+	raft_read_only_encode_round(tick, out + 8);
+}
+
+bool raft_read_only_decode_tick(const uint8_t *ctx, size_t len, uint64_t *tick)
+{
+	uint64_t v = 0;
+
+	if (len != RAFT_BEAT_CTX_LEASE || !ctx)
+		return false;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)ctx[8 + i] << (8 * i);
+	*tick = v;
+	return true;
 }

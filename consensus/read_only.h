@@ -42,7 +42,15 @@ void raft_read_only_destroy(raft_read_only *ro);
 
 /* Heartbeat context encoding of a round number (8 bytes little-endian). */
 void raft_read_only_encode_round(uint64_t round, uint8_t out[8]);
-/* 0 when ctx is not a round number. */
+/* 0 when ctx is not a round number (8 bytes, or 16 with a tick). */
 uint64_t raft_read_only_decode_round(const uint8_t *ctx, size_t len);
+
+/* With lease reads a heartbeat's context is 16 bytes: the round (0: none)
+ * then the leader's tick when it sent the heartbeat, echoed back by the
+ * follower so the leader knows from when its lease runs (§6.4.1). */
+#define RAFT_BEAT_CTX_LEASE 16
+void raft_read_only_encode_beat(uint64_t round, uint64_t tick, uint8_t out[16]);
+/* The tick of a 16-byte context; false for any other. */
+bool raft_read_only_decode_tick(const uint8_t *ctx, size_t len, uint64_t *tick);
 
 #endif

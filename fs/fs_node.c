@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "fuse_inval.h"
+#include "sm_impl.h"
 #include "sm_snapshot.h"
 #include "snap_node.h"
 
@@ -92,6 +93,16 @@ static int nsm_apply(void *ctx, uint64_t index, const envelope *env, const uint8
 	}
 	*result = r;
 	return 0;
+}
+
+/* The duplicate table sm_apply records into, for the runtime's order rule
+ * (node.h). Read through the state machine's internals: sm.h has no
+ * accessor for it yet. */
+static const dedup *nsm_dedup_table(void *ctx)
+{
+	struct fs_node *f = ctx;
+
+	return f->sm->dd;
 }
 
 static int nsm_apply_empty(void *ctx, uint64_t index)
@@ -180,6 +191,7 @@ void fs_node_iface(struct fs_node *f, node_sm *out)
 	    .snapshot_stream = nsm_snapshot_stream,
 	    .snapshot_end = nsm_snapshot_end,
 	    .restore = nsm_restore,
+	    .dedup_table = nsm_dedup_table,
 	};
 }
 

@@ -1,19 +1,29 @@
-/* crc32c.c — table-driven CRC-32C, eight bytes per step ("slicing-by-8"):
- * eight 256-entry tables let each 64-bit word be folded with eight lookups
- * and no carried dependency between them, several times faster than the
- * byte-at-a-time loop on the multi-KiB values the raft log holds. */
+/* crc32c.c — CRC-32C: the SSE4.2 crc32 instruction where the CPU has it,
+ * else table-driven, eight bytes per step ("slicing-by-8"): eight 256-entry
+ * tables let each 64-bit word be folded with eight lookups and no carried
+ * dependency between them, several times faster than the byte-at-a-time
+ * loop on the multi-KiB values the raft log holds. */
 #include "crc32c.h"
 
 #include <pthread.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
+
 #define CRC32C_POLY 0x82F63B78u /* reflected Castagnoli polynomial */
 
 static uint32_t table[8][256];
 static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+static bool use_hw;
 
 static void table_init(void)
 {
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	use_hw = __builtin_cpu_supports("sse4.2");
+#endif
 	for (uint32_t i = 0; i < 256; i++) {
 		uint32_t c = i;
 		for (int k = 0; k < 8; k++)
@@ -25,7 +35,7 @@ static void table_init(void)
 			table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
 }
 
-uint32_t crc32c_extend(uint32_t crc, const void *buf, size_t len)
+uint32_t crc32c_extend_sw(uint32_t crc, const void *buf, size_t len)
 {
 	pthread_once(&table_once, table_init);
 	const uint8_t *p = buf;
@@ -49,4 +59,42 @@ uint32_t crc32c_extend(uint32_t crc, const void *buf, size_t len)
 	for (; len; len--)
 		c = (c >> 8) ^ table[0][(c ^ *p++) & 0xff];
 	return ~c;
+}
+
+#if defined(__x86_64__)
+/* The crc32 instruction computes the same reflected Castagnoli CRC, eight
+ * bytes per instruction (throughput one per cycle, latency three). */
+__attribute__((target("sse4.2"))) static uint32_t extend_hw(uint32_t crc, const uint8_t *p,
+							     size_t len)
+{
+	uint64_t c = ~crc;
+
+	for (; len && ((uintptr_t)p & 7); len--)
+		c = _mm_crc32_u8((uint32_t)c, *p++);
+	for (; len >= 8; len -= 8, p += 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = _mm_crc32_u64(c, v);
+	}
+	for (; len; len--)
+		c = _mm_crc32_u8((uint32_t)c, *p++);
+	return ~(uint32_t)c;
+}
+#endif
+
+uint32_t crc32c_extend(uint32_t crc, const void *buf, size_t len)
+{
+	pthread_once(&table_once, table_init);
+#if defined(__x86_64__)
+	if (use_hw)
+		return extend_hw(crc, buf, len);
+#endif
+	return crc32c_extend_sw(crc, buf, len);
+}
+
+bool crc32c_hw(void)
+{
+	pthread_once(&table_once, table_init);
+	return use_hw;
 }

@@ -2,11 +2,14 @@
  * of real `raftfs node` processes (the test state machine, RocksDB with
  * synced writes, TCP):
  *   - commit latency p50/p99 and throughput for 1 and 64 concurrent
- *     proposers, with 128 B and 4 KiB commands (puts sent to the leader);
+ *     proposers, with 128 B and 4 KiB commands (puts sent to the leader,
+ *     and one proposer through a follower: forwarded);
+ *   - linearizable reads (ReadIndex barrier + query), one reader on the
+ *     leader and one on a follower (with lease reads, one round trip);
  *   - failover: kill -9 of the leader until the first new commit, through
  *     a follower, over 20 trials: p50/p99/max.
  *
- *   node-bench [--raftfs PATH] [--dir DIR] [--seconds S] [--trials N]
+ *   node-bench [--raftfs PATH] [--dir DIR] [--seconds S] [--trials N (0: no failover)]
  * Build in Release (no sanitizers) to measure.
  */
 #include <errno.h>
@@ -141,6 +144,28 @@ static int put(client *c, const char *key, size_t vsize, unsigned timeout_ms)
 	return rc;
 }
 
+/* A linearizable read of key (ReadIndex barrier, then the query). */
+static int get(client *c, const char *key, unsigned timeout_ms)
+{
+	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
+	Transportpb__QueryRequest q = TRANSPORTPB__QUERY_REQUEST__INIT;
+	Transportpb__Response *resp;
+	char err[256];
+	int rc;
+
+	q.data.data = (uint8_t *)key;
+	q.data.len = strlen(key);
+	q.linearizable = true;
+	req.op_case = TRANSPORTPB__REQUEST__OP_QUERY;
+	req.query = &q;
+	rc = client_call(c, &req, &resp, timeout_ms + 1000, err, sizeof(err));
+	if (rc < 0)
+		return rc;
+	rc = resp->error;
+	transportpb__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -160,6 +185,7 @@ typedef struct worker {
 	int id;
 	char addr[128];
 	size_t vsize;
+	bool read; /* linearizable reads instead of puts */
 	double end_ms;
 	double *lat;
 	size_t n, cap;
@@ -182,7 +208,7 @@ static void *worker_main(void *arg)
 		double t0 = now_ms();
 
 		snprintf(key, sizeof(key), "w%d-%lu", w->id, ++i);
-		if (put(c, key, w->vsize, 5000) != 0) {
+		if ((w->read ? get(c, key, 5000) : put(c, key, w->vsize, 5000)) != 0) {
 			w->errors++;
 			continue;
 		}
@@ -196,7 +222,8 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void throughput(const char *leader_addr, int nworkers, size_t vsize, double seconds)
+static void throughput(const char *what, const char *addr, int nworkers, size_t vsize, bool read,
+		       double seconds)
 {
 	worker *ws = calloc((size_t)nworkers, sizeof(worker));
 	double start = now_ms(), *all;
@@ -206,8 +233,9 @@ static void throughput(const char *leader_addr, int nworkers, size_t vsize, doub
 	for (int i = 0; i < nworkers; i++) {
 		ws[i].id = i;
 		ws[i].vsize = vsize;
+		ws[i].read = read;
 		ws[i].end_ms = start + seconds * 1e3;
-		snprintf(ws[i].addr, sizeof(ws[i].addr), "%s", leader_addr);
+		snprintf(ws[i].addr, sizeof(ws[i].addr), "%s", addr);
 		pthread_create(&ws[i].th, NULL, worker_main, &ws[i]);
 	}
 	for (int i = 0; i < nworkers; i++) {
@@ -223,10 +251,10 @@ static void throughput(const char *leader_addr, int nworkers, size_t vsize, doub
 		free(ws[i].lat);
 	}
 	qsort(all, total, sizeof(double), cmp_double);
-	printf("| %2d proposers | %5zu B | %9.0f commits/s | p50 %7.2f ms | p99 %7.2f ms | %d "
+	printf("| %-8s | %2d %s | %5zu B | %9.0f %s/s | p50 %7.3f ms | p99 %7.3f ms | %d "
 	       "errors |\n",
-	       nworkers, vsize, total / elapsed, pct(all, total, 0.5), pct(all, total, 0.99),
-	       errors);
+	       what, nworkers, read ? "readers  " : "proposers", read ? 0 : vsize, total / elapsed,
+	       read ? "reads  " : "commits", pct(all, total, 0.5), pct(all, total, 0.99), errors);
 	fflush(stdout);
 	free(all);
 	free(ws);
@@ -282,7 +310,7 @@ int main(int argc, char **argv)
 {
 	double seconds = 5;
 	int trials = 20, leader, keep = 0;
-	char addr[128];
+	char addr[128], faddr[128];
 
 	snprintf(dir, sizeof(dir), "/tmp/raftfs-node-bench.%d", (int)getpid());
 	for (int i = 1; i < argc; i++) {
@@ -310,12 +338,17 @@ int main(int argc, char **argv)
 	}
 	leader = wait_stable(30000);
 	node_addr(leader, addr, sizeof(addr));
+	node_addr(leader % 3 + 1, faddr, sizeof(faddr));
 	printf("3-node loopback cluster in %s, leader node %d (%s)\n\n", dir, leader, addr);
-	throughput(addr, 1, 128, seconds);
-	throughput(addr, 1, 4096, seconds);
-	throughput(addr, 64, 128, seconds);
-	throughput(addr, 64, 4096, seconds);
-	failover(trials);
+	throughput("leader", addr, 1, 128, false, seconds);
+	throughput("follower", faddr, 1, 128, false, seconds);
+	throughput("leader", addr, 1, 0, true, seconds);
+	throughput("follower", faddr, 1, 0, true, seconds);
+	throughput("leader", addr, 1, 4096, false, seconds);
+	throughput("leader", addr, 64, 128, false, seconds);
+	throughput("leader", addr, 64, 4096, false, seconds);
+	if (trials > 0)
+		failover(trials);
 	run("%s local down %s", raftfs, dir);
 	if (!keep)
 		run("rm -rf %s", dir);

@@ -1,7 +1,9 @@
 /* test_dedup.c — the duplicate table: exactly-once verdicts with many
- * proposals in flight per client, forgetting below min_pending, and a
+ * proposals in flight per client, forgetting below min_pending, the order
+ * rule (dedup_check_ordered) against a lossy, reordering network, and a
  * serialization that round-trips and never trusts its input. */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,6 +53,191 @@ static void test_out_of_order_in_flight(void **state)
 	assert_int_equal(dedup_check(d, 5, 5, &r), DEDUP_DUPLICATE);
 	assert_int_equal(r, 50);
 	dedup_free(d);
+}
+
+/* The order rule, case by case: P1 lost on its way, P2 lands first. */
+static void test_ordered_rule(void **state)
+{
+	dedup *d = dedup_new();
+	int64_t r;
+
+	/* Nothing of client 9 known: seq 1 may run, seq 2 (min 1) may not. */
+	assert_int_equal(dedup_check_ordered(d, 9, 1, 1, &r), DEDUP_NEW);
+	assert_int_equal(dedup_check_ordered(d, 9, 2, 1, &r), DEDUP_EARLY);
+	/* Client 0 is never ordered. */
+	assert_int_equal(dedup_check_ordered(d, 0, 2, 1, &r), DEDUP_NEW);
+	/* P1 retried and applied: P2 now may run; P3 (min 1) waits for P2. */
+	assert_int_equal(dedup_record(d, 9, 1, 1, 10), 0);
+	assert_int_equal(dedup_check_ordered(d, 9, 3, 1, &r), DEDUP_EARLY);
+	assert_int_equal(dedup_check_ordered(d, 9, 2, 1, &r), DEDUP_NEW);
+	assert_int_equal(dedup_record(d, 9, 2, 1, 20), 0);
+	assert_int_equal(dedup_check_ordered(d, 9, 3, 1, &r), DEDUP_NEW);
+	/* An applied seq stays a duplicate whatever is missing below it. */
+	assert_int_equal(dedup_check_ordered(d, 9, 2, 1, &r), DEDUP_DUPLICATE);
+	assert_int_equal(r, 20);
+	/* P3 failed (timed out) and was dropped by its client: P4 is sent
+	 * with min_pending 4 and runs without it... */
+	assert_int_equal(dedup_check_ordered(d, 9, 4, 3, &r), DEDUP_EARLY);
+	assert_int_equal(dedup_check_ordered(d, 9, 4, 4, &r), DEDUP_NEW);
+	assert_int_equal(dedup_record(d, 9, 4, 4, 40), 0);
+	/* ...after which a late copy of P3 is stale: it can no longer run
+	 * after a later seq. */
+	assert_int_equal(dedup_check_ordered(d, 9, 3, 1, &r), DEDUP_STALE);
+	/* A gap above what was forgotten still counts. */
+	assert_int_equal(dedup_check_ordered(d, 9, 6, 4, &r), DEDUP_EARLY);
+	assert_int_equal(dedup_check_ordered(d, 9, 5, 4, &r), DEDUP_NEW);
+	dedup_free(d);
+}
+
+/* ---- a randomized model: one client as node.c runs it, a network that
+ * loses, duplicates and reorders every copy, one applier ---- */
+
+#define MODEL_SEQS 150
+#define MODEL_POOL 4096
+
+struct copy {
+	uint64_t seq, min;
+};
+
+struct model {
+	uint64_t x; /* xorshift state */
+	/* client */
+	uint64_t next_seq; /* seqs 1..next_seq-1 started */
+	bool pending[MODEL_SEQS + 2], failed[MODEL_SEQS + 2];
+	uint64_t gbn; /* a resend from this seq is under way */
+	/* network */
+	struct copy pool[MODEL_POOL];
+	size_t n_pool;
+	/* applier */
+	dedup *d;
+	uint64_t last_executed;
+	int executed[MODEL_SEQS + 2];
+	unsigned early;
+};
+
+static uint64_t rnd(struct model *m)
+{
+	m->x ^= m->x << 13, m->x ^= m->x >> 7, m->x ^= m->x << 17;
+	return m->x;
+}
+
+static uint64_t head(const struct model *m)
+{
+	for (uint64_t s = 1; s < m->next_seq; s++)
+		if (m->pending[s])
+			return s;
+	return m->next_seq;
+}
+
+/* The client sends a copy of seq; the network may lose it. */
+static void send_copy(struct model *m, uint64_t seq, unsigned loss_pct)
+{
+	if (rnd(m) % 100 < loss_pct || m->n_pool == MODEL_POOL)
+		return;
+	m->pool[m->n_pool++] = (struct copy){seq, head(m)};
+}
+
+static void resend_all(struct model *m, unsigned loss_pct)
+{
+	uint64_t h = head(m);
+
+	m->gbn = h;
+	for (uint64_t s = h; s < m->next_seq; s++)
+		if (m->pending[s])
+			send_copy(m, s, loss_pct);
+}
+
+/* The applier takes the oldest copy, or (reordering) any. */
+static void deliver(struct model *m, bool reorder, unsigned loss_pct)
+{
+	size_t i = reorder && rnd(m) % 3 == 0 ? rnd(m) % m->n_pool : 0;
+	struct copy c = m->pool[i];
+	int64_t r;
+
+	memmove(&m->pool[i], &m->pool[i + 1], (m->n_pool - i - 1) * sizeof(c));
+	m->n_pool--;
+	switch (dedup_check_ordered(m->d, 5, c.seq, c.min, &r)) {
+	case DEDUP_NEW:
+		/* Safety: a client's commands execute in increasing seq order,
+		 * each once. */
+		assert_true(c.seq > m->last_executed);
+		assert_int_equal(m->executed[c.seq], 0);
+		m->executed[c.seq]++;
+		m->last_executed = c.seq;
+		assert_int_equal(dedup_record(m->d, 5, c.seq, c.min, (int64_t)c.seq), 0);
+		m->pending[c.seq] = false; /* completion */
+		break;
+	case DEDUP_DUPLICATE:
+		assert_int_equal(r, (int64_t)c.seq);
+		m->pending[c.seq] = false;
+		break;
+	case DEDUP_STALE:
+		break;
+	case DEDUP_EARLY:
+		m->early++;
+		/* node.c on_refused: go back, unless a resend's first is
+		 * still pending. */
+		if (m->pending[c.seq] && !(m->gbn && m->pending[m->gbn]))
+			resend_all(m, loss_pct);
+		break;
+	}
+}
+
+static void run_model(uint64_t seed, unsigned loss_pct, bool reorder, unsigned fail_pct)
+{
+	struct model *m = calloc(1, sizeof(*m));
+
+	m->x = seed;
+	m->d = dedup_new();
+	m->next_seq = 1;
+	for (int step = 0; step < 5000; step++) {
+		uint64_t op = rnd(m) % 100;
+
+		if (op < 30 && m->next_seq <= MODEL_SEQS) {
+			uint64_t s = m->next_seq++;
+
+			m->pending[s] = true;
+			send_copy(m, s, loss_pct);
+		} else if (op < 32) {
+			resend_all(m, loss_pct); /* the retry timer */
+		} else if (op < 32 + fail_pct) {
+			/* A pending proposal times out: the client gives up. */
+			uint64_t s = 1 + rnd(m) % (m->next_seq - 1 ? m->next_seq - 1 : 1);
+
+			if (m->pending[s]) {
+				m->pending[s] = false;
+				m->failed[s] = true;
+			}
+		} else if (m->n_pool) {
+			deliver(m, reorder, loss_pct);
+		}
+	}
+	/* The network heals: the retry timer brings every pending one in. */
+	for (int round = 0; round < 50 && head(m) < m->next_seq; round++) {
+		resend_all(m, 0);
+		while (m->n_pool)
+			deliver(m, false, 0);
+	}
+	for (uint64_t s = 1; s < m->next_seq; s++) {
+		assert_false(m->pending[s]);
+		/* Everything not given up on was executed, once. */
+		if (!m->failed[s])
+			assert_int_equal(m->executed[s], 1);
+	}
+	/* The schedule did exercise the rule. */
+	if (loss_pct || reorder)
+		assert_true(m->early > 0);
+	dedup_free(m->d);
+	free(m);
+}
+
+static void test_ordered_lossy_network(void **state)
+{
+	for (uint64_t seed = 1; seed <= 15; seed++) {
+		run_model(seed * 0x9e3779b97f4a7c15ull, 10, false, 0);
+		run_model(seed * 0x2545F4914F6CDD1Dull, 25, true, 0);
+		run_model(seed * 0x5851f42d4c957f2dull, 10, true, 3);
+	}
 }
 
 static dedup *sample(void)
@@ -133,6 +320,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_new_then_duplicate),
 	    cmocka_unit_test(test_out_of_order_in_flight),
+	    cmocka_unit_test(test_ordered_rule),
+	    cmocka_unit_test(test_ordered_lossy_network),
 	    cmocka_unit_test(test_serialize_roundtrip),
 	    cmocka_unit_test(test_deserialize_untrusted),
 	};

@@ -811,6 +811,7 @@ static int start_node(sim_cluster *c, sim_node *n)
 	    .max_inflight = c->opts.max_inflight,
 	    .pre_vote = c->opts.pre_vote,
 	    .check_quorum = c->opts.check_quorum,
+	    .lease_reads = c->opts.lease_reads,
 	    .storage = st,
 	    .applied = n->sm.applied,
 	    .seed = sim_splitmix64(c->opts.seed ^ (n->id << 48) ^ (n->incarnation << 32)),

@@ -46,6 +46,7 @@ typedef struct sim_opts {
 	size_t max_inflight;
 	bool pre_vote;
 	bool check_quorum;
+	bool lease_reads; /* raft_config.lease_reads */
 	/* Each node snapshots its state machine every snapshot_every applied
 	 * entries (0: never) and compacts its log up to snapshot_keep
 	 * entries behind the snapshot. */

@@ -36,6 +36,7 @@ typedef struct run_args {
 	uint64_t ticks;
 	int verbose;
 	bool membership; /* draw membership changes (spare nodes) */
+	bool lease;	 /* leader lease reads on (with check-quorum) */
 } run_args;
 
 /* How stormy a run is: per-mille chances per tick, drawn per seed. */
@@ -52,6 +53,7 @@ static volatile uint64_t current_seed;
 static volatile size_t current_nodes;
 static uint64_t current_ticks;
 static bool current_membership;
+static bool current_lease;
 
 static void report_death(void)
 {
@@ -59,10 +61,11 @@ static void report_death(void)
 	int n =
 	    snprintf(buf, sizeof(buf),
 		     "\nraft-sim died in seed %llu; replay: raft-sim --seeds %llu-%llu --nodes %zu "
-		     "--ticks %llu%s -v\n",
+		     "--ticks %llu%s%s -v\n",
 		     (unsigned long long)current_seed, (unsigned long long)current_seed,
 		     (unsigned long long)current_seed, (size_t)current_nodes,
-		     (unsigned long long)current_ticks, current_membership ? " --membership" : "");
+		     (unsigned long long)current_ticks, current_membership ? " --membership" : "",
+		     current_lease ? " --lease" : "");
 	if (n > 0 && write(STDOUT_FILENO, buf, (size_t)n) < 0)
 		return;
 }
@@ -486,6 +489,14 @@ static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_
 	sim_opts o;
 	sim_opts_default(&o, n, sim_rng_next(&g));
 	draw_opts(&g, &o);
+	if (a->lease) {
+		/* Leases rest on clocks whose rates agree within the margin
+		 * (raft.h); the clocks that run fast inside Readies have no
+		 * bound, so they stop. Reads are then served by leases. */
+		o.lease_reads = true;
+		o.check_quorum = true;
+		o.tick_in_ready_pm = 0;
+	}
 	if (a->verbose) {
 		o.trace = stdout;
 		o.trace_msgs = a->verbose > 1;
@@ -514,9 +525,9 @@ static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_
 	}
 	sim_trace(c,
 		  "seed %llu: %zu nodes, election %d, heartbeat %d, pre-vote %d, check-quorum %d, "
-		  "inflight %zu, msg bytes %llu, snapshot every %llu keep %llu, %zu spares",
+		  "lease %d, inflight %zu, msg bytes %llu, snapshot every %llu keep %llu, %zu spares",
 		  (unsigned long long)a->seed, n, o.election_ticks, o.heartbeat_ticks, o.pre_vote,
-		  o.check_quorum, o.max_inflight, (unsigned long long)o.max_msg_bytes,
+		  o.check_quorum, o.lease_reads, o.max_inflight, (unsigned long long)o.max_msg_bytes,
 		  (unsigned long long)o.snapshot_every, (unsigned long long)o.snapshot_keep,
 		  spares);
 
@@ -541,7 +552,8 @@ static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: raft-sim --seeds A-B [--nodes N] [--ticks T] [--membership] [-v|-vv]\n");
+		"usage: raft-sim --seeds A-B [--nodes N] [--ticks T] [--membership] [--lease] "
+		"[-v|-vv]\n");
 }
 
 int main(int argc, char **argv)
@@ -569,6 +581,8 @@ int main(int argc, char **argv)
 			a.ticks = strtoull(argv[++i], NULL, 10);
 		} else if (strcmp(argv[i], "--membership") == 0) {
 			a.membership = true;
+		} else if (strcmp(argv[i], "--lease") == 0) {
+			a.lease = true;
 		} else if (strcmp(argv[i], "-v") == 0) {
 			a.verbose = 1;
 		} else if (strcmp(argv[i], "-vv") == 0) {
@@ -584,6 +598,7 @@ int main(int argc, char **argv)
 	}
 	current_ticks = a.ticks;
 	current_membership = a.membership;
+	current_lease = a.lease;
 #if defined(__SANITIZE_ADDRESS__)
 	__sanitizer_set_death_callback(report_death);
 #endif
@@ -601,10 +616,10 @@ int main(int argc, char **argv)
 		} else {
 			failed++;
 			printf("FAIL seed %llu: %s; replay: raft-sim --seeds %llu-%llu --nodes %zu "
-			       "--ticks %llu%s -v\n",
+			       "--ticks %llu%s%s -v\n",
 			       (unsigned long long)seed, why, (unsigned long long)seed,
 			       (unsigned long long)seed, n, (unsigned long long)a.ticks,
-			       a.membership ? " --membership" : "");
+			       a.membership ? " --membership" : "", a.lease ? " --lease" : "");
 			fflush(stdout);
 		}
 		if (seed == hi)
