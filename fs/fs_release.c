@@ -38,6 +38,7 @@ struct fs_release {
 	size_t n_sent;
 	bool in_flight;
 	bool stop;
+	bool scan; /* the start barrier passed: list the orphans */
 	uint64_t proposed;
 	pthread_cond_t cv; /* something queued, the command in flight done, stop */
 	pthread_t thread;  /* proposes the batches */
@@ -141,6 +142,46 @@ static void deadline_in(struct timespec *ts, long ms)
 	}
 }
 
+struct id_list {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static int collect(void *arg, uint64_t id)
+{
+	struct id_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		uint64_t *v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = id;
+	return 0;
+}
+
+/* Releases every orphan this node holds no handle on and did not release
+ * yet (batcher thread: a walk of every object, kept off the loop thread). */
+static void scan_orphans(struct fs_release *r)
+{
+	struct id_list l = {0};
+	/* Listed first, released after: sm_each_orphan holds the read lock,
+	 * which its callback must not take again. */
+	int rc = sm_each_orphan(r->sm, collect, &l);
+
+	if (rc)
+		fprintf(stderr, "fs_release: node %u: list the orphans: %s\n", r->self,
+			strerror(-rc));
+	for (size_t i = 0; i < l.n; i++)
+		if (sm_orphan_released_by(r->sm, l.v[i], r->self) == 0)
+			fs_release_id(r, l.v[i]);
+	free(l.v);
+}
+
 /* One command in flight at a time; the first id queued waits LINGER_MS for
  * company (less when a full batch is queued). */
 static void *batcher(void *arg)
@@ -150,10 +191,17 @@ static void *batcher(void *arg)
 
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
-		while (!r->stop && (r->n == 0 || r->in_flight))
+		while (!r->stop && !r->scan && (r->n == 0 || r->in_flight))
 			pthread_cond_wait(&r->cv, &r->mu);
 		if (r->stop)
 			break;
+		if (r->scan) {
+			r->scan = false;
+			pthread_mutex_unlock(&r->mu);
+			scan_orphans(r);
+			pthread_mutex_lock(&r->mu);
+			continue;
+		}
 		deadline_in(&until, LINGER_MS);
 		while (!r->stop && r->n < BATCH_MAX &&
 		       pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
@@ -205,33 +253,9 @@ static void on_orphan(void *arg, uint64_t id)
 	fs_release_id(arg, id);
 }
 
-struct id_list {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-static int collect(void *arg, uint64_t id)
-{
-	struct id_list *l = arg;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		uint64_t *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = id;
-	return 0;
-}
-
 static void start_done(void *arg, int err)
 {
 	struct fs_release *r = arg;
-	struct id_list l = {0};
-	int rc;
 
 	if (err == ETIMEDOUT) {
 		/* No quorum yet: ask again (each try waits for its timeout). */
@@ -240,15 +264,10 @@ static void start_done(void *arg, int err)
 	}
 	if (err)
 		return; /* the node stopped: the next start does it */
-	/* Listed first, released after: sm_each_orphan holds the read lock,
-	 * which its callback must not take again. */
-	rc = sm_each_orphan(r->sm, collect, &l);
-	if (rc)
-		fprintf(stderr, "fs_release: list the orphans at start: %s\n", strerror(-rc));
-	for (size_t i = 0; i < l.n; i++)
-		if (sm_orphan_released_by(r->sm, l.v[i], r->self) == 0)
-			fs_release_id(r, l.v[i]);
-	free(l.v);
+	pthread_mutex_lock(&r->mu);
+	r->scan = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
 }
 
 void fs_release_start(struct fs_release *r)
