@@ -42,7 +42,7 @@ typedef struct snap_out {
 /* The apply thread's side of a restore: chunks read from the store. */
 typedef struct snap_in {
 	struct node *n;
-	bool direct; /* at start, before the threads: read the store here */
+	bool direct;	       /* at start, before the threads: read the store here */
 	uint64_t index, newer; /* newer: a newer snapshot replaced it meanwhile */
 	uint64_t offset;
 	uint8_t *buf;
@@ -171,8 +171,9 @@ int node_snap_restore_stream(node *n, bool direct, uint64_t *index, uint64_t *by
 		rc = n->sm->restore(n->sm->ctx, *index, snap_in_read, &in);
 		if (rc >= 0 || in.newer <= *index)
 			break;
-		rlog_write(RLOG_INFO, "the snapshot at %llu was replaced by the one at %llu while "
-				      "restoring it: restoring that one",
+		rlog_write(RLOG_INFO,
+			   "the snapshot at %llu was replaced by the one at %llu while "
+			   "restoring it: restoring that one",
 			   (unsigned long long)*index, (unsigned long long)in.newer);
 		*index = in.newer;
 	}
@@ -286,7 +287,8 @@ static void snap_stream_install(node *n, void *job, uint64_t index)
 	}
 	free(o.buf[0]);
 	free(o.buf[1]);
-	io = (snap_io){.kind = rc == 0 ? SIO_INSTALL : SIO_ABORT, .index = index, .offset = o.offset};
+	io = (snap_io){
+	    .kind = rc == 0 ? SIO_INSTALL : SIO_ABORT, .index = index, .offset = o.offset};
 	if (rc == 0)
 		rc = snap_io_call(n, &io);
 	else
@@ -296,6 +298,18 @@ static void snap_stream_install(node *n, void *job, uint64_t index)
 			   (unsigned long long)index, node_any_strerror(rc));
 }
 
+/* Loop thread: an empty entry, so that the apply thread, idle otherwise,
+ * ends the image that just streamed and takes the one raftfs snapshot
+ * asked for meanwhile (as request_snapshot does in node.c). */
+static void propose_empty(node *n, void *arg, bool stopping)
+{
+	static const uint8_t none;
+
+	(void)arg;
+	if (!stopping)
+		raft_propose(n->r, &none, 0, NULL, NULL);
+}
+
 /* The snapshot thread: streams the image begun on the apply thread. */
 static void *snap_main(void *arg)
 {
@@ -303,6 +317,20 @@ static void *snap_main(void *arg)
 
 	snap_stream_install(n, n->snap_job, n->snap_job_index);
 	atomic_store(&n->snap_done, true);
+	if (atomic_load(&n->snap_wanted) && !atomic_load(&n->snap_cancel)) {
+		op *o = calloc(1, sizeof(*o));
+
+		if (o) {
+			o->kind = OP_CALL;
+			o->fn = propose_empty;
+			pthread_mutex_lock(&n->mu);
+			if (n->loop_done)
+				free(o);
+			else
+				node_inbox_push_locked(n, o);
+			pthread_mutex_unlock(&n->mu);
+		}
+	}
 	return NULL;
 }
 
@@ -362,8 +390,9 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 	if (n->snap_running)
 		return; /* still streaming: what is due now is taken after it */
 	off = every ? snap_offset(n) : 0;
-	due = every != 0 && ((e->index + off) / every > (n->last_snap + off) / every ||
-			     (n->cfg->snapshot_bytes != 0 && n->snap_bytes >= n->cfg->snapshot_bytes));
+	due = every != 0 &&
+	      ((e->index + off) / every > (n->last_snap + off) / every ||
+	       (n->cfg->snapshot_bytes != 0 && n->snap_bytes >= n->cfg->snapshot_bytes));
 	if (!atomic_exchange(&n->snap_wanted, false) && !due)
 		return;
 	n->snap_bytes = 0;
@@ -468,7 +497,7 @@ static int local_begin(node *n, const snap_io *io)
 static int local_install(node *n, const snap_io *io)
 {
 	uint64_t keep = n->cfg->snapshot_trailing != UINT64_MAX ? n->cfg->snapshot_trailing
-								  : n->cfg->snapshot_entries / 2;
+								: n->cfg->snapshot_entries / 2;
 	uint64_t upto = io->index > keep ? io->index - keep : 0;
 	int rc;
 

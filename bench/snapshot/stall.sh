@@ -58,7 +58,7 @@ sleep 2
 mark() { echo "${EPOCHREALTIME/./}" >>"$T/marks"; }
 for id in 2 $L; do
 	mark
-	"$R" snapshot "$("$R" local addr "$C" "$id")" | sed "s/^/node $id: /"
+	"$R" snapshot --timeout 600000 "$("$R" local addr "$C" "$id")" | sed "s/^/node $id: /"
 	mark
 	sleep 1
 	[ "$id" != "$L" ] || break

@@ -80,6 +80,7 @@ echo "   caught up in $(echo "$t2 - $t0" | bc) s (start of node $F to applied = 
 	"$(echo "$t3 - $t0" | bc) s"
 grep -q "installed in" "$C/node$F/node.log" || fail "node $F caught up without a snapshot"
 grep "fs: snapshot image" "$C"/node*/node.log | sed 's/^/   /' | tail -n 4
+grep "sm snapshot: installed the image" "$C/node$F/node.log" | sed 's/^/   /' | tail -n 1
 exec 7>&-
 
 echo "== more operations after the snapshot"
