@@ -169,17 +169,16 @@ void node_free(node *n);
  *
  * Guarantees, when the state machine sets node_sm.dedup_table (kvsm and
  * the filesystem do): (1) each command is applied at most once on every
- * replica, and cb reports status 0 exactly when it was applied (the
- * state machine's result, the same everywhere); (2) the commands of this
- * node apply in the order of their node_start() calls (calls from
- * several threads are ordered by when each took the node's lock): when a
- * command is applied, every command started before it on this node has
- * been applied earlier in the log or had already failed (its cb reports
- * a NODE_E* error; a failed command may still apply later, but only before
- * any command started after its failure); (3) successful callbacks run
- * in that order too, on the apply thread. Failures (timeout, stop) come
- * from the loop thread, possibly before the callback of an earlier
- * command. */
+ * replica; cb reports status 0 only for a command that was applied (with
+ * the state machine's result, the same everywhere); a failed one (NODE_E*)
+ * may or may not be applied. (2) The commands of this node apply in the
+ * order of their node_start() calls (calls from several threads are
+ * ordered by when each took the node's lock): when a command is applied,
+ * every command started before it on this node was applied earlier in the
+ * log, or had been given up by then (its cb reports a NODE_E* error,
+ * maybe a moment later); a given-up command never applies once a later
+ * one has. (3) Successful callbacks run in that order, on the apply thread;
+ * failures come from the loop thread. */
 int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_done_cb cb,
 	       void *arg, uint64_t *term, bool *is_leader);
 

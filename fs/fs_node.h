@@ -42,7 +42,12 @@ struct sm *fs_node_sm(struct fs_node *f);
 
 /* Proposes c (packed here; the caller keeps c). done fires exactly once when
  * this node applied it or gave up, unless this returns nonzero: a positive
- * errno (ENOMEM, EIO) and done is not called. */
+ * errno (ENOMEM, EIO) and done is not called. Any number may be in flight:
+ * the commands proposed through one node apply, on every node, in the order
+ * of their fs_node_propose calls, each at most once; when one applies, every
+ * earlier one has applied before it or had been given up (its done reports an
+ * error, maybe a moment later). Successful done callbacks run in that order
+ * (node.h, node_start). */
 int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, void *arg);
 
 /* Linearizable read barrier (ReadIndex, Raft thesis §6.4): done fires once
