@@ -260,6 +260,31 @@ static void check_proposals(node *n, uint64_t now)
 	}
 }
 
+/* ---- the core's clock ---- */
+
+/* Gives the core one tick per tick_ms of wall time since the last one, so
+ * its clock never runs slow, even when the loop was held up (a long fsync,
+ * a loaded machine: libuv fires a late repeating timer once, not once per
+ * period missed). Lease reads depend on it (raft.h): a leader whose ticks
+ * lagged would hold its lease longer, in real time, than its followers
+ * keep their promise. Called before anything that may answer a read:
+ * every tick, every message from a peer, every read tried. After a stall
+ * of more than two election timeouts it gives that many ticks and starts
+ * over from now (a leader has then lost its lease and, with check-quorum,
+ * its leadership; a flood of heartbeats would serve no one). */
+static void clock_catch_up(node *n)
+{
+	uint64_t now = uv_hrtime(), period = (uint64_t)n->cfg->tick_ms * 1000000;
+	uint64_t max = 2ull * (uint64_t)n->cfg->election_ticks + 2, k = 0;
+
+	while (now - n->tick_ns >= period && k++ < max) {
+		n->tick_ns += period;
+		raft_tick(n->r);
+	}
+	if (now - n->tick_ns >= period)
+		n->tick_ns = now;
+}
+
 /* ---- read barriers ---- */
 
 int node_read_index(node *n, node_read_cb cb, void *arg)
@@ -290,6 +315,7 @@ static void try_read(node *n, reader *rd, uint64_t now)
 {
 	uint8_t ctx[8];
 
+	clock_catch_up(n);
 	rd->last_try_ms = now;
 	rd->epoch = n->epoch;
 	memcpy(ctx, &rd->id, 8);
@@ -721,7 +747,7 @@ static void on_tick(uv_timer_t *h)
 
 	if (++n->ticks % 100 == 0)
 		flush_hard_state(n);
-	raft_tick(n->r);
+	clock_catch_up(n);
 	snap_send_pump(n->ss);
 	if (n->draining && !n->closing && !transfer_before_stop(n, now)) {
 		if (!raft_is_leader(n->r))
@@ -742,6 +768,7 @@ static void on_raft_msg(void *arg, const raft_msg *m)
 {
 	node *n = arg;
 
+	clock_catch_up(n);
 	raft_step(n->r, m);
 }
 
@@ -1267,6 +1294,7 @@ int node_launch(node *n)
 		uv_run(&n->loop, UV_RUN_DEFAULT);
 		return rc;
 	}
+	n->tick_ns = uv_hrtime();
 	uv_timer_start(&n->tick, on_tick, n->cfg->tick_ms, n->cfg->tick_ms);
 	uv_prepare_start(&n->prep, on_prepare);
 	if (pthread_create(&n->apply_thread, NULL, apply_main, n) != 0)

@@ -138,6 +138,7 @@ struct node {
 	node_msg_filter msg_filter; /* tests: drops outgoing raft messages */
 	void *msg_filter_arg;
 	node_stages stages;	    /* RAFTFS_STAGES: where proposals' time goes */
+	uint64_t tick_ns;	    /* loop: wall time (uv_hrtime) the core's clock is at */
 
 	/* node_snapshot.c: a local image streamed by the snapshot thread while
 	 * apply goes on (node_sm.snapshot_begin/stream/end). The apply thread

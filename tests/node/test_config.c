@@ -57,6 +57,7 @@ static const char good[] = "; a 3-node cluster\n"
 			   "tick_ms = 5\n"
 			   "election_ticks = 20\n"
 			   "pre_vote = false\n"
+			   "lease_reads = false\n"
 			   "[log]\n"
 			   "topics = NET,CLNT\n";
 
@@ -67,6 +68,7 @@ static void test_good_file(void **state)
 
 	write_file(good);
 	config_defaults(&cfg);
+	assert_true(cfg.lease_reads); /* on unless the file says otherwise */
 	assert_int_equal(config_load_file(&cfg, path, err, sizeof(err)), 0);
 	assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
 	assert_int_equal(cfg.id, 2);
@@ -78,6 +80,8 @@ static void test_good_file(void **state)
 	assert_int_equal(cfg.election_ticks, 20);
 	assert_int_equal(cfg.heartbeat_ticks, 1); /* default kept */
 	assert_false(cfg.pre_vote);
+	assert_false(cfg.lease_reads);
+	assert_true(cfg.check_quorum); /* default kept */
 	/* listen defaults to this node's own peer address */
 	assert_string_equal(cfg.listen_host, "127.0.0.1");
 	assert_int_equal(cfg.listen_port, 7002);
@@ -93,6 +97,8 @@ static void test_flags_override(void **state)
 	config_defaults(&cfg);
 	assert_int_equal(config_load_file(&cfg, path, err, sizeof(err)), 0);
 	assert_int_equal(config_set(&cfg, "raft", "tick_ms", "7", err, sizeof(err)), 0);
+	assert_int_equal(config_set(&cfg, "raft", "lease_reads", "true", err, sizeof(err)), 0);
+	assert_true(cfg.lease_reads);
 	assert_int_equal(config_set(&cfg, "node", "listen", "0.0.0.0:9000", err, sizeof(err)), 0);
 	assert_int_equal(config_set(&cfg, "peers", "3", "10.0.0.3:7003", err, sizeof(err)), 0);
 	assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
