@@ -12,9 +12,13 @@
 #include "fuse_fs_impl.h"
 
 /* Whether the node applies this node's proposals in the order they were
- * made (consensus/node.h, "Order"). Without it, writes that overlap are
- * not in flight together and mutations wait for the writes before them. */
-static const bool node_keeps_order = false;
+ * made: it does (consensus/node.h, node_start, guarantee 2: the filesystem
+ * gives the runtime its duplicate table). Without it, writes that overlap
+ * would not be in flight together and mutations would wait for the writes
+ * before them. The one reordering left: a write that failed (timed out)
+ * may still apply after a later command started before that failure; its
+ * error is what flush and fsync report then. */
+static const bool node_keeps_order = true;
 
 #define INO_BUCKETS 256
 #define FH_BUCKETS 64
