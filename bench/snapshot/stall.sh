@@ -25,7 +25,9 @@ trap cleanup EXIT
 export RAFTFS_LOCAL_SM=fs
 "$R" local create 3 "$C" >/dev/null
 # Only on-demand snapshots during the measurement.
-sed -i "s/^snapshot_entries = .*/snapshot_entries = 100000000/" "$C"/node*/raftfs.ini
+sed -i -e "s/^snapshot_entries = .*/snapshot_entries = 100000000/" \
+	-e "s/^\[raft\]\$/[raft]\nsnapshot_bytes = 0/" "$C"/node*/raftfs.ini
+grep -q "^snapshot_bytes = 0" "$C"/node1/raftfs.ini || { echo "config not edited" >&2; exit 1; }
 "$R" local up 3 "$C" >/dev/null
 echo "populating $FILES files through mount 1..."
 for d in $(seq 0 99); do
