@@ -413,7 +413,7 @@ scenario_leader_stop_idle() {
 	"$R" local create 3 "$C" >/dev/null || fail "local create failed"
 	sed -i 's/^heartbeat_ticks = .*/heartbeat_ticks = 6/' "$C"/n*/raftfs.ini
 	up 3
-	for round in $(seq 12); do
+	for round in $(seq 8); do
 		wait_for 30 "a leader (round $round)" has_leader
 		leader=$(leader_id) || fail "no leader (round $round)"
 		# Somewhere within an election timeout (100 ms).
@@ -424,7 +424,7 @@ scenario_leader_stop_idle() {
 		"$R" local start "$C" "$leader" || fail "node $leader did not start again"
 		wait_for 30 "node $leader to rejoin (round $round)" converged
 	done
-	echo "ok: 12 stops of an idle leader, each handed leadership over"
+	echo "ok: 8 stops of an idle leader, each handed leadership over"
 }
 
 # Another process holds a node's port: `local up` of a cluster that never
