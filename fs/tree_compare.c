@@ -1,4 +1,11 @@
 // Compares two trees entry by entry (names, attributes, xattrs, content).
+//
+// The walk holds a descriptor per directory level and names every object
+// relative to its parent's descriptor (openat, fstatat, readlinkat; xattrs
+// through /proc/self/fd/N), never by an absolute path: the filesystem
+// allows paths longer than PATH_MAX, and such a tree must be compared
+// whole. Depth is bounded by the descriptor limit (two per level). Whatever
+// cannot be read is a reported difference, never a silent skip.
 #include "tree_compare.h"
 
 #include <dirent.h>
@@ -20,87 +27,193 @@
 #define XATTR_OURS "trusted.raftfs."
 #define XATTR_RELEASED "trusted.raftfs.released"
 
+// Room for one xattr value (Linux: XATTR_SIZE_MAX), a symlink target
+// (< PATH_MAX) or one block of content.
+#define BUF_SIZE 65536
+
 struct cmp {
 	enum tree_cmp_kind kind;
 	tree_diff_fn fn;
 	void *arg;
 	int diffs;
 	int err;
+	// The path of the object being compared, relative to the roots; grows
+	// without bound (it is only ever printed).
+	char *rel;
+	size_t rel_len, rel_cap;
+	char *buf[2]; // BUF_SIZE each, one per tree
 };
 
-static void diff(struct cmp *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void diff(struct cmp *c, const char *fmt, ...)
-{
-	char msg[PATH_MAX + 256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	c->diffs++;
-	c->fn(c->arg, msg);
-}
-
-static void read_error(struct cmp *c, const char *what, const char *path, int err)
-{
-	diff(c, "%s %s: %s", what, path, strerror(err));
-	if (!c->err)
-		c->err = -err;
-}
-
-// The attributes compared, as the user sees them.
-struct attrs {
+// One side's object, held by an O_PATH descriptor so that every check
+// reads the same inode, however long its path and whatever its type (an
+// O_PATH open neither follows a symlink nor opens a FIFO or device).
+struct obj {
+	int fd;
+	char proc[32]; // /proc/self/fd/<fd>: the object itself for the *xattr calls
 	struct stat st;
 	uint64_t id;
 	int64_t ctime_ns;
 };
 
-static int load_attrs(struct cmp *c, const char *path, struct attrs *a)
+static const char *const side_name[2] = {"first", "second"};
+
+static void diff(struct cmp *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void diff(struct cmp *c, const char *fmt, ...)
 {
-	if (lstat(path, &a->st)) {
-		read_error(c, "stat", path, errno);
+	char *msg = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	c->diffs++;
+	if (n < 0) {
+		// Still a difference: say at least that there was one.
+		c->fn(c->arg, "a difference (out of memory formatting it)");
+		if (!c->err)
+			c->err = -ENOMEM;
+		return;
+	}
+	c->fn(c->arg, msg);
+	free(msg);
+}
+
+// Something of one tree could not be read: a difference (the trees cannot
+// be shown identical) and an error for the caller.
+static void read_error(struct cmp *c, const char *rel, const char *what, int side, int err)
+{
+	diff(c, "%s: cannot %s in the %s tree: %s", rel, what, side_name[side], strerror(err));
+	if (!c->err)
+		c->err = -err;
+}
+
+// Appends "/name" (just "name" at the root) to c->rel; returns the old
+// length for rel_pop, or -1 (reported) without memory.
+static long rel_push(struct cmp *c, const char *name)
+{
+	size_t old = c->rel_len, n = strlen(name), need = old + 1 + n + 1;
+	if (need > c->rel_cap) {
+		size_t cap = c->rel_cap ? c->rel_cap : 256;
+		while (cap < need)
+			cap *= 2;
+		char *more = realloc(c->rel, cap);
+		if (!more) {
+			diff(c, "%s/%s: not compared: out of memory", c->rel, name);
+			if (!c->err)
+				c->err = -ENOMEM;
+			return -1;
+		}
+		c->rel = more;
+		c->rel_cap = cap;
+	}
+	if (old)
+		c->rel[c->rel_len++] = '/';
+	memcpy(c->rel + c->rel_len, name, n + 1);
+	c->rel_len += n;
+	return (long)old;
+}
+
+static void rel_pop(struct cmp *c, long old)
+{
+	c->rel_len = (size_t)old;
+	c->rel[old] = '\0';
+}
+
+// The label of the current object in messages.
+static const char *rel_name(const struct cmp *c)
+{
+	return c->rel_len ? c->rel : ".";
+}
+
+static void obj_close(struct obj *o)
+{
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+}
+
+// Opens entry name of directory dirfd (AT_FDCWD and follow for a root) and
+// loads the attributes the user sees. Returns 0, or -1 after reporting.
+static int obj_open(struct cmp *c, const char *rel, int side, int dirfd, const char *name,
+		    bool follow, struct obj *o)
+{
+	o->fd = openat(dirfd, name, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+	if (o->fd < 0) {
+		read_error(c, rel, "open it", side, errno);
 		return -1;
 	}
-	a->id = a->st.st_ino;
-	a->ctime_ns = (int64_t)a->st.st_ctim.tv_sec * 1000000000 + a->st.st_ctim.tv_nsec;
+	snprintf(o->proc, sizeof(o->proc), "/proc/self/fd/%d", o->fd);
+	if (fstatat(o->fd, "", &o->st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
+		read_error(c, rel, "stat it", side, errno);
+		obj_close(o);
+		return -1;
+	}
+	o->id = o->st.st_ino;
+	o->ctime_ns = (int64_t)o->st.st_ctim.tv_sec * 1000000000 + o->st.st_ctim.tv_nsec;
 	if (c->kind == TREE_CMP_DATA) {
+		// The replicated id and ctime live in xattrs; the user's link
+		// count leaves out the index link DATA/ids/xx/<id>.
 		char buf[17] = {0};
-		a->id = 0;
-		if (lgetxattr(path, XATTR_ID, buf, 16) == 16)
-			a->id = strtoull(buf, NULL, 16);
-		if (lgetxattr(path, XATTR_CTIME, &a->ctime_ns, sizeof(a->ctime_ns)) !=
-		    sizeof(a->ctime_ns))
-			a->ctime_ns = -1;
-		if (!S_ISDIR(a->st.st_mode))
-			a->st.st_nlink--;
+		o->id = 0;
+		if (getxattr(o->proc, XATTR_ID, buf, 16) == 16)
+			o->id = strtoull(buf, NULL, 16);
+		if (getxattr(o->proc, XATTR_CTIME, &o->ctime_ns, sizeof(o->ctime_ns)) !=
+		    sizeof(o->ctime_ns))
+			o->ctime_ns = -1;
+		if (!S_ISDIR(o->st.st_mode))
+			o->st.st_nlink--;
 	}
 	return 0;
 }
 
-// Sorted user-visible xattr names of path, as one buffer of NUL-separated
-// names; *n is its length. Caller frees.
-static char *xattr_names(struct cmp *c, const char *path, ssize_t *n)
+static int cmp_strings(const void *x, const void *y)
 {
-	char raw[65536];
-	*n = llistxattr(path, raw, sizeof(raw));
-	if (*n < 0) {
-		read_error(c, "list xattrs of", path, errno);
+	return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+// Sorted user-visible xattr names of o, as one buffer of NUL-separated
+// names; *n is its length. Caller frees. NULL (reported) on error.
+static char *xattr_names(struct cmp *c, const char *rel, int side, const struct obj *o, ssize_t *n)
+{
+	char *raw = NULL;
+	// The list may grow between asking its size and reading it: retry.
+	for (int tries = 0;; tries++) {
+		ssize_t size = listxattr(o->proc, NULL, 0);
+		if (size < 0) {
+			read_error(c, rel, "list xattrs", side, errno);
+			return NULL;
+		}
+		free(raw);
+		raw = malloc((size_t)size + 1);
+		if (!raw) {
+			read_error(c, rel, "list xattrs", side, ENOMEM);
+			return NULL;
+		}
+		*n = listxattr(o->proc, raw, (size_t)size + 1);
+		if (*n >= 0)
+			break;
+		if (errno != ERANGE || tries == 3) {
+			read_error(c, rel, "list xattrs", side, errno);
+			free(raw);
+			return NULL;
+		}
+	}
+	size_t k = 0, count = 0;
+	for (char *p = raw; p < raw + *n; p += strlen(p) + 1)
+		count++;
+	char **v = malloc((count ? count : 1) * sizeof(*v));
+	char *out = malloc((size_t)*n + 1);
+	if (!v || !out) {
+		read_error(c, rel, "list xattrs", side, ENOMEM);
+		free(v);
+		free(out);
+		free(raw);
 		return NULL;
 	}
-	const char *v[4096];
-	size_t k = 0;
-	for (char *p = raw; p < raw + *n && k < 4096; p += strlen(p) + 1)
+	for (char *p = raw; p < raw + *n; p += strlen(p) + 1)
 		if (c->kind != TREE_CMP_DATA || strncmp(p, XATTR_OURS, strlen(XATTR_OURS)))
 			v[k++] = p;
-	for (size_t i = 1; i < k; i++) // few names: insertion sort
-		for (size_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
-			const char *t = v[j];
-			v[j] = v[j - 1];
-			v[j - 1] = t;
-		}
-	char *out = malloc(sizeof(raw));
-	if (!out)
-		return NULL;
+	qsort(v, k, sizeof(*v), cmp_strings);
 	size_t len = 0;
 	for (size_t i = 0; i < k; i++) {
 		size_t l = strlen(v[i]) + 1;
@@ -108,48 +221,59 @@ static char *xattr_names(struct cmp *c, const char *path, ssize_t *n)
 		len += l;
 	}
 	*n = (ssize_t)len;
+	free(v);
+	free(raw);
 	return out;
 }
 
-static void compare_xattrs(struct cmp *c, const char *rel, const char *pa, const char *pb)
+static void compare_xattrs(struct cmp *c, const char *rel, const struct obj *a, const struct obj *b)
 {
 	ssize_t na, nb;
-	char *a = xattr_names(c, pa, &na);
-	char *b = xattr_names(c, pb, &nb);
-	if (a && b) {
-		if (na != nb || memcmp(a, b, (size_t)na)) {
+	char *x = xattr_names(c, rel, 0, a, &na);
+	char *y = xattr_names(c, rel, 1, b, &nb);
+	if (x && y) {
+		if (na != nb || memcmp(x, y, (size_t)na)) {
 			diff(c, "%s: xattr names differ", rel);
 		} else {
-			static char va[65536], vb[65536];
-			for (char *p = a; p < a + na; p += strlen(p) + 1) {
-				ssize_t la = lgetxattr(pa, p, va, sizeof(va));
-				ssize_t lb = lgetxattr(pb, p, vb, sizeof(vb));
-				if (la != lb || (la > 0 && memcmp(va, vb, (size_t)la)))
+			for (char *p = x; p < x + na; p += strlen(p) + 1) {
+				ssize_t la = getxattr(a->proc, p, c->buf[0], BUF_SIZE);
+				int ea = errno;
+				ssize_t lb = getxattr(b->proc, p, c->buf[1], BUF_SIZE);
+				if (la < 0 || lb < 0)
+					read_error(c, rel, "read an xattr", la < 0 ? 0 : 1,
+						   la < 0 ? ea : errno);
+				else if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la))
 					diff(c, "%s: xattr %s differs", rel, p);
 			}
 		}
 	}
-	free(a);
-	free(b);
+	free(x);
+	free(y);
 }
 
-static void compare_content(struct cmp *c, const char *rel, const char *pa, const char *pb)
+static void compare_content(struct cmp *c, const char *rel, const struct obj *a,
+			    const struct obj *b)
 {
-	int fa = open(pa, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	int fb = open(pb, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	// Reopening through /proc reads the very inode that was stat'ed.
+	int fa = open(a->proc, O_RDONLY | O_CLOEXEC);
+	int ea = errno;
+	int fb = open(b->proc, O_RDONLY | O_CLOEXEC);
 	if (fa < 0 || fb < 0) {
-		read_error(c, "open", fa < 0 ? pa : pb, errno);
+		read_error(c, rel, "open it for reading", fa < 0 ? 0 : 1, fa < 0 ? ea : errno);
 	} else {
-		static char ba[65536], bb[65536];
-		for (off_t off = 0;; off += (off_t)sizeof(ba)) {
-			ssize_t la = pread(fa, ba, sizeof(ba), off);
-			ssize_t lb = pread(fb, bb, sizeof(bb), off);
-			if (la != lb || (la > 0 && memcmp(ba, bb, (size_t)la))) {
+		for (off_t off = 0;; off += BUF_SIZE) {
+			ssize_t la = pread(fa, c->buf[0], BUF_SIZE, off);
+			ssize_t lb = pread(fb, c->buf[1], BUF_SIZE, off);
+			if (la < 0 || lb < 0) {
+				read_error(c, rel, "read it", la < 0 ? 0 : 1, errno);
+				break;
+			}
+			if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la)) {
 				diff(c, "%s: content differs at or after byte %lld", rel,
 				     (long long)off);
 				break;
 			}
-			if (la <= 0)
+			if (la == 0)
 				break;
 		}
 	}
@@ -159,35 +283,50 @@ static void compare_content(struct cmp *c, const char *rel, const char *pa, cons
 		close(fb);
 }
 
+static void compare_symlinks(struct cmp *c, const char *rel, const struct obj *a,
+			     const struct obj *b)
+{
+	// A target is shorter than PATH_MAX; a full buffer would be a
+	// truncated one.
+	ssize_t la = readlinkat(a->fd, "", c->buf[0], PATH_MAX);
+	int ea = errno;
+	ssize_t lb = readlinkat(b->fd, "", c->buf[1], PATH_MAX);
+	if (la < 0 || lb < 0)
+		read_error(c, rel, "read the symlink", la < 0 ? 0 : 1, la < 0 ? ea : errno);
+	else if (la == PATH_MAX || lb == PATH_MAX)
+		read_error(c, rel, "read the whole symlink", la == PATH_MAX ? 0 : 1, ENAMETOOLONG);
+	else if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la))
+		diff(c, "%s: symlink target differs", rel);
+}
+
 // The nodes that released an orphan (replicated state kept in an xattr the
 // user does not see).
-static void compare_released(struct cmp *c, const char *rel, const char *pa, const char *pb)
+static void compare_released(struct cmp *c, const char *rel, const struct obj *a,
+			     const struct obj *b)
 {
-	char va[1024], vb[1024];
-	ssize_t la = lgetxattr(pa, XATTR_RELEASED, va, sizeof(va));
-	ssize_t lb = lgetxattr(pb, XATTR_RELEASED, vb, sizeof(vb));
-	if (la < 0 && errno != ENODATA)
-		read_error(c, "read releases of", pa, errno);
-	else if (lb < 0 && errno != ENODATA)
-		read_error(c, "read releases of", pb, errno);
-	else if (la != lb || (la > 0 && memcmp(va, vb, (size_t)la)))
+	ssize_t la = getxattr(a->proc, XATTR_RELEASED, c->buf[0], BUF_SIZE);
+	if (la < 0 && errno != ENODATA) {
+		read_error(c, rel, "read the releases", 0, errno);
+		return;
+	}
+	ssize_t lb = getxattr(b->proc, XATTR_RELEASED, c->buf[1], BUF_SIZE);
+	if (lb < 0 && errno != ENODATA)
+		read_error(c, rel, "read the releases", 1, errno);
+	else if (la != lb || (la > 0 && memcmp(c->buf[0], c->buf[1], (size_t)la)))
 		diff(c, "%s: released by different nodes", rel);
 }
 
 // Compares one object (not its children). Returns 1 if both are directories.
-static int compare_obj(struct cmp *c, const char *rel, const char *pa, const char *pb)
+static int compare_obj(struct cmp *c, const char *rel, const struct obj *a, const struct obj *b)
 {
-	struct attrs a, b;
-	if (load_attrs(c, pa, &a) || load_attrs(c, pb, &b))
-		return 0;
-	const struct stat *x = &a.st, *y = &b.st;
+	const struct stat *x = &a->st, *y = &b->st;
 	if ((x->st_mode & S_IFMT) != (y->st_mode & S_IFMT)) {
 		diff(c, "%s: type %o vs %o", rel, x->st_mode & S_IFMT, y->st_mode & S_IFMT);
 		return 0;
 	}
-	if (a.id != b.id)
-		diff(c, "%s: id %llx vs %llx", rel, (unsigned long long)a.id,
-		     (unsigned long long)b.id);
+	if (a->id != b->id)
+		diff(c, "%s: id %llx vs %llx", rel, (unsigned long long)a->id,
+		     (unsigned long long)b->id);
 	if (x->st_mode != y->st_mode)
 		diff(c, "%s: mode %o vs %o", rel, x->st_mode, y->st_mode);
 	if (x->st_uid != y->st_uid || x->st_gid != y->st_gid)
@@ -201,63 +340,19 @@ static int compare_obj(struct cmp *c, const char *rel, const char *pa, const cha
 	if (x->st_mtim.tv_sec != y->st_mtim.tv_sec || x->st_mtim.tv_nsec != y->st_mtim.tv_nsec)
 		diff(c, "%s: mtime %lld.%09ld vs %lld.%09ld", rel, (long long)x->st_mtim.tv_sec,
 		     x->st_mtim.tv_nsec, (long long)y->st_mtim.tv_sec, y->st_mtim.tv_nsec);
-	if (a.ctime_ns != b.ctime_ns)
-		diff(c, "%s: ctime %lld vs %lld", rel, (long long)a.ctime_ns,
-		     (long long)b.ctime_ns);
+	if (a->ctime_ns != b->ctime_ns)
+		diff(c, "%s: ctime %lld vs %lld", rel, (long long)a->ctime_ns,
+		     (long long)b->ctime_ns);
 	if ((S_ISCHR(x->st_mode) || S_ISBLK(x->st_mode)) && x->st_rdev != y->st_rdev)
 		diff(c, "%s: device number differs", rel);
-	if (S_ISLNK(x->st_mode)) {
-		char ta[PATH_MAX], tb[PATH_MAX];
-		ssize_t la = readlink(pa, ta, sizeof(ta));
-		ssize_t lb = readlink(pb, tb, sizeof(tb));
-		if (la != lb || (la > 0 && memcmp(ta, tb, (size_t)la)))
-			diff(c, "%s: symlink target differs", rel);
-	}
-	compare_xattrs(c, rel, pa, pb);
+	if (S_ISLNK(x->st_mode))
+		compare_symlinks(c, rel, a, b);
+	compare_xattrs(c, rel, a, b);
 	if (c->kind == TREE_CMP_DATA)
-		compare_released(c, rel, pa, pb);
+		compare_released(c, rel, a, b);
 	if (S_ISREG(x->st_mode) && x->st_size == y->st_size)
-		compare_content(c, rel, pa, pb);
+		compare_content(c, rel, a, b);
 	return S_ISDIR(x->st_mode);
-}
-
-static int cmp_names(const void *x, const void *y)
-{
-	return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
-// Sorted entry names of directory path (without . and ..). Caller frees.
-// A missing directory is empty if missing_ok (index buckets are made on
-// first use).
-static char **list_dir(struct cmp *c, const char *path, bool missing_ok, size_t *n)
-{
-	*n = 0;
-	DIR *d = opendir(path);
-	if (!d && errno == ENOENT && missing_ok)
-		return calloc(1, sizeof(char *));
-	if (!d) {
-		read_error(c, "list", path, errno);
-		return NULL;
-	}
-	size_t cap = 16;
-	char **v = malloc(cap * sizeof(*v));
-	struct dirent *e;
-	while (v && (e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		if (*n == cap) {
-			char **more = realloc(v, 2 * cap * sizeof(*v));
-			if (!more)
-				break;
-			v = more;
-			cap *= 2;
-		}
-		v[(*n)++] = strdup(e->d_name);
-	}
-	closedir(d);
-	if (v)
-		qsort(v, *n, sizeof(*v), cmp_names);
-	return v;
 }
 
 static void free_list(char **v, size_t n)
@@ -267,29 +362,95 @@ static void free_list(char **v, size_t n)
 	free(v);
 }
 
-static void walk(struct cmp *c, const char *rel, const char *pa, const char *pb)
+// Sorted entry names (without . and ..) of directory entry name of dirfd
+// ("." for dirfd itself). Caller frees. A missing directory is empty if
+// missing_ok (index buckets are made on first use). NULL (reported) on
+// error: a listing cut short would hide entries.
+static char **list_dir(struct cmp *c, const char *rel, int side, int dirfd, const char *name,
+		       bool missing_ok, size_t *n)
 {
-	if (!compare_obj(c, rel[0] ? rel : ".", pa, pb))
-		return;
+	*n = 0;
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT && missing_ok)
+		return calloc(1, sizeof(char *));
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
+	if (!d) {
+		read_error(c, rel, "list it", side, errno);
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	size_t cap = 16;
+	char **v = malloc(cap * sizeof(*v));
+	int err = v ? 0 : ENOMEM;
+	while (!err) {
+		errno = 0;
+		struct dirent *e = readdir(d);
+		if (!e) {
+			err = errno;
+			break;
+		}
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (*n == cap) {
+			char **more = realloc(v, 2 * cap * sizeof(*v));
+			if (!more) {
+				err = ENOMEM;
+				break;
+			}
+			v = more;
+			cap *= 2;
+		}
+		if (!(v[*n] = strdup(e->d_name)))
+			err = ENOMEM;
+		else
+			(*n)++;
+	}
+	closedir(d);
+	if (err) {
+		read_error(c, rel, "list it", side, err);
+		free_list(v, *n);
+		*n = 0;
+		return NULL;
+	}
+	qsort(v, *n, sizeof(*v), cmp_strings);
+	return v;
+}
+
+// Compares the directories a and b (already compared themselves) entry by
+// entry, recursively; c->rel names them.
+static void walk_children(struct cmp *c, const struct obj *a, const struct obj *b)
+{
 	size_t na, nb;
-	char **la = list_dir(c, pa, false, &na);
-	char **lb = list_dir(c, pb, false, &nb);
+	char **la = list_dir(c, rel_name(c), 0, a->fd, ".", false, &na);
+	char **lb = list_dir(c, rel_name(c), 1, b->fd, ".", false, &nb);
 	size_t i = 0, j = 0;
 	while (la && lb && (i < na || j < nb)) {
 		int o = i == na ? 1 : j == nb ? -1 : strcmp(la[i], lb[j]);
+		const char *name = o < 0 ? la[i] : lb[j];
+		long old = rel_push(c, name);
+		if (old < 0)
+			break;
 		if (o < 0) {
-			diff(c, "%s%s%s: only in the first tree", rel, rel[0] ? "/" : "", la[i++]);
+			diff(c, "%s: only in the first tree", c->rel);
+			i++;
 		} else if (o > 0) {
-			diff(c, "%s%s%s: only in the second tree", rel, rel[0] ? "/" : "", lb[j++]);
+			diff(c, "%s: only in the second tree", c->rel);
+			j++;
 		} else {
-			char r[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
-			snprintf(r, sizeof(r), "%s%s%s", rel, rel[0] ? "/" : "", la[i]);
-			snprintf(a, sizeof(a), "%s/%s", pa, la[i]);
-			snprintf(b, sizeof(b), "%s/%s", pb, lb[j]);
-			walk(c, r, a, b);
+			struct obj x, y;
+			if (!obj_open(c, c->rel, 0, a->fd, name, false, &x)) {
+				if (!obj_open(c, c->rel, 1, b->fd, name, false, &y)) {
+					if (compare_obj(c, c->rel, &x, &y))
+						walk_children(c, &x, &y);
+					obj_close(&y);
+				}
+				obj_close(&x);
+			}
 			i++;
 			j++;
 		}
+		rel_pop(c, old);
 	}
 	free_list(la, na);
 	free_list(lb, nb);
@@ -297,35 +458,31 @@ static void walk(struct cmp *c, const char *rel, const char *pa, const char *pb)
 
 // One index entry: its id xattr must be its name. Returns its link count
 // (1: an orphan, only the index link is left), or 0 if it cannot be read.
-static nlink_t index_entry(struct cmp *c, const char *path, const char *name)
+static nlink_t index_entry(struct cmp *c, const char *rel, int side, const struct obj *o,
+			   const char *name)
 {
-	struct stat st;
 	char buf[17] = {0};
-	if (lstat(path, &st)) {
-		read_error(c, "stat", path, errno);
-		return 0;
-	}
-	if (lgetxattr(path, XATTR_ID, buf, 16) != 16 || strcmp(buf, name))
-		diff(c, "index %s: carries id %s", name, buf[0] ? buf : "(none)");
-	return st.st_nlink;
+	if (getxattr(o->proc, XATTR_ID, buf, 16) != 16 || strcmp(buf, name))
+		diff(c, "index %s: carries id %s in the %s tree", name, buf[0] ? buf : "(none)",
+		     side_name[side]);
+	// obj_open left out the index link itself from the user's count.
+	return o->st.st_nlink + 1;
 }
 
 // The hard-link index DATA/ids: the same ids on both sides, each entry
 // naming its own id; orphans (index entries with no name left) are compared
 // whole here, the named through the tree.
-static void compare_index(struct cmp *c, const char *da, const char *db)
+static void compare_index(struct cmp *c, int da, int db)
 {
-	char pa[PATH_MAX], pb[PATH_MAX], r[64];
+	char bucket[16], r[64];
 	for (unsigned k = 0; k < 256; k++) {
-		snprintf(pa, sizeof(pa), "%s/ids/%02x", da, k);
-		snprintf(pb, sizeof(pb), "%s/ids/%02x", db, k);
+		snprintf(bucket, sizeof(bucket), "ids/%02x", k);
 		size_t na, nb;
-		char **la = list_dir(c, pa, true, &na);
-		char **lb = list_dir(c, pb, true, &nb);
+		char **la = list_dir(c, bucket, 0, da, bucket, true, &na);
+		char **lb = list_dir(c, bucket, 1, db, bucket, true, &nb);
 		size_t i = 0, j = 0;
 		while (la && lb && (i < na || j < nb)) {
 			int o = i == na ? 1 : j == nb ? -1 : strcmp(la[i], lb[j]);
-			char p[2 * PATH_MAX], q[2 * PATH_MAX];
 			if (o < 0) {
 				diff(c, "index %s: only in the first tree", la[i++]);
 				continue;
@@ -334,16 +491,22 @@ static void compare_index(struct cmp *c, const char *da, const char *db)
 				diff(c, "index %s: only in the second tree", lb[j++]);
 				continue;
 			}
-			snprintf(p, sizeof(p), "%s/%s", pa, la[i]);
-			snprintf(q, sizeof(q), "%s/%s", pb, lb[j]);
-			nlink_t x = index_entry(c, p, la[i]), y = index_entry(c, q, lb[j]);
-			if (x == 1 && y == 1) {
+			snprintf(r, sizeof(r), "%s/%s", bucket, la[i]);
+			struct obj x = {.fd = -1}, y = {.fd = -1};
+			nlink_t nx = 0, ny = 0;
+			if (!obj_open(c, r, 0, da, r, false, &x))
+				nx = index_entry(c, r, 0, &x, la[i]);
+			if (!obj_open(c, r, 1, db, r, false, &y))
+				ny = index_entry(c, r, 1, &y, lb[j]);
+			if (nx == 1 && ny == 1) {
 				snprintf(r, sizeof(r), "orphan %s", la[i]);
-				compare_obj(c, r, p, q);
-			} else if ((x == 1) != (y == 1) && x && y) {
+				compare_obj(c, r, &x, &y);
+			} else if ((nx == 1) != (ny == 1) && nx && ny) {
 				diff(c, "index %s: an orphan in the %s tree only", la[i],
-				     x == 1 ? "first" : "second");
+				     nx == 1 ? "first" : "second");
 			}
+			obj_close(&x);
+			obj_close(&y);
 			i++;
 			j++;
 		}
@@ -352,17 +515,56 @@ static void compare_index(struct cmp *c, const char *da, const char *db)
 	}
 }
 
+// Compares the trees under roots a and b (opened following symlinks: a
+// data dir may be a link to another disk).
+static void compare_roots(struct cmp *c, int dira, const char *a, int dirb, const char *b)
+{
+	struct obj x, y;
+	if (obj_open(c, ".", 0, dira, a, dira == AT_FDCWD, &x))
+		return;
+	if (!obj_open(c, ".", 1, dirb, b, dirb == AT_FDCWD, &y)) {
+		if (compare_obj(c, ".", &x, &y))
+			walk_children(c, &x, &y);
+		obj_close(&y);
+	}
+	obj_close(&x);
+}
+
 int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn, void *arg)
 {
-	struct cmp c = {kind, fn, arg, 0, 0};
-	if (kind == TREE_CMP_DATA) {
-		char ta[PATH_MAX], tb[PATH_MAX];
-		snprintf(ta, sizeof(ta), "%s/tree", a);
-		snprintf(tb, sizeof(tb), "%s/tree", b);
-		walk(&c, "", ta, tb);
-		compare_index(&c, a, b);
-	} else {
-		walk(&c, "", a, b);
+	struct cmp c = {.kind = kind, .fn = fn, .arg = arg};
+	c.buf[0] = malloc(BUF_SIZE);
+	c.buf[1] = malloc(BUF_SIZE);
+	c.rel = calloc(1, 256);
+	c.rel_cap = 256;
+	if (!c.buf[0] || !c.buf[1] || !c.rel) {
+		free(c.buf[0]);
+		free(c.buf[1]);
+		free(c.rel);
+		fn(arg, "trees not compared: out of memory");
+		return -ENOMEM;
 	}
+	if (kind == TREE_CMP_DATA) {
+		int da = open(a, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		int ea = errno;
+		int db = open(b, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (da < 0 || db < 0) {
+			diff(&c, "cannot open data dir %s: %s", da < 0 ? a : b,
+			     strerror(da < 0 ? ea : errno));
+			c.err = -(da < 0 ? ea : errno);
+		} else {
+			compare_roots(&c, da, "tree", db, "tree");
+			compare_index(&c, da, db);
+		}
+		if (da >= 0)
+			close(da);
+		if (db >= 0)
+			close(db);
+	} else {
+		compare_roots(&c, AT_FDCWD, a, AT_FDCWD, b);
+	}
+	free(c.buf[0]);
+	free(c.buf[1]);
+	free(c.rel);
 	return c.err ? c.err : c.diffs;
 }

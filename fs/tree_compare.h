@@ -20,8 +20,14 @@ typedef void (*tree_diff_fn)(void *arg, const char *msg);
 // owners, sizes (not of directories: their local size depends on history),
 // mtimes, ctimes, link counts, device numbers, symlink targets, xattrs and
 // content. atime is not compared (not replicated).
-// Returns the number of differences (0: identical) or a negative errno if a
-// tree could not be read (reported through fn too).
+// Objects are reached by descriptors relative to their parent, so paths
+// longer than PATH_MAX are compared too; the walk holds two descriptors per
+// directory level. The roots a and b (and a data dir) may be symlinks;
+// nothing below them is followed. Messages name objects by their path
+// relative to the roots, in full.
+// Returns the number of differences (0: identical) or a negative errno if
+// anything could not be read or compared (reported through fn too, as a
+// difference: nothing is ever skipped silently).
 int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn, void *arg);
 
 #endif

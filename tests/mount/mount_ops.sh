@@ -43,6 +43,47 @@ gone() { [ ! -e "$M1/deep" ] && [ ! -e "$M2/wide" ]; }
 wait_for 30 "rm -r on n3 to show on n1 and n2" gone
 verify 30 "rm -r"
 
+echo "== a tree deeper than PATH_MAX, and raftfs verify on it"
+# 20 names of 240 bytes: the leaf's path is about 4.8 KB, beyond PATH_MAX
+# (4096), so it is made and walked relative to each directory (mkdir + cd).
+d238=$(printf 'd%.0s' $(seq 238))
+long_rel=long
+for i in $(seq 10 29); do long_rel=$long_rel/$d238$i; done
+(cd "$M1" && mkdir long && cd long && for i in $(seq 10 29); do mkdir "$d238$i" && cd "$d238$i"; done &&
+	echo bottom >leaf) || fail "making a tree deeper than PATH_MAX on n1"
+[ ${#long_rel} -gt 4096 ] || fail "the deep path is only ${#long_rel} bytes"
+sync_to "$M2"
+got=$(cd "$M2/long" && for i in $(seq 10 29); do cd "$d238$i"; done && cat leaf) || fail "walking the deep tree on n2"
+[ "$got" = bottom ] || fail "deep leaf on n2: $got"
+verify 30 "tree deeper than PATH_MAX"
+# Forge the leaf's content on node 2's own tree (same size, mtime put back):
+# both comparisons must find it at the bottom and name it in full.
+forge_leaf() {
+	python3 - "$C/node2/data/tree/long" "$d238" "$1" <<'PY'
+import os, sys
+os.chdir(sys.argv[1])
+for i in range(10, 30):
+    os.chdir(sys.argv[2] + str(i))
+st = os.stat("leaf")
+with open("leaf", "r+b") as f:
+    f.write(sys.argv[3].encode())
+os.utime("leaf", ns=(st.st_atime_ns, st.st_mtime_ns))
+PY
+}
+forge_leaf BOTTOM
+if "$R" verify --trees "$C" >"$T/v.out"; then fail "verify --trees missed a changed file deeper than PATH_MAX"; fi
+grep -qxF "node1 vs node2: $long_rel/leaf: content differs at or after byte 0" "$T/v.out" ||
+	fail "verify --trees on the forged deep file: $(cat "$T/v.out")"
+# (The mount serves reads from node 2's tree; open drops n2's page cache.)
+if "$R" verify "$C" >"$T/v.out"; then fail "verify missed a changed file deeper than PATH_MAX on n2"; fi
+grep -qxF "$M1 vs $M2: $long_rel/leaf: content differs at or after byte 0" "$T/v.out" ||
+	fail "verify on the forged deep file: $(cat "$T/v.out")"
+forge_leaf bottom
+verify 30 "deep tree repaired"
+rm -r "$M3/long"
+gone_long() { [ ! -e "$M1/long" ] && [ ! -e "$M2/long" ]; }
+wait_for 30 "rm -r of the deep tree on n3 to show on n1 and n2" gone_long
+
 echo "== tar x and cp -a of a real tree"
 # (A smaller tree when linearizable: every lookup is a Raft round there.)
 dirs="linux/usb arpa netinet"
@@ -104,6 +145,15 @@ sync_to "$M1"; [ "$(cat "$M1/hard")" = linked ] && [ "$(cat "$M1/soft")" = linke
 sync_to "$M3"; [ "$(stat -c %h "$M3/orig")" = 2 ] || fail "link count on n3"
 sync_to "$M1"; sync_to "$M3"; [ "$(stat -c %i "$M1/hard")" = "$(stat -c %i "$M3/orig")" ] || fail "hard link inode"
 sync_to "$M2"; [ "$(readlink "$M2/soft")" = orig ] || fail "symlink target"
+# The longest target Linux takes (PATH_MAX - 1 bytes) is kept whole on every
+# node; a longer one the kernel refuses itself, on every mount alike.
+t4095=$(printf 't%.0s' $(seq 4095))
+ln -s "$t4095" "$M1/longlink"
+sync_to "$M2"; [ "$(readlink "$M2/longlink")" = "$t4095" ] || fail "a 4095-byte symlink target on n2"
+for m in "$M1" "$M3"; do
+	if ln -s "${t4095}t" "$m/toolong" 2>"$T/ln.err"; then fail "a 4096-byte symlink target on $m"; fi
+	grep -q "File name too long" "$T/ln.err" || fail "a 4096-byte symlink target on $m: $(cat "$T/ln.err")"
+done
 verify 30 "links"
 
 echo "== chmod, chown, touch -d, truncate, sparse files"
