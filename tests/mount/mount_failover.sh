@@ -14,12 +14,16 @@ set -euo pipefail
 up
 
 # writer ID: appends "ID K" lines to its own file through mount ID, one
-# open/append/close each, and logs every line whose write returned success.
+# open/append/close each, and logs every line whose close returned success.
+# Writes are answered once proposed and close reports whether they applied
+# (README, "Consistency"); bash never sees that (a redirection's file is
+# closed by dup2, which drops close's error), so the append is dd's, which
+# checks close.
 writer() {
 	local id=$1 k=0 m=$C/n$1
 	while [ ! -e "$T/stop" ]; do
 		k=$((k + 1))
-		if { echo "$id $k" >>"$m/w$id"; } 2>/dev/null; then
+		if echo "$id $k" | dd of="$m/w$id" oflag=append conv=notrunc status=none 2>/dev/null; then
 			echo "$id $k" >>"$T/acked$id"
 		else
 			sleep 0.02 # its node is down: do not spin
