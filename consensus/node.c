@@ -3,6 +3,7 @@
 #include "node.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -525,10 +526,8 @@ static void *apply_main(void *arg)
 				continue;
 			rc = apply_entry(n, e);
 			if (rc < 0) {
-				rlog_write(RLOG_ERR,
-					   "apply entry %llu failed: %s: this node stops applying",
-					   (unsigned long long)e->index, node_strerror(rc));
-				atomic_store(&n->fault, NODE_EFAULT);
+				node_set_fault(n, "apply of entry %llu failed: %s",
+					       (unsigned long long)e->index, node_any_strerror(rc));
 				break;
 			}
 			atomic_store(&n->applied, e->index);
@@ -584,10 +583,23 @@ static int hand_to_apply(node *n, const raft_snapshot *snap, const raft_entry *e
 
 /* ---- the Ready loop ---- */
 
+void node_set_fault(node *n, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!atomic_exchange(&n->fault_claimed, true)) {
+		va_start(ap, fmt);
+		vsnprintf(n->fault_why, sizeof(n->fault_why), fmt, ap);
+		va_end(ap);
+		atomic_store(&n->fault_why_set, true);
+		rlog_write(RLOG_ERR, "%s: this node stops applying", n->fault_why);
+	}
+	atomic_store(&n->fault, NODE_EFAULT);
+}
+
 static void fatal_stop(node *n, const char *what, int rc)
 {
-	rlog_write(RLOG_ERR, "%s: %s: this node stops", what, raft_strerror(rc));
-	atomic_store(&n->fault, NODE_EFAULT);
+	node_set_fault(n, "%s: %s", what, raft_strerror(rc));
 	uv_stop(&n->loop);
 }
 
@@ -1006,6 +1018,7 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 	raft_snapshot_meta meta;
 	uint64_t snap_len;
 	raft_status st;
+	char why[sizeof(n->fault_why) + 32];
 
 	raft_get_status(n->r, &st);
 	ns.id = st.id;
@@ -1036,7 +1049,12 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 	ns.peers = pps;
 	ns.cluster = (char *)n->cfg->cluster;
 	if (atomic_load(&n->fault)) {
-		ns.error = "the state machine failed on this node; it stopped applying";
+		/* With the reason once its writer published it (a fault set
+		 * a moment ago may not have one yet). */
+		snprintf(why, sizeof(why), "stopped applying: %s",
+			 atomic_load(&n->fault_why_set) ? n->fault_why
+							: "the state machine failed on this node");
+		ns.error = why;
 	} else if (st.leader == 0) {
 		ns.error = "no leader known";
 	} else {

@@ -129,6 +129,10 @@ struct node {
 	_Atomic uint64_t term;
 	_Atomic bool is_leader;
 	_Atomic int fault;
+	/* Why fault was set (raftfs status): written once by the first to set
+	 * it (fault_claimed), published by fault_why_set. */
+	char fault_why[256];
+	_Atomic bool fault_claimed, fault_why_set;
 	_Atomic int readers_waiting; /* readers that have an index, waiting for apply */
 	_Atomic bool snap_wanted;    /* raftfs snapshot: snapshot at the next applied entry */
 
@@ -156,6 +160,11 @@ void node_inbox_push_locked(node *n, op *o);
 
 /* A code from the state machine (errno), the store/core or the runtime. */
 const char *node_any_strerror(int rc);
+
+/* Marks the node faulty (it stops applying; status reports it unhealthy)
+ * and, if it is the first fault, keeps the formatted reason for status and
+ * writes it to the log with "this node stops applying". Any thread. */
+void node_set_fault(node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- node_snapshot.c ---- */
 

@@ -202,10 +202,8 @@ void node_snap_restore(node *n, const raft_snapshot *s)
 		return;
 	}
 	if (rc < 0) {
-		rlog_write(RLOG_ERR,
-			   "restoring the snapshot at %llu failed: %s: this node stops applying",
-			   (unsigned long long)index, node_any_strerror(rc));
-		atomic_store(&n->fault, NODE_EFAULT);
+		node_set_fault(n, "restoring the snapshot at %llu failed: %s",
+			       (unsigned long long)index, node_any_strerror(rc));
 		return;
 	}
 	rlog_write(RLOG_INFO, "state restored from the snapshot at %llu (%llu bytes)",
