@@ -417,43 +417,96 @@ static char **list_dir(struct cmp *c, const char *rel, int side, int dirfd, cons
 	return v;
 }
 
-// Compares the directories a and b (already compared themselves) entry by
-// entry, recursively; c->rel names them.
-static void walk_children(struct cmp *c, const struct obj *a, const struct obj *b)
+// One directory level of the walk: both directories and their listings,
+// merged in step. The levels live on an explicit stack (not the C stack),
+// so depth is bounded by descriptors alone.
+struct level {
+	struct obj a, b;
+	char **la, **lb; // NULL if unreadable (reported): the level is done
+	size_t na, nb, i, j;
+	long rel_old; // c->rel's length before this level's name; -1 at the root
+};
+
+static void level_free(struct cmp *c, struct level *l)
 {
-	size_t na, nb;
-	char **la = list_dir(c, rel_name(c), 0, a->fd, ".", false, &na);
-	char **lb = list_dir(c, rel_name(c), 1, b->fd, ".", false, &nb);
-	size_t i = 0, j = 0;
-	while (la && lb && (i < na || j < nb)) {
-		int o = i == na ? 1 : j == nb ? -1 : strcmp(la[i], lb[j]);
-		const char *name = o < 0 ? la[i] : lb[j];
-		long old = rel_push(c, name);
-		if (old < 0)
-			break;
-		if (o < 0) {
-			diff(c, "%s: only in the first tree", c->rel);
-			i++;
-		} else if (o > 0) {
-			diff(c, "%s: only in the second tree", c->rel);
-			j++;
-		} else {
-			struct obj x, y;
-			if (!obj_open(c, c->rel, 0, a->fd, name, false, &x)) {
-				if (!obj_open(c, c->rel, 1, b->fd, name, false, &y)) {
-					if (compare_obj(c, c->rel, &x, &y))
-						walk_children(c, &x, &y);
-					obj_close(&y);
-				}
-				obj_close(&x);
-			}
-			i++;
-			j++;
-		}
-		rel_pop(c, old);
+	free_list(l->la, l->na);
+	free_list(l->lb, l->nb);
+	obj_close(&l->a);
+	obj_close(&l->b);
+	if (l->rel_old >= 0)
+		rel_pop(c, l->rel_old);
+}
+
+// Lists the directories of a new level (c->rel names them).
+static void level_list(struct cmp *c, struct level *l)
+{
+	l->la = list_dir(c, rel_name(c), 0, l->a.fd, ".", false, &l->na);
+	l->lb = list_dir(c, rel_name(c), 1, l->b.fd, ".", false, &l->nb);
+	l->i = l->j = 0;
+}
+
+// Compares the directories x and y (already compared themselves) entry by
+// entry, depth first; takes their descriptors.
+static void walk(struct cmp *c, struct obj *x, struct obj *y)
+{
+	size_t depth = 0, cap = 16;
+	struct level *st = malloc(cap * sizeof(*st));
+	if (!st) {
+		read_error(c, rel_name(c), "list it", 0, ENOMEM);
+		obj_close(x);
+		obj_close(y);
+		return;
 	}
-	free_list(la, na);
-	free_list(lb, nb);
+	st[depth++] = (struct level){.a = *x, .b = *y, .rel_old = -1};
+	level_list(c, &st[0]);
+	while (depth > 0) {
+		struct level *l = &st[depth - 1];
+		if (!l->la || !l->lb || (l->i == l->na && l->j == l->nb)) {
+			level_free(c, l);
+			depth--;
+			continue;
+		}
+		int o = l->i == l->na ? 1 : l->j == l->nb ? -1 : strcmp(l->la[l->i], l->lb[l->j]);
+		const char *name = o < 0 ? l->la[l->i] : l->lb[l->j];
+		long old = rel_push(c, name);
+		if (old < 0) { // reported; the rest of this level is not compared
+			l->i = l->na;
+			l->j = l->nb;
+			continue;
+		}
+		if (o != 0) {
+			diff(c, "%s: only in the %s tree", c->rel, side_name[o > 0]);
+			if (o < 0)
+				l->i++;
+			else
+				l->j++;
+			rel_pop(c, old);
+			continue;
+		}
+		l->i++;
+		l->j++;
+		struct level next = {.a = {.fd = -1}, .b = {.fd = -1}, .rel_old = old};
+		if (obj_open(c, c->rel, 0, l->a.fd, name, false, &next.a) ||
+		    obj_open(c, c->rel, 1, l->b.fd, name, false, &next.b) ||
+		    !compare_obj(c, c->rel, &next.a, &next.b)) {
+			level_free(c, &next);
+			continue;
+		}
+		if (depth == cap) {
+			struct level *more = realloc(st, 2 * cap * sizeof(*st));
+			if (!more) {
+				read_error(c, c->rel, "list it", 0, ENOMEM);
+				level_free(c, &next);
+				continue;
+			}
+			st = more;
+			cap *= 2;
+		}
+		st[depth] = next;
+		level_list(c, &st[depth]);
+		depth++;
+	}
+	free(st);
 }
 
 // One index entry: its id xattr must be its name. Returns its link count
@@ -519,15 +572,15 @@ static void compare_index(struct cmp *c, int da, int db)
 // data dir may be a link to another disk).
 static void compare_roots(struct cmp *c, int dira, const char *a, int dirb, const char *b)
 {
-	struct obj x, y;
+	struct obj x, y = {.fd = -1};
 	if (obj_open(c, ".", 0, dira, a, dira == AT_FDCWD, &x))
 		return;
-	if (!obj_open(c, ".", 1, dirb, b, dirb == AT_FDCWD, &y)) {
-		if (compare_obj(c, ".", &x, &y))
-			walk_children(c, &x, &y);
-		obj_close(&y);
+	if (!obj_open(c, ".", 1, dirb, b, dirb == AT_FDCWD, &y) && compare_obj(c, ".", &x, &y)) {
+		walk(c, &x, &y);
+		return;
 	}
 	obj_close(&x);
+	obj_close(&y);
 }
 
 int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn, void *arg)
