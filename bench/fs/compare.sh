@@ -24,6 +24,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# This machine's ext4 (no journal) does not reuse an inode freed in the last
+# ~60 s, and creating files while many such inodes exist is many times
+# slower (TARGETS.md): each run deletes what it made, so the next one waits
+# for the disk to settle first. SETTLE=0 skips the wait.
+settle=${SETTLE:-65}
+settle() { sync; sleep "$settle"; }
+
 tar cf "$work/include.tar" -C /usr/include .
 args=(-n "$n" -j "$jobs" -t "$work/include.tar")
 
@@ -31,6 +38,7 @@ if [ -z "${RAFTFS_ONLY:-}" ]; then
 	echo "### plain directory (ext4)   [$(uptime | sed 's/.*load/load/')]"
 	mkdir -p "$work/plain"
 	"$bench" "${args[@]}" "$work/plain"
+	settle
 
 	echo "### passthrough_ll (FUSE alone)   [$(uptime | sed 's/.*load/load/')]"
 	gcc -O2 -o "$work/passthrough_ll" "$examples/passthrough_ll.c" $(pkg-config --cflags --libs fuse3)
@@ -38,6 +46,7 @@ if [ -z "${RAFTFS_ONLY:-}" ]; then
 	"$work/passthrough_ll" -o source="$work/pt-src" "$work/pt"
 	"$bench" "${args[@]}" "$work/pt"
 	fusermount3 -u "$work/pt"
+	settle
 fi
 
 "$raftfs" local up 3 "$work/cluster" >/dev/null
@@ -52,6 +61,7 @@ done
 follower=$((leader % 3 + 1))
 echo "### raftfs, 3 nodes on loopback, follower mount n$follower   [$(uptime | sed 's/.*load/load/')]"
 "$bench" "${args[@]}" "$work/cluster/n$follower"
+settle
 echo "### raftfs, the leader's mount n$leader   [$(uptime | sed 's/.*load/load/')]"
 "$bench" "${args[@]}" "$work/cluster/n$leader"
 "$raftfs" verify "$work/cluster"
