@@ -16,7 +16,9 @@ raftfs=$build/fs/raftfs
 bench=${FS_BENCH:-$build/bench/fs/fs-bench}
 examples=/usr/share/doc/libfuse3-dev/examples
 
-work=$(mktemp -d /var/tmp/raftfs-compare.XXXXXX)
+# BENCH_DIR: where everything runs (default /var/tmp); a freshly made
+# filesystem gives repeatable create numbers (see settle below).
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftfs-compare.XXXXXX")
 cleanup() {
 	"$raftfs" local down "$work/cluster" >/dev/null 2>&1 || true
 	mountpoint -q "$work/pt" && fusermount3 -u "$work/pt"
