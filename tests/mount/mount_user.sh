@@ -7,8 +7,6 @@
 # killed and restarted in the middle of a copy, and a node whose disk fills
 # up (it stops applying and says so; the others lose nothing; once there is
 # room again it catches up). After each step the mounts must be identical.
-# Checks of bugs not fixed yet run only with RAFTFS_USER_KNOWN_BUGS=1 (see
-# the end of this file); tests/FLAKY.md and the reports name the owners.
 # The whole script is one block, parsed before any of it runs: bash reads
 # a script as it goes, so an edit to this file during a run would
 # otherwise make the running test execute the edited text from a stale
@@ -166,10 +164,9 @@ for m in "$M2" "$M3"; do
 	[ "$got" = leaf ] || fail "deep leaf on $m: $got"
 done
 "$R" local status "$C" >"$T/status" || fail "a node is unhealthy after the deep path: $(cat "$T/status")"
-# The deep tree goes before verify: raftfs verify cannot compare it yet (see
-# the end of this file).
+verify 60 "deep path"
 rm -rf "$M2/deep"
-verify 60 "deep path (removed)"
+verify 60 "deep path removed"
 
 step "nobody builds in a 1777 directory on n1; owned by nobody on n3"
 mkdir -m 1777 "$M1/tmp"
@@ -209,6 +206,7 @@ else
 	unhealthy() { ! "$R" status "$("$R" local addr "$C" 3)" >"$T/st3" 2>&1; }
 	wait_for 60 "node 3 unhealthy with its disk full" unhealthy
 	grep -q "No space left" "$C/node3/node.log" || fail "node 3's log does not say its disk is full"
+	grep -q "No space left on device" "$T/st3" || fail "raftfs status does not say why node 3 stopped: $(cat "$T/st3")"
 	"$R" status "$("$R" local addr "$C" 1)" "$("$R" local addr "$C" 2)" >/dev/null ||
 		fail "nodes 1 and 2 unhealthy while node 3's disk is full"
 	"$R" verify --wait 30 "$M1" "$M2" >"$T/v12" || { cat "$T/v12"; fail "n1 and n2 differ while node 3's disk is full"; }
@@ -222,22 +220,6 @@ else
 	cmp "$M1/big4" "$M3/big4" || fail "node 3 misses n1's write after catching up"
 fi
 
-# Bugs found here and not fixed yet (owners in the flake report). Each
-# check fails today; run with RAFTFS_USER_KNOWN_BUGS=1.
-if [ "${RAFTFS_USER_KNOWN_BUGS:-}" = 1 ]; then
-	step "known: raftfs verify on a path longer than PATH_MAX (fs/tree_compare.c)"
-	mkdir "$M1/deep2"
-	(cd "$M1/deep2" && for i in $(seq 20); do mkdir "$d240$i" && cd "$d240$i"; done)
-	verify 60 "deep path"
-	if [ -d "$DISK/mnt" ] && mountpoint -q "$DISK/mnt"; then
-		echo "== known: raftfs status names the fault (consensus/node.c node status)"
-		fallocate -l $((($(df --output=avail -k "$DISK/mnt" | tail -n 1) - 1024) * 1024)) "$DISK/mnt/filler"
-		for i in 1 2 3 4; do head -c 2M /dev/urandom >"$M1/more$i"; done
-		wait_for 60 "node 3 unhealthy again" unhealthy
-		grep -q "No space left on device" "$T/st3" || fail "raftfs status does not say why: $(cat "$T/st3")"
-		rm -f "$DISK/mnt/filler"
-	fi
-fi
 echo "PASS"
 exit
 }
