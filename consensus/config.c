@@ -39,6 +39,7 @@ static const key_def keys[] = {
     {"raft", "lease_reads", K_BOOL, F(lease_reads), 0, 0},
     {"raft", "snapshot_entries", K_U64, F(snapshot_entries), 0, UINT64_MAX},
     {"raft", "snapshot_bytes", K_U64, F(snapshot_bytes), 0, UINT64_MAX},
+    {"raft", "snapshot_amortize", K_U64, F(snapshot_amortize), 0, 1000000},
     {"raft", "snapshot_trailing", K_U64, F(snapshot_trailing), 0, UINT64_MAX},
     {"transport", "max_frame_bytes", K_SIZE, F(max_frame_bytes), 4096, 1ull << 31},
     {"transport", "send_queue_bytes", K_SIZE, F(send_queue_bytes), 4096, 1ull << 34},
@@ -61,6 +62,7 @@ void config_defaults(node_config *cfg)
 	cfg->lease_reads = true;
 	cfg->snapshot_entries = 10000;
 	cfg->snapshot_bytes = 256ull << 20;
+	cfg->snapshot_amortize = 8;
 	cfg->snapshot_trailing = UINT64_MAX;
 	cfg->max_frame_bytes = 64 << 20;
 	cfg->send_queue_bytes = 64 << 20;
@@ -348,11 +350,12 @@ int config_write_file(const node_config *cfg, const char *path)
 	fprintf(f,
 		"\n[raft]\ntick_ms = %u\nelection_ticks = %d\nheartbeat_ticks = %d\n"
 		"max_msg_bytes = %llu\nmax_inflight = %zu\npre_vote = %s\ncheck_quorum = %s\n"
-		"lease_reads = %s\nsnapshot_entries = %llu\n",
+		"lease_reads = %s\nsnapshot_entries = %llu\nsnapshot_amortize = %llu\n",
 		cfg->tick_ms, cfg->election_ticks, cfg->heartbeat_ticks,
 		(unsigned long long)cfg->max_msg_bytes, cfg->max_inflight,
 		cfg->pre_vote ? "true" : "false", cfg->check_quorum ? "true" : "false",
-		cfg->lease_reads ? "true" : "false", (unsigned long long)cfg->snapshot_entries);
+		cfg->lease_reads ? "true" : "false", (unsigned long long)cfg->snapshot_entries,
+		(unsigned long long)cfg->snapshot_amortize);
 	fprintf(f, "\n[transport]\nmax_frame_bytes = %zu\nsend_queue_bytes = %zu\n",
 		cfg->max_frame_bytes, cfg->send_queue_bytes);
 	if (cfg->log_topics[0])

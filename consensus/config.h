@@ -56,6 +56,13 @@ typedef struct node_config {
 	/* Also snapshot once this many bytes of entries were applied since
 	 * the last snapshot (0: no byte threshold). */
 	uint64_t snapshot_bytes;
+	/* A snapshot due by entries waits until the entry data applied
+	 * since the last one is at least 1/snapshot_amortize of the last
+	 * image's size, so an image of the whole state (file data included)
+	 * is not rewritten every snapshot_entries entries however big it is:
+	 * snapshot writes stay within snapshot_amortize times the log's
+	 * (0: off). */
+	uint64_t snapshot_amortize;
 	/* Entries kept behind a snapshot so a follower slightly behind
 	 * catches up from the log (Raft §7); UINT64_MAX: half of
 	 * snapshot_entries. */

@@ -1158,6 +1158,7 @@ static int restore_from_store(node *n, char *err, size_t errlen)
 	}
 	raft_conf_state_free_contents(&meta.conf);
 	n->last_snap = meta.index;
+	atomic_store(&n->image_bytes, len);
 	if (meta.index <= atomic_load(&n->applied))
 		return 0;
 	if (!n->sm->restore) {

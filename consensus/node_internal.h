@@ -123,6 +123,7 @@ struct node {
 	_Atomic bool apply_stop;
 	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
 	uint64_t snap_bytes; /* apply thread: entry bytes applied since then */
+	_Atomic uint64_t image_bytes; /* size of the current snapshot's image */
 	bool apply_halted;   /* apply thread: a restore was cut short by the stop */
 
 	_Atomic uint64_t applied;

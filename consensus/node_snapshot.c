@@ -210,6 +210,7 @@ void node_snap_restore(node *n, const raft_snapshot *s)
 		   (unsigned long long)index, (unsigned long long)bytes);
 	atomic_store(&n->applied, index);
 	n->last_snap = index;
+	atomic_store(&n->image_bytes, bytes);
 }
 
 /* Posts the filled chunk to be written (after the previous write is done)
@@ -377,7 +378,7 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 	snap_io io = {.kind = SIO_BEGIN, .index = e->index, .term = e->term};
 	uint64_t every = n->cfg->snapshot_entries, off;
 	bool async = n->sm->snapshot_begin && n->sm->snapshot_stream && n->sm->snapshot_end;
-	bool due;
+	bool due, by_entries;
 	int rc;
 
 	if ((!n->sm->snapshot && !async) || !n->sm->restore)
@@ -388,9 +389,15 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 	if (n->snap_running)
 		return; /* still streaming: what is due now is taken after it */
 	off = every ? snap_offset(n) : 0;
-	due = every != 0 &&
-	      ((e->index + off) / every > (n->last_snap + off) / every ||
-	       (n->cfg->snapshot_bytes != 0 && n->snap_bytes >= n->cfg->snapshot_bytes));
+	by_entries = every != 0 && (e->index + off) / every > (n->last_snap + off) / every;
+	/* Amortized: an image costs its whole size, so one due by entries
+	 * waits until the log since the last holds a share of it (it stays
+	 * due meanwhile: last_snap has not moved). */
+	if (by_entries && n->cfg->snapshot_amortize != 0 &&
+	    n->snap_bytes < atomic_load(&n->image_bytes) / n->cfg->snapshot_amortize)
+		by_entries = false;
+	due = by_entries || (every != 0 && n->cfg->snapshot_bytes != 0 &&
+			     n->snap_bytes >= n->cfg->snapshot_bytes);
 	if (!atomic_exchange(&n->snap_wanted, false) && !due)
 		return;
 	n->snap_bytes = 0;
@@ -515,6 +522,7 @@ static int local_install(node *n, const snap_io *io)
 			rlog_write(RLOG_ERR, "store: compact to %llu: %s", (unsigned long long)upto,
 				   store_errmsg(n->st));
 	}
+	atomic_store(&n->image_bytes, io->offset);
 	rlog_write(RLOG_INFO, "snapshot at %llu (%llu bytes); log compacted up to %llu",
 		   (unsigned long long)io->index, (unsigned long long)io->offset,
 		   (unsigned long long)(store_first_index(n->st) - 1));

@@ -468,7 +468,7 @@ scenario_snapshot_catchup() {
 	local leader f before line
 	up 3
 	"$R" local down "$C" || fail "local down failed"
-	sed -i 's/^snapshot_entries = .*/snapshot_entries = 50/' "$C"/n*/raftfs.ini
+	sed -i -e 's/^snapshot_entries = .*/snapshot_entries = 50/' -e 's/^snapshot_amortize = .*/snapshot_amortize = 0/' "$C"/n*/raftfs.ini
 	up 3
 	"$R" kv load --count 100 --prefix S $(all_addrs) >"$T/acked" 2>>"$T/load.err" || fail "first load failed"
 	leader=$(leader_id) || fail "no leader"

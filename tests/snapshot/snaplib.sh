@@ -5,8 +5,9 @@
 # every SNAPSHOT_ENTRIES applied entries.
 snap_cluster() {
 	"$R" local create 3 "$C" >/dev/null
-	sed -i "s/^snapshot_entries = .*/snapshot_entries = $1/" "$C"/node*/raftfs.ini
+	sed -i -e "s/^snapshot_entries = .*/snapshot_entries = $1/" -e "s/^snapshot_amortize = .*/snapshot_amortize = 0/" "$C"/node*/raftfs.ini
 	grep -q "^snapshot_entries = $1\$" "$C"/node1/raftfs.ini || fail "config not edited"
+	grep -q "^snapshot_amortize = 0$" "$C"/node1/raftfs.ini || fail "config not edited (snapshot_amortize)"
 	up
 }
 

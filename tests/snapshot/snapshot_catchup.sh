@@ -16,7 +16,7 @@ OPS=${2:-3000}
 SNAP_ENTRIES=400
 
 "$R" local create 3 "$C" >/dev/null
-sed -i "s/^snapshot_entries = .*/snapshot_entries = $SNAP_ENTRIES/" "$C"/node*/raftfs.ini
+sed -i -e "s/^snapshot_entries = .*/snapshot_entries = $SNAP_ENTRIES/" -e "s/^snapshot_amortize = .*/snapshot_amortize = 0/" "$C"/node*/raftfs.ini
 grep -q "^snapshot_entries = $SNAP_ENTRIES" "$C"/node1/raftfs.ini || fail "config not edited"
 up
 
