@@ -10,6 +10,7 @@ R=${1:?usage: transfer.sh RAFTFS [MIB] [FILES]}
 MIB=${2:-256}
 FILES=${3:-2000}
 T=$(mktemp -d /tmp/raftfs-xfer.XXXXXX)
+echo "working in $T" >&2
 C=$T/c
 cleanup() {
 	set +e
