@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include "fuse_inval.h"
-#include "sm_impl.h"
 #include "sm_snapshot.h"
 #include "snap_node.h"
 
@@ -96,13 +95,12 @@ static int nsm_apply(void *ctx, uint64_t index, const envelope *env, const uint8
 }
 
 /* The duplicate table sm_apply records into, for the runtime's order rule
- * (node.h). Read through the state machine's internals: sm.h has no
- * accessor for it yet. */
+ * (node.h). */
 static const dedup *nsm_dedup_table(void *ctx)
 {
 	struct fs_node *f = ctx;
 
-	return f->sm->dd;
+	return sm_dedup(f->sm);
 }
 
 static int nsm_apply_empty(void *ctx, uint64_t index)

@@ -347,9 +347,6 @@ static void finish(struct pending *p)
 		p->existing = true;
 	}
 	if (err) {
-		/* A write to a file released by another mount (the orphan rule). */
-		if (p->kind == RP_WRITE && err == ENOENT)
-			err = ESTALE;
 		fuse_reply_err(p->req, err);
 		goto out;
 	}
@@ -359,9 +356,6 @@ static void finish(struct pending *p)
 		break;
 	case RP_ATTR:
 		ffs_reply_attr_id(fs, p->req, p->id);
-		break;
-	case RP_WRITE:
-		fuse_reply_write(p->req, p->count);
 		break;
 	case RP_ENTRY:
 	case RP_CREATE:

@@ -41,7 +41,7 @@ struct fuse_fs {
 	struct fuse_write *wr; /* writes in flight (fuse_write.h): made by init */
 };
 
-enum reply_kind { RP_NONE, RP_ENTRY, RP_ATTR, RP_CREATE, RP_WRITE };
+enum reply_kind { RP_NONE, RP_ENTRY, RP_ATTR, RP_CREATE };
 
 /* A request waiting for its command(s) to be applied. */
 struct pending {
@@ -55,7 +55,6 @@ struct pending {
 	struct fuse_file_info fi;
 	bool existing;	  /* create: opening a file another mount created */
 	bool truncated;	  /* create: that file was truncated (O_TRUNC) */
-	size_t count;	  /* write: bytes */
 	atomic_int parts; /* commands still in flight */
 	atomic_int err;	  /* the first error of any part */
 };

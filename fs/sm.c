@@ -385,6 +385,11 @@ uint64_t sm_applied_index(struct sm *sm)
 	return sm->applied;
 }
 
+const struct dedup *sm_dedup(struct sm *sm)
+{
+	return sm->dd;
+}
+
 int sm_fault(struct sm *sm)
 {
 	return sm->fault;

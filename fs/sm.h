@@ -59,6 +59,11 @@ void sm_close(struct sm *sm);
 // recorded before the crash (the redo steps are idempotent).
 uint64_t sm_applied_index(struct sm *sm);
 
+// The duplicate table sm_apply records into (consensus/dedup.h), for the
+// runtime's per-node order rule. Apply thread only.
+struct dedup;
+const struct dedup *sm_dedup(struct sm *sm);
+
 // Applies the command (an encoded fspb.Command) committed at `index`, which
 // must be sm_applied_index() + 1. client_id/seq/min_pending come from the
 // runtime's envelope (consensus/envelope.h); client_id 0 means "no duplicate
