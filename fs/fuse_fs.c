@@ -37,11 +37,9 @@ int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_o
 	fs->inv = inv;
 	fs->cfg = *cfg;
 	pthread_mutex_init(&fs->mu, NULL);
-	if (cfg->rel) {
-		fs_release_set_holder(cfg->rel, holds_open, fs);
-		if (inv)
-			fuse_inval_set_restore_hook(inv, release_after_restore, fs);
-	}
+	fs_release_set_holder(cfg->rel, holds_open, fs);
+	if (inv)
+		fuse_inval_set_restore_hook(inv, release_after_restore, fs);
 	*out = fs;
 	return 0;
 }
@@ -178,74 +176,18 @@ static bool holds_open(void *arg, uint64_t id)
 	return ffs_is_open(arg, id);
 }
 
-static void ignore_done(void *arg, int err)
-{
-	(void)arg;
-	(void)err;
-}
-
 /* The orphan rule (fs/README-sm.md, "Orphans"): this node releases a file
  * whose last name is gone once it holds no handle on it — when its last
  * local handle closes, or at once when it holds none (the state machine's
  * orphan hook reaches fs_release for every node when the unlink applies);
- * the file goes when every voter released it. Without a releaser (a mount
- * made without one) the old rule: release for everybody. */
+ * the file goes when every voter released it. */
 void ffs_maybe_release(struct fuse_fs *fs, uint64_t id)
 {
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Release r = FSPB__RELEASE__INIT;
 	struct stat st;
 
 	if (!id || sm_getattr(fs->sm, id, &st) < 0 || st.st_nlink > 0 || S_ISDIR(st.st_mode))
 		return;
-	if (fs->cfg.rel) {
-		fs_release_id(fs->cfg.rel, id); /* checks the handles itself */
-		return;
-	}
-	if (ffs_is_open(fs, id))
-		return;
-	r.ino = id;
-	c.time_ns = fs_node_now();
-	c.op_case = FSPB__COMMAND__OP_RELEASE;
-	c.release = &r;
-	fs_node_propose(fs->fsn, &c, ignore_done, NULL);
-}
-
-struct id_list {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-static int collect_orphan(void *arg, uint64_t id)
-{
-	struct id_list *l = arg;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		uint64_t *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = id;
-	return 0;
-}
-
-static void start_barrier_done(void *arg, int err)
-{
-	struct fuse_fs *fs = arg;
-	struct id_list l = {0};
-
-	if (err)
-		return;
-	/* Listed first, released after: the listing holds the state
-	 * machine's read lock, which ffs_maybe_release must not take again. */
-	sm_each_orphan(fs->sm, collect_orphan, &l);
-	for (size_t i = 0; i < l.n; i++)
-		ffs_maybe_release(fs, l.v[i]);
-	free(l.v);
+	fs_release_id(fs->cfg.rel, id); /* checks the handles itself */
 }
 
 void fuse_fs_release_orphans(struct fuse_fs *fs)
@@ -253,10 +195,7 @@ void fuse_fs_release_orphans(struct fuse_fs *fs)
 	/* Once this node applied everything committed (the barrier), every
 	 * orphan no handle here holds is released by this node: those left
 	 * by a crash, and those that waited for it while it was down. */
-	if (fs->cfg.rel)
-		fs_release_start(fs->cfg.rel);
-	else
-		fs_node_barrier(fs->fsn, start_barrier_done, fs);
+	fs_release_start(fs->cfg.rel);
 }
 
 /* ---- replies ---- */

@@ -14,9 +14,8 @@ struct fs_release;
 struct fuse_ops_cfg {
 	bool linearizable; /* lookups, getattr and readdir pass a ReadIndex barrier */
 	double timeout;	   /* kernel entry/attribute cache timeout, seconds */
-	/* This node's releaser of orphans (fs_release.h; borrowed): the mount
-	 * tells it which files it holds. NULL: the first orphan rule (the
-	 * mount releases for every node). */
+	/* This node's releaser of orphans (fs_release.h; borrowed, required):
+	 * the mount tells it which files it holds. */
 	struct fs_release *rel;
 };
 

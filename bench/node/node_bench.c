@@ -119,14 +119,26 @@ static int wait_stable(double timeout_ms)
 	return -1;
 }
 
+/* Sends req and waits for the node's answer: its error code (0: done). */
+static int call(client *c, Transportpb__Request *req, unsigned timeout_ms)
+{
+	Transportpb__Response *resp;
+	char err[256];
+	int rc = client_call(c, req, &resp, timeout_ms + 1000, err, sizeof(err));
+
+	if (rc < 0)
+		return rc;
+	rc = resp->error;
+	transportpb__response__free_unpacked(resp, NULL);
+	return rc;
+}
+
 static int put(client *c, const char *key, size_t vsize, unsigned timeout_ms)
 {
 	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
 	Transportpb__ProposeRequest pr = TRANSPORTPB__PROPOSE_REQUEST__INIT;
-	Transportpb__Response *resp;
-	char cmd[8192], err[256];
+	char cmd[8192];
 	size_t kl = strlen(key);
-	int rc;
 
 	memcpy(cmd, key, kl);
 	cmd[kl] = '=';
@@ -136,12 +148,7 @@ static int put(client *c, const char *key, size_t vsize, unsigned timeout_ms)
 	pr.timeout_ms = timeout_ms;
 	req.op_case = TRANSPORTPB__REQUEST__OP_PROPOSE;
 	req.propose = &pr;
-	rc = client_call(c, &req, &resp, timeout_ms + 1000, err, sizeof(err));
-	if (rc < 0)
-		return rc;
-	rc = resp->error;
-	transportpb__response__free_unpacked(resp, NULL);
-	return rc;
+	return call(c, &req, timeout_ms);
 }
 
 /* A linearizable read of key (ReadIndex barrier, then the query). */
@@ -149,21 +156,13 @@ static int get(client *c, const char *key, unsigned timeout_ms)
 {
 	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
 	Transportpb__QueryRequest q = TRANSPORTPB__QUERY_REQUEST__INIT;
-	Transportpb__Response *resp;
-	char err[256];
-	int rc;
 
 	q.data.data = (uint8_t *)key;
 	q.data.len = strlen(key);
 	q.linearizable = true;
 	req.op_case = TRANSPORTPB__REQUEST__OP_QUERY;
 	req.query = &q;
-	rc = client_call(c, &req, &resp, timeout_ms + 1000, err, sizeof(err));
-	if (rc < 0)
-		return rc;
-	rc = resp->error;
-	transportpb__response__free_unpacked(resp, NULL);
-	return rc;
+	return call(c, &req, timeout_ms);
 }
 
 static int cmp_double(const void *a, const void *b)
