@@ -198,6 +198,31 @@ static bool is_ancestor(struct sm *sm, uint64_t anc, uint64_t dir)
 	return false;
 }
 
+// ---- Delegations (fs/README-sm.md, "Delegations").
+
+// Whether command c may change the entries of directory dir: 0, or
+// SM_RESULT_DELEGATED when another node holds it, or when c was answered
+// before it applied (behind) under a delegation that has ended since. A
+// directory that is not there passes: the op's own checks answer for it.
+static int deleg_entries(struct sm *sm, const Fspb__Command *c, uint64_t dir)
+{
+	struct sm_obj *d = tree_get(sm, dir);
+	if (!d || d->type != S_IFDIR)
+		return 0;
+	if (d->holder == 0)
+		return c->behind ? SM_RESULT_DELEGATED : 0;
+	return c->node == d->holder ? 0 : SM_RESULT_DELEGATED;
+}
+
+// A directory that c would remove (rmdir, rename over it) must not be
+// delegated to another node: that node may have answered creates in it.
+static int deleg_removal(const Fspb__Command *c, const struct sm_obj *dir)
+{
+	if (!dir || dir->type != S_IFDIR || dir->holder == 0 || dir->holder == c->node)
+		return 0;
+	return SM_RESULT_DELEGATED;
+}
+
 // ---- Plans: the result of each op as a function of the current state.
 
 static int plan_setattr(struct sm *sm, const Fspb__SetAttr *s, struct sm_record *rec)
@@ -239,6 +264,8 @@ static int plan_create(struct sm *sm, const Fspb__Command *c, uint64_t parent, c
 		       uint64_t ino, uint32_t mode, struct sm_record *rec)
 {
 	struct sm_obj *child;
+	if ((rec->result = deleg_entries(sm, c, parent)))
+		return 0;
 	int rc = find_child(sm, parent, name, &rec->result, &child);
 	if (rc || rec->result)
 		return rc;
@@ -261,8 +288,11 @@ static int plan_create(struct sm *sm, const Fspb__Command *c, uint64_t parent, c
 	return 0;
 }
 
-static int plan_link(struct sm *sm, const Fspb__Link *l, struct sm_record *rec)
+static int plan_link(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 {
+	const Fspb__Link *l = c->link;
+	if ((rec->result = deleg_entries(sm, c, l->new_parent)))
+		return 0;
 	struct sm_obj *o = tree_get(sm, l->ino);
 	if (!o)
 		return rec->result = ENOENT, 0;
@@ -283,14 +313,19 @@ static int plan_link(struct sm *sm, const Fspb__Link *l, struct sm_record *rec)
 	return rc;
 }
 
-static int plan_unlink(struct sm *sm, const Fspb__Unlink *u, struct sm_record *rec)
+static int plan_unlink(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 {
+	const Fspb__Unlink *u = c->unlink;
 	struct sm_obj *child;
+	if ((rec->result = deleg_entries(sm, c, u->parent)))
+		return 0;
 	int rc = find_child(sm, u->parent, u->name, &rec->result, &child);
 	if (rc || rec->result)
 		return rc;
 	if (!child)
 		return rec->result = ENOENT, 0;
+	if ((rec->result = deleg_removal(c, child)))
+		return 0;
 	if (u->dir && child->type != S_IFDIR)
 		return rec->result = ENOTDIR, 0;
 	if (!u->dir && child->type == S_IFDIR)
@@ -306,13 +341,17 @@ static int plan_unlink(struct sm *sm, const Fspb__Unlink *u, struct sm_record *r
 	return 0;
 }
 
-static int plan_rename(struct sm *sm, const Fspb__Rename *r, struct sm_record *rec)
+static int plan_rename(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 {
+	const Fspb__Rename *r = c->rename;
 	bool exchange = r->flags & RENAME_EXCHANGE;
 	if (r->flags & ~(uint32_t)(RENAME_EXCHANGE | RENAME_NOREPLACE) ||
 	    (exchange && (r->flags & RENAME_NOREPLACE)))
 		return rec->result = EINVAL, 0;
 	struct sm_obj *src, *dst;
+	if ((rec->result = deleg_entries(sm, c, r->parent)) ||
+	    (rec->result = deleg_entries(sm, c, r->new_parent)))
+		return 0;
 	int rc = find_child(sm, r->parent, r->name, &rec->result, &src);
 	if (rc || rec->result)
 		return rc;
@@ -339,6 +378,8 @@ static int plan_rename(struct sm *sm, const Fspb__Rename *r, struct sm_record *r
 		return 0;
 	}
 	if (dst) {
+		if ((rec->result = deleg_removal(c, dst)))
+			return 0;
 		if (sdir && !ddir)
 			return rec->result = ENOTDIR, 0;
 		if (!sdir && ddir)
@@ -539,6 +580,47 @@ static int plan_release(struct sm *sm, const Fspb__Release *r, struct sm_record 
 	return 0;
 }
 
+// rec->a, rec->b: the directory's epoch and holder after the op.
+static int plan_deleg(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
+{
+	const Fspb__Deleg *g = c->deleg;
+	struct sm_obj *d = tree_get(sm, g->dir);
+	if (!d)
+		return rec->result = ENOENT, 0;
+	if (d->type != S_IFDIR)
+		return rec->result = ENOTDIR, 0;
+	bool current = d->holder != 0 && g->epoch == d->epoch;
+	rec->a = d->epoch;
+	rec->b = d->holder;
+	switch (g->op) {
+	case FSPB__DELEG__OP__GRANT:
+		if (c->node == 0)
+			return rec->result = EINVAL, 0;
+		if (d->holder == c->node)
+			return 0; // it has it already: nothing changes
+		if (d->holder)
+			return rec->result = SM_RESULT_DELEGATED, 0;
+		rec->a = d->epoch + 1;
+		rec->b = c->node;
+		return 0;
+	case FSPB__DELEG__OP__RECALL:
+		rec->result = current ? 0 : ESTALE;
+		return 0;
+	case FSPB__DELEG__OP__RETURN:
+		if (!current || c->node != d->holder)
+			return rec->result = ESTALE, 0;
+		rec->b = 0;
+		return 0;
+	case FSPB__DELEG__OP__REVOKE:
+		if (!current)
+			return rec->result = ESTALE, 0;
+		rec->b = 0;
+		return 0;
+	default:
+		return rec->result = EINVAL, 0;
+	}
+}
+
 int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 {
 	rec->result = 0;
@@ -565,11 +647,11 @@ int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 				   S_IFLNK | 0777, rec);
 	}
 	case FSPB__COMMAND__OP_LINK:
-		return plan_link(sm, c->link, rec);
+		return plan_link(sm, c, rec);
 	case FSPB__COMMAND__OP_UNLINK:
-		return plan_unlink(sm, c->unlink, rec);
+		return plan_unlink(sm, c, rec);
 	case FSPB__COMMAND__OP_RENAME:
-		return plan_rename(sm, c->rename, rec);
+		return plan_rename(sm, c, rec);
 	case FSPB__COMMAND__OP_WRITE:
 		return plan_write(sm, c->write, rec);
 	case FSPB__COMMAND__OP_FALLOCATE:
@@ -582,6 +664,8 @@ int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 				  rec);
 	case FSPB__COMMAND__OP_RELEASE:
 		return plan_release(sm, c->release, rec);
+	case FSPB__COMMAND__OP_DELEG:
+		return plan_deleg(sm, c, rec);
 	default:
 		rec->result = EINVAL;
 		return 0;
@@ -726,11 +810,24 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		rc = fault("chmod", p.buf, errno);
 	if (!rc && !(rc = step(sm)))
 		rc = stamp_new_times(sm, p.buf, t);
+	// Granted to its maker (Mkdir.grant): nobody else has a view of it yet.
+	bool grant = m->grant && c->node;
+	if (!rc && grant) {
+		if ((rc = tree_write_deleg(p.buf, c->node, 1)))
+			rc = fault("delegate", p.buf, -rc);
+		else
+			rc = step(sm);
+	}
 	if (!rc && lstat(p.buf, &st))
 		rc = fault("stat", p.buf, errno);
 	if (!rc) {
 		pthread_rwlock_wrlock(&sm->lock);
 		rc = tree_put(sm, m->ino, st.st_ino, S_IFDIR, t, m->parent, m->name);
+		if (!rc && grant) {
+			struct sm_obj *o = tree_get(sm, m->ino);
+			o->holder = c->node;
+			o->epoch = 1;
+		}
 		pthread_rwlock_unlock(&sm->lock);
 	}
 	// The id goes last: a directory with an id is complete for the scan.
@@ -741,6 +838,9 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	sm_path_release(&p);
 	if (!rc)
 		rc = touch_dir(sm, m->parent, t);
+	if (!rc && grant && sm->deleg_hook)
+		sm->deleg_hook(sm->deleg_hook_arg, m->ino, FSPB__DELEG__OP__GRANT, c->node,
+			       c->node, 1);
 	return rc;
 }
 
@@ -1117,6 +1217,33 @@ static int exec_release(struct sm *sm, const Fspb__Release *r)
 	return 0;
 }
 
+// Stores the planned delegation (idempotent), then tells the hook.
+static int exec_deleg(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
+{
+	const Fspb__Deleg *g = c->deleg;
+	struct sm_obj *d = tree_get(sm, g->dir);
+	int rc = 0;
+	if (g->op != FSPB__DELEG__OP__RECALL) {
+		struct sm_path p;
+		if ((rc = tree_path(sm, g->dir, &p)))
+			return fault("resolve directory", "", -rc);
+		if ((rc = tree_write_deleg(p.buf, (uint32_t)rec->b, rec->a)))
+			rc = fault("delegate", p.buf, -rc);
+		sm_path_release(&p);
+		if (rc)
+			return rc;
+		pthread_rwlock_wrlock(&sm->lock);
+		d->holder = (uint32_t)rec->b;
+		d->epoch = rec->a;
+		pthread_rwlock_unlock(&sm->lock);
+		if ((rc = step(sm)))
+			return rc;
+	}
+	if (sm->deleg_hook)
+		sm->deleg_hook(sm->deleg_hook_arg, g->dir, g->op, c->node, d->holder, d->epoch);
+	return 0;
+}
+
 int apply_exec(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
 {
 	switch (c->op_case) {
@@ -1146,6 +1273,8 @@ int apply_exec(struct sm *sm, const Fspb__Command *c, const struct sm_record *re
 		return exec_xattr(sm, c, c->removexattr->ino, c->removexattr->name, NULL);
 	case FSPB__COMMAND__OP_RELEASE:
 		return exec_release(sm, c->release);
+	case FSPB__COMMAND__OP_DELEG:
+		return exec_deleg(sm, c, rec);
 	default:
 		return 0;
 	}

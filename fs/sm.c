@@ -434,6 +434,12 @@ void sm_set_orphan_hook(struct sm *sm, sm_orphan_hook fn, void *arg)
 	sm->orphan_hook_arg = arg;
 }
 
+void sm_set_deleg_hook(struct sm *sm, sm_deleg_hook fn, void *arg)
+{
+	sm->deleg_hook = fn;
+	sm->deleg_hook_arg = arg;
+}
+
 void sm_set_journal_limit(struct sm *sm, size_t bytes)
 {
 	sm->journal_max = bytes;

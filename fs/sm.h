@@ -36,6 +36,13 @@ struct sm;
 // whose result was forgotten; by the envelope's contract nobody waits for it.
 #define SM_RESULT_STALE EALREADY
 
+// Result of a command that changes the entries of a directory delegated to
+// another node (Command.node is not its holder), or of a write-behind
+// command (Command.behind) whose delegation ended before it applied
+// (fs/README-sm.md, "Delegations"). The proposer recalls and retries, or
+// reports the write-behind failure.
+#define SM_RESULT_DELEGATED EREMOTE
+
 // Opens (creating on first use) the state machine over data_dir. node_id
 // (1..65535) is this node's id, used only to allocate fresh ids. A fresh
 // data dir gets an empty root, id 1, mode 0755, root:root, times 0.
@@ -135,6 +142,17 @@ typedef void (*sm_orphan_hook)(void *arg, uint64_t id);
 // Installs fn (NULL: none) with arg; same rules as sm_set_content_hook.
 void sm_set_orphan_hook(struct sm *sm, sm_orphan_hook fn, void *arg);
 
+// Called on the apply thread after a Deleg command (proto/fs.proto) or a
+// Mkdir that granted the new directory applied with result 0: dir, the op
+// (FSPB__DELEG__OP__*), the node that proposed it, and the directory's
+// delegation now (holder 0: none) with its epoch. Also when redone after a
+// crash. Must not block nor call sm_apply.
+typedef void (*sm_deleg_hook)(void *arg, uint64_t dir, int op, uint32_t node, uint32_t holder,
+			      uint64_t epoch);
+
+// Installs fn (NULL: none) with arg; same rules as sm_set_content_hook.
+void sm_set_deleg_hook(struct sm *sm, sm_deleg_hook fn, void *arg);
+
 // Allocates a fresh id for a new object proposed by this node:
 // (node_id << 48) | counter, the counter persisted (fsynced in blocks) so an id
 // is never handed out twice, even across crashes. Thread-safe.
@@ -187,6 +205,10 @@ int sm_statfs(struct sm *sm, struct statvfs *st);
 // Calls fn for every orphan (a non-directory whose last name is gone and that
 // awaits a Release command). Returns 0 or what fn returned (nonzero stops).
 int sm_each_orphan(struct sm *sm, int (*fn)(void *arg, uint64_t id), void *arg);
+
+// The delegation of directory `dir` as of the last applied command: *holder
+// (0: none) and *epoch. -ENOENT, -ENOTDIR.
+int sm_deleg(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch);
 
 // Whether node `node` already released orphan id (a Release of it by that
 // node was applied): 1, 0 (not yet, or id is no orphan), or a negative errno.

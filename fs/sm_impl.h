@@ -23,6 +23,9 @@
 // The most nodes a Release may name (voters): bounds the xattr above, which
 // must fit ext4's one xattr block beside the user's.
 #define SM_MAX_VOTERS 63
+// On a directory: its delegation (u32 holder node, u64 epoch; absent: none,
+// epoch 0), see apply.c's Deleg. Replicated state: snapshots must carry it.
+#define SM_XATTR_DELEG "trusted.raftfs.deleg"
 
 // One object of the tree, in memory. Directories are found by walking parent
 // ids to the root (their path in DATA/tree); every other object by its index
@@ -34,6 +37,8 @@ struct sm_obj {
 	mode_t type;	    // S_IFMT bits
 	uint64_t parent;    // directories only
 	char *name;	    // directories only (owned)
+	uint32_t holder;    // directories: the node it is delegated to (0: none)
+	uint64_t epoch;	    // directories: the number of its last grant
 };
 
 #define SM_FD_CACHE 64
@@ -64,6 +69,8 @@ struct sm {
 	void *content_hook_arg;
 	sm_orphan_hook orphan_hook; // sm_set_orphan_hook (apply thread)
 	void *orphan_hook_arg;
+	sm_deleg_hook deleg_hook; // sm_set_deleg_hook (apply thread)
+	void *deleg_hook_arg;
 
 	// Write fds of regular files, by id (apply thread only).
 	struct {
@@ -132,6 +139,11 @@ int tree_write_id(const char *path, uint64_t id);
 int tree_read_released(const char *path, uint32_t *ids);
 // Replaces it with n ids (ascending). 0 or -errno.
 int tree_write_released(const char *path, const uint32_t *ids, size_t n);
+
+// The delegation of directory path (SM_XATTR_DELEG): 0 with holder 0 and
+// epoch 0 when it has none, or -errno. Stores it: 0 or -errno.
+int tree_read_deleg(const char *path, uint32_t *holder, uint64_t *epoch);
+int tree_write_deleg(const char *path, uint32_t holder, uint64_t epoch);
 
 // Fills st for object o from lstat of path, replacing what is replicated
 // differently (ino, ctime, nlink). Returns 0 or -errno.

@@ -268,3 +268,20 @@ int sm_orphan_released_by(struct sm *sm, uint64_t id, uint32_t node)
 	pthread_rwlock_unlock(&sm->lock);
 	return rc;
 }
+
+int sm_deleg(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch)
+{
+	int rc = 0;
+	pthread_rwlock_rdlock(&sm->lock);
+	struct sm_obj *o = tree_get(sm, dir);
+	if (!o)
+		rc = -ENOENT;
+	else if (o->type != S_IFDIR)
+		rc = -ENOTDIR;
+	else {
+		*holder = o->holder;
+		*epoch = o->epoch;
+	}
+	pthread_rwlock_unlock(&sm->lock);
+	return rc;
+}

@@ -276,6 +276,44 @@ int tree_write_released(const char *path, const uint32_t *ids, size_t n)
 	return lsetxattr(path, SM_XATTR_RELEASED, ids, n * sizeof(*ids), 0) ? -errno : 0;
 }
 
+// SM_XATTR_DELEG: holder u32 | epoch u64, native order (a node's own disk).
+#define DELEG_BYTES 12
+
+static int parse_deleg(const uint8_t *buf, ssize_t n, uint32_t *holder, uint64_t *epoch)
+{
+	*holder = 0;
+	*epoch = 0;
+	if (n < 0)
+		return errno == ENODATA ? 0 : -errno;
+	if (n != DELEG_BYTES)
+		return -EIO;
+	memcpy(holder, buf, 4);
+	memcpy(epoch, buf + 4, 8);
+	return 0;
+}
+
+int tree_read_deleg(const char *path, uint32_t *holder, uint64_t *epoch)
+{
+	uint8_t buf[DELEG_BYTES];
+	return parse_deleg(buf, lgetxattr(path, SM_XATTR_DELEG, buf, sizeof(buf)), holder, epoch);
+}
+
+// The same on an open directory (the start-up scan).
+static int fd_read_deleg(int fd, struct sm_obj *o)
+{
+	uint8_t buf[DELEG_BYTES];
+	return parse_deleg(buf, fgetxattr(fd, SM_XATTR_DELEG, buf, sizeof(buf)), &o->holder,
+			   &o->epoch);
+}
+
+int tree_write_deleg(const char *path, uint32_t holder, uint64_t epoch)
+{
+	uint8_t buf[DELEG_BYTES];
+	memcpy(buf, &holder, 4);
+	memcpy(buf + 4, &epoch, 8);
+	return lsetxattr(path, SM_XATTR_DELEG, buf, sizeof(buf), 0) ? -errno : 0;
+}
+
 int tree_stat(struct sm_obj *o, const char *path, struct stat *st)
 {
 	if (lstat(path, st))
@@ -394,6 +432,9 @@ static int scan_subdir(struct sm *sm, DIR *d, const char *name, uint64_t self, u
 			ct = 0; // cut short by a crash before the ctime was written; redo writes it
 		note_id(sm, id);
 		rc = tree_put(sm, id, st.st_ino, S_IFDIR, ct, self, name);
+		if (!rc && (rc = fd_read_deleg(sub, tree_get(sm, id))))
+			fprintf(stderr, "sm: scan directory %s: delegation: %s\n", name,
+				strerror(-rc));
 	}
 	close(sub);
 	if (!rc && *qlen == *qcap) {
@@ -471,7 +512,9 @@ int tree_scan(struct sm *sm)
 	}
 	if (fgetxattr(fd, SM_XATTR_CTIME, &ct, sizeof(ct)) != sizeof(ct))
 		ct = 0;
-	close(fd);
 	rc = tree_put(sm, SM_ROOT_ID, st.st_ino, S_IFDIR, ct, SM_ROOT_ID, "");
+	if (!rc && (rc = fd_read_deleg(fd, tree_get(sm, SM_ROOT_ID))))
+		fprintf(stderr, "sm: scan %s: delegation: %s\n", path, strerror(-rc));
+	close(fd);
 	return rc ? rc : scan_dirs(sm);
 }
