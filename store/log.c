@@ -8,15 +8,19 @@
 #include "codec.h"
 #include "store_int.h"
 
-static int entry_put(store *s, rocksdb_writebatch_t *b, const raft_entry *e)
+/* ref: the entry's value log reference when vlog_wants(e), else unused. */
+static int entry_put(store *s, rocksdb_writebatch_t *b, const raft_entry *e, const uint8_t *ref)
 {
 	uint8_t key[KEY_MAX];
 	size_t klen = key_entry(key, e->index);
-	size_t plen = codec_entry_size(e);
+	size_t plen = vlog_wants(e) ? VLOG_REF_BYTES : codec_entry_size(e);
 	uint8_t *p = rec_buf(s, plen);
 	if (!p)
 		return RAFT_ENOMEM;
-	codec_entry_pack(e, p);
+	if (vlog_wants(e))
+		memcpy(p, ref, VLOG_REF_BYTES);
+	else
+		codec_entry_pack(e, p);
 	rec_put(s, b, key, klen, plen);
 	return 0;
 }
@@ -25,6 +29,8 @@ static int entry_put(store *s, rocksdb_writebatch_t *b, const raft_entry *e)
 static int entry_decode(store *s, uint64_t index, const uint8_t *payload, size_t plen,
 			raft_entry *e)
 {
+	if (vlog_is_ref(payload, plen))
+		return vlog_read(s, index, payload, e);
 	if (codec_entry_decode(payload, plen, e) != 0)
 		return store_fail(s, RAFT_ECORRUPT, "entry %llu: does not decode as raftpb.Entry",
 				  (unsigned long long)index);
@@ -57,6 +63,37 @@ int entry_get(store *s, uint64_t index, raft_entry *e)
 	return rv;
 }
 
+/* The term of stored entry index, without reading a large entry's data. */
+static int entry_term(store *s, uint64_t index, uint64_t *term)
+{
+	uint8_t key[KEY_MAX];
+	size_t klen = key_entry(key, index);
+	rocksdb_pinnableslice_t *ps;
+	const uint8_t *payload;
+	size_t plen;
+	raft_entry e;
+	int rv = rec_get(s, key, klen, &ps, &payload, &plen);
+	if (rv == 0)
+		return store_fail(s, RAFT_ECORRUPT, "entry %llu: missing (log holds %llu..%llu)",
+				  (unsigned long long)index,
+				  (unsigned long long)s->compact_index + 1,
+				  (unsigned long long)s->last_index);
+	if (rv < 0)
+		return rv;
+	if (vlog_is_ref(payload, plen)) {
+		*term = vlog_ref_term(payload);
+		rocksdb_pinnableslice_destroy(ps);
+		return 0;
+	}
+	rv = entry_decode(s, index, payload, plen, &e);
+	rocksdb_pinnableslice_destroy(ps);
+	if (rv == 0) {
+		*term = e.term;
+		raft_entry_free_contents(&e);
+	}
+	return rv;
+}
+
 uint64_t store_first_index(const store *s)
 {
 	return s->compact_index + 1;
@@ -81,13 +118,7 @@ int store_term(store *s, uint64_t index, uint64_t *term)
 		*term = s->last_term;
 		return 0;
 	}
-	raft_entry e;
-	int rv = entry_get(s, index, &e);
-	if (rv != 0)
-		return rv;
-	*term = e.term;
-	raft_entry_free_contents(&e);
-	return 0;
+	return entry_term(s, index, term);
 }
 
 int iter_status(store *s, rocksdb_iterator_t *it, const char *what)
@@ -218,10 +249,26 @@ int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size
 				  (unsigned long long)ents[0].index,
 				  (unsigned long long)s->last_index);
 
+	/* Large entries' data first, durable before the records naming it. */
+	uint8_t *refs = NULL;
+	size_t n_big = 0;
+	for (size_t i = 0; i < n; i++)
+		n_big += vlog_wants(&ents[i]);
+	if (n_big > 0) {
+		refs = malloc(n * VLOG_REF_BYTES);
+		if (!refs)
+			return store_fail(s, RAFT_ENOMEM, "append: out of memory");
+		int rv = vlog_append(s, ents, n, refs);
+		if (rv != 0) {
+			free(refs);
+			return rv;
+		}
+	}
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 	int rv = 0;
 	for (size_t i = 0; i < n && rv == 0; i++)
-		rv = entry_put(s, b, &ents[i]);
+		rv = entry_put(s, b, &ents[i], refs ? refs + i * VLOG_REF_BYTES : NULL);
+	free(refs);
 	uint64_t new_last = n ? ents[n - 1].index : s->last_index;
 	if (rv == 0 && n > 0 && new_last < s->last_index) {
 		/* Raft §5.3: a conflicting entry and all that follow it go. */
@@ -331,11 +378,16 @@ int store_compact(store *s, uint64_t index)
 	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
 	rocksdb_writebatch_delete_range(b, (const char *)from, flen, (const char *)to, tlen);
 	log_start_put(s, b, index, term);
-	rv = batch_write(s, b, false, "compact log");
+	/* Deleting a value log file is only safe once no crash can bring
+	 * back the entries that refer to it. */
+	bool drop = vlog_droppable(s, index);
+	rv = batch_write(s, b, drop, "compact log");
 	rocksdb_writebatch_destroy(b);
 	if (rv != 0)
 		return rv;
 	s->compact_index = index;
 	s->compact_term = term;
+	if (drop)
+		vlog_drop(s, index);
 	return 0;
 }

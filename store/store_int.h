@@ -6,6 +6,7 @@
 #include <rocksdb/c.h>
 
 #include "store.h"
+#include "vlog.h"
 
 #define STORE_ERRMSG_MAX 512
 #define KEY_MAX 17 /* prefix byte + two big-endian u64 */
@@ -47,6 +48,8 @@ struct store {
 
 	uint8_t *scratch; /* reused buffer for encoding one value */
 	size_t scratch_cap;
+
+	vlog vl; /* large entries' data (vlog.h) */
 
 	raft_storage iface;
 	char errmsg[STORE_ERRMSG_MAX];

@@ -1,0 +1,395 @@
+/* vlog.c — large entries' data in append-only files beside RocksDB (see
+ * vlog.h for why and for the durability order).
+ *
+ * Reference (VLOG_REF_BYTES, big-endian numbers):
+ *   [0] 0  [1] entry type  [2..10) term  [10..18) index
+ *   [18..26) file seq  [26..34) offset  [34..38) length  [38..42) crc32c(data)
+ */
+#include "vlog.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "store_int.h"
+
+#define NAME_LEN 21 /* 16 hex digits + ".vlog" */
+
+static void be32_put(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint32_t be32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void file_name(char *buf, uint64_t seq)
+{
+	snprintf(buf, NAME_LEN + 1, "%016llx.vlog", (unsigned long long)seq);
+}
+
+static bool parse_name(const char *name, uint64_t *seq)
+{
+	char *end;
+
+	if (strlen(name) != NAME_LEN || strcmp(name + 16, ".vlog") != 0)
+		return false;
+	errno = 0;
+	*seq = strtoull(name, &end, 16);
+	return errno == 0 && end == name + 16;
+}
+
+static vlog_file *file_find(vlog *v, uint64_t seq)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (v->files[i].seq == seq)
+			return &v->files[i];
+	return NULL;
+}
+
+static int file_add(store *s, uint64_t seq, int fd, uint64_t size)
+{
+	vlog *v = &s->vl;
+
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 8;
+		vlog_file *f = realloc(v->files, cap * sizeof(*f));
+
+		if (!f)
+			return store_fail(s, RAFT_ENOMEM, "value log: out of memory");
+		v->files = f;
+		v->cap = cap;
+	}
+	/* Kept in ascending seq: files are listed unordered at open. */
+	size_t i = v->n;
+	while (i > 0 && v->files[i - 1].seq > seq) {
+		v->files[i] = v->files[i - 1];
+		i--;
+	}
+	v->files[i] = (vlog_file){seq, fd, size, 0};
+	v->n++;
+	if (seq >= v->next_seq)
+		v->next_seq = seq + 1;
+	return 0;
+}
+
+/* Deletes files[i] (its name first: a failure leaves it for the next
+ * open, which deletes files nothing refers to). */
+static void file_remove(store *s, size_t i)
+{
+	vlog *v = &s->vl;
+	char name[NAME_LEN + 1];
+
+	file_name(name, v->files[i].seq);
+	if (unlinkat(v->dirfd, name, 0) != 0 && errno != ENOENT)
+		return;
+	close(v->files[i].fd);
+	memmove(&v->files[i], &v->files[i + 1], (v->n - i - 1) * sizeof(*v->files));
+	v->n--;
+}
+
+static int list_files(store *s)
+{
+	vlog *v = &s->vl;
+	DIR *d = fdopendir(dup(v->dirfd));
+	struct dirent *de;
+	int rv = 0;
+
+	if (!d)
+		return store_fail(s, -errno, "value log %s: list: %s", v->dir, strerror(errno));
+	while (rv == 0 && (de = readdir(d)) != NULL) {
+		uint64_t seq;
+		struct stat st;
+		int fd;
+
+		if (!parse_name(de->d_name, &seq))
+			continue;
+		fd = openat(v->dirfd, de->d_name, O_RDWR | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &st) != 0) {
+			rv = store_fail(s, -errno, "value log: open %s/%s: %s", v->dir, de->d_name,
+					strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		rv = file_add(s, seq, fd, (uint64_t)st.st_size);
+		if (rv != 0)
+			close(fd);
+	}
+	closedir(d);
+	return rv;
+}
+
+/* Notes, for every reference in the stored log, which file holds its
+ * data: what decides which files may be deleted. */
+static int scan_refs(store *s)
+{
+	uint8_t key[KEY_MAX];
+	size_t klen = key_entry(key, s->compact_index + 1);
+	rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->ro);
+	int rv = 0;
+
+	for (rocksdb_iter_seek(it, (const char *)key, klen); rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t got_len, vlen, plen;
+		const char *got = rocksdb_iter_key(it, &got_len);
+		const char *val;
+		const uint8_t *payload;
+		uint64_t index, seq;
+		vlog_file *f;
+
+		if (got_len != 9 || got[0] != KEY_PREFIX_ENTRY)
+			break;
+		index = be64_get((const uint8_t *)got + 1);
+		if (index > s->last_index)
+			break;
+		val = rocksdb_iter_value(it, &vlen);
+		/* A record that fails its check, or names a file that is gone,
+		 * is reported when the entry is read, not here: open succeeds
+		 * and the core learns what is wrong where it matters. */
+		if (rec_check(s, (const uint8_t *)got, got_len, val, vlen, &payload, &plen) != 0 ||
+		    !vlog_is_ref(payload, plen))
+			continue;
+		seq = be64_get(payload + 18);
+		f = file_find(&s->vl, seq);
+		if (f && index > f->max_index)
+			f->max_index = index;
+	}
+	if (rv == 0)
+		rv = iter_status(s, it, "value log: scan the log's references");
+	rocksdb_iter_destroy(it);
+	return rv;
+}
+
+int vlog_open(store *s)
+{
+	vlog *v = &s->vl;
+	size_t len = strlen(s->dir) + sizeof("/vlog");
+
+	v->dirfd = -1;
+	v->next_seq = 1;
+	v->dir = malloc(len);
+	if (!v->dir)
+		return store_fail(s, RAFT_ENOMEM, "value log: out of memory");
+	snprintf(v->dir, len, "%s/vlog", s->dir);
+	if (mkdir(v->dir, 0755) != 0 && errno != EEXIST)
+		return store_fail(s, -errno, "value log: create %s: %s", v->dir, strerror(errno));
+	v->dirfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (v->dirfd < 0)
+		return store_fail(s, -errno, "value log: open %s: %s", v->dir, strerror(errno));
+	return list_files(s);
+}
+
+int vlog_scan(store *s)
+{
+	vlog *v = &s->vl;
+	int rv = scan_refs(s);
+
+	/* Unreferenced: compacted before a crash lost the deletion, or written
+	 * by a save that never reached RocksDB. */
+	for (size_t i = v->n; rv == 0 && i-- > 0;)
+		if (v->files[i].max_index == 0)
+			file_remove(s, i);
+	return rv;
+}
+
+void vlog_close(store *s)
+{
+	vlog *v = &s->vl;
+
+	if (!v->dir)
+		return; /* never opened */
+	for (size_t i = 0; i < v->n; i++)
+		close(v->files[i].fd);
+	if (v->dirfd >= 0)
+		close(v->dirfd);
+	free(v->files);
+	free(v->dir);
+	memset(v, 0, sizeof(*v));
+}
+
+/* A new file to append to; its name is durable before any reference to it
+ * can be. */
+static int start_file(store *s)
+{
+	vlog *v = &s->vl;
+	char name[NAME_LEN + 1];
+	uint64_t seq = v->next_seq;
+	int fd, rv;
+
+	file_name(name, seq);
+	fd = openat(v->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return store_fail(s, -errno, "value log: create %s/%s: %s", v->dir, name,
+				  strerror(errno));
+	if (fsync(v->dirfd) != 0) {
+		rv = store_fail(s, -errno, "value log: sync directory %s: %s", v->dir,
+				strerror(errno));
+		close(fd);
+		unlinkat(v->dirfd, name, 0);
+		return rv;
+	}
+	rv = file_add(s, seq, fd, 0);
+	if (rv != 0) {
+		close(fd);
+		unlinkat(v->dirfd, name, 0);
+		return rv;
+	}
+	v->appending = true;
+	return 0;
+}
+
+static int write_all(store *s, vlog_file *f, const uint8_t *p, size_t len)
+{
+	uint64_t off = f->size;
+
+	while (len > 0) {
+		ssize_t w = pwrite(f->fd, p, len, (off_t)off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return store_fail(s, w < 0 ? -errno : RAFT_EIO,
+					  "value log: write %zu bytes to %s/%016llx.vlog at %llu: %s",
+					  len, s->vl.dir, (unsigned long long)f->seq,
+					  (unsigned long long)off, w < 0 ? strerror(errno) : "no progress");
+		p += w;
+		len -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs)
+{
+	vlog *v = &s->vl;
+	vlog_file *f = NULL;
+	int rv;
+
+	for (size_t i = 0; i < n; i++) {
+		const raft_entry *e = &ents[i];
+		uint8_t *r = refs + i * VLOG_REF_BYTES;
+
+		if (!vlog_wants(e))
+			continue;
+		if (!f) {
+			if (v->appending && v->files[v->n - 1].size >= VLOG_FILE_BYTES)
+				v->appending = false;
+			if (!v->appending && (rv = start_file(s)) != 0)
+				return rv;
+			f = &v->files[v->n - 1];
+		}
+		/* A failed write leaves f->size where it was: the next one
+		 * overwrites whatever part of it landed. */
+		rv = write_all(s, f, e->data, e->len);
+		if (rv != 0)
+			return rv;
+		r[0] = 0;
+		r[1] = (uint8_t)e->type;
+		be64_put(r + 2, e->term);
+		be64_put(r + 10, e->index);
+		be64_put(r + 18, f->seq);
+		be64_put(r + 26, f->size);
+		be32_put(r + 34, e->len);
+		be32_put(r + 38, crc32c_extend(0, e->data, e->len));
+		f->size += e->len;
+		if (e->index > f->max_index)
+			f->max_index = e->index;
+	}
+	if (f && fdatasync(f->fd) != 0)
+		return store_fail(s, -errno, "value log: sync %s/%016llx.vlog: %s", v->dir,
+				  (unsigned long long)f->seq, strerror(errno));
+	return 0;
+}
+
+uint64_t vlog_ref_term(const uint8_t *ref)
+{
+	return be64_get(ref + 2);
+}
+
+int vlog_read(store *s, uint64_t index, const uint8_t *ref, raft_entry *e)
+{
+	uint64_t seq = be64_get(ref + 18), off = be64_get(ref + 26);
+	uint32_t len = be32_get(ref + 34), crc = be32_get(ref + 38);
+	vlog_file *f = file_find(&s->vl, seq);
+	uint8_t *data;
+	size_t got = 0;
+
+	if (be64_get(ref + 10) != index)
+		return store_fail(s, RAFT_ECORRUPT, "entry %llu: its reference names entry %llu",
+				  (unsigned long long)index,
+				  (unsigned long long)be64_get(ref + 10));
+	if (!f || off + len > f->size)
+		return store_fail(s, RAFT_ECORRUPT,
+				  "entry %llu: %u bytes at %llu of %s/%016llx.vlog, which %s",
+				  (unsigned long long)index, len, (unsigned long long)off,
+				  s->vl.dir, (unsigned long long)seq,
+				  f ? "is shorter" : "is missing");
+	data = malloc(len ? len : 1);
+	if (!data)
+		return store_fail(s, RAFT_ENOMEM, "entry %llu: out of memory for %u bytes",
+				  (unsigned long long)index, len);
+	while (got < len) {
+		ssize_t r = pread(f->fd, data + got, len - got, (off_t)(off + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int rv = store_fail(s, r < 0 ? -errno : RAFT_ECORRUPT,
+					    "entry %llu: read %s/%016llx.vlog at %llu: %s",
+					    (unsigned long long)index, s->vl.dir,
+					    (unsigned long long)seq, (unsigned long long)(off + got),
+					    r < 0 ? strerror(errno) : "end of file");
+			free(data);
+			return rv;
+		}
+		got += (size_t)r;
+	}
+	if (crc32c_extend(0, data, len) != crc) {
+		free(data);
+		return store_fail(s, RAFT_ECORRUPT,
+				  "entry %llu: checksum mismatch in %u bytes at %llu of "
+				  "%s/%016llx.vlog",
+				  (unsigned long long)index, len, (unsigned long long)off,
+				  s->vl.dir, (unsigned long long)seq);
+	}
+	e->type = (raft_entry_type)ref[1];
+	e->term = be64_get(ref + 2);
+	e->index = index;
+	e->len = len;
+	e->data = len ? data : (free(data), NULL);
+	return 0;
+}
+
+/* Files that are done with: not the one taking data, and every entry ever
+ * written to them compacted. */
+static bool file_done(const vlog *v, size_t i, uint64_t index)
+{
+	return !(v->appending && i == v->n - 1) && v->files[i].max_index <= index;
+}
+
+bool vlog_droppable(const store *s, uint64_t index)
+{
+	for (size_t i = 0; i < s->vl.n; i++)
+		if (file_done(&s->vl, i, index))
+			return true;
+	return false;
+}
+
+void vlog_drop(store *s, uint64_t index)
+{
+	for (size_t i = s->vl.n; i-- > 0;)
+		if (file_done(&s->vl, i, index))
+			file_remove(s, i);
+}

@@ -1,0 +1,98 @@
+/* vlog.h — the data of large log entries in append-only files beside
+ * RocksDB (store-internal). The log record of such an entry holds a small
+ * reference instead (store.c, "Layout"), so its bytes are written once per
+ * node: not to RocksDB's WAL, memtable, flushed table and compactions, each
+ * a copy and (RocksDB's portable build) a software CRC — most of a node's
+ * CPU per byte of a big write, measured in bench/fs/README.md.
+ *
+ * Files: DIR/vlog/<seq, 16 hex digits>.vlog, appended to by one store, a new
+ * one after each open and every VLOG_FILE_BYTES. A reference names the
+ * file, offset, length and CRC-32C of the data; the data is fdatasync'ed
+ * before the record that refers to it is written, so a durable record never
+ * points at data that is not. A file goes once every entry that was ever
+ * written to it is compacted (its highest index is at or below the
+ * compaction point), or at open when no record refers to it. Not for use
+ * outside store/. */
+#ifndef RAFTFS_STORE_VLOG_H
+#define RAFTFS_STORE_VLOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "raft_types.h"
+
+typedef struct store store;
+
+/* Entries with at least this much data go to the value log. Smaller ones
+ * stay inline: for them the value log's extra fdatasync per save would
+ * cost more latency than RocksDB's copies cost CPU. */
+#define VLOG_MIN_BYTES (64u << 10)
+
+/* A file takes no new data once it has this many bytes. */
+#define VLOG_FILE_BYTES (64ull << 20)
+
+/* Size of a reference as stored in the entry's record. Its first byte is
+ * 0, which no protobuf-encoded raftpb.Entry starts with (field number 0
+ * does not exist), so records of both kinds share the 'e' keys. */
+#define VLOG_REF_BYTES 42
+
+typedef struct vlog_file {
+	uint64_t seq;
+	int fd;
+	uint64_t size;	    /* bytes written (and kept) so far */
+	uint64_t max_index; /* highest entry index written to it; 0: none known */
+} vlog_file;
+
+typedef struct vlog {
+	char *dir;
+	int dirfd;
+	vlog_file *files; /* ascending seq */
+	size_t n, cap;
+	bool appending; /* files[n - 1] takes new data */
+	uint64_t next_seq;
+} vlog;
+
+/* Whether entry e's data goes to the value log. */
+static inline bool vlog_wants(const raft_entry *e)
+{
+	return e->len >= VLOG_MIN_BYTES;
+}
+
+/* Whether a stored entry payload is a reference. */
+static inline bool vlog_is_ref(const uint8_t *payload, size_t plen)
+{
+	return plen == VLOG_REF_BYTES && payload[0] == 0;
+}
+
+/* Opens DIR/vlog (made if missing) and its files, so entries can be read. */
+int vlog_open(store *s);
+
+/* Once the log bounds are loaded: notes which file every stored reference
+ * names and deletes the files none names. */
+int vlog_scan(store *s);
+
+/* Closes the files and frees the table. */
+void vlog_close(store *s);
+
+/* Writes the data of every entry of ents[0..n) that vlog_wants() and makes
+ * it durable (one fdatasync); refs[i * VLOG_REF_BYTES] gets entry i's
+ * reference (untouched for the others). */
+int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs);
+
+/* Fills e (term, index, type, and a new data buffer the caller frees) from
+ * the reference ref stored under index, reading and checking the data. */
+int vlog_read(store *s, uint64_t index, const uint8_t *ref, raft_entry *e);
+
+/* The term in a reference, without reading the data. */
+uint64_t vlog_ref_term(const uint8_t *ref);
+
+/* Whether compacting through index frees a file (the compaction must then
+ * be durable before vlog_drop deletes it: a lost compaction would bring
+ * back entries whose data is gone). */
+bool vlog_droppable(const store *s, uint64_t index);
+
+/* Deletes the files whose entries are all at or below index. */
+void vlog_drop(store *s, uint64_t index);
+
+#endif
