@@ -28,10 +28,10 @@ void frame_reader_free(frame_reader *fr)
 	memset(fr, 0, sizeof(*fr));
 }
 
-int frame_reader_feed(frame_reader *fr, const void *data, size_t n)
+int frame_reader_space(frame_reader *fr, size_t min, uint8_t **space, size_t *cap)
 {
-	if (n == 0)
-		return 0;
+	size_t want = min;
+
 	/* Slide consumed bytes out before growing, so the buffer stays about
 	 * one frame large however long the connection lives. */
 	if (fr->start > 0) {
@@ -39,20 +39,47 @@ int frame_reader_feed(frame_reader *fr, const void *data, size_t n)
 		fr->len -= fr->start;
 		fr->start = 0;
 	}
-	if (fr->len + n > fr->cap) {
-		size_t cap = fr->cap ? fr->cap : 4096;
+	/* A big frame is read in as few calls as the socket allows. */
+	if (fr->len >= 4) {
+		uint32_t l = (uint32_t)fr->buf[0] << 24 | (uint32_t)fr->buf[1] << 16 |
+			     (uint32_t)fr->buf[2] << 8 | fr->buf[3];
+
+		if (l <= fr->max_frame && (size_t)l + 4 > fr->len + want)
+			want = (size_t)l + 4 - fr->len;
+	}
+	if (fr->len + want > fr->cap) {
+		size_t ncap = fr->cap ? fr->cap : 4096;
 		uint8_t *nb;
 
-		while (cap < fr->len + n)
-			cap *= 2;
-		nb = realloc(fr->buf, cap);
+		while (ncap < fr->len + want)
+			ncap *= 2;
+		nb = realloc(fr->buf, ncap);
 		if (!nb)
 			return -ENOMEM;
 		fr->buf = nb;
-		fr->cap = cap;
+		fr->cap = ncap;
 	}
-	memcpy(fr->buf + fr->len, data, n);
+	*space = fr->buf + fr->len;
+	*cap = fr->cap - fr->len;
+	return 0;
+}
+
+void frame_reader_commit(frame_reader *fr, size_t n)
+{
 	fr->len += n;
+}
+
+int frame_reader_feed(frame_reader *fr, const void *data, size_t n)
+{
+	uint8_t *space;
+	size_t cap;
+
+	if (n == 0)
+		return 0;
+	if (frame_reader_space(fr, n, &space, &cap) < 0)
+		return -ENOMEM;
+	memcpy(space, data, n);
+	frame_reader_commit(fr, n);
 	return 0;
 }
 

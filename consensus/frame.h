@@ -40,6 +40,16 @@ void frame_reader_free(frame_reader *fr);
 /* Appends n received bytes. 0 or -ENOMEM. */
 int frame_reader_feed(frame_reader *fr, const void *data, size_t n);
 
+/* Room at the end of the reader's buffer for at least min bytes, or for the
+ * rest of the frame being received if that is more (up to max): a socket
+ * read goes straight into it, sparing a copy of every received byte
+ * through another buffer; frame_reader_commit() then adds what was read.
+ * *space is valid until the next call on the reader. 0 or -ENOMEM. */
+int frame_reader_space(frame_reader *fr, size_t min, uint8_t **space, size_t *cap);
+
+/* Adds n bytes read into the space frame_reader_space() gave. */
+void frame_reader_commit(frame_reader *fr, size_t n);
+
 /* Takes the next complete frame: returns 1 and sets type, payload and len
  * (payload points into the reader, valid until the next feed or next call),
  * 0 if more bytes are needed, -EMSGSIZE for a length of 0 or beyond

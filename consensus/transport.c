@@ -2,6 +2,7 @@
 #include "transport.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 #define HANDSHAKE_TIMEOUT_MS 5000
+/* The least room offered to each socket read. */
+#define READ_MIN_BYTES (64u << 10)
 
 /* REFUSED: the refusal is being flushed; nothing more is read. */
 enum conn_state { CONN_HANDSHAKE, CONN_PEER, CONN_CLIENT, CONN_REFUSED, CONN_CLOSED };
@@ -54,7 +57,6 @@ struct transport {
 	size_t n_peers;
 	transport_conn *conns;
 	bool closing;
-	char rbuf[64 * 1024];
 };
 
 typedef struct wreq {
@@ -519,10 +521,18 @@ static void on_frame(transport_conn *c, uint8_t type, const uint8_t *payload, si
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	transport_conn *c = h->data;
+	uint8_t *space;
+	size_t cap;
 
-	/* One buffer per transport: read callbacks run one at a time and the
-	 * frame reader copies what it keeps. */
-	*buf = uv_buf_init(c->t->rbuf, sizeof(c->t->rbuf));
+	(void)suggested;
+	/* Straight into the frame reader: a big append is copied out of the
+	 * kernel once, not once more through a bounce buffer. libuv takes
+	 * no buffer (UV_ENOBUFS to on_read) when this fails. */
+	if (frame_reader_space(&c->fr, READ_MIN_BYTES, &space, &cap) < 0) {
+		*buf = uv_buf_init(NULL, 0);
+		return;
+	}
+	*buf = uv_buf_init((char *)space, cap > UINT_MAX ? UINT_MAX : (unsigned)cap);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -535,17 +545,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 	if (nread == 0 || c->state == CONN_CLOSED || c->state == CONN_REFUSED)
 		return;
+	if (nread == UV_ENOBUFS) {
+		rlog_write(RLOG_ERR, "%s: out of memory buffering a frame: closing", c->name);
+		conn_close(c);
+		return;
+	}
 	if (nread < 0) {
 		RLOG(RLOG_NET, "%s: %s", c->name,
 		     nread == UV_EOF ? "closed by the other end" : uv_strerror((int)nread));
 		conn_close(c);
 		return;
 	}
-	if (frame_reader_feed(&c->fr, buf->base, (size_t)nread) < 0) {
-		rlog_write(RLOG_ERR, "%s: out of memory buffering a frame: closing", c->name);
-		conn_close(c);
-		return;
-	}
+	frame_reader_commit(&c->fr, (size_t)nread);
 	while ((c->state == CONN_HANDSHAKE || c->state == CONN_PEER || c->state == CONN_CLIENT) &&
 	       (rc = frame_reader_next(&c->fr, &type, &payload, &len))) {
 		if (rc < 0) {
