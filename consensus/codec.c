@@ -160,6 +160,8 @@ static void conf_state_to_pb(const raft_conf_state *cs, Raftpb__ConfState *pb)
 	pb->voters = cs->voters;
 	pb->n_learners = cs->n_learners;
 	pb->learners = cs->learners;
+	pb->context.data = cs->context;
+	pb->context.len = cs->context_len;
 }
 
 size_t codec_conf_state_size(const raft_conf_state *cs)
@@ -196,6 +198,12 @@ static void conf_state_from_pb(Raftpb__ConfState *pb, raft_conf_state *out)
 		return;
 	steal_ids(&pb->voters, &pb->n_voters, &out->voters, &out->n_voters);
 	steal_ids(&pb->learners, &pb->n_learners, &out->learners, &out->n_learners);
+	if (pb->context.len) {
+		out->context = pb->context.data;
+		out->context_len = pb->context.len;
+		pb->context.data = NULL;
+		pb->context.len = 0;
+	}
 }
 
 int codec_conf_state_decode(const uint8_t *buf, size_t len, raft_conf_state *out)

@@ -29,6 +29,7 @@ static const key_def keys[] = {
     {"node", "mount", K_STR, F(mount), 0, 0},
     {"node", "state_machine", K_STR, F(state_machine), 0, 0},
     {"node", "proposal_timeout_ms", K_UINT, F(proposal_timeout_ms), 1, 3600000},
+    {"node", "join", K_BOOL, F(join), 0, 0},
     {"raft", "tick_ms", K_UINT, F(tick_ms), 1, 10000},
     {"raft", "election_ticks", K_INT, F(election_ticks), 2, 100000},
     {"raft", "heartbeat_ticks", K_INT, F(heartbeat_ticks), 1, 100000},
@@ -309,6 +310,16 @@ int config_validate(node_config *cfg, char *err, size_t errlen)
 		snprintf(cfg->listen_host, sizeof(cfg->listen_host), "%s", self->host);
 		cfg->listen_port = self->port;
 	}
+	for (size_t i = 0; i < cfg->n_peers; i++)
+		for (size_t j = i + 1; j < cfg->n_peers; j++)
+			if (cfg->peers[i].port == cfg->peers[j].port &&
+			    !strcmp(cfg->peers[i].host, cfg->peers[j].host)) {
+				snprintf(err, errlen, "[peers] %llu and %llu have the same address %s:%u",
+					 (unsigned long long)cfg->peers[i].id,
+					 (unsigned long long)cfg->peers[j].id, cfg->peers[i].host,
+					 cfg->peers[i].port);
+				return -EINVAL;
+			}
 	if (cfg->heartbeat_ticks >= cfg->election_ticks) {
 		snprintf(err, errlen, "heartbeat_ticks (%d) must be below election_ticks (%d)",
 			 cfg->heartbeat_ticks, cfg->election_ticks);
@@ -343,6 +354,8 @@ int config_write_file(const node_config *cfg, const char *path)
 		fprintf(f, "mount = %s\n", cfg->mount);
 	fprintf(f, "state_machine = %s\nproposal_timeout_ms = %u\n", cfg->state_machine,
 		cfg->proposal_timeout_ms);
+	if (cfg->join)
+		fprintf(f, "join = true\n");
 	fprintf(f, "\n[peers]\n");
 	for (size_t i = 0; i < cfg->n_peers; i++)
 		fprintf(f, "%llu = %s:%u\n", (unsigned long long)cfg->peers[i].id,

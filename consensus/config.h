@@ -4,8 +4,10 @@
  * File format (every key optional unless marked; see raftfs node --help):
  *
  *   [node]    id (required), cluster, listen, data_dir (required), mount,
- *             state_machine, proposal_timeout_ms
+ *             state_machine, proposal_timeout_ms, join
  *   [peers]   <id> = host:port     one line per voter, this node included
+ *             (the bootstrap: once the store holds a membership, made by
+ *             membership changes, the node takes its peers from there)
  *   [raft]    tick_ms, election_ticks, heartbeat_ticks, max_msg_bytes,
  *             max_inflight, pre_vote, check_quorum, lease_reads, snapshot_entries,
  *             snapshot_bytes, snapshot_trailing
@@ -43,6 +45,10 @@ typedef struct node_config {
 	char mount[PATH_MAX];
 	char state_machine[32]; /* "kv" (test state machine) or "fs" */
 	unsigned proposal_timeout_ms;
+	/* A node joining a running cluster (thesis §4.2.1): [peers] lists the
+	 * members now and this node, which is not one of them yet; it never
+	 * campaigns until a membership change made it a voter. */
+	bool join;
 
 	unsigned tick_ms;
 	int election_ticks;

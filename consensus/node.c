@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "node_internal.h"
+#include "node_members.h"
 #include "raft.h"
 #include "runtime_log.h"
 #include "snapshot_stream.h"
@@ -40,6 +41,8 @@ const char *node_strerror(int code)
 	case NODE_E2BIG:
 		return "command too large";
 	}
+	if (MEMBER_IS_ERROR(code))
+		return node_members_strerror(code);
 	return raft_strerror(code);
 }
 
@@ -658,6 +661,7 @@ static void handle_ready(node *n)
 				fatal_stop(n, "saving a snapshot from the leader", rc);
 				return;
 			}
+			node_members_on_snapshot(n, rd.snapshot);
 		}
 		/* Raft thesis §10.2.1: a leader may send its appends before its
 		 * own write of the same entries is durable, overlapping its
@@ -708,6 +712,11 @@ static void handle_ready(node *n)
 			fatal_stop(n, "handing committed entries to the apply thread", RAFT_ENOMEM);
 			return;
 		}
+		/* Membership changes take effect as they are handed out, in
+		 * log order, on this thread, which owns the core. */
+		for (size_t i = 0; i < rd.n_committed; i++)
+			if (rd.committed[i].type == RAFT_ENTRY_CONF_CHANGE)
+				node_members_apply(n, &rd.committed[i]);
 		for (size_t i = 0; i < rd.n_read_states; i++)
 			on_read_state(n, &rd.read_states[i]);
 		if (rd.has_soft_state) {
@@ -777,6 +786,7 @@ static void on_tick(uv_timer_t *h)
 	}
 	check_proposals(n, now);
 	check_readers(n, now);
+	node_members_tick(n);
 }
 
 static void on_raft_msg(void *arg, const raft_msg *m)
@@ -798,6 +808,7 @@ static void begin_close(node *n)
 		return;
 	n->closing = true;
 	flush_hard_state(n);
+	node_members_close(n);
 	check_proposals(n, now_ms());
 	check_readers(n, now_ms());
 	transport_close(n->tp);
@@ -1046,6 +1057,7 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 		ps[i].next = st.peers[i].next;
 		ps[i].state = (char *)progress_name(st.peers[i].state);
 		ps[i].active = st.peers[i].recent_active;
+		ps[i].learner = st.peers[i].learner;
 		ps[i].connected =
 		    st.peers[i].id == st.id || transport_peer_connected(n->tp, st.peers[i].id);
 		pps[i] = &ps[i];
@@ -1102,6 +1114,9 @@ static void on_request(void *arg, transport_conn *conn, const Transportpb__Reque
 		return;
 	case TRANSPORTPB__REQUEST__OP_SNAPSHOT:
 		request_snapshot(n, conn, req->id);
+		return;
+	case TRANSPORTPB__REQUEST__OP_MEMBER:
+		node_members_request(n, conn, req);
 		return;
 	case TRANSPORTPB__REQUEST__OP_PROPOSE:
 	case TRANSPORTPB__REQUEST__OP_QUERY:
@@ -1241,6 +1256,9 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	rc = store_open(dir, &n->st, err, errlen);
 	if (rc < 0)
 		goto fail;
+	rc = node_members_init(n, err, errlen);
+	if (rc < 0)
+		goto fail;
 	for (size_t i = 0; i < cfg->n_peers; i++)
 		ids[i] = cfg->peers[i].id;
 	rc_cfg.id = cfg->id;
@@ -1290,6 +1308,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 		uv_loop_close(&n->loop);
 		goto fail;
 	}
+	node_members_attach(n, err, errlen);
 	n->ss = snap_streams_new(n->tp, n->st, node_snap_report, n);
 	if (!n->ss) {
 		snprintf(err, errlen, "out of memory");
@@ -1305,6 +1324,7 @@ fail:
 		raft_free(n->r);
 	if (n->st)
 		store_close(n->st);
+	node_members_free(n);
 	pthread_mutex_destroy(&n->mu);
 	pthread_mutex_destroy(&n->amu);
 	pthread_cond_destroy(&n->acv);
@@ -1388,6 +1408,7 @@ void node_free(node *n)
 	uv_loop_close(&n->loop);
 	raft_free(n->r);
 	store_close(n->st);
+	node_members_free(n);
 	pthread_mutex_destroy(&n->mu);
 	pthread_mutex_destroy(&n->amu);
 	pthread_cond_destroy(&n->acv);

@@ -76,6 +76,7 @@ struct node {
 	raft *r;
 	transport *tp;
 	uint64_t client_id;
+	struct node_members *mem; /* node_members.c: membership, addresses */
 
 	uv_loop_t loop;
 	uv_async_t async;

@@ -66,12 +66,15 @@ int raft_conf_state_copy(raft_conf_state *dst, const raft_conf_state *src)
 	memset(dst, 0, sizeof(*dst));
 	dst->voters = dup_bytes(src->voters, src->n_voters * sizeof(uint64_t));
 	dst->learners = dup_bytes(src->learners, src->n_learners * sizeof(uint64_t));
-	if ((src->n_voters && !dst->voters) || (src->n_learners && !dst->learners)) {
+	dst->context = dup_bytes(src->context, src->context_len);
+	if ((src->n_voters && !dst->voters) || (src->n_learners && !dst->learners) ||
+	    (src->context_len && !dst->context)) {
 		raft_conf_state_free_contents(dst);
 		return RAFT_ENOMEM;
 	}
 	dst->n_voters = src->n_voters;
 	dst->n_learners = src->n_learners;
+	dst->context_len = src->context_len;
 	return 0;
 }
 
@@ -147,6 +150,7 @@ void raft_conf_state_free_contents(raft_conf_state *cs)
 {
 	free(cs->voters);
 	free(cs->learners);
+	free(cs->context);
 	memset(cs, 0, sizeof(*cs));
 }
 

@@ -52,6 +52,11 @@ typedef struct raft_conf_state {
 	size_t n_voters;
 	uint64_t *learners; /* owned */
 	size_t n_learners;
+	/* The application's bytes about these members, carried wherever the
+	 * membership is stored or sent (store, snapshot metadata); the core
+	 * never reads them. raftfs: every member's address (node_members.h). */
+	uint8_t *context; /* owned; NULL when context_len == 0 */
+	size_t context_len;
 } raft_conf_state;
 
 typedef struct raft_snapshot_meta {

@@ -19,6 +19,7 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/consensus/raft.c AND EXISTS ${CMAKE_SOURCE_DIR}/st
   add_library(raftfs_node STATIC
     kvsm.c
     node.c
+    node_members.c
     node_snapshot.c
     node_stages.c
     snapshot_stream.c

@@ -417,10 +417,10 @@ static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
 		else if (h->version != TRANSPORT_VERSION)
 			rlog_write(RLOG_ERR, "%s: protocol version %u, ours is %u: closing",
 				   c->name, h->version, TRANSPORT_VERSION);
-		else {
+		else if (find_peer(t, c->peer)) {
 			peer_up(c, find_peer(t, c->peer));
 			goto out;
-		}
+		} /* else: the peer was removed while we dialled it */
 		conn_close(c);
 		goto out;
 	}
@@ -690,7 +690,8 @@ int transport_start(transport *t)
 	t->listener.data = t;
 	uv_timer_init(t->loop, &t->sweep);
 	t->sweep.data = t;
-	for (size_t i = 0; i < t->n_peers; i++) {
+	/* Every slot's timer, so peers added at runtime have one. */
+	for (size_t i = 0; i < CONFIG_MAX_PEERS; i++) {
 		uv_timer_init(t->loop, &t->peers[i].timer);
 		t->peers[i].timer.data = &t->peers[i];
 	}
@@ -709,6 +710,68 @@ int transport_start(transport *t)
 	return 0;
 }
 
+/* ---- membership changes (consensus/node_members.c) ---- */
+
+int transport_add_peer(transport *t, uint64_t id, const char *host, uint16_t port)
+{
+	struct sockaddr_storage sa;
+	char addr[CONFIG_HOST_MAX + 8];
+	peer *p;
+
+	if (id == 0)
+		return -EINVAL;
+	if (id == t->cfg->id)
+		return 0;
+	snprintf(addr, sizeof(addr), "%s:%u", host, port);
+	p = find_peer(t, id);
+	if (p && strcmp(p->addr, addr) == 0)
+		return 0;
+	if (resolve(host, port, &sa) < 0)
+		return -EHOSTUNREACH;
+	if (!p) {
+		/* A slot freed by a removal, else a new one: slots never move
+		 * (each timer's data points at its slot). */
+		for (size_t i = 0; i < t->n_peers && !p; i++)
+			if (t->peers[i].id == 0)
+				p = &t->peers[i];
+		if (!p && t->n_peers == CONFIG_MAX_PEERS)
+			return -ENOSPC;
+		if (!p)
+			p = &t->peers[t->n_peers++];
+		p->id = id;
+		p->t = t;
+		p->conn = NULL;
+		p->dialing = false;
+	} else if (p->conn) {
+		/* Readdressed: the old connection goes, the dialler redials. */
+		conn_close(p->conn);
+	}
+	p->dialer = t->cfg->id < id;
+	p->backoff_ms = BACKOFF_MIN_MS;
+	p->sa = sa;
+	snprintf(p->addr, sizeof(p->addr), "%s", addr);
+	rlog_write(RLOG_INFO, "peer %llu is at %s", (unsigned long long)id, addr);
+	if (t->listener.loop && !t->closing && p->dialer)
+		dial(p);
+	return 0;
+}
+
+void transport_remove_peer(transport *t, uint64_t id)
+{
+	peer *p = id ? find_peer(t, id) : NULL;
+
+	if (!p)
+		return;
+	if (t->listener.loop)
+		uv_timer_stop(&p->timer);
+	p->id = 0;
+	if (p->conn)
+		conn_close(p->conn);
+	p->conn = NULL;
+	p->dialing = false;
+	rlog_write(RLOG_INFO, "peer %llu forgotten (no longer a member)", (unsigned long long)id);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
 }
@@ -721,7 +784,7 @@ void transport_close(transport *t)
 	if (t->listener.loop) {
 		uv_close((uv_handle_t *)&t->listener, on_handle_closed);
 		uv_close((uv_handle_t *)&t->sweep, on_handle_closed);
-		for (size_t i = 0; i < t->n_peers; i++)
+		for (size_t i = 0; i < CONFIG_MAX_PEERS; i++)
 			uv_close((uv_handle_t *)&t->peers[i].timer, on_handle_closed);
 	}
 	for (c = t->conns; c; c = next) {

@@ -73,6 +73,18 @@ int transport_queued(const transport *t, uint64_t id, size_t *bytes);
 /* Whether a handshaked connection to peer id exists. */
 bool transport_peer_connected(const transport *t, uint64_t id);
 
+/* Membership changes at runtime. transport_add_peer makes peer id known
+ * at host:port (resolved now), dialling it if this node has the lower id,
+ * or moves a known peer to a new address (its connection is closed and
+ * redialled); this node's own id is ignored. 0, -EHOSTUNREACH (the address
+ * does not resolve) or -ENOSPC (CONFIG_MAX_PEERS peers known). Before or
+ * after transport_start. */
+int transport_add_peer(transport *t, uint64_t id, const char *host, uint16_t port);
+
+/* Forgets peer id (removed from the cluster): closes its connection and
+ * stops dialling it; its connections are refused from now on. */
+void transport_remove_peer(transport *t, uint64_t id);
+
 /* Answers a client request (resp->id should be the request's id). A reply
  * on a connection that has since closed is silently dropped. */
 void transport_reply(transport_conn *conn, const Transportpb__Response *resp);

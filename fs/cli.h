@@ -5,6 +5,7 @@
 #define RAFTFS_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "transport.pb-c.h"
 
@@ -31,6 +32,18 @@ int cli_verify_main(int argc, char **argv);
  * the reason in err. */
 int cli_fetch_status(const char *addr, unsigned timeout_ms, Transportpb__NodeStatus **ns,
 		     char *err, size_t errlen);
+
+/* raftfs member list|add|remove|promote ... --via ADDR: the membership of
+ * a running cluster (fs/cli_member.c). */
+int cli_member_main(int argc, char **argv);
+
+/* One membership request (op: Transportpb__MemberRequest__Op) to the node
+ * at via, following "not the leader" answers to the leader, within
+ * timeout_ms: 0 with the node's answer in *out (its error field may be
+ * set; free with transportpb__response__free_unpacked), or a negative
+ * errno with the reason in err. */
+int cli_member_call(const char *via, int op, uint64_t id, const char *addr, int learner,
+		    unsigned timeout_ms, Transportpb__Response **out, char *err, size_t errlen);
 
 /* True if argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);

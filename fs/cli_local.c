@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "config.h"
 #include "local_cluster.h"
 
 static const char usage[] =
@@ -27,6 +28,10 @@ static const char usage[] =
 	"    raftfs local start DIR ID   start node ID again, wait until it answers\n"
 	"    raftfs local status DIR     which nodes run, and their raftfs status\n"
 	"    raftfs local addr DIR ID    print node ID's address (host:port)\n"
+	"    raftfs local add DIR        start one more node and add it to the running\n"
+	"                                cluster (raftfs member add), as the next id\n"
+	"    raftfs local remove DIR ID  remove node ID from the cluster (raftfs member\n"
+	"                                remove), then stop it\n"
 	"\n"
 	"DESCRIPTION\n"
 	"    Each node is a separate `raftfs node` process on 127.0.0.1, with its\n"
@@ -45,6 +50,13 @@ static const char usage[] =
 	"    mount answers, `down` unmounts. With RAFTFS_LOCAL_SM=kv when the\n"
 	"    cluster is created, the nodes run the kv test state machine instead\n"
 	"    (no mounts; node files in DIR/nID).\n"
+	"\n"
+	"    `add` writes the new node's config (join = true, [peers] = the members\n"
+	"    now and itself), starts it, makes it a learner, waits until it caught\n"
+	"    up and is a voter, and (filesystem) until its mount answers. `remove`\n"
+	"    works on a dead node too (replace one: kill, remove, add); a removed\n"
+	"    node is skipped by `up` and `status` from then on. Compare the mounts\n"
+	"    of a cluster with removed nodes with raftfs verify MOUNT...\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 on success, 1 on failure, 2 for bad usage.\n";
@@ -133,7 +145,8 @@ static int wait_leader(const char *dir, const char *name, int n, unsigned timeou
 
 	while (mono_ms() < deadline) {
 		for (int id = 1; id <= n; id++) {
-			Transportpb__NodeStatus *ns = fetch_own(dir, name, id, 500);
+			Transportpb__NodeStatus *ns =
+			    local_removed(dir, id) ? NULL : fetch_own(dir, name, id, 500);
 			char addr[128], err[512];
 			int leader;
 
@@ -196,6 +209,8 @@ static int start_all(const char *dir, const char *name, int n, int *failed)
 	int rc;
 
 	for (int id = 1; id <= n; id++) {
+		if (local_removed(dir, id))
+			continue;
 		if (local_start(dir, id, err, sizeof(err)) < 0) {
 			fprintf(stderr, "raftfs local: node %d: %s\n", id, err);
 			*failed = id;
@@ -203,6 +218,8 @@ static int start_all(const char *dir, const char *name, int n, int *failed)
 		}
 	}
 	for (int id = 1; id <= n; id++) {
+		if (local_removed(dir, id))
+			continue;
 		rc = wait_listening(dir, name, id, deadline);
 		if (rc < 0) {
 			*failed = id;
@@ -299,6 +316,8 @@ static int up(int n, const char *dir)
 	for (int id = 1; id <= n; id++) {
 		long long left = deadline - mono_ms();
 
+		if (local_removed(dir, id))
+			continue;
 		rc = local_wait_mount(dir, id, left > 0 ? (unsigned)left : 0);
 		if (rc < 0) {
 			report_start_failure(dir, id, rc, "its mount did not answer within 30 s");
@@ -308,6 +327,8 @@ static int up(int n, const char *dir)
 	for (int id = 1; id <= n; id++) {
 		char addr[128], nd[4096], mnt[4096];
 
+		if (local_removed(dir, id))
+			continue;
 		/* Alive at the end too: a node that died after it answered (the
 		 * others elect a leader without it) is a failed start. */
 		if (!local_alive(dir, id)) {
@@ -362,6 +383,11 @@ static int status(const char *dir, int n)
 			healthy = 0;
 			continue;
 		}
+		if (local_removed(dir, id)) {
+			printf("node %d: %s  removed from the cluster%s\n", id, addr,
+			       pid > 0 ? " (still running)" : "");
+			continue;
+		}
 		if (pid <= 0) {
 			printf("node %d: %s  stopped\n", id, addr);
 			healthy = 0;
@@ -381,6 +407,121 @@ static int status(const char *dir, int n)
 		transportpb__node_status__free_unpacked(ns, NULL);
 	}
 	return healthy ? 0 : 1;
+}
+
+/* The address of a running member of the cluster other than not_id, for
+ * raftfs member requests. 0 or -ENOENT. */
+static int live_member(const char *dir, int n, int not_id, char *addr, size_t len, int *who)
+{
+	char err[600];
+
+	for (int id = 1; id <= n; id++) {
+		if (id == not_id || local_removed(dir, id) || local_pid(dir, id) <= 0)
+			continue;
+		if (local_addr(dir, id, addr, len, err, sizeof(err)) == 0) {
+			*who = id;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* local add: a node of the next id joins the running cluster. */
+static int add(const char *dir, int n)
+{
+	config_peer members[CONFIG_MAX_PEERS];
+	Transportpb__Response *resp = NULL;
+	char via[128], addr[128], err[600], name[128];
+	size_t nm = 0;
+	int like, id, rc;
+
+	if (live_member(dir, n, 0, via, sizeof(via), &like) < 0) {
+		fprintf(stderr, "raftfs local add: no node of %s runs (raftfs local up first)\n",
+			dir);
+		return 1;
+	}
+	rc = cli_member_call(via, TRANSPORTPB__MEMBER_REQUEST__OP__LIST, 0, NULL, 0, 10000, &resp,
+			     err, sizeof(err));
+	if (rc < 0 || resp->error) {
+		fprintf(stderr, "raftfs local add: listing the members through %s: %s\n", via,
+			rc < 0 ? err : resp->error_msg);
+		if (resp)
+			transportpb__response__free_unpacked(resp, NULL);
+		return 1;
+	}
+	for (size_t i = 0; i < resp->n_members && nm < CONFIG_MAX_PEERS; i++) {
+		members[nm].id = resp->members[i]->id;
+		if (config_parse_addr(resp->members[i]->addr, members[nm].host,
+				      sizeof(members[nm].host), &members[nm].port) == 0)
+			nm++;
+	}
+	transportpb__response__free_unpacked(resp, NULL);
+	resp = NULL;
+	if (local_add_node(dir, like, members, nm, &id, err, sizeof(err)) < 0) {
+		fprintf(stderr, "raftfs local add: %s\n", err);
+		return 1;
+	}
+	if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) < 0 ||
+	    local_name(dir, name, sizeof(name)) < 0) {
+		fprintf(stderr, "raftfs local add: node %d: %s\n", id, err);
+		return 1;
+	}
+	if (start_one(dir, id) != 0)
+		return 1;
+	printf("node %d: %s  started, joining\n", id, addr);
+	fflush(stdout);
+	rc = cli_member_call(via, TRANSPORTPB__MEMBER_REQUEST__OP__ADD, (uint64_t)id, addr, 0,
+			     300000, &resp, err, sizeof(err));
+	if (rc < 0 || resp->error) {
+		fprintf(stderr, "raftfs local add: adding node %d: %s (it keeps running: raftfs "
+				"local remove %s %d to drop it)\n",
+			id, rc < 0 ? err : resp->error_msg, dir, id);
+		if (resp)
+			transportpb__response__free_unpacked(resp, NULL);
+		return 1;
+	}
+	transportpb__response__free_unpacked(resp, NULL);
+	rc = local_wait_mount(dir, id, 60000);
+	if (rc < 0) {
+		report_start_failure(dir, id, rc, "its mount did not answer within 60 s");
+		return 1;
+	}
+	printf("node %d: %s  voter\n", id, addr);
+	return 0;
+}
+
+/* local remove: node id leaves the cluster and stops. */
+static int remove_node(const char *dir, int n, int id)
+{
+	Transportpb__Response *resp = NULL;
+	char via[128], err[600];
+	int who, rc;
+
+	/* Through another node when one runs (the node itself hands its
+	 * leadership over first when it leads, so it works too). */
+	if (live_member(dir, n, id, via, sizeof(via), &who) < 0 &&
+	    live_member(dir, n, 0, via, sizeof(via), &who) < 0) {
+		fprintf(stderr, "raftfs local remove: no node of %s runs\n", dir);
+		return 1;
+	}
+	rc = cli_member_call(via, TRANSPORTPB__MEMBER_REQUEST__OP__REMOVE, (uint64_t)id, NULL, 0,
+			     60000, &resp, err, sizeof(err));
+	if (rc < 0 || resp->error) {
+		fprintf(stderr, "raftfs local remove: removing node %d: %s\n", id,
+			rc < 0 ? err : resp->error_msg);
+		if (resp)
+			transportpb__response__free_unpacked(resp, NULL);
+		return 1;
+	}
+	transportpb__response__free_unpacked(resp, NULL);
+	if (local_mark_removed(dir, id) < 0)
+		fprintf(stderr, "raftfs local remove: marking node %d removed: %s\n", id,
+			strerror(errno));
+	if (local_signal(dir, id, SIGTERM, 10000, true) < 0)
+		fprintf(stderr, "raftfs local remove: node %d did not stop\n", id);
+	local_unmount(dir, id);
+	printf("node %d: removed\n", id);
+	return 0;
 }
 
 static int parse_id(const char *s, int n)
@@ -421,6 +562,13 @@ int cli_local_main(int argc, char **argv)
 		fprintf(stderr, "raftfs local %s: %s\n", sub, err);
 		return 1;
 	}
+	if (!strcmp(sub, "add")) {
+		if (argc != 3) {
+			fprintf(stderr, "raftfs local add: want DIR\n");
+			return 2;
+		}
+		return add(dir, n);
+	}
 	if (!strcmp(sub, "down") || !strcmp(sub, "status")) {
 		if (argc != 3) {
 			fprintf(stderr, "raftfs local %s: want DIR\n", sub);
@@ -441,6 +589,8 @@ int cli_local_main(int argc, char **argv)
 		return local_signal(dir, id, SIGTERM, 10000, true) < 0;
 	if (!strcmp(sub, "start"))
 		return start_one(dir, id);
+	if (!strcmp(sub, "remove"))
+		return remove_node(dir, n, id);
 	if (!strcmp(sub, "addr")) {
 		char addr[128];
 

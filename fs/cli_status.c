@@ -20,8 +20,9 @@ static const char usage[] =
     "    term, known leader, commit index, applied index, first and last log\n"
     "    index and snapshot index; a leader also reports, per follower, the\n"
     "    match and next index, the lag (last - match), the progress state and\n"
-    "    whether it is connected and recently active. --json prints one JSON\n"
-    "    object per node, one per line.\n"
+    "    whether it is connected and recently active; members that do not vote\n"
+    "    yet (joining, raftfs member add) are listed as learners. --json prints\n"
+    "    one JSON object per node, one per line.\n"
     "\n"
     "EXIT STATUS\n"
     "    0 if every node answered and is healthy (applying, a leader known);\n"
@@ -73,8 +74,9 @@ static void print_text(const char *addr, const Transportpb__NodeStatus *s)
 		if (p->id == s->id)
 			continue;
 		printf(
-		    "    peer %llu  match %llu  next %llu  lag %llu  %s%s%s\n",
-		    (unsigned long long)p->id, (unsigned long long)p->match,
+		    "    %s %llu  match %llu  next %llu  lag %llu  %s%s%s\n",
+		    p->learner ? "learner" : "peer", (unsigned long long)p->id,
+		    (unsigned long long)p->match,
 		    (unsigned long long)p->next,
 		    (unsigned long long)(s->last_index > p->match ? s->last_index - p->match : 0),
 		    p->state, p->active ? "  active" : "  inactive",
@@ -99,11 +101,12 @@ static void print_json(const char *addr, const Transportpb__NodeStatus *s)
 
 		printf(
 		    "%s{\"id\":%llu,\"match\":%llu,\"next\":%llu,\"lag\":%llu,\"state\":\"%s\","
-		    "\"active\":%s,\"connected\":%s}",
+		    "\"active\":%s,\"connected\":%s,\"learner\":%s}",
 		    i ? "," : "", (unsigned long long)p->id, (unsigned long long)p->match,
 		    (unsigned long long)p->next,
 		    (unsigned long long)(s->last_index > p->match ? s->last_index - p->match : 0),
-		    p->state, p->active ? "true" : "false", p->connected ? "true" : "false");
+		    p->state, p->active ? "true" : "false", p->connected ? "true" : "false",
+		    p->learner ? "true" : "false");
 	}
 	printf("]}\n");
 }

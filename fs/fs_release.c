@@ -39,6 +39,7 @@ struct fs_release {
 	bool in_flight;
 	bool stop;
 	bool scan; /* the start barrier passed: list the orphans */
+	bool rescan; /* the voters changed: release every unheld orphan again */
 	uint64_t proposed;
 	pthread_cond_t cv; /* something queued, the command in flight done, stop */
 	pthread_t thread;  /* proposes the batches */
@@ -82,13 +83,17 @@ static void propose_sent(struct fs_release *r)
 {
 	Fspb__Command c = FSPB__COMMAND__INIT;
 	Fspb__Release rel = FSPB__RELEASE__INIT;
+	uint32_t voters[VOTERS_MAX];
 	int rc;
 
 	rel.node = r->self;
 	rel.ids = r->sent;
 	rel.n_ids = r->n_sent;
-	rel.voters = r->voters;
+	pthread_mutex_lock(&r->mu); /* fs_release_on_members may change them */
+	memcpy(voters, r->voters, r->n_voters * sizeof(*voters));
 	rel.n_voters = r->n_voters;
+	pthread_mutex_unlock(&r->mu);
+	rel.voters = voters;
 	c.time_ns = fs_node_now();
 	c.op_case = FSPB__COMMAND__OP_RELEASE;
 	c.release = &rel;
@@ -166,7 +171,7 @@ static int collect(void *arg, uint64_t id)
 
 /* Releases every orphan this node holds no handle on and did not release
  * yet (batcher thread: a walk of every object, kept off the loop thread). */
-static void scan_orphans(struct fs_release *r)
+static void scan_orphans(struct fs_release *r, bool again)
 {
 	struct id_list l = {0};
 	/* Listed first, released after: sm_each_orphan holds the read lock,
@@ -177,7 +182,7 @@ static void scan_orphans(struct fs_release *r)
 		fprintf(stderr, "fs_release: node %u: list the orphans: %s\n", r->self,
 			strerror(-rc));
 	for (size_t i = 0; i < l.n; i++)
-		if (sm_orphan_released_by(r->sm, l.v[i], r->self) == 0)
+		if (again || sm_orphan_released_by(r->sm, l.v[i], r->self) == 0)
 			fs_release_id(r, l.v[i]);
 	free(l.v);
 }
@@ -191,14 +196,16 @@ static void *batcher(void *arg)
 
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
-		while (!r->stop && !r->scan && (r->n == 0 || r->in_flight))
+		while (!r->stop && !r->scan && !r->rescan && (r->n == 0 || r->in_flight))
 			pthread_cond_wait(&r->cv, &r->mu);
 		if (r->stop)
 			break;
-		if (r->scan) {
-			r->scan = false;
+		if (r->scan || r->rescan) {
+			bool again = r->rescan;
+
+			r->scan = r->rescan = false;
 			pthread_mutex_unlock(&r->mu);
-			scan_orphans(r);
+			scan_orphans(r, again);
 			pthread_mutex_lock(&r->mu);
 			continue;
 		}
@@ -244,6 +251,24 @@ void fs_release_id(struct fs_release *r, uint64_t id)
 		r->cap = cap;
 	}
 	r->queue[r->n++] = id;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+void fs_release_on_members(void *arg, const uint64_t *voters, size_t n)
+{
+	struct fs_release *r = arg;
+
+	if (n == 0 || n > VOTERS_MAX) {
+		fprintf(stderr, "fs_release: node %u: %zu voters (1..%d supported): kept the old\n",
+			r->self, n, VOTERS_MAX);
+		return;
+	}
+	pthread_mutex_lock(&r->mu);
+	for (size_t i = 0; i < n; i++)
+		r->voters[i] = (uint32_t)voters[i];
+	r->n_voters = n;
+	r->rescan = true;
 	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }

@@ -45,6 +45,14 @@ void fs_release_id(struct fs_release *r, uint64_t id);
  * those that waited for this node while it was down. Returns at once. */
 void fs_release_start(struct fs_release *r);
 
+/* A membership change (node_members_hook; arg is the releaser): the
+ * voters every later Release carries become voters[0..n), and every orphan
+ * this node holds no handle on is released again with them, even one it
+ * released before: an orphan waiting only for a removed member goes, and a
+ * new voter records its release (fs/README-sm.md, "Orphans"). Any thread;
+ * never blocks. */
+void fs_release_on_members(void *arg, const uint64_t *voters, size_t n);
+
 /* Ids this node proposed Release for so far (tests, statistics). */
 uint64_t fs_release_proposed(struct fs_release *r);
 

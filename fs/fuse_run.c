@@ -11,6 +11,7 @@
 #include "fs_release.h"
 #include "fuse_mount.h"
 #include "node.h"
+#include "node_members.h"
 #include "runtime_log.h"
 
 int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
@@ -56,11 +57,20 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	}
 	fs_node_attach(f, n);
 	/* Orphans go once every voter released them (fs/README-sm.md); the
-	 * voters are the configured peers, carried in every Release. */
-	for (size_t i = 0; i < cfg->n_peers; i++)
-		voters[i] = (uint32_t)cfg->peers[i].id;
-	if (fs_release_new(f, (uint32_t)cfg->id, voters, cfg->n_peers, &rel) < 0 ||
-	    node_launch(n) < 0) {
+	 * voters are the membership as this node applied it (the store's,
+	 * else [peers]), carried in every Release and kept up to date by
+	 * membership changes (node_members.h). */
+	{
+		uint64_t v[CONFIG_MAX_PEERS];
+		size_t nv = node_voters(n, v, CONFIG_MAX_PEERS);
+
+		for (size_t i = 0; i < nv && i < CONFIG_MAX_PEERS; i++)
+			voters[i] = (uint32_t)v[i];
+		rc = fs_release_new(f, (uint32_t)cfg->id, voters, nv, &rel);
+	}
+	if (rc == 0)
+		node_set_members_hook(n, fs_release_on_members, rel);
+	if (rc < 0 || node_launch(n) < 0) {
 		fprintf(stderr, "raftfs node: could not start (see the log above)\n");
 		node_free(n);
 		fs_release_free(rel);

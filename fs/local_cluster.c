@@ -607,3 +607,104 @@ void local_unmount(const char *dir, int id)
 	    (statfs(mnt, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC))
 		umount2(mnt, MNT_DETACH);
 }
+
+int local_add_node(const char *dir, int like, const config_peer *members, size_t n_members,
+		   int *id, char *err, size_t errlen)
+{
+	char path[PATH_MAX], ini[PATH_MAX + 16], nd[PATH_MAX], name[128], kind[16] = "";
+	uint16_t port;
+	node_config cfg;
+	int n, rc;
+	FILE *f;
+
+	n = local_count(dir, err, errlen);
+	if (n < 0)
+		return n;
+	if (n >= CONFIG_MAX_PEERS || n_members >= CONFIG_MAX_PEERS) {
+		snprintf(err, errlen, "%s: %d nodes, the most a cluster may have", dir, n);
+		return -ENOSPC;
+	}
+	node_path(dir, like, "raftfs.ini", ini, sizeof(ini));
+	config_defaults(&cfg);
+	rc = config_load_file(&cfg, ini, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = free_ports(1, &port);
+	if (rc < 0) {
+		snprintf(err, errlen, "picking a free port: %s", strerror(-rc));
+		return rc;
+	}
+	*id = n + 1;
+	for (size_t i = 0; i < n_members; i++)
+		if (members[i].id == (uint64_t)*id) {
+			snprintf(err, errlen,
+				 "node id %d is a member already (the cluster's files in %s do "
+				 "not match the cluster)",
+				 *id, dir);
+			return -EEXIST;
+		}
+	memcpy(cfg.peers, members, n_members * sizeof(*members));
+	cfg.n_peers = n_members;
+	cfg.peers[cfg.n_peers].id = (uint64_t)*id;
+	snprintf(cfg.peers[cfg.n_peers].host, sizeof(cfg.peers[0].host), "127.0.0.1");
+	cfg.peers[cfg.n_peers].port = port;
+	cfg.n_peers++;
+	cfg.id = (uint64_t)*id;
+	cfg.join = true;
+	cfg.listen_host[0] = '\0';
+	node_path(dir, *id, NULL, nd, sizeof(nd));
+	if (mkdir(nd, 0755) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: mkdir: %s", nd, strerror(errno));
+		return -errno;
+	}
+	if (local_is_fs(dir)) {
+		char mnt[PATH_MAX];
+
+		local_mount_path(dir, *id, mnt, sizeof(mnt));
+		if (mkdir(mnt, 0755) < 0 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: mkdir: %s", mnt, strerror(errno));
+			return -errno;
+		}
+		if (!realpath(mnt, cfg.mount))
+			snprintf(cfg.mount, sizeof(cfg.mount), "%s", mnt);
+	}
+	node_path(dir, *id, "data", cfg.data_dir, sizeof(cfg.data_dir));
+	node_path(dir, *id, "raftfs.ini", ini, sizeof(ini));
+	rc = config_write_file(&cfg, ini);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: write: %s", ini, strerror(-rc));
+		return rc;
+	}
+	/* The count last: a failure above leaves the cluster as it was. */
+	if (local_name(dir, name, sizeof(name)) < 0)
+		snprintf(name, sizeof(name), "-");
+	snprintf(kind, sizeof(kind), "%s", local_is_fs(dir) ? "fs" : "kv");
+	snprintf(path, sizeof(path), "%s/cluster", dir);
+	f = fopen(path, "w");
+	if (!f || fprintf(f, "%d %s %s\n", n + 1, name, kind) < 0 || fclose(f) != 0) {
+		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
+		return -EIO;
+	}
+	return 0;
+}
+
+int local_mark_removed(const char *dir, int id)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	node_path(dir, id, "removed", path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
+bool local_removed(const char *dir, int id)
+{
+	char path[PATH_MAX];
+
+	node_path(dir, id, "removed", path, sizeof(path));
+	return access(path, F_OK) == 0;
+}

@@ -69,6 +69,23 @@ bool local_port_taken(const char *dir, int id);
  * err. */
 int local_move_node(const char *dir, int n, int id, char *err, size_t errlen);
 
+/* Writes the files of a node joining the cluster in dir (the next id,
+ * returned in *id; the cluster's node count grows by one): its config is
+ * node `like`'s (a member's) with a new id, a free port, join = true and
+ * [peers] = members[0..n_members) (the cluster's members now, from raftfs
+ * member list) plus itself. Nothing is started. 0 or a negative errno with
+ * err. */
+struct config_peer;
+int local_add_node(const char *dir, int like, const struct config_peer *members, size_t n_members,
+		   int *id, char *err, size_t errlen);
+
+/* Marks node id as removed from the cluster (raftfs local remove): `up`,
+ * `status` and the waits skip it from then on. 0 or a negative errno. */
+int local_mark_removed(const char *dir, int id);
+
+/* Whether node id was removed from the cluster. */
+bool local_removed(const char *dir, int id);
+
 /* Detaches node id's mount if it is still there (the node was killed). */
 void local_unmount(const char *dir, int id);
 

@@ -14,11 +14,14 @@ static const char usage[] =
     "    raftfs status [--json] ADDR...        show the state of nodes\n"
     "    raftfs local create N DIR | up N DIR | down DIR | kill DIR ID |\n"
     "                 stop DIR ID |\n"
-    "                 start DIR ID | status DIR | addr DIR ID\n"
+    "                 start DIR ID | status DIR | addr DIR ID |\n"
+    "                 add DIR | remove DIR ID\n"
     "                                          an N-node cluster on loopback\n"
     "    raftfs kv put|get|load|dump ...       client of the test state machine\n"
     "    raftfs verify [--wait S] DIR|MOUNT... compare the mounts of a cluster\n"
     "    raftfs snapshot [--timeout MS] ADDR   snapshot a node now, compact its log\n"
+    "    raftfs member list|add|remove|promote ... --via ADDR\n"
+    "                                          change the members of a running cluster\n"
     "\n"
     "    Every subcommand explains itself with --help.\n";
 
@@ -38,7 +41,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 	    {"node", cli_node_main}, {"status", cli_status_main}, {"local", cli_local_main},
 	    {"kv", cli_kv_main},     {"verify", cli_verify_main},
-	    {"snapshot", cli_snapshot_main},
+	    {"snapshot", cli_snapshot_main}, {"member", cli_member_main},
 	};
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||

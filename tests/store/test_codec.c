@@ -59,8 +59,11 @@ static void test_states_round_trip(void **state)
 	assert_memory_equal(&hs, &hs2, sizeof(hs));
 
 	uint64_t voters[] = {1, 2, 300000}, learners[] = {UINT64_MAX};
+	uint8_t book[] = "1 h:1\n";
 	raft_conf_state css[] = {
-	    {voters, 3, learners, 1}, {NULL, 0, NULL, 0}, {voters, 1, NULL, 0}};
+	    {.voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1},
+	    {.n_voters = 0},
+	    {.voters = voters, .n_voters = 1, .context = book, .context_len = sizeof(book) - 1}};
 	for (size_t i = 0; i < 3; i++) {
 		raft_conf_state cs;
 		n = codec_conf_state_pack(&css[i], buf);
@@ -72,6 +75,10 @@ static void test_states_round_trip(void **state)
 			assert_memory_equal(cs.voters, css[i].voters, cs.n_voters * 8);
 		if (cs.n_learners)
 			assert_memory_equal(cs.learners, css[i].learners, cs.n_learners * 8);
+		/* The application's bytes (node_members.h) travel along. */
+		assert_int_equal(cs.context_len, css[i].context_len);
+		if (cs.context_len)
+			assert_memory_equal(cs.context, css[i].context, cs.context_len);
 		raft_conf_state_free_contents(&cs);
 
 		raft_snapshot_meta m = {.index = 40 + i, .term = 2, .conf = css[i]}, m2;
@@ -371,7 +378,7 @@ static size_t make_seeds(seed *seeds)
 {
 	size_t k = 0;
 	uint64_t voters[] = {1, 2, 3}, learners[] = {4};
-	raft_conf_state cs = {voters, 3, learners, 1};
+	raft_conf_state cs = {.voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
 	raft_entry e;
 	tu_entry(&e, 9, 2, 40);
 	raft_hard_state hs = {3, 1, 8};

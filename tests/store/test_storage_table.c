@@ -251,7 +251,7 @@ static void run_op(impl *im, const tcase *tc, size_t i)
 	const op *o = &tc->ops[i];
 	raft_storage *st = im->st;
 	uint64_t voters[] = {1, 2, 3};
-	raft_conf_state cs = {voters, 3, NULL, 0};
+	raft_conf_state cs = {.voters = voters, .n_voters = 3};
 	uint64_t v = 0;
 	int rv = 0;
 	const char *what = "";

@@ -258,7 +258,7 @@ static void test_conf_state(void **state)
 {
 	fixture *f = *state;
 	uint64_t voters[] = {1, 2, 3}, learners[] = {7};
-	raft_conf_state cs = {voters, 3, learners, 1};
+	raft_conf_state cs = {.voters = voters, .n_voters = 3, .learners = learners, .n_learners = 1};
 	assert_int_equal(store_set_conf_state(f->s, &cs), 0);
 	reopen(f);
 	raft_conf_state got;
