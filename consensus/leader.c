@@ -355,6 +355,13 @@ static void handle_append_resp(raft *r, raft_peer *p, const raft_msg *m)
 		return;
 	switch (pr->state) {
 	case RAFT_PROGRESS_PROBE:
+		/* A success below the probe in flight answers an older append
+		 * (a late delivery): it raised match, but only the probe's
+		 * reply says where to replicate from. Replicating from match
+		 * would resend what the probe skipped — after a snapshot, the
+		 * snapshot itself (Raft §7). */
+		if (m->index + 1 < pr->next)
+			break;
 		raft_progress_become_replicate(pr);
 		RAFT_TRACE(r, TRACE_PROG, "%llu replicating from %llu", (unsigned long long)p->id,
 			   (unsigned long long)pr->next);

@@ -581,6 +581,67 @@ static void test_snapshot_status_and_unreachable(void **state)
 	}
 }
 
+/* Raft §7 with a real network: after a snapshot was reported sent, the
+ * leader probes right after it. A success that answers an append sent
+ * before the snapshot (delivered late, as a TCP connection's backlog is
+ * after a partition heals) is stale: it may raise match but must not make
+ * the leader replicate from there, which is behind its compacted log and
+ * means sending the same snapshot again (partition.snapshot saw the
+ * leader stream one snapshot five times in 150 ms; each restart of the
+ * stream replaced the follower's staging). */
+static void test_snapshot_stale_append_resp(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new(3, &c);
+	tnet_campaign(net, 1);
+	uint64_t stale = tu_last(R(net, 1)); /* 3 acknowledged this much */
+	tnet_isolate(net, 3);
+	for (int i = 0; i < 5; i++)
+		tnet_propose(net, 1, "v");
+	uint64_t last = tu_last(R(net, 1));
+	uint64_t voters[] = {1, 2, 3};
+	raft_conf_state cs = {.voters = voters, .n_voters = 3};
+	tnode *n1 = tnet_node(net, 1);
+	assert_int_equal(memory_storage_create_snapshot(n1->ms, last, &cs, "S", 1), 0);
+	assert_int_equal(memory_storage_compact(n1->ms, last), 0);
+	tnet_heal(net);
+	struct count_ctx cc = {.drop_type = RAFT_MSG_SNAP, .drop_to = 3};
+	net->filter = count_rejects;
+	net->filter_ctx = &cc;
+	beat(net, 1, 2);
+	net->filter = NULL;
+	assert_int_equal(peer_status(net, 1, 3).state, RAFT_PROGRESS_SNAPSHOT);
+	raft_report_snapshot(R(net, 1), 3, false);
+	assert_int_equal(peer_status(net, 1, 3).state, RAFT_PROGRESS_PROBE);
+	assert_int_equal(peer_status(net, 1, 3).next, last + 1);
+	msgq q = {0};
+	for (uint64_t idx = stale - 1; idx <= stale; idx++) {
+		tu_step(net, 1,
+			(raft_msg){.type = RAFT_MSG_APP_RESP,
+				   .from = 3,
+				   .to = 1,
+				   .term = raft_term(R(net, 1)),
+				   .index = idx},
+			&q);
+		assert_int_equal(msgq_count(&q, RAFT_MSG_SNAP), 0);
+		assert_int_equal(peer_status(net, 1, 3).next, last + 1);
+		assert_int_equal(peer_status(net, 1, 3).state, RAFT_PROGRESS_PROBE);
+	}
+	/* The reply to the probe itself settles it. */
+	tu_step(net, 1,
+		(raft_msg){.type = RAFT_MSG_APP_RESP,
+			   .from = 3,
+			   .to = 1,
+			   .term = raft_term(R(net, 1)),
+			   .index = last},
+		&q);
+	assert_int_equal(peer_status(net, 1, 3).state, RAFT_PROGRESS_REPLICATE);
+	assert_int_equal(peer_status(net, 1, 3).match, last);
+	assert_int_equal(msgq_count(&q, RAFT_MSG_SNAP), 0);
+	msgq_free(&q);
+	tnet_free(net);
+}
+
 /* Timer events (HUP, BEAT, CHECK_QUORUM) arriving from a peer are ignored:
  * only the node's own clock may start an election. */
 static void test_timer_events_from_peers_ignored(void **state)
@@ -685,6 +746,7 @@ int main(void)
 	    cmocka_unit_test(test_leader_transfer),
 	    cmocka_unit_test(test_report_unreachable),
 	    cmocka_unit_test(test_snapshot_status_and_unreachable),
+	    cmocka_unit_test(test_snapshot_stale_append_resp),
 	    cmocka_unit_test(test_timer_events_from_peers_ignored),
 	    cmocka_unit_test(test_ready_contract),
 	    cmocka_unit_test(test_restart_restores_state),
