@@ -91,7 +91,8 @@ wait_for() {
 }
 
 # part_create [KEY=VALUE...]: the cluster's files, node i at 10.77.0.i;
-# each KEY=VALUE replaces that key's line in every node's config.
+# each KEY=VALUE replaces that key's line in every node's config, or is
+# added to its [raft] section if the file has no such line.
 part_create() {
 	local kv i
 	"$R" local create $N "$C" >/dev/null || fail "local create"
@@ -99,6 +100,8 @@ part_create() {
 		sed -i -E "s/^$i = 127\.0\.0\.1:[0-9]+$/$i = $(net_addr "$i"):$PORT/" "$C"/node*/raftfs.ini
 	done
 	for kv in "$@"; do
+		grep -q "^${kv%%=*} = " "$C"/node1/raftfs.ini ||
+			sed -i "/^\[raft\]\$/a ${kv%%=*} = ${kv#*=}" "$C"/node*/raftfs.ini
 		sed -i -E "s/^${kv%%=*} = .*/${kv%%=*} = ${kv#*=}/" "$C"/node*/raftfs.ini
 		grep -q "^${kv%%=*} = ${kv#*=}\$" "$C"/node1/raftfs.ini || fail "config key ${kv%%=*} not found"
 	done
