@@ -45,6 +45,7 @@ static const key_def keys[] = {
     {"transport", "max_frame_bytes", K_SIZE, F(max_frame_bytes), 4096, 1ull << 31},
     {"transport", "send_queue_bytes", K_SIZE, F(send_queue_bytes), 4096, 1ull << 34},
     {"log", "topics", K_STR, F(log_topics), 0, 0},
+    {"fs", "write_behind", K_BOOL, F(write_behind), 0, 0},
 };
 
 void config_defaults(node_config *cfg)
@@ -67,6 +68,10 @@ void config_defaults(node_config *cfg)
 	cfg->snapshot_trailing = UINT64_MAX;
 	cfg->max_frame_bytes = 64 << 20;
 	cfg->send_queue_bytes = 64 << 20;
+	/* So a test run (or a whole suite) can choose it for every node that
+	 * `raftfs local up` configures; the file's key still wins. */
+	const char *wb = getenv("RAFTFS_WRITE_BEHIND");
+	cfg->write_behind = wb && (!strcmp(wb, "1") || !strcmp(wb, "true") || !strcmp(wb, "on"));
 }
 
 int config_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port)
@@ -373,6 +378,7 @@ int config_write_file(const node_config *cfg, const char *path)
 		cfg->max_frame_bytes, cfg->send_queue_bytes);
 	if (cfg->log_topics[0])
 		fprintf(f, "\n[log]\ntopics = %s\n", cfg->log_topics);
+	fprintf(f, "\n[fs]\nwrite_behind = %s\n", cfg->write_behind ? "true" : "false");
 	if (ferror(f))
 		rc = -EIO;
 	if (fclose(f) != 0 && rc == 0)

@@ -12,6 +12,7 @@
  *             max_inflight, pre_vote, check_quorum, lease_reads, snapshot_entries,
  *             snapshot_bytes, snapshot_trailing
  *   [transport] max_frame_bytes, send_queue_bytes
+ *   [fs]      write_behind
  *   [log]     topics (comma-separated, or "all")
  *
  * Unknown sections or keys and bad values are errors naming file, line and
@@ -77,10 +78,16 @@ typedef struct node_config {
 	size_t max_frame_bytes;
 	size_t send_queue_bytes;
 
+	/* The mount answers changes of directories delegated to this node
+	 * before they apply (fs/fuse_behind.h). Default: off, or the
+	 * environment's RAFTFS_WRITE_BEHIND (true/false) at config_defaults. */
+	bool write_behind;
+
 	char log_topics[256];
 } node_config;
 
-/* Fills in the defaults (tick 10 ms, election 10 / heartbeat 1 ticks, ...). */
+/* Fills in the defaults (tick 10 ms, election 10 / heartbeat 1 ticks, ...;
+ * write_behind from RAFTFS_WRITE_BEHIND when set). */
 void config_defaults(node_config *cfg);
 
 /* Reads an INI file into cfg (keys present override what is there).

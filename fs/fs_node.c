@@ -21,6 +21,10 @@ struct fs_node {
 	 * knows what our own requests changed, so their commands need no
 	 * invalidation. */
 	_Atomic uint64_t own_client;
+	_Atomic(const struct fs_deleg_sink *) deleg;
+	uint32_t id;	     /* this node's id (Command.node) */
+	bool write_behind;   /* [fs] write_behind */
+	atomic_bool stalled; /* the last proposal or barrier to end timed out */
 };
 
 /* The envelope's client of the command the apply thread applied last: a
@@ -150,6 +154,18 @@ static int nsm_restore(void *ctx, uint64_t index, node_snap_read read, void *rar
 	return rc;
 }
 
+/* The state machine's delegation hook, installed before the apply thread
+ * runs; the mount that wants the events comes and goes later. */
+static void deleg_forward(void *arg, uint64_t dir, int op, uint32_t by, uint32_t holder,
+			  uint64_t epoch)
+{
+	struct fs_node *f = arg;
+	const struct fs_deleg_sink *s = atomic_load(&f->deleg);
+
+	if (s)
+		s->fn(s->arg, dir, op, by, holder, epoch);
+}
+
 int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
 {
 	struct fs_node *f = calloc(1, sizeof(*f));
@@ -165,8 +181,35 @@ int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
 		free(f);
 		return rc;
 	}
+	f->id = node_id;
+	sm_set_deleg_hook(f->sm, deleg_forward, f);
 	*out = f;
 	return 0;
+}
+
+void fs_node_set_deleg_sink(struct fs_node *f, const struct fs_deleg_sink *sink)
+{
+	atomic_store(&f->deleg, sink);
+}
+
+uint32_t fs_node_id(struct fs_node *f)
+{
+	return f->id;
+}
+
+void fs_node_set_write_behind(struct fs_node *f, bool on)
+{
+	f->write_behind = on;
+}
+
+bool fs_node_write_behind(struct fs_node *f)
+{
+	return f->write_behind;
+}
+
+bool fs_node_stalled(struct fs_node *f)
+{
+	return atomic_load(&f->stalled);
 }
 
 void fs_node_close(struct fs_node *f)
@@ -219,6 +262,7 @@ static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
 	err = status < 0 ? node_errno(status) : (int)result;
 	if (status < 0 && node_fault(w->f->n))
 		err = EIO;
+	atomic_store(&w->f->stalled, err == ETIMEDOUT && status < 0);
 	w->done(w->arg, err);
 	free(w);
 }
@@ -256,8 +300,10 @@ int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, 
 static void barrier_done(void *arg, int status)
 {
 	struct waiter *w = arg;
+	int err = status < 0 ? node_errno(status) : 0;
 
-	w->done(w->arg, status < 0 ? node_errno(status) : 0);
+	atomic_store(&w->f->stalled, err == ETIMEDOUT);
+	w->done(w->arg, err);
 	free(w);
 }
 

@@ -4,6 +4,7 @@
 #ifndef RAFTFS_FS_NODE_H
 #define RAFTFS_FS_NODE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fs.pb-c.h"
@@ -54,6 +55,29 @@ int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, 
  * this node applied everything committed before the call. Same rules as
  * fs_node_propose. */
 int fs_node_barrier(struct fs_node *f, fs_done_fn done, void *arg);
+
+/* This node's id (what its commands carry in Command.node). */
+uint32_t fs_node_id(struct fs_node *f);
+
+/* [fs] write_behind (node config): the mount answers changes of the
+ * directories delegated to this node before they apply (fs/fuse_behind.h).
+ * Set before the mount starts. */
+void fs_node_set_write_behind(struct fs_node *f, bool on);
+bool fs_node_write_behind(struct fs_node *f);
+
+/* Whether the last proposal or barrier of this node to end timed out (no
+ * leader or no quorum): until one succeeds again, the mount answers
+ * nothing before it applied (no write-behind, synchronous writes). */
+bool fs_node_stalled(struct fs_node *f);
+
+/* Where the state machine's delegation events go (sm_set_deleg_hook's
+ * rules; the sink must outlive its use: clear it with NULL, after the node
+ * stopped, before freeing it). */
+struct fs_deleg_sink {
+	sm_deleg_hook fn;
+	void *arg;
+};
+void fs_node_set_deleg_sink(struct fs_node *f, const struct fs_deleg_sink *sink);
 
 /* The proposer's clock for Command.time_ns (CLOCK_REALTIME, ns). */
 int64_t fs_node_now(void);

@@ -285,6 +285,10 @@ static void finish(struct pending *p)
 		p->id = 0;
 		p->existing = true;
 	}
+	/* A delegation granted between this mount's recall and its command
+	 * (fuse_behind_reclaim): rare; the caller may try again. */
+	if (err == SM_RESULT_DELEGATED)
+		err = EAGAIN;
 	if (err) {
 		fuse_reply_err(p->req, err);
 		goto out;
@@ -393,6 +397,8 @@ void ffs_cmd_init(Fspb__Command *c, fuse_req_t req)
 	c->uid = ctx->uid;
 	c->gid = ctx->gid;
 	c->time_ns = fs_node_now();
+	/* Who proposed it: a directory delegated to this node accepts it. */
+	c->node = fs_node_id(ffs_of(req)->fsn);
 }
 
 /* New objects in a set-gid directory take its group (and directories the

@@ -39,6 +39,7 @@ struct fuse_fs {
 	pthread_mutex_t mu;
 	struct open_count *open[OPEN_BUCKETS];
 	struct fuse_write *wr; /* writes in flight (fuse_write.h): made by init */
+	struct fuse_behind *bh; /* write-behind metadata (fuse_behind.h): made by init */
 };
 
 enum reply_kind { RP_NONE, RP_ENTRY, RP_ATTR, RP_CREATE };

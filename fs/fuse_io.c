@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fs_node.h"
+#include "fuse_behind.h"
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
 #include "fuse_write.h"
@@ -45,6 +46,7 @@ void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	mark = fuse_inval_attr_mark(fs->inv, ino);
 	fuse_inval_wait(fs->inv, mark);
+	fuse_behind_wait(fs->bh, ino); /* made by this mount, write-behind */
 	rc = sm_open_fd(fs->sm, ino);
 	if (rc < 0) {
 		/* Removed elsewhere while the kernel still had the name: ESTALE
@@ -78,7 +80,15 @@ void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
 	struct pending *p;
 	uint64_t id;
 	uint32_t md = S_IFREG | (mode & 07777);
+	int rc;
 
+	if (fuse_behind_create(fs->bh, req, parent, name, mode, fi))
+		return;
+	rc = fuse_behind_reclaim(fs->bh, parent);
+	if (rc) {
+		fuse_reply_err(req, rc);
+		return;
+	}
 	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)
 		return;
 	m.parent = parent;
@@ -107,15 +117,17 @@ void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
 void ffs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	char *buf = malloc(size ? size : 1);
+	int fd = fuse_behind_fd(ffs_of(req)->bh, fi->fh);
 	ssize_t n;
 
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
+	if (!buf || fd < 0) {
+		free(buf);
+		fuse_reply_err(req, fd < 0 ? -fd : ENOMEM);
 		return;
 	}
 	/* Read-your-writes: this mount's writes answered before are applied. */
 	fuse_write_wait(ffs_of(req)->wr, ino);
-	n = pread((int)fi->fh, buf, size, off);
+	n = pread(fd, buf, size, off);
 	if (n < 0)
 		fuse_reply_err(req, errno);
 	else
@@ -141,9 +153,16 @@ void ffs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 	 * land whole, one after the other, the same on every node; the offset
 	 * the kernel chose from its cached size does not matter. */
 	bool append = (fi->flags & O_APPEND) != 0;
+	struct fuse_fs *fs = ffs_of(req);
+	ssize_t n = fuse_write_data(fs->wr, req, ino, fi->fh, buf, size, (uint64_t)off, append);
+	int err;
 
-	write_reply(req, fuse_write_data(ffs_of(req)->wr, req, ino, fi->fh, buf, size,
-					 (uint64_t)off, append));
+	/* No leader or no quorum lately: the write is answered once applied,
+	 * so write(2) itself fails (a shell redirection never sees close's
+	 * error). */
+	if (n > 0 && fs_node_stalled(fs->fsn) && (err = fuse_write_sync(fs->wr, ino, fi->fh)))
+		n = -err;
+	write_reply(req, n);
 }
 
 /* close(2) returns what flush answers: the first failure of a write made
@@ -151,7 +170,13 @@ void ffs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
  * hence committed, before close returns). */
 void ffs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fuse_reply_err(req, fuse_write_sync(ffs_of(req)->wr, ino, fi->fh));
+	struct fuse_fs *fs = ffs_of(req);
+	int err = fuse_write_sync(fs->wr, ino, fi->fh);
+	/* ...and everything this mount proposed before, write-behind (the
+	 * file's own creation, its parent directories). */
+	int berr = fuse_behind_sync(fs->bh, true);
+
+	fuse_reply_err(req, err ? err : berr);
 }
 
 void ffs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -160,8 +185,11 @@ void ffs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* The kernel ignores release's answer; but the writes must be applied
 	 * before an orphan's Release is proposed, or they would fail. */
 	int err = fuse_write_release(fs->wr, ino, fi->fh);
+	int berr = fuse_behind_sync(fs->bh, false);
 
-	close((int)fi->fh);
+	if (!err)
+		err = berr;
+	fuse_behind_close(fs->bh, fi->fh);
 	if (ffs_open_dec(fs, ino) == 0)
 		ffs_maybe_release(fs, ino);
 	fuse_reply_err(req, err);
@@ -175,6 +203,7 @@ void ffs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t
 
 	(void)fi;
 	/* Ordered after this mount's writes: they must not land on top. */
+	fuse_behind_forget(ffs_of(req)->bh, ino);
 	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	f.ino = ino;
@@ -188,11 +217,16 @@ void ffs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t
 
 void ffs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
 {
+	int fd = fuse_behind_fd(ffs_of(req)->bh, fi->fh);
 	off_t r;
 
+	if (fd < 0) {
+		fuse_reply_err(req, -fd);
+		return;
+	}
 	/* SEEK_DATA/SEEK_HOLE see this mount's writes. */
 	fuse_write_wait(ffs_of(req)->wr, ino);
-	r = lseek((int)fi->fh, off, whence);
+	r = lseek(fd, off, whence);
 	if (r < 0)
 		fuse_reply_err(req, errno);
 	else
@@ -204,11 +238,12 @@ void ffs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 			 struct fuse_file_info *fi_out, size_t len, int flags)
 {
 	size_t want = len < COPY_MAX ? len : COPY_MAX;
+	int fd = fuse_behind_fd(ffs_of(req)->bh, fi_in->fh);
 	char *buf;
 	ssize_t n;
 
-	if (flags) {
-		fuse_reply_err(req, EINVAL);
+	if (flags || fd < 0) {
+		fuse_reply_err(req, fd < 0 ? -fd : EINVAL);
 		return;
 	}
 	buf = malloc(want ? want : 1);
@@ -217,7 +252,7 @@ void ffs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		return;
 	}
 	fuse_write_wait(ffs_of(req)->wr, ino_in);
-	n = pread((int)fi_in->fh, buf, want, off_in);
+	n = pread(fd, buf, want, off_in);
 	if (n < 0)
 		fuse_reply_err(req, errno);
 	else if (n == 0)
@@ -233,6 +268,10 @@ void ffs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
  * failure of this handle's writes. */
 void ffs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
+	struct fuse_fs *fs = ffs_of(req);
+	int err = fuse_write_sync(fs->wr, ino, fi->fh);
+	int berr = fuse_behind_sync(fs->bh, true);
+
 	(void)datasync;
-	fuse_reply_err(req, fuse_write_sync(ffs_of(req)->wr, ino, fi->fh));
+	fuse_reply_err(req, err ? err : berr);
 }

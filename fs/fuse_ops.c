@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "fs_node.h"
+#include "fuse_behind.h"
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
 #include "fuse_write.h"
@@ -31,6 +32,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		fprintf(stderr, "fuse: write tracker of the mount: %s\n", strerror(-rc));
 		fuse_session_exit(fs->se);
 	}
+	rc = fuse_behind_new(fs, &fs->bh);
+	if (rc < 0) {
+		fprintf(stderr, "fuse: write-behind tracker of the mount: %s\n", strerror(-rc));
+		fuse_session_exit(fs->se);
+	}
 	/* Truncation on open must be its own replicated setattr. */
 	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_SPLICE_READ)
@@ -47,6 +53,8 @@ static void op_destroy(void *userdata)
 
 	fuse_write_free(fs->wr);
 	fs->wr = NULL;
+	fuse_behind_free(fs->bh);
+	fs->bh = NULL;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -54,17 +62,21 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_fs *fs = ffs_of(req);
 	uint64_t epoch = fuse_write_epoch(fs->wr);
 	struct stat st;
+	bool held;
 	int rc;
 
 	if (fs->cfg.linearizable && (rc = ffs_barrier(fs))) {
 		fuse_reply_err(req, rc);
 		return;
 	}
+	/* This mount's pending changes of the name first; in a directory
+	 * delegated to this node nobody else creates names. */
+	held = fuse_behind_name(fs->bh, parent, name);
 	rc = sm_lookup(fs->sm, parent, name, &st);
 	/* A name created elsewhere before this lookup began must be found
 	 * (what a shell did on one mount is true on all when it returns): a
 	 * miss waits until this node caught up, then looks again. */
-	if (rc == -ENOENT && !fs->cfg.linearizable) {
+	if (rc == -ENOENT && !fs->cfg.linearizable && !held) {
 		int brc = ffs_barrier(fs);
 
 		if (brc) {
@@ -112,7 +124,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	(void)fi;
 	/* The size and mtime this mount's writes made. */
 	fuse_write_wait(fs->wr, ino);
-	rc = sm_getattr(fs->sm, ino, &st);
+	rc = fuse_behind_getattr(fs->bh, ino, &st);
 	if (rc == -ENOENT)
 		rc = ffs_orphan_stat(fs, ino, &st);
 	if (rc < 0) /* ESTALE: the kernel looks the path up again */
@@ -135,9 +147,15 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		/* ctime only (e.g. a touch of nothing) or flags we do not keep:
 		 * the attributes as this mount's writes left them. */
 		fuse_write_wait(ffs_of(req)->wr, ino);
+		fuse_behind_wait(ffs_of(req)->bh, ino);
 		ffs_reply_attr_id(ffs_of(req), req, ino);
 		return;
 	}
+	/* A file this mount created write-behind, its creation pending:
+	 * answered from the prediction (tar x, cp -a). */
+	if (fuse_behind_setattr(ffs_of(req)->bh, req, ino, attr, valid))
+		return;
+	fuse_behind_forget(ffs_of(req)->bh, ino);
 	/* A truncate or utimes lands after this mount's writes, as they were
 	 * made; the attributes answered include them. */
 	fuse_write_fence(ffs_of(req)->wr, ino);
@@ -162,7 +180,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
 	char buf[PATH_MAX + 1];
-	ssize_t n = sm_readlink(ffs_of(req)->sm, ino, buf, sizeof(buf) - 1);
+	ssize_t n;
+
+	fuse_behind_wait(ffs_of(req)->bh, ino);
+	n = sm_readlink(ffs_of(req)->sm, ino, buf, sizeof(buf) - 1);
 
 	if (n < 0) {
 		fuse_reply_err(req, (int)-n);
@@ -170,6 +191,18 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	}
 	buf[n] = '\0';
 	fuse_reply_readlink(req, buf);
+}
+
+/* Before a synchronous change of dir's entries: if another node holds it,
+ * recall it (fuse_behind.h). Replies the error and returns false if that
+ * failed. */
+static bool reclaimed(fuse_req_t req, uint64_t dir)
+{
+	int rc = fuse_behind_reclaim(ffs_of(req)->bh, dir);
+
+	if (rc)
+		fuse_reply_err(req, rc);
+	return rc == 0;
 }
 
 static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
@@ -180,6 +213,8 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	uint64_t id;
 	uint32_t md = mode;
 
+	if (fuse_behind_mknod(fs->bh, req, parent, name, mode, rdev) || !reclaimed(req, parent))
+		return;
 	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)
 		return;
 	m.parent = parent;
@@ -201,12 +236,17 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	uint64_t id;
 	uint32_t md = S_IFDIR | (mode & 07777);
 
+	if (fuse_behind_mkdir(fs->bh, req, parent, name, mode) || !reclaimed(req, parent))
+		return;
 	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)
 		return;
 	m.parent = parent;
 	m.name = (char *)name;
 	m.ino = id;
 	m.mode = md;
+	/* A new directory is this node's to change behind (nobody else has
+	 * seen it): tar x or mkdir -p under an undelegated one. */
+	m.grant = fs_node_write_behind(fs->fsn) && !fs->cfg.linearizable;
 	c.op_case = FSPB__COMMAND__OP_MKDIR;
 	c.mkdir = &m;
 	ffs_submit(req, &c, RP_ENTRY, id, 0, NULL, 0);
@@ -220,6 +260,8 @@ static void op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, co
 	uint64_t id;
 	uint32_t md = S_IFLNK | 0777;
 
+	if (fuse_behind_symlink(fs->bh, req, target, parent, name) || !reclaimed(req, parent))
+		return;
 	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)
 		return;
 	s.parent = parent;
@@ -236,6 +278,9 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	Fspb__Command c;
 	Fspb__Link l = FSPB__LINK__INIT;
 
+	if (!reclaimed(req, newparent))
+		return;
+	fuse_behind_forget(ffs_of(req)->bh, ino); /* its link count and ctime change */
 	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	l.ino = ino;
@@ -254,6 +299,11 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name, boo
 	struct stat st;
 	uint64_t child = 0;
 
+	if (fuse_behind_remove(fs->bh, req, parent, name, dir) || !reclaimed(req, parent))
+		return;
+	/* A directory delegated elsewhere cannot be removed under its holder. */
+	if (dir && sm_lookup(fs->sm, parent, name, &st) == 0 && !reclaimed(req, st.st_ino))
+		return;
 	if (!dir && sm_lookup(fs->sm, parent, name, &st) == 0)
 		child = st.st_ino;
 	/* Its writes apply while it still has the name (and is not an orphan
@@ -292,6 +342,12 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
+	if (fuse_behind_rename(fs->bh, req, parent, name, newparent, newname, flags) ||
+	    !reclaimed(req, parent) || !reclaimed(req, newparent))
+		return;
+	if (!(flags & RENAME_EXCHANGE) && sm_lookup(fs->sm, newparent, newname, &st) == 0 &&
+	    S_ISDIR(st.st_mode) && !reclaimed(req, st.st_ino))
+		return;
 	if (!(flags & RENAME_EXCHANGE) && sm_lookup(fs->sm, newparent, newname, &st) == 0 &&
 	    !S_ISDIR(st.st_mode))
 		replaced = st.st_ino;
@@ -366,6 +422,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	fuse_behind_wait(fs->bh, ino);
 	n = sm_getxattr(fs->sm, ino, name, buf, size);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
@@ -386,6 +443,7 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	fuse_behind_wait(fs->bh, ino);
 	n = sm_listxattr(fs->sm, ino, buf, size);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
@@ -418,9 +476,11 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct stat st;
-	int rc = sm_getattr(ffs_of(req)->sm, ino, &st);
+	int rc;
 
 	(void)mask;
+	fuse_behind_wait(ffs_of(req)->bh, ino);
+	rc = sm_getattr(ffs_of(req)->sm, ino, &st);
 	fuse_reply_err(req, rc < 0 ? -rc : 0);
 }
 
@@ -436,6 +496,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, rc);
 		return;
 	}
+	/* A listing shows this mount's pending changes of the directory. */
+	fuse_behind_wait(fs->bh, ino);
 	rc = sm_getattr(fs->sm, ino, &st);
 	if (rc < 0) {
 		fuse_reply_err(req, rc == -ENOENT ? ESTALE : -rc);
@@ -505,6 +567,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	fuse_behind_wait(d.fs->bh, ino);
 	rc = sm_readdir(d.fs->sm, ino, off, plus, dir_add, &d);
 	if (rc < 0 && d.used == 0)
 		fuse_reply_err(req, -rc);
@@ -534,14 +597,14 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
-/* Directory changes are answered once applied, so committed: nothing left
- * to sync. */
+/* Synchronous directory changes are answered once applied, so committed;
+ * write-behind ones are waited for here, and their first failure reported. */
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, fuse_behind_sync(ffs_of(req)->bh, true));
 }
 
 static const struct fuse_lowlevel_ops ops = {

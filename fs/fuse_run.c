@@ -56,6 +56,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 		return 1;
 	}
 	fs_node_attach(f, n);
+	fs_node_set_write_behind(f, cfg->write_behind);
 	/* Orphans go once every voter released them (fs/README-sm.md); the
 	 * voters are the membership as this node applied it (the store's,
 	 * else [peers]), carried in every Release and kept up to date by

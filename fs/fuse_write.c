@@ -41,6 +41,7 @@ struct inflight {
 	uint64_t lo, hi;
 	size_t bytes;
 	uint64_t fh;
+	int64_t time_ns; /* the command's clock: the file's mtime once applied */
 };
 
 /* An inode with writes in flight, or with a thread about to add or wait for
@@ -211,7 +212,7 @@ static void write_done(void *arg, int err)
 /* Waits for room for [lo, hi) of ino and records it as in flight. NULL
  * (ENOMEM) if the bookkeeping cannot be allocated. */
 static struct inflight *reserve(struct fuse_write *w, uint64_t ino, uint64_t fh, uint64_t lo,
-				uint64_t hi, size_t bytes)
+				uint64_t hi, size_t bytes, int64_t time_ns)
 {
 	struct inflight *f = calloc(1, sizeof(*f));
 	struct ino_state *in;
@@ -233,7 +234,7 @@ static struct inflight *reserve(struct fuse_write *w, uint64_t ino, uint64_t fh,
 	while (!admit(w, in, lo, hi, bytes))
 		pthread_cond_wait(&w->cv, &w->mu);
 	in->users--;
-	*f = (struct inflight){in->writes, w, in, in->next_seq++, lo, hi, bytes, fh};
+	*f = (struct inflight){in->writes, w, in, in->next_seq++, lo, hi, bytes, fh, time_ns};
 	in->writes = f;
 	in->count++;
 	in->bytes += bytes;
@@ -255,12 +256,13 @@ ssize_t fuse_write_data(struct fuse_write *w, fuse_req_t req, uint64_t ino, uint
 		uint64_t lo = append ? 0 : off + done, hi = append ? UINT64_MAX : off + done + n;
 		Fspb__Command c;
 		Fspb__Write wr = FSPB__WRITE__INIT;
-		struct inflight *f = reserve(w, ino, fh, lo, hi, n);
+		struct inflight *f;
 		int rc;
 
+		ffs_cmd_init(&c, req);
+		f = reserve(w, ino, fh, lo, hi, n, c.time_ns);
 		if (!f)
 			return done ? (ssize_t)done : -ENOMEM;
-		ffs_cmd_init(&c, req);
 		wr.ino = ino;
 		wr.offset = off + done;
 		wr.append = append;
@@ -328,6 +330,27 @@ bool fuse_write_busy(struct fuse_write *w, uint64_t ino)
 	busy = ino_get(w, ino, false) != NULL;
 	pthread_mutex_unlock(&w->mu);
 	return busy;
+}
+
+bool fuse_write_pending(struct fuse_write *w, uint64_t ino, uint64_t *end, int64_t *time_ns)
+{
+	struct ino_state *in;
+	bool known = true;
+
+	*end = 0;
+	*time_ns = 0;
+	pthread_mutex_lock(&w->mu);
+	in = ino_get(w, ino, false);
+	for (const struct inflight *f = in ? in->writes : NULL; f; f = f->next) {
+		if (f->hi == UINT64_MAX)
+			known = false; /* an append: its offset is decided at apply */
+		if (f->bytes && f->hi > *end)
+			*end = f->hi;
+		if (f->bytes && f->time_ns > *time_ns)
+			*time_ns = f->time_ns;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return known;
 }
 
 void fuse_write_fence(struct fuse_write *w, uint64_t ino)

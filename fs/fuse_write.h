@@ -65,6 +65,13 @@ void fuse_write_fence(struct fuse_write *w, uint64_t ino);
 uint64_t fuse_write_epoch(struct fuse_write *w);
 bool fuse_write_busy(struct fuse_write *w, uint64_t ino);
 
+/* What ino's writes in flight through this mount leave once applied, for
+ * an answer predicted before they apply (fuse_behind.h): *end, the largest
+ * end offset (0: none), and *time_ns, the clock of the latest (the file's
+ * mtime and ctime then; 0: none). false when one is an append (its offset
+ * is decided at apply): no prediction. */
+bool fuse_write_pending(struct fuse_write *w, uint64_t ino, uint64_t *end, int64_t *time_ns);
+
 /* fuse_write_wait, then the first error (a positive errno) that a write
  * through handle fh got since the last report, or 0. The error is reported
  * once: flush takes it, so close() returns it. */

@@ -257,6 +257,33 @@ static int check_boot(struct sm *sm, bool clean)
 	return replace_file(sm, "boot.new", "boot", now, strlen(now), true, "record boot id");
 }
 
+// Symlink targets up to PATH_MAX - 1 bytes are accepted (apply.c) on every
+// node alike, so every node's data directory must store them: a filesystem
+// that cannot (ext4 with 1 KiB blocks keeps at most 1023 bytes) would fault
+// the node on a command the others applied. Refused at start instead, with
+// the reason. Returns 0 or -ENAMETOOLONG (or another -errno).
+static int check_symlink_room(struct sm *sm)
+{
+	char target[PATH_MAX];
+	const char *name = "symlink-check";
+	int rc = 0;
+
+	memset(target, 'x', PATH_MAX - 1);
+	target[PATH_MAX - 1] = 0;
+	unlinkat(sm->sm_fd, name, 0);
+	if (symlinkat(target, sm->sm_fd, name)) {
+		rc = -errno;
+		fprintf(stderr,
+			"sm: open %s: the filesystem under it cannot store a symlink target of "
+			"%d bytes (%s); raftfs replicates targets up to that length, so this node "
+			"would stop on one the others store: use a filesystem that can (ext4 "
+			"with 4 KiB blocks, xfs, btrfs, tmpfs)\n",
+			sm->data_dir, PATH_MAX - 1, strerror(-rc));
+	}
+	unlinkat(sm->sm_fd, name, 0);
+	return rc;
+}
+
 struct replay {
 	struct sm *sm;
 	struct sm_record last;
@@ -323,7 +350,7 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 		fprintf(stderr, "sm: open %s: %s\n", path, strerror(-rc));
 		goto fail;
 	}
-	if ((rc = tree_scan(sm)) || (rc = load_reserved(sm)))
+	if ((rc = check_symlink_room(sm)) || (rc = tree_scan(sm)) || (rc = load_reserved(sm)))
 		goto fail;
 	if ((rc = load_dedup(sm)))
 		goto fail;

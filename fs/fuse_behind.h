@@ -1,0 +1,94 @@
+/* fuse_behind.h — write-behind metadata under directory delegations: in a
+ * directory delegated to this node (fs/README-sm.md, "Delegations"), the
+ * mount answers creates, mkdirs, symlinks, unlinks, rmdirs and renames as
+ * soon as they are proposed, with the result and attributes predicted from
+ * its local view (the applied tree plus its own pending commands): nobody
+ * else can change those entries, and one node's commands apply in the order
+ * it made them. close, fsync, fsyncdir and release wait until everything
+ * proposed before them applied and report the first failure not yet
+ * reported (fuse_behind_sync). Also the other side: recalling a directory
+ * another node holds before changing it, and returning this node's
+ * delegations when they are recalled. */
+#ifndef RAFTFS_FUSE_BEHIND_H
+#define RAFTFS_FUSE_BEHIND_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+struct fuse_fs;
+struct fuse_behind;
+
+/* A tracker for mount fs (borrowed) with its returner thread, hooked to the
+ * node's delegation events. 0 or a negative errno. */
+int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out);
+
+/* Unhooks and frees b (after the session ended and the node stopped, so no
+ * command completes later). NULL is allowed. */
+void fuse_behind_free(struct fuse_behind *b);
+
+/* Entry changes. Each answers req and returns true when it could decide
+ * without waiting (proposed behind, or an error predicted exactly from the
+ * view); false: nothing was done, the caller takes the synchronous path. */
+bool fuse_behind_mknod(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
+		       mode_t mode, dev_t rdev);
+bool fuse_behind_mkdir(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
+		       mode_t mode);
+bool fuse_behind_symlink(struct fuse_behind *b, fuse_req_t req, const char *target,
+			 uint64_t parent, const char *name);
+bool fuse_behind_remove(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
+			bool dir);
+bool fuse_behind_rename(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
+			uint64_t newparent, const char *newname, unsigned flags);
+
+/* setattr (chmod, chown, utimens; not truncate) of a file this mount
+ * created behind whose creation is still pending: answered at once with the
+ * predicted attributes. Its only failure at apply would be the file gone,
+ * which needs its name removed and every handle released first (the
+ * creator's pending creation keeps it). Same return rule as above.
+ * fuse_behind_forget: a synchronous change of ino (truncate, fallocate,
+ * link) ends the prediction of its attributes. */
+bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
+			 const struct stat *attr, unsigned valid);
+void fuse_behind_forget(struct fuse_behind *b, uint64_t ino);
+
+/* create(): a new regular file answered behind, open, with a handle whose
+ * descriptor is opened once the file exists here (fuse_behind_fd). Same
+ * return rule as above. */
+bool fuse_behind_create(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
+			mode_t mode, struct fuse_file_info *fi);
+
+/* The descriptor of a handle (fi->fh): the local file opened by open or a
+ * synchronous create, or for a handle of fuse_behind_create the file opened
+ * on first use (after its creation applied). The fd, or a negative errno.
+ * fuse_behind_close closes a handle's descriptor and forgets the handle. */
+int fuse_behind_fd(struct fuse_behind *b, uint64_t fh);
+void fuse_behind_close(struct fuse_behind *b, uint64_t fh);
+
+/* Before a synchronous change of directory dir's entries (or the removal of
+ * dir itself): if another node holds it, proposes a Recall and waits until
+ * the holder's Return applied; past a bound (a holder that is down or cut
+ * off), proposes a Revoke. 0, or a positive errno (ETIMEDOUT: no quorum). */
+int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir);
+
+/* Reads. fuse_behind_name waits until this mount's pending commands on
+ * parent/name applied and says whether parent is delegated to this node
+ * (then a miss is final: no barrier). fuse_behind_wait waits until every
+ * pending command creating, removing or moving ino, or changing its entries,
+ * applied (open, readdir, readlink, xattrs). fuse_behind_getattr fills st
+ * for ino: a directory with pending entry changes from the applied state
+ * and the prediction (times, link count), without waiting; anything else
+ * after fuse_behind_wait-ing for its own creation. 0 or a negative errno. */
+bool fuse_behind_name(struct fuse_behind *b, uint64_t parent, const char *name);
+void fuse_behind_wait(struct fuse_behind *b, uint64_t ino);
+int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st);
+
+/* Waits until every write-behind command this mount proposed before the
+ * call applied, then returns the first failure of one not yet reported (a
+ * positive errno), or 0; take: it counts as reported (flush, fsync and
+ * fsyncdir take it; release, whose answer the kernel drops, does not). */
+int fuse_behind_sync(struct fuse_behind *b, bool take);
+
+#endif
