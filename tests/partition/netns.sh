@@ -18,6 +18,7 @@
 NET_PREFIX=rfp$$
 NET_SUBNET=10.77.0
 NET_HOSTS=0
+NET_FAULTS="" # what net_heal undoes: "down:I" and "cut:A:B" words
 
 # net_ns I: the namespace name of host I ("h" for the hub).
 net_ns() { echo "$NET_PREFIX-$1"; }
@@ -90,7 +91,9 @@ net_run() {
 # net_link_down I / net_link_up I: host I's only link (its veth; the bridge
 # port sees the carrier go too). Its address stays, so processes inside
 # still reach each other and themselves at it.
-net_link_down() { ip -n "$(net_ns "$1")" link set eth0 down; }
+net_link_down() {
+	ip -n "$(net_ns "$1")" link set eth0 down && NET_FAULTS="$NET_FAULTS down:$1"
+}
 net_link_up() {
 	ip -n "$(net_ns "$1")" link set eth0 up
 	# The kernel puts the subnet route back with the link.
@@ -102,7 +105,8 @@ net_link_up() {
 # still sends to A, but TCP between them stalls (no acknowledgements come
 # back), which is what a one-way fault looks like to a connection.
 net_cut() {
-	ip -n "$(net_ns "$1")" route replace "${3:-blackhole}" "$(net_addr "$2")/32"
+	ip -n "$(net_ns "$1")" route replace "${3:-blackhole}" "$(net_addr "$2")/32" &&
+		NET_FAULTS="$NET_FAULTS cut:$1:$2"
 }
 
 # net_uncut A B: undoes net_cut A B (no error if there was none).
@@ -125,8 +129,23 @@ net_split() {
 # nobody; the hub cannot reach it either).
 net_isolate() { net_link_down "$1"; }
 
-# net_heal: every link up, every cut undone.
+# net_heal: undoes every fault made since the last heal (in this shell:
+# faults made in a subshell are not recorded; net_heal_all undoes those).
 net_heal() {
+	local f a b
+	for f in $NET_FAULTS; do
+		IFS=: read -r _ a b <<<"$f"
+		case $f in
+		down:*) net_link_up "$a" || return 1 ;;
+		cut:*) net_uncut "$a" "$b" ;;
+		esac
+	done
+	NET_FAULTS=""
+}
+
+# net_heal_all: every link up and every host route gone, recorded or not
+# (slower: two ip commands per pair).
+net_heal_all() {
 	local i j
 	for i in $(seq 1 "$NET_HOSTS"); do
 		net_link_up "$i" || return 1
@@ -134,4 +153,5 @@ net_heal() {
 			[ "$i" = "$j" ] || net_uncut "$i" "$j"
 		done
 	done
+	NET_FAULTS=""
 }

@@ -41,7 +41,7 @@ cleanup() {
 	# Writers and their dd (which may wait in the mount).
 	for p in $(jobs -p); do kill $(ps -o pid= --ppid "$p") "$p" 2>/dev/null; done
 	wait 2>/dev/null
-	net_heal 2>/dev/null # a node stopping hands over leadership: let it
+	net_heal_all 2>/dev/null # a node stopping hands over leadership: let it
 	if [ -f "$C/cluster" ]; then
 		"$R" local down "$C" >/dev/null 2>&1
 		if grep -l -E "Sanitizer|runtime error" "$C"/node*/node.log 2>/dev/null; then
