@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,13 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 #define HANDSHAKE_TIMEOUT_MS 5000
+/* How long sent data may stay unacknowledged before the connection is
+ * given up and redialled: this many election timeouts, at least the floor.
+ * Keepalive alone never fires on a peer connection (heartbeats keep data in
+ * flight), and the kernel's retransmission backoff would otherwise keep a
+ * healed link silent for up to two minutes (tests/partition/README.md). */
+#define USER_TIMEOUT_ELECTIONS 5
+#define USER_TIMEOUT_MIN_MS 2000
 /* The least room offered to each socket read. */
 #define READ_MIN_BYTES (64u << 10)
 
@@ -572,6 +581,25 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- connecting ---- */
 
+/* TCP options of every connection, outbound or accepted. */
+static void conn_set_options(transport_conn *c)
+{
+	const node_config *cfg = c->t->cfg;
+	unsigned ms = cfg->tick_ms * (unsigned)cfg->election_ticks * USER_TIMEOUT_ELECTIONS;
+	uv_os_fd_t fd;
+
+	if (ms < USER_TIMEOUT_MIN_MS)
+		ms = USER_TIMEOUT_MIN_MS;
+	uv_tcp_nodelay(&c->tcp, 1);
+	/* A peer that vanished without a FIN (power loss, partition) while
+	 * nothing was in flight is noticed by keepalive... */
+	uv_tcp_keepalive(&c->tcp, 1, 5);
+	/* ...and while data is in flight, by the user timeout. */
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms)) < 0)
+		RLOG(RLOG_NET, "%s: TCP_USER_TIMEOUT: %s", c->name, strerror(errno));
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
 	transport_conn *c = req->data;
@@ -585,10 +613,7 @@ static void on_connect(uv_connect_t *req, int status)
 		conn_close(c);
 		return;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	/* A peer that vanished without a FIN (power loss, partition) is
-	 * noticed and redialled instead of filling the send queue forever. */
-	uv_tcp_keepalive(&c->tcp, 1, 5);
+	conn_set_options(c);
 	rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	if (rc < 0) {
 		rlog_write(RLOG_ERR, "%s: read start: %s", c->name, uv_strerror(rc));
@@ -652,8 +677,7 @@ static void on_accept(uv_stream_t *server, int status)
 		conn_close(c);
 		return;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	uv_tcp_keepalive(&c->tcp, 1, 5);
+	conn_set_options(c);
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &salen) == 0) {
 		if (sa.ss_family == AF_INET6)
 			uv_ip6_name((struct sockaddr_in6 *)&sa, host, sizeof(host));

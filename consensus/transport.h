@@ -5,8 +5,11 @@
  * Connections: one TCP connection per pair of nodes, dialled by the node
  * with the lower id (so the pair never races into two connections) and
  * used both ways; the dialler reconnects with exponential backoff (50 ms
- * doubling to 1 s), and TCP keepalive notices a peer that vanished without
- * closing. A client connects like a peer with node id 0.
+ * doubling to 1 s); TCP keepalive (nothing in flight) and TCP_USER_TIMEOUT
+ * (data unacknowledged for five election timeouts, at least 2 s) notice a
+ * peer that vanished without closing, so a healed partition reconnects at
+ * once instead of after the kernel's retransmission backoff. A client
+ * connects like a peer with node id 0.
  * Frames: consensus/frame.h. The first frame each way is a Hello (cluster
  * name, node id, protocol version); a wrong cluster, an unknown or
  * unexpected node id, another version, a malformed or oversized frame, or a
