@@ -118,7 +118,7 @@ int node_members_decode(const uint8_t *buf, size_t len, config_peer *peers, size
 		if (errno || end == line || *end != ' ' || p.id == 0 || line[0] == '-')
 			return -EINVAL;
 		sp = end + 1;
-		if (config_parse_addr(sp, p.host, sizeof(p.host), &p.port) < 0)
+		if (config_parse_addr(sp, p.host, sizeof(p.host), &p.port) < 0 || p.port == 0)
 			return -EINVAL;
 		for (size_t i = 0; i < *n; i++)
 			if (peers[i].id == p.id)
@@ -558,9 +558,12 @@ static void job_start(node *n)
 		}
 		if (found) {
 			j->state = J_CATCHUP; /* a learner already: promote it */
+			rlog_write(RLOG_INFO, "membership change: node %" PRIu64
+					      " is a learner: promoting it once it caught up",
+				   j->id);
 			return;
 		}
-		if (config_parse_addr(j->addr, host, sizeof(host), &port) < 0) {
+		if (config_parse_addr(j->addr, host, sizeof(host), &port) < 0 || port == 0) {
 			job_finish(n, MEMBER_EADDR, 0, "bad address '%s' (want host:port)", j->addr);
 			return;
 		}
@@ -588,8 +591,12 @@ static void job_start(node *n)
 			job_finish(n, MEMBER_EUNKNOWN, 0, "node %" PRIu64 " is not a member", j->id);
 		else if (voter)
 			job_finish(n, MEMBER_EEXISTS, 0, "node %" PRIu64 " is already a voter", j->id);
-		else
+		else {
 			j->state = J_CATCHUP;
+			rlog_write(RLOG_INFO, "membership change: promoting node %" PRIu64
+					      " once it caught up",
+				   j->id);
+		}
 		return;
 	case NODE_MEMBER_REMOVE:
 		if (!found) {

@@ -500,6 +500,10 @@ int local_start(const char *dir, int id, char *err, size_t errlen)
 		setsid();
 		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(127);
+		/* Nothing else of the caller's: a file it has open on a mount
+		 * of the cluster would stay open, held by the node, for as
+		 * long as the node runs (an unlinked file then never goes). */
+		close_range(3, ~0u, 0);
 		execl(self, "raftfs", "node", "--config", ini, (char *)NULL);
 		_exit(127);
 	}
