@@ -740,6 +740,9 @@ static void on_prepare(uv_prepare_t *h)
 {
 	node *n = h->data;
 
+	/* Snapshot streams go on as soon as a connection's queue drained
+	 * (any write completion runs the loop), not a tick later. */
+	snap_send_pump(n->ss);
 	handle_ready(n);
 	n->recv_pending = false; /* a received snapshot's Ready is handled */
 	check_readers(n, now_ms());
@@ -1309,7 +1312,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 		goto fail;
 	}
 	node_members_attach(n, err, errlen);
-	n->ss = snap_streams_new(n->tp, n->st, node_snap_report, n);
+	n->ss = snap_streams_new(n->tp, n->st, node_snap_report, node_snap_wake, n);
 	if (!n->ss) {
 		snprintf(err, errlen, "out of memory");
 		transport_free(n->tp);

@@ -109,7 +109,9 @@ struct node {
 	/* The local snapshot staged by SIO_BEGIN, while nothing else staged. */
 	bool local_staging;
 	uint64_t local_index, local_epoch;
-	uint64_t stage_epoch; /* bumped whenever something else begins staging */
+	/* Bumped (loop) whenever something else begins staging; read by the
+	 * thread writing a local image, which then stops. */
+	_Atomic uint64_t stage_epoch;
 	bool recv_pending;    /* a received snapshot is staged, its Ready not yet handled */
 
 	/* Apply thread waiting for a snap_io. */
@@ -153,6 +155,8 @@ struct node {
 	bool snap_running; /* apply thread: a job begun, not yet ended */
 	void *snap_job;
 	uint64_t snap_job_index, snap_job_term;
+	store_snap_writer *snap_writer; /* the job's writer into the staging */
+	uint64_t snap_epoch;		/* stage_epoch of the job's staging */
 	_Atomic bool snap_done;	  /* the snapshot thread is through */
 	_Atomic bool snap_cancel; /* apply thread: cut the stream short */
 };
@@ -193,6 +197,10 @@ int node_snap_install(node *n, const raft_snapshot *snap, raft_snapshot *for_app
 
 /* Transport callback: a chunk of a snapshot from the leader. */
 void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch);
+
+/* snap_streams callback, from a stream's reader thread: chunks are ready,
+ * the loop thread is to pump the streams. */
+void node_snap_wake(void *arg);
 
 /* snap_streams callback: sending a snapshot to peer finished or failed. */
 void node_snap_report(void *arg, uint64_t peer, bool failed);

@@ -14,28 +14,31 @@
 /* One step of moving a snapshot image between the apply thread and the
  * store, which only the loop thread touches: the apply thread fills it,
  * posts it and waits on done (node.smu / node.scv). */
-typedef enum { SIO_BEGIN, SIO_WRITE, SIO_INSTALL, SIO_ABORT, SIO_READ } sio_kind;
+typedef enum { SIO_BEGIN, SIO_INSTALL, SIO_ABORT, SIO_READ } sio_kind;
 
 typedef struct snap_io {
 	sio_kind kind;
 	uint64_t index, term; /* BEGIN, INSTALL; READ: wanted, or the newer current one */
 	uint64_t offset;      /* WRITE, READ; INSTALL: the image's length */
-	uint8_t *buf;	      /* WRITE: len bytes; READ: room for len, *got read */
+	uint8_t *buf;	      /* READ: room for len, *got read */
 	size_t len, got;
+	store_snap_writer *w; /* BEGIN: out; INSTALL, ABORT: in (the loop frees it) */
 	int rc;
 	bool done;
 } snap_io;
 
-/* The apply thread's side of a local snapshot being streamed into the store:
- * two chunk buffers, one being filled while the loop writes the other. */
+/* The snapshot (or apply) thread's side of a local snapshot being streamed
+ * into the store's staging: a chunk buffer, written by the store's writer
+ * from this thread, so the loop thread never waits for RocksDB taking an
+ * image (with 100 ms election timeouts, memtable stalls behind 1 MiB
+ * image writes on the loop thread were elections). */
 typedef struct snap_out {
 	struct node *n;
-	uint8_t *buf[2];
-	int cur;
+	store_snap_writer *w;
+	uint64_t epoch; /* the staging's (stage_epoch at SIO_BEGIN) */
+	uint8_t *buf;
 	size_t fill;
-	uint64_t offset; /* bytes posted so far */
-	snap_io io;	 /* the write in flight, if busy */
-	bool busy;
+	uint64_t offset; /* bytes written so far */
 	int rc;
 } snap_out;
 
@@ -52,9 +55,11 @@ typedef struct snap_in {
 /* ---- snapshot images between the apply thread and the store ----
  *
  * The store belongs to the loop thread, so the apply thread moves an image
- * through it one chunk at a time: it posts a snap_io and (for all but the
- * writes, which overlap with filling the next chunk) waits for it. Memory
- * for an image is two chunks to write it, one to read it back. */
+ * through it one chunk at a time: it posts a snap_io and waits for it. The
+ * data of a local image is the exception: the store's writer takes it
+ * from the snapshot thread directly. Memory for an image is a chunk to
+ * write it (and the writer's copy with its checksum), one to read it
+ * back. */
 
 static void do_snap_io(node *n, void *arg, bool stopping);
 
@@ -100,6 +105,11 @@ static int snap_io_call(node *n, snap_io *io)
 {
 	int rc = snap_io_post(n, io);
 
+	if (rc < 0 && (io->kind == SIO_INSTALL || io->kind == SIO_ABORT)) {
+		/* The loop is gone: nobody uses the store any more. */
+		store_snap_writer_free(io->w);
+		io->w = NULL;
+	}
 	return rc < 0 ? rc : snap_io_wait(n, io);
 }
 
@@ -213,29 +223,21 @@ void node_snap_restore(node *n, const raft_snapshot *s)
 	atomic_store(&n->image_bytes, bytes);
 }
 
-/* Posts the filled chunk to be written (after the previous write is done)
- * and switches to the other buffer. */
+/* Writes the filled chunk into the staging, from this thread. */
 static int snap_out_flush(snap_out *o)
 {
 	int rc;
 
-	if (o->busy) {
-		o->busy = false;
-		rc = snap_io_wait(o->n, &o->io);
-		if (rc < 0)
-			return rc;
-	}
 	if (!o->fill)
 		return 0;
-	o->io = (snap_io){
-	    .kind = SIO_WRITE, .offset = o->offset, .buf = o->buf[o->cur], .len = o->fill};
-	rc = snap_io_post(o->n, &o->io);
-	if (rc < 0)
+	rc = store_snap_writer_append(o->w, o->buf, o->fill, &o->n->snap_cancel);
+	if (rc < 0) {
+		if (rc != RAFT_ESNAP_OUT_OF_DATE)
+			rlog_write(RLOG_ERR, "%s", store_snap_writer_errmsg(o->w));
 		return rc;
-	o->busy = true;
+	}
 	o->offset += o->fill;
 	o->fill = 0;
-	o->cur ^= 1;
 	return 0;
 }
 
@@ -247,10 +249,12 @@ static int snap_out_write(void *arg, const void *buf, size_t len)
 
 	if (atomic_load(&o->n->snap_cancel))
 		o->rc = NODE_ESTOPPED; /* a restore or a stop wants the state machine */
+	else if (atomic_load(&o->n->stage_epoch) != o->epoch)
+		o->rc = RAFT_ESNAP_OUT_OF_DATE; /* a snapshot from the leader took the staging */
 	while (len && o->rc == 0) {
 		size_t k = NODE_SNAP_CHUNK - o->fill < len ? NODE_SNAP_CHUNK - o->fill : len;
 
-		memcpy(o->buf[o->cur] + o->fill, p, k);
+		memcpy(o->buf + o->fill, p, k);
 		o->fill += k;
 		p += k;
 		len -= k;
@@ -263,15 +267,15 @@ static int snap_out_write(void *arg, const void *buf, size_t len)
 /* Streams the local image into the staging begun at index (SIO_BEGIN) and
  * makes it current: job's stream (snapshot thread) or, job NULL, the
  * synchronous snapshot() (apply thread). */
-static void snap_stream_install(node *n, void *job, uint64_t index)
+static void snap_stream_install(node *n, void *job, uint64_t index, store_snap_writer *w,
+				uint64_t epoch)
 {
-	snap_out o = {.n = n};
+	snap_out o = {.n = n, .w = w, .epoch = epoch};
 	snap_io io;
 	int rc;
 
-	o.buf[0] = malloc(NODE_SNAP_CHUNK);
-	o.buf[1] = malloc(NODE_SNAP_CHUNK);
-	if (!o.buf[0] || !o.buf[1])
+	o.buf = malloc(NODE_SNAP_CHUNK);
+	if (!o.buf)
 		rc = NODE_ENOMEM;
 	else if (job)
 		rc = n->sm->snapshot_stream(n->sm->ctx, job, snap_out_write, &o);
@@ -279,15 +283,17 @@ static void snap_stream_install(node *n, void *job, uint64_t index)
 		rc = n->sm->snapshot(n->sm->ctx, snap_out_write, &o);
 	if (rc == 0)
 		rc = o.rc ? o.rc : snap_out_flush(&o);
-	if (o.busy) {
-		int wrc = snap_io_wait(n, &o.io);
-
-		rc = rc ? rc : wrc;
-	}
-	free(o.buf[0]);
-	free(o.buf[1]);
-	io = (snap_io){
-	    .kind = rc == 0 ? SIO_INSTALL : SIO_ABORT, .index = index, .offset = o.offset};
+	free(o.buf);
+	if (w && store_snap_writer_waited_ms(w) > 0)
+		rlog_write(RLOG_INFO,
+			   "snapshot at %llu: its writes waited %llu ms for RocksDB to flush (the "
+			   "log's writes go first)",
+			   (unsigned long long)index,
+			   (unsigned long long)store_snap_writer_waited_ms(w));
+	io = (snap_io){.kind = rc == 0 ? SIO_INSTALL : SIO_ABORT,
+		       .index = index,
+		       .offset = o.offset,
+		       .w = w};
 	if (rc == 0)
 		rc = snap_io_call(n, &io);
 	else
@@ -314,7 +320,8 @@ static void *snap_main(void *arg)
 {
 	node *n = arg;
 
-	snap_stream_install(n, n->snap_job, n->snap_job_index);
+	snap_stream_install(n, n->snap_job, n->snap_job_index, n->snap_writer, n->snap_epoch);
+	n->snap_writer = NULL; /* the loop freed it */
 	atomic_store(&n->snap_done, true);
 	if (atomic_load(&n->snap_wanted) && !atomic_load(&n->snap_cancel)) {
 		op *o = calloc(1, sizeof(*o));
@@ -410,9 +417,11 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 		return;
 	}
 	if (!async) {
-		snap_stream_install(n, NULL, e->index);
+		snap_stream_install(n, NULL, e->index, io.w, n->local_epoch);
 		return;
 	}
+	n->snap_writer = io.w;
+	n->snap_epoch = n->local_epoch;
 	rc = n->sm->snapshot_begin(n->sm->ctx, &n->snap_job);
 	if (rc == 0) {
 		n->snap_job_index = e->index;
@@ -427,7 +436,8 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 		n->snap_job = NULL;
 		rc = -EAGAIN;
 	}
-	io = (snap_io){.kind = SIO_ABORT, .index = e->index};
+	io = (snap_io){.kind = SIO_ABORT, .index = e->index, .w = n->snap_writer};
+	n->snap_writer = NULL;
 	snap_io_call(n, &io);
 	rlog_write(RLOG_ERR, "state machine snapshot at %llu failed: %s: skipped",
 		   (unsigned long long)e->index, node_any_strerror(rc));
@@ -454,13 +464,13 @@ static int store_snapshot(node *n, const raft_snapshot_meta *meta, const uint8_t
 }
 
 /* Whether the store's staging still holds this node's own snapshot, with
- * len bytes so far: a snapshot from the leader (received in chunks or
- * inline) begins its own staging, which drops the local one. */
+ * len bytes: a snapshot from the leader (received in chunks or inline)
+ * begins its own staging, which drops the local one. */
 static bool local_staging_ok(node *n, uint64_t len)
 {
 	uint64_t index, staged;
 
-	return n->local_staging && n->local_epoch == n->stage_epoch &&
+	return n->local_staging && n->local_epoch == atomic_load(&n->stage_epoch) &&
 	       store_snapshot_staged(n->st, &index, &staged) && index == n->local_index &&
 	       staged == len;
 }
@@ -468,7 +478,7 @@ static bool local_staging_ok(node *n, uint64_t len)
 /* SIO_BEGIN: stages a snapshot of the local state machine at io->index,
  * with the membership as of the applied index. Not while a snapshot
  * received from the leader waits in the staging for its Ready. */
-static int local_begin(node *n, const snap_io *io)
+static int local_begin(node *n, snap_io *io)
 {
 	raft_snapshot_meta meta = {.index = io->index, .term = io->term};
 	int rc;
@@ -480,6 +490,8 @@ static int local_begin(node *n, const snap_io *io)
 		rc = store_snapshot_begin(n->st, &meta);
 		raft_conf_state_free_contents(&meta.conf);
 	}
+	if (rc == 0)
+		rc = store_snap_writer_open(n->st, &io->w);
 	if (rc < 0) {
 		if (rc != RAFT_ESNAP_OUT_OF_DATE)
 			rlog_write(RLOG_ERR, "store: staging the snapshot at %llu: %s",
@@ -499,15 +511,20 @@ static int local_begin(node *n, const snap_io *io)
  * a while (snapshot_trailing; by default half a snapshot interval, as etcd
  * keeps its catch-up entries), so a follower just behind catches up from
  * the log rather than from a snapshot. */
-static int local_install(node *n, const snap_io *io)
+static int local_install(node *n, snap_io *io)
 {
 	uint64_t keep = n->cfg->snapshot_trailing != UINT64_MAX ? n->cfg->snapshot_trailing
 								: n->cfg->snapshot_entries / 2;
 	uint64_t upto = io->index > keep ? io->index - keep : 0;
 	int rc;
 
-	if (!local_staging_ok(n, io->offset))
+	if (!n->local_staging || n->local_epoch != atomic_load(&n->stage_epoch)) {
+		store_snap_writer_discard(n->st, io->w);
 		return RAFT_ESNAP_OUT_OF_DATE;
+	}
+	rc = store_snapshot_stage_commit(n->st, io->w);
+	if (rc < 0 || !local_staging_ok(n, io->offset))
+		return rc < 0 ? rc : RAFT_ESNAP_OUT_OF_DATE;
 	n->local_staging = false;
 	rc = store_snapshot_install(n->st);
 	if (rc < 0) {
@@ -537,24 +554,18 @@ static void do_snap_io(node *n, void *arg, bool stopping)
 
 	if (stopping) {
 		rc = NODE_ESTOPPED;
+		if (io->kind == SIO_INSTALL || io->kind == SIO_ABORT)
+			store_snap_writer_discard(n->st, io->w);
 	} else {
 		switch (io->kind) {
 		case SIO_BEGIN:
 			rc = local_begin(n, io);
 			break;
-		case SIO_WRITE:
-			rc = local_staging_ok(n, io->offset)
-				 ? store_snapshot_write(n->st, io->offset, io->buf, io->len)
-				 : RAFT_ESNAP_OUT_OF_DATE;
-			if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE)
-				rlog_write(RLOG_ERR, "store: snapshot at %llu, chunk at %llu: %s",
-					   (unsigned long long)n->local_index,
-					   (unsigned long long)io->offset, store_errmsg(n->st));
-			break;
 		case SIO_INSTALL:
 			rc = local_install(n, io);
 			break;
 		case SIO_ABORT:
+			store_snap_writer_discard(n->st, io->w);
 			break;
 		case SIO_READ:
 			rc = snap_read_chunk(n->st, io);
@@ -600,7 +611,7 @@ void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChu
 	node *n = arg;
 	raft_msg m;
 
-	if (ch->offset == 0)
+	if (ch->offset == 0 && !ch->offer && !ch->resume)
 		n->stage_epoch++; /* drops a local snapshot being staged */
 	if (snap_recv_chunk(n->ss, from, ch, &m) == 1) {
 		/* Staged: no local snapshot may begin before its Ready. */
@@ -610,6 +621,31 @@ void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChu
 		raft_step(n->r, &m);
 		raft_msg_free_contents(&m);
 	}
+}
+
+/* Loop thread: the chunks a stream's reader thread read are ready. */
+static void pump_streams(node *n, void *arg, bool stopping)
+{
+	(void)arg;
+	if (!stopping)
+		snap_send_pump(n->ss);
+}
+
+void node_snap_wake(void *arg)
+{
+	node *n = arg;
+	op *o = calloc(1, sizeof(*o));
+
+	if (!o)
+		return; /* the next tick pumps */
+	o->kind = OP_CALL;
+	o->fn = pump_streams;
+	pthread_mutex_lock(&n->mu);
+	if (n->loop_done)
+		free(o);
+	else
+		node_inbox_push_locked(n, o);
+	pthread_mutex_unlock(&n->mu);
 }
 
 void node_snap_report(void *arg, uint64_t peer, bool failed)

@@ -16,38 +16,59 @@
 #include "store.h"
 #include "transport.h"
 
-#define SNAP_CHUNK_BYTES (256u << 10)
+/* A chunk of the stream: the runtime stores images in chunks of this size
+ * (NODE_SNAP_CHUNK), and a stream sends each stored chunk whole. */
+#define SNAP_CHUNK_BYTES (1u << 20)
 /* A stream sends only while the peer's connection has less than this
- * queued, so heartbeats never wait behind a whole snapshot. */
+ * queued, so heartbeats never wait behind more than this and a chunk. */
 #define SNAP_QUEUE_BYTES (1u << 20)
+/* Stored chunks a stream's reader thread reads ahead of the connection. */
+#define SNAP_READAHEAD 3
+/* How long a stream waits for the follower's answer to its offer before
+ * it sends from the beginning (a follower that does not resume). */
+#define SNAP_OFFER_WAIT_MS 1000
 
 typedef struct snap_streams snap_streams;
 
 /* Reports the end of a stream to peer: failed or not (raft_report_snapshot). */
 typedef void (*snap_report_fn)(void *arg, uint64_t peer, bool failed);
 
-/* Streams over t from st; report is called from snap_send_pump. NULL on
- * out of memory. */
-snap_streams *snap_streams_new(transport *t, store *st, snap_report_fn report, void *arg);
+/* Asks the loop thread to call snap_send_pump soon; called from a
+ * stream's reader thread when a chunk it read is ready for a connection
+ * that waited for it. */
+typedef void (*snap_wake_fn)(void *arg);
+
+/* Streams over t from st; report is called from snap_send_pump, wake from
+ * reader threads. NULL on out of memory. snap_streams_free ends every
+ * stream (joining its reader thread) and must come before the store is
+ * closed. */
+snap_streams *snap_streams_new(transport *t, store *st, snap_report_fn report, snap_wake_fn wake,
+			       void *arg);
 void snap_streams_free(snap_streams *ss);
 
 /* Starts streaming the store's current snapshot to m->to, with m (a
  * MSG_SNAP from the core; its data, if any, is not used) as the message
- * the follower's core receives. A stream to the same peer is replaced.
- * 0, or a negative code when it cannot start (reported as failed at the
- * next pump). */
+ * the follower's core receives. The stream pins the snapshot's data and
+ * reads it on a thread of its own, so the loop thread never waits for the
+ * disk; it first offers the snapshot, and goes on from the offset the
+ * follower answers (a transfer broken earlier resumes there). A stream to
+ * the same peer is replaced. 0, or a negative code when it cannot start
+ * (reported as failed at the next pump). */
 int snap_send_start(snap_streams *ss, const raft_msg *m);
 
-/* Sends what the connections have room for; reports streams that ended.
- * Call every tick (outside a Ready: report steps the core). */
+/* Sends what the connections have room for and what the reader threads
+ * have read; reports streams that ended. Cheap when nothing streams: call
+ * every tick and whenever the loop runs (a connection's queue drained),
+ * outside a Ready (report steps the core). */
 void snap_send_pump(snap_streams *ss);
 
 /* A chunk received from peer `from`. Returns 1 when it completed a
  * snapshot: *msg is then the MSG_SNAP for the core (caller frees it with
  * raft_msg_free_contents) and the snapshot is staged in the store; 0 when
- * more is expected; a negative code for a chunk that does not fit (out of
- * order, of an unknown stream, undecodable), which is dropped with a log
- * line. */
+ * more is expected, or when it was an offer (answered here) or an answer
+ * to this node's offer (its stream goes on from there); a negative code
+ * for a chunk that does not fit (out of order, of an unknown stream,
+ * undecodable), which is dropped with a log line. */
 int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch,
 		    raft_msg *msg);
 

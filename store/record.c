@@ -119,25 +119,52 @@ void rec_put(store *s, rocksdb_writebatch_t *b, const uint8_t *key, size_t klen,
 			       CRC_LEN + plen);
 }
 
-int rec_check(store *s, const uint8_t *key, size_t klen, const char *val, size_t vlen,
-	      const uint8_t **payload, size_t *plen)
+size_t rec_size(size_t plen)
+{
+	return CRC_LEN + plen;
+}
+
+size_t rec_make(uint8_t *dst, const uint8_t *key, size_t klen, const void *payload, size_t plen)
+{
+	uint32_t crc;
+
+	memcpy(dst + CRC_LEN, payload, plen);
+	crc = rec_crc(key, klen, dst + CRC_LEN, plen);
+	for (int i = 0; i < CRC_LEN; i++)
+		dst[i] = (uint8_t)(crc >> (8 * i));
+	return CRC_LEN + plen;
+}
+
+int rec_verify(const uint8_t *key, size_t klen, const char *val, size_t vlen,
+	       const uint8_t **payload, size_t *plen, char *why, size_t whylen)
 {
 	char name[96];
-	if (vlen < CRC_LEN)
-		return store_fail(s, RAFT_ECORRUPT, "%s: value truncated to %zu bytes",
-				  key_describe(key, klen, name, sizeof(name)), vlen);
+	if (vlen < CRC_LEN) {
+		snprintf(why, whylen, "%s: value truncated to %zu bytes",
+			 key_describe(key, klen, name, sizeof(name)), vlen);
+		return RAFT_ECORRUPT;
+	}
 	const uint8_t *v = (const uint8_t *)val;
 	uint32_t stored =
 	    (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
 	uint32_t actual = rec_crc(key, klen, v + CRC_LEN, vlen - CRC_LEN);
-	if (stored != actual)
-		return store_fail(
-		    s, RAFT_ECORRUPT,
-		    "%s: checksum mismatch (stored %08x, computed %08x over %zu bytes)",
-		    key_describe(key, klen, name, sizeof(name)), stored, actual, vlen);
+	if (stored != actual) {
+		snprintf(why, whylen,
+			 "%s: checksum mismatch (stored %08x, computed %08x over %zu bytes)",
+			 key_describe(key, klen, name, sizeof(name)), stored, actual, vlen);
+		return RAFT_ECORRUPT;
+	}
 	*payload = v + CRC_LEN;
 	*plen = vlen - CRC_LEN;
 	return 0;
+}
+
+int rec_check(store *s, const uint8_t *key, size_t klen, const char *val, size_t vlen,
+	      const uint8_t **payload, size_t *plen)
+{
+	char why[160];
+	int rv = rec_verify(key, klen, val, vlen, payload, plen, why, sizeof(why));
+	return rv == 0 ? 0 : store_fail(s, rv, "%s", why);
 }
 
 int rec_get(store *s, const uint8_t *key, size_t klen, rocksdb_pinnableslice_t **ps,

@@ -22,6 +22,7 @@
 #ifndef RAFTFS_STORE_H
 #define RAFTFS_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,6 +127,36 @@ int store_snapshot_meta(store *s, raft_snapshot_meta *meta, uint64_t *len);
  * buf; *n is the count read (0 at or beyond the end). */
 int store_snapshot_read(store *s, uint64_t offset, void *buf, size_t cap, size_t *n);
 
+/* A reader of one snapshot's data in stored chunks, for a thread other than
+ * the store's owner: bulk reads (sending a snapshot to a follower) then
+ * never hold up the loop thread that owns the store. */
+typedef struct store_snap_reader store_snap_reader;
+
+/* Opens a reader of the current snapshot's data from offset on, and gives
+ * its index and data length (either pointer may be NULL). The reader sees
+ * the data as it is now (a RocksDB snapshot pins it): a newer snapshot
+ * installed meanwhile, which deletes these chunks, does not change what it
+ * reads. Call on the store's thread; the reader may then be used on any
+ * one thread at a time until store_snap_reader_close, which must come
+ * before store_close. */
+int store_snap_reader_open(store *s, uint64_t offset, store_snap_reader **out, uint64_t *index,
+			   uint64_t *len);
+
+/* Copies data from the reader's position into buf and advances: at most
+ * cap bytes and never past the end of a stored chunk, so a cap of at least
+ * the chunk size reads whole stored chunks, one per call (one iterator
+ * step, no seek). *offset is where the bytes start, *n their count (0 at
+ * the end). A chunk that fails its checksum or is missing is RAFT_ECORRUPT;
+ * store_snap_reader_errmsg says what failed. */
+int store_snap_reader_read(store_snap_reader *r, void *buf, size_t cap, uint64_t *offset,
+			   size_t *n);
+
+/* What the reader's last failure was, naming the store and the chunk. */
+const char *store_snap_reader_errmsg(const store_snap_reader *r);
+
+/* Releases the reader and what it pins. NULL is ignored. Any thread. */
+void store_snap_reader_close(store_snap_reader *r);
+
 /* Starts staging a snapshot with the given metadata (copied), discarding
  * any snapshot staged before and not installed. RAFT_ESNAP_OUT_OF_DATE if
  * meta->index is not beyond the current snapshot. Not durable on return
@@ -143,6 +174,65 @@ int store_snapshot_write(store *s, uint64_t offset, const void *buf, size_t len)
 /* Whether a snapshot is staged; if so, its metadata index and the length of
  * data staged so far (either pointer may be NULL). */
 bool store_snapshot_staged(const store *s, uint64_t *index, uint64_t *len);
+
+/* Where a staged snapshot comes from: a stream from node `from` in its
+ * term `term` (a leader's image at an index never changes within its
+ * term), `total` bytes in all. Kept so that a transfer broken off, also
+ * by a restart of this node, resumes where the staging ends. */
+typedef struct store_snap_source {
+	uint64_t from, term, total;
+} store_snap_source;
+
+/* Records the staged snapshot's source (store_snapshot_begin forgets it).
+ * Not durable on return, as the staging itself. */
+int store_snapshot_stage_source(store *s, const store_snap_source *src);
+
+/* The staged snapshot's source: 1 and *src if one was recorded, 0 if not
+ * (nothing staged, or a local snapshot), or a negative error. */
+int store_snapshot_staged_source(store *s, store_snap_source *src);
+
+/* A writer of the staged snapshot's data for a thread other than the
+ * store's owner (a local image streamed while apply goes on): the chunks
+ * go into RocksDB from that thread, and the owner only records at the end
+ * how much was written (store_snapshot_stage_commit). */
+typedef struct store_snap_writer store_snap_writer;
+
+/* Opens a writer that appends to the staged snapshot from its current
+ * length on. RAFT_EINVAL without a staged snapshot. Store's thread. */
+int store_snap_writer_open(store *s, store_snap_writer **out);
+
+/* Appends buf[0..len) as one stored chunk. Not durable on return (install
+ * makes it so). The writes yield to the store's own: while RocksDB would
+ * slow or stop writes (memtables or level-0 files piling up: all writers
+ * would wait, the log's too), this waits, polling every few ms, so an
+ * image never holds up the Raft log. *cancel (may be NULL) is polled while
+ * waiting: RAFT_ESNAP_OUT_OF_DATE when it is set. On error
+ * store_snap_writer_errmsg says what failed. The writer's thread only. */
+int store_snap_writer_append(store_snap_writer *w, const void *buf, size_t len,
+			     const _Atomic bool *cancel);
+
+/* How long (ms, about) the writer waited for RocksDB so far. */
+uint64_t store_snap_writer_waited_ms(const store_snap_writer *w);
+
+/* What the writer's last failure was, naming the store and the chunk. */
+const char *store_snap_writer_errmsg(const store_snap_writer *w);
+
+/* Store's thread, once the writer's thread is done with it: if the
+ * staging is still the one the writer was opened on, records the length
+ * written as its staged length (so store_snapshot_install takes it) and
+ * returns 0; otherwise (another staging began meanwhile) deletes the
+ * chunks the writer wrote and returns RAFT_ESNAP_OUT_OF_DATE. Frees the
+ * writer either way. */
+int store_snapshot_stage_commit(store *s, store_snap_writer *w);
+
+/* Store's thread: frees the writer of an image given up; its chunks go
+ * with the staging (the next begin drops them) or now, if that staging
+ * was replaced meanwhile. NULL is ignored. */
+void store_snap_writer_discard(store *s, store_snap_writer *w);
+
+/* Frees the writer without the store (its owner is gone: a stopped node);
+ * the chunks stay with the staging, which the next begin drops. */
+void store_snap_writer_free(store_snap_writer *w);
 
 /* Makes the staged snapshot current, in one synced WriteBatch, following
  * the Raft paper §7: if the log holds an entry at the snapshot's index with

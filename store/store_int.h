@@ -79,6 +79,18 @@ void rec_put(store *s, rocksdb_writebatch_t *b, const uint8_t *key, size_t klen,
 int rec_check(store *s, const uint8_t *key, size_t klen, const char *val, size_t vlen,
 	      const uint8_t **payload, size_t *plen);
 
+/* A record built in a buffer of the caller's (for threads other than the
+ * store's owner, which cannot use rec_buf's scratch): rec_size(plen)
+ * bytes at dst get the checksum and a copy of the payload; returns the
+ * value's length. */
+size_t rec_size(size_t plen);
+size_t rec_make(uint8_t *dst, const uint8_t *key, size_t klen, const void *payload, size_t plen);
+
+/* rec_check() without a store, for threads other than the store's owner:
+ * the reason of a failure goes to why[0..whylen). */
+int rec_verify(const uint8_t *key, size_t klen, const char *val, size_t vlen,
+	       const uint8_t **payload, size_t *plen, char *why, size_t whylen);
+
 /* Reads and verifies the record under key. Returns 1 and sets *ps (destroy
  * with rocksdb_pinnableslice_destroy; the payload points into it) if found,
  * 0 if absent, or a negative error. */

@@ -3,8 +3,10 @@
 # after each restart every mount converges (raftfs verify):
 #   1. the leader while it makes a snapshot (creation stretched to 1 s by
 #      the test hook RAFTFS_TEST_SNAP_DELAY_MS);
-#   2. a follower while it receives one (right after the leader logs that it
-#      starts streaming: RAFTFS_DEBUG=NET);
+#   2. a follower while it receives one (once it staged a chunk: RAFTFS_DEBUG=NET
+#      logs each; chunks read slowly by the test hook
+#      RAFTFS_TEST_SNAP_READ_DELAY_MS), which after its restart resumes the
+#      transfer at what it staged (both sides log "resuming at");
 #   3. the leader while it sends one (the same way);
 #   4. a follower while it installs one (right after "installing" is logged).
 # The whole script is one block, parsed before any of it runs: bash reads
@@ -49,17 +51,37 @@ unset RAFTFS_TEST_SNAP_DELAY_MS
 restart_all
 verify 60 "after killing the leader during creation"
 
+# The senders read each 1 MiB chunk 150 ms slower (test hook), so a kill
+# lands mid-transfer; the nodes restart with it.
+export RAFTFS_TEST_SNAP_READ_DELAY_MS=150
+"$R" local down "$C" >/dev/null
+restart_all
 L=$(leader_id); F=$(other_than "$L" 0)
-echo "== 2. kill -9 follower $F while it receives a snapshot from $L"
+echo "== 2. kill -9 follower $F while it receives a snapshot from $L; it resumes at what it staged"
 make_lag "$L" "$F" two
-s0=$(streams "$L" "$F") i0=$(log_count "$F" installing)
+term0=$(status_field "$L" term)
+g0=$(log_count "$F" ": staged ") i0=$(log_count "$F" installing)
 "$R" local start "$C" "$F"
-wait_for 60 "a snapshot streaming to node $F" streaming "$L" "$F" "$s0"
+staging() { [ "$(log_count "$F" ": staged ")" -gt "$g0" ]; }
+wait_for 60 "node $F staging a snapshot's chunks" staging
 "$R" local kill "$C" "$F"
-[ "$(log_count "$F" installing)" = "$i0" ] || echo "   (the transfer had ended: killed in install)"
+[ "$(log_count "$F" installing)" = "$i0" ] || fail "the transfer had ended before the kill"
+had=$(grep ": staged " "$C/node$F/node.log" | tail -n1)
+echo "   killed after: ${had#*INFO: }"
 restart_all
 verify 90 "after killing the receiver"
 log_has "$F" "installed in" || fail "node $F did not install a snapshot"
+# Resumed where the staging ended (the follower and the leader say so),
+# unless a new leader or term sends its own image (which starts over).
+if grep -q "resuming at [1-9]" "$C/node$F/node.log"; then
+	echo "   $(grep -h "resuming at [1-9]" "$C/node$F/node.log" "$C/node$L/node.log" | sed 's/.*INFO: //' | paste -sd';')"
+	log_has "$L" "to $F: resuming at [1-9]" || fail "node $L did not say it resumed"
+elif [ "$(leader_id)" = "$L" ] && [ "$(status_field "$L" term)" = "$term0" ]; then
+	fail "node $F did not resume its transfer from $L (same leader, same term $term0)"
+else
+	echo "   (the leader or term changed: the transfer started over, as it must)"
+fi
+unset RAFTFS_TEST_SNAP_READ_DELAY_MS
 
 L=$(leader_id); F=$(other_than "$L" 0)
 echo "== 3. kill -9 leader $L while it sends a snapshot to $F"

@@ -401,7 +401,9 @@ static void test_snapshot_amortized(void **state)
 		member_start(f, i);
 	}
 	// The first image is due at once: there is none to amortize yet.
-	for (int k = 0; k < 400 && atomic_load(&f->m[0].sm.made) == 0; k++)
+	// (Bounded by time, not by a count of proposals: on a loaded machine
+	// under ASan a 24 MiB image takes longer than 400 quick proposals.)
+	for (time_t end = time(NULL) + 60; atomic_load(&f->m[0].sm.made) == 0 && time(NULL) < end;)
 		propose(f);
 	first = atomic_load(&f->m[0].sm.made);
 	assert_true(first > 0);
@@ -434,9 +436,9 @@ static void test_snapshot_streams_in_chunks(void **state)
 	// Images streamed while apply goes on finish later, and one due while
 	// another streams is taken at the next entry after it: go on until
 	// both live nodes have one past 24 (at once for synchronous images).
-	for (int k = 0;
-	     k < 400 && (atomic_load(&f->m[0].sm.made) < 24 || atomic_load(&f->m[1].sm.made) < 24);
-	     k++)
+	for (time_t end = time(NULL) + 60;
+	     (atomic_load(&f->m[0].sm.made) < 24 || atomic_load(&f->m[1].sm.made) < 24) &&
+	     time(NULL) < end;)
 		propose(f);
 	for (int i = 0; i < 2; i++)
 		assert_true(atomic_load(&f->m[i].sm.made) >= 24);
@@ -508,12 +510,87 @@ static void test_snapshot_streams_while_applying(void **state)
 	assert_true(atomic_load(&f->m[1].sm.begun) > 0);
 }
 
+// The leader reads the snapshot it sends off its loop thread. Every chunk
+// read is made to take longer than the longest election timeout
+// (RAFTFS_TEST_SNAP_READ_DELAY_MS, read by the stream's reader): were a
+// read on the loop thread, each would stall heartbeats that long and the
+// followers would elect (the session-2 bug: terms 1 -> 66 in a minute
+// while a 512 MiB image was sent). So: while a wiped node 3 receives a
+// snapshot of several chunks, no term changes and proposals commit.
+static void test_snapshot_send_does_not_stall_leader(void **state)
+{
+	struct fx *f = *state;
+	uint64_t term0[2], term1[2], target;
+	bool lead0[2], lead1[2];
+	int during = 0;
+	time_t deadline;
+
+	f->async = true;
+	for (int i = 0; i < 3; i++) {
+		// 300-600 ms election timeouts: ASan on a loaded machine does
+		// not stall that long by itself; a chunk read (1 s) does.
+		f->m[i].cfg.election_ticks = 30;
+		f->m[i].cfg.heartbeat_ticks = 3;
+		f->m[i].sm.image_bytes = f->image_bytes = 3u << 20; // 4 stored chunks
+		member_start(f, i);
+	}
+	for (int k = 0; k < 20; k++)
+		propose(f);
+	member_stop(f, 2);
+	for (time_t end = time(NULL) + 60;
+	     (atomic_load(&f->m[0].sm.made) < 24 || atomic_load(&f->m[1].sm.made) < 24) &&
+	     time(NULL) < end;)
+		propose(f);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s/n3", f->dir);
+		assert_int_equal(system(cmd), 0);
+	}
+	memset(&f->m[2].sm, 0, sizeof(f->m[2].sm));
+	f->m[2].sm.image_bytes = f->image_bytes;
+	for (int i = 0; i < 2; i++)
+		node_get_state(f->m[i].n, &term0[i], &lead0[i]);
+	setenv("RAFTFS_TEST_SNAP_READ_DELAY_MS", "1000", 1);
+	member_start(f, 2);
+	target = node_applied(f->m[0].n) > node_applied(f->m[1].n) ? node_applied(f->m[0].n)
+								   : node_applied(f->m[1].n);
+	deadline = time(NULL) + 60;
+	// Proposals go on meanwhile; each one commits on the two live nodes.
+	while (atomic_load(&f->m[2].sm.restored) == 0 && time(NULL) < deadline) {
+		propose(f);
+		during++;
+	}
+	unsetenv("RAFTFS_TEST_SNAP_READ_DELAY_MS");
+	for (int i = 0; i < 2; i++)
+		node_get_state(f->m[i].n, &term1[i], &lead1[i]);
+	fprintf(stderr, "terms before %llu %llu, after %llu %llu; %d proposals during the transfer\n",
+		(unsigned long long)term0[0], (unsigned long long)term0[1],
+		(unsigned long long)term1[0], (unsigned long long)term1[1], during);
+	assert_true(atomic_load(&f->m[2].sm.restored) > 0);
+	assert_int_equal(atomic_load(&f->m[2].sm.bad), 0);
+	while (node_applied(f->m[2].n) < target && time(NULL) < deadline) {
+		struct timespec ts = {0, 20 * 1000000};
+
+		nanosleep(&ts, NULL);
+	}
+	assert_true(node_applied(f->m[2].n) >= target);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(term1[i], term0[i]);
+		assert_int_equal(lead1[i], lead0[i]);
+	}
+	// 4 chunks of 1 s each: proposals kept committing all along.
+	assert_true(during >= 20);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_snapshot_streams_in_chunks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_amortized, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_streams_while_applying, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_send_does_not_stall_leader, setup,
+					    teardown),
 	};
 
 	// As the raftfs program does: a peer closing its end is an error
