@@ -135,9 +135,10 @@ int raft_apply_conf_change(raft *r, int type, uint64_t node_id, raft_conf_state 
 	if (r->role == RAFT_LEADER) {
 		raft_peer *self = raft_self(r);
 		if (!self || self->learner) {
-			/* Removed (or demoted) leader: step down; the others
-			 * elect a leader of the new configuration. */
-			raft_become_follower(r, r->term, 0);
+			/* Removed (or demoted) leader: it hands over once a
+			 * voter holds its whole log (leader.c). */
+			raft_abort_leader_transfer(r);
+			raft_removed_leader_hand_over(r);
 		} else {
 			if (r->lead_transferee && !raft_peer_find(r, r->lead_transferee))
 				raft_abort_leader_transfer(r);

@@ -243,6 +243,12 @@ bool raft_lease_valid(const raft *r)
 /* ReadIndex on the leader (thesis §6.4). */
 static int handle_read_index(raft *r, const raft_msg *m)
 {
+	/* A removed leader may lead no more than the others' catching up:
+	 * a leader of the new configuration may be committing already. */
+	if (raft_self_removed(r)) {
+		RAFT_TRACE(r, TRACE_DROP, "drops read index: not a member");
+		return RAFT_EPROPOSAL_DROPPED;
+	}
 	if (raft_n_voters(r) <= 1) {
 		answer_read(r, m->from, r->log.committed, m->context, m->context_len);
 		return 0;
@@ -304,6 +310,40 @@ static void send_timeout_now(raft *r, uint64_t to)
 	r->lease_broken = true;
 	RAFT_TRACE(r, TRACE_LEAD, "transfers leadership to %llu", (unsigned long long)to);
 	raft_send(r, RAFT_MSG_TIMEOUT_NOW, to);
+}
+
+bool raft_self_removed(raft *r)
+{
+	raft_peer *self = raft_self(r);
+	return !self || self->learner;
+}
+
+/* A leader that applied its own removal does not step down at once: the
+ * others learn that the removal committed only from its commit index, and
+ * until then they count its vote, which it refuses to any candidate whose
+ * log is shorter than its own — an old configuration with no possible
+ * leader (CORE_BUGS 5: a removal the removed node commits as the next
+ * leader). So it keeps replicating (proposals and reads refused) until a
+ * voter holds its whole log: that voter wins its vote under either
+ * configuration. Then it sends TIMEOUT_NOW there and steps down; should the
+ * message be lost, the voter still wins an election later. */
+void raft_removed_leader_hand_over(raft *r)
+{
+	if (r->role != RAFT_LEADER || !raft_self_removed(r))
+		return;
+	raft_peer *to = NULL;
+	for (size_t i = 0; i < r->n_peers && !to; i++) {
+		raft_peer *p = &r->peers[i];
+		if (p->id != r->id && !p->learner && p->pr.match == r->log.last)
+			to = p;
+	}
+	if (!to && raft_n_voters(r) > 0)
+		return;
+	RAFT_TRACE(r, TRACE_LEAD, "removed from the configuration: steps down%s",
+		   to ? ", handing over" : "");
+	if (to)
+		send_timeout_now(r, to->id);
+	raft_become_follower(r, r->term, 0);
 }
 
 static void handle_transfer(raft *r, raft_peer *p)
@@ -387,6 +427,7 @@ static void handle_append_resp(raft *r, raft_peer *p, const raft_msg *m)
 		;
 	if (p->id == r->lead_transferee && pr->match == r->log.last)
 		send_timeout_now(r, p->id);
+	raft_removed_leader_hand_over(r);
 }
 
 static void handle_heartbeat_resp(raft *r, raft_peer *p, const raft_msg *m)
@@ -431,7 +472,9 @@ int raft_step_leader(raft *r, const raft_msg *m)
 		raft_bcast_heartbeat(r);
 		return 0;
 	case RAFT_MSG_CHECK_QUORUM:
-		if (!quorum_active(r)) {
+		/* A removed leader waits for a voter to catch up however long
+		 * it takes (raft_removed_leader_hand_over): it serves nothing. */
+		if (!quorum_active(r) && !raft_self_removed(r)) {
 			RAFT_TRACE(r, TRACE_LEAD, "steps down: no quorum active");
 			raft_become_follower(r, r->term, 0);
 		}
@@ -439,7 +482,7 @@ int raft_step_leader(raft *r, const raft_msg *m)
 	case RAFT_MSG_PROP:
 		if (m->n_entries == 0)
 			return RAFT_EINVAL;
-		if (!raft_self(r) || r->lead_transferee != 0) {
+		if (raft_self_removed(r) || r->lead_transferee != 0) {
 			RAFT_TRACE(r, TRACE_DROP, "drops proposal: %s",
 				   r->lead_transferee ? "leader transfer" : "not a member");
 			return RAFT_EPROPOSAL_DROPPED;

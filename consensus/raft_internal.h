@@ -147,6 +147,12 @@ void raft_flush_read_round(raft *r);
 /* Leader: appends entries of the current term (data copied). */
 int raft_append_entries(raft *r, const raft_entry *ents, size_t n);
 void raft_abort_leader_transfer(raft *r);
+/* Whether this node is no voter of its configuration any more (removed,
+ * or demoted to learner). */
+bool raft_self_removed(raft *r);
+/* Leader that applied its own removal: hands leadership to a voter that
+ * holds its whole log and steps down, once there is one (CORE_BUGS 5). */
+void raft_removed_leader_hand_over(raft *r);
 
 /* conf_change.c */
 /* Leader: checks the conf-change entries of a proposal (one change in
