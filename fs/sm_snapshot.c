@@ -11,8 +11,9 @@
 //   'E'     end | checksum u64 (FNV-1a 64 of every byte before it)
 //   attrs = mode u32 | uid u32 | gid u32 | rdev u64 | size u64 | mtime_ns i64
 //           | ctime_ns i64 (replicated) | n_xattrs u32 | n x (name_len u16 |
-//           name | value_len u32 | value)   (user-visible xattrs, and
-//           trusted.raftfs.released of an orphan)
+//           name | value_len u32 | value)   (user-visible xattrs,
+//           trusted.raftfs.released of an orphan, trusted.raftfs.deleg of a
+//           delegated directory)
 //
 // Installing builds DATA/snap/new/{tree,ids,sm} from the image, then
 // DATA/snap/INSTALL (durable) says "the new state wins": tree/, ids/ and sm/
@@ -47,7 +48,7 @@
 #define ID_HEX_FMT "%016llx"
 // Of the state machine's own xattrs, the image carries the replicated ones
 // besides id and ctime (which have their own fields): the set of nodes that
-// released an orphan (fs/sm_impl.h).
+// released an orphan and a directory's delegation (fs/sm_impl.h).
 #ifndef SM_XATTR_RELEASED
 #define SM_XATTR_RELEASED "trusted.raftfs.released"
 #endif
@@ -375,11 +376,12 @@ static int enqueue(struct maker *m, uint64_t id)
 }
 
 // Whether the image carries xattr name: the user's, and the replicated
-// ones of the state machine but id and ctime.
+// ones of the state machine but id and ctime. (The install's sm_open loads
+// delegations from the xattr, as at start.)
 static bool image_xattr(const char *name)
 {
 	return strncmp(name, SM_XATTR_PREFIX, strlen(SM_XATTR_PREFIX)) ||
-	       !strcmp(name, SM_XATTR_RELEASED);
+	       !strcmp(name, SM_XATTR_RELEASED) || !strcmp(name, SM_XATTR_DELEG);
 }
 
 // Writes the attrs block of object o found at path.

@@ -181,6 +181,79 @@ static void test_image_roundtrip(void **state)
 	free(rb);
 }
 
+static int deleg_cmd(struct sm *sm, uint32_t node, Fspb__Command *c)
+{
+	c->node = node;
+	return tl_apply(sm, c);
+}
+
+// Replicated directory delegations (holder, epoch: fs/sm_impl.h) travel in
+// the image: B installs A's image and has the same delegations, so the
+// same further commands get the same answers (a non-holder's create in a
+// delegated directory is refused on both); also after B restarts.
+static void test_image_keeps_delegations(void **state)
+{
+	struct fx *f = *state;
+	const uint64_t d1 = 0x100, d2 = 0x101, d3 = 0x102, x1 = 0x200, x2 = 0x201;
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Mkdir m = FSPB__MKDIR__INIT;
+	Fspb__Deleg g = FSPB__DELEG__INIT;
+	Fspb__Mknod k = FSPB__MKNOD__INIT;
+	uint32_t ha, hb;
+	uint64_t ea, eb;
+
+	// d1 delegated to node 2 by its mkdir; d2 granted to node 3 and
+	// recalled by node 1 (epoch moves); d3 never delegated.
+	m.parent = SM_ROOT_ID;
+	m.mode = 0755;
+	c.op_case = FSPB__COMMAND__OP_MKDIR;
+	c.mkdir = &m;
+	m.name = "d1", m.ino = d1, m.grant = true;
+	assert_int_equal(deleg_cmd(f->sa, 2, &c), 0);
+	m.name = "d2", m.ino = d2, m.grant = false;
+	assert_int_equal(deleg_cmd(f->sa, 3, &c), 0);
+	m.name = "d3", m.ino = d3;
+	assert_int_equal(deleg_cmd(f->sa, 3, &c), 0);
+	c.op_case = FSPB__COMMAND__OP_DELEG;
+	c.deleg = &g;
+	g.dir = d2, g.op = FSPB__DELEG__OP__GRANT;
+	assert_int_equal(deleg_cmd(f->sa, 3, &c), 0);
+	assert_int_equal(sm_deleg(f->sa, d2, &ha, &ea), 0);
+	g.op = FSPB__DELEG__OP__RECALL, g.epoch = ea;
+	deleg_cmd(f->sa, 1, &c);
+
+	make_image(f->sa, f->img);
+	assert_int_equal(install_file(f->sb, f->img), 0);
+	assert_int_equal(differences(f->a, f->b), 0);
+	for (int restarted = 0; restarted < 2; restarted++) {
+		const uint64_t dirs[] = {d1, d2, d3, SM_ROOT_ID};
+
+		for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+			assert_int_equal(sm_deleg(f->sa, dirs[i], &ha, &ea), 0);
+			assert_int_equal(sm_deleg(f->sb, dirs[i], &hb, &eb), 0);
+			assert_int_equal(hb, ha);
+			assert_int_equal(eb, ea);
+		}
+		sm_close(f->sb);
+		f->sb = NULL;
+		assert_int_equal(sm_snapshot_recover(f->b), 0);
+		assert_int_equal(sm_open(f->b, 2, &f->sb), 0);
+	}
+	assert_int_equal(sm_deleg(f->sb, d1, &hb, &eb), 0);
+	assert_int_equal(hb, 2);
+	// The same answers: node 3 may not create in node 2's d1, node 2 may.
+	c = (Fspb__Command)FSPB__COMMAND__INIT;
+	c.op_case = FSPB__COMMAND__OP_MKNOD;
+	c.mknod = &k;
+	k.parent = d1, k.mode = S_IFREG | 0644;
+	k.name = "x", k.ino = x1;
+	assert_int_not_equal(deleg_cmd(f->sa, 3, &c), 0);
+	assert_int_not_equal(deleg_cmd(f->sb, 3, &c), 0);
+	k.name = "y", k.ino = x2;
+	assert_int_equal(deleg_cmd(f->sa, 2, &c), 0);
+	assert_int_equal(deleg_cmd(f->sb, 2, &c), 0);
+}
+
 static void flip_byte(const char *path, off_t at)
 {
 	int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -507,6 +580,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_image_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_image_keeps_delegations, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_corrupt_image_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_kill_during_install, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cow_image_while_applying, setup, teardown),
