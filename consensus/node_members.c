@@ -262,8 +262,12 @@ int node_members_init(node *n, char *err, size_t errlen)
 		return rc;
 	}
 	if (cs.n_voters == 0) {
-		/* A fresh store: the bootstrap membership, made durable so
-		 * that snapshots and restarts carry it from now on. */
+		/* A store without a membership: the bootstrap one. A joining
+		 * node's is made durable at once (a restart must not take it
+		 * for a voter of [peers]); the others keep using [peers] until
+		 * the first change (raftfs local may still move a node that
+		 * never ran to another port), and the core bootstraps from
+		 * the same list. */
 		raft_conf_state_free_contents(&cs);
 		cs.voters = calloc(CONFIG_MAX_PEERS, sizeof(uint64_t));
 		if (!cs.voters) {
@@ -282,8 +286,8 @@ int node_members_init(node *n, char *err, size_t errlen)
 			return RAFT_EINVAL;
 		}
 		set_membership(n, &cs, cfg->peers, cfg->n_peers);
-		rc = attach_book(m, &cs);
-		if (rc == 0)
+		rc = cfg->join ? attach_book(m, &cs) : 0;
+		if (rc == 0 && cfg->join)
 			rc = store_set_conf_state(n->st, &cs);
 		raft_conf_state_free_contents(&cs);
 		if (rc < 0) {

@@ -5,8 +5,8 @@
  * The membership lives in the Raft core (who votes) and, with every
  * member's address (the "address book", raft_conf_state.context), in the
  * store and in snapshot metadata, so a restarted node and a node that
- * installs a snapshot know whom to dial. The config file's [peers] only
- * bootstrap a store that holds no membership yet.
+ * installs a snapshot know whom to dial. The config file's [peers] serve
+ * until the store holds a membership (the first change, or joining).
  *
  * Conf-change entries are put into effect on the loop thread, in log
  * order, as the Ready hands them out to be applied (the core's
@@ -97,11 +97,13 @@ void node_set_members_hook(struct node *n, node_members_hook fn, void *arg);
 
 /* ---- hooks of the node runtime (node.c), loop thread unless said ---- */
 
-/* node_new, after the store opened and before the core is made: a store
- * without a membership gets the bootstrap one (the [peers]; with
- * cfg->join, the [peers] but this node, which joins as nothing until the
- * cluster adds it), so the core and the transport start from the store.
- * 0 or a negative code with what failed in err. */
+/* node_new, after the store opened and before the core is made: the
+ * membership is the store's, else the bootstrap one: the [peers] (the core
+ * bootstraps from the same list), or with cfg->join the [peers] but this
+ * node, which joins as nothing until the cluster adds it (stored at once,
+ * so that a restart does not make it a voter of [peers]). The first
+ * membership change stores the membership with every address; from then
+ * on [peers] are not read. 0 or a negative code with what failed in err. */
 int node_members_init(struct node *n, char *err, size_t errlen);
 
 /* node_new, once the transport exists: it learns the stored addresses and
