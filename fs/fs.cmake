@@ -8,7 +8,10 @@ add_library(raftfs_fs STATIC
   sm_journal.c
   sm_read.c
   apply.c
-  sm_snapshot.c
+  sm_image_cow.c
+  sm_image_format.c
+  sm_image_install.c
+  sm_image_make.c
   snap_node.c
 )
 target_include_directories(raftfs_fs PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})

@@ -8,7 +8,8 @@
 #include "sm.h"
 
 // An image is one self-contained byte stream (format at the top of
-// sm_snapshot.c): the applied index, the duplicate table, every directory
+// sm_image.h; made in sm_image_make.c and sm_image_cow.c, installed by
+// sm_image_install.c): the applied index, the duplicate table, every directory
 // (parent before child), every other object with all its names (hard links
 // stay links; an orphan has none), attributes, replicated ctime, user
 // xattrs, symlink target and the data extents of regular files (holes stay
