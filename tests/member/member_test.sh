@@ -91,10 +91,11 @@ grow)
 	"$R" local add "$C" >"$T/add.out" 2>&1 || { cat "$T/add.out"; fail "local add (4) failed"; }
 	[ "$(members 1)" = "1 voter 2 voter 3 voter 4 voter " ] || fail "members after adding 4: $(members 1)"
 	progress 1 "after adding 4"
-	# Enough entries that the log is compacted past its start.
-	first_index() { "$R" status "$(addr 1)" | awk '{ for (i = 1; i < NF; i++) if ($i == "first") print $(i + 1); exit }'; }
-	compacted() { [ "$(first_index)" -gt 1 ]; }
-	wait_for 120 "the log compacted (first index > 1)" compacted
+	# Enough entries that every log (the leader's is the one that counts)
+	# is compacted past its start.
+	first_index() { "$R" status "$(addr "$1")" | awk '{ for (i = 1; i < NF; i++) if ($i == "first") print $(i + 1); exit }'; }
+	compacted() { local id; for id in 1 2 3 4; do [ "$(first_index $id)" -gt 1 ] || return 1; done; }
+	wait_for 120 "every log compacted (first index > 1)" compacted
 	echo "== add node 5 (4 -> 5)"
 	"$R" local add "$C" >"$T/add.out" 2>&1 || { cat "$T/add.out"; fail "local add (5) failed"; }
 	[ "$(members 4)" = "1 voter 2 voter 3 voter 4 voter 5 voter " ] ||
@@ -108,6 +109,9 @@ grow)
 	held4=$(stat -c %i "$C/n4/held4")
 	sleep 600 <"$C/n4/held4" &
 	holder=$!
+	# The background shell opens it: not before, or it would open nothing.
+	opened() { readlink "/proc/$holder/fd/0" | grep -q held4; }
+	wait_for 10 "the holder to open held4" opened
 	rm "$C/n1/held4"
 	others_released() { [ "$(released_on 1 "$held4")" = "1 2 3 5 " ]; }
 	wait_for 30 "nodes 1, 2, 3 and 5 to release held4" others_released
