@@ -950,6 +950,21 @@ void fuse_behind_close(struct fuse_behind *b, uint64_t fh)
 	free(h);
 }
 
+/* A file's predicted attributes with what this mount's writes in flight
+ * leave (apply.c: each write sets the size it reaches, mtime and ctime). */
+static void with_writes(const struct stat *base, uint64_t wend, int64_t wt, struct stat *st)
+{
+	int64_t mt = base->st_mtim.tv_sec * 1000000000LL + base->st_mtim.tv_nsec;
+
+	*st = *base;
+	if ((off_t)wend > st->st_size)
+		st->st_size = (off_t)wend;
+	if (wt > mt) {
+		st->st_mtim.tv_sec = st->st_ctim.tv_sec = wt / 1000000000;
+		st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = wt % 1000000000;
+	}
+}
+
 bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
 			 const struct stat *attr, unsigned valid)
 {
@@ -960,7 +975,7 @@ bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
 	struct bh_op *op;
 	struct stat st;
 	uint64_t wend;
-	int64_t wt, mt;
+	int64_t wt;
 	int rc;
 
 	if (!behind_on(b) || (valid & SM_SET_SIZE))
@@ -971,16 +986,7 @@ bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
 		end(b);
 		return false;
 	}
-	st = in->st;
-	/* What this mount's writes in flight leave (apply.c: size, mtime
-	 * and ctime of each write). */
-	if ((off_t)wend > st.st_size)
-		st.st_size = (off_t)wend;
-	mt = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
-	if (wt > mt) {
-		st.st_mtim.tv_sec = st.st_ctim.tv_sec = wt / 1000000000;
-		st.st_mtim.tv_nsec = st.st_ctim.tv_nsec = wt % 1000000000;
-	}
+	with_writes(&in->st, wend, wt, &st);
 	if ((valid & SM_SET_MODE) && S_ISLNK(st.st_mode)) {
 		end(b);
 		fuse_reply_err(req, EOPNOTSUPP);
@@ -1053,6 +1059,18 @@ void fuse_behind_forget(struct fuse_behind *b, uint64_t ino)
 	pthread_mutex_unlock(&b->mu);
 }
 
+bool fuse_behind_fresh(struct fuse_behind *b, uint64_t ino)
+{
+	struct bh_ino *in;
+	bool fresh;
+
+	pthread_mutex_lock(&b->mu);
+	in = ino_find(b, ino);
+	fresh = in && in->have_st;
+	pthread_mutex_unlock(&b->mu);
+	return fresh;
+}
+
 /* ---- reads ---- */
 
 bool fuse_behind_name(struct fuse_behind *b, uint64_t parent, const char *name)
@@ -1074,6 +1092,22 @@ void fuse_behind_wait(struct fuse_behind *b, uint64_t ino)
 	while (ino_busy(b, ino, true))
 		pthread_cond_wait(&b->cv, &b->mu);
 	pthread_mutex_unlock(&b->mu);
+}
+
+bool fuse_behind_predict(struct fuse_behind *b, uint64_t ino, struct stat *st)
+{
+	struct bh_ino *in;
+	uint64_t wend;
+	int64_t wt;
+	bool ok;
+
+	pthread_mutex_lock(&b->mu);
+	in = ino_find(b, ino);
+	ok = in && in->have_st && fuse_write_pending(b->fs->wr, ino, &wend, &wt);
+	if (ok)
+		with_writes(&in->st, wend, wt, st);
+	pthread_mutex_unlock(&b->mu);
+	return ok;
 }
 
 int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st)

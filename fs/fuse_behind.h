@@ -54,6 +54,12 @@ bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
 			 const struct stat *attr, unsigned valid);
 void fuse_behind_forget(struct fuse_behind *b, uint64_t ino);
 
+/* Whether ino is a file this mount created behind whose creation is still
+ * pending, with nothing else changed synchronously since: it has no
+ * xattrs (the kernel asks for security.capability before the first write
+ * of every file; waiting would cost a commit round per file). */
+bool fuse_behind_fresh(struct fuse_behind *b, uint64_t ino);
+
 /* create(): a new regular file answered behind, open, with a handle whose
  * descriptor is opened once the file exists here (fuse_behind_fd). Same
  * return rule as above. */
@@ -82,6 +88,11 @@ int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir);
  * and the prediction (times, link count), without waiting; anything else
  * after fuse_behind_wait-ing for its own creation. 0 or a negative errno. */
 bool fuse_behind_name(struct fuse_behind *b, uint64_t parent, const char *name);
+/* The attributes of a file this mount created behind, creation pending,
+ * predicted without waiting (with its writes in flight): true with st, or
+ * false (ask fuse_behind_getattr). The kernel asks before every chown (to
+ * clear set-id bits): tar x chowns every file. */
+bool fuse_behind_predict(struct fuse_behind *b, uint64_t ino, struct stat *st);
 void fuse_behind_wait(struct fuse_behind *b, uint64_t ino);
 int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st);
 

@@ -122,6 +122,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	(void)fi;
+	if (fuse_behind_predict(fs->bh, ino, &st)) {
+		fuse_reply_attr(req, &st, fs->cfg.timeout);
+		return;
+	}
 	/* The size and mtime this mount's writes made. */
 	fuse_write_wait(fs->wr, ino);
 	rc = fuse_behind_getattr(fs->bh, ino, &st);
@@ -396,6 +400,7 @@ static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const 
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
+	fuse_behind_forget(ffs_of(req)->bh, ino);
 	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	s.ino = ino;
@@ -422,8 +427,12 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fuse_behind_wait(fs->bh, ino);
-	n = sm_getxattr(fs->sm, ino, name, buf, size);
+	if (fuse_behind_fresh(fs->bh, ino))
+		n = -ENODATA; /* created behind, nothing set yet */
+	else {
+		fuse_behind_wait(fs->bh, ino);
+		n = sm_getxattr(fs->sm, ino, name, buf, size);
+	}
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else if (!size)
@@ -443,8 +452,12 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	fuse_behind_wait(fs->bh, ino);
-	n = sm_listxattr(fs->sm, ino, buf, size);
+	if (fuse_behind_fresh(fs->bh, ino))
+		n = 0;
+	else {
+		fuse_behind_wait(fs->bh, ino);
+		n = sm_listxattr(fs->sm, ino, buf, size);
+	}
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else if (!size)
@@ -463,6 +476,7 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
+	fuse_behind_forget(ffs_of(req)->bh, ino);
 	fuse_write_fence(ffs_of(req)->wr, ino);
 	ffs_cmd_init(&c, req);
 	r.ino = ino;
