@@ -14,14 +14,13 @@
 /* One step of moving a snapshot image between the apply thread and the
  * store, which only the loop thread touches: the apply thread fills it,
  * posts it and waits on done (node.smu / node.scv). */
-typedef enum { SIO_BEGIN, SIO_INSTALL, SIO_ABORT, SIO_READ } sio_kind;
+typedef enum { SIO_BEGIN, SIO_INSTALL, SIO_ABORT, SIO_OPEN } sio_kind;
 
 typedef struct snap_io {
 	sio_kind kind;
-	uint64_t index, term; /* BEGIN, INSTALL; READ: wanted, or the newer current one */
-	uint64_t offset;      /* WRITE, READ; INSTALL: the image's length */
-	uint8_t *buf;	      /* READ: room for len, *got read */
-	size_t len, got;
+	uint64_t index, term; /* BEGIN, INSTALL; OPEN: the current snapshot's */
+	uint64_t offset;      /* INSTALL: the image's length; OPEN: the data's */
+	store_snap_reader *rd; /* OPEN: out */
 	store_snap_writer *w; /* BEGIN: out; INSTALL, ABORT: in (the loop frees it) */
 	int rc;
 	bool done;
@@ -42,11 +41,13 @@ typedef struct snap_out {
 	int rc;
 } snap_out;
 
-/* The apply thread's side of a restore: chunks read from the store. */
+/* The apply thread's side of a restore: the store's snapshot, read through
+ * a reader of its own (store_snap_reader), so the loop thread never waits
+ * for those reads (a restore reads the whole image: with one 1 MiB read
+ * per loop turn, a follower installing 512 MiB stalled its loop for
+ * seconds). */
 typedef struct snap_in {
-	struct node *n;
-	bool direct;	       /* at start, before the threads: read the store here */
-	uint64_t index, newer; /* newer: a newer snapshot replaced it meanwhile */
+	store_snap_reader *rd;
 	uint64_t offset;
 	uint8_t *buf;
 	size_t have, pos;
@@ -113,47 +114,34 @@ static int snap_io_call(node *n, snap_io *io)
 	return rc < 0 ? rc : snap_io_wait(n, io);
 }
 
-/* Reads a chunk of the store's current snapshot, which must still be the
- * one at io->index (else RAFT_ESNAP_OUT_OF_DATE with io->index set to the
- * current one). Loop thread, or before the threads run. */
-static int snap_read_chunk(store *st, snap_io *io)
+/* Opens a reader of the store's current snapshot. Loop thread, or before
+ * the threads run. */
+static int snap_open(store *st, snap_io *io)
 {
-	raft_snapshot_meta meta;
-	uint64_t len;
-	int rc = store_snapshot_meta(st, &meta, &len);
+	int rc = store_snap_reader_open(st, 0, &io->rd, &io->index, &io->offset);
 
 	if (rc < 0)
-		return rc;
-	raft_conf_state_free_contents(&meta.conf);
-	if (meta.index != io->index) {
-		io->index = meta.index;
-		return RAFT_ESNAP_OUT_OF_DATE;
-	}
-	return store_snapshot_read(st, io->offset, io->buf, io->len, &io->got);
+		rlog_write(RLOG_ERR, "store: reading the snapshot: %s", store_errmsg(st));
+	return rc;
 }
 
-/* node_snap_read over the store's snapshot, NODE_SNAP_CHUNK at a time. */
+/* node_snap_read over the store's snapshot, a stored chunk at a time. */
 static ssize_t snap_in_read(void *arg, void *buf, size_t len)
 {
 	snap_in *in = arg;
 	size_t k;
 
 	if (in->pos == in->have) {
-		snap_io io = {.kind = SIO_READ,
-			      .index = in->index,
-			      .offset = in->offset,
-			      .buf = in->buf,
-			      .len = NODE_SNAP_CHUNK};
-		int rc = in->direct ? snap_read_chunk(in->n->st, &io) : snap_io_call(in->n, &io);
+		uint64_t at;
+		int rc = store_snap_reader_read(in->rd, in->buf, NODE_SNAP_CHUNK, &at, &in->have);
 
-		if (rc == RAFT_ESNAP_OUT_OF_DATE)
-			in->newer = io.index;
-		if (rc < 0)
+		if (rc < 0) {
+			rlog_write(RLOG_ERR, "%s", store_snap_reader_errmsg(in->rd));
 			return rc;
-		in->have = io.got;
+		}
 		in->pos = 0;
-		in->offset += io.got;
-		if (io.got == 0)
+		in->offset += in->have;
+		if (in->have == 0)
 			return 0;
 	}
 	k = in->have - in->pos < len ? in->have - in->pos : len;
@@ -162,33 +150,29 @@ static ssize_t snap_in_read(void *arg, void *buf, size_t len)
 	return (ssize_t)k;
 }
 
-/* Restores the store's snapshot at index into the state machine, streamed
- * from the store. Should a newer snapshot from the leader replace it in the
- * store meanwhile (its data is then gone), that one is restored instead:
+/* Restores the store's current snapshot into the state machine, read from
+ * the store on this thread. That is the snapshot at *index or, should a
+ * newer one from the leader have replaced it meanwhile, the newer one:
  * *index is what was restored, *bytes its size. */
 int node_snap_restore_stream(node *n, bool direct, uint64_t *index, uint64_t *bytes)
 {
-	snap_in in = {.n = n, .direct = direct};
-	int rc;
+	snap_io io = {.kind = SIO_OPEN};
+	snap_in in = {0};
+	int rc = direct ? snap_open(n->st, &io) : snap_io_call(n, &io);
 
-	in.buf = malloc(NODE_SNAP_CHUNK);
-	if (!in.buf)
-		return NODE_ENOMEM;
-	for (;;) {
-		in.index = *index;
-		in.newer = 0;
-		in.offset = in.have = in.pos = 0;
-		rc = n->sm->restore(n->sm->ctx, *index, snap_in_read, &in);
-		if (rc >= 0 || in.newer <= *index)
-			break;
+	if (rc < 0)
+		return rc;
+	if (io.index != *index)
 		rlog_write(RLOG_INFO,
-			   "the snapshot at %llu was replaced by the one at %llu while "
-			   "restoring it: restoring that one",
-			   (unsigned long long)*index, (unsigned long long)in.newer);
-		*index = in.newer;
-	}
+			   "the snapshot at %llu was replaced by the one at %llu: restoring that one",
+			   (unsigned long long)*index, (unsigned long long)io.index);
+	*index = io.index;
+	in.rd = io.rd;
+	in.buf = malloc(NODE_SNAP_CHUNK);
+	rc = in.buf ? n->sm->restore(n->sm->ctx, *index, snap_in_read, &in) : NODE_ENOMEM;
 	*bytes = in.offset;
 	free(in.buf);
+	store_snap_reader_close(in.rd);
 	return rc;
 }
 
@@ -567,12 +551,12 @@ static void do_snap_io(node *n, void *arg, bool stopping)
 		case SIO_ABORT:
 			store_snap_writer_discard(n->st, io->w);
 			break;
-		case SIO_READ:
-			rc = snap_read_chunk(n->st, io);
+		case SIO_OPEN:
+			rc = snap_open(n->st, io);
 			break;
 		}
 	}
-	if (io->kind != SIO_READ && (rc < 0 || io->kind == SIO_ABORT))
+	if (io->kind != SIO_OPEN && (rc < 0 || io->kind == SIO_ABORT))
 		n->local_staging = false;
 	pthread_mutex_lock(&n->smu);
 	io->rc = rc;
