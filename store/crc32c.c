@@ -62,8 +62,44 @@ uint32_t crc32c_extend_sw(uint32_t crc, const void *buf, size_t len)
 }
 
 #if defined(__x86_64__)
+/* Bytes per lane of the three-lane loop below. */
+#define LANE 8192
+
+/* shift[k][v]: the CRC register after LANE zero bytes, starting from byte
+ * value v in byte k of the register and zeros elsewhere. The register
+ * update is linear over GF(2) with zero input, so shifting any register
+ * by LANE bytes is the XOR of four lookups (lane_shift). */
+static uint32_t shift[4][256];
+static pthread_once_t shift_once = PTHREAD_ONCE_INIT;
+
+__attribute__((target("sse4.2"))) static uint32_t zeros_hw(uint32_t c, size_t len)
+{
+	uint64_t r = c;
+
+	for (; len >= 8; len -= 8)
+		r = _mm_crc32_u64(r, 0);
+	return (uint32_t)r;
+}
+
+static void shift_init(void)
+{
+	for (int k = 0; k < 4; k++)
+		for (uint32_t v = 0; v < 256; v++)
+			shift[k][v] = zeros_hw(v << (8 * k), LANE);
+}
+
+static uint32_t lane_shift(uint32_t c)
+{
+	return shift[0][c & 0xff] ^ shift[1][(c >> 8) & 0xff] ^ shift[2][(c >> 16) & 0xff] ^
+	       shift[3][c >> 24];
+}
+
 /* The crc32 instruction computes the same reflected Castagnoli CRC, eight
- * bytes per instruction (throughput one per cycle, latency three). */
+ * bytes per instruction, one per cycle but three cycles of latency: one
+ * chain uses a third of it. Long buffers run three chains over three
+ * adjacent lanes and join them (register of A then B = shifted A xor B
+ * from zero), about three times as fast on the MiB-sized entries the value
+ * log checksums on the loop thread. */
 __attribute__((target("sse4.2"))) static uint32_t extend_hw(uint32_t crc, const uint8_t *p,
 							     size_t len)
 {
@@ -71,6 +107,24 @@ __attribute__((target("sse4.2"))) static uint32_t extend_hw(uint32_t crc, const 
 
 	for (; len && ((uintptr_t)p & 7); len--)
 		c = _mm_crc32_u8((uint32_t)c, *p++);
+	if (len >= 3 * LANE)
+		pthread_once(&shift_once, shift_init);
+	for (; len >= 3 * LANE; len -= 3 * LANE, p += 3 * LANE) {
+		uint64_t c1 = 0, c2 = 0;
+
+		for (size_t i = 0; i < LANE; i += 8) {
+			uint64_t a, b, d;
+
+			memcpy(&a, p + i, 8);
+			memcpy(&b, p + LANE + i, 8);
+			memcpy(&d, p + 2 * LANE + i, 8);
+			c = _mm_crc32_u64(c, a);
+			c1 = _mm_crc32_u64(c1, b);
+			c2 = _mm_crc32_u64(c2, d);
+		}
+		c = lane_shift((uint32_t)c) ^ (uint32_t)c1;
+		c = lane_shift((uint32_t)c) ^ (uint32_t)c2;
+	}
 	for (; len >= 8; len -= 8, p += 8) {
 		uint64_t v;
 

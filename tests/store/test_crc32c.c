@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -58,11 +59,36 @@ static void test_hw_matches_sw(void **state)
 	}
 }
 
+/* MiB-sized buffers take the three-lane path many times over (and its
+ * remainders): the same values as the tables, whole and in pieces. */
+static void test_long_buffers(void **state)
+{
+	const size_t size = (1u << 20) + 100;
+	uint8_t *buf = malloc(size);
+
+	assert_non_null(buf);
+	for (size_t i = 0; i < size; i++)
+		buf[i] = (uint8_t)next();
+	for (int round = 0; round < 20; round++) {
+		size_t off = next() % 64, len = round ? next() % (size - 64) : size - 64;
+		uint32_t seed = (uint32_t)next();
+		uint32_t a = crc32c_extend(seed, buf + off, len);
+		size_t cut = len ? next() % len : 0;
+
+		assert_int_equal(a, crc32c_extend_sw(seed, buf + off, len));
+		assert_int_equal(crc32c_extend(crc32c_extend(seed, buf + off, cut), buf + off + cut,
+					       len - cut),
+				 a);
+	}
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_known_values),
 	    cmocka_unit_test(test_hw_matches_sw),
+	    cmocka_unit_test(test_long_buffers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
