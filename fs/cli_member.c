@@ -2,6 +2,7 @@
  * of a running cluster through any of its nodes (the leader is found by
  * following "not the leader" answers). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,7 @@ int cli_member_call(const char *via, int op, uint64_t id, const char *addr, int 
 	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
 	Transportpb__MemberRequest mr = TRANSPORTPB__MEMBER_REQUEST__INIT;
 	uint64_t deadline = mono_ms() + timeout_ms;
+	bool lost = false; /* a try was cut short by a leader change */
 	char at[96];
 	int rc;
 
@@ -107,7 +109,30 @@ int cli_member_call(const char *via, int op, uint64_t id, const char *addr, int 
 		client_close(c);
 		if (rc < 0)
 			return rc;
-		if (resp->error == MEMBER_ENOTLEADER && mono_ms() < deadline) {
+		if (lost && op != TRANSPORTPB__MEMBER_REQUEST__OP__LIST &&
+		    (resp->error == MEMBER_EEXISTS ||
+		     (resp->error == MEMBER_EUNKNOWN &&
+		      op == TRANSPORTPB__MEMBER_REQUEST__OP__REMOVE))) {
+			/* The try cut short by a leader change got there after
+			 * all: what this one finds is what was asked for. */
+			char *msg = strdup("applied (leadership changed meanwhile)");
+
+			if (msg) {
+				/* Freed by free_unpacked, as the unpacked one
+				 * would have been (not protobuf-c's shared
+				 * empty string). */
+				if (resp->error_msg && resp->error_msg[0])
+					free(resp->error_msg);
+				resp->error_msg = msg;
+			}
+			resp->error = 0;
+		}
+		if ((resp->error == MEMBER_ENOTLEADER || resp->error == MEMBER_ELOST) &&
+		    mono_ms() < deadline) {
+			/* Ask the (new) leader; after a lost try the change may
+			 * be half done (a learner not yet promoted): asking
+			 * again goes on from where it is. */
+			lost |= resp->error == MEMBER_ELOST;
 			if (resp->leader_addr && resp->leader_addr[0])
 				snprintf(at, sizeof(at), "%s", resp->leader_addr);
 			else {
