@@ -26,7 +26,7 @@ for i in 1 2 3 11 12 13; do wait_for 60 "writer $i started" acked_at_least "$i" 
 # The leader as last seen, kept by a poller so a fault needs no status
 # round (each is a process start: slow under ASan on a loaded machine).
 track_leader() {
-	while [ ! -e "$T/stop" ]; do
+	while running; do
 		l=$(leader_among 1 2 3) && echo "$l" >"$T/leader.tmp" && mv "$T/leader.tmp" "$T/leader"
 		sleep 0.2
 	done

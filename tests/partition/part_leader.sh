@@ -33,7 +33,7 @@ for i in 1 2 3; do wait_for 60 "writer $i started" acked_at_least "$i" 5; done
 # A stat loop on the leader's mount across the cut: each line is the
 # time the stat began, and what it said.
 stat_loop() {
-	while [ ! -e "$T/stop" ]; do
+	while running; do
 		t=$(ms)
 		r=$(stat -c %a "$C/n$L/s" 2>&1) || r="error: $r"
 		echo "$t $r" >>"$T/stats"

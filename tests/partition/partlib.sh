@@ -194,6 +194,11 @@ part_verify() {
 		{ cat "$T/verify.out"; fail "node trees differ ($2)"; }
 }
 
+# running: a background loop of the test goes on (no stop file, and the
+# test's shell is alive: killed outright, its loops must not outlive it
+# and write into the temp dir the reaper removes).
+running() { [ ! -e "$T/stop" ] && kill -0 $$ 2>/dev/null; }
+
 # writer ID MOUNT FILE: appends "ID K" lines to FILE (relative to mount
 # MOUNT) with dd, which checks close (a write is answered once proposed;
 # close says whether it applied), one open/append/close per line, and logs
@@ -203,7 +208,7 @@ part_verify() {
 # never as a duplicate.
 writer() {
 	local id=$1 m=$C/n$2 f=$3 k=0
-	while [ ! -e "$T/stop" ]; do
+	while running; do
 		k=$((k + 1))
 		if echo "$id $k" | dd of="$m/$f" oflag=append conv=notrunc status=none 2>>"$T/err.$id"; then
 			echo "$id $k" >>"$T/acked.$id"
