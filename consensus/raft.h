@@ -177,16 +177,18 @@ int raft_propose_conf_change(raft *r, const void *data, size_t len, uint64_t *in
  * of codec.h: add voter, remove, add learner) and node. Adding an existing
  * learner as a voter promotes it. If cs is non-NULL it receives the new
  * membership (caller frees contents) to persist with the applied state.
- * A leader that removed (or demoted) itself steps down at once.
  *
- * Rule for callers: never let a leader propose its own removal; transfer
- * leadership (MSG_TRANSFER_LEADER) to another voter first and have the new
- * leader propose it, as etcd's server does. Configurations take effect
- * when applied, so the survivors learn that the removal committed only
- * from the leader's commit index; a removed leader that steps down before
- * sending it leaves them on the old configuration, needing the vote of a
- * node that will not campaign and whose longer log wins no election for
- * them: no leader, for good. */
+ * A leader that removed (or demoted) itself does not step down at once:
+ * configurations take effect when applied, so the survivors learn that the
+ * removal committed only from the leader's commit index, and a removed
+ * leader that stepped down before sending it would leave them on the old
+ * configuration, needing the vote of a node that will not campaign and
+ * whose longer log wins no election for them. So it keeps replicating
+ * (refusing proposals and reads, no check-quorum step-down) until a voter
+ * holds its whole log, then hands over with TIMEOUT_NOW and steps down
+ * (tests/sim/CORE_BUGS.md #5). Callers should still prefer transferring
+ * leadership (MSG_TRANSFER_LEADER) before a leader's own removal, as etcd's
+ * server does and consensus/node_members.c does. */
 int raft_apply_conf_change(raft *r, int type, uint64_t node_id, raft_conf_state *cs);
 
 /* Starts an election now (pre-vote first when enabled). */
