@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "config.h"
 #include "local_cluster.h"
 #include "tree_compare.h"
 #include "tree_verify.h"
@@ -133,14 +134,18 @@ int cli_verify_main(int argc, char **argv)
 		return status < 0 ? 1 : status;
 	}
 	if (argc - i == 1) {
-		n = local_count(argv[i], err, sizeof(err));
+		int ids[CONFIG_MAX_PEERS];
+
+		/* A node removed from the cluster (raftfs local remove) no
+		 * longer follows it: its mount is not compared. */
+		n = local_members(argv[i], ids, CONFIG_MAX_PEERS, err, sizeof(err));
 		if (n < 0) {
 			fprintf(stderr, "raftfs verify: %s\n", err);
 			return 1;
 		}
 		mounts = calloc((size_t)n, sizeof(*mounts));
 		for (int k = 0; mounts && k < n; k++)
-			if (asprintf(&mounts[k], "%s/n%d", argv[i], k + 1) < 0)
+			if (asprintf(&mounts[k], "%s/n%d", argv[i], ids[k]) < 0)
 				mounts[k] = NULL;
 	} else {
 		n = argc - i;

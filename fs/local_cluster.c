@@ -712,3 +712,19 @@ bool local_removed(const char *dir, int id)
 	node_path(dir, id, "removed", path, sizeof(path));
 	return access(path, F_OK) == 0;
 }
+
+int local_members(const char *dir, int *ids, int max, char *err, size_t errlen)
+{
+	int n = local_count(dir, err, errlen), m = 0;
+
+	if (n < 0)
+		return n;
+	for (int id = 1; id <= n; id++)
+		if (!local_removed(dir, id) && m < max)
+			ids[m++] = id;
+	if (m == 0) {
+		snprintf(err, errlen, "%s: every node was removed", dir);
+		return -ENOENT;
+	}
+	return m;
+}

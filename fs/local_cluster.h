@@ -19,6 +19,11 @@ int local_create(const char *dir, int n, char *err, size_t errlen);
 /* The node count of the cluster in dir, or a negative errno with err. */
 int local_count(const char *dir, char *err, size_t errlen);
 
+/* The ids of the nodes of dir that were not removed (raftfs local remove),
+ * ascending, into ids[max] (max >= local_count). Their number, or a
+ * negative errno with err. */
+int local_members(const char *dir, int *ids, int max, char *err, size_t errlen);
+
 /* The cluster name of dir (the nodes refuse peers of another name) into
  * name. 0 or a negative errno. */
 int local_name(const char *dir, char *name, size_t len);

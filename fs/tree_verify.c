@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "config.h"
 #include "local_cluster.h"
 #include "tree_compare.h"
 
@@ -18,6 +19,7 @@
 
 /* Where a node's state machine stands. */
 struct pos {
+	int id;  /* the node */
 	bool ok; /* it answered */
 	uint64_t commit, applied;
 	char err[256];
@@ -45,7 +47,7 @@ static void read_positions(const char *dir, int n, struct pos *p)
 		char addr[128];
 
 		p[i].ok = false;
-		if (local_addr(dir, i + 1, addr, sizeof(addr), p[i].err, sizeof(p[i].err)) < 0 ||
+		if (local_addr(dir, p[i].id, addr, sizeof(addr), p[i].err, sizeof(p[i].err)) < 0 ||
 		    cli_fetch_status(addr, STATUS_TIMEOUT_MS, &ns, p[i].err, sizeof(p[i].err)) < 0)
 			continue;
 		p[i].ok = true;
@@ -91,18 +93,19 @@ static void free_lines(struct lines *l)
 	l->n = l->total = 0;
 }
 
-/* Compares node 1's data dir with every other's; the differences in l. */
-static void compare_nodes(const char *dir, int n, struct lines *l)
+/* Compares the first node's data dir with every other's; the differences
+ * in l. */
+static void compare_nodes(const char *dir, const struct pos *p, int n, struct lines *l)
 {
 	char first[4096], other[4096];
 
-	local_node_dir(dir, 1, first, sizeof(first) - 8);
+	local_node_dir(dir, p[0].id, first, sizeof(first) - 8);
 	strcat(first, "/data");
-	for (int id = 2; id <= n; id++) {
-		local_node_dir(dir, id, other, sizeof(other) - 8);
+	for (int i = 1; i < n; i++) {
+		local_node_dir(dir, p[i].id, other, sizeof(other) - 8);
 		strcat(other, "/data");
-		l->a = 1;
-		l->b = id;
+		l->a = p[0].id;
+		l->b = p[i].id;
 		tree_compare(first, other, TREE_CMP_DATA, keep_line, l);
 	}
 }
@@ -111,10 +114,10 @@ static void print_positions(FILE *out, const struct pos *p, int n)
 {
 	for (int i = 0; i < n; i++) {
 		if (p[i].ok)
-			fprintf(out, "  node %d: commit %llu applied %llu\n", i + 1,
+			fprintf(out, "  node %d: commit %llu applied %llu\n", p[i].id,
 				(unsigned long long)p[i].commit, (unsigned long long)p[i].applied);
 		else
-			fprintf(out, "  node %d: no status: %s\n", i + 1, p[i].err);
+			fprintf(out, "  node %d: no status: %s\n", p[i].id, p[i].err);
 	}
 }
 
@@ -124,9 +127,11 @@ int tree_verify_nodes(const char *dir, double wait_s, FILE *out)
 	struct lines l = {0};
 	struct pos *before, *after;
 	char err[600];
+	int ids[CONFIG_MAX_PEERS];
 	int n, rc = 1, rounds = 0;
 
-	n = local_count(dir, err, sizeof(err));
+	/* Nodes removed from the cluster (raftfs local remove) are left out. */
+	n = local_members(dir, ids, CONFIG_MAX_PEERS, err, sizeof(err));
 	if (n < 0) {
 		fprintf(stderr, "raftfs verify --trees: %s\n", err);
 		return -1;
@@ -143,13 +148,15 @@ int tree_verify_nodes(const char *dir, double wait_s, FILE *out)
 		rc = -1;
 		goto out;
 	}
+	for (int i = 0; i < n; i++)
+		before[i].id = after[i].id = ids[i];
 	for (;;) {
 		struct timespec ts = {0, 50 * 1000 * 1000};
 
 		read_positions(dir, n, before);
 		if (settled(before, n)) {
 			rounds++;
-			compare_nodes(dir, n, &l);
+			compare_nodes(dir, before, n, &l);
 			read_positions(dir, n, after);
 			if (same_positions(before, after, n))
 				break;
