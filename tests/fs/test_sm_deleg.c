@@ -15,6 +15,7 @@
 
 #include "fs_testlib.h"
 #include "sm.h"
+#include "snap_node.h"
 #include "tree_compare.h"
 
 #define D1 ((1ULL << 48) | 1)
@@ -412,11 +413,68 @@ static void test_crash_redo(void **state)
 	assert_true(crashes >= f->n);
 }
 
+struct image {
+	uint8_t *buf;
+	size_t len, off;
+};
+
+static int image_put(void *arg, const void *buf, size_t len)
+{
+	struct image *im = arg;
+	uint8_t *more = realloc(im->buf, im->len + len);
+	if (!more)
+		return -ENOMEM;
+	memcpy(more + im->len, buf, len);
+	im->buf = more;
+	im->len += len;
+	return 0;
+}
+
+static ssize_t image_get(void *arg, void *buf, size_t len)
+{
+	struct image *im = arg;
+	size_t n = im->len - im->off < len ? im->len - im->off : len;
+	memcpy(buf, im->buf + im->off, n);
+	im->off += n;
+	return (ssize_t)n;
+}
+
+// A node that installs a snapshot holds the same delegations as the others:
+// the image carries them, and after the install the rules act on them.
+static void test_snapshot(void **state)
+{
+	struct fx *f = *state;
+	struct image im = {0};
+	struct sm *other = NULL;
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(mkdir_as(f->sm, 2, 0, SM_ROOT_ID, "d", D1, 1), 0);
+	assert_int_equal(mkdir_as(f->sm, 2, 0, SM_ROOT_ID, "e", D2, 1), 0);
+	assert_int_equal(deleg_as(f->sm, 2, D2, FSPB__DELEG__OP__RETURN, 1), 0);
+	assert_int_equal(deleg_as(f->sm, 3, D2, FSPB__DELEG__OP__GRANT, 0), 0);
+	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);
+	f->ref = tl_mkdtemp();
+	assert_int_equal(sm_open(f->ref, 2, &other), 0);
+	assert_int_equal(snap_node_restore(other, sm_applied_index(f->sm), image_get, &im), 0);
+	free(im.buf);
+	expect_deleg(other, D1, 2, 1);
+	expect_deleg(other, D2, 3, 2);
+	expect_deleg(other, SM_ROOT_ID, 0, 0);
+	assert_int_equal(mknod_as(other, 3, 0, D1, "x", F1), SM_RESULT_DELEGATED);
+	assert_int_equal(mknod_as(other, 3, 0, D2, "x", F1), 0);
+	sm_close(other);
+	// ...and after a restart of the installed node.
+	assert_int_equal(sm_open(f->ref, 2, &other), 0);
+	expect_deleg(other, D1, 2, 1);
+	expect_deleg(other, D2, 3, 2);
+	sm_close(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_crash_redo, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
