@@ -55,8 +55,8 @@ static const char usage[] =
 	"    now and itself), starts it, makes it a learner, waits until it caught\n"
 	"    up and is a voter, and (filesystem) until its mount answers. `remove`\n"
 	"    works on a dead node too (replace one: kill, remove, add); a removed\n"
-	"    node is skipped by `up` and `status` from then on. Compare the mounts\n"
-	"    of a cluster with removed nodes with raftfs verify MOUNT...\n"
+	"    node is skipped by `up`, `status` and `raftfs verify DIR` from then\n"
+	"    on.\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 on success, 1 on failure, 2 for bad usage.\n";

@@ -36,6 +36,7 @@ static const char usage[] =
 	"    --listen HOST:PORT      [node] listen (default: this node's [peers] address)\n"
 	"    --peer ID=HOST:PORT     [peers]: a voter; repeat for each, this node\n"
 	"                            included (replaces the file's list)\n"
+	"    --join                  [node] join = true: join a running cluster (below)\n"
 	"    --data-dir DIR          [node] data_dir: Raft log (DIR/raft) and state\n"
 	"    --mount DIR             [node] mount: where the filesystem is mounted\n"
 	"    --state-machine NAME    [node] state_machine: kv (the test state\n"
@@ -108,7 +109,7 @@ static const struct {
 /* Reads the config file, then applies the flags over it. */
 static int parse(int argc, char **argv, node_config *cfg, char *err, size_t errlen)
 {
-	struct option opts[N_FLAGS + 3];
+	struct option opts[N_FLAGS + 4];
 	const char *config = NULL;
 	bool peers_reset = false;
 	int c, idx;
@@ -117,7 +118,8 @@ static int parse(int argc, char **argv, node_config *cfg, char *err, size_t errl
 		opts[i] = (struct option){flag_keys[i].flag, required_argument, NULL, 0};
 	opts[N_FLAGS] = (struct option){"config", required_argument, NULL, 0};
 	opts[N_FLAGS + 1] = (struct option){"peer", required_argument, NULL, 0};
-	opts[N_FLAGS + 2] = (struct option){NULL, 0, NULL, 0};
+	opts[N_FLAGS + 2] = (struct option){"join", no_argument, NULL, 0};
+	opts[N_FLAGS + 3] = (struct option){NULL, 0, NULL, 0};
 
 	config_defaults(cfg);
 	/* First pass: the file, so that flags override it whatever the order. */
@@ -140,6 +142,13 @@ static int parse(int argc, char **argv, node_config *cfg, char *err, size_t errl
 		}
 		if (idx == (int)N_FLAGS)
 			continue;
+		if (idx == (int)N_FLAGS + 2) {
+			if (config_set(cfg, "node", "join", "true", msg, sizeof(msg)) < 0) {
+				snprintf(err, errlen, "--join: %s", msg);
+				return -EINVAL;
+			}
+			continue;
+		}
 		if (idx == (int)N_FLAGS + 1) {
 			char *eq = strchr(optarg, '=');
 
