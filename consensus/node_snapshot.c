@@ -571,15 +571,29 @@ static void do_snap_io(node *n, void *arg, bool stopping)
  * *for_apply carries the metadata only. */
 int node_snap_install(node *n, const raft_snapshot *snap, raft_snapshot *for_apply)
 {
-	uint64_t staged_index;
+	uint64_t staged_index = 0, staged_len = 0;
 	int rc;
 
 	*for_apply = *snap;
 	for_apply->data = NULL;
 	for_apply->len = 0;
-	if (snap->len > 0 || !store_snapshot_staged(n->st, &staged_index, NULL) ||
-	    staged_index != snap->meta.index)
+	if (snap->len > 0)
 		return store_snapshot(n, &snap->meta, snap->data, snap->len);
+	/* Streamed: only the staging this node received whole may become
+	 * current. Anything else (a partial staging, none: an empty image)
+	 * would be restored as a truncated image, the node would fault, and
+	 * a restart would restore the same broken snapshot. */
+	if (!store_snapshot_staged(n->st, &staged_index, &staged_len) ||
+	    staged_index != snap->meta.index ||
+	    !snap_recv_whole(n->ss, staged_index, staged_len)) {
+		rlog_write(RLOG_ERR,
+			   "the snapshot at %llu from the leader is not staged whole (staged: "
+			   "%s at %llu, %llu bytes): not installed",
+			   (unsigned long long)snap->meta.index,
+			   store_snapshot_staged(n->st, NULL, NULL) ? "one" : "none",
+			   (unsigned long long)staged_index, (unsigned long long)staged_len);
+		return RAFT_ESNAP_TEMP_UNAVAILABLE;
+	}
 	n->stage_epoch++;
 	rc = store_snapshot_install(n->st);
 	if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE) {
@@ -595,6 +609,17 @@ void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChu
 	node *n = arg;
 	raft_msg m;
 
+	if (n->recv_pending && !ch->resume) {
+		/* A snapshot received whole waits for its Ready to install it:
+		 * nothing may touch the staging before (a new stream's chunk at
+		 * 0 would restart it under the core's feet). The sender's
+		 * stream breaks and it sends again. */
+		RLOG(RLOG_NET,
+		     "snapshot chunk from %llu at %llu: a received snapshot waits for its "
+		     "install: dropped",
+		     (unsigned long long)from, (unsigned long long)ch->offset);
+		return;
+	}
 	if (ch->offset == 0 && !ch->offer && !ch->resume)
 		n->stage_epoch++; /* drops a local snapshot being staged */
 	if (snap_recv_chunk(n->ss, from, ch, &m) == 1) {

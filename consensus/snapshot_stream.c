@@ -85,6 +85,9 @@ struct snap_streams {
 	snap_wake_fn wake;
 	void *arg;
 	send_stream *out[CONFIG_MAX_PEERS];
+	/* The last snapshot received whole: its index and length (done). */
+	bool done;
+	uint64_t done_index, done_total;
 	struct {
 		uint64_t peer;
 		recv_stream s;
@@ -617,6 +620,7 @@ int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__Snapshot
 		/* The store stages one snapshot at a time: streams from other
 		 * peers (an earlier leader) lost theirs. */
 		snap_recv_reset(ss);
+		ss->done = false;
 		r->active = true;
 		r->index = msg->snapshot->meta.index;
 		r->term = msg->term;
@@ -664,11 +668,19 @@ int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__Snapshot
 		raft_msg_free_contents(msg);
 		return RAFT_EINVAL;
 	}
+	ss->done = true;
+	ss->done_index = r->index;
+	ss->done_total = r->total;
 	/* The data is staged in the store; the core gets the metadata. */
 	free(msg->snapshot->data);
 	msg->snapshot->data = NULL;
 	msg->snapshot->len = 0;
 	return 1;
+}
+
+bool snap_recv_whole(const snap_streams *ss, uint64_t index, uint64_t len)
+{
+	return ss->done && ss->done_index == index && ss->done_total == len;
 }
 
 void snap_recv_reset(snap_streams *ss)

@@ -72,6 +72,11 @@ void snap_send_pump(snap_streams *ss);
 int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch,
 		    raft_msg *msg);
 
+/* Whether the staging, of snapshot index with len bytes, is one this node
+ * received whole (every chunk, checked): what may be installed for a
+ * streamed snapshot's Ready. */
+bool snap_recv_whole(const snap_streams *ss, uint64_t index, uint64_t len);
+
 /* Forgets every snapshot being received (the store's staging was taken
  * for a local snapshot): their further chunks are dropped until a stream
  * starts again at offset 0. */
