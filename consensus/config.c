@@ -71,7 +71,7 @@ void config_defaults(node_config *cfg)
 	/* So a test run (or a whole suite) can choose it for every node that
 	 * `raftfs local up` configures; the file's key still wins. */
 	const char *wb = getenv("RAFTFS_WRITE_BEHIND");
-	cfg->write_behind = wb && (!strcmp(wb, "1") || !strcmp(wb, "true") || !strcmp(wb, "on"));
+	cfg->write_behind = !wb || !(!strcmp(wb, "0") || !strcmp(wb, "false") || !strcmp(wb, "off"));
 }
 
 int config_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port)

@@ -79,7 +79,7 @@ typedef struct node_config {
 	size_t send_queue_bytes;
 
 	/* The mount answers changes of directories delegated to this node
-	 * before they apply (fs/fuse_behind.h). Default: off, or the
+	 * before they apply (fs/fuse_behind.h). Default: on, or the
 	 * environment's RAFTFS_WRITE_BEHIND (true/false) at config_defaults. */
 	bool write_behind;
 

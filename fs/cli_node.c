@@ -80,7 +80,7 @@ static const char usage[] =
 	"    [fs] write_behind = true|false: the mount answers changes of the\n"
 	"    directories delegated to this node (those it made) as soon as they\n"
 	"    are proposed; close, fsync and fsyncdir wait for them and report\n"
-	"    their first error (default false, or $RAFTFS_WRITE_BEHIND).\n"
+	"    their first error (default true, or $RAFTFS_WRITE_BEHIND).\n"
 	"\n"
 	"EXIT STATUS\n"
 	"    0 after a clean stop; 1 if the node could not start or failed; 2 for\n"
