@@ -77,7 +77,17 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	 * (what a shell did on one mount is true on all when it returns): a
 	 * miss waits until this node caught up, then looks again. */
 	if (rc == -ENOENT && !fs->cfg.linearizable && !held) {
-		int brc = ffs_barrier(fs);
+		int brc;
+
+		/* Names another node's mount answered behind (write-behind,
+		 * fuse_behind.h) may not be in the log yet: in a directory
+		 * delegated to another node, recall it first, so the holder
+		 * commits what it answered before its Return. Not while
+		 * degraded (no quorum: a recall cannot commit either); a failed
+		 * recall leaves the barrier to decide. */
+		if (!atomic_load(&fs->degraded))
+			(void)fuse_behind_reclaim(fs->bh, parent);
+		brc = ffs_barrier(fs);
 
 		if (brc) {
 			fuse_reply_err(req, brc);
