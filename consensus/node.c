@@ -1284,8 +1284,23 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	if (rc < 0)
 		goto fail;
 	rc_cfg.applied = atomic_load(&n->applied);
-	if (hs.commit < n->last_snap)
-		hs.commit = n->last_snap; /* a snapshot is committed by definition */
+	if (hs.commit < n->last_snap) {
+		/* A snapshot is committed by definition, but the commit index
+		 * is saved lazily: killed right after a local snapshot at N
+		 * (its log compacted to N - snapshot_trailing), the store can
+		 * hold a commit index below N, and the core, which reads the
+		 * saved one, would find the state machine ahead of it and of
+		 * the log and refuse to start (seen in snapshot.crash). Save
+		 * the truth before the core reads it. */
+		hs.commit = n->last_snap;
+		rc = store_set_hard_state(n->st, &hs);
+		if (rc < 0) {
+			snprintf(err, errlen, "saving the hard state in %s: %s", dir,
+				 store_errmsg(n->st));
+			goto fail;
+		}
+		n->hs = hs;
+	}
 	if (rc_cfg.applied > hs.commit)
 		rc_cfg.applied = hs.commit;
 	rc_cfg.seed = n->client_id;
