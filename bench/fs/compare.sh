@@ -66,4 +66,7 @@ echo "### raftfs, 3 nodes on loopback, follower mount n$follower   [$(uptime | s
 settle
 echo "### raftfs, the leader's mount n$leader   [$(uptime | sed 's/.*load/load/')]"
 "$bench" "${args[@]}" "$work/cluster/n$leader"
-"$raftfs" verify "$work/cluster"
+# The other mounts apply the benchmark's last write-behind commands a moment
+# after it returned: wait for them, then compare the mounts and the trees.
+"$raftfs" verify --wait 10 "$work/cluster"
+"$raftfs" verify --wait 10 --trees "$work/cluster"
