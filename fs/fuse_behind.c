@@ -571,6 +571,40 @@ static bool create_behind(struct fuse_behind *b, fuse_req_t req, uint64_t parent
 	return true;
 }
 
+/* The start of a new object's write-behind creation in parent: room in
+ * flight, the locks (begin), the delegation check, then the command's
+ * common part and a new id (ffs_new_node_cmd). NEW_NOT_HELD: nothing was
+ * done, the caller takes the synchronous path; NEW_ANSWERED: the request
+ * got an error; NEW_READY: locks held, finish with finish_new. */
+enum new_start { NEW_NOT_HELD, NEW_ANSWERED, NEW_READY };
+
+static enum new_start start_new(struct fuse_behind *b, fuse_req_t req, uint64_t parent,
+				Fspb__Command *c, uint64_t *ino, uint32_t *md)
+{
+	begin(b);
+	if (!dir_held(b, parent)) {
+		end(b);
+		return NEW_NOT_HELD;
+	}
+	if (ffs_new_node_cmd(b->fs, req, parent, c, ino, md) < 0) {
+		end(b);
+		return NEW_ANSWERED;
+	}
+	return NEW_READY;
+}
+
+/* Proposes a started creation behind (create_behind); the locks are
+ * released on either outcome. */
+static bool finish_new(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
+		       Fspb__Command *c, const struct stat *st, const char *verb)
+{
+	bool done = create_behind(b, req, parent, name, c, st, verb);
+
+	if (!done)
+		end(b);
+	return done;
+}
+
 bool fuse_behind_mknod(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
 		       mode_t mode, dev_t rdev)
 {
@@ -579,19 +613,17 @@ bool fuse_behind_mknod(struct fuse_behind *b, fuse_req_t req, uint64_t parent, c
 	struct stat st;
 	uint32_t md = mode;
 	mode_t t = mode & S_IFMT;
-	bool done;
 
 	if (!behind_on(b) || (t != S_IFREG && t != S_IFIFO && t != S_IFSOCK && t != S_IFCHR &&
 			      t != S_IFBLK))
 		return false;
-	begin(b);
-	if (!dir_held(b, parent)) {
-		end(b);
+	switch (start_new(b, req, parent, &c, &m.ino, &md)) {
+	case NEW_NOT_HELD:
 		return false;
-	}
-	if (ffs_new_node_cmd(b->fs, req, parent, &c, &m.ino, &md) < 0) {
-		end(b);
-		return true; /* answered */
+	case NEW_ANSWERED:
+		return true;
+	case NEW_READY:
+		break;
 	}
 	m.parent = parent;
 	m.name = (char *)name;
@@ -601,10 +633,7 @@ bool fuse_behind_mknod(struct fuse_behind *b, fuse_req_t req, uint64_t parent, c
 	c.op_case = FSPB__COMMAND__OP_MKNOD;
 	c.mknod = &m;
 	predict_new(&st, m.ino, (md & S_IFMT) | (md & 07777), &c, 0, (dev_t)rdev);
-	done = create_behind(b, req, parent, name, &c, &st, "mknod");
-	if (!done)
-		end(b);
-	return done;
+	return finish_new(b, req, parent, name, &c, &st, "mknod");
 }
 
 bool fuse_behind_mkdir(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
@@ -614,18 +643,16 @@ bool fuse_behind_mkdir(struct fuse_behind *b, fuse_req_t req, uint64_t parent, c
 	Fspb__Mkdir m = FSPB__MKDIR__INIT;
 	struct stat st;
 	uint32_t md = S_IFDIR | (mode & 07777);
-	bool done;
 
 	if (!behind_on(b))
 		return false;
-	begin(b);
-	if (!dir_held(b, parent)) {
-		end(b);
+	switch (start_new(b, req, parent, &c, &m.ino, &md)) {
+	case NEW_NOT_HELD:
 		return false;
-	}
-	if (ffs_new_node_cmd(b->fs, req, parent, &c, &m.ino, &md) < 0) {
-		end(b);
+	case NEW_ANSWERED:
 		return true;
+	case NEW_READY:
+		break;
 	}
 	m.parent = parent;
 	m.name = (char *)name;
@@ -634,10 +661,7 @@ bool fuse_behind_mkdir(struct fuse_behind *b, fuse_req_t req, uint64_t parent, c
 	c.op_case = FSPB__COMMAND__OP_MKDIR;
 	c.mkdir = &m;
 	predict_new(&st, m.ino, S_IFDIR | (md & 07777), &c, 4096, 0);
-	done = create_behind(b, req, parent, name, &c, &st, "mkdir");
-	if (!done)
-		end(b);
-	return done;
+	return finish_new(b, req, parent, name, &c, &st, "mkdir");
 }
 
 bool fuse_behind_symlink(struct fuse_behind *b, fuse_req_t req, const char *target,
@@ -648,19 +672,17 @@ bool fuse_behind_symlink(struct fuse_behind *b, fuse_req_t req, const char *targ
 	struct stat st;
 	uint32_t md = S_IFLNK | 0777;
 	size_t len = strlen(target);
-	bool done;
 
 	/* The results apply.c gives a bad target are left to it. */
 	if (!behind_on(b) || len == 0 || len >= PATH_MAX)
 		return false;
-	begin(b);
-	if (!dir_held(b, parent)) {
-		end(b);
+	switch (start_new(b, req, parent, &c, &s.ino, &md)) {
+	case NEW_NOT_HELD:
 		return false;
-	}
-	if (ffs_new_node_cmd(b->fs, req, parent, &c, &s.ino, &md) < 0) {
-		end(b);
+	case NEW_ANSWERED:
 		return true;
+	case NEW_READY:
+		break;
 	}
 	s.parent = parent;
 	s.name = (char *)name;
@@ -668,10 +690,7 @@ bool fuse_behind_symlink(struct fuse_behind *b, fuse_req_t req, const char *targ
 	c.op_case = FSPB__COMMAND__OP_SYMLINK;
 	c.symlink = &s;
 	predict_new(&st, s.ino, S_IFLNK | 0777, &c, (off_t)len, 0);
-	done = create_behind(b, req, parent, name, &c, &st, "symlink");
-	if (!done)
-		end(b);
-	return done;
+	return finish_new(b, req, parent, name, &c, &st, "symlink");
 }
 
 bool fuse_behind_remove(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
