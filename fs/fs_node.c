@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fs_plug.h"
 #include "fuse_inval.h"
 #include "sm_snapshot.h"
 #include "snap_node.h"
@@ -25,6 +26,7 @@ struct fs_node {
 	uint32_t id;	     /* this node's id (Command.node) */
 	bool write_behind;   /* [fs] write_behind */
 	atomic_bool stalled; /* the last proposal or barrier to end timed out */
+	struct fs_plug *plug; /* lazy proposals held back briefly (fs_plug.h) */
 };
 
 /* The envelope's client of the command the apply thread applied last: a
@@ -32,11 +34,30 @@ struct fs_node {
  * its own command. */
 static _Thread_local uint64_t applying_client;
 
+/* Writes smaller than this may be held (fs_plug.h); a bigger one is a log
+ * write's worth by itself (and goes to the value log). */
+#define PLUG_LAZY_WRITE (64u << 10)
+/* How long a lazy proposal may wait for company by default (environment
+ * RAFTFS_PLUG_US; 0 turns holding off). Long enough for a program's next
+ * call on the same file (tens of microseconds), short against a commit
+ * round (0.4-2 ms here). */
+#define PLUG_LINGER_US 1000u
+
 struct waiter {
 	struct fs_node *f;
 	fs_done_fn done;
 	void *arg;
 };
+
+static int plug_start(void *ctx, const uint8_t *buf, size_t len, void *arg);
+static void plug_fail(void *ctx, void *arg, int err);
+
+static unsigned plug_linger_us(void)
+{
+	const char *e = getenv("RAFTFS_PLUG_US");
+
+	return e && *e ? (unsigned)strtoul(e, NULL, 10) : PLUG_LINGER_US;
+}
 
 int64_t fs_node_now(void)
 {
@@ -182,6 +203,12 @@ int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
 		return rc;
 	}
 	f->id = node_id;
+	rc = fs_plug_new(plug_linger_us(), plug_start, plug_fail, f, &f->plug);
+	if (rc < 0) {
+		sm_close(f->sm);
+		free(f);
+		return rc;
+	}
 	sm_set_deleg_hook(f->sm, deleg_forward, f);
 	*out = f;
 	return 0;
@@ -216,6 +243,18 @@ void fs_node_close(struct fs_node *f)
 {
 	if (!f)
 		return;
+	if (getenv("RAFTFS_STAGES") && strcmp(getenv("RAFTFS_STAGES"), "0")) {
+		struct fs_plug_stats st;
+
+		fs_plug_stats(f->plug, &st);
+		fprintf(stderr,
+			"fs: node %u held %llu proposals back; started by an eager one %llu, "
+			"a flush %llu, the limit %llu, the linger %llu\n",
+			f->id, (unsigned long long)st.held, (unsigned long long)st.by_eager,
+			(unsigned long long)st.by_flush, (unsigned long long)st.by_limit,
+			(unsigned long long)st.by_linger);
+	}
+	fs_plug_free(f->plug);
 	sm_close(f->sm);
 	free(f);
 }
@@ -244,6 +283,14 @@ void fs_node_attach(struct fs_node *f, node *n)
 void fs_node_set_inval(struct fs_node *f, struct fuse_inval *inv)
 {
 	atomic_store(&f->inv, inv);
+	/* Hold lazy proposals only while a mount serves: one that stops
+	 * starts what is held before its node stops (fs_node.h). */
+	fs_plug_enable(f->plug, inv != NULL);
+}
+
+void fs_node_flush(struct fs_node *f)
+{
+	fs_plug_flush(f->plug);
 }
 
 struct sm *fs_node_sm(struct fs_node *f)
@@ -267,6 +314,40 @@ static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
 	free(w);
 }
 
+/* The plug's start (fs_plug.h): under the plug's lock, in proposal order. */
+static int plug_start(void *ctx, const uint8_t *buf, size_t len, void *arg)
+{
+	struct fs_node *f = ctx;
+	int rc = node_start(f->n, buf, len, 0, proposal_done, arg, NULL, NULL);
+
+	return rc < 0 ? node_errno(rc) : 0;
+}
+
+/* A held proposal that could not be started: completed with the error. */
+static void plug_fail(void *ctx, void *arg, int err)
+{
+	struct waiter *w = arg;
+
+	(void)ctx;
+	w->done(w->arg, err);
+	free(w);
+}
+
+/* Commands that may wait for company (fs_plug.h): those answered before
+ * they apply — write-behind metadata and small writes — whose caller is
+ * not waiting for them now. Big writes fill a log write alone; everything
+ * else has a caller waiting, and goes at once (with what is held before
+ * it). Nothing is held once the node saw a timeout: then every answer
+ * waits for its commit anyway. */
+static bool lazy(struct fs_node *f, const Fspb__Command *c, size_t len)
+{
+	if (atomic_load(&f->stalled))
+		return false;
+	if (c->behind)
+		return true;
+	return c->op_case == FSPB__COMMAND__OP_WRITE && len < PLUG_LAZY_WRITE;
+}
+
 int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, void *arg)
 {
 	size_t len = fspb__command__get_packed_size(c);
@@ -288,11 +369,11 @@ int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, 
 	}
 	fspb__command__pack(c, buf);
 	*w = (struct waiter){f, done, arg};
-	rc = node_start(f->n, buf, len, 0, proposal_done, w, NULL, NULL);
-	free(buf);
-	if (rc < 0) {
+	/* buf belongs to the plug from here. */
+	rc = fs_plug_propose(f->plug, buf, len, w, lazy(f, c, len));
+	if (rc) {
 		free(w);
-		return node_errno(rc);
+		return rc;
 	}
 	return 0;
 }

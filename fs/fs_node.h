@@ -35,13 +35,25 @@ void fs_node_iface(struct fs_node *f, node_sm *out);
 void fs_node_attach(struct fs_node *f, node *n);
 
 /* Where applied changes are reported so the kernel's caches are invalidated
- * (NULL: nowhere). Set before the mount serves requests, cleared after. */
+ * (NULL: nowhere). Set before the mount serves requests, cleared after.
+ * While it is set, lazy proposals (write-behind metadata, small writes) may
+ * be held back up to 1 ms (RAFTFS_PLUG_US) so that a burst shares one log
+ * write (fs_plug.h); clearing it starts what is held, so a mount that stops
+ * clears it before its node stops. */
 void fs_node_set_inval(struct fs_node *f, struct fuse_inval *inv);
+
+/* Starts every proposal held back so far: call before waiting for a
+ * command this mount proposed lazily (flush, fsync, a read of its file),
+ * holding no lock its completion takes (a start that fails completes it
+ * with the error on this thread). */
+void fs_node_flush(struct fs_node *f);
 
 /* The state machine, for the read side. */
 struct sm *fs_node_sm(struct fs_node *f);
 
-/* Proposes c (packed here; the caller keeps c). done fires exactly once when
+/* Proposes c (packed here; the caller keeps c). A command answered before
+ * it applies (Command.behind, a small Write) may be held back briefly
+ * (fs_node_set_inval) and then fails through done. done fires exactly once when
  * this node applied it or gave up, unless this returns nonzero: a positive
  * errno (ENOMEM, EIO) and done is not called. Any number may be in flight:
  * the commands proposed through one node apply, on every node, in the order

@@ -138,6 +138,17 @@ static void wait_ms(struct fuse_behind *b, int64_t ms)
 	pthread_cond_timedwait(&b->cv, &b->mu, &ts);
 }
 
+/* Before waiting on b->cv for pending commands: they may still be held
+ * back by the node (fs_node_flush), and would then start only after the
+ * linger. Under b->mu, which it drops for the flush (a failed start
+ * completes its command on this thread): the caller checks again. */
+static void flush_held(struct fuse_behind *b)
+{
+	pthread_mutex_unlock(&b->mu);
+	fs_node_flush(b->fs->fsn);
+	pthread_mutex_lock(&b->mu);
+}
+
 /* ---- tables (under b->mu) ---- */
 
 static struct bh_dir *dir_find(struct fuse_behind *b, uint64_t id)
@@ -474,6 +485,8 @@ static bool behind_on(struct fuse_behind *b)
 static void begin(struct fuse_behind *b)
 {
 	pthread_mutex_lock(&b->mu);
+	if (b->count >= MAX_PENDING)
+		flush_held(b);
 	while (b->count >= MAX_PENDING)
 		pthread_cond_wait(&b->cv, &b->mu);
 	pthread_mutex_unlock(&b->mu);
@@ -943,6 +956,8 @@ int fuse_behind_fd(struct fuse_behind *b, uint64_t fh)
 		return (int)fh;
 	h = (struct bh_fh *)(uintptr_t)(fh & ~DEFERRED);
 	pthread_mutex_lock(&b->mu);
+	if (h->fd < 0 && ino_busy(b, h->ino, false))
+		flush_held(b);
 	while (h->fd < 0 && ino_busy(b, h->ino, false))
 		pthread_cond_wait(&b->cv, &b->mu);
 	if (h->fd < 0)
@@ -1098,6 +1113,8 @@ bool fuse_behind_name(struct fuse_behind *b, uint64_t parent, const char *name)
 	bool held;
 
 	pthread_mutex_lock(&b->mu);
+	if ((n = name_find(b, parent, name)) && n->pending)
+		flush_held(b);
 	while ((n = name_find(b, parent, name)) && n->pending)
 		pthread_cond_wait(&b->cv, &b->mu);
 	held = dir_held(b, parent) != NULL;
@@ -1108,6 +1125,8 @@ bool fuse_behind_name(struct fuse_behind *b, uint64_t parent, const char *name)
 void fuse_behind_wait(struct fuse_behind *b, uint64_t ino)
 {
 	pthread_mutex_lock(&b->mu);
+	if (ino_busy(b, ino, true))
+		flush_held(b);
 	while (ino_busy(b, ino, true))
 		pthread_cond_wait(&b->cv, &b->mu);
 	pthread_mutex_unlock(&b->mu);
@@ -1135,6 +1154,8 @@ int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st)
 	int rc;
 
 	pthread_mutex_lock(&b->mu);
+	if (ino_busy(b, ino, false))
+		flush_held(b);
 	while (ino_busy(b, ino, false))
 		pthread_cond_wait(&b->cv, &b->mu);
 	/* The kernel asks for a directory's attributes before each change
@@ -1158,6 +1179,8 @@ int fuse_behind_sync(struct fuse_behind *b, bool take)
 
 	pthread_mutex_lock(&b->mu);
 	mark = b->next_seq;
+	if (b->head && b->head->seq < mark)
+		flush_held(b);
 	while (b->head && b->head->seq < mark)
 		pthread_cond_wait(&b->cv, &b->mu);
 	err = b->err;

@@ -231,8 +231,14 @@ static struct inflight *reserve(struct fuse_write *w, uint64_t ino, uint64_t fh,
 		return NULL;
 	}
 	in->users++;
-	while (!admit(w, in, lo, hi, bytes))
-		pthread_cond_wait(&w->cv, &w->mu);
+	while (!admit(w, in, lo, hi, bytes)) {
+		/* Some in flight may be held back by the node (fs_plug.h). */
+		pthread_mutex_unlock(&w->mu);
+		fs_node_flush(w->fsn);
+		pthread_mutex_lock(&w->mu);
+		if (!admit(w, in, lo, hi, bytes))
+			pthread_cond_wait(&w->cv, &w->mu);
+	}
 	in->users--;
 	*f = (struct inflight){in->writes, w, in, in->next_seq++, lo, hi, bytes, fh, time_ns};
 	in->writes = f;
@@ -312,6 +318,7 @@ static void wait_locked(struct fuse_write *w, uint64_t ino)
 
 void fuse_write_wait(struct fuse_write *w, uint64_t ino)
 {
+	fs_node_flush(w->fsn); /* its writes may be held back (fs_plug.h) */
 	pthread_mutex_lock(&w->mu);
 	wait_locked(w, ino);
 	pthread_mutex_unlock(&w->mu);
@@ -365,6 +372,7 @@ static int sync_fh(struct fuse_write *w, uint64_t ino, uint64_t fh, bool forget)
 	struct fh_err **p, *e;
 	int err = 0;
 
+	fs_node_flush(w->fsn); /* its writes may be held back (fs_plug.h) */
 	pthread_mutex_lock(&w->mu);
 	wait_locked(w, ino);
 	p = fh_slot(w, fh);

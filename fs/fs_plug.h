@@ -1,0 +1,60 @@
+/* fs_plug.h — holds a mount's lazy proposals back briefly (the block
+ * layer's "plugging"), so that commands a program makes back to back — a
+ * file's create, its writes, its chmod/chown/utimens — reach the node
+ * together and share one log write and one commit round, instead of the
+ * second missing the first's round by a few microseconds and waiting for
+ * a round of its own. A held proposal goes out when something needs it:
+ * an eager proposal (which must not overtake it: one node's commands apply
+ * in the order they were started, consensus/node.h guarantee 2), a flush
+ * (anyone about to wait for a held command: close, fsync, a read of the
+ * file), a size or count limit, or at the latest after the linger time. */
+#ifndef RAFTFS_FS_PLUG_H
+#define RAFTFS_FS_PLUG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct fs_plug;
+
+/* Starts one proposal for real (buf[0..len) is the packed command; the
+ * plug frees buf afterwards): 0, or a positive errno. */
+typedef int (*fs_plug_start_fn)(void *ctx, const uint8_t *buf, size_t len, void *arg);
+/* A held proposal that could not be started (the start's errno): the owner
+ * completes it with that error. Called with no lock of the plug held. */
+typedef void (*fs_plug_fail_fn)(void *ctx, void *arg, int err);
+
+/* A plug starting through start/fail with ctx, holding proposals at most
+ * linger_us microseconds (0: never holds; every proposal starts at once).
+ * Disabled until fs_plug_enable. 0 or a negative errno. */
+int fs_plug_new(unsigned linger_us, fs_plug_start_fn start, fs_plug_fail_fn fail, void *ctx,
+		struct fs_plug **out);
+
+/* Starts whatever is held, stops the flusher thread, frees p (NULL is
+ * allowed). */
+void fs_plug_free(struct fs_plug *p);
+
+/* Proposes buf[0..len) (ownership passes to the plug) for arg. lazy: it may
+ * be held; otherwise everything held is started first, then this one, and
+ * its start's result is returned (0 or a positive errno; then buf is freed
+ * and fail is not called for it). A held one returns 0; if its start fails
+ * later, fail(arg, errno) is called. */
+int fs_plug_propose(struct fs_plug *p, uint8_t *buf, size_t len, void *arg, bool lazy);
+
+/* Starts everything held now: before waiting for a command that may be
+ * held. Completions of failed starts may run on the calling thread (fail):
+ * call it holding no lock that a completion takes. */
+void fs_plug_flush(struct fs_plug *p);
+
+/* Whether lazy proposals may be held (a mount serving requests), off:
+ * starts what is held, and nothing is held any more (before the node
+ * stops, so that nothing held outlives it). */
+void fs_plug_enable(struct fs_plug *p, bool on);
+
+/* Proposals held so far that went out by each trigger (for measuring). */
+struct fs_plug_stats {
+	uint64_t held, by_eager, by_flush, by_limit, by_linger;
+};
+void fs_plug_stats(struct fs_plug *p, struct fs_plug_stats *out);
+
+#endif

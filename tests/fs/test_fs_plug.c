@@ -1,0 +1,331 @@
+/* test_fs_plug.c — the plug that holds a mount's lazy proposals back
+ * (fs/fs_plug.h): nothing held ever overtakes a later proposal, a flush,
+ * an eager proposal, the limits, the linger and disabling start what is
+ * held, and a start that fails completes its proposal outside the lock. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "fs_plug.h"
+
+#define MAX_LOG 256
+
+/* What the fake node saw: the order of starts (by the first byte of each
+ * buffer) and the failures reported back. */
+struct fake {
+	pthread_mutex_t mu;
+	int started[MAX_LOG];
+	int nstarted;
+	int failed[MAX_LOG], fail_err[MAX_LOG];
+	int nfailed;
+	int refuse_from;   /* starts of values >= this fail with EIO (0: none) */
+	struct fs_plug *p; /* for a failure callback that proposes again */
+	bool propose_in_fail;
+};
+
+static int fake_start(void *ctx, const uint8_t *buf, size_t len, void *arg)
+{
+	struct fake *f = ctx;
+	int v = buf[0];
+
+	(void)len;
+	(void)arg;
+	if (f->refuse_from && v >= f->refuse_from)
+		return EIO;
+	pthread_mutex_lock(&f->mu);
+	f->started[f->nstarted++] = v;
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
+static void fake_fail(void *ctx, void *arg, int err)
+{
+	struct fake *f = ctx;
+
+	pthread_mutex_lock(&f->mu);
+	f->failed[f->nfailed] = (int)(intptr_t)arg;
+	f->fail_err[f->nfailed++] = err;
+	pthread_mutex_unlock(&f->mu);
+	/* Completions may propose (fs_fs.c's finish does): the plug's lock
+	 * must not be held here. */
+	if (f->propose_in_fail) {
+		uint8_t *b = malloc(1);
+
+		b[0] = 99;
+		f->refuse_from = 0;
+		assert_int_equal(fs_plug_propose(f->p, b, 1, NULL, false), 0);
+	}
+}
+
+static int nstarted(struct fake *f)
+{
+	int n;
+
+	pthread_mutex_lock(&f->mu);
+	n = f->nstarted;
+	pthread_mutex_unlock(&f->mu);
+	return n;
+}
+
+static int propose(struct fs_plug *p, int v, bool lazy)
+{
+	uint8_t *b = malloc(1);
+
+	b[0] = (uint8_t)v;
+	return fs_plug_propose(p, b, 1, (void *)(intptr_t)v, lazy);
+}
+
+static struct fake *fake_new(void)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+
+	pthread_mutex_init(&f->mu, NULL);
+	return f;
+}
+
+static void fake_free(struct fake *f)
+{
+	pthread_mutex_destroy(&f->mu);
+	free(f);
+}
+
+/* A linger far beyond the test: only the triggers under test start. */
+#define LONG_US 60000000u
+
+static void test_held_until_flush_in_order(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(LONG_US, fake_start, fake_fail, f, &p), 0);
+	/* Disabled: lazy ones start at once. */
+	assert_int_equal(propose(p, 1, true), 0);
+	assert_int_equal(nstarted(f), 1);
+	fs_plug_enable(p, true);
+	for (int v = 2; v <= 5; v++)
+		assert_int_equal(propose(p, v, true), 0);
+	assert_int_equal(nstarted(f), 1);
+	fs_plug_flush(p);
+	assert_int_equal(nstarted(f), 5);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(f->started[i], i + 1);
+	/* A flush with nothing held starts nothing. */
+	fs_plug_flush(p);
+	assert_int_equal(nstarted(f), 5);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
+static void test_eager_starts_held_first(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(LONG_US, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	propose(p, 1, true);
+	propose(p, 2, true);
+	assert_int_equal(nstarted(f), 0);
+	assert_int_equal(propose(p, 3, false), 0);
+	propose(p, 4, true);
+	assert_int_equal(nstarted(f), 3);
+	assert_int_equal(f->started[0], 1);
+	assert_int_equal(f->started[1], 2);
+	assert_int_equal(f->started[2], 3);
+	/* Freeing starts what is still held. */
+	fs_plug_free(p);
+	assert_int_equal(nstarted(f), 4);
+	assert_int_equal(f->started[3], 4);
+	fake_free(f);
+}
+
+static void test_limit(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(LONG_US, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	/* Held until the count limit, then all at once, in order. */
+	while (nstarted(f) == 0 && n < 100)
+		propose(p, ++n, true);
+	assert_true(n > 1 && n < 100);
+	assert_int_equal(nstarted(f), n);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(f->started[i], i + 1);
+	/* Bytes: one big lazy proposal goes at once. */
+	{
+		size_t len = 1u << 20;
+		uint8_t *b = calloc(1, len);
+
+		b[0] = 200;
+		assert_int_equal(fs_plug_propose(p, b, len, NULL, true), 0);
+		assert_int_equal(nstarted(f), n + 1);
+	}
+	fs_plug_free(p);
+	fake_free(f);
+}
+
+static void test_linger(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+	struct timespec t0, t1, tick = {0, 100000};
+
+	(void)state;
+	assert_int_equal(fs_plug_new(2000, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	propose(p, 7, true);
+	/* Nobody flushes: the flusher starts it after about 2 ms (awaited
+	 * for at most 10 s, a loaded machine's worst). */
+	do {
+		nanosleep(&tick, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+	} while (nstarted(f) == 0 && t1.tv_sec - t0.tv_sec < 10);
+	assert_int_equal(nstarted(f), 1);
+	assert_true((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) >= 2000000L);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
+static void test_disable_starts_held(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(LONG_US, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	propose(p, 1, true);
+	propose(p, 2, true);
+	fs_plug_enable(p, false);
+	assert_int_equal(nstarted(f), 2);
+	/* Off: nothing is held any more. */
+	propose(p, 3, true);
+	assert_int_equal(nstarted(f), 3);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
+static void test_linger_zero_never_holds(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(0, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	propose(p, 1, true);
+	assert_int_equal(nstarted(f), 1);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
+static void test_failed_start(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(LONG_US, fake_start, fake_fail, f, &p), 0);
+	f->p = p;
+	fs_plug_enable(p, true);
+	/* An eager proposal that fails returns its error, no callback. */
+	f->refuse_from = 50;
+	assert_int_equal(propose(p, 60, false), EIO);
+	assert_int_equal(f->nfailed, 0);
+	/* Held ones that fail at the flush are completed through fail, with
+	 * the plug's lock released (the callback proposes again). */
+	propose(p, 10, true);
+	propose(p, 51, true);
+	propose(p, 11, true);
+	f->propose_in_fail = true;
+	fs_plug_flush(p);
+	assert_int_equal(f->nfailed, 1);
+	assert_int_equal(f->failed[0], 51);
+	assert_int_equal(f->fail_err[0], EIO);
+	assert_int_equal(nstarted(f), 3);
+	assert_int_equal(f->started[0], 10);
+	assert_int_equal(f->started[1], 11);
+	assert_int_equal(f->started[2], 99);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
+/* Several threads propose lazily and eagerly at once: every proposal
+ * starts exactly once and each thread's own proposals start in its order. */
+struct worker {
+	struct fs_plug *p;
+	int id;
+};
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int i = 0; i < 20; i++) {
+		propose(w->p, w->id * 20 + i + 1, i % 7 != 3);
+		if (i % 5 == 4)
+			fs_plug_flush(w->p);
+	}
+	return NULL;
+}
+
+static void test_threads_keep_each_order(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+	struct worker w[4];
+	pthread_t t[4];
+	int last[4] = {0, 0, 0, 0};
+
+	(void)state;
+	assert_int_equal(fs_plug_new(500, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){p, i};
+		pthread_create(&t[i], NULL, work, &w[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	fs_plug_free(p);
+	assert_int_equal(f->nstarted, 80);
+	for (int i = 0; i < 80; i++) {
+		int v = f->started[i] - 1, who = v / 20;
+
+		assert_true(v % 20 + 1 > last[who]);
+		last[who] = v % 20 + 1;
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(last[i], 20);
+	fake_free(f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_held_until_flush_in_order),
+	    cmocka_unit_test(test_eager_starts_held_first),
+	    cmocka_unit_test(test_limit),
+	    cmocka_unit_test(test_linger),
+	    cmocka_unit_test(test_disable_starts_held),
+	    cmocka_unit_test(test_linger_zero_never_holds),
+	    cmocka_unit_test(test_failed_start),
+	    cmocka_unit_test(test_threads_keep_each_order),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
