@@ -604,40 +604,52 @@ int node_snap_install(node *n, const raft_snapshot *snap, raft_snapshot *for_app
 	return 0;
 }
 
-void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
+/* Loop thread: hands the core every snapshot that is now staged whole. */
+static void recv_pump(node *n)
 {
-	node *n = arg;
 	raft_msg m;
 
-	if (n->recv_pending && !ch->resume) {
-		/* A snapshot received whole waits for its Ready to install it:
-		 * nothing may touch the staging before (a new stream's chunk at
-		 * 0 would restart it under the core's feet). The sender's
-		 * stream breaks and it sends again. */
-		RLOG(RLOG_NET,
-		     "snapshot chunk from %llu at %llu: a received snapshot waits for its "
-		     "install: dropped",
-		     (unsigned long long)from, (unsigned long long)ch->offset);
-		return;
-	}
-	if (ch->offset == 0 && !ch->offer && !ch->resume)
-		n->stage_epoch++; /* drops a local snapshot being staged */
-	if (snap_recv_chunk(n->ss, from, ch, &m) == 1) {
+	while (snap_recv_pump(n->ss, &m) == 1) {
 		/* Staged: no local snapshot may begin before its Ready. */
 		n->recv_pending = true;
 		RLOG(RLOG_NET, "snapshot at %llu from %llu: received",
-		     (unsigned long long)m.snapshot->meta.index, (unsigned long long)from);
+		     (unsigned long long)m.snapshot->meta.index, (unsigned long long)m.from);
 		raft_step(n->r, &m);
 		raft_msg_free_contents(&m);
 	}
 }
 
-/* Loop thread: the chunks a stream's reader thread read are ready. */
+void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
+{
+	node *n = arg;
+
+	if (n->recv_pending && !ch->resume && !ch->ack) {
+		/* A snapshot received whole waits for its Ready to install it:
+		 * nothing may touch the staging before (a new stream's chunk at
+		 * 0 would restart it under the core's feet). The sender is
+		 * told, ends its stream and sends again. */
+		RLOG(RLOG_NET,
+		     "snapshot chunk from %llu at %llu: a received snapshot waits for its "
+		     "install: dropped",
+		     (unsigned long long)from, (unsigned long long)ch->offset);
+		snap_recv_refuse(n->ss, from, ch);
+		return;
+	}
+	if (ch->offset == 0 && !ch->offer && !ch->resume && !ch->ack)
+		n->stage_epoch++; /* drops a local snapshot being staged */
+	snap_recv_chunk(n->ss, from, ch);
+	recv_pump(n); /* an empty image is whole at its only chunk */
+}
+
+/* Loop thread: the chunks a stream's reader thread read are ready, or a
+ * writer thread staged some. */
 static void pump_streams(node *n, void *arg, bool stopping)
 {
 	(void)arg;
-	if (!stopping)
-		snap_send_pump(n->ss);
+	if (stopping)
+		return;
+	snap_send_pump(n->ss);
+	recv_pump(n);
 }
 
 void node_snap_wake(void *arg)

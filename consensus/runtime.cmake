@@ -22,6 +22,7 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/consensus/raft.c AND EXISTS ${CMAKE_SOURCE_DIR}/st
     node_members.c
     node_snapshot.c
     node_stages.c
+    snapshot_recv.c
     snapshot_stream.c
     transport.c
   )

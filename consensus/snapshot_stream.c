@@ -12,6 +12,12 @@
  * Resuming: a stream starts with an offer; the follower answers with the
  * length it already staged of that very image (same sender, term, index,
  * snapshot term and length) and the stream goes on from there.
+ *
+ * Flow control: the answer also grants a window; the stream then keeps at
+ * most that many bytes sent beyond what the follower acknowledged as
+ * staged (snapshot_recv.c), so a follower whose disk is slow slows the
+ * stream down instead of queueing it in memory, and a stream the follower
+ * dropped (it says so) ends at once instead of running to its end.
  */
 #include "snapshot_stream.h"
 
@@ -26,6 +32,7 @@
 #include "config.h"
 #include "crc32c.h"
 #include "runtime_log.h"
+#include "snapshot_stream_int.h"
 
 /* A stored chunk read ahead: data[0..len) at offset, its CRC-32C. */
 typedef struct slot {
@@ -35,7 +42,7 @@ typedef struct slot {
 	uint32_t crc;
 } slot;
 
-typedef struct send_stream {
+struct send_stream {
 	snap_streams *ss;
 	uint64_t peer;
 	uint64_t index; /* snapshot index being sent */
@@ -46,6 +53,9 @@ typedef struct send_stream {
 	bool reading;	      /* the reader thread runs (from the answered offset) */
 	uint64_t offer_until; /* ms (monotonic): then start from 0 anyway */
 	bool started;	      /* at least the first chunk went out */
+	uint64_t window;      /* granted by the follower's answer; 0: none */
+	uint64_t acked;	      /* bytes the follower acknowledged as staged */
+	uint64_t acked_at;    /* ms (monotonic) of the last acknowledgement */
 	int fail;	      /* nonzero: report as failed at the next pump */
 	store_snap_reader *rd;
 
@@ -64,37 +74,9 @@ typedef struct send_stream {
 	int rerr;	 /* reader: failed with this code (message in rerrmsg) */
 	bool want_wake;	 /* loop: the ring was empty, wake me */
 	char rerrmsg[256];
-} send_stream;
-
-/* A stream being received: what the next chunk must be. */
-typedef struct recv_stream {
-	bool active;
-	uint64_t index, expected, total;
-	uint64_t term; /* the sender's */
-} recv_stream;
-
-struct snap_streams {
-	/* Reader threads still running (they free their orphaned streams):
-	 * snap_streams_free waits for none, as they read from the store. */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int readers;
-	transport *t;
-	store *st;
-	snap_report_fn report;
-	snap_wake_fn wake;
-	void *arg;
-	send_stream *out[CONFIG_MAX_PEERS];
-	/* The last snapshot received whole: its index and length (done). */
-	bool done;
-	uint64_t done_index, done_total;
-	struct {
-		uint64_t peer;
-		recv_stream s;
-	} in[CONFIG_MAX_PEERS];
 };
 
-static uint64_t mono_ms(void)
+uint64_t snap_mono_ms(void)
 {
 	struct timespec ts;
 
@@ -156,6 +138,7 @@ void snap_streams_free(snap_streams *ss)
 		return;
 	for (size_t i = 0; i < CONFIG_MAX_PEERS; i++)
 		stream_free(ss->out[i]);
+	snap_recv_free(ss);
 	pthread_mutex_lock(&ss->mu);
 	while (ss->readers > 0)
 		pthread_cond_wait(&ss->cv, &ss->mu);
@@ -282,6 +265,7 @@ static int send_bare(snap_streams *ss, send_stream *s, bool offer)
 	ch.message.len = s->msg_len;
 	ch.total = s->total;
 	ch.offer = offer;
+	ch.acks = offer; /* this sender keeps to the window the answer grants */
 	ch.last = !offer;
 	ch.crc = crc32c_extend(0, NULL, 0);
 	return transport_send_chunk(ss->t, s->peer, &ch);
@@ -378,6 +362,20 @@ static int start_reading(send_stream *s, uint64_t offset)
 	return 0;
 }
 
+/* The window is full, or everything was sent: waits for the follower's
+ * acknowledgements (0), but not for one that stopped staging (a resumed
+ * stream goes on from what it staged): -ETIMEDOUT. A stream ends (and is
+ * reported to the core) only once the follower staged all of it, so the
+ * core sends no other snapshot meanwhile. */
+static int ack_wait(const send_stream *s)
+{
+	if (snap_mono_ms() - s->acked_at < SNAP_ACK_WAIT_MS)
+		return 0;
+	rlog_write(RLOG_ERR, "snapshot at %llu to %llu: nothing acknowledged for %u ms",
+		   (unsigned long long)s->index, (unsigned long long)s->peer, SNAP_ACK_WAIT_MS);
+	return -ETIMEDOUT;
+}
+
 /* Sends chunks of s while the connection has room and the reader has
  * them. 1 when all is sent, 0 when more remains, negative on failure. */
 static int pump_one(snap_streams *ss, send_stream *s)
@@ -392,16 +390,18 @@ static int pump_one(snap_streams *ss, send_stream *s)
 		if (rc < 0)
 			return rc;
 		s->offered = true;
-		s->offer_until = mono_ms() + SNAP_OFFER_WAIT_MS;
+		s->offer_until = snap_mono_ms() + SNAP_OFFER_WAIT_MS;
 		return 0;
 	}
 	if (!s->reading) {
-		if (mono_ms() < s->offer_until)
+		if (snap_mono_ms() < s->offer_until)
 			return 0;
 		rc = start_reading(s, 0);
 		if (rc < 0)
 			return rc;
 	}
+	if (s->offset >= s->total && s->started)
+		return s->window && s->acked < s->total ? ack_wait(s) : 1;
 	for (;;) {
 		Transportpb__SnapshotChunk ch = TRANSPORTPB__SNAPSHOT_CHUNK__INIT;
 		slot *sl;
@@ -411,6 +411,8 @@ static int pump_one(snap_streams *ss, send_stream *s)
 			return rc;
 		if (queued >= SNAP_QUEUE_BYTES)
 			return 0;
+		if (s->window && s->offset >= s->acked + s->window)
+			return ack_wait(s);
 		pthread_mutex_lock(&s->mu);
 		if (s->count == 0) {
 			rc = s->rerr ? s->rerr : s->eof ? 1 : 0;
@@ -454,7 +456,7 @@ static int pump_one(snap_streams *ss, send_stream *s)
 		pthread_cond_signal(&s->cv);
 		pthread_mutex_unlock(&s->mu);
 		if (ch.last)
-			return 1;
+			return s->window && s->acked < s->total ? ack_wait(s) : 1;
 	}
 }
 
@@ -475,7 +477,9 @@ void snap_send_pump(snap_streams *ss)
 			rlog_write(RLOG_ERR,
 				   "snapshot at %llu to %llu: %s after %llu of %llu bytes",
 				   (unsigned long long)s->index, (unsigned long long)peer,
-				   rc == -ENOTCONN ? "no connection" : raft_strerror(rc),
+				   rc == -ENOTCONN    ? "no connection"
+				   : rc == -ETIMEDOUT ? "no acknowledgement"
+						      : raft_strerror(rc),
 				   (unsigned long long)s->offset, (unsigned long long)s->total);
 		else
 			RLOG(RLOG_NET, "snapshot at %llu to %llu: all %llu bytes sent",
@@ -487,204 +491,57 @@ void snap_send_pump(snap_streams *ss)
 	}
 }
 
-/* The follower's answer to an offer: the stream to it goes on from there. */
-static void on_answer(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch)
+/* The stream to peer `from`, if ch (an answer or an acknowledgement) is
+ * about it: the same message and length. */
+static send_stream *stream_of(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch)
 {
 	size_t i = stream_slot(ss, from);
 	send_stream *s = i < CONFIG_MAX_PEERS ? ss->out[i] : NULL;
+
+	if (!s || s->fail || !s->offered || ch->message.len != s->msg_len ||
+	    memcmp(ch->message.data, s->msg, s->msg_len) != 0 || ch->total != s->total)
+		return NULL;
+	return s;
+}
+
+/* The follower's answer to an offer: the stream to it goes on from there,
+ * within the window it grants. An answer that comes after the stream
+ * started from 0 anyway (the offer's wait ran out) still sets the window. */
+void snap_send_on_answer(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch)
+{
+	send_stream *s = stream_of(ss, from, ch);
 	int rc;
 
-	if (!s || s->fail || !s->offered || s->reading || ch->message.len != s->msg_len ||
-	    memcmp(ch->message.data, s->msg, s->msg_len) != 0 || ch->total != s->total ||
-	    ch->offset > s->total)
+	if (!s || ch->offset > s->total)
 		return; /* not (or no longer) an answer to this stream's offer */
-	rc = start_reading(s, ch->offset < s->total ? ch->offset : 0);
+	s->window = ch->window;
+	s->acked_at = snap_mono_ms();
+	if (s->reading)
+		return;
+	s->acked = ch->offset < s->total ? ch->offset : 0;
+	rc = start_reading(s, s->acked);
 	if (rc < 0)
 		s->fail = rc;
 }
 
-static recv_stream *recv_for(snap_streams *ss, uint64_t from)
+/* The follower staged the stream up to ch->offset, or (reject) dropped it:
+ * the stream then ends, reported failed, and the core sends again. */
+void snap_send_on_ack(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch)
 {
-	size_t i, empty = CONFIG_MAX_PEERS;
+	send_stream *s = stream_of(ss, from, ch);
 
-	for (i = 0; i < CONFIG_MAX_PEERS; i++) {
-		if (ss->in[i].peer == from)
-			return &ss->in[i].s;
-		if (ss->in[i].peer == 0 && empty == CONFIG_MAX_PEERS)
-			empty = i;
+	if (!s)
+		return;
+	if (ch->reject) {
+		rlog_write(RLOG_INFO, "snapshot at %llu to %llu: the follower dropped the stream at "
+				      "%llu of %llu bytes",
+			   (unsigned long long)s->index, (unsigned long long)from,
+			   (unsigned long long)ch->offset, (unsigned long long)s->total);
+		s->fail = RAFT_EINVAL;
+		return;
 	}
-	if (empty == CONFIG_MAX_PEERS)
-		return NULL;
-	ss->in[empty].peer = from;
-	return &ss->in[empty].s;
-}
-
-/* Whether the store's staging holds snapshot index with len bytes so far
- * (a local snapshot may have taken it over since the last chunk). */
-static bool staging_is(snap_streams *ss, uint64_t index, uint64_t len)
-{
-	uint64_t i, l;
-
-	return store_snapshot_staged(ss->st, &i, &l) && i == index && l == len;
-}
-
-/* An offer from `from`: answers where its stream should go on. What is
- * staged resumes only if it came from a stream of the very same image:
- * the same sender in the same term (one leader per term, and its snapshot
- * at an index never changes) with the same snapshot index and length.
- * The store keeps that source with the staging, so this holds across a
- * restart of this node too. Anything else starts from 0. */
-static void on_offer(snap_streams *ss, uint64_t from, recv_stream *r, const raft_msg *m,
-		     const Transportpb__SnapshotChunk *ch)
-{
-	Transportpb__SnapshotChunk ans = TRANSPORTPB__SNAPSHOT_CHUNK__INIT;
-	store_snap_source src;
-	uint64_t index, staged = 0;
-
-	if (store_snapshot_staged_source(ss->st, &src) == 1 && src.from == from &&
-	    src.term == m->term && src.total == ch->total &&
-	    store_snapshot_staged(ss->st, &index, &staged) && index == m->snapshot->meta.index &&
-	    staged > 0 && staged < ch->total) {
-		r->active = true;
-		r->index = index;
-		r->term = m->term;
-		r->total = ch->total;
-		r->expected = staged;
-		rlog_write(RLOG_INFO,
-			   "snapshot at %llu from %llu: resuming at %llu of %llu bytes (staged "
-			   "before the transfer broke)",
-			   (unsigned long long)index, (unsigned long long)from,
-			   (unsigned long long)staged, (unsigned long long)ch->total);
-	} else {
-		staged = 0;
-		r->active = false; /* the chunk at 0 begins a new staging */
+	if (ch->offset > s->acked && ch->offset <= s->offset) {
+		s->acked = ch->offset;
+		s->acked_at = snap_mono_ms();
 	}
-	ans.message = ch->message;
-	ans.total = ch->total;
-	ans.offset = staged;
-	ans.resume = true;
-	ans.crc = crc32c_extend(0, NULL, 0);
-	if (transport_send_chunk(ss->t, from, &ans) < 0)
-		RLOG(RLOG_NET, "snapshot at %llu from %llu: the answer to its offer was not sent",
-		     (unsigned long long)m->snapshot->meta.index, (unsigned long long)from);
-}
-
-/* Drops a chunk that does not fit the stream, with rc as the result. */
-static int recv_drop(recv_stream *r, raft_msg *msg, int rc)
-{
-	r->active = false;
-	raft_msg_free_contents(msg);
-	return rc;
-}
-
-int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch,
-		    raft_msg *msg)
-{
-	recv_stream *r;
-	int rc;
-
-	if (ch->resume) {
-		on_answer(ss, from, ch);
-		return 0;
-	}
-	r = recv_for(ss, from);
-	if (!r)
-		return -ENOMEM;
-	rc = codec_msg_decode(ch->message.data, ch->message.len, msg);
-	if (rc < 0 || msg->type != RAFT_MSG_SNAP || msg->from != from) {
-		rlog_write(RLOG_ERR, "snapshot chunk from %llu: bad message: dropped",
-			   (unsigned long long)from);
-		if (rc == 0)
-			raft_msg_free_contents(msg);
-		return RAFT_ECORRUPT;
-	}
-	if (ch->offer) {
-		on_offer(ss, from, r, msg, ch);
-		raft_msg_free_contents(msg);
-		return 0;
-	}
-	if (ch->offset == 0) {
-		/* A new stream (or a restarted one) starts a new staging. */
-		store_snap_source src = {.from = from, .term = msg->term, .total = ch->total};
-
-		rc = store_snapshot_begin(ss->st, &msg->snapshot->meta);
-		if (rc == 0)
-			rc = store_snapshot_stage_source(ss->st, &src);
-		if (rc < 0) {
-			if (rc != RAFT_ESNAP_OUT_OF_DATE)
-				rlog_write(RLOG_ERR, "store: staging the snapshot at %llu: %s",
-					   (unsigned long long)msg->snapshot->meta.index,
-					   store_errmsg(ss->st));
-			return recv_drop(r, msg, rc);
-		}
-		/* The store stages one snapshot at a time: streams from other
-		 * peers (an earlier leader) lost theirs. */
-		snap_recv_reset(ss);
-		ss->done = false;
-		r->active = true;
-		r->index = msg->snapshot->meta.index;
-		r->term = msg->term;
-		r->expected = 0;
-		r->total = ch->total;
-	}
-	if (!r->active || r->index != msg->snapshot->meta.index || r->term != msg->term ||
-	    ch->offset != r->expected || ch->total != r->total ||
-	    ch->offset + ch->data.len > r->total) {
-		RLOG(RLOG_NET, "snapshot chunk from %llu at %llu: not the expected one: dropped",
-		     (unsigned long long)from, (unsigned long long)ch->offset);
-		return recv_drop(r, msg, RAFT_EINVAL);
-	}
-	if (ch->crc != crc32c_extend(0, ch->data.data, ch->data.len)) {
-		rlog_write(RLOG_ERR, "snapshot at %llu from %llu, chunk at %llu: checksum mismatch: "
-				     "rejected (the leader will send the snapshot again)",
-			   (unsigned long long)r->index, (unsigned long long)from,
-			   (unsigned long long)ch->offset);
-		return recv_drop(r, msg, RAFT_ECORRUPT);
-	}
-	if (!staging_is(ss, r->index, ch->offset)) {
-		RLOG(RLOG_NET, "snapshot at %llu from %llu: the staging was taken over: dropped",
-		     (unsigned long long)r->index, (unsigned long long)from);
-		return recv_drop(r, msg, RAFT_EINVAL);
-	}
-	if (ch->data.len) {
-		rc = store_snapshot_write(ss->st, ch->offset, ch->data.data, ch->data.len);
-		if (rc < 0) {
-			rlog_write(RLOG_ERR, "store: snapshot at %llu, chunk at %llu: %s",
-				   (unsigned long long)r->index, (unsigned long long)ch->offset,
-				   store_errmsg(ss->st));
-			return recv_drop(r, msg, rc);
-		}
-	}
-	r->expected += ch->data.len;
-	RLOG(RLOG_NET, "snapshot at %llu from %llu: staged %llu of %llu bytes",
-	     (unsigned long long)r->index, (unsigned long long)from,
-	     (unsigned long long)r->expected, (unsigned long long)r->total);
-	if (!ch->last) {
-		raft_msg_free_contents(msg);
-		return 0;
-	}
-	r->active = false;
-	if (r->expected != r->total) {
-		raft_msg_free_contents(msg);
-		return RAFT_EINVAL;
-	}
-	ss->done = true;
-	ss->done_index = r->index;
-	ss->done_total = r->total;
-	/* The data is staged in the store; the core gets the metadata. */
-	free(msg->snapshot->data);
-	msg->snapshot->data = NULL;
-	msg->snapshot->len = 0;
-	return 1;
-}
-
-bool snap_recv_whole(const snap_streams *ss, uint64_t index, uint64_t len)
-{
-	return ss->done && ss->done_index == index && ss->done_total == len;
-}
-
-void snap_recv_reset(snap_streams *ss)
-{
-	for (size_t i = 0; i < CONFIG_MAX_PEERS; i++)
-		ss->in[i].s.active = false;
 }

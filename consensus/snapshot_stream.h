@@ -4,7 +4,9 @@
  * in its store and, after the last one, hands the core a MSG_SNAP that
  * carries only the metadata (Raft §7; the data stays on disk).
  *
- * Loop thread only (it uses the store and the transport).
+ * Loop thread only (it uses the store and the transport); the disk work
+ * runs on a reader thread per outgoing and a writer thread per incoming
+ * stream.
  */
 #ifndef RAFTFS_SNAPSHOT_STREAM_H
 #define RAFTFS_SNAPSHOT_STREAM_H
@@ -27,15 +29,25 @@
 /* How long a stream waits for the follower's answer to its offer before
  * it sends from the beginning (a follower that does not resume). */
 #define SNAP_OFFER_WAIT_MS 1000
+/* The window a follower grants: bytes a stream may have sent beyond what
+ * the follower acknowledged as staged (its queue holds at most this). */
+#define SNAP_WINDOW_BYTES (4u * SNAP_CHUNK_BYTES)
+/* A stream whose window stays full this long without an acknowledgement
+ * ends as failed (the core sends again; the transfer resumes). */
+#define SNAP_ACK_WAIT_MS 15000u
+/* A sender that keeps no window (an older one) is cut off when this much
+ * waits to be staged; its next stream resumes from what was staged. */
+#define SNAP_RECV_QUEUE_MAX (32u * SNAP_CHUNK_BYTES)
 
 typedef struct snap_streams snap_streams;
 
 /* Reports the end of a stream to peer: failed or not (raft_report_snapshot). */
 typedef void (*snap_report_fn)(void *arg, uint64_t peer, bool failed);
 
-/* Asks the loop thread to call snap_send_pump soon; called from a
- * stream's reader thread when a chunk it read is ready for a connection
- * that waited for it. */
+/* Asks the loop thread to call snap_send_pump and snap_recv_pump soon;
+ * called from a stream's reader thread when a chunk it read is ready for
+ * a connection that waited for it, and from a receiving stream's writer
+ * thread when it staged a chunk. */
 typedef void (*snap_wake_fn)(void *arg);
 
 /* Streams over t from st; report is called from snap_send_pump, wake from
@@ -62,15 +74,25 @@ int snap_send_start(snap_streams *ss, const raft_msg *m);
  * outside a Ready (report steps the core). */
 void snap_send_pump(snap_streams *ss);
 
-/* A chunk received from peer `from`. Returns 1 when it completed a
- * snapshot: *msg is then the MSG_SNAP for the core (caller frees it with
- * raft_msg_free_contents) and the snapshot is staged in the store; 0 when
- * more is expected, or when it was an offer (answered here) or an answer
- * to this node's offer (its stream goes on from there); a negative code
- * for a chunk that does not fit (out of order, of an unknown stream,
- * undecodable), which is dropped with a log line. */
-int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch,
-		    raft_msg *msg);
+/* A chunk from peer `from`, on the loop thread: an offer (answered here),
+ * a data chunk (checked, then queued for the stream's writer thread, which
+ * stages it in the store), or, for a stream this node sends, the answer
+ * to its offer or an acknowledgement. 0, or a negative code for a chunk
+ * that does not fit (out of order, of an unknown stream, corrupt,
+ * undecodable): it is dropped with a log line, and the sender told. */
+int snap_recv_chunk(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch);
+
+/* Loop thread, after chunks arrived and whenever a writer thread woke it
+ * (snap_wake_fn): records on the store what the writers staged (a broken
+ * transfer resumes there), acknowledges it to the senders, and reaps
+ * writers that ended. Returns 1 when a snapshot is staged whole: *msg is
+ * then the MSG_SNAP for the core (caller frees it with
+ * raft_msg_free_contents); call again until it returns 0. */
+int snap_recv_pump(snap_streams *ss, raft_msg *msg);
+
+/* A chunk from `from` that this node drops unseen (a received snapshot
+ * waits for its install): the sender is told, so it ends its stream. */
+void snap_recv_refuse(snap_streams *ss, uint64_t from, const Transportpb__SnapshotChunk *ch);
 
 /* Whether the staging, of snapshot index with len bytes, is one this node
  * received whole (every chunk, checked): what may be installed for a

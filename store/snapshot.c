@@ -642,6 +642,27 @@ int store_snapshot_stage_commit(store *s, store_snap_writer *w)
 	return rv;
 }
 
+int store_snapshot_stage_record(store *s, const store_snap_writer *w, uint64_t len)
+{
+	uint64_t old_len = s->stage.len;
+	rocksdb_writebatch_t *b;
+	int rv;
+
+	if (!s->staging || s->stage.gen != w->gen)
+		return RAFT_ESNAP_OUT_OF_DATE;
+	if (len == old_len)
+		return 0;
+	b = rocksdb_writebatch_create();
+	s->stage.len = len;
+	rv = snap_record_put(s, b, KEY_STAGE, &s->stage);
+	if (rv == 0)
+		rv = batch_write(s, b, false, "record the staged snapshot's length");
+	rocksdb_writebatch_destroy(b);
+	if (rv != 0)
+		s->stage.len = old_len;
+	return rv;
+}
+
 void store_snap_writer_discard(store *s, store_snap_writer *w)
 {
 	if (!w)

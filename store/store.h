@@ -225,6 +225,12 @@ const char *store_snap_writer_errmsg(const store_snap_writer *w);
  * writer either way. */
 int store_snapshot_stage_commit(store *s, store_snap_writer *w);
 
+/* Store's thread, while w's thread goes on writing: records len (what w's
+ * thread reported written) as the staged length, so that a restart, or an
+ * offer of the same image, resumes there. RAFT_ESNAP_OUT_OF_DATE if the
+ * staging is no longer the one w was opened on. Not durable on return. */
+int store_snapshot_stage_record(store *s, const store_snap_writer *w, uint64_t len);
+
 /* Store's thread: frees the writer of an image given up; its chunks go
  * with the staging (the next begin drops them) or now, if that staging
  * was replaced meanwhile. NULL is ignored. */

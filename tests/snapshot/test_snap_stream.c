@@ -220,6 +220,7 @@ struct fx {
 	struct member m[3];
 	uint64_t image_bytes;
 	bool async; // the state machines stream images while apply goes on
+	node_msg_filter filter3; // watches what node 3 sends (set before its start)
 };
 
 static uint16_t free_port_base(void)
@@ -262,6 +263,8 @@ static void member_start(struct fx *f, int i)
 	}
 	if (node_new(&m->cfg, &m->iface, &m->n, err, sizeof(err)) != 0)
 		fail_msg("node_new %d: %s", i + 1, err);
+	if (i == 2 && f->filter3)
+		node_set_msg_filter(m->n, f->filter3, NULL);
 	assert_int_equal(node_launch(m->n), 0);
 }
 
@@ -583,6 +586,112 @@ static void test_snapshot_send_does_not_stall_leader(void **state)
 	assert_true(during >= 20);
 }
 
+// Gaps between the messages node 3 sends (its loop thread answers every
+// heartbeat, so a gap is a loop stall), from its first message until
+// gap_watch is cleared.
+static _Atomic bool gap_watch;
+static _Atomic uint64_t gap_last_ms, gap_max_ms;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool watch_gaps(void *arg, const struct raft_msg *m)
+{
+	uint64_t now = now_ms(), last = atomic_load(&gap_last_ms);
+
+	(void)arg;
+	(void)m;
+	if (!atomic_load(&gap_watch))
+		return false;
+	if (last && now - last > atomic_load(&gap_max_ms))
+		atomic_store(&gap_max_ms, now - last);
+	atomic_store(&gap_last_ms, now);
+	return false;
+}
+
+// The follower stages received chunks off its loop thread, and the leader
+// sends no more than the window the follower grants beyond what it has
+// staged. Every chunk's staging is made to take 2 s
+// (RAFTFS_TEST_SNAP_WRITE_DELAY_MS, slept by the follower's writer
+// thread): were the staging on the loop thread (the session-3 code), the
+// wiped node 3 would send nothing for 2 s per chunk, missing heartbeats
+// (elections follow). So: while node 3 receives a snapshot of four
+// chunks, it never goes 1 s without sending (its heartbeat answers), the
+// leader's term does not change, and the image arrives intact.
+static void test_snapshot_recv_does_not_stall_follower(void **state)
+{
+	struct fx *f = *state;
+	uint64_t term0[2], term1[2], target;
+	bool lead0[2], lead1[2];
+	time_t deadline;
+
+	f->async = true;
+	for (int i = 0; i < 3; i++) {
+		f->m[i].cfg.election_ticks = 30;
+		f->m[i].cfg.heartbeat_ticks = 3;
+		f->m[i].sm.image_bytes = f->image_bytes = 3u << 20; // 4 stored chunks
+		member_start(f, i);
+	}
+	for (int k = 0; k < 20; k++)
+		propose(f);
+	member_stop(f, 2);
+	for (time_t end = time(NULL) + 60;
+	     (atomic_load(&f->m[0].sm.made) < 24 || atomic_load(&f->m[1].sm.made) < 24) &&
+	     time(NULL) < end;)
+		propose(f);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s/n3", f->dir);
+		assert_int_equal(system(cmd), 0);
+	}
+	memset(&f->m[2].sm, 0, sizeof(f->m[2].sm));
+	f->m[2].sm.image_bytes = f->image_bytes;
+	for (int i = 0; i < 2; i++)
+		node_get_state(f->m[i].n, &term0[i], &lead0[i]);
+	atomic_store(&gap_last_ms, 0);
+	atomic_store(&gap_max_ms, 0);
+	atomic_store(&gap_watch, true);
+	f->filter3 = watch_gaps;
+	setenv("RAFTFS_TEST_SNAP_WRITE_DELAY_MS", "2000", 1);
+	member_start(f, 2);
+	target = node_applied(f->m[0].n) > node_applied(f->m[1].n) ? node_applied(f->m[0].n)
+								   : node_applied(f->m[1].n);
+	deadline = time(NULL) + 90;
+	while (atomic_load(&f->m[2].sm.restored) == 0 && time(NULL) < deadline) {
+		struct timespec ts = {0, 20 * 1000000};
+
+		nanosleep(&ts, NULL);
+	}
+	atomic_store(&gap_watch, false);
+	unsetenv("RAFTFS_TEST_SNAP_WRITE_DELAY_MS");
+	for (int i = 0; i < 2; i++)
+		node_get_state(f->m[i].n, &term1[i], &lead1[i]);
+	fprintf(stderr, "terms before %llu %llu, after %llu %llu; node 3's longest silence %llu ms\n",
+		(unsigned long long)term0[0], (unsigned long long)term0[1],
+		(unsigned long long)term1[0], (unsigned long long)term1[1],
+		(unsigned long long)atomic_load(&gap_max_ms));
+	assert_true(atomic_load(&f->m[2].sm.restored) > 0);
+	assert_int_equal(atomic_load(&f->m[2].sm.bad), 0);
+	while (node_applied(f->m[2].n) < target && time(NULL) < deadline) {
+		struct timespec ts = {0, 20 * 1000000};
+
+		nanosleep(&ts, NULL);
+	}
+	assert_true(node_applied(f->m[2].n) >= target);
+	assert_true(atomic_load(&gap_last_ms) != 0);
+	assert_true(atomic_load(&gap_max_ms) < 1000);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(term1[i], term0[i]);
+		assert_int_equal(lead1[i], lead0[i]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -590,6 +699,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_snapshot_amortized, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_streams_while_applying, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_send_does_not_stall_leader, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_recv_does_not_stall_follower, setup,
 					    teardown),
 	};
 
