@@ -14,6 +14,7 @@
 
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
+#include "fuse_grant.h"
 #include "fuse_inval.h"
 #include "fuse_write.h"
 #include "sm.h"
@@ -90,6 +91,10 @@ struct fuse_behind {
 	pthread_mutex_t order;
 	pthread_mutex_t mu; /* everything below */
 	pthread_cond_t cv;  /* a command completed or a delegation changed */
+	/* A directory was recalled, or stop: the returner's own, so that it
+	 * is not woken by every completion (two context switches and the
+	 * order lock, taken from the FUSE threads, per command). */
+	pthread_cond_t rcv;
 	struct bh_dir *dirs[BUCKETS];
 	struct bh_name *names[BUCKETS];
 	struct bh_ino *inos[BUCKETS];
@@ -99,6 +104,7 @@ struct fuse_behind {
 	int err; /* the first failure not yet reported (positive errno) */
 	bool stop;
 	pthread_t returner;
+	struct fuse_grant *grant; /* when to ask for a directory (grant on demand) */
 };
 
 static unsigned hash_id(uint64_t id)
@@ -1242,7 +1248,8 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 	return w.err;
 }
 
-int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
+/* Reclaim: whoever holds dir returns it (or is revoked). */
+static int reclaim(struct fuse_behind *b, uint64_t dir)
 {
 	int64_t deadline = mono_ms() + REVOKE_AFTER_MS;
 	uint32_t holder;
@@ -1276,6 +1283,36 @@ int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
 	}
 }
 
+/* Grant on demand (fuse_grant.h): a directory nobody holds that this mount
+ * keeps changing synchronously is asked for, and the change about to be
+ * proposed waits for the Grant's apply: it applies after the Grant either
+ * way (per-node order), and the changes after it are answered behind. A
+ * refusal (another node asked first) changes nothing. */
+static void maybe_grant(struct fuse_behind *b, uint64_t dir)
+{
+	uint32_t holder;
+	uint64_t epoch;
+
+	if (!behind_on(b) || sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || holder != 0)
+		return;
+	if (fuse_grant_note(b->grant, dir, mono_ms()))
+		(void)propose_deleg(b, dir, FSPB__DELEG__OP__GRANT, epoch, true);
+}
+
+int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
+{
+	int rc = reclaim(b, dir);
+
+	if (rc == 0)
+		maybe_grant(b, dir);
+	return rc;
+}
+
+int fuse_behind_recall(struct fuse_behind *b, uint64_t dir)
+{
+	return reclaim(b, dir);
+}
+
 /* The state machine's delegation events (apply thread: no blocking). */
 static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t holder,
 			uint64_t epoch)
@@ -1292,12 +1329,15 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 		else
 			d->epoch = epoch;
 	} else if (holder == b->self && op == FSPB__DELEG__OP__RECALL) {
+		/* Another mount works here: do not ask for it again soon. */
+		fuse_grant_recalled(b->grant, dir, mono_ms());
 		/* Also for a delegation this mount never used (made before a
 		 * restart): the returner returns it. */
 		if (!d)
 			d = dir_add(b, dir, epoch, D_RECALLED);
 		else if (d->state == D_HELD)
 			d->state = D_RECALLED;
+		pthread_cond_signal(&b->rcv);
 	} else if (d && holder != b->self) {
 		d->state = D_GONE;
 		dir_put(b, d);
@@ -1333,7 +1373,7 @@ static void *returner(void *arg)
 		pthread_mutex_lock(&b->mu);
 		while (!b->stop && !next_recalled(b, &dir, &epoch)) {
 			pthread_mutex_unlock(&b->order);
-			pthread_cond_wait(&b->cv, &b->mu);
+			pthread_cond_wait(&b->rcv, &b->mu);
 			pthread_mutex_unlock(&b->mu);
 			pthread_mutex_lock(&b->order);
 			pthread_mutex_lock(&b->mu);
@@ -1357,6 +1397,10 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 
 	if (!b)
 		return -ENOMEM;
+	if (fuse_grant_new(&b->grant) < 0) {
+		free(b);
+		return -ENOMEM;
+	}
 	b->fs = fs;
 	b->self = fs_node_id(fs->fsn);
 	pthread_mutex_init(&b->order, NULL);
@@ -1365,10 +1409,13 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&b->cv, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&b->rcv, NULL);
 	if (pthread_create(&b->returner, NULL, returner, b)) {
+		pthread_cond_destroy(&b->rcv);
 		pthread_cond_destroy(&b->cv);
 		pthread_mutex_destroy(&b->mu);
 		pthread_mutex_destroy(&b->order);
+		fuse_grant_free(b->grant);
 		free(b);
 		return -EAGAIN;
 	}
@@ -1386,6 +1433,7 @@ void fuse_behind_free(struct fuse_behind *b)
 	pthread_mutex_lock(&b->mu);
 	b->stop = true;
 	pthread_cond_broadcast(&b->cv);
+	pthread_cond_signal(&b->rcv);
 	pthread_mutex_unlock(&b->mu);
 	pthread_join(b->returner, NULL);
 	for (unsigned i = 0; i < BUCKETS; i++) {
@@ -1415,8 +1463,10 @@ void fuse_behind_free(struct fuse_behind *b)
 		b->head = op->next;
 		free(op);
 	}
+	pthread_cond_destroy(&b->rcv);
 	pthread_cond_destroy(&b->cv);
 	pthread_mutex_destroy(&b->mu);
 	pthread_mutex_destroy(&b->order);
+	fuse_grant_free(b->grant);
 	free(b);
 }
