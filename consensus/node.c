@@ -715,8 +715,10 @@ static void handle_ready(node *n)
 		/* Membership changes take effect as they are handed out, in
 		 * log order, on this thread, which owns the core. */
 		for (size_t i = 0; i < rd.n_committed; i++)
-			if (rd.committed[i].type == RAFT_ENTRY_CONF_CHANGE)
+			if (rd.committed[i].type == RAFT_ENTRY_CONF_CHANGE) {
 				node_members_apply(n, &rd.committed[i]);
+				n->conf_index = rd.committed[i].index;
+			}
 		for (size_t i = 0; i < rd.n_read_states; i++)
 			on_read_state(n, &rd.read_states[i]);
 		if (rd.has_soft_state) {
@@ -1259,6 +1261,9 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	rc = store_open(dir, &n->st, err, errlen);
 	if (rc < 0)
 		goto fail;
+	/* The stored membership may hold changes up to any entry handed out
+	 * before a crash, i.e. up to the last in the log. */
+	n->conf_index = store_last_index(n->st);
 	rc = node_members_init(n, err, errlen);
 	if (rc < 0)
 		goto fail;

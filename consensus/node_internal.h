@@ -113,6 +113,10 @@ struct node {
 	 * thread writing a local image, which then stops. */
 	_Atomic uint64_t stage_epoch;
 	bool recv_pending;    /* a received snapshot is staged, its Ready not yet handled */
+	/* Loop thread: the index of the last membership change put into
+	 * effect (handed out). The stored membership is as of a snapshot's
+	 * index N only while this is <= N (Raft §7). */
+	uint64_t conf_index;
 
 	/* Apply thread waiting for a snap_io. */
 	pthread_mutex_t smu;

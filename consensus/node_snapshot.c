@@ -394,6 +394,12 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 	n->snap_bytes = 0;
 	n->last_snap = e->index;
 	rc = snap_io_call(n, &io);
+	if (rc == RAFT_ESNAP_TEMP_UNAVAILABLE) {
+		/* Not at this index (the staging is busy, or the membership
+		 * is ahead of it): at the next entry applied. */
+		atomic_store(&n->snap_wanted, true);
+		return;
+	}
 	if (rc < 0) {
 		if (rc != NODE_ESTOPPED)
 			rlog_write(RLOG_INFO, "snapshot at %llu not taken: %s",
@@ -460,8 +466,13 @@ static bool local_staging_ok(node *n, uint64_t len)
 }
 
 /* SIO_BEGIN: stages a snapshot of the local state machine at io->index,
- * with the membership as of the applied index. Not while a snapshot
- * received from the leader waits in the staging for its Ready. */
+ * with the membership as of that index (Raft §7: the snapshot carries the
+ * latest configuration as of its last included index). The store's
+ * membership is the latest handed out, which is ahead of the apply thread:
+ * a change committed after io->index and handed out before this runs is
+ * in it. So not then (the apply thread retries at its next entries, which
+ * soon pass the change), nor while a snapshot received from the leader
+ * waits in the staging for its Ready. */
 static int local_begin(node *n, snap_io *io)
 {
 	raft_snapshot_meta meta = {.index = io->index, .term = io->term};
@@ -469,6 +480,12 @@ static int local_begin(node *n, snap_io *io)
 
 	if (n->recv_pending)
 		return RAFT_ESNAP_TEMP_UNAVAILABLE;
+	if (n->conf_index > io->index) {
+		RLOG(RLOG_APPL,
+		     "snapshot at %llu: the membership changed at %llu: waiting until applied",
+		     (unsigned long long)io->index, (unsigned long long)n->conf_index);
+		return RAFT_ESNAP_TEMP_UNAVAILABLE;
+	}
 	rc = store_conf_state(n->st, &meta.conf);
 	if (rc == 0) {
 		rc = store_snapshot_begin(n->st, &meta);
@@ -510,7 +527,7 @@ static int local_install(node *n, snap_io *io)
 	if (rc < 0 || !local_staging_ok(n, io->offset))
 		return rc < 0 ? rc : RAFT_ESNAP_OUT_OF_DATE;
 	n->local_staging = false;
-	rc = store_snapshot_install(n->st);
+	rc = store_snapshot_install_local(n->st);
 	if (rc < 0) {
 		if (rc != RAFT_ESNAP_OUT_OF_DATE)
 			rlog_write(RLOG_ERR, "store: installing the snapshot at %llu: %s",
@@ -577,8 +594,12 @@ int node_snap_install(node *n, const raft_snapshot *snap, raft_snapshot *for_app
 	*for_apply = *snap;
 	for_apply->data = NULL;
 	for_apply->len = 0;
-	if (snap->len > 0)
-		return store_snapshot(n, &snap->meta, snap->data, snap->len);
+	if (snap->len > 0) {
+		rc = store_snapshot(n, &snap->meta, snap->data, snap->len);
+		if (rc == 0 && n->conf_index < snap->meta.index)
+			n->conf_index = snap->meta.index; /* the snapshot's membership */
+		return rc;
+	}
 	/* Streamed: only the staging this node received whole may become
 	 * current. Anything else (a partial staging, none: an empty image)
 	 * would be restored as a truncated image, the node would fault, and
@@ -596,6 +617,8 @@ int node_snap_install(node *n, const raft_snapshot *snap, raft_snapshot *for_app
 	}
 	n->stage_epoch++;
 	rc = store_snapshot_install(n->st);
+	if (rc == 0 && n->conf_index < snap->meta.index)
+		n->conf_index = snap->meta.index; /* the snapshot's membership */
 	if (rc < 0 && rc != RAFT_ESNAP_OUT_OF_DATE) {
 		rlog_write(RLOG_ERR, "store: installing the snapshot at %llu: %s",
 			   (unsigned long long)snap->meta.index, store_errmsg(n->st));

@@ -307,7 +307,9 @@ int store_snapshot_staged_source(store *s, store_snap_source *src)
 				       KEY_STAGE_SOURCE, plen);
 }
 
-int store_snapshot_install(store *s)
+/* Installs the staging; a local one leaves the conf state alone when the
+ * log is kept (store_snapshot_install_local). */
+static int install(store *s, bool local)
 {
 	if (!s->staging)
 		return store_fail(s, RAFT_EINVAL, "install snapshot: no snapshot staged");
@@ -336,7 +338,10 @@ int store_snapshot_install(store *s)
 						tlen);
 		log_start_put(s, b, index, term);
 	}
-	int rv = conf_state_put(s, b, &s->stage.meta.conf);
+	/* The membership becomes the snapshot's, except for a local snapshot
+	 * whose log stays: changes from entries after its index may be in
+	 * effect already, and would be lost (apply does not run them again). */
+	int rv = local && keep ? 0 : conf_state_put(s, b, &s->stage.meta.conf);
 	if (rv == 0) {
 		chunks_delete(b, s->snap.gen, 0);
 		rv = snap_record_put(s, b, KEY_SNAPSHOT, &s->stage);
@@ -363,6 +368,16 @@ int store_snapshot_install(store *s)
 	memset(&s->stage, 0, sizeof(s->stage));
 	s->staging = false;
 	return 0;
+}
+
+int store_snapshot_install(store *s)
+{
+	return install(s, false);
+}
+
+int store_snapshot_install_local(store *s)
+{
+	return install(s, true);
 }
 
 /* ---- readers of a snapshot for other threads ---- */

@@ -255,6 +255,14 @@ void store_snap_writer_free(store_snap_writer *w);
  * meanwhile. Durable on return. */
 int store_snapshot_install(store *s);
 
+/* store_snapshot_install for a snapshot of this node's own state machine:
+ * when the log is kept, the conf state is left as it is rather than set to
+ * the snapshot's. The runtime puts membership changes into effect (and
+ * stores them) as they commit, ahead of apply, so the stored membership
+ * may already hold changes from entries after the snapshot's index; the
+ * snapshot's record still carries the membership as of its index. */
+int store_snapshot_install_local(store *s);
+
 /* ---- the Raft core's view ---- */
 
 /* The raft_storage table over this store (ctx = s), valid while s is open.

@@ -25,7 +25,10 @@
 
 #include <cmocka.h>
 
+#include "client.h"
 #include "node.h"
+#include "node_members.h"
+#include "store.h"
 
 // Image size: many chunks (SNAP_STREAM_MIB in the environment overrides,
 // e.g. for measuring peak RSS of a Release build).
@@ -102,9 +105,13 @@ static int bs_apply(void *ctx, uint64_t index, const envelope *env, const uint8_
 	struct blob_sm *b = ctx;
 
 	(void)env;
-	(void)cmd;
-	(void)len;
 	*result = 0;
+	if (len == 1 && cmd[0] == 's') {
+		// A slow command: apply lags behind what the loop hands out.
+		struct timespec ts = {1, 0};
+
+		nanosleep(&ts, NULL);
+	}
 	atomic_store(&b->applied, index);
 	return 0;
 }
@@ -331,6 +338,7 @@ struct waiter {
 	pthread_cond_t cv;
 	int status;
 	bool done;
+	uint64_t index;
 };
 
 static void on_done(void *arg, int status, int64_t result, uint64_t index)
@@ -338,8 +346,8 @@ static void on_done(void *arg, int status, int64_t result, uint64_t index)
 	struct waiter *w = arg;
 
 	(void)result;
-	(void)index;
 	pthread_mutex_lock(&w->mu);
+	w->index = index;
 	w->status = status;
 	w->done = true;
 	pthread_cond_signal(&w->cv);
@@ -352,7 +360,7 @@ static void propose(struct fx *f)
 	for (int attempt = 0; attempt < 50; attempt++) {
 		for (int i = 0; i < 3; i++) {
 			struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
-					   false};
+					   false, 0};
 			bool leader = false;
 
 			if (!f->m[i].n)
@@ -692,6 +700,147 @@ static void test_snapshot_recv_does_not_stall_follower(void **state)
 	}
 }
 
+// The index of member i's current snapshot, asked as raftfs status does
+// (0 if the node does not answer).
+static uint64_t status_snapshot_index(struct fx *f, int i)
+{
+	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
+	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
+	Transportpb__Response *resp = NULL;
+	char addr[64], err[256];
+	uint64_t index = 0;
+	client *c;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)f->m[i].cfg.listen_port);
+	if (client_connect(addr, 2000, &c, err, sizeof(err)) != 0)
+		return 0;
+	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
+	req.status = &sr;
+	if (client_call(c, &req, &resp, 2000, err, sizeof(err)) == 0) {
+		if (resp->status)
+			index = resp->status->snapshot_index;
+		transportpb__response__free_unpacked(resp, NULL);
+	}
+	client_close(c);
+	return index;
+}
+
+struct member_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int status;
+	bool done;
+};
+
+static void on_member(void *arg, int status, const char *msg, uint64_t leader)
+{
+	struct member_wait *w = arg;
+
+	(void)msg;
+	(void)leader;
+	pthread_mutex_lock(&w->mu);
+	w->status = status;
+	w->done = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+// Raft §7: a snapshot carries the configuration as of its last included
+// index. Every node snapshots at every entry (snapshot_entries = 1) and
+// an image takes a while to stream (12 MiB). A command whose apply takes
+// 1 s is proposed, a membership change (learner 4) right behind it: the
+// loop thread puts the change into effect (store, core) as soon as it is
+// committed, while apply still sleeps in the command, so the membership
+// in the store is ahead of the applied index when the snapshot at the
+// command's index begins. Afterwards, on every node, the current
+// snapshot holds learner 4 exactly when its index is at or past the
+// change's (the session-3 code gave the command's snapshot learner 4).
+static void test_snapshot_membership_as_of_index(void **state)
+{
+	struct fx *f = *state;
+	struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false, 0};
+	struct member_wait mw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, false};
+	int leader = -1;
+
+	f->async = true;
+	for (int i = 0; i < 3; i++) {
+		f->m[i].cfg.snapshot_entries = 1;
+		f->m[i].cfg.snapshot_trailing = 1000; // the log keeps the change
+		f->m[i].sm.image_bytes = f->image_bytes = 12u << 20;
+		member_start(f, i);
+	}
+	for (int k = 0; k < 3; k++)
+		propose(f);
+	for (time_t end = time(NULL) + 30; leader < 0 && time(NULL) < end;) {
+		for (int i = 0; i < 3; i++) {
+			bool lead = false;
+
+			node_get_state(f->m[i].n, NULL, &lead);
+			if (lead)
+				leader = i;
+		}
+	}
+	assert_true(leader >= 0);
+	assert_int_equal(node_start(f->m[leader].n, "s", 1, 20000, on_done, &w, NULL, NULL), 0);
+	assert_int_equal(node_change_member(f->m[leader].n, NODE_MEMBER_ADD, 4, "127.0.0.1:9", true,
+					    20000, on_member, &mw),
+			 0);
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	pthread_mutex_lock(&mw.mu);
+	while (!mw.done)
+		pthread_cond_wait(&mw.cv, &mw.mu);
+	pthread_mutex_unlock(&mw.mu);
+	assert_int_equal(w.status, 0);
+	assert_int_equal(mw.status, 0);
+	// Every node snapshots at the command's index or later (at the
+	// change, if it waits for apply to pass it); a stopping node cuts an
+	// image in flight short, so wait until each one is current.
+	for (int i = 0; i < 3; i++) {
+		for (time_t end = time(NULL) + 60;
+		     status_snapshot_index(f, i) < w.index && time(NULL) < end;) {
+			struct timespec ts = {0, 20 * 1000000};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		member_stop(f, i);
+	for (int i = 0; i < 3; i++) {
+		char dir[128], err[256] = "";
+		raft_snapshot_meta meta;
+		raft_entry *ents = NULL;
+		size_t n_ents = 0;
+		uint64_t change = 0;
+		bool has4 = false;
+		store *st;
+
+		snprintf(dir, sizeof(dir), "%s/n%d/raft", f->dir, i + 1);
+		if (store_open(dir, &st, err, sizeof(err)) != 0)
+			fail_msg("store %s: %s", dir, err);
+		assert_int_equal(store_entries(st, store_first_index(st), store_last_index(st) + 1,
+					       UINT64_MAX, &ents, &n_ents),
+				 0);
+		for (size_t k = 0; k < n_ents; k++)
+			if (ents[k].type == RAFT_ENTRY_CONF_CHANGE)
+				change = ents[k].index;
+		raft_entries_free(ents, n_ents);
+		assert_int_equal(store_snapshot_meta(st, &meta, NULL), 0);
+		for (size_t k = 0; k < meta.conf.n_learners; k++)
+			has4 |= meta.conf.learners[k] == 4;
+		fprintf(stderr, "node %d: change at %llu, snapshot at %llu %s learner 4\n", i + 1,
+			(unsigned long long)change, (unsigned long long)meta.index,
+			has4 ? "with" : "without");
+		raft_conf_state_free_contents(&meta.conf);
+		store_close(st);
+		assert_true(change > w.index);
+		assert_true(meta.index >= w.index);
+		assert_int_equal(has4, meta.index >= change);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -702,6 +851,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_snapshot_recv_does_not_stall_follower, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_membership_as_of_index, setup, teardown),
 	};
 
 	// As the raftfs program does: a peer closing its end is an error
