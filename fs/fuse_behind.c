@@ -14,7 +14,6 @@
 
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
-#include "fuse_grant.h"
 #include "fuse_inval.h"
 #include "fuse_write.h"
 #include "sm.h"
@@ -104,7 +103,6 @@ struct fuse_behind {
 	int err; /* the first failure not yet reported (positive errno) */
 	bool stop;
 	pthread_t returner;
-	struct fuse_grant *grant; /* when to ask for a directory (grant on demand) */
 };
 
 static unsigned hash_id(uint64_t id)
@@ -1248,8 +1246,7 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 	return w.err;
 }
 
-/* Reclaim: whoever holds dir returns it (or is revoked). */
-static int reclaim(struct fuse_behind *b, uint64_t dir)
+int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
 {
 	int64_t deadline = mono_ms() + REVOKE_AFTER_MS;
 	uint32_t holder;
@@ -1283,36 +1280,6 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 	}
 }
 
-/* Grant on demand (fuse_grant.h): a directory nobody holds that this mount
- * keeps changing synchronously is asked for, and the change about to be
- * proposed waits for the Grant's apply: it applies after the Grant either
- * way (per-node order), and the changes after it are answered behind. A
- * refusal (another node asked first) changes nothing. */
-static void maybe_grant(struct fuse_behind *b, uint64_t dir)
-{
-	uint32_t holder;
-	uint64_t epoch;
-
-	if (!behind_on(b) || sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || holder != 0)
-		return;
-	if (fuse_grant_note(b->grant, dir, mono_ms()))
-		(void)propose_deleg(b, dir, FSPB__DELEG__OP__GRANT, epoch, true);
-}
-
-int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
-{
-	int rc = reclaim(b, dir);
-
-	if (rc == 0)
-		maybe_grant(b, dir);
-	return rc;
-}
-
-int fuse_behind_recall(struct fuse_behind *b, uint64_t dir)
-{
-	return reclaim(b, dir);
-}
-
 /* The state machine's delegation events (apply thread: no blocking). */
 static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t holder,
 			uint64_t epoch)
@@ -1329,8 +1296,6 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 		else
 			d->epoch = epoch;
 	} else if (holder == b->self && op == FSPB__DELEG__OP__RECALL) {
-		/* Another mount works here: do not ask for it again soon. */
-		fuse_grant_recalled(b->grant, dir, mono_ms());
 		/* Also for a delegation this mount never used (made before a
 		 * restart): the returner returns it. */
 		if (!d)
@@ -1397,10 +1362,6 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 
 	if (!b)
 		return -ENOMEM;
-	if (fuse_grant_new(&b->grant) < 0) {
-		free(b);
-		return -ENOMEM;
-	}
 	b->fs = fs;
 	b->self = fs_node_id(fs->fsn);
 	pthread_mutex_init(&b->order, NULL);
@@ -1415,7 +1376,6 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 		pthread_cond_destroy(&b->cv);
 		pthread_mutex_destroy(&b->mu);
 		pthread_mutex_destroy(&b->order);
-		fuse_grant_free(b->grant);
 		free(b);
 		return -EAGAIN;
 	}
@@ -1467,6 +1427,5 @@ void fuse_behind_free(struct fuse_behind *b)
 	pthread_cond_destroy(&b->cv);
 	pthread_mutex_destroy(&b->mu);
 	pthread_mutex_destroy(&b->order);
-	fuse_grant_free(b->grant);
 	free(b);
 }
