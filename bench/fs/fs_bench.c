@@ -5,6 +5,7 @@
  * raftfs mount and on a plain directory (or passthrough_ll) for ratios. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +16,95 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: fs-bench [-n N] [-j JOBS] [-t TARBALL] DIR\n"
+    "usage: fs-bench [-n N] [-j JOBS] [-t TARBALL] [-p PHASES] [-v] [-L FILE] [-k] DIR\n"
     "  Runs each operation N times (default 500) in a fresh DIR/fs-bench.<pid>\n"
     "  (removed afterwards) and prints ops/s, p50 and p99 latency. With -t,\n"
     "  also times `tar xf TARBALL` into it. With -j JOBS > 1, then also runs\n"
     "  JOBS processes at once, each making N files of 4 KiB and writing\n"
-    "  64/JOBS MiB sequentially, and prints the total rates.\n";
+    "  64/JOBS MiB sequentially, and prints the total rates.\n"
+    "  -p PHASES: only these, comma-separated, of create,mkdir,stat,rename,\n"
+    "  unlink,seq,fsync (rename also runs create and mkdir, unlink rename).\n"
+    "  -v: each latency line also shows p99.9, the maximum and how many\n"
+    "  operations took over 1 ms (where a mean is made of stalls).\n"
+    "  -L FILE: every latency to FILE, one 'phase index microseconds' a line\n"
+    "  (when in a run the stalls come).\n"
+    "  -k: keep DIR/fs-bench.<pid> (profile a phase without the clean-up).\n"
+    "  After each phase (untimed) the directory is fsync'ed, so no phase is\n"
+    "  measured with the previous one's write-behind tail; -v shows how long\n"
+    "  that took ('tail').\n";
+
+enum phase {
+	PH_CREATE = 1,
+	PH_MKDIR = 2,
+	PH_STAT = 4,
+	PH_RENAME = 8,
+	PH_UNLINK = 16,
+	PH_SEQ = 32,
+	PH_FSYNC = 64,
+	PH_ALL = 127
+};
+
+static bool verbose, keep;
+static FILE *lat_log;
+static const char *drain_dir; /* fsync'ed after each phase */
+
+static void die(const char *what, const char *path);
+static double now_s(void);
+
+/* Waits, untimed, until what the last phase left in flight is done: fsync
+ * of the working directory (on raftfs, fsyncdir returns once every change
+ * the mount answered early — write-behind, fs/fuse_behind.h — applied on
+ * its node). Without it one phase's tail is measured in the next one: 500
+ * mkdirs answered in 60 ms are applied by three nodes while rename and
+ * unlink run, and which row pays depends on timing (bench/fs/README.md,
+ * "Metadata rows"). The seconds it took. */
+static double drain(void)
+{
+	double t0 = now_s();
+	int fd = open(drain_dir, O_RDONLY | O_DIRECTORY);
+
+	if (fd < 0 || fsync(fd) < 0)
+		die("fsync of the directory", drain_dir);
+	close(fd);
+	return now_s() - t0;
+}
+
+/* Ends a result line: drains, and with -v shows how long that took. */
+static void end_line(void)
+{
+	double t = drain();
+
+	if (verbose)
+		printf("  tail %.1f ms", t * 1e3);
+	printf("\n");
+	fflush(stdout);
+}
+
+/* The -p list as phase bits, with what each needs run before it; 0 if a
+ * name is unknown. */
+static unsigned parse_phases(const char *list)
+{
+	static const char *const names[] = {"create", "mkdir", "stat", "rename",
+					    "unlink", "seq",   "fsync"};
+	unsigned bits = 0;
+	char buf[256], *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		unsigned i = 0;
+
+		while (i < 7 && strcmp(t, names[i]))
+			i++;
+		if (i == 7)
+			return 0;
+		bits |= 1u << i;
+	}
+	if (bits & PH_UNLINK)
+		bits |= PH_RENAME;
+	if (bits & PH_RENAME)
+		bits |= PH_CREATE | PH_MKDIR;
+	return bits;
+}
 
 static double now_s(void)
 {
@@ -40,10 +124,21 @@ static int cmp_double(const void *a, const void *b)
 /* Prints one result line from n latencies (seconds) over total seconds. */
 static void report(const char *what, double *lat, int n, double total)
 {
+	int slow = 0;
+
+	if (lat_log)
+		for (int i = 0; i < n; i++)
+			fprintf(lat_log, "%s %d %.1f\n", what, i, lat[i] * 1e6);
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
-	printf("%-28s %7d ops %10.0f ops/s  p50 %8.3f ms  p99 %8.3f ms\n", what, n, n / total,
+	printf("%-28s %7d ops %10.0f ops/s  p50 %8.3f ms  p99 %8.3f ms", what, n, n / total,
 	       lat[n / 2] * 1e3, lat[(int)(n * 0.99)] * 1e3);
-	fflush(stdout);
+	if (verbose) {
+		for (int i = 0; i < n; i++)
+			slow += lat[i] > 1e-3;
+		printf("  p99.9 %8.3f ms  max %8.3f ms  >1ms %d", lat[(int)(n * 0.999)] * 1e3,
+		       lat[n - 1] * 1e3, slow);
+	}
+	end_line();
 }
 
 static void die(const char *what, const char *path)
@@ -114,16 +209,17 @@ static void parallel(const char *base, int jobs, int n, const char *block)
 		fprintf(stderr, "fs-bench: a job of -j %d failed (creates)\n", jobs);
 		exit(1);
 	}
-	printf("%-28s %7d ops %10.0f ops/s  (%d jobs)\n", "create+write 4KiB+close", n * jobs,
+	printf("%-28s %7d ops %10.0f ops/s  (%d jobs)", "create+write 4KiB+close", n * jobs,
 	       n * jobs / t, jobs);
+	end_line();
 	t = run_jobs(base, "jw", jobs, 0, mib, block);
 	if (t < 0) {
 		fprintf(stderr, "fs-bench: a job of -j %d failed (writes)\n", jobs);
 		exit(1);
 	}
-	printf("%-28s %7d MiB %10.1f MiB/s (%d jobs)\n", "sequential write 1 MiB", mib * jobs,
+	printf("%-28s %7d MiB %10.1f MiB/s (%d jobs)", "sequential write 1 MiB", mib * jobs,
 	       mib * jobs / t, jobs);
-	fflush(stdout);
+	end_line();
 }
 
 int main(int argc, char **argv)
@@ -133,15 +229,26 @@ int main(int argc, char **argv)
 	static char block[1 << 20];
 	double *lat, t0, total;
 	int n = 500, jobs = 1, c;
+	unsigned phases = PH_ALL;
 
-	while ((c = getopt(argc, argv, "n:j:t:h")) != -1) {
+	while ((c = getopt(argc, argv, "n:j:t:p:vL:kh")) != -1) {
 		if (c == 'n')
 			n = atoi(optarg);
 		else if (c == 'j')
 			jobs = atoi(optarg);
 		else if (c == 't')
 			tarball = optarg;
-		else {
+		else if (c == 'p' && (phases = parse_phases(optarg)) == 0) {
+			fprintf(stderr, "fs-bench: unknown phase in -p %s\n", optarg);
+			return 2;
+		} else if (c == 'v')
+			verbose = true;
+		else if (c == 'k')
+			keep = true;
+		else if (c == 'L' && !(lat_log = fopen(optarg, "w"))) {
+			fprintf(stderr, "fs-bench: open -L %s: %s\n", optarg, strerror(errno));
+			return 2;
+		} else if (c != 'p' && c != 'v' && c != 'L' && c != 'k') {
 			fputs(usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : 2;
 		}
@@ -157,66 +264,79 @@ int main(int argc, char **argv)
 	snprintf(base, sizeof(base), "%s/fs-bench.%d", argv[optind], (int)getpid());
 	if (mkdir(base, 0755) < 0)
 		die("mkdir", base);
+	drain_dir = argv[optind];
+	drain(); /* the mkdir of base: its tail is nobody's row */
+	drain_dir = base;
 
 	/* Every create first (an ext4 without a journal is slow to reuse freed
 	 * inodes: see TARGETS.md). */
-	total = now_s();
-	for (int i = 0; i < n; i++) {
-		int fd;
+	if (phases & PH_CREATE) {
+		total = now_s();
+		for (int i = 0; i < n; i++) {
+			int fd;
 
-		snprintf(path, sizeof(path), "%s/f%d", base, i);
-		t0 = now_s();
-		fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
-		if (fd < 0 || write(fd, block, 4096) != 4096 || close(fd) < 0)
-			die("create+write", path);
-		lat[i] = now_s() - t0;
+			snprintf(path, sizeof(path), "%s/f%d", base, i);
+			t0 = now_s();
+			fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
+			if (fd < 0 || write(fd, block, 4096) != 4096 || close(fd) < 0)
+				die("create+write", path);
+			lat[i] = now_s() - t0;
+		}
+		report("create+write 4KiB+close", lat, n, now_s() - total);
 	}
-	report("create+write 4KiB+close", lat, n, now_s() - total);
 
-	total = now_s();
-	for (int i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s/d%d", base, i);
-		t0 = now_s();
-		if (mkdir(path, 0755) < 0)
-			die("mkdir", path);
-		lat[i] = now_s() - t0;
+	if (phases & PH_MKDIR) {
+		total = now_s();
+		for (int i = 0; i < n; i++) {
+			snprintf(path, sizeof(path), "%s/d%d", base, i);
+			t0 = now_s();
+			if (mkdir(path, 0755) < 0)
+				die("mkdir", path);
+			lat[i] = now_s() - t0;
+		}
+		report("mkdir", lat, n, now_s() - total);
 	}
-	report("mkdir", lat, n, now_s() - total);
 
-	total = now_s();
-	for (int i = 0; i < n * 10; i++) {
-		struct stat st;
+	if (phases & PH_STAT) {
+		total = now_s();
+		for (int i = 0; i < n * 10; i++) {
+			struct stat st;
 
-		snprintf(path, sizeof(path), "%s/f%d", base, i % n);
-		t0 = now_s();
-		if (stat(path, &st) < 0)
-			die("stat", path);
-		lat[i] = now_s() - t0;
+			snprintf(path, sizeof(path), "%s/f%d", base, i % n);
+			t0 = now_s();
+			if (stat(path, &st) < 0)
+				die("stat", path);
+			lat[i] = now_s() - t0;
+		}
+		report("stat", lat, n * 10, now_s() - total);
 	}
-	report("stat", lat, n * 10, now_s() - total);
 
-	total = now_s();
-	for (int i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s/f%d", base, i);
-		snprintf(path2, sizeof(path2), "%s/d%d/r%d", base, i, i);
-		t0 = now_s();
-		if (rename(path, path2) < 0)
-			die("rename", path);
-		lat[i] = now_s() - t0;
+	if (phases & PH_RENAME) {
+		total = now_s();
+		for (int i = 0; i < n; i++) {
+			snprintf(path, sizeof(path), "%s/f%d", base, i);
+			snprintf(path2, sizeof(path2), "%s/d%d/r%d", base, i, i);
+			t0 = now_s();
+			if (rename(path, path2) < 0)
+				die("rename", path);
+			lat[i] = now_s() - t0;
+		}
+		report("rename", lat, n, now_s() - total);
 	}
-	report("rename", lat, n, now_s() - total);
 
-	total = now_s();
-	for (int i = 0; i < n; i++) {
-		snprintf(path, sizeof(path), "%s/d%d/r%d", base, i, i);
-		t0 = now_s();
-		if (unlink(path) < 0)
-			die("unlink", path);
-		lat[i] = now_s() - t0;
+	if (phases & PH_UNLINK) {
+		total = now_s();
+		for (int i = 0; i < n; i++) {
+			snprintf(path, sizeof(path), "%s/d%d/r%d", base, i, i);
+			t0 = now_s();
+			if (unlink(path) < 0)
+				die("unlink", path);
+			lat[i] = now_s() - t0;
+		}
+		report("unlink", lat, n, now_s() - total);
 	}
-	report("unlink", lat, n, now_s() - total);
 
-	{
+	if (phases & PH_SEQ) {
 		const int mib = 64;
 		int fd;
 
@@ -231,7 +351,8 @@ int main(int argc, char **argv)
 		if (fsync(fd) < 0 || close(fd) < 0)
 			die("fsync", path);
 		total = now_s() - t0;
-		printf("%-28s %7d MiB %10.1f MiB/s\n", "sequential write 1 MiB", mib, mib / total);
+		printf("%-28s %7d MiB %10.1f MiB/s", "sequential write 1 MiB", mib, mib / total);
+		end_line();
 		fd = open(path, O_RDONLY);
 		if (fd < 0)
 			die("open", path);
@@ -241,11 +362,12 @@ int main(int argc, char **argv)
 				die("read", path);
 		close(fd);
 		total = now_s() - t0;
-		printf("%-28s %7d MiB %10.1f MiB/s\n", "sequential read 1 MiB", mib, mib / total);
+		printf("%-28s %7d MiB %10.1f MiB/s", "sequential read 1 MiB", mib, mib / total);
+		end_line();
 		unlink(path);
 	}
 
-	{
+	if (phases & PH_FSYNC) {
 		int fd, m = n < 200 ? n : 200;
 
 		snprintf(path, sizeof(path), "%s/sync", base);
@@ -279,13 +401,14 @@ int main(int argc, char **argv)
 		}
 		if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
 			die("tar xf into", path);
-		printf("%-28s %10.2f s\n", "tar x", now_s() - t0);
+		printf("%-28s %10.2f s", "tar x", now_s() - t0);
+		end_line();
 	}
 	if (jobs > 1)
 		parallel(base, jobs, n, block);
 	fflush(stdout);
 	/* Clean up with rm -r: not measured. */
-	{
+	if (!keep) {
 		pid_t pid = fork();
 
 		if (pid == 0) {
@@ -294,7 +417,15 @@ int main(int argc, char **argv)
 		}
 		if (pid > 0)
 			waitpid(pid, NULL, 0);
+		/* The deletions applied before this returns: a run that starts
+		 * after a settle (compare.sh) must not meet inodes that the
+		 * nodes freed during it (TARGETS.md: ext4 without a journal
+		 * skips inodes freed in the last minute, at a cost in CPU). */
+		drain_dir = argv[optind];
+		drain();
 	}
 	free(lat);
+	if (lat_log)
+		fclose(lat_log);
 	return 0;
 }
