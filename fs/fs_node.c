@@ -27,6 +27,7 @@ struct fs_node {
 	bool write_behind;   /* [fs] write_behind */
 	atomic_bool stalled; /* the last proposal or barrier to end timed out */
 	struct fs_plug *plug; /* lazy proposals held back briefly (fs_plug.h) */
+	atomic_uint outstanding; /* proposals and barriers whose done has not run */
 };
 
 /* The envelope's client of the command the apply thread applied last: a
@@ -239,6 +240,11 @@ bool fs_node_stalled(struct fs_node *f)
 	return atomic_load(&f->stalled);
 }
 
+unsigned fs_node_outstanding(struct fs_node *f)
+{
+	return atomic_load(&f->outstanding);
+}
+
 void fs_node_close(struct fs_node *f)
 {
 	if (!f)
@@ -311,6 +317,7 @@ static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
 		err = EIO;
 	atomic_store(&w->f->stalled, err == ETIMEDOUT && status < 0);
 	w->done(w->arg, err);
+	atomic_fetch_sub(&w->f->outstanding, 1);
 	free(w);
 }
 
@@ -330,6 +337,7 @@ static void plug_fail(void *ctx, void *arg, int err)
 
 	(void)ctx;
 	w->done(w->arg, err);
+	atomic_fetch_sub(&w->f->outstanding, 1);
 	free(w);
 }
 
@@ -369,9 +377,11 @@ int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, 
 	}
 	fspb__command__pack(c, buf);
 	*w = (struct waiter){f, done, arg};
+	atomic_fetch_add(&f->outstanding, 1);
 	/* buf belongs to the plug from here. */
 	rc = fs_plug_propose(f->plug, buf, len, w, lazy(f, c, len));
 	if (rc) {
+		atomic_fetch_sub(&f->outstanding, 1);
 		free(w);
 		return rc;
 	}
@@ -385,6 +395,7 @@ static void barrier_done(void *arg, int status)
 
 	atomic_store(&w->f->stalled, err == ETIMEDOUT);
 	w->done(w->arg, err);
+	atomic_fetch_sub(&w->f->outstanding, 1);
 	free(w);
 }
 
@@ -396,8 +407,10 @@ int fs_node_barrier(struct fs_node *f, fs_done_fn done, void *arg)
 	if (!w)
 		return ENOMEM;
 	*w = (struct waiter){f, done, arg};
+	atomic_fetch_add(&f->outstanding, 1);
 	rc = node_read_index(f->n, barrier_done, w);
 	if (rc < 0) {
+		atomic_fetch_sub(&f->outstanding, 1);
 		free(w);
 		return node_errno(rc);
 	}

@@ -82,6 +82,11 @@ bool fs_node_write_behind(struct fs_node *f);
  * nothing before it applied (no write-behind, synchronous writes). */
 bool fs_node_stalled(struct fs_node *f);
 
+/* Proposals and barriers of this node whose done has not run yet: a
+ * stopping mount lets them finish (for a moment) before the node fails
+ * them. */
+unsigned fs_node_outstanding(struct fs_node *f);
+
 /* Where the state machine's delegation events go (sm_set_deleg_hook's
  * rules; the sink must outlive its use: clear it with NULL, after the node
  * stopped, before freeing it). */

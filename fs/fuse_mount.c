@@ -27,6 +27,7 @@ struct fuse_mount {
 	struct fuse_loop_config *loop_cfg;
 	pthread_t thread;
 	bool thread_running;
+	bool unmounted; /* by fuse_mount_stop/finish: the kernel connection ended */
 	atomic_bool ended;
 	char mountpoint[4096];
 };
@@ -177,6 +178,18 @@ bool fuse_mount_ended(struct fuse_mount *m)
 	return atomic_load(&m->ended);
 }
 
+/* Commands the mount proposed get this long to commit at stop before the
+ * node fails them (a quorum answers in milliseconds; without one, waiting
+ * longer gains nothing). */
+#define STOP_GRACE_MS 1000
+
+static void nap_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
 void fuse_mount_stop(struct fuse_mount *m)
 {
 	if (!m || !m->se)
@@ -184,21 +197,59 @@ void fuse_mount_stop(struct fuse_mount *m)
 	fs_node_set_inval(m->fsn, NULL);
 	fuse_inval_set_session(m->inv, NULL);
 	fuse_session_exit(m->se);
-	fuse_session_unmount(m->se);
-	if (m->thread_running) {
-		struct timespec ts;
+	/* A mount nobody uses goes at once, and the kernel connection with
+	 * it, which ends the loop. One in use (an open file, a waiting
+	 * request, a working directory) stays until fuse_mount_finish. Only
+	 * root may; otherwise fuse_mount_finish detaches through fusermount3. */
+	if (geteuid() == 0 && umount2(m->mountpoint, UMOUNT_NOFOLLOW) == 0)
+		m->unmounted = true;
+	/* Write-behind and pipelined commands were answered before they
+	 * committed: give them a moment to, unless the node already saw
+	 * that it has no quorum. */
+	for (int ms = 0; ms < STOP_GRACE_MS && fs_node_outstanding(m->fsn) > 0 &&
+			 !fs_node_stalled(m->fsn);
+	     ms += 10)
+		nap_ms(10);
+}
 
-		/* Unmounting ends the kernel connection and wakes the loop; a
-		 * lazily detached mount still in use may keep it waiting, and
-		 * then exiting the process closes the connection. */
+void fuse_mount_finish(struct fuse_mount *m)
+{
+	struct timespec ts;
+
+	if (!m || !m->se)
+		return;
+	if (!m->unmounted && !atomic_load(&m->ended)) {
+		/* Still in use. MNT_FORCE aborts the kernel connection even
+		 * though the unmount itself fails as busy (EBUSY): requests the
+		 * kernel still queues fail with ENOTCONN, and the session
+		 * loop's reads end. Then the mount is detached. */
+		if (geteuid() == 0 && (umount2(m->mountpoint, MNT_FORCE | UMOUNT_NOFOLLOW) == 0 ||
+				       (errno == EBUSY &&
+					umount2(m->mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW) == 0)))
+			m->unmounted = true;
+		else if (geteuid() == 0)
+			fprintf(stderr, "fuse: unmounting %s: %s\n", m->mountpoint,
+				strerror(errno));
+	}
+	/* Not root (or the above failed): fusermount3 -u -z. This also
+	 * closes the session's device, so it comes after the loop's end
+	 * where it can: a worker still reading it might read another file
+	 * that took its descriptor number. */
+	if (!m->unmounted)
+		fuse_session_unmount(m->se);
+	if (m->thread_running) {
+		/* The node stopped before this: every request that waited for
+		 * it has been answered, so the loop's workers come back. */
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 3;
+		ts.tv_sec += 10;
 		if (pthread_timedjoin_np(m->thread, NULL, &ts) == 0)
 			m->thread_running = false;
 		else
 			fprintf(stderr, "fuse: the session loop at %s did not end\n",
 				m->mountpoint);
 	}
+	if (m->unmounted && !m->thread_running)
+		fuse_session_unmount(m->se); /* closes the device; nothing mounted */
 }
 
 void fuse_mount_free(struct fuse_mount *m)

@@ -25,10 +25,19 @@ int fuse_mount_start(struct fs_node *fsn, struct fs_release *rel, const char *mo
 /* True once the session loop ended by itself (e.g. fusermount3 -u). */
 bool fuse_mount_ended(struct fuse_mount *m);
 
-/* Stops serving and unmounts. Requests still waiting for their commands are
- * answered when those complete (or fail as the node stops), so stop the node
- * after this and before fuse_mount_free. */
+/* First half of a stop: no invalidations any more, the session loop is told
+ * to end, and the mount is unmounted if nobody uses it; then up to a second
+ * for the commands the mount proposed to complete. Requests still waiting
+ * after that wait for the node: stop it (node_stop fails them with EIO),
+ * then call fuse_mount_finish. */
 void fuse_mount_stop(struct fuse_mount *m);
+
+/* Second half, after node_stop: a mount still in use is taken away (its
+ * kernel connection aborted: requests not yet answered fail with ENOTCONN,
+ * so a process holding a file there cannot keep the loop alive) and
+ * detached, and the session loop is joined. Then fuse_mount_free frees
+ * everything. */
+void fuse_mount_finish(struct fuse_mount *m);
 
 /* Frees what the mount holds. NULL is allowed. */
 void fuse_mount_free(struct fuse_mount *m);

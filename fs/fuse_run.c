@@ -107,8 +107,12 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 		}
 	}
 stop:
+	/* A request waiting for a commit (no quorum) or a barrier is answered
+	 * only when the node fails it: the node stops between the mount's
+	 * two halves, so none is left waiting when the loop is joined. */
 	fuse_mount_stop(m);
 	node_stop(n);
+	fuse_mount_finish(m);
 	fuse_mount_free(m);
 	fs_release_free(rel); /* its thread may still propose through n */
 	node_free(n);
