@@ -69,6 +69,8 @@ static long long mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The last lines node id wrote in its last run (since local_start's mark),
+ * at most 10, on stderr. */
 static void show_log_tail(const char *dir, int id)
 {
 	char path[4200], line[1024], *lines[10] = {0};
@@ -81,6 +83,11 @@ static void show_log_tail(const char *dir, int id)
 	if (!f)
 		return;
 	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, LOCAL_START_MARK, strlen(LOCAL_START_MARK)))
+			for (; n > 0; n--) {
+				free(lines[(n - 1) % 10]);
+				lines[(n - 1) % 10] = NULL;
+			}
 		free(lines[n % 10]);
 		lines[n % 10] = strdup(line);
 		n++;
@@ -179,21 +186,26 @@ static void stop_all(const char *dir, int n)
 		local_unmount(dir, i);
 }
 
-/* Says why node id is not up (rc from wait_listening or local_wait_mount),
- * with the tail of its log. */
+/* Says why node id is not up (rc from wait_listening or local_wait_mount;
+ * what: the timeout that passed), with the tail of its log: how it ended
+ * if it exited. */
 static void report_start_failure(const char *dir, int id, int rc, const char *what)
 {
-	char addr[640], err[512];
+	char addr[640], err[512], how[128];
 
 	if (local_addr(dir, id, addr, sizeof(addr), err, sizeof(err)) < 0)
 		snprintf(addr, sizeof(addr), "no address: %s", err);
+	if (rc == -ESRCH)
+		local_exit_desc(dir, id, how, sizeof(how));
+	/* The port only when it is really held: a node exits at start for
+	 * many reasons (its config, its data directory, its mount). */
 	if (rc == -ESRCH && local_port_taken(dir, id))
 		fprintf(stderr,
 			"raftfs local: node %d exited during start: another process holds its "
-			"port (%s)\n",
-			id, addr);
+			"port (%s; the node %s)\n",
+			id, addr, how);
 	else if (rc == -ESRCH)
-		fprintf(stderr, "raftfs local: node %d exited during start (%s)\n", id, what);
+		fprintf(stderr, "raftfs local: node %d exited during start: it %s\n", id, how);
 	else
 		fprintf(stderr, "raftfs local: node %d at %s: %s\n", id, addr, what);
 	show_log_tail(dir, id);

@@ -145,6 +145,10 @@ bool local_port_taken(const char *dir, int id)
 		return false;
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sa.sin_port = htons(port);
+	/* As the node binds (libuv sets SO_REUSEADDR): the connections of the
+	 * node's last run that linger in TIME_WAIT on its port would fail a
+	 * plain bind, and do not keep the node from listening. */
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
 	taken = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno == EADDRINUSE;
 	close(fd);
 	return taken;
@@ -500,6 +504,8 @@ int local_start(const char *dir, int id, char *err, size_t errlen)
 		setsid();
 		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
 			_exit(127);
+		/* Where this run's lines begin (local_log_tail). */
+		dprintf(1, "%s pid %d\n", LOCAL_START_MARK, (int)getpid());
 		/* Nothing else of the caller's: a file it has open on a mount
 		 * of the cluster would stay open, held by the node, for as
 		 * long as the node runs (an unlinked file then never goes). */
@@ -573,9 +579,34 @@ bool local_alive(const char *dir, int id)
 	if (fscanf(f, "%ld", &pid) != 1)
 		pid = 0;
 	fclose(f);
-	if (pid > 0)
-		waitpid((pid_t)pid, NULL, WNOHANG); /* reaps it if it is our child */
+	/* Not reaped here: a child that exited stays a zombie (not alive)
+	 * until local_exit_desc tells how it ended. */
 	return alive((pid_t)pid);
+}
+
+int local_exit_desc(const char *dir, int id, char *out, size_t len)
+{
+	char path[PATH_MAX];
+	long pid = 0;
+	int status;
+	FILE *f;
+
+	snprintf(out, len, "exited (how is unknown: not started by this command)");
+	node_path(dir, id, "pid", path, sizeof(path));
+	f = fopen(path, "r");
+	if (!f)
+		return -ESRCH;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	if (pid <= 0 || waitpid((pid_t)pid, &status, WNOHANG) != (pid_t)pid)
+		return -ESRCH;
+	if (WIFEXITED(status))
+		snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)));
+	return 0;
 }
 
 int local_wait_mount(const char *dir, int id, unsigned timeout_ms)

@@ -61,11 +61,22 @@ int local_wait_mount(const char *dir, int id, unsigned timeout_ms);
 
 /* Node id's process, by its pid file, has not exited. Unlike local_pid()
  * this holds from the fork on, before the exec shows the config in its
- * command line. Reaps the node if it is a child of the caller. */
+ * command line. A child of the caller that exited is left unreaped for
+ * local_exit_desc. */
 bool local_alive(const char *dir, int id);
 
-/* Whether node id's listen port on 127.0.0.1 is bound by some process (a
- * node that exited at start because of that could not listen). */
+/* How node id's process ended, into out: "exited with status 2", "was
+ * killed by signal 9 (Killed)"; reaps it. 0, or -ESRCH when that is not
+ * known (it runs, or it was not started by the caller) and out says so. */
+int local_exit_desc(const char *dir, int id, char *out, size_t len);
+
+/* The line local_start writes into node.log before the node runs, so the
+ * lines of its last run can be told from older ones. */
+#define LOCAL_START_MARK "=== raftfs local start:"
+
+/* Whether node id's listen port on 127.0.0.1 is held by some process, so
+ * the node could not listen (checked by binding it as the node does:
+ * connections left in TIME_WAIT by its last run do not count). */
 bool local_port_taken(const char *dir, int id);
 
 /* Moves node id of an n-node cluster to a new free port: its entry in
