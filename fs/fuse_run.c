@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "config.h"
@@ -13,6 +14,31 @@
 #include "node.h"
 #include "node_members.h"
 #include "runtime_log.h"
+
+static void birth_done(void *arg, int err)
+{
+	(void)arg;
+	(void)err; /* EINVAL (no operation) once applied; a failure is retried at the next start */
+}
+
+/* A fresh cluster's root has times 0 until the first command applies and
+ * stamps it with its proposer's clock (fs/sm.c, stamp_root): propose a
+ * command without an operation, so that happens when the cluster is made
+ * rather than at its first change. Every node does while the root is
+ * unstamped; the first to apply wins, on every node alike. */
+static void propose_birth(struct fs_node *f)
+{
+	Fspb__Command c;
+	struct stat st;
+
+	if (sm_getattr(fs_node_sm(f), SM_ROOT_ID, &st) < 0 || st.st_ctim.tv_sec || st.st_ctim.tv_nsec)
+		return;
+	fspb__command__init(&c);
+	c.time_ns = fs_node_now();
+	c.node = fs_node_id(f);
+	if (fs_node_propose(f, &c, birth_done, NULL))
+		rlog_write(RLOG_ERR, "proposing the root's birth time failed");
+}
 
 int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 {
@@ -78,6 +104,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 		fs_node_close(f);
 		return 1;
 	}
+	propose_birth(f);
 	if (!cfg->mount[0])
 		fs_release_start(rel); /* a mount does it once it serves */
 	if (cfg->mount[0]) {

@@ -530,6 +530,33 @@ static int check_next_index(const struct sm *sm, uint64_t index)
 	return 0;
 }
 
+// A fresh tree's root has times 0 (init_root: every node starts alike).
+// The first command applied stamps its mtime and ctime with that command's
+// time (the proposer's clock): the cluster's birth, the same on every node
+// and carried in snapshots. Every node proposes a command without an
+// operation at start while the root is unstamped (fuse_run.c); ctime 0
+// means unstamped, as no command can set a ctime. Redo-safe: the same time
+// again, or nothing once stamped.
+static int stamp_root(struct sm *sm, int64_t t)
+{
+	struct sm_obj *o = tree_get(sm, SM_ROOT_ID);
+	if (!o || t <= 0 || __atomic_load_n(&o->ctime_ns, __ATOMIC_RELAXED) != 0)
+		return 0;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/tree", sm->data_dir);
+	struct timespec ts[2] = {{t / 1000000000, t % 1000000000}, {t / 1000000000, t % 1000000000}};
+	int rc = utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
+	if (!rc)
+		rc = tree_write_ctime(path, t);
+	if (rc) {
+		fprintf(stderr, "sm: stamp the root %s with its birth time: %s\n", path,
+			strerror(-rc));
+		return rc;
+	}
+	__atomic_store_n(&o->ctime_ns, t, __ATOMIC_RELAXED);
+	return 0;
+}
+
 int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, uint64_t min_pending,
 	     const void *cmd, size_t len, int *result)
 {
@@ -583,6 +610,8 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 			sm->last_rec = rec;
 	}
 	sm->redo_pending = false;
+	if (!rc && !(rec.flags & SM_REC_SKIP) && c)
+		rc = stamp_root(sm, c->time_ns);
 	if (!rc && !(rec.flags & SM_REC_SKIP) && rec.result == 0 && c)
 		rc = apply_exec(sm, c, &rec);
 	if (!rc && !(rec.flags & SM_REC_SKIP))

@@ -1,5 +1,6 @@
 #!/bin/bash
-# mount.stop — stopping a node while requests are blocked in its mount.
+# mount.stop — stopping a node while requests are blocked in its mount
+# (and, first, the fresh cluster's root times: its birth, on every mount).
 # Two of three nodes are killed, so nothing commits; on the third, a mkdir
 # and a writer wait for the node (proposal timeout 60 s), a process holds a
 # file open in the mount and a shell sits in it. `raftfs local stop` of
@@ -13,7 +14,19 @@
 	sed -i 's/^proposal_timeout_ms = .*/proposal_timeout_ms = 60000/' "$C/node3/raftfs.ini"
 	grep -q '^proposal_timeout_ms = 60000' "$C/node3/raftfs.ini" ||
 		fail "node3's config has no proposal_timeout_ms to raise"
+	born=$(date +%s)
 	up
+	# A fresh cluster's root carries its birth time (the first command
+	# applied stamps it, fs/sm.c), the same on every mount, not 1970.
+	root_stamped() { ! stat -c "%Y %Z" "$M1" "$M2" "$M3" | grep -q -w 0; }
+	wait_for 30 "the root's birth time on every mount" root_stamped
+	t1=$(stat -c "%y %z" "$M1")
+	[ "$(stat -c "%y %z" "$M2")" = "$t1" ] && [ "$(stat -c "%y %z" "$M3")" = "$t1" ] ||
+		fail "root times differ: $(stat -c "%n %y %z" "$M1" "$M2" "$M3")"
+	m=$(stat -c %Y "$M1")
+	[ "$m" -ge $((born - 1)) ] && [ "$m" -le $(($(date +%s) + 1)) ] ||
+		fail "root mtime $m is not the cluster's birth (made at $born)"
+	echo "root: $t1 on every mount"
 	echo kept >"$M3/f"
 	verify 30 "before the kills"
 	# Before the kills: a process holding a file open, a shell sitting in
