@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: fs-bench [-n N] [-j JOBS] [-t TARBALL] [-p PHASES] [-v] [-L FILE] [-k] DIR\n"
+    "usage: fs-bench [-n N] [-j JOBS] [-t TARBALL] [-p PHASES] [-v] [-L FILE] [-k] [-D] DIR\n"
     "  Runs each operation N times (default 500) in a fresh DIR/fs-bench.<pid>\n"
     "  (removed afterwards) and prints ops/s, p50 and p99 latency. With -t,\n"
     "  also times `tar xf TARBALL` into it. With -j JOBS > 1, then also runs\n"
@@ -31,7 +31,8 @@ static const char usage[] =
     "  -k: keep DIR/fs-bench.<pid> (profile a phase without the clean-up).\n"
     "  After each phase (untimed) the directory is fsync'ed, so no phase is\n"
     "  measured with the previous one's write-behind tail; -v shows how long\n"
-    "  that took ('tail').\n";
+    "  that took ('tail'); -D skips that (each phase then also pays for\n"
+    "  what the one before left to apply, as fs-bench did before).\n";
 
 enum phase {
 	PH_CREATE = 1,
@@ -44,7 +45,7 @@ enum phase {
 	PH_ALL = 127
 };
 
-static bool verbose, keep;
+static bool verbose, keep, no_drain;
 static FILE *lat_log;
 static const char *drain_dir; /* fsync'ed after each phase */
 
@@ -61,7 +62,11 @@ static double now_s(void);
 static double drain(void)
 {
 	double t0 = now_s();
-	int fd = open(drain_dir, O_RDONLY | O_DIRECTORY);
+	int fd;
+
+	if (no_drain)
+		return 0;
+	fd = open(drain_dir, O_RDONLY | O_DIRECTORY);
 
 	if (fd < 0 || fsync(fd) < 0)
 		die("fsync of the directory", drain_dir);
@@ -231,7 +236,7 @@ int main(int argc, char **argv)
 	int n = 500, jobs = 1, c;
 	unsigned phases = PH_ALL;
 
-	while ((c = getopt(argc, argv, "n:j:t:p:vL:kh")) != -1) {
+	while ((c = getopt(argc, argv, "n:j:t:p:vL:kDh")) != -1) {
 		if (c == 'n')
 			n = atoi(optarg);
 		else if (c == 'j')
@@ -245,10 +250,12 @@ int main(int argc, char **argv)
 			verbose = true;
 		else if (c == 'k')
 			keep = true;
+		else if (c == 'D')
+			no_drain = true;
 		else if (c == 'L' && !(lat_log = fopen(optarg, "w"))) {
 			fprintf(stderr, "fs-bench: open -L %s: %s\n", optarg, strerror(errno));
 			return 2;
-		} else if (c != 'p' && c != 'v' && c != 'L' && c != 'k') {
+		} else if (c != 'p' && c != 'v' && c != 'L' && c != 'k' && c != 'D') {
 			fputs(usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : 2;
 		}
