@@ -6,11 +6,12 @@
  */
 #include "blob.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct blob {
-	size_t refs;
+	_Atomic size_t refs;
 } blob;
 
 #define ALIGN8(x) (((x) + 7u) & ~(size_t)7u)
@@ -29,7 +30,7 @@ int raft_blob_copy_entries(raft_entry *dst, const raft_entry *src, size_t n)
 		b = malloc(bytes);
 		if (!b)
 			return RAFT_ENOMEM;
-		b->refs = refs;
+		atomic_init(&b->refs, refs);
 	}
 	uint8_t *p = (uint8_t *)(b + 1);
 	for (size_t i = 0; i < n; i++) {
@@ -52,6 +53,15 @@ void raft_blob_release(uint8_t *data)
 		return;
 	blob *b;
 	memcpy(&b, data - sizeof(blob *), sizeof(b));
-	if (--b->refs == 0)
+	if (atomic_fetch_sub(&b->refs, 1) == 1)
 		free(b);
+}
+
+void raft_blob_ref(uint8_t *data)
+{
+	if (!data)
+		return;
+	blob *b;
+	memcpy(&b, data - sizeof(blob *), sizeof(b));
+	atomic_fetch_add(&b->refs, 1);
 }

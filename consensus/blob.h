@@ -4,7 +4,8 @@
  * batch's data into one block instead of one malloc per entry halves the
  * allocator's work on the hot path; each entry's data still frees on its
  * own (the block goes when its last entry does), so truncation and
- * compaction work entry by entry as before.
+ * compaction work entry by entry as before. Append messages and the node's
+ * apply queue take references instead of copies (raft_blob_ref).
  */
 #ifndef RAFTFS_BLOB_H
 #define RAFTFS_BLOB_H
@@ -19,5 +20,11 @@ int raft_blob_copy_entries(raft_entry *dst, const raft_entry *src, size_t n);
 /* Drops one entry's reference to its block (data from
  * raft_blob_copy_entries, or NULL). */
 void raft_blob_release(uint8_t *data);
+
+/* Takes one more reference to the block of data (from
+ * raft_blob_copy_entries, or NULL), released by raft_blob_release: a
+ * message or the apply queue holds an entry without copying its data.
+ * References are atomic, so the holder may release on another thread. */
+void raft_blob_ref(uint8_t *data);
 
 #endif

@@ -346,10 +346,38 @@ static bool msg_shape_valid(int type, bool has_snapshot)
 	return has_snapshot == (type == RAFT_MSG_SNAP);
 }
 
-int codec_msg_encode(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len)
+/* Field 4 of raftpb.Entry (data), wire type 2: the last field, so an
+ * entry's encoding is its other fields, this tag, the length, the data. */
+#define ENTRY_DATA_TAG ((4u << 3) | 2u)
+
+/* Whether entry data of len bytes is left in place (a segment of its own)
+ * rather than copied, with room left for it and the segment after it. */
+static bool seg_worth(size_t len, size_t n_segs, size_t max_segs)
+{
+	return len >= CODEC_SEG_MIN_BYTES && n_segs + 2 <= max_segs;
+}
+
+/* Everything of e's encoding before its data: the other fields, the data's
+ * tag and length. out has room for codec_entry_size(e). */
+static size_t entry_head_pack(const raft_entry *e, uint8_t *out)
+{
+	raft_entry head = *e;
+	size_t n;
+
+	head.data = NULL;
+	head.len = 0;
+	n = codec_entry_pack(&head, out); /* proto3: an empty bytes field is left out */
+	n += varint_pack(ENTRY_DATA_TAG, out + n);
+	return n + varint_pack(e->len, out + n);
+}
+
+int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len,
+			  codec_seg *segs, size_t max_segs, size_t *n_segs)
 {
 	*out = NULL;
 	*len = 0;
+	if (n_segs)
+		*n_segs = 0;
 	if (!msg_shape_valid((int)m->type, m->snapshot != NULL))
 		return RAFT_EINVAL;
 	for (size_t i = 0; i < m->n_entries; i++)
@@ -362,24 +390,53 @@ int codec_msg_encode(const raft_msg *m, size_t headroom, uint8_t **out, size_t *
 	Raftpb__ConfState cs_pb;
 	msg_to_pb(m, &pb, &snap_pb, &meta_pb, &cs_pb);
 
-	size_t total = protobuf_c_message_get_packed_size(&pb.base);
+	/* Two passes with the same choices: the size of what is copied into
+	 * the buffer, then the packing. */
+	size_t total = protobuf_c_message_get_packed_size(&pb.base), copied = total, ns = 1;
 	for (size_t i = 0; i < m->n_entries; i++) {
 		size_t es = codec_entry_size(&m->entries[i]);
-		total += varint_size(MSG_ENTRIES_TAG) + varint_size(es) + es;
+		size_t head = varint_size(MSG_ENTRIES_TAG) + varint_size(es);
+
+		total += head + es;
+		copied += head + es;
+		if (seg_worth(m->entries[i].len, ns, max_segs)) {
+			copied -= m->entries[i].len;
+			ns += 2;
+		}
 	}
-	uint8_t *buf = malloc(headroom + total ? headroom + total : 1);
+	uint8_t *buf = malloc(headroom + copied ? headroom + copied : 1);
 	if (!buf)
 		return RAFT_ENOMEM;
-	uint8_t *p = buf + headroom;
+	uint8_t *p = buf + headroom, *seg_start = buf;
+	size_t k = 0;
 	p += protobuf_c_message_pack(&pb.base, p);
 	for (size_t i = 0; i < m->n_entries; i++) {
+		const raft_entry *e = &m->entries[i];
+
 		p += varint_pack(MSG_ENTRIES_TAG, p);
-		p += varint_pack(codec_entry_size(&m->entries[i]), p);
-		p += codec_entry_pack(&m->entries[i], p);
+		p += varint_pack(codec_entry_size(e), p);
+		if (!seg_worth(e->len, k + 1, max_segs)) {
+			p += codec_entry_pack(e, p);
+			continue;
+		}
+		/* The data is a segment of its own, between two of the buffer. */
+		p += entry_head_pack(e, p);
+		segs[k++] = (codec_seg){seg_start, (size_t)(p - seg_start)};
+		segs[k++] = (codec_seg){e->data, e->len};
+		seg_start = p;
 	}
+	if (max_segs)
+		segs[k++] = (codec_seg){seg_start, (size_t)(p - seg_start)};
+	if (n_segs)
+		*n_segs = k;
 	*out = buf;
-	*len = (size_t)(p - (buf + headroom));
+	*len = total;
 	return 0;
+}
+
+int codec_msg_encode(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len)
+{
+	return codec_msg_encode_segs(m, headroom, out, len, NULL, 0, NULL);
 }
 
 static int snapshot_from_pb(Raftpb__Snapshot *pb, raft_snapshot **out)

@@ -71,6 +71,28 @@ int codec_conf_change_decode(const uint8_t *buf, size_t len, raft_conf_change *o
  * refuse (unknown type, snapshot on a non-MSG_SNAP message). */
 int codec_msg_encode(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len);
 
+/* One piece of an encoded message: len bytes at data. */
+typedef struct codec_seg {
+	const uint8_t *data;
+	size_t len;
+} codec_seg;
+
+/* Entry data at least this long is left where it is by
+ * codec_msg_encode_segs. */
+#define CODEC_SEG_MIN_BYTES 4096u
+
+/* codec_msg_encode without copying the data of large entries: a leader
+ * sends each big entry to every follower, and the data is already in
+ * memory. *out gets the headroom and every byte of the encoding except the
+ * data of up to (max_segs - 1) / 2 entries of CODEC_SEG_MIN_BYTES or more;
+ * segs[0..*n_segs) then list, in order, the pieces to write: the headroom
+ * and the encoding, alternately from *out and from the entries' own data.
+ * *len is the whole encoding's length (without headroom), as for
+ * codec_msg_encode. The segments point into m's entries: use them before
+ * those change. max_segs must be at least 1; the caller frees *out. */
+int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len,
+			  codec_seg *segs, size_t max_segs, size_t *n_segs);
+
 /* raftpb.Message -> raft_msg. MSG_SNAP must carry a snapshot and no other
  * type may; a snapshot without metadata decodes as index 0, term 0. */
 int codec_msg_decode(const uint8_t *buf, size_t len, raft_msg *out);

@@ -125,7 +125,7 @@ bool raft_send_append(raft *r, uint64_t to, bool send_if_empty)
 		return false;
 	raft_msg *m = raft_send(r, RAFT_MSG_APP, to);
 	if (!m) {
-		free(ents); /* one packed block */
+		raft_log_entries_free(ents, n);
 		return false;
 	}
 	m->index = prev_index;

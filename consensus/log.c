@@ -269,29 +269,6 @@ void raft_log_commit_to(raft_log *l, uint64_t index)
 		l->committed = index;
 }
 
-/* Copies n entries (structs from src, data too) into one block: the array
- * first, then every entry's data; the block is freed with one free(). */
-static raft_entry *pack(const raft_entry *const *src, size_t n)
-{
-	size_t data = 0;
-	for (size_t i = 0; i < n; i++)
-		data += src[i]->len;
-	raft_entry *arr = malloc(n * sizeof(raft_entry) + data);
-	if (!arr)
-		return NULL;
-	uint8_t *p = (uint8_t *)(arr + n);
-	for (size_t i = 0; i < n; i++) {
-		arr[i] = *src[i];
-		arr[i].data = NULL;
-		if (src[i]->len) {
-			memcpy(p, src[i]->data, src[i]->len);
-			arr[i].data = p;
-			p += src[i]->len;
-		}
-	}
-	return arr;
-}
-
 int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_entry **out,
 		     size_t *n)
 {
@@ -326,24 +303,28 @@ int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_en
 		n_win++;
 	}
 	size_t total = n_stored + n_win;
-	const raft_entry *stack[64];
-	const raft_entry **src = total <= 64 ? stack : malloc(total * sizeof(*src));
-	raft_entry *arr = NULL;
-	if (src) {
-		for (size_t i = 0; i < n_stored; i++)
-			src[i] = &stored[i];
-		for (size_t i = 0; i < n_win; i++)
-			src[n_stored + i] = win(l, lo + i);
-		arr = total ? pack(src, total) : NULL;
-		if (src != stack)
-			free(src);
+	raft_entry *arr = total ? malloc(total * sizeof(*arr)) : NULL;
+	if (arr && raft_blob_copy_entries(arr, stored, n_stored) != 0) {
+		free(arr);
+		arr = NULL;
 	}
 	raft_entries_free(stored, n_stored);
 	if (total && !arr)
 		return RAFT_ENOMEM;
+	for (size_t i = 0; i < n_win; i++) {
+		arr[n_stored + i] = *win(l, lo + i);
+		raft_blob_ref(arr[n_stored + i].data);
+	}
 	*out = arr;
 	*n = total;
 	return 0;
+}
+
+void raft_log_entries_free(raft_entry *ents, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		raft_blob_release(ents[i].data);
+	free(ents);
 }
 
 bool raft_log_has_conf_change(const raft_log *l, uint64_t lo, uint64_t hi)

@@ -70,13 +70,17 @@ uint64_t raft_log_find_conflict_by_term(const raft_log *l, uint64_t index, uint6
 /* Moves committed forward to index (never backward). */
 void raft_log_commit_to(raft_log *l, uint64_t index);
 
-/* Copies entries [lo, last] (at least one if any, at most max_bytes) into
- * one new block: the array followed by the entries' data, released with a
- * single free(*out) (never raft_entries_free). RAFT_ECOMPACTED when lo is
- * below the first index. One allocation per append message instead of one
- * per entry. */
+/* Entries [lo, last] (at least one if any, at most max_bytes) for an append
+ * message: a new array whose entries share their data with the log's window
+ * (a reference each, consensus/blob.h: a leader sends every entry to every
+ * follower without copying it); those read from storage are copied into a
+ * block of their own. Released with raft_log_entries_free (never
+ * raft_entries_free). RAFT_ECOMPACTED when lo is below the first index. */
 int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_entry **out,
 		     size_t *n);
+
+/* Releases what raft_log_entries returned. */
+void raft_log_entries_free(raft_entry *ents, size_t n);
 
 /* True if an entry in [lo, hi] is a conf change (scans: for rare use). */
 bool raft_log_has_conf_change(const raft_log *l, uint64_t lo, uint64_t hi);

@@ -13,6 +13,7 @@
 #include <sys/random.h>
 #include <uv.h>
 
+#include "blob.h"
 #include "node_internal.h"
 #include "node_members.h"
 #include "raft.h"
@@ -494,7 +495,13 @@ static void apply_batch_free(apply_batch *b)
 		raft_snapshot_free_contents(b->snap);
 		free(b->snap);
 	}
-	raft_entries_free(b->ents, b->n);
+	if (b->shared) {
+		for (size_t i = 0; i < b->n; i++)
+			raft_blob_release(b->ents[i].data);
+		free(b->ents);
+	} else {
+		raft_entries_free(b->ents, b->n);
+	}
 	free(b);
 }
 
@@ -551,7 +558,11 @@ static void *apply_main(void *arg)
 	return NULL;
 }
 
-static int hand_to_apply(node *n, const raft_snapshot *snap, const raft_entry *ents, size_t cnt)
+/* Queues committed entries (and a snapshot to restore first) for the
+ * apply thread. Entries in the core's shared blocks are held by reference,
+ * not copied: a big write's data is not copied once more per node. */
+static int hand_to_apply(node *n, const raft_snapshot *snap, const raft_entry *ents, size_t cnt,
+			 bool shared)
 {
 	apply_batch *b = calloc(1, sizeof(*b));
 
@@ -568,8 +579,12 @@ static int hand_to_apply(node *n, const raft_snapshot *snap, const raft_entry *e
 			return NODE_ENOMEM;
 		}
 	}
+	b->shared = shared;
 	for (size_t i = 0; i < cnt; i++) {
-		if (raft_entry_copy(&b->ents[i], &ents[i]) < 0) {
+		if (shared) {
+			b->ents[i] = ents[i];
+			raft_blob_ref(b->ents[i].data);
+		} else if (raft_entry_copy(&b->ents[i], &ents[i]) < 0) {
 			b->n = i;
 			apply_batch_free(b);
 			return NODE_ENOMEM;
@@ -643,8 +658,22 @@ static void send_msgs(node *n, const raft_ready *rd, int which, uint64_t *unreac
 	}
 }
 
+/* RAFTFS_STAGES: the time since t0 (from loop_clock) added to *sum. */
+static uint64_t loop_clock(const node *n)
+{
+	return n->stages.on ? uv_hrtime() : 0;
+}
+
+static void loop_add(const node *n, uint64_t *sum, uint64_t t0)
+{
+	if (n->stages.on)
+		*sum += uv_hrtime() - t0;
+}
+
 static void handle_ready(node *n)
 {
+	uint64_t t0;
+
 	while (!atomic_load(&n->fault) && raft_has_ready(n->r)) {
 		uint64_t unreachable[CONFIG_MAX_PEERS];
 		size_t n_unreachable = 0;
@@ -673,8 +702,11 @@ static void handle_ready(node *n)
 		early = rd.n_entries > 0 && raft_is_leader(n->r) &&
 			!(rd.has_hard_state &&
 			  (rd.hard_state.term != n->hs.term || rd.hard_state.vote != n->hs.vote));
+		n->lp.readies++;
+		t0 = loop_clock(n);
 		if (early)
 			send_msgs(n, &rd, true, unreachable, &n_unreachable);
+		loop_add(n, &n->lp.send_ns, t0);
 		if (rd.has_hard_state) {
 			n->hs = rd.hard_state;
 			n->hs_dirty = true;
@@ -685,8 +717,14 @@ static void handle_ready(node *n)
 		 * rides along with the next synced write instead of costing an
 		 * fsync on the commit path. */
 		if (rd.n_entries || (rd.has_hard_state && rd.must_sync)) {
+			t0 = loop_clock(n);
 			rc = store_save(n->st, n->hs_dirty ? &n->hs : NULL, rd.entries,
 					rd.n_entries);
+			loop_add(n, &n->lp.save_ns, t0);
+			n->lp.saves++;
+			n->lp.saved_entries += rd.n_entries;
+			for (size_t i = 0; i < rd.n_entries; i++)
+				n->lp.saved_bytes += rd.entries[i].len;
 			if (rc < 0) {
 				rlog_write(RLOG_ERR, "store: %s", store_errmsg(n->st));
 				fatal_stop(n, "saving a Ready", rc);
@@ -700,12 +738,17 @@ static void handle_ready(node *n)
 		}
 		/* Only now, with what they depend on durable, may (the other)
 		 * messages go. */
+		t0 = loop_clock(n);
 		send_msgs(n, &rd, early ? false : -1, unreachable, &n_unreachable);
+		loop_add(n, &n->lp.send_ns, t0);
+		t0 = loop_clock(n);
 		if (n->stages.on)
 			stages_mark(n, rd.committed, rd.n_committed, false);
-		rc = rd.snapshot || rd.n_committed ? hand_to_apply(n, rd.snapshot ? &snap : NULL,
-								   rd.committed, rd.n_committed)
-						   : 0;
+		rc = rd.snapshot || rd.n_committed
+			 ? hand_to_apply(n, rd.snapshot ? &snap : NULL, rd.committed,
+					 rd.n_committed, rd.committed_shared)
+			 : 0;
+		loop_add(n, &n->lp.hand_ns, t0);
 		if (rd.snapshot)
 			free(snap.data);
 		if (rc < 0) {
@@ -797,9 +840,11 @@ static void on_tick(uv_timer_t *h)
 static void on_raft_msg(void *arg, const raft_msg *m)
 {
 	node *n = arg;
+	uint64_t t0 = loop_clock(n);
 
 	clock_catch_up(n);
 	raft_step(n->r, m);
+	loop_add(n, &n->lp.step_ns, t0);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -1412,6 +1457,15 @@ void node_stop(node *n)
 	pthread_join(n->apply_thread, NULL);
 	n->stopped = true;
 	node_stages_print(&n->stages, n->cfg->id);
+	if (n->stages.on)
+		rlog_write(RLOG_INFO,
+			   "node %llu loop: %llu Readies; %llu saves of %llu entries, %.1f MiB, "
+			   "%.1f ms; sending %.1f ms; hand-off to apply %.1f ms; stepping peer "
+			   "messages %.1f ms",
+			   (unsigned long long)n->cfg->id, (unsigned long long)n->lp.readies,
+			   (unsigned long long)n->lp.saves, (unsigned long long)n->lp.saved_entries,
+			   n->lp.saved_bytes / 1048576.0, n->lp.save_ns / 1e6, n->lp.send_ns / 1e6,
+			   n->lp.hand_ns / 1e6, n->lp.step_ns / 1e6);
 }
 
 void node_free(node *n)

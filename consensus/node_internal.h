@@ -67,6 +67,7 @@ typedef struct apply_batch {
 	raft_snapshot *snap; /* restore this first, or NULL */
 	raft_entry *ents;
 	size_t n;
+	bool shared; /* ents' data are references to the core's blocks (blob.h) */
 } apply_batch;
 
 struct node {
@@ -150,6 +151,10 @@ struct node {
 	node_msg_filter msg_filter; /* tests: drops outgoing raft messages */
 	void *msg_filter_arg;
 	node_stages stages;	    /* RAFTFS_STAGES: where proposals' time goes */
+	struct {		    /* RAFTFS_STAGES: where the loop thread's time goes */
+		uint64_t readies, saves, saved_entries, saved_bytes;
+		uint64_t save_ns, send_ns, hand_ns, step_ns; /* store_save, sends, ... */
+	} lp;
 	uint64_t tick_ns;	    /* loop: wall time (uv_hrtime) the core's clock is at */
 
 	/* node_snapshot.c: a local image streamed by the snapshot thread while

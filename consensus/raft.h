@@ -99,6 +99,10 @@ typedef struct raft_ready {
 	/* Committed entries to apply, in order. */
 	const raft_entry *committed;
 	size_t n_committed;
+	/* The committed entries' data is in the log's shared blocks
+	 * (consensus/blob.h): a caller may keep it past raft_advance by taking
+	 * a reference (raft_blob_ref) instead of copying it. */
+	bool committed_shared;
 	/* Messages to send once the above is durable. */
 	const raft_msg *msgs;
 	size_t n_msgs;

@@ -106,6 +106,7 @@ void raft_ready_get(raft *r, raft_ready *rd)
 			rd->committed =
 			    shallow_copy(&r->rd_committed, &r->cap_rd_committed, committed, n);
 			rd->n_committed = rd->committed ? n : 0;
+			rd->committed_shared = true; /* the window's entries */
 		}
 	}
 

@@ -237,39 +237,27 @@ static void on_written(uv_write_t *req, int status)
 	free(w);
 }
 
-/* Writes a whole frame; takes ownership of buf. */
-static void write_frame(transport_conn *c, uint8_t *buf, size_t len)
-{
-	uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
-	int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-	wreq *w;
+/* The most pieces one frame is written from (codec_msg_encode_segs). */
+#define SEND_SEGS 65
 
-	/* Most frames go out at once; only what the kernel would not take
-	 * is queued (uv_try_write refuses while earlier writes are queued, so
-	 * order is kept). */
-	if (n == (int)len) {
-		free(buf);
-		return;
-	}
-	if (n < 0 && n != UV_EAGAIN) {
-		RLOG(RLOG_NET, "%s: write failed: %s", c->name, uv_strerror(n));
-		free(buf);
-		conn_close(c);
-		return;
-	}
-	if (n < 0)
-		n = 0;
-	w = malloc(sizeof(*w));
+/* Queues the len bytes at data, inside buf (owned, freed once written),
+ * behind what the connection already queued. */
+static void queue_write(transport_conn *c, uint8_t *buf, const uint8_t *data, size_t len)
+{
+	wreq *w = malloc(sizeof(*w));
+	uv_buf_t b;
+	int n;
+
 	if (!w) {
 		free(buf);
 		conn_close(c);
 		return;
 	}
 	w->buf = buf;
-	w->len = len - (size_t)n;
+	w->len = len;
 	w->conn = c;
 	c->queued += w->len;
-	b = uv_buf_init((char *)buf + n, (unsigned)w->len);
+	b = uv_buf_init((char *)data, (unsigned)w->len);
 	n = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
 	if (n < 0) {
 		c->queued -= w->len;
@@ -277,6 +265,65 @@ static void write_frame(transport_conn *c, uint8_t *buf, size_t len)
 		free(w);
 		conn_close(c);
 	}
+}
+
+/* Writes a whole frame of len bytes, given as segs[0..n) (segs[0] starting
+ * at buf, which it owns; the others may point anywhere and are used only
+ * during the call). */
+static void write_segs(transport_conn *c, uint8_t *buf, const codec_seg *segs, size_t n, size_t len)
+{
+	uv_buf_t b[SEND_SEGS];
+	uint8_t *rest, *q;
+	size_t skip, left;
+	int w;
+
+	for (size_t i = 0; i < n; i++)
+		b[i] = uv_buf_init((char *)segs[i].data, (unsigned)segs[i].len);
+	/* Most frames go out at once; only what the kernel would not take
+	 * is queued (uv_try_write refuses while earlier writes are queued, so
+	 * order is kept). The kernel copies from the entries' data itself:
+	 * no copy of a big append is made here unless the socket is full. */
+	w = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)n);
+	if (w == (int)len) {
+		free(buf);
+		return;
+	}
+	if (w < 0 && w != UV_EAGAIN) {
+		RLOG(RLOG_NET, "%s: write failed: %s", c->name, uv_strerror(w));
+		free(buf);
+		conn_close(c);
+		return;
+	}
+	skip = w < 0 ? 0 : (size_t)w;
+	left = len - skip;
+	if (n == 1) { /* one piece: its rest is queued in place */
+		queue_write(c, buf, buf + skip, left);
+		return;
+	}
+	rest = malloc(left);
+	if (!rest) {
+		free(buf);
+		conn_close(c);
+		return;
+	}
+	q = rest;
+	for (size_t i = 0; i < n; i++) {
+		size_t from = skip < segs[i].len ? skip : segs[i].len;
+
+		memcpy(q, segs[i].data + from, segs[i].len - from);
+		q += segs[i].len - from;
+		skip -= from;
+	}
+	free(buf);
+	queue_write(c, rest, rest, left);
+}
+
+/* Writes a whole frame; takes ownership of buf. */
+static void write_frame(transport_conn *c, uint8_t *buf, size_t len)
+{
+	codec_seg seg = {buf, len};
+
+	write_segs(c, buf, &seg, 1, len);
 }
 
 static int send_pb(transport_conn *c, uint8_t type, const ProtobufCMessage *msg)
@@ -331,19 +378,22 @@ static void refuse(transport_conn *c, const char *why)
 int transport_send(transport *t, const raft_msg *m)
 {
 	peer *p = find_peer(t, m->to);
+	codec_seg segs[SEND_SEGS];
+	size_t len, n_segs;
 	uint8_t *buf;
-	size_t len;
 
 	if (!p || !p->conn)
 		return -ENOTCONN;
-	if (codec_msg_encode(m, FRAME_HEADER_BYTES, &buf, &len) != 0)
+	/* A big append is written from the entries' own data: one copy less
+	 * of every byte a leader sends, per follower. */
+	if (codec_msg_encode_segs(m, FRAME_HEADER_BYTES, &buf, &len, segs, SEND_SEGS, &n_segs) != 0)
 		return -EINVAL;
 	if (p->conn->queued + len > t->cfg->send_queue_bytes) {
 		free(buf);
 		return -ENOBUFS;
 	}
 	frame_header(buf, FRAME_RAFT, len);
-	write_frame(p->conn, buf, FRAME_HEADER_BYTES + len);
+	write_segs(p->conn, buf, segs, n_segs, FRAME_HEADER_BYTES + len);
 	return 0;
 }
 

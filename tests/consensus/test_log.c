@@ -97,7 +97,7 @@ static void test_conflict_below_window(void **state)
 	assert_int_equal(n, 4);
 	assert_int_equal(out[1].term, 1);
 	assert_int_equal(out[2].term, 2);
-	free(out);
+	raft_log_entries_free(out, n);
 	raft_log_destroy(&l);
 	memory_storage_free(ms);
 }

@@ -4,6 +4,7 @@
  * under ASan/UBSan). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -214,6 +215,62 @@ static void test_msg_round_trip(void **state)
 		}
 		raft_msg_free_contents(&msgs[i]);
 	}
+}
+
+/* codec_msg_encode_segs: its pieces, written one after the other, are the
+ * bytes codec_msg_encode gives, whatever the number of pieces allowed; big
+ * entries' data is not copied (its pieces point at the entries' own data)
+ * and small entries' is. */
+static void test_msg_encode_segs(void **state)
+{
+	(void)state;
+	raft_msg m = {
+	    .type = RAFT_MSG_APP, .to = 2, .from = 1, .term = 7, .index = 40, .commit = 39};
+	/* Below and at the threshold, and more big ones than some runs have
+	 * room for. */
+	static const size_t sizes[] = {
+	    0, 1 << 20,	  100,	CODEC_SEG_MIN_BYTES - 1, CODEC_SEG_MIN_BYTES, 300 * 1024,
+	    5, 64 * 1024, 70000};
+	size_t n = sizeof(sizes) / sizeof(sizes[0]), big = 0;
+
+	m.entries = calloc(n, sizeof(raft_entry));
+	assert_non_null(m.entries);
+	m.n_entries = n;
+	for (size_t i = 0; i < n; i++) {
+		tu_entry(&m.entries[i], 41 + i, 7, sizes[i]);
+		big += sizes[i] >= CODEC_SEG_MIN_BYTES;
+	}
+	uint8_t *want;
+	size_t want_len;
+	assert_int_equal(codec_msg_encode(&m, 0, &want, &want_len), 0);
+	for (size_t max = 1; max <= 2 * n + 3; max++) {
+		codec_seg segs[32];
+		uint8_t *buf, *cat = malloc(8 + want_len);
+		size_t len, ns, at = 0, from_entries = 0;
+
+		assert_non_null(cat);
+		assert_int_equal(codec_msg_encode_segs(&m, 8, &buf, &len, segs, max, &ns), 0);
+		assert_int_equal(len, want_len);
+		assert_true(ns >= 1 && ns <= max);
+		assert_ptr_equal(segs[0].data, buf); /* the headroom comes first */
+		for (size_t k = 0; k < ns; k++) {
+			bool in_buf = segs[k].data >= buf && segs[k].data < buf + 8 + len;
+			memcpy(cat + at, segs[k].data, segs[k].len);
+			at += segs[k].len;
+			/* Odd pieces are entries' data, even ones the buffer. */
+			assert_int_equal(in_buf, k % 2 == 0);
+			if (k % 2)
+				from_entries++;
+		}
+		assert_int_equal(at, 8 + want_len);
+		assert_memory_equal(cat + 8, want, want_len);
+		size_t room = (max - 1) / 2;
+		assert_int_equal(from_entries, big < room ? big : room);
+		free(buf);
+		free(cat);
+	}
+	free(want);
+	raft_msg_free_contents(&m);
 }
 
 /* ---- refusals ---- */
@@ -480,6 +537,7 @@ int main(void)
 	    cmocka_unit_test(test_entry_round_trip),
 	    cmocka_unit_test(test_states_round_trip),
 	    cmocka_unit_test(test_msg_round_trip),
+	    cmocka_unit_test(test_msg_encode_segs),
 	    cmocka_unit_test(test_out_of_range_values_refused),
 	    cmocka_unit_test(test_malformed_input),
 	};
