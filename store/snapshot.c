@@ -354,6 +354,8 @@ static int install(store *s, bool local)
 	rocksdb_writebatch_destroy(b);
 	if (rv != 0)
 		return rv;
+	if (!keep)
+		vlog_drop_all(s); /* the data of entries that are gone (durably) */
 	if (s->snap.len > 0)
 		chunks_reclaim(s, s->snap.gen);
 

@@ -393,3 +393,10 @@ void vlog_drop(store *s, uint64_t index)
 		if (file_done(&s->vl, i, index))
 			file_remove(s, i);
 }
+
+void vlog_drop_all(store *s)
+{
+	s->vl.appending = false; /* the next big entry starts a new file */
+	for (size_t i = s->vl.n; i-- > 0;)
+		file_remove(s, i);
+}

@@ -11,7 +11,8 @@
  * before the record that refers to it is written, so a durable record never
  * points at data that is not. A file goes once every entry that was ever
  * written to it is compacted (its highest index is at or below the
- * compaction point), or at open when no record refers to it. Not for use
+ * compaction point), when a snapshot install discards the whole log, or at
+ * open when no record refers to it. Not for use
  * outside store/. */
 #ifndef RAFTFS_STORE_VLOG_H
 #define RAFTFS_STORE_VLOG_H
@@ -94,5 +95,10 @@ bool vlog_droppable(const store *s, uint64_t index);
 
 /* Deletes the files whose entries are all at or below index. */
 void vlog_drop(store *s, uint64_t index);
+
+/* Deletes every file: a durable write discarded the whole log (a snapshot
+ * installed beyond it). A crash before this leaves files nothing refers
+ * to, which the next open deletes (vlog_scan). */
+void vlog_drop_all(store *s);
 
 #endif
