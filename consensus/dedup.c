@@ -7,7 +7,8 @@
 
 #include "le64.h"
 
-#define DEDUP_MAGIC 0x44445031u /* "DDP1" */
+#define DEDUP_MAGIC_V1 0x44445031u /* "DDP1": no expiry data */
+#define DEDUP_MAGIC 0x44445032u	   /* "DDP2" */
 
 typedef struct seq_result {
 	uint64_t seq;
@@ -17,6 +18,8 @@ typedef struct seq_result {
 typedef struct client_entry {
 	uint64_t id;
 	uint64_t low;	  /* seqs below were promised never to be retried */
+	uint64_t top;	  /* the highest seq executed (0: none) */
+	uint64_t last;	  /* index of its last executed command (dedup_record_at) */
 	seq_result *seqs; /* unordered; small (proposals in flight) */
 	size_t n, cap;
 } client_entry;
@@ -24,11 +27,22 @@ typedef struct client_entry {
 struct dedup {
 	client_entry *clients; /* sorted by id */
 	size_t n, cap;
+	uint64_t now;	 /* the highest index given to dedup_record_at */
+	uint64_t expire; /* entries of idleness before a client's results go */
 };
 
 dedup *dedup_new(void)
 {
-	return calloc(1, sizeof(dedup));
+	dedup *d = calloc(1, sizeof(dedup));
+
+	if (d)
+		d->expire = DEDUP_EXPIRE_ENTRIES;
+	return d;
+}
+
+void dedup_set_expiry(dedup *d, uint64_t entries)
+{
+	d->expire = entries;
 }
 
 void dedup_free(dedup *d)
@@ -139,15 +153,52 @@ static void forget_below(client_entry *c, uint64_t low)
 	c->n = k;
 }
 
-int dedup_record(dedup *d, uint64_t client, uint64_t seq, uint64_t min_pending, int64_t result)
+/* Expiry (thesis §6.3), run when the index crosses a multiple of expire/8,
+ * so its cost is amortized and its moments are a function of the indexes
+ * recorded: a client idle for more than `expire` entries keeps only
+ * low = top + 1 (every seq it ever used answers STALE: a late retry is
+ * never executed again); idle for twice that, it is dropped. */
+static void expire_clients(dedup *d, uint64_t index)
+{
+	uint64_t step = d->expire / 8 ? d->expire / 8 : 1;
+	size_t k = 0;
+
+	if (!d->expire || index / step == d->now / step)
+		return;
+	for (size_t i = 0; i < d->n; i++) {
+		client_entry *c = &d->clients[i];
+		uint64_t idle = index - c->last;
+
+		if (idle > 2 * d->expire) {
+			free(c->seqs);
+			continue;
+		}
+		if (idle > d->expire && (c->n || c->low <= c->top)) {
+			free(c->seqs);
+			c->seqs = NULL;
+			c->n = c->cap = 0;
+			c->low = c->top + 1;
+		}
+		d->clients[k++] = *c;
+	}
+	d->n = k;
+}
+
+int dedup_record_at(dedup *d, uint64_t index, uint64_t client, uint64_t seq, uint64_t min_pending,
+		    int64_t result)
 {
 	client_entry *c;
 
+	if (index > d->now) {
+		expire_clients(d, index);
+		d->now = index;
+	}
 	if (client == 0)
 		return 0;
 	c = insert_client(d, client);
 	if (!c)
 		return -ENOMEM;
+	c->last = d->now;
 	forget_below(c, min_pending);
 	if (seq < c->low)
 		return 0;
@@ -163,7 +214,14 @@ int dedup_record(dedup *d, uint64_t client, uint64_t seq, uint64_t min_pending, 
 	c->seqs[c->n].seq = seq;
 	c->seqs[c->n].result = result;
 	c->n++;
+	if (seq > c->top)
+		c->top = seq;
 	return 0;
+}
+
+int dedup_record(dedup *d, uint64_t client, uint64_t seq, uint64_t min_pending, int64_t result)
+{
+	return dedup_record_at(d, d->now, client, seq, min_pending, result);
 }
 
 size_t dedup_clients(const dedup *d)
@@ -171,25 +229,29 @@ size_t dedup_clients(const dedup *d)
 	return d->n;
 }
 
-/* Layout, little-endian: u64 magic, u64 n_clients, then per client
- * u64 id, u64 low, u64 n, n x (u64 seq, u64 result). */
+/* Layout, little-endian: u64 magic, u64 now, u64 n_clients, then per
+ * client u64 id, u64 low, u64 top, u64 last, u64 n, n x (u64 seq, u64
+ * result). (DDP1, before expiry: no now, top or last.) */
 int dedup_serialize(const dedup *d, uint8_t **out, size_t *len)
 {
-	size_t sz = 16;
+	size_t sz = 24;
 	uint8_t *buf, *p;
 
 	for (size_t i = 0; i < d->n; i++)
-		sz += 24 + 16 * d->clients[i].n;
+		sz += 40 + 16 * d->clients[i].n;
 	buf = malloc(sz);
 	if (!buf)
 		return -ENOMEM;
 	p = le64_put(buf, DEDUP_MAGIC);
+	p = le64_put(p, d->now);
 	p = le64_put(p, d->n);
 	for (size_t i = 0; i < d->n; i++) {
 		const client_entry *c = &d->clients[i];
 
 		p = le64_put(p, c->id);
 		p = le64_put(p, c->low);
+		p = le64_put(p, c->top);
+		p = le64_put(p, c->last);
 		p = le64_put(p, c->n);
 		for (size_t j = 0; j < c->n; j++) {
 			p = le64_put(p, c->seqs[j].seq);
@@ -204,19 +266,32 @@ int dedup_serialize(const dedup *d, uint8_t **out, size_t *len)
 int dedup_deserialize(const uint8_t *buf, size_t len, dedup **out)
 {
 	const uint8_t *p = buf, *end = buf + len;
-	uint64_t n, prev = 0;
+	uint64_t n, prev = 0, magic;
+	size_t head, per;
 	dedup *d;
 	int rc = -EINVAL;
 
-	if (len < 16 || le64_get(p) != DEDUP_MAGIC)
+	if (len < 16)
 		return -EINVAL;
-	n = le64_get(p + 8);
-	p += 16;
-	if (n > (len - 16) / 24)
+	magic = le64_get(p);
+	if (magic != DEDUP_MAGIC && magic != DEDUP_MAGIC_V1)
+		return -EINVAL;
+	/* A DDP1 table (written before expiry) loads with now = 0 and every
+	 * client last seen at 0: the same on every replica, so they all
+	 * expire its clients at the same index. */
+	head = magic == DEDUP_MAGIC ? 24 : 16;
+	per = magic == DEDUP_MAGIC ? 40 : 24;
+	if (len < head)
+		return -EINVAL;
+	n = le64_get(p + head - 8);
+	if (n > (len - head) / per)
 		return -EINVAL;
 	d = dedup_new();
 	if (!d)
 		return -ENOMEM;
+	if (magic == DEDUP_MAGIC)
+		d->now = le64_get(p + 8);
+	p += head;
 	d->clients = calloc(n ? n : 1, sizeof(client_entry));
 	if (!d->clients) {
 		rc = -ENOMEM;
@@ -227,15 +302,20 @@ int dedup_deserialize(const uint8_t *buf, size_t len, dedup **out)
 		client_entry *c = &d->clients[i];
 		uint64_t m;
 
-		if ((size_t)(end - p) < 24)
+		if ((size_t)(end - p) < per)
 			goto fail;
 		c->id = le64_get(p);
 		c->low = le64_get(p + 8);
-		m = le64_get(p + 16);
-		p += 24;
+		if (magic == DEDUP_MAGIC) {
+			c->top = le64_get(p + 16);
+			c->last = le64_get(p + 24);
+		}
+		m = le64_get(p + per - 8);
+		p += per;
 		d->n++;
-		/* Sorted, distinct, nonzero ids: anything else is corruption. */
-		if (c->id == 0 || c->id <= prev || m > (size_t)(end - p) / 16)
+		/* Sorted, distinct, nonzero ids, nothing seen after now:
+		 * anything else is corruption. */
+		if (c->id == 0 || c->id <= prev || c->last > d->now || m > (size_t)(end - p) / 16)
 			goto fail;
 		prev = c->id;
 		if (m) {
@@ -250,7 +330,13 @@ int dedup_deserialize(const uint8_t *buf, size_t len, dedup **out)
 			c->seqs[j].seq = le64_get(p);
 			c->seqs[j].result = (int64_t)le64_get(p + 8);
 			p += 16;
+			if (magic == DEDUP_MAGIC_V1 && c->seqs[j].seq > c->top)
+				c->top = c->seqs[j].seq;
+			else if (magic == DEDUP_MAGIC && c->seqs[j].seq > c->top)
+				goto fail;
 		}
+		if (magic == DEDUP_MAGIC_V1 && c->low > c->top + 1)
+			c->top = c->low - 1;
 	}
 	if (p != end)
 		goto fail;

@@ -12,6 +12,19 @@
  * forgets the rest, so it stays as small as the number of proposals in
  * flight.
  *
+ * Expiry (thesis §6.3: sessions expire by a deterministic rule applied in
+ * log order): every node-process run is a client, so without it the table
+ * grows by one client per start, forever. A client none of whose commands
+ * executed in the last DEDUP_EXPIRE_ENTRIES recorded indexes (see
+ * dedup_record_at) keeps only low = its highest seq + 1, so any of its old
+ * seqs answers DEDUP_STALE — a retry that arrives that late is refused,
+ * never executed twice; idle for twice as long it is dropped. The table so
+ * holds the clients active in the last 2 x DEDUP_EXPIRE_ENTRIES entries.
+ * Safe as long as no retry of a command is appended more than
+ * DEDUP_EXPIRE_ENTRIES entries after the command executed: a retry is
+ * proposed only while its proposal is pending (proposal timeout, 5 s by
+ * default), and 2^20 entries take about a minute at this machine's best.
+ *
  * The state machine persists the table atomically with its own applied
  * state (dedup_serialize / dedup_deserialize), so a restarted node answers a
  * retry exactly as before the crash. Deterministic: the same applied
@@ -54,9 +67,25 @@ enum dedup_verdict dedup_check(const dedup *d, uint64_t client, uint64_t seq, in
 enum dedup_verdict dedup_check_ordered(const dedup *d, uint64_t client, uint64_t seq,
 				       uint64_t min_pending, int64_t *result);
 
-/* Records the result of a newly executed (client, seq) and forgets the
- * client's seqs below min_pending. 0 or -ENOMEM. */
+/* Idle clients expire after this many entries (dedup.h, top). */
+#define DEDUP_EXPIRE_ENTRIES (1ull << 20)
+
+/* Records the result of a newly executed (client, seq), applied at log index
+ * `index`, and forgets the client's seqs below min_pending. The index is the
+ * table's clock for expiry: a state machine calls this for every command it
+ * executes, in log order, also when it rebuilds the table from a journal,
+ * so every replica expires the same clients at the same index. 0 or
+ * -ENOMEM. */
+int dedup_record_at(dedup *d, uint64_t index, uint64_t client, uint64_t seq, uint64_t min_pending,
+		    int64_t result);
+
+/* dedup_record_at at the table's current index (no clock advance): for
+ * state machines without expiry (the kv test machine). */
 int dedup_record(dedup *d, uint64_t client, uint64_t seq, uint64_t min_pending, int64_t result);
+
+/* Sets the expiry to `entries` (0: never). Must be the same on every
+ * replica; not serialized (a table read back gets the default). For tests. */
+void dedup_set_expiry(dedup *d, uint64_t entries);
 
 /* Number of clients in the table. */
 size_t dedup_clients(const dedup *d);

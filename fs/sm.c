@@ -140,7 +140,9 @@ static int record_dedup(struct sm *sm, const struct sm_record *r)
 	int64_t prev;
 	if (!r->client || dedup_check(sm->dd, r->client, r->seq, &prev) != DEDUP_NEW)
 		return 0;
-	return dedup_record(sm->dd, r->client, r->seq, r->min_pending, r->result);
+	// At its index: the table's clock for expiring idle clients, the same
+	// in a replay of the journal as when applied (dedup.h).
+	return dedup_record_at(sm->dd, r->index, r->client, r->seq, r->min_pending, r->result);
 }
 
 // DATA/sm/dedup: magic u32 | pad u32 | index u64 | len u64 | table | hash u64.

@@ -1,7 +1,9 @@
 /* test_dedup.c — the duplicate table: exactly-once verdicts with many
  * proposals in flight per client, forgetting below min_pending, the order
- * rule (dedup_check_ordered) against a lossy, reordering network, and a
- * serialization that round-trips and never trusts its input. */
+ * rule (dedup_check_ordered) against a lossy, reordering network, a
+ * serialization that round-trips and never trusts its input, and the
+ * expiry of idle clients (bounded, deterministic across restarts, late
+ * retries refused). */
 #include <errno.h>
 #include <stdbool.h>
 #include <setjmp.h>
@@ -315,6 +317,148 @@ static void test_deserialize_untrusted(void **state)
 	dedup_free(d);
 }
 
+/* Expiry (thesis §6.3): one client per node-process run, forever, unless
+ * idle clients go. 1,000 clients, one command each at its own index, with
+ * an expiry of 80 entries: the table keeps only the recent ones. */
+static void test_expiry_bounds_the_table(void **state)
+{
+	dedup *d = dedup_new(), *keep = dedup_new();
+	size_t most = 0;
+
+	dedup_set_expiry(d, 80);
+	dedup_set_expiry(keep, 0); /* never: the table before expiry */
+	for (uint64_t i = 1; i <= 1000; i++) {
+		assert_int_equal(dedup_record_at(d, i, 1000 + i, 1, 1, 0), 0);
+		assert_int_equal(dedup_record_at(keep, i, 1000 + i, 1, 1, 0), 0);
+		if (dedup_clients(d) > most)
+			most = dedup_clients(d);
+	}
+	/* Idle for over 2 x 80 entries, checked every 80/8: at most 2 x 80 +
+	 * 10 clients, and never fewer than the last 2 x 80. */
+	assert_true(most <= 2 * 80 + 10);
+	assert_true(dedup_clients(d) >= 2 * 80);
+	assert_int_equal(dedup_clients(keep), 1000);
+	/* The client of the last index is there with its result. */
+	int64_t r;
+	assert_int_equal(dedup_check(d, 2000, 1, &r), DEDUP_DUPLICATE);
+	dedup_free(d);
+	dedup_free(keep);
+}
+
+/* A client whose results expired gets STALE for every seq it used — a
+ * late retry is refused, never executed twice — and may go on with new
+ * seqs; idle twice as long it is gone. */
+static void test_expired_client_refused_then_new(void **state)
+{
+	dedup *d = dedup_new();
+	uint64_t idx = 0;
+	int64_t r;
+
+	dedup_set_expiry(d, 50);
+	for (uint64_t s = 1; s <= 3; s++)
+		assert_int_equal(dedup_record_at(d, ++idx, 7, s, 1, (int64_t)s * 10), 0);
+	/* Seqs 1..3 in flight still (min_pending 1): duplicates answered. */
+	assert_int_equal(dedup_check(d, 7, 2, &r), DEDUP_DUPLICATE);
+	assert_int_equal(r, 20);
+	/* Others work for 60 entries: client 7 is idle past its expiry. */
+	while (idx < 3 + 60) {
+		idx++;
+		assert_int_equal(dedup_record_at(d, idx, 8, idx, idx, 0), 0);
+	}
+	for (uint64_t s = 1; s <= 3; s++) {
+		assert_int_equal(dedup_check(d, 7, s, &r), DEDUP_STALE);
+		assert_int_equal(dedup_check_ordered(d, 7, s, 1, &r), DEDUP_STALE);
+	}
+	assert_int_equal(dedup_clients(d), 2);
+	/* A new seq of the same client: executes, and the client lives on. */
+	assert_int_equal(dedup_check_ordered(d, 7, 4, 4, &r), DEDUP_NEW);
+	assert_int_equal(dedup_record_at(d, ++idx, 7, 4, 4, 40), 0);
+	assert_int_equal(dedup_check(d, 7, 4, &r), DEDUP_DUPLICATE);
+	assert_int_equal(r, 40);
+	assert_int_equal(dedup_check(d, 7, 3, &r), DEDUP_STALE);
+	/* Idle for over 2 x 50 entries: dropped. */
+	uint64_t until = idx + 2 * 50 + 10;
+	while (idx < until) {
+		idx++;
+		assert_int_equal(dedup_record_at(d, idx, 8, idx, idx, 0), 0);
+	}
+	assert_int_equal(dedup_clients(d), 1);
+	dedup_free(d);
+}
+
+/* Every replica decides alike: a table serialized and read back (a
+ * restart, a snapshot) at any point expires the same clients at the same
+ * index as one that ran through, byte for byte. */
+static void test_expiry_deterministic_across_restarts(void **state)
+{
+	dedup *a = dedup_new(), *b = dedup_new();
+	uint64_t x = 0x9E3779B97F4A7C15ull;
+
+	dedup_set_expiry(a, 64);
+	dedup_set_expiry(b, 64);
+	for (uint64_t i = 1; i <= 3000; i++) {
+		/* Clients come and go: 40 ids, each busy for 50 entries in
+		 * turn, with another one now and then. */
+		uint64_t client = x % 5 ? 1 + (i / 50) % 40 : 1 + (x >> 33) % 40, seq = i;
+		int64_t r;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		if (dedup_check(a, client, seq, &r) == DEDUP_NEW) {
+			assert_int_equal(dedup_record_at(a, i, client, seq, seq, (int64_t)i), 0);
+			assert_int_equal(dedup_record_at(b, i, client, seq, seq, (int64_t)i), 0);
+		}
+		if (i % 97 == 0) {
+			/* b restarts from its serialization. */
+			uint8_t *buf;
+			size_t len;
+			dedup *c;
+
+			assert_int_equal(dedup_serialize(b, &buf, &len), 0);
+			assert_int_equal(dedup_deserialize(buf, len, &c), 0);
+			free(buf);
+			dedup_free(b);
+			b = c;
+			dedup_set_expiry(b, 64);
+		}
+	}
+	uint8_t *ba, *bb;
+	size_t la, lb;
+	assert_int_equal(dedup_serialize(a, &ba, &la), 0);
+	assert_int_equal(dedup_serialize(b, &bb, &lb), 0);
+	assert_int_equal(la, lb);
+	assert_memory_equal(ba, bb, la);
+	assert_true(dedup_clients(a) < 40);
+	free(ba);
+	free(bb);
+	dedup_free(a);
+	dedup_free(b);
+}
+
+/* A table written before expiry (DDP1: no clock) still loads: its clients
+ * are kept with their results, last seen at index 0 on every replica. */
+static void test_reads_tables_from_before_expiry(void **state)
+{
+	uint8_t v1[16 + 24 + 16];
+	uint8_t *p = v1;
+	uint64_t words[] = {0x44445031u, 1, 9, 3, 1, 4, (uint64_t)7};
+	dedup *d;
+	int64_t r;
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		for (int b = 0; b < 8; b++)
+			*p++ = (uint8_t)(words[i] >> (8 * b));
+	assert_int_equal(dedup_deserialize(v1, sizeof(v1), &d), 0);
+	assert_int_equal(dedup_check(d, 9, 4, &r), DEDUP_DUPLICATE);
+	assert_int_equal(r, 7);
+	assert_int_equal(dedup_check(d, 9, 2, &r), DEDUP_STALE);
+	dedup_set_expiry(d, 10);
+	assert_int_equal(dedup_record_at(d, 15, 5, 1, 1, 0), 0);
+	/* Idle since 0, past 10 entries: its seqs are STALE now. */
+	assert_int_equal(dedup_check(d, 9, 4, &r), DEDUP_STALE);
+	assert_int_equal(dedup_check(d, 9, 5, &r), DEDUP_NEW);
+	dedup_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +468,10 @@ int main(void)
 	    cmocka_unit_test(test_ordered_lossy_network),
 	    cmocka_unit_test(test_serialize_roundtrip),
 	    cmocka_unit_test(test_deserialize_untrusted),
+	    cmocka_unit_test(test_expiry_bounds_the_table),
+	    cmocka_unit_test(test_expired_client_refused_then_new),
+	    cmocka_unit_test(test_expiry_deterministic_across_restarts),
+	    cmocka_unit_test(test_reads_tables_from_before_expiry),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
