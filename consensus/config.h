@@ -77,6 +77,9 @@ typedef struct node_config {
 
 	size_t max_frame_bytes;
 	size_t send_queue_bytes;
+	/* Committed entry data queued for the apply thread at most before the
+	 * core holds further committed entries back (node.c; 0: unbounded). */
+	uint64_t apply_queue_bytes;
 
 	/* The mount answers changes of directories delegated to this node
 	 * before they apply (fs/fuse_behind.h). Default: on, or the

@@ -513,6 +513,7 @@ static void *apply_main(void *arg)
 
 	for (;;) {
 		apply_batch *b;
+		bool wake;
 
 		pthread_mutex_lock(&n->amu);
 		while (!n->aq_head && !n->apply_stop)
@@ -546,8 +547,13 @@ static void *apply_main(void *arg)
 			atomic_store(&n->applied, e->index);
 			node_snap_maybe_take(n, e);
 		}
+		pthread_mutex_lock(&n->amu);
+		n->aq_bytes -= b->bytes;
+		wake = n->aq_full && n->aq_bytes <= n->cfg->apply_queue_bytes / 2;
+		pthread_mutex_unlock(&n->amu);
 		apply_batch_free(b);
-		if (atomic_load(&n->readers_waiting) > 0) {
+		if (wake || atomic_load(&n->readers_waiting) > 0) {
+			/* wake: the loop releases the core's committed entries. */
 			pthread_mutex_lock(&n->mu);
 			if (!n->async_closed)
 				uv_async_send(&n->async);
@@ -591,7 +597,12 @@ static int hand_to_apply(node *n, const raft_snapshot *snap, const raft_entry *e
 		}
 	}
 	b->n = cnt;
+	for (size_t i = 0; i < cnt; i++)
+		b->bytes += ents[i].len;
 	pthread_mutex_lock(&n->amu);
+	n->aq_bytes += b->bytes;
+	if (n->aq_bytes > n->aq_bytes_max)
+		n->aq_bytes_max = n->aq_bytes;
 	if (n->aq_tail)
 		n->aq_tail->next = b;
 	else
@@ -670,11 +681,33 @@ static void loop_add(const node *n, uint64_t *sum, uint64_t t0)
 		*sum += uv_hrtime() - t0;
 }
 
+/* Bounds the apply queue by bytes (apply_queue_bytes): a Ready carries
+ * committed entries only up to the room left (one entry at least), and
+ * none once the bound is reached, until the apply thread drained half of
+ * it (it wakes the loop then). The loop thread never waits for the apply
+ * thread: the apply thread may wait for the loop (snapshot I/O), so
+ * blocking here could deadlock. */
+static void apply_backpressure(node *n)
+{
+	uint64_t cap = n->cfg->apply_queue_bytes, room;
+
+	if (!cap)
+		return;
+	pthread_mutex_lock(&n->amu);
+	if (!n->aq_full && n->aq_bytes >= cap)
+		n->aq_full = true;
+	else if (n->aq_full && n->aq_bytes <= cap / 2)
+		n->aq_full = false;
+	room = n->aq_full ? 0 : cap - n->aq_bytes;
+	pthread_mutex_unlock(&n->amu);
+	raft_limit_committed(n->r, room);
+}
+
 static void handle_ready(node *n)
 {
 	uint64_t t0;
 
-	while (!atomic_load(&n->fault) && raft_has_ready(n->r)) {
+	while (!atomic_load(&n->fault) && (apply_backpressure(n), raft_has_ready(n->r))) {
 		uint64_t unreachable[CONFIG_MAX_PEERS];
 		size_t n_unreachable = 0;
 		raft_snapshot snap = {0};
@@ -1516,6 +1549,16 @@ void node_set_msg_filter(node *n, node_msg_filter filter, void *arg)
 {
 	n->msg_filter = filter;
 	n->msg_filter_arg = arg;
+}
+
+uint64_t node_apply_queue_max(node *n)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&n->amu);
+	v = n->aq_bytes_max;
+	pthread_mutex_unlock(&n->amu);
+	return v;
 }
 
 uint64_t node_refused(node *n)

@@ -208,4 +208,9 @@ void node_set_msg_filter(node *n, node_msg_filter filter, void *arg);
  * measurements. Any thread. */
 uint64_t node_refused(node *n);
 
+/* The most bytes of committed entry data ever queued for the apply thread
+ * at once: less than apply_queue_bytes (node_config) plus one entry,
+ * whatever the apply thread's pace. */
+uint64_t node_apply_queue_max(node *n);
+
 #endif

@@ -68,6 +68,7 @@ typedef struct apply_batch {
 	raft_entry *ents;
 	size_t n;
 	bool shared; /* ents' data are references to the core's blocks (blob.h) */
+	uint64_t bytes; /* the entries' data, counted in node.aq_bytes */
 } apply_batch;
 
 struct node {
@@ -128,6 +129,9 @@ struct node {
 	pthread_mutex_t amu;
 	pthread_cond_t acv;
 	apply_batch *aq_head, *aq_tail;
+	uint64_t aq_bytes;     /* under amu: entry data queued */
+	uint64_t aq_bytes_max; /* under amu: the most ever queued */
+	bool aq_full;	       /* under amu: the core holds committed entries back */
 	_Atomic bool apply_stop;
 	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
 	uint64_t snap_bytes; /* apply thread: entry bytes applied since then */

@@ -212,6 +212,14 @@ void raft_report_snapshot(raft *r, uint64_t peer, bool failed);
 
 bool raft_has_ready(const raft *r);
 void raft_ready_get(raft *r, raft_ready *rd);
+
+/* Back-pressure from the caller's apply queue: the next Readies carry
+ * committed entries of at most max_bytes of data (at least one entry), and
+ * none at all with 0 (raft_has_ready then does not count them); they stay
+ * committed and are handed out once the limit allows. UINT64_MAX: no limit
+ * but the core's own per-Ready cap. Everything else (appends, votes,
+ * heartbeats, the commit index) goes on. */
+void raft_limit_committed(raft *r, uint64_t max_bytes);
 void raft_advance(raft *r, const raft_ready *rd);
 
 void raft_get_status(const raft *r, raft_status *st);

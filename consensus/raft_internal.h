@@ -38,6 +38,9 @@ struct raft {
 	uint64_t lead;
 	raft_role role;
 	raft_log log;
+	/* raft_limit_committed (limit_on: its max_bytes in committed_limit). */
+	bool limit_on;
+	uint64_t committed_limit;
 
 	raft_peer *peers; /* voters and learners, self included */
 	size_t n_peers;

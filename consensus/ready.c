@@ -20,7 +20,13 @@ bool raft_has_ready(const raft *r)
 		return true;
 	if (r->role == RAFT_LEADER && (r->need_bcast || r->ro.need_round))
 		return true;
-	return raft_log_has_next_committed(&r->log);
+	return !(r->limit_on && r->committed_limit == 0) && raft_log_has_next_committed(&r->log);
+}
+
+void raft_limit_committed(raft *r, uint64_t max_bytes)
+{
+	r->limit_on = max_bytes != UINT64_MAX;
+	r->committed_limit = max_bytes;
 }
 
 /* Copies n entry structs (not their data) into a reusable buffer. */
@@ -95,8 +101,11 @@ void raft_ready_get(raft *r, raft_ready *rd)
 
 	raft_entry *owned = NULL;
 	const raft_entry *committed = NULL;
-	if (raft_log_next_committed(&r->log, RAFT_MAX_COMMITTED_BYTES, &committed, &n, &owned) ==
-	    0) {
+	uint64_t max_committed = r->limit_on && r->committed_limit < RAFT_MAX_COMMITTED_BYTES
+				     ? r->committed_limit
+				     : RAFT_MAX_COMMITTED_BYTES;
+	if (max_committed &&
+	    raft_log_next_committed(&r->log, max_committed, &committed, &n, &owned) == 0) {
 		if (owned) {
 			r->rd_committed_owned = owned;
 			r->rd_n_committed_owned = n;
