@@ -14,6 +14,7 @@
 
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
+#include "fuse_grant.h"
 #include "fuse_inval.h"
 #include "fuse_write.h"
 #include "sm.h"
@@ -103,6 +104,8 @@ struct fuse_behind {
 	int err; /* the first failure not yet reported (positive errno) */
 	bool stop;
 	pthread_t returner;
+	struct fuse_grant *grant; /* when to ask for a directory (grant on demand) */
+	struct bh_fh *fhs;	  /* handles of fuse_behind_create not closed yet */
 };
 
 static unsigned hash_id(uint64_t id)
@@ -861,6 +864,7 @@ bool fuse_behind_rename(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 #define DEFERRED (1ULL << 63)
 
 struct bh_fh {
+	struct bh_fh *prev, *next; /* in b->fhs: freed at unmount if never released */
 	uint64_t ino;
 	int fd;
 };
@@ -936,6 +940,12 @@ bool fuse_behind_create(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 	}
 	h->ino = m.ino;
 	h->fd = -1;
+	pthread_mutex_lock(&b->mu);
+	h->next = b->fhs;
+	if (b->fhs)
+		b->fhs->prev = h;
+	b->fhs = h;
+	pthread_mutex_unlock(&b->mu);
 	fi->fh = (uint64_t)(uintptr_t)h | DEFERRED;
 	fi->keep_cache = 0;
 	if (fi->flags & O_APPEND)
@@ -946,7 +956,7 @@ bool fuse_behind_create(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		fuse_inval_unref(fs->inv, m.ino, 1);
 		ffs_open_dec(fs, m.ino);
-		free(h);
+		fuse_behind_close(b, fi->fh);
 	}
 	return true;
 }
@@ -977,12 +987,19 @@ void fuse_behind_close(struct fuse_behind *b, uint64_t fh)
 {
 	struct bh_fh *h;
 
-	(void)b;
 	if (!(fh & DEFERRED)) {
 		close((int)fh);
 		return;
 	}
 	h = (struct bh_fh *)(uintptr_t)(fh & ~DEFERRED);
+	pthread_mutex_lock(&b->mu);
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		b->fhs = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&b->mu);
 	if (h->fd >= 0)
 		close(h->fd);
 	free(h);
@@ -1246,7 +1263,8 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 	return w.err;
 }
 
-int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
+/* Reclaim: whoever holds dir returns it (or is revoked). */
+static int reclaim(struct fuse_behind *b, uint64_t dir)
 {
 	int64_t deadline = mono_ms() + REVOKE_AFTER_MS;
 	uint32_t holder;
@@ -1280,6 +1298,36 @@ int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
 	}
 }
 
+/* Grant on demand (fuse_grant.h): a directory nobody holds that this mount
+ * keeps changing synchronously is asked for, and the change about to be
+ * proposed waits for the Grant's apply: it applies after the Grant either
+ * way (per-node order), and the changes after it are answered behind. A
+ * refusal (another node asked first) changes nothing. */
+static void maybe_grant(struct fuse_behind *b, uint64_t dir)
+{
+	uint32_t holder;
+	uint64_t epoch;
+
+	if (!behind_on(b) || sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || holder != 0)
+		return;
+	if (fuse_grant_note(b->grant, dir, mono_ms()))
+		(void)propose_deleg(b, dir, FSPB__DELEG__OP__GRANT, epoch, true);
+}
+
+int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
+{
+	int rc = reclaim(b, dir);
+
+	if (rc == 0)
+		maybe_grant(b, dir);
+	return rc;
+}
+
+int fuse_behind_recall(struct fuse_behind *b, uint64_t dir)
+{
+	return reclaim(b, dir);
+}
+
 /* The state machine's delegation events (apply thread: no blocking). */
 static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t holder,
 			uint64_t epoch)
@@ -1296,6 +1344,8 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 		else
 			d->epoch = epoch;
 	} else if (holder == b->self && op == FSPB__DELEG__OP__RECALL) {
+		/* Another mount works here: do not ask for it again soon. */
+		fuse_grant_recalled(b->grant, dir, mono_ms());
 		/* Also for a delegation this mount never used (made before a
 		 * restart): the returner returns it. */
 		if (!d)
@@ -1362,6 +1412,10 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 
 	if (!b)
 		return -ENOMEM;
+	if (fuse_grant_new(&b->grant) < 0) {
+		free(b);
+		return -ENOMEM;
+	}
 	b->fs = fs;
 	b->self = fs_node_id(fs->fsn);
 	pthread_mutex_init(&b->order, NULL);
@@ -1376,6 +1430,7 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 		pthread_cond_destroy(&b->cv);
 		pthread_mutex_destroy(&b->mu);
 		pthread_mutex_destroy(&b->order);
+		fuse_grant_free(b->grant);
 		free(b);
 		return -EAGAIN;
 	}
@@ -1423,9 +1478,19 @@ void fuse_behind_free(struct fuse_behind *b)
 		b->head = op->next;
 		free(op);
 	}
+	/* Handles the kernel never released (unmounted while open). */
+	while (b->fhs) {
+		struct bh_fh *h = b->fhs;
+
+		b->fhs = h->next;
+		if (h->fd >= 0)
+			close(h->fd);
+		free(h);
+	}
 	pthread_cond_destroy(&b->rcv);
 	pthread_cond_destroy(&b->cv);
 	pthread_mutex_destroy(&b->mu);
 	pthread_mutex_destroy(&b->order);
+	fuse_grant_free(b->grant);
 	free(b);
 }

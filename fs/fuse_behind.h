@@ -76,8 +76,17 @@ void fuse_behind_close(struct fuse_behind *b, uint64_t fh);
 /* Before a synchronous change of directory dir's entries (or the removal of
  * dir itself): if another node holds it, proposes a Recall and waits until
  * the holder's Return applied; past a bound (a holder that is down or cut
- * off), proposes a Revoke. 0, or a positive errno (ETIMEDOUT: no quorum). */
+ * off), proposes a Revoke. If nobody holds it and this mount changed it
+ * often lately, asks for it and waits for the answer (grant on demand). 0,
+ * or a positive errno (ETIMEDOUT: no quorum). */
 int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir);
+
+/* fuse_behind_reclaim for a lookup that missed (no change of dir's
+ * entries is coming from here): also does not count toward asking for
+ * dir (grant on demand: a directory this mount keeps changing
+ * synchronously, nobody holding it, is asked for by fuse_behind_reclaim;
+ * fuse_grant.h). */
+int fuse_behind_recall(struct fuse_behind *b, uint64_t dir);
 
 /* Reads. fuse_behind_name waits until this mount's pending commands on
  * parent/name applied and says whether parent is delegated to this node

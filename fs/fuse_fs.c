@@ -10,11 +10,18 @@
 
 #include "fs_node.h"
 #include "fs_release.h"
+#include "fuse_behind.h"
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
 #include "sm.h"
 
 static bool holds_open(void *arg, uint64_t id);
+static void *retrier(void *arg);
+
+/* An entry change refused with EREMOTE is recalled and proposed again at
+ * most this often (each time another node was granted the directory in
+ * between; grants back off after a recall, fuse_grant.h). */
+#define RETRY_MAX 8u
 
 /* A snapshot replaced the tree: its orphans may wait for this node (it was
  * behind when the others released them). */
@@ -37,6 +44,10 @@ int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_o
 	fs->inv = inv;
 	fs->cfg = *cfg;
 	pthread_mutex_init(&fs->mu, NULL);
+	pthread_mutex_init(&fs->rmu, NULL);
+	pthread_cond_init(&fs->rcv, NULL);
+	if (pthread_create(&fs->retrier, NULL, retrier, fs) == 0)
+		fs->retrier_running = true;
 	fs_release_set_holder(cfg->rel, holds_open, fs);
 	if (inv)
 		fuse_inval_set_restore_hook(inv, release_after_restore, fs);
@@ -50,6 +61,7 @@ void fuse_fs_free(struct fuse_fs *fs)
 		return;
 	/* (The invalidation tracker is freed first, with the node stopped: its
 	 * restore hook cannot fire any more.) */
+	ffs_retry_stop(fs);
 	if (fs->cfg.rel)
 		fs_release_set_holder(fs->cfg.rel, NULL, NULL);
 	for (size_t i = 0; i < OPEN_BUCKETS; i++)
@@ -61,6 +73,8 @@ void fuse_fs_free(struct fuse_fs *fs)
 				close(o->fd);
 			free(o);
 		}
+	pthread_cond_destroy(&fs->rcv);
+	pthread_mutex_destroy(&fs->rmu);
 	pthread_mutex_destroy(&fs->mu);
 	free(fs);
 }
@@ -271,6 +285,23 @@ static int may_open(fuse_req_t req, const struct stat *st, int flags)
 	return (have & want) == want ? 0 : EACCES;
 }
 
+/* Hands p to the retrier (apply thread: no waiting). false: stopping. */
+static bool queue_retry(struct pending *p)
+{
+	struct fuse_fs *fs = p->fs;
+	bool queued = false;
+
+	pthread_mutex_lock(&fs->rmu);
+	if (!fs->retry_stop && fs->retrier_running) {
+		p->next = fs->retry_head;
+		fs->retry_head = p;
+		pthread_cond_signal(&fs->rcv);
+		queued = true;
+	}
+	pthread_mutex_unlock(&fs->rmu);
+	return queued;
+}
+
 static void finish(struct pending *p)
 {
 	struct fuse_fs *fs = p->fs;
@@ -278,6 +309,11 @@ static void finish(struct pending *p)
 	struct stat st;
 	int rc;
 
+	/* Another node was granted the directory between this mount's
+	 * recall and its command (grant on demand): recall again and retry,
+	 * so the caller sees the command's own result, not the race. */
+	if (err == SM_RESULT_DELEGATED && p->cmd && p->tries < RETRY_MAX && queue_retry(p))
+		return;
 	/* create() without O_EXCL of a name another mount created first: open
 	 * what is there (fs.proto, Mknod.exclusive). */
 	if (err == EEXIST && p->kind == RP_CREATE && !(p->fi.flags & O_EXCL)) {
@@ -364,6 +400,7 @@ static void finish(struct pending *p)
 	if (p->release && !fs->cfg.rel)
 		ffs_maybe_release(fs, p->release);
 out:
+	free(p->cmd);
 	free(p->name);
 	free(p);
 }
@@ -379,10 +416,37 @@ void ffs_part_done(void *arg, int err)
 		finish(p);
 }
 
+/* Whether c changes directory entries synchronously (a delegation granted
+ * meanwhile refuses it: SM_RESULT_DELEGATED). */
+static bool entry_change(const Fspb__Command *c)
+{
+	switch (c->op_case) {
+	case FSPB__COMMAND__OP_MKNOD:
+	case FSPB__COMMAND__OP_MKDIR:
+	case FSPB__COMMAND__OP_SYMLINK:
+	case FSPB__COMMAND__OP_LINK:
+	case FSPB__COMMAND__OP_UNLINK:
+	case FSPB__COMMAND__OP_RENAME:
+		return !c->behind;
+	default:
+		return false;
+	}
+}
+
 /* Proposes one more part of p (call with parts counting it already). */
 void ffs_propose_part(struct pending *p, const Fspb__Command *c)
 {
-	int rc = fs_node_propose(p->fs->fsn, c, ffs_part_done, p);
+	int rc;
+
+	/* Kept for a retry (without it the race shows as EAGAIN). */
+	if (!p->cmd && entry_change(c)) {
+		size_t len = fspb__command__get_packed_size(c);
+
+		if ((p->cmd = malloc(len ? len : 1))) {
+			p->cmd_len = fspb__command__pack(c, p->cmd);
+		}
+	}
+	rc = fs_node_propose(p->fs->fsn, c, ffs_part_done, p);
 
 	if (rc)
 		ffs_part_done(p, rc);
@@ -445,6 +509,114 @@ void ffs_submit(fuse_req_t req, Fspb__Command *c, enum reply_kind kind, uint64_t
 		return;
 	}
 	ffs_propose_part(p, c);
+}
+
+/* ---- retries of refused entry changes ---- */
+
+/* The directories whose delegation refused c: its parent(s), and a
+ * directory it removes or replaces. */
+static unsigned refusing_dirs(struct fuse_fs *fs, const Fspb__Command *c, uint64_t dirs[3])
+{
+	struct stat st;
+	unsigned n = 0;
+
+	switch (c->op_case) {
+	case FSPB__COMMAND__OP_MKNOD:
+		dirs[n++] = c->mknod->parent;
+		break;
+	case FSPB__COMMAND__OP_MKDIR:
+		dirs[n++] = c->mkdir->parent;
+		break;
+	case FSPB__COMMAND__OP_SYMLINK:
+		dirs[n++] = c->symlink->parent;
+		break;
+	case FSPB__COMMAND__OP_LINK:
+		dirs[n++] = c->link->new_parent;
+		break;
+	case FSPB__COMMAND__OP_UNLINK:
+		dirs[n++] = c->unlink->parent;
+		if (c->unlink->dir &&
+		    sm_lookup(fs->sm, c->unlink->parent, c->unlink->name, &st) == 0)
+			dirs[n++] = st.st_ino;
+		break;
+	case FSPB__COMMAND__OP_RENAME:
+		dirs[n++] = c->rename->parent;
+		dirs[n++] = c->rename->new_parent;
+		if (sm_lookup(fs->sm, c->rename->new_parent, c->rename->new_name, &st) == 0 &&
+		    S_ISDIR(st.st_mode))
+			dirs[n++] = st.st_ino;
+		break;
+	default:
+		break;
+	}
+	return n;
+}
+
+/* Recalls what refused p's command and proposes it again; any failure
+ * answers p. */
+static void redo(struct fuse_fs *fs, struct pending *p)
+{
+	Fspb__Command *c = fspb__command__unpack(NULL, p->cmd_len, p->cmd);
+	uint64_t dirs[3];
+	unsigned n;
+	int rc = c ? 0 : EIO;
+
+	n = c ? refusing_dirs(fs, c, dirs) : 0;
+	for (unsigned i = 0; i < n && !rc; i++)
+		rc = fuse_behind_reclaim(fs->bh, dirs[i]);
+	p->tries++;
+	atomic_store(&p->err, 0);
+	atomic_store(&p->parts, 1);
+	if (rc)
+		ffs_part_done(p, rc);
+	else
+		ffs_propose_part(p, c);
+	if (c)
+		fspb__command__free_unpacked(c, NULL);
+}
+
+static void *retrier(void *arg)
+{
+	struct fuse_fs *fs = arg;
+
+	pthread_mutex_lock(&fs->rmu);
+	for (;;) {
+		struct pending *p = fs->retry_head;
+
+		if (!p && fs->retry_stop)
+			break;
+		if (!p) {
+			pthread_cond_wait(&fs->rcv, &fs->rmu);
+			continue;
+		}
+		bool stopping = fs->retry_stop;
+
+		fs->retry_head = p->next;
+		pthread_mutex_unlock(&fs->rmu);
+		if (stopping) {
+			/* The mount is going: answer, do not retry. */
+			p->tries = RETRY_MAX;
+			atomic_store(&p->parts, 1);
+			ffs_part_done(p, EIO);
+		} else {
+			redo(fs, p);
+		}
+		pthread_mutex_lock(&fs->rmu);
+	}
+	pthread_mutex_unlock(&fs->rmu);
+	return NULL;
+}
+
+void ffs_retry_stop(struct fuse_fs *fs)
+{
+	pthread_mutex_lock(&fs->rmu);
+	fs->retry_stop = true;
+	pthread_cond_signal(&fs->rcv);
+	pthread_mutex_unlock(&fs->rmu);
+	if (fs->retrier_running) {
+		pthread_join(fs->retrier, NULL);
+		fs->retrier_running = false;
+	}
 }
 
 /* ---- barriers ---- */

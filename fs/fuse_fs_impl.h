@@ -40,6 +40,15 @@ struct fuse_fs {
 	struct open_count *open[OPEN_BUCKETS];
 	struct fuse_write *wr; /* writes in flight (fuse_write.h): made by init */
 	struct fuse_behind *bh; /* write-behind metadata (fuse_behind.h): made by init */
+	/* Entry changes refused because a delegation was granted between
+	 * their recall and their apply: the retrier recalls and proposes them
+	 * again (fuse_fs.c). */
+	pthread_mutex_t rmu;
+	pthread_cond_t rcv;
+	struct pending *retry_head;
+	bool retry_stop;
+	bool retrier_running;
+	pthread_t retrier;
 };
 
 enum reply_kind { RP_NONE, RP_ENTRY, RP_ATTR, RP_CREATE };
@@ -58,6 +67,10 @@ struct pending {
 	bool truncated;	  /* create: that file was truncated (O_TRUNC) */
 	atomic_int parts; /* commands still in flight */
 	atomic_int err;	  /* the first error of any part */
+	uint8_t *cmd;	  /* an entry change: its command packed, for a retry */
+	size_t cmd_len;
+	unsigned tries;
+	struct pending *next; /* in the retrier's queue */
 };
 
 /* The mount state of a request. */
@@ -102,6 +115,10 @@ void ffs_cmd_init(Fspb__Command *c, fuse_req_t req);
  * returns it (negative). */
 int ffs_new_node_cmd(struct fuse_fs *fs, fuse_req_t req, uint64_t parent, Fspb__Command *c,
 		     uint64_t *id, uint32_t *mode);
+
+/* Stops the retrier (fuse_fs.c): what it still has is answered EIO. Before
+ * the session goes (op_destroy); fuse_fs_free does it too. */
+void ffs_retry_stop(struct fuse_fs *fs);
 
 /* Read barrier on this thread (see fuse_fs.c): 0 or a positive errno. */
 int ffs_barrier(struct fuse_fs *fs);

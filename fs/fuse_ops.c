@@ -50,6 +50,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 static void op_destroy(void *userdata)
 {
 	struct fuse_fs *fs = userdata;
+	/* Requests still waiting for a retry are answered while the session
+	 * is there to take the answers. */
+	ffs_retry_stop(fs);
 
 	fuse_write_free(fs->wr);
 	fs->wr = NULL;
@@ -86,7 +89,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		 * degraded (no quorum: a recall cannot commit either); a failed
 		 * recall leaves the barrier to decide. */
 		if (!atomic_load(&fs->degraded))
-			(void)fuse_behind_reclaim(fs->bh, parent);
+			(void)fuse_behind_recall(fs->bh, parent);
 		brc = ffs_barrier(fs);
 
 		if (brc) {

@@ -1,0 +1,135 @@
+/* fuse_grant.c — per directory: recent synchronous changes by this mount
+ * and the back-off after recalls, in a small hash table. */
+#include "fuse_grant.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#define BUCKETS 256
+
+struct want {
+	struct want *next;
+	uint64_t dir;
+	unsigned changes;
+	int64_t since_ms;	/* start of the current counting window */
+	int64_t quiet_until_ms; /* no Grant asked for before this */
+	int64_t backoff_ms;	/* the last back-off (doubles per recall) */
+};
+
+struct fuse_grant {
+	pthread_mutex_t mu;
+	struct want *b[BUCKETS];
+	unsigned count;
+};
+
+static unsigned bucket(uint64_t dir)
+{
+	return (unsigned)((dir ^ (dir >> 48) ^ (dir >> 17)) % BUCKETS);
+}
+
+int fuse_grant_new(struct fuse_grant **out)
+{
+	struct fuse_grant *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return -ENOMEM;
+	pthread_mutex_init(&g->mu, NULL);
+	*out = g;
+	return 0;
+}
+
+void fuse_grant_free(struct fuse_grant *g)
+{
+	if (!g)
+		return;
+	for (unsigned i = 0; i < BUCKETS; i++)
+		while (g->b[i]) {
+			struct want *w = g->b[i];
+
+			g->b[i] = w->next;
+			free(w);
+		}
+	pthread_mutex_destroy(&g->mu);
+	free(g);
+}
+
+/* Drops what no longer matters: windows long over, back-offs run out. A
+ * full table of live entries stays full (and asks for nothing new). Under
+ * mu. */
+static void prune(struct fuse_grant *g, int64_t now)
+{
+	for (unsigned i = 0; i < BUCKETS; i++)
+		for (struct want **p = &g->b[i]; *p;) {
+			struct want *w = *p;
+
+			if (now - w->since_ms > FUSE_GRANT_WINDOW_MS && now >= w->quiet_until_ms) {
+				*p = w->next;
+				free(w);
+				g->count--;
+			} else {
+				p = &w->next;
+			}
+		}
+}
+
+/* dir's entry, made if absent (NULL: out of memory or full). Under mu. */
+static struct want *get(struct fuse_grant *g, uint64_t dir, int64_t now)
+{
+	struct want **p = &g->b[bucket(dir)], *w;
+
+	for (w = *p; w; w = w->next)
+		if (w->dir == dir)
+			return w;
+	if (g->count >= FUSE_GRANT_DIRS_MAX)
+		prune(g, now);
+	if (g->count >= FUSE_GRANT_DIRS_MAX || !(w = calloc(1, sizeof(*w))))
+		return NULL;
+	w->dir = dir;
+	w->since_ms = now;
+	w->next = *p;
+	*p = w;
+	g->count++;
+	return w;
+}
+
+bool fuse_grant_note(struct fuse_grant *g, uint64_t dir, int64_t now_ms)
+{
+	struct want *w;
+	bool ask = false;
+
+	pthread_mutex_lock(&g->mu);
+	w = get(g, dir, now_ms);
+	if (w) {
+		if (now_ms - w->since_ms > FUSE_GRANT_WINDOW_MS) {
+			w->since_ms = now_ms;
+			w->changes = 0;
+		}
+		if (++w->changes >= FUSE_GRANT_AFTER && now_ms >= w->quiet_until_ms) {
+			ask = true;
+			w->changes = 0;
+			w->since_ms = now_ms;
+		}
+	}
+	pthread_mutex_unlock(&g->mu);
+	return ask;
+}
+
+void fuse_grant_recalled(struct fuse_grant *g, uint64_t dir, int64_t now_ms)
+{
+	struct want *w;
+
+	pthread_mutex_lock(&g->mu);
+	w = get(g, dir, now_ms);
+	if (w) {
+		/* A recall long after the last back-off ended starts afresh. */
+		if (now_ms - w->quiet_until_ms > FUSE_GRANT_BACKOFF_MAX_MS)
+			w->backoff_ms = 0;
+		w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : FUSE_GRANT_BACKOFF_MS;
+		if (w->backoff_ms > FUSE_GRANT_BACKOFF_MAX_MS)
+			w->backoff_ms = FUSE_GRANT_BACKOFF_MAX_MS;
+		w->quiet_until_ms = now_ms + w->backoff_ms;
+		w->changes = 0;
+	}
+	pthread_mutex_unlock(&g->mu);
+}
