@@ -1146,6 +1146,25 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 		pps[i] = &ps[i];
 	}
 	ns.n_peers = st.n_peers < 16 ? st.n_peers : 16;
+	if (st.n_peers == 0) {
+		/* Not the leader: no progress to report, but the members as this
+		 * node knows them, learners too, with its own connections. */
+		uint64_t ids[16];
+		size_t nv = node_voters(n, ids, 16), nl;
+
+		nv = nv < 16 ? nv : 16;
+		nl = node_learners(n, ids + nv, 16 - nv);
+		nl = nl < 16 - nv ? nl : 16 - nv;
+		for (size_t i = 0; i < nv + nl; i++) {
+			transportpb__peer_status__init(&ps[i]);
+			ps[i].id = ids[i];
+			ps[i].state = ""; /* only the leader tracks progress */
+			ps[i].learner = i >= nv;
+			ps[i].connected = ids[i] == st.id || transport_peer_connected(n->tp, ids[i]);
+			pps[i] = &ps[i];
+		}
+		ns.n_peers = nv + nl;
+	}
 	ns.peers = pps;
 	ns.cluster = (char *)n->cfg->cluster;
 	if (atomic_load(&n->fault)) {

@@ -953,6 +953,18 @@ size_t node_voters(node *n, uint64_t *out, size_t cap)
 	return k;
 }
 
+size_t node_learners(node *n, uint64_t *out, size_t cap)
+{
+	struct node_members *m = n->mem;
+	size_t k;
+
+	pthread_mutex_lock(&m->mu);
+	k = m->n_learners;
+	memcpy(out, m->learners, (k < cap ? k : cap) * sizeof(*out));
+	pthread_mutex_unlock(&m->mu);
+	return k;
+}
+
 void node_set_members_hook(node *n, node_members_hook fn, void *arg)
 {
 	n->mem->hook = fn;

@@ -89,6 +89,10 @@ int node_change_member(struct node *n, node_member_op what, uint64_t id, const c
  * returns their count (which may exceed cap). Any thread. */
 size_t node_voters(struct node *n, uint64_t *out, size_t cap);
 
+/* The learners as this node last put them into effect, the same way: every
+ * node knows them, not only the leader (raftfs status lists them). */
+size_t node_learners(struct node *n, uint64_t *out, size_t cap);
+
 /* Called on the loop thread with the new voters after every membership
  * change this node puts into effect (must not block). Set before
  * node_launch; NULL clears. */

@@ -20,9 +20,11 @@ static const char usage[] =
     "    term, known leader, commit index, applied index, first and last log\n"
     "    index and snapshot index; a leader also reports, per follower, the\n"
     "    match and next index, the lag (last - match), the progress state and\n"
-    "    whether it is connected and recently active; members that do not vote\n"
-    "    yet (joining, raftfs member add) are listed as learners. --json prints\n"
-    "    one JSON object per node, one per line.\n"
+    "    whether it is connected and recently active; any other node lists the\n"
+    "    members it knows and whether it is connected to each. Members that do\n"
+    "    not vote yet (joining, raftfs member add) are listed as learners, by\n"
+    "    every node. --json prints one JSON object per node, one per line\n"
+    "    (a follower's members have an empty \"state\").\n"
     "\n"
     "EXIT STATUS\n"
     "    0 if every node answered and is healthy (applying, a leader known);\n"
@@ -73,6 +75,11 @@ static void print_text(const char *addr, const Transportpb__NodeStatus *s)
 
 		if (p->id == s->id)
 			continue;
+		if (!p->state[0]) { /* a follower's view: members, no progress */
+			printf("    %s %llu  %s\n", p->learner ? "learner" : "peer",
+			       (unsigned long long)p->id, p->connected ? "connected" : "disconnected");
+			continue;
+		}
 		printf(
 		    "    %s %llu  match %llu  next %llu  lag %llu  %s%s%s\n",
 		    p->learner ? "learner" : "peer", (unsigned long long)p->id,

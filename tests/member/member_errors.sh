@@ -4,8 +4,9 @@
 # unknown id, an address another member has, a member added twice, bad
 # usage, a change while another is under way, a learner that does not
 # catch up (it stays a learner), a removal that would leave no quorum, the
-# last voter; a learner added and removed; a joining node's config that
-# names no member, or two peers at one address.
+# last voter; a learner added and removed, listed by every node's status;
+# a removed id added again, with its old data dir and with a fresh one; a
+# joining node's config that names no member, or two peers at one address.
 # Every process and the temp dir go on exit, also on failure (a reaper
 # outside ctest's process tree covers a killed test).
 # The whole script is one block, parsed before any of it runs (tests/FLAKY.md).
@@ -85,6 +86,12 @@ echo "== a learner that never runs"
 L=$(leader_id)
 [ -n "$L" ] || fail "no leader"
 "$R" status "$("$R" local addr "$C" "$L")" | grep -q "learner 4 " || fail "status shows no learner 4"
+# Every node's status lists the learner, not only the leader's.
+for f in 1 2 3; do
+	[ "$f" = "$L" ] && continue
+	learner_on() { "$R" status "$("$R" local addr "$C" "$1")" | grep -q "^    learner 4  disconnected$"; }
+	wait_for 10 "node $f's status listing learner 4" learner_on "$f"
+done
 refused 1 "node 4 is already a learner" member add 4 "127.0.0.1:$P" --learner --via "$A1"
 # A promotion waits for a catch-up that never comes; meanwhile every other
 # change is refused; at its deadline it fails and node 4 stays a learner.
@@ -101,6 +108,31 @@ grep -q "node 4 did not catch up in time" "$T/promote.out" || fail "promote said
 [ "$(members)" = "1 voter 2 voter 3 voter 4 learner " ] || fail "members after the failed promotion: $(members)"
 "$R" member remove 4 --via "$A1" >"$T/out" || fail "removing the learner failed"
 [ "$(members)" = "1 voter 2 voter 3 voter " ] || fail "members after removing the learner: $(members)"
+
+echo "== re-adding a removed id: with its old data dir, then with a fresh one"
+A3=$("$R" local addr "$C" 3)
+field() { "$R" status "$1" | awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) { print $(i + 1); exit } }'; }
+# Node 3 applied everything node 1 committed (no writes meanwhile).
+caught_up3() { [ "$(field "$A3" applied)" -ge "$(field "$A1" commit)" ]; }
+readd3() {
+	"$R" member add 3 "$A3" --via "$A1" >"$T/out" 2>&1 || fail "re-adding node 3 ($1): $(cat "$T/out")"
+	[ "$(members)" = "1 voter 2 voter 3 voter " ] || fail "members after re-adding 3 ($1): $(members)"
+	"$R" kv put "$A1" "readd-$1" v >/dev/null || fail "a put after re-adding 3 ($1)"
+	wait_for 30 "node 3 caught up ($1)" caught_up3
+}
+"$R" member remove 3 --via "$A1" >"$T/out" || fail "removing 3: $(cat "$T/out")"
+"$R" kv put "$A1" while-removed v >/dev/null || fail "a put while 3 is out"
+"$R" local stop "$C" 3 || fail "node 3 did not stop"
+"$R" local start "$C" 3 || fail "node 3 did not start with its old data dir"
+readd3 "old data dir"
+"$R" member remove 3 --via "$A1" >"$T/out" || fail "removing 3 again: $(cat "$T/out")"
+"$R" local stop "$C" 3 || fail "node 3 did not stop"
+rm -rf "$C/n3/data"
+# A fresh node joins (join = true: it does not bootstrap from [peers]).
+sed -i 's/^\[node\]$/[node]\njoin = true/' "$C/n3/raftfs.ini"
+grep -q '^join = true' "$C/n3/raftfs.ini" || fail "no join = true in node 3's config"
+"$R" local start "$C" 3 || fail "node 3 did not start with a fresh data dir"
+readd3 "fresh data dir"
 
 echo "== quorum"
 "$R" local kill "$C" 3
