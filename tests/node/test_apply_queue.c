@@ -6,8 +6,6 @@
  * and the loop thread never waited for the apply thread (status requests,
  * served by the loop, answer all along). One in-process node with the kv
  * state machine behind a gate. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -16,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,34 +23,12 @@
 #include "config.h"
 #include "kvsm.h"
 #include "node.h"
+#include "node_testlib.h"
 #include "transport.pb-c.h"
 
 #define QUEUE_BYTES (256u << 10)
 #define ENTRY_BYTES 4096
 #define ENTRIES 400 /* 1.6 MiB: six times the bound */
-
-static uint16_t free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	uint16_t port = 0;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void nap(void)
 {
@@ -140,7 +115,7 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	static char payload[ENTRY_BYTES];
 	atomic_int done[2] = {0, 0}; /* applied, failed */
 	char err[512], addr[64];
-	uint16_t port = free_port();
+	uint16_t port = test_free_port();
 	uint64_t first, commit = 0;
 	long long deadline;
 	node_config cfg;
@@ -152,16 +127,7 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	(void)state;
 	assert_int_not_equal(port, 0);
 	assert_non_null(mkdtemp(dir));
-	config_defaults(&cfg);
-	cfg.id = 1;
-	snprintf(cfg.cluster, sizeof(cfg.cluster), "apply-queue");
-	cfg.peers[0].id = 1;
-	snprintf(cfg.peers[0].host, sizeof(cfg.peers[0].host), "127.0.0.1");
-	cfg.peers[0].port = port;
-	cfg.n_peers = 1;
-	snprintf(cfg.listen_host, sizeof(cfg.listen_host), "127.0.0.1");
-	cfg.listen_port = port;
-	snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s/n1", dir);
+	test_one_node_config(&cfg, "apply-queue", dir, port);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
 	cfg.apply_queue_bytes = QUEUE_BYTES;
 	cfg.snapshot_entries = 0;
@@ -174,15 +140,15 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	if (node_new(&cfg, &sm, &n, err, sizeof(err)) != 0)
 		fail_msg("node_new: %s", err);
 	assert_int_equal(node_launch(n), 0);
-	deadline = now_ms() + 20000;
-	while (!leads && now_ms() < deadline) {
+	deadline = test_now_ms() + 20000;
+	while (!leads && test_now_ms() < deadline) {
 		node_get_state(n, NULL, &leads);
 		if (!leads)
 			nap();
 	}
 	assert_true(leads);
 	/* The new leader's empty entry (index 1, not gated) applies first. */
-	while (node_applied(n) < 1 && now_ms() < deadline)
+	while (node_applied(n) < 1 && test_now_ms() < deadline)
 		nap();
 	first = node_applied(n);
 	assert_int_equal(first, 1);
@@ -195,8 +161,8 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 		    node_start(n, payload, sizeof(payload), 0, on_done, done, NULL, NULL), 0);
 	}
 	/* Every put commits although none applies. */
-	deadline = now_ms() + 30000;
-	while ((commit = commit_index(addr)) < first + ENTRIES && now_ms() < deadline)
+	deadline = test_now_ms() + 30000;
+	while ((commit = commit_index(addr)) < first + ENTRIES && test_now_ms() < deadline)
 		nap();
 	assert_true(commit >= first + ENTRIES);
 	assert_int_equal(node_applied(n), first);
@@ -208,8 +174,8 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	assert_true(node_apply_queue_max(n) < QUEUE_BYTES + ENTRY_BYTES + 64);
 
 	open_gate();
-	deadline = now_ms() + 30000;
-	while (atomic_load(&done[0]) + atomic_load(&done[1]) < ENTRIES && now_ms() < deadline)
+	deadline = test_now_ms() + 30000;
+	while (atomic_load(&done[0]) + atomic_load(&done[1]) < ENTRIES && test_now_ms() < deadline)
 		nap();
 	assert_int_equal(atomic_load(&done[0]), ENTRIES);
 	assert_int_equal(node_applied(n), commit);

@@ -7,8 +7,6 @@
  * "raft core ... invalid argument". The test makes that store state by
  * hand: one in-process node with the kv state machine, stopped, its saved
  * commit index lowered to 1, started again. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -16,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,33 +22,11 @@
 #include "config.h"
 #include "kvsm.h"
 #include "node.h"
+#include "node_testlib.h"
 #include "store.h"
 
 #define PUTS_PER_ROUND 100
 #define MAX_ROUNDS 10
-
-static uint16_t free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	uint16_t port = 0;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void on_done(void *arg, int status, int64_t result, uint64_t index)
 {
@@ -70,14 +45,14 @@ static void run_node(const node_config *cfg, int round, int puts)
 	kvsm *k;
 	node *n;
 	bool leads = false;
-	long long deadline = now_ms() + 20000;
+	long long deadline = test_now_ms() + 20000;
 
 	assert_int_equal(kvsm_open(cfg->data_dir, &k, err, sizeof(err)), 0);
 	kvsm_iface(k, &sm);
 	if (node_new(cfg, &sm, &n, err, sizeof(err)) != 0)
 		fail_msg("node_new (round %d): %s", round, err);
 	assert_int_equal(node_launch(n), 0);
-	while (!leads && now_ms() < deadline) {
+	while (!leads && test_now_ms() < deadline) {
 		struct timespec ts = {0, 10 * 1000 * 1000};
 
 		node_get_state(n, NULL, &leads);
@@ -91,7 +66,7 @@ static void run_node(const node_config *cfg, int round, int puts)
 
 		assert_int_equal(node_start(n, cmd, (size_t)len, 0, on_done, done, NULL, NULL), 0);
 	}
-	while (atomic_load(&done[0]) + atomic_load(&done[1]) < puts && now_ms() < deadline) {
+	while (atomic_load(&done[0]) + atomic_load(&done[1]) < puts && test_now_ms() < deadline) {
 		struct timespec ts = {0, 5 * 1000 * 1000};
 
 		nanosleep(&ts, NULL);
@@ -121,23 +96,14 @@ static void test_restart_with_commit_below_snapshot(void **state)
 	raft_hard_state hs;
 	node_config cfg;
 	uint64_t len = 0;
-	uint16_t port = free_port();
+	uint16_t port = test_free_port();
 	store *s;
 	int round;
 
 	(void)state;
 	assert_int_not_equal(port, 0);
 	assert_non_null(mkdtemp(dir));
-	config_defaults(&cfg);
-	cfg.id = 1;
-	snprintf(cfg.cluster, sizeof(cfg.cluster), "restart-commit");
-	cfg.peers[0].id = 1;
-	snprintf(cfg.peers[0].host, sizeof(cfg.peers[0].host), "127.0.0.1");
-	cfg.peers[0].port = port;
-	cfg.n_peers = 1;
-	snprintf(cfg.listen_host, sizeof(cfg.listen_host), "127.0.0.1");
-	cfg.listen_port = port;
-	snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s/n1", dir);
+	test_one_node_config(&cfg, "restart-commit", dir, port);
 	cfg.snapshot_entries = 20;
 	cfg.snapshot_trailing = 10;
 	snprintf(raft_dir, sizeof(raft_dir), "%s/raft", cfg.data_dir);

@@ -1,0 +1,46 @@
+/* node_testlib.c — helpers of the in-process node tests. */
+#include "node_testlib.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+uint16_t test_free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	uint16_t port = 0;
+
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+long long test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void test_one_node_config(node_config *cfg, const char *cluster, const char *dir, uint16_t port)
+{
+	config_defaults(cfg);
+	cfg->id = 1;
+	snprintf(cfg->cluster, sizeof(cfg->cluster), "%s", cluster);
+	cfg->peers[0].id = 1;
+	snprintf(cfg->peers[0].host, sizeof(cfg->peers[0].host), "127.0.0.1");
+	cfg->peers[0].port = port;
+	cfg->n_peers = 1;
+	snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+	cfg->listen_port = port;
+	snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/n1", dir);
+}

@@ -1,0 +1,20 @@
+/* node_testlib.h — what the in-process node tests share: a free loopback
+ * port, a monotonic clock, and the config of a one-node cluster. */
+#ifndef RAFTFS_NODE_TESTLIB_H
+#define RAFTFS_NODE_TESTLIB_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (0 if none). */
+uint16_t test_free_port(void);
+
+/* CLOCK_MONOTONIC in milliseconds, for deadlines. */
+long long test_now_ms(void);
+
+/* cfg: the defaults, made node 1 of a one-node cluster named `cluster`
+ * listening on 127.0.0.1:port, its data directory DIR/n1. */
+void test_one_node_config(node_config *cfg, const char *cluster, const char *dir, uint16_t port);
+
+#endif
