@@ -231,6 +231,12 @@ int client_call(client *c, Transportpb__Request *req, Transportpb__Response **re
 	return rc;
 }
 
+void client_abort(client *c)
+{
+	if (c && c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+}
+
 void client_close(client *c)
 {
 	if (!c)

@@ -22,4 +22,8 @@ int client_call(client *c, Transportpb__Request *req, Transportpb__Response **re
 
 void client_close(client *c);
 
+/* Makes a client_call under way in another thread fail at once (the
+ * connection is shut down); client_close still frees it. */
+void client_abort(client *c);
+
 #endif

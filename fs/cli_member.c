@@ -24,7 +24,8 @@ static const char usage[] =
     "\n"
     "DESCRIPTION\n"
     "    ADDR is the listen address (host:port) of any node of the cluster; a\n"
-    "    change is made by the leader, which the command finds by itself.\n"
+    "    change is made by the leader: a follower relays it there, and the\n"
+    "    command follows \"not the leader\" answers too (unless --no-follow).\n"
     "    Changes go one server at a time (Raft thesis 4.1).\n"
     "\n"
     "    list prints one line per member: id, address, voter or learner,\n"
@@ -60,6 +61,10 @@ static const char usage[] =
     "EXIT STATUS\n"
     "    0 when the change applied (list: when the node answered); 1 when it\n"
     "    failed; 2 for bad usage.\n";
+
+/* --no-follow: ask the --via node only (a follower relays a change to the
+ * leader itself); for tests of that relay. */
+static bool no_follow;
 
 static uint64_t mono_ms(void)
 {
@@ -130,7 +135,7 @@ int cli_member_call(const char *via, int op, uint64_t id, const char *addr, int 
 			resp->error = 0;
 		}
 		if ((resp->error == MEMBER_ENOTLEADER || resp->error == MEMBER_ELOST) &&
-		    mono_ms() < deadline) {
+		    !no_follow && mono_ms() < deadline) {
 			/* Ask the (new) leader; after a lost try the change may
 			 * be half done (a learner not yet promoted): asking
 			 * again goes on from where it is. */
@@ -217,6 +222,8 @@ int cli_member_main(int argc, char **argv)
 			timeout_ms = (unsigned)(s * 1000);
 		} else if (!strcmp(argv[i], "--learner")) {
 			learner = 1;
+		} else if (!strcmp(argv[i], "--no-follow")) {
+			no_follow = true;
 		} else if (!strcmp(argv[i], "--json")) {
 			json = 1;
 		} else if (argv[i][0] == '-') {

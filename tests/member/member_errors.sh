@@ -5,7 +5,8 @@
 # usage, a change while another is under way, a learner that does not
 # catch up (it stays a learner), a removal that would leave no quorum, the
 # last voter; a learner added and removed, listed by every node's status;
-# a removed id added again, with its old data dir and with a fresh one; a
+# a change sent to a follower, which relays it to the leader; a removed id
+# added again, with its old data dir and with a fresh one; a
 # joining node's config that names no member, or two peers at one address.
 # Every process and the temp dir go on exit, also on failure (a reaper
 # outside ctest's process tree covers a killed test).
@@ -106,7 +107,15 @@ wait $PROMOTE || rc=$?
 [ $rc = 1 ] || fail "promote of a learner that is down: exit $rc ($(cat "$T/promote.out"))"
 grep -q "node 4 did not catch up in time" "$T/promote.out" || fail "promote said: $(cat "$T/promote.out")"
 [ "$(members)" = "1 voter 2 voter 3 voter 4 learner " ] || fail "members after the failed promotion: $(members)"
-"$R" member remove 4 --via "$A1" >"$T/out" || fail "removing the learner failed"
+# Through a follower that does not lead: it relays the change to the
+# leader itself (--no-follow: the command does not look for the leader).
+L=$(leader_id)
+F=1
+[ "$F" != "$L" ] || F=2
+"$R" member remove 4 --via "$("$R" local addr "$C" "$F")" --no-follow >"$T/out" 2>&1 ||
+	fail "removing the learner through follower $F (leader $L) failed: $(cat "$T/out")"
+grep -q "membership request relayed to the leader, node $L" "$C/n$F/node.log" ||
+	fail "node $F did not relay the removal to leader $L"
 [ "$(members)" = "1 voter 2 voter 3 voter " ] || fail "members after removing the learner: $(members)"
 
 echo "== re-adding a removed id: with its old data dir, then with a fresh one"
