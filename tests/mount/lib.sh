@@ -6,6 +6,8 @@ R=${1:?usage: $0 RAFTFS_BINARY}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (FUSE mounts, trusted xattrs)"; exit 77; }
 [ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
 
+. "$(dirname "${BASH_SOURCE[0]}")/teardown.sh"
+
 T=$(mktemp -d /tmp/raftfs-mount.XXXXXX)
 chmod 755 "$T"
 C=$T/c
@@ -25,28 +27,15 @@ setsid -f bash -c 'tail -s 0.2 --pid="$1" -f /dev/null
 cleanup() {
 	local rc=$?
 	set +e
+	trap - ERR # the teardown's own statuses are no test failures
 	# Children first (writers), then the cluster, then whatever mount is left.
 	[ -z "$(jobs -p)" ] || kill $(jobs -p) 2>/dev/null
 	wait 2>/dev/null
 	[ -z "${IMMUTABLE:-}" ] || chattr -i "$IMMUTABLE"
-	if [ -f "$C/cluster" ]; then
-		"$R" local down "$C" >/dev/null 2>&1
-		# A sanitizer report in a node's log fails the test.
-		if grep -l -E "Sanitizer|runtime error" "$C"/node*/node.log 2>/dev/null; then
-			echo "FAIL: sanitizer report in the node logs above"
-			[ $rc -ne 0 ] || rc=1
-		fi
-		if [ $rc -ne 0 ]; then
-			for f in "$C"/node*/node.log; do
-				echo "--- $f (tail)"
-				tail -n 20 "$f"
-			done
-		fi
-	fi
-	for m in "$C"/n[0-9]*; do
-		mountpoint -q "$m" 2>/dev/null && umount -l "$m"
-		[ -e "$m" ] || umount -l "$m" 2>/dev/null
-	done
+	# A sanitizer report in a node's log fails the test.
+	teardown_cluster "$C" "$rc" 20
+	rc=$?
+	teardown_mounts "$C"
 	rm -rf "$T"
 	exit $rc
 }

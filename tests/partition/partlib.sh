@@ -14,6 +14,7 @@ R=${1:?usage: $0 RAFTFS_BINARY}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (namespaces, FUSE mounts)"; exit 77; }
 [ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
 . "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../mount/teardown.sh"
 net_available || { echo "SKIP: cannot create network namespaces here"; exit 77; }
 
 PORT=7000
@@ -42,23 +43,9 @@ cleanup() {
 	for p in $(jobs -p); do kill $(ps -o pid= --ppid "$p") "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	net_heal_all 2>/dev/null # a node stopping hands over leadership: let it
-	if [ -f "$C/cluster" ]; then
-		"$R" local down "$C" >/dev/null 2>&1
-		if grep -l -E "Sanitizer|runtime error" "$C"/node*/node.log 2>/dev/null; then
-			echo "FAIL: sanitizer report in the node logs above"
-			[ $rc -ne 0 ] || rc=1
-		fi
-		if [ $rc -ne 0 ]; then
-			for f in "$C"/node*/node.log; do
-				echo "--- $f (tail)"
-				tail -n 25 "$f"
-			done
-		fi
-	fi
-	for m in "$C"/n[0-9]*; do
-		mountpoint -q "$m" 2>/dev/null && umount -l "$m"
-		[ -e "$m" ] || umount -l "$m" 2>/dev/null
-	done
+	teardown_cluster "$C" "$rc" 25
+	rc=$?
+	teardown_mounts "$C"
 	net_destroy
 	if [ -n "${PART_KEEP:-}" ]; then
 		echo "kept $T"
