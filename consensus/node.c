@@ -283,6 +283,20 @@ static void clock_catch_up(node *n)
 	uint64_t now = uv_hrtime(), period = (uint64_t)n->cfg->tick_ms * 1000000;
 	uint64_t max = 2ull * (uint64_t)n->cfg->election_ticks + 2, k = 0;
 
+	/* A follower (or candidate) whose own loop did not run for a whole
+	 * election timeout (a long fsync of a big batch, a starved CPU) skips
+	 * the ticks it missed: libuv runs timers before it reads the sockets,
+	 * so it would otherwise campaign before reading the heartbeats that
+	 * arrived meanwhile, and a loaded node would depose a healthy leader.
+	 * Fewer ticks only make a follower's promise to a lease last longer
+	 * (see "Lease reads" in README-node.md): safe. A leader always
+	 * catches up, since its lease must not. */
+	if (!raft_is_leader(n->r) &&
+	    now - n->tick_ns >= (uint64_t)n->cfg->election_ticks * period) {
+		n->tick_ns = now;
+		return;
+	}
+
 	while (now - n->tick_ns >= period && k++ < max) {
 		n->tick_ns += period;
 		raft_tick(n->r);

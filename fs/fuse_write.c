@@ -24,12 +24,18 @@ static const bool node_keeps_order = true;
 #define FH_BUCKETS 64
 
 /* What may be in flight. The log pipeline needs bandwidth × one commit
- * latency (a few MiB) to stay busy; beyond that, queueing in the node only
- * costs memory, and a writer should block instead. At least one write is
- * always admitted, whatever its size. */
-#define MOUNT_MAX_BYTES (16u << 20)
+ * latency to stay busy; beyond that, queueing in the node only costs
+ * memory, and a writer should block instead. A 1 MiB entry takes ~20 ms
+ * from proposal to apply when the three nodes share one disk (each Ready's
+ * value-log fdatasync is most of it): with 4 MiB per file one writer was
+ * capped near 200 MiB/s; 16 MiB also lets each Ready carry several
+ * entries, so fewer fsyncs per MiB (consensus/README-node.md, "Session 4").
+ * The mount's cap bounds the node's memory: each byte in flight is held
+ * about three times (the proposal, the core's log, a message or the apply
+ * queue). At least one write is always admitted, whatever its size. */
+#define MOUNT_MAX_BYTES (64u << 20)
 #define MOUNT_MAX_WRITES 256u
-#define INODE_MAX_BYTES (4u << 20)
+#define INODE_MAX_BYTES (16u << 20)
 #define INODE_MAX_WRITES 64u
 
 /* One proposed Write command, until this node applied it or gave up. */
