@@ -1,8 +1,8 @@
 #!/bin/bash
 # snapshot_corrupt.sh RAFTFS — the first snapshot chunk the leader sends is
 # corrupted in flight (test hook RAFTFS_TEST_SNAP_CORRUPT=1): the follower
-# rejects it by its checksum, the leader sends the snapshot again, and the
-# follower converges.
+# rejects it by its checksum and tells the leader, which ends that stream
+# and sends the snapshot again, and the follower converges.
 # The whole script is one block, parsed before any of it runs: bash reads
 # a script as it goes, so an edit to this file during a run would
 # otherwise make the running test execute the edited text from a stale
@@ -32,6 +32,10 @@ verify 60 "after catch-up"
 grep -q "test: corrupted the snapshot chunk" "$C"/node*/node.log || fail "no chunk was corrupted"
 log_has "$F" "checksum mismatch: rejected" || fail "node $F did not reject the corrupt chunk"
 log_has "$F" "installed in" || fail "node $F did not install a snapshot"
+# The follower told the sender, which ended that stream at once (it keeps
+# streams open until the follower acknowledged all of it).
+grep -q "the follower dropped the stream" "$C"/node*/node.log ||
+	fail "no sender heard that the follower dropped the corrupt stream"
 echo "   $(grep -c "checksum mismatch" "$C/node$F/node.log") chunk(s) rejected, then installed"
 echo "PASS"
 exit
