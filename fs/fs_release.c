@@ -21,6 +21,28 @@
  * without a wait every Release would carry one id (measured: 1.3 Release
  * commands per unlink with three nodes). Nothing waits for a Release. */
 #define LINGER_MS 100
+/* How long an id stays queued at least before this node decides to release
+ * it: an open whose lookup found the file just before a rename or unlink
+ * took its last name reaches fs_release_pin this much later at most and
+ * still gets the file, as on a local filesystem (the kernel retries an
+ * ESTALE open only once, with a fresh lookup that can race the same way
+ * with the next rename). */
+#define GRACE_MS 50
+
+/* A queued id: when it was queued, and whether a Release of it was
+ * proposed before (timed out: it may still apply, so no open may pin it). */
+struct queued {
+	uint64_t id;
+	int64_t at_ms;
+	bool tried;
+};
+
+/* Opens in progress on one id (fs_release_pin). */
+struct pin {
+	uint64_t id;
+	unsigned count;
+	bool wanted; /* its release was put off for the pin: queue it after */
+};
 
 struct fs_release {
 	struct fs_node *fsn;
@@ -32,10 +54,12 @@ struct fs_release {
 	pthread_mutex_t mu; /* guards everything below */
 	fs_holds_fn holds;
 	void *holds_arg;
-	uint64_t *queue; /* ids waiting for the next command */
+	struct queued *queue; /* ids waiting for the next command, oldest first */
 	size_t n, cap;
-	uint64_t *sent; /* the ids of the command in flight */
+	uint64_t *sent; /* the ids of the command in flight (decided) */
 	size_t n_sent;
+	struct pin *pins; /* opens in progress (few: one per FUSE thread) */
+	size_t n_pins, cap_pins;
 	bool in_flight;
 	bool stop;
 	bool scan; /* the start barrier passed: list the orphans */
@@ -54,25 +78,89 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Takes up to BATCH_MAX distinct ids off the queue into r->sent. Call with
- * mu held and nothing in flight; false if the queue is empty. */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Appends id to the queue, stamped now (so the queue stays oldest first).
+ * Call with mu held. */
+static int enqueue(struct fs_release *r, uint64_t id, bool tried)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 64;
+		struct queued *q = realloc(r->queue, cap * sizeof(*q));
+
+		if (!q) {
+			fprintf(stderr, "fs_release: queue the Release of %016llx: out of memory\n",
+				(unsigned long long)id);
+			return -ENOMEM;
+		}
+		r->queue = q;
+		r->cap = cap;
+	}
+	r->queue[r->n++] = (struct queued){.id = id, .at_ms = now_ms(), .tried = tried};
+	return 0;
+}
+
+/* The opens in progress on id, or NULL. Call with mu held. */
+static struct pin *pin_of(struct fs_release *r, uint64_t id)
+{
+	for (size_t i = 0; i < r->n_pins; i++)
+		if (r->pins[i].id == id)
+			return &r->pins[i];
+	return NULL;
+}
+
+/* Whether this node decided to release id and has not seen the Release
+ * apply yet: it is in the command in flight, or in one that timed out and
+ * may still commit. Call with mu held. */
+static bool deciding(struct fs_release *r, uint64_t id)
+{
+	if (r->in_flight && bsearch(&id, r->sent, r->n_sent, sizeof(id), cmp_u64))
+		return true;
+	for (size_t i = 0; i < r->n; i++)
+		if (r->queue[i].id == id && r->queue[i].tried)
+			return true;
+	return false;
+}
+
+/* The decision: takes the ids queued at least GRACE_MS ago into r->sent,
+ * up to BATCH_MAX distinct, leaving out those this node holds a handle on
+ * (their last close releases them) and those an open is pinning (released
+ * when the pin goes, unless the open then holds them). Pins and this check
+ * are under mu, so an open either pins first or finds its id decided. Call
+ * with mu held and nothing in flight; false if nothing is to be proposed. */
 static bool take_batch(struct fs_release *r)
 {
-	size_t i, n = 0;
+	int64_t due = now_ms() - GRACE_MS;
+	size_t i, k = 0, n = 0;
 
-	if (r->n == 0)
-		return false;
-	qsort(r->queue, r->n, sizeof(*r->queue), cmp_u64);
-	for (i = 0; i < r->n; i++) {
-		if (n > 0 && r->queue[i] == r->sent[n - 1])
-			continue; /* queued twice: released once */
-		if (n == BATCH_MAX)
-			break; /* the rest waits for the next command */
-		r->sent[n++] = r->queue[i];
-	}
+	for (i = 0; i < r->n && k < BATCH_MAX && r->queue[i].at_ms <= due; i++)
+		r->sent[k++] = r->queue[i].id;
 	memmove(r->queue, r->queue + i, (r->n - i) * sizeof(*r->queue));
 	r->n -= i;
+	qsort(r->sent, k, sizeof(*r->sent), cmp_u64);
+	for (i = 0; i < k; i++) {
+		uint64_t id = r->sent[i];
+		struct pin *p;
+
+		if (n > 0 && id == r->sent[n - 1])
+			continue; /* queued twice: released once */
+		if ((p = pin_of(r, id))) {
+			p->wanted = true;
+			continue;
+		}
+		if (r->holds && r->holds(r->holds_arg, id))
+			continue;
+		r->sent[n++] = id;
+	}
 	r->n_sent = n;
+	if (n == 0)
+		return false;
 	r->in_flight = true;
 	r->proposed += n;
 	return true;
@@ -109,22 +197,13 @@ static void sent_done(void *arg, int err)
 	pthread_mutex_lock(&r->mu);
 	r->in_flight = false;
 	if (err == ETIMEDOUT) {
-		/* No quorum in time: keep them for the next command. (EIO: the
-		 * node stopped; its next start releases what is left.) */
-		size_t need = r->n + r->n_sent;
-
-		if (need > r->cap) {
-			uint64_t *q = realloc(r->queue, need * sizeof(*q));
-
-			if (q) {
-				r->queue = q;
-				r->cap = need;
-			}
-		}
-		if (need <= r->cap) {
-			memcpy(r->queue + r->n, r->sent, r->n_sent * sizeof(*r->sent));
-			r->n = need;
-		}
+		/* No quorum in time: keep them for the next command, marked
+		 * as tried (the command may still commit: no open pins them).
+		 * (EIO: the node stopped; its next start releases what is
+		 * left.) */
+		for (size_t i = 0; i < r->n_sent; i++)
+			if (enqueue(r, r->sent[i], true))
+				break;
 	} else if (err && err != EIO && err != ENOENT && err != EBUSY && err != EISDIR) {
 		/* (ENOENT and the like: none of them was an orphan any more,
 		 * e.g. released twice; nothing to do.) */
@@ -136,15 +215,14 @@ static void sent_done(void *arg, int err)
 	pthread_mutex_unlock(&r->mu);
 }
 
-static void deadline_in(struct timespec *ts, long ms)
+/* When the batcher next takes a batch: the oldest queued id waits LINGER_MS
+ * for company, or only its grace when a full batch is queued. Call with mu
+ * held and the queue not empty. */
+static struct timespec batch_due(const struct fs_release *r)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000;
-	if (ts->tv_nsec >= 1000000000) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000;
-	}
+	int64_t due = r->queue[0].at_ms + (r->n >= BATCH_MAX ? GRACE_MS : LINGER_MS);
+
+	return (struct timespec){.tv_sec = due / 1000, .tv_nsec = (due % 1000) * 1000000};
 }
 
 struct id_list {
@@ -209,10 +287,11 @@ static void *batcher(void *arg)
 			pthread_mutex_lock(&r->mu);
 			continue;
 		}
-		deadline_in(&until, LINGER_MS);
-		while (!r->stop && r->n < BATCH_MAX &&
-		       pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
-			;
+		for (;;) {
+			until = batch_due(r);
+			if (r->stop || pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
+				break;
+		}
 		if (r->stop || !take_batch(r))
 			continue;
 		pthread_mutex_unlock(&r->mu);
@@ -225,33 +304,60 @@ static void *batcher(void *arg)
 
 void fs_release_id(struct fs_release *r, uint64_t id)
 {
-	fs_holds_fn holds;
-	void *arg;
-
-	pthread_mutex_lock(&r->mu);
-	holds = r->holds;
-	arg = r->holds_arg;
-	pthread_mutex_unlock(&r->mu);
-	/* An open racing with this check sees the orphan unheld and fails
-	 * (ffs_open_inc), so it cannot slip in between. */
-	if (!id || (holds && holds(arg, id)))
+	/* Decided later, by take_batch: whether this node holds it then. */
+	if (!id)
 		return;
 	pthread_mutex_lock(&r->mu);
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 64;
-		uint64_t *q = realloc(r->queue, cap * sizeof(*q));
+	if (enqueue(r, id, false) == 0)
+		pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
 
-		if (!q) {
-			pthread_mutex_unlock(&r->mu);
-			fprintf(stderr, "fs_release: queue the Release of %016llx: out of memory\n",
-				(unsigned long long)id);
-			return;
+int fs_release_pin(struct fs_release *r, uint64_t id)
+{
+	struct pin *p;
+	int rc = 0;
+
+	if (!r || !id)
+		return 0;
+	pthread_mutex_lock(&r->mu);
+	if (deciding(r, id) || sm_orphan_released_by(r->sm, id, r->self) == 1) {
+		rc = -ESTALE;
+	} else if ((p = pin_of(r, id))) {
+		p->count++;
+	} else if (r->n_pins == r->cap_pins &&
+		   !(p = realloc(r->pins, (r->cap_pins ? 2 * r->cap_pins : 16) * sizeof(*p)))) {
+		fprintf(stderr, "fs_release: node %u: pin %016llx for an open: out of memory\n",
+			r->self, (unsigned long long)id);
+		rc = -ENOMEM;
+	} else {
+		if (r->n_pins == r->cap_pins) {
+			r->pins = p;
+			r->cap_pins = r->cap_pins ? 2 * r->cap_pins : 16;
 		}
-		r->queue = q;
-		r->cap = cap;
+		r->pins[r->n_pins++] = (struct pin){.id = id, .count = 1};
 	}
-	r->queue[r->n++] = id;
-	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+void fs_release_unpin(struct fs_release *r, uint64_t id)
+{
+	struct pin *p;
+
+	if (!r || !id)
+		return;
+	pthread_mutex_lock(&r->mu);
+	p = pin_of(r, id);
+	if (p && --p->count == 0) {
+		bool wanted = p->wanted;
+
+		*p = r->pins[--r->n_pins];
+		/* Put off for the open: decided again (held now, or not if
+		 * the open failed). */
+		if (wanted && enqueue(r, id, false) == 0)
+			pthread_cond_signal(&r->cv);
+	}
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -363,6 +469,7 @@ void fs_release_free(struct fs_release *r)
 	pthread_mutex_destroy(&r->mu);
 	free(r->queue);
 	free(r->sent);
+	free(r->pins);
 	free(r);
 }
 

@@ -33,12 +33,26 @@ void fs_release_free(struct fs_release *r);
  * sets it before serving and clears it when freed. */
 void fs_release_set_holder(struct fs_release *r, fs_holds_fn holds, void *arg);
 
-/* Releases id unless this node holds a handle on it: queued, and proposed
- * in one command with whatever else is queued within LINGER_MS (100 ms) of
- * the first, by the releaser's thread, one command in flight at a time.
- * Any thread (the apply thread too: it never blocks on a proposal); not
- * with the holder's lock held. */
+/* Releases id unless this node holds a handle on it or an open pins it
+ * when it is decided: queued, decided at least GRACE_MS (50 ms) later and
+ * proposed in one command with whatever else is queued within LINGER_MS
+ * (100 ms) of the first, by the releaser's thread, one command in flight
+ * at a time. Any thread (the apply thread too: it never blocks on a
+ * proposal); not with the holder's lock held (the decision calls the
+ * holder with the releaser's lock held). */
 void fs_release_id(struct fs_release *r, uint64_t id);
+
+/* An open of id is in progress (call before its read barrier): until
+ * fs_release_unpin, this node does not decide to release id, so the open
+ * may count its handle even if id lost its last name meanwhile — it gets
+ * the file its lookup found, as on a local filesystem. -ESTALE if this node
+ * already released id or is proposing that (the open must fail with ESTALE:
+ * the kernel retries it once with a fresh lookup), -ENOMEM. 0 for r NULL. */
+int fs_release_pin(struct fs_release *r, uint64_t id);
+
+/* The open pinning id counted its handle or failed: a release put off for
+ * the pin is decided again. NULL r allowed. */
+void fs_release_unpin(struct fs_release *r, uint64_t id);
 
 /* At start: once this node applied everything committed (a read barrier),
  * releases every orphan it holds no handle on — those left by a crash, and

@@ -106,7 +106,7 @@ static struct open_count **open_slot(struct fuse_fs *fs, uint64_t id)
  * released it or is about to; the check and the count are one step under
  * fs->mu, the same lock the releaser's holder check takes, so an open
  * cannot slip in between that check and the Release. */
-static int open_hold(struct fuse_fs *fs, uint64_t id, int fd)
+static int open_hold(struct fuse_fs *fs, uint64_t id, int fd, bool pinned)
 {
 	struct open_count **p;
 	struct stat st;
@@ -114,8 +114,8 @@ static int open_hold(struct fuse_fs *fs, uint64_t id, int fd)
 
 	pthread_mutex_lock(&fs->mu);
 	p = open_slot(fs, id);
-	if (!*p && fs->cfg.rel && sm_getattr(fs->sm, id, &st) == 0 && st.st_nlink == 0 &&
-	    !S_ISDIR(st.st_mode))
+	if (!pinned && !*p && fs->cfg.rel && sm_getattr(fs->sm, id, &st) == 0 &&
+	    st.st_nlink == 0 && !S_ISDIR(st.st_mode))
 		rc = -ESTALE;
 	else if (!*p && (*p = calloc(1, sizeof(**p)))) {
 		(*p)->id = id;
@@ -132,7 +132,12 @@ int ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd)
 	/* A caller that ignores a refusal leaves the handle uncounted: it
 	 * reads on through its fd, but its writes fail once every node
 	 * released the orphan. */
-	return open_hold(fs, id, fd);
+	return open_hold(fs, id, fd, false);
+}
+
+int ffs_open_pinned(struct fuse_fs *fs, uint64_t id, int fd)
+{
+	return open_hold(fs, id, fd, true);
 }
 
 /* Drops one handle; the count left. */
@@ -380,7 +385,7 @@ static void finish(struct pending *p)
 
 			ffs_fill_entry(fs, &e, &st);
 			p->fi.fh = (uint64_t)rc;
-			if (open_hold(fs, st.st_ino, rc) < 0) {
+			if (open_hold(fs, st.st_ino, rc, false) < 0) {
 				/* Opening a file another mount created, which
 				 * lost its name meanwhile: as if after it. */
 				close(rc);

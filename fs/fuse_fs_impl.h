@@ -82,6 +82,9 @@ struct fuse_fs *ffs_of(fuse_req_t req);
  * no handle on (its name went before this open; this node released it or
  * is about to): the open must then fail with ESTALE. */
 int ffs_open_inc(struct fuse_fs *fs, uint64_t id, int fd);
+/* ffs_open_inc for an open holding a pin on id (fs_release_pin): counts the
+ * handle even on an orphan, which the pin kept this node from releasing. */
+int ffs_open_pinned(struct fuse_fs *fs, uint64_t id, int fd);
 unsigned ffs_open_dec(struct fuse_fs *fs, uint64_t id);
 bool ffs_is_open(struct fuse_fs *fs, uint64_t id);
 int ffs_orphan_stat(struct fuse_fs *fs, uint64_t id, struct stat *st);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fs_node.h"
+#include "fs_release.h"
 #include "fuse_behind.h"
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
@@ -31,9 +32,10 @@ static void append_direct(struct fuse_file_info *fi)
 		fi->direct_io = 1;
 }
 
-void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Opens ino for an open already pinned against its release (ffs_open). */
+static void open_pinned(fuse_req_t req, struct fuse_fs *fs, fuse_ino_t ino,
+			struct fuse_file_info *fi)
 {
-	struct fuse_fs *fs = ffs_of(req);
 	uint64_t mark;
 	int rc, err;
 
@@ -57,9 +59,7 @@ void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fi->fh = (uint64_t)rc;
 	fi->keep_cache = 0;
 	append_direct(fi);
-	/* An orphan this mount holds no handle on is being released: the
-	 * open fails as if the name had gone first (fuse_fs_impl.h). */
-	err = ffs_open_inc(fs, ino, rc);
+	err = ffs_open_pinned(fs, ino, rc);
 	if (err < 0) {
 		close(rc);
 		fuse_reply_err(req, -err);
@@ -68,7 +68,27 @@ void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (fuse_reply_open(req, fi) != 0) {
 		ffs_open_dec(fs, ino);
 		close(rc);
+		ffs_maybe_release(fs, ino);
 	}
+}
+
+void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fuse_fs *fs = ffs_of(req);
+	/* The pin comes before the barrier: a rename or unlink applied while
+	 * the open waits for it may take the file's last name, and the file
+	 * the lookup found must then stay this node's to open (a local
+	 * filesystem gives the old file or the new, never an error). Refused:
+	 * this node released it already, the name went before this open, and
+	 * ESTALE makes the kernel look the path up again. */
+	int rc = fs_release_pin(fs->cfg.rel, ino);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	open_pinned(req, fs, ino, fi);
+	fs_release_unpin(fs->cfg.rel, ino);
 }
 
 void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
