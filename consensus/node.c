@@ -278,24 +278,10 @@ static void check_proposals(node *n, uint64_t now)
  * of more than two election timeouts it gives that many ticks and starts
  * over from now (a leader has then lost its lease and, with check-quorum,
  * its leadership; a flood of heartbeats would serve no one). */
-static void clock_catch_up(node *n)
+static void give_ticks(node *n, uint64_t now)
 {
-	uint64_t now = uv_hrtime(), period = (uint64_t)n->cfg->tick_ms * 1000000;
+	uint64_t period = (uint64_t)n->cfg->tick_ms * 1000000;
 	uint64_t max = 2ull * (uint64_t)n->cfg->election_ticks + 2, k = 0;
-
-	/* A follower (or candidate) whose own loop did not run for a whole
-	 * election timeout (a long fsync of a big batch, a starved CPU) skips
-	 * the ticks it missed: libuv runs timers before it reads the sockets,
-	 * so it would otherwise campaign before reading the heartbeats that
-	 * arrived meanwhile, and a loaded node would depose a healthy leader.
-	 * Fewer ticks only make a follower's promise to a lease last longer
-	 * (see "Lease reads" in README-node.md): safe. A leader always
-	 * catches up, since its lease must not. */
-	if (!raft_is_leader(n->r) &&
-	    now - n->tick_ns >= (uint64_t)n->cfg->election_ticks * period) {
-		n->tick_ns = now;
-		return;
-	}
 
 	while (now - n->tick_ns >= period && k++ < max) {
 		n->tick_ns += period;
@@ -303,6 +289,30 @@ static void clock_catch_up(node *n)
 	}
 	if (now - n->tick_ns >= period)
 		n->tick_ns = now;
+}
+
+static void clock_catch_up(node *n)
+{
+	uint64_t now = uv_hrtime(), period = (uint64_t)n->cfg->tick_ms * 1000000;
+
+	/* A follower (or candidate) whose own loop did not run for a whole
+	 * election timeout (a long fsync of a big batch, a starved CPU) owes
+	 * the ticks it missed until the messages that arrived meanwhile are
+	 * read: given first, they would make it campaign before it reads the
+	 * heartbeats waiting in its socket, and a loaded node would depose a
+	 * healthy leader. on_check settles them after the next poll: dropped
+	 * if the leader was heard (fewer ticks only make a follower's promise
+	 * to a lease last longer, see "Lease reads": safe), given otherwise
+	 * (a leader that is gone is not waited for longer). A leader always
+	 * catches up, since its lease must not outlast the followers'. */
+	if (!raft_is_leader(n->r) &&
+	    (n->ticks_owed || now - n->tick_ns >= (uint64_t)n->cfg->election_ticks * period)) {
+		if (!n->ticks_owed)
+			n->heard_leader = false;
+		n->ticks_owed = true;
+		return;
+	}
+	give_ticks(n, now);
 }
 
 /* ---- read barriers ---- */
@@ -891,7 +901,24 @@ static void on_raft_msg(void *arg, const raft_msg *m)
 
 	clock_catch_up(n);
 	raft_step(n->r, m);
+	if (n->ticks_owed && m->from == raft_leader(n->r) &&
+	    (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP))
+		n->heard_leader = true;
 	loop_add(n, &n->lp.step_ns, t0);
+}
+
+/* After each poll: the ticks a stalled follower owes (clock_catch_up). */
+static void on_check(uv_check_t *h)
+{
+	node *n = h->data;
+
+	if (!n->ticks_owed)
+		return;
+	n->ticks_owed = false;
+	if (n->heard_leader)
+		n->tick_ns = uv_hrtime();
+	else
+		give_ticks(n, uv_hrtime());
 }
 
 static void on_closed(uv_handle_t *h)
@@ -911,6 +938,7 @@ static void begin_close(node *n)
 	transport_close(n->tp);
 	uv_close((uv_handle_t *)&n->tick, on_closed);
 	uv_close((uv_handle_t *)&n->prep, on_closed);
+	uv_close((uv_handle_t *)&n->chk, on_closed);
 	pthread_mutex_lock(&n->mu);
 	n->async_closed = true;
 	uv_close((uv_handle_t *)&n->async, on_closed);
@@ -1478,6 +1506,8 @@ int node_launch(node *n)
 	n->tick.data = n;
 	uv_prepare_init(&n->loop, &n->prep);
 	n->prep.data = n;
+	uv_check_init(&n->loop, &n->chk);
+	n->chk.data = n;
 	rc = transport_start(n->tp);
 	if (rc < 0) {
 		/* Close the handles opened so far, so node_free can close the loop. */
@@ -1489,6 +1519,7 @@ int node_launch(node *n)
 	n->tick_ns = uv_hrtime();
 	uv_timer_start(&n->tick, on_tick, n->cfg->tick_ms, n->cfg->tick_ms);
 	uv_prepare_start(&n->prep, on_prepare);
+	uv_check_start(&n->chk, on_check);
 	if (pthread_create(&n->apply_thread, NULL, apply_main, n) != 0)
 		return -EAGAIN;
 	if (pthread_create(&n->loop_thread, NULL, loop_main, n) != 0) {

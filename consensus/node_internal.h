@@ -84,6 +84,7 @@ struct node {
 	uv_async_t async;
 	uv_timer_t tick;
 	uv_prepare_t prep;
+	uv_check_t chk; /* after each poll: ticks owed since a stall (clock_catch_up) */
 	pthread_t loop_thread, apply_thread;
 	bool launched, stopped;
 
@@ -160,6 +161,8 @@ struct node {
 		uint64_t save_ns, send_ns, hand_ns, step_ns; /* store_save, sends, ... */
 	} lp;
 	uint64_t tick_ns;	    /* loop: wall time (uv_hrtime) the core's clock is at */
+	bool ticks_owed;	    /* loop: a stall's ticks wait for what was read meanwhile */
+	bool heard_leader;	    /* loop: ...and among it something from the leader */
 
 	/* node_snapshot.c: a local image streamed by the snapshot thread while
 	 * apply goes on (node_sm.snapshot_begin/stream/end). The apply thread
