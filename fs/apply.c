@@ -406,9 +406,34 @@ static int regular_file(struct sm *sm, uint64_t ino)
 	return o->type == S_IFREG ? 0 : EINVAL;
 }
 
+// A write by an unprivileged caller clears set-user-ID, and set-group-ID
+// when group execute is set, as Linux does (should_remove_suid). The kernel
+// asks for it with a setattr before a buffered write, but not before a
+// direct-I/O one (O_APPEND handles are direct), so the rule is decided here,
+// from the command's uid, the same on every node. rec->mode: the file's new
+// mode, or 0 when it keeps its own. (uid 0 stands for CAP_FSETID.)
+static int plan_kill_setid(struct sm *sm, uint32_t uid, uint64_t ino, size_t len,
+			   struct sm_record *rec)
+{
+	struct stat st;
+	rec->mode = 0;
+	if (uid == 0 || len == 0)
+		return 0;
+	int rc = stat_obj(sm, ino, &st);
+	if (rc)
+		return rc;
+	mode_t m = st.st_mode & 07777;
+	m &= ~(mode_t)S_ISUID;
+	if (m & S_IXGRP)
+		m &= ~(mode_t)S_ISGID;
+	if (m != (st.st_mode & 07777))
+		rec->mode = S_IFREG | m;
+	return 0;
+}
+
 // rec->a is the offset written at: the file's size at decision time for an
 // append (a redo must not append twice), else the command's offset.
-static int plan_write(struct sm *sm, const Fspb__Write *w, struct sm_record *rec)
+static int plan_write(struct sm *sm, uint32_t uid, const Fspb__Write *w, struct sm_record *rec)
 {
 	rec->result = regular_file(sm, w->ino);
 	if (rec->result)
@@ -423,6 +448,8 @@ static int plan_write(struct sm *sm, const Fspb__Write *w, struct sm_record *rec
 	}
 	if (rec->a > MAX_FILE_SIZE || w->data.len > MAX_FILE_SIZE - rec->a)
 		rec->result = EFBIG;
+	if (!rec->result)
+		return plan_kill_setid(sm, uid, w->ino, w->data.len, rec);
 	return 0;
 }
 
@@ -653,7 +680,7 @@ int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 	case FSPB__COMMAND__OP_RENAME:
 		return plan_rename(sm, c, rec);
 	case FSPB__COMMAND__OP_WRITE:
-		return plan_write(sm, c->write, rec);
+		return plan_write(sm, c->uid, c->write, rec);
 	case FSPB__COMMAND__OP_FALLOCATE:
 		return plan_fallocate(sm, c->fallocate, rec);
 	case FSPB__COMMAND__OP_SETXATTR:
@@ -1000,6 +1027,8 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		if ((rc = step(sm)))
 			return rc;
 	}
+	if (rec->mode && fchmod(fd, rec->mode & 07777)) // plan_kill_setid; idempotent
+		return fault_id("clear set-id bits of", w->ino, errno);
 	return data_times(sm, w->ino, fd, c->time_ns);
 }
 

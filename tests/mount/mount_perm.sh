@@ -51,6 +51,30 @@ done
 as_nobody chmod 600 "$M1/pub/nobodys" || fail "nobody cannot chmod its own file"
 [ "$(as_nobody cat "$M3/pub/nobodys")" = mine ] || fail "nobody cannot read its own file on n3"
 [ "$(cat "$M1/priv/f")" = secret ] || fail "the root file changed"
+
+# A write by an unprivileged process clears set-user-ID (and set-group-ID
+# with group execute), as on ext4 — also an append, whose handle is direct
+# I/O, where the kernel leaves it to the filesystem. A root write keeps them.
+for how in append overwrite; do
+	f="$M1/pub/setid-$how"
+	echo x >"$f"
+	chmod 6777 "$f"
+	if [ $how = append ]; then
+		as_nobody sh -c "echo z >>'$M2/pub/setid-$how'" || fail "nobody cannot append to a 6777 file"
+	else
+		as_nobody sh -c "echo z >'$M2/pub/setid-$how'" || fail "nobody cannot write a 6777 file"
+	fi
+	for m in "$M2" "$M1" "$M3"; do
+		wait_for 10 "mode 777 on $m after nobody's $how (set-id bits kept: $(stat -c %a "$m/pub/setid-$how"))" \
+			test "$(stat -c %a "$m/pub/setid-$how")" = 777
+	done
+done
+chmod 6777 "$M1/pub/setid-append"
+echo again >>"$M1/pub/setid-append"
+wait_for 10 "root's append on n3" grep -qx again "$M3/pub/setid-append"
+for m in "$M1" "$M3"; do
+	[ "$(stat -c %a "$m/pub/setid-append")" = 6777 ] || fail "root's append cleared the set-id bits on $m"
+done
 verify 30 "after the permission checks"
 
 echo "== local down stops every node cleanly and unmounts"
