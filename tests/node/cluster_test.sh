@@ -139,6 +139,7 @@ check_same_and_exactly_once() {
 		[ "$before" != "$after" ] || break
 		tries=$((tries + 1))
 		[ "$tries" -lt 10 ] || fail "the applied index kept moving during the dumps ($before, then $after)"
+		echo "note: the applied index moved during the dumps ($before, then $after); again"
 	done
 	for id in "$@"; do
 		if [ -z "$ref" ]; then
