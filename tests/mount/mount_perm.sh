@@ -59,6 +59,9 @@ for how in append overwrite; do
 	f="$M1/pub/setid-$how"
 	echo x >"$f"
 	chmod 6777 "$f"
+	# The kernel checks nobody's open against n2's view, which may lag
+	# n1's chmod by the replication delay (README, "Consistency").
+	wait_for 10 "n2 shows the chmod" test "$(stat -c %a "$M2/pub/setid-$how")" = 6777
 	if [ $how = append ]; then
 		as_nobody sh -c "echo z >>'$M2/pub/setid-$how'" || fail "nobody cannot append to a 6777 file"
 	else
