@@ -1,0 +1,302 @@
+/* fuse_behind_deleg.c — delegations both ways: recalling (or revoking) a
+ * directory another node holds, grant on demand, the state machine's
+ * delegation events, the returner thread that returns recalled
+ * directories, and the tracker's creation and teardown. */
+#include "fuse_behind_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs_node.h"
+#include "fuse_fs_impl.h"
+#include "fuse_grant.h"
+#include "sm.h"
+
+/* ---- recalls ---- */
+
+struct call_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int err;
+};
+
+static void call_done(void *arg, int err)
+{
+	struct call_wait *w = arg;
+
+	pthread_mutex_lock(&w->mu);
+	w->done = true;
+	w->err = err;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void ignore_done(void *arg, int err)
+{
+	(void)arg;
+	(void)err;
+}
+
+/* A Deleg command for dir as this node; waits for it if wait. */
+static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t epoch, bool wait)
+{
+	struct call_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+	Fspb__Command c;
+	Fspb__Deleg g = FSPB__DELEG__INIT;
+	int rc;
+
+	fspb__command__init(&c);
+	c.time_ns = fs_node_now();
+	c.node = b->self;
+	g.dir = dir;
+	g.op = op;
+	g.epoch = epoch;
+	c.op_case = FSPB__COMMAND__OP_DELEG;
+	c.deleg = &g;
+	rc = fs_node_propose(b->fs->fsn, &c, wait ? call_done : ignore_done, wait ? &w : NULL);
+	if (rc || !wait)
+		return rc;
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	return w.err;
+}
+
+/* Reclaim: whoever holds dir returns it (or is revoked). */
+static int reclaim(struct fuse_behind *b, uint64_t dir)
+{
+	int64_t deadline = bh_mono_ms() + REVOKE_AFTER_MS;
+	uint32_t holder;
+	uint64_t epoch;
+
+	for (;;) {
+		int rc = sm_deleg(b->fs->sm, dir, &holder, &epoch);
+
+		if (rc < 0 || holder == 0 || holder == b->self)
+			return 0; /* the command's own checks answer for a bad dir */
+		if (bh_mono_ms() >= deadline) {
+			/* Its holder did not return it: down or cut off. Its
+			 * commands ordered after this fail at apply. */
+			fprintf(stderr,
+				"raftfs: directory %016llx: node %u did not return its delegation "
+				"in %d ms: revoking it\n",
+				(unsigned long long)dir, holder, REVOKE_AFTER_MS);
+			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
+			if (rc && rc != ESTALE)
+				return rc;
+			deadline = bh_mono_ms() + REVOKE_AFTER_MS;
+			continue;
+		}
+		if ((rc = propose_deleg(b, dir, FSPB__DELEG__OP__RECALL, epoch, false)))
+			return rc;
+		pthread_mutex_lock(&b->mu);
+		if (sm_deleg(b->fs->sm, dir, &holder, &epoch) == 0 && holder != 0 &&
+		    holder != b->self)
+			bh_wait_ms(b, RECALL_EVERY_MS);
+		pthread_mutex_unlock(&b->mu);
+	}
+}
+
+/* Grant on demand (fuse_grant.h): a directory nobody holds that this mount
+ * keeps changing synchronously is asked for, and the change about to be
+ * proposed waits for the Grant's apply: it applies after the Grant either
+ * way (per-node order), and the changes after it are answered behind. A
+ * refusal (another node asked first) changes nothing. */
+static void maybe_grant(struct fuse_behind *b, uint64_t dir)
+{
+	uint32_t holder;
+	uint64_t epoch;
+
+	if (!bh_behind_on(b) || sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || holder != 0)
+		return;
+	if (fuse_grant_note(b->grant, dir, bh_mono_ms()))
+		(void)propose_deleg(b, dir, FSPB__DELEG__OP__GRANT, epoch, true);
+}
+
+int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir)
+{
+	int rc = reclaim(b, dir);
+
+	if (rc == 0)
+		maybe_grant(b, dir);
+	return rc;
+}
+
+int fuse_behind_recall(struct fuse_behind *b, uint64_t dir)
+{
+	return reclaim(b, dir);
+}
+
+/* The state machine's delegation events (apply thread: no blocking). */
+static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t holder,
+			uint64_t epoch)
+{
+	struct fuse_behind *b = arg;
+	struct bh_dir *d;
+
+	(void)by;
+	pthread_mutex_lock(&b->mu);
+	d = bh_dir_find(b, dir);
+	if (holder == b->self && op == FSPB__DELEG__OP__GRANT) {
+		if (!d || d->state == D_GONE)
+			bh_dir_add(b, dir, epoch, D_HELD);
+		else
+			d->epoch = epoch;
+	} else if (holder == b->self && op == FSPB__DELEG__OP__RECALL) {
+		/* Another mount works here: do not ask for it again soon. */
+		fuse_grant_recalled(b->grant, dir, bh_mono_ms());
+		/* Also for a delegation this mount never used (made before a
+		 * restart): the returner returns it. */
+		if (!d)
+			d = bh_dir_add(b, dir, epoch, D_RECALLED);
+		else if (d->state == D_HELD)
+			d->state = D_RECALLED;
+		pthread_cond_signal(&b->rcv);
+	} else if (d && holder != b->self) {
+		d->state = D_GONE;
+		bh_dir_put(b, d);
+	}
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+}
+
+/* Finds a recalled directory: 1 with its id and epoch (now RETURNING).
+ * Under mu. */
+static int next_recalled(struct fuse_behind *b, uint64_t *dir, uint64_t *epoch)
+{
+	for (unsigned i = 0; i < BUCKETS; i++)
+		for (struct bh_dir *d = b->dirs[i]; d; d = d->next)
+			if (d->state == D_RECALLED) {
+				d->state = D_RETURNING;
+				*dir = d->id;
+				*epoch = d->epoch;
+				return 1;
+			}
+	return 0;
+}
+
+/* The returner: proposes each recalled directory's Return behind every
+ * command this mount predicted there (the order lock). */
+static void *returner(void *arg)
+{
+	struct fuse_behind *b = arg;
+	uint64_t dir = 0, epoch = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&b->order);
+		pthread_mutex_lock(&b->mu);
+		while (!b->stop && !next_recalled(b, &dir, &epoch)) {
+			pthread_mutex_unlock(&b->order);
+			pthread_cond_wait(&b->rcv, &b->mu);
+			pthread_mutex_unlock(&b->mu);
+			pthread_mutex_lock(&b->order);
+			pthread_mutex_lock(&b->mu);
+		}
+		pthread_mutex_unlock(&b->mu);
+		if (b->stop) {
+			pthread_mutex_unlock(&b->order);
+			return NULL;
+		}
+		if (propose_deleg(b, dir, FSPB__DELEG__OP__RETURN, epoch, false))
+			fprintf(stderr,
+				"raftfs: return of directory %016llx could not be proposed\n",
+				(unsigned long long)dir);
+		pthread_mutex_unlock(&b->order);
+	}
+}
+
+int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
+{
+	struct fuse_behind *b = calloc(1, sizeof(*b));
+	pthread_condattr_t ca;
+
+	if (!b)
+		return -ENOMEM;
+	if (fuse_grant_new(&b->grant) < 0) {
+		free(b);
+		return -ENOMEM;
+	}
+	b->fs = fs;
+	b->self = fs_node_id(fs->fsn);
+	pthread_mutex_init(&b->order, NULL);
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&b->rcv, NULL);
+	if (pthread_create(&b->returner, NULL, returner, b)) {
+		pthread_cond_destroy(&b->rcv);
+		pthread_cond_destroy(&b->cv);
+		pthread_mutex_destroy(&b->mu);
+		pthread_mutex_destroy(&b->order);
+		fuse_grant_free(b->grant);
+		free(b);
+		return -EAGAIN;
+	}
+	b->sink = (struct fs_deleg_sink){deleg_event, b};
+	fs_node_set_deleg_sink(fs->fsn, &b->sink);
+	*out = b;
+	return 0;
+}
+
+void fuse_behind_free(struct fuse_behind *b)
+{
+	if (!b)
+		return;
+	fs_node_set_deleg_sink(b->fs->fsn, NULL);
+	pthread_mutex_lock(&b->mu);
+	b->stop = true;
+	pthread_cond_broadcast(&b->cv);
+	pthread_cond_signal(&b->rcv);
+	pthread_mutex_unlock(&b->mu);
+	pthread_join(b->returner, NULL);
+	for (unsigned i = 0; i < BUCKETS; i++) {
+		while (b->dirs[i]) {
+			struct bh_dir *d = b->dirs[i];
+
+			b->dirs[i] = d->next;
+			free(d);
+		}
+		while (b->names[i]) {
+			struct bh_name *n = b->names[i];
+
+			b->names[i] = n->next;
+			free(n->name);
+			free(n);
+		}
+		while (b->inos[i]) {
+			struct bh_ino *n = b->inos[i];
+
+			b->inos[i] = n->next;
+			free(n);
+		}
+	}
+	while (b->head) {
+		struct bh_op *op = b->head;
+
+		b->head = op->next;
+		free(op);
+	}
+	/* Handles the kernel never released (unmounted while open). */
+	while (b->fhs) {
+		struct bh_fh *h = b->fhs;
+
+		b->fhs = h->next;
+		if (h->fd >= 0)
+			close(h->fd);
+		free(h);
+	}
+	pthread_cond_destroy(&b->rcv);
+	pthread_cond_destroy(&b->cv);
+	pthread_mutex_destroy(&b->mu);
+	pthread_mutex_destroy(&b->order);
+	fuse_grant_free(b->grant);
+	free(b);
+}

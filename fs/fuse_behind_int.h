@@ -1,0 +1,152 @@
+/* fuse_behind_int.h — what the write-behind files share
+ * (fuse_behind_state.c: the tables, the view and the pending commands;
+ * fuse_behind_ops.c: the operations answered behind and the reads;
+ * fuse_behind_deleg.c: recalls, returns, the returner thread). Not a
+ * public API: fuse_behind.h is. */
+#ifndef RAFTFS_FUSE_BEHIND_INT_H
+#define RAFTFS_FUSE_BEHIND_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#include "fs_node.h"
+#include "fuse_behind.h"
+
+/* Commands in flight before a new write-behind one waits: a fast tar x
+ * blocks instead of queueing without limit (each is a few hundred bytes in
+ * the node's queues; 1024 cover several commit rounds at full speed). */
+#define MAX_PENDING 1024u
+/* A recalled holder has this long to return the directory before it is
+ * revoked: it first lets its pending commands apply (up to MAX_PENDING), so
+ * a busy but healthy holder must not lose them; a dead one costs this. */
+#define REVOKE_AFTER_MS 3000
+/* A Recall is proposed again this often while waiting (the holder may have
+ * restarted since the last one applied, and missed it). */
+#define RECALL_EVERY_MS 500
+
+#define BUCKETS 1024
+
+enum dir_state {
+	D_HELD,	     /* delegated to this node: write-behind here */
+	D_RECALLED,  /* a Recall applied: the returner proposes the Return */
+	D_RETURNING, /* Return proposed; synchronous from now on */
+	D_GONE,	     /* returned or revoked; kept while commands are pending */
+};
+
+/* A directory this mount holds or held, and its pending entry changes. */
+struct bh_dir {
+	struct bh_dir *next;
+	uint64_t id, epoch;
+	enum dir_state state;
+	unsigned pending; /* write-behind commands changing its entries */
+	int64_t mtime_ns; /* the time of the last of them (its mtime/ctime then) */
+	int nlink_delta;  /* subdirectories they add (mkdir) or remove (rmdir) */
+};
+
+/* The view of one name of a held directory while commands on it pend: what
+ * the last of them leaves there. */
+struct bh_name {
+	struct bh_name *next;
+	uint64_t dir;
+	char *name;
+	unsigned pending;
+	bool present;
+	struct stat st; /* when present: the object's predicted attributes */
+};
+
+/* An object created, removed or moved by pending commands. */
+struct bh_ino {
+	struct bh_ino *next;
+	uint64_t id;
+	unsigned pending;
+	bool have_st;	/* created behind: its attributes once everything applied */
+	struct stat st; /* (not counting writes in flight: fuse_write_pending) */
+};
+
+/* One write-behind command in flight. */
+struct bh_op {
+	struct bh_op *prev, *next; /* in proposal order */
+	struct fuse_behind *b;
+	uint64_t seq;
+	struct bh_dir *dirs[2];
+	struct bh_name *names[2];
+	struct bh_ino *inos[2];
+	char what[96]; /* for the log line of a failure */
+};
+
+struct fuse_behind {
+	struct fuse_fs *fs;
+	uint32_t self;
+	struct fs_deleg_sink sink;
+	/* Decide-and-propose is one step under `order`, for the FUSE threads
+	 * and the returner alike: a command predicted under a delegation is
+	 * proposed before that delegation's Return. Completions never take it. */
+	pthread_mutex_t order;
+	pthread_mutex_t mu; /* everything below */
+	pthread_cond_t cv;  /* a command completed or a delegation changed */
+	/* A directory was recalled, or stop: the returner's own, so that it
+	 * is not woken by every completion (two context switches and the
+	 * order lock, taken from the FUSE threads, per command). */
+	pthread_cond_t rcv;
+	struct bh_dir *dirs[BUCKETS];
+	struct bh_name *names[BUCKETS];
+	struct bh_ino *inos[BUCKETS];
+	struct bh_op *head, *tail;
+	uint64_t next_seq;
+	unsigned count;
+	int err; /* the first failure not yet reported (positive errno) */
+	bool stop;
+	pthread_t returner;
+	struct fuse_grant *grant; /* when to ask for a directory (grant on demand) */
+	struct bh_fh *fhs;	  /* handles of fuse_behind_create not closed yet */
+};
+
+/* A handle of a file created behind (fuse_behind_create, fuse_behind_fd). */
+struct bh_fh {
+	struct bh_fh *prev, *next; /* in b->fhs: freed at unmount if never released */
+	uint64_t ino;
+	int fd;
+};
+
+/* ---- fuse_behind_state.c ---- */
+
+/* The monotonic clock in milliseconds. */
+int64_t bh_mono_ms(void);
+/* Waits on b->cv (under b->mu) for at most ms milliseconds. */
+void bh_wait_ms(struct fuse_behind *b, int64_t ms);
+/* Flushes commands the node holds back before waiting on b->cv; drops and
+ * retakes b->mu. */
+void bh_flush_held(struct fuse_behind *b);
+
+/* The tables, under b->mu. */
+struct bh_dir *bh_dir_find(struct fuse_behind *b, uint64_t id);
+struct bh_dir *bh_dir_add(struct fuse_behind *b, uint64_t id, uint64_t epoch, enum dir_state st);
+void bh_dir_put(struct fuse_behind *b, struct bh_dir *d);
+/* The directory if this mount holds it for write-behind, or NULL. */
+struct bh_dir *bh_dir_held(struct fuse_behind *b, uint64_t id);
+struct bh_name *bh_name_find(struct fuse_behind *b, uint64_t dir, const char *name);
+struct bh_ino *bh_ino_find(struct fuse_behind *b, uint64_t id);
+
+/* The view, under b->mu. */
+bool bh_ino_busy(struct fuse_behind *b, uint64_t ino, bool entries);
+int bh_view_lookup(struct fuse_behind *b, uint64_t parent, const char *name, struct stat *st);
+int bh_view_empty(struct fuse_behind *b, uint64_t dir);
+
+/* Pending commands: a completion (also the undo of one not proposed),
+ * a new one, what it changes, its proposal. */
+void bh_op_done(void *arg, int err);
+struct bh_op *bh_op_new(struct fuse_behind *b, const char *verb, uint64_t dir, const char *name);
+int bh_op_touch(struct fuse_behind *b, struct bh_op *op, int i, struct bh_dir *d, const char *name,
+		const struct stat *st, uint64_t ino, int64_t t);
+int bh_op_propose(struct fuse_behind *b, struct bh_op *op, Fspb__Command *c);
+
+/* Whether write-behind may be used now at all. */
+bool bh_behind_on(struct fuse_behind *b);
+/* bh_begin takes the order lock and b->mu once there is room for one more
+ * command; bh_end drops both. */
+void bh_begin(struct fuse_behind *b);
+void bh_end(struct fuse_behind *b);
+
+#endif
