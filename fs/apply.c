@@ -406,6 +406,8 @@ static int regular_file(struct sm *sm, uint64_t ino)
 	return o->type == S_IFREG ? 0 : EINVAL;
 }
 
+static int write_fd(struct sm *sm, uint64_t id, int *fd);
+
 // A write by an unprivileged caller clears set-user-ID, and set-group-ID
 // when group execute is set, as Linux does (should_remove_suid). The kernel
 // asks for it with a setattr before a buffered write, but not before a
@@ -416,12 +418,16 @@ static int plan_kill_setid(struct sm *sm, uint32_t uid, uint64_t ino, size_t len
 			   struct sm_record *rec)
 {
 	struct stat st;
+	int fd;
 	rec->mode = 0;
 	if (uid == 0 || len == 0)
 		return 0;
-	int rc = stat_obj(sm, ino, &st);
+	// The write's own cached fd (exec uses it next): no path walk per write.
+	int rc = write_fd(sm, ino, &fd);
 	if (rc)
 		return rc;
+	if (fstat(fd, &st))
+		return fault_id("stat", ino, errno);
 	mode_t m = st.st_mode & 07777;
 	m &= ~(mode_t)S_ISUID;
 	if (m & S_IXGRP)

@@ -147,14 +147,9 @@ bool fuse_behind_mknod(struct fuse_behind *b, fuse_req_t req, uint64_t parent, c
 	if (!bh_behind_on(b) ||
 	    (t != S_IFREG && t != S_IFIFO && t != S_IFSOCK && t != S_IFCHR && t != S_IFBLK))
 		return false;
-	switch (start_new(b, req, parent, &c, &m.ino, &md)) {
-	case NEW_NOT_HELD:
-		return false;
-	case NEW_ANSWERED:
-		return true;
-	case NEW_READY:
-		break;
-	}
+	enum new_start started = start_new(b, req, parent, &c, &m.ino, &md);
+	if (started != NEW_READY)
+		return started == NEW_ANSWERED;
 	m.parent = parent;
 	m.name = (char *)name;
 	m.mode = md;
@@ -176,14 +171,9 @@ bool fuse_behind_mkdir(struct fuse_behind *b, fuse_req_t req, uint64_t parent, c
 
 	if (!bh_behind_on(b))
 		return false;
-	switch (start_new(b, req, parent, &c, &m.ino, &md)) {
-	case NEW_NOT_HELD:
-		return false;
-	case NEW_ANSWERED:
-		return true;
-	case NEW_READY:
-		break;
-	}
+	enum new_start started = start_new(b, req, parent, &c, &m.ino, &md);
+	if (started != NEW_READY)
+		return started == NEW_ANSWERED;
 	m.parent = parent;
 	m.name = (char *)name;
 	m.mode = md;
@@ -206,14 +196,9 @@ bool fuse_behind_symlink(struct fuse_behind *b, fuse_req_t req, const char *targ
 	/* The results apply.c gives a bad target are left to it. */
 	if (!bh_behind_on(b) || len == 0 || len >= PATH_MAX)
 		return false;
-	switch (start_new(b, req, parent, &c, &s.ino, &md)) {
-	case NEW_NOT_HELD:
-		return false;
-	case NEW_ANSWERED:
-		return true;
-	case NEW_READY:
-		break;
-	}
+	enum new_start started = start_new(b, req, parent, &c, &s.ino, &md);
+	if (started != NEW_READY)
+		return started == NEW_ANSWERED;
 	s.parent = parent;
 	s.name = (char *)name;
 	s.target = (char *)target;
