@@ -28,6 +28,7 @@ struct fs_node {
 	atomic_bool stalled; /* the last proposal or barrier to end timed out */
 	struct fs_plug *plug; /* lazy proposals held back briefly (fs_plug.h) */
 	atomic_uint outstanding; /* proposals and barriers whose done has not run */
+	struct fuse_inval_pre inval_pre; /* inval_around_apply (apply thread only) */
 };
 
 /* The envelope's client of the command the apply thread applied last: a
@@ -91,26 +92,31 @@ static uint64_t nsm_applied_index(void *ctx)
 	return sm_applied_index(f->sm);
 }
 
+/* sm's apply hook: another node's command changes what this mount's kernel
+ * may cache; what to invalidate is read before the change (names, parents)
+ * and queued after it (apply thread only, so `pre` needs no lock). The
+ * mount's own commands need nothing: its kernel saw them happen. */
+static void inval_around_apply(void *arg, uint64_t client, const Fspb__Command *c, bool done)
+{
+	struct fs_node *f = arg;
+	struct fuse_inval *inv = atomic_load(&f->inv);
+
+	if (!inv || client == atomic_load(&f->own_client))
+		return;
+	if (!done)
+		fuse_inval_prepare(inv, f->sm, c, &f->inval_pre);
+	else
+		fuse_inval_applied(inv, c, &f->inval_pre);
+}
+
 static int nsm_apply(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd, size_t len,
 		     int64_t *result)
 {
 	struct fs_node *f = ctx;
-	struct fuse_inval *inv = atomic_load(&f->inv);
-	struct fuse_inval_pre pre = {0, 0};
-	Fspb__Command *c = NULL;
 	int r = 0, rc;
 
 	applying_client = env->client;
-	if (inv && env->client != atomic_load(&f->own_client)) {
-		c = fspb__command__unpack(NULL, len, cmd);
-		if (c)
-			fuse_inval_prepare(inv, f->sm, c, &pre);
-	}
 	rc = sm_apply(f->sm, index, env->client, env->seq, env->min_pending, cmd, len, &r);
-	if (rc == 0 && r == 0 && c)
-		fuse_inval_applied(inv, c, &pre);
-	if (c)
-		fspb__command__free_unpacked(c, NULL);
 	if (rc < 0) {
 		fprintf(stderr, "fs: applying entry %llu failed: %s\n", (unsigned long long)index,
 			strerror(-rc));
@@ -211,6 +217,7 @@ int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
 		return rc;
 	}
 	sm_set_deleg_hook(f->sm, deleg_forward, f);
+	sm_set_apply_hook(f->sm, inval_around_apply, f);
 	*out = f;
 	return 0;
 }

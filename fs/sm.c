@@ -469,6 +469,12 @@ void sm_set_deleg_hook(struct sm *sm, sm_deleg_hook fn, void *arg)
 	sm->deleg_hook_arg = arg;
 }
 
+void sm_set_apply_hook(struct sm *sm, sm_apply_hook fn, void *arg)
+{
+	sm->apply_hook = fn;
+	sm->apply_hook_arg = arg;
+}
+
 void sm_set_journal_limit(struct sm *sm, size_t bytes)
 {
 	sm->journal_max = bytes;
@@ -614,8 +620,13 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 	sm->redo_pending = false;
 	if (!rc && !(rec.flags & SM_REC_SKIP) && c)
 		rc = stamp_root(sm, c->time_ns);
-	if (!rc && !(rec.flags & SM_REC_SKIP) && rec.result == 0 && c)
+	bool exec = !rc && !(rec.flags & SM_REC_SKIP) && rec.result == 0 && c;
+	if (exec && sm->apply_hook)
+		sm->apply_hook(sm->apply_hook_arg, client_id, c, false);
+	if (exec)
 		rc = apply_exec(sm, c, &rec);
+	if (exec && !rc && sm->apply_hook)
+		sm->apply_hook(sm->apply_hook_arg, client_id, c, true);
 	if (!rc && !(rec.flags & SM_REC_SKIP))
 		rc = record_dedup(sm, &rec);
 	if (c)

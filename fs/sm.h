@@ -153,6 +153,21 @@ typedef void (*sm_deleg_hook)(void *arg, uint64_t dir, int op, uint32_t node, ui
 // Installs fn (NULL: none) with arg; same rules as sm_set_content_hook.
 void sm_set_deleg_hook(struct sm *sm, sm_deleg_hook fn, void *arg);
 
+struct Fspb__Command;
+
+// Called on the apply thread around a command that is executed with result
+// 0 (not for a skipped duplicate nor a refused command): with done false
+// just before it changes the tree, with done true once it has (also when it
+// is redone after a crash). It gets the command sm_apply decoded, so an
+// observer (the mount's kernel-cache invalidation) need not decode every
+// entry a second time. client is the proposing client. Must not block nor
+// call sm_apply.
+typedef void (*sm_apply_hook)(void *arg, uint64_t client, const struct Fspb__Command *c,
+			      bool done);
+
+// Installs fn (NULL: none) with arg; same rules as sm_set_content_hook.
+void sm_set_apply_hook(struct sm *sm, sm_apply_hook fn, void *arg);
+
 // Allocates a fresh id for a new object proposed by this node:
 // (node_id << 48) | counter, the counter persisted (fsynced in blocks) so an id
 // is never handed out twice, even across crashes. Thread-safe.

@@ -71,6 +71,8 @@ struct sm {
 	void *orphan_hook_arg;
 	sm_deleg_hook deleg_hook; // sm_set_deleg_hook (apply thread)
 	void *deleg_hook_arg;
+	sm_apply_hook apply_hook; // sm_set_apply_hook (apply thread)
+	void *apply_hook_arg;
 
 	// Write fds of regular files, by id (apply thread only).
 	struct {
