@@ -10,41 +10,10 @@
 #include <string.h>
 #include <uv.h>
 
-#include "client.h"
 #include "codec.h"
 #include "node_internal.h"
+#include "node_members_int.h"
 #include "runtime_log.h"
-
-#define DEFAULT_TIMEOUT_MS 60000
-#define MSG_MAX 256
-
-typedef enum { J_PROPOSED, J_CATCHUP, J_TRANSFER } job_state;
-
-/* A membership change under way (loop thread; one at a time). */
-typedef struct mjob {
-	node_member_op op;
-	uint64_t id;
-	char addr[CONFIG_HOST_MAX + 8];
-	bool learner_only;
-	uint64_t deadline_ms;
-	node_member_cb cb;
-	void *arg;
-	job_state state;
-	uint64_t index, term; /* J_PROPOSED: the entry's position */
-} mjob;
-
-struct node_members {
-	pthread_mutex_t mu; /* guards what other threads read: book, voters */
-	config_peer book[CONFIG_MAX_PEERS]; /* addresses of the members */
-	size_t n_book;
-	uint64_t voters[CONFIG_MAX_PEERS], learners[CONFIG_MAX_PEERS];
-	size_t n_voters, n_learners;
-	node_members_hook hook; /* loop thread */
-	void *hook_arg;
-	mjob *job; /* loop thread */
-	struct relay *relays; /* requests relayed to the leader (list under mu) */
-	bool closing;	      /* under mu: no relay answers any more */
-};
 
 const char *node_members_strerror(int code)
 {
@@ -135,7 +104,7 @@ int node_members_decode(const uint8_t *buf, size_t len, config_peer *peers, size
 
 /* ---- the membership in memory ---- */
 
-static const config_peer *book_find(const struct node_members *m, uint64_t id)
+const config_peer *node_members_book_find(const struct node_members *m, uint64_t id)
 {
 	for (size_t i = 0; i < m->n_book; i++)
 		if (m->book[i].id == id)
@@ -222,7 +191,7 @@ static void sync_transport(node *n, const config_peer *old, size_t n_old)
 	struct node_members *m = n->mem;
 
 	for (size_t i = 0; i < n_old; i++)
-		if (!book_find(m, old[i].id))
+		if (!node_members_book_find(m, old[i].id))
 			transport_remove_peer(n->tp, old[i].id);
 	for (size_t i = 0; i < m->n_book; i++) {
 		int rc = transport_add_peer(n->tp, m->book[i].id, m->book[i].host, m->book[i].port);
@@ -322,7 +291,7 @@ int node_members_attach(node *n, char *err, size_t errlen)
 	/* The transport was made from [peers]: members since removed go,
 	 * members since added (or moved) come from the book. */
 	for (size_t i = 0; i < n->cfg->n_peers; i++)
-		if (!book_find(m, n->cfg->peers[i].id))
+		if (!node_members_book_find(m, n->cfg->peers[i].id))
 			transport_remove_peer(n->tp, n->cfg->peers[i].id);
 	sync_transport(n, NULL, 0);
 	return 0;
@@ -764,17 +733,13 @@ static void start_call(node *n, void *arg, bool stopping)
 	job_start(n);
 }
 
-int node_change_member(node *n, node_member_op what, uint64_t id, const char *addr,
-		       bool learner_only, unsigned timeout_ms, node_member_cb cb, void *arg)
+mjob *node_members_job_new(node_member_op what, uint64_t id, const char *addr, bool learner_only,
+			   unsigned timeout_ms, node_member_cb cb, void *arg)
 {
 	mjob *j = calloc(1, sizeof(*j));
-	op *o = calloc(1, sizeof(*o));
 
-	if (!j || !o) {
-		free(j);
-		free(o);
-		return NODE_ENOMEM;
-	}
+	if (!j)
+		return NULL;
 	j->op = what;
 	j->id = id;
 	snprintf(j->addr, sizeof(j->addr), "%s", addr ? addr : "");
@@ -782,6 +747,25 @@ int node_change_member(node *n, node_member_op what, uint64_t id, const char *ad
 	j->deadline_ms = now_ms() + (timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS);
 	j->cb = cb;
 	j->arg = arg;
+	return j;
+}
+
+void node_members_job_submit(node *n, mjob *j)
+{
+	start_call(n, j, false);
+}
+
+int node_change_member(node *n, node_member_op what, uint64_t id, const char *addr,
+		       bool learner_only, unsigned timeout_ms, node_member_cb cb, void *arg)
+{
+	mjob *j = node_members_job_new(what, id, addr, learner_only, timeout_ms, cb, arg);
+	op *o = calloc(1, sizeof(*o));
+
+	if (!j || !o) {
+		free(j);
+		free(o);
+		return NODE_ENOMEM;
+	}
 	o->kind = OP_CALL;
 	o->fn = start_call;
 	o->arg = j;
@@ -797,314 +781,10 @@ int node_change_member(node *n, node_member_op what, uint64_t id, const char *ad
 	return 0;
 }
 
-/* ---- client requests ---- */
-
-/* A client's change being answered once it finishes. */
-typedef struct member_reply {
-	node *n;
-	transport_conn *conn;
-	uint64_t id;
-} member_reply;
-
-/* Answers request id with status, msg and the membership as this node
- * knows it (with each member's match when it leads). */
-static void reply(node *n, transport_conn *conn, uint64_t id, int status, const char *msg,
-		  uint64_t leader)
-{
-	struct node_members *m = n->mem;
-	Transportpb__Response resp = TRANSPORTPB__RESPONSE__INIT;
-	Transportpb__Member mb[CONFIG_MAX_PEERS], *pmb[CONFIG_MAX_PEERS];
-	char addrs[CONFIG_MAX_PEERS][CONFIG_HOST_MAX + 8], laddr[CONFIG_HOST_MAX + 8];
-	raft_status st;
-	size_t k = 0;
-
-	raft_get_status(n->r, &st);
-	pthread_mutex_lock(&m->mu);
-	for (size_t i = 0; i < m->n_voters + m->n_learners && k < CONFIG_MAX_PEERS; i++) {
-		bool learner = i >= m->n_voters;
-		uint64_t mid = learner ? m->learners[i - m->n_voters] : m->voters[i];
-		const config_peer *p = book_find(m, mid);
-
-		transportpb__member__init(&mb[k]);
-		mb[k].id = mid;
-		if (p)
-			snprintf(addrs[k], sizeof(addrs[k]), "%s:%u", p->host, p->port);
-		else
-			snprintf(addrs[k], sizeof(addrs[k]), "?");
-		mb[k].addr = addrs[k];
-		mb[k].learner = learner;
-		mb[k].connected = mid == n->cfg->id || transport_peer_connected(n->tp, mid);
-		for (size_t q = 0; q < st.n_peers; q++)
-			if (st.peers[q].id == mid)
-				mb[k].match = st.peers[q].match;
-		pmb[k] = &mb[k];
-		k++;
-	}
-	pthread_mutex_unlock(&m->mu);
-	resp.id = id;
-	resp.error = status;
-	resp.error_msg = (char *)(msg ? msg : node_members_strerror(status));
-	resp.n_members = k;
-	resp.members = pmb;
-	if (status == MEMBER_ENOTLEADER || status == MEMBER_ELOST) {
-		resp.leader = leader;
-		node_members_addr(n, leader, laddr, sizeof(laddr));
-		resp.leader_addr = laddr;
-	}
-	transport_reply(conn, &resp);
-}
-
-static void on_change_done(void *arg, int status, const char *msg, uint64_t leader)
-{
-	member_reply *mr = arg;
-
-	reply(mr->n, mr->conn, mr->id, status, msg, leader);
-	transport_conn_unref(mr->conn);
-	free(mr);
-}
-
-/* ---- relaying a follower's change requests to the leader ---- */
-
-/* A change request this follower relays to the leader, so that a client
- * may ask any node (thesis §6.2: servers redirect, here by proxy). A thread
- * of its own makes the blocking call; the answer goes back to the client on
- * the loop thread. */
-typedef struct relay {
-	struct relay *next;
-	node *n;
-	transport_conn *conn;
-	uint64_t req_id;
-	Transportpb__MemberRequest mq; /* the request, with forwarded set */
-	char addr[CONFIG_HOST_MAX + 8];
-	char leader_addr[CONFIG_HOST_MAX + 8];
-	client *c;		     /* under mu while a call is under way */
-	Transportpb__Response *resp; /* the leader's answer, or NULL */
-	char err[256];		     /* else why there is none */
-	bool posted;		     /* under mu: relay_done will free it */
-	bool joined;		     /* its thread was joined */
-	pthread_t thread;
-} relay;
-
-static void relay_unlink(struct node_members *m, relay *r)
-{
-	relay **p = &m->relays;
-
-	pthread_mutex_lock(&m->mu);
-	while (*p && *p != r)
-		p = &(*p)->next;
-	if (*p)
-		*p = r->next;
-	pthread_mutex_unlock(&m->mu);
-}
-
-static void relay_free(relay *r)
-{
-	transport_conn_unref(r->conn);
-	if (r->resp)
-		transportpb__response__free_unpacked(r->resp, NULL);
-	free(r);
-}
-
-/* Loop thread: the leader's answer (or why there is none) to the client. */
-static void relay_done(node *n, void *arg, bool stopping)
-{
-	relay *r = arg;
-
-	if (!r->joined)
-		pthread_join(r->thread, NULL); /* it ends right after posting */
-	relay_unlink(n->mem, r);
-	if (!stopping && r->resp) {
-		r->resp->id = r->req_id;
-		transport_reply(r->conn, r->resp);
-	} else if (!stopping) {
-		char msg[400];
-
-		snprintf(msg, sizeof(msg), "node %" PRIu64 " is not the leader; relaying to it at %s failed: %s",
-			 n->cfg->id, r->leader_addr, r->err);
-		reply(n, r->conn, r->req_id, MEMBER_ENOTLEADER, msg, raft_leader(n->r));
-	}
-	relay_free(r);
-}
-
-static void *relay_main(void *arg)
-{
-	relay *r = arg;
-	struct node_members *m = r->n->mem;
-	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
-	unsigned timeout = r->mq.timeout_ms ? r->mq.timeout_ms : DEFAULT_TIMEOUT_MS;
-	client *c = NULL;
-	op *o;
-	int rc;
-
-	pthread_setname_np(pthread_self(), "member-relay");
-	rc = client_connect(r->leader_addr, 2000, &c, r->err, sizeof(r->err));
-	pthread_mutex_lock(&m->mu);
-	if (rc == 0 && m->closing) {
-		snprintf(r->err, sizeof(r->err), "the node is stopping");
-		rc = -ECANCELED;
-	}
-	r->c = rc == 0 ? c : NULL;
-	pthread_mutex_unlock(&m->mu);
-	if (rc == 0) {
-		req.op_case = TRANSPORTPB__REQUEST__OP_MEMBER;
-		req.member = &r->mq;
-		/* The leader answers within the change's timeout. */
-		client_call(c, &req, &r->resp, timeout + 5000, r->err, sizeof(r->err));
-	}
-	pthread_mutex_lock(&m->mu);
-	r->c = NULL;
-	pthread_mutex_unlock(&m->mu);
-	client_close(c);
-	o = calloc(1, sizeof(*o));
-	pthread_mutex_lock(&m->mu);
-	r->posted = o && !m->closing;
-	pthread_mutex_unlock(&m->mu);
-	if (r->posted) {
-		o->kind = OP_CALL;
-		o->fn = relay_done;
-		o->arg = r;
-		pthread_mutex_lock(&r->n->mu);
-		node_inbox_push_locked(r->n, o);
-		pthread_mutex_unlock(&r->n->mu);
-	} else {
-		free(o); /* node_members_close frees r */
-	}
-	return NULL;
-}
-
-/* Relays mq to the leader if this node is not it and knows where it is.
- * true if it did (the client's answer comes from relay_done). */
-static bool relay_to_leader(node *n, transport_conn *conn, const Transportpb__Request *req)
-{
-	struct node_members *m = n->mem;
-	uint64_t leader = raft_leader(n->r);
-	relay *r;
-
-	if (raft_is_leader(n->r) || leader == 0 || req->member->forwarded)
-		return false;
-	r = calloc(1, sizeof(*r));
-	if (!r)
-		return false;
-	node_members_addr(n, leader, r->leader_addr, sizeof(r->leader_addr));
-	if (!r->leader_addr[0]) {
-		free(r);
-		return false;
-	}
-	r->n = n;
-	r->conn = conn;
-	r->req_id = req->id;
-	r->mq = *req->member;
-	snprintf(r->addr, sizeof(r->addr), "%s", req->member->addr ? req->member->addr : "");
-	r->mq.addr = r->addr;
-	r->mq.forwarded = true;
-	transport_conn_ref(conn);
-	pthread_mutex_lock(&m->mu);
-	if (m->closing || pthread_create(&r->thread, NULL, relay_main, r) != 0) {
-		pthread_mutex_unlock(&m->mu);
-		transport_conn_unref(conn);
-		free(r);
-		return false;
-	}
-	r->next = m->relays;
-	m->relays = r;
-	pthread_mutex_unlock(&m->mu);
-	rlog_write(RLOG_INFO, "membership request relayed to the leader, node %" PRIu64 " at %s",
-		   leader, r->leader_addr);
-	return true;
-}
-
-/* Stopping (loop thread): relays under way are cut short and joined; those
- * that posted their answer are freed by relay_done (stopping), the others
- * here. */
-static void relays_close(node *n)
-{
-	struct node_members *m = n->mem;
-	relay *r, *next, *mine = NULL;
-
-	pthread_mutex_lock(&m->mu);
-	m->closing = true;
-	for (r = m->relays; r; r = r->next)
-		client_abort(r->c);
-	pthread_mutex_unlock(&m->mu);
-	/* Threads may connect for up to 2 s before they see closing. */
-	for (r = m->relays; r; r = r->next)
-		if (!r->joined) {
-			pthread_join(r->thread, NULL);
-			r->joined = true;
-		}
-	pthread_mutex_lock(&m->mu);
-	for (relay **p = &m->relays; (r = *p);) {
-		if (r->posted) {
-			p = &r->next;
-			continue;
-		}
-		*p = r->next;
-		r->next = mine;
-		mine = r;
-	}
-	pthread_mutex_unlock(&m->mu);
-	for (r = mine; r; r = next) {
-		next = r->next;
-		relay_free(r);
-	}
-}
-
-void node_members_request(node *n, transport_conn *conn, const Transportpb__Request *req)
-{
-	const Transportpb__MemberRequest *mq = req->member;
-	member_reply *mr;
-	node_member_op what;
-	mjob *j;
-
-	switch (mq->op) {
-	case TRANSPORTPB__MEMBER_REQUEST__OP__LIST:
-		reply(n, conn, req->id, 0, "", 0);
-		return;
-	case TRANSPORTPB__MEMBER_REQUEST__OP__ADD:
-		what = NODE_MEMBER_ADD;
-		break;
-	case TRANSPORTPB__MEMBER_REQUEST__OP__REMOVE:
-		what = NODE_MEMBER_REMOVE;
-		break;
-	case TRANSPORTPB__MEMBER_REQUEST__OP__PROMOTE:
-		what = NODE_MEMBER_PROMOTE;
-		break;
-	default:
-		reply(n, conn, req->id, RAFT_EINVAL, "unknown membership operation", 0);
-		return;
-	}
-	if (mq->node_id == 0) {
-		reply(n, conn, req->id, MEMBER_EUNKNOWN, "node id 0: ids start at 1", 0);
-		return;
-	}
-	if (relay_to_leader(n, conn, req))
-		return;
-	mr = calloc(1, sizeof(*mr));
-	j = calloc(1, sizeof(*j));
-	if (!mr || !j) {
-		free(mr);
-		free(j);
-		reply(n, conn, req->id, NODE_ENOMEM, NULL, 0);
-		return;
-	}
-	mr->n = n;
-	mr->conn = conn;
-	mr->id = req->id;
-	transport_conn_ref(conn);
-	j->op = what;
-	j->id = mq->node_id;
-	snprintf(j->addr, sizeof(j->addr), "%s", mq->addr ? mq->addr : "");
-	j->learner_only = mq->learner;
-	j->deadline_ms = now_ms() + (mq->timeout_ms ? mq->timeout_ms : DEFAULT_TIMEOUT_MS);
-	j->cb = on_change_done;
-	j->arg = mr;
-	start_call(n, j, false);
-}
-
 void node_members_close(node *n)
 {
 	if (n->mem)
-		relays_close(n);
+		node_members_relays_close(n);
 	if (n->mem && n->mem->job)
 		job_finish(n, NODE_ESTOPPED, 0, "node %" PRIu64 " is stopping", n->cfg->id);
 }
@@ -1128,7 +808,7 @@ void node_members_addr(node *n, uint64_t id, char *buf, size_t len)
 	if (!m)
 		return;
 	pthread_mutex_lock(&m->mu);
-	p = book_find(m, id);
+	p = node_members_book_find(m, id);
 	if (p)
 		snprintf(buf, len, "%s:%u", p->host, p->port);
 	pthread_mutex_unlock(&m->mu);
