@@ -1400,6 +1400,11 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	rc = store_open(dir, &n->st, err, errlen);
 	if (rc < 0)
 		goto fail;
+	if (store_open_cut(n->st))
+		rlog_write(RLOG_INFO,
+			   "store: log cut at entry %llu (a save cut short by a crash: its "
+			   "value-log data never became durable, and it was never acknowledged)",
+			   (unsigned long long)store_open_cut(n->st));
 	/* The stored membership may hold changes up to any entry handed out
 	 * before a crash, i.e. up to the last in the log. */
 	n->conf_index = store_last_index(n->st);

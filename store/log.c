@@ -63,8 +63,7 @@ int entry_get(store *s, uint64_t index, raft_entry *e)
 	return rv;
 }
 
-/* The term of stored entry index, without reading a large entry's data. */
-static int entry_term(store *s, uint64_t index, uint64_t *term)
+int entry_term(store *s, uint64_t index, uint64_t *term)
 {
 	uint8_t key[KEY_MAX];
 	size_t klen = key_entry(key, index);
@@ -249,7 +248,11 @@ int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size
 				  (unsigned long long)ents[0].index,
 				  (unsigned long long)s->last_index);
 
-	/* Large entries' data first, durable before the records naming it. */
+	/* Large entries' data first; its fdatasync (on the value log's syncer
+	 * thread) runs while RocksDB syncs the batch naming it, and the save
+	 * is durable once both returned. A crash in between can leave a
+	 * durable reference to data that is not: open cuts the log there
+	 * (vlog.h), which only ever drops this unacknowledged save. */
 	uint8_t *refs = NULL;
 	size_t n_big = 0;
 	for (size_t i = 0; i < n; i++)
@@ -283,6 +286,13 @@ int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size
 	if (rv == 0)
 		rv = batch_write(s, b, true, n ? "append entries" : "save hard state");
 	rocksdb_writebatch_destroy(b);
+	/* Always waited for, also after a failed batch: the file must not
+	 * be touched while its sync runs. A failed sync after a written
+	 * batch fails the save (the node stops); open then checks that data
+	 * as after a crash. */
+	int sync_rv = n_big > 0 ? vlog_append_wait(s) : 0;
+	if (rv == 0)
+		rv = sync_rv;
 	if (rv != 0)
 		return rv;
 	if (hs)
@@ -291,6 +301,50 @@ int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size
 		s->last_index = new_last;
 		s->last_term = ents[n - 1].term;
 	}
+	return 0;
+}
+
+int log_cut(store *s, uint64_t index)
+{
+	if (index <= s->compact_index || index > s->last_index)
+		return store_fail(s, RAFT_EINVAL, "cut the log at %llu: outside %llu..%llu",
+				  (unsigned long long)index,
+				  (unsigned long long)s->compact_index + 1,
+				  (unsigned long long)s->last_index);
+	/* A local snapshot covers only applied entries, and entries are
+	 * applied only once their save returned: such a save was whole. */
+	if (index <= s->snap.meta.index)
+		return store_fail(s, RAFT_ECORRUPT,
+				  "entry %llu: its data in the value log is missing or damaged, "
+				  "and the snapshot at %llu covers it",
+				  (unsigned long long)index,
+				  (unsigned long long)s->snap.meta.index);
+	uint64_t term = s->compact_term;
+	int rv = index - 1 > s->compact_index ? entry_term(s, index - 1, &term) : 0;
+	if (rv != 0)
+		return rv;
+	uint8_t from[KEY_MAX], to[KEY_MAX];
+	size_t flen = key_entry(from, index);
+	size_t tlen = key_entry(to, s->last_index + 1);
+	rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+	rocksdb_writebatch_delete_range(b, (const char *)from, flen, (const char *)to, tlen);
+	/* The save cut short may have carried a commit index covering its
+	 * own entries (a follower learns both from one append); nothing of
+	 * it was applied, and the core refuses a commit index beyond the
+	 * log. */
+	raft_hard_state hs = s->hs;
+	if (hs.commit >= index) {
+		hs.commit = index - 1;
+		rv = hard_state_put(s, b, &hs);
+	}
+	if (rv == 0)
+		rv = batch_write(s, b, true, "cut the log after a save cut short");
+	rocksdb_writebatch_destroy(b);
+	if (rv != 0)
+		return rv;
+	s->hs = hs;
+	s->last_index = index - 1;
+	s->last_term = term;
 	return 0;
 }
 

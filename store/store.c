@@ -210,14 +210,10 @@ static int load_log_bounds(store *s)
 	if (rv == 0)
 		rv = iter_status(s, it, "find log bounds");
 	rocksdb_iter_destroy(it);
-	if (rv == 0 && s->last_index > s->compact_index) {
-		raft_entry e;
-		rv = entry_get(s, s->last_index, &e);
-		if (rv == 0) {
-			s->last_term = e.term;
-			raft_entry_free_contents(&e);
-		}
-	}
+	/* The term only: the last entry's data may be in the value log and
+	 * not durable, which vlog_scan finds out next. */
+	if (rv == 0 && s->last_index > s->compact_index)
+		rv = entry_term(s, s->last_index, &s->last_term);
 	return rv;
 }
 
@@ -285,8 +281,6 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 		rv = vlog_open(s);
 	if (rv == 0)
 		rv = load_log_bounds(s);
-	if (rv == 0)
-		rv = vlog_scan(s);
 	if (rv == 0) {
 		bool found;
 		rv = snap_record_load(s, KEY_SNAPSHOT, &s->snap, &found);
@@ -296,6 +290,9 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 					(unsigned long long)s->snap.meta.index,
 					(unsigned long long)s->compact_index);
 	}
+	/* After the snapshot record: a cut must never reach below it. */
+	if (rv == 0)
+		rv = vlog_scan(s);
 	if (rv == 0)
 		rv = snap_record_load(s, KEY_STAGE, &s->stage, &s->staging);
 	if (rv != 0) {
@@ -307,6 +304,11 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	store_iface_init(s);
 	*out = s;
 	return 0;
+}
+
+uint64_t store_open_cut(const store *s)
+{
+	return s->vl.cut_at;
 }
 
 void store_close(store *s)

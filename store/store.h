@@ -58,6 +58,12 @@ const char *store_errmsg(const store *s);
 /* The directory the store lives in. */
 const char *store_dir(const store *s);
 
+/* The first entry this open cut from the log, or 0 if none: a crash during
+ * a save left references to value-log data that never became durable
+ * (that save was never acknowledged, see store_save). For the node's log
+ * and for tests. */
+uint64_t store_open_cut(const store *s);
+
 /* ---- the log and the persistent state ---- */
 
 /* Persists one Ready of the Raft core: the hard state (if hs is not NULL)
@@ -67,7 +73,11 @@ const char *store_dir(const store *s);
  * from ents[0].index on (a conflicting suffix is deleted, Raft §5.3), and
  * entries at or below the compaction point are ignored (already covered by
  * the snapshot). RAFT_EUNAVAILABLE if ents[0].index > last + 1 (a gap),
- * RAFT_EINVAL if the batch is not contiguous. Durable on return. */
+ * RAFT_EINVAL if the batch is not contiguous. Durable on return. A crash
+ * before it returns may leave the batch's references to large entries'
+ * data that is not durable (the two flushes run at once); the next open
+ * then cuts the log at the first such entry (store_open_cut), so the
+ * caller must not count any of the batch as durable before the return. */
 int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n);
 
 /* store_save() without a hard state. Durable on return. */

@@ -103,6 +103,14 @@ int batch_write(store *s, rocksdb_writebatch_t *b, bool sync, const char *what);
 /* Reads and decodes entry index (log.c); RAFT_ECORRUPT if it is missing. */
 int entry_get(store *s, uint64_t index, raft_entry *e);
 
+/* The term of stored entry index, without reading a large entry's data. */
+int entry_term(store *s, uint64_t index, uint64_t *term);
+
+/* Open, after a crash during a save (vlog.h): discards entries index..last
+ * in one synced batch, and lowers the saved commit index below index if it
+ * was at or above it. */
+int log_cut(store *s, uint64_t index);
+
 /* The iterator's error, if any, recorded with what as context. */
 int iter_status(store *s, rocksdb_iterator_t *it, const char *what);
 

@@ -18,8 +18,10 @@
 
 #include "crc32c.h"
 #include "store_int.h"
+#include "vlog_sync.h"
 
 #define NAME_LEN 21 /* 16 hex digits + ".vlog" */
+#define CHECK_PIECE (1u << 20) /* open reads referenced data in pieces of this */
 
 static void be32_put(uint8_t *p, uint32_t v)
 {
@@ -77,7 +79,7 @@ static int file_add(store *s, uint64_t seq, int fd, uint64_t size)
 		v->files[i] = v->files[i - 1];
 		i--;
 	}
-	v->files[i] = (vlog_file){seq, fd, size, 0};
+	v->files[i] = (vlog_file){.seq = seq, .fd = fd, .size = size};
 	v->n++;
 	if (seq >= v->next_seq)
 		v->next_seq = seq + 1;
@@ -132,7 +134,8 @@ static int list_files(store *s)
 }
 
 /* Notes, for every reference in the stored log, which file holds its
- * data: what decides which files may be deleted. */
+ * data: what decides which files may be deleted, and which file the last
+ * save wrote to. */
 static int scan_refs(store *s)
 {
 	uint8_t key[KEY_MAX];
@@ -140,6 +143,8 @@ static int scan_refs(store *s)
 	rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->ro);
 	int rv = 0;
 
+	for (size_t i = 0; i < s->vl.n; i++)
+		s->vl.files[i].max_index = s->vl.files[i].min_index = 0;
 	for (rocksdb_iter_seek(it, (const char *)key, klen); rocksdb_iter_valid(it);
 	     rocksdb_iter_next(it)) {
 		size_t got_len, vlen, plen;
@@ -165,6 +170,8 @@ static int scan_refs(store *s)
 		f = file_find(&s->vl, seq);
 		if (f && index > f->max_index)
 			f->max_index = index;
+		if (f && (f->min_index == 0 || index < f->min_index))
+			f->min_index = index;
 	}
 	if (rv == 0)
 		rv = iter_status(s, it, "value log: scan the log's references");
@@ -178,6 +185,7 @@ int vlog_open(store *s)
 	size_t len = strlen(s->dir) + sizeof("/vlog");
 
 	v->dirfd = -1;
+	v->sync_fd = -1;
 	v->next_seq = 1;
 	v->dir = malloc(len);
 	if (!v->dir)
@@ -191,10 +199,112 @@ int vlog_open(store *s)
 	return list_files(s);
 }
 
+/* Whether the len bytes at off of f are there and match crc: 1 if so, 0 if
+ * not (beyond the end, or different), negative on a read error. Read in
+ * pieces: an entry may be large, and open should not need its size twice
+ * in memory. */
+static int data_intact(store *s, const vlog_file *f, uint64_t off, uint32_t len, uint32_t crc)
+{
+	uint8_t *buf;
+	uint32_t got = 0, c = 0;
+
+	if (off + len > f->size)
+		return 0;
+	buf = malloc(len < CHECK_PIECE ? (len ? len : 1) : CHECK_PIECE);
+	if (!buf)
+		return store_fail(s, RAFT_ENOMEM,
+				  "value log: out of memory checking %s/%016llx.vlog", s->vl.dir,
+				  (unsigned long long)f->seq);
+	while (got < len) {
+		size_t want = len - got < CHECK_PIECE ? len - got : CHECK_PIECE;
+		ssize_t r = pread(f->fd, buf, want, (off_t)(off + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int rv =
+			    store_fail(s, -errno, "value log: read %s/%016llx.vlog at %llu: %s",
+				       s->vl.dir, (unsigned long long)f->seq,
+				       (unsigned long long)(off + got), strerror(errno));
+			free(buf);
+			return rv;
+		}
+		if (r == 0)
+			break; /* shorter than fstat said: as good as missing */
+		c = crc32c_extend(c, buf, (size_t)r);
+		got += (uint32_t)r;
+	}
+	free(buf);
+	return got == len && c == crc;
+}
+
+/* The last save before a crash may have left references whose data never
+ * became durable (vlog.h): they all name the newest file any reference
+ * names. Finds the first entry, in index order, whose data in that file is
+ * missing or damaged and cuts the log there; everything after it came
+ * from the same save, which was never acknowledged. */
+static int check_newest(store *s)
+{
+	vlog *v = &s->vl;
+	vlog_file *f = NULL;
+	uint8_t key[KEY_MAX];
+	size_t klen;
+	rocksdb_iterator_t *it;
+	uint64_t cut = 0;
+	int rv = 0;
+
+	for (size_t i = v->n; i-- > 0 && !f;)
+		if (v->files[i].max_index)
+			f = &v->files[i];
+	if (!f)
+		return 0;
+	klen = key_entry(key, f->min_index);
+	it = rocksdb_create_iterator(s->db, s->ro);
+	for (rocksdb_iter_seek(it, (const char *)key, klen); rv == 0 && rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t got_len, vlen, plen;
+		const char *got = rocksdb_iter_key(it, &got_len);
+		const char *val;
+		const uint8_t *p;
+		uint64_t index;
+
+		if (got_len != 9 || got[0] != KEY_PREFIX_ENTRY)
+			break;
+		index = be64_get((const uint8_t *)got + 1);
+		if (index > f->max_index)
+			break;
+		val = rocksdb_iter_value(it, &vlen);
+		/* A damaged record is reported when read, as in scan_refs. */
+		if (rec_check(s, (const uint8_t *)got, got_len, val, vlen, &p, &plen) != 0 ||
+		    !vlog_is_ref(p, plen) || be64_get(p + 18) != f->seq)
+			continue;
+		rv = data_intact(s, f, be64_get(p + 26), be32_get(p + 34), be32_get(p + 38));
+		if (rv == 0) {
+			cut = index;
+			break;
+		}
+		rv = rv > 0 ? 0 : rv;
+	}
+	if (rv == 0)
+		rv = iter_status(s, it, "value log: check the newest file's data");
+	rocksdb_iter_destroy(it);
+	if (rv != 0 || cut == 0)
+		return rv;
+	rv = log_cut(s, cut);
+	if (rv == 0) {
+		v->cut_at = cut;
+		rv = scan_refs(s); /* the cut entries no longer hold files */
+	}
+	return rv;
+}
+
 int vlog_scan(store *s)
 {
 	vlog *v = &s->vl;
 	int rv = scan_refs(s);
+
+	if (rv == 0)
+		rv = check_newest(s);
 
 	/* Unreferenced: compacted before a crash lost the deletion, or written
 	 * by a save that never reached RocksDB. */
@@ -210,6 +320,8 @@ void vlog_close(store *s)
 
 	if (!v->dir)
 		return; /* never opened */
+	vlog_append_wait(s); /* a save that failed before waiting for its sync */
+	vlog_syncer_free(v->syncer);
 	for (size_t i = 0; i < v->n; i++)
 		close(v->files[i].fd);
 	if (v->dirfd >= 0)
@@ -307,9 +419,34 @@ int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs)
 		if (e->index > f->max_index)
 			f->max_index = e->index;
 	}
-	if (f && fdatasync(f->fd) != 0)
-		return store_fail(s, -errno, "value log: sync %s/%016llx.vlog: %s", v->dir,
-				  (unsigned long long)f->seq, strerror(errno));
+	if (!f)
+		return 0;
+	/* One thread for the store's life; without one (it could not be
+	 * started) the wait syncs on the caller's thread, as before. */
+	if (!v->syncer && !v->sync_inline && vlog_syncer_new(&v->syncer) != 0)
+		v->sync_inline = true;
+	v->sync_fd = f->fd;
+	v->sync_seq = f->seq;
+	if (v->syncer)
+		vlog_syncer_start(v->syncer, f->fd);
+	return 0;
+}
+
+int vlog_append_wait(store *s)
+{
+	vlog *v = &s->vl;
+	int rv;
+
+	if (v->sync_fd < 0)
+		return 0;
+	if (v->syncer)
+		rv = vlog_syncer_wait(v->syncer);
+	else
+		rv = fdatasync(v->sync_fd) == 0 ? 0 : -errno;
+	v->sync_fd = -1;
+	if (rv != 0)
+		return store_fail(s, rv, "value log: sync %s/%016llx.vlog: %s", v->dir,
+				  (unsigned long long)v->sync_seq, strerror(-rv));
 	return 0;
 }
 

@@ -7,9 +7,16 @@
  *
  * Files: DIR/vlog/<seq, 16 hex digits>.vlog, appended to by one store, a new
  * one after each open and every VLOG_FILE_BYTES. A reference names the
- * file, offset, length and CRC-32C of the data; the data is fdatasync'ed
- * before the record that refers to it is written, so a durable record never
- * points at data that is not. A file goes once every entry that was ever
+ * file, offset, length and CRC-32C of the data. A save fdatasyncs the data
+ * (on the syncer's thread, vlog_sync.h) while RocksDB writes the synced
+ * batch holding the references, and returns only when both are durable.
+ * So a crash during a save can leave durable references to data that is
+ * not: only that last save's, all of it in the newest file it wrote to,
+ * and none of it acknowledged (the node acknowledges a save only once it
+ * returned). Open checks the data of every reference into that file and
+ * cuts the log at the first one whose data is missing or fails its CRC
+ * (vlog_scan). Before session 5 the data was synced first and the batch
+ * written after it: two flushes one after the other. A file goes once every entry that was ever
  * written to it is compacted (its highest index is at or below the
  * compaction point), when a snapshot install discards the whole log, or at
  * open when no record refers to it. Not for use
@@ -43,7 +50,10 @@ typedef struct vlog_file {
 	int fd;
 	uint64_t size;	    /* bytes written (and kept) so far */
 	uint64_t max_index; /* highest entry index written to it; 0: none known */
+	uint64_t min_index; /* open: lowest entry index referring to it */
 } vlog_file;
+
+struct vlog_syncer;
 
 typedef struct vlog {
 	char *dir;
@@ -52,6 +62,11 @@ typedef struct vlog {
 	size_t n, cap;
 	bool appending; /* files[n - 1] takes new data */
 	uint64_t next_seq;
+	struct vlog_syncer *syncer; /* made at the first save of big entries */
+	int sync_fd;		    /* a sync begun by vlog_append, not yet waited for; -1: none */
+	uint64_t sync_seq;	    /* ...of this file */
+	bool sync_inline;	    /* no syncer thread: vlog_append_wait syncs itself */
+	uint64_t cut_at;	    /* open: first entry cut from the log (0: none) */
 } vlog;
 
 /* Whether entry e's data goes to the value log. */
@@ -70,16 +85,26 @@ static inline bool vlog_is_ref(const uint8_t *payload, size_t plen)
 int vlog_open(store *s);
 
 /* Once the log bounds are loaded: notes which file every stored reference
- * names and deletes the files none names. */
+ * names, checks the data of every reference into the newest such file and
+ * cuts the log at the first whose data is missing or damaged (a save cut
+ * short by a crash, see above; vl.cut_at says where), and deletes the files
+ * no reference names. */
 int vlog_scan(store *s);
 
 /* Closes the files and frees the table. */
 void vlog_close(store *s);
 
-/* Writes the data of every entry of ents[0..n) that vlog_wants() and makes
- * it durable (one fdatasync); refs[i * VLOG_REF_BYTES] gets entry i's
- * reference (untouched for the others). */
+/* Writes the data of every entry of ents[0..n) that vlog_wants() and
+ * begins making it durable (one fdatasync, on the syncer's thread);
+ * refs[i * VLOG_REF_BYTES] gets entry i's reference (untouched for the
+ * others). After a 0 return the caller must call vlog_append_wait before
+ * anything else of the value log, and count the data durable only once
+ * that returned 0. */
 int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs);
+
+/* Waits for the sync vlog_append began (0 at once if none): 0 once the
+ * data is durable, or the error, naming the file. */
+int vlog_append_wait(store *s);
 
 /* Fills e (term, index, type, and a new data buffer the caller frees) from
  * the reference ref stored under index, reading and checking the data. */

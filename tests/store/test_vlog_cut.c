@@ -1,0 +1,308 @@
+/* test_vlog_cut.c — open after a crash during a save (store/vlog.h): the
+ * value log's fdatasync and RocksDB's synced batch run at once, so a crash
+ * can leave durable references to data that never reached the disk. A
+ * process kill cannot show that (the page cache survives it), so these
+ * tests make the disk look as a power cut would leave it — the newest
+ * file's tail missing, zeroed or garbled — and check that open cuts the
+ * log at the first entry whose data is not intact, keeps everything
+ * before it, lowers the commit index with it, refuses to cut under a
+ * snapshot, and never cuts for damage in an older file (that is
+ * corruption of acknowledged data, reported when read). */
+#include <dirent.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store.h"
+#include "test_util.h"
+
+#define BIG (64u << 10) /* VLOG_MIN_BYTES */
+
+typedef struct fixture {
+	char *dir;
+	char *vdir;
+	store *s;
+} fixture;
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof(*f));
+	char err[256];
+
+	assert_non_null(f);
+	f->dir = tu_tmpdir("vlogcut");
+	assert_non_null(f->dir);
+	assert_true(asprintf(&f->vdir, "%s/vlog", f->dir) > 0);
+	assert_int_equal(store_open(f->dir, &f->s, err, sizeof(err)), 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+
+	store_close(f->s);
+	tu_rmtree(f->dir);
+	free(f->dir);
+	free(f->vdir);
+	free(f);
+	return 0;
+}
+
+/* Reopens; returns store_open's code (the store is NULL on failure). */
+static int reopen(fixture *f, char *err, size_t errlen)
+{
+	store_close(f->s);
+	f->s = NULL;
+	return store_open(f->dir, &f->s, err, errlen);
+}
+
+static void reopen_ok(fixture *f)
+{
+	char err[256];
+
+	if (reopen(f, err, sizeof(err)) != 0)
+		fail_msg("reopen: %s", err);
+}
+
+/* Saves entries lo..hi-1 of term (lengths lens[]) with hard state hs. */
+static void save(store *s, const raft_hard_state *hs, uint64_t lo, uint64_t hi, uint64_t term,
+		 const size_t *lens)
+{
+	raft_entry *ents = calloc(hi - lo, sizeof(*ents));
+	int rv;
+
+	assert_non_null(ents);
+	for (uint64_t i = lo; i < hi; i++)
+		tu_entry(&ents[i - lo], i, term, lens[i - lo]);
+	rv = store_save(s, hs, ents, hi - lo);
+	raft_entries_free(ents, hi - lo);
+	if (rv != 0)
+		fail_msg("save %llu..%llu: %s", (unsigned long long)lo, (unsigned long long)hi - 1,
+			 store_errmsg(s));
+}
+
+/* Entries lo..hi-1 read back whole, of term. */
+static void check(store *s, uint64_t lo, uint64_t hi, uint64_t term)
+{
+	raft_entry *ents;
+	size_t n;
+
+	if (store_entries(s, lo, hi, UINT64_MAX, &ents, &n) != 0)
+		fail_msg("entries %llu..%llu: %s", (unsigned long long)lo,
+			 (unsigned long long)hi - 1, store_errmsg(s));
+	assert_int_equal(n, hi - lo);
+	for (size_t i = 0; i < n; i++)
+		assert_true(tu_entry_ok(&ents[i], lo + i, term));
+	raft_entries_free(ents, n);
+}
+
+static char *file_path(const fixture *f, uint64_t seq)
+{
+	char *p;
+
+	assert_true(asprintf(&p, "%s/%016llx.vlog", f->vdir, (unsigned long long)seq) > 0);
+	return p;
+}
+
+static int count_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		n += strstr(de->d_name, ".vlog") != NULL;
+	closedir(d);
+	return n;
+}
+
+typedef enum { TORN_TRUNCATE, TORN_ZEROS, TORN_FLIP } torn_kind;
+
+/* Makes len bytes at off of value log file seq look as a power cut may
+ * leave unsynced data: gone (the file cut at off), never written (zeros,
+ * the size already extended) or half written (a flipped byte). */
+static void tear(const fixture *f, uint64_t seq, off_t off, size_t len, torn_kind how)
+{
+	char *path = file_path(f, seq);
+	int fd = open(path, O_RDWR);
+	uint8_t *zeros, b;
+
+	assert_true(fd >= 0);
+	switch (how) {
+	case TORN_TRUNCATE:
+		assert_int_equal(ftruncate(fd, off), 0);
+		break;
+	case TORN_ZEROS:
+		zeros = calloc(1, len);
+		assert_non_null(zeros);
+		assert_int_equal(pwrite(fd, zeros, len, off), (ssize_t)len);
+		free(zeros);
+		break;
+	case TORN_FLIP:
+		assert_int_equal(pread(fd, &b, 1, off + (off_t)len / 2), 1);
+		b ^= 0x10;
+		assert_int_equal(pwrite(fd, &b, 1, off + (off_t)len / 2), 1);
+		break;
+	}
+	close(fd);
+	free(path);
+}
+
+/* Two saves into one file: 1..3 whole, then 4..8 (big, small, big, big,
+ * small) with a commit index covering all of it, as a follower's append
+ * brings both. Entry 6's data torn: the log ends at 5 after the reopen,
+ * commit lowered to 5, term and vote kept; the log takes new entries from
+ * 6 on, and a second reopen cuts nothing. Each way of tearing. */
+static void torn_second_save(fixture *f, torn_kind how)
+{
+	const size_t l1[] = {BIG, 7, BIG + 3}, l2[] = {BIG + 1, 10, 2 * BIG, BIG + 5, 9};
+	raft_hard_state hs1 = {.term = 2, .vote = 3, .commit = 1};
+	raft_hard_state hs2 = {.term = 2, .vote = 3, .commit = 8}, got;
+	/* file offsets: 1 at 0, 3 at BIG, 4 at 2 BIG + 3, 6 at 3 BIG + 4 */
+	const off_t off6 = 3 * (off_t)BIG + 4;
+
+	save(f->s, &hs1, 1, 4, 2, l1);
+	save(f->s, &hs2, 4, 9, 2, l2);
+	assert_int_equal(store_last_index(f->s), 8);
+	tear(f, 1, how == TORN_TRUNCATE ? off6 + 100 : off6, 2 * BIG, how);
+	reopen_ok(f);
+	assert_int_equal(store_open_cut(f->s), 6);
+	assert_int_equal(store_last_index(f->s), 5);
+	check(f->s, 1, 6, 2);
+	store_hard_state(f->s, &got);
+	assert_int_equal(got.term, 2);
+	assert_int_equal(got.vote, 3);
+	assert_int_equal(got.commit, 5);
+
+	const size_t l3[] = {BIG, BIG};
+	save(f->s, NULL, 6, 8, 3, l3); /* a new file: the torn one takes no more */
+	check(f->s, 1, 6, 2);
+	check(f->s, 6, 8, 3);
+	reopen_ok(f);
+	assert_int_equal(store_open_cut(f->s), 0);
+	assert_int_equal(store_last_index(f->s), 7);
+	check(f->s, 1, 6, 2);
+	check(f->s, 6, 8, 3);
+}
+
+static void test_torn_truncated(void **state)
+{
+	torn_second_save(*state, TORN_TRUNCATE);
+}
+
+static void test_torn_zeros(void **state)
+{
+	torn_second_save(*state, TORN_ZEROS);
+}
+
+static void test_torn_flipped(void **state)
+{
+	torn_second_save(*state, TORN_FLIP);
+}
+
+/* The cut is at the first entry not intact, even when later entries of
+ * the same save made it to the disk (pages are written back in any
+ * order); and a commit index below the cut stays as it was. */
+static void test_cut_at_first_not_last(void **state)
+{
+	fixture *f = *state;
+	const size_t lens[] = {BIG, BIG, BIG, BIG};
+	raft_hard_state hs = {.term = 1, .commit = 1}, got;
+
+	save(f->s, &hs, 1, 5, 1, lens);
+	tear(f, 1, (off_t)BIG, BIG, TORN_ZEROS); /* entry 2; 3 and 4 intact */
+	reopen_ok(f);
+	assert_int_equal(store_open_cut(f->s), 2);
+	assert_int_equal(store_last_index(f->s), 1);
+	check(f->s, 1, 2, 1);
+	store_hard_state(f->s, &got);
+	assert_int_equal(got.commit, 1);
+}
+
+/* The whole newest file lost (all of the last save's data): the log goes
+ * back to the previous file's entries, and the empty file is deleted. */
+static void test_newest_file_empty(void **state)
+{
+	fixture *f = *state;
+	const size_t lens[] = {BIG, BIG, BIG};
+
+	save(f->s, NULL, 1, 3, 1, lens); /* file 1 */
+	reopen_ok(f);
+	save(f->s, NULL, 3, 6, 1, lens); /* file 2 */
+	tear(f, 2, 0, 0, TORN_TRUNCATE);
+	reopen_ok(f);
+	assert_int_equal(store_open_cut(f->s), 3);
+	assert_int_equal(store_last_index(f->s), 2);
+	assert_int_equal(count_files(f->vdir), 1);
+	check(f->s, 1, 3, 1);
+}
+
+/* Damage in a file older than the newest is not a save cut short (every
+ * save into it returned before the next began): open keeps the log, and
+ * reading the entry reports it. */
+static void test_older_file_not_cut(void **state)
+{
+	fixture *f = *state;
+	const size_t lens[] = {BIG, BIG};
+	raft_entry *ents;
+	size_t n;
+
+	save(f->s, NULL, 1, 3, 1, lens); /* file 1 */
+	reopen_ok(f);
+	save(f->s, NULL, 3, 5, 1, lens); /* file 2 */
+	tear(f, 1, (off_t)BIG, BIG, TORN_FLIP);
+	reopen_ok(f);
+	assert_int_equal(store_open_cut(f->s), 0);
+	assert_int_equal(store_last_index(f->s), 4);
+	assert_int_equal(store_entries(f->s, 2, 3, UINT64_MAX, &ents, &n), RAFT_ECORRUPT);
+	assert_non_null(strstr(store_errmsg(f->s), "entry 2: checksum mismatch"));
+	check(f->s, 3, 5, 1);
+}
+
+/* Entries a snapshot covers were applied, so their save was whole: data
+ * missing under the snapshot is corruption, and open refuses to cut. */
+static void test_no_cut_under_snapshot(void **state)
+{
+	fixture *f = *state;
+	const size_t lens[] = {BIG, BIG, BIG};
+	raft_snapshot_meta m = {.index = 2, .term = 1};
+	uint64_t voter = 1;
+	char err[512];
+
+	save(f->s, NULL, 1, 4, 1, lens);
+	m.conf.voters = &voter;
+	m.conf.n_voters = 1;
+	assert_int_equal(store_snapshot_begin(f->s, &m), 0);
+	assert_int_equal(store_snapshot_write(f->s, 0, "x", 1), 0);
+	assert_int_equal(store_snapshot_install_local(f->s), 0); /* log kept */
+	tear(f, 1, (off_t)BIG, BIG, TORN_ZEROS);		 /* entry 2 */
+	assert_int_equal(reopen(f, err, sizeof(err)), RAFT_ECORRUPT);
+	assert_non_null(strstr(err, "entry 2"));
+	assert_non_null(strstr(err, "snapshot at 2"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_torn_truncated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_torn_zeros, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_torn_flipped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cut_at_first_not_last, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_newest_file_empty, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_older_file_not_cut, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_cut_under_snapshot, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
