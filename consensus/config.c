@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_U64, K_UINT, K_INT, K_SIZE, K_BOOL, K_STR, K_ADDR };
+enum kind { K_U64, K_UINT, K_INT, K_SIZE, K_BOOL, K_STR, K_ADDR, K_CLOSE };
 
 /* One settable key: where it lives in node_config and how it parses. */
 typedef struct key_def {
@@ -46,7 +46,17 @@ static const key_def keys[] = {
     {"transport", "send_queue_bytes", K_SIZE, F(send_queue_bytes), 4096, 1ull << 34},
     {"log", "topics", K_STR, F(log_topics), 0, 0},
     {"fs", "write_behind", K_BOOL, F(write_behind), 0, 0},
+    {"fs", "close", K_CLOSE, F(close_behind), 0, 0},
 };
+
+/* [fs] close: "commit" (close waits for the commit) or "behind". */
+static int parse_close(const char *v, bool *behind)
+{
+	if (strcmp(v, "commit") && strcmp(v, "behind"))
+		return -EINVAL;
+	*behind = !strcmp(v, "behind");
+	return 0;
+}
 
 void config_defaults(node_config *cfg)
 {
@@ -73,6 +83,10 @@ void config_defaults(node_config *cfg)
 	 * `raftfs local up` configures; the file's key still wins. */
 	const char *wb = getenv("RAFTFS_WRITE_BEHIND");
 	cfg->write_behind = !wb || !(!strcmp(wb, "0") || !strcmp(wb, "false") || !strcmp(wb, "off"));
+	/* Likewise RAFTFS_CLOSE=commit|behind; a bad value is reported by
+	 * config_validate (this cannot fail). */
+	const char *cl = getenv("RAFTFS_CLOSE");
+	cfg->close_behind = cl && !strcmp(cl, "behind");
 }
 
 int config_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port)
@@ -209,6 +223,14 @@ int config_set(node_config *cfg, const char *section, const char *key, const cha
 		}
 		memcpy(base + k->off, value, strlen(value) + 1);
 		return 0;
+	case K_CLOSE:
+		if (parse_close(value, (bool *)(base + k->off)) < 0) {
+			snprintf(err, errlen,
+				 "bad value '%s' for key '%s' in [%s] (want commit or behind)",
+				 value, key, section);
+			return -EINVAL;
+		}
+		return 0;
 	case K_ADDR:
 		if (config_parse_addr(value, cfg->listen_host, sizeof(cfg->listen_host),
 				      &cfg->listen_port) < 0) {
@@ -297,6 +319,13 @@ const config_peer *config_peer_find(const node_config *cfg, uint64_t id)
 int config_validate(node_config *cfg, char *err, size_t errlen)
 {
 	const config_peer *self;
+	const char *cl = getenv("RAFTFS_CLOSE");
+	bool behind;
+
+	if (cl && *cl && parse_close(cl, &behind) < 0) {
+		snprintf(err, errlen, "bad value '%s' in RAFTFS_CLOSE (want commit or behind)", cl);
+		return -EINVAL;
+	}
 
 	if (cfg->id == 0) {
 		snprintf(err, errlen, "node id not set ([node] id or --id)");
@@ -379,7 +408,8 @@ int config_write_file(const node_config *cfg, const char *path)
 		cfg->max_frame_bytes, cfg->send_queue_bytes);
 	if (cfg->log_topics[0])
 		fprintf(f, "\n[log]\ntopics = %s\n", cfg->log_topics);
-	fprintf(f, "\n[fs]\nwrite_behind = %s\n", cfg->write_behind ? "true" : "false");
+	fprintf(f, "\n[fs]\nwrite_behind = %s\nclose = %s\n", cfg->write_behind ? "true" : "false",
+		cfg->close_behind ? "behind" : "commit");
 	if (ferror(f))
 		rc = -EIO;
 	if (fclose(f) != 0 && rc == 0)

@@ -12,7 +12,7 @@
  *             max_inflight, pre_vote, check_quorum, lease_reads, snapshot_entries,
  *             snapshot_bytes, snapshot_trailing
  *   [transport] max_frame_bytes, send_queue_bytes
- *   [fs]      write_behind
+ *   [fs]      write_behind, close
  *   [log]     topics (comma-separated, or "all")
  *
  * Unknown sections or keys and bad values are errors naming file, line and
@@ -85,6 +85,11 @@ typedef struct node_config {
 	 * before they apply (fs/fuse_behind.h). Default: on, or the
 	 * environment's RAFTFS_WRITE_BEHIND (true/false) at config_defaults. */
 	bool write_behind;
+	/* [fs] close = commit|behind: with behind, close of a file created
+	 * behind (write_behind) returns once its commands are proposed, not
+	 * committed (fs/fuse_close.h). Default commit, or the environment's
+	 * RAFTFS_CLOSE at config_defaults. */
+	bool close_behind;
 
 	char log_topics[256];
 } node_config;

@@ -25,9 +25,13 @@ struct fs_node {
 	_Atomic(const struct fs_deleg_sink *) deleg;
 	uint32_t id;	     /* this node's id (Command.node) */
 	bool write_behind;   /* [fs] write_behind */
+	bool close_behind;   /* [fs] close = behind */
 	atomic_bool stalled; /* the last proposal or barrier to end timed out */
 	struct fs_plug *plug; /* lazy proposals held back briefly (fs_plug.h) */
 	atomic_uint outstanding; /* proposals and barriers whose done has not run */
+	/* fs_node_progressing: when outstanding last rose from 0, and when
+	 * one last completed without a failure (monotonic ms). */
+	_Atomic int64_t busy_since_ms, last_ok_ms;
 	struct fuse_inval_pre inval_pre; /* inval_around_apply (apply thread only) */
 };
 
@@ -59,6 +63,41 @@ static unsigned plug_linger_us(void)
 	const char *e = getenv("RAFTFS_PLUG_US");
 
 	return e && *e ? (unsigned)strtoul(e, NULL, 10) : PLUG_LINGER_US;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One more proposal or barrier outstanding. */
+static void outstanding_inc(struct fs_node *f)
+{
+	/* A race with a completion only makes progressing() say false for a
+	 * moment: the safe side. */
+	if (atomic_load(&f->outstanding) == 0)
+		atomic_store(&f->busy_since_ms, mono_ms());
+	atomic_fetch_add(&f->outstanding, 1);
+}
+
+/* One completed (ok: not a failure to get it applied). */
+static void outstanding_dec(struct fs_node *f, bool ok)
+{
+	if (ok)
+		atomic_store(&f->last_ok_ms, mono_ms());
+	atomic_fetch_sub(&f->outstanding, 1);
+}
+
+bool fs_node_progressing(struct fs_node *f, unsigned ms)
+{
+	int64_t since = atomic_load(&f->busy_since_ms), ok = atomic_load(&f->last_ok_ms);
+
+	if (atomic_load(&f->outstanding) == 0)
+		return true;
+	return mono_ms() - (ok > since ? ok : since) <= (int64_t)ms;
 }
 
 int64_t fs_node_now(void)
@@ -242,6 +281,16 @@ bool fs_node_write_behind(struct fs_node *f)
 	return f->write_behind;
 }
 
+void fs_node_set_close_behind(struct fs_node *f, bool on)
+{
+	f->close_behind = on;
+}
+
+bool fs_node_close_behind(struct fs_node *f)
+{
+	return f->close_behind;
+}
+
 bool fs_node_stalled(struct fs_node *f)
 {
 	return atomic_load(&f->stalled);
@@ -324,7 +373,7 @@ static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
 		err = EIO;
 	atomic_store(&w->f->stalled, err == ETIMEDOUT && status < 0);
 	w->done(w->arg, err);
-	atomic_fetch_sub(&w->f->outstanding, 1);
+	outstanding_dec(w->f, status == 0);
 	free(w);
 }
 
@@ -344,7 +393,7 @@ static void plug_fail(void *ctx, void *arg, int err)
 
 	(void)ctx;
 	w->done(w->arg, err);
-	atomic_fetch_sub(&w->f->outstanding, 1);
+	outstanding_dec(w->f, false);
 	free(w);
 }
 
@@ -384,11 +433,11 @@ int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, 
 	}
 	fspb__command__pack(c, buf);
 	*w = (struct waiter){f, done, arg};
-	atomic_fetch_add(&f->outstanding, 1);
+	outstanding_inc(f);
 	/* buf belongs to the plug from here. */
 	rc = fs_plug_propose(f->plug, buf, len, w, lazy(f, c, len));
 	if (rc) {
-		atomic_fetch_sub(&f->outstanding, 1);
+		outstanding_dec(f, false);
 		free(w);
 		return rc;
 	}
@@ -402,7 +451,7 @@ static void barrier_done(void *arg, int status)
 
 	atomic_store(&w->f->stalled, err == ETIMEDOUT);
 	w->done(w->arg, err);
-	atomic_fetch_sub(&w->f->outstanding, 1);
+	outstanding_dec(w->f, status == 0);
 	free(w);
 }
 
@@ -414,10 +463,10 @@ int fs_node_barrier(struct fs_node *f, fs_done_fn done, void *arg)
 	if (!w)
 		return ENOMEM;
 	*w = (struct waiter){f, done, arg};
-	atomic_fetch_add(&f->outstanding, 1);
+	outstanding_inc(f);
 	rc = node_read_index(f->n, barrier_done, w);
 	if (rc < 0) {
-		atomic_fetch_sub(&f->outstanding, 1);
+		outstanding_dec(f, false);
 		free(w);
 		return node_errno(rc);
 	}

@@ -77,6 +77,20 @@ uint32_t fs_node_id(struct fs_node *f);
 void fs_node_set_write_behind(struct fs_node *f, bool on);
 bool fs_node_write_behind(struct fs_node *f);
 
+/* [fs] close = behind (node config): close of a file this mount created
+ * behind may return before its commands commit (fs/fuse_close.h). Set
+ * before the mount starts. */
+void fs_node_set_close_behind(struct fs_node *f, bool on);
+bool fs_node_close_behind(struct fs_node *f);
+
+/* Whether this node's proposals and barriers get through: false while one
+ * has been outstanding for more than ms milliseconds with none completing
+ * meanwhile (cut off from a quorum, no leader, an election). What the node
+ * can observe of a lease: an answer given before commit (close behind) is
+ * only given while this holds, so a node cut off acknowledges for at most
+ * ms. */
+bool fs_node_progressing(struct fs_node *f, unsigned ms);
+
 /* Whether the last proposal or barrier of this node to end timed out (no
  * leader or no quorum): until one succeeds again, the mount answers
  * nothing before it applied (no write-behind, synchronous writes). */

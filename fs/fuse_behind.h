@@ -105,6 +105,27 @@ bool fuse_behind_predict(struct fuse_behind *b, uint64_t ino, struct stat *st);
 void fuse_behind_wait(struct fuse_behind *b, uint64_t ino);
 int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st);
 
+/* Close behind ([fs] close = behind, fs/fuse_close.h): whether handle fh
+ * may be closed once its commands are proposed, before they commit: a file
+ * this mount created behind, in a directory it still holds under the
+ * delegation it was created in (another mount that looked into the
+ * directory since recalled it: fuse_behind_fence), not renamed, linked or
+ * changed synchronously since, on a node whose proposals get through
+ * (fs_node_progressing). */
+bool fuse_behind_close_early(struct fuse_behind *b, uint64_t fh);
+
+/* close = behind, on the other side: before this mount hands its kernel
+ * names or entries of dir (lookup, readdir), recalls dir if another node
+ * holds it, so that everything that node closed behind there applied here
+ * first (its Return is proposed behind its commands). Nothing when this
+ * node does not close behind or has no quorum (reads keep working). 0 or a
+ * positive errno (the caller may go on: its barrier decides). */
+int fuse_behind_fence(struct fuse_behind *b, uint64_t dir);
+
+/* The first failure of a write-behind command not yet reported, without
+ * waiting (a positive errno, or 0); take as for fuse_behind_sync. */
+int fuse_behind_error(struct fuse_behind *b, bool take);
+
 /* Waits until every write-behind command this mount proposed before the
  * call applied, then returns the first failure of one not yet reported (a
  * positive errno), or 0; take: it counts as reported (flush, fsync and

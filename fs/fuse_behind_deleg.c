@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,6 +134,18 @@ int fuse_behind_recall(struct fuse_behind *b, uint64_t dir)
 	return reclaim(b, dir);
 }
 
+int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
+{
+	uint32_t holder;
+	uint64_t epoch;
+
+	/* Without a quorum a recall cannot commit: reads stay local. */
+	if (!fs_node_close_behind(b->fs->fsn) || atomic_load(&b->fs->degraded) ||
+	    sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || holder == 0 || holder == b->self)
+		return 0;
+	return reclaim(b, dir);
+}
+
 /* The state machine's delegation events (apply thread: no blocking). */
 static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t holder,
 			uint64_t epoch)
@@ -250,6 +263,13 @@ void fuse_behind_free(struct fuse_behind *b)
 {
 	if (!b)
 		return;
+	if (fs_node_close_behind(b->fs->fsn) && getenv("RAFTFS_STAGES") &&
+	    strcmp(getenv("RAFTFS_STAGES"), "0"))
+		fprintf(stderr,
+			"fs: node %u answered %llu of %llu flushes of files created behind before "
+			"their commit\n",
+			b->self, (unsigned long long)b->flushed_early,
+			(unsigned long long)b->flushes);
 	fs_node_set_deleg_sink(b->fs->fsn, NULL);
 	pthread_mutex_lock(&b->mu);
 	b->stop = true;

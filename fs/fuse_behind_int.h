@@ -26,6 +26,13 @@
  * restarted since the last one applied, and missed it). */
 #define RECALL_EVERY_MS 500
 
+/* Close behind (fs/fuse_close.h): a node none of whose proposals or
+ * barriers completed for this long, one outstanding, closes synchronously
+ * (fs_node_progressing): a holder cut off from the quorum acknowledges
+ * closes for at most this long after its first unanswered proposal. Far
+ * above a healthy commit round (0.4-2 ms here), below an election. */
+#define CLOSE_LEASE_MS 100
+
 #define BUCKETS 1024
 
 enum dir_state {
@@ -101,6 +108,9 @@ struct fuse_behind {
 	pthread_t returner;
 	struct fuse_grant *grant; /* when to ask for a directory (grant on demand) */
 	struct bh_fh *fhs;	  /* handles of fuse_behind_create not closed yet */
+	/* Flushes of such handles, and those answered before the commit
+	 * (fuse_behind_close_early; logged at the end with RAFTFS_STAGES). */
+	uint64_t flushes, flushed_early;
 };
 
 /* A handle of a file created behind (fuse_behind_create, fuse_behind_fd). */
@@ -108,6 +118,11 @@ struct bh_fh {
 	struct bh_fh *prev, *next; /* in b->fhs: freed at unmount if never released */
 	uint64_t ino;
 	int fd;
+	/* Close behind: the directory it was created in and that
+	 * delegation's epoch; moved: renamed, linked or changed
+	 * synchronously since (its close then waits). */
+	uint64_t dir, epoch;
+	bool moved;
 };
 
 /* ---- fuse_behind_state.c ---- */

@@ -283,6 +283,14 @@ bool fuse_behind_remove(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 	return true;
 }
 
+/* Ends close behind for the open handles of ino (under b->mu). */
+static void mark_moved(struct fuse_behind *b, uint64_t ino)
+{
+	for (struct bh_fh *h = b->fhs; h; h = h->next)
+		if (h->ino == ino)
+			h->moved = true;
+}
+
 bool fuse_behind_rename(struct fuse_behind *b, fuse_req_t req, uint64_t parent, const char *name,
 			uint64_t newparent, const char *newname, unsigned flags)
 {
@@ -348,6 +356,9 @@ bool fuse_behind_rename(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 		fuse_reply_err(req, ENOMEM);
 		return true;
 	}
+	/* Its handles' closes wait from now on: it may be found through
+	 * newparent, which another mount may have recalled meanwhile. */
+	mark_moved(b, src.st_ino);
 	pthread_mutex_unlock(&b->mu);
 	rc = bh_op_propose(b, op, &c);
 	pthread_mutex_unlock(&b->order);
@@ -420,6 +431,8 @@ bool fuse_behind_create(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 		fuse_reply_err(req, ENOMEM);
 		return true;
 	}
+	h->dir = parent;
+	h->epoch = d->epoch;
 	pthread_mutex_unlock(&b->mu);
 	rc = bh_op_propose(b, op, &c);
 	pthread_mutex_unlock(&b->order);
@@ -601,6 +614,8 @@ void fuse_behind_forget(struct fuse_behind *b, uint64_t ino)
 	pthread_mutex_lock(&b->mu);
 	if ((in = bh_ino_find(b, ino)))
 		in->have_st = false;
+	/* A link gives it a name elsewhere: closes wait from now on. */
+	mark_moved(b, ino);
 	pthread_mutex_unlock(&b->mu);
 }
 
@@ -694,6 +709,46 @@ int fuse_behind_sync(struct fuse_behind *b, bool take)
 		bh_flush_held(b);
 	while (b->head && b->head->seq < mark)
 		pthread_cond_wait(&b->cv, &b->mu);
+	err = b->err;
+	if (take)
+		b->err = 0;
+	pthread_mutex_unlock(&b->mu);
+	return err;
+}
+
+bool fuse_behind_close_early(struct fuse_behind *b, uint64_t fh)
+{
+	struct bh_fh *h;
+	struct bh_dir *d;
+	bool early;
+
+	if (!(fh & DEFERRED) || !fs_node_close_behind(b->fs->fsn))
+		return false;
+	if (!bh_behind_on(b) || !fs_node_progressing(b->fs->fsn, CLOSE_LEASE_MS)) {
+		pthread_mutex_lock(&b->mu);
+		b->flushes++;
+		pthread_mutex_unlock(&b->mu);
+		return false;
+	}
+	h = (struct bh_fh *)(uintptr_t)(fh & ~DEFERRED);
+	pthread_mutex_lock(&b->mu);
+	/* Still held (not even recalled: the Return, proposed only after
+	 * the recall applied here, then comes behind every command this
+	 * handle proposed), under the same delegation: every other mount
+	 * that found the file recalled it first (fuse_behind_fence). */
+	d = bh_dir_held(b, h->dir);
+	early = !h->moved && d && d->epoch == h->epoch;
+	b->flushes++;
+	b->flushed_early += early;
+	pthread_mutex_unlock(&b->mu);
+	return early;
+}
+
+int fuse_behind_error(struct fuse_behind *b, bool take)
+{
+	int err;
+
+	pthread_mutex_lock(&b->mu);
 	err = b->err;
 	if (take)
 		b->err = 0;

@@ -1,7 +1,7 @@
 /* fuse_io.c — FUSE operations on file contents: open (the close-to-open
  * sync point), create, read from the local tree, write as pipelined Write
- * commands (fuse_write.h) awaited by flush, fsync and release, fallocate,
- * lseek, copy_file_range. */
+ * commands (fuse_write.h) awaited by flush, fsync and release (those are in
+ * fuse_close.c), fallocate, lseek, copy_file_range. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -185,36 +185,6 @@ void ffs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off
 	write_reply(req, n);
 }
 
-/* close(2) returns what flush answers: the first failure of a write made
- * through this handle (close-to-open also needs every write applied here,
- * hence committed, before close returns). */
-void ffs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fuse_fs *fs = ffs_of(req);
-	int err = fuse_write_sync(fs->wr, ino, fi->fh);
-	/* ...and everything this mount proposed before, write-behind (the
-	 * file's own creation, its parent directories). */
-	int berr = fuse_behind_sync(fs->bh, true);
-
-	fuse_reply_err(req, err ? err : berr);
-}
-
-void ffs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fuse_fs *fs = ffs_of(req);
-	/* The kernel ignores release's answer; but the writes must be applied
-	 * before an orphan's Release is proposed, or they would fail. */
-	int err = fuse_write_release(fs->wr, ino, fi->fh);
-	int berr = fuse_behind_sync(fs->bh, false);
-
-	if (!err)
-		err = berr;
-	fuse_behind_close(fs->bh, fi->fh);
-	if (ffs_open_dec(fs, ino) == 0)
-		ffs_maybe_release(fs, ino);
-	fuse_reply_err(req, err);
-}
-
 void ffs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
 		   struct fuse_file_info *fi)
 {
@@ -281,17 +251,4 @@ void ffs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
 		write_reply(req, fuse_write_data(ffs_of(req)->wr, req, ino_out, fi_out->fh, buf,
 						 (size_t)n, (uint64_t)off_out, false));
 	free(buf);
-}
-
-/* A write is durable once applied here: its entry was committed, so it is
- * on a quorum's fsynced logs. fsync waits for that and reports the first
- * failure of this handle's writes. */
-void ffs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-	struct fuse_fs *fs = ffs_of(req);
-	int err = fuse_write_sync(fs->wr, ino, fi->fh);
-	int berr = fuse_behind_sync(fs->bh, true);
-
-	(void)datasync;
-	fuse_reply_err(req, err ? err : berr);
 }

@@ -14,6 +14,7 @@
 
 #include "fs_node.h"
 #include "fuse_behind.h"
+#include "fuse_close.h"
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
 #include "fuse_write.h"
@@ -75,6 +76,10 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* This mount's pending changes of the name first; in a directory
 	 * delegated to this node nobody else creates names. */
 	held = fuse_behind_name(fs->bh, parent, name);
+	/* close = behind: what another node closed behind in parent is
+	 * applied here before the kernel gets an entry (fuse_close.h). */
+	if (!held)
+		(void)fuse_behind_fence(fs->bh, parent);
 	rc = sm_lookup(fs->sm, parent, name, &st);
 	/* A name created elsewhere before this lookup began must be found
 	 * (what a shell did on one mount is true on all when it returns): a
@@ -595,6 +600,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		return;
 	}
 	fuse_behind_wait(d.fs->bh, ino);
+	(void)fuse_behind_fence(d.fs->bh, ino); /* close = behind, as in lookup */
 	rc = sm_readdir(d.fs->sm, ino, off, plus, dir_add, &d);
 	if (rc < 0 && d.used == 0)
 		fuse_reply_err(req, -rc);
@@ -625,13 +631,14 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 }
 
 /* Synchronous directory changes are answered once applied, so committed;
- * write-behind ones are waited for here, and their first failure reported. */
+ * write-behind ones (and, closing behind, the files closed so) are waited
+ * for here, and their first failure reported. */
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
 	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, fuse_behind_sync(ffs_of(req)->bh, true));
+	fuse_reply_err(req, fuse_close_sync_mount(ffs_of(req)));
 }
 
 static const struct fuse_lowlevel_ops ops = {

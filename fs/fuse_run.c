@@ -83,6 +83,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	}
 	fs_node_attach(f, n);
 	fs_node_set_write_behind(f, cfg->write_behind);
+	fs_node_set_close_behind(f, cfg->close_behind);
 	/* Orphans go once every voter released them (fs/README-sm.md); the
 	 * voters are the membership as this node applied it (the store's,
 	 * else [peers]), carried in every Release and kept up to date by

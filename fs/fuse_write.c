@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
@@ -40,14 +42,16 @@ static const bool node_keeps_order = true;
 
 /* One proposed Write command, until this node applied it or gave up. */
 struct inflight {
-	struct inflight *next; /* in its inode's list */
+	struct inflight *next;		/* in its inode's list */
+	struct inflight *gprev, *gnext; /* in the mount's list, in proposal order */
 	struct fuse_write *w;
 	struct ino_state *in;
-	uint64_t seq; /* proposal order within the inode */
+	uint64_t seq;  /* proposal order within the inode */
+	uint64_t gseq; /* proposal order within the mount */
 	uint64_t lo, hi;
 	size_t bytes;
-	uint64_t fh;
-	int64_t time_ns; /* the command's clock: the file's mtime once applied */
+	struct fh_err *e; /* its handle's error slot */
+	int64_t time_ns;  /* the command's clock: the file's mtime once applied */
 };
 
 /* An inode with writes in flight, or with a thread about to add or wait for
@@ -64,11 +68,16 @@ struct ino_state {
 
 /* A handle that wrote: the first error of its writes not yet reported.
  * Made before its first write is proposed, so a completion never
- * allocates (an error must not be lost to ENOMEM). */
+ * allocates (an error must not be lost to ENOMEM). A handle released
+ * while its writes are in flight (close behind) leaves the table but
+ * lives on, detached, until the last of them completes: a later handle
+ * may get the same number. */
 struct fh_err {
 	struct fh_err *next;
-	uint64_t fh;
+	uint64_t fh, ino;
 	int err;
+	unsigned refs; /* writes in flight through it */
+	bool detached;
 };
 
 struct fuse_write {
@@ -80,6 +89,9 @@ struct fuse_write {
 	_Atomic uint64_t epoch; /* writes completed */
 	struct ino_state *inos[INO_BUCKETS];
 	struct fh_err *errs[FH_BUCKETS];
+	struct inflight *ghead, *gtail; /* every write in flight, oldest first */
+	uint64_t next_gseq;
+	int late; /* the first failure of a detached handle's write, unreported */
 };
 
 int fuse_write_new(struct fs_node *fsn, struct fuse_write **out)
@@ -191,6 +203,16 @@ static void unregister(struct fuse_write *w, struct inflight *f)
 	w->count--;
 	w->bytes -= f->bytes;
 	ino_put(w, in);
+	if (f->gprev)
+		f->gprev->gnext = f->gnext;
+	else
+		w->ghead = f->gnext;
+	if (f->gnext)
+		f->gnext->gprev = f->gprev;
+	else
+		w->gtail = f->gprev;
+	if (--f->e->refs == 0 && f->e->detached)
+		free(f->e);
 	pthread_cond_broadcast(&w->cv);
 }
 
@@ -206,9 +228,17 @@ static void write_done(void *arg, int err)
 	/* ENOENT: the file was released by another mount (the orphan rule). */
 	if (err == ENOENT)
 		err = ESTALE;
-	e = *fh_slot(w, f->fh);
-	if (err && e && !e->err)
+	e = f->e;
+	if (err && e->detached) {
+		/* Its handle was closed behind: the mount's next close or
+		 * fsync reports it, and the log says which file. */
+		fprintf(stderr, "raftfs: write of %016llx at %llu (closed behind) failed: %s\n",
+			(unsigned long long)e->ino, (unsigned long long)f->lo, strerror(err));
+		if (!w->late)
+			w->late = err;
+	} else if (err && !e->err) {
 		e->err = err;
+	}
 	unregister(w, f);
 	atomic_fetch_add(&w->epoch, 1);
 	pthread_mutex_unlock(&w->mu);
@@ -222,20 +252,24 @@ static struct inflight *reserve(struct fuse_write *w, uint64_t ino, uint64_t fh,
 {
 	struct inflight *f = calloc(1, sizeof(*f));
 	struct ino_state *in;
-	struct fh_err **e;
+	struct fh_err **p, *e;
 
 	if (!f)
 		return NULL;
 	pthread_mutex_lock(&w->mu);
-	e = fh_slot(w, fh);
-	if (!*e && (*e = calloc(1, sizeof(**e))))
-		(*e)->fh = fh;
-	in = *e ? ino_get(w, ino, true) : NULL;
+	p = fh_slot(w, fh);
+	if (!*p && (*p = calloc(1, sizeof(**p))))
+		(*p)->fh = fh;
+	e = *p;
+	in = e ? ino_get(w, ino, true) : NULL;
 	if (!in) {
 		pthread_mutex_unlock(&w->mu);
 		free(f);
 		return NULL;
 	}
+	/* Counted from here: the slot may move while we wait, e may not go. */
+	e->refs++;
+	e->ino = ino;
 	in->users++;
 	while (!admit(w, in, lo, hi, bytes)) {
 		/* Some in flight may be held back by the node (fs_plug.h). */
@@ -246,7 +280,22 @@ static struct inflight *reserve(struct fuse_write *w, uint64_t ino, uint64_t fh,
 			pthread_cond_wait(&w->cv, &w->mu);
 	}
 	in->users--;
-	*f = (struct inflight){in->writes, w, in, in->next_seq++, lo, hi, bytes, fh, time_ns};
+	*f = (struct inflight){.next = in->writes,
+			       .gprev = w->gtail,
+			       .w = w,
+			       .in = in,
+			       .seq = in->next_seq++,
+			       .gseq = w->next_gseq++,
+			       .lo = lo,
+			       .hi = hi,
+			       .bytes = bytes,
+			       .e = e,
+			       .time_ns = time_ns};
+	if (w->gtail)
+		w->gtail->gnext = f;
+	else
+		w->ghead = f;
+	w->gtail = f;
 	in->writes = f;
 	in->count++;
 	in->bytes += bytes;
@@ -388,7 +437,10 @@ static int sync_fh(struct fuse_write *w, uint64_t ino, uint64_t fh, bool forget)
 		e->err = 0;
 		if (forget) {
 			*p = e->next;
-			free(e);
+			if (e->refs)
+				e->detached = true; /* freed by its last write */
+			else
+				free(e);
 		}
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -403,4 +455,64 @@ int fuse_write_sync(struct fuse_write *w, uint64_t ino, uint64_t fh)
 int fuse_write_release(struct fuse_write *w, uint64_t ino, uint64_t fh)
 {
 	return sync_fh(w, ino, fh, true);
+}
+
+int fuse_write_take(struct fuse_write *w, uint64_t fh)
+{
+	struct fh_err *e;
+	int err = 0;
+
+	pthread_mutex_lock(&w->mu);
+	e = *fh_slot(w, fh);
+	if (e) {
+		err = e->err;
+		e->err = 0;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return err;
+}
+
+void fuse_write_detach(struct fuse_write *w, uint64_t fh)
+{
+	struct fh_err **p, *e;
+
+	pthread_mutex_lock(&w->mu);
+	p = fh_slot(w, fh);
+	e = *p;
+	if (e) {
+		*p = e->next;
+		/* An error known already goes to the mount too: the handle
+		 * that could have reported it is gone. */
+		if (e->err && !w->late)
+			w->late = e->err;
+		if (e->refs)
+			e->detached = true;
+		else
+			free(e);
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
+int fuse_write_late(struct fuse_write *w, bool take)
+{
+	int err;
+
+	pthread_mutex_lock(&w->mu);
+	err = w->late;
+	if (take)
+		w->late = 0;
+	pthread_mutex_unlock(&w->mu);
+	return err;
+}
+
+void fuse_write_wait_all(struct fuse_write *w)
+{
+	uint64_t mark;
+
+	fs_node_flush(w->fsn); /* some may be held back (fs_plug.h) */
+	pthread_mutex_lock(&w->mu);
+	mark = w->next_gseq;
+	while (w->ghead && w->ghead->gseq < mark)
+		pthread_cond_wait(&w->cv, &w->mu);
+	pthread_mutex_unlock(&w->mu);
 }

@@ -81,4 +81,22 @@ int fuse_write_sync(struct fuse_write *w, uint64_t ino, uint64_t fh);
  * (its number may be reused by the next open). */
 int fuse_write_release(struct fuse_write *w, uint64_t ino, uint64_t fh);
 
+/* Close behind (fs/fuse_close.h). fuse_write_take: the first error of
+ * fh's writes known so far, taken, without waiting. fuse_write_detach: fh
+ * is released with writes still in flight; a failure of one of them is
+ * logged (naming the file) and kept for fuse_write_late, and fh is
+ * forgotten (its number may come back with the next open). */
+int fuse_write_take(struct fuse_write *w, uint64_t fh);
+void fuse_write_detach(struct fuse_write *w, uint64_t fh);
+
+/* The first failure of a detached handle's write (or an error its handle
+ * had not reported when detached) not yet reported: a positive errno, or
+ * 0. take: it counts as reported (close and fsync take it). No waiting. */
+int fuse_write_late(struct fuse_write *w, bool take);
+
+/* Waits until every write proposed through this mount before the call
+ * completed, whatever its file or handle: fsync and fsyncdir cover the
+ * files closed behind before them (the durability point). */
+void fuse_write_wait_all(struct fuse_write *w);
+
 #endif

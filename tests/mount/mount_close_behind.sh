@@ -1,0 +1,187 @@
+#!/bin/bash
+# mount_close_behind.sh RAFTFS — [fs] close = behind (fs/fuse_close.h):
+# closes of files created in a directory the mount holds return before
+# their commands commit, and still
+#  1. a file closed on n1 is complete (bytes, size, mode, mtime) when n2 or
+#     n3 opens it right after the close returned (they recall the
+#     directory first), and n1 really answered most closes early;
+#  2. tar x of a real tree through n1 ends with three identical mounts;
+#  3. a write that fails after its close returned (EFBIG, decided at apply)
+#     is reported by the mount's next fsyncdir, once;
+#  4. kill -9 of n1 after a burst of closes and one fsync: every file closed
+#     before the fsync is complete on both survivors, the survivors agree,
+#     and n1 converges after its restart;
+#  5. n1 cut off (n2 and n3 stopped): its closes turn synchronous within
+#     the lease bound (100 ms; slack for ASan and load), and they fail
+#     rather than acknowledge.
+# One block, parsed before any of it runs (tests/FLAKY.md).
+{
+set -euo pipefail
+export RAFTFS_CLOSE=behind
+export RAFTFS_STAGES=1 # the nodes log how many closes they answered early
+. "$(dirname "$0")/lib.sh"
+up
+
+echo "== 1. closed on n1, opened on n2 and n3 at once"
+mkdir "$M1/c"
+python3 - "$M1" "$M2" "$M3" <<'PY' || fail "a file closed behind was not complete on another mount"
+import os, sys
+m1, others = sys.argv[1], sys.argv[2:]
+sizes = [0, 1, 100, 4096, 4097, 65535, 65536, 300000]
+bad = 0
+
+def make(p, i):
+    size = sizes[i % len(sizes)]
+    data = bytes((i * 7 + k) % 251 for k in range(size))
+    fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    for off in range(0, size, 4096):  # as cp and tar write: in pieces
+        os.write(fd, data[off:off + 4096])
+    if i % 3 == 1:  # tar: mode and times set through the handle before close
+        os.fchmod(fd, 0o640)
+        os.utime(fd, ns=(1_000_000_000 * i, 1_000_000_000 * i + 5))
+    os.close(fd)
+    return data, os.stat(p)
+
+def check(rel, data, want):
+    global bad
+    for o in others:
+        q = f"{o}/{rel}"
+        with open(q, "rb") as f:
+            got = f.read()
+        st = os.stat(q)
+        if got != data or (st.st_mode, st.st_mtime_ns, st.st_size) != \
+                (want.st_mode, want.st_mtime_ns, want.st_size):
+            print(f"{q}: {len(got)} of {len(data)} bytes, same data {got == data}, "
+                  f"mode {st.st_mode:o}/{want.st_mode:o}, "
+                  f"mtime {st.st_mtime_ns}/{want.st_mtime_ns}")
+            bad += 1
+
+# Opened elsewhere right after the close: a directory each, so that every
+# close is one n1 answers early (the first look from another mount
+# recalls the directory: n1's later closes there wait).
+for i in range(32):
+    os.mkdir(f"{m1}/d{i}")
+    data, want = make(f"{m1}/d{i}/f", i)
+    check(f"d{i}/f", data, want)
+# A burst in one directory, then read elsewhere.
+made = [make(f"{m1}/c/f{i}", i) for i in range(120)]
+for i, (data, want) in enumerate(made):
+    check(f"c/f{i}", data, want)
+sys.exit(1 if bad else 0)
+PY
+# A listing on another mount right after the closes shows every file.
+mkdir "$M1/l"
+for i in $(seq 1 40); do echo "$i" >"$M1/l/x$i"; done
+n=$(ls "$M2/l" | wc -l)
+[ "$n" = 40 ] || fail "n2 lists $n of the 40 files n1 closed"
+# The fast path was taken: node 1 answered most of these 192 closes before
+# their commit (it logs its counters when it stops); a commit round stalled
+# past the lease (100 ms) under load makes a close wait, so not all.
+"$R" local stop "$C" 1 >/dev/null
+grep -h "flushes of files created behind" "$C/node1/node.log" | tail -1 >"$T/early" || true
+cat "$T/early"
+early=$(awk '{for (i = 1; i < NF; i++) if ($i == "answered") print $(i + 1)}' "$T/early")
+[ "${early:-0}" -ge 96 ] || fail "node 1 closed few files behind (${early:-none})"
+"$R" local start "$C" 1 >/dev/null || fail "restart of node 1"
+
+echo "== 2. tar x through n1, verify"
+tar -C /usr/include -cf "$T/inc.tar" linux/netfilter linux/usb
+mkdir "$M1/t"
+tar -C "$M1/t" -xf "$T/inc.tar" || fail "tar x into n1"
+verify 60 "after tar x"
+for m in "$M2" "$M3"; do
+	diff -r "$M1/t" "$m/t" >/dev/null || fail "tar tree differs on $m"
+done
+
+echo "== 3. a write failing after its close is reported by the next fsyncdir"
+mkdir "$M1/e"
+python3 - "$M1/e" <<'PY' || fail "error reporting of a close behind"
+import errno, os, sys
+d = sys.argv[1]
+fd = os.open(f"{d}/big", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+os.write(fd, b"kept")
+os.pwrite(fd, b"x", 9 << 40)  # past 8 TiB: EFBIG, decided at apply
+os.close(fd)  # behind: returns before the apply decides
+dfd = os.open(d, os.O_RDONLY)
+try:
+    os.fsync(dfd)
+    raise SystemExit("fsyncdir returned 0 after a write that failed")
+except OSError as e:
+    assert e.errno == errno.EFBIG, "fsyncdir: %s" % e
+os.fsync(dfd)  # reported once
+os.close(dfd)
+PY
+grep -q "closed behind) failed: File too large" "$C/node1/node.log" ||
+	fail "node 1 did not log the failed write"
+
+echo "== 4. kill -9 of n1 after closes and one fsync"
+mkdir "$M1/k"
+python3 - "$M1/k" "$T/synced" <<'PY' || fail "the burst on n1"
+import os, sys
+d, synced = sys.argv[1:]
+for i in range(200):
+    fd = os.open(f"{d}/f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, b"z" * 5000 + b"%d" % i)
+    os.close(fd)
+# The durability point: covers every file closed behind before it.
+fd = os.open(f"{d}/last", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+os.write(fd, b"last")
+os.fsync(fd)
+open(synced, "w").close()
+for i in range(200, 260):  # not covered: may be lost with the node
+    fd = os.open(f"{d}/f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, b"z" * 5000 + b"%d" % i)
+    os.close(fd)
+PY
+"$R" local kill "$C" 1
+# A lookup in node 1's directory waits for the revoke bound (3 s).
+for m in "$M2" "$M3"; do
+	[ "$(cat "$m/k/last")" = last ] || fail "the fsynced file is not on $m"
+	python3 - "$m/k" <<'PY' || fail "a file closed before the fsync is incomplete on $m"
+import sys
+d = sys.argv[1]
+for i in range(200):
+    got = open(f"{d}/f{i}", "rb").read()
+    if got != b"z" * 5000 + b"%d" % i:
+        sys.exit(f"{d}/f{i}: {len(got)} bytes")
+PY
+done
+"$R" verify --wait 30 "$M2" "$M3" >"$T/verify.out" ||
+	{ cat "$T/verify.out"; fail "the survivors differ"; }
+"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node 1"; }
+verify 60 "after n1's restart"
+
+echo "== 5. n1 cut off: its closes turn synchronous within the lease"
+mkdir "$M1/p"
+"$R" local stop "$C" 2 >/dev/null
+"$R" local stop "$C" 3 >/dev/null
+python3 - "$M1/p" <<'PY' || fail "closes of a cut-off holder"
+import os, sys, time
+d = sys.argv[1]
+t0 = time.monotonic()
+acked, failed = [], None
+for i in range(10000):
+    start = time.monotonic()
+    try:
+        fd = os.open(f"{d}/f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.write(fd, b"c" * 100)
+        os.close(fd)
+    except OSError as e:
+        failed = (i, e, time.monotonic() - start)
+        break
+    acked.append(time.monotonic() - t0)
+    if time.monotonic() - t0 > 30:
+        break
+print(f"   {len(acked)} closes acknowledged, the last {acked[-1] if acked else 0:.3f} s "
+      f"after the first start; then {failed}")
+assert failed is not None, "closes kept being acknowledged for 30 s without a quorum"
+# The lease is 100 ms after the first unanswered proposal; an election
+# timeout or two for the step-down and for slow ASan threads on top.
+assert not acked or acked[-1] < 1.5, "acknowledged for %.3f s" % acked[-1]
+PY
+"$R" local start "$C" 2 >/dev/null || fail "restart of node 2"
+"$R" local start "$C" 3 >/dev/null || fail "restart of node 3"
+verify 60 "after the cut"
+echo "PASS"
+exit 0
+}
