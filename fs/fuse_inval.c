@@ -130,15 +130,19 @@ void fuse_inval_prepare(struct fuse_inval *v, struct sm *sm, const Fspb__Command
 	struct stat st;
 
 	(void)v;
-	pre->a = pre->b = 0;
+	*pre = (struct fuse_inval_pre){0};
 	if (c->op_case == FSPB__COMMAND__OP_UNLINK) {
-		if (sm_lookup(sm, c->unlink->parent, c->unlink->name, &st) == 0)
+		if (sm_lookup(sm, c->unlink->parent, c->unlink->name, &st) == 0) {
 			pre->a = st.st_ino;
+			pre->a_linked = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
+		}
 	} else if (c->op_case == FSPB__COMMAND__OP_RENAME) {
 		if (sm_lookup(sm, c->rename->parent, c->rename->name, &st) == 0)
 			pre->a = st.st_ino;
-		if (sm_lookup(sm, c->rename->new_parent, c->rename->new_name, &st) == 0)
+		if (sm_lookup(sm, c->rename->new_parent, c->rename->new_name, &st) == 0) {
 			pre->b = st.st_ino;
+			pre->b_linked = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
+		}
 	}
 }
 
@@ -168,7 +172,7 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 		push_inode(v, c->link->ino, -1, 0);
 		break;
 	case FSPB__COMMAND__OP_UNLINK:
-		push_gone(v, c->unlink->parent, c->unlink->name, pre->a);
+		push_gone(v, c->unlink->parent, c->unlink->name, pre->a_linked ? 0 : pre->a);
 		push_inode(v, c->unlink->parent, -1, 0);
 		push_inode(v, pre->a, -1, 0);
 		break;
@@ -180,7 +184,8 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 		if (c->rename->flags & RENAME_EXCHANGE)
 			push(v, INV_ENTRY, c->rename->new_parent, 0, c->rename->new_name, 0, 0);
 		else
-			push_gone(v, c->rename->new_parent, c->rename->new_name, pre->b);
+			push_gone(v, c->rename->new_parent, c->rename->new_name,
+				  pre->b_linked ? 0 : pre->b);
 		push_inode(v, c->rename->parent, -1, 0);
 		if (c->rename->new_parent != c->rename->parent)
 			push_inode(v, c->rename->new_parent, -1, 0);

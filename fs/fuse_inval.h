@@ -9,6 +9,7 @@
 #ifndef RAFTFS_FUSE_INVAL_H
 #define RAFTFS_FUSE_INVAL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fs.pb-c.h"
@@ -22,6 +23,10 @@ struct fuse_inval;
 struct fuse_inval_pre {
 	uint64_t a; /* unlink: the child; rename: the moved object */
 	uint64_t b; /* rename: the object at the new name, if any */
+	/* a (b) is a non-directory with another name left after the command:
+	 * its name goes by inval_entry, not notify_delete, which would set the
+	 * kernel's link count to 0 (a later link() of another name: ENOENT). */
+	bool a_linked, b_linked;
 };
 
 /* Creates the tracker and starts its thread. 0 or a negative errno. */
