@@ -3,6 +3,7 @@
 #include "node.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "blob.h"
@@ -274,21 +277,36 @@ static void check_proposals(node *n, uint64_t now)
  * period missed). Lease reads depend on it (raft.h): a leader whose ticks
  * lagged would hold its lease longer, in real time, than its followers
  * keep their promise. Called before anything that may answer a read:
- * every tick, every message from a peer, every read tried. After a stall
- * of more than two election timeouts it gives that many ticks and starts
- * over from now (a leader has then lost its lease and, with check-quorum,
- * its leadership; a flood of heartbeats would serve no one). */
+ * every tick, every message from a peer, every read tried.
+ *
+ * Several ticks at once mean the loop was held up. A leader gets them all
+ * in one raft_tick_stalled: its clock (and lease) moves by every one, but
+ * the quorum check they owe waits for the next tick, after this poll has
+ * read the acknowledgements that waited in its sockets — before, a leader
+ * whose own fsync took an election timeout deposed itself before reading
+ * them (session 5). Others get at most two election timeouts of ticks
+ * (a flood of them would serve no one) and start over from now. */
 static void give_ticks(node *n, uint64_t now)
 {
 	uint64_t period = (uint64_t)n->cfg->tick_ms * 1000000;
-	uint64_t max = 2ull * (uint64_t)n->cfg->election_ticks + 2, k = 0;
+	uint64_t max = 2ull * (uint64_t)n->cfg->election_ticks + 2;
+	uint64_t k = now - n->tick_ns >= period ? (now - n->tick_ns) / period : 0;
 
-	while (now - n->tick_ns >= period && k++ < max) {
+	if (k == 0)
+		return;
+	if (k == 1) {
 		n->tick_ns += period;
 		raft_tick(n->r);
-	}
-	if (now - n->tick_ns >= period)
+	} else if (raft_is_leader(n->r)) {
+		n->tick_ns += k * period;
+		raft_tick_stalled(n->r, k);
+	} else if (k <= max) {
+		n->tick_ns += k * period;
+		raft_tick_stalled(n->r, k); /* plain ticks for a follower */
+	} else {
 		n->tick_ns = now;
+		raft_tick_stalled(n->r, max);
+	}
 }
 
 static void clock_catch_up(node *n)
@@ -304,7 +322,8 @@ static void clock_catch_up(node *n)
 	 * if the leader was heard (fewer ticks only make a follower's promise
 	 * to a lease last longer, see "Lease reads": safe), given otherwise
 	 * (a leader that is gone is not waited for longer). A leader always
-	 * catches up, since its lease must not outlast the followers'. */
+	 * catches up, since its lease must not outlast the followers' (its
+	 * quorum check waits for the next tick: give_ticks). */
 	if (!raft_is_leader(n->r) &&
 	    (n->ticks_owed || now - n->tick_ns >= (uint64_t)n->cfg->election_ticks * period)) {
 		if (!n->ticks_owed)
@@ -727,6 +746,31 @@ static void apply_backpressure(node *n)
 	raft_limit_committed(n->r, room);
 }
 
+/* Tests (RAFTFS_TEST_STALL=1): a leader whose data directory holds a file
+ * "stall-once" saying N removes it and holds its loop thread for N ms right
+ * after a save, as a long fsync would, with its appends already sent (so
+ * acknowledgements pile up in its sockets meanwhile). */
+static void test_stall(node *n)
+{
+	char path[PATH_MAX + 16];
+	unsigned ms = 0;
+	struct timespec ts;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/stall-once", n->cfg->data_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	if (fscanf(f, "%u", &ms) != 1)
+		ms = 0;
+	fclose(f);
+	unlink(path);
+	rlog_write(RLOG_INFO, "test: the loop thread stalls for %u ms after a save as leader", ms);
+	ts = (struct timespec){.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 static void handle_ready(node *n)
 {
 	uint64_t t0;
@@ -792,6 +836,8 @@ static void handle_ready(node *n)
 			n->hs_dirty = false;
 			if (n->stages.on)
 				stages_mark(n, rd.entries, rd.n_entries, true);
+			if (n->test_stall && raft_is_leader(n->r))
+				test_stall(n);
 		}
 		/* Only now, with what they depend on durable, may (the other)
 		 * messages go. */
@@ -1378,6 +1424,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	n->cfg = cfg;
 	n->sm = sm;
 	node_stages_init(&n->stages);
+	n->test_stall = getenv("RAFTFS_TEST_STALL") && strcmp(getenv("RAFTFS_TEST_STALL"), "0");
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_mutex_init(&n->amu, NULL);
 	pthread_cond_init(&n->acv, NULL);

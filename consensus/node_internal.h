@@ -162,6 +162,7 @@ struct node {
 	} lp;
 	uint64_t tick_ns;	    /* loop: wall time (uv_hrtime) the core's clock is at */
 	bool ticks_owed;	    /* loop: a stall's ticks wait for what was read meanwhile */
+	bool test_stall;	    /* RAFTFS_TEST_STALL (tests): see test_stall() */
 	bool heard_leader;	    /* loop: ...and among it something from the leader */
 
 	/* node_snapshot.c: a local image streamed by the snapshot thread while

@@ -516,6 +516,30 @@ void raft_tick(raft *r)
 		tick_election(r);
 }
 
+void raft_tick_stalled(raft *r, uint64_t k)
+{
+	if (r->role != RAFT_LEADER) {
+		for (uint64_t i = 0; i < k; i++)
+			raft_tick(r);
+		return;
+	}
+	if (k == 0)
+		return;
+	r->tick += k;
+	/* At the boundary, not past it: the next raft_tick checks the
+	 * quorum (and abandons a stale transfer) once. */
+	if ((uint64_t)r->election_elapsed + k >= (uint64_t)r->election_ticks)
+		r->election_elapsed = r->election_ticks;
+	else
+		r->election_elapsed += (int)k;
+	if ((uint64_t)r->heartbeat_elapsed + k >= (uint64_t)r->heartbeat_ticks) {
+		r->heartbeat_elapsed = 0;
+		step_local(r, RAFT_MSG_BEAT);
+	} else {
+		r->heartbeat_elapsed += (int)k;
+	}
+}
+
 static bool is_local_msg(raft_msg_type t)
 {
 	return t == RAFT_MSG_HUP || t == RAFT_MSG_BEAT || t == RAFT_MSG_UNREACHABLE ||

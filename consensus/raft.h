@@ -150,6 +150,21 @@ void raft_free(raft *r);
 /* Advances the logical clock by one tick. */
 void raft_tick(raft *r);
 
+/* Advances the clock by k ticks at once: ticks the caller's own thread
+ * missed while it was held up (a long fsync, a starved CPU), given before
+ * it has read the messages that arrived meanwhile. The clock, and with it
+ * the lease (raft_lease_valid), moves by all k now. A leader sends at
+ * most one heartbeat round for them and does not check its quorum for
+ * them now: the check they owe (one, however many election timeouts the
+ * stall spanned) is made by the next raft_tick, by when the caller has
+ * read the acknowledgements that waited in its sockets. A stall of the
+ * leader's own thread is no evidence that its followers are gone, and
+ * check-quorum only serves liveness (leases rest on the tick count, which
+ * is exact). Given k separate raft_tick calls, a leader stalled for an
+ * election timeout deposed itself before reading those acknowledgements.
+ * Other roles: as k calls of raft_tick. */
+void raft_tick_stalled(raft *r, uint64_t k);
+
 /* Feeds a message from a peer (or a local message). m stays the caller's;
  * the core copies what it keeps. Requests (vote, pre-vote, append,
  * heartbeat, snapshot) are processed whoever sends them, in the local

@@ -3,8 +3,8 @@
 # loopback TCP with real RocksDB stores, driven through the raftfs command.
 #   cluster_test.sh RAFTFS SCENARIO
 # Scenarios: config_typo agree3 agree5 leader_kill follower_kill restart_all
-# bad_peer leader_stop leader_stop_idle leader_pause snapshot_catchup
-# port_clash. Every wait polls a condition with a deadline. Every process
+# bad_peer leader_stop leader_stop_idle leader_pause leader_stall
+# snapshot_catchup port_clash. Every wait polls a condition with a deadline. Every process
 # and the temp dir are removed on exit, also on failure (the node logs are
 # printed then). A failure always says what failed: a command that fails
 # outside a check names itself and its line (the ERR trap).
@@ -504,6 +504,59 @@ scenario_leader_stop_idle() {
 	echo "ok: 8 stops of an idle leader, each handed leadership over ($moved rounds where it had moved first)"
 }
 
+# A leader whose loop thread is held up right after a save (as by a long
+# fsync; RAFTFS_TEST_STALL) for 350 ms, over three of its 100 ms quorum
+# windows, while its followers (election timeout 600-1200 ms) wait for it:
+# it reads the acknowledgements that waited in its sockets before its
+# quorum check, and keeps leading in the same term (until session 5 it
+# deposed itself by check-quorum first). Then a stall of 1,500 ms, longer
+# than the followers wait: they elect another leader and the stalled one
+# follows it. Every acknowledged put is applied exactly once.
+stalls_seen() { [ "$(grep -c "test: the loop thread stalls" "$C/n$1/node.log")" -ge "$2" ]; }
+leader_is_not() { local l; l=$(leader_id) && [ "$l" != "$1" ]; }
+
+scenario_leader_stall() {
+	local leader f term line new
+	export RAFTFS_TEST_STALL=1
+	up 3
+	wait_for 30 "a leader" has_leader
+	leader=$(leader_id) || fail "no leader"
+	for f in 1 2 3; do
+		[ "$f" != "$leader" ] || continue
+		"$R" local stop "$C" "$f" || fail "node $f did not stop"
+		sed -i 's/^election_ticks = .*/election_ticks = 60/' "$C/n$f/raftfs.ini"
+		"$R" local start "$C" "$f" || fail "node $f did not start"
+	done
+	wait_for 30 "the followers to rejoin" converged
+	[ "$(leader_id)" = "$leader" ] || fail "leadership moved while the followers restarted"
+	term=$(json_field "$("$R" status --json "$(addr "$leader")")" term)
+	start_stream "$T/acked" S
+	wait_for 30 "50 puts acknowledged" at_least "$T/acked" 50
+	echo 350 >"$C/n$leader/data/stall-once"
+	wait_for 30 "node $leader to stall" stalls_seen "$leader" 1
+	before=$(count "$T/acked")
+	wait_for 30 "50 puts after the stall" at_least "$T/acked" $((before + 50))
+	line=$("$R" status --json "$(addr "$leader")")
+	[ "$(json_field "$line" role)" = leader ] && [ "$(json_field "$line" term)" = "$term" ] ||
+		fail "node $leader lost leadership over a 350 ms stall its followers waited out: $(sed -n '/test: the loop thread stalls/,$p' "$C/n$leader/node.log" | head -n 5)"
+	! sed -n '/test: the loop thread stalls/,$p' "$C/n$leader/node.log" | grep -q "this node:" ||
+		fail "node $leader changed role after the stall: $(grep "this node:" "$C/n$leader/node.log" | tail -n 2)"
+	echo "ok: node $leader led on through a 350 ms stall (term $term)"
+
+	echo 1500 >"$C/n$leader/data/stall-once"
+	wait_for 30 "node $leader to stall again" stalls_seen "$leader" 2
+	wait_for 30 "another leader than node $leader" leader_is_not "$leader"
+	new=$(leader_id)
+	line=$("$R" status --json "$(addr "$leader")")
+	[ "$(json_field "$line" term)" -gt "$term" ] || fail "term did not move past $term"
+	before=$(count "$T/acked")
+	wait_for 30 "50 puts under node $new" at_least "$T/acked" $((before + 50))
+	stop_stream
+	BG_PIDS=()
+	check_same_and_exactly_once "$T/acked" 1 2 3
+	echo "ok: after a 1,500 ms stall node $new leads and node $leader follows"
+}
+
 # Another process holds a node's port: `local up` of a cluster that never
 # ran moves that node to a free port; `local start` of a node of a cluster
 # that ran fails and says why. (Clusters of concurrent tests draw ports
@@ -576,6 +629,7 @@ case $SCENARIO in
 leader_pause) scenario_leader_pause ;;
 leader_stop) scenario_leader_stop ;;
 leader_stop_idle) scenario_leader_stop_idle ;;
+leader_stall) scenario_leader_stall ;;
 port_clash) scenario_port_clash ;;
 snapshot_catchup) scenario_snapshot_catchup ;;
 config_typo) scenario_config_typo ;;
