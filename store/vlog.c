@@ -187,6 +187,8 @@ int vlog_open(store *s)
 	v->dirfd = -1;
 	v->sync_fd = -1;
 	v->next_seq = 1;
+	v->serial =
+	    getenv("RAFTFS_STORE_SERIAL_FLUSH") && strcmp(getenv("RAFTFS_STORE_SERIAL_FLUSH"), "0");
 	v->dir = malloc(len);
 	if (!v->dir)
 		return store_fail(s, RAFT_ENOMEM, "value log: out of memory");
@@ -319,7 +321,7 @@ void vlog_close(store *s)
 	vlog *v = &s->vl;
 
 	if (!v->dir)
-		return; /* never opened */
+		return;	     /* never opened */
 	vlog_append_wait(s); /* a save that failed before waiting for its sync */
 	vlog_syncer_free(v->syncer);
 	for (size_t i = 0; i < v->n; i++)
@@ -429,7 +431,7 @@ int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs)
 	v->sync_seq = f->seq;
 	if (v->syncer)
 		vlog_syncer_start(v->syncer, f->fd);
-	return 0;
+	return v->serial ? vlog_append_wait(s) : 0;
 }
 
 int vlog_append_wait(store *s)

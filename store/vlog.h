@@ -66,6 +66,8 @@ typedef struct vlog {
 	int sync_fd;		    /* a sync begun by vlog_append, not yet waited for; -1: none */
 	uint64_t sync_seq;	    /* ...of this file */
 	bool sync_inline;	    /* no syncer thread: vlog_append_wait syncs itself */
+	bool serial;		    /* RAFTFS_STORE_SERIAL_FLUSH: sync before the batch (as before
+				       session 5; for before/after measurements in one build) */
 	uint64_t cut_at;	    /* open: first entry cut from the log (0: none) */
 } vlog;
 

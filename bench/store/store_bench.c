@@ -11,6 +11,16 @@
  * The baseline is a 4 KiB write + fdatasync() to a plain file in the same
  * directory (appending, and overwriting in place): no store can commit
  * faster than the disk syncs.
+ *
+ * usage: store-bench -f [DIR]
+ *
+ * The value log's two flushes per save, one after the other (as before
+ * session 5: RAFTFS_STORE_SERIAL_FLUSH=1) against at once (the value log's
+ * fdatasync on its syncer thread while RocksDB syncs its batch), on two
+ * stores in the same directory, interleaved round by round (the disk is
+ * shared and its speed swings from one minute to the next): saves of the
+ * sizes the node makes during a big write (one 256 KiB or 1 MiB entry, or
+ * 8 of 1 MiB), with their hard state.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -160,12 +170,104 @@ static int bench_append(const char *dir, size_t entry_len, size_t batch)
 	return rv;
 }
 
+#define AB_ROUNDS 12
+#define AB_ROUND_BYTES (16ull << 20)
+
+/* One round: saves of batch entries of entry_len until AB_ROUND_BYTES are
+ * written to s from *index on; the time of each save goes to lat[]. */
+static int ab_round(store *s, raft_entry *ents, size_t batch, uint64_t *index, double *lat,
+		    size_t *n_lat, double *total)
+{
+	uint64_t bytes = 0;
+
+	while (bytes < AB_ROUND_BYTES) {
+		for (size_t i = 0; i < batch; i++) {
+			ents[i].index = *index + i;
+			bytes += ents[i].len;
+		}
+		raft_hard_state hs = {.term = 1, .vote = 1, .commit = *index - 1};
+		double t0 = now_sec();
+		int rv = store_save(s, &hs, ents, batch);
+		double t = now_sec() - t0;
+
+		if (rv != 0) {
+			fprintf(stderr, "store-bench: save: %s\n", store_errmsg(s));
+			return rv;
+		}
+		lat[(*n_lat)++] = t;
+		*total += t;
+		*index += batch;
+	}
+	return 0;
+}
+
+/* Serial (mode 0) against parallel (mode 1) flushes, AB_ROUNDS rounds
+ * each, alternating which goes first. */
+static int bench_flush_ab(const char *dir, size_t entry_len, size_t batch)
+{
+	store *s[2] = {NULL, NULL};
+	char path[2048], err[512];
+	size_t per_round = (size_t)(AB_ROUND_BYTES / ((uint64_t)entry_len * batch)) + 1;
+	size_t cap = per_round * AB_ROUNDS;
+	double *lat[2] = {calloc(cap, sizeof(double)), calloc(cap, sizeof(double))};
+	double total[2] = {0, 0}, bytes[2] = {0, 0};
+	size_t n_lat[2] = {0, 0};
+	uint64_t index[2] = {1, 1};
+	raft_entry *ents = calloc(batch, sizeof(*ents));
+	uint8_t *data = malloc(entry_len);
+	int rv = lat[0] && lat[1] && ents && data ? 0 : -ENOMEM;
+
+	for (size_t i = 0; data && i < entry_len; i++)
+		data[i] = (uint8_t)(i * 131 + 17);
+	for (size_t i = 0; ents && i < batch; i++)
+		ents[i] = (raft_entry){.term = 1, .len = (uint32_t)entry_len, .data = data};
+	for (int m = 0; rv == 0 && m < 2; m++) {
+		snprintf(path, sizeof(path), "%s/ab-%d", dir, m);
+		if (m == 0)
+			setenv("RAFTFS_STORE_SERIAL_FLUSH", "1", 1);
+		rv = store_open(path, &s[m], err, sizeof(err));
+		unsetenv("RAFTFS_STORE_SERIAL_FLUSH");
+		if (rv != 0)
+			fprintf(stderr, "store-bench: %s\n", err);
+	}
+	for (int r = 0; rv == 0 && r < 2 * AB_ROUNDS; r++) {
+		int m = (r / 2 + r) % 2; /* 0 1, 1 0, 0 1, ... */
+		size_t before = n_lat[m];
+
+		rv = ab_round(s[m], ents, batch, &index[m], lat[m], &n_lat[m], &total[m]);
+		bytes[m] += (double)(n_lat[m] - before) * (double)batch * (double)entry_len;
+	}
+	for (int m = 0; rv == 0 && m < 2; m++) {
+		qsort(lat[m], n_lat[m], sizeof(double), cmp_double);
+		printf("| %7zu B | %5zu | %-8s | %5zu | %8.1f | %8.3f | %8.3f |\n", entry_len,
+		       batch, m ? "parallel" : "serial", n_lat[m], bytes[m] / total[m] / (1 << 20),
+		       quantile(lat[m], n_lat[m], 0.5) * 1e3,
+		       quantile(lat[m], n_lat[m], 0.99) * 1e3);
+	}
+	fflush(stdout);
+	for (int m = 0; m < 2; m++) {
+		store_close(s[m]);
+		free(lat[m]);
+		snprintf(path, sizeof(path), "%s/ab-%d", dir, m);
+		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	}
+	free(ents);
+	free(data);
+	return rv;
+}
+
 int main(int argc, char **argv)
 {
+	bool ab = argc >= 2 && strcmp(argv[1], "-f") == 0;
+
+	if (ab) {
+		argv++;
+		argc--;
+	}
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
 		fprintf(stderr,
-			"usage: %s [DIR]   (works in a temporary directory under DIR, "
-			"default /tmp)\n",
+			"usage: %s [-f] [DIR]   (works in a temporary directory under DIR, "
+			"default /tmp; -f: serial against parallel flushes)\n",
 			argv[0]);
 		return 2;
 	}
@@ -182,6 +284,17 @@ int main(int argc, char **argv)
 	}
 	printf("store-bench in %s\n", dir);
 	int rv = bench_fsync(dir);
+	if (ab) {
+		static const size_t ab_sizes[][2] = {{256u << 10, 1}, {1u << 20, 1}, {1u << 20, 8}};
+
+		printf(
+		    "| entry     | batch | flushes  | saves | MiB/s    | p50 (ms) | p99 (ms) |\n"
+		    "|----------:|------:|----------|------:|---------:|---------:|---------:|\n");
+		for (size_t i = 0; rv == 0 && i < 3; i++)
+			rv = bench_flush_ab(dir, ab_sizes[i][0], ab_sizes[i][1]);
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		return rv == 0 ? 0 : 1;
+	}
 	static const size_t sizes[] = {128, 4096, 65536};
 	static const size_t batches[] = {1, 16, 256};
 	if (rv == 0)
