@@ -61,9 +61,115 @@ static int step(struct sm *sm)
 	return 0;
 }
 
-// Sets mtime (and atime unless atime_ns is NULL) of path without following a
+// ---- Objects by descriptor. A syscall on a path walks DATA/... again from
+// the root (the id bucket, or a directory's whole path), and the apply of a
+// small file made about ten of them on every node. Regular files and
+// directories are changed through descriptors kept in sm->fds instead
+// (files: their write fd; directories: an O_RDONLY one, for futimens,
+// fsetxattr and the *at calls on their entries); ids are unique, so one
+// table holds both. Symlinks and special files are still named by path.
+
+// The cached descriptor of id, or -1.
+static int cached_fd(struct sm *sm, uint64_t id)
+{
+	unsigned slot = (unsigned)(id % SM_FD_CACHE);
+	return sm->fds[slot].fd >= 0 && sm->fds[slot].id == id ? sm->fds[slot].fd : -1;
+}
+
+// Keeps fd as id's descriptor (the table owns it from now on). It closes the
+// descriptor it evicts: a descriptor got from the table is only good until
+// the next write_fd, dir_fd or make_index_entry.
+static void cache_fd(struct sm *sm, uint64_t id, int fd)
+{
+	unsigned slot = (unsigned)(id % SM_FD_CACHE);
+	if (sm->fds[slot].fd >= 0)
+		close(sm->fds[slot].fd);
+	sm->fds[slot].id = id;
+	sm->fds[slot].fd = fd;
+}
+
+// The cached write fd of regular file id (apply thread only).
+static int write_fd(struct sm *sm, uint64_t id, int *fd)
+{
+	if ((*fd = cached_fd(sm, id)) >= 0)
+		return 0;
+	struct sm_path p;
+	tree_index_path(sm, id, &p);
+	int f = open(p.buf, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (f < 0)
+		return fault("open for writing", p.buf, errno);
+	cache_fd(sm, id, f);
+	*fd = f;
+	return 0;
+}
+
+// The cached descriptor of directory id (apply thread only).
+static int dir_fd(struct sm *sm, uint64_t id, int *fd)
+{
+	if ((*fd = cached_fd(sm, id)) >= 0)
+		return 0;
+	struct sm_path p;
+	int rc = tree_path(sm, id, &p);
+	if (rc)
+		return fault_id("resolve directory", id, -rc);
+	int f = open(p.buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (f < 0)
+		rc = fault("open directory", p.buf, errno);
+	sm_path_release(&p);
+	if (rc)
+		return rc;
+	cache_fd(sm, id, f);
+	*fd = f;
+	return 0;
+}
+
+// An object to change or stat: a cached descriptor (not the ref's to
+// close) or its index path.
+struct obj_ref {
+	uint64_t id;
+	int fd; // -1: use p
+	struct sm_path p;
+};
+
+// Directories by descriptor (opened if need be: every entry change of a
+// directory touches it), other objects by the descriptor they have in the
+// cache (a file being written, just made) or else by path: opening a file
+// only to set its ctime would cost a syscall more, not less.
+static int ref_get(struct sm *sm, const struct sm_obj *o, struct obj_ref *r)
+{
+	r->id = o->id;
+	r->p.fd = -1;
+	if (o->type == S_IFDIR)
+		return dir_fd(sm, o->id, &r->fd);
+	if ((r->fd = cached_fd(sm, o->id)) < 0)
+		tree_index_path(sm, o->id, &r->p);
+	return 0;
+}
+
+static void ref_release(struct obj_ref *r)
+{
+	sm_path_release(&r->p);
+}
+
+// A syscall on r failed: a local fault, named by id or path.
+static int ref_fault(const char *what, const struct obj_ref *r, int err)
+{
+	return r->fd >= 0 ? fault_id(what, r->id, err) : fault(what, r->p.buf, err);
+}
+
+static int ref_setxattr(const struct obj_ref *r, const char *name, const void *v, size_t len)
+{
+	return r->fd >= 0 ? fsetxattr(r->fd, name, v, len, 0) : lsetxattr(r->p.buf, name, v, len, 0);
+}
+
+static int ref_stat(const struct obj_ref *r, struct stat *st)
+{
+	return r->fd >= 0 ? fstat(r->fd, st) : lstat(r->p.buf, st);
+}
+
+// Sets mtime (and atime unless atime_ns is NULL) of r without following a
 // symlink at the end.
-static int set_times(const char *path, const int64_t *atime_ns, const int64_t *mtime_ns)
+static int set_times(const struct obj_ref *r, const int64_t *atime_ns, const int64_t *mtime_ns)
 {
 	struct timespec ts[2];
 	ts[0].tv_sec = ts[1].tv_sec = 0;
@@ -72,61 +178,61 @@ static int set_times(const char *path, const int64_t *atime_ns, const int64_t *m
 		ts[0] = ns_to_ts(*atime_ns);
 	if (mtime_ns)
 		ts[1] = ns_to_ts(*mtime_ns);
-	if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW))
-		return fault("set times of", path, errno);
+	if (r->fd >= 0 ? futimens(r->fd, ts) : utimensat(AT_FDCWD, r->p.buf, ts, AT_SYMLINK_NOFOLLOW))
+		return ref_fault("set times of", r, errno);
 	return 0;
 }
 
-// Gives a just-made object at path atime, mtime and ctime t, with a crash
-// point after each step (a redo sets the same times again).
-static int stamp_new_times(struct sm *sm, const char *path, int64_t t)
+static int set_ctime(struct sm_obj *o, const struct obj_ref *r, int64_t t)
 {
-	int rc = set_times(path, &t, &t);
-	if (!rc && !(rc = step(sm)) && (rc = tree_write_ctime(path, t)))
-		rc = fault("set ctime of", path, -rc);
+	if (ref_setxattr(r, SM_XATTR_CTIME, &t, sizeof(t)))
+		return ref_fault("set ctime of", r, errno);
+	__atomic_store_n(&o->ctime_ns, t, __ATOMIC_RELAXED);
+	return 0;
+}
+
+// Gives a just-made object r atime, mtime and ctime t, with a crash point
+// after each step (a redo sets the same times again). Not in the tables
+// yet: the ctime goes to the xattr only.
+static int stamp_new_times(struct sm *sm, const struct obj_ref *r, int64_t t)
+{
+	int rc = set_times(r, &t, &t);
+	if (!rc && !(rc = step(sm)) && ref_setxattr(r, SM_XATTR_CTIME, &t, sizeof(t)))
+		rc = ref_fault("set ctime of", r, errno);
 	if (!rc)
 		rc = step(sm);
 	return rc;
-}
-
-static int set_ctime(struct sm_obj *o, const char *path, int64_t t)
-{
-	int rc = tree_write_ctime(path, t);
-	if (rc)
-		return fault("set ctime of", path, -rc);
-	__atomic_store_n(&o->ctime_ns, t, __ATOMIC_RELAXED);
-	return 0;
 }
 
 // POSIX: adding or removing an entry updates the directory's mtime and ctime.
 static int touch_dir(struct sm *sm, uint64_t dir, int64_t t)
 {
-	struct sm_path p;
+	struct obj_ref r;
 	struct sm_obj *d = tree_get(sm, dir);
-	int rc = tree_path(sm, dir, &p);
+	int rc = d ? ref_get(sm, d, &r) : fault_id("resolve directory", dir, ENOENT);
 	if (rc)
-		return fault("resolve directory", "", -rc);
-	rc = set_times(p.buf, NULL, &t);
+		return rc;
+	rc = set_times(&r, NULL, &t);
 	if (!rc)
 		rc = step(sm);
 	if (!rc)
-		rc = set_ctime(d, p.buf, t);
+		rc = set_ctime(d, &r, t);
 	if (!rc)
 		rc = step(sm);
-	sm_path_release(&p);
+	ref_release(&r);
 	return rc;
 }
 
 static int ctime_of(struct sm *sm, struct sm_obj *o, int64_t t)
 {
-	struct sm_path p;
-	int rc = tree_path(sm, o->id, &p);
+	struct obj_ref r;
+	int rc = ref_get(sm, o, &r);
 	if (rc)
-		return fault("resolve object", "", -rc);
-	rc = set_ctime(o, p.buf, t);
+		return rc;
+	rc = set_ctime(o, &r, t);
 	if (!rc)
 		rc = step(sm);
-	sm_path_release(&p);
+	ref_release(&r);
 	return rc;
 }
 
@@ -140,35 +246,32 @@ static int find_child(struct sm *sm, uint64_t parent, const char *name, int *res
 	*res = -tree_check_name(name);
 	if (*res)
 		return 0;
-	struct sm_path p;
-	int rc = tree_child_path(sm, parent, name, &p);
-	if (rc == -ENOENT || rc == -ENOTDIR) {
-		*res = -rc;
+	struct sm_obj *d = tree_get(sm, parent);
+	if (!d || d->type != S_IFDIR) {
+		*res = d ? ENOTDIR : ENOENT;
 		return 0;
 	}
+	int dfd;
+	int rc = dir_fd(sm, parent, &dfd);
 	if (rc)
-		return fault("resolve", name, -rc);
+		return rc;
 	struct stat st;
-	if (lstat(p.buf, &st)) {
-		rc = errno == ENOENT ? 0 : fault("stat", p.buf, errno);
-	} else {
-		*child = tree_map_get(&sm->by_ino, st.st_ino);
-		if (!*child)
-			rc = fault("find the id of", p.buf, EIO);
-	}
-	sm_path_release(&p);
-	return rc;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
+		return errno == ENOENT ? 0 : fault("stat", name, errno);
+	*child = tree_map_get(&sm->by_ino, st.st_ino);
+	return *child ? 0 : fault("find the id of", name, EIO);
 }
 
 static int stat_obj(struct sm *sm, uint64_t id, struct stat *st)
 {
-	struct sm_path p;
-	int rc = tree_path(sm, id, &p);
+	struct sm_obj *o = tree_get(sm, id);
+	struct obj_ref r;
+	int rc = o ? ref_get(sm, o, &r) : fault_id("resolve object", id, ENOENT);
 	if (rc)
-		return fault("resolve object", "", -rc);
-	if (lstat(p.buf, st))
-		rc = fault("stat", p.buf, errno);
-	sm_path_release(&p);
+		return rc;
+	if (ref_stat(&r, st))
+		rc = ref_fault("stat", &r, errno);
+	ref_release(&r);
 	return rc;
 }
 
@@ -405,8 +508,6 @@ static int regular_file(struct sm *sm, uint64_t ino)
 		return EISDIR;
 	return o->type == S_IFREG ? 0 : EINVAL;
 }
-
-static int write_fd(struct sm *sm, uint64_t id, int *fd);
 
 // A write by an unprivileged caller clears set-user-ID, and set-group-ID
 // when group execute is set, as Linux does (should_remove_suid). The kernel
@@ -710,27 +811,6 @@ int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 // already done (create: EEXIST on the same object; rename: which inode the
 // source name holds now).
 
-// The cached write fd of regular file id (apply thread only).
-static int write_fd(struct sm *sm, uint64_t id, int *fd)
-{
-	unsigned slot = (unsigned)(id % SM_FD_CACHE);
-	if (sm->fds[slot].fd >= 0 && sm->fds[slot].id == id) {
-		*fd = sm->fds[slot].fd;
-		return 0;
-	}
-	struct sm_path p;
-	tree_index_path(sm, id, &p);
-	int f = open(p.buf, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (f < 0)
-		return fault("open for writing", p.buf, errno);
-	if (sm->fds[slot].fd >= 0)
-		close(sm->fds[slot].fd);
-	sm->fds[slot].id = id;
-	sm->fds[slot].fd = f;
-	*fd = f;
-	return 0;
-}
-
 void apply_forget_fd(struct sm *sm, uint64_t id)
 {
 	unsigned slot = (unsigned)(id % SM_FD_CACHE);
@@ -750,65 +830,87 @@ void apply_content_change(struct sm *sm, uint64_t id)
 // be there, and must then be that same object.
 static int link_name(struct sm *sm, const char *from, uint64_t parent, const char *name)
 {
-	struct sm_path to;
-	int rc = tree_child_path(sm, parent, name, &to);
+	int dfd;
+	int rc = dir_fd(sm, parent, &dfd);
 	if (rc)
-		return fault("resolve", name, -rc);
-	if (linkat(AT_FDCWD, from, AT_FDCWD, to.buf, 0)) {
+		return rc;
+	if (linkat(AT_FDCWD, from, dfd, name, 0)) {
 		struct stat a, b;
 		if (errno != EEXIST)
-			rc = fault("link", to.buf, errno);
-		else if (lstat(from, &a) || lstat(to.buf, &b) || a.st_ino != b.st_ino)
-			rc = fault("link (name taken by another object)", to.buf, EIO);
+			rc = fault("link", name, errno);
+		else if (lstat(from, &a) || fstatat(dfd, name, &b, AT_SYMLINK_NOFOLLOW) ||
+			 a.st_ino != b.st_ino)
+			rc = fault("link (name taken by another object)", name, EIO);
 	}
 	if (!rc)
 		rc = step(sm);
-	sm_path_release(&to);
 	return rc;
 }
 
-static int make_index_entry(const char *path, mode_t mode, uint64_t rdev, const char *target)
+// Makes the index entry of a new object: 0 (made, or there from before a
+// crash this redoes) or -errno. A regular file is created open, and its
+// descriptor cached: the steps that follow, and its first write, use it.
+static int make_index_entry(struct sm *sm, uint64_t ino, const char *path, mode_t mode,
+			    uint64_t rdev, const char *target)
 {
-	return target ? symlink(target, path) : mknod(path, (mode & S_IFMT) | 0600, (dev_t)rdev);
+	if (target)
+		return symlink(target, path) && errno != EEXIST ? -errno : 0;
+	if (!S_ISREG(mode))
+		return mknod(path, (mode & S_IFMT) | 0600, (dev_t)rdev) && errno != EEXIST ? -errno
+											: 0;
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST)
+		fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	cache_fd(sm, ino, fd);
+	return 0;
 }
 
 static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec,
 			    uint64_t parent, const char *name, uint64_t ino, mode_t mode,
 			    uint64_t rdev, const char *target)
 {
-	struct sm_path p;
-	tree_index_path(sm, ino, &p);
-	int made = make_index_entry(p.buf, mode, rdev, target);
-	if (made && errno == ENOENT) {
+	struct obj_ref r = {.id = ino};
+	const char *path = r.p.buf;
+	tree_index_path(sm, ino, &r.p);
+	int made = make_index_entry(sm, ino, path, mode, rdev, target);
+	if (made == -ENOENT) {
 		// First object in this bucket of ids/: make the bucket.
 		char bucket[PATH_MAX];
-		snprintf(bucket, sizeof(bucket), "%s", p.buf);
+		snprintf(bucket, sizeof(bucket), "%s", path);
 		*strrchr(bucket, '/') = 0;
 		if (mkdir(bucket, 0700) && errno != EEXIST)
 			return fault("mkdir", bucket, errno);
-		made = make_index_entry(p.buf, mode, rdev, target);
+		made = make_index_entry(sm, ino, path, mode, rdev, target);
 	}
-	if (made && errno != EEXIST)
-		return fault("create", p.buf, errno);
+	if (made)
+		return fault("create", path, -made);
+	// A regular file by the descriptor make_index_entry cached (valid until
+	// the next cache lookup: link_name's), others by path.
+	r.fd = cached_fd(sm, ino);
+	char idx[17];
+	tree_id_text(ino, idx);
 	int64_t t = c->time_ns;
 	struct stat st;
 	int rc = step(sm);
-	if (!rc && lchown(p.buf, c->uid, rec->gid))
-		rc = fault("chown", p.buf, errno);
-	if (!rc && !(rc = step(sm)) && !target && chmod(p.buf, rec->mode))
-		rc = fault("chmod", p.buf, errno);
-	if (!rc && !(rc = step(sm)) && (rc = tree_write_id(p.buf, ino)))
-		rc = fault("set id of", p.buf, -rc);
+	if (!rc && (r.fd >= 0 ? fchown(r.fd, c->uid, rec->gid) : lchown(path, c->uid, rec->gid)))
+		rc = ref_fault("chown", &r, errno);
+	if (!rc && !(rc = step(sm)) && !target &&
+	    (r.fd >= 0 ? fchmod(r.fd, rec->mode) : chmod(path, rec->mode)))
+		rc = ref_fault("chmod", &r, errno);
+	if (!rc && !(rc = step(sm)) && ref_setxattr(&r, SM_XATTR_ID, idx, 16))
+		rc = ref_fault("set id of", &r, errno);
 	if (!rc && !(rc = step(sm)))
-		rc = stamp_new_times(sm, p.buf, t);
+		rc = stamp_new_times(sm, &r, t);
 	if (rc)
 		return rc;
-	if (lstat(p.buf, &st))
-		return fault("stat", p.buf, errno);
+	if (ref_stat(&r, &st))
+		return ref_fault("stat", &r, errno);
 	pthread_rwlock_wrlock(&sm->lock);
 	rc = tree_put(sm, ino, st.st_ino, st.st_mode & S_IFMT, t, 0, NULL);
 	if (!rc)
-		rc = link_name(sm, p.buf, parent, name);
+		rc = link_name(sm, path, parent, name);
 	pthread_rwlock_unlock(&sm->lock);
 	if (!rc)
 		rc = touch_dir(sm, parent, t);
@@ -818,41 +920,52 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
 {
 	const Fspb__Mkdir *m = c->mkdir;
-	struct sm_path p;
-	int rc = tree_child_path(sm, m->parent, m->name, &p);
+	int pfd;
+	int rc = dir_fd(sm, m->parent, &pfd);
 	if (rc)
-		return fault("resolve", m->name, -rc);
+		return rc;
 	int64_t t = c->time_ns;
 	uint64_t id;
 	struct stat st;
-	if (mkdir(p.buf, 0700)) {
-		if (errno != EEXIST) {
-			rc = fault("mkdir", p.buf, errno);
-		} else {
-			// Redo: ours if it has no id yet (cut short) or our id.
-			rc = tree_read_id(p.buf, &id);
-			if (rc == -ENODATA || (rc == 0 && id == m->ino))
-				rc = 0;
-			else
-				rc = fault("mkdir (name taken by another object)", p.buf, EIO);
-		}
+	if (mkdirat(pfd, m->name, 0700)) {
+		if (errno != EEXIST)
+			return fault("mkdir", m->name, errno);
+		// Redo: ours if it has no id yet (cut short) or our id.
+		struct sm_path p;
+		if ((rc = tree_child_path(sm, m->parent, m->name, &p)))
+			return fault("resolve", m->name, -rc);
+		rc = tree_read_id(p.buf, &id);
+		if (rc == -ENODATA || (rc == 0 && id == m->ino))
+			rc = 0;
+		else
+			rc = fault("mkdir (name taken by another object)", p.buf, EIO);
+		sm_path_release(&p);
+		if (rc)
+			return rc;
 	}
-	if (!rc && !(rc = step(sm)) && lchown(p.buf, c->uid, rec->gid))
-		rc = fault("chown", p.buf, errno);
-	if (!rc && !(rc = step(sm)) && chmod(p.buf, rec->mode))
-		rc = fault("chmod", p.buf, errno);
+	// The new directory by a cached descriptor (pfd may be closed by it),
+	// good until touch_dir's lookup below.
+	struct obj_ref r = {.id = m->ino, .p.fd = -1};
+	r.fd = openat(pfd, m->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (r.fd < 0)
+		return fault("open directory", m->name, errno);
+	cache_fd(sm, m->ino, r.fd);
+	if (!(rc = step(sm)) && fchown(r.fd, c->uid, rec->gid))
+		rc = ref_fault("chown", &r, errno);
+	if (!rc && !(rc = step(sm)) && fchmod(r.fd, rec->mode))
+		rc = ref_fault("chmod", &r, errno);
 	if (!rc && !(rc = step(sm)))
-		rc = stamp_new_times(sm, p.buf, t);
+		rc = stamp_new_times(sm, &r, t);
 	// Granted to its maker (Mkdir.grant): nobody else has a view of it yet.
 	bool grant = m->grant && c->node;
 	if (!rc && grant) {
-		if ((rc = tree_write_deleg(p.buf, c->node, 1)))
-			rc = fault("delegate", p.buf, -rc);
+		if ((rc = tree_fwrite_deleg(r.fd, c->node, 1)))
+			rc = ref_fault("delegate", &r, -rc);
 		else
 			rc = step(sm);
 	}
-	if (!rc && lstat(p.buf, &st))
-		rc = fault("stat", p.buf, errno);
+	if (!rc && fstat(r.fd, &st))
+		rc = ref_fault("stat", &r, errno);
 	if (!rc) {
 		pthread_rwlock_wrlock(&sm->lock);
 		rc = tree_put(sm, m->ino, st.st_ino, S_IFDIR, t, m->parent, m->name);
@@ -864,11 +977,12 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		pthread_rwlock_unlock(&sm->lock);
 	}
 	// The id goes last: a directory with an id is complete for the scan.
-	if (!rc && (rc = tree_write_id(p.buf, m->ino)))
-		rc = fault("set id of", p.buf, -rc);
+	char idx[17];
+	tree_id_text(m->ino, idx);
+	if (!rc && ref_setxattr(&r, SM_XATTR_ID, idx, 16))
+		rc = ref_fault("set id of", &r, errno);
 	if (!rc)
 		rc = step(sm);
-	sm_path_release(&p);
 	if (!rc)
 		rc = touch_dir(sm, m->parent, t);
 	if (!rc && grant && sm->deleg_hook)
@@ -886,9 +1000,7 @@ static int exec_link(struct sm *sm, const Fspb__Command *c)
 	int rc = link_name(sm, p.buf, l->new_parent, l->new_name);
 	pthread_rwlock_unlock(&sm->lock);
 	if (!rc)
-		rc = set_ctime(tree_get(sm, l->ino), p.buf, c->time_ns);
-	if (!rc)
-		rc = step(sm);
+		rc = ctime_of(sm, tree_get(sm, l->ino), c->time_ns);
 	if (!rc)
 		rc = touch_dir(sm, l->new_parent, c->time_ns);
 	return rc;
@@ -930,8 +1042,10 @@ static int exec_unlink(struct sm *sm, const Fspb__Command *c, const struct sm_re
 	} else if (errno != ENOENT) {
 		rc = fault("stat", p.buf, errno);
 	}
-	if (!rc && o && u->dir)
+	if (!rc && o && u->dir) {
+		apply_forget_fd(sm, rec->a);
 		tree_drop(sm, rec->a);
+	}
 	pthread_rwlock_unlock(&sm->lock);
 	sm_path_release(&p);
 	// The file lost a link: its ctime changes (it may now be an orphan).
@@ -978,6 +1092,7 @@ static int exec_rename(struct sm *sm, const Fspb__Command *c, const struct sm_re
 	if (!rc && dst && exchange && dst->type == S_IFDIR)
 		rc = tree_move_dir(dst, r->parent, r->name);
 	if (!rc && dst && !exchange && dst->type == S_IFDIR) {
+		apply_forget_fd(sm, rec->b);
 		tree_drop(sm, rec->b); // replaced an empty directory
 		dst = NULL;
 	}
@@ -1106,25 +1221,27 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 {
 	const Fspb__SetAttr *s = c->setattr;
 	struct sm_obj *o = tree_get(sm, s->ino);
-	struct sm_path p;
-	int rc = tree_path(sm, s->ino, &p);
-	if (rc)
-		return fault("resolve object", "", -rc);
 	uint32_t v = s->valid;
 	if (v & SM_SET_SIZE) // before every step: the hook wants the old bytes
 		apply_content_change(sm, s->ino);
+	struct obj_ref r;
+	int rc = ref_get(sm, o, &r);
+	if (rc)
+		return rc;
 	uid_t uid = (v & SM_SET_UID) ? s->uid : (uid_t)-1;
 	gid_t gid = (v & SM_SET_GID) ? s->gid : (gid_t)-1;
-	if ((v & (SM_SET_UID | SM_SET_GID)) && lchown(p.buf, uid, gid))
-		rc = fault("chown", p.buf, errno);
+	if ((v & (SM_SET_UID | SM_SET_GID)) &&
+	    (r.fd >= 0 ? fchown(r.fd, uid, gid) : lchown(r.p.buf, uid, gid)))
+		rc = ref_fault("chown", &r, errno);
 	if (!rc)
 		rc = step(sm);
 	// After chown, which may have cleared set-id bits by itself.
 	if (!rc && o->type != S_IFLNK && (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID)) &&
-	    chmod(p.buf, rec->mode))
-		rc = fault("chmod", p.buf, errno);
-	if (!rc && !(rc = step(sm)) && (v & SM_SET_SIZE) && truncate(p.buf, (off_t)s->size))
-		rc = fault("truncate", p.buf, errno);
+	    (r.fd >= 0 ? fchmod(r.fd, rec->mode) : chmod(r.p.buf, rec->mode)))
+		rc = ref_fault("chmod", &r, errno);
+	if (!rc && !(rc = step(sm)) && (v & SM_SET_SIZE) &&
+	    (r.fd >= 0 ? ftruncate(r.fd, (off_t)s->size) : truncate(r.p.buf, (off_t)s->size)))
+		rc = ref_fault("truncate", &r, errno);
 	if (!rc)
 		rc = step(sm);
 	int64_t at = (v & SM_SET_ATIME_NOW) ? c->time_ns : s->atime_ns;
@@ -1136,12 +1253,12 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 		set_m = true;
 	}
 	if (!rc && (set_a || set_m) &&
-	    !(rc = set_times(p.buf, set_a ? &at : NULL, set_m ? &mt : NULL)))
+	    !(rc = set_times(&r, set_a ? &at : NULL, set_m ? &mt : NULL)))
 		rc = step(sm);
 	if (!rc && (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID | SM_SET_SIZE | SM_SET_ATIME |
 			 SM_SET_MTIME | SM_SET_ATIME_NOW | SM_SET_MTIME_NOW)))
-		rc = set_ctime(o, p.buf, c->time_ns);
-	sm_path_release(&p);
+		rc = set_ctime(o, &r, c->time_ns);
+	ref_release(&r);
 	return rc;
 }
 
@@ -1156,11 +1273,11 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 		rc = fault("setxattr", p.buf, errno);
 	if (!v && lremovexattr(p.buf, name) && errno != ENODATA)
 		rc = fault("removexattr", p.buf, errno);
+	sm_path_release(&p);
 	if (!rc)
 		rc = step(sm);
 	if (!rc)
-		rc = set_ctime(tree_get(sm, ino), p.buf, c->time_ns);
-	sm_path_release(&p);
+		rc = ctime_of(sm, tree_get(sm, ino), c->time_ns);
 	return rc;
 }
 

@@ -451,8 +451,7 @@ bool fuse_behind_create(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 	pthread_mutex_unlock(&b->mu);
 	fi->fh = (uint64_t)(uintptr_t)h | DEFERRED;
 	fi->keep_cache = 0;
-	if (fi->flags & O_APPEND)
-		fi->direct_io = 1; /* as ffs_open: appends whole on every node */
+	ffs_direct_writes(fi); /* as ffs_open */
 	ffs_fill_entry(fs, &e, &st);
 	ffs_open_inc(fs, m.ino, -1); /* not an orphan: counted */
 	fuse_inval_ref(fs->inv, m.ino, 1);

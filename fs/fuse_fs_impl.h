@@ -126,6 +126,10 @@ void ffs_retry_stop(struct fuse_fs *fs);
 /* Read barrier on this thread (see fuse_fs.c): 0 or a positive errno. */
 int ffs_barrier(struct fuse_fs *fs);
 
+/* Sets direct I/O on an O_APPEND or write-only handle being opened or
+ * created (fuse_io.c says why: whole appends, fewer requests). */
+void ffs_direct_writes(struct fuse_file_info *fi);
+
 /* The file operations (fuse_io.c; flush, release and fsync: fuse_close.c). */
 void ffs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,

@@ -20,15 +20,20 @@
 /* The most copy_file_range copies per call (callers loop). */
 #define COPY_MAX (8u << 20)
 
-/* O_APPEND handles bypass the kernel's page cache: through it, a write that
- * crosses a page boundary not yet cached reaches us as two requests (the
- * kernel stops filling a request at a partly written page), which would be
- * two appends another mount's append could land between. Direct, one
- * write(2) of up to max_write is one request, one Write command, and lands
- * whole on every node. */
-static void append_direct(struct fuse_file_info *fi)
+/* O_APPEND and write-only handles bypass the kernel's page cache. Through
+ * it, a write that crosses a page boundary not yet cached reaches us as two
+ * requests (the kernel stops filling a request at a partly written page),
+ * and the kernel asks for security.capability (GETXATTR) before every
+ * write(2) to decide whether privileges must go. Direct, one write(2) of up
+ * to max_write is one request and one Write command: appends land whole on
+ * every node (another mount's append cannot land between two halves), and
+ * tar x sends a fifth fewer requests and commands (bench/fs/README.md,
+ * "Apply and FUSE CPU per small file"). A write-only handle can neither
+ * read nor be mapped, so it loses no cached reads; set-id bits are cleared
+ * at apply either way (apply.c, plan_kill_setid). */
+void ffs_direct_writes(struct fuse_file_info *fi)
 {
-	if (fi->flags & O_APPEND)
+	if ((fi->flags & O_APPEND) || (fi->flags & O_ACCMODE) == O_WRONLY)
 		fi->direct_io = 1;
 }
 
@@ -58,7 +63,7 @@ static void open_pinned(fuse_req_t req, struct fuse_fs *fs, fuse_ino_t ino,
 	}
 	fi->fh = (uint64_t)rc;
 	fi->keep_cache = 0;
-	append_direct(fi);
+	ffs_direct_writes(fi);
 	err = ffs_open_pinned(fs, ino, rc);
 	if (err < 0) {
 		close(rc);
@@ -125,7 +130,7 @@ void ffs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode
 	p->parent = parent;
 	p->fi = *fi;
 	p->fi.keep_cache = 0;
-	append_direct(&p->fi);
+	ffs_direct_writes(&p->fi);
 	if (!(p->name = strdup(name))) {
 		free(p);
 		fuse_reply_err(req, ENOMEM);

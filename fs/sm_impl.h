@@ -134,6 +134,8 @@ int tree_read_id(const char *path, uint64_t *id);
 int tree_read_ctime(const char *path, int64_t *ns);
 int tree_write_ctime(const char *path, int64_t ns);
 int tree_write_id(const char *path, uint64_t id);
+// The id xattr's value: 16 hex digits and a NUL (written without the NUL).
+void tree_id_text(uint64_t id, char out[17]);
 
 // The set of nodes that released orphan path (SM_XATTR_RELEASED), ascending:
 // the count (0 if none recorded) or -errno. ids has room for
@@ -146,6 +148,8 @@ int tree_write_released(const char *path, const uint32_t *ids, size_t n);
 // epoch 0 when it has none, or -errno. Stores it: 0 or -errno.
 int tree_read_deleg(const char *path, uint32_t *holder, uint64_t *epoch);
 int tree_write_deleg(const char *path, uint32_t holder, uint64_t epoch);
+// The same through an open descriptor of the directory.
+int tree_fwrite_deleg(int fd, uint32_t holder, uint64_t epoch);
 
 // Fills st for object o from lstat of path, replacing what is replicated
 // differently (ino, ctime, nlink). Returns 0 or -errno.

@@ -237,10 +237,15 @@ int tree_read_id(const char *path, uint64_t *id)
 	return (n == 16 && *end == 0 && *id != 0) ? 0 : -EIO;
 }
 
+void tree_id_text(uint64_t id, char out[17])
+{
+	snprintf(out, 17, ID_HEX, (unsigned long long)id);
+}
+
 int tree_write_id(const char *path, uint64_t id)
 {
 	char buf[17];
-	snprintf(buf, sizeof(buf), ID_HEX, (unsigned long long)id);
+	tree_id_text(id, buf);
 	return lsetxattr(path, SM_XATTR_ID, buf, 16, 0) ? -errno : 0;
 }
 
@@ -312,6 +317,14 @@ int tree_write_deleg(const char *path, uint32_t holder, uint64_t epoch)
 	memcpy(buf, &holder, 4);
 	memcpy(buf + 4, &epoch, 8);
 	return lsetxattr(path, SM_XATTR_DELEG, buf, sizeof(buf), 0) ? -errno : 0;
+}
+
+int tree_fwrite_deleg(int fd, uint32_t holder, uint64_t epoch)
+{
+	uint8_t buf[DELEG_BYTES];
+	memcpy(buf, &holder, 4);
+	memcpy(buf + 4, &epoch, 8);
+	return fsetxattr(fd, SM_XATTR_DELEG, buf, sizeof(buf), 0) ? -errno : 0;
 }
 
 int tree_stat(struct sm_obj *o, const char *path, struct stat *st)
