@@ -129,8 +129,11 @@ static int step(struct fz *z, bool lax)
 		return -1;
 	z->cur = to;
 	z->counts[kind]++;
-	if (fz_scan(z))
+	if (fz_scan(z)) {
+		if ((errno == ENOTCONN || errno == ECONNABORTED) && z->gone_ok)
+			return 3;
 		return fz_fail(z, "scan the work tree: %s", strerror(errno));
+	}
 	if (kind == K_DURABLE)
 		return fz_durable_write(z);
 	if (slot >= 0)
@@ -150,9 +153,12 @@ static void summary(const struct fz *z)
 		if (z->errs[e])
 			printf(" %s %ld", strerrorname_np(e), z->errs[e]);
 	printf("\n");
+	if (z->seek_checked)
+		printf("  %ld SEEK_DATA/SEEK_HOLE answers checked against the model's content\n",
+		       z->seek_checked);
 	if (z->known_nlink || z->known_estale)
 		printf("  known divergences: %ld directory link counts stale until write-behind "
-		       "settled, %ld ESTALE from fstat of a removed directory\n",
+		       "settled, %ld ESTALE from fstat of a removed directory or fifo\n",
 		       z->known_nlink, z->known_estale);
 }
 

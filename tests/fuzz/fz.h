@@ -32,7 +32,7 @@ struct fz_fd {
 	int mount;	 /* the mount tfd was opened on */
 	int flags;	 /* open flags */
 	bool dirty;	 /* written since the last sync point of its mount */
-	bool is_dir;
+	bool is_dir, is_fifo;
 	char path[FZ_PATH]; /* the name it was opened by (for the log only) */
 };
 
@@ -50,6 +50,7 @@ struct fz {
 	bool gone_ok; /* a mount that goes away (ENOTCONN) ends the run with status 3 */
 	bool wb_nlink; /* tolerate a directory's link count that is right once write-behind settled */
 	long known_nlink, known_estale; /* divergences tolerated, shown in the summary */
+	long seek_checked; /* SEEK_DATA/HOLE answers checked against the model's content */
 
 	int nmounts, cur; /* cur: the mount the last operation went through */
 	char tpath[FZ_MAX_MOUNTS][FZ_PATH];

@@ -159,6 +159,59 @@ static int op_fallocate(struct fz *z, struct fz_fd *f)
 	return fz_check(z, "fallocate", t, m);
 }
 
+/* Whether the model's bytes in [from, to) are all zero. */
+static bool zeros(struct fz *z, int fd, off_t from, off_t to, off_t *at)
+{
+	while (from < to) {
+		size_t want = to - from < (off_t)FZ_MAX_FILE ? (size_t)(to - from) : FZ_MAX_FILE;
+		ssize_t n = pread(fd, z->buf2, want, from);
+		if (n <= 0)
+			return true;
+		for (ssize_t i = 0; i < n; i++)
+			if (z->buf2[i]) {
+				*at = from + i;
+				return false;
+			}
+		from += n;
+	}
+	return true;
+}
+
+/* SEEK_DATA/SEEK_HOLE: where data and holes lie is the filesystem's to say
+ * (ext4 counts an unwritten extent as data once its pages are cached), so
+ * the mount's answer is checked against the model's content, not against
+ * the model's answer: SEEK_DATA may stop early (on zeros), never past a
+ * nonzero byte, and says ENXIO only if nothing but zeros follows; SEEK_HOLE
+ * may stop late, never on a nonzero byte; both stay within the size. */
+static int check_placed(struct fz *z, struct fz_fd *f, int data, off_t off, struct fz_res t,
+			off_t mpos)
+{
+	off_t size = fd_size(f), at = 0;
+	const char *wn = data ? "DATA" : "HOLE";
+
+	if (t.ret < 0 && t.err == ENXIO) {
+		lseek(f->mfd, mpos, SEEK_SET); /* a failed lseek moves nothing */
+		if (off >= size || (data && zeros(z, f->mfd, off, size, &at)))
+			return 0;
+		return off >= size ? 0
+				   : fz_fail(z, "lseek %s: mount ENXIO below the size %lld%s%lld", wn,
+					     (long long)size, data ? ", model data at " : " at ",
+					     (long long)(data ? at : off));
+	}
+	if (t.ret < 0)
+		return fz_check(z, "lseek", t, fz_res_of(lseek(f->mfd, off, data ? SEEK_DATA : SEEK_HOLE)));
+	if (t.ret < off || t.ret > size || (data && t.ret == size))
+		return fz_fail(z, "lseek %s from %lld: %lld, the size is %lld", wn, (long long)off,
+			       (long long)t.ret, (long long)size);
+	if (data ? !zeros(z, f->mfd, off, t.ret, &at)
+		 : (t.ret < size && !zeros(z, f->mfd, t.ret, t.ret + 1, &at)))
+		return fz_fail(z, "lseek %s from %lld: %lld passes the model's data at %lld", wn,
+			       (long long)off, (long long)t.ret, (long long)at);
+	lseek(f->mfd, t.ret, SEEK_SET); /* both handles go on from the mount's answer */
+	z->seek_checked++;
+	return 0;
+}
+
 static int op_lseek(struct fz *z, struct fz_fd *f)
 {
 	static const int wh[] = {SEEK_DATA, SEEK_HOLE, SEEK_SET, SEEK_END};
@@ -177,7 +230,12 @@ static int op_lseek(struct fz *z, struct fz_fd *f)
 	}
 	fz_describe(z, "lseek slot %ld (%s) %lld %s", (long)(f - z->fds), f->path,
 		    (long long)off, wn[k]);
+	off_t mpos = f->mfd >= 0 ? lseek(f->mfd, 0, SEEK_CUR) : 0;
 	t = fz_res_of(lseek(f->tfd, off, wh[k]));
+	if (k <= 1 && f->mfd >= 0 && !(f->flags & O_NONBLOCK)) {
+		fz_note(z, t);
+		return check_placed(z, f, k == 0, off, t, mpos);
+	}
 	if (f->mfd >= 0)
 		m = fz_res_of(lseek(f->mfd, off, wh[k]));
 	return fz_check(z, "lseek", t, m);
@@ -228,8 +286,10 @@ static int op_fstat(struct fz *z, struct fz_fd *f)
 	if (f->mfd < 0)
 		return fz_check(z, "fstat", t, m);
 	m = fz_res_of(fstat(f->mfd, &ms));
-	if (t.ret < 0 && t.err == ESTALE && f->is_dir && m.ret == 0 && ms.st_nlink == 0) {
-		/* A directory removed while open: the mount forgets it (README.md, "Found"). */
+	if (t.ret < 0 && t.err == ESTALE && (f->is_dir || f->is_fifo) && m.ret == 0 &&
+	    ms.st_nlink == 0) {
+		/* A directory or fifo removed while open: the mount forgets it
+		 * (FUSE sends no open for a fifo; README.md, "Found"). */
 		z->known_estale++;
 		return 0;
 	}
@@ -262,9 +322,36 @@ static int op_fsync(struct fz *z, struct fz_fd *f)
 	return fz_check(z, "fsync", t, m);
 }
 
+/* After a mismatch on a handle: what each side says of its file now. */
+static void show_fd(const struct fz_fd *f)
+{
+	for (int side = 0; side < 2; side++) {
+		int fd = side ? f->mfd : f->tfd;
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0)
+			continue;
+		off_t d = lseek(fd, 0, SEEK_DATA), h = lseek(fd, 0, SEEK_HOLE);
+		fprintf(stderr, "  %s handle: ino %llu mode %o nlink %lu size %lld; data at %lld, hole at %lld\n",
+			side ? "model" : "mount", (unsigned long long)st.st_ino, st.st_mode,
+			(unsigned long)st.st_nlink, (long long)st.st_size, (long long)d, (long long)h);
+	}
+}
+
+static int fd_op(struct fz *z, int kind, struct fz_fd *f);
+
 int fz_fd_op(struct fz *z, int kind, int s)
 {
 	struct fz_fd *f = &z->fds[s];
+	int rc = fd_op(z, kind, f);
+
+	if (rc < 0 && f->used && f->mfd >= 0)
+		show_fd(f);
+	return rc;
+}
+
+static int fd_op(struct fz *z, int kind, struct fz_fd *f)
+{
+	int s = (int)(f - z->fds);
 
 	z->cur = f->mount;
 	switch (kind) {

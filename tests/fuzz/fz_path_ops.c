@@ -117,6 +117,7 @@ static int op_open(struct fz *z)
 	if (fstat(f->tfd, &ts) < 0 || (with_model(z) && fstat(f->mfd, &ms) < 0))
 		return fz_fail(z, "fstat after open: %s", strerror(errno));
 	f->is_dir = S_ISDIR(ts.st_mode);
+	f->is_fifo = S_ISFIFO(ts.st_mode);
 	return with_model(z) ? cmp_stat(z, "attributes after open", &ts, &ms, f->tfd, NULL, 0) : 0;
 }
 
