@@ -871,6 +871,8 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 			    uint64_t parent, const char *name, uint64_t ino, mode_t mode,
 			    uint64_t rdev, const char *target)
 {
+	sm_meta_hook(sm, parent);
+	sm_new_hook(sm, ino);
 	struct obj_ref r = {.id = ino};
 	const char *path = r.p.buf;
 	tree_index_path(sm, ino, &r.p);
@@ -920,6 +922,8 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_record *rec)
 {
 	const Fspb__Mkdir *m = c->mkdir;
+	sm_meta_hook(sm, m->parent);
+	sm_new_hook(sm, m->ino);
 	int pfd;
 	int rc = dir_fd(sm, m->parent, &pfd);
 	if (rc)
@@ -994,6 +998,8 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 static int exec_link(struct sm *sm, const Fspb__Command *c)
 {
 	const Fspb__Link *l = c->link;
+	sm_meta_hook(sm, l->ino);
+	sm_meta_hook(sm, l->new_parent);
 	struct sm_path p;
 	tree_index_path(sm, l->ino, &p);
 	pthread_rwlock_wrlock(&sm->lock);
@@ -1026,6 +1032,9 @@ static int exec_unlink(struct sm *sm, const Fspb__Command *c, const struct sm_re
 {
 	const Fspb__Unlink *u = c->unlink;
 	struct sm_obj *o = tree_get(sm, rec->a); // NULL on redo of a finished rmdir
+	sm_meta_hook(sm, u->parent);
+	if (o)
+		sm_meta_hook(sm, o->id);
 	struct sm_path p;
 	int rc = tree_child_path(sm, u->parent, u->name, &p);
 	if (rc)
@@ -1063,6 +1072,11 @@ static int exec_rename(struct sm *sm, const Fspb__Command *c, const struct sm_re
 	const Fspb__Rename *r = c->rename;
 	if (rec->a == rec->b)
 		return 0;
+	sm_meta_hook(sm, r->parent);
+	sm_meta_hook(sm, r->new_parent);
+	sm_meta_hook(sm, rec->a);
+	if (rec->b)
+		sm_meta_hook(sm, rec->b);
 	bool exchange = r->flags & RENAME_EXCHANGE;
 	struct sm_obj *src = tree_get(sm, rec->a);
 	struct sm_obj *dst = rec->b ? tree_get(sm, rec->b) : NULL; // NULL on redo of a dir replaced
@@ -1133,6 +1147,7 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	const Fspb__Write *w = c->write;
 	if (w->data.len == 0)
 		return 0; // POSIX: a write of nothing changes nothing
+	sm_meta_hook(sm, w->ino);
 	apply_content_change(sm, w->ino);
 	int fd;
 	int rc = write_fd(sm, w->ino, &fd);
@@ -1206,6 +1221,7 @@ static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
 {
 	const Fspb__Fallocate *f = c->fallocate;
 	int fd;
+	sm_meta_hook(sm, f->ino);
 	apply_content_change(sm, f->ino);
 	int rc = write_fd(sm, f->ino, &fd);
 	if (rc)
@@ -1221,6 +1237,7 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 {
 	const Fspb__SetAttr *s = c->setattr;
 	struct sm_obj *o = tree_get(sm, s->ino);
+	sm_meta_hook(sm, s->ino);
 	uint32_t v = s->valid;
 	if (v & SM_SET_SIZE) // before every step: the hook wants the old bytes
 		apply_content_change(sm, s->ino);
@@ -1265,6 +1282,7 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const char *name,
 		      const ProtobufCBinaryData *v)
 {
+	sm_meta_hook(sm, ino);
 	struct sm_path p;
 	int rc = tree_path(sm, ino, &p);
 	if (rc)
@@ -1360,6 +1378,7 @@ static int exec_release(struct sm *sm, const Fspb__Release *r)
 			return fault("stat", p.buf, errno);
 		if (!gone && st.st_nlink > 1)
 			continue; // not an orphan: skipped
+		sm_meta_hook(sm, ino); // its released set changes, or it goes
 		// (gone: its last link went before the tables forgot it: finish.)
 		int rc = r->node && !gone ? release_by_node(sm, r, ino, p.buf)
 					  : drop_orphan(sm, ino, p.buf);
@@ -1376,6 +1395,7 @@ static int exec_deleg(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	struct sm_obj *d = tree_get(sm, g->dir);
 	int rc = 0;
 	if (g->op != FSPB__DELEG__OP__RECALL) {
+		sm_meta_hook(sm, g->dir);
 		struct sm_path p;
 		if ((rc = tree_path(sm, g->dir, &p)))
 			return fault("resolve directory", "", -rc);

@@ -12,6 +12,7 @@ add_library(raftfs_fs STATIC
   sm_image_format.c
   sm_image_install.c
   sm_image_make.c
+  sm_image_meta.c
   snap_node.c
 )
 target_include_directories(raftfs_fs PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})

@@ -550,6 +550,7 @@ static int stamp_root(struct sm *sm, int64_t t)
 	struct sm_obj *o = tree_get(sm, SM_ROOT_ID);
 	if (!o || t <= 0 || __atomic_load_n(&o->ctime_ns, __ATOMIC_RELAXED) != 0)
 		return 0;
+	sm_meta_hook(sm, SM_ROOT_ID);
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/tree", sm->data_dir);
 	struct timespec ts[2] = {{t / 1000000000, t % 1000000000}, {t / 1000000000, t % 1000000000}};

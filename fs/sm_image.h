@@ -44,7 +44,6 @@
 #define XATTR_VALUE_MAX_BYTES 65536
 #define DEDUP_MAGIC 0x44505552u // DATA/sm/dedup, as sm.c writes it
 #define ID_HEX_FMT "%016llx"
-#define SPOOL_BUF (256u << 10)
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 
 // The image as it is written: buffered, hashed (FNV-1a 64), handed to sink
@@ -69,41 +68,106 @@ struct img_reader {
 	int err;
 };
 
-// ---- the copy-on-write job (sm_image_make.c begins it, sm_image_cow.c streams it) ----
+// ---- the copy-on-write job (begun in sm_image_make.c, metadata in sm_image_meta.c,
+// contents in sm_image_cow.c) ----
 //
-// An image is made in two steps, so that apply pauses only for the first.
-// sm_snapshot_begin (apply thread, between two applies) writes everything
-// but the contents of regular files (names, attributes, xattrs, symlink
-// targets, the duplicate table) into a spool file, with a marker where each
-// file's extents go, and starts watching content changes (sm's content
-// hook). sm_snapshot_stream (another thread, while apply goes on) copies the
-// spool to the sink and reads each file's extents from the live file;
-// unless apply was about to change that file before the stream got past
-// it: the hook has then copied the file aside first (DATA/snap/cow/<id>,
-// holes kept), as it was at the image's index, and the stream reads the
-// copy. The hook and the stream hold job->mu around every piece they copy
-// or read, so no piece is read half-changed: a file is either unchanged
-// since the index, or read from its copy.
+// An image is exactly the state at the index of its begin, although apply
+// goes on while it is made. sm_snapshot_begin (apply thread, between two
+// applies) records only the index and the duplicate table and installs two
+// hooks: O(1), the one pause of apply. sm_snapshot_stream (another thread)
+// then walks the tree as it is now: directories breadth first, each
+// listing giving its children's names (so names and parents are the ones
+// at the index), then every other object, found in DATA/ids, with its
+// extents. What apply changes before the walk got there was saved first:
 //
-// Spool records: 'B' len u32 | len image bytes, or 'X' id u64 (the extents of
-// file id go here).
+//  * metadata (sm's meta hook, before a command changes an object's
+//    attributes or xattrs, a directory's entries, or deletes an object):
+//    if the walk has not taken that object yet, its pre-image (attrs,
+//    xattrs, symlink target; a directory's listing) goes to the job's
+//    spool, and the walk takes the pre-image instead of the live object.
+//    An object created after the index is noted (born) and skipped: no
+//    listing the walk reads names it (its directory changed, so the walk
+//    reads that directory's pre-image), only DATA/ids does.
+//  * contents (sm's content hook, before a write, truncate, fallocate or
+//    the Release that deletes a file's data): if the walk has not streamed
+//    that file's extents yet, the file is copied aside (DATA/snap/cow/<id>,
+//    holes kept) and the walk reads the copy.
+//
+// The hooks and the walk take or save an object under job->mu, so an
+// object is either taken live before its first change or saved before it;
+// a hook waiting for mu goes before the walk's next object (hooks_waiting),
+// so apply waits at most for the one object the walk is reading.
+//
+// A capture (what the walk takes of one object, live or pre-image):
+//   blob_len u32 | blob = attrs [| symlink: target_len u32 | target]
+//   directories: n u32 | n x (id u64 | type u32 | name_len u16 | name)
+// In the spool a pre-image is len u64 | capture.
+
+// Bits of job->done per id.
+#define IMG_DONE_META 1u // its record's metadata is taken (the hook saves nothing)
+#define IMG_DONE_DATA 2u // its extents are streamed (nothing to copy aside)
+
+// A growable byte buffer (a capture, as the walk takes it).
+struct img_buf {
+	uint8_t *data;
+	size_t len, cap;
+	int err; // -ENOMEM sticks
+};
 
 struct sm_snap_job {
 	struct sm *sm;
 	uint64_t index;
-	int spool;     // unnamed file in DATA/snap/cow
-	uint8_t *sbuf; // spool writes, buffered (begin only)
-	size_t sused;
+	uint8_t *dedup; // the duplicate table at index, serialized
+	size_t dedup_len;
+	int spool;		// unnamed file in DATA/snap/cow: pre-images
 	char cow[PATH_MAX / 2]; // DATA/snap/cow
-	struct tree_map files;	// id -> ordinal + 1 of each regular file in the image
-	uint64_t n_files;
 
-	pthread_mutex_t mu;	// the hook (apply thread) against the stream
-	struct tree_map copied; // under mu: id -> (void *)1 once copied aside
-	uint64_t next;		// under mu: ordinal of the file the stream is at
-	uint64_t copies;	// under mu: files copied aside
-	int err;		// under mu: a failed copy voids the image
+	pthread_mutex_t mu; // the hooks (apply thread) against the walk
+	pthread_cond_t cv;  // a hook is done (the walk waits for hooks_waiting == 0)
+	int hooks_waiting;  // atomic: hooks waiting for mu
+	// Under mu:
+	struct tree_map born;	// id -> 1: created after the index, not in the image
+	struct tree_map done;	// id -> IMG_DONE_* bits
+	struct tree_map pre;	// id -> spool offset + 1 of its pre-image
+	struct tree_map copied; // id -> 1 once its contents are copied aside
+	uint64_t spool_end;
+	struct img_buf hbuf;   // the hook's capture
+	char *xbuf, *vbuf;     // listxattr names, one value (captures)
+	uint64_t pres, copies; // pre-images saved, files copied aside
+	bool finished;	       // the walk is over: the hooks do nothing
+	int err;	       // a failed pre-image or copy voids the image
 };
+
+// The job's lock: the walk's side (waits while a hook is waiting), the
+// hooks' side (goes first), and the release of either.
+void img_lock_walk(struct sm_snap_job *j);
+void img_lock_hook(struct sm_snap_job *j);
+void img_unlock(struct sm_snap_job *j);
+
+// Appends to b (b->err set on failure); img_buf_free frees its data.
+void img_buf_put(struct img_buf *b, const void *data, size_t len);
+void img_buf_free(struct img_buf *b);
+
+// Under the walk's lock: what the image holds of object id at the index,
+// into out (replaced): its pre-image if a hook saved one, else its live
+// state; marks it taken. *skip (and 0) if it was created after the index
+// or is taken already. 0 or a negative errno.
+int img_take(struct sm_snap_job *j, uint64_t id, struct img_buf *out, bool *skip);
+
+// The ids the hooks saved a pre-image of that the walk has not taken
+// (objects deleted since the index before the walk got to them), into a
+// malloc'd array *ids of *n. Under the walk's lock. 0 or -ENOMEM.
+int img_untaken(struct sm_snap_job *j, uint64_t **ids, size_t *n);
+
+// sm's meta hook while an image is made (arg the job): object id is about
+// to change (created: about to be made). Saves its pre-image unless the
+// walk has taken it already (sm_image_meta.c).
+void img_meta_hook(void *arg, uint64_t id, bool created);
+
+// Writes the extents of regular file id (ending with a zero length) to w,
+// from the live file or from its copy aside; then it counts as streamed.
+// data holds EXTENT_MAX bytes (sm_image_cow.c).
+int img_stream_extents(struct sm_snap_job *j, struct img_writer *w, uint8_t *data, uint64_t id);
 
 // FNV-1a 64 of data, continued from h.
 uint64_t img_fnv(uint64_t h, const void *data, size_t len);
@@ -141,8 +205,8 @@ double img_now_ms(void);
 bool img_exists(const char *path);
 
 // The content hook of an image being streamed (sm_set_content_hook, arg
-// the job): before apply changes file id, copies it aside if the stream
-// has not passed it yet (sm_image_cow.c).
+// the job): before apply changes file id, copies it aside if the walk has
+// not streamed its extents yet (sm_image_cow.c).
 void img_cow_hook(void *arg, uint64_t id);
 
 #endif

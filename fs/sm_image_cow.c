@@ -1,6 +1,6 @@
-// sm_image_cow.c — streams a begun image while apply goes on: the spool, and each file's
-// extents from the live file or from the copy the content hook made before apply changed
-// it; ends the job.
+// sm_image_cow.c — the contents of an image made while apply goes on: each file's extents
+// from the live file, or from the copy the content hook made before apply changed it; ends
+// the job.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -112,16 +112,21 @@ static int copy_aside(struct sm_snap_job *j, uint64_t id)
 	return rc;
 }
 
-// sm's content hook while an image streams: file id is about to change.
+// sm's content hook while an image is made: file id is about to change.
 void img_cow_hook(void *arg, uint64_t id)
 {
 	struct sm_snap_job *j = arg;
-	uintptr_t ord = (uintptr_t)tree_map_get(&j->files, id); // read-only after begin
+	struct sm_obj *o = tree_get(j->sm, id); // apply thread: its own tables
 
-	if (!ord)
-		return; // not in the image (made after it), or no regular file
-	pthread_mutex_lock(&j->mu);
-	if (!j->err && ord - 1 >= j->next && !tree_map_get(&j->copied, id)) {
+	// The Release of an orphan calls it whatever the orphan is: only a
+	// regular file has contents (opening a FIFO would block).
+	if (!o || o->type != S_IFREG)
+		return;
+	img_lock_hook(j);
+	// Not in the image (made after it), streamed already, or copied.
+	if (!j->finished && !j->err && !tree_map_get(&j->born, id) &&
+	    !((uintptr_t)tree_map_get(&j->done, id) & IMG_DONE_DATA) &&
+	    !tree_map_get(&j->copied, id)) {
 		int rc = copy_aside(j, id);
 
 		if (!rc)
@@ -131,27 +136,24 @@ void img_cow_hook(void *arg, uint64_t id)
 		else
 			j->copies++;
 	}
-	pthread_mutex_unlock(&j->mu);
+	img_unlock(j);
 }
 
-// Writes the extents of file id (ordinal ord) from the live file, or from
-// its copy once the hook made one.
-static int stream_file(struct sm_snap_job *j, struct img_writer *w, uint8_t *data, uint64_t id)
+int img_stream_extents(struct sm_snap_job *j, struct img_writer *w, uint8_t *data, uint64_t id)
 {
-	uint64_t ord = (uintptr_t)tree_map_get(&j->files, id) - 1;
 	struct sm_path p;
 	bool on_copy = false;
 	int fd = -1, rc = 0;
 	off_t off = 0;
 
-	pthread_mutex_lock(&j->mu);
-	j->next = ord;
-	pthread_mutex_unlock(&j->mu);
 	while (!rc) {
 		off_t at = 0;
 		size_t n = 0;
 
-		pthread_mutex_lock(&j->mu);
+		// One piece at a time under the lock: the hook copies the file
+		// aside before its first change, and the pieces after that come
+		// from the copy.
+		img_lock_walk(j);
 		rc = j->err;
 		if (!rc && !on_copy && tree_map_get(&j->copied, id)) {
 			if (fd >= 0)
@@ -174,7 +176,11 @@ static int stream_file(struct sm_snap_job *j, struct img_writer *w, uint8_t *dat
 			if (rc)
 				fprintf(stderr, "sm snapshot: read %s: %s\n", p.buf, strerror(-rc));
 		}
-		pthread_mutex_unlock(&j->mu);
+		if (!rc && n == 0)
+			rc = tree_map_put(&j->done, id,
+					  (void *)((uintptr_t)tree_map_get(&j->done, id) |
+						   IMG_DONE_DATA));
+		img_unlock(j);
 		if (rc || n == 0)
 			break;
 		img_w_u64(w, (uint64_t)at);
@@ -187,102 +193,11 @@ static int stream_file(struct sm_snap_job *j, struct img_writer *w, uint8_t *dat
 		close(fd);
 	img_w_u64(w, 0);
 	img_w_u64(w, 0);
-	pthread_mutex_lock(&j->mu);
-	j->next = ord + 1;
-	pthread_mutex_unlock(&j->mu);
 	if (on_copy) {
 		cow_path(j, id, p.buf, sizeof(p.buf));
 		unlink(p.buf); // the stream is past it: no longer needed
 	}
 	return rc ? rc : w->err;
-}
-
-// Reads up to len bytes of the spool at *pos; the count (0 at its end).
-static ssize_t spool_read(const struct sm_snap_job *j, void *buf, size_t len, uint64_t *pos)
-{
-	ssize_t n;
-
-	do
-		n = pread(j->spool, buf, len, (off_t)*pos);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-	*pos += (uint64_t)n;
-	return n;
-}
-
-// Copies the spool into w, with the files' extents at the markers.
-static int stream_spool(struct sm_snap_job *j, struct img_writer *w, uint8_t *buf, uint8_t *data)
-{
-	uint64_t pos = 0;
-
-	for (;;) {
-		uint8_t hdr[9];
-		uint32_t len;
-		uint64_t id;
-		ssize_t n = spool_read(j, hdr, 1, &pos);
-		int rc;
-
-		if (n <= 0)
-			return (int)n; // 0: its end
-		if (hdr[0] == 'X') {
-			if (spool_read(j, &id, 8, &pos) != 8)
-				return -EIO;
-			rc = stream_file(j, w, data, id);
-			if (rc)
-				return rc;
-			continue;
-		}
-		if (hdr[0] != 'B' || spool_read(j, &len, 4, &pos) != 4)
-			return -EIO;
-		while (len) {
-			n = spool_read(j, buf, len < BUF_BYTES ? len : BUF_BYTES, &pos);
-			if (n <= 0)
-				return n < 0 ? (int)n : -EIO;
-			img_w_put(w, buf, (size_t)n);
-			len -= (uint32_t)n;
-		}
-		if (w->err)
-			return w->err;
-	}
-}
-
-int sm_snapshot_stream(struct sm_snap_job *j, sm_snap_sink sink, void *arg)
-{
-	struct img_writer w = {.sink = sink, .arg = arg, .hash = FNV_OFFSET};
-	uint8_t *buf = malloc(BUF_BYTES), *data = malloc(EXTENT_MAX);
-	uint64_t copies;
-	int rc;
-
-	w.buf = malloc(BUF_BYTES);
-	rc = !buf || !data || !w.buf ? -ENOMEM : stream_spool(j, &w, buf, data);
-	if (!rc) {
-		uint64_t h;
-
-		img_w_u8(&w, 'E');
-		h = w.hash;
-		img_w_u64(&w, h);
-		img_w_flush(&w);
-		rc = w.err;
-	}
-	pthread_mutex_lock(&j->mu);
-	j->next = UINT64_MAX; // nothing more to copy aside
-	if (rc && !j->err)
-		j->err = rc;
-	copies = j->copies;
-	pthread_mutex_unlock(&j->mu);
-	if (rc)
-		fprintf(stderr, "sm snapshot: streaming the image of %s at %llu failed: %s\n",
-			j->sm->data_dir, (unsigned long long)j->index, strerror(-rc));
-	else if (copies)
-		fprintf(stderr,
-			"sm snapshot: image at %llu: %llu files copied aside before "
-			"apply changed them\n",
-			(unsigned long long)j->index, (unsigned long long)copies);
-	free(buf);
-	free(data);
-	free(w.buf);
-	return rc;
 }
 
 void sm_snapshot_end(struct sm_snap_job *j)
@@ -291,15 +206,23 @@ void sm_snapshot_end(struct sm_snap_job *j)
 		return;
 	if (j->sm->content_hook == img_cow_hook && j->sm->content_hook_arg == j)
 		sm_set_content_hook(j->sm, NULL, NULL);
+	if (j->sm->meta_hook == img_meta_hook && j->sm->meta_hook_arg == j) {
+		j->sm->meta_hook = NULL;
+		j->sm->meta_hook_arg = NULL;
+	}
 	if (j->spool >= 0)
 		close(j->spool);
 	img_rm_tree(j->cow);
-	if (j->files.keys)
-		tree_map_free(&j->files);
-	if (j->copied.keys)
-		tree_map_free(&j->copied);
+	tree_map_free(&j->born);
+	tree_map_free(&j->done);
+	tree_map_free(&j->pre);
+	tree_map_free(&j->copied);
 	pthread_mutex_destroy(&j->mu);
-	free(j->sbuf);
+	pthread_cond_destroy(&j->cv);
+	img_buf_free(&j->hbuf);
+	free(j->dedup);
+	free(j->xbuf);
+	free(j->vbuf);
 	free(j);
 }
 

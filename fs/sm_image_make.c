@@ -1,25 +1,89 @@
-// sm_image_make.c — begins an image on the apply thread: the metadata walk (directories
-// breadth first, every object's names, attributes, xattrs) into the job's spool, with a
-// marker where each file's extents go; the one pause of apply per snapshot.
+// sm_image_make.c — makes an image while apply goes on: begin (apply thread: the index,
+// the duplicate table, the hooks; O(1), the one pause of apply), then the walk (another
+// thread): directories breadth first from their listings, every other object from DATA/ids,
+// each taken live or from its pre-image, with its extents.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dedup.h"
 #include "sm_image.h"
 #include "sm_impl.h"
 
-// ---- making an image ----
+// ---- begin ----
+
+int sm_snapshot_begin(struct sm *sm, struct sm_snap_job **out, uint64_t *index)
+{
+	struct sm_snap_job *j;
+	char path[PATH_MAX];
+	int rc;
+
+	*out = NULL;
+	if (sm->fault)
+		return sm->fault;
+	if (sm->redo_pending || sm->content_hook || sm->meta_hook)
+		return -EBUSY; // half a command applied, or another image under way
+	if (strlen(sm->data_dir) > sizeof(j->cow) - 16)
+		return -ENAMETOOLONG;
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->sm = sm;
+	j->index = sm->applied;
+	j->spool = -1;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	snprintf(path, sizeof(path), "%s/snap", sm->data_dir);
+	snprintf(j->cow, sizeof(j->cow), "%s/snap/cow", sm->data_dir);
+	j->xbuf = malloc(XATTR_LIST_MAX_BYTES);
+	j->vbuf = malloc(XATTR_VALUE_MAX_BYTES);
+	rc = !j->xbuf || !j->vbuf ? -ENOMEM : 0;
+	if (!rc)
+		rc = tree_map_init(&j->born);
+	if (!rc)
+		rc = tree_map_init(&j->done);
+	if (!rc)
+		rc = tree_map_init(&j->pre);
+	if (!rc)
+		rc = tree_map_init(&j->copied);
+	if (!rc)
+		rc = dedup_serialize(sm->dd, &j->dedup, &j->dedup_len);
+	if (rc)
+		goto out;
+	img_rm_tree(j->cow); // a crashed run's copies
+	if ((mkdir(path, 0700) && errno != EEXIST) || mkdir(j->cow, 0700))
+		rc = -errno;
+	if (!rc) {
+		snprintf(path, sizeof(path), "%s/spool", j->cow);
+		j->spool = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (j->spool < 0 || unlink(path))
+			rc = -errno;
+	}
+	if (rc)
+		fprintf(stderr, "sm snapshot: preparing %s for an image: %s\n", j->cow,
+			strerror(-rc));
+out:
+	if (rc) {
+		fprintf(stderr, "sm snapshot: image of %s at %llu failed: %s\n", sm->data_dir,
+			(unsigned long long)sm->applied, strerror(-rc));
+		sm_snapshot_end(j);
+		return rc;
+	}
+	sm_set_content_hook(sm, img_cow_hook, j);
+	sm->meta_hook = img_meta_hook;
+	sm->meta_hook_arg = j;
+	*index = j->index;
+	*out = j;
+	return 0;
+}
+
+// ---- the walk ----
 
 // The names of one non-directory: (parent, name) pairs.
 struct links {
@@ -30,26 +94,79 @@ struct links {
 	} * v;
 };
 
-struct sm_snap_job;
-
-struct maker {
-	struct sm *sm;
-	struct sm_snap_job *job; // where the image goes (copy-on-write, below)
-	struct img_writer w;
-	struct tree_map links; // id -> struct links *
-	uint64_t *queue;       // directories to visit (BFS: parents first)
-	size_t q_head, q_len, q_cap;
-	char *xbuf; // listxattr buffer
-	char *vbuf; // one xattr value
+// A directory to visit, with the name and parent its parent's listing gave.
+struct dir_ent {
+	uint64_t id, parent;
+	char *name;
 };
 
-static int add_link(struct maker *m, uint64_t id, uint64_t parent, const char *name)
+struct walker {
+	struct sm_snap_job *j;
+	struct img_writer w;
+	struct img_buf cap;    // the object being written
+	struct tree_map links; // id -> struct links *
+	struct dir_ent *queue; // directories to visit (BFS: parents first)
+	size_t q_head, q_len, q_cap;
+	uint8_t *data; // extents
+	uint64_t dirs, others;
+};
+
+// Reading a capture (sm_image.h) back: bounds checked, -EIO past its end.
+struct cursor {
+	const uint8_t *p;
+	size_t left;
+	int err;
+};
+
+static const void *cur_take(struct cursor *c, size_t len)
 {
-	struct links *l = tree_map_get(&m->links, id);
+	const void *p = c->p;
+
+	if (c->err || len > c->left) {
+		c->err = -EIO;
+		return NULL;
+	}
+	c->p += len;
+	c->left -= len;
+	return p;
+}
+
+static uint64_t cur_uint(struct cursor *c, size_t len)
+{
+	const void *p = cur_take(c, len);
+	uint64_t v = 0;
+	uint32_t v32 = 0;
+	uint16_t v16 = 0;
+
+	if (p && len == 8)
+		memcpy(&v, p, 8);
+	else if (p && len == 4)
+		memcpy(&v32, p, 4), v = v32;
+	else if (p && len == 2)
+		memcpy(&v16, p, 2), v = v16;
+	return v;
+}
+
+// A name of a listing into out[256].
+static int cur_name(struct cursor *c, char *out)
+{
+	size_t len = (size_t)cur_uint(c, 2);
+	const char *p = len <= 255 ? cur_take(c, len) : NULL;
+
+	if (!p)
+		return c->err = -EIO;
+	memcpy(out, p, len);
+	out[len] = 0;
+	return 0;
+}
+
+static int add_link(struct walker *wk, uint64_t id, uint64_t parent, const char *name)
+{
+	struct links *l = tree_map_get(&wk->links, id);
 
 	if (!l) {
 		l = calloc(1, sizeof(*l));
-		if (!l || tree_map_put(&m->links, id, l)) {
+		if (!l || tree_map_put(&wk->links, id, l)) {
 			free(l);
 			return -ENOMEM;
 		}
@@ -84,321 +201,250 @@ static int free_links(uint64_t key, void *val, void *arg)
 	return 0;
 }
 
-static int enqueue(struct maker *m, uint64_t id)
+static int enqueue(struct walker *wk, uint64_t id, uint64_t parent, const char *name)
 {
-	if (m->q_len == m->q_cap) {
-		size_t cap = m->q_cap ? 2 * m->q_cap : 256;
-		uint64_t *q = realloc(m->queue, cap * sizeof(*q));
+	if (wk->q_len == wk->q_cap) {
+		size_t cap = wk->q_cap ? 2 * wk->q_cap : 256;
+		struct dir_ent *q = realloc(wk->queue, cap * sizeof(*q));
 
 		if (!q)
 			return -ENOMEM;
-		m->queue = q;
-		m->q_cap = cap;
+		wk->queue = q;
+		wk->q_cap = cap;
 	}
-	m->queue[m->q_len++] = id;
+	wk->queue[wk->q_len].id = id;
+	wk->queue[wk->q_len].parent = parent;
+	wk->queue[wk->q_len].name = strdup(name);
+	if (!wk->queue[wk->q_len].name)
+		return -ENOMEM;
+	wk->q_len++;
 	return 0;
 }
 
-// Whether the image carries xattr name: the user's, and the replicated
-// ones of the state machine but id and ctime. (The install's sm_open loads
-// delegations from the xattr, as at start.)
-static bool image_xattr(const char *name)
+// Takes object id as it was at the index into wk->cap (sm_image_meta.c);
+// *skip if it is not in the image or taken already.
+static int take(struct walker *wk, uint64_t id, bool *skip)
 {
-	return strncmp(name, SM_XATTR_PREFIX, strlen(SM_XATTR_PREFIX)) ||
-	       !strcmp(name, SM_XATTR_RELEASED) || !strcmp(name, SM_XATTR_DELEG);
-}
-
-// Writes the attrs block of object o found at path.
-static int put_attrs(struct maker *m, struct sm_obj *o, const char *path, const struct stat *st)
-{
-	ssize_t len = llistxattr(path, m->xbuf, XATTR_LIST_MAX_BYTES);
-	uint32_t n = 0;
-
-	if (len < 0) {
-		fprintf(stderr, "sm snapshot: list xattrs of %s: %s\n", path, strerror(errno));
-		return -errno;
-	}
-	for (ssize_t i = 0; i < len; i += (ssize_t)strlen(m->xbuf + i) + 1)
-		n += image_xattr(m->xbuf + i);
-	img_w_u32(&m->w, st->st_mode);
-	img_w_u32(&m->w, st->st_uid);
-	img_w_u32(&m->w, st->st_gid);
-	img_w_u64(&m->w, st->st_rdev);
-	img_w_u64(&m->w, S_ISDIR(st->st_mode) ? 0 : (uint64_t)st->st_size);
-	img_w_u64(&m->w, (uint64_t)((int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec));
-	img_w_u64(&m->w, (uint64_t)__atomic_load_n(&o->ctime_ns, __ATOMIC_RELAXED));
-	img_w_u32(&m->w, n);
-	for (ssize_t i = 0; i < len; i += (ssize_t)strlen(m->xbuf + i) + 1) {
-		const char *name = m->xbuf + i;
-		ssize_t vlen;
-
-		if (!image_xattr(name))
-			continue;
-		vlen = lgetxattr(path, name, m->vbuf, XATTR_VALUE_MAX_BYTES);
-		if (vlen < 0) {
-			fprintf(stderr, "sm snapshot: get xattr %s of %s: %s\n", name, path,
-				strerror(errno));
-			return -errno;
-		}
-		img_w_name(&m->w, name);
-		img_w_u32(&m->w, (uint32_t)vlen);
-		img_w_put(&m->w, m->vbuf, (size_t)vlen);
-	}
-	return m->w.err;
-}
-
-// Emits directory id and queues its subdirectories; records the names of
-// everything else in it.
-static int visit_dir(struct maker *m, uint64_t id)
-{
-	struct sm_obj *o = tree_get(m->sm, id);
-	struct sm_path p;
-	struct stat st;
-	struct dirent *de;
-	DIR *d;
 	int rc;
 
-	if (!o || o->type != S_IFDIR)
-		return -EIO;
-	rc = tree_path(m->sm, id, &p);
-	if (rc)
-		return rc;
-	if (lstat(p.buf, &st)) {
-		rc = -errno;
-		fprintf(stderr, "sm snapshot: stat %s: %s\n", p.buf, strerror(-rc));
-		goto out;
-	}
-	img_w_u8(&m->w, 'D');
-	img_w_u64(&m->w, id);
-	img_w_u64(&m->w, id == SM_ROOT_ID ? 0 : o->parent);
-	img_w_name(&m->w, id == SM_ROOT_ID ? "" : o->name);
-	rc = put_attrs(m, o, p.buf, &st);
-	if (rc)
-		goto out;
-	d = opendir(p.buf);
-	if (!d) {
-		rc = -errno;
-		fprintf(stderr, "sm snapshot: open directory %s: %s\n", p.buf, strerror(-rc));
-		goto out;
-	}
-	while (!rc && (errno = 0, de = readdir(d))) {
-		struct stat cst;
-		struct sm_obj *c;
-
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		// d_ino is the inode number on the filesystems a data dir lives
-		// on; a stat is the fallback where it is not (overlays).
-		c = tree_map_get(&m->sm->by_ino, de->d_ino);
-		if (!c || (c->type == S_IFDIR && c->parent != id)) {
-			if (fstatat(dirfd(d), de->d_name, &cst, AT_SYMLINK_NOFOLLOW)) {
-				rc = -errno;
-				break;
-			}
-			c = tree_map_get(&m->sm->by_ino, cst.st_ino);
-		}
-		if (!c) {
-			fprintf(stderr, "sm snapshot: %s/%s has no id in the tables\n", p.buf,
-				de->d_name);
-			rc = -EIO;
-		} else if (c->type == S_IFDIR) {
-			rc = enqueue(m, c->id);
-		} else {
-			rc = add_link(m, c->id, id, de->d_name);
-		}
-	}
-	if (!rc && errno)
-		rc = -errno;
-	closedir(d);
-out:
-	sm_path_release(&p);
+	img_lock_walk(wk->j);
+	rc = img_take(wk->j, id, &wk->cap, skip);
+	img_unlock(wk->j);
 	return rc;
 }
 
-// Where the extents of regular file id go: the spool gets a marker, the
-// stream puts the file's data there (copy-on-write images, below).
-static int mark_extents(struct maker *m, uint64_t id);
-
-static int visit_nondir(uint64_t id, void *val, void *arg)
+// Writes the 'D' record of the next queued directory (its name and parent
+// from the listing that found it) and queues its subdirectories; records
+// the names of everything else in it.
+static int visit_dir(struct walker *wk, const struct dir_ent *d)
 {
-	struct maker *m = arg;
-	struct sm_obj *o = val;
+	struct cursor c;
+	const void *blob;
+	uint32_t len, n, mode = 0;
+	bool skip;
+	int rc = take(wk, d->id, &skip);
+
+	if (!rc && skip) {
+		fprintf(stderr, "sm snapshot: directory %016llx listed twice or made after %llu\n",
+			(unsigned long long)d->id, (unsigned long long)wk->j->index);
+		rc = -EIO;
+	}
+	if (rc)
+		return rc;
+	c = (struct cursor){wk->cap.data, wk->cap.len, 0};
+	len = (uint32_t)cur_uint(&c, 4);
+	blob = cur_take(&c, len);
+	n = (uint32_t)cur_uint(&c, 4);
+	if (!c.err && len >= 4)
+		memcpy(&mode, blob, 4);
+	if (c.err || !S_ISDIR(mode)) {
+		fprintf(stderr, "sm snapshot: directory %016llx: bad capture\n",
+			(unsigned long long)d->id);
+		return -EIO;
+	}
+	img_w_u8(&wk->w, 'D');
+	img_w_u64(&wk->w, d->id);
+	img_w_u64(&wk->w, d->parent);
+	img_w_name(&wk->w, d->name);
+	img_w_put(&wk->w, blob, len);
+	for (uint32_t i = 0; i < n && !rc; i++) {
+		uint64_t id = cur_uint(&c, 8);
+		uint32_t type = (uint32_t)cur_uint(&c, 4);
+		char name[256];
+
+		rc = cur_name(&c, name);
+		if (!rc)
+			rc = type == S_IFDIR ? enqueue(wk, id, d->id, name)
+					     : add_link(wk, id, d->id, name);
+	}
+	wk->dirs++;
+	return rc ? rc : wk->w.err;
+}
+
+// Writes the 'F' record of non-directory id (with its extents), unless it
+// is not in the image or written already.
+static int visit_other(struct walker *wk, uint64_t id)
+{
 	struct links *l;
-	struct sm_path p;
-	struct stat st;
+	struct cursor c;
+	const void *blob;
+	uint32_t len, mode = 0;
+	bool skip;
+	int rc = take(wk, id, &skip);
+
+	if (rc || skip)
+		return rc;
+	c = (struct cursor){wk->cap.data, wk->cap.len, 0};
+	len = (uint32_t)cur_uint(&c, 4);
+	blob = cur_take(&c, len);
+	if (!c.err && len >= 4)
+		memcpy(&mode, blob, 4);
+	if (c.err || len < 4 || S_ISDIR(mode)) {
+		fprintf(stderr, "sm snapshot: object %016llx: bad capture\n",
+			(unsigned long long)id);
+		return -EIO;
+	}
+	img_w_u8(&wk->w, 'F');
+	img_w_u64(&wk->w, id);
+	img_w_put(&wk->w, blob, len);
+	l = tree_map_get(&wk->links, id);
+	img_w_u32(&wk->w, l ? (uint32_t)l->n : 0);
+	for (size_t i = 0; l && i < l->n; i++) {
+		img_w_u64(&wk->w, l->v[i].parent);
+		img_w_name(&wk->w, l->v[i].name);
+	}
+	wk->others++;
+	if (S_ISREG(mode))
+		rc = img_stream_extents(wk->j, &wk->w, wk->data, id);
+	return rc ? rc : wk->w.err;
+}
+
+// Every non-directory there is now, by its index link: those made after
+// the index are skipped, those deleted since were saved by the hook
+// (visit_untaken). A name that is no id (none should be there) is skipped.
+static int visit_ids(struct walker *wk)
+{
+	char path[PATH_MAX];
 	int rc = 0;
 
-	if (o->type == S_IFDIR)
-		return 0;
-	tree_index_path(m->sm, id, &p);
-	if (lstat(p.buf, &st)) {
-		fprintf(stderr, "sm snapshot: stat %s: %s\n", p.buf, strerror(errno));
-		return -errno;
-	}
-	img_w_u8(&m->w, 'F');
-	img_w_u64(&m->w, id);
-	rc = put_attrs(m, o, p.buf, &st);
-	if (!rc && S_ISLNK(st.st_mode)) {
-		char target[PATH_MAX];
-		ssize_t n = readlink(p.buf, target, sizeof(target));
+	for (unsigned b = 0; b < 256 && !rc; b++) {
+		struct dirent *de;
+		DIR *d;
 
-		if (n < 0)
-			return -errno;
-		img_w_u32(&m->w, (uint32_t)n);
-		img_w_put(&m->w, target, (size_t)n);
-	}
-	l = tree_map_get(&m->links, id);
-	img_w_u32(&m->w, l ? (uint32_t)l->n : 0);
-	for (size_t i = 0; l && i < l->n; i++) {
-		img_w_u64(&m->w, l->v[i].parent);
-		img_w_name(&m->w, l->v[i].name);
-	}
-	if (!rc && S_ISREG(st.st_mode))
-		rc = mark_extents(m, id);
-	return rc ? rc : m->w.err;
-}
+		snprintf(path, sizeof(path), "%s/ids/%02x", wk->j->sm->data_dir, b);
+		d = opendir(path);
+		if (!d) {
+			if (errno == ENOENT)
+				continue; // no object ever had an id in this bucket
+			rc = -errno;
+			fprintf(stderr, "sm snapshot: open directory %s: %s\n", path,
+				strerror(-rc));
+			break;
+		}
+		while (!rc && (errno = 0, de = readdir(d))) {
+			char *end;
+			uint64_t id = strtoull(de->d_name, &end, 16);
 
-static int spool_flush(struct sm_snap_job *j)
-{
-	int rc = sm_snap_fd_sink(&j->spool, j->sbuf, j->sused);
-
-	j->sused = 0;
+			if (strlen(de->d_name) == 16 && !*end && id)
+				rc = visit_other(wk, id);
+		}
+		if (!rc && errno)
+			rc = -errno;
+		closedir(d);
+	}
 	return rc;
 }
 
-static int spool_put(struct sm_snap_job *j, const void *buf, size_t len)
+// Objects of the image deleted before the walk got to them: from their
+// pre-images.
+static int visit_untaken(struct walker *wk)
 {
-	if (j->sused + len > SPOOL_BUF) {
-		int rc = spool_flush(j);
-
-		if (rc)
-			return rc;
-		if (len > SPOOL_BUF)
-			return sm_snap_fd_sink(&j->spool, buf, len);
-	}
-	memcpy(j->sbuf + j->sused, buf, len);
-	j->sused += len;
-	return 0;
-}
-
-// The maker's sink in begin: image bytes become a 'B' record.
-static int spool_sink(void *arg, const void *buf, size_t len)
-{
-	struct sm_snap_job *j = arg;
-	uint8_t hdr[5] = {'B'};
-	uint32_t l = (uint32_t)len;
+	uint64_t *ids = NULL;
+	size_t n = 0;
 	int rc;
 
-	memcpy(hdr + 1, &l, 4);
-	rc = spool_put(j, hdr, sizeof(hdr));
-	return rc ? rc : spool_put(j, buf, len);
+	img_lock_walk(wk->j);
+	rc = img_untaken(wk->j, &ids, &n);
+	img_unlock(wk->j);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = visit_other(wk, ids[i]);
+	free(ids);
+	return rc;
 }
 
-static int mark_extents(struct maker *m, uint64_t id)
+static int walk(struct walker *wk)
 {
-	struct sm_snap_job *j = m->job;
-	uint8_t rec[9] = {'X'};
+	struct sm_snap_job *j = wk->j;
 	int rc;
 
-	img_w_flush(&m->w); // the bytes before the extents go first
-	if (m->w.err)
-		return m->w.err;
-	memcpy(rec + 1, &id, 8);
-	rc = tree_map_put(&j->files, id, (void *)(uintptr_t)(++j->n_files));
-	return rc ? rc : spool_put(j, rec, sizeof(rec));
-}
-
-int sm_snapshot_begin(struct sm *sm, struct sm_snap_job **out, uint64_t *index)
-{
-	struct maker m = {.sm = sm};
-	struct sm_snap_job *j;
-	char path[PATH_MAX];
-	uint8_t *dd = NULL;
-	size_t dd_len = 0;
-	int rc;
-
-	*out = NULL;
-	if (sm->fault)
-		return sm->fault;
-	if (sm->redo_pending || sm->content_hook)
-		return -EBUSY; // half a command applied, or another image under way
-	if (strlen(sm->data_dir) > sizeof(j->cow) - 16)
-		return -ENAMETOOLONG;
-	j = calloc(1, sizeof(*j));
-	if (!j)
-		return -ENOMEM;
-	j->sm = sm;
-	j->index = sm->applied;
-	j->spool = -1;
-	pthread_mutex_init(&j->mu, NULL);
-	snprintf(path, sizeof(path), "%s/snap", sm->data_dir);
-	snprintf(j->cow, sizeof(j->cow), "%s/snap/cow", sm->data_dir);
-	rc = tree_map_init(&j->files);
-	if (!rc)
-		rc = tree_map_init(&j->copied);
-	if (!rc) {
-		img_rm_tree(j->cow); // a crashed run's copies
-		if ((mkdir(path, 0700) && errno != EEXIST) || mkdir(j->cow, 0700))
-			rc = -errno;
-	}
-	if (!rc) {
-		snprintf(path, sizeof(path), "%s/spool", j->cow);
-		j->spool = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (j->spool < 0 || unlink(path))
-			rc = -errno;
-	}
-	if (rc) {
-		fprintf(stderr, "sm snapshot: preparing %s for an image: %s\n", j->cow,
-			strerror(-rc));
-		goto out;
-	}
-	m.job = j;
-	m.w = (struct img_writer){.sink = spool_sink, .arg = j, .hash = FNV_OFFSET};
-	m.w.buf = malloc(BUF_BYTES);
-	m.xbuf = malloc(XATTR_LIST_MAX_BYTES);
-	m.vbuf = malloc(XATTR_VALUE_MAX_BYTES);
-	j->sbuf = malloc(SPOOL_BUF);
-	rc = !m.w.buf || !m.xbuf || !m.vbuf || !j->sbuf ? -ENOMEM : tree_map_init(&m.links);
-	if (!rc)
-		rc = dedup_serialize(sm->dd, &dd, &dd_len);
-	if (rc)
-		goto out;
-	img_w_put(&m.w, SNAP_MAGIC, 8);
-	img_w_u32(&m.w, SNAP_VERSION);
-	img_w_u64(&m.w, sm->applied);
-	img_w_u64(&m.w, dd_len);
-	img_w_put(&m.w, dd, dd_len);
+	img_w_put(&wk->w, SNAP_MAGIC, 8);
+	img_w_u32(&wk->w, SNAP_VERSION);
+	img_w_u64(&wk->w, j->index);
+	img_w_u64(&wk->w, j->dedup_len);
+	img_w_put(&wk->w, j->dedup, j->dedup_len);
 	// Directories breadth first from the root, so a parent always comes
-	// before its children; their walk also finds every name of the rest.
-	rc = enqueue(&m, SM_ROOT_ID);
-	while (!rc && m.q_head < m.q_len)
-		rc = visit_dir(&m, m.queue[m.q_head++]);
+	// before its children; their listings also give every name of the rest.
+	rc = enqueue(wk, SM_ROOT_ID, 0, "");
+	while (!rc && wk->q_head < wk->q_len) {
+		rc = visit_dir(wk, &wk->queue[wk->q_head]);
+		free(wk->queue[wk->q_head].name);
+		wk->queue[wk->q_head++].name = NULL;
+	}
 	if (!rc)
-		rc = tree_map_each(&sm->by_id, visit_nondir, &m);
+		rc = visit_ids(wk);
+	if (!rc)
+		rc = visit_untaken(wk);
 	if (!rc) {
-		img_w_flush(&m.w);
-		rc = m.w.err ? m.w.err : spool_flush(j);
+		uint64_t h;
+
+		img_w_u8(&wk->w, 'E');
+		h = wk->w.hash;
+		img_w_u64(&wk->w, h);
+		img_w_flush(&wk->w);
+		rc = wk->w.err;
 	}
-out:
-	if (m.links.keys) {
-		tree_map_each(&m.links, free_links, NULL);
-		tree_map_free(&m.links);
+	return rc;
+}
+
+int sm_snapshot_stream(struct sm_snap_job *j, sm_snap_sink sink, void *arg)
+{
+	struct walker wk = {.j = j, .w = {.sink = sink, .arg = arg, .hash = FNV_OFFSET}};
+	uint64_t pres, copies;
+	int rc;
+
+	wk.w.buf = malloc(BUF_BYTES);
+	wk.data = malloc(EXTENT_MAX);
+	rc = !wk.w.buf || !wk.data ? -ENOMEM : tree_map_init(&wk.links);
+	if (!rc)
+		rc = walk(&wk);
+	img_lock_walk(j);
+	j->finished = true; // nothing more to save for this image
+	if (rc && !j->err)
+		j->err = rc;
+	rc = j->err;
+	pres = j->pres;
+	copies = j->copies;
+	img_unlock(j);
+	if (rc)
+		fprintf(stderr, "sm snapshot: streaming the image of %s at %llu failed: %s\n",
+			j->sm->data_dir, (unsigned long long)j->index, strerror(-rc));
+	else if (pres || copies)
+		fprintf(stderr,
+			"sm snapshot: image at %llu: %llu directories, %llu other objects; "
+			"%llu kept as they were before apply changed them, %llu files' "
+			"contents copied aside\n",
+			(unsigned long long)j->index, (unsigned long long)wk.dirs,
+			(unsigned long long)wk.others, (unsigned long long)pres,
+			(unsigned long long)copies);
+	if (wk.links.keys) {
+		tree_map_each(&wk.links, free_links, NULL);
+		tree_map_free(&wk.links);
 	}
-	free(dd);
-	free(m.queue);
-	free(m.w.buf);
-	free(m.xbuf);
-	free(m.vbuf);
-	free(j->sbuf);
-	j->sbuf = NULL;
-	if (rc) {
-		fprintf(stderr, "sm snapshot: image of %s at %llu failed: %s\n", sm->data_dir,
-			(unsigned long long)sm->applied, strerror(-rc));
-		sm_snapshot_end(j);
-		return rc;
-	}
-	sm_set_content_hook(sm, img_cow_hook, j);
-	*index = j->index;
-	*out = j;
-	return 0;
+	for (size_t i = wk.q_head; i < wk.q_len; i++)
+		free(wk.queue[i].name);
+	free(wk.queue);
+	img_buf_free(&wk.cap);
+	free(wk.w.buf);
+	free(wk.data);
+	return rc;
 }

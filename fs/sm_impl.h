@@ -73,6 +73,9 @@ struct sm {
 	void *deleg_hook_arg;
 	sm_apply_hook apply_hook; // sm_set_apply_hook (apply thread)
 	void *apply_hook_arg;
+	// An image being made (fs/sm_image_meta.c): see sm_meta_hook below.
+	void (*meta_hook)(void *arg, uint64_t id, bool created);
+	void *meta_hook_arg;
 
 	// Write fds of regular files, by id (apply thread only).
 	struct {
@@ -172,6 +175,23 @@ int apply_exec(struct sm *sm, const Fspb__Command *cmd, const struct sm_record *
 
 // Tells the content hook, if any, that regular file id is about to change.
 void apply_content_change(struct sm *sm, uint64_t id);
+
+// Called on the apply thread before a command changes object id's
+// attributes or xattrs, a directory's entries, or deletes id; and
+// sm_new_hook before a command creates id. A snapshot image being made
+// while apply goes on keeps what it has not read yet as it was
+// (fs/sm_image.h). Every such change must call it before its first step.
+static inline void sm_meta_hook(struct sm *sm, uint64_t id)
+{
+	if (sm->meta_hook)
+		sm->meta_hook(sm->meta_hook_arg, id, false);
+}
+
+static inline void sm_new_hook(struct sm *sm, uint64_t id)
+{
+	if (sm->meta_hook)
+		sm->meta_hook(sm->meta_hook_arg, id, true);
+}
 
 // Closes a cached write fd of id, if any (apply thread).
 void apply_forget_fd(struct sm *sm, uint64_t id);

@@ -105,8 +105,8 @@ int snap_node_begin(struct sm *sm, void **job)
 	}
 	/* "making" until the "streamed" line: tests look for it. */
 	fprintf(stderr,
-		"fs: snapshot image at %llu: making (metadata captured in %.1f ms, apply paused; "
-		"contents stream while apply goes on)\n",
+		"fs: snapshot image at %llu: making (begun in %.1f ms, apply paused; metadata "
+		"and contents stream while apply goes on)\n",
 		(unsigned long long)j->index, now_ms() - t0);
 	*job = j;
 	return 0;
