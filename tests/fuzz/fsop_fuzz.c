@@ -156,6 +156,9 @@ static void summary(const struct fz *z)
 	if (z->seek_checked)
 		printf("  %ld SEEK_DATA/SEEK_HOLE answers checked against the model's content\n",
 		       z->seek_checked);
+	if (z->known_moved)
+		printf("  known: %ld ESTALE from a directory another mount moved (retried after a "
+		       "lookup)\n", z->known_moved);
 	if (z->known_nlink || z->known_estale)
 		printf("  known divergences: %ld directory link counts stale until write-behind "
 		       "settled, %ld ESTALE from fstat of a removed directory or fifo\n",

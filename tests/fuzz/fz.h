@@ -49,7 +49,7 @@ struct fz {
 	int verbose;
 	bool gone_ok; /* a mount that goes away (ENOTCONN) ends the run with status 3 */
 	bool wb_nlink; /* tolerate a directory's link count that is right once write-behind settled */
-	long known_nlink, known_estale; /* divergences tolerated, shown in the summary */
+	long known_nlink, known_estale, known_moved; /* divergences tolerated, shown in the summary */
 	long seek_checked; /* SEEK_DATA/HOLE answers checked against the model's content */
 
 	int nmounts, cur; /* cur: the mount the last operation went through */
