@@ -48,6 +48,7 @@ struct fz {
 	long op, nops;
 	int verbose;
 	bool gone_ok; /* a mount that goes away (ENOTCONN) ends the run with status 3 */
+	bool linearizable; /* the mounts are linearizable: no sync point but fsync */
 	bool wb_nlink; /* tolerate a directory's link count that is right once write-behind settled */
 	long known_nlink, known_estale, known_moved; /* divergences tolerated, shown in the summary */
 	long seek_checked; /* SEEK_DATA/HOLE answers checked against the model's content */
