@@ -41,15 +41,35 @@ static void file_name(char *buf, uint64_t seq)
 	snprintf(buf, NAME_LEN + 1, "%016llx.vlog", (unsigned long long)seq);
 }
 
-static bool parse_name(const char *name, uint64_t *seq)
+/* A spare: a file no reference can name any more, kept to be the next
+ * file (vlog.h, "Spares"), under its old seq. */
+static void spare_name(char *buf, uint64_t seq)
+{
+	snprintf(buf, NAME_LEN + 2, "%016llx.spare", (unsigned long long)seq);
+}
+
+static bool parse_seq(const char *name, const char *suffix, uint64_t *seq)
 {
 	char *end;
 
-	if (strlen(name) != NAME_LEN || strcmp(name + 16, ".vlog") != 0)
+	if (strlen(name) != 16 + strlen(suffix) || strcmp(name + 16, suffix) != 0)
 		return false;
 	errno = 0;
 	*seq = strtoull(name, &end, 16);
 	return errno == 0 && end == name + 16;
+}
+
+static bool parse_name(const char *name, uint64_t *seq)
+{
+	return parse_seq(name, ".vlog", seq);
+}
+
+static bool spare_known(const vlog *v, uint64_t seq)
+{
+	for (size_t i = 0; i < v->n_spare; i++)
+		if (v->spare[i] == seq)
+			return true;
+	return false;
 }
 
 static vlog_file *file_find(vlog *v, uint64_t seq)
@@ -86,15 +106,22 @@ static int file_add(store *s, uint64_t seq, int fd, uint64_t size)
 	return 0;
 }
 
-/* Deletes files[i] (its name first: a failure leaves it for the next
- * open, which deletes files nothing refers to). */
+/* Deletes files[i], or keeps it as a spare while there is room for one
+ * (its name first: a failure leaves it for the next open, which removes
+ * files nothing refers to). Not synced: a rename or deletion lost in a
+ * crash leaves a file nothing refers to, removed again at open. */
 static void file_remove(store *s, size_t i)
 {
 	vlog *v = &s->vl;
-	char name[NAME_LEN + 1];
+	uint64_t seq = v->files[i].seq;
+	char name[NAME_LEN + 1], spare[NAME_LEN + 2];
 
-	file_name(name, v->files[i].seq);
-	if (unlinkat(v->dirfd, name, 0) != 0 && errno != ENOENT)
+	file_name(name, seq);
+	spare_name(spare, seq);
+	if (v->n_spare < v->max_spare && !spare_known(v, seq) &&
+	    renameat(v->dirfd, name, v->dirfd, spare) == 0)
+		v->spare[v->n_spare++] = seq;
+	else if (unlinkat(v->dirfd, name, 0) != 0 && errno != ENOENT)
 		return;
 	close(v->files[i].fd);
 	memmove(&v->files[i], &v->files[i + 1], (v->n - i - 1) * sizeof(*v->files));
@@ -115,6 +142,13 @@ static int list_files(store *s)
 		struct stat st;
 		int fd;
 
+		if (parse_seq(de->d_name, ".spare", &seq)) {
+			if (v->n_spare < v->max_spare && !spare_known(v, seq))
+				v->spare[v->n_spare++] = seq;
+			else
+				unlinkat(v->dirfd, de->d_name, 0);
+			continue;
+		}
 		if (!parse_name(de->d_name, &seq))
 			continue;
 		fd = openat(v->dirfd, de->d_name, O_RDWR | O_CLOEXEC);
@@ -189,6 +223,10 @@ int vlog_open(store *s)
 	v->next_seq = 1;
 	v->serial =
 	    getenv("RAFTFS_STORE_SERIAL_FLUSH") && strcmp(getenv("RAFTFS_STORE_SERIAL_FLUSH"), "0");
+	v->max_spare = VLOG_SPARES;
+	if (getenv("RAFTFS_STORE_VLOG_SPARES") &&
+	    strtoul(getenv("RAFTFS_STORE_VLOG_SPARES"), NULL, 10) < VLOG_SPARES)
+		v->max_spare = strtoul(getenv("RAFTFS_STORE_VLOG_SPARES"), NULL, 10);
 	v->dir = malloc(len);
 	if (!v->dir)
 		return store_fail(s, RAFT_ENOMEM, "value log: out of memory");
@@ -333,17 +371,24 @@ void vlog_close(store *s)
 	memset(v, 0, sizeof(*v));
 }
 
-/* A new file to append to; its name is durable before any reference to it
- * can be. */
+/* A new file to append to — a spare renamed, if there is one: writing over
+ * its blocks costs the sync no block allocation — its name durable
+ * before any reference to it can be. */
 static int start_file(store *s)
 {
 	vlog *v = &s->vl;
-	char name[NAME_LEN + 1];
+	char name[NAME_LEN + 1], spare[NAME_LEN + 2];
 	uint64_t seq = v->next_seq;
-	int fd, rv;
+	int fd = -1, rv;
 
 	file_name(name, seq);
-	fd = openat(v->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	while (fd < 0 && v->n_spare > 0) {
+		spare_name(spare, v->spare[--v->n_spare]);
+		if (renameat(v->dirfd, spare, v->dirfd, name) == 0)
+			fd = openat(v->dirfd, name, O_RDWR | O_CLOEXEC);
+	}
+	if (fd < 0)
+		fd = openat(v->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return store_fail(s, -errno, "value log: create %s/%s: %s", v->dir, name,
 				  strerror(errno));

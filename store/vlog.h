@@ -19,7 +19,16 @@
  * written after it: two flushes one after the other. A file goes once every entry that was ever
  * written to it is compacted (its highest index is at or below the
  * compaction point), when a snapshot install discards the whole log, or at
- * open when no record refers to it. Not for use
+ * open when no record refers to it.
+ *
+ * Spares (session 5): a file that goes is renamed DIR/vlog/<seq>.spare
+ * while fewer than VLOG_SPARES are kept, and the next new file is a spare
+ * renamed, written over from offset 0: the fdatasync of data written over
+ * existing blocks costs several times less than of appended ones (no block
+ * allocation; consensus/README-node.md, "Session 5"). Its stale bytes past
+ * what was written are never named by a durable reference of a save that
+ * returned; one a crash cut short may name them, and fails its CRC like
+ * torn data (vlog_scan), unless they are the very bytes it names. Not for use
  * outside store/. */
 #ifndef RAFTFS_STORE_VLOG_H
 #define RAFTFS_STORE_VLOG_H
@@ -39,6 +48,9 @@ typedef struct store store;
 
 /* A file takes no new data once it has this many bytes. */
 #define VLOG_FILE_BYTES (64ull << 20)
+
+/* Spares kept at most (see "Spares" above). */
+#define VLOG_SPARES 2
 
 /* Size of a reference as stored in the entry's record. Its first byte is
  * 0, which no protobuf-encoded raftpb.Entry starts with (field number 0
@@ -69,6 +81,8 @@ typedef struct vlog {
 	bool serial;		    /* RAFTFS_STORE_SERIAL_FLUSH: sync before the batch (as before
 				       session 5; for before/after measurements in one build) */
 	uint64_t cut_at;	    /* open: first entry cut from the log (0: none) */
+	uint64_t spare[VLOG_SPARES]; /* seqs of the spares (DIR/vlog/<seq>.spare) */
+	size_t n_spare, max_spare;   /* max: RAFTFS_STORE_VLOG_SPARES (measurements), else VLOG_SPARES */
 } vlog;
 
 /* Whether entry e's data goes to the value log. */

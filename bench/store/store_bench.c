@@ -21,6 +21,14 @@
  * shared and its speed swings from one minute to the next): saves of the
  * sizes the node makes during a big write (one 256 KiB or 1 MiB entry, or
  * 8 of 1 MiB), with their hard state.
+ *
+ * usage: store-bench -r [DIR]
+ *
+ * Value-log spares (a compacted file renamed to be the next one, written
+ * over) against none (RAFTFS_STORE_VLOG_SPARES=0: every file new), on two
+ * stores in one directory: rounds of 80 MiB in 1 MiB saves, each followed
+ * by a local snapshot and a compaction that frees the files behind, as a
+ * long write does; the rounds alternate between the stores.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -256,18 +264,109 @@ static int bench_flush_ab(const char *dir, size_t entry_len, size_t batch)
 	return rv;
 }
 
+#define RC_ROUNDS 6
+#define RC_ROUND_SAVES 80
+
+/* A local snapshot at the last index and a compaction through it: the
+ * files behind it go (to the spares, if kept). */
+static int snap_and_compact(store *s)
+{
+	uint64_t voter = 1, last = store_last_index(s);
+	raft_snapshot_meta m = {.index = last, .term = 1};
+	int rv;
+
+	m.conf.voters = &voter;
+	m.conf.n_voters = 1;
+	rv = store_snapshot_begin(s, &m);
+	if (rv == 0)
+		rv = store_snapshot_write(s, 0, "x", 1);
+	if (rv == 0)
+		rv = store_snapshot_install_local(s);
+	if (rv == 0)
+		rv = store_compact(s, last);
+	if (rv != 0)
+		fprintf(stderr, "store-bench: snapshot and compact at %llu: %s\n",
+			(unsigned long long)last, store_errmsg(s));
+	return rv;
+}
+
+/* Spares (mode 1) against none (mode 0). */
+static int bench_recycle_ab(const char *dir)
+{
+	const size_t entry_len = 1u << 20;
+	store *s[2] = {NULL, NULL};
+	char path[2048], err[512];
+	size_t cap = (size_t)RC_ROUNDS * RC_ROUND_SAVES;
+	double *lat[2] = {calloc(cap, sizeof(double)), calloc(cap, sizeof(double))};
+	double total[2] = {0, 0};
+	size_t n_lat[2] = {0, 0};
+	uint64_t index[2] = {1, 1};
+	raft_entry e = {.term = 1, .len = (uint32_t)entry_len};
+	uint8_t *data = malloc(entry_len);
+	int rv = lat[0] && lat[1] && data ? 0 : -ENOMEM;
+
+	for (size_t i = 0; data && i < entry_len; i++)
+		data[i] = (uint8_t)(i * 131 + 17);
+	e.data = data;
+	for (int m = 0; rv == 0 && m < 2; m++) {
+		snprintf(path, sizeof(path), "%s/rc-%d", dir, m);
+		if (m == 0)
+			setenv("RAFTFS_STORE_VLOG_SPARES", "0", 1);
+		rv = store_open(path, &s[m], err, sizeof(err));
+		unsetenv("RAFTFS_STORE_VLOG_SPARES");
+		if (rv != 0)
+			fprintf(stderr, "store-bench: %s\n", err);
+	}
+	for (int r = 0; rv == 0 && r < 2 * RC_ROUNDS; r++) {
+		int m = (r / 2 + r) % 2;
+
+		for (int i = 0; rv == 0 && i < RC_ROUND_SAVES; i++) {
+			raft_hard_state hs = {.term = 1, .vote = 1, .commit = index[m] - 1};
+			double t0 = now_sec(), t;
+
+			e.index = index[m]++;
+			rv = store_save(s[m], &hs, &e, 1);
+			t = now_sec() - t0;
+			lat[m][n_lat[m]++] = t;
+			total[m] += t;
+		}
+		if (rv != 0)
+			fprintf(stderr, "store-bench: save: %s\n", store_errmsg(s[m]));
+		else
+			rv = snap_and_compact(s[m]);
+	}
+	for (int m = 0; rv == 0 && m < 2; m++) {
+		qsort(lat[m], n_lat[m], sizeof(double), cmp_double);
+		printf("| 1048576 B | %-9s | %5zu | %8.1f | %8.3f | %8.3f |\n",
+		       m ? "spares" : "no spares", n_lat[m],
+		       (double)n_lat[m] * (double)entry_len / total[m] / (1 << 20),
+		       quantile(lat[m], n_lat[m], 0.5) * 1e3,
+		       quantile(lat[m], n_lat[m], 0.99) * 1e3);
+	}
+	for (int m = 0; m < 2; m++) {
+		store_close(s[m]);
+		free(lat[m]);
+		snprintf(path, sizeof(path), "%s/rc-%d", dir, m);
+		nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	}
+	free(data);
+	return rv;
+}
+
 int main(int argc, char **argv)
 {
 	bool ab = argc >= 2 && strcmp(argv[1], "-f") == 0;
+	bool rc = argc >= 2 && strcmp(argv[1], "-r") == 0;
 
-	if (ab) {
+	if (ab || rc) {
 		argv++;
 		argc--;
 	}
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
 		fprintf(stderr,
-			"usage: %s [-f] [DIR]   (works in a temporary directory under DIR, "
-			"default /tmp; -f: serial against parallel flushes)\n",
+			"usage: %s [-f|-r] [DIR]   (works in a temporary directory under DIR, "
+			"default /tmp; -f: serial against parallel flushes; -r: value-log "
+			"spares against none)\n",
 			argv[0]);
 		return 2;
 	}
@@ -284,6 +383,14 @@ int main(int argc, char **argv)
 	}
 	printf("store-bench in %s\n", dir);
 	int rv = bench_fsync(dir);
+	if (rc) {
+		printf("| entry     | files     | saves | MiB/s    | p50 (ms) | p99 (ms) |\n"
+		       "|----------:|-----------|------:|---------:|---------:|---------:|\n");
+		if (rv == 0)
+			rv = bench_recycle_ab(dir);
+		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		return rv == 0 ? 0 : 1;
+	}
 	if (ab) {
 		static const size_t ab_sizes[][2] = {{256u << 10, 1}, {1u << 20, 1}, {1u << 20, 8}};
 

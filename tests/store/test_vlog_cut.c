@@ -7,7 +7,10 @@
  * log at the first entry whose data is not intact, keeps everything
  * before it, lowers the commit index with it, refuses to cut under a
  * snapshot, and never cuts for damage in an older file (that is
- * corruption of acknowledged data, reported when read). */
+ * corruption of acknowledged data, reported when read). Also the spares:
+ * a file that goes is kept (up to VLOG_SPARES) and becomes the next file,
+ * and a torn save into it, whose blocks still hold old entries' bytes,
+ * is cut the same way. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -17,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -292,6 +296,128 @@ static void test_no_cut_under_snapshot(void **state)
 	assert_non_null(strstr(err, "snapshot at 2"));
 }
 
+static int count_suffix(const char *dir, const char *suffix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		n += strstr(de->d_name, suffix) != NULL;
+	closedir(d);
+	return n;
+}
+
+static ino_t inode_of(const fixture *f, uint64_t seq, const char *suffix)
+{
+	char *p;
+	struct stat st;
+
+	assert_true(asprintf(&p, "%s/%016llx%s", f->vdir, (unsigned long long)seq, suffix) > 0);
+	assert_int_equal(stat(p, &st), 0);
+	free(p);
+	return st.st_ino;
+}
+
+/* Makes entries 1..3 (file 1) compacted away, 4 kept (file 2): file 1 is
+ * then a spare. */
+static void make_spare(fixture *f)
+{
+	const size_t lens[] = {BIG, BIG, BIG};
+	raft_snapshot_meta m = {.index = 4, .term = 1};
+	uint64_t voter = 1;
+
+	save(f->s, NULL, 1, 4, 1, lens);
+	reopen_ok(f);
+	save(f->s, NULL, 4, 5, 1, lens);
+	m.conf.voters = &voter;
+	m.conf.n_voters = 1;
+	assert_int_equal(store_snapshot_begin(f->s, &m), 0);
+	assert_int_equal(store_snapshot_write(f->s, 0, "x", 1), 0);
+	assert_int_equal(store_snapshot_install_local(f->s), 0);
+	assert_int_equal(store_compact(f->s, 3), 0);
+	assert_int_equal(count_suffix(f->vdir, ".spare"), 1);
+	assert_int_equal(count_suffix(f->vdir, ".vlog"), 1);
+}
+
+/* A compacted file is kept as a spare (also across a reopen) and is the
+ * next new file: the same inode, written over, read back right. */
+static void test_spare_reused(void **state)
+{
+	fixture *f = *state;
+	const size_t lens[] = {BIG + 9, 2 * BIG};
+	ino_t ino;
+
+	make_spare(f);
+	ino = inode_of(f, 1, ".spare");
+	reopen_ok(f);
+	assert_int_equal(count_suffix(f->vdir, ".spare"), 1);
+	save(f->s, NULL, 5, 7, 2, lens); /* a new file: seq 3, the spare */
+	assert_int_equal(count_suffix(f->vdir, ".spare"), 0);
+	assert_true(inode_of(f, 3, ".vlog") == ino);
+	check(f->s, 4, 5, 1);
+	check(f->s, 5, 7, 2);
+	reopen_ok(f);
+	assert_int_equal(store_open_cut(f->s), 0);
+	check(f->s, 5, 7, 2);
+}
+
+/* A save into a recycled file cut short: the disk still holds an old
+ * entry's bytes where entry 6 should be. They fail entry 6's CRC and the
+ * log is cut there, as for any torn save. */
+static void test_torn_into_spare(void **state)
+{
+	fixture *f = *state;
+	const size_t lens[] = {BIG, BIG, BIG};
+	raft_entry old;
+	char *path;
+	int fd;
+
+	make_spare(f);
+	reopen_ok(f);			 /* file 2 takes no more */
+	save(f->s, NULL, 5, 8, 2, lens); /* into the spare, now seq 3 */
+	assert_int_equal(count_suffix(f->vdir, ".spare"), 0);
+	tu_entry(&old, 2, 1, BIG);	 /* what was at offset BIG before */
+	path = file_path(f, 3);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, old.data, BIG, BIG), BIG);
+	close(fd);
+	free(path);
+	raft_entry_free_contents(&old);
+	reopen_ok(f);
+	assert_int_equal(store_open_cut(f->s), 6);
+	assert_int_equal(store_last_index(f->s), 5);
+	check(f->s, 5, 6, 2);
+}
+
+/* At most VLOG_SPARES (2) are kept: a snapshot that replaces a log of
+ * three files leaves two spares and deletes the third. */
+static void test_spares_bounded(void **state)
+{
+	fixture *f = *state;
+	const size_t lens[] = {BIG};
+	raft_snapshot_meta m = {.index = 10, .term = 3};
+	uint64_t voter = 1;
+
+	for (uint64_t i = 1; i <= 3; i++) {
+		save(f->s, NULL, i, i + 1, 1, lens);
+		reopen_ok(f);
+	}
+	assert_int_equal(count_suffix(f->vdir, ".vlog"), 3);
+	m.conf.voters = &voter;
+	m.conf.n_voters = 1;
+	assert_int_equal(store_snapshot_begin(f->s, &m), 0);
+	assert_int_equal(store_snapshot_write(f->s, 0, "x", 1), 0);
+	assert_int_equal(store_snapshot_install(f->s), 0); /* beyond the log */
+	assert_int_equal(count_suffix(f->vdir, ".vlog"), 0);
+	assert_int_equal(count_suffix(f->vdir, ".spare"), 2);
+	reopen_ok(f);
+	assert_int_equal(count_suffix(f->vdir, ".spare"), 2);
+	assert_int_equal(store_last_index(f->s), 10);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +428,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_newest_file_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_older_file_not_cut, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_cut_under_snapshot, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_spare_reused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_torn_into_spare, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_spares_bounded, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
