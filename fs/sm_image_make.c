@@ -228,7 +228,9 @@ static int take(struct walker *wk, uint64_t id, bool *skip)
 	int rc;
 
 	img_lock_walk(wk->j);
-	rc = img_take(wk->j, id, &wk->cap, skip);
+	rc = wk->j->err; // a failed pre-image or copy voids the image: stop
+	if (!rc)
+		rc = img_take(wk->j, id, &wk->cap, skip);
 	img_unlock(wk->j);
 	return rc;
 }

@@ -77,4 +77,4 @@ awk -v a="${M[0]}" -v b="${M[1]}" '$1 + $2 >= a && $1 <= b' "$T/lat" | stats "du
 if [ ${#M[@]} -ge 4 ]; then
 	awk -v a="${M[2]}" -v b="${M[3]}" '$1 + $2 >= a && $1 <= b' "$T/lat" | stats "during the snapshot of leader $L"
 fi
-grep -h "apply paused" "$C"/node*/node.log | sed 's/^/  /'
+grep -h "apply paused\|streamed in\|kept as they were" "$C"/node*/node.log | sed "s/^/  /"
