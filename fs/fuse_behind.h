@@ -118,8 +118,10 @@ bool fuse_behind_close_early(struct fuse_behind *b, uint64_t fh);
  * names or entries of dir (lookup, readdir), recalls dir if another node
  * holds it, so that everything that node closed behind there applied here
  * first (its Return is proposed behind its commands). Nothing when this
- * node does not close behind or has no quorum (reads keep working). 0 or a
- * positive errno (the caller may go on: its barrier decides). */
+ * node does not close behind or has no quorum (reads keep working). 1:
+ * another node held dir and the recall ended that (read it again); 0:
+ * nobody else held it; or a negative errno (the caller may go on: its
+ * barrier decides). */
 int fuse_behind_fence(struct fuse_behind *b, uint64_t dir);
 
 /* The first failure of a write-behind command not yet reported, without

@@ -138,12 +138,14 @@ int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
 {
 	uint32_t holder;
 	uint64_t epoch;
+	int rc;
 
 	/* Without a quorum a recall cannot commit: reads stay local. */
 	if (!fs_node_close_behind(b->fs->fsn) || atomic_load(&b->fs->degraded) ||
 	    sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || holder == 0 || holder == b->self)
 		return 0;
-	return reclaim(b, dir);
+	rc = reclaim(b, dir);
+	return rc ? -rc : 1;
 }
 
 /* The state machine's delegation events (apply thread: no blocking). */

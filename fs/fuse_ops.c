@@ -76,11 +76,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	/* This mount's pending changes of the name first; in a directory
 	 * delegated to this node nobody else creates names. */
 	held = fuse_behind_name(fs->bh, parent, name);
-	/* close = behind: what another node closed behind in parent is
-	 * applied here before the kernel gets an entry (fuse_close.h). */
-	if (!held)
-		(void)fuse_behind_fence(fs->bh, parent);
 	rc = sm_lookup(fs->sm, parent, name, &st);
+	/* close = behind: what another node closed behind in parent is
+	 * applied here before the kernel gets an entry (fuse_close.h).
+	 * Checked after the lookup: a grant and a create applied just
+	 * before it are then seen, and the name looked up again. */
+	if (!held && fuse_behind_fence(fs->bh, parent) > 0)
+		rc = sm_lookup(fs->sm, parent, name, &st);
 	/* A name created elsewhere before this lookup began must be found
 	 * (what a shell did on one mount is true on all when it returns): a
 	 * miss waits until this node caught up, then looks again. */
@@ -600,8 +602,12 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		return;
 	}
 	fuse_behind_wait(d.fs->bh, ino);
-	(void)fuse_behind_fence(d.fs->bh, ino); /* close = behind, as in lookup */
+	/* close = behind, as in lookup: before (the listing is complete) and
+	 * after (a grant and a create applied meanwhile: the holder's closes
+	 * before the recall are applied before the reply). */
+	(void)fuse_behind_fence(d.fs->bh, ino);
 	rc = sm_readdir(d.fs->sm, ino, off, plus, dir_add, &d);
+	(void)fuse_behind_fence(d.fs->bh, ino);
 	if (rc < 0 && d.used == 0)
 		fuse_reply_err(req, -rc);
 	else
