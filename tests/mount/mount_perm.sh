@@ -55,13 +55,15 @@ as_nobody chmod 600 "$M1/pub/nobodys" || fail "nobody cannot chmod its own file"
 # A write by an unprivileged process clears set-user-ID (and set-group-ID
 # with group execute), as on ext4 — also an append, whose handle is direct
 # I/O, where the kernel leaves it to the filesystem. A root write keeps them.
+# wait_for runs its command on every try: the stat must be inside it.
+mode_is() { [ "$(stat -c %a "$1")" = "$2" ]; }
 for how in append overwrite; do
 	f="$M1/pub/setid-$how"
 	echo x >"$f"
 	chmod 6777 "$f"
 	# The kernel checks nobody's open against n2's view, which may lag
 	# n1's chmod by the replication delay (README, "Consistency").
-	wait_for 10 "n2 shows the chmod" test "$(stat -c %a "$M2/pub/setid-$how")" = 6777
+	wait_for 10 "n2 shows the chmod" mode_is "$M2/pub/setid-$how" 6777
 	if [ $how = append ]; then
 		as_nobody sh -c "echo z >>'$M2/pub/setid-$how'" || fail "nobody cannot append to a 6777 file"
 	else
@@ -69,7 +71,7 @@ for how in append overwrite; do
 	fi
 	for m in "$M2" "$M1" "$M3"; do
 		wait_for 10 "mode 777 on $m after nobody's $how (set-id bits kept: $(stat -c %a "$m/pub/setid-$how"))" \
-			test "$(stat -c %a "$m/pub/setid-$how")" = 777
+			mode_is "$m/pub/setid-$how" 777
 	done
 done
 chmod 6777 "$M1/pub/setid-append"

@@ -50,7 +50,15 @@ restored0=$(grep -c "state restored from the snapshot" "$C/node$F/node.log" || t
 net_heal
 tcp_state "$L" "$F"
 t2=$(ms)
-follows() { local c; c=$(st "$L" commit); [ "$(st "$F" leader)" = "$L" ] && [ "$(st "$F" applied)" -ge "$c" ]; }
+# Whoever leads after the heal (an election may follow it): F knows it
+# and has applied all that leader has committed.
+follows() {
+	local ld c
+	ld=$(st "$F" leader)
+	[ -n "$ld" ] && [ "$ld" != 0 ] || return 1
+	c=$(st "$ld" commit)
+	[ -n "$c" ] && [ "$(st "$F" applied)" -ge "$c" ]
+}
 wait_for 90 "node $F to catch up" follows
 restored=$(grep -c "state restored from the snapshot" "$C/node$F/node.log" || true)
 [ "$restored" -gt "$restored0" ] || fail "node $F caught up without installing a snapshot"
