@@ -26,7 +26,11 @@ static const char *first_name(struct links *l, ino_t ino, const char *path)
 	if (l->n == FZ_MAX_ENTRIES)
 		return path;
 	l->ino[l->n] = ino;
-	snprintf(l->first[l->n], FZ_PATH, "%s", path);
+	/* Cut to FZ_PATH (names here are short); memcpy, not snprintf, whose
+	 * truncation warning a Release build makes an error. */
+	size_t k = strnlen(path, FZ_PATH - 1);
+	memcpy(l->first[l->n], path, k);
+	l->first[l->n][k] = '\0';
 	return l->first[l->n++];
 }
 
