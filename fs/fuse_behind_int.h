@@ -49,7 +49,12 @@ struct bh_dir {
 	enum dir_state state;
 	unsigned pending; /* write-behind commands changing its entries */
 	int64_t mtime_ns; /* the time of the last of them (its mtime/ctime then) */
-	int nlink_delta;  /* subdirectories they add (mkdir) or remove (rmdir) */
+	/* Its link count in the view while mkdirs/rmdirs in it pend
+	 * (nlink_ops of them): the applied count when the first of them was
+	 * made, plus theirs. Not the applied count plus their sum: the tree
+	 * shows each one as soon as it applied, before its completion. */
+	unsigned nlink_ops;
+	nlink_t nlink;
 };
 
 /* The view of one name of a held directory while commands on it pend: what
@@ -80,6 +85,7 @@ struct bh_op {
 	struct bh_dir *dirs[2];
 	struct bh_name *names[2];
 	struct bh_ino *inos[2];
+	int nlink; /* a mkdir (+1) or rmdir (-1) in dirs[0]: one of its nlink_ops */
 	char what[96]; /* for the log line of a failure */
 };
 
@@ -155,6 +161,9 @@ void bh_op_done(void *arg, int err);
 struct bh_op *bh_op_new(struct fuse_behind *b, const char *verb, uint64_t dir, const char *name);
 int bh_op_touch(struct fuse_behind *b, struct bh_op *op, int i, struct bh_dir *d, const char *name,
 		const struct stat *st, uint64_t ino, int64_t t);
+/* op (touching d as dirs[0]) adds (+1, mkdir) or removes (-1, rmdir) a
+ * subdirectory of d: d's link count in the view (fuse_behind_getattr). */
+void bh_op_nlink(struct fuse_behind *b, struct bh_op *op, struct bh_dir *d, int delta);
 int bh_op_propose(struct fuse_behind *b, struct bh_op *op, Fspb__Command *c);
 
 /* Whether write-behind may be used now at all. */

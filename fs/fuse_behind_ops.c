@@ -85,7 +85,7 @@ static bool create_behind(struct fuse_behind *b, fuse_req_t req, uint64_t parent
 		return true;
 	}
 	if (S_ISDIR(st->st_mode)) {
-		d->nlink_delta++;
+		bh_op_nlink(b, op, d, 1);
 		/* Granted with the mkdir: its own entries are this mount's to
 		 * change at once (mkdir -p, tar x of a deep tree). */
 		bh_dir_add(b, st->st_ino, 1, D_HELD);
@@ -270,7 +270,7 @@ bool fuse_behind_remove(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 		return true;
 	}
 	if (child) {
-		d->nlink_delta--;
+		bh_op_nlink(b, op, d, -1);
 		child->state = D_GONE; /* nothing more goes behind in it */
 		bh_dir_put(b, child);
 	}
@@ -691,7 +691,8 @@ int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st)
 	if (rc == 0 && d && d->pending) {
 		st->st_mtim.tv_sec = st->st_ctim.tv_sec = d->mtime_ns / 1000000000;
 		st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = d->mtime_ns % 1000000000;
-		st->st_nlink = (nlink_t)((long)st->st_nlink + d->nlink_delta);
+		if (d->nlink_ops)
+			st->st_nlink = d->nlink;
 	}
 	pthread_mutex_unlock(&b->mu);
 	return rc;

@@ -280,6 +280,14 @@ void bh_op_done(void *arg, int err)
 	pthread_mutex_lock(&b->mu);
 	if (err)
 		note_failure(b, op->what, err);
+	/* Applied: the tree shows it now, and the view's count ends with the
+	 * last of them (every earlier one applied before). Failed: it never
+	 * will. */
+	if (op->nlink) {
+		if (err)
+			op->dirs[0]->nlink = (nlink_t)((long)op->dirs[0]->nlink - op->nlink);
+		op->dirs[0]->nlink_ops--;
+	}
 	for (int i = 0; i < 2; i++) {
 		struct bh_dir *d = op->dirs[i];
 
@@ -291,10 +299,8 @@ void bh_op_done(void *arg, int err)
 			op->inos[i]->pending--;
 			ino_put(b, op->inos[i]);
 		}
-		if (d && --d->pending == 0) {
-			d->nlink_delta = 0;
+		if (d && --d->pending == 0)
 			bh_dir_put(b, d);
-		}
 	}
 	if (op->prev)
 		op->prev->next = op->next;
@@ -364,6 +370,20 @@ int bh_op_touch(struct fuse_behind *b, struct bh_op *op, int i, struct bh_dir *d
 	return 0;
 }
 
+void bh_op_nlink(struct fuse_behind *b, struct bh_op *op, struct bh_dir *d, int delta)
+{
+	struct stat st;
+
+	/* None pending: every earlier one's completion ran, so the tree has
+	 * them all. Not there yet: d's own mkdir is pending (a new directory
+	 * has 2). */
+	if (d->nlink_ops == 0)
+		d->nlink = sm_getattr(b->fs->sm, d->id, &st) == 0 ? st.st_nlink : 2;
+	d->nlink = (nlink_t)((long)d->nlink + delta);
+	d->nlink_ops++;
+	op->nlink = delta;
+}
+
 /* Proposes c as op's command (under order, not mu). On failure, undoes op
  * as a completion with that error would, and returns it. */
 int bh_op_propose(struct fuse_behind *b, struct bh_op *op, Fspb__Command *c)
@@ -373,8 +393,14 @@ int bh_op_propose(struct fuse_behind *b, struct bh_op *op, Fspb__Command *c)
 	c->node = b->self;
 	c->behind = true;
 	rc = fs_node_propose(b->fs->fsn, c, bh_op_done, op);
-	if (rc)
-		bh_op_done(op, 0); /* not proposed: the caller answers the error */
+	if (rc) {
+		/* Not proposed: the caller answers the error (none logged). */
+		pthread_mutex_lock(&b->mu);
+		if (op->nlink)
+			op->dirs[0]->nlink = (nlink_t)((long)op->dirs[0]->nlink - op->nlink);
+		pthread_mutex_unlock(&b->mu);
+		bh_op_done(op, 0);
+	}
 	return rc;
 }
 

@@ -64,7 +64,6 @@ static void op_destroy(void *userdata)
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_fs *fs = ffs_of(req);
-	uint64_t epoch = fuse_write_epoch(fs->wr);
 	struct stat st;
 	bool held;
 	int rc;
@@ -105,12 +104,15 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		}
 		rc = sm_lookup(fs->sm, parent, name, &st);
 	}
-	/* The entry's attributes include this mount's writes (fuse_write.h):
-	 * wait for them, and read again if any write completed meanwhile. */
-	if (rc == 0) {
-		fuse_write_wait(fs->wr, st.st_ino);
-		if (fuse_write_epoch(fs->wr) != epoch)
-			rc = sm_lookup(fs->sm, parent, name, &st);
+	/* The entry's attributes are those getattr answers (the kernel
+	 * caches them as such): with this mount's writes (fuse_write.h) and
+	 * its pending write-behind changes of the object (a chmod of a file
+	 * created behind, an unlink of another of its names). */
+	if (rc == 0 && !fuse_behind_predict(fs->bh, st.st_ino, &st)) {
+		uint64_t id = st.st_ino;
+
+		fuse_write_wait(fs->wr, id);
+		rc = fuse_behind_getattr(fs->bh, id, &st);
 	}
 	if (rc < 0)
 		fuse_reply_err(req, -rc);
