@@ -45,7 +45,7 @@ static void on_alarm(int sig)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: fsop_fuzz [-s SEED] [-n OPS] [-k CHECK_EVERY] [-t SECONDS] [-v] [-L|-l] [-g] [-W]\n"
+		"usage: fsop_fuzz [-s SEED] [-n OPS] [-k CHECK_EVERY] [-t SECONDS] [-v] [-L|-l] [-g]\n"
 		"                 [-d MANIFEST] MODEL_DIR MOUNT_DIR [MOUNT_DIR...]\n"
 		"       fsop_fuzz -x [-s SEED] [-n OPS] [-g] [-d MANIFEST] MOUNT_DIR [MOUNT_DIR...]\n"
 		"       fsop_fuzz -C MANIFEST DIR\n"
@@ -59,9 +59,7 @@ static void usage(void)
 		"files in .fzdur, fsync them and list them in MANIFEST; -C checks a MANIFEST\n"
 		"against DIR. -k: compare whole trees every CHECK_EVERY ops (0: at the end).\n"
 		"-l: mounts with the linearizable option: switching mounts only fsyncs the\n"
-		"handles written there (writes are pipelined in every mode).\n"
-		"-W: a directory link count that is right once fsyncdir returned is counted,\n"
-		"not failed (a known write-behind bug: README.md).\n");
+		"handles written there (writes are pipelined in every mode).\n");
 }
 
 static int open_root(const char *path, char *copy)
@@ -167,10 +165,9 @@ static void summary(const struct fz *z)
 	if (z->known_moved)
 		printf("  known: %ld ESTALE from a directory another mount moved (retried after a "
 		       "lookup)\n", z->known_moved);
-	if (z->known_nlink || z->known_estale)
-		printf("  known divergences: %ld directory link counts stale until write-behind "
-		       "settled, %ld ESTALE from fstat of a removed directory or fifo\n",
-		       z->known_nlink, z->known_estale);
+	if (z->known_estale)
+		printf("  known divergences: %ld ESTALE from fstat of a removed directory or fifo\n",
+		       z->known_estale);
 }
 
 static int run(struct fz *z, long check_every, unsigned timeout, bool lax)
@@ -245,7 +242,7 @@ int main(int argc, char **argv)
 	z.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
 	z.nops = 1000;
 	z.mode = FZ_MODEL;
-	while ((c = getopt(argc, argv, "s:n:k:t:vLlgWxd:C:h")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:k:t:vLlgxd:C:h")) != -1) {
 		switch (c) {
 		case 's':
 			z.seed = strtoull(optarg, NULL, 0);
@@ -270,9 +267,6 @@ int main(int argc, char **argv)
 			break;
 		case 'g':
 			z.gone_ok = true;
-			break;
-		case 'W':
-			z.wb_nlink = true;
 			break;
 		case 'x':
 			z.mode = FZ_CHAOS;

@@ -22,7 +22,7 @@ for i in 1 2 3; do
 	mkdir "$C/n$i/p$i" "$T/model$i" # made on its own mount: delegated to it
 	: >"$T/man.p$i"
 	: >"$T/man.x$i"
-	"$F" -W -g -s $((seed + i)) -n "$ops" -k 0 -t 120 -d "$T/man.p$i" \
+	"$F" -g -s $((seed + i)) -n "$ops" -k 0 -t 120 -d "$T/man.p$i" \
 		"$T/model$i" "$C/n$i/p$i" >"$T/p$i.out" 2>&1 &
 	pids+=($!)
 	"$F" -x -g -s $((seed + 10 + i)) -n "$ops" -t 120 -d "$T/man.x$i" \

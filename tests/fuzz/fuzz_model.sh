@@ -18,13 +18,9 @@ up
 
 # Fixed seeds, so a failure replays (with timing as the only difference);
 # FUZZ_SEEDS / FUZZ_OPS override them for longer runs by hand.
-# -W: see tests/fuzz/README.md, "Found" 2 (stale directory link counts
-# under write-behind); counted in the summary line, not failed. Without
-# write-behind (sync) and with linearizable mounts (which answer nothing
-# early) the link counts are checked strictly.
 case $MODE in
-one) seeds=${FUZZ_SEEDS:-"11 12 13 14"} ops=${FUZZ_OPS:-2500} mounts="$M1" flags=-W ;;
-mounts) seeds=${FUZZ_SEEDS:-"21 22 23"} ops=${FUZZ_OPS:-2000} mounts="$M1 $M2 $M3" flags=-W ;;
+one) seeds=${FUZZ_SEEDS:-"11 12 13 14"} ops=${FUZZ_OPS:-2500} mounts="$M1" flags= ;;
+mounts) seeds=${FUZZ_SEEDS:-"21 22 23"} ops=${FUZZ_OPS:-2000} mounts="$M1 $M2 $M3" flags= ;;
 sync) # RAFTFS_WRITE_BEHIND=false in the environment
 	seeds=${FUZZ_SEEDS:-"31 32"} ops=${FUZZ_OPS:-2500} mounts="$M1 $M2 $M3" flags= ;;
 lin) # RAFTFS_MOUNT_OPTS=linearizable: no sync point between mounts but

@@ -49,8 +49,7 @@ struct fz {
 	int verbose;
 	bool gone_ok; /* a mount that goes away (ENOTCONN) ends the run with status 3 */
 	bool linearizable; /* the mounts are linearizable: no sync point but fsync */
-	bool wb_nlink; /* tolerate a directory's link count that is right once write-behind settled */
-	long known_nlink, known_estale, known_moved; /* divergences tolerated, shown in the summary */
+	long known_estale, known_moved; /* divergences tolerated, shown in the summary */
 	long seek_checked; /* SEEK_DATA/HOLE answers checked against the model's content */
 
 	int nmounts, cur; /* cur: the mount the last operation went through */
@@ -103,14 +102,6 @@ int fz_check(struct fz *z, const char *what, struct fz_res t, struct fz_res m);
 /* fz_note: counts the mount's result (errno histogram, chaos faults). */
 void fz_note(struct fz *z, struct fz_res t);
 
-/* fz_nlink_settles: with -W, t and m differ only in a directory's link
- * count, and after fsyncdir on the mount (every write-behind command
- * applied) a new stat (of name in dfd, or of the descriptor dfd when name
- * is NULL) agrees with m: counted as known, true. The write-behind
- * prediction of a parent's link count is stale once one of several pending
- * mkdir/rmdir commands in it applied (see README.md, "Found"). */
-bool fz_nlink_settles(struct fz *z, const struct stat *t, const struct stat *m, int dfd,
-		      const char *name, int flags);
 
 /* fz_scan: lists the work tree (the model's; the mount's in chaos mode) into z->ent. */
 int fz_scan(struct fz *z);

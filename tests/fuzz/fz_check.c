@@ -138,26 +138,3 @@ int fz_check(struct fz *z, const char *what, struct fz_res t, struct fz_res m)
 	}
 	return 0;
 }
-
-bool fz_nlink_settles(struct fz *z, const struct stat *t, const struct stat *m, int dfd,
-		      const char *name, int flags)
-{
-	struct statx again;
-
-	if (!z->wb_nlink || !S_ISDIR(m->st_mode) || t->st_mode != m->st_mode ||
-	    t->st_uid != m->st_uid || t->st_gid != m->st_gid || t->st_nlink == m->st_nlink)
-		return false;
-	int fd = openat(z->troot[z->cur], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	bool synced = fsync(fd) == 0;
-	close(fd);
-	/* Forced past the kernel's attribute cache, which may hold the stale answer. */
-	if (!synced ||
-	    statx(dfd, name ? name : "", (name ? flags : AT_EMPTY_PATH) | AT_STATX_FORCE_SYNC,
-		  STATX_NLINK, &again) < 0 ||
-	    again.stx_nlink != m->st_nlink)
-		return false;
-	z->known_nlink++;
-	return true;
-}
