@@ -238,6 +238,27 @@ static int open_db(store *s)
 	 * ~7,500 to ~5,900 commits/s with p99 25 -> 70-130 ms (node-bench,
 	 * same sitting), when it was turned off together with the value log. */
 	rocksdb_options_set_compression(s->opts, rocksdb_snappy_compression);
+#define STORE_BLOB_MIN (256u << 10)
+	/* Snapshot chunks (1 MiB) go to blob files at flush: written once,
+	 * uncompressed, and never rewritten by compaction, which otherwise
+	 * decompressed and recompressed every image level by level (during
+	 * tar x RocksDB's background threads took ~40% of the nodes' CPU:
+	 * bench/snapshot/README.md, "What an image costs"). The bound is
+	 * above VLOG_MIN_BYTES, so log entries stay in the tables (a big
+	 * one's data is in the value log anyway). A replaced image's blobs
+	 * become garbage when compaction drops its keys (chunks_reclaim asks
+	 * for it); a blob file all garbage is deleted, and GC moves what is
+	 * live out of the oldest. Blob records carry their own checksums;
+	 * ours is inside the value as before. A store written without blob
+	 * files opens as ever (its values stay in the tables until rewritten):
+	 * RAFTFS_TEST_NO_BLOB_FILES=1 makes one, for that test and to measure. */
+	_Static_assert(STORE_BLOB_MIN > VLOG_MIN_BYTES + 64, "entries would go to blob files");
+	if (!getenv("RAFTFS_TEST_NO_BLOB_FILES")) {
+		rocksdb_options_set_enable_blob_files(s->opts, 1);
+		rocksdb_options_set_min_blob_size(s->opts, STORE_BLOB_MIN);
+		rocksdb_options_set_blob_compression_type(s->opts, rocksdb_no_compression);
+		rocksdb_options_set_enable_blob_gc(s->opts, 1);
+	}
 	s->wo_sync = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(s->wo_sync, 1);
 	s->wo_async = rocksdb_writeoptions_create();
