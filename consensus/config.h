@@ -72,7 +72,8 @@ typedef struct node_config {
 	uint64_t snapshot_amortize;
 	/* Entries kept behind a snapshot so a follower slightly behind
 	 * catches up from the log (Raft §7); UINT64_MAX: half of
-	 * snapshot_entries. */
+	 * snapshot_entries. Never more than snapshot_bytes / 2 of entry
+	 * data, whatever the count. */
 	uint64_t snapshot_trailing;
 
 	size_t max_frame_bytes;

@@ -5,6 +5,9 @@
 #ifndef RAFTFS_NODE_INTERNAL_H
 #define RAFTFS_NODE_INTERNAL_H
 
+/* Byte marks kept to bound the log behind a snapshot (node_snapshot.c). */
+#define TRAIL_MARKS 64
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -137,6 +140,18 @@ struct node {
 	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
 	uint64_t snap_bytes; /* apply thread: entry bytes applied since then */
 	_Atomic uint64_t image_bytes; /* size of the current snapshot's image */
+	/* Apply thread: (index, entry bytes applied up to it) every
+	 * 2/TRAIL_MARKS of the trailing byte bound (node_snapshot.c). */
+	struct trail_mark {
+		uint64_t index, bytes;
+	} trail[TRAIL_MARKS];
+	unsigned trail_head, trail_n;
+	uint64_t applied_bytes; /* apply thread: entry bytes ever applied */
+	/* Set by the apply thread when it begins a local snapshot, read by
+	 * the loop thread when that snapshot installs: the log may be
+	 * compacted up to here whatever snapshot_trailing says, so entries
+	 * kept behind a snapshot hold at most snapshot_bytes / 2. */
+	_Atomic uint64_t trail_upto;
 	bool apply_halted;   /* apply thread: a restore was cut short by the stop */
 
 	_Atomic uint64_t applied;

@@ -357,6 +357,58 @@ static uint64_t snap_offset(const node *n)
 	return n->cfg->n_peers ? k * every / n->cfg->n_peers : 0;
 }
 
+/* The byte bound on the log kept behind a snapshot: half the byte
+ * threshold (0: none). snapshot_trailing counts entries, and with 1 MiB
+ * writes 5,000 entries behind each snapshot were 5 GB of log per node. */
+static uint64_t trail_limit(const node *n)
+{
+	return n->cfg->snapshot_entries ? n->cfg->snapshot_bytes / 2 : 0;
+}
+
+/* Apply thread, per applied entry: a mark every 2/TRAIL_MARKS of the
+ * bound (the marks span twice the bound), so the index behind which the
+ * bound is exceeded is known to that precision without reading the log
+ * back. */
+static void trail_note(node *n, const raft_entry *e)
+{
+	uint64_t limit = trail_limit(n);
+	struct trail_mark *last;
+
+	n->applied_bytes += e->len;
+	if (limit == 0)
+		return;
+	last = n->trail_n ? &n->trail[(n->trail_head + n->trail_n - 1) % TRAIL_MARKS] : NULL;
+	if (last && n->applied_bytes - last->bytes < limit / (TRAIL_MARKS / 2))
+		return;
+	if (n->trail_n == TRAIL_MARKS) {
+		n->trail_head = (n->trail_head + 1) % TRAIL_MARKS;
+		n->trail_n--;
+	}
+	n->trail[(n->trail_head + n->trail_n) % TRAIL_MARKS] =
+		(struct trail_mark){.index = e->index, .bytes = n->applied_bytes};
+	n->trail_n++;
+}
+
+/* Apply thread, at a snapshot of entry e (the last noted): the oldest
+ * marked index with at most the bound's bytes of entries after it, up
+ * to e; 0 if every mark is within the bound. */
+static uint64_t trail_compact_upto(const node *n)
+{
+	uint64_t limit = trail_limit(n), upto = 0;
+
+	if (limit == 0 || n->trail_n == 0)
+		return 0;
+	for (unsigned i = 0; i < n->trail_n; i++) {
+		const struct trail_mark *m = &n->trail[(n->trail_head + i) % TRAIL_MARKS];
+
+		if (n->applied_bytes - m->bytes > limit)
+			upto = m->index;
+		else
+			break;
+	}
+	return upto;
+}
+
 /* Every snapshot_entries applied entries (staggered, above), or
  * snapshot_bytes of entry data, whichever comes first, or when raftfs
  * snapshot asked, the state machine's image at e->index is streamed into
@@ -375,6 +427,7 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 	if ((!n->sm->snapshot && !async) || !n->sm->restore)
 		return;
 	n->snap_bytes += e->len;
+	trail_note(n, e);
 	if (n->snap_running && atomic_load(&n->snap_done))
 		snap_finish(n);
 	if (n->snap_running)
@@ -393,6 +446,7 @@ void node_snap_maybe_take(node *n, const raft_entry *e)
 		return;
 	n->snap_bytes = 0;
 	n->last_snap = e->index;
+	atomic_store(&n->trail_upto, trail_compact_upto(n));
 	rc = snap_io_call(n, &io);
 	if (rc == RAFT_ESNAP_TEMP_UNAVAILABLE) {
 		/* Not at this index (the staging is busy, or the membership
@@ -510,15 +564,19 @@ static int local_begin(node *n, snap_io *io)
 /* SIO_INSTALL: the local snapshot of io->offset bytes becomes current and
  * the log is compacted behind it. Entries behind the snapshot are kept for
  * a while (snapshot_trailing; by default half a snapshot interval, as etcd
- * keeps its catch-up entries), so a follower just behind catches up from
+ * keeps its catch-up entries, but never more than snapshot_bytes / 2 of
+ * entry data: trail_limit), so a follower just behind catches up from
  * the log rather than from a snapshot. */
 static int local_install(node *n, snap_io *io)
 {
 	uint64_t keep = n->cfg->snapshot_trailing != UINT64_MAX ? n->cfg->snapshot_trailing
 								: n->cfg->snapshot_entries / 2;
 	uint64_t upto = io->index > keep ? io->index - keep : 0;
+	uint64_t by_bytes = atomic_load(&n->trail_upto);
 	int rc;
 
+	if (by_bytes > upto && by_bytes <= io->index)
+		upto = by_bytes;
 	if (!n->local_staging || n->local_epoch != atomic_load(&n->stage_epoch)) {
 		store_snap_writer_discard(n->st, io->w);
 		return RAFT_ESNAP_OUT_OF_DATE;
