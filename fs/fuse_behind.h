@@ -105,6 +105,14 @@ bool fuse_behind_predict(struct fuse_behind *b, uint64_t ino, struct stat *st);
 void fuse_behind_wait(struct fuse_behind *b, uint64_t ino);
 int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st);
 
+/* The objects whose attributes this mount's pending write-behind commands
+ * change (created, removed, moved, set, or entries changed): getattr
+ * predicts or waits for them, so their applied attributes must not reach
+ * the kernel — readdirplus, which cannot wait (it reads under the state
+ * machine's lock), sends such entries without attributes. Sorted ids in
+ * *out (malloc'd, NULL when none), their count in *n; 0 or -ENOMEM. */
+int fuse_behind_busy(struct fuse_behind *b, uint64_t **out, size_t *n);
+
 /* Close behind ([fs] close = behind, fs/fuse_close.h): whether handle fh
  * may be closed once its commands are proposed, before they commit: a file
  * this mount created behind, in a directory it still holds under the

@@ -698,6 +698,47 @@ int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st)
 	return rc;
 }
 
+static int cmp_id(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int fuse_behind_busy(struct fuse_behind *b, uint64_t **out, size_t *n)
+{
+	size_t cap = 0;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&b->mu);
+	if (b->count == 0) /* the usual case: nothing pending, nothing to scan */
+		goto done;
+	for (unsigned i = 0; i < BUCKETS; i++) {
+		for (struct bh_ino *in = b->inos[i]; in; in = in->next)
+			cap += in->pending > 0;
+		for (struct bh_dir *d = b->dirs[i]; d; d = d->next)
+			cap += d->pending > 0;
+	}
+	if (cap && !(*out = malloc(cap * sizeof(**out)))) {
+		pthread_mutex_unlock(&b->mu);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < BUCKETS; i++) {
+		for (struct bh_ino *in = b->inos[i]; in; in = in->next)
+			if (in->pending)
+				(*out)[(*n)++] = in->id;
+		for (struct bh_dir *d = b->dirs[i]; d; d = d->next)
+			if (d->pending)
+				(*out)[(*n)++] = d->id;
+	}
+done:
+	pthread_mutex_unlock(&b->mu);
+	if (*n > 1)
+		qsort(*out, *n, sizeof(**out), cmp_id);
+	return 0;
+}
+
 int fuse_behind_sync(struct fuse_behind *b, bool take)
 {
 	uint64_t mark;

@@ -554,7 +554,16 @@ struct dir_fill {
 	size_t size, used;
 	bool plus;
 	uint64_t epoch; /* fuse_write_epoch before the directory was read */
+	uint64_t *busy; /* sorted: objects with pending write-behind changes */
+	size_t nbusy;
 };
+
+static int cmp_id(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
 
 static int dir_add(void *arg, const char *name, const struct stat *st, off_t next)
 {
@@ -569,11 +578,17 @@ static int dir_add(void *arg, const char *name, const struct stat *st, off_t nex
 		bool dot = !strcmp(name, ".") || !strcmp(name, "..");
 
 		/* Attributes from before this mount's writes would shrink the
-		 * size the kernel knows; the state machine's lock is held here,
-		 * so no waiting (apply needs it): such an entry goes without
-		 * attributes, as the dots do, and the kernel looks it up. */
+		 * size the kernel knows, and those from before its pending
+		 * write-behind commands (a chmod, an unlink of another name, a
+		 * mkdir inside) would be cached instead of the view's, which
+		 * getattr and lookup answer; the state machine's lock is held
+		 * here, so no waiting (apply needs it): such an entry goes
+		 * without attributes, as the dots do, and the kernel looks it
+		 * up. */
 		bool stale = !dot && (fuse_write_busy(d->fs->wr, st->st_ino) ||
-				      fuse_write_epoch(d->fs->wr) != d->epoch);
+				      fuse_write_epoch(d->fs->wr) != d->epoch ||
+				      (d->nbusy && bsearch(&st->st_ino, d->busy, d->nbusy,
+							   sizeof(*d->busy), cmp_id)));
 
 		ffs_fill_entry(d->fs, &e, st);
 		if (dot || stale) {
@@ -596,7 +611,8 @@ static int dir_add(void *arg, const char *name, const struct stat *st, off_t nex
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct dir_fill d = {
-	    ffs_of(req), req, malloc(size), size, 0, plus, fuse_write_epoch(ffs_of(req)->wr)};
+	    ffs_of(req), req, malloc(size), size, 0, plus, fuse_write_epoch(ffs_of(req)->wr),
+	    NULL, 0};
 	int rc;
 
 	if (!d.buf) {
@@ -608,12 +624,17 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	 * after (a grant and a create applied meanwhile: the holder's closes
 	 * before the recall are applied before the reply). */
 	(void)fuse_behind_fence(d.fs->bh, ino);
-	rc = sm_readdir(d.fs->sm, ino, off, plus, dir_add, &d);
+	/* Taken before the read: a command made later is newer than the
+	 * entries, and the kernel orders the answers (attr_version). */
+	rc = plus ? fuse_behind_busy(d.fs->bh, &d.busy, &d.nbusy) : 0;
+	if (rc == 0)
+		rc = sm_readdir(d.fs->sm, ino, off, plus, dir_add, &d);
 	(void)fuse_behind_fence(d.fs->bh, ino);
 	if (rc < 0 && d.used == 0)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_buf(req, d.buf, d.used);
+	free(d.busy);
 	free(d.buf);
 }
 
