@@ -482,9 +482,16 @@ void fuse_write_detach(struct fuse_write *w, uint64_t fh)
 	if (e) {
 		*p = e->next;
 		/* An error known already goes to the mount too: the handle
-		 * that could have reported it is gone. */
-		if (e->err && !w->late)
-			w->late = e->err;
+		 * that could have reported it is gone. Logged as write_done
+		 * logs one that comes after the handle went (which of the two
+		 * happens depends on how fast the apply was). */
+		if (e->err) {
+			fprintf(stderr,
+				"raftfs: write of %016llx (closed behind) failed: %s\n",
+				(unsigned long long)e->ino, strerror(e->err));
+			if (!w->late)
+				w->late = e->err;
+		}
 		if (e->refs)
 			e->detached = true;
 		else
