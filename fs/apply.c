@@ -427,12 +427,14 @@ static int plan_unlink(struct sm *sm, const Fspb__Command *c, struct sm_record *
 		return rc;
 	if (!child)
 		return rec->result = ENOENT, 0;
-	if ((rec->result = deleg_removal(c, child)))
-		return 0;
 	if (u->dir && child->type != S_IFDIR)
 		return rec->result = ENOTDIR, 0;
 	if (!u->dir && child->type == S_IFDIR)
 		return rec->result = EISDIR, 0;
+	// After the type checks: unlink() of a directory another node holds
+	// is EISDIR, not a refusal its caller would retry forever.
+	if ((rec->result = deleg_removal(c, child)))
+		return 0;
 	if (u->dir) {
 		rc = dir_nonempty(sm, child->id);
 		if (rc < 0)
@@ -481,12 +483,12 @@ static int plan_rename(struct sm *sm, const Fspb__Command *c, struct sm_record *
 		return 0;
 	}
 	if (dst) {
-		if ((rec->result = deleg_removal(c, dst)))
-			return 0;
 		if (sdir && !ddir)
 			return rec->result = ENOTDIR, 0;
 		if (!sdir && ddir)
 			return rec->result = EISDIR, 0;
+		if ((rec->result = deleg_removal(c, dst)))
+			return 0;
 		if (ddir) {
 			rc = dir_nonempty(sm, dst->id);
 			if (rc < 0)
