@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store.h"
+
 char *tu_tmpdir(const char *tag)
 {
 	char *path;
@@ -81,4 +83,45 @@ uint64_t tu_rand(uint64_t *state)
 	x ^= x >> 27;
 	*state = x;
 	return x * 0x2545F4914F6CDD1Dull;
+}
+
+tu_store *tu_store_new(const char *tag)
+{
+	tu_store *t = calloc(1, sizeof(*t));
+	char err[256];
+
+	if (!t || !(t->dir = tu_tmpdir(tag)) || asprintf(&t->vdir, "%s/vlog", t->dir) < 0) {
+		fprintf(stderr, "tu_store_new(%s): out of memory or no temp dir\n", tag);
+		if (t)
+			free(t->dir);
+		free(t);
+		return NULL;
+	}
+	if (store_open(t->dir, &t->s, err, sizeof(err)) != 0) {
+		fprintf(stderr, "tu_store_new(%s): store_open %s: %s\n", tag, t->dir, err);
+		tu_store_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void tu_store_free(tu_store *t)
+{
+	if (!t)
+		return;
+	if (t->s)
+		store_close(t->s);
+	if (t->dir)
+		tu_rmtree(t->dir);
+	free(t->dir);
+	free(t->vdir);
+	free(t);
+}
+
+int tu_store_reopen(tu_store *t, char *err, size_t errlen)
+{
+	if (t->s)
+		store_close(t->s);
+	t->s = NULL;
+	return store_open(t->dir, &t->s, err, errlen);
 }

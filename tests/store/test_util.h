@@ -28,4 +28,24 @@ raft_entry *tu_entries(uint64_t lo, uint64_t hi, uint64_t term, size_t len);
 /* A small fixed-seed PRNG (xorshift64*), so failures replay. */
 uint64_t tu_rand(uint64_t *state);
 
+struct store;
+
+/* A store opened in a fresh temp directory: what most store tests set up. */
+typedef struct tu_store {
+	char *dir;	  /* the store's directory */
+	char *vdir;	  /* its value log's directory, dir/vlog */
+	struct store *s;  /* NULL after a failed reopen */
+} tu_store;
+
+/* A new store in tu_tmpdir(tag); NULL (with the reason on stderr) if it
+ * cannot be made or opened. */
+tu_store *tu_store_new(const char *tag);
+
+/* Closes the store, removes its directory and frees t (NULL is fine). */
+void tu_store_free(tu_store *t);
+
+/* Closes and opens the store again: store_open's code (t->s is NULL on
+ * failure, err says why). */
+int tu_store_reopen(tu_store *t, char *err, size_t errlen);
+
 #endif

@@ -21,35 +21,21 @@
 #define BIG (64u << 10)	 /* VLOG_MIN_BYTES: the smallest entry that goes there */
 #define SMALL (BIG - 1) /* the largest that stays inline */
 
-typedef struct fixture {
-	char *dir;
-	char *vdir;
-	store *s;
-} fixture;
+/* The fixture: a store in a temp dir (test_util.h). */
+typedef tu_store fixture;
 
 static int setup(void **state)
 {
-	fixture *f = calloc(1, sizeof(*f));
-	char err[256];
+	fixture *f = tu_store_new("vlog");
 
 	assert_non_null(f);
-	f->dir = tu_tmpdir("vlog");
-	assert_non_null(f->dir);
-	assert_true(asprintf(&f->vdir, "%s/vlog", f->dir) > 0);
-	assert_int_equal(store_open(f->dir, &f->s, err, sizeof(err)), 0);
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	fixture *f = *state;
-
-	store_close(f->s);
-	tu_rmtree(f->dir);
-	free(f->dir);
-	free(f->vdir);
-	free(f);
+	tu_store_free(*state);
 	return 0;
 }
 
@@ -57,9 +43,7 @@ static void reopen(fixture *f)
 {
 	char err[256];
 
-	store_close(f->s);
-	f->s = NULL;
-	if (store_open(f->dir, &f->s, err, sizeof(err)) != 0)
+	if (tu_store_reopen(f, err, sizeof(err)) != 0)
 		fail_msg("reopen: %s", err);
 }
 

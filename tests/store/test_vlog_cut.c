@@ -30,44 +30,28 @@
 
 #define BIG (64u << 10) /* VLOG_MIN_BYTES */
 
-typedef struct fixture {
-	char *dir;
-	char *vdir;
-	store *s;
-} fixture;
+/* The fixture: a store in a temp dir (test_util.h). */
+typedef tu_store fixture;
 
 static int setup(void **state)
 {
-	fixture *f = calloc(1, sizeof(*f));
-	char err[256];
+	fixture *f = tu_store_new("vlogcut");
 
 	assert_non_null(f);
-	f->dir = tu_tmpdir("vlogcut");
-	assert_non_null(f->dir);
-	assert_true(asprintf(&f->vdir, "%s/vlog", f->dir) > 0);
-	assert_int_equal(store_open(f->dir, &f->s, err, sizeof(err)), 0);
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	fixture *f = *state;
-
-	store_close(f->s);
-	tu_rmtree(f->dir);
-	free(f->dir);
-	free(f->vdir);
-	free(f);
+	tu_store_free(*state);
 	return 0;
 }
 
 /* Reopens; returns store_open's code (the store is NULL on failure). */
 static int reopen(fixture *f, char *err, size_t errlen)
 {
-	store_close(f->s);
-	f->s = NULL;
-	return store_open(f->dir, &f->s, err, errlen);
+	return tu_store_reopen(f, err, errlen);
 }
 
 static void reopen_ok(fixture *f)
