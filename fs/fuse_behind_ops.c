@@ -632,6 +632,17 @@ bool fuse_behind_fresh(struct fuse_behind *b, uint64_t ino)
 
 /* ---- reads ---- */
 
+/* Under b->mu: until no pending command changes ino (and, with entries,
+ * its entries), the held proposals sent out first so none waits for the
+ * plug's linger (fs_plug.h). */
+static void wait_ino_idle(struct fuse_behind *b, uint64_t ino, bool entries)
+{
+	if (bh_ino_busy(b, ino, entries))
+		bh_flush_held(b);
+	while (bh_ino_busy(b, ino, entries))
+		pthread_cond_wait(&b->cv, &b->mu);
+}
+
 bool fuse_behind_name(struct fuse_behind *b, uint64_t parent, const char *name)
 {
 	struct bh_name *n;
@@ -650,10 +661,7 @@ bool fuse_behind_name(struct fuse_behind *b, uint64_t parent, const char *name)
 void fuse_behind_wait(struct fuse_behind *b, uint64_t ino)
 {
 	pthread_mutex_lock(&b->mu);
-	if (bh_ino_busy(b, ino, true))
-		bh_flush_held(b);
-	while (bh_ino_busy(b, ino, true))
-		pthread_cond_wait(&b->cv, &b->mu);
+	wait_ino_idle(b, ino, true);
 	pthread_mutex_unlock(&b->mu);
 }
 
@@ -679,10 +687,7 @@ int fuse_behind_getattr(struct fuse_behind *b, uint64_t ino, struct stat *st)
 	int rc;
 
 	pthread_mutex_lock(&b->mu);
-	if (bh_ino_busy(b, ino, false))
-		bh_flush_held(b);
-	while (bh_ino_busy(b, ino, false))
-		pthread_cond_wait(&b->cv, &b->mu);
+	wait_ino_idle(b, ino, false);
 	/* The kernel asks for a directory's attributes before each change
 	 * in it (default_permissions, after the last change dropped them):
 	 * answered from the view, or every create would wait for the last. */
