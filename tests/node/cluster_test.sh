@@ -513,6 +513,8 @@ scenario_leader_stop_idle() {
 # than the followers wait: they elect another leader and the stalled one
 # follows it. Every acknowledged put is applied exactly once.
 stalls_seen() { [ "$(grep -c "test: the loop thread stalls" "$C/n$1/node.log")" -ge "$2" ]; }
+# Written aside and renamed in: the node never reads a half-written file.
+stall_once() { echo "$2" >"$C/n$1/data/stall-once.tmp" && mv "$C/n$1/data/stall-once.tmp" "$C/n$1/data/stall-once"; }
 leader_is_not() { local l; l=$(leader_id) && [ "$l" != "$1" ]; }
 
 scenario_leader_stall() {
@@ -532,7 +534,7 @@ scenario_leader_stall() {
 	term=$(json_field "$("$R" status --json "$(addr "$leader")")" term)
 	start_stream "$T/acked" S
 	wait_for 30 "50 puts acknowledged" at_least "$T/acked" 50
-	echo 350 >"$C/n$leader/data/stall-once"
+	stall_once "$leader" 350
 	wait_for 30 "node $leader to stall" stalls_seen "$leader" 1
 	before=$(count "$T/acked")
 	wait_for 30 "50 puts after the stall" at_least "$T/acked" $((before + 50))
@@ -543,7 +545,7 @@ scenario_leader_stall() {
 		fail "node $leader changed role after the stall: $(grep "this node:" "$C/n$leader/node.log" | tail -n 2)"
 	echo "ok: node $leader led on through a 350 ms stall (term $term)"
 
-	echo 1500 >"$C/n$leader/data/stall-once"
+	stall_once "$leader" 1500
 	wait_for 30 "node $leader to stall again" stalls_seen "$leader" 2
 	wait_for 30 "another leader than node $leader" leader_is_not "$leader"
 	new=$(leader_id)
