@@ -16,57 +16,102 @@ raftfs=$build/fs/raftfs
 bench=${FS_BENCH:-$build/bench/fs/fs-bench}
 examples=/usr/share/doc/libfuse3-dev/examples
 
-# BENCH_DIR: where everything runs (default /var/tmp); a freshly made
-# filesystem gives repeatable create numbers (see settle below).
+# BENCH_DIR: where everything runs (default /var/tmp). This machine's ext4
+# (no journal) does not reuse an inode freed in the last ~60 s, and creates
+# while many such inodes exist are many times slower (TARGETS.md): each
+# target deletes what it made, so the next one waits SETTLE seconds
+# (default 65) for the disk to settle first, and every target gets a
+# cluster of its own. FRESH=1 instead gives every target a fresh ext4
+# without a journal on a loop device backed by a sparse file in BENCH_DIR:
+# no freed inodes at all, but every fsync pays the loop device's extra
+# flush of its backing file (4 KiB O_DSYNC writes ~1.5x slower here).
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftfs-compare.XXXXXX")
+fresh=${FRESH:-0}
+mounted=()
 cleanup() {
-	"$raftfs" local down "$work/cluster" >/dev/null 2>&1 || true
+	local m
+	for m in "$work"/cluster*; do
+		[ -d "$m/c" ] && { "$raftfs" local down "$m/c" >/dev/null 2>&1 || true; }
+	done
 	mountpoint -q "$work/pt" && fusermount3 -u "$work/pt"
+	for m in "${mounted[@]}"; do
+		# The nodes' last descriptors close a moment after they are reaped.
+		for _ in $(seq 50); do
+			mountpoint -q "$m" || break
+			umount "$m" 2>/dev/null && break
+			sleep 0.2
+		done
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
 
-# This machine's ext4 (no journal) does not reuse an inode freed in the last
-# ~60 s, and creating files while many such inodes exist is many times
-# slower (TARGETS.md): each run deletes what it made, so the next one waits
-# for the disk to settle first. SETTLE=0 skips the wait.
+# where NAME: dir= a directory for the next target, on a fresh filesystem
+# (not run in $(...): the mount must be remembered for the clean-up).
+where() {
+	dir=$work/$1
+	mkdir -p "$dir"
+	if [ "$fresh" = 1 ]; then
+		truncate -s 16G "$work/$1.img"
+		mkfs.ext4 -q -O ^has_journal -F "$work/$1.img"
+		mount -o loop "$work/$1.img" "$dir"
+		mounted+=("$dir")
+	fi
+}
 settle=${SETTLE:-65}
-settle() { sync; sleep "$settle"; }
+settle() { [ "$fresh" = 1 ] || { sync; sleep "$settle"; }; }
+load() { uptime | sed 's/.*load/load/'; }
 
 tar cf "$work/include.tar" -C /usr/include .
 args=(-n "$n" -j "$jobs" -t "$work/include.tar")
 
 if [ -z "${RAFTFS_ONLY:-}" ]; then
-	echo "### plain directory (ext4)   [$(uptime | sed 's/.*load/load/')]"
-	mkdir -p "$work/plain"
-	"$bench" "${args[@]}" "$work/plain"
+	where plain
+	echo "### plain directory (ext4)   [$(load)]"
+	"$bench" "${args[@]}" "$dir"
 	settle
 
-	echo "### passthrough_ll (FUSE alone)   [$(uptime | sed 's/.*load/load/')]"
 	gcc -O2 -o "$work/passthrough_ll" "$examples/passthrough_ll.c" $(pkg-config --cflags --libs fuse3)
-	mkdir -p "$work/pt" "$work/pt-src"
-	"$work/passthrough_ll" -o source="$work/pt-src" "$work/pt"
+	where pt-src
+	mkdir -p "$work/pt"
+	"$work/passthrough_ll" -o source="$dir" "$work/pt"
+	echo "### passthrough_ll (FUSE alone)   [$(load)]"
 	"$bench" "${args[@]}" "$work/pt"
 	fusermount3 -u "$work/pt"
 	settle
 fi
 
-"$raftfs" local up 3 "$work/cluster" >/dev/null
-leader=
-for _ in $(seq 100); do
-	leader=$({ "$raftfs" local status "$work/cluster" 2>/dev/null || true; } |
-		awk '$6 == "leader" { sub(":", "", $2); print $2; exit }')
-	[ -n "$leader" ] && break
-	sleep 0.1
-done
-[ -n "$leader" ] || { echo "compare.sh: no leader in $work/cluster" >&2; exit 1; }
+# cluster NAME: a fresh 3-node cluster in NAME/c; leader= its leader's id.
+cluster() {
+	local c
+	where "$1"
+	c=$dir/c
+	leader=
+	"$raftfs" local up 3 "$c" >/dev/null
+	for _ in $(seq 100); do
+		leader=$({ "$raftfs" local status "$c" 2>/dev/null || true; } |
+			awk '$6 == "leader" { sub(":", "", $2); print $2; exit }')
+		[ -n "$leader" ] && break
+		sleep 0.1
+	done
+	[ -n "$leader" ] || { echo "compare.sh: no leader in $c" >&2; exit 1; }
+}
+# verify C: the mounts and the nodes' trees are identical. The other mounts
+# apply the benchmark's last write-behind commands a moment after it
+# returned: --wait gives them the time.
+verify() {
+	"$raftfs" verify --wait 10 "$1"
+	"$raftfs" verify --wait 10 --trees "$1"
+}
+
+cluster cluster-f
 follower=$((leader % 3 + 1))
-echo "### raftfs, 3 nodes on loopback, follower mount n$follower   [$(uptime | sed 's/.*load/load/')]"
-"$bench" "${args[@]}" "$work/cluster/n$follower"
+echo "### raftfs, 3 nodes on loopback, follower mount n$follower   [$(load)]"
+"$bench" "${args[@]}" "$work/cluster-f/c/n$follower"
+verify "$work/cluster-f/c"
+"$raftfs" local down "$work/cluster-f/c" >/dev/null
 settle
-echo "### raftfs, the leader's mount n$leader   [$(uptime | sed 's/.*load/load/')]"
-"$bench" "${args[@]}" "$work/cluster/n$leader"
-# The other mounts apply the benchmark's last write-behind commands a moment
-# after it returned: wait for them, then compare the mounts and the trees.
-"$raftfs" verify --wait 10 "$work/cluster"
-"$raftfs" verify --wait 10 --trees "$work/cluster"
+cluster cluster-l
+echo "### raftfs, the leader's mount n$leader   [$(load)]"
+"$bench" "${args[@]}" "$work/cluster-l/c/n$leader"
+verify "$work/cluster-l/c"
