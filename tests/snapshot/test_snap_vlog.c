@@ -22,38 +22,25 @@
 
 #define BIG (64u << 10) /* VLOG_MIN_BYTES: goes to the value log */
 
-typedef struct fixture {
-	char *dir, *vdir, *aside;
-	store *s;
-} fixture;
+/* The fixture: a store in a temp dir (test_util.h), and f->other, a
+ * directory on the same filesystem to keep hard links of value-log files
+ * aside (both removed in teardown). */
+typedef tu_store fixture;
 
 static int setup(void **state)
 {
-	fixture *f = calloc(1, sizeof(*f));
-	char err[256];
+	fixture *f = tu_store_new("snapvlog");
 
 	assert_non_null(f);
-	f->dir = tu_tmpdir("snapvlog");
-	assert_non_null(f->dir);
-	assert_true(asprintf(&f->vdir, "%s/vlog", f->dir) > 0);
-	f->aside = tu_tmpdir("snapvlog-aside"); /* same filesystem: hard links */
-	assert_non_null(f->aside);
-	assert_int_equal(store_open(f->dir, &f->s, err, sizeof(err)), 0);
+	f->other = tu_tmpdir("snapvlog-aside");
+	assert_non_null(f->other);
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	fixture *f = *state;
-
-	store_close(f->s);
-	tu_rmtree(f->dir);
-	tu_rmtree(f->aside);
-	free(f->dir);
-	free(f->vdir);
-	free(f->aside);
-	free(f);
+	tu_store_free(*state);
 	return 0;
 }
 
@@ -61,9 +48,7 @@ static void reopen(fixture *f)
 {
 	char err[256];
 
-	store_close(f->s);
-	f->s = NULL;
-	if (store_open(f->dir, &f->s, err, sizeof(err)) != 0)
+	if (tu_store_reopen(f, err, sizeof(err)) != 0)
 		fail_msg("reopen %s: %s", f->dir, err);
 }
 
@@ -183,12 +168,12 @@ static void test_crash_before_drop(void **state)
 	fixture *f = *state;
 
 	append(f->s, 1, 5, 1);
-	assert_int_equal(link_files(f->vdir, f->aside), 1);
+	assert_int_equal(link_files(f->vdir, f->other), 1);
 	install_at(f->s, 10, 3, false);
 	append(f->s, 11, 13, 3);
 	store_close(f->s);
 	f->s = NULL;
-	assert_int_equal(link_files(f->aside, f->vdir), 1); /* as if never deleted */
+	assert_int_equal(link_files(f->other, f->vdir), 1); /* as if never deleted */
 	assert_int_equal(count_files(f->vdir), 2);
 	reopen(f);
 	assert_int_equal(count_files(f->vdir), 1);

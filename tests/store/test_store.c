@@ -13,43 +13,30 @@
 #include "store.h"
 #include "test_util.h"
 
-typedef struct fixture {
-	char *dir;
-	store *s;
-	char *other; /* a second directory a test may make; removed in teardown */
-} fixture;
+/* The fixture: a store in a temp dir, and f->other for a test that makes a
+ * second directory (test_util.h; both removed in teardown). */
+typedef tu_store fixture;
 
 static int setup(void **state)
 {
-	fixture *f = calloc(1, sizeof(*f));
+	fixture *f = tu_store_new("store");
+
 	assert_non_null(f);
-	f->dir = tu_tmpdir("store");
-	assert_non_null(f->dir);
-	char err[256];
-	assert_int_equal(store_open(f->dir, &f->s, err, sizeof(err)), 0);
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	fixture *f = *state;
-	store_close(f->s);
-	tu_rmtree(f->dir);
-	free(f->dir);
-	tu_rmtree(f->other);
-	free(f->other);
-	free(f);
+	tu_store_free(*state);
 	return 0;
 }
 
 static void reopen(fixture *f)
 {
 	char err[256];
-	store_close(f->s);
-	f->s = NULL;
-	int rv = store_open(f->dir, &f->s, err, sizeof(err));
-	if (rv != 0)
+
+	if (tu_store_reopen(f, err, sizeof(err)) != 0)
 		fail_msg("reopen: %s", err);
 }
 

@@ -111,9 +111,10 @@ void tu_store_free(tu_store *t)
 		return;
 	if (t->s)
 		store_close(t->s);
-	if (t->dir)
-		tu_rmtree(t->dir);
+	tu_rmtree(t->dir);
+	tu_rmtree(t->other);
 	free(t->dir);
+	free(t->other);
 	free(t->vdir);
 	free(t);
 }

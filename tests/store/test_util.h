@@ -35,13 +35,15 @@ typedef struct tu_store {
 	char *dir;	  /* the store's directory */
 	char *vdir;	  /* its value log's directory, dir/vlog */
 	struct store *s;  /* NULL after a failed reopen */
+	char *other;	  /* a second directory a test may make (tu_tmpdir), or NULL */
 } tu_store;
 
 /* A new store in tu_tmpdir(tag); NULL (with the reason on stderr) if it
  * cannot be made or opened. */
 tu_store *tu_store_new(const char *tag);
 
-/* Closes the store, removes its directory and frees t (NULL is fine). */
+/* Closes the store, removes its directory and t->other and frees t (NULL
+ * is fine). */
 void tu_store_free(tu_store *t);
 
 /* Closes and opens the store again: store_open's code (t->s is NULL on
