@@ -21,7 +21,16 @@ for i in 1 2 3; do : >"$T/acked.$i"; writer "$i" "$i" "w$i" & done
 for i in 1 2 3; do wait_for 60 "writer $i started" acked_at_least "$i" 5; done
 
 net_isolate "$F"
-sleep 0.5 # let in-flight appends to F fail (only for the numbers below)
+# Appends already in F's socket when the link went down are still read; once
+# F has heard nothing for an election timeout (it turns pre-candidate and
+# forgets the leader) it has read them all, and nothing can raise its commit
+# index: what it applied then is final until the heal.
+cut_settled() {
+	local role a c
+	role=$(st "$F" role) a=$(st "$F" applied) c=$(st "$F" commit)
+	[ -n "$role" ] && [ "$role" != follower ] && [ -n "$a" ] && [ "$a" = "$c" ]
+}
+wait_for 30 "node $F to notice it is cut off and apply what it has" cut_settled
 applied_f=$(st "$F" applied)
 echo "   node $F cut off at applied $applied_f"
 # A file of several snapshot chunks (256 KiB each), so the image crosses the
