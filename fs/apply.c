@@ -716,7 +716,8 @@ static int plan_release(struct sm *sm, const Fspb__Release *r, struct sm_record 
 	return 0;
 }
 
-// rec->a, rec->b: the directory's epoch and holder after the op.
+// rec->a, rec->b, rec->mode: the directory's epoch, holder and flags
+// (SM_DELEG_*) after the op.
 static int plan_deleg(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 {
 	const Fspb__Deleg *g = c->deleg;
@@ -728,16 +729,21 @@ static int plan_deleg(struct sm *sm, const Fspb__Command *c, struct sm_record *r
 	bool current = d->holder != 0 && g->epoch == d->epoch;
 	rec->a = d->epoch;
 	rec->b = d->holder;
+	rec->mode = d->deleg_flags;
 	switch (g->op) {
 	case FSPB__DELEG__OP__GRANT:
 		if (c->node == 0)
 			return rec->result = EINVAL, 0;
+		// It has it already: nothing changes, not even the close mode
+		// (its mount learns it from sm_deleg_mode and closes behind
+		// only under a delegation that says so).
 		if (d->holder == c->node)
-			return 0; // it has it already: nothing changes
+			return 0;
 		if (d->holder)
 			return rec->result = SM_RESULT_DELEGATED, 0;
 		rec->a = d->epoch + 1;
 		rec->b = c->node;
+		rec->mode = g->close_behind ? SM_DELEG_CLOSE_BEHIND : 0;
 		return 0;
 	case FSPB__DELEG__OP__RECALL:
 		rec->result = current ? 0 : ESTALE;
@@ -746,11 +752,13 @@ static int plan_deleg(struct sm *sm, const Fspb__Command *c, struct sm_record *r
 		if (!current || c->node != d->holder)
 			return rec->result = ESTALE, 0;
 		rec->b = 0;
+		rec->mode = 0;
 		return 0;
 	case FSPB__DELEG__OP__REVOKE:
 		if (!current)
 			return rec->result = ESTALE, 0;
 		rec->b = 0;
+		rec->mode = 0;
 		return 0;
 	default:
 		return rec->result = EINVAL, 0;
@@ -964,8 +972,9 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		rc = stamp_new_times(sm, &r, t);
 	// Granted to its maker (Mkdir.grant): nobody else has a view of it yet.
 	bool grant = m->grant && c->node;
+	uint8_t flags = m->grant_close_behind ? SM_DELEG_CLOSE_BEHIND : 0;
 	if (!rc && grant) {
-		if ((rc = tree_fwrite_deleg(r.fd, c->node, 1)))
+		if ((rc = tree_fwrite_deleg(r.fd, c->node, 1, flags)))
 			rc = ref_fault("delegate", &r, -rc);
 		else
 			rc = step(sm);
@@ -979,6 +988,7 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 			struct sm_obj *o = tree_get(sm, m->ino);
 			o->holder = c->node;
 			o->epoch = 1;
+			o->deleg_flags = flags;
 		}
 		pthread_rwlock_unlock(&sm->lock);
 	}
@@ -1401,7 +1411,8 @@ static int exec_deleg(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		struct sm_path p;
 		if ((rc = tree_path(sm, g->dir, &p)))
 			return fault("resolve directory", "", -rc);
-		if ((rc = tree_write_deleg(p.buf, (uint32_t)rec->b, rec->a)))
+		uint8_t flags = (uint8_t)rec->mode;
+		if ((rc = tree_write_deleg(p.buf, (uint32_t)rec->b, rec->a, flags)))
 			rc = fault("delegate", p.buf, -rc);
 		sm_path_release(&p);
 		if (rc)
@@ -1409,6 +1420,7 @@ static int exec_deleg(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		pthread_rwlock_wrlock(&sm->lock);
 		d->holder = (uint32_t)rec->b;
 		d->epoch = rec->a;
+		d->deleg_flags = flags;
 		pthread_rwlock_unlock(&sm->lock);
 		if ((rc = step(sm)))
 			return rc;

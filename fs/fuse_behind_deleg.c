@@ -57,6 +57,9 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 	g.dir = dir;
 	g.op = op;
 	g.epoch = epoch;
+	/* A grant says how this mount closes there: every mount fences a
+	 * directory whose holder closes behind (fuse_behind_fence). */
+	g.close_behind = op == FSPB__DELEG__OP__GRANT && fs_node_close_behind(b->fs->fsn);
 	c.op_case = FSPB__COMMAND__OP_DELEG;
 	c.deleg = &g;
 	rc = fs_node_propose(b->fs->fsn, &c, wait ? call_done : ignore_done, wait ? &w : NULL);
@@ -138,11 +141,18 @@ int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
 {
 	uint32_t holder;
 	uint64_t epoch;
+	bool behind;
 	int rc;
 
-	/* Without a quorum a recall cannot commit: reads stay local. */
-	if (!fs_node_close_behind(b->fs->fsn) || atomic_load(&b->fs->degraded) ||
-	    sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || holder == 0 || holder == b->self)
+	/* Only a holder that closes behind needs the fence — as its grant
+	 * says, whatever this node's own [fs] close: a holder that closes
+	 * synchronously answered no close before its commit. (A node that
+	 * closes behind itself still fences every directory held elsewhere:
+	 * mkdirs answered behind do not carry the mode yet.) Without a
+	 * quorum a recall cannot commit: reads stay local. */
+	if (sm_deleg_mode(b->fs->sm, dir, &holder, &epoch, &behind) < 0 ||
+	    !(behind || fs_node_close_behind(b->fs->fsn)) || holder == 0 || holder == b->self ||
+	    atomic_load(&b->fs->degraded))
 		return 0;
 	rc = reclaim(b, dir);
 	return rc ? -rc : 1;

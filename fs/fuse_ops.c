@@ -273,6 +273,9 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	/* A new directory is this node's to change behind (nobody else has
 	 * seen it): tar x or mkdir -p under an undelegated one. */
 	m.grant = fs_node_write_behind(fs->fsn) && !fs->cfg.linearizable;
+	/* Every mount recalls it before looking in it if this one closes
+	 * behind there (fuse_behind_fence). */
+	m.grant_close_behind = m.grant && fs_node_close_behind(fs->fsn);
 	c.op_case = FSPB__COMMAND__OP_MKDIR;
 	c.mkdir = &m;
 	ffs_submit(req, &c, RP_ENTRY, id, 0, NULL, 0);

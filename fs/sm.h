@@ -224,6 +224,11 @@ int sm_each_orphan(struct sm *sm, int (*fn)(void *arg, uint64_t id), void *arg);
 // The delegation of directory `dir` as of the last applied command: *holder
 // (0: none) and *epoch. -ENOENT, -ENOTDIR.
 int sm_deleg(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch);
+// The same, and whether the holder closes behind (Deleg.close_behind,
+// Mkdir.grant_close_behind): then every mount, whatever its own [fs] close,
+// recalls dir before a lookup or listing in it (fs/fuse_close.h).
+int sm_deleg_mode(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch,
+		  bool *close_behind);
 
 // Whether node `node` already released orphan id (a Release of it by that
 // node was applied): 1, 0 (not yet, or id is no orphan), or a negative errno.

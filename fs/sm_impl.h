@@ -23,9 +23,12 @@
 // The most nodes a Release may name (voters): bounds the xattr above, which
 // must fit ext4's one xattr block beside the user's.
 #define SM_MAX_VOTERS 63
-// On a directory: its delegation (u32 holder node, u64 epoch; absent: none,
-// epoch 0), see apply.c's Deleg. Replicated state: snapshots must carry it.
+// On a directory: its delegation (u32 holder node, u64 epoch, then u8 flags
+// SM_DELEG_* when any is set; absent: none, epoch 0), see apply.c's Deleg.
+// Replicated state: snapshots must carry it.
 #define SM_XATTR_DELEG "trusted.raftfs.deleg"
+// Delegation flag: the holder closes behind (Deleg.close_behind).
+#define SM_DELEG_CLOSE_BEHIND 1u
 
 // One object of the tree, in memory. Directories are found by walking parent
 // ids to the root (their path in DATA/tree); every other object by its index
@@ -39,6 +42,7 @@ struct sm_obj {
 	char *name;	    // directories only (owned)
 	uint32_t holder;    // directories: the node it is delegated to (0: none)
 	uint64_t epoch;	    // directories: the number of its last grant
+	uint8_t deleg_flags; // directories: SM_DELEG_* of the delegation
 };
 
 #define SM_FD_CACHE 64
@@ -147,12 +151,11 @@ int tree_read_released(const char *path, uint32_t *ids);
 // Replaces it with n ids (ascending). 0 or -errno.
 int tree_write_released(const char *path, const uint32_t *ids, size_t n);
 
-// The delegation of directory path (SM_XATTR_DELEG): 0 with holder 0 and
-// epoch 0 when it has none, or -errno. Stores it: 0 or -errno.
-int tree_read_deleg(const char *path, uint32_t *holder, uint64_t *epoch);
-int tree_write_deleg(const char *path, uint32_t holder, uint64_t epoch);
+// Stores the delegation of directory path (SM_XATTR_DELEG): holder, epoch
+// and SM_DELEG_* flags. 0 or -errno.
+int tree_write_deleg(const char *path, uint32_t holder, uint64_t epoch, uint8_t flags);
 // The same through an open descriptor of the directory.
-int tree_fwrite_deleg(int fd, uint32_t holder, uint64_t epoch);
+int tree_fwrite_deleg(int fd, uint32_t holder, uint64_t epoch, uint8_t flags);
 
 // Fills st for object o from lstat of path, replacing what is replicated
 // differently (ino, ctime, nlink). Returns 0 or -errno.

@@ -269,7 +269,8 @@ int sm_orphan_released_by(struct sm *sm, uint64_t id, uint32_t node)
 	return rc;
 }
 
-int sm_deleg(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch)
+int sm_deleg_mode(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch,
+		  bool *close_behind)
 {
 	int rc = 0;
 	pthread_rwlock_rdlock(&sm->lock);
@@ -281,7 +282,14 @@ int sm_deleg(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch)
 	else {
 		*holder = o->holder;
 		*epoch = o->epoch;
+		*close_behind = o->holder && (o->deleg_flags & SM_DELEG_CLOSE_BEHIND);
 	}
 	pthread_rwlock_unlock(&sm->lock);
 	return rc;
+}
+
+int sm_deleg(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch)
+{
+	bool close_behind;
+	return sm_deleg_mode(sm, dir, holder, epoch, &close_behind);
 }

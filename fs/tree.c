@@ -281,50 +281,59 @@ int tree_write_released(const char *path, const uint32_t *ids, size_t n)
 	return lsetxattr(path, SM_XATTR_RELEASED, ids, n * sizeof(*ids), 0) ? -errno : 0;
 }
 
-// SM_XATTR_DELEG: holder u32 | epoch u64, native order (a node's own disk).
+// SM_XATTR_DELEG: holder u32 | epoch u64 [| flags u8], native order (a
+// node's own disk). Without flags the old 12 bytes, so a delegation with
+// none reads the same on a node that predates them (flags 0: the holder
+// closes synchronously, no mount needs to recall before a lookup).
 #define DELEG_BYTES 12
+#define DELEG_BYTES_FLAGS 13
 
-static int parse_deleg(const uint8_t *buf, ssize_t n, uint32_t *holder, uint64_t *epoch)
+static int parse_deleg(const uint8_t *buf, ssize_t n, struct sm_obj *o)
 {
-	*holder = 0;
-	*epoch = 0;
+	o->holder = 0;
+	o->epoch = 0;
+	o->deleg_flags = 0;
 	if (n < 0)
 		return errno == ENODATA ? 0 : -errno;
-	if (n != DELEG_BYTES)
+	if (n != DELEG_BYTES && n != DELEG_BYTES_FLAGS)
 		return -EIO;
-	memcpy(holder, buf, 4);
-	memcpy(epoch, buf + 4, 8);
+	memcpy(&o->holder, buf, 4);
+	memcpy(&o->epoch, buf + 4, 8);
+	if (n == DELEG_BYTES_FLAGS)
+		o->deleg_flags = buf[DELEG_BYTES];
 	return 0;
-}
-
-int tree_read_deleg(const char *path, uint32_t *holder, uint64_t *epoch)
-{
-	uint8_t buf[DELEG_BYTES];
-	return parse_deleg(buf, lgetxattr(path, SM_XATTR_DELEG, buf, sizeof(buf)), holder, epoch);
 }
 
 // The same on an open directory (the start-up scan).
 static int fd_read_deleg(int fd, struct sm_obj *o)
 {
-	uint8_t buf[DELEG_BYTES];
-	return parse_deleg(buf, fgetxattr(fd, SM_XATTR_DELEG, buf, sizeof(buf)), &o->holder,
-			   &o->epoch);
+	uint8_t buf[DELEG_BYTES_FLAGS];
+	return parse_deleg(buf, fgetxattr(fd, SM_XATTR_DELEG, buf, sizeof(buf)), o);
 }
 
-int tree_write_deleg(const char *path, uint32_t holder, uint64_t epoch)
+// The xattr's bytes for a delegation; returns their count.
+static size_t format_deleg(uint8_t *buf, uint32_t holder, uint64_t epoch, uint8_t flags)
 {
-	uint8_t buf[DELEG_BYTES];
 	memcpy(buf, &holder, 4);
 	memcpy(buf + 4, &epoch, 8);
-	return lsetxattr(path, SM_XATTR_DELEG, buf, sizeof(buf), 0) ? -errno : 0;
+	if (!flags)
+		return DELEG_BYTES;
+	buf[DELEG_BYTES] = flags;
+	return DELEG_BYTES_FLAGS;
 }
 
-int tree_fwrite_deleg(int fd, uint32_t holder, uint64_t epoch)
+int tree_write_deleg(const char *path, uint32_t holder, uint64_t epoch, uint8_t flags)
 {
-	uint8_t buf[DELEG_BYTES];
-	memcpy(buf, &holder, 4);
-	memcpy(buf + 4, &epoch, 8);
-	return fsetxattr(fd, SM_XATTR_DELEG, buf, sizeof(buf), 0) ? -errno : 0;
+	uint8_t buf[DELEG_BYTES_FLAGS];
+	size_t n = format_deleg(buf, holder, epoch, flags);
+	return lsetxattr(path, SM_XATTR_DELEG, buf, n, 0) ? -errno : 0;
+}
+
+int tree_fwrite_deleg(int fd, uint32_t holder, uint64_t epoch, uint8_t flags)
+{
+	uint8_t buf[DELEG_BYTES_FLAGS];
+	size_t n = format_deleg(buf, holder, epoch, flags);
+	return fsetxattr(fd, SM_XATTR_DELEG, buf, n, 0) ? -errno : 0;
 }
 
 int tree_stat(struct sm_obj *o, const char *path, struct stat *st)
