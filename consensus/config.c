@@ -365,6 +365,15 @@ int config_validate(node_config *cfg, char *err, size_t errlen)
 			 cfg->state_machine);
 		return -EINVAL;
 	}
+	/* The filesystem's ids are (node id << 48) | counter (fs/sm.h): a
+	 * node id past 16 bits would make the same inode ids as another's. */
+	for (size_t i = 0; i < cfg->n_peers && !strcmp(cfg->state_machine, "fs"); i++)
+		if (cfg->peers[i].id > 0xffff) {
+			snprintf(err, errlen,
+				 "node id %llu is too large for the filesystem (ids 1 to 65535)",
+				 (unsigned long long)cfg->peers[i].id);
+			return -EINVAL;
+		}
 	if (cfg->max_frame_bytes < cfg->max_msg_bytes + 4096) {
 		snprintf(err, errlen,
 			 "max_frame_bytes (%zu) must exceed max_msg_bytes (%llu) + 4096",

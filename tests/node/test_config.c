@@ -145,6 +145,12 @@ static void test_errors_name_file_line_key(void **state)
 	expect_error("[node]\nid = 1\ndata_dir = /d\n[peers]\n1 = a:1\n[raft]\n"
 		     "election_ticks = 3\nheartbeat_ticks = 3\n",
 		     "heartbeat_ticks", NULL);
+	/* Filesystem ids carry the node id in 16 bits (fs/sm.h). */
+	expect_error("[node]\nid = 65537\ndata_dir = /d\nstate_machine = fs\n[peers]\n65537 = a:1\n",
+		     "node id 65537", "65535");
+	expect_error("[node]\nid = 1\ndata_dir = /d\nstate_machine = fs\n[peers]\n1 = a:1\n"
+		     "70000 = a:2\n",
+		     "node id 70000", "65535");
 }
 
 static void test_missing_file(void **state)
