@@ -45,7 +45,7 @@ static void on_alarm(int sig)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: fsop_fuzz [-s SEED] [-n OPS] [-k CHECK_EVERY] [-t SECONDS] [-v] [-L|-l] [-g]\n"
+		"usage: fsop_fuzz [-s SEED] [-n OPS] [-k CHECK_EVERY] [-t SECONDS] [-v] [-L|-l|-c] [-g]\n"
 		"                 [-d MANIFEST] MODEL_DIR MOUNT_DIR [MOUNT_DIR...]\n"
 		"       fsop_fuzz -x [-s SEED] [-n OPS] [-g] [-d MANIFEST] MOUNT_DIR [MOUNT_DIR...]\n"
 		"       fsop_fuzz -C MANIFEST DIR\n"
@@ -59,7 +59,9 @@ static void usage(void)
 		"files in .fzdur, fsync them and list them in MANIFEST; -C checks a MANIFEST\n"
 		"against DIR. -k: compare whole trees every CHECK_EVERY ops (0: at the end).\n"
 		"-l: mounts with the linearizable option: switching mounts only fsyncs the\n"
-		"handles written there (writes are pipelined in every mode).\n");
+		"handles written there (writes are pipelined in every mode).\n"
+		"-c: mounts with close = behind: switching mounts fsyncs the handles written\n"
+		"there but no directory (the new mount's lookups recall what the old holds).\n");
 }
 
 static int open_root(const char *path, char *copy)
@@ -86,12 +88,19 @@ static int switch_mount(struct fz *z, int from, int to)
 		return 0;
 	}
 	z->cur = from;
-	fz_describe(z, "fsyncdir on n%d, then an open on n%d", from + 1, to + 1);
-	int fd = openat(z->troot[from], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		return fz_fail(z, "fsyncdir of the work directory: %s", strerror(errno));
-	close(fd);
-	fd = openat(z->troot[to], ".fzsync", O_RDONLY | O_CLOEXEC);
+	/* close = behind promises close-to-open without fsyncdir: the new
+	 * mount's lookups recall the directories the old one holds, and each
+	 * Return applies behind what the holder answered early. */
+	if (!z->close_only) {
+		fz_describe(z, "fsyncdir on n%d, then an open on n%d", from + 1, to + 1);
+		int dfd = openat(z->troot[from], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) < 0)
+			return fz_fail(z, "fsyncdir of the work directory: %s", strerror(errno));
+		close(dfd);
+	} else {
+		fz_describe(z, "an open on n%d after n%d (no fsyncdir)", to + 1, from + 1);
+	}
+	int fd = openat(z->troot[to], ".fzsync", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return fz_fail(z, "open .fzsync on n%d: %s", to + 1, strerror(errno));
 	close(fd);
@@ -242,7 +251,7 @@ int main(int argc, char **argv)
 	z.seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
 	z.nops = 1000;
 	z.mode = FZ_MODEL;
-	while ((c = getopt(argc, argv, "s:n:k:t:vLlgxd:C:h")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:k:t:vLlcgxd:C:h")) != -1) {
 		switch (c) {
 		case 's':
 			z.seed = strtoull(optarg, NULL, 0);
@@ -264,6 +273,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			z.linearizable = true;
+			break;
+		case 'c':
+			z.close_only = true;
 			break;
 		case 'g':
 			z.gone_ok = true;
@@ -297,7 +309,10 @@ int main(int argc, char **argv)
 		return 2;
 	printf("fsop_fuzz: seed %llu, %ld operations, %d mount%s, %s\n",
 	       (unsigned long long)z.seed, z.nops, z.nmounts, z.nmounts > 1 ? "s" : "",
-	       z.mode == FZ_CHAOS ? "no model (chaos)" : lax ? "model, no sync points" : "model");
+	       z.mode == FZ_CHAOS	? "no model (chaos)"
+	       : lax		? "model, no sync points"
+	       : z.close_only	? "model, sync points without fsyncdir"
+				: "model");
 	fflush(stdout);
 	int rc = run(&z, check_every, timeout, lax);
 	summary(&z);

@@ -7,13 +7,27 @@
 # point (README "Consistency"). MODE lin: linearizable mounts in turn with
 # no sync point but fsync of the written handles. Then the three mounts
 # and the nodes' trees must be identical (raftfs verify: also inode numbers
-# and times, which the model cannot give).
+# and times, which the model cannot give). MODE close: the mounts in turn
+# with close = behind's sync point (fsync of the written handles and an
+# open on the next mount, no fsyncdir: README "Close behind"); run it with
+# RAFTFS_CLOSE=behind. FUZZ_CLOSE="behind commit commit" sets each node's
+# [fs] close in its config instead (a mixed cluster).
 # The whole script is one block, parsed before any of it runs (tests/FLAKY.md).
 {
 set -euo pipefail
 . "$(dirname "$0")/../mount/lib.sh"
-F=${2:?usage: $0 RAFTFS FSOP_FUZZ one|mounts|sync|lin}
-MODE=${3:?usage: $0 RAFTFS FSOP_FUZZ one|mounts|sync|lin}
+F=${2:?usage: $0 RAFTFS FSOP_FUZZ one|mounts|sync|lin|close}
+MODE=${3:?usage: $0 RAFTFS FSOP_FUZZ one|mounts|sync|lin|close}
+if [ -n "${FUZZ_CLOSE:-}" ]; then
+	"$R" local create 3 "$C" >/dev/null || fail "local create"
+	i=0
+	for c in $FUZZ_CLOSE; do
+		i=$((i + 1))
+		sed -i "s/^close = .*/close = $c/" "$C/node$i/raftfs.ini"
+		grep -q "^close = $c\$" "$C/node$i/raftfs.ini" || fail "no close key in node $i's config"
+	done
+	echo "   close per node: $FUZZ_CLOSE"
+fi
 up
 
 # Fixed seeds, so a failure replays (with timing as the only difference);
@@ -26,6 +40,8 @@ sync) # RAFTFS_WRITE_BEHIND=false in the environment
 lin) # RAFTFS_MOUNT_OPTS=linearizable: no sync point between mounts but
 	# the fsync of what was written (writes are pipelined in every mode)
 	seeds=${FUZZ_SEEDS:-"41 42"} ops=${FUZZ_OPS:-2000} mounts="$M1 $M2 $M3" flags=-l ;;
+close) # close = behind's sync point: no fsyncdir before switching mounts
+	seeds=${FUZZ_SEEDS:-"51 52 53"} ops=${FUZZ_OPS:-2000} mounts="$M1 $M2 $M3" flags=-c ;;
 *) fail "unknown mode $MODE" ;;
 esac
 

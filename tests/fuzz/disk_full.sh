@@ -1,0 +1,137 @@
+#!/bin/bash
+# disk_full.sh RAFTFS — the leader's disk is full. Its data directory is
+# on a small loop-mounted ext4, filled to ~1 MiB free, then writers go on
+# through its mount and through a follower's. The leader must stop (its
+# tree cannot take a file: apply fails), say why in `raftfs status` and in
+# its log, and answer its mount's writers with an error, not silence or
+# success; the cluster goes on committing; nothing any writer was
+# acknowledged (cp's close returned 0) is lost. With room again
+# and a restart it catches up: mounts and trees identical, every
+# acknowledged file whole on every mount. (tests/mount/mount_user.sh fills
+# a follower's disk.)
+# The whole script is one block, parsed before any of it runs (tests/FLAKY.md).
+{
+set -eEuo pipefail
+. "$(dirname "$0")/../mount/lib.sh"
+trap 'echo "FAIL: line $LINENO: exit status $? of: $BASH_COMMAND" >&2' ERR
+command -v mkfs.ext4 >/dev/null || { echo "SKIP: no mkfs.ext4"; exit 77; }
+
+# The loop mount must go after its node stops and before lib.sh's cleanup
+# (lib.sh's reaper detaches it if this shell is killed outright).
+DISK=$T/disk
+X=
+disk_cleanup() {
+	local rc=$?
+	set +e
+	trap - ERR
+	if mountpoint -q "$DISK/mnt" 2>/dev/null; then
+		[ -z "$X" ] || "$R" local stop "$C" "$X" >/dev/null 2>&1
+		[ -z "$X" ] || umount "$C/n$X" 2>/dev/null
+		umount "$DISK/mnt" || umount -l "$DISK/mnt"
+	fi
+	(exit $rc)
+	cleanup
+}
+trap disk_cleanup EXIT
+
+mkdir -p "$DISK/mnt"
+truncate -s 1G "$DISK/img"
+mkfs.ext4 -q -F -m 0 "$DISK/img"
+mount -o loop "$DISK/img" "$DISK/mnt" 2>"$T/loop.err" ||
+	{ echo "SKIP: no loop-mounted ext4 here ($(cat "$T/loop.err"))"; exit 77; }
+
+up
+addr() { "$R" local addr "$C" "$1"; }
+X=$(leader_id)
+[ -n "$X" ] || fail "no leader"
+echo "== node $X's data on a 1 GiB loop disk (no blocks reserved for root: the node runs as root)"
+"$R" local stop "$C" "$X" >/dev/null
+cp -a "$C/node$X/data/." "$DISK/mnt/"
+rm -rf "$C/node$X/data"
+ln -s "$DISK/mnt" "$C/node$X/data"
+"$R" local start "$C" "$X" >/dev/null || fail "restart of node $X on the loop disk"
+# Leadership back to X: a stopped leader hands over to the follower most
+# up to date, X or the other one; each round is a coin toss.
+for try in $(seq 1 12); do
+	L=$(leader_id)
+	[ -n "$L" ] && [ "$L" != "$X" ] || break
+	"$R" local stop "$C" "$L" >/dev/null
+	"$R" local start "$C" "$L" >/dev/null || fail "restart of node $L"
+done
+[ "$(leader_id)" = "$X" ] || fail "node $X did not become leader in 12 handovers"
+F=$((X % 3 + 1))
+MX=$C/n$X MF=$C/n$F
+echo "== node $X leads; its disk is filled, then writers go through n$X and n$F"
+mkdir "$MF/f" "$MX/x"
+# Files of 16 KiB: their log entries go to RocksDB's WAL, which has room
+# it allocated beforehand, so the fault comes when the tree cannot take a
+# file's data (apply). DISK_FILE_KB=1024 puts them in the value log, whose
+# save then fails first: tests/fuzz/README.md "Found" 15, open.
+head -c "${DISK_FILE_KB:-16}K" /dev/urandom >"$T/blob"
+# writer DIR LIST: files of the blob, each listed once cp (which checks close) returned 0.
+writer() {
+	local k=0
+	: >"$2"
+	while [ ! -e "$T/stop" ]; do
+		k=$((k + 1))
+		timeout 60 cp "$T/blob" "$1/b$k" 2>>"$2.err" && echo "b$k" >>"$2"
+	done
+}
+count() { wc -l <"$1"; }
+at_least() { [ "$(count "$1")" -ge "$2" ]; }
+
+# Fillers up to ~1 MiB free; the node writes meanwhile, so a filler may
+# find less room than df said: then another, smaller one.
+filled() {
+	local avail
+	avail=$(df --output=avail -k "$DISK/mnt" | tail -n 1)
+	[ "$avail" -gt 2048 ] || return 0
+	fallocate -l $(((avail - 1024) * 1024)) "$DISK/mnt/filler.$SECONDS.$RANDOM" 2>/dev/null || true
+	return 1
+}
+wait_for 30 "node $X's disk filled" filled
+writer "$MF/f" "$T/acked.f" &
+writer "$MX/x" "$T/acked.x" &
+unhealthy() { ! "$R" status "$(addr "$X")" >"$T/stx" 2>&1; }
+wait_for 120 "node $X unhealthy with its disk full" unhealthy
+echo "   node $X: $(cat "$T/stx")"
+grep -q "No space left on device" "$T/stx" || fail "raftfs status does not say why node $X stopped: $(cat "$T/stx")"
+grep -q "No space left" "$C/node$X/node.log" || fail "node $X's log does not say its disk is full"
+# (Raft goes on: X may even stay leader, its log still saved; only its
+# apply stopped.)
+before=$(count "$T/acked.f")
+wait_for 60 "writes through n$F to go on" at_least "$T/acked.f" $((before + 10))
+
+# X's mount answers changes with an error (EIO once the node stopped),
+# within the proposal timeout, and still serves reads.
+rc=0
+timeout 60 cp "$T/blob" "$MX/x/after" 2>"$T/err.x" || rc=$?
+[ $rc != 0 ] || fail "a write through n$X succeeded with its node stopped"
+[ $rc != 124 ] || fail "a write through n$X hung"
+grep -q "Input/output error\|No space left on device" "$T/err.x" ||
+	fail "want EIO or ENOSPC from n$X, got: $(cat "$T/err.x")"
+echo "   a write through n$X: $(sed 's/^cp: //' "$T/err.x")"
+ls "$MX/f" >/dev/null || fail "n$X stopped serving reads"
+xn=$(count "$T/acked.x")
+xe=$(sort "$T/acked.x.err" | sed -E 's/.*: //' | uniq -c | tr '\n' ';')
+echo "   n$X's writer: $xn acknowledged, then: $xe"
+
+echo "== room again: node $X restarts and catches up"
+touch "$T/stop"
+wait
+rm -f "$DISK/mnt"/filler.*
+"$R" local stop "$C" "$X" >/dev/null
+"$R" local start "$C" "$X" >/dev/null || fail "restart of node $X with room again"
+verify 120 "node $X after its disk had room again"
+for w in f x; do
+	while read -r b; do
+		d=$([ $w = f ] && echo f || echo x)
+		for m in 1 2 3; do
+			cmp -s "$T/blob" "$C/n$m/$d/$b" || fail "acknowledged $d/$b is not whole on n$m"
+		done
+	done <"$T/acked.$w"
+done
+echo "   $(count "$T/acked.f") + $xn acknowledged files whole on every mount"
+echo "PASS"
+exit
+}
