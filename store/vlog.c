@@ -99,7 +99,7 @@ static int file_add(store *s, uint64_t seq, int fd, uint64_t size)
 		v->files[i] = v->files[i - 1];
 		i--;
 	}
-	v->files[i] = (vlog_file){.seq = seq, .fd = fd, .size = size};
+	v->files[i] = (vlog_file){.seq = seq, .fd = fd, .dfd = -1, .size = size};
 	v->n++;
 	if (seq >= v->next_seq)
 		v->next_seq = seq + 1;
@@ -124,6 +124,8 @@ static void file_remove(store *s, size_t i)
 	else if (unlinkat(v->dirfd, name, 0) != 0 && errno != ENOENT)
 		return;
 	close(v->files[i].fd);
+	if (v->files[i].dfd >= 0)
+		close(v->files[i].dfd);
 	memmove(&v->files[i], &v->files[i + 1], (v->n - i - 1) * sizeof(*v->files));
 	v->n--;
 }
@@ -223,6 +225,8 @@ int vlog_open(store *s)
 	v->next_seq = 1;
 	v->serial =
 	    getenv("RAFTFS_STORE_SERIAL_FLUSH") && strcmp(getenv("RAFTFS_STORE_SERIAL_FLUSH"), "0");
+	v->buffered = getenv("RAFTFS_STORE_VLOG_BUFFERED") &&
+		      strcmp(getenv("RAFTFS_STORE_VLOG_BUFFERED"), "0");
 	v->max_spare = VLOG_SPARES;
 	if (getenv("RAFTFS_STORE_VLOG_SPARES") &&
 	    strtoul(getenv("RAFTFS_STORE_VLOG_SPARES"), NULL, 10) < VLOG_SPARES)
@@ -362,8 +366,12 @@ void vlog_close(store *s)
 		return;	     /* never opened */
 	vlog_append_wait(s); /* a save that failed before waiting for its sync */
 	vlog_syncer_free(v->syncer);
-	for (size_t i = 0; i < v->n; i++)
+	for (size_t i = 0; i < v->n; i++) {
 		close(v->files[i].fd);
+		if (v->files[i].dfd >= 0)
+			close(v->files[i].dfd);
+	}
+	free(v->buf);
 	if (v->dirfd >= 0)
 		close(v->dirfd);
 	free(v->files);
@@ -405,26 +413,69 @@ static int start_file(store *s)
 		unlinkat(v->dirfd, name, 0);
 		return rv;
 	}
+	/* Writes bypass the page cache where the filesystem allows it
+	 * (vlog.h, "Direct writes"); reads and syncs use fd. */
+	if (!v->buffered)
+		v->files[v->n - 1].dfd = openat(v->dirfd, name, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	v->appending = true;
+	v->head = 0;
 	return 0;
 }
 
-static int write_all(store *s, vlog_file *f, const uint8_t *p, size_t len)
+static size_t align_up(size_t n)
 {
-	uint64_t off = f->size;
+	return (n + VLOG_ALIGN - 1) / VLOG_ALIGN * VLOG_ALIGN;
+}
 
-	while (len > 0) {
-		ssize_t w = pwrite(f->fd, p, len, (off_t)off);
+/* Makes buf hold at least cap bytes, keeping its first head bytes. */
+static int buf_reserve(store *s, size_t cap)
+{
+	vlog *v = &s->vl;
+	void *nb;
+
+	if (cap <= v->buf_cap)
+		return 0;
+	cap = align_up(cap > 2 * v->buf_cap ? cap : 2 * v->buf_cap);
+	if (posix_memalign(&nb, VLOG_ALIGN, cap) != 0)
+		return store_fail(s, RAFT_ENOMEM, "value log: out of memory for a %zu-byte save",
+				  cap);
+	if (v->head)
+		memcpy(nb, v->buf, v->head);
+	free(v->buf);
+	v->buf = nb;
+	v->buf_cap = cap;
+	return 0;
+}
+
+/* Writes buf[0..len) at off of f: directly if f takes direct writes, else
+ * (or once the filesystem refused one: EINVAL) through the page cache. */
+static int write_save(store *s, vlog_file *f, uint64_t off, size_t len)
+{
+	vlog *v = &s->vl;
+	int fd = f->dfd >= 0 ? f->dfd : f->fd;
+	const uint8_t *p = v->buf;
+	size_t left = len;
+
+	while (left > 0) {
+		ssize_t w = pwrite(fd, p, left, (off_t)off);
 
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && errno == EINVAL && fd == f->dfd) {
+			/* No direct writes here (or not at this alignment):
+			 * from now on through the page cache, this one again. */
+			close(f->dfd);
+			f->dfd = -1;
+			fd = f->fd;
+			continue;
+		}
 		if (w <= 0)
 			return store_fail(s, w < 0 ? -errno : RAFT_EIO,
 					  "value log: write %zu bytes to %s/%016llx.vlog at %llu: %s",
-					  len, s->vl.dir, (unsigned long long)f->seq,
+					  left, v->dir, (unsigned long long)f->seq,
 					  (unsigned long long)off, w < 0 ? strerror(errno) : "no progress");
 		p += w;
-		len -= (size_t)w;
+		left -= (size_t)w;
 		off += (uint64_t)w;
 	}
 	return 0;
@@ -433,27 +484,37 @@ static int write_all(store *s, vlog_file *f, const uint8_t *p, size_t len)
 int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs)
 {
 	vlog *v = &s->vl;
-	vlog_file *f = NULL;
+	vlog_file *f;
+	size_t total = 0, at, end;
+	uint64_t base;
 	int rv;
 
+	for (size_t i = 0; i < n; i++)
+		if (vlog_wants(&ents[i]))
+			total += ents[i].len;
+	if (total == 0)
+		return 0;
+	if (v->appending && v->files[v->n - 1].size >= VLOG_FILE_BYTES)
+		v->appending = false;
+	if (!v->appending && (rv = start_file(s)) != 0)
+		return rv;
+	f = &v->files[v->n - 1];
+	/* The save's bytes follow the partial block the last one ended in,
+	 * which is written again: direct writes take whole blocks. */
+	base = f->size - v->head;
+	at = v->head;
+	end = align_up(at + total);
+	rv = buf_reserve(s, end);
+	if (rv != 0)
+		return rv;
 	for (size_t i = 0; i < n; i++) {
 		const raft_entry *e = &ents[i];
 		uint8_t *r = refs + i * VLOG_REF_BYTES;
 
 		if (!vlog_wants(e))
 			continue;
-		if (!f) {
-			if (v->appending && v->files[v->n - 1].size >= VLOG_FILE_BYTES)
-				v->appending = false;
-			if (!v->appending && (rv = start_file(s)) != 0)
-				return rv;
-			f = &v->files[v->n - 1];
-		}
-		/* A failed write leaves f->size where it was: the next one
-		 * overwrites whatever part of it landed. */
-		rv = write_all(s, f, e->data, e->len);
-		if (rv != 0)
-			return rv;
+		memcpy(v->buf + at, e->data, e->len);
+		at += e->len;
 		r[0] = 0;
 		r[1] = (uint8_t)e->type;
 		be64_put(r + 2, e->term);
@@ -466,8 +527,32 @@ int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs)
 		if (e->index > f->max_index)
 			f->max_index = e->index;
 	}
-	if (!f)
-		return 0;
+	memset(v->buf + at, 0, end - at);
+	/* Written here, before RocksDB's batch naming it: a process killed
+	 * after that batch finds the whole save's data (a direct write is
+	 * on the device once it returned, a buffered one in the page cache),
+	 * as it did before direct writes. Only a power cut can leave the
+	 * newest save's data torn, which open finds (vlog.h). */
+	rv = write_save(s, f, base, end);
+	if (rv != 0) {
+		v->appending = false; /* its end is unknown: the next save starts a file */
+		v->head = 0;
+		return rv;
+	}
+	memmove(v->buf, v->buf + (at - at % VLOG_ALIGN), at % VLOG_ALIGN);
+	v->head = at % VLOG_ALIGN;
+	if (v->buf_cap > VLOG_BUF_KEEP) {
+		/* One huge save (a follower catching up) need not pin its
+		 * buffer for good. */
+		void *nb;
+
+		if (posix_memalign(&nb, VLOG_ALIGN, VLOG_ALIGN) == 0) {
+			memcpy(nb, v->buf, v->head);
+			free(v->buf);
+			v->buf = nb;
+			v->buf_cap = VLOG_ALIGN;
+		}
+	}
 	/* One thread for the store's life; without one (it could not be
 	 * started) the wait syncs on the caller's thread, as before. */
 	if (!v->syncer && !v->sync_inline && vlog_syncer_new(&v->syncer) != 0)
@@ -581,6 +666,7 @@ void vlog_drop(store *s, uint64_t index)
 void vlog_drop_all(store *s)
 {
 	s->vl.appending = false; /* the next big entry starts a new file */
+	s->vl.head = 0;
 	for (size_t i = s->vl.n; i-- > 0;)
 		file_remove(s, i);
 }

@@ -28,8 +28,22 @@
  * allocation; consensus/README-node.md, "Session 5"). Its stale bytes past
  * what was written are never named by a durable reference of a save that
  * returned; one a crash cut short may name them, and fails its CRC like
- * torn data (vlog_scan), unless they are the very bytes it names. Not for use
- * outside store/. */
+ * torn data (vlog_scan), unless they are the very bytes it names.
+ *
+ * Direct writes (session 6): a save's data is copied into one aligned
+ * buffer and written with O_DIRECT, not through the page cache, before
+ * RocksDB's batch (so a killed process still leaves every save whole; only
+ * the fdatasync runs beside the batch): the value log is written once and
+ * read back rarely (a lagging follower, the open-time check), and on this
+ * machine filling fresh page-cache pages cost as much CPU as the rest of a
+ * node's loop thread per byte of a big write (bench/fs/README.md, "Session
+ * 6"). The file stays one contiguous stream of entries: each save rewrites
+ * the partial block the previous one ended in (the same bytes; a torn
+ * rewrite leaves them as they were) and pads its own last block with zeros,
+ * so a file's size is a multiple of VLOG_ALIGN. Where O_DIRECT cannot be
+ * opened or is refused (EINVAL), or RAFTFS_STORE_VLOG_BUFFERED=1 (read at
+ * open; before/after measurements in one build), the same buffer is written
+ * through the page cache. Not for use outside store/. */
 #ifndef RAFTFS_STORE_VLOG_H
 #define RAFTFS_STORE_VLOG_H
 
@@ -49,6 +63,13 @@ typedef struct store store;
 /* A file takes no new data once it has this many bytes. */
 #define VLOG_FILE_BYTES (64ull << 20)
 
+/* Offsets and lengths of direct writes are multiples of this (the largest
+ * logical block size of the devices it runs on). */
+#define VLOG_ALIGN 4096u
+
+/* A save buffer larger than this is not kept for the next save. */
+#define VLOG_BUF_KEEP (64u << 20)
+
 /* Spares kept at most (see "Spares" above). */
 #define VLOG_SPARES 2
 
@@ -59,7 +80,8 @@ typedef struct store store;
 
 typedef struct vlog_file {
 	uint64_t seq;
-	int fd;
+	int fd;		    /* reads, syncs */
+	int dfd;	    /* the file taking data: O_DIRECT writes; -1: none (fd) */
 	uint64_t size;	    /* bytes written (and kept) so far */
 	uint64_t max_index; /* highest entry index written to it; 0: none known */
 	uint64_t min_index; /* open: lowest entry index referring to it */
@@ -77,6 +99,11 @@ typedef struct vlog {
 	struct vlog_syncer *syncer; /* made at the first save of big entries */
 	int sync_fd;		    /* a sync begun by vlog_append, not yet waited for; -1: none */
 	uint64_t sync_seq;	    /* ...of this file */
+	uint8_t *buf;		    /* a save's data, aligned (VLOG_ALIGN); NULL: none yet */
+	size_t buf_cap;
+	size_t head;		    /* buf starts with the last head bytes of files[n - 1] (the
+				       partial block its last save ended in) */
+	bool buffered;		    /* RAFTFS_STORE_VLOG_BUFFERED: no O_DIRECT */
 	bool sync_inline;	    /* no syncer thread: vlog_append_wait syncs itself */
 	bool serial;		    /* RAFTFS_STORE_SERIAL_FLUSH: sync before the batch (as before
 				       session 5; for before/after measurements in one build) */
@@ -110,8 +137,9 @@ int vlog_scan(store *s);
 /* Closes the files and frees the table. */
 void vlog_close(store *s);
 
-/* Writes the data of every entry of ents[0..n) that vlog_wants() and
- * begins making it durable (one fdatasync, on the syncer's thread);
+/* Writes the data of every entry of ents[0..n) that vlog_wants() (one
+ * write) and begins making it durable (one fdatasync, on the syncer's
+ * thread);
  * refs[i * VLOG_REF_BYTES] gets entry i's reference (untouched for the
  * others). After a 0 return the caller must call vlog_append_wait before
  * anything else of the value log, and count the data durable only once

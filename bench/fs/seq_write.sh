@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# seq_write.sh BUILD_DIR [ROUNDS] — sequential write through a fresh 3-node
+# cluster's mounts, and the tail of small commands behind a big writer.
+#
+# Default: ROUNDS times, on a follower's mount then on the leader's, a
+# `dd bs=1M count=64 conv=fsync` of a new file, each line with MiB/s, the
+# load average, and the three nodes' CPU per MiB written by thread kind
+# (raft-loop, raft-apply, vlog syncer, rocksdb, rest: the /proc schedstat
+# method of cpu_per_file.sh).
+# TAIL=1: instead, ROUNDS times, a loop of 4 KiB pwrite + fsync on one
+# follower's mount while dd writes TAIL_MIB (default 128) MiB on the other
+# follower's mount; prints the loop's latency percentiles during the dd and
+# the dd's MiB/s (consensus/README-node.md, "Small operations behind a big
+# write").
+# The cluster runs in a fresh directory of BENCH_DIR (default /var/tmp);
+# everything started is stopped and removed on exit. Needs root (mounts).
+set -euo pipefail
+[ $# -ge 1 ] || { sed -n '2,17p' "$0"; exit 2; }
+build=$(cd "$1" && pwd)
+rounds=${2:-3}
+raftfs=$build/fs/raftfs
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftfs-seqw.XXXXXX")
+c=$work/c
+cleanup() {
+	"$raftfs" local down "$c" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+load() { uptime | sed 's/.*load average: //'; }
+status() { "$raftfs" local status "$c" 2>/dev/null || true; }
+
+"$raftfs" local up 3 "$c" >/dev/null
+leader=
+for _ in $(seq 100); do
+	leader=$(status | awk '$6 == "leader" { sub(":", "", $2); print $2; exit }')
+	[ -n "$leader" ] && break
+	sleep 0.1
+done
+[ -n "$leader" ] || { echo "seq_write.sh: no leader in $c" >&2; exit 1; }
+f1=$((leader % 3 + 1))
+f2=$((f1 % 3 + 1))
+pids=$(status | awk '{ print $5 }')
+
+# Every node has applied all that was committed.
+wait_settled() {
+	local s
+	for _ in $(seq 600); do
+		s=$(status | awk '{ print $12, $14 }' | tr ' ' '\n' | sort -u | wc -l)
+		[ "$s" = 1 ] && return 0
+		sleep 0.1
+	done
+	echo "seq_write.sh: the nodes did not settle" >&2
+	exit 1
+}
+
+# One line per thread: kind cpu_ns.
+snap() {
+	local p t comm kind
+	for p in $pids; do
+		for t in /proc/"$p"/task/*; do
+			comm=$(cat "$t/comm" 2>/dev/null) || continue
+			case $comm in
+			raft-apply*) kind=apply ;;
+			raft-loop*) kind=loop ;;
+			vlog*) kind=vlog ;;
+			rocksdb*) kind=rocksdb ;;
+			*) kind=rest ;;
+			esac
+			echo "${t##*/} $kind $(cut -d' ' -f1 "$t/schedstat")"
+		done
+	done
+}
+cpu_per_mib() {
+	awk -v mib="$3" 'FNR == NR { cpu[$1] = $3; next }
+		{ c[$2] += $3 - cpu[$1]; t += $3 - cpu[$1] }
+		END { printf "CPU ms/MiB: total %.2f", t / 1e6 / mib
+		      for (k in c) printf " %s %.2f", k, c[k] / 1e6 / mib }' "$1" "$2"
+}
+
+# dd_mib FILE MIB: writes MIB MiB with fsync; prints MiB/s.
+dd_mib() {
+	local t0 t1
+	t0=$(date +%s.%N)
+	dd if=/dev/zero of="$1" bs=1M count="$2" conv=fsync status=none
+	t1=$(date +%s.%N)
+	echo "$2 / ($t1 - $t0)" | bc -l | xargs printf '%.1f'
+}
+
+if [ -z "${TAIL:-}" ]; then
+	for r in $(seq "$rounds"); do
+		for n in "$f1" "$leader"; do
+			role=follower
+			[ "$n" = "$leader" ] && role=leader
+			wait_settled
+			snap >"$work/before"
+			l=$(load)
+			mibs=$(dd_mib "$c/n$n/seq.$r.$n" 64)
+			wait_settled
+			snap >"$work/after"
+			echo "round $r n$n ($role): $mibs MiB/s [load $l] $(cpu_per_mib "$work/before" "$work/after" 64)"
+			rm -f "$c/n$n/seq.$r.$n"
+		done
+	done
+	exit 0
+fi
+
+mib=${TAIL_MIB:-128}
+for r in $(seq "$rounds"); do
+	# The small file is made (and its directory's delegation settled)
+	# before the writer starts: only the writes and fsyncs are measured.
+	echo x >"$c/n$f1/small.$r"
+	wait_settled
+	l=$(load)
+	python3 - "$c/n$f1/small.$r" "$c/n$f2/big.$r" "$mib" <<'EOF'
+import os, subprocess, sys, time
+path, big, mib = sys.argv[1], sys.argv[2], sys.argv[3]
+fd = os.open(path, os.O_WRONLY)
+buf = b"x" * 4096
+lat = []
+t0 = time.perf_counter()
+dd = subprocess.Popen(["dd", "if=/dev/zero", "of=" + big, "bs=1M", "count=" + mib,
+                       "conv=fsync", "status=none"])
+i = 0
+while dd.poll() is None:
+    t = time.perf_counter()
+    os.pwrite(fd, buf, (i % 256) * 4096)
+    os.fsync(fd)
+    lat.append((time.perf_counter() - t) * 1e3)
+    i += 1
+t1 = time.perf_counter()
+os.close(fd)
+if dd.returncode != 0:
+    sys.exit("seq_write.sh: dd failed")
+lat.sort()
+if not lat:
+    lat = [float("nan")]
+def p(q):
+    return lat[min(len(lat) - 1, int(q * len(lat)))]
+print(f"small 4K write+fsync: n {len(lat)} p50 {p(.5):.2f} p90 {p(.9):.2f} "
+      f"p99 {p(.99):.2f} max {lat[-1]:.2f} ms; writer {int(mib) / (t1 - t0):.1f} MiB/s", end="")
+EOF
+	echo " [load $l] (round $r, small n$f1, writer n$f2)"
+	rm -f "$c/n$f2/big.$r" "$c/n$f1/small.$r"
+done
