@@ -82,6 +82,7 @@ struct fh_err {
 
 struct fuse_write {
 	struct fs_node *fsn;
+	size_t mount_max_bytes, inode_max_bytes; /* the limits above, or the environment's */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* broadcast whenever a write completes */
 	unsigned count;
@@ -94,6 +95,16 @@ struct fuse_write {
 	int late; /* the first failure of a detached handle's write, unreported */
 };
 
+/* A limit in MiB from the environment (window sweeps in one build), or
+ * def. */
+static size_t env_mib(const char *name, size_t def)
+{
+	const char *v = getenv(name);
+	unsigned long mib = v ? strtoul(v, NULL, 10) : 0;
+
+	return mib ? (size_t)mib << 20 : def;
+}
+
 int fuse_write_new(struct fs_node *fsn, struct fuse_write **out)
 {
 	struct fuse_write *w = calloc(1, sizeof(*w));
@@ -101,6 +112,8 @@ int fuse_write_new(struct fs_node *fsn, struct fuse_write **out)
 	if (!w)
 		return -ENOMEM;
 	w->fsn = fsn;
+	w->mount_max_bytes = env_mib("RAFTFS_WRITE_MOUNT_MIB", MOUNT_MAX_BYTES);
+	w->inode_max_bytes = env_mib("RAFTFS_WRITE_INODE_MIB", INODE_MAX_BYTES);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	*out = w;
@@ -172,9 +185,9 @@ static bool admit(const struct fuse_write *w, const struct ino_state *in, uint64
 {
 	if (w->count == 0)
 		return true;
-	if (w->count >= MOUNT_MAX_WRITES || w->bytes + bytes > MOUNT_MAX_BYTES)
+	if (w->count >= MOUNT_MAX_WRITES || w->bytes + bytes > w->mount_max_bytes)
 		return false;
-	if (in->count >= INODE_MAX_WRITES || (in->count && in->bytes + bytes > INODE_MAX_BYTES))
+	if (in->count >= INODE_MAX_WRITES || (in->count && in->bytes + bytes > w->inode_max_bytes))
 		return false;
 	/* Two overlapping writes applied in the other order would leave other
 	 * bytes: without the node's promise of order, they go one at a time.

@@ -12,10 +12,13 @@
 # follower's mount; prints the loop's latency percentiles during the dd and
 # the dd's MiB/s (consensus/README-node.md, "Small operations behind a big
 # write").
+# SNAPSHOT_BYTES=N sets [raft] snapshot_bytes (the default, 256 MiB, takes
+# a snapshot in the middle of the runs: its copy of the file being written
+# is measured too).
 # The cluster runs in a fresh directory of BENCH_DIR (default /var/tmp);
 # everything started is stopped and removed on exit. Needs root (mounts).
 set -euo pipefail
-[ $# -ge 1 ] || { sed -n '2,17p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,20p' "$0"; exit 2; }
 build=$(cd "$1" && pwd)
 rounds=${2:-3}
 raftfs=$build/fs/raftfs
@@ -29,6 +32,12 @@ trap cleanup EXIT
 load() { uptime | sed 's/.*load average: //'; }
 status() { "$raftfs" local status "$c" 2>/dev/null || true; }
 
+if [ -n "${SNAPSHOT_BYTES:-}" ]; then
+	"$raftfs" local create 3 "$c" >/dev/null
+	sed -i "s/^snapshot_entries = .*/&\nsnapshot_bytes = $SNAPSHOT_BYTES/" "$c"/node*/raftfs.ini
+	grep -q "^snapshot_bytes = $SNAPSHOT_BYTES" "$c"/node1/raftfs.ini ||
+		{ echo "seq_write.sh: no [raft] snapshot_entries key to follow" >&2; exit 1; }
+fi
 "$raftfs" local up 3 "$c" >/dev/null
 leader=
 for _ in $(seq 100); do
@@ -62,7 +71,7 @@ snap() {
 			case $comm in
 			raft-apply*) kind=apply ;;
 			raft-loop*) kind=loop ;;
-			vlog*) kind=vlog ;;
+			*vlog*) kind=vlog ;;
 			rocksdb*) kind=rocksdb ;;
 			*) kind=rest ;;
 			esac
