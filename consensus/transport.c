@@ -17,6 +17,12 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 #define HANDSHAKE_TIMEOUT_MS 5000
+/* Largest frame before the handshake: a Hello is a cluster name, an id and
+ * at most a refusal's reason. Anyone may connect, and the frame reader
+ * makes room for a whole frame as soon as it reads its length: with the
+ * configured limit (64 MiB) every connection that never says hello could
+ * make the node hold that much until the handshake timeout. */
+#define HELLO_MAX_FRAME 4096
 /* How long sent data may stay unacknowledged before the connection is
  * given up and redialled: this many election timeouts, at least the floor.
  * Keepalive alone never fires on a peer connection (heartbeats keep data in
@@ -148,7 +154,7 @@ static transport_conn *conn_new(transport *t, bool outbound)
 	c->refs = 1;
 	c->born_ms = uv_now(t->loop);
 	c->tcp.data = c;
-	frame_reader_init(&c->fr, t->cfg->max_frame_bytes);
+	frame_reader_init(&c->fr, HELLO_MAX_FRAME);
 	c->next = t->conns;
 	if (t->conns)
 		t->conns->prev = c;
@@ -447,6 +453,7 @@ static void peer_up(transport_conn *c, peer *p)
 		conn_close(old);
 	}
 	c->state = CONN_PEER;
+	c->fr.max_frame = c->t->cfg->max_frame_bytes;
 	p->conn = c;
 	p->backoff_ms = BACKOFF_MIN_MS;
 	RLOG(RLOG_NET, "%s: connected", c->name);
@@ -512,6 +519,7 @@ static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
 		peer_up(c, p);
 	} else {
 		c->state = CONN_CLIENT;
+		c->fr.max_frame = t->cfg->max_frame_bytes;
 	}
 out:
 	transportpb__hello__free_unpacked(h, NULL);
@@ -621,7 +629,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (rc < 0) {
 			rlog_write(RLOG_ERR, "%s: %s (max frame %zu bytes): closing", c->name,
 				   rc == -EMSGSIZE ? "bad frame length" : "unknown frame type",
-				   c->t->cfg->max_frame_bytes);
+				   c->fr.max_frame);
 			conn_close(c);
 			return;
 		}

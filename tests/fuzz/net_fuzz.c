@@ -380,6 +380,28 @@ static int attack_client(struct nf *z)
 	return 0;
 }
 
+/* A hello frame announced as 1 MiB (a hello is a few dozen bytes), partly
+ * sent, the connection left open: the node must close it at once, not
+ * make room for the frame and wait for it until its handshake timeout. */
+static int attack_big_hello(struct nf *z)
+{
+	uint8_t buf[5 + 100] = {0x00, 0x10, 0x00, 0x00, F_HELLO};
+	int fd = dial(z), closed;
+
+	if (fd < 0)
+		return -1;
+	fill(z, buf + 5, sizeof(buf) - 5);
+	send_all(fd, buf, sizeof(buf));
+	closed = closed_within(fd, 2000);
+	close(fd);
+	if (!closed) {
+		fprintf(stderr, "net_fuzz: a 1 MiB hello frame was still awaited after 2 s\n");
+		return -1;
+	}
+	z->closed_by_node++;
+	return 0;
+}
+
 /* One request of each kind with every field empty (protobuf-c hands an
  * empty bytes field over as NULL, 0), each to be answered. */
 static int attack_empty(struct nf *z)
@@ -555,12 +577,12 @@ int main(int argc, char **argv)
 {
 	struct nf z = {0};
 	long rounds = 100;
-	bool empty = false;
+	bool empty = false, big_hello = false;
 	int c, port;
 	char host[64];
 
 	z.rng = 1;
-	while ((c = getopt(argc, argv, "s:n:c:p:t:T:E")) != -1) {
+	while ((c = getopt(argc, argv, "s:n:c:p:t:T:EB")) != -1) {
 		switch (c) {
 		case 's':
 			z.rng = strtoull(optarg, NULL, 0) * 0x9E3779B97F4A7C15ull + 1;
@@ -583,6 +605,9 @@ int main(int argc, char **argv)
 		case 'E':
 			empty = true;
 			break;
+		case 'B':
+			big_hello = true;
+			break;
 		default:
 			goto usage;
 		}
@@ -595,6 +620,8 @@ int main(int argc, char **argv)
 	if (inet_pton(AF_INET, host, &z.addr.sin_addr) != 1)
 		goto usage;
 	signal(SIGPIPE, SIG_IGN);
+	if (big_hello && attack_big_hello(&z) < 0)
+		return 1;
 	if (empty && attack_empty(&z) < 0) {
 		fprintf(stderr, "net_fuzz: empty requests to %s failed\n", argv[optind]);
 		return 1;
@@ -618,15 +645,15 @@ int main(int argc, char **argv)
 	       (unsigned long long)z.peer, z.refused, z.closed_by_node);
 	return 0;
 usage:
-	fprintf(
-	    stderr,
-	    "usage: net_fuzz [-s SEED] [-n ROUNDS] [-E] [-p MEMBER_ID -t TARGET_ID -T MAX_TERM]\n"
-	    "                -c CLUSTER HOST:PORT\n"
-	    "Sends bad input to a node: random bytes, frames cut short or of absurd\n"
-	    "length, client requests with absurd fields (each must be answered), and\n"
-	    "with -p, raft messages and snapshot chunks to node TARGET_ID posing as\n"
-	    "member MEMBER_ID (its node stopped) with terms 1..MAX_TERM, below the\n"
-	    "cluster's. -E: first one request of each kind with every field empty.\n"
-	    "Exits 1 if the node stops answering.\n");
+	fprintf(stderr, "usage: net_fuzz [-s SEED] [-n ROUNDS] [-E] [-B] [-p MEMBER_ID -t "
+			"TARGET_ID -T MAX_TERM]\n"
+			"                -c CLUSTER HOST:PORT\n"
+			"Sends bad input to a node: random bytes, frames cut short or of absurd\n"
+			"length, client requests with absurd fields (each must be answered), and\n"
+			"with -p, raft messages and snapshot chunks to node TARGET_ID posing as\n"
+			"member MEMBER_ID (its node stopped) with terms 1..MAX_TERM, below the\n"
+			"cluster's. -E: first one request of each kind with every field empty.\n"
+			"-B: first a 1 MiB hello frame, cut short; the node must close at once.\n"
+			"Exits 1 if the node stops answering.\n");
 	return 2;
 }
