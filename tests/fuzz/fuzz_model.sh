@@ -41,7 +41,7 @@ lin) # RAFTFS_MOUNT_OPTS=linearizable: no sync point between mounts but
 	# the fsync of what was written (writes are pipelined in every mode)
 	seeds=${FUZZ_SEEDS:-"41 42"} ops=${FUZZ_OPS:-2000} mounts="$M1 $M2 $M3" flags=-l ;;
 close) # close = behind's sync point: no fsyncdir before switching mounts
-	seeds=${FUZZ_SEEDS:-"51 52 53"} ops=${FUZZ_OPS:-2000} mounts="$M1 $M2 $M3" flags=-c ;;
+	seeds=${FUZZ_SEEDS:-"51 52 53"} ops=${FUZZ_OPS:-2000} mounts="$M1 $M2 $M3" flags=${FUZZ_FLAGS:--c} ;;
 *) fail "unknown mode $MODE" ;;
 esac
 

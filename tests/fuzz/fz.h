@@ -49,7 +49,7 @@ struct fz {
 	int verbose;
 	bool gone_ok; /* a mount that goes away (ENOTCONN) ends the run with status 3 */
 	bool linearizable; /* the mounts are linearizable: no sync point but fsync */
-	bool close_only;   /* close = behind: switching mounts fsyncs no directory */
+	int close_only;	   /* close = behind: switching mounts fsyncs no directory (1), nor opens (2) */
 	long known_estale, known_moved; /* divergences tolerated, shown in the summary */
 	long seek_checked; /* SEEK_DATA/HOLE answers checked against the model's content */
 
