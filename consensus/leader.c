@@ -15,16 +15,10 @@ int raft_append_entries(raft *r, const raft_entry *ents, size_t n)
 		return rc;
 	RAFT_TRACE(r, TRACE_LOG, "appends %zu entries at %llu..%llu", n, (unsigned long long)li + 1,
 		   (unsigned long long)r->log.last);
-	raft_peer *self = raft_self(r);
-	if (self)
-		raft_progress_maybe_update(&self->pr, r->log.last);
 	/* Sent at the next Ready, so proposals made in between are batched
-	 * into one append per follower. */
+	 * into one append per follower. The leader's own match moves only
+	 * once they are persisted (raft_persisted), never here. */
 	r->need_bcast = true;
-	/* The leader's own new entries move the majority's index only when it
-	 * is the only voter (followers never hold more than it). */
-	if (raft_n_voters(r) == 1)
-		raft_maybe_commit(r);
 	return 0;
 }
 
@@ -249,10 +243,6 @@ static int handle_read_index(raft *r, const raft_msg *m)
 		RAFT_TRACE(r, TRACE_DROP, "drops read index: not a member");
 		return RAFT_EPROPOSAL_DROPPED;
 	}
-	if (raft_n_voters(r) <= 1) {
-		answer_read(r, m->from, r->log.committed, m->context, m->context_len);
-		return 0;
-	}
 	if (!committed_in_current_term(r)) {
 		/* Step 1: the commit index is only known to be current once
 		 * an entry of this term committed; hold the request till then. */
@@ -270,6 +260,14 @@ static int handle_read_index(raft *r, const raft_msg *m)
 		r->n_pending_reads++;
 		RAFT_TRACE(r, TRACE_READ, "read from %llu waits for a commit in this term",
 			   (unsigned long long)m->from);
+		return 0;
+	}
+	/* A lone voter is its own quorum. Only now, though: its no-op
+	 * commits once persisted (raft_persisted), not at its append, and
+	 * until then a commit index saved before a restart may lag what it
+	 * had committed (and answered) before. */
+	if (raft_n_voters(r) <= 1) {
+		answer_read(r, m->from, r->log.committed, m->context, m->context_len);
 		return 0;
 	}
 	if (raft_lease_valid(r)) {

@@ -29,6 +29,7 @@ int raft_log_init(raft_log *l, raft_storage *storage, uint64_t applied)
 	l->off = last + 1;
 	l->last = last;
 	l->stable = last;
+	l->handed = last;
 	/* Entries up to the snapshot are in the state machine already. */
 	l->committed = first - 1;
 	l->applied = applied > first - 1 ? applied : first - 1;
@@ -179,6 +180,8 @@ static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n)
 		}
 		if (l->stable > after - 1)
 			l->stable = after - 1;
+		if (l->handed > after - 1)
+			l->handed = after - 1;
 	} else if (after != l->last + 1) {
 		return RAFT_EINVAL;
 	}
@@ -353,6 +356,7 @@ void raft_log_restore(raft_log *l, raft_snapshot *snap)
 	l->off = snap->meta.index + 1;
 	l->last = snap->meta.index;
 	l->stable = snap->meta.index;
+	l->handed = snap->meta.index;
 	l->committed = snap->meta.index;
 	if (l->pending_snap) {
 		raft_snapshot_free_contents(l->pending_snap);
@@ -363,12 +367,12 @@ void raft_log_restore(raft_log *l, raft_snapshot *snap)
 
 const raft_entry *raft_log_unstable(const raft_log *l, size_t *n)
 {
-	if (l->last <= l->stable) {
+	if (l->last <= l->handed) {
 		*n = 0;
 		return NULL;
 	}
-	*n = (size_t)(l->last - l->stable);
-	return win(l, l->stable + 1);
+	*n = (size_t)(l->last - l->handed);
+	return win(l, l->handed + 1);
 }
 
 /* The last index that may be applied: committed and persisted here. */
@@ -415,8 +419,17 @@ int raft_log_next_committed(const raft_log *l, uint64_t max_bytes, const raft_en
 
 void raft_log_stable_to(raft_log *l, uint64_t index, uint64_t term)
 {
-	if (index > l->stable && index <= l->last && raft_log_match_term(l, index, term))
+	if (index > l->stable && index <= l->last && raft_log_match_term(l, index, term)) {
 		l->stable = index;
+		if (l->handed < index)
+			l->handed = index;
+	}
+}
+
+void raft_log_handed_to(raft_log *l, uint64_t index, uint64_t term)
+{
+	if (index > l->handed && index <= l->last && raft_log_match_term(l, index, term))
+		l->handed = index;
 }
 
 void raft_log_stable_snap_to(raft_log *l, uint64_t index)
@@ -440,7 +453,10 @@ void raft_log_release(raft_log *l)
 		raft_blob_release(l->graveyard[i]);
 	l->n_graveyard = 0;
 	uint64_t upto = l->applied < l->stable ? l->applied : l->stable;
-	while (l->n > 0 && l->off <= upto) {
+	/* The entry at upto stays: the term of the last applied entry is
+	 * asked for by every append to an up-to-date follower, and storage
+	 * may be busy with a save on another thread (consensus/node.c). */
+	while (l->n > 0 && l->off < upto) {
 		raft_blob_release(l->ents[l->head].data);
 		l->head++;
 		l->n--;

@@ -23,6 +23,10 @@ typedef struct raft_log {
 	uint64_t off;
 	uint64_t last;		     /* last index of the whole log */
 	uint64_t stable;	     /* last index known to be in stable storage */
+	/* Last index handed out in a Ready to be persisted (>= stable). With
+	 * asynchronous storage writes the two differ while a save is under
+	 * way: entries in (stable, handed] are being written. */
+	uint64_t handed;
 	uint64_t committed;	     /* highest index known committed */
 	uint64_t applied;	     /* highest index handed to the state machine and advanced */
 	raft_snapshot *pending_snap; /* received, not yet persisted; owned */
@@ -88,7 +92,8 @@ bool raft_log_has_conf_change(const raft_log *l, uint64_t lo, uint64_t hi);
 /* Replaces the log with a snapshot's position (kept pending, owned). */
 void raft_log_restore(raft_log *l, raft_snapshot *snap);
 
-/* Unstable entries, pointing into the window (valid until the log changes). */
+/* Entries not yet handed out to be persisted (after handed), pointing
+ * into the window (valid until the log changes). */
 const raft_entry *raft_log_unstable(const raft_log *l, size_t *n);
 
 /* Committed entries ready to apply (persisted, after applied, at most
@@ -99,8 +104,12 @@ int raft_log_next_committed(const raft_log *l, uint64_t max_bytes, const raft_en
 			    size_t *n, raft_entry **owned);
 bool raft_log_has_next_committed(const raft_log *l);
 
-/* After the caller persisted entries up to (index, term). */
+/* After the caller persisted entries up to (index, term). Nothing moves
+ * if the log no longer holds that entry (a conflicting suffix replaced it
+ * meanwhile: a later save writes the replacement). */
 void raft_log_stable_to(raft_log *l, uint64_t index, uint64_t term);
+/* After a Ready handed out entries up to (index, term) to be persisted. */
+void raft_log_handed_to(raft_log *l, uint64_t index, uint64_t term);
 /* After the caller persisted the pending snapshot at index. */
 void raft_log_stable_snap_to(raft_log *l, uint64_t index);
 /* After the state machine applied up to index. */

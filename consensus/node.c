@@ -683,33 +683,50 @@ static bool is_append(const raft_msg *m)
 	return m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT;
 }
 
-/* Sends the messages of rd: only appends and heartbeats (which = 1), all
- * but those (which = 0), or all (which = -1). Peers that could not be
- * reached are added to unreachable[], to be reported after advance. */
-static void send_msgs(node *n, const raft_ready *rd, int which, uint64_t *unreachable,
-		      size_t *n_unreachable)
+/* Sends one message now; a peer that could not be reached is added to
+ * unreachable[], to be reported after advance. */
+static void send_one(node *n, const raft_msg *m, uint64_t *unreachable, size_t *n_unreachable)
+{
+	size_t j;
+
+	if (n->msg_filter && n->msg_filter(n->msg_filter_arg, m))
+		return;
+	if (m->type == RAFT_MSG_SNAP) {
+		/* Streamed in chunks from the next tick on. */
+		snap_send_start(n->ss, m);
+		return;
+	}
+	if (transport_send(n->tp, m) == 0)
+		return;
+	for (j = 0; j < *n_unreachable; j++)
+		if (unreachable[j] == m->to)
+			return;
+	if (*n_unreachable < CONFIG_MAX_PEERS)
+		unreachable[(*n_unreachable)++] = m->to;
+}
+
+/* Sends the messages of rd: the leader's appends and heartbeats now
+ * (early), the others once every save queued so far is durable (they
+ * go with the newest save, or now if none is under way). Returns 0 or
+ * RAFT_ENOMEM. */
+static int send_msgs(node *n, const raft_ready *rd, bool early, uint64_t *unreachable,
+		     size_t *n_unreachable)
 {
 	for (size_t i = 0; i < rd->n_msgs; i++) {
 		const raft_msg *m = &rd->msgs[i];
-		size_t j;
+		int rc;
 
-		if (which >= 0 && is_append(m) != (which == 1))
-			continue;
-		if (n->msg_filter && n->msg_filter(n->msg_filter_arg, m))
-			continue;
-		if (m->type == RAFT_MSG_SNAP) {
-			/* Streamed in chunks from the next tick on. */
-			snap_send_start(n->ss, m);
+		if (early && is_append(m)) {
+			send_one(n, m, unreachable, n_unreachable);
 			continue;
 		}
-		if (transport_send(n->tp, m) == 0)
+		if (node_persist_defer(n->pq, m, &rc))
 			continue;
-		for (j = 0; j < *n_unreachable; j++)
-			if (unreachable[j] == m->to)
-				break;
-		if (j == *n_unreachable && *n_unreachable < CONFIG_MAX_PEERS)
-			unreachable[(*n_unreachable)++] = m->to;
+		if (rc < 0)
+			return rc;
+		send_one(n, m, unreachable, n_unreachable);
 	}
+	return 0;
 }
 
 /* RAFTFS_STAGES: the time since t0 (from loop_clock) added to *sum. */
@@ -747,14 +764,17 @@ static void apply_backpressure(node *n)
 }
 
 /* Tests (RAFTFS_TEST_STALL=1): a leader whose data directory holds a file
- * "stall-once" saying N removes it and holds its loop thread for N ms right
- * after a save, as a long fsync would, with its appends already sent (so
- * acknowledgements pile up in its sockets meanwhile). */
+ * "stall-once" saying N removes it and holds its persist thread for N ms
+ * right after its next save, as a disk whose sync takes that long would
+ * (the loop thread goes on: heartbeats, acknowledgements, commits).
+ * RAFTFS_TEST_STALL=loop makes the loop thread wait for that save and
+ * the stall, as the runtime did before session 6 (the save on the loop
+ * thread): node.cluster.leader_stall must fail then. */
 static void test_stall(node *n)
 {
 	char path[PATH_MAX + 16];
 	unsigned ms = 0;
-	struct timespec ts;
+	raft_status st;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/stall-once", n->cfg->data_dir);
@@ -763,33 +783,114 @@ static void test_stall(node *n)
 		return;
 	if (fscanf(f, "%u", &ms) != 1) {
 		/* Caught between the test's truncate and its write: look again
-		 * after the next save rather than stall for 0 ms. */
+		 * at the next save rather than stall for 0 ms. */
 		fclose(f);
 		return;
 	}
 	fclose(f);
 	unlink(path);
-	rlog_write(RLOG_INFO, "test: the loop thread stalls for %u ms after a save as leader", ms);
-	ts = (struct timespec){.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
+	raft_get_status(n->r, &st);
+	n->stall_commit = st.commit;
+	rlog_write(RLOG_INFO,
+		   "test: the persist thread stalls for %u ms after a save as leader (commit %llu)",
+		   ms, (unsigned long long)st.commit);
+	node_persist_stall_next(n->pq, ms);
+	n->stall_loop = !strcmp(getenv("RAFTFS_TEST_STALL"), "loop");
+}
+
+/* Takes back the saves the persist thread finished, in order: each is
+ * reported to the core (the leader's own match moves, entries become
+ * applicable) and the messages that waited for it go. */
+static void reap_saves(node *n)
+{
+	uint64_t unreachable[CONFIG_MAX_PEERS];
+	size_t n_unreachable = 0;
+	persist_job *j;
+
+	while (!atomic_load(&n->fault) && (j = node_persist_next_done(n->pq))) {
+		n->saves_done++;
+		if (j->rc < 0) {
+			int rc = j->rc;
+
+			rlog_write(RLOG_ERR, "store: %s", j->err);
+			node_persist_job_free(j);
+			fatal_stop(n, "saving a Ready", rc);
+			return;
+		}
+		n->lp.save_ns += j->save_ns;
+		if (j->stalled_ms) {
+			raft_status st;
+
+			/* What the test checks: the cluster committed while
+			 * this node's disk was held (a quorum of followers). */
+			raft_get_status(n->r, &st);
+			rlog_write(RLOG_INFO,
+				   "test: the persist thread was held %u ms; commit %llu -> %llu "
+				   "meanwhile, %s",
+				   j->stalled_ms, (unsigned long long)n->stall_commit,
+				   (unsigned long long)st.commit, raft_role_name(st.role));
+		}
+		RLOG(RLOG_PERS, "saved %zu entries%s", j->n_ents, j->has_hs ? " + hard state" : "");
+		if (j->n_ents) {
+			const raft_entry *e = &j->ents[j->n_ents - 1];
+			if (n->stages.on)
+				stages_mark(n, j->ents, j->n_ents, true);
+			raft_persisted(n->r, e->index, e->term);
+		}
+		for (size_t i = 0; i < j->n_msgs; i++)
+			send_one(n, &j->msgs[i], unreachable, &n_unreachable);
+		node_persist_job_free(j);
+	}
+	for (size_t i = 0; i < n_unreachable; i++)
+		raft_report_unreachable(n->r, unreachable[i]);
+}
+
+/* Queues the hard state, if it changed since the last save, as a save of
+ * its own: only the commit index moved (once a second, and at stop). */
+static void flush_hard_state(node *n)
+{
+	if (!n->hs_dirty || atomic_load(&n->fault))
+		return;
+	if (!node_persist_save(n->pq, &n->hs, NULL, 0)) {
+		rlog_write(RLOG_ERR, "store: saving the hard state: out of memory");
+		return;
+	}
+	n->saves_queued++;
+	n->hs_dirty = false;
+}
+
+/* Persist thread: a save is done; the loop takes it back (reap_saves). */
+static void persist_wake(void *arg)
+{
+	node *n = arg;
+
+	pthread_mutex_lock(&n->mu);
+	if (!n->async_closed)
+		uv_async_send(&n->async);
+	pthread_mutex_unlock(&n->mu);
 }
 
 static void handle_ready(node *n)
 {
 	uint64_t t0;
 
+	reap_saves(n);
 	while (!atomic_load(&n->fault) && (apply_backpressure(n), raft_has_ready(n->r))) {
 		uint64_t unreachable[CONFIG_MAX_PEERS];
 		size_t n_unreachable = 0;
 		raft_snapshot snap = {0};
 		raft_ready rd;
-		bool early;
+		bool early, vote;
 		int rc;
 
 		raft_ready_get(n->r, &rd);
 		if (rd.snapshot) {
+			/* It replaces the log: the saves queued before it go
+			 * first. Rare, so the loop waits for them here. */
+			node_persist_drain(n->pq);
+			node_persist_lock(n->pq);
 			rc = node_snap_install(n, rd.snapshot, &snap);
+			node_persist_unlock(n->pq);
 			if (rc < 0) {
 				free(snap.data);
 				fatal_stop(n, "saving a snapshot from the leader", rc);
@@ -799,19 +900,16 @@ static void handle_ready(node *n)
 		}
 		/* Raft thesis §10.2.1: a leader may send its appends before its
 		 * own write of the same entries is durable, overlapping its
-		 * fsync with the followers'. Safe here because store_save runs
-		 * on this thread: no acknowledgement can be counted, so nothing
-		 * commits, before the leader's own write has returned. Not when
-		 * the term or vote changed (a vote must be durable before it is
-		 * cast), and only for appends and heartbeats. */
-		early = rd.n_entries > 0 && raft_is_leader(n->r) &&
-			!(rd.has_hard_state &&
-			  (rd.hard_state.term != n->hs.term || rd.hard_state.vote != n->hs.vote));
+		 * fsync with the followers'; the core counts its own entries
+		 * only once raft_persisted says they are durable. Not when
+		 * this Ready changes the term or vote, nor while a save that
+		 * changed them is not durable yet (a vote must be durable
+		 * before anything that depends on it leaves, Figure 2), and
+		 * only for appends and heartbeats. */
+		vote = rd.has_hard_state &&
+		       (rd.hard_state.term != n->hs.term || rd.hard_state.vote != n->hs.vote);
+		early = raft_is_leader(n->r) && !vote && n->saves_done >= n->vote_upto;
 		n->lp.readies++;
-		t0 = loop_clock(n);
-		if (early)
-			send_msgs(n, &rd, true, unreachable, &n_unreachable);
-		loop_add(n, &n->lp.send_ns, t0);
 		if (rd.has_hard_state) {
 			n->hs = rd.hard_state;
 			n->hs_dirty = true;
@@ -819,38 +917,48 @@ static void handle_ready(node *n)
 		/* A hard state whose term and vote did not change (only the
 		 * commit index moved) need not be durable before anything is
 		 * sent (the commit index is volatile state, Raft Figure 2): it
-		 * rides along with the next synced write instead of costing an
-		 * fsync on the commit path. */
+		 * rides along with the next save instead of costing an fsync
+		 * on the commit path. The save itself is the persist thread's:
+		 * this thread goes on at once (node_persist.h). */
 		if (rd.n_entries || (rd.has_hard_state && rd.must_sync)) {
-			t0 = loop_clock(n);
-			rc = store_save(n->st, n->hs_dirty ? &n->hs : NULL, rd.entries,
-					rd.n_entries);
-			loop_add(n, &n->lp.save_ns, t0);
+			if (n->test_stall && raft_is_leader(n->r))
+				test_stall(n);
+			if (!node_persist_save(n->pq, n->hs_dirty ? &n->hs : NULL, rd.entries,
+					       rd.n_entries)) {
+				free(snap.data);
+				fatal_stop(n, "queueing a save", RAFT_ENOMEM);
+				return;
+			}
+			n->saves_queued++;
+			if (vote)
+				n->vote_upto = n->saves_queued;
+			if (n->stall_loop) {
+				n->stall_loop = false;
+				node_persist_drain(n->pq);
+			}
 			n->lp.saves++;
 			n->lp.saved_entries += rd.n_entries;
 			for (size_t i = 0; i < rd.n_entries; i++)
 				n->lp.saved_bytes += rd.entries[i].len;
-			if (rc < 0) {
-				rlog_write(RLOG_ERR, "store: %s", store_errmsg(n->st));
-				fatal_stop(n, "saving a Ready", rc);
-				return;
-			}
-			RLOG(RLOG_PERS, "saved %zu entries%s", rd.n_entries,
-			     n->hs_dirty ? " + hard state" : "");
 			n->hs_dirty = false;
-			if (n->stages.on)
-				stages_mark(n, rd.entries, rd.n_entries, true);
-			if (n->test_stall && raft_is_leader(n->r))
-				test_stall(n);
 		}
-		/* Only now, with what they depend on durable, may (the other)
-		 * messages go. */
+		/* Messages that depend on a save go once it is durable
+		 * (reap_saves); the leader's early ones now. */
 		t0 = loop_clock(n);
-		send_msgs(n, &rd, early ? false : -1, unreachable, &n_unreachable);
+		rc = send_msgs(n, &rd, early, unreachable, &n_unreachable);
 		loop_add(n, &n->lp.send_ns, t0);
+		if (rc < 0) {
+			free(snap.data);
+			fatal_stop(n, "keeping messages until their save is durable", rc);
+			return;
+		}
 		t0 = loop_clock(n);
 		if (n->stages.on)
 			stages_mark(n, rd.committed, rd.n_committed, false);
+		/* Committed entries are handed out only once durable here too
+		 * (the core's apply limit is the persisted index): the state
+		 * machine, its snapshots and the log compaction behind them
+		 * never get ahead of this node's own log. */
 		rc = rd.snapshot || rd.n_committed
 			 ? hand_to_apply(n, rd.snapshot ? &snap : NULL, rd.committed,
 					 rd.n_committed, rd.committed_shared)
@@ -903,21 +1011,6 @@ static void on_prepare(uv_prepare_t *h)
 static void begin_close(node *n);
 static void run_inbox(node *n);
 static bool transfer_before_stop(node *n, uint64_t now);
-
-/* Writes a hard state that only advanced the commit index, so that a
- * restart need not wait for a leader to learn what was committed. */
-static void flush_hard_state(node *n)
-{
-	int rc;
-
-	if (!n->hs_dirty || atomic_load(&n->fault))
-		return;
-	rc = store_set_hard_state(n->st, &n->hs);
-	if (rc < 0)
-		rlog_write(RLOG_ERR, "store: saving the hard state: %s", store_errmsg(n->st));
-	else
-		n->hs_dirty = false;
-}
 
 static void on_tick(uv_timer_t *h)
 {
@@ -1079,7 +1172,9 @@ static void on_async(uv_async_t *h)
 	pthread_mutex_lock(&n->mu);
 	stopping = n->stopping;
 	pthread_mutex_unlock(&n->mu);
-	if (stopping && !transfer_before_stop(n, now_ms())) {
+	/* Once a handover is under way the tick sees it through (and says
+	 * how it ended): the persist thread's saves wake this callback too. */
+	if (stopping && !n->draining && !transfer_before_stop(n, now_ms())) {
 		begin_close(n);
 		/* Completions failed just now post their replies: run them. */
 		run_inbox(n);
@@ -1210,6 +1305,7 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 	uint64_t snap_len;
 	raft_status st;
 	char why[sizeof(n->fault_why) + 32];
+	int rc;
 
 	raft_get_status(n->r, &st);
 	ns.id = st.id;
@@ -1220,7 +1316,10 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 	ns.applied = atomic_load(&n->applied);
 	ns.first_index = st.first_index;
 	ns.last_index = st.last_index;
-	if (store_snapshot_meta(n->st, &meta, &snap_len) == 0) {
+	node_persist_lock(n->pq);
+	rc = store_snapshot_meta(n->st, &meta, &snap_len);
+	node_persist_unlock(n->pq);
+	if (rc == 0) {
 		ns.snapshot_index = meta.index;
 		ns.snapshot_bytes = snap_len;
 		raft_conf_state_free_contents(&meta.conf);
@@ -1459,6 +1558,13 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	/* The stored membership may hold changes up to any entry handed out
 	 * before a crash, i.e. up to the last in the log. */
 	n->conf_index = store_last_index(n->st);
+	/* The persist thread idles until the loop queues its first save:
+	 * until then this thread may use the store without the lock. */
+	rc = node_persist_new(n->st, persist_wake, n, &n->pq);
+	if (rc < 0) {
+		snprintf(err, errlen, "persist thread for %s: %s", dir, strerror(-rc));
+		goto fail;
+	}
 	rc = node_members_init(n, err, errlen);
 	if (rc < 0)
 		goto fail;
@@ -1474,7 +1580,8 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	rc_cfg.pre_vote = cfg->pre_vote;
 	rc_cfg.check_quorum = cfg->check_quorum;
 	rc_cfg.lease_reads = cfg->lease_reads;
-	rc_cfg.storage = store_raft_storage(n->st);
+	rc_cfg.storage = node_persist_storage(n->pq);
+	rc_cfg.async_storage = true;
 	/* The commit index is saved lazily (see handle_ready), so the state
 	 * machine may be ahead of the saved one: the core is told the lower
 	 * of the two, and the apply thread skips entries applied already. */
@@ -1527,7 +1634,8 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 		goto fail;
 	}
 	node_members_attach(n, err, errlen);
-	n->ss = snap_streams_new(n->tp, n->st, node_snap_report, node_snap_wake, n);
+	n->ss = snap_streams_new(n->tp, n->st, node_persist_mutex(n->pq), node_snap_report,
+				 node_snap_wake, n);
 	if (!n->ss) {
 		snprintf(err, errlen, "out of memory");
 		transport_free(n->tp);
@@ -1540,6 +1648,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 fail:
 	if (n->r)
 		raft_free(n->r);
+	node_persist_free(n->pq);
 	if (n->st)
 		store_close(n->st);
 	node_members_free(n);
@@ -1629,6 +1738,9 @@ void node_free(node *n)
 		return;
 	node_stop(n);
 	run_inbox(n);
+	/* The loop is gone, so nothing queues saves any more: once the last
+	 * ones are done the store is this thread's (snap_streams_free). */
+	node_persist_drain(n->pq);
 	for (b = n->aq_head; b; b = next) {
 		next = b->next;
 		apply_batch_free(b);
@@ -1637,6 +1749,8 @@ void node_free(node *n)
 	transport_free(n->tp);
 	uv_loop_close(&n->loop);
 	raft_free(n->r);
+	/* Finishes the saves still queued (the last hard state among them). */
+	node_persist_free(n->pq);
 	store_close(n->st);
 	node_members_free(n);
 	pthread_mutex_destroy(&n->mu);

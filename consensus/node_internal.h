@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "node.h"
+#include "node_persist.h"
 #include "node_stages.h"
 #include "raft.h"
 #include "snapshot_stream.h"
@@ -78,6 +79,9 @@ struct node {
 	const node_config *cfg;
 	const node_sm *sm;
 	store *st;
+	/* The persist thread: saves off the loop thread, and the store lock
+	 * every other user of st on the loop thread takes (node_persist.h). */
+	node_persist *pq;
 	raft *r;
 	transport *tp;
 	uint64_t client_id;
@@ -109,7 +113,11 @@ struct node {
 	bool draining; /* stopping: leadership transfer under way */
 	uint64_t drain_deadline_ms;
 	raft_hard_state hs; /* last hard state of a Ready */
-	bool hs_dirty;	    /* hs not yet written to the store */
+	bool hs_dirty;	    /* hs not yet queued to be written to the store */
+	/* Saves queued and taken back done; vote_upto: the count of saves
+	 * queued up to the newest that changes term or vote. A leader's
+	 * appends go before its own save only once that one is durable. */
+	uint64_t saves_queued, saves_done, vote_upto;
 	uint64_t ticks;
 	snap_streams *ss;
 	/* The local snapshot staged by SIO_BEGIN, while nothing else staged. */
@@ -178,6 +186,8 @@ struct node {
 	uint64_t tick_ns;	    /* loop: wall time (uv_hrtime) the core's clock is at */
 	bool ticks_owed;	    /* loop: a stall's ticks wait for what was read meanwhile */
 	bool test_stall;	    /* RAFTFS_TEST_STALL (tests): see test_stall() */
+	uint64_t stall_commit;	    /* tests: the commit index when a stall was asked for */
+	bool stall_loop;	    /* tests: RAFTFS_TEST_STALL=loop, see test_stall() */
 	bool heard_leader;	    /* loop: ...and among it something from the leader */
 
 	/* node_snapshot.c: a local image streamed by the snapshot thread while

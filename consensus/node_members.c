@@ -377,11 +377,13 @@ void node_members_apply(node *n, const raft_entry *e)
 	set_membership(n, &cs, book, n_book);
 	pthread_mutex_unlock(&m->mu);
 	rc = attach_book(m, &cs);
+	node_persist_lock(n->pq);
 	if (rc == 0)
 		rc = store_set_conf_state(n->st, &cs);
 	if (rc < 0)
 		rlog_write(RLOG_ERR, "membership: saving it after entry %" PRIu64 ": %s", e->index,
 			   rc == -ENOMEM ? "out of memory" : store_errmsg(n->st));
+	node_persist_unlock(n->pq);
 	raft_conf_state_free_contents(&cs);
 	sync_transport(n, old, n_old);
 	{

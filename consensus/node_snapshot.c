@@ -611,6 +611,7 @@ static void do_snap_io(node *n, void *arg, bool stopping)
 	snap_io *io = arg;
 	int rc = 0;
 
+	node_persist_lock(n->pq);
 	if (stopping) {
 		rc = NODE_ESTOPPED;
 		if (io->kind == SIO_INSTALL || io->kind == SIO_ABORT)
@@ -631,6 +632,7 @@ static void do_snap_io(node *n, void *arg, bool stopping)
 			break;
 		}
 	}
+	node_persist_unlock(n->pq);
 	if (io->kind != SIO_OPEN && (rc < 0 || io->kind == SIO_ABORT))
 		n->local_staging = false;
 	pthread_mutex_lock(&n->smu);
@@ -690,7 +692,15 @@ static void recv_pump(node *n)
 {
 	raft_msg m;
 
-	while (snap_recv_pump(n->ss, &m) == 1) {
+	for (;;) {
+		int rc;
+
+		/* The staging is the store's: under the store lock. */
+		node_persist_lock(n->pq);
+		rc = snap_recv_pump(n->ss, &m);
+		node_persist_unlock(n->pq);
+		if (rc != 1)
+			break;
 		/* Staged: no local snapshot may begin before its Ready. */
 		n->recv_pending = true;
 		RLOG(RLOG_NET, "snapshot at %llu from %llu: received",
@@ -713,12 +723,16 @@ void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChu
 		     "snapshot chunk from %llu at %llu: a received snapshot waits for its "
 		     "install: dropped",
 		     (unsigned long long)from, (unsigned long long)ch->offset);
+		node_persist_lock(n->pq);
 		snap_recv_refuse(n->ss, from, ch);
+		node_persist_unlock(n->pq);
 		return;
 	}
 	if (ch->offset == 0 && !ch->offer && !ch->resume && !ch->ack)
 		n->stage_epoch++; /* drops a local snapshot being staged */
+	node_persist_lock(n->pq);
 	snap_recv_chunk(n->ss, from, ch);
+	node_persist_unlock(n->pq);
 	recv_pump(n); /* an empty image is whole at its only chunk */
 }
 

@@ -150,8 +150,9 @@ static void reset(raft *r, uint64_t term)
 		p->read_acked = 0;
 		p->lease_tick = 0;
 		raft_progress_reset(&p->pr, 0, r->log.last + 1);
+		/* Only what is durable here counts (raft_persisted). */
 		if (p->id == r->id)
-			p->pr.match = r->log.last;
+			p->pr.match = r->log.stable;
 	}
 	r->pending_conf_index = 0;
 	r->need_bcast = false;
@@ -373,6 +374,7 @@ int raft_new(const raft_config *cfg, raft **out)
 	r->heartbeat_ticks = cfg->heartbeat_ticks;
 	r->check_quorum = cfg->check_quorum;
 	r->pre_vote = cfg->pre_vote;
+	r->async_storage = cfg->async_storage;
 	r->lease_ticks = raft_lease_ticks(cfg->election_ticks);
 	r->lease_reads = cfg->lease_reads && cfg->check_quorum && r->lease_ticks > 0;
 	r->max_msg_bytes = cfg->max_msg_bytes;

@@ -17,6 +17,9 @@
  *       raft_advance(r, &rd);
  *   }
  *
+ * or, with raft_config.async_storage, the write goes to a thread of its
+ * own and raft_persisted() reports it done (see there).
+ *
  * Everything a Ready points to is owned by the core and valid until
  * raft_advance(); the caller copies (raft_msg_copy) what it keeps longer.
  * Not thread-safe: one thread drives one raft.
@@ -68,6 +71,16 @@ typedef struct raft_config {
 	 * (it may have acknowledged a leader before a restart), and a forced
 	 * raft_campaign() inside a leader's lease does nothing. */
 	bool lease_reads;
+	/* Asynchronous storage writes (etcd's AsyncStorageWrites): the
+	 * caller persists a Ready's entries after raft_advance, on a thread
+	 * of its own, in Ready order, and reports each save with
+	 * raft_persisted. Until then the entries count for nothing here: not
+	 * toward the leader's commit quorum, not as applicable. Messages of a
+	 * Ready that saves something must still wait for that save (and every
+	 * earlier one), except a leader's appends and heartbeats when its
+	 * term and vote are durable (thesis §10.2.1). false: raft_advance
+	 * means the Ready was persisted. */
+	bool async_storage;
 	raft_storage *storage; /* borrowed; must outlive the raft */
 	/* Index of the last entry the state machine has applied (0 when it
 	 * starts empty): committed entries after it are handed out again. */
@@ -138,6 +151,11 @@ typedef struct raft_status {
 	uint64_t applied;
 	uint64_t first_index;
 	uint64_t last_index;
+	/* The last index known durable here and matching the log (with
+	 * async_storage, what raft_persisted reported; else last_index once
+	 * advanced; 0 while a snapshot received from the leader waits to be
+	 * saved). */
+	uint64_t persisted;
 	/* Filled in on the leader only (n_peers == 0 elsewhere); self included. */
 	raft_peer_status peers[16];
 	size_t n_peers;
@@ -236,6 +254,15 @@ void raft_ready_get(raft *r, raft_ready *rd);
  * heartbeats, the commit index) goes on. */
 void raft_limit_committed(raft *r, uint64_t max_bytes);
 void raft_advance(raft *r, const raft_ready *rd);
+
+/* With async_storage: the caller's save of entries up to (index, term)
+ * (the last entry of a Ready, and so every entry handed out before it) is
+ * durable. Moves what may be applied and, on the leader, its own match:
+ * a leader counts itself toward commitment only for entries on its own
+ * disk (Figure 2: a replica "has" an entry once it is stored). A report
+ * for an entry that a conflicting suffix replaced meanwhile moves
+ * nothing. Without async_storage raft_advance calls it. */
+void raft_persisted(raft *r, uint64_t index, uint64_t term);
 
 void raft_get_status(const raft *r, raft_status *st);
 

@@ -52,6 +52,7 @@ struct raft {
 	int election_elapsed;
 	int heartbeat_elapsed;
 	bool check_quorum, pre_vote;
+	bool async_storage; /* raft_config.async_storage */
 	bool lease_reads;	/* raft_config.lease_reads && check_quorum */
 	int lease_ticks;	/* raft_lease_ticks(election_ticks) */
 	bool lease_broken;	/* this leader sent TIMEOUT_NOW this term: no lease */

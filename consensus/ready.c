@@ -14,7 +14,7 @@ bool raft_has_ready(const raft *r)
 {
 	if (r->lead != r->prev_lead || r->role != r->prev_role)
 		return true;
-	if (hard_state_changed(r) || r->log.pending_snap || r->log.last > r->log.stable)
+	if (hard_state_changed(r) || r->log.pending_snap || r->log.last > r->log.handed)
 		return true;
 	if (r->n_msgs || r->n_rs)
 		return true;
@@ -157,12 +157,32 @@ void raft_advance(raft *r, const raft_ready *rd)
 	}
 	if (rd->n_entries) {
 		const raft_entry *e = &rd->entries[rd->n_entries - 1];
-		raft_log_stable_to(&r->log, e->index, e->term);
+		raft_log_handed_to(&r->log, e->index, e->term);
+		/* Synchronous storage: the caller wrote them before advancing. */
+		if (!r->async_storage)
+			raft_persisted(r, e->index, e->term);
 	}
 	if (rd->n_committed)
 		raft_log_applied_to(&r->log, rd->committed[rd->n_committed - 1].index);
 	raft_release_ready(r);
 	raft_log_release(&r->log);
+}
+
+void raft_persisted(raft *r, uint64_t index, uint64_t term)
+{
+	raft_log_stable_to(&r->log, index, term);
+	if (r->role != RAFT_LEADER)
+		return;
+	/* Figure 2 / thesis §10.2.1: the leader is one of the replicas that
+	 * make an entry committed, so it counts itself only for what is on
+	 * its own disk, like any follower's acknowledgement (etcd:
+	 * MsgStorageAppendResp to self). Everything up to stable is durable:
+	 * saves complete in order, and an entry replaced meanwhile never
+	 * moved stable (raft_log_stable_to checks its term). */
+	raft_peer *self = raft_self(r);
+	if (self && !self->learner && raft_progress_maybe_update(&self->pr, r->log.stable) &&
+	    raft_maybe_commit(r))
+		raft_bcast_append(r);
 }
 
 void raft_get_status(const raft *r, raft_status *st)
@@ -177,6 +197,8 @@ void raft_get_status(const raft *r, raft_status *st)
 	st->applied = r->log.applied;
 	st->first_index = raft_log_first_index(&r->log);
 	st->last_index = r->log.last;
+	/* A received snapshot replaced the log, and is not saved yet. */
+	st->persisted = r->log.pending_snap ? 0 : r->log.stable;
 	if (r->role != RAFT_LEADER)
 		return;
 	for (size_t i = 0; i < r->n_peers && st->n_peers < 16; i++) {

@@ -21,6 +21,7 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/consensus/raft.c AND EXISTS ${CMAKE_SOURCE_DIR}/st
     node.c
     node_members.c
     node_members_request.c
+    node_persist.c
     node_snapshot.c
     node_stages.c
     snapshot_recv.c

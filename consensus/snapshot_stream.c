@@ -84,8 +84,20 @@ uint64_t snap_mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-snap_streams *snap_streams_new(transport *t, store *st, snap_report_fn report, snap_wake_fn wake,
-			       void *arg)
+static void store_lock(snap_streams *ss)
+{
+	if (ss->store_mu)
+		pthread_mutex_lock(ss->store_mu);
+}
+
+static void store_unlock(snap_streams *ss)
+{
+	if (ss->store_mu)
+		pthread_mutex_unlock(ss->store_mu);
+}
+
+snap_streams *snap_streams_new(transport *t, store *st, pthread_mutex_t *store_mu,
+			       snap_report_fn report, snap_wake_fn wake, void *arg)
 {
 	snap_streams *ss = calloc(1, sizeof(*ss));
 
@@ -95,6 +107,7 @@ snap_streams *snap_streams_new(transport *t, store *st, snap_report_fn report, s
 	pthread_cond_init(&ss->cv, NULL);
 	ss->t = t;
 	ss->st = st;
+	ss->store_mu = store_mu;
 	ss->report = report;
 	ss->wake = wake;
 	ss->arg = arg;
@@ -297,12 +310,14 @@ int snap_send_start(snap_streams *ss, const raft_msg *m)
 	for (size_t k = 0; k < SNAP_READAHEAD; k++)
 		if (!(s->ring[k].data = malloc(SNAP_CHUNK_BYTES)))
 			return s->fail = -ENOMEM;
+	store_lock(ss);
 	rc = store_snap_reader_open(ss->st, 0, &s->rd, &index, &s->total);
-	if (rc < 0) {
+	if (rc < 0)
 		rlog_write(RLOG_ERR, "snapshot at %llu to %llu: %s", (unsigned long long)s->index,
 			   (unsigned long long)s->peer, store_errmsg(ss->st));
+	store_unlock(ss);
+	if (rc < 0)
 		return s->fail = rc;
-	}
 	if (index != s->index) /* the core asked for one the store no longer has */
 		return s->fail = RAFT_ESNAP_OUT_OF_DATE;
 	bare = *m->snapshot;
@@ -327,7 +342,11 @@ static int start_reading(send_stream *s, uint64_t offset)
 	if (offset > 0) {
 		/* Reopen at the offset, on the same pinned data: the old
 		 * reader keeps it pinned until the new one holds it too. */
-		int rc = store_snap_reader_open(s->ss->st, offset, &rd, &index, &len);
+		int rc;
+
+		store_lock(s->ss);
+		rc = store_snap_reader_open(s->ss->st, offset, &rd, &index, &len);
+		store_unlock(s->ss);
 
 		if (rc < 0)
 			return rc;

@@ -11,6 +11,7 @@
 #ifndef RAFTFS_SNAPSHOT_STREAM_H
 #define RAFTFS_SNAPSHOT_STREAM_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -51,11 +52,14 @@ typedef void (*snap_report_fn)(void *arg, uint64_t peer, bool failed);
 typedef void (*snap_wake_fn)(void *arg);
 
 /* Streams over t from st; report is called from snap_send_pump, wake from
- * reader threads. NULL on out of memory. snap_streams_free ends every
- * stream (joining its reader thread) and must come before the store is
- * closed. */
-snap_streams *snap_streams_new(transport *t, store *st, snap_report_fn report, snap_wake_fn wake,
-			       void *arg);
+ * reader threads. The loop thread shares st with a persist thread:
+ * store_mu (or NULL) is taken around the readers' opening here, and the
+ * caller holds it around snap_recv_* (snapshot_stream_int.h). NULL on out
+ * of memory. snap_streams_free ends every stream (joining its reader
+ * thread) and must come before the store is closed, with no save under
+ * way. */
+snap_streams *snap_streams_new(transport *t, store *st, pthread_mutex_t *store_mu,
+			       snap_report_fn report, snap_wake_fn wake, void *arg);
 void snap_streams_free(snap_streams *ss);
 
 /* Starts streaming the store's current snapshot to m->to, with m (a

@@ -38,6 +38,10 @@ struct snap_streams {
 	int readers;
 	transport *t;
 	store *st;
+	/* The store lock (consensus/node_persist.h), taken here around the
+	 * store calls made on the loop thread that the callers do not already
+	 * hold it for (opening readers); NULL: none. */
+	pthread_mutex_t *store_mu;
 	snap_report_fn report;
 	snap_wake_fn wake;
 	void *arg;

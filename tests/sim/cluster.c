@@ -437,6 +437,235 @@ static void report_lost_snapshots(sim_cluster *c)
 	c->n_lost_snaps = 0;
 }
 
+/* --- persisting ------------------------------------------------------- */
+
+static void persist_snapshot(sim_cluster *c, sim_node *n, const raft_snapshot *snap)
+{
+	int rc = memory_storage_apply_snapshot(n->ms, snap);
+	if (rc != 0)
+		record_fail(c, "node %llu: persist snapshot %llu: %s", (unsigned long long)n->id,
+			    (unsigned long long)snap->meta.index, raft_strerror(rc));
+	else if (!c->opts.no_checks)
+		sim_checker_persist_snapshot(&c->ck, n->id, snap->meta.index, snap->meta.term);
+	sim_trace(c, "n%llu persist snapshot index=%llu term=%llu", (unsigned long long)n->id,
+		  (unsigned long long)snap->meta.index, (unsigned long long)snap->meta.term);
+}
+
+static void persist_entries(sim_cluster *c, sim_node *n, const raft_entry *ents, size_t cnt)
+{
+	int rc = memory_storage_append(n->ms, ents, cnt);
+	if (rc != 0)
+		record_fail(c, "node %llu: persist entries %llu..%llu: %s",
+			    (unsigned long long)n->id, (unsigned long long)ents[0].index,
+			    (unsigned long long)ents[cnt - 1].index, raft_strerror(rc));
+	else if (!c->opts.no_checks)
+		sim_checker_persist_entries(&c->ck, n->id, ents, cnt);
+	sim_trace(c, "n%llu persist entries %llu..%llu (term %llu..%llu)",
+		  (unsigned long long)n->id, (unsigned long long)ents[0].index,
+		  (unsigned long long)ents[cnt - 1].index, (unsigned long long)ents[0].term,
+		  (unsigned long long)ents[cnt - 1].term);
+}
+
+static void persist_hard_state(sim_cluster *c, sim_node *n, const raft_hard_state *hs, bool leader)
+{
+	memory_storage_set_hard_state(n->ms, hs);
+	if (!c->opts.no_checks) {
+		sim_checker_hard_state(&c->ck, n->id, hs);
+		sim_checker_commit(&c->ck, n->id, hs->term, hs->commit, leader);
+	}
+	sim_trace(c, "n%llu persist hard state term=%llu vote=%llu commit=%llu",
+		  (unsigned long long)n->id, (unsigned long long)hs->term,
+		  (unsigned long long)hs->vote, (unsigned long long)hs->commit);
+}
+
+static void send_msg(sim_cluster *c, sim_node *n, const raft_msg *m)
+{
+	/* Every message is from its sender (CORE_NOTES: a read forwarded to
+	 * an ex-leader is dropped, not re-forwarded). */
+	if (m->from != n->id || m->to == 0 || m->to > c->opts.n_nodes || m->to == n->id) {
+		record_fail(c, "node %llu sent a misaddressed %s (from %llu to %llu)",
+			    (unsigned long long)n->id, raft_msg_type_name(m->type),
+			    (unsigned long long)m->from, (unsigned long long)m->to);
+		return;
+	}
+	trace_msg(c, "send", m);
+	int copies = sim_net_send(&c->net, m, n->id, c->now, n->incarnation);
+	if (copies < 0)
+		record_fail(c, "out of memory queueing a message from node %llu",
+			    (unsigned long long)n->id);
+	else if (copies == 0 && m->type == RAFT_MSG_SNAP)
+		note_lost_snapshot(c, n, m->to);
+}
+
+static void save_free(struct sim_save *sv)
+{
+	raft_entries_free(sv->ents, sv->n_ents);
+	for (size_t i = 0; i < sv->n_msgs; i++)
+		raft_msg_free_contents(&sv->msgs[i]);
+	free(sv->msgs);
+	free(sv);
+}
+
+/* A crash: what was not durable is gone. */
+static void drop_saves(sim_node *n)
+{
+	while (n->saves) {
+		struct sim_save *sv = n->saves;
+		n->saves = sv->next;
+		save_free(sv);
+	}
+	n->saves_tail = NULL;
+	n->saves_queued = n->saves_done = n->vote_upto = 0;
+}
+
+/* async_storage: the commit index is volatile (Figure 2) and the core
+ * knows it before its hard state is saved; the checker learns what is
+ * committed of the node's durable log that matches its log (what the
+ * core may apply: never beyond raft_status.persisted). */
+static void note_commit(sim_cluster *c, sim_node *n)
+{
+	raft_status st;
+	if (!n->r || c->opts.no_checks)
+		return;
+	raft_get_status(n->r, &st);
+	sim_checker_commit(&c->ck, n->id, st.term,
+			   st.commit < st.persisted ? st.commit : st.persisted,
+			   st.role == RAFT_LEADER);
+}
+
+/* async_storage: the node's saves that are due become durable, oldest
+ * first (all: every one, as before a snapshot replaces the log); each is
+ * reported to the core and the messages that waited for it go. */
+static void complete_saves(sim_cluster *c, sim_node *n, bool all)
+{
+	/* Before a snapshot (all), the core's commit index is the snapshot's
+	 * already, the storage's not yet: the checker hears of it after. */
+	bool note = !all;
+	while (n->saves && (all || (n->saves->due <= c->now && sim_rng_chance(&c->rng, 500)))) {
+		struct sim_save *sv = n->saves;
+		n->saves = sv->next;
+		if (!n->saves)
+			n->saves_tail = NULL;
+		n->saves_done++;
+		if (sv->n_ents)
+			persist_entries(c, n, sv->ents, sv->n_ents);
+		if (sv->has_hs)
+			persist_hard_state(c, n, &sv->hs, sv->hs_leader);
+		if (n->r && sv->n_ents) {
+			raft_persisted(n->r, sv->ents[sv->n_ents - 1].index,
+				       sv->ents[sv->n_ents - 1].term);
+			if (note)
+				note_commit(c, n);
+		}
+		for (size_t i = 0; i < sv->n_msgs; i++)
+			send_msg(c, n, &sv->msgs[i]);
+		save_free(sv);
+	}
+}
+
+static int save_keep_msg(struct sim_save *sv, const raft_msg *m)
+{
+	if (sv->n_msgs == sv->cap_msgs) {
+		size_t cap = sv->cap_msgs ? 2 * sv->cap_msgs : 8;
+		raft_msg *p = realloc(sv->msgs, cap * sizeof(*p));
+		if (!p)
+			return RAFT_ENOMEM;
+		sv->msgs = p;
+		sv->cap_msgs = cap;
+	}
+	int rc = raft_msg_copy(&sv->msgs[sv->n_msgs], m);
+	if (rc == 0)
+		sv->n_msgs++;
+	return rc;
+}
+
+/* async_storage: queues rd's save (if it has one) and sends or keeps its
+ * messages as the node runtime does (consensus/node.c handle_ready). */
+static void queue_save(sim_cluster *c, sim_node *n, const raft_ready *rd, uint64_t term)
+{
+	bool vote = rd->has_hard_state && (rd->hard_state.term != n->last_hs.term ||
+					   rd->hard_state.vote != n->last_hs.vote);
+	bool early = raft_is_leader(n->r) && !vote && n->saves_done >= n->vote_upto;
+	if (rd->has_hard_state)
+		n->last_hs = rd->hard_state;
+	if (rd->n_entries || rd->has_hard_state) {
+		struct sim_save *sv = calloc(1, sizeof(*sv));
+		if (!sv ||
+		    (rd->n_entries && !(sv->ents = calloc(rd->n_entries, sizeof(raft_entry))))) {
+			free(sv);
+			record_fail(c, "out of memory queueing a save of node %llu",
+				    (unsigned long long)n->id);
+			return;
+		}
+		for (size_t i = 0; i < rd->n_entries; i++) {
+			if (raft_entry_copy(&sv->ents[i], &rd->entries[i]) != 0) {
+				sv->n_ents = i;
+				save_free(sv);
+				record_fail(c, "out of memory queueing a save of node %llu",
+					    (unsigned long long)n->id);
+				return;
+			}
+		}
+		sv->n_ents = rd->n_entries;
+		sv->has_hs = rd->has_hard_state;
+		sv->hs = rd->hard_state;
+		sv->hs_leader = raft_is_leader(n->r) && term == rd->hard_state.term;
+		sv->due =
+		    c->now +
+		    (c->opts.persist_delay ? sim_rng_below(&c->rng, c->opts.persist_delay + 1) : 0);
+		if (n->saves_tail)
+			n->saves_tail->next = sv;
+		else
+			n->saves = sv;
+		n->saves_tail = sv;
+		n->saves_queued++;
+		if (vote)
+			n->vote_upto = n->saves_queued;
+	}
+	for (size_t i = 0; i < rd->n_msgs; i++) {
+		const raft_msg *m = &rd->msgs[i];
+		bool append = m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT;
+		if ((early && append) || !n->saves_tail)
+			send_msg(c, n, m);
+		else if (save_keep_msg(n->saves_tail, m) != 0)
+			record_fail(c, "out of memory keeping a message of node %llu",
+				    (unsigned long long)n->id);
+	}
+}
+
+/* Figure 2 from the leader's side: whatever it calls committed is on the
+ * disks (storages) of a quorum of its voters — the leader itself counting
+ * only once its own save is done. A leader that counted entries it had
+ * not persisted breaks this as soon as one follower answers before the
+ * leader's own save completes. */
+static void check_commit_durable(sim_cluster *c, sim_node *n, uint64_t commit)
+{
+	raft_status st;
+	raft_get_status(n->r, &st);
+	if (st.role != RAFT_LEADER || c->opts.no_checks)
+		return;
+	size_t voters = 0, have = 0;
+	for (size_t i = 0; i < st.n_peers; i++) {
+		if (st.peers[i].learner)
+			continue;
+		voters++;
+		raft_storage *s = memory_storage_iface(c->nodes[st.peers[i].id].ms);
+		uint64_t t, first = 0;
+		int rc = s->term(s->ctx, commit, &t);
+		if ((rc == 0 && t == st.term) ||
+		    (rc == RAFT_ECOMPACTED && s->first_index(s->ctx, &first) == 0 &&
+		     first > commit))
+			have++;
+	}
+	if (2 * have <= voters)
+		record_fail(
+		    c,
+		    "leader %llu of term %llu committed %llu, held durably by %zu of its %zu "
+		    "voters only",
+		    (unsigned long long)n->id, (unsigned long long)st.term,
+		    (unsigned long long)commit, have, voters);
+}
+
 static void handle_ready(sim_cluster *c, sim_node *n)
 {
 	while (n->r && raft_has_ready(n->r)) {
@@ -452,83 +681,54 @@ static void handle_ready(sim_cluster *c, sim_node *n)
 			n->role = rd.role;
 			n->leader = rd.leader;
 		}
+		if (rd.has_hard_state && rd.hard_state.commit > n->last_hs.commit &&
+		    rd.role == RAFT_LEADER)
+			check_commit_durable(c, n, rd.hard_state.commit);
 
-		/* Persist: snapshot, entries, hard state — one "durable write". */
-		if (rd.snapshot) {
-			int rc = memory_storage_apply_snapshot(n->ms, rd.snapshot);
-			if (rc != 0)
-				record_fail(c, "node %llu: persist snapshot %llu: %s",
-					    (unsigned long long)n->id,
-					    (unsigned long long)rd.snapshot->meta.index,
-					    raft_strerror(rc));
-			else if (!c->opts.no_checks)
-				sim_checker_persist_snapshot(&c->ck, n->id, rd.snapshot->meta.index,
-							     rd.snapshot->meta.term);
-			sim_trace(c, "n%llu persist snapshot index=%llu term=%llu",
-				  (unsigned long long)n->id,
-				  (unsigned long long)rd.snapshot->meta.index,
-				  (unsigned long long)rd.snapshot->meta.term);
-		}
-		if (rd.n_entries) {
-			int rc = memory_storage_append(n->ms, rd.entries, rd.n_entries);
-			if (rc != 0)
-				record_fail(c, "node %llu: persist entries %llu..%llu: %s",
-					    (unsigned long long)n->id,
-					    (unsigned long long)rd.entries[0].index,
-					    (unsigned long long)rd.entries[rd.n_entries - 1].index,
-					    raft_strerror(rc));
-			else if (!c->opts.no_checks)
-				sim_checker_persist_entries(&c->ck, n->id, rd.entries,
-							    rd.n_entries);
-			sim_trace(c, "n%llu persist entries %llu..%llu (term %llu..%llu)",
-				  (unsigned long long)n->id,
-				  (unsigned long long)rd.entries[0].index,
-				  (unsigned long long)rd.entries[rd.n_entries - 1].index,
-				  (unsigned long long)rd.entries[0].term,
-				  (unsigned long long)rd.entries[rd.n_entries - 1].term);
-		}
-		if (rd.has_hard_state) {
-			memory_storage_set_hard_state(n->ms, &rd.hard_state);
-			if (!c->opts.no_checks)
-				sim_checker_hard_state(&c->ck, n->id, &rd.hard_state);
-			if (!c->opts.no_checks)
-				sim_checker_commit(
-				    &c->ck, n->id, rd.hard_state.term, rd.hard_state.commit,
-				    raft_is_leader(n->r) && term == rd.hard_state.term);
-			sim_trace(c, "n%llu persist hard state term=%llu vote=%llu commit=%llu",
-				  (unsigned long long)n->id, (unsigned long long)rd.hard_state.term,
-				  (unsigned long long)rd.hard_state.vote,
-				  (unsigned long long)rd.hard_state.commit);
+		if (c->opts.async_storage) {
+			/* A snapshot replaces the log: the saves before it go
+			 * first (the runtime waits for them too). */
+			if (rd.snapshot) {
+				complete_saves(c, n, true);
+				persist_snapshot(c, n, rd.snapshot);
+			}
+			queue_save(c, n, &rd, term);
+			if (rd.has_hard_state)
+				note_commit(c, n);
+			if (n->crash_in_ready) {
+				sim_trace(c, "n%llu crashes with %llu saves not yet durable",
+					  (unsigned long long)n->id,
+					  (unsigned long long)(n->saves_queued - n->saves_done));
+				crash_node(c, n); /* rd dies with the raft */
+				return;
+			}
+		} else {
+			/* Persist: snapshot, entries, hard state — one "durable write". */
+			if (rd.snapshot)
+				persist_snapshot(c, n, rd.snapshot);
+			if (rd.n_entries)
+				persist_entries(c, n, rd.entries, rd.n_entries);
+			if (rd.has_hard_state) {
+				persist_hard_state(c, n, &rd.hard_state,
+						   raft_is_leader(n->r) &&
+						       term == rd.hard_state.term);
+				n->last_hs = rd.hard_state;
+			}
 		}
 		if (rd.has_soft_state && rd.role == RAFT_LEADER && !c->opts.no_checks)
 			sim_checker_leader(&c->ck, n->id, term);
 
-		if (n->crash_in_ready) {
-			sim_trace(c, "n%llu crashes after persisting, before sending %zu messages",
-				  (unsigned long long)n->id, rd.n_msgs);
-			crash_node(c, n); /* rd dies with the raft */
-			return;
-		}
-
-		for (size_t i = 0; i < rd.n_msgs; i++) {
-			const raft_msg *m = &rd.msgs[i];
-			/* Every message is from its sender (CORE_NOTES: a read
-			 * forwarded to an ex-leader is dropped, not re-forwarded). */
-			if (m->from != n->id || m->to == 0 || m->to > c->opts.n_nodes ||
-			    m->to == n->id) {
-				record_fail(c,
-					    "node %llu sent a misaddressed %s (from %llu to %llu)",
-					    (unsigned long long)n->id, raft_msg_type_name(m->type),
-					    (unsigned long long)m->from, (unsigned long long)m->to);
-				continue;
+		if (!c->opts.async_storage) {
+			if (n->crash_in_ready) {
+				sim_trace(
+				    c,
+				    "n%llu crashes after persisting, before sending %zu messages",
+				    (unsigned long long)n->id, rd.n_msgs);
+				crash_node(c, n); /* rd dies with the raft */
+				return;
 			}
-			trace_msg(c, "send", m);
-			int copies = sim_net_send(&c->net, m, n->id, c->now, n->incarnation);
-			if (copies < 0)
-				record_fail(c, "out of memory queueing a message from node %llu",
-					    (unsigned long long)n->id);
-			else if (copies == 0 && m->type == RAFT_MSG_SNAP)
-				note_lost_snapshot(c, n, m->to);
+			for (size_t i = 0; i < rd.n_msgs; i++)
+				send_msg(c, n, &rd.msgs[i]);
 		}
 
 		if (c->opts.tick_in_ready_pm && sim_rng_chance(&c->rng, c->opts.tick_in_ready_pm)) {
@@ -634,8 +834,11 @@ static void handle_all_ready(sim_cluster *c)
 		report_lost_snapshots(c);
 		if (c->n_conf_events)
 			act_on_conf_events(c);
-		for (size_t i = 1; i <= c->opts.n_nodes; i++)
+		for (size_t i = 1; i <= c->opts.n_nodes; i++) {
+			if (c->opts.async_storage)
+				complete_saves(c, &c->nodes[i], false);
 			handle_ready(c, &c->nodes[i]);
+		}
 	} while (c->n_lost_snaps || c->conf_events_new);
 }
 
@@ -684,6 +887,10 @@ static bool round_once(sim_cluster *c)
 		deliver(c, &p);
 		raft_msg_free_contents(&p.msg);
 	}
+	/* A save due at this tick completes in one of its rounds (a coin
+	 * flip per round: before or after this round's deliveries). */
+	for (size_t i = 1; i <= c->opts.n_nodes && !any; i++)
+		any = c->nodes[i].saves && c->nodes[i].saves->due <= c->now;
 	if (any)
 		handle_all_ready(c);
 	return any;
@@ -746,6 +953,7 @@ static void crash_node(sim_cluster *c, sim_node *n)
 	raft_free(n->r);
 	n->r = NULL;
 	n->crash_in_ready = false;
+	drop_saves(n);
 	memset(&n->sm, 0, sizeof(n->sm));
 	n->role = RAFT_FOLLOWER;
 	n->leader = 0;
@@ -778,6 +986,7 @@ static int start_node(sim_cluster *c, sim_node *n)
 	rc = sim_sm_decode(&n->sm, snap.data, snap.len);
 	if (rc == 0 && snap.len && n->sm.applied != snap.meta.index)
 		rc = RAFT_ECORRUPT;
+	uint64_t snap_index = snap.meta.index;
 	raft_snapshot_free_contents(&snap);
 	if (rc != 0) {
 		record_fail(c, "node %llu: state machine in stored snapshot: %s",
@@ -794,8 +1003,18 @@ static int start_node(sim_cluster *c, sim_node *n)
 			    (unsigned long long)n->id, raft_strerror(rc));
 		return rc;
 	}
+	if (hs.commit < snap_index) {
+		/* With async_storage the state machine (and so a snapshot of
+		 * it) may get ahead of the saved commit index, whose save was
+		 * lost in the crash: a snapshot is committed by definition,
+		 * and the node runtime saves that truth before its core starts
+		 * (consensus/node.c, node_new). */
+		hs.commit = snap_index;
+		memory_storage_set_hard_state(n->ms, &hs);
+	}
 	raft_conf_state_free_contents(&n->conf);
 	n->conf = cs;
+	n->last_hs = hs;
 
 	uint64_t peers[SIM_MAX_NODES];
 	for (size_t i = 0; i < c->conf.n_voters; i++)
@@ -812,6 +1031,7 @@ static int start_node(sim_cluster *c, sim_node *n)
 	    .pre_vote = c->opts.pre_vote,
 	    .check_quorum = c->opts.check_quorum,
 	    .lease_reads = c->opts.lease_reads,
+	    .async_storage = c->opts.async_storage,
 	    .storage = st,
 	    .applied = n->sm.applied,
 	    .seed = sim_splitmix64(c->opts.seed ^ (n->id << 48) ^ (n->incarnation << 32)),
@@ -986,6 +1206,7 @@ void sim_cluster_free(sim_cluster *c)
 	for (size_t i = 1; i <= SIM_MAX_NODES; i++) {
 		if (c->nodes[i].r)
 			raft_free(c->nodes[i].r);
+		drop_saves(&c->nodes[i]);
 		if (c->nodes[i].ms)
 			memory_storage_free(c->nodes[i].ms);
 		raft_conf_state_free_contents(&c->nodes[i].conf);

@@ -59,6 +59,13 @@ typedef struct sim_opts {
 	/* Chance (per mille) that a node is handed a proposal while it holds
 	 * a Ready (a client request arriving during the persist). */
 	uint32_t propose_in_ready_pm;
+	/* Asynchronous storage writes (raft_config.async_storage, as the
+	 * node runtime does): a Ready's save completes later, in order, after
+	 * 0..persist_delay ticks (and a coin flip per delivery round once
+	 * due); messages that depend on it wait for it, a leader's appends
+	 * go at once; a crash loses the saves not yet done. */
+	bool async_storage;
+	uint32_t persist_delay;
 	bool no_checks;	 /* benchmarks: skip the safety checker */
 	FILE *trace;	 /* readable story of the run; NULL: stderr if SIM_TRACE is set */
 	bool trace_msgs; /* also every message sent and delivered */
@@ -67,6 +74,19 @@ typedef struct sim_opts {
 /* Fills o with the defaults: election 10 ticks, heartbeat 2, pre-vote and
  * check-quorum on, 1 MiB messages, 256 in flight, no snapshots. */
 void sim_opts_default(sim_opts *o, size_t n_nodes, uint64_t seed);
+
+/* A save of a node with async_storage, waiting to become durable. */
+struct sim_save {
+	struct sim_save *next;
+	raft_entry *ents; /* copies */
+	size_t n_ents;
+	bool has_hs;
+	raft_hard_state hs;
+	bool hs_leader; /* leader of hs.term when it was handed out */
+	raft_msg *msgs;	/* copies, sent once durable */
+	size_t n_msgs, cap_msgs;
+	uint64_t due; /* tick */
+};
 
 typedef struct sim_node {
 	uint64_t id;
@@ -82,6 +102,13 @@ typedef struct sim_node {
 	 * removed member, until a membership change adds it back. */
 	bool retired;
 	bool crash_in_ready;		 /* crash after the next persist, before sending */
+	/* async_storage: saves handed out and not yet durable, oldest first
+	 * (lost in a crash); saves queued and done; vote_upto: saves queued
+	 * up to the newest that changed term or vote (a leader's appends go
+	 * before its own save only once that one is durable). */
+	struct sim_save *saves, *saves_tail;
+	uint64_t saves_queued, saves_done, vote_upto;
+	raft_hard_state last_hs; /* the last hard state handed out */
 	uint64_t last_in_ready_proposal; /* tick (at most one per tick) */
 } sim_node;
 

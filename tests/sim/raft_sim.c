@@ -37,6 +37,7 @@ typedef struct run_args {
 	int verbose;
 	bool membership; /* draw membership changes (spare nodes) */
 	bool lease;	 /* leader lease reads on (with check-quorum) */
+	bool async;	 /* asynchronous storage writes (sim_opts.async_storage) */
 } run_args;
 
 /* How stormy a run is: per-mille chances per tick, drawn per seed. */
@@ -54,6 +55,7 @@ static volatile size_t current_nodes;
 static uint64_t current_ticks;
 static bool current_membership;
 static bool current_lease;
+static bool current_async;
 
 static void report_death(void)
 {
@@ -61,11 +63,11 @@ static void report_death(void)
 	int n =
 	    snprintf(buf, sizeof(buf),
 		     "\nraft-sim died in seed %llu; replay: raft-sim --seeds %llu-%llu --nodes %zu "
-		     "--ticks %llu%s%s -v\n",
+		     "--ticks %llu%s%s%s -v\n",
 		     (unsigned long long)current_seed, (unsigned long long)current_seed,
 		     (unsigned long long)current_seed, (size_t)current_nodes,
 		     (unsigned long long)current_ticks, current_membership ? " --membership" : "",
-		     current_lease ? " --lease" : "");
+		     current_lease ? " --lease" : "", current_async ? " --async" : "");
 	if (n > 0 && write(STDOUT_FILENO, buf, (size_t)n) < 0)
 		return;
 }
@@ -388,6 +390,7 @@ static void check_liveness(sim_cluster *c, uint64_t *next_value)
 {
 	sim_heal(c);
 	c->opts.tick_in_ready_pm = 0; /* clocks stop running fast too */
+	c->opts.persist_delay = 0;    /* and disks slow for whole ticks */
 	for (uint64_t i = 1; i <= c->opts.n_nodes; i++) {
 		c->nodes[i].crash_in_ready = false;
 		if (!sim_alive(c, i) && !c->nodes[i].retired)
@@ -497,6 +500,19 @@ static int run_seed(const run_args *a, char *why, size_t why_len, size_t *nodes_
 		o.check_quorum = true;
 		o.tick_in_ready_pm = 0;
 	}
+	if (a->async) {
+		/* Drawn apart, so the other draws of a seed stay as they were:
+		 * saves complete 0..3 ticks after their Ready. */
+		sim_rng ag;
+		sim_rng_seed(&ag, a->seed ^ 0x6173796e63ULL);
+		o.async_storage = true;
+		o.persist_delay = (uint32_t)sim_rng_below(&ag, 4);
+		/* A disk slower than a fifth of the election timeout keeps
+		 * any cluster electing (a vote waits for a save): no seed is
+		 * that sick. */
+		if (o.persist_delay > (uint32_t)o.election_ticks / 5)
+			o.persist_delay = (uint32_t)o.election_ticks / 5;
+	}
 	if (a->verbose) {
 		o.trace = stdout;
 		o.trace_msgs = a->verbose > 1;
@@ -553,7 +569,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: raft-sim --seeds A-B [--nodes N] [--ticks T] [--membership] [--lease] "
-		"[-v|-vv]\n");
+		"[--async] [-v|-vv]\n");
 }
 
 int main(int argc, char **argv)
@@ -583,6 +599,8 @@ int main(int argc, char **argv)
 			a.membership = true;
 		} else if (strcmp(argv[i], "--lease") == 0) {
 			a.lease = true;
+		} else if (strcmp(argv[i], "--async") == 0) {
+			a.async = true;
 		} else if (strcmp(argv[i], "-v") == 0) {
 			a.verbose = 1;
 		} else if (strcmp(argv[i], "-vv") == 0) {
@@ -599,6 +617,7 @@ int main(int argc, char **argv)
 	current_ticks = a.ticks;
 	current_membership = a.membership;
 	current_lease = a.lease;
+	current_async = a.async;
 #if defined(__SANITIZE_ADDRESS__)
 	__sanitizer_set_death_callback(report_death);
 #endif
@@ -616,10 +635,11 @@ int main(int argc, char **argv)
 		} else {
 			failed++;
 			printf("FAIL seed %llu: %s; replay: raft-sim --seeds %llu-%llu --nodes %zu "
-			       "--ticks %llu%s%s -v\n",
+			       "--ticks %llu%s%s%s -v\n",
 			       (unsigned long long)seed, why, (unsigned long long)seed,
 			       (unsigned long long)seed, n, (unsigned long long)a.ticks,
-			       a.membership ? " --membership" : "", a.lease ? " --lease" : "");
+			       a.membership ? " --membership" : "", a.lease ? " --lease" : "",
+			       a.async ? " --async" : "");
 			fflush(stdout);
 		}
 		if (seed == hi)

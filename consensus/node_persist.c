@@ -1,0 +1,367 @@
+/* node_persist.c — the persist thread: saves in Ready order, off the loop thread. */
+#include "node_persist.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "blob.h"
+
+struct node_persist {
+	store *st;
+	void (*wake)(void *arg);
+	void *wake_arg;
+	pthread_t thread;
+	bool started;
+
+	/* The store lock (node_persist.h). */
+	pthread_mutex_t store_mu;
+
+	/* Under mu: queued saves (head is the one under way while busy), the
+	 * newest queued (tail: node_persist_defer adds to it), and the
+	 * finished ones waiting for the loop. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;   /* the thread: work or stop */
+	pthread_cond_t idle; /* the loop: the queue ran empty */
+	persist_job *q_head, *q_tail;
+	persist_job *d_head, *d_tail;
+	bool stop;
+	unsigned stall_ms; /* node_persist_stall_next */
+
+	raft_storage iface;
+};
+
+void node_persist_job_free(persist_job *j)
+{
+	if (!j)
+		return;
+	for (size_t i = 0; i < j->n_ents; i++)
+		raft_blob_release(j->ents[i].data);
+	free(j->ents);
+	for (size_t i = 0; i < j->n_msgs; i++)
+		raft_msg_free_contents(&j->msgs[i]);
+	free(j->msgs);
+	free(j);
+}
+
+static void hold(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* One save, under the store lock. The error text is copied here: the
+ * store's message buffer belongs to whoever holds the lock next. */
+static void run_job(node_persist *p, persist_job *j, unsigned stall_ms)
+{
+	uint64_t t0 = uv_hrtime();
+
+	pthread_mutex_lock(&p->store_mu);
+	j->rc = store_save(p->st, j->has_hs ? &j->hs : NULL, j->ents, j->n_ents);
+	if (j->rc < 0)
+		snprintf(j->err, sizeof(j->err), "%s", store_errmsg(p->st));
+	pthread_mutex_unlock(&p->store_mu);
+	j->save_ns = uv_hrtime() - t0;
+	/* RAFTFS_TEST_STALL: a disk that takes this long to sync. */
+	if (stall_ms)
+		hold(stall_ms);
+	j->stalled_ms = stall_ms;
+}
+
+static void *persist_main(void *arg)
+{
+	node_persist *p = arg;
+
+	pthread_setname_np(pthread_self(), "raft-persist");
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		persist_job *j;
+		unsigned stall_ms;
+
+		while (!p->q_head && !p->stop)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (!p->q_head)
+			break;
+		/* The job stays at the head while it runs: node_persist_defer
+		 * may still add messages to it if it is also the tail (they
+		 * are only read once the job is in the done list). */
+		j = p->q_head;
+		stall_ms = p->stall_ms;
+		p->stall_ms = 0;
+		pthread_mutex_unlock(&p->mu);
+		run_job(p, j, stall_ms);
+		pthread_mutex_lock(&p->mu);
+		p->q_head = j->next;
+		if (!p->q_head)
+			p->q_tail = NULL;
+		j->next = NULL;
+		if (p->d_tail)
+			p->d_tail->next = j;
+		else
+			p->d_head = j;
+		p->d_tail = j;
+		if (!p->q_head)
+			pthread_cond_broadcast(&p->idle);
+		pthread_mutex_unlock(&p->mu);
+		p->wake(p->wake_arg);
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* ---- the core's reads, under the store lock ---- */
+
+static int iface_initial_state(void *ctx, raft_hard_state *hs, raft_conf_state *cs)
+{
+	node_persist *p = ctx;
+	raft_storage *s = store_raft_storage(p->st);
+	int rc;
+
+	pthread_mutex_lock(&p->store_mu);
+	rc = s->initial_state(s->ctx, hs, cs);
+	pthread_mutex_unlock(&p->store_mu);
+	return rc;
+}
+
+static int iface_entries(void *ctx, uint64_t lo, uint64_t hi, uint64_t max_bytes, raft_entry **out,
+			 size_t *n)
+{
+	node_persist *p = ctx;
+	raft_storage *s = store_raft_storage(p->st);
+	int rc;
+
+	pthread_mutex_lock(&p->store_mu);
+	rc = s->entries(s->ctx, lo, hi, max_bytes, out, n);
+	pthread_mutex_unlock(&p->store_mu);
+	return rc;
+}
+
+static int iface_term(void *ctx, uint64_t index, uint64_t *term)
+{
+	node_persist *p = ctx;
+	raft_storage *s = store_raft_storage(p->st);
+	int rc;
+
+	pthread_mutex_lock(&p->store_mu);
+	rc = s->term(s->ctx, index, term);
+	pthread_mutex_unlock(&p->store_mu);
+	return rc;
+}
+
+/* No lock: the compaction point changes only under the loop thread's own
+ * store calls (snapshots), and the loop thread is the one asking. */
+static int iface_first_index(void *ctx, uint64_t *index)
+{
+	node_persist *p = ctx;
+	raft_storage *s = store_raft_storage(p->st);
+
+	return s->first_index(s->ctx, index);
+}
+
+static int iface_last_index(void *ctx, uint64_t *index)
+{
+	node_persist *p = ctx;
+	raft_storage *s = store_raft_storage(p->st);
+	int rc;
+
+	pthread_mutex_lock(&p->store_mu);
+	rc = s->last_index(s->ctx, index);
+	pthread_mutex_unlock(&p->store_mu);
+	return rc;
+}
+
+static int iface_snapshot(void *ctx, raft_snapshot *out)
+{
+	node_persist *p = ctx;
+	raft_storage *s = store_raft_storage(p->st);
+	int rc;
+
+	pthread_mutex_lock(&p->store_mu);
+	rc = s->snapshot(s->ctx, out);
+	pthread_mutex_unlock(&p->store_mu);
+	return rc;
+}
+
+raft_storage *node_persist_storage(node_persist *p)
+{
+	return &p->iface;
+}
+
+/* ---- the loop thread's side ---- */
+
+int node_persist_new(store *st, void (*wake)(void *arg), void *arg, node_persist **out)
+{
+	node_persist *p = calloc(1, sizeof(*p));
+
+	*out = NULL;
+	if (!p)
+		return -ENOMEM;
+	p->st = st;
+	p->wake = wake;
+	p->wake_arg = arg;
+	pthread_mutex_init(&p->store_mu, NULL);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	pthread_cond_init(&p->idle, NULL);
+	p->iface = (raft_storage){
+	    .ctx = p,
+	    .initial_state = iface_initial_state,
+	    .entries = iface_entries,
+	    .term = iface_term,
+	    .first_index = iface_first_index,
+	    .last_index = iface_last_index,
+	    .snapshot = iface_snapshot,
+	};
+	if (pthread_create(&p->thread, NULL, persist_main, p) != 0) {
+		node_persist_free(p);
+		return -EAGAIN;
+	}
+	p->started = true;
+	*out = p;
+	return 0;
+}
+
+void node_persist_free(node_persist *p)
+{
+	persist_job *j, *next;
+
+	if (!p)
+		return;
+	if (p->started) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = true;
+		pthread_cond_signal(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->thread, NULL);
+	}
+	for (j = p->d_head; j; j = next) {
+		next = j->next;
+		node_persist_job_free(j);
+	}
+	pthread_mutex_destroy(&p->store_mu);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	pthread_cond_destroy(&p->idle);
+	free(p);
+}
+
+persist_job *node_persist_save(node_persist *p, const raft_hard_state *hs, const raft_entry *ents,
+			       size_t n)
+{
+	persist_job *j = calloc(1, sizeof(*j));
+
+	if (!j || (n && !(j->ents = malloc(n * sizeof(*ents))))) {
+		free(j);
+		return NULL;
+	}
+	if (hs) {
+		j->has_hs = true;
+		j->hs = *hs;
+	}
+	for (size_t i = 0; i < n; i++) {
+		j->ents[i] = ents[i];
+		raft_blob_ref(j->ents[i].data);
+		j->bytes += ents[i].len;
+	}
+	j->n_ents = n;
+	pthread_mutex_lock(&p->mu);
+	if (p->q_tail)
+		p->q_tail->next = j;
+	else
+		p->q_head = j;
+	p->q_tail = j;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return j;
+}
+
+bool node_persist_defer(node_persist *p, const raft_msg *m, int *rc)
+{
+	persist_job *j;
+	bool kept = false;
+
+	*rc = 0;
+	pthread_mutex_lock(&p->mu);
+	j = p->q_tail;
+	if (j && j->n_msgs == j->cap_msgs) {
+		size_t cap = j->cap_msgs ? 2 * j->cap_msgs : 8;
+		raft_msg *nm = realloc(j->msgs, cap * sizeof(*nm));
+		if (!nm) {
+			*rc = RAFT_ENOMEM;
+			j = NULL;
+		} else {
+			j->msgs = nm;
+			j->cap_msgs = cap;
+		}
+	}
+	if (j) {
+		*rc = raft_msg_copy(&j->msgs[j->n_msgs], m);
+		if (*rc == 0) {
+			j->n_msgs++;
+			kept = true;
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	return kept;
+}
+
+void node_persist_stall_next(node_persist *p, unsigned ms)
+{
+	pthread_mutex_lock(&p->mu);
+	p->stall_ms = ms;
+	pthread_mutex_unlock(&p->mu);
+}
+
+bool node_persist_busy(node_persist *p)
+{
+	bool busy;
+
+	pthread_mutex_lock(&p->mu);
+	busy = p->q_head != NULL;
+	pthread_mutex_unlock(&p->mu);
+	return busy;
+}
+
+persist_job *node_persist_next_done(node_persist *p)
+{
+	persist_job *j;
+
+	pthread_mutex_lock(&p->mu);
+	j = p->d_head;
+	if (j) {
+		p->d_head = j->next;
+		if (!p->d_head)
+			p->d_tail = NULL;
+		j->next = NULL;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return j;
+}
+
+void node_persist_drain(node_persist *p)
+{
+	pthread_mutex_lock(&p->mu);
+	while (p->q_head)
+		pthread_cond_wait(&p->idle, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void node_persist_lock(node_persist *p)
+{
+	pthread_mutex_lock(&p->store_mu);
+}
+
+void node_persist_unlock(node_persist *p)
+{
+	pthread_mutex_unlock(&p->store_mu);
+}
+
+pthread_mutex_t *node_persist_mutex(node_persist *p)
+{
+	return &p->store_mu;
+}
