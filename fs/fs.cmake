@@ -14,6 +14,7 @@ add_library(raftfs_fs STATIC
   sm_image_make.c
   sm_image_meta.c
   snap_node.c
+  cmd_merge.c
 )
 target_include_directories(raftfs_fs PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(raftfs_fs PUBLIC raftfs_proto raftfs_node_base Threads::Threads)

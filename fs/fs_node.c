@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cmd_merge.h"
 #include "fs_plug.h"
 #include "fuse_inval.h"
 #include "sm_snapshot.h"
@@ -53,6 +54,9 @@ struct waiter {
 	struct fs_node *f;
 	fs_done_fn done;
 	void *arg;
+	/* Proposals merged into this one's command (fs_plug_merge_newest):
+	 * completed right after it, with its result, in proposal order. */
+	struct waiter *also;
 };
 
 static int plug_start(void *ctx, const uint8_t *buf, size_t len, void *arg);
@@ -311,10 +315,11 @@ void fs_node_close(struct fs_node *f)
 		fs_plug_stats(f->plug, &st);
 		fprintf(stderr,
 			"fs: node %u held %llu proposals back; started by an eager one %llu, "
-			"a flush %llu, the limit %llu, the linger %llu\n",
+			"a flush %llu, the limit %llu, the linger %llu; %llu merged into the last "
+			"one waiting\n",
 			f->id, (unsigned long long)st.held, (unsigned long long)st.by_eager,
 			(unsigned long long)st.by_flush, (unsigned long long)st.by_limit,
-			(unsigned long long)st.by_linger);
+			(unsigned long long)st.by_linger, (unsigned long long)st.merged);
 	}
 	fs_plug_free(f->plug);
 	sm_close(f->sm);
@@ -372,9 +377,14 @@ static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
 	if (status < 0 && node_fault(w->f->n))
 		err = EIO;
 	atomic_store(&w->f->stalled, err == ETIMEDOUT && status < 0);
-	w->done(w->arg, err);
-	outstanding_dec(w->f, status == 0);
-	free(w);
+	while (w) {
+		struct waiter *next = w->also;
+
+		w->done(w->arg, err);
+		outstanding_dec(w->f, status == 0);
+		free(w);
+		w = next;
+	}
 }
 
 /* The plug's start (fs_plug.h): under the plug's lock, in proposal order. */
@@ -392,9 +402,14 @@ static void plug_fail(void *ctx, void *arg, int err)
 	struct waiter *w = arg;
 
 	(void)ctx;
-	w->done(w->arg, err);
-	outstanding_dec(w->f, false);
-	free(w);
+	while (w) {
+		struct waiter *next = w->also;
+
+		w->done(w->arg, err);
+		outstanding_dec(w->f, false);
+		free(w);
+		w = next;
+	}
 }
 
 /* Commands that may wait for company (fs_plug.h): those answered before
@@ -410,6 +425,92 @@ static bool lazy(struct fs_node *f, const Fspb__Command *c, size_t len)
 	if (c->behind)
 		return true;
 	return c->op_case == FSPB__COMMAND__OP_WRITE && len < PLUG_LAZY_WRITE;
+}
+
+/* fs_node_amend's merge: the held proposal of (done, arg) takes the
+ * command packed in buf. */
+struct amend {
+	fs_done_fn done;
+	void *arg;
+	uint8_t *buf;
+	size_t len;
+};
+
+static bool amend_merge(void *mctx, void *warg, const uint8_t *held, size_t held_len,
+			uint8_t **buf, size_t *len)
+{
+	const struct waiter *w = warg;
+	struct amend *a = mctx;
+
+	(void)held;
+	(void)held_len;
+	if (w->done != a->done || w->arg != a->arg)
+		return false;
+	*buf = a->buf;
+	*len = a->len;
+	return true;
+}
+
+bool fs_node_amend(struct fs_node *f, fs_done_fn done, void *arg, const Fspb__Command *c)
+{
+	struct amend a = {done, arg, NULL, fspb__command__get_packed_size(c)};
+
+	if (!(a.buf = malloc(a.len ? a.len : 1)))
+		return false;
+	fspb__command__pack(c, a.buf);
+	if (fs_plug_merge_newest(f->plug, amend_merge, &a))
+		return true;
+	free(a.buf);
+	return false;
+}
+
+/* merge_write's merge: c, a small write, continues the held write of the
+ * same file by the same caller (cmd_merge.h): one command carries both,
+ * and w is completed after the held one. */
+struct write_merge_ctx {
+	const Fspb__Command *c;
+	struct waiter *w;
+};
+
+static bool write_merge_held(void *mctx, void *warg, const uint8_t *held, size_t held_len,
+			     uint8_t **buf, size_t *len)
+{
+	struct write_merge_ctx *m = mctx;
+	struct waiter *hw = warg;
+	Fspb__Command *a = fspb__command__unpack(NULL, held_len, held);
+	Fspb__Command out;
+	Fspb__Write w;
+	uint8_t *data = NULL;
+	bool ok = false;
+
+	if (a && write_mergeable(a, m->c, PLUG_LAZY_WRITE - 1) &&
+	    (data = malloc(a->write->data.len + m->c->write->data.len))) {
+		write_merge(a, m->c, &out, &w, data);
+		*len = fspb__command__get_packed_size(&out);
+		if ((*buf = malloc(*len))) {
+			fspb__command__pack(&out, *buf);
+			while (hw->also)
+				hw = hw->also;
+			hw->also = m->w;
+			ok = true;
+		}
+	}
+	free(data);
+	if (a)
+		fspb__command__free_unpacked(a, NULL);
+	return ok;
+}
+
+/* A small write that continues the newest held one (tar writes a file's
+ * data in two parts when it crosses a record of the archive): merged into
+ * it, one command and one log entry instead of two. */
+static bool merge_write(struct fs_node *f, const Fspb__Command *c, struct waiter *w)
+{
+	struct write_merge_ctx m = {c, w};
+
+	if (c->op_case != FSPB__COMMAND__OP_WRITE || c->write->append)
+		return false;
+	return fs_plug_merge_newest(f->plug, write_merge_held, &m);
 }
 
 int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, void *arg)
@@ -431,9 +532,13 @@ int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, 
 		free(w);
 		return ENOMEM;
 	}
-	fspb__command__pack(c, buf);
-	*w = (struct waiter){f, done, arg};
+	*w = (struct waiter){f, done, arg, NULL};
 	outstanding_inc(f);
+	if (lazy(f, c, len) && merge_write(f, c, w)) {
+		free(buf);
+		return 0;
+	}
+	fspb__command__pack(c, buf);
 	/* buf belongs to the plug from here. */
 	rc = fs_plug_propose(f->plug, buf, len, w, lazy(f, c, len));
 	if (rc) {
@@ -462,7 +567,7 @@ int fs_node_barrier(struct fs_node *f, fs_done_fn done, void *arg)
 
 	if (!w)
 		return ENOMEM;
-	*w = (struct waiter){f, done, arg};
+	*w = (struct waiter){f, done, arg, NULL};
 	outstanding_inc(f);
 	rc = node_read_index(f->n, barrier_done, w);
 	if (rc < 0) {

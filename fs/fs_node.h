@@ -63,6 +63,13 @@ struct sm *fs_node_sm(struct fs_node *f);
  * (node.h, node_start). */
 int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, void *arg);
 
+/* Replaces the command of the proposal made with (done, arg) by c (packed
+ * here), if that proposal is still held back and nothing was proposed
+ * since: c then applies in its place, and done(arg) gets c's result. For
+ * changes of one object made back to back that one command can carry
+ * (fuse_behind_setattr). true; false: nothing changed, propose c. */
+bool fs_node_amend(struct fs_node *f, fs_done_fn done, void *arg, const Fspb__Command *c);
+
 /* Linearizable read barrier (ReadIndex, Raft thesis §6.4): done fires once
  * this node applied everything committed before the call. Same rules as
  * fs_node_propose. */

@@ -34,10 +34,10 @@ struct fs_plug {
 	uint64_t first_ns; /* when the oldest held one was proposed */
 	bool on, stop;
 	pthread_t flusher;
-	_Atomic uint64_t stats[5];
+	_Atomic uint64_t stats[6];
 };
 
-enum { ST_HELD, ST_EAGER, ST_FLUSH, ST_LIMIT, ST_LINGER };
+enum { ST_HELD, ST_EAGER, ST_FLUSH, ST_LIMIT, ST_LINGER, ST_MERGED };
 
 static uint64_t mono_ns(void)
 {
@@ -202,6 +202,27 @@ int fs_plug_propose(struct fs_plug *p, uint8_t *buf, size_t len, void *arg, bool
 	return rc;
 }
 
+bool fs_plug_merge_newest(struct fs_plug *p, fs_plug_merge_fn merge, void *mctx)
+{
+	struct held *h;
+	uint8_t *buf;
+	size_t len;
+	bool done = false;
+
+	pthread_mutex_lock(&p->mu);
+	h = p->tail;
+	if (h && merge(mctx, h->arg, h->buf, h->len, &buf, &len)) {
+		p->bytes = p->bytes - h->len + len;
+		free(h->buf);
+		h->buf = buf;
+		h->len = len;
+		atomic_fetch_add(&p->stats[ST_MERGED], 1);
+		done = true;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return done;
+}
+
 void fs_plug_flush(struct fs_plug *p)
 {
 	struct held *failed;
@@ -233,4 +254,5 @@ void fs_plug_stats(struct fs_plug *p, struct fs_plug_stats *out)
 	out->by_flush = atomic_load(&p->stats[ST_FLUSH]);
 	out->by_limit = atomic_load(&p->stats[ST_LIMIT]);
 	out->by_linger = atomic_load(&p->stats[ST_LINGER]);
+	out->merged = atomic_load(&p->stats[ST_MERGED]);
 }

@@ -41,6 +41,16 @@ void fs_plug_free(struct fs_plug *p);
  * later, fail(arg, errno) is called. */
 int fs_plug_propose(struct fs_plug *p, uint8_t *buf, size_t len, void *arg, bool lazy);
 
+/* Offers the newest held proposal (its arg and packed command) to merge,
+ * under the plug's lock: merge may put a command that does what it and a
+ * new one do together in *buf, *len (malloc'd; it then belongs to the plug,
+ * and the proposal keeps its arg and its place) and return true. For a
+ * change made right after another of the same object (fs_node_amend,
+ * fs_node_propose's writes). false: nothing held, or merge declined. */
+typedef bool (*fs_plug_merge_fn)(void *mctx, void *arg, const uint8_t *held, size_t held_len,
+				 uint8_t **buf, size_t *len);
+bool fs_plug_merge_newest(struct fs_plug *p, fs_plug_merge_fn merge, void *mctx);
+
 /* Starts everything held now: before waiting for a command that may be
  * held. Completions of failed starts may run on the calling thread (fail):
  * call it holding no lock that a completion takes. */
@@ -51,9 +61,10 @@ void fs_plug_flush(struct fs_plug *p);
  * stops, so that nothing held outlives it). */
 void fs_plug_enable(struct fs_plug *p, bool on);
 
-/* Proposals held so far that went out by each trigger (for measuring). */
+/* Proposals held so far that went out by each trigger, and proposals
+ * merged into the newest held one (for measuring). */
 struct fs_plug_stats {
-	uint64_t held, by_eager, by_flush, by_limit, by_linger;
+	uint64_t held, by_eager, by_flush, by_limit, by_linger, merged;
 };
 void fs_plug_stats(struct fs_plug *p, struct fs_plug_stats *out);
 

@@ -75,6 +75,11 @@ struct bh_ino {
 	unsigned pending;
 	bool have_st;	/* created behind: its attributes once everything applied */
 	struct stat st; /* (not counting writes in flight: fuse_write_pending) */
+	/* Its newest setattr proposed behind while that one pends, and what
+	 * that command sets (explicit: cmd_merge.h): the next setattr is
+	 * merged into it if it is still held (fuse_behind_setattr). */
+	struct bh_op *set_op;
+	Fspb__SetAttr set;
 };
 
 /* One write-behind command in flight. */

@@ -296,6 +296,8 @@ void bh_op_done(void *arg, int err)
 			name_put(b, op->names[i]);
 		}
 		if (op->inos[i]) {
+			if (op->inos[i]->set_op == op)
+				op->inos[i]->set_op = NULL;
 			op->inos[i]->pending--;
 			ino_put(b, op->inos[i]);
 		}

@@ -149,6 +149,70 @@ static void test_eager_starts_held_first(void **state)
 	fake_free(f);
 }
 
+struct repl {
+	int which, v, held_v;
+};
+
+/* Merges into the held proposal of value which: the new command is v. */
+static bool merge_into(void *mctx, void *arg, const uint8_t *held, size_t held_len, uint8_t **buf,
+		       size_t *len)
+{
+	struct repl *r = mctx;
+
+	assert_int_equal(held_len, 1);
+	if ((int)(intptr_t)arg != r->which)
+		return false;
+	r->held_v = held[0];
+	*buf = malloc(1);
+	(*buf)[0] = (uint8_t)r->v;
+	*len = 1;
+	return true;
+}
+
+static bool replace(struct fs_plug *p, int which, int v)
+{
+	struct repl r = {which, v, -1};
+
+	return fs_plug_merge_newest(p, merge_into, &r);
+}
+
+/* Only the newest held proposal can take a merged command, in its place:
+ * never one that started, nor one with another proposal after it. */
+static void test_merge_newest(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+	struct fs_plug_stats st;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(LONG_US, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	assert_false(replace(p, 1, 10)); /* nothing held */
+	propose(p, 1, true);
+	propose(p, 2, true);
+	assert_false(replace(p, 1, 11)); /* 2 came after it */
+	assert_true(replace(p, 2, 12));
+	/* Again: still the newest, and merge sees the command it holds now. */
+	struct repl r = {2, 22, -1};
+	assert_true(fs_plug_merge_newest(p, merge_into, &r));
+	assert_int_equal(r.held_v, 12);
+	fs_plug_flush(p);
+	assert_int_equal(nstarted(f), 2);
+	assert_int_equal(f->started[0], 1);
+	assert_int_equal(f->started[1], 22);
+	assert_false(replace(p, 2, 32)); /* started */
+	propose(p, 3, true);
+	assert_int_equal(propose(p, 4, false), 0);
+	assert_false(replace(p, 3, 33)); /* started ahead of the eager one */
+	assert_int_equal(nstarted(f), 4);
+	assert_int_equal(f->started[2], 3);
+	fs_plug_stats(p, &st);
+	assert_int_equal(st.merged, 2);
+	assert_int_equal(st.held, 3);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
 static void test_limit(void **state)
 {
 	struct fake *f = fake_new();
@@ -319,6 +383,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_held_until_flush_in_order),
 	    cmocka_unit_test(test_eager_starts_held_first),
+	    cmocka_unit_test(test_merge_newest),
 	    cmocka_unit_test(test_limit),
 	    cmocka_unit_test(test_linger),
 	    cmocka_unit_test(test_disable_starts_held),
