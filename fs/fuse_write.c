@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
+#include "write_pace.h"
 
 /* Whether the node applies this node's proposals in the order they were
  * made: it does (consensus/node.h, node_start, guarantee 2: the filesystem
@@ -40,6 +42,27 @@ static const bool node_keeps_order = true;
 #define INODE_MAX_BYTES (16u << 20)
 #define INODE_MAX_WRITES 64u
 
+/* Pacing (session 6): every command enters the one log behind all the
+ * bytes proposed before it and not yet committed, so a small command of
+ * another mount waits for this mount's window to drain: with 16 MiB in
+ * flight at ~100 MiB/s, p99 ~150 ms (bench/fs/README.md, "Session 6").
+ * The window needed for throughput is bandwidth × the pipeline's own
+ * latency; beyond that, bytes in flight are only a queue. So, as LEDBAT
+ * does for bulk transfers (RFC 6817), the mount's byte window follows the
+ * queueing delay its big writes see — each one's latency from proposal to
+ * apply less the lowest seen lately (the pipeline's own) — and shrinks
+ * while that exceeds PACE_TARGET_NS, grows while it is under: others'
+ * commands then wait about PACE_TARGET_NS behind a writer, whatever the
+ * machine's speed, and a writer on an idle pipeline keeps its full window
+ * (write_pace.h). Only big writes are paced (small files' writes, a tar
+ * x, keep the mount's caps). The target trades a writer's bandwidth for
+ * others' latency: session 4 measured 200 MiB/s at ~20 ms per entry and
+ * 260 at ~60 on a quiet machine, so it is not tight. RAFTFS_WRITE_PACE=MS
+ * sets it (0: no pacing; before/after in one build). */
+#define PACE_TARGET_NS 30000000ll
+#define PACE_FLOOR_BYTES (4u << 20)
+#define PACE_START_BYTES (8u << 20)
+
 /* One proposed Write command, until this node applied it or gave up. */
 struct inflight {
 	struct inflight *next;		/* in its inode's list */
@@ -52,6 +75,7 @@ struct inflight {
 	size_t bytes;
 	struct fh_err *e; /* its handle's error slot */
 	int64_t time_ns;  /* the command's clock: the file's mtime once applied */
+	int64_t t0;	  /* monotonic ns when proposed (pacing) */
 };
 
 /* An inode with writes in flight, or with a thread about to add or wait for
@@ -83,6 +107,7 @@ struct fh_err {
 struct fuse_write {
 	struct fs_node *fsn;
 	size_t mount_max_bytes, inode_max_bytes; /* the limits above, or the environment's */
+	struct write_pace pace;			 /* under mu */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* broadcast whenever a write completes */
 	unsigned count;
@@ -114,6 +139,10 @@ int fuse_write_new(struct fs_node *fsn, struct fuse_write **out)
 	w->fsn = fsn;
 	w->mount_max_bytes = env_mib("RAFTFS_WRITE_MOUNT_MIB", MOUNT_MAX_BYTES);
 	w->inode_max_bytes = env_mib("RAFTFS_WRITE_INODE_MIB", INODE_MAX_BYTES);
+	write_pace_init(&w->pace, PACE_START_BYTES, PACE_FLOOR_BYTES, w->mount_max_bytes,
+			getenv("RAFTFS_WRITE_PACE")
+			    ? (int64_t)strtoul(getenv("RAFTFS_WRITE_PACE"), NULL, 10) * 1000000
+			    : PACE_TARGET_NS);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	*out = w;
@@ -185,7 +214,8 @@ static bool admit(const struct fuse_write *w, const struct ino_state *in, uint64
 {
 	if (w->count == 0)
 		return true;
-	if (w->count >= MOUNT_MAX_WRITES || w->bytes + bytes > w->mount_max_bytes)
+	if (w->count >= MOUNT_MAX_WRITES || w->bytes + bytes > w->mount_max_bytes ||
+	    (bytes >= WRITE_PACE_MIN_BYTES && w->pace.window && w->bytes + bytes > w->pace.window))
 		return false;
 	if (in->count >= INODE_MAX_WRITES || (in->count && in->bytes + bytes > w->inode_max_bytes))
 		return false;
@@ -229,6 +259,14 @@ static void unregister(struct fuse_write *w, struct inflight *f)
 	pthread_cond_broadcast(&w->cv);
 }
 
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
 /* Completion of one Write (apply or loop thread: does not block beyond the
  * short critical section). */
 static void write_done(void *arg, int err)
@@ -251,6 +289,11 @@ static void write_done(void *arg, int err)
 			w->late = err;
 	} else if (err && !e->err) {
 		e->err = err;
+	}
+	if (!err) {
+		int64_t now = mono_ns();
+
+		write_pace_sample(&w->pace, f->bytes, now - f->t0, now);
 	}
 	unregister(w, f);
 	atomic_fetch_add(&w->epoch, 1);
@@ -303,7 +346,8 @@ static struct inflight *reserve(struct fuse_write *w, uint64_t ino, uint64_t fh,
 			       .hi = hi,
 			       .bytes = bytes,
 			       .e = e,
-			       .time_ns = time_ns};
+			       .time_ns = time_ns,
+			       .t0 = mono_ns()};
 	if (w->gtail)
 		w->gtail->gnext = f;
 	else
