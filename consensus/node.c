@@ -706,9 +706,9 @@ static void send_one(node *n, const raft_msg *m, uint64_t *unreachable, size_t *
 }
 
 /* Sends the messages of rd: the leader's appends and heartbeats now
- * (early), the others once every save queued so far is durable (they
- * go with the newest save, or now if none is under way). Returns 0 or
- * RAFT_ENOMEM. */
+ * (early) and those that depend on no save (raft_msg_after_save), the
+ * others once every save queued so far is durable (they go with the
+ * newest save, or now if none is under way). Returns 0 or RAFT_ENOMEM. */
 static int send_msgs(node *n, const raft_ready *rd, bool early, uint64_t *unreachable,
 		     size_t *n_unreachable)
 {
@@ -716,7 +716,7 @@ static int send_msgs(node *n, const raft_ready *rd, bool early, uint64_t *unreac
 		const raft_msg *m = &rd->msgs[i];
 		int rc;
 
-		if (early && is_append(m)) {
+		if ((early && is_append(m)) || !raft_msg_after_save(m)) {
 			send_one(n, m, unreachable, n_unreachable);
 			continue;
 		}

@@ -264,6 +264,17 @@ void raft_advance(raft *r, const raft_ready *rd);
  * nothing. Without async_storage raft_advance calls it. */
 void raft_persisted(raft *r, uint64_t index, uint64_t term);
 
+/* With async_storage: whether m (from a Ready) must wait until every save
+ * handed out before it is durable. True for everything that speaks for
+ * this node's log, term or vote (append and vote answers, vote requests:
+ * a candidate counts its own vote at once). False for what does not:
+ * forwarded proposals and reads, read answers, heartbeat answers (they
+ * confirm a leader, not a log: a follower restarted after losing its
+ * term refuses votes for an election timeout anyway, see lease_reads).
+ * A leader's appends and heartbeats are the caller's to send early
+ * (thesis §10.2.1) once its term and vote are durable. */
+bool raft_msg_after_save(const raft_msg *m);
+
 void raft_get_status(const raft *r, raft_status *st);
 
 /* Length of the leader lease in ticks for an election timeout of

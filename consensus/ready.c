@@ -185,6 +185,19 @@ void raft_persisted(raft *r, uint64_t index, uint64_t term)
 		raft_bcast_append(r);
 }
 
+bool raft_msg_after_save(const raft_msg *m)
+{
+	switch (m->type) {
+	case RAFT_MSG_PROP:
+	case RAFT_MSG_READ_INDEX:
+	case RAFT_MSG_READ_INDEX_RESP:
+	case RAFT_MSG_HEARTBEAT_RESP:
+		return false;
+	default:
+		return true;
+	}
+}
+
 void raft_get_status(const raft *r, raft_status *st)
 {
 	memset(st, 0, sizeof(*st));

@@ -625,7 +625,7 @@ static void queue_save(sim_cluster *c, sim_node *n, const raft_ready *rd, uint64
 	for (size_t i = 0; i < rd->n_msgs; i++) {
 		const raft_msg *m = &rd->msgs[i];
 		bool append = m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT;
-		if ((early && append) || !n->saves_tail)
+		if ((early && append) || !raft_msg_after_save(m) || !n->saves_tail)
 			send_msg(c, n, m);
 		else if (save_keep_msg(n->saves_tail, m) != 0)
 			record_fail(c, "out of memory keeping a message of node %llu",
