@@ -88,6 +88,17 @@ int fuse_behind_reclaim(struct fuse_behind *b, uint64_t dir);
  * fuse_grant.h). */
 int fuse_behind_recall(struct fuse_behind *b, uint64_t dir);
 
+/* A synchronous entry change that another node's grant refused (granted
+ * between this mount's recall and the command's apply) is proposed again
+ * under this node's own delegation: each of dirs (those that refused it)
+ * is reclaimed and granted to this node, and propose(arg) runs before any
+ * Return of them can be proposed, so the command applies while this node
+ * holds them and cannot be refused again. Races lost for the grant itself
+ * start over (16 times at most: EAGAIN). 0 once propose ran, or a positive
+ * errno without running it. */
+int fuse_behind_claim(struct fuse_behind *b, const uint64_t *dirs, unsigned n,
+		      void (*propose)(void *arg), void *arg);
+
 /* Reads. fuse_behind_name waits until this mount's pending commands on
  * parent/name applied and says whether parent is delegated to this node
  * (then a miss is final: no barrier). fuse_behind_wait waits until every

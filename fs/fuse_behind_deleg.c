@@ -72,18 +72,31 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 	return w.err;
 }
 
-/* Reclaim: whoever holds dir returns it (or is revoked). */
+/* Reclaim: whoever holds dir returns it (or is revoked). The holder
+ * proposes its Return behind every command it made before the Recall
+ * applied there, so a busy or slow holder may take a while: it is revoked
+ * only once none of its commands applied here for REVOKE_AFTER_MS (down or
+ * cut off), however long it keeps draining its queue. */
 static int reclaim(struct fuse_behind *b, uint64_t dir)
 {
 	int64_t deadline = bh_mono_ms() + REVOKE_AFTER_MS;
-	uint32_t holder;
-	uint64_t epoch;
+	uint32_t holder, watched = 0;
+	uint64_t epoch, seen = 0;
 
 	for (;;) {
 		int rc = sm_deleg(b->fs->sm, dir, &holder, &epoch);
 
 		if (rc < 0 || holder == 0 || holder == b->self)
 			return 0; /* the command's own checks answer for a bad dir */
+		/* Progress, not wall time: the holder's commands still arrive. */
+		uint64_t from = sm_applied_from(b->fs->sm, holder);
+
+		if (holder != watched || from != seen) {
+			if (holder == watched)
+				deadline = bh_mono_ms() + REVOKE_AFTER_MS;
+			watched = holder;
+			seen = from;
+		}
 		if (bh_mono_ms() >= deadline) {
 			/* Its holder did not return it: down or cut off. Its
 			 * commands ordered after this fail at apply. */
@@ -137,6 +150,45 @@ int fuse_behind_recall(struct fuse_behind *b, uint64_t dir)
 	return reclaim(b, dir);
 }
 
+/* Rounds of fuse_behind_claim (each: another node won the directory
+ * between the reclaim and the grant) before it gives up. */
+#define CLAIM_ROUNDS 16
+
+int fuse_behind_claim(struct fuse_behind *b, const uint64_t *dirs, unsigned n,
+		      void (*propose)(void *arg), void *arg)
+{
+	for (unsigned round = 0; round < CLAIM_ROUNDS; round++) {
+		bool all = true;
+		int rc = 0;
+
+		for (unsigned i = 0; i < n && !rc; i++)
+			rc = reclaim(b, dirs[i]);
+		if (rc)
+			return rc;
+		/* The order lock from the grants to the proposal: a recall
+		 * applied meanwhile is returned only behind the command. */
+		pthread_mutex_lock(&b->order);
+		for (unsigned i = 0; i < n && all && !rc; i++) {
+			uint32_t holder;
+			uint64_t epoch;
+
+			if (sm_deleg(b->fs->sm, dirs[i], &holder, &epoch) < 0 || holder == b->self)
+				continue; /* gone: the command's own checks answer */
+			rc = propose_deleg(b, dirs[i], FSPB__DELEG__OP__GRANT, 0, true);
+			if (rc == SM_RESULT_DELEGATED) {
+				all = false; /* another node was granted it first */
+				rc = 0;
+			}
+		}
+		if (!rc && all)
+			propose(arg);
+		pthread_mutex_unlock(&b->order);
+		if (rc || all)
+			return rc;
+	}
+	return EAGAIN;
+}
+
 int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
 {
 	uint32_t holder;
@@ -146,13 +198,10 @@ int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
 
 	/* Only a holder that closes behind needs the fence — as its grant
 	 * says, whatever this node's own [fs] close: a holder that closes
-	 * synchronously answered no close before its commit. (A node that
-	 * closes behind itself still fences every directory held elsewhere:
-	 * mkdirs answered behind do not carry the mode yet.) Without a
+	 * synchronously answered no close before its commit. Without a
 	 * quorum a recall cannot commit: reads stay local. */
-	if (sm_deleg_mode(b->fs->sm, dir, &holder, &epoch, &behind) < 0 ||
-	    !(behind || fs_node_close_behind(b->fs->fsn)) || holder == 0 || holder == b->self ||
-	    atomic_load(&b->fs->degraded))
+	if (sm_deleg_mode(b->fs->sm, dir, &holder, &epoch, &behind) < 0 || !behind ||
+	    holder == b->self || atomic_load(&b->fs->degraded))
 		return 0;
 	rc = reclaim(b, dir);
 	return rc ? -rc : 1;
@@ -170,9 +219,13 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 	d = bh_dir_find(b, dir);
 	if (holder == b->self && op == FSPB__DELEG__OP__GRANT) {
 		if (!d || d->state == D_GONE)
-			bh_dir_add(b, dir, epoch, D_HELD);
+			d = bh_dir_add(b, dir, epoch, D_HELD);
 		else
 			d->epoch = epoch;
+		/* Returned once idle (next_returns), counted from now. */
+		if (d && !d->pending)
+			d->mtime_ns = 0;
+		pthread_cond_signal(&b->rcv);
 	} else if (holder == b->self && op == FSPB__DELEG__OP__RECALL) {
 		/* Another mount works here: do not ask for it again soon. */
 		fuse_grant_recalled(b->grant, dir, bh_mono_ms());
@@ -191,34 +244,100 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 	pthread_mutex_unlock(&b->mu);
 }
 
-/* Finds a recalled directory: 1 with its id and epoch (now RETURNING).
- * Under mu. */
-static int next_recalled(struct fuse_behind *b, uint64_t *dir, uint64_t *epoch)
+/* ---- returns ---- */
+
+/* A directory this mount holds and has not used for this long (nothing
+ * pending in it, no file it created there still open) is returned without
+ * being asked: another mount's first look into it then costs no recall
+ * (two commit rounds plus this mount's pending commands, each; a listing
+ * of a tree tar x just made on another node met ~850 of them). Tar x is
+ * done with a directory once its files are in. RAFTFS_DELEG_IDLE_MS
+ * overrides it (0: never). */
+#define IDLE_RETURN_MS 500
+/* How often the returner looks for idle directories while any is held. */
+#define IDLE_SCAN_MS 250
+/* Returns proposed in one go (under the order lock). */
+#define RETURN_BATCH 64
+
+static int64_t idle_return_ms = IDLE_RETURN_MS;
+
+/* Whether a file this mount created behind in dir is open: its close may
+ * still be answered early under this delegation. Under mu. */
+static bool open_in(struct fuse_behind *b, uint64_t dir)
 {
-	for (unsigned i = 0; i < BUCKETS; i++)
-		for (struct bh_dir *d = b->dirs[i]; d; d = d->next)
-			if (d->state == D_RECALLED) {
-				d->state = D_RETURNING;
-				*dir = d->id;
-				*epoch = d->epoch;
-				return 1;
-			}
-	return 0;
+	for (struct bh_fh *h = b->fhs; h; h = h->next)
+		if (h->dir == dir)
+			return true;
+	return false;
 }
 
-/* The returner: proposes each recalled directory's Return behind every
- * command this mount predicted there (the order lock). */
+/* Whether held directory d is to be returned unasked at now_ns (the
+ * command clock). Its last use is the time of its last write-behind
+ * command (mtime_ns, read by getattr only while commands pend); one never
+ * used since this mount took it starts its idle time now. Under mu. */
+static bool idle(struct fuse_behind *b, struct bh_dir *d, int64_t now_ns)
+{
+	if (idle_return_ms <= 0 || d->pending || open_in(b, d->id))
+		return false;
+	if (d->mtime_ns == 0) {
+		d->mtime_ns = now_ns;
+		return false;
+	}
+	return now_ns - d->mtime_ns >= idle_return_ms * 1000000;
+}
+
+/* Picks up to max directories to return, now RETURNING, with their epochs:
+ * the recalled ones, then held ones left idle. *held: a held directory is
+ * left (the returner looks again in IDLE_SCAN_MS). Under mu. */
+static unsigned next_returns(struct fuse_behind *b, uint64_t *dirs, uint64_t *epochs,
+			     unsigned max, bool *held)
+{
+	int64_t now = fs_node_now();
+	unsigned n = 0;
+
+	*held = false;
+	for (unsigned i = 0; i < BUCKETS && n < max; i++)
+		for (struct bh_dir *d = b->dirs[i]; d && n < max; d = d->next) {
+			if (d->state == D_HELD && !idle(b, d, now)) {
+				*held = true;
+				continue;
+			}
+			if (d->state != D_RECALLED && d->state != D_HELD)
+				continue;
+			d->state = D_RETURNING;
+			dirs[n] = d->id;
+			epochs[n++] = d->epoch;
+		}
+	if (n == max)
+		*held = true; /* not all looked at */
+	return n;
+}
+
+/* The returner: proposes the Return of each recalled or idle directory
+ * behind every command this mount predicted there (the order lock). */
 static void *returner(void *arg)
 {
 	struct fuse_behind *b = arg;
-	uint64_t dir = 0, epoch = 0;
+	uint64_t dirs[RETURN_BATCH], epochs[RETURN_BATCH];
+	unsigned n = 0;
+	bool held;
 
 	for (;;) {
 		pthread_mutex_lock(&b->order);
 		pthread_mutex_lock(&b->mu);
-		while (!b->stop && !next_recalled(b, &dir, &epoch)) {
+		while (!b->stop && !(n = next_returns(b, dirs, epochs, RETURN_BATCH, &held))) {
 			pthread_mutex_unlock(&b->order);
-			pthread_cond_wait(&b->rcv, &b->mu);
+			if (held && idle_return_ms > 0) {
+				struct timespec ts;
+
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				ts.tv_nsec += IDLE_SCAN_MS * 1000000L;
+				ts.tv_sec += ts.tv_nsec / 1000000000L;
+				ts.tv_nsec %= 1000000000L;
+				pthread_cond_timedwait(&b->rcv, &b->mu, &ts);
+			} else {
+				pthread_cond_wait(&b->rcv, &b->mu);
+			}
 			pthread_mutex_unlock(&b->mu);
 			pthread_mutex_lock(&b->order);
 			pthread_mutex_lock(&b->mu);
@@ -228,10 +347,11 @@ static void *returner(void *arg)
 			pthread_mutex_unlock(&b->order);
 			return NULL;
 		}
-		if (propose_deleg(b, dir, FSPB__DELEG__OP__RETURN, epoch, false))
-			fprintf(stderr,
-				"raftfs: return of directory %016llx could not be proposed\n",
-				(unsigned long long)dir);
+		for (unsigned i = 0; i < n; i++)
+			if (propose_deleg(b, dirs[i], FSPB__DELEG__OP__RETURN, epochs[i], false))
+				fprintf(stderr,
+					"raftfs: return of directory %016llx could not be proposed\n",
+					(unsigned long long)dirs[i]);
 		pthread_mutex_unlock(&b->order);
 	}
 }
@@ -254,8 +374,10 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&b->cv, &ca);
+	pthread_cond_init(&b->rcv, &ca);
 	pthread_condattr_destroy(&ca);
-	pthread_cond_init(&b->rcv, NULL);
+	if (getenv("RAFTFS_DELEG_IDLE_MS"))
+		idle_return_ms = strtoll(getenv("RAFTFS_DELEG_IDLE_MS"), NULL, 10);
 	if (pthread_create(&b->returner, NULL, returner, b)) {
 		pthread_cond_destroy(&b->rcv);
 		pthread_cond_destroy(&b->cv);

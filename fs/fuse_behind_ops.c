@@ -179,6 +179,8 @@ bool fuse_behind_mkdir(struct fuse_behind *b, fuse_req_t req, uint64_t parent, c
 	m.name = (char *)name;
 	m.mode = md;
 	m.grant = true;
+	/* Other mounts fence it if this one closes behind (fuse_behind_fence). */
+	m.grant_close_behind = fs_node_close_behind(b->fs->fsn);
 	c.op_case = FSPB__COMMAND__OP_MKDIR;
 	c.mkdir = &m;
 	predict_new(&st, m.ino, S_IFDIR | (md & 07777), &c, 4096, 0);

@@ -103,14 +103,19 @@ void bh_dir_put(struct fuse_behind *b, struct bh_dir *d)
 }
 
 /* The directory if this mount holds it for write-behind: known from a
- * grant it saw, or (after a restart) from the replicated state. */
+ * grant it saw, or (after a restart) from the replicated state — then only
+ * a delegation that says how this mount closes now (Deleg.close_behind):
+ * one granted while it closed synchronously is not fenced by the others,
+ * so no close may be answered early there. */
 struct bh_dir *bh_dir_held(struct fuse_behind *b, uint64_t id)
 {
 	struct bh_dir *d = bh_dir_find(b, id);
 	uint32_t holder;
 	uint64_t epoch;
+	bool behind;
 
-	if (!d && sm_deleg(b->fs->sm, id, &holder, &epoch) == 0 && holder == b->self)
+	if (!d && sm_deleg_mode(b->fs->sm, id, &holder, &epoch, &behind) == 0 &&
+	    holder == b->self && behind == fs_node_close_behind(b->fs->fsn))
 		d = bh_dir_add(b, id, epoch, D_HELD);
 	return d && d->state == D_HELD ? d : NULL;
 }

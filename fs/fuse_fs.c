@@ -23,6 +23,22 @@ static void *retrier(void *arg);
  * between; grants back off after a recall, fuse_grant.h). */
 #define RETRY_MAX 8u
 
+/* RETRY_MAX, or RAFTFS_TEST_RETRY_MAX (a test: with 1, every retry must get
+ * through at once, fuse_behind_claim). */
+static unsigned retry_max(void)
+{
+	static unsigned cached;
+	unsigned v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+
+	if (!v) {
+		const char *e = getenv("RAFTFS_TEST_RETRY_MAX");
+
+		v = e && atoi(e) > 0 ? (unsigned)atoi(e) : RETRY_MAX;
+		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+	}
+	return v;
+}
+
 /* A snapshot replaced the tree: its orphans may wait for this node (it was
  * behind when the others released them). */
 static void release_after_restore(void *arg)
@@ -317,7 +333,7 @@ static void finish(struct pending *p)
 	/* Another node was granted the directory between this mount's
 	 * recall and its command (grant on demand): recall again and retry,
 	 * so the caller sees the command's own result, not the race. */
-	if (err == SM_RESULT_DELEGATED && p->cmd && p->tries < RETRY_MAX && queue_retry(p))
+	if (err == SM_RESULT_DELEGATED && p->cmd && p->tries < retry_max() && queue_retry(p))
 		return;
 	/* create() without O_EXCL of a name another mount created first: open
 	 * what is there (fs.proto, Mknod.exclusive). */
@@ -557,25 +573,37 @@ static unsigned refusing_dirs(struct fuse_fs *fs, const Fspb__Command *c, uint64
 	return n;
 }
 
-/* Recalls what refused p's command and proposes it again; any failure
- * answers p. */
+struct redo_arg {
+	struct pending *p;
+	const Fspb__Command *c;
+};
+
+static void redo_propose(void *arg)
+{
+	struct redo_arg *r = arg;
+
+	ffs_propose_part(r->p, r->c);
+}
+
+/* Proposes p's command again under this node's own delegation of what
+ * refused it (fuse_behind_claim: a grant cannot overtake it again); any
+ * failure answers p. */
 static void redo(struct fuse_fs *fs, struct pending *p)
 {
 	Fspb__Command *c = fspb__command__unpack(NULL, p->cmd_len, p->cmd);
+	struct redo_arg r = {p, c};
 	uint64_t dirs[3];
 	unsigned n;
 	int rc = c ? 0 : EIO;
 
 	n = c ? refusing_dirs(fs, c, dirs) : 0;
-	for (unsigned i = 0; i < n && !rc; i++)
-		rc = fuse_behind_reclaim(fs->bh, dirs[i]);
 	p->tries++;
 	atomic_store(&p->err, 0);
 	atomic_store(&p->parts, 1);
+	if (!rc)
+		rc = fuse_behind_claim(fs->bh, dirs, n, redo_propose, &r);
 	if (rc)
 		ffs_part_done(p, rc);
-	else
-		ffs_propose_part(p, c);
 	if (c)
 		fspb__command__free_unpacked(c, NULL);
 }
@@ -600,7 +628,7 @@ static void *retrier(void *arg)
 		pthread_mutex_unlock(&fs->rmu);
 		if (stopping) {
 			/* The mount is going: answer, do not retry. */
-			p->tries = RETRY_MAX;
+			p->tries = retry_max();
 			atomic_store(&p->parts, 1);
 			ffs_part_done(p, EIO);
 		} else {

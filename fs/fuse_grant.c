@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define BUCKETS 256
 
@@ -21,6 +22,10 @@ struct fuse_grant {
 	pthread_mutex_t mu;
 	struct want *b[BUCKETS];
 	unsigned count;
+	/* Test hook (RAFTFS_TEST_GRANT_EAGER): ask at the first change, never
+	 * back off — mounts sharing a directory then fight over it as hard as
+	 * they can (tests/mount/mount_grant_race.sh). */
+	bool eager;
 };
 
 static unsigned bucket(uint64_t dir)
@@ -34,6 +39,7 @@ int fuse_grant_new(struct fuse_grant **out)
 
 	if (!g)
 		return -ENOMEM;
+	g->eager = getenv("RAFTFS_TEST_GRANT_EAGER") && strcmp(getenv("RAFTFS_TEST_GRANT_EAGER"), "0");
 	pthread_mutex_init(&g->mu, NULL);
 	*out = g;
 	return 0;
@@ -105,7 +111,7 @@ bool fuse_grant_note(struct fuse_grant *g, uint64_t dir, int64_t now_ms)
 			w->since_ms = now_ms;
 			w->changes = 0;
 		}
-		if (++w->changes >= FUSE_GRANT_AFTER && now_ms >= w->quiet_until_ms) {
+		if (g->eager || (++w->changes >= FUSE_GRANT_AFTER && now_ms >= w->quiet_until_ms)) {
 			ask = true;
 			w->changes = 0;
 			w->since_ms = now_ms;

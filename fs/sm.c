@@ -319,6 +319,9 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 	sm->journal.fd = -1;
 	sm->node_id = node_id;
 	sm->journal_max = JOURNAL_MAX;
+	const char *delay = getenv("RAFTFS_TEST_APPLY_DELAY_US");
+	if (delay)
+		sm->test_apply_delay_us = (unsigned)strtoul(delay, NULL, 10);
 	for (int i = 0; i < SM_FD_CACHE; i++)
 		sm->fds[i].fd = -1;
 	// Writer-preferring: a steady stream of FUSE reads must not starve the
@@ -449,6 +452,39 @@ static int fail(struct sm *sm, uint64_t index, int rc)
 void sm_test_crash_at(struct sm *sm, int steps)
 {
 	sm->crash_at = steps;
+}
+
+// The slot of node in the per-node counts; with add, taken if free (apply
+// thread). -1: not there (or the table is full: then it is not counted).
+static int from_slot(struct sm *sm, uint32_t node, bool add)
+{
+	for (unsigned k = 0; k < SM_FROM_SLOTS; k++) {
+		unsigned i = (node + k) % SM_FROM_SLOTS;
+		uint32_t n = __atomic_load_n(&sm->from_node[i], __ATOMIC_ACQUIRE);
+		if (n == node)
+			return (int)i;
+		if (n == 0) {
+			if (!add)
+				return -1;
+			__atomic_store_n(&sm->from_node[i], node, __ATOMIC_RELEASE);
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+uint64_t sm_applied_from(struct sm *sm, uint32_t node)
+{
+	int i = node ? from_slot(sm, node, false) : -1;
+	return i < 0 ? 0 : __atomic_load_n(&sm->from_count[i], __ATOMIC_RELAXED);
+}
+
+// Counts a command of node (sm_applied_from).
+static void count_from(struct sm *sm, uint32_t node)
+{
+	int i = node ? from_slot(sm, node, true) : -1;
+	if (i >= 0)
+		__atomic_fetch_add(&sm->from_count[i], 1, __ATOMIC_RELAXED);
 }
 
 void sm_set_content_hook(struct sm *sm, sm_content_hook fn, void *arg)
@@ -602,6 +638,10 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 	Fspb__Command *c = NULL;
 	if (!(rec.flags & SM_REC_SKIP) && (rc = decode(cmd, len, &c)))
 		return fail(sm, index, rc);
+	if (c)
+		count_from(sm, c->node);
+	if (sm->test_apply_delay_us)
+		usleep(sm->test_apply_delay_us);
 	if (!redo) {
 		int64_t prev;
 		enum dedup_verdict v = dedup_check(sm->dd, client_id, seq, &prev);

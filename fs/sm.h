@@ -114,6 +114,13 @@ void sm_set_journal_limit(struct sm *sm, size_t bytes);
 // see the redo. 0 turns it off. Lets tests visit every intermediate state.
 void sm_test_crash_at(struct sm *sm, int steps);
 
+// Commands proposed by node `node` (Command.node) that this state machine
+// applied since it opened, refused and skipped ones included: a mount
+// waiting for a delegation's Return sees from it that the holder's commands
+// still reach the log (a slow holder draining a long queue, not a dead or
+// cut-off one). Any thread.
+uint64_t sm_applied_from(struct sm *sm, uint32_t node);
+
 // Called on the apply thread with the id of a regular file *before* any step
 // of a command changes its content or size, so a copy-on-write snapshot can
 // save the old bytes first: Write (of at least one byte; copy_file_range

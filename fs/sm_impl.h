@@ -46,6 +46,7 @@ struct sm_obj {
 };
 
 #define SM_FD_CACHE 64
+#define SM_FROM_SLOTS 64
 
 struct sm {
 	char *data_dir;
@@ -69,6 +70,15 @@ struct sm {
 	struct sm_record last_rec; // the newest record written (re-marked done at close)
 	int fault;
 	int crash_at; // test hook: stop exec after this many steps (0: off)
+	// Test hook (RAFTFS_TEST_APPLY_DELAY_US at open): a slow node, each
+	// command's apply takes this much longer.
+	unsigned test_apply_delay_us;
+	// Commands applied per proposing node since open (sm_applied_from),
+	// refused and skipped ones included: node ids in slots found by
+	// probing from id % SM_FROM_SLOTS; written by apply only, read by any
+	// thread (relaxed atomics).
+	uint32_t from_node[SM_FROM_SLOTS];
+	uint64_t from_count[SM_FROM_SLOTS];
 	sm_content_hook content_hook; // sm_set_content_hook (apply thread)
 	void *content_hook_arg;
 	sm_orphan_hook orphan_hook; // sm_set_orphan_hook (apply thread)

@@ -12,6 +12,9 @@
 {
 set -euo pipefail
 export RAFTFS_WRITE_BEHIND=true
+# Holders keep what they were granted until recalled (no return when idle):
+# the test reads who holds a directory after the creates.
+export RAFTFS_DELEG_IDLE_MS=0
 . "$(dirname "$0")/lib.sh"
 up
 

@@ -1,0 +1,80 @@
+#!/bin/bash
+# mount_slow_holder.sh RAFTFS — a holder that is slow, not dead, keeps its
+# delegation (fs/fuse_behind_deleg.c, reclaim): node 1 applies every command
+# 4 ms late (RAFTFS_TEST_APPLY_DELAY_US), and its mount fills a directory
+# with empty files closed behind, 1,024 creates in flight, so the
+# Recall of another mount applies on node 1 seconds after it committed —
+# past the 3 s a silent holder is given. Its commands keep arriving
+# meanwhile, so
+#  1. the other mount's create in that directory waits for node 1's Return
+#     and succeeds, and nobody revokes node 1's delegation;
+#  2. every file node 1 made is there, whole, and its final fsyncdir
+#     reports no failure (a revoke makes its later commands fail at apply);
+#  3. the mounts and the trees agree.
+# Fails with the fixed 3 s deadline: node 2 revokes, node 1's commands after
+# the revoke fail (EREMOTE at apply, EIO at its fsyncdir).
+# One block, parsed before any of it runs (tests/FLAKY.md).
+{
+set -euo pipefail
+export RAFTFS_CLOSE=behind
+. "$(dirname "$0")/lib.sh"
+up
+# Node 1 slow: 4 ms more per applied command; its proposals may wait a
+# minute for their apply (the default 5 s would time out its queue first).
+"$R" local stop "$C" 1 >/dev/null
+sed -i 's/^proposal_timeout_ms = .*/proposal_timeout_ms = 60000/' "$C/node1/raftfs.ini"
+grep -q "^proposal_timeout_ms = 60000$" "$C/node1/raftfs.ini" || fail "node 1's configuration"
+RAFTFS_TEST_APPLY_DELAY_US=4000 "$R" local start "$C" 1 >/dev/null || fail "restart of node 1 (slow)"
+
+echo "== 1. node 1 fills a directory, node 2 creates there meanwhile"
+python3 - "$M1/s" "$T/progress" >"$T/writer.out" 2>&1 <<'PY' &
+import os, sys
+d, progress = sys.argv[1:]
+os.mkdir(d)
+for i in range(1200):
+    # Empty: one command each, so 1,024 in flight are ~5 s of node 1's apply.
+    os.close(os.open(f"{d}/f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    if i % 50 == 49:
+        with open(progress + ".tmp", "w") as p:
+            p.write(str(i + 1))
+        os.rename(progress + ".tmp", progress)
+dfd = os.open(d, os.O_RDONLY)
+os.fsync(dfd)  # every failure of the commands above, reported here
+os.close(dfd)
+print("writer done")
+PY
+WRITER=$!
+made() { [ "$(cat "$T/progress" 2>/dev/null || echo 0)" -ge "$1" ]; }
+# Its creates in flight (up to 1,024) are far ahead of node 1's apply now.
+wait_for 120 "node 1's writer made 1,100 files" made 1100
+start=$SECONDS
+echo other >"$M2/s/other" || fail "create through n2 in node 1's directory"
+took=$((SECONDS - start))
+echo "   n2's create took $took s"
+# What this test is about: longer than a silent holder is given (3 s).
+[ "$took" -ge 3 ] || fail "node 1 returned within $took s: it was not slow enough to test"
+start=$SECONDS
+wait $WRITER || { cat "$T/writer.out"; fail "node 1's writer failed"; }
+grep -q "writer done" "$T/writer.out" || { cat "$T/writer.out"; fail "node 1's writer"; }
+echo "   node 1's writer ended $((SECONDS - start)) s later"
+if grep -h "did not return its delegation" "$C"/node*/node.log; then
+	fail "a slow but live holder was revoked"
+fi
+
+echo "== 2. every file on n3"
+python3 - "$M3/s" <<'PY' || fail "node 1's files on n3"
+import os, sys
+d = sys.argv[1]
+names = set(os.listdir(d))
+for i in range(1200):
+    if f"f{i}" not in names or os.stat(f"{d}/f{i}").st_size != 0:
+        sys.exit(f"{d}/f{i} missing or not empty")
+if open(f"{d}/other").read() != "other\n":
+    sys.exit("other")
+PY
+
+echo "== 3. verify"
+verify 120 "after the slow holder"
+echo "PASS"
+exit 0
+}
