@@ -151,7 +151,8 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 		free(o);
 		return NODE_ENOMEM;
 	}
-	memcpy(p->data + ENVELOPE_BYTES, cmd, len);
+	if (len) /* an empty command may come as (NULL, 0): memcpy wants a pointer */
+		memcpy(p->data + ENVELOPE_BYTES, cmd, len);
 	p->len = ENVELOPE_BYTES + len;
 	p->t_start = n->stages.on ? uv_hrtime() : 0;
 	p->cb = cb;
@@ -1436,7 +1437,8 @@ static void on_request(void *arg, transport_conn *conn, const Transportpb__Reque
 		if (!pr->query) {
 			rc = NODE_ENOMEM;
 		} else {
-			memcpy(pr->query, req->query->data.data, pr->query_len);
+			if (pr->query_len) /* protobuf-c: an empty field is (NULL, 0) */
+				memcpy(pr->query, req->query->data.data, pr->query_len);
 			if (req->query->linearizable) {
 				rc = node_read_index(n, on_query_ready, pr);
 			} else {
