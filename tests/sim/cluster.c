@@ -329,6 +329,14 @@ static void apply_conf_change(sim_cluster *c, sim_node *n, const raft_entry *e)
 	}
 	raft_conf_state_free_contents(&n->conf);
 	n->conf = cs;
+	/* The node runtime stores the membership as it puts a change into
+	 * effect (consensus/node_members.c), since the commit index is saved
+	 * lazily: with async saves a crash may lose the save that recorded
+	 * this entry committed, and a node that forgot its removal of a peer
+	 * the operator has since retired would wait for that peer's vote. */
+	if (c->opts.async_storage && memory_storage_set_conf_state(n->ms, &cs) != 0)
+		record_fail(c, "node %llu: persist the membership after %llu: out of memory",
+			    (unsigned long long)n->id, (unsigned long long)e->index);
 	sim_trace(c, "n%llu applies conf change at %llu: %s n%llu (%zu voters, %zu learners)",
 		  (unsigned long long)n->id, (unsigned long long)e->index,
 		  conf_type_name((int)cc.type), (unsigned long long)cc.node_id, cs.n_voters,
