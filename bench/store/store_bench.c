@@ -22,6 +22,14 @@
  * sizes the node makes during a big write (one 256 KiB or 1 MiB entry, or
  * 8 of 1 MiB), with their hard state.
  *
+ * usage: store-bench -d [DIR]
+ *
+ * The value log written through the page cache
+ * (RAFTFS_STORE_VLOG_BUFFERED=1, as before session 6) against O_DIRECT,
+ * the same rounds as -f, with the process's CPU time per MiB saved (user +
+ * system, all threads: the page-cache fills and their write-back at
+ * fdatasync are what O_DIRECT removes).
+ *
  * usage: store-bench -r [DIR]
  *
  * Value-log spares (a compacted file renamed to be the next one, written
@@ -38,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -209,16 +218,28 @@ static int ab_round(store *s, raft_entry *ents, size_t batch, uint64_t *index, d
 	return 0;
 }
 
-/* Serial (mode 0) against parallel (mode 1) flushes, AB_ROUNDS rounds
- * each, alternating which goes first. */
-static int bench_flush_ab(const char *dir, size_t entry_len, size_t batch)
+/* The process's CPU time so far, all threads, in seconds. */
+static double cpu_sec(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Two stores, the first opened with env=1 (labels[0]) and the second
+ * without (labels[1]), AB_ROUNDS rounds each, alternating which goes
+ * first; cpu: also print CPU ms per MiB saved. */
+static int bench_ab(const char *dir, size_t entry_len, size_t batch, const char *env,
+		    const char *const labels[2], bool cpu)
 {
 	store *s[2] = {NULL, NULL};
 	char path[2048], err[512];
 	size_t per_round = (size_t)(AB_ROUND_BYTES / ((uint64_t)entry_len * batch)) + 1;
 	size_t cap = per_round * AB_ROUNDS;
 	double *lat[2] = {calloc(cap, sizeof(double)), calloc(cap, sizeof(double))};
-	double total[2] = {0, 0}, bytes[2] = {0, 0};
+	double total[2] = {0, 0}, bytes[2] = {0, 0}, cpu_s[2] = {0, 0};
 	size_t n_lat[2] = {0, 0};
 	uint64_t index[2] = {1, 1};
 	raft_entry *ents = calloc(batch, sizeof(*ents));
@@ -232,25 +253,30 @@ static int bench_flush_ab(const char *dir, size_t entry_len, size_t batch)
 	for (int m = 0; rv == 0 && m < 2; m++) {
 		snprintf(path, sizeof(path), "%s/ab-%d", dir, m);
 		if (m == 0)
-			setenv("RAFTFS_STORE_SERIAL_FLUSH", "1", 1);
+			setenv(env, "1", 1);
 		rv = store_open(path, &s[m], err, sizeof(err));
-		unsetenv("RAFTFS_STORE_SERIAL_FLUSH");
+		unsetenv(env);
 		if (rv != 0)
 			fprintf(stderr, "store-bench: %s\n", err);
 	}
 	for (int r = 0; rv == 0 && r < 2 * AB_ROUNDS; r++) {
 		int m = (r / 2 + r) % 2; /* 0 1, 1 0, 0 1, ... */
 		size_t before = n_lat[m];
+		double c0 = cpu_sec();
 
 		rv = ab_round(s[m], ents, batch, &index[m], lat[m], &n_lat[m], &total[m]);
+		cpu_s[m] += cpu_sec() - c0;
 		bytes[m] += (double)(n_lat[m] - before) * (double)batch * (double)entry_len;
 	}
 	for (int m = 0; rv == 0 && m < 2; m++) {
 		qsort(lat[m], n_lat[m], sizeof(double), cmp_double);
-		printf("| %7zu B | %5zu | %-8s | %5zu | %8.1f | %8.3f | %8.3f |\n", entry_len,
-		       batch, m ? "parallel" : "serial", n_lat[m], bytes[m] / total[m] / (1 << 20),
+		printf("| %7zu B | %5zu | %-10s | %5zu | %8.1f | %8.3f | %8.3f |", entry_len, batch,
+		       labels[m], n_lat[m], bytes[m] / total[m] / (1 << 20),
 		       quantile(lat[m], n_lat[m], 0.5) * 1e3,
 		       quantile(lat[m], n_lat[m], 0.99) * 1e3);
+		if (cpu)
+			printf(" %7.2f |", cpu_s[m] * 1e3 / (bytes[m] / (1 << 20)));
+		printf("\n");
 	}
 	fflush(stdout);
 	for (int m = 0; m < 2; m++) {
@@ -357,16 +383,18 @@ int main(int argc, char **argv)
 {
 	bool ab = argc >= 2 && strcmp(argv[1], "-f") == 0;
 	bool rc = argc >= 2 && strcmp(argv[1], "-r") == 0;
+	bool direct = argc >= 2 && strcmp(argv[1], "-d") == 0;
 
-	if (ab || rc) {
+	if (ab || rc || direct) {
 		argv++;
 		argc--;
 	}
 	if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
 		fprintf(stderr,
-			"usage: %s [-f|-r] [DIR]   (works in a temporary directory under DIR, "
-			"default /tmp; -f: serial against parallel flushes; -r: value-log "
-			"spares against none)\n",
+			"usage: %s [-f|-r|-d] [DIR]   (works in a temporary directory under "
+			"DIR, default /tmp; -f: serial against parallel flushes; -r: value-log "
+			"spares against none; -d: value log through the page cache against "
+			"O_DIRECT)\n",
 			argv[0]);
 		return 2;
 	}
@@ -391,14 +419,28 @@ int main(int argc, char **argv)
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 		return rv == 0 ? 0 : 1;
 	}
-	if (ab) {
+	if (ab || direct) {
 		static const size_t ab_sizes[][2] = {{256u << 10, 1}, {1u << 20, 1}, {1u << 20, 8}};
+		static const char *const flushes[2] = {"serial", "parallel"};
+		static const char *const writes[2] = {"page cache", "O_DIRECT"};
 
-		printf(
-		    "| entry     | batch | flushes  | saves | MiB/s    | p50 (ms) | p99 (ms) |\n"
-		    "|----------:|------:|----------|------:|---------:|---------:|---------:|\n");
+		if (ab)
+			printf(
+			    "| entry     | batch | flushes    | saves | MiB/s    | p50 (ms) | p99 "
+			    "(ms) |\n"
+			    "|----------:|------:|------------|------:|---------:|---------:|------"
+			    "---:|\n");
+		else
+			printf(
+			    "| entry     | batch | value log  | saves | MiB/s    | p50 (ms) | p99 "
+			    "(ms) | CPU ms/MiB |\n"
+			    "|----------:|------:|------------|------:|---------:|---------:|------"
+			    "---:|-----------:|\n");
 		for (size_t i = 0; rv == 0 && i < 3; i++)
-			rv = bench_flush_ab(dir, ab_sizes[i][0], ab_sizes[i][1]);
+			rv = ab ? bench_ab(dir, ab_sizes[i][0], ab_sizes[i][1],
+					   "RAFTFS_STORE_SERIAL_FLUSH", flushes, false)
+				: bench_ab(dir, ab_sizes[i][0], ab_sizes[i][1],
+					   "RAFTFS_STORE_VLOG_BUFFERED", writes, true);
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 		return rv == 0 ? 0 : 1;
 	}
