@@ -140,6 +140,11 @@ static void test_errors_name_file_line_key(void **state)
 	expect_error("[peers]\n1 = nohostport\n", where, "peer 1");
 	expect_error("[peers]\nx = 127.0.0.1:1\n", where, "'x'");
 	expect_error("[paers]\n1 = 127.0.0.1:1\n", where, "[paers]");
+	expect_error("[fs]\nclose = bheind\n", where, "'close'");
+	expect_error("[fs]\nwrite_behind = sometimes\n", where, "'write_behind'");
+	setenv("RAFTFS_CLOSE", "bheind", 1);
+	expect_error("[node]\nid = 1\ndata_dir = /d\n[peers]\n1 = a:1\n", "RAFTFS_CLOSE", "'bheind'");
+	unsetenv("RAFTFS_CLOSE");
 	expect_error("[node]\nthis line has no equals sign\n", where, "syntax");
 	expect_error("[node]\nid = 4\ndata_dir = /d\n[peers]\n1 = a:1\n", "node id 4", NULL);
 	expect_error("[node]\nid = 1\ndata_dir = /d\n[peers]\n1 = a:1\n[raft]\n"
