@@ -19,6 +19,11 @@
 
 /* ---- recalls ---- */
 
+/* Directories this process recalled from another node (a Recall proposed
+ * at least once) and returned unasked (idle); logged at the end with
+ * RAFTFS_STAGES (bench/fs/recall_cost.sh). */
+static _Atomic uint64_t recalled_count, idle_returned_count;
+
 struct call_wait {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -82,6 +87,7 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 	int64_t deadline = bh_mono_ms() + REVOKE_AFTER_MS;
 	uint32_t holder, watched = 0;
 	uint64_t epoch, seen = 0;
+	bool recalling = false;
 
 	for (;;) {
 		int rc = sm_deleg(b->fs->sm, dir, &holder, &epoch);
@@ -109,6 +115,10 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 				return rc;
 			deadline = bh_mono_ms() + REVOKE_AFTER_MS;
 			continue;
+		}
+		if (!recalling) {
+			recalling = true;
+			atomic_fetch_add(&recalled_count, 1);
 		}
 		if ((rc = propose_deleg(b, dir, FSPB__DELEG__OP__RECALL, epoch, false)))
 			return rc;
@@ -304,6 +314,8 @@ static unsigned next_returns(struct fuse_behind *b, uint64_t *dirs, uint64_t *ep
 			}
 			if (d->state != D_RECALLED && d->state != D_HELD)
 				continue;
+			if (d->state == D_HELD)
+				atomic_fetch_add(&idle_returned_count, 1);
 			d->state = D_RETURNING;
 			dirs[n] = d->id;
 			epochs[n++] = d->epoch;
@@ -404,6 +416,12 @@ void fuse_behind_free(struct fuse_behind *b)
 			"their commit\n",
 			b->self, (unsigned long long)b->flushed_early,
 			(unsigned long long)b->flushes);
+	if (getenv("RAFTFS_STAGES") && strcmp(getenv("RAFTFS_STAGES"), "0"))
+		fprintf(stderr,
+			"fs: node %u recalled %llu directories from other nodes and returned %llu "
+			"unasked (idle)\n",
+			b->self, (unsigned long long)atomic_load(&recalled_count),
+			(unsigned long long)atomic_load(&idle_returned_count));
 	fs_node_set_deleg_sink(b->fs->fsn, NULL);
 	pthread_mutex_lock(&b->mu);
 	b->stop = true;
