@@ -19,6 +19,10 @@
 
 /* ---- recalls ---- */
 
+/* The longest a recaller waits for a holder whose commands keep
+ * applying (reclaim). */
+#define REVOKE_CAP_MS 30000
+
 /* Directories this process recalled from another node (a Recall proposed
  * at least once) and returned unasked (idle); logged at the end with
  * RAFTFS_STAGES (bench/fs/recall_cost.sh). */
@@ -85,6 +89,9 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 static int reclaim(struct fuse_behind *b, uint64_t dir)
 {
 	int64_t deadline = bh_mono_ms() + REVOKE_AFTER_MS;
+	/* However busy: a holder that keeps working but never returns (a
+	 * bug) must not hold others up for ever. */
+	int64_t cap = bh_mono_ms() + REVOKE_CAP_MS;
 	uint32_t holder, watched = 0;
 	uint64_t epoch, seen = 0;
 	bool recalling = false;
@@ -100,6 +107,8 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 		if (holder != watched || from != seen) {
 			if (holder == watched)
 				deadline = bh_mono_ms() + REVOKE_AFTER_MS;
+			if (deadline > cap)
+				deadline = cap;
 			watched = holder;
 			seen = from;
 		}
@@ -108,12 +117,14 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 			 * commands ordered after this fail at apply. */
 			fprintf(stderr,
 				"raftfs: directory %016llx: node %u did not return its delegation "
-				"in %d ms: revoking it\n",
-				(unsigned long long)dir, holder, REVOKE_AFTER_MS);
+				"(none of its commands applied for %d ms, or %d ms in all): "
+				"revoking it\n",
+				(unsigned long long)dir, holder, REVOKE_AFTER_MS, REVOKE_CAP_MS);
 			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
 			if (rc && rc != ESTALE)
 				return rc;
 			deadline = bh_mono_ms() + REVOKE_AFTER_MS;
+			cap = deadline + REVOKE_CAP_MS;
 			continue;
 		}
 		if (!recalling) {
@@ -240,10 +251,15 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 		/* Another mount works here: do not ask for it again soon. */
 		fuse_grant_recalled(b->grant, dir, bh_mono_ms());
 		/* Also for a delegation this mount never used (made before a
-		 * restart): the returner returns it. */
+		 * restart): the returner returns it. A Recall of a delegation
+		 * whose Return was proposed already (recalled, or idle) means
+		 * that Return has not applied yet, or was lost with a leader:
+		 * proposed again (a second one of the same epoch changes
+		 * nothing, ESTALE). The recaller proposes its Recall again every
+		 * RECALL_EVERY_MS while it waits. */
 		if (!d)
 			d = bh_dir_add(b, dir, epoch, D_RECALLED);
-		else if (d->state == D_HELD)
+		else if (d->state == D_HELD || d->state == D_RETURNING)
 			d->state = D_RECALLED;
 		pthread_cond_signal(&b->rcv);
 	} else if (d && holder != b->self) {

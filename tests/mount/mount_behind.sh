@@ -113,7 +113,7 @@ start=$SECONDS
 echo survivor >"$M2/k/s" || fail "create in the dead holder's directory"
 mkdir "$M2/k/d0/s" || fail "mkdir in the dead holder's subdirectory"
 echo "   survivors' changes went through after $((SECONDS - start)) s"
-grep -h "revoking" "$C"/node2/node.log | head -2
+grep -h "revoking" "$C"/node2/node.log | head -2 || true # none if node 1 had returned them idle
 while read -r f; do
 	[ "$(cat "$M2/k/$f")" = "k ${f##*/f}" ] || fail "acknowledged $f missing on a survivor"
 done <"$T/acked.k"
