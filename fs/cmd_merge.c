@@ -27,11 +27,11 @@ bool setattr_mergeable(const Fspb__SetAttr *a, const Fspb__SetAttr *b)
 	return a->ino == b->ino && !(a->valid & now) && !(b->valid & now);
 }
 
-void setattr_merge(Fspb__SetAttr *a, const Fspb__SetAttr *b)
+void setattr_merge(Fspb__SetAttr *a, const Fspb__SetAttr *b, bool dir)
 {
 	if (b->valid & SM_SET_MODE) {
 		a->mode = b->mode;
-	} else if ((b->valid & (SM_SET_UID | SM_SET_GID)) && (a->valid & SM_SET_MODE)) {
+	} else if ((b->valid & (SM_SET_UID | SM_SET_GID)) && (a->valid & SM_SET_MODE) && !dir) {
 		/* b's chown clears set-id bits of the mode a set (apply.c
 		 * decides it from the mode before the command); a mode the
 		 * merged command carries is set as it is. */

@@ -17,16 +17,17 @@
  * it does the same. */
 void setattr_explicit(Fspb__SetAttr *s, int64_t time_ns);
 
-/* Whether a and b (explicit, of one non-directory, without a size) can be
- * merged by setattr_merge. A size change (truncate) stays its own command:
+/* Whether a and b (explicit, of one object, without a size) can be merged
+ * by setattr_merge. A size change (truncate) stays its own command:
  * it changes the content, which the snapshot hooks save per command. */
 bool setattr_mergeable(const Fspb__SetAttr *a, const Fspb__SetAttr *b);
 
 /* a := a then b, as one command whose clock is b's (its ctime): later
  * fields win, and a mode a set keeps what b's chown would clear of it
  * (set-user-id, set-group-id when group-executable: apply.c's
- * plan_setattr). Both explicit (setattr_explicit) and mergeable. */
-void setattr_merge(Fspb__SetAttr *a, const Fspb__SetAttr *b);
+ * plan_setattr; not of a directory, dir). Both explicit (setattr_explicit)
+ * and mergeable. */
+void setattr_merge(Fspb__SetAttr *a, const Fspb__SetAttr *b, bool dir);
 
 /* Whether Write command b, proposed right after Write command a, can be
  * merged by write_merge: the same file and caller (set-id clearing depends

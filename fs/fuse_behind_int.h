@@ -80,6 +80,7 @@ struct bh_ino {
 	 * merged into it if it is still held (fuse_behind_setattr). */
 	struct bh_op *set_op;
 	Fspb__SetAttr set;
+	bool dir_st; /* a directory: st is the answer to that setattr */
 };
 
 /* One write-behind command in flight. */
@@ -154,6 +155,9 @@ void bh_dir_put(struct fuse_behind *b, struct bh_dir *d);
 struct bh_dir *bh_dir_held(struct fuse_behind *b, uint64_t id);
 struct bh_name *bh_name_find(struct fuse_behind *b, uint64_t dir, const char *name);
 struct bh_ino *bh_ino_find(struct fuse_behind *b, uint64_t id);
+/* The entry of id, added if missing (NULL: no memory); freed once nothing
+ * pends on it. */
+struct bh_ino *bh_ino_get(struct fuse_behind *b, uint64_t id);
 
 /* The view, under b->mu. */
 bool bh_ino_busy(struct fuse_behind *b, uint64_t ino, bool entries);

@@ -525,13 +525,48 @@ static void with_writes(const struct stat *base, uint64_t wend, int64_t wt, stru
 	}
 }
 
+/* The attributes of directory ino for a setattr answered behind: one this
+ * mount holds (nobody else can remove it: apply.c refuses to remove a
+ * directory another node holds), with nothing of its own pending but a
+ * setattr answered so (a mkdir still pending: synchronous). tar x sets
+ * every directory's times, owner and mode when it is done with it: three
+ * commit rounds each, synchronously. Under b->mu: true with *st as
+ * fuse_behind_getattr would give it, or false. */
+static bool dir_view(struct fuse_behind *b, uint64_t ino, struct bh_ino *in, struct stat *st)
+{
+	struct bh_dir *d = bh_dir_held(b, ino);
+	bool from_set = in && in->pending;
+
+	if (!d)
+		return false;
+	if (from_set) {
+		/* The answer to that setattr, which applies before this one. */
+		if (!in->dir_st || !in->set_op || in->pending != 1)
+			return false;
+		*st = in->st;
+	} else if (sm_getattr(b->fs->sm, ino, st) != 0 || !S_ISDIR(st->st_mode)) {
+		return false;
+	}
+	/* Entry changes pending in it: their time (the last one's) and link
+	 * count, as fuse_behind_getattr shows them; after a setattr answered
+	 * behind only those made since (which apply after it). */
+	if (d->pending && (!from_set || d->mtime_ns > st->st_ctim.tv_sec * 1000000000LL +
+							  st->st_ctim.tv_nsec)) {
+		st->st_mtim.tv_sec = st->st_ctim.tv_sec = d->mtime_ns / 1000000000;
+		st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = d->mtime_ns % 1000000000;
+	}
+	if (d->pending && d->nlink_ops)
+		st->st_nlink = d->nlink;
+	return true;
+}
+
 /* Under the order lock and b->mu: merges setattr c into in's previous one
  * if that is still held back and the newest proposal of this node (tar x
  * sets a file's times, owner and mode one call after the other: one log
  * entry, journal record and ctime write on every node instead of three).
  * The merged command applies exactly as the two would one after the other
  * (cmd_merge.h); the first one's completion reports its result. */
-static bool merge_held(struct fuse_behind *b, struct bh_ino *in, Fspb__Command *c)
+static bool merge_held(struct fuse_behind *b, struct bh_ino *in, Fspb__Command *c, bool dir)
 {
 	Fspb__SetAttr m;
 	Fspb__Command mc;
@@ -539,7 +574,7 @@ static bool merge_held(struct fuse_behind *b, struct bh_ino *in, Fspb__Command *
 	if (!in->set_op || !setattr_mergeable(&in->set, c->setattr))
 		return false;
 	m = in->set;
-	setattr_merge(&m, c->setattr);
+	setattr_merge(&m, c->setattr, dir);
 	mc = *c;
 	mc.setattr = &m;
 	mc.node = b->self;
@@ -567,11 +602,12 @@ bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
 		return false;
 	bh_begin(b);
 	in = bh_ino_find(b, ino);
-	if (!in || !in->have_st || !fuse_write_pending(fs->wr, ino, &wend, &wt)) {
+	if (in && in->have_st && fuse_write_pending(fs->wr, ino, &wend, &wt)) {
+		with_writes(&in->st, wend, wt, &st);
+	} else if (!dir_view(b, ino, in, &st)) {
 		bh_end(b);
 		return false;
 	}
-	with_writes(&in->st, wend, wt, &st);
 	if ((valid & SM_SET_MODE) && S_ISLNK(st.st_mode)) {
 		bh_end(b);
 		fuse_reply_err(req, EOPNOTSUPP);
@@ -597,7 +633,7 @@ bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
 	/* apply.c's plan_setattr and exec_setattr, on the predicted state. */
 	if (valid & SM_SET_MODE) {
 		st.st_mode = (st.st_mode & S_IFMT) | (s.mode & 07777);
-	} else if (valid & (SM_SET_UID | SM_SET_GID)) {
+	} else if ((valid & (SM_SET_UID | SM_SET_GID)) && !S_ISDIR(st.st_mode)) {
 		st.st_mode &= ~(mode_t)S_ISUID;
 		if (st.st_mode & S_IXGRP)
 			st.st_mode &= ~(mode_t)S_ISGID;
@@ -616,18 +652,25 @@ bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
 	}
 	st.st_ctim.tv_sec = c.time_ns / 1000000000;
 	st.st_ctim.tv_nsec = c.time_ns % 1000000000;
-	if (merge_held(b, in, &c)) {
+	if (in && merge_held(b, in, &c, S_ISDIR(st.st_mode))) {
 		in->st = st;
 		bh_end(b);
 		fuse_reply_attr(req, &st, fs->cfg.timeout);
 		return true;
 	}
 	op = bh_op_new(b, "setattr", ino, "");
+	if (op && !in && !(in = bh_ino_get(b, ino))) {
+		pthread_mutex_unlock(&b->mu);
+		bh_op_done(op, 0);
+		pthread_mutex_lock(&b->mu);
+		op = NULL;
+	}
 	if (!op) {
 		bh_end(b);
 		fuse_reply_err(req, ENOMEM);
 		return true;
 	}
+	in->dir_st = S_ISDIR(st.st_mode);
 	in->pending++;
 	op->inos[0] = in;
 	in->set_op = op;

@@ -171,7 +171,7 @@ struct bh_ino *bh_ino_find(struct fuse_behind *b, uint64_t id)
 	return i;
 }
 
-static struct bh_ino *ino_get(struct fuse_behind *b, uint64_t id)
+struct bh_ino *bh_ino_get(struct fuse_behind *b, uint64_t id)
 {
 	struct bh_ino *i = bh_ino_find(b, id);
 
@@ -349,7 +349,7 @@ int bh_op_touch(struct fuse_behind *b, struct bh_op *op, int i, struct bh_dir *d
 		const struct stat *st, uint64_t ino, int64_t t)
 {
 	struct bh_name *n = name_get(b, d->id, name);
-	struct bh_ino *in = ino ? ino_get(b, ino) : NULL;
+	struct bh_ino *in = ino ? bh_ino_get(b, ino) : NULL;
 
 	if (!n || (ino && !in)) {
 		if (n)
