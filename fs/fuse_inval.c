@@ -210,6 +210,13 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 	pthread_mutex_unlock(&v->mu);
 }
 
+void fuse_inval_entry(struct fuse_inval *v, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&v->mu);
+	push(v, INV_ENTRY, parent, 0, name, 0, 0);
+	pthread_mutex_unlock(&v->mu);
+}
+
 static void notify(struct fuse_session *se, const struct fuse_inval_item *it)
 {
 	/* Errors (ENOENT: the kernel dropped it already) need no handling. */

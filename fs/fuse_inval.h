@@ -70,6 +70,10 @@ void fuse_inval_restored(struct fuse_inval *v, struct fuse_inval_item *names);
  * node applies, cleared before arg goes. */
 void fuse_inval_set_restore_hook(struct fuse_inval *v, void (*fn)(void *arg), void *arg);
 
+/* Queues the invalidation of name in parent, whatever changed (tests: the
+ * never-answered mkdir of fuse_ops.c). */
+void fuse_inval_entry(struct fuse_inval *v, uint64_t parent, const char *name);
+
 /* A ticket for everything queued so far... */
 uint64_t fuse_inval_mark(struct fuse_inval *v);
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fs_node.h"
+#include "fuse_guard.h"
 #include "fuse_inval.h"
 #include "fuse_ops.h"
 
@@ -25,6 +26,7 @@ struct fuse_mount {
 	struct fuse_fs *fs;
 	struct fuse_session *se;
 	struct fuse_loop_config *loop_cfg;
+	struct fuse_guard *guard; /* aborts the connection if the node dies mounted */
 	pthread_t thread;
 	bool thread_running;
 	bool unmounted; /* by fuse_mount_stop/finish: the kernel connection ended */
@@ -140,6 +142,13 @@ int fuse_mount_start(struct fs_node *fsn, struct fs_release *rel, const char *mo
 		fprintf(stderr, "fuse: cannot mount at %s\n", m->mountpoint);
 		rc = -EIO;
 		goto fail;
+	}
+	if (geteuid() == 0) {
+		rc = fuse_guard_start(m->mountpoint, &m->guard);
+		if (rc < 0)
+			fprintf(stderr, "fuse: no guard for %s (if this node is killed while "
+					"the kernel waits for it, its mount may hang): %s\n",
+				m->mountpoint, strerror(-rc));
 	}
 	fuse_inval_set_session(m->inv, m->se);
 	fuse_fs_set_session(m->fs, m->se);
@@ -257,7 +266,9 @@ void fuse_mount_free(struct fuse_mount *m)
 	if (!m)
 		return;
 	if (m->thread_running)
-		return; /* still in use by the loop: left for the process exit */
+		return; /* still in use by the loop: left for the process exit
+			 * (and the guard, which aborts the connection then) */
+	fuse_guard_stop(m->guard);
 	/* The invalidation thread first: it may be inside a notify call on
 	 * the session. */
 	fuse_inval_free(m->inv);

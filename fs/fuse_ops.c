@@ -18,6 +18,7 @@
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
 #include "fuse_write.h"
+#include "runtime_log.h"
 #include "sm.h"
 
 /* ---- metadata ---- */
@@ -254,6 +255,22 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	ffs_submit(req, &c, RP_ENTRY, id, 0, NULL, 0);
 }
 
+/* Tests (RAFTFS_TEST_HANG_MKDIR=NAME): a mkdir of NAME is never answered,
+ * and the invalidation thread is sent to drop NAME in its parent, where it
+ * waits for the directory lock the kernel holds for that mkdir: the state
+ * in which a node killed with SIGKILL cannot finish dying unless its
+ * guard aborts the connection (fuse_guard.h). */
+static bool test_hang(struct fuse_fs *fs, fuse_ino_t parent, const char *name)
+{
+	const char *hang = getenv("RAFTFS_TEST_HANG_MKDIR");
+
+	if (!hang || strcmp(hang, name) != 0)
+		return false;
+	rlog_write(RLOG_INFO, "test: mkdir %s is never answered", name);
+	fuse_inval_entry(fs->inv, parent, name);
+	return true;
+}
+
 static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
 	struct fuse_fs *fs = ffs_of(req);
@@ -262,6 +279,8 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	uint64_t id;
 	uint32_t md = S_IFDIR | (mode & 07777);
 
+	if (test_hang(fs, parent, name))
+		return;
 	if (fuse_behind_mkdir(fs->bh, req, parent, name, mode) || !reclaimed(req, parent))
 		return;
 	if (ffs_new_node_cmd(fs, req, parent, &c, &id, &md) < 0)

@@ -1,0 +1,179 @@
+/* fuse_guard.c — the child that aborts a dead node's FUSE connection. */
+#include "fuse_guard.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FUSECTL_DIR "/sys/fs/fuse/connections"
+
+struct fuse_guard {
+	pid_t pid;
+	int disarm_fd; /* write end: one byte says "unmounted cleanly" */
+};
+
+/* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static void unescape(char *s)
+{
+	char *out = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*out++ = *s;
+		}
+	}
+	*out = '\0';
+}
+
+/* The kernel connection of the FUSE mount at mountpoint is named by its
+ * device's minor number (major 0): read from /proc/self/mountinfo, the
+ * topmost of stacked mounts, rather than by stat(), which would ask the
+ * filesystem itself. */
+static int connection_of(const char *mountpoint, unsigned *conn)
+{
+	static char line[3 * 4096 + 512], mp[3 * 4096 + 1];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned major, minor;
+		const char *sep = strstr(line, " - ");
+
+		if (!sep || strncmp(sep + 3, "fuse", 4) != 0 ||
+		    sscanf(line, "%*u %*u %u:%u %*s %12288s", &major, &minor, mp) != 3)
+			continue;
+		unescape(mp);
+		if (major == 0 && strcmp(mp, mountpoint) == 0) {
+			*conn = minor;
+			rc = 0;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* The connection's abort file, mounting fusectl if nobody has. */
+static int abort_file(unsigned conn, char *path, size_t size)
+{
+	snprintf(path, size, FUSECTL_DIR "/%u/abort", conn);
+	if (access(path, W_OK) == 0)
+		return 0;
+	if (mount("fusectl", FUSECTL_DIR, "fusectl", 0, NULL) < 0 && errno != EBUSY)
+		return -errno;
+	return access(path, W_OK) == 0 ? 0 : -errno;
+}
+
+/* The child. Only system calls from here on: it is a fork of a process
+ * with many threads, whose locks (malloc's, stdio's) may be held by
+ * threads that do not exist in the child. */
+static void __attribute__((noreturn)) guard_main(int disarm_fd, pid_t parent, const char *abort_path)
+{
+	sigset_t usr1;
+	int sig_fd, fd;
+
+	/* Keep the disarm pipe (as 3) and stderr; above all, let go of
+	 * /dev/fuse and the store's lock, which the node's death must free. */
+	if (dup2(disarm_fd, 3) < 0)
+		_exit(1);
+	close_range(4, ~0U, 0);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &usr1, NULL);
+	sig_fd = signalfd(-1, &usr1, 0);
+	prctl(PR_SET_NAME, "raftfs-guard");
+	/* The kernel sends SIGUSR1 when the thread that forked exits: the
+	 * node's main thread, which unmounts and disarms before it returns. */
+	if (sig_fd < 0 || prctl(PR_SET_PDEATHSIG, SIGUSR1) < 0)
+		_exit(1);
+	while (getppid() == parent) {
+		struct pollfd p[2] = {{.fd = 3, .events = POLLIN}, {.fd = sig_fd, .events = POLLIN}};
+		char c;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(1);
+		}
+		if (p[1].revents)
+			break; /* the node is dying without having unmounted */
+		if (p[0].revents) {
+			/* A byte: unmounted cleanly. End of file: every thread
+			 * of the node has gone, and the kernel aborted the
+			 * connection itself when /dev/fuse closed. */
+			if (read(3, &c, 1) >= 0)
+				_exit(0);
+		}
+	}
+	fd = open(abort_path, O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "1", 1) < 0)
+			_exit(1);
+		close(fd);
+	}
+	_exit(0);
+}
+
+int fuse_guard_start(const char *mountpoint, struct fuse_guard **out)
+{
+	char path[sizeof(FUSECTL_DIR) + 32];
+	struct fuse_guard *g;
+	pid_t parent = getpid();
+	unsigned conn;
+	int pipe_fds[2], rc;
+
+	if (gettid() != parent)
+		return -EINVAL; /* the death signal follows the forking thread */
+	rc = connection_of(mountpoint, &conn);
+	if (rc == 0)
+		rc = abort_file(conn, path, sizeof(path));
+	if (rc < 0)
+		return rc;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	if (pipe2(pipe_fds, O_CLOEXEC) < 0) {
+		rc = -errno;
+		free(g);
+		return rc;
+	}
+	g->pid = fork();
+	if (g->pid == 0)
+		guard_main(pipe_fds[0], parent, path);
+	rc = g->pid < 0 ? -errno : 0;
+	close(pipe_fds[0]);
+	if (rc < 0) {
+		close(pipe_fds[1]);
+		free(g);
+		return rc;
+	}
+	g->disarm_fd = pipe_fds[1];
+	*out = g;
+	return 0;
+}
+
+void fuse_guard_stop(struct fuse_guard *g)
+{
+	if (!g)
+		return;
+	if (write(g->disarm_fd, "x", 1) < 0)
+		kill(g->pid, SIGKILL);
+	close(g->disarm_fd);
+	while (waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	free(g);
+}
