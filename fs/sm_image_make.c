@@ -240,6 +240,8 @@ static int take(struct walker *wk, uint64_t id, bool *skip)
 // the names of everything else in it.
 static int visit_dir(struct walker *wk, const struct dir_ent *d)
 {
+	/* d points into wk->queue, which enqueue() below may move. */
+	const uint64_t dir_id = d->id;
 	struct cursor c;
 	const void *blob;
 	uint32_t len, n, mode = 0;
@@ -276,8 +278,8 @@ static int visit_dir(struct walker *wk, const struct dir_ent *d)
 
 		rc = cur_name(&c, name);
 		if (!rc)
-			rc = type == S_IFDIR ? enqueue(wk, id, d->id, name)
-					     : add_link(wk, id, d->id, name);
+			rc = type == S_IFDIR ? enqueue(wk, id, dir_id, name)
+					     : add_link(wk, id, dir_id, name);
 	}
 	wk->dirs++;
 	return rc ? rc : wk->w.err;

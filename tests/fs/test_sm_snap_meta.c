@@ -532,6 +532,34 @@ static void test_root_stamped_after_begin(void **state)
 	image_across(*state, first_command);
 }
 
+// A directory with more subdirectories than the walk's first queue holds
+// (256): the queue moves while the directory is being read, and every
+// entry after that must still name it as parent (a read through the moved
+// queue gave them garbage parents: ASan's heap-use-after-free).
+static void test_wide_directory(void **state)
+{
+	struct fx *f = *state;
+	struct sm_snap_job *job;
+	uint64_t index;
+	char name[32];
+	int fd;
+
+	make_base(f);
+	for (int i = 0; i < 600; i++) {
+		snprintf(name, sizeof(name), "w%03d", i);
+		mkdir_(both, f, D2, name, NEW(1000 + i), 0, false);
+		snprintf(name, sizeof(name), "x%03d", i);
+		mknod_(both, f, D2, name, NEW(2000 + i), S_IFREG | 0644, 0);
+	}
+	assert_int_equal(sm_snapshot_begin(f->sa, &job, &index), 0);
+	fd = open(f->img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(sm_snapshot_stream(job, sm_snap_fd_sink, &fd), 0);
+	close(fd);
+	sm_snapshot_end(job);
+	expect_image_is_reference(f, all_dirs, sizeof(all_dirs) / sizeof(all_dirs[0]));
+}
+
 // ---- a random mix, the walk interleaved with apply ----
 
 #define MIX_FIRST 3000
@@ -693,6 +721,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_delegations, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_everything, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_root_stamped_after_begin, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wide_directory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_random_mix_interleaved, setup, teardown),
 	};
 
