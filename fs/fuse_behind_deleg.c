@@ -95,6 +95,7 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 	uint32_t holder, watched = 0;
 	uint64_t epoch, seen = 0;
 	bool recalling = false;
+	int64_t next_recall = 0;
 
 	for (;;) {
 		int rc = sm_deleg(b->fs->sm, dir, &holder, &epoch);
@@ -131,8 +132,15 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 			recalling = true;
 			atomic_fetch_add(&recalled_count, 1);
 		}
-		if ((rc = propose_deleg(b, dir, FSPB__DELEG__OP__RECALL, epoch, false)))
-			return rc;
+		/* Once per RECALL_EVERY_MS, however often the wait below is
+		 * woken (every delegation event and completion here wakes it,
+		 * this Recall's own apply too: proposing at each woke a Recall
+		 * per commit round for as long as a slow holder drained). */
+		if (bh_mono_ms() >= next_recall) {
+			if ((rc = propose_deleg(b, dir, FSPB__DELEG__OP__RECALL, epoch, false)))
+				return rc;
+			next_recall = bh_mono_ms() + RECALL_EVERY_MS;
+		}
 		pthread_mutex_lock(&b->mu);
 		if (sm_deleg(b->fs->sm, dir, &holder, &epoch) == 0 && holder != 0 &&
 		    holder != b->self)

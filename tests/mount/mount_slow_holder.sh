@@ -2,7 +2,7 @@
 # mount_slow_holder.sh RAFTFS — a holder that is slow, not dead, keeps its
 # delegation (fs/fuse_behind_deleg.c, reclaim): node 1 applies every command
 # 4 ms late (RAFTFS_TEST_APPLY_DELAY_US), and its mount fills a directory
-# with empty files closed behind, 1,024 creates in flight, so the
+# with empty files closed behind, up to 1,024 creates in flight, so the
 # Recall of another mount applies on node 1 seconds after it committed —
 # past the 3 s a silent holder is given. Its commands keep arriving
 # meanwhile, so
@@ -31,28 +31,36 @@ python3 - "$M1/s" "$T/progress" >"$T/writer.out" 2>&1 <<'PY' &
 import os, sys
 d, progress = sys.argv[1:]
 os.mkdir(d)
-for i in range(1200):
-    # Empty: one command each, so 1,024 in flight are ~5 s of node 1's apply.
+i = 0
+while not os.path.exists(progress + ".stop") and i < 1500:
+    # Empty: one command each, so 800 behind are over 3 s of node 1's apply
+    # (at most 1,024 in flight: a few seconds).
     os.close(os.open(f"{d}/f{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-    if i % 50 == 49:
-        with open(progress + ".tmp", "w") as p:
-            p.write(str(i + 1))
-        os.rename(progress + ".tmp", progress)
+    i += 1
+with open(progress, "w") as p:
+    p.write(str(i))
 dfd = os.open(d, os.O_RDONLY)
 os.fsync(dfd)  # every failure of the commands above, reported here
 os.close(dfd)
 print("writer done")
 PY
 WRITER=$!
-made() { [ "$(cat "$T/progress" 2>/dev/null || echo 0)" -ge "$1" ]; }
-# Its creates in flight (up to 1,024) are far ahead of node 1's apply now.
-wait_for 120 "node 1's writer made 1,100 files" made 1100
+# behind N: node 1 knows N more entries committed than it applied.
+behind() {
+	"$R" local status "$C" 2>/dev/null |
+		awk -v n="$1" '$1 == "node" && $2 == "1:" {
+			for (i = 3; i < NF; i++) { if ($i == "commit") c = $(i + 1); if ($i == "applied") a = $(i + 1) }
+			exit !(c - a >= n) } END { if (c == "") exit 1 }'
+}
+# Node 1's apply is over 3 s behind the log (800 entries of 4 ms and more).
+wait_for 120 "node 1 800 entries behind" behind 800
 start=$SECONDS
 echo other >"$M2/s/other" || fail "create through n2 in node 1's directory"
 took=$((SECONDS - start))
 echo "   n2's create took $took s"
 # What this test is about: longer than a silent holder is given (3 s).
 [ "$took" -ge 3 ] || fail "node 1 returned within $took s: it was not slow enough to test"
+touch "$T/progress.stop"
 start=$SECONDS
 wait $WRITER || { cat "$T/writer.out"; fail "node 1's writer failed"; }
 grep -q "writer done" "$T/writer.out" || { cat "$T/writer.out"; fail "node 1's writer"; }
@@ -62,11 +70,13 @@ if grep -h "did not return its delegation" "$C"/node*/node.log; then
 fi
 
 echo "== 2. every file on n3"
-python3 - "$M3/s" <<'PY' || fail "node 1's files on n3"
+python3 - "$M3/s" "$(cat "$T/progress")" <<'PY' || fail "node 1's files on n3"
 import os, sys
-d = sys.argv[1]
+d, n = sys.argv[1], int(sys.argv[2])
 names = set(os.listdir(d))
-for i in range(1200):
+if len(names) != n + 1:
+    sys.exit(f"{len(names)} names, {n} files and other made")
+for i in range(n):
     if f"f{i}" not in names or os.stat(f"{d}/f{i}").st_size != 0:
         sys.exit(f"{d}/f{i} missing or not empty")
 if open(f"{d}/other").read() != "other\n":
