@@ -89,7 +89,8 @@ void node_persist_job_free(persist_job *j);
 void node_persist_drain(node_persist *p);
 
 /* The store lock: held by the persist thread during each save; the loop
- * thread holds it around every other use of the store. */
+ * thread holds it around every other use of the store (recursive: those
+ * sections nest). */
 void node_persist_lock(node_persist *p);
 void node_persist_unlock(node_persist *p);
 pthread_mutex_t *node_persist_mutex(node_persist *p);
