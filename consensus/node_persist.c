@@ -54,22 +54,74 @@ static void hold(unsigned ms)
 		;
 }
 
-/* One save, under the store lock. The error text is copied here: the
- * store's message buffer belongs to whoever holds the lock next. */
-static void run_job(node_persist *p, persist_job *j, unsigned stall_ms)
-{
-	uint64_t t0 = uv_hrtime();
+/* Most saves written as one (group commit). */
+#define PERSIST_BATCH 64
 
-	pthread_mutex_lock(&p->store_mu);
-	j->rc = store_save(p->st, j->has_hs ? &j->hs : NULL, j->ents, j->n_ents);
-	if (j->rc < 0)
-		snprintf(j->err, sizeof(j->err), "%s", store_errmsg(p->st));
-	pthread_mutex_unlock(&p->store_mu);
+/* The saves from j on that can be written as one store_save: each one's
+ * entries follow the previous ones' (a save that replaces a suffix
+ * starts over, and is written on its own). Under mu. */
+static size_t batch_len(const persist_job *j, size_t *n_ents)
+{
+	uint64_t next = 0; /* index the next entries must start at (0: any) */
+	size_t len = 0;
+
+	*n_ents = 0;
+	for (; j && len < PERSIST_BATCH; j = j->next, len++) {
+		if (j->n_ents) {
+			if (next && j->ents[0].index != next)
+				break;
+			next = j->ents[j->n_ents - 1].index + 1;
+			*n_ents += j->n_ents;
+		}
+	}
+	return len ? len : 1;
+}
+
+/* Writes the first len saves from j as one synced batch, under the store
+ * lock: their entries in order, the newest hard state. Saves queued while
+ * the disk was busy share one sync, so a loop that no longer waits for
+ * the disk does not cost a sync per Ready. The error text is copied
+ * here: the store's message buffer belongs to whoever holds the lock
+ * next. */
+static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents, unsigned stall_ms)
+{
+	raft_entry one_job[1], *ents = n_ents ? malloc(n_ents * sizeof(*ents)) : one_job;
+	const raft_hard_state *hs = NULL;
+	uint64_t t0 = uv_hrtime();
+	persist_job *k = j;
+	size_t at = 0;
+	int rc;
+
+	if (!ents) {
+		rc = RAFT_ENOMEM;
+		snprintf(j->err, sizeof(j->err), "saving %zu entries: out of memory", n_ents);
+	} else {
+		for (size_t i = 0; i < len; i++, k = k->next) {
+			if (k->n_ents)
+				memcpy(ents + at, k->ents, k->n_ents * sizeof(*ents));
+			at += k->n_ents;
+			if (k->has_hs)
+				hs = &k->hs;
+		}
+		pthread_mutex_lock(&p->store_mu);
+		rc = store_save(p->st, hs, ents, n_ents);
+		if (rc < 0)
+			snprintf(j->err, sizeof(j->err), "%s", store_errmsg(p->st));
+		pthread_mutex_unlock(&p->store_mu);
+		if (ents != one_job)
+			free(ents);
+	}
 	j->save_ns = uv_hrtime() - t0;
 	/* RAFTFS_TEST_STALL: a disk that takes this long to sync. */
 	if (stall_ms)
 		hold(stall_ms);
 	j->stalled_ms = stall_ms;
+	k = j;
+	for (size_t i = 0; i < len; i++, k = k->next) {
+		k->rc = rc;
+		if (k != j && rc < 0)
+			memcpy(k->err, j->err, sizeof(k->err));
+	}
 }
 
 static void *persist_main(void *arg)
@@ -79,31 +131,37 @@ static void *persist_main(void *arg)
 	pthread_setname_np(pthread_self(), "raft-persist");
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		persist_job *j;
+		persist_job *j, *last;
 		unsigned stall_ms;
+		size_t len, n_ents;
 
 		while (!p->q_head && !p->stop)
 			pthread_cond_wait(&p->cv, &p->mu);
 		if (!p->q_head)
 			break;
-		/* The job stays at the head while it runs: node_persist_defer
-		 * may still add messages to it if it is also the tail (they
-		 * are only read once the job is in the done list). */
+		/* The jobs stay queued while they run: node_persist_defer
+		 * may still add messages to the tail (they are only read once
+		 * the job is in the done list); entries and hard state are
+		 * not touched after node_persist_save. */
 		j = p->q_head;
+		len = batch_len(j, &n_ents);
 		stall_ms = p->stall_ms;
 		p->stall_ms = 0;
 		pthread_mutex_unlock(&p->mu);
-		run_job(p, j, stall_ms);
+		run_batch(p, j, len, n_ents, stall_ms);
 		pthread_mutex_lock(&p->mu);
-		p->q_head = j->next;
+		last = j;
+		for (size_t i = 1; i < len; i++)
+			last = last->next;
+		p->q_head = last->next;
 		if (!p->q_head)
 			p->q_tail = NULL;
-		j->next = NULL;
+		last->next = NULL;
 		if (p->d_tail)
 			p->d_tail->next = j;
 		else
 			p->d_head = j;
-		p->d_tail = j;
+		p->d_tail = last;
 		if (!p->q_head)
 			pthread_cond_broadcast(&p->idle);
 		pthread_mutex_unlock(&p->mu);
