@@ -133,7 +133,7 @@ int fuse_guard_start(const char *mountpoint, struct fuse_guard **out)
 	char path[sizeof(FUSECTL_DIR) + 32];
 	struct fuse_guard *g;
 	pid_t parent = getpid();
-	unsigned conn;
+	unsigned conn = 0;
 	int pipe_fds[2], rc;
 
 	if (gettid() != parent)
