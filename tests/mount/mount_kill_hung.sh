@@ -15,7 +15,7 @@
 abort_connections() {
 	local m minor
 	for m in "$C"/n[0-9]*; do
-		minor=$(awk -v m="$m" '$5 == m && $9 ~ /^fuse/ { split($3, a, ":"); print a[2] }' /proc/self/mountinfo | tail -n 1)
+		minor=$(awk -v m="$m" '$5 == m && / - fuse/ { split($3, a, ":"); print a[2] }' /proc/self/mountinfo | tail -n 1)
 		[ -z "$minor" ] || echo 1 >"/sys/fs/fuse/connections/$minor/abort" 2>/dev/null
 	done
 }
