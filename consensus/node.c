@@ -673,10 +673,16 @@ void node_set_fault(node *n, const char *fmt, ...)
 	atomic_store(&n->fault, NODE_EFAULT);
 }
 
+/* A save, or a hand-off that must not fail, failed: this node can no
+ * longer take part in Raft safely (it would acknowledge what it did not
+ * persist). As after an apply fault, the Ready loop stops (handle_ready and
+ * reap_saves check the fault), so nothing more is sent or acknowledged, but
+ * the loop keeps running: `raftfs status` is answered with the reason and
+ * proposals fail, instead of the node going silent (it used to stop the
+ * loop: "Connection refused" was all status could say of a full disk). */
 static void fatal_stop(node *n, const char *what, int rc)
 {
 	node_set_fault(n, "%s: %s", what, raft_strerror(rc));
-	uv_stop(&n->loop);
 }
 
 static bool is_append(const raft_msg *m)

@@ -74,7 +74,7 @@ mkdir "$MF/f" "$MX/x"
 # Files of 16 KiB: their log entries go to RocksDB's WAL, which has room
 # it allocated beforehand, so the fault comes when the tree cannot take a
 # file's data (apply). DISK_FILE_KB=1024 puts them in the value log, whose
-# save then fails first: tests/fuzz/README.md "Found" 15, open.
+# save then fails first (tests/fuzz/README.md "Found" 15; fuzz.disk_full_log).
 head -c "${DISK_FILE_KB:-16}K" /dev/urandom >"$T/blob"
 # writer DIR LIST: files of the blob, each listed once cp (which checks close) returned 0.
 writer() {
