@@ -1197,7 +1197,9 @@ static void *loop_main(void *arg)
 
 	uv_run(&n->loop, UV_RUN_DEFAULT);
 	if (!n->closing) {
-		/* uv_stop after a fatal error: close down all the same. */
+		/* The loop ended without a stop being asked for (nothing
+		 * calls uv_stop today; a fault keeps the loop answering):
+		 * close down all the same. */
 		pthread_mutex_lock(&n->mu);
 		n->stopping = true;
 		pthread_mutex_unlock(&n->mu);

@@ -3,13 +3,15 @@
  * committed commands to the state machine. The proposal API is callable
  * from any thread.
  *
- * Threads. The loop thread owns the raft core, the store and the transport;
- * other threads reach it only through a queue and uv_async_send. Each
- * Ready is handled as raft.h says: one synced store_save() (hard state and
- * entries in one batch, so proposals arriving together share one fsync),
- * then the messages are sent, then the committed entries are handed in
- * order to the apply thread, then raft_advance(). The apply thread calls the
- * state machine, so a slow state machine never delays heartbeats.
+ * Threads. The loop thread owns the raft core and the transport; other
+ * threads reach it only through a queue and uv_async_send. Each Ready's
+ * save (hard state and entries) goes to the persist thread
+ * (node_persist.h), which writes the saves queued meanwhile as one synced
+ * store_save(); the messages that must follow a save (append and vote
+ * answers) are sent once it is durable, the leader's appends at once
+ * (thesis §10.2.1). Committed entries that are saved here are handed in
+ * order to the apply thread, which calls the state machine, so neither a
+ * slow disk nor a slow state machine delays heartbeats.
  *
  * Proposals. Every proposal's entry is an envelope (consensus/envelope.h:
  * this process's client id, a sequence number, the lowest sequence number

@@ -331,7 +331,6 @@ persist_job *node_persist_save(node_persist *p, const raft_hard_state *hs, const
 	for (size_t i = 0; i < n; i++) {
 		j->ents[i] = ents[i];
 		raft_blob_ref(j->ents[i].data);
-		j->bytes += ents[i].len;
 	}
 	j->n_ents = n;
 	pthread_mutex_lock(&p->mu);
@@ -380,16 +379,6 @@ void node_persist_stall_next(node_persist *p, unsigned ms)
 	pthread_mutex_lock(&p->mu);
 	p->stall_ms = ms;
 	pthread_mutex_unlock(&p->mu);
-}
-
-bool node_persist_busy(node_persist *p)
-{
-	bool busy;
-
-	pthread_mutex_lock(&p->mu);
-	busy = p->q_head != NULL;
-	pthread_mutex_unlock(&p->mu);
-	return busy;
 }
 
 persist_job *node_persist_next_done(node_persist *p)

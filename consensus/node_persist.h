@@ -36,7 +36,6 @@ typedef struct persist_job {
 	raft_hard_state hs;
 	raft_entry *ents; /* references to the core's blocks (blob.h), not copies */
 	size_t n_ents;
-	uint64_t bytes; /* the entries' data */
 	raft_msg *msgs; /* copies, to send once this save is durable */
 	size_t n_msgs, cap_msgs;
 	/* Filled in by the persist thread. */
@@ -72,9 +71,6 @@ bool node_persist_defer(node_persist *p, const raft_msg *m, int *rc);
 /* Tests (RAFTFS_TEST_STALL): the persist thread holds still for ms after
  * its next save, as a disk whose sync takes that long. Loop thread. */
 void node_persist_stall_next(node_persist *p, unsigned ms);
-
-/* Loop thread: whether a save is queued or under way. */
-bool node_persist_busy(node_persist *p);
 
 /* Loop thread: the oldest finished save not yet taken back, or NULL. The
  * caller frees it with node_persist_job_free. */

@@ -19,10 +19,6 @@
 
 /* ---- recalls ---- */
 
-/* The longest a recaller waits for a holder whose commands keep
- * applying (reclaim). */
-#define REVOKE_CAP_MS 30000
-
 /* Directories this process recalled from another node (a Recall proposed
  * at least once) and returned unasked (idle); logged at the end with
  * RAFTFS_STAGES (bench/fs/recall_cost.sh). */
@@ -84,8 +80,8 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 /* Reclaim: whoever holds dir returns it (or is revoked). The holder
  * proposes its Return behind every command it made before the Recall
  * applied there, so a busy or slow holder may take a while: it is revoked
- * only once none of its commands applied here for REVOKE_AFTER_MS (down or
- * cut off), however long it keeps draining its queue. */
+ * once none of its commands applied here for REVOKE_AFTER_MS (down or cut
+ * off), or after REVOKE_CAP_MS in all however busy it is. */
 static int reclaim(struct fuse_behind *b, uint64_t dir)
 {
 	int64_t deadline = bh_mono_ms() + REVOKE_AFTER_MS;

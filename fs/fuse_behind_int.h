@@ -18,12 +18,15 @@
  * blocks instead of queueing without limit (each is a few hundred bytes in
  * the node's queues; 1024 cover several commit rounds at full speed). */
 #define MAX_PENDING 1024u
-/* A recalled holder has this long to return the directory before it is
- * revoked: it first lets its pending commands apply (up to MAX_PENDING), so
- * a busy but healthy holder must not lose them; a dead one costs this. */
+/* A recalled holder is revoked once none of its commands applied here for
+ * this long (down or cut off): it first lets its pending commands apply (up
+ * to MAX_PENDING), so a busy but healthy holder keeps them; a dead one
+ * costs this. However busy, a holder is revoked after REVOKE_CAP_MS. */
 #define REVOKE_AFTER_MS 3000
-/* A Recall is proposed again this often while waiting (the holder may have
- * restarted since the last one applied, and missed it). */
+#define REVOKE_CAP_MS 30000
+/* A recaller proposes a Recall at most this often while it waits: again in
+ * case the holder restarted since the last one applied and missed it, and
+ * no more often, since every apply wakes the waiter. */
 #define RECALL_EVERY_MS 500
 
 /* Close behind (fs/fuse_close.h): a node none of whose proposals or

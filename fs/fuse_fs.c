@@ -59,6 +59,7 @@ int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_o
 	fs->sm = fs_node_sm(fsn);
 	fs->inv = inv;
 	fs->cfg = *cfg;
+	fs->test_hang_mkdir = getenv("RAFTFS_TEST_HANG_MKDIR");
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_mutex_init(&fs->rmu, NULL);
 	pthread_cond_init(&fs->rcv, NULL);

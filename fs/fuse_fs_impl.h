@@ -34,6 +34,7 @@ struct fuse_fs {
 	struct fuse_inval *inv;
 	struct fuse_ops_cfg cfg;
 	struct fuse_session *se;
+	const char *test_hang_mkdir; /* RAFTFS_TEST_HANG_MKDIR (fuse_ops.c), or NULL */
 	atomic_bool degraded; /* no quorum seen: reads do not wait for barriers */
 	atomic_bool probing;  /* a background barrier is in flight */
 	pthread_mutex_t mu;

@@ -262,7 +262,7 @@ static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
  * guard aborts the connection (fuse_guard.h). */
 static bool test_hang(struct fuse_fs *fs, fuse_ino_t parent, const char *name)
 {
-	const char *hang = getenv("RAFTFS_TEST_HANG_MKDIR");
+	const char *hang = fs->test_hang_mkdir;
 
 	if (!hang || strcmp(hang, name) != 0)
 		return false;

@@ -2,7 +2,8 @@
  * hard state, membership, snapshot metadata and (chunked) snapshot data.
  *
  * The only module that knows RocksDB. One store per node; not thread-safe:
- * the node runtime's loop thread owns it. Every function returns 0 or a
+ * the node runtime uses it under one lock (consensus/node_persist.h: the
+ * persist thread per save, the loop thread for everything else). Every function returns 0 or a
  * negative code (raft_types.h); on error store_errmsg() says what failed and
  * on what (the directory, the key, RocksDB's own message).
  *
