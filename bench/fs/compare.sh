@@ -41,6 +41,7 @@ cleanup() {
 			umount "$m" 2>/dev/null && break
 			sleep 0.2
 		done
+		! mountpoint -q "$m" || umount -l "$m"
 	done
 	rm -rf "$work"
 }

@@ -24,9 +24,13 @@ disk_cleanup() {
 	local rc=$?
 	set +e
 	trap - ERR
+	# Writers still running (a failure mid-test) would keep n$X busy.
+	touch "$T/stop"
+	[ -z "$(jobs -p)" ] || kill $(jobs -p) 2>/dev/null
+	wait 2>/dev/null
 	if mountpoint -q "$DISK/mnt" 2>/dev/null; then
 		[ -z "$X" ] || "$R" local stop "$C" "$X" >/dev/null 2>&1
-		[ -z "$X" ] || umount "$C/n$X" 2>/dev/null
+		[ -z "$X" ] || umount "$C/n$X" 2>/dev/null || umount -l "$C/n$X" 2>/dev/null
 		umount "$DISK/mnt" || umount -l "$DISK/mnt"
 	fi
 	(exit $rc)
