@@ -72,6 +72,16 @@ void node_inbox_push_locked(node *n, op *o)
 		uv_async_send(&n->async);
 }
 
+/* Wakes the loop thread from another thread: it runs its inbox, takes
+ * back finished saves and releases committed entries. */
+static void wake_loop(node *n)
+{
+	pthread_mutex_lock(&n->mu);
+	if (!n->async_closed)
+		uv_async_send(&n->async);
+	pthread_mutex_unlock(&n->mu);
+}
+
 static int post(node *n, op *o)
 {
 	pthread_mutex_lock(&n->mu);
@@ -596,13 +606,8 @@ static void *apply_main(void *arg)
 		wake = n->aq_full && n->aq_bytes <= n->cfg->apply_queue_bytes / 2;
 		pthread_mutex_unlock(&n->amu);
 		apply_batch_free(b);
-		if (wake || atomic_load(&n->readers_waiting) > 0) {
-			/* wake: the loop releases the core's committed entries. */
-			pthread_mutex_lock(&n->mu);
-			if (!n->async_closed)
-				uv_async_send(&n->async);
-			pthread_mutex_unlock(&n->mu);
-		}
+		if (wake || atomic_load(&n->readers_waiting) > 0)
+			wake_loop(n); /* the loop releases the core's committed entries */
 	}
 	node_snap_stop(n); /* a local image still streaming is cut short */
 	return NULL;
@@ -869,12 +874,7 @@ static void flush_hard_state(node *n)
 /* Persist thread: a save is done; the loop takes it back (reap_saves). */
 static void persist_wake(void *arg)
 {
-	node *n = arg;
-
-	pthread_mutex_lock(&n->mu);
-	if (!n->async_closed)
-		uv_async_send(&n->async);
-	pthread_mutex_unlock(&n->mu);
+	wake_loop(arg);
 }
 
 static void handle_ready(node *n)

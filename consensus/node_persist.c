@@ -85,32 +85,44 @@ static size_t batch_len(const persist_job *j, size_t *n_ents)
  * next. */
 static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents, unsigned stall_ms)
 {
-	raft_entry one_job[1], *ents = n_ents ? malloc(n_ents * sizeof(*ents)) : one_job;
 	const raft_hard_state *hs = NULL;
+	raft_entry none[1], *ents = none, *joined = NULL; /* none: no pointer arithmetic on NULL */
+	persist_job *k = j, *with_ents = NULL;
 	uint64_t t0 = uv_hrtime();
-	persist_job *k = j;
-	size_t at = 0;
+	size_t n_with = 0, at = 0;
 	int rc;
 
-	if (!ents) {
+	for (size_t i = 0; i < len; i++, k = k->next) {
+		if (k->has_hs)
+			hs = &k->hs;
+		if (k->n_ents) {
+			with_ents = k;
+			n_with++;
+		}
+	}
+	/* One save's entries (the common case) are written from where they
+	 * are; several are joined into one array first. */
+	if (n_with == 1) {
+		ents = with_ents->ents;
+	} else if (n_with > 1) {
+		ents = joined = malloc(n_ents * sizeof(*ents));
+		for (k = j; joined && k != with_ents->next; k = k->next) {
+			if (k->n_ents)
+				memcpy(joined + at, k->ents, k->n_ents * sizeof(*ents));
+			at += k->n_ents;
+		}
+	}
+	if (n_with > 1 && !joined) {
 		rc = RAFT_ENOMEM;
 		snprintf(j->err, sizeof(j->err), "saving %zu entries: out of memory", n_ents);
 	} else {
-		for (size_t i = 0; i < len; i++, k = k->next) {
-			if (k->n_ents)
-				memcpy(ents + at, k->ents, k->n_ents * sizeof(*ents));
-			at += k->n_ents;
-			if (k->has_hs)
-				hs = &k->hs;
-		}
 		pthread_mutex_lock(&p->store_mu);
 		rc = store_save(p->st, hs, ents, n_ents);
 		if (rc < 0)
 			snprintf(j->err, sizeof(j->err), "%s", store_errmsg(p->st));
 		pthread_mutex_unlock(&p->store_mu);
-		if (ents != one_job)
-			free(ents);
 	}
+	free(joined);
 	j->save_ns = uv_hrtime() - t0;
 	/* RAFTFS_TEST_STALL: a disk that takes this long to sync. */
 	if (stall_ms)

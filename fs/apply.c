@@ -351,12 +351,7 @@ static int plan_setattr(struct sm *sm, const Fspb__SetAttr *s, struct sm_record 
 	if (s->valid & SM_SET_MODE) {
 		m = s->mode & 07777;
 	} else if ((s->valid & (SM_SET_UID | SM_SET_GID)) && !S_ISDIR(st.st_mode)) {
-		// Linux chown(2) clears set-user-id, and set-group-id when group
-		// execute is set, for every caller; decided here so every node
-		// gets the same mode whatever its kernel does.
-		m &= ~(mode_t)S_ISUID;
-		if (m & S_IXGRP)
-			m &= ~(mode_t)S_ISGID;
+		m = sm_drop_setid(m); // chown(2), any caller
 	}
 	rec->mode = m;
 	return 0;
@@ -531,10 +526,7 @@ static int plan_kill_setid(struct sm *sm, uint32_t uid, uint64_t ino, size_t len
 		return rc;
 	if (fstat(fd, &st))
 		return fault_id("stat", ino, errno);
-	mode_t m = st.st_mode & 07777;
-	m &= ~(mode_t)S_ISUID;
-	if (m & S_IXGRP)
-		m &= ~(mode_t)S_ISGID;
+	mode_t m = sm_drop_setid(st.st_mode & 07777);
 	if (m != (st.st_mode & 07777))
 		rec->mode = S_IFREG | m;
 	return 0;

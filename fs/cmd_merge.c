@@ -35,9 +35,7 @@ void setattr_merge(Fspb__SetAttr *a, const Fspb__SetAttr *b, bool dir)
 		/* b's chown clears set-id bits of the mode a set (apply.c
 		 * decides it from the mode before the command); a mode the
 		 * merged command carries is set as it is. */
-		a->mode &= ~(uint32_t)S_ISUID;
-		if (a->mode & S_IXGRP)
-			a->mode &= ~(uint32_t)S_ISGID;
+		a->mode = sm_drop_setid(a->mode);
 	}
 	if (b->valid & SM_SET_UID)
 		a->uid = b->uid;

@@ -634,9 +634,7 @@ bool fuse_behind_setattr(struct fuse_behind *b, fuse_req_t req, uint64_t ino,
 	if (valid & SM_SET_MODE) {
 		st.st_mode = (st.st_mode & S_IFMT) | (s.mode & 07777);
 	} else if ((valid & (SM_SET_UID | SM_SET_GID)) && !S_ISDIR(st.st_mode)) {
-		st.st_mode &= ~(mode_t)S_ISUID;
-		if (st.st_mode & S_IXGRP)
-			st.st_mode &= ~(mode_t)S_ISGID;
+		st.st_mode = sm_drop_setid(st.st_mode);
 	}
 	if (valid & SM_SET_UID)
 		st.st_uid = s.uid;

@@ -32,6 +32,19 @@ struct sm;
 #define SM_SET_ATIME_NOW (1u << 7) // the proposer puts its clock in atime_ns
 #define SM_SET_MTIME_NOW (1u << 8) // the proposer puts its clock in mtime_ns
 
+// Linux's loss of privileges, decided by the state machine so every node
+// gets the same mode whatever its kernel does: chown(2) of a non-directory
+// (any caller) and a write by anyone but root clear set-user-id, and
+// set-group-id when group execute is set (without it the bit marks
+// mandatory locking and stays). The mount's predictions use it too.
+static inline mode_t sm_drop_setid(mode_t m)
+{
+	m &= ~(mode_t)S_ISUID;
+	if (m & S_IXGRP)
+		m &= ~(mode_t)S_ISGID;
+	return m;
+}
+
 // Result of a stale retry: a (client, seq) below the client's min_pending,
 // whose result was forgotten; by the envelope's contract nobody waits for it.
 #define SM_RESULT_STALE EALREADY
