@@ -1,6 +1,13 @@
 /* test_util.c — helpers shared by the store tests. */
 #include "test_util.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,4 +132,42 @@ int tu_store_reopen(tu_store *t, char *err, size_t errlen)
 		store_close(t->s);
 	t->s = NULL;
 	return store_open(t->dir, &t->s, err, errlen);
+}
+
+void tu_save(struct store *s, const raft_hard_state *hs, uint64_t lo, uint64_t hi, uint64_t term,
+	     const size_t *lens)
+{
+	raft_entry *ents = calloc(hi - lo, sizeof(*ents));
+	int rv;
+
+	assert_non_null(ents);
+	for (uint64_t i = lo; i < hi; i++)
+		tu_entry(&ents[i - lo], i, term, lens[i - lo]);
+	rv = store_save(s, hs, ents, hi - lo);
+	raft_entries_free(ents, hi - lo);
+	if (rv != 0)
+		fail_msg("save %llu..%llu: %s", (unsigned long long)lo, (unsigned long long)hi - 1,
+			 store_errmsg(s));
+}
+
+void tu_check(struct store *s, uint64_t lo, uint64_t hi, uint64_t term)
+{
+	raft_entry *ents;
+	size_t n;
+
+	if (store_entries(s, lo, hi, UINT64_MAX, &ents, &n) != 0)
+		fail_msg("entries %llu..%llu: %s", (unsigned long long)lo,
+			 (unsigned long long)hi - 1, store_errmsg(s));
+	assert_int_equal(n, hi - lo);
+	for (size_t i = 0; i < n; i++)
+		assert_true(tu_entry_ok(&ents[i], lo + i, term));
+	raft_entries_free(ents, n);
+}
+
+char *tu_vlog_path(const tu_store *t, uint64_t seq)
+{
+	char *p;
+
+	assert_true(asprintf(&p, "%s/%016llx.vlog", t->vdir, (unsigned long long)seq) > 0);
+	return p;
 }

@@ -50,4 +50,17 @@ void tu_store_free(tu_store *t);
  * failure, err says why). */
 int tu_store_reopen(tu_store *t, char *err, size_t errlen);
 
+/* cmocka checks (a failure ends the test): */
+
+/* Saves entries lo..hi-1 of term (data lengths lens[]) with hard state hs
+ * (NULL: none). */
+void tu_save(struct store *s, const raft_hard_state *hs, uint64_t lo, uint64_t hi, uint64_t term,
+	     const size_t *lens);
+
+/* Entries lo..hi-1 read back whole, of term. */
+void tu_check(struct store *s, uint64_t lo, uint64_t hi, uint64_t term);
+
+/* The path of t's value-log file number seq (malloc'd). */
+char *tu_vlog_path(const tu_store *t, uint64_t seq);
+
 #endif

@@ -62,46 +62,6 @@ static void reopen_ok(fixture *f)
 		fail_msg("reopen: %s", err);
 }
 
-/* Saves entries lo..hi-1 of term (lengths lens[]) with hard state hs. */
-static void save(store *s, const raft_hard_state *hs, uint64_t lo, uint64_t hi, uint64_t term,
-		 const size_t *lens)
-{
-	raft_entry *ents = calloc(hi - lo, sizeof(*ents));
-	int rv;
-
-	assert_non_null(ents);
-	for (uint64_t i = lo; i < hi; i++)
-		tu_entry(&ents[i - lo], i, term, lens[i - lo]);
-	rv = store_save(s, hs, ents, hi - lo);
-	raft_entries_free(ents, hi - lo);
-	if (rv != 0)
-		fail_msg("save %llu..%llu: %s", (unsigned long long)lo, (unsigned long long)hi - 1,
-			 store_errmsg(s));
-}
-
-/* Entries lo..hi-1 read back whole, of term. */
-static void check(store *s, uint64_t lo, uint64_t hi, uint64_t term)
-{
-	raft_entry *ents;
-	size_t n;
-
-	if (store_entries(s, lo, hi, UINT64_MAX, &ents, &n) != 0)
-		fail_msg("entries %llu..%llu: %s", (unsigned long long)lo,
-			 (unsigned long long)hi - 1, store_errmsg(s));
-	assert_int_equal(n, hi - lo);
-	for (size_t i = 0; i < n; i++)
-		assert_true(tu_entry_ok(&ents[i], lo + i, term));
-	raft_entries_free(ents, n);
-}
-
-static char *file_path(const fixture *f, uint64_t seq)
-{
-	char *p;
-
-	assert_true(asprintf(&p, "%s/%016llx.vlog", f->vdir, (unsigned long long)seq) > 0);
-	return p;
-}
-
 static int count_files(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -122,7 +82,7 @@ typedef enum { TORN_TRUNCATE, TORN_ZEROS, TORN_FLIP } torn_kind;
  * the size already extended) or half written (a flipped byte). */
 static void tear(const fixture *f, uint64_t seq, off_t off, size_t len, torn_kind how)
 {
-	char *path = file_path(f, seq);
+	char *path = tu_vlog_path(f, seq);
 	int fd = open(path, O_RDWR);
 	uint8_t *zeros, b;
 
@@ -160,28 +120,28 @@ static void torn_second_save(fixture *f, torn_kind how)
 	/* file offsets: 1 at 0, 3 at BIG, 4 at 2 BIG + 3, 6 at 3 BIG + 4 */
 	const off_t off6 = 3 * (off_t)BIG + 4;
 
-	save(f->s, &hs1, 1, 4, 2, l1);
-	save(f->s, &hs2, 4, 9, 2, l2);
+	tu_save(f->s, &hs1, 1, 4, 2, l1);
+	tu_save(f->s, &hs2, 4, 9, 2, l2);
 	assert_int_equal(store_last_index(f->s), 8);
 	tear(f, 1, how == TORN_TRUNCATE ? off6 + 100 : off6, 2 * BIG, how);
 	reopen_ok(f);
 	assert_int_equal(store_open_cut(f->s), 6);
 	assert_int_equal(store_last_index(f->s), 5);
-	check(f->s, 1, 6, 2);
+	tu_check(f->s, 1, 6, 2);
 	store_hard_state(f->s, &got);
 	assert_int_equal(got.term, 2);
 	assert_int_equal(got.vote, 3);
 	assert_int_equal(got.commit, 5);
 
 	const size_t l3[] = {BIG, BIG};
-	save(f->s, NULL, 6, 8, 3, l3); /* a new file: the torn one takes no more */
-	check(f->s, 1, 6, 2);
-	check(f->s, 6, 8, 3);
+	tu_save(f->s, NULL, 6, 8, 3, l3); /* a new file: the torn one takes no more */
+	tu_check(f->s, 1, 6, 2);
+	tu_check(f->s, 6, 8, 3);
 	reopen_ok(f);
 	assert_int_equal(store_open_cut(f->s), 0);
 	assert_int_equal(store_last_index(f->s), 7);
-	check(f->s, 1, 6, 2);
-	check(f->s, 6, 8, 3);
+	tu_check(f->s, 1, 6, 2);
+	tu_check(f->s, 6, 8, 3);
 }
 
 static void test_torn_truncated(void **state)
@@ -208,12 +168,12 @@ static void test_cut_at_first_not_last(void **state)
 	const size_t lens[] = {BIG, BIG, BIG, BIG};
 	raft_hard_state hs = {.term = 1, .commit = 1}, got;
 
-	save(f->s, &hs, 1, 5, 1, lens);
+	tu_save(f->s, &hs, 1, 5, 1, lens);
 	tear(f, 1, (off_t)BIG, BIG, TORN_ZEROS); /* entry 2; 3 and 4 intact */
 	reopen_ok(f);
 	assert_int_equal(store_open_cut(f->s), 2);
 	assert_int_equal(store_last_index(f->s), 1);
-	check(f->s, 1, 2, 1);
+	tu_check(f->s, 1, 2, 1);
 	store_hard_state(f->s, &got);
 	assert_int_equal(got.commit, 1);
 }
@@ -225,15 +185,15 @@ static void test_newest_file_empty(void **state)
 	fixture *f = *state;
 	const size_t lens[] = {BIG, BIG, BIG};
 
-	save(f->s, NULL, 1, 3, 1, lens); /* file 1 */
+	tu_save(f->s, NULL, 1, 3, 1, lens); /* file 1 */
 	reopen_ok(f);
-	save(f->s, NULL, 3, 6, 1, lens); /* file 2 */
+	tu_save(f->s, NULL, 3, 6, 1, lens); /* file 2 */
 	tear(f, 2, 0, 0, TORN_TRUNCATE);
 	reopen_ok(f);
 	assert_int_equal(store_open_cut(f->s), 3);
 	assert_int_equal(store_last_index(f->s), 2);
 	assert_int_equal(count_files(f->vdir), 1);
-	check(f->s, 1, 3, 1);
+	tu_check(f->s, 1, 3, 1);
 }
 
 /* Damage in a file older than the newest is not a save cut short (every
@@ -246,16 +206,16 @@ static void test_older_file_not_cut(void **state)
 	raft_entry *ents;
 	size_t n;
 
-	save(f->s, NULL, 1, 3, 1, lens); /* file 1 */
+	tu_save(f->s, NULL, 1, 3, 1, lens); /* file 1 */
 	reopen_ok(f);
-	save(f->s, NULL, 3, 5, 1, lens); /* file 2 */
+	tu_save(f->s, NULL, 3, 5, 1, lens); /* file 2 */
 	tear(f, 1, (off_t)BIG, BIG, TORN_FLIP);
 	reopen_ok(f);
 	assert_int_equal(store_open_cut(f->s), 0);
 	assert_int_equal(store_last_index(f->s), 4);
 	assert_int_equal(store_entries(f->s, 2, 3, UINT64_MAX, &ents, &n), RAFT_ECORRUPT);
 	assert_non_null(strstr(store_errmsg(f->s), "entry 2: checksum mismatch"));
-	check(f->s, 3, 5, 1);
+	tu_check(f->s, 3, 5, 1);
 }
 
 /* Entries a snapshot covers were applied, so their save was whole: data
@@ -268,7 +228,7 @@ static void test_no_cut_under_snapshot(void **state)
 	uint64_t voter = 1;
 	char err[512];
 
-	save(f->s, NULL, 1, 4, 1, lens);
+	tu_save(f->s, NULL, 1, 4, 1, lens);
 	m.conf.voters = &voter;
 	m.conf.n_voters = 1;
 	assert_int_equal(store_snapshot_begin(f->s, &m), 0);
@@ -312,9 +272,9 @@ static void make_spare(fixture *f)
 	raft_snapshot_meta m = {.index = 4, .term = 1};
 	uint64_t voter = 1;
 
-	save(f->s, NULL, 1, 4, 1, lens);
+	tu_save(f->s, NULL, 1, 4, 1, lens);
 	reopen_ok(f);
-	save(f->s, NULL, 4, 5, 1, lens);
+	tu_save(f->s, NULL, 4, 5, 1, lens);
 	m.conf.voters = &voter;
 	m.conf.n_voters = 1;
 	assert_int_equal(store_snapshot_begin(f->s, &m), 0);
@@ -337,14 +297,14 @@ static void test_spare_reused(void **state)
 	ino = inode_of(f, 1, ".spare");
 	reopen_ok(f);
 	assert_int_equal(count_suffix(f->vdir, ".spare"), 1);
-	save(f->s, NULL, 5, 7, 2, lens); /* a new file: seq 3, the spare */
+	tu_save(f->s, NULL, 5, 7, 2, lens); /* a new file: seq 3, the spare */
 	assert_int_equal(count_suffix(f->vdir, ".spare"), 0);
 	assert_true(inode_of(f, 3, ".vlog") == ino);
-	check(f->s, 4, 5, 1);
-	check(f->s, 5, 7, 2);
+	tu_check(f->s, 4, 5, 1);
+	tu_check(f->s, 5, 7, 2);
 	reopen_ok(f);
 	assert_int_equal(store_open_cut(f->s), 0);
-	check(f->s, 5, 7, 2);
+	tu_check(f->s, 5, 7, 2);
 }
 
 /* A save into a recycled file cut short: the disk still holds an old
@@ -360,10 +320,10 @@ static void test_torn_into_spare(void **state)
 
 	make_spare(f);
 	reopen_ok(f);			 /* file 2 takes no more */
-	save(f->s, NULL, 5, 8, 2, lens); /* into the spare, now seq 3 */
+	tu_save(f->s, NULL, 5, 8, 2, lens); /* into the spare, now seq 3 */
 	assert_int_equal(count_suffix(f->vdir, ".spare"), 0);
 	tu_entry(&old, 2, 1, BIG);	 /* what was at offset BIG before */
-	path = file_path(f, 3);
+	path = tu_vlog_path(f, 3);
 	fd = open(path, O_RDWR);
 	assert_true(fd >= 0);
 	assert_int_equal(pwrite(fd, old.data, BIG, BIG), BIG);
@@ -373,7 +333,7 @@ static void test_torn_into_spare(void **state)
 	reopen_ok(f);
 	assert_int_equal(store_open_cut(f->s), 6);
 	assert_int_equal(store_last_index(f->s), 5);
-	check(f->s, 5, 6, 2);
+	tu_check(f->s, 5, 6, 2);
 }
 
 /* At most VLOG_SPARES (2) are kept: a snapshot that replaces a log of
@@ -386,7 +346,7 @@ static void test_spares_bounded(void **state)
 	uint64_t voter = 1;
 
 	for (uint64_t i = 1; i <= 3; i++) {
-		save(f->s, NULL, i, i + 1, 1, lens);
+		tu_save(f->s, NULL, i, i + 1, 1, lens);
 		reopen_ok(f);
 	}
 	assert_int_equal(count_suffix(f->vdir, ".vlog"), 3);

@@ -55,44 +55,6 @@ static void reopen_ok(fixture *f)
 		fail_msg("reopen: %s", err);
 }
 
-/* Saves entries lo..hi-1 of term with lengths lens[]. */
-static void save(store *s, uint64_t lo, uint64_t hi, uint64_t term, const size_t *lens)
-{
-	raft_entry *ents = calloc(hi - lo, sizeof(*ents));
-	int rv;
-
-	assert_non_null(ents);
-	for (uint64_t i = lo; i < hi; i++)
-		tu_entry(&ents[i - lo], i, term, lens[i - lo]);
-	rv = store_save(s, NULL, ents, hi - lo);
-	raft_entries_free(ents, hi - lo);
-	if (rv != 0)
-		fail_msg("save %llu..%llu: %s", (unsigned long long)lo, (unsigned long long)hi - 1,
-			 store_errmsg(s));
-}
-
-static void check(store *s, uint64_t lo, uint64_t hi, uint64_t term)
-{
-	raft_entry *ents;
-	size_t n;
-
-	if (store_entries(s, lo, hi, UINT64_MAX, &ents, &n) != 0)
-		fail_msg("entries %llu..%llu: %s", (unsigned long long)lo,
-			 (unsigned long long)hi - 1, store_errmsg(s));
-	assert_int_equal(n, hi - lo);
-	for (size_t i = 0; i < n; i++)
-		assert_true(tu_entry_ok(&ents[i], lo + i, term));
-	raft_entries_free(ents, n);
-}
-
-static char *file_path(const fixture *f, uint64_t seq)
-{
-	char *p;
-
-	assert_true(asprintf(&p, "%s/%016llx.vlog", f->vdir, (unsigned long long)seq) > 0);
-	return p;
-}
-
 /* Whether this filesystem takes O_DIRECT opens (tmpfs of older kernels
  * does not: the value log then writes through the page cache). */
 static bool direct_possible(const fixture *f)
@@ -120,14 +82,14 @@ static const uint64_t cuts[] = {1, 2, 4, 5, 6, 7, 10, 11}; /* saves: [cuts[i], c
 static void save_all(fixture *f, uint64_t term)
 {
 	for (size_t i = 0; i + 1 < N_CUTS; i++)
-		save(f->s, cuts[i], cuts[i + 1], term, lens + cuts[i] - 1);
+		tu_save(f->s, NULL, cuts[i], cuts[i + 1], term, lens + cuts[i] - 1);
 }
 
 /* The file is the big entries' data back to back, in index order, padded
  * with zeros to a whole block: read raw and compared. */
 static void check_layout(const fixture *f, uint64_t seq, uint64_t term)
 {
-	char *p = file_path(f, seq);
+	char *p = tu_vlog_path(f, seq);
 	int fd = open(p, O_RDONLY);
 	struct stat st;
 	uint64_t off = 0;
@@ -174,11 +136,11 @@ static void check_layout(const fixture *f, uint64_t seq, uint64_t term)
 static void contiguous(fixture *f)
 {
 	save_all(f, 1);
-	check(f->s, 1, N_ENTS + 1, 1);
+	tu_check(f->s, 1, N_ENTS + 1, 1);
 	check_layout(f, 1, 1);
 	reopen_ok(f);
 	assert_int_equal(store_open_cut(f->s), 0);
-	check(f->s, 1, N_ENTS + 1, 1);
+	tu_check(f->s, 1, N_ENTS + 1, 1);
 	check_layout(f, 1, 1);
 }
 
@@ -198,18 +160,18 @@ static void test_contiguous_buffered(void **state)
 	setenv("RAFTFS_STORE_VLOG_BUFFERED", "1", 1);
 	reopen_ok(f); /* read at open */
 	save_all(f, 1);
-	check(f->s, 1, N_ENTS + 1, 1);
+	tu_check(f->s, 1, N_ENTS + 1, 1);
 	check_layout(f, 1, 1);
 	unsetenv("RAFTFS_STORE_VLOG_BUFFERED");
 	reopen_ok(f); /* a direct store reads what a buffered one wrote */
-	check(f->s, 1, N_ENTS + 1, 1);
+	tu_check(f->s, 1, N_ENTS + 1, 1);
 	check_layout(f, 1, 1);
 }
 
 /* How many of the file's pages are in the page cache. */
 static size_t resident_pages(const fixture *f, uint64_t seq)
 {
-	char *p = file_path(f, seq);
+	char *p = tu_vlog_path(f, seq);
 	int fd = open(p, O_RDONLY);
 	struct stat st;
 	size_t pages, n = 0;
@@ -242,15 +204,15 @@ static void test_page_cache(void **state)
 
 	if (!direct_possible(f))
 		skip();
-	save(f->s, 1, 5, 1, mib);
-	save(f->s, 5, 9, 1, mib);
+	tu_save(f->s, NULL, 1, 5, 1, mib);
+	tu_save(f->s, NULL, 5, 9, 1, mib);
 	assert_int_equal(resident_pages(f, 1), 0);
 	setenv("RAFTFS_STORE_VLOG_BUFFERED", "1", 1);
 	reopen_ok(f);
-	save(f->s, 9, 13, 1, mib);
-	save(f->s, 13, 17, 1, mib);
+	tu_save(f->s, NULL, 9, 13, 1, mib);
+	tu_save(f->s, NULL, 13, 17, 1, mib);
 	assert_int_equal(resident_pages(f, 2), 2048);
-	check(f->s, 1, 17, 1);
+	tu_check(f->s, 1, 17, 1);
 }
 
 int main(void)
