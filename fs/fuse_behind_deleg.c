@@ -19,11 +19,6 @@
 
 /* ---- recalls ---- */
 
-/* Directories this process recalled from another node (a Recall proposed
- * at least once) and returned unasked (idle); logged at the end with
- * RAFTFS_STAGES (bench/fs/recall_cost.sh). */
-static _Atomic uint64_t recalled_count, idle_returned_count;
-
 struct call_wait {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -79,68 +74,58 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 
 /* Reclaim: whoever holds dir returns it (or is revoked). The holder
  * proposes its Return behind every command it made before the Recall
- * applied there, so a busy or slow holder may take a while: it is revoked
- * once none of its commands applied here for REVOKE_AFTER_MS (down or cut
- * off), or after REVOKE_CAP_MS in all however busy it is. */
+ * applied there, so a busy or slow holder may take a while; when to recall
+ * again and when to give up on it is fuse_reclaim_step's (fuse_grant.h):
+ * revoked once none of its commands applied here for FUSE_REVOKE_AFTER_MS
+ * (down or cut off), or after FUSE_REVOKE_CAP_MS in all however busy. */
 static int reclaim(struct fuse_behind *b, uint64_t dir)
 {
-	int64_t deadline = bh_mono_ms() + REVOKE_AFTER_MS;
-	/* However busy: a holder that keeps working but never returns (a
-	 * bug) must not hold others up for ever. */
-	int64_t cap = bh_mono_ms() + REVOKE_CAP_MS;
-	uint32_t holder, watched = 0;
-	uint64_t epoch, seen = 0;
+	struct fuse_reclaim clock;
 	bool recalling = false;
-	int64_t next_recall = 0;
 
+	fuse_reclaim_start(&clock, bh_mono_ms());
 	for (;;) {
+		uint32_t holder;
+		uint64_t epoch;
 		int rc = sm_deleg(b->fs->sm, dir, &holder, &epoch);
 
 		if (rc < 0 || holder == 0 || holder == b->self)
 			return 0; /* the command's own checks answer for a bad dir */
-		/* Progress, not wall time: the holder's commands still arrive. */
-		uint64_t from = sm_applied_from(b->fs->sm, holder);
-
-		if (holder != watched || from != seen) {
-			if (holder == watched)
-				deadline = bh_mono_ms() + REVOKE_AFTER_MS;
-			if (deadline > cap)
-				deadline = cap;
-			watched = holder;
-			seen = from;
-		}
-		if (bh_mono_ms() >= deadline) {
+		switch (fuse_reclaim_step(&clock, holder, epoch, sm_applied_from(b->fs->sm, holder),
+					  bh_mono_ms())) {
+		case FUSE_RECLAIM_REVOKE:
 			/* Its holder did not return it: down or cut off. Its
 			 * commands ordered after this fail at apply. */
 			fprintf(stderr,
 				"raftfs: directory %016llx: node %u did not return its delegation "
 				"(none of its commands applied for %d ms, or %d ms in all): "
 				"revoking it\n",
-				(unsigned long long)dir, holder, REVOKE_AFTER_MS, REVOKE_CAP_MS);
+				(unsigned long long)dir, holder, FUSE_REVOKE_AFTER_MS,
+				FUSE_REVOKE_CAP_MS);
 			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
 			if (rc && rc != ESTALE)
 				return rc;
-			deadline = bh_mono_ms() + REVOKE_AFTER_MS;
-			cap = deadline + REVOKE_CAP_MS;
 			continue;
-		}
-		if (!recalling) {
-			recalling = true;
-			atomic_fetch_add(&recalled_count, 1);
-		}
-		/* Once per RECALL_EVERY_MS, however often the wait below is
-		 * woken (every delegation event and completion here wakes it,
-		 * this Recall's own apply too: proposing at each woke a Recall
-		 * per commit round for as long as a slow holder drained). */
-		if (bh_mono_ms() >= next_recall) {
+		case FUSE_RECLAIM_RECALL:
+			/* At most once per FUSE_RECALL_EVERY_MS, however often
+			 * the wait below is woken (every delegation event and
+			 * completion here wakes it, this Recall's own apply
+			 * too: proposing at each woke a Recall per commit round
+			 * for as long as a slow holder drained). */
+			if (!recalling) {
+				recalling = true;
+				atomic_fetch_add(&b->recalled, 1);
+			}
 			if ((rc = propose_deleg(b, dir, FSPB__DELEG__OP__RECALL, epoch, false)))
 				return rc;
-			next_recall = bh_mono_ms() + RECALL_EVERY_MS;
+			break;
+		case FUSE_RECLAIM_WAIT:
+			break;
 		}
 		pthread_mutex_lock(&b->mu);
 		if (sm_deleg(b->fs->sm, dir, &holder, &epoch) == 0 && holder != 0 &&
 		    holder != b->self)
-			bh_wait_ms(b, RECALL_EVERY_MS);
+			bh_wait_ms(b, fuse_reclaim_due(&clock, bh_mono_ms()));
 		pthread_mutex_unlock(&b->mu);
 	}
 }
@@ -260,7 +245,7 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 		 * that Return has not applied yet, or was lost with a leader:
 		 * proposed again (a second one of the same epoch changes
 		 * nothing, ESTALE). The recaller proposes its Recall again every
-		 * RECALL_EVERY_MS while it waits. */
+		 * FUSE_RECALL_EVERY_MS while it waits. */
 		if (!d)
 			d = bh_dir_add(b, dir, epoch, D_RECALLED);
 		else if (d->state == D_HELD || d->state == D_RETURNING)
@@ -276,90 +261,118 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 
 /* ---- returns ---- */
 
-/* A directory this mount holds and has not used for this long (nothing
+/* A directory this mount holds and has not used for a while (nothing
  * pending in it, no file it created there still open) is returned without
  * being asked: another mount's first look into it then costs no recall
  * (two commit rounds plus this mount's pending commands, each; a listing
- * of a tree tar x just made on another node met ~850 of them). Tar x is
- * done with a directory once its files are in. RAFTFS_DELEG_IDLE_MS
- * overrides it (0: never). */
-#define IDLE_RETURN_MS 500
+ * of a tree tar x just made on another node met ~850 of them). How long
+ * is fuse_grant_idle's rule: FUSE_IDLE_RETURN_MS once the mount's whole
+ * write-behind went quiet (tar x is done), ten times that while it works
+ * elsewhere. RAFTFS_DELEG_IDLE_MS overrides it (0: never). */
 /* How often the returner looks for idle directories while any is held. */
 #define IDLE_SCAN_MS 250
 /* Returns proposed in one go (under the order lock). */
 #define RETURN_BATCH 64
 
-static int64_t idle_return_ms = IDLE_RETURN_MS;
-
-/* Whether a file this mount created behind in dir is open: its close may
- * still be answered early under this delegation. Under mu. */
-static bool open_in(struct fuse_behind *b, uint64_t dir)
+static int cmp_u64(const void *x, const void *y)
 {
-	for (struct bh_fh *h = b->fhs; h; h = h->next)
-		if (h->dir == dir)
-			return true;
-	return false;
+	uint64_t a = *(const uint64_t *)x, c = *(const uint64_t *)y;
+
+	return a < c ? -1 : a > c;
 }
 
-/* Whether held directory d is to be returned unasked at now_ns (the
- * command clock). Its last use is the time of its last write-behind
- * command (mtime_ns, read by getattr only while commands pend); one never
- * used since this mount took it starts its idle time now. Under mu. */
-static bool idle(struct fuse_behind *b, struct bh_dir *d, int64_t now_ns)
+/* The directories in which a file this mount created behind is open (its
+ * close may still be answered early under that delegation): sorted, in
+ * *out (malloc'd; NULL when none or out of memory: then *all, every
+ * directory counts as having one). Under mu. */
+static size_t open_dirs(struct fuse_behind *b, uint64_t **out, bool *all)
 {
-	if (idle_return_ms <= 0 || d->pending || open_in(b, d->id))
-		return false;
-	if (d->mtime_ns == 0) {
-		d->mtime_ns = now_ns;
-		return false;
+	size_t n = 0;
+
+	*out = NULL;
+	*all = false;
+	for (struct bh_fh *h = b->fhs; h; h = h->next)
+		n++;
+	if (!n)
+		return 0;
+	if (!(*out = malloc(n * sizeof(**out)))) {
+		*all = true;
+		return 0;
 	}
-	return now_ns - d->mtime_ns >= idle_return_ms * 1000000;
+	n = 0;
+	for (struct bh_fh *h = b->fhs; h; h = h->next)
+		(*out)[n++] = h->dir;
+	qsort(*out, n, sizeof(**out), cmp_u64);
+	return n;
 }
 
 /* Picks up to max directories to return, now RETURNING, with their epochs:
- * the recalled ones, then held ones left idle. *held: a held directory is
- * left (the returner looks again in IDLE_SCAN_MS). Under mu. */
+ * the recalled ones, and held ones left idle (fuse_grant_idle). A held
+ * directory's last use is the time of its last write-behind command
+ * (mtime_ns, read by getattr only while commands pend); one never used
+ * since this mount took it starts its idle time when first seen here.
+ * *held: a held directory is left (the returner looks again in
+ * IDLE_SCAN_MS). Under mu. */
 static unsigned next_returns(struct fuse_behind *b, uint64_t *dirs, uint64_t *epochs,
 			     unsigned max, bool *held)
 {
-	int64_t now = fs_node_now();
+	int64_t now = fs_node_now(), newest = b->count ? now : 0;
+	uint64_t *open;
+	size_t nopen;
+	bool all_open;
 	unsigned n = 0;
 
+	/* The mount's newest use of anything it holds. */
+	for (unsigned i = 0; i < BUCKETS; i++)
+		for (struct bh_dir *d = b->dirs[i]; d; d = d->next)
+			if (d->state == D_HELD) {
+				if (d->mtime_ns == 0)
+					d->mtime_ns = now;
+				if (d->pending || d->mtime_ns > newest)
+					newest = d->pending ? now : d->mtime_ns;
+			}
+	nopen = open_dirs(b, &open, &all_open);
 	*held = false;
 	for (unsigned i = 0; i < BUCKETS && n < max; i++)
 		for (struct bh_dir *d = b->dirs[i]; d && n < max; d = d->next) {
-			if (d->state == D_HELD && !idle(b, d, now)) {
+			if (d->state == D_HELD &&
+			    (d->pending || all_open ||
+			     (nopen && bsearch(&d->id, open, nopen, sizeof(*open), cmp_u64)) ||
+			     !fuse_grant_idle(d->mtime_ns, newest, now, b->idle_ms))) {
 				*held = true;
 				continue;
 			}
 			if (d->state != D_RECALLED && d->state != D_HELD)
 				continue;
 			if (d->state == D_HELD)
-				atomic_fetch_add(&idle_returned_count, 1);
+				atomic_fetch_add(&b->idle_returned, 1);
 			d->state = D_RETURNING;
 			dirs[n] = d->id;
 			epochs[n++] = d->epoch;
 		}
+	free(open);
 	if (n == max)
 		*held = true; /* not all looked at */
 	return n;
 }
 
 /* The returner: proposes the Return of each recalled or idle directory
- * behind every command this mount predicted there (the order lock). */
+ * behind every command this mount predicted there. It picks them under mu
+ * alone (they stop being held there), then takes the order lock for the
+ * proposals: a FUSE thread that decided under the delegation before the
+ * pick holds that lock until its command is proposed, so the Return goes
+ * behind it, and the FUSE threads never wait for the scan. */
 static void *returner(void *arg)
 {
 	struct fuse_behind *b = arg;
 	uint64_t dirs[RETURN_BATCH], epochs[RETURN_BATCH];
 	unsigned n = 0;
-	bool held;
+	bool held, stop;
 
 	for (;;) {
-		pthread_mutex_lock(&b->order);
 		pthread_mutex_lock(&b->mu);
 		while (!b->stop && !(n = next_returns(b, dirs, epochs, RETURN_BATCH, &held))) {
-			pthread_mutex_unlock(&b->order);
-			if (held && idle_return_ms > 0) {
+			if (held && b->idle_ms > 0) {
 				struct timespec ts;
 
 				clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -370,15 +383,12 @@ static void *returner(void *arg)
 			} else {
 				pthread_cond_wait(&b->rcv, &b->mu);
 			}
-			pthread_mutex_unlock(&b->mu);
-			pthread_mutex_lock(&b->order);
-			pthread_mutex_lock(&b->mu);
 		}
+		stop = b->stop;
 		pthread_mutex_unlock(&b->mu);
-		if (b->stop) {
-			pthread_mutex_unlock(&b->order);
+		if (stop)
 			return NULL;
-		}
+		pthread_mutex_lock(&b->order);
 		for (unsigned i = 0; i < n; i++)
 			if (propose_deleg(b, dirs[i], FSPB__DELEG__OP__RETURN, epochs[i], false))
 				fprintf(stderr,
@@ -408,8 +418,9 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 	pthread_cond_init(&b->cv, &ca);
 	pthread_cond_init(&b->rcv, &ca);
 	pthread_condattr_destroy(&ca);
-	if (getenv("RAFTFS_DELEG_IDLE_MS"))
-		idle_return_ms = strtoll(getenv("RAFTFS_DELEG_IDLE_MS"), NULL, 10);
+	b->idle_ms = getenv("RAFTFS_DELEG_IDLE_MS")
+			 ? strtoll(getenv("RAFTFS_DELEG_IDLE_MS"), NULL, 10)
+			 : FUSE_IDLE_RETURN_MS;
 	if (pthread_create(&b->returner, NULL, returner, b)) {
 		pthread_cond_destroy(&b->rcv);
 		pthread_cond_destroy(&b->cv);
@@ -440,8 +451,8 @@ void fuse_behind_free(struct fuse_behind *b)
 		fprintf(stderr,
 			"fs: node %u recalled %llu directories from other nodes and returned %llu "
 			"unasked (idle)\n",
-			b->self, (unsigned long long)atomic_load(&recalled_count),
-			(unsigned long long)atomic_load(&idle_returned_count));
+			b->self, (unsigned long long)atomic_load(&b->recalled),
+			(unsigned long long)atomic_load(&b->idle_returned));
 	fs_node_set_deleg_sink(b->fs->fsn, NULL);
 	pthread_mutex_lock(&b->mu);
 	b->stop = true;

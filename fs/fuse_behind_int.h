@@ -18,16 +18,8 @@
  * blocks instead of queueing without limit (each is a few hundred bytes in
  * the node's queues; 1024 cover several commit rounds at full speed). */
 #define MAX_PENDING 1024u
-/* A recalled holder is revoked once none of its commands applied here for
- * this long (down or cut off): it first lets its pending commands apply (up
- * to MAX_PENDING), so a busy but healthy holder keeps them; a dead one
- * costs this. However busy, a holder is revoked after REVOKE_CAP_MS. */
-#define REVOKE_AFTER_MS 3000
-#define REVOKE_CAP_MS 30000
-/* A recaller proposes a Recall at most this often while it waits: again in
- * case the holder restarted since the last one applied and missed it, and
- * no more often, since every apply wakes the waiter. */
-#define RECALL_EVERY_MS 500
+/* When a recaller recalls again or revokes, and when a held directory is
+ * returned unasked: fuse_grant.h. */
 
 /* Close behind (fs/fuse_close.h): a node none of whose proposals or
  * barriers completed for this long, one outstanding, closes synchronously
@@ -126,6 +118,11 @@ struct fuse_behind {
 	/* Flushes of such handles, and those answered before the commit
 	 * (fuse_behind_close_early; logged at the end with RAFTFS_STAGES). */
 	uint64_t flushes, flushed_early;
+	/* Directories this mount recalled from other nodes and returned
+	 * unasked (idle; logged likewise), and its idle time for that
+	 * (fuse_grant_idle; RAFTFS_DELEG_IDLE_MS). fuse_behind_deleg.c. */
+	_Atomic uint64_t recalled, idle_returned;
+	int64_t idle_ms;
 };
 
 /* A handle of a file created behind (fuse_behind_create, fuse_behind_fd). */

@@ -1,5 +1,6 @@
 /* fuse_grant.c — per directory: recent synchronous changes by this mount
- * and the back-off after recalls, in a small hash table. */
+ * and the back-off after recalls, in a small hash table; the idle-return
+ * rule; a recaller's clock. */
 #include "fuse_grant.h"
 
 #include <errno.h>
@@ -138,4 +139,60 @@ void fuse_grant_recalled(struct fuse_grant *g, uint64_t dir, int64_t now_ms)
 		w->changes = 0;
 	}
 	pthread_mutex_unlock(&g->mu);
+}
+
+bool fuse_grant_idle(int64_t last_ns, int64_t newest_ns, int64_t now_ns, int64_t idle_ms)
+{
+	int64_t idle_ns = idle_ms * 1000000;
+
+	if (idle_ms <= 0 || now_ns - last_ns < idle_ns)
+		return false;
+	/* The mount still works elsewhere: it may come back here soon. */
+	if (now_ns - newest_ns < idle_ns)
+		return now_ns - last_ns >= FUSE_IDLE_BUSY_X * idle_ns;
+	return true;
+}
+
+void fuse_reclaim_start(struct fuse_reclaim *r, int64_t now_ms)
+{
+	*r = (struct fuse_reclaim){.deadline_ms = now_ms + FUSE_REVOKE_AFTER_MS,
+				   .cap_ms = now_ms + FUSE_REVOKE_CAP_MS,
+				   .next_recall_ms = now_ms};
+}
+
+enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch,
+				       uint64_t progress, int64_t now_ms)
+{
+	if (holder != r->holder || epoch != r->epoch) {
+		/* Another delegation: its holder has done nothing wrong yet,
+		 * and has not been asked. */
+		r->holder = holder;
+		r->epoch = epoch;
+		r->progress = progress;
+		r->deadline_ms = now_ms + FUSE_REVOKE_AFTER_MS;
+		r->next_recall_ms = now_ms;
+	} else if (progress != r->progress) {
+		/* Progress, not wall time: its commands still arrive. */
+		r->progress = progress;
+		r->deadline_ms = now_ms + FUSE_REVOKE_AFTER_MS;
+	}
+	if (r->deadline_ms > r->cap_ms)
+		r->deadline_ms = r->cap_ms;
+	if (now_ms >= r->deadline_ms) {
+		r->deadline_ms = now_ms + FUSE_REVOKE_AFTER_MS;
+		r->cap_ms = r->deadline_ms + FUSE_REVOKE_CAP_MS;
+		return FUSE_RECLAIM_REVOKE;
+	}
+	if (now_ms >= r->next_recall_ms) {
+		r->next_recall_ms = now_ms + FUSE_RECALL_EVERY_MS;
+		return FUSE_RECLAIM_RECALL;
+	}
+	return FUSE_RECLAIM_WAIT;
+}
+
+int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms)
+{
+	int64_t t = r->deadline_ms < r->next_recall_ms ? r->deadline_ms : r->next_recall_ms;
+
+	return t > now_ms ? t - now_ms : 1;
 }

@@ -1,5 +1,9 @@
-/* fuse_grant.h — when a mount should ask for the delegation of a directory
- * it did not make (grant on demand, fs/README-sm.md "Delegations"): after
+/* fuse_grant.h — the timing rules of delegations, as pure bookkeeping: when
+ * a mount asks for a directory, when it gives one back unasked, and when a
+ * recaller proposes its Recall or gives up on the holder (Revoke).
+ *
+ * Grant on demand (fs/README-sm.md "Delegations"): a mount asks for the
+ * delegation of a directory it did not make after
  * it changed the directory's entries synchronously several times in a
  * short while (cp or tar x into an existing tree, a program filling a
  * directory another node made), and not soon after its delegation of that
@@ -39,5 +43,60 @@ bool fuse_grant_note(struct fuse_grant *g, uint64_t dir, int64_t now_ms);
  * asked for during the back-off. Thread-safe, does not block (apply
  * thread). */
 void fuse_grant_recalled(struct fuse_grant *g, uint64_t dir, int64_t now_ms);
+
+/* Idle returns: a held directory with nothing pending and no file created
+ * behind there still open is returned unasked once unused for idle_ms (the
+ * mount's RAFTFS_DELEG_IDLE_MS, default FUSE_IDLE_RETURN_MS; 0: never) —
+ * but only once the mount's write-behind as a whole has been quiet that
+ * long (its burst is over: tar x returned). While the mount keeps working
+ * in other directories, a directory is returned after FUSE_IDLE_BUSY_X
+ * times that (5 s, CephFS's client_caps_release_delay): a mount that made
+ * directories and then fills or renames into them (fs-bench, cp -a, a
+ * build) would otherwise give each back just before it comes back to it,
+ * and then pay a synchronous commit round per change there. */
+#define FUSE_IDLE_RETURN_MS 500
+#define FUSE_IDLE_BUSY_X 10
+
+/* Whether a directory last used at last_ns is returned at now_ns, the
+ * mount's newest use of any directory it holds (or of a pending command)
+ * at newest_ns (ns of one clock; a use in the future counts as now). */
+bool fuse_grant_idle(int64_t last_ns, int64_t newest_ns, int64_t now_ns, int64_t idle_ms);
+
+/* A recaller's clock (fuse_behind_reclaim): it proposes a Recall at once
+ * and again every FUSE_RECALL_EVERY_MS while it waits (in case the holder
+ * restarted and missed the last one), and revokes the holder once none of
+ * its commands applied for FUSE_REVOKE_AFTER_MS (down or cut off), or
+ * after FUSE_REVOKE_CAP_MS in all however busy. A new holder or epoch
+ * between two looks (the delegation changed hands: returned, revoked and
+ * granted to another) starts both afresh: the new holder gets the whole
+ * FUSE_REVOKE_AFTER_MS and a Recall of its own epoch at once, rather than
+ * what was left of its predecessor's (possibly nothing). The cap runs from
+ * the start of the wait, whoever holds the directory. */
+#define FUSE_RECALL_EVERY_MS 500
+#define FUSE_REVOKE_AFTER_MS 3000
+#define FUSE_REVOKE_CAP_MS 30000
+
+struct fuse_reclaim {
+	int64_t deadline_ms, cap_ms, next_recall_ms;
+	uint32_t holder;
+	uint64_t epoch, progress;
+};
+
+enum fuse_reclaim_do {
+	FUSE_RECLAIM_WAIT,   /* wait (at most until fuse_reclaim_due) */
+	FUSE_RECLAIM_RECALL, /* propose a Recall of (holder, epoch), then wait */
+	FUSE_RECLAIM_REVOKE, /* propose a Revoke of (holder, epoch) */
+};
+
+/* Starts a wait at now_ms. */
+void fuse_reclaim_start(struct fuse_reclaim *r, int64_t now_ms);
+/* What to do at now_ms, the directory held by holder under epoch, the
+ * holder's commands applied here up to progress (sm_applied_from). After
+ * FUSE_RECLAIM_REVOKE the revoke's own deadline starts (a Revoke lost to a
+ * leader change is proposed again). */
+enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch,
+				       uint64_t progress, int64_t now_ms);
+/* How long to wait at most from now_ms before the next step. */
+int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms);
 
 #endif

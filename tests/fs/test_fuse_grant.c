@@ -1,8 +1,12 @@
-/* test_fuse_grant.c — when a mount asks for a directory it did not make
- * (fs/fuse_grant.h): after FUSE_GRANT_AFTER synchronous changes within the
- * window, not during the back-off after a recall, which doubles per recall
- * up to its maximum and starts afresh long after; a full table still
- * answers. Time is an argument: no clock, no sleeps. */
+/* test_fuse_grant.c — the timing rules of delegations (fs/fuse_grant.h).
+ * When a mount asks for a directory it did not make: after
+ * FUSE_GRANT_AFTER synchronous changes within the window, not during the
+ * back-off after a recall, which doubles per recall up to its maximum and
+ * starts afresh long after; a full table still answers. When it returns a
+ * directory unasked: idle for the idle time once the mount is quiet, ten
+ * times that while it works elsewhere. When a recaller recalls again and
+ * revokes: by the holder's progress, capped, and afresh for a new holder.
+ * Time is an argument: no clock, no sleeps. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,6 +112,119 @@ static void test_full_table(void **state)
 	fuse_grant_free(g);
 }
 
+#define MS 1000000LL /* ns */
+
+static void test_idle_when_mount_quiet(void **state)
+{
+	const int64_t idle = FUSE_IDLE_RETURN_MS, t = 1000000 * MS;
+
+	(void)state;
+	/* The whole mount quiet since the directory's last use. */
+	assert_false(fuse_grant_idle(t, t, t + (idle - 1) * MS, idle));
+	assert_true(fuse_grant_idle(t, t, t + idle * MS, idle));
+	/* Its last use somewhere else long ago as well. */
+	assert_true(fuse_grant_idle(t - 5 * idle * MS, t, t + idle * MS, idle));
+	/* 0: never. */
+	assert_false(fuse_grant_idle(t, t, t + 1000 * idle * MS, 0));
+}
+
+static void test_idle_when_mount_busy(void **state)
+{
+	const int64_t idle = FUSE_IDLE_RETURN_MS, t = 1000000 * MS;
+	const int64_t busy = FUSE_IDLE_BUSY_X * idle * MS;
+
+	(void)state;
+	/* The mount used another directory just now: kept well past idle. */
+	for (int64_t age = idle * MS; age < busy; age += idle * MS / 2)
+		assert_false(fuse_grant_idle(t - age, t, t, idle));
+	/* ...until it was left alone for the longer time. */
+	assert_true(fuse_grant_idle(t - busy, t, t, idle));
+	/* A use stamped after now (another thread's clock read) is now. */
+	assert_false(fuse_grant_idle(t - idle * MS, t + 5, t, idle));
+	/* Scales with the configured idle time. */
+	assert_false(fuse_grant_idle(t - 10 * FUSE_IDLE_BUSY_X * MS + 1, t, t, 10));
+	assert_true(fuse_grant_idle(t - 10 * FUSE_IDLE_BUSY_X * MS, t, t, 10));
+}
+
+/* Steps r with holder/epoch/progress from t to t + ms in steps of 10 ms;
+ * how many Recalls it said, and the time of the first Revoke (-1: none). */
+static int64_t run_clock(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch,
+			 uint64_t progress, int64_t t, int64_t ms, unsigned *recalls)
+{
+	for (int64_t now = t; now <= t + ms; now += 10) {
+		enum fuse_reclaim_do d = fuse_reclaim_step(r, holder, epoch, progress, now);
+
+		if (d == FUSE_RECLAIM_REVOKE)
+			return now;
+		*recalls += d == FUSE_RECLAIM_RECALL;
+		assert_true(fuse_reclaim_due(r, now) > 0);
+		assert_true(fuse_reclaim_due(r, now) <= FUSE_RECALL_EVERY_MS);
+	}
+	return -1;
+}
+
+static void test_reclaim_recalls_then_revokes(void **state)
+{
+	struct fuse_reclaim r;
+	unsigned recalls = 0;
+	int64_t t = 50000;
+
+	(void)state;
+	fuse_reclaim_start(&r, t);
+	/* A Recall at once, then one per FUSE_RECALL_EVERY_MS. */
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t + 1), FUSE_RECLAIM_WAIT);
+	/* No progress: revoked at FUSE_REVOKE_AFTER_MS. */
+	assert_int_equal(run_clock(&r, 2, 7, 100, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
+			 t + FUSE_REVOKE_AFTER_MS);
+	assert_int_equal(recalls, FUSE_REVOKE_AFTER_MS / FUSE_RECALL_EVERY_MS - 1);
+}
+
+static void test_reclaim_progress_and_cap(void **state)
+{
+	struct fuse_reclaim r;
+	unsigned recalls = 0;
+	int64_t t = 0, revoked = -1;
+	uint64_t progress = 1;
+
+	(void)state;
+	fuse_reclaim_start(&r, t);
+	/* A holder whose commands keep applying is not revoked... */
+	for (; t < FUSE_REVOKE_CAP_MS - FUSE_REVOKE_AFTER_MS; t += FUSE_REVOKE_AFTER_MS / 2)
+		assert_int_equal(run_clock(&r, 2, 7, progress++, t, FUSE_REVOKE_AFTER_MS / 2 - 10,
+					   &recalls),
+				 -1);
+	/* ...until the cap, however busy. */
+	for (; t <= FUSE_REVOKE_CAP_MS && revoked < 0; t += 10)
+		if (fuse_reclaim_step(&r, 2, 7, progress++, t) == FUSE_RECLAIM_REVOKE)
+			revoked = t;
+	assert_int_equal(revoked, FUSE_REVOKE_CAP_MS);
+}
+
+static void test_reclaim_new_holder_starts_afresh(void **state)
+{
+	struct fuse_reclaim r;
+	unsigned recalls = 0;
+	int64_t t = 1000;
+
+	(void)state;
+	fuse_reclaim_start(&r, t);
+	assert_int_equal(run_clock(&r, 2, 7, 5, t, FUSE_REVOKE_AFTER_MS - 10, &recalls), -1);
+	t += FUSE_REVOKE_AFTER_MS - 5;
+	/* Node 2 returned; node 3 was granted it (a new epoch) just before
+	 * this look: asked at once, and given the whole time. */
+	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 40, t), FUSE_RECLAIM_RECALL);
+	recalls = 0;
+	assert_int_equal(run_clock(&r, 3, 8, 40, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
+			 t + FUSE_REVOKE_AFTER_MS);
+	/* Same holder, new epoch (returned and granted again): afresh too. */
+	fuse_reclaim_start(&r, t);
+	assert_int_equal(run_clock(&r, 3, 8, 40, t, FUSE_REVOKE_AFTER_MS - 10, &recalls), -1);
+	t += FUSE_REVOKE_AFTER_MS - 5;
+	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t + 10), FUSE_RECLAIM_WAIT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -116,6 +233,11 @@ int main(void)
 	    cmocka_unit_test(test_backoff_after_recall),
 	    cmocka_unit_test(test_backoff_caps_and_resets),
 	    cmocka_unit_test(test_full_table),
+	    cmocka_unit_test(test_idle_when_mount_quiet),
+	    cmocka_unit_test(test_idle_when_mount_busy),
+	    cmocka_unit_test(test_reclaim_recalls_then_revokes),
+	    cmocka_unit_test(test_reclaim_progress_and_cap),
+	    cmocka_unit_test(test_reclaim_new_holder_starts_afresh),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
