@@ -59,7 +59,7 @@ struct waiter {
 	struct waiter *also;
 };
 
-static int plug_start(void *ctx, const uint8_t *buf, size_t len, void *arg);
+static int plug_start(void *ctx, const struct fs_plug_cmd *cmds, unsigned n);
 static void plug_fail(void *ctx, void *arg, int err);
 
 static unsigned plug_linger_us(void)
@@ -156,10 +156,11 @@ static int nsm_apply(void *ctx, uint64_t index, const envelope *env, const uint8
 		     int64_t *result)
 {
 	struct fs_node *f = ctx;
-	int r = 0, rc;
+	int64_t r = 0;
+	int rc;
 
 	applying_client = env->client;
-	rc = sm_apply(f->sm, index, env->client, env->seq, env->min_pending, cmd, len, &r);
+	rc = sm_apply_entry(f->sm, index, env->client, env->seq, env->min_pending, cmd, len, &r);
 	if (rc < 0) {
 		fprintf(stderr, "fs: applying entry %llu failed: %s\n", (unsigned long long)index,
 			strerror(-rc));
@@ -316,10 +317,13 @@ void fs_node_close(struct fs_node *f)
 		fprintf(stderr,
 			"fs: node %u held %llu proposals back; started by an eager one %llu, "
 			"a flush %llu, the limit %llu, the linger %llu; %llu merged into the last "
-			"one waiting\n",
+			"one waiting; %llu entries started, %llu of them batches; %llu files closed "
+			"in one entry, %llu not\n",
 			f->id, (unsigned long long)st.held, (unsigned long long)st.by_eager,
 			(unsigned long long)st.by_flush, (unsigned long long)st.by_limit,
-			(unsigned long long)st.by_linger, (unsigned long long)st.merged);
+			(unsigned long long)st.by_linger, (unsigned long long)st.merged,
+			(unsigned long long)st.entries, (unsigned long long)st.batches,
+			(unsigned long long)st.units, (unsigned long long)st.units_split);
 	}
 	fs_plug_free(f->plug);
 	sm_close(f->sm);
@@ -360,39 +364,132 @@ void fs_node_flush(struct fs_node *f)
 	fs_plug_flush(f->plug);
 }
 
+uint64_t fs_node_mark(struct fs_node *f)
+{
+	return fs_plug_mark(f->plug);
+}
+
+bool fs_node_flush_unit(struct fs_node *f, uint64_t mark)
+{
+	return fs_plug_flush_unit(f->plug, mark);
+}
+
 struct sm *fs_node_sm(struct fs_node *f)
 {
 	return f->sm;
 }
 
-static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
+/* A completion's status as the caller's errno. */
+static int status_errno(struct fs_node *f, int status)
 {
-	struct waiter *w = arg;
-	int err;
+	return node_fault(f->n) ? EIO : node_errno(status);
+}
 
-	(void)index;
-	if (status == 0 && applying_client && !atomic_load(&w->f->own_client))
-		atomic_store(&w->f->own_client, applying_client);
-	err = status < 0 ? node_errno(status) : (int)result;
-	if (status < 0 && node_fault(w->f->n))
-		err = EIO;
-	atomic_store(&w->f->stalled, err == ETIMEDOUT && status < 0);
+/* What every completion of a started proposal tells f. */
+static void note_completion(struct fs_node *f, int status)
+{
+	if (status == 0 && applying_client && !atomic_load(&f->own_client))
+		atomic_store(&f->own_client, applying_client);
+	atomic_store(&f->stalled, status < 0 && status_errno(f, status) == ETIMEDOUT);
+}
+
+/* Completes w and the proposals merged into it with err. */
+static void finish_chain(struct waiter *w, int err, bool ok)
+{
 	while (w) {
 		struct waiter *next = w->also;
 
 		w->done(w->arg, err);
-		outstanding_dec(w->f, status == 0);
+		outstanding_dec(w->f, ok);
 		free(w);
 		w = next;
 	}
 }
 
+static void proposal_done(void *arg, int status, int64_t result, uint64_t index)
+{
+	struct waiter *w = arg;
+
+	(void)index;
+	note_completion(w->f, status);
+	finish_chain(w, status < 0 ? status_errno(w->f, status) : (int)result, status == 0);
+}
+
+/* A proposal carrying several commands (a Batch entry): their waiters in
+ * order; each gets its own command's result, byte k of the entry's
+ * (sm_apply_entry). */
+struct batch_waiter {
+	struct fs_node *f;
+	unsigned n;
+	struct waiter *w[FS_PLUG_BATCH_MAX];
+};
+
+_Static_assert(FS_PLUG_BATCH_MAX <= SM_BATCH_MAX, "a batch's results must fit its entry's");
+
+static void batch_done(void *arg, int status, int64_t result, uint64_t index)
+{
+	struct batch_waiter *b = arg;
+
+	(void)index;
+	note_completion(b->f, status);
+	for (unsigned k = 0; k < b->n; k++) {
+		int err = status < 0 ? status_errno(b->f, status)
+				     : (int)(((uint64_t)result >> (8 * k)) & 0xff);
+
+		finish_chain(b->w[k], err, status == 0);
+	}
+	free(b);
+}
+
+/* Starts cmds[0..n) as one Batch entry (fs.proto): they commit, and apply
+ * on every node, together or not at all. */
+static int start_batch(struct fs_node *f, const struct fs_plug_cmd *cmds, unsigned n)
+{
+	struct batch_waiter *b = malloc(sizeof(*b));
+	ProtobufCBinaryData parts[FS_PLUG_BATCH_MAX];
+	Fspb__Batch bt = FSPB__BATCH__INIT;
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	uint8_t *buf = NULL;
+	size_t len;
+	int rc;
+
+	if (!b)
+		return ENOMEM;
+	b->f = f;
+	b->n = n;
+	for (unsigned k = 0; k < n; k++) {
+		parts[k] = (ProtobufCBinaryData){cmds[k].len, (uint8_t *)cmds[k].buf};
+		b->w[k] = cmds[k].arg;
+	}
+	bt.n_cmds = n;
+	bt.cmds = parts;
+	c.node = f->id;
+	c.op_case = FSPB__COMMAND__OP_BATCH;
+	c.batch = &bt;
+	len = fspb__command__get_packed_size(&c);
+	if (!(buf = malloc(len))) {
+		free(b);
+		return ENOMEM;
+	}
+	fspb__command__pack(&c, buf);
+	rc = node_start(f->n, buf, len, 0, batch_done, b, NULL, NULL);
+	free(buf);
+	if (rc < 0) {
+		free(b);
+		return node_errno(rc);
+	}
+	return 0;
+}
+
 /* The plug's start (fs_plug.h): under the plug's lock, in proposal order. */
-static int plug_start(void *ctx, const uint8_t *buf, size_t len, void *arg)
+static int plug_start(void *ctx, const struct fs_plug_cmd *cmds, unsigned n)
 {
 	struct fs_node *f = ctx;
-	int rc = node_start(f->n, buf, len, 0, proposal_done, arg, NULL, NULL);
+	int rc;
 
+	if (n > 1)
+		return start_batch(f, cmds, n);
+	rc = node_start(f->n, cmds[0].buf, cmds[0].len, 0, proposal_done, cmds[0].arg, NULL, NULL);
 	return rc < 0 ? node_errno(rc) : 0;
 }
 

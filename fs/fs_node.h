@@ -48,6 +48,17 @@ void fs_node_set_inval(struct fs_node *f, struct fuse_inval *inv);
  * with the error on this thread). */
 void fs_node_flush(struct fs_node *f);
 
+/* A mark for fs_node_flush_unit: the proposals made after this call. */
+uint64_t fs_node_mark(struct fs_node *f);
+
+/* fs_node_flush, keeping every proposal made since mark in one log entry
+ * (a Batch, fs.proto), so that they apply on every node together or not at
+ * all: true. false: they did not go out together (some had started before
+ * — a flush, a limit, the linger, an eager proposal — or they were too many
+ * for one entry); only waiting for their commit then makes them durable
+ * together. Same rules as fs_node_flush. */
+bool fs_node_flush_unit(struct fs_node *f, uint64_t mark);
+
 /* The state machine, for the read side. */
 struct sm *fs_node_sm(struct fs_node *f);
 

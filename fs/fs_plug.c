@@ -19,6 +19,7 @@ struct held {
 	uint8_t *buf;
 	size_t len;
 	void *arg;
+	uint64_t serial; /* its place among every proposal made (fs_plug_mark) */
 };
 
 struct fs_plug {
@@ -32,12 +33,27 @@ struct fs_plug {
 	atomic_uint count; /* held (read without mu by a flush with nothing to do) */
 	size_t bytes;
 	uint64_t first_ns; /* when the oldest held one was proposed */
+	_Atomic uint64_t serial; /* proposals made so far (the next one's serial) */
 	bool on, stop;
 	pthread_t flusher;
-	_Atomic uint64_t stats[6];
+	_Atomic uint64_t stats[10];
 };
 
-enum { ST_HELD, ST_EAGER, ST_FLUSH, ST_LIMIT, ST_LINGER, ST_MERGED };
+enum {
+	ST_HELD,
+	ST_EAGER,
+	ST_FLUSH,
+	ST_LIMIT,
+	ST_LINGER,
+	ST_MERGED,
+	ST_ENTRIES,
+	ST_BATCHES,
+	ST_UNITS,
+	ST_UNITS_SPLIT
+};
+
+/* No unit to keep together (start_all). */
+#define NO_UNIT UINT64_MAX
 
 static uint64_t mono_ns(void)
 {
@@ -47,37 +63,84 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Starts every held proposal, oldest first (under mu, so nothing else
- * starts in between). The ones that failed are returned as a list for
- * fail_all, outside mu. */
-static struct held *start_all(struct fs_plug *p, int why)
+/* Starts hs[0..n) as one proposal and frees their buffers; the ones that
+ * failed are appended to *failed (the errno in len: the buffer is gone),
+ * the others freed. */
+static void start_batch(struct fs_plug *p, struct held **hs, unsigned n, struct held ***failed)
 {
-	struct held *failed = NULL, **tail = &failed, *h = p->head;
-	unsigned n = 0;
+	struct fs_plug_cmd cmds[FS_PLUG_BATCH_MAX] = {{0}};
+	int rc;
 
-	while (h) {
-		struct held *next = h->next;
-		int rc = p->start(p->ctx, h->buf, h->len, h->arg);
+	for (unsigned i = 0; i < n; i++)
+		cmds[i] = (struct fs_plug_cmd){hs[i]->buf, hs[i]->len, hs[i]->arg};
+	rc = p->start(p->ctx, cmds, n);
+	atomic_fetch_add(&p->stats[ST_ENTRIES], 1);
+	if (n > 1)
+		atomic_fetch_add(&p->stats[ST_BATCHES], 1);
+	for (unsigned i = 0; i < n; i++) {
+		struct held *h = hs[i];
 
 		free(h->buf);
 		h->buf = NULL;
 		if (rc) {
-			/* The errno travels in len: the buffer is gone. */
 			h->len = (size_t)rc;
 			h->next = NULL;
-			*tail = h;
-			tail = &h->next;
+			**failed = h;
+			*failed = &h->next;
 		} else {
 			free(h);
 		}
-		h = next;
-		n++;
 	}
+}
+
+/* Starts every held proposal, oldest first (under mu, so nothing else
+ * starts in between), as few proposals as the batch limits allow, never
+ * cutting inside the unit (those of serial >= unit) when it fits one. The
+ * ones that failed are returned as a list for fail_all, outside mu;
+ * *whole: the unit went out as one proposal (or was empty). */
+static struct held *start_all(struct fs_plug *p, int why, uint64_t unit, bool *whole)
+{
+	struct held *failed = NULL, **tail = &failed, *h;
+	struct held *batch[FS_PLUG_BATCH_MAX];
+	unsigned n = 0, total = 0, un = 0;
+	size_t bytes = 0, ub = 0;
+	bool fits;
+
+	for (h = p->head; h; h = h->next)
+		if (h->serial >= unit) {
+			un++;
+			ub += h->len;
+		}
+	fits = un <= 1 || (un <= FS_PLUG_BATCH_MAX && ub <= FS_PLUG_BATCH_BYTES);
+	h = p->head;
+	while (h) {
+		struct held *next = h->next;
+		bool cut = n == FS_PLUG_BATCH_MAX || (n && bytes + h->len > FS_PLUG_BATCH_BYTES);
+
+		/* The unit's first: a batch of its own unless the ones before
+		 * it leave room for all of it. */
+		if (n && fits && h->serial >= unit && batch[n - 1]->serial < unit &&
+		    (n + un > FS_PLUG_BATCH_MAX || bytes + ub > FS_PLUG_BATCH_BYTES))
+			cut = true;
+		if (cut) {
+			start_batch(p, batch, n, &tail);
+			n = 0;
+			bytes = 0;
+		}
+		batch[n++] = h;
+		bytes += h->len;
+		total++;
+		h = next;
+	}
+	if (n)
+		start_batch(p, batch, n, &tail);
 	p->head = p->tail = NULL;
 	atomic_store(&p->count, 0);
 	p->bytes = 0;
-	if (n)
-		atomic_fetch_add(&p->stats[why], n);
+	if (total)
+		atomic_fetch_add(&p->stats[why], total);
+	if (whole)
+		*whole = fits;
 	return failed;
 }
 
@@ -114,7 +177,7 @@ static void *flusher(void *arg)
 			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 			continue;
 		}
-		failed = start_all(p, ST_LINGER);
+		failed = start_all(p, ST_LINGER, NO_UNIT, NULL);
 		pthread_mutex_unlock(&p->mu);
 		fail_all(p, failed);
 		pthread_mutex_lock(&p->mu);
@@ -159,7 +222,7 @@ void fs_plug_free(struct fs_plug *p)
 	pthread_mutex_lock(&p->mu);
 	p->stop = true;
 	p->on = false;
-	failed = start_all(p, ST_FLUSH);
+	failed = start_all(p, ST_FLUSH, NO_UNIT, NULL);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->mu);
 	fail_all(p, failed);
@@ -172,30 +235,45 @@ void fs_plug_free(struct fs_plug *p)
 
 int fs_plug_propose(struct fs_plug *p, uint8_t *buf, size_t len, void *arg, bool lazy)
 {
-	struct held *failed = NULL, *h;
+	struct held *failed = NULL, *h = malloc(sizeof(*h));
+	bool hold = lazy && p->on && p->linger_ns;
 	int rc = 0;
 
-	pthread_mutex_lock(&p->mu);
-	if (lazy && p->on && p->linger_ns && (h = malloc(sizeof(*h)))) {
-		*h = (struct held){NULL, buf, len, arg};
-		if (p->tail)
-			p->tail->next = h;
-		else
-			p->head = h;
-		p->tail = h;
-		p->bytes += len;
-		atomic_fetch_add(&p->stats[ST_HELD], 1);
-		if (atomic_fetch_add(&p->count, 1) == 0) {
-			p->first_ns = mono_ns();
-			pthread_cond_signal(&p->cv);
-		}
-		if (atomic_load(&p->count) >= HOLD_MAX || p->bytes >= HOLD_MAX_BYTES)
-			failed = start_all(p, ST_LIMIT);
-	} else {
-		/* Nothing held may be overtaken. */
-		failed = start_all(p, ST_EAGER);
-		rc = p->start(p->ctx, buf, len, arg);
+	if (!h) {
 		free(buf);
+		return ENOMEM;
+	}
+	pthread_mutex_lock(&p->mu);
+	*h = (struct held){NULL, buf, len, arg, atomic_fetch_add(&p->serial, 1)};
+	if (p->tail)
+		p->tail->next = h;
+	else
+		p->head = h;
+	p->tail = h;
+	p->bytes += len;
+	if (atomic_fetch_add(&p->count, 1) == 0)
+		p->first_ns = mono_ns();
+	if (hold) {
+		atomic_fetch_add(&p->stats[ST_HELD], 1);
+		if (atomic_load(&p->count) == 1)
+			pthread_cond_signal(&p->cv);
+		if (atomic_load(&p->count) >= HOLD_MAX || p->bytes >= HOLD_MAX_BYTES)
+			failed = start_all(p, ST_LIMIT, NO_UNIT, NULL);
+	} else {
+		/* Nothing held may be overtaken: it starts with what is held
+		 * (in the same proposal if there is room). */
+		struct held **prev = &failed;
+
+		failed = start_all(p, ST_EAGER, NO_UNIT, NULL);
+		atomic_fetch_sub(&p->stats[ST_EAGER], 1); /* counts held ones only */
+		/* This one's failure is the caller's to report, not fail's. */
+		while (*prev && *prev != h)
+			prev = &(*prev)->next;
+		if (*prev) {
+			*prev = h->next;
+			rc = (int)h->len;
+			free(h);
+		}
 	}
 	pthread_mutex_unlock(&p->mu);
 	fail_all(p, failed);
@@ -230,9 +308,31 @@ void fs_plug_flush(struct fs_plug *p)
 	if (!p || atomic_load(&p->count) == 0)
 		return;
 	pthread_mutex_lock(&p->mu);
-	failed = start_all(p, ST_FLUSH);
+	failed = start_all(p, ST_FLUSH, NO_UNIT, NULL);
 	pthread_mutex_unlock(&p->mu);
 	fail_all(p, failed);
+}
+
+uint64_t fs_plug_mark(struct fs_plug *p)
+{
+	return atomic_load(&p->serial);
+}
+
+bool fs_plug_flush_unit(struct fs_plug *p, uint64_t mark)
+{
+	struct held *failed;
+	bool whole;
+
+	pthread_mutex_lock(&p->mu);
+	/* Held ones are the newest proposals: the unit is all held iff the
+	 * oldest held one is not younger than the mark (or none was made
+	 * since). */
+	whole = p->head ? p->head->serial <= mark : mark >= atomic_load(&p->serial);
+	failed = start_all(p, ST_FLUSH, mark, whole ? &whole : NULL);
+	pthread_mutex_unlock(&p->mu);
+	atomic_fetch_add(&p->stats[whole ? ST_UNITS : ST_UNITS_SPLIT], 1);
+	fail_all(p, failed);
+	return whole;
 }
 
 void fs_plug_enable(struct fs_plug *p, bool on)
@@ -242,7 +342,7 @@ void fs_plug_enable(struct fs_plug *p, bool on)
 	pthread_mutex_lock(&p->mu);
 	p->on = on;
 	if (!on)
-		failed = start_all(p, ST_FLUSH);
+		failed = start_all(p, ST_FLUSH, NO_UNIT, NULL);
 	pthread_mutex_unlock(&p->mu);
 	fail_all(p, failed);
 }
@@ -255,4 +355,8 @@ void fs_plug_stats(struct fs_plug *p, struct fs_plug_stats *out)
 	out->by_limit = atomic_load(&p->stats[ST_LIMIT]);
 	out->by_linger = atomic_load(&p->stats[ST_LINGER]);
 	out->merged = atomic_load(&p->stats[ST_MERGED]);
+	out->entries = atomic_load(&p->stats[ST_ENTRIES]);
+	out->batches = atomic_load(&p->stats[ST_BATCHES]);
+	out->units = atomic_load(&p->stats[ST_UNITS]);
+	out->units_split = atomic_load(&p->stats[ST_UNITS_SPLIT]);
 }

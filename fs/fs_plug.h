@@ -7,7 +7,14 @@
  * an eager proposal (which must not overtake it: one node's commands apply
  * in the order they were started, consensus/node.h guarantee 2), a flush
  * (anyone about to wait for a held command: close, fsync, a read of the
- * file), a size or count limit, or at the latest after the linger time. */
+ * file), a size or count limit, or at the latest after the linger time.
+ *
+ * What starts together goes out as few proposals as it can: up to
+ * FS_PLUG_BATCH_MAX commands and FS_PLUG_BATCH_BYTES bytes are one proposal,
+ * one log entry (fs.proto's Batch), so they reach the log, and every node,
+ * together or not at all. A flush for a unit (fs_plug_flush_unit) keeps the
+ * commands proposed since a mark in one entry: what makes a file closed
+ * before its commit whole or absent on the other nodes (fs/fuse_close.h). */
 #ifndef RAFTFS_FS_PLUG_H
 #define RAFTFS_FS_PLUG_H
 
@@ -17,9 +24,23 @@
 
 struct fs_plug;
 
-/* Starts one proposal for real (buf[0..len) is the packed command; the
- * plug frees buf afterwards): 0, or a positive errno. */
-typedef int (*fs_plug_start_fn)(void *ctx, const uint8_t *buf, size_t len, void *arg);
+/* The most commands, and bytes of them, one started proposal carries (its
+ * result packs theirs, one byte each: fs/sm.h's SM_BATCH_MAX). */
+#define FS_PLUG_BATCH_MAX 8u
+#define FS_PLUG_BATCH_BYTES (256u << 10)
+
+/* A proposal as the plug starts it: the packed command and its owner's arg. */
+struct fs_plug_cmd {
+	const uint8_t *buf;
+	size_t len;
+	void *arg;
+};
+
+/* Starts cmds[0..n) for real, in order, as one proposal (n > 1: one log
+ * entry carrying them all; n <= FS_PLUG_BATCH_MAX, and more than one only
+ * within FS_PLUG_BATCH_BYTES). The plug frees the buffers afterwards. 0, or
+ * a positive errno: none of them started. */
+typedef int (*fs_plug_start_fn)(void *ctx, const struct fs_plug_cmd *cmds, unsigned n);
 /* A held proposal that could not be started (the start's errno): the owner
  * completes it with that error. Called with no lock of the plug held. */
 typedef void (*fs_plug_fail_fn)(void *ctx, void *arg, int err);
@@ -56,15 +77,29 @@ bool fs_plug_merge_newest(struct fs_plug *p, fs_plug_merge_fn merge, void *mctx)
  * call it holding no lock that a completion takes. */
 void fs_plug_flush(struct fs_plug *p);
 
+/* A mark: the proposals made through p after this call (fs_plug_propose)
+ * are the ones fs_plug_flush_unit(p, mark) keeps together. */
+uint64_t fs_plug_mark(struct fs_plug *p);
+
+/* fs_plug_flush, keeping every proposal made since mark in one started
+ * proposal (one log entry), the ones before in earlier ones. true: they
+ * went out together (none had started before, and they fit one: at most
+ * FS_PLUG_BATCH_MAX and FS_PLUG_BATCH_BYTES); false: they did not (a flush,
+ * a limit, the linger or an eager proposal started some of them before). */
+bool fs_plug_flush_unit(struct fs_plug *p, uint64_t mark);
+
 /* Whether lazy proposals may be held (a mount serving requests), off:
  * starts what is held, and nothing is held any more (before the node
  * stops, so that nothing held outlives it). */
 void fs_plug_enable(struct fs_plug *p, bool on);
 
-/* Proposals held so far that went out by each trigger, and proposals
- * merged into the newest held one (for measuring). */
+/* Proposals held so far that went out by each trigger, proposals merged
+ * into the newest held one, proposals started (entries) and those that
+ * carried more than one command, and unit flushes that kept their unit
+ * together and that could not (for measuring). */
 struct fs_plug_stats {
 	uint64_t held, by_eager, by_flush, by_limit, by_linger, merged;
+	uint64_t entries, batches, units, units_split;
 };
 void fs_plug_stats(struct fs_plug *p, struct fs_plug_stats *out);
 

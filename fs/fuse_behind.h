@@ -130,7 +130,10 @@ int fuse_behind_busy(struct fuse_behind *b, uint64_t **out, size_t *n);
  * delegation it was created in (another mount that looked into the
  * directory since recalled it: fuse_behind_fence), not renamed, linked or
  * changed synchronously since, on a node whose proposals get through
- * (fs_node_progressing). */
+ * (fs_node_progressing), and whose commands since its creation all went
+ * out in one log entry just now (fs_node_flush_unit: each node applies all
+ * of them or none, so a crash of this node never leaves the file torn
+ * elsewhere). Starts what the node holds back either way. */
 bool fuse_behind_close_early(struct fuse_behind *b, uint64_t fh);
 
 /* close = behind, on the other side: before this mount hands its kernel

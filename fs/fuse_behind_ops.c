@@ -436,6 +436,7 @@ bool fuse_behind_create(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 	}
 	h->dir = parent;
 	h->epoch = d->epoch;
+	h->mark = fs_node_mark(fs->fsn);
 	pthread_mutex_unlock(&b->mu);
 	rc = bh_op_propose(b, op, &c);
 	pthread_mutex_unlock(&b->order);
@@ -864,6 +865,13 @@ bool fuse_behind_close_early(struct fuse_behind *b, uint64_t fh)
 	 * that found the file recalled it first (fuse_behind_fence). */
 	d = bh_dir_held(b, h->dir);
 	early = !h->moved && d && d->epoch == h->epoch;
+	pthread_mutex_unlock(&b->mu);
+	/* Whole or absent on every node: the file's commands since its
+	 * creation go out in one entry, or its close waits for their commit
+	 * (fs/fuse_close.h). Outside b->mu: a failed start completes here. */
+	if (early)
+		early = fs_node_flush_unit(b->fs->fsn, h->mark);
+	pthread_mutex_lock(&b->mu);
 	b->flushes++;
 	b->flushed_early += early;
 	pthread_mutex_unlock(&b->mu);

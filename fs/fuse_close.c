@@ -35,15 +35,14 @@ int fuse_close_sync_mount(struct fuse_fs *fs)
  * write-behind command the mount proposed before is applied here, hence
  * committed (close-to-open: the file's creation, its parent directories).
  * Behind (fuse_behind_close_early): once the file's commands are proposed
- * (not held back by the plug: the close acknowledged them), with a failure
- * already known. */
+ * in one log entry (not held back by the plug: the close acknowledged
+ * them), with a failure already known. */
 void ffs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_fs *fs = ffs_of(req);
 	int err;
 
 	if (fuse_behind_close_early(fs->bh, fi->fh)) {
-		fs_node_flush(fs->fsn);
 		err = fuse_write_take(fs->wr, fi->fh);
 	} else {
 		err = fuse_write_sync(fs->wr, ino, fi->fh);

@@ -7,7 +7,11 @@
  *
  * behind: close of a file this mount created behind in a directory it holds
  * (fuse_behind_close_early) returns once the file's commands are proposed,
- * like a local filesystem's close before writeback; a failure of them is
+ * all of them in one log entry (so if this node dies, the other nodes have
+ * the whole file or none of it), like a local filesystem's close before
+ * writeback; when they could not go in one entry (a big file, a flush, the
+ * plug's linger or limits started some before), close waits for their
+ * commit as under commit. A failure of them is
  * logged and returned by a later close, fsync or fsyncdir of the mount.
  * Close-to-open across mounts still holds: another mount recalls the
  * directory before it looks into it (fuse_behind_fence), and the holder

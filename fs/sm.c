@@ -135,14 +135,17 @@ int sm_alloc_id(struct sm *sm, uint64_t *id)
 
 // Records an executed command's result in the duplicate table. Only if the
 // table does not have it yet: a redo after a crash may find it there already.
+// A batch's is recorded once, from its last record, with all its results.
 static int record_dedup(struct sm *sm, const struct sm_record *r)
 {
 	int64_t prev;
-	if (!r->client || dedup_check(sm->dd, r->client, r->seq, &prev) != DEDUP_NEW)
+	if (!r->client || !sm_rec_ends_entry(r) ||
+	    dedup_check(sm->dd, r->client, r->seq, &prev) != DEDUP_NEW)
 		return 0;
 	// At its index: the table's clock for expiring idle clients, the same
 	// in a replay of the journal as when applied (dedup.h).
-	return dedup_record_at(sm->dd, r->index, r->client, r->seq, r->min_pending, r->result);
+	return dedup_record_at(sm->dd, r->index, r->client, r->seq, r->min_pending,
+			       sm_rec_entry_result(r));
 }
 
 // DATA/sm/dedup: magic u32 | pad u32 | index u64 | len u64 | table | hash u64.
@@ -602,8 +605,87 @@ static int stamp_root(struct sm *sm, int64_t t)
 	return 0;
 }
 
-int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, uint64_t min_pending,
-	     const void *cmd, size_t len, int *result)
+// Sub-command k's result in its batch entry's result (byte k). Results are
+// errnos (below 256); anything else shows as EINVAL, the same everywhere.
+static uint64_t batch_byte(uint32_t k, int32_t result)
+{
+	uint64_t r = result >= 0 && result < 256 ? (uint64_t)result : EINVAL;
+	return r << (8 * k);
+}
+
+// Decides (apply_plan), journals and executes command c (NULL: one that does
+// not decode: EINVAL) of entry rec->index: the whole entry's, or a batch's
+// sub-command rec->sub. redo: rec is the record written before a crash, and
+// only the execution is repeated (its steps are redo-safe).
+static int run_one(struct sm *sm, uint64_t client_id, const Fspb__Command *c,
+		   struct sm_record *rec, bool redo)
+{
+	int rc = 0;
+	if (!redo) {
+		if (!c)
+			rec->result = EINVAL; // the same bytes fail the same everywhere
+		else
+			rc = apply_plan(sm, c, rec);
+		if (rec->sub)
+			rec->results |= batch_byte(rec->sub - 1, rec->result);
+		if (!rc)
+			rc = sm_journal_append(&sm->journal, rec);
+		if (!rc)
+			sm->last_rec = *rec;
+	}
+	if (!rc && c)
+		rc = stamp_root(sm, c->time_ns);
+	bool exec = !rc && rec->result == 0 && c;
+	if (exec && sm->apply_hook)
+		sm->apply_hook(sm->apply_hook_arg, client_id, c, false);
+	if (exec)
+		rc = apply_exec(sm, c, rec);
+	if (exec && !rc && sm->apply_hook)
+		sm->apply_hook(sm->apply_hook_arg, client_id, c, true);
+	return rc;
+}
+
+// A Batch entry (fs.proto): its sub-commands in order, each as run_one, each
+// with a record of its own written before it executes. After a crash the
+// newest record names the sub-command that was cut short (rec, redo): those
+// before it executed whole, so the batch resumes there, and the entry is
+// applied exactly once. The last record carries every result.
+static int run_batch(struct sm *sm, uint64_t client_id, const Fspb__Batch *b,
+		     struct sm_record *rec, bool redo)
+{
+	uint32_t n = (uint32_t)b->n_cmds; // sm_apply_entry checked it (and a redo's)
+	struct sm_record r = *rec;
+	int rc = 0;
+
+	for (uint32_t k = redo ? r.sub - 1 : 0; !rc && k < n; k++) {
+		bool again = redo && k + 1 == rec->sub;
+		Fspb__Command *c = NULL;
+
+		if (!again) {
+			r.sub = k + 1;
+			r.nsub = n;
+			r.result = 0;
+			r.flags = 0;
+			r.a = r.b = 0;
+			r.mode = r.gid = 0;
+		}
+		rc = decode(b->cmds[k].data, b->cmds[k].len, &c);
+		if (rc)
+			break;
+		if (c && c->op_case == FSPB__COMMAND__OP_BATCH) {
+			fspb__command__free_unpacked(c, NULL);
+			c = NULL; // no batch in a batch: EINVAL
+		}
+		rc = run_one(sm, client_id, c, &r, again);
+		if (c)
+			fspb__command__free_unpacked(c, NULL);
+	}
+	*rec = r;
+	return rc;
+}
+
+int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
+		   uint64_t min_pending, const void *cmd, size_t len, int64_t *result)
 {
 	int rc = check_next_index(sm, index);
 	if (rc)
@@ -638,6 +720,15 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 	Fspb__Command *c = NULL;
 	if (!(rec.flags & SM_REC_SKIP) && (rc = decode(cmd, len, &c)))
 		return fail(sm, index, rc);
+	bool batch = c && c->op_case == FSPB__COMMAND__OP_BATCH && c->batch->n_cmds > 0 &&
+		     c->batch->n_cmds <= SM_BATCH_MAX;
+	if (redo && rec.sub && (!batch || c->batch->n_cmds != rec.nsub)) {
+		fprintf(stderr, "sm: apply %llu: not the batch being applied at the crash\n",
+			(unsigned long long)index);
+		if (c)
+			fspb__command__free_unpacked(c, NULL);
+		return -EINVAL;
+	}
 	if (c)
 		count_from(sm, c->node);
 	if (sm->test_apply_delay_us)
@@ -648,26 +739,21 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 		if (v != DEDUP_NEW) {
 			rec.flags = SM_REC_SKIP;
 			rec.result = v == DEDUP_DUPLICATE ? (int32_t)prev : SM_RESULT_STALE;
-		} else if (!c) {
-			rec.result = EINVAL; // undecodable: the same bytes fail the same everywhere
-		} else {
-			rc = apply_plan(sm, c, &rec);
-		}
-		if (!rc)
+			// A batch's result does not fit `result`.
+			rec.results = v == DEDUP_DUPLICATE ? (uint64_t)prev : 0;
 			rc = sm_journal_append(&sm->journal, &rec);
-		if (!rc)
-			sm->last_rec = rec;
+			if (!rc)
+				sm->last_rec = rec;
+		}
 	}
 	sm->redo_pending = false;
-	if (!rc && !(rec.flags & SM_REC_SKIP) && c)
-		rc = stamp_root(sm, c->time_ns);
-	bool exec = !rc && !(rec.flags & SM_REC_SKIP) && rec.result == 0 && c;
-	if (exec && sm->apply_hook)
-		sm->apply_hook(sm->apply_hook_arg, client_id, c, false);
-	if (exec)
-		rc = apply_exec(sm, c, &rec);
-	if (exec && !rc && sm->apply_hook)
-		sm->apply_hook(sm->apply_hook_arg, client_id, c, true);
+	if (!rc && batch && !(rec.flags & SM_REC_SKIP)) {
+		rc = run_batch(sm, client_id, c->batch, &rec, redo);
+	} else if (!rc && !(rec.flags & SM_REC_SKIP)) {
+		// A batch too big or empty is an undecodable command (EINVAL).
+		bool bad = c && c->op_case == FSPB__COMMAND__OP_BATCH;
+		rc = run_one(sm, client_id, bad ? NULL : c, &rec, redo);
+	}
 	if (!rc && !(rec.flags & SM_REC_SKIP))
 		rc = record_dedup(sm, &rec);
 	if (c)
@@ -675,8 +761,19 @@ int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, ui
 	if (rc)
 		return fail(sm, index, rc);
 	sm->applied = index;
-	*result = rec.result;
+	*result = sm_rec_entry_result(&rec);
 	return 0;
+}
+
+int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, uint64_t min_pending,
+	     const void *cmd, size_t len, int *result)
+{
+	int64_t r = 0;
+	int rc = sm_apply_entry(sm, index, client_id, seq, min_pending, cmd, len, &r);
+
+	if (!rc)
+		*result = (int)r;
+	return rc;
 }
 
 int sm_apply_empty(struct sm *sm, uint64_t index)

@@ -104,6 +104,18 @@ const struct dedup *sm_dedup(struct sm *sm);
 int sm_apply(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq, uint64_t min_pending,
 	     const void *cmd, size_t len, int *result);
 
+// The most commands a Batch entry carries (fs.proto): its result packs
+// theirs, one byte each, into 64 bits.
+#define SM_BATCH_MAX 8
+
+// sm_apply with the entry's whole result: for a Batch (fs.proto, a mount's
+// held commands as one entry), byte k is sub-command k's result (0 or a
+// positive errno); each sub-command applies as its own entry would, in
+// order, and a crash in the middle resumes at the one it cut short (each
+// has its journal record). The duplicate table keeps the whole result.
+int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,
+		   uint64_t min_pending, const void *cmd, size_t len, int64_t *result);
+
 // An entry without a command (the leader's no-op, a membership change): only
 // the applied index moves (and is journaled). 0 or a negative fault/caller error.
 int sm_apply_empty(struct sm *sm, uint64_t index);

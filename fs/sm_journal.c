@@ -60,8 +60,10 @@ uint64_t sm_cmd_hash(const void *data, size_t len)
 
 // Layout (host byte order: the journal never leaves the node):
 // 0 magic u32 | 4 flags u32 | 8 index | 16 client | 24 seq | 32 min_pending |
-// 40 a | 48 b | 56 result i32 | 60 mode u32 | 64 gid u32 | 68 pad u32 |
-// 72 cmd_hash | ... zero ... | 120 hash of bytes 0..119
+// 40 a | 48 b | 56 result i32 | 60 mode u32 | 64 gid u32 | 68 sub u32 |
+// 72 cmd_hash | 80 results | 88 nsub u32 | ... zero ... | 120 hash of bytes
+// 0..119. Records written before batches have zeros where sub, results and
+// nsub are: a plain command's record.
 static void encode(const struct sm_record *r, unsigned char *s)
 {
 	uint32_t magic = JOURNAL_MAGIC;
@@ -77,7 +79,10 @@ static void encode(const struct sm_record *r, unsigned char *s)
 	memcpy(s + 56, &r->result, 4);
 	memcpy(s + 60, &r->mode, 4);
 	memcpy(s + 64, &r->gid, 4);
+	memcpy(s + 68, &r->sub, 4);
 	memcpy(s + 72, &r->cmd_hash, 8);
+	memcpy(s + 80, &r->results, 8);
+	memcpy(s + 88, &r->nsub, 4);
 	uint64_t h = sm_hash(s, 120);
 	memcpy(s + 120, &h, 8);
 }
@@ -100,8 +105,11 @@ static bool decode(const unsigned char *s, struct sm_record *r)
 	memcpy(&r->result, s + 56, 4);
 	memcpy(&r->mode, s + 60, 4);
 	memcpy(&r->gid, s + 64, 4);
+	memcpy(&r->sub, s + 68, 4);
 	memcpy(&r->cmd_hash, s + 72, 8);
-	return true;
+	memcpy(&r->results, s + 80, 8);
+	memcpy(&r->nsub, s + 88, 4);
+	return r->sub <= r->nsub;
 }
 
 static int replay(struct sm_journal *j, sm_replay_fn fn, void *arg)

@@ -27,7 +27,32 @@ struct sm_record {
 	uint32_t mode;	   // final mode of the object the command creates or changes
 	uint32_t gid;	   // final group of an object the command creates
 	uint64_t cmd_hash; // of the command bytes: a redo must get the same command
+	// A Batch entry (fs.proto) has a record per sub-command, each written
+	// before that one executes (so a redo resumes at the one a crash cut
+	// short: those before it are done): sub is its place (1..nsub; 0: not
+	// a batch) and results the entry's result so far (byte k: sub-command
+	// k's, for k < sub). A skipped entry keeps its whole recorded result
+	// here (a batch's does not fit `result`).
+	uint32_t sub;
+	uint32_t nsub;
+	uint64_t results;
 };
+
+// Whether r is the last record of its entry: the one whose result goes into
+// the duplicate table (sm_rec_entry_result).
+static inline bool sm_rec_ends_entry(const struct sm_record *r)
+{
+	return r->sub == r->nsub;
+}
+
+// The result of r's entry as the proposer gets it: a batch's packed
+// results, a skipped entry's recorded one, or the command's.
+static inline int64_t sm_rec_entry_result(const struct sm_record *r)
+{
+	if (r->sub || ((r->flags & SM_REC_SKIP) && r->results))
+		return (int64_t)r->results;
+	return r->result;
+}
 
 struct sm_journal {
 	int fd;

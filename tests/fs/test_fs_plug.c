@@ -19,11 +19,12 @@
 #define MAX_LOG 256
 
 /* What the fake node saw: the order of starts (by the first byte of each
- * buffer) and the failures reported back. */
+ * buffer), the entry each went in, and the failures reported back. */
 struct fake {
 	pthread_mutex_t mu;
 	int started[MAX_LOG];
-	int nstarted;
+	int entry[MAX_LOG]; /* the started proposal (log entry) each went in */
+	int nstarted, nentries;
 	int failed[MAX_LOG], fail_err[MAX_LOG];
 	int nfailed;
 	int refuse_from;   /* starts of values >= this fail with EIO (0: none) */
@@ -31,17 +32,24 @@ struct fake {
 	bool propose_in_fail;
 };
 
-static int fake_start(void *ctx, const uint8_t *buf, size_t len, void *arg)
+static int fake_start(void *ctx, const struct fs_plug_cmd *cmds, unsigned n)
 {
 	struct fake *f = ctx;
-	int v = buf[0];
+	size_t bytes = 0;
 
-	(void)len;
-	(void)arg;
-	if (f->refuse_from && v >= f->refuse_from)
-		return EIO;
+	assert_true(n >= 1 && n <= FS_PLUG_BATCH_MAX);
+	for (unsigned i = 0; i < n; i++) {
+		bytes += cmds[i].len;
+		if (f->refuse_from && cmds[i].buf[0] >= f->refuse_from)
+			return EIO;
+	}
+	assert_true(n == 1 || bytes <= FS_PLUG_BATCH_BYTES);
 	pthread_mutex_lock(&f->mu);
-	f->started[f->nstarted++] = v;
+	for (unsigned i = 0; i < n; i++) {
+		f->entry[f->nstarted] = f->nentries;
+		f->started[f->nstarted++] = cmds[i].buf[0];
+	}
+	f->nentries++;
 	pthread_mutex_unlock(&f->mu);
 	return 0;
 }
@@ -312,19 +320,30 @@ static void test_failed_start(void **state)
 	assert_int_equal(propose(p, 60, false), EIO);
 	assert_int_equal(f->nfailed, 0);
 	/* Held ones that fail at the flush are completed through fail, with
-	 * the plug's lock released (the callback proposes again). */
+	 * the plug's lock released (the callback proposes again): all of
+	 * the entry whose start failed, in order. */
 	propose(p, 10, true);
 	propose(p, 51, true);
 	propose(p, 11, true);
 	f->propose_in_fail = true;
 	fs_plug_flush(p);
-	assert_int_equal(f->nfailed, 1);
-	assert_int_equal(f->failed[0], 51);
-	assert_int_equal(f->fail_err[0], EIO);
+	assert_int_equal(f->nfailed, 3);
+	assert_int_equal(f->failed[0], 10);
+	assert_int_equal(f->failed[1], 51);
+	assert_int_equal(f->failed[2], 11);
+	assert_int_equal(f->fail_err[1], EIO);
+	/* Each failure proposed 99 again (eagerly: alone, at once). */
 	assert_int_equal(nstarted(f), 3);
-	assert_int_equal(f->started[0], 10);
-	assert_int_equal(f->started[1], 11);
-	assert_int_equal(f->started[2], 99);
+	assert_int_equal(f->started[0], 99);
+	/* An eager one that fails with held ones before it: they fail through
+	 * fail, it returns its error. */
+	f->propose_in_fail = false;
+	f->nfailed = 0;
+	propose(p, 12, true);
+	f->refuse_from = 50;
+	assert_int_equal(propose(p, 70, false), EIO);
+	assert_int_equal(f->nfailed, 1);
+	assert_int_equal(f->failed[0], 12);
 	fs_plug_free(p);
 	fake_free(f);
 }
@@ -378,6 +397,126 @@ static void test_threads_keep_each_order(void **state)
 	fake_free(f);
 }
 
+
+/* What starts together goes out as few entries as the limits allow: at
+ * most FS_PLUG_BATCH_MAX commands each, in order; an eager proposal rides
+ * in the last one. */
+static void test_batches(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+	struct fs_plug_stats st;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(LONG_US, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	for (int v = 1; v <= 20; v++)
+		propose(p, v, true);
+	fs_plug_flush(p);
+	assert_int_equal(nstarted(f), 20);
+	assert_int_equal(f->nentries, 3);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(f->started[i], i + 1);
+		assert_int_equal(f->entry[i], i / (int)FS_PLUG_BATCH_MAX);
+	}
+	propose(p, 21, true);
+	assert_int_equal(propose(p, 22, false), 0);
+	assert_int_equal(f->nentries, 4);
+	assert_int_equal(f->entry[20], f->entry[21]);
+	/* Bytes: two held ones that together pass the batch's bytes go as two. */
+	{
+		uint8_t *a = calloc(1, FS_PLUG_BATCH_BYTES / 2 + 1);
+		uint8_t *b = calloc(1, FS_PLUG_BATCH_BYTES / 2 + 1);
+
+		a[0] = 30;
+		b[0] = 31;
+		assert_int_equal(fs_plug_propose(p, a, FS_PLUG_BATCH_BYTES / 2 + 1, NULL, true), 0);
+		assert_int_equal(fs_plug_propose(p, b, FS_PLUG_BATCH_BYTES / 2 + 1, NULL, true), 0);
+		fs_plug_flush(p);
+		assert_int_equal(nstarted(f), 24);
+		assert_int_not_equal(f->entry[22], f->entry[23]);
+	}
+	fs_plug_stats(p, &st);
+	assert_int_equal(st.entries, (uint64_t)f->nentries);
+	assert_int_equal(st.batches, 4);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
+/* A unit flush keeps the proposals made since its mark in one entry, with
+ * the ones before in the same entry when there is room, in an earlier one
+ * when not; it says false when some of them started before, or they are
+ * too many for one entry. */
+static void test_unit(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+	struct fs_plug_stats st;
+	uint64_t mark;
+	int i;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(LONG_US, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	/* Room beside the ones before: one entry for all. */
+	propose(p, 1, true);
+	mark = fs_plug_mark(p);
+	propose(p, 2, true);
+	propose(p, 3, true);
+	assert_true(fs_plug_flush_unit(p, mark));
+	assert_int_equal(f->nentries, 1);
+	/* No room: the unit starts an entry of its own. */
+	for (i = 10; i < 16; i++)
+		propose(p, i, true);
+	mark = fs_plug_mark(p);
+	for (i = 20; i < 24; i++)
+		propose(p, i, true);
+	assert_true(fs_plug_flush_unit(p, mark));
+	assert_int_equal(nstarted(f), 13);
+	assert_int_equal(f->nentries, 3);
+	for (i = 3; i < 9; i++)
+		assert_int_equal(f->entry[i], 1);
+	for (i = 9; i < 13; i++) {
+		assert_int_equal(f->started[i], 20 + i - 9);
+		assert_int_equal(f->entry[i], 2);
+	}
+	/* Nothing proposed since the mark: trivially together. */
+	mark = fs_plug_mark(p);
+	assert_true(fs_plug_flush_unit(p, mark));
+	/* Part of it started before (a flush, an eager one): not together. */
+	mark = fs_plug_mark(p);
+	propose(p, 30, true);
+	fs_plug_flush(p);
+	propose(p, 31, true);
+	assert_false(fs_plug_flush_unit(p, mark));
+	mark = fs_plug_mark(p);
+	propose(p, 32, false);
+	assert_false(fs_plug_flush_unit(p, mark));
+	/* Too many for one entry. */
+	mark = fs_plug_mark(p);
+	for (i = 0; i <= (int)FS_PLUG_BATCH_MAX; i++)
+		propose(p, 40 + i, true);
+	assert_false(fs_plug_flush_unit(p, mark));
+	/* Too big for one. */
+	mark = fs_plug_mark(p);
+	for (i = 0; i < 2; i++) {
+		uint8_t *b = calloc(1, FS_PLUG_BATCH_BYTES / 2 + 1);
+
+		b[0] = (uint8_t)(60 + i);
+		fs_plug_propose(p, b, FS_PLUG_BATCH_BYTES / 2 + 1, NULL, true);
+	}
+	assert_false(fs_plug_flush_unit(p, mark));
+	fs_plug_stats(p, &st);
+	assert_int_equal(st.units, 3);
+	assert_int_equal(st.units_split, 4);
+	/* Every proposal started exactly once, in order. */
+	assert_int_equal(nstarted(f), 13 + 3 + FS_PLUG_BATCH_MAX + 1 + 2);
+	for (i = 1; i < f->nstarted; i++)
+		assert_true(f->started[i] > f->started[i - 1]);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +529,8 @@ int main(void)
 	    cmocka_unit_test(test_linger_zero_never_holds),
 	    cmocka_unit_test(test_failed_start),
 	    cmocka_unit_test(test_threads_keep_each_order),
+	    cmocka_unit_test(test_batches),
+	    cmocka_unit_test(test_unit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
