@@ -822,10 +822,10 @@ void apply_forget_fd(struct sm *sm, uint64_t id)
 	}
 }
 
-void apply_content_change(struct sm *sm, uint64_t id)
+void apply_content_change(struct sm *sm, uint64_t id, uint64_t off, uint64_t len, bool gone)
 {
 	if (sm->content_hook)
-		sm->content_hook(sm->content_hook_arg, id);
+		sm->content_hook(sm->content_hook_arg, id, off, len, gone);
 }
 
 // Links the new object at `from` as parent/name; on redo the name may already
@@ -1152,7 +1152,7 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	if (w->data.len == 0)
 		return 0; // POSIX: a write of nothing changes nothing
 	sm_meta_hook(sm, w->ino);
-	apply_content_change(sm, w->ino);
+	apply_content_change(sm, w->ino, rec->a, w->data.len, false);
 	int fd;
 	int rc = write_fd(sm, w->ino, &fd);
 	if (rc)
@@ -1226,7 +1226,7 @@ static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
 	const Fspb__Fallocate *f = c->fallocate;
 	int fd;
 	sm_meta_hook(sm, f->ino);
-	apply_content_change(sm, f->ino);
+	apply_content_change(sm, f->ino, f->offset, f->length, false);
 	int rc = write_fd(sm, f->ino, &fd);
 	if (rc)
 		return rc;
@@ -1244,7 +1244,7 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 	sm_meta_hook(sm, s->ino);
 	uint32_t v = s->valid;
 	if (v & SM_SET_SIZE) // before every step: the hook wants the old bytes
-		apply_content_change(sm, s->ino);
+		apply_content_change(sm, s->ino, s->size, SM_CONTENT_TO_END, false);
 	struct obj_ref r;
 	int rc = ref_get(sm, o, &r);
 	if (rc)
@@ -1306,7 +1306,7 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 // Deletes orphan ino for good: its index link was its last link.
 static int drop_orphan(struct sm *sm, uint64_t ino, const char *path)
 {
-	apply_content_change(sm, ino); // its data is about to go for good
+	apply_content_change(sm, ino, 0, SM_CONTENT_TO_END, true); // its data goes for good
 	apply_forget_fd(sm, ino);
 	if (unlink(path) && errno != ENOENT)
 		return fault("release", path, errno);

@@ -147,18 +147,22 @@ void sm_test_crash_at(struct sm *sm, int steps);
 uint64_t sm_applied_from(struct sm *sm, uint32_t node);
 
 // Called on the apply thread with the id of a regular file *before* any step
-// of a command changes its content or size, so a copy-on-write snapshot can
-// save the old bytes first: Write (of at least one byte; copy_file_range
-// arrives as Writes), SetAttr with a size (truncate), Fallocate (every mode,
-// punch hole and zero range included), and before a file's data is deleted
-// for good (the Release that drops an orphan: an unlink or rename of a last
-// name keeps the data as an orphan, so it calls nothing). Never for
-// metadata-only changes (mode, owner, times, xattrs, names). Symlink targets
-// never change today (no command rewrites one); a command that did would call
-// the hook first. A command redone after a crash (see sm_apply) calls it
-// again, so it must be idempotent, and it may be called for a Release whose
-// data a previous run already deleted (the file is then gone).
-typedef void (*sm_content_hook)(void *arg, uint64_t id);
+// of a command changes its content or size, with the bytes that change, so a
+// copy-on-write snapshot can save those old bytes first (and only those):
+// Write (of at least one byte; copy_file_range arrives as Writes): [offset,
+// offset + length) at the offset it applies at; SetAttr with a size
+// (truncate): [size, SM_CONTENT_TO_END); Fallocate (every mode, punch hole
+// and zero range included): its range. gone is true, and the range
+// meaningless, before a file's data is deleted for good (the Release that
+// drops an orphan: an unlink or rename of a last name keeps the data as an
+// orphan, so it calls nothing). Never for metadata-only changes (mode, owner,
+// times, xattrs, names). Symlink targets never change today (no command
+// rewrites one); a command that did would call the hook first. A command
+// redone after a crash (see sm_apply) calls it again, so it must be
+// idempotent, and it may be called for a Release whose data a previous run
+// already deleted (the file is then gone).
+#define SM_CONTENT_TO_END UINT64_MAX // a length: up to the end of the file
+typedef void (*sm_content_hook)(void *arg, uint64_t id, uint64_t off, uint64_t len, bool gone);
 
 // Installs fn (NULL: none) with arg. Call while nothing applies (before the
 // apply thread starts, or from it).

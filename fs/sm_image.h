@@ -89,9 +89,16 @@ struct img_reader {
 //    listing the walk reads names it (its directory changed, so the walk
 //    reads that directory's pre-image), only DATA/ids does.
 //  * contents (sm's content hook, before a write, truncate, fallocate or
-//    the Release that deletes a file's data): if the walk has not streamed
-//    that file's extents yet, the file is copied aside (DATA/snap/cow/<id>,
-//    holes kept) and the walk reads the copy.
+//    the Release that deletes a file's data, with the range that changes):
+//    if the walk has not streamed those bytes yet, the part of the range
+//    within the file's size at the index that is not saved already is
+//    copied aside to the same offsets of DATA/snap/cow/<id> (holes kept);
+//    a file about to be deleted gets a last link DATA/snap/cow/<id>.live
+//    instead (its data changes no more). The walk reads each byte below
+//    the size at the index from the copy if it was saved, else from the
+//    live file (or its last link), which holds it unchanged: every change
+//    below that size was saved first. So a big file written while an
+//    image is made costs only the bytes overwritten, not a copy of it all.
 //
 // The hooks and the walk take or save an object under job->mu, so an
 // object is either taken live before its first change or saved before it;
@@ -129,11 +136,14 @@ struct sm_snap_job {
 	struct tree_map born;	// id -> 1: created after the index, not in the image
 	struct tree_map done;	// id -> IMG_DONE_* bits
 	struct tree_map pre;	// id -> spool offset + 1 of its pre-image
-	struct tree_map copied; // id -> 1 once its contents are copied aside
+	struct tree_map saved; // id -> struct img_cow_file *: what its content hook saved
+	uint64_t stream_id;    // the file whose extents the walk streams (0: none)
+	uint64_t stream_off;   // ... and how far: bytes below are in the image
 	uint64_t spool_end;
 	struct img_buf hbuf;   // the hook's capture
 	char *xbuf, *vbuf;     // listxattr names, one value (captures)
-	uint64_t pres, copies; // pre-images saved, files copied aside
+	uint64_t pres, copies; // pre-images saved, files with bytes copied aside
+	uint64_t copied_bytes; // bytes copied aside
 	bool finished;	       // the walk is over: the hooks do nothing
 	int err;	       // a failed pre-image or copy voids the image
 };
@@ -164,10 +174,16 @@ int img_untaken(struct sm_snap_job *j, uint64_t **ids, size_t *n);
 // walk has taken it already (sm_image_meta.c).
 void img_meta_hook(void *arg, uint64_t id, bool created);
 
-// Writes the extents of regular file id (ending with a zero length) to w,
-// from the live file or from its copy aside; then it counts as streamed.
-// data holds EXTENT_MAX bytes (sm_image_cow.c).
-int img_stream_extents(struct sm_snap_job *j, struct img_writer *w, uint8_t *data, uint64_t id);
+// Writes the extents of regular file id below size (its size at the index,
+// from its capture) to w, ending with a zero length: each byte from the copy
+// aside if its hook saved it, else from the live file; then it counts as
+// streamed. data holds EXTENT_MAX bytes (sm_image_cow.c).
+int img_stream_extents(struct sm_snap_job *j, struct img_writer *w, uint8_t *data, uint64_t id,
+		       uint64_t size);
+
+// Frees what the content hook saved (the job's saved map); under the walk's
+// lock or once nothing runs.
+void img_cow_free(struct sm_snap_job *j);
 
 // FNV-1a 64 of data, continued from h.
 uint64_t img_fnv(uint64_t h, const void *data, size_t len);
@@ -205,8 +221,9 @@ double img_now_ms(void);
 bool img_exists(const char *path);
 
 // The content hook of an image being streamed (sm_set_content_hook, arg
-// the job): before apply changes file id, copies it aside if the walk has
-// not streamed its extents yet (sm_image_cow.c).
-void img_cow_hook(void *arg, uint64_t id);
+// the job): before apply changes [off, off + len) of file id, copies aside
+// what of it the image still needs; before the file is deleted, links it
+// aside (sm_image_cow.c).
+void img_cow_hook(void *arg, uint64_t id, uint64_t off, uint64_t len, bool gone);
 
 #endif

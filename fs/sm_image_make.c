@@ -51,7 +51,7 @@ int sm_snapshot_begin(struct sm *sm, struct sm_snap_job **out, uint64_t *index)
 	if (!rc)
 		rc = tree_map_init(&j->pre);
 	if (!rc)
-		rc = tree_map_init(&j->copied);
+		rc = tree_map_init(&j->saved);
 	if (!rc)
 		rc = dedup_serialize(sm->dd, &j->dedup, &j->dedup_len);
 	if (rc)
@@ -318,8 +318,13 @@ static int visit_other(struct walker *wk, uint64_t id)
 		img_w_name(&wk->w, l->v[i].name);
 	}
 	wk->others++;
-	if (S_ISREG(mode))
-		rc = img_stream_extents(wk->j, &wk->w, wk->data, id);
+	if (S_ISREG(mode)) {
+		uint64_t size = 0;
+
+		if (len >= 28) // attrs: mode, uid, gid u32, rdev u64, size u64
+			memcpy(&size, (const uint8_t *)blob + 20, 8);
+		rc = img_stream_extents(wk->j, &wk->w, wk->data, id, size);
+	}
 	return rc ? rc : wk->w.err;
 }
 
@@ -413,7 +418,7 @@ static int walk(struct walker *wk)
 int sm_snapshot_stream(struct sm_snap_job *j, sm_snap_sink sink, void *arg)
 {
 	struct walker wk = {.j = j, .w = {.sink = sink, .arg = arg, .hash = FNV_OFFSET}};
-	uint64_t pres, copies;
+	uint64_t pres, copies, copied_bytes;
 	int rc;
 
 	wk.w.buf = malloc(BUF_BYTES);
@@ -428,6 +433,7 @@ int sm_snapshot_stream(struct sm_snap_job *j, sm_snap_sink sink, void *arg)
 	rc = j->err;
 	pres = j->pres;
 	copies = j->copies;
+	copied_bytes = j->copied_bytes;
 	img_unlock(j);
 	if (rc)
 		fprintf(stderr, "sm snapshot: streaming the image of %s at %llu failed: %s\n",
@@ -435,11 +441,11 @@ int sm_snapshot_stream(struct sm_snap_job *j, sm_snap_sink sink, void *arg)
 	else if (pres || copies)
 		fprintf(stderr,
 			"sm snapshot: image at %llu: %llu directories, %llu other objects; "
-			"%llu kept as they were before apply changed them, %llu files' "
-			"contents copied aside\n",
+			"%llu kept as they were before apply changed them, %llu files "
+			"changed (%llu bytes copied aside)\n",
 			(unsigned long long)j->index, (unsigned long long)wk.dirs,
 			(unsigned long long)wk.others, (unsigned long long)pres,
-			(unsigned long long)copies);
+			(unsigned long long)copies, (unsigned long long)copied_bytes);
 	if (wk.links.keys) {
 		tree_map_each(&wk.links, free_links, NULL);
 		tree_map_free(&wk.links);

@@ -186,8 +186,9 @@ int apply_plan(struct sm *sm, const Fspb__Command *cmd, struct sm_record *rec);
 // reaches the same end state. Returns 0 or a negative errno (local fault).
 int apply_exec(struct sm *sm, const Fspb__Command *cmd, const struct sm_record *rec);
 
-// Tells the content hook, if any, that regular file id is about to change.
-void apply_content_change(struct sm *sm, uint64_t id);
+// Tells the content hook, if any, that [off, off + len) of regular file id
+// is about to change, or (gone) that its data is about to be deleted.
+void apply_content_change(struct sm *sm, uint64_t id, uint64_t off, uint64_t len, bool gone);
 
 // Called on the apply thread before a command changes object id's
 // attributes or xattrs, a directory's entries, or deletes id; and

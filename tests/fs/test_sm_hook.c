@@ -1,9 +1,11 @@
-// The content-change hook: called before every change of a file's bytes or size, never else.
+// The content-change hook: called before every change of a file's bytes or size, with the
+// range that changes, never else.
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,12 +20,14 @@
 
 #define MAX_CALLS 16
 
-// What the hook saw: the ids, and the size each file had when it was called
-// (-1 if it could not be read), to check it runs before the change.
+// What the hook saw: the ids, the range or gone, and the size each file had
+// when it was called (-1 if it could not be read), to check it runs before
+// the change.
 struct rec {
 	struct sm *sm;
 	size_t n;
-	uint64_t id[MAX_CALLS];
+	uint64_t id[MAX_CALLS], off[MAX_CALLS], len[MAX_CALLS];
+	bool gone[MAX_CALLS];
 	int64_t size[MAX_CALLS];
 };
 
@@ -33,12 +37,15 @@ struct fx {
 	struct rec rec;
 };
 
-static void hook(void *arg, uint64_t id)
+static void hook(void *arg, uint64_t id, uint64_t off, uint64_t len, bool gone)
 {
 	struct rec *r = arg;
 	struct stat st;
 	assert_true(r->n < MAX_CALLS);
 	r->id[r->n] = id;
+	r->off[r->n] = off;
+	r->len[r->n] = len;
+	r->gone[r->n] = gone;
 	r->size[r->n] = sm_getattr(r->sm, id, &st) == 0 ? (int64_t)st.st_size : -1;
 	r->n++;
 }
@@ -72,11 +79,19 @@ static int teardown(void **state)
 #define F2 ((1ULL << 48) | 2)
 #define D1 ((1ULL << 48) | 11)
 
-// One call for id, made while the file still had size `before`; then forget it.
-static void expect_one(struct fx *f, uint64_t id, int64_t before)
+#define GONE (UINT64_MAX - 1) // expect_one's off: the hook was told the data goes
+
+// One call for id about [off, off + len) (off GONE: its data going), made
+// while the file still had size `before`; then forget it.
+static void expect_one(struct fx *f, uint64_t id, uint64_t off, uint64_t len, int64_t before)
 {
 	assert_int_equal(f->rec.n, 1);
 	assert_true(f->rec.id[0] == id);
+	assert_int_equal(f->rec.gone[0], off == GONE);
+	if (off != GONE) {
+		assert_int_equal(f->rec.off[0], off);
+		assert_int_equal(f->rec.len[0], len);
+	}
 	assert_int_equal(f->rec.size[0], before);
 	f->rec.n = 0;
 }
@@ -88,7 +103,7 @@ static void test_content_changes_call_it_first(void **state)
 	assert_int_equal(f->rec.n, 0); // a new empty file has no old content
 
 	assert_int_equal(tl_write(f->sm, F1, 0, "hello", 5), 0);
-	expect_one(f, F1, 0);
+	expect_one(f, F1, 0, 5, 0);
 	assert_int_equal(tl_write(f->sm, F1, 5, "", 0), 0);
 	assert_int_equal(f->rec.n, 0); // nothing written, nothing changed
 
@@ -97,17 +112,35 @@ static void test_content_changes_call_it_first(void **state)
 	s.valid = SM_SET_SIZE;
 	s.size = 2;
 	assert_int_equal(tl_setattr(f->sm, &s), 0);
-	expect_one(f, F1, 5);
+	expect_one(f, F1, 2, SM_CONTENT_TO_END, 5); // everything from the new size
 
 	assert_int_equal(tl_fallocate(f->sm, F1, 0, 0, 100), 0);
-	expect_one(f, F1, 2);
-	assert_int_equal(tl_fallocate(f->sm, F1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 10),
+	expect_one(f, F1, 0, 100, 2);
+	assert_int_equal(tl_fallocate(f->sm, F1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 3, 10),
 			 0);
-	expect_one(f, F1, 100);
+	expect_one(f, F1, 3, 10, 100);
 	assert_int_equal(tl_fallocate(f->sm, F1, FALLOC_FL_ZERO_RANGE, 50, 100), 0);
-	expect_one(f, F1, 100);
+	expect_one(f, F1, 50, 100, 100);
 	assert_int_equal(tl_fallocate(f->sm, F1, FALLOC_FL_KEEP_SIZE, 0, 400), 0);
-	expect_one(f, F1, 150);
+	expect_one(f, F1, 0, 400, 150);
+	// An append is told where it applies: at the size then.
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Write w = FSPB__WRITE__INIT;
+	w.ino = F1;
+	w.append = true;
+	w.data.data = (uint8_t *)"tail";
+	w.data.len = 4;
+	c.op_case = FSPB__COMMAND__OP_WRITE;
+	c.write = &w;
+	c.time_ns = 2;
+	size_t len;
+	uint8_t *buf = tl_pack(&c, &len);
+	int result = -1;
+	assert_int_equal(sm_apply(f->sm, sm_applied_index(f->sm) + 1, 0, 0, 0, buf, len, &result),
+			 0);
+	assert_int_equal(result, 0);
+	expect_one(f, F1, 150, 4, 150);
+	free(buf);
 }
 
 static void test_metadata_and_failures_do_not(void **state)
@@ -154,7 +187,7 @@ static void test_data_deleted_for_good(void **state)
 	assert_int_equal(tl_rename(f->sm, SM_ROOT_ID, "b", SM_ROOT_ID, "c", 0), 0);
 	assert_int_equal(f->rec.n, 0);
 	assert_int_equal(tl_release(f->sm, F1), 0);
-	expect_one(f, F1, 3);
+	expect_one(f, F1, GONE, 0, 3);
 	assert_int_equal(tl_release(f->sm, F1), ENOENT);
 	assert_int_equal(f->rec.n, 0);
 }
@@ -178,13 +211,13 @@ static void test_called_again_on_redo(void **state)
 	int result = -1;
 	sm_test_crash_at(f->sm, 1);
 	assert_int_equal(sm_apply(f->sm, index, 0, 0, 0, buf, len, &result), -ECANCELED);
-	expect_one(f, F1, 0);
+	expect_one(f, F1, 0, 4, 0);
 	sm_close(f->sm);
 	open_sm(f);
 	assert_int_equal(sm_applied_index(f->sm), index - 1);
 	assert_int_equal(sm_apply(f->sm, index, 0, 0, 0, buf, len, &result), 0);
 	assert_int_equal(result, 0);
-	expect_one(f, F1, 4); // the bytes written before the "crash" are there already
+	expect_one(f, F1, 0, 4, 4); // the bytes written before the "crash" are there already
 	free(buf);
 }
 

@@ -23,6 +23,7 @@
 #include "fs_testlib.h"
 #include "sm.h"
 #include "sm_snapshot.h"
+#include "snap_gate.h"
 #include "tree_compare.h"
 
 #define N_FIRST 2000
@@ -383,63 +384,6 @@ static void test_kill_during_install(void **state)
 #define COW_FILE_BYTES (1u << 20)
 #define COW_ID(k) ((9ULL << 48) | ((uint64_t)(k) + 1))
 
-// The stream's sink: each piece waits for a token the applying thread
-// hands out, so applies and pieces interleave in a known pattern.
-struct gate {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int tokens;
-	bool open;  // no more waiting
-	int pieces; // pieces written
-	int fd;
-};
-
-static int gated_sink(void *arg, const void *buf, size_t len)
-{
-	struct gate *g = arg;
-
-	pthread_mutex_lock(&g->mu);
-	while (!g->open && g->tokens == 0)
-		pthread_cond_wait(&g->cv, &g->mu);
-	if (!g->open)
-		g->tokens--;
-	g->pieces++;
-	pthread_cond_broadcast(&g->cv);
-	pthread_mutex_unlock(&g->mu);
-	return sm_snap_fd_sink(&g->fd, buf, len);
-}
-
-struct streamer {
-	struct sm_snap_job *job;
-	struct gate *g;
-	int rc;
-};
-
-static void *stream_main(void *arg)
-{
-	struct streamer *s = arg;
-
-	s->rc = sm_snapshot_stream(s->job, gated_sink, s->g);
-	pthread_mutex_lock(&s->g->mu);
-	s->g->open = true; // done: the applier waits for nothing more
-	pthread_cond_broadcast(&s->g->cv);
-	pthread_mutex_unlock(&s->g->mu);
-	return NULL;
-}
-
-// Lets the stream write one more piece and waits until it has (or ended).
-static void step_stream(struct gate *g)
-{
-	pthread_mutex_lock(&g->mu);
-	int want = g->pieces + 1;
-
-	g->tokens++;
-	pthread_cond_broadcast(&g->cv);
-	while (!g->open && g->pieces < want)
-		pthread_cond_wait(&g->cv, &g->mu);
-	pthread_mutex_unlock(&g->mu);
-}
-
 // Applies generated commands [from, to) at the next indexes.
 static void apply_next(struct sm *sm, const struct tl_seq *s, size_t from, size_t to)
 {
@@ -520,13 +464,12 @@ static void test_cow_image_while_applying(void **state)
 {
 	struct fx *f = *state;
 	char *c_dir = tl_mkdtemp(), *ref = tl_mkdtemp(), cmd[9000], cow[4200];
-	struct gate g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-	struct streamer st = {.g = &g};
+	struct snap_gate g;
+	struct sm_snap_job *job;
 	struct sm *sc;
-	pthread_t th;
 	uint64_t index = 0;
 	size_t next = N_FIRST, batch = N_MORE / 24 + 1;
-	int k = 0, steps = 0;
+	int k = 0, steps = 0, fd;
 	struct stat sb;
 
 	make_big_files(f->sa);
@@ -534,34 +477,28 @@ static void test_cow_image_while_applying(void **state)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s && cp -a %s %s", ref, f->a, ref);
 	assert_int_equal(system(cmd), 0);
 
-	g.fd = open(f->img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	assert_true(g.fd >= 0);
-	assert_int_equal(sm_snapshot_begin(f->sa, &st.job, &index), 0);
+	fd = open(f->img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(sm_snapshot_begin(f->sa, &job, &index), 0);
 	assert_int_equal(index, sm_applied_index(f->sa));
-	assert_int_equal(pthread_create(&th, NULL, stream_main, &st), 0);
+	snap_gate_start(&g, job, fd);
 	// One piece of the image, then a few commands, and so on; a big file
 	// changes every third step, so some change before the stream reaches
 	// them, some while it reads them, some after.
-	for (;;) {
-		pthread_mutex_lock(&g.mu);
-		bool done = g.open;
-		pthread_mutex_unlock(&g.mu);
-		if (done)
-			break;
+	while (!snap_gate_done(&g)) {
 		if (steps % 3 == 1 && k < COW_FILES)
 			change_big_file(f->sa, k++);
 		apply_next(f->sa, &f->seq, next, next + batch);
 		next += batch;
-		step_stream(&g);
+		snap_gate_step(&g);
 		steps++;
 	}
-	assert_int_equal(pthread_join(th, NULL), 0);
-	assert_int_equal(st.rc, 0);
-	close(g.fd);
+	assert_int_equal(snap_gate_finish(&g), 0);
+	close(fd);
 	fprintf(stderr, "  image streamed in %d pieces; %d big files changed meanwhile\n", g.pieces,
 		k);
 	assert_true(k >= COW_FILES / 2); // the stream really overlapped apply
-	sm_snapshot_end(st.job);
+	sm_snapshot_end(job);
 	snprintf(cow, sizeof(cow), "%s/snap/cow", f->a);
 	assert_int_equal(stat(cow, &sb), -1); // the copies are gone
 	assert_true(differences_quiet(ref, f->a) > 0);
