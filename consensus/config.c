@@ -79,6 +79,8 @@ void config_defaults(node_config *cfg)
 	cfg->max_frame_bytes = 64 << 20;
 	cfg->send_queue_bytes = 64 << 20;
 	cfg->apply_queue_bytes = 256ull << 20;
+	cfg->unsaved_bytes = 64ull << 20;
+	cfg->unsaved_entries = 65536;
 	/* So a test run (or a whole suite) can choose it for every node that
 	 * `raftfs local up` configures; the file's key still wins. */
 	const char *wb = getenv("RAFTFS_WRITE_BEHIND");

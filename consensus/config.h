@@ -81,6 +81,12 @@ typedef struct node_config {
 	/* Committed entry data queued for the apply thread at most before the
 	 * core holds further committed entries back (node.c; 0: unbounded). */
 	uint64_t apply_queue_bytes;
+	/* A leader's entries not yet saved on its own disk, at most (bytes
+	 * of entry data, entries): beyond either, its own proposals wait and
+	 * those forwarded to it are dropped (the forwarder retries) until
+	 * saves catch up, so a stalled disk cannot fill its memory (node.c,
+	 * consensus/README-node.md; 0: unbounded). */
+	uint64_t unsaved_bytes, unsaved_entries;
 
 	/* The mount answers changes of directories delegated to this node
 	 * before they apply (fs/fuse_behind.h). Default: on, or the

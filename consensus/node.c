@@ -201,6 +201,29 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 	return 0;
 }
 
+/* Loop thread: entries proposed to this leader's core, not yet in a
+ * save. */
+static void unsaved_add(node *n, uint64_t bytes, uint64_t ents)
+{
+	n->new_bytes += bytes;
+	n->new_ents += ents;
+	if (n->unsaved_bytes + n->new_bytes > atomic_load(&n->unsaved_max))
+		atomic_store(&n->unsaved_max, n->unsaved_bytes + n->new_bytes);
+}
+
+/* Loop thread: whether this node leads with more entries unsaved on its
+ * own disk than the bound allows. Only a leader's pile up: a follower
+ * takes entries at the pace its acknowledgements, which wait for its
+ * saves, let the leader send them (max_inflight). */
+static bool unsaved_full(const node *n)
+{
+	const node_config *c = n->cfg;
+
+	return raft_is_leader(n->r) &&
+	       ((c->unsaved_bytes && n->unsaved_bytes + n->new_bytes >= c->unsaved_bytes) ||
+		(c->unsaved_entries && n->unsaved_ents + n->new_ents >= c->unsaved_entries));
+}
+
 /* Hands p to the core (loop thread, mu held). Each try carries the
  * current lowest pending seq: one that failed meanwhile (timed out) is
  * then no longer a predecessor the entry waits for (dedup_check_ordered),
@@ -215,7 +238,16 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 		p->t_tried = uv_hrtime();
 	p->last_try_ms = now;
 	p->epoch = n->epoch;
+	if (unsaved_full(n)) {
+		/* Its disk is behind: held, in seq order, until reap_saves
+		 * finds room (propose_held). */
+		if (!n->held_seq || p->seq < n->held_seq)
+			n->held_seq = p->seq;
+		return;
+	}
 	rc = raft_propose(n->r, p->data, p->len, NULL, NULL);
+	if (rc == 0 && raft_is_leader(n->r))
+		unsaved_add(n, p->len, 1);
 	if (rc == 0) {
 		p->proposed = true;
 		RLOG(RLOG_CLNT, "proposed seq %llu (%zu bytes)", (unsigned long long)p->seq,
@@ -236,6 +268,8 @@ static void resend_from(node *n, proposal *p, uint64_t now)
 {
 	RLOG(RLOG_CLNT, "resending from seq %llu", (unsigned long long)p->seq);
 	n->gbn_seq = p->seq;
+	if (n->held_seq && p->seq <= n->held_seq)
+		n->held_seq = 0; /* tried again below, held again if still full */
 	for (; p; p = p->next)
 		try_propose(n, p, now);
 }
@@ -718,27 +752,34 @@ static void send_one(node *n, const raft_msg *m, uint64_t *unreachable, size_t *
 }
 
 /* Sends the messages of rd: the leader's appends and heartbeats now
- * (early) and those that depend on no save (raft_msg_after_save), the
- * others once every save queued so far is durable (they go with the
- * newest save, or now if none is under way). Returns 0 or RAFT_ENOMEM. */
-static int send_msgs(node *n, const raft_ready *rd, bool early, uint64_t *unreachable,
-		     size_t *n_unreachable)
+ * (early) and those that depend on no save (raft_msg_after_save); the
+ * others are kept in job (this Ready's save, not yet queued) or, without
+ * one, go with the newest queued save, or now if none is under way:
+ * either way once every save queued so far is durable. Returns 0 or
+ * RAFT_ENOMEM. */
+static int send_msgs(node *n, const raft_ready *rd, bool early, persist_job *job,
+		     uint64_t *unreachable, size_t *n_unreachable)
 {
-	for (size_t i = 0; i < rd->n_msgs; i++) {
+	persist_job *holder = NULL;
+	int rc = 0;
+
+	for (size_t i = 0; i < rd->n_msgs && rc == 0; i++) {
 		const raft_msg *m = &rd->msgs[i];
-		int rc;
 
 		if ((early && is_append(m)) || !raft_msg_after_save(m)) {
 			send_one(n, m, unreachable, n_unreachable);
 			continue;
 		}
-		if (node_persist_defer(n->pq, m, &rc))
-			continue;
-		if (rc < 0)
-			return rc;
-		send_one(n, m, unreachable, n_unreachable);
+		if (!job && !holder && !(holder = node_persist_job_new(NULL, NULL, 0)))
+			return RAFT_ENOMEM;
+		rc = node_persist_keep(job ? job : holder, m);
 	}
-	return 0;
+	/* One lock for all of them, not one per message. */
+	if (rc == 0 && holder && !node_persist_defer(n->pq, holder))
+		for (size_t i = 0; i < holder->n_msgs; i++)
+			send_one(n, &holder->msgs[i], unreachable, n_unreachable);
+	node_persist_job_free(holder);
+	return rc;
 }
 
 /* RAFTFS_STAGES: the time since t0 (from loop_clock) added to *sum. */
@@ -810,26 +851,41 @@ static void test_stall(node *n)
 	n->stall_loop = !strcmp(getenv("RAFTFS_TEST_STALL"), "loop");
 }
 
-/* Takes back the saves the persist thread finished, in order: each is
- * reported to the core (the leader's own match moves, entries become
- * applicable) and the messages that waited for it go. */
+/* Takes back the saves the persist thread finished, in order, and sends
+ * the messages that waited for them. The core hears once, of the newest
+ * saved entry: saves complete in order, so it covers the earlier ones
+ * (had it been replaced meanwhile, the replacement's own save, still
+ * under way, reports it). One report, so a leader's commit moves and is
+ * broadcast once per reap rather than once per save. */
 static void reap_saves(node *n)
 {
 	uint64_t unreachable[CONFIG_MAX_PEERS];
 	size_t n_unreachable = 0;
-	persist_job *j;
+	uint64_t idx = 0, term = 0;
+	persist_job *j, *next;
 
-	while (!atomic_load(&n->fault) && (j = node_persist_next_done(n->pq))) {
+	if (atomic_load(&n->fault))
+		return;
+	for (j = node_persist_take_done(n->pq); j; j = next) {
+		next = j->next;
 		n->saves_done++;
-		if (j->rc < 0) {
+		if (j->rc < 0 || atomic_load(&n->fault)) {
 			int rc = j->rc;
 
-			rlog_write(RLOG_ERR, "store: %s", j->err);
-			node_persist_job_free(j);
-			fatal_stop(n, "saving a Ready", rc);
+			if (rc < 0)
+				rlog_write(RLOG_ERR, "store: %s", j->err);
+			for (; j; j = next) {
+				next = j->next;
+				node_persist_job_free(j);
+			}
+			if (rc < 0)
+				fatal_stop(n, "saving a Ready", rc);
 			return;
 		}
 		n->lp.save_ns += j->save_ns;
+		n->unsaved_ents -= j->n_ents;
+		for (size_t i = 0; i < j->n_ents; i++)
+			n->unsaved_bytes -= j->ents[i].len;
 		if (j->stalled_ms) {
 			raft_status st;
 
@@ -844,15 +900,17 @@ static void reap_saves(node *n)
 		}
 		RLOG(RLOG_PERS, "saved %zu entries%s", j->n_ents, j->has_hs ? " + hard state" : "");
 		if (j->n_ents) {
-			const raft_entry *e = &j->ents[j->n_ents - 1];
+			idx = j->ents[j->n_ents - 1].index;
+			term = j->ents[j->n_ents - 1].term;
 			if (n->stages.on)
 				stages_mark(n, j->ents, j->n_ents, true);
-			raft_persisted(n->r, e->index, e->term);
 		}
 		for (size_t i = 0; i < j->n_msgs; i++)
 			send_one(n, &j->msgs[i], unreachable, &n_unreachable);
 		node_persist_job_free(j);
 	}
+	if (idx)
+		raft_persisted(n->r, idx, term);
 	for (size_t i = 0; i < n_unreachable; i++)
 		raft_report_unreachable(n->r, unreachable[i]);
 }
@@ -863,10 +921,13 @@ static void flush_hard_state(node *n)
 {
 	if (!n->hs_dirty || atomic_load(&n->fault))
 		return;
-	if (!node_persist_save(n->pq, &n->hs, NULL, 0)) {
+	persist_job *j = node_persist_job_new(&n->hs, NULL, 0);
+
+	if (!j) {
 		rlog_write(RLOG_ERR, "store: saving the hard state: out of memory");
 		return;
 	}
+	node_persist_submit(n->pq, j);
 	n->saves_queued++;
 	n->hs_dirty = false;
 }
@@ -877,20 +938,41 @@ static void persist_wake(void *arg)
 	wake_loop(arg);
 }
 
+/* Proposals held back while this leader's unsaved entries were over the
+ * bound go, in seq order, once saves have made room (or when it no
+ * longer leads: forwarded to the new leader). */
+static void propose_held(node *n)
+{
+	proposal *p;
+
+	if (!n->held_seq || unsaved_full(n))
+		return;
+	pthread_mutex_lock(&n->mu);
+	for (p = n->pend_head; p && p->seq < n->held_seq; p = p->next)
+		;
+	n->held_seq = 0;
+	if (p)
+		resend_from(n, p, now_ms());
+	pthread_mutex_unlock(&n->mu);
+}
+
 static void handle_ready(node *n)
 {
 	uint64_t t0;
 
 	reap_saves(n);
+	propose_held(n);
 	while (!atomic_load(&n->fault) && (apply_backpressure(n), raft_has_ready(n->r))) {
 		uint64_t unreachable[CONFIG_MAX_PEERS];
 		size_t n_unreachable = 0;
 		raft_snapshot snap = {0};
+		persist_job *job;
 		raft_ready rd;
 		bool early, vote;
 		int rc;
 
 		raft_ready_get(n->r, &rd);
+		n->new_bytes = n->new_ents = 0; /* in this Ready's save now */
 		if (rd.snapshot) {
 			/* It replaces the log: the saves queued before it go
 			 * first. Rare, so the loop waits for them here. */
@@ -927,16 +1009,40 @@ static void handle_ready(node *n)
 		 * rides along with the next save instead of costing an fsync
 		 * on the commit path. The save itself is the persist thread's:
 		 * this thread goes on at once (node_persist.h). */
+		job = NULL;
 		if (rd.n_entries || (rd.has_hard_state && rd.must_sync)) {
 			if (n->test_stall && raft_is_leader(n->r))
 				test_stall(n);
-			if (!node_persist_save(n->pq, n->hs_dirty ? &n->hs : NULL, rd.entries,
-					       rd.n_entries)) {
+			job = node_persist_job_new(n->hs_dirty ? &n->hs : NULL, rd.entries,
+						   rd.n_entries);
+			if (!job) {
 				free(snap.data);
 				fatal_stop(n, "queueing a save", RAFT_ENOMEM);
 				return;
 			}
+		}
+		/* Messages that depend on a save go once it is durable
+		 * (reap_saves): kept in this Ready's save before it is
+		 * queued; the leader's early ones now. */
+		t0 = loop_clock(n);
+		rc = send_msgs(n, &rd, early, job, unreachable, &n_unreachable);
+		loop_add(n, &n->lp.send_ns, t0);
+		if (rc < 0) {
+			node_persist_job_free(job);
+			free(snap.data);
+			fatal_stop(n, "keeping messages until their save is durable", rc);
+			return;
+		}
+		if (job) {
+			node_persist_submit(n->pq, job);
 			n->saves_queued++;
+			n->unsaved_ents += rd.n_entries;
+			for (size_t i = 0; i < rd.n_entries; i++) {
+				n->unsaved_bytes += rd.entries[i].len;
+				n->lp.saved_bytes += rd.entries[i].len;
+			}
+			if (n->unsaved_bytes > atomic_load(&n->unsaved_max))
+				atomic_store(&n->unsaved_max, n->unsaved_bytes);
 			if (vote)
 				n->vote_upto = n->saves_queued;
 			if (n->stall_loop) {
@@ -945,19 +1051,7 @@ static void handle_ready(node *n)
 			}
 			n->lp.saves++;
 			n->lp.saved_entries += rd.n_entries;
-			for (size_t i = 0; i < rd.n_entries; i++)
-				n->lp.saved_bytes += rd.entries[i].len;
 			n->hs_dirty = false;
-		}
-		/* Messages that depend on a save go once it is durable
-		 * (reap_saves); the leader's early ones now. */
-		t0 = loop_clock(n);
-		rc = send_msgs(n, &rd, early, unreachable, &n_unreachable);
-		loop_add(n, &n->lp.send_ns, t0);
-		if (rc < 0) {
-			free(snap.data);
-			fatal_stop(n, "keeping messages until their save is durable", rc);
-			return;
 		}
 		t0 = loop_clock(n);
 		if (n->stages.on)
@@ -1050,7 +1144,25 @@ static void on_raft_msg(void *arg, const raft_msg *m)
 	uint64_t t0 = loop_clock(n);
 
 	clock_catch_up(n);
+	if (m->type == RAFT_MSG_PROP && unsaved_full(n)) {
+		/* Forwarded proposals while this leader's disk is behind:
+		 * dropped, and the forwarder proposes them again after its
+		 * retry interval (README-node.md, "Bounded memory"). */
+		if (n->dropped_props++ % 1000 == 0)
+			rlog_write(RLOG_INFO,
+				   "proposals from %llu dropped: %llu entries (%llu bytes) not yet "
+				   "saved here (%llu dropped so far)",
+				   (unsigned long long)m->from,
+				   (unsigned long long)(n->unsaved_ents + n->new_ents),
+				   (unsigned long long)(n->unsaved_bytes + n->new_bytes),
+				   (unsigned long long)n->dropped_props);
+		loop_add(n, &n->lp.step_ns, t0);
+		return;
+	}
 	raft_step(n->r, m);
+	if (m->type == RAFT_MSG_PROP && raft_is_leader(n->r))
+		for (size_t i = 0; i < m->n_entries; i++)
+			unsaved_add(n, m->entries[i].len, 1);
 	if (n->ticks_owed && m->from == raft_leader(n->r) &&
 	    (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP))
 		n->heard_leader = true;
@@ -1793,6 +1905,11 @@ void node_set_msg_filter(node *n, node_msg_filter filter, void *arg)
 {
 	n->msg_filter = filter;
 	n->msg_filter_arg = arg;
+}
+
+uint64_t node_unsaved_max(node *n)
+{
+	return atomic_load(&n->unsaved_max);
 }
 
 uint64_t node_apply_queue_max(node *n)

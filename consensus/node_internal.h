@@ -118,6 +118,13 @@ struct node {
 	 * queued up to the newest that changes term or vote. A leader's
 	 * appends go before its own save only once that one is durable. */
 	uint64_t saves_queued, saves_done, vote_upto;
+	/* A leader's entries not yet saved here (README-node.md, "Bounded
+	 * memory"): in queued saves, and proposed since the last Ready (not
+	 * yet in a save). held_seq: the lowest proposal held back while over
+	 * the bound (0: none); unsaved_max: the most ever (tests). */
+	uint64_t unsaved_bytes, unsaved_ents, new_bytes, new_ents, held_seq;
+	uint64_t dropped_props;
+	_Atomic uint64_t unsaved_max;
 	uint64_t ticks;
 	snap_streams *ss;
 	/* The local snapshot staged by SIO_BEGIN, while nothing else staged. */

@@ -116,17 +116,22 @@ static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents
 		rc = RAFT_ENOMEM;
 		snprintf(j->err, sizeof(j->err), "saving %zu entries: out of memory", n_ents);
 	} else {
+		/* Written under the store lock, synced without it: the loop
+		 * thread's store calls (the log for a lagging follower,
+		 * status, snapshots) never wait behind a sync. */
 		pthread_mutex_lock(&p->store_mu);
-		rc = store_save(p->st, hs, ents, n_ents);
+		rc = store_save_write(p->st, hs, ents, n_ents);
 		if (rc < 0)
 			snprintf(j->err, sizeof(j->err), "%s", store_errmsg(p->st));
 		pthread_mutex_unlock(&p->store_mu);
+		if (rc == 0)
+			rc = store_save_sync(p->st, j->err, sizeof(j->err));
+		/* RAFTFS_TEST_STALL: a disk that takes this long to sync. */
+		if (rc == 0 && stall_ms)
+			hold(stall_ms);
 	}
 	free(joined);
 	j->save_ns = uv_hrtime() - t0;
-	/* RAFTFS_TEST_STALL: a disk that takes this long to sync. */
-	if (stall_ms)
-		hold(stall_ms);
 	j->stalled_ms = stall_ms;
 	k = j;
 	for (size_t i = 0; i < len; i++, k = k->next) {
@@ -145,6 +150,7 @@ static void *persist_main(void *arg)
 	for (;;) {
 		persist_job *j, *last;
 		unsigned stall_ms;
+		bool wake;
 		size_t len, n_ents;
 
 		while (!p->q_head && !p->stop)
@@ -154,7 +160,7 @@ static void *persist_main(void *arg)
 		/* The jobs stay queued while they run: node_persist_defer
 		 * may still add messages to the tail (they are only read once
 		 * the job is in the done list); entries and hard state are
-		 * not touched after node_persist_save. */
+		 * not touched after node_persist_submit. */
 		j = p->q_head;
 		len = batch_len(j, &n_ents);
 		stall_ms = p->stall_ms;
@@ -169,6 +175,10 @@ static void *persist_main(void *arg)
 		if (!p->q_head)
 			p->q_tail = NULL;
 		last->next = NULL;
+		/* The loop is woken only when the done list was empty: it
+		 * takes the whole list at once, so one wake-up covers every
+		 * save that finished before it came. */
+		wake = !p->d_head;
 		if (p->d_tail)
 			p->d_tail->next = j;
 		else
@@ -177,7 +187,8 @@ static void *persist_main(void *arg)
 		if (!p->q_head)
 			pthread_cond_broadcast(&p->idle);
 		pthread_mutex_unlock(&p->mu);
-		p->wake(p->wake_arg);
+		if (wake)
+			p->wake(p->wake_arg);
 		pthread_mutex_lock(&p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -327,8 +338,7 @@ void node_persist_free(node_persist *p)
 	free(p);
 }
 
-persist_job *node_persist_save(node_persist *p, const raft_hard_state *hs, const raft_entry *ents,
-			       size_t n)
+persist_job *node_persist_job_new(const raft_hard_state *hs, const raft_entry *ents, size_t n)
 {
 	persist_job *j = calloc(1, sizeof(*j));
 
@@ -345,6 +355,30 @@ persist_job *node_persist_save(node_persist *p, const raft_hard_state *hs, const
 		raft_blob_ref(j->ents[i].data);
 	}
 	j->n_ents = n;
+	return j;
+}
+
+int node_persist_keep(persist_job *j, const raft_msg *m)
+{
+	int rc;
+
+	if (j->n_msgs == j->cap_msgs) {
+		size_t cap = j->cap_msgs ? 2 * j->cap_msgs : 8;
+		raft_msg *nm = realloc(j->msgs, cap * sizeof(*nm));
+
+		if (!nm)
+			return RAFT_ENOMEM;
+		j->msgs = nm;
+		j->cap_msgs = cap;
+	}
+	rc = raft_msg_copy(&j->msgs[j->n_msgs], m);
+	if (rc == 0)
+		j->n_msgs++;
+	return rc;
+}
+
+void node_persist_submit(node_persist *p, persist_job *j)
+{
 	pthread_mutex_lock(&p->mu);
 	if (p->q_tail)
 		p->q_tail->next = j;
@@ -353,36 +387,44 @@ persist_job *node_persist_save(node_persist *p, const raft_hard_state *hs, const
 	p->q_tail = j;
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);
-	return j;
 }
 
-bool node_persist_defer(node_persist *p, const raft_msg *m, int *rc)
+bool node_persist_defer(node_persist *p, persist_job *holder)
 {
 	persist_job *j;
 	bool kept = false;
 
-	*rc = 0;
+	if (!holder->n_msgs)
+		return true;
 	pthread_mutex_lock(&p->mu);
 	j = p->q_tail;
-	if (j && j->n_msgs == j->cap_msgs) {
-		size_t cap = j->cap_msgs ? 2 * j->cap_msgs : 8;
-		raft_msg *nm = realloc(j->msgs, cap * sizeof(*nm));
-		if (!nm) {
-			*rc = RAFT_ENOMEM;
-			j = NULL;
-		} else {
+	if (j && !j->msgs) {
+		/* The usual case: the newest save kept nothing yet. */
+		j->msgs = holder->msgs;
+		j->n_msgs = holder->n_msgs;
+		j->cap_msgs = holder->cap_msgs;
+		kept = true;
+	} else if (j) {
+		raft_msg *nm = j->n_msgs + holder->n_msgs > j->cap_msgs
+				   ? realloc(j->msgs, (j->n_msgs + holder->n_msgs) * sizeof(*nm))
+				   : j->msgs;
+
+		if (nm) {
+			/* Moved, not copied: holder forgets them below. */
+			memcpy(nm + j->n_msgs, holder->msgs, holder->n_msgs * sizeof(*nm));
+			if (j->n_msgs + holder->n_msgs > j->cap_msgs)
+				j->cap_msgs = j->n_msgs + holder->n_msgs;
 			j->msgs = nm;
-			j->cap_msgs = cap;
-		}
-	}
-	if (j) {
-		*rc = raft_msg_copy(&j->msgs[j->n_msgs], m);
-		if (*rc == 0) {
-			j->n_msgs++;
+			j->n_msgs += holder->n_msgs;
+			free(holder->msgs);
 			kept = true;
 		}
 	}
 	pthread_mutex_unlock(&p->mu);
+	if (kept) {
+		holder->msgs = NULL;
+		holder->n_msgs = holder->cap_msgs = 0;
+	}
 	return kept;
 }
 
@@ -393,18 +435,13 @@ void node_persist_stall_next(node_persist *p, unsigned ms)
 	pthread_mutex_unlock(&p->mu);
 }
 
-persist_job *node_persist_next_done(node_persist *p)
+persist_job *node_persist_take_done(node_persist *p)
 {
 	persist_job *j;
 
 	pthread_mutex_lock(&p->mu);
 	j = p->d_head;
-	if (j) {
-		p->d_head = j->next;
-		if (!p->d_head)
-			p->d_tail = NULL;
-		j->next = NULL;
-	}
+	p->d_head = p->d_tail = NULL;
 	pthread_mutex_unlock(&p->mu);
 	return j;
 }

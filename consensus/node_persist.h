@@ -4,7 +4,7 @@
  * Writes"): the loop thread hands each Ready's save here and goes on
  * reading sockets, ticking and sending while the disk works; a save's
  * completion comes back to the loop (wake callback, then
- * node_persist_next_done), which only then reports it to the core
+ * node_persist_take_done), which only then reports it to the core
  * (raft_persisted) and sends the messages that depended on it. One
  * thread, one queue: saves become durable in the order they were queued,
  * so a finished save means every earlier one is durable too.
@@ -45,8 +45,10 @@ typedef struct persist_job {
 	unsigned stalled_ms; /* tests: held this long after it (node_persist_stall_next) */
 } persist_job;
 
-/* Starts the persist thread over st. wake(arg) is called from it after
- * every finished save (the loop then calls node_persist_next_done).
+/* Starts the persist thread over st. wake(arg) is called from it when a
+ * finished save is waiting to be taken back and none was before (the
+ * loop then calls node_persist_take_done and takes all of them: one
+ * wake-up for however many saves finished meanwhile).
  * Returns 0 or a negative errno. */
 int node_persist_new(store *st, void (*wake)(void *arg), void *arg, node_persist **out);
 
@@ -54,27 +56,37 @@ int node_persist_new(store *st, void (*wake)(void *arg), void *arg, node_persist
  * not yet taken back (their messages unsent). NULL is ignored. */
 void node_persist_free(node_persist *p);
 
-/* Loop thread: queues a save (store_save: one synced batch) of hs (if not
- * NULL) and ents[0..n) (the Ready's; a reference to each entry's block is
- * taken, the data is not copied).
- * Returns the queued job, to which messages may still be added with
- * node_persist_defer, or NULL out of memory. */
-persist_job *node_persist_save(node_persist *p, const raft_hard_state *hs, const raft_entry *ents,
-			       size_t n);
+/* Loop thread: a save (store_save: one synced batch) of hs (if not NULL)
+ * and ents[0..n) (the Ready's; a reference to each entry's block is
+ * taken, the data is not copied), not yet queued: messages that must wait
+ * for it are added with node_persist_keep, then node_persist_submit
+ * queues it, so a Ready costs one lock of the queue however many
+ * messages wait. NULL out of memory. hs and ents may both be empty: a
+ * holder of messages for node_persist_defer. */
+persist_job *node_persist_job_new(const raft_hard_state *hs, const raft_entry *ents, size_t n);
 
-/* Loop thread: keeps a copy of m to be handed back with the newest queued
- * save, so that it is sent only once that save (and every earlier one) is
- * durable. false when no save is queued or under way (m may go now) or
- * out of memory (RAFT_ENOMEM in *rc). */
-bool node_persist_defer(node_persist *p, const raft_msg *m, int *rc);
+/* Loop thread: keeps a copy of m in j (not yet queued), to be sent once j
+ * and every save queued before it are durable. 0 or RAFT_ENOMEM. */
+int node_persist_keep(persist_job *j, const raft_msg *m);
+
+/* Loop thread: queues j (from node_persist_job_new), which then belongs
+ * to the persist thread until node_persist_take_done hands it back. */
+void node_persist_submit(node_persist *p, persist_job *j);
+
+/* Loop thread: moves the messages kept in holder (a job never submitted)
+ * to the newest queued save, so that they are sent only once it (and
+ * every earlier one) is durable. false when no save is queued or under
+ * way: they may go now. The caller still frees holder. */
+bool node_persist_defer(node_persist *p, persist_job *holder);
 
 /* Tests (RAFTFS_TEST_STALL): the persist thread holds still for ms after
  * its next save, as a disk whose sync takes that long. Loop thread. */
 void node_persist_stall_next(node_persist *p, unsigned ms);
 
-/* Loop thread: the oldest finished save not yet taken back, or NULL. The
- * caller frees it with node_persist_job_free. */
-persist_job *node_persist_next_done(node_persist *p);
+/* Loop thread: every finished save not yet taken back, oldest first
+ * (linked by next), or NULL. The caller frees each with
+ * node_persist_job_free. */
+persist_job *node_persist_take_done(node_persist *p);
 
 /* Frees a job (its entry references and messages). Any thread. */
 void node_persist_job_free(persist_job *j);

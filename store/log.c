@@ -2,11 +2,15 @@
  * under a byte cap, term lookups, compaction) and the hard and conf states.
  * First/last index and their terms are cached in the store struct, so the
  * hot path (store_save, term of the last entry) never seeks. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "store_int.h"
+#include "vlog_sync.h"
 
 /* ref: the entry's value log reference when vlog_wants(e), else unused. */
 static int entry_put(store *s, rocksdb_writebatch_t *b, const raft_entry *e, const uint8_t *ref)
@@ -226,7 +230,7 @@ static int hard_state_put(store *s, rocksdb_writebatch_t *b, const raft_hard_sta
 	return 0;
 }
 
-int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n)
+int store_save_write(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n)
 {
 	/* Entries at or below the compaction point are already in the snapshot. */
 	size_t skip = 0;
@@ -283,18 +287,19 @@ int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size
 	}
 	if (rv == 0 && hs)
 		rv = hard_state_put(s, b, hs);
+	/* Not synced here: store_save_sync syncs the WAL without the
+	 * caller's lock. Readable at once, durable only after that. */
 	if (rv == 0)
-		rv = batch_write(s, b, true, n ? "append entries" : "save hard state");
+		rv = batch_write(s, b, false, n ? "append entries" : "save hard state");
 	rocksdb_writebatch_destroy(b);
-	/* Always waited for, also after a failed batch: the file must not
-	 * be touched while its sync runs. A failed sync after a written
-	 * batch fails the save (the node stops); open then checks that data
-	 * as after a crash. */
-	int sync_rv = n_big > 0 ? vlog_append_wait(s) : 0;
-	if (rv == 0)
-		rv = sync_rv;
-	if (rv != 0)
+	if (rv != 0) {
+		/* Always waited for, also after a failed batch: the file
+		 * must not be touched while its sync runs. */
+		if (n_big > 0)
+			vlog_append_wait(s);
 		return rv;
+	}
+	s->sync_owed = true;
 	if (hs)
 		s->hs = *hs;
 	if (n > 0) {
@@ -302,6 +307,58 @@ int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size
 		s->last_term = ents[n - 1].term;
 	}
 	return 0;
+}
+
+/* The value log's sync that store_save_write began, waited for without
+ * touching the store: vlog_append_wait records a failure as the store's
+ * error, which the thread holding the lock may be using. 0 or the
+ * negative errno. (Belongs in vlog.c, beside vlog_append_wait.) */
+static int vlog_wait_unlocked(vlog *v)
+{
+	int rv;
+
+	if (v->sync_fd < 0)
+		return 0;
+	rv = v->syncer ? vlog_syncer_wait(v->syncer) : fdatasync(v->sync_fd) == 0 ? 0 : -errno;
+	v->sync_fd = -1;
+	return rv;
+}
+
+int store_save_sync(store *s, char *err, size_t errlen)
+{
+	char *rerr = NULL;
+	int rv = 0, vrv;
+
+	if (!s->sync_owed)
+		return 0;
+	s->sync_owed = false;
+	/* RocksDB's WAL sync and the value log's fdatasync (begun by the
+	 * write, on its syncer thread) run at once; the save is durable
+	 * once both returned. A failed sync fails the save (the node
+	 * stops); open then checks the value log's data as after a crash. */
+	rocksdb_flush_wal(s->db, 1, &rerr);
+	if (rerr) {
+		rv = RAFT_EIO;
+		snprintf(err, errlen, "store %s: sync the write-ahead log: %s", s->dir, rerr);
+		rocksdb_free(rerr);
+	}
+	vrv = vlog_wait_unlocked(&s->vl);
+	if (vrv != 0 && rv == 0) {
+		rv = vrv;
+		snprintf(err, errlen, "store %s: value log: sync %s/%016llx.vlog: %s", s->dir, s->vl.dir,
+			 (unsigned long long)s->vl.sync_seq, strerror(-vrv));
+	}
+	return rv;
+}
+
+int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n)
+{
+	char why[STORE_ERRMSG_MAX];
+	int rv = store_save_write(s, hs, ents, n);
+
+	if (rv == 0 && (rv = store_save_sync(s, why, sizeof(why))) != 0)
+		snprintf(s->errmsg, sizeof(s->errmsg), "%s", why);
+	return rv;
 }
 
 int log_cut(store *s, uint64_t index)

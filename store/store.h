@@ -81,6 +81,25 @@ uint64_t store_open_cut(const store *s);
  * caller must not count any of the batch as durable before the return. */
 int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n);
 
+/* store_save() in two steps, so that whoever shares the store under a
+ * lock need not hold it while the disk syncs (consensus/node_persist.c:
+ * the loop thread reads the log and answers status meanwhile).
+ * store_save_write checks and writes the save (RocksDB's batch not
+ * synced; the value log's data written and its fdatasync begun on the
+ * syncer thread) and moves the cached last index and hard state: the
+ * entries are readable at once but not durable. store_save_sync then
+ * syncs RocksDB's write-ahead log and waits for the value log's sync:
+ * durable on its 0 return, and not a moment before (a crash may lose the
+ * save, or leave it cut at open as store_save says). Same thread for
+ * both, store_save_sync after every store_save_write that returned 0 and
+ * before the next. store_save_sync touches nothing any other call reads
+ * or writes (its error goes to err[0..errlen), not to store_errmsg), so
+ * other threads may use the store meanwhile, but none may discard the log
+ * it is syncing (store_snapshot_install of a snapshot beyond the log) or
+ * count an entry of it as durable before it returned. */
+int store_save_write(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n);
+int store_save_sync(store *s, char *err, size_t errlen);
+
 /* store_save() without a hard state. Durable on return. */
 int store_append(store *s, const raft_entry *ents, size_t n);
 

@@ -50,6 +50,9 @@ struct store {
 	size_t scratch_cap;
 
 	vlog vl; /* large entries' data (vlog.h) */
+	/* store_save_write wrote a save that store_save_sync has not yet
+	 * made durable (the saving thread's own: no other reads it). */
+	bool sync_owed;
 
 	raft_storage iface;
 	char errmsg[STORE_ERRMSG_MAX];

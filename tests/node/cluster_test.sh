@@ -3,7 +3,7 @@
 # loopback TCP with real RocksDB stores, driven through the raftfs command.
 #   cluster_test.sh RAFTFS SCENARIO
 # Scenarios: config_typo agree3 agree5 leader_kill follower_kill restart_all
-# bad_peer leader_stop leader_stop_idle leader_pause leader_stall
+# bad_peer leader_stop leader_stop_idle leader_pause leader_stall leader_stall_read
 # snapshot_catchup port_clash. Every wait polls a condition with a deadline. Every process
 # and the temp dir are removed on exit, also on failure (the node logs are
 # printed then). A failure always says what failed: a command that fails
@@ -568,6 +568,65 @@ scenario_leader_stall() {
 	check_same_and_exactly_once "$T/acked" 1 2 3
 }
 
+# The loop never waits behind the disk's sync (persist, session 7): while
+# the leader's disk stalls (RAFTFS_TEST_STALL: its persist thread held
+# 4,000 ms in the save's sync), the loop must read the log from the store
+# for a follower that restarted 300 entries behind, and answer status.
+# With the store lock held through the sync (session 6), both waited for
+# the stall: status timed out, and nothing committed during it (the
+# leader's own save is stalled and the other follower alone is no
+# quorum, so the commit index moves only once the lagging follower has
+# caught up from the leader's stored log).
+status_ms() {
+	local t0 t1
+	t0=$(date +%s%N)
+	"$R" status --json --timeout 1000 "$(addr "$1")" >/dev/null || return 1
+	t1=$(date +%s%N)
+	echo $(((t1 - t0) / 1000000))
+}
+
+scenario_leader_stall_read() {
+	local leader f fol="" lag="" line from to ms worst=0 polls=0
+	export RAFTFS_TEST_STALL=1
+	up 3
+	wait_for 30 "a leader" has_leader
+	leader=$(leader_id) || fail "no leader"
+	for f in 1 2 3; do
+		[ "$f" != "$leader" ] || continue
+		if [ -z "$fol" ]; then fol=$f; else lag=$f; fi
+		"$R" local stop "$C" "$f" || fail "node $f did not stop"
+		sed -i 's/^election_ticks = .*/election_ticks = 60/' "$C/n$f/raftfs.ini"
+		[ "$f" = "$lag" ] || "$R" local start "$C" "$f" || fail "node $f did not start"
+	done
+	wait_for 30 "node $fol to rejoin" has_leader
+	[ "$(leader_id)" = "$leader" ] || fail "leadership moved while the followers restarted"
+	"$R" kv load --count 100000000 --prefix S --timeout 6000 "$(addr "$fol")" >"$T/acked" 2>>"$T/load.err" &
+	STREAM=$!
+	BG_PIDS+=($!)
+	wait_for 60 "300 puts acknowledged while node $lag is down" at_least "$T/acked" 300
+	stall_once "$leader" 4000
+	wait_for 30 "node $leader to stall its disk" grep -q "test: the persist thread stalls for 4000 ms" "$C/n$leader/node.log"
+	"$R" local start "$C" "$lag" || fail "node $lag did not start"
+	# Status of the stalled leader, until its stall is over.
+	until stalls_done "$leader" 1; do
+		ms=$(status_ms "$leader") || fail "status of node $leader, whose disk is stalled, gave no answer within 1 s"
+		[ "$ms" -le "$worst" ] || worst=$ms
+		polls=$((polls + 1))
+	done
+	[ "$polls" -ge 3 ] || fail "only $polls status answers during the stall: the stall ended before node $lag started"
+	line=$(grep "test: the persist thread was held" "$C/n$leader/node.log" | tail -n 1)
+	from=$(sed -n 's/.*commit \([0-9]*\) -> \([0-9]*\) meanwhile.*/\1/p' <<<"$line")
+	to=$(sed -n 's/.*commit \([0-9]*\) -> \([0-9]*\) meanwhile.*/\2/p' <<<"$line")
+	[ -n "$from" ] && [ -n "$to" ] || fail "no commit indexes in: $line"
+	[ $((to - from)) -ge 10 ] ||
+		fail "only $((to - from)) entries committed while node $leader's disk was held (node $lag had to catch up from its stored log): $line"
+	echo "ok: node $leader answered $polls status requests during a 4,000 ms stall of its disk (slowest $worst ms), node $lag caught up from its log meanwhile: $((to - from)) entries committed"
+	stop_stream
+	BG_PIDS=()
+	wait_for 60 "convergence after the stall" converged
+	check_same_and_exactly_once "$T/acked" 1 2 3
+}
+
 # Another process holds a node's port: `local up` of a cluster that never
 # ran moves that node to a free port; `local start` of a node of a cluster
 # that ran fails and says why. (Clusters of concurrent tests draw ports
@@ -672,6 +731,7 @@ leader_pause) scenario_leader_pause ;;
 leader_stop) scenario_leader_stop ;;
 leader_stop_idle) scenario_leader_stop_idle ;;
 leader_stall) scenario_leader_stall ;;
+leader_stall_read) scenario_leader_stall_read ;;
 port_clash) scenario_port_clash ;;
 snapshot_catchup) scenario_snapshot_catchup ;;
 trail_bytes) scenario_trail_bytes ;;
