@@ -232,10 +232,12 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 			d = bh_dir_add(b, dir, epoch, D_HELD);
 		else
 			d->epoch = epoch;
-		/* Returned once idle (next_returns), counted from now. */
+		/* Returned once idle (next_returns), counted from when the
+		 * returner first sees it: it looks every IDLE_SCAN_MS anyway
+		 * (not woken here: every mkdir answered behind is a grant, and
+		 * a scan of all held directories per mkdir was quadratic). */
 		if (d && !d->pending)
 			d->mtime_ns = 0;
-		pthread_cond_signal(&b->rcv);
 	} else if (holder == b->self && op == FSPB__DELEG__OP__RECALL) {
 		/* Another mount works here: do not ask for it again soon. */
 		fuse_grant_recalled(b->grant, dir, bh_mono_ms());
@@ -311,10 +313,9 @@ static size_t open_dirs(struct fuse_behind *b, uint64_t **out, bool *all)
  * directory's last use is the time of its last write-behind command
  * (mtime_ns, read by getattr only while commands pend); one never used
  * since this mount took it starts its idle time when first seen here.
- * *held: a held directory is left (the returner looks again in
- * IDLE_SCAN_MS). Under mu. */
+ * Under mu. */
 static unsigned next_returns(struct fuse_behind *b, uint64_t *dirs, uint64_t *epochs,
-			     unsigned max, bool *held)
+			     unsigned max)
 {
 	int64_t now = fs_node_now(), newest = b->count ? now : 0;
 	uint64_t *open;
@@ -332,16 +333,13 @@ static unsigned next_returns(struct fuse_behind *b, uint64_t *dirs, uint64_t *ep
 					newest = d->pending ? now : d->mtime_ns;
 			}
 	nopen = open_dirs(b, &open, &all_open);
-	*held = false;
 	for (unsigned i = 0; i < BUCKETS && n < max; i++)
 		for (struct bh_dir *d = b->dirs[i]; d && n < max; d = d->next) {
 			if (d->state == D_HELD &&
 			    (d->pending || all_open ||
 			     (nopen && bsearch(&d->id, open, nopen, sizeof(*open), cmp_u64)) ||
-			     !fuse_grant_idle(d->mtime_ns, newest, now, b->idle_ms))) {
-				*held = true;
+			     !fuse_grant_idle(d->mtime_ns, newest, now, b->idle_ms)))
 				continue;
-			}
 			if (d->state != D_RECALLED && d->state != D_HELD)
 				continue;
 			if (d->state == D_HELD)
@@ -351,8 +349,6 @@ static unsigned next_returns(struct fuse_behind *b, uint64_t *dirs, uint64_t *ep
 			epochs[n++] = d->epoch;
 		}
 	free(open);
-	if (n == max)
-		*held = true; /* not all looked at */
 	return n;
 }
 
@@ -367,12 +363,14 @@ static void *returner(void *arg)
 	struct fuse_behind *b = arg;
 	uint64_t dirs[RETURN_BATCH], epochs[RETURN_BATCH];
 	unsigned n = 0;
-	bool held, stop;
+	bool stop;
 
 	for (;;) {
 		pthread_mutex_lock(&b->mu);
-		while (!b->stop && !(n = next_returns(b, dirs, epochs, RETURN_BATCH, &held))) {
-			if (held && b->idle_ms > 0) {
+		while (!b->stop && !(n = next_returns(b, dirs, epochs, RETURN_BATCH))) {
+			/* Idle returns on: a look every IDLE_SCAN_MS, also
+			 * with nothing held (a grant does not wake it). */
+			if (b->idle_ms > 0) {
 				struct timespec ts;
 
 				clock_gettime(CLOCK_MONOTONIC, &ts);
