@@ -23,8 +23,7 @@ if [ -n "${FUZZ_CLOSE:-}" ]; then
 	i=0
 	for c in $FUZZ_CLOSE; do
 		i=$((i + 1))
-		sed -i "s/^close = .*/close = $c/" "$C/node$i/raftfs.ini"
-		grep -q "^close = $c\$" "$C/node$i/raftfs.ini" || fail "no close key in node $i's config"
+		set_conf "$i" close "$c"
 	done
 	echo "   close per node: $FUZZ_CLOSE"
 fi

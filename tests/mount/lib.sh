@@ -76,3 +76,24 @@ up() {
 	"$R" local up 3 "$C" >"$T/up.out" || { cat "$T/up.out"; fail "local up failed"; }
 	M1=$C/n1 M2=$C/n2 M3=$C/n3
 }
+
+# set_conf K KEY VALUE: node K's configuration file says KEY = VALUE (the
+# key must be there already: `local create` writes every one); takes
+# effect at the node's next start.
+set_conf() {
+	local ini=$C/node$1/raftfs.ini
+	sed -i "s/^$2 = .*/$2 = $3/" "$ini"
+	grep -q "^$2 = $3\$" "$ini" || fail "node $1's configuration has no key $2"
+}
+
+# node_conf K KEY VALUE [NAME=VALUE...]: stops node K, sets KEY = VALUE in
+# its configuration and starts it again (in the environment given, e.g. a
+# RAFTFS_TEST_* knob for that node alone). The environment only seeds the
+# files `local up` writes, so a setting for one node goes through its file.
+node_conf() {
+	local k=$1 key=$2 val=$3
+	shift 3
+	"$R" local stop "$C" "$k" >/dev/null
+	set_conf "$k" "$key" "$val"
+	env "$@" "$R" local start "$C" "$k" >/dev/null || fail "restart of node $k ($key = $val)"
+}

@@ -88,10 +88,7 @@ echo "== kill -9 of the holder mid-copy: revoked, the survivors go on, it conver
 # Every file whose close succeeded survives: a promise of close = commit (the
 # holder's node is switched to it; mount.close_behind checks what close =
 # behind promises after a crash).
-"$R" local stop "$C" 1 >/dev/null
-sed -i 's/^close = .*/close = commit/' "$C/node1/raftfs.ini"
-grep -q "^close = commit$" "$C/node1/raftfs.ini" || fail "node 1's configuration: no close key"
-"$R" local start "$C" 1 >/dev/null || fail "restart of node 1 (close = commit)"
+node_conf 1 close commit
 mkdir "$M1/k"
 copier() { # acknowledged = its close succeeded
 	local k=0

@@ -65,10 +65,7 @@ echo "== kill -9 of the writing node: closed files survive, an open one is a pre
 # A promise of close = commit (the writer's node is switched to it: with
 # close = behind only fsync'd files are; mount.close_behind checks those,
 # and what a crash leaves of files closed behind).
-"$R" local stop "$C" 1 >/dev/null
-sed -i 's/^close = .*/close = commit/' "$C/node1/raftfs.ini"
-grep -q "^close = commit$" "$C/node1/raftfs.ini" || fail "node 1's configuration: no close key"
-"$R" local start "$C" 1 >/dev/null || fail "restart of node 1 (close = commit)"
+node_conf 1 close commit
 mkdir "$M1/k"
 # A writer that reports each close that succeeded, keeps one file open
 # without closing it, and has a second one half written when it is killed.

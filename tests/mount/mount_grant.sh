@@ -48,43 +48,7 @@ mkdir "$M3/x"
 # Each mount: its own 30 files, then O_EXCL creates of s0..s99, then
 # unlinks of s0..s99, the two mounts in step (each phase starts when both
 # finished the one before); every errno but the expected one fails.
-race() { # MOUNT TAG
-	python3 - "$1/x" "$2" "$T" <<'PY'
-import errno, os, sys, time
-d, tag, t = sys.argv[1:]
-won, gone = [], []
-def step(name):  # both racers reached this point (60 s at most)
-    open(f"{t}/{name}.{tag}", "w").close()
-    end = time.monotonic() + 60
-    while not all(os.path.exists(f"{t}/{name}.{x}") for x in "ab"):
-        if time.monotonic() > end:
-            sys.exit(f"{tag}: the other racer did not reach {name}")
-        time.sleep(0.01)
-for i in range(30):
-    with open(f"{d}/{tag}{i}", "w") as f:
-        f.write(f"{tag} {i}\n")
-step("created")
-for i in range(100):
-    try:
-        fd = os.open(f"{d}/s{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        os.write(fd, tag.encode())
-        os.close(fd)
-        won.append(f"s{i}")
-    except OSError as e:
-        if e.errno != errno.EEXIST:
-            sys.exit(f"{tag}: create s{i}: {e}")
-step("raced")
-for i in range(100):
-    try:
-        os.unlink(f"{d}/s{i}")
-        gone.append(f"s{i}")
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            sys.exit(f"{tag}: unlink s{i}: {e}")
-open(f"{t}/won.{tag}", "w").write("\n".join(won) + "\n")
-open(f"{t}/gone.{tag}", "w").write("\n".join(gone) + "\n")
-PY
-}
+race() { python3 "$(dirname "$0")/name_race.py" "$1/x" "$2" "$T" ab 30 100; }
 race "$M1" a &
 A=$!
 race "$M2" b &

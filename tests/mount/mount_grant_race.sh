@@ -24,46 +24,7 @@ up
 mkdir "$M3/x"
 # race MOUNT TAG: own files, O_EXCL creates of s0..s59, renames of own
 # files, unlinks of s0..s59, each phase started when all three reached it.
-race() {
-	python3 - "$1/x" "$2" "$T" <<'PY'
-import errno, os, sys, time
-d, tag, t = sys.argv[1:]
-won, gone = [], []
-def step(name):
-    open(f"{t}/{name}.{tag}", "w").close()
-    end = time.monotonic() + 120
-    while not all(os.path.exists(f"{t}/{name}.{x}") for x in "abc"):
-        if time.monotonic() > end:
-            sys.exit(f"{tag}: the others did not reach {name}")
-        time.sleep(0.01)
-step("start")
-for i in range(20):
-    with open(f"{d}/{tag}{i}", "w") as f:
-        f.write(f"{tag} {i}\n")
-step("created")
-for i in range(60):
-    try:
-        fd = os.open(f"{d}/s{i}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        os.write(fd, tag.encode())
-        os.close(fd)
-        won.append(f"s{i}")
-    except OSError as e:
-        if e.errno != errno.EEXIST:
-            sys.exit(f"{tag}: create s{i}: {e}")
-step("raced")
-for i in range(0, 20, 2):
-    os.rename(f"{d}/{tag}{i}", f"{d}/{tag}{i}.r")
-for i in range(60):
-    try:
-        os.unlink(f"{d}/s{i}")
-        gone.append(f"s{i}")
-    except OSError as e:
-        if e.errno != errno.ENOENT:
-            sys.exit(f"{tag}: unlink s{i}: {e}")
-open(f"{t}/won.{tag}", "w").write("\n".join(won) + "\n")
-open(f"{t}/gone.{tag}", "w").write("\n".join(gone) + "\n")
-PY
-}
+race() { python3 "$(dirname "$0")/name_race.py" "$1/x" "$2" "$T" abc 20 60 rename; }
 race "$M1" a &
 A=$!
 race "$M2" b &

@@ -11,9 +11,7 @@
 	. "$(dirname "$0")/lib.sh"
 
 	"$R" local create 3 "$C" >"$T/create.out" || { cat "$T/create.out"; fail "local create"; }
-	sed -i 's/^proposal_timeout_ms = .*/proposal_timeout_ms = 60000/' "$C/node3/raftfs.ini"
-	grep -q '^proposal_timeout_ms = 60000' "$C/node3/raftfs.ini" ||
-		fail "node3's config has no proposal_timeout_ms to raise"
+	set_conf 3 proposal_timeout_ms 60000
 	born=$(date +%s)
 	up
 	# A fresh cluster's root carries its birth time (the first command
