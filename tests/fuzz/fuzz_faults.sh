@@ -46,7 +46,7 @@ for k in "${!pids[@]}"; do
 	rc=0
 	wait "${pids[$k]}" || rc=$?
 	sed -n 's/^fsop_fuzz: seed/   n'"$i $kind"': seed/p' "$T/$kind$i.out" | tail -n 1
-	grep -h "errors from the mount" "$T/$kind$i.out" | sed 's/^ */      /' || true
+	grep -h "errors from the mount\|^  EAGAIN: " "$T/$kind$i.out" | sed 's/^ */      /' || true
 	if [ $rc = 3 ] && [ "$i" = "$L" ]; then
 		continue
 	elif [ $rc != 0 ]; then

@@ -108,6 +108,10 @@ void fz_note(struct fz *z, struct fz_res t)
 {
 	if (t.ret < 0 && t.err > 0 && t.err < (int)(sizeof(z->errs) / sizeof(z->errs[0])))
 		z->errs[t.err]++;
+	/* Rare and tolerated only from a fifo: named, so a run shows where
+	 * each came from. */
+	if (t.ret < 0 && t.err == EAGAIN)
+		printf("  EAGAIN: %s\n", z->desc);
 }
 
 /* Errors no race between correct callers explains: in chaos mode these fail the run. */

@@ -75,6 +75,8 @@ static int op_write(struct fz *z, struct fz_fd *f)
 			m = fz_res_of(write(f->mfd, z->buf, len));
 	}
 	f->dirty = true;
+	if (t.ret < 0 && t.err == EAGAIN && !f->is_fifo)
+		return fz_fail(z, "%s: EAGAIN from a file that is no fifo", positional ? "pwrite" : "write");
 	return fz_check(z, positional ? "pwrite" : "write", t, m);
 }
 
@@ -97,6 +99,9 @@ static int op_read(struct fz *z, struct fz_fd *f)
 		if (f->mfd >= 0)
 			m = fz_res_of(read(f->mfd, z->buf2, len));
 	}
+	/* Chaos opens are non-blocking: EAGAIN is a fifo's answer, never a file's. */
+	if (t.ret < 0 && t.err == EAGAIN && !f->is_fifo)
+		return fz_fail(z, "%s: EAGAIN from a file that is no fifo", positional ? "pread" : "read");
 	int rc = fz_check(z, positional ? "pread" : "read", t, m);
 	if (rc || t.ret <= 0 || f->mfd < 0)
 		return rc;
