@@ -16,6 +16,7 @@ set -euo pipefail
 [ $# -eq 4 ] || { sed -n '2,14p' "$0"; exit 2; }
 build=$(cd "$1" && pwd) which=$2 what=$3 arg=$4
 raftfs=$build/fs/raftfs
+. "$(dirname "$0")/lib.sh"
 img=${IMG:-/dev/shm/raftfs-cpu.img}
 mnt=$(mktemp -d /tmp/raftfs-cpu.XXXXXX)
 cleanup() {
@@ -39,17 +40,11 @@ if [ -n "${SNAPSHOT_ENTRIES:-}" ]; then
 	sed -i "s/^snapshot_entries = .*/snapshot_entries = $SNAPSHOT_ENTRIES/" "$mnt"/c/node*/raftfs.ini
 fi
 "$raftfs" local up 3 "$mnt/c" >/dev/null
-status() { "$raftfs" local status "$mnt/c" 2>/dev/null || true; }
-leader=
-for _ in $(seq 100); do
-	leader=$(status | awk '$6 == "leader" { sub(":", "", $2); print $2; exit }')
-	[ -n "$leader" ] && break
-	sleep 0.1
-done
-[ -n "$leader" ] || { echo "cpu_per_file.sh: no leader in $mnt/c" >&2; exit 1; }
+status() { cluster_status "$mnt/c"; }
+leader=$(leader_of "$mnt/c")
 node=$((leader % 3 + 1))
 [ "$which" = lead ] && node=$leader
-pids=$(status | awk '{ print $5 }')
+pids=$(node_pids "$mnt/c")
 
 # Every node has applied all that was committed (and nothing moves).
 settled() {
@@ -66,23 +61,8 @@ wait_settled() {
 	exit 1
 }
 
-# One line per thread: pid tid kind cpu_ns voluntary nonvoluntary.
-snap() {
-	local p t comm kind
-	for p in $pids; do
-		for t in /proc/"$p"/task/*; do
-			comm=$(cat "$t/comm" 2>/dev/null) || continue
-			case $comm in
-			raft-apply*) kind=apply ;;
-			raft-loop*) kind=loop ;;
-			rocksdb*) kind=rocksdb ;;
-			*) kind=other ;;
-			esac
-			echo "$p ${t##*/} $kind $(cut -d' ' -f1 "$t/schedstat")" \
-				"$(awk '/^voluntary_ctxt/ { v = $2 } /^nonvoluntary_ctxt/ { n = $2 } END { print v, n }' "$t/status")"
-		done
-	done
-}
+# shellcheck disable=SC2086 # one word a pid
+snap() { thread_snap $pids; }
 
 mkdir "$mnt/c/n$node/d"
 wait_settled
@@ -100,13 +80,5 @@ end=$(date +%s.%N)
 wait_settled
 snap >"$mnt/after"
 echo "$files entries in $(echo "$end - $start" | bc) s"
-awk -v n="$files" '
-	FNR == NR { cpu[$2] = $4; sw[$2] = $5 + $6; next }
-	{ c[$3] += $4 - cpu[$2]; s[$3] += $5 + $6 - sw[$2] }
-	END {
-		for (k in c) {
-			printf "%-8s %7.3f ms CPU/file  %5.1f context switches/file\n", k, c[k] / 1e6 / n, s[k] / n
-			tc += c[k]; ts += s[k]
-		}
-		printf "%-8s %7.3f ms CPU/file  %5.1f context switches/file\n", "total", tc / 1e6 / n, ts / n
-	}' "$mnt/before" "$mnt/after"
+thread_cost "$mnt/before" "$mnt/after" "$files" |
+	awk '{ printf "%-8s %7.3f ms CPU/file  %5.1f context switches/file\n", $1, $2, $3 }'

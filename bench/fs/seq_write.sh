@@ -5,8 +5,8 @@
 # Default: ROUNDS times, on a follower's mount then on the leader's, a
 # `dd bs=1M count=64 conv=fsync` of a new file, each line with MiB/s, the
 # load average, and the three nodes' CPU per MiB written by thread kind
-# (raft-loop, raft-apply, vlog syncer, rocksdb, rest: the /proc schedstat
-# method of cpu_per_file.sh).
+# (loop, apply, vlog syncer, rocksdb, other: bench/fs/lib.sh's
+# thread_snap, the method of cpu_per_file.sh).
 # TAIL=1: instead, ROUNDS times, a loop of 4 KiB pwrite + fsync on one
 # follower's mount while dd writes TAIL_MIB (default 128) MiB on the other
 # follower's mount; prints the loop's latency percentiles during the dd and
@@ -22,6 +22,7 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 rounds=${2:-3}
 raftfs=$build/fs/raftfs
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftfs-seqw.XXXXXX")
 c=$work/c
 cleanup() {
@@ -30,7 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 load() { uptime | sed 's/.*load average: //'; }
-status() { "$raftfs" local status "$c" 2>/dev/null || true; }
+status() { cluster_status "$c"; }
 
 if [ -n "${SNAPSHOT_BYTES:-}" ]; then
 	"$raftfs" local create 3 "$c" >/dev/null
@@ -39,16 +40,10 @@ if [ -n "${SNAPSHOT_BYTES:-}" ]; then
 		{ echo "seq_write.sh: no [raft] snapshot_entries key to follow" >&2; exit 1; }
 fi
 "$raftfs" local up 3 "$c" >/dev/null
-leader=
-for _ in $(seq 100); do
-	leader=$(status | awk '$6 == "leader" { sub(":", "", $2); print $2; exit }')
-	[ -n "$leader" ] && break
-	sleep 0.1
-done
-[ -n "$leader" ] || { echo "seq_write.sh: no leader in $c" >&2; exit 1; }
+leader=$(leader_of "$c")
 f1=$((leader % 3 + 1))
 f2=$((f1 % 3 + 1))
-pids=$(status | awk '{ print $5 }')
+pids=$(node_pids "$c")
 
 # Every node has applied all that was committed.
 wait_settled() {
@@ -62,28 +57,11 @@ wait_settled() {
 	exit 1
 }
 
-# One line per thread: kind cpu_ns.
-snap() {
-	local p t comm kind
-	for p in $pids; do
-		for t in /proc/"$p"/task/*; do
-			comm=$(cat "$t/comm" 2>/dev/null) || continue
-			case $comm in
-			raft-apply*) kind=apply ;;
-			raft-loop*) kind=loop ;;
-			*vlog*) kind=vlog ;;
-			rocksdb*) kind=rocksdb ;;
-			*) kind=rest ;;
-			esac
-			echo "${t##*/} $kind $(cut -d' ' -f1 "$t/schedstat")"
-		done
-	done
-}
+# shellcheck disable=SC2086 # one word a pid
+snap() { thread_snap $pids; }
 cpu_per_mib() {
-	awk -v mib="$3" 'FNR == NR { cpu[$1] = $3; next }
-		{ c[$2] += $3 - cpu[$1]; t += $3 - cpu[$1] }
-		END { printf "CPU ms/MiB: total %.2f", t / 1e6 / mib
-		      for (k in c) printf " %s %.2f", k, c[k] / 1e6 / mib }' "$1" "$2"
+	thread_cost "$1" "$2" "$3" | awk '$1 == "total" { t = $2; next } { s = s sprintf(" %s %.2f", $1, $2) }
+		END { printf "CPU ms/MiB: total %.2f%s", t, s }'
 }
 
 # dd_mib FILE MIB: writes MIB MiB with fsync; prints MiB/s.
