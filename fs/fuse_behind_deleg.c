@@ -313,16 +313,23 @@ static size_t open_dirs(struct fuse_behind *b, uint64_t **out, bool *all)
  * directory's last use is the time of its last write-behind command
  * (mtime_ns, read by getattr only while commands pend); one never used
  * since this mount took it starts its idle time when first seen here.
- * Under mu. */
+ * The mount's last use also counts its read requests (fuse_fs.used):
+ * *used, the time of the last look that found one (the returner's). Under
+ * mu. */
 static unsigned next_returns(struct fuse_behind *b, uint64_t *dirs, uint64_t *epochs,
-			     unsigned max)
+			     unsigned max, int64_t *used)
 {
-	int64_t now = fs_node_now(), newest = b->count ? now : 0;
+	int64_t now = fs_node_now(), newest;
 	uint64_t *open;
 	size_t nopen;
 	bool all_open;
 	unsigned n = 0;
 
+	/* A stat-only phase between a mkdir phase and a rename phase
+	 * (fs-bench) is still the same burst. */
+	if (atomic_exchange(&b->fs->used, false))
+		*used = now;
+	newest = b->count ? now : *used;
 	/* The mount's newest use of anything it holds. */
 	for (unsigned i = 0; i < BUCKETS; i++)
 		for (struct bh_dir *d = b->dirs[i]; d; d = d->next)
@@ -362,12 +369,13 @@ static void *returner(void *arg)
 {
 	struct fuse_behind *b = arg;
 	uint64_t dirs[RETURN_BATCH], epochs[RETURN_BATCH];
+	int64_t used = 0;
 	unsigned n = 0;
 	bool stop;
 
 	for (;;) {
 		pthread_mutex_lock(&b->mu);
-		while (!b->stop && !(n = next_returns(b, dirs, epochs, RETURN_BATCH))) {
+		while (!b->stop && !(n = next_returns(b, dirs, epochs, RETURN_BATCH, &used))) {
 			/* Idle returns on: a look every IDLE_SCAN_MS, also
 			 * with nothing held (a grant does not wake it). */
 			if (b->idle_ms > 0) {

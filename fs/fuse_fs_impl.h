@@ -37,6 +37,10 @@ struct fuse_fs {
 	const char *test_hang_mkdir; /* RAFTFS_TEST_HANG_MKDIR (fuse_ops.c), or NULL */
 	atomic_bool degraded; /* no quorum seen: reads do not wait for barriers */
 	atomic_bool probing;  /* a background barrier is in flight */
+	/* A lookup, getattr or listing came since the returner last looked:
+	 * the mount is in use, so the directories it holds are not returned
+	 * after the short idle time (fuse_grant_idle, fuse_behind_deleg.c). */
+	atomic_bool used;
 	pthread_mutex_t mu;
 	struct open_count *open[OPEN_BUCKETS];
 	struct fuse_write *wr; /* writes in flight (fuse_write.h): made by init */
@@ -76,6 +80,15 @@ struct pending {
 
 /* The mount state of a request. */
 struct fuse_fs *ffs_of(fuse_req_t req);
+
+/* Notes that a read request came (fuse_fs.used): a load, and a store
+ * only when the flag was clear, so the FUSE threads do not bounce its
+ * cache line at every stat. */
+static inline void ffs_note_use(struct fuse_fs *fs)
+{
+	if (!atomic_load_explicit(&fs->used, memory_order_relaxed))
+		atomic_store_explicit(&fs->used, true, memory_order_relaxed);
+}
 
 /* Open handles: count one more (keeping a dup of fd) / one less (the count
  * left); whether id is open here; stat of an id released while open here.

@@ -69,6 +69,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	bool held;
 	int rc;
 
+	ffs_note_use(fs);
 	if (fs->cfg.linearizable && (rc = ffs_barrier(fs))) {
 		fuse_reply_err(req, rc);
 		return;
@@ -140,6 +141,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct stat st;
 	int rc;
 
+	ffs_note_use(fs);
 	if (fs->cfg.linearizable && (rc = ffs_barrier(fs))) {
 		fuse_reply_err(req, rc);
 		return;
@@ -641,6 +643,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	ffs_note_use(d.fs);
 	fuse_behind_wait(d.fs->bh, ino);
 	/* close = behind, as in lookup: before (the listing is complete) and
 	 * after (a grant and a create applied meanwhile: the holder's closes
