@@ -364,9 +364,14 @@ void fs_node_flush(struct fs_node *f)
 	fs_plug_flush(f->plug);
 }
 
-uint64_t fs_node_mark(struct fs_node *f)
+uint64_t fs_node_unit_begin(struct fs_node *f)
 {
-	return fs_plug_mark(f->plug);
+	return fs_plug_unit_begin(f->plug);
+}
+
+void fs_node_unit_end(struct fs_node *f, uint64_t mark)
+{
+	fs_plug_unit_end(f->plug, mark);
 }
 
 bool fs_node_flush_unit(struct fs_node *f, uint64_t mark)

@@ -48,10 +48,15 @@ void fs_node_set_inval(struct fs_node *f, struct fuse_inval *inv);
  * with the error on this thread). */
 void fs_node_flush(struct fs_node *f);
 
-/* A mark for fs_node_flush_unit: the proposals made after this call. */
-uint64_t fs_node_mark(struct fs_node *f);
+/* Opens a unit (a file created behind, until its close) and returns its
+ * mark for fs_node_flush_unit: the proposals made after this call, which
+ * the plug's linger leaves held for a while (fs_plug_unit_begin).
+ * fs_node_unit_end ends it without a flush (a handle released unflushed,
+ * a creation not proposed); no effect on a unit that ended. */
+uint64_t fs_node_unit_begin(struct fs_node *f);
+void fs_node_unit_end(struct fs_node *f, uint64_t mark);
 
-/* fs_node_flush, keeping every proposal made since mark in one log entry
+/* Ends the unit of mark and flushes (fs_node_flush), keeping every proposal made since mark in one log entry
  * (a Batch, fs.proto), so that they apply on every node together or not at
  * all: true. false: they did not go out together (some had started before
  * — a flush, a limit, the linger, an eager proposal — or they were too many

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* More than this many held, or bytes, and they go at once: the point is
@@ -13,13 +14,23 @@
  * 64 writes of one file in flight: a writer must not block on held ones). */
 #define HOLD_MAX 32u
 #define HOLD_MAX_BYTES (256u << 10)
+/* A unit open longer than FS_PLUG_UNIT_HOLD_MS (a file written slowly, or
+ * kept open) no longer keeps the linger from starting its commands: its
+ * close then waits for their commit (fs_plug_flush_unit says false). */
+#define UNIT_HOLD_NS ((uint64_t)FS_PLUG_UNIT_HOLD_MS * 1000000u)
 
 struct held {
 	struct held *next;
 	uint8_t *buf;
 	size_t len;
 	void *arg;
-	uint64_t serial; /* its place among every proposal made (fs_plug_mark) */
+	uint64_t serial; /* its place among every proposal made (fs_plug_unit_begin) */
+	uint64_t ns;	 /* when it was proposed */
+};
+
+/* An open unit (fs_plug_unit_begin): its mark and when it began. */
+struct unit {
+	uint64_t mark, ns;
 };
 
 struct fs_plug {
@@ -32,7 +43,10 @@ struct fs_plug {
 	struct held *head, *tail;
 	atomic_uint count; /* held (read without mu by a flush with nothing to do) */
 	size_t bytes;
-	uint64_t first_ns; /* when the oldest held one was proposed */
+	/* Open units, oldest first (marks only grow): the linger starts
+	 * nothing proposed since the oldest's mark while it is young. */
+	struct unit *units;
+	size_t nunits, units_cap;
 	_Atomic uint64_t serial; /* proposals made so far (the next one's serial) */
 	bool on, stop;
 	pthread_t flusher;
@@ -93,12 +107,14 @@ static void start_batch(struct fs_plug *p, struct held **hs, unsigned n, struct 
 	}
 }
 
-/* Starts every held proposal, oldest first (under mu, so nothing else
- * starts in between), as few proposals as the batch limits allow, never
- * cutting inside the unit (those of serial >= unit) when it fits one. The
- * ones that failed are returned as a list for fail_all, outside mu;
- * *whole: the unit went out as one proposal (or was empty). */
-static struct held *start_all(struct fs_plug *p, int why, uint64_t unit, bool *whole)
+/* Starts the held proposals older than end (NO_UNIT: all), oldest first
+ * (under mu, so nothing else starts in between), as few proposals as the
+ * batch limits allow, never cutting inside the unit (those of serial >=
+ * unit) when it fits one. The ones that failed are returned as a list for
+ * fail_all, outside mu; *whole: the unit went out as one proposal (or was
+ * empty). */
+static struct held *start_upto(struct fs_plug *p, int why, uint64_t end, uint64_t unit,
+			       bool *whole)
 {
 	struct held *failed = NULL, **tail = &failed, *h;
 	struct held *batch[FS_PLUG_BATCH_MAX];
@@ -113,7 +129,7 @@ static struct held *start_all(struct fs_plug *p, int why, uint64_t unit, bool *w
 		}
 	fits = un <= 1 || (un <= FS_PLUG_BATCH_MAX && ub <= FS_PLUG_BATCH_BYTES);
 	h = p->head;
-	while (h) {
+	while (h && h->serial < end) {
 		struct held *next = h->next;
 		bool cut = n == FS_PLUG_BATCH_MAX || (n && bytes + h->len > FS_PLUG_BATCH_BYTES);
 
@@ -129,19 +145,26 @@ static struct held *start_all(struct fs_plug *p, int why, uint64_t unit, bool *w
 		}
 		batch[n++] = h;
 		bytes += h->len;
+		p->bytes -= h->len;
 		total++;
 		h = next;
 	}
 	if (n)
 		start_batch(p, batch, n, &tail);
-	p->head = p->tail = NULL;
-	atomic_store(&p->count, 0);
-	p->bytes = 0;
+	p->head = h;
+	if (!h)
+		p->tail = NULL;
+	atomic_fetch_sub(&p->count, total);
 	if (total)
 		atomic_fetch_add(&p->stats[why], total);
 	if (whole)
 		*whole = fits;
 	return failed;
+}
+
+static struct held *start_all(struct fs_plug *p, int why, uint64_t unit, bool *whole)
+{
+	return start_upto(p, why, NO_UNIT, unit, whole);
 }
 
 static void fail_all(struct fs_plug *p, struct held *h)
@@ -155,7 +178,16 @@ static void fail_all(struct fs_plug *p, struct held *h)
 	}
 }
 
-/* The flusher: starts what has lingered for linger_ns. */
+static void wait_until(struct fs_plug *p, uint64_t due)
+{
+	struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+
+	pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+}
+
+/* The flusher: starts what has lingered for linger_ns, but for the
+ * commands of an open unit younger than UNIT_HOLD_NS: those wait for the
+ * unit's end (a file's close) or that age. */
 static void *flusher(void *arg)
 {
 	struct fs_plug *p = arg;
@@ -163,21 +195,23 @@ static void *flusher(void *arg)
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {
 		struct held *failed;
-		uint64_t now = mono_ns();
+		uint64_t now = mono_ns(), end = NO_UNIT;
 
 		if (!p->head) {
 			pthread_cond_wait(&p->cv, &p->mu);
 			continue;
 		}
-		if (now < p->first_ns + p->linger_ns) {
-			uint64_t due = p->first_ns + p->linger_ns;
-			struct timespec ts = {(time_t)(due / 1000000000u),
-					      (long)(due % 1000000000u)};
-
-			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		if (now < p->head->ns + p->linger_ns) {
+			wait_until(p, p->head->ns + p->linger_ns);
 			continue;
 		}
-		failed = start_all(p, ST_LINGER, NO_UNIT, NULL);
+		if (p->nunits && now < p->units[0].ns + UNIT_HOLD_NS)
+			end = p->units[0].mark;
+		if (p->head->serial >= end) {
+			wait_until(p, p->units[0].ns + UNIT_HOLD_NS);
+			continue;
+		}
+		failed = start_upto(p, ST_LINGER, end, NO_UNIT, NULL);
 		pthread_mutex_unlock(&p->mu);
 		fail_all(p, failed);
 		pthread_mutex_lock(&p->mu);
@@ -230,6 +264,7 @@ void fs_plug_free(struct fs_plug *p)
 		pthread_join(p->flusher, NULL);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
+	free(p->units);
 	free(p);
 }
 
@@ -244,15 +279,14 @@ int fs_plug_propose(struct fs_plug *p, uint8_t *buf, size_t len, void *arg, bool
 		return ENOMEM;
 	}
 	pthread_mutex_lock(&p->mu);
-	*h = (struct held){NULL, buf, len, arg, atomic_fetch_add(&p->serial, 1)};
+	*h = (struct held){NULL, buf, len, arg, atomic_fetch_add(&p->serial, 1), mono_ns()};
 	if (p->tail)
 		p->tail->next = h;
 	else
 		p->head = h;
 	p->tail = h;
 	p->bytes += len;
-	if (atomic_fetch_add(&p->count, 1) == 0)
-		p->first_ns = mono_ns();
+	atomic_fetch_add(&p->count, 1);
 	if (hold) {
 		atomic_fetch_add(&p->stats[ST_HELD], 1);
 		if (atomic_load(&p->count) == 1)
@@ -313,9 +347,49 @@ void fs_plug_flush(struct fs_plug *p)
 	fail_all(p, failed);
 }
 
-uint64_t fs_plug_mark(struct fs_plug *p)
+uint64_t fs_plug_unit_begin(struct fs_plug *p)
 {
-	return atomic_load(&p->serial);
+	uint64_t mark;
+
+	pthread_mutex_lock(&p->mu);
+	mark = atomic_load(&p->serial);
+	if (p->nunits == p->units_cap) {
+		size_t cap = p->units_cap ? 2 * p->units_cap : 16;
+		struct unit *u = realloc(p->units, cap * sizeof(*u));
+
+		/* No room: the unit is not kept from the linger (its close
+		 * may then wait; nothing else changes). */
+		if (u) {
+			p->units = u;
+			p->units_cap = cap;
+		}
+	}
+	if (p->nunits < p->units_cap)
+		p->units[p->nunits++] = (struct unit){mark, mono_ns()};
+	pthread_mutex_unlock(&p->mu);
+	return mark;
+}
+
+/* Forgets the open unit of mark, if it is one (under mu). */
+static void unit_drop(struct fs_plug *p, uint64_t mark)
+{
+	for (size_t i = 0; i < p->nunits; i++) {
+		if (p->units[i].mark != mark)
+			continue;
+		memmove(&p->units[i], &p->units[i + 1], (p->nunits - i - 1) * sizeof(*p->units));
+		p->nunits--;
+		/* The flusher may wait for it. */
+		if (i == 0)
+			pthread_cond_signal(&p->cv);
+		return;
+	}
+}
+
+void fs_plug_unit_end(struct fs_plug *p, uint64_t mark)
+{
+	pthread_mutex_lock(&p->mu);
+	unit_drop(p, mark);
+	pthread_mutex_unlock(&p->mu);
 }
 
 bool fs_plug_flush_unit(struct fs_plug *p, uint64_t mark)
@@ -324,6 +398,7 @@ bool fs_plug_flush_unit(struct fs_plug *p, uint64_t mark)
 	bool whole;
 
 	pthread_mutex_lock(&p->mu);
+	unit_drop(p, mark);
 	/* Held ones are the newest proposals: the unit is all held iff the
 	 * oldest held one is not younger than the mark (or none was made
 	 * since). */

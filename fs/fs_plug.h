@@ -77,12 +77,23 @@ bool fs_plug_merge_newest(struct fs_plug *p, fs_plug_merge_fn merge, void *mctx)
  * call it holding no lock that a completion takes. */
 void fs_plug_flush(struct fs_plug *p);
 
-/* A mark: the proposals made through p after this call (fs_plug_propose)
- * are the ones fs_plug_flush_unit(p, mark) keeps together. */
-uint64_t fs_plug_mark(struct fs_plug *p);
+/* How long an open unit keeps the linger from starting its commands. */
+#define FS_PLUG_UNIT_HOLD_MS 50u
 
-/* fs_plug_flush, keeping every proposal made since mark in one started
- * proposal (one log entry), the ones before in earlier ones. true: they
+/* Opens a unit and returns its mark: the proposals made through p after
+ * this call are the unit's, kept together by fs_plug_flush_unit(p, mark).
+ * Until the unit ends (that flush, or fs_plug_unit_end), the linger starts
+ * none of them — only what was held before — for up to
+ * FS_PLUG_UNIT_HOLD_MS: a file's
+ * commands wait for its close instead of going out without it. */
+uint64_t fs_plug_unit_begin(struct fs_plug *p);
+
+/* Ends the unit of mark without a flush (no effect if it ended). */
+void fs_plug_unit_end(struct fs_plug *p, uint64_t mark);
+
+/* Ends the unit of mark, and fs_plug_flush, keeping every proposal made
+ * since mark in one started proposal (one log entry), the ones before in
+ * earlier ones. true: they
  * went out together (none had started before, and they fit one: at most
  * FS_PLUG_BATCH_MAX and FS_PLUG_BATCH_BYTES); false: they did not (a flush,
  * a limit, the linger or an eager proposal started some of them before). */

@@ -135,9 +135,9 @@ struct bh_fh {
 	 * synchronously since (its close then waits). */
 	uint64_t dir, epoch;
 	bool moved;
-	/* The node's proposal mark just before its creation was proposed:
-	 * its close keeps every command since in one log entry
-	 * (fs_node_flush_unit), or waits for their commit. */
+	/* The node's unit opened just before its creation was proposed
+	 * (fs_node_unit_begin): its close keeps every command since in one
+	 * log entry (fs_node_flush_unit), or waits for their commit. */
 	uint64_t mark;
 };
 

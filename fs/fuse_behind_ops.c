@@ -436,11 +436,12 @@ bool fuse_behind_create(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 	}
 	h->dir = parent;
 	h->epoch = d->epoch;
-	h->mark = fs_node_mark(fs->fsn);
+	h->mark = fs_node_unit_begin(fs->fsn);
 	pthread_mutex_unlock(&b->mu);
 	rc = bh_op_propose(b, op, &c);
 	pthread_mutex_unlock(&b->order);
 	if (rc) {
+		fs_node_unit_end(fs->fsn, h->mark);
 		free(h);
 		fuse_reply_err(req, rc);
 		return true;
@@ -498,6 +499,7 @@ void fuse_behind_close(struct fuse_behind *b, uint64_t fh)
 		return;
 	}
 	h = (struct bh_fh *)(uintptr_t)(fh & ~DEFERRED);
+	fs_node_unit_end(b->fs->fsn, h->mark); /* released without a flush */
 	pthread_mutex_lock(&b->mu);
 	if (h->prev)
 		h->prev->next = h->next;
