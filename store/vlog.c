@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "crc32c.h"
@@ -22,6 +23,7 @@
 
 #define NAME_LEN 21 /* 16 hex digits + ".vlog" */
 #define CHECK_PIECE (1u << 20) /* open reads referenced data in pieces of this */
+#define WRITE_IOVS 64	       /* a buffered save's pwritev takes this many pieces at most */
 
 static void be32_put(uint8_t *p, uint32_t v)
 {
@@ -414,9 +416,13 @@ static int start_file(store *s)
 		return rv;
 	}
 	/* Writes bypass the page cache where the filesystem allows it
-	 * (vlog.h, "Direct writes"); reads and syncs use fd. */
-	if (!v->buffered)
+	 * (vlog.h, "Direct writes"); reads and syncs use fd. A filesystem
+	 * that refuses O_DIRECT refuses it for every file: asked once. */
+	if (!v->buffered) {
 		v->files[v->n - 1].dfd = openat(v->dirfd, name, O_WRONLY | O_DIRECT | O_CLOEXEC);
+		if (v->files[v->n - 1].dfd < 0 && errno == EINVAL)
+			v->buffered = true;
+	}
 	v->appending = true;
 	v->head = 0;
 	return 0;
@@ -463,10 +469,12 @@ static int write_save(store *s, vlog_file *f, uint64_t off, size_t len)
 			continue;
 		if (w < 0 && errno == EINVAL && fd == f->dfd) {
 			/* No direct writes here (or not at this alignment):
-			 * from now on through the page cache, this one again. */
+			 * this one again through the page cache, and every
+			 * later one, in this file and the next ones. */
 			close(f->dfd);
 			f->dfd = -1;
 			fd = f->fd;
+			v->buffered = true;
 			continue;
 		}
 		if (w <= 0)
@@ -481,12 +489,120 @@ static int write_save(store *s, vlog_file *f, uint64_t off, size_t len)
 	return 0;
 }
 
+/* Fills entry e's reference, its data placed at the end of f. */
+static void place(vlog_file *f, const raft_entry *e, uint8_t *r)
+{
+	r[0] = 0;
+	r[1] = (uint8_t)e->type;
+	be64_put(r + 2, e->term);
+	be64_put(r + 10, e->index);
+	be64_put(r + 18, f->seq);
+	be64_put(r + 26, f->size);
+	be32_put(r + 34, e->len);
+	be32_put(r + 38, crc32c_extend(0, e->data, e->len));
+	f->size += e->len;
+	if (e->index > f->max_index)
+		f->max_index = e->index;
+}
+
+/* A direct save: the entries' data copied into the aligned buffer after the
+ * partial block the last save ended in (written again: direct writes take
+ * whole blocks), padded with zeros to a whole block. */
+static int append_direct(store *s, vlog_file *f, const raft_entry *ents, size_t n,
+			 uint8_t *refs, size_t total)
+{
+	vlog *v = &s->vl;
+	uint64_t base = f->size - v->head;
+	size_t at = v->head, end = align_up(at + total);
+	int rv = buf_reserve(s, end);
+
+	if (rv != 0)
+		return rv;
+	for (size_t i = 0; i < n; i++) {
+		if (!vlog_wants(&ents[i]))
+			continue;
+		memcpy(v->buf + at, ents[i].data, ents[i].len);
+		at += ents[i].len;
+		place(f, &ents[i], refs + i * VLOG_REF_BYTES);
+	}
+	memset(v->buf + at, 0, end - at);
+	rv = write_save(s, f, base, end);
+	if (rv != 0)
+		return rv;
+	memmove(v->buf, v->buf + (at - at % VLOG_ALIGN), at % VLOG_ALIGN);
+	v->head = v->buffered ? 0 : at % VLOG_ALIGN; /* refused just now: no more blocks */
+	if (v->buf_cap > VLOG_BUF_KEEP) {
+		/* One huge save (a follower catching up) need not pin its
+		 * buffer for good. */
+		void *nb;
+
+		if (posix_memalign(&nb, VLOG_ALIGN, VLOG_ALIGN) == 0) {
+			memcpy(nb, v->buf, v->head);
+			free(v->buf);
+			v->buf = nb;
+			v->buf_cap = VLOG_ALIGN;
+		}
+	}
+	return 0;
+}
+
+/* A buffered save: the entries' data written where it is, by pwritev at
+ * the end of f (past a direct save's padding, if the file had those, which
+ * it then overwrites): the page cache takes its copy, no other is made. */
+static int append_buffered(store *s, vlog_file *f, const raft_entry *ents, size_t n,
+			   uint8_t *refs)
+{
+	vlog *v = &s->vl;
+	uint64_t off = f->size;
+	size_t i = 0, skip = 0; /* where the writing is: ents[i], skip bytes in */
+
+	for (size_t k = 0; k < n; k++)
+		if (vlog_wants(&ents[k]))
+			place(f, &ents[k], refs + k * VLOG_REF_BYTES);
+	while (i < n) {
+		struct iovec iov[WRITE_IOVS];
+		int cnt = 0;
+		ssize_t w;
+
+		for (size_t k = i; k < n && cnt < WRITE_IOVS; k++) {
+			if (!vlog_wants(&ents[k]))
+				continue;
+			iov[cnt].iov_base = ents[k].data + (k == i ? skip : 0);
+			iov[cnt++].iov_len = ents[k].len - (k == i ? skip : 0);
+		}
+		if (cnt == 0)
+			break;
+		w = pwritev(f->fd, iov, cnt, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return store_fail(s, w < 0 ? -errno : RAFT_EIO,
+					  "value log: write to %s/%016llx.vlog at %llu: %s", v->dir,
+					  (unsigned long long)f->seq, (unsigned long long)off,
+					  w < 0 ? strerror(errno) : "no progress");
+		off += (uint64_t)w;
+		/* Moves past what was written: whole entries, then a part. */
+		for (; i < n && w > 0; i++) {
+			size_t left = vlog_wants(&ents[i]) ? ents[i].len - skip : 0;
+
+			if ((size_t)w < left) {
+				skip += (size_t)w;
+				break;
+			}
+			w -= (ssize_t)left;
+			skip = 0;
+		}
+		while (i < n && !vlog_wants(&ents[i]))
+			i++;
+	}
+	return 0;
+}
+
 int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs)
 {
 	vlog *v = &s->vl;
 	vlog_file *f;
-	size_t total = 0, at, end;
-	uint64_t base;
+	size_t total = 0;
 	int rv;
 
 	for (size_t i = 0; i < n; i++)
@@ -499,59 +615,19 @@ int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs)
 	if (!v->appending && (rv = start_file(s)) != 0)
 		return rv;
 	f = &v->files[v->n - 1];
-	/* The save's bytes follow the partial block the last one ended in,
-	 * which is written again: direct writes take whole blocks. */
-	base = f->size - v->head;
-	at = v->head;
-	end = align_up(at + total);
-	rv = buf_reserve(s, end);
-	if (rv != 0)
-		return rv;
-	for (size_t i = 0; i < n; i++) {
-		const raft_entry *e = &ents[i];
-		uint8_t *r = refs + i * VLOG_REF_BYTES;
-
-		if (!vlog_wants(e))
-			continue;
-		memcpy(v->buf + at, e->data, e->len);
-		at += e->len;
-		r[0] = 0;
-		r[1] = (uint8_t)e->type;
-		be64_put(r + 2, e->term);
-		be64_put(r + 10, e->index);
-		be64_put(r + 18, f->seq);
-		be64_put(r + 26, f->size);
-		be32_put(r + 34, e->len);
-		be32_put(r + 38, crc32c_extend(0, e->data, e->len));
-		f->size += e->len;
-		if (e->index > f->max_index)
-			f->max_index = e->index;
-	}
-	memset(v->buf + at, 0, end - at);
 	/* Written here, before RocksDB's batch naming it: a process killed
 	 * after that batch finds the whole save's data (a direct write is
 	 * on the device once it returned, a buffered one in the page cache),
 	 * as it did before direct writes. Only a power cut can leave the
 	 * newest save's data torn, which open finds (vlog.h). */
-	rv = write_save(s, f, base, end);
+	if (v->buffered)
+		rv = append_buffered(s, f, ents, n, refs);
+	else
+		rv = append_direct(s, f, ents, n, refs, total);
 	if (rv != 0) {
 		v->appending = false; /* its end is unknown: the next save starts a file */
 		v->head = 0;
 		return rv;
-	}
-	memmove(v->buf, v->buf + (at - at % VLOG_ALIGN), at % VLOG_ALIGN);
-	v->head = at % VLOG_ALIGN;
-	if (v->buf_cap > VLOG_BUF_KEEP) {
-		/* One huge save (a follower catching up) need not pin its
-		 * buffer for good. */
-		void *nb;
-
-		if (posix_memalign(&nb, VLOG_ALIGN, VLOG_ALIGN) == 0) {
-			memcpy(nb, v->buf, v->head);
-			free(v->buf);
-			v->buf = nb;
-			v->buf_cap = VLOG_ALIGN;
-		}
 	}
 	/* One thread for the store's life; without one (it could not be
 	 * started) the wait syncs on the caller's thread, as before. */

@@ -40,10 +40,12 @@
  * 6"). The file stays one contiguous stream of entries: each save rewrites
  * the partial block the previous one ended in (the same bytes; a torn
  * rewrite leaves them as they were) and pads its own last block with zeros,
- * so a file's size is a multiple of VLOG_ALIGN. Where O_DIRECT cannot be
- * opened or is refused (EINVAL), or RAFTFS_STORE_VLOG_BUFFERED=1 (read at
- * open; before/after measurements in one build), the same buffer is written
- * through the page cache. Not for use outside store/. */
+ * so a file's size is a multiple of VLOG_ALIGN. Where the filesystem
+ * refuses O_DIRECT (EINVAL at open or at a write: remembered for the
+ * store's life, so no later file asks again), or RAFTFS_STORE_VLOG_BUFFERED=1
+ * (read at open; before/after measurements in one build), the entries' data
+ * is written from where it is by pwritev through the page cache, with no
+ * aligned copy and no padding (session 7). Not for use outside store/. */
 #ifndef RAFTFS_STORE_VLOG_H
 #define RAFTFS_STORE_VLOG_H
 
@@ -103,7 +105,7 @@ typedef struct vlog {
 	size_t buf_cap;
 	size_t head;		    /* buf starts with the last head bytes of files[n - 1] (the
 				       partial block its last save ended in) */
-	bool buffered;		    /* RAFTFS_STORE_VLOG_BUFFERED: no O_DIRECT */
+	bool buffered;		    /* no O_DIRECT: RAFTFS_STORE_VLOG_BUFFERED, or refused */
 	bool sync_inline;	    /* no syncer thread: vlog_append_wait syncs itself */
 	bool serial;		    /* RAFTFS_STORE_SERIAL_FLUSH: sync before the batch (as before
 				       session 5; for before/after measurements in one build) */
