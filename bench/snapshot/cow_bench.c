@@ -1,0 +1,206 @@
+/* cow_bench.c — what a snapshot image costs the applies of a big file being
+ * written (fs/sm_image_cow.c): a file of M MiB, half written, an image
+ * begun and streamed at a transfer's pace (a sink throttled to R MiB/s, as
+ * a follower's connection takes it), while this thread applies the other
+ * half in 1 MiB writes, each followed by a 4 KiB overwrite of a small file
+ * (another mount's small write, waiting behind the apply thread). Prints
+ * the first write's apply after begin (the copy-on-write pause) and the
+ * small writes' latency percentiles while the image streams. Usage:
+ *   cow-bench [--mib M] [--sink-mibs R] [--dir DIR]
+ * DIR (default /var/tmp) holds a temp data dir, removed after. */
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs.pb-c.h"
+#include "sm.h"
+#include "sm_snapshot.h"
+
+#define BIG_ID ((1ULL << 48) | 1)
+#define SMALL_ID ((1ULL << 48) | 2)
+
+static int64_t clock_ns; /* the commands' replicated clock */
+
+static double ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int apply(struct sm *sm, Fspb__Command *c)
+{
+	size_t len;
+	uint8_t *buf;
+	int result = -1, rc;
+
+	c->time_ns = clock_ns += 1000;
+	len = fspb__command__get_packed_size(c);
+	buf = malloc(len ? len : 1);
+	if (!buf)
+		return -1;
+	fspb__command__pack(c, buf);
+	rc = sm_apply(sm, sm_applied_index(sm) + 1, 0, 0, 0, buf, len, &result);
+	free(buf);
+	if (rc || result) {
+		fprintf(stderr, "cow-bench: apply of op %d failed: %d / %d\n", (int)c->op_case, rc,
+			result);
+		return -1;
+	}
+	return 0;
+}
+
+static int create(struct sm *sm, const char *name, uint64_t ino)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Mknod m = FSPB__MKNOD__INIT;
+
+	m.parent = SM_ROOT_ID;
+	m.name = (char *)name;
+	m.ino = ino;
+	m.mode = S_IFREG | 0644;
+	c.op_case = FSPB__COMMAND__OP_MKNOD;
+	c.mknod = &m;
+	return apply(sm, &c);
+}
+
+static int write_at(struct sm *sm, uint64_t ino, uint64_t off, const void *data, size_t len)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Write m = FSPB__WRITE__INIT;
+
+	m.ino = ino;
+	m.offset = off;
+	m.data.data = (uint8_t *)data;
+	m.data.len = len;
+	c.op_case = FSPB__COMMAND__OP_WRITE;
+	c.write = &m;
+	return apply(sm, &c);
+}
+
+/* The image goes nowhere, at most mibs MiB/s. */
+struct streamer {
+	struct sm_snap_job *job;
+	double mibs, t0, bytes;
+	int rc;
+	int done; /* atomic */
+};
+
+static int paced_sink(void *arg, const void *buf, size_t len)
+{
+	struct streamer *s = arg;
+	double due;
+
+	(void)buf;
+	s->bytes += (double)len;
+	due = s->t0 + s->bytes / (s->mibs * 1048576.0) * 1e3;
+	while (ms() < due)
+		usleep(1000);
+	return 0;
+}
+
+static void *stream_main(void *arg)
+{
+	struct streamer *s = arg;
+
+	s->t0 = ms();
+	s->rc = sm_snapshot_stream(s->job, paced_sink, s);
+	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+int main(int argc, char **argv)
+{
+	unsigned mib = 256;
+	double sink_mibs = 200;
+	const char *base = "/var/tmp";
+	char dir[4096];
+	struct streamer st = {0};
+	struct sm *sm = NULL;
+	uint8_t *big = malloc(1u << 20), small[4096];
+	double *lat, first = 0, t, t_begin;
+	size_t n = 0;
+	uint64_t index;
+	pthread_t th;
+	int rc = 1;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--mib"))
+			mib = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--sink-mibs"))
+			sink_mibs = strtod(argv[i + 1], NULL);
+		else if (!strcmp(argv[i], "--dir"))
+			base = argv[i + 1];
+	}
+	lat = calloc(mib, sizeof(*lat));
+	snprintf(dir, sizeof(dir), "%s/cow-bench.XXXXXX", base);
+	if (!big || !lat || mib < 2 || !mkdtemp(dir)) {
+		fprintf(stderr, "cow-bench: setting up in %s failed\n", base);
+		return 1;
+	}
+	memset(big, 'b', 1u << 20);
+	memset(small, 's', sizeof(small));
+	if (sm_open(dir, 1, &sm) || create(sm, "big", BIG_ID) || create(sm, "small", SMALL_ID) ||
+	    write_at(sm, SMALL_ID, 0, small, sizeof(small)))
+		goto out;
+	for (unsigned i = 0; i < mib / 2; i++)
+		if (write_at(sm, BIG_ID, (uint64_t)i << 20, big, 1u << 20))
+			goto out;
+	t_begin = ms();
+	if (sm_snapshot_begin(sm, &st.job, &index))
+		goto out;
+	t_begin = ms() - t_begin;
+	st.mibs = sink_mibs;
+	pthread_create(&th, NULL, stream_main, &st);
+	for (unsigned i = mib / 2; i < mib; i++) {
+		t = ms();
+		if (write_at(sm, BIG_ID, (uint64_t)i << 20, big, 1u << 20))
+			break;
+		if (i == mib / 2)
+			first = ms() - t;
+		t = ms();
+		if (write_at(sm, SMALL_ID, (uint64_t)(i % 64) * 4096, small, sizeof(small)))
+			break;
+		/* A small write behind the big one: both waits count. */
+		if (!__atomic_load_n(&st.done, __ATOMIC_ACQUIRE))
+			lat[n++] = ms() - t + (i == mib / 2 ? first : 0);
+	}
+	pthread_join(th, NULL);
+	sm_snapshot_end(st.job);
+	qsort(lat, n, sizeof(*lat), cmp_double);
+	printf("%u MiB file, image begun at %u MiB (begin %.1f ms), streamed at <= %.0f MiB/s: "
+	       "first 1 MiB write after begin %.1f ms; %zu small writes while it streamed: "
+	       "p50 %.2f p99 %.2f max %.2f ms; stream %s\n",
+	       mib, mib / 2, t_begin, sink_mibs, first, n, n ? lat[n / 2] : 0,
+	       n ? lat[n * 99 / 100] : 0, n ? lat[n - 1] : 0, st.rc ? "FAILED" : "ok");
+	rc = st.rc ? 1 : 0;
+out:
+	if (rc)
+		fprintf(stderr, "cow-bench: failed in %s\n", dir);
+	sm_close(sm);
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(big);
+	free(lat);
+	return rc;
+}
