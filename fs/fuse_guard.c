@@ -38,11 +38,7 @@ static void unescape(char *s)
 	*out = '\0';
 }
 
-/* The kernel connection of the FUSE mount at mountpoint is named by its
- * device's minor number (major 0): read from /proc/self/mountinfo, the
- * topmost of stacked mounts, rather than by stat(), which would ask the
- * filesystem itself. */
-static int connection_of(const char *mountpoint, unsigned *conn)
+int fuse_guard_connection(const char *mountpoint, unsigned *conn)
 {
 	static char line[3 * 4096 + 512], mp[3 * 4096 + 1];
 	FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -138,7 +134,7 @@ int fuse_guard_start(const char *mountpoint, struct fuse_guard **out)
 
 	if (gettid() != parent)
 		return -EINVAL; /* the death signal follows the forking thread */
-	rc = connection_of(mountpoint, &conn);
+	rc = fuse_guard_connection(mountpoint, &conn);
 	if (rc == 0)
 		rc = abort_file(conn, path, sizeof(path));
 	if (rc < 0)

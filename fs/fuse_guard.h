@@ -23,6 +23,13 @@ struct fuse_guard;
  * mount works without one; the caller logs it). */
 int fuse_guard_start(const char *mountpoint, struct fuse_guard **out);
 
+/* The kernel connection of the FUSE mount at mountpoint (its number in
+ * /sys/fs/fuse/connections and its bdi's name, 0:conn) is its device's
+ * minor number (major 0): read from /proc/self/mountinfo, the topmost of
+ * stacked mounts, rather than by stat(), which would ask the filesystem
+ * itself (and hang before its session serves). 0 or a negative errno. */
+int fuse_guard_connection(const char *mountpoint, unsigned *conn);
+
 /* After a clean unmount: the guard exits without touching anything; waits
  * for it and frees. NULL is allowed. */
 void fuse_guard_stop(struct fuse_guard *g);

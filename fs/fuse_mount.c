@@ -19,6 +19,7 @@
 #include "fuse_guard.h"
 #include "fuse_inval.h"
 #include "fuse_ops.h"
+#include "fuse_readahead.h"
 
 struct fuse_mount {
 	struct fs_node *fsn;
@@ -148,6 +149,10 @@ int fuse_mount_start(struct fs_node *fsn, struct fs_release *rel, const char *mo
 		if (rc < 0)
 			fprintf(stderr, "fuse: no guard for %s (if this node is killed while "
 					"the kernel waits for it, its mount may hang): %s\n",
+				m->mountpoint, strerror(-rc));
+		rc = fuse_readahead_set(m->mountpoint, FUSE_READAHEAD_KB);
+		if (rc < 0)
+			fprintf(stderr, "fuse: readahead of %s stays the kernel's default: %s\n",
 				m->mountpoint, strerror(-rc));
 	}
 	fuse_inval_set_session(m->inv, m->se);
