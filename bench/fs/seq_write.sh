@@ -11,7 +11,8 @@
 # follower's mount while dd writes TAIL_MIB (default 128) MiB on the other
 # follower's mount; prints the loop's latency percentiles during the dd and
 # the dd's MiB/s (consensus/README-node.md, "Small operations behind a big
-# write").
+# write"). WRITERS=2: a second dd of TAIL_MIB MiB at once on the leader's
+# mount (two writers on two mounts, the small loop on the third).
 # SNAPSHOT_BYTES=N sets [raft] snapshot_bytes (the default, 256 MiB, takes
 # a snapshot in the middle of the runs: its copy of the file being written
 # is measured too).
@@ -98,17 +99,21 @@ for r in $(seq "$rounds"); do
 	echo x >"$c/n$f1/small.$r"
 	wait_settled
 	l=$(load)
-	python3 - "$c/n$f1/small.$r" "$c/n$f2/big.$r" "$mib" <<'EOF'
+	bigs="$c/n$f2/big.$r" ws="n$f2"
+	if [ "${WRITERS:-1}" = 2 ]; then bigs="$bigs $c/n$leader/big2.$r" ws="$ws n$leader"; fi
+	python3 - "$c/n$f1/small.$r" "$bigs" "$mib" <<'EOF'
 import os, subprocess, sys, time
-path, big, mib = sys.argv[1], sys.argv[2], sys.argv[3]
+path, bigs, mib = sys.argv[1], sys.argv[2].split(), sys.argv[3]
 fd = os.open(path, os.O_WRONLY)
 buf = b"x" * 4096
 lat = []
 t0 = time.perf_counter()
-dd = subprocess.Popen(["dd", "if=/dev/zero", "of=" + big, "bs=1M", "count=" + mib,
-                       "conv=fsync", "status=none"])
+dds = [subprocess.Popen(["dd", "if=/dev/zero", "of=" + big, "bs=1M", "count=" + mib,
+                         "conv=fsync", "status=none"]) for big in bigs]
+def running():
+    return any(dd.poll() is None for dd in dds)
 i = 0
-while dd.poll() is None:
+while running():
     t = time.perf_counter()
     os.pwrite(fd, buf, (i % 256) * 4096)
     os.fsync(fd)
@@ -116,7 +121,7 @@ while dd.poll() is None:
     i += 1
 t1 = time.perf_counter()
 os.close(fd)
-if dd.returncode != 0:
+if any(dd.returncode != 0 for dd in dds):
     sys.exit("seq_write.sh: dd failed")
 lat.sort()
 if not lat:
@@ -124,8 +129,9 @@ if not lat:
 def p(q):
     return lat[min(len(lat) - 1, int(q * len(lat)))]
 print(f"small 4K write+fsync: n {len(lat)} p50 {p(.5):.2f} p90 {p(.9):.2f} "
-      f"p99 {p(.99):.2f} max {lat[-1]:.2f} ms; writer {int(mib) / (t1 - t0):.1f} MiB/s", end="")
+      f"p99 {p(.99):.2f} max {lat[-1]:.2f} ms; "
+      f"{len(dds)} writer(s) {len(dds) * int(mib) / (t1 - t0):.1f} MiB/s", end="")
 EOF
-	echo " [load $l] (round $r, small n$f1, writer n$f2)"
-	rm -f "$c/n$f2/big.$r" "$c/n$f1/small.$r"
+	echo " [load $l] (round $r, small n$f1, writers $ws)"
+	rm -f "$c/n$f2/big.$r" "$c/n$leader/big2.$r" "$c/n$f1/small.$r"
 done
