@@ -285,14 +285,11 @@ int node_persist_new(store *st, void (*wake)(void *arg), void *arg, node_persist
 	p->st = st;
 	p->wake = wake;
 	p->wake_arg = arg;
-	/* Recursive: a loop-thread section that holds it may reach another
-	 * that takes it (a snapshot chunk received under the lock can be an
-	 * answer to this node's own stream, which reopens its reader). */
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-	pthread_mutex_init(&p->store_mu, &ma);
-	pthread_mutexattr_destroy(&ma);
+	/* Not recursive: no section that holds it reaches another that
+	 * takes it (answers to this node's own snapshot streams, which
+	 * reopen a reader under it, are handled outside it:
+	 * node_snap_on_chunk). */
+	pthread_mutex_init(&p->store_mu, NULL);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	pthread_cond_init(&p->idle, NULL);

@@ -10,9 +10,11 @@
  * so a finished save means every earlier one is durable too.
  *
  * The store is not thread-safe (store.h). Whoever holds the store lock
- * (node_persist_lock) owns it: the persist thread for each save, the loop
- * thread around every other store call (snapshots, membership, status,
- * the core's reads through node_persist_storage). The store's snapshot
+ * (node_persist_lock) owns it: the persist thread while it writes each
+ * save (store_save_write; the sync, store_save_sync, runs without it, so
+ * the loop never waits behind the disk), the loop thread around every
+ * other store call (snapshots, membership, status, the core's reads
+ * through node_persist_storage). The store's snapshot
  * reader and writer threads keep their own rules (store.h).
  */
 #ifndef RAFTFS_NODE_PERSIST_H
@@ -96,9 +98,10 @@ void node_persist_job_free(persist_job *j);
  * so it waits for the saves queued before it. */
 void node_persist_drain(node_persist *p);
 
-/* The store lock: held by the persist thread during each save; the loop
- * thread holds it around every other use of the store (recursive: those
- * sections nest). */
+/* The store lock: held by the persist thread while it writes each save
+ * (not while the disk syncs it); the loop thread holds it around every
+ * other use of the store. Not recursive: no section that holds it may
+ * reach another that takes it. */
 void node_persist_lock(node_persist *p);
 void node_persist_unlock(node_persist *p);
 pthread_mutex_t *node_persist_mutex(node_persist *p);

@@ -728,7 +728,14 @@ void node_snap_on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChu
 		node_persist_unlock(n->pq);
 		return;
 	}
-	if (ch->offset == 0 && !ch->offer && !ch->resume && !ch->ack)
+	if (ch->resume || ch->ack) {
+		/* Answers to this node's own streams: the sending side, which
+		 * takes the store lock itself where it reopens its reader
+		 * (the lock is not recursive). */
+		snap_recv_chunk(n->ss, from, ch);
+		return;
+	}
+	if (ch->offset == 0 && !ch->offer)
 		n->stage_epoch++; /* drops a local snapshot being staged */
 	node_persist_lock(n->pq);
 	snap_recv_chunk(n->ss, from, ch);
