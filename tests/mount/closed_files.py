@@ -1,13 +1,21 @@
-# closed_files.py M1 M2 [M3...] — files closed on mount M1 are complete on
-# the other mounts right after the close returned (close-to-open, README
-# "Consistency"): bytes, size, mode and mtime. Used by mount.close_behind
-# and mount.close_mixed, where M1's node closes behind. Exit status 1 (and
-# a line per file) when any is not.
+# closed_files.py [--flat N] M1 M2 [M3...] — files closed on mount M1 are
+# complete on the other mounts right after the close returned
+# (close-to-open, README "Consistency"): bytes, size, mode and mtime. Exit
+# status 1 (and a line per file) when any is not.
+#   default (mount.close_behind, mount.close_mixed: M1 closes behind): a
+#     file in each of 32 new directories, each checked at once, then a
+#     burst of 120 in a new directory c, checked after the burst;
+#   --flat N (mount.create, M1..Mk being one directory on each mount): N
+#     files of up to 200 KiB in it, each checked at once.
 import os
 import sys
 
-m1, others = sys.argv[1], sys.argv[2:]
-sizes = [0, 1, 100, 4096, 4097, 65535, 65536, 300000]
+args = sys.argv[1:]
+flat = 0
+if args[:1] == ["--flat"]:
+    flat, args = int(args[1]), args[2:]
+m1, others = args[0], args[1:]
+sizes = [0, 1, 100, 4096, 4097, 65535, 65536, 200000 if flat else 300000]
 bad = 0
 
 
@@ -39,6 +47,11 @@ def check(rel, data, want):
             bad += 1
 
 
+if flat:
+    for i in range(flat):
+        data, want = make(f"{m1}/f{i}", i)
+        check(f"f{i}", data, want)
+    sys.exit(1 if bad else 0)
 # Opened elsewhere right after the close: a directory each, so that every
 # close is one M1 answers early (the first look from another mount
 # recalls the directory: M1's later closes there wait).
