@@ -170,6 +170,8 @@ int tree_fwrite_deleg(int fd, uint32_t holder, uint64_t epoch, uint8_t flags);
 // Fills st for object o from lstat of path, replacing what is replicated
 // differently (ino, ctime, nlink). Returns 0 or -errno.
 int tree_stat(struct sm_obj *o, const char *path, struct stat *st);
+// The same for st already read by lstat (a lookup needs it to find o).
+void tree_stat_fix(struct sm_obj *o, struct stat *st);
 
 // Whether directory path has entries other than . and .. (1), not (0), or -errno.
 int tree_dir_nonempty(const char *path);

@@ -38,7 +38,10 @@ int sm_lookup(struct sm *sm, uint64_t parent, const char *name, struct stat *st)
 		if (lstat(p.buf, st) == 0) {
 			struct sm_obj *o = tree_map_get(&sm->by_ino, st->st_ino);
 			// Not in the tables: being created right now; not there yet.
-			rc = o ? tree_stat(o, p.buf, st) : -ENOENT;
+			if (o)
+				tree_stat_fix(o, st);
+			else
+				rc = -ENOENT;
 		} else {
 			rc = -errno;
 		}

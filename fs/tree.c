@@ -340,13 +340,18 @@ int tree_stat(struct sm_obj *o, const char *path, struct stat *st)
 {
 	if (lstat(path, st))
 		return -errno;
+	tree_stat_fix(o, st);
+	return 0;
+}
+
+void tree_stat_fix(struct sm_obj *o, struct stat *st)
+{
 	int64_t ct = __atomic_load_n(&o->ctime_ns, __ATOMIC_RELAXED);
 	st->st_ino = o->id;
 	st->st_ctim.tv_sec = ct / 1000000000;
 	st->st_ctim.tv_nsec = ct % 1000000000;
 	if (!S_ISDIR(st->st_mode) && st->st_nlink > 0)
 		st->st_nlink--; // the index link is ours, not the user's
-	return 0;
 }
 
 int tree_dir_nonempty(const char *path)
