@@ -42,6 +42,8 @@ static const key_def keys[] = {
     {"raft", "snapshot_bytes", K_U64, F(snapshot_bytes), 0, UINT64_MAX},
     {"raft", "snapshot_amortize", K_U64, F(snapshot_amortize), 0, 1000000},
     {"raft", "snapshot_trailing", K_U64, F(snapshot_trailing), 0, UINT64_MAX},
+    {"raft", "unsaved_bytes", K_U64, F(unsaved_bytes), 0, UINT64_MAX},
+    {"raft", "unsaved_entries", K_U64, F(unsaved_entries), 0, UINT64_MAX},
     {"transport", "max_frame_bytes", K_SIZE, F(max_frame_bytes), 4096, 1ull << 31},
     {"transport", "send_queue_bytes", K_SIZE, F(send_queue_bytes), 4096, 1ull << 34},
     {"log", "topics", K_STR, F(log_topics), 0, 0},

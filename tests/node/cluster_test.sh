@@ -4,6 +4,7 @@
 #   cluster_test.sh RAFTFS SCENARIO
 # Scenarios: config_typo agree3 agree5 leader_kill follower_kill restart_all
 # bad_peer leader_stop leader_stop_idle leader_pause leader_stall leader_stall_read
+# leader_stall_bound
 # snapshot_catchup port_clash. Every wait polls a condition with a deadline. Every process
 # and the temp dir are removed on exit, also on failure (the node logs are
 # printed then). A failure always says what failed: a command that fails
@@ -632,6 +633,40 @@ scenario_leader_stall_read() {
 	check_same_and_exactly_once "$T/acked" 1 2 3
 }
 
+# A stalled leader's unsaved entries are bounded ([raft] unsaved_bytes,
+# persist, session 7): puts of 1 KiB through a follower while the
+# leader's disk is held 3 s; past 32 KiB not yet saved on the leader, it
+# drops the proposals forwarded to it (and says so), the follower
+# proposes them again later, and every acknowledged put is applied
+# exactly once.
+scenario_leader_stall_bound() {
+	local leader fol line bytes
+	export RAFTFS_TEST_STALL=1
+	up 3
+	"$R" local down "$C" || fail "local down failed"
+	sed -i -e 's/^election_ticks = .*/election_ticks = 60/' -e '/^\[raft\]/a unsaved_bytes = 32768' "$C"/n*/raftfs.ini
+	up 3
+	wait_for 30 "a leader" has_leader
+	leader=$(leader_id) || fail "no leader"
+	fol=$((leader % 3 + 1))
+	"$R" kv load --count 100000000 --size 1024 --prefix S --timeout 20000 "$(addr "$fol")" >"$T/acked" 2>>"$T/load.err" &
+	STREAM=$!
+	BG_PIDS+=($!)
+	wait_for 60 "50 puts acknowledged" at_least "$T/acked" 50
+	stall_once "$leader" 3000
+	wait_for 30 "node $leader's disk to stall for 3000 ms" stalls_done "$leader" 1
+	line=$(grep "proposals from .* dropped" "$C/n$leader/node.log" | head -n 1) ||
+		fail "node $leader dropped no forwarded proposal during a 3 s stall of its disk"
+	bytes=$(sed -n 's/.*entries (\([0-9]*\) bytes) not yet saved.*/\1/p' <<<"$line")
+	[ -n "$bytes" ] && [ "$bytes" -ge 32768 ] && [ "$bytes" -lt $((32768 + 2048)) ] ||
+		fail "unsaved bytes outside [bound, bound + one entry): $line"
+	wait_for 60 "100 more puts after the stall" at_least "$T/acked" $(($(count "$T/acked") + 100))
+	echo "ok: node $leader held $bytes bytes unsaved at most and dropped forwarded proposals: $line"
+	stop_stream
+	BG_PIDS=()
+	check_same_and_exactly_once "$T/acked" 1 2 3
+}
+
 # Another process holds a node's port: `local up` of a cluster that never
 # ran moves that node to a free port; `local start` of a node of a cluster
 # that ran fails and says why. (Clusters of concurrent tests draw ports
@@ -737,6 +772,7 @@ leader_stop) scenario_leader_stop ;;
 leader_stop_idle) scenario_leader_stop_idle ;;
 leader_stall) scenario_leader_stall ;;
 leader_stall_read) scenario_leader_stall_read ;;
+leader_stall_bound) scenario_leader_stall_bound ;;
 port_clash) scenario_port_clash ;;
 snapshot_catchup) scenario_snapshot_catchup ;;
 trail_bytes) scenario_trail_bytes ;;
