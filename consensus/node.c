@@ -131,6 +131,17 @@ static proposal *pending_find(node *n, uint64_t seq)
 	return NULL;
 }
 
+/* The pending proposal with seq, looking from `from` on (the list is in
+ * seq order, so the walk stops at the first larger seq), else from the
+ * head: for a run of entries in seq order, one walk in all. */
+static proposal *pending_find_from(node *n, proposal *from, uint64_t seq)
+{
+	for (proposal *p = from; p && p->seq <= seq; p = p->next)
+		if (p->seq == seq)
+			return p;
+	return from == n->pend_head ? NULL : pending_find_from(n, n->pend_head, seq);
+}
+
 static void proposal_finish(proposal *p, int status, int64_t result, uint64_t index)
 {
 	p->cb(p->arg, status, result, index);
@@ -238,6 +249,7 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 		p->t_tried = uv_hrtime();
 	p->last_try_ms = now;
 	p->epoch = n->epoch;
+	p->committed = false; /* this try's fate is unknown again */
 	if (unsaved_full(n)) {
 		/* Its disk is behind: held, in seq order, until reap_saves
 		 * finds room (propose_held). */
@@ -294,7 +306,13 @@ static void check_proposals(node *n, uint64_t now)
 		}
 		if (p->epoch != n->epoch && p->proposed)
 			p->last_error = NODE_ELEADERLOST;
-		if (!due && n->leader &&
+		/* A committed one is not lost, only not applied here yet (this
+		 * node's apply may lag its commit by seconds: a slow disk, a
+		 * snapshot install); proposing it and all after it again each
+		 * retry_ms flooded the log with duplicates (~1,000 a second
+		 * under close = behind). If apply skips it as early, on_refused
+		 * sends it again. */
+		if (!due && n->leader && !p->committed &&
 		    (p->epoch != n->epoch || now - p->last_try_ms >= n->retry_ms))
 			due = p;
 	}
@@ -493,27 +511,34 @@ static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index
 	node_stages_add(s, NODE_STAGE_REPLY, t_applied, s->on ? uv_hrtime() : 0);
 }
 
-/* RAFTFS_STAGES, loop thread: notes when this node's own entries among
- * ents were persisted (persisted) or handed out committed. */
-static void stages_mark(node *n, const raft_entry *ents, size_t cnt, bool persisted)
+/* Loop thread: notes this node's own entries among ents as persisted here
+ * (persisted; only for RAFTFS_STAGES) or handed out committed (always:
+ * check_proposals does not retry a committed proposal). */
+static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted)
 {
-	uint64_t now = uv_hrtime();
+	uint64_t now = n->stages.on ? uv_hrtime() : 0;
+	proposal *p = NULL;
 
 	pthread_mutex_lock(&n->mu);
-	for (size_t i = 0; i < cnt; i++) {
+	for (size_t i = 0; i < cnt && n->pend_head; i++) {
 		const uint8_t *cmd;
 		size_t cmd_len;
 		envelope env;
-		proposal *p;
+		proposal *q;
 
 		if (ents[i].type != RAFT_ENTRY_NORMAL ||
 		    envelope_decode(ents[i].data, ents[i].len, &env, &cmd, &cmd_len) < 0 ||
-		    env.client != n->client_id || !(p = pending_find(n, env.seq)))
+		    env.client != n->client_id ||
+		    !(q = pending_find_from(n, p ? p : n->pend_head, env.seq)))
 			continue;
+		p = q;
 		if (persisted && !p->t_persisted)
 			p->t_persisted = now;
-		else if (!persisted && !p->t_committed)
-			p->t_committed = now;
+		else if (!persisted) {
+			p->committed = true;
+			if (!p->t_committed)
+				p->t_committed = now;
+		}
 	}
 	pthread_mutex_unlock(&n->mu);
 }
@@ -903,7 +928,7 @@ static void reap_saves(node *n)
 			idx = j->ents[j->n_ents - 1].index;
 			term = j->ents[j->n_ents - 1].term;
 			if (n->stages.on)
-				stages_mark(n, j->ents, j->n_ents, true);
+				mark_own(n, j->ents, j->n_ents, true);
 		}
 		for (size_t i = 0; i < j->n_msgs; i++)
 			send_one(n, &j->msgs[i], unreachable, &n_unreachable);
@@ -1054,8 +1079,7 @@ static void handle_ready(node *n)
 			n->hs_dirty = false;
 		}
 		t0 = loop_clock(n);
-		if (n->stages.on)
-			stages_mark(n, rd.committed, rd.n_committed, false);
+		mark_own(n, rd.committed, rd.n_committed, false);
 		/* Committed entries are handed out only once durable here too
 		 * (the core's apply limit is the persisted index): the state
 		 * machine, its snapshots and the log compaction behind them

@@ -35,6 +35,9 @@ typedef struct proposal {
 	uint64_t epoch; /* leader epoch of the last try */
 	int last_error;
 	bool proposed;
+	/* Its last try's entry was handed out committed here (then it is not
+	 * lost, only not applied yet: no retry by timer). */
+	bool committed;
 	/* RAFTFS_STAGES: when it was started, first tried, persisted here and
 	 * handed out committed (uv_hrtime ns; 0: not seen). */
 	uint64_t t_start, t_tried, t_persisted, t_committed;

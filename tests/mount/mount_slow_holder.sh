@@ -85,6 +85,18 @@ PY
 
 echo "== 3. verify"
 verify 120 "after the slow holder"
+
+echo "== 4. no resend storm"
+# Node 1 knew its creates committed long before it applied them; a node
+# that re-proposed them (and all after them) each second because they were
+# not applied yet filled the log with duplicates: 26,566 entries for
+# ~2,300 files once. Each file is at most one entry (fewer: a plug flush
+# is one), plus the mkdir, grants, recalls and returns.
+files=$(cat "$T/progress")
+commit=$("$R" local status "$C" | awk '$1 == "node" && $2 == "1:" {
+	for (i = 3; i < NF; i++) if ($i == "commit") print $(i + 1) }')
+echo "   $files files, commit index $commit"
+[ "$commit" -le $((files + 200)) ] || fail "commit index $commit for $files files: duplicates"
 echo "PASS"
 exit 0
 }
