@@ -217,7 +217,9 @@ uint64_t node_apply_queue_max(node *n);
 
 /* Tests: the most entry data this node ever held unsaved on its own disk
  * (in queued saves, or proposed to it as leader), in bytes: as leader at
- * most node_config.unsaved_bytes plus one entry. Any thread. */
+ * most node_config.unsaved_bytes plus one message's entries (its own
+ * proposal, or a follower's forwarded batch: the bound is checked once per
+ * message). Any thread. */
 uint64_t node_unsaved_max(node *n);
 
 #endif

@@ -77,8 +77,9 @@ static size_t batch_len(const persist_job *j, size_t *n_ents)
 	return len ? len : 1;
 }
 
-/* Writes the first len saves from j as one synced batch, under the store
- * lock: their entries in order, the newest hard state. Saves queued while
+/* Writes the first len saves from j as one batch under the store lock
+ * (their entries in order, the newest hard state), then syncs it without
+ * the lock, so the loop's reads of the store never wait for the disk. Saves queued while
  * the disk was busy share one sync, so a loop that no longer waits for
  * the disk does not cost a sync per Ready. The error text is copied
  * here: the store's message buffer belongs to whoever holds the lock

@@ -58,7 +58,8 @@ int node_persist_new(store *st, void (*wake)(void *arg), void *arg, node_persist
  * not yet taken back (their messages unsent). NULL is ignored. */
 void node_persist_free(node_persist *p);
 
-/* Loop thread: a save (store_save: one synced batch) of hs (if not NULL)
+/* Loop thread: a save (store_save_write under the store lock, then
+ * store_save_sync without it) of hs (if not NULL)
  * and ents[0..n) (the Ready's; a reference to each entry's block is
  * taken, the data is not copied), not yet queued: messages that must wait
  * for it are added with node_persist_keep, then node_persist_submit

@@ -31,7 +31,10 @@
 #include "raft_types.h"
 #include "transport.pb-c.h"
 
-#define TRANSPORT_VERSION 1
+/* Nodes of different versions refuse each other at the hello. 2: the log
+ * may hold fs Batch entries (proto/fs.proto), which a version-1 node would
+ * apply as no-ops while the others apply them — a silent divergence. */
+#define TRANSPORT_VERSION 2
 
 typedef struct transport transport;
 /* A client connection, kept alive by references while a request on it is

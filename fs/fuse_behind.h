@@ -133,7 +133,8 @@ int fuse_behind_busy(struct fuse_behind *b, uint64_t **out, size_t *n);
  * (fs_node_progressing), and whose commands since its creation all went
  * out in one log entry just now (fs_node_flush_unit: each node applies all
  * of them or none, so a crash of this node never leaves the file torn
- * elsewhere). Starts what the node holds back either way. */
+ * elsewhere). When it answers early it has started the file's commands;
+ * otherwise the close's wait for them (fuse_write_sync) starts them. */
 bool fuse_behind_close_early(struct fuse_behind *b, uint64_t fh);
 
 /* close = behind, on the other side: before this mount hands its kernel

@@ -722,7 +722,10 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 		return fail(sm, index, rc);
 	bool batch = c && c->op_case == FSPB__COMMAND__OP_BATCH && c->batch->n_cmds > 0 &&
 		     c->batch->n_cmds <= SM_BATCH_MAX;
-	if (redo && rec.sub && (!batch || c->batch->n_cmds != rec.nsub)) {
+	// A batch's records name their sub-command (sub >= 1); a redo record
+	// of a batch with none would resume nowhere and mark it applied.
+	if (redo && !(rec.flags & SM_REC_SKIP) &&
+	    (rec.sub ? !batch || c->batch->n_cmds != rec.nsub : batch)) {
 		fprintf(stderr, "sm: apply %llu: not the batch being applied at the crash\n",
 			(unsigned long long)index);
 		if (c)

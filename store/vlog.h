@@ -40,7 +40,9 @@
  * 6"). The file stays one contiguous stream of entries: each save rewrites
  * the partial block the previous one ended in (the same bytes; a torn
  * rewrite leaves them as they were) and pads its own last block with zeros,
- * so a file's size is a multiple of VLOG_ALIGN. Where the filesystem
+ * so a file written only directly has a size that is a multiple of
+ * VLOG_ALIGN (buffered saves, below, pad nothing; a reference carries its
+ * own offset and length, so readers never rely on the padding). Where the filesystem
  * refuses O_DIRECT (EINVAL at open or at a write: remembered for the
  * store's life, so no later file asks again), or RAFTFS_STORE_VLOG_BUFFERED=1
  * (read at open; before/after measurements in one build), the entries' data

@@ -21,7 +21,7 @@
 /* consensus/frame.h and consensus/transport.h, restated: this program
  * speaks the wire format from outside, as an attacker would. */
 enum { F_HELLO = 1, F_RAFT = 2, F_REQUEST = 3, F_RESPONSE = 4, F_CHUNK = 5 };
-#define VERSION 1
+#define VERSION 2 /* consensus/transport.h TRANSPORT_VERSION */
 #define WAIT_MS 20000 /* longest a request may wait for its answer (a propose: 5 s) */
 
 struct nf {

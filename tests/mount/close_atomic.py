@@ -62,6 +62,15 @@ def parse(data):
     return name, ver
 
 
+def alive(pid):
+    """Whether pid runs (a zombie does not: nobody may reap the nodes)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def write(d, seed, pid, kill_after, log):
     rnd = random.Random(seed)
     names = []
@@ -84,8 +93,19 @@ def write(d, seed, pid, kill_after, log):
                         os.write(fd, data[off:off + chunk])
                 finally:
                     os.close(fd)
-            except OSError:
-                return 0  # the node is gone
+            except OSError as e:
+                # The node is gone (a SIGKILLed node's connection aborts
+                # while it exits: allow it 10 s to be gone), or still runs:
+                # then an error of close = behind itself (EIO, ETIMEDOUT),
+                # what this test exists to see.
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    if not alive(pid):
+                        return 0
+                    time.sleep(0.05)
+                lg.write("error %s %d: %s\n" % (name, n, e))
+                print("write %s: %s while node %d lives" % (name, e, pid))
+                return 1
             lg.write("closed %s %d\n" % (name, n))
             closes += 1
             if not over:

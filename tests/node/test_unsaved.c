@@ -1,6 +1,6 @@
 /* test_unsaved.c — a leader whose disk stalls holds at most
  * node_config.unsaved_bytes of entries not yet saved on it (plus one
- * entry): its proposals beyond wait in the node and go, in order, once
+ * entry: here every proposal is the node's own): its proposals beyond wait in the node and go, in order, once
  * saves catch up; none is lost or applied twice, and the loop answers
  * status all along. One in-process node (a cluster of one: nothing
  * commits while its disk is held) with the kv state machine; the disk
