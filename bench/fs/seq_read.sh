@@ -21,6 +21,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM # bash runs no EXIT trap on a signal it dies of
 "$raftfs" local up 3 "$c" >/dev/null
 leader=$(leader_of "$c")
 f1=$((leader % 3 + 1))
@@ -28,8 +29,7 @@ mib=${MIB:-256}
 dd if=/dev/urandom of="$c/n$f1/big" bs=1M count="$mib" conv=fsync status=none
 pid=$(node_pids "$c" | sed -n "${f1}p")
 # The FUSE connection's bdi is named after the mount's device, 0:<minor>.
-d=$(stat -c '%d' "$c/n$f1")
-bdi=/sys/class/bdi/$((d >> 8)):$((d & 255))
+bdi=/sys/class/bdi/$(stat -c '%Hd:%Ld' "$c/n$f1")
 for r in $(seq "$rounds"); do
 	for kb in 128 1024; do
 		echo "$kb" >"$bdi/read_ahead_kb"

@@ -31,6 +31,7 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM # bash runs no EXIT trap on a signal it dies of
 load() { uptime | sed 's/.*load average: //'; }
 status() { cluster_status "$c"; }
 

@@ -1,5 +1,6 @@
 // A snapshot stream held on a leash: the test hands out one image piece at a time, so applies
-// and pieces interleave in a known pattern.
+// and pieces interleave piece by piece (not exactly: the stream may read the next piece while
+// the test applies, so any interleaving must give a correct image).
 #ifndef RAFTFS_TESTS_SNAP_GATE_H
 #define RAFTFS_TESTS_SNAP_GATE_H
 
@@ -26,7 +27,7 @@ struct snap_gate {
 // no piece goes out until snap_gate_step. Asserts on failure.
 void snap_gate_start(struct snap_gate *g, struct sm_snap_job *job, int fd);
 
-// Lets the stream write one more piece and waits until it has (or ended).
+// Lets the stream write one more piece and waits until it reached the sink (or ended).
 void snap_gate_step(struct snap_gate *g);
 
 // Whether the stream has ended.

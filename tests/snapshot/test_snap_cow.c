@@ -127,7 +127,7 @@ static int setup(void **state)
 	x->rng = env ? strtoull(env, NULL, 0)
 		     : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20) ^ (++runs << 40);
 	x->rng |= 1;
-	fprintf(stderr, "  seed %llu (RAFTFS_TEST_SEED repeats it)\n", (unsigned long long)x->rng);
+	fprintf(stderr, "  seed %llu (RAFTFS_TEST_SEED repeats the changes; the stream's reads may interleave them differently)\n", (unsigned long long)x->rng);
 	if (sm_open(x->a, 1, &x->sa))
 		return -1;
 	make_files(x);
