@@ -366,17 +366,18 @@ scenario_bad_peer() {
 	send_raw "$port" '\x00\x00\x00\x02\x02x'
 	# A Hello that does not decode.
 	send_raw "$port" '\x00\x00\x00\x04\x01\xff\xff\xff'
-	# Hello from node 1 of cluster "evil": refused, with the reason.
-	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x01'
+	# Hello from node 1 of cluster "evil": refused, with the reason. (Field 3,
+	# \x18\x02, is the protocol version: consensus/transport.h TRANSPORT_VERSION.)
+	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x02'
 	grep -q "cluster 'evil'" "$T/raw.out" || fail "no refusal reason for a wrong cluster"
 	# The same, with more frames right behind it: nothing after the refusal is read.
-	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x01\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x01\x00\x00\x00\x02\x02x'
+	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x02\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x02\x00\x00\x00\x02\x02x'
 	[ "$(grep -ao "cluster 'evil'" "$T/raw.out" | wc -l)" -eq 1 ] || fail "more than one answer after a refusal"
 	# Hello from unknown node 9 of the right cluster.
 	len=$((2 + ${#cluster} + 4))
 	hex=$(printf '\\x%02x' $((len + 1)))
 	name=$(printf '\\x%02x' "${#cluster}")
-	send_raw "$port" "\\x00\\x00\\x00$hex\\x01\\x0a$name$cluster\\x10\\x09\\x18\\x01"
+	send_raw "$port" "\\x00\\x00\\x00$hex\\x01\\x0a$name$cluster\\x10\\x09\\x18\\x02"
 	grep -q "unknown node id 9" "$T/raw.out" || fail "no refusal reason for an unknown node"
 	wait "${BG_PIDS[0]}" || fail "loader failed"
 	BG_PIDS=()
