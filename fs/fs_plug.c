@@ -195,7 +195,7 @@ static void *flusher(void *arg)
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {
 		struct held *failed;
-		uint64_t now = mono_ns(), end = NO_UNIT;
+		uint64_t now = mono_ns(), end = NO_UNIT, young = 0;
 
 		if (!p->head) {
 			pthread_cond_wait(&p->cv, &p->mu);
@@ -205,10 +205,18 @@ static void *flusher(void *arg)
 			wait_until(p, p->head->ns + p->linger_ns);
 			continue;
 		}
-		if (p->nunits && now < p->units[0].ns + UNIT_HOLD_NS)
-			end = p->units[0].mark;
+		/* The oldest unit still young: units are in order of birth, so
+		 * one file kept open past the hold (a log being written) lets
+		 * the linger take its own commands, not those of every file
+		 * created after it. */
+		for (unsigned i = 0; i < p->nunits; i++)
+			if (now < p->units[i].ns + UNIT_HOLD_NS) {
+				end = p->units[i].mark;
+				young = p->units[i].ns;
+				break;
+			}
 		if (p->head->serial >= end) {
-			wait_until(p, p->units[0].ns + UNIT_HOLD_NS);
+			wait_until(p, young + UNIT_HOLD_NS);
 			continue;
 		}
 		failed = start_upto(p, ST_LINGER, end, NO_UNIT, NULL);

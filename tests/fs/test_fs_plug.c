@@ -599,6 +599,40 @@ static void test_linger_spares_open_unit(void **state)
 	fake_free(f);
 }
 
+/* A unit open past the hold (a file kept open) gives up its own commands
+ * to the linger, not those of a unit born after it. */
+static void test_old_unit_spares_young(void **state)
+{
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+	struct timespec t0, pause = {0, 10000000};
+	uint64_t old, young;
+	int checked = 0;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(1000, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	old = fs_plug_unit_begin(p);
+	propose(p, 1, true);
+	await_started(f, 1); /* once the old unit is past the hold */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	young = fs_plug_unit_begin(p);
+	propose(p, 2, true);
+	propose(p, 3, true);
+	nanosleep(&pause, NULL);
+	if (elapsed_ns(&t0) < HOLD_NS) {
+		assert_int_equal(nstarted(f), 1);
+		checked++;
+	}
+	bool held = nstarted(f) == 1;
+	assert_int_equal(fs_plug_flush_unit(p, young), held);
+	assert_int_equal(nstarted(f), 3);
+	fs_plug_unit_end(p, old);
+	fprintf(stderr, "  %d of 1 held checks made\n", checked);
+	fs_plug_free(p);
+	fake_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -614,6 +648,7 @@ int main(void)
 	    cmocka_unit_test(test_batches),
 	    cmocka_unit_test(test_unit),
 	    cmocka_unit_test(test_linger_spares_open_unit),
+	    cmocka_unit_test(test_old_unit_spares_young),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
