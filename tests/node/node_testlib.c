@@ -1,6 +1,8 @@
 /* node_testlib.c — helpers of the in-process node tests. */
 #include "node_testlib.h"
 
+#include "client.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -43,4 +45,33 @@ void test_one_node_config(node_config *cfg, const char *cluster, const char *dir
 	snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
 	cfg->listen_port = port;
 	snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/n1", dir);
+}
+
+void test_nap(void)
+{
+	struct timespec ts = {0, 5 * 1000 * 1000};
+
+	nanosleep(&ts, NULL);
+}
+
+uint64_t test_commit_index(const char *addr, unsigned timeout_ms)
+{
+	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
+	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
+	Transportpb__Response *resp = NULL;
+	char err[256];
+	uint64_t commit = 0;
+	client *c;
+
+	if (client_connect(addr, timeout_ms, &c, err, sizeof(err)) < 0)
+		return 0;
+	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
+	req.status = &sr;
+	if (client_call(c, &req, &resp, timeout_ms, err, sizeof(err)) == 0) {
+		if (resp->status)
+			commit = resp->status->commit;
+		transportpb__response__free_unpacked(resp, NULL);
+	}
+	client_close(c);
+	return commit;
 }

@@ -1,5 +1,6 @@
 /* node_testlib.h — what the in-process node tests share: a free loopback
- * port, a monotonic clock, and the config of a one-node cluster. */
+ * port, a monotonic clock, a pause between polls, the config of a
+ * one-node cluster, and its commit index by a status request. */
 #ifndef RAFTFS_NODE_TESTLIB_H
 #define RAFTFS_NODE_TESTLIB_H
 
@@ -12,6 +13,14 @@ uint16_t test_free_port(void);
 
 /* CLOCK_MONOTONIC in milliseconds, for deadlines. */
 long long test_now_ms(void);
+
+/* A 5 ms pause between polls of a condition that has a deadline. */
+void test_nap(void);
+
+/* The commit index of the node at addr by a status request, answered by
+ * its loop thread (so this also shows the loop is not stuck); 0 if no
+ * answer within timeout_ms. */
+uint64_t test_commit_index(const char *addr, unsigned timeout_ms);
 
 /* cfg: the defaults, made node 1 of a one-node cluster named `cluster`
  * listening on 127.0.0.1:port, its data directory DIR/n1. */

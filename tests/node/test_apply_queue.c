@@ -19,23 +19,14 @@
 
 #include <cmocka.h>
 
-#include "client.h"
 #include "config.h"
 #include "kvsm.h"
 #include "node.h"
 #include "node_testlib.h"
-#include "transport.pb-c.h"
 
 #define QUEUE_BYTES (256u << 10)
 #define ENTRY_BYTES 4096
 #define ENTRIES 400 /* 1.6 MiB: six times the bound */
-
-static void nap(void)
-{
-	struct timespec ts = {0, 5 * 1000 * 1000};
-
-	nanosleep(&ts, NULL); /* between polls of a condition with a deadline */
-}
 
 /* The kv state machine behind a gate: apply waits while it is closed. */
 static struct {
@@ -72,30 +63,6 @@ static void on_done(void *arg, int status, int64_t result, uint64_t index)
 	(void)result;
 	(void)index;
 	atomic_fetch_add((atomic_int *)(status == 0 ? arg : (atomic_int *)arg + 1), 1);
-}
-
-/* The node's commit index by a status request: answered by the loop
- * thread, so this also shows the loop is not stuck. 0 if no answer. */
-static uint64_t commit_index(const char *addr)
-{
-	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
-	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
-	Transportpb__Response *resp = NULL;
-	char err[256];
-	uint64_t commit = 0;
-	client *c;
-
-	if (client_connect(addr, 2000, &c, err, sizeof(err)) < 0)
-		return 0;
-	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
-	req.status = &sr;
-	if (client_call(c, &req, &resp, 2000, err, sizeof(err)) == 0) {
-		if (resp->status)
-			commit = resp->status->commit;
-		transportpb__response__free_unpacked(resp, NULL);
-	}
-	client_close(c);
-	return commit;
 }
 
 static char dir[] = "/tmp/apply-queue.XXXXXX";
@@ -144,12 +111,12 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	while (!leads && test_now_ms() < deadline) {
 		node_get_state(n, NULL, &leads);
 		if (!leads)
-			nap();
+			test_nap();
 	}
 	assert_true(leads);
 	/* The new leader's empty entry (index 1, not gated) applies first. */
 	while (node_applied(n) < 1 && test_now_ms() < deadline)
-		nap();
+		test_nap();
 	first = node_applied(n);
 	assert_int_equal(first, 1);
 	memset(payload, 'x', sizeof(payload));
@@ -162,8 +129,8 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	}
 	/* Every put commits although none applies. */
 	deadline = test_now_ms() + 30000;
-	while ((commit = commit_index(addr)) < first + ENTRIES && test_now_ms() < deadline)
-		nap();
+	while ((commit = test_commit_index(addr, 2000)) < first + ENTRIES && test_now_ms() < deadline)
+		test_nap();
 	assert_true(commit >= first + ENTRIES);
 	assert_int_equal(node_applied(n), first);
 	/* Queued: less than the bound plus one entry; without the bound all
@@ -176,7 +143,7 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	open_gate();
 	deadline = test_now_ms() + 30000;
 	while (atomic_load(&done[0]) + atomic_load(&done[1]) < ENTRIES && test_now_ms() < deadline)
-		nap();
+		test_nap();
 	assert_int_equal(atomic_load(&done[0]), ENTRIES);
 	assert_int_equal(node_applied(n), commit);
 	assert_int_equal(gate.out_of_order, 0);

@@ -17,24 +17,15 @@
 
 #include <cmocka.h>
 
-#include "client.h"
 #include "config.h"
 #include "kvsm.h"
 #include "node.h"
 #include "node_testlib.h"
-#include "transport.pb-c.h"
 
 #define BOUND (256u << 10)
 #define ENTRY_BYTES 4096
 #define ENTRIES 400 /* 1.6 MiB: six times the bound */
 #define STALL_MS 1500
-
-static void nap(void)
-{
-	struct timespec ts = {0, 5 * 1000 * 1000};
-
-	nanosleep(&ts, NULL); /* between polls of a condition with a deadline */
-}
 
 /* Completions: counts, and the order they came in (by index). */
 static struct {
@@ -54,30 +45,6 @@ static void on_done(void *arg, int status, int64_t result, uint64_t index)
 		atomic_fetch_add(&done.out_of_order, 1);
 	atomic_store(&done.last_index, index);
 	atomic_fetch_add(&done.ok, 1);
-}
-
-/* The node's commit index by a status request, answered by the loop
- * thread (so this also shows it is not stuck); 0 if no answer in 1 s. */
-static uint64_t commit_index(const char *addr)
-{
-	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
-	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
-	Transportpb__Response *resp = NULL;
-	char err[256];
-	uint64_t commit = 0;
-	client *c;
-
-	if (client_connect(addr, 1000, &c, err, sizeof(err)) < 0)
-		return 0;
-	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
-	req.status = &sr;
-	if (client_call(c, &req, &resp, 1000, err, sizeof(err)) == 0) {
-		if (resp->status)
-			commit = resp->status->commit;
-		transportpb__response__free_unpacked(resp, NULL);
-	}
-	client_close(c);
-	return commit;
 }
 
 /* Puts the kv state machine executed ("new" in its applied log), all by
@@ -173,11 +140,11 @@ static void test_unsaved_bounded_while_disk_stalls(void **state)
 	while (!leads && test_now_ms() < deadline) {
 		node_get_state(n, NULL, &leads);
 		if (!leads)
-			nap();
+			test_nap();
 	}
 	assert_true(leads);
 	while (node_applied(n) < 1 && test_now_ms() < deadline)
-		nap();
+		test_nap();
 	first = node_applied(n);
 	assert_int_equal(first, 1);
 
@@ -195,11 +162,11 @@ static void test_unsaved_bounded_while_disk_stalls(void **state)
 	/* While the disk is held nothing commits (one node: its own save is
 	 * the quorum), and the loop answers status all along. */
 	while (test_now_ms() - t0 < STALL_MS / 2) {
-		commit = commit_index(addr);
+		commit = test_commit_index(addr, 1000);
 		assert_int_not_equal(commit, 0);
 		assert_true(commit <= first + 1);
 		answers++;
-		nap();
+		test_nap();
 	}
 	max = node_unsaved_max(n);
 	printf("unsaved at most %llu bytes during the stall (bound %u, %d puts of %d bytes); "
@@ -214,7 +181,7 @@ static void test_unsaved_bounded_while_disk_stalls(void **state)
 	deadline = test_now_ms() + 60000;
 	while (atomic_load(&done.ok) + atomic_load(&done.failed) < ENTRIES &&
 	       test_now_ms() < deadline)
-		nap();
+		test_nap();
 	assert_int_equal(atomic_load(&done.failed), 0);
 	assert_int_equal(atomic_load(&done.ok), ENTRIES);
 	assert_int_equal(atomic_load(&done.out_of_order), 0);
