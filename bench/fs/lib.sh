@@ -1,6 +1,21 @@
 # lib.sh — shared by the bench/fs scripts: the leader of a local cluster and
-# the CPU its node processes spend, by thread kind. Source it with $raftfs
-# set to the raftfs binary.
+# the CPU its node processes spend, by thread kind; a work directory
+# cleaned up on exit. Source it with $raftfs set to the raftfs binary.
+
+# bench_workdir TAG: $work, a fresh directory of BENCH_DIR (default
+# /var/tmp), and $c, the cluster's directory in it; on any exit (a signal
+# too: bash runs no EXIT trap on a signal it dies of) the cluster is
+# stopped and $work removed.
+bench_workdir() {
+	work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftfs-$1.XXXXXX")
+	c=$work/c
+	trap bench_cleanup EXIT
+	trap 'exit 1' INT TERM
+}
+bench_cleanup() {
+	"$raftfs" local down "$c" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
 
 # cluster_status C: `raftfs local status` of cluster directory C (nothing
 # when it does not answer).

@@ -14,14 +14,7 @@ build=$(cd "$1" && pwd)
 rounds=${2:-3}
 raftfs=$build/fs/raftfs
 . "$(dirname "$0")/lib.sh"
-work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftfs-seqr.XXXXXX")
-c=$work/c
-cleanup() {
-	"$raftfs" local down "$c" >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM # bash runs no EXIT trap on a signal it dies of
+bench_workdir seqr
 "$raftfs" local up 3 "$c" >/dev/null
 leader=$(leader_of "$c")
 f1=$((leader % 3 + 1))

@@ -24,14 +24,7 @@ build=$(cd "$1" && pwd)
 rounds=${2:-3}
 raftfs=$build/fs/raftfs
 . "$(dirname "$0")/lib.sh"
-work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftfs-seqw.XXXXXX")
-c=$work/c
-cleanup() {
-	"$raftfs" local down "$c" >/dev/null 2>&1 || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM # bash runs no EXIT trap on a signal it dies of
+bench_workdir seqw
 load() { uptime | sed 's/.*load average: //'; }
 status() { cluster_status "$c"; }
 
