@@ -9,7 +9,6 @@
  *   cow-bench [--mib M] [--sink-mibs R] [--dir DIR]
  * DIR (default /var/tmp) holds a temp data dir, removed after. */
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_sm.h"
 #include "fs.pb-c.h"
 #include "sm.h"
 #include "sm_snapshot.h"
@@ -25,7 +25,6 @@
 #define BIG_ID ((1ULL << 48) | 1)
 #define SMALL_ID ((1ULL << 48) | 2)
 
-static int64_t clock_ns; /* the commands' replicated clock */
 
 static double ms(void)
 {
@@ -33,56 +32,6 @@ static double ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int apply(struct sm *sm, Fspb__Command *c)
-{
-	size_t len;
-	uint8_t *buf;
-	int result = -1, rc;
-
-	c->time_ns = clock_ns += 1000;
-	len = fspb__command__get_packed_size(c);
-	buf = malloc(len ? len : 1);
-	if (!buf)
-		return -1;
-	fspb__command__pack(c, buf);
-	rc = sm_apply(sm, sm_applied_index(sm) + 1, 0, 0, 0, buf, len, &result);
-	free(buf);
-	if (rc || result) {
-		fprintf(stderr, "cow-bench: apply of op %d failed: %d / %d\n", (int)c->op_case, rc,
-			result);
-		return -1;
-	}
-	return 0;
-}
-
-static int create(struct sm *sm, const char *name, uint64_t ino)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mknod m = FSPB__MKNOD__INIT;
-
-	m.parent = SM_ROOT_ID;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = S_IFREG | 0644;
-	c.op_case = FSPB__COMMAND__OP_MKNOD;
-	c.mknod = &m;
-	return apply(sm, &c);
-}
-
-static int write_at(struct sm *sm, uint64_t ino, uint64_t off, const void *data, size_t len)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Write m = FSPB__WRITE__INIT;
-
-	m.ino = ino;
-	m.offset = off;
-	m.data.data = (uint8_t *)data;
-	m.data.len = len;
-	c.op_case = FSPB__COMMAND__OP_WRITE;
-	c.write = &m;
-	return apply(sm, &c);
 }
 
 /* The image goes nowhere, at most mibs MiB/s. */
@@ -123,13 +72,6 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
 int main(int argc, char **argv)
 {
 	unsigned mib = 256;
@@ -161,11 +103,11 @@ int main(int argc, char **argv)
 	}
 	memset(big, 'b', 1u << 20);
 	memset(small, 's', sizeof(small));
-	if (sm_open(dir, 1, &sm) || create(sm, "big", BIG_ID) || create(sm, "small", SMALL_ID) ||
-	    write_at(sm, SMALL_ID, 0, small, sizeof(small)))
+	if (sm_open(dir, 1, &sm) || bench_create(sm, SM_ROOT_ID, "big", BIG_ID) || bench_create(sm, SM_ROOT_ID, "small", SMALL_ID) ||
+	    bench_write(sm, SMALL_ID, 0, small, sizeof(small)))
 		goto out;
 	for (unsigned i = 0; i < mib / 2; i++)
-		if (write_at(sm, BIG_ID, (uint64_t)i << 20, big, 1u << 20))
+		if (bench_write(sm, BIG_ID, (uint64_t)i << 20, big, 1u << 20))
 			goto out;
 	t_begin = ms();
 	if (sm_snapshot_begin(sm, &st.job, &index))
@@ -175,12 +117,12 @@ int main(int argc, char **argv)
 	pthread_create(&th, NULL, stream_main, &st);
 	for (unsigned i = mib / 2; i < mib; i++) {
 		t = ms();
-		if (write_at(sm, BIG_ID, (uint64_t)i << 20, big, 1u << 20))
+		if (bench_write(sm, BIG_ID, (uint64_t)i << 20, big, 1u << 20))
 			break;
 		if (i == mib / 2)
 			first = ms() - t;
 		t = ms();
-		if (write_at(sm, SMALL_ID, (uint64_t)(i % 64) * 4096, small, sizeof(small)))
+		if (bench_write(sm, SMALL_ID, (uint64_t)(i % 64) * 4096, small, sizeof(small)))
 			break;
 		/* A small write behind the big one: both waits count. */
 		if (!__atomic_load_n(&st.done, __ATOMIC_ACQUIRE))
@@ -199,7 +141,7 @@ out:
 	if (rc)
 		fprintf(stderr, "cow-bench: failed in %s\n", dir);
 	sm_close(sm);
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	bench_rm_tree(dir);
 	free(big);
 	free(lat);
 	return rc;

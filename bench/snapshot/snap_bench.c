@@ -9,7 +9,6 @@
  * DIR (default a temp dir under /tmp, removed after) holds the data dirs. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_sm.h"
 #include "fs.pb-c.h"
 #include "sm.h"
 #include "sm_snapshot.h"
 
-static int64_t now_ns;
 static int no_applies; /* --no-applies: the stream runs alone */
 
 static double ms(void)
@@ -31,27 +30,6 @@ static double ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int apply(struct sm *sm, Fspb__Command *c)
-{
-	size_t len;
-	uint8_t *buf;
-	int result = -1, rc;
-
-	now_ns += 1000;
-	c->time_ns = now_ns;
-	len = fspb__command__get_packed_size(c);
-	buf = malloc(len ? len : 1);
-	fspb__command__pack(c, buf);
-	rc = sm_apply(sm, sm_applied_index(sm) + 1, 0, 0, 0, buf, len, &result);
-	free(buf);
-	if (rc || result) {
-		fprintf(stderr, "snap-bench: apply of op %d failed: %d / %d\n", (int)c->op_case, rc,
-			result);
-		return -1;
-	}
-	return 0;
 }
 
 static int mkdir_cmd(struct sm *sm, uint64_t parent, const char *name, uint64_t ino)
@@ -65,42 +43,7 @@ static int mkdir_cmd(struct sm *sm, uint64_t parent, const char *name, uint64_t 
 	m.mode = 0755;
 	c.op_case = FSPB__COMMAND__OP_MKDIR;
 	c.mkdir = &m;
-	return apply(sm, &c);
-}
-
-static int create_cmd(struct sm *sm, uint64_t parent, const char *name, uint64_t ino)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mknod m = FSPB__MKNOD__INIT;
-
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = S_IFREG | 0644;
-	c.op_case = FSPB__COMMAND__OP_MKNOD;
-	c.mknod = &m;
-	return apply(sm, &c);
-}
-
-static int write_cmd(struct sm *sm, uint64_t ino, uint64_t off, const void *data, size_t len)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Write m = FSPB__WRITE__INIT;
-
-	m.ino = ino;
-	m.offset = off;
-	m.data.data = (uint8_t *)data;
-	m.data.len = len;
-	c.op_case = FSPB__COMMAND__OP_WRITE;
-	c.write = &m;
-	return apply(sm, &c);
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	return flag == FTW_DP ? rmdir(path) : unlink(path);
+	return bench_apply(sm, &c);
 }
 
 static int setattr_cmd(struct sm *sm, uint64_t ino, uint32_t mode)
@@ -113,7 +56,7 @@ static int setattr_cmd(struct sm *sm, uint64_t ino, uint32_t mode)
 	m.mode = mode;
 	c.op_case = FSPB__COMMAND__OP_SETATTR;
 	c.setattr = &m;
-	return apply(sm, &c);
+	return bench_apply(sm, &c);
 }
 
 struct streamer {
@@ -169,8 +112,8 @@ static int apply_during(struct sm *sm, struct streamer *s, double until_ms, cons
 		snprintf(name, sizeof(name), "w%ld", i);
 		for (int k = 0; k < 3 && !rc; k++) {
 			t0 = ms();
-			rc = k == 0   ? create_cmd(sm, dir, name, id)
-			     : k == 1 ? write_cmd(sm, id, 0, data, sizeof(data))
+			rc = k == 0   ? bench_create(sm, dir, name, id)
+			     : k == 1 ? bench_write(sm, id, 0, data, sizeof(data))
 				      : setattr_cmd(sm, next, 0700 | (uint32_t)(i & 077));
 			if (*n < cap)
 				lat[(*n)++] = ms() - t0;
@@ -243,7 +186,7 @@ static int measure(const char *label, struct sm *sm, const char *base, struct ob
 	}
 	qsort(lat, n, sizeof(*lat), cmp_double);
 	stat(img, &st);
-	nftw(dst, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+	bench_rm_tree(dst);
 	rc = sm_open(dst, 2, &to);
 	if (rc) {
 		free(lat);
@@ -257,7 +200,7 @@ static int measure(const char *label, struct sm *sm, const char *base, struct ob
 	t_install = ms() - t0;
 	close(s.fd);
 	sm_close(to);
-	nftw(dst, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+	bench_rm_tree(dst);
 	unlink(img);
 	if (!rc)
 		printf("| %-28s | %8.1f | %8.1f | %7zu | %6.3f | %6.2f | %8.2f | %12lld | %10.1f "
@@ -324,9 +267,9 @@ int main(int argc, char **argv)
 		rc = mkdir_cmd(sm, SM_ROOT_ID, name, dino);
 		for (long f = 0; f < small / 100 && !rc; f++) {
 			snprintf(name, sizeof(name), "f%ld", f);
-			rc = create_cmd(sm, dino, name, ino);
+			rc = bench_create(sm, dino, name, ino);
 			if (!rc)
-				rc = write_cmd(sm, ino, 0, chunk, 1024);
+				rc = bench_write(sm, ino, 0, chunk, 1024);
 			ino++;
 		}
 	}
@@ -344,10 +287,10 @@ int main(int argc, char **argv)
 			uint64_t id = ino++;
 
 			snprintf(name, sizeof(name), "big%ld", f);
-			rc = create_cmd(sm, SM_ROOT_ID, name, id);
+			rc = bench_create(sm, SM_ROOT_ID, name, id);
 			for (long off = 0; off < large_mib * 1048576 / large_files && !rc;
 			     off += sizeof(chunk))
-				rc = write_cmd(sm, id, (uint64_t)off, chunk, sizeof(chunk));
+				rc = bench_write(sm, id, (uint64_t)off, chunk, sizeof(chunk));
 		}
 		snprintf(name, sizeof(name), "%ld files, %ld MiB in all", large_files, large_mib);
 		objs.end = ino;
@@ -355,7 +298,7 @@ int main(int argc, char **argv)
 			rc = measure(name, sm, base, &objs);
 		sm_close(sm);
 	}
-	nftw(base, rm_one, 32, FTW_DEPTH | FTW_PHYS);
+	bench_rm_tree(base);
 	if (rc)
 		fprintf(stderr, "snap-bench: failed: %s\n", strerror(rc < 0 ? -rc : rc));
 	return rc ? 1 : 0;
