@@ -519,6 +519,8 @@ static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted
 	uint64_t now = n->stages.on ? uv_hrtime() : 0;
 	proposal *p = NULL;
 
+	if (!cnt)
+		return; /* most Readies hand out nothing: no lock for them */
 	pthread_mutex_lock(&n->mu);
 	for (size_t i = 0; i < cnt && n->pend_head; i++) {
 		const uint8_t *cmd;
