@@ -613,6 +613,17 @@ static uint64_t batch_byte(uint32_t k, int32_t result)
 	return r << (8 * k);
 }
 
+// A whole-entry result of a batch entry (refused as a whole, or skipped as
+// a stale retry): every sub-command's caller gets it, so it goes in every
+// byte — the proposer reads byte k for sub-command k (fs_node.c).
+static uint64_t batch_all(int32_t result)
+{
+	uint64_t r = 0;
+	for (uint32_t k = 0; k < SM_BATCH_MAX; k++)
+		r |= batch_byte(k, result);
+	return r;
+}
+
 // Decides (apply_plan), journals and executes command c (NULL: one that does
 // not decode: EINVAL) of entry rec->index: the whole entry's, or a batch's
 // sub-command rec->sub. redo: rec is the record written before a crash, and
@@ -720,8 +731,8 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 	Fspb__Command *c = NULL;
 	if (!(rec.flags & SM_REC_SKIP) && (rc = decode(cmd, len, &c)))
 		return fail(sm, index, rc);
-	bool batch = c && c->op_case == FSPB__COMMAND__OP_BATCH && c->batch->n_cmds > 0 &&
-		     c->batch->n_cmds <= SM_BATCH_MAX;
+	bool is_batch = c && c->op_case == FSPB__COMMAND__OP_BATCH;
+	bool batch = is_batch && c->batch->n_cmds > 0 && c->batch->n_cmds <= SM_BATCH_MAX;
 	// A batch's records name their sub-command (sub >= 1); a redo record
 	// of a batch with none would resume nowhere and mark it applied.
 	if (redo && !(rec.flags & SM_REC_SKIP) &&
@@ -742,8 +753,12 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 		if (v != DEDUP_NEW) {
 			rec.flags = SM_REC_SKIP;
 			rec.result = v == DEDUP_DUPLICATE ? (int32_t)prev : SM_RESULT_STALE;
-			// A batch's result does not fit `result`.
-			rec.results = v == DEDUP_DUPLICATE ? (uint64_t)prev : 0;
+			// A batch's result does not fit `result`; a stale batch's
+			// callers all get SM_RESULT_STALE.
+			if (v == DEDUP_DUPLICATE)
+				rec.results = (uint64_t)prev;
+			else if (is_batch)
+				rec.results = batch_all(SM_RESULT_STALE);
 			rc = sm_journal_append(&sm->journal, &rec);
 			if (!rc)
 				sm->last_rec = rec;
@@ -753,9 +768,11 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 	if (!rc && batch && !(rec.flags & SM_REC_SKIP)) {
 		rc = run_batch(sm, client_id, c->batch, &rec, redo);
 	} else if (!rc && !(rec.flags & SM_REC_SKIP)) {
-		// A batch too big or empty is an undecodable command (EINVAL).
-		bool bad = c && c->op_case == FSPB__COMMAND__OP_BATCH;
-		rc = run_one(sm, client_id, bad ? NULL : c, &rec, redo);
+		// A batch too big or empty is an undecodable command (EINVAL),
+		// refused as a whole: the errno is every sub-command's.
+		if (is_batch && !redo)
+			rec.results = batch_all(EINVAL);
+		rc = run_one(sm, client_id, is_batch ? NULL : c, &rec, redo);
 	}
 	if (!rc && !(rec.flags & SM_REC_SKIP))
 		rc = record_dedup(sm, &rec);

@@ -46,10 +46,12 @@ static inline bool sm_rec_ends_entry(const struct sm_record *r)
 }
 
 // The result of r's entry as the proposer gets it: a batch's packed
-// results, a skipped entry's recorded one, or the command's.
+// results (also a batch refused or skipped as a whole: its errno in every
+// byte), a skipped entry's recorded one, or the command's. results is 0 in
+// every other record.
 static inline int64_t sm_rec_entry_result(const struct sm_record *r)
 {
-	if (r->sub || ((r->flags & SM_REC_SKIP) && r->results))
+	if (r->sub || r->results)
 		return (int64_t)r->results;
 	return r->result;
 }

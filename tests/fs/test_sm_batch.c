@@ -209,8 +209,19 @@ static void test_batch_equals_commands(void **state)
 	free(want);
 }
 
-// Batches too big, empty or nested are refused (EINVAL) as a whole,
-// deterministically, and change nothing.
+// An errno every sub-command of a batch gets: a whole-entry result.
+static int64_t every_byte(int err)
+{
+	uint64_t r = 0;
+	for (int k = 0; k < SM_BATCH_MAX; k++)
+		r |= (uint64_t)err << (8 * k);
+	return (int64_t)r;
+}
+
+// Batches too big or empty are refused (EINVAL) as a whole: every
+// sub-command's caller gets EINVAL (the proposer reads byte k for its k-th
+// command), deterministically, and nothing changes. A nested one fails
+// alone.
 static void test_bad_batches(void **state)
 {
 	struct fx *f = *state;
@@ -235,12 +246,15 @@ static void test_bad_batches(void **state)
 	outer.batch = &b;
 	uint8_t *over = tl_pack(&outer, &len);
 	assert_int_equal(sm_apply_entry(f->sm, 1, CLIENT, 1, 1, over, len, &r), 0);
-	assert_int_equal(r, EINVAL);
+	assert_int_equal(r, every_byte(EINVAL));
+	// A retry gets the same from the duplicate table.
+	assert_int_equal(sm_apply_entry(f->sm, 2, CLIENT, 1, 1, over, len, &r), 0);
+	assert_int_equal(r, every_byte(EINVAL));
 	free(over);
 	b.n_cmds = 0;
 	uint8_t *empty = tl_pack(&outer, &len);
-	assert_int_equal(sm_apply_entry(f->sm, 2, CLIENT, 2, 2, empty, len, &r), 0);
-	assert_int_equal(r, EINVAL);
+	assert_int_equal(sm_apply_entry(f->sm, 3, CLIENT, 2, 2, empty, len, &r), 0);
+	assert_int_equal(r, every_byte(EINVAL));
 	free(empty);
 	// A batch inside a batch: that sub-command alone fails.
 	size_t inner_len;
@@ -250,7 +264,7 @@ static void test_bad_batches(void **state)
 	b.n_cmds = 2;
 	uint8_t *nested = tl_pack(&outer, &len);
 	int want;
-	assert_int_equal(sm_apply_entry(f->sm, 3, CLIENT, 3, 3, nested, len, &r), 0);
+	assert_int_equal(sm_apply_entry(f->sm, 4, CLIENT, 3, 3, nested, len, &r), 0);
 	free(nested);
 	free(inner);
 	fspb__command__free_unpacked(c, NULL);
@@ -267,6 +281,31 @@ static void test_bad_batches(void **state)
 	sm_close(f->sm);
 	f->sm = NULL;
 	assert_int_equal(tree_compare(ref, dir, TREE_CMP_DATA, print_diff, "bad batches"), 0);
+}
+
+// A batch skipped as a stale retry (its seq below what its client still
+// waits for) is answered as a whole: SM_RESULT_STALE in every byte, and
+// nothing executes.
+static void test_stale_batch(void **state)
+{
+	struct fx *f = *state;
+	const struct entries *e = &f->e;
+	char dir[4096], ref[4096];
+	snprintf(dir, sizeof(dir), "%s/stale", f->top);
+	snprintf(ref, sizeof(ref), "%s/stale-ref", f->top);
+	int64_t r;
+	// The first entry as seq 9, min_pending 9: seqs below 9 are stale.
+	assert_int_equal(sm_open(dir, 1, &f->sm), 0);
+	assert_int_equal(sm_apply_entry(f->sm, 1, CLIENT, 9, 9, e->cmd[0], e->len[0], &r), 0);
+	int64_t first = r;
+	assert_int_equal(sm_apply_entry(f->sm, 2, CLIENT, 3, 3, e->cmd[1], e->len[1], &r), 0);
+	assert_int_equal(r, every_byte(SM_RESULT_STALE));
+	sm_close(f->sm);
+	f->sm = NULL;
+	// The same tree as the first entry alone.
+	assert_int_equal(run(e, ref, 1, &r, -1), 0);
+	assert_int_equal(r, first);
+	assert_int_equal(tree_compare(ref, dir, TREE_CMP_DATA, print_diff, "stale batch"), 0);
 }
 
 // Every step of every sub-command of the first entries in turn: stop there
@@ -424,6 +463,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_batch_equals_commands, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_after_every_step, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_kill_anywhere, setup, teardown),
 	};
