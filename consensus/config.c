@@ -188,7 +188,20 @@ int config_set(node_config *cfg, const char *section, const char *key, const cha
 		if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
 			k = &keys[i];
 	if (!k) {
-		snprintf(err, errlen, "unknown key '%s' in section [%s]", key, section);
+		/* Say which was mistyped: a section name misspelt makes every
+		 * key under it unknown, and the key alone would mislead. */
+		bool known = false;
+
+		for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			known |= !strcmp(keys[i].section, section);
+		if (!section[0])
+			snprintf(err, errlen, "key '%s' outside any section (put it under [node], "
+				 "[peers], [raft], [transport], [fs] or [log])", key);
+		else if (!known)
+			snprintf(err, errlen, "unknown section [%s] (at key '%s'; sections: node, "
+				 "peers, raft, transport, fs, log)", section, key);
+		else
+			snprintf(err, errlen, "unknown key '%s' in section [%s]", key, section);
 		return -EINVAL;
 	}
 	switch (k->kind) {
@@ -258,6 +271,7 @@ struct load_ctx {
 	size_t errlen;
 	int line; /* of the line inih handles now */
 	int rc;
+	int rc_line; /* the line of the error in rc */
 	FILE *f;
 };
 
@@ -286,6 +300,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	if (config_set(c->cfg, section, name, value, msg, sizeof(msg)) < 0) {
 		snprintf(c->err, c->errlen, "%s:%d: %s", c->path, lineno, msg);
 		c->rc = -EINVAL;
+		c->rc_line = lineno;
 		return 0;
 	}
 	return 1;
@@ -293,7 +308,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 
 int config_load_file(node_config *cfg, const char *path, char *err, size_t errlen)
 {
-	struct load_ctx c = {cfg, path, err, errlen, 0, 0, NULL};
+	struct load_ctx c = {cfg, path, err, errlen, 0, 0, 0, NULL};
 	FILE *f = fopen(path, "r");
 	int rc;
 
@@ -305,7 +320,10 @@ int config_load_file(node_config *cfg, const char *path, char *err, size_t errle
 	c.f = f;
 	rc = ini_parse_stream(read_line, &c, on_ini, &c);
 	fclose(f);
-	if (c.rc < 0)
+	/* inih goes on past a line it cannot parse ("[peers" without its
+	 * bracket), so the keys after it land in the section before and fail
+	 * there: the first error in the file is the one to name. */
+	if (c.rc < 0 && (rc <= 0 || c.rc_line <= rc))
 		return c.rc;
 	if (rc != 0) {
 		snprintf(err, errlen, "%s:%d: syntax error (want 'key = value' or '[section]')",

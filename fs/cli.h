@@ -45,6 +45,10 @@ int cli_member_main(int argc, char **argv);
 int cli_member_call(const char *via, int op, uint64_t id, const char *addr, int learner,
 		    unsigned timeout_ms, Transportpb__Response **out, char *err, size_t errlen);
 
+/* raftfs config new|check ...: writes a node's configuration file for a
+ * cluster of machines, or checks one (fs/cli_config.c). */
+int cli_config_main(int argc, char **argv);
+
 /* True if argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

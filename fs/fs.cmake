@@ -27,11 +27,11 @@ if(TARGET raftfs_node)
   add_library(raftfs_mount STATIC fs_node.c fs_plug.c fuse_inval.c fuse_fs.c fuse_ops.c fuse_io.c
     fuse_close.c fuse_write.c fuse_behind_state.c fuse_behind_ops.c
     fuse_behind_deleg.c fuse_grant.c fuse_guard.c fuse_mount.c fuse_readahead.c fuse_run.c
-    fs_release.c)
+    fs_release.c svc_notify.c)
   target_include_directories(raftfs_mount PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_link_libraries(raftfs_mount PUBLIC raftfs_fs raftfs_node PkgConfig::FUSE3)
 
   add_executable(raftfs main.c cli_node.c cli_status.c cli_local.c cli_kv.c local_cluster.c
-    cli_verify.c tree_verify.c snap_cli.c cli_member.c)
+    cli_verify.c tree_verify.c snap_cli.c cli_member.c cli_config.c)
   target_link_libraries(raftfs PRIVATE raftfs_node raftfs_mount)
 endif()

@@ -14,6 +14,7 @@
 #include "node.h"
 #include "node_members.h"
 #include "runtime_log.h"
+#include "svc_notify.h"
 
 static void birth_done(void *arg, int err)
 {
@@ -117,6 +118,12 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 		}
 		rlog_write(RLOG_INFO, "mounted at %s", cfg->mount);
 	}
+	/* systemd (Type=notify) starts the units ordered after this one now:
+	 * the mount answers (reads from the local tree; changes wait for a
+	 * quorum, which at boot may still be assembling). */
+	rc = svc_notify("READY=1");
+	if (rc < 0)
+		rlog_write(RLOG_ERR, "telling the service manager we are ready: %s", strerror(-rc));
 	for (;;) {
 		int sig = sigtimedwait(&sigs, NULL, &poll_ts);
 
@@ -135,6 +142,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 		}
 	}
 stop:
+	svc_notify("STOPPING=1");
 	/* A request waiting for a commit (no quorum) or a barrier is answered
 	 * only when the node fails it: the node stops between the mount's
 	 * two halves, so none is left waiting when the loop is joined. */
