@@ -99,6 +99,11 @@ bool fs_node_progressing(struct fs_node *f, unsigned ms)
 {
 	int64_t since = atomic_load(&f->busy_since_ms), ok = atomic_load(&f->last_ok_ms);
 
+	/* Stopped applying (disk full, I/O error): its loop no longer sends
+	 * what it proposes, so an answer before commit would be a promise
+	 * nobody keeps (tests/fuzz/disk_full.sh). */
+	if (node_fault(f->n))
+		return false;
 	if (atomic_load(&f->outstanding) == 0)
 		return true;
 	return mono_ms() - (ok > since ? ok : since) <= (int64_t)ms;
@@ -492,6 +497,11 @@ static int plug_start(void *ctx, const struct fs_plug_cmd *cmds, unsigned n)
 	struct fs_node *f = ctx;
 	int rc;
 
+	/* As fs_node_propose: held ones too fail at once on a node that
+	 * stopped applying (a close flushing them then reports EIO), rather
+	 * than wait out the proposal timeout in a loop that sends nothing. */
+	if (node_fault(f->n))
+		return EIO;
 	if (n > 1)
 		return start_batch(f, cmds, n);
 	rc = node_start(f->n, cmds[0].buf, cmds[0].len, 0, proposal_done, cmds[0].arg, NULL, NULL);

@@ -108,10 +108,11 @@ bool fs_node_close_behind(struct fs_node *f);
 
 /* Whether this node's proposals and barriers get through: false while one
  * has been outstanding for more than ms milliseconds with none completing
- * meanwhile (cut off from a quorum, no leader, an election). What the node
- * can observe of a lease: an answer given before commit (close behind) is
- * only given while this holds, so a node cut off acknowledges for at most
- * ms. */
+ * meanwhile (cut off from a quorum, no leader, an election), and for good
+ * once the node stopped applying (node_fault). What the node can observe
+ * of a lease: an answer given before commit (close behind) is only given
+ * while this holds, so a node cut off acknowledges for at most ms, and a
+ * node whose apply stopped acknowledges nothing early. */
 bool fs_node_progressing(struct fs_node *f, unsigned ms);
 
 /* Whether the last proposal or barrier of this node to end timed out (no
