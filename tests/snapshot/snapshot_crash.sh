@@ -29,14 +29,19 @@ new_leader() { local l; l=$(leader_id); [ -n "$l" ] && [ "$l" != "$1" ]; }
 # before the follower is back, and a new leader whose log still holds
 # what the follower lacks sends entries, not a snapshot (seen: phase 3
 # waited 60 s for a stream that had no reason to start). Big data makes
-# the snapshot take a while to move.
+# the snapshot take a while to move. A deadline of its own (90 s), so that
+# a cluster that stopped compacting fails here and says so, not at the
+# ctest TIMEOUT with no word.
 make_lag() { # LEADER FOLLOWER TAG
-	local had o k=0
+	local had o k=0 deadline=$((SECONDS + 90))
 	had=$(status_field "$2" applied)
 	o=$(other_than "$1" "$2")
 	"$R" local stop "$C" "$2"
 	head -c 8000000 /dev/urandom >"$C/n$1/big$3"
 	until compacted_past "$1" "$had" && compacted_past "$o" "$had"; do
+		[ $SECONDS -lt $deadline ] ||
+			fail "nodes $1 and $o did not compact past node $2's applied index $had in 90 s" \
+				"(first indexes: $(status_field "$1" first_index), $(status_field "$o" first_index))"
 		file_ops "$C/n$1" 100 "$3$k"
 		k=$((k + 1))
 	done
