@@ -7,6 +7,7 @@ add_library(raftfs_node_base STATIC
   client.c
   config.c
   dedup.c
+  node_admit.c
   envelope.c
   frame.c
   runtime_log.c

@@ -1,0 +1,114 @@
+/* node_admit.h — a leader's admission of big proposals into its log: big
+ * entries (file data) go in only while the big bytes it holds uncommitted
+ * are under a bound, the rest wait per client in FIFOs released round robin
+ * as entries commit, and small ones (metadata, small writes, fsync
+ * barriers) pass at once, so they never queue behind more than the bound.
+ *
+ * Why at the leader: every command enters the one log behind every byte
+ * proposed before it and not yet committed. Each mount paces its own big
+ * writes (fs/write_pace.h), but n writers still leave n windows queued
+ * ahead of another mount's fsync; only the leader sees them all
+ * (consensus/README-node.md, "Admission of big proposals").
+ *
+ * Order: one client's proposals must reach the log in seq order, or the
+ * later ones are skipped as early and the client goes back N (dedup.h,
+ * README-node.md "Order"). So once a client has something held, every
+ * later proposal of that client is held behind it, small ones too, and a
+ * proposal arriving out of order (a resend of a lost one) is put in its
+ * seq place among the held ones; a resend of one already held is dropped
+ * (the held copy goes in its place). A proposal is never acknowledged
+ * before it applies, so whatever is held and then forgotten (leadership
+ * lost, the held bytes at their cap) is only delayed: its sender proposes
+ * it again to whoever leads (node.c, check_proposals).
+ *
+ * Pure: no clock, no I/O, no locking (the node's loop thread owns it).
+ */
+#ifndef RAFTFS_NODE_ADMIT_H
+#define RAFTFS_NODE_ADMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct node_admit node_admit;
+
+typedef struct node_admit_limits {
+	/* Big bytes admitted and not yet committed, at most; one big entry
+	 * is always admitted when none is uncommitted, whatever its size.
+	 * 0: admission off (every proposal passes). */
+	uint64_t bound;
+	/* Entries of this many bytes or more are big. */
+	uint64_t big;
+	/* Bytes held at most: an offer beyond is dropped (its sender
+	 * retries later), so held proposals cannot fill the memory. */
+	uint64_t held_max;
+} node_admit_limits;
+
+enum node_admit_verdict {
+	NODE_ADMIT_PASS = 0, /* propose it now (a big one: then node_admit_placed) */
+	NODE_ADMIT_HELD = 1, /* copied and held: node_admit_release hands it out */
+	NODE_ADMIT_DROP = 2, /* not proposed and not kept: a duplicate of one held,
+				or over held_max */
+};
+
+/* What it did so far (tests, logs). */
+typedef struct node_admit_stats {
+	uint64_t uncommitted;	  /* big bytes admitted, not yet committed */
+	uint64_t uncommitted_max; /* the most ever */
+	uint64_t held_bytes, held; /* held now: bytes, proposals */
+	uint64_t held_bytes_max;   /* the most bytes ever held */
+	uint64_t n_held;	   /* proposals ever held */
+	uint64_t n_released;	   /* ...and handed out by node_admit_release */
+	uint64_t n_dup;		   /* offers dropped as duplicates of held ones */
+	uint64_t n_full;	   /* offers dropped over held_max */
+	uint64_t n_forgotten;	   /* held ones dropped by node_admit_reset */
+} node_admit_stats;
+
+/* Proposes data (envelope + command of client's seq) to the core for
+ * node_admit_release; returns the index it was appended at, or 0 if the
+ * core would not take it now (it stays held, first in its queue). */
+typedef uint64_t (*node_admit_propose_fn)(void *arg, uint64_t client, uint64_t seq,
+					  const uint8_t *data, size_t len);
+
+/* A new admission with these limits (copied), counting for term 0. 0 or
+ * -ENOMEM. */
+int node_admit_new(const node_admit_limits *lim, node_admit **out);
+
+/* Frees it and every proposal it holds. NULL is fine. */
+void node_admit_free(node_admit *a);
+
+/* Whether admission is on (bound > 0). */
+bool node_admit_on(const node_admit *a);
+
+/* The term it counts for: what it holds and counts belongs to this node's
+ * leadership in that term. */
+uint64_t node_admit_term(const node_admit *a);
+
+/* Leadership lost or a new term began: forgets every held proposal (their
+ * senders retry: none was acknowledged) and every uncommitted byte (the
+ * new term's log is counted afresh), and counts for term from now on. */
+void node_admit_reset(node_admit *a, uint64_t term);
+
+/* Decides on client's proposal seq (data, len bytes: copied if held).
+ * client 0 is no client (no order to keep): it never waits behind others
+ * of client 0. */
+enum node_admit_verdict node_admit_offer(node_admit *a, uint64_t client, uint64_t seq,
+					 const void *data, size_t len);
+
+/* A big proposal that passed went into the log at index (len bytes);
+ * it counts until committed. Small ones need not be reported. */
+void node_admit_placed(node_admit *a, uint64_t index, size_t len);
+
+/* The leader's commit index is commit: big entries up to it stop counting,
+ * then held proposals are handed to propose, round robin among clients (a
+ * big one per turn, with the small ones queued right behind it), in each
+ * client's seq order, while the bound leaves room. */
+void node_admit_release(node_admit *a, uint64_t commit, node_admit_propose_fn propose, void *arg);
+
+/* Whether it holds or counts anything (else release has nothing to do). */
+bool node_admit_busy(const node_admit *a);
+
+/* Fills *st. */
+void node_admit_get_stats(const node_admit *a, node_admit_stats *st);
+
+#endif
