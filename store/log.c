@@ -309,21 +309,6 @@ int store_save_write(store *s, const raft_hard_state *hs, const raft_entry *ents
 	return 0;
 }
 
-/* The value log's sync that store_save_write began, waited for without
- * touching the store: vlog_append_wait records a failure as the store's
- * error, which the thread holding the lock may be using. 0 or the
- * negative errno. (Belongs in vlog.c, beside vlog_append_wait.) */
-static int vlog_wait_unlocked(vlog *v)
-{
-	int rv;
-
-	if (v->sync_fd < 0)
-		return 0;
-	rv = v->syncer ? vlog_syncer_wait(v->syncer) : fdatasync(v->sync_fd) == 0 ? 0 : -errno;
-	v->sync_fd = -1;
-	return rv;
-}
-
 int store_save_sync(store *s, char *err, size_t errlen)
 {
 	char *rerr = NULL;
@@ -342,7 +327,7 @@ int store_save_sync(store *s, char *err, size_t errlen)
 		snprintf(err, errlen, "store %s: sync the write-ahead log: %s", s->dir, rerr);
 		rocksdb_free(rerr);
 	}
-	vrv = vlog_wait_unlocked(&s->vl);
+	vrv = vlog_sync_wait(&s->vl);
 	if (vrv != 0 && rv == 0) {
 		rv = vrv;
 		snprintf(err, errlen, "store %s: value log: sync %s/%016llx.vlog: %s", s->dir, s->vl.dir,

@@ -640,9 +640,8 @@ int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs)
 	return v->serial ? vlog_append_wait(s) : 0;
 }
 
-int vlog_append_wait(store *s)
+int vlog_sync_wait(vlog *v)
 {
-	vlog *v = &s->vl;
 	int rv;
 
 	if (v->sync_fd < 0)
@@ -652,6 +651,14 @@ int vlog_append_wait(store *s)
 	else
 		rv = fdatasync(v->sync_fd) == 0 ? 0 : -errno;
 	v->sync_fd = -1;
+	return rv;
+}
+
+int vlog_append_wait(store *s)
+{
+	vlog *v = &s->vl;
+	int rv = vlog_sync_wait(v);
+
 	if (rv != 0)
 		return store_fail(s, rv, "value log: sync %s/%016llx.vlog: %s", v->dir,
 				  (unsigned long long)v->sync_seq, strerror(-rv));

@@ -154,6 +154,13 @@ int vlog_append(store *s, const raft_entry *ents, size_t n, uint8_t *refs);
  * data is durable, or the error, naming the file. */
 int vlog_append_wait(store *s);
 
+/* The same wait without touching the store (store_save_sync runs without
+ * the store lock, and vlog_append_wait records a failure as the store's
+ * error, which the thread holding the lock may be using): 0 once the data
+ * is durable, or the negative errno; the caller names the file
+ * (v->sync_seq). */
+int vlog_sync_wait(vlog *v);
+
 /* Fills e (term, index, type, and a new data buffer the caller frees) from
  * the reference ref stored under index, reading and checking the data. */
 int vlog_read(store *s, uint64_t index, const uint8_t *ref, raft_entry *e);
