@@ -43,7 +43,7 @@ typedef struct persist_job {
 	/* Filled in by the persist thread. */
 	int rc;
 	char err[256];
-	uint64_t save_ns;    /* time in the store's save */
+	uint64_t save_ns;    /* time in the store's save (a test's hold not included) */
 	unsigned stalled_ms; /* tests: held this long after it (node_persist_stall_next) */
 } persist_job;
 
