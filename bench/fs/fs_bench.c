@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 static const char usage[] =
-    "usage: fs-bench [-n N] [-j JOBS] [-t TARBALL] [-p PHASES] [-v] [-L FILE] [-k] [-D] DIR\n"
+    "usage: fs-bench [-n N] [-j JOBS] [-t TARBALL] [-p PHASES] [-v] [-L FILE] [-k] [-D]\n"
+    "                [-S CMD] DIR\n"
     "  Runs each operation N times (default 500) in a fresh DIR/fs-bench.<pid>\n"
     "  (removed afterwards) and prints ops/s, p50 and p99 latency. With -t,\n"
     "  also times `tar xf TARBALL` into it. With -j JOBS > 1, then also runs\n"
@@ -32,7 +33,11 @@ static const char usage[] =
     "  After each phase (untimed) the directory is fsync'ed, so no phase is\n"
     "  measured with the previous one's write-behind tail; -v shows how long\n"
     "  that took ('tail'); -D skips that (each phase then also pays for\n"
-    "  what the one before left to apply, as fs-bench did before).\n";
+    "  what the one before left to apply, as fs-bench did before).\n"
+    "  -S CMD: runs `sh -c CMD` (untimed) before the first phase with\n"
+    "  FS_BENCH_PHASE=start and after each phase's drain with FS_BENCH_PHASE\n"
+    "  set to its first word (create, mkdir, ...): per-phase measurements of\n"
+    "  the nodes (bench/fs/cpu_per_file.sh).\n";
 
 enum phase {
 	PH_CREATE = 1,
@@ -48,6 +53,7 @@ enum phase {
 static bool verbose, keep, no_drain;
 static FILE *lat_log;
 static const char *drain_dir; /* fsync'ed after each phase */
+static const char *hook;      /* -S: run after each phase */
 
 static void die(const char *what, const char *path);
 static double now_s(void);
@@ -74,8 +80,31 @@ static double drain(void)
 	return now_s() - t0;
 }
 
-/* Ends a result line: drains, and with -v shows how long that took. */
-static void end_line(void)
+/* -S: runs the hook with FS_BENCH_PHASE set to the first word of what (a
+ * shell command: its failure stops the run, as a measurement would be
+ * wrong without it). */
+static void run_hook(const char *what)
+{
+	char name[64];
+	int st;
+
+	if (!hook)
+		return;
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(what, " +"), what);
+	if (setenv("FS_BENCH_PHASE", name, 1) < 0)
+		die("setenv FS_BENCH_PHASE for phase", name);
+	fflush(stdout);
+	st = system(hook);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
+		fprintf(stderr, "fs-bench: -S %s after phase %s failed (status %d)\n", hook, name,
+			st);
+		exit(1);
+	}
+}
+
+/* Ends the result line of phase what: drains, with -v shows how long that
+ * took, then runs the -S hook. */
+static void end_line(const char *what)
 {
 	double t = drain();
 
@@ -83,6 +112,7 @@ static void end_line(void)
 		printf("  tail %.1f ms", t * 1e3);
 	printf("\n");
 	fflush(stdout);
+	run_hook(what);
 }
 
 /* The -p list as phase bits, with what each needs run before it; 0 if a
@@ -143,7 +173,7 @@ static void report(const char *what, double *lat, int n, double total)
 		printf("  p99.9 %8.3f ms  max %8.3f ms  >1ms %d", lat[(int)(n * 0.999)] * 1e3,
 		       lat[n - 1] * 1e3, slow);
 	}
-	end_line();
+	end_line(what);
 }
 
 static void die(const char *what, const char *path)
@@ -216,7 +246,7 @@ static void parallel(const char *base, int jobs, int n, const char *block)
 	}
 	printf("%-28s %7d ops %10.0f ops/s  (%d jobs)", "create+write 4KiB+close", n * jobs,
 	       n * jobs / t, jobs);
-	end_line();
+	end_line("jobs create");
 	t = run_jobs(base, "jw", jobs, 0, mib, block);
 	if (t < 0) {
 		fprintf(stderr, "fs-bench: a job of -j %d failed (writes)\n", jobs);
@@ -224,7 +254,7 @@ static void parallel(const char *base, int jobs, int n, const char *block)
 	}
 	printf("%-28s %7d MiB %10.1f MiB/s (%d jobs)", "sequential write 1 MiB", mib * jobs,
 	       mib * jobs / t, jobs);
-	end_line();
+	end_line("jobs write");
 }
 
 int main(int argc, char **argv)
@@ -236,7 +266,7 @@ int main(int argc, char **argv)
 	int n = 500, jobs = 1, c;
 	unsigned phases = PH_ALL;
 
-	while ((c = getopt(argc, argv, "n:j:t:p:vL:kDh")) != -1) {
+	while ((c = getopt(argc, argv, "n:j:t:p:vL:kDS:h")) != -1) {
 		if (c == 'n')
 			n = atoi(optarg);
 		else if (c == 'j')
@@ -252,10 +282,12 @@ int main(int argc, char **argv)
 			keep = true;
 		else if (c == 'D')
 			no_drain = true;
+		else if (c == 'S')
+			hook = optarg;
 		else if (c == 'L' && !(lat_log = fopen(optarg, "w"))) {
 			fprintf(stderr, "fs-bench: open -L %s: %s\n", optarg, strerror(errno));
 			return 2;
-		} else if (c != 'p' && c != 'v' && c != 'L' && c != 'k' && c != 'D') {
+		} else if (c != 'p' && c != 'v' && c != 'L' && c != 'k' && c != 'D' && c != 'S') {
 			fputs(usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : 2;
 		}
@@ -274,6 +306,7 @@ int main(int argc, char **argv)
 	drain_dir = argv[optind];
 	drain(); /* the mkdir of base: its tail is nobody's row */
 	drain_dir = base;
+	run_hook("start");
 
 	/* Every create first (an ext4 without a journal is slow to reuse freed
 	 * inodes: see TARGETS.md). */
@@ -359,7 +392,7 @@ int main(int argc, char **argv)
 			die("fsync", path);
 		total = now_s() - t0;
 		printf("%-28s %7d MiB %10.1f MiB/s", "sequential write 1 MiB", mib, mib / total);
-		end_line();
+		end_line("seqwrite");
 		fd = open(path, O_RDONLY);
 		if (fd < 0)
 			die("open", path);
@@ -370,7 +403,7 @@ int main(int argc, char **argv)
 		close(fd);
 		total = now_s() - t0;
 		printf("%-28s %7d MiB %10.1f MiB/s", "sequential read 1 MiB", mib, mib / total);
-		end_line();
+		end_line("seqread");
 		unlink(path);
 	}
 
@@ -409,7 +442,7 @@ int main(int argc, char **argv)
 		if (pid < 0 || waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
 			die("tar xf into", path);
 		printf("%-28s %10.2f s", "tar x", now_s() - t0);
-		end_line();
+		end_line("tar");
 	}
 	if (jobs > 1)
 		parallel(base, jobs, n, block);
