@@ -8,6 +8,7 @@
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -581,4 +583,43 @@ void tl_gen_free(struct tl_seq *s)
 	free(s->min_pending);
 	free(s->cmd);
 	free(s->len);
+}
+
+int tl_kill_until_done(int (*child)(void *arg, int progress), void *arg, unsigned max_delay_us,
+		       int max_kills)
+{
+	int kills = 0;
+
+	for (;;) {
+		int p[2], status;
+		uint64_t step;
+		pid_t pid;
+
+		assert_int_equal(pipe(p), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(p[0]);
+			// The parent reads one report only: the others must
+			// not block the child once the pipe is full.
+			fcntl(p[1], F_SETFL, O_NONBLOCK);
+			_exit(child(arg, p[1]));
+		}
+		close(p[1]);
+		// Once the child is under way (or done), kill it at a random
+		// instant of the next max_delay_us.
+		if (read(p[0], &step, sizeof(step)) == sizeof(step)) {
+			usleep((useconds_t)(rand() % (int)max_delay_us));
+			kill(pid, SIGKILL);
+		}
+		close(p[0]);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (WIFEXITED(status)) {
+			assert_int_equal(WEXITSTATUS(status), 0);
+			return kills;
+		}
+		assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		if (++kills >= max_kills)
+			return kills;
+	}
 }

@@ -61,4 +61,14 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n);
 // Frees a generated sequence.
 void tl_gen_free(struct tl_seq *s);
 
+// Crash tests: runs child(arg, progress) in a forked child, which exits
+// with what it returns and writes to progress (a non-blocking pipe) each
+// step it completes; the child is SIGKILLed at a random instant (rand(),
+// seeded by the caller) within max_delay_us of its first report. Again and
+// again, until a child ends by itself (it must exit 0, else the test
+// fails) or max_kills were killed. Returns the number of kills. No child
+// is left when it returns or fails.
+int tl_kill_until_done(int (*child)(void *arg, int progress), void *arg, unsigned max_delay_us,
+		       int max_kills);
+
 #endif

@@ -45,7 +45,6 @@ struct entries {
 
 struct fx {
 	char *top;
-	pid_t child;
 	struct tl_seq gen;
 	struct entries e;
 	struct sm *sm;
@@ -107,7 +106,6 @@ static int setup(void **state)
 	if (!f)
 		return -1;
 	f->top = tl_mkdtemp();
-	f->child = -1;
 	build(f);
 	*state = f;
 	return 0;
@@ -116,10 +114,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	if (f->child > 0) {
-		kill(f->child, SIGKILL);
-		waitpid(f->child, NULL, 0);
-	}
 	sm_close(f->sm);
 	tl_rmtree(f->top);
 	tl_gen_free(&f->gen);
@@ -361,6 +355,36 @@ static void test_stop_after_every_step(void **state)
 	assert_true(stops > subs);
 }
 
+// What a killed child does: applies the entries from where the crash dir
+// stands, results written through to the shared file as they come.
+struct kill_child {
+	const struct entries *e;
+	const char *crash;
+	int rfd;
+};
+
+static int apply_rest(void *arg, int progress)
+{
+	struct kill_child *k = arg;
+	struct sm *sm;
+	int rc = sm_open(k->crash, 1, &sm);
+
+	if (!rc)
+		sm_set_journal_limit(sm, JOURNAL_LIMIT);
+	for (uint64_t i = rc ? k->e->n : sm_applied_index(sm); i < k->e->n; i++) {
+		int64_t r;
+
+		rc = apply_entry(sm, k->e, i, &r);
+		if (rc)
+			break;
+		if (pwrite(k->rfd, &r, sizeof(r), (off_t)(i * sizeof(r))) != sizeof(r))
+			return 3;
+		if (write(progress, &i, sizeof(i)) < 0 && errno != EAGAIN)
+			return 4;
+	}
+	return rc ? 2 : 0;
+}
+
 // A child applying the entries is SIGKILLed at random moments until it
 // gets through: results, tree and duplicate table are those of a run
 // without kills.
@@ -381,51 +405,8 @@ static void test_kill_anywhere(void **state)
 	memset(got, 0xff, sizeof(got));
 	assert_int_equal(pwrite(rfd, got, sizeof(got), 0), (ssize_t)sizeof(got));
 	srand(4242);
-	int kills = 0;
-	bool finished = false;
-	while (!finished && kills < MAX_KILLS) {
-		int p[2];
-		assert_int_equal(pipe(p), 0);
-		f->child = fork();
-		assert_true(f->child >= 0);
-		if (f->child == 0) {
-			close(p[0]);
-			fcntl(p[1], F_SETFL, O_NONBLOCK);
-			struct sm *sm;
-			int rc = sm_open(crash, 1, &sm);
-			if (!rc)
-				sm_set_journal_limit(sm, JOURNAL_LIMIT);
-			for (uint64_t i = rc ? e->n : sm_applied_index(sm); i < e->n; i++) {
-				int64_t r;
-				rc = apply_entry(sm, e, i, &r);
-				if (rc)
-					break;
-				if (pwrite(rfd, &r, sizeof(r), (off_t)(i * sizeof(r))) != sizeof(r))
-					_exit(3);
-				if (write(p[1], &i, sizeof(i)) < 0 && errno != EAGAIN)
-					_exit(4);
-			}
-			_exit(rc ? 2 : 0);
-		}
-		close(p[1]);
-		uint64_t idx;
-		// Once the child applies (or is done), kill it within ~3 ms.
-		if (read(p[0], &idx, sizeof(idx)) == sizeof(idx)) {
-			usleep((useconds_t)(rand() % 3000));
-			kill(f->child, SIGKILL);
-		}
-		int status;
-		assert_int_equal(waitpid(f->child, &status, 0), f->child);
-		f->child = -1;
-		close(p[0]);
-		if (WIFEXITED(status)) {
-			assert_int_equal(WEXITSTATUS(status), 0);
-			finished = true;
-		} else {
-			assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-			kills++;
-		}
-	}
+	struct kill_child kc = {e, crash, rfd};
+	int kills = tl_kill_until_done(apply_rest, &kc, 3000, MAX_KILLS);
 	fprintf(stderr, "  killed the applying child %d times over %zu entries\n", kills, e->n);
 	assert_true(kills >= 10);
 	memset(tail, 0xff, sizeof(tail));

@@ -28,7 +28,6 @@
 
 struct fx {
 	char *top;
-	pid_t child;
 	struct tl_seq seq;
 };
 
@@ -36,7 +35,6 @@ static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	f->top = tl_mkdtemp();
-	f->child = -1;
 	tl_gen(&f->seq, 7, NCMDS);
 	*state = f;
 	return 0;
@@ -45,10 +43,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	if (f->child > 0) {
-		kill(f->child, SIGKILL);
-		waitpid(f->child, NULL, 0);
-	}
 	tl_rmtree(f->top);
 	tl_gen_free(&f->seq);
 	free(f);
@@ -83,6 +77,37 @@ static void print_diff(void *arg, const char *msg)
 	fprintf(stderr, "  diff: %s\n", msg);
 }
 
+// What a killed child does: applies the sequence from where the crash dir
+// stands, results written through to the shared file as they come.
+struct kill_child {
+	struct fx *f;
+	const char *crash;
+	int rfd;
+};
+
+static int apply_rest(void *arg, int progress)
+{
+	struct kill_child *k = arg;
+	static int res[NCMDS + 1];
+	struct sm *sm;
+	int rc = sm_open(k->crash, 1, &sm);
+
+	if (!rc)
+		sm_set_journal_limit(sm, JOURNAL_LIMIT);
+	for (uint64_t i = rc ? NCMDS + 1 : sm_applied_index(sm) + 1; i <= NCMDS; i++) {
+		rc = sm_apply(sm, i, k->f->seq.client[i - 1], k->f->seq.seq[i - 1],
+			      k->f->seq.min_pending[i - 1], k->f->seq.cmd[i - 1],
+			      k->f->seq.len[i - 1], &res[i]);
+		if (rc)
+			break;
+		if (pwrite(k->rfd, &res[i], sizeof(int), (off_t)(i * sizeof(int))) != sizeof(int))
+			return 3;
+		if (write(progress, &i, sizeof(i)) < 0 && errno != EAGAIN)
+			return 4;
+	}
+	return rc ? 2 : 0;
+}
+
 static void test_kill_anywhere_then_converge(void **state)
 {
 	struct fx *f = *state;
@@ -103,59 +128,8 @@ static void test_kill_anywhere_then_converge(void **state)
 	assert_int_equal(pwrite(rfd, got, sizeof(got), 0), (ssize_t)sizeof(got));
 
 	srand(12345);
-	int kills = 0;
-	bool finished = false;
-	while (!finished && kills < MAX_KILLS) {
-		int p[2];
-		assert_int_equal(pipe(p), 0);
-		f->child = fork();
-		assert_true(f->child >= 0);
-		if (f->child == 0) {
-			close(p[0]);
-			fcntl(p[1], F_SETFL, O_NONBLOCK);
-			static int res[NCMDS + 1];
-			// Results are written through to the file as they come.
-			int rc = 0;
-			struct sm *sm;
-			rc = sm_open(crash, 1, &sm);
-			if (!rc)
-				sm_set_journal_limit(sm, JOURNAL_LIMIT);
-			for (uint64_t i = rc ? NCMDS + 1 : sm_applied_index(sm) + 1; i <= NCMDS;
-			     i++) {
-				rc = sm_apply(sm, i, f->seq.client[i - 1], f->seq.seq[i - 1],
-					      f->seq.min_pending[i - 1], f->seq.cmd[i - 1],
-					      f->seq.len[i - 1], &res[i]);
-				if (rc)
-					break;
-				if (pwrite(rfd, &res[i], sizeof(int), (off_t)(i * sizeof(int))) !=
-				    sizeof(int))
-					_exit(3);
-				if (write(p[1], &i, sizeof(i)) < 0 && errno != EAGAIN)
-					_exit(4);
-			}
-			_exit(rc ? 2 : 0);
-		}
-		close(p[1]);
-		uint64_t idx;
-		// Wait until the child is applying (or done), then kill it at a
-		// random instant within the next ~2 ms.
-		ssize_t n = read(p[0], &idx, sizeof(idx));
-		if (n == sizeof(idx)) {
-			usleep((useconds_t)(rand() % 2000));
-			kill(f->child, SIGKILL);
-		}
-		int status;
-		assert_int_equal(waitpid(f->child, &status, 0), f->child);
-		f->child = -1;
-		close(p[0]);
-		if (WIFEXITED(status)) {
-			assert_int_equal(WEXITSTATUS(status), 0);
-			finished = true;
-		} else {
-			assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-			kills++;
-		}
-	}
+	struct kill_child kc = {f, crash, rfd};
+	int kills = tl_kill_until_done(apply_rest, &kc, 2000, MAX_KILLS);
 	struct sm *probe;
 	assert_int_equal(sm_open(crash, 1, &probe), 0);
 	fprintf(stderr, "  killed the applying child %d times; it reached index %llu of %d\n",
