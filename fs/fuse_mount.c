@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,14 +61,25 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
+/* A FUSE mount at path whose daemon is gone. statfs, not stat: the kernel
+ * answers stat of the root from its attribute cache for up to the cache
+ * time (1 s) after the daemon died, so a node restarted at once (systemd's
+ * Restart=, raftfs local start after kill) mounted on top of the dead
+ * mount, which its clean stop then uncovered; statfs always asks the
+ * daemon. ECONNABORTED: the guard aborted the connection. */
+static bool dead_mount(const char *path)
+{
+	struct statfs sfs;
+
+	return statfs(path, &sfs) < 0 && (errno == ENOTCONN || errno == ECONNABORTED);
+}
+
 /* A node killed with SIGKILL leaves its mount behind ("Transport endpoint is
  * not connected"); a restarted node replaces it. */
 static void detach_stale(const char *mountpoint)
 {
-	struct stat st;
-
 	/* Several may be stacked (killed again before anyone looked). */
-	for (int i = 0; i < 16 && stat(mountpoint, &st) < 0 && errno == ENOTCONN; i++) {
+	for (int i = 0; i < 16 && dead_mount(mountpoint); i++) {
 		if (umount2(mountpoint, MNT_DETACH) < 0) {
 			fprintf(stderr, "fuse: detaching the stale mount at %s: %s\n", mountpoint,
 				strerror(errno));

@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# deploy.cluster — three machines as packaging/README.md sets them up, each
+# a network namespace with an address of its own (tests/partition/netns.sh):
+# raftfs installed by `cmake --install` into a temporary prefix, each node's
+# file written by `raftfs config new`, each node started by the installed
+# systemd unit's ExecStartPre and ExecStart lines inside its namespace, with
+# $NOTIFY_SOCKET played by this script (Type=notify: a node is started once
+# it sent READY=1). Files written on one mount are read on the others; a
+# node stopped as the unit stops it (SIGTERM to the node alone, KillMode=
+# mixed) exits 0 with its mount and its guard gone while the others keep
+# accepting writes; started again, it catches up; a node killed with
+# SIGKILL is started again as Restart=on-failure would (its dead mount
+# detached); at the end `raftfs status` calls every node healthy and
+# `raftfs verify` finds the mounts identical. systemd-analyze verify (when
+# installed) must have nothing to say about the unit.
+#   cluster.sh CMAKE_COMMAND BUILD_DIR
+{
+set -uo pipefail
+CMAKE=${1:?usage: $0 CMAKE_COMMAND BUILD_DIR}
+BUILD=${2:?usage: $0 CMAKE_COMMAND BUILD_DIR}
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (namespaces, FUSE mounts)"; exit 77; }
+[ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
+. "$(dirname "$0")/../partition/netns.sh"
+net_available || { echo "SKIP: cannot create network namespaces here"; exit 77; }
+
+N=3
+PORT=7001
+CLUSTER=deploy$$
+T=$(mktemp -d /tmp/raftfs-deploy.XXXXXX)
+chmod 755 "$T"
+P=$T/prefix
+declare -A PID NOTIFY_PID
+
+# Killed outright (ctest's TIMEOUT): a reaper outside the process tree
+# waits for this shell to go, then ends the nodes (their sessions are their
+# own), detaches what is mounted under $T, deletes the namespaces and $T.
+setsid -f bash -c 'tail -s 0.2 --pid="$1" -f /dev/null
+	for f in "$2"/pid.*; do [ -f "$f" ] && kill -9 "$(cat "$f")"; done
+	sleep 0.5
+	grep -o " $2/[^ ]*" /proc/mounts | while read -r m; do umount -l "$m"; done
+	for ns in $(ip netns list | awk "{ print \$1 }" | grep "^$3-"); do ip netns del "$ns"; done
+	rm -rf "$2"' reaper $$ "$T" "$NET_PREFIX" </dev/null >/dev/null 2>&1
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
+wait_for() {
+	local deadline=$((SECONDS + $1)) what=$2
+	shift 2
+	until "$@"; do
+		[ $SECONDS -lt $deadline ] || fail "timed out waiting for: $what"
+		sleep 0.05
+	done
+}
+
+# gone PID: no such process, or only its zombie.
+gone() {
+	local s
+	s=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 0
+	[ "$s" = Z ]
+}
+
+mounted() { grep -q " $T/mnt$1 fuse" /proc/mounts; }
+
+cleanup() {
+	local rc=$? i f
+	set +e
+	trap - ERR
+	for i in $(seq 1 $N); do
+		[ -n "${PID[$i]:-}" ] || continue
+		kill -TERM "${PID[$i]}" 2>/dev/null
+		for _ in $(seq 1 200); do gone "${PID[$i]}" && break; sleep 0.1; done
+		kill -9 "${PID[$i]}" 2>/dev/null
+	done
+	for i in "${NOTIFY_PID[@]}"; do kill "$i" 2>/dev/null; done
+	wait 2>/dev/null
+	grep -o " $T/[^ ]*" /proc/mounts | while read -r m; do umount -l "$m"; done
+	if grep -l -E "Sanitizer|runtime error" "$T"/node*.log 2>/dev/null; then
+		echo "FAIL: sanitizer report in the node logs above"
+		[ "$rc" -ne 0 ] || rc=1
+	fi
+	if [ "$rc" -ne 0 ]; then
+		for f in "$T"/node*.log; do
+			[ -f "$f" ] || continue
+			echo "--- $f (tail)"
+			tail -n 25 "$f"
+		done
+	fi
+	net_destroy
+	rm -rf "$T"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+set -E
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
+
+# 1. Install as the README says, and a second time into a DESTDIR (what a
+# package build does): the unit names the binary of the prefix it went to.
+"$CMAKE" --install "$BUILD" --prefix "$P" >"$T/install.log" 2>&1 ||
+	{ cat "$T/install.log"; fail "cmake --install --prefix $P"; }
+UNIT=$P/lib/systemd/system/raftfs.service
+for f in "$P/bin/raftfs" "$UNIT" "$P/share/doc/raftfs/raftfs.ini.example" \
+	"$P/share/doc/raftfs/README.md" "$P/share/man/man1/raftfs.1"; do
+	[ -s "$f" ] || fail "cmake --install did not install $f"
+done
+DESTDIR=$T/dest "$CMAKE" --install "$BUILD" --prefix /usr/local >"$T/install.log" 2>&1 ||
+	{ cat "$T/install.log"; fail "DESTDIR=$T/dest cmake --install --prefix /usr/local"; }
+[ -x "$T/dest/usr/local/bin/raftfs" ] || fail "DESTDIR install: no usr/local/bin/raftfs"
+grep -qx "ExecStart=/usr/local/bin/raftfs node --config /etc/raftfs/raftfs.ini" \
+	"$T/dest/usr/local/lib/systemd/system/raftfs.service" ||
+	fail "DESTDIR install: the unit does not start /usr/local/bin/raftfs"
+rm -rf "$T/dest"
+if command -v systemd-analyze >/dev/null; then
+	systemd-analyze verify "$UNIT" >"$T/verify-unit.out" 2>&1
+	[ ! -s "$T/verify-unit.out" ] || { cat "$T/verify-unit.out"; fail "systemd-analyze verify"; }
+else
+	echo "note: no systemd-analyze here, the unit file was not verified"
+fi
+grep -qx "Type=notify" "$UNIT" || fail "the unit is not Type=notify"
+grep -qx "KillMode=mixed" "$UNIT" || fail "the unit does not stop the node alone first"
+
+# unit_line KEY I: the unit's KEY= command line for node I, split into the
+# array CMD (its config path moved to node I's file). The unit's lines
+# carry no prefixes ('-', '@', ...) that this script would have to honour.
+unit_line() {
+	local line
+	line=$(sed -n "s/^$1=//p" "$UNIT")
+	[ -n "$line" ] || fail "the unit has no $1 line"
+	case $line in [-@:+!]*) fail "$1 has a prefix this test does not run: $line" ;; esac
+	line=${line//\/etc\/raftfs\/raftfs.ini/$T/etc$2/raftfs.ini}
+	read -r -a CMD <<<"$line"
+}
+
+# unit_env I: the VAR=value lines of the unit's EnvironmentFile (node I's
+# $T/etcI/default for /etc/default/raftfs; '-': it may be missing), as the
+# array ENVV.
+unit_env() {
+	local f
+	f=$(sed -n 's/^EnvironmentFile=-//p' "$UNIT")
+	[ "$f" = /etc/default/raftfs ] || fail "EnvironmentFile is not -/etc/default/raftfs"
+	ENVV=()
+	[ -f "$T/etc$1/default" ] || return 0
+	mapfile -t ENVV < <(grep -E '^[A-Z_]+=' "$T/etc$1/default")
+}
+
+# 2. The three files, written as README says (the same --peers everywhere).
+peers=""
+for i in $(seq 1 $N); do peers="$peers${peers:+,}$i=$(net_addr "$i"):$PORT"; done
+for i in $(seq 1 $N); do
+	mkdir -p "$T/etc$i"
+	"$P/bin/raftfs" config new --id "$i" --peers "$peers" --cluster "$CLUSTER" \
+		--data-dir "$T/data$i" --mount "$T/mnt$i" >"$T/etc$i/raftfs.ini" ||
+		fail "raftfs config new for node $i"
+done
+
+# start I: what systemd does for the unit: ExecStartPre, then ExecStart in
+# the node's own session with $NOTIFY_SOCKET; started once READY=1 came.
+start() {
+	local i=$1 sock=$T/notify$1.sock
+	unit_line ExecStartPre "$i"
+	net_run "$i" "${CMD[@]}" >>"$T/node$i.log" 2>&1 || fail "node $i: ExecStartPre failed"
+	if [ -z "${NOTIFY_PID[$i]:-}" ]; then
+		rm -f "$sock"
+		python3 "$(dirname "$0")/notify_recv.py" "$sock" "$T/notify$i" >"$T/notify$i.up" &
+		NOTIFY_PID[$i]=$!
+		wait_for 10 "node $i's notify socket" grep -qs ready "$T/notify$i.up"
+	fi
+	: >"$T/notify$i"
+	unit_line ExecStart "$i"
+	unit_env "$i"
+	env "${ENVV[@]}" NOTIFY_SOCKET="$sock" setsid nsenter --net="/run/netns/$(net_ns "$i")" \
+		"${CMD[@]}" </dev/null >>"$T/node$i.log" 2>&1 &
+	PID[$i]=$!
+	echo "${PID[$i]}" >"$T/pid.$i"
+	wait_for 60 "READY=1 from node $i" ready "$i"
+	[ "$(readlink "/proc/${PID[$i]}/exe")" = "$P/bin/raftfs" ] ||
+		fail "node $i: pid ${PID[$i]} is not the installed raftfs"
+	mounted "$i" || fail "node $i said READY=1 before it mounted"
+	[ "$(stat -c %i "$T/mnt$i")" = 1 ] || fail "node $i's mount does not answer"
+}
+
+# ready I: node I sent READY=1 (and is still running).
+ready() {
+	gone "${PID[$1]}" && fail "node $1 exited: $(tail -n 5 "$T/node$1.log")"
+	grep -q "READY=1" "$T/notify$1"
+}
+
+# stop I: what systemd does to stop the unit: SIGTERM to the node alone,
+# and up to TimeoutStopSec for it to exit. It must exit 0, unmounted, its
+# guard gone, having said STOPPING=1.
+stop() {
+	local i=$1 pid=${PID[$1]} guard rc timeout
+	timeout=$(sed -n 's/^TimeoutStopSec=//p' "$UNIT")
+	guard=$(pgrep -P "$pid" -x raftfs-guard) || fail "node $i has no guard process"
+	kill -TERM "$pid"
+	wait_for "$timeout" "node $i to exit after SIGTERM" gone "$pid"
+	wait "$pid"
+	rc=$?
+	PID[$i]=""
+	rm -f "$T/pid.$i"
+	[ $rc -eq 0 ] || fail "node $i exited $rc after SIGTERM"
+	grep -q "STOPPING=1" "$T/notify$i" || fail "node $i did not say STOPPING=1"
+	! mounted "$i" || fail "node $i exited but left $T/mnt$i mounted: $(grep " $T/mnt$i " /proc/self/mountinfo)"
+	wait_for 5 "node $i's guard to exit" gone "$guard"
+}
+
+# 3. Three machines started.
+net_create $N || fail "could not build the network"
+for i in $(seq 1 $N); do start "$i"; done
+[ -d "$T/data1" ] && [ "$(stat -c %a "$T/data1")" = 700 ] || fail "ExecStartPre made no data dir"
+
+# status_ok: every node healthy (a leader known, applying), asked from the
+# hub as an operator's machine would.
+status_ok() {
+	local a="" i
+	for i in $(seq 1 $N); do a="$a $(net_addr "$i"):$PORT"; done
+	# shellcheck disable=SC2086
+	net_run h "$P/bin/raftfs" status --timeout 2000 $a >"$T/status.out" 2>&1
+}
+wait_for 30 "every node healthy" status_ok
+
+# 4. Written on one machine, read on the others (close-to-open: open is
+# the sync point).
+M1=$T/mnt1 M2=$T/mnt2 M3=$T/mnt3
+mkdir "$M1/docs" || fail "mkdir on node 1's mount"
+for k in $(seq 1 20); do echo "note $k from node 1" >"$M1/docs/note$k" || fail "write note $k"; done
+head -c 2097152 /dev/urandom >"$T/big"
+cp "$T/big" "$M1/docs/big" || fail "cp of 2 MiB to node 1's mount"
+for m in "$M2" "$M3"; do
+	cmp "$T/big" "$m/docs/big" || fail "$m/docs/big differs"
+	[ "$(cat "$m/docs/note20")" = "note 20 from node 1" ] || fail "$m/docs/note20 wrong"
+	[ "$(ls "$m/docs" | wc -l)" = 21 ] || fail "$m/docs lists $(ls "$m/docs" | wc -l) names, not 21"
+done
+
+# 5. Node 2 stopped as the unit stops it; 1 and 3 keep accepting writes.
+stop 2
+for k in $(seq 1 10); do
+	timeout 20 bash -c "echo 'while 2 was down, $k' >'$M1/docs/down1.$k'" || fail "write on node 1 with node 2 down"
+	timeout 20 bash -c "echo 'while 2 was down, $k' >'$M3/docs/down3.$k'" || fail "write on node 3 with node 2 down"
+done
+timeout 20 mv "$M3/docs/note1" "$M3/docs/renamed" || fail "rename on node 3 with node 2 down"
+
+# 6. Started again, it catches up.
+start 2
+[ "$(cat "$M2/docs/down3.10")" = "while 2 was down, 10" ] || fail "node 2 did not catch up (down3.10)"
+[ "$(cat "$M2/docs/down1.10")" = "while 2 was down, 10" ] || fail "node 2 did not catch up (down1.10)"
+[ -e "$M2/docs/renamed" ] && [ ! -e "$M2/docs/note1" ] || fail "node 2 did not catch up (rename)"
+echo "written on 2 after its restart" >"$M2/docs/after" || fail "write on node 2 after its restart"
+[ "$(cat "$M1/docs/after")" = "written on 2 after its restart" ] || fail "node 1 misses docs/after"
+
+# 7. Node 3 killed (a crash): Restart=on-failure runs the same two lines;
+# the dead mount it left is detached by the node — also within the
+# kernel's attribute cache time of the last look at it (a stat of the dead
+# mount's root still succeeds then; the node used to mount on top of it).
+# Node 3's cache time is 10 s, given as the README says (/etc/default/raftfs).
+echo "RAFTFS_MOUNT_OPTS=timeout=10" >"$T/etc3/default"
+stop 3
+start 3
+stat "$M3" >/dev/null
+kill -9 "${PID[3]}"
+wait "${PID[3]}" 2>/dev/null || true # 137: killed, as intended
+PID[3]=""
+echo "written while 3 was dead" >"$M1/docs/dead3" || fail "write on node 1 with node 3 dead"
+start 3
+[ "$(grep -c " $M3 " /proc/self/mountinfo)" = 1 ] ||
+	fail "node 3 mounted on top of its dead mount: $(grep " $M3 " /proc/self/mountinfo)"
+[ "$(cat "$M3/docs/dead3")" = "written while 3 was dead" ] || fail "node 3 did not catch up after a crash"
+
+# 8. Healthy everywhere, mounts identical.
+wait_for 30 "every node healthy after the restarts" status_ok
+[ "$(grep -c "  healthy" "$T/status.out")" = $N ] || { cat "$T/status.out"; fail "status lines"; }
+"$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M3" >"$T/verify.out" 2>&1 ||
+	{ cat "$T/verify.out"; fail "the mounts differ"; }
+
+# 9. Every node stopped as the unit does it: nothing left mounted.
+for i in $(seq 1 $N); do stop "$i"; done
+grep -q " $T/" /proc/mounts && fail "mounts left under $T"
+echo "PASS"
+exit 0
+}
