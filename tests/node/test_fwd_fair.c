@@ -1,0 +1,289 @@
+/* test_fwd_fair.c — a leader at its unsaved bound (its disk slow) shares
+ * the room its saves free between its own proposals and those forwarded
+ * by a follower: neither side starves (consensus/README-node.md, "Bounded
+ * memory of a stalled leader"; session 7 review finding (b)).
+ *
+ * Three in-process nodes with the kv state machine over loopback TCP. The
+ * leader's disk takes SLOW_MS per save (RAFTFS_TEST_STALL's hold, renewed
+ * after every save) and its own proposer keeps four bounds' worth of puts
+ * pending, so its proposals are held at the bound all along. A follower
+ * then starts FOLLOWER_PUTS puts. Before the fix, every save's room went to
+ * the leader's held proposals the moment it was reaped, and a forwarded
+ * message, which only arrives later, always found the leader full and was
+ * dropped; the follower's runtime proposed it again a second later, to the
+ * same fate, until its puts timed out. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "kvsm.h"
+#include "node.h"
+#include "node_testlib.h"
+
+#define N_NODES 3
+#define BOUND (64u << 10)
+#define PUT_BYTES 4096
+#define OWN_WINDOW ((int)(4 * BOUND / PUT_BYTES)) /* the leader's own puts kept pending */
+#define FOLLOWER_PUTS 16
+#define SLOW_MS 40
+#define WAIT_MS 6000 /* for the follower's puts: six of its retry intervals */
+
+struct member {
+	node_config cfg;
+	kvsm *k;
+	node_sm sm;
+	node *n;
+};
+
+static struct member m[N_NODES];
+static char dir[] = "/tmp/fwd_fair.XXXXXX";
+static _Atomic bool stop_disk, stop_own;
+static atomic_int own_done, own_failed, fol_done, fol_failed;
+static atomic_int own_pending;
+static pthread_mutex_t own_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t own_cv = PTHREAD_COND_INITIALIZER;
+
+static void on_own(void *arg, int status, int64_t result, uint64_t index)
+{
+	(void)arg;
+	(void)result;
+	(void)index;
+	atomic_fetch_add(status == 0 ? &own_done : &own_failed, 1);
+	pthread_mutex_lock(&own_mu);
+	atomic_fetch_sub(&own_pending, 1);
+	pthread_cond_signal(&own_cv);
+	pthread_mutex_unlock(&own_mu);
+}
+
+static void on_follower(void *arg, int status, int64_t result, uint64_t index)
+{
+	(void)arg;
+	(void)result;
+	(void)index;
+	atomic_fetch_add(status == 0 ? &fol_done : &fol_failed, 1);
+}
+
+/* Asks node i (RAFTFS_TEST_STALL) to hold its persist thread for ms after
+ * its next save, unless such a request is still waiting: written aside and
+ * renamed in, so never read half. */
+static void slow_next_save(int i, unsigned ms)
+{
+	char tmp[4200], path[4200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/stall-once", m[i].cfg.data_dir);
+	if (access(path, F_OK) == 0)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s/stall-once.tmp", m[i].cfg.data_dir);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	fprintf(f, "%u\n", ms);
+	if (fclose(f) == 0)
+		rename(tmp, path);
+}
+
+/* The leader's slow disk: every save held SLOW_MS. */
+static void *disk_main(void *arg)
+{
+	int leader = *(int *)arg;
+
+	while (!atomic_load(&stop_disk)) {
+		slow_next_save(leader, SLOW_MS);
+		usleep(2000);
+	}
+	return NULL;
+}
+
+/* The leader's own proposer: OWN_WINDOW puts pending at all times. */
+static void *own_main(void *arg)
+{
+	static char payload[PUT_BYTES];
+	int leader = *(int *)arg;
+
+	memset(payload, 'o', sizeof(payload));
+	for (int i = 0; !atomic_load(&stop_own); i++) {
+		int len = snprintf(payload, 32, "own%d=", i);
+
+		payload[len] = 'o';
+		pthread_mutex_lock(&own_mu);
+		while (atomic_load(&own_pending) >= OWN_WINDOW && !atomic_load(&stop_own))
+			pthread_cond_wait(&own_cv, &own_mu);
+		atomic_fetch_add(&own_pending, 1);
+		pthread_mutex_unlock(&own_mu);
+		if (atomic_load(&stop_own) ||
+		    node_start(m[leader].n, payload, sizeof(payload), 60000, on_own, NULL, NULL,
+			       NULL) != 0) {
+			atomic_fetch_sub(&own_pending, 1);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static int setup(void **state)
+{
+	uint16_t port[N_NODES];
+	char err[256];
+
+	(void)state;
+	if (!mkdtemp(dir))
+		return -1;
+	setenv("RAFTFS_TEST_STALL", "1", 1);
+	for (int i = 0; i < N_NODES; i++) {
+		port[i] = test_free_port();
+		for (int j = 0; j < i; j++)
+			if (port[j] == port[i])
+				port[i] = test_free_port();
+		if (port[i] == 0)
+			return -1;
+	}
+	for (int i = 0; i < N_NODES; i++) {
+		node_config *c = &m[i].cfg;
+
+		test_one_node_config(c, "fwdfair", dir, port[i]);
+		c->id = (uint64_t)i + 1;
+		c->n_peers = N_NODES;
+		for (int j = 0; j < N_NODES; j++) {
+			c->peers[j].id = (uint64_t)j + 1;
+			snprintf(c->peers[j].host, sizeof(c->peers[j].host), "127.0.0.1");
+			c->peers[j].port = port[j];
+		}
+		snprintf(c->data_dir, sizeof(c->data_dir), "%s/n%d", dir, i + 1);
+		c->unsaved_bytes = BOUND;
+		c->snapshot_entries = 0;
+		c->proposal_timeout_ms = 60000;
+		if (kvsm_open(c->data_dir, &m[i].k, err, sizeof(err)) != 0) {
+			fprintf(stderr, "kvsm_open %s: %s\n", c->data_dir, err);
+			return -1;
+		}
+		kvsm_iface(m[i].k, &m[i].sm);
+		if (node_new(c, &m[i].sm, &m[i].n, err, sizeof(err)) != 0) {
+			fprintf(stderr, "node_new %d: %s\n", i + 1, err);
+			return -1;
+		}
+	}
+	for (int i = 0; i < N_NODES; i++)
+		if (node_launch(m[i].n) != 0)
+			return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[64];
+
+	(void)state;
+	for (int i = 0; i < N_NODES; i++) {
+		if (m[i].n) {
+			node_stop(m[i].n);
+			node_free(m[i].n);
+		}
+		if (m[i].k)
+			kvsm_close(m[i].k);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int find_leader(void)
+{
+	long long deadline = test_now_ms() + 20000;
+
+	while (test_now_ms() < deadline) {
+		for (int i = 0; i < N_NODES; i++) {
+			bool leads = false;
+
+			node_get_state(m[i].n, NULL, &leads);
+			if (leads)
+				return i;
+		}
+		test_nap();
+	}
+	return -1;
+}
+
+static void test_forwarded_not_starved(void **state)
+{
+	static char payload[1024];
+	pthread_t disk, own;
+	int leader, fol, own_before, own_during;
+	long long t0, took = -1;
+
+	(void)state;
+	leader = find_leader();
+	assert_true(leader >= 0);
+	fol = (leader + 1) % N_NODES;
+	assert_int_equal(pthread_create(&disk, NULL, disk_main, &leader), 0);
+	assert_int_equal(pthread_create(&own, NULL, own_main, &leader), 0);
+	/* The leader's own puts reach the bound and stay there. */
+	t0 = test_now_ms();
+	while (node_unsaved_max(m[leader].n) < BOUND && test_now_ms() - t0 < 20000)
+		test_nap();
+	assert_true(node_unsaved_max(m[leader].n) >= BOUND);
+
+	own_before = atomic_load(&own_done);
+	t0 = test_now_ms();
+	memset(payload, 'f', sizeof(payload));
+	for (int i = 0; i < FOLLOWER_PUTS; i++) {
+		int len = snprintf(payload, 32, "fol%d=", i);
+
+		payload[len] = 'f';
+		assert_int_equal(node_start(m[fol].n, payload, sizeof(payload), 60000, on_follower,
+					    NULL, NULL, NULL),
+				 0);
+	}
+	while (atomic_load(&fol_done) + atomic_load(&fol_failed) < FOLLOWER_PUTS &&
+	       test_now_ms() - t0 < WAIT_MS)
+		test_nap();
+	if (atomic_load(&fol_done) == FOLLOWER_PUTS)
+		took = test_now_ms() - t0;
+	own_during = atomic_load(&own_done) - own_before;
+	/* The leader was still held at its bound when the follower's puts
+	 * were done (or given up on): the contention lasted throughout. */
+	bool still_full = atomic_load(&own_pending) >= OWN_WINDOW / 2;
+
+	atomic_store(&stop_own, true);
+	pthread_mutex_lock(&own_mu);
+	pthread_cond_broadcast(&own_cv);
+	pthread_mutex_unlock(&own_mu);
+	pthread_join(own, NULL);
+	atomic_store(&stop_disk, true);
+	pthread_join(disk, NULL);
+
+	printf("follower (n%d): %d of %d puts applied in %lld ms; the leader's own (n%d): %d "
+	       "applied meanwhile, %d pending at the end; %llu entries refused by the leader's "
+	       "order\n",
+	       fol + 1, atomic_load(&fol_done), FOLLOWER_PUTS, took, leader + 1, own_during,
+	       atomic_load(&own_pending), (unsigned long long)node_refused(m[fol].n));
+	assert_true(still_full);
+	assert_int_equal(atomic_load(&fol_failed), 0);
+	assert_int_equal(atomic_load(&fol_done), FOLLOWER_PUTS);
+	/* Nor do the leader's own proposals starve behind the forwarded ones. */
+	assert_true(own_during > 0);
+
+	/* Once the disk is back everything pending completes. */
+	t0 = test_now_ms();
+	while (atomic_load(&own_pending) > 0 && test_now_ms() - t0 < 30000)
+		test_nap();
+	assert_int_equal(atomic_load(&own_pending), 0);
+	assert_int_equal(atomic_load(&own_failed), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_forwarded_not_starved, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
