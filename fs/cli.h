@@ -49,6 +49,10 @@ int cli_member_call(const char *via, int op, uint64_t id, const char *addr, int 
  * cluster of machines, or checks one (fs/cli_config.c). */
 int cli_config_main(int argc, char **argv);
 
+/* raftfs version: the transport protocol and store format versions of
+ * this build (fs/cli_version.c). */
+int cli_version_main(int argc, char **argv);
+
 /* True if argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

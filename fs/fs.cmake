@@ -32,6 +32,6 @@ if(TARGET raftfs_node)
   target_link_libraries(raftfs_mount PUBLIC raftfs_fs raftfs_node PkgConfig::FUSE3)
 
   add_executable(raftfs main.c cli_node.c cli_status.c cli_local.c cli_kv.c local_cluster.c
-    cli_verify.c tree_verify.c snap_cli.c cli_member.c cli_config.c)
+    cli_verify.c tree_verify.c snap_cli.c cli_member.c cli_config.c cli_version.c)
   target_link_libraries(raftfs PRIVATE raftfs_node raftfs_mount)
 endif()

@@ -12,6 +12,7 @@ static const char usage[] =
     "SYNOPSIS\n"
     "    raftfs node --config FILE [flags]     run one node in the foreground\n"
     "    raftfs config new|check ...           write or check a node's config file\n"
+    "    raftfs version                        protocol and store versions (upgrades)\n"
     "    raftfs status [--json] ADDR...        show the state of nodes\n"
     "    raftfs local create N DIR | up N DIR | down DIR | kill DIR ID |\n"
     "                 stop DIR ID |\n"
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
 	    {"node", cli_node_main}, {"status", cli_status_main}, {"local", cli_local_main},
 	    {"kv", cli_kv_main},     {"verify", cli_verify_main},
 	    {"snapshot", cli_snapshot_main}, {"member", cli_member_main},
-	    {"config", cli_config_main},
+	    {"config", cli_config_main}, {"version", cli_version_main},
 	};
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||

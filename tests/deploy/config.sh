@@ -135,6 +135,14 @@ sed "s|^mount = .*|mount = $T/file|" "$T/mk.ini" >"$T/mkbad.ini"
 [ $? -eq 1 ] && grep -q "mount point $T/file: Not a directory" "$T/out" ||
 	fail "--mkdir over a file: $(cat "$T/out")"
 
+# raftfs version names the versions an upgrade depends on, as the source
+# defines them.
+tv=$(sed -n 's/^#define TRANSPORT_VERSION \([0-9]*\)$/\1/p' "$SRC/consensus/transport.h")
+sv=$(sed -n 's/^#define STORE_FORMAT_VERSION \([0-9]*\)$/\1/p' "$SRC/store/store.h")
+[ -n "$tv" ] && [ -n "$sv" ] || fail "version defines not found in the source"
+[ "$("$R" version)" = "transport protocol $tv
+store format $sv" ] || fail "raftfs version said '$("$R" version)', want protocol $tv, store $sv"
+
 [ $failed -eq 0 ] && echo "PASS"
 exit $failed
 }
