@@ -536,6 +536,14 @@ static bool lazy(struct fs_node *f, const Fspb__Command *c, size_t len)
 		return false;
 	if (c->behind)
 		return true;
+	/* Nobody waits for these either: orphan Releases (fs_release.c) and
+	 * the returner's Returns (which flushes them when a recaller waits).
+	 * Eager, each started everything held: during an unlink stream the
+	 * Releases of the unlinks applied so far cut the held unlinks into
+	 * one entry each. */
+	if (c->op_case == FSPB__COMMAND__OP_RELEASE ||
+	    (c->op_case == FSPB__COMMAND__OP_DELEG && c->deleg->op == FSPB__DELEG__OP__RETURN))
+		return true;
 	return c->op_case == FSPB__COMMAND__OP_WRITE && len < PLUG_LAZY_WRITE;
 }
 

@@ -401,6 +401,11 @@ static void *returner(void *arg)
 					"raftfs: return of directory %016llx could not be proposed\n",
 					(unsigned long long)dirs[i]);
 		pthread_mutex_unlock(&b->order);
+		/* Returns are held like write-behind commands (fs_node.c's
+		 * lazy), so the n above share entries (FS_PLUG_BATCH_MAX a
+		 * piece) instead of one each; a recaller waits for them: out
+		 * now, not after the plug's linger. */
+		fs_node_flush(b->fs->fsn);
 	}
 }
 
