@@ -10,8 +10,9 @@
 # mixed) exits 0 with its mount and its guard gone while the others keep
 # accepting writes; started again, it catches up; a node killed with
 # SIGKILL is started again as Restart=on-failure would (its dead mount
-# detached); at the end `raftfs status` calls every node healthy and
-# `raftfs verify` finds the mounts identical. systemd-analyze verify (when
+# detached); `raftfs status` calls every node healthy and `raftfs verify`
+# finds the mounts identical; a dead machine is replaced by a new one
+# (raftfs member remove, config new --join, start, raftfs member add). systemd-analyze verify (when
 # installed) must have nothing to say about the unit.
 #   cluster.sh CMAKE_COMMAND BUILD_DIR
 {
@@ -24,6 +25,7 @@ BUILD=${2:?usage: $0 CMAKE_COMMAND BUILD_DIR}
 net_available || { echo "SKIP: cannot create network namespaces here"; exit 77; }
 
 N=3
+NODES="1 2 3" # the members now (machine 4 replaces 3 later)
 PORT=7001
 CLUSTER=deploy$$
 T=$(mktemp -d /tmp/raftfs-deploy.XXXXXX)
@@ -69,7 +71,7 @@ cleanup() {
 	local rc=$? i f
 	set +e
 	trap - ERR
-	for i in $(seq 1 $N); do
+	for i in "${!PID[@]}"; do
 		[ -n "${PID[$i]:-}" ] || continue
 		kill -TERM "${PID[$i]}" 2>/dev/null
 		for _ in $(seq 1 200); do gone "${PID[$i]}" && break; sleep 0.1; done
@@ -209,7 +211,7 @@ stop() {
 }
 
 # 3. Three machines started.
-net_create $N || fail "could not build the network"
+net_create $((N + 1)) || fail "could not build the network"
 for i in $(seq 1 $N); do start "$i"; done
 [ -d "$T/data1" ] && [ "$(stat -c %a "$T/data1")" = 700 ] || fail "ExecStartPre made no data dir"
 
@@ -217,7 +219,7 @@ for i in $(seq 1 $N); do start "$i"; done
 # hub as an operator's machine would.
 status_ok() {
 	local a="" i
-	for i in $(seq 1 $N); do a="$a $(net_addr "$i"):$PORT"; done
+	for i in $NODES; do a="$a $(net_addr "$i"):$PORT"; done
 	# shellcheck disable=SC2086
 	net_run h "$P/bin/raftfs" status --timeout 2000 $a >"$T/status.out" 2>&1
 }
@@ -276,8 +278,34 @@ wait_for 30 "every node healthy after the restarts" status_ok
 "$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M3" >"$T/verify.out" 2>&1 ||
 	{ cat "$T/verify.out"; fail "the mounts differ"; }
 
-# 9. Every node stopped as the unit does it: nothing left mounted.
-for i in $(seq 1 $N); do stop "$i"; done
+# 9. Machine 3 dies for good (its disk with it); machine 4 replaces it as
+# README says: the dead member removed, the new one configured with the
+# members now and itself (--join), started, added; it catches up.
+kill -9 "${PID[3]}"
+wait "${PID[3]}" 2>/dev/null || true # 137: killed, as intended
+PID[3]=""
+umount -l "$M3" # gone with its machine
+rm -rf "$T/data3"
+net_run h "$P/bin/raftfs" member remove 3 --via "$(net_addr 1):$PORT" >"$T/member.out" 2>&1 ||
+	{ cat "$T/member.out"; fail "raftfs member remove 3"; }
+NODES="1 2 4"
+mkdir -p "$T/etc4"
+"$P/bin/raftfs" config new --id 4 --join --cluster "$CLUSTER" --data-dir "$T/data4" \
+	--mount "$T/mnt4" --peers "1=$(net_addr 1):$PORT,2=$(net_addr 2):$PORT,4=$(net_addr 4):$PORT" \
+	>"$T/etc4/raftfs.ini" || fail "raftfs config new for node 4"
+start 4
+net_run h "$P/bin/raftfs" member add 4 "$(net_addr 4):$PORT" --via "$(net_addr 2):$PORT" \
+	>"$T/member.out" 2>&1 || { cat "$T/member.out"; fail "raftfs member add 4"; }
+M4=$T/mnt4
+cmp "$T/big" "$M4/docs/big" || fail "node 4 did not catch up (docs/big)"
+echo "written on the new machine" >"$M4/docs/new4" || fail "write on node 4"
+[ "$(cat "$M1/docs/new4")" = "written on the new machine" ] || fail "node 1 misses docs/new4"
+wait_for 30 "nodes 1, 2, 4 healthy" status_ok
+"$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M4" >"$T/verify.out" 2>&1 ||
+	{ cat "$T/verify.out"; fail "the mounts differ after the replacement"; }
+
+# 10. Every node stopped as the unit does it: nothing left mounted.
+for i in $NODES; do stop "$i"; done
 grep -q " $T/" /proc/mounts && fail "mounts left under $T"
 echo "PASS"
 exit 0
