@@ -11,8 +11,10 @@
 # accepting writes; started again, it catches up; a node killed with
 # SIGKILL is started again as Restart=on-failure would (its dead mount
 # detached); `raftfs status` calls every node healthy and `raftfs verify`
-# finds the mounts identical; a dead machine is replaced by a new one
-# (raftfs member remove, config new --join, start, raftfs member add). systemd-analyze verify (when
+# finds the mounts identical; a node whose machine lost power comes back
+# unhealthy and is rebuilt under its id (stop, raftfs member remove, data
+# emptied, config new --join, start, raftfs member add); a dead machine is
+# replaced by a new one the same way under a new id. systemd-analyze verify (when
 # installed) must have nothing to say about the unit.
 #   cluster.sh CMAKE_COMMAND BUILD_DIR
 {
@@ -278,7 +280,39 @@ wait_for 30 "every node healthy after the restarts" status_ok
 "$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M3" >"$T/verify.out" 2>&1 ||
 	{ cat "$T/verify.out"; fail "the mounts differ"; }
 
-# 9. Machine 3 dies for good (its disk with it); machine 4 replaces it as
+# 9. Machine 2 loses power (simulated: the node killed, then its data
+# directory's boot id made another boot's, as a reboot does; nothing was
+# synced, so its tree cannot be trusted). It comes back unhealthy, and is
+# rebuilt as README says: stopped, removed, its data directory emptied,
+# configured with join = true, started, added again under its id.
+kill -9 "${PID[2]}"
+wait "${PID[2]}" 2>/dev/null || true # 137: killed, as intended
+PID[2]=""
+[ -s "$T/data2/sm/boot" ] || fail "no boot id in $T/data2/sm/boot"
+cat /proc/sys/kernel/random/uuid >"$T/data2/sm/boot"
+echo "written while 2 was off" >"$M1/docs/off2" || fail "write on node 1 with node 2 off"
+start 2
+# status_of I: node I's raftfs status (exit status and output in $T/st.out).
+status_of() { net_run h "$P/bin/raftfs" status "$(net_addr "$1"):$PORT" >"$T/st.out" 2>&1; }
+unclean() { ! status_of 2 && grep -q "UNHEALTHY: stopped applying: .*Structure needs cleaning" "$T/st.out"; }
+wait_for 30 "node 2 to say it stopped applying after the power loss" unclean
+grep -q "the machine restarted (boot id changed)" "$T/node2.log" ||
+	fail "node 2's log does not say why it stopped applying"
+stop 2
+net_run h "$P/bin/raftfs" member remove 2 --via "$(net_addr 1):$PORT" >"$T/member.out" 2>&1 ||
+	{ cat "$T/member.out"; fail "raftfs member remove 2"; }
+rm -rf "$T/data2"
+"$P/bin/raftfs" config new --id 2 --join --cluster "$CLUSTER" --data-dir "$T/data2" \
+	--mount "$T/mnt2" --peers "$peers" >"$T/etc2/raftfs.ini" || fail "raftfs config new --join for node 2"
+start 2
+net_run h "$P/bin/raftfs" member add 2 "$(net_addr 2):$PORT" --via "$(net_addr 1):$PORT" \
+	>"$T/member.out" 2>&1 || { cat "$T/member.out"; fail "raftfs member add 2"; }
+wait_for 30 "node 2 healthy after its rebuild" status_of 2
+[ "$(cat "$M2/docs/off2")" = "written while 2 was off" ] || fail "node 2 rebuilt without docs/off2"
+"$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M3" >"$T/verify.out" 2>&1 ||
+	{ cat "$T/verify.out"; fail "the mounts differ after node 2's rebuild"; }
+
+# 10. Machine 3 dies for good (its disk with it); machine 4 replaces it as
 # README says: the dead member removed, the new one configured with the
 # members now and itself (--join), started, added; it catches up.
 kill -9 "${PID[3]}"
@@ -304,7 +338,7 @@ wait_for 30 "nodes 1, 2, 4 healthy" status_ok
 "$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M4" >"$T/verify.out" 2>&1 ||
 	{ cat "$T/verify.out"; fail "the mounts differ after the replacement"; }
 
-# 10. Every node stopped as the unit does it: nothing left mounted.
+# 11. Every node stopped as the unit does it: nothing left mounted.
 for i in $NODES; do stop "$i"; done
 grep -q " $T/" /proc/mounts && fail "mounts left under $T"
 echo "PASS"
