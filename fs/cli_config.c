@@ -300,6 +300,12 @@ static int cmd_check(int argc, char **argv)
 		       cfg.peers[i].port);
 	printf("  data %s, mount %s, close %s%s\n", cfg.data_dir, cfg.mount[0] ? cfg.mount : "(none)",
 	       cfg.close_behind ? "behind" : "commit", cfg.join ? ", joining" : "");
+	/* raftfs node's default is the test state machine: a hand-written
+	 * file that forgot the line starts a node that never mounts. */
+	if (cfg.mount[0] && strcmp(cfg.state_machine, "fs"))
+		fprintf(stderr, "raftfs config check: %s: warning: mount = %s is ignored: "
+				"state_machine is %s (want state_machine = fs)\n",
+			file, cfg.mount, cfg.state_machine);
 	if (!mk)
 		return 0;
 	rc = make_dirs(cfg.data_dir, 0700);

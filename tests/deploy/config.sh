@@ -135,6 +135,13 @@ sed "s|^mount = .*|mount = $T/file|" "$T/mk.ini" >"$T/mkbad.ini"
 [ $? -eq 1 ] && grep -q "mount point $T/file: Not a directory" "$T/out" ||
 	fail "--mkdir over a file: $(cat "$T/out")"
 
+# A hand-written file that forgot state_machine = fs (the node's default
+# is the kv test machine) mounts nothing: check warns, naming the key.
+grep -v '^state_machine' "$T/base.ini" >"$T/kv.ini"
+"$R" config check "$T/kv.ini" >/dev/null 2>"$T/err" || fail "a kv config did not check"
+grep -q "warning: mount = $T/mnt is ignored: state_machine is kv" "$T/err" ||
+	fail "no warning for a mount without state_machine = fs: $(cat "$T/err")"
+
 # raftfs version names the versions an upgrade depends on, as the source
 # defines them.
 tv=$(sed -n 's/^#define TRANSPORT_VERSION \([0-9]*\)$/\1/p' "$SRC/consensus/transport.h")
