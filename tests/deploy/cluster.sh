@@ -169,7 +169,7 @@ start() {
 	net_run "$i" "${CMD[@]}" >>"$T/node$i.log" 2>&1 || fail "node $i: ExecStartPre failed"
 	if [ -z "${NOTIFY_PID[$i]:-}" ]; then
 		rm -f "$sock"
-		python3 "$(dirname "$0")/notify_recv.py" "$sock" "$T/notify$i" >"$T/notify$i.up" &
+		python3 "$(dirname "$0")/notify_recv.py" "$sock" "$T/notify$i" $$ >"$T/notify$i.up" &
 		NOTIFY_PID[$i]=$!
 		wait_for 10 "node $i's notify socket" grep -qs ready "$T/notify$i.up"
 	fi
