@@ -285,6 +285,47 @@ wait_for 30 "every node healthy after the restarts" status_ok
 "$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M3" >"$T/verify.out" 2>&1 ||
 	{ cat "$T/verify.out"; fail "the mounts differ"; }
 
+# 8b. A rolling restart (an upgrade between builds of one protocol, README
+# section 9): the two machines other than a writer's restarted one after
+# the other, the leader among them, each once all are healthy. The writer
+# appends lines with dd (which checks close) the whole time: none may fail.
+leader=""
+for i in $NODES; do
+	net_run h "$P/bin/raftfs" status --json "$(net_addr "$i"):$PORT" 2>/dev/null |
+		grep -q '"role":"leader"' && leader=$i
+done
+[ -n "$leader" ] || fail "no leader among $NODES"
+w=$((leader % N + 1)) # a node that does not lead: it writes
+: >"$T/acked"
+(
+	k=0
+	while [ ! -e "$T/stop-writer" ] && kill -0 $$ 2>/dev/null; do
+		k=$((k + 1))
+		echo "line $k" | dd of="$T/mnt$w/docs/log" oflag=append conv=notrunc status=none ||
+			{ echo "write $k failed" >>"$T/writer.err"; break; }
+		echo "line $k" >>"$T/acked"
+		date +%s%N >>"$T/acked.times"
+	done
+) &
+writer=$!
+acked_over() { [ "$(wc -l <"$T/acked")" -gt "$1" ]; }
+for i in $NODES; do
+	[ "$i" != "$w" ] || continue
+	n0=$(wc -l <"$T/acked")
+	stop "$i"
+	start "$i"
+	wait_for 30 "every node healthy after restarting node $i" status_ok
+	wait_for 30 "the writer going on after node $i's restart" acked_over $((n0 + 20))
+done
+touch "$T/stop-writer"
+wait "$writer"
+[ ! -s "$T/writer.err" ] || fail "the writer on node $w failed during the rolling restart: $(cat "$T/writer.err")"
+awk 'NR > 1 && $1 - p > m { m = $1 - p } { p = $1 } END {
+	printf "rolling restart: %d appends on node '"$w"', the longest wait between two %.0f ms\n", NR, m / 1e6 }' "$T/acked.times"
+for i in $NODES; do
+	cmp -s "$T/acked" "$T/mnt$i/docs/log" || fail "node $i's docs/log is not the $(wc -l <"$T/acked") lines written"
+done
+
 # 9. Machine 2 loses power (simulated: the node killed, then its data
 # directory's boot id made another boot's, as a reboot does; nothing was
 # synced, so its tree cannot be trusted). It comes back unhealthy, and is
