@@ -15,6 +15,7 @@
 #include "kvsm.h"
 #include "node.h"
 #include "runtime_log.h"
+#include "svc_notify.h"
 
 static const char usage[] =
 	"NAME\n"
@@ -68,7 +69,10 @@ static const char usage[] =
 	"    snapshot_bytes, snapshot_trailing, snapshot_amortize (a snapshot due\n"
 	"    by entries waits until the log holds 1/N of the last image; 8),\n"
 	"    unsaved_bytes, unsaved_entries (a leader's entries not yet on its own\n"
-	"    disk: beyond, proposals wait; 64 MiB, 65536; 0: no bound);\n"
+	"    disk: beyond, proposals wait; 64 MiB, 65536; 0: no bound),\n"
+	"    admit_bytes, admit_entry_bytes (a leader lets entries of 64 KiB or more\n"
+	"    into its log only while those uncommitted are under 4 MiB; the rest\n"
+	"    wait per node, smaller ones pass: 0 turns it off);\n"
 	"    [transport] max_frame_bytes, send_queue_bytes. Unknown keys and bad\n"
 	"    values are errors naming the file, line and key.\n"
 	"    [node] join = true: the node joins a running cluster. Its [peers] list\n"
@@ -240,6 +244,7 @@ int cli_node_main(int argc, char **argv)
 		kvsm_close(kv);
 		return 1;
 	}
+	svc_notify("READY=1"); /* systemd's Type=notify (packaging/raftfs.service) */
 	for (;;) {
 		int sig = sigtimedwait(&sigs, NULL, &poll_ts);
 
@@ -253,6 +258,7 @@ int cli_node_main(int argc, char **argv)
 			break;
 		}
 	}
+	svc_notify("STOPPING=1");
 	node_stop(n);
 	node_free(n);
 	kvsm_close(kv);

@@ -212,8 +212,28 @@ stop() {
 	wait_for 5 "node $i's guard to exit" gone "$guard"
 }
 
-# 3. Three machines started.
 net_create $((N + 1)) || fail "could not build the network"
+
+# 2b. The test state machine (no mount) speaks the notify protocol too:
+# machine 4, unused until step 10, runs one alone for a moment.
+"$P/bin/raftfs" config new --id 4 --peers "4=$(net_addr 4):$PORT" --data-dir "$T/kv4" \
+	--mount "" >"$T/kv4.ini" || fail "raftfs config new for the kv node"
+sed -i 's/^state_machine = fs$/state_machine = kv/' "$T/kv4.ini"
+python3 "$(dirname "$0")/notify_recv.py" "$T/kv4.sock" "$T/notify-kv" $$ >"$T/kv4.up" &
+NOTIFY_PID[kv]=$!
+wait_for 10 "the kv node's notify socket" grep -qs ready "$T/kv4.up"
+NOTIFY_SOCKET=$T/kv4.sock setsid nsenter --net="/run/netns/$(net_ns 4)" "$P/bin/raftfs" node \
+	--config "$T/kv4.ini" </dev/null >>"$T/node-kv.log" 2>&1 &
+PID[kv]=$!
+echo "${PID[kv]}" >"$T/pid.kv"
+wait_for 30 "READY=1 from the kv node" grep -q READY=1 "$T/notify-kv"
+kill -TERM "${PID[kv]}"
+wait "${PID[kv]}" || fail "the kv node exited $? after SIGTERM"
+PID[kv]=""
+rm -f "$T/pid.kv"
+grep -q STOPPING=1 "$T/notify-kv" || fail "the kv node did not say STOPPING=1"
+
+# 3. Three machines started.
 for i in $(seq 1 $N); do start "$i"; done
 [ -d "$T/data1" ] && [ "$(stat -c %a "$T/data1")" = 700 ] || fail "ExecStartPre made no data dir"
 
