@@ -44,6 +44,8 @@ static const key_def keys[] = {
     {"raft", "snapshot_trailing", K_U64, F(snapshot_trailing), 0, UINT64_MAX},
     {"raft", "unsaved_bytes", K_U64, F(unsaved_bytes), 0, UINT64_MAX},
     {"raft", "unsaved_entries", K_U64, F(unsaved_entries), 0, UINT64_MAX},
+    {"raft", "admit_bytes", K_U64, F(admit_bytes), 0, UINT64_MAX},
+    {"raft", "admit_entry_bytes", K_U64, F(admit_entry_bytes), 1, UINT64_MAX},
     {"transport", "max_frame_bytes", K_SIZE, F(max_frame_bytes), 4096, 1ull << 31},
     {"transport", "send_queue_bytes", K_SIZE, F(send_queue_bytes), 4096, 1ull << 34},
     {"log", "topics", K_STR, F(log_topics), 0, 0},
@@ -83,6 +85,11 @@ void config_defaults(node_config *cfg)
 	cfg->apply_queue_bytes = 256ull << 20;
 	cfg->unsaved_bytes = 64ull << 20;
 	cfg->unsaved_entries = 65536;
+	/* RAFTFS_ADMIT_KIB sets admit_bytes for every node `raftfs local up`
+	 * configures (0: off; before/after in one build). */
+	const char *ak = getenv("RAFTFS_ADMIT_KIB");
+	cfg->admit_bytes = ak ? strtoull(ak, NULL, 10) << 10 : 4ull << 20;
+	cfg->admit_entry_bytes = 64 << 10;
 	/* So a test run (or a whole suite) can choose it for every node that
 	 * `raftfs local up` configures; the file's key still wins. */
 	const char *wb = getenv("RAFTFS_WRITE_BEHIND");

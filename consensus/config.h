@@ -10,7 +10,8 @@
  *             membership changes, the node takes its peers from there)
  *   [raft]    tick_ms, election_ticks, heartbeat_ticks, max_msg_bytes,
  *             max_inflight, pre_vote, check_quorum, lease_reads, snapshot_entries,
- *             snapshot_bytes, snapshot_trailing
+ *             snapshot_bytes, snapshot_trailing, unsaved_bytes, unsaved_entries,
+ *             admit_bytes, admit_entry_bytes
  *   [transport] max_frame_bytes, send_queue_bytes
  *   [fs]      write_behind, close
  *   [log]     topics (comma-separated, or "all")
@@ -87,6 +88,12 @@ typedef struct node_config {
 	 * saves catch up, so a stalled disk cannot fill its memory (node.c,
 	 * consensus/README-node.md; 0: unbounded). */
 	uint64_t unsaved_bytes, unsaved_entries;
+	/* A leader admits entries of admit_entry_bytes or more into its log
+	 * only while those it holds uncommitted are under admit_bytes; the
+	 * rest wait per client, released round robin as entries commit, and
+	 * smaller ones pass at once (consensus/node_admit.h). 0: off. Default
+	 * 4 MiB, or the environment's RAFTFS_ADMIT_KIB at config_defaults. */
+	uint64_t admit_bytes, admit_entry_bytes;
 
 	/* The mount answers changes of directories delegated to this node
 	 * before they apply (fs/fuse_behind.h). Default: on, or the

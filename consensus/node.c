@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "blob.h"
+#include "node_admit.h"
 #include "node_internal.h"
 #include "node_members.h"
 #include "raft.h"
@@ -235,6 +236,146 @@ static bool unsaved_full(const node *n)
 		(c->unsaved_entries && n->unsaved_ents + n->new_ents >= c->unsaved_entries));
 }
 
+/* ---- admission of big proposals (node_admit.h, README-node.md) ---- */
+
+/* Held proposals of all senders together, at most: the sum of four mounts'
+ * windows (fs/fuse_write.c, 64 MiB each). Beyond, a forwarded proposal is
+ * dropped and its sender proposes it again after retry_ms. */
+#define ADMIT_HELD_MAX (256ull << 20)
+
+/* Loop thread: the admission of this node's leadership, or NULL when it
+ * does not lead or admission is off. What an earlier term held and
+ * counted is forgotten (its log may have been cut; senders retry). */
+static node_admit *admission(node *n)
+{
+	if (!node_admit_on(n->adm) || !raft_is_leader(n->r))
+		return NULL;
+	if (node_admit_term(n->adm) != raft_term(n->r))
+		node_admit_reset(n->adm, raft_term(n->r));
+	return n->adm;
+}
+
+/* The client and seq of an entry to offer; false for one that keeps no
+ * order (no envelope, a membership change): it passes. */
+static bool admit_key(const raft_entry *e, envelope *env)
+{
+	const uint8_t *cmd;
+	size_t cmd_len;
+
+	return e->type == RAFT_ENTRY_NORMAL &&
+	       envelope_decode(e->data, e->len, env, &cmd, &cmd_len) == 0;
+}
+
+/* node_admit_propose_fn: a held proposal, released, goes into the log. */
+static uint64_t admit_propose(void *arg, uint64_t client, uint64_t seq, const uint8_t *data,
+			      size_t len)
+{
+	node *n = arg;
+	uint64_t index;
+
+	if (raft_propose(n->r, data, len, &index, NULL) < 0 || !index)
+		return 0;
+	unsaved_add(n, len, 1);
+	RLOG(RLOG_CLNT, "admitted seq %llu of %016llx (%zu bytes) at %llu",
+	     (unsigned long long)seq, (unsigned long long)client, len, (unsigned long long)index);
+	return index;
+}
+
+/* Loop thread: proposals forwarded to this leader, offered one by one
+ * (those that pass go into the log in order, the others are held or
+ * dropped). False when the message may go to the core whole: this node
+ * does not admit, or nothing is held and no entry is big. */
+static bool admit_forwarded(node *n, const raft_msg *m)
+{
+	node_admit *a = admission(n);
+	bool whole = true;
+	envelope env;
+
+	if (!a)
+		return false;
+	for (size_t i = 0; i < m->n_entries && whole; i++)
+		whole = m->entries[i].len < n->cfg->admit_entry_bytes;
+	if (whole && !node_admit_holding(a))
+		return false;
+	for (size_t i = 0; i < m->n_entries; i++) {
+		const raft_entry *e = &m->entries[i];
+		raft_msg one = *m;
+		raft_status st;
+
+		if (admit_key(e, &env) &&
+		    node_admit_offer(a, env.client, env.seq, e->data, e->len) != NODE_ADMIT_PASS)
+			continue;
+		one.entries = (raft_entry *)e;
+		one.n_entries = 1;
+		if (raft_step(n->r, &one) < 0 || !raft_is_leader(n->r))
+			continue;
+		unsaved_add(n, e->len, 1);
+		if (e->len >= n->cfg->admit_entry_bytes) {
+			raft_get_status(n->r, &st);
+			node_admit_placed(a, st.last_index, e->len);
+		}
+	}
+	return true;
+}
+
+/* The index up to which big entries stop counting: committed, and saved
+ * by every voter that keeps up (recently active, replicating) — not only
+ * by a quorum: a small command waits also for its own node's save of
+ * what came before it, and its node may be the slower follower. A voter
+ * that is down or catching up (probe, snapshot) does not hold admission
+ * back. */
+static uint64_t admit_done(const raft_status *st)
+{
+	uint64_t done = st->commit;
+
+	for (size_t i = 0; i < st->n_peers; i++) {
+		const raft_peer_status *p = &st->peers[i];
+
+		if (p->id != st->id && !p->learner && p->recent_active &&
+		    p->state == RAFT_PROGRESS_REPLICATE && p->match < done)
+			done = p->match;
+	}
+	return done;
+}
+
+/* Loop thread, each Ready: big entries committed since make room for held
+ * proposals, released round robin among senders. A node that no longer
+ * leads forgets them (their senders propose them again to the new
+ * leader). */
+static void admit_release(node *n)
+{
+	raft_status st;
+
+	if (!node_admit_busy(n->adm))
+		return;
+	if (!admission(n)) {
+		node_admit_reset(n->adm, 0);
+		return;
+	}
+	if (unsaved_full(n))
+		return;
+	raft_get_status(n->r, &st);
+	node_admit_release(n->adm, admit_done(&st), admit_propose, n);
+}
+
+/* At stop, if this node ever held a proposal: what admission did. */
+static void admit_report(node *n)
+{
+	node_admit_stats st;
+
+	node_admit_get_stats(n->adm, &st);
+	if (st.n_held)
+		rlog_write(RLOG_INFO,
+			   "admission: %llu proposals held (at most %.1f MiB at once), %llu "
+			   "released, %llu resends of held ones dropped, %llu over the cap, %llu "
+			   "forgotten with a leadership; at most %.1f MiB of big entries "
+			   "uncommitted",
+			   (unsigned long long)st.n_held, st.held_bytes_max / 1048576.0,
+			   (unsigned long long)st.n_released, (unsigned long long)st.n_dup,
+			   (unsigned long long)st.n_full, (unsigned long long)st.n_forgotten,
+			   st.uncommitted_max / 1048576.0);
+}
+
 /* Hands p to the core (loop thread, mu held). Each try carries the
  * current lowest pending seq: one that failed meanwhile (timed out) is
  * then no longer a predecessor the entry waits for (dedup_check_ordered),
@@ -242,6 +383,8 @@ static bool unsaved_full(const node *n)
 static void try_propose(node *n, proposal *p, uint64_t now)
 {
 	envelope env = {n->client_id, p->seq, n->pend_head->seq};
+	node_admit *a;
+	uint64_t index;
 	int rc;
 
 	envelope_encode(&env, p->data);
@@ -257,9 +400,17 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 			n->held_seq = p->seq;
 		return;
 	}
-	rc = raft_propose(n->r, p->data, p->len, NULL, NULL);
-	if (rc == 0 && raft_is_leader(n->r))
+	/* A big one waits for room in this leader's log (admit_release
+	 * proposes it), and so does every later one while one waits. */
+	a = admission(n);
+	if (a && node_admit_offer(a, n->client_id, p->seq, p->data, p->len) != NODE_ADMIT_PASS)
+		return;
+	rc = raft_propose(n->r, p->data, p->len, &index, NULL);
+	if (rc == 0 && raft_is_leader(n->r)) {
 		unsaved_add(n, p->len, 1);
+		if (a)
+			node_admit_placed(a, index, p->len);
+	}
 	if (rc == 0) {
 		p->proposed = true;
 		RLOG(RLOG_CLNT, "proposed seq %llu (%zu bytes)", (unsigned long long)p->seq,
@@ -969,6 +1120,8 @@ static void persist_wake(void *arg)
  * entries as unsaved from now on. */
 static void step_forwarded(node *n, const raft_msg *m)
 {
+	if (admit_forwarded(n, m))
+		return; /* offered one by one: big ones wait for room */
 	raft_step(n->r, m);
 	if (raft_is_leader(n->r))
 		for (size_t i = 0; i < m->n_entries; i++)
@@ -1113,6 +1266,7 @@ static void handle_ready(node *n)
 
 	reap_saves(n);
 	propose_held(n);
+	admit_release(n);
 	while (!atomic_load(&n->fault) && (apply_backpressure(n), raft_has_ready(n->r))) {
 		uint64_t unreachable[CONFIG_MAX_PEERS];
 		size_t n_unreachable = 0;
@@ -1809,6 +1963,13 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	if (n->retry_ms < 1000)
 		n->retry_ms = 1000;
 	atomic_store(&n->applied, sm->applied_index(sm->ctx));
+	rc = node_admit_new(&(node_admit_limits){cfg->admit_bytes, cfg->admit_entry_bytes,
+						 ADMIT_HELD_MAX},
+			    &n->adm);
+	if (rc < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 
 	snprintf(dir, sizeof(dir), "%s/raft", cfg->data_dir);
 	rc = store_open(dir, &n->st, err, errlen);
@@ -1916,6 +2077,7 @@ fail:
 	if (n->st)
 		store_close(n->st);
 	node_members_free(n);
+	node_admit_free(n->adm);
 	pthread_mutex_destroy(&n->mu);
 	pthread_mutex_destroy(&n->amu);
 	pthread_cond_destroy(&n->acv);
@@ -1982,6 +2144,7 @@ void node_stop(node *n)
 	pthread_mutex_unlock(&n->amu);
 	pthread_join(n->apply_thread, NULL);
 	n->stopped = true;
+	admit_report(n);
 	node_stages_print(&n->stages, n->cfg->id);
 	if (n->stages.on)
 		rlog_write(RLOG_INFO,
@@ -2019,6 +2182,7 @@ void node_free(node *n)
 	node_persist_free(n->pq);
 	store_close(n->st);
 	node_members_free(n);
+	node_admit_free(n->adm);
 	pthread_mutex_destroy(&n->mu);
 	pthread_mutex_destroy(&n->amu);
 	pthread_cond_destroy(&n->acv);

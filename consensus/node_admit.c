@@ -112,6 +112,11 @@ bool node_admit_busy(const node_admit *a)
 	return a->turn || a->pl_n;
 }
 
+bool node_admit_holding(const node_admit *a)
+{
+	return a->turn != NULL;
+}
+
 void node_admit_get_stats(const node_admit *a, node_admit_stats *st)
 {
 	*st = a->st;
@@ -122,10 +127,13 @@ static bool is_big(const node_admit *a, size_t len)
 	return len >= a->lim.big;
 }
 
-/* Whether a big entry of len bytes fits under the bound now. */
-static bool room(const node_admit *a, size_t len)
+/* Whether a big entry may go in now: while the big bytes uncommitted are
+ * under the bound (they exceed it by less than one entry). Its own size
+ * does not matter, so a big entry never waits longer than a smaller one
+ * that came later. */
+static bool room(const node_admit *a)
 {
-	return a->st.uncommitted == 0 || a->st.uncommitted + len <= a->lim.bound;
+	return a->st.uncommitted < a->lim.bound;
 }
 
 static struct queue *queue_find(const node_admit *a, uint64_t client)
@@ -241,7 +249,7 @@ enum node_admit_verdict node_admit_offer(node_admit *a, uint64_t client, uint64_
 		return NODE_ADMIT_PASS;
 	/* A big one waits for its turn when others already wait (they
 	 * came first), and for room under the bound. */
-	if (!a->turn && room(a, len))
+	if (!a->turn && room(a))
 		return NODE_ADMIT_PASS;
 	return hold(a, client ? NULL : queue_find(a, 0), client, seq, data, len);
 }
@@ -270,10 +278,10 @@ void node_admit_placed(node_admit *a, uint64_t index, size_t len)
 		a->st.uncommitted_max = a->st.uncommitted;
 }
 
-/* Big entries up to commit no longer count. */
-static void committed(node_admit *a, uint64_t commit)
+/* Big entries up to done no longer count. */
+static void committed(node_admit *a, uint64_t done)
 {
-	while (a->pl_n && a->pl[a->pl_head].index <= commit) {
+	while (a->pl_n && a->pl[a->pl_head].index <= done) {
 		a->st.uncommitted -= a->pl[a->pl_head].len;
 		a->pl_head = (a->pl_head + 1) % a->pl_cap;
 		a->pl_n--;
@@ -297,19 +305,17 @@ static bool release_one(node_admit *a, struct queue *q, node_admit_propose_fn pr
 	return true;
 }
 
-void node_admit_release(node_admit *a, uint64_t commit, node_admit_propose_fn propose, void *arg)
+void node_admit_release(node_admit *a, uint64_t done, node_admit_propose_fn propose, void *arg)
 {
-	committed(a, commit);
-	/* One turn: the queue's first big proposal, if the bound has room
-	 * for it, and the small ones right behind it (they would pass at
-	 * once, were it not for their place in the client's order). A
-	 * turn that does not fit ends the round: the next ones wait rather
-	 * than overtake it, or big entries would starve behind smaller. */
+	committed(a, done);
+	/* One turn: the queue's first big proposal, while under the bound,
+	 * and the small ones right behind it (they would pass at once, were
+	 * it not for their place in the client's order). */
 	while (a->turn) {
 		struct queue *q = a->turn;
 		bool big_done = false;
 
-		while (q->head && (!is_big(a, q->head->len) || (!big_done && room(a, q->head->len)))) {
+		while (q->head && (!is_big(a, q->head->len) || (!big_done && room(a)))) {
 			big_done |= is_big(a, q->head->len);
 			if (!release_one(a, q, propose, arg))
 				return;

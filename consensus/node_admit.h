@@ -33,9 +33,9 @@
 typedef struct node_admit node_admit;
 
 typedef struct node_admit_limits {
-	/* Big bytes admitted and not yet committed, at most; one big entry
-	 * is always admitted when none is uncommitted, whatever its size.
-	 * 0: admission off (every proposal passes). */
+	/* A big entry is admitted only while the big bytes admitted and not
+	 * yet committed are under this (so they exceed it by less than one
+	 * entry). 0: admission off (every proposal passes). */
 	uint64_t bound;
 	/* Entries of this many bytes or more are big. */
 	uint64_t big;
@@ -99,14 +99,19 @@ enum node_admit_verdict node_admit_offer(node_admit *a, uint64_t client, uint64_
  * it counts until committed. Small ones need not be reported. */
 void node_admit_placed(node_admit *a, uint64_t index, size_t len);
 
-/* The leader's commit index is commit: big entries up to it stop counting,
- * then held proposals are handed to propose, round robin among clients (a
- * big one per turn, with the small ones queued right behind it), in each
- * client's seq order, while the bound leaves room. */
-void node_admit_release(node_admit *a, uint64_t commit, node_admit_propose_fn propose, void *arg);
+/* Big entries up to index done stop counting (the node gives the index
+ * committed and saved by every voter that keeps up: a small command waits
+ * for its own node's save too), then held proposals are handed to
+ * propose, round robin among clients (a big one per turn, with the small
+ * ones queued right behind it), in each client's seq order, while under
+ * the bound. */
+void node_admit_release(node_admit *a, uint64_t done, node_admit_propose_fn propose, void *arg);
 
 /* Whether it holds or counts anything (else release has nothing to do). */
 bool node_admit_busy(const node_admit *a);
+
+/* Whether it holds any proposal (else a small one of any client passes). */
+bool node_admit_holding(const node_admit *a);
 
 /* Fills *st. */
 void node_admit_get_stats(const node_admit *a, node_admit_stats *st);

@@ -135,6 +135,8 @@ struct node {
 	raft_msg held_fwd[CONFIG_MAX_PEERS];
 	size_t n_held_fwd;
 	bool fwd_first;
+	/* Loop thread: a leader's admission of big proposals (node_admit.h). */
+	struct node_admit *adm;
 	_Atomic uint64_t unsaved_max;
 	uint64_t ticks;
 	snap_streams *ss;

@@ -13,6 +13,11 @@
 # the dd's MiB/s (consensus/README-node.md, "Small operations behind a big
 # write"). WRITERS=2: a second dd of TAIL_MIB MiB at once on the leader's
 # mount (two writers on two mounts, the small loop on the third).
+# SMALL=leader: the small loop on the leader's mount instead, the writers on
+# the followers' (WRITERS=2: both followers). Each node's admission line
+# (consensus/node_admit.h: proposals held, most held at once, most big
+# bytes uncommitted; logged when the node stops) is printed at the end;
+# RAFTFS_ADMIT_KIB=0 turns admission off for a before/after in one build.
 # SNAPSHOT_BYTES=N sets [raft] snapshot_bytes (the default, 256 MiB, takes
 # a snapshot in the middle of the runs: its copy of the file being written
 # is measured too).
@@ -87,15 +92,18 @@ if [ -z "${TAIL:-}" ]; then
 fi
 
 mib=${TAIL_MIB:-128}
+# s: the small loop's node; w1, w2: the writers' (w2 with WRITERS=2).
+s=$f1 w1=$f2 w2=$leader
+if [ "${SMALL:-follower}" = leader ]; then s=$leader w1=$f1 w2=$f2; fi
 for r in $(seq "$rounds"); do
 	# The small file is made (and its directory's delegation settled)
 	# before the writer starts: only the writes and fsyncs are measured.
-	echo x >"$c/n$f1/small.$r"
+	echo x >"$c/n$s/small.$r"
 	wait_settled
 	l=$(load)
-	bigs="$c/n$f2/big.$r" ws="n$f2"
-	if [ "${WRITERS:-1}" = 2 ]; then bigs="$bigs $c/n$leader/big2.$r" ws="$ws n$leader"; fi
-	python3 - "$c/n$f1/small.$r" "$bigs" "$mib" <<'EOF'
+	bigs="$c/n$w1/big.$r" ws="n$w1"
+	if [ "${WRITERS:-1}" = 2 ]; then bigs="$bigs $c/n$w2/big2.$r" ws="$ws n$w2"; fi
+	python3 - "$c/n$s/small.$r" "$bigs" "$mib" <<'EOF'
 import os, subprocess, sys, time
 path, bigs, mib = sys.argv[1], sys.argv[2].split(), sys.argv[3]
 fd = os.open(path, os.O_WRONLY)
@@ -105,7 +113,13 @@ t0 = time.perf_counter()
 dds = [subprocess.Popen(["dd", "if=/dev/zero", "of=" + big, "bs=1M", "count=" + mib,
                          "conv=fsync", "status=none"]) for big in bigs]
 def running():
-    return any(dd.poll() is None for dd in dds)
+    live = False
+    for dd in dds:
+        if dd.poll() is None:
+            live = True
+        elif not hasattr(dd, "t1"):
+            dd.t1 = time.perf_counter()
+    return live
 i = 0
 while running():
     t = time.perf_counter()
@@ -117,6 +131,7 @@ t1 = time.perf_counter()
 os.close(fd)
 if any(dd.returncode != 0 for dd in dds):
     sys.exit("seq_write.sh: dd failed")
+rates = " ".join(f"{int(mib) / (dd.t1 - t0):.1f}" for dd in dds)
 lat.sort()
 if not lat:
     lat = [float("nan")]
@@ -124,8 +139,17 @@ def p(q):
     return lat[min(len(lat) - 1, int(q * len(lat)))]
 print(f"small 4K write+fsync: n {len(lat)} p50 {p(.5):.2f} p90 {p(.9):.2f} "
       f"p99 {p(.99):.2f} max {lat[-1]:.2f} ms; "
-      f"{len(dds)} writer(s) {len(dds) * int(mib) / (t1 - t0):.1f} MiB/s", end="")
+      f"{len(dds)} writer(s) {len(dds) * int(mib) / (t1 - t0):.1f} MiB/s ({rates})", end="")
 EOF
-	echo " [load $l] (round $r, small n$f1, writers $ws)"
-	rm -f "$c/n$f2/big.$r" "$c/n$leader/big2.$r" "$c/n$f1/small.$r"
+	echo " [load $l] (round $r, small n$s, writers $ws, leader n$leader)"
+	rm -f "$c/n$w1/big.$r" "$c/n$w2/big2.$r" "$c/n$s/small.$r"
+done
+"$raftfs" local down "$c" >/dev/null 2>&1 || true
+# RAFTFS_STAGES=1: where the small loop's node's own proposals spent their
+# time (consensus/node_stages.h), from its log.
+[ -z "${RAFTFS_STAGES:-}" ] || [ -z "${TAIL:-}" ] ||
+	grep -h 'stages of' "$c/node$s/node.log" 2>/dev/null | sed "s/^/n$s /" || true
+for n in 1 2 3; do
+	a=$(grep -h 'admission:' "$c/node$n/node.log" 2>/dev/null | tail -1 | sed 's/.*admission: //' || true)
+	[ -z "$a" ] || echo "n$n admission: $a"
 done

@@ -1,0 +1,146 @@
+#!/bin/bash
+# mount_admit.sh RAFTFS — the leader's admission of big writes
+# (consensus/node_admit.h) on real mounts, for correctness, not timing: a
+# 1 MiB bound, so the leader holds big proposals most of the time; two big
+# writers (8 MiB files in 1 MiB writes, fsync) on two mounts, a small
+# writer (4 KiB O_APPEND records, each fsync'ed) on every mount; kill -9 of
+# the leader while it holds them. Every file and record whose fsync
+# returned is whole on every surviving mount, and on the killed node once
+# it restarted; the mounts and trees are identical; and the nodes did hold
+# and release proposals (their admission lines at stop), so the test ran
+# what it means to.
+# The whole script is one block, parsed before any of it runs (tests/FLAKY.md).
+{
+set -euo pipefail
+. "$(dirname "$0")/../mount/lib.sh"
+export RAFTFS_ADMIT_KIB=1024
+up
+head -c $((16 << 20)) /dev/urandom >"$T/src"
+
+# big ID: 8 MiB files b<ID>.<K> through mount ID, each from a different MiB
+# of src; K is logged once dd's fsync (and close) returned.
+big() {
+	local id=$1 k=0
+	while [ ! -e "$T/stop" ]; do
+		k=$((k + 1))
+		if dd if="$T/src" of="$C/n$id/b$id.$k" bs=1M count=8 skip=$((k % 8)) \
+			conv=fsync status=none 2>/dev/null; then
+			echo $k >>"$T/big$id"
+		else
+			sleep 0.05 # no leader for a while: do not spin
+		fi
+	done
+}
+
+# small ID: 4 KiB records "ID I" (padded) appended to s<ID> through mount
+# ID, each write followed by fsync; I is logged once the fsync returned. A
+# failed write or fsync (the election) reopens the file and goes on: that
+# record may land or not, at most once.
+small() {
+	python3 - "$C/n$1/s$1" "$T/small$1" "$T/stop" "$1" <<'EOF'
+import os, sys, time
+path, ack, stop, ident = sys.argv[1:5]
+fd, i = None, 0
+with open(ack, "a", buffering=1) as acks:
+    while not os.path.exists(stop):
+        i += 1
+        rec = f"{ident} {i}\n".encode().ljust(4096, b".")
+        try:
+            if fd is None:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.write(fd, rec)
+            os.fsync(fd)
+            acks.write(f"{i}\n")
+        except OSError:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            fd = None
+            time.sleep(0.05)
+EOF
+}
+
+count() { [ -f "$T/$1" ] && wc -l <"$T/$1" || echo 0; }
+at_least() { [ "$(count "$1")" -ge "$2" ]; }
+
+L=$(leader_id)
+[ -n "$L" ] || fail "no leader"
+bigs=()
+for id in 1 2 3; do [ "$id" = "$L" ] || bigs+=("$id"); done
+# The writers: big ones on the followers' mounts, so the killed leader's
+# mount has only its small writer, whose node dies under it.
+for id in "${bigs[@]}"; do big "$id" & done
+for id in 1 2 3; do small "$id" & done
+for id in "${bigs[@]}"; do wait_for 120 "big writer $id started" at_least "big$id" 2; done
+for id in 1 2 3; do wait_for 60 "small writer $id started" at_least "small$id" 5; done
+
+echo "== kill -9 leader $L while n${bigs[0]} and n${bigs[1]} write big files"
+"$R" local kill "$C" "$L"
+new_leader() { local l; l=$(leader_id); [ -n "$l" ] && [ "$l" != "$L" ]; }
+wait_for 30 "a new leader" new_leader
+for id in "${bigs[@]}"; do
+	b=$(count "big$id")
+	wait_for 120 "big writer $id going on after the election" at_least "big$id" $((b + 2))
+done
+for id in "${bigs[@]}"; do
+	s=$(count "small$id")
+	wait_for 60 "small writer $id going on after the election" at_least "small$id" $((s + 5))
+done
+touch "$T/stop"
+wait
+
+# check MOUNT...: every acknowledged big file whole, every acknowledged
+# small record there once, and every record in the small files whole.
+check() {
+	local m id k
+	for m in "$@"; do
+		for id in "${bigs[@]}"; do
+			while read -r k; do
+				dd if="$T/src" bs=1M count=8 skip=$((k % 8)) status=none |
+					cmp -s - "$m/b$id.$k" || fail "$m/b$id.$k is not what was acknowledged"
+			done <"$T/big$id"
+		done
+		for id in 1 2 3; do
+			python3 - "$m/s$id" "$T/small$id" "$id" <<'EOF' || fail "$m/s$id"
+import sys
+path, ack, ident = sys.argv[1:4]
+data = open(path, "rb").read()
+if len(data) % 4096:
+    sys.exit(f"{path}: {len(data)} bytes, not whole records")
+seen = {}
+for off in range(0, len(data), 4096):
+    head, _, pad = data[off:off + 4096].partition(b"\n")
+    who, _, i = head.decode(errors="replace").partition(" ")
+    if who != ident or not i.isdigit() or pad.strip(b".") != b"":
+        sys.exit(f"{path}: a torn or foreign record at {off}: {head[:40]!r}")
+    seen[int(i)] = seen.get(int(i), 0) + 1
+twice = [i for i, n in seen.items() if n > 1]
+if twice:
+    sys.exit(f"{path}: records applied twice: {twice[:5]}")
+missing = [i for i in map(int, open(ack).read().split()) if i not in seen]
+if missing:
+    sys.exit(f"{path}: acknowledged records missing: {missing[:5]}")
+EOF
+		done
+	done
+}
+survivors=("$C/n${bigs[0]}" "$C/n${bigs[1]}")
+check "${survivors[@]}"
+echo "   big files acknowledged: $(count "big${bigs[0]}") + $(count "big${bigs[1]}"), small records: $(count small1) + $(count small2) + $(count small3); all on both survivors"
+
+echo "== restart node $L"
+"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $L"; }
+verify 90 "after the restart of node $L"
+check "$C/n$L"
+
+# The nodes logged what admission did as they stopped: something was held
+# and released (else this test did not test admission).
+"$R" local down "$C" >/dev/null
+grep -h 'admission:' "$C"/node*/node.log | sed 's/^/   /'
+held=$(grep -h 'admission:' "$C"/node*/node.log | awk '{ for (i = 1; i < NF; i++) if ($(i + 1) == "proposals" && $(i + 2) == "held") s += $i } END { print s + 0 }')
+[ "$held" -gt 0 ] || fail "no node held a proposal: admission did not act"
+echo "PASS"
+exit
+}
