@@ -403,8 +403,15 @@ wait_for 30 "nodes 1, 2, 4 healthy" status_ok
 "$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M4" >"$T/verify.out" 2>&1 ||
 	{ cat "$T/verify.out"; fail "the mounts differ after the replacement"; }
 
-# 11. Every node stopped as the unit does it: nothing left mounted.
-for i in $NODES; do stop "$i"; done
+# 11. An administrator's umount stops node 4 cleanly (exit 0: systemd's
+# Restart=on-failure leaves it stopped); the others are stopped as the
+# unit does it. Nothing is left mounted.
+umount "$M4" || fail "umount $M4"
+wait_for 30 "node 4 to exit after its mount was unmounted" gone "${PID[4]}"
+wait "${PID[4]}" || fail "node 4 exited $? after its unmount, want 0"
+PID[4]=""
+rm -f "$T/pid.4"
+for i in $NODES; do [ "$i" = 4 ] || stop "$i"; done
 grep -q " $T/" /proc/mounts && fail "mounts left under $T"
 echo "PASS"
 exit 0
