@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
 # deploy.cluster — three machines as packaging/README.md sets them up, each
 # a network namespace with an address of its own (tests/partition/netns.sh):
-# raftfs installed by `cmake --install` into a temporary prefix, each node's
-# file written by `raftfs config new`, each node started by the installed
-# systemd unit's ExecStartPre and ExecStart lines inside its namespace, with
-# $NOTIFY_SOCKET played by this script (Type=notify: a node is started once
-# it sent READY=1). Files written on one mount are read on the others; a
-# node stopped as the unit stops it (SIGTERM to the node alone, KillMode=
-# mixed) exits 0 with its mount and its guard gone while the others keep
-# accepting writes; started again, it catches up; a node killed with
-# SIGKILL is started again as Restart=on-failure would (its dead mount
-# detached); `raftfs status` calls every node healthy and `raftfs verify`
-# finds the mounts identical; a node whose machine lost power comes back
-# unhealthy and is rebuilt under its id (stop, raftfs member remove, data
-# emptied, config new --join, start, raftfs member add); a dead machine is
-# replaced by a new one the same way under a new id. systemd-analyze verify (when
-# installed) must have nothing to say about the unit.
+# raftfs installed by `cmake --install` into a temporary prefix (and once
+# into a DESTDIR), each node's file written by `raftfs config new`, each
+# node started by the installed systemd unit's ExecStartPre and ExecStart
+# lines inside its namespace, with its EnvironmentFile, and $NOTIFY_SOCKET
+# played by this script (Type=notify: a node is started once it sent
+# READY=1). Steps, each checked:
+#  - files written on one mount are read on the others;
+#  - a node stopped as the unit stops it (SIGTERM to the node alone,
+#    KillMode=mixed) exits 0, its mount and guard gone, STOPPING=1 said;
+#    the others keep accepting writes; after a clean stop and a reboot
+#    (a new boot id) it starts healthy and catches up;
+#  - a node killed with SIGKILL is started again as Restart=on-failure
+#    would, its dead mount detached (not mounted over);
+#  - a rolling restart of two nodes, the leader among them, under a writer
+#    on the third: no write fails;
+#  - a node whose machine lost power comes back unhealthy and is rebuilt
+#    under its id (stop, member remove, data emptied, config new --join,
+#    start, member add);
+#  - a dead machine is replaced by a new one under a new id;
+#  - raftfs status calls every node healthy, raftfs verify finds the mounts
+#    identical, an administrator's umount stops a node with exit 0;
+#  - systemd-analyze verify (when installed) has nothing to say about the
+#    unit; the kv test state machine speaks the notify protocol too.
 #   cluster.sh CMAKE_COMMAND BUILD_DIR
 {
 set -uo pipefail
