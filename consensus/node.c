@@ -1184,14 +1184,16 @@ static void hold_forwarded(node *n, const raft_msg *m)
 		kept = true;
 	}
 	if (kept) {
-		if (n->held_props++ % 1000 == 0)
+		uint64_t held = atomic_fetch_add(&n->held_props, 1) + 1;
+
+		if (held % 1000 == 1)
 			rlog_write(RLOG_INFO,
 				   "proposals from %llu held: %llu entries (%llu bytes) not yet "
 				   "saved here (%llu messages held so far)",
 				   (unsigned long long)m->from,
 				   (unsigned long long)(n->unsaved_ents + n->new_ents),
 				   (unsigned long long)(n->unsaved_bytes + n->new_bytes),
-				   (unsigned long long)n->held_props);
+				   (unsigned long long)held);
 		return;
 	}
 	if (n->dropped_props++ % 1000 == 0)
@@ -2218,6 +2220,11 @@ void node_set_msg_filter(node *n, node_msg_filter filter, void *arg)
 uint64_t node_unsaved_max(node *n)
 {
 	return atomic_load(&n->unsaved_max);
+}
+
+uint64_t node_held_forwarded(node *n)
+{
+	return atomic_load(&n->held_props);
 }
 
 uint64_t node_apply_queue_max(node *n)

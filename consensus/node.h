@@ -222,4 +222,9 @@ uint64_t node_apply_queue_max(node *n);
  * message). Any thread. */
 uint64_t node_unsaved_max(node *n);
 
+/* Tests: forwarded proposal messages this node, as leader at its unsaved
+ * bound, held back so far (README-node.md, "Bounded memory"). Any
+ * thread. */
+uint64_t node_held_forwarded(node *n);
+
 #endif

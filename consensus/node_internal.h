@@ -126,7 +126,8 @@ struct node {
 	 * yet in a save). held_seq: the lowest proposal held back while over
 	 * the bound (0: none); unsaved_max: the most ever (tests). */
 	uint64_t unsaved_bytes, unsaved_ents, new_bytes, new_ents, held_seq;
-	uint64_t dropped_props, held_props;
+	uint64_t dropped_props;
+	_Atomic uint64_t held_props; /* messages held so far (tests) */
 	/* Forwarded proposals that found the bound reached: one message per
 	 * peer (later ones joined to it up to unsaved_bytes / 8, beyond that
 	 * dropped), stepped once a save makes room, taking turns with the
