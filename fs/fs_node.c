@@ -537,7 +537,8 @@ static bool lazy(struct fs_node *f, const Fspb__Command *c, size_t len)
 	if (c->behind)
 		return true;
 	/* Nobody waits for these either: orphan Releases (fs_release.c) and
-	 * the returner's Returns (which flushes them when a recaller waits).
+	 * the returner's Returns (it flushes them after each round, as a
+	 * recaller may wait for them).
 	 * Eager, each started everything held: during an unlink stream the
 	 * Releases of the unlinks applied so far cut the held unlinks into
 	 * one entry each. */
