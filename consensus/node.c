@@ -318,12 +318,18 @@ static bool admit_forwarded(node *n, const raft_msg *m)
 	return true;
 }
 
+/* A voter whose log trails the commit index by more entries than this is
+ * catching up (restarted, or slow for a while): admission does not wait
+ * for it. One that keeps up trails by a few entries at most (the bound's
+ * worth of big ones and the small ones between them). */
+#define ADMIT_LAG_ENTRIES 64
+
 /* The index up to which big entries stop counting: committed, and saved
- * by every voter that keeps up (recently active, replicating) — not only
- * by a quorum: a small command waits also for its own node's save of
- * what came before it, and its node may be the slower follower. A voter
- * that is down or catching up (probe, snapshot) does not hold admission
- * back. */
+ * by every voter that keeps up (recently active, replicating, within
+ * ADMIT_LAG_ENTRIES of the commit) — not only by a quorum: a small
+ * command waits also for its own node's save of what came before it, and
+ * its node may be the slower follower. A voter that is down or catching
+ * up does not hold admission back. */
 static uint64_t admit_done(const raft_status *st)
 {
 	uint64_t done = st->commit;
@@ -332,7 +338,8 @@ static uint64_t admit_done(const raft_status *st)
 		const raft_peer_status *p = &st->peers[i];
 
 		if (p->id != st->id && !p->learner && p->recent_active &&
-		    p->state == RAFT_PROGRESS_REPLICATE && p->match < done)
+		    p->state == RAFT_PROGRESS_REPLICATE && p->match < done &&
+		    p->match + ADMIT_LAG_ENTRIES >= st->commit)
 			done = p->match;
 	}
 	return done;

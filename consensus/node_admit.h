@@ -8,7 +8,7 @@
  * proposed before it and not yet committed. Each mount paces its own big
  * writes (fs/write_pace.h), but n writers still leave n windows queued
  * ahead of another mount's fsync; only the leader sees them all
- * (consensus/README-node.md, "Admission of big proposals").
+ * (bench/fs/README.md, "Session 8 (admit)").
  *
  * Order: one client's proposals must reach the log in seq order, or the
  * later ones are skipped as early and the client goes back N (dedup.h,
