@@ -550,9 +550,13 @@ int cli_local_main(int argc, char **argv)
 	char err[600];
 	int n, id = 0;
 
-	if (argc < 3 || cli_wants_help(argc, argv)) {
-		fputs(usage, argc < 3 ? stderr : stdout);
-		return argc < 3 ? 2 : 0;
+	if (cli_wants_help(argc, argv)) {
+		fputs(usage, stdout);
+		return 0;
+	}
+	if (argc < 3) {
+		fputs(usage, stderr);
+		return 2;
 	}
 	sub = argv[1];
 	if (!strcmp(sub, "up") || !strcmp(sub, "create")) {
