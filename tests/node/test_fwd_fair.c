@@ -132,6 +132,17 @@ static void *own_main(void *arg)
 	return NULL;
 }
 
+static int teardown(void **state);
+
+/* cmocka runs no teardown after a failed setup: undo here what was made
+ * (nodes, state machines, the directory). */
+static int setup_failed(const char *why)
+{
+	fprintf(stderr, "fwd_fair setup in %s: %s\n", dir, why);
+	teardown(NULL);
+	return -1;
+}
+
 static int setup(void **state)
 {
 	uint16_t port[N_NODES];
@@ -151,12 +162,17 @@ static int setup(void **state)
 		return -1;
 	setenv("RAFTFS_TEST_STALL", "1", 1);
 	for (int i = 0; i < N_NODES; i++) {
-		port[i] = test_free_port();
-		for (int j = 0; j < i; j++)
-			if (port[j] == port[i])
-				port[i] = test_free_port();
-		if (port[i] == 0)
-			return -1;
+		bool again = true;
+
+		/* A port free a moment ago may be handed out twice. */
+		for (int tries = 0; again && tries < 50; tries++) {
+			port[i] = test_free_port();
+			again = port[i] == 0;
+			for (int j = 0; j < i; j++)
+				again = again || port[j] == port[i];
+		}
+		if (again)
+			return setup_failed("no free port");
 	}
 	for (int i = 0; i < N_NODES; i++) {
 		node_config *c = &m[i].cfg;
@@ -174,19 +190,15 @@ static int setup(void **state)
 		c->snapshot_entries = 0;
 		c->proposal_timeout_ms = 60000;
 		c->election_ticks = ELECTION_TICKS;
-		if (kvsm_open(c->data_dir, &m[i].k, err, sizeof(err)) != 0) {
-			fprintf(stderr, "kvsm_open %s: %s\n", c->data_dir, err);
-			return -1;
-		}
+		if (kvsm_open(c->data_dir, &m[i].k, err, sizeof(err)) != 0)
+			return setup_failed(err);
 		kvsm_iface(m[i].k, &m[i].sm);
-		if (node_new(c, &m[i].sm, &m[i].n, err, sizeof(err)) != 0) {
-			fprintf(stderr, "node_new %d: %s\n", i + 1, err);
-			return -1;
-		}
+		if (node_new(c, &m[i].sm, &m[i].n, err, sizeof(err)) != 0)
+			return setup_failed(err);
 	}
 	for (int i = 0; i < N_NODES; i++)
 		if (node_launch(m[i].n) != 0)
-			return -1;
+			return setup_failed("node_launch failed");
 	return 0;
 }
 
