@@ -10,6 +10,7 @@
  *     a follower, over 20 trials: p50/p99/max.
  *
  *   node-bench [--raftfs PATH] [--dir DIR] [--seconds S] [--trials N (0: no failover)]
+ * --dir is kept afterwards and must not hold a cluster already.
  * Build in Release (no sanitizers) to measure.
  */
 #include <errno.h>
@@ -325,6 +326,21 @@ int main(int argc, char **argv)
 			fprintf(stderr,
 				"usage: node-bench [--raftfs PATH] [--dir DIR] [--seconds S] "
 				"[--trials N]\n");
+			return 2;
+		}
+	}
+	if (keep) {
+		char marker[600];
+
+		/* `local up` on a cluster's directory starts that cluster
+		 * again with its log and data: a second run would measure on
+		 * the first one's leftovers (the directory is kept). */
+		snprintf(marker, sizeof(marker), "%s/cluster", dir);
+		if (access(marker, F_OK) == 0) {
+			fprintf(stderr,
+				"node-bench: %s already holds a cluster (a kept --dir of an earlier "
+				"run?): give a new directory\n",
+				dir);
 			return 2;
 		}
 	}
