@@ -1899,6 +1899,20 @@ static int restore_from_store(node *n, char *err, size_t errlen)
 	raft_conf_state_free_contents(&meta.conf);
 	n->last_snap = meta.index;
 	atomic_store(&n->image_bytes, len);
+	/* The state machine replays the log after what it has applied (an fs
+	 * state machine dropped after a power loss starts again at 0): the log
+	 * must reach back to it. The store compacts only up to its snapshot,
+	 * so this cannot happen; if it does, refuse rather than skip entries. */
+	if (meta.index <= atomic_load(&n->applied) &&
+	    atomic_load(&n->applied) + 1 < store_first_index(n->st)) {
+		snprintf(err, errlen,
+			 "the state machine (applied %llu) is behind the log, which starts at "
+			 "%llu, and the stored snapshot (at %llu) does not cover the gap",
+			 (unsigned long long)atomic_load(&n->applied),
+			 (unsigned long long)store_first_index(n->st),
+			 (unsigned long long)meta.index);
+		return RAFT_EINVAL;
+	}
 	if (meta.index <= atomic_load(&n->applied))
 		return 0;
 	if (!n->sm->restore) {

@@ -6,6 +6,7 @@ add_library(raftfs_fs STATIC
   tree_compare.c
   sm.c
   sm_journal.c
+  sm_reset.c
   sm_read.c
   apply.c
   sm_image_cow.c

@@ -11,6 +11,7 @@
 
 #include "dedup.h"
 #include "sm_impl.h"
+#include "sm_reset.h"
 
 // Ids are reserved in blocks: one fsync per block, not per create.
 #define ID_BLOCK 4096
@@ -236,13 +237,38 @@ static int read_small(int dirfd, const char *name, char *buf, size_t size)
 	return rc;
 }
 
+static int last_record(void *arg, const struct sm_record *r, bool newest)
+{
+	if (newest)
+		*(struct sm_record *)arg = *r;
+	return 0;
+}
+
+// Whether the state machine was closed cleanly (its newest journal record
+// marked done, or no record at all), and the index of that record.
+static int journal_clean(struct sm *sm, bool *clean, uint64_t *index)
+{
+	struct sm_journal j = {.fd = -1};
+	struct sm_record last = {0};
+	int rc = sm_journal_open(sm->sm_fd, &j, last_record, &last);
+	if (rc)
+		return rc;
+	sm_journal_close(&j);
+	*clean = last.index == 0 || (last.flags & SM_REC_DONE);
+	*index = last.index;
+	return 0;
+}
+
 // Power-loss guard. Nothing is fsynced per command, so if the machine went
 // down (power cut, kernel crash) while the state machine was open, the tree,
 // the index and the journal may each have lost a different suffix of
 // changes: the node must not apply on top of that. A new boot id since the
 // last open, without a clean close (which syncs everything), means exactly
-// that. Returns 0, or -EUCLEAN when the data dir cannot be trusted.
-static int check_boot(struct sm *sm, bool clean)
+// that. Checked before anything reads the tree (which may not even scan).
+// Returns 0 (the boot id recorded), or -EUCLEAN when the data dir cannot be
+// trusted (the boot id left as it was, so a crash before the caller has
+// dropped the state finds it untrusted again).
+static int check_boot(struct sm *sm)
 {
 	char now[64], prev[64];
 	int rc = read_small(AT_FDCWD, "/proc/sys/kernel/random/boot_id", now, sizeof(now));
@@ -251,13 +277,21 @@ static int check_boot(struct sm *sm, bool clean)
 	rc = read_small(sm->sm_fd, "boot", prev, sizeof(prev));
 	if (rc == 0 && !strcmp(prev, now))
 		return 0;
-	if (rc == 0 && !clean) {
-		fprintf(stderr,
-			"sm: open %s: the machine restarted (boot id changed) while this state "
-			"machine was open: changes not yet on disk may be lost, so it cannot be "
-			"trusted; rebuild this node from a snapshot\n",
-			sm->data_dir);
-		return -EUCLEAN;
+	if (rc == 0) {
+		bool clean;
+		uint64_t index;
+		rc = journal_clean(sm, &clean, &index);
+		if (rc)
+			return rc;
+		if (!clean) {
+			fprintf(stderr,
+				"sm: open %s: the machine restarted (boot id changed) while this "
+				"state machine was open (journal at %llu, not closed cleanly): "
+				"changes not yet on disk may be lost, so its tree cannot be "
+				"trusted\n",
+				sm->data_dir, (unsigned long long)index);
+			return -EUCLEAN;
+		}
 	}
 	return replace_file(sm, "boot.new", "boot", now, strlen(now), true, "record boot id");
 }
@@ -308,7 +342,8 @@ static int replay_one(void *arg, const struct sm_record *r, bool newest)
 	return record_dedup(rp->sm, r);
 }
 
-int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
+// sm_open but for an untrusted data dir: then -EUCLEAN, *out NULL.
+static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 {
 	if (node_id == 0 || node_id > 0xffff) {
 		fprintf(stderr, "sm: open %s: node id %u out of range 1..65535\n", data_dir,
@@ -348,7 +383,7 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 	}
 	if ((rc = tree_map_init(&sm->by_id)) || (rc = tree_map_init(&sm->by_ino)))
 		goto fail;
-	if ((rc = make_layout(sm->data_dir)) || (rc = init_root(sm->data_dir)))
+	if ((rc = make_layout(sm->data_dir)))
 		goto fail;
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/sm", sm->data_dir);
@@ -358,6 +393,8 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 		fprintf(stderr, "sm: open %s: %s\n", path, strerror(-rc));
 		goto fail;
 	}
+	if ((rc = check_boot(sm)) || (rc = init_root(sm->data_dir)))
+		goto fail;
 	if ((rc = check_symlink_room(sm)) || (rc = tree_scan(sm)) || (rc = load_reserved(sm)))
 		goto fail;
 	if ((rc = load_dedup(sm)))
@@ -375,11 +412,6 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 		sm->redo_rec = r.last;
 	}
 	sm->last_rec = r.last;
-	rc = check_boot(sm, !r.have || (r.last.flags & SM_REC_DONE));
-	if (rc == -EUCLEAN)
-		sm->fault = rc; // reads work; applying is refused: report unhealthy
-	else if (rc)
-		goto fail;
 	*out = sm;
 	return 0;
 fail:
@@ -387,10 +419,47 @@ fail:
 	return rc;
 }
 
+int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
+{
+	int rc = open_once(data_dir, node_id, out);
+
+	if (rc == -EUCLEAN) {
+		// Not repaired: rebuilt. The node's stored snapshot and its Raft
+		// log after it are durable (synced before anything is
+		// acknowledged), and the runtime restores a stored snapshot ahead
+		// of the state machine at start and replays the committed log
+		// after it (consensus/node.c restore_from_store; Raft §7). So an
+		// empty state machine at 0, with the id reservation kept, catches
+		// up by itself, even when a majority lost power at once.
+		rc = sm_reset_drop(data_dir);
+		if (!rc)
+			rc = open_once(data_dir, node_id, out);
+		if (rc == -EUCLEAN)
+			rc = -EIO; // no journal left: cannot happen
+		if (rc)
+			fprintf(stderr, "sm: open %s: dropping the untrusted state failed: %s\n",
+				data_dir, strerror(-rc));
+		else
+			fprintf(stderr,
+				"sm: open %s: dropped the untrusted tree, index and journal (moved "
+				"to %s/dropped/, deleted in the background), kept the id "
+				"reservation: starting empty at 0, rebuilt from this node's stored "
+				"snapshot and Raft log\n",
+				data_dir, data_dir);
+	}
+	if (rc)
+		return rc;
+	// A dropped tree (this time, or one a previous run did not finish
+	// deleting) goes in the background; failing to start that is no fault.
+	sm_reset_start_deleting((*out)->data_dir, &(*out)->reset);
+	return 0;
+}
+
 void sm_close(struct sm *sm)
 {
 	if (!sm)
 		return;
+	sm_reset_stop(sm->reset);
 	for (int i = 0; i < SM_FD_CACHE; i++)
 		if (sm->fds[i].fd >= 0)
 			close(sm->fds[i].fd);

@@ -65,9 +65,10 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out);
 
 // After a machine crash (the boot id changed while the state machine was
 // open, without a clean close), the data dir may have lost writes that were
-// only in the page cache: sm_open then succeeds for reading, but sm_fault()
-// is -EUCLEAN and applying is refused, so the node reports itself unhealthy
-// instead of diverging (it must be rebuilt from a snapshot).
+// only in the page cache: sm_open then drops the tree, the index and the
+// journal (fs/sm_reset.h; the id reservation is kept) and opens an empty
+// state machine at index 0, which the runtime rebuilds from the node's
+// stored snapshot and Raft log (fs/README-sm.md, "Power loss").
 
 // Closes everything sm holds (syncing the tree and marking the journal clean
 // if it is healthy) and frees it. NULL is allowed.

@@ -69,6 +69,7 @@ struct sm {
 	struct sm_record redo_rec;
 	struct sm_record last_rec; // the newest record written (re-marked done at close)
 	int fault;
+	struct sm_reset *reset; // deletes a tree dropped after a power loss (sm_reset.h)
 	int crash_at; // test hook: stop exec after this many steps (0: off)
 	// Test hook (RAFTFS_TEST_APPLY_DELAY_US at open): a slow node, each
 	// command's apply takes this much longer.

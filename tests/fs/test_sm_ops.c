@@ -765,16 +765,53 @@ static void fake_boot_id(const char *dir)
 	fclose(fp);
 }
 
+static bool exists(const char *dir, const char *sub)
+{
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	return lstat(path, &st) == 0;
+}
+
+// Waits (up to 30 s) for the background deletion of DATA/dropped.
+static bool dropped_deleted(const char *dir)
+{
+	for (int i = 0; i < 3000 && exists(dir, "dropped"); i++)
+		usleep(10000);
+	return !exists(dir, "dropped");
+}
+
+// A child process applies the mknod of F1 at `next` and dies without
+// closing: as if the machine then lost power.
+static void apply_and_die(const char *dir, uint64_t next, const uint8_t *buf, size_t len)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sm *sm;
+		int r;
+		_exit(sm_open(dir, 1, &sm) || sm_apply(sm, next, 0, 0, 0, buf, len, &r) || r);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void test_power_loss_guard(void **state)
 {
 	struct fx *f = *state;
 	struct stat st;
+	uint64_t before, after;
 	assert_int_equal(tl_mkdir(f->sm, SM_ROOT_ID, "d", D1, 0755), 0);
+	assert_int_equal(sm_alloc_id(f->sm, &before), 0);
 	// A clean close syncs: a machine restart after it is harmless.
 	sm_close(f->sm);
 	fake_boot_id(f->dir);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
 	assert_int_equal(sm_fault(f->sm), 0);
+	assert_int_equal(sm_applied_index(f->sm), 1);
+	assert_int_equal(sm_getattr(f->sm, D1, &st), 0);
+	assert_false(exists(f->dir, "dropped"));
 	// The process dies with a command applied but not synced, then the
 	// machine restarts: the data dir cannot be trusted.
 	Fspb__Command c = FSPB__COMMAND__INIT;
@@ -787,29 +824,65 @@ static void test_power_loss_guard(void **state)
 	c.mknod = &m;
 	size_t len;
 	uint8_t *buf = tl_pack(&c, &len);
-	uint64_t next = sm_applied_index(f->sm) + 1;
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct sm *sm;
-		int r;
-		_exit(sm_open(f->dir, 1, &sm) || sm_apply(sm, next, 0, 0, 0, buf, len, &r) || r);
-	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	apply_and_die(f->dir, 2, buf, len);
 	sm_close(f->sm);
 	fake_boot_id(f->dir);
+	// It is dropped, not trusted: an empty state machine at 0, healthy,
+	// which the log (here: the same two commands) rebuilds.
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_int_equal(sm_fault(f->sm), -EUCLEAN);
-	assert_int_equal(sm_getattr(f->sm, D1, &st), 0); // reads still work
+	assert_int_equal(sm_fault(f->sm), 0);
+	assert_int_equal(sm_applied_index(f->sm), 0);
+	assert_int_equal(sm_getattr(f->sm, D1, &st), -ENOENT);
+	assert_int_equal(sm_getattr(f->sm, SM_ROOT_ID, &st), 0);
+	// The id reservation survives: no id is handed out twice.
+	assert_int_equal(sm_alloc_id(f->sm, &after), 0);
+	assert_true(after > before);
+	assert_int_equal(tl_mkdir(f->sm, SM_ROOT_ID, "d", D1, 0755), 0);
 	int res;
-	assert_int_equal(sm_apply(f->sm, next, 0, 0, 0, buf, len, &res), -EUCLEAN);
-	free(buf);
-	// And it stays untrusted on the next open.
+	assert_int_equal(sm_apply(f->sm, 2, 0, 0, 0, buf, len, &res), 0);
+	assert_int_equal(res, 0);
+	assert_int_equal(sm_getattr(f->sm, F1, &st), 0);
+	assert_true(dropped_deleted(f->dir));
+	// And the next open, in the same boot, trusts what it rebuilt.
 	sm_close(f->sm);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_int_equal(sm_fault(f->sm), -EUCLEAN);
+	assert_int_equal(sm_applied_index(f->sm), 2);
+	assert_int_equal(sm_getattr(f->sm, F1, &st), 0);
+	assert_false(exists(f->dir, "dropped"));
+	free(buf);
+}
+
+// A crash in the middle of the drop (the tree moved aside, the journal
+// still there) leaves it untrusted: the next open drops again.
+static void test_power_loss_drop_cut_short(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+	char from[4096], to[4096];
+	assert_int_equal(tl_mkdir(f->sm, SM_ROOT_ID, "d", D1, 0755), 0);
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Mknod m = FSPB__MKNOD__INIT;
+	m.parent = SM_ROOT_ID;
+	m.name = "f";
+	m.ino = F1;
+	m.mode = S_IFREG | 0644;
+	c.op_case = FSPB__COMMAND__OP_MKNOD;
+	c.mknod = &m;
+	size_t len;
+	uint8_t *buf = tl_pack(&c, &len);
+	sm_close(f->sm);
+	f->sm = NULL;
+	apply_and_die(f->dir, 2, buf, len);
+	free(buf);
+	fake_boot_id(f->dir);
+	snprintf(from, sizeof(from), "%s/tree", f->dir);
+	snprintf(to, sizeof(to), "%s/tree.gone", f->dir);
+	assert_int_equal(rename(from, to), 0);
+	assert_true(exists(f->dir, "sm/journal"));
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(sm_fault(f->sm), 0);
+	assert_int_equal(sm_applied_index(f->sm), 0);
+	assert_int_equal(sm_getattr(f->sm, D1, &st), -ENOENT); // tree.gone: teardown's
 }
 
 static void test_torn_journal_record(void **state)
@@ -894,6 +967,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_readdir, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deep_tree, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_power_loss_guard, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_loss_drop_cut_short, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_torn_journal_record, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
