@@ -46,6 +46,15 @@ fail() {
 	echo "FAIL: $*" >&2
 	exit 1
 }
+# Under set -e, a command that ends the script names itself (errtrace:
+# inside functions and command substitutions too); without it such an end
+# printed nothing (snapshot.catchup, session 8). Scripts may set their own;
+# one without set -e gets none (its failing commands are not its end).
+case $- in *e*)
+	set -E
+	trap 'echo "FAIL: line $LINENO: exit status $? of: $BASH_COMMAND" >&2' ERR
+	;;
+esac
 
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
 wait_for() {

@@ -12,18 +12,10 @@
 {
 set -euo pipefail
 . "$(dirname "$0")/../mount/lib.sh"
+. "$(dirname "$0")/snaplib.sh"
 OPS=${2:-3000}
 SNAP_ENTRIES=400
-
-"$R" local create 3 "$C" >/dev/null
-sed -i -e "s/^snapshot_entries = .*/snapshot_entries = $SNAP_ENTRIES/" -e "s/^snapshot_amortize = .*/snapshot_amortize = 0/" "$C"/node*/raftfs.ini
-grep -q "^snapshot_entries = $SNAP_ENTRIES" "$C"/node1/raftfs.ini || fail "config not edited"
-up
-
-status_field() { # ID FIELD
-	"$R" status --json "$("$R" local addr "$C" "$1")" 2>/dev/null |
-		sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"
-}
+snap_cluster $SNAP_ENTRIES
 
 L=$(leader_id)
 [ -n "$L" ] || fail "no leader"
