@@ -236,11 +236,12 @@ static bool unsaved_full(const node *n)
 		(c->unsaved_entries && n->unsaved_ents + n->new_ents >= c->unsaved_entries));
 }
 
-/* ---- admission of big proposals (node_admit.h, README-node.md) ---- */
+/* ---- admission of big proposals (node_admit.h, bench/fs/README.md) ---- */
 
 /* Held proposals of all senders together, at most: the sum of four mounts'
- * windows (fs/fuse_write.c, 64 MiB each). Beyond, a forwarded proposal is
- * dropped and its sender proposes it again after retry_ms. */
+ * windows (fs/fuse_write.c, 64 MiB each). Beyond, a proposal is not kept
+ * (forwarded or this node's own): its sender proposes it again after
+ * retry_ms. */
 #define ADMIT_HELD_MAX (256ull << 20)
 
 /* Loop thread: the admission of this node's leadership, or NULL when it
