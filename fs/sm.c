@@ -237,37 +237,19 @@ static int read_small(int dirfd, const char *name, char *buf, size_t size)
 	return rc;
 }
 
-static int last_record(void *arg, const struct sm_record *r, bool newest)
-{
-	if (newest)
-		*(struct sm_record *)arg = *r;
-	return 0;
-}
-
-// Whether the state machine was closed cleanly (its newest journal record
-// marked done, or no record at all), and the index of that record.
-static int journal_clean(struct sm *sm, bool *clean, uint64_t *index)
-{
-	struct sm_journal j = {.fd = -1};
-	struct sm_record last = {0};
-	int rc = sm_journal_open(sm->sm_fd, &j, last_record, &last);
-	if (rc)
-		return rc;
-	sm_journal_close(&j);
-	*clean = last.index == 0 || (last.flags & SM_REC_DONE);
-	*index = last.index;
-	return 0;
-}
-
 // Power-loss guard. Nothing is fsynced per command, so if the machine went
 // down (power cut, kernel crash) while the state machine was open, the tree,
 // the index and the journal may each have lost a different suffix of
 // changes: the node must not apply on top of that. A new boot id since the
-// last open, without a clean close (which syncs everything), means exactly
-// that. Checked before anything reads the tree (which may not even scan).
-// Returns 0 (the boot id recorded), or -EUCLEAN when the data dir cannot be
-// trusted (the boot id left as it was, so a crash before the caller has
-// dropped the state finds it untrusted again).
+// last open, without a clean close since, means exactly that. A clean close
+// syncs everything, then leaves DATA/sm/clean (fsynced), which every open
+// removes (fsynced) before anything applies: the journal's own "done" mark
+// cannot tell, as the records appended after it may be lost while changes
+// of the tree that followed them were written. Checked before anything reads
+// the tree (which may not even scan). Returns 0 (the boot id recorded, the
+// mark removed), or -EUCLEAN when the data dir cannot be trusted (both left
+// as they were, so a crash before the caller has dropped the state finds it
+// untrusted again).
 static int check_boot(struct sm *sm)
 {
 	char now[64], prev[64];
@@ -275,25 +257,34 @@ static int check_boot(struct sm *sm)
 	if (rc)
 		return 0; // no boot id (not Linux /proc): no check
 	rc = read_small(sm->sm_fd, "boot", prev, sizeof(prev));
-	if (rc == 0 && !strcmp(prev, now))
-		return 0;
-	if (rc == 0) {
-		bool clean;
-		uint64_t index;
-		rc = journal_clean(sm, &clean, &index);
+	if (rc == 0 && strcmp(prev, now) && faccessat(sm->sm_fd, "clean", F_OK, 0)) {
+		fprintf(stderr,
+			"sm: open %s: the machine restarted (boot id changed) while this state "
+			"machine was open (no clean close since): changes not yet on disk may be "
+			"lost, so its tree cannot be trusted\n",
+			sm->data_dir);
+		return -EUCLEAN;
+	}
+	if (rc != 0 || strcmp(prev, now)) {
+		rc = replace_file(sm, "boot.new", "boot", now, strlen(now), true,
+				  "record boot id");
 		if (rc)
 			return rc;
-		if (!clean) {
-			fprintf(stderr,
-				"sm: open %s: the machine restarted (boot id changed) while this "
-				"state machine was open (journal at %llu, not closed cleanly): "
-				"changes not yet on disk may be lost, so its tree cannot be "
-				"trusted\n",
-				sm->data_dir, (unsigned long long)index);
-			return -EUCLEAN;
-		}
 	}
-	return replace_file(sm, "boot.new", "boot", now, strlen(now), true, "record boot id");
+	if (unlinkat(sm->sm_fd, "clean", 0) == 0) {
+		if (fsync(sm->sm_fd)) {
+			rc = -errno;
+			fprintf(stderr, "sm: open %s: fsync sm/ after removing sm/clean: %s\n",
+				sm->data_dir, strerror(-rc));
+			return rc;
+		}
+	} else if (errno != ENOENT) {
+		rc = -errno;
+		fprintf(stderr, "sm: open %s: remove sm/clean: %s\n", sm->data_dir,
+			strerror(-rc));
+		return rc;
+	}
+	return 0;
 }
 
 // Symlink targets up to PATH_MAX - 1 bytes are accepted (apply.c) on every
@@ -471,6 +462,8 @@ void sm_close(struct sm *sm)
 		if (syncfs(sm->sm_fd) || sm_journal_rewrite_last(&sm->journal, &sm->last_rec) ||
 		    fdatasync(sm->journal.fd))
 			fprintf(stderr, "sm: close %s: sync: %s\n", sm->data_dir, strerror(errno));
+		else // all on disk: a power loss from now on loses nothing
+			replace_file(sm, "clean.new", "clean", "", 0, true, "mark a clean close");
 	}
 	sm_journal_close(&sm->journal);
 	dedup_free(sm->dd);

@@ -98,6 +98,15 @@ int sm_reset_drop(const char *data)
 	const char *files[] = {"dedup", "dedup.new", "journal.new", "journal"};
 	for (size_t i = 0; i < 4 && !rc; i++)
 		rc = drop_file(sm_fd, data, files[i]);
+	// Last, the empty state is marked clean (sm.c check_boot): until then
+	// the next open drops again.
+	int fd = rc ? -1 : openat(sm_fd, "clean", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (!rc && (fd < 0 || fsync(fd) || fsync(sm_fd))) {
+		rc = -errno;
+		fprintf(stderr, "sm: reset: mark %s/sm/clean: %s\n", data, strerror(-rc));
+	}
+	if (fd >= 0)
+		close(fd);
 	close(sm_fd);
 	return rc;
 }

@@ -12,9 +12,9 @@
 // table from DATA/sm, leaving DATA/sm/next_id (the id reservation, fsynced
 // before any id of a block is handed out: ids must never be handed out
 // twice) and DATA/sm/boot (rewritten by the next open). Every step is
-// durable before the next, and the journal, whose absence makes the next
-// open see a fresh state machine, goes last: a crash in the middle leaves
-// the untrusted state with its old boot id, which the next open drops again.
+// durable before the next, and last DATA/sm/clean marks the empty state
+// clean (sm.c check_boot): a crash before that leaves the state with its
+// old boot id and no mark, which the next open drops again.
 // Returns 0 or a negative errno; a message naming what failed goes to stderr.
 int sm_reset_drop(const char *data_dir);
 

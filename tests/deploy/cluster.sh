@@ -285,6 +285,8 @@ timeout 20 mv "$M3/docs/note1" "$M3/docs/renamed" || fail "rename on node 3 with
 # 6. Started again, it catches up.
 start 2
 wait_for 30 "node 2 healthy after a clean stop and a reboot" status_ok
+! grep -q "dropped the untrusted tree" "$T/node2.log" ||
+	fail "node 2 dropped its tree after a clean stop (its copy was synced: it needs no rebuild)"
 [ "$(cat "$M2/docs/down3.10")" = "while 2 was down, 10" ] || fail "node 2 did not catch up (down3.10)"
 [ "$(cat "$M2/docs/down1.10")" = "while 2 was down, 10" ] || fail "node 2 did not catch up (down1.10)"
 [ -e "$M2/docs/renamed" ] && [ ! -e "$M2/docs/note1" ] || fail "node 2 did not catch up (rename)"

@@ -806,8 +806,10 @@ static void test_power_loss_guard(void **state)
 	assert_int_equal(sm_alloc_id(f->sm, &before), 0);
 	// A clean close syncs: a machine restart after it is harmless.
 	sm_close(f->sm);
+	assert_true(exists(f->dir, "sm/clean"));
 	fake_boot_id(f->dir);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_false(exists(f->dir, "sm/clean"));
 	assert_int_equal(sm_fault(f->sm), 0);
 	assert_int_equal(sm_applied_index(f->sm), 1);
 	assert_int_equal(sm_getattr(f->sm, D1, &st), 0);
@@ -824,8 +826,9 @@ static void test_power_loss_guard(void **state)
 	c.mknod = &m;
 	size_t len;
 	uint8_t *buf = tl_pack(&c, &len);
+	sm_close(f->sm); // before the child: its clean close would mark the dir clean
+	f->sm = NULL;
 	apply_and_die(f->dir, 2, buf, len);
-	sm_close(f->sm);
 	fake_boot_id(f->dir);
 	// It is dropped, not trusted: an empty state machine at 0, healthy,
 	// which the log (here: the same two commands) rebuilds.
@@ -883,6 +886,45 @@ static void test_power_loss_drop_cut_short(void **state)
 	assert_int_equal(sm_fault(f->sm), 0);
 	assert_int_equal(sm_applied_index(f->sm), 0);
 	assert_int_equal(sm_getattr(f->sm, D1, &st), -ENOENT); // tree.gone: teardown's
+}
+
+// After a clean close and a reopen, the records appended since may be lost
+// in a power loss while changes of the tree they describe were written:
+// the journal then ends with the record the clean close marked done. That
+// must not pass for clean: the open removed the clean mark.
+static void test_power_loss_journal_tail_lost(void **state)
+{
+	struct fx *f = *state;
+	struct stat st;
+	char path[4096];
+	assert_int_equal(tl_mkdir(f->sm, SM_ROOT_ID, "d", D1, 0755), 0);
+	sm_close(f->sm);
+	f->sm = NULL;
+	assert_true(exists(f->dir, "sm/clean"));
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Mknod m = FSPB__MKNOD__INIT;
+	m.parent = SM_ROOT_ID;
+	m.name = "f";
+	m.ino = F1;
+	m.mode = S_IFREG | 0644;
+	c.op_case = FSPB__COMMAND__OP_MKNOD;
+	c.mknod = &m;
+	size_t len;
+	uint8_t *buf = tl_pack(&c, &len);
+	apply_and_die(f->dir, 2, buf, len);
+	free(buf);
+	assert_false(exists(f->dir, "sm/clean"));
+	// The record of index 2 (128 bytes, the last) lost; the tree has f.
+	snprintf(path, sizeof(path), "%s/sm/journal", f->dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(truncate(path, st.st_size - 128), 0);
+	assert_true(exists(f->dir, "tree/f"));
+	fake_boot_id(f->dir);
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(sm_fault(f->sm), 0);
+	assert_int_equal(sm_applied_index(f->sm), 0);
+	assert_int_equal(sm_getattr(f->sm, D1, &st), -ENOENT);
+	assert_int_equal(sm_getattr(f->sm, F1, &st), -ENOENT);
 }
 
 static void test_torn_journal_record(void **state)
@@ -968,6 +1010,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deep_tree, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_power_loss_guard, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_power_loss_drop_cut_short, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_power_loss_journal_tail_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_torn_journal_record, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
