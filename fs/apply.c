@@ -875,6 +875,9 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 {
 	sm_meta_hook(sm, parent);
 	sm_new_hook(sm, ino);
+	int noted = sm_note_id(sm, ino);
+	if (noted)
+		return fault_id("reserve ids past", ino, -noted);
 	struct obj_ref r = {.id = ino};
 	const char *path = r.p.buf;
 	tree_index_path(sm, ino, &r.p);
@@ -927,8 +930,10 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	sm_meta_hook(sm, m->parent);
 	sm_new_hook(sm, m->ino);
 	int pfd;
-	int rc = dir_fd(sm, m->parent, &pfd);
+	int rc = sm_note_id(sm, m->ino);
 	if (rc)
+		return fault_id("reserve ids past", m->ino, -rc);
+	if ((rc = dir_fd(sm, m->parent, &pfd)))
 		return rc;
 	int64_t t = c->time_ns;
 	uint64_t id;

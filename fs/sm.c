@@ -86,7 +86,10 @@ static int load_reserved(struct sm *sm)
 		sm->next_counter = v;
 	if (sm->next_counter == 0)
 		sm->next_counter = 1;
-	sm->reserved_to = sm->next_counter;
+	// What is on disk, not what the scan found: ids in the tree above it
+	// (an installed image's) are reserved durably by the next allocation
+	// or apply of an id of ours (reserve_past).
+	sm->reserved_to = v;
 	return 0;
 }
 
@@ -131,6 +134,42 @@ int sm_alloc_id(struct sm *sm, uint64_t *id)
 	if (!rc)
 		*id = ((uint64_t)sm->node_id << 48) | sm->next_counter++;
 	pthread_mutex_unlock(&sm->id_lock);
+	return rc;
+}
+
+// Raises the counter to at least `counter` and makes every counter below it
+// durably reserved before returning, so that a drop of the tree (power loss,
+// fs/README-sm.md) cannot hand any of them out again. Caller holds id_lock.
+static int reserve_past(struct sm *sm, uint64_t counter)
+{
+	if (counter > sm->next_counter)
+		sm->next_counter = counter;
+	if (sm->next_counter <= sm->reserved_to)
+		return 0;
+	uint64_t to = sm->next_counter + ID_BLOCK;
+	int rc = store_reserved(sm, to);
+	if (!rc)
+		sm->reserved_to = to;
+	return rc;
+}
+
+int sm_note_id(struct sm *sm, uint64_t id)
+{
+	if ((id >> 48) != sm->node_id)
+		return 0; // another node's counter: not ours to keep
+	pthread_mutex_lock(&sm->id_lock);
+	int rc = reserve_past(sm, (id & COUNTER_MASK) + 1);
+	pthread_mutex_unlock(&sm->id_lock);
+	return rc;
+}
+
+int sm_ids_take_over(struct sm *live, const struct sm *fresh)
+{
+	pthread_mutex_lock(&live->id_lock);
+	// live's sm/ is fresh's now: its reservation is the one on disk.
+	live->reserved_to = fresh->reserved_to;
+	int rc = reserve_past(live, fresh->next_counter);
+	pthread_mutex_unlock(&live->id_lock);
 	return rc;
 }
 

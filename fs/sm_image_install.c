@@ -541,8 +541,9 @@ int sm_snapshot_recover(const char *data)
 
 // Moves the freshly opened state machine's tables and files into the live
 // one (whose lock readers may be waiting on, so the struct itself stays);
-// fresh gets the old ones and is closed by the caller.
-static void transplant(struct sm *live, struct sm *fresh)
+// fresh gets the old ones and is closed by the caller. Fails only if the id
+// reservation cannot be stored (the state is swapped in all the same).
+static int transplant(struct sm *live, struct sm *fresh)
 {
 #define SWAP(field)                                                                                \
 	do {                                                                                       \
@@ -571,10 +572,9 @@ static void transplant(struct sm *live, struct sm *fresh)
 		live->fds[i].fd = -1;
 		live->fds[i].id = 0;
 	}
-	pthread_mutex_lock(&live->id_lock);
-	if (fresh->next_counter > live->next_counter)
-		live->next_counter = fresh->next_counter;
-	pthread_mutex_unlock(&live->id_lock);
+	// build_sm_dir copied sm/next_id without the id lock: live may have
+	// reserved past that copy since, and the copy is now the file on disk.
+	return sm_ids_take_over(live, fresh);
 }
 
 int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
@@ -655,13 +655,13 @@ int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
 	// From here on the new state wins, even across a crash.
 	pthread_rwlock_wrlock(&sm->lock);
 	rc = roll_forward(sm->data_dir);
-	if (!rc)
-		transplant(sm, fresh);
-	else
+	if (rc) {
 		sm->fault = rc;
-	pthread_rwlock_unlock(&sm->lock);
-	if (rc)
 		fresh->fault = -ECANCELED;
+	} else if ((rc = transplant(sm, fresh))) {
+		sm->fault = rc; // fresh holds the old state now: closes as before
+	}
+	pthread_rwlock_unlock(&sm->lock);
 	sm_close(fresh);
 	sm_snapshot_recover(sm->data_dir);
 	t[4] = img_now_ms();

@@ -210,6 +210,18 @@ static inline void sm_new_hook(struct sm *sm, uint64_t id)
 		sm->meta_hook(sm->meta_hook_arg, id, true);
 }
 
+// Called by apply before an object with id enters the tree: an id of this
+// node raises its counter past it, durably (sm/next_id fsynced when it
+// passes the reservation). A node rebuilt from its log with an empty data
+// dir thus never hands out an id its log already used. 0 or -errno.
+int sm_note_id(struct sm *sm, uint64_t id);
+
+// After an install swapped fresh's sm/ into live (transplant): live's
+// reservation is what fresh's sm/next_id holds (a copy taken before the
+// install, which live may have passed since), raised durably past both
+// counters. Takes live's id lock. 0 or -errno.
+int sm_ids_take_over(struct sm *live, const struct sm *fresh);
+
 // Closes a cached write fd of id, if any (apply thread).
 void apply_forget_fd(struct sm *sm, uint64_t id);
 
