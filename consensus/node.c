@@ -325,13 +325,70 @@ static bool admit_forwarded(node *n, const raft_msg *m)
  * worth of big ones and the small ones between them). */
 #define ADMIT_LAG_ENTRIES 64
 
+/* Loop thread: the record of peer id's match (a new one, or NULL when the
+ * table is full: that peer is then never left out for being stuck). */
+static struct admit_peer *admit_peer_of(node *n, uint64_t id)
+{
+	for (size_t i = 0; i < n->n_adm_peer; i++)
+		if (n->adm_peer[i].id == id)
+			return &n->adm_peer[i];
+	if (n->n_adm_peer == CONFIG_MAX_PEERS)
+		return NULL;
+	n->adm_peer[n->n_adm_peer] = (struct admit_peer){.id = id, .match = UINT64_MAX};
+	return &n->adm_peer[n->n_adm_peer++];
+}
+
+/* Loop thread, each tick while admission is on and this node leads: notes
+ * when each peer's match last moved, or last had nothing outstanding past
+ * it (an idle follower is not stuck). A new term starts afresh: matches
+ * are the new leader's to learn. */
+static void admit_track(node *n, uint64_t now)
+{
+	raft_status st;
+
+	raft_get_status(n->r, &st);
+	if (n->adm_term != st.term) {
+		n->n_adm_peer = 0;
+		n->adm_term = st.term;
+	}
+	for (size_t i = 0; i < st.n_peers; i++) {
+		const raft_peer_status *p = &st.peers[i];
+		struct admit_peer *a = admit_peer_of(n, p->id);
+
+		if (a && (a->match != p->match || p->match >= st.last_index)) {
+			a->match = p->match;
+			a->moved_ms = now;
+		}
+	}
+}
+
+/* Whether peer p's match has stood still for an election timeout with
+ * entries outstanding past it: its disk hangs (a follower answers
+ * heartbeats at once, without waiting for its saves, so it stays recent
+ * active and replicating while its match freezes). Counted in time, not
+ * entries: while admission holds big entries back, the commit index
+ * moves only a few entries past such a voter, never ADMIT_LAG_ENTRIES. */
+static bool admit_stuck(node *n, const raft_peer_status *p, uint64_t now)
+{
+	const struct admit_peer *a = NULL;
+	uint64_t timeout = (uint64_t)n->cfg->election_ticks * n->cfg->tick_ms;
+
+	if (n->adm_term != raft_term(n->r))
+		return false;
+	for (size_t i = 0; i < n->n_adm_peer && !a; i++)
+		if (n->adm_peer[i].id == p->id)
+			a = &n->adm_peer[i];
+	return a && a->match == p->match && now - a->moved_ms > timeout;
+}
+
 /* The index up to which big entries stop counting: committed, and saved
  * by every voter that keeps up (recently active, replicating, within
- * ADMIT_LAG_ENTRIES of the commit) — not only by a quorum: a small
- * command waits also for its own node's save of what came before it, and
- * its node may be the slower follower. A voter that is down or catching
- * up does not hold admission back. */
-static uint64_t admit_done(const raft_status *st)
+ * ADMIT_LAG_ENTRIES of the commit, its match moving) — not only by a
+ * quorum: a small command waits also for its own node's save of what came
+ * before it, and its node may be the slower follower. A voter that is
+ * down, catching up or whose disk hangs does not hold admission back: a
+ * minority node must not stop the cluster's big writes. */
+static uint64_t admit_done(node *n, const raft_status *st, uint64_t now)
 {
 	uint64_t done = st->commit;
 
@@ -340,7 +397,7 @@ static uint64_t admit_done(const raft_status *st)
 
 		if (p->id != st->id && !p->learner && p->recent_active &&
 		    p->state == RAFT_PROGRESS_REPLICATE && p->match < done &&
-		    p->match + ADMIT_LAG_ENTRIES >= st->commit)
+		    p->match + ADMIT_LAG_ENTRIES >= st->commit && !admit_stuck(n, p, now))
 			done = p->match;
 	}
 	return done;
@@ -363,7 +420,7 @@ static void admit_release(node *n)
 	if (unsaved_full(n))
 		return;
 	raft_get_status(n->r, &st);
-	node_admit_release(n->adm, admit_done(&st), admit_propose, n);
+	node_admit_release(n->adm, admit_done(n, &st, now_ms()), admit_propose, n);
 }
 
 /* At stop, if this node ever held a proposal: what admission did. */
@@ -1005,7 +1062,9 @@ static void apply_backpressure(node *n)
 /* Tests (RAFTFS_TEST_STALL=1): a leader whose data directory holds a file
  * "stall-once" saying N removes it and holds its persist thread for N ms
  * right after its next save, as a disk whose sync takes that long would
- * (the loop thread goes on: heartbeats, acknowledgements, commits).
+ * (the loop thread goes on: heartbeats, acknowledgements, commits). A
+ * file "stall-any" does the same in any role (a follower's hung disk:
+ * its heartbeat answers go on, its acknowledgements of entries stop).
  * RAFTFS_TEST_STALL=loop makes the loop thread wait for that save and
  * the stall, as the runtime did before session 6 (the save on the loop
  * thread): node.cluster.leader_stall must fail then. */
@@ -1016,8 +1075,12 @@ static void test_stall(node *n)
 	raft_status st;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/stall-once", n->cfg->data_dir);
+	snprintf(path, sizeof(path), "%s/stall-any", n->cfg->data_dir);
 	f = fopen(path, "r");
+	if (!f && raft_is_leader(n->r)) {
+		snprintf(path, sizeof(path), "%s/stall-once", n->cfg->data_dir);
+		f = fopen(path, "r");
+	}
 	if (!f)
 		return;
 	if (fscanf(f, "%u", &ms) != 1) {
@@ -1031,8 +1094,8 @@ static void test_stall(node *n)
 	raft_get_status(n->r, &st);
 	n->stall_commit = st.commit;
 	rlog_write(RLOG_INFO,
-		   "test: the persist thread stalls for %u ms after a save as leader (commit %llu)",
-		   ms, (unsigned long long)st.commit);
+		   "test: the persist thread stalls for %u ms after a save as %s (commit %llu)",
+		   ms, raft_is_leader(n->r) ? "leader" : "follower", (unsigned long long)st.commit);
 	node_persist_stall_next(n->pq, ms);
 	n->stall_loop = !strcmp(getenv("RAFTFS_TEST_STALL"), "loop");
 }
@@ -1326,7 +1389,7 @@ static void handle_ready(node *n)
 		 * this thread goes on at once (node_persist.h). */
 		job = NULL;
 		if (rd.n_entries || (rd.has_hard_state && rd.must_sync)) {
-			if (n->test_stall && raft_is_leader(n->r))
+			if (n->test_stall)
 				test_stall(n);
 			job = node_persist_job_new(n->hs_dirty ? &n->hs : NULL, rd.entries,
 						   rd.n_entries);
@@ -1434,6 +1497,8 @@ static void on_tick(uv_timer_t *h)
 
 	if (++n->ticks % 100 == 0)
 		flush_hard_state(n);
+	if (admission(n))
+		admit_track(n, now);
 	clock_catch_up(n);
 	snap_send_pump(n->ss);
 	if (n->draining && !n->closing && !transfer_before_stop(n, now)) {

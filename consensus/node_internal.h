@@ -138,6 +138,16 @@ struct node {
 	bool fwd_first;
 	/* Loop thread: a leader's admission of big proposals (node_admit.h). */
 	struct node_admit *adm;
+	/* Loop thread, while admission is on and this node leads (term
+	 * adm_term): each peer's match as of the last tick and when it last
+	 * moved or trailed nothing, so a voter whose disk hangs (match frozen
+	 * while its heartbeat answers keep it active) stops holding admission
+	 * back after an election timeout (admit_done). */
+	struct admit_peer {
+		uint64_t id, match, moved_ms;
+	} adm_peer[CONFIG_MAX_PEERS];
+	size_t n_adm_peer;
+	uint64_t adm_term;
 	_Atomic uint64_t unsaved_max;
 	uint64_t ticks;
 	snap_streams *ss;

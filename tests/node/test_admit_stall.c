@@ -1,0 +1,309 @@
+/* test_admit_stall.c — a follower whose disk hangs does not stop a leader's
+ * admission of big proposals (consensus/node_admit.h; review of session 8,
+ * finding 1).
+ *
+ * Three in-process nodes with the kv state machine over loopback TCP,
+ * admission on with a small bound. One follower's persist thread is held
+ * for HOLD_MS after a save (RAFTFS_TEST_STALL's "stall-any"): its match
+ * freezes, while its heartbeat answers, which do not wait for saves, keep
+ * it active and replicating at the leader. The leader then gets BIG_PUTS
+ * big puts; a quorum (leader and the other follower) commits them. Before
+ * the fix admission waited for every active replicating voter within 64
+ * entries of the commit, and the commit never got that far past the hung
+ * one with only big entries: the rest were held until its disk came back,
+ * but for the moments the leader's quorum check counted the hung voter
+ * inactive until its next heartbeat answer (a bound's worth per election
+ * timeout: 10 s for these puts, 2.5 s with 24 puts and 500 ms elections).
+ * They must all apply within HOLD_MS - MARGIN_MS of the hang (1.0-1.1 s with
+ * the fix, at load 10-15). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "kvsm.h"
+#include "node.h"
+#include "node_testlib.h"
+
+#define N_NODES 3
+#define ADMIT_BYTES (256u << 10)
+#define BIG_BYTES (64u << 10)
+#define PUT_BYTES (BIG_BYTES + 1024) /* big: admit_entry_bytes or more */
+#define BIG_PUTS 40			 /* 2.5 MiB: ten bounds' worth */
+#define ELECTION_TICKS 100		 /* 1 s */
+#define HOLD_MS 6000			 /* the follower's hung disk */
+#define MARGIN_MS 1000			 /* the puts must be done this long before it is back */
+
+struct member {
+	node_config cfg;
+	kvsm *k;
+	node_sm sm;
+	node *n;
+};
+
+static struct member m[N_NODES];
+static char dir[32];
+static atomic_int put_ok, put_failed;
+
+static void on_put(void *arg, int status, int64_t result, uint64_t index)
+{
+	(void)arg;
+	(void)result;
+	(void)index;
+	atomic_fetch_add(status == 0 ? &put_ok : &put_failed, 1);
+}
+
+static int teardown(void **state)
+{
+	char cmd[64];
+
+	(void)state;
+	for (int i = 0; i < N_NODES; i++) {
+		if (m[i].n) {
+			node_stop(m[i].n);
+			node_free(m[i].n);
+		}
+		if (m[i].k)
+			kvsm_close(m[i].k);
+	}
+	memset(m, 0, sizeof(m));
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* cmocka runs no teardown after a failed setup: undo here what was made. */
+static int setup_failed(const char *why)
+{
+	fprintf(stderr, "admit_stall setup in %s: %s\n", dir, why);
+	teardown(NULL);
+	return -1;
+}
+
+/* Three distinct free ports (one free a moment ago may come twice). */
+static int draw_ports(uint16_t *port)
+{
+	for (int i = 0; i < N_NODES; i++) {
+		bool again = true;
+
+		for (int tries = 0; again && tries < 50; tries++) {
+			port[i] = test_free_port();
+			again = port[i] == 0;
+			for (int j = 0; j < i; j++)
+				again = again || port[j] == port[i];
+		}
+		if (again)
+			return -1;
+	}
+	return 0;
+}
+
+static void member_config(int i, const uint16_t *port)
+{
+	node_config *c = &m[i].cfg;
+
+	test_one_node_config(c, "admitstall", dir, port[i]);
+	c->id = (uint64_t)i + 1;
+	c->n_peers = N_NODES;
+	for (int j = 0; j < N_NODES; j++) {
+		c->peers[j].id = (uint64_t)j + 1;
+		snprintf(c->peers[j].host, sizeof(c->peers[j].host), "127.0.0.1");
+		c->peers[j].port = port[j];
+	}
+	snprintf(c->data_dir, sizeof(c->data_dir), "%s/n%d", dir, i + 1);
+	c->admit_entry_bytes = BIG_BYTES;
+	c->snapshot_entries = 0;
+	c->proposal_timeout_ms = 60000;
+	c->election_ticks = ELECTION_TICKS;
+}
+
+/* Three nodes, admission at admit_bytes, the unsaved bound at unsaved
+ * (0: the default). */
+static int setup_with(uint64_t admit_bytes, uint64_t unsaved)
+{
+	uint16_t port[N_NODES];
+	char err[256];
+
+	memset(m, 0, sizeof(m));
+	atomic_store(&put_ok, 0);
+	atomic_store(&put_failed, 0);
+	snprintf(dir, sizeof(dir), "/tmp/admit_stall.XXXXXX");
+	if (!mkdtemp(dir))
+		return -1;
+	setenv("RAFTFS_TEST_STALL", "1", 1);
+	if (draw_ports(port) != 0)
+		return setup_failed("no free port");
+	for (int i = 0; i < N_NODES; i++) {
+		member_config(i, port);
+		m[i].cfg.admit_bytes = admit_bytes;
+		if (unsaved)
+			m[i].cfg.unsaved_bytes = unsaved;
+		if (kvsm_open(m[i].cfg.data_dir, &m[i].k, err, sizeof(err)) != 0)
+			return setup_failed(err);
+		kvsm_iface(m[i].k, &m[i].sm);
+		if (node_new(&m[i].cfg, &m[i].sm, &m[i].n, err, sizeof(err)) != 0)
+			return setup_failed(err);
+	}
+	for (int i = 0; i < N_NODES; i++)
+		if (node_launch(m[i].n) != 0)
+			return setup_failed("node_launch failed");
+	return 0;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return setup_with(ADMIT_BYTES, 0);
+}
+
+/* A node that says it leads (-1: none within 20 s). */
+static int leading_node(void)
+{
+	long long deadline = test_now_ms() + 20000;
+
+	while (test_now_ms() < deadline) {
+		for (int i = 0; i < N_NODES; i++) {
+			bool leads = false;
+
+			node_get_state(m[i].n, NULL, &leads);
+			if (leads)
+				return i;
+		}
+		test_nap();
+	}
+	return -1;
+}
+
+/* Puts key=1 through node i and waits for it to apply; 0 or -1. */
+static int put_small(int i, const char *key)
+{
+	char cmd[64];
+	int before = atomic_load(&put_ok);
+	long long deadline = test_now_ms() + 20000;
+	int len = snprintf(cmd, sizeof(cmd), "%s=1", key);
+
+	if (node_start(m[i].n, cmd, (size_t)len, 20000, on_put, NULL, NULL, NULL) != 0)
+		return -1;
+	while (atomic_load(&put_ok) == before && atomic_load(&put_failed) == 0 &&
+	       test_now_ms() < deadline)
+		test_nap();
+	return atomic_load(&put_ok) > before ? 0 : -1;
+}
+
+/* Asks node i to hold its persist thread for ms after its next save, in
+ * any role (RAFTFS_TEST_STALL's "stall-any"; written aside and renamed in,
+ * so never read half). */
+static int ask_hang(int i, unsigned ms)
+{
+	char tmp[4200], path[4200];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s/stall-any.tmp", m[i].cfg.data_dir);
+	snprintf(path, sizeof(path), "%s/stall-any", m[i].cfg.data_dir);
+	f = fopen(tmp, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "%u\n", ms);
+	if (fclose(f) != 0 || rename(tmp, path) != 0)
+		return -1;
+	return 0;
+}
+
+/* Waits for node i to take its "stall-any" (the hold begins with the save
+ * it came with); 0, or -1 if it did not within 10 s. */
+static int hang_taken(int i)
+{
+	char path[4200];
+	long long deadline = test_now_ms() + 10000;
+
+	snprintf(path, sizeof(path), "%s/stall-any", m[i].cfg.data_dir);
+	while (access(path, F_OK) == 0 && test_now_ms() < deadline)
+		test_nap();
+	return access(path, F_OK) == 0 ? -1 : 0;
+}
+
+/* Holds node i's persist thread for ms after its next save, and makes that
+ * save happen (a put through the leader, committed by the other two);
+ * returns when the hold began, or -1. */
+static long long hang_disk(int i, int leader, unsigned ms)
+{
+	if (ask_hang(i, ms) != 0 || put_small(leader, "hang") != 0 || hang_taken(i) != 0)
+		return -1;
+	return test_now_ms();
+}
+
+/* Starts count big puts (key big<from>... ) through node i. */
+static void start_big(int i, int from, int count)
+{
+	static char payload[PUT_BYTES];
+
+	memset(payload, 'b', sizeof(payload));
+	for (int k = from; k < from + count; k++) {
+		int len = snprintf(payload, 32, "big%d=", k);
+
+		payload[len] = 'b';
+		assert_int_equal(node_start(m[i].n, payload, sizeof(payload), 60000, on_put, NULL,
+					    NULL, NULL),
+				 0);
+	}
+}
+
+/* Waits up to ms for count completions in all. */
+static void wait_puts(int count, long long ms)
+{
+	long long deadline = test_now_ms() + ms;
+
+	while (atomic_load(&put_ok) + atomic_load(&put_failed) < count && test_now_ms() < deadline)
+		test_nap();
+}
+
+/* The node that leads once a put through it applied (its term's vote and
+ * no-op saved); fails the test if none. */
+static int settled_leader(void)
+{
+	int leader = leading_node();
+
+	assert_true(leader >= 0);
+	assert_int_equal(put_small(leader, "first"), 0);
+	leader = leading_node();
+	assert_true(leader >= 0);
+	return leader;
+}
+
+static void test_big_writes_pass_hung_follower(void **state)
+{
+	int leader, fol;
+	long long hung_at, took = -1;
+
+	(void)state;
+	leader = settled_leader();
+	fol = (leader + 1) % N_NODES;
+	hung_at = hang_disk(fol, leader, HOLD_MS);
+	assert_true(hung_at > 0);
+	start_big(leader, 0, BIG_PUTS);
+	/* "hang" and "first" applied already: 2 + BIG_PUTS in all. */
+	wait_puts(2 + BIG_PUTS, hung_at + HOLD_MS - test_now_ms());
+	if (atomic_load(&put_ok) == 2 + BIG_PUTS)
+		took = test_now_ms() - hung_at;
+	printf("leader n%d, follower n%d's disk hung for %d ms: %d of %d big puts applied, "
+	       "the last %lld ms into the hang\n",
+	       leader + 1, fol + 1, HOLD_MS, atomic_load(&put_ok) - 2, BIG_PUTS, took);
+	assert_int_equal(atomic_load(&put_failed), 0);
+	assert_int_equal(atomic_load(&put_ok), 2 + BIG_PUTS);
+	assert_true(took >= 0 && took < HOLD_MS - MARGIN_MS);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_big_writes_pass_hung_follower, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
