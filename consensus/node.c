@@ -267,13 +267,19 @@ static bool admit_key(const raft_entry *e, envelope *env)
 	       envelope_decode(e->data, e->len, env, &cmd, &cmd_len) == 0;
 }
 
-/* node_admit_propose_fn: a held proposal, released, goes into the log. */
+/* node_admit_propose_fn: a held proposal, released, goes into the log —
+ * unless this leader's own unsaved entries reached their bound: then it
+ * stays held (first in its queue) and release stops until a save makes
+ * room, so admission exceeds the unsaved bound by one entry at most, as
+ * every other way into the log does (README-node.md, "Bounded memory"). */
 static uint64_t admit_propose(void *arg, uint64_t client, uint64_t seq, const uint8_t *data,
 			      size_t len)
 {
 	node *n = arg;
 	uint64_t index;
 
+	if (unsaved_full(n))
+		return 0;
 	if (raft_propose(n->r, data, len, &index, NULL) < 0 || !index)
 		return 0;
 	unsaved_add(n, len, 1);

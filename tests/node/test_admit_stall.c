@@ -41,6 +41,12 @@
 #define ELECTION_TICKS 100		 /* 1 s */
 #define HOLD_MS 6000			 /* the follower's hung disk */
 #define MARGIN_MS 1000			 /* the puts must be done this long before it is back */
+/* test_release_within_unsaved_bound: admission four times the leader's
+ * unsaved bound. */
+#define ADMIT_BYTES_BIG (1u << 20)
+#define UNSAVED_BYTES (256u << 10)
+#define RELEASE_PUTS 40
+#define RELEASE_HOLD_MS 1500
 
 struct member {
 	node_config cfg;
@@ -161,6 +167,12 @@ static int setup(void **state)
 {
 	(void)state;
 	return setup_with(ADMIT_BYTES, 0);
+}
+
+static int setup_release(void **state)
+{
+	(void)state;
+	return setup_with(ADMIT_BYTES_BIG, UNSAVED_BYTES);
 }
 
 /* A node that says it leads (-1: none within 20 s). */
@@ -300,10 +312,48 @@ static void test_big_writes_pass_hung_follower(void **state)
 	assert_true(took >= 0 && took < HOLD_MS - MARGIN_MS);
 }
 
+/* Admission releases held proposals only while the leader's own unsaved
+ * entries are under unsaved_bytes (review finding 2). Both followers' disks
+ * hang while the leader's does not: big entries are saved on the leader
+ * but not committed, so admission holds them at admit_bytes (four times
+ * unsaved_bytes here). When the followers' disks come back the commit
+ * jumps, and before the fix admission released a whole bound's worth in
+ * one Ready, past unsaved_bytes (about 1 MiB against 256 KiB); now it
+ * stops at the unsaved bound (exceeded by one entry at most) and goes on
+ * at the next Ready. */
+static void test_release_within_unsaved_bound(void **state)
+{
+	int leader;
+	uint64_t max;
+
+	(void)state;
+	leader = settled_leader();
+	for (int i = 0; i < N_NODES; i++)
+		if (i != leader)
+			assert_int_equal(ask_hang(i, RELEASE_HOLD_MS), 0);
+	start_big(leader, 0, RELEASE_PUTS);
+	for (int i = 0; i < N_NODES; i++)
+		if (i != leader)
+			assert_int_equal(hang_taken(i), 0);
+	/* "first" applied already. */
+	wait_puts(1 + RELEASE_PUTS, 30000);
+	max = node_unsaved_max(m[leader].n);
+	printf("leader n%d: %d of %d big puts applied; at most %llu bytes unsaved on it "
+	       "(unsaved_bytes %u, one entry %u)\n",
+	       leader + 1, atomic_load(&put_ok) - 1, RELEASE_PUTS, (unsigned long long)max,
+	       UNSAVED_BYTES, PUT_BYTES);
+	assert_int_equal(atomic_load(&put_failed), 0);
+	assert_int_equal(atomic_load(&put_ok), 1 + RELEASE_PUTS);
+	/* The bound, and one entry with its envelope. */
+	assert_true(max < UNSAVED_BYTES + PUT_BYTES + 256);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_big_writes_pass_hung_follower, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_release_within_unsaved_bound, setup_release,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
