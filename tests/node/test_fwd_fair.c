@@ -49,6 +49,15 @@ struct member {
 static struct member m[N_NODES];
 static char dir[32];
 static _Atomic bool stop_disk, stop_own;
+/* The test's threads and the leader they work on: here, not in the test
+ * function, so that a failed assert (which returns from it at once) leaves
+ * them something alive to read; teardown stops and joins them before it
+ * stops the nodes. */
+static struct {
+	pthread_t disk, own;
+	bool disk_on, own_on;
+	int leader;
+} th;
 static atomic_int own_done, own_failed, fol_done, fol_failed;
 static atomic_int own_pending;
 static pthread_mutex_t own_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -97,8 +106,9 @@ static void slow_next_save(int i, unsigned ms)
 /* The leader's slow disk: every save held SLOW_MS. */
 static void *disk_main(void *arg)
 {
-	int leader = *(int *)arg;
+	int leader = th.leader;
 
+	(void)arg;
 	while (!atomic_load(&stop_disk)) {
 		slow_next_save(leader, SLOW_MS);
 		usleep(2000);
@@ -110,8 +120,9 @@ static void *disk_main(void *arg)
 static void *own_main(void *arg)
 {
 	static char payload[PUT_BYTES];
-	int leader = *(int *)arg;
+	int leader = th.leader;
 
+	(void)arg;
 	memset(payload, 'o', sizeof(payload));
 	for (int i = 0; !atomic_load(&stop_own); i++) {
 		int len = snprintf(payload, 32, "own%d=", i);
@@ -132,6 +143,39 @@ static void *own_main(void *arg)
 	return NULL;
 }
 
+/* Starts the leader's own proposer (and its slow disk, if slow). */
+static void start_threads(int leader, bool slow)
+{
+	th.leader = leader;
+	if (slow) {
+		assert_int_equal(pthread_create(&th.disk, NULL, disk_main, NULL), 0);
+		th.disk_on = true;
+	}
+	assert_int_equal(pthread_create(&th.own, NULL, own_main, NULL), 0);
+	th.own_on = true;
+}
+
+/* Stops and joins the leader's own proposer, if it runs. */
+static void stop_own_thread(void)
+{
+	atomic_store(&stop_own, true);
+	pthread_mutex_lock(&own_mu);
+	pthread_cond_broadcast(&own_cv);
+	pthread_mutex_unlock(&own_mu);
+	if (th.own_on)
+		pthread_join(th.own, NULL);
+	th.own_on = false;
+}
+
+/* Stops and joins the slow disk's thread, if it runs. */
+static void stop_disk_thread(void)
+{
+	atomic_store(&stop_disk, true);
+	if (th.disk_on)
+		pthread_join(th.disk, NULL);
+	th.disk_on = false;
+}
+
 static int teardown(void **state);
 
 /* cmocka runs no teardown after a failed setup: undo here what was made
@@ -150,6 +194,7 @@ static int setup(void **state)
 
 	(void)state;
 	memset(m, 0, sizeof(m));
+	memset(&th, 0, sizeof(th));
 	atomic_store(&stop_disk, false);
 	atomic_store(&stop_own, false);
 	atomic_store(&own_done, 0);
@@ -209,6 +254,9 @@ static int teardown(void **state)
 	char cmd[64];
 
 	(void)state;
+	/* The threads first: they use the nodes. */
+	stop_own_thread();
+	stop_disk_thread();
 	for (int i = 0; i < N_NODES; i++) {
 		if (m[i].n) {
 			node_stop(m[i].n);
@@ -268,7 +316,6 @@ static int leading_node(void)
 static void test_forwarded_not_starved(void **state)
 {
 	static char payload[1024];
-	pthread_t disk, own;
 	int leader, fol, own_before, own_during;
 	long long t0, took = -1;
 
@@ -276,8 +323,7 @@ static void test_forwarded_not_starved(void **state)
 	leader = find_leader();
 	assert_true(leader >= 0);
 	fol = (leader + 1) % N_NODES;
-	assert_int_equal(pthread_create(&disk, NULL, disk_main, &leader), 0);
-	assert_int_equal(pthread_create(&own, NULL, own_main, &leader), 0);
+	start_threads(leader, true);
 	/* The leader's own puts reach the bound and stay there, and are
 	 * applied at its disk's pace. */
 	t0 = test_now_ms();
@@ -314,13 +360,8 @@ static void test_forwarded_not_starved(void **state)
 	 * were done (or given up on): the contention lasted throughout. */
 	bool still_full = atomic_load(&own_pending) >= OWN_WINDOW / 2;
 
-	atomic_store(&stop_own, true);
-	pthread_mutex_lock(&own_mu);
-	pthread_cond_broadcast(&own_cv);
-	pthread_mutex_unlock(&own_mu);
-	pthread_join(own, NULL);
-	atomic_store(&stop_disk, true);
-	pthread_join(disk, NULL);
+	stop_own_thread();
+	stop_disk_thread();
 
 	printf("follower (n%d): %d of %d puts applied in %lld ms; the leader's own (n%d): %d "
 	       "applied meanwhile, %d pending at the end; %llu entries refused by the leader's "
@@ -348,7 +389,6 @@ static void test_forwarded_not_starved(void **state)
 static void test_held_when_leader_stops(void **state)
 {
 	static char payload[1024];
-	pthread_t own;
 	int leader, fol;
 	long long t0;
 
@@ -358,7 +398,7 @@ static void test_held_when_leader_stops(void **state)
 	fol = (leader + 1) % N_NODES;
 	/* One long hold: the leader's own puts fill the bound and stay. */
 	slow_next_save(leader, 4000);
-	assert_int_equal(pthread_create(&own, NULL, own_main, &leader), 0);
+	start_threads(leader, false);
 	t0 = test_now_ms();
 	while (node_unsaved_max(m[leader].n) < BOUND && test_now_ms() - t0 < 20000)
 		test_nap();
@@ -381,11 +421,7 @@ static void test_held_when_leader_stops(void **state)
 
 	/* The leader goes with the message held (handing over first, or
 	 * not), its own puts failing. */
-	atomic_store(&stop_own, true);
-	pthread_mutex_lock(&own_mu);
-	pthread_cond_broadcast(&own_cv);
-	pthread_mutex_unlock(&own_mu);
-	pthread_join(own, NULL);
+	stop_own_thread();
 	t0 = test_now_ms();
 	node_stop(m[leader].n);
 	node_free(m[leader].n);
