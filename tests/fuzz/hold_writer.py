@@ -37,6 +37,7 @@ def main():
             out.write("err %s open: %s\n" % (name, os.strerror(e.errno)))
             if e.errno == errno.EIO:
                 return 0
+            time.sleep(hold)  # pace, not wait: no loop at full speed on errors
             continue
         wrote = refused = False
         try:
