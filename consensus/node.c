@@ -438,12 +438,13 @@ static void admit_report(node *n)
 	if (st.n_held)
 		rlog_write(RLOG_INFO,
 			   "admission: %llu proposals held (at most %.1f MiB at once), %llu "
-			   "released, %llu resends of held ones dropped, %llu over the cap, %llu "
-			   "forgotten with a leadership; at most %.1f MiB of big entries "
-			   "uncommitted",
+			   "released, %llu resends of held ones dropped, %llu over the cap (and "
+			   "%llu behind those), %llu forgotten with a leadership; at most %.1f "
+			   "MiB of big entries uncommitted",
 			   (unsigned long long)st.n_held, st.held_bytes_max / 1048576.0,
 			   (unsigned long long)st.n_released, (unsigned long long)st.n_dup,
-			   (unsigned long long)st.n_full, (unsigned long long)st.n_forgotten,
+			   (unsigned long long)st.n_full, (unsigned long long)st.n_behind,
+			   (unsigned long long)st.n_forgotten,
 			   st.uncommitted_max / 1048576.0);
 }
 

@@ -21,6 +21,15 @@ struct queue {
 	struct held *head;
 };
 
+/* A client one of whose offers was dropped (held bytes at their cap, no
+ * memory): its later offers are dropped too until it offers that seq (or
+ * a lower one) again, or they would reach the log ahead of the dropped
+ * one, be skipped as early and send the client back to it anyway. */
+struct blocked {
+	struct blocked *next;
+	uint64_t client, seq;
+};
+
 /* A big entry in the log, not yet committed. */
 struct placed {
 	uint64_t index, len;
@@ -30,6 +39,7 @@ struct node_admit {
 	node_admit_limits lim;
 	uint64_t term;
 	struct queue *turn; /* the ring of non-empty queues, at the one to serve next */
+	struct blocked *blocked;
 	/* Big entries admitted and not committed, in index order: a ring
 	 * buffer (their number is about bound / big, more only while the
 	 * bound is off). */
@@ -80,11 +90,24 @@ static uint64_t forget_held(node_admit *a)
 	return n;
 }
 
+/* Forgets every client's dropped seq (a new term: its senders propose
+ * again from their lowest pending one). */
+static void forget_blocked(node_admit *a)
+{
+	while (a->blocked) {
+		struct blocked *b = a->blocked;
+
+		a->blocked = b->next;
+		free(b);
+	}
+}
+
 void node_admit_free(node_admit *a)
 {
 	if (!a)
 		return;
 	forget_held(a);
+	forget_blocked(a);
 	free(a->pl);
 	free(a);
 }
@@ -102,6 +125,7 @@ uint64_t node_admit_term(const node_admit *a)
 void node_admit_reset(node_admit *a, uint64_t term)
 {
 	a->st.n_forgotten += forget_held(a);
+	forget_blocked(a);
 	a->pl_head = a->pl_n = 0;
 	a->st.uncommitted = 0;
 	a->term = term;
@@ -198,28 +222,69 @@ static bool queue_insert(struct queue *q, struct held *h)
 	return true;
 }
 
+/* Whether client's offer seq is to be dropped behind a dropped one of
+ * its own; an offer at or below the dropped seq lifts the block (the
+ * client went back to it). */
+static bool behind_dropped(node_admit *a, uint64_t client, uint64_t seq)
+{
+	for (struct blocked **p = &a->blocked; *p; p = &(*p)->next) {
+		struct blocked *b = *p;
+
+		if (b->client != client)
+			continue;
+		if (seq > b->seq)
+			return true;
+		*p = b->next;
+		free(b);
+		return false;
+	}
+	return false;
+}
+
+/* Drops client's offer seq for want of room (held_max, memory) and every
+ * later one of client's until it offers seq again (behind_dropped). */
+static enum node_admit_verdict drop_full(node_admit *a, uint64_t client, uint64_t seq)
+{
+	struct blocked *b;
+
+	a->st.n_full++;
+	if (!client)
+		return NODE_ADMIT_DROP; /* keeps no order */
+	for (b = a->blocked; b && b->client != client; b = b->next)
+		;
+	if (b) {
+		if (seq < b->seq)
+			b->seq = seq;
+		return NODE_ADMIT_DROP;
+	}
+	b = malloc(sizeof(*b));
+	if (b) {
+		/* Without it, a later offer may pass ahead of this one: it is
+		 * then skipped as early, and the client goes back all the
+		 * same, only later. */
+		*b = (struct blocked){a->blocked, client, seq};
+		a->blocked = b;
+	}
+	return NODE_ADMIT_DROP;
+}
+
 static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t client, uint64_t seq,
 				    const void *data, size_t len)
 {
 	struct held *h;
 
-	if (a->st.held_bytes + len > a->lim.held_max) {
-		a->st.n_full++;
-		return NODE_ADMIT_DROP;
-	}
+	if (a->st.held_bytes + len > a->lim.held_max)
+		return drop_full(a, client, seq);
 	h = malloc(sizeof(*h) + len);
-	if (!h) {
-		a->st.n_full++;
-		return NODE_ADMIT_DROP;
-	}
+	if (!h)
+		return drop_full(a, client, seq);
 	h->seq = seq;
 	h->len = len;
 	h->next = NULL;
 	memcpy(h->data, data, len);
 	if (!q && !(q = queue_add(a, client))) {
 		free(h);
-		a->st.n_full++;
-		return NODE_ADMIT_DROP;
+		return drop_full(a, client, seq);
 	}
 	if (!queue_insert(q, h)) {
 		free(h);
@@ -241,6 +306,10 @@ enum node_admit_verdict node_admit_offer(node_admit *a, uint64_t client, uint64_
 
 	if (!node_admit_on(a))
 		return NODE_ADMIT_PASS;
+	if (client && a->blocked && behind_dropped(a, client, seq)) {
+		a->st.n_behind++;
+		return NODE_ADMIT_DROP;
+	}
 	/* Client 0 keeps no order: its small ones always pass. */
 	q = client ? queue_find(a, client) : NULL;
 	if (q)

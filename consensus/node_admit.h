@@ -48,7 +48,9 @@ enum node_admit_verdict {
 	NODE_ADMIT_PASS = 0, /* propose it now (a big one: then node_admit_placed) */
 	NODE_ADMIT_HELD = 1, /* copied and held: node_admit_release hands it out */
 	NODE_ADMIT_DROP = 2, /* not proposed and not kept: a duplicate of one held,
-				or over held_max */
+				over held_max, or a later one of a client whose
+				offer was dropped over held_max (until the client
+				offers that seq again) */
 };
 
 /* What it did so far (tests, logs). */
@@ -60,7 +62,8 @@ typedef struct node_admit_stats {
 	uint64_t n_held;	   /* proposals ever held */
 	uint64_t n_released;	   /* ...and handed out by node_admit_release */
 	uint64_t n_dup;		   /* offers dropped as duplicates of held ones */
-	uint64_t n_full;	   /* offers dropped over held_max */
+	uint64_t n_full;	   /* offers dropped over held_max (or out of memory) */
+	uint64_t n_behind;	   /* ...and later ones of their clients, dropped behind them */
 	uint64_t n_forgotten;	   /* held ones dropped by node_admit_reset */
 } node_admit_stats;
 

@@ -269,6 +269,61 @@ static void test_held_max(void **state)
 	fake_free(f);
 }
 
+/* The seqs of client's entries in the log, in log order, into out (at
+ * most max); returns how many. */
+static size_t client_log(const struct fake *f, uint64_t client, uint64_t *out, size_t max)
+{
+	size_t n = 0;
+
+	for (uint64_t i = 1; i <= f->last && n < max; i++)
+		if (f->log[i].client == client)
+			out[n++] = f->log[i].seq;
+	return n;
+}
+
+/* An offer dropped at the cap keeps its client's later ones out until the
+ * client offers it again (review finding 3): a client with a queue would
+ * have its later ones held and released ahead of the dropped one, and one
+ * without would have its small ones pass into the log ahead of it; either
+ * way they are skipped as early and the client goes back. */
+static void test_held_max_order(void **state)
+{
+	struct fake *f = fake_new(BOUND, 3 * MIB);
+	uint64_t seqs[16];
+
+	(void)state;
+	for (uint64_t s = 1; s <= 4; s++)
+		offer(f, 7, s, MIB);
+	for (uint64_t s = 5; s <= 7; s++)
+		assert_int_equal(offer(f, 7, s, MIB), NODE_ADMIT_HELD);
+	/* Client 7 (a queue) and 8 (none): a big one dropped at the cap,
+	 * then their later ones, small or big, dropped behind it. */
+	assert_int_equal(offer(f, 7, 8, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(offer(f, 7, 9, 4 * KIB), NODE_ADMIT_DROP);
+	assert_int_equal(offer(f, 8, 1, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(offer(f, 8, 2, 4 * KIB), NODE_ADMIT_DROP);
+	assert_int_equal(offer(f, 8, 3, MIB), NODE_ADMIT_DROP);
+	/* Another client's small one still passes. */
+	assert_int_equal(offer(f, 9, 1, 4 * KIB), NODE_ADMIT_PASS);
+	assert_int_equal(stats(f).n_full, 2);
+	assert_int_equal(stats(f).n_behind, 3);
+	/* Commits make room; the clients go back to the dropped seq. */
+	release(f, f->last);
+	for (uint64_t s = 8; s <= 9; s++)
+		assert_int_not_equal(offer(f, 7, s, s == 8 ? MIB : 4 * KIB), NODE_ADMIT_DROP);
+	for (uint64_t s = 1; s <= 3; s++)
+		assert_int_not_equal(offer(f, 8, s, s == 2 ? 4 * KIB : MIB), NODE_ADMIT_DROP);
+	while (stats(f).held)
+		release(f, f->last);
+	assert_int_equal(client_log(f, 7, seqs, 16), 9);
+	for (uint64_t i = 0; i < 9; i++)
+		assert_int_equal(seqs[i], i + 1);
+	assert_int_equal(client_log(f, 8, seqs, 16), 3);
+	for (uint64_t i = 0; i < 3; i++)
+		assert_int_equal(seqs[i], i + 1);
+	fake_free(f);
+}
+
 /* A core that takes nothing (a leader transfer) leaves them held, first. */
 static void test_refused(void **state)
 {
@@ -361,7 +416,8 @@ int main(void)
 	    cmocka_unit_test(test_small_passes), cmocka_unit_test(test_one_always_fits),
 	    cmocka_unit_test(test_round_robin),	 cmocka_unit_test(test_order),
 	    cmocka_unit_test(test_newcomer_waits), cmocka_unit_test(test_reset),
-	    cmocka_unit_test(test_held_max),	 cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_held_max),	 cmocka_unit_test(test_held_max_order),
+	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_off),		 cmocka_unit_test(test_random),
 	};
 
