@@ -236,7 +236,7 @@ static bool unsaved_full(const node *n)
 		(c->unsaved_entries && n->unsaved_ents + n->new_ents >= c->unsaved_entries));
 }
 
-/* ---- admission of big proposals (node_admit.h, bench/fs/README.md) ---- */
+/* ---- admission of big proposals (node_admit.h; README-node.md, "Admission of big proposals") ---- */
 
 /* Held proposals of all senders together, at most: the sum of four mounts'
  * windows (fs/fuse_write.c, 64 MiB each). Beyond, a proposal is not kept
@@ -440,12 +440,13 @@ static void admit_report(node *n)
 			   "admission: %llu proposals held (at most %.1f MiB at once), %llu "
 			   "released, %llu resends of held ones dropped, %llu over the cap (and "
 			   "%llu behind those), %llu forgotten with a leadership; at most %.1f "
-			   "MiB of big entries uncommitted",
+			   "MiB of big entries outstanding (not yet saved by every voter that "
+			   "keeps up)",
 			   (unsigned long long)st.n_held, st.held_bytes_max / 1048576.0,
 			   (unsigned long long)st.n_released, (unsigned long long)st.n_dup,
 			   (unsigned long long)st.n_full, (unsigned long long)st.n_behind,
 			   (unsigned long long)st.n_forgotten,
-			   st.uncommitted_max / 1048576.0);
+			   st.outstanding_max / 1048576.0);
 }
 
 /* Hands p to the core (loop thread, mu held). Each try carries the

@@ -30,7 +30,7 @@ struct blocked {
 	uint64_t client, seq;
 };
 
-/* A big entry in the log, not yet committed. */
+/* A big entry in the log, not yet done (node_admit_release). */
 struct placed {
 	uint64_t index, len;
 };
@@ -40,7 +40,7 @@ struct node_admit {
 	uint64_t term;
 	struct queue *turn; /* the ring of non-empty queues, at the one to serve next */
 	struct blocked *blocked;
-	/* Big entries admitted and not committed, in index order: a ring
+	/* Big entries admitted and not yet done, in index order: a ring
 	 * buffer (their number is about bound / big, more only while the
 	 * bound is off). */
 	struct placed *pl;
@@ -127,7 +127,7 @@ void node_admit_reset(node_admit *a, uint64_t term)
 	a->st.n_forgotten += forget_held(a);
 	forget_blocked(a);
 	a->pl_head = a->pl_n = 0;
-	a->st.uncommitted = 0;
+	a->st.outstanding = 0;
 	a->term = term;
 }
 
@@ -151,13 +151,13 @@ static bool is_big(const node_admit *a, size_t len)
 	return len >= a->lim.big;
 }
 
-/* Whether a big entry may go in now: while the big bytes uncommitted are
+/* Whether a big entry may go in now: while the big bytes outstanding are
  * under the bound (they exceed it by less than one entry). Its own size
  * does not matter, so a big entry never waits longer than a smaller one
  * that came later. */
 static bool room(const node_admit *a)
 {
-	return a->st.uncommitted < a->lim.bound;
+	return a->st.outstanding < a->lim.bound;
 }
 
 static struct queue *queue_find(const node_admit *a, uint64_t client)
@@ -342,16 +342,16 @@ void node_admit_placed(node_admit *a, uint64_t index, size_t len)
 	}
 	a->pl[(a->pl_head + a->pl_n) % a->pl_cap] = (struct placed){index, len};
 	a->pl_n++;
-	a->st.uncommitted += len;
-	if (a->st.uncommitted > a->st.uncommitted_max)
-		a->st.uncommitted_max = a->st.uncommitted;
+	a->st.outstanding += len;
+	if (a->st.outstanding > a->st.outstanding_max)
+		a->st.outstanding_max = a->st.outstanding;
 }
 
 /* Big entries up to done no longer count. */
-static void committed(node_admit *a, uint64_t done)
+static void retire_done(node_admit *a, uint64_t done)
 {
 	while (a->pl_n && a->pl[a->pl_head].index <= done) {
-		a->st.uncommitted -= a->pl[a->pl_head].len;
+		a->st.outstanding -= a->pl[a->pl_head].len;
 		a->pl_head = (a->pl_head + 1) % a->pl_cap;
 		a->pl_n--;
 	}
@@ -376,7 +376,7 @@ static bool release_one(node_admit *a, struct queue *q, node_admit_propose_fn pr
 
 void node_admit_release(node_admit *a, uint64_t done, node_admit_propose_fn propose, void *arg)
 {
-	committed(a, done);
+	retire_done(a, done);
 	/* One turn: the queue's first big proposal, while under the bound,
 	 * and the small ones right behind it (they would pass at once, were
 	 * it not for their place in the client's order). */

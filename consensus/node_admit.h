@@ -1,8 +1,11 @@
 /* node_admit.h — a leader's admission of big proposals into its log: big
- * entries (file data) go in only while the big bytes it holds uncommitted
- * are under a bound, the rest wait per client in FIFOs released round robin
- * as entries commit, and small ones (metadata, small writes, fsync
- * barriers) pass at once, so they never queue behind more than the bound.
+ * entries (file data) go in only while the big bytes outstanding (in the
+ * log, not yet committed and saved by every voter that keeps up: the index
+ * the node reports as done) are under a bound, the rest wait per client in
+ * FIFOs released round robin as done moves, and small ones (metadata,
+ * small writes, fsync barriers) pass at once, so they never queue behind
+ * more than the bound (consensus/README-node.md, "Admission of big
+ * proposals").
  *
  * Why at the leader: every command enters the one log behind every byte
  * proposed before it and not yet committed. Each mount paces its own big
@@ -33,9 +36,10 @@
 typedef struct node_admit node_admit;
 
 typedef struct node_admit_limits {
-	/* A big entry is admitted only while the big bytes admitted and not
-	 * yet committed are under this (so they exceed it by less than one
-	 * entry). 0: admission off (every proposal passes). */
+	/* A big entry is admitted only while the big bytes outstanding
+	 * (admitted, not yet done: node_admit_release) are under this (so
+	 * they exceed it by less than one entry). 0: admission off (every
+	 * proposal passes). */
 	uint64_t bound;
 	/* Entries of this many bytes or more are big. */
 	uint64_t big;
@@ -55,8 +59,8 @@ enum node_admit_verdict {
 
 /* What it did so far (tests, logs). */
 typedef struct node_admit_stats {
-	uint64_t uncommitted;	  /* big bytes admitted, not yet committed */
-	uint64_t uncommitted_max; /* the most ever */
+	uint64_t outstanding;	  /* big bytes admitted, not yet done */
+	uint64_t outstanding_max; /* the most ever */
 	uint64_t held_bytes, held; /* held now: bytes, proposals */
 	uint64_t held_bytes_max;   /* the most bytes ever held */
 	uint64_t n_held;	   /* proposals ever held */
@@ -88,7 +92,7 @@ bool node_admit_on(const node_admit *a);
 uint64_t node_admit_term(const node_admit *a);
 
 /* Leadership lost or a new term began: forgets every held proposal (their
- * senders retry: none was acknowledged) and every uncommitted byte (the
+ * senders retry: none was acknowledged) and every outstanding byte (the
  * new term's log is counted afresh), and counts for term from now on. */
 void node_admit_reset(node_admit *a, uint64_t term);
 
@@ -99,7 +103,8 @@ enum node_admit_verdict node_admit_offer(node_admit *a, uint64_t client, uint64_
 					 const void *data, size_t len);
 
 /* A big proposal that passed went into the log at index (len bytes);
- * it counts until committed. Small ones need not be reported. */
+ * it counts until done (node_admit_release). Small ones need not be
+ * reported. */
 void node_admit_placed(node_admit *a, uint64_t index, size_t len);
 
 /* Big entries up to index done stop counting (the node gives the index

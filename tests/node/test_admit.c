@@ -1,6 +1,6 @@
 /* test_admit.c — a leader's admission of big proposals (consensus/node_admit.h):
  * small ones pass while big ones wait, big ones go in only under the bound,
- * held ones go round robin among clients as entries commit, each client's
+ * held ones go round robin among clients as entries are done, each client's
  * in seq order (small ones behind its own big ones, a late lower seq before
  * them, a resend of a held one dropped), reset forgets, held bytes are
  * capped, a core that refuses keeps them held; and a randomized run
@@ -41,7 +41,7 @@ static uint64_t append(struct fake *f, uint64_t client, uint64_t seq, size_t len
 	assert_true(f->last + 1 < MAXLOG);
 	/* The bound, checked as each big entry goes in: only while under it. */
 	node_admit_get_stats(f->a, &st);
-	if (len >= BIG && st.uncommitted >= BOUND)
+	if (len >= BIG && st.outstanding >= BOUND)
 		f->over++;
 	f->log[++f->last] = (struct rec){client, seq, len};
 	return f->last;
@@ -116,7 +116,7 @@ static void test_small_passes(void **state)
 	assert_int_equal(offer(f, 7, 6, MIB), NODE_ADMIT_HELD);
 	assert_int_equal(offer(f, 9, 1, 4 * KIB), NODE_ADMIT_PASS);
 	assert_int_equal(offer(f, 9, 2, MIB), NODE_ADMIT_HELD);
-	assert_int_equal(stats(f).uncommitted, 4 * MIB);
+	assert_int_equal(stats(f).outstanding, 4 * MIB);
 	assert_int_equal(stats(f).held, 3);
 	assert_int_equal(stats(f).held_bytes, 3 * MIB);
 	assert_int_equal(f->last, 5);
@@ -160,7 +160,7 @@ static void test_round_robin(void **state)
 
 		release(f, ++commit);
 		assert_int_equal(f->last, before + 1);
-		assert_true(stats(f).uncommitted <= BOUND);
+		assert_true(stats(f).outstanding <= BOUND);
 	}
 	/* Entries 5.. alternate 5, 6, 7, ... (client 5 waited longest). */
 	for (uint64_t i = 5; i <= f->last; i++) {
@@ -216,7 +216,7 @@ static void test_newcomer_waits(void **state)
 	assert_int_equal(offer(f, 6, 1, MIB), NODE_ADMIT_HELD);
 	f->refuse = true;
 	release(f, 1);
-	assert_int_equal(stats(f).uncommitted, 0);
+	assert_int_equal(stats(f).outstanding, 0);
 	assert_int_equal(offer(f, 7, 1, MIB), NODE_ADMIT_HELD);
 	assert_int_equal(offer(f, 8, 1, 4 * KIB), NODE_ADMIT_PASS);
 	f->refuse = false;
@@ -242,7 +242,7 @@ static void test_reset(void **state)
 	assert_false(node_admit_busy(f->a));
 	assert_int_equal(stats(f).held, 0);
 	assert_int_equal(stats(f).held_bytes, 0);
-	assert_int_equal(stats(f).uncommitted, 0);
+	assert_int_equal(stats(f).outstanding, 0);
 	assert_int_equal(stats(f).n_forgotten, 2);
 	release(f, 100);
 	assert_int_equal(f->last, 4);
