@@ -236,13 +236,16 @@ static bool unsaved_full(const node *n)
 		(c->unsaved_entries && n->unsaved_ents + n->new_ents >= c->unsaved_entries));
 }
 
-/* ---- admission of big proposals (node_admit.h; README-node.md, "Admission of big proposals") ---- */
+/* ---- admission of big proposals (node_admit.h; README-node.md, "Admission") ---- */
 
 /* Held proposals of all senders together, at most: the sum of four mounts'
  * windows (fs/fuse_write.c, 64 MiB each). Beyond, a proposal is not kept
  * (forwarded or this node's own): its sender proposes it again after
  * retry_ms. */
 #define ADMIT_HELD_MAX (256ull << 20)
+/* ...and of one sender: one mount's window, so a single sender cannot take
+ * the room of the other three. */
+#define ADMIT_HELD_CLIENT_MAX (ADMIT_HELD_MAX / 4)
 
 /* Loop thread: the admission of this node's leadership, or NULL when it
  * does not lead or admission is off. What an earlier term held and
@@ -2061,7 +2064,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 		n->retry_ms = 1000;
 	atomic_store(&n->applied, sm->applied_index(sm->ctx));
 	rc = node_admit_new(&(node_admit_limits){cfg->admit_bytes, cfg->admit_entry_bytes,
-						 ADMIT_HELD_MAX},
+						 ADMIT_HELD_MAX, ADMIT_HELD_CLIENT_MAX},
 			    &n->adm);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory");

@@ -18,6 +18,7 @@ struct held {
 struct queue {
 	struct queue *next, *prev;
 	uint64_t client;
+	uint64_t bytes; /* held in it */
 	struct held *head;
 };
 
@@ -273,7 +274,8 @@ static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t cli
 {
 	struct held *h;
 
-	if (a->st.held_bytes + len > a->lim.held_max)
+	if (a->st.held_bytes + len > a->lim.held_max ||
+	    (a->lim.held_client_max && (q ? q->bytes : 0) + len > a->lim.held_client_max))
 		return drop_full(a, client, seq);
 	h = malloc(sizeof(*h) + len);
 	if (!h)
@@ -291,6 +293,7 @@ static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t cli
 		a->st.n_dup++;
 		return NODE_ADMIT_DROP;
 	}
+	q->bytes += len;
 	a->st.held++;
 	a->st.n_held++;
 	a->st.held_bytes += len;
@@ -367,6 +370,7 @@ static bool release_one(node_admit *a, struct queue *q, node_admit_propose_fn pr
 		return false;
 	node_admit_placed(a, index, h->len);
 	q->head = h->next;
+	q->bytes -= h->len;
 	a->st.held--;
 	a->st.held_bytes -= h->len;
 	a->st.n_released++;

@@ -46,6 +46,9 @@ typedef struct node_admit_limits {
 	/* Bytes held at most: an offer beyond is dropped (its sender
 	 * retries later), so held proposals cannot fill the memory. */
 	uint64_t held_max;
+	/* Bytes one client may hold at most (0: held_max alone), so one
+	 * sender cannot take the whole of held_max from the others. */
+	uint64_t held_client_max;
 } node_admit_limits;
 
 enum node_admit_verdict {
@@ -59,14 +62,15 @@ enum node_admit_verdict {
 
 /* What it did so far (tests, logs). */
 typedef struct node_admit_stats {
-	uint64_t outstanding;	  /* big bytes admitted, not yet done */
-	uint64_t outstanding_max; /* the most ever */
+	uint64_t outstanding;	   /* big bytes admitted, not yet done */
+	uint64_t outstanding_max;  /* the most ever */
 	uint64_t held_bytes, held; /* held now: bytes, proposals */
 	uint64_t held_bytes_max;   /* the most bytes ever held */
 	uint64_t n_held;	   /* proposals ever held */
 	uint64_t n_released;	   /* ...and handed out by node_admit_release */
 	uint64_t n_dup;		   /* offers dropped as duplicates of held ones */
-	uint64_t n_full;	   /* offers dropped over held_max (or out of memory) */
+	uint64_t n_full;	   /* offers dropped over held_max or held_client_max
+				      (or out of memory) */
 	uint64_t n_behind;	   /* ...and later ones of their clients, dropped behind them */
 	uint64_t n_forgotten;	   /* held ones dropped by node_admit_reset */
 } node_admit_stats;

@@ -28,9 +28,9 @@ struct fake {
 	struct rec {
 		uint64_t client, seq, len;
 	} log[MAXLOG];
-	uint64_t last;	    /* index of the last entry */
-	bool refuse;	    /* the core takes nothing now */
-	uint64_t over;	    /* placements that broke the bound */
+	uint64_t last;	      /* index of the last entry */
+	bool refuse;	      /* the core takes nothing now */
+	uint64_t over;	      /* placements that broke the bound */
 	uint8_t buf[4 * MIB]; /* what offers copy from */
 };
 
@@ -324,6 +324,37 @@ static void test_held_max_order(void **state)
 	fake_free(f);
 }
 
+/* One client holds at most its share: beyond, its offers are dropped
+ * (and its later ones behind them), while another client still gets
+ * held. */
+static void test_held_client_max(void **state)
+{
+	struct fake *f = fake_new(BOUND, 8 * MIB);
+
+	(void)state;
+	node_admit_free(f->a);
+	assert_int_equal(node_admit_new(&(node_admit_limits){.bound = BOUND,
+							     .big = BIG,
+							     .held_max = 8 * MIB,
+							     .held_client_max = 2 * MIB},
+					&f->a),
+			 0);
+	node_admit_reset(f->a, 1);
+	for (uint64_t s = 1; s <= 4; s++)
+		assert_int_equal(offer(f, 7, s, MIB), NODE_ADMIT_PASS);
+	for (uint64_t s = 5; s <= 6; s++)
+		assert_int_equal(offer(f, 7, s, MIB), NODE_ADMIT_HELD);
+	assert_int_equal(offer(f, 7, 7, MIB), NODE_ADMIT_DROP);
+	for (uint64_t s = 1; s <= 2; s++)
+		assert_int_equal(offer(f, 8, s, MIB), NODE_ADMIT_HELD);
+	assert_int_equal(offer(f, 8, 3, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(stats(f).held_bytes, 4 * MIB);
+	/* Released, a client's share is free again. */
+	release(f, f->last);
+	assert_int_not_equal(offer(f, 7, 7, MIB), NODE_ADMIT_DROP);
+	fake_free(f);
+}
+
 /* A core that takes nothing (a leader transfer) leaves them held, first. */
 static void test_refused(void **state)
 {
@@ -413,12 +444,18 @@ static void test_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_small_passes), cmocka_unit_test(test_one_always_fits),
-	    cmocka_unit_test(test_round_robin),	 cmocka_unit_test(test_order),
-	    cmocka_unit_test(test_newcomer_waits), cmocka_unit_test(test_reset),
-	    cmocka_unit_test(test_held_max),	 cmocka_unit_test(test_held_max_order),
+	    cmocka_unit_test(test_small_passes),
+	    cmocka_unit_test(test_one_always_fits),
+	    cmocka_unit_test(test_round_robin),
+	    cmocka_unit_test(test_order),
+	    cmocka_unit_test(test_newcomer_waits),
+	    cmocka_unit_test(test_reset),
+	    cmocka_unit_test(test_held_max),
+	    cmocka_unit_test(test_held_max_order),
+	    cmocka_unit_test(test_held_client_max),
 	    cmocka_unit_test(test_refused),
-	    cmocka_unit_test(test_off),		 cmocka_unit_test(test_random),
+	    cmocka_unit_test(test_off),
+	    cmocka_unit_test(test_random),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

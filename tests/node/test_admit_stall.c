@@ -37,10 +37,10 @@
 #define ADMIT_BYTES (256u << 10)
 #define BIG_BYTES (64u << 10)
 #define PUT_BYTES (BIG_BYTES + 1024) /* big: admit_entry_bytes or more */
-#define BIG_PUTS 40			 /* 2.5 MiB: ten bounds' worth */
-#define ELECTION_TICKS 100		 /* 1 s */
-#define HOLD_MS 6000			 /* the follower's hung disk */
-#define MARGIN_MS 1000			 /* the puts must be done this long before it is back */
+#define BIG_PUTS 40		     /* 2.5 MiB: ten bounds' worth */
+#define ELECTION_TICKS 100	     /* 1 s */
+#define HOLD_MS 6000		     /* the follower's hung disk */
+#define MARGIN_MS 1000		     /* the puts must be done this long before it is back */
 /* test_release_within_unsaved_bound: admission four times the leader's
  * unsaved bound. */
 #define ADMIT_BYTES_BIG (1u << 20)
@@ -261,9 +261,9 @@ static void start_big(int i, int from, int count)
 		int len = snprintf(payload, 32, "big%d=", k);
 
 		payload[len] = 'b';
-		assert_int_equal(node_start(m[i].n, payload, sizeof(payload), 60000, on_put, NULL,
-					    NULL, NULL),
-				 0);
+		assert_int_equal(
+		    node_start(m[i].n, payload, sizeof(payload), 60000, on_put, NULL, NULL, NULL),
+		    0);
 	}
 }
 
