@@ -77,7 +77,8 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
  * applied there, so a busy or slow holder may take a while; when to recall
  * again and when to give up on it is fuse_reclaim_step's (fuse_grant.h):
  * revoked once none of its commands applied here for FUSE_REVOKE_AFTER_MS
- * (down or cut off), or after FUSE_REVOKE_CAP_MS in all however busy. */
+ * (down or cut off; FUSE_REVOKE_BUSY_MS once seen working in this wait),
+ * or after FUSE_REVOKE_CAP_MS in all however busy. */
 static int reclaim(struct fuse_behind *b, uint64_t dir)
 {
 	struct fuse_reclaim clock;
@@ -100,7 +101,8 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 				"raftfs: directory %016llx: node %u did not return its delegation "
 				"(none of its commands applied for %d ms, or %d ms in all): "
 				"revoking it\n",
-				(unsigned long long)dir, holder, FUSE_REVOKE_AFTER_MS,
+				(unsigned long long)dir, holder,
+				clock.busy ? FUSE_REVOKE_BUSY_MS : FUSE_REVOKE_AFTER_MS,
 				FUSE_REVOKE_CAP_MS);
 			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
 			if (rc && rc != ESTALE)

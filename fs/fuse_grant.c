@@ -169,12 +169,16 @@ enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, 
 		r->holder = holder;
 		r->epoch = epoch;
 		r->progress = progress;
+		r->busy = false;
 		r->deadline_ms = now_ms + FUSE_REVOKE_AFTER_MS;
 		r->next_recall_ms = now_ms;
 	} else if (progress != r->progress) {
-		/* Progress, not wall time: its commands still arrive. */
+		/* Progress, not wall time: its commands still arrive. It is
+		 * alive and has a backlog, which a synchronous step of its
+		 * own may wait out in silence: the longer bound from now on. */
 		r->progress = progress;
-		r->deadline_ms = now_ms + FUSE_REVOKE_AFTER_MS;
+		r->busy = true;
+		r->deadline_ms = now_ms + FUSE_REVOKE_BUSY_MS;
 	}
 	if (r->deadline_ms > r->cap_ms)
 		r->deadline_ms = r->cap_ms;

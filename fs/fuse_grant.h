@@ -65,8 +65,9 @@ bool fuse_grant_idle(int64_t last_ns, int64_t newest_ns, int64_t now_ns, int64_t
 /* A recaller's clock (fuse_behind_reclaim): it proposes a Recall at once
  * and again every FUSE_RECALL_EVERY_MS while it waits (in case the holder
  * restarted and missed the last one), and revokes the holder once none of
- * its commands applied for FUSE_REVOKE_AFTER_MS (down or cut off), or
- * after FUSE_REVOKE_CAP_MS in all however busy. A new holder or epoch
+ * its commands applied for FUSE_REVOKE_AFTER_MS (down or cut off) —
+ * FUSE_REVOKE_BUSY_MS once it was seen working in this wait — or after
+ * FUSE_REVOKE_CAP_MS in all however busy. A new holder or epoch
  * between two looks (the delegation changed hands: returned, revoked and
  * granted to another) starts both afresh: the new holder gets the whole
  * FUSE_REVOKE_AFTER_MS and a Recall of its own epoch at once, rather than
@@ -75,11 +76,21 @@ bool fuse_grant_idle(int64_t last_ns, int64_t newest_ns, int64_t now_ns, int64_t
 #define FUSE_RECALL_EVERY_MS 500
 #define FUSE_REVOKE_AFTER_MS 3000
 #define FUSE_REVOKE_CAP_MS 30000
+/* A holder seen working during the wait (a command of its applied here
+ * after the first look) is alive and has commands in flight; it may then
+ * fall silent for as long as its own apply takes to catch up with them: a
+ * synchronous step of its mount (a close past the lease, an fsync) waits
+ * behind every command it has in flight (up to MAX_PENDING of
+ * fuse_behind_int.h) and proposes nothing meanwhile — over 4 s for a
+ * holder applying 4 ms per entry (tests/mount/mount_slow_holder.sh). Such
+ * a holder is revoked once none of its commands applied for this long. */
+#define FUSE_REVOKE_BUSY_MS 10000
 
 struct fuse_reclaim {
 	int64_t deadline_ms, cap_ms, next_recall_ms;
 	uint32_t holder;
 	uint64_t epoch, progress;
+	bool busy; /* the holder's commands applied here during this wait */
 };
 
 enum fuse_reclaim_do {

@@ -225,6 +225,37 @@ static void test_reclaim_new_holder_starts_afresh(void **state)
 	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t + 10), FUSE_RECLAIM_WAIT);
 }
 
+/* A holder seen working in this wait may then fall silent while its own
+ * apply catches up (a synchronous step waits behind its backlog): revoked
+ * only FUSE_REVOKE_BUSY_MS after its last command applied here. The next
+ * holder starts with the short bound again. */
+static void test_reclaim_busy_holder_gets_longer(void **state)
+{
+	struct fuse_reclaim r;
+	unsigned recalls = 0;
+	int64_t t = 7000;
+
+	(void)state;
+	fuse_reclaim_start(&r, t);
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t), FUSE_RECLAIM_RECALL);
+	/* Its commands arrive for a second... */
+	for (uint64_t p = 101; p <= 110; p++)
+		assert_int_not_equal(fuse_reclaim_step(&r, 2, 7, p, t += 100),
+				     FUSE_RECLAIM_REVOKE);
+	/* ...then none: past the short bound it keeps the delegation, and
+	 * is revoked at the long one. */
+	assert_int_equal(run_clock(&r, 2, 7, 110, t + 10, 2 * FUSE_REVOKE_BUSY_MS, &recalls),
+			 t + FUSE_REVOKE_BUSY_MS);
+	assert_true(r.busy);
+	/* Returned and granted to node 3, which does nothing: the short
+	 * bound. */
+	t += FUSE_REVOKE_BUSY_MS + 100;
+	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 50, t), FUSE_RECLAIM_RECALL);
+	assert_false(r.busy);
+	assert_int_equal(run_clock(&r, 3, 8, 50, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
+			 t + FUSE_REVOKE_AFTER_MS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -238,6 +269,7 @@ int main(void)
 	    cmocka_unit_test(test_reclaim_recalls_then_revokes),
 	    cmocka_unit_test(test_reclaim_progress_and_cap),
 	    cmocka_unit_test(test_reclaim_new_holder_starts_afresh),
+	    cmocka_unit_test(test_reclaim_busy_holder_gets_longer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
