@@ -17,7 +17,7 @@
 # Fails with the fixed 3 s deadline: node 2 revokes, node 1's commands after
 # the revoke fail (EREMOTE at apply, EIO at its fsyncdir); with 3 s of
 # silence allowed after progress (before FUSE_REVOKE_BUSY_MS), in about 1
-# run of 10 under load (tests/FLAKY.md, session 9).
+# run of 10 under load (tests/FLAKY.md, session 8).
 # One block, parsed before any of it runs (tests/FLAKY.md).
 {
 set -euo pipefail
@@ -96,12 +96,17 @@ echo "== 4. no resend storm"
 # that re-proposed them (and all after them) each second because they were
 # not applied yet filled the log with duplicates: 26,566 entries for
 # ~2,300 files once. Each file is at most one entry (fewer: a plug flush
-# is one), plus the mkdir, grants, recalls and returns.
+# is one), plus the mkdir, grants, recalls and returns, plus what a
+# legitimate go-back-N resend adds: a proposal with no commit seen for
+# retry_ms (1 s) is proposed again with all after it — on a loaded
+# machine (ASan, CPU hogs) that happened twice for ~200 seqs (holder,
+# session 8) — so one full window of 1,024 is allowed once; the storm
+# was ten times the files.
 files=$(cat "$T/progress")
 commit=$("$R" local status "$C" | awk '$1 == "node" && $2 == "1:" {
 	for (i = 3; i < NF; i++) if ($i == "commit") print $(i + 1) }')
 echo "   $files files, commit index $commit"
-[ "$commit" -le $((files + 200)) ] || fail "commit index $commit for $files files: duplicates"
+[ "$commit" -le $((files + 1024 + 200)) ] || fail "commit index $commit for $files files: duplicates"
 echo "PASS"
 exit 0
 }
