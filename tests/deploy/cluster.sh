@@ -20,7 +20,8 @@
 #    cache may leave it) comes back healthy by itself: it drops its
 #    untrusted tree and rebuilds it from its own snapshot and log;
 #  - a node whose disk is replaced is rebuilt under its id (stop, member
-#    remove, data emptied, config new --join, start, member add);
+#    remove, data emptied, config new --join, start, member add), and
+#    files created through it then get ids it never handed out before;
 #  - a dead machine is replaced by a new one under a new id;
 #  - raftfs status calls every node healthy, raftfs verify finds the mounts
 #    identical, an administrator's umount stops a node with exit 0;
@@ -391,7 +392,15 @@ echo "written on 2 after its power loss" >"$M2/docs/after-power" || fail "write 
 
 # 9b. Machine 2's disk is replaced (its data lost for good): rebuilt as
 # README section 7 says: stopped, removed, its data directory emptied,
-# configured with join = true, started, added again under its id.
+# configured with join = true, started, added again under its id. Files
+# made through node 2 before: the rebuilt node must hand out none of their
+# ids again (its id counter went with the disk; applying its own creates
+# from the log raises it again), so creates through it work at once.
+for k in 1 2 3 4 5; do
+	echo "made on 2 before its rebuild $k" >"$M2/docs/pre-rebuild$k" ||
+		fail "create docs/pre-rebuild$k through node 2"
+done
+ids_before=$(stat -c %i "$M2"/docs/pre-rebuild* "$M2/docs/after-power" | sort -n | tail -n 1)
 stop 2
 net_run h "$P/bin/raftfs" member remove 2 --via "$(net_addr 1):$PORT" >"$T/member.out" 2>&1 ||
 	{ cat "$T/member.out"; fail "raftfs member remove 2"; }
@@ -406,6 +415,13 @@ wait_for 30 "node 2 healthy after its rebuild" status_of 2
 	fail "node 2 rebuilt without docs/after-power"
 "$P/bin/raftfs" verify --wait 30 "$M1" "$M2" "$M3" >"$T/verify.out" 2>&1 ||
 	{ cat "$T/verify.out"; fail "the mounts differ after node 2's rebuild"; }
+for k in 1 2 3 4 5 6; do
+	echo "made on 2 after its rebuild $k" >"$M2/docs/post-rebuild$k" ||
+		fail "create docs/post-rebuild$k through the rebuilt node 2"
+	id=$(stat -c %i "$M2/docs/post-rebuild$k")
+	[ "$id" -gt "$ids_before" ] ||
+		fail "the rebuilt node 2 handed out id $id again (its files had ids up to $ids_before)"
+done
 
 # 10. Machine 3 dies for good (its disk with it); machine 4 replaces it as
 # README says: the dead member removed, the new one configured with the
