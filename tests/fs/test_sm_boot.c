@@ -19,6 +19,7 @@
 
 #include "fs_testlib.h"
 #include "sm.h"
+#include "sm_snapshot.h"
 
 #define REC 128	// one journal record (fs/sm_journal.c)
 #define ENTRIES 6 // with a 4-record limit: compacted before 6, so [5 done][6]
@@ -147,11 +148,58 @@ static void test_compacted_journal_crash_only(void **state)
 	assert_int_equal(st.st_ino, DIR_ID(ENTRIES));
 }
 
+// Node 1's image at index 2 (a directory and a file) into path.
+static void make_image(const char *path)
+{
+	char *src = tl_mkdtemp();
+	struct sm *a;
+	uint64_t index;
+	assert_int_equal(sm_open(src, 1, &a), 0);
+	assert_int_equal(tl_mkdir(a, SM_ROOT_ID, "img", DIR_ID(50), 0755), 0);
+	assert_int_equal(tl_mknod(a, DIR_ID(50), "f", DIR_ID(51), S_IFREG | 0644), 0);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(sm_snapshot_make(a, sm_snap_fd_sink, &fd, &index), 0);
+	close(fd);
+	sm_close(a);
+	tl_rmtree(src);
+}
+
+// An installed image is not a clean close: a power loss after the install
+// (the process dies without closing) drops the installed state too.
+static void test_installed_state_not_clean(void **state)
+{
+	struct fx *f = *state;
+	char *img_dir = tl_mkdtemp();
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/image", img_dir);
+	make_image(path);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sm *sm;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		_exit(fd < 0 || sm_open(f->dir, 1, &sm) ||
+		      sm_snapshot_install(sm, sm_snap_fd_source, &fd) || sm_applied_index(sm) != 2);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	tl_rmtree(img_dir);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	fake_boot_id(f->dir);
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(sm_fault(f->sm), 0);
+	assert_int_equal(sm_applied_index(f->sm), 0);
+	assert_int_equal(sm_lookup(f->sm, SM_ROOT_ID, "img", &st), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_compacted_journal_not_clean, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compacted_journal_crash_only, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_installed_state_not_clean, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
