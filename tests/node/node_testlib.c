@@ -4,6 +4,7 @@
 #include "client.h"
 
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -45,6 +46,37 @@ void test_one_node_config(node_config *cfg, const char *cluster, const char *dir
 	snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
 	cfg->listen_port = port;
 	snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/n1", dir);
+}
+
+int test_distinct_ports(uint16_t *port, int n)
+{
+	for (int i = 0; i < n; i++) {
+		bool again = true;
+
+		for (int tries = 0; again && tries < 50; tries++) {
+			port[i] = test_free_port();
+			again = port[i] == 0;
+			for (int j = 0; j < i; j++)
+				again = again || port[j] == port[i];
+		}
+		if (again)
+			return -1;
+	}
+	return 0;
+}
+
+void test_member_config(node_config *cfg, const char *cluster, const char *dir, int i, int n,
+			const uint16_t *port)
+{
+	test_one_node_config(cfg, cluster, dir, port[i]);
+	cfg->id = (uint64_t)i + 1;
+	cfg->n_peers = (size_t)n;
+	for (int j = 0; j < n; j++) {
+		cfg->peers[j].id = (uint64_t)j + 1;
+		snprintf(cfg->peers[j].host, sizeof(cfg->peers[j].host), "127.0.0.1");
+		cfg->peers[j].port = port[j];
+	}
+	snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/n%d", dir, i + 1);
 }
 
 void test_nap(void)

@@ -1,6 +1,7 @@
-/* node_testlib.h — what the in-process node tests share: a free loopback
- * port, a monotonic clock, a pause between polls, the config of a
- * one-node cluster, and its commit index by a status request. */
+/* node_testlib.h — what the in-process node tests share: free loopback
+ * ports, a monotonic clock, a pause between polls, the config of a
+ * one-node cluster or of a member of an n-node one, and a node's commit
+ * index by a status request. */
 #ifndef RAFTFS_NODE_TESTLIB_H
 #define RAFTFS_NODE_TESTLIB_H
 
@@ -25,5 +26,15 @@ uint64_t test_commit_index(const char *addr, unsigned timeout_ms);
 /* cfg: the defaults, made node 1 of a one-node cluster named `cluster`
  * listening on 127.0.0.1:port, its data directory DIR/n1. */
 void test_one_node_config(node_config *cfg, const char *cluster, const char *dir, uint16_t port);
+
+/* port[0..n-1]: n distinct ports free a moment ago (one free a moment ago
+ * may be handed out twice). Returns 0, or -1 if none could be found. */
+int test_distinct_ports(uint16_t *port, int n);
+
+/* cfg: the defaults, made node i + 1 of an n-node cluster named
+ * `cluster` whose node j + 1 listens on 127.0.0.1:port[j], its data
+ * directory DIR/n<i + 1>. */
+void test_member_config(node_config *cfg, const char *cluster, const char *dir, int i, int n,
+			const uint16_t *port);
 
 #endif

@@ -93,37 +93,11 @@ static int setup_failed(const char *why)
 	return -1;
 }
 
-/* Three distinct free ports (one free a moment ago may come twice). */
-static int draw_ports(uint16_t *port)
-{
-	for (int i = 0; i < N_NODES; i++) {
-		bool again = true;
-
-		for (int tries = 0; again && tries < 50; tries++) {
-			port[i] = test_free_port();
-			again = port[i] == 0;
-			for (int j = 0; j < i; j++)
-				again = again || port[j] == port[i];
-		}
-		if (again)
-			return -1;
-	}
-	return 0;
-}
-
 static void member_config(int i, const uint16_t *port)
 {
 	node_config *c = &m[i].cfg;
 
-	test_one_node_config(c, "admitstall", dir, port[i]);
-	c->id = (uint64_t)i + 1;
-	c->n_peers = N_NODES;
-	for (int j = 0; j < N_NODES; j++) {
-		c->peers[j].id = (uint64_t)j + 1;
-		snprintf(c->peers[j].host, sizeof(c->peers[j].host), "127.0.0.1");
-		c->peers[j].port = port[j];
-	}
-	snprintf(c->data_dir, sizeof(c->data_dir), "%s/n%d", dir, i + 1);
+	test_member_config(c, "admitstall", dir, i, N_NODES, port);
 	c->admit_entry_bytes = BIG_BYTES;
 	c->snapshot_entries = 0;
 	c->proposal_timeout_ms = 60000;
@@ -144,7 +118,7 @@ static int setup_with(uint64_t admit_bytes, uint64_t unsaved)
 	if (!mkdtemp(dir))
 		return -1;
 	setenv("RAFTFS_TEST_STALL", "1", 1);
-	if (draw_ports(port) != 0)
+	if (test_distinct_ports(port, N_NODES) != 0)
 		return setup_failed("no free port");
 	for (int i = 0; i < N_NODES; i++) {
 		member_config(i, port);

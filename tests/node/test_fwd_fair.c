@@ -206,31 +206,12 @@ static int setup(void **state)
 	if (!mkdtemp(dir))
 		return -1;
 	setenv("RAFTFS_TEST_STALL", "1", 1);
-	for (int i = 0; i < N_NODES; i++) {
-		bool again = true;
-
-		/* A port free a moment ago may be handed out twice. */
-		for (int tries = 0; again && tries < 50; tries++) {
-			port[i] = test_free_port();
-			again = port[i] == 0;
-			for (int j = 0; j < i; j++)
-				again = again || port[j] == port[i];
-		}
-		if (again)
-			return setup_failed("no free port");
-	}
+	if (test_distinct_ports(port, N_NODES) != 0)
+		return setup_failed("no free port");
 	for (int i = 0; i < N_NODES; i++) {
 		node_config *c = &m[i].cfg;
 
-		test_one_node_config(c, "fwdfair", dir, port[i]);
-		c->id = (uint64_t)i + 1;
-		c->n_peers = N_NODES;
-		for (int j = 0; j < N_NODES; j++) {
-			c->peers[j].id = (uint64_t)j + 1;
-			snprintf(c->peers[j].host, sizeof(c->peers[j].host), "127.0.0.1");
-			c->peers[j].port = port[j];
-		}
-		snprintf(c->data_dir, sizeof(c->data_dir), "%s/n%d", dir, i + 1);
+		test_member_config(c, "fwdfair", dir, i, N_NODES, port);
 		c->unsaved_bytes = BOUND;
 		c->snapshot_entries = 0;
 		c->proposal_timeout_ms = 60000;
