@@ -513,19 +513,28 @@ static void resend_from(node *n, proposal *p, uint64_t now)
 		try_propose(n, p, now);
 }
 
-/* Fails proposals past their deadline; re-proposes those due for a retry
- * and all after them: after a leader change, or when a try got no answer
- * for retry_ms (a forwarded proposal can be lost with its connection). */
+/* Fails proposals past their deadline, or all once this node faulted;
+ * re-proposes those due for a retry and all after them: after a leader
+ * change, or when a try got no answer for retry_ms (a forwarded proposal
+ * can be lost with its connection). */
 static void check_proposals(node *n, uint64_t now)
 {
 	proposal *failed = NULL, *p, *next, *due = NULL;
-	bool stopping;
+	bool stopping, faulted;
 
 	pthread_mutex_lock(&n->mu);
 	stopping = n->stopping;
+	faulted = atomic_load(&n->fault) != 0;
 	for (p = n->pend_head; p; p = next) {
 		next = p->next;
-		if (now >= p->deadline_ms || n->stopping) {
+		/* A node that stopped applying will never apply what it waits
+		 * for: its callers get the fault now, not at their deadline (a
+		 * close after a disk filled took the proposal timeout, 5 s, to
+		 * fail). As after a timeout, the entry may still commit and
+		 * apply on the others. */
+		if (faulted)
+			p->last_error = NODE_EFAULT;
+		if (now >= p->deadline_ms || n->stopping || faulted) {
 			pending_unlink(n, p);
 			p->next = failed;
 			failed = p;
