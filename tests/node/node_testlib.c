@@ -48,6 +48,19 @@ void test_one_node_config(node_config *cfg, const char *cluster, const char *dir
 	snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/n1", dir);
 }
 
+bool test_await_lead(node *n, long long deadline)
+{
+	bool leads = false;
+
+	while (test_now_ms() < deadline) {
+		node_get_state(n, NULL, &leads);
+		if (leads && node_applied(n) >= 1)
+			return true;
+		test_nap();
+	}
+	return false;
+}
+
 int test_distinct_ports(uint16_t *port, int n)
 {
 	for (int i = 0; i < n; i++) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "node.h"
 
 /* A TCP port on 127.0.0.1 that was free a moment ago (0 if none). */
 uint16_t test_free_port(void);
@@ -26,6 +27,11 @@ uint64_t test_commit_index(const char *addr, unsigned timeout_ms);
 /* cfg: the defaults, made node 1 of a one-node cluster named `cluster`
  * listening on 127.0.0.1:port, its data directory DIR/n1. */
 void test_one_node_config(node_config *cfg, const char *cluster, const char *dir, uint16_t port);
+
+/* Waits until n (a one-node cluster's node) leads and has applied its
+ * term's empty entry, so the first proposal gets index 2. Returns whether
+ * it did before deadline (test_now_ms() clock). */
+bool test_await_lead(node *n, long long deadline);
 
 /* port[0..n-1]: n distinct ports free a moment ago (one free a moment ago
  * may be handed out twice). Returns 0, or -1 if none could be found. */

@@ -87,7 +87,6 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	long long deadline;
 	node_config cfg;
 	node_sm sm;
-	bool leads = false;
 	kvsm *k;
 	node *n;
 
@@ -108,15 +107,8 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 		fail_msg("node_new: %s", err);
 	assert_int_equal(node_launch(n), 0);
 	deadline = test_now_ms() + 20000;
-	while (!leads && test_now_ms() < deadline) {
-		node_get_state(n, NULL, &leads);
-		if (!leads)
-			test_nap();
-	}
-	assert_true(leads);
-	/* The new leader's empty entry (index 1, not gated) applies first. */
-	while (node_applied(n) < 1 && test_now_ms() < deadline)
-		test_nap();
+	/* Leading, with its term's empty entry (index 1) applied. */
+	assert_true(test_await_lead(n, deadline));
 	first = node_applied(n);
 	assert_int_equal(first, 1);
 	memset(payload, 'x', sizeof(payload));

@@ -79,7 +79,6 @@ static void test_pending_fail_with_the_fault(void **state)
 	long long deadline;
 	node_config cfg;
 	node_sm sm;
-	bool leads = false;
 	kvsm *k;
 	node *n;
 
@@ -99,14 +98,8 @@ static void test_pending_fail_with_the_fault(void **state)
 		fail_msg("node_new: %s", err);
 	assert_int_equal(node_launch(n), 0);
 	deadline = test_now_ms() + 20000;
-	while (!leads && test_now_ms() < deadline) {
-		node_get_state(n, NULL, &leads);
-		if (!leads)
-			test_nap();
-	}
-	assert_true(leads);
-	while (node_applied(n) < 1 && test_now_ms() < deadline)
-		test_nap(); /* the leader's empty entry applies ungated */
+	/* Leading, with its term's empty entry (index 1) applied. */
+	assert_true(test_await_lead(n, deadline));
 	for (int i = 0; i < PROPOSALS; i++) {
 		char put[16];
 		int len = snprintf(put, sizeof(put), "k%d=v", i);

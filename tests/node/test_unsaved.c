@@ -116,7 +116,6 @@ static void test_unsaved_bounded_while_disk_stalls(void **state)
 	long long deadline, t0;
 	node_config cfg;
 	node_sm sm;
-	bool leads = false;
 	int answers = 0;
 	kvsm *k;
 	node *n;
@@ -137,14 +136,8 @@ static void test_unsaved_bounded_while_disk_stalls(void **state)
 		fail_msg("node_new: %s", err);
 	assert_int_equal(node_launch(n), 0);
 	deadline = test_now_ms() + 20000;
-	while (!leads && test_now_ms() < deadline) {
-		node_get_state(n, NULL, &leads);
-		if (!leads)
-			test_nap();
-	}
-	assert_true(leads);
-	while (node_applied(n) < 1 && test_now_ms() < deadline)
-		test_nap();
+	/* Leading, with its term's empty entry (index 1) applied. */
+	assert_true(test_await_lead(n, deadline));
 	first = node_applied(n);
 	assert_int_equal(first, 1);
 
