@@ -334,13 +334,23 @@ static bool admit_forwarded(node *n, const raft_msg *m)
  * worth of big ones and the small ones between them). */
 #define ADMIT_LAG_ENTRIES 64
 
-/* Loop thread: the record of peer id's match (a new one, or NULL when the
- * table is full: that peer is then never left out for being stuck). */
-static struct admit_peer *admit_peer_of(node *n, uint64_t id)
+/* Loop thread: the record of peer id's match, or NULL if it has none. */
+static struct admit_peer *admit_peer_find(node *n, uint64_t id)
 {
 	for (size_t i = 0; i < n->n_adm_peer; i++)
 		if (n->adm_peer[i].id == id)
 			return &n->adm_peer[i];
+	return NULL;
+}
+
+/* The record of peer id's match (a new one, or NULL when the table is
+ * full: that peer is then never left out for being stuck). */
+static struct admit_peer *admit_peer_of(node *n, uint64_t id)
+{
+	struct admit_peer *a = admit_peer_find(n, id);
+
+	if (a)
+		return a;
 	if (n->n_adm_peer == CONFIG_MAX_PEERS)
 		return NULL;
 	n->adm_peer[n->n_adm_peer] = (struct admit_peer){.id = id, .match = UINT64_MAX};
@@ -379,14 +389,12 @@ static void admit_track(node *n, uint64_t now)
  * moves only a few entries past such a voter, never ADMIT_LAG_ENTRIES. */
 static bool admit_stuck(node *n, const raft_peer_status *p, uint64_t now)
 {
-	const struct admit_peer *a = NULL;
+	const struct admit_peer *a;
 	uint64_t timeout = (uint64_t)n->cfg->election_ticks * n->cfg->tick_ms;
 
 	if (n->adm_term != raft_term(n->r))
 		return false;
-	for (size_t i = 0; i < n->n_adm_peer && !a; i++)
-		if (n->adm_peer[i].id == p->id)
-			a = &n->adm_peer[i];
+	a = admit_peer_find(n, p->id);
 	return a && a->match == p->match && now - a->moved_ms > timeout;
 }
 
