@@ -61,6 +61,15 @@ fail() {
 	exit 1
 }
 
+# Node i killed with SIGKILL, as a crash or a power cut would end it, and
+# forgotten (its pid file too: the reaper must not kill a reused pid).
+crash() {
+	kill -9 "${PID[$1]}"
+	wait "${PID[$1]}" 2>/dev/null || true # 137: killed, as intended
+	PID[$1]=""
+	rm -f "$T/pid.$1"
+}
+
 # wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
 wait_for() {
 	local deadline=$((SECONDS + $1)) what=$2
@@ -303,9 +312,7 @@ echo "RAFTFS_MOUNT_OPTS=timeout=10" >"$T/etc3/default"
 stop 3
 start 3
 stat "$M3" >/dev/null
-kill -9 "${PID[3]}"
-wait "${PID[3]}" 2>/dev/null || true # 137: killed, as intended
-PID[3]=""
+crash 3
 echo "written while 3 was dead" >"$M1/docs/dead3" || fail "write on node 1 with node 3 dead"
 start 3
 [ "$(grep -c " $M3 " /proc/self/mountinfo)" = 1 ] ||
@@ -365,9 +372,7 @@ done
 # another holds other bytes, as a lost page cache may leave them). It comes
 # back healthy by itself (README section 6): it drops its tree and
 # rebuilds it from its own stored snapshot and Raft log, and catches up.
-kill -9 "${PID[2]}"
-wait "${PID[2]}" 2>/dev/null || true # 137: killed, as intended
-PID[2]=""
+crash 2
 cat /proc/sys/kernel/random/uuid >"$T/data2/sm/boot"
 rm "$T/data2/tree/docs/note2" || fail "no docs/note2 in node 2's tree"
 echo "lost in the page cache" >"$T/data2/tree/docs/note3"
@@ -426,9 +431,7 @@ done
 # 10. Machine 3 dies for good (its disk with it); machine 4 replaces it as
 # README says: the dead member removed, the new one configured with the
 # members now and itself (--join), started, added; it catches up.
-kill -9 "${PID[3]}"
-wait "${PID[3]}" 2>/dev/null || true # 137: killed, as intended
-PID[3]=""
+crash 3
 umount -l "$M3" # gone with its machine
 rm -rf "$T/data3"
 net_run h "$P/bin/raftfs" member remove 3 --via "$(net_addr 1):$PORT" >"$T/member.out" 2>&1 ||
