@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,11 @@ const char *node_strerror(int code)
 static uint64_t now_ms(void)
 {
 	return uv_hrtime() / 1000000;
+}
+
+uint64_t node_now_ms(void)
+{
+	return now_ms();
 }
 
 /* ---- inbox (any thread -> loop thread) ---- */
@@ -179,7 +185,8 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 	p->t_start = n->stages.on ? uv_hrtime() : 0;
 	p->cb = cb;
 	p->arg = arg;
-	p->deadline_ms = now_ms() + (timeout_ms ? timeout_ms : n->cfg->proposal_timeout_ms);
+	p->start_ms = now_ms();
+	p->deadline_ms = p->start_ms + (timeout_ms ? timeout_ms : n->cfg->proposal_timeout_ms);
 
 	pthread_mutex_lock(&n->mu);
 	if (n->stopping) {
@@ -215,7 +222,7 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 
 /* Loop thread: entries proposed to this leader's core, not yet in a
  * save. */
-static void unsaved_add(node *n, uint64_t bytes, uint64_t ents)
+void node_unsaved_add(node *n, uint64_t bytes, uint64_t ents)
 {
 	n->new_bytes += bytes;
 	n->new_ents += ents;
@@ -227,237 +234,13 @@ static void unsaved_add(node *n, uint64_t bytes, uint64_t ents)
  * own disk than the bound allows. Only a leader's pile up: a follower
  * takes entries at the pace its acknowledgements, which wait for its
  * saves, let the leader send them (max_inflight). */
-static bool unsaved_full(const node *n)
+bool node_unsaved_full(const node *n)
 {
 	const node_config *c = n->cfg;
 
 	return raft_is_leader(n->r) &&
 	       ((c->unsaved_bytes && n->unsaved_bytes + n->new_bytes >= c->unsaved_bytes) ||
 		(c->unsaved_entries && n->unsaved_ents + n->new_ents >= c->unsaved_entries));
-}
-
-/* ---- admission of big proposals (node_admit.h; README-node.md, "Admission") ---- */
-
-/* Held proposals of all senders together, at most: the sum of four mounts'
- * windows (fs/fuse_write.c, 64 MiB each). Beyond, a proposal is not kept
- * (forwarded or this node's own): its sender proposes it again after
- * retry_ms. */
-#define ADMIT_HELD_MAX (256ull << 20)
-/* ...and of one sender: one mount's window, so a single sender cannot take
- * the room of the other three. */
-#define ADMIT_HELD_CLIENT_MAX (ADMIT_HELD_MAX / 4)
-
-/* Loop thread: the admission of this node's leadership, or NULL when it
- * does not lead or admission is off. What an earlier term held and
- * counted is forgotten (its log may have been cut; senders retry). */
-static node_admit *admission(node *n)
-{
-	if (!node_admit_on(n->adm) || !raft_is_leader(n->r))
-		return NULL;
-	if (node_admit_term(n->adm) != raft_term(n->r))
-		node_admit_reset(n->adm, raft_term(n->r));
-	return n->adm;
-}
-
-/* The client and seq of an entry to offer; false for one that keeps no
- * order (no envelope, a membership change): it passes. */
-static bool admit_key(const raft_entry *e, envelope *env)
-{
-	const uint8_t *cmd;
-	size_t cmd_len;
-
-	return e->type == RAFT_ENTRY_NORMAL &&
-	       envelope_decode(e->data, e->len, env, &cmd, &cmd_len) == 0;
-}
-
-/* node_admit_propose_fn: a held proposal, released, goes into the log —
- * unless this leader's own unsaved entries reached their bound: then it
- * stays held (first in its queue) and release stops until a save makes
- * room, so admission exceeds the unsaved bound by one entry at most, as
- * every other way into the log does (README-node.md, "Bounded memory"). */
-static uint64_t admit_propose(void *arg, uint64_t client, uint64_t seq, const uint8_t *data,
-			      size_t len)
-{
-	node *n = arg;
-	uint64_t index;
-
-	if (unsaved_full(n))
-		return 0;
-	if (raft_propose(n->r, data, len, &index, NULL) < 0 || !index)
-		return 0;
-	unsaved_add(n, len, 1);
-	RLOG(RLOG_CLNT, "admitted seq %llu of %016llx (%zu bytes) at %llu",
-	     (unsigned long long)seq, (unsigned long long)client, len, (unsigned long long)index);
-	return index;
-}
-
-/* Loop thread: proposals forwarded to this leader, offered one by one
- * (those that pass go into the log in order, the others are held or
- * dropped). False when the message may go to the core whole: this node
- * does not admit, or nothing is held and no entry is big. */
-static bool admit_forwarded(node *n, const raft_msg *m)
-{
-	node_admit *a = admission(n);
-	bool whole = true;
-	envelope env;
-
-	if (!a)
-		return false;
-	for (size_t i = 0; i < m->n_entries && whole; i++)
-		whole = m->entries[i].len < n->cfg->admit_entry_bytes;
-	if (whole && !node_admit_holding(a))
-		return false;
-	for (size_t i = 0; i < m->n_entries; i++) {
-		const raft_entry *e = &m->entries[i];
-		raft_msg one = *m;
-		raft_status st;
-
-		if (admit_key(e, &env) &&
-		    node_admit_offer(a, env.client, env.seq, e->data, e->len) != NODE_ADMIT_PASS)
-			continue;
-		one.entries = (raft_entry *)e;
-		one.n_entries = 1;
-		if (raft_step(n->r, &one) < 0 || !raft_is_leader(n->r))
-			continue;
-		unsaved_add(n, e->len, 1);
-		if (e->len >= n->cfg->admit_entry_bytes) {
-			raft_get_status(n->r, &st);
-			node_admit_placed(a, st.last_index, e->len);
-		}
-	}
-	return true;
-}
-
-/* A voter whose log trails the commit index by more entries than this is
- * catching up (restarted, or slow for a while): admission does not wait
- * for it. One that keeps up trails by a few entries at most (the bound's
- * worth of big ones and the small ones between them). */
-#define ADMIT_LAG_ENTRIES 64
-
-/* Loop thread: the record of peer id's match, or NULL if it has none. */
-static struct admit_peer *admit_peer_find(node *n, uint64_t id)
-{
-	for (size_t i = 0; i < n->n_adm_peer; i++)
-		if (n->adm_peer[i].id == id)
-			return &n->adm_peer[i];
-	return NULL;
-}
-
-/* The record of peer id's match (a new one, or NULL when the table is
- * full: that peer is then never left out for being stuck). */
-static struct admit_peer *admit_peer_of(node *n, uint64_t id)
-{
-	struct admit_peer *a = admit_peer_find(n, id);
-
-	if (a)
-		return a;
-	if (n->n_adm_peer == CONFIG_MAX_PEERS)
-		return NULL;
-	n->adm_peer[n->n_adm_peer] = (struct admit_peer){.id = id, .match = UINT64_MAX};
-	return &n->adm_peer[n->n_adm_peer++];
-}
-
-/* Loop thread, each tick while admission is on and this node leads: notes
- * when each peer's match last moved, or last had nothing outstanding past
- * it (an idle follower is not stuck). A new term starts afresh: matches
- * are the new leader's to learn. */
-static void admit_track(node *n, uint64_t now)
-{
-	raft_status st;
-
-	raft_get_status(n->r, &st);
-	if (n->adm_term != st.term) {
-		n->n_adm_peer = 0;
-		n->adm_term = st.term;
-	}
-	for (size_t i = 0; i < st.n_peers; i++) {
-		const raft_peer_status *p = &st.peers[i];
-		struct admit_peer *a = admit_peer_of(n, p->id);
-
-		if (a && (a->match != p->match || p->match >= st.last_index)) {
-			a->match = p->match;
-			a->moved_ms = now;
-		}
-	}
-}
-
-/* Whether peer p's match has stood still for an election timeout with
- * entries outstanding past it: its disk hangs (a follower answers
- * heartbeats at once, without waiting for its saves, so it stays recent
- * active and replicating while its match freezes). Counted in time, not
- * entries: while admission holds big entries back, the commit index
- * moves only a few entries past such a voter, never ADMIT_LAG_ENTRIES. */
-static bool admit_stuck(node *n, const raft_peer_status *p, uint64_t now)
-{
-	const struct admit_peer *a;
-	uint64_t timeout = (uint64_t)n->cfg->election_ticks * n->cfg->tick_ms;
-
-	if (n->adm_term != raft_term(n->r))
-		return false;
-	a = admit_peer_find(n, p->id);
-	return a && a->match == p->match && now - a->moved_ms > timeout;
-}
-
-/* The index up to which big entries stop counting: committed, and saved
- * by every voter that keeps up (recently active, replicating, within
- * ADMIT_LAG_ENTRIES of the commit, its match moving) — not only by a
- * quorum: a small command waits also for its own node's save of what came
- * before it, and its node may be the slower follower. A voter that is
- * down, catching up or whose disk hangs does not hold admission back: a
- * minority node must not stop the cluster's big writes. */
-static uint64_t admit_done(node *n, const raft_status *st, uint64_t now)
-{
-	uint64_t done = st->commit;
-
-	for (size_t i = 0; i < st->n_peers; i++) {
-		const raft_peer_status *p = &st->peers[i];
-
-		if (p->id != st->id && !p->learner && p->recent_active &&
-		    p->state == RAFT_PROGRESS_REPLICATE && p->match < done &&
-		    p->match + ADMIT_LAG_ENTRIES >= st->commit && !admit_stuck(n, p, now))
-			done = p->match;
-	}
-	return done;
-}
-
-/* Loop thread, each Ready: big entries committed since make room for held
- * proposals, released round robin among senders. A node that no longer
- * leads forgets them (their senders propose them again to the new
- * leader). */
-static void admit_release(node *n)
-{
-	raft_status st;
-
-	if (!node_admit_busy(n->adm))
-		return;
-	if (!admission(n)) {
-		node_admit_reset(n->adm, 0);
-		return;
-	}
-	if (unsaved_full(n))
-		return;
-	raft_get_status(n->r, &st);
-	node_admit_release(n->adm, admit_done(n, &st, now_ms()), admit_propose, n);
-}
-
-/* At stop, if this node ever held a proposal: what admission did. */
-static void admit_report(node *n)
-{
-	node_admit_stats st;
-
-	node_admit_get_stats(n->adm, &st);
-	if (st.n_held)
-		rlog_write(RLOG_INFO,
-			   "admission: %llu proposals held (at most %.1f MiB at once), %llu "
-			   "released, %llu resends of held ones dropped, %llu over the cap (and "
-			   "%llu behind those), %llu forgotten with a leadership; at most %.1f "
-			   "MiB of big entries outstanding (not yet saved by every voter that "
-			   "keeps up)",
-			   (unsigned long long)st.n_held, st.held_bytes_max / 1048576.0,
-			   (unsigned long long)st.n_released, (unsigned long long)st.n_dup,
-			   (unsigned long long)st.n_full, (unsigned long long)st.n_behind,
-			   (unsigned long long)st.n_forgotten,
-			   st.outstanding_max / 1048576.0);
 }
 
 /* Hands p to the core (loop thread, mu held). Each try carries the
@@ -467,7 +250,6 @@ static void admit_report(node *n)
 static void try_propose(node *n, proposal *p, uint64_t now)
 {
 	envelope env = {n->client_id, p->seq, n->pend_head->seq};
-	node_admit *a;
 	uint64_t index;
 	int rc;
 
@@ -477,23 +259,21 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 	p->last_try_ms = now;
 	p->epoch = n->epoch;
 	p->committed = false; /* this try's fate is unknown again */
-	if (unsaved_full(n)) {
+	if (node_unsaved_full(n)) {
 		/* Its disk is behind: held, in seq order, until reap_saves
-		 * finds room (propose_held). */
+		 * finds room (node_propose_held). */
 		if (!n->held_seq || p->seq < n->held_seq)
 			n->held_seq = p->seq;
 		return;
 	}
-	/* A big one waits for room in this leader's log (admit_release
+	/* A big one waits for room in this leader's log (node_admission_ready
 	 * proposes it), and so does every later one while one waits. */
-	a = admission(n);
-	if (a && node_admit_offer(a, n->client_id, p->seq, p->data, p->len) != NODE_ADMIT_PASS)
+	if (!node_admission_own(n, p->seq, p->data, p->len))
 		return;
 	rc = raft_propose(n->r, p->data, p->len, &index, NULL);
 	if (rc == 0 && raft_is_leader(n->r)) {
-		unsaved_add(n, p->len, 1);
-		if (a)
-			node_admit_placed(a, index, p->len);
+		node_unsaved_add(n, p->len, 1);
+		node_admission_placed(n, p->seq, index, p->data, p->len);
 	}
 	if (rc == 0) {
 		p->proposed = true;
@@ -511,7 +291,7 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 /* Proposes p and every pending proposal after it again, in seq order
  * (go-back-N: whatever follows a lost proposal is skipped as early where it
  * lands before it). Loop thread, mu held. */
-static void resend_from(node *n, proposal *p, uint64_t now)
+void node_resend_from(node *n, proposal *p, uint64_t now)
 {
 	RLOG(RLOG_CLNT, "resending from seq %llu", (unsigned long long)p->seq);
 	n->gbn_seq = p->seq;
@@ -561,7 +341,7 @@ static void check_proposals(node *n, uint64_t now)
 			due = p;
 	}
 	if (due)
-		resend_from(n, due, now);
+		node_resend_from(n, due, now);
 	pthread_mutex_unlock(&n->mu);
 	for (p = failed; p; p = next) {
 		int status = stopping	     ? NODE_ESTOPPED
@@ -757,11 +537,14 @@ static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index
 
 /* Loop thread: notes this node's own entries among ents as persisted here
  * (persisted; only for RAFTFS_STAGES) or handed out committed (always:
- * check_proposals does not retry a committed proposal). */
-static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted)
+ * check_proposals does not retry a committed proposal). at: when (the
+ * persist thread's time for a save: a lazy follower's loop may take the
+ * save back much later), 0 for now. */
+static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted, uint64_t at)
 {
-	uint64_t now = n->stages.on ? uv_hrtime() : 0;
+	uint64_t now = n->stages.on ? (at ? at : uv_hrtime()) : 0;
 	proposal *p = NULL;
+	bool own_committed = false;
 
 	if (!cnt)
 		return; /* most Readies hand out nothing: no lock for them */
@@ -782,11 +565,14 @@ static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted
 			p->t_persisted = now;
 		else if (!persisted) {
 			p->committed = true;
+			own_committed = true;
 			if (!p->t_committed)
 				p->t_committed = now;
 		}
 	}
 	pthread_mutex_unlock(&n->mu);
+	if (own_committed)
+		atomic_store(&n->own_commit_ms, now_ms());
 }
 
 /* Loop thread: an entry of ours with seq was skipped as early, so a
@@ -802,7 +588,7 @@ static void on_refused(node *n, void *arg, bool stopping)
 	pthread_mutex_lock(&n->mu);
 	if (n->pend_head && n->pend_head->seq <= seq && n->leader &&
 	    !(n->gbn_seq && pending_find(n, n->gbn_seq)))
-		resend_from(n, n->pend_head, now_ms());
+		node_resend_from(n, n->pend_head, now_ms());
 	pthread_mutex_unlock(&n->mu);
 }
 
@@ -908,6 +694,7 @@ static void *apply_main(void *arg)
 		}
 		pthread_mutex_lock(&n->amu);
 		n->aq_bytes -= b->bytes;
+		atomic_store(&n->apply_front_ms, n->aq_head ? n->aq_head->queued_ms : 0);
 		wake = n->aq_full && n->aq_bytes <= n->cfg->apply_queue_bytes / 2;
 		pthread_mutex_unlock(&n->amu);
 		apply_batch_free(b);
@@ -953,7 +740,10 @@ static int hand_to_apply(node *n, const raft_snapshot *snap, const raft_entry *e
 	b->n = cnt;
 	for (size_t i = 0; i < cnt; i++)
 		b->bytes += ents[i].len;
+	b->queued_ms = now_ms();
 	pthread_mutex_lock(&n->amu);
+	if (!atomic_load(&n->apply_front_ms))
+		atomic_store(&n->apply_front_ms, b->queued_ms); /* none older left */
 	n->aq_bytes += b->bytes;
 	if (n->aq_bytes > n->aq_bytes_max)
 		n->aq_bytes_max = n->aq_bytes;
@@ -1141,8 +931,18 @@ static void reap_saves(node *n)
 	uint64_t idx = 0, term = 0;
 	persist_job *j, *next;
 
-	if (atomic_load(&n->fault))
+	if (atomic_load(&n->fault)) {
+		/* Nothing more is acknowledged: not from the persist thread
+		 * either (a failed save already stopped it: node_persist.h;
+		 * an apply fault stops it here, at the loop's next turn). */
+		node_persist_lazy(n->pq, false, 0);
 		return;
+	}
+	/* Before the done list is taken (node_persist_lazy's order): a
+	 * follower with a leader, its messages unfiltered. */
+	node_persist_lazy(n->pq,
+			  !raft_is_leader(n->r) && raft_leader(n->r) != 0 && !n->msg_filter,
+			  raft_commit_index(n->r));
 	for (j = node_persist_take_done(n->pq); j; j = next) {
 		next = j->next;
 		n->saves_done++;
@@ -1180,7 +980,7 @@ static void reap_saves(node *n)
 			idx = j->ents[j->n_ents - 1].index;
 			term = j->ents[j->n_ents - 1].term;
 			if (n->stages.on)
-				mark_own(n, j->ents, j->n_ents, true);
+				mark_own(n, j->ents, j->n_ents, true, j->done_ns);
 		}
 		for (size_t i = 0; i < j->n_msgs; i++)
 			send_one(n, &j->msgs[i], unreachable, &n_unreachable);
@@ -1209,6 +1009,19 @@ static void flush_hard_state(node *n)
 	n->hs_dirty = false;
 }
 
+/* Persist thread: a follower's acknowledgement goes straight from the
+ * persist thread once its entries are durable (node_persist_lazy), saving
+ * the hand-off to this loop and its wake-up; anything else, or an ack the
+ * socket would not take whole at once, is the loop's. */
+static int persist_send(void *arg, const raft_msg *m)
+{
+	node *n = arg;
+
+	if (m->type != RAFT_MSG_APP_RESP)
+		return -1;
+	return transport_send_direct(n->tp, m);
+}
+
 /* Persist thread: a save is done; the loop takes it back (reap_saves). */
 static void persist_wake(void *arg)
 {
@@ -1217,148 +1030,14 @@ static void persist_wake(void *arg)
 
 /* Steps a peer's proposal message into the core; a leader counts its
  * entries as unsaved from now on. */
-static void step_forwarded(node *n, const raft_msg *m)
+void node_step_forwarded(node *n, const raft_msg *m)
 {
-	if (admit_forwarded(n, m))
+	if (node_admission_forwarded(n, m))
 		return; /* offered one by one: big ones wait for room */
 	raft_step(n->r, m);
 	if (raft_is_leader(n->r))
 		for (size_t i = 0; i < m->n_entries; i++)
-			unsaved_add(n, m->entries[i].len, 1);
-}
-
-/* Appends copies of m's entries to the held message h, if its entry
- * data stays within an eighth of the unsaved bound (and one message's
- * bytes), so what is held beside the bound stays small beside it: 0, or
- * -1 (h unchanged). */
-static int held_append(node *n, raft_msg *h, const raft_msg *m)
-{
-	uint64_t bytes = 0, most = n->cfg->max_msg_bytes;
-	raft_entry *e;
-
-	if (n->cfg->unsaved_bytes && n->cfg->unsaved_bytes / 8 < most)
-		most = n->cfg->unsaved_bytes / 8;
-	for (size_t i = 0; i < h->n_entries; i++)
-		bytes += h->entries[i].len;
-	for (size_t i = 0; i < m->n_entries; i++)
-		bytes += m->entries[i].len;
-	if (bytes > most)
-		return -1;
-	e = realloc(h->entries, (h->n_entries + m->n_entries) * sizeof(*e));
-	if (!e)
-		return -1;
-	h->entries = e;
-	for (size_t i = 0; i < m->n_entries; i++) {
-		if (raft_entry_copy(&e[h->n_entries + i], &m->entries[i]) != 0) {
-			for (size_t k = 0; k < i; k++)
-				raft_entry_free_contents(&e[h->n_entries + k]);
-			return -1;
-		}
-	}
-	h->n_entries += m->n_entries;
-	return 0;
-}
-
-/* Loop thread: forwarded proposals that found this leader at its unsaved
- * bound are kept, one message per peer (later ones from the same peer
- * joined to it, see held_append), and stepped once a save makes room
- * (propose_held); beyond that they are dropped, and the forwarder
- * proposes them again after its retry interval. Dropping them all, as
- * before, starved a follower while the leader's own held proposals took
- * every save's room the moment it was reaped: a forwarded message only
- * arrives later, and found the leader full each time (node.fwd_fair). */
-static void hold_forwarded(node *n, const raft_msg *m)
-{
-	raft_msg *h = NULL;
-	bool kept = false;
-
-	for (size_t i = 0; i < n->n_held_fwd; i++)
-		if (n->held_fwd[i].from == m->from)
-			h = &n->held_fwd[i];
-	if (h)
-		kept = held_append(n, h, m) == 0;
-	else if (n->n_held_fwd < CONFIG_MAX_PEERS &&
-		 raft_msg_copy(&n->held_fwd[n->n_held_fwd], m) == 0) {
-		n->n_held_fwd++;
-		kept = true;
-	}
-	if (kept) {
-		uint64_t held = atomic_fetch_add(&n->held_props, 1) + 1;
-
-		if (held % 1000 == 1)
-			rlog_write(RLOG_INFO,
-				   "proposals from %llu held: %llu entries (%llu bytes) not yet "
-				   "saved here (%llu messages held so far)",
-				   (unsigned long long)m->from,
-				   (unsigned long long)(n->unsaved_ents + n->new_ents),
-				   (unsigned long long)(n->unsaved_bytes + n->new_bytes),
-				   (unsigned long long)held);
-		return;
-	}
-	if (n->dropped_props++ % 1000 == 0)
-		rlog_write(RLOG_INFO,
-			   "proposals from %llu dropped: %llu entries (%llu bytes) not yet "
-			   "saved here (%llu dropped so far)",
-			   (unsigned long long)m->from,
-			   (unsigned long long)(n->unsaved_ents + n->new_ents),
-			   (unsigned long long)(n->unsaved_bytes + n->new_bytes),
-			   (unsigned long long)n->dropped_props);
-}
-
-/* Steps the held forwarded messages, in arrival order, while there is
- * room; those that find none stay held. Not leading any more: dropped
- * (their forwarders propose them again to the new leader). */
-static void step_held_forwarded(node *n)
-{
-	size_t i = 0, kept = 0;
-
-	for (; i < n->n_held_fwd; i++) {
-		if (unsaved_full(n)) {
-			n->held_fwd[kept++] = n->held_fwd[i];
-			continue;
-		}
-		if (raft_is_leader(n->r))
-			step_forwarded(n, &n->held_fwd[i]);
-		raft_msg_free_contents(&n->held_fwd[i]);
-	}
-	n->n_held_fwd = kept;
-}
-
-/* Proposals of this node's own held back while the bound was reached. */
-static void propose_held_own(node *n)
-{
-	proposal *p;
-
-	if (!n->held_seq || unsaved_full(n))
-		return;
-	pthread_mutex_lock(&n->mu);
-	for (p = n->pend_head; p && p->seq < n->held_seq; p = p->next)
-		;
-	n->held_seq = 0;
-	if (p)
-		resend_from(n, p, now_ms());
-	pthread_mutex_unlock(&n->mu);
-}
-
-/* What was held back while this leader's unsaved entries were over the
- * bound goes once saves have made room (or when it no longer leads: its
- * own proposals forwarded to the new leader): its own proposals, in seq
- * order, and the forwarded messages, the two taking turns at going
- * first, so each gets the room of every other reap at least. */
-static void propose_held(node *n)
-{
-	if (!n->held_seq && !n->n_held_fwd)
-		return;
-	if (unsaved_full(n))
-		return;
-	if (n->fwd_first) {
-		step_held_forwarded(n);
-		propose_held_own(n);
-	} else {
-		propose_held_own(n);
-		step_held_forwarded(n);
-	}
-	n->fwd_first = !n->fwd_first;
+			node_unsaved_add(n, m->entries[i].len, 1);
 }
 
 static void handle_ready(node *n)
@@ -1366,8 +1045,8 @@ static void handle_ready(node *n)
 	uint64_t t0;
 
 	reap_saves(n);
-	propose_held(n);
-	admit_release(n);
+	node_propose_held(n);
+	node_admission_ready(n);
 	while (!atomic_load(&n->fault) && (apply_backpressure(n), raft_has_ready(n->r))) {
 		uint64_t unreachable[CONFIG_MAX_PEERS];
 		size_t n_unreachable = 0;
@@ -1460,7 +1139,7 @@ static void handle_ready(node *n)
 			n->hs_dirty = false;
 		}
 		t0 = loop_clock(n);
-		mark_own(n, rd.committed, rd.n_committed, false);
+		mark_own(n, rd.committed, rd.n_committed, false, 0);
 		/* Committed entries are handed out only once durable here too
 		 * (the core's apply limit is the persisted index): the state
 		 * machine, its snapshots and the log compaction behind them
@@ -1525,8 +1204,7 @@ static void on_tick(uv_timer_t *h)
 
 	if (++n->ticks % 100 == 0)
 		flush_hard_state(n);
-	if (admission(n))
-		admit_track(n, now);
+	node_admission_tick(n, now);
 	clock_catch_up(n);
 	snap_send_pump(n->ss);
 	if (n->draining && !n->closing && !transfer_before_stop(n, now)) {
@@ -1554,10 +1232,10 @@ static void on_raft_msg(void *arg, const raft_msg *m)
 	if (m->type == RAFT_MSG_PROP) {
 		/* Forwarded proposals while this leader's disk is behind
 		 * wait (README-node.md, "Bounded memory"). */
-		if (unsaved_full(n) || n->n_held_fwd)
-			hold_forwarded(n, m); /* behind those held: in order */
+		if (node_unsaved_full(n) || n->n_held_fwd)
+			node_hold_forwarded(n, m); /* behind those held: in order */
 		else
-			step_forwarded(n, m);
+			node_step_forwarded(n, m);
 		loop_add(n, &n->lp.step_ns, t0);
 		return;
 	}
@@ -1703,8 +1381,18 @@ static void on_async(uv_async_t *h)
 static void *loop_main(void *arg)
 {
 	node *n = arg;
+	sigset_t pipe;
 
 	pthread_setname_np(pthread_self(), "raft-loop");
+	/* A write to a connection the peer closed fails with EPIPE here
+	 * instead of killing the process: libuv's writes cannot ask for
+	 * MSG_NOSIGNAL, and a program using the runtime (a test) need not
+	 * ignore SIGPIPE. More likely since the persist thread writes too
+	 * (transport_send_direct): its write after the peer's FIN draws the
+	 * reset that the loop's next write would meet. */
+	sigemptyset(&pipe);
+	sigaddset(&pipe, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe, NULL);
 
 	uv_run(&n->loop, UV_RUN_DEFAULT);
 	if (!n->closing) {
@@ -1820,6 +1508,7 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 {
 	Transportpb__Response resp = TRANSPORTPB__RESPONSE__INIT;
 	Transportpb__NodeStatus ns = TRANSPORTPB__NODE_STATUS__INIT;
+	Transportpb__AdmitStatus as;
 	Transportpb__PeerStatus ps[16], *pps[16];
 	raft_snapshot_meta meta;
 	uint64_t snap_len;
@@ -1878,6 +1567,15 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 	}
 	ns.peers = pps;
 	ns.cluster = (char *)n->cfg->cluster;
+	node_admission_status(n, &st, &as);
+	ns.admit = &as;
+	if (n->sm->status) {
+		node_sm_status sms = {0};
+
+		n->sm->status(n->sm->ctx, &sms);
+		ns.dropped_bytes = sms.dropped_bytes;
+		ns.dropped_entries = sms.dropped_entries;
+	}
 	if (atomic_load(&n->fault)) {
 		/* With the reason once its writer published it (a fault set
 		 * a moment ago may not have one yet). */
@@ -2080,9 +1778,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	if (n->retry_ms < 1000)
 		n->retry_ms = 1000;
 	atomic_store(&n->applied, sm->applied_index(sm->ctx));
-	rc = node_admit_new(&(node_admit_limits){cfg->admit_bytes, cfg->admit_entry_bytes,
-						 ADMIT_HELD_MAX, ADMIT_HELD_CLIENT_MAX},
-			    &n->adm);
+	rc = node_admission_init(n);
 	if (rc < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -2216,6 +1912,10 @@ int node_launch(node *n)
 	n->prep.data = n;
 	uv_check_init(&n->loop, &n->chk);
 	n->chk.data = n;
+	/* RAFTFS_DIRECT_ACKS=0: every acknowledgement through the loop, as
+	 * before session 9 (for A/B measurements; README-node.md). */
+	if (!getenv("RAFTFS_DIRECT_ACKS") || strcmp(getenv("RAFTFS_DIRECT_ACKS"), "0"))
+		node_persist_set_sender(n->pq, persist_send, n);
 	rc = transport_start(n->tp);
 	if (rc < 0) {
 		/* Close the handles opened so far, so node_free can close the loop. */
@@ -2261,7 +1961,7 @@ void node_stop(node *n)
 	pthread_mutex_unlock(&n->amu);
 	pthread_join(n->apply_thread, NULL);
 	n->stopped = true;
-	admit_report(n);
+	node_admission_report(n);
 	node_stages_print(&n->stages, n->cfg->id);
 	if (n->stages.on)
 		rlog_write(RLOG_INFO,
@@ -2285,8 +1985,8 @@ void node_free(node *n)
 	/* The loop is gone, so nothing queues saves any more: once the last
 	 * ones are done the store is this thread's (snap_streams_free). */
 	node_persist_drain(n->pq);
-	for (size_t i = 0; i < n->n_held_fwd; i++)
-		raft_msg_free_contents(&n->held_fwd[i]);
+	node_persist_set_sender(n->pq, NULL, NULL); /* the transport goes below */
+	node_held_free(n);
 	for (b = n->aq_head; b; b = next) {
 		next = b->next;
 		apply_batch_free(b);
@@ -2321,6 +2021,42 @@ uint64_t node_applied(node *n)
 	return atomic_load(&n->applied);
 }
 
+uint64_t node_saved_commit(node *n)
+{
+	/* A log cut at open (store_open_cut) never held committed entries,
+	 * but a commit index beyond the log could not be applied from it. */
+	uint64_t last = store_last_index(n->st);
+	uint64_t c = n->hs.commit < last ? n->hs.commit : last;
+
+	return c > n->last_snap ? c : n->last_snap;
+}
+
+uint64_t node_unanswered_ms(node *n)
+{
+	uint64_t since = 0, now = now_ms(), committed;
+
+	/* Committed ones lead the list while the apply lags (they leave it
+	 * when applied): walked, at most the node's pending bound. */
+	pthread_mutex_lock(&n->mu);
+	for (const proposal *p = n->pend_head; p && !since; p = p->next)
+		if (!p->committed)
+			since = p->start_ms;
+	pthread_mutex_unlock(&n->mu);
+	if (!since)
+		return 0;
+	committed = atomic_load(&n->own_commit_ms);
+	if (committed > since)
+		since = committed;
+	return now > since ? now - since : 0;
+}
+
+uint64_t node_apply_lag_ms(node *n)
+{
+	uint64_t front = atomic_load(&n->apply_front_ms), now = now_ms();
+
+	return front && now > front ? now - front : 0;
+}
+
 int node_fault(node *n)
 {
 	return atomic_load(&n->fault);
@@ -2335,6 +2071,11 @@ void node_set_msg_filter(node *n, node_msg_filter filter, void *arg)
 uint64_t node_unsaved_max(node *n)
 {
 	return atomic_load(&n->unsaved_max);
+}
+
+uint64_t node_direct_acks(node *n)
+{
+	return node_persist_direct_sent(n->pq);
 }
 
 uint64_t node_held_forwarded(node *n)

@@ -65,8 +65,16 @@ typedef int (*node_snap_write)(void *arg, const void *buf, size_t len);
  * The count (0 at the end) or a negative code. */
 typedef ssize_t (*node_snap_read)(void *arg, void *buf, size_t len);
 
+/* The state machine's part of a node's status (node_sm.status). */
+typedef struct node_sm_status {
+	/* A copy of the state dropped after a power loss (fs/sm_reset.h),
+	 * still being deleted: bytes of disk it holds, and entries. */
+	uint64_t dropped_bytes, dropped_entries;
+} node_sm_status;
+
 /* The replicated state machine, as the runtime calls it. Every call but
- * query() comes from the apply thread, one at a time, in log order. */
+ * query() and status() come from the apply thread, one at a time, in log
+ * order. */
 typedef struct node_sm {
 	void *ctx;
 	/* Index of the last entry whose effect is in the state machine
@@ -131,6 +139,10 @@ typedef struct node_sm {
 	 * runtime skips (apply_empty) an entry dedup_check_ordered() calls
 	 * DEDUP_EARLY, so one node's proposals apply in seq order. */
 	const dedup *(*dedup_table)(void *ctx);
+	/* Optional: what the state machine adds to this node's status
+	 * (raftfs status). The loop thread, at every status request: it must
+	 * not block. */
+	void (*status)(void *ctx, node_sm_status *out);
 } node_sm;
 
 typedef struct node node;
@@ -195,8 +207,37 @@ int node_read_index(node *n, node_read_cb cb, void *arg);
 /* Index of the last entry applied on this node. Any thread. */
 uint64_t node_applied(node *n);
 
+/* The commit index this node's store held when node_new opened it (at
+ * least its stored snapshot's): what it knew to be committed before it
+ * stopped, all of it in its own log, so it applies that far without any
+ * peer (a filesystem node waits for this before it serves: fs/svc_start.h).
+ * Between node_new and node_launch only (the loop thread owns it after). */
+uint64_t node_saved_commit(node *n);
+
+/* How long this node's proposals have gone unanswered, in milliseconds: 0
+ * while every pending one was seen committed (or none is pending), else
+ * the time since the later of the oldest uncommitted one's start and the
+ * last commit of any of them. Commit, not apply: a node whose apply lags by
+ * seconds still gets its proposals through (the close lease of
+ * fs/fuse_close.h), one cut off from a quorum sees none commit. Any thread
+ * (takes the node's lock). */
+uint64_t node_unanswered_ms(node *n);
+
+/* How far this node's apply lags its commit, in milliseconds: the time
+ * since the oldest batch of committed entries still not wholly applied was
+ * handed to the apply thread, 0 when every entry handed out is applied.
+ * node_unanswered_ms counts commits only; this is what bounds what a node
+ * answering before apply has not yet seen of others' commands (a Recall:
+ * fs_node_progressing). Any thread, no lock. */
+uint64_t node_apply_lag_ms(node *n);
+
 /* 0 while healthy; the NODE_EFAULT code once applying failed. Any thread. */
 int node_fault(node *n);
+
+/* Acknowledgements of appended entries this node's persist thread sent
+ * itself once they were durable, without a hand-off to the loop (tests:
+ * node.ack_durable). Any thread. */
+uint64_t node_direct_acks(node *n);
 
 /* Testing: filter(arg, m) is asked about every Raft message this node is
  * about to send (on the loop thread); true drops it, as a lossy network

@@ -8,7 +8,7 @@
 /* One held proposal. */
 struct held {
 	struct held *next;
-	uint64_t seq;
+	uint64_t seq, min_pending;
 	size_t len;
 	uint8_t data[];
 };
@@ -31,9 +31,16 @@ struct blocked {
 	uint64_t client, seq;
 };
 
-/* A big entry in the log, not yet done (node_admit_release). */
+/* A big entry in the log, not yet done (node_admit_release). While vouch
+ * holds, nothing of client's with a lower seq went into the log after it,
+ * so it applies unless a seq in [min_pending, seq) never executes (one
+ * that failed at its sender's deadline): a resend of that seq whose
+ * min_pending is not higher would wait for the same seqs and more, so it
+ * is dropped (the copy in the log answers it, or neither would apply). */
 struct placed {
 	uint64_t index, len;
+	uint64_t client, seq, min_pending;
+	bool vouch;
 };
 
 struct node_admit {
@@ -137,11 +144,6 @@ bool node_admit_busy(const node_admit *a)
 	return a->turn || a->pl_n;
 }
 
-bool node_admit_holding(const node_admit *a)
-{
-	return a->turn != NULL;
-}
-
 void node_admit_get_stats(const node_admit *a, node_admit_stats *st)
 {
 	*st = a->st;
@@ -209,18 +211,38 @@ static void queue_remove(node_admit *a, struct queue *q)
 	free(q);
 }
 
-/* Puts h into q in seq order; false if q holds that seq already. */
-static bool queue_insert(struct queue *q, struct held *h)
+/* Puts h into q in seq order; if q holds that seq already, returns its
+ * place instead (h not inserted). */
+static struct held **queue_insert(struct queue *q, struct held *h)
 {
 	struct held **p = &q->head;
 
 	while (*p && (*p)->seq < h->seq)
 		p = &(*p)->next;
 	if (*p && (*p)->seq == h->seq)
-		return false;
+		return p;
 	h->next = *p;
 	*p = h;
-	return true;
+	return NULL;
+}
+
+/* A resend h of the held *at: dropped, but when its min_pending is higher
+ * (a predecessor failed at its deadline, or applied) it replaces the held
+ * copy, which would wait at apply for that predecessor and be skipped as
+ * early (dedup_check_ordered). */
+static void held_refresh(node_admit *a, struct queue *q, struct held **at, struct held *h)
+{
+	struct held *old = *at;
+
+	if (h->min_pending <= old->min_pending) {
+		free(h);
+		return;
+	}
+	h->next = old->next;
+	*at = h;
+	q->bytes = q->bytes - old->len + h->len;
+	a->st.held_bytes = a->st.held_bytes - old->len + h->len;
+	free(old);
 }
 
 /* Whether client's offer seq is to be dropped behind a dropped one of
@@ -270,9 +292,9 @@ static enum node_admit_verdict drop_full(node_admit *a, uint64_t client, uint64_
 }
 
 static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t client, uint64_t seq,
-				    const void *data, size_t len)
+				    uint64_t min_pending, const void *data, size_t len)
 {
-	struct held *h;
+	struct held *h, **dup;
 
 	if (a->st.held_bytes + len > a->lim.held_max ||
 	    (a->lim.held_client_max && (q ? q->bytes : 0) + len > a->lim.held_client_max))
@@ -281,6 +303,7 @@ static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t cli
 	if (!h)
 		return drop_full(a, client, seq);
 	h->seq = seq;
+	h->min_pending = min_pending;
 	h->len = len;
 	h->next = NULL;
 	memcpy(h->data, data, len);
@@ -288,8 +311,9 @@ static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t cli
 		free(h);
 		return drop_full(a, client, seq);
 	}
-	if (!queue_insert(q, h)) {
-		free(h);
+	dup = queue_insert(q, h);
+	if (dup) {
+		held_refresh(a, q, dup, h);
 		a->st.n_dup++;
 		return NODE_ADMIT_DROP;
 	}
@@ -302,8 +326,42 @@ static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t cli
 	return NODE_ADMIT_HELD;
 }
 
+/* Whether client's seq, proposed with min_pending, is a big entry in the
+ * log, not yet done, that applies wherever this resend would: a timer
+ * retry or a go-back resend of one already admitted (the sender has not
+ * seen it commit yet), which would only go into the log again and be
+ * skipped at apply as a duplicate — log space, disk and network for
+ * nothing. A resend with a higher min_pending than the copy's waits for
+ * fewer predecessors (one failed at its deadline meanwhile): it may apply
+ * where the copy is skipped as early, so it goes in. */
+static bool in_log(const node_admit *a, uint64_t client, uint64_t seq, uint64_t min_pending)
+{
+	for (size_t i = 0; i < a->pl_n; i++) {
+		const struct placed *p = &a->pl[(a->pl_head + i) % a->pl_cap];
+
+		if (p->vouch && p->client == client && p->seq == seq &&
+		    min_pending <= p->min_pending)
+			return true;
+	}
+	return false;
+}
+
+/* Client's seq goes into the log now: its big entries of higher seqs,
+ * placed before it, may no longer apply (a lower seq they wait for came
+ * after them: a lost one resent, dedup.h DEDUP_EARLY), so their resends
+ * must go in again. */
+static void unvouch_later(node_admit *a, uint64_t client, uint64_t seq)
+{
+	for (size_t i = 0; i < a->pl_n; i++) {
+		struct placed *p = &a->pl[(a->pl_head + i) % a->pl_cap];
+
+		if (p->client == client && p->seq > seq)
+			p->vouch = false;
+	}
+}
+
 enum node_admit_verdict node_admit_offer(node_admit *a, uint64_t client, uint64_t seq,
-					 const void *data, size_t len)
+					 uint64_t min_pending, const void *data, size_t len)
 {
 	struct queue *q;
 
@@ -315,20 +373,32 @@ enum node_admit_verdict node_admit_offer(node_admit *a, uint64_t client, uint64_
 	}
 	/* Client 0 keeps no order: its small ones always pass. */
 	q = client ? queue_find(a, client) : NULL;
+	/* A copy in the log applies only if no lower seq of its client
+	 * goes in after it: none is held (it would go in after). */
+	if (client && a->pl_n && (!q || q->head->seq > seq) &&
+	    in_log(a, client, seq, min_pending)) {
+		a->st.n_resent++;
+		return NODE_ADMIT_DROP;
+	}
 	if (q)
-		return hold(a, q, client, seq, data, len); /* behind its own */
+		return hold(a, q, client, seq, min_pending, data, len); /* behind its own */
 	if (!is_big(a, len))
 		return NODE_ADMIT_PASS;
 	/* A big one waits for its turn when others already wait (they
 	 * came first), and for room under the bound. */
 	if (!a->turn && room(a))
 		return NODE_ADMIT_PASS;
-	return hold(a, client ? NULL : queue_find(a, 0), client, seq, data, len);
+	return hold(a, client ? NULL : queue_find(a, 0), client, seq, min_pending, data, len);
 }
 
-void node_admit_placed(node_admit *a, uint64_t index, size_t len)
+void node_admit_placed(node_admit *a, uint64_t client, uint64_t seq, uint64_t min_pending,
+		       uint64_t index, size_t len)
 {
-	if (!node_admit_on(a) || !is_big(a, len))
+	if (!node_admit_on(a))
+		return;
+	if (client && a->pl_n)
+		unvouch_later(a, client, seq);
+	if (!is_big(a, len))
 		return;
 	if (a->pl_n == a->pl_cap) {
 		size_t cap = a->pl_cap ? 2 * a->pl_cap : 16;
@@ -343,7 +413,8 @@ void node_admit_placed(node_admit *a, uint64_t index, size_t len)
 		a->pl_cap = cap;
 		a->pl_head = 0;
 	}
-	a->pl[(a->pl_head + a->pl_n) % a->pl_cap] = (struct placed){index, len};
+	a->pl[(a->pl_head + a->pl_n) % a->pl_cap] =
+	    (struct placed){index, len, client, seq, min_pending, client != 0};
 	a->pl_n++;
 	a->st.outstanding += len;
 	if (a->st.outstanding > a->st.outstanding_max)
@@ -368,7 +439,7 @@ static bool release_one(node_admit *a, struct queue *q, node_admit_propose_fn pr
 
 	if (!index)
 		return false;
-	node_admit_placed(a, index, h->len);
+	node_admit_placed(a, q->client, h->seq, h->min_pending, index, h->len);
 	q->head = h->next;
 	q->bytes -= h->len;
 	a->st.held--;

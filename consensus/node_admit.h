@@ -19,7 +19,12 @@
  * later proposal of that client is held behind it, small ones too, and a
  * proposal arriving out of order (a resend of a lost one) is put in its
  * seq place among the held ones; a resend of one already held is dropped
- * (the held copy goes in its place). A proposal is never acknowledged
+ * (the held copy goes in its place, taking the resend's min_pending if
+ * higher), and so is a resend of a big one already admitted into this
+ * term's log and not yet done, unless a lower seq of its client went into
+ * the log after it or the resend's min_pending is above the copy's (the
+ * copy may then be skipped as early where the resend applies:
+ * node_admit_placed). A proposal is never acknowledged
  * before it applies, so whatever is held and then forgotten (leadership
  * lost, the held bytes at their cap) is only delayed: its sender proposes
  * it again to whoever leads (node.c, check_proposals).
@@ -69,6 +74,7 @@ typedef struct node_admit_stats {
 	uint64_t n_held;	   /* proposals ever held */
 	uint64_t n_released;	   /* ...and handed out by node_admit_release */
 	uint64_t n_dup;		   /* offers dropped as duplicates of held ones */
+	uint64_t n_resent;	   /* ...and as resends of big ones in the log, not yet done */
 	uint64_t n_full;	   /* offers dropped over held_max or held_client_max
 				      (or out of memory) */
 	uint64_t n_behind;	   /* ...and later ones of their clients, dropped behind them */
@@ -100,16 +106,25 @@ uint64_t node_admit_term(const node_admit *a);
  * new term's log is counted afresh), and counts for term from now on. */
 void node_admit_reset(node_admit *a, uint64_t term);
 
-/* Decides on client's proposal seq (data, len bytes: copied if held).
- * client 0 is no client (no order to keep): it never waits behind others
- * of client 0. */
+/* Decides on client's proposal seq (data, len bytes: copied if held),
+ * whose envelope carries min_pending (envelope.h). client 0 is no client
+ * (no order to keep): it never waits behind others of client 0. */
 enum node_admit_verdict node_admit_offer(node_admit *a, uint64_t client, uint64_t seq,
-					 const void *data, size_t len);
+					 uint64_t min_pending, const void *data, size_t len);
 
-/* A big proposal that passed went into the log at index (len bytes);
- * it counts until done (node_admit_release). Small ones need not be
- * reported. */
-void node_admit_placed(node_admit *a, uint64_t index, size_t len);
+/* Client's proposal seq (len bytes, envelope's min_pending) went into the
+ * log at index: every one that passed must be reported, small ones too. A
+ * big one counts until done (node_admit_release), and until then a
+ * resend of it is dropped as in the log already (timer retries and
+ * go-back resends of its sender, who has not seen it commit), unless a
+ * lower seq of client is placed after it, or the resend's min_pending is
+ * higher: then the copy may be skipped as early at apply where the resend
+ * applies (dedup_check_ordered waits for every seq in [min_pending, seq);
+ * a higher one waits for fewer, e.g. once a predecessor failed at its
+ * deadline), so the resend must go in. client 0: no client (nothing
+ * dropped for it). */
+void node_admit_placed(node_admit *a, uint64_t client, uint64_t seq, uint64_t min_pending,
+		       uint64_t index, size_t len);
 
 /* Big entries up to index done stop counting (the node gives the index
  * committed and saved by every voter that keeps up: a small command waits
@@ -121,9 +136,6 @@ void node_admit_release(node_admit *a, uint64_t done, node_admit_propose_fn prop
 
 /* Whether it holds or counts anything (else release has nothing to do). */
 bool node_admit_busy(const node_admit *a);
-
-/* Whether it holds any proposal (else a small one of any client passes). */
-bool node_admit_holding(const node_admit *a);
 
 /* Fills *st. */
 void node_admit_get_stats(const node_admit *a, node_admit_stats *st);

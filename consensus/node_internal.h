@@ -1,7 +1,9 @@
 /* node_internal.h — what node.c (proposals, reads, the Ready loop, the apply
- * thread) and node_snapshot.c (snapshot images between the state machine,
- * the store and the leader) share. Not a public interface: only the node
- * runtime's own files include it. */
+ * thread), node_snapshot.c (snapshot images between the state machine, the
+ * store and the leader), node_held.c (proposals held while this leader's
+ * disk is behind), node_admit_hooks.c (admission of big proposals) and
+ * node_members.c (membership changes) share. Not a public interface: only
+ * the node runtime's own files include it. */
 #ifndef RAFTFS_NODE_INTERNAL_H
 #define RAFTFS_NODE_INTERNAL_H
 
@@ -30,6 +32,7 @@ typedef struct proposal {
 	size_t len;
 	node_done_cb cb;
 	void *arg;
+	uint64_t start_ms; /* when started (node_unanswered_ms) */
 	uint64_t deadline_ms;
 	uint64_t last_try_ms;
 	uint64_t epoch; /* leader epoch of the last try */
@@ -76,6 +79,7 @@ typedef struct apply_batch {
 	size_t n;
 	bool shared; /* ents' data are references to the core's blocks (blob.h) */
 	uint64_t bytes; /* the entries' data, counted in node.aq_bytes */
+	uint64_t queued_ms; /* when handed to the apply thread (now_ms) */
 } apply_batch;
 
 struct node {
@@ -175,6 +179,10 @@ struct node {
 	uint64_t aq_bytes;     /* under amu: entry data queued */
 	uint64_t aq_bytes_max; /* under amu: the most ever queued */
 	bool aq_full;	       /* under amu: the core holds committed entries back */
+	/* Written under amu, read by any thread: queued_ms of the oldest
+	 * batch not yet wholly applied (the one in the apply thread's hands,
+	 * else the queue's head), 0 when none is (node_apply_lag_ms). */
+	_Atomic uint64_t apply_front_ms;
 	_Atomic bool apply_stop;
 	uint64_t last_snap; /* apply thread: index of the last snapshot taken */
 	uint64_t snap_bytes; /* apply thread: entry bytes applied since then */
@@ -194,6 +202,7 @@ struct node {
 	bool apply_halted;   /* apply thread: a restore was cut short by the stop */
 
 	_Atomic uint64_t applied;
+	_Atomic uint64_t own_commit_ms; /* an own entry last seen committed (now_ms) */
 	_Atomic uint64_t term;
 	_Atomic bool is_leader;
 	_Atomic int fault;
@@ -244,6 +253,80 @@ const char *node_any_strerror(int rc);
  * and, if it is the first fault, keeps the formatted reason for status and
  * writes it to the log with "this node stops applying". Any thread. */
 void node_set_fault(node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Milliseconds of the monotonic clock (uv_hrtime), as node.c's timers use. */
+uint64_t node_now_ms(void);
+
+/* Loop thread: whether this node leads with more entries unsaved on its own
+ * disk than [raft] unsaved_bytes / unsaved_entries allow. */
+bool node_unsaved_full(const node *n);
+
+/* Loop thread, mu held: proposes p and every pending proposal after it again,
+ * in seq order (go-back-N, README-node.md "Order"). */
+void node_resend_from(node *n, proposal *p, uint64_t now);
+
+/* Loop thread: steps a peer's proposal message into the core (or offers it
+ * to admission); a leader counts its entries as unsaved from then on. */
+void node_step_forwarded(node *n, const raft_msg *m);
+
+/* Loop thread: entries proposed to this leader's core, not yet in a save
+ * (node_unsaved_full counts them). */
+void node_unsaved_add(node *n, uint64_t bytes, uint64_t ents);
+
+/* ---- node_admit_hooks.c: a leader's admission of big proposals ---- */
+
+/* Makes n->adm from the config ([raft] admit_bytes; the held bytes capped
+ * at four mounts' windows, one sender at one window). 0 or -ENOMEM. */
+int node_admission_init(node *n);
+
+/* Loop thread (try_propose): whether this node's own proposal seq may go
+ * to the core now; false: admission holds it (proposed when released) or
+ * drops it (a resend of one held or already in the log; its timer
+ * retries). */
+bool node_admission_own(node *n, uint64_t seq, const void *data, size_t len);
+
+/* Loop thread: this node's own proposal seq (data: envelope + command)
+ * went into the log at index (admission counts a big one, and tells later
+ * resends of it apart by the envelope's min_pending). */
+void node_admission_placed(node *n, uint64_t seq, uint64_t index, const void *data, size_t len);
+
+/* Loop thread: a peer's proposal message, offered entry by entry while
+ * admission holds or counts anything or an entry is big; false when it
+ * is for the caller to step whole. */
+bool node_admission_forwarded(node *n, const raft_msg *m);
+
+/* Loop thread, each Ready: held proposals released as big entries are
+ * saved by every voter that keeps up; forgotten once this node no longer
+ * leads (their senders propose them again). */
+void node_admission_ready(node *n);
+
+/* Loop thread, each tick: notes when each peer's match last moved, so a
+ * voter whose disk hangs stops holding admission back. */
+void node_admission_tick(node *n, uint64_t now);
+
+/* At stop, if this node ever held a proposal: what admission did, to the
+ * log. */
+void node_admission_report(node *n);
+
+/* Loop thread (raftfs status): admission's state and counters into *as;
+ * st is the core's status, taken just before. */
+void node_admission_status(node *n, const raft_status *st, Transportpb__AdmitStatus *as);
+
+/* ---- node_held.c: proposals held at a leader's unsaved bound ---- */
+
+/* Loop thread: keeps a forwarded proposal message m that found the bound
+ * reached (or others held before it), one message per peer; beyond what
+ * is kept it is dropped and its forwarder proposes it again after
+ * retry_ms. m stays the caller's. */
+void node_hold_forwarded(node *n, const raft_msg *m);
+
+/* Loop thread, each Ready after the saves were reaped: what was held goes
+ * once there is room, the own proposals and the forwarded messages taking
+ * turns at going first so neither starves (node.fwd_fair). */
+void node_propose_held(node *n);
+
+/* Frees the held forwarded messages (node_free, the loop gone). */
+void node_held_free(node *n);
 
 /* ---- node_snapshot.c ---- */
 

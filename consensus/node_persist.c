@@ -2,6 +2,7 @@
 #include "node_persist.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,6 +30,22 @@ struct node_persist {
 	persist_job *d_head, *d_tail;
 	bool stop;
 	unsigned stall_ms; /* node_persist_stall_next */
+	int fail_next;     /* node_persist_fail_next (tests) */
+	/* A save failed: every later one fails unsaved and sends nothing
+	 * itself. Sticky: the store does not latch a failed sync (a later
+	 * one may succeed), and a later save's acknowledgement would cover
+	 * the failed one's entries (Figure 2: only what is durable). */
+	int failed;
+	bool sending; /* a finished batch is in neither list: its messages are being sent */
+	bool woken;   /* the loop was woken and has not taken the done list since */
+
+	/* node_persist_set_sender: direct sends, and when the loop may be
+	 * left unwoken (node_persist_lazy). */
+	int (*send)(void *arg, const raft_msg *m);
+	void *send_arg;
+	_Atomic bool lazy;
+	_Atomic uint64_t commit_seen;
+	_Atomic uint64_t n_direct; /* messages sent from this thread (tests) */
 
 	raft_storage iface;
 };
@@ -84,7 +101,8 @@ static size_t batch_len(const persist_job *j, size_t *n_ents)
  * the disk does not cost a sync per Ready. The error text is copied
  * here: the store's message buffer belongs to whoever holds the lock
  * next. */
-static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents, unsigned stall_ms)
+static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents, unsigned stall_ms,
+		      int fail)
 {
 	const raft_hard_state *hs = NULL;
 	raft_entry none[1], *ents = none, *joined = NULL; /* none: no pointer arithmetic on NULL */
@@ -125,8 +143,14 @@ static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents
 		if (rc < 0)
 			snprintf(j->err, sizeof(j->err), "%s", store_errmsg(p->st));
 		pthread_mutex_unlock(&p->store_mu);
-		if (rc == 0)
+		if (rc == 0 && fail < 0) {
+			rc = fail;
+			snprintf(j->err, sizeof(j->err),
+				 "syncing %zu entries: test: failed on purpose (node_persist_fail_next)",
+				 n_ents);
+		} else if (rc == 0) {
 			rc = store_save_sync(p->st, j->err, sizeof(j->err));
+		}
 	}
 	/* The store's own time: a test's hold below is reported apart
 	 * (stalled_ms), so the loop's save timings stay true in stall tests. */
@@ -144,6 +168,64 @@ static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents
 	}
 }
 
+/* Fails the first len saves from j unsaved: an earlier save failed
+ * (p->failed), so their entries would follow a hole in the log and their
+ * messages must not go (the loop, which took the done list in order,
+ * used to drop them at the first failed save). */
+static void fail_batch(persist_job *j, size_t len, int rc)
+{
+	for (size_t i = 0; i < len; i++, j = j->next) {
+		j->rc = rc;
+		snprintf(j->err, sizeof(j->err), "not saved: an earlier save failed (%s)",
+			 raft_strerror(rc));
+	}
+}
+
+/* Sends what the finished saves from j on kept, straight from this thread
+ * where the sender takes it (node_persist_set_sender): they are durable
+ * now, with every save before them (Figure 2: a follower acknowledges
+ * only what its stable storage holds), unless a save failed (failed:
+ * this one or an earlier one; nothing is sent from here then). Those it
+ * does not take stay for the loop. Returns whether the loop must be woken
+ * for this batch anyway: a failed save, a test's stall, or messages left
+ * to send. */
+static bool send_direct(node_persist *p, int (*send)(void *, const raft_msg *), void *arg,
+			persist_job *j, bool failed)
+{
+	bool need = failed, lazy = send && !failed && atomic_load(&p->lazy);
+
+	for (; j; j = j->next) {
+		size_t kept = 0;
+
+		if (j->rc < 0 || j->stalled_ms)
+			need = true;
+		for (size_t i = 0; i < j->n_msgs; i++) {
+			if (j->rc == 0 && lazy && send(arg, &j->msgs[i]) == 0) {
+				atomic_fetch_add(&p->n_direct, 1);
+				raft_msg_free_contents(&j->msgs[i]);
+				continue;
+			}
+			j->msgs[kept++] = j->msgs[i];
+		}
+		j->n_msgs = kept;
+		if (kept)
+			need = true;
+	}
+	return need;
+}
+
+/* Whether the saves from j on hold an entry the loop knows committed
+ * (commit): reporting them makes it applicable here, so the loop is
+ * woken even where it may be left alone. */
+static bool lazy_wakes(const node_persist *p, const persist_job *j, uint64_t commit)
+{
+	(void)p;
+	for (; j; j = j->next)
+		if (j->n_ents && j->ents[0].index <= commit)
+			return true;
+	return false;
+}
+
 static void *persist_main(void *arg)
 {
 	node_persist *p = arg;
@@ -153,7 +235,10 @@ static void *persist_main(void *arg)
 	for (;;) {
 		persist_job *j, *last;
 		unsigned stall_ms;
-		bool wake;
+		int (*send)(void *, const raft_msg *);
+		void *send_arg;
+		int fail, failed;
+		bool wake, need;
 		size_t len, n_ents;
 
 		while (!p->q_head && !p->stop)
@@ -168,27 +253,59 @@ static void *persist_main(void *arg)
 		len = batch_len(j, &n_ents);
 		stall_ms = p->stall_ms;
 		p->stall_ms = 0;
+		fail = p->fail_next;
+		p->fail_next = 0;
+		failed = p->failed;
 		pthread_mutex_unlock(&p->mu);
-		run_batch(p, j, len, n_ents, stall_ms);
+		if (failed)
+			fail_batch(j, len, failed);
+		else
+			run_batch(p, j, len, n_ents, stall_ms, fail);
+		j->done_ns = uv_hrtime();
 		pthread_mutex_lock(&p->mu);
 		last = j;
-		for (size_t i = 1; i < len; i++)
+		for (size_t i = 1; i < len; i++) {
+			last->next->done_ns = j->done_ns;
 			last = last->next;
+		}
+		/* Before any of its messages is sent: a save queued after a
+		 * failed one must not acknowledge entries it would cover. */
+		if (!p->failed && j->rc < 0)
+			p->failed = j->rc;
+		failed = p->failed;
 		p->q_head = last->next;
 		if (!p->q_head)
 			p->q_tail = NULL;
 		last->next = NULL;
-		/* The loop is woken only when the done list was empty: it
-		 * takes the whole list at once, so one wake-up covers every
-		 * save that finished before it came. */
-		wake = !p->d_head;
+		/* Out of the queue, node_persist_defer cannot reach them: their
+		 * messages are this thread's until they are in the done list. */
+		p->sending = true;
+		send = p->send;
+		send_arg = p->send_arg;
+		pthread_mutex_unlock(&p->mu);
+		need = send_direct(p, send, send_arg, j, failed != 0);
+		pthread_mutex_lock(&p->mu);
+		p->sending = false;
 		if (p->d_tail)
 			p->d_tail->next = j;
 		else
 			p->d_head = j;
 		p->d_tail = last;
-		if (!p->q_head)
-			pthread_cond_broadcast(&p->idle);
+		/* The loop is woken once for however many saves finish before
+		 * it takes them (it takes the whole list), and not at all for
+		 * a follower's saves whose acknowledgements went out here and
+		 * that make nothing committed applicable: it takes them at its
+		 * next turn (the leader's next message, a tick). Read after the
+		 * job is in the done list: a loop that saw a new commit index
+		 * before taking the list either finds the job there or its
+		 * commit index is seen here (node_persist_lazy). */
+		if (!need && !(atomic_load(&p->lazy) &&
+			       !lazy_wakes(p, j, atomic_load(&p->commit_seen))))
+			need = true;
+		wake = need && !p->woken;
+		if (wake)
+			p->woken = true;
+		pthread_cond_broadcast(&p->idle); /* drain, set_sender: not sending */
 		pthread_mutex_unlock(&p->mu);
 		if (wake)
 			p->wake(p->wake_arg);
@@ -428,6 +545,13 @@ bool node_persist_defer(node_persist *p, persist_job *holder)
 	return kept;
 }
 
+void node_persist_fail_next(node_persist *p, int rc)
+{
+	pthread_mutex_lock(&p->mu);
+	p->fail_next = rc;
+	pthread_mutex_unlock(&p->mu);
+}
+
 void node_persist_stall_next(node_persist *p, unsigned ms)
 {
 	pthread_mutex_lock(&p->mu);
@@ -442,6 +566,7 @@ persist_job *node_persist_take_done(node_persist *p)
 	pthread_mutex_lock(&p->mu);
 	j = p->d_head;
 	p->d_head = p->d_tail = NULL;
+	p->woken = false;
 	pthread_mutex_unlock(&p->mu);
 	return j;
 }
@@ -449,7 +574,7 @@ persist_job *node_persist_take_done(node_persist *p)
 void node_persist_drain(node_persist *p)
 {
 	pthread_mutex_lock(&p->mu);
-	while (p->q_head)
+	while (p->q_head || p->sending)
 		pthread_cond_wait(&p->idle, &p->mu);
 	pthread_mutex_unlock(&p->mu);
 }
@@ -467,4 +592,25 @@ void node_persist_unlock(node_persist *p)
 pthread_mutex_t *node_persist_mutex(node_persist *p)
 {
 	return &p->store_mu;
+}
+
+void node_persist_set_sender(node_persist *p, int (*send)(void *arg, const raft_msg *m), void *arg)
+{
+	pthread_mutex_lock(&p->mu);
+	while (p->sending) /* the old sender is no longer used once this returns */
+		pthread_cond_wait(&p->idle, &p->mu);
+	p->send = send;
+	p->send_arg = arg;
+	pthread_mutex_unlock(&p->mu);
+}
+
+void node_persist_lazy(node_persist *p, bool lazy, uint64_t commit)
+{
+	atomic_store(&p->commit_seen, commit);
+	atomic_store(&p->lazy, lazy);
+}
+
+uint64_t node_persist_direct_sent(node_persist *p)
+{
+	return atomic_load(&p->n_direct);
 }

@@ -45,6 +45,7 @@ typedef struct persist_job {
 	char err[256];
 	uint64_t save_ns;    /* time in the store's save (a test's hold not included) */
 	unsigned stalled_ms; /* tests: held this long after it (node_persist_stall_next) */
+	uint64_t done_ns;    /* uv_hrtime() when it was done: durable (or failed) */
 } persist_job;
 
 /* Starts the persist thread over st. wake(arg) is called from it when a
@@ -53,6 +54,25 @@ typedef struct persist_job {
  * wake-up for however many saves finished meanwhile).
  * Returns 0 or a negative errno. */
 int node_persist_new(store *st, void (*wake)(void *arg), void *arg, node_persist **out);
+
+/* Lets the persist thread send the messages kept with a save itself once
+ * it is durable, where send(arg, m) takes them (0; anything else leaves m
+ * for the loop), while node_persist_lazy says so. send NULL: none (the
+ * old one is not called once this returns). */
+void node_persist_set_sender(node_persist *p, int (*send)(void *arg, const raft_msg *m), void *arg);
+
+/* Loop thread, before each node_persist_take_done: lazy says whether this
+ * node is a follower whose saves need no hand-off to the loop: their
+ * messages go from the persist thread (set_sender), and the loop is not
+ * woken for a save unless it failed, kept a message the sender did not
+ * take, or holds an entry at or below commit, the commit index the loop
+ * knows now (reporting it makes that entry applicable here); the loop
+ * takes the others at its next turn. A leader must not be lazy: its own
+ * save counts toward its commit (raft_persisted). */
+void node_persist_lazy(node_persist *p, bool lazy, uint64_t commit);
+
+/* Messages the persist thread sent itself so far (tests). Any thread. */
+uint64_t node_persist_direct_sent(node_persist *p);
 
 /* Finishes every queued save, stops the thread and frees p with every job
  * not yet taken back (their messages unsent). NULL is ignored. */
@@ -81,6 +101,12 @@ void node_persist_submit(node_persist *p, persist_job *j);
  * every earlier one) is durable. false when no save is queued or under
  * way: they may go now. The caller still frees holder. */
 bool node_persist_defer(node_persist *p, persist_job *holder);
+
+/* Tests: the next save is written but its sync fails with rc (a negative
+ * code), as a disk that reports EIO or ENOSPC at fdatasync. Every later
+ * save then fails too, unsaved and unsent (a failed save is sticky: what
+ * came after it must not be acknowledged). Any thread. */
+void node_persist_fail_next(node_persist *p, int rc);
 
 /* Tests (RAFTFS_TEST_STALL): the persist thread holds still for ms after
  * its next save, as a disk whose sync takes that long. Loop thread. */

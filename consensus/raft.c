@@ -779,6 +779,11 @@ uint64_t raft_term(const raft *r)
 	return r->term;
 }
 
+uint64_t raft_commit_index(const raft *r)
+{
+	return r->log.committed;
+}
+
 bool raft_is_leader(const raft *r)
 {
 	return r->role == RAFT_LEADER;

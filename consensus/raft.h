@@ -290,4 +290,8 @@ uint64_t raft_term(const raft *r);
 bool raft_is_leader(const raft *r);
 uint64_t raft_leader(const raft *r);
 
+/* The highest index this node knows committed (cheaper than raft_get_status:
+ * the runtime reads it on every loop iteration). */
+uint64_t raft_commit_index(const raft *r);
+
 #endif

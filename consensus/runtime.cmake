@@ -20,6 +20,8 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/consensus/raft.c AND EXISTS ${CMAKE_SOURCE_DIR}/st
   add_library(raftfs_node STATIC
     kvsm.c
     node.c
+    node_admit_hooks.c
+    node_held.c
     node_members.c
     node_members_request.c
     node_persist.c

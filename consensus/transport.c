@@ -6,6 +6,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +46,11 @@ struct transport_conn {
 	bool outbound;
 	uint64_t peer; /* expected (outbound) or announced (inbound) node id */
 	uint64_t born_ms;
-	size_t queued; /* bytes handed to uv_write and not yet written */
+	size_t queued; /* bytes handed to uv_write and not yet written; changed under wmu */
+	int fd;	       /* the socket, for transport_send_direct (set under wmu at peer_up) */
+	/* Under wmu: a direct send wrote part of a frame; nothing more may be
+	 * written and the loop closes the connection at its next write. */
+	bool torn;
 	int refs;      /* the open handle counts as one */
 	struct transport_conn *next, *prev;
 	char name[96]; /* for log lines */
@@ -72,6 +78,16 @@ struct transport {
 	size_t n_peers;
 	transport_conn *conns;
 	bool closing;
+	/* Direct sends from other threads (transport_send_direct): the
+	 * handshaked peer connections, and the lock that every write to a
+	 * connection's socket, every change of its queued bytes and every
+	 * change of these lanes holds. */
+	pthread_mutex_t wmu;
+	struct lane {
+		uint64_t id;
+		transport_conn *c;
+	} lane[CONFIG_MAX_PEERS];
+	size_t n_lane;
 };
 
 typedef struct wreq {
@@ -117,6 +133,7 @@ int transport_new(uv_loop_t *loop, const node_config *cfg, const transport_callb
 
 	if (!t)
 		return -ENOMEM;
+	pthread_mutex_init(&t->wmu, NULL);
 	t->loop = loop;
 	t->cfg = cfg;
 	t->cb = *cb;
@@ -213,6 +230,35 @@ static void on_closed(uv_handle_t *h)
 	transport_conn_unref(c);
 }
 
+/* Makes c the connection that direct sends to peer id use. Loop thread. */
+static void lane_set(transport *t, uint64_t id, transport_conn *c)
+{
+	size_t i;
+
+	pthread_mutex_lock(&t->wmu);
+	for (i = 0; i < t->n_lane && t->lane[i].id != id; i++)
+		;
+	if (i == t->n_lane && t->n_lane < CONFIG_MAX_PEERS)
+		t->n_lane++;
+	if (i < t->n_lane) {
+		t->lane[i].id = id;
+		t->lane[i].c = c;
+		c->fd = -1;
+		uv_fileno((uv_handle_t *)&c->tcp, &c->fd);
+	}
+	pthread_mutex_unlock(&t->wmu);
+}
+
+/* No direct send uses c from now on (it is closing). Loop thread. */
+static void lane_drop(transport *t, transport_conn *c)
+{
+	pthread_mutex_lock(&t->wmu);
+	for (size_t i = 0; i < t->n_lane; i++)
+		if (t->lane[i].c == c)
+			t->lane[i--] = t->lane[--t->n_lane];
+	pthread_mutex_unlock(&t->wmu);
+}
+
 static void conn_close(transport_conn *c)
 {
 	peer *p;
@@ -224,6 +270,7 @@ static void conn_close(transport_conn *c)
 		p->conn = NULL;
 		RLOG(RLOG_NET, "%s: disconnected", c->name);
 	}
+	lane_drop(c->t, c);
 	c->state = CONN_CLOSED;
 	uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
@@ -234,7 +281,9 @@ static void on_written(uv_write_t *req, int status)
 {
 	wreq *w = (wreq *)req;
 
+	pthread_mutex_lock(&w->conn->t->wmu);
 	w->conn->queued -= w->len;
+	pthread_mutex_unlock(&w->conn->t->wmu);
 	if (status < 0 && status != UV_ECANCELED) {
 		RLOG(RLOG_NET, "%s: write failed: %s", w->conn->name, uv_strerror(status));
 		conn_close(w->conn);
@@ -247,8 +296,9 @@ static void on_written(uv_write_t *req, int status)
 #define SEND_SEGS 65
 
 /* Queues the len bytes at data, inside buf (owned, freed once written),
- * behind what the connection already queued. */
-static void queue_write(transport_conn *c, uint8_t *buf, const uint8_t *data, size_t len)
+ * behind what the connection already queued. Under wmu. 0, or -1: the
+ * connection is to be closed (buf freed). */
+static int queue_write(transport_conn *c, uint8_t *buf, const uint8_t *data, size_t len)
 {
 	wreq *w = malloc(sizeof(*w));
 	uv_buf_t b;
@@ -256,8 +306,7 @@ static void queue_write(transport_conn *c, uint8_t *buf, const uint8_t *data, si
 
 	if (!w) {
 		free(buf);
-		conn_close(c);
-		return;
+		return -1;
 	}
 	w->buf = buf;
 	w->len = len;
@@ -269,20 +318,25 @@ static void queue_write(transport_conn *c, uint8_t *buf, const uint8_t *data, si
 		c->queued -= w->len;
 		free(buf);
 		free(w);
-		conn_close(c);
+		return -1;
 	}
+	return 0;
 }
 
-/* Writes a whole frame of len bytes, given as segs[0..n) (segs[0] starting
- * at buf, which it owns; the others may point anywhere and are used only
- * during the call). */
-static void write_segs(transport_conn *c, uint8_t *buf, const codec_seg *segs, size_t n, size_t len)
+/* write_segs under wmu: 0, or -1 when the connection is to be closed
+ * (buf freed either way). */
+static int write_segs_locked(transport_conn *c, uint8_t *buf, const codec_seg *segs, size_t n,
+			     size_t len)
 {
 	uv_buf_t b[SEND_SEGS];
 	uint8_t *rest, *q;
 	size_t skip, left;
 	int w;
 
+	if (c->torn) { /* a direct send left half a frame: the stream is lost */
+		free(buf);
+		return -1;
+	}
 	for (size_t i = 0; i < n; i++)
 		b[i] = uv_buf_init((char *)segs[i].data, (unsigned)segs[i].len);
 	/* Most frames go out at once; only what the kernel would not take
@@ -292,25 +346,21 @@ static void write_segs(transport_conn *c, uint8_t *buf, const codec_seg *segs, s
 	w = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)n);
 	if (w == (int)len) {
 		free(buf);
-		return;
+		return 0;
 	}
 	if (w < 0 && w != UV_EAGAIN) {
 		RLOG(RLOG_NET, "%s: write failed: %s", c->name, uv_strerror(w));
 		free(buf);
-		conn_close(c);
-		return;
+		return -1;
 	}
 	skip = w < 0 ? 0 : (size_t)w;
 	left = len - skip;
-	if (n == 1) { /* one piece: its rest is queued in place */
-		queue_write(c, buf, buf + skip, left);
-		return;
-	}
+	if (n == 1) /* one piece: its rest is queued in place */
+		return queue_write(c, buf, buf + skip, left);
 	rest = malloc(left);
 	if (!rest) {
 		free(buf);
-		conn_close(c);
-		return;
+		return -1;
 	}
 	q = rest;
 	for (size_t i = 0; i < n; i++) {
@@ -321,7 +371,22 @@ static void write_segs(transport_conn *c, uint8_t *buf, const codec_seg *segs, s
 		skip -= from;
 	}
 	free(buf);
-	queue_write(c, rest, rest, left);
+	return queue_write(c, rest, rest, left);
+}
+
+/* Writes a whole frame of len bytes, given as segs[0..n) (segs[0] starting
+ * at buf, which it owns; the others may point anywhere and are used only
+ * during the call). Under wmu, so that no direct send
+ * (transport_send_direct) writes into the middle of it. */
+static void write_segs(transport_conn *c, uint8_t *buf, const codec_seg *segs, size_t n, size_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->t->wmu);
+	rc = write_segs_locked(c, buf, segs, n, len);
+	pthread_mutex_unlock(&c->t->wmu);
+	if (rc < 0)
+		conn_close(c);
 }
 
 /* Writes a whole frame; takes ownership of buf. */
@@ -403,6 +468,51 @@ int transport_send(transport *t, const raft_msg *m)
 	return 0;
 }
 
+int transport_send_direct(transport *t, const raft_msg *m)
+{
+	codec_seg segs[SEND_SEGS];
+	struct iovec iov[SEND_SEGS];
+	struct msghdr mh = {0};
+	transport_conn *c = NULL;
+	size_t len, n_segs;
+	uint8_t *buf;
+	ssize_t w;
+	int rc;
+
+	if (codec_msg_encode_segs(m, FRAME_HEADER_BYTES, &buf, &len, segs, SEND_SEGS, &n_segs) != 0)
+		return -EINVAL;
+	frame_header(buf, FRAME_RAFT, len);
+	for (size_t i = 0; i < n_segs; i++)
+		iov[i] = (struct iovec){.iov_base = (void *)segs[i].data, .iov_len = segs[i].len};
+	mh.msg_iov = iov;
+	mh.msg_iovlen = n_segs;
+	len += FRAME_HEADER_BYTES;
+	pthread_mutex_lock(&t->wmu);
+	for (size_t i = 0; i < t->n_lane; i++)
+		if (t->lane[i].id == m->to)
+			c = t->lane[i].c;
+	/* Only behind nothing: bytes the loop queued go first. */
+	if (!c || c->fd < 0 || c->queued || c->torn) {
+		rc = -EAGAIN;
+	} else {
+		w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w == (ssize_t)len) {
+			rc = 0;
+		} else if (w < 0) {
+			rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		} else {
+			/* Part of a frame: the rest cannot follow from here
+			 * (the loop may write next). The connection is lost;
+			 * the loop closes it at its next write to it. */
+			c->torn = true;
+			rc = -EPIPE;
+		}
+	}
+	pthread_mutex_unlock(&t->wmu);
+	free(buf);
+	return rc;
+}
+
 int transport_send_chunk(transport *t, uint64_t id, const Transportpb__SnapshotChunk *ch)
 {
 	peer *p = find_peer(t, id);
@@ -455,6 +565,7 @@ static void peer_up(transport_conn *c, peer *p)
 	c->state = CONN_PEER;
 	c->fr.max_frame = c->t->cfg->max_frame_bytes;
 	p->conn = c;
+	lane_set(c->t, p->id, c);
 	p->backoff_ms = BACKOFF_MIN_MS;
 	RLOG(RLOG_NET, "%s: connected", c->name);
 }
@@ -883,5 +994,6 @@ void transport_free(transport *t)
 	 * its references before freeing the transport, so none should remain. */
 	while (t->conns)
 		conn_free(t->conns);
+	pthread_mutex_destroy(&t->wmu);
 	free(t);
 }

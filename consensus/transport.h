@@ -1,6 +1,7 @@
 /* transport.h — the TCP transport between the nodes of a cluster, and from
  * clients (raftfs status / kv) to a node. Runs on the node's libuv loop
- * thread; no function here may be called from another thread.
+ * thread; no function here may be called from another thread except
+ * transport_send_direct.
  *
  * Connections: one TCP connection per pair of nodes, dialled by the node
  * with the lower id (so the pair never races into two connections) and
@@ -67,6 +68,18 @@ int transport_start(transport *t);
  * to the peer, -ENOBUFS if its send queue is full, -EINVAL for a message the
  * codec refuses. Nothing is sent in the error cases. */
 int transport_send(transport *t, const raft_msg *m);
+
+/* Sends m to peer m->to from any thread (the persist thread: a follower's
+ * acknowledgement the moment its entries are durable, without a hand-off
+ * to the loop thread), but only straight into the socket: 0 when the whole
+ * frame was written; -EAGAIN when there is no connection to the peer, the
+ * connection has bytes queued (they go first), or the socket is full;
+ * another negative errno on a write error. On any error the caller sends m
+ * again with transport_send on the loop thread (where an error is handled
+ * and reported). A frame written in part makes the connection unusable
+ * (-EPIPE): the loop closes it at its next write to it. Frames written here
+ * and by the loop never interleave. */
+int transport_send_direct(transport *t, const raft_msg *m);
 
 /* Sends a snapshot chunk to peer id, under the same rules as
  * transport_send (-ENOTCONN, -ENOBUFS, nothing sent on error). */

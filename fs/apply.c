@@ -205,7 +205,7 @@ static int stamp_new_times(struct sm *sm, const struct obj_ref *r, int64_t t)
 }
 
 // POSIX: adding or removing an entry updates the directory's mtime and ctime.
-static int touch_dir(struct sm *sm, uint64_t dir, int64_t t)
+static int touch_now(struct sm *sm, uint64_t dir, int64_t t)
 {
 	struct obj_ref r;
 	struct sm_obj *d = tree_get(sm, dir);
@@ -234,6 +234,232 @@ static int ctime_of(struct sm *sm, struct sm_obj *o, int64_t t)
 		rc = step(sm);
 	ref_release(&r);
 	return rc;
+}
+
+// ---- A Batch's times. Each entry a command adds or removes sets its
+// directory's mtime and ctime, and each change of an object its ctime (an
+// xattr) and often its mtime: a syscall each, on every node, for the same
+// objects again and again in one Batch — a mount's held mkdirs in one
+// directory, or a small file's create, write, chown, chmod and utimens,
+// which a close behind sends as one entry. Within a Batch the new times
+// are kept in sm->touch, per object and per time (the later one wins, as
+// when set one by one), and set once at the end of the entry; earlier
+// where a sub-command changes an object whose id the command does not
+// carry: an unlink's file (every object's times first), a rename's (all
+// of them first, and its own at once: a redo could not tell whether a
+// rename of a name to its own object did anything). What is kept depends
+// only on the sub-commands and their results, so a redo rebuilds it from
+// the batch's records (apply_batch_replay). The entry's end tells the
+// apply hook each object's attributes changed again (a reader of another
+// node's mount may have read the old times in between, as it could read a
+// new entry before its directory's times before).
+
+#define T_ATIME 1u
+#define T_MTIME 2u
+#define T_CTIME 4u
+#define T_OBJ 8u // kept by a command on the object itself, not as a directory
+
+// Keeps times `what` of id for the end of the batch.
+static void touch_keep(struct sm *sm, uint64_t id, unsigned what, int64_t at, int64_t mt,
+		       int64_t ct)
+{
+	unsigned i = 0;
+	while (i < sm->ntouch && sm->touch[i].id != id)
+		i++;
+	if (i == sm->ntouch) // at most two per sub-command: never full
+		sm->touch[sm->ntouch++] = (struct sm_touch){.id = id};
+	sm->touch[i].what |= (uint8_t)what;
+	if (what & T_ATIME)
+		sm->touch[i].at = at;
+	if (what & T_MTIME)
+		sm->touch[i].mt = mt;
+	if (what & T_CTIME)
+		sm->touch[i].ct = ct;
+}
+
+// Tells the apply hook that id's attributes changed (a SetAttr of none).
+static void touch_hook(struct sm *sm, uint64_t id)
+{
+	Fspb__SetAttr a = FSPB__SET_ATTR__INIT;
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	if (!sm->apply_hook)
+		return;
+	a.ino = id;
+	c.op_case = FSPB__COMMAND__OP_SETATTR;
+	c.setattr = &a;
+	sm->apply_hook(sm->apply_hook_arg, sm->touch_client, &c, false);
+	sm->apply_hook(sm->apply_hook_arg, sm->touch_client, &c, true);
+}
+
+// Sets (unless replay: a redo rebuilding what a run before a crash did) and
+// forgets the kept times of slot i. An object removed since has none.
+static int touch_flush_slot(struct sm *sm, unsigned i, bool replay)
+{
+	struct sm_touch k = sm->touch[i];
+	memmove(&sm->touch[i], &sm->touch[i + 1], (sm->ntouch - i - 1) * sizeof(sm->touch[0]));
+	sm->ntouch--;
+	struct sm_obj *o = replay ? NULL : tree_get(sm, k.id);
+	if (!o)
+		return 0;
+	sm_meta_hook(sm, k.id);
+	struct obj_ref r;
+	int rc = ref_get(sm, o, &r);
+	if (rc)
+		return rc;
+	if ((k.what & (T_ATIME | T_MTIME)) &&
+	    !(rc = set_times(&r, (k.what & T_ATIME) ? &k.at : NULL,
+			     (k.what & T_MTIME) ? &k.mt : NULL)))
+		rc = step(sm);
+	if (!rc && (k.what & T_CTIME) && !(rc = set_ctime(o, &r, k.ct)))
+		rc = step(sm);
+	ref_release(&r);
+	if (!rc)
+		touch_hook(sm, k.id);
+	return rc;
+}
+
+// Every kept time (only kind's: T_OBJ, or 0 for all), oldest first.
+static int touch_flush_all(struct sm *sm, unsigned kind, bool replay)
+{
+	int rc = 0;
+	for (unsigned i = 0; i < sm->ntouch && !rc;) {
+		if (kind && !(sm->touch[i].what & kind))
+			i++;
+		else
+			rc = touch_flush_slot(sm, i, replay);
+	}
+	return rc;
+}
+
+// POSIX: adding or removing an entry updates the directory's mtime and ctime.
+static int touch_dir(struct sm *sm, uint64_t dir, int64_t t)
+{
+	if (!sm->touch_defer)
+		return touch_now(sm, dir, t);
+	touch_keep(sm, dir, T_MTIME | T_CTIME, 0, t, t);
+	return 0;
+}
+
+void apply_batch_begin(struct sm *sm, uint64_t client)
+{
+	sm->touch_defer = true;
+	sm->touch_client = client;
+	sm->ntouch = 0;
+}
+
+int apply_batch_prepare(struct sm *sm, const Fspb__Command *c, bool replay)
+{
+	if (!c)
+		return 0;
+	switch (c->op_case) {
+	case FSPB__COMMAND__OP_MKNOD:
+	case FSPB__COMMAND__OP_MKDIR:
+	case FSPB__COMMAND__OP_SYMLINK:
+	case FSPB__COMMAND__OP_LINK:
+	case FSPB__COMMAND__OP_WRITE:
+	case FSPB__COMMAND__OP_FALLOCATE:
+	case FSPB__COMMAND__OP_SETATTR:
+	case FSPB__COMMAND__OP_SETXATTR:
+	case FSPB__COMMAND__OP_REMOVEXATTR:
+	case FSPB__COMMAND__OP_RELEASE: // no times; what it drops has none left
+	case FSPB__COMMAND__OP_DELEG:	// an xattr, not times
+		return 0;
+	case FSPB__COMMAND__OP_UNLINK: // its file's ctime (or a directory going)
+		return touch_flush_all(sm, T_OBJ, replay);
+	default: // rename (its objects are known after its plan only), or new
+		return touch_flush_all(sm, 0, replay);
+	}
+}
+
+// The times exec_setattr sets: what (T_*) and their values.
+static unsigned setattr_times(const Fspb__Command *c, int64_t *at, int64_t *mt)
+{
+	const Fspb__SetAttr *s = c->setattr;
+	uint32_t v = s->valid;
+	unsigned what = 0;
+	*at = (v & SM_SET_ATIME_NOW) ? c->time_ns : s->atime_ns;
+	*mt = (v & SM_SET_MTIME_NOW) ? c->time_ns : s->mtime_ns;
+	if (v & (SM_SET_ATIME | SM_SET_ATIME_NOW))
+		what |= T_ATIME;
+	if (v & (SM_SET_MTIME | SM_SET_MTIME_NOW))
+		what |= T_MTIME;
+	if (!(what & T_MTIME) && (v & SM_SET_SIZE)) {
+		*mt = c->time_ns; // truncate changes mtime (POSIX)
+		what |= T_MTIME;
+	}
+	if (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID | SM_SET_SIZE | SM_SET_ATIME |
+		 SM_SET_MTIME | SM_SET_ATIME_NOW | SM_SET_MTIME_NOW))
+		what |= T_CTIME;
+	return what;
+}
+
+void apply_batch_replay(struct sm *sm, const Fspb__Command *c, int result)
+{
+	apply_batch_prepare(sm, c, true); // no syscall: cannot fail
+	if (!c || result)
+		return; // not executed: kept nothing
+	int64_t t = c->time_ns, at, mt;
+	unsigned what;
+	switch (c->op_case) {
+	case FSPB__COMMAND__OP_MKNOD:
+		touch_keep(sm, c->mknod->ino, T_OBJ | T_ATIME | T_MTIME | T_CTIME, t, t, t);
+		touch_keep(sm, c->mknod->parent, T_MTIME | T_CTIME, 0, t, t);
+		break;
+	case FSPB__COMMAND__OP_SYMLINK:
+		touch_keep(sm, c->symlink->ino, T_OBJ | T_ATIME | T_MTIME | T_CTIME, t, t, t);
+		touch_keep(sm, c->symlink->parent, T_MTIME | T_CTIME, 0, t, t);
+		break;
+	case FSPB__COMMAND__OP_MKDIR:
+		touch_keep(sm, c->mkdir->parent, T_MTIME | T_CTIME, 0, t, t);
+		break;
+	case FSPB__COMMAND__OP_LINK:
+		touch_keep(sm, c->link->ino, T_OBJ | T_CTIME, 0, 0, t);
+		touch_keep(sm, c->link->new_parent, T_MTIME | T_CTIME, 0, t, t);
+		break;
+	case FSPB__COMMAND__OP_UNLINK:
+		touch_keep(sm, c->unlink->parent, T_MTIME | T_CTIME, 0, t, t);
+		break;
+	case FSPB__COMMAND__OP_WRITE:
+		if (c->write->data.len) // a write of nothing sets nothing
+			touch_keep(sm, c->write->ino, T_OBJ | T_MTIME | T_CTIME, 0, t, t);
+		break;
+	case FSPB__COMMAND__OP_FALLOCATE:
+		touch_keep(sm, c->fallocate->ino, T_OBJ | T_MTIME | T_CTIME, 0, t, t);
+		break;
+	case FSPB__COMMAND__OP_SETATTR:
+		what = setattr_times(c, &at, &mt);
+		if (what)
+			touch_keep(sm, c->setattr->ino, T_OBJ | what, at, mt, t);
+		break;
+	case FSPB__COMMAND__OP_SETXATTR:
+		touch_keep(sm, c->setxattr->ino, T_OBJ | T_CTIME, 0, 0, t);
+		break;
+	case FSPB__COMMAND__OP_REMOVEXATTR:
+		touch_keep(sm, c->removexattr->ino, T_OBJ | T_CTIME, 0, 0, t);
+		break;
+	default:
+		break;
+	}
+}
+
+int apply_batch_end(struct sm *sm, bool ok)
+{
+	sm->touch_defer = false;
+	if (!ok) {
+		sm->ntouch = 0;
+		return 0;
+	}
+	return touch_flush_all(sm, 0, false);
+}
+
+// Sets (or keeps, in a batch) the ctime of object o, changed by a command
+// that carries its id.
+static int ctime_kept(struct sm *sm, struct sm_obj *o, int64_t t)
+{
+	if (!sm->touch_defer)
+		return ctime_of(sm, o, t);
+	touch_keep(sm, o->id, T_OBJ | T_CTIME, 0, 0, t);
+	return 0;
 }
 
 // Looks up parent/name for a plan. Sets *res to the command's result when the
@@ -908,8 +1134,12 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 		rc = ref_fault("chmod", &r, errno);
 	if (!rc && !(rc = step(sm)) && ref_setxattr(&r, SM_XATTR_ID, idx, 16))
 		rc = ref_fault("set id of", &r, errno);
-	if (!rc && !(rc = step(sm)))
-		rc = stamp_new_times(sm, &r, t);
+	if (!rc && !(rc = step(sm))) {
+		if (sm->touch_defer)
+			touch_keep(sm, ino, T_OBJ | T_ATIME | T_MTIME | T_CTIME, t, t, t);
+		else
+			rc = stamp_new_times(sm, &r, t);
+	}
 	if (rc)
 		return rc;
 	if (ref_stat(&r, &st))
@@ -1015,7 +1245,7 @@ static int exec_link(struct sm *sm, const Fspb__Command *c)
 	int rc = link_name(sm, p.buf, l->new_parent, l->new_name);
 	pthread_rwlock_unlock(&sm->lock);
 	if (!rc)
-		rc = ctime_of(sm, tree_get(sm, l->ino), c->time_ns);
+		rc = ctime_kept(sm, tree_get(sm, l->ino), c->time_ns);
 	if (!rc)
 		rc = touch_dir(sm, l->new_parent, c->time_ns);
 	return rc;
@@ -1127,10 +1357,12 @@ static int exec_rename(struct sm *sm, const Fspb__Command *c, const struct sm_re
 		rc = ctime_of(sm, src, t);
 	if (!rc && dst) // exchanged, or a file that lost a name
 		rc = ctime_of(sm, dst, t);
+	// At once, not kept for the batch's end: a redo could not tell
+	// whether a rename of a name to its own object (nothing done) ran.
 	if (!rc)
-		rc = touch_dir(sm, r->parent, t);
+		rc = touch_now(sm, r->parent, t);
 	if (!rc && r->new_parent != r->parent)
-		rc = touch_dir(sm, r->new_parent, t);
+		rc = touch_now(sm, r->new_parent, t);
 	if (!rc && dst && !exchange)
 		rc = note_orphan(sm, dst); // replaced: maybe its last name
 	return rc;
@@ -1139,6 +1371,10 @@ static int exec_rename(struct sm *sm, const Fspb__Command *c, const struct sm_re
 // Sets mtime and ctime of an open regular file after a data change.
 static int data_times(struct sm *sm, uint64_t id, int fd, int64_t t)
 {
+	if (sm->touch_defer) {
+		touch_keep(sm, id, T_OBJ | T_MTIME | T_CTIME, 0, t, t);
+		return 0;
+	}
 	struct timespec ts[2] = {{0, UTIME_OMIT}, ns_to_ts(t)};
 	if (futimens(fd, ts))
 		return fault_id("set mtime of", id, errno);
@@ -1270,19 +1506,15 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 		rc = ref_fault("truncate", &r, errno);
 	if (!rc)
 		rc = step(sm);
-	int64_t at = (v & SM_SET_ATIME_NOW) ? c->time_ns : s->atime_ns;
-	int64_t mt = (v & SM_SET_MTIME_NOW) ? c->time_ns : s->mtime_ns;
-	bool set_a = v & (SM_SET_ATIME | SM_SET_ATIME_NOW);
-	bool set_m = v & (SM_SET_MTIME | SM_SET_MTIME_NOW);
-	if (!set_m && (v & SM_SET_SIZE)) {
-		mt = c->time_ns; // truncate changes mtime (POSIX)
-		set_m = true;
-	}
-	if (!rc && (set_a || set_m) &&
-	    !(rc = set_times(&r, set_a ? &at : NULL, set_m ? &mt : NULL)))
+	int64_t at, mt;
+	unsigned what = setattr_times(c, &at, &mt);
+	if (!rc && what && sm->touch_defer)
+		touch_keep(sm, s->ino, T_OBJ | what, at, mt, c->time_ns);
+	else if (!rc && (what & (T_ATIME | T_MTIME)) &&
+		 !(rc = set_times(&r, (what & T_ATIME) ? &at : NULL,
+				  (what & T_MTIME) ? &mt : NULL)))
 		rc = step(sm);
-	if (!rc && (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID | SM_SET_SIZE | SM_SET_ATIME |
-			 SM_SET_MTIME | SM_SET_ATIME_NOW | SM_SET_MTIME_NOW)))
+	if (!rc && !sm->touch_defer && (what & T_CTIME))
 		rc = set_ctime(o, &r, c->time_ns);
 	ref_release(&r);
 	return rc;
@@ -1304,7 +1536,7 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 	if (!rc)
 		rc = step(sm);
 	if (!rc)
-		rc = ctime_of(sm, tree_get(sm, ino), c->time_ns);
+		rc = ctime_kept(sm, tree_get(sm, ino), c->time_ns);
 	return rc;
 }
 

@@ -16,6 +16,7 @@
 #include "node.h"
 #include "runtime_log.h"
 #include "svc_notify.h"
+#include "svc_start.h"
 
 static const char usage[] =
 	"NAME\n"
@@ -206,7 +207,8 @@ int cli_node_main(int argc, char **argv)
 	node_sm sm;
 	kvsm *kv = NULL;
 	node *n = NULL;
-	int status = 0;
+	uint64_t saved_commit;
+	int status = 0, rc;
 
 	if (cli_wants_help(argc, argv)) {
 		fputs(usage, stdout);
@@ -238,14 +240,21 @@ int cli_node_main(int argc, char **argv)
 		kvsm_close(kv);
 		return 1;
 	}
+	saved_commit = node_saved_commit(n);
 	if (node_launch(n) < 0) {
 		fprintf(stderr, "raftfs node: could not start (see the log above)\n");
 		node_free(n);
 		kvsm_close(kv);
 		return 1;
 	}
-	svc_notify("READY=1"); /* systemd's Type=notify (packaging/raftfs.service) */
-	for (;;) {
+	/* Ready once it applied again what it knew to be committed, as a
+	 * filesystem node is (fs/svc_start.h). */
+	rc = svc_start_wait_applied(NULL, n, saved_commit, &sigs);
+	if (rc > 0)
+		rlog_write(RLOG_INFO, "%s during the log replay: stopping", strsignal(rc));
+	else
+		svc_notify("READY=1\nSTATUS=serving"); /* Type=notify (packaging/raftfs.service) */
+	while (rc <= 0) { /* a signal during the replay skips it */
 		int sig = sigtimedwait(&sigs, NULL, &poll_ts);
 
 		if (sig == SIGTERM || sig == SIGINT) {

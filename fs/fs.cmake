@@ -14,6 +14,7 @@ add_library(raftfs_fs STATIC
   sm_image_install.c
   sm_image_make.c
   sm_image_meta.c
+  sm_id_hw.c
   snap_node.c
   cmd_merge.c
 )
@@ -28,11 +29,11 @@ if(TARGET raftfs_node)
   add_library(raftfs_mount STATIC fs_node.c fs_plug.c fuse_inval.c fuse_fs.c fuse_ops.c fuse_io.c
     fuse_close.c fuse_write.c fuse_behind_state.c fuse_behind_ops.c
     fuse_behind_deleg.c fuse_grant.c fuse_guard.c fuse_mount.c fuse_readahead.c fuse_run.c
-    fs_release.c svc_notify.c)
+    fs_release.c svc_notify.c svc_start.c)
   target_include_directories(raftfs_mount PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_link_libraries(raftfs_mount PUBLIC raftfs_fs raftfs_node PkgConfig::FUSE3)
 
   add_executable(raftfs main.c cli_node.c cli_status.c cli_local.c cli_kv.c local_cluster.c
-    cli_verify.c tree_verify.c snap_cli.c cli_member.c cli_config.c cli_version.c)
+    local_ports.c cli_verify.c tree_verify.c snap_cli.c cli_member.c cli_config.c cli_version.c)
   target_link_libraries(raftfs PRIVATE raftfs_node raftfs_mount)
 endif()

@@ -107,8 +107,11 @@ void fs_node_set_close_behind(struct fs_node *f, bool on);
 bool fs_node_close_behind(struct fs_node *f);
 
 /* Whether this node's proposals and barriers get through: false while one
- * has been outstanding for more than ms milliseconds with none completing
- * meanwhile (cut off from a quorum, no leader, an election), and for good
+ * has been outstanding for more than ms milliseconds with none completing or
+ * (a proposal) committing meanwhile (cut off from a quorum, no leader, an
+ * election; an apply that lags the commit by up to two seconds does not
+ * count), while its apply lags its commit by more than two seconds (below a
+ * recaller's revoke silence: fs_node.c, APPLY_LAG_MAX_MS), and for good
  * once the node stopped applying (node_fault). What the node can observe
  * of a lease: an answer given before commit (close behind) is only given
  * while this holds, so a node cut off acknowledges for at most ms, and a

@@ -137,6 +137,11 @@ int fuse_behind_busy(struct fuse_behind *b, uint64_t **out, size_t *n);
  * otherwise the close's wait for them (fuse_write_sync) starts them. */
 bool fuse_behind_close_early(struct fuse_behind *b, uint64_t fh);
 
+/* Whether fh is a handle of fuse_behind_create (its file's creation was
+ * answered behind, so its close has commands of its own to wait for even
+ * when nothing was written through it). */
+bool fuse_behind_made(uint64_t fh);
+
 /* close = behind, on the other side: before this mount hands its kernel
  * names or entries of dir (lookup, readdir), recalls dir if another node
  * holds it, so that everything that node closed behind there applied here

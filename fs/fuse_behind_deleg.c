@@ -460,12 +460,18 @@ void fuse_behind_free(struct fuse_behind *b)
 			"their commit\n",
 			b->self, (unsigned long long)b->flushed_early,
 			(unsigned long long)b->flushes);
-	if (getenv("RAFTFS_STAGES") && strcmp(getenv("RAFTFS_STAGES"), "0"))
+	if (getenv("RAFTFS_STAGES") && strcmp(getenv("RAFTFS_STAGES"), "0")) {
 		fprintf(stderr,
 			"fs: node %u recalled %llu directories from other nodes and returned %llu "
 			"unasked (idle)\n",
 			b->self, (unsigned long long)atomic_load(&b->recalled),
 			(unsigned long long)atomic_load(&b->idle_returned));
+		fprintf(stderr,
+			"fs: node %u: %llu changes waited for room behind %u pending, %.1f ms in "
+			"all\n",
+			b->self, (unsigned long long)b->full_waits, MAX_PENDING,
+			(double)b->full_wait_ns / 1e6);
+	}
 	fs_node_set_deleg_sink(b->fs->fsn, NULL);
 	pthread_mutex_lock(&b->mu);
 	b->stop = true;

@@ -118,6 +118,9 @@ struct fuse_behind {
 	/* Flushes of such handles, and those answered before the commit
 	 * (fuse_behind_close_early; logged at the end with RAFTFS_STAGES). */
 	uint64_t flushes, flushed_early;
+	/* Changes that waited for room under MAX_PENDING, and how long in
+	 * all (ns; logged likewise): where a caller's stalls come from. */
+	uint64_t full_waits, full_wait_ns;
 	/* Directories this mount recalled from other nodes and returned
 	 * unasked (idle; logged likewise), and its idle time for that
 	 * (fuse_grant_idle; RAFTFS_DELEG_IDLE_MS). fuse_behind_deleg.c. */

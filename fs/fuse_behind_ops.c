@@ -845,6 +845,11 @@ int fuse_behind_sync(struct fuse_behind *b, bool take)
 	return err;
 }
 
+bool fuse_behind_made(uint64_t fh)
+{
+	return (fh & DEFERRED) != 0;
+}
+
 bool fuse_behind_close_early(struct fuse_behind *b, uint64_t fh)
 {
 	struct bh_fh *h;

@@ -428,10 +428,18 @@ bool bh_behind_on(struct fuse_behind *b)
 void bh_begin(struct fuse_behind *b)
 {
 	pthread_mutex_lock(&b->mu);
-	if (b->count >= MAX_PENDING)
+	if (b->count >= MAX_PENDING) {
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		bh_flush_held(b);
-	while (b->count >= MAX_PENDING)
-		pthread_cond_wait(&b->cv, &b->mu);
+		while (b->count >= MAX_PENDING)
+			pthread_cond_wait(&b->cv, &b->mu);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		b->full_waits++;
+		b->full_wait_ns +=
+		    (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec));
+	}
 	pthread_mutex_unlock(&b->mu);
 	pthread_mutex_lock(&b->order);
 	pthread_mutex_lock(&b->mu);

@@ -36,7 +36,10 @@ int fuse_close_sync_mount(struct fuse_fs *fs)
  * committed (close-to-open: the file's creation, its parent directories).
  * Behind (fuse_behind_close_early): once the file's commands are proposed
  * in one log entry (not held back by the plug: the close acknowledged
- * them), with a failure already known. */
+ * them), with a failure already known. A handle that wrote nothing and
+ * made nothing (a read's) has nothing to wait for: a failure already
+ * known, at once — waiting for the mount's whole write-behind backlog made
+ * every cat during a tar x take milliseconds (fuse_close.h). */
 void ffs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_fs *fs = ffs_of(req);
@@ -44,6 +47,8 @@ void ffs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	if (fuse_behind_close_early(fs->bh, fi->fh)) {
 		err = fuse_write_take(fs->wr, fi->fh);
+	} else if (!fuse_behind_made(fi->fh) && fuse_write_unused(fs->wr, fi->fh)) {
+		err = 0;
 	} else {
 		err = fuse_write_sync(fs->wr, ino, fi->fh);
 		/* Waits; takes the failure even when err is returned (the
@@ -63,11 +68,12 @@ void ffs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fuse_fs *fs = ffs_of(req);
 	int err = 0;
 
-	if (fs_node_close_behind(fs->fsn)) {
-		/* Nothing waits here: the handle's writes stay in flight and
-		 * report to the mount (fuse_write_detach). An orphan's Release,
-		 * proposed after them by this node, applies after them (one
-		 * node's commands apply in order). */
+	if (fs_node_close_behind(fs->fsn) ||
+	    (!fuse_behind_made(fi->fh) && fuse_write_unused(fs->wr, fi->fh))) {
+		/* Nothing waits here: the handle's writes, if any, stay in
+		 * flight and report to the mount (fuse_write_detach). An
+		 * orphan's Release, proposed after them by this node, applies
+		 * after them (one node's commands apply in order). */
 		fuse_write_detach(fs->wr, fi->fh);
 	} else {
 		/* The kernel ignores release's answer; but the writes must be

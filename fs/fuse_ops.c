@@ -63,17 +63,16 @@ static void op_destroy(void *userdata)
 }
 
 /* The size and mtime this mount's writes of ino will make, before its
- * attributes are answered: waits for them (read-your-writes). Only an
- * inode with writes in flight: fuse_write_wait starts everything the plug
- * holds (fs_plug.h), and lookups and getattrs of directories come with
- * every mkdir, rename and unlink (the path walk, default_permissions) —
+ * attributes are answered: waits for them (read-your-writes).
+ * fuse_write_wait starts what the plug holds (fs_plug.h) only for an inode
+ * with writes in flight: lookups and getattrs of directories come with
+ * every mkdir, rename and unlink (the path walk, default_permissions), and
  * flushing there sent each write-behind command out as an entry of its
  * own instead of batches (2,000 mkdirs: 2,000 entries, 3,980 of 4,000
  * held commands started by a flush). */
 static void wait_writes(struct fuse_fs *fs, uint64_t ino)
 {
-	if (fuse_write_busy(fs->wr, ino))
-		fuse_write_wait(fs->wr, ino);
+	fuse_write_wait(fs->wr, ino);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

@@ -14,7 +14,9 @@
 #include "node.h"
 #include "node_members.h"
 #include "runtime_log.h"
+#include "sm_reset.h"
 #include "svc_notify.h"
+#include "svc_start.h"
 
 static void birth_done(void *arg, int err)
 {
@@ -41,12 +43,20 @@ static void propose_birth(struct fs_node *f)
 		rlog_write(RLOG_ERR, "proposing the root's birth time failed");
 }
 
+/* node_sm.status: what is left of a tree dropped after a power loss. */
+static void sm_status(void *ctx, node_sm_status *out)
+{
+	sm_dropped_left(fs_node_sm(ctx), &out->dropped_bytes, &out->dropped_entries);
+}
+
 int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 {
 	struct timespec poll_ts = {0, 100 * 1000 * 1000};
 	struct fuse_mount *m = NULL;
 	struct fs_node *f = NULL;
 	struct fs_release *rel = NULL;
+	struct svc_start *start = NULL;
+	uint64_t saved_commit;
 	uint32_t voters[CONFIG_MAX_PEERS];
 	bool fault_logged = false;
 	char err[600];
@@ -70,18 +80,23 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	sigaddset(&sigs, SIGPIPE);
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	svc_start_begin(SVC_START_TICK_MS, SVC_START_EXTEND_US, &start);
 	rc = fs_node_open(cfg->data_dir, (uint32_t)cfg->id, &f);
 	if (rc < 0) {
 		fprintf(stderr, "raftfs node: filesystem state machine in %s: %s\n", cfg->data_dir,
 			strerror(-rc));
+		svc_start_end(start);
 		return 1;
 	}
 	fs_node_iface(f, &iface);
+	iface.status = sm_status;
 	if (node_new(cfg, &iface, &n, err, sizeof(err)) < 0) {
 		fprintf(stderr, "raftfs node: %s\n", err);
 		fs_node_close(f);
+		svc_start_end(start);
 		return 1;
 	}
+	saved_commit = node_saved_commit(n);
 	fs_node_attach(f, n);
 	fs_node_set_write_behind(f, cfg->write_behind);
 	fs_node_set_close_behind(f, cfg->close_behind);
@@ -104,8 +119,22 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 		node_free(n);
 		fs_release_free(rel);
 		fs_node_close(f);
+		svc_start_end(start);
 		return 1;
 	}
+	/* Not ready before this node shows at least what it showed before it
+	 * stopped: after a power loss it rebuilds from its snapshot and
+	 * replays its own log (fs/sm_reset.h), and a mount or a service
+	 * started meanwhile would see an older state. */
+	rc = svc_start_wait_applied(start, n, saved_commit, &sigs);
+	svc_start_end(start);
+	if (rc > 0) {
+		rlog_write(RLOG_INFO, "%s during the log replay: stopping", strsignal(rc));
+		goto stop;
+	}
+	if (rc < 0)
+		rlog_write(RLOG_ERR, "the log replay failed (%s): serving what was applied",
+			   node_strerror(rc));
 	propose_birth(f);
 	if (!cfg->mount[0])
 		fs_release_start(rel); /* a mount does it once it serves */
@@ -121,7 +150,8 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	/* systemd (Type=notify) starts the units ordered after this one now:
 	 * the mount answers (reads from the local tree; changes wait for a
 	 * quorum, which at boot may still be assembling). */
-	rc = svc_notify("READY=1");
+	/* STATUS= replaces the start's last progress line in systemctl status. */
+	rc = svc_notify("READY=1\nSTATUS=serving");
 	if (rc < 0)
 		rlog_write(RLOG_ERR, "telling the service manager we are ready: %s", strerror(-rc));
 	for (;;) {

@@ -428,9 +428,23 @@ static void wait_locked(struct fuse_write *w, uint64_t ino)
 	ino_put(w, in);
 }
 
+/* Starts what the plug holds (fs_plug.h) when ino has writes in flight:
+ * they may be among it. Only then: a flush starts every held command of
+ * the mount, and a read, lseek or close of a file with nothing in flight
+ * (a cat during a tar x) would cut the plug's batches into entries of one
+ * command each. A file whose creation is still held has no descriptor
+ * before it applied: fuse_behind_fd starts and waits for that. A write
+ * proposed after the check is not waited for either (wait_locked counts
+ * only those before the call). */
+static void flush_if_busy(struct fuse_write *w, uint64_t ino)
+{
+	if (fuse_write_busy(w, ino))
+		fs_node_flush(w->fsn);
+}
+
 void fuse_write_wait(struct fuse_write *w, uint64_t ino)
 {
-	fs_node_flush(w->fsn); /* its writes may be held back (fs_plug.h) */
+	flush_if_busy(w, ino);
 	pthread_mutex_lock(&w->mu);
 	wait_locked(w, ino);
 	pthread_mutex_unlock(&w->mu);
@@ -484,7 +498,7 @@ static int sync_fh(struct fuse_write *w, uint64_t ino, uint64_t fh, bool forget)
 	struct fh_err **p, *e;
 	int err = 0;
 
-	fs_node_flush(w->fsn); /* its writes may be held back (fs_plug.h) */
+	flush_if_busy(w, ino); /* its writes may be held back (fs_plug.h) */
 	pthread_mutex_lock(&w->mu);
 	wait_locked(w, ino);
 	p = fh_slot(w, fh);
@@ -502,6 +516,16 @@ static int sync_fh(struct fuse_write *w, uint64_t ino, uint64_t fh, bool forget)
 	}
 	pthread_mutex_unlock(&w->mu);
 	return err;
+}
+
+bool fuse_write_unused(struct fuse_write *w, uint64_t fh)
+{
+	bool unused;
+
+	pthread_mutex_lock(&w->mu);
+	unused = *fh_slot(w, fh) == NULL;
+	pthread_mutex_unlock(&w->mu);
+	return unused;
 }
 
 int fuse_write_sync(struct fuse_write *w, uint64_t ino, uint64_t fh)

@@ -45,7 +45,9 @@ ssize_t fuse_write_data(struct fuse_write *w, fuse_req_t req, uint64_t ino, uint
 
 /* Waits until every write of ino proposed through this mount before the
  * call is applied (or failed): reads, getattr and mutations naming ino see
- * what this mount wrote. */
+ * what this mount wrote. Starts what the node's plug holds only when ino
+ * has writes in flight (a read of a file with none leaves the plug's
+ * batches whole). */
 void fuse_write_wait(struct fuse_write *w, uint64_t ino);
 
 /* Orders a mutation of ino about to be proposed (setattr, fallocate, link,
@@ -76,6 +78,11 @@ bool fuse_write_pending(struct fuse_write *w, uint64_t ino, uint64_t *end, int64
  * through handle fh got since the last report, or 0. The error is reported
  * once: flush takes it, so close() returns it. */
 int fuse_write_sync(struct fuse_write *w, uint64_t ino, uint64_t fh);
+
+/* Whether nothing was ever written through handle fh (no write of it in
+ * flight, none failed unreported): a read's handle, say. Its close has
+ * nothing of its own to wait for. */
+bool fuse_write_unused(struct fuse_write *w, uint64_t fh);
 
 /* fuse_write_sync for a handle being released: afterwards fh is forgotten
  * (its number may be reused by the next open). */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "local_ports.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
 
@@ -54,70 +55,6 @@ void local_node_dir(const char *dir, int id, char *out, size_t len)
 void local_mount_path(const char *dir, int id, char *out, size_t len)
 {
 	snprintf(out, len, "%s/n%d", dir, id);
-}
-
-/* The kernel's ephemeral port range (where outgoing connections get their
- * local port), or the usual default. */
-static void ephemeral_range(unsigned *lo, unsigned *hi)
-{
-	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-
-	*lo = 32768;
-	*hi = 60999;
-	if (f) {
-		if (fscanf(f, "%u %u", lo, hi) != 2) {
-			*lo = 32768;
-			*hi = 60999;
-		}
-		fclose(f);
-	}
-}
-
-/* Picks n distinct free TCP ports on 127.0.0.1, at random below the
- * ephemeral range: a port the kernel handed out for binding to port 0
- * could later be taken as the local port of some outgoing connection
- * before the node binds it, and two clusters created at once would get
- * neighbouring ports. Every chosen socket stays bound until all are
- * chosen, so no port is handed out twice. */
-static int free_ports(int n, uint16_t *ports)
-{
-	int fds[CONFIG_MAX_PEERS], rc = 0, i, tries = 0;
-	unsigned lo, hi, base = 10000;
-
-	ephemeral_range(&lo, &hi);
-	if (lo <= base + 1000) { /* an odd range: take what the kernel gives */
-		base = 0;
-		lo = 0;
-	}
-	for (i = 0; i < n && rc == 0;) {
-		struct sockaddr_in sa = {.sin_family = AF_INET};
-		socklen_t sl = sizeof(sa);
-		uint32_t r = 0;
-
-		if (base && getrandom(&r, sizeof(r), 0) != sizeof(r))
-			r = (uint32_t)rand();
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		sa.sin_port = base ? htons((uint16_t)(base + r % (lo - base))) : 0;
-		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fds[i] < 0) {
-			rc = -errno;
-			break;
-		}
-		if (bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-		    getsockname(fds[i], (struct sockaddr *)&sa, &sl) < 0) {
-			int e = errno;
-
-			close(fds[i]);
-			if (e == EADDRINUSE && ++tries < 1000)
-				continue; /* taken: draw another */
-			rc = -e;
-			break;
-		}
-		ports[i++] = ntohs(sa.sin_port);
-	}
-	while (i-- > 0)
-		close(fds[i]);
-	return rc;
 }
 
 /* The port of node id's [peers] entry in its own config, or 0. */
@@ -209,12 +146,9 @@ int local_move_node(const char *dir, int n, int id, char *err, size_t errlen)
 	for (int tries = 0;; tries++) {
 		bool ours = false;
 
-		rc = free_ports(1, &port);
-		if (rc < 0) {
-			snprintf(err, errlen, "picking a free port for node %d: %s", id,
-				 strerror(-rc));
+		rc = local_ports_draw(dir, 1, &port, err, errlen);
+		if (rc < 0)
 			return rc;
-		}
 		for (int i = 1; i <= n; i++)
 			ours |= node_port(dir, i) == port;
 		if (!ours || tries == 100)
@@ -231,7 +165,42 @@ int local_move_node(const char *dir, int n, int id, char *err, size_t errlen)
 			return rc;
 		}
 	}
+	local_ports_release(dir, old);
 	return 0;
+}
+
+/* Writes DIR/cluster ("<count> <name> <kind>") through a temporary file
+ * and a rename, so a reader never sees it empty or half written: another
+ * process's port draw reads it to tell whether a claim is live
+ * (local_ports.c), and an empty file in between would make a stopped
+ * node's port look free and make node_path() take DIR/n<id> (a filesystem
+ * cluster's mount) for the node's own directory. */
+static int write_cluster_file(const char *dir, int n, const char *name, const char *kind, char *err,
+			      size_t errlen)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8];
+	FILE *f;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "%s/cluster", dir);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	f = fopen(tmp, "w");
+	if (!f) {
+		rc = -errno;
+		snprintf(err, errlen, "%s: create: %s", tmp, strerror(-rc));
+		return rc;
+	}
+	if (fprintf(f, "%d %s %s\n", n, name, kind) < 0)
+		rc = -EIO;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc < 0) {
+		snprintf(err, errlen, "%s: write: %s", path, strerror(-rc));
+		unlink(tmp);
+	}
+	return rc;
 }
 
 int local_create(const char *dir, int n, char *err, size_t errlen)
@@ -241,7 +210,6 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 	uint32_t rnd = 0;
 	node_config cfg;
 	const char *sm;
-	FILE *f;
 	int rc;
 
 	if (n < 1 || n > CONFIG_MAX_PEERS) {
@@ -266,16 +234,14 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	/* The kind first: node_path() depends on it. */
-	f = fopen(path, "w");
-	if (!f || fprintf(f, "%d - %s\n", n, sm) < 0 || fclose(f) != 0) {
-		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
-		return -EIO;
-	}
-	rc = free_ports(n, ports);
-	if (rc < 0) {
-		snprintf(err, errlen, "picking free ports: %s", strerror(-rc));
+	rc = write_cluster_file(dir, n, "-", sm, err, errlen);
+	if (rc < 0)
 		return rc;
-	}
+	/* Claimed in the registry until the directory goes (local_ports.h):
+	 * no other cluster draws a port of a node of this one that is down. */
+	rc = local_ports_draw(dir, n, ports, err, errlen);
+	if (rc < 0)
+		return rc;
 	/* A name of its own, so two local clusters never accept each other. */
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = (uint32_t)getpid() ^ (uint32_t)time(NULL);
@@ -317,12 +283,7 @@ int local_create(const char *dir, int n, char *err, size_t errlen)
 			return rc;
 		}
 	}
-	f = fopen(path, "w");
-	if (!f || fprintf(f, "%d %s %s\n", n, name, sm) < 0 || fclose(f) != 0) {
-		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
-		return -EIO;
-	}
-	return 0;
+	return write_cluster_file(dir, n, name, sm, err, errlen);
 }
 
 int local_name(const char *dir, char *name, size_t len)
@@ -491,6 +452,11 @@ int local_start(const char *dir, int id, char *err, size_t errlen)
 		return -errno;
 	}
 	self[sl] = '\0';
+	/* A cluster created before the registry, or moved to another
+	 * directory, claims its ports as it runs; best effort (a port claimed
+	 * by another cluster shows as a failed listen, reported by the
+	 * caller). */
+	(void)local_ports_claim(dir, node_port(dir, id));
 	pid = fork();
 	if (pid < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
@@ -646,11 +612,10 @@ void local_unmount(const char *dir, int id)
 int local_add_node(const char *dir, int like, const config_peer *members, size_t n_members,
 		   int *id, char *err, size_t errlen)
 {
-	char path[PATH_MAX], ini[PATH_MAX + 16], nd[PATH_MAX], name[128], kind[16] = "";
+	char ini[PATH_MAX + 16], nd[PATH_MAX], name[128], kind[16] = "";
 	uint16_t port;
 	node_config cfg;
 	int n, rc;
-	FILE *f;
 
 	n = local_count(dir, err, errlen);
 	if (n < 0)
@@ -664,11 +629,9 @@ int local_add_node(const char *dir, int like, const config_peer *members, size_t
 	rc = config_load_file(&cfg, ini, err, errlen);
 	if (rc < 0)
 		return rc;
-	rc = free_ports(1, &port);
-	if (rc < 0) {
-		snprintf(err, errlen, "picking a free port: %s", strerror(-rc));
+	rc = local_ports_draw(dir, 1, &port, err, errlen);
+	if (rc < 0)
 		return rc;
-	}
 	*id = n + 1;
 	for (size_t i = 0; i < n_members; i++)
 		if (members[i].id == (uint64_t)*id) {
@@ -714,13 +677,7 @@ int local_add_node(const char *dir, int like, const config_peer *members, size_t
 	if (local_name(dir, name, sizeof(name)) < 0)
 		snprintf(name, sizeof(name), "-");
 	snprintf(kind, sizeof(kind), "%s", local_is_fs(dir) ? "fs" : "kv");
-	snprintf(path, sizeof(path), "%s/cluster", dir);
-	f = fopen(path, "w");
-	if (!f || fprintf(f, "%d %s %s\n", n + 1, name, kind) < 0 || fclose(f) != 0) {
-		snprintf(err, errlen, "%s: write: %s", path, strerror(errno));
-		return -EIO;
-	}
-	return 0;
+	return write_cluster_file(dir, n + 1, name, kind, err, errlen);
 }
 
 int local_mark_removed(const char *dir, int id)

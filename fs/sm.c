@@ -155,6 +155,10 @@ static int reserve_past(struct sm *sm, uint64_t counter)
 
 int sm_note_id(struct sm *sm, uint64_t id)
 {
+	int hw = sm_id_hw_note(sm, id); // every node's, for images
+
+	if (hw)
+		return hw;
 	if ((id >> 48) != sm->node_id)
 		return 0; // another node's counter: not ours to keep
 	pthread_mutex_lock(&sm->id_lock);
@@ -163,12 +167,15 @@ int sm_note_id(struct sm *sm, uint64_t id)
 	return rc;
 }
 
-int sm_ids_take_over(struct sm *live, const struct sm *fresh)
+int sm_ids_take_over(struct sm *live, const struct sm *fresh, uint64_t bound)
 {
 	pthread_mutex_lock(&live->id_lock);
 	// live's sm/ is fresh's now: its reservation is the one on disk.
 	live->reserved_to = fresh->reserved_to;
-	int rc = reserve_past(live, fresh->next_counter);
+	// One hold of the lock for both: an id allocated between a raise to
+	// fresh's counter and one to the image's bound would be one handed out
+	// before the image.
+	int rc = reserve_past(live, fresh->next_counter > bound ? fresh->next_counter : bound);
 	pthread_mutex_unlock(&live->id_lock);
 	return rc;
 }
@@ -481,8 +488,19 @@ int sm_open(const char *data_dir, uint32_t node_id, struct sm **out)
 		return rc;
 	// A dropped tree (this time, or one a previous run did not finish
 	// deleting) goes in the background; failing to start that is no fault.
-	sm_reset_start_deleting((*out)->data_dir, &(*out)->reset);
-	return 0;
+	// But one that had to go first (space short) and could not is: the
+	// open fails now, visibly, rather than an apply later (the next start
+	// tries again).
+	rc = sm_reset_start_deleting((*out)->data_dir, &(*out)->reset);
+	if (rc) {
+		fprintf(stderr,
+			"sm: open %s: deleting %s/dropped/ before the rebuild (too short of "
+			"space for both) failed: %s: not opening (tried again at the next start)\n",
+			data_dir, data_dir, strerror(-rc));
+		sm_close(*out);
+		*out = NULL;
+	}
+	return rc;
 }
 
 void sm_close(struct sm *sm)
@@ -757,6 +775,26 @@ static int run_one(struct sm *sm, uint64_t client_id, const Fspb__Command *c,
 	return rc;
 }
 
+// In a redo of a batch cut short at sub-command rec->sub: what the ones
+// before it, which ran whole, left for the batch's end (apply_batch_replay).
+static int replay_done(struct sm *sm, const Fspb__Batch *b, const struct sm_record *rec)
+{
+	for (uint32_t k = 0; k + 1 < rec->sub; k++) {
+		Fspb__Command *c = NULL;
+		int rc = decode(b->cmds[k].data, b->cmds[k].len, &c);
+		if (rc)
+			return rc;
+		if (c && c->op_case == FSPB__COMMAND__OP_BATCH) {
+			fspb__command__free_unpacked(c, NULL);
+			c = NULL; // refused as in run_batch
+		}
+		apply_batch_replay(sm, c, (int)((rec->results >> (8 * k)) & 0xff));
+		if (c)
+			fspb__command__free_unpacked(c, NULL);
+	}
+	return 0;
+}
+
 // A Batch entry (fs.proto): its sub-commands in order, each as run_one, each
 // with a record of its own written before it executes. After a crash the
 // newest record names the sub-command that was cut short (rec, redo): those
@@ -769,6 +807,9 @@ static int run_batch(struct sm *sm, uint64_t client_id, const Fspb__Batch *b,
 	struct sm_record r = *rec;
 	int rc = 0;
 
+	apply_batch_begin(sm, client_id);
+	if (redo)
+		rc = replay_done(sm, b, rec);
 	for (uint32_t k = redo ? r.sub - 1 : 0; !rc && k < n; k++) {
 		bool again = redo && k + 1 == rec->sub;
 		Fspb__Command *c = NULL;
@@ -788,12 +829,15 @@ static int run_batch(struct sm *sm, uint64_t client_id, const Fspb__Batch *b,
 			fspb__command__free_unpacked(c, NULL);
 			c = NULL; // no batch in a batch: EINVAL
 		}
-		rc = run_one(sm, client_id, c, &r, again);
+		rc = apply_batch_prepare(sm, c, false);
+		if (!rc)
+			rc = run_one(sm, client_id, c, &r, again);
 		if (c)
 			fspb__command__free_unpacked(c, NULL);
 	}
+	int end = apply_batch_end(sm, !rc);
 	*rec = r;
-	return rc;
+	return rc ? rc : end;
 }
 
 int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t seq,

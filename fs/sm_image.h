@@ -5,6 +5,9 @@
 //
 // Image format (all integers little-endian, as this machine writes them):
 //   header  "RFSSNAP1" | version u32 | index u64 | dedup_len u64 | dedup table
+//           | [version 2: n u32 | n x (node u32 | bound u64): the id
+//           high-water marks, fs/sm_id_hw.h; version 1 images, made before
+//           them, still install]
 //   'D'     id u64 | parent u64 | name_len u16 | name | attrs
 //           directories, each after its parent (the root: id 1, parent 0, "")
 //   'F'     id u64 | attrs | [symlink: target_len u32 | target]
@@ -33,11 +36,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "sm_id_hw.h"
 #include "sm_snapshot.h"
 #include "tree_map.h"
 
 #define SNAP_MAGIC "RFSSNAP1"
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u // written; 1 is still read
 #define BUF_BYTES (256u << 10)
 #define EXTENT_MAX (1u << 20)
 #define XATTR_LIST_MAX_BYTES 65536
@@ -126,6 +130,7 @@ struct sm_snap_job {
 	uint64_t index;
 	uint8_t *dedup; // the duplicate table at index, serialized
 	size_t dedup_len;
+	struct sm_id_hw hw; // every node's id high-water mark, at begin (>= at index)
 	int spool;		// unnamed file in DATA/snap/cow: pre-images
 	char cow[PATH_MAX / 2]; // DATA/snap/cow
 

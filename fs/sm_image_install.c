@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ struct builder {
 	uint64_t index;
 	uint8_t *dedup;
 	uint64_t dedup_len;
+	struct sm_id_hw hw; // the image's id high-water marks, then merged with live's
 	char *vbuf;
 	uint8_t *data;
 	uint8_t buckets[32]; // bit b: DATA/snap/new/ids/<b> made (one mkdir each, not per file)
@@ -433,15 +435,35 @@ static int read_image(struct builder *b)
 	return rc ? drain_and_check(&b->r, rc) : 0;
 }
 
+// Version 2's id high-water marks (fs/sm_id_hw.h).
+static int read_id_hw(struct builder *b)
+{
+	struct img_reader *r = &b->r;
+	uint32_t n = img_r_u32(r);
+
+	if (r->err || n > SM_ID_HW_MAX)
+		return -EBADMSG;
+	b->hw.n = n;
+	for (uint32_t i = 0; i < n && !r->err; i++) {
+		b->hw.node[i] = img_r_u32(r);
+		b->hw.bound[i] = img_r_u64(r);
+	}
+	return r->err;
+}
+
 static int read_records(struct builder *b)
 {
 	struct img_reader *r = &b->r;
+	uint32_t version;
 	char magic[8];
 	uint64_t got, want;
 
 	if (img_r_get(r, magic, 8))
 		return r->err;
-	if (memcmp(magic, SNAP_MAGIC, 8) || img_r_u32(r) != SNAP_VERSION)
+	if (memcmp(magic, SNAP_MAGIC, 8))
+		return -EBADMSG;
+	version = img_r_u32(r);
+	if (version != 1 && version != SNAP_VERSION)
 		return -EBADMSG;
 	b->index = img_r_u64(r);
 	b->dedup_len = img_r_u64(r);
@@ -454,6 +476,8 @@ static int read_records(struct builder *b)
 		return -ENOMEM;
 	if (img_r_get(r, b->dedup, b->dedup_len))
 		return r->err;
+	if (version >= 2 && read_id_hw(b))
+		return r->err ? r->err : -EBADMSG;
 	for (;;) {
 		uint8_t kind = img_r_u8(r);
 
@@ -543,7 +567,8 @@ int sm_snapshot_recover(const char *data)
 // one (whose lock readers may be waiting on, so the struct itself stays);
 // fresh gets the old ones and is closed by the caller. Fails only if the id
 // reservation cannot be stored (the state is swapped in all the same).
-static int transplant(struct sm *live, struct sm *fresh)
+// bound: the image's mark of live's node ids (reserve_image_ids).
+static int transplant(struct sm *live, struct sm *fresh, uint64_t bound)
 {
 #define SWAP(field)                                                                                \
 	do {                                                                                       \
@@ -574,12 +599,63 @@ static int transplant(struct sm *live, struct sm *fresh)
 	}
 	// build_sm_dir copied sm/next_id without the id lock: live may have
 	// reserved past that copy since, and the copy is now the file on disk.
-	return sm_ids_take_over(live, fresh);
+	return sm_ids_take_over(live, fresh, bound);
+}
+
+// The new state's id high-water marks: this node's and the image's, each
+// the higher (both are upper bounds of ids handed out), durably in its sm/.
+static int build_id_hw(struct builder *b, struct sm *live)
+{
+	char path[PATH_MAX + 16];
+	struct sm_id_hw mine;
+	int rc = sm_id_hw_get(live, &mine);
+
+	if (rc)
+		return rc;
+	sm_id_hw_merge(&b->hw, &mine);
+	snprintf(path, sizeof(path), "%s/sm", b->root);
+	return sm_id_hw_write_dir(path, &b->hw);
+}
+
+// Test hook (sm_snapshot_set_swap_hook): called with the new state swapped
+// in, the tree's write lock still held.
+static void (*swap_hook)(struct sm *sm, void *arg);
+static void *swap_hook_arg;
+
+void sm_snapshot_set_swap_hook(void (*hook)(struct sm *sm, void *arg), void *arg)
+{
+	swap_hook = hook;
+	swap_hook_arg = arg;
+}
+
+// Every image byte an install reads passes here, counted for
+// sm_snapshot_install_progress.
+static _Atomic uint64_t install_bytes;
+
+struct counted_source {
+	sm_snap_source src;
+	void *arg;
+};
+
+static ssize_t counted_read(void *arg, void *buf, size_t len)
+{
+	struct counted_source *c = arg;
+	ssize_t got = c->src(c->arg, buf, len);
+
+	if (got > 0)
+		atomic_fetch_add(&install_bytes, (uint64_t)got);
+	return got;
+}
+
+uint64_t sm_snapshot_install_progress(void)
+{
+	return atomic_load(&install_bytes);
 }
 
 int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
 {
-	struct builder b = {.r = {.src = src, .arg = arg, .hash = FNV_OFFSET}};
+	struct counted_source counted = {src, arg};
+	struct builder b = {.r = {.src = counted_read, .arg = &counted, .hash = FNV_OFFSET}};
 	struct sm *fresh = NULL;
 	char path[PATH_MAX + 16];
 	double t[5] = {0};
@@ -609,6 +685,8 @@ int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
 		rc = read_image(&b);
 	if (!rc)
 		rc = build_sm_dir(&b, sm->data_dir);
+	if (!rc)
+		rc = build_id_hw(&b, sm);
 	t[1] = img_now_ms();
 	if (!rc)
 		rc = img_fsync_path(b.root); // syncfs: the whole new state is on disk
@@ -658,8 +736,20 @@ int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg)
 	if (rc) {
 		sm->fault = rc;
 		fresh->fault = -ECANCELED;
-	} else if ((rc = transplant(sm, fresh))) {
-		sm->fault = rc; // fresh holds the old state now: closes as before
+	} else {
+		// This node's counter goes past its own mark in the new state's
+		// table (the image's and this node's), so a node rebuilt from an
+		// image never hands out an id of an object deleted before the
+		// image (which neither the image's tree nor the log after it
+		// shows). In the same hold of the id lock as the swap's: the FUSE
+		// threads allocate under that lock alone. The table is read again
+		// from the new sm/ at its next use.
+		sm_id_hw_forget(sm);
+		rc = transplant(sm, fresh, sm_id_hw_bound(&b.hw, sm->node_id));
+		if (rc)
+			sm->fault = rc; // fresh holds the old state now: closes as before
+		else if (swap_hook)
+			swap_hook(sm, swap_hook_arg);
 	}
 	pthread_rwlock_unlock(&sm->lock);
 	sm_close(fresh);

@@ -54,6 +54,10 @@ int sm_snapshot_begin(struct sm *sm, struct sm_snap_job **out, uint64_t *index)
 		rc = tree_map_init(&j->saved);
 	if (!rc)
 		rc = dedup_serialize(sm->dd, &j->dedup, &j->dedup_len);
+	// Later than the index is fine: the marks only rise, and an image must
+	// carry at least every id handed out up to it (fs/sm_id_hw.h).
+	if (!rc)
+		rc = sm_id_hw_get(sm, &j->hw);
 	if (rc)
 		goto out;
 	img_rm_tree(j->cow); // a crashed run's copies
@@ -391,6 +395,11 @@ static int walk(struct walker *wk)
 	img_w_u64(&wk->w, j->index);
 	img_w_u64(&wk->w, j->dedup_len);
 	img_w_put(&wk->w, j->dedup, j->dedup_len);
+	img_w_u32(&wk->w, j->hw.n);
+	for (uint32_t i = 0; i < j->hw.n; i++) {
+		img_w_u32(&wk->w, j->hw.node[i]);
+		img_w_u64(&wk->w, j->hw.bound[i]);
+	}
 	// Directories breadth first from the root, so a parent always comes
 	// before its children; their listings also give every name of the rest.
 	rc = enqueue(wk, SM_ROOT_ID, 0, "");

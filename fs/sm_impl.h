@@ -11,6 +11,7 @@
 #include "dedup.h"
 #include "fs.pb-c.h"
 #include "sm.h"
+#include "sm_id_hw.h"
 #include "sm_journal.h"
 #include "tree_map.h"
 
@@ -98,9 +99,22 @@ struct sm {
 		int fd;
 	} fds[SM_FD_CACHE];
 
+	// Times the Batch being applied set, kept to be set once at its end
+	// (apply.c, "A Batch's times"; apply thread): at most two objects
+	// per sub-command.
+	struct sm_touch {
+		uint64_t id;
+		uint8_t what; // T_* of apply.c
+		int64_t at, mt, ct;
+	} touch[2 * SM_BATCH_MAX];
+	unsigned ntouch;
+	bool touch_defer;      // applying a Batch: times are kept
+	uint64_t touch_client; // its proposer, for the apply hook at the end
+
 	pthread_mutex_t id_lock;
 	uint64_t next_counter; // next counter to hand out
 	uint64_t reserved_to;  // counters below this are reserved in DATA/sm/next_id
+	struct sm_id_hw id_hw; // every node's ids seen, for images (apply thread; sm_id_hw.h)
 };
 
 // A path naming an object for path-based syscalls (lstat, lsetxattr, ...).
@@ -219,8 +233,27 @@ int sm_note_id(struct sm *sm, uint64_t id);
 // After an install swapped fresh's sm/ into live (transplant): live's
 // reservation is what fresh's sm/next_id holds (a copy taken before the
 // install, which live may have passed since), raised durably past both
-// counters. Takes live's id lock. 0 or -errno.
-int sm_ids_take_over(struct sm *live, const struct sm *fresh);
+// counters and bound (the image's mark of this node's ids: counters below
+// it were handed out before the image), under one hold of live's id lock.
+// 0 or -errno.
+int sm_ids_take_over(struct sm *live, const struct sm *fresh, uint64_t bound);
+
+// A Batch entry's sub-commands (sm.c's run_batch) keep the times they set
+// (of directories whose entries they change, of the objects they change),
+// to set each once at the end (apply.c, "A Batch's times"). Begin before
+// the first; client: the entry's proposer.
+void apply_batch_begin(struct sm *sm, uint64_t client);
+// Before sub-command c (NULL: one that does not decode) is planned: sets
+// the kept times it must not run past (of objects, or all). replay: c ran
+// before a crash, and the batch is being redone from a later sub-command:
+// forget them instead (set then). 0 or -errno.
+int apply_batch_prepare(struct sm *sm, const Fspb__Command *c, bool replay);
+// Rebuilds, in a redo, what sub-command c with result `result`, which ran
+// before the crash, left kept (apply_batch_prepare included).
+void apply_batch_replay(struct sm *sm, const Fspb__Command *c, int result);
+// After the last sub-command (ok) sets every kept time; after a failed one
+// (!ok) forgets them. 0 or -errno.
+int apply_batch_end(struct sm *sm, bool ok);
 
 // Closes a cached write fd of id, if any (apply thread).
 void apply_forget_fd(struct sm *sm, uint64_t id);

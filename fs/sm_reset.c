@@ -10,14 +10,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "sm_impl.h"
 #include "sm_reset.h"
 
 struct sm_reset {
 	char *dir; // DATA/dropped
 	pthread_t thread;
 	atomic_bool stop;
+	bool measured;		  // counted before the thread started (short_of_space)
+	bool hold;		  // RAFTFS_TEST_DROPPED_HOLD: measure, delete nothing
+	bool at_start;		  // walked by the start itself (sm_reset_start_progress)
+	_Atomic uint64_t bytes;	  // still to delete: allocated bytes ...
+	_Atomic uint64_t entries; // ... and directory entries
 };
 
 static int fsync_dir(const char *path)
@@ -111,16 +119,90 @@ int sm_reset_drop(const char *data)
 	return rc;
 }
 
-// Deletes name in dirfd, a directory with everything under it. Stops with
-// -ECANCELED when asked to.
-static int rm_at(struct sm_reset *r, int dirfd, const char *name)
+// Entries the start's own walks (measuring and deleting before the rebuild)
+// passed in this process, for the start's progress reports.
+static _Atomic uint64_t start_walked;
+
+uint64_t sm_reset_start_progress(void)
 {
+	return atomic_load(&start_walked);
+}
+
+// One entry measured or deleted by r.
+static void walked(struct sm_reset *r)
+{
+	if (r->at_start)
+		atomic_fetch_add(&start_walked, 1);
+}
+
+// Subtracts v from *a, stopping at 0 (a count cannot go below what is left).
+static void take(_Atomic uint64_t *a, uint64_t v)
+{
+	uint64_t cur = atomic_load(a);
+
+	while (!atomic_compare_exchange_weak(a, &cur, cur > v ? cur - v : 0))
+		;
+}
+
+// Adds to r's counts everything under name in dirfd (itself included).
+// A file's blocks are shared among its links (the tree's names and the ids
+// index link the same inodes): each link counts its share, and deleting
+// the last link frees them all (rm_at).
+static int measure_at(struct sm_reset *r, int dirfd, const char *name)
+{
+	struct stat st;
+
 	if (atomic_load(&r->stop))
 		return -ECANCELED;
-	if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW))
+		return errno == ENOENT ? 0 : -errno;
+	atomic_fetch_add(&r->entries, 1);
+	walked(r);
+	if (!S_ISDIR(st.st_mode)) {
+		atomic_fetch_add(&r->bytes,
+				 (uint64_t)st.st_blocks * 512 / (st.st_nlink ? st.st_nlink : 1));
 		return 0;
-	if (errno != EISDIR)
+	}
+	atomic_fetch_add(&r->bytes, (uint64_t)st.st_blocks * 512);
+	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
 		return -errno;
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	struct dirent *e;
+	int rc = 0;
+	while (!rc && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			rc = measure_at(r, fd, e->d_name);
+	}
+	closedir(d);
+	return rc;
+}
+
+// Deletes name in dirfd, a directory with everything under it, taking
+// what it frees off r's counts. Stops with -ECANCELED when asked to.
+static int rm_at(struct sm_reset *r, int dirfd, const char *name)
+{
+	struct stat st;
+
+	if (atomic_load(&r->stop))
+		return -ECANCELED;
+	if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW))
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlinkat(dirfd, name, 0) && errno != ENOENT)
+			return -errno;
+		take(&r->entries, 1);
+		walked(r);
+		if (st.st_nlink <= 1)
+			take(&r->bytes, (uint64_t)st.st_blocks * 512);
+		return 0;
+	}
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -140,20 +222,84 @@ static int rm_at(struct sm_reset *r, int dirfd, const char *name)
 	closedir(d);
 	if (!rc && unlinkat(dirfd, name, AT_REMOVEDIR) && errno != ENOENT)
 		rc = -errno;
+	if (!rc) {
+		take(&r->entries, 1);
+		walked(r);
+		take(&r->bytes, (uint64_t)st.st_blocks * 512);
+	}
+	return rc;
+}
+
+// Deletes r->dir, logging the outcome.
+static int delete_all(struct sm_reset *r)
+{
+	int rc = rm_at(r, AT_FDCWD, r->dir);
+
+	if (rc == 0) {
+		atomic_store(&r->entries, 0);
+		atomic_store(&r->bytes, 0);
+		fprintf(stderr, "sm: deleted %s (a tree dropped after a power loss)\n", r->dir);
+	} else if (rc != -ECANCELED) {
+		fprintf(stderr, "sm: deleting %s: %s (tried again at the next start)\n", r->dir,
+			strerror(-rc));
+	}
 	return rc;
 }
 
 static void *deleter(void *arg)
 {
 	struct sm_reset *r = arg;
-	int rc = rm_at(r, AT_FDCWD, r->dir);
 
-	if (rc == 0)
-		fprintf(stderr, "sm: deleted %s (a tree dropped after a power loss)\n", r->dir);
-	else if (rc != -ECANCELED)
-		fprintf(stderr, "sm: deleting %s: %s (tried again at the next start)\n", r->dir,
-			strerror(-rc));
+	if (!r->measured && measure_at(r, AT_FDCWD, r->dir) == -ECANCELED)
+		return NULL;
+	// Tests read the counts before the deletion takes them down.
+	if (r->hold) {
+		struct timespec nap = {0, 5 * 1000 * 1000};
+
+		while (!atomic_load(&r->stop))
+			nanosleep(&nap, NULL);
+		return NULL;
+	}
+	delete_all(r);
 	return NULL;
+}
+
+// Whether the dropped tree must go before the node goes on: the free space
+// is below its size plus 1/16 (measured here only when the free space is
+// below what the filesystem uses, of which the tree is a part).
+static bool short_of_space(struct sm_reset *r, const char *data)
+{
+	struct statvfs fs;
+
+	if (statvfs(data, &fs))
+		return false; // cannot tell: the background deletion goes on
+	uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+	uint64_t used = (uint64_t)(fs.f_blocks - fs.f_bfree) * fs.f_frsize;
+	if (avail >= used)
+		return false;
+	if (measure_at(r, AT_FDCWD, r->dir)) {
+		// Partial counts would be added to by the deleter's own walk
+		// (raftfs status would over-report): it starts from 0.
+		atomic_store(&r->entries, 0);
+		atomic_store(&r->bytes, 0);
+		return false;
+	}
+	r->measured = true;
+	uint64_t size = atomic_load(&r->bytes);
+	if (avail >= size + size / 16)
+		return false;
+	fprintf(stderr,
+		"sm: %s holds %llu MiB in %llu entries and only %llu MiB are free: deleting it "
+		"before the rebuild, which needs about as much\n",
+		r->dir, (unsigned long long)(size >> 20),
+		(unsigned long long)atomic_load(&r->entries), (unsigned long long)(avail >> 20));
+	return true;
+}
+
+static void reset_free(struct sm_reset *r)
+{
+	free(r->dir);
+	free(r);
 }
 
 int sm_reset_start_deleting(const char *data, struct sm_reset **out)
@@ -169,20 +315,39 @@ int sm_reset_start_deleting(const char *data, struct sm_reset **out)
 		return -ENOMEM;
 	}
 	if (lstat(r->dir, &st)) {
-		free(r->dir);
-		free(r);
+		reset_free(r);
 		return 0; // nothing to delete
 	}
 	atomic_init(&r->stop, false);
+	r->hold = getenv("RAFTFS_TEST_DROPPED_HOLD") != NULL;
+	r->at_start = true;
+	if (short_of_space(r, data)) {
+		rc = delete_all(r);
+		reset_free(r);
+		return rc;
+	}
+	r->at_start = false; // the rest goes in the background: no start's progress
 	rc = pthread_create(&r->thread, NULL, deleter, r);
 	if (rc) {
-		fprintf(stderr, "sm: deleting %s: start a thread: %s\n", r->dir, strerror(rc));
-		free(r->dir);
-		free(r);
-		return -rc;
+		fprintf(stderr,
+			"sm: deleting %s: start a thread: %s (tried again at the next start)\n",
+			r->dir, strerror(rc));
+		reset_free(r);
+		return 0; // no fault: nothing is lost
 	}
 	*out = r;
 	return 0;
+}
+
+void sm_reset_left(const struct sm_reset *r, uint64_t *bytes, uint64_t *entries)
+{
+	*bytes = r ? atomic_load(&r->bytes) : 0;
+	*entries = r ? atomic_load(&r->entries) : 0;
+}
+
+void sm_dropped_left(const struct sm *sm, uint64_t *bytes, uint64_t *entries)
+{
+	sm_reset_left(sm->reset, bytes, entries);
 }
 
 void sm_reset_stop(struct sm_reset *r)
@@ -191,6 +356,5 @@ void sm_reset_stop(struct sm_reset *r)
 		return;
 	atomic_store(&r->stop, true);
 	pthread_join(r->thread, NULL);
-	free(r->dir);
-	free(r);
+	reset_free(r);
 }

@@ -72,6 +72,17 @@ void sm_snapshot_end(struct sm_snap_job *job);
 // image (the live state is untouched), or another negative errno.
 int sm_snapshot_install(struct sm *sm, sm_snap_source src, void *arg);
 
+// Test hook: hook(sm, arg) is called by sm_snapshot_install once the new
+// state is swapped in, with the tree's write lock still held (what a FUSE
+// thread that does not take that lock, e.g. one allocating an id, may see
+// then). NULL removes it. Not thread-safe: set it while no install runs.
+void sm_snapshot_set_swap_hook(void (*hook)(struct sm *sm, void *arg), void *arg);
+
+// Bytes of images read by sm_snapshot_install in this process so far, for
+// progress reports while a big image is installed (fs/svc_start.h). Any
+// thread.
+uint64_t sm_snapshot_install_progress(void);
+
 // Completes or discards an interrupted install in data_dir: to be called
 // before sm_open. 0 or a negative errno.
 int sm_snapshot_recover(const char *data_dir);

@@ -25,10 +25,12 @@ static const char usage[] =
     "  64/JOBS MiB sequentially, and prints the total rates.\n"
     "  -p PHASES: only these, comma-separated, of create,mkdir,stat,rename,\n"
     "  unlink,seq,fsync (rename also runs create and mkdir, unlink rename).\n"
-    "  -v: each latency line also shows p99.9, the maximum and how many\n"
-    "  operations took over 1 ms (where a mean is made of stalls).\n"
-    "  -L FILE: every latency to FILE, one 'phase index microseconds' a line\n"
-    "  (when in a run the stalls come).\n"
+    "  -v: each latency line also shows p99.9, the maximum, how many\n"
+    "  operations took over 1, 10 and 50 ms, and the share of the phase's\n"
+    "  time spent in those over 1 ms (where a mean is made of stalls).\n"
+    "  -L FILE: every latency to FILE, one 'phase index microseconds start' a\n"
+    "  line, start the operation's wall clock in seconds (when in a run the\n"
+    "  stalls come, to set beside the nodes' logs).\n"
     "  -k: keep DIR/fs-bench.<pid> (profile a phase without the clean-up).\n"
     "  After each phase (untimed) the directory is fsync'ed, so no phase is\n"
     "  measured with the previous one's write-behind tail; -v shows how long\n"
@@ -52,6 +54,7 @@ enum phase {
 
 static bool verbose, keep, no_drain;
 static FILE *lat_log;
+static double *lat_at;	      /* -L: each timed operation's wall-clock start */
 static const char *drain_dir; /* fsync'ed after each phase */
 static const char *hook;      /* -S: run after each phase */
 
@@ -149,6 +152,19 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Starts timing operation i: notes its wall-clock start for -L (the
+ * nodes log wall-clock times) and returns the monotonic one. */
+static double op_begin(int i)
+{
+	struct timespec ts;
+
+	if (lat_at) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		lat_at[i] = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	}
+	return now_s();
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -159,19 +175,27 @@ static int cmp_double(const void *a, const void *b)
 /* Prints one result line from n latencies (seconds) over total seconds. */
 static void report(const char *what, double *lat, int n, double total)
 {
-	int slow = 0;
+	int slow = 0, slow10 = 0, slow50 = 0;
+	double stalled = 0;
 
 	if (lat_log)
 		for (int i = 0; i < n; i++)
-			fprintf(lat_log, "%s %d %.1f\n", what, i, lat[i] * 1e6);
+			fprintf(lat_log, "%s %d %.1f %.6f\n", what, i, lat[i] * 1e6, lat_at[i]);
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
 	printf("%-28s %7d ops %10.0f ops/s  p50 %8.3f ms  p99 %8.3f ms", what, n, n / total,
 	       lat[n / 2] * 1e3, lat[(int)(n * 0.99)] * 1e3);
 	if (verbose) {
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
 			slow += lat[i] > 1e-3;
-		printf("  p99.9 %8.3f ms  max %8.3f ms  >1ms %d", lat[(int)(n * 0.999)] * 1e3,
-		       lat[n - 1] * 1e3, slow);
+			slow10 += lat[i] > 10e-3;
+			slow50 += lat[i] > 50e-3;
+			stalled += lat[i] > 1e-3 ? lat[i] : 0;
+		}
+		/* The rate is often made by a few stalls, not by the typical
+		 * operation: how many, and how much of the phase they took. */
+		printf("  p99.9 %8.3f ms  max %8.3f ms  >1ms %d  >10ms %d  >50ms %d  in>1ms %.0f%%",
+		       lat[(int)(n * 0.999)] * 1e3, lat[n - 1] * 1e3, slow, slow10, slow50,
+		       total > 0 ? 100 * stalled / total : 0.0);
 	}
 	end_line(what);
 }
@@ -297,7 +321,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	lat = calloc((size_t)n * 10, sizeof(*lat));
-	if (!lat)
+	if (lat_log)
+		lat_at = calloc((size_t)n * 10, sizeof(*lat_at));
+	if (!lat || (lat_log && !lat_at))
 		return 1;
 	memset(block, 'x', sizeof(block));
 	snprintf(base, sizeof(base), "%s/fs-bench.%d", argv[optind], (int)getpid());
@@ -316,7 +342,7 @@ int main(int argc, char **argv)
 			int fd;
 
 			snprintf(path, sizeof(path), "%s/f%d", base, i);
-			t0 = now_s();
+			t0 = op_begin(i);
 			fd = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
 			if (fd < 0 || write(fd, block, 4096) != 4096 || close(fd) < 0)
 				die("create+write", path);
@@ -329,7 +355,7 @@ int main(int argc, char **argv)
 		total = now_s();
 		for (int i = 0; i < n; i++) {
 			snprintf(path, sizeof(path), "%s/d%d", base, i);
-			t0 = now_s();
+			t0 = op_begin(i);
 			if (mkdir(path, 0755) < 0)
 				die("mkdir", path);
 			lat[i] = now_s() - t0;
@@ -343,7 +369,7 @@ int main(int argc, char **argv)
 			struct stat st;
 
 			snprintf(path, sizeof(path), "%s/f%d", base, i % n);
-			t0 = now_s();
+			t0 = op_begin(i);
 			if (stat(path, &st) < 0)
 				die("stat", path);
 			lat[i] = now_s() - t0;
@@ -356,7 +382,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < n; i++) {
 			snprintf(path, sizeof(path), "%s/f%d", base, i);
 			snprintf(path2, sizeof(path2), "%s/d%d/r%d", base, i, i);
-			t0 = now_s();
+			t0 = op_begin(i);
 			if (rename(path, path2) < 0)
 				die("rename", path);
 			lat[i] = now_s() - t0;
@@ -368,7 +394,7 @@ int main(int argc, char **argv)
 		total = now_s();
 		for (int i = 0; i < n; i++) {
 			snprintf(path, sizeof(path), "%s/d%d/r%d", base, i, i);
-			t0 = now_s();
+			t0 = op_begin(i);
 			if (unlink(path) < 0)
 				die("unlink", path);
 			lat[i] = now_s() - t0;
@@ -416,7 +442,7 @@ int main(int argc, char **argv)
 			die("open", path);
 		total = now_s();
 		for (int i = 0; i < m; i++) {
-			t0 = now_s();
+			t0 = op_begin(i);
 			if (pwrite(fd, block, 4096, (off_t)i * 4096) != 4096 || fsync(fd) < 0)
 				die("write+fsync", path);
 			lat[i] = now_s() - t0;
@@ -465,6 +491,7 @@ int main(int argc, char **argv)
 		drain();
 	}
 	free(lat);
+	free(lat_at);
 	if (lat_log)
 		fclose(lat_log);
 	return 0;

@@ -3,7 +3,8 @@
 # cluster's mounts, and the tail of small commands behind a big writer.
 #
 # Default: ROUNDS times, on a follower's mount then on the leader's, a
-# `dd bs=1M count=64 conv=fsync` of a new file, each line with MiB/s, the
+# `dd bs=1M count=64 conv=fsync` of a new file (SEQ_MIB=N: N MiB), each
+# line with MiB/s, the
 # load average, and the three nodes' CPU per MiB written by thread kind
 # (loop, apply, vlog syncer, rocksdb, other: bench/fs/lib.sh's
 # thread_snap, the method of cpu_per_file.sh).
@@ -16,7 +17,8 @@
 # SMALL=leader: the small loop on the leader's mount instead, the writers on
 # the followers' (WRITERS=2: both followers). Each node's admission line
 # (consensus/node_admit.h: proposals held, most held at once, most big
-# bytes uncommitted; logged when the node stops) is printed at the end;
+# bytes uncommitted; logged when the node stops) is printed at the end (in
+# both modes);
 # RAFTFS_ADMIT_KIB=0 turns admission off for a before/after in one build.
 # SNAPSHOT_BYTES=N sets [raft] snapshot_bytes (the default, 256 MiB, takes
 # a snapshot in the middle of the runs: its copy of the file being written
@@ -73,7 +75,18 @@ dd_mib() {
 	echo "$2 / ($t1 - $t0)" | bc -l | xargs printf '%.1f'
 }
 
+# Each node's admission line, once the cluster is down.
+admission_lines() {
+	"$raftfs" local down "$c" >/dev/null 2>&1 || true
+	local n a
+	for n in 1 2 3; do
+		a=$(grep -h 'admission:' "$c/node$n/node.log" 2>/dev/null | tail -1 | sed 's/.*admission: //' || true)
+		[ -z "$a" ] || echo "n$n admission: $a"
+	done
+}
+
 if [ -z "${TAIL:-}" ]; then
+	size=${SEQ_MIB:-64}
 	for r in $(seq "$rounds"); do
 		for n in "$f1" "$leader"; do
 			role=follower
@@ -81,13 +94,14 @@ if [ -z "${TAIL:-}" ]; then
 			wait_settled
 			snap >"$work/before"
 			l=$(load)
-			mibs=$(dd_mib "$c/n$n/seq.$r.$n" 64)
+			mibs=$(dd_mib "$c/n$n/seq.$r.$n" "$size")
 			wait_settled
 			snap >"$work/after"
-			echo "round $r n$n ($role): $mibs MiB/s [load $l] $(cpu_per_mib "$work/before" "$work/after" 64)"
+			echo "round $r n$n ($role): $size MiB $mibs MiB/s [load $l] $(cpu_per_mib "$work/before" "$work/after" "$size")"
 			rm -f "$c/n$n/seq.$r.$n"
 		done
 	done
+	admission_lines
 	exit 0
 fi
 
@@ -149,7 +163,4 @@ done
 # time (consensus/node_stages.h), from its log.
 [ -z "${RAFTFS_STAGES:-}" ] || [ -z "${TAIL:-}" ] ||
 	grep -h 'stages of' "$c/node$s/node.log" 2>/dev/null | sed "s/^/n$s /" || true
-for n in 1 2 3; do
-	a=$(grep -h 'admission:' "$c/node$n/node.log" 2>/dev/null | tail -1 | sed 's/.*admission: //' || true)
-	[ -z "$a" ] || echo "n$n admission: $a"
-done
+admission_lines

@@ -18,7 +18,8 @@
 #    on the third: no write fails;
 #  - a node whose machine lost power (its tree damaged as a lost page
 #    cache may leave it) comes back healthy by itself: it drops its
-#    untrusted tree and rebuilds it from its own snapshot and log;
+#    untrusted tree and rebuilds it from its own snapshot and log, and
+#    says READY=1 only once it shows what it showed before the cut;
 #  - a node whose disk is replaced is rebuilt under its id (stop, member
 #    remove, data emptied, config new --join, start, member add), and
 #    files created through it then get ids it never handed out before;
@@ -56,10 +57,7 @@ setsid -f bash -c 'tail -s 0.2 --pid="$1" -f /dev/null
 	for ns in $(ip netns list | awk "{ print \$1 }" | grep "^$3-"); do ip netns del "$ns"; done
 	rm -rf "$2"' reaper $$ "$T" "$NET_PREFIX" </dev/null >/dev/null 2>&1
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
+. "$(dirname "$0")/../lib/wait.sh" # fail, wait_for
 
 # Node i killed with SIGKILL, as a crash or a power cut would end it, and
 # forgotten (its pid file too: the reaper must not kill a reused pid).
@@ -68,16 +66,6 @@ crash() {
 	wait "${PID[$1]}" 2>/dev/null || true # 137: killed, as intended
 	PID[$1]=""
 	rm -f "$T/pid.$1"
-}
-
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
-wait_for() {
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ $SECONDS -lt $deadline ] || fail "timed out waiting for: $what"
-		sleep 0.05
-	done
 }
 
 # gone PID: no such process, or only its zombie.
@@ -377,7 +365,16 @@ cat /proc/sys/kernel/random/uuid >"$T/data2/sm/boot"
 rm "$T/data2/tree/docs/note2" || fail "no docs/note2 in node 2's tree"
 echo "lost in the page cache" >"$T/data2/tree/docs/note3"
 echo "written while 2 was off" >"$M1/docs/off2" || fail "write on node 1 with node 2 off"
+before=$(wc -l <"$T/node2.log")
 start 2
+# READY=1 comes once node 2 replayed its own log up to the commit index it
+# had saved (fs/svc_start.h): what it showed before the cut is there at once.
+[ "$(cat "$M2/docs/note2" 2>/dev/null)" = "note 2 from node 1" ] ||
+	fail "node 2 said READY=1 without docs/note2, which it showed before the power loss"
+# (Or that nothing was left to replay: its snapshot at its saved commit.)
+tail -n "+$((before + 1))" "$T/node2.log" |
+	grep -Eq "replayed the log up to entry|nothing to replay before serving" ||
+	fail "node 2's log does not say it replayed its log before READY=1"
 # status_of I: node I's raftfs status (exit status and output in $T/st.out).
 status_of() { net_run h "$P/bin/raftfs" status "$(net_addr "$1"):$PORT" >"$T/st.out" 2>&1; }
 wait_for 60 "node 2 healthy by itself after the power loss" status_of 2

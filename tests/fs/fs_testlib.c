@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "sm_snapshot.h"
+
 // Every directory tl_mkdtemp made that tl_rmtree has not removed yet. A
 // failed assertion jumps out of a test past its own cleanup, so whatever is
 // left is removed at exit -- only by the process that made it, never by a
@@ -622,4 +624,61 @@ int tl_kill_until_done(int (*child)(void *arg, int progress), void *arg, unsigne
 		if (++kills >= max_kills)
 			return kills;
 	}
+}
+
+// ---- power-loss tests
+
+void tl_fake_boot_id(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/sm/boot", dir);
+	FILE *fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("00000000-0000-0000-0000-000000000000\n", fp);
+	fclose(fp);
+}
+
+bool tl_exists(const char *dir, const char *sub)
+{
+	char path[4096];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	return lstat(path, &st) == 0;
+}
+
+bool tl_dropped_deleted(const char *dir)
+{
+	for (int i = 0; i < 3000 && tl_exists(dir, "dropped"); i++)
+		usleep(10000);
+	return !tl_exists(dir, "dropped");
+}
+
+void tl_run_and_die(const char *dir, uint32_t node, int (*fn)(struct sm *sm, void *arg),
+		    void *arg)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct sm *sm;
+		_exit(sm_open(dir, node, &sm) || fn(sm, arg));
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+void tl_make_image(const char *path, uint64_t dir, uint64_t file)
+{
+	char *src = tl_mkdtemp();
+	struct sm *a;
+	uint64_t index;
+	assert_int_equal(sm_open(src, 1, &a), 0);
+	assert_int_equal(tl_mkdir(a, SM_ROOT_ID, "img", dir, 0755), 0);
+	assert_int_equal(tl_mknod(a, dir, "f", file, S_IFREG | 0644), 0);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(sm_snapshot_make(a, sm_snap_fd_sink, &fd, &index), 0);
+	close(fd);
+	sm_close(a);
+	tl_rmtree(src);
 }

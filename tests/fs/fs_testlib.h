@@ -2,6 +2,7 @@
 #ifndef RAFTFS_TESTS_FS_TESTLIB_H
 #define RAFTFS_TESTS_FS_TESTLIB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,6 +61,28 @@ void tl_gen(struct tl_seq *s, uint64_t seed, size_t n);
 
 // Frees a generated sequence.
 void tl_gen_free(struct tl_seq *s);
+
+// Power-loss tests (fs/sm_reset.h). tl_fake_boot_id writes a boot id no
+// machine has into DATA/sm/boot: the next open sees a restarted machine,
+// and drops the state unless it was closed cleanly.
+void tl_fake_boot_id(const char *dir);
+
+// Whether dir/sub exists (lstat).
+bool tl_exists(const char *dir, const char *sub);
+
+// Waits (up to 30 s) for the background deletion of DATA/dropped; whether
+// it is gone.
+bool tl_dropped_deleted(const char *dir);
+
+// A child process opens dir as node, runs fn(sm, arg) and dies without
+// closing, as if the machine then lost power. Fails the test unless the
+// open and fn returned 0.
+void tl_run_and_die(const char *dir, uint32_t node, int (*fn)(struct sm *sm, void *arg),
+		    void *arg);
+
+// Node 1's image of a tree holding directory "img" (id dir) with file "f"
+// (id file) in it, at index 2, into path.
+void tl_make_image(const char *path, uint64_t dir, uint64_t file);
 
 // Crash tests: runs child(arg, progress) in a forked child, which exits
 // with what it returns and writes to progress (a non-blocking pipe) each

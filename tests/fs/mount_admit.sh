@@ -7,8 +7,8 @@
 # the leader while it holds them. Every file and record whose fsync
 # returned is whole on every surviving mount, and on the killed node once
 # it restarted; the mounts and trees are identical; and the nodes did hold
-# and release proposals (their admission lines at stop), so the test ran
-# what it means to.
+# and release proposals (the leader's raftfs status while they write, their
+# admission lines at stop), so the test ran what it means to.
 # The whole script is one block, parsed before any of it runs (tests/FLAKY.md).
 {
 set -euo pipefail
@@ -75,6 +75,21 @@ for id in "${bigs[@]}"; do big "$id" & done
 for id in 1 2 3; do small "$id" & done
 for id in "${bigs[@]}"; do wait_for 120 "big writer $id started" at_least "big$id" 2; done
 for id in 1 2 3; do wait_for 60 "small writer $id started" at_least "small$id" 5; done
+
+# raftfs status shows what admission does: the leader's bound, and
+# proposals held and released.
+leader_addr() { { "$R" local status "$C" 2>/dev/null || true; } | awk '$6 == "leader" { print $3; exit }'; }
+admit_shown() {
+	local addr
+	addr=$(leader_addr)
+	[ -n "$addr" ] && "$R" status --json "$addr" 2>/dev/null | python3 -c '
+import json, sys
+a = json.loads(sys.stdin.readline()).get("admit", {})
+sys.exit(0 if a.get("bound") == 1 << 20 and a.get("n_held", 0) > 0 and a.get("n_released", 0) > 0 else 1)'
+}
+wait_for 60 "the leader's raftfs status to show proposals held and released" admit_shown
+{ "$R" status "$(leader_addr)" 2>/dev/null || true; } | grep -E '^ +admission ' | sed 's/^ */   /' ||
+	fail "raftfs status of the leader has no admission line"
 
 echo "== kill -9 leader $L while n${bigs[0]} and n${bigs[1]} write big files"
 "$R" local kill "$C" "$L"

@@ -19,7 +19,18 @@ export RAFTFS_PLUG_US=20000
 . "$(dirname "$0")/../mount/lib.sh"
 up
 
-commit() { "$R" local status "$C" | awk '{ print $12; exit }'; }
+# status_saved: raftfs local status into $T/status, failing while it does:
+# until a leader is elected (local up does not always wait long enough for
+# every node to hear of it) and whenever a node is unhealthy or does not
+# answer within its second (load).
+status_saved() { "$R" local status "$C" >"$T/status" 2>/dev/null; }
+# node_of ROLE: the id of a node in that role in $T/status.
+node_of() { awk -v r="$1" '$6 == r { sub(":", "", $2); print $2; exit }' "$T/status"; }
+has_role() { status_saved && [ -n "$(node_of "$1")" ]; }
+commit() {
+	wait_for 60 "local status of every node" status_saved
+	awk '{ print $12; exit }' "$T/status"
+}
 N=200
 # Most entries a phase of N changes may take: N / 8 batches, plus room for
 # the Releases of the unlinked files (every node proposes its own), the
@@ -44,7 +55,8 @@ os.close(fd)" "$D" "$N" || fail "$1 through $M"
 }
 
 for role in leader follower; do
-	k=$("$R" local status "$C" | awk -v r=$role '$6 == r { sub(":", "", $2); print $2; exit }')
+	wait_for 60 "a $role in local status" has_role $role
+	k=$(node_of $role)
 	[ -n "$k" ] || fail "no $role in local status"
 	M=$C/n$k D=$C/n$k/b$k
 	echo "== node $k ($role)"

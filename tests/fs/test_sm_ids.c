@@ -76,15 +76,18 @@ static uint64_t alloc_counter(struct sm *sm)
 	return id & 0xffffffffffffULL;
 }
 
-// Removes path and everything under it (what the power-loss drop or an
-// emptied data dir leaves out).
-static void remove_part(const char *dir, const char *part)
+// Removes what the power-loss drop takes out of a data dir (fs/sm_reset.h):
+// tree, ids index, journal, duplicate table.
+static void drop_state(const char *dir)
 {
+	const char *parts[] = {"tree", "ids", "sm/journal", "sm/dedup"};
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", dir, part);
-	char *copy = strdup(path);
-	assert_non_null(copy);
-	tl_rmtree(copy);
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, parts[i]);
+		char *copy = strdup(path);
+		assert_non_null(copy);
+		tl_rmtree(copy);
+	}
 }
 
 // A Batch of a mknod and a mkdir, as a mount's held commands travel.
@@ -149,10 +152,7 @@ static void test_applied_ids_raise_counter(void **state)
 	// The tree is dropped again (power loss): nothing to scan, the
 	// reservation alone keeps the counter up.
 	sm_close(f->sm);
-	remove_part(f->dir, "tree");
-	remove_part(f->dir, "ids");
-	remove_part(f->dir, "sm/journal");
-	remove_part(f->dir, "sm/dedup");
+	drop_state(f->dir);
 	assert_int_equal(sm_open(f->dir, (uint32_t)NODE, &f->sm), 0);
 	assert_int_equal(sm_applied_index(f->sm), 0);
 	assert_true(alloc_counter(f->sm) > 32);
@@ -269,23 +269,6 @@ static void *race_install(void *arg)
 	return NULL;
 }
 
-// Makes node 1's image of a tree with a directory and a file into path.
-static void make_image(const char *path)
-{
-	char *src = tl_mkdtemp();
-	struct sm *a;
-	assert_int_equal(sm_open(src, 1, &a), 0);
-	assert_int_equal(tl_mkdir(a, SM_ROOT_ID, "d", THEIRS(1), 0755), 0);
-	assert_int_equal(tl_mknod(a, THEIRS(1), "f", THEIRS(2), S_IFREG | 0644), 0);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	assert_true(fd >= 0);
-	uint64_t index;
-	assert_int_equal(sm_snapshot_make(a, sm_snap_fd_sink, &fd, &index), 0);
-	close(fd);
-	sm_close(a);
-	tl_rmtree(src);
-}
-
 // The install copies sm/next_id without the id lock; the node reserves a
 // new block before the copy is swapped in. The reservation on disk after the
 // install still covers every id handed out.
@@ -295,7 +278,7 @@ static void test_install_keeps_reservation(void **state)
 	char *img_dir = tl_mkdtemp();
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/image", img_dir);
-	make_image(path);
+	tl_make_image(path, THEIRS(1), THEIRS(2));
 	alloc_counter(f->sm); // reserves [1, 1 + BLOCK) on disk
 	snprintf(path, sizeof(path), "%s/snap", f->dir);
 	assert_int_equal(mkdir(path, 0700), 0); // watched before the install starts
@@ -326,12 +309,164 @@ static void test_install_keeps_reservation(void **state)
 	assert_true(alloc_counter(f->sm) > r.last);
 }
 
+// ---- Ids of objects gone before an image (fs/sm_id_hw.h).
+
+// Writes sm's image to path.
+static void image_to(struct sm *sm, const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	uint64_t index;
+	assert_int_equal(sm_snapshot_make(sm, sm_snap_fd_sink, &fd, &index), 0);
+	close(fd);
+}
+
+static int install_from(struct sm *sm, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	int rc = sm_snapshot_install(sm, sm_snap_fd_source, &fd);
+	close(fd);
+	return rc;
+}
+
+// Node 1 applied creates of ours (node 2's) whose objects were all deleted
+// before its image; then node 1 restarted and its tree was dropped (power
+// loss), so neither its tree nor its memory holds them. Node 2, rebuilt
+// from an empty data dir (f->sm), installs node 1's image: its next id is
+// above every id it handed out, including the deleted ones. Without the
+// marks in the image its counter restarted at 1.
+static void test_image_reserves_deleted_ids(void **state)
+{
+	struct fx *f = *state;
+	char *src = tl_mkdtemp(), path[4096];
+	struct sm *a;
+	assert_int_equal(sm_open(src, 1, &a), 0);
+	assert_int_equal(tl_mknod(a, SM_ROOT_ID, "x", OURS(7), S_IFREG | 0644), 0);
+	assert_int_equal(tl_mkdir(a, SM_ROOT_ID, "y", OURS(2 * BLOCK + 5), 0755), 0);
+	assert_int_equal(tl_mkdir(a, SM_ROOT_ID, "kept", THEIRS(3), 0755), 0);
+	assert_int_equal(tl_unlink(a, SM_ROOT_ID, "x", 0), 0);
+	assert_int_equal(tl_release(a, OURS(7)), 0);
+	assert_int_equal(tl_unlink(a, SM_ROOT_ID, "y", 1), 0);
+	sm_close(a);
+	drop_state(src);
+	assert_int_equal(sm_open(src, 1, &a), 0);
+	snprintf(path, sizeof(path), "%s/image", src);
+	image_to(a, path);
+	sm_close(a);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	uint64_t read_before = sm_snapshot_install_progress();
+	assert_int_equal(install_from(f->sm, path), 0);
+	// Every byte of the image was read, and counted for the start's
+	// progress reports (fs/svc_start.h).
+	assert_int_equal(sm_snapshot_install_progress() - read_before, st.st_size);
+	tl_rmtree(src);
+	uint64_t next = alloc_counter(f->sm);
+	assert_true(next > 2 * BLOCK + 5);
+	assert_true(stored_reservation(f->dir) > next);
+	// And it stays above them once this node's own tree is dropped.
+	sm_close(f->sm);
+	drop_state(f->dir);
+	assert_int_equal(sm_open(f->dir, (uint32_t)NODE, &f->sm), 0);
+	assert_true(alloc_counter(f->sm) > next);
+}
+
+// An id allocated by a FUSE thread (which takes the id lock, not the tree's)
+// at the first instant the image's state is live.
+static void alloc_at_swap(struct sm *sm, void *arg)
+{
+	uint64_t *id = arg;
+	if (sm_alloc_id(sm, id))
+		*id = 0;
+}
+
+// The same image's marks, seen by an id allocated just as the install swaps
+// the new state in: the counter was raised past the image's mark together
+// with the swap, not after it (an id allocated between the two was below
+// the mark: one handed out before the image).
+static void test_image_ids_raised_with_swap(void **state)
+{
+	struct fx *f = *state;
+	char *src = tl_mkdtemp(), path[4096];
+	struct sm *a;
+	assert_int_equal(sm_open(src, 1, &a), 0);
+	assert_int_equal(tl_mkdir(a, SM_ROOT_ID, "y", OURS(2 * BLOCK + 5), 0755), 0);
+	assert_int_equal(tl_unlink(a, SM_ROOT_ID, "y", 1), 0);
+	snprintf(path, sizeof(path), "%s/image", src);
+	image_to(a, path);
+	sm_close(a);
+	uint64_t id = 0;
+	sm_snapshot_set_swap_hook(alloc_at_swap, &id);
+	int rc = install_from(f->sm, path);
+	sm_snapshot_set_swap_hook(NULL, NULL);
+	tl_rmtree(src);
+	assert_int_equal(rc, 0);
+	assert_int_equal(id >> 48, NODE);
+	assert_true((id & 0xffffffffffffULL) > 2 * BLOCK + 5);
+	assert_true(alloc_counter(f->sm) > (id & 0xffffffffffffULL));
+}
+
+// FNV-1a 64, as images are checksummed (fs/sm_image.h).
+static uint64_t fnv(const uint8_t *p, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+// An image of the version before the marks (1: no table after the
+// duplicate table) still installs: made here from a version 2 image by
+// taking the table out.
+static void test_old_image_installs(void **state)
+{
+	struct fx *f = *state;
+	char *src = tl_mkdtemp(), path[4096];
+	snprintf(path, sizeof(path), "%s/image", src);
+	tl_make_image(path, THEIRS(1), THEIRS(2));
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	size_t len = (size_t)st.st_size;
+	uint8_t *img = malloc(len);
+	assert_non_null(img);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, img, len, 0), (ssize_t)len);
+	// "RFSSNAP1" | version u32 | index u64 | dedup_len u64 | dedup | n u32 | n x 12
+	uint32_t version, n;
+	uint64_t dedup_len, h;
+	memcpy(&version, img + 8, 4);
+	assert_int_equal(version, 2);
+	memcpy(&dedup_len, img + 20, 8);
+	size_t at = 28 + dedup_len;
+	memcpy(&n, img + at, 4);
+	assert_true(n >= 1); // node 1's own creates
+	size_t cut = 4 + (size_t)n * 12;
+	memmove(img + at, img + at + cut, len - at - cut);
+	len -= cut;
+	version = 1;
+	memcpy(img + 8, &version, 4);
+	h = fnv(img, len - 8);
+	memcpy(img + len - 8, &h, 8);
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(pwrite(fd, img, len, 0), (ssize_t)len);
+	close(fd);
+	free(img);
+	assert_int_equal(install_from(f->sm, path), 0);
+	tl_rmtree(src);
+	assert_int_equal(sm_getattr(f->sm, THEIRS(2), &st), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_applied_ids_raise_counter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_applied_ids_past_block, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_install_keeps_reservation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_image_reserves_deleted_ids, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_image_ids_raised_with_swap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_old_image_installs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -755,46 +755,26 @@ static void test_deep_tree(void **state)
 	assert_true(sv.f_bsize > 0);
 }
 
-static void fake_boot_id(const char *dir)
-{
-	char path[4096];
-	snprintf(path, sizeof(path), "%s/sm/boot", dir);
-	FILE *fp = fopen(path, "w");
-	assert_non_null(fp);
-	fputs("00000000-0000-0000-0000-000000000000\n", fp);
-	fclose(fp);
-}
+// The entry a child applies before it dies (apply_and_die).
+struct entry {
+	uint64_t index;
+	const uint8_t *buf;
+	size_t len;
+};
 
-static bool exists(const char *dir, const char *sub)
+static int apply_entry(struct sm *sm, void *arg)
 {
-	char path[4096];
-	struct stat st;
-	snprintf(path, sizeof(path), "%s/%s", dir, sub);
-	return lstat(path, &st) == 0;
-}
-
-// Waits (up to 30 s) for the background deletion of DATA/dropped.
-static bool dropped_deleted(const char *dir)
-{
-	for (int i = 0; i < 3000 && exists(dir, "dropped"); i++)
-		usleep(10000);
-	return !exists(dir, "dropped");
+	const struct entry *e = arg;
+	int r;
+	return sm_apply(sm, e->index, 0, 0, 0, e->buf, e->len, &r) || r;
 }
 
 // A child process applies the mknod of F1 at `next` and dies without
 // closing: as if the machine then lost power.
 static void apply_and_die(const char *dir, uint64_t next, const uint8_t *buf, size_t len)
 {
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct sm *sm;
-		int r;
-		_exit(sm_open(dir, 1, &sm) || sm_apply(sm, next, 0, 0, 0, buf, len, &r) || r);
-	}
-	int status;
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	struct entry e = {next, buf, len};
+	tl_run_and_die(dir, 1, apply_entry, &e);
 }
 
 static void test_power_loss_guard(void **state)
@@ -807,14 +787,14 @@ static void test_power_loss_guard(void **state)
 	// A clean close syncs: a machine restart after it is harmless.
 	sm_close(f->sm);
 	f->sm = NULL;
-	assert_true(exists(f->dir, "sm/clean"));
-	fake_boot_id(f->dir);
+	assert_true(tl_exists(f->dir, "sm/clean"));
+	tl_fake_boot_id(f->dir);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_false(exists(f->dir, "sm/clean"));
+	assert_false(tl_exists(f->dir, "sm/clean"));
 	assert_int_equal(sm_fault(f->sm), 0);
 	assert_int_equal(sm_applied_index(f->sm), 1);
 	assert_int_equal(sm_getattr(f->sm, D1, &st), 0);
-	assert_false(exists(f->dir, "dropped"));
+	assert_false(tl_exists(f->dir, "dropped"));
 	// The process dies with a command applied but not synced, then the
 	// machine restarts: the data dir cannot be trusted.
 	Fspb__Command c = FSPB__COMMAND__INIT;
@@ -830,7 +810,7 @@ static void test_power_loss_guard(void **state)
 	sm_close(f->sm); // before the child: its clean close would mark the dir clean
 	f->sm = NULL;
 	apply_and_die(f->dir, 2, buf, len);
-	fake_boot_id(f->dir);
+	tl_fake_boot_id(f->dir);
 	// It is dropped, not trusted: an empty state machine at 0, healthy,
 	// which the log (here: the same two commands) rebuilds.
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
@@ -846,14 +826,14 @@ static void test_power_loss_guard(void **state)
 	assert_int_equal(sm_apply(f->sm, 2, 0, 0, 0, buf, len, &res), 0);
 	assert_int_equal(res, 0);
 	assert_int_equal(sm_getattr(f->sm, F1, &st), 0);
-	assert_true(dropped_deleted(f->dir));
+	assert_true(tl_dropped_deleted(f->dir));
 	// And the next open, in the same boot, trusts what it rebuilt.
 	sm_close(f->sm);
 	f->sm = NULL;
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
 	assert_int_equal(sm_applied_index(f->sm), 2);
 	assert_int_equal(sm_getattr(f->sm, F1, &st), 0);
-	assert_false(exists(f->dir, "dropped"));
+	assert_false(tl_exists(f->dir, "dropped"));
 	free(buf);
 }
 
@@ -879,11 +859,11 @@ static void test_power_loss_drop_cut_short(void **state)
 	f->sm = NULL;
 	apply_and_die(f->dir, 2, buf, len);
 	free(buf);
-	fake_boot_id(f->dir);
+	tl_fake_boot_id(f->dir);
 	snprintf(from, sizeof(from), "%s/tree", f->dir);
 	snprintf(to, sizeof(to), "%s/tree.gone", f->dir);
 	assert_int_equal(rename(from, to), 0);
-	assert_true(exists(f->dir, "sm/journal"));
+	assert_true(tl_exists(f->dir, "sm/journal"));
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
 	assert_int_equal(sm_fault(f->sm), 0);
 	assert_int_equal(sm_applied_index(f->sm), 0);
@@ -902,7 +882,7 @@ static void test_power_loss_journal_tail_lost(void **state)
 	assert_int_equal(tl_mkdir(f->sm, SM_ROOT_ID, "d", D1, 0755), 0);
 	sm_close(f->sm);
 	f->sm = NULL;
-	assert_true(exists(f->dir, "sm/clean"));
+	assert_true(tl_exists(f->dir, "sm/clean"));
 	Fspb__Command c = FSPB__COMMAND__INIT;
 	Fspb__Mknod m = FSPB__MKNOD__INIT;
 	m.parent = SM_ROOT_ID;
@@ -915,13 +895,13 @@ static void test_power_loss_journal_tail_lost(void **state)
 	uint8_t *buf = tl_pack(&c, &len);
 	apply_and_die(f->dir, 2, buf, len);
 	free(buf);
-	assert_false(exists(f->dir, "sm/clean"));
+	assert_false(tl_exists(f->dir, "sm/clean"));
 	// The record of index 2 (128 bytes, the last) lost; the tree has f.
 	snprintf(path, sizeof(path), "%s/sm/journal", f->dir);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(truncate(path, st.st_size - 128), 0);
-	assert_true(exists(f->dir, "tree/f"));
-	fake_boot_id(f->dir);
+	assert_true(tl_exists(f->dir, "tree/f"));
+	tl_fake_boot_id(f->dir);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
 	assert_int_equal(sm_fault(f->sm), 0);
 	assert_int_equal(sm_applied_index(f->sm), 0);

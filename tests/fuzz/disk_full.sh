@@ -172,28 +172,30 @@ verify 120 "node $X after its disk had room again"
 # had died then; README "Close behind").
 behind=$([ "${RAFTFS_CLOSE:-behind}" = behind ] && echo 1 || echo 0)
 last_err=$({ grep -n '^!' "$T/acked.f" || true; } | tail -n 1 | cut -d: -f1)
+# acked_whole DIR NAME MOUNT MAY_BE_ABSENT: acknowledged DIR/NAME (written
+# through MOUNT) is whole on every mount, or with MAY_BE_ABSENT = 1 whole
+# or absent everywhere (counted in absent).
+acked_whole() {
+	local m
+	if [ "$4" = 1 ]; then
+		whole_or_absent "$1" "$2"
+		[ -e "$3/$1/$2" ] || absent=$((absent + 1))
+		return 0
+	fi
+	for m in 1 2 3; do
+		cmp -s "$T/blob" "$C/n$m/$1/$2" || fail "acknowledged $1/$2 is not whole on n$m"
+	done
+}
 line=0 absent=0
 while read -r b; do
 	line=$((line + 1))
 	[ "$b" != "!" ] || continue
-	if [ $behind = 1 ] && [ $line -lt "${last_err:-0}" ]; then
-		whole_or_absent f "$b"
-		[ -e "$MF/f/$b" ] || absent=$((absent + 1))
-		continue
-	fi
-	for m in 1 2 3; do
-		cmp -s "$T/blob" "$C/n$m/f/$b" || fail "acknowledged f/$b is not whole on n$m"
-	done
+	early=0
+	[ $behind = 0 ] || [ $line -ge "${last_err:-0}" ] || early=1
+	acked_whole f "$b" "$MF" $early
 done <"$T/acked.f"
 for b in $(sed -n 's/^ok //p' "$T/acked.x"); do
-	if [ $behind = 1 ]; then
-		whole_or_absent x "$b"
-		[ -e "$MX/x/$b" ] || absent=$((absent + 1))
-		continue
-	fi
-	for m in 1 2 3; do
-		cmp -s "$T/blob" "$C/n$m/x/$b" || fail "acknowledged x/$b is not whole on n$m"
-	done
+	acked_whole x "$b" "$MX" $behind
 done
 echo "   $(count "$T/acked.f") + $xn acknowledged files whole on every mount ($absent closed behind absent everywhere)"
 echo "PASS"

@@ -40,15 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-fail() { echo "FAIL: $*" >&2; exit 1; }
-wait_for() {
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ $SECONDS -lt $deadline ] || fail "timed out waiting for: $what"
-		sleep 0.05
-	done
-}
+. "$(dirname "$0")/../lib/wait.sh" # fail, wait_for
 # refused WANT_STATUS WANT_MESSAGE ARGS...: raftfs ARGS exits WANT_STATUS
 # and says WANT_MESSAGE on stderr.
 refused() {

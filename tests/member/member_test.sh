@@ -24,20 +24,6 @@ sed -i -e "s/^snapshot_entries = .*/snapshot_entries = 200/" -e "s/^snapshot_amo
 grep -q "^snapshot_trailing = 50" "$C/node1/raftfs.ini" || fail "config not edited"
 up
 
-# writer ID: appends "ID K" lines to its own file through mount ID.
-writer() {
-	local id=$1 k=0 m=$C/n$1
-	while [ ! -e "$T/stop" ]; do
-		k=$((k + 1))
-		if echo "$id $k" | dd of="$m/w$id" oflag=append conv=notrunc status=none 2>/dev/null; then
-			echo "$id $k" >>"$T/acked$id"
-		else
-			sleep 0.02 # no quorum for a moment: do not spin
-		fi
-	done
-}
-acked() { [ -f "$T/acked$1" ] && wc -l <"$T/acked$1" || echo 0; }
-acked_at_least() { [ "$(acked "$1")" -ge "$2" ]; }
 # progress ID: the writer on mount ID acknowledges 10 more lines.
 progress() {
 	local base
@@ -60,15 +46,6 @@ check_acked() {
 		[ "$dups" = 0 ] || fail "$dups lines of writer $w twice on $m"
 	done
 }
-# Orphans (fs/README-sm.md): DATA/ids/xx/<16 hex digits> of id on node n.
-index_of() { local h; h=$(printf '%016x' "$2"); echo "$C/node$1/data/ids/${h:14:2}/$h"; }
-# The nodes that released id, as recorded on node n: "1 3 " etc.
-released_on() {
-	local v
-	v=$(getfattr --absolute-names -e hex -n trusted.raftfs.released "$(index_of "$1" "$2")" 2>/dev/null |
-		sed -n 's/^trusted.raftfs.released=0x//p')
-	while [ -n "$v" ]; do printf '%d ' "0x${v:6:2}${v:4:2}${v:2:2}${v:0:2}"; v=${v:8}; done
-}
 # on_none ID NODE...: the orphan is gone from those nodes.
 on_none() { local id=$1 n; shift; for n in "$@"; do [ ! -e "$(index_of "$n" "$id")" ] || return 1; done; }
 stop_writers() {
@@ -78,7 +55,7 @@ stop_writers() {
 
 case $SCENARIO in
 grow)
-	for id in 1 2; do : >"$T/acked$id"; writer $id & done
+	for id in 1 2; do : >"$T/acked$id"; line_writer $id & done
 	for id in 1 2; do wait_for 60 "writer $id started" acked_at_least $id 10; done
 	mkdir -p "$C/n1/tree/a/b" && cp -a /etc/hostname /etc/os-release "$C/n1/tree/a/b/"
 	# An orphan held by mount 1 across the growth: once mount 1 closes it,
@@ -139,7 +116,7 @@ grow)
 	;;
 replace)
 	: >"$T/acked1"
-	writer 1 &
+	line_writer 1 &
 	wait_for 60 "writer 1 started" acked_at_least 1 10
 	echo "== kill -9 node 3, then remove it"
 	"$R" local kill "$C" 3
@@ -169,7 +146,7 @@ remove_leader)
 	[ -n "$L" ] || fail "no leader"
 	W=$((L % 3 + 1)) # a follower's mount writes
 	: >"$T/acked$W"
-	writer $W &
+	line_writer $W &
 	wait_for 60 "writer $W started" acked_at_least $W 10
 	echo "== remove the leader, node $L"
 	"$R" local remove "$C" "$L" >"$T/rm.out" 2>&1 || { cat "$T/rm.out"; fail "local remove $L failed"; }

@@ -7,6 +7,7 @@ R=${1:?usage: $0 RAFTFS_BINARY}
 [ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
 
 . "$(dirname "${BASH_SOURCE[0]}")/teardown.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh" # fail, wait_for
 
 T=$(mktemp -d /tmp/raftfs-mount.XXXXXX)
 chmod 755 "$T"
@@ -42,10 +43,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
 # Under set -e, a command that ends the script names itself (errtrace:
 # inside functions and command substitutions too); without it such an end
 # printed nothing (snapshot.catchup, session 8). Scripts may set their own;
@@ -56,14 +53,39 @@ case $- in *e*)
 	;;
 esac
 
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
-wait_for() {
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ $SECONDS -lt $deadline ] || fail "timed out waiting for: $what"
-		sleep 0.05
+# Writers log each write whose close returned success, one line each, in
+# $T/acked<ID>. acked ID: how many lines writer ID logged.
+acked() { [ -f "$T/acked$1" ] && wc -l <"$T/acked$1" || echo 0; }
+acked_at_least() { [ "$(acked "$1")" -ge "$2" ]; }
+
+# line_writer ID: until $T/stop exists, appends "ID K" lines to w<ID>
+# through mount ID, one open/append/close each, and logs every line whose
+# close returned success. Writes are answered once proposed and close
+# reports whether they applied (README, "Consistency"); bash never sees
+# that (a redirection's file is closed by dup2, which drops close's error),
+# so the append is dd's, which checks close.
+line_writer() {
+	local id=$1 k=0 m=$C/n$1
+	while [ ! -e "$T/stop" ]; do
+		k=$((k + 1))
+		if echo "$id $k" | dd of="$m/w$id" oflag=append conv=notrunc status=none 2>/dev/null; then
+			echo "$id $k" >>"$T/acked$id"
+		else
+			sleep 0.02 # its node is down, or no quorum for a moment: do not spin
+		fi
 	done
+}
+
+# Orphans (fs/README-sm.md): DATA/ids/xx/<16 hex digits> of id (decimal)
+# on node n. index_of N ID
+index_of() { local h; h=$(printf '%016x' "$2"); echo "$C/node$1/data/ids/${h:14:2}/$h"; }
+# released_on N ID: the nodes that released id, as recorded on node n:
+# "1 3 " etc.
+released_on() {
+	local v
+	v=$(getfattr --absolute-names -e hex -n trusted.raftfs.released "$(index_of "$1" "$2")" 2>/dev/null |
+		sed -n 's/^trusted.raftfs.released=0x//p')
+	while [ -n "$v" ]; do printf '%d ' "0x${v:6:2}${v:4:2}${v:2:2}${v:0:2}"; v=${v:8}; done
 }
 
 # The mounts agree, and so do the nodes' data directories compared at one
@@ -86,6 +108,22 @@ up() {
 	M1=$C/n1 M2=$C/n2 M3=$C/n3
 }
 
+# stop_counter K PATTERN WORD: stops node K and prints the number after WORD
+# in the last line of its log matching PATTERN (a node logs its counters
+# when it stops; the line itself goes to stderr, for the test's log), then
+# starts node K again. Callers run it in a command substitution, where
+# errexit is off: each step checks its own status (a failed stop must not
+# go on to read the log of a node still running), and the assignment's
+# status ends a set -e caller (x=$(stop_counter ...)).
+stop_counter() {
+	local k=$1 line
+	"$R" local stop "$C" "$k" >/dev/null || fail "stop of node $k"
+	line=$(grep -h "$2" "$C/node$k/node.log" | tail -1) || true
+	echo "$line" >&2
+	"$R" local start "$C" "$k" >/dev/null || fail "restart of node $k"
+	echo "$line" | awk -v w="$3" '{for (i = 1; i < NF; i++) if ($i == w) print $(i + 1)}'
+}
+
 # set_conf K KEY VALUE: node K's configuration file says KEY = VALUE (the
 # key must be there already: `local create` writes every one); takes
 # effect at the node's next start.
@@ -102,7 +140,7 @@ set_conf() {
 node_conf() {
 	local k=$1 key=$2 val=$3
 	shift 3
-	"$R" local stop "$C" "$k" >/dev/null
+	"$R" local stop "$C" "$k" >/dev/null || fail "stop of node $k"
 	set_conf "$k" "$key" "$val"
 	env "$@" "$R" local start "$C" "$k" >/dev/null || fail "restart of node $k ($key = $val)"
 }

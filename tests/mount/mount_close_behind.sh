@@ -35,12 +35,8 @@ n=$(ls "$M2/l" | wc -l)
 # The fast path was taken: node 1 answered most of these 192 closes before
 # their commit (it logs its counters when it stops); a commit round stalled
 # past the lease (100 ms) under load makes a close wait, so not all.
-"$R" local stop "$C" 1 >/dev/null
-grep -h "flushes of files created behind" "$C/node1/node.log" | tail -1 >"$T/early" || true
-cat "$T/early"
-early=$(awk '{for (i = 1; i < NF; i++) if ($i == "answered") print $(i + 1)}' "$T/early")
+early=$(stop_counter 1 "flushes of files created behind" answered)
 [ "${early:-0}" -ge 96 ] || fail "node 1 closed few files behind (${early:-none})"
-"$R" local start "$C" 1 >/dev/null || fail "restart of node 1"
 
 echo "== 2. tar x through n1, verify"
 tar -C /usr/include -cf "$T/inc.tar" linux/netfilter linux/usb

@@ -26,12 +26,8 @@ python3 "$(dirname "$0")/closed_files.py" --flat 160 "$M1/c" "$M2/c" "$M3/c" ||
 verify 60 "after the creates"
 # Holding happened (a test of the fast path, not only of correctness): node
 # 1 held lazy proposals back; it logs how many when it stops.
-"$R" local stop "$C" 1 >/dev/null
-grep -h "held .* proposals back" "$C/node1/node.log" | tail -1 >"$T/held" || true
-cat "$T/held"
-held=$(awk '{for (i = 1; i < NF; i++) if ($i == "held") print $(i + 1)}' "$T/held")
+held=$(stop_counter 1 "held .* proposals back" held)
 [ "${held:-0}" -gt 100 ] || fail "node 1 held no proposals back (${held:-none})"
-"$R" local start "$C" 1 >/dev/null || fail "restart of node 1"
 
 echo "== kill -9 of the writing node: closed files survive, an open one is a prefix"
 # A promise of close = commit (the writer's node is switched to it: with

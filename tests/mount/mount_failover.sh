@@ -13,28 +13,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 up
 
-# writer ID: appends "ID K" lines to its own file through mount ID, one
-# open/append/close each, and logs every line whose close returned success.
-# Writes are answered once proposed and close reports whether they applied
-# (README, "Consistency"); bash never sees that (a redirection's file is
-# closed by dup2, which drops close's error), so the append is dd's, which
-# checks close.
-writer() {
-	local id=$1 k=0 m=$C/n$1
-	while [ ! -e "$T/stop" ]; do
-		k=$((k + 1))
-		if echo "$id $k" | dd of="$m/w$id" oflag=append conv=notrunc status=none 2>/dev/null; then
-			echo "$id $k" >>"$T/acked$id"
-		else
-			sleep 0.02 # its node is down: do not spin
-		fi
-	done
-}
-
-acked() { [ -f "$T/acked$1" ] && wc -l <"$T/acked$1" || echo 0; }
-acked_at_least() { [ "$(acked "$1")" -ge "$2" ]; }
-
-for id in 1 2 3; do : >"$T/acked$id"; writer $id & done
+for id in 1 2 3; do : >"$T/acked$id"; line_writer $id & done
 for id in 1 2 3; do wait_for 60 "writer $id started" acked_at_least $id 20; done
 
 L=$(leader_id)

@@ -11,15 +11,6 @@ up
 : >"$M1/.sync"
 sync_to() { [ "${RAFTFS_MOUNT_OPTS:-}" = linearizable ] || : <"$1/.sync"; }
 
-# DATA/ids/xx/<16 hex digits> of id (decimal) on node n.
-index_of() { local h; h=$(printf '%016x' "$2"); echo "$C/node$1/data/ids/${h:14:2}/$h"; }
-# The nodes that released id, as recorded on node n: "1 3" etc.
-released_on() {
-	local v
-	v=$(getfattr --absolute-names -e hex -n trusted.raftfs.released "$(index_of "$1" "$2")" 2>/dev/null |
-		sed -n 's/^trusted.raftfs.released=0x//p')
-	while [ -n "$v" ]; do printf '%d ' "0x${v:6:2}${v:4:2}${v:2:2}${v:0:2}"; v=${v:8}; done
-}
 released_by() { [ "$(released_on 1 "$1")" = "$2 " ] && [ "$(released_on 2 "$1")" = "$2 " ] &&
 	[ "$(released_on 3 "$1")" = "$2 " ]; }
 on_every_node() { for n in 1 2 3; do [ -f "$(index_of $n "$1")" ] || return 1; done; }

@@ -26,8 +26,6 @@ writer() {
 		fi
 	done
 }
-acked() { [ -f "$T/acked$1" ] && wc -l <"$T/acked$1" || echo 0; }
-acked_at_least() { [ "$(acked "$1")" -ge "$2" ]; }
 
 L=$(leader_id)
 [ -n "$L" ] || fail "no leader"

@@ -32,10 +32,7 @@
 	}
 	trap cleanup EXIT
 	trap 'exit 1' INT TERM
-	fail() {
-		echo "FAIL: $*" >&2
-		exit 1
-	}
+	. "$(dirname "$0")/../lib/wait.sh" # fail
 
 	"$R" local up 3 "$C" >"$T/up.out" || { cat "$T/up.out"; fail "local up"; }
 	# Traffic, so that node 3's port has connections to leave behind.

@@ -120,3 +120,21 @@ uint64_t test_commit_index(const char *addr, unsigned timeout_ms)
 	client_close(c);
 	return commit;
 }
+
+int test_leading(node *const *first, size_t stride, int n, long long timeout_ms)
+{
+	long long deadline = test_now_ms() + timeout_ms;
+
+	while (test_now_ms() < deadline) {
+		for (int i = 0; i < n; i++) {
+			node *nd = *(node *const *)((const char *)first + (size_t)i * stride);
+			bool leads = false;
+
+			node_get_state(nd, NULL, &leads);
+			if (leads)
+				return i;
+		}
+		test_nap();
+	}
+	return -1;
+}

@@ -33,6 +33,11 @@ void test_one_node_config(node_config *cfg, const char *cluster, const char *dir
  * it did before deadline (test_now_ms() clock). */
 bool test_await_lead(node *n, long long deadline);
 
+/* The index of a node that says it leads, or -1 if none did within
+ * timeout_ms. The nodes are *first, then every stride bytes on (a test's
+ * array of member structs: &m[0].n, sizeof(m[0])). */
+int test_leading(node *const *first, size_t stride, int n, long long timeout_ms);
+
 /* port[0..n-1]: n distinct ports free a moment ago (one free a moment ago
  * may be handed out twice). Returns 0, or -1 if none could be found. */
 int test_distinct_ports(uint16_t *port, int n);

@@ -2,9 +2,11 @@
  * small ones pass while big ones wait, big ones go in only under the bound,
  * held ones go round robin among clients as entries are done, each client's
  * in seq order (small ones behind its own big ones, a late lower seq before
- * them, a resend of a held one dropped), reset forgets, held bytes are
- * capped, a core that refuses keeps them held; and a randomized run
- * against a model of the log. No sockets, no clock: a fake log. */
+ * them, a resend of a held one dropped, and of one in the log not yet
+ * done unless a lower seq went in after it or the resend's min_pending is
+ * higher), reset forgets, held bytes are capped, a core that refuses keeps
+ * them held; and randomized runs against a model of the log and of
+ * dedup's order rule. No sockets, no clock: a fake log. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,20 +23,24 @@
 #define BOUND (4 * MIB)
 #define BIG (64 * KIB)
 #define MAXLOG 4096
+#define MODEL_SEQS 1024 /* seqs per client of test_resend_model */
 
 /* The log the released and passed proposals went into. */
 struct fake {
 	node_admit *a;
 	struct rec {
-		uint64_t client, seq, len;
+		uint64_t client, seq, min_pending, len;
 	} log[MAXLOG];
-	uint64_t last;	      /* index of the last entry */
-	bool refuse;	      /* the core takes nothing now */
-	uint64_t over;	      /* placements that broke the bound */
+	uint64_t last; /* index of the last entry */
+	bool refuse;   /* the core takes nothing now */
+	uint64_t over; /* placements that broke the bound */
+	/* held now, for clients 100-102 (test_resend_model) */
+	bool held[3][MODEL_SEQS];
 	uint8_t buf[4 * MIB]; /* what offers copy from */
 };
 
-static uint64_t append(struct fake *f, uint64_t client, uint64_t seq, size_t len)
+static uint64_t append(struct fake *f, uint64_t client, uint64_t seq, uint64_t min_pending,
+		       size_t len)
 {
 	node_admit_stats st;
 
@@ -43,20 +49,25 @@ static uint64_t append(struct fake *f, uint64_t client, uint64_t seq, size_t len
 	node_admit_get_stats(f->a, &st);
 	if (len >= BIG && st.outstanding >= BOUND)
 		f->over++;
-	f->log[++f->last] = (struct rec){client, seq, len};
+	f->log[++f->last] = (struct rec){client, seq, min_pending, len};
+	if (client >= 100 && client < 103 && seq < MODEL_SEQS)
+		f->held[client - 100][seq] = false;
 	return f->last;
 }
 
 static uint64_t propose(void *arg, uint64_t client, uint64_t seq, const uint8_t *data, size_t len)
 {
 	struct fake *f = arg;
+	uint64_t min_pending;
 
-	/* What was held is what was offered: the sender's bytes. */
+	/* What was held is what was offered: the sender's bytes, its
+	 * min_pending after them (as in an envelope). */
 	for (size_t i = 0; i < len; i += 4096)
 		assert_int_equal(data[i], (uint8_t)(seq + client));
+	memcpy(&min_pending, data + 1, sizeof(min_pending));
 	if (f->refuse)
 		return 0;
-	return append(f, client, seq, len);
+	return append(f, client, seq, min_pending, len);
 }
 
 static struct fake *fake_new(uint64_t bound, uint64_t held_max)
@@ -76,18 +87,30 @@ static void fake_free(struct fake *f)
 	free(f);
 }
 
-/* Offers client's seq of len bytes; a pass goes into the log at once, as
- * the node does. Returns the verdict. */
-static enum node_admit_verdict offer(struct fake *f, uint64_t client, uint64_t seq, size_t len)
+/* Offers client's seq of len bytes proposed with min_pending; a pass goes
+ * into the log at once, as the node does. Returns the verdict. */
+static enum node_admit_verdict offer_mp(struct fake *f, uint64_t client, uint64_t seq,
+					uint64_t min_pending, size_t len)
 {
 	enum node_admit_verdict v;
 
 	for (size_t i = 0; i < len; i += 4096)
 		f->buf[i] = (uint8_t)(seq + client);
-	v = node_admit_offer(f->a, client, seq, f->buf, len);
+	memcpy(f->buf + 1, &min_pending, sizeof(min_pending));
+	v = node_admit_offer(f->a, client, seq, min_pending, f->buf, len);
+	if (v == NODE_ADMIT_HELD && client >= 100 && client < 103 && seq < MODEL_SEQS)
+		f->held[client - 100][seq] = true;
 	if (v == NODE_ADMIT_PASS)
-		node_admit_placed(f->a, append(f, client, seq, len), len);
+		node_admit_placed(f->a, client, seq, min_pending,
+				  append(f, client, seq, min_pending, len), len);
 	return v;
+}
+
+/* offer_mp with min_pending 1: every resend waits for the same seqs as
+ * its copy. */
+static enum node_admit_verdict offer(struct fake *f, uint64_t client, uint64_t seq, size_t len)
+{
+	return offer_mp(f, client, seq, 1, len);
 }
 
 static void release(struct fake *f, uint64_t commit)
@@ -201,6 +224,69 @@ static void test_order(void **state)
 	assert_int_equal(stats(f).held, 0);
 	/* Nothing held any more: its small ones pass again. */
 	assert_int_equal(offer(f, 7, 10, 4 * KIB), NODE_ADMIT_PASS);
+	fake_free(f);
+}
+
+/* A resend (timer retry, go-back) of a big one already in the log and
+ * not yet done is dropped, whether it passed at once or was held and
+ * released; once done (committed and saved by every voter), a resend goes
+ * in again (nothing vouches for it any more). */
+static void test_resend_in_log(void **state)
+{
+	struct fake *f = fake_new(BOUND, 64 * MIB);
+
+	(void)state;
+	for (uint64_t s = 1; s <= 4; s++)
+		assert_int_equal(offer(f, 7, s, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer(f, 7, 5, MIB), NODE_ADMIT_HELD);
+	release(f, 1);
+	assert_int_equal(f->last, 5); /* 5 released into the log */
+	/* The sender goes back to 2: 2..5 are in the log, not done. */
+	for (uint64_t s = 2; s <= 5; s++)
+		assert_int_equal(offer(f, 7, s, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(stats(f).n_resent, 4);
+	assert_int_equal(f->last, 5);
+	/* Another client's same seq is its own. */
+	assert_int_equal(offer(f, 8, 3, 4 * KIB), NODE_ADMIT_PASS);
+	/* 1 is done: its resend goes in again (dedup answers it at apply). */
+	assert_int_equal(offer(f, 7, 1, MIB), NODE_ADMIT_HELD);
+	release(f, 5);
+	assert_int_equal(f->log[f->last].client, 7);
+	assert_int_equal(f->log[f->last].seq, 1);
+	fake_free(f);
+}
+
+/* A lower seq of a client going into the log after its big ones (a lost
+ * one resent) means those may be skipped as early at apply: their resends
+ * go in again behind it, whether it was big or small, held or not. */
+static void test_resend_after_lower(void **state)
+{
+	struct fake *f = fake_new(BOUND, 64 * MIB);
+
+	(void)state;
+	/* 1 is lost on its way; 2 and 3 go in ahead of it. */
+	assert_int_equal(offer(f, 7, 2, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer(f, 7, 3, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer(f, 7, 2, MIB), NODE_ADMIT_DROP);
+	/* The go-back: 1 (small) goes in, then 2 and 3 again. */
+	assert_int_equal(offer(f, 7, 1, 4 * KIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer(f, 7, 2, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer(f, 7, 3, MIB), NODE_ADMIT_PASS);
+	/* The new copies vouch again. */
+	assert_int_equal(offer(f, 7, 3, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(stats(f).n_resent, 2);
+	release(f, f->last);
+	/* A held lower seq, once released, vouches against nothing above
+	 * it: 6 goes in while 5 is lost, then 5 waits for room. */
+	for (uint64_t s = 1; s <= 3; s++)
+		assert_int_equal(offer(f, 8, s, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer(f, 7, 6, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer(f, 7, 5, MIB), NODE_ADMIT_HELD);
+	release(f, f->last - 3); /* 8's first done: room for 5 */
+	assert_int_equal(f->log[f->last].seq, 5);
+	assert_int_equal(offer(f, 7, 5, MIB), NODE_ADMIT_DROP);
+	assert_int_not_equal(offer(f, 7, 6, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(stats(f).n_resent, 3);
 	fake_free(f);
 }
 
@@ -441,6 +527,272 @@ static void test_random(void **state)
 	}
 }
 
+/* A resend whose min_pending is above its copy's (a predecessor failed at
+ * its deadline meanwhile) waits at apply for fewer seqs than the copy: it
+ * may apply where the copy is skipped as early, so it goes in; one whose
+ * min_pending is not higher is dropped. A held copy takes the higher
+ * min_pending of a resend of it (its bytes: the resend's). */
+static void test_resend_min_pending(void **state)
+{
+	struct fake *f = fake_new(BOUND, 64 * MIB);
+
+	(void)state;
+	/* 1 is lost on its way; 2 goes in waiting for it. */
+	assert_int_equal(offer_mp(f, 7, 2, 1, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer_mp(f, 7, 2, 1, MIB), NODE_ADMIT_DROP);
+	/* 1 fails at its deadline: the resend of 2 no longer waits for it. */
+	assert_int_equal(offer_mp(f, 7, 2, 2, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(f->last, 2);
+	assert_int_equal(f->log[2].min_pending, 2);
+	/* The new copy vouches for resends like it, and for older ones. */
+	assert_int_equal(offer_mp(f, 7, 2, 2, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(offer_mp(f, 7, 2, 1, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(stats(f).n_resent, 3);
+	assert_int_equal(f->last, 2);
+	fake_free(f);
+
+	/* Held: 6 waits for room while 5 is lost, then 5 fails. */
+	f = fake_new(BOUND, 64 * MIB);
+	for (uint64_t s = 1; s <= 4; s++)
+		assert_int_equal(offer_mp(f, 7, s, 1, MIB), NODE_ADMIT_PASS);
+	assert_int_equal(offer_mp(f, 7, 6, 5, MIB), NODE_ADMIT_HELD);
+	assert_int_equal(offer_mp(f, 7, 6, 6, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(offer_mp(f, 7, 6, 5, MIB), NODE_ADMIT_DROP); /* late, older */
+	assert_int_equal(stats(f).n_dup, 2);
+	assert_int_equal(stats(f).held, 1);
+	assert_int_equal(stats(f).held_bytes, MIB);
+	release(f, 4);
+	assert_int_equal(f->last, 5);
+	assert_int_equal(f->log[5].seq, 6);
+	assert_int_equal(f->log[5].min_pending, 6);
+	fake_free(f);
+}
+
+/* A model of senders and of dedup's order rule at apply (dedup.h,
+ * dedup_check_ordered: client's seq s proposed with min_pending m executes
+ * only once every seq in [max(m, forgotten), s) has, else it is skipped as
+ * early and its sender goes back; forgotten is the highest min_pending of
+ * the client's executed entries): random offers, some lost on the way,
+ * some failing at their sender's deadline (its min_pending moves past
+ * them), go-backs on a skip, timer retries (resends lost too). A copy in
+ * the log that answered a dropped resend may itself be skipped as early
+ * (a seq it waits for failed), but only if the resend could not have
+ * applied either: proposed with its min_pending at the copy's place, it
+ * would wait for a seq not executed there, and that seq neither went into
+ * the log between the copy and the drop nor was held at the drop (the
+ * resend would have gone in behind it). Else the sender waits for its next
+ * timer retry, which may be past its deadline. And in the end every seq
+ * has applied or failed. */
+struct sender {
+	uint64_t next;		  /* the next seq to propose */
+	uint64_t low;		  /* every seq below has applied or failed */
+	uint8_t fate[MODEL_SEQS]; /* 0 pending, 1 applied, 2 failed */
+	/* dedup's table of the client */
+	bool executed[MODEL_SEQS];
+	uint64_t forgotten;
+};
+
+struct model {
+	struct fake *f;
+	struct sender c[3];
+	uint64_t commit, ap; /* committed, applied up to */
+	bool early[MAXLOG];  /* index skipped as early at apply */
+	struct vouched {
+		uint64_t index;	      /* the copy */
+		uint64_t min_pending; /* the dropped resend's */
+		uint64_t at;	      /* where it would have gone: the log's end then */
+		uint64_t held_lo;     /* the lowest seq in [min_pending, seq) held then, or 0 */
+	} vouched[4 * MAXLOG];
+	size_t n_vouched;
+	uint64_t n_failed, n_early_vouched;
+};
+
+/* The sender's lowest pending seq: what its envelopes carry. */
+static uint64_t model_min_pending(struct sender *s)
+{
+	while (s->low < s->next && s->fate[s->low])
+		s->low++;
+	return s->low;
+}
+
+/* The last copy of client's seq in the log. */
+static uint64_t last_copy(const struct fake *f, uint64_t client, uint64_t seq)
+{
+	for (uint64_t i = f->last; i > 0; i--)
+		if (f->log[i].client == client && f->log[i].seq == seq)
+			return i;
+	return 0;
+}
+
+static void model_offer(struct model *m, int c, uint64_t seq)
+{
+	uint64_t client = 100 + (uint64_t)c, before = stats(m->f).n_resent;
+	static const size_t sizes[] = {4 * KIB, 256 * KIB, MIB};
+	size_t len = sizes[rand() % 3];
+	uint64_t mp = model_min_pending(&m->c[c]);
+
+	offer_mp(m->f, client, seq, mp, len);
+	if (stats(m->f).n_resent != before) {
+		uint64_t i = last_copy(m->f, client, seq), lo = 0;
+
+		assert_true(i > m->ap); /* in the log, not applied yet */
+		assert_true(m->n_vouched < sizeof(m->vouched) / sizeof(m->vouched[0]));
+		for (uint64_t t = mp; t < seq && !lo; t++)
+			if (m->f->held[c][t])
+				lo = t;
+		m->vouched[m->n_vouched++] = (struct vouched){i, mp, m->f->last + 1, lo};
+	}
+}
+
+/* The sender goes back: every pending seq again, in order, some lost on
+ * the way again (a resend may then find a copy in the log while a lower
+ * seq it waits for is still missing). */
+static void model_resend(struct model *m, int c)
+{
+	struct sender *s = &m->c[c];
+
+	for (uint64_t q = model_min_pending(s); q < s->next; q++)
+		if (!s->fate[q] && rand() % 10)
+			model_offer(m, c, q);
+}
+
+/* The sender's lowest pending seq fails at its deadline. */
+static void model_fail(struct model *m, int c)
+{
+	struct sender *s = &m->c[c];
+	uint64_t q = model_min_pending(s);
+
+	if (q < s->next) {
+		s->fate[q] = 2;
+		m->n_failed++;
+	}
+}
+
+/* dedup_check_ordered's order rule: whether seq, proposed with
+ * min_pending, may execute now. */
+static bool model_ready(const struct sender *s, uint64_t seq, uint64_t min_pending)
+{
+	uint64_t from = min_pending > s->forgotten ? min_pending : s->forgotten;
+
+	for (uint64_t t = from; t < seq; t++)
+		if (!s->executed[t])
+			return false;
+	return true;
+}
+
+/* The copy at m->ap of client's seq, which answered the dropped resend v,
+ * is skipped as early: the resend must have been doomed too. */
+static void model_check_vouched(struct model *m, const struct sender *s, uint64_t client,
+				uint64_t seq, const struct vouched *v)
+{
+	uint64_t from = v->min_pending > s->forgotten ? v->min_pending : s->forgotten;
+
+	m->n_early_vouched++;
+	/* It waits for a seq not executed here (min_pending)... */
+	assert_false(model_ready(s, seq, v->min_pending));
+	for (uint64_t t = from; t < seq; t++) {
+		if (s->executed[t])
+			continue;
+		/* ...that did not go in after the copy before the drop (a lower
+		 * seq placed after a copy withdraws its vouch)... */
+		for (uint64_t i = m->ap + 1; i < v->at; i++)
+			assert_false(m->f->log[i].client == client && m->f->log[i].seq == t);
+		/* ...and was not held then (the resend would go in after it). */
+		assert_int_not_equal(t, v->held_lo);
+	}
+}
+
+/* Applies the committed entries; a skipped one sends its sender back. */
+static void model_apply(struct model *m)
+{
+	while (m->ap < m->commit) {
+		const struct rec *r = &m->f->log[++m->ap];
+		struct sender *s = &m->c[r->client - 100];
+
+		if (r->seq < s->forgotten || s->executed[r->seq])
+			continue; /* stale, duplicate */
+		if (model_ready(s, r->seq, r->min_pending)) {
+			s->executed[r->seq] = true;
+			if (r->min_pending > s->forgotten)
+				s->forgotten = r->min_pending;
+			if (!s->fate[r->seq])
+				s->fate[r->seq] = 1;
+			continue;
+		}
+		m->early[m->ap] = true;
+		for (size_t v = 0; v < m->n_vouched; v++) {
+			if (m->vouched[v].index != m->ap)
+				continue;
+			model_check_vouched(m, s, r->client, r->seq, &m->vouched[v]);
+		}
+		if (!s->fate[r->seq])
+			model_resend(m, (int)(r->client - 100));
+	}
+}
+
+static void test_resend_model(void **state)
+{
+	uint64_t resent = 0, failed = 0, early_vouched = 0;
+
+	(void)state;
+	for (unsigned seed = 1; seed <= 30; seed++) {
+		struct model *m = calloc(1, sizeof(*m));
+
+		assert_non_null(m);
+		m->f = fake_new(BOUND, 256 * MIB);
+		for (int c = 0; c < 3; c++)
+			m->c[c].next = m->c[c].low = 1;
+		srand(seed);
+		for (int step = 0; step < 400 && m->f->last < MAXLOG / 2; step++) {
+			int c = rand() % 3, r = rand() % 20;
+
+			if (r < 10) {
+				uint64_t seq = m->c[c].next++;
+
+				assert_true(seq < MODEL_SEQS);
+				if (rand() % 10) /* else lost on the way */
+					model_offer(m, c, seq);
+			} else if (r < 16) {
+				if (m->commit < m->f->last)
+					m->commit +=
+					    1 + (uint64_t)rand() % (m->f->last - m->commit);
+				release(m->f, m->commit);
+				model_apply(m);
+			} else if (r < 19) {
+				model_resend(m, c); /* a timer retry */
+			} else {
+				model_fail(m, c);
+			}
+		}
+		/* Timer retries and commits until every seq applied. */
+		for (int round = 0; round < 50; round++) {
+			for (int c = 0; c < 3; c++)
+				model_resend(m, c);
+			while (stats(m->f).held || m->commit < m->f->last) {
+				m->commit = m->f->last;
+				release(m->f, m->commit);
+				model_apply(m);
+			}
+		}
+		for (int c = 0; c < 3; c++)
+			assert_int_equal(model_min_pending(&m->c[c]), m->c[c].next);
+		resent += stats(m->f).n_resent;
+		failed += m->n_failed;
+		early_vouched += m->n_early_vouched;
+		fake_free(m->f);
+		free(m);
+	}
+	print_message("%llu resends dropped as in the log, %llu seqs failed, %llu copies that "
+		      "answered one skipped as early\n",
+		      (unsigned long long)resent, (unsigned long long)failed,
+		      (unsigned long long)early_vouched);
+	/* The cases occurred: resends dropped, seqs failed, and copies that
+	 * answered a dropped resend skipped as early. */
+	assert_true(resent > 0);
+	assert_true(failed > 0);
+	assert_true(early_vouched > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -448,6 +800,9 @@ int main(void)
 	    cmocka_unit_test(test_one_always_fits),
 	    cmocka_unit_test(test_round_robin),
 	    cmocka_unit_test(test_order),
+	    cmocka_unit_test(test_resend_in_log),
+	    cmocka_unit_test(test_resend_after_lower),
+	    cmocka_unit_test(test_resend_min_pending),
 	    cmocka_unit_test(test_newcomer_waits),
 	    cmocka_unit_test(test_reset),
 	    cmocka_unit_test(test_held_max),
@@ -456,6 +811,7 @@ int main(void)
 	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_off),
 	    cmocka_unit_test(test_random),
+	    cmocka_unit_test(test_resend_model),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

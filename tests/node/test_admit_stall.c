@@ -15,7 +15,14 @@
  * inactive until its next heartbeat answer (a bound's worth per election
  * timeout: 10 s for these puts, 2.5 s with 24 puts and 500 ms elections).
  * They must all apply within HOLD_MS - MARGIN_MS of the hang (1.0-1.1 s with
- * the fix, at load 10-15). */
+ * the fix, at load 10-15).
+ *
+ * test_resend_in_log_dropped (session 9): both followers' disks hang
+ * longer than a sender's retry_ms while big puts go through one of them:
+ * nothing commits, the sender proposes its pending puts again, and the
+ * leader drops the resends of those already in its log (raftfs status:
+ * n_resent) instead of appending them a second time — the leader's log
+ * grows by exactly the puts (before the fix, by the puts and the copies). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -28,6 +35,7 @@
 
 #include <cmocka.h>
 
+#include "client.h"
 #include "config.h"
 #include "kvsm.h"
 #include "node.h"
@@ -47,6 +55,9 @@
 #define UNSAVED_BYTES (256u << 10)
 #define RELEASE_PUTS 40
 #define RELEASE_HOLD_MS 1500
+/* test_resend_in_log_dropped: longer than retry_ms (5 election timeouts). */
+#define RESEND_PUTS 24
+#define RESEND_HOLD_MS 6500
 
 struct member {
 	node_config cfg;
@@ -152,19 +163,7 @@ static int setup_release(void **state)
 /* A node that says it leads (-1: none within 20 s). */
 static int leading_node(void)
 {
-	long long deadline = test_now_ms() + 20000;
-
-	while (test_now_ms() < deadline) {
-		for (int i = 0; i < N_NODES; i++) {
-			bool leads = false;
-
-			node_get_state(m[i].n, NULL, &leads);
-			if (leads)
-				return i;
-		}
-		test_nap();
-	}
-	return -1;
+	return test_leading(&m[0].n, sizeof(m[0]), N_NODES, 20000);
 }
 
 /* Puts key=1 through node i and waits for it to apply; 0 or -1. */
@@ -322,12 +321,82 @@ static void test_release_within_unsaved_bound(void **state)
 	assert_true(max < UNSAVED_BYTES + PUT_BYTES + 256);
 }
 
+/* Node i's status over its client port (NULL if it did not answer); free
+ * with transportpb__node_status__free_unpacked. */
+static Transportpb__NodeStatus *status_of(int i)
+{
+	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
+	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
+	Transportpb__Response *resp = NULL;
+	Transportpb__NodeStatus *ns = NULL;
+	char addr[64], err[256];
+	client *c;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)m[i].cfg.peers[i].port);
+	if (client_connect(addr, 5000, &c, err, sizeof(err)) < 0)
+		return NULL;
+	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
+	req.status = &sr;
+	if (client_call(c, &req, &resp, 5000, err, sizeof(err)) == 0) {
+		ns = resp->status;
+		resp->status = NULL;
+		transportpb__response__free_unpacked(resp, NULL);
+	}
+	client_close(c);
+	return ns;
+}
+
+static void test_resend_in_log_dropped(void **state)
+{
+	Transportpb__NodeStatus *ns;
+	uint64_t before, after, term;
+	int leader, fol;
+
+	(void)state;
+	leader = settled_leader();
+	fol = (leader + 1) % N_NODES;
+	node_get_state(m[leader].n, &term, NULL);
+	before = node_applied(m[leader].n);
+	for (int i = 0; i < N_NODES; i++)
+		if (i != leader)
+			assert_int_equal(ask_hang(i, RESEND_HOLD_MS), 0);
+	start_big(fol, 0, RESEND_PUTS);
+	for (int i = 0; i < N_NODES; i++)
+		if (i != leader)
+			assert_int_equal(hang_taken(i), 0);
+	/* "first" applied already. */
+	wait_puts(1 + RESEND_PUTS, 40000);
+	assert_int_equal(atomic_load(&put_failed), 0);
+	assert_int_equal(atomic_load(&put_ok), 1 + RESEND_PUTS);
+	/* Applied on the sender, so committed; the leader applies it too. */
+	for (long long deadline = test_now_ms() + 10000;
+	     node_applied(m[leader].n) < before + RESEND_PUTS && test_now_ms() < deadline;)
+		test_nap();
+	after = node_applied(m[leader].n);
+	ns = status_of(leader);
+	assert_non_null(ns);
+	assert_non_null(ns->admit);
+	printf("leader n%d, sender n%d, both followers' disks hung %d ms: %d puts, %llu entries "
+	       "appended; resends dropped: %llu of held ones, %llu of ones in the log\n",
+	       leader + 1, fol + 1, RESEND_HOLD_MS, RESEND_PUTS,
+	       (unsigned long long)(after - before), (unsigned long long)ns->admit->n_dup,
+	       (unsigned long long)ns->admit->n_resent);
+	/* The case happened: the sender retried what the leader had in its
+	 * log (else the test tested nothing), in the same term (a new
+	 * leader appends resends afresh, rightly). */
+	assert_int_equal(ns->term, term);
+	assert_true(ns->admit->n_resent > 0);
+	assert_int_equal(after - before, RESEND_PUTS);
+	transportpb__node_status__free_unpacked(ns, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_big_writes_pass_hung_follower, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_release_within_unsaved_bound, setup_release,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_resend_in_log_dropped, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -279,19 +279,7 @@ static int find_leader(void)
 /* A node that says it leads (-1: none within 20 s). */
 static int leading_node(void)
 {
-	long long deadline = test_now_ms() + 20000;
-
-	while (test_now_ms() < deadline) {
-		for (int i = 0; i < N_NODES; i++) {
-			bool leads = false;
-
-			node_get_state(m[i].n, NULL, &leads);
-			if (leads)
-				return i;
-		}
-		test_nap();
-	}
-	return -1;
+	return test_leading(&m[0].n, sizeof(m[0]), N_NODES, 20000);
 }
 
 static void test_forwarded_not_starved(void **state)

@@ -15,6 +15,7 @@ R=${1:?usage: $0 RAFTFS_BINARY}
 [ -c /dev/fuse ] || { echo "SKIP: no /dev/fuse"; exit 77; }
 . "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/../mount/teardown.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/wait.sh" # fail, wait_for
 net_available || { echo "SKIP: cannot create network namespaces here"; exit 77; }
 
 PORT=7000
@@ -59,23 +60,8 @@ trap 'exit 1' INT TERM
 set -E
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND (status $?)" >&2' ERR
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
 # ms: milliseconds on the monotonic-ish wall clock (for logs and budgets).
 ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND until it succeeds.
-wait_for() {
-	local deadline=$((SECONDS + $1)) what=$2
-	shift 2
-	until "$@"; do
-		[ $SECONDS -lt $deadline ] || fail "timed out waiting for: $what"
-		sleep 0.05
-	done
-}
 
 # part_create [KEY=VALUE...]: the cluster's files, node i at 10.77.0.i;
 # each KEY=VALUE replaces that key's line in every node's config, or is

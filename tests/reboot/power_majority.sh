@@ -50,8 +50,6 @@ writer() {
 		echo "$k" >>"$T/acked$id"
 	done
 }
-acked() { [ -f "$T/acked$1" ] && wc -l <"$T/acked$1" || echo 0; }
-acked_at_least() { [ "$(acked "$1")" -ge "$2" ]; }
 for id in 1 2 3; do : >"$T/acked$id"; writer "$id" & done
 for id in 1 2 3; do wait_for 60 "writer $id started" acked_at_least "$id" 15; done
 
