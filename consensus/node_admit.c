@@ -211,39 +211,17 @@ static void queue_remove(node_admit *a, struct queue *q)
 	free(q);
 }
 
-/* Puts h into q in seq order; if q holds that seq already, returns its
- * place instead (h not inserted). */
-static struct held **queue_insert(struct queue *q, struct held *h)
+/* The place of seq in q's seq order: the link to the held copy of seq,
+ * if q holds one, else the link where it would go. */
+static struct held **queue_place(struct queue *q, uint64_t seq)
 {
 	struct held **p = &q->head;
 
-	while (*p && (*p)->seq < h->seq)
+	while (*p && (*p)->seq < seq)
 		p = &(*p)->next;
-	if (*p && (*p)->seq == h->seq)
-		return p;
-	h->next = *p;
-	*p = h;
-	return NULL;
+	return p;
 }
 
-/* A resend h of the held *at: dropped, but when its min_pending is higher
- * (a predecessor failed at its deadline, or applied) it replaces the held
- * copy, which would wait at apply for that predecessor and be skipped as
- * early (dedup_check_ordered). */
-static void held_refresh(node_admit *a, struct queue *q, struct held **at, struct held *h)
-{
-	struct held *old = *at;
-
-	if (h->min_pending <= old->min_pending) {
-		free(h);
-		return;
-	}
-	h->next = old->next;
-	*at = h;
-	q->bytes = q->bytes - old->len + h->len;
-	a->st.held_bytes = a->st.held_bytes - old->len + h->len;
-	free(old);
-}
 
 /* Whether client's offer seq is to be dropped behind a dropped one of
  * its own; an offer at or below the dropped seq lifts the block (the
@@ -291,32 +269,77 @@ static enum node_admit_verdict drop_full(node_admit *a, uint64_t client, uint64_
 	return NODE_ADMIT_DROP;
 }
 
-static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t client, uint64_t seq,
-				    uint64_t min_pending, const void *data, size_t len)
+/* Whether len more bytes, held for a client whose queue holds q_bytes,
+ * stay under the caps (held_max for all, held_client_max for one). */
+static bool held_fits(const node_admit *a, uint64_t q_bytes, size_t len)
 {
-	struct held *h, **dup;
+	return a->st.held_bytes + len <= a->lim.held_max &&
+	       (!a->lim.held_client_max || q_bytes + len <= a->lim.held_client_max);
+}
 
-	if (a->st.held_bytes + len > a->lim.held_max ||
-	    (a->lim.held_client_max && (q ? q->bytes : 0) + len > a->lim.held_client_max))
-		return drop_full(a, client, seq);
-	h = malloc(sizeof(*h) + len);
+static struct held *held_new(uint64_t seq, uint64_t min_pending, const void *data, size_t len)
+{
+	struct held *h = malloc(sizeof(*h) + len);
+
 	if (!h)
-		return drop_full(a, client, seq);
+		return NULL;
 	h->seq = seq;
 	h->min_pending = min_pending;
 	h->len = len;
 	h->next = NULL;
 	memcpy(h->data, data, len);
-	if (!q && !(q = queue_add(a, client))) {
-		free(h);
-		return drop_full(a, client, seq);
-	}
-	dup = queue_insert(q, h);
-	if (dup) {
-		held_refresh(a, q, dup, h);
-		a->st.n_dup++;
+	return h;
+}
+
+/* A resend of the held *at: dropped, but when its min_pending is higher
+ * (a predecessor failed at its deadline, or applied) it replaces the held
+ * copy, which would wait at apply for that predecessor and be skipped as
+ * early (dedup_check_ordered). Recognised before the caps are checked: it
+ * takes no more room (the same seq, the same bytes), and refused as over
+ * a cap it would block its client's later offers behind a seq that is
+ * held (drop_full). */
+static enum node_admit_verdict held_resend(node_admit *a, struct queue *q, struct held **at,
+					   uint64_t min_pending, const void *data, size_t len)
+{
+	struct held *old = *at, *h;
+
+	a->st.n_dup++;
+	if (min_pending <= old->min_pending)
 		return NODE_ADMIT_DROP;
+	if (len > old->len && !held_fits(a, q->bytes, len - old->len))
+		return NODE_ADMIT_DROP; /* not the same bytes: the held copy stays */
+	h = held_new(old->seq, min_pending, data, len);
+	if (!h)
+		return NODE_ADMIT_DROP;
+	h->next = old->next;
+	*at = h;
+	q->bytes = q->bytes - old->len + len;
+	a->st.held_bytes = a->st.held_bytes - old->len + len;
+	free(old);
+	return NODE_ADMIT_DROP;
+}
+
+static enum node_admit_verdict hold(node_admit *a, struct queue *q, uint64_t client, uint64_t seq,
+				    uint64_t min_pending, const void *data, size_t len)
+{
+	struct held *h, **at = q ? queue_place(q, seq) : NULL;
+
+	if (at && *at && (*at)->seq == seq)
+		return held_resend(a, q, at, min_pending, data, len);
+	if (!held_fits(a, q ? q->bytes : 0, len))
+		return drop_full(a, client, seq);
+	h = held_new(seq, min_pending, data, len);
+	if (!h)
+		return drop_full(a, client, seq);
+	if (!q) {
+		if (!(q = queue_add(a, client))) {
+			free(h);
+			return drop_full(a, client, seq);
+		}
+		at = &q->head;
 	}
+	h->next = *at;
+	*at = h;
 	q->bytes += len;
 	a->st.held++;
 	a->st.n_held++;

@@ -410,6 +410,41 @@ static void test_held_max_order(void **state)
 	fake_free(f);
 }
 
+/* A resend of a held one while the held bytes are at the cap is a
+ * duplicate, not an overflow (review finding): it takes no room, a higher
+ * min_pending still replaces the held copy, and the client's later offers
+ * are not kept out behind it. Before, the cap was checked first: the
+ * resend counted as full and blocked seq 9 until the client went back. */
+static void test_held_max_resend(void **state)
+{
+	struct fake *f = fake_new(BOUND, 3 * MIB);
+	uint64_t seqs[16];
+
+	(void)state;
+	for (uint64_t s = 1; s <= 4; s++)
+		offer(f, 7, s, MIB);
+	for (uint64_t s = 5; s <= 7; s++)
+		assert_int_equal(offer(f, 7, s, MIB), NODE_ADMIT_HELD);
+	assert_int_equal(stats(f).held_bytes, 3 * MIB);
+	assert_int_equal(offer(f, 7, 6, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(offer_mp(f, 7, 6, 6, MIB), NODE_ADMIT_DROP);
+	assert_int_equal(stats(f).n_dup, 2);
+	assert_int_equal(stats(f).n_full, 0);
+	assert_int_equal(stats(f).held_bytes, 3 * MIB);
+	while (stats(f).held)
+		release(f, f->last);
+	assert_int_equal(offer(f, 7, 8, 4 * KIB), NODE_ADMIT_PASS);
+	assert_int_equal(stats(f).n_behind, 0);
+	assert_int_equal(client_log(f, 7, seqs, 16), 8);
+	for (uint64_t i = 0; i < 8; i++)
+		assert_int_equal(seqs[i], i + 1);
+	/* The copy that went in is the resend's. */
+	for (uint64_t i = 1; i <= f->last; i++)
+		if (f->log[i].client == 7 && f->log[i].seq == 6)
+			assert_int_equal(f->log[i].min_pending, 6);
+	fake_free(f);
+}
+
 /* One client holds at most its share: beyond, its offers are dropped
  * (and its later ones behind them), while another client still gets
  * held. */
@@ -807,6 +842,7 @@ int main(void)
 	    cmocka_unit_test(test_reset),
 	    cmocka_unit_test(test_held_max),
 	    cmocka_unit_test(test_held_max_order),
+	    cmocka_unit_test(test_held_max_resend),
 	    cmocka_unit_test(test_held_client_max),
 	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_off),
