@@ -145,8 +145,9 @@ bool fuse_behind_made(uint64_t fh);
 /* close = behind, on the other side: before this mount hands its kernel
  * names or entries of dir (lookup, readdir), recalls dir if another node
  * holds it, so that everything that node closed behind there applied here
- * first (its Return is proposed behind its commands). Nothing when this
- * node does not close behind or has no quorum (reads keep working). 1:
+ * first (its Return is proposed behind its commands), and what it answered
+ * behind there whatever its close mode (a chown, an unlink). Nothing
+ * without a quorum (reads keep working). 1:
  * another node held dir and the recall ended that (read it again); 0:
  * nobody else held it; or a negative errno (the caller may go on: its
  * barrier decides). */

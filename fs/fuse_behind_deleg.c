@@ -205,15 +205,17 @@ int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
 {
 	uint32_t holder;
 	uint64_t epoch;
-	bool behind;
 	int rc;
 
-	/* Only a holder that closes behind needs the fence — as its grant
-	 * says, whatever this node's own [fs] close: a holder that closes
-	 * synchronously answered no close before its commit. Without a
-	 * quorum a recall cannot commit: reads stay local. */
-	if (sm_deleg_mode(b->fs->sm, dir, &holder, &epoch, &behind) < 0 || !behind ||
-	    holder == b->self || atomic_load(&b->fs->degraded))
+	/* Whatever the holder's [fs] close: one that closes synchronously
+	 * answered no close before its commit, but its write-behind
+	 * metadata (an unlink, a chown of a file whose creation is pending)
+	 * returned once proposed, and a lookup that hits here must see it
+	 * once it returned there (fuzz.mixed, seed 62: a chown on a commit
+	 * holder, then an lstat on another mount showed the old group).
+	 * Without a quorum a recall cannot commit: reads stay local. */
+	if (sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || !holder || holder == b->self ||
+	    atomic_load(&b->fs->degraded))
 		return 0;
 	rc = reclaim(b, dir);
 	return rc ? -rc : 1;

@@ -97,6 +97,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	 * before it are then seen, and the name looked up again. */
 	if (!held && fuse_behind_fence(fs->bh, parent) > 0)
 		rc = sm_lookup(fs->sm, parent, name, &st);
+	/* A directory found is fenced too: its holder answers changes of
+	 * the directory itself behind (chown, chmod, utimens: tar x's last
+	 * word on each) and of its entries (its link count), which the
+	 * parent's Return does not cover when another node holds the parent
+	 * (fuzz.mixed, seed 62: n3 made b and chowned it, n1's lookup of b
+	 * showed the old group). */
+	if (rc == 0 && S_ISDIR(st.st_mode) && fuse_behind_fence(fs->bh, st.st_ino) > 0)
+		rc = sm_lookup(fs->sm, parent, name, &st);
 	/* A name created elsewhere before this lookup began must be found
 	 * (what a shell did on one mount is true on all when it returns): a
 	 * miss waits until this node caught up, then looks again. */
@@ -118,6 +126,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			return;
 		}
 		rc = sm_lookup(fs->sm, parent, name, &st);
+		/* A directory found only now (made elsewhere just before) is
+		 * fenced as one found at once: its maker holds it and may have
+		 * answered a chown of it behind (mount.lookup_fence, case 4). */
+		if (rc == 0 && S_ISDIR(st.st_mode) && fuse_behind_fence(fs->bh, st.st_ino) > 0)
+			rc = sm_lookup(fs->sm, parent, name, &st);
 	}
 	/* The entry's attributes are those getattr answers (the kernel
 	 * caches them as such): with this mount's writes (fuse_write.h) and

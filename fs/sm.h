@@ -262,8 +262,8 @@ int sm_each_orphan(struct sm *sm, int (*fn)(void *arg, uint64_t id), void *arg);
 // (0: none) and *epoch. -ENOENT, -ENOTDIR.
 int sm_deleg(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch);
 // The same, and whether the holder closes behind (Deleg.close_behind,
-// Mkdir.grant_close_behind): then every mount, whatever its own [fs] close,
-// recalls dir before a lookup or listing in it (fs/fuse_close.h).
+// Mkdir.grant_close_behind): a holder restarted under another [fs] close
+// does not take such a directory back (fuse_behind_state.c, bh_dir_held).
 int sm_deleg_mode(struct sm *sm, uint64_t dir, uint32_t *holder, uint64_t *epoch,
 		  bool *close_behind);
 
