@@ -397,6 +397,8 @@ static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 	const char *delay = getenv("RAFTFS_TEST_APPLY_DELAY_US");
 	if (delay)
 		sm->test_apply_delay_us = (unsigned)strtoul(delay, NULL, 10);
+	const char *direct = getenv("RAFTFS_APPLY_DIRECT");
+	sm->write_direct = !direct || strcmp(direct, "0") != 0;
 	for (int i = 0; i < SM_FD_CACHE; i++)
 		sm->fds[i].fd = -1;
 	// Writer-preferring: a steady stream of FUSE reads must not starve the
@@ -530,6 +532,7 @@ void sm_close(struct sm *sm)
 		tree_free(sm);
 	pthread_rwlock_destroy(&sm->lock);
 	pthread_mutex_destroy(&sm->id_lock);
+	free(sm->direct_buf);
 	free(sm->data_dir);
 	free(sm);
 }

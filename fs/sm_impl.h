@@ -75,6 +75,11 @@ struct sm {
 	// Test hook (RAFTFS_TEST_APPLY_DELAY_US at open): a slow node, each
 	// command's apply takes this much longer.
 	unsigned test_apply_delay_us;
+	// Writes proposed by other nodes go around the page cache (exec_write,
+	// RAFTFS_APPLY_DIRECT=0 turns it off): their aligned copy of the data.
+	bool write_direct;
+	void *direct_buf;
+	size_t direct_cap;
 	// Commands applied per proposing node since open (sm_applied_from),
 	// refused and skipped ones included: node ids in slots found by
 	// probing from id % SM_FROM_SLOTS; written by apply only, read by any

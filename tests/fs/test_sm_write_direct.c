@@ -1,0 +1,208 @@
+// Big writes another node proposed are applied around the page cache (fs/apply.c, exec_write:
+// O_DIRECT from an aligned copy), this node's own and unaligned ones through it; the file's
+// bytes are the same either way, also where a direct write lands over cached pages. Residency is
+// read with mincore: a direct write leaves the range uncached, a buffered one cached.
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fs_testlib.h"
+#include "sm.h"
+
+#define SELF 1u	 // the node the state machine is
+#define OTHER 2u // another node of the cluster
+#define F1 ((1ULL << 48) | 1)
+#define MIB (1u << 20)
+
+struct fx {
+	char *dir;
+	struct sm *sm;
+	uint8_t *a, *b; // 2 MiB of two patterns
+};
+
+// Whether a direct write on this filesystem leaves the page cache alone (ext4, xfs: yes; tmpfs
+// takes O_DIRECT but caches anyway): the residency checks mean nothing where it does not.
+static bool direct_uncached(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/probe", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_DIRECT, 0600);
+	void *buf = NULL;
+	bool ok = false;
+	if (fd >= 0 && posix_memalign(&buf, 4096, 65536) == 0) {
+		memset(buf, 7, 65536);
+		if (pwrite(fd, buf, 65536, 0) == 65536) {
+			void *m = mmap(NULL, 65536, PROT_READ, MAP_SHARED, fd, 0);
+			unsigned char vec[16];
+			ok = m != MAP_FAILED && mincore(m, 65536, vec) == 0;
+			for (int i = 0; ok && i < 16; i++)
+				ok = !(vec[i] & 1);
+			if (m != MAP_FAILED)
+				munmap(m, 65536);
+		}
+	}
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	return ok;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	f->dir = tl_mkdtemp();
+	f->a = malloc(2 * MIB);
+	f->b = malloc(2 * MIB);
+	for (size_t i = 0; i < 2 * MIB; i++) {
+		f->a[i] = (uint8_t)(i * 7 + 1);
+		f->b[i] = (uint8_t)(i * 13 + 5);
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	sm_close(f->sm);
+	tl_rmtree(f->dir);
+	free(f->a);
+	free(f->b);
+	free(f);
+	return 0;
+}
+
+static void open_sm(struct fx *f)
+{
+	assert_int_equal(sm_open(f->dir, SELF, &f->sm), 0);
+	assert_int_equal(tl_mknod(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0644), 0);
+}
+
+// A Write of len bytes of data at off, proposed by node.
+static void write_from(struct fx *f, uint32_t node, uint64_t off, const uint8_t *data, size_t len)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Write w = FSPB__WRITE__INIT;
+	w.ino = F1;
+	w.offset = off;
+	w.data.data = (uint8_t *)data;
+	w.data.len = len;
+	c.op_case = FSPB__COMMAND__OP_WRITE;
+	c.write = &w;
+	c.node = node;
+	assert_int_equal(tl_apply(f->sm, &c), 0);
+}
+
+// How many of the pages of [off, off + len) of the tree's copy are in the page cache.
+static size_t cached_pages(struct fx *f, uint64_t off, size_t len)
+{
+	int fd = sm_open_fd(f->sm, F1);
+	assert_true(fd >= 0);
+	uint8_t *m = mmap(NULL, off + len, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	size_t pages = len / 4096, n = 0;
+	unsigned char *vec = malloc(pages);
+	assert_int_equal(mincore(m + off, len, vec), 0);
+	for (size_t i = 0; i < pages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	munmap(m, off + len);
+	close(fd);
+	return n;
+}
+
+// The tree's copy holds want at [off, off + len).
+static void assert_bytes(struct fx *f, uint64_t off, const uint8_t *want, size_t len)
+{
+	int fd = sm_open_fd(f->sm, F1);
+	assert_true(fd >= 0);
+	uint8_t *got = malloc(len);
+	assert_int_equal(pread(fd, got, len, (off_t)off), (ssize_t)len);
+	assert_memory_equal(got, want, len);
+	free(got);
+	close(fd);
+}
+
+// Another node's aligned 1 MiB goes around the cache; this node's own, and another's that is
+// not in whole blocks or small, go through it.
+static void test_other_aligned_direct(void **state)
+{
+	struct fx *f = *state;
+	if (!direct_uncached(f->dir))
+		skip();
+	open_sm(f);
+	write_from(f, OTHER, 0, f->a, MIB);
+	write_from(f, SELF, MIB, f->b, MIB);
+	assert_int_equal(cached_pages(f, 0, MIB), 0);
+	assert_int_equal(cached_pages(f, MIB, MIB), MIB / 4096);
+	write_from(f, OTHER, 2 * MIB + 512, f->a, 512 * 1024);   // not on a block boundary
+	write_from(f, OTHER, 3 * MIB, f->b, 64 * 1024);	   // small
+	write_from(f, 0, 4 * MIB, f->b, MIB);		   // a command that names no node
+	assert_int_equal(cached_pages(f, 2 * MIB, 4096), 1);
+	assert_int_equal(cached_pages(f, 3 * MIB, 16 * 4096), 16);
+	assert_int_equal(cached_pages(f, 4 * MIB, MIB), MIB / 4096);
+	assert_bytes(f, 0, f->a, MIB);
+	assert_bytes(f, MIB, f->b, MIB);
+	assert_bytes(f, 2 * MIB + 512, f->a, 512 * 1024);
+	assert_bytes(f, 3 * MIB, f->b, 64 * 1024);
+	assert_bytes(f, 4 * MIB, f->b, MIB);
+}
+
+// A direct write over cached pages (this node's earlier write, a read) leaves the new bytes
+// for every reader, and a buffered write after it too.
+static void test_direct_over_cached(void **state)
+{
+	struct fx *f = *state;
+	open_sm(f);
+	write_from(f, SELF, 0, f->a, 2 * MIB);
+	assert_bytes(f, 0, f->a, 2 * MIB);
+	write_from(f, OTHER, 512 * 1024, f->b, MIB);
+	assert_bytes(f, 0, f->a, 512 * 1024);
+	assert_bytes(f, 512 * 1024, f->b, MIB);
+	assert_bytes(f, 512 * 1024 + MIB, f->a + 512 * 1024 + MIB, 512 * 1024);
+	write_from(f, SELF, 768 * 1024, f->a, 4096);
+	assert_bytes(f, 768 * 1024, f->a, 4096);
+	assert_bytes(f, 512 * 1024, f->b, 256 * 1024);
+	struct stat st;
+	int fd = sm_open_fd(f->sm, F1);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	close(fd);
+	assert_int_equal(st.st_size, 2 * MIB);
+}
+
+// RAFTFS_APPLY_DIRECT=0: every write through the cache (a before/after in one build).
+static void test_off_by_environment(void **state)
+{
+	struct fx *f = *state;
+	if (!direct_uncached(f->dir))
+		skip();
+	setenv("RAFTFS_APPLY_DIRECT", "0", 1);
+	open_sm(f);
+	unsetenv("RAFTFS_APPLY_DIRECT");
+	write_from(f, OTHER, 0, f->a, MIB);
+	assert_int_equal(cached_pages(f, 0, MIB), MIB / 4096);
+	assert_bytes(f, 0, f->a, MIB);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_other_aligned_direct, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_direct_over_cached, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_off_by_environment, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
