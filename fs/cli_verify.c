@@ -46,19 +46,47 @@ static const char usage[] =
     "EXIT STATUS\n"
     "    0 if identical, 1 if they differ or could not be read, 2 for bad usage.\n";
 
+/* The differences of one round, kept per pair so that they print pair by
+ * pair (as when each mount was compared with the first in turn) although
+ * one walk finds them all at once. */
 struct diffs {
-	const char *a, *b;
-	bool quiet;
-	int count;
+	char **mounts;
+	int n;
+	int count;	/* of all pairs */
+	bool oom;	/* a line could not be kept */
+	char ***lines;	/* per other mount */
+	size_t *nlines; /* per other mount */
 };
 
-static void print_diff(void *arg, const char *msg)
+static void note_diff(void *arg, int other, const char *msg)
 {
 	struct diffs *d = arg;
+	size_t k = d->nlines[other];
+	char **more = d->lines[other], *s;
 
 	d->count++;
-	if (!d->quiet)
-		printf("%s vs %s: %s\n", d->a, d->b, msg);
+	if (!(k & (k - 1))) /* 0 or a power of two: full */
+		more = realloc(more, (k ? 2 * k : 1) * sizeof(*more));
+	if (more)
+		d->lines[other] = more;
+	if (!more || asprintf(&s, "%s vs %s: %s", d->mounts[0], d->mounts[other], msg) < 0) {
+		d->oom = true;
+		return;
+	}
+	d->lines[other][d->nlines[other]++] = s;
+}
+
+static void forget_lines(struct diffs *d)
+{
+	for (int i = 0; i < d->n; i++) {
+		for (size_t k = 0; k < d->nlines[i]; k++)
+			free(d->lines[i][k]);
+		free(d->lines[i]);
+		d->lines[i] = NULL;
+		d->nlines[i] = 0;
+	}
+	d->count = 0;
+	d->oom = false;
 }
 
 static long long mono_ms(void)
@@ -69,24 +97,20 @@ static long long mono_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Compares every mount with the first; the number of differences (or of
- * unreadable trees). */
-static int compare_all(char **mounts, int n, bool quiet)
+/* Compares every mount with the first, reading each mount once; the
+ * number of differences (or of unreadable trees), kept in d. */
+static int compare_all(struct diffs *d)
 {
-	int total = 0;
+	int rc;
 
-	for (int i = 1; i < n; i++) {
-		struct diffs d = {mounts[0], mounts[i], quiet, 0};
-		int rc = tree_compare(mounts[0], mounts[i], TREE_CMP_MOUNT, print_diff, &d);
-
-		/* An unreadable tree is reported as differences too. */
-		total += rc < 0 && d.count == 0 ? 1 : d.count;
-	}
-	return total;
+	forget_lines(d);
+	rc = tree_compare_each((const char *const *)d->mounts, d->n, TREE_CMP_MOUNT, note_diff, d);
+	/* An unreadable tree is reported as differences too. */
+	return rc < 0 && d->count == 0 ? 1 : d->count;
 }
 
-/* The comparison holds two descriptors per directory level (tree_compare.h):
- * allow as deep a tree as the hard limit does. */
+/* The comparison holds a descriptor per mount per directory level
+ * (tree_compare.h): allow as deep a tree as the hard limit does. */
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -100,6 +124,7 @@ static void raise_fd_limit(void)
 int cli_verify_main(int argc, char **argv)
 {
 	char **mounts = NULL, err[600];
+	struct diffs d = {0};
 	long long deadline;
 	double wait_s = 0;
 	bool trees = false;
@@ -162,22 +187,41 @@ int cli_verify_main(int argc, char **argv)
 		fprintf(stderr, "raftfs verify: out of memory\n");
 		return 1;
 	}
+	d.mounts = mounts;
+	d.n = n;
+	d.lines = calloc((size_t)n, sizeof(*d.lines));
+	d.nlines = calloc((size_t)n, sizeof(*d.nlines));
+	if (!d.lines || !d.nlines) {
+		fprintf(stderr, "raftfs verify: out of memory\n");
+		status = 1;
+		goto out;
+	}
+	/* Every round keeps its lines: the last one's are printed, without
+	 * walking the mounts again. */
 	deadline = mono_ms() + (long long)(wait_s * 1000);
 	for (;;) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
 
-		diffs = compare_all(mounts, n, true);
+		diffs = compare_all(&d);
 		if (diffs == 0 || mono_ms() >= deadline)
 			break;
 		nanosleep(&ts, NULL);
 	}
-	if (diffs)
-		diffs = compare_all(mounts, n, false);
+	for (int k = 1; k < n; k++)
+		for (size_t l = 0; l < d.nlines[k]; l++)
+			printf("%s\n", d.lines[k][l]);
+	if (d.oom)
+		printf("(some differences not shown: out of memory)\n");
 	if (diffs)
 		printf("%d difference%s\n", diffs, diffs == 1 ? "" : "s");
 	else
 		printf("%d mounts identical\n", n);
 	status = diffs ? 1 : 0;
+out:
+	if (d.lines && d.nlines)
+		forget_lines(&d);
+	free(d.lines);
+	free(d.nlines);
 	for (int k = 0; k < n; k++)
 		free(mounts[k]);
 	free(mounts);

@@ -1,10 +1,14 @@
-// Compares two trees entry by entry (names, attributes, xattrs, content).
+// Compares trees entry by entry (names, attributes, xattrs, content): the
+// first with each of the others, in one walk, so that each object of the
+// first tree is read once however many trees it is compared with (raftfs
+// verify reads three mounts three times, not four: every object read
+// through a mount is a FUSE round trip, every open a barrier).
 //
 // The walk holds a descriptor per directory level and names every object
 // relative to its parent's descriptor (openat, fstatat, readlinkat; xattrs
 // through /proc/self/fd/N), never by an absolute path: the filesystem
 // allows paths longer than PATH_MAX, and such a tree must be compared
-// whole. Depth is bounded by the descriptor limit (two per level). Whatever
+// whole. Depth is bounded by the descriptor limit (one per tree per level). Whatever
 // cannot be read is a reported difference, never a silent skip.
 #include "tree_compare.h"
 
@@ -33,18 +37,25 @@
 
 struct cmp {
 	enum tree_cmp_kind kind;
-	tree_diff_fn fn;
+	tree_diffs_fn fn;
 	void *arg;
+	int n; // trees; tree 0 is the one each other is compared with
 	int diffs;
 	int err;
 	// The path of the object being compared, relative to the roots; grows
 	// without bound (it is only ever printed).
 	char *rel;
 	size_t rel_len, rel_cap;
-	char *buf[2]; // BUF_SIZE each, one per tree
+	// BUF_SIZE each: the first tree's bytes, then each other tree's in
+	// turn, so the first tree's are read once for all of them.
+	char *buf[2];
+	bool *tmp;	// n: the pairs one step of compare_obj compares
+	bool *set;	// n: the pairs of one index entry (compare_index)
+	int *fds;	// n: the files whose content is compared
+	nlink_t *links; // n: one index entry's link counts (compare_index)
 };
 
-// One side's object, held by an O_PATH descriptor so that every check
+// One tree's object, held by an O_PATH descriptor so that every check
 // reads the same inode, however long its path and whatever its type (an
 // O_PATH open neither follows a symlink nor opens a FIFO or device).
 struct obj {
@@ -55,11 +66,14 @@ struct obj {
 	int64_t ctime_ns;
 };
 
+// Messages name the trees of a pair as tree_compare names its two.
 static const char *const side_name[2] = {"first", "second"};
 
-static void diff(struct cmp *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void diff(struct cmp *c, int pair, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void diff(struct cmp *c, const char *fmt, ...)
+// A difference between tree 0 and tree pair.
+static void diff(struct cmp *c, int pair, const char *fmt, ...)
 {
 	char *msg = NULL;
 	va_list ap;
@@ -69,27 +83,48 @@ static void diff(struct cmp *c, const char *fmt, ...)
 	c->diffs++;
 	if (n < 0) {
 		// Still a difference: say at least that there was one.
-		c->fn(c->arg, "a difference (out of memory formatting it)");
+		c->fn(c->arg, pair, "a difference (out of memory formatting it)");
 		if (!c->err)
 			c->err = -ENOMEM;
 		return;
 	}
-	c->fn(c->arg, msg);
+	c->fn(c->arg, pair, msg);
 	free(msg);
 }
 
-// Something of one tree could not be read: a difference (the trees cannot
-// be shown identical) and an error for the caller.
-static void read_error(struct cmp *c, const char *rel, const char *what, int side, int err)
+// Something could not be read, in the first tree or in tree pair: a
+// difference of that pair (it cannot be shown identical) and an error for
+// the caller.
+static void read_error(struct cmp *c, const char *rel, const char *what, bool first, int pair,
+		       int err)
 {
-	diff(c, "%s: cannot %s in the %s tree: %s", rel, what, side_name[side], strerror(err));
+	diff(c, pair, "%s: cannot %s in the %s tree: %s", rel, what, side_name[!first],
+	     strerror(err));
 	if (!c->err)
 		c->err = -err;
 }
 
+// Something of the first tree could not be read: a difference of every
+// pair in on.
+static void read_error_first(struct cmp *c, const char *rel, const char *what, const bool *on,
+			     int err)
+{
+	for (int i = 1; i < c->n; i++)
+		if (on[i])
+			read_error(c, rel, what, true, i, err);
+}
+
+static bool any_on(const struct cmp *c, const bool *on)
+{
+	for (int i = 1; i < c->n; i++)
+		if (on[i])
+			return true;
+	return false;
+}
+
 // Appends "/name" (just "name" at the root) to c->rel; returns the old
-// length for rel_pop, or -1 (reported) without memory.
-static long rel_push(struct cmp *c, const char *name)
+// length for rel_pop, or -1 without memory (reported to the pairs in on).
+static long rel_push(struct cmp *c, const bool *on, const char *name)
 {
 	size_t old = c->rel_len, n = strlen(name), need = old + 1 + n + 1;
 	if (need > c->rel_cap) {
@@ -98,7 +133,10 @@ static long rel_push(struct cmp *c, const char *name)
 			cap *= 2;
 		char *more = realloc(c->rel, cap);
 		if (!more) {
-			diff(c, "%s/%s: not compared: out of memory", c->rel, name);
+			for (int i = 1; i < c->n; i++)
+				if (on[i])
+					diff(c, i, "%s/%s: not compared: out of memory", c->rel,
+					     name);
 			if (!c->err)
 				c->err = -ENOMEM;
 			return -1;
@@ -133,20 +171,22 @@ static void obj_close(struct obj *o)
 }
 
 // Opens entry name of directory dirfd (AT_FDCWD and follow for a root) and
-// loads the attributes the user sees. Returns 0, or -1 after reporting.
-static int obj_open(struct cmp *c, const char *rel, int side, int dirfd, const char *name,
-		    bool follow, struct obj *o)
+// loads the attributes the user sees. Returns 0, or an errno with *what
+// saying what failed (the caller knows which pairs to tell).
+static int obj_open(const struct cmp *c, int dirfd, const char *name, bool follow, struct obj *o,
+		    const char **what)
 {
 	o->fd = openat(dirfd, name, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
 	if (o->fd < 0) {
-		read_error(c, rel, "open it", side, errno);
-		return -1;
+		*what = "open it";
+		return errno;
 	}
 	snprintf(o->proc, sizeof(o->proc), "/proc/self/fd/%d", o->fd);
 	if (fstatat(o->fd, "", &o->st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
-		read_error(c, rel, "stat it", side, errno);
+		int err = errno;
+		*what = "stat it";
 		obj_close(o);
-		return -1;
+		return err;
 	}
 	o->id = o->st.st_ino;
 	o->ctime_ns = (int64_t)o->st.st_ctim.tv_sec * 1000000000 + o->st.st_ctim.tv_nsec;
@@ -172,28 +212,29 @@ static int cmp_strings(const void *x, const void *y)
 }
 
 // Sorted user-visible xattr names of o, as one buffer of NUL-separated
-// names; *n is its length. Caller frees. NULL (reported) on error.
-static char *xattr_names(struct cmp *c, const char *rel, int side, const struct obj *o, ssize_t *n)
+// names; *n is its length. Caller frees. NULL with *err set on error.
+static char *xattr_names(const struct cmp *c, const struct obj *o, ssize_t *n, int *err)
 {
 	char *raw = NULL;
 	// The list may grow between asking its size and reading it: retry.
 	for (int tries = 0;; tries++) {
 		ssize_t size = listxattr(o->proc, NULL, 0);
 		if (size < 0) {
-			read_error(c, rel, "list xattrs", side, errno);
+			*err = errno;
+			free(raw);
 			return NULL;
 		}
 		free(raw);
 		raw = malloc((size_t)size + 1);
 		if (!raw) {
-			read_error(c, rel, "list xattrs", side, ENOMEM);
+			*err = ENOMEM;
 			return NULL;
 		}
 		*n = listxattr(o->proc, raw, (size_t)size + 1);
 		if (*n >= 0)
 			break;
 		if (errno != ERANGE || tries == 3) {
-			read_error(c, rel, "list xattrs", side, errno);
+			*err = errno;
 			free(raw);
 			return NULL;
 		}
@@ -204,7 +245,7 @@ static char *xattr_names(struct cmp *c, const char *rel, int side, const struct 
 	char **v = malloc((count ? count : 1) * sizeof(*v));
 	char *out = malloc((size_t)*n + 1);
 	if (!v || !out) {
-		read_error(c, rel, "list xattrs", side, ENOMEM);
+		*err = ENOMEM;
 		free(v);
 		free(out);
 		free(raw);
@@ -226,133 +267,198 @@ static char *xattr_names(struct cmp *c, const char *rel, int side, const struct 
 	return out;
 }
 
-static void compare_xattrs(struct cmp *c, const char *rel, const struct obj *a, const struct obj *b)
+// The xattrs of the pairs in on: names, then each value of the first
+// tree's object read once and compared with every other's.
+static void compare_xattrs(struct cmp *c, const char *rel, const struct obj *o, const bool *on)
 {
-	ssize_t na, nb;
-	char *x = xattr_names(c, rel, 0, a, &na);
-	char *y = xattr_names(c, rel, 1, b, &nb);
-	if (x && y) {
-		if (na != nb || memcmp(x, y, (size_t)na)) {
-			diff(c, "%s: xattr names differ", rel);
-		} else {
-			for (char *p = x; p < x + na; p += strlen(p) + 1) {
-				ssize_t la = getxattr(a->proc, p, c->buf[0], BUF_SIZE);
-				int ea = errno;
-				ssize_t lb = getxattr(b->proc, p, c->buf[1], BUF_SIZE);
-				if (la < 0 || lb < 0)
-					read_error(c, rel, "read an xattr", la < 0 ? 0 : 1,
-						   la < 0 ? ea : errno);
-				else if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la))
-					diff(c, "%s: xattr %s differs", rel, p);
-			}
+	bool *same = c->tmp; // the pairs with the same names
+	ssize_t nx, ny;
+	int err = 0;
+	char *x = xattr_names(c, &o[0], &nx, &err);
+	if (!x)
+		read_error_first(c, rel, "list xattrs", on, err);
+	for (int i = 1; i < c->n; i++) {
+		same[i] = false;
+		if (!on[i])
+			continue;
+		char *y = xattr_names(c, &o[i], &ny, &err);
+		if (!y)
+			read_error(c, rel, "list xattrs", false, i, err);
+		else if (x && (nx != ny || memcmp(x, y, (size_t)nx)))
+			diff(c, i, "%s: xattr names differ", rel);
+		else if (x)
+			same[i] = true;
+		free(y);
+	}
+	for (char *p = x; x && p < x + nx; p += strlen(p) + 1) {
+		ssize_t la = getxattr(o[0].proc, p, c->buf[0], BUF_SIZE);
+		int ea = errno;
+		for (int i = 1; i < c->n; i++) {
+			if (!same[i])
+				continue;
+			ssize_t lb = getxattr(o[i].proc, p, c->buf[1], BUF_SIZE);
+			if (la < 0 || lb < 0)
+				read_error(c, rel, "read an xattr", la < 0, i, la < 0 ? ea : errno);
+			else if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la))
+				diff(c, i, "%s: xattr %s differs", rel, p);
 		}
 	}
 	free(x);
-	free(y);
 }
 
-static void compare_content(struct cmp *c, const char *rel, const struct obj *a,
-			    const struct obj *b)
+// The content of the regular files of the pairs in live (their sizes are
+// equal): the first tree's file is read once, a block at a time, and each
+// block compared with every other file's still equal.
+static void compare_content(struct cmp *c, const char *rel, const struct obj *o, bool *live)
 {
 	// Reopening through /proc reads the very inode that was stat'ed.
-	int fa = open(a->proc, O_RDONLY | O_CLOEXEC);
-	int ea = errno;
-	int fb = open(b->proc, O_RDONLY | O_CLOEXEC);
-	if (fa < 0 || fb < 0) {
-		read_error(c, rel, "open it for reading", fa < 0 ? 0 : 1, fa < 0 ? ea : errno);
-	} else {
-		for (off_t off = 0;; off += BUF_SIZE) {
-			ssize_t la = pread(fa, c->buf[0], BUF_SIZE, off);
-			ssize_t lb = pread(fb, c->buf[1], BUF_SIZE, off);
-			if (la < 0 || lb < 0) {
-				read_error(c, rel, "read it", la < 0 ? 0 : 1, errno);
-				break;
-			}
-			if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la)) {
-				diff(c, "%s: content differs at or after byte %lld", rel,
-				     (long long)off);
-				break;
-			}
-			if (la == 0)
-				break;
-		}
+	int *fd = c->fds;
+	if (!any_on(c, live))
+		return;
+	for (int i = 0; i < c->n; i++)
+		fd[i] = -1;
+	fd[0] = open(o[0].proc, O_RDONLY | O_CLOEXEC);
+	if (fd[0] < 0) {
+		read_error_first(c, rel, "open it for reading", live, errno);
+		return;
 	}
-	if (fa >= 0)
-		close(fa);
-	if (fb >= 0)
-		close(fb);
+	for (int i = 1; i < c->n; i++)
+		if (live[i] && (fd[i] = open(o[i].proc, O_RDONLY | O_CLOEXEC)) < 0) {
+			read_error(c, rel, "open it for reading", false, i, errno);
+			live[i] = false;
+		}
+	for (off_t off = 0; any_on(c, live); off += BUF_SIZE) {
+		ssize_t la = pread(fd[0], c->buf[0], BUF_SIZE, off);
+		if (la < 0) {
+			read_error_first(c, rel, "read it", live, errno);
+			break;
+		}
+		for (int i = 1; i < c->n; i++) {
+			if (!live[i])
+				continue;
+			ssize_t lb = pread(fd[i], c->buf[1], BUF_SIZE, off);
+			if (lb < 0) {
+				read_error(c, rel, "read it", false, i, errno);
+				live[i] = false;
+			} else if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la)) {
+				diff(c, i, "%s: content differs at or after byte %lld", rel,
+				     (long long)off);
+				live[i] = false;
+			}
+		}
+		if (la == 0)
+			break;
+	}
+	for (int i = 0; i < c->n; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
 }
 
-static void compare_symlinks(struct cmp *c, const char *rel, const struct obj *a,
-			     const struct obj *b)
+static void compare_symlinks(struct cmp *c, const char *rel, const struct obj *o, const bool *on)
 {
 	// A target is shorter than PATH_MAX; a full buffer would be a
 	// truncated one.
-	ssize_t la = readlinkat(a->fd, "", c->buf[0], PATH_MAX);
-	int ea = errno;
-	ssize_t lb = readlinkat(b->fd, "", c->buf[1], PATH_MAX);
-	if (la < 0 || lb < 0)
-		read_error(c, rel, "read the symlink", la < 0 ? 0 : 1, la < 0 ? ea : errno);
-	else if (la == PATH_MAX || lb == PATH_MAX)
-		read_error(c, rel, "read the whole symlink", la == PATH_MAX ? 0 : 1, ENAMETOOLONG);
-	else if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la))
-		diff(c, "%s: symlink target differs", rel);
+	ssize_t la = readlinkat(o[0].fd, "", c->buf[0], PATH_MAX);
+	if (la < 0) {
+		read_error_first(c, rel, "read the symlink", on, errno);
+		return;
+	}
+	if (la == PATH_MAX) {
+		read_error_first(c, rel, "read the whole symlink", on, ENAMETOOLONG);
+		return;
+	}
+	for (int i = 1; i < c->n; i++) {
+		if (!on[i])
+			continue;
+		ssize_t lb = readlinkat(o[i].fd, "", c->buf[1], PATH_MAX);
+		if (lb < 0)
+			read_error(c, rel, "read the symlink", false, i, errno);
+		else if (lb == PATH_MAX)
+			read_error(c, rel, "read the whole symlink", false, i, ENAMETOOLONG);
+		else if (la != lb || memcmp(c->buf[0], c->buf[1], (size_t)la))
+			diff(c, i, "%s: symlink target differs", rel);
+	}
 }
 
 // The nodes that released an orphan (replicated state kept in an xattr the
 // user does not see).
-static void compare_released(struct cmp *c, const char *rel, const struct obj *a,
-			     const struct obj *b)
+static void compare_released(struct cmp *c, const char *rel, const struct obj *o, const bool *on)
 {
-	ssize_t la = getxattr(a->proc, XATTR_RELEASED, c->buf[0], BUF_SIZE);
+	ssize_t la = getxattr(o[0].proc, XATTR_RELEASED, c->buf[0], BUF_SIZE);
 	if (la < 0 && errno != ENODATA) {
-		read_error(c, rel, "read the releases", 0, errno);
+		read_error_first(c, rel, "read the releases", on, errno);
 		return;
 	}
-	ssize_t lb = getxattr(b->proc, XATTR_RELEASED, c->buf[1], BUF_SIZE);
-	if (lb < 0 && errno != ENODATA)
-		read_error(c, rel, "read the releases", 1, errno);
-	else if (la != lb || (la > 0 && memcmp(c->buf[0], c->buf[1], (size_t)la)))
-		diff(c, "%s: released by different nodes", rel);
+	for (int i = 1; i < c->n; i++) {
+		if (!on[i])
+			continue;
+		ssize_t lb = getxattr(o[i].proc, XATTR_RELEASED, c->buf[1], BUF_SIZE);
+		if (lb < 0 && errno != ENODATA)
+			read_error(c, rel, "read the releases", false, i, errno);
+		else if (la != lb || (la > 0 && memcmp(c->buf[0], c->buf[1], (size_t)la)))
+			diff(c, i, "%s: released by different nodes", rel);
+	}
 }
 
-// Compares one object (not its children). Returns 1 if both are directories.
-static int compare_obj(struct cmp *c, const char *rel, const struct obj *a, const struct obj *b)
+// Compares one object of the first tree with the same object of each tree
+// whose pair is in on (not their children). Leaves on only the pairs where
+// both are directories; returns how many.
+static int compare_obj(struct cmp *c, const char *rel, const struct obj *o, bool *on)
 {
-	const struct stat *x = &a->st, *y = &b->st;
-	if ((x->st_mode & S_IFMT) != (y->st_mode & S_IFMT)) {
-		diff(c, "%s: type %o vs %o", rel, x->st_mode & S_IFMT, y->st_mode & S_IFMT);
-		return 0;
+	const struct stat *x = &o[0].st;
+	for (int i = 1; i < c->n; i++) {
+		if (!on[i])
+			continue;
+		const struct stat *y = &o[i].st;
+		if ((x->st_mode & S_IFMT) != (y->st_mode & S_IFMT)) {
+			diff(c, i, "%s: type %o vs %o", rel, x->st_mode & S_IFMT,
+			     y->st_mode & S_IFMT);
+			on[i] = false;
+			continue;
+		}
+		if (o[0].id != o[i].id)
+			diff(c, i, "%s: id %llx vs %llx", rel, (unsigned long long)o[0].id,
+			     (unsigned long long)o[i].id);
+		if (x->st_mode != y->st_mode)
+			diff(c, i, "%s: mode %o vs %o", rel, x->st_mode, y->st_mode);
+		if (x->st_uid != y->st_uid || x->st_gid != y->st_gid)
+			diff(c, i, "%s: owner %u:%u vs %u:%u", rel, x->st_uid, x->st_gid, y->st_uid,
+			     y->st_gid);
+		if (!S_ISDIR(x->st_mode) && x->st_size != y->st_size)
+			diff(c, i, "%s: size %lld vs %lld", rel, (long long)x->st_size,
+			     (long long)y->st_size);
+		if (x->st_nlink != y->st_nlink)
+			diff(c, i, "%s: nlink %lu vs %lu", rel, (unsigned long)x->st_nlink,
+			     (unsigned long)y->st_nlink);
+		if (x->st_mtim.tv_sec != y->st_mtim.tv_sec ||
+		    x->st_mtim.tv_nsec != y->st_mtim.tv_nsec)
+			diff(c, i, "%s: mtime %lld.%09ld vs %lld.%09ld", rel,
+			     (long long)x->st_mtim.tv_sec, x->st_mtim.tv_nsec,
+			     (long long)y->st_mtim.tv_sec, y->st_mtim.tv_nsec);
+		if (o[0].ctime_ns != o[i].ctime_ns)
+			diff(c, i, "%s: ctime %lld vs %lld", rel, (long long)o[0].ctime_ns,
+			     (long long)o[i].ctime_ns);
+		if ((S_ISCHR(x->st_mode) || S_ISBLK(x->st_mode)) && x->st_rdev != y->st_rdev)
+			diff(c, i, "%s: device number differs", rel);
 	}
-	if (a->id != b->id)
-		diff(c, "%s: id %llx vs %llx", rel, (unsigned long long)a->id,
-		     (unsigned long long)b->id);
-	if (x->st_mode != y->st_mode)
-		diff(c, "%s: mode %o vs %o", rel, x->st_mode, y->st_mode);
-	if (x->st_uid != y->st_uid || x->st_gid != y->st_gid)
-		diff(c, "%s: owner %u:%u vs %u:%u", rel, x->st_uid, x->st_gid, y->st_uid,
-		     y->st_gid);
-	if (!S_ISDIR(x->st_mode) && x->st_size != y->st_size)
-		diff(c, "%s: size %lld vs %lld", rel, (long long)x->st_size, (long long)y->st_size);
-	if (x->st_nlink != y->st_nlink)
-		diff(c, "%s: nlink %lu vs %lu", rel, (unsigned long)x->st_nlink,
-		     (unsigned long)y->st_nlink);
-	if (x->st_mtim.tv_sec != y->st_mtim.tv_sec || x->st_mtim.tv_nsec != y->st_mtim.tv_nsec)
-		diff(c, "%s: mtime %lld.%09ld vs %lld.%09ld", rel, (long long)x->st_mtim.tv_sec,
-		     x->st_mtim.tv_nsec, (long long)y->st_mtim.tv_sec, y->st_mtim.tv_nsec);
-	if (a->ctime_ns != b->ctime_ns)
-		diff(c, "%s: ctime %lld vs %lld", rel, (long long)a->ctime_ns,
-		     (long long)b->ctime_ns);
-	if ((S_ISCHR(x->st_mode) || S_ISBLK(x->st_mode)) && x->st_rdev != y->st_rdev)
-		diff(c, "%s: device number differs", rel);
+	if (!any_on(c, on))
+		return 0;
 	if (S_ISLNK(x->st_mode))
-		compare_symlinks(c, rel, a, b);
-	compare_xattrs(c, rel, a, b);
+		compare_symlinks(c, rel, o, on);
+	compare_xattrs(c, rel, o, on);
 	if (c->kind == TREE_CMP_DATA)
-		compare_released(c, rel, a, b);
-	if (S_ISREG(x->st_mode) && x->st_size == y->st_size)
-		compare_content(c, rel, a, b);
-	return S_ISDIR(x->st_mode);
+		compare_released(c, rel, o, on);
+	if (S_ISREG(x->st_mode)) {
+		for (int i = 1; i < c->n; i++)
+			c->tmp[i] = on[i] && o[i].st.st_size == x->st_size;
+		compare_content(c, rel, o, c->tmp);
+	}
+	int dirs = 0;
+	for (int i = 1; i < c->n; i++) {
+		on[i] = on[i] && S_ISDIR(x->st_mode);
+		dirs += on[i];
+	}
+	return dirs;
 }
 
 static void free_list(char **v, size_t n)
@@ -364,10 +470,9 @@ static void free_list(char **v, size_t n)
 
 // Sorted entry names (without . and ..) of directory entry name of dirfd
 // ("." for dirfd itself). Caller frees. A missing directory is empty if
-// missing_ok (index buckets are made on first use). NULL (reported) on
+// missing_ok (index buckets are made on first use). NULL with *err set on
 // error: a listing cut short would hide entries.
-static char **list_dir(struct cmp *c, const char *rel, int side, int dirfd, const char *name,
-		       bool missing_ok, size_t *n)
+static char **list_dir(int dirfd, const char *name, bool missing_ok, size_t *n, int *err)
 {
 	*n = 0;
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -375,19 +480,19 @@ static char **list_dir(struct cmp *c, const char *rel, int side, int dirfd, cons
 		return calloc(1, sizeof(char *));
 	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 	if (!d) {
-		read_error(c, rel, "list it", side, errno);
+		*err = errno;
 		if (fd >= 0)
 			close(fd);
 		return NULL;
 	}
 	size_t cap = 16;
 	char **v = malloc(cap * sizeof(*v));
-	int err = v ? 0 : ENOMEM;
-	while (!err) {
+	*err = v ? 0 : ENOMEM;
+	while (!*err) {
 		errno = 0;
 		struct dirent *e = readdir(d);
 		if (!e) {
-			err = errno;
+			*err = errno;
 			break;
 		}
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
@@ -395,20 +500,19 @@ static char **list_dir(struct cmp *c, const char *rel, int side, int dirfd, cons
 		if (*n == cap) {
 			char **more = realloc(v, 2 * cap * sizeof(*v));
 			if (!more) {
-				err = ENOMEM;
+				*err = ENOMEM;
 				break;
 			}
 			v = more;
 			cap *= 2;
 		}
 		if (!(v[*n] = strdup(e->d_name)))
-			err = ENOMEM;
+			*err = ENOMEM;
 		else
 			(*n)++;
 	}
 	closedir(d);
-	if (err) {
-		read_error(c, rel, "list it", side, err);
+	if (*err) {
 		free_list(v, *n);
 		*n = 0;
 		return NULL;
@@ -417,85 +521,204 @@ static char **list_dir(struct cmp *c, const char *rel, int side, int dirfd, cons
 	return v;
 }
 
-// One directory level of the walk: both directories and their listings,
-// merged in step. The levels live on an explicit stack (not the C stack),
-// so depth is bounded by descriptors alone.
-struct level {
-	struct obj a, b;
-	char **la, **lb; // NULL if unreadable (reported): the level is done
-	size_t na, nb, i, j;
-	long rel_old; // c->rel's length before this level's name; -1 at the root
+// One tree's sorted listing of a directory, consumed in step with the
+// others'.
+struct listing {
+	char **v;
+	size_t n, i;
 };
+
+// Lists entry name of dirfd[k] for tree 0 and each tree whose pair is in
+// on; a pair whose tree cannot be listed is reported and turned off, all
+// of them if tree 0 cannot be. rel names the directory in messages.
+static void list_all(struct cmp *c, const char *rel, const int *dirfd, const char *name,
+		     bool missing_ok, struct listing *ls, bool *on)
+{
+	int err = 0;
+	ls[0].v = list_dir(dirfd[0], name, missing_ok, &ls[0].n, &err);
+	ls[0].i = 0;
+	if (!ls[0].v) {
+		read_error_first(c, rel, "list it", on, err);
+		for (int i = 1; i < c->n; i++)
+			on[i] = false;
+		return;
+	}
+	for (int i = 1; i < c->n; i++) {
+		ls[i].i = 0;
+		if (on[i] && !(ls[i].v = list_dir(dirfd[i], name, missing_ok, &ls[i].n, &err))) {
+			read_error(c, rel, "list it", false, i, err);
+			on[i] = false;
+		}
+	}
+}
+
+static void free_listings(const struct cmp *c, struct listing *ls)
+{
+	for (int i = 0; i < c->n; i++) {
+		free_list(ls[i].v, ls[i].n);
+		ls[i] = (struct listing){0};
+	}
+}
+
+static bool listing_at(const struct listing *l, const char *name)
+{
+	return l->i < l->n && !strcmp(l->v[l->i], name);
+}
+
+// The next name in the merged listings of tree 0 and of the trees whose
+// pair is in on (NULL when they are all done). Reports it to each pair in
+// on where only one of the two trees has it (prefix names it) and moves
+// past it; in both[i] the pairs where both have it.
+static const char *merge_next(struct cmp *c, struct listing *ls, const bool *on, bool *both,
+			      const char *prefix, const char *sep)
+{
+	const char *name = ls[0].i < ls[0].n ? ls[0].v[ls[0].i] : NULL;
+	for (int i = 1; i < c->n; i++)
+		if (on[i] && ls[i].i < ls[i].n && (!name || strcmp(ls[i].v[ls[i].i], name) < 0))
+			name = ls[i].v[ls[i].i];
+	if (!name)
+		return NULL;
+	bool in0 = listing_at(&ls[0], name);
+	for (int i = 1; i < c->n; i++) {
+		both[i] = false;
+		if (!on[i])
+			continue;
+		bool in = listing_at(&ls[i], name);
+		if (in0 != in)
+			diff(c, i, "%s%s%s: only in the %s tree", prefix, sep, name, side_name[in]);
+		both[i] = in0 && in;
+		ls[i].i += in;
+	}
+	ls[0].i += in0;
+	return name;
+}
+
+// One directory level of the walk: the directory in each tree and their
+// listings, merged in step. The levels live on an explicit stack (not the
+// C stack), so depth is bounded by descriptors alone.
+struct level {
+	struct obj *o;	    // per tree
+	struct listing *ls; // per tree
+	bool *on;	    // per tree: the pairs still compared at this level
+	int *fd;	    // per tree: o[i].fd, for list_all
+	long rel_old;	    // c->rel's length before this level's name; -1 at the root
+};
+
+// One allocation for a level's arrays; false without memory.
+static bool level_init(const struct cmp *c, struct level *l, long rel_old)
+{
+	size_t n = (size_t)c->n;
+	char *p = calloc(
+	    1, n * (sizeof(struct obj) + sizeof(struct listing) + sizeof(int) + sizeof(bool)));
+	if (!p)
+		return false;
+	l->o = (struct obj *)p;
+	l->ls = (struct listing *)(l->o + n);
+	l->fd = (int *)(l->ls + n);
+	l->on = (bool *)(l->fd + n);
+	for (size_t i = 0; i < n; i++)
+		l->o[i].fd = -1;
+	l->rel_old = rel_old;
+	return true;
+}
 
 static void level_free(struct cmp *c, struct level *l)
 {
-	free_list(l->la, l->na);
-	free_list(l->lb, l->nb);
-	obj_close(&l->a);
-	obj_close(&l->b);
+	if (!l->o)
+		return;
+	free_listings(c, l->ls);
+	for (int i = 0; i < c->n; i++)
+		obj_close(&l->o[i]);
 	if (l->rel_old >= 0)
 		rel_pop(c, l->rel_old);
+	free(l->o);
+	l->o = NULL;
 }
 
-// Lists the directories of a new level (c->rel names them).
+// Lists the directories of a new level (c->rel names them); closes the
+// other trees' objects, which are not directories here.
 static void level_list(struct cmp *c, struct level *l)
 {
-	l->la = list_dir(c, rel_name(c), 0, l->a.fd, ".", false, &l->na);
-	l->lb = list_dir(c, rel_name(c), 1, l->b.fd, ".", false, &l->nb);
-	l->i = l->j = 0;
+	for (int i = 0; i < c->n; i++) {
+		if (i && !l->on[i])
+			obj_close(&l->o[i]);
+		l->fd[i] = l->o[i].fd;
+	}
+	list_all(c, rel_name(c), l->fd, ".", false, l->ls, l->on);
 }
 
-// Compares the directories x and y (already compared themselves) entry by
-// entry, depth first; takes their descriptors.
-static void walk(struct cmp *c, struct obj *x, struct obj *y)
+// Opens entry name of each tree's directory at level l for the pairs in on
+// (tree 0's once), turning off those that cannot be opened (reported).
+static void open_entry(struct cmp *c, const struct level *l, const char *name, struct level *next)
+{
+	const char *what = NULL;
+	int err = obj_open(c, l->o[0].fd, name, false, &next->o[0], &what);
+	if (err) {
+		read_error_first(c, c->rel, what, next->on, err);
+		for (int i = 1; i < c->n; i++)
+			next->on[i] = false;
+		return;
+	}
+	for (int i = 1; i < c->n; i++)
+		if (next->on[i] &&
+		    (err = obj_open(c, l->o[i].fd, name, false, &next->o[i], &what))) {
+			read_error(c, c->rel, what, false, i, err);
+			next->on[i] = false;
+		}
+}
+
+// Compares the directories of level root (already compared themselves)
+// entry by entry, depth first; takes the level.
+static void walk(struct cmp *c, struct level *root)
 {
 	size_t depth = 0, cap = 16;
 	struct level *st = malloc(cap * sizeof(*st));
 	if (!st) {
-		read_error(c, rel_name(c), "list it", 0, ENOMEM);
-		obj_close(x);
-		obj_close(y);
+		read_error_first(c, rel_name(c), "list it", root->on, ENOMEM);
+		level_free(c, root);
 		return;
 	}
-	st[depth++] = (struct level){.a = *x, .b = *y, .rel_old = -1};
+	st[depth++] = *root;
 	level_list(c, &st[0]);
 	while (depth > 0) {
 		struct level *l = &st[depth - 1];
-		if (!l->la || !l->lb || (l->i == l->na && l->j == l->nb)) {
+		struct level next = {0};
+		if (!level_init(c, &next, -1)) {
+			read_error_first(c, rel_name(c), "list it", l->on, ENOMEM);
 			level_free(c, l);
 			depth--;
 			continue;
 		}
-		int o = l->i == l->na ? 1 : l->j == l->nb ? -1 : strcmp(l->la[l->i], l->lb[l->j]);
-		const char *name = o < 0 ? l->la[l->i] : l->lb[l->j];
-		long old = rel_push(c, name);
+		const char *name = NULL;
+		if (any_on(c, l->on))
+			name = merge_next(c, l->ls, l->on, next.on, c->rel, c->rel_len ? "/" : "");
+		if (!name) { // this level is done
+			level_free(c, &next);
+			level_free(c, l);
+			depth--;
+			continue;
+		}
+		if (!any_on(c, next.on)) { // only in some trees: reported
+			level_free(c, &next);
+			continue;
+		}
+		long old = rel_push(c, next.on, name);
 		if (old < 0) { // reported; the rest of this level is not compared
-			l->i = l->na;
-			l->j = l->nb;
+			for (int i = 1; i < c->n; i++)
+				l->on[i] = false;
+			level_free(c, &next);
 			continue;
 		}
-		if (o != 0) {
-			diff(c, "%s: only in the %s tree", c->rel, side_name[o > 0]);
-			if (o < 0)
-				l->i++;
-			else
-				l->j++;
-			rel_pop(c, old);
-			continue;
-		}
-		l->i++;
-		l->j++;
-		struct level next = {.a = {.fd = -1}, .b = {.fd = -1}, .rel_old = old};
-		if (obj_open(c, c->rel, 0, l->a.fd, name, false, &next.a) ||
-		    obj_open(c, c->rel, 1, l->b.fd, name, false, &next.b) ||
-		    !compare_obj(c, c->rel, &next.a, &next.b)) {
+		next.rel_old = old;
+		open_entry(c, l, name, &next);
+		if (!any_on(c, next.on) || !compare_obj(c, c->rel, next.o, next.on)) {
 			level_free(c, &next);
 			continue;
 		}
 		if (depth == cap) {
 			struct level *more = realloc(st, 2 * cap * sizeof(*st));
 			if (!more) {
-				read_error(c, c->rel, "list it", 0, ENOMEM);
+				read_error_first(c, c->rel, "list it", next.on, ENOMEM);
 				level_free(c, &next);
 				continue;
 			}
@@ -511,113 +734,207 @@ static void walk(struct cmp *c, struct obj *x, struct obj *y)
 
 // One index entry: its id xattr must be its name. Returns its link count
 // (1: an orphan, only the index link is left), or 0 if it cannot be read.
-static nlink_t index_entry(struct cmp *c, const char *rel, int side, const struct obj *o,
-			   const char *name)
+static nlink_t index_entry(const struct obj *o, const char *name, char *id)
 {
-	char buf[17] = {0};
-	if (getxattr(o->proc, XATTR_ID, buf, 16) != 16 || strcmp(buf, name))
-		diff(c, "index %s: carries id %s in the %s tree", name, buf[0] ? buf : "(none)",
-		     side_name[side]);
+	if (getxattr(o->proc, XATTR_ID, id, 16) != 16 || strcmp(id, name))
+		return 0;
 	// obj_open left out the index link itself from the user's count.
 	return o->st.st_nlink + 1;
 }
 
-// The hard-link index DATA/ids: the same ids on both sides, each entry
-// naming its own id; orphans (index entries with no name left) are compared
-// whole here, the named through the tree.
-static void compare_index(struct cmp *c, int da, int db)
+// Opens index entry r of tree i and checks its id; its link count, 0 if it
+// could not be opened (reported to pair, or every pair in on for tree 0).
+static nlink_t open_index_entry(struct cmp *c, int i, int dirfd, const char *r, const char *name,
+				const bool *on, int pair, struct obj *o)
+{
+	const char *what = NULL;
+	char id[17] = {0};
+	int err = obj_open(c, dirfd, r, false, o, &what);
+	if (err) {
+		if (i == 0)
+			read_error_first(c, r, what, on, err);
+		else
+			read_error(c, r, what, false, pair, err);
+		return 0;
+	}
+	nlink_t links = index_entry(o, name, id);
+	if (!links) {
+		for (int k = 1; k < c->n; k++)
+			if (i == 0 ? on[k] : k == pair)
+				diff(c, k, "index %s: carries id %s in the %s tree", name,
+				     id[0] ? id : "(none)", side_name[i != 0]);
+		links = o->st.st_nlink + 1;
+	}
+	return links;
+}
+
+// The hard-link index DATA/ids: the same ids in each tree as in tree 0,
+// each entry naming its own id; orphans (index entries with no name left)
+// are compared whole here, the named through the tree.
+static void compare_index(struct cmp *c, const int *dirfd, const bool *pairs, struct level *l)
 {
 	char bucket[16], r[64];
 	for (unsigned k = 0; k < 256; k++) {
 		snprintf(bucket, sizeof(bucket), "ids/%02x", k);
-		size_t na, nb;
-		char **la = list_dir(c, bucket, 0, da, bucket, true, &na);
-		char **lb = list_dir(c, bucket, 1, db, bucket, true, &nb);
-		size_t i = 0, j = 0;
-		while (la && lb && (i < na || j < nb)) {
-			int o = i == na ? 1 : j == nb ? -1 : strcmp(la[i], lb[j]);
-			if (o < 0) {
-				diff(c, "index %s: only in the first tree", la[i++]);
+		memcpy(l->on, pairs, (size_t)c->n * sizeof(bool));
+		list_all(c, bucket, dirfd, bucket, true, l->ls, l->on);
+		const char *name;
+		bool *both = c->set;
+		while (any_on(c, l->on) &&
+		       (name = merge_next(c, l->ls, l->on, both, "index ", ""))) {
+			if (!any_on(c, both))
 				continue;
+			snprintf(r, sizeof(r), "%s/%s", bucket, name);
+			nlink_t n0 = open_index_entry(c, 0, dirfd[0], r, name, both, 0, &l->o[0]);
+			nlink_t *ni = c->links;
+			for (int i = 1; i < c->n; i++)
+				ni[i] = both[i] ? open_index_entry(c, i, dirfd[i], r, name, both, i,
+								   &l->o[i])
+						: 0;
+			// The orphans of both trees compared as objects; an
+			// orphan in one only is a difference.
+			for (int i = 1; i < c->n; i++) {
+				if (n0 && ni[i] && (n0 == 1) != (ni[i] == 1))
+					diff(c, i, "index %s: an orphan in the %s tree only", name,
+					     n0 == 1 ? "first" : "second");
+				both[i] = n0 == 1 && ni[i] == 1;
 			}
-			if (o > 0) {
-				diff(c, "index %s: only in the second tree", lb[j++]);
-				continue;
-			}
-			snprintf(r, sizeof(r), "%s/%s", bucket, la[i]);
-			struct obj x = {.fd = -1}, y = {.fd = -1};
-			nlink_t nx = 0, ny = 0;
-			if (!obj_open(c, r, 0, da, r, false, &x))
-				nx = index_entry(c, r, 0, &x, la[i]);
-			if (!obj_open(c, r, 1, db, r, false, &y))
-				ny = index_entry(c, r, 1, &y, lb[j]);
-			if (nx == 1 && ny == 1) {
-				snprintf(r, sizeof(r), "orphan %s", la[i]);
-				compare_obj(c, r, &x, &y);
-			} else if ((nx == 1) != (ny == 1) && nx && ny) {
-				diff(c, "index %s: an orphan in the %s tree only", la[i],
-				     nx == 1 ? "first" : "second");
-			}
-			obj_close(&x);
-			obj_close(&y);
-			i++;
-			j++;
+			snprintf(r, sizeof(r), "orphan %s", name);
+			if (any_on(c, both))
+				compare_obj(c, r, l->o, both);
+			for (int i = 0; i < c->n; i++)
+				obj_close(&l->o[i]);
 		}
-		free_list(la, na);
-		free_list(lb, nb);
+		free_listings(c, l->ls);
 	}
 }
 
-// Compares the trees under roots a and b (opened following symlinks: a
-// data dir may be a link to another disk).
-static void compare_roots(struct cmp *c, int dira, const char *a, int dirb, const char *b)
+// Compares the roots (entry name[i] of dirfd[i], followed at AT_FDCWD: a
+// mount or data dir given may be a link), then the trees under them, for
+// the pairs in on.
+static void compare_roots(struct cmp *c, const int *dirfd, const char *const *name, const bool *on)
 {
-	struct obj x, y = {.fd = -1};
-	if (obj_open(c, ".", 0, dira, a, dira == AT_FDCWD, &x))
-		return;
-	if (!obj_open(c, ".", 1, dirb, b, dirb == AT_FDCWD, &y) && compare_obj(c, ".", &x, &y)) {
-		walk(c, &x, &y);
+	struct level root;
+	const char *what = NULL;
+	if (!level_init(c, &root, -1)) {
+		read_error_first(c, ".", "open it", on, ENOMEM);
 		return;
 	}
-	obj_close(&x);
-	obj_close(&y);
+	memcpy(root.on, on, (size_t)c->n * sizeof(bool));
+	int err = obj_open(c, dirfd[0], name[0], dirfd[0] == AT_FDCWD, &root.o[0], &what);
+	if (err) {
+		read_error_first(c, ".", what, root.on, err);
+		level_free(c, &root);
+		return;
+	}
+	for (int i = 1; i < c->n; i++)
+		if (root.on[i] && (err = obj_open(c, dirfd[i], name[i], dirfd[i] == AT_FDCWD,
+						  &root.o[i], &what))) {
+			read_error(c, ".", what, false, i, err);
+			root.on[i] = false;
+		}
+	if (any_on(c, root.on) && compare_obj(c, ".", root.o, root.on))
+		walk(c, &root);
+	else
+		level_free(c, &root);
 }
 
-int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn, void *arg)
+// The data dirs' trees and hard-link indexes (dirfd: the data dirs).
+static void compare_data(struct cmp *c, const char *const *roots, int *dirfd, bool *on)
 {
-	struct cmp c = {.kind = kind, .fn = fn, .arg = arg};
+	const char **tree = calloc((size_t)c->n, sizeof(*tree));
+	struct level scratch = {0};
+	if (!tree || !level_init(c, &scratch, -1)) {
+		read_error_first(c, ".", "open it", on, ENOMEM);
+		free(tree);
+		return;
+	}
+	for (int i = 0; i < c->n; i++) {
+		tree[i] = "tree";
+		if ((dirfd[i] = open(roots[i], O_PATH | O_DIRECTORY | O_CLOEXEC)) >= 0)
+			continue;
+		int err = errno;
+		for (int k = 1; k < c->n; k++)
+			if (on[k] && (i == 0 || k == i))
+				diff(c, k, "cannot open data dir %s: %s", roots[i], strerror(err));
+		if (!c->err)
+			c->err = -err;
+		if (i == 0)
+			memset(on, 0, (size_t)c->n * sizeof(bool));
+		on[i] = false;
+	}
+	if (any_on(c, on)) {
+		compare_roots(c, dirfd, tree, on);
+		compare_index(c, dirfd, on, &scratch);
+	}
+	level_free(c, &scratch);
+	free(tree);
+}
+
+int tree_compare_each(const char *const *roots, int n, enum tree_cmp_kind kind, tree_diffs_fn fn,
+		      void *arg)
+{
+	struct cmp c = {.kind = kind, .fn = fn, .arg = arg, .n = n};
+	if (n < 2)
+		return 0;
+	size_t un = (size_t)n;
+	int *dirfd = malloc(un * sizeof(*dirfd));
+	bool *on = calloc(un, sizeof(*on));
 	c.buf[0] = malloc(BUF_SIZE);
 	c.buf[1] = malloc(BUF_SIZE);
 	c.rel = calloc(1, 256);
 	c.rel_cap = 256;
-	if (!c.buf[0] || !c.buf[1] || !c.rel) {
-		free(c.buf[0]);
-		free(c.buf[1]);
-		free(c.rel);
-		fn(arg, "trees not compared: out of memory");
-		return -ENOMEM;
+	c.tmp = calloc(un, sizeof(*c.tmp));
+	c.set = calloc(un, sizeof(*c.set));
+	c.fds = calloc(un, sizeof(*c.fds));
+	c.links = calloc(un, sizeof(*c.links));
+	if (!dirfd || !on || !c.buf[0] || !c.buf[1] || !c.rel || !c.tmp || !c.set || !c.fds ||
+	    !c.links) {
+		for (int i = 1; i < n; i++)
+			fn(arg, i, "trees not compared: out of memory");
+		c.err = -ENOMEM;
+		goto out;
 	}
-	if (kind == TREE_CMP_DATA) {
-		int da = open(a, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		int ea = errno;
-		int db = open(b, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (da < 0 || db < 0) {
-			diff(&c, "cannot open data dir %s: %s", da < 0 ? a : b,
-			     strerror(da < 0 ? ea : errno));
-			c.err = -(da < 0 ? ea : errno);
-		} else {
-			compare_roots(&c, da, "tree", db, "tree");
-			compare_index(&c, da, db);
-		}
-		if (da >= 0)
-			close(da);
-		if (db >= 0)
-			close(db);
-	} else {
-		compare_roots(&c, AT_FDCWD, a, AT_FDCWD, b);
+	for (int i = 0; i < n; i++) {
+		dirfd[i] = AT_FDCWD;
+		on[i] = i > 0;
 	}
+	if (kind == TREE_CMP_DATA)
+		compare_data(&c, roots, dirfd, on);
+	else
+		compare_roots(&c, dirfd, roots, on);
+	for (int i = 0; kind == TREE_CMP_DATA && i < n; i++)
+		if (dirfd[i] >= 0)
+			close(dirfd[i]);
+out:
+	free(dirfd);
+	free(on);
 	free(c.buf[0]);
 	free(c.buf[1]);
 	free(c.rel);
+	free(c.tmp);
+	free(c.set);
+	free(c.fds);
+	free(c.links);
 	return c.err ? c.err : c.diffs;
+}
+
+// tree_compare's caller's function and argument, behind tree_diffs_fn.
+struct one_pair {
+	tree_diff_fn fn;
+	void *arg;
+};
+
+static void pass_diff(void *arg, int other, const char *msg)
+{
+	struct one_pair *p = arg;
+	(void)other;
+	p->fn(p->arg, msg);
+}
+
+int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn, void *arg)
+{
+	const char *roots[2] = {a, b};
+	struct one_pair p = {fn, arg};
+	return tree_compare_each(roots, 2, kind, pass_diff, &p);
 }

@@ -16,6 +16,10 @@ enum tree_cmp_kind {
 // Called once per difference with a line such as "a/b: mode 100644 vs 100600".
 typedef void (*tree_diff_fn)(void *arg, const char *msg);
 
+// The same for tree_compare_each: other (1 ... n-1) is the tree that differs
+// from the first.
+typedef void (*tree_diffs_fn)(void *arg, int other, const char *msg);
+
 // Walks both trees and reports every difference in names, types, ids, modes,
 // owners, sizes (not of directories: their local size depends on history),
 // mtimes, ctimes, link counts, device numbers, symlink targets, xattrs and
@@ -29,5 +33,14 @@ typedef void (*tree_diff_fn)(void *arg, const char *msg);
 // anything could not be read or compared (reported through fn too, as a
 // difference: nothing is ever skipped silently).
 int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_diff_fn fn, void *arg);
+
+// Compares roots[0] with each of roots[1 ... n-1] as tree_compare does, in
+// one walk that reads every object of roots[0] once (not once per other
+// tree): the differences of each pair, in the order tree_compare gives
+// them, interleaved between pairs. The walk holds n descriptors per
+// directory level. Returns the number of differences of all pairs, or a
+// negative errno if anything could not be read or compared.
+int tree_compare_each(const char *const *roots, int n, enum tree_cmp_kind kind, tree_diffs_fn fn,
+		      void *arg);
 
 #endif

@@ -27,9 +27,10 @@ struct pos {
 
 struct lines {
 	char **v;
+	int *pair; /* per line: the index in p of the node compared with p[0] */
 	size_t n;
 	size_t total;
-	int a, b; /* the nodes compared now */
+	const struct pos *p; /* the nodes compared */
 };
 
 static long long mono_ms(void)
@@ -75,14 +76,16 @@ static bool same_positions(const struct pos *x, const struct pos *y, int n)
 	return true;
 }
 
-static void keep_line(void *arg, const char *msg)
+static void keep_line(void *arg, int other, const char *msg)
 {
 	struct lines *l = arg;
 	char *s;
 
 	l->total++;
-	if (l->n == MAX_LINES || asprintf(&s, "node%d vs node%d: %s", l->a, l->b, msg) < 0)
+	if (l->n == MAX_LINES ||
+	    asprintf(&s, "node%d vs node%d: %s", l->p[0].id, l->p[other].id, msg) < 0)
 		return;
+	l->pair[l->n] = other;
 	l->v[l->n++] = s;
 }
 
@@ -93,21 +96,39 @@ static void free_lines(struct lines *l)
 	l->n = l->total = 0;
 }
 
-/* Compares the first node's data dir with every other's; the differences
- * in l. */
+/* Compares the first node's data dir with every other's, reading the
+ * first once; the differences in l. */
 static void compare_nodes(const char *dir, const struct pos *p, int n, struct lines *l)
 {
-	char first[4096], other[4096];
+	char(*data)[4096] = calloc((size_t)n, sizeof(*data));
+	const char **roots = calloc((size_t)n, sizeof(*roots));
 
-	local_node_dir(dir, p[0].id, first, sizeof(first) - 8);
-	strcat(first, "/data");
-	for (int i = 1; i < n; i++) {
-		local_node_dir(dir, p[i].id, other, sizeof(other) - 8);
-		strcat(other, "/data");
-		l->a = p[0].id;
-		l->b = p[i].id;
-		tree_compare(first, other, TREE_CMP_DATA, keep_line, l);
+	l->p = p;
+	if (!data || !roots) {
+		l->total++;
+		if (l->n < MAX_LINES && (l->v[l->n] = strdup("trees not compared: out of memory")))
+			l->pair[l->n++] = 1;
+		goto out;
 	}
+	for (int i = 0; i < n; i++) {
+		local_node_dir(dir, p[i].id, data[i], sizeof(data[i]) - 8);
+		strcat(data[i], "/data");
+		roots[i] = data[i];
+	}
+	tree_compare_each(roots, n, TREE_CMP_DATA, keep_line, l);
+out:
+	free(data);
+	free(roots);
+}
+
+/* The kept lines, pair by pair (each node's differences with the first
+ * together). */
+static void print_lines(FILE *out, const struct lines *l, int n)
+{
+	for (int k = 1; k < n; k++)
+		for (size_t i = 0; i < l->n; i++)
+			if (l->pair[i] == k)
+				fprintf(out, "%s\n", l->v[i]);
 }
 
 static void print_positions(FILE *out, const struct pos *p, int n)
@@ -143,7 +164,8 @@ int tree_verify_nodes(const char *dir, double wait_s, FILE *out)
 	before = calloc((size_t)n, sizeof(*before));
 	after = calloc((size_t)n, sizeof(*after));
 	l.v = calloc(MAX_LINES, sizeof(*l.v));
-	if (!before || !after || !l.v) {
+	l.pair = calloc(MAX_LINES, sizeof(*l.pair));
+	if (!before || !after || !l.v || !l.pair) {
 		fprintf(stderr, "raftfs verify --trees: out of memory\n");
 		rc = -1;
 		goto out;
@@ -173,8 +195,7 @@ int tree_verify_nodes(const char *dir, double wait_s, FILE *out)
 		}
 		nanosleep(&ts, NULL);
 	}
-	for (size_t i = 0; i < l.n; i++)
-		fprintf(out, "%s\n", l.v[i]);
+	print_lines(out, &l, n);
 	if (l.total)
 		fprintf(out, "%zu difference%s at index %llu\n", l.total, l.total == 1 ? "" : "s",
 			(unsigned long long)before[0].applied);
@@ -186,6 +207,7 @@ out:
 	if (l.v)
 		free_lines(&l);
 	free(l.v);
+	free(l.pair);
 	free(before);
 	free(after);
 	return rc;

@@ -28,10 +28,13 @@
 #define DIR_ID(i) ((1ULL << 48) | (100 + (i)))
 #define LEAF_ID ((1ULL << 48) | 7)
 #define LINK_ID ((1ULL << 48) | 8)
+// Replicas made by the same commands: two for tree_compare, a third for
+// tree_compare_each.
+#define REPLICAS 3
 
 struct fx {
-	char *dir[2];
-	struct sm *sm[2];
+	char *dir[REPLICAS];
+	struct sm *sm[REPLICAS];
 	char names[DEPTH][NAME_LEN + 1];
 	char *leaf_rel; // the leaf's path relative to the tree
 };
@@ -63,7 +66,7 @@ static void seen_reset(struct seen *s)
 	*s = (struct seen){0};
 }
 
-// Applies c to both replicas at the same index and time, as the nodes of
+// Applies c to every replica at the same index and time, as the nodes of
 // a cluster would.
 static void apply_both(struct fx *f, Fspb__Command *c)
 {
@@ -72,7 +75,7 @@ static void apply_both(struct fx *f, Fspb__Command *c)
 	c->time_ns = now;
 	size_t len;
 	uint8_t *buf = tl_pack(c, &len);
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < REPLICAS; k++) {
 		int res = -1;
 		assert_int_equal(
 		    sm_apply(f->sm[k], sm_applied_index(f->sm[k]) + 1, 0, 0, 0, buf, len, &res), 0);
@@ -94,7 +97,7 @@ static void mkdir_both(struct fx *f, uint64_t parent, const char *name, uint64_t
 	apply_both(f, &c);
 }
 
-// The same commands on both replicas: a chain of DEPTH directories with a
+// The same commands on every replica: a chain of DEPTH directories with a
 // file (content and xattr) and a symlink at the bottom.
 static int setup(void **state)
 {
@@ -114,7 +117,7 @@ static int setup(void **state)
 	}
 	strcat(f->leaf_rel, "leaf");
 	assert_true(strlen(f->leaf_rel) > PATH_MAX);
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < REPLICAS; k++) {
 		f->dir[k] = tl_mkdtemp();
 		assert_int_equal(sm_open(f->dir[k], 1, &f->sm[k]), 0);
 	}
@@ -162,7 +165,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < REPLICAS; k++) {
 		sm_close(f->sm[k]);
 		tl_rmtree(f->dir[k]);
 	}
@@ -288,6 +291,112 @@ static void test_mount_kind_walks_deep(void **state)
 	seen_reset(&s);
 }
 
+// Every difference of one pair of tree_compare_each, one string after
+// another, per other tree.
+struct seen_each {
+	struct seen pair[3];
+};
+
+static void keep_each(void *arg, int other, const char *msg)
+{
+	struct seen_each *e = arg;
+	assert_true(other >= 1 && other <= 2);
+	keep_diff(&e->pair[other], msg);
+}
+
+// tree_compare_each of three trees reports for each pair what tree_compare
+// of that pair reports, in the same order, and their sum: the first tree
+// read once must not change what is found. The third tree differs at the
+// bottom (content, an xattr, a symlink target), the second by one extra
+// directory, the first by a file only it has (a difference of both pairs).
+static void test_each_reports_as_pairs(void **state)
+{
+	struct fx *f = *state;
+	const char *third = f->dir[2];
+	const char *roots[3] = {f->dir[0], f->dir[1], third};
+	struct seen_each e = {0};
+	assert_int_equal(tree_compare_each(roots, 3, TREE_CMP_DATA, keep_each, &e), 0);
+	assert_int_equal(e.pair[1].n + e.pair[2].n, 0);
+
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/tree", third);
+	int top = open(path, O_RDONLY | O_DIRECTORY);
+	assert_true(top >= 0);
+	int dir = top;
+	for (int i = 0; i < DEPTH; i++) {
+		int next = openat(dir, f->names[i], O_RDONLY | O_DIRECTORY);
+		assert_true(next >= 0);
+		if (dir != top)
+			close(dir);
+		dir = next;
+	}
+	close(top);
+	int fd = openat(dir, "leaf", O_RDWR);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(pwrite(fd, "D", 1, 3), 1);
+	struct timespec ts[2] = {st.st_atim, st.st_mtim};
+	assert_int_equal(futimens(fd, ts), 0);
+	close(fd);
+	assert_int_equal(fsetxattr(dir, "user.extra", "1", 1, 0), 0);
+	assert_int_equal(unlinkat(dir, "link", 0), 0);
+	assert_int_equal(symlinkat("leag", dir, "link"), 0);
+	close(dir);
+	dir = open_deepest(f, 1);
+	assert_int_equal(mkdirat(dir, "only-in-second", 0700), 0);
+	close(dir);
+	dir = open_deepest(f, 0);
+	fd = openat(dir, "only-in-first", O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	close(dir);
+
+	int rc = tree_compare_each(roots, 3, TREE_CMP_DATA, keep_each, &e);
+	struct seen one[3] = {{0}};
+	int rc1 = tree_compare(f->dir[0], f->dir[1], TREE_CMP_DATA, keep_diff, &one[1]);
+	int rc2 = tree_compare(f->dir[0], third, TREE_CMP_DATA, keep_diff, &one[2]);
+	assert_true(rc1 >= 2); // the extra directory, the deepest one's nlink
+	assert_true(rc2 >= 4); // the first's file, content, xattr names, target
+	assert_int_equal(rc, rc1 + rc2);
+	for (int k = 1; k <= 2; k++) {
+		assert_int_equal(e.pair[k].n, one[k].n);
+		assert_string_equal(e.pair[k].all, one[k].all);
+		seen_reset(&e.pair[k]);
+		seen_reset(&one[k]);
+	}
+
+	// As mounts (plain directories, st_ino and all xattrs): the same.
+	char t[3][PATH_MAX];
+	const char *trees[3] = {t[0], t[1], t[2]};
+	for (int k = 0; k < 3; k++)
+		snprintf(t[k], sizeof(t[k]), "%s/tree", roots[k]);
+	rc = tree_compare_each(trees, 3, TREE_CMP_MOUNT, keep_each, &e);
+	rc1 = tree_compare(t[0], t[1], TREE_CMP_MOUNT, keep_diff, &one[1]);
+	rc2 = tree_compare(t[0], t[2], TREE_CMP_MOUNT, keep_diff, &one[2]);
+	assert_true(rc1 > 0 && rc2 > 0);
+	assert_int_equal(rc, rc1 + rc2);
+	for (int k = 1; k <= 2; k++) {
+		assert_string_equal(e.pair[k].all, one[k].all);
+		seen_reset(&e.pair[k]);
+		seen_reset(&one[k]);
+	}
+}
+
+// A first tree that cannot be read is a difference of every pair.
+static void test_each_unreadable_first(void **state)
+{
+	struct fx *f = *state;
+	const char *roots[3] = {"/nonexistent/raftfs-tree", f->dir[0], f->dir[1]};
+	struct seen_each e = {0};
+	assert_int_equal(tree_compare_each(roots, 3, TREE_CMP_MOUNT, keep_each, &e), -ENOENT);
+	assert_int_equal(e.pair[1].n, 1);
+	assert_int_equal(e.pair[2].n, 1);
+	assert_non_null(strstr(e.pair[2].all, "cannot open it in the first tree"));
+	seen_reset(&e.pair[1]);
+	seen_reset(&e.pair[2]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -295,6 +404,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_content_difference_at_the_bottom, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_descriptors_is_a_difference, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mount_kind_walks_deep, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_each_reports_as_pairs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_each_unreadable_first, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
