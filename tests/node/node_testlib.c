@@ -4,9 +4,12 @@
 #include "client.h"
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -137,4 +140,107 @@ int test_leading(node *const *first, size_t stride, int n, long long timeout_ms)
 		test_nap();
 	}
 	return -1;
+}
+
+int test_kv_cluster_start(struct test_kv_member *m, int n, const char *cluster, char *dir,
+			  test_kv_tune_fn tune)
+{
+	uint16_t port[CONFIG_MAX_PEERS];
+	const char *why = "no free port";
+	char err[256];
+
+	memset(m, 0, (size_t)n * sizeof(*m));
+	snprintf(dir, 64, "/tmp/%s.XXXXXX", cluster);
+	if (n > CONFIG_MAX_PEERS || !mkdtemp(dir)) {
+		fprintf(stderr, "%s: no cluster directory\n", cluster);
+		dir[0] = '\0';
+		return -1;
+	}
+	setenv("RAFTFS_TEST_STALL", "1", 1);
+	if (test_distinct_ports(port, n) != 0)
+		goto failed;
+	for (int i = 0; i < n; i++) {
+		node_config *c = &m[i].cfg;
+
+		test_member_config(c, cluster, dir, i, n, port);
+		c->snapshot_entries = 0;
+		c->election_ticks = 50;
+		why = err;
+		if (kvsm_open(c->data_dir, &m[i].k, err, sizeof(err)) != 0)
+			goto failed;
+		kvsm_iface(m[i].k, &m[i].inner);
+		m[i].sm = m[i].inner;
+		if (tune)
+			tune(&m[i], i);
+		if (node_new(c, &m[i].sm, &m[i].n, err, sizeof(err)) != 0)
+			goto failed;
+	}
+	why = "node_launch failed";
+	for (int i = 0; i < n; i++)
+		if (node_launch(m[i].n) != 0)
+			goto failed;
+	return 0;
+failed:
+	fprintf(stderr, "%s setup in %s: %s\n", cluster, dir, why);
+	test_kv_cluster_stop(m, n, dir);
+	return -1;
+}
+
+int test_kv_cluster_stop(struct test_kv_member *m, int n, char *dir)
+{
+	char cmd[96];
+	int rc = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (m[i].n) {
+			node_stop(m[i].n);
+			node_free(m[i].n);
+		}
+		if (m[i].k)
+			kvsm_close(m[i].k);
+	}
+	memset(m, 0, (size_t)n * sizeof(*m));
+	if (dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		rc = system(cmd) == 0 ? 0 : -1;
+		dir[0] = '\0';
+	}
+	return rc;
+}
+
+void test_on_put(void *arg, int status, int64_t result, uint64_t index)
+{
+	(void)result;
+	(void)index;
+	atomic_store((atomic_int *)arg, status == 0 ? 1 : -1);
+}
+
+int test_put_wait(node *n, const char *kv, long long ms)
+{
+	static atomic_int done;
+	long long deadline = test_now_ms() + ms;
+
+	atomic_store(&done, 0);
+	if (node_start(n, kv, strlen(kv), 30000, test_on_put, &done, NULL, NULL) != 0)
+		return -1;
+	while (atomic_load(&done) == 0 && test_now_ms() < deadline)
+		test_nap();
+	return atomic_load(&done);
+}
+
+int test_hold_next_save(const node_config *cfg, const char *kind, unsigned ms, char *path,
+			size_t cap)
+{
+	char tmp[4200];
+	FILE *f;
+
+	snprintf(path, cap, "%s/stall-%s", cfg->data_dir, kind);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return -1;
+	fprintf(f, "%u\n", ms);
+	if (fclose(f) != 0)
+		return -1;
+	return rename(tmp, path);
 }

@@ -1,13 +1,14 @@
 /* node_testlib.h — what the in-process node tests share: free loopback
  * ports, a monotonic clock, a pause between polls, the config of a
- * one-node cluster or of a member of an n-node one, and a node's commit
- * index by a status request. */
+ * one-node cluster or of a member of an n-node one, a node's commit index
+ * by a status request, and a started cluster of kv nodes. */
 #ifndef RAFTFS_NODE_TESTLIB_H
 #define RAFTFS_NODE_TESTLIB_H
 
 #include <stdint.h>
 
 #include "config.h"
+#include "kvsm.h"
 #include "node.h"
 
 /* A TCP port on 127.0.0.1 that was free a moment ago (0 if none). */
@@ -47,5 +48,50 @@ int test_distinct_ports(uint16_t *port, int n);
  * directory DIR/n<i + 1>. */
 void test_member_config(node_config *cfg, const char *cluster, const char *dir, int i, int n,
 			const uint16_t *port);
+
+/* One member of an in-process cluster of kv nodes over loopback TCP
+ * (test_kv_cluster_start). The node applies through sm: the kv state
+ * machine's interface (inner) unless the test's tune function changed it
+ * (a gated apply, with ctx still the kvsm). */
+struct test_kv_member {
+	node_config cfg;
+	kvsm *k;
+	node_sm inner, sm;
+	node *n;
+};
+
+/* Called for member i between its config and node_new: the test's own
+ * settings (timeouts, bounds) or state machine. */
+typedef void (*test_kv_tune_fn)(struct test_kv_member *m, int i);
+
+/* Starts an n-node cluster named `cluster` in m[0..n-1] (zeroed first):
+ * each node on its own loopback port, its data under a fresh dir
+ * "/tmp/<cluster>.XXXXXX" (dir holds at least 64 bytes), snapshots off,
+ * a 500 ms election timeout (no elections from a loaded machine's pauses),
+ * RAFTFS_TEST_STALL set (the tests hold saves), then tune, then launched.
+ * Returns 0, or -1 after saying why on stderr and undoing what was made
+ * (cmocka runs no teardown after a failed setup). */
+int test_kv_cluster_start(struct test_kv_member *m, int n, const char *cluster, char *dir,
+			  test_kv_tune_fn tune);
+
+/* A node_start callback: stores 1 (applied) or -1 (failed) in the
+ * atomic_int at arg. */
+void test_on_put(void *arg, int status, int64_t result, uint64_t index);
+
+/* Proposes kv on n and waits for it to apply there: 1 applied, -1 failed,
+ * 0 not within ms. One at a time (the callback's flag is shared). */
+int test_put_wait(node *n, const char *kv, long long ms);
+
+/* Asks a node started with RAFTFS_TEST_STALL to hold its persist thread
+ * for ms after its next save: DATA/stall-<kind> ("any": any role),
+ * written aside and renamed in so the node never reads it half. Its path
+ * in path. Returns 0, or -1 if it could not be written. */
+int test_hold_next_save(const node_config *cfg, const char *kind, unsigned ms, char *path,
+			size_t cap);
+
+/* Stops and frees the nodes, closes their state machines, zeroes m and
+ * removes dir (safe after a failed start, and twice). Returns 0, or -1 if
+ * dir could not be removed. */
+int test_kv_cluster_stop(struct test_kv_member *m, int n, char *dir);
 
 #endif

@@ -59,15 +59,8 @@
 #define RESEND_PUTS 24
 #define RESEND_HOLD_MS 6500
 
-struct member {
-	node_config cfg;
-	kvsm *k;
-	node_sm sm;
-	node *n;
-};
-
-static struct member m[N_NODES];
-static char dir[32];
+static struct test_kv_member m[N_NODES];
+static char dir[64];
 static atomic_int put_ok, put_failed;
 
 static void on_put(void *arg, int status, int64_t result, uint64_t index)
@@ -80,72 +73,36 @@ static void on_put(void *arg, int status, int64_t result, uint64_t index)
 
 static int teardown(void **state)
 {
-	char cmd[64];
-
 	(void)state;
-	for (int i = 0; i < N_NODES; i++) {
-		if (m[i].n) {
-			node_stop(m[i].n);
-			node_free(m[i].n);
-		}
-		if (m[i].k)
-			kvsm_close(m[i].k);
-	}
-	memset(m, 0, sizeof(m));
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_kv_cluster_stop(m, N_NODES, dir);
 }
 
-/* cmocka runs no teardown after a failed setup: undo here what was made. */
-static int setup_failed(const char *why)
-{
-	fprintf(stderr, "admit_stall setup in %s: %s\n", dir, why);
-	teardown(NULL);
-	return -1;
-}
+/* Admission at admit_bytes, the unsaved bound at unsaved (0: the
+ * default): for tune, set by the setup before the cluster starts. */
+static uint64_t admit_bytes, unsaved;
 
-static void member_config(int i, const uint16_t *port)
+static void tune(struct test_kv_member *member, int i)
 {
-	node_config *c = &m[i].cfg;
+	node_config *c = &member->cfg;
 
-	test_member_config(c, "admitstall", dir, i, N_NODES, port);
+	(void)i;
 	c->admit_entry_bytes = BIG_BYTES;
-	c->snapshot_entries = 0;
 	c->proposal_timeout_ms = 60000;
 	c->election_ticks = ELECTION_TICKS;
+	c->admit_bytes = admit_bytes;
+	if (unsaved)
+		c->unsaved_bytes = unsaved;
 }
 
 /* Three nodes, admission at admit_bytes, the unsaved bound at unsaved
  * (0: the default). */
-static int setup_with(uint64_t admit_bytes, uint64_t unsaved)
+static int setup_with(uint64_t admit, uint64_t unsaved_bound)
 {
-	uint16_t port[N_NODES];
-	char err[256];
-
-	memset(m, 0, sizeof(m));
 	atomic_store(&put_ok, 0);
 	atomic_store(&put_failed, 0);
-	snprintf(dir, sizeof(dir), "/tmp/admit_stall.XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	setenv("RAFTFS_TEST_STALL", "1", 1);
-	if (test_distinct_ports(port, N_NODES) != 0)
-		return setup_failed("no free port");
-	for (int i = 0; i < N_NODES; i++) {
-		member_config(i, port);
-		m[i].cfg.admit_bytes = admit_bytes;
-		if (unsaved)
-			m[i].cfg.unsaved_bytes = unsaved;
-		if (kvsm_open(m[i].cfg.data_dir, &m[i].k, err, sizeof(err)) != 0)
-			return setup_failed(err);
-		kvsm_iface(m[i].k, &m[i].sm);
-		if (node_new(&m[i].cfg, &m[i].sm, &m[i].n, err, sizeof(err)) != 0)
-			return setup_failed(err);
-	}
-	for (int i = 0; i < N_NODES; i++)
-		if (node_launch(m[i].n) != 0)
-			return setup_failed("node_launch failed");
-	return 0;
+	admit_bytes = admit;
+	unsaved = unsaved_bound;
+	return test_kv_cluster_start(m, N_NODES, "admitstall", dir, tune);
 }
 
 static int setup(void **state)

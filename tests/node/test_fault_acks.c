@@ -32,17 +32,9 @@
 
 #define N_NODES 3
 #define HOLD_MS 1500
-#define ELECTION_TICKS 50 /* 500 ms: no elections from a loaded machine's pauses */
 
-struct member {
-	node_config cfg;
-	kvsm *k;
-	node_sm inner, sm;
-	node *n;
-};
-
-static struct member m[N_NODES];
-static char dir[32];
+static struct test_kv_member m[N_NODES];
+static char dir[64];
 static atomic_int boom_node = -1; /* whose apply of "boom" fails */
 
 static struct {
@@ -76,71 +68,26 @@ static int gated_apply(void *ctx, uint64_t index, const envelope *env, const uin
 	return m[0].inner.apply(ctx, index, env, cmd, len, result); /* the same for all */
 }
 
-static void on_put(void *arg, int status, int64_t result, uint64_t index)
-{
-	(void)result;
-	(void)index;
-	atomic_store((atomic_int *)arg, status == 0 ? 1 : -1);
-}
-
 static int teardown(void **state)
 {
-	char cmd[64];
-
 	(void)state;
 	open_gate(); /* a failed test must not leave an apply thread stuck */
-	for (int i = 0; i < N_NODES; i++) {
-		if (m[i].n) {
-			node_stop(m[i].n);
-			node_free(m[i].n);
-		}
-		if (m[i].k)
-			kvsm_close(m[i].k);
-	}
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_kv_cluster_stop(m, N_NODES, dir);
 }
 
-/* cmocka runs no teardown after a failed setup: undo here what was made. */
-static int setup_failed(const char *why)
+/* Every node's apply goes through the gate (ctx stays the kv state
+ * machine). */
+static void tune(struct test_kv_member *member, int i)
 {
-	fprintf(stderr, "fault_acks setup in %s: %s\n", dir, why);
-	teardown(NULL);
-	return -1;
+	(void)i;
+	member->cfg.proposal_timeout_ms = 30000;
+	member->sm.apply = gated_apply;
 }
 
 static int setup(void **state)
 {
-	uint16_t port[N_NODES];
-	char err[256];
-
 	(void)state;
-	memset(m, 0, sizeof(m));
-	snprintf(dir, sizeof(dir), "/tmp/fault_acks.XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	setenv("RAFTFS_TEST_STALL", "1", 1);
-	if (test_distinct_ports(port, N_NODES) != 0)
-		return setup_failed("no free port");
-	for (int i = 0; i < N_NODES; i++) {
-		node_config *c = &m[i].cfg;
-
-		test_member_config(c, "faultacks", dir, i, N_NODES, port);
-		c->snapshot_entries = 0;
-		c->proposal_timeout_ms = 30000;
-		c->election_ticks = ELECTION_TICKS;
-		if (kvsm_open(c->data_dir, &m[i].k, err, sizeof(err)) != 0)
-			return setup_failed(err);
-		kvsm_iface(m[i].k, &m[i].inner);
-		m[i].sm = m[i].inner; /* ctx stays the kv state machine */
-		m[i].sm.apply = gated_apply;
-		if (node_new(c, &m[i].sm, &m[i].n, err, sizeof(err)) != 0)
-			return setup_failed(err);
-	}
-	for (int i = 0; i < N_NODES; i++)
-		if (node_launch(m[i].n) != 0)
-			return setup_failed("node_launch failed");
-	return 0;
+	return test_kv_cluster_start(m, N_NODES, "faultacks", dir, tune);
 }
 
 /* A node that says it leads (-1: none within 20 s). */
@@ -153,31 +100,14 @@ static int leading_node(void)
  * failed, 0 not within 20 s. */
 static int put_wait(int i, const char *kv)
 {
-	static atomic_int done;
-	long long deadline = test_now_ms() + 20000;
-
-	atomic_store(&done, 0);
-	if (node_start(m[i].n, kv, strlen(kv), 30000, on_put, &done, NULL, NULL) != 0)
-		return -1;
-	while (atomic_load(&done) == 0 && test_now_ms() < deadline)
-		test_nap();
-	return atomic_load(&done);
+	return test_put_wait(m[i].n, kv, 20000);
 }
 
-/* Holds node i's persist thread for ms after its next save (RAFTFS_TEST_STALL,
- * any role): written aside and renamed in, so never read half. */
+/* Holds node i's persist thread for ms after its next save, in any role;
+ * the request's path in path. */
 static void hold_next_save(int i, unsigned ms, char *path, size_t cap)
 {
-	char tmp[4200];
-	FILE *f;
-
-	snprintf(path, cap, "%s/stall-any", m[i].cfg.data_dir);
-	snprintf(tmp, sizeof(tmp), "%s/stall-any.tmp", m[i].cfg.data_dir);
-	f = fopen(tmp, "w");
-	assert_non_null(f);
-	fprintf(f, "%u\n", ms);
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(rename(tmp, path), 0);
+	assert_int_equal(test_hold_next_save(&m[i].cfg, "any", ms, path, cap), 0);
 }
 
 static void test_no_direct_ack_after_fault(void **state)

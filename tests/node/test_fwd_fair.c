@@ -36,18 +36,10 @@
 #define OWN_WINDOW ((int)(4 * BOUND / PUT_BYTES)) /* the leader's own puts kept pending */
 #define FOLLOWER_PUTS 16
 #define SLOW_MS 40
-#define ELECTION_TICKS 50 /* 500 ms: no elections from a loaded machine's pauses */
 #define WAIT_MS 10000 /* for the follower's puts: four of its retry intervals (2.5 s) */
 
-struct member {
-	node_config cfg;
-	kvsm *k;
-	node_sm sm;
-	node *n;
-};
-
-static struct member m[N_NODES];
-static char dir[32];
+static struct test_kv_member m[N_NODES];
+static char dir[64];
 static _Atomic bool stop_disk, stop_own;
 /* The test's threads and the leader they work on: here, not in the test
  * function, so that a failed assert (which returns from it at once) leaves
@@ -176,24 +168,16 @@ static void stop_disk_thread(void)
 	th.disk_on = false;
 }
 
-static int teardown(void **state);
-
-/* cmocka runs no teardown after a failed setup: undo here what was made
- * (nodes, state machines, the directory). */
-static int setup_failed(const char *why)
+static void tune(struct test_kv_member *member, int i)
 {
-	fprintf(stderr, "fwd_fair setup in %s: %s\n", dir, why);
-	teardown(NULL);
-	return -1;
+	(void)i;
+	member->cfg.unsaved_bytes = BOUND;
+	member->cfg.proposal_timeout_ms = 60000;
 }
 
 static int setup(void **state)
 {
-	uint16_t port[N_NODES];
-	char err[256];
-
 	(void)state;
-	memset(m, 0, sizeof(m));
 	memset(&th, 0, sizeof(th));
 	atomic_store(&stop_disk, false);
 	atomic_store(&stop_own, false);
@@ -202,52 +186,18 @@ static int setup(void **state)
 	atomic_store(&own_pending, 0);
 	atomic_store(&fol_done, 0);
 	atomic_store(&fol_failed, 0);
-	snprintf(dir, sizeof(dir), "/tmp/fwd_fair.XXXXXX");
-	if (!mkdtemp(dir))
-		return -1;
-	setenv("RAFTFS_TEST_STALL", "1", 1);
-	if (test_distinct_ports(port, N_NODES) != 0)
-		return setup_failed("no free port");
-	for (int i = 0; i < N_NODES; i++) {
-		node_config *c = &m[i].cfg;
-
-		test_member_config(c, "fwdfair", dir, i, N_NODES, port);
-		c->unsaved_bytes = BOUND;
-		c->snapshot_entries = 0;
-		c->proposal_timeout_ms = 60000;
-		c->election_ticks = ELECTION_TICKS;
-		if (kvsm_open(c->data_dir, &m[i].k, err, sizeof(err)) != 0)
-			return setup_failed(err);
-		kvsm_iface(m[i].k, &m[i].sm);
-		if (node_new(c, &m[i].sm, &m[i].n, err, sizeof(err)) != 0)
-			return setup_failed(err);
-	}
-	for (int i = 0; i < N_NODES; i++)
-		if (node_launch(m[i].n) != 0)
-			return setup_failed("node_launch failed");
-	return 0;
+	return test_kv_cluster_start(m, N_NODES, "fwdfair", dir, tune);
 }
 
 static int leading_node(void);
 
 static int teardown(void **state)
 {
-	char cmd[64];
-
 	(void)state;
 	/* The threads first: they use the nodes. */
 	stop_own_thread();
 	stop_disk_thread();
-	for (int i = 0; i < N_NODES; i++) {
-		if (m[i].n) {
-			node_stop(m[i].n);
-			node_free(m[i].n);
-		}
-		if (m[i].k)
-			kvsm_close(m[i].k);
-	}
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_kv_cluster_stop(m, N_NODES, dir);
 }
 
 static void on_first(void *arg, int status, int64_t result, uint64_t index)
