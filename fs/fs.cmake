@@ -15,6 +15,7 @@ add_library(raftfs_fs STATIC
   sm_image_make.c
   sm_image_meta.c
   sm_id_hw.c
+  sm_id_known.c
   snap_node.c
   cmd_merge.c
 )

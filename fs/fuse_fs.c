@@ -14,8 +14,10 @@
 #include "fuse_fs_impl.h"
 #include "fuse_inval.h"
 #include "sm.h"
+#include "sm_id_known.h"
 
 static bool holds_open(void *arg, uint64_t id);
+static int ids_known(struct fuse_fs *fs);
 static void *retrier(void *arg);
 
 /* An entry change refused with EREMOTE is recalled and proposed again at
@@ -503,7 +505,13 @@ static void inherit_gid(struct fuse_fs *fs, uint64_t parent, Fspb__Command *c, u
 int ffs_new_node_cmd(struct fuse_fs *fs, fuse_req_t req, uint64_t parent, Fspb__Command *c,
 		     uint64_t *id, uint32_t *mode)
 {
-	int rc = sm_alloc_id(fs->sm, id);
+	int rc = ids_known(fs);
+
+	if (rc) {
+		fuse_reply_err(req, rc);
+		return -rc;
+	}
+	rc = sm_alloc_id(fs->sm, id);
 
 	if (rc < 0) {
 		fuse_reply_err(req, -rc);
@@ -680,6 +688,50 @@ static void probe_done(void *arg, int err)
 	if (!err)
 		atomic_store(&fs->degraded, false);
 	atomic_store(&fs->probing, false);
+}
+
+/* Waits for a read barrier whatever the mode (degraded or not): 0 or its
+ * positive errno. */
+static int strict_barrier(struct fuse_fs *fs)
+{
+	struct sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+	int rc = fs_node_barrier(fs->fsn, sync_done, &w);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	return w.err;
+}
+
+/* Whether this node may hand out ids: 0, or the positive errno a create
+ * fails with (EAGAIN: not caught up yet, sm_id_known.h). */
+static int ids_known(struct fuse_fs *fs)
+{
+	static atomic_bool told;
+	int err;
+
+	if (sm_ids_known(fs->sm))
+		return 0;
+	/* Not the lookup's barrier (ffs_barrier): a degraded mount skips it,
+	 * and a rebuilt node's mount is degraded until it reaches a leader.
+	 * Passed, everything committed before it is applied here: the
+	 * creates of this node's ids in the log raised the counter past them
+	 * (sm_note_id), and an installed image past the ones it knew
+	 * (sm_ids_take_over). */
+	err = strict_barrier(fs);
+	if (err == ETIMEDOUT) {
+		if (!atomic_exchange(&told, true))
+			fprintf(stderr, "fs: no new ids until this node has caught up with the "
+					"cluster (no barrier passed yet): creates fail "
+					"with EAGAIN\n");
+		return EAGAIN;
+	}
+	if (err)
+		return err;
+	return sm_ids_mark_known(fs->sm) < 0 ? EIO : 0;
 }
 
 /* Waits (on this FUSE thread) until this node applied everything committed

@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -120,6 +121,7 @@ struct sm {
 	uint64_t next_counter; // next counter to hand out
 	uint64_t reserved_to;  // counters below this are reserved in DATA/sm/next_id
 	struct sm_id_hw id_hw; // every node's ids seen, for images (apply thread; sm_id_hw.h)
+	atomic_bool ids_known; // DATA/sm/ids_known seen or written (sm_id_known.h)
 };
 
 // A path naming an object for path-based syscalls (lstat, lsetxattr, ...).
