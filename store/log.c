@@ -240,6 +240,9 @@ int store_save_write(store *s, const raft_hard_state *hs, const raft_entry *ents
 	n -= skip;
 	if (!hs && n == 0)
 		return 0;
+	int latched = store_check_synced(s, n ? "append entries" : "save hard state");
+	if (latched)
+		return latched;
 	for (size_t i = 1; i < n; i++)
 		if (ents[i].index != ents[i - 1].index + 1)
 			return store_fail(s, RAFT_EINVAL,
@@ -333,7 +336,18 @@ int store_save_sync(store *s, char *err, size_t errlen)
 		snprintf(err, errlen, "store %s: value log: sync %s/%016llx.vlog: %s", s->dir, s->vl.dir,
 			 (unsigned long long)s->vl.sync_seq, strerror(-vrv));
 	}
-	return rv;
+	if (s->fail_next_sync && rv == 0) {
+		rv = s->fail_next_sync;
+		snprintf(err, errlen, "store %s: sync: test: failed on purpose (store_fail_next_sync)",
+			 s->dir);
+	}
+	s->fail_next_sync = 0;
+	return rv ? store_sync_failed(s, rv) : 0;
+}
+
+void store_fail_next_sync(store *s, int rc)
+{
+	s->fail_next_sync = rc;
 }
 
 int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n)

@@ -33,6 +33,26 @@ int store_fail(store *s, int code, const char *fmt, ...)
 	return code;
 }
 
+int store_sync_failed(store *s, int code)
+{
+	int none = 0;
+
+	atomic_compare_exchange_strong(&s->sync_failed, &none, code);
+	return code;
+}
+
+int store_check_synced(store *s, const char *what)
+{
+	int code = atomic_load(&s->sync_failed);
+
+	if (!code)
+		return 0;
+	return store_fail(s, code,
+			  "%s: refused: a sync of this store failed before (what it was to "
+			  "make durable may be lost); reopen the store",
+			  what);
+}
+
 const char *store_errmsg(const store *s)
 {
 	return s->errmsg;
@@ -195,11 +215,16 @@ int rec_get(store *s, const uint8_t *key, size_t klen, rocksdb_pinnableslice_t *
 int batch_write(store *s, rocksdb_writebatch_t *b, bool sync, const char *what)
 {
 	char *err = NULL;
+	int rv = store_check_synced(s, what);
+
+	if (rv)
+		return rv;
 	rocksdb_write(s->db, sync ? s->wo_sync : s->wo_async, b, &err);
 	if (err) {
-		int rv = store_fail(s, RAFT_EIO, "%s: write: %s", what, err);
+		rv = store_fail(s, RAFT_EIO, "%s: write: %s", what, err);
 		rocksdb_free(err);
-		return rv;
+		/* A synced write that failed may have failed its sync. */
+		return sync ? store_sync_failed(s, rv) : rv;
 	}
 	return 0;
 }

@@ -100,6 +100,16 @@ int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size
 int store_save_write(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n);
 int store_save_sync(store *s, char *err, size_t errlen);
 
+/* A failed sync is sticky: once store_save_sync, store_save or a synced
+ * write failed its sync, every later save and write fails with the same
+ * code (store_errmsg says why) until the store is closed and opened
+ * again — a later sync that succeeds would not cover what the failed one
+ * may have dropped. */
+
+/* Tests: the next store_save_sync (or store_save's sync) fails with rc
+ * after syncing, as if the disk had failed it. */
+void store_fail_next_sync(store *s, int rc);
+
 /* store_save() without a hard state. Durable on return. */
 int store_append(store *s, const raft_entry *ents, size_t n);
 

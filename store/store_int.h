@@ -4,6 +4,7 @@
 #define RAFTFS_STORE_INT_H
 
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 
 #include "store.h"
 #include "vlog.h"
@@ -53,6 +54,16 @@ struct store {
 	/* store_save_write wrote a save that store_save_sync has not yet
 	 * made durable (the saving thread's own: no other reads it). */
 	bool sync_owed;
+	/* The code of the first failed sync (0: none). Every later write
+	 * fails with it until the store is reopened: a sync that fails may
+	 * have dropped the data it was to make durable (Linux marks the
+	 * pages clean after a failed writeback), so a later sync that
+	 * succeeds says nothing about it, and a save that counted on it
+	 * would be acknowledged and lost. Reopening reads back what is on
+	 * disk (open cuts a value log reference to lost data, vlog.h).
+	 * Atomic: store_save_sync sets it without the caller's lock. */
+	atomic_int sync_failed;
+	int fail_next_sync; /* store_fail_next_sync (tests): the next sync fails with it */
 
 	raft_storage iface;
 	char errmsg[STORE_ERRMSG_MAX];
@@ -61,6 +72,14 @@ struct store {
 /* Records msg (prefixed with the store's directory) as the store's error
  * and returns code, so failures read `return store_fail(s, ...)`. */
 int store_fail(store *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A sync failed with code: latched as s->sync_failed (the first code
+ * stays). Returns code. */
+int store_sync_failed(store *s, int code);
+
+/* If a sync failed before: records why `what` is refused as the store's
+ * error and returns the latched code; else 0. */
+int store_check_synced(store *s, const char *what);
 
 size_t key_entry(uint8_t *k, uint64_t index);
 size_t key_chunk(uint8_t *k, uint64_t gen, uint64_t offset);

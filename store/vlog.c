@@ -660,8 +660,9 @@ int vlog_append_wait(store *s)
 	int rv = vlog_sync_wait(v);
 
 	if (rv != 0)
-		return store_fail(s, rv, "value log: sync %s/%016llx.vlog: %s", v->dir,
-				  (unsigned long long)v->sync_seq, strerror(-rv));
+		return store_sync_failed(s, store_fail(s, rv, "value log: sync %s/%016llx.vlog: %s",
+						       v->dir, (unsigned long long)v->sync_seq,
+						       strerror(-rv)));
 	return 0;
 }
 

@@ -220,6 +220,31 @@ static void test_append_errors(void **state)
 	assert_int_equal(store_last_index(f->s), 3);
 }
 
+/* A failed sync is sticky (review finding): the saves after it fail too,
+ * also a resend of the same entries whose own sync would succeed, and a
+ * hard state alone, until the store is reopened. Without the latch the
+ * second save returned 0, and its caller would have counted the first
+ * save's entries as durable. */
+static void test_sync_failure_sticky(void **state)
+{
+	fixture *f = *state;
+	raft_entry *e = tu_entries(1, 4, 1, 100);
+	raft_hard_state hs = {.term = 1, .vote = 1, .commit = 1};
+
+	assert_int_equal(store_save(f->s, NULL, e, 1), 0);
+	store_fail_next_sync(f->s, RAFT_EIO);
+	assert_int_equal(store_save(f->s, NULL, e + 1, 1), RAFT_EIO);
+	assert_non_null(strstr(store_errmsg(f->s), "failed on purpose"));
+	assert_int_equal(store_save(f->s, NULL, e + 1, 2), RAFT_EIO);
+	assert_non_null(strstr(store_errmsg(f->s), "a sync of this store failed before"));
+	assert_int_equal(store_save_write(f->s, &hs, NULL, 0), RAFT_EIO);
+	assert_int_equal(store_append(f->s, e + 1, 2), RAFT_EIO);
+	reopen(f);
+	assert_int_equal(store_save(f->s, &hs, e + 1, 2), 0);
+	expect_entries(f->s, 1, 4, 1);
+	raft_entries_free(e, 3);
+}
+
 static void test_save_hard_state_with_entries(void **state)
 {
 	fixture *f = *state;
@@ -507,6 +532,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_byte_cap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_append_truncates_suffix, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_append_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sync_failure_sticky, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_hard_state_with_entries, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_conf_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_local_snapshot_and_compact, setup, teardown),
