@@ -108,6 +108,15 @@ up() {
 	M1=$C/n1 M2=$C/n2 M3=$C/n3
 }
 
+# mount_answers K: node K's mount answers (FUSE, its root inode). `local start`
+# returns once the node listens; its replay and mount come after, and a
+# step through $MK before then reaches the bare directory beneath
+# (mount.lookup_fence: a create right after node_conf failed with ENOENT).
+mount_answers() {
+	[ "$(stat -f -c %t "$C/n$1" 2>/dev/null)" = 65735546 ] &&
+		[ "$(stat -c %i "$C/n$1" 2>/dev/null)" = 1 ]
+}
+
 # stop_counter K PATTERN WORD: stops node K and prints the number after WORD
 # in the last line of its log matching PATTERN (a node logs its counters
 # when it stops; the line itself goes to stderr, for the test's log), then
@@ -121,6 +130,7 @@ stop_counter() {
 	line=$(grep -h "$2" "$C/node$k/node.log" | tail -1) || true
 	echo "$line" >&2
 	"$R" local start "$C" "$k" >/dev/null || fail "restart of node $k"
+	wait_for 60 "node $k's mount" mount_answers "$k"
 	echo "$line" | awk -v w="$3" '{for (i = 1; i < NF; i++) if ($i == w) print $(i + 1)}'
 }
 
@@ -143,4 +153,5 @@ node_conf() {
 	"$R" local stop "$C" "$k" >/dev/null || fail "stop of node $k"
 	set_conf "$k" "$key" "$val"
 	env "$@" "$R" local start "$C" "$k" >/dev/null || fail "restart of node $k ($key = $val)"
+	wait_for 60 "node $k's mount" mount_answers "$k"
 }
