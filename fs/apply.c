@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sm_impl.h"
@@ -1387,24 +1388,52 @@ static int data_times(struct sm *sm, uint64_t id, int fd, int64_t t)
 	return step(sm);
 }
 
-// Big writes proposed by another node go around the page cache: on this VM
-// filling fresh page-cache pages costs 3 ms of CPU per MiB (a rewrite of
-// cached ones 0.1), and the apply threads' fills were half of the three
-// nodes' CPU during a big write (bench/fs/README.md, "Session 10
-// (seqw)"). Another node's data is rarely read here soon; the proposer's
-// own mount reads back what it wrote (fs-bench), so its node keeps
-// filling the cache. O_DIRECT wants the offset, the length and the buffer
-// in whole blocks: only writes that are (dd, cp: 1 MiB at a time) take
-// it, from an aligned copy. Durability is unchanged: the tree is never
-// synced by apply either way (redo journal, DESIGN.md).
+// Big writes proposed by another node may go around the page cache. On this
+// VM filling fresh page-cache pages is slow and erratic: under load 3 ms of
+// CPU per MiB (a rewrite of cached pages 0.1), and then the apply threads'
+// fills were half of the three nodes' CPU during a big write; on a quiet
+// machine far less, and there the disk is the scarcer part (three value-log
+// copies of every byte already near its bandwidth at 300 MiB/s, while the
+// cache writes the tree back after a burst). So, by default (auto), a
+// write goes direct only while the last buffered ones cost at least
+// sm->direct_fill_ns of CPU per MiB, and one in DIRECT_PROBE_EVERY goes
+// buffered anyway to measure again (bench/fs/README.md, "Session 10
+// (seqw)"). The proposer's own writes always fill the cache: its mount
+// reads back what it wrote (fs-bench), and they are measured too.
+// RAFTFS_APPLY_DIRECT=0 never goes direct, =1 always (sm.c). O_DIRECT
+// wants the offset, the length and the buffer in whole blocks: only writes
+// that are (dd, cp: 1 MiB at a time) take it, from an aligned copy.
+// Durability is the same either way: apply syncs nothing of the tree (redo
+// journal, DESIGN.md).
 #define DIRECT_MIN_BYTES (256u << 10)
 #define DIRECT_ALIGN 4096u
+#define DIRECT_PROBE_EVERY 16u
 
-static bool write_goes_direct(const struct sm *sm, const Fspb__Command *c, uint64_t off,
-			      size_t len)
+static bool write_goes_direct(struct sm *sm, const Fspb__Command *c, uint64_t off, size_t len)
 {
-	return sm->write_direct && c->node != 0 && c->node != sm->node_id &&
-	       len >= DIRECT_MIN_BYTES && off % DIRECT_ALIGN == 0 && len % DIRECT_ALIGN == 0;
+	if (sm->direct_mode == SM_DIRECT_OFF || c->node == 0 || c->node == sm->node_id ||
+	    len < DIRECT_MIN_BYTES || off % DIRECT_ALIGN || len % DIRECT_ALIGN)
+		return false;
+	if (sm->direct_mode == SM_DIRECT_ON)
+		return true;
+	if (sm->fill_ns_mib < 0 || sm->fill_ns_mib < sm->direct_fill_ns)
+		return false; // not measured yet, or cheap: through the cache
+	return ++sm->direct_run % DIRECT_PROBE_EVERY != 0;
+}
+
+static int64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+// A buffered write of len bytes took cpu_ns of this thread's CPU: the cost
+// of a fill, smoothed over the last few.
+static void note_fill(struct sm *sm, int64_t cpu_ns, size_t len)
+{
+	int64_t per_mib = cpu_ns * (1 << 20) / (int64_t)len;
+	sm->fill_ns_mib = sm->fill_ns_mib < 0 ? per_mib : (3 * sm->fill_ns_mib + per_mib) / 4;
 }
 
 // fd (apply's own descriptor) with O_DIRECT on or off; false if refused
@@ -1428,7 +1457,7 @@ static const uint8_t *direct_begin(struct sm *sm, int fd, const uint8_t *data, s
 		sm->direct_cap = len;
 	}
 	if (!set_direct(fd, true)) {
-		sm->write_direct = false; // not on this filesystem: do not ask again
+		sm->direct_mode = SM_DIRECT_OFF; // not on this filesystem: do not ask again
 		return NULL;
 	}
 	memcpy(sm->direct_buf, data, len);
@@ -1452,6 +1481,7 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	bool direct = src && src != w->data.data;
 	if (!src)
 		src = w->data.data;
+	int64_t cpu0 = !direct && w->data.len >= DIRECT_MIN_BYTES ? thread_cpu_ns() : 0;
 	size_t done = 0;
 	while (done < w->data.len) {
 		ssize_t n = pwrite(fd, src + done, w->data.len - done, (off_t)(rec->a + done));
@@ -1479,6 +1509,8 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	}
 	if (direct && !set_direct(fd, false))
 		return fault_id("write", w->ino, errno);
+	if (cpu0)
+		note_fill(sm, thread_cpu_ns() - cpu0, w->data.len);
 	if (rec->mode && fchmod(fd, rec->mode & 07777)) // plan_kill_setid; idempotent
 		return fault_id("clear set-id bits of", w->ino, errno);
 	return data_times(sm, w->ino, fd, c->time_ns);

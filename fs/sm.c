@@ -398,7 +398,15 @@ static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 	if (delay)
 		sm->test_apply_delay_us = (unsigned)strtoul(delay, NULL, 10);
 	const char *direct = getenv("RAFTFS_APPLY_DIRECT");
-	sm->write_direct = !direct || strcmp(direct, "0") != 0;
+	const char *fill_us = getenv("RAFTFS_APPLY_DIRECT_FILL_US");
+	sm->direct_mode = !direct		  ? SM_DIRECT_AUTO
+			  : strcmp(direct, "0") == 0 ? SM_DIRECT_OFF
+			  : strcmp(direct, "1") == 0 ? SM_DIRECT_ON
+						     : SM_DIRECT_AUTO;
+	// 1 ms per MiB: a fill under 1 GB/s, where a copy into cached pages
+	// runs at 5-10: the host is backing fresh pages (apply.c, exec_write).
+	sm->direct_fill_ns = fill_us ? (int64_t)strtoull(fill_us, NULL, 10) * 1000 : 1000000;
+	sm->fill_ns_mib = -1;
 	for (int i = 0; i < SM_FD_CACHE; i++)
 		sm->fds[i].fd = -1;
 	// Writer-preferring: a steady stream of FUSE reads must not starve the

@@ -76,9 +76,14 @@ struct sm {
 	// Test hook (RAFTFS_TEST_APPLY_DELAY_US at open): a slow node, each
 	// command's apply takes this much longer.
 	unsigned test_apply_delay_us;
-	// Writes proposed by other nodes go around the page cache (exec_write,
-	// RAFTFS_APPLY_DIRECT=0 turns it off): their aligned copy of the data.
-	bool write_direct;
+	// Big writes of other nodes around the page cache (apply.c, exec_write):
+	// whether (RAFTFS_APPLY_DIRECT), the CPU per MiB of a buffered write
+	// from which auto goes direct (RAFTFS_APPLY_DIRECT_FILL_US), that of
+	// the last few (-1: none yet), direct ones since the last probe, and
+	// the aligned copy of the data.
+	enum { SM_DIRECT_AUTO, SM_DIRECT_OFF, SM_DIRECT_ON } direct_mode;
+	int64_t direct_fill_ns, fill_ns_mib;
+	unsigned direct_run;
 	void *direct_buf;
 	size_t direct_cap;
 	// Commands applied per proposing node since open (sm_applied_from),

@@ -1,7 +1,9 @@
-// Big writes another node proposed are applied around the page cache (fs/apply.c, exec_write:
-// O_DIRECT from an aligned copy), this node's own and unaligned ones through it; the file's
-// bytes are the same either way, also where a direct write lands over cached pages. Residency is
-// read with mincore: a direct write leaves the range uncached, a buffered one cached.
+// Big writes another node proposed may be applied around the page cache (fs/apply.c, exec_write:
+// O_DIRECT from an aligned copy), this node's own and unaligned ones never; the file's bytes are
+// the same either way, also where a direct write lands over cached pages. By default (auto) only
+// while buffered writes cost at least a threshold of CPU per MiB, with a buffered probe now and
+// then; RAFTFS_APPLY_DIRECT=1 always, =0 never. Residency is read with mincore: a direct write
+// leaves the range uncached, a buffered one cached.
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -84,9 +86,21 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void open_sm(struct fx *f)
+// Opens the state machine with RAFTFS_APPLY_DIRECT=mode (NULL: unset, auto) and
+// RAFTFS_APPLY_DIRECT_FILL_US=fill_us (NULL: the default), and makes F1.
+static void open_sm_with(struct fx *f, const char *mode, const char *fill_us)
 {
+	if (mode)
+		setenv("RAFTFS_APPLY_DIRECT", mode, 1);
+	else
+		unsetenv("RAFTFS_APPLY_DIRECT");
+	if (fill_us)
+		setenv("RAFTFS_APPLY_DIRECT_FILL_US", fill_us, 1);
+	else
+		unsetenv("RAFTFS_APPLY_DIRECT_FILL_US");
 	assert_int_equal(sm_open(f->dir, SELF, &f->sm), 0);
+	unsetenv("RAFTFS_APPLY_DIRECT");
+	unsetenv("RAFTFS_APPLY_DIRECT_FILL_US");
 	assert_int_equal(tl_mknod(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0644), 0);
 }
 
@@ -142,7 +156,7 @@ static void test_other_aligned_direct(void **state)
 	struct fx *f = *state;
 	if (!direct_uncached(f->dir))
 		skip();
-	open_sm(f);
+	open_sm_with(f, "1", NULL);
 	write_from(f, OTHER, 0, f->a, MIB);
 	write_from(f, SELF, MIB, f->b, MIB);
 	assert_int_equal(cached_pages(f, 0, MIB), 0);
@@ -165,7 +179,7 @@ static void test_other_aligned_direct(void **state)
 static void test_direct_over_cached(void **state)
 {
 	struct fx *f = *state;
-	open_sm(f);
+	open_sm_with(f, "1", NULL);
 	write_from(f, SELF, 0, f->a, 2 * MIB);
 	assert_bytes(f, 0, f->a, 2 * MIB);
 	write_from(f, OTHER, 512 * 1024, f->b, MIB);
@@ -189,12 +203,54 @@ static void test_off_by_environment(void **state)
 	struct fx *f = *state;
 	if (!direct_uncached(f->dir))
 		skip();
-	setenv("RAFTFS_APPLY_DIRECT", "0", 1);
-	open_sm(f);
-	unsetenv("RAFTFS_APPLY_DIRECT");
+	open_sm_with(f, "0", "0");
 	write_from(f, OTHER, 0, f->a, MIB);
-	assert_int_equal(cached_pages(f, 0, MIB), MIB / 4096);
+	write_from(f, OTHER, MIB, f->a, MIB);
+	assert_int_equal(cached_pages(f, 0, 2 * MIB), 2 * MIB / 4096);
 	assert_bytes(f, 0, f->a, MIB);
+}
+
+// Auto with a threshold every fill reaches: the first eligible write goes through the cache
+// (nothing measured yet), the next ones around it but for one probe in every 16 — and a
+// buffered write of this node's own counts as a measure too.
+static void test_auto_measures(void **state)
+{
+	struct fx *f = *state;
+	if (!direct_uncached(f->dir))
+		skip();
+	open_sm_with(f, NULL, "0");
+	const size_t k = 256 * 1024; // the smallest write that may go direct
+	for (int i = 0; i < 18; i++)
+		write_from(f, OTHER, (uint64_t)i * k, f->a + (size_t)i * 4096, k);
+	// Every residency before any read: a read's readahead caches what follows.
+	for (int i = 0; i < 18; i++) {
+		bool buffered = i == 0 || i == 16; // unmeasured; the probe
+		assert_int_equal(cached_pages(f, (uint64_t)i * k, k), buffered ? k / 4096 : 0);
+	}
+	for (int i = 0; i < 18; i++)
+		assert_bytes(f, (uint64_t)i * k, f->a + (size_t)i * 4096, k);
+	sm_close(f->sm);
+	f->sm = NULL;
+	tl_rmtree(f->dir);
+	f->dir = tl_mkdtemp();
+	open_sm_with(f, NULL, "0");
+	write_from(f, SELF, 0, f->b, MIB);  // measured
+	write_from(f, OTHER, MIB, f->b, MIB); // so this one goes direct
+	assert_int_equal(cached_pages(f, MIB, MIB), 0);
+	assert_bytes(f, 0, f->b, 2 * MIB);
+}
+
+// Auto where fills are cheap (a threshold no fill reaches): always through the cache.
+static void test_auto_cheap_fill_buffered(void **state)
+{
+	struct fx *f = *state;
+	if (!direct_uncached(f->dir))
+		skip();
+	open_sm_with(f, NULL, "1000000000");
+	for (int i = 0; i < 4; i++)
+		write_from(f, OTHER, (uint64_t)i * MIB, f->a, MIB);
+	assert_int_equal(cached_pages(f, 0, 4 * MIB), 4 * MIB / 4096);
+	assert_bytes(f, 3 * MIB, f->a, MIB);
 }
 
 int main(void)
@@ -203,6 +259,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_other_aligned_direct, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_direct_over_cached, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_off_by_environment, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_auto_measures, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_auto_cheap_fill_buffered, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
