@@ -205,6 +205,47 @@ static int stamp_new_times(struct sm *sm, const struct obj_ref *r, int64_t t)
 	return rc;
 }
 
+// Gives r owner uid:gid (-1: keep that one; both -1: no chown) and then,
+// unless mode < 0 or r is a symlink, permission bits mode; st is r's stat
+// from before. A chown or chmod to what r already has is skipped: a
+// syscall and an inode update on every node for nothing (tar sets each
+// file's owner and mode to what its create gave it, and a node makes an
+// object with the caller's mode and, for root, owner). A skip changes
+// nothing the tree keeps: the local ctime is not ours (SM_XATTR_CTIME
+// is), and the chmod after a chown undoes its clearing of set-id bits
+// (plan_setattr puts that in mode). Except security.capability, which a
+// chown of a non-directory removes even to the same owner: such a chown
+// is skipped only when there is none (fresh: r was just made by this
+// apply and has none). A step after the chown, taken or skipped; the
+// caller takes the one after the chmod.
+static int set_owner_mode(struct sm *sm, const struct obj_ref *r, const struct stat *st,
+			  uid_t uid, gid_t gid, int mode, bool fresh)
+{
+	bool chown_wanted = uid != (uid_t)-1 || gid != (gid_t)-1;
+	bool chown_needed = (uid != (uid_t)-1 && uid != st->st_uid) ||
+			    (gid != (gid_t)-1 && gid != st->st_gid);
+	if (chown_wanted && !chown_needed && !fresh && !S_ISDIR(st->st_mode)) {
+		ssize_t n = r->fd >= 0 ? fgetxattr(r->fd, SM_XATTR_CAPS, NULL, 0)
+				       : lgetxattr(r->p.buf, SM_XATTR_CAPS, NULL, 0);
+		if (n < 0 && errno != ENODATA)
+			return ref_fault("read capabilities of", r, errno);
+		chown_needed = n >= 0;
+	}
+	if (chown_needed) {
+		if (r->fd >= 0 ? fchown(r->fd, uid, gid) : lchown(r->p.buf, uid, gid))
+			return ref_fault("chown", r, errno);
+		sm->attr_calls++;
+	}
+	int rc = step(sm);
+	if (!rc && mode >= 0 && !S_ISLNK(st->st_mode) &&
+	    (chown_needed || (st->st_mode & 07777) != (mode_t)mode)) {
+		if (r->fd >= 0 ? fchmod(r->fd, (mode_t)mode) : chmod(r->p.buf, (mode_t)mode))
+			return ref_fault("chmod", r, errno);
+		sm->attr_calls++;
+	}
+	return rc;
+}
+
 // POSIX: adding or removing an entry updates the directory's mtime and ctime.
 static int touch_now(struct sm *sm, uint64_t dir, int64_t t)
 {
@@ -555,6 +596,18 @@ static int deleg_removal(const Fspb__Command *c, const struct sm_obj *dir)
 
 // ---- Plans: the result of each op as a function of the current state.
 
+// The stat plan_setattr took of id, if it is the object exec_setattr
+// changes next: nothing changes the tree between the two (run_one), so
+// the exec skips a stat of its own. A redo, which runs no plan, stats.
+static bool plan_stat_take(struct sm *sm, uint64_t id, struct stat *st)
+{
+	bool have = sm->plan_stat_id == id && id != 0;
+	if (have)
+		*st = sm->plan_stat;
+	sm->plan_stat_id = 0;
+	return have;
+}
+
 static int plan_setattr(struct sm *sm, const Fspb__SetAttr *s, struct sm_record *rec)
 {
 	struct sm_obj *o = tree_get(sm, s->ino);
@@ -564,6 +617,8 @@ static int plan_setattr(struct sm *sm, const Fspb__SetAttr *s, struct sm_record 
 	int rc = stat_obj(sm, s->ino, &st);
 	if (rc)
 		return rc;
+	sm->plan_stat = st;
+	sm->plan_stat_id = s->ino;
 	if (s->valid & SM_SET_SIZE) {
 		if (S_ISDIR(st.st_mode))
 			return rec->result = EISDIR, 0;
@@ -987,6 +1042,7 @@ static int plan_deleg(struct sm *sm, const Fspb__Command *c, struct sm_record *r
 int apply_plan(struct sm *sm, const Fspb__Command *c, struct sm_record *rec)
 {
 	rec->result = 0;
+	sm->plan_stat_id = 0; // for this command's exec only (plan_stat_take)
 	switch (c->op_case) {
 	case FSPB__COMMAND__OP_SETATTR:
 		return plan_setattr(sm, c->setattr, rec);
@@ -1079,15 +1135,19 @@ static int link_name(struct sm *sm, const char *from, uint64_t parent, const cha
 // Makes the index entry of a new object: 0 (made, or there from before a
 // crash this redoes) or -errno. A regular file is created open, and its
 // descriptor cached: the steps that follow, and its first write, use it.
+// Made with its final permission bits perm as far as the umask lets (the
+// set-id bits and the sticky bit by the chmod after), so that chmod is
+// mostly skipped (set_owner_mode).
 static int make_index_entry(struct sm *sm, uint64_t ino, const char *path, mode_t mode,
-			    uint64_t rdev, const char *target)
+			    mode_t perm, uint64_t rdev, const char *target)
 {
 	if (target)
 		return symlink(target, path) && errno != EEXIST ? -errno : 0;
+	perm &= 0777;
 	if (!S_ISREG(mode))
-		return mknod(path, (mode & S_IFMT) | 0600, (dev_t)rdev) && errno != EEXIST ? -errno
+		return mknod(path, (mode & S_IFMT) | perm, (dev_t)rdev) && errno != EEXIST ? -errno
 											: 0;
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
 	if (fd < 0 && errno == EEXIST)
 		fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -1108,7 +1168,7 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 	struct obj_ref r = {.id = ino};
 	const char *path = r.p.buf;
 	tree_index_path(sm, ino, &r.p);
-	int made = make_index_entry(sm, ino, path, mode, rdev, target);
+	int made = make_index_entry(sm, ino, path, mode, rec->mode, rdev, target);
 	if (made == -ENOENT) {
 		// First object in this bucket of ids/: make the bucket.
 		char bucket[PATH_MAX];
@@ -1116,7 +1176,7 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 		*strrchr(bucket, '/') = 0;
 		if (mkdir(bucket, 0700) && errno != EEXIST)
 			return fault("mkdir", bucket, errno);
-		made = make_index_entry(sm, ino, path, mode, rdev, target);
+		made = make_index_entry(sm, ino, path, mode, rec->mode, rdev, target);
 	}
 	if (made)
 		return fault("create", path, -made);
@@ -1128,11 +1188,11 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 	int64_t t = c->time_ns;
 	struct stat st;
 	int rc = step(sm);
-	if (!rc && (r.fd >= 0 ? fchown(r.fd, c->uid, rec->gid) : lchown(path, c->uid, rec->gid)))
-		rc = ref_fault("chown", &r, errno);
-	if (!rc && !(rc = step(sm)) && !target &&
-	    (r.fd >= 0 ? fchmod(r.fd, rec->mode) : chmod(path, rec->mode)))
-		rc = ref_fault("chmod", &r, errno);
+	if (!rc && ref_stat(&r, &st)) // owner and mode as made; its inode number stays
+		rc = ref_fault("stat", &r, errno);
+	if (!rc)
+		rc = set_owner_mode(sm, &r, &st, c->uid, rec->gid, target ? -1 : (int)rec->mode,
+				    true);
 	if (!rc && !(rc = step(sm)) && ref_setxattr(&r, SM_XATTR_ID, idx, 16))
 		rc = ref_fault("set id of", &r, errno);
 	if (!rc && !(rc = step(sm))) {
@@ -1143,8 +1203,6 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 	}
 	if (rc)
 		return rc;
-	if (ref_stat(&r, &st))
-		return ref_fault("stat", &r, errno);
 	pthread_rwlock_wrlock(&sm->lock);
 	rc = tree_put(sm, ino, st.st_ino, st.st_mode & S_IFMT, t, 0, NULL);
 	if (!rc)
@@ -1169,7 +1227,7 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	int64_t t = c->time_ns;
 	uint64_t id;
 	struct stat st;
-	if (mkdirat(pfd, m->name, 0700)) {
+	if (mkdirat(pfd, m->name, rec->mode & 0777)) { // as make_index_entry
 		if (errno != EEXIST)
 			return fault("mkdir", m->name, errno);
 		// Redo: ours if it has no id yet (cut short) or our id.
@@ -1192,10 +1250,10 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	if (r.fd < 0)
 		return fault("open directory", m->name, errno);
 	cache_fd(sm, m->ino, r.fd);
-	if (!(rc = step(sm)) && fchown(r.fd, c->uid, rec->gid))
-		rc = ref_fault("chown", &r, errno);
-	if (!rc && !(rc = step(sm)) && fchmod(r.fd, rec->mode))
-		rc = ref_fault("chmod", &r, errno);
+	if (!(rc = step(sm)) && fstat(r.fd, &st)) // owner and mode as made; its inode number stays
+		rc = ref_fault("stat", &r, errno);
+	if (!rc)
+		rc = set_owner_mode(sm, &r, &st, c->uid, rec->gid, (int)rec->mode, true);
 	if (!rc && !(rc = step(sm)))
 		rc = stamp_new_times(sm, &r, t);
 	// Granted to its maker (Mkdir.grant): nobody else has a view of it yet.
@@ -1207,8 +1265,6 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		else
 			rc = step(sm);
 	}
-	if (!rc && fstat(r.fd, &st))
-		rc = ref_fault("stat", &r, errno);
 	if (!rc) {
 		pthread_rwlock_wrlock(&sm->lock);
 		rc = tree_put(sm, m->ino, st.st_ino, S_IFDIR, t, m->parent, m->name);
@@ -1595,15 +1651,16 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 		return rc;
 	uid_t uid = (v & SM_SET_UID) ? s->uid : (uid_t)-1;
 	gid_t gid = (v & SM_SET_GID) ? s->gid : (gid_t)-1;
-	if ((v & (SM_SET_UID | SM_SET_GID)) &&
-	    (r.fd >= 0 ? fchown(r.fd, uid, gid) : lchown(r.p.buf, uid, gid)))
-		rc = ref_fault("chown", &r, errno);
-	if (!rc)
+	if (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID)) {
+		// The chmod after the chown, which may have cleared set-id bits.
+		struct stat st;
+		if (!plan_stat_take(sm, s->ino, &st) && ref_stat(&r, &st))
+			rc = ref_fault("stat", &r, errno);
+		if (!rc)
+			rc = set_owner_mode(sm, &r, &st, uid, gid, (int)rec->mode, false);
+	} else {
 		rc = step(sm);
-	// After chown, which may have cleared set-id bits by itself.
-	if (!rc && o->type != S_IFLNK && (v & (SM_SET_MODE | SM_SET_UID | SM_SET_GID)) &&
-	    (r.fd >= 0 ? fchmod(r.fd, rec->mode) : chmod(r.p.buf, rec->mode)))
-		rc = ref_fault("chmod", &r, errno);
+	}
 	if (!rc && !(rc = step(sm)) && (v & SM_SET_SIZE) &&
 	    (r.fd >= 0 ? ftruncate(r.fd, (off_t)s->size) : truncate(r.p.buf, (off_t)s->size)))
 		rc = ref_fault("truncate", &r, errno);

@@ -587,6 +587,11 @@ void sm_test_crash_at(struct sm *sm, int steps)
 	sm->crash_at = steps;
 }
 
+uint64_t sm_test_attr_calls(const struct sm *sm)
+{
+	return sm->attr_calls;
+}
+
 // The slot of node in the per-node counts; with add, taken if free (apply
 // thread). -1: not there (or the table is full: then it is not counted).
 static int from_slot(struct sm *sm, uint32_t node, bool add)

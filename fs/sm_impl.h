@@ -17,6 +17,8 @@
 #include "tree_map.h"
 
 #define SM_XATTR_ID "trusted.raftfs.id"
+// Linux's file capabilities: a chown of a non-directory removes them.
+#define SM_XATTR_CAPS "security.capability"
 #define SM_XATTR_CTIME "trusted.raftfs.ctime"
 #define SM_XATTR_PREFIX "trusted.raftfs."
 // On an orphan: the nodes that released it (u32 node ids, ascending), see
@@ -73,6 +75,9 @@ struct sm {
 	int fault;
 	struct sm_reset *reset; // deletes a tree dropped after a power loss (sm_reset.h)
 	int crash_at; // test hook: stop exec after this many steps (0: off)
+	uint64_t attr_calls; // chown and chmod syscalls apply made (sm_test_attr_calls)
+	struct stat plan_stat; // plan_setattr's stat of plan_stat_id (0: none), for its exec
+	uint64_t plan_stat_id;
 	// Test hook (RAFTFS_TEST_APPLY_DELAY_US at open): a slow node, each
 	// command's apply takes this much longer.
 	unsigned test_apply_delay_us;

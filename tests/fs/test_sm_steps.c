@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -32,13 +33,14 @@ struct scenario {
 	int n;
 	uint8_t *cmd[MAX_CMDS];
 	size_t len[MAX_CMDS];
+	bool own_ids; // commands by the node's own uid and gid (else 1000:100)
 };
 
 static void add(struct scenario *s, Fspb__Command *c)
 {
 	c->time_ns = 1600000000000000000LL + (int64_t)s->n * 1000000;
-	c->uid = 1000;
-	c->gid = 100;
+	c->uid = s->own_ids ? geteuid() : 1000;
+	c->gid = s->own_ids ? getegid() : 100;
 	s->cmd[s->n] = tl_pack(c, &s->len[s->n]);
 	s->n++;
 }
@@ -201,6 +203,55 @@ static void build(struct scenario *s)
 	unlink_(s, D1, "bb", 1);
 }
 
+static void setattr_(struct scenario *s, uint64_t ino, uint32_t valid, uint32_t uid, uint32_t gid,
+		     uint32_t mode)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__SetAttr a = FSPB__SET_ATTR__INIT;
+	a.ino = ino;
+	a.valid = valid;
+	a.uid = uid;
+	a.gid = gid;
+	a.mode = mode;
+	c.op_case = FSPB__COMMAND__OP_SETATTR;
+	c.setattr = &a;
+	add(s, &c);
+}
+
+// Creates and SetAttrs by the node's own ids, where apply skips a chown or
+// chmod to what an object already has (apply.c, set_owner_mode), and the
+// ones it must still make: a mode the umask masked, set-id bits, a chown
+// to the same owner that clears set-uid or removes a capability.
+static void build_own_ids(struct scenario *s)
+{
+	uint32_t u = geteuid(), g = getegid();
+	s->n = 0;
+	s->own_ids = true;
+	mkdir_(s, SM_ROOT_ID, "a", D1, 0755);
+	mkdir_(s, SM_ROOT_ID, "b", D2, 02777);
+	mknod_(s, D1, "f", F1, S_IFREG | 0644);
+	mknod_(s, D2, "g", F2, S_IFREG | 04755);
+	setattr_(s, F1, SM_SET_UID | SM_SET_GID, u, g, 0);
+	setattr_(s, F1, SM_SET_MODE, 0, 0, 0644);
+	setattr_(s, F2, SM_SET_UID, u, 0, 0); // clears set-uid
+	setattr_(s, D1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, u, g, 0700);
+	if (u == 0) { // security.capability needs CAP_SETFCAP
+		// struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE permitted.
+		static uint8_t cap[20] = {0x00, 0x00, 0x00, 0x02, 0x00, 0x04};
+		Fspb__Command c = FSPB__COMMAND__INIT;
+		Fspb__SetXattr sx = FSPB__SET_XATTR__INIT;
+		sx.ino = F1;
+		sx.name = "security.capability";
+		sx.value.data = cap;
+		sx.value.len = sizeof(cap);
+		c.op_case = FSPB__COMMAND__OP_SETXATTR;
+		c.setxattr = &sx;
+		add(s, &c);
+		setattr_(s, F1, SM_SET_UID | SM_SET_GID, u, g, 0); // removes it
+	}
+	setattr_(s, F1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, 1000, 100, 0640);
+}
+
 static void free_scenario(struct scenario *s)
 {
 	for (int i = 0; i < s->n; i++)
@@ -258,11 +309,10 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void test_crash_after_every_step(void **state)
+static void crash_after_every_step(struct fx *f, void (*builder)(struct scenario *s))
 {
-	struct fx *f = *state;
 	struct scenario *sp = &f->s;
-	build(sp);
+	builder(sp);
 	struct scenario s = *sp;
 	// ref[i]: the state after commands 0..i, applied without a crash. A stop
 	// inside command i is compared right after its redo, so a redo that
@@ -315,10 +365,22 @@ static void test_crash_after_every_step(void **state)
 	assert_true(crashes > 3 * s.n);
 }
 
+static void test_crash_after_every_step(void **state)
+{
+	crash_after_every_step(*state, build);
+}
+
+static void test_own_ids_crash_after_every_step(void **state)
+{
+	crash_after_every_step(*state, build_own_ids);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_crash_after_every_step, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_own_ids_crash_after_every_step, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
