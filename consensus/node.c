@@ -117,19 +117,6 @@ static int post_call(node *n, void (*fn)(node *, void *, bool), void *arg)
 
 /* ---- proposals ---- */
 
-static void pending_unlink(node *n, proposal *p)
-{
-	if (p->prev)
-		p->prev->next = p->next;
-	else
-		n->pend_head = p->next;
-	if (p->next)
-		p->next->prev = p->prev;
-	else
-		n->pend_tail = p->prev;
-	p->next = p->prev = NULL;
-}
-
 static proposal *pending_find(node *n, uint64_t seq)
 {
 	for (proposal *p = n->pend_head; p; p = p->next)
@@ -206,12 +193,7 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 	env.seq = p->seq;
 	env.min_pending = n->pend_head ? n->pend_head->seq : p->seq;
 	envelope_encode(&env, p->data);
-	p->prev = n->pend_tail;
-	if (n->pend_tail)
-		n->pend_tail->next = p;
-	else
-		n->pend_head = p;
-	n->pend_tail = p;
+	node_pending_append(n, p);
 	o->kind = OP_PROPOSE;
 	o->seq = p->seq;
 	node_inbox_push_locked(n, o);
@@ -258,7 +240,7 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 		p->t_tried = uv_hrtime();
 	p->last_try_ms = now;
 	p->epoch = n->epoch;
-	p->committed = false; /* this try's fate is unknown again */
+	node_pending_retried(n, p); /* this try's fate is unknown again */
 	if (node_unsaved_full(n)) {
 		/* Its disk is behind: held, in seq order, until reap_saves
 		 * finds room (node_propose_held). */
@@ -323,7 +305,7 @@ static void check_proposals(node *n, uint64_t now)
 		if (faulted)
 			p->last_error = NODE_EFAULT;
 		if (now >= p->deadline_ms || n->stopping || faulted) {
-			pending_unlink(n, p);
+			node_pending_unlink(n, p);
 			p->next = failed;
 			failed = p;
 			continue;
@@ -518,7 +500,7 @@ static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index
 	pthread_mutex_lock(&n->mu);
 	p = pending_find(n, seq);
 	if (p)
-		pending_unlink(n, p);
+		node_pending_unlink(n, p);
 	pthread_mutex_unlock(&n->mu);
 	/* Not found: a retry applied twice (the second is a dedup hit), or
 	 * the proposal already timed out. */
@@ -564,7 +546,7 @@ static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted
 		if (persisted && !p->t_persisted)
 			p->t_persisted = now;
 		else if (!persisted) {
-			p->committed = true;
+			node_pending_committed(n, p);
 			own_committed = true;
 			if (!p->t_committed)
 				p->t_committed = now;
@@ -2034,13 +2016,14 @@ uint64_t node_saved_commit(node *n)
 uint64_t node_unanswered_ms(node *n)
 {
 	uint64_t since = 0, now = now_ms(), committed;
+	const proposal *p;
 
 	/* Committed ones lead the list while the apply lags (they leave it
-	 * when applied): walked, at most the node's pending bound. */
+	 * when applied): the first that is not is kept (node_pending.c). */
 	pthread_mutex_lock(&n->mu);
-	for (const proposal *p = n->pend_head; p && !since; p = p->next)
-		if (!p->committed)
-			since = p->start_ms;
+	p = node_pending_unanswered(n);
+	if (p)
+		since = p->start_ms;
 	pthread_mutex_unlock(&n->mu);
 	if (!since)
 		return 0;

@@ -2,7 +2,8 @@
  * thread), node_snapshot.c (snapshot images between the state machine, the
  * store and the leader), node_held.c (proposals held while this leader's
  * disk is behind), node_admit_hooks.c (admission of big proposals) and
- * node_members.c (membership changes) share. Not a public interface: only
+ * node_members.c (membership changes) and node_pending.c (the pending
+ * list) share. Not a public interface: only
  * the node runtime's own files include it. */
 #ifndef RAFTFS_NODE_INTERNAL_H
 #define RAFTFS_NODE_INTERNAL_H
@@ -105,7 +106,8 @@ struct node {
 	/* Shared: inbox and pending proposals. */
 	pthread_mutex_t mu;
 	op *inbox_head, *inbox_tail;
-	proposal *pend_head, *pend_tail; /* increasing seq */
+	proposal *pend_head, *pend_tail; /* increasing seq (node_pending.c) */
+	proposal *pend_unc; /* the first not handed out committed, or NULL */
 	uint64_t seq;
 	bool stopping;
 	bool async_closed;
@@ -264,6 +266,18 @@ bool node_unsaved_full(const node *n);
 /* Loop thread, mu held: proposes p and every pending proposal after it again,
  * in seq order (go-back-N, README-node.md "Order"). */
 void node_resend_from(node *n, proposal *p, uint64_t now);
+
+/* node_pending.c, the pending list (mu held for each): */
+/* Appends p (its seq above every pending one). */
+void node_pending_append(node *n, proposal *p);
+/* Takes p out (applied, or failed). */
+void node_pending_unlink(node *n, proposal *p);
+/* p's last try was handed out committed here. */
+void node_pending_committed(node *n, proposal *p);
+/* p is tried again: its fate is unknown again (not committed). */
+void node_pending_retried(node *n, proposal *p);
+/* The first pending proposal not handed out committed, or NULL: O(1). */
+const proposal *node_pending_unanswered(const node *n);
 
 /* Loop thread: steps a peer's proposal message into the core (or offers it
  * to admission); a leader counts its entries as unsaved from then on. */

@@ -22,6 +22,7 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/consensus/raft.c AND EXISTS ${CMAKE_SOURCE_DIR}/st
     node.c
     node_admit_hooks.c
     node_held.c
+    node_pending.c
     node_members.c
     node_members_request.c
     node_persist.c
