@@ -1,0 +1,274 @@
+/* test_direct_torn.c — a direct send (transport_send_direct: a follower's
+ * persist thread writing its acknowledgement straight into an idle socket)
+ * cut short by a full socket must never be followed on that stream by
+ * another frame, or the peer reads the next frame's bytes as the rest of
+ * the cut one. A real transport (node 1) dials a plain TCP peer of this
+ * test (node 2), which answers the Hello and then stops reading (a slow
+ * reader); the transport's socket gets a small SO_SNDBUF, and a second
+ * thread sends frames directly until one is written in part. Then the
+ * transport's loop sends a frame bigger than the cut one's rest: it must
+ * close the stream, not write into it. The peer then reads to the end:
+ * the whole frames the direct sends reported, in order, then less than one
+ * frame, then the end of the stream. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "codec.h"
+#include "frame.h"
+#include "node_testlib.h"
+#include "transport.h"
+
+#define MAXMSG 100000
+#define DIRECT_BYTES 3000	  /* entry data of a direct send */
+#define LOOP_BYTES 20000	  /* of the loop's send: more than a cut frame's rest */
+#define LOOP_MARK 999999999ull /* the loop's frame: its commit field */
+
+static void on_raft(void *arg, const raft_msg *m)
+{
+	(void)arg, (void)m;
+}
+
+static void on_request(void *arg, transport_conn *c, const Transportpb__Request *r)
+{
+	(void)arg, (void)c, (void)r;
+}
+
+static void on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
+{
+	(void)arg, (void)from, (void)ch;
+}
+
+/* A message to node 2 with len bytes of entry data, marked by its commit
+ * field; e and data must outlive the send. */
+static void make_msg(raft_msg *m, raft_entry *e, uint8_t *data, size_t len, uint64_t mark)
+{
+	*e = (raft_entry){.term = 1, .index = 1, .type = RAFT_ENTRY_NORMAL,
+			  .len = (uint32_t)len, .data = data};
+	*m = (raft_msg){.type = RAFT_MSG_APP, .to = 2, .from = 1, .term = 1,
+			.entries = e, .n_entries = 1, .commit = mark};
+}
+
+struct sender {
+	transport *t;
+	uint64_t sent[MAXMSG]; /* marks of the frames reported written whole */
+	size_t n_sent;
+	atomic_bool torn; /* a send was cut (-EPIPE) */
+	atomic_bool done;
+};
+
+static void *send_direct(void *arg)
+{
+	struct sender *s = arg;
+	static uint8_t data[DIRECT_BYTES];
+	raft_entry e;
+	raft_msg m;
+	int again = 0;
+
+	for (uint64_t mark = 1; mark < MAXMSG && !atomic_load(&s->torn); mark++) {
+		int rc;
+
+		make_msg(&m, &e, data, sizeof(data), mark);
+		rc = transport_send_direct(s->t, &m);
+		if (rc == 0) {
+			s->sent[s->n_sent++] = mark;
+			again = 0;
+		} else if (rc == -EPIPE) {
+			atomic_store(&s->torn, true);
+		} else if (rc != -EAGAIN || ++again == 2000) {
+			break; /* an error, or full to the byte for good */
+		} else {
+			mark--; /* the same again: full to the byte just now */
+			test_nap();
+		}
+	}
+	atomic_store(&s->done, true);
+	return NULL;
+}
+
+/* Reads what is there into fr; returns 0 at the end of the stream, 1 if
+ * bytes came or none yet. */
+static int read_some(int fd, frame_reader *fr, int wait_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	uint8_t buf[65536];
+	ssize_t n;
+
+	if (poll(&p, 1, wait_ms) <= 0)
+		return 1;
+	n = recv(fd, buf, sizeof(buf), 0);
+	assert_true(n >= 0);
+	if (n == 0)
+		return 0;
+	assert_int_equal(frame_reader_feed(fr, buf, (size_t)n), 0);
+	return 1;
+}
+
+/* The peer's side of the handshake: takes node 1's Hello, answers as node 2. */
+static void handshake(int fd, frame_reader *fr, uv_loop_t *loop)
+{
+	Transportpb__Hello h = TRANSPORTPB__HELLO__INIT;
+	long long deadline = test_now_ms() + 10000;
+	const uint8_t *payload;
+	uint8_t type, *buf;
+	size_t len, n;
+	int rc;
+
+	while ((rc = frame_reader_next(fr, &type, &payload, &len)) == 0 &&
+	       test_now_ms() < deadline) {
+		uv_run(loop, UV_RUN_NOWAIT);
+		read_some(fd, fr, 5);
+	}
+	assert_int_equal(rc, 1);
+	assert_int_equal(type, FRAME_HELLO);
+	h.cluster = "torn";
+	h.node_id = 2;
+	h.version = TRANSPORT_VERSION;
+	h.error = "";
+	n = protobuf_c_message_get_packed_size(&h.base);
+	buf = malloc(FRAME_HEADER_BYTES + n);
+	assert_non_null(buf);
+	protobuf_c_message_pack(&h.base, buf + FRAME_HEADER_BYTES);
+	frame_header(buf, FRAME_HELLO, n);
+	assert_int_equal(send(fd, buf, FRAME_HEADER_BYTES + n, 0), (ssize_t)(FRAME_HEADER_BYTES + n));
+	free(buf);
+}
+
+static void test_torn_direct(void **state)
+{
+	struct sender *snd = calloc(1, sizeof(*snd));
+	transport_callbacks cb = {NULL, on_raft, on_request, on_chunk};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	static uint8_t big[LOOP_BYTES];
+	uint16_t port[2];
+	int lfd, fd, size = 4096, one = 1, rc = 1;
+	long long deadline;
+	frame_reader fr;
+	uv_loop_t loop;
+	node_config cfg;
+	transport *t;
+	pthread_t th;
+	raft_entry e;
+	raft_msg m;
+	size_t got = 0;
+	uint8_t type;
+	const uint8_t *payload;
+	size_t len;
+
+	(void)state;
+	assert_non_null(snd);
+	assert_int_equal(test_distinct_ports(port, 2), 0);
+	/* Node 2: a plain socket with a small receive buffer. */
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	a.sin_port = htons(port[1]);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	/* Node 1: the transport, which dials node 2 (the lower id dials). */
+	assert_int_equal(uv_loop_init(&loop), 0);
+	test_member_config(&cfg, "torn", "/nonexistent", 0, 2, port);
+	assert_int_equal(transport_new(&loop, &cfg, &cb, &t), 0);
+	assert_int_equal(transport_start(t), 0);
+	deadline = test_now_ms() + 10000;
+	fd = -1;
+	while (fd < 0 && test_now_ms() < deadline) {
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+
+		uv_run(&loop, UV_RUN_NOWAIT);
+		if (poll(&p, 1, 5) == 1)
+			fd = accept(lfd, NULL, NULL);
+	}
+	assert_true(fd >= 0);
+	frame_reader_init(&fr, 64u << 20);
+	handshake(fd, &fr, &loop);
+	/* Node 1 takes node 2 as connected once its loop read the Hello:
+	 * until then a direct send finds no connection (-EAGAIN). */
+	for (int i = 0; i < 200; i++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		test_nap();
+		if (transport_peer_connected(t, 2))
+			break;
+	}
+	assert_true(transport_peer_connected(t, 2));
+	for (int sfd = 3; sfd < 1024; sfd++) { /* node 1's socket to node 2 */
+		struct sockaddr_in pa;
+		socklen_t pl = sizeof(pa);
+
+		if (sfd != fd && getpeername(sfd, (struct sockaddr *)&pa, &pl) == 0 &&
+		    pa.sin_family == AF_INET && ntohs(pa.sin_port) == port[1])
+			assert_int_equal(setsockopt(sfd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+	}
+
+	/* Node 2 reads nothing now; direct sends until one is cut. */
+	snd->t = t;
+	assert_int_equal(pthread_create(&th, NULL, send_direct, snd), 0);
+	while (!atomic_load(&snd->done))
+		uv_run(&loop, UV_RUN_NOWAIT);
+	pthread_join(th, NULL);
+	print_message("%zu direct frames written whole, %s\n", snd->n_sent,
+		      atomic_load(&snd->torn) ? "then one cut" : "none cut");
+	assert_true(atomic_load(&snd->torn));
+	/* The loop's own frame, bigger than what the cut one lacks. */
+	make_msg(&m, &e, big, sizeof(big), LOOP_MARK);
+	transport_send(t, &m);
+	for (int i = 0; i < 100; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+
+	/* Node 2 reads to the end: whole frames as sent, then less than a
+	 * frame, then the stream's end (node 1 closed it). */
+	deadline = test_now_ms() + 20000;
+	while (rc && test_now_ms() < deadline) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		rc = read_some(fd, &fr, 5);
+		while (frame_reader_next(&fr, &type, &payload, &len) == 1) {
+			raft_msg r;
+
+			assert_int_equal(type, FRAME_RAFT);
+			assert_int_equal(codec_msg_decode(payload, len, &r), 0);
+			assert_true(got < snd->n_sent);
+			assert_int_equal(r.commit, snd->sent[got]);
+			got++;
+			raft_msg_free_contents(&r);
+		}
+	}
+	assert_int_equal(rc, 0); /* the end came */
+	assert_int_equal(got, snd->n_sent);
+	assert_true(fr.len - fr.start > 0); /* the cut frame's start */
+	print_message("node 2 parsed %zu frames, then %zu bytes of the cut one, then the end\n", got,
+		      fr.len - fr.start);
+	frame_reader_free(&fr);
+	close(fd);
+	close(lfd);
+	transport_close(t);
+	while (uv_run(&loop, UV_RUN_NOWAIT))
+		;
+	transport_free(t);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	free(snd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_torn_direct),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
