@@ -204,6 +204,15 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 	case FSPB__COMMAND__OP_REMOVEXATTR:
 		push_inode(v, c->removexattr->ino, -1, 0);
 		break;
+	case FSPB__COMMAND__OP_DELEG:
+		/* A directory granted to a node: its attributes, which the
+		 * holder may now change behind, are asked for again, so the
+		 * getattr's fence recalls it first (fuse_ops.c, op_getattr) —
+		 * the kernel kept them for up to its timeout otherwise, past
+		 * an open's barrier. */
+		if (c->deleg->op == FSPB__DELEG__OP__GRANT)
+			push_inode(v, c->deleg->dir, -1, 0);
+		break;
 	default:
 		break;
 	}

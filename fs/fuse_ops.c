@@ -180,6 +180,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	/* The size and mtime this mount's writes made. */
 	wait_writes(fs, ino);
 	rc = fuse_behind_getattr(fs->bh, ino, &st);
+	/* A directory another node holds is fenced as a lookup's: the
+	 * kernel asks here, not by a lookup, while it still has the entry
+	 * from before the holder's grant (its attributes were dropped when
+	 * the grant applied here: fuse_inval.c), and the holder may have
+	 * answered a chown of it behind since (mount.lookup_fence, case 5). */
+	if (rc == 0 && S_ISDIR(st.st_mode) && fuse_behind_fence(fs->bh, ino) > 0)
+		rc = fuse_behind_getattr(fs->bh, ino, &st);
 	if (rc == -ENOENT)
 		rc = ffs_orphan_stat(fs, ino, &st);
 	if (rc < 0) /* ESTALE: the kernel looks the path up again */
