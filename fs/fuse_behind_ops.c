@@ -112,6 +112,8 @@ enum new_start { NEW_NOT_HELD, NEW_ANSWERED, NEW_READY };
 static enum new_start start_new(struct fuse_behind *b, fuse_req_t req, uint64_t parent,
 				Fspb__Command *c, uint64_t *ino, uint32_t *md)
 {
+	if (!ffs_ids_known_now(b->fs))
+		return NEW_NOT_HELD;
 	bh_begin(b);
 	if (!bh_dir_held(b, parent)) {
 		bh_end(b);
@@ -387,7 +389,7 @@ bool fuse_behind_create(struct fuse_behind *b, fuse_req_t req, uint64_t parent, 
 	uint32_t md = S_IFREG | (mode & 07777);
 	int rc;
 
-	if (!bh_behind_on(b))
+	if (!bh_behind_on(b) || !ffs_ids_known_now(fs))
 		return false;
 	bh_begin(b);
 	d = bh_dir_held(b, parent);

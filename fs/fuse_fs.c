@@ -706,6 +706,11 @@ static int strict_barrier(struct fuse_fs *fs)
 	return w.err;
 }
 
+bool ffs_ids_known_now(struct fuse_fs *fs)
+{
+	return sm_ids_known(fs->sm);
+}
+
 /* Whether this node may hand out ids: 0, or the positive errno a create
  * fails with (EAGAIN: not caught up yet, sm_id_known.h). */
 static int ids_known(struct fuse_fs *fs)

@@ -137,6 +137,12 @@ int ffs_new_node_cmd(struct fuse_fs *fs, fuse_req_t req, uint64_t parent, Fspb__
  * the session goes (op_destroy); fuse_fs_free does it too. */
 void ffs_retry_stop(struct fuse_fs *fs);
 
+/* Whether this node hands out ids without waiting (sm_id_known.h): until
+ * then its first create waits for a barrier (ffs_new_node_cmd), which the
+ * write-behind paths must not do under their locks (the apply thread
+ * takes them): they leave such a create to the synchronous path. */
+bool ffs_ids_known_now(struct fuse_fs *fs);
+
 /* Read barrier on this thread (see fuse_fs.c): 0 or a positive errno. */
 int ffs_barrier(struct fuse_fs *fs);
 

@@ -198,13 +198,21 @@ rebuild)
 	"$R" member add 2 "$(addr 2)" --via "$(addr 1)" >"$T/add.out" 2>&1 &
 	adder=$!
 	until=$((SECONDS + 120))
+	# Ten in the root, then (once node 2 has caught up so far that it
+	# shows it) ten in old/, the directory node 2 made before (delegated
+	# to it then).
 	for k in $(seq 1 20); do
-		until touch "$C/n2/new$k" 2>"$T/touch.err"; do
+		f=$C/n2/new$k
+		if [ "$k" -gt 10 ]; then
+			f=$C/n2/old/new$k
+			wait_for 60 "node 2 showing old/" test -d "$C/n2/old"
+		fi
+		until touch "$f" 2>"$T/touch.err"; do
 			grep -q "Resource temporarily unavailable" "$T/touch.err" ||
-				{ cat "$T/touch.err"; fail "create new$k through the rebuilt node 2"; }
+				{ cat "$T/touch.err"; fail "create $f through the rebuilt node 2"; }
 			[ $SECONDS -lt $until ] || fail "node 2 refused creates for 120 s (EAGAIN)"
 		done
-		id=$(stat -c %i "$C/n2/new$k")
+		id=$(stat -c %i "$f")
 		[ "$id" -gt "$old_max" ] ||
 			fail "the rebuilt node 2 handed out id $id again (it had used ids up to $old_max)"
 	done
