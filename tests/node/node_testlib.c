@@ -186,6 +186,59 @@ failed:
 	return -1;
 }
 
+int test_kv_node_start(struct test_kv_member *m, const char *cluster, char *dir,
+		       test_kv_tune_fn tune)
+{
+	uint16_t port = test_free_port();
+	const char *why = "no free port";
+	char err[256];
+
+	memset(m, 0, sizeof(*m));
+	snprintf(dir, 64, "/tmp/%s.XXXXXX", cluster);
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "%s: no node directory\n", cluster);
+		dir[0] = '\0';
+		return -1;
+	}
+	if (!port)
+		goto failed;
+	test_one_node_config(&m->cfg, cluster, dir, port);
+	m->cfg.snapshot_entries = 0;
+	why = err;
+	if (kvsm_open(m->cfg.data_dir, &m->k, err, sizeof(err)) != 0)
+		goto failed;
+	kvsm_iface(m->k, &m->inner);
+	m->sm = m->inner;
+	if (tune)
+		tune(m, 0);
+	if (node_new(&m->cfg, &m->sm, &m->n, err, sizeof(err)) != 0)
+		goto failed;
+	why = "node_launch failed";
+	if (node_launch(m->n) != 0)
+		goto failed;
+	return 0;
+failed:
+	fprintf(stderr, "%s setup in %s: %s\n", cluster, dir, why);
+	test_kv_cluster_stop(m, 1, dir);
+	return -1;
+}
+
+void test_gate_wait(struct test_gate *g)
+{
+	pthread_mutex_lock(&g->mu);
+	while (g->closed)
+		pthread_cond_wait(&g->cv, &g->mu);
+	pthread_mutex_unlock(&g->mu);
+}
+
+void test_gate_open(struct test_gate *g)
+{
+	pthread_mutex_lock(&g->mu);
+	g->closed = false;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->mu);
+}
+
 int test_kv_cluster_stop(struct test_kv_member *m, int n, char *dir)
 {
 	char cmd[96];

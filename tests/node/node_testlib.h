@@ -5,6 +5,8 @@
 #ifndef RAFTFS_NODE_TESTLIB_H
 #define RAFTFS_NODE_TESTLIB_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -73,6 +75,34 @@ typedef void (*test_kv_tune_fn)(struct test_kv_member *m, int i);
  * (cmocka runs no teardown after a failed setup). */
 int test_kv_cluster_start(struct test_kv_member *m, int n, const char *cluster, char *dir,
 			  test_kv_tune_fn tune);
+
+/* One node with the kv state machine in m, a cluster of one named
+ * `cluster` (test_one_node_config: default timings), snapshots off, its
+ * data under a fresh dir "/tmp/<cluster>.XXXXXX" (dir holds at least 64
+ * bytes), tune called before node_new, then launched (not yet leading:
+ * test_await_lead). Returns 0, or -1 after saying why on stderr and
+ * undoing what was made. Stopped by test_kv_cluster_stop(m, 1, dir). */
+int test_kv_node_start(struct test_kv_member *m, const char *cluster, char *dir,
+		       test_kv_tune_fn tune);
+
+/* A gate a test's apply function waits at until the test opens it, so
+ * that entries commit while none applies. */
+struct test_gate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool closed;
+};
+#define TEST_GATE_CLOSED                                                                           \
+	{                                                                                          \
+		PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, true                          \
+	}
+
+/* Waits while g is closed. */
+void test_gate_wait(struct test_gate *g);
+
+/* Opens g for good (teardowns too: a failed test must not leave an apply
+ * thread waiting, or the node could not stop). */
+void test_gate_open(struct test_gate *g);
 
 /* A node_start callback: stores 1 (applied) or -1 (failed) in the
  * atomic_int at arg. */

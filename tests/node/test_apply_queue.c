@@ -29,33 +29,21 @@
 #define ENTRIES 400 /* 1.6 MiB: six times the bound */
 
 /* The kv state machine behind a gate: apply waits while it is closed. */
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool closed;
-	node_sm inner;
-	uint64_t last; /* the last index applied: they come in order */
-	int out_of_order;
-} gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .closed = true};
+static struct test_gate gate = TEST_GATE_CLOSED;
+static struct test_kv_member m;
+static char dir[64];
+/* Written by the apply thread alone, read by the test. */
+static _Atomic uint64_t last_applied; /* the last index applied: they come in order */
+static atomic_int out_of_order;
 
 static int gated_apply(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd,
 		       size_t len, int64_t *result)
 {
-	pthread_mutex_lock(&gate.mu);
-	while (gate.closed)
-		pthread_cond_wait(&gate.cv, &gate.mu);
-	gate.out_of_order += index <= gate.last;
-	gate.last = index;
-	pthread_mutex_unlock(&gate.mu);
-	return gate.inner.apply(ctx, index, env, cmd, len, result);
-}
-
-static void open_gate(void)
-{
-	pthread_mutex_lock(&gate.mu);
-	gate.closed = false;
-	pthread_cond_broadcast(&gate.cv);
-	pthread_mutex_unlock(&gate.mu);
+	test_gate_wait(&gate);
+	if (index <= atomic_load(&last_applied))
+		atomic_fetch_add(&out_of_order, 1);
+	atomic_store(&last_applied, index);
+	return m.inner.apply(ctx, index, env, cmd, len, result);
 }
 
 static void on_done(void *arg, int status, int64_t result, uint64_t index)
@@ -65,47 +53,38 @@ static void on_done(void *arg, int status, int64_t result, uint64_t index)
 	atomic_fetch_add((atomic_int *)(status == 0 ? arg : (atomic_int *)arg + 1), 1);
 }
 
-static char dir[] = "/tmp/apply-queue.XXXXXX";
-
-static int remove_dir(void **state)
+static int teardown(void **state)
 {
-	char cmd[64];
-
 	(void)state;
-	open_gate(); /* a failed test must not leave the apply thread stuck */
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	test_gate_open(&gate);
+	return test_kv_cluster_stop(&m, 1, dir);
+}
+
+static void tune(struct test_kv_member *member, int i)
+{
+	(void)i;
+	member->cfg.apply_queue_bytes = QUEUE_BYTES;
+	member->cfg.proposal_timeout_ms = 60000;
+	member->sm.apply = gated_apply;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return test_kv_node_start(&m, "apply-queue", dir, tune);
 }
 
 static void test_queue_bounded_while_apply_stalls(void **state)
 {
 	static char payload[ENTRY_BYTES];
 	atomic_int done[2] = {0, 0}; /* applied, failed */
-	char err[512], addr[64];
-	uint16_t port = test_free_port();
+	node *n = m.n;
+	char addr[64];
 	uint64_t first, commit = 0;
 	long long deadline;
-	node_config cfg;
-	node_sm sm;
-	kvsm *k;
-	node *n;
 
 	(void)state;
-	assert_int_not_equal(port, 0);
-	assert_non_null(mkdtemp(dir));
-	test_one_node_config(&cfg, "apply-queue", dir, port);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", port);
-	cfg.apply_queue_bytes = QUEUE_BYTES;
-	cfg.snapshot_entries = 0;
-	cfg.proposal_timeout_ms = 60000;
-
-	assert_int_equal(kvsm_open(cfg.data_dir, &k, err, sizeof(err)), 0);
-	kvsm_iface(k, &gate.inner);
-	sm = gate.inner;
-	sm.apply = gated_apply;
-	if (node_new(&cfg, &sm, &n, err, sizeof(err)) != 0)
-		fail_msg("node_new: %s", err);
-	assert_int_equal(node_launch(n), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", m.cfg.listen_port);
 	deadline = test_now_ms() + 20000;
 	/* Leading, with its term's empty entry (index 1) applied. */
 	assert_true(test_await_lead(n, deadline));
@@ -132,22 +111,19 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 	assert_true(node_apply_queue_max(n) >= QUEUE_BYTES);
 	assert_true(node_apply_queue_max(n) < QUEUE_BYTES + ENTRY_BYTES + 64);
 
-	open_gate();
+	test_gate_open(&gate);
 	deadline = test_now_ms() + 30000;
 	while (atomic_load(&done[0]) + atomic_load(&done[1]) < ENTRIES && test_now_ms() < deadline)
 		test_nap();
 	assert_int_equal(atomic_load(&done[0]), ENTRIES);
 	assert_int_equal(node_applied(n), commit);
-	assert_int_equal(gate.out_of_order, 0);
-	node_stop(n);
-	node_free(n);
-	kvsm_close(k);
+	assert_int_equal(atomic_load(&out_of_order), 0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_teardown(test_queue_bounded_while_apply_stalls, remove_dir),
+	    cmocka_unit_test_setup_teardown(test_queue_bounded_while_apply_stalls, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

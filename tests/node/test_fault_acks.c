@@ -37,19 +37,7 @@ static struct test_kv_member m[N_NODES];
 static char dir[64];
 static atomic_int boom_node = -1; /* whose apply of "boom" fails */
 
-static struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool closed;
-} gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .closed = true};
-
-static void open_gate(void)
-{
-	pthread_mutex_lock(&gate.mu);
-	gate.closed = false;
-	pthread_cond_broadcast(&gate.cv);
-	pthread_mutex_unlock(&gate.mu);
-}
+static struct test_gate gate = TEST_GATE_CLOSED;
 
 /* The kv state machine, except on boom_node: "boom..." waits for the
  * gate, then fails as a full disk would. */
@@ -59,10 +47,7 @@ static int gated_apply(void *ctx, uint64_t index, const envelope *env, const uin
 	int who = atomic_load(&boom_node);
 
 	if (who >= 0 && ctx == m[who].k && len >= 4 && !memcmp(cmd, "boom", 4)) {
-		pthread_mutex_lock(&gate.mu);
-		while (gate.closed)
-			pthread_cond_wait(&gate.cv, &gate.mu);
-		pthread_mutex_unlock(&gate.mu);
+		test_gate_wait(&gate);
 		return NODE_EFAULT;
 	}
 	return m[0].inner.apply(ctx, index, env, cmd, len, result); /* the same for all */
@@ -71,7 +56,7 @@ static int gated_apply(void *ctx, uint64_t index, const envelope *env, const uin
 static int teardown(void **state)
 {
 	(void)state;
-	open_gate(); /* a failed test must not leave an apply thread stuck */
+	test_gate_open(&gate); /* a failed test must not leave an apply thread stuck */
 	return test_kv_cluster_stop(m, N_NODES, dir);
 }
 
@@ -139,7 +124,7 @@ static void test_no_direct_ack_after_fault(void **state)
 	assert_true(access(path, F_OK) != 0);
 	assert_int_equal(node_fault(m[fol].n), 0);
 
-	open_gate();
+	test_gate_open(&gate);
 	deadline = test_now_ms() + 10000;
 	while (!node_fault(m[fol].n) && test_now_ms() < deadline)
 		test_nap();
