@@ -1567,6 +1567,10 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		return fault_id("write", w->ino, errno);
 	if (cpu0)
 		note_fill(sm, thread_cpu_ns() - cpu0, w->data.len);
+	if (c->node && c->node != sm->node_id && w->data.len >= DIRECT_MIN_BYTES) {
+		sm->n_direct += direct;
+		sm->n_buffered += !direct;
+	}
 	if (rec->mode && fchmod(fd, rec->mode & 07777)) // plan_kill_setid; idempotent
 		return fault_id("clear set-id bits of", w->ino, errno);
 	return data_times(sm, w->ino, fd, c->time_ns);

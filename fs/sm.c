@@ -540,6 +540,14 @@ void sm_close(struct sm *sm)
 		tree_free(sm);
 	pthread_rwlock_destroy(&sm->lock);
 	pthread_mutex_destroy(&sm->id_lock);
+	// What auto decided (apply.c, exec_write), for seq_write.sh and the
+	// operator who wonders.
+	if (sm->n_direct || sm->n_buffered)
+		fprintf(stderr,
+			"sm: big writes of other nodes: %llu direct, %llu buffered; buffered fills "
+			"%.2f ms CPU per MiB lately\n",
+			(unsigned long long)sm->n_direct, (unsigned long long)sm->n_buffered,
+			sm->fill_ns_mib < 0 ? 0.0 : (double)sm->fill_ns_mib / 1e6);
 	free(sm->direct_buf);
 	free(sm->data_dir);
 	free(sm);

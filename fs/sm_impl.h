@@ -89,6 +89,7 @@ struct sm {
 	enum { SM_DIRECT_AUTO, SM_DIRECT_OFF, SM_DIRECT_ON } direct_mode;
 	int64_t direct_fill_ns, fill_ns_mib;
 	unsigned direct_run;
+	uint64_t n_direct, n_buffered; // big writes of other nodes applied each way
 	void *direct_buf;
 	size_t direct_cap;
 	// Commands applied per proposing node since open (sm_applied_from),

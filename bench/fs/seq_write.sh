@@ -18,7 +18,8 @@
 # the followers' (WRITERS=2: both followers). Each node's admission line
 # (consensus/node_admit.h: proposals held, most held at once, most big
 # bytes uncommitted; logged when the node stops) is printed at the end (in
-# both modes);
+# both modes), and how many of other nodes' big writes its apply wrote
+# around the page cache (RAFTFS_APPLY_DIRECT: 0 never, 1 always);
 # RAFTFS_ADMIT_KIB=0 turns admission off for a before/after in one build.
 # SNAPSHOT_BYTES=N sets [raft] snapshot_bytes (the default, 256 MiB, takes
 # a snapshot in the middle of the runs: its copy of the file being written
@@ -75,13 +76,17 @@ dd_mib() {
 	echo "$2 / ($t1 - $t0)" | bc -l | xargs printf '%.1f'
 }
 
-# Each node's admission line, once the cluster is down.
+# Each node's admission line, and how its apply wrote other nodes' big
+# writes (fs/apply.c, exec_write: around the page cache or through it),
+# once the cluster is down.
 admission_lines() {
 	"$raftfs" local down "$c" >/dev/null 2>&1 || true
 	local n a
 	for n in 1 2 3; do
 		a=$(grep -h 'admission:' "$c/node$n/node.log" 2>/dev/null | tail -1 | sed 's/.*admission: //' || true)
 		[ -z "$a" ] || echo "n$n admission: $a"
+		a=$(grep -h 'big writes of other nodes' "$c/node$n/node.log" 2>/dev/null | tail -1 | sed 's/.*big writes/big writes/' || true)
+		[ -z "$a" ] || echo "n$n apply: $a"
 	done
 }
 
