@@ -23,13 +23,17 @@
 #     synchronously, and its parent must be fenced all the same;
 #  4. node 2 looks up a directory node 3 made just before: the lookup
 #     misses, passes the barrier, finds it — and must fence it too;
-#  5. node 1's kernel has a directory's entry from before node 3 was
+#  5. a listing (readdirplus) on node 1 of a directory node 3 holds and
+#     chgrp'd behind: no attributes of it go to the kernel, so a stat
+#     looks it up (node 3 must not hold the root: cases 6 and 7 make it
+#     ask for every directory it changes, so this one comes first);
+#  6. node 1's kernel has a directory's entry from before node 3 was
 #     granted it: after an open, its stat is a getattr, not a lookup —
 #     the getattr must fence it too, and the grant's apply must drop the
 #     attributes node 1's kernel kept;
-#  6. the same when the grant (asked for by a failed rmdir) changes
+#  7. the same when the grant (asked for by a failed rmdir) changes
 #     nothing in the directory;
-#  7. the mounts and the nodes' trees agree.
+#  8. the mounts and the nodes' trees agree.
 # One block, parsed before any of it runs (tests/FLAKY.md).
 {
 set -euo pipefail
@@ -42,7 +46,7 @@ HOLD=RAFTFS_PLUG_US=60000000 # a held proposal waits up to 60 s for company
 node_conf 3 close commit "$HOLD"
 node_conf 1 close behind "$HOLD" RAFTFS_MOUNT_OPTS=timeout=60
 node_conf 2 close behind RAFTFS_TEST_APPLY_DELAY_US=300000
-: >"$M1/sync" # opened as a sync point in case 5
+: >"$M1/sync" # opened as a sync point from case 5 on
 
 # in_tree K PATH: PATH is in node K's tree (what it applied; read there
 # directly, not through a mount, which could recall).
@@ -115,7 +119,21 @@ if g != 65534:
     sys.exit(f"node 2's stat of e: group {g}, its holder answered chgrp 65534")
 PY
 
-echo "== 5. node 1 has g's entry; node 3 is granted g, chgrps it behind; node 1 opens, stats g"
+echo "== 5. node 3 makes k, chgrp behind; node 1 opens, lists the root (ls -l), stats k"
+# The listing is a readdirplus: it hands the kernel each entry with its
+# attributes, which it keeps for its timeout; a directory another node
+# holds must go without them, so that the stat looks it up (and fences
+# it). Node 1's kernel has no entry of k before the listing.
+mkdir "$M3/k"
+wait_for 30 "k in node 1's tree" in_tree 1 k
+behind_chgrp 3 k
+: <"$M1/sync"
+ls -ln "$M1" >"$T/ls.out"
+reader_sees 1 k
+g=$(awk '$NF == "k" { print $4 }' "$T/ls.out")
+[ "$g" = 65534 ] || fail "node 1's ls -l of k: group $g, its holder answered chgrp 65534"
+
+echo "== 6. node 1 has g's entry; node 3 is granted g, chgrps it behind; node 1 opens, stats g"
 # Node 2 makes g; node 1's lookup of it recalls it (nobody holds it
 # then) and node 1's kernel keeps the entry: its mount caches for 60 s
 # (timeout=60, a mount option; with the default 1 s the same happens
@@ -136,7 +154,7 @@ behind_chgrp 3 g
 : <"$M1/sync" # the open: node 1 applied the grant and dropped g's attributes
 reader_sees 1 g
 
-echo "== 6. the same with a grant that changes nothing in the directory"
+echo "== 7. the same with a grant that changes nothing in the directory"
 # Node 3's rmdir of h (not empty: ENOTEMPTY) asks for h first, and
 # nothing in h changes: only the grant's own apply on node 1 can drop the
 # attributes node 1's kernel keeps of h.
@@ -149,7 +167,7 @@ behind_chgrp 3 h
 : <"$M1/sync"
 reader_sees 1 h
 
-echo "== 7. verify"
+echo "== 8. verify"
 verify 60 "after the chgrps behind"
 echo PASS
 exit 0
