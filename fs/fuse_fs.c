@@ -736,7 +736,8 @@ static int ids_known(struct fuse_fs *fs)
 	}
 	if (err)
 		return err;
-	return sm_ids_mark_known(fs->sm) < 0 ? EIO : 0;
+	sm_ids_mark_known(fs->sm); /* a failure to record it costs the next start a barrier */
+	return 0;
 }
 
 /* Waits (on this FUSE thread) until this node applied everything committed

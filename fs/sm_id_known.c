@@ -54,10 +54,11 @@ int sm_ids_mark_known(struct sm *sm)
 		close(fd);
 	if (dfd >= 0)
 		close(dfd);
-	if (rc) {
-		fprintf(stderr, "sm: record %s: %s\n", path, strerror(-rc));
-		return rc;
-	}
+	// Known for this process whatever the outcome: the record only
+	// spares the next start its barrier (a full disk costs it one).
 	atomic_store(&sm->ids_known, true);
-	return 0;
+	if (rc)
+		fprintf(stderr, "sm: record %s: %s (the next start waits for a barrier again)\n",
+			path, strerror(-rc));
+	return rc;
 }

@@ -22,8 +22,9 @@ struct sm;
 bool sm_ids_known(struct sm *sm);
 
 // Records that the counter is past every id this node handed out before:
-// DATA/sm/ids_known created and made durable. 0 or a negative errno.
-// Any thread.
+// remembered by this process, and DATA/sm/ids_known created and made
+// durable. 0, or the negative errno of the file's creation (logged; the
+// process remembers it all the same). Any thread.
 int sm_ids_mark_known(struct sm *sm);
 
 #endif
