@@ -12,10 +12,14 @@
 {
 set -euo pipefail
 # Directories stay held (no return when idle), and a held command waits
-# up to 20 ms for company: then a loaded machine does not split a burst
-# by the linger, only a flush would.
+# up to 200 ms for company: then a loaded machine does not split a burst
+# by the linger, only a flush would. (20 ms was not enough: with two busy
+# loops beside ctest -j2, load ~25, a python loop's unlinks came further
+# apart and the unlink phase took 150 and 240 entries, 80 at load 21 without
+# the loops; at 200 ms 25-68 at load 20-26 with them. The bug this guards,
+# a flush per command, takes N entries at any linger.)
 export RAFTFS_DELEG_IDLE_MS=0
-export RAFTFS_PLUG_US=20000
+export RAFTFS_PLUG_US=200000
 . "$(dirname "$0")/../mount/lib.sh"
 up
 
