@@ -215,18 +215,20 @@ static int stamp_new_times(struct sm *sm, const struct obj_ref *r, int64_t t)
 // is), and the chmod after a chown undoes its clearing of set-id bits
 // (plan_setattr puts that in mode). Except security.capability, which a
 // chown of a non-directory removes even to the same owner: such a chown
-// is skipped only when there is none (fresh: r was just made by this
-// apply and has none). A step after the chown, taken or skipped; the
-// caller takes the one after the chmod.
+// is skipped only when there is none (caps_none: r was made by this apply
+// since open and given none since, sm_obj.caps_none; else it is read). A
+// step after the chown, taken or skipped; the caller takes the one after
+// the chmod.
 static int set_owner_mode(struct sm *sm, const struct obj_ref *r, const struct stat *st,
-			  uid_t uid, gid_t gid, int mode, bool fresh)
+			  uid_t uid, gid_t gid, int mode, bool caps_none)
 {
 	bool chown_wanted = uid != (uid_t)-1 || gid != (gid_t)-1;
 	bool chown_needed = (uid != (uid_t)-1 && uid != st->st_uid) ||
 			    (gid != (gid_t)-1 && gid != st->st_gid);
-	if (chown_wanted && !chown_needed && !fresh && !S_ISDIR(st->st_mode)) {
+	if (chown_wanted && !chown_needed && !caps_none && !S_ISDIR(st->st_mode)) {
 		ssize_t n = r->fd >= 0 ? fgetxattr(r->fd, SM_XATTR_CAPS, NULL, 0)
 				       : lgetxattr(r->p.buf, SM_XATTR_CAPS, NULL, 0);
+		sm->attr_calls++;
 		if (n < 0 && errno != ENODATA)
 			return ref_fault("read capabilities of", r, errno);
 		chown_needed = n >= 0;
@@ -1206,6 +1208,8 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 	pthread_rwlock_wrlock(&sm->lock);
 	rc = tree_put(sm, ino, st.st_ino, st.st_mode & S_IFMT, t, 0, NULL);
 	if (!rc)
+		tree_get(sm, ino)->caps_none = true;
+	if (!rc)
 		rc = link_name(sm, path, parent, name);
 	pthread_rwlock_unlock(&sm->lock);
 	if (!rc)
@@ -1661,7 +1665,8 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 		if (!plan_stat_take(sm, s->ino, &st) && ref_stat(&r, &st))
 			rc = ref_fault("stat", &r, errno);
 		if (!rc)
-			rc = set_owner_mode(sm, &r, &st, uid, gid, (int)rec->mode, false);
+			rc = set_owner_mode(sm, &r, &st, uid, gid, (int)rec->mode,
+					    o->caps_none);
 	} else {
 		rc = step(sm);
 	}
@@ -1692,6 +1697,9 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 	int rc = tree_path(sm, ino, &p);
 	if (rc)
 		return fault("resolve object", name, -rc);
+	struct sm_obj *o = tree_get(sm, ino);
+	if (v && !strcmp(name, SM_XATTR_CAPS))
+		o->caps_none = false;
 	if (v && lsetxattr(p.buf, name, v->data, v->len, 0))
 		rc = fault("setxattr", p.buf, errno);
 	if (!v && lremovexattr(p.buf, name) && errno != ENODATA)
@@ -1700,7 +1708,7 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 	if (!rc)
 		rc = step(sm);
 	if (!rc)
-		rc = ctime_kept(sm, tree_get(sm, ino), c->time_ns);
+		rc = ctime_kept(sm, o, c->time_ns);
 	return rc;
 }
 

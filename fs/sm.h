@@ -140,8 +140,8 @@ void sm_set_journal_limit(struct sm *sm, size_t bytes);
 // see the redo. 0 turns it off. Lets tests visit every intermediate state.
 void sm_test_crash_at(struct sm *sm, int steps);
 
-// chown and chmod syscalls the apply made since open: tests count the ones
-// it skips (apply.c, set_owner_mode).
+// chown, chmod and security.capability reads the apply made since open:
+// tests count the ones it skips (apply.c, set_owner_mode).
 uint64_t sm_test_attr_calls(const struct sm *sm);
 
 // Commands proposed by node `node` (Command.node) that this state machine

@@ -47,6 +47,10 @@ struct sm_obj {
 	uint32_t holder;    // directories: the node it is delegated to (0: none)
 	uint64_t epoch;	    // directories: the number of its last grant
 	uint8_t deleg_flags; // directories: SM_DELEG_* of the delegation
+	// Non-directories: made by this apply since open and given no
+	// security.capability since (apply thread only): a chown to the same
+	// owner is skipped without reading one (apply.c, set_owner_mode).
+	bool caps_none;
 };
 
 #define SM_FD_CACHE 64
@@ -75,7 +79,7 @@ struct sm {
 	int fault;
 	struct sm_reset *reset; // deletes a tree dropped after a power loss (sm_reset.h)
 	int crash_at; // test hook: stop exec after this many steps (0: off)
-	uint64_t attr_calls; // chown and chmod syscalls apply made (sm_test_attr_calls)
+	uint64_t attr_calls; // chown, chmod and capability reads of apply (sm_test_attr_calls)
 	struct stat plan_stat; // plan_setattr's stat of plan_stat_id (0: none), for its exec
 	uint64_t plan_stat_id;
 	// Test hook (RAFTFS_TEST_APPLY_DELAY_US at open): a slow node, each

@@ -3,8 +3,9 @@
 // no syscall, and the result is still what chown(2) and chmod(2) one by one
 // would leave: set-id bits cleared by a chown to the same owner, file
 // capabilities removed by it, a set-group-id directory's bit. The counts
-// are sm_test_attr_calls; a stop after every step of these commands is in
-// test_sm_steps (test_own_ids_crash_after_every_step).
+// are sm_test_attr_calls (chown, chmod and security.capability reads); a
+// stop after every step of these commands is in test_sm_steps
+// (test_own_ids_crash_after_every_step).
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,7 +117,8 @@ static mode_t mode_of(struct sm *sm, uint64_t id)
 }
 
 // A create by the node's own ids with a mode the umask lets through, then
-// tar's chown and chmod to the same: no chown or chmod at all.
+// tar's chown and chmod to the same: no chown or chmod at all, and no
+// read of a capability the file was made without.
 static void test_same_owner_and_mode_no_calls(void **state)
 {
 	struct fx *f = *state;
@@ -190,10 +192,27 @@ static void test_same_owner_drops_capability(void **state)
 	assert_int_equal(setattr_own(f->sm, F1, SM_SET_UID | SM_SET_GID, 0), 0);
 	assert_int_equal(sm_getxattr(f->sm, F1, "security.capability", buf, sizeof(buf)),
 			 -ENODATA);
-	// Without one, the next chown to the same owner is skipped.
+	// Without one, the next chown to the same owner is skipped, after a
+	// read: once given one, the file is no longer known to have none.
 	uint64_t before = sm_test_attr_calls(f->sm);
 	assert_int_equal(setattr_own(f->sm, F1, SM_SET_UID | SM_SET_GID, 0), 0);
-	assert_int_equal(sm_test_attr_calls(f->sm) - before, 0);
+	assert_int_equal(sm_test_attr_calls(f->sm) - before, 1);
+}
+
+// A file the state machine did not make since it opened may have a
+// capability: a chown to the same owner reads it (and, none there, is
+// skipped).
+static void test_reopened_reads_capability(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(mknod_own(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0644), 0);
+	sm_close(f->sm);
+	f->sm = NULL;
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	uint64_t before = sm_test_attr_calls(f->sm);
+	assert_int_equal(setattr_own(f->sm, F1, SM_SET_UID | SM_SET_GID, 0), 0);
+	assert_int_equal(sm_test_attr_calls(f->sm) - before, 1);
+	assert_int_equal(mode_of(f->sm, F1), 0644);
 }
 
 // Another owner is given with one chown and one chmod, a symlink's owner
@@ -250,6 +269,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_same_owner_clears_setuid, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_same_owner_drops_capability, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_other_owner, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reopened_reads_capability, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
