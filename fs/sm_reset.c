@@ -302,6 +302,18 @@ static void reset_free(struct sm_reset *r)
 	free(r);
 }
 
+// Test hook: with RAFTFS_TEST_DROPPED_GATE=FILE, the start's own deletion
+// waits while FILE exists, so that a test sees the start's progress report
+// on it (tests/reboot/dropped_delete.sh) instead of racing the deletion.
+static void test_gate(void)
+{
+	const char *gate = getenv("RAFTFS_TEST_DROPPED_GATE");
+	struct timespec nap = {0, 5 * 1000 * 1000};
+
+	while (gate && access(gate, F_OK) == 0)
+		nanosleep(&nap, NULL);
+}
+
 int sm_reset_start_deleting(const char *data, struct sm_reset **out)
 {
 	struct stat st;
@@ -322,6 +334,7 @@ int sm_reset_start_deleting(const char *data, struct sm_reset **out)
 	r->hold = getenv("RAFTFS_TEST_DROPPED_HOLD") != NULL;
 	r->at_start = true;
 	if (short_of_space(r, data)) {
+		test_gate();
 		rc = delete_all(r);
 		reset_free(r);
 		return rc;
