@@ -196,15 +196,22 @@ int cli_verify_main(int argc, char **argv)
 		status = 1;
 		goto out;
 	}
-	/* Every round keeps its lines: the last one's are printed, without
-	 * walking the mounts again. */
+	/* Until the deadline a round only asks whether the mounts are
+	 * identical yet, and stops at the first difference (while they
+	 * converge there is one early on: no need to read the rest); the
+	 * round at the deadline lists them all. */
 	deadline = mono_ms() + (long long)(wait_s * 1000);
 	for (;;) {
 		struct timespec ts = {0, 100 * 1000 * 1000};
 
-		diffs = compare_all(&d);
-		if (diffs == 0 || mono_ms() >= deadline)
+		if (mono_ms() >= deadline) {
+			diffs = compare_all(&d);
 			break;
+		}
+		if (tree_differ((const char *const *)mounts, n, TREE_CMP_MOUNT) == 0) {
+			diffs = 0;
+			break;
+		}
 		nanosleep(&ts, NULL);
 	}
 	for (int k = 1; k < n; k++)

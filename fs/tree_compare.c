@@ -42,6 +42,9 @@ struct cmp {
 	int n; // trees; tree 0 is the one each other is compared with
 	int diffs;
 	int err;
+	// first_only: the walk stops at the first difference (stop), for a
+	// caller that only asks whether the trees are identical yet.
+	bool first_only, stop;
 	// The path of the object being compared, relative to the roots; grows
 	// without bound (it is only ever printed).
 	char *rel;
@@ -81,6 +84,7 @@ static void diff(struct cmp *c, int pair, const char *fmt, ...)
 	int n = vasprintf(&msg, fmt, ap);
 	va_end(ap);
 	c->diffs++;
+	c->stop = c->first_only;
 	if (n < 0) {
 		// Still a difference: say at least that there was one.
 		c->fn(c->arg, pair, "a difference (out of memory formatting it)");
@@ -327,7 +331,7 @@ static void compare_content(struct cmp *c, const char *rel, const struct obj *o,
 			read_error(c, rel, "open it for reading", false, i, errno);
 			live[i] = false;
 		}
-	for (off_t off = 0; any_on(c, live); off += BUF_SIZE) {
+	for (off_t off = 0; any_on(c, live) && !c->stop; off += BUF_SIZE) {
 		ssize_t la = pread(fd[0], c->buf[0], BUF_SIZE, off);
 		if (la < 0) {
 			read_error_first(c, rel, "read it", live, errno);
@@ -441,7 +445,7 @@ static int compare_obj(struct cmp *c, const char *rel, const struct obj *o, bool
 		if ((S_ISCHR(x->st_mode) || S_ISBLK(x->st_mode)) && x->st_rdev != y->st_rdev)
 			diff(c, i, "%s: device number differs", rel);
 	}
-	if (!any_on(c, on))
+	if (!any_on(c, on) || c->stop)
 		return 0;
 	if (S_ISLNK(x->st_mode))
 		compare_symlinks(c, rel, o, on);
@@ -690,7 +694,7 @@ static void walk(struct cmp *c, struct level *root)
 			continue;
 		}
 		const char *name = NULL;
-		if (any_on(c, l->on))
+		if (any_on(c, l->on) && !c->stop)
 			name = merge_next(c, l->ls, l->on, next.on, c->rel, c->rel_len ? "/" : "");
 		if (!name) { // this level is done
 			level_free(c, &next);
@@ -774,13 +778,13 @@ static nlink_t open_index_entry(struct cmp *c, int i, int dirfd, const char *r, 
 static void compare_index(struct cmp *c, const int *dirfd, const bool *pairs, struct level *l)
 {
 	char bucket[16], r[64];
-	for (unsigned k = 0; k < 256; k++) {
+	for (unsigned k = 0; k < 256 && !c->stop; k++) {
 		snprintf(bucket, sizeof(bucket), "ids/%02x", k);
 		memcpy(l->on, pairs, (size_t)c->n * sizeof(bool));
 		list_all(c, bucket, dirfd, bucket, true, l->ls, l->on);
 		const char *name;
 		bool *both = c->set;
-		while (any_on(c, l->on) &&
+		while (any_on(c, l->on) && !c->stop &&
 		       (name = merge_next(c, l->ls, l->on, both, "index ", ""))) {
 			if (!any_on(c, both))
 				continue;
@@ -871,10 +875,10 @@ static void compare_data(struct cmp *c, const char *const *roots, int *dirfd, bo
 	free(tree);
 }
 
-int tree_compare_each(const char *const *roots, int n, enum tree_cmp_kind kind, tree_diffs_fn fn,
-		      void *arg)
+static int compare_each(const char *const *roots, int n, enum tree_cmp_kind kind, tree_diffs_fn fn,
+			void *arg, bool first_only)
 {
-	struct cmp c = {.kind = kind, .fn = fn, .arg = arg, .n = n};
+	struct cmp c = {.kind = kind, .fn = fn, .arg = arg, .n = n, .first_only = first_only};
 	if (n < 2)
 		return 0;
 	size_t un = (size_t)n;
@@ -917,6 +921,22 @@ out:
 	free(c.fds);
 	free(c.links);
 	return c.err ? c.err : c.diffs;
+}
+
+int tree_compare_each(const char *const *roots, int n, enum tree_cmp_kind kind, tree_diffs_fn fn,
+		      void *arg)
+{
+	return compare_each(roots, n, kind, fn, arg, false);
+}
+
+static void ignore_diff(void *arg, int other, const char *msg)
+{
+	(void)arg, (void)other, (void)msg;
+}
+
+int tree_differ(const char *const *roots, int n, enum tree_cmp_kind kind)
+{
+	return compare_each(roots, n, kind, ignore_diff, NULL, true);
 }
 
 // tree_compare's caller's function and argument, behind tree_diffs_fn.

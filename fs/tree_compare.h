@@ -43,4 +43,11 @@ int tree_compare(const char *a, const char *b, enum tree_cmp_kind kind, tree_dif
 int tree_compare_each(const char *const *roots, int n, enum tree_cmp_kind kind, tree_diffs_fn fn,
 		      void *arg);
 
+// Whether roots[0] differs from any of roots[1 ... n-1], as
+// tree_compare_each would find, but stopping at the first difference: 0
+// if identical (the whole trees were walked), 1 if they differ, or a
+// negative errno if something could not be read. For a caller waiting for
+// the trees to converge, whose rounds before the last need no list.
+int tree_differ(const char *const *roots, int n, enum tree_cmp_kind kind);
+
 #endif

@@ -317,6 +317,7 @@ static void test_each_reports_as_pairs(void **state)
 	struct seen_each e = {0};
 	assert_int_equal(tree_compare_each(roots, 3, TREE_CMP_DATA, keep_each, &e), 0);
 	assert_int_equal(e.pair[1].n + e.pair[2].n, 0);
+	assert_int_equal(tree_differ(roots, 3, TREE_CMP_DATA), 0);
 
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/tree", third);
@@ -353,6 +354,12 @@ static void test_each_reports_as_pairs(void **state)
 	close(dir);
 
 	int rc = tree_compare_each(roots, 3, TREE_CMP_DATA, keep_each, &e);
+	// tree_differ stops at the first of them; the first two trees alone
+	// differ too, the first with itself not.
+	assert_int_equal(tree_differ(roots, 3, TREE_CMP_DATA), 1);
+	assert_int_equal(tree_differ(roots, 2, TREE_CMP_DATA), 1);
+	const char *same[2] = {f->dir[0], f->dir[0]};
+	assert_int_equal(tree_differ(same, 2, TREE_CMP_DATA), 0);
 	struct seen one[3] = {{0}};
 	int rc1 = tree_compare(f->dir[0], f->dir[1], TREE_CMP_DATA, keep_diff, &one[1]);
 	int rc2 = tree_compare(f->dir[0], third, TREE_CMP_DATA, keep_diff, &one[2]);
