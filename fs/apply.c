@@ -217,8 +217,12 @@ static int stamp_new_times(struct sm *sm, const struct obj_ref *r, int64_t t)
 // chown of a non-directory removes even to the same owner: such a chown
 // is skipped only when there is none (caps_none: r was made by this apply
 // since open and given none since, sm_obj.caps_none; else it is read). A
-// step after the chown, taken or skipped; the caller takes the one after
-// the chmod.
+// read that finds no security.* xattrs at all (ENOTSUP: a filesystem or
+// file type without them) means none either, as before 9a42554 such a
+// chown just succeeded; only another error faults. Every non-directory is
+// read, not only regular files: a fifo's or symlink's capability goes with
+// a chown too. A step after the chown, taken or skipped; the caller takes
+// the one after the chmod.
 static int set_owner_mode(struct sm *sm, const struct obj_ref *r, const struct stat *st,
 			  uid_t uid, gid_t gid, int mode, bool caps_none)
 {
@@ -228,8 +232,13 @@ static int set_owner_mode(struct sm *sm, const struct obj_ref *r, const struct s
 	if (chown_wanted && !chown_needed && !caps_none && !S_ISDIR(st->st_mode)) {
 		ssize_t n = r->fd >= 0 ? fgetxattr(r->fd, SM_XATTR_CAPS, NULL, 0)
 				       : lgetxattr(r->p.buf, SM_XATTR_CAPS, NULL, 0);
+		if (sm->test_caps_errno) {
+			n = -1;
+			errno = sm->test_caps_errno;
+		}
 		sm->attr_calls++;
-		if (n < 0 && errno != ENODATA)
+		// ENOTSUP is EOPNOTSUPP on Linux.
+		if (n < 0 && errno != ENODATA && errno != ENOTSUP)
 			return ref_fault("read capabilities of", r, errno);
 		chown_needed = n >= 0;
 	}

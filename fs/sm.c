@@ -600,6 +600,11 @@ uint64_t sm_test_attr_calls(const struct sm *sm)
 	return sm->attr_calls;
 }
 
+void sm_test_caps_errno(struct sm *sm, int err)
+{
+	sm->test_caps_errno = err;
+}
+
 // The slot of node in the per-node counts; with add, taken if free (apply
 // thread). -1: not there (or the table is full: then it is not counted).
 static int from_slot(struct sm *sm, uint32_t node, bool add)

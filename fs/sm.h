@@ -144,6 +144,11 @@ void sm_test_crash_at(struct sm *sm, int steps);
 // tests count the ones it skips (apply.c, set_owner_mode).
 uint64_t sm_test_attr_calls(const struct sm *sm);
 
+// Test hook: while err is not 0, the apply's security.capability reads fail
+// with err, as on a filesystem or file type that keeps no security.* xattrs
+// (EOPNOTSUPP) or one that fails the read (EIO).
+void sm_test_caps_errno(struct sm *sm, int err);
+
 // Commands proposed by node `node` (Command.node) that this state machine
 // applied since it opened, refused and skipped ones included: a mount
 // waiting for a delegation's Return sees from it that the holder's commands

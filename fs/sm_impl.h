@@ -80,6 +80,7 @@ struct sm {
 	struct sm_reset *reset; // deletes a tree dropped after a power loss (sm_reset.h)
 	int crash_at; // test hook: stop exec after this many steps (0: off)
 	uint64_t attr_calls; // chown, chmod and capability reads of apply (sm_test_attr_calls)
+	int test_caps_errno; // test hook: capability reads fail with this (sm_test_caps_errno)
 	struct stat plan_stat; // plan_setattr's stat of plan_stat_id (0: none), for its exec
 	uint64_t plan_stat_id;
 	// Test hook (RAFTFS_TEST_APPLY_DELAY_US at open): a slow node, each

@@ -215,6 +215,43 @@ static void test_reopened_reads_capability(void **state)
 	assert_int_equal(mode_of(f->sm, F1), 0644);
 }
 
+// A filesystem or file type that keeps no security.* xattrs (the read
+// fails with EOPNOTSUPP) has no capability to lose: the chown to the same
+// owner is skipped and the apply goes on. Another failure of the read
+// still stops the apply (a local fault) rather than guess.
+static void test_caps_unsupported_is_none(void **state)
+{
+	struct fx *f = *state;
+	assert_int_equal(mknod_own(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0644), 0);
+	assert_int_equal(mknod_own(f->sm, SM_ROOT_ID, "g", F2, S_IFIFO | 0644), 0);
+	sm_close(f->sm); // reopened: neither is known to have no capability
+	f->sm = NULL;
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	sm_test_caps_errno(f->sm, EOPNOTSUPP);
+	uint64_t before = sm_test_attr_calls(f->sm);
+	assert_int_equal(setattr_own(f->sm, F1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, 0600), 0);
+	assert_int_equal(setattr_own(f->sm, F2, SM_SET_UID | SM_SET_GID, 0), 0);
+	// The two reads and F1's chmod; no chown.
+	assert_int_equal(sm_test_attr_calls(f->sm) - before, 3);
+	assert_int_equal(mode_of(f->sm, F1), 0600);
+	assert_int_equal(mode_of(f->sm, F2), 0644);
+	sm_test_caps_errno(f->sm, EIO);
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__SetAttr s = FSPB__SET_ATTR__INIT;
+	s.ino = F1;
+	s.valid = SM_SET_UID | SM_SET_GID;
+	s.uid = geteuid();
+	s.gid = getegid();
+	c.op_case = FSPB__COMMAND__OP_SETATTR;
+	c.setattr = &s;
+	size_t len;
+	uint8_t *buf = tl_pack(&c, &len);
+	int result = 0;
+	assert_int_equal(sm_apply(f->sm, sm_applied_index(f->sm) + 1, 0, 0, 0, buf, len, &result),
+			 -EIO);
+	free(buf);
+}
+
 // Another owner is given with one chown and one chmod, a symlink's owner
 // with its chown only.
 static void test_other_owner(void **state)
@@ -270,6 +307,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_same_owner_drops_capability, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_other_owner, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopened_reads_capability, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_caps_unsupported_is_none, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
