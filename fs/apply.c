@@ -1465,15 +1465,22 @@ static int data_times(struct sm *sm, uint64_t id, int fd, int64_t t)
 // copies of every byte already near its bandwidth at 300 MiB/s, while the
 // cache writes the tree back after a burst). So, by default (auto), a
 // write goes direct only while the last buffered ones cost at least
-// sm->direct_fill_ns of CPU per MiB, and one in DIRECT_PROBE_EVERY goes
-// buffered anyway to measure again (bench/fs/README.md, "Session 10
-// (seqw)"). The proposer's own writes always fill the cache: its mount
-// reads back what it wrote (fs-bench), and they are measured too.
-// RAFTFS_APPLY_DIRECT=0 never goes direct, =1 always (sm.c). O_DIRECT
-// wants the offset, the length and the buffer in whole blocks: only writes
-// that are (dd, cp: 1 MiB at a time) take it, from an aligned copy.
-// Durability is the same either way: apply syncs nothing of the tree (redo
-// journal, DESIGN.md).
+// sm->direct_fill_ns of CPU per MiB and the last direct ones (the aligned
+// copy included) less than that, and one in DIRECT_PROBE_EVERY goes the
+// other way to measure it again (bench/fs/README.md, "Session 10 (seqw)"):
+// where direct writes turn as dear as fills (a direct write flushing dirty
+// cached pages of its range first), auto goes back to the cache rather
+// than stay direct on a measure of fills alone. The proposer's own writes
+// always fill the cache: its mount reads back what it wrote (fs-bench),
+// and they are measured too. Decided by each node for itself, from its
+// own measures and filesystem: the bytes are the same either way.
+// RAFTFS_APPLY_DIRECT=0 never goes direct, =1 always (sm.c); auto never
+// where direct writes do not bypass the cache (tmpfs: sm_direct.h, probed
+// at open), and no mode after a direct write was refused with EINVAL.
+// O_DIRECT wants the offset, the length and the buffer in whole blocks:
+// only writes that are (dd, cp: 1 MiB at a time) take it, from an aligned
+// copy. Durability is the same either way: apply syncs nothing of the tree
+// (redo journal, DESIGN.md).
 #define DIRECT_MIN_BYTES (256u << 10)
 #define DIRECT_ALIGN 4096u
 #define DIRECT_PROBE_EVERY 16u
@@ -1487,7 +1494,9 @@ static bool write_goes_direct(struct sm *sm, const Fspb__Command *c, uint64_t of
 		return true;
 	if (sm->fill_ns_mib < 0 || sm->fill_ns_mib < sm->direct_fill_ns)
 		return false; // not measured yet, or cheap: through the cache
-	return ++sm->direct_run % DIRECT_PROBE_EVERY != 0;
+	bool cheaper = sm->direct_ns_mib < 0 || sm->direct_ns_mib < sm->fill_ns_mib;
+	bool probe = ++sm->direct_run % DIRECT_PROBE_EVERY == 0;
+	return cheaper != probe;
 }
 
 static int64_t thread_cpu_ns(void)
@@ -1497,12 +1506,16 @@ static int64_t thread_cpu_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-// A buffered write of len bytes took cpu_ns of this thread's CPU: the cost
-// of a fill, smoothed over the last few.
-static void note_fill(struct sm *sm, int64_t cpu_ns, size_t len)
+// A big write of len bytes took cpu_ns of this thread's CPU: the cost of a
+// fill (buffered) or of a direct write, each smoothed over the last few.
+// A pinned direct cost (sm_test_pin_direct_cost) stays as it is.
+static void note_cost(struct sm *sm, bool direct, int64_t cpu_ns, size_t len)
 {
 	int64_t per_mib = cpu_ns * (1 << 20) / (int64_t)len;
-	sm->fill_ns_mib = sm->fill_ns_mib < 0 ? per_mib : (3 * sm->fill_ns_mib + per_mib) / 4;
+	int64_t *avg = direct ? &sm->direct_ns_mib : &sm->fill_ns_mib;
+	if (direct && sm->test_direct_pinned)
+		return;
+	*avg = *avg < 0 ? per_mib : (3 * *avg + per_mib) / 4;
 }
 
 // fd (apply's own descriptor) with O_DIRECT on or off; false if refused
@@ -1545,17 +1558,31 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	if (rc)
 		return rc;
 	const uint8_t *src = w->data.data;
+	int64_t cpu0 = w->data.len >= DIRECT_MIN_BYTES ? thread_cpu_ns() : 0;
 	if (write_goes_direct(sm, c, rec->a, w->data.len))
 		src = direct_begin(sm, fd, w->data.data, w->data.len);
 	bool direct = src && src != w->data.data;
+	const bool began_direct = direct;
 	if (!src)
 		src = w->data.data;
-	int64_t cpu0 = !direct && w->data.len >= DIRECT_MIN_BYTES ? thread_cpu_ns() : 0;
 	size_t done = 0;
 	while (done < w->data.len) {
-		ssize_t n = pwrite(fd, src + done, w->data.len - done, (off_t)(rec->a + done));
+		ssize_t n;
+		if (direct && sm->test_refuse_direct) {
+			n = -1;
+			errno = EINVAL;
+		} else {
+			n = pwrite(fd, src + done, w->data.len - done, (off_t)(rec->a + done));
+		}
 		if (n < 0 && direct && errno == EINVAL && done == 0) {
-			n = 0; // direct I/O refused after all: buffered
+			// Direct I/O refused after all (F_SETFL took O_DIRECT, the
+			// write does not): buffered, and no later write pays the
+			// copy and the refusal again.
+			n = 0;
+			if (sm->direct_mode != SM_DIRECT_OFF)
+				fprintf(stderr, "sm: a direct write refused (EINVAL): big "
+						"writes go through the page cache\n");
+			sm->direct_mode = SM_DIRECT_OFF;
 		} else if (n <= 0) {
 			if (direct)
 				set_direct(fd, false);
@@ -1578,8 +1605,8 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	}
 	if (direct && !set_direct(fd, false))
 		return fault_id("write", w->ino, errno);
-	if (cpu0)
-		note_fill(sm, thread_cpu_ns() - cpu0, w->data.len);
+	if (cpu0 && direct == began_direct) // not a direct write that ended buffered
+		note_cost(sm, direct, thread_cpu_ns() - cpu0, w->data.len);
 	if (c->node && c->node != sm->node_id && w->data.len >= DIRECT_MIN_BYTES) {
 		sm->n_direct += direct;
 		sm->n_buffered += !direct;

@@ -7,6 +7,7 @@ add_library(raftfs_fs STATIC
   sm.c
   sm_journal.c
   sm_reset.c
+  sm_direct.c
   sm_read.c
   apply.c
   sm_image_cow.c

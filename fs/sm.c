@@ -11,6 +11,7 @@
 
 #include "dedup.h"
 #include "sm_impl.h"
+#include "sm_direct.h"
 #include "sm_reset.h"
 
 // Ids are reserved in blocks: one fsync per block, not per create.
@@ -407,6 +408,7 @@ static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 	// runs at 5-10: the host is backing fresh pages (apply.c, exec_write).
 	sm->direct_fill_ns = fill_us ? (int64_t)strtoull(fill_us, NULL, 10) * 1000 : 1000000;
 	sm->fill_ns_mib = -1;
+	sm->direct_ns_mib = -1;
 	for (int i = 0; i < SM_FD_CACHE; i++)
 		sm->fds[i].fd = -1;
 	// Writer-preferring: a steady stream of FUSE reads must not starve the
@@ -442,6 +444,15 @@ static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 	}
 	if ((rc = check_boot(sm)) || (rc = init_root(sm->data_dir)))
 		goto fail;
+	// Auto goes direct only where that bypasses the cache: elsewhere a
+	// direct write costs the aligned copy and the same fill, and auto
+	// measures only buffered fills (apply.c, exec_write). =1 still forces it.
+	const char *why;
+	snprintf(path, sizeof(path), "%s/ids", sm->data_dir);
+	if (sm->direct_mode == SM_DIRECT_AUTO && !sm_direct_bypasses_cache(path, &why)) {
+		fprintf(stderr, "sm: %s: %s: big writes go through the page cache\n", path, why);
+		sm->direct_mode = SM_DIRECT_OFF;
+	}
 	if ((rc = check_symlink_room(sm)) || (rc = tree_scan(sm)) || (rc = load_reserved(sm)))
 		goto fail;
 	if ((rc = load_dedup(sm)))
@@ -545,9 +556,10 @@ void sm_close(struct sm *sm)
 	if (sm->n_direct || sm->n_buffered)
 		fprintf(stderr,
 			"sm: big writes of other nodes: %llu direct, %llu buffered; buffered fills "
-			"%.2f ms CPU per MiB lately\n",
+			"%.2f ms CPU per MiB lately, direct writes %.2f\n",
 			(unsigned long long)sm->n_direct, (unsigned long long)sm->n_buffered,
-			sm->fill_ns_mib < 0 ? 0.0 : (double)sm->fill_ns_mib / 1e6);
+			sm->fill_ns_mib < 0 ? 0.0 : (double)sm->fill_ns_mib / 1e6,
+			sm->direct_ns_mib < 0 ? 0.0 : (double)sm->direct_ns_mib / 1e6);
 	free(sm->direct_buf);
 	free(sm->data_dir);
 	free(sm);
@@ -603,6 +615,23 @@ uint64_t sm_test_attr_calls(const struct sm *sm)
 void sm_test_caps_errno(struct sm *sm, int err)
 {
 	sm->test_caps_errno = err;
+}
+
+void sm_test_refuse_direct(struct sm *sm, bool on)
+{
+	sm->test_refuse_direct = on;
+}
+
+void sm_test_pin_direct_cost(struct sm *sm, int64_t ns_per_mib)
+{
+	sm->direct_ns_mib = ns_per_mib;
+	sm->test_direct_pinned = true;
+}
+
+void sm_test_big_writes(const struct sm *sm, uint64_t *direct, uint64_t *buffered)
+{
+	*direct = sm->n_direct;
+	*buffered = sm->n_buffered;
 }
 
 // The slot of node in the per-node counts; with add, taken if free (apply

@@ -149,6 +149,20 @@ uint64_t sm_test_attr_calls(const struct sm *sm);
 // (EOPNOTSUPP) or one that fails the read (EIO).
 void sm_test_caps_errno(struct sm *sm, int err);
 
+// Test hook: while on, the apply's direct writes fail with EINVAL, as on a
+// filesystem that takes O_DIRECT at fcntl but refuses its writes.
+void sm_test_refuse_direct(struct sm *sm, bool on);
+
+// Test hook: the CPU per MiB auto takes direct writes to cost, kept
+// whatever they measure (-1: as if none was measured yet), so a test
+// decides which way is cheaper (apply.c, write_goes_direct).
+void sm_test_pin_direct_cost(struct sm *sm, int64_t ns_per_mib);
+
+// Big writes of other nodes applied since open around the page cache and
+// through it (what sm_close logs): tests see the choice where residency
+// cannot show it (tmpfs caches direct writes too).
+void sm_test_big_writes(const struct sm *sm, uint64_t *direct, uint64_t *buffered);
+
 // Commands proposed by node `node` (Command.node) that this state machine
 // applied since it opened, refused and skipped ones included: a mount
 // waiting for a delegation's Return sees from it that the holder's commands

@@ -89,10 +89,13 @@ struct sm {
 	// Big writes of other nodes around the page cache (apply.c, exec_write):
 	// whether (RAFTFS_APPLY_DIRECT), the CPU per MiB of a buffered write
 	// from which auto goes direct (RAFTFS_APPLY_DIRECT_FILL_US), that of
-	// the last few (-1: none yet), direct ones since the last probe, and
-	// the aligned copy of the data.
+	// the last few (-1: none yet), that of the last direct ones (-1: none
+	// yet), big writes since the last probe, and the aligned copy of the
+	// data. Test hooks: direct writes refused (EINVAL), the direct cost
+	// pinned (sm_test_refuse_direct, sm_test_pin_direct_cost).
 	enum { SM_DIRECT_AUTO, SM_DIRECT_OFF, SM_DIRECT_ON } direct_mode;
-	int64_t direct_fill_ns, fill_ns_mib;
+	int64_t direct_fill_ns, fill_ns_mib, direct_ns_mib;
+	bool test_refuse_direct, test_direct_pinned;
 	unsigned direct_run;
 	uint64_t n_direct, n_buffered; // big writes of other nodes applied each way
 	void *direct_buf;

@@ -212,13 +212,15 @@ static void test_off_by_environment(void **state)
 
 // Auto with a threshold every fill reaches: the first eligible write goes through the cache
 // (nothing measured yet), the next ones around it but for one probe in every 16 — and a
-// buffered write of this node's own counts as a measure too.
+// buffered write of this node's own counts as a measure too. (Direct writes' cost is pinned
+// at "not measured": which way is cheaper on this machine is not the question here.)
 static void test_auto_measures(void **state)
 {
 	struct fx *f = *state;
 	if (!direct_uncached(f->dir))
 		skip();
 	open_sm_with(f, NULL, "0");
+	sm_test_pin_direct_cost(f->sm, -1);
 	const size_t k = 256 * 1024; // the smallest write that may go direct
 	for (int i = 0; i < 18; i++)
 		write_from(f, OTHER, (uint64_t)i * k, f->a + (size_t)i * 4096, k);
@@ -234,6 +236,7 @@ static void test_auto_measures(void **state)
 	tl_rmtree(f->dir);
 	f->dir = tl_mkdtemp();
 	open_sm_with(f, NULL, "0");
+	sm_test_pin_direct_cost(f->sm, -1);
 	write_from(f, SELF, 0, f->b, MIB);  // measured
 	write_from(f, OTHER, MIB, f->b, MIB); // so this one goes direct
 	assert_int_equal(cached_pages(f, MIB, MIB), 0);
@@ -253,6 +256,101 @@ static void test_auto_cheap_fill_buffered(void **state)
 	assert_bytes(f, 3 * MIB, f->a, MIB);
 }
 
+// Auto where direct writes cost more CPU than fills (pinned: 1 s per MiB): through the cache,
+// but for one direct probe in every 16 that measures them again.
+static void test_auto_direct_dearer_buffered(void **state)
+{
+	struct fx *f = *state;
+	if (!direct_uncached(f->dir))
+		skip();
+	open_sm_with(f, NULL, "0");
+	sm_test_pin_direct_cost(f->sm, 1000000000);
+	const size_t k = 256 * 1024;
+	for (int i = 0; i < 18; i++)
+		write_from(f, OTHER, (uint64_t)i * k, f->a + (size_t)i * 4096, k);
+	for (int i = 0; i < 18; i++)
+		assert_int_equal(cached_pages(f, (uint64_t)i * k, k), i == 16 ? 0 : k / 4096);
+	uint64_t direct, buffered;
+	sm_test_big_writes(f->sm, &direct, &buffered);
+	assert_int_equal(direct, 1);
+	assert_int_equal(buffered, 17);
+	for (int i = 0; i < 18; i++)
+		assert_bytes(f, (uint64_t)i * k, f->a + (size_t)i * 4096, k);
+}
+
+// A filesystem that takes O_DIRECT at fcntl but refuses the write (EINVAL): that write goes
+// buffered, and so does every later one, even with =1 (here on a filesystem where direct
+// writes work again: the second one shows whether it was tried).
+static void test_refused_direct_stays_buffered(void **state)
+{
+	struct fx *f = *state;
+	if (!direct_uncached(f->dir))
+		skip();
+	open_sm_with(f, "1", NULL);
+	sm_test_refuse_direct(f->sm, true);
+	write_from(f, OTHER, 0, f->a, MIB);
+	sm_test_refuse_direct(f->sm, false);
+	write_from(f, OTHER, MIB, f->b, MIB);
+	assert_int_equal(cached_pages(f, 0, 2 * MIB), 2 * MIB / 4096);
+	uint64_t direct, buffered;
+	sm_test_big_writes(f->sm, &direct, &buffered);
+	assert_int_equal(direct, 0);
+	assert_int_equal(buffered, 2);
+	assert_bytes(f, 0, f->a, MIB);
+	assert_bytes(f, MIB, f->b, MIB);
+}
+
+// Whether O_DIRECT is taken on the filesystem of dir at all.
+static bool direct_taken(const char *dir)
+{
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_DIRECT, 0600);
+	if (fd >= 0)
+		close(fd);
+	return fd >= 0;
+}
+
+// A data directory on tmpfs (Linux 6.6 and later take O_DIRECT there but cache the pages
+// anyway: a direct write costs the copy and the same fill): auto never goes direct, however
+// dear fills are; =1 still does.
+static void test_auto_off_where_direct_cached(void **state)
+{
+	struct fx *f = *state;
+	const char *was = getenv("TMPDIR");
+	char *keep = was ? strdup(was) : NULL;
+	setenv("TMPDIR", "/dev/shm", 1);
+	char *shm = access("/dev/shm", W_OK) == 0 ? tl_mkdtemp() : NULL;
+	if (keep)
+		setenv("TMPDIR", keep, 1);
+	else
+		unsetenv("TMPDIR");
+	free(keep);
+	if (!shm || direct_uncached(shm) || !direct_taken(shm)) {
+		if (shm)
+			tl_rmtree(shm);
+		skip(); // no tmpfs here, or one that bypasses the cache or refuses O_DIRECT
+	}
+	tl_rmtree(f->dir);
+	f->dir = shm;
+	open_sm_with(f, NULL, "0");
+	sm_test_pin_direct_cost(f->sm, -1);
+	for (int i = 0; i < 4; i++)
+		write_from(f, OTHER, (uint64_t)i * MIB, f->a, MIB);
+	uint64_t direct, buffered;
+	sm_test_big_writes(f->sm, &direct, &buffered);
+	assert_int_equal(direct, 0);
+	assert_int_equal(buffered, 4);
+	sm_close(f->sm);
+	f->sm = NULL;
+	setenv("RAFTFS_APPLY_DIRECT", "1", 1);
+	assert_int_equal(sm_open(f->dir, SELF, &f->sm), 0);
+	unsetenv("RAFTFS_APPLY_DIRECT");
+	write_from(f, OTHER, 0, f->b, MIB);
+	sm_test_big_writes(f->sm, &direct, &buffered);
+	assert_int_equal(direct, 1);
+	assert_bytes(f, 0, f->b, MIB);
+	assert_bytes(f, MIB, f->a, MIB);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +359,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_off_by_environment, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_auto_measures, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_auto_cheap_fill_buffered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_auto_direct_dearer_buffered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_direct_stays_buffered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_auto_off_where_direct_cached, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
