@@ -78,22 +78,51 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
  * again and when to give up on it is fuse_reclaim_step's (fuse_grant.h):
  * revoked once none of its commands applied here for FUSE_REVOKE_AFTER_MS
  * (down or cut off; FUSE_REVOKE_BUSY_MS once seen working in this wait),
- * or after FUSE_REVOKE_CAP_MS in all however busy. */
-static int reclaim(struct fuse_behind *b, uint64_t dir)
+ * or after FUSE_REVOKE_CAP_MS in all however busy. The holder's silence is
+ * shared by this mount's recallers (fuse_holder_*): parallel waits for one
+ * holder run on one clock, and once one revoked it for silence the others
+ * revoke at once until a command of it applies here again. */
+static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 {
 	struct fuse_reclaim clock;
-	bool recalling = false;
+	bool recalling = false, at_once = false;
 
 	fuse_reclaim_start(&clock, bh_mono_ms());
 	for (;;) {
 		uint32_t holder;
-		uint64_t epoch;
+		uint64_t epoch, progress;
+		int64_t now, since;
+		bool silent;
+		enum fuse_reclaim_do step;
 		int rc = sm_deleg(b->fs->sm, dir, &holder, &epoch);
 
 		if (rc < 0 || holder == 0 || holder == b->self)
 			return 0; /* the command's own checks answer for a bad dir */
-		switch (fuse_reclaim_step(&clock, holder, epoch, sm_applied_from(b->fs->sm, holder),
-					  bh_mono_ms())) {
+		progress = sm_applied_from(b->fs->sm, holder);
+		now = bh_mono_ms();
+		if (holder != *joined) {
+			if (*joined)
+				fuse_holder_leave(b->grant, *joined);
+			fuse_holder_join(b->grant, holder, progress, now);
+			*joined = holder;
+		}
+		since = fuse_holder_look(b->grant, holder, progress, now, &silent);
+		/* Known silent: one Revoke, no wait (once per call: should
+		 * it not take, the clock below decides). */
+		if (silent && !at_once) {
+			at_once = true;
+			fprintf(stderr,
+				"raftfs: directory %016llx: node %u is silent (a wait for it was "
+				"revoked and none of its commands applied since): revoking it at "
+				"once\n",
+				(unsigned long long)dir, holder);
+			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
+			if (rc && rc != ESTALE)
+				return rc;
+			continue;
+		}
+		step = fuse_reclaim_step(&clock, holder, epoch, progress, since, now);
+		switch (step) {
 		case FUSE_RECLAIM_REVOKE:
 			/* Its holder did not return it: down or cut off. Its
 			 * commands ordered after this fail at apply. */
@@ -104,6 +133,8 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 				(unsigned long long)dir, holder,
 				clock.busy ? FUSE_REVOKE_BUSY_MS : FUSE_REVOKE_AFTER_MS,
 				FUSE_REVOKE_CAP_MS);
+			if (!clock.capped)
+				fuse_holder_silent(b->grant, holder, progress);
 			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
 			if (rc && rc != ESTALE)
 				return rc;
@@ -130,6 +161,16 @@ static int reclaim(struct fuse_behind *b, uint64_t dir)
 			bh_wait_ms(b, fuse_reclaim_due(&clock, bh_mono_ms()));
 		pthread_mutex_unlock(&b->mu);
 	}
+}
+
+static int reclaim(struct fuse_behind *b, uint64_t dir)
+{
+	uint32_t joined = 0;
+	int rc = reclaim_wait(b, dir, &joined);
+
+	if (joined)
+		fuse_holder_leave(b->grant, joined);
+	return rc;
 }
 
 /* Grant on demand (fuse_grant.h): a directory nobody holds that this mount

@@ -19,8 +19,19 @@ struct want {
 	int64_t backoff_ms;	/* the last back-off (doubles per recall) */
 };
 
+/* One holder's silence (fuse_holder_*). A slot is free when its holder is
+ * 0, or reusable when nobody waits for it and it is not known silent. */
+struct holder {
+	uint32_t holder;
+	unsigned waiters;  /* recallers waiting for it now */
+	uint64_t progress; /* its commands applied here, when last changed */
+	int64_t since_ms;  /* silent since (the first look at that progress) */
+	bool silent;	   /* revoked for silence at progress */
+};
+
 struct fuse_grant {
 	pthread_mutex_t mu;
+	struct holder holders[FUSE_HOLDERS_MAX];
 	struct want *b[BUCKETS];
 	unsigned count;
 	/* Test hook (RAFTFS_TEST_GRANT_EAGER): ask at the first change, never
@@ -161,16 +172,17 @@ void fuse_reclaim_start(struct fuse_reclaim *r, int64_t now_ms)
 }
 
 enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch,
-				       uint64_t progress, int64_t now_ms)
+				       uint64_t progress, int64_t silent_ms, int64_t now_ms)
 {
 	if (holder != r->holder || epoch != r->epoch) {
-		/* Another delegation: its holder has done nothing wrong yet,
-		 * and has not been asked. */
+		/* Another delegation: it has not been asked yet. Its holder's
+		 * silence may have started before this wait (another recaller
+		 * of this mount waits for it too): one clock for both. */
 		r->holder = holder;
 		r->epoch = epoch;
 		r->progress = progress;
 		r->busy = false;
-		r->deadline_ms = now_ms + FUSE_REVOKE_AFTER_MS;
+		r->deadline_ms = (silent_ms < now_ms ? silent_ms : now_ms) + FUSE_REVOKE_AFTER_MS;
 		r->next_recall_ms = now_ms;
 	} else if (progress != r->progress) {
 		/* Progress, not wall time: its commands still arrive. It is
@@ -183,6 +195,7 @@ enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, 
 	if (r->deadline_ms > r->cap_ms)
 		r->deadline_ms = r->cap_ms;
 	if (now_ms >= r->deadline_ms) {
+		r->capped = r->deadline_ms == r->cap_ms;
 		r->deadline_ms = now_ms + FUSE_REVOKE_AFTER_MS;
 		r->cap_ms = r->deadline_ms + FUSE_REVOKE_CAP_MS;
 		return FUSE_RECLAIM_REVOKE;
@@ -199,4 +212,88 @@ int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms)
 	int64_t t = r->deadline_ms < r->next_recall_ms ? r->deadline_ms : r->next_recall_ms;
 
 	return t > now_ms ? t - now_ms : 1;
+}
+
+/* holder's record, taken if absent (NULL: the table is full of holders
+ * waited for or known silent). Under mu. */
+static struct holder *holder_get(struct fuse_grant *g, uint32_t holder)
+{
+	struct holder *spare = NULL;
+
+	for (unsigned i = 0; i < FUSE_HOLDERS_MAX; i++) {
+		struct holder *h = &g->holders[i];
+
+		if (h->holder == holder)
+			return h;
+		if (!spare && (h->holder == 0 || (!h->waiters && !h->silent)))
+			spare = h;
+	}
+	if (spare)
+		*spare = (struct holder){.holder = holder};
+	return spare;
+}
+
+void fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, int64_t now_ms)
+{
+	struct holder *h;
+
+	pthread_mutex_lock(&g->mu);
+	if ((h = holder_get(g, holder))) {
+		/* The first waiter starts the clock: an old look at the same
+		 * progress says nothing about a node nobody asked since. */
+		if (!h->waiters++ && !h->silent) {
+			h->progress = progress;
+			h->since_ms = now_ms;
+		}
+	}
+	pthread_mutex_unlock(&g->mu);
+}
+
+void fuse_holder_leave(struct fuse_grant *g, uint32_t holder)
+{
+	pthread_mutex_lock(&g->mu);
+	for (unsigned i = 0; i < FUSE_HOLDERS_MAX; i++)
+		if (g->holders[i].holder == holder && g->holders[i].waiters) {
+			g->holders[i].waiters--;
+			break;
+		}
+	pthread_mutex_unlock(&g->mu);
+}
+
+int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progress,
+			 int64_t now_ms, bool *silent)
+{
+	int64_t since = now_ms;
+
+	*silent = false;
+	pthread_mutex_lock(&g->mu);
+	for (unsigned i = 0; i < FUSE_HOLDERS_MAX; i++) {
+		struct holder *h = &g->holders[i];
+
+		if (h->holder != holder)
+			continue;
+		if (progress != h->progress) {
+			/* A command of it applied: alive, back if it was
+			 * silent; its silence starts again from here. */
+			h->progress = progress;
+			h->since_ms = now_ms;
+			h->silent = false;
+		}
+		if (h->waiters || h->silent)
+			since = h->since_ms;
+		*silent = h->silent;
+		break;
+	}
+	pthread_mutex_unlock(&g->mu);
+	return since;
+}
+
+void fuse_holder_silent(struct fuse_grant *g, uint32_t holder, uint64_t progress)
+{
+	struct holder *h;
+
+	pthread_mutex_lock(&g->mu);
+	if ((h = holder_get(g, holder)) && h->progress == progress)
+		h->silent = true;
+	pthread_mutex_unlock(&g->mu);
 }

@@ -90,7 +90,8 @@ struct fuse_reclaim {
 	int64_t deadline_ms, cap_ms, next_recall_ms;
 	uint32_t holder;
 	uint64_t epoch, progress;
-	bool busy; /* the holder's commands applied here during this wait */
+	bool busy;   /* the holder's commands applied here during this wait */
+	bool capped; /* the last FUSE_RECLAIM_REVOKE came from the cap, not silence */
 };
 
 enum fuse_reclaim_do {
@@ -102,12 +103,45 @@ enum fuse_reclaim_do {
 /* Starts a wait at now_ms. */
 void fuse_reclaim_start(struct fuse_reclaim *r, int64_t now_ms);
 /* What to do at now_ms, the directory held by holder under epoch, the
- * holder's commands applied here up to progress (sm_applied_from). After
+ * holder's commands applied here up to progress (sm_applied_from), silent
+ * since silent_ms as far as every recaller of this mount saw
+ * (fuse_holder_look; now_ms if none did: a wait of its own). After
  * FUSE_RECLAIM_REVOKE the revoke's own deadline starts (a Revoke lost to a
  * leader change is proposed again). */
 enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch,
-				       uint64_t progress, int64_t now_ms);
+				       uint64_t progress, int64_t silent_ms, int64_t now_ms);
 /* How long to wait at most from now_ms before the next step. */
 int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms);
+
+/* Holders' silence, one record per holder shared by all the recallers of
+ * this mount. A dead or cut-off node may hold hundreds of directories (all
+ * it used in its last seconds); each recall paying the whole
+ * FUSE_REVOKE_AFTER_MS on its own clock made ls -l of a parent take 3 s
+ * per directory, one after another, each blocking a FUSE thread. So:
+ *  - recallers waiting for one holder at once share its clock: its silence
+ *    counts from when the first of them started waiting for it and saw its
+ *    progress (sm_applied_from) last change, not from each one's start;
+ *  - once a wait revoked it for silence (not for the cap: a busy holder is
+ *    alive), it is known silent, and a recall of another directory it
+ *    holds revokes at once, until a command of it applies here again (it
+ *    came back: normal recalls, with their whole wait, resume).
+ * A live holder is still given its FUSE_REVOKE_AFTER_MS once: the first
+ * wait for it starts the clock, and any command of it resets it. At most
+ * FUSE_HOLDERS_MAX holders are remembered (beyond that a wait has a clock
+ * of its own, as before). Thread-safe, never blocks on I/O. */
+#define FUSE_HOLDERS_MAX 64u
+
+/* A recaller starts waiting for holder (pair with fuse_holder_leave). */
+void fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, int64_t now_ms);
+void fuse_holder_leave(struct fuse_grant *g, uint32_t holder);
+/* A joined recaller's look at now_ms, the holder's commands applied here
+ * up to progress: since when it has been silent (now_ms when unknown);
+ * *silent: a wait for it was revoked for silence and nothing of it applied
+ * here since (revoke at once). */
+int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progress,
+			 int64_t now_ms, bool *silent);
+/* A recaller revoked holder for silence, its commands applied up to
+ * progress. */
+void fuse_holder_silent(struct fuse_grant *g, uint32_t holder, uint64_t progress);
 
 #endif

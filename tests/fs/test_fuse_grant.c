@@ -152,7 +152,7 @@ static int64_t run_clock(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch
 			 uint64_t progress, int64_t t, int64_t ms, unsigned *recalls)
 {
 	for (int64_t now = t; now <= t + ms; now += 10) {
-		enum fuse_reclaim_do d = fuse_reclaim_step(r, holder, epoch, progress, now);
+		enum fuse_reclaim_do d = fuse_reclaim_step(r, holder, epoch, progress, now, now);
 
 		if (d == FUSE_RECLAIM_REVOKE)
 			return now;
@@ -172,8 +172,8 @@ static void test_reclaim_recalls_then_revokes(void **state)
 	(void)state;
 	fuse_reclaim_start(&r, t);
 	/* A Recall at once, then one per FUSE_RECALL_EVERY_MS. */
-	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t), FUSE_RECLAIM_RECALL);
-	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t + 1), FUSE_RECLAIM_WAIT);
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t + 1, t + 1), FUSE_RECLAIM_WAIT);
 	/* No progress: revoked at FUSE_REVOKE_AFTER_MS. */
 	assert_int_equal(run_clock(&r, 2, 7, 100, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
 			 t + FUSE_REVOKE_AFTER_MS);
@@ -196,7 +196,7 @@ static void test_reclaim_progress_and_cap(void **state)
 				 -1);
 	/* ...until the cap, however busy. */
 	for (; t <= FUSE_REVOKE_CAP_MS && revoked < 0; t += 10)
-		if (fuse_reclaim_step(&r, 2, 7, progress++, t) == FUSE_RECLAIM_REVOKE)
+		if (fuse_reclaim_step(&r, 2, 7, progress++, t, t) == FUSE_RECLAIM_REVOKE)
 			revoked = t;
 	assert_int_equal(revoked, FUSE_REVOKE_CAP_MS);
 }
@@ -213,7 +213,7 @@ static void test_reclaim_new_holder_starts_afresh(void **state)
 	t += FUSE_REVOKE_AFTER_MS - 5;
 	/* Node 2 returned; node 3 was granted it (a new epoch) just before
 	 * this look: asked at once, and given the whole time. */
-	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 40, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 40, t, t), FUSE_RECLAIM_RECALL);
 	recalls = 0;
 	assert_int_equal(run_clock(&r, 3, 8, 40, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
 			 t + FUSE_REVOKE_AFTER_MS);
@@ -221,8 +221,8 @@ static void test_reclaim_new_holder_starts_afresh(void **state)
 	fuse_reclaim_start(&r, t);
 	assert_int_equal(run_clock(&r, 3, 8, 40, t, FUSE_REVOKE_AFTER_MS - 10, &recalls), -1);
 	t += FUSE_REVOKE_AFTER_MS - 5;
-	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t), FUSE_RECLAIM_RECALL);
-	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t + 10), FUSE_RECLAIM_WAIT);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t + 10, t + 10), FUSE_RECLAIM_WAIT);
 }
 
 /* A holder seen working in this wait may then fall silent while its own
@@ -237,11 +237,12 @@ static void test_reclaim_busy_holder_gets_longer(void **state)
 
 	(void)state;
 	fuse_reclaim_start(&r, t);
-	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t, t), FUSE_RECLAIM_RECALL);
 	/* Its commands arrive for a second... */
-	for (uint64_t p = 101; p <= 110; p++)
-		assert_int_not_equal(fuse_reclaim_step(&r, 2, 7, p, t += 100),
-				     FUSE_RECLAIM_REVOKE);
+	for (uint64_t p = 101; p <= 110; p++) {
+		t += 100;
+		assert_int_not_equal(fuse_reclaim_step(&r, 2, 7, p, t, t), FUSE_RECLAIM_REVOKE);
+	}
 	/* ...then none: past the short bound it keeps the delegation, and
 	 * is revoked at the long one. */
 	assert_int_equal(run_clock(&r, 2, 7, 110, t + 10, 2 * FUSE_REVOKE_BUSY_MS, &recalls),
@@ -250,10 +251,105 @@ static void test_reclaim_busy_holder_gets_longer(void **state)
 	/* Returned and granted to node 3, which does nothing: the short
 	 * bound. */
 	t += FUSE_REVOKE_BUSY_MS + 100;
-	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 50, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 50, t, t), FUSE_RECLAIM_RECALL);
 	assert_false(r.busy);
 	assert_int_equal(run_clock(&r, 3, 8, 50, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
 			 t + FUSE_REVOKE_AFTER_MS);
+}
+
+/* Two recallers of one mount wait for one silent holder: the second,
+ * started later, is revoked with the first (one clock), not a whole
+ * FUSE_REVOKE_AFTER_MS after its own start. */
+static void test_holder_parallel_waits_share_a_clock(void **state)
+{
+	struct fuse_grant *g;
+	struct fuse_reclaim a, b;
+	unsigned recalls = 0;
+	int64_t t = 9000, since;
+	bool silent;
+
+	(void)state;
+	assert_int_equal(fuse_grant_new(&g), 0);
+	fuse_holder_join(g, 3, 77, t);
+	fuse_reclaim_start(&a, t);
+	assert_int_equal(fuse_reclaim_step(&a, 3, 5, 77, fuse_holder_look(g, 3, 77, t, &silent), t),
+			 FUSE_RECLAIM_RECALL);
+	assert_false(silent);
+	/* The second one joins 2 s later: the holder has been silent since
+	 * t as far as this mount saw. */
+	fuse_holder_join(g, 3, 77, t + 2000);
+	since = fuse_holder_look(g, 3, 77, t + 2000, &silent);
+	assert_int_equal(since, t);
+	fuse_reclaim_start(&b, t + 2000);
+	assert_int_equal(fuse_reclaim_step(&b, 3, 6, 77, since, t + 2000), FUSE_RECLAIM_RECALL);
+	assert_int_equal(run_clock(&b, 3, 6, 77, t + 2010, FUSE_REVOKE_AFTER_MS, &recalls),
+			 t + FUSE_REVOKE_AFTER_MS);
+	assert_int_equal(run_clock(&a, 3, 5, 77, t + 10, FUSE_REVOKE_AFTER_MS, &recalls),
+			 t + FUSE_REVOKE_AFTER_MS);
+	fuse_holder_leave(g, 3);
+	fuse_holder_leave(g, 3);
+	/* Nobody waits now and it was not marked silent: the next wait
+	 * starts its own clock. */
+	fuse_holder_join(g, 3, 77, t + 60000);
+	assert_int_equal(fuse_holder_look(g, 3, 77, t + 60000, &silent), t + 60000);
+	assert_false(silent);
+	fuse_holder_leave(g, 3);
+	fuse_grant_free(g);
+}
+
+/* A wait revoked for silence marks its holder silent: later recalls of
+ * its other directories revoke at once, until a command of it applies
+ * (then a recall gives it the whole time again). Other holders and a
+ * revoke at the cap (a busy holder) are not marked. */
+static void test_holder_silent_until_it_comes_back(void **state)
+{
+	struct fuse_grant *g;
+	struct fuse_reclaim r;
+	unsigned recalls = 0;
+	int64_t t = 4000, revoked = -1;
+	uint64_t progress = 1;
+	bool silent;
+
+	(void)state;
+	assert_int_equal(fuse_grant_new(&g), 0);
+	fuse_holder_join(g, 3, 50, t);
+	(void)fuse_holder_look(g, 3, 50, t, &silent);
+	fuse_holder_silent(g, 3, 50);
+	fuse_holder_leave(g, 3);
+	/* Seconds later, nothing of it applied: silent. */
+	fuse_holder_join(g, 3, 50, t + 5000);
+	(void)fuse_holder_look(g, 3, 50, t + 5000, &silent);
+	assert_true(silent);
+	fuse_holder_leave(g, 3);
+	/* Another holder is not. */
+	fuse_holder_join(g, 2, 50, t + 5000);
+	(void)fuse_holder_look(g, 2, 50, t + 5000, &silent);
+	assert_false(silent);
+	fuse_holder_leave(g, 2);
+	/* Node 3 came back: one of its commands applied. */
+	fuse_holder_join(g, 3, 51, t + 6000);
+	assert_int_equal(fuse_holder_look(g, 3, 51, t + 6000, &silent), t + 6000);
+	assert_false(silent);
+	fuse_holder_leave(g, 3);
+	/* A mark for an older progress than the record's changes nothing. */
+	fuse_holder_silent(g, 3, 50);
+	fuse_holder_join(g, 3, 51, t + 7000);
+	(void)fuse_holder_look(g, 3, 51, t + 7000, &silent);
+	assert_false(silent);
+	fuse_holder_leave(g, 3);
+	/* A revoke at the cap says capped (the caller marks nothing). */
+	fuse_reclaim_start(&r, 0);
+	for (t = 0; t <= FUSE_REVOKE_CAP_MS && revoked < 0; t += 10)
+		if (fuse_reclaim_step(&r, 2, 7, progress++, t, t) == FUSE_RECLAIM_REVOKE)
+			revoked = t;
+	assert_int_equal(revoked, FUSE_REVOKE_CAP_MS);
+	assert_true(r.capped);
+	/* A revoke for silence does not. */
+	fuse_reclaim_start(&r, 0);
+	assert_int_equal(run_clock(&r, 2, 7, 9, 0, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
+			 FUSE_REVOKE_AFTER_MS);
+	assert_false(r.capped);
+	fuse_grant_free(g);
 }
 
 int main(void)
@@ -270,6 +366,8 @@ int main(void)
 	    cmocka_unit_test(test_reclaim_progress_and_cap),
 	    cmocka_unit_test(test_reclaim_new_holder_starts_afresh),
 	    cmocka_unit_test(test_reclaim_busy_holder_gets_longer),
+	    cmocka_unit_test(test_holder_parallel_waits_share_a_clock),
+	    cmocka_unit_test(test_holder_silent_until_it_comes_back),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
