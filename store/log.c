@@ -312,18 +312,36 @@ int store_save_write(store *s, const raft_hard_state *hs, const raft_entry *ents
 	return 0;
 }
 
-int store_save_sync(store *s, char *err, size_t errlen)
+/* The latched code of an earlier failed sync, said in err; else 0. */
+static int save_sync_refused(store *s, char *err, size_t errlen)
+{
+	int code = atomic_load(&s->sync_failed);
+
+	if (code)
+		snprintf(err, errlen,
+			 "store %s: sync: refused: a sync of this store failed before (what it "
+			 "was to make durable may be lost); reopen the store",
+			 s->dir);
+	return code;
+}
+
+static int save_sync_locked(store *s, char *err, size_t errlen)
 {
 	char *rerr = NULL;
 	int rv = 0, vrv;
 
+	/* A sync that failed before (this thread's, or a synced write's on
+	 * another) may have dropped this save's data: no success after it,
+	 * also when nothing is owed (a second call after a failed one). */
 	if (!s->sync_owed)
-		return 0;
+		return save_sync_refused(s, err, errlen);
 	s->sync_owed = false;
 	/* RocksDB's WAL sync and the value log's fdatasync (begun by the
 	 * write, on its syncer thread) run at once; the save is durable
 	 * once both returned. A failed sync fails the save (the node
-	 * stops); open then checks the value log's data as after a crash. */
+	 * stops); open then checks the value log's data as after a crash.
+	 * Both run also after a failure was latched: the value log's file
+	 * must not be left with its sync running. */
 	rocksdb_flush_wal(s->db, 1, &rerr);
 	if (rerr) {
 		rv = RAFT_EIO;
@@ -336,18 +354,42 @@ int store_save_sync(store *s, char *err, size_t errlen)
 		snprintf(err, errlen, "store %s: value log: sync %s/%016llx.vlog: %s", s->dir, s->vl.dir,
 			 (unsigned long long)s->vl.sync_seq, strerror(-vrv));
 	}
-	if (s->fail_next_sync && rv == 0) {
-		rv = s->fail_next_sync;
+	int fail = atomic_exchange(&s->fail_next_sync, 0);
+	if (fail && rv == 0) {
+		rv = fail;
 		snprintf(err, errlen, "store %s: sync: test: failed on purpose (store_fail_next_sync)",
 			 s->dir);
 	}
-	s->fail_next_sync = 0;
-	return rv ? store_sync_failed(s, rv) : 0;
+	if (rv)
+		return store_sync_failed(s, rv);
+	/* Read after the sync, under sync_mu: a synced write that failed
+	 * before it (and perhaps took the writeback error this sync would
+	 * have seen) has latched by now. */
+	return save_sync_refused(s, err, errlen);
+}
+
+int store_save_sync(store *s, char *err, size_t errlen)
+{
+	store_sync_lock(s);
+	int rv = save_sync_locked(s, err, errlen);
+	store_sync_unlock(s);
+	return rv;
 }
 
 void store_fail_next_sync(store *s, int rc)
 {
-	s->fail_next_sync = rc;
+	atomic_store(&s->fail_next_sync, rc);
+}
+
+void store_test_on_synced_write(store *s, int (*fn)(store *, void *), void *arg)
+{
+	s->synced_write_hook = fn;
+	s->synced_write_arg = arg;
+}
+
+int store_test_sync_waiting(store *s)
+{
+	return atomic_load(&s->sync_waiting);
 }
 
 int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n)

@@ -53,6 +53,18 @@ int store_check_synced(store *s, const char *what)
 			  what);
 }
 
+void store_sync_lock(store *s)
+{
+	atomic_fetch_add(&s->sync_waiting, 1);
+	pthread_mutex_lock(&s->sync_mu);
+	atomic_fetch_sub(&s->sync_waiting, 1);
+}
+
+void store_sync_unlock(store *s)
+{
+	pthread_mutex_unlock(&s->sync_mu);
+}
+
 const char *store_errmsg(const store *s)
 {
 	return s->errmsg;
@@ -219,12 +231,33 @@ int batch_write(store *s, rocksdb_writebatch_t *b, bool sync, const char *what)
 
 	if (rv)
 		return rv;
-	rocksdb_write(s->db, sync ? s->wo_sync : s->wo_async, b, &err);
-	if (err) {
+	if (!sync) {
+		rocksdb_write(s->db, s->wo_async, b, &err);
+		if (!err)
+			return 0;
 		rv = store_fail(s, RAFT_EIO, "%s: write: %s", what, err);
 		rocksdb_free(err);
-		/* A synced write that failed may have failed its sync. */
-		return sync ? store_sync_failed(s, rv) : rv;
+		return rv;
 	}
-	return 0;
+	/* Its sync may take the WAL's writeback error from a concurrent
+	 * store_save_sync: latched before anyone else syncs (store_int.h). */
+	store_sync_lock(s);
+	rocksdb_write(s->db, s->wo_sync, b, &err);
+	int test_rv = s->synced_write_hook ? s->synced_write_hook(s, s->synced_write_arg) : 0;
+	if (err) {
+		/* Any error of a synced write latches, also one that came
+		 * before its sync (ENOSPC on the WAL append): the C API gives
+		 * only a message, and RocksDB itself refuses writes after a
+		 * failed WAL write until it recovers. The node stops at its
+		 * next save; a restart reads back what is on disk. */
+		rv = store_sync_failed(s, store_fail(s, RAFT_EIO, "%s: write: %s", what, err));
+		rocksdb_free(err);
+	} else if (test_rv) {
+		rv = store_sync_failed(s, store_fail(s, test_rv,
+						     "%s: sync: test: failed on purpose "
+						     "(store_test_on_synced_write)",
+						     what));
+	}
+	store_sync_unlock(s);
+	return rv;
 }

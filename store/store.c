@@ -286,6 +286,9 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	}
 	s->dir = strdup(dir);
 	int rv = s->dir ? 0 : store_fail(s, RAFT_ENOMEM, "out of memory");
+	if (rv == 0 && pthread_mutex_init(&s->sync_mu, NULL) != 0)
+		rv = store_fail(s, RAFT_ENOMEM, "make the sync lock");
+	s->sync_mu_made = rv == 0;
 	if (rv == 0 && !rec_buf(s, 4096))
 		rv = RAFT_ENOMEM;
 	if (rv == 0)
@@ -348,6 +351,8 @@ void store_close(store *s)
 	if (s->opts)
 		rocksdb_options_destroy(s->opts);
 	snap_records_free(s);
+	if (s->sync_mu_made)
+		pthread_mutex_destroy(&s->sync_mu);
 	free(s->scratch);
 	free(s->dir);
 	free(s);

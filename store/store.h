@@ -93,22 +93,37 @@ int store_save(store *s, const raft_hard_state *hs, const raft_entry *ents, size
  * save, or leave it cut at open as store_save says). Same thread for
  * both, store_save_sync after every store_save_write that returned 0 and
  * before the next. store_save_sync touches nothing any other call reads
- * or writes (its error goes to err[0..errlen), not to store_errmsg), so
- * other threads may use the store meanwhile, but none may discard the log
- * it is syncing (store_snapshot_install of a snapshot beyond the log) or
- * count an entry of it as durable before it returned. */
+ * or writes but the sync lock and the latch below (its error goes to
+ * err[0..errlen), not to store_errmsg; it waits while a synced write of
+ * another thread runs), so other threads may use the store meanwhile,
+ * but none may discard the log it is syncing (store_snapshot_install of
+ * a snapshot beyond the log) or count an entry of it as durable before it
+ * returned. */
 int store_save_write(store *s, const raft_hard_state *hs, const raft_entry *ents, size_t n);
 int store_save_sync(store *s, char *err, size_t errlen);
 
 /* A failed sync is sticky: once store_save_sync, store_save or a synced
- * write failed its sync, every later save and write fails with the same
- * code (store_errmsg says why) until the store is closed and opened
- * again — a later sync that succeeds would not cover what the failed one
- * may have dropped. */
+ * write (store_set_conf_state, store_compact, a snapshot's install...)
+ * failed, every later save, write and store_save_sync fails with the
+ * same code (store_errmsg or err says why) until the store is closed and
+ * opened again — a later sync that succeeds would not cover what the
+ * failed one may have dropped. A store_save_sync that owes nothing
+ * returns the code too, and one that runs while another thread's synced
+ * write fails returns 0 only if its own sync was done before that write
+ * began. Any error of a synced write latches, also one before its sync
+ * (ENOSPC appending to the WAL): the node stops at its next save. */
 
 /* Tests: the next store_save_sync (or store_save's sync) fails with rc
  * after syncing, as if the disk had failed it. */
 void store_fail_next_sync(store *s, int rc);
+
+/* Tests: fn(s, arg) runs inside every synced write (store_set_conf_state,
+ * store_compact, ...) after RocksDB's write returned, with the store's
+ * sync lock held; a nonzero return fails the write with that code as if
+ * its sync had failed (NULL: no hook). store_test_sync_waiting: how many
+ * threads wait for that lock now (a sync blocked behind the write). */
+void store_test_on_synced_write(store *s, int (*fn)(store *, void *), void *arg);
+int store_test_sync_waiting(store *s);
 
 /* store_save() without a hard state. Durable on return. */
 int store_append(store *s, const raft_entry *ents, size_t n);

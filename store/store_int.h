@@ -3,6 +3,7 @@
 #ifndef RAFTFS_STORE_INT_H
 #define RAFTFS_STORE_INT_H
 
+#include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdatomic.h>
 
@@ -63,7 +64,22 @@ struct store {
 	 * disk (open cuts a value log reference to lost data, vlog.h).
 	 * Atomic: store_save_sync sets it without the caller's lock. */
 	atomic_int sync_failed;
-	int fail_next_sync; /* store_fail_next_sync (tests): the next sync fails with it */
+	/* Held by every sync: store_save_sync (which runs without the
+	 * caller's lock) and every synced batch_write (under it). Linux
+	 * reports a file's failed writeback to one fsync only, so when a
+	 * synced write fails its WAL sync, a store_save_sync running at
+	 * the same time may return 0 for a save whose data was dropped;
+	 * holding this, the failing write latches sync_failed before the
+	 * other sync can start, and store_save_sync reads the latch after
+	 * its own sync, under it. Lock order: the caller's lock, then this. */
+	pthread_mutex_t sync_mu;
+	bool sync_mu_made;
+	atomic_int sync_waiting; /* threads waiting for sync_mu (store_test_sync_waiting) */
+	/* Tests: store_fail_next_sync's code (set by the test's thread, read
+	 * by the syncing one) and store_test_on_synced_write's hook. */
+	atomic_int fail_next_sync;
+	int (*synced_write_hook)(store *, void *);
+	void *synced_write_arg;
 
 	raft_storage iface;
 	char errmsg[STORE_ERRMSG_MAX];
@@ -80,6 +96,10 @@ int store_sync_failed(store *s, int code);
 /* If a sync failed before: records why `what` is refused as the store's
  * error and returns the latched code; else 0. */
 int store_check_synced(store *s, const char *what);
+
+/* s->sync_mu, counted in s->sync_waiting while waited for. */
+void store_sync_lock(store *s);
+void store_sync_unlock(store *s);
 
 size_t key_entry(uint8_t *k, uint64_t index);
 size_t key_chunk(uint8_t *k, uint64_t gen, uint64_t offset);
