@@ -153,12 +153,6 @@ bool fuse_behind_made(uint64_t fh);
  * barrier decides). */
 int fuse_behind_fence(struct fuse_behind *b, uint64_t dir);
 
-/* Whether another node holds directory dir (its holder may have answered
- * changes of it behind): a listing hands the kernel no attributes of it,
- * so that a stat looks it up and fences it. Takes the state machine's
- * lock: not from inside sm_readdir's callback. */
-bool fuse_behind_elsewhere(struct fuse_behind *b, uint64_t dir);
-
 /* The first failure of a write-behind command not yet reported, without
  * waiting (a positive errno, or 0); take as for fuse_behind_sync. */
 int fuse_behind_error(struct fuse_behind *b, bool take);

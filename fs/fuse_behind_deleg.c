@@ -262,14 +262,6 @@ int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
 	return rc ? -rc : 1;
 }
 
-bool fuse_behind_elsewhere(struct fuse_behind *b, uint64_t dir)
-{
-	uint32_t holder;
-	uint64_t epoch;
-
-	return sm_deleg(b->fs->sm, dir, &holder, &epoch) == 0 && holder && holder != b->self;
-}
-
 /* The state machine's delegation events (apply thread: no blocking). */
 static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t holder,
 			uint64_t epoch)

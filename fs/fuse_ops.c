@@ -610,15 +610,10 @@ struct dir_fill {
 	char *buf;
 	size_t size, used;
 	bool plus;
+	uint32_t self;	/* this node: a directory it holds keeps its attributes */
 	uint64_t epoch; /* fuse_write_epoch before the directory was read */
 	uint64_t *busy; /* sorted: objects with pending write-behind changes */
 	size_t nbusy;
-	/* plus: the entries handed out with attributes (each one lookup
-	 * count), and which of them are directories (checked for another
-	 * node's delegation once the state machine's lock is released). */
-	uint64_t *given, *dirs;
-	size_t ngiven, ndirs, cap;
-	bool nomem;
 };
 
 static int cmp_id(const void *a, const void *b)
@@ -628,61 +623,8 @@ static int cmp_id(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* An entry handed out with attributes (readdirplus). Out of memory: the
- * listing keeps the attributes as read (withhold_held). */
-static void note_given(struct dir_fill *d, uint64_t id, bool dir)
-{
-	if (d->ngiven == d->cap) {
-		size_t cap = d->cap ? 2 * d->cap : 64;
-		uint64_t *g = realloc(d->given, cap * sizeof(*g));
-		uint64_t *x = g ? realloc(d->dirs, cap * sizeof(*x)) : NULL;
-
-		if (g)
-			d->given = g;
-		if (!x) {
-			d->nomem = true;
-			return;
-		}
-		d->dirs = x;
-		d->cap = cap;
-	}
-	d->given[d->ngiven++] = id;
-	if (dir)
-		d->dirs[d->ndirs++] = id;
-}
-
-/* readdirplus: directories of the listing another node holds go without
- * attributes, so that the kernel looks each up and the lookup fences it:
- * its holder may have answered a chown of it behind, and the kernel would
- * keep the attributes read here for its timeout, past an open's barrier
- * (mount.lookup_fence, case 5). The holders are known only once
- * sm_readdir let go of the state machine's lock: true if some were found
- * (added to d->busy, whose entries go without attributes; the lookup
- * counts handed out undone), and the listing is to be read again. */
-static bool withhold_held(struct dir_fill *d)
-{
-	size_t n = 0;
-	uint64_t *busy;
-
-	for (size_t i = 0; i < d->ndirs && !d->nomem; i++)
-		if (fuse_behind_elsewhere(d->fs->bh, d->dirs[i]))
-			d->dirs[n++] = d->dirs[i];
-	if (!n)
-		return false;
-	busy = realloc(d->busy, (d->nbusy + n) * sizeof(*busy));
-	if (!busy)
-		return false; /* the attributes as read */
-	d->busy = busy;
-	memcpy(d->busy + d->nbusy, d->dirs, n * sizeof(*busy));
-	d->nbusy += n;
-	qsort(d->busy, d->nbusy, sizeof(*d->busy), cmp_id);
-	for (size_t i = 0; i < d->ngiven; i++)
-		fuse_inval_unref(d->fs->inv, d->given[i], 1);
-	d->used = d->ngiven = d->ndirs = 0;
-	return true;
-}
-
-static int dir_add(void *arg, const char *name, const struct stat *st, off_t next)
+static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t holder,
+		   off_t next)
 {
 	struct dir_fill *d = arg;
 	size_t need;
@@ -701,9 +643,13 @@ static int dir_add(void *arg, const char *name, const struct stat *st, off_t nex
 		 * getattr and lookup answer; the state machine's lock is held
 		 * here, so no waiting (apply needs it): such an entry goes
 		 * without attributes, as the dots do, and the kernel looks it
-		 * up. */
+		 * up. So does a directory another node holds: its holder may
+		 * have answered a chown of it behind, the kernel would keep the
+		 * attributes read here for its timeout, past an open's barrier,
+		 * and the lookup fences it (mount.lookup_fence, case 5). */
 		bool stale = !dot && (fuse_write_busy(d->fs->wr, st->st_ino) ||
 				      fuse_write_epoch(d->fs->wr) != d->epoch ||
+				      (holder && holder != d->self) ||
 				      (d->nbusy && bsearch(&st->st_ino, d->busy, d->nbusy,
 							   sizeof(*d->busy), cmp_id)));
 
@@ -716,10 +662,8 @@ static int dir_add(void *arg, const char *name, const struct stat *st, off_t nex
 		}
 		need = fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used, name, &e,
 					      next);
-		if (need <= d->size - d->used && !dot && !stale) {
+		if (need <= d->size - d->used && !dot && !stale)
 			fuse_inval_ref(d->fs->inv, st->st_ino, 1);
-			note_given(d, st->st_ino, S_ISDIR(st->st_mode));
-		}
 	}
 	if (need > d->size - d->used)
 		return 1;
@@ -735,6 +679,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	    .buf = malloc(size),
 	    .size = size,
 	    .plus = plus,
+	    .self = fs_node_id(ffs_of(req)->fsn),
 	    .epoch = fuse_write_epoch(ffs_of(req)->wr),
 	};
 	int rc;
@@ -753,17 +698,13 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	 * entries, and the kernel orders the answers (attr_version). */
 	rc = plus ? fuse_behind_busy(d.fs->bh, &d.busy, &d.nbusy) : 0;
 	if (rc == 0)
-		rc = sm_readdir(d.fs->sm, ino, off, plus, dir_add, &d);
-	if (rc == 0 && plus && withhold_held(&d))
-		rc = sm_readdir(d.fs->sm, ino, off, plus, dir_add, &d);
+		rc = sm_readdir_held(d.fs->sm, ino, off, plus, dir_add, &d);
 	(void)fuse_behind_fence(d.fs->bh, ino);
 	if (rc < 0 && d.used == 0)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_buf(req, d.buf, d.used);
 	free(d.busy);
-	free(d.given);
-	free(d.dirs);
 	free(d.buf);
 }
 

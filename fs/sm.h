@@ -256,6 +256,15 @@ typedef int (*sm_dirent_fn)(void *arg, const char *name, const struct stat *st, 
 // Returns 0 (end reached or fn stopped) or a negative errno.
 int sm_readdir(struct sm *sm, uint64_t dir, off_t off, bool plus, sm_dirent_fn fn, void *arg);
 
+// sm_readdir whose callback also gets each entry's delegation holder (0: none
+// or not a directory), read under the same lock as the entry: a readdirplus
+// withholds the attributes of directories another node holds without a second
+// look (sm_deleg) per entry, each a wait on the lock behind a busy apply.
+typedef int (*sm_dirent_held_fn)(void *arg, const char *name, const struct stat *st,
+				 uint32_t holder, off_t next);
+int sm_readdir_held(struct sm *sm, uint64_t dir, off_t off, bool plus, sm_dirent_held_fn fn,
+		    void *arg);
+
 // Reads the target of symlink `id` into buf (not NUL-terminated).
 // Returns its length, or -EINVAL if id is not a symlink.
 ssize_t sm_readlink(struct sm *sm, uint64_t id, char *buf, size_t size);

@@ -51,9 +51,10 @@ int sm_lookup(struct sm *sm, uint64_t parent, const char *name, struct stat *st)
 	return rc;
 }
 
-// One entry of a readdir: maps the local inode to the object.
+// One entry of a readdir: maps the local inode to the object; *holder its
+// delegation's holder (0: none, or not a directory).
 static int dirent_stat(struct sm *sm, DIR *d, struct dirent *e, uint64_t dir, bool plus,
-		       struct stat *st, bool *skip)
+		       struct stat *st, uint32_t *holder, bool *skip)
 {
 	struct sm_obj *self = tree_get(sm, dir);
 	struct sm_obj *o;
@@ -68,6 +69,7 @@ static int dirent_stat(struct sm *sm, DIR *d, struct dirent *e, uint64_t dir, bo
 		*skip = true; // being created right now
 		return 0;
 	}
+	*holder = o->type == S_IFDIR ? o->holder : 0;
 	memset(st, 0, sizeof(*st));
 	if (plus) {
 		struct sm_path p;
@@ -83,7 +85,28 @@ static int dirent_stat(struct sm *sm, DIR *d, struct dirent *e, uint64_t dir, bo
 	return 0;
 }
 
+// sm_readdir is sm_readdir_held with a callback that leaves the holder out.
+struct plain_fn {
+	sm_dirent_fn fn;
+	void *arg;
+};
+
+static int plain_entry(void *arg, const char *name, const struct stat *st, uint32_t holder,
+		       off_t next)
+{
+	struct plain_fn *p = arg;
+	(void)holder;
+	return p->fn(p->arg, name, st, next);
+}
+
 int sm_readdir(struct sm *sm, uint64_t dir, off_t off, bool plus, sm_dirent_fn fn, void *arg)
+{
+	struct plain_fn p = {fn, arg};
+	return sm_readdir_held(sm, dir, off, plus, plain_entry, &p);
+}
+
+int sm_readdir_held(struct sm *sm, uint64_t dir, off_t off, bool plus, sm_dirent_held_fn fn,
+		    void *arg)
 {
 	pthread_rwlock_rdlock(&sm->lock);
 	struct sm_obj *self = tree_get(sm, dir);
@@ -106,11 +129,12 @@ int sm_readdir(struct sm *sm, uint64_t dir, off_t off, bool plus, sm_dirent_fn f
 	errno = 0;
 	while ((e = readdir(d))) {
 		struct stat st;
+		uint32_t holder = 0;
 		bool skip;
-		rc = dirent_stat(sm, d, e, dir, plus, &st, &skip);
+		rc = dirent_stat(sm, d, e, dir, plus, &st, &holder, &skip);
 		if (rc)
 			break;
-		if (!skip && fn(arg, e->d_name, &st, telldir(d)))
+		if (!skip && fn(arg, e->d_name, &st, holder, telldir(d)))
 			break;
 		errno = 0;
 	}
