@@ -57,15 +57,24 @@ in_tree() { [ -d "$C/node$1/data/tree/$2" ]; }
 # process: a stat through node K's mount could wait for the chgrp (under
 # load the kernel's cached attributes time out and it asks).
 behind_chgrp() {
-	python3 - "$C" "$1" "$2" <<'PY' || fail "chgrp of $2 through node $1"
+	local rc=0
+	try_behind_chgrp "$1" "$2" || rc=$?
+	[ "$rc" = 0 ] || fail "chgrp of $2 through node $1 (status $rc)"
+}
+# try_behind_chgrp K PATH: the same, but status 3 when node K answered the
+# chgrp synchronously: a node answers nothing behind while it has seen a
+# timeout or a stall (bh_behind_on), which under load happens now and then
+# (case 6, once in 40 runs at load 20-24, right after node 3's restart).
+try_behind_chgrp() {
+	python3 - "$C" "$1" "$2" <<'PY'
 import os, sys
 c, k, p = sys.argv[1:]
 os.chown(f"{c}/n{k}/{p}", -1, 65534)
 if os.stat(f"{c}/node{k}/data/tree/{p}").st_gid != 0:
-    # Which node holds it now, for the log (seen once in 20 runs under
-    # load 20-24, in case 6; the cause is not known yet).
+    # Which node holds it now, for the log.
     deleg = os.getxattr(f"{c}/node{k}/data/tree/{p}", "trusted.raftfs.deleg").hex()
-    sys.exit(f"node {k} applied the chgrp of {p}: not answered behind (delegation {deleg})")
+    print(f"   node {k} applied the chgrp of {p}: not answered behind (delegation {deleg})")
+    sys.exit(3)
 PY
 }
 # held_by_3 PATH: node 3 holds directory PATH, as its tree says.
@@ -144,18 +153,26 @@ echo "== 6. node 1 has g's entry; node 3 is granted g, chgrps it behind; node 1 
 # eager knob instead of 8 changes in 2 s) and chgrps g behind. After an
 # open on node 1 (the sync point) its stat reaches the mount as a
 # getattr, not a lookup: the getattr must fence g too.
-mkdir "$M2/g"
-[ "$(stat -c %g "$M1/g")" = 0 ] || fail "node 1: g's group before the chgrp"
+# If node 3 answers the chgrp synchronously (try_behind_chgrp), the case
+# proves nothing: it is tried again with a new directory, three times at
+# most.
 node_conf 3 close commit "$HOLD" RAFTFS_TEST_GRANT_EAGER=1
-: >"$M3/g/f"
-wait_for 30 "node 3 holding g" held_by_3 g
-python3 -c 'import os, sys
+for g in g g2 g3; do
+	mkdir "$M2/$g"
+	[ "$(stat -c %g "$M1/$g")" = 0 ] || fail "node 1: $g's group before the chgrp"
+	: >"$M3/$g/f"
+	wait_for 30 "node 3 holding $g" held_by_3 "$g"
+	python3 -c 'import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
 os.fsync(fd)  # what node 3 changed in g is applied: its setattr goes behind
-os.close(fd)' "$M3/g"
-behind_chgrp 3 g
+os.close(fd)' "$M3/$g"
+	rc=0
+	try_behind_chgrp 3 "$g" || rc=$?
+	[ "$rc" = 3 ] || break
+done
+[ "$rc" = 0 ] || fail "chgrp of $g through node 3 (status $rc; three tries)"
 : <"$M1/sync" # the open: node 1 applied the grant and dropped g's attributes
-reader_sees 1 g
+reader_sees 1 "$g"
 
 echo "== 7. the same with a grant that changes nothing in the directory"
 # Node 3's rmdir of h (not empty: ENOTEMPTY) asks for h first, and
