@@ -37,6 +37,7 @@ struct fuse_inval {
 	pthread_cond_t cv, done_cv;
 	struct fuse_inval_item *head, **tail;
 	uint64_t queued, handled; /* items ever queued / handled */
+	uint64_t grants;	  /* Grants applied (fuse_inval_grants) */
 	bool stop;
 	struct fuse_session *se;
 	pthread_t thread;
@@ -210,8 +211,10 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 		 * getattr's fence recalls it first (fuse_ops.c, op_getattr) —
 		 * the kernel kept them for up to its timeout otherwise, past
 		 * an open's barrier. */
-		if (c->deleg->op == FSPB__DELEG__OP__GRANT)
+		if (c->deleg->op == FSPB__DELEG__OP__GRANT) {
+			v->grants++;
 			push_inode(v, c->deleg->dir, -1, 0);
+		}
 		break;
 	default:
 		break;
@@ -447,6 +450,16 @@ uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id)
 	m = v->queued;
 	pthread_mutex_unlock(&v->mu);
 	return m;
+}
+
+uint64_t fuse_inval_grants(struct fuse_inval *v)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&v->mu);
+	n = v->grants;
+	pthread_mutex_unlock(&v->mu);
+	return n;
 }
 
 uint64_t fuse_inval_mark(struct fuse_inval *v)

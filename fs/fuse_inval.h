@@ -74,6 +74,13 @@ void fuse_inval_set_restore_hook(struct fuse_inval *v, void (*fn)(void *arg), vo
  * never-answered mkdir of fuse_ops.c). */
 void fuse_inval_entry(struct fuse_inval *v, uint64_t parent, const char *name);
 
+/* Grants applied on this node so far. Counted under the lock that a
+ * lookup count is taken under, with the grant's own invalidation (which
+ * skips a directory the kernel does not know): a reply that took its
+ * count and then finds this unchanged since before it read the
+ * attributes has no grant between the two that went unseen. */
+uint64_t fuse_inval_grants(struct fuse_inval *v);
+
 /* A ticket for everything queued so far... */
 uint64_t fuse_inval_mark(struct fuse_inval *v);
 

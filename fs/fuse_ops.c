@@ -7,9 +7,11 @@
  * waits for this mount's writes of it first. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs_node.h"
@@ -75,12 +77,102 @@ static void wait_writes(struct fuse_fs *fs, uint64_t ino)
 	fuse_write_wait(fs->wr, ino);
 }
 
+/* The entry's attributes are those getattr answers (the kernel caches
+ * them as such): with this mount's writes (fuse_write.h) and its pending
+ * write-behind changes of the object (a chmod of a file created behind, an
+ * unlink of another of its names). */
+static int entry_attrs(struct fuse_fs *fs, struct stat *st)
+{
+	uint64_t id = st->st_ino;
+
+	if (fuse_behind_predict(fs->bh, id, st))
+		return 0;
+	wait_writes(fs, id);
+	return fuse_behind_getattr(fs->bh, id, st);
+}
+
+/* Test hook (RAFTFS_TEST_LOOKUP_GATE=FILE): a lookup that read its
+ * attributes waits while FILE exists, after making FILE.reached, so that a
+ * test can have a grant apply between a lookup's fences and its reply
+ * (tests/mount/mount_grant_slip.sh). Read once. */
+static const char *lookup_gate_file;
+
+static void lookup_gate_read(void)
+{
+	lookup_gate_file = getenv("RAFTFS_TEST_LOOKUP_GATE");
+}
+
+static void lookup_gate(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct timespec nap = {0, 5 * 1000 * 1000};
+	const char *gate;
+	char reached[4096];
+	int fd;
+
+	pthread_once(&once, lookup_gate_read);
+	gate = lookup_gate_file;
+	if (!gate || access(gate, F_OK) != 0)
+		return;
+	snprintf(reached, sizeof(reached), "%s.reached", gate);
+	if ((fd = open(reached, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) >= 0)
+		close(fd);
+	while (access(gate, F_OK) == 0)
+		nanosleep(&nap, NULL);
+}
+
+/* Rounds of reply_entry's fence before it answers with what it read. */
+#define SLIP_ROUNDS 8
+
+/* Answers a lookup with st. A directory granted to another node after the
+ * fences above read its attributes and before the kernel got them: the
+ * grant's own invalidation (fuse_inval.c) skipped it, the kernel not
+ * knowing it yet, and the kernel would keep attributes from before the
+ * holder could answer a chown of it behind for its timeout, past an open's
+ * barrier (review finding 3 of session 10). So the lookup count is taken
+ * first — a grant applied after that finds the directory known and
+ * invalidates it — then grants applied since grants (sampled before the
+ * attributes were read) are looked for: the directory is fenced and read
+ * again. Left: a grant's invalidation that reaches the kernel after this
+ * check but before the kernel made the inode from the reply (it answers
+ * ENOENT for an inode it does not have). */
+static void reply_entry(struct fuse_fs *fs, fuse_req_t req, struct stat *st, uint64_t grants)
+{
+	struct fuse_entry_param e;
+	uint32_t self = fs_node_id(fs->fsn);
+
+	for (unsigned round = 0;; round++) {
+		uint32_t holder;
+		uint64_t epoch;
+		int rc;
+
+		fuse_inval_ref(fs->inv, st->st_ino, 1);
+		if (!S_ISDIR(st->st_mode) || round == SLIP_ROUNDS ||
+		    fuse_inval_grants(fs->inv) == grants ||
+		    sm_deleg(fs->sm, st->st_ino, &holder, &epoch) < 0 || !holder ||
+		    holder == self)
+			break;
+		fuse_inval_unref(fs->inv, st->st_ino, 1);
+		grants = fuse_inval_grants(fs->inv);
+		(void)fuse_behind_fence(fs->bh, st->st_ino);
+		if ((rc = entry_attrs(fs, st)) < 0) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
+	ffs_fill_entry(fs, &e, st);
+	if (fuse_reply_entry(req, &e) != 0)
+		fuse_inval_unref(fs->inv, st->st_ino, 1);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_fs *fs = ffs_of(req);
 	struct stat st;
 	bool held;
 	int rc;
+	/* Before anything is read: reply_entry looks for grants since. */
+	uint64_t grants = fuse_inval_grants(fs->inv);
 
 	ffs_note_use(fs);
 	if (fs->cfg.linearizable && (rc = ffs_barrier(fs))) {
@@ -132,20 +224,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		if (rc == 0 && S_ISDIR(st.st_mode) && fuse_behind_fence(fs->bh, st.st_ino) > 0)
 			rc = sm_lookup(fs->sm, parent, name, &st);
 	}
-	/* The entry's attributes are those getattr answers (the kernel
-	 * caches them as such): with this mount's writes (fuse_write.h) and
-	 * its pending write-behind changes of the object (a chmod of a file
-	 * created behind, an unlink of another of its names). */
-	if (rc == 0 && !fuse_behind_predict(fs->bh, st.st_ino, &st)) {
-		uint64_t id = st.st_ino;
-
-		wait_writes(fs, id);
-		rc = fuse_behind_getattr(fs->bh, id, &st);
-	}
-	if (rc < 0)
+	if (rc == 0)
+		rc = entry_attrs(fs, &st);
+	if (rc < 0) {
 		fuse_reply_err(req, -rc);
-	else
-		ffs_reply_entry_st(fs, req, &st);
+		return;
+	}
+	lookup_gate();
+	reply_entry(fs, req, &st, grants);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
