@@ -325,7 +325,7 @@ static int save_sync_refused(store *s, char *err, size_t errlen)
 	return code;
 }
 
-static int save_sync_locked(store *s, char *err, size_t errlen)
+int store_save_sync(store *s, char *err, size_t errlen)
 {
 	char *rerr = NULL;
 	int rv = 0, vrv;
@@ -341,8 +341,13 @@ static int save_sync_locked(store *s, char *err, size_t errlen)
 	 * once both returned. A failed sync fails the save (the node
 	 * stops); open then checks the value log's data as after a crash.
 	 * Both run also after a failure was latched: the value log's file
-	 * must not be left with its sync running. */
+	 * must not be left with its sync running. The WAL's sync under the
+	 * sync lock, which synced writes hold too (store_int.h); not the
+	 * value log's, which they never sync: the loop's synced writes,
+	 * under the store lock, wait at most for a WAL sync. */
+	store_sync_lock(s);
 	rocksdb_flush_wal(s->db, 1, &rerr);
+	store_sync_unlock(s);
 	if (rerr) {
 		rv = RAFT_EIO;
 		snprintf(err, errlen, "store %s: sync the write-ahead log: %s", s->dir, rerr);
@@ -362,18 +367,11 @@ static int save_sync_locked(store *s, char *err, size_t errlen)
 	}
 	if (rv)
 		return store_sync_failed(s, rv);
-	/* Read after the sync, under sync_mu: a synced write that failed
-	 * before it (and perhaps took the writeback error this sync would
-	 * have seen) has latched by now. */
+	/* Read after the WAL's sync: a synced write that failed before it
+	 * (and perhaps took the writeback error this sync would have seen)
+	 * latched before it let go of the sync lock; one that began after
+	 * it cannot have touched this save. */
 	return save_sync_refused(s, err, errlen);
-}
-
-int store_save_sync(store *s, char *err, size_t errlen)
-{
-	store_sync_lock(s);
-	int rv = save_sync_locked(s, err, errlen);
-	store_sync_unlock(s);
-	return rv;
 }
 
 void store_fail_next_sync(store *s, int rc)

@@ -109,7 +109,7 @@ int store_save_sync(store *s, char *err, size_t errlen);
  * opened again — a later sync that succeeds would not cover what the
  * failed one may have dropped. A store_save_sync that owes nothing
  * returns the code too, and one that runs while another thread's synced
- * write fails returns 0 only if its own sync was done before that write
+ * write fails returns 0 only if its WAL sync was done before that write
  * began. Any error of a synced write latches, also one before its sync
  * (ENOSPC appending to the WAL): the node stops at its next save. */
 

@@ -64,14 +64,15 @@ struct store {
 	 * disk (open cuts a value log reference to lost data, vlog.h).
 	 * Atomic: store_save_sync sets it without the caller's lock. */
 	atomic_int sync_failed;
-	/* Held by every sync: store_save_sync (which runs without the
-	 * caller's lock) and every synced batch_write (under it). Linux
-	 * reports a file's failed writeback to one fsync only, so when a
-	 * synced write fails its WAL sync, a store_save_sync running at
-	 * the same time may return 0 for a save whose data was dropped;
-	 * holding this, the failing write latches sync_failed before the
-	 * other sync can start, and store_save_sync reads the latch after
-	 * its own sync, under it. Lock order: the caller's lock, then this. */
+	/* Held by every sync of RocksDB's WAL: store_save_sync's (which
+	 * runs without the caller's lock) and every synced batch_write
+	 * (under it), from its write to its latch. Linux reports a file's
+	 * failed writeback to one fsync only, so when a synced write fails
+	 * its WAL sync, a store_save_sync syncing at the same time could
+	 * return 0 for a save whose data was dropped; holding this, the
+	 * failing write latches sync_failed before the other sync starts,
+	 * and store_save_sync reads the latch after its sync. Lock order:
+	 * the caller's lock, then this. */
 	pthread_mutex_t sync_mu;
 	bool sync_mu_made;
 	atomic_int sync_waiting; /* threads waiting for sync_mu (store_test_sync_waiting) */
