@@ -100,11 +100,12 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 			return 0; /* the command's own checks answer for a bad dir */
 		progress = sm_applied_from(b->fs->sm, holder);
 		now = bh_mono_ms();
+		/* *joined: the holder this wait is counted for (0: none; a
+		 * full table counts nobody, and is asked again next look). */
 		if (holder != *joined) {
 			if (*joined)
 				fuse_holder_leave(b->grant, *joined);
-			fuse_holder_join(b->grant, holder, progress, now);
-			*joined = holder;
+			*joined = fuse_holder_join(b->grant, holder, progress, now) ? holder : 0;
 		}
 		since = fuse_holder_look(b->grant, holder, progress, now, &silent);
 		/* Known silent: one Revoke, no wait (once per call: should

@@ -233,7 +233,7 @@ static struct holder *holder_get(struct fuse_grant *g, uint32_t holder)
 	return spare;
 }
 
-void fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, int64_t now_ms)
+bool fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, int64_t now_ms)
 {
 	struct holder *h;
 
@@ -247,6 +247,7 @@ void fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, 
 		}
 	}
 	pthread_mutex_unlock(&g->mu);
+	return h != NULL;
 }
 
 void fuse_holder_leave(struct fuse_grant *g, uint32_t holder)

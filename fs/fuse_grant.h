@@ -131,8 +131,9 @@ int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms);
  * of its own, as before). Thread-safe, never blocks on I/O. */
 #define FUSE_HOLDERS_MAX 64u
 
-/* A recaller starts waiting for holder (pair with fuse_holder_leave). */
-void fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, int64_t now_ms);
+/* A recaller starts waiting for holder: true when counted (pair with
+ * fuse_holder_leave), false when the table is full (no leave). */
+bool fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, int64_t now_ms);
 void fuse_holder_leave(struct fuse_grant *g, uint32_t holder);
 /* A joined recaller's look at now_ms, the holder's commands applied here
  * up to progress: since when it has been silent (now_ms when unknown);

@@ -270,14 +270,14 @@ static void test_holder_parallel_waits_share_a_clock(void **state)
 
 	(void)state;
 	assert_int_equal(fuse_grant_new(&g), 0);
-	fuse_holder_join(g, 3, 77, t);
+	assert_true(fuse_holder_join(g, 3, 77, t));
 	fuse_reclaim_start(&a, t);
 	assert_int_equal(fuse_reclaim_step(&a, 3, 5, 77, fuse_holder_look(g, 3, 77, t, &silent), t),
 			 FUSE_RECLAIM_RECALL);
 	assert_false(silent);
 	/* The second one joins 2 s later: the holder has been silent since
 	 * t as far as this mount saw. */
-	fuse_holder_join(g, 3, 77, t + 2000);
+	assert_true(fuse_holder_join(g, 3, 77, t + 2000));
 	since = fuse_holder_look(g, 3, 77, t + 2000, &silent);
 	assert_int_equal(since, t);
 	fuse_reclaim_start(&b, t + 2000);
@@ -290,7 +290,7 @@ static void test_holder_parallel_waits_share_a_clock(void **state)
 	fuse_holder_leave(g, 3);
 	/* Nobody waits now and it was not marked silent: the next wait
 	 * starts its own clock. */
-	fuse_holder_join(g, 3, 77, t + 60000);
+	assert_true(fuse_holder_join(g, 3, 77, t + 60000));
 	assert_int_equal(fuse_holder_look(g, 3, 77, t + 60000, &silent), t + 60000);
 	assert_false(silent);
 	fuse_holder_leave(g, 3);
@@ -312,28 +312,28 @@ static void test_holder_silent_until_it_comes_back(void **state)
 
 	(void)state;
 	assert_int_equal(fuse_grant_new(&g), 0);
-	fuse_holder_join(g, 3, 50, t);
+	assert_true(fuse_holder_join(g, 3, 50, t));
 	(void)fuse_holder_look(g, 3, 50, t, &silent);
 	fuse_holder_silent(g, 3, 50);
 	fuse_holder_leave(g, 3);
 	/* Seconds later, nothing of it applied: silent. */
-	fuse_holder_join(g, 3, 50, t + 5000);
+	assert_true(fuse_holder_join(g, 3, 50, t + 5000));
 	(void)fuse_holder_look(g, 3, 50, t + 5000, &silent);
 	assert_true(silent);
 	fuse_holder_leave(g, 3);
 	/* Another holder is not. */
-	fuse_holder_join(g, 2, 50, t + 5000);
+	assert_true(fuse_holder_join(g, 2, 50, t + 5000));
 	(void)fuse_holder_look(g, 2, 50, t + 5000, &silent);
 	assert_false(silent);
 	fuse_holder_leave(g, 2);
 	/* Node 3 came back: one of its commands applied. */
-	fuse_holder_join(g, 3, 51, t + 6000);
+	assert_true(fuse_holder_join(g, 3, 51, t + 6000));
 	assert_int_equal(fuse_holder_look(g, 3, 51, t + 6000, &silent), t + 6000);
 	assert_false(silent);
 	fuse_holder_leave(g, 3);
 	/* A mark for an older progress than the record's changes nothing. */
 	fuse_holder_silent(g, 3, 50);
-	fuse_holder_join(g, 3, 51, t + 7000);
+	assert_true(fuse_holder_join(g, 3, 51, t + 7000));
 	(void)fuse_holder_look(g, 3, 51, t + 7000, &silent);
 	assert_false(silent);
 	fuse_holder_leave(g, 3);
@@ -349,6 +349,31 @@ static void test_holder_silent_until_it_comes_back(void **state)
 	assert_int_equal(run_clock(&r, 2, 7, 9, 0, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
 			 FUSE_REVOKE_AFTER_MS);
 	assert_false(r.capped);
+	fuse_grant_free(g);
+}
+
+/* A table full of holders being waited for counts no further one (its
+ * wait keeps a clock of its own); once one is left alone its slot is
+ * taken. */
+static void test_holder_table_full(void **state)
+{
+	struct fuse_grant *g;
+	bool silent;
+
+	(void)state;
+	assert_int_equal(fuse_grant_new(&g), 0);
+	for (uint32_t h = 1; h <= FUSE_HOLDERS_MAX; h++)
+		assert_true(fuse_holder_join(g, h, 5, 100));
+	assert_false(fuse_holder_join(g, 1000, 5, 100));
+	assert_int_equal(fuse_holder_look(g, 1000, 5, 700, &silent), 700);
+	assert_false(silent);
+	fuse_holder_leave(g, 7);
+	assert_true(fuse_holder_join(g, 1000, 5, 800));
+	assert_int_equal(fuse_holder_look(g, 1000, 5, 900, &silent), 800);
+	for (uint32_t h = 1; h <= FUSE_HOLDERS_MAX; h++)
+		if (h != 7)
+			fuse_holder_leave(g, h);
+	fuse_holder_leave(g, 1000);
 	fuse_grant_free(g);
 }
 
@@ -368,6 +393,7 @@ int main(void)
 	    cmocka_unit_test(test_reclaim_busy_holder_gets_longer),
 	    cmocka_unit_test(test_holder_parallel_waits_share_a_clock),
 	    cmocka_unit_test(test_holder_silent_until_it_comes_back),
+	    cmocka_unit_test(test_holder_table_full),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
