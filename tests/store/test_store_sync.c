@@ -102,8 +102,9 @@ typedef struct {
 	fixture *f;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	bool in_window; /* the writer is inside its hook */
-	bool sync_done; /* the main thread's store_save_sync returned */
+	bool in_window;	 /* the writer is inside its hook */
+	bool sync_done;	 /* the main thread's store_save_sync returned */
+	bool saw_waiter; /* the hook saw that sync wait for the lock */
 	int write_rv;
 } race;
 
@@ -179,9 +180,18 @@ static int pass_after_wait(store *s, void *arg)
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 	/* Polled: waiting for a lock has no notification of its own. */
-	while (store_test_sync_waiting(s) == 0)
+	for (;;) {
+		pthread_mutex_lock(&r->mu);
+		bool done = r->sync_done;
+		pthread_mutex_unlock(&r->mu);
+		if (store_test_sync_waiting(s) > 0) {
+			r->saw_waiter = true;
+			return 0;
+		}
+		if (done)
+			return 0;
 		nanosleep(&pause, NULL);
-	return 0;
+	}
 }
 
 static void test_sync_waits_for_synced_write(void **state)
@@ -202,8 +212,12 @@ static void test_sync_waits_for_synced_write(void **state)
 		pthread_cond_wait(&r.cv, &r.mu);
 	pthread_mutex_unlock(&r.mu);
 	assert_int_equal(store_save_sync(f->s, err, sizeof(err)), 0);
+	pthread_mutex_lock(&r.mu);
+	r.sync_done = true;
+	pthread_mutex_unlock(&r.mu);
 	pthread_join(t, NULL);
 	store_test_on_synced_write(f->s, NULL, NULL);
+	assert_true(r.saw_waiter);
 	assert_int_equal(r.write_rv, 0);
 	assert_int_equal(store_save_sync(f->s, err, sizeof(err)), 0);
 	pthread_cond_destroy(&r.cv);
