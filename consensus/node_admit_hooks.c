@@ -85,7 +85,6 @@ bool node_admission_forwarded(node *n, const raft_msg *m)
 	for (size_t i = 0; i < m->n_entries; i++) {
 		const raft_entry *e = &m->entries[i];
 		raft_msg one = *m;
-		raft_status st;
 
 		if (!admit_key(e, &env))
 			env.client = env.seq = env.min_pending = 0; /* keeps no order */
@@ -97,8 +96,8 @@ bool node_admission_forwarded(node *n, const raft_msg *m)
 		if (raft_step(n->r, &one) < 0 || !raft_is_leader(n->r))
 			continue;
 		node_unsaved_add(n, e->len, 1);
-		raft_get_status(n->r, &st);
-		node_admit_placed(a, env.client, env.seq, env.min_pending, st.last_index, e->len);
+		node_admit_placed(a, env.client, env.seq, env.min_pending, raft_last_index(n->r),
+				  e->len);
 	}
 	return true;
 }

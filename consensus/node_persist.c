@@ -217,9 +217,8 @@ static bool send_direct(node_persist *p, int (*send)(void *, const raft_msg *), 
 /* Whether the saves from j on hold an entry the loop knows committed
  * (commit): reporting them makes it applicable here, so the loop is
  * woken even where it may be left alone. */
-static bool lazy_wakes(const node_persist *p, const persist_job *j, uint64_t commit)
+static bool lazy_wakes(const persist_job *j, uint64_t commit)
 {
-	(void)p;
 	for (; j; j = j->next)
 		if (j->n_ents && j->ents[0].index <= commit)
 			return true;
@@ -300,7 +299,7 @@ static void *persist_main(void *arg)
 		 * before taking the list either finds the job there or its
 		 * commit index is seen here (node_persist_lazy). */
 		if (!need && !(atomic_load(&p->lazy) &&
-			       !lazy_wakes(p, j, atomic_load(&p->commit_seen))))
+			       !lazy_wakes(j, atomic_load(&p->commit_seen))))
 			need = true;
 		wake = need && !p->woken;
 		if (wake)

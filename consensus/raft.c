@@ -784,6 +784,11 @@ uint64_t raft_commit_index(const raft *r)
 	return r->log.committed;
 }
 
+uint64_t raft_last_index(const raft *r)
+{
+	return r->log.last;
+}
+
 bool raft_is_leader(const raft *r)
 {
 	return r->role == RAFT_LEADER;

@@ -293,5 +293,7 @@ uint64_t raft_leader(const raft *r);
 /* The highest index this node knows committed (cheaper than raft_get_status:
  * the runtime reads it on every loop iteration). */
 uint64_t raft_commit_index(const raft *r);
+/* The index of the last entry in this node's log (as cheap). */
+uint64_t raft_last_index(const raft *r);
 
 #endif

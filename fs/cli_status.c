@@ -108,7 +108,7 @@ static void print_text(const char *addr, const Transportpb__NodeStatus *s)
 	if (s->dropped_entries || s->dropped_bytes)
 		printf("    dropped tree  %.1f MiB  %llu entries left to delete (after a power "
 		       "loss)\n",
-		       (double)s->dropped_bytes / (1 << 20), (unsigned long long)s->dropped_entries);
+		       MIB(s->dropped_bytes), (unsigned long long)s->dropped_entries);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		const Transportpb__PeerStatus *p = s->peers[i];
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ struct fuse_inval {
 	pthread_cond_t cv, done_cv;
 	struct fuse_inval_item *head, **tail;
 	uint64_t queued, handled; /* items ever queued / handled */
-	uint64_t grants;	  /* Grants applied (fuse_inval_grants) */
+	atomic_uint_fast64_t grants; /* Grants applied (fuse_inval_grants; read lock-free by every lookup) */
 	bool stop;
 	struct fuse_session *se;
 	pthread_t thread;
@@ -212,7 +213,7 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 		 * the kernel kept them for up to its timeout otherwise, past
 		 * an open's barrier. */
 		if (c->deleg->op == FSPB__DELEG__OP__GRANT) {
-			v->grants++;
+			atomic_fetch_add(&v->grants, 1);
 			push_inode(v, c->deleg->dir, -1, 0);
 		}
 		break;
@@ -454,12 +455,7 @@ uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id)
 
 uint64_t fuse_inval_grants(struct fuse_inval *v)
 {
-	uint64_t n;
-
-	pthread_mutex_lock(&v->mu);
-	n = v->grants;
-	pthread_mutex_unlock(&v->mu);
-	return n;
+	return atomic_load(&v->grants);
 }
 
 uint64_t fuse_inval_mark(struct fuse_inval *v)

@@ -134,8 +134,19 @@ int64_t tl_last_time(void)
 	return now_ns;
 }
 
+static bool own_ids;
+
+void tl_use_own_ids(bool on)
+{
+	own_ids = on;
+}
+
 int tl_apply(struct sm *sm, Fspb__Command *c)
 {
+	if (own_ids && !c->uid && !c->gid) {
+		c->uid = geteuid();
+		c->gid = getegid();
+	}
 	now_ns += 1000;
 	c->time_ns = now_ns;
 	size_t len;

@@ -24,6 +24,12 @@ uint8_t *tl_pack(const Fspb__Command *c, size_t *len);
 // Fails the test on a local fault. Returns the command's result.
 int tl_apply(struct sm *sm, Fspb__Command *c);
 
+// From now on (until called with false) tl_apply and the builders below
+// stamp a command that sets no uid or gid with this process's own instead
+// of 0, as a node's own mount would (tests of what apply skips for its own
+// ids).
+void tl_use_own_ids(bool on);
+
 // The time the last tl_apply stamped.
 int64_t tl_last_time(void);
 

@@ -42,6 +42,7 @@ static int setup(void **state)
 	// the cases below assume (a chmod for a mode it masks is counted).
 	f->umask_was = umask(022);
 	f->dir = tl_mkdtemp();
+	tl_use_own_ids(true); // commands by the node's own uid and gid (root in CI)
 	*state = f;
 	return sm_open(f->dir, 1, &f->sm);
 }
@@ -53,44 +54,9 @@ static int teardown(void **state)
 		sm_close(f->sm);
 	tl_rmtree(f->dir);
 	umask(f->umask_was);
+	tl_use_own_ids(false);
 	free(f);
 	return 0;
-}
-
-// Applies a command made by the node's own uid and gid (root in CI).
-static int apply_own(struct sm *sm, Fspb__Command *c)
-{
-	c->uid = geteuid();
-	c->gid = getegid();
-	return tl_apply(sm, c);
-}
-
-static int mkdir_own(struct sm *sm, uint64_t parent, const char *name, uint64_t ino,
-		     uint32_t mode)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = mode;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
-	return apply_own(sm, &c);
-}
-
-static int mknod_own(struct sm *sm, uint64_t parent, const char *name, uint64_t ino,
-		     uint32_t mode)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mknod m = FSPB__MKNOD__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = mode;
-	c.op_case = FSPB__COMMAND__OP_MKNOD;
-	c.mknod = &m;
-	return apply_own(sm, &c);
 }
 
 static int setattr_own(struct sm *sm, uint64_t ino, uint32_t valid, uint32_t mode)
@@ -104,7 +70,7 @@ static int setattr_own(struct sm *sm, uint64_t ino, uint32_t valid, uint32_t mod
 	s.mode = mode;
 	c.op_case = FSPB__COMMAND__OP_SETATTR;
 	c.setattr = &s;
-	return apply_own(sm, &c);
+	return tl_apply(sm, &c);
 }
 
 static mode_t mode_of(struct sm *sm, uint64_t id)
@@ -123,8 +89,8 @@ static void test_same_owner_and_mode_no_calls(void **state)
 {
 	struct fx *f = *state;
 	uint64_t before = sm_test_attr_calls(f->sm);
-	assert_int_equal(mkdir_own(f->sm, SM_ROOT_ID, "d", D1, 0755), 0);
-	assert_int_equal(mknod_own(f->sm, D1, "f", F1, S_IFREG | 0644), 0);
+	assert_int_equal(tl_mkdir(f->sm, SM_ROOT_ID, "d", D1, 0755), 0);
+	assert_int_equal(tl_mknod(f->sm, D1, "f", F1, S_IFREG | 0644), 0);
 	assert_int_equal(setattr_own(f->sm, F1, SM_SET_UID | SM_SET_GID, 0), 0);
 	assert_int_equal(setattr_own(f->sm, F1, SM_SET_MODE, 0644), 0);
 	assert_int_equal(setattr_own(f->sm, D1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, 0755), 0);
@@ -139,13 +105,13 @@ static void test_changes_still_made(void **state)
 {
 	struct fx *f = *state;
 	uint64_t before = sm_test_attr_calls(f->sm);
-	assert_int_equal(mkdir_own(f->sm, SM_ROOT_ID, "w", D1, 0777), 0); // umask 022: chmod
+	assert_int_equal(tl_mkdir(f->sm, SM_ROOT_ID, "w", D1, 0777), 0); // umask 022: chmod
 	assert_int_equal(sm_test_attr_calls(f->sm) - before, 1);
 	assert_int_equal(mode_of(f->sm, D1), 0777);
-	assert_int_equal(mkdir_own(f->sm, SM_ROOT_ID, "s", D2, 03755), 0); // set-gid, sticky
+	assert_int_equal(tl_mkdir(f->sm, SM_ROOT_ID, "s", D2, 03755), 0); // set-gid, sticky
 	assert_int_equal(sm_test_attr_calls(f->sm) - before, 2);
 	assert_int_equal(mode_of(f->sm, D2), 03755);
-	assert_int_equal(mknod_own(f->sm, D2, "f", F1, S_IFREG | 04755), 0); // set-uid: chmod
+	assert_int_equal(tl_mknod(f->sm, D2, "f", F1, S_IFREG | 04755), 0); // set-uid: chmod
 	assert_int_equal(sm_test_attr_calls(f->sm) - before, 3);
 	assert_int_equal(mode_of(f->sm, F1), 04755);
 	assert_int_equal(setattr_own(f->sm, F1, SM_SET_MODE, 0600), 0);
@@ -158,7 +124,7 @@ static void test_changes_still_made(void **state)
 static void test_same_owner_clears_setuid(void **state)
 {
 	struct fx *f = *state;
-	assert_int_equal(mknod_own(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 06755), 0);
+	assert_int_equal(tl_mknod(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 06755), 0);
 	assert_int_equal(mode_of(f->sm, F1), 06755);
 	uint64_t before = sm_test_attr_calls(f->sm);
 	assert_int_equal(setattr_own(f->sm, F1, SM_SET_UID, 0), 0);
@@ -175,7 +141,7 @@ static void test_same_owner_drops_capability(void **state)
 		skip(); // security.capability needs CAP_SETFCAP
 		return;
 	}
-	assert_int_equal(mknod_own(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0755), 0);
+	assert_int_equal(tl_mknod(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0755), 0);
 	// struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE permitted.
 	uint8_t cap[20] = {0x00, 0x00, 0x00, 0x02, 0x00, 0x04};
 	Fspb__Command c = FSPB__COMMAND__INIT;
@@ -186,7 +152,7 @@ static void test_same_owner_drops_capability(void **state)
 	x.value.len = sizeof(cap);
 	c.op_case = FSPB__COMMAND__OP_SETXATTR;
 	c.setxattr = &x;
-	assert_int_equal(apply_own(f->sm, &c), 0);
+	assert_int_equal(tl_apply(f->sm, &c), 0);
 	char buf[64];
 	assert_int_equal(sm_getxattr(f->sm, F1, "security.capability", buf, sizeof(buf)), 20);
 	assert_int_equal(setattr_own(f->sm, F1, SM_SET_UID | SM_SET_GID, 0), 0);
@@ -205,7 +171,7 @@ static void test_same_owner_drops_capability(void **state)
 static void test_reopened_reads_capability(void **state)
 {
 	struct fx *f = *state;
-	assert_int_equal(mknod_own(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0644), 0);
+	assert_int_equal(tl_mknod(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0644), 0);
 	sm_close(f->sm);
 	f->sm = NULL;
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
@@ -222,8 +188,8 @@ static void test_reopened_reads_capability(void **state)
 static void test_caps_unsupported_is_none(void **state)
 {
 	struct fx *f = *state;
-	assert_int_equal(mknod_own(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0644), 0);
-	assert_int_equal(mknod_own(f->sm, SM_ROOT_ID, "g", F2, S_IFIFO | 0644), 0);
+	assert_int_equal(tl_mknod(f->sm, SM_ROOT_ID, "f", F1, S_IFREG | 0644), 0);
+	assert_int_equal(tl_mknod(f->sm, SM_ROOT_ID, "g", F2, S_IFIFO | 0644), 0);
 	sm_close(f->sm); // reopened: neither is known to have no capability
 	f->sm = NULL;
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
@@ -265,7 +231,7 @@ static void test_other_owner(void **state)
 	s.target = "x";
 	c.op_case = FSPB__COMMAND__OP_SYMLINK;
 	c.symlink = &s;
-	assert_int_equal(apply_own(f->sm, &c), 0);
+	assert_int_equal(tl_apply(f->sm, &c), 0);
 	uint64_t before = sm_test_attr_calls(f->sm);
 	Fspb__Command m = FSPB__COMMAND__INIT;
 	Fspb__Mknod n = FSPB__MKNOD__INIT;

@@ -19,9 +19,11 @@ export RAFTFS_CLOSE=commit
 DISK=$C/node2/data
 mkdir -p "$DISK"
 mount -t tmpfs -o size=96m raftfs-test-disk "$DISK" || fail "mount a tmpfs for node 2's data"
-# lib.sh's cleanup stops the nodes and detaches their mounts; this disk
-# goes after it (the reaper detaches it too if the test is killed).
-trap 'rc=$?; trap - ERR; set +e; umount -l "$DISK" 2>/dev/null; (exit $rc); cleanup' EXIT
+# On exit the gate goes first (a start held there would hold up the
+# teardown), then this disk is detached lazily (it stays for node 2
+# until lib.sh's cleanup, run next, stops the nodes; the reaper detaches
+# it too if the test is killed).
+trap 'rc=$?; trap - ERR; set +e; rm -f "$T/gate"; umount -l "$DISK" 2>/dev/null; (exit $rc); cleanup' EXIT
 up
 
 # Many one-byte files: the tree takes a block each (8 MiB in all), the
@@ -69,13 +71,8 @@ grep -q 'entries of the tree dropped.*EXTEND_TIMEOUT_USEC=' "$T/notify" ||
 log=$C/node2/node.log
 grep -q "deleting it before the rebuild" "$log" || fail "node 2 did not delete its dropped tree first"
 [ ! -e "$DISK/dropped" ] || fail "node 2's dropped tree is still there"
-mounted() {
-	[ "$(stat -f -c %t "$M2" 2>/dev/null)" = 65735546 ] &&
-		[ "$(stat -c %i "$M2" 2>/dev/null)" = 1 ]
-}
-wait_for 60 "node 2's mount" mounted
-has_all2() { [ "$(count "$M2/d")" = "$N" ]; }
-wait_for 60 "node 2 rebuilt with all $N files" has_all2
+wait_for 60 "node 2's mount" mount_answers 2
+wait_for 60 "node 2 rebuilt with all $N files" has_all
 rm "$DISK/filler"
 echo after >"$M2/after"
 verify 60 "after node 2's power cut on a full disk"

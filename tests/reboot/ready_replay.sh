@@ -51,11 +51,7 @@ env RAFTFS_TEST_APPLY_DELAY_US=5000 RAFTFS_TEST_START_TICK_MS=200 NOTIFY_SOCKET=
 	RAFTFS_TEST_DROPPED_HOLD=1 "$R" local start "$C" 2 >"$T/start.out" 2>&1 ||
 	{ cat "$T/start.out"; fail "start of node 2 after the power cut"; }
 # `local start` returns once the node listens; its mount comes after.
-mounted() {
-	[ "$(stat -f -c %t "$M2" 2>/dev/null)" = 65735546 ] &&
-		[ "$(stat -c %i "$M2" 2>/dev/null)" = 1 ]
-}
-wait_for 60 "node 2's mount" mounted
+wait_for 60 "node 2's mount" mount_answers 2
 got=$(count "$M2/d")
 echo "   listed $got of $N files the moment the mount answered"
 [ "$got" = "$N" ] || fail "node 2's mount listed $got of $N files when it came up"
@@ -119,7 +115,7 @@ no_dropped() { [ ! -e "$C/node2/data/dropped" ]; }
 wait_for 30 "node 2's dropped tree deleted" no_dropped
 "$R" status "$addr2" >"$T/st2.out" 2>&1 || true
 ! grep -q "dropped tree" "$T/st2.out" || { cat "$T/st2.out"; fail "status still shows a dropped tree"; }
-wait_for 60 "node 2's mount" mounted
+wait_for 60 "node 2's mount" mount_answers 2
 echo after >"$M2/after"
 verify 60 "after the power cut of node 2"
 echo PASS
