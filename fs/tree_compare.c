@@ -936,7 +936,11 @@ static void ignore_diff(void *arg, int other, const char *msg)
 
 int tree_differ(const char *const *roots, int n, enum tree_cmp_kind kind)
 {
-	return compare_each(roots, n, kind, ignore_diff, NULL, true);
+	// compare_each counts what it found before it stopped: the first
+	// object's differing attributes all at once (how many depends on
+	// the times the trees got), so only "some" is meaningful.
+	int rc = compare_each(roots, n, kind, ignore_diff, NULL, true);
+	return rc < 0 ? rc : rc > 0;
 }
 
 // tree_compare's caller's function and argument, behind tree_diffs_fn.
