@@ -324,12 +324,13 @@ void fs_node_close(struct fs_node *f)
 			"fs: node %u held %llu proposals back; started by an eager one %llu, "
 			"a flush %llu, the limit %llu, the linger %llu; %llu merged into the last "
 			"one waiting; %llu entries started, %llu of them batches; %llu files closed "
-			"in one entry, %llu not\n",
+			"in one entry, %llu not; %llu woke the flusher\n",
 			f->id, (unsigned long long)st.held, (unsigned long long)st.by_eager,
 			(unsigned long long)st.by_flush, (unsigned long long)st.by_limit,
 			(unsigned long long)st.by_linger, (unsigned long long)st.merged,
 			(unsigned long long)st.entries, (unsigned long long)st.batches,
-			(unsigned long long)st.units, (unsigned long long)st.units_split);
+			(unsigned long long)st.units, (unsigned long long)st.units_split,
+			(unsigned long long)st.wakes);
 	}
 	fs_plug_free(f->plug);
 	sm_close(f->sm);

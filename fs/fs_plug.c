@@ -49,8 +49,11 @@ struct fs_plug {
 	size_t nunits, units_cap;
 	_Atomic uint64_t serial; /* proposals made so far (the next one's serial) */
 	bool on, stop;
+	/* The flusher waits with nothing held and no tick due: only then
+	 * does a proposal wake it (flusher()). */
+	bool idle;
 	pthread_t flusher;
-	_Atomic uint64_t stats[10];
+	_Atomic uint64_t stats[11];
 };
 
 enum {
@@ -63,7 +66,8 @@ enum {
 	ST_ENTRIES,
 	ST_BATCHES,
 	ST_UNITS,
-	ST_UNITS_SPLIT
+	ST_UNITS_SPLIT,
+	ST_WAKES
 };
 
 /* No unit to keep together (start_all). */
@@ -187,22 +191,44 @@ static void wait_until(struct fs_plug *p, uint64_t due)
 
 /* The flusher: starts what has lingered for linger_ns, but for the
  * commands of an open unit younger than UNIT_HOLD_NS: those wait for the
- * unit's end (a file's close) or that age. */
+ * unit's end (a file's close) or that age.
+ *
+ * Once it started something it ticks: it looks again one linger later
+ * unasked, and starts whatever is held then, however young (no command is
+ * held longer than linger_ns either way). Only a flusher idle — nothing
+ * held at a tick — is woken by the next proposal. A steady stream (mkdir
+ * after mkdir) so costs the flusher one wake-up per batch, and the FUSE
+ * thread proposing none: before, the first command after each start
+ * signalled it from under mu — a futex wake on the request's path, the
+ * flusher often preempting that thread only to block on mu — and it woke
+ * again when that command's linger ran out (bench/fs/README.md, "Session
+ * 11 (mkdir)"). */
 static void *flusher(void *arg)
 {
 	struct fs_plug *p = arg;
+	uint64_t tick = 0; /* when to look again unasked (0: idle) */
 
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {
 		struct held *failed;
-		uint64_t now = mono_ns(), end = NO_UNIT, young = 0;
+		uint64_t now = mono_ns(), end = NO_UNIT, young = 0, due;
 
 		if (!p->head) {
+			if (tick && now < tick) {
+				wait_until(p, tick);
+				continue;
+			}
+			tick = 0;
+			p->idle = true;
 			pthread_cond_wait(&p->cv, &p->mu);
+			p->idle = false;
 			continue;
 		}
-		if (now < p->head->ns + p->linger_ns) {
-			wait_until(p, p->head->ns + p->linger_ns);
+		due = p->head->ns + p->linger_ns;
+		if (tick && tick < due)
+			due = tick;
+		if (now < due) {
+			wait_until(p, due);
 			continue;
 		}
 		/* The oldest unit still young: units are in order of birth, so
@@ -220,6 +246,7 @@ static void *flusher(void *arg)
 			continue;
 		}
 		failed = start_upto(p, ST_LINGER, end, NO_UNIT, NULL);
+		tick = mono_ns() + p->linger_ns;
 		pthread_mutex_unlock(&p->mu);
 		fail_all(p, failed);
 		pthread_mutex_lock(&p->mu);
@@ -297,8 +324,11 @@ int fs_plug_propose(struct fs_plug *p, uint8_t *buf, size_t len, void *arg, bool
 	atomic_fetch_add(&p->count, 1);
 	if (hold) {
 		atomic_fetch_add(&p->stats[ST_HELD], 1);
-		if (atomic_load(&p->count) == 1)
+		if (p->idle) {
+			p->idle = false; /* one wake-up is enough */
+			atomic_fetch_add(&p->stats[ST_WAKES], 1);
 			pthread_cond_signal(&p->cv);
+		}
 		if (atomic_load(&p->count) >= HOLD_MAX || p->bytes >= HOLD_MAX_BYTES)
 			failed = start_all(p, ST_LIMIT, NO_UNIT, NULL);
 	} else {
@@ -442,4 +472,5 @@ void fs_plug_stats(struct fs_plug *p, struct fs_plug_stats *out)
 	out->batches = atomic_load(&p->stats[ST_BATCHES]);
 	out->units = atomic_load(&p->stats[ST_UNITS]);
 	out->units_split = atomic_load(&p->stats[ST_UNITS_SPLIT]);
+	out->wakes = atomic_load(&p->stats[ST_WAKES]);
 }

@@ -106,11 +106,12 @@ void fs_plug_enable(struct fs_plug *p, bool on);
 
 /* Proposals held so far that went out by each trigger, proposals merged
  * into the newest held one, proposals started (entries) and those that
- * carried more than one command, and unit flushes that kept their unit
- * together and that could not (for measuring). */
+ * carried more than one command, unit flushes that kept their unit
+ * together and that could not, and held proposals that had to wake the
+ * flusher (for measuring). */
 struct fs_plug_stats {
 	uint64_t held, by_eager, by_flush, by_limit, by_linger, merged;
-	uint64_t entries, batches, units, units_split;
+	uint64_t entries, batches, units, units_split, wakes;
 };
 void fs_plug_stats(struct fs_plug *p, struct fs_plug_stats *out);
 

@@ -1,7 +1,8 @@
 /* test_fs_plug.c — the plug that holds a mount's lazy proposals back
  * (fs/fs_plug.h): nothing held ever overtakes a later proposal, a flush,
  * an eager proposal, the limits, the linger and disabling start what is
- * held, and a start that fails completes its proposal outside the lock. */
+ * held, a start that fails completes its proposal outside the lock, and
+ * the flusher, once busy, needs no wake-up from proposals. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -29,6 +30,7 @@ struct fake {
 	int failed[MAX_LOG], fail_err[MAX_LOG];
 	int nfailed;
 	int refuse_from;   /* starts of values >= this fail with EIO (0: none) */
+	struct timespec last_start; /* when the last start was made */
 	struct fs_plug *p; /* for a failure callback that proposes again */
 	bool propose_in_fail;
 };
@@ -51,6 +53,7 @@ static int fake_start(void *ctx, const struct fs_plug_cmd *cmds, unsigned n)
 		f->started[f->nstarted++] = cmds[i].buf[0];
 	}
 	f->nentries++;
+	clock_gettime(CLOCK_MONOTONIC, &f->last_start);
 	pthread_mutex_unlock(&f->mu);
 	return 0;
 }
@@ -633,6 +636,54 @@ static void test_old_unit_spares_young(void **state)
 	fake_free(f);
 }
 
+/* After the linger started something, the flusher ticks: what is held
+ * within a linger of that start goes out at the tick without any
+ * proposal having woken the flusher (a stream of mkdirs costs the FUSE
+ * threads no futex wake); a proposal to an idle flusher wakes it once.
+ * The wake-ups are counted only when the test's proposals came within a
+ * linger of the start (a machine so loaded that they did not cannot tell:
+ * the flusher went idle meanwhile and was rightly woken). */
+static void test_tick_needs_no_wake(void **state)
+{
+	const long linger_ns = 300000000L;
+	struct fake *f = fake_new();
+	struct fs_plug *p;
+	struct fs_plug_stats st;
+	struct timespec started;
+	uint64_t woken;
+	bool in_time;
+
+	(void)state;
+	assert_int_equal(fs_plug_new(linger_ns / 1000, fake_start, fake_fail, f, &p), 0);
+	fs_plug_enable(p, true);
+	propose(p, 1, true);
+	await_started(f, 1);
+	/* 1, or 0 if the new flusher had not gone idle yet. */
+	fs_plug_stats(p, &st);
+	woken = st.wakes;
+	assert_true(woken <= 1);
+	pthread_mutex_lock(&f->mu);
+	started = f->last_start;
+	pthread_mutex_unlock(&f->mu);
+	propose(p, 2, true);
+	propose(p, 3, true);
+	in_time = elapsed_ns(&started) < linger_ns;
+	fs_plug_stats(p, &st);
+	if (in_time)
+		assert_int_equal(st.wakes, woken);
+	/* Nobody flushes: the tick starts them, both in one entry when
+	 * they were held before it. */
+	await_started(f, 3);
+	if (in_time)
+		assert_int_equal(f->entry[1], f->entry[2]);
+	fs_plug_stats(p, &st);
+	assert_int_equal(st.by_linger, 3);
+	fprintf(stderr, "  wake-ups %llu (%s)\n", (unsigned long long)st.wakes,
+		in_time ? "checked" : "not checked: proposed too late");
+	fs_plug_free(p);
+	fake_free(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -649,6 +700,7 @@ int main(void)
 	    cmocka_unit_test(test_unit),
 	    cmocka_unit_test(test_linger_spares_open_unit),
 	    cmocka_unit_test(test_old_unit_spares_young),
+	    cmocka_unit_test(test_tick_needs_no_wake),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
