@@ -94,31 +94,40 @@ static int load_reserved(struct sm *sm)
 	return 0;
 }
 
-// Replaces sm/<name> with buf in one step (write sm/<tmp>, rename it over
-// <name>): a reader sees the old file or the new, never a torn one. With
-// durable, also fsyncs the file before the rename and the directory after,
-// so that the new file survives a power loss. `what` names the purpose in
-// the error message.
-static int replace_file(struct sm *sm, const char *tmp, const char *name, const void *buf,
-			size_t len, bool durable, const char *what)
+int sm_replace_file_at(int dirfd, const char *dir, const char *tmp, const char *name,
+		       const void *buf, size_t len, bool durable, const char *what)
 {
-	int fd = openat(sm->sm_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	ssize_t put = -1;
 	int rc = 0;
-	if (fd < 0 || write(fd, buf, len) != (ssize_t)len || (durable && fsync(fd)) ||
-	    renameat(sm->sm_fd, tmp, sm->sm_fd, name) || (durable && fsync(sm->sm_fd)))
-		rc = errno ? -errno : -EIO;
+
+	if (fd < 0 || (put = write(fd, buf, len)) < 0)
+		rc = -errno;
+	else if (put != (ssize_t)len)
+		rc = -EIO; // a short write sets no errno
+	else if ((durable && fsync(fd)) || renameat(dirfd, tmp, dirfd, name) ||
+		 (durable && fsync(dirfd)))
+		rc = -errno;
 	if (fd >= 0)
 		close(fd);
 	if (rc)
-		fprintf(stderr, "sm: %s in %s/sm/%s: %s\n", what, sm->data_dir, name,
-			strerror(-rc));
+		fprintf(stderr, "sm: %s in %s/%s: %s\n", what, dir, name, strerror(-rc));
 	return rc;
+}
+
+int sm_replace_file(struct sm *sm, const char *tmp, const char *name, const void *buf,
+		    size_t len, bool durable, const char *what)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s/sm", sm->data_dir);
+	return sm_replace_file_at(sm->sm_fd, dir, tmp, name, buf, len, durable, what);
 }
 
 // Durably reserves counters up to `to`.
 static int store_reserved(struct sm *sm, uint64_t to)
 {
-	return replace_file(sm, "next_id.tmp", "next_id", &to, sizeof(to), true, "reserve ids");
+	return sm_replace_file(sm, "next_id.tmp", "next_id", &to, sizeof(to), true, "reserve ids");
 }
 
 int sm_alloc_id(struct sm *sm, uint64_t *id)
@@ -223,7 +232,7 @@ static int save_dedup(struct sm *sm, uint64_t index)
 	uint64_t h = sm_hash(buf, 24 + len);
 	memcpy(buf + 24 + len, &h, 8);
 	free(blob);
-	rc = replace_file(sm, "dedup.new", "dedup", buf, total, false, "save duplicate table");
+	rc = sm_replace_file(sm, "dedup.new", "dedup", buf, total, false, "save duplicate table");
 	free(buf);
 	return rc;
 }
@@ -313,7 +322,7 @@ static int check_boot(struct sm *sm)
 		return -EUCLEAN;
 	}
 	if (rc != 0 || strcmp(prev, now)) {
-		rc = replace_file(sm, "boot.new", "boot", now, strlen(now), true,
+		rc = sm_replace_file(sm, "boot.new", "boot", now, strlen(now), true,
 				  "record boot id");
 		if (rc)
 			return rc;
@@ -541,7 +550,7 @@ void sm_close(struct sm *sm)
 		    fdatasync(sm->journal.fd))
 			fprintf(stderr, "sm: close %s: sync: %s\n", sm->data_dir, strerror(errno));
 		else // all on disk: a power loss from now on loses nothing
-			replace_file(sm, "clean.new", "clean", "", 0, true, "mark a clean close");
+			sm_replace_file(sm, "clean.new", "clean", "", 0, true, "mark a clean close");
 	}
 	sm_journal_close(&sm->journal);
 	dedup_free(sm->dd);

@@ -60,22 +60,19 @@ static int write_at(int dirfd, const char *dir, const struct sm_id_hw *hw)
 {
 	uint8_t buf[HW_FILE_MAX];
 	size_t len = encode(hw, buf);
-	int fd = openat(dirfd, "id_hw.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	ssize_t put = -1;
-	int rc = 0;
 
-	if (fd < 0 || (put = write(fd, buf, len)) < 0)
-		rc = -errno;
-	else if (put != (ssize_t)len)
-		rc = -EIO; // a short write sets no errno
-	else if (fsync(fd) || renameat(dirfd, "id_hw.tmp", dirfd, "id_hw") || fsync(dirfd))
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	if (rc)
-		fprintf(stderr, "sm: saving the id high-water marks in %s/id_hw: %s\n", dir,
-			strerror(-rc));
-	return rc;
+	return sm_replace_file_at(dirfd, dir, "id_hw.tmp", "id_hw", buf, len, true,
+				  "save the id high-water marks");
+}
+
+// write_at in sm's own directory (DATA/sm).
+static int write_own(struct sm *sm, const struct sm_id_hw *hw)
+{
+	uint8_t buf[HW_FILE_MAX];
+	size_t len = encode(hw, buf);
+
+	return sm_replace_file(sm, "id_hw.tmp", "id_hw", buf, len, true,
+			       "save the id high-water marks");
 }
 
 // Reads sm's file once. A missing file is an empty table (a state from
@@ -146,7 +143,7 @@ int sm_id_hw_note(struct sm *sm, uint64_t id)
 		return 0;
 	}
 	next.bound[i] = (counter / SM_ID_HW_STEP + 2) * SM_ID_HW_STEP;
-	rc = write_at(sm->sm_fd, sm->data_dir, &next);
+	rc = write_own(sm, &next);
 	if (!rc)
 		sm->id_hw = next;
 	return rc;

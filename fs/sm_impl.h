@@ -250,6 +250,18 @@ static inline void sm_new_hook(struct sm *sm, uint64_t id)
 		sm->meta_hook(sm->meta_hook_arg, id, true);
 }
 
+// Replaces <name> in directory dirfd with buf in one step (write <tmp>,
+// rename it over <name>): a reader sees the old file or the new, never a
+// torn one. With durable, also fsyncs the file before the rename and the
+// directory after, so that the new file survives a power loss. dir names
+// dirfd and `what` the purpose in the error message. 0 or -errno.
+int sm_replace_file_at(int dirfd, const char *dir, const char *tmp, const char *name,
+		       const void *buf, size_t len, bool durable, const char *what);
+
+// sm_replace_file_at in sm's own directory, DATA/sm.
+int sm_replace_file(struct sm *sm, const char *tmp, const char *name, const void *buf,
+		    size_t len, bool durable, const char *what);
+
 // Called by apply before an object with id enters the tree: an id of this
 // node raises its counter past it, durably (sm/next_id fsynced when it
 // passes the reservation). A node rebuilt from its log with an empty data
