@@ -250,12 +250,12 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 	}
 	/* A big one waits for room in this leader's log (node_admission_ready
 	 * proposes it), and so does every later one while one waits. */
-	if (!node_admission_own(n, p->seq, p->data, p->len))
+	if (!node_admission_own(n, p->seq, env.min_pending, p->data, p->len))
 		return;
 	rc = raft_propose(n->r, p->data, p->len, &index, NULL);
 	if (rc == 0 && raft_is_leader(n->r)) {
 		node_unsaved_add(n, p->len, 1);
-		node_admission_placed(n, p->seq, index, p->data, p->len);
+		node_admission_placed(n, p->seq, env.min_pending, index, p->len);
 	}
 	if (rc == 0) {
 		p->proposed = true;

@@ -248,33 +248,22 @@ void node_admission_tick(node *n, uint64_t now)
 		admit_track(n, now);
 }
 
-/* The min_pending in the envelope at the head of this node's own proposal
- * (try_propose writes it: the lowest seq it still waits for). */
-static uint64_t own_min_pending(const void *data, size_t len)
-{
-	envelope env;
-	const uint8_t *cmd;
-	size_t cmd_len;
-
-	if (envelope_decode(data, len, &env, &cmd, &cmd_len) < 0)
-		return 0;
-	return env.min_pending;
-}
-
-bool node_admission_own(node *n, uint64_t seq, const void *data, size_t len)
+bool node_admission_own(node *n, uint64_t seq, uint64_t min_pending, const void *data,
+			size_t len)
 {
 	node_admit *a = admission(n);
 
-	return !a || node_admit_offer(a, n->client_id, seq, own_min_pending(data, len), data,
-				      len) == NODE_ADMIT_PASS;
+	return !a || node_admit_offer(a, n->client_id, seq, min_pending, data, len) ==
+			     NODE_ADMIT_PASS;
 }
 
-void node_admission_placed(node *n, uint64_t seq, uint64_t index, const void *data, size_t len)
+void node_admission_placed(node *n, uint64_t seq, uint64_t min_pending, uint64_t index,
+			   size_t len)
 {
 	node_admit *a = admission(n);
 
 	if (a)
-		node_admit_placed(a, n->client_id, seq, own_min_pending(data, len), index, len);
+		node_admit_placed(a, n->client_id, seq, min_pending, index, len);
 }
 
 int node_admission_init(node *n)

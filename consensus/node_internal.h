@@ -293,16 +293,19 @@ void node_unsaved_add(node *n, uint64_t bytes, uint64_t ents);
  * at four mounts' windows, one sender at one window). 0 or -ENOMEM. */
 int node_admission_init(node *n);
 
-/* Loop thread (try_propose): whether this node's own proposal seq may go
- * to the core now; false: admission holds it (proposed when released) or
+/* Loop thread (try_propose): whether this node's own proposal seq (data:
+ * envelope + command, len bytes; min_pending: the envelope's) may go to
+ * the core now; false: admission holds it (proposed when released) or
  * drops it (a resend of one held or already in the log; its timer
  * retries). */
-bool node_admission_own(node *n, uint64_t seq, const void *data, size_t len);
+bool node_admission_own(node *n, uint64_t seq, uint64_t min_pending, const void *data,
+			size_t len);
 
-/* Loop thread: this node's own proposal seq (data: envelope + command)
- * went into the log at index (admission counts a big one, and tells later
- * resends of it apart by the envelope's min_pending). */
-void node_admission_placed(node *n, uint64_t seq, uint64_t index, const void *data, size_t len);
+/* Loop thread: this node's own proposal seq (len bytes, its envelope's
+ * min_pending) went into the log at index (admission counts a big one,
+ * and tells later resends of it apart by min_pending). */
+void node_admission_placed(node *n, uint64_t seq, uint64_t min_pending, uint64_t index,
+			   size_t len);
 
 /* Loop thread: a peer's proposal message, offered entry by entry while
  * admission holds or counts anything or an entry is big; false when it
