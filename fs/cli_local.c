@@ -1,6 +1,8 @@
 /* cli_local.c — raftfs local: run an N-node cluster on loopback as
  * separate processes (fs/local_cluster.h has the layout). */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -8,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "config.h"
@@ -22,7 +27,9 @@ static const char usage[] =
 	"    raftfs local create N DIR   create an N-node cluster's files, start nothing\n"
 	"                                (edit DIR/n*/raftfs.ini, then `up`)\n"
 	"    raftfs local up N DIR       create (if new) and start an N-node cluster\n"
-	"    raftfs local down DIR       stop every node (SIGTERM, SIGKILL after 10 s)\n"
+	"    raftfs local down DIR       stop every node (SIGTERM, SIGKILL after 10 s),\n"
+	"                                once each mount committed what it had\n"
+	"                                acknowledged (fsync of its root, up to 10 s)\n"
 	"    raftfs local kill DIR ID    SIGKILL node ID\n"
 	"    raftfs local stop DIR ID    SIGTERM node ID and wait for it to exit\n"
 	"    raftfs local start DIR ID   start node ID again, wait until it answers at\n"
@@ -176,6 +183,91 @@ static int wait_leader(const char *dir, const char *name, int n, unsigned timeou
 		nap_ms(20);
 	}
 	return -ETIMEDOUT;
+}
+
+/* How long `down` lets the mounts commit what they acknowledged before it
+ * stops the nodes: more than one proposal timeout (5 s by default), after
+ * which a mount without a quorum has failed whatever it still waited for. */
+#define DRAIN_MS 10000
+#define FUSE_MAGIC 0x65735546
+
+/* The child of drain_mounts for node id: fsync of its mount's root, which
+ * a mount answers once everything it acknowledged before (write-behind
+ * metadata, pipelined writes, files closed behind) is committed, with the
+ * first failure of any of it (fs/fuse_close.c). Exits 0, or 1 when that
+ * failed. A dead mount (ENOTCONN) or one that is not there has nothing. */
+static void drain_one(const char *dir, int id)
+{
+	char mnt[PATH_MAX];
+	struct statfs sfs;
+	int fd;
+
+	local_mount_path(dir, id, mnt, sizeof(mnt));
+	if (statfs(mnt, &sfs) < 0 || sfs.f_type != FUSE_MAGIC)
+		_exit(0);
+	fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		_exit(0);
+	if (fsync(fd) < 0) {
+		fprintf(stderr,
+			"raftfs local down: node %d's mount: a change it had acknowledged "
+			"failed to commit: %s (its log names it)\n",
+			id, strerror(errno));
+		_exit(1);
+	}
+	_exit(0);
+}
+
+/* Before the nodes stop: every mount commits what it acknowledged, all
+ * nodes still up. A node commits its own backlog when it is stopped
+ * (fuse_mount_stop), but only while a quorum of the others still runs:
+ * stopped all at once, a leader that left first took with it a mkdir
+ * another node had answered behind and flushed at its SIGTERM (held for
+ * company by the plug), lost with EIO. Children, one per mount, so a
+ * mount that does not answer holds none of the others, and down stops
+ * waiting after DRAIN_MS whatever they do. */
+static void drain_mounts(const char *dir, int n)
+{
+	pid_t *kids = calloc((size_t)n + 1, sizeof(*kids));
+	long long deadline = mono_ms() + DRAIN_MS;
+	int left = 0;
+
+	if (!kids || !local_is_fs(dir)) {
+		free(kids);
+		return;
+	}
+	fflush(NULL);
+	for (int i = 1; i <= n; i++) {
+		kids[i] = -1;
+		if (!local_alive(dir, i))
+			continue;
+		kids[i] = fork();
+		if (kids[i] == 0)
+			drain_one(dir, i);
+		if (kids[i] > 0)
+			left++;
+	}
+	while (left > 0 && mono_ms() < deadline) {
+		for (int i = 1; i <= n; i++)
+			if (kids[i] > 0 && waitpid(kids[i], NULL, WNOHANG) == kids[i]) {
+				kids[i] = -1;
+				left--;
+			}
+		if (left > 0)
+			nap_ms(10);
+	}
+	for (int i = 1; i <= n; i++) {
+		if (kids[i] <= 0)
+			continue;
+		fprintf(stderr,
+			"raftfs local down: node %d's mount did not commit what it acknowledged "
+			"within %d s: stopping it anyway\n",
+			i, DRAIN_MS / 1000);
+		kill(kids[i], SIGKILL);
+		/* Not waited for: one stuck in the kernel is reaped by init. */
+		waitpid(kids[i], NULL, WNOHANG);
+	}
+	free(kids);
 }
 
 /* SIGTERM to every node at once, then waits for each (SIGKILL after 10 s),
@@ -597,6 +689,7 @@ int cli_local_main(int argc, char **argv)
 		}
 		if (!strcmp(sub, "status"))
 			return status(dir, n);
+		drain_mounts(dir, n);
 		stop_all(dir, n);
 		return 0;
 	}
