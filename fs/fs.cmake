@@ -30,8 +30,8 @@ if(TARGET raftfs_node)
   # proposer, the low-level operations and the mount's main loop.
   add_library(raftfs_mount STATIC fs_node.c fs_plug.c fuse_inval.c fuse_fs.c fuse_ops.c fuse_io.c
     fuse_close.c fuse_write.c fuse_behind_state.c fuse_behind_ops.c
-    fuse_behind_deleg.c fuse_grant.c fuse_guard.c fuse_mount.c fuse_readahead.c fuse_run.c
-    fs_release.c svc_notify.c svc_start.c)
+    fuse_behind_deleg.c fuse_grant.c fuse_listed.c fuse_guard.c fuse_mount.c fuse_readahead.c
+    fuse_run.c fs_release.c svc_notify.c svc_start.c)
   target_include_directories(raftfs_mount PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
   target_link_libraries(raftfs_mount PUBLIC raftfs_fs raftfs_node PkgConfig::FUSE3)
 

@@ -540,12 +540,14 @@ static bool lazy(struct fs_node *f, const Fspb__Command *c, size_t len)
 		return true;
 	/* Nobody waits for these either: orphan Releases (fs_release.c) and
 	 * the returner's Returns (it flushes them after each round, as a
-	 * recaller may wait for them).
+	 * recaller may wait for them); nor for a recaller's Recalls until it
+	 * flushes them (one, or a listing's all at once: fuse_listed.h).
 	 * Eager, each started everything held: during an unlink stream the
 	 * Releases of the unlinks applied so far cut the held unlinks into
 	 * one entry each. */
 	if (c->op_case == FSPB__COMMAND__OP_RELEASE ||
-	    (c->op_case == FSPB__COMMAND__OP_DELEG && c->deleg->op == FSPB__DELEG__OP__RETURN))
+	    (c->op_case == FSPB__COMMAND__OP_DELEG && (c->deleg->op == FSPB__DELEG__OP__RETURN ||
+						       c->deleg->op == FSPB__DELEG__OP__RECALL)))
 		return true;
 	return c->op_case == FSPB__COMMAND__OP_WRITE && len < PLUG_LAZY_WRITE;
 }

@@ -153,6 +153,11 @@ bool fuse_behind_made(uint64_t fh);
  * barrier decides). */
 int fuse_behind_fence(struct fuse_behind *b, uint64_t dir);
 
+/* A listing of parent showed ids[0..n), directories another node holds:
+ * the first of them fuse_behind_fence fences (ls -l's lookups, right
+ * after) recalls them all at once (fs/fuse_listed.h). */
+void fuse_behind_listed(struct fuse_behind *b, uint64_t parent, const uint64_t *ids, size_t n);
+
 /* The first failure of a write-behind command not yet reported, without
  * waiting (a positive errno, or 0); take as for fuse_behind_sync. */
 int fuse_behind_error(struct fuse_behind *b, bool take);

@@ -15,6 +15,7 @@
 #include "fs_node.h"
 #include "fuse_fs_impl.h"
 #include "fuse_grant.h"
+#include "fuse_listed.h"
 #include "sm.h"
 
 /* ---- recalls ---- */
@@ -145,13 +146,23 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 			 * the wait below is woken (every delegation event and
 			 * completion here wakes it, this Recall's own apply
 			 * too: proposing at each woke a Recall per commit round
-			 * for as long as a slow holder drained). */
+			 * for as long as a slow holder drained). A listing's
+			 * look recalled it with the others just now
+			 * (recall_ahead): that one counts as this wait's first. */
+			if (!recalling &&
+			    fuse_listed_ahead(b->listed, dir, now, FUSE_RECALL_EVERY_MS)) {
+				recalling = true;
+				break;
+			}
 			if (!recalling) {
 				recalling = true;
 				atomic_fetch_add(&b->recalled, 1);
 			}
 			if ((rc = propose_deleg(b, dir, FSPB__DELEG__OP__RECALL, epoch, false)))
 				return rc;
+			/* Recalls are held for company (fs_node.c, lazy): this
+			 * one is waited for. */
+			fs_node_flush(b->fs->fsn);
 			break;
 		case FUSE_RECLAIM_WAIT:
 			break;
@@ -243,6 +254,43 @@ int fuse_behind_claim(struct fuse_behind *b, const uint64_t *dirs, unsigned n,
 	return EAGAIN;
 }
 
+/* Before dir's own recall: when a listing just showed dir among other
+ * directories other nodes hold, and none of them was looked at since, the
+ * Recalls of all of them, dir's too, go out now, together (a few batched
+ * entries; the holders return them in batches too): `ls -l`'s lookups
+ * after this one find them returned or on the way, instead of recalling
+ * each in turn (fuse_listed.h). Proposed, not waited for: each lookup
+ * still waits for its own directory (reclaim, which counts the Recall
+ * sent here as its first). */
+static void recall_ahead(struct fuse_behind *b, uint64_t dir)
+{
+	uint64_t *ids;
+	size_t n = fuse_listed_take(b->listed, dir, bh_mono_ms(), &ids);
+	unsigned sent = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint32_t holder;
+		uint64_t epoch;
+
+		if (sm_deleg(b->fs->sm, ids[i], &holder, &epoch) < 0 || !holder ||
+		    holder == b->self)
+			continue;
+		if (propose_deleg(b, ids[i], FSPB__DELEG__OP__RECALL, epoch, false))
+			break; /* each is recalled on its own look, as without this */
+		sent++;
+	}
+	if (sent) {
+		atomic_fetch_add(&b->recalled_ahead, sent);
+		fs_node_flush(b->fs->fsn);
+	}
+	free(ids);
+}
+
+void fuse_behind_listed(struct fuse_behind *b, uint64_t parent, const uint64_t *ids, size_t n)
+{
+	fuse_listed_note(b->listed, parent, ids, n, bh_mono_ms());
+}
+
 int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
 {
 	uint32_t holder;
@@ -259,6 +307,7 @@ int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
 	if (sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || !holder || holder == b->self ||
 	    atomic_load(&b->fs->degraded))
 		return 0;
+	recall_ahead(b, dir);
 	rc = reclaim(b, dir);
 	return rc ? -rc : 1;
 }
@@ -466,6 +515,11 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 		free(b);
 		return -ENOMEM;
 	}
+	if (fuse_listed_new(&b->listed) < 0) {
+		fuse_grant_free(b->grant);
+		free(b);
+		return -ENOMEM;
+	}
 	b->fs = fs;
 	b->self = fs_node_id(fs->fsn);
 	pthread_mutex_init(&b->order, NULL);
@@ -484,6 +538,7 @@ int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 		pthread_mutex_destroy(&b->mu);
 		pthread_mutex_destroy(&b->order);
 		fuse_grant_free(b->grant);
+		fuse_listed_free(b->listed);
 		free(b);
 		return -EAGAIN;
 	}
@@ -506,9 +561,10 @@ void fuse_behind_free(struct fuse_behind *b)
 			(unsigned long long)b->flushes);
 	if (getenv("RAFTFS_STAGES") && strcmp(getenv("RAFTFS_STAGES"), "0")) {
 		fprintf(stderr,
-			"fs: node %u recalled %llu directories from other nodes and returned %llu "
-			"unasked (idle)\n",
+			"fs: node %u recalled %llu directories from other nodes (and %llu more "
+			"ahead, for a listing) and returned %llu unasked (idle)\n",
 			b->self, (unsigned long long)atomic_load(&b->recalled),
+			(unsigned long long)atomic_load(&b->recalled_ahead),
 			(unsigned long long)atomic_load(&b->idle_returned));
 		fprintf(stderr,
 			"fs: node %u: %llu changes waited for room behind %u pending, %.1f ms in "
@@ -564,5 +620,6 @@ void fuse_behind_free(struct fuse_behind *b)
 	pthread_mutex_destroy(&b->mu);
 	pthread_mutex_destroy(&b->order);
 	fuse_grant_free(b->grant);
+	fuse_listed_free(b->listed);
 	free(b);
 }

@@ -126,6 +126,10 @@ struct fuse_behind {
 	 * (fuse_grant_idle; RAFTFS_DELEG_IDLE_MS). fuse_behind_deleg.c. */
 	_Atomic uint64_t recalled, idle_returned;
 	int64_t idle_ms;
+	/* Held directories listings showed, recalled together on the first
+	 * look at one (fuse_listed.h), and how many were (logged likewise). */
+	struct fuse_listed *listed;
+	_Atomic uint64_t recalled_ahead;
 };
 
 /* A handle of a file created behind (fuse_behind_create, fuse_behind_fd). */

@@ -700,7 +700,26 @@ struct dir_fill {
 	uint64_t epoch; /* fuse_write_epoch before the directory was read */
 	uint64_t *busy; /* sorted: objects with pending write-behind changes */
 	size_t nbusy;
+	/* The directories other nodes hold in this read, recalled together
+	 * on the first look at one of them (fuse_behind_listed). */
+	uint64_t *held;
+	size_t nheld, held_cap;
 };
+
+/* Notes st, a directory another node holds, as sent in d's read. */
+static void note_held(struct dir_fill *d, const struct stat *st)
+{
+	if (d->nheld == d->held_cap) {
+		size_t cap = d->held_cap ? 2 * d->held_cap : 32;
+		uint64_t *p = realloc(d->held, cap * sizeof(*p));
+
+		if (!p)
+			return; /* recalled on its own look, as without this */
+		d->held = p;
+		d->held_cap = cap;
+	}
+	d->held[d->nheld++] = st->st_ino;
+}
 
 static int cmp_id(const void *a, const void *b)
 {
@@ -754,6 +773,9 @@ static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t 
 	if (need > d->size - d->used)
 		return 1;
 	d->used += need;
+	if (holder && holder != d->self && S_ISDIR(st->st_mode) && strcmp(name, ".") &&
+	    strcmp(name, ".."))
+		note_held(d, st);
 	return 0;
 }
 
@@ -785,12 +807,14 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	rc = plus ? fuse_behind_busy(d.fs->bh, &d.busy, &d.nbusy) : 0;
 	if (rc == 0)
 		rc = sm_readdir_held(d.fs->sm, ino, off, plus, dir_add, &d);
+	fuse_behind_listed(d.fs->bh, ino, d.held, d.nheld);
 	(void)fuse_behind_fence(d.fs->bh, ino);
 	if (rc < 0 && d.used == 0)
 		fuse_reply_err(req, -rc);
 	else
 		fuse_reply_buf(req, d.buf, d.used);
 	free(d.busy);
+	free(d.held);
 	free(d.buf);
 }
 

@@ -12,6 +12,10 @@
 # directory of /var/tmp and are removed only at the end (this ext4 creates
 # files slowly where many were freed in the last minute). Everything it
 # starts or mounts is undone on exit.
+# LIST=N: instead, per round one cluster whose n1 makes N directories in
+# t (held until recalled) and then `ls -l t` on n2, twice: the first
+# recalls them all (held subdirectories, session 11: together), the
+# second finds none held. Prints both times and the recall counts.
 set -euo pipefail
 R=$(realpath "${1:?usage: $0 RAFTFS [ROUNDS]}")
 rounds=${2:-1}
@@ -54,7 +58,31 @@ run() {
 	grep -h "directories from other nodes" "$c"/node*/node.log | sed 's/^/    /'
 }
 
+# run_list LABEL: LIST=N's round.
+run_list() {
+	local c=$work/c$n t0 t1 t2 shown
+	n=$((n + 1))
+	RAFTFS_DELEG_IDLE_MS=0 "$R" local up 3 "$c" >/dev/null
+	mkdir "$c/n1/t"
+	for i in $(seq 1 "$LIST"); do mkdir "$c/n1/t/d$i"; done
+	sync "$c/n1/t" # applied (committed) before the listing
+	t0=$(now)
+	shown=$(ls -l "$c/n2/t" | grep -c ' d[0-9]*$')
+	t1=$(now)
+	ls -l "$c/n2/t" >/dev/null
+	t2=$(now)
+	printf '%-16s ls -l of %s held directories on n2: first %6.3f s, second %6.3f s; load %s\n' \
+		"$1" "$shown" "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" \
+		"$(cut -d' ' -f1-3 /proc/loadavg)"
+	"$R" local down "$c" >/dev/null
+	grep -h "directories from other nodes" "$c/node2/node.log" | sed 's/^/    /'
+}
+
 for r in $(seq 1 "$rounds"); do
+	if [ -n "${LIST:-}" ]; then
+		run_list "round $r:"
+		continue
+	fi
 	run "round $r: kept until recalled" 0
 	run "round $r: returned idle" 500
 done

@@ -1,0 +1,55 @@
+/* fuse_listed.h — recalls ahead for a listing: the directories another
+ * node holds that a listing just showed this mount, so that the first of
+ * them a lookup or getattr fences recalls them all at once.
+ *
+ * `ls -l` of a directory with N subdirectories another node holds reads
+ * the listing (which hands the kernel no attributes of them: fuse_ops.c,
+ * dir_add), then looks each up, one after the other; each lookup recalls
+ * its directory and waits for the holder's Return (two commit rounds plus
+ * the holder's backlog): N recalls in turn (0.5 s for 100, session 10).
+ * With this, the first lookup also proposes the Recalls of the others the
+ * listing showed, in a few batched entries, and their holder returns them
+ * in batches too (its returner): the lookups after it find them returned,
+ * or wait for a Return already under way. Nothing changes in what a
+ * lookup waits for (its own fence); a listing alone recalls nothing more
+ * than before — only a look at one of its held directories does.
+ * Pure bookkeeping, thread-safe, never blocks on I/O. */
+#ifndef RAFTFS_FUSE_LISTED_H
+#define RAFTFS_FUSE_LISTED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A listing's held directories are recalled ahead only if a look at one
+ * of them comes within this many milliseconds (ls -l stats right after
+ * reading; a listing read long ago says nothing about what comes next). */
+#define FUSE_LISTED_MS 5000
+/* Listings remembered at once (the oldest goes), and held directories
+ * remembered per listing (beyond that, each is recalled on its own look,
+ * as before). */
+#define FUSE_LISTED_SLOTS 8u
+#define FUSE_LISTED_IDS_MAX 8192u
+
+struct fuse_listed;
+
+/* 0 or -ENOMEM. */
+int fuse_listed_new(struct fuse_listed **out);
+void fuse_listed_free(struct fuse_listed *l);
+
+/* A listing of parent at now_ms showed ids[0..n), directories another
+ * node holds (added to what earlier reads of the same listing showed). */
+void fuse_listed_note(struct fuse_listed *l, uint64_t parent, const uint64_t *ids, size_t n,
+		      int64_t now_ms);
+
+/* dir is about to be recalled at now_ms: when a listing showed it within
+ * FUSE_LISTED_MS and that listing's directories were not recalled ahead
+ * yet, they are now — *out gets them (malloc'd, sorted; the caller frees
+ * it) and their count is returned; else 0 (*out NULL). */
+size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uint64_t **out);
+
+/* Whether dir was recalled ahead (fuse_listed_take) within window_ms of
+ * now_ms: its own recaller need not propose another Recall at once. */
+bool fuse_listed_ahead(struct fuse_listed *l, uint64_t dir, int64_t now_ms, int64_t window_ms);
+
+#endif
