@@ -86,7 +86,7 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 {
 	struct fuse_reclaim clock;
-	bool recalling = false, at_once = false;
+	bool recalling = false, at_once = false, caught_up = false;
 
 	fuse_reclaim_start(&clock, bh_mono_ms());
 	for (;;) {
@@ -109,8 +109,18 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 			*joined = fuse_holder_join(b->grant, holder, progress, now) ? holder : 0;
 		}
 		since = fuse_holder_look(b->grant, holder, progress, now, &silent);
-		/* Known silent: one Revoke, no wait (once per call: should
-		 * it not take, the clock below decides). */
+		/* Known silent: first catch up with the log once (a read
+		 * barrier): a holder that came back says so with a command at
+		 * its start (fuse_run.c, propose_hello), and this node may not
+		 * have applied it yet — then it is recalled as any live holder
+		 * is, and what it answered behind since is not revoked under
+		 * it. Still silent: one Revoke, no wait (once per call:
+		 * should it not take, the clock below decides). */
+		if (silent && !caught_up) {
+			caught_up = true;
+			(void)ffs_barrier(b->fs);
+			continue;
+		}
 		if (silent && !at_once) {
 			at_once = true;
 			fprintf(stderr,

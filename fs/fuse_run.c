@@ -18,29 +18,35 @@
 #include "svc_notify.h"
 #include "svc_start.h"
 
-static void birth_done(void *arg, int err)
+static void hello_done(void *arg, int err)
 {
 	(void)arg;
 	(void)err; /* EINVAL (no operation) once applied; a failure is retried at the next start */
 }
 
-/* A fresh cluster's root has times 0 until the first command applies and
- * stamps it with its proposer's clock (fs/sm.c, stamp_root): propose a
- * command without an operation, so that happens when the cluster is made
- * rather than at its first change. Every node does while the root is
- * unstamped; the first to apply wins, on every node alike. */
-static void propose_birth(struct fs_node *f)
+/* A command without an operation, proposed at every start, for two ends:
+ *  - a fresh cluster's root has times 0 until the first command applies
+ *    and stamps it with its proposer's clock (fs/sm.c, stamp_root): so
+ *    that happens when the cluster is made rather than at its first
+ *    change (the first to apply wins, on every node alike);
+ *  - a node that restarted says it is back: a mount that revoked one of
+ *    its directories because it did not answer marks it silent and
+ *    revokes its other directories at once, until a command of it
+ *    applies there (fs/fuse_grant.h, fuse_holder_*). Without this, a
+ *    restarted node that proposed nothing stayed marked, and its first
+ *    change answered behind in a directory it still held could be
+ *    revoked under it instead of recalled (failed at apply, reported at
+ *    its next close). One log entry per start. */
+static void propose_hello(struct fs_node *f)
 {
 	Fspb__Command c;
-	struct stat st;
 
-	if (sm_getattr(fs_node_sm(f), SM_ROOT_ID, &st) < 0 || st.st_ctim.tv_sec || st.st_ctim.tv_nsec)
-		return;
 	fspb__command__init(&c);
 	c.time_ns = fs_node_now();
 	c.node = fs_node_id(f);
-	if (fs_node_propose(f, &c, birth_done, NULL))
-		rlog_write(RLOG_ERR, "proposing the root's birth time failed");
+	if (fs_node_propose(f, &c, hello_done, NULL))
+		rlog_write(RLOG_ERR, "proposing the start's command (the root's birth time, "
+				     "this node is back) failed");
 }
 
 /* node_sm.status: what is left of a tree dropped after a power loss. */
@@ -135,7 +141,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	if (rc < 0)
 		rlog_write(RLOG_ERR, "the log replay failed (%s): serving what was applied",
 			   node_strerror(rc));
-	propose_birth(f);
+	propose_hello(f);
 	if (!cfg->mount[0])
 		fs_release_start(rel); /* a mount does it once it serves */
 	if (cfg->mount[0]) {

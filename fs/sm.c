@@ -767,7 +767,7 @@ static int check_next_index(const struct sm *sm, uint64_t index)
 // The first command applied stamps its mtime and ctime with that command's
 // time (the proposer's clock): the cluster's birth, the same on every node
 // and carried in snapshots. Every node proposes a command without an
-// operation at start while the root is unstamped (fuse_run.c); ctime 0
+// operation at every start (fuse_run.c, propose_hello); ctime 0
 // means unstamped, as no command can set a ctime. Redo-safe: the same time
 // again, or nothing once stamped.
 static int stamp_root(struct sm *sm, int64_t t)

@@ -1,0 +1,72 @@
+#!/bin/bash
+# mount_holder_back.sh RAFTFS — a holder that restarted is recalled, not
+# revoked at once, although it proposed nothing since (fs/fuse_grant.h,
+# fuse_holder_*; fs/fuse_run.c, propose_hello). A mount that revoked a
+# dead holder's directory for silence revokes that holder's other
+# directories at once (no 3 s wait each), until a command of the holder
+# applies there again. A holder that came back but stayed idle kept that
+# mark: a look at one of its directories revoked it at once, and a change
+# it had answered behind there just before would fail at apply (revoked
+# under it, reported at its next close) where a recall returns it behind
+# that change. Now every node proposes a command at its start, and the
+# recaller catches up with the log (a barrier) before it revokes at once.
+#  1. node 3 makes a and p/x (p is node 1's), and is killed; node 1's stat
+#     of a waits for it, revokes a and marks node 3 silent;
+#  2. node 3 comes back (proposes nothing itself: no mkdir, no write);
+#     once its start's command applied on node 1, node 1's stat of p/x
+#     must recall x (node 3 returns it), not revoke it at once. Fails
+#     without the start's command: nothing of node 3 applies, the wait
+#     for it ends the test (and with the wait cut, node 1 logs "revoking
+#     it at once" for x).
+# Asserts on what node 1 logged, not on times.
+# One block, parsed before any of it runs (tests/FLAKY.md).
+{
+set -euo pipefail
+# The holder keeps what it made: nothing returned unasked.
+export RAFTFS_DELEG_IDLE_MS=0
+. "$(dirname "$0")/lib.sh"
+up
+
+# held_by_3 K PATH: node 3 holds directory PATH, as node K's tree says (read
+# there directly, not through a mount, which could recall it).
+held_by_3() {
+	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node$1/data/tree/$2" 2>/dev/null)" in
+	*deleg=0x03000000*) return 0 ;;
+	esac
+	return 1
+}
+waited() { grep -c "did not return its delegation" "$C/node1/node.log" || true; }
+at_once() { grep -c "revoking it at once" "$C/node1/node.log" || true; }
+
+echo "== 1. node 3 holds a and p/x and dies; node 1 looks at a"
+mkdir "$M1/p"
+mkdir "$M3/a" "$M3/p/x"
+wait_for 30 "node 1 applied node 3's grant of a" held_by_3 1 a
+wait_for 30 "node 1 applied node 3's grant of p/x" held_by_3 1 p/x
+"$R" local kill "$C" 3
+stat "$M1/a" >/dev/null
+[ "$(waited)" = 1 ] || fail "node 1 waited $(waited) times for dead node 3, not once"
+! held_by_3 1 a || fail "node 3 still holds a in node 1's tree"
+held_by_3 1 p/x || fail "node 3 no longer holds p/x in node 1's tree before node 1 looked at it"
+
+echo "== 2. node 3 comes back; node 1 looks at p/x"
+# applied_1: node 1's applied index (local status; node 3 is down, so it
+# is asked of node 1 alone).
+applied_1() { "$R" status --json "$("$R" local addr "$C" 1)" 2>/dev/null | grep -o '"applied":[0-9]*' | cut -d: -f2; }
+a0=$(applied_1)
+[ -n "$a0" ] || fail "no applied index from node 1's status"
+"$R" local start "$C" 3 >/dev/null || fail "restart of node 3"
+wait_for 60 "node 3's mount" mount_answers 3
+# Node 3 is back once the others know it: its start's command applied on
+# node 1 (nothing else is proposed meanwhile). Without that command this
+# wait fails: the restarted node says nothing.
+applied_more() { local a; a=$(applied_1); [ -n "$a" ] && [ "$a" -gt "$a0" ]; }
+wait_for 60 "node 1 applied node 3's start command" applied_more
+stat "$M1/p/x" >/dev/null
+echo "   node 1: $(waited) waits for node 3, $(at_once) revokes at once"
+[ "$(at_once)" = 0 ] || fail "node 1 revoked p/x at once: node 3 is back, it gets a recall"
+! held_by_3 1 p/x || fail "node 3 still holds p/x in node 1's tree after node 1's stat"
+verify 60 "after node 3 came back"
+echo PASS
+exit 0
+}
