@@ -30,11 +30,11 @@ struct node_persist {
 	persist_job *d_head, *d_tail;
 	bool stop;
 	unsigned stall_ms; /* node_persist_stall_next */
-	int fail_next;     /* node_persist_fail_next (tests) */
 	/* A save failed: every later one fails unsaved and sends nothing
-	 * itself. Sticky: the store does not latch a failed sync (a later
-	 * one may succeed), and a later save's acknowledgement would cover
-	 * the failed one's entries (Figure 2: only what is durable). */
+	 * itself. Sticky: a later save's acknowledgement would cover the
+	 * failed one's entries (Figure 2: only what is durable). The store
+	 * latches a failed sync itself (store.h), but not every failure of
+	 * a save (out of memory, a refused append): this covers them all. */
 	int failed;
 	bool sending; /* a finished batch is in neither list: its messages are being sent */
 	bool woken;   /* the loop was woken and has not taken the done list since */
@@ -101,8 +101,7 @@ static size_t batch_len(const persist_job *j, size_t *n_ents)
  * the disk does not cost a sync per Ready. The error text is copied
  * here: the store's message buffer belongs to whoever holds the lock
  * next. */
-static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents, unsigned stall_ms,
-		      int fail)
+static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents, unsigned stall_ms)
 {
 	const raft_hard_state *hs = NULL;
 	raft_entry none[1], *ents = none, *joined = NULL; /* none: no pointer arithmetic on NULL */
@@ -143,14 +142,8 @@ static void run_batch(node_persist *p, persist_job *j, size_t len, size_t n_ents
 		if (rc < 0)
 			snprintf(j->err, sizeof(j->err), "%s", store_errmsg(p->st));
 		pthread_mutex_unlock(&p->store_mu);
-		if (rc == 0 && fail < 0) {
-			rc = fail;
-			snprintf(j->err, sizeof(j->err),
-				 "syncing %zu entries: test: failed on purpose (node_persist_fail_next)",
-				 n_ents);
-		} else if (rc == 0) {
+		if (rc == 0)
 			rc = store_save_sync(p->st, j->err, sizeof(j->err));
-		}
 	}
 	/* The store's own time: a test's hold below is reported apart
 	 * (stalled_ms), so the loop's save timings stay true in stall tests. */
@@ -236,7 +229,7 @@ static void *persist_main(void *arg)
 		unsigned stall_ms;
 		int (*send)(void *, const raft_msg *);
 		void *send_arg;
-		int fail, failed;
+		int failed;
 		bool wake, need;
 		size_t len, n_ents;
 
@@ -252,14 +245,12 @@ static void *persist_main(void *arg)
 		len = batch_len(j, &n_ents);
 		stall_ms = p->stall_ms;
 		p->stall_ms = 0;
-		fail = p->fail_next;
-		p->fail_next = 0;
 		failed = p->failed;
 		pthread_mutex_unlock(&p->mu);
 		if (failed)
 			fail_batch(j, len, failed);
 		else
-			run_batch(p, j, len, n_ents, stall_ms, fail);
+			run_batch(p, j, len, n_ents, stall_ms);
 		j->done_ns = uv_hrtime();
 		pthread_mutex_lock(&p->mu);
 		last = j;
@@ -542,13 +533,6 @@ bool node_persist_defer(node_persist *p, persist_job *holder)
 		holder->n_msgs = holder->cap_msgs = 0;
 	}
 	return kept;
-}
-
-void node_persist_fail_next(node_persist *p, int rc)
-{
-	pthread_mutex_lock(&p->mu);
-	p->fail_next = rc;
-	pthread_mutex_unlock(&p->mu);
 }
 
 void node_persist_stall_next(node_persist *p, unsigned ms)

@@ -102,12 +102,6 @@ void node_persist_submit(node_persist *p, persist_job *j);
  * way: they may go now. The caller still frees holder. */
 bool node_persist_defer(node_persist *p, persist_job *holder);
 
-/* Tests: the next save is written but its sync fails with rc (a negative
- * code), as a disk that reports EIO or ENOSPC at fdatasync. Every later
- * save then fails too, unsaved and unsent (a failed save is sticky: what
- * came after it must not be acknowledged). Any thread. */
-void node_persist_fail_next(node_persist *p, int rc);
-
 /* Tests (RAFTFS_TEST_STALL): the persist thread holds still for ms after
  * its next save, as a disk whose sync takes that long. Loop thread. */
 void node_persist_stall_next(node_persist *p, unsigned ms);

@@ -100,7 +100,7 @@ static void test_no_ack_after_failed_save(void **state)
 	 * heard of that (nothing taken back in between), would succeed on
 	 * its own and acknowledge index 3, covering entry 2. */
 	atomic_store(&woken, false);
-	node_persist_fail_next(p, -EIO);
+	store_fail_next_sync(st, RAFT_EIO);
 	save_and_wait(p, 2);
 	save_and_wait(p, 3);
 	assert_true(atomic_load(&woken)); /* a failed save wakes the loop */
@@ -117,6 +117,11 @@ static void test_no_ack_after_failed_save(void **state)
 		assert_int_equal(j->ents[0].index, 2 + n);
 		assert_true(j->rc < 0);
 		assert_int_equal(j->n_msgs, 1);
+		/* Entry 3's save is failed by the persist thread's own mark,
+		 * not only by the store's latched sync: saves that fail
+		 * without a sync (none latched) must stop the later ones too. */
+		if (n == 1)
+			assert_non_null(strstr(j->err, "an earlier save failed"));
 		node_persist_job_free(j);
 	}
 	assert_int_equal(n, 2);
