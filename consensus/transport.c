@@ -468,17 +468,38 @@ int transport_send(transport *t, const raft_msg *m)
 	return 0;
 }
 
+/* Under wmu: the connection to peer id a direct send may write to now,
+ * or NULL: none, or only behind bytes the loop queued (they go first), or
+ * torn by an earlier direct send. */
+static transport_conn *free_lane(transport *t, uint64_t id)
+{
+	for (size_t i = 0; i < t->n_lane; i++) {
+		transport_conn *c = t->lane[i].c;
+
+		if (t->lane[i].id == id)
+			return c && c->fd >= 0 && !c->queued && !c->torn ? c : NULL;
+	}
+	return NULL;
+}
+
 int transport_send_direct(transport *t, const raft_msg *m)
 {
 	codec_seg segs[SEND_SEGS];
 	struct iovec iov[SEND_SEGS];
 	struct msghdr mh = {0};
-	transport_conn *c = NULL;
+	transport_conn *c;
 	size_t len, n_segs;
 	uint8_t *buf;
 	ssize_t w;
 	int rc;
 
+	/* Looked at before encoding: a busy lane (the common refusal) costs
+	 * no encode. Looked at again below, the loop may queue meanwhile. */
+	pthread_mutex_lock(&t->wmu);
+	c = free_lane(t, m->to);
+	pthread_mutex_unlock(&t->wmu);
+	if (!c)
+		return -EAGAIN;
 	if (codec_msg_encode_segs(m, FRAME_HEADER_BYTES, &buf, &len, segs, SEND_SEGS, &n_segs) != 0)
 		return -EINVAL;
 	frame_header(buf, FRAME_RAFT, len);
@@ -488,11 +509,7 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	mh.msg_iovlen = n_segs;
 	len += FRAME_HEADER_BYTES;
 	pthread_mutex_lock(&t->wmu);
-	for (size_t i = 0; i < t->n_lane; i++)
-		if (t->lane[i].id == m->to)
-			c = t->lane[i].c;
-	/* Only behind nothing: bytes the loop queued go first. */
-	if (!c || c->fd < 0 || c->queued || c->torn) {
+	if (!(c = free_lane(t, m->to))) {
 		rc = -EAGAIN;
 	} else {
 		w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
