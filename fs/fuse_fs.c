@@ -690,9 +690,10 @@ static void probe_done(void *arg, int err)
 	atomic_store(&fs->probing, false);
 }
 
-/* Waits for a read barrier whatever the mode (degraded or not): 0 or its
- * positive errno. */
-static int strict_barrier(struct fuse_fs *fs)
+/* Starts a read barrier and waits for its answer on this thread, whatever
+ * the mode (degraded or not): 0 with the answer (0 or a positive errno) in
+ * *answer, or the positive errno the barrier could not start with. */
+static int barrier_wait(struct fuse_fs *fs, int *answer)
 {
 	struct sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
 	int rc = fs_node_barrier(fs->fsn, sync_done, &w);
@@ -703,7 +704,8 @@ static int strict_barrier(struct fuse_fs *fs)
 	while (!w.done)
 		pthread_cond_wait(&w.cv, &w.mu);
 	pthread_mutex_unlock(&w.mu);
-	return w.err;
+	*answer = w.err;
+	return 0;
 }
 
 bool ffs_ids_known_now(struct fuse_fs *fs)
@@ -716,7 +718,7 @@ bool ffs_ids_known_now(struct fuse_fs *fs)
 static int ids_known(struct fuse_fs *fs)
 {
 	static atomic_bool told;
-	int err;
+	int err, answer;
 
 	if (sm_ids_known(fs->sm))
 		return 0;
@@ -726,7 +728,8 @@ static int ids_known(struct fuse_fs *fs)
 	 * creates of this node's ids in the log raised the counter past them
 	 * (sm_note_id), and an installed image past the ones it knew
 	 * (sm_ids_take_over). */
-	err = strict_barrier(fs);
+	if (!(err = barrier_wait(fs, &answer)))
+		err = answer;
 	if (err == ETIMEDOUT) {
 		if (!atomic_exchange(&told, true))
 			fprintf(stderr, "fs: no new ids until this node has caught up with the "
@@ -749,8 +752,7 @@ static int ids_known(struct fuse_fs *fs)
  * in the background; the first that succeeds ends the degraded mode. */
 int ffs_barrier(struct fuse_fs *fs)
 {
-	struct sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
-	int rc;
+	int rc, err;
 
 	if (!fs->cfg.linearizable && atomic_load(&fs->degraded)) {
 		if (!atomic_exchange(&fs->probing, true) &&
@@ -758,20 +760,16 @@ int ffs_barrier(struct fuse_fs *fs)
 			atomic_store(&fs->probing, false);
 		return 0;
 	}
-	rc = fs_node_barrier(fs->fsn, sync_done, &w);
+	rc = barrier_wait(fs, &err);
 	if (rc)
 		return rc;
-	pthread_mutex_lock(&w.mu);
-	while (!w.done)
-		pthread_cond_wait(&w.cv, &w.mu);
-	pthread_mutex_unlock(&w.mu);
-	if (w.err == ETIMEDOUT && !fs->cfg.linearizable) {
+	if (err == ETIMEDOUT && !fs->cfg.linearizable) {
 		atomic_store(&fs->degraded, true);
 		return 0;
 	}
 	/* The state machine failed here (it stopped applying): the frozen
 	 * tree is still served to readers. */
-	if (w.err == EIO && !fs->cfg.linearizable)
+	if (err == EIO && !fs->cfg.linearizable)
 		return 0;
-	return w.err;
+	return err;
 }
