@@ -165,6 +165,17 @@ static void reply_entry(struct fuse_fs *fs, fuse_req_t req, struct stat *st, uin
 		fuse_inval_unref(fs->inv, st->st_ino, 1);
 }
 
+/* After a lookup of name in parent returned rc and *st: when it found a
+ * directory whose fence brought in changes another node answered behind,
+ * looks name up again (the new rc and *st); otherwise rc. */
+static int fence_found_dir(struct fuse_fs *fs, fuse_ino_t parent, const char *name,
+			   struct stat *st, int rc)
+{
+	if (rc == 0 && S_ISDIR(st->st_mode) && fuse_behind_fence(fs->bh, st->st_ino) > 0)
+		return sm_lookup(fs->sm, parent, name, st);
+	return rc;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_fs *fs = ffs_of(req);
@@ -195,8 +206,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	 * parent's Return does not cover when another node holds the parent
 	 * (fuzz.mixed, seed 62: n3 made b and chowned it, n1's lookup of b
 	 * showed the old group). */
-	if (rc == 0 && S_ISDIR(st.st_mode) && fuse_behind_fence(fs->bh, st.st_ino) > 0)
-		rc = sm_lookup(fs->sm, parent, name, &st);
+	rc = fence_found_dir(fs, parent, name, &st, rc);
 	/* A name created elsewhere before this lookup began must be found
 	 * (what a shell did on one mount is true on all when it returns): a
 	 * miss waits until this node caught up, then looks again. */
@@ -221,8 +231,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* A directory found only now (made elsewhere just before) is
 		 * fenced as one found at once: its maker holds it and may have
 		 * answered a chown of it behind (mount.lookup_fence, case 4). */
-		if (rc == 0 && S_ISDIR(st.st_mode) && fuse_behind_fence(fs->bh, st.st_ino) > 0)
-			rc = sm_lookup(fs->sm, parent, name, &st);
+		rc = fence_found_dir(fs, parent, name, &st, rc);
 	}
 	if (rc == 0)
 		rc = entry_attrs(fs, &st);
