@@ -19,6 +19,7 @@ add_library(raftfs_fs STATIC
   sm_id_known.c
   snap_node.c
   cmd_merge.c
+  test_gate.c
 )
 target_include_directories(raftfs_fs PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(raftfs_fs PUBLIC raftfs_proto raftfs_node_base Threads::Threads)

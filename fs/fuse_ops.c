@@ -22,6 +22,7 @@
 #include "fuse_write.h"
 #include "runtime_log.h"
 #include "sm.h"
+#include "test_gate.h"
 
 /* ---- metadata ---- */
 
@@ -105,20 +106,9 @@ static void lookup_gate_read(void)
 static void lookup_gate(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	struct timespec nap = {0, 5 * 1000 * 1000};
-	const char *gate;
-	char reached[4096];
-	int fd;
 
 	pthread_once(&once, lookup_gate_read);
-	gate = lookup_gate_file;
-	if (!gate || access(gate, F_OK) != 0)
-		return;
-	snprintf(reached, sizeof(reached), "%s.reached", gate);
-	if ((fd = open(reached, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) >= 0)
-		close(fd);
-	while (access(gate, F_OK) == 0)
-		nanosleep(&nap, NULL);
+	test_gate_wait(lookup_gate_file);
 }
 
 /* Rounds of reply_entry's fence before it answers with what it read. */

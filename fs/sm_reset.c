@@ -16,6 +16,7 @@
 
 #include "sm_impl.h"
 #include "sm_reset.h"
+#include "test_gate.h"
 
 struct sm_reset {
 	char *dir; // DATA/dropped
@@ -303,15 +304,11 @@ static void reset_free(struct sm_reset *r)
 }
 
 // Test hook: with RAFTFS_TEST_DROPPED_GATE=FILE, the start's own deletion
-// waits while FILE exists, so that a test sees the start's progress report
+// waits while FILE exists (test_gate_wait), so that a test sees the start's progress report
 // on it (tests/reboot/dropped_delete.sh) instead of racing the deletion.
 static void test_gate(void)
 {
-	const char *gate = getenv("RAFTFS_TEST_DROPPED_GATE");
-	struct timespec nap = {0, 5 * 1000 * 1000};
-
-	while (gate && access(gate, F_OK) == 0)
-		nanosleep(&nap, NULL);
+	test_gate_wait(getenv("RAFTFS_TEST_DROPPED_GATE"));
 }
 
 int sm_reset_start_deleting(const char *data, struct sm_reset **out)

@@ -1,0 +1,12 @@
+// test_gate.h — a test hook's gate: a thread waits while a file exists.
+#ifndef RAFTFS_FS_TEST_GATE_H
+#define RAFTFS_FS_TEST_GATE_H
+
+// Tests only (gate: the file an environment variable names, NULL when it is
+// not set). While gate exists: makes gate.reached once, so that a test can
+// await the thread's arrival instead of guessing it, then waits (polling
+// every 5 ms) until the test removes gate. Returns at once when gate is
+// NULL or absent.
+void test_gate_wait(const char *gate);
+
+#endif
