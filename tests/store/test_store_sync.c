@@ -93,13 +93,14 @@ static void test_sync_after_failed_synced_write(void **state)
 
 /* Two threads, as in the node: the persist thread syncs a save without
  * the store lock while the loop's synced write (store_compact, a conf
- * state) fails its sync. The write's hook holds it between RocksDB's
- * return and the latch — the window in which the sync, had it run, could
- * have taken the WAL's writeback error from it and returned 0 — until
- * the main thread's store_save_sync either returned or waits for the
- * store's sync lock. It must return the failure. */
+ * state) runs. The write's hook holds it between RocksDB's return and the
+ * latch — the window in which the sync, had it run, could have taken the
+ * WAL's writeback error from it and returned 0 — until the main thread's
+ * store_save_sync either returned or waits for the store's sync lock; then
+ * the write ends as write_result says (RAFT_EIO: its sync failed). */
 typedef struct {
 	fixture *f;
+	int write_result;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool in_window;	 /* the writer is inside its hook */
@@ -122,8 +123,12 @@ static int hold_window(store *s, void *arg)
 		pthread_mutex_lock(&r->mu);
 		bool done = r->sync_done;
 		pthread_mutex_unlock(&r->mu);
-		if (done || store_test_sync_waiting(s) > 0)
-			return RAFT_EIO;
+		if (store_test_sync_waiting(s) > 0) {
+			r->saw_waiter = true;
+			return r->write_result;
+		}
+		if (done)
+			return r->write_result;
 		nanosleep(&pause, NULL);
 	}
 }
@@ -137,92 +142,61 @@ static void *synced_writer(void *arg)
 	return NULL;
 }
 
-static void test_sync_during_failing_synced_write(void **state)
+/* Writes a save of two entries, starts the synced write (r->f's store,
+ * on a thread of its own) and, once it is inside its window, syncs the
+ * save on this thread: store_save_sync's result (its message in err). */
+static int race_sync(race *r, char *err, size_t errlen)
 {
-	fixture *f = *state;
-	race r = {.f = f};
 	raft_entry *e = tu_entries(1, 3, 1, 100);
 	pthread_t t;
-	char err[512] = "";
+	int rv;
 
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_cond_init(&r.cv, NULL);
-	assert_int_equal(store_save_write(f->s, NULL, e, 2), 0);
-	store_test_on_synced_write(f->s, hold_window, &r);
-	assert_int_equal(pthread_create(&t, NULL, synced_writer, &r), 0);
-	pthread_mutex_lock(&r.mu);
-	while (!r.in_window)
-		pthread_cond_wait(&r.cv, &r.mu);
-	pthread_mutex_unlock(&r.mu);
-	int rv = store_save_sync(f->s, err, sizeof(err));
-	pthread_mutex_lock(&r.mu);
-	r.sync_done = true;
-	pthread_mutex_unlock(&r.mu);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	assert_int_equal(store_save_write(r->f->s, NULL, e, 2), 0);
+	store_test_on_synced_write(r->f->s, hold_window, r);
+	assert_int_equal(pthread_create(&t, NULL, synced_writer, r), 0);
+	pthread_mutex_lock(&r->mu);
+	while (!r->in_window)
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
+	rv = store_save_sync(r->f->s, err, errlen);
+	pthread_mutex_lock(&r->mu);
+	r->sync_done = true;
+	pthread_mutex_unlock(&r->mu);
 	pthread_join(t, NULL);
-	store_test_on_synced_write(f->s, NULL, NULL);
+	store_test_on_synced_write(r->f->s, NULL, NULL);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	raft_entries_free(e, 2);
+	return rv;
+}
+
+/* The synced write fails its sync: the save's sync must return the
+ * failure. */
+static void test_sync_during_failing_synced_write(void **state)
+{
+	race r = {.f = *state, .write_result = RAFT_EIO};
+	char err[512] = "";
+	int rv = race_sync(&r, err, sizeof(err));
+
 	assert_int_equal(r.write_rv, RAFT_EIO);
 	assert_int_equal(rv, RAFT_EIO);
 	assert_non_null(strstr(err, "a sync of this store failed before"));
-	pthread_cond_destroy(&r.cv);
-	pthread_mutex_destroy(&r.mu);
-	raft_entries_free(e, 2);
 }
 
 /* Without any failure the two threads do not disturb each other: the
  * sync waits for the synced write and both succeed. */
-static int pass_after_wait(store *s, void *arg)
-{
-	race *r = arg;
-	struct timespec pause = {.tv_nsec = 1000000};
-
-	pthread_mutex_lock(&r->mu);
-	r->in_window = true;
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-	/* Polled: waiting for a lock has no notification of its own. */
-	for (;;) {
-		pthread_mutex_lock(&r->mu);
-		bool done = r->sync_done;
-		pthread_mutex_unlock(&r->mu);
-		if (store_test_sync_waiting(s) > 0) {
-			r->saw_waiter = true;
-			return 0;
-		}
-		if (done)
-			return 0;
-		nanosleep(&pause, NULL);
-	}
-}
-
 static void test_sync_waits_for_synced_write(void **state)
 {
 	fixture *f = *state;
-	race r = {.f = f};
-	raft_entry *e = tu_entries(1, 3, 1, 100);
-	pthread_t t;
+	race r = {.f = f, .write_result = 0};
 	char err[512] = "";
 
-	pthread_mutex_init(&r.mu, NULL);
-	pthread_cond_init(&r.cv, NULL);
-	assert_int_equal(store_save_write(f->s, NULL, e, 2), 0);
-	store_test_on_synced_write(f->s, pass_after_wait, &r);
-	assert_int_equal(pthread_create(&t, NULL, synced_writer, &r), 0);
-	pthread_mutex_lock(&r.mu);
-	while (!r.in_window)
-		pthread_cond_wait(&r.cv, &r.mu);
-	pthread_mutex_unlock(&r.mu);
-	assert_int_equal(store_save_sync(f->s, err, sizeof(err)), 0);
-	pthread_mutex_lock(&r.mu);
-	r.sync_done = true;
-	pthread_mutex_unlock(&r.mu);
-	pthread_join(t, NULL);
-	store_test_on_synced_write(f->s, NULL, NULL);
+	assert_int_equal(race_sync(&r, err, sizeof(err)), 0);
 	assert_true(r.saw_waiter);
 	assert_int_equal(r.write_rv, 0);
 	assert_int_equal(store_save_sync(f->s, err, sizeof(err)), 0);
-	pthread_cond_destroy(&r.cv);
-	pthread_mutex_destroy(&r.mu);
-	raft_entries_free(e, 2);
 }
 
 int main(void)
