@@ -353,6 +353,7 @@ int local_ports_claim(const char *dir, uint16_t port)
 void local_ports_release(const char *dir, uint16_t port)
 {
 	char absdir[PATH_MAX], owner[PATH_MAX], path[PATH_MAX + 8];
+	long age;
 	int regfd;
 
 	if (!realpath(dir, absdir))
@@ -360,9 +361,10 @@ void local_ports_release(const char *dir, uint16_t port)
 	regfd = registry_lock();
 	if (regfd < 0)
 		return;
+	/* Only dir's own claim goes: another cluster's, live or not, is for
+	 * a claim or prune_dead to judge. */
 	claim_path(port, path, sizeof(path));
-	live_claim(port, owner, sizeof(owner));
-	if (!strcmp(owner, absdir))
+	if (read_claim(path, owner, sizeof(owner), &age) && !strcmp(owner, absdir))
 		unlink(path);
 	close(regfd);
 }
