@@ -390,6 +390,52 @@ static void test_each_reports_as_pairs(void **state)
 	}
 }
 
+// tree_compare_each against fixed expected lines, not against tree_compare
+// (which is the same walk with two trees): the second tree differs at the
+// top (its first directory renamed, so that pair is not compared below
+// it), the third only at the bottom (the leaf's content). The walk must
+// still go below for the third tree, and each pair gets its own lines.
+static void test_each_expected_lines(void **state)
+{
+	struct fx *f = *state;
+	const char *roots[3] = {f->dir[0], f->dir[1], f->dir[2]};
+	char from[PATH_MAX], to[PATH_MAX];
+	snprintf(from, sizeof(from), "%s/tree/%s", f->dir[1], f->names[0]);
+	snprintf(to, sizeof(to), "%s/tree/moved", f->dir[1]);
+	char top[PATH_MAX];
+	snprintf(top, sizeof(top), "%s/tree", f->dir[1]);
+	struct stat root;
+	assert_int_equal(stat(top, &root), 0);
+	assert_int_equal(rename(from, to), 0);
+	// The root's mtime as the commands left it: the rename alone differs.
+	struct timespec root_ts[2] = {root.st_atim, root.st_mtim};
+	assert_int_equal(utimensat(AT_FDCWD, top, root_ts, 0), 0);
+	int dir = open_deepest(f, 2);
+	int fd = openat(dir, "leaf", O_RDWR);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(pwrite(fd, "D", 1, 3), 1); // same size, same times
+	struct timespec ts[2] = {st.st_atim, st.st_mtim};
+	assert_int_equal(futimens(fd, ts), 0);
+	close(fd);
+	close(dir);
+
+	struct seen_each e = {0};
+	assert_int_equal(tree_compare_each(roots, 3, TREE_CMP_DATA, keep_each, &e), 3);
+	char want1[2 * NAME_LEN], *want2 = malloc(strlen(f->leaf_rel) + 64);
+	assert_non_null(want2);
+	snprintf(want1, sizeof(want1), "%s: only in the first tree\nmoved: only in the second tree\n",
+		 f->names[0]);
+	// "at or after": the first differing block read, from byte 0 here.
+	sprintf(want2, "%s: content differs at or after byte 0\n", f->leaf_rel);
+	assert_string_equal(e.pair[1].all, want1);
+	assert_string_equal(e.pair[2].all, want2);
+	free(want2);
+	seen_reset(&e.pair[1]);
+	seen_reset(&e.pair[2]);
+}
+
 // A first tree that cannot be read is a difference of every pair.
 static void test_each_unreadable_first(void **state)
 {
@@ -412,6 +458,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_descriptors_is_a_difference, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mount_kind_walks_deep, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_each_reports_as_pairs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_each_expected_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_each_unreadable_first, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
