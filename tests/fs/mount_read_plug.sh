@@ -13,27 +13,18 @@
 {
 set -euo pipefail
 # As mount.batch: directories stay held and a held command waits up to
-# 20 ms for company, so only a flush would split the burst.
-export RAFTFS_DELEG_IDLE_MS=0
-export RAFTFS_PLUG_US=20000
-. "$(dirname "$0")/../mount/lib.sh"
+# 200 ms for company, so only a flush would split the burst.
+. "$(dirname "$0")/plug_lib.sh" # RAFTFS_PLUG_US, commit, node_of, has_role
 up
 
-commit() { "$R" local status "$C" | awk '{ print $12; exit }'; }
-# The node with ROLE in local status, or nothing (no leader elected yet:
-# status then fails).
-node_of() {
-	{ "$R" local status "$C" 2>/dev/null || true; } |
-		awk -v r="$1" '$6 == r { sub(":", "", $2); print $2; exit }'
-}
-has_role() { [ -n "$(node_of "$1")" ]; }
 N=200
 # N / 8 batches plus the linger's and limit's cuts; the bug is N.
 MAX=$((N / 2))
 
 for role in leader follower; do
-	wait_for 30 "a $role in local status" has_role $role
+	wait_for 60 "a $role in local status" has_role $role
 	k=$(node_of $role)
+	[ -n "$k" ] || fail "no $role in local status"
 	M=$C/n$k D=$C/n$k/r$k
 	echo "== node $k ($role)"
 	mkdir "$D"
