@@ -117,6 +117,16 @@ mount_answers() {
 		[ "$(stat -c %i "$C/n$1" 2>/dev/null)" = 1 ]
 }
 
+# held_by H K PATH: node H (below 256) holds directory PATH, as node K's
+# tree says (its delegation xattr, read there directly: not through a
+# mount, whose lookup could recall it).
+held_by() {
+	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node$2/data/tree/$3" 2>/dev/null)" in
+	*deleg=0x$(printf %02x "$1")000000*) return 0 ;;
+	esac
+	return 1
+}
+
 # stop_counter K PATTERN WORD: stops node K and prints the number after WORD
 # in the last line of its log matching PATTERN (a node logs its counters
 # when it stops; the line itself goes to stderr, for the test's log), then

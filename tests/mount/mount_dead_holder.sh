@@ -22,20 +22,12 @@ export RAFTFS_DELEG_IDLE_MS=0
 . "$(dirname "$0")/lib.sh"
 up
 
-# held_by_3 K PATH: node 3 holds directory PATH, as node K's tree says (read
-# there directly, not through a mount, which could recall it).
-held_by_3() {
-	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node$1/data/tree/$2" 2>/dev/null)" in
-	*deleg=0x03000000*) return 0 ;;
-	esac
-	return 1
-}
 waited() { grep -c "did not return its delegation" "$C/node1/node.log" || true; }
 at_once() { grep -c "revoking it at once" "$C/node1/node.log" || true; }
 
 echo "== 1. node 3 holds d1..d4 and dies; ls -l of the root on node 1"
 for i in 1 2 3 4; do mkdir "$M3/d$i"; done
-for i in 1 2 3 4; do wait_for 30 "node 1 applied node 3's grant of d$i" held_by_3 1 "d$i"; done
+for i in 1 2 3 4; do wait_for 30 "node 1 applied node 3's grant of d$i" held_by 3 1 "d$i"; done
 "$R" local kill "$C" 3
 n=$(ls -l "$M1" | grep -c ' d[1-4]$')
 [ "$n" = 4 ] || fail "ls -l on node 1 showed $n of d1..d4"
@@ -43,17 +35,17 @@ echo "   node 1: $(waited) waits for node 3, $(at_once) revokes at once"
 [ "$(waited)" = 1 ] || fail "node 1 waited $(waited) times for dead node 3 (once is enough)"
 [ "$(at_once)" = 3 ] || fail "node 1 revoked $(at_once) of node 3's other directories at once, not 3"
 for i in 1 2 3 4; do
-	! held_by_3 1 "d$i" || fail "node 3 still holds d$i in node 1's tree"
+	! held_by 3 1 "d$i" || fail "node 3 still holds d$i in node 1's tree"
 done
 
 echo "== 2. node 3 comes back: its directories are recalled, not revoked at once"
 "$R" local start "$C" 3 >/dev/null || fail "restart of node 3"
 wait_for 60 "node 3's mount" mount_answers 3
 mkdir "$M3/e"
-wait_for 30 "node 1 applied node 3's grant of e" held_by_3 1 e
+wait_for 30 "node 1 applied node 3's grant of e" held_by 3 1 e
 stat "$M1/e" >/dev/null
 [ "$(at_once)" = 3 ] || fail "node 1 revoked e at once: node 3 came back, it gets its wait"
-! held_by_3 1 e || fail "node 3 still holds e in node 1's tree after node 1's stat"
+! held_by 3 1 e || fail "node 3 still holds e in node 1's tree after node 1's stat"
 verify 60 "after node 3 came back"
 echo PASS
 exit 0

@@ -30,13 +30,6 @@ node_conf 3 close commit RAFTFS_PLUG_US=60000000 RAFTFS_TEST_GRANT_EAGER=1
 node_conf 1 close behind RAFTFS_MOUNT_OPTS=timeout=60 RAFTFS_TEST_LOOKUP_GATE="$GATE"
 : >"$M1/sync"
 
-# held_by_3 K PATH: node 3 holds directory PATH, as node K's tree says.
-held_by_3() {
-	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node$1/data/tree/$2" 2>/dev/null)" in
-	*deleg=0x03000000*) return 0 ;;
-	esac
-	return 1
-}
 
 echo "== 1. node 1's lookup of s waits at the gate; node 3 is granted s, chgrps it behind"
 # Node 2 makes s; node 2 holds it until node 1's lookup recalls it.
@@ -47,7 +40,7 @@ stat -c %g "$M1/s" >"$T/gated.out" &
 STAT=$!
 wait_for 60 "node 1's lookup of s at the gate" test -e "$GATE.reached"
 : >"$M3/s/f" # the eager grant of s to node 3 applies before this create
-wait_for 30 "node 1 applied node 3's grant of s" held_by_3 1 s
+wait_for 30 "node 1 applied node 3's grant of s" held_by 3 1 s
 python3 - "$C" <<'PY' || fail "node 3's chgrp of s"
 import os, sys
 c = sys.argv[1]

@@ -77,13 +77,6 @@ if os.stat(f"{c}/node{k}/data/tree/{p}").st_gid != 0:
     sys.exit(3)
 PY
 }
-# held_by_3 PATH: node 3 holds directory PATH, as its tree says.
-held_by_3() {
-	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node3/data/tree/$1" 2>/dev/null)" in
-	*deleg=0x03000000*) return 0 ;;
-	esac
-	return 1
-}
 # reader_sees K PATH: node K's mount shows the new group of PATH.
 reader_sees() {
 	local g
@@ -161,7 +154,7 @@ for g in g g2 g3; do
 	mkdir "$M2/$g"
 	[ "$(stat -c %g "$M1/$g")" = 0 ] || fail "node 1: $g's group before the chgrp"
 	: >"$M3/$g/f"
-	wait_for 30 "node 3 holding $g" held_by_3 "$g"
+	wait_for 30 "node 3 holding $g" held_by 3 3 "$g"
 	python3 -c 'import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
 os.fsync(fd)  # what node 3 changed in g is applied: its setattr goes behind
@@ -182,7 +175,7 @@ mkdir "$M2/h"
 : >"$M2/h/x"
 [ "$(stat -c %g "$M1/h")" = 0 ] || fail "node 1: h's group before the chgrp"
 ! rmdir "$M3/h" 2>/dev/null || fail "node 3 removed h, which is not empty"
-wait_for 30 "node 3 holding h" held_by_3 h
+wait_for 30 "node 3 holding h" held_by 3 3 h
 behind_chgrp 3 h
 : <"$M1/sync"
 reader_sees 1 h
