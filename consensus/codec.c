@@ -69,6 +69,31 @@ static void entry_to_pb(const raft_entry *e, Raftpb__Entry *pb)
 	pb->data.data = e->data;
 }
 
+/* An entry of an append as sent: el (may be NULL) says what of its data
+ * was left out. */
+static void wire_entry_to_pb(const raft_entry *e, const codec_elision *el, Raftpb__Entry *pb)
+{
+	entry_to_pb(e, pb);
+	if (el && el->len) {
+		pb->elided_len = el->len;
+		pb->elided_crc = el->crc;
+	}
+}
+
+static size_t wire_entry_size(const raft_entry *e, const codec_elision *el)
+{
+	Raftpb__Entry pb;
+	wire_entry_to_pb(e, el, &pb);
+	return protobuf_c_message_get_packed_size(&pb.base);
+}
+
+static size_t wire_entry_pack(const raft_entry *e, const codec_elision *el, uint8_t *out)
+{
+	Raftpb__Entry pb;
+	wire_entry_to_pb(e, el, &pb);
+	return protobuf_c_message_pack(&pb.base, out);
+}
+
 size_t codec_entry_size(const raft_entry *e)
 {
 	Raftpb__Entry pb;
@@ -97,6 +122,8 @@ static int entry_from_pb(Raftpb__Entry *pb, raft_entry *out)
 	out->term = pb->term;
 	out->index = pb->index;
 	out->type = (raft_entry_type)pb->type;
+	out->elided_len = pb->elided_len;
+	out->elided_crc = pb->elided_crc;
 	size_t len;
 	out->data = steal_bytes(&pb->data, &len);
 	out->len = (uint32_t)len;
@@ -109,7 +136,8 @@ int codec_entry_decode(const uint8_t *buf, size_t len, raft_entry *out)
 	Raftpb__Entry *pb = raftpb__entry__unpack(NULL, len, buf);
 	if (!pb)
 		return RAFT_ECORRUPT;
-	int rv = entry_from_pb(pb, out);
+	/* A log's entry is whole: elided data is for appends only. */
+	int rv = pb->elided_len ? RAFT_ECORRUPT : entry_from_pb(pb, out);
 	raftpb__entry__free_unpacked(pb, NULL);
 	return rv;
 }
@@ -329,6 +357,7 @@ static void msg_to_pb(const raft_msg *m, Raftpb__Message *pb, Raftpb__Snapshot *
 	pb->reject_hint = m->reject_hint;
 	pb->context.len = m->context_len;
 	pb->context.data = m->context;
+	pb->full_from = m->full_from;
 	if (m->snapshot) {
 		raftpb__snapshot__init(snap_pb);
 		snapshot_meta_to_pb(&m->snapshot->meta, meta_pb, cs_pb);
@@ -359,20 +388,27 @@ static bool seg_worth(size_t len, size_t n_segs, size_t max_segs)
 
 /* Everything of e's encoding before its data: the other fields, the data's
  * tag and length. out has room for codec_entry_size(e). */
-static size_t entry_head_pack(const raft_entry *e, uint8_t *out)
+static size_t entry_head_pack(const raft_entry *e, const codec_elision *el, uint8_t *out)
 {
 	raft_entry head = *e;
 	size_t n;
 
 	head.data = NULL;
 	head.len = 0;
-	n = codec_entry_pack(&head, out); /* proto3: an empty bytes field is left out */
+	n = wire_entry_pack(&head, el, out); /* proto3: an empty bytes field is left out */
 	n += varint_pack(ENTRY_DATA_TAG, out + n);
 	return n + varint_pack(e->len, out + n);
 }
 
 int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len,
 			  codec_seg *segs, size_t max_segs, size_t *n_segs)
+{
+	return codec_msg_encode_elided(m, NULL, headroom, out, len, segs, max_segs, n_segs);
+}
+
+int codec_msg_encode_elided(const raft_msg *m, const codec_elision *el, size_t headroom,
+			    uint8_t **out, size_t *len, codec_seg *segs, size_t max_segs,
+			    size_t *n_segs)
 {
 	*out = NULL;
 	*len = 0;
@@ -394,7 +430,7 @@ int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, siz
 	 * the buffer, then the packing. */
 	size_t total = protobuf_c_message_get_packed_size(&pb.base), copied = total, ns = 1;
 	for (size_t i = 0; i < m->n_entries; i++) {
-		size_t es = codec_entry_size(&m->entries[i]);
+		size_t es = wire_entry_size(&m->entries[i], el ? &el[i] : NULL);
 		size_t head = varint_size(MSG_ENTRIES_TAG) + varint_size(es);
 
 		total += head + es;
@@ -412,15 +448,16 @@ int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, siz
 	p += protobuf_c_message_pack(&pb.base, p);
 	for (size_t i = 0; i < m->n_entries; i++) {
 		const raft_entry *e = &m->entries[i];
+		const codec_elision *ei = el ? &el[i] : NULL;
 
 		p += varint_pack(MSG_ENTRIES_TAG, p);
-		p += varint_pack(codec_entry_size(e), p);
+		p += varint_pack(wire_entry_size(e, ei), p);
 		if (!seg_worth(e->len, k + 1, max_segs)) {
-			p += codec_entry_pack(e, p);
+			p += wire_entry_pack(e, ei, p);
 			continue;
 		}
 		/* The data is a segment of its own, between two of the buffer. */
-		p += entry_head_pack(e, p);
+		p += entry_head_pack(e, ei, p);
 		segs[k++] = (codec_seg){seg_start, (size_t)(p - seg_start)};
 		segs[k++] = (codec_seg){e->data, e->len};
 		seg_start = p;
@@ -450,13 +487,22 @@ static int snapshot_from_pb(Raftpb__Snapshot *pb, raft_snapshot **out)
 	return 0;
 }
 
+/* Elided data only in an append, of a normal entry, and longer than what
+ * was sent of it. */
+static bool elision_valid(const Raftpb__Message *m, const Raftpb__Entry *e)
+{
+	return !e->elided_len || (m->type == RAFTPB__MESSAGE_TYPE__MSG_APP &&
+				  e->type == RAFTPB__ENTRY_TYPE__ENTRY_NORMAL &&
+				  e->elided_len > e->data.len);
+}
+
 static int msg_from_pb(Raftpb__Message *pb, raft_msg *out)
 {
 	if (!msg_shape_valid((int)pb->type, pb->snapshot != NULL))
 		return RAFT_ECORRUPT;
 	for (size_t i = 0; i < pb->n_entries; i++)
 		if (!entry_type_valid((int)pb->entries[i]->type) ||
-		    pb->entries[i]->data.len > UINT32_MAX)
+		    pb->entries[i]->data.len > UINT32_MAX || !elision_valid(pb, pb->entries[i]))
 			return RAFT_ECORRUPT;
 
 	out->type = (raft_msg_type)pb->type;
@@ -468,6 +514,7 @@ static int msg_from_pb(Raftpb__Message *pb, raft_msg *out)
 	out->commit = pb->commit;
 	out->reject = pb->reject;
 	out->reject_hint = pb->reject_hint;
+	out->full_from = pb->full_from;
 	if (pb->n_entries) {
 		out->entries = calloc(pb->n_entries, sizeof(raft_entry));
 		if (!out->entries)

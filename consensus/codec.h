@@ -93,8 +93,25 @@ typedef struct codec_seg {
 int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len,
 			  codec_seg *segs, size_t max_segs, size_t *n_segs);
 
+/* What of an entry's data an append leaves out (raftpb.Entry elided_len,
+ * elided_crc): len 0, nothing. */
+typedef struct codec_elision {
+	uint32_t len, crc; /* the whole data's length and CRC-32C */
+} codec_elision;
+
+/* codec_msg_encode_segs, with el[i] (el NULL: none) saying entry i's data
+ * was cut to what m->entries[i] holds (the receiver has the rest: a
+ * forwarder's own bytes, consensus/README-node.md). Only this sends those
+ * fields; m's own entries' elided_len/elided_crc are never read. */
+int codec_msg_encode_elided(const raft_msg *m, const codec_elision *el, size_t headroom,
+			    uint8_t **out, size_t *len, codec_seg *segs, size_t max_segs,
+			    size_t *n_segs);
+
 /* raftpb.Message -> raft_msg. MSG_SNAP must carry a snapshot and no other
- * type may; a snapshot without metadata decodes as index 0, term 0. */
+ * type may; a snapshot without metadata decodes as index 0, term 0. An
+ * entry with elided data (only in MSG_APP, of a normal entry, longer than
+ * what came) decodes with elided_len and elided_crc set and only what came
+ * as data; codec_entry_decode (a log's record) refuses one. */
 int codec_msg_decode(const uint8_t *buf, size_t len, raft_msg *out);
 
 #endif

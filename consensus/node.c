@@ -1205,7 +1205,7 @@ static void on_tick(uv_timer_t *h)
 	node_members_tick(n);
 }
 
-static void on_raft_msg(void *arg, const raft_msg *m)
+static void on_raft_msg(void *arg, raft_msg *m)
 {
 	node *n = arg;
 	uint64_t t0 = loop_clock(n);
@@ -1221,7 +1221,11 @@ static void on_raft_msg(void *arg, const raft_msg *m)
 		loop_add(n, &n->lp.step_ns, t0);
 		return;
 	}
+	if (m->type == RAFT_MSG_APP)
+		node_elide_fill(n, m);
 	raft_step(n->r, m);
+	if (m->type == RAFT_MSG_APP_RESP && m->full_from)
+		node_elide_resend(n, m);
 	if (n->ticks_owed && m->from == raft_leader(n->r) &&
 	    (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP))
 		n->heard_leader = true;
@@ -1743,6 +1747,8 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	n->sm = sm;
 	node_stages_init(&n->stages);
 	n->test_stall = getenv("RAFTFS_TEST_STALL") && strcmp(getenv("RAFTFS_TEST_STALL"), "0");
+	n->elide_forget =
+	    getenv("RAFTFS_TEST_ELIDE_LACK") && !strcmp(getenv("RAFTFS_TEST_ELIDE_LACK"), "1");
 	pthread_mutex_init(&n->mu, NULL);
 	pthread_mutex_init(&n->amu, NULL);
 	pthread_cond_init(&n->acv, NULL);
@@ -1944,6 +1950,7 @@ void node_stop(node *n)
 	pthread_join(n->apply_thread, NULL);
 	n->stopped = true;
 	node_admission_report(n);
+	node_elide_report(n);
 	node_stages_print(&n->stages, n->cfg->id);
 	if (n->stages.on)
 		rlog_write(RLOG_INFO,

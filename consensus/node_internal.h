@@ -231,6 +231,11 @@ struct node {
 	uint64_t stall_commit;	    /* tests: the commit index when a stall was asked for */
 	bool stall_loop;	    /* tests: RAFTFS_TEST_STALL=loop, see test_stall() */
 	bool heard_leader;	    /* loop: ...and among it something from the leader */
+	/* node_elide.c, loop thread: elided entries filled from own
+	 * proposals, and lacked; elide_forget (tests, RAFTFS_TEST_ELIDE_LACK=1):
+	 * every one is lacked, as after a restart. */
+	uint64_t elide_filled, elide_lacked;
+	bool elide_forget;
 
 	/* node_snapshot.c: a local image streamed by the snapshot thread while
 	 * apply goes on (node_sm.snapshot_begin/stream/end). The apply thread
@@ -324,6 +329,16 @@ void node_admission_tick(node *n, uint64_t now);
 /* At stop, if this node ever held a proposal: what admission did, to the
  * log. */
 void node_admission_report(node *n);
+
+/* node_elide.c, loop thread. A forwarder's own bytes: fills the elided
+ * entries of append m from this node's pending proposals; at the first it
+ * lacks, m ends before it and the transport is told (transport_lacks). */
+void node_elide_fill(node *n, raft_msg *m);
+/* A leader got APP_RESP m naming an entry the follower lacked: makes the
+ * core send to it again from there. */
+void node_elide_resend(node *n, const raft_msg *m);
+/* At stop, if any entry was elided here or to here: counts to the log. */
+void node_elide_report(node *n);
 
 /* Loop thread (raftfs status): admission's state and counters into *as;
  * st is the core's status, taken just before. */

@@ -39,6 +39,12 @@ typedef struct raft_entry {
 	raft_entry_type type;
 	uint32_t len;
 	uint8_t *data; /* owned; NULL when len == 0 */
+	/* Set by codec_msg_decode only (an append, codec.h): nonzero when
+	 * data is just the envelope of a command of elided_len bytes (CRC-32C
+	 * elided_crc) the receiver proposed itself; filled in or cut before
+	 * the core sees the message. Never read anywhere else (no encoder
+	 * sends them from here). */
+	uint32_t elided_len, elided_crc;
 } raft_entry;
 
 typedef struct raft_hard_state {
@@ -113,6 +119,9 @@ typedef struct raft_msg {
 	uint64_t reject_hint;
 	uint8_t *context; /* owned; NULL when context_len == 0 */
 	size_t context_len;
+	/* Wire only, APP_RESP: the index of an entry whose elided data this
+	 * follower did not have (0: none); the core ignores it. */
+	uint64_t full_from;
 } raft_msg;
 
 /* Deep copies. Return 0 or RAFT_ENOMEM (dst is then left empty). */

@@ -21,6 +21,7 @@ if(EXISTS ${CMAKE_SOURCE_DIR}/consensus/raft.c AND EXISTS ${CMAKE_SOURCE_DIR}/st
     kvsm.c
     node.c
     node_admit_hooks.c
+    node_elide.c
     node_held.c
     node_pending.c
     node_members.c

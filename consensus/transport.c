@@ -7,12 +7,15 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
+#include "crc32c.h"
+#include "envelope.h"
 #include "frame.h"
 #include "runtime_log.h"
 
@@ -66,6 +69,15 @@ typedef struct peer {
 	bool dialing;
 	unsigned backoff_ms;
 	uv_timer_t timer; /* redial */
+	/* A forwarder's own bytes (transport.h, TRANSPORT_ELIDE_MIN_BYTES):
+	 * the client id of this peer's forwarded proposals on its present
+	 * connection (0: none yet), the highest entry index sent to it, and
+	 * the index up to which its entries go whole (it lacked one). Set on
+	 * the loop thread, read by direct senders too. */
+	_Atomic uint64_t own_client, sent_max, whole_upto;
+	/* This node as follower: the lowest entry of this peer's appends
+	 * whose elided data it lacked, for the next APP_RESP (0: none). */
+	_Atomic uint64_t lacked;
 } peer;
 
 struct transport {
@@ -86,8 +98,11 @@ struct transport {
 	struct lane {
 		uint64_t id;
 		transport_conn *c;
+		struct peer *p; /* its peer (slots never move) */
 	} lane[CONFIG_MAX_PEERS];
 	size_t n_lane;
+	_Atomic uint64_t elided_ents, elided_bytes; /* transport_elided */
+	bool elide; /* a forwarder's own bytes are left out (RAFTFS_ELIDE) */
 };
 
 typedef struct wreq {
@@ -136,6 +151,8 @@ int transport_new(uv_loop_t *loop, const node_config *cfg, const transport_callb
 	pthread_mutex_init(&t->wmu, NULL);
 	t->loop = loop;
 	t->cfg = cfg;
+	/* RAFTFS_ELIDE=0: every append whole (before/after in one build). */
+	t->elide = !getenv("RAFTFS_ELIDE") || strcmp(getenv("RAFTFS_ELIDE"), "0");
 	t->cb = *cb;
 	for (size_t i = 0; i < cfg->n_peers; i++) {
 		const config_peer *cp = &cfg->peers[i];
@@ -230,9 +247,10 @@ static void on_closed(uv_handle_t *h)
 	transport_conn_unref(c);
 }
 
-/* Makes c the connection that direct sends to peer id use. Loop thread. */
-static void lane_set(transport *t, uint64_t id, transport_conn *c)
+/* Makes c the connection that direct sends to peer p use. Loop thread. */
+static void lane_set(transport *t, peer *p, transport_conn *c)
 {
+	uint64_t id = p->id;
 	size_t i;
 
 	pthread_mutex_lock(&t->wmu);
@@ -243,10 +261,25 @@ static void lane_set(transport *t, uint64_t id, transport_conn *c)
 	if (i < t->n_lane) {
 		t->lane[i].id = id;
 		t->lane[i].c = c;
+		t->lane[i].p = p;
 		c->fd = -1;
 		uv_fileno((uv_handle_t *)&c->tcp, &c->fd);
 	}
 	pthread_mutex_unlock(&t->wmu);
+}
+
+/* Any thread: the peer of the lane to id (its record is never freed
+ * while the transport lives), or NULL. */
+static peer *lane_peer(transport *t, uint64_t id)
+{
+	peer *p = NULL;
+
+	pthread_mutex_lock(&t->wmu);
+	for (size_t i = 0; i < t->n_lane; i++)
+		if (t->lane[i].id == id)
+			p = t->lane[i].p;
+	pthread_mutex_unlock(&t->wmu);
+	return p;
 }
 
 /* No direct send uses c from now on (it is closing). Loop thread. */
@@ -446,6 +479,96 @@ static void refuse(transport_conn *c, const char *why)
 	req->data = c;
 }
 
+/* Raises *v to at least x. */
+static void atomic_raise(_Atomic uint64_t *v, uint64_t x)
+{
+	uint64_t cur = atomic_load(v);
+
+	while (cur < x && !atomic_compare_exchange_weak(v, &cur, x))
+		;
+}
+
+/* What of append m's entries to p to leave out: the data of the big ones
+ * p proposed itself but their envelope (by which it finds its copy), as a
+ * new array (codec_msg_encode_elided); NULL when nothing is left out. */
+static codec_elision *elide(transport *t, peer *p, const raft_msg *m)
+{
+	uint64_t client = atomic_load(&p->own_client), whole = atomic_load(&p->whole_upto);
+	codec_elision *el = NULL;
+
+	atomic_raise(&p->sent_max, m->entries[m->n_entries - 1].index);
+	for (size_t i = 0; client && i < m->n_entries; i++) {
+		const raft_entry *e = &m->entries[i];
+		envelope env;
+		const uint8_t *cmd;
+		size_t cmd_len;
+
+		if (e->type != RAFT_ENTRY_NORMAL || e->len < TRANSPORT_ELIDE_MIN_BYTES ||
+		    e->index <= whole || envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) != 0 ||
+		    env.client != client)
+			continue;
+		if (!el && !(el = calloc(m->n_entries, sizeof(*el))))
+			return NULL; /* sent whole */
+		el[i] = (codec_elision){e->len, crc32c_extend(0, e->data, e->len)};
+		atomic_fetch_add(&t->elided_ents, 1);
+		atomic_fetch_add(&t->elided_bytes, e->len - ENVELOPE_BYTES);
+	}
+	return el;
+}
+
+/* codec_msg_encode_segs of m for peer p (m->to; NULL: unknown), with a
+ * frame header's room: an append leaves out what the peer has (elide), an
+ * append response names the entry this node lacked (transport_lacks). */
+static int encode_for(transport *t, peer *p, const raft_msg *m, uint8_t **buf, size_t *len,
+		      codec_seg *segs, size_t *n_segs)
+{
+	codec_elision *el = NULL;
+	raft_entry *ents = NULL;
+	raft_msg v = *m;
+	int rc;
+
+	v.full_from = 0;
+	if (p && m->type == RAFT_MSG_APP && m->n_entries && (el = elide(t, p, m))) {
+		/* The entries cut to their envelope: the array copied, the
+		 * data still m's. */
+		ents = malloc(m->n_entries * sizeof(*ents));
+		if (!ents) {
+			free(el);
+			el = NULL;
+		} else {
+			memcpy(ents, m->entries, m->n_entries * sizeof(*ents));
+			for (size_t i = 0; i < m->n_entries; i++)
+				if (el[i].len)
+					ents[i].len = ENVELOPE_BYTES;
+			v.entries = ents;
+		}
+	}
+	if (p && m->type == RAFT_MSG_APP_RESP)
+		v.full_from = atomic_exchange(&p->lacked, 0);
+	rc = codec_msg_encode_elided(&v, el, FRAME_HEADER_BYTES, buf, len, segs, SEND_SEGS, n_segs);
+	free(ents);
+	free(el);
+	return rc;
+}
+
+void transport_lacks(transport *t, uint64_t id, uint64_t index)
+{
+	peer *p = find_peer(t, id);
+	uint64_t cur;
+
+	if (!p || !index)
+		return;
+	cur = atomic_load(&p->lacked);
+	while ((!cur || index < cur) && !atomic_compare_exchange_weak(&p->lacked, &cur, index))
+		;
+}
+
+void transport_elided(const transport *t, uint64_t *ents, uint64_t *bytes)
+{
+	*ents = atomic_load(&t->elided_ents);
+	*bytes = atomic_load(&t->elided_bytes);
+}
+
 int transport_send(transport *t, const raft_msg *m)
 {
 	peer *p = find_peer(t, m->to);
@@ -457,7 +580,7 @@ int transport_send(transport *t, const raft_msg *m)
 		return -ENOTCONN;
 	/* A big append is written from the entries' own data: one copy less
 	 * of every byte a leader sends, per follower. */
-	if (codec_msg_encode_segs(m, FRAME_HEADER_BYTES, &buf, &len, segs, SEND_SEGS, &n_segs) != 0)
+	if (encode_for(t, p, m, &buf, &len, segs, &n_segs) != 0)
 		return -EINVAL;
 	if (p->conn->queued + len > t->cfg->send_queue_bytes) {
 		free(buf);
@@ -500,7 +623,7 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	pthread_mutex_unlock(&t->wmu);
 	if (!c)
 		return -EAGAIN;
-	if (codec_msg_encode_segs(m, FRAME_HEADER_BYTES, &buf, &len, segs, SEND_SEGS, &n_segs) != 0)
+	if (encode_for(t, lane_peer(t, m->to), m, &buf, &len, segs, &n_segs) != 0)
 		return -EINVAL;
 	frame_header(buf, FRAME_RAFT, len);
 	for (size_t i = 0; i < n_segs; i++)
@@ -582,7 +705,11 @@ static void peer_up(transport_conn *c, peer *p)
 	c->state = CONN_PEER;
 	c->fr.max_frame = c->t->cfg->max_frame_bytes;
 	p->conn = c;
-	lane_set(c->t, p->id, c);
+	/* What it proposes is learnt again on this connection: a restarted
+	 * peer has none of its old proposals. */
+	atomic_store(&p->own_client, 0);
+	atomic_store(&p->lacked, 0);
+	lane_set(c->t, p, c);
 	p->backoff_ms = BACKOFF_MIN_MS;
 	RLOG(RLOG_NET, "%s: connected", c->name);
 }
@@ -653,6 +780,30 @@ out:
 	transportpb__hello__free_unpacked(h, NULL);
 }
 
+/* What a message from a peer says about eliding its own entries: a
+ * forwarded proposal names its client id; an append response naming an
+ * entry it lacked makes every entry sent to it so far go whole again (the
+ * core then sends them again: node_elide.c). */
+static void learn_elision(transport *t, const raft_msg *m)
+{
+	peer *p = find_peer(t, m->from);
+	envelope env;
+	const uint8_t *cmd;
+	size_t cmd_len;
+
+	if (!p)
+		return;
+	if (t->elide && m->type == RAFT_MSG_PROP && m->n_entries &&
+	    envelope_decode(m->entries[0].data, m->entries[0].len, &env, &cmd, &cmd_len) == 0)
+		atomic_store(&p->own_client, env.client);
+	if (m->type == RAFT_MSG_APP_RESP && m->full_from) {
+		atomic_raise(&p->whole_upto, atomic_load(&p->sent_max));
+		RLOG(RLOG_NET, "peer %llu lacked its own data of entry %llu: entries up to %llu go whole",
+		     (unsigned long long)p->id, (unsigned long long)m->full_from,
+		     (unsigned long long)atomic_load(&p->whole_upto));
+	}
+}
+
 static void on_frame(transport_conn *c, uint8_t type, const uint8_t *payload, size_t len)
 {
 	transport *t = c->t;
@@ -676,11 +827,13 @@ static void on_frame(transport_conn *c, uint8_t type, const uint8_t *payload, si
 			conn_close(c);
 			return;
 		}
-		if (m.from != c->peer || m.to != t->cfg->id)
+		if (m.from != c->peer || m.to != t->cfg->id) {
 			rlog_write(RLOG_ERR, "%s: message from %llu to %llu on this link: dropped",
 				   c->name, (unsigned long long)m.from, (unsigned long long)m.to);
-		else
+		} else {
+			learn_elision(t, &m);
 			t->cb.on_raft(t->cb.arg, &m);
+		}
 		raft_msg_free_contents(&m);
 		return;
 	}

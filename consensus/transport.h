@@ -34,8 +34,19 @@
 
 /* Nodes of different versions refuse each other at the hello. 2: the log
  * may hold fs Batch entries (proto/fs.proto), which a version-1 node would
- * apply as no-ops while the others apply them — a silent divergence. */
-#define TRANSPORT_VERSION 2
+ * apply as no-ops while the others apply them — a silent divergence. 3: an
+ * append may leave out the data of a forwarder's own entries
+ * (raftpb.Entry.elided_len), which a version-2 node would log as sent. */
+#define TRANSPORT_VERSION 3
+
+/* A forwarder's own bytes (README-node.md): entry data at least this long
+ * that a peer proposed itself (its forwarded proposals' client id, learnt
+ * on the present connection) is left out of the appends to it, with its
+ * length and CRC-32C; the receiver fills it in from its own pending copy
+ * (node_elide.c) or, lacking one, names the entry in its next APP_RESP
+ * (transport_lacks), and from then on every entry the leader had sent it
+ * goes to it whole. */
+#define TRANSPORT_ELIDE_MIN_BYTES (64u << 10)
 
 typedef struct transport transport;
 /* A client connection, kept alive by references while a request on it is
@@ -44,8 +55,9 @@ typedef struct transport_conn transport_conn;
 
 typedef struct transport_callbacks {
 	void *arg;
-	/* A raft message from a connected peer; m is borrowed for the call. */
-	void (*on_raft)(void *arg, const raft_msg *m);
+	/* A raft message from a connected peer; m is borrowed for the call
+	 * (the callee may change it: the transport frees what m holds then). */
+	void (*on_raft)(void *arg, raft_msg *m);
 	/* A client request; req is borrowed for the call. Answer with
 	 * transport_reply() now, or take a reference to conn and answer later. */
 	void (*on_request)(void *arg, transport_conn *conn, const Transportpb__Request *req);
@@ -80,6 +92,15 @@ int transport_send(transport *t, const raft_msg *m);
  * (-EPIPE): the loop closes it at its next write to it. Frames written here
  * and by the loop never interleave. */
 int transport_send_direct(transport *t, const raft_msg *m);
+
+/* A follower lacked its own copy of the elided data of entry index in an
+ * append from peer id: its next append response to id says so (the
+ * lowest such index until sent). */
+void transport_lacks(transport *t, uint64_t id, uint64_t index);
+
+/* Entries whose data was left out of appends (transport_send*), and the
+ * bytes that saved, since the transport was made. */
+void transport_elided(const transport *t, uint64_t *ents, uint64_t *bytes);
 
 /* Sends a snapshot chunk to peer id, under the same rules as
  * transport_send (-ENOTCONN, -ENOBUFS, nothing sent on error). */

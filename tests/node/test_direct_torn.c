@@ -47,7 +47,7 @@
 #define LOOP_BYTES 20000	  /* of the loop's send: more than a cut frame's rest */
 #define LOOP_MARK 999999999ull /* the loop's frame: its commit field */
 
-static void on_raft(void *arg, const raft_msg *m)
+static void on_raft(void *arg, raft_msg *m)
 {
 	(void)arg, (void)m;
 }

@@ -284,6 +284,119 @@ static void test_msg_encode_segs(void **state)
 	raft_msg_free_contents(&m);
 }
 
+/* A forwarder's own bytes (consensus/README-node.md): only
+ * codec_msg_encode_elided sends elided_len/elided_crc, and only for the
+ * entries it is told; they decode as sent; a message or a log record that
+ * must not carry them is refused; full_from goes both ways. */
+static void test_msg_elided(void **state)
+{
+	(void)state;
+	raft_msg m = {
+	    .type = RAFT_MSG_APP, .to = 2, .from = 1, .term = 7, .index = 40, .commit = 39};
+	static const size_t sizes[] = {25, 70000, 100};
+	codec_elision el[3] = {{.len = 1 << 20, .crc = 0xdeadbeef}};
+	raft_msg out;
+	uint8_t *buf, rec[256];
+	size_t len, n;
+	codec_seg segs[8];
+
+	m.entries = calloc(3, sizeof(raft_entry));
+	assert_non_null(m.entries);
+	m.n_entries = 3;
+	for (size_t i = 0; i < 3; i++) {
+		tu_entry(&m.entries[i], 41 + i, 7, sizes[i]);
+		/* What a struct left uninitialised holds: never sent. */
+		m.entries[i].elided_len = 99 + (uint32_t)i;
+		m.entries[i].elided_crc = 1;
+	}
+	assert_int_equal(codec_msg_encode_elided(&m, el, 5, &buf, &len, segs, 8, &n), 0);
+	uint8_t *cat = malloc(5 + len);
+	size_t at = 0;
+	assert_non_null(cat);
+	for (size_t k = 0; k < n; k++) {
+		memcpy(cat + at, segs[k].data, segs[k].len);
+		at += segs[k].len;
+	}
+	assert_int_equal(codec_msg_decode(cat + 5, len, &out), 0);
+	assert_int_equal(out.n_entries, 3);
+	assert_int_equal(out.entries[0].elided_len, 1 << 20);
+	assert_int_equal(out.entries[0].elided_crc, 0xdeadbeef);
+	assert_true(tu_entry_ok(&out.entries[0], 41, 7) && out.entries[0].len == 25);
+	for (size_t i = 1; i < 3; i++) {
+		assert_int_equal(out.entries[i].elided_len, 0);
+		assert_int_equal(out.entries[i].elided_crc, 0);
+		assert_true(tu_entry_ok(&out.entries[i], 41 + i, 7));
+	}
+	raft_msg_free_contents(&out);
+	free(buf);
+	free(cat);
+
+	/* Without el nothing is elided, whatever the entries' fields hold. */
+	assert_int_equal(codec_msg_encode(&m, 0, &buf, &len), 0);
+	assert_int_equal(codec_msg_decode(buf, len, &out), 0);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(out.entries[i].elided_len, 0);
+	raft_msg_free_contents(&out);
+	free(buf);
+	/* Nor does a log record carry them. */
+	n = codec_entry_pack(&m.entries[0], rec);
+	assert_int_equal(n, codec_entry_size(&m.entries[0]));
+	raft_entry e;
+	assert_int_equal(codec_entry_decode(rec, n, &e), 0);
+	assert_int_equal(e.elided_len, 0);
+	raft_entry_free_contents(&e);
+
+	/* A record with elided data is refused: a log's entries are whole. */
+	Raftpb__Entry pe = RAFTPB__ENTRY__INIT;
+	pe.index = 3;
+	pe.data.len = 25;
+	pe.data.data = m.entries[0].data;
+	pe.elided_len = 1000;
+	n = protobuf_c_message_pack(&pe.base, rec);
+	assert_int_equal(codec_entry_decode(rec, n, &e), RAFT_ECORRUPT);
+	assert_null(e.data);
+
+	/* In a message: only an append's normal entry, and longer than what
+	 * came. */
+	Raftpb__Entry *pes[1] = {&pe};
+	Raftpb__Message pm = RAFTPB__MESSAGE__INIT;
+	pm.n_entries = 1;
+	pm.entries = pes;
+	struct {
+		int type, etype;
+		uint32_t elided_len;
+		int rv;
+	} cases[] = {
+	    {RAFTPB__MESSAGE_TYPE__MSG_APP, RAFTPB__ENTRY_TYPE__ENTRY_NORMAL, 1000, 0},
+	    {RAFTPB__MESSAGE_TYPE__MSG_PROP, RAFTPB__ENTRY_TYPE__ENTRY_NORMAL, 1000, RAFT_ECORRUPT},
+	    {RAFTPB__MESSAGE_TYPE__MSG_APP, RAFTPB__ENTRY_TYPE__ENTRY_CONF_CHANGE, 1000,
+	     RAFT_ECORRUPT},
+	    {RAFTPB__MESSAGE_TYPE__MSG_APP, RAFTPB__ENTRY_TYPE__ENTRY_NORMAL, 25, RAFT_ECORRUPT},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pm.type = cases[i].type;
+		pe.type = cases[i].etype;
+		pe.elided_len = cases[i].elided_len;
+		n = protobuf_c_message_pack(&pm.base, rec);
+		assert_int_equal(codec_msg_decode(rec, n, &out), cases[i].rv);
+		if (cases[i].rv == 0)
+			assert_int_equal(out.entries[0].elided_len, cases[i].elided_len);
+		else
+			assert_null(out.entries);
+		raft_msg_free_contents(&out);
+	}
+
+	/* full_from: an append response names the entry lacked. */
+	raft_msg r = {.type = RAFT_MSG_APP_RESP, .to = 1, .from = 2, .term = 7, .index = 40,
+		      .full_from = 41};
+	assert_int_equal(codec_msg_encode(&r, 0, &buf, &len), 0);
+	assert_int_equal(codec_msg_decode(buf, len, &out), 0);
+	assert_int_equal(out.full_from, 41);
+	raft_msg_free_contents(&out);
+	free(buf);
+	raft_msg_free_contents(&m);
+}
+
 /* ---- refusals ---- */
 
 static void test_out_of_range_values_refused(void **state)
@@ -549,6 +662,7 @@ int main(void)
 	    cmocka_unit_test(test_states_round_trip),
 	    cmocka_unit_test(test_msg_round_trip),
 	    cmocka_unit_test(test_msg_encode_segs),
+	    cmocka_unit_test(test_msg_elided),
 	    cmocka_unit_test(test_out_of_range_values_refused),
 	    cmocka_unit_test(test_malformed_input),
 	};

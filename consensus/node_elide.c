@@ -1,0 +1,114 @@
+/* node_elide.c — a forwarder's own bytes (README-node.md): the data a
+ * leader left out of an append to this node because this node proposed it
+ * (transport.h, TRANSPORT_ELIDE_MIN_BYTES) is filled in from the pending
+ * proposal it forwarded, and a leader that hears a follower lacked one
+ * sends it again whole.
+ *
+ * Raft safety: the log must hold exactly the leader's bytes. The leader
+ * kept the envelope (client id, seq, min_pending as of the try it logged)
+ * and sent the whole length and CRC-32C; the copy is the leader's envelope
+ * followed by the pending proposal's command, and is taken only when the
+ * client id is this node's, the seq is pending here, the lengths agree and
+ * the CRC of the result is the leader's. Anything else — a proposal
+ * answered and freed meanwhile, another run's client id (this node
+ * restarted), a different command — cuts the append before that entry:
+ * the core takes the whole entries before it, and the next append
+ * response names the entry, so the leader sends it whole. */
+#include "node_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "crc32c.h"
+#include "envelope.h"
+#include "runtime_log.h"
+
+/* Fills e from this node's pending proposals: 0, or -1 when it lacks it. */
+static int fill_one(node *n, raft_entry *e)
+{
+	envelope env;
+	const uint8_t *cmd;
+	size_t cmd_len;
+	uint8_t *whole;
+	proposal *p;
+	bool found;
+
+	if (n->elide_forget || e->len != ENVELOPE_BYTES ||
+	    envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) != 0 || env.client != n->client_id)
+		return -1;
+	whole = malloc(e->elided_len);
+	if (!whole)
+		return -1;
+	memcpy(whole, e->data, ENVELOPE_BYTES);
+	/* The newest are looked for: appends follow proposals closely. */
+	pthread_mutex_lock(&n->mu);
+	for (p = n->pend_tail; p && p->seq > env.seq; p = p->prev)
+		;
+	found = p && p->seq == env.seq && p->len == e->elided_len;
+	if (found)
+		memcpy(whole + ENVELOPE_BYTES, p->data + ENVELOPE_BYTES, p->len - ENVELOPE_BYTES);
+	pthread_mutex_unlock(&n->mu);
+	if (!found || crc32c_extend(0, whole, e->elided_len) != e->elided_crc) {
+		free(whole);
+		return -1;
+	}
+	free(e->data);
+	e->data = whole;
+	e->len = e->elided_len;
+	e->elided_len = e->elided_crc = 0;
+	return 0;
+}
+
+void node_elide_fill(node *n, raft_msg *m)
+{
+	for (size_t i = 0; i < m->n_entries; i++) {
+		if (!m->entries[i].elided_len)
+			continue;
+		if (fill_one(n, &m->entries[i]) == 0) {
+			n->elide_filled++;
+			continue;
+		}
+		n->elide_lacked++;
+		RLOG(RLOG_NET, "lacks its own data of entry %llu from %llu: asks for it whole",
+		     (unsigned long long)m->entries[i].index, (unsigned long long)m->from);
+		transport_lacks(n->tp, m->from, m->entries[i].index);
+		for (size_t j = i; j < m->n_entries; j++)
+			raft_entry_free_contents(&m->entries[j]);
+		m->n_entries = i;
+		return;
+	}
+}
+
+void node_elide_resend(node *n, const raft_msg *m)
+{
+	/* As if the follower had refused the entry: the core's replication
+	 * to it restarts from its match (at full_from - 1: the entries
+	 * before it were taken), and the transport now sends them whole. A
+	 * probe's own reply may already have done so; then this one is
+	 * stale and ignored. */
+	raft_msg rej = {
+		.type = RAFT_MSG_APP_RESP,
+		.from = m->from,
+		.to = m->to,
+		.term = m->term,
+		.index = m->full_from,
+		.reject = true,
+		.reject_hint = m->full_from - 1,
+	};
+
+	raft_step(n->r, &rej);
+}
+
+void node_elide_report(node *n)
+{
+	uint64_t ents, bytes;
+
+	transport_elided(n->tp, &ents, &bytes);
+	if (ents || n->elide_filled || n->elide_lacked)
+		rlog_write(RLOG_INFO,
+			   "elision: sent %llu entries without the data their proposer has (%.1f "
+			   "MiB left out); filled %llu from own proposals; lacked %llu (sent again "
+			   "whole)",
+			   (unsigned long long)ents, bytes / 1048576.0,
+			   (unsigned long long)n->elide_filled, (unsigned long long)n->elide_lacked);
+}
