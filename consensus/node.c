@@ -1224,8 +1224,6 @@ static void on_raft_msg(void *arg, raft_msg *m)
 	if (m->type == RAFT_MSG_APP)
 		node_elide_fill(n, m);
 	raft_step(n->r, m);
-	if (m->type == RAFT_MSG_APP_RESP && m->full_from)
-		node_elide_resend(n, m);
 	if (n->ticks_owed && m->from == raft_leader(n->r) &&
 	    (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_HEARTBEAT || m->type == RAFT_MSG_SNAP))
 		n->heard_leader = true;

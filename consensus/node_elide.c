@@ -13,7 +13,10 @@
  * answered and freed meanwhile, another run's client id (this node
  * restarted), a different command — cuts the append before that entry:
  * the core takes the whole entries before it, and the next append
- * response names the entry, so the leader sends it whole. */
+ * response names the entry, so the leader sends it and everything it had
+ * sent whole: the core sends it again as plain Raft does after a loss (the
+ * next append, which this node refuses, or a heartbeat answered while this
+ * node's match is behind). */
 #include "node_internal.h"
 
 #include <stdlib.h>
@@ -77,26 +80,6 @@ void node_elide_fill(node *n, raft_msg *m)
 		m->n_entries = i;
 		return;
 	}
-}
-
-void node_elide_resend(node *n, const raft_msg *m)
-{
-	/* As if the follower had refused the entry: the core's replication
-	 * to it restarts from its match (at full_from - 1: the entries
-	 * before it were taken), and the transport now sends them whole. A
-	 * probe's own reply may already have done so; then this one is
-	 * stale and ignored. */
-	raft_msg rej = {
-		.type = RAFT_MSG_APP_RESP,
-		.from = m->from,
-		.to = m->to,
-		.term = m->term,
-		.index = m->full_from,
-		.reject = true,
-		.reject_hint = m->full_from - 1,
-	};
-
-	raft_step(n->r, &rej);
 }
 
 void node_elide_report(node *n)

@@ -334,9 +334,6 @@ void node_admission_report(node *n);
  * entries of append m from this node's pending proposals; at the first it
  * lacks, m ends before it and the transport is told (transport_lacks). */
 void node_elide_fill(node *n, raft_msg *m);
-/* A leader got APP_RESP m naming an entry the follower lacked: makes the
- * core send to it again from there. */
-void node_elide_resend(node *n, const raft_msg *m);
 /* At stop, if any entry was elided here or to here: counts to the log. */
 void node_elide_report(node *n);
 

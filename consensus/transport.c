@@ -782,8 +782,8 @@ out:
 
 /* What a message from a peer says about eliding its own entries: a
  * forwarded proposal names its client id; an append response naming an
- * entry it lacked makes every entry sent to it so far go whole again (the
- * core then sends them again: node_elide.c). */
+ * entry it lacked makes every entry sent to it so far go whole (the core
+ * sends them again as after any loss: node_elide.c). */
 static void learn_elision(transport *t, const raft_msg *m)
 {
 	peer *p = find_peer(t, m->from);
