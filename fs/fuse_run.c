@@ -18,10 +18,16 @@
 #include "svc_notify.h"
 #include "svc_start.h"
 
+/* Applied (EINVAL: no operation) or failed; a failure is not retried
+ * before the next start. Said in the log: from here on the others know
+ * this node is back (mount.holder_back waits for the line). */
 static void hello_done(void *arg, int err)
 {
 	(void)arg;
-	(void)err; /* EINVAL (no operation) once applied; a failure is retried at the next start */
+	if (err == 0 || err == EINVAL)
+		rlog_write(RLOG_INFO, "start command applied: the others know this node is back");
+	else
+		rlog_write(RLOG_INFO, "start command failed: %s", strerror(err));
 }
 
 /* A command without an operation, proposed at every start, for two ends:

@@ -15,9 +15,9 @@
 #  2. node 3 comes back (proposes nothing itself: no mkdir, no write);
 #     once its start's command applied on node 1, node 1's stat of p/x
 #     must recall x (node 3 returns it), not revoke it at once. Fails
-#     without the start's command: nothing of node 3 applies, the wait
-#     for it ends the test (and with the wait cut, node 1 logs "revoking
-#     it at once" for x).
+#     without the start's command: node 3 never logs it, the wait for it
+#     ends the test (and with the waits cut, node 1 logs "revoking it at
+#     once" for x).
 # Asserts on what node 1 logged, not on times.
 # One block, parsed before any of it runs (tests/FLAKY.md).
 {
@@ -50,18 +50,23 @@ stat "$M1/a" >/dev/null
 held_by_3 1 p/x || fail "node 3 no longer holds p/x in node 1's tree before node 1 looked at it"
 
 echo "== 2. node 3 comes back; node 1 looks at p/x"
-# applied_1: node 1's applied index (local status; node 3 is down, so it
-# is asked of node 1 alone).
-applied_1() { "$R" status --json "$("$R" local addr "$C" 1)" 2>/dev/null | grep -o '"applied":[0-9]*' | cut -d: -f2; }
-a0=$(applied_1)
-[ -n "$a0" ] || fail "no applied index from node 1's status"
+# applied K: node K's applied index (its own status).
+applied() { "$R" status --json "$("$R" local addr "$C" "$1")" 2>/dev/null | grep -o '"applied":[0-9]*' | cut -d: -f2; }
+# started K: how many times node K logged that its start command applied.
+started() { grep -c "start command applied" "$C/node$1/node.log" || true; }
+s0=$(started 3)
 "$R" local start "$C" 3 >/dev/null || fail "restart of node 3"
 wait_for 60 "node 3's mount" mount_answers 3
-# Node 3 is back once the others know it: its start's command applied on
-# node 1 (nothing else is proposed meanwhile). Without that command this
-# wait fails: the restarted node says nothing.
-applied_more() { local a; a=$(applied_1); [ -n "$a" ] && [ "$a" -gt "$a0" ]; }
-wait_for 60 "node 1 applied node 3's start command" applied_more
+# Node 3 is back once the others know it: its start command, applied on
+# node 3 (so committed, at or below node 3's applied index then), applied
+# on node 1 too. Without that command the first wait fails: the
+# restarted node says nothing.
+restarted() { [ "$(started 3)" -gt "$s0" ]; }
+wait_for 60 "node 3's start command applied on node 3" restarted
+a3=$(applied 3)
+[ -n "$a3" ] || fail "no applied index from node 3's status"
+caught_up() { local a; a=$(applied 1); [ -n "$a" ] && [ "$a" -ge "$a3" ]; }
+wait_for 60 "node 1 applied node 3's start command (index $a3)" caught_up
 stat "$M1/p/x" >/dev/null
 echo "   node 1: $(waited) waits for node 3, $(at_once) revokes at once"
 [ "$(at_once)" = 0 ] || fail "node 1 revoked p/x at once: node 3 is back, it gets a recall"
