@@ -26,18 +26,9 @@ node_conf 1 close behind RAFTFS_PLUG_US=60000000
 node_conf 2 close behind RAFTFS_TEST_STALL=1
 node_conf 3 close behind RAFTFS_TEST_STALL=1
 
-# held_by_1 K PATH: node 1 holds directory PATH, as node K's tree says (read
-# there directly, not through a mount, which could recall it).
-held_by_1() {
-	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node$1/data/tree/$2" 2>/dev/null)" in
-	*deleg=0x01000000*) return 0 ;;
-	esac
-	return 1
-}
-
 echo "== node 1 answers mkdir d/sub behind and holds it back"
 mkdir "$M1/d"
-wait_for 30 "node 1 applied its grant of d" held_by_1 1 d
+wait_for 30 "node 1 applied its grant of d" held_by 1 1 d
 mkdir "$M1/d/sub"
 [ ! -e "$C/node1/data/tree/d/sub" ] || fail "mkdir d/sub was not answered behind (node 1 applied it)"
 

@@ -27,27 +27,19 @@ export RAFTFS_DELEG_IDLE_MS=0
 . "$(dirname "$0")/lib.sh"
 up
 
-# held_by_3 K PATH: node 3 holds directory PATH, as node K's tree says (read
-# there directly, not through a mount, which could recall it).
-held_by_3() {
-	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node$1/data/tree/$2" 2>/dev/null)" in
-	*deleg=0x03000000*) return 0 ;;
-	esac
-	return 1
-}
 waited() { grep -c "did not return its delegation" "$C/node1/node.log" || true; }
 at_once() { grep -c "revoking it at once" "$C/node1/node.log" || true; }
 
 echo "== 1. node 3 holds a and p/x and dies; node 1 looks at a"
 mkdir "$M1/p"
 mkdir "$M3/a" "$M3/p/x"
-wait_for 30 "node 1 applied node 3's grant of a" held_by_3 1 a
-wait_for 30 "node 1 applied node 3's grant of p/x" held_by_3 1 p/x
+wait_for 30 "node 1 applied node 3's grant of a" held_by 3 1 a
+wait_for 30 "node 1 applied node 3's grant of p/x" held_by 3 1 p/x
 "$R" local kill "$C" 3
 stat "$M1/a" >/dev/null
 [ "$(waited)" = 1 ] || fail "node 1 waited $(waited) times for dead node 3, not once"
-! held_by_3 1 a || fail "node 3 still holds a in node 1's tree"
-held_by_3 1 p/x || fail "node 3 no longer holds p/x in node 1's tree before node 1 looked at it"
+! held_by 3 1 a || fail "node 3 still holds a in node 1's tree"
+held_by 3 1 p/x || fail "node 3 no longer holds p/x in node 1's tree before node 1 looked at it"
 
 echo "== 2. node 3 comes back; node 1 looks at p/x"
 # applied K: node K's applied index (its own status).
@@ -70,7 +62,7 @@ wait_for 60 "node 1 applied node 3's start command (index $a3)" caught_up
 stat "$M1/p/x" >/dev/null
 echo "   node 1: $(waited) waits for node 3, $(at_once) revokes at once"
 [ "$(at_once)" = 0 ] || fail "node 1 revoked p/x at once: node 3 is back, it gets a recall"
-! held_by_3 1 p/x || fail "node 3 still holds p/x in node 1's tree after node 1's stat"
+! held_by 3 1 p/x || fail "node 3 still holds p/x in node 1's tree after node 1's stat"
 verify 60 "after node 3 came back"
 echo PASS
 exit 0
