@@ -46,6 +46,13 @@ static const char usage[] =
     "EXIT STATUS\n"
     "    0 if identical, 1 if they differ or could not be read, 2 for bad usage.\n";
 
+/* At most this many lines are kept (and printed) per pair: two mounts
+ * that differ everywhere (a mount lost, a tree not applied) would
+ * otherwise hold a line per object of the whole tree in memory. The
+ * count of all differences is still exact, and what was not kept is
+ * said per pair. tree_verify.c keeps the same number for --trees. */
+#define MAX_LINES_PER_PAIR 2000
+
 /* The differences of one round, kept per pair so that they print pair by
  * pair (as when each mount was compared with the first in turn) although
  * one walk finds them all at once. */
@@ -56,6 +63,7 @@ struct diffs {
 	bool oom;	/* a line could not be kept */
 	char ***lines;	/* per other mount */
 	size_t *nlines; /* per other mount */
+	size_t *ntotal; /* per other mount: kept or not */
 };
 
 static void note_diff(void *arg, int other, const char *msg)
@@ -65,6 +73,9 @@ static void note_diff(void *arg, int other, const char *msg)
 	char **more = d->lines[other], *s;
 
 	d->count++;
+	d->ntotal[other]++;
+	if (k == MAX_LINES_PER_PAIR)
+		return;
 	if (!(k & (k - 1))) /* 0 or a power of two: full */
 		more = realloc(more, (k ? 2 * k : 1) * sizeof(*more));
 	if (more)
@@ -84,6 +95,7 @@ static void forget_lines(struct diffs *d)
 		free(d->lines[i]);
 		d->lines[i] = NULL;
 		d->nlines[i] = 0;
+		d->ntotal[i] = 0;
 	}
 	d->count = 0;
 	d->oom = false;
@@ -191,7 +203,8 @@ int cli_verify_main(int argc, char **argv)
 	d.n = n;
 	d.lines = calloc((size_t)n, sizeof(*d.lines));
 	d.nlines = calloc((size_t)n, sizeof(*d.nlines));
-	if (!d.lines || !d.nlines) {
+	d.ntotal = calloc((size_t)n, sizeof(*d.ntotal));
+	if (!d.lines || !d.nlines || !d.ntotal) {
 		fprintf(stderr, "raftfs verify: out of memory\n");
 		status = 1;
 		goto out;
@@ -214,9 +227,13 @@ int cli_verify_main(int argc, char **argv)
 		}
 		nanosleep(&ts, NULL);
 	}
-	for (int k = 1; k < n; k++)
+	for (int k = 1; k < n; k++) {
 		for (size_t l = 0; l < d.nlines[k]; l++)
 			printf("%s\n", d.lines[k][l]);
+		if (d.ntotal[k] > d.nlines[k] && !d.oom)
+			printf("%s vs %s: %zu more difference%s not shown\n", mounts[0], mounts[k],
+			       d.ntotal[k] - d.nlines[k], d.ntotal[k] - d.nlines[k] == 1 ? "" : "s");
+	}
 	if (d.oom)
 		printf("(some differences not shown: out of memory)\n");
 	if (diffs)
@@ -225,10 +242,11 @@ int cli_verify_main(int argc, char **argv)
 		printf("%d mounts identical\n", n);
 	status = diffs ? 1 : 0;
 out:
-	if (d.lines && d.nlines)
+	if (d.lines && d.nlines && d.ntotal)
 		forget_lines(&d);
 	free(d.lines);
 	free(d.nlines);
+	free(d.ntotal);
 	for (int k = 0; k < n; k++)
 		free(mounts[k]);
 	free(mounts);
