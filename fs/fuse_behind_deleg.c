@@ -286,9 +286,12 @@ static void recall_ahead(struct fuse_behind *b, uint64_t dir)
 		    holder == b->self)
 			continue;
 		if (propose_deleg(b, ids[i], FSPB__DELEG__OP__RECALL, epoch, false))
-			break; /* each is recalled on its own look, as without this */
-		sent++;
+			break; /* the rest are recalled each on its own look */
+		ids[sent++] = ids[i]; /* in order: still sorted */
 	}
+	/* Only these count as recalled ahead (reclaim_wait's first Recall). */
+	if (n)
+		fuse_listed_sent(b->listed, dir, ids, sent, bh_mono_ms());
 	if (sent) {
 		atomic_fetch_add(&b->recalled_ahead, sent);
 		fs_node_flush(b->fs->fsn);

@@ -10,7 +10,8 @@
 struct slot {
 	uint64_t parent;
 	int64_t ms;    /* the listing's last read, or when recalled ahead */
-	bool recalled; /* its directories were recalled ahead at ms */
+	bool recalled; /* taken (fuse_listed_take): no second batch */
+	bool sent;     /* ids are those whose Recalls were proposed at ms */
 	bool sorted;
 	uint64_t *ids;
 	size_t n, cap;
@@ -87,6 +88,7 @@ static struct slot *slot_for(struct fuse_listed *l, uint64_t parent, int64_t now
 	}
 	old->parent = parent;
 	old->recalled = false;
+	old->sent = false;
 	old->sorted = true;
 	old->n = 0;
 	return old;
@@ -152,6 +154,29 @@ size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uin
 	return n;
 }
 
+void fuse_listed_sent(struct fuse_listed *l, uint64_t dir, const uint64_t *ids, size_t n,
+		      int64_t now_ms)
+{
+	pthread_mutex_lock(&l->mu);
+	for (unsigned i = 0; i < FUSE_LISTED_SLOTS; i++) {
+		struct slot *s = &l->slots[i];
+
+		if (!s->n || !s->recalled || s->sent || !has(s, dir))
+			continue;
+		/* A subset of what take copied out: it fits. */
+		if (n > s->n)
+			n = s->n;
+		if (n)
+			memmove(s->ids, ids, n * sizeof(*ids));
+		s->n = n;
+		s->sorted = true;
+		s->sent = true;
+		s->ms = now_ms;
+		break;
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
 bool fuse_listed_ahead(struct fuse_listed *l, uint64_t dir, int64_t now_ms, int64_t window_ms)
 {
 	bool ahead = false;
@@ -160,7 +185,7 @@ bool fuse_listed_ahead(struct fuse_listed *l, uint64_t dir, int64_t now_ms, int6
 	for (unsigned i = 0; i < FUSE_LISTED_SLOTS && !ahead; i++) {
 		struct slot *s = &l->slots[i];
 
-		ahead = s->n && s->recalled && now_ms - s->ms < window_ms && has(s, dir);
+		ahead = s->n && s->sent && now_ms - s->ms < window_ms && has(s, dir);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return ahead;

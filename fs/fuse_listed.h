@@ -48,7 +48,14 @@ void fuse_listed_note(struct fuse_listed *l, uint64_t parent, const uint64_t *id
  * it) and their count is returned; else 0 (*out NULL). */
 size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uint64_t **out);
 
-/* Whether dir was recalled ahead (fuse_listed_take) within window_ms of
+/* Of what fuse_listed_take(dir) gave, the Recalls of ids[0..n) (sorted)
+ * were proposed at now_ms: only these count as recalled ahead (one not
+ * held by another node any more, or whose proposal failed, is recalled
+ * on its own look, at once). */
+void fuse_listed_sent(struct fuse_listed *l, uint64_t dir, const uint64_t *ids, size_t n,
+		      int64_t now_ms);
+
+/* Whether dir was recalled ahead (fuse_listed_sent) within window_ms of
  * now_ms: its own recaller need not propose another Recall at once. */
 bool fuse_listed_ahead(struct fuse_listed *l, uint64_t dir, int64_t now_ms, int64_t window_ms);
 

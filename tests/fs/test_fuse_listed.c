@@ -1,8 +1,9 @@
 /* test_fuse_listed.c — the bookkeeping of recalls ahead (fs/fuse_listed.h):
  * a look at one held directory a listing showed takes them all, once; a
  * look at one no listing showed, or after FUSE_LISTED_MS, takes none; the
- * reads of one listing add up (duplicates once); the taken ones count as
- * recalled ahead for the window asked, and only they. Time is an
+ * reads of one listing add up (duplicates once); of the taken ones, those
+ * whose Recalls were sent count as recalled ahead for the window asked,
+ * and only they. Time is an
  * argument: no clock, no sleeps. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -81,11 +82,36 @@ static void test_ahead_for_the_taken_only(void **state)
 	/* Shown, not taken yet: not recalled ahead. */
 	assert_false(fuse_listed_ahead(l, 5, 1001, 500));
 	assert_int_equal(fuse_listed_take(l, 6, 1001, &out), 2);
+	/* Taken, not sent yet: not recalled ahead (its Recall may fail). */
+	assert_false(fuse_listed_ahead(l, 5, 1001, 500));
+	fuse_listed_sent(l, 6, out, 2, 1001);
 	free(out);
 	assert_true(fuse_listed_ahead(l, 5, 1100, 500));
 	assert_true(fuse_listed_ahead(l, 6, 1100, 500));
 	assert_false(fuse_listed_ahead(l, 8, 1100, 500)); /* another listing, not taken */
 	assert_false(fuse_listed_ahead(l, 5, 1501, 500)); /* past the window */
+	fuse_listed_free(l);
+}
+
+static void test_ahead_for_the_sent_only(void **state)
+{
+	const uint64_t ids[] = {5, 6, 7}, sent[] = {5, 7};
+	struct fuse_listed *l;
+	uint64_t *out;
+
+	(void)state;
+	assert_int_equal(fuse_listed_new(&l), 0);
+	fuse_listed_note(l, 1, ids, 3, 1000);
+	assert_int_equal(fuse_listed_take(l, 7, 1001, &out), 3);
+	free(out);
+	/* 6's Recall was not proposed (returned meanwhile, or failed): its
+	 * own look recalls it at once. */
+	fuse_listed_sent(l, 7, sent, 2, 1002);
+	assert_true(fuse_listed_ahead(l, 5, 1003, 500));
+	assert_false(fuse_listed_ahead(l, 6, 1003, 500));
+	assert_true(fuse_listed_ahead(l, 7, 1003, 500));
+	/* Still taken: no second batch. */
+	assert_int_equal(fuse_listed_take(l, 5, 1004, &out), 0);
 	fuse_listed_free(l);
 }
 
@@ -118,6 +144,7 @@ int main(void)
 	    cmocka_unit_test(test_reads_add_up),
 	    cmocka_unit_test(test_old_listing_takes_nothing),
 	    cmocka_unit_test(test_ahead_for_the_taken_only),
+	    cmocka_unit_test(test_ahead_for_the_sent_only),
 	    cmocka_unit_test(test_slots_reused_oldest_first),
 	};
 
