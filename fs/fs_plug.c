@@ -193,16 +193,18 @@ static void wait_until(struct fs_plug *p, uint64_t due)
  * commands of an open unit younger than UNIT_HOLD_NS: those wait for the
  * unit's end (a file's close) or that age.
  *
- * Once it started something it ticks: it looks again one linger later
- * unasked, and starts whatever is held then, however young (no command is
- * held longer than linger_ns either way). Only a flusher idle — nothing
- * held at a tick — is woken by the next proposal. A steady stream (mkdir
- * after mkdir) so costs the flusher one wake-up per batch, and the FUSE
- * thread proposing none: before, the first command after each start
- * signalled it from under mu — a futex wake on the request's path, the
- * flusher often preempting that thread only to block on mu — and it woke
- * again when that command's linger ran out (bench/fs/README.md, "Session
- * 11 (mkdir)"). */
+ * Once it started more than one command it ticks: it looks again one
+ * linger later unasked, and starts whatever is held then, however young
+ * (no command is held longer than linger_ns either way). Only an idle
+ * flusher is woken by a proposal: one that found nothing at a tick, or
+ * whose last start was a lone command (commands further apart than the
+ * linger: a tick would mostly find nothing, one wake-up more per
+ * command). A dense stream (mkdir after mkdir) so costs the flusher one
+ * wake-up per batch, and the FUSE threads proposing none: before, the
+ * first command after each start signalled it from under mu — a futex
+ * wake on the request's path, the flusher often preempting that thread
+ * only to block on mu — and it woke again when that command's linger ran
+ * out (bench/fs/README.md, "Session 11 (mkdir)"). */
 static void *flusher(void *arg)
 {
 	struct fs_plug *p = arg;
@@ -245,8 +247,10 @@ static void *flusher(void *arg)
 			wait_until(p, young + UNIT_HOLD_NS);
 			continue;
 		}
+		unsigned before = atomic_load(&p->count);
+
 		failed = start_upto(p, ST_LINGER, end, NO_UNIT, NULL);
-		tick = mono_ns() + p->linger_ns;
+		tick = before - atomic_load(&p->count) > 1 ? mono_ns() + p->linger_ns : 0;
 		pthread_mutex_unlock(&p->mu);
 		fail_all(p, failed);
 		pthread_mutex_lock(&p->mu);
