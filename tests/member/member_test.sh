@@ -193,11 +193,15 @@ rebuild)
 	# Added while its mount is in use: every create through it must get an
 	# id it never handed out before. Until node 2 caught up, a create
 	# waits, then fails with EAGAIN (README, "Failures"); it is tried again
-	# then. Any other failure (EINVAL: the apply found the id in use) or an
-	# id at or below the old ones fails the test.
+	# then, but only once node 1 lists node 2 as a member (before the add
+	# applies no leader sends node 2 anything: it cannot pass its barrier,
+	# and asking again at once would only spin). Any other failure (EINVAL:
+	# the apply found the id in use) or an id at or below the old ones
+	# fails the test.
 	"$R" member add 2 "$(addr 2)" --via "$(addr 1)" >"$T/add.out" 2>&1 &
 	adder=$!
 	until=$((SECONDS + 120))
+	is_member2() { "$R" member list --via "$(addr 1)" 2>/dev/null | awk '$1 == 2 { f = 1 } END { exit !f }'; }
 	# Ten in the root, then (once node 2 has caught up so far that it
 	# shows it) ten in old/, the directory node 2 made before (delegated
 	# to it then).
@@ -211,6 +215,7 @@ rebuild)
 			grep -q "Resource temporarily unavailable" "$T/touch.err" ||
 				{ cat "$T/touch.err"; fail "create $f through the rebuilt node 2"; }
 			[ $SECONDS -lt $until ] || fail "node 2 refused creates for 120 s (EAGAIN)"
+			wait_for $((until - SECONDS + 1)) "node 2 listed as a member" is_member2
 		done
 		id=$(stat -c %i "$f")
 		[ "$id" -gt "$old_max" ] ||
