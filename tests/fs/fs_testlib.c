@@ -141,8 +141,37 @@ void tl_use_own_ids(bool on)
 	own_ids = on;
 }
 
+static struct tl_cmds *recording;
+
+void tl_record(struct tl_cmds *l)
+{
+	recording = l;
+}
+
+void tl_cmds_free(struct tl_cmds *l)
+{
+	for (int i = 0; i < l->n; i++)
+		free(l->cmd[i]);
+	l->n = 0;
+}
+
+// Packs c into the list being recorded (tl_record), stamped as it says.
+static int record(struct tl_cmds *l, Fspb__Command *c)
+{
+	assert_true(l->n < TL_CMDS_MAX);
+	c->time_ns = TL_CMDS_TIME0 + (int64_t)l->n * 1000000;
+	c->node = l->node;
+	c->uid = l->uid;
+	c->gid = l->gid;
+	l->cmd[l->n] = tl_pack(c, &l->len[l->n]);
+	l->n++;
+	return 0;
+}
+
 int tl_apply(struct sm *sm, Fspb__Command *c)
 {
+	if (recording)
+		return record(recording, c);
 	if (own_ids && !c->uid && !c->gid) {
 		c->uid = geteuid();
 		c->gid = getegid();

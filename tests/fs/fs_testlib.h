@@ -33,7 +33,28 @@ void tl_use_own_ids(bool on);
 // The time the last tl_apply stamped.
 int64_t tl_last_time(void);
 
-// One-line builders applying a command; each returns the result.
+// Commands recorded to be applied later (a replay, batches of them):
+// while tl_record(l) is on, tl_apply, and so every builder below, packs
+// its command into l instead of applying it (their sm may be NULL) and
+// returns 0. Command i is stamped with time TL_CMDS_TIME0 + i ms, l's
+// node, and l's uid and gid (the caller's ids: the builders set none).
+#define TL_CMDS_MAX 64
+#define TL_CMDS_TIME0 1600000000000000000LL
+struct tl_cmds {
+	int n;
+	uint8_t *cmd[TL_CMDS_MAX];
+	size_t len[TL_CMDS_MAX];
+	uint32_t node, uid, gid; // set before recording
+};
+
+// Records into l from now on; NULL: tl_apply applies again.
+void tl_record(struct tl_cmds *l);
+
+// Frees l's commands; l is empty again (its stamps stay).
+void tl_cmds_free(struct tl_cmds *l);
+
+// One-line builders applying a command (or recording it: tl_record); each
+// returns the result.
 int tl_mknod(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uint32_t mode);
 int tl_mkdir(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uint32_t mode);
 int tl_symlink(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, const char *target);

@@ -27,214 +27,87 @@
 #define F3 ((1ULL << 48) | 13)
 #define F4 ((1ULL << 48) | 14)
 
-#define MAX_CMDS 32
+#define MAX_CMDS TL_CMDS_MAX
 
-struct scenario {
-	int n;
-	uint8_t *cmd[MAX_CMDS];
-	size_t len[MAX_CMDS];
-	bool own_ids; // commands by the node's own uid and gid (else 1000:100)
-};
-
-static void add(struct scenario *s, Fspb__Command *c)
+static void setattr_(uint64_t ino, uint32_t valid, uint32_t uid, uint32_t gid, uint32_t mode)
 {
-	c->time_ns = 1600000000000000000LL + (int64_t)s->n * 1000000;
-	c->uid = s->own_ids ? geteuid() : 1000;
-	c->gid = s->own_ids ? getegid() : 100;
-	s->cmd[s->n] = tl_pack(c, &s->len[s->n]);
-	s->n++;
-}
-
-static void mkdir_(struct scenario *s, uint64_t parent, const char *name, uint64_t ino,
-		   uint32_t mode)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = mode;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
-	add(s, &c);
-}
-
-static void mknod_(struct scenario *s, uint64_t parent, const char *name, uint64_t ino,
-		   uint32_t mode)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mknod m = FSPB__MKNOD__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = mode;
-	c.op_case = FSPB__COMMAND__OP_MKNOD;
-	c.mknod = &m;
-	add(s, &c);
-}
-
-static void write_(struct scenario *s, uint64_t ino, uint64_t off, const char *data, int append)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Write w = FSPB__WRITE__INIT;
-	w.ino = ino;
-	w.offset = off;
-	w.data.data = (uint8_t *)data;
-	w.data.len = strlen(data);
-	w.append = append;
-	c.op_case = FSPB__COMMAND__OP_WRITE;
-	c.write = &w;
-	add(s, &c);
-}
-
-static void rename_(struct scenario *s, uint64_t p, const char *n, uint64_t np, const char *nn,
-		    uint32_t flags)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Rename r = FSPB__RENAME__INIT;
-	r.parent = p;
-	r.name = (char *)n;
-	r.new_parent = np;
-	r.new_name = (char *)nn;
-	r.flags = flags;
-	c.op_case = FSPB__COMMAND__OP_RENAME;
-	c.rename = &r;
-	add(s, &c);
-}
-
-static void unlink_(struct scenario *s, uint64_t p, const char *n, int dir)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Unlink u = FSPB__UNLINK__INIT;
-	u.parent = p;
-	u.name = (char *)n;
-	u.dir = dir;
-	c.op_case = FSPB__COMMAND__OP_UNLINK;
-	c.unlink = &u;
-	add(s, &c);
-}
-
-static void release_(struct scenario *s, uint64_t ino)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Release r = FSPB__RELEASE__INIT;
-	r.ino = ino;
-	c.op_case = FSPB__COMMAND__OP_RELEASE;
-	c.release = &r;
-	add(s, &c);
-}
-
-static void build(struct scenario *s)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	s->n = 0;
-	mkdir_(s, SM_ROOT_ID, "a", D1, 0755);
-	mkdir_(s, SM_ROOT_ID, "b", D2, 02775);
-	mknod_(s, D1, "f", F1, S_IFREG | 0644);
-	write_(s, F1, 0, "hello", 0);
-	write_(s, F1, 2, "world", 1);
-	Fspb__SetXattr sx = FSPB__SET_XATTR__INIT;
-	sx.ino = F1;
-	sx.name = "user.x";
-	sx.value.data = (uint8_t *)"1";
-	sx.value.len = 1;
-	c.op_case = FSPB__COMMAND__OP_SETXATTR;
-	c.setxattr = &sx;
-	add(s, &c);
-	Fspb__Link ln = FSPB__LINK__INIT;
-	ln.ino = F1;
-	ln.new_parent = D2;
-	ln.new_name = "g";
-	c.op_case = FSPB__COMMAND__OP_LINK;
-	c.link = &ln;
-	add(s, &c);
-	Fspb__Symlink sl = FSPB__SYMLINK__INIT;
-	sl.parent = D1;
-	sl.name = "l";
-	sl.ino = F2;
-	sl.target = "f";
-	c.op_case = FSPB__COMMAND__OP_SYMLINK;
-	c.symlink = &sl;
-	add(s, &c);
-	mknod_(s, D1, "p", F3, S_IFIFO | 0600);
-	Fspb__SetAttr sa = FSPB__SET_ATTR__INIT;
-	sa.ino = F1;
-	sa.valid = SM_SET_UID | SM_SET_GID | SM_SET_MODE;
-	sa.uid = 7;
-	sa.gid = 8;
-	sa.mode = 04755;
-	c.op_case = FSPB__COMMAND__OP_SETATTR;
-	c.setattr = &sa;
-	add(s, &c);
-	Fspb__SetAttr sb = FSPB__SET_ATTR__INIT;
-	sb.ino = F1;
-	sb.valid = SM_SET_SIZE | SM_SET_MTIME | SM_SET_ATIME;
-	sb.size = 7;
-	sb.mtime_ns = 123456789;
-	sb.atime_ns = 987654321;
-	c.setattr = &sb;
-	add(s, &c);
-	Fspb__Fallocate fa = FSPB__FALLOCATE__INIT;
-	fa.ino = F1;
-	fa.mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-	fa.offset = 0;
-	fa.length = 2;
-	c.op_case = FSPB__COMMAND__OP_FALLOCATE;
-	c.fallocate = &fa;
-	add(s, &c);
-	mknod_(s, D2, "h", F4, S_IFREG | 0600);
-	rename_(s, D2, "h", D1, "l", 0);	       // over a symlink: F2 an orphan
-	rename_(s, D1, "p", D2, "g", RENAME_EXCHANGE); // a FIFO and a file swap places
-	mkdir_(s, SM_ROOT_ID, "e", D3, 0700);
-	rename_(s, SM_ROOT_ID, "a", SM_ROOT_ID, "e", 0); // a directory onto an empty one
-	rename_(s, SM_ROOT_ID, "b", D1, "bb", 0);	 // a directory to another parent
-	Fspb__RemoveXattr rx = FSPB__REMOVE_XATTR__INIT;
-	rx.ino = F1;
-	rx.name = "user.x";
-	c.op_case = FSPB__COMMAND__OP_REMOVEXATTR;
-	c.removexattr = &rx;
-	add(s, &c);
-	unlink_(s, D1, "p", 0);
-	unlink_(s, D1, "f", 0); // F1 an orphan
-	write_(s, F1, 100, "orphan data", 0);
-	release_(s, F2);
-	release_(s, F1);
-	unlink_(s, D2, "g", 0);
-	unlink_(s, D1, "bb", 1);
-}
-
-static void setattr_(struct scenario *s, uint64_t ino, uint32_t valid, uint32_t uid, uint32_t gid,
-		     uint32_t mode)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
 	Fspb__SetAttr a = FSPB__SET_ATTR__INIT;
 	a.ino = ino;
 	a.valid = valid;
 	a.uid = uid;
 	a.gid = gid;
 	a.mode = mode;
-	c.op_case = FSPB__COMMAND__OP_SETATTR;
-	c.setattr = &a;
-	add(s, &c);
+	tl_setattr(NULL, &a);
+}
+
+// Every op, by uid 1000 gid 100 (not the node's own ids), recorded in s.
+static void build(struct tl_cmds *s)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	s->uid = 1000;
+	s->gid = 100;
+	tl_record(s);
+	tl_mkdir(NULL, SM_ROOT_ID, "a", D1, 0755);
+	tl_mkdir(NULL, SM_ROOT_ID, "b", D2, 02775);
+	tl_mknod(NULL, D1, "f", F1, S_IFREG | 0644);
+	tl_write(NULL, F1, 0, "hello", 5);
+	Fspb__Write w = FSPB__WRITE__INIT; // an append: tl_write makes none
+	w.ino = F1;
+	w.offset = 2;
+	w.data.data = (uint8_t *)"world";
+	w.data.len = 5;
+	w.append = 1;
+	c.op_case = FSPB__COMMAND__OP_WRITE;
+	c.write = &w;
+	tl_apply(NULL, &c);
+	tl_setxattr(NULL, F1, "user.x", "1", 0);
+	tl_link(NULL, F1, D2, "g");
+	tl_symlink(NULL, D1, "l", F2, "f");
+	tl_mknod(NULL, D1, "p", F3, S_IFIFO | 0600);
+	setattr_(F1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, 7, 8, 04755);
+	Fspb__SetAttr sb = FSPB__SET_ATTR__INIT;
+	sb.ino = F1;
+	sb.valid = SM_SET_SIZE | SM_SET_MTIME | SM_SET_ATIME;
+	sb.size = 7;
+	sb.mtime_ns = 123456789;
+	sb.atime_ns = 987654321;
+	tl_setattr(NULL, &sb);
+	tl_fallocate(NULL, F1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 2);
+	tl_mknod(NULL, D2, "h", F4, S_IFREG | 0600);
+	tl_rename(NULL, D2, "h", D1, "l", 0);		    // over a symlink: F2 an orphan
+	tl_rename(NULL, D1, "p", D2, "g", RENAME_EXCHANGE); // a FIFO and a file swap places
+	tl_mkdir(NULL, SM_ROOT_ID, "e", D3, 0700);
+	tl_rename(NULL, SM_ROOT_ID, "a", SM_ROOT_ID, "e", 0); // a directory onto an empty one
+	tl_rename(NULL, SM_ROOT_ID, "b", D1, "bb", 0);	      // a directory to another parent
+	tl_removexattr(NULL, F1, "user.x");
+	tl_unlink(NULL, D1, "p", 0);
+	tl_unlink(NULL, D1, "f", 0); // F1 an orphan
+	tl_write(NULL, F1, 100, "orphan data", 11);
+	tl_release(NULL, F2);
+	tl_release(NULL, F1);
+	tl_unlink(NULL, D2, "g", 0);
+	tl_unlink(NULL, D1, "bb", 1);
+	tl_record(NULL);
 }
 
 // Creates and SetAttrs by the node's own ids, where apply skips a chown or
 // chmod to what an object already has (apply.c, set_owner_mode), and the
 // ones it must still make: a mode the umask masked, set-id bits, a chown
 // to the same owner that clears set-uid or removes a capability.
-static void build_own_ids(struct scenario *s)
+static void build_own_ids(struct tl_cmds *s)
 {
 	uint32_t u = geteuid(), g = getegid();
-	s->n = 0;
-	s->own_ids = true;
-	mkdir_(s, SM_ROOT_ID, "a", D1, 0755);
-	mkdir_(s, SM_ROOT_ID, "b", D2, 02777);
-	mknod_(s, D1, "f", F1, S_IFREG | 0644);
-	mknod_(s, D2, "g", F2, S_IFREG | 04755);
-	setattr_(s, F1, SM_SET_UID | SM_SET_GID, u, g, 0);
-	setattr_(s, F1, SM_SET_MODE, 0, 0, 0644);
-	setattr_(s, F2, SM_SET_UID, u, 0, 0); // clears set-uid
-	setattr_(s, D1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, u, g, 0700);
+	s->uid = u;
+	s->gid = g;
+	tl_record(s);
+	tl_mkdir(NULL, SM_ROOT_ID, "a", D1, 0755);
+	tl_mkdir(NULL, SM_ROOT_ID, "b", D2, 02777);
+	tl_mknod(NULL, D1, "f", F1, S_IFREG | 0644);
+	tl_mknod(NULL, D2, "g", F2, S_IFREG | 04755);
+	setattr_(F1, SM_SET_UID | SM_SET_GID, u, g, 0);
+	setattr_(F1, SM_SET_MODE, 0, 0, 0644);
+	setattr_(F2, SM_SET_UID, u, 0, 0); // clears set-uid
+	setattr_(D1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, u, g, 0700);
 	if (u == 0) { // security.capability needs CAP_SETFCAP
 		// struct vfs_cap_data, revision 2: CAP_NET_BIND_SERVICE permitted.
 		static uint8_t cap[20] = {0x00, 0x00, 0x00, 0x02, 0x00, 0x04};
@@ -246,17 +119,11 @@ static void build_own_ids(struct scenario *s)
 		sx.value.len = sizeof(cap);
 		c.op_case = FSPB__COMMAND__OP_SETXATTR;
 		c.setxattr = &sx;
-		add(s, &c);
-		setattr_(s, F1, SM_SET_UID | SM_SET_GID, u, g, 0); // removes it
+		tl_apply(NULL, &c);
+		setattr_(F1, SM_SET_UID | SM_SET_GID, u, g, 0); // removes it
 	}
-	setattr_(s, F1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, 1000, 100, 0640);
-}
-
-static void free_scenario(struct scenario *s)
-{
-	for (int i = 0; i < s->n; i++)
-		free(s->cmd[i]);
-	s->n = 0;
+	setattr_(F1, SM_SET_UID | SM_SET_GID | SM_SET_MODE, 1000, 100, 0640);
+	tl_record(NULL);
 }
 
 static void print_diff(void *arg, const char *msg)
@@ -266,7 +133,7 @@ static void print_diff(void *arg, const char *msg)
 
 // Applies commands [0, n) of s to a fresh state machine in dir, left open in
 // *slot (where teardown finds it if an assertion fails).
-static struct sm *replay_prefix(const struct scenario *s, const char *dir, int n, int *results,
+static struct sm *replay_prefix(const struct tl_cmds *s, const char *dir, int n, int *results,
 				struct sm **slot)
 {
 	int res;
@@ -282,7 +149,7 @@ static struct sm *replay_prefix(const struct scenario *s, const char *dir, int n
 
 // Everything a run creates, removed by teardown also when an assertion fails.
 struct fx {
-	struct scenario s;
+	struct tl_cmds s;
 	char *ref[MAX_CMDS];
 	char *dir;
 	struct sm *sm;
@@ -304,16 +171,17 @@ static int teardown(void **state)
 	tl_rmtree(f->dir);
 	for (int i = 0; i < MAX_CMDS; i++)
 		tl_rmtree(f->ref[i]);
-	free_scenario(&f->s);
+	tl_record(NULL); // a failed build left it on
+	tl_cmds_free(&f->s);
 	free(f);
 	return 0;
 }
 
-static void crash_after_every_step(struct fx *f, void (*builder)(struct scenario *s))
+static void crash_after_every_step(struct fx *f, void (*builder)(struct tl_cmds *s))
 {
-	struct scenario *sp = &f->s;
+	struct tl_cmds *sp = &f->s;
 	builder(sp);
-	struct scenario s = *sp;
+	struct tl_cmds s = *sp;
 	// ref[i]: the state after commands 0..i, applied without a crash. A stop
 	// inside command i is compared right after its redo, so a redo that
 	// diverges cannot be masked by later commands.

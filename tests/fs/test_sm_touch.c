@@ -23,110 +23,52 @@
 #define ID(n) ((1ULL << 48) | (100 + (n)))
 #define MAX_SUBS SM_BATCH_MAX
 
-// Commands of one or more batches; batch b holds cmds [first[b], first[b + 1]).
+// Commands of one or more batches, recorded by fs_testlib's builders
+// (node 1); batch b holds c.cmd[first[b]] up to c.cmd[first[b + 1]].
 struct plan {
-	int n, nb;
-	uint8_t *cmd[4 * MAX_SUBS];
-	size_t len[4 * MAX_SUBS];
+	struct tl_cmds c;
+	int nb;
 	int first[5];
 };
 
-static void add(struct plan *s, Fspb__Command *c)
+// The builders record into s from here on (their sm is NULL). A failed
+// test leaves the recording on: every test starts its plans with this.
+static void plan_on(struct plan *s)
 {
-	assert_true(s->n < 4 * MAX_SUBS);
-	c->time_ns = 1600000000000000000LL + (int64_t)s->n * 1000000;
-	c->node = 1;
-	s->cmd[s->n] = tl_pack(c, &s->len[s->n]);
-	s->n++;
+	s->c.node = 1;
+	tl_record(&s->c);
 }
 
 // Ends the batch being added (at least one command since the last).
 static void cut(struct plan *s)
 {
-	s->first[++s->nb] = s->n;
+	s->first[++s->nb] = s->c.n;
 }
 
-static void mkdir_(struct plan *s, uint64_t parent, const char *name, uint64_t ino)
+static void plan_free(struct plan *s)
 {
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = 0755;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
-	add(s, &c);
-}
-
-static void mknod_(struct plan *s, uint64_t parent, const char *name, uint64_t ino)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mknod m = FSPB__MKNOD__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = S_IFREG | 0644;
-	c.op_case = FSPB__COMMAND__OP_MKNOD;
-	c.mknod = &m;
-	add(s, &c);
-}
-
-static void unlink_(struct plan *s, uint64_t parent, const char *name, bool dir)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Unlink u = FSPB__UNLINK__INIT;
-	u.parent = parent;
-	u.name = (char *)name;
-	u.dir = dir;
-	c.op_case = FSPB__COMMAND__OP_UNLINK;
-	c.unlink = &u;
-	add(s, &c);
-}
-
-static void rename_(struct plan *s, uint64_t parent, const char *name, uint64_t np,
-		    const char *nn)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Rename r = FSPB__RENAME__INIT;
-	r.parent = parent;
-	r.name = (char *)name;
-	r.new_parent = np;
-	r.new_name = (char *)nn;
-	c.op_case = FSPB__COMMAND__OP_RENAME;
-	c.rename = &r;
-	add(s, &c);
+	tl_record(NULL);
+	tl_cmds_free(&s->c);
 }
 
 // Explicit times, earlier than any command's: a later touch would show.
-static void utimes_(struct plan *s, uint64_t ino)
+static void utimes_(uint64_t ino)
 {
-	Fspb__Command c = FSPB__COMMAND__INIT;
 	Fspb__SetAttr a = FSPB__SET_ATTR__INIT;
 	a.ino = ino;
 	a.valid = SM_SET_ATIME | SM_SET_MTIME;
 	a.atime_ns = a.mtime_ns = 1500000000000000000LL;
-	c.op_case = FSPB__COMMAND__OP_SETATTR;
-	c.setattr = &a;
-	add(s, &c);
+	tl_setattr(NULL, &a);
 }
 
-static void write_(struct plan *s, uint64_t ino, const char *data)
+static void write_(uint64_t ino, const char *data)
 {
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Write w = FSPB__WRITE__INIT;
-	w.ino = ino;
-	w.data.data = (uint8_t *)data;
-	w.data.len = strlen(data);
-	c.op_case = FSPB__COMMAND__OP_WRITE;
-	c.write = &w;
-	add(s, &c);
+	tl_write(NULL, ino, 0, data, strlen(data));
 }
 
 // What tar x as root does to a file it made: chown, chmod, then utimens.
-static void setattr_(struct plan *s, uint64_t ino, uint32_t valid)
+static void setattr_(uint64_t ino, uint32_t valid)
 {
-	Fspb__Command c = FSPB__COMMAND__INIT;
 	Fspb__SetAttr a = FSPB__SET_ATTR__INIT;
 	a.ino = ino;
 	a.valid = valid;
@@ -136,28 +78,7 @@ static void setattr_(struct plan *s, uint64_t ino, uint32_t valid)
 	a.size = 3;
 	a.atime_ns = 1500000000000000000LL;
 	a.mtime_ns = 1500000000000000001LL;
-	c.op_case = FSPB__COMMAND__OP_SETATTR;
-	c.setattr = &a;
-	add(s, &c);
-}
-
-static void setxattr_(struct plan *s, uint64_t ino)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__SetXattr x = FSPB__SET_XATTR__INIT;
-	x.ino = ino;
-	x.name = "user.t";
-	x.value.data = (uint8_t *)"v";
-	x.value.len = 1;
-	c.op_case = FSPB__COMMAND__OP_SETXATTR;
-	c.setxattr = &x;
-	add(s, &c);
-}
-
-static void plan_free(struct plan *s)
-{
-	for (int i = 0; i < s->n; i++)
-		free(s->cmd[i]);
+	tl_setattr(NULL, &a);
 }
 
 static uint8_t *pack_batch(const struct plan *s, int b, size_t *len)
@@ -168,7 +89,7 @@ static uint8_t *pack_batch(const struct plan *s, int b, size_t *len)
 	int n = s->first[b + 1] - s->first[b];
 	assert_true(n >= 1 && n <= MAX_SUBS);
 	for (int k = 0; k < n; k++)
-		parts[k] = (ProtobufCBinaryData){s->len[s->first[b] + k], s->cmd[s->first[b] + k]};
+		parts[k] = (ProtobufCBinaryData){s->c.len[s->first[b] + k], s->c.cmd[s->first[b] + k]};
 	bt.n_cmds = (size_t)n;
 	bt.cmds = parts;
 	c.node = 1;
@@ -202,7 +123,7 @@ static void apply_one_by_one(const struct plan *s, const char *dir, int64_t *wan
 		for (int i = s->first[b]; i < s->first[b + 1]; i++) {
 			int r;
 			assert_int_equal(
-			    sm_apply(sm, (uint64_t)i + 1, 0, 0, 0, s->cmd[i], s->len[i], &r), 0);
+			    sm_apply(sm, (uint64_t)i + 1, 0, 0, 0, s->c.cmd[i], s->c.len[i], &r), 0);
 			want[b] |= (int64_t)((uint64_t)(r & 0xff) << (8 * (i - s->first[b])));
 		}
 	}
@@ -260,7 +181,7 @@ static void check_plan(const struct plan *s)
 	assert_false(run_checked(s, top, ref, want, 0));
 	while (run_checked(s, top, ref, want, stops + 1))
 		stops++;
-	fprintf(stderr, "  %d sub-commands, stopped at %d steps of the last batch\n", s->n,
+	fprintf(stderr, "  %d sub-commands, stopped at %d steps of the last batch\n", s->c.n,
 		stops);
 	assert_true(stops > 0);
 	tl_rmtree(top);
@@ -301,7 +222,7 @@ static int steps_one_by_one(const struct plan *s)
 	int total = 0;
 	snprintf(dir, sizeof(dir), "%s/d", top);
 	int last = s->first[s->nb - 1];
-	for (int i = last; i < s->n; i++) {
+	for (int i = last; i < s->c.n; i++) {
 		for (int k = 1;; k++) {
 			struct sm *sm;
 			assert_int_equal(sm_open(dir, 1, &sm), 0);
@@ -310,11 +231,11 @@ static int steps_one_by_one(const struct plan *s)
 			int r;
 			for (int j = last; j < i; j++)
 				assert_int_equal(sm_apply(sm, (uint64_t)(s->nb + j - last), 0, 0, 0,
-							  s->cmd[j], s->len[j], &r),
+							  s->c.cmd[j], s->c.len[j], &r),
 						 0);
 			sm_test_crash_at(sm, k);
-			int rc = sm_apply(sm, (uint64_t)(s->nb + i - last), 0, 0, 0, s->cmd[i],
-					  s->len[i], &r);
+			int rc = sm_apply(sm, (uint64_t)(s->nb + i - last), 0, 0, 0, s->c.cmd[i],
+					  s->c.len[i], &r);
 			sm_close(sm);
 			tl_rmtree(strdup(dir));
 			if (rc == 0) {
@@ -334,18 +255,21 @@ static void test_one_touch_per_batch(void **state)
 {
 	(void)state;
 	struct plan one = {0}, eight = {0};
-	mkdir_(&one, SM_ROOT_ID, "p", P);
+	plan_on(&one);
+	tl_mkdir(NULL, SM_ROOT_ID, "p", P, 0755);
 	cut(&one);
-	mkdir_(&one, P, "d0", ID(0));
+	tl_mkdir(NULL, P, "d0", ID(0), 0755);
 	cut(&one);
-	mkdir_(&eight, SM_ROOT_ID, "p", P);
+	plan_on(&eight);
+	tl_mkdir(NULL, SM_ROOT_ID, "p", P, 0755);
 	cut(&eight);
 	for (int i = 0; i < 8; i++) {
 		char name[8];
 		snprintf(name, sizeof(name), "d%d", i);
-		mkdir_(&eight, P, name, ID(i));
+		tl_mkdir(NULL, P, name, ID(i), 0755);
 	}
 	cut(&eight);
+	tl_record(NULL);
 	int s1 = steps_of_last(&one), s8 = steps_of_last(&eight);
 	fprintf(stderr, "  steps: one mkdir %d, eight in one batch %d\n", s1, s8);
 	assert_int_equal(s8, 8 * s1 - 7 * 2);
@@ -364,13 +288,14 @@ static void test_file_times_once(void **state)
 {
 	(void)state;
 	struct plan s = {0};
-	mkdir_(&s, SM_ROOT_ID, "p", P);
+	plan_on(&s);
+	tl_mkdir(NULL, SM_ROOT_ID, "p", P, 0755);
 	cut(&s);
-	mknod_(&s, P, "f", ID(0));
-	write_(&s, ID(0), "abc");
-	setattr_(&s, ID(0), SM_SET_UID | SM_SET_GID);
-	setattr_(&s, ID(0), SM_SET_MODE);
-	setattr_(&s, ID(0), SM_SET_ATIME | SM_SET_MTIME);
+	tl_mknod(NULL, P, "f", ID(0), S_IFREG | 0644);
+	write_(ID(0), "abc");
+	setattr_(ID(0), SM_SET_UID | SM_SET_GID);
+	setattr_(ID(0), SM_SET_MODE);
+	setattr_(ID(0), SM_SET_ATIME | SM_SET_MTIME);
 	cut(&s);
 	int one = steps_one_by_one(&s), batched = steps_of_last(&s);
 	fprintf(stderr, "  steps: one by one %d, in one batch %d\n", one, batched);
@@ -386,44 +311,28 @@ static void test_object_times_mixed(void **state)
 {
 	(void)state;
 	struct plan s = {0};
-	mkdir_(&s, SM_ROOT_ID, "p", P);
-	mkdir_(&s, SM_ROOT_ID, "q", Q);
-	mknod_(&s, P, "old", ID(9));
+	plan_on(&s);
+	tl_mkdir(NULL, SM_ROOT_ID, "p", P, 0755);
+	tl_mkdir(NULL, SM_ROOT_ID, "q", Q, 0755);
+	tl_mknod(NULL, P, "old", ID(9), S_IFREG | 0644);
 	cut(&s);
-	mknod_(&s, P, "f", ID(0));
-	write_(&s, ID(0), "abcdef");
-	setattr_(&s, ID(0), SM_SET_SIZE);
-	setattr_(&s, ID(9), SM_SET_ATIME);
-	unlink_(&s, P, "f", false); // its ctime at once: kept ones first
-	setxattr_(&s, ID(9));
-	setattr_(&s, ID(9), SM_SET_MTIME_NOW);
-	write_(&s, ID(9), "xy");
+	tl_mknod(NULL, P, "f", ID(0), S_IFREG | 0644);
+	write_(ID(0), "abcdef");
+	setattr_(ID(0), SM_SET_SIZE);
+	setattr_(ID(9), SM_SET_ATIME);
+	tl_unlink(NULL, P, "f", false); // its ctime at once: kept ones first
+	tl_setxattr(NULL, ID(9), "user.t", "v", 0);
+	setattr_(ID(9), SM_SET_MTIME_NOW);
+	write_(ID(9), "xy");
 	cut(&s);
-	setattr_(&s, ID(9), SM_SET_MTIME);
-	rename_(&s, P, "old", Q, "new");
-	setattr_(&s, ID(9), SM_SET_ATIME_NOW | SM_SET_MODE);
-	{
-		Fspb__Command c = FSPB__COMMAND__INIT;
-		Fspb__Symlink l = FSPB__SYMLINK__INIT;
-		Fspb__Link k = FSPB__LINK__INIT;
-		l.parent = Q;
-		l.name = "sl";
-		l.ino = ID(1);
-		l.target = "new";
-		c.op_case = FSPB__COMMAND__OP_SYMLINK;
-		c.symlink = &l;
-		add(&s, &c);
-		Fspb__Command c2 = FSPB__COMMAND__INIT;
-		k.ino = ID(9);
-		k.new_parent = P;
-		k.new_name = "again";
-		c2.op_case = FSPB__COMMAND__OP_LINK;
-		c2.link = &k;
-		add(&s, &c2);
-	}
-	setattr_(&s, ID(1), SM_SET_UID);
-	unlink_(&s, Q, "new", false);
-	write_(&s, ID(9), "");
+	setattr_(ID(9), SM_SET_MTIME);
+	tl_rename(NULL, P, "old", Q, "new", 0);
+	setattr_(ID(9), SM_SET_ATIME_NOW | SM_SET_MODE);
+	tl_symlink(NULL, Q, "sl", ID(1), "new");
+	tl_link(NULL, ID(9), P, "again");
+	setattr_(ID(1), SM_SET_UID);
+	tl_unlink(NULL, Q, "new", false);
+	write_(ID(9), "");
 	cut(&s);
 	check_plan(&s);
 	plan_free(&s);
@@ -435,14 +344,15 @@ static void test_own_times_after(void **state)
 {
 	(void)state;
 	struct plan s = {0};
-	mkdir_(&s, SM_ROOT_ID, "p", P);
-	mkdir_(&s, SM_ROOT_ID, "q", Q);
+	plan_on(&s);
+	tl_mkdir(NULL, SM_ROOT_ID, "p", P, 0755);
+	tl_mkdir(NULL, SM_ROOT_ID, "q", Q, 0755);
 	cut(&s);
-	mknod_(&s, P, "a", ID(0));
-	utimes_(&s, P);
-	mknod_(&s, Q, "b", ID(1));
-	setxattr_(&s, Q);
-	mkdir_(&s, SM_ROOT_ID, "c", ID(2));
+	tl_mknod(NULL, P, "a", ID(0), S_IFREG | 0644);
+	utimes_(P);
+	tl_mknod(NULL, Q, "b", ID(1), S_IFREG | 0644);
+	tl_setxattr(NULL, Q, "user.t", "v", 0);
+	tl_mkdir(NULL, SM_ROOT_ID, "c", ID(2), 0755);
 	cut(&s);
 	check_plan(&s);
 	plan_free(&s);
@@ -455,26 +365,18 @@ static void test_redo_keeps_earlier(void **state)
 {
 	(void)state;
 	struct plan s = {0};
-	mkdir_(&s, SM_ROOT_ID, "p", P);
-	mkdir_(&s, SM_ROOT_ID, "q", Q);
+	plan_on(&s);
+	tl_mkdir(NULL, SM_ROOT_ID, "p", P, 0755);
+	tl_mkdir(NULL, SM_ROOT_ID, "q", Q, 0755);
 	cut(&s);
-	mkdir_(&s, P, "c", ID(0));
-	mknod_(&s, Q, "b", ID(1));
-	mknod_(&s, ID(0), "d", ID(2));
-	write_(&s, ID(2), "x");
-	write_(&s, ID(2), ""); // nothing written: no times
-	{
-		Fspb__Command c = FSPB__COMMAND__INIT;
-		Fspb__Link k = FSPB__LINK__INIT;
-		k.ino = ID(2);
-		k.new_parent = Q;
-		k.new_name = "l";
-		c.op_case = FSPB__COMMAND__OP_LINK;
-		c.link = &k;
-		add(&s, &c);
-	}
-	mknod_(&s, P, "no/such", ID(4)); // refused: keeps nothing
-	mknod_(&s, Q, "e", ID(3));
+	tl_mkdir(NULL, P, "c", ID(0), 0755);
+	tl_mknod(NULL, Q, "b", ID(1), S_IFREG | 0644);
+	tl_mknod(NULL, ID(0), "d", ID(2), S_IFREG | 0644);
+	write_(ID(2), "x");
+	write_(ID(2), ""); // nothing written: no times
+	tl_link(NULL, ID(2), Q, "l");
+	tl_mknod(NULL, P, "no/such", ID(4), S_IFREG | 0644); // refused: keeps nothing
+	tl_mknod(NULL, Q, "e", ID(3), S_IFREG | 0644);
 	cut(&s);
 	check_plan(&s);
 	plan_free(&s);
@@ -486,24 +388,25 @@ static void test_renamed_or_removed_after(void **state)
 {
 	(void)state;
 	struct plan s = {0};
-	mkdir_(&s, SM_ROOT_ID, "p", P);
-	mkdir_(&s, SM_ROOT_ID, "q", Q);
+	plan_on(&s);
+	tl_mkdir(NULL, SM_ROOT_ID, "p", P, 0755);
+	tl_mkdir(NULL, SM_ROOT_ID, "q", Q, 0755);
 	cut(&s);
-	mkdir_(&s, P, "d", ID(0));
-	mknod_(&s, ID(0), "f", ID(1));
-	rename_(&s, P, "d", Q, "e");
-	mknod_(&s, P, "g", ID(2));
-	unlink_(&s, Q, "e/f", false); // refused (a name with a slash): no touch
-	unlink_(&s, P, "g", false);
-	mkdir_(&s, Q, "h", ID(3));
-	mkdir_(&s, ID(3), "i", ID(4));
+	tl_mkdir(NULL, P, "d", ID(0), 0755);
+	tl_mknod(NULL, ID(0), "f", ID(1), S_IFREG | 0644);
+	tl_rename(NULL, P, "d", Q, "e", 0);
+	tl_mknod(NULL, P, "g", ID(2), S_IFREG | 0644);
+	tl_unlink(NULL, Q, "e/f", false); // refused (a name with a slash): no touch
+	tl_unlink(NULL, P, "g", false);
+	tl_mkdir(NULL, Q, "h", ID(3), 0755);
+	tl_mkdir(NULL, ID(3), "i", ID(4), 0755);
 	cut(&s);
-	unlink_(&s, ID(3), "i", true);
-	unlink_(&s, Q, "h", true);
-	mknod_(&s, Q, "j", ID(5));
-	rename_(&s, Q, "j", Q, "j"); // to itself: nothing done
-	rename_(&s, Q, "j", P, "j2");
-	mknod_(&s, ID(0), "k", ID(6));
+	tl_unlink(NULL, ID(3), "i", true);
+	tl_unlink(NULL, Q, "h", true);
+	tl_mknod(NULL, Q, "j", ID(5), S_IFREG | 0644);
+	tl_rename(NULL, Q, "j", Q, "j", 0); // to itself: nothing done
+	tl_rename(NULL, Q, "j", P, "j2", 0);
+	tl_mknod(NULL, ID(0), "k", ID(6), S_IFREG | 0644);
 	cut(&s);
 	check_plan(&s);
 	plan_free(&s);
