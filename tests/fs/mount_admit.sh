@@ -15,22 +15,7 @@ set -euo pipefail
 . "$(dirname "$0")/../mount/lib.sh"
 export RAFTFS_ADMIT_KIB=1024
 up
-head -c $((16 << 20)) /dev/urandom >"$T/src"
-
-# big ID: 8 MiB files b<ID>.<K> through mount ID, each from a different MiB
-# of src; K is logged once dd's fsync (and close) returned.
-big() {
-	local id=$1 k=0
-	while [ ! -e "$T/stop" ]; do
-		k=$((k + 1))
-		if dd if="$T/src" of="$C/n$id/b$id.$k" bs=1M count=8 skip=$((k % 8)) \
-			conv=fsync status=none 2>/dev/null; then
-			echo $k >>"$T/big$id"
-		else
-			sleep 0.05 # no leader for a while: do not spin
-		fi
-	done
-}
+big_src
 
 # small ID: 4 KiB records "ID I" (padded) appended to s<ID> through mount
 # ID, each write followed by fsync; I is logged once the fsync returned. A
@@ -71,7 +56,9 @@ bigs=()
 for id in 1 2 3; do [ "$id" = "$L" ] || bigs+=("$id"); done
 # The writers: big ones on the followers' mounts, so the killed leader's
 # mount has only its small writer, whose node dies under it.
-for id in "${bigs[@]}"; do big "$id" & done
+# Big files b<ID>.<K>, K logged in big<ID> once dd's fsync (and close)
+# returned.
+for id in "${bigs[@]}"; do big_writer "$id" b "big$id" conv=fsync & done
 for id in 1 2 3; do small "$id" & done
 for id in "${bigs[@]}"; do wait_for 120 "big writer $id started" at_least "big$id" 2; done
 for id in 1 2 3; do wait_for 60 "small writer $id started" at_least "small$id" 5; done
@@ -109,14 +96,9 @@ wait
 # check MOUNT...: every acknowledged big file whole, every acknowledged
 # small record there once, and every record in the small files whole.
 check() {
-	local m id k
+	local m id
 	for m in "$@"; do
-		for id in "${bigs[@]}"; do
-			while read -r k; do
-				dd if="$T/src" bs=1M count=8 skip=$((k % 8)) status=none |
-					cmp -s - "$m/b$id.$k" || fail "$m/b$id.$k is not what was acknowledged"
-			done <"$T/big$id"
-		done
+		for id in "${bigs[@]}"; do big_check "$m" "$id" b "big$id"; done
 		for id in 1 2 3; do
 			python3 - "$m/s$id" "$T/small$id" "$id" <<'EOF' || fail "$m/s$id"
 import sys

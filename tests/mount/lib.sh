@@ -76,6 +76,38 @@ line_writer() {
 	done
 }
 
+# Big files (mount.write_failover, mount.admit): big_src makes $T/src, 16
+# MiB of random bytes; a writer's file K holds 8 MiB of it from MiB K % 8.
+big_src() { head -c $((16 << 20)) /dev/urandom >"$T/src"; }
+
+# big_writer ID NAME LOG [DD_ARG...]: until $T/stop exists, writes 8 MiB
+# files NAME<ID>.<K> through mount ID in 1 MiB writes and logs K in $T/LOG
+# once dd returned success: its writes and its close (pipelined writes
+# report at close), and its fsync with conv=fsync.
+big_writer() {
+	local id=$1 name=$2 log=$3 k=0
+	shift 3
+	while [ ! -e "$T/stop" ]; do
+		k=$((k + 1))
+		if dd if="$T/src" of="$C/n$id/$name$id.$k" bs=1M count=8 skip=$((k % 8)) "$@" \
+			status=none 2>/dev/null; then
+			echo $k >>"$T/$log"
+		else
+			sleep 0.05 # no leader for a while: do not spin
+		fi
+	done
+}
+
+# big_check MOUNT ID NAME LOG: every file big_writer ID NAME logged in
+# $T/LOG is whole on MOUNT.
+big_check() {
+	local k
+	while read -r k; do
+		dd if="$T/src" bs=1M count=8 skip=$((k % 8)) status=none |
+			cmp -s - "$1/$3$2.$k" || fail "$1/$3$2.$k is not what was acknowledged"
+	done <"$T/$4"
+}
+
 # Orphans (fs/README-sm.md): DATA/ids/xx/<16 hex digits> of id (decimal)
 # on node n. index_of N ID
 index_of() { local h; h=$(printf '%016x' "$2"); echo "$C/node$1/data/ids/${h:14:2}/$h"; }

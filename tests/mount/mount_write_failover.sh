@@ -9,29 +9,15 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 up
-head -c $((16 << 20)) /dev/urandom >"$T/src"
-
-# writer ID: writes 8 MiB files f<ID>.<K> through mount ID in 1 MiB writes,
-# each starting at a different MiB of src; logs K when dd (write and close)
-# succeeded.
-writer() {
-	local id=$1 k=0
-	while [ ! -e "$T/stop" ]; do
-		k=$((k + 1))
-		if dd if="$T/src" of="$C/n$id/f$id.$k" bs=1M count=8 skip=$((k % 8)) \
-			status=none 2>/dev/null; then
-			echo $k >>"$T/acked$id"
-		else
-			sleep 0.05 # a failed write (no leader for too long): do not spin
-		fi
-	done
-}
+big_src
 
 L=$(leader_id)
 [ -n "$L" ] || fail "no leader"
 writers=()
 for id in 1 2 3; do [ "$id" = "$L" ] || writers+=("$id"); done
-for id in "${writers[@]}"; do : >"$T/acked$id"; writer "$id" & done
+# Each logs a file (in acked<ID>, lib.sh's acked) when dd's write and
+# close succeeded.
+for id in "${writers[@]}"; do : >"$T/acked$id"; big_writer "$id" f "acked$id" & done
 for id in "${writers[@]}"; do wait_for 60 "writer $id started" acked_at_least "$id" 2; done
 
 echo "== kill -9 leader $L while n${writers[0]} and n${writers[1]} write"
@@ -47,14 +33,9 @@ wait
 
 # check MOUNT...: every acknowledged file whole on each mount.
 check() {
-	local m id k
+	local m id
 	for m in "$@"; do
-		for id in "${writers[@]}"; do
-			while read -r k; do
-				dd if="$T/src" bs=1M count=8 skip=$((k % 8)) status=none |
-					cmp -s - "$m/f$id.$k" || fail "$m/f$id.$k is not what was acknowledged"
-			done <"$T/acked$id"
-		done
+		for id in "${writers[@]}"; do big_check "$m" "$id" f "acked$id"; done
 	done
 }
 check "$C/n${writers[0]}" "$C/n${writers[1]}"
