@@ -7,7 +7,9 @@
 # line with MiB/s, the
 # load average, and the three nodes' CPU per MiB written by thread kind
 # (loop, apply, vlog syncer, rocksdb, other: bench/fs/lib.sh's
-# thread_snap, the method of cpu_per_file.sh).
+# thread_snap, the method of cpu_per_file.sh), and the bytes the nodes
+# sent each other over TCP per MiB written (wire, from ss: both ends of
+# every connection between them).
 # TAIL=1: instead, ROUNDS times, a loop of 4 KiB pwrite + fsync on one
 # follower's mount while dd writes TAIL_MIB (default 128) MiB on the other
 # follower's mount; prints the loop's latency percentiles during the dd and
@@ -19,7 +21,9 @@
 # (consensus/node_admit.h: proposals held, most held at once, most big
 # bytes uncommitted; logged when the node stops) is printed at the end (in
 # both modes), and how many of other nodes' big writes its apply wrote
-# around the page cache (RAFTFS_APPLY_DIRECT: 0 never, 1 always);
+# around the page cache (RAFTFS_APPLY_DIRECT: 0 never, 1 always), and
+# what it elided (consensus/README-node.md, "A forwarder's own bytes":
+# RAFTFS_ELIDE=0 sends every append whole);
 # RAFTFS_ADMIT_KIB=0 turns admission off for a before/after in one build.
 # SNAPSHOT_BYTES=N sets [raft] snapshot_bytes (the default, 256 MiB, takes
 # a snapshot in the middle of the runs: its copy of the file being written
@@ -47,6 +51,17 @@ leader=$(leader_of "$c")
 f1=$((leader % 3 + 1))
 f2=$((f1 % 3 + 1))
 pids=$(node_pids "$c")
+ports=$(for n in 1 2 3; do "$raftfs" local addr "$c" "$n"; done | sed 's/.*://' | tr '\n' ' ')
+
+# wire_bytes: bytes sent so far on the established TCP connections with a
+# node's port at either end (each connection's two ends: both directions).
+wire_bytes() {
+	ss -tinH state established | awk -v ports="$ports" '
+		BEGIN { n = split(ports, p, " "); for (i = 1; i <= n; i++) want[p[i]] = 1 }
+		/^[0-9]/ { l = $3; r = $4; sub(/.*:/, "", l); sub(/.*:/, "", r); ok = (l in want) || (r in want); next }
+		ok && match($0, /bytes_sent:[0-9]+/) { s += substr($0, RSTART + 11, RLENGTH - 11) }
+		END { printf "%.0f\n", s }'
+}
 
 # Every node has applied all that was committed.
 wait_settled() {
@@ -87,6 +102,8 @@ admission_lines() {
 		[ -z "$a" ] || echo "n$n admission: $a"
 		a=$(grep -h 'big writes of other nodes' "$c/node$n/node.log" 2>/dev/null | tail -1 | sed 's/.*big writes/big writes/' || true)
 		[ -z "$a" ] || echo "n$n apply: $a"
+		a=$(grep -h 'elision:' "$c/node$n/node.log" 2>/dev/null | tail -1 | sed 's/.*elision: //' || true)
+		[ -z "$a" ] || echo "n$n elision: $a"
 	done
 }
 
@@ -98,11 +115,14 @@ if [ -z "${TAIL:-}" ]; then
 			[ "$n" = "$leader" ] && role=leader
 			wait_settled
 			snap >"$work/before"
+			w0=$(wire_bytes)
 			l=$(load)
 			mibs=$(dd_mib "$c/n$n/seq.$r.$n" "$size")
 			wait_settled
 			snap >"$work/after"
-			echo "round $r n$n ($role): $size MiB $mibs MiB/s [load $l] $(cpu_per_mib "$work/before" "$work/after" "$size")"
+			w1=$(wire_bytes)
+			wire=$(echo "($w1 - $w0) / 1048576 / $size" | bc -l | xargs printf '%.2f')
+			echo "round $r n$n ($role): $size MiB $mibs MiB/s [load $l] wire $wire MiB/MiB $(cpu_per_mib "$work/before" "$work/after" "$size")"
 			rm -f "$c/n$n/seq.$r.$n"
 		done
 	done
