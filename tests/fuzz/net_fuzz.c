@@ -16,12 +16,12 @@
 #include <unistd.h>
 
 #include "raft.pb-c.h"
+#include "transport.h" /* TRANSPORT_VERSION only: a copy would go stale */
 #include "transport.pb-c.h"
 
-/* consensus/frame.h and consensus/transport.h, restated: this program
- * speaks the wire format from outside, as an attacker would. */
+/* consensus/frame.h restated: this program speaks the wire format from
+ * outside, as an attacker would. */
 enum { F_HELLO = 1, F_RAFT = 2, F_REQUEST = 3, F_RESPONSE = 4, F_CHUNK = 5 };
-#define VERSION 2 /* consensus/transport.h TRANSPORT_VERSION */
 #define WAIT_MS 20000 /* longest a request may wait for its answer (a propose: 5 s) */
 
 struct nf {
@@ -178,7 +178,7 @@ static int hello(struct nf *z, int fd, uint64_t id)
 
 	h.cluster = (char *)z->cluster;
 	h.node_id = id;
-	h.version = VERSION;
+	h.version = TRANSPORT_VERSION;
 	len = transportpb__hello__pack(&h, buf);
 	if (!send_frame(fd, F_HELLO, buf, len))
 		return 0;

@@ -20,6 +20,8 @@ trap 'echo "FAIL [${SCENARIO:-?}]: line $LINENO: exit status $? of: $BASH_COMMAN
 
 R=$1
 SCENARIO=$2
+# The source tree (this script is tests/node/cluster_test.sh in it).
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # These tests run the kv test state machine (no mounts): `raftfs local`
 # creates such clusters when RAFTFS_LOCAL_SM=kv.
 export RAFTFS_LOCAL_SM=kv
@@ -377,18 +379,22 @@ scenario_bad_peer() {
 	send_raw "$port" '\x00\x00\x00\x02\x02x'
 	# A Hello that does not decode.
 	send_raw "$port" '\x00\x00\x00\x04\x01\xff\xff\xff'
-	# Hello from node 1 of cluster "evil": refused, with the reason. (Field 3,
-	# \x18\x02, is the protocol version: consensus/transport.h TRANSPORT_VERSION.)
-	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x02'
+	# Hello from node 1 of cluster "evil": refused, with the reason. Field 3
+	# (\x18 and one byte) is the protocol version, read from the source so
+	# that these hellos fail only for the reason each is about.
+	tv=$(sed -n 's/^#define TRANSPORT_VERSION \([0-9]*\)$/\1/p' "$SRC/consensus/transport.h")
+	[ -n "$tv" ] && [ "$tv" -lt 128 ] || fail "TRANSPORT_VERSION not found in $SRC/consensus/transport.h (or not one varint byte)"
+	ver=$(printf '\\x18\\x%02x' "$tv")
+	send_raw "$port" "\\x00\\x00\\x00\\x0b\\x01\\x0a\\x04evil\\x10\\x01$ver"
 	grep -q "cluster 'evil'" "$T/raw.out" || fail "no refusal reason for a wrong cluster"
 	# The same, with more frames right behind it: nothing after the refusal is read.
-	send_raw "$port" '\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x02\x00\x00\x00\x0b\x01\x0a\x04evil\x10\x01\x18\x02\x00\x00\x00\x02\x02x'
+	send_raw "$port" "\\x00\\x00\\x00\\x0b\\x01\\x0a\\x04evil\\x10\\x01$ver\\x00\\x00\\x00\\x0b\\x01\\x0a\\x04evil\\x10\\x01$ver\\x00\\x00\\x00\\x02\\x02x"
 	[ "$(grep -ao "cluster 'evil'" "$T/raw.out" | wc -l)" -eq 1 ] || fail "more than one answer after a refusal"
 	# Hello from unknown node 9 of the right cluster.
 	len=$((2 + ${#cluster} + 4))
 	hex=$(printf '\\x%02x' $((len + 1)))
 	name=$(printf '\\x%02x' "${#cluster}")
-	send_raw "$port" "\\x00\\x00\\x00$hex\\x01\\x0a$name$cluster\\x10\\x09\\x18\\x02"
+	send_raw "$port" "\\x00\\x00\\x00$hex\\x01\\x0a$name$cluster\\x10\\x09$ver"
 	grep -q "unknown node id 9" "$T/raw.out" || fail "no refusal reason for an unknown node"
 	wait "${BG_PIDS[0]}" || fail "loader failed"
 	BG_PIDS=()
