@@ -75,6 +75,9 @@ typedef struct peer {
 	 * the index up to which its entries go whole (it lacked one). Set on
 	 * the loop thread, read by direct senders too. */
 	_Atomic uint64_t own_client, sent_max, whole_upto;
+	/* TRANSPORT_FEATURE_* it offered in its hello on the present
+	 * connection (set before the connection is used). */
+	_Atomic uint32_t features;
 	/* This node as follower: the lowest entry of this peer's appends
 	 * whose elided data it lacked, for the next APP_RESP (0: none). */
 	_Atomic uint64_t lacked;
@@ -450,6 +453,9 @@ static void send_hello(transport_conn *c, const char *error)
 	h.cluster = (char *)c->t->cfg->cluster;
 	h.node_id = c->t->cfg->id;
 	h.version = TRANSPORT_VERSION;
+	/* RAFTFS_ELIDE=0 turns the whole feature off: nothing left out for
+	 * others, and none asked to leave anything out for this node. */
+	h.features = c->t->elide ? TRANSPORT_FEATURE_ELIDE : 0;
 	h.error = (char *)(error ? error : "");
 	send_pb(c, FRAME_HELLO, &h.base);
 }
@@ -497,6 +503,8 @@ static codec_elision *elide(transport *t, peer *p, const raft_msg *m)
 	codec_elision *el = NULL;
 
 	atomic_raise(&p->sent_max, m->entries[m->n_entries - 1].index);
+	if (!(atomic_load(&p->features) & TRANSPORT_FEATURE_ELIDE))
+		return NULL; /* it could not fill anything in */
 	for (size_t i = 0; client && i < m->n_entries; i++) {
 		const raft_entry *e = &m->entries[i];
 		envelope env;
@@ -692,7 +700,7 @@ void transport_reply(transport_conn *c, const Transportpb__Response *resp)
 
 /* ---- reading ---- */
 
-static void peer_up(transport_conn *c, peer *p)
+static void peer_up(transport_conn *c, peer *p, uint32_t features)
 {
 	if (p->conn && p->conn != c) {
 		/* The peer restarted before we noticed the old connection die:
@@ -709,9 +717,10 @@ static void peer_up(transport_conn *c, peer *p)
 	 * peer has none of its old proposals. */
 	atomic_store(&p->own_client, 0);
 	atomic_store(&p->lacked, 0);
+	atomic_store(&p->features, features);
 	lane_set(c->t, p, c);
 	p->backoff_ms = BACKOFF_MIN_MS;
-	RLOG(RLOG_NET, "%s: connected", c->name);
+	RLOG(RLOG_NET, "%s: connected (features %#x)", c->name, (unsigned)features);
 }
 
 static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
@@ -739,7 +748,7 @@ static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
 			rlog_write(RLOG_ERR, "%s: protocol version %u, ours is %u: closing",
 				   c->name, h->version, TRANSPORT_VERSION);
 		else if (find_peer(t, c->peer)) {
-			peer_up(c, find_peer(t, c->peer));
+			peer_up(c, find_peer(t, c->peer), h->features);
 			goto out;
 		} /* else: the peer was removed while we dialled it */
 		conn_close(c);
@@ -771,7 +780,7 @@ static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
 	if (p) {
 		c->peer = p->id;
 		snprintf(c->name, sizeof(c->name), "peer %llu (in)", (unsigned long long)p->id);
-		peer_up(c, p);
+		peer_up(c, p, h->features);
 	} else {
 		c->state = CONN_CLIENT;
 		c->fr.max_frame = t->cfg->max_frame_bytes;

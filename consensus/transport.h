@@ -34,14 +34,24 @@
 
 /* Nodes of different versions refuse each other at the hello. 2: the log
  * may hold fs Batch entries (proto/fs.proto), which a version-1 node would
- * apply as no-ops while the others apply them — a silent divergence. 3: an
- * append may leave out the data of a forwarder's own entries
- * (raftpb.Entry.elided_len), which a version-2 node would log as sent. */
-#define TRANSPORT_VERSION 3
+ * apply as no-ops while the others apply them — a silent divergence.
+ * What a node may leave out for a peer that can do without it is not a
+ * version but a feature (TRANSPORT_FEATURE_*), offered in the hello and
+ * used only towards a peer that offered it on the present connection: a
+ * cluster is upgraded one node at a time, and the mixed cluster meanwhile
+ * speaks what both ends of each connection know. */
+#define TRANSPORT_VERSION 2
+
+/* This node fills in the elided data of its own entries (node_elide.c), so
+ * a leader may send it appends with raftpb.Entry.elided_len set. A node
+ * that does not offer it (an older one, or RAFTFS_ELIDE=0) gets every
+ * append whole: it would log the envelope as the entry. */
+#define TRANSPORT_FEATURE_ELIDE 1u
 
 /* A forwarder's own bytes (README-node.md): entry data at least this long
  * that a peer proposed itself (its forwarded proposals' client id, learnt
- * on the present connection) is left out of the appends to it, with its
+ * on the present connection, if it offered TRANSPORT_FEATURE_ELIDE there)
+ * is left out of the appends to it, with its
  * length and CRC-32C; the receiver fills it in from its own pending copy
  * (node_elide.c) or, lacking one, names the entry in its next APP_RESP
  * (transport_lacks), and from then on every entry the leader had sent it
