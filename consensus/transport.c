@@ -524,11 +524,23 @@ static codec_elision *elide(transport *t, peer *p, const raft_msg *m)
 	return el;
 }
 
+/* Peer p's appends lacked entry index: the lowest such goes in the next
+ * append response to p. */
+static void note_lacked(peer *p, uint64_t index)
+{
+	uint64_t cur = atomic_load(&p->lacked);
+
+	while ((!cur || index < cur) && !atomic_compare_exchange_weak(&p->lacked, &cur, index))
+		;
+}
+
 /* codec_msg_encode_segs of m for peer p (m->to; NULL: unknown), with a
  * frame header's room: an append leaves out what the peer has (elide), an
- * append response names the entry this node lacked (transport_lacks). */
+ * append response names the entry this node lacked (transport_lacks),
+ * taken from p into *took (0: none): a caller whose send then fails puts
+ * it back (note_lacked), or the leader would never hear of it. */
 static int encode_for(transport *t, peer *p, const raft_msg *m, uint8_t **buf, size_t *len,
-		      codec_seg *segs, size_t *n_segs)
+		      codec_seg *segs, size_t *n_segs, uint64_t *took)
 {
 	codec_elision *el = NULL;
 	raft_entry *ents = NULL;
@@ -556,19 +568,20 @@ static int encode_for(transport *t, peer *p, const raft_msg *m, uint8_t **buf, s
 	rc = codec_msg_encode_elided(&v, el, FRAME_HEADER_BYTES, buf, len, segs, SEND_SEGS, n_segs);
 	free(ents);
 	free(el);
+	*took = v.full_from;
+	if (rc != 0 && *took) {
+		note_lacked(p, *took);
+		*took = 0;
+	}
 	return rc;
 }
 
 void transport_lacks(transport *t, uint64_t id, uint64_t index)
 {
 	peer *p = find_peer(t, id);
-	uint64_t cur;
 
-	if (!p || !index)
-		return;
-	cur = atomic_load(&p->lacked);
-	while ((!cur || index < cur) && !atomic_compare_exchange_weak(&p->lacked, &cur, index))
-		;
+	if (p && index)
+		note_lacked(p, index);
 }
 
 void transport_elided(const transport *t, uint64_t *ents, uint64_t *bytes)
@@ -582,16 +595,19 @@ int transport_send(transport *t, const raft_msg *m)
 	peer *p = find_peer(t, m->to);
 	codec_seg segs[SEND_SEGS];
 	size_t len, n_segs;
+	uint64_t took;
 	uint8_t *buf;
 
 	if (!p || !p->conn)
 		return -ENOTCONN;
 	/* A big append is written from the entries' own data: one copy less
 	 * of every byte a leader sends, per follower. */
-	if (encode_for(t, p, m, &buf, &len, segs, &n_segs) != 0)
+	if (encode_for(t, p, m, &buf, &len, segs, &n_segs, &took) != 0)
 		return -EINVAL;
 	if (p->conn->queued + len > t->cfg->send_queue_bytes) {
 		free(buf);
+		if (took)
+			note_lacked(p, took);
 		return -ENOBUFS;
 	}
 	frame_header(buf, FRAME_RAFT, len);
@@ -620,8 +636,10 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	struct msghdr mh = {0};
 	transport_conn *c;
 	size_t len, n_segs;
+	uint64_t took;
 	uint8_t *buf;
 	ssize_t w;
+	peer *p;
 	int rc;
 
 	/* Looked at before encoding: a busy lane (the common refusal) costs
@@ -631,7 +649,8 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	pthread_mutex_unlock(&t->wmu);
 	if (!c)
 		return -EAGAIN;
-	if (encode_for(t, lane_peer(t, m->to), m, &buf, &len, segs, &n_segs) != 0)
+	p = lane_peer(t, m->to);
+	if (encode_for(t, p, m, &buf, &len, segs, &n_segs, &took) != 0)
 		return -EINVAL;
 	frame_header(buf, FRAME_RAFT, len);
 	for (size_t i = 0; i < n_segs; i++)
@@ -658,6 +677,11 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	}
 	pthread_mutex_unlock(&t->wmu);
 	free(buf);
+	/* Not sent (or torn: the connection is lost, and the next one starts
+	 * with nothing lacked, peer_up): the caller sends m again through
+	 * the loop, which encodes it again and takes it back. */
+	if (rc != 0 && took)
+		note_lacked(p, took);
 	return rc;
 }
 
