@@ -487,13 +487,14 @@ static int snapshot_from_pb(Raftpb__Snapshot *pb, raft_snapshot **out)
 	return 0;
 }
 
-/* Elided data only in an append, of a normal entry, and longer than what
- * was sent of it. */
+/* Elided data only in an append, of a normal entry, longer than what was
+ * sent of it and not longer than any frame may be (CODEC_ELIDED_MAX_BYTES). */
 static bool elision_valid(const Raftpb__Message *m, const Raftpb__Entry *e)
 {
 	return !e->elided_len || (m->type == RAFTPB__MESSAGE_TYPE__MSG_APP &&
 				  e->type == RAFTPB__ENTRY_TYPE__ENTRY_NORMAL &&
-				  e->elided_len > e->data.len);
+				  e->elided_len > e->data.len &&
+				  e->elided_len <= CODEC_ELIDED_MAX_BYTES);
 }
 
 static int msg_from_pb(Raftpb__Message *pb, raft_msg *out)

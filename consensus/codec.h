@@ -93,6 +93,11 @@ typedef struct codec_seg {
 int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len,
 			  codec_seg *segs, size_t max_segs, size_t *n_segs);
 
+/* The longest whole entry an elision may name: the largest max_frame_bytes
+ * a configuration accepts (consensus/config.c), since an entry is sent
+ * whole in one frame. Longer is refused as corrupt by codec_msg_decode. */
+#define CODEC_ELIDED_MAX_BYTES (1ull << 31)
+
 /* What of an entry's data an append leaves out (raftpb.Entry elided_len,
  * elided_crc): len 0, nothing. */
 typedef struct codec_elision {

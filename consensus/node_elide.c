@@ -26,7 +26,27 @@
 #include "envelope.h"
 #include "runtime_log.h"
 
-/* Fills e from this node's pending proposals: 0, or -1 when it lacks it. */
+/* Under n->mu: the pending proposal seq if it is len bytes long, or NULL.
+ * The newest are looked at first: appends follow proposals closely. */
+static proposal *pending_of_len(node *n, uint64_t seq, size_t len)
+{
+	proposal *p;
+
+	for (p = n->pend_tail; p && p->seq > seq; p = p->prev)
+		;
+	return p && p->seq == seq && p->len == len ? p : NULL;
+}
+
+/* Fills e from this node's pending proposals: 0, or -1 when it lacks it.
+ * Nothing is allocated before a pending copy of the length the leader
+ * named is found (elided_len comes from the network). The copy itself is
+ * made under n->mu, which FUSE threads (node_start) and apply also take:
+ * a proposal is freed under it by whoever answers it (apply, or
+ * check_proposals at its deadline while its entry may still commit), so
+ * reading it outside the lock would need a pin that every one of those
+ * honours, deferring the free to the pinner — more than a copy of at most
+ * max_frame_bytes / 2 (node_start) is worth, once per own big entry. The
+ * buffer is allocated outside the lock, and the lookup done again. */
 static int fill_one(node *n, raft_entry *e)
 {
 	envelope env;
@@ -39,18 +59,18 @@ static int fill_one(node *n, raft_entry *e)
 	if (n->elide_forget || e->len != ENVELOPE_BYTES ||
 	    envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) != 0 || env.client != n->client_id)
 		return -1;
-	whole = malloc(e->elided_len);
-	if (!whole)
+	pthread_mutex_lock(&n->mu);
+	found = pending_of_len(n, env.seq, e->elided_len) != NULL;
+	pthread_mutex_unlock(&n->mu);
+	if (!found || !(whole = malloc(e->elided_len)))
 		return -1;
 	memcpy(whole, e->data, ENVELOPE_BYTES);
-	/* The newest are looked for: appends follow proposals closely. */
 	pthread_mutex_lock(&n->mu);
-	for (p = n->pend_tail; p && p->seq > env.seq; p = p->prev)
-		;
-	found = p && p->seq == env.seq && p->len == e->elided_len;
-	if (found)
+	p = pending_of_len(n, env.seq, e->elided_len); /* answered meanwhile: NULL */
+	if (p)
 		memcpy(whole + ENVELOPE_BYTES, p->data + ENVELOPE_BYTES, p->len - ENVELOPE_BYTES);
 	pthread_mutex_unlock(&n->mu);
+	found = p != NULL;
 	if (!found || crc32c_extend(0, whole, e->elided_len) != e->elided_crc) {
 		free(whole);
 		return -1;
