@@ -160,7 +160,7 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 			 * look recalled it with the others just now
 			 * (recall_ahead): that one counts as this wait's first. */
 			if (!recalling &&
-			    fuse_listed_ahead(b->listed, dir, now, FUSE_RECALL_EVERY_MS)) {
+			    fuse_listed_ahead(b->listed, dir, epoch, now, FUSE_RECALL_EVERY_MS)) {
 				recalling = true;
 				break;
 			}
@@ -265,37 +265,51 @@ int fuse_behind_claim(struct fuse_behind *b, const uint64_t *dirs, unsigned n,
 }
 
 /* Before dir's own recall: when a listing just showed dir among other
- * directories other nodes hold, and none of them was looked at since, the
- * Recalls of all of them, dir's too, go out now, together (a few batched
- * entries; the holders return them in batches too): `ls -l`'s lookups
- * after this one find them returned or on the way, instead of recalling
- * each in turn (fuse_listed.h). Proposed, not waited for: each lookup
- * still waits for its own directory (reclaim, which counts the Recall
- * sent here as its first). */
+ * directories other nodes hold, and another of them was looked at since
+ * (a scan, as ls -l's lookups: one look alone, as a cd's, recalls only
+ * its own), the Recalls of all of them, dir's too, go out now, together
+ * (a few batched entries; the holders return them in batches too):
+ * `ls -l`'s lookups after this one find them returned or on the way,
+ * instead of recalling each in turn (fuse_listed.h). A holder known
+ * silent is skipped: its directories are revoked at once on their own
+ * looks, a Recall would only wait in the pending room. Proposed, not
+ * waited for: each lookup still waits for its own directory (reclaim,
+ * which counts the Recall sent here as its first). */
 static void recall_ahead(struct fuse_behind *b, uint64_t dir)
 {
-	uint64_t *ids;
-	size_t n = fuse_listed_take(b->listed, dir, bh_mono_ms(), &ids);
+	struct fuse_listed_token tok;
+	uint64_t *ids, *epochs = NULL;
+	size_t n = fuse_listed_take(b->listed, dir, bh_mono_ms(), &ids, &tok);
 	unsigned sent = 0;
 
+	if (n && !(epochs = malloc(n * sizeof(*epochs))))
+		n = 0; /* each is recalled on its own look */
 	for (size_t i = 0; i < n; i++) {
 		uint32_t holder;
 		uint64_t epoch;
+		bool silent;
 
 		if (sm_deleg(b->fs->sm, ids[i], &holder, &epoch) < 0 || !holder ||
 		    holder == b->self)
 			continue;
+		(void)fuse_holder_look(b->grant, holder, sm_applied_from(b->fs->sm, holder),
+				       bh_mono_ms(), &silent);
+		if (silent)
+			continue;
 		if (propose_deleg(b, ids[i], FSPB__DELEG__OP__RECALL, epoch, false))
 			break; /* the rest are recalled each on its own look */
+		epochs[sent] = epoch;
 		ids[sent++] = ids[i]; /* in order: still sorted */
 	}
-	/* Only these count as recalled ahead (reclaim_wait's first Recall). */
+	/* Only these count as recalled ahead (reclaim_wait's first Recall),
+	 * each for the epoch its Recall named. */
 	if (n)
-		fuse_listed_sent(b->listed, dir, ids, sent, bh_mono_ms());
+		fuse_listed_sent(b->listed, tok, ids, epochs, sent, bh_mono_ms());
 	if (sent) {
 		atomic_fetch_add(&b->recalled_ahead, sent);
 		fs_node_flush(b->fs->fsn);
 	}
+	free(epochs);
 	free(ids);
 }
 

@@ -9,11 +9,14 @@
 
 struct slot {
 	uint64_t parent;
+	uint64_t gen;  /* bumped whenever the slot is emptied for a listing */
 	int64_t ms;    /* the listing's last read, or when recalled ahead */
+	uint64_t look; /* the first of its directories looked at (0: none) */
 	bool recalled; /* taken (fuse_listed_take): no second batch */
 	bool sent;     /* ids are those whose Recalls were proposed at ms */
 	bool sorted;
 	uint64_t *ids;
+	uint64_t *epochs; /* once sent: the epoch each Recall was for */
 	size_t n, cap;
 };
 
@@ -37,8 +40,10 @@ void fuse_listed_free(struct fuse_listed *l)
 {
 	if (!l)
 		return;
-	for (unsigned i = 0; i < FUSE_LISTED_SLOTS; i++)
+	for (unsigned i = 0; i < FUSE_LISTED_SLOTS; i++) {
 		free(l->slots[i].ids);
+		free(l->slots[i].epochs);
+	}
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }
@@ -65,10 +70,11 @@ static void sort_slot(struct slot *s)
 	s->sorted = true;
 }
 
-static bool has(struct slot *s, uint64_t dir)
+/* Where dir is in s's ids, or NULL. */
+static uint64_t *find(struct slot *s, uint64_t dir)
 {
 	sort_slot(s);
-	return s->n && bsearch(&dir, s->ids, s->n, sizeof(*s->ids), cmp_u64);
+	return s->n ? bsearch(&dir, s->ids, s->n, sizeof(*s->ids), cmp_u64) : NULL;
 }
 
 /* The slot of a listing of parent not recalled yet, else the oldest (or
@@ -87,6 +93,8 @@ static struct slot *slot_for(struct fuse_listed *l, uint64_t parent, int64_t now
 			old = s;
 	}
 	old->parent = parent;
+	old->gen++; /* a take of what was here files nothing here any more */
+	old->look = 0;
 	old->recalled = false;
 	old->sent = false;
 	old->sorted = true;
@@ -129,63 +137,93 @@ void fuse_listed_note(struct fuse_listed *l, uint64_t parent, const uint64_t *id
 	pthread_mutex_unlock(&l->mu);
 }
 
-size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uint64_t **out)
+size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uint64_t **out,
+			struct fuse_listed_token *tok)
 {
 	size_t n = 0;
 
 	*out = NULL;
+	*tok = (struct fuse_listed_token){0};
 	pthread_mutex_lock(&l->mu);
 	for (unsigned i = 0; i < FUSE_LISTED_SLOTS; i++) {
 		struct slot *s = &l->slots[i];
+		uint64_t *at;
 
-		if (!s->n || s->recalled || now_ms - s->ms >= FUSE_LISTED_MS || !has(s, dir))
+		if (!s->n || s->recalled || now_ms - s->ms >= FUSE_LISTED_MS ||
+		    !(at = find(s, dir)))
 			continue;
-		if ((*out = malloc(s->n * sizeof(**out)))) {
-			memcpy(*out, s->ids, s->n * sizeof(**out));
-			n = s->n;
+		/* The first look (or the same one again): maybe a cd, not a
+		 * scan; only dir's own recall. */
+		if (!s->look || s->look == dir) {
+			s->look = dir;
+			break;
 		}
+		/* A scan: dir and those after it (ls -l looks in listing
+		 * order, roughly that of the ids), at most
+		 * FUSE_LISTED_AHEAD_MAX; the rest each on its own look. */
+		n = s->n - (size_t)(at - s->ids);
+		if (n > FUSE_LISTED_AHEAD_MAX)
+			n = FUSE_LISTED_AHEAD_MAX;
+		if ((*out = malloc(n * sizeof(**out))))
+			memcpy(*out, at, n * sizeof(**out));
+		else
+			n = 0;
 		/* Recalled ahead from now on (also when out of memory: each
 		 * is then recalled on its own look, as without this). */
 		s->recalled = true;
 		s->ms = now_ms;
+		*tok = (struct fuse_listed_token){.slot = i, .gen = s->gen};
 		break;
 	}
 	pthread_mutex_unlock(&l->mu);
 	return n;
 }
 
-void fuse_listed_sent(struct fuse_listed *l, uint64_t dir, const uint64_t *ids, size_t n,
-		      int64_t now_ms)
+void fuse_listed_sent(struct fuse_listed *l, struct fuse_listed_token tok, const uint64_t *ids,
+		      const uint64_t *epochs, size_t n, int64_t now_ms)
 {
-	pthread_mutex_lock(&l->mu);
-	for (unsigned i = 0; i < FUSE_LISTED_SLOTS; i++) {
-		struct slot *s = &l->slots[i];
+	struct slot *s = &l->slots[tok.slot % FUSE_LISTED_SLOTS];
+	uint64_t *e = NULL;
 
-		if (!s->n || !s->recalled || s->sent || !has(s, dir))
-			continue;
-		/* A subset of what take copied out: it fits. */
-		if (n > s->n)
-			n = s->n;
+	/* Allocated outside the lock; n fits the slot (a subset of its take,
+	 * which the ids array held). */
+	if (n && !(e = malloc(n * sizeof(*e))))
+		n = 0; /* out of memory: none counts as ahead */
+	if (n)
+		memcpy(e, epochs, n * sizeof(*e));
+	pthread_mutex_lock(&l->mu);
+	/* Only the take's own listing: a newer one emptied the slot (gen),
+	 * or it was filed already. */
+	if (s->gen == tok.gen && s->recalled && !s->sent && n <= s->cap) {
 		if (n)
-			memmove(s->ids, ids, n * sizeof(*ids));
+			memcpy(s->ids, ids, n * sizeof(*ids));
+		free(s->epochs);
+		s->epochs = e;
+		e = NULL;
 		s->n = n;
 		s->sorted = true;
 		s->sent = true;
 		s->ms = now_ms;
-		break;
 	}
 	pthread_mutex_unlock(&l->mu);
+	free(e);
 }
 
-bool fuse_listed_ahead(struct fuse_listed *l, uint64_t dir, int64_t now_ms, int64_t window_ms)
+bool fuse_listed_ahead(struct fuse_listed *l, uint64_t dir, uint64_t epoch, int64_t now_ms,
+		       int64_t window_ms)
 {
 	bool ahead = false;
 
 	pthread_mutex_lock(&l->mu);
 	for (unsigned i = 0; i < FUSE_LISTED_SLOTS && !ahead; i++) {
 		struct slot *s = &l->slots[i];
+		uint64_t *at;
 
-		ahead = s->n && s->sent && now_ms - s->ms < window_ms && has(s, dir);
+		if (!s->n || !s->sent || now_ms - s->ms >= window_ms || !(at = find(s, dir)))
+			continue;
+		/* A Recall of an older delegation of dir is no Recall of this
+		 * one: its own recaller sends that at once. */
+		ahead = s->epochs[at - s->ids] == epoch;
 	}
 	pthread_mutex_unlock(&l->mu);
 	return ahead;
