@@ -454,7 +454,8 @@ static int attack_empty(struct nf *z)
 /* Raft messages from a member (whose node is stopped) with fields no
  * correct node sends: out-of-range types (local ones too), stale terms,
  * indexes and commits past anything, entries of unknown types, holes in
- * entry indexes, snapshots with absurd metadata; and snapshot chunks with
+ * entry indexes, elided entries (raftpb.Entry.elided_len, absurd lengths
+ * too) the node never proposed, snapshots with absurd metadata; and snapshot chunks with
  * offsets and lengths past their image. Every term is below the cluster's
  * (-T; never 0, which the core takes for a local message), so nothing here
  * may move a node: it may answer, drop or close, but never crash, change
@@ -542,6 +543,17 @@ static int attack_peer(struct nf *z)
 			ents[i].type = (Raftpb__EntryType)(below(z, 4) ? 0 : below(z, 5));
 			ents[i].data.data = data;
 			ents[i].data.len = below(z, dlen + 1);
+			if (below(z, 3) == 0) {
+				/* Left out by a "leader" (consensus/node_elide.c):
+				 * an envelope's length or any, and a whole length
+				 * that may be absurd (past any frame: 4 GiB - 1). */
+				if (below(z, 2) && dlen >= 25)
+					ents[i].data.len = 25;
+				ents[i].elided_len = below(z, 4) == 0 ? UINT32_MAX
+						     : below(z, 2)    ? (uint32_t)rnd(z)
+								      : (uint32_t)(ents[i].data.len + 1 + below(z, 1u << 20));
+				ents[i].elided_crc = (uint32_t)rnd(z);
+			}
 			pents[i] = &ents[i];
 		}
 		m.entries = pents;

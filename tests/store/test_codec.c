@@ -356,8 +356,8 @@ static void test_msg_elided(void **state)
 	assert_int_equal(codec_entry_decode(rec, n, &e), RAFT_ECORRUPT);
 	assert_null(e.data);
 
-	/* In a message: only an append's normal entry, and longer than what
-	 * came. */
+	/* In a message: only an append's normal entry, longer than what came
+	 * and not longer than any frame. */
 	Raftpb__Entry *pes[1] = {&pe};
 	Raftpb__Message pm = RAFTPB__MESSAGE__INIT;
 	pm.n_entries = 1;
@@ -372,6 +372,13 @@ static void test_msg_elided(void **state)
 	    {RAFTPB__MESSAGE_TYPE__MSG_APP, RAFTPB__ENTRY_TYPE__ENTRY_CONF_CHANGE, 1000,
 	     RAFT_ECORRUPT},
 	    {RAFTPB__MESSAGE_TYPE__MSG_APP, RAFTPB__ENTRY_TYPE__ENTRY_NORMAL, 25, RAFT_ECORRUPT},
+	    /* No frame holds more (CODEC_ELIDED_MAX_BYTES): absurd. */
+	    {RAFTPB__MESSAGE_TYPE__MSG_APP, RAFTPB__ENTRY_TYPE__ENTRY_NORMAL,
+	     (uint32_t)CODEC_ELIDED_MAX_BYTES, 0},
+	    {RAFTPB__MESSAGE_TYPE__MSG_APP, RAFTPB__ENTRY_TYPE__ENTRY_NORMAL,
+	     (uint32_t)CODEC_ELIDED_MAX_BYTES + 1, RAFT_ECORRUPT},
+	    {RAFTPB__MESSAGE_TYPE__MSG_APP, RAFTPB__ENTRY_TYPE__ENTRY_NORMAL, UINT32_MAX,
+	     RAFT_ECORRUPT},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		pm.type = cases[i].type;
