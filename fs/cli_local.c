@@ -29,7 +29,9 @@ static const char usage[] =
 	"    raftfs local up N DIR       create (if new) and start an N-node cluster\n"
 	"    raftfs local down DIR       stop every node (SIGTERM, SIGKILL after 10 s),\n"
 	"                                once each mount committed what it had\n"
-	"                                acknowledged (fsync of its root, up to 10 s)\n"
+	"                                acknowledged (fsync of its root, up to 10 s);\n"
+	"                                exits 1 when a drain failed or timed out\n"
+	"                                (the nodes are stopped all the same)\n"
 	"    raftfs local kill DIR ID    SIGKILL node ID\n"
 	"    raftfs local stop DIR ID    SIGTERM node ID and wait for it to exit\n"
 	"    raftfs local start DIR ID   start node ID again, wait until it answers at\n"
@@ -225,16 +227,24 @@ static void drain_one(const char *dir, int id)
  * another node had answered behind and flushed at its SIGTERM (held for
  * company by the plug), lost with EIO. Children, one per mount, so a
  * mount that does not answer holds none of the others, and down stops
- * waiting after DRAIN_MS whatever they do. */
-static void drain_mounts(const char *dir, int n)
+ * waiting after DRAIN_MS whatever they do. False when a mount's drain
+ * failed (a change it had acknowledged did not commit) or did not end in
+ * time, or a child could not be started: the nodes are stopped all the
+ * same, but `down` says so in its exit status. */
+static bool drain_mounts(const char *dir, int n)
 {
 	pid_t *kids = calloc((size_t)n + 1, sizeof(*kids));
 	long long deadline = mono_ms() + DRAIN_MS;
+	bool ok = true;
 	int left = 0;
 
-	if (!kids || !local_is_fs(dir)) {
-		free(kids);
-		return;
+	if (!local_is_fs(dir)) {
+		free(kids); /* no mounts */
+		return true;
+	}
+	if (!kids) {
+		fprintf(stderr, "raftfs local down: mounts not drained: out of memory\n");
+		return false;
 	}
 	fflush(NULL);
 	for (int i = 1; i <= n; i++) {
@@ -246,13 +256,24 @@ static void drain_mounts(const char *dir, int n)
 			drain_one(dir, i);
 		if (kids[i] > 0)
 			left++;
+		else {
+			fprintf(stderr, "raftfs local down: node %d's mount not drained: fork: %s\n",
+				i, strerror(errno));
+			ok = false;
+		}
 	}
 	while (left > 0 && mono_ms() < deadline) {
-		for (int i = 1; i <= n; i++)
-			if (kids[i] > 0 && waitpid(kids[i], NULL, WNOHANG) == kids[i]) {
-				kids[i] = -1;
-				left--;
-			}
+		for (int i = 1; i <= n; i++) {
+			int st;
+
+			if (kids[i] <= 0 || waitpid(kids[i], &st, WNOHANG) != kids[i])
+				continue;
+			/* drain_one said why when it exits 1. */
+			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+				ok = false;
+			kids[i] = -1;
+			left--;
+		}
 		if (left > 0)
 			nap_ms(10);
 	}
@@ -266,8 +287,10 @@ static void drain_mounts(const char *dir, int n)
 		kill(kids[i], SIGKILL);
 		/* Not waited for: one stuck in the kernel is reaped by init. */
 		waitpid(kids[i], NULL, WNOHANG);
+		ok = false;
 	}
 	free(kids);
+	return ok;
 }
 
 /* SIGTERM to every node at once, then waits for each (SIGKILL after 10 s),
@@ -689,9 +712,12 @@ int cli_local_main(int argc, char **argv)
 		}
 		if (!strcmp(sub, "status"))
 			return status(dir, n);
-		drain_mounts(dir, n);
+		/* Stopped either way; a drain that failed or timed out is
+		 * down's failure (something acknowledged may be lost). */
+		bool drained = drain_mounts(dir, n);
+
 		stop_all(dir, n);
-		return 0;
+		return drained ? 0 : 1;
 	}
 	if (argc != 4 || (id = parse_id(argv[3], n)) < 0) {
 		fprintf(stderr, "raftfs local %s: want DIR ID (ID in 1..%d)\n", sub, n);

@@ -15,6 +15,10 @@
 # and after a restart of all three the directory is on every mount.
 # Fails without the drain: node 1 logs "write-behind mkdir ... failed:
 # Input/output error".
+# Then a drain that cannot end: node 1 is stopped (SIGSTOP: its mount
+# answers nothing, the drain's fsync waits past down's 10 s), and `down`
+# still stops every node but exits 1, naming node 1's mount (it exited 0
+# however its drains went, before: fails so).
 # One block, parsed before any of it runs (tests/FLAKY.md).
 {
 set -euo pipefail
@@ -47,6 +51,21 @@ for k in 1 2 3; do "$R" local start "$C" "$k" >/dev/null || fail "restart of nod
 for k in 1 2 3; do wait_for 60 "node $k's mount" mount_answers "$k"; done
 for k in 1 2 3; do [ -d "$C/n$k/d/sub" ] || fail "d/sub is not on node $k's mount"; done
 verify 60 "after the restart"
+
+echo "== node 1 answers nothing (SIGSTOP): down stops all, exits 1"
+pid1=$(cat "$C/node1/pid")
+kill -STOP "$pid1"
+rc=0
+"$R" local down "$C" 2>"$T/down2.err" || rc=$?
+cat "$T/down2.err" >&2
+[ "$rc" = 1 ] || fail "local down exited $rc with node 1's drain timed out (want 1)"
+grep -q "node 1's mount did not commit" "$T/down2.err" || fail "local down did not name node 1's mount"
+# Stopped all the same (node 1 by SIGKILL, which ends a stopped process).
+for k in 1 2 3; do
+	p=$(cat "$C/node$k/pid")
+	! kill -0 "$p" 2>/dev/null || grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null ||
+		fail "node $k (pid $p) still runs after local down"
+done
 echo PASS
 exit 0
 }
