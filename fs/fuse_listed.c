@@ -140,7 +140,7 @@ void fuse_listed_note(struct fuse_listed *l, uint64_t parent, const uint64_t *id
 size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uint64_t **out,
 			struct fuse_listed_token *tok)
 {
-	size_t n = 0;
+	size_t n = 0, start;
 
 	*out = NULL;
 	*tok = (struct fuse_listed_token){0};
@@ -158,14 +158,20 @@ size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uin
 			s->look = dir;
 			break;
 		}
-		/* A scan: dir and those after it (ls -l looks in listing
-		 * order, roughly that of the ids), at most
-		 * FUSE_LISTED_AHEAD_MAX; the rest each on its own look. */
-		n = s->n - (size_t)(at - s->ids);
-		if (n > FUSE_LISTED_AHEAD_MAX)
+		/* A scan: all of them, or beyond FUSE_LISTED_AHEAD_MAX that
+		 * many from dir on (ls -l looks in listing order, roughly that
+		 * of the ids; those before it were looked at already); the
+		 * rest each on its own look. */
+		n = s->n;
+		start = 0;
+		if (n > FUSE_LISTED_AHEAD_MAX) {
 			n = FUSE_LISTED_AHEAD_MAX;
+			start = (size_t)(at - s->ids);
+			if (start > s->n - n)
+				start = s->n - n;
+		}
 		if ((*out = malloc(n * sizeof(**out))))
-			memcpy(*out, at, n * sizeof(**out));
+			memcpy(*out, s->ids + start, n * sizeof(**out));
 		else
 			n = 0;
 		/* Recalled ahead from now on (also when out of memory: each

@@ -58,8 +58,8 @@ void fuse_listed_note(struct fuse_listed *l, uint64_t parent, const uint64_t *id
 /* dir is about to be recalled at now_ms: when a listing showed it within
  * FUSE_LISTED_MS, another directory of that listing was looked at since
  * (a scan), and the listing's directories were not recalled ahead yet,
- * they are now — *out gets at most FUSE_LISTED_AHEAD_MAX of them, dir's
- * and those after it (malloc'd, sorted; the caller frees it), *tok the
+ * they are now — *out gets them, or FUSE_LISTED_AHEAD_MAX of them from
+ * dir on (malloc'd, sorted; the caller frees it), *tok the
  * listing, and their count is returned; else 0 (*out NULL). */
 size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uint64_t **out,
 			struct fuse_listed_token *tok);

@@ -39,9 +39,10 @@ static void test_takes_the_listing_once(void **state)
 	/* Not shown: nothing. */
 	look(l, 40, 1001);
 	look(l, 10, 1001);
-	assert_int_equal(fuse_listed_take(l, 20, 1002, &out, &tok), 2);
-	assert_int_equal(out[0], 20);
-	assert_int_equal(out[1], 30);
+	assert_int_equal(fuse_listed_take(l, 20, 1002, &out, &tok), 3);
+	assert_int_equal(out[0], 10);
+	assert_int_equal(out[1], 20);
+	assert_int_equal(out[2], 30);
 	free(out);
 	/* Taken: the next look (ls -l's next lookup) takes nothing more. */
 	look(l, 30, 1003);
@@ -119,6 +120,14 @@ static void test_batch_capped(void **state)
 	assert_int_equal(fuse_listed_take(l, 110, 1002, &out, &tok), FUSE_LISTED_AHEAD_MAX);
 	assert_int_equal(out[0], 110);
 	assert_int_equal(out[FUSE_LISTED_AHEAD_MAX - 1], 110 + FUSE_LISTED_AHEAD_MAX - 1);
+	free(out);
+	/* Near the end: the last FUSE_LISTED_AHEAD_MAX. */
+	fuse_listed_note(l, 2, ids, n, 1000);
+	look(l, 100, 1001);
+	assert_int_equal(fuse_listed_take(l, 100 + n - 2, 1002, &out, &tok),
+			 FUSE_LISTED_AHEAD_MAX);
+	assert_int_equal(out[0], 100 + n - FUSE_LISTED_AHEAD_MAX);
+	assert_int_equal(out[FUSE_LISTED_AHEAD_MAX - 1], 100 + n - 1);
 	free(out);
 	free(ids);
 	fuse_listed_free(l);
@@ -214,7 +223,7 @@ static void test_sent_files_with_its_own_take(void **state)
 	assert_int_equal(fuse_listed_new(&l), 0);
 	fuse_listed_note(l, 1, ids, 3, 1000);
 	look(l, 5, 1001);
-	assert_int_equal(fuse_listed_take(l, 6, 1001, &out, &a), 2);
+	assert_int_equal(fuse_listed_take(l, 6, 1001, &out, &a), 3);
 	free(out);
 	/* The second listing of parent 1, scanned from 5 on. */
 	fuse_listed_note(l, 1, ids, 3, 1002);
@@ -236,7 +245,7 @@ static void test_sent_files_with_its_own_take(void **state)
 	assert_int_equal(fuse_listed_new(&l), 0);
 	fuse_listed_note(l, 1, ids, 3, 1000);
 	look(l, 5, 1001);
-	assert_int_equal(fuse_listed_take(l, 6, 1001, &out, &a), 2);
+	assert_int_equal(fuse_listed_take(l, 6, 1001, &out, &a), 3);
 	free(out);
 	/* The last of these gets a's slot (the oldest), and is scanned. */
 	for (uint64_t p = 2; p < 1 + FUSE_LISTED_SLOTS; p++) {
@@ -246,7 +255,7 @@ static void test_sent_files_with_its_own_take(void **state)
 	}
 	fuse_listed_note(l, 1 + FUSE_LISTED_SLOTS, ids, 3, 1002);
 	look(l, 5, 1002);
-	assert_int_equal(fuse_listed_take(l, 6, 1002, &out, &b), 2);
+	assert_int_equal(fuse_listed_take(l, 6, 1002, &out, &b), 3);
 	free(out);
 	fuse_listed_sent(l, a, sent_a, ea, 2, 1003);
 	assert_false(fuse_listed_ahead(l, 6, 1, 1004, 500));
