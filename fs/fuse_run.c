@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,16 +20,43 @@
 #include "svc_notify.h"
 #include "svc_start.h"
 
-/* Applied (EINVAL: no operation) or failed; a failure is not retried
- * before the next start. Said in the log: from here on the others know
- * this node is back (mount.holder_back waits for the line). */
+/* The start command's state: proposed (or waiting to be again), applied,
+ * or failed — then the main loop proposes it again (hello_retry): a node
+ * that started without a quorum (its peers not up yet) must still tell the
+ * others it is back once they are, or they keep it marked silent. */
+enum { HELLO_WAIT, HELLO_APPLIED, HELLO_FAILED };
+/* The pause before the first retry, doubled per failure up to the cap. */
+#define HELLO_RETRY_MS 500
+#define HELLO_RETRY_MAX_MS 30000
+
+struct hello {
+	atomic_int state;
+	int64_t next_ms; /* main loop only: when to propose again */
+	int64_t pause_ms;
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Applied (EINVAL: no operation) or failed (tried again: hello_retry).
+ * Said in the log: from here on the others know this node is back
+ * (mount.holder_back waits for the line). */
 static void hello_done(void *arg, int err)
 {
-	(void)arg;
-	if (err == 0 || err == EINVAL)
+	struct hello *h = arg;
+
+	if (err == 0 || err == EINVAL) {
 		rlog_write(RLOG_INFO, "start command applied: the others know this node is back");
-	else
-		rlog_write(RLOG_INFO, "start command failed: %s", strerror(err));
+		atomic_store(&h->state, HELLO_APPLIED);
+	} else {
+		rlog_write(RLOG_INFO, "start command failed: %s (tried again)", strerror(err));
+		atomic_store(&h->state, HELLO_FAILED);
+	}
 }
 
 /* A command without an operation, proposed at every start, for two ends:
@@ -43,16 +72,41 @@ static void hello_done(void *arg, int err)
  *    change answered behind in a directory it still held could be
  *    revoked under it instead of recalled (failed at apply, reported at
  *    its next close). One log entry per start. */
-static void propose_hello(struct fs_node *f)
+static void propose_hello(struct fs_node *f, struct hello *h)
 {
 	Fspb__Command c;
 
 	fspb__command__init(&c);
 	c.time_ns = fs_node_now();
 	c.node = fs_node_id(f);
-	if (fs_node_propose(f, &c, hello_done, NULL))
+	atomic_store(&h->state, HELLO_WAIT);
+	if (fs_node_propose(f, &c, hello_done, h)) {
 		rlog_write(RLOG_ERR, "proposing the start's command (the root's birth time, "
-				     "this node is back) failed");
+				     "this node is back) failed (tried again)");
+		atomic_store(&h->state, HELLO_FAILED);
+	}
+}
+
+/* From the main loop (every poll): a failed start command is proposed
+ * again after a pause that doubles per failure, HELLO_RETRY_MAX_MS at
+ * most, until one applies or the node stops. */
+static void hello_retry(struct fs_node *f, struct hello *h)
+{
+	int64_t now;
+
+	if (atomic_load(&h->state) != HELLO_FAILED)
+		return;
+	now = mono_ms();
+	if (!h->next_ms) {
+		h->pause_ms = h->pause_ms ? h->pause_ms * 2 : HELLO_RETRY_MS;
+		if (h->pause_ms > HELLO_RETRY_MAX_MS)
+			h->pause_ms = HELLO_RETRY_MAX_MS;
+		h->next_ms = now + h->pause_ms;
+	}
+	if (now < h->next_ms)
+		return;
+	h->next_ms = 0;
+	propose_hello(f, h);
 }
 
 /* node_sm.status: what is left of a tree dropped after a power loss. */
@@ -68,6 +122,9 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	struct fs_node *f = NULL;
 	struct fs_release *rel = NULL;
 	struct svc_start *start = NULL;
+	/* Static: a start command's done may come as late as the node's
+	 * close (one node per process). */
+	static struct hello hello;
 	uint64_t saved_commit;
 	uint32_t voters[CONFIG_MAX_PEERS];
 	bool fault_logged = false;
@@ -147,7 +204,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	if (rc < 0)
 		rlog_write(RLOG_ERR, "the log replay failed (%s): serving what was applied",
 			   node_strerror(rc));
-	propose_hello(f);
+	propose_hello(f, &hello);
 	if (!cfg->mount[0])
 		fs_release_start(rel); /* a mount does it once it serves */
 	if (cfg->mount[0]) {
@@ -173,6 +230,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 			rlog_write(RLOG_INFO, "%s: stopping", strsignal(sig));
 			break;
 		}
+		hello_retry(f, &hello);
 		if (m && fuse_mount_ended(m)) {
 			rlog_write(RLOG_INFO, "%s was unmounted: stopping", cfg->mount);
 			break;
