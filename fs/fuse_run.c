@@ -21,19 +21,29 @@
 #include "svc_start.h"
 
 /* The start command's state: proposed (or waiting to be again), applied,
- * or failed — then the main loop proposes it again (hello_retry): a node
- * that started without a quorum (its peers not up yet) must still tell the
- * others it is back once they are, or they keep it marked silent. */
-enum { HELLO_WAIT, HELLO_APPLIED, HELLO_FAILED };
+ * given up (the node's state machine failed), or failed — then the main
+ * loop proposes it again (hello_retry): a node that started without a
+ * quorum (its peers not up yet) must still tell the others it is back
+ * once they are, or they keep it marked silent. */
+enum { HELLO_WAIT, HELLO_APPLIED, HELLO_FAILED, HELLO_GIVEN_UP };
 /* The pause before the first retry, doubled per failure up to the cap. */
 #define HELLO_RETRY_MS 500
 #define HELLO_RETRY_MAX_MS 30000
 
 struct hello {
 	atomic_int state;
+	atomic_int failures; /* said in the log: the first, then every tenth */
 	int64_t next_ms; /* main loop only: when to propose again */
 	int64_t pause_ms;
 };
+
+/* A node that cannot get its start command in (no quorum for minutes, or
+ * removed from the cluster while still running) tries every 30 s: its log
+ * says so at the first failure and at every tenth, not every time. */
+static bool hello_say(struct hello *h)
+{
+	return atomic_fetch_add(&h->failures, 1) % 10 == 0;
+}
 
 static int64_t mono_ms(void)
 {
@@ -54,7 +64,10 @@ static void hello_done(void *arg, int err)
 		rlog_write(RLOG_INFO, "start command applied: the others know this node is back");
 		atomic_store(&h->state, HELLO_APPLIED);
 	} else {
-		rlog_write(RLOG_INFO, "start command failed: %s (tried again)", strerror(err));
+		if (hello_say(h))
+			rlog_write(RLOG_INFO, "start command failed: %s (proposed again "
+					      "until it applies or the node stops)",
+				   strerror(err));
 		atomic_store(&h->state, HELLO_FAILED);
 	}
 }
@@ -71,18 +84,28 @@ static void hello_done(void *arg, int err)
  *    restarted node that proposed nothing stayed marked, and its first
  *    change answered behind in a directory it still held could be
  *    revoked under it instead of recalled (failed at apply, reported at
- *    its next close). One log entry per start. */
+ *    its next close). One log entry per start, and one per try again. */
 static void propose_hello(struct fs_node *f, struct hello *h)
 {
 	Fspb__Command c;
+	int rc;
 
 	fspb__command__init(&c);
 	c.time_ns = fs_node_now();
 	c.node = fs_node_id(f);
 	atomic_store(&h->state, HELLO_WAIT);
-	if (fs_node_propose(f, &c, hello_done, h)) {
-		rlog_write(RLOG_ERR, "proposing the start's command (the root's birth time, "
-				     "this node is back) failed (tried again)");
+	rc = fs_node_propose(f, &c, hello_done, h);
+	if (rc == EIO) {
+		/* The state machine failed (node_fault): it applies nothing any
+		 * more, so trying again only fills the log. */
+		rlog_write(RLOG_ERR, "the start's command (the root's birth time, this node "
+				     "is back) not proposed: the state machine failed");
+		atomic_store(&h->state, HELLO_GIVEN_UP);
+	} else if (rc) {
+		if (hello_say(h))
+			rlog_write(RLOG_ERR, "proposing the start's command (the root's birth "
+					     "time, this node is back) failed: %s (proposed again)",
+				   strerror(rc));
 		atomic_store(&h->state, HELLO_FAILED);
 	}
 }
