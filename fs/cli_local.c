@@ -197,7 +197,9 @@ static int wait_leader(const char *dir, const char *name, int n, unsigned timeou
  * a mount answers once everything it acknowledged before (write-behind
  * metadata, pipelined writes, files closed behind) is committed, with the
  * first failure of any of it (fs/fuse_close.c). Exits 0, or 1 when that
- * failed. A dead mount (ENOTCONN) or one that is not there has nothing. */
+ * failed. A mount already dead (ENOTCONN) or not there has nothing to
+ * drain; one whose node dies during the fsync lost what it had not
+ * committed, and that is a failure like any other. */
 static void drain_one(const char *dir, int id)
 {
 	char mnt[PATH_MAX];
@@ -237,6 +239,11 @@ static bool drain_mounts(const char *dir, int n)
 	long long deadline = mono_ms() + DRAIN_MS;
 	bool ok = true;
 	int left = 0;
+
+	/* Reaped here: with SIGCHLD ignored (inherited from whoever ran us)
+	 * the kernel would reap the children itself and waitpid would never
+	 * see one end, failing every drain after DRAIN_MS. */
+	signal(SIGCHLD, SIG_DFL);
 
 	if (!local_is_fs(dir)) {
 		free(kids); /* no mounts */
