@@ -659,7 +659,11 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	mh.msg_iovlen = n_segs;
 	len += FRAME_HEADER_BYTES;
 	pthread_mutex_lock(&t->wmu);
-	if (!(c = free_lane(t, m->to))) {
+	/* The same connection it was encoded for, or none: what encode_for
+	 * read of the peer (its features, its client id, a lacked entry)
+	 * belongs to that connection, and a new one starts from nothing
+	 * (peer_up). */
+	if (free_lane(t, m->to) != c) {
 		rc = -EAGAIN;
 	} else {
 		w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
