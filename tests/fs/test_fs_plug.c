@@ -636,15 +636,16 @@ static void test_old_unit_spares_young(void **state)
 	fake_free(f);
 }
 
-/* After the linger started more than one command, the flusher ticks:
- * what is held within a linger of that start goes out at the tick without
- * any proposal having woken the flusher (a stream of mkdirs costs the
- * FUSE threads no futex wake). (After a lone command it goes idle, and
- * the next one lingers whole: test_linger.) The wake-ups are counted only when the test's
- * proposals came within a linger of the start (a machine so loaded that
- * they did not cannot tell: the flusher went idle meanwhile and was
- * rightly woken). */
-static void test_tick_needs_no_wake(void **state)
+/* One try of test_tick_needs_no_wake. After the linger started more than
+ * one command, the flusher ticks: what is held within a linger of that
+ * start goes out at the tick without any proposal having woken the
+ * flusher (a stream of mkdirs costs the FUSE threads no futex wake).
+ * (After a lone command it goes idle, and the next one lingers whole:
+ * test_linger.) The wake-ups can be counted only when the proposals came
+ * within a linger of the start: on a machine so loaded that they did not,
+ * the flusher went idle meanwhile and was rightly woken. False then (the
+ * try told nothing), true when it checked. */
+static bool tick_try(void)
 {
 	const long linger_ns = 300000000L;
 	struct fake *f = fake_new();
@@ -652,9 +653,8 @@ static void test_tick_needs_no_wake(void **state)
 	struct fs_plug_stats st;
 	struct timespec started;
 	uint64_t woken;
-	bool in_time;
+	bool in_time, same;
 
-	(void)state;
 	assert_int_equal(fs_plug_new(linger_ns / 1000, fake_start, fake_fail, f, &p), 0);
 	fs_plug_enable(p, true);
 	propose(p, 1, true);
@@ -666,23 +666,42 @@ static void test_tick_needs_no_wake(void **state)
 	assert_true(woken <= 1);
 	pthread_mutex_lock(&f->mu);
 	started = f->last_start;
+	same = f->entry[0] == f->entry[1];
 	pthread_mutex_unlock(&f->mu);
 	propose(p, 3, true);
 	propose(p, 4, true);
 	/* 1 and 2 went out together (a start of two: it ticks). */
-	in_time = f->entry[0] == f->entry[1] && elapsed_ns(&started) < linger_ns;
+	in_time = same && elapsed_ns(&started) < linger_ns;
 	fs_plug_stats(p, &st);
 	if (in_time)
 		assert_int_equal(st.wakes, woken);
 	/* Nobody flushes: the tick starts them, both in one entry when
 	 * they were held before it. */
 	await_started(f, 4);
-	if (in_time)
-		assert_int_equal(f->entry[2], f->entry[3]);
+	if (in_time) {
+		pthread_mutex_lock(&f->mu);
+		same = f->entry[2] == f->entry[3];
+		pthread_mutex_unlock(&f->mu);
+		assert_true(same);
+	}
 	fprintf(stderr, "  wake-ups %llu (%s)\n", (unsigned long long)st.wakes,
 		in_time ? "checked" : "not checked: proposed too late");
 	fs_plug_free(p);
 	fake_free(f);
+	return in_time;
+}
+
+/* A busy flusher ticks on its own: proposals made while it ticks wake
+ * nobody. Tried again while the machine is too slow to tell (a loaded
+ * CI), and a failure if it never could: a test that checks nothing must
+ * not pass. */
+static void test_tick_needs_no_wake(void **state)
+{
+	int tries = 0;
+
+	(void)state;
+	while (!tick_try())
+		assert_true(++tries < 20);
 }
 
 int main(void)
