@@ -71,7 +71,7 @@ os.utime("leaf", ns=(st.st_atime_ns, st.st_mtime_ns))
 PY
 }
 forge_leaf BOTTOM
-if "$R" verify --trees "$C" >"$T/v.out"; then fail "verify --trees missed a changed file deeper than PATH_MAX"; fi
+if "$R" verify --wait 30 --trees "$C" >"$T/v.out"; then fail "verify --trees missed a changed file deeper than PATH_MAX"; fi
 grep -qxF "node1 vs node2: $long_rel/leaf: content differs at or after byte 0" "$T/v.out" ||
 	fail "verify --trees on the forged deep file: $(cat "$T/v.out")"
 # (The mount serves reads from node 2's tree; open drops n2's page cache.)

@@ -55,11 +55,11 @@ idx3=$(index_of 3 "$id")
 saved=$(getfattr --absolute-names -e hex -n trusted.raftfs.released "$idx3" | sed -n 's/^trusted.raftfs.released=//p')
 # (Nobody releases g meanwhile: n1 and n3 hold it, n2 did.)
 setfattr -n trusted.raftfs.released -v 0x03000000 "$idx3"
-if "$R" verify --trees "$C" >"$T/v.out"; then fail "verify --trees missed a forged release set"; fi
+if "$R" verify --wait 30 --trees "$C" >"$T/v.out"; then fail "verify --trees missed a forged release set"; fi
 grep -q "node1 vs node3: orphan $(printf '%016x' "$id"): released by different nodes" "$T/v.out" ||
 	fail "verify --trees: $(cat "$T/v.out")"
 setfattr -n trusted.raftfs.released -v "$saved" "$idx3"
-"$R" verify --trees "$C" >"$T/v.out" || fail "verify --trees after the repair: $(cat "$T/v.out")"
+"$R" verify --wait 30 --trees "$C" >"$T/v.out" || fail "verify --trees after the repair: $(cat "$T/v.out")"
 exec 4>&-
 wait_for 30 "node 1 to release g on closing" released_by "$id" "1 2"
 printf 'still' >&5
