@@ -152,9 +152,7 @@ static int step(struct fz *z, bool lax)
 	z->cur = to;
 	z->counts[kind]++;
 	if (fz_scan(z)) {
-		if ((errno == ENOTCONN || errno == ECONNABORTED) && z->gone_ok)
-			return 3;
-		return fz_fail(z, "scan the work tree: %s", strerror(errno));
+		return fz_gone(z) ? 3 : fz_fail(z, "scan the work tree: %s", strerror(errno));
 	}
 	if (kind == K_DURABLE)
 		return fz_durable_write(z);

@@ -96,6 +96,9 @@ void fz_fill(struct fz *z, unsigned char *b, size_t n);
 void fz_describe(struct fz *z, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* fz_fail: reports a mismatch or fault with the op log so far; returns -1. */
 int fz_fail(struct fz *z, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* fz_gone: errno says the mount went away (its node was killed) and this
+ * run may end so (gone_ok): the caller returns 3, whichever call saw it. */
+bool fz_gone(const struct fz *z);
 /* fz_check: compares the mount's and the model's results of one call; 0 when
  * they agree (in chaos mode: when the mount's result is no fault), -1 after
  * fz_fail, 3 when the mount went away and gone_ok is set. */

@@ -75,6 +75,11 @@ void fz_describe(struct fz *z, const char *fmt, ...)
 		printf("%s\n", z->desc);
 }
 
+bool fz_gone(const struct fz *z)
+{
+	return (errno == ENOTCONN || errno == ECONNABORTED) && z->gone_ok;
+}
+
 int fz_fail(struct fz *z, const char *fmt, ...)
 {
 	va_list ap;

@@ -111,8 +111,10 @@ static int op_open(struct fz *z)
 			    .mount = z->cur, .flags = flags, .dirty = false};
 	snprintf(f->path, FZ_PATH, "%s", p);
 	struct stat ts, ms;
-	if (fstat(f->tfd, &ts) < 0 || (with_model(z) && fstat(f->mfd, &ms) < 0))
-		return fz_fail(z, "fstat after open: %s", strerror(errno));
+	if (fstat(f->tfd, &ts) < 0)
+		return fz_gone(z) ? 3 : fz_fail(z, "fstat after open: %s", strerror(errno));
+	if (with_model(z) && fstat(f->mfd, &ms) < 0)
+		return fz_fail(z, "fstat of the model after open: %s", strerror(errno));
 	f->is_dir = S_ISDIR(ts.st_mode);
 	f->is_fifo = S_ISFIFO(ts.st_mode);
 	return with_model(z) ? cmp_stat(z, "attributes after open", &ts, &ms) : 0;
@@ -345,7 +347,7 @@ static int op_utimens(struct fz *z)
 		return rc;
 	/* An mtime set explicitly is the same on both sides (times are otherwise not comparable). */
 	if (fstatat(troot(z), a.a, &ts, (int)a.flags))
-		return fz_fail(z, "stat after utimensat: %s", strerror(errno));
+		return fz_gone(z) ? 3 : fz_fail(z, "stat after utimensat: %s", strerror(errno));
 	if (ts.st_mtim.tv_sec != ms.st_mtim.tv_sec || ts.st_mtim.tv_nsec != ms.st_mtim.tv_nsec)
 		return fz_fail(z, "mtime after utimensat: mount %lld.%09ld, model %lld.%09ld",
 			       (long long)ts.st_mtim.tv_sec, ts.st_mtim.tv_nsec,
