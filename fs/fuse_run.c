@@ -53,6 +53,17 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Not proposed (stage "to propose") or not applied ("to apply"): the main
+ * loop proposes it again (hello_retry). */
+static void hello_failed(struct hello *h, const char *stage, int err)
+{
+	if (hello_say(h))
+		rlog_write(RLOG_INFO, "start command failed %s: %s (proposed again until it "
+				      "applies or the node stops)",
+			   stage, strerror(err));
+	atomic_store(&h->state, HELLO_FAILED);
+}
+
 /* Applied (EINVAL: no operation) or failed (tried again: hello_retry).
  * Said in the log: from here on the others know this node is back
  * (mount.holder_back waits for the line). */
@@ -64,11 +75,7 @@ static void hello_done(void *arg, int err)
 		rlog_write(RLOG_INFO, "start command applied: the others know this node is back");
 		atomic_store(&h->state, HELLO_APPLIED);
 	} else {
-		if (hello_say(h))
-			rlog_write(RLOG_INFO, "start command failed: %s (proposed again "
-					      "until it applies or the node stops)",
-				   strerror(err));
-		atomic_store(&h->state, HELLO_FAILED);
+		hello_failed(h, "to apply", err);
 	}
 }
 
@@ -102,11 +109,7 @@ static void propose_hello(struct fs_node *f, struct hello *h)
 				     "is back) not proposed: the state machine failed");
 		atomic_store(&h->state, HELLO_GIVEN_UP);
 	} else if (rc) {
-		if (hello_say(h))
-			rlog_write(RLOG_ERR, "proposing the start's command (the root's birth "
-					     "time, this node is back) failed: %s (proposed again)",
-				   strerror(rc));
-		atomic_store(&h->state, HELLO_FAILED);
+		hello_failed(h, "to propose", rc);
 	}
 }
 
