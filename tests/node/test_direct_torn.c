@@ -210,6 +210,22 @@ static void handshake(int fd, frame_reader *fr, uv_loop_t *loop)
 	free(buf);
 }
 
+/* The end of the test, whether it ran or found nothing to test: every
+ * descriptor closed, the transport's handles closed and the loop emptied. */
+static void torn_done(uv_loop_t *loop, transport *t, frame_reader *fr, int fd, int lfd,
+		      struct sender *snd)
+{
+	frame_reader_free(fr);
+	close(fd);
+	close(lfd);
+	transport_close(t);
+	while (uv_run(loop, UV_RUN_NOWAIT))
+		;
+	transport_free(t);
+	assert_int_equal(uv_loop_close(loop), 0);
+	free(snd);
+}
+
 static void test_torn_direct(void **state)
 {
 	struct sender *snd = calloc(1, sizeof(*snd));
@@ -287,15 +303,7 @@ static void test_torn_direct(void **state)
 	if (!atomic_load(&snd->torn)) {
 		/* Every size fitted whole or not at all until the socket
 		 * stayed full: nothing to test on this kernel's buffers. */
-		frame_reader_free(&fr);
-		close(fd);
-		close(lfd);
-		transport_close(t);
-		while (uv_run(&loop, UV_RUN_NOWAIT))
-			;
-		transport_free(t);
-		assert_int_equal(uv_loop_close(&loop), 0);
-		free(snd);
+		torn_done(&loop, t, &fr, fd, lfd, snd);
 		skip();
 	}
 
@@ -336,15 +344,7 @@ static void test_torn_direct(void **state)
 	print_message(
 	    "node 2 parsed %zu frames, then %zu bytes of the cut one (of %zu), then the end\n", got,
 	    fr.len - fr.start, snd->cut_bytes);
-	frame_reader_free(&fr);
-	close(fd);
-	close(lfd);
-	transport_close(t);
-	while (uv_run(&loop, UV_RUN_NOWAIT))
-		;
-	transport_free(t);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	free(snd);
+	torn_done(&loop, t, &fr, fd, lfd, snd);
 }
 
 int main(void)
