@@ -271,20 +271,6 @@ static void lane_set(transport *t, peer *p, transport_conn *c)
 	pthread_mutex_unlock(&t->wmu);
 }
 
-/* Any thread: the peer of the lane to id (its record is never freed
- * while the transport lives), or NULL. */
-static peer *lane_peer(transport *t, uint64_t id)
-{
-	peer *p = NULL;
-
-	pthread_mutex_lock(&t->wmu);
-	for (size_t i = 0; i < t->n_lane; i++)
-		if (t->lane[i].id == id)
-			p = t->lane[i].p;
-	pthread_mutex_unlock(&t->wmu);
-	return p;
-}
-
 /* No direct send uses c from now on (it is closing). Loop thread. */
 static void lane_drop(transport *t, transport_conn *c)
 {
@@ -617,14 +603,18 @@ int transport_send(transport *t, const raft_msg *m)
 
 /* Under wmu: the connection to peer id a direct send may write to now,
  * or NULL: none, or only behind bytes the loop queued (they go first), or
- * torn by an earlier direct send. */
-static transport_conn *free_lane(transport *t, uint64_t id)
+ * torn by an earlier direct send. *pp (when asked): the lane's peer, whose
+ * record is never freed while the transport lives. */
+static transport_conn *free_lane(transport *t, uint64_t id, peer **pp)
 {
 	for (size_t i = 0; i < t->n_lane; i++) {
 		transport_conn *c = t->lane[i].c;
 
-		if (t->lane[i].id == id)
-			return c && c->fd >= 0 && !c->queued && !c->torn ? c : NULL;
+		if (t->lane[i].id != id)
+			continue;
+		if (pp)
+			*pp = t->lane[i].p;
+		return c && c->fd >= 0 && !c->queued && !c->torn ? c : NULL;
 	}
 	return NULL;
 }
@@ -639,17 +629,16 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	uint64_t took;
 	uint8_t *buf;
 	ssize_t w;
-	peer *p;
+	peer *p = NULL;
 	int rc;
 
 	/* Looked at before encoding: a busy lane (the common refusal) costs
 	 * no encode. Looked at again below, the loop may queue meanwhile. */
 	pthread_mutex_lock(&t->wmu);
-	c = free_lane(t, m->to);
+	c = free_lane(t, m->to, &p);
 	pthread_mutex_unlock(&t->wmu);
 	if (!c)
 		return -EAGAIN;
-	p = lane_peer(t, m->to);
 	if (encode_for(t, p, m, &buf, &len, segs, &n_segs, &took) != 0)
 		return -EINVAL;
 	frame_header(buf, FRAME_RAFT, len);
@@ -663,7 +652,7 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	 * read of the peer (its features, its client id, a lacked entry)
 	 * belongs to that connection, and a new one starts from nothing
 	 * (peer_up). */
-	if (free_lane(t, m->to) != c) {
+	if (free_lane(t, m->to, NULL) != c) {
 		rc = -EAGAIN;
 	} else {
 		w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
