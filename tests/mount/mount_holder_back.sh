@@ -42,8 +42,6 @@ stat "$M1/a" >/dev/null
 held_by 3 1 p/x || fail "node 3 no longer holds p/x in node 1's tree before node 1 looked at it"
 
 echo "== 2. node 3 comes back; node 1 looks at p/x"
-# applied K: node K's applied index (its own status).
-applied() { "$R" status --json "$("$R" local addr "$C" "$1")" 2>/dev/null | grep -o '"applied":[0-9]*' | cut -d: -f2; }
 # started K: how many times node K logged that its start command applied.
 started() { grep -c "start command applied" "$C/node$1/node.log" || true; }
 s0=$(started 3)
@@ -55,9 +53,9 @@ wait_for 60 "node 3's mount" mount_answers 3
 # restarted node says nothing.
 restarted() { [ "$(started 3)" -gt "$s0" ]; }
 wait_for 60 "node 3's start command applied on node 3" restarted
-a3=$(applied 3)
+a3=$(status_field 3 applied)
 [ -n "$a3" ] || fail "no applied index from node 3's status"
-caught_up() { local a; a=$(applied 1); [ -n "$a" ] && [ "$a" -ge "$a3" ]; }
+caught_up() { local a; a=$(status_field 1 applied); [ -n "$a" ] && [ "$a" -ge "$a3" ]; }
 wait_for 60 "node 1 applied node 3's start command (index $a3)" caught_up
 stat "$M1/p/x" >/dev/null
 echo "   node 1: $(waited) waits for node 3, $(at_once) revokes at once"

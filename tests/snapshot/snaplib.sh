@@ -11,19 +11,6 @@ snap_cluster() {
 	up
 }
 
-# status_field ID FIELD: a number from node ID's `raftfs status --json`.
-# A status that does not answer (a loaded machine, an election) is asked
-# again for up to 30 s: under pipefail one lost answer ended a test
-# through set -e with no word (snapshot.catchup, session 8).
-status_field() {
-	local out deadline=$((SECONDS + 30))
-	until out=$("$R" status --json "$("$R" local addr "$C" "$1")" 2>/dev/null); do
-		[ $SECONDS -lt $deadline ] || fail "node $1 did not answer raftfs status for 30 s"
-		sleep 0.1
-	done
-	sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" <<<"$out"
-}
-
 # file_ops DIR N TAG: N small-file operations (create, write, rename,
 # delete) under DIR.
 file_ops() {
