@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -191,7 +190,6 @@ static int wait_leader(const char *dir, const char *name, int n, unsigned timeou
  * stops the nodes: more than one proposal timeout (5 s by default), after
  * which a mount without a quorum has failed whatever it still waited for. */
 #define DRAIN_MS 10000
-#define FUSE_MAGIC 0x65735546
 
 /* The child of drain_mounts for node id: fsync of its mount's root, which
  * a mount answers once everything it acknowledged before (write-behind
@@ -203,11 +201,10 @@ static int wait_leader(const char *dir, const char *name, int n, unsigned timeou
 static void drain_one(const char *dir, int id)
 {
 	char mnt[PATH_MAX];
-	struct statfs sfs;
 	int fd;
 
 	local_mount_path(dir, id, mnt, sizeof(mnt));
-	if (statfs(mnt, &sfs) < 0 || sfs.f_type != FUSE_MAGIC)
+	if (!local_is_fuse(mnt))
 		_exit(0);
 	fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -235,20 +232,18 @@ static void drain_one(const char *dir, int id)
  * same, but `down` says so in its exit status. */
 static bool drain_mounts(const char *dir, int n)
 {
-	pid_t *kids = calloc((size_t)n + 1, sizeof(*kids));
 	long long deadline = mono_ms() + DRAIN_MS;
 	bool ok = true;
 	int left = 0;
+	pid_t *kids;
 
+	if (!local_is_fs(dir))
+		return true; /* no mounts */
 	/* Reaped here: with SIGCHLD ignored (inherited from whoever ran us)
 	 * the kernel would reap the children itself and waitpid would never
 	 * see one end, failing every drain after DRAIN_MS. */
 	signal(SIGCHLD, SIG_DFL);
-
-	if (!local_is_fs(dir)) {
-		free(kids); /* no mounts */
-		return true;
-	}
+	kids = calloc((size_t)n + 1, sizeof(*kids));
 	if (!kids) {
 		fprintf(stderr, "raftfs local down: mounts not drained: out of memory\n");
 		return false;

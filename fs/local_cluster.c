@@ -522,14 +522,19 @@ int local_signal(const char *dir, int id, int sig, unsigned wait_ms, bool escala
 	}
 }
 
+bool local_is_fuse(const char *path)
+{
+	struct statfs sfs;
+
+	return statfs(path, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC;
+}
+
 /* A FUSE mount answers at path with the root (inode 1). */
 static bool mount_answers(const char *path)
 {
-	struct statfs sfs;
 	struct stat st;
 
-	return statfs(path, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC && stat(path, &st) == 0 &&
-	       st.st_ino == 1;
+	return local_is_fuse(path) && stat(path, &st) == 0 && st.st_ino == 1;
 }
 
 bool local_alive(const char *dir, int id)
@@ -604,8 +609,7 @@ void local_unmount(const char *dir, int id)
 		return;
 	local_mount_path(dir, id, mnt, sizeof(mnt));
 	/* A killed node's mount fails with ENOTCONN; a live one is FUSE. */
-	if ((statfs(mnt, &sfs) < 0 && errno == ENOTCONN) ||
-	    (statfs(mnt, &sfs) == 0 && sfs.f_type == FUSE_SUPER_MAGIC))
+	if ((statfs(mnt, &sfs) < 0 && errno == ENOTCONN) || local_is_fuse(mnt))
 		umount2(mnt, MNT_DETACH);
 }
 

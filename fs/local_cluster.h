@@ -49,6 +49,9 @@ pid_t local_pid(const char *dir, int id);
  * in DIR/node<id>. */
 bool local_is_fs(const char *dir);
 
+/* Whether path is a FUSE filesystem's mount point that answers statfs. */
+bool local_is_fuse(const char *path);
+
 /* The directory of node id's own files (config, data, log, pid). */
 void local_node_dir(const char *dir, int id, char *out, size_t len);
 
