@@ -51,7 +51,7 @@ static const char usage[] =
  * otherwise hold a line per object of the whole tree in memory. The
  * count of all differences is still exact, and what was not kept is
  * said per pair. tree_verify.c keeps the same number for --trees. */
-#define MAX_LINES_PER_PAIR 2000
+#define MAX_LINES_PER_PAIR VERIFY_MAX_LINES
 
 /* The differences of one round, kept per pair so that they print pair by
  * pair (as when each mount was compared with the first in turn) although

@@ -14,7 +14,7 @@
 #include "tree_compare.h"
 
 /* Differences kept for printing; more are counted only. */
-#define MAX_LINES 2000
+#define MAX_LINES VERIFY_MAX_LINES
 #define STATUS_TIMEOUT_MS 1000
 
 /* Where a node's state machine stands. */

@@ -4,6 +4,12 @@
 
 #include <stdio.h>
 
+/* How many difference lines `raftfs verify` keeps for printing: per pair
+ * of mounts (cli_verify.c), in all for --trees (tree_verify.c). More are
+ * counted, not kept: trees that differ everywhere would otherwise hold a
+ * line per object in memory. */
+#define VERIFY_MAX_LINES 2000
+
 /* Compares DIR/node<i>/data of every node of the `raftfs local` cluster in
  * dir with node 1's (tree_compare, TREE_CMP_DATA: the tree, the hard-link
  * index DATA/ids with its orphans and who released them).
