@@ -210,6 +210,10 @@ static void handshake(int fd, frame_reader *fr, uv_loop_t *loop)
 	free(buf);
 }
 
+/* Set when this kernel's buffers never tore a frame: ctest then says
+ * Skipped (77), not Passed, since the tear was not tested. */
+static bool nothing_torn;
+
 /* The end of the test, whether it ran or found nothing to test: every
  * descriptor closed, the transport's handles closed and the loop emptied. */
 static void torn_done(uv_loop_t *loop, transport *t, frame_reader *fr, int fd, int lfd,
@@ -304,6 +308,7 @@ static void test_torn_direct(void **state)
 		/* Every size fitted whole or not at all until the socket
 		 * stayed full: nothing to test on this kernel's buffers. */
 		torn_done(&loop, t, &fr, fd, lfd, snd);
+		nothing_torn = true;
 		skip();
 	}
 
@@ -353,5 +358,7 @@ int main(void)
 	    cmocka_unit_test(test_torn_direct),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	return failed ? failed : nothing_torn ? 77 : 0;
 }
