@@ -484,14 +484,19 @@ static int sm_query(void *ctx, const uint8_t *q, size_t len, uint8_t **out, size
 
 void kvsm_iface(kvsm *k, node_sm *out)
 {
-	out->ctx = k;
-	out->applied_index = sm_applied;
-	out->apply = sm_apply;
-	out->apply_empty = sm_apply_empty;
-	out->query = sm_query;
-	out->snapshot = sm_snapshot;
-	out->restore = sm_restore;
-	out->dedup_table = sm_dedup_table;
+	/* The whole struct: a field left out (the asynchronous snapshot's
+	 * begin/stream/end, status) is NULL, never what the caller's stack
+	 * held, which node_snapshot.c would call. */
+	*out = (node_sm){
+	    .ctx = k,
+	    .applied_index = sm_applied,
+	    .apply = sm_apply,
+	    .apply_empty = sm_apply_empty,
+	    .query = sm_query,
+	    .snapshot = sm_snapshot,
+	    .restore = sm_restore,
+	    .dedup_table = sm_dedup_table,
+	};
 }
 
 int kvsm_dump(const char *data_dir, FILE *out, char *err, size_t errlen)
