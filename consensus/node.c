@@ -1851,7 +1851,7 @@ int node_new(const node_config *cfg, const node_sm *sm, node **out, char *err, s
 	cb.on_raft = on_raft_msg;
 	cb.on_request = on_request;
 	cb.on_snap_chunk = node_snap_on_chunk;
-	rc = transport_new(&n->loop, cfg, &cb, &n->tp);
+	rc = transport_new(&n->loop, cfg, n->client_id, &cb, &n->tp);
 	if (rc < 0) {
 		snprintf(err, errlen, "transport: cannot resolve the peer addresses");
 		uv_loop_close(&n->loop);

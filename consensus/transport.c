@@ -70,8 +70,9 @@ typedef struct peer {
 	unsigned backoff_ms;
 	uv_timer_t timer; /* redial */
 	/* A forwarder's own bytes (transport.h, TRANSPORT_ELIDE_MIN_BYTES):
-	 * the client id of this peer's forwarded proposals on its present
-	 * connection (0: none yet), the highest entry index sent to it, and
+	 * the client id of this peer's own proposals, from its hello on the
+	 * present connection (0: none said), the highest entry index sent to
+	 * it, and
 	 * the index up to which its entries go whole (it lacked one). Set on
 	 * the loop thread, read by direct senders too. */
 	_Atomic uint64_t own_client, sent_max, whole_upto;
@@ -106,6 +107,7 @@ struct transport {
 	size_t n_lane;
 	_Atomic uint64_t elided_ents, elided_bytes; /* transport_elided */
 	bool elide; /* a forwarder's own bytes are left out (RAFTFS_ELIDE) */
+	uint64_t client_id; /* this node's, said in every hello */
 };
 
 typedef struct wreq {
@@ -144,8 +146,8 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *sa)
 	return 0;
 }
 
-int transport_new(uv_loop_t *loop, const node_config *cfg, const transport_callbacks *cb,
-		  transport **out)
+int transport_new(uv_loop_t *loop, const node_config *cfg, uint64_t client_id,
+		  const transport_callbacks *cb, transport **out)
 {
 	transport *t = calloc(1, sizeof(*t));
 
@@ -154,6 +156,7 @@ int transport_new(uv_loop_t *loop, const node_config *cfg, const transport_callb
 	pthread_mutex_init(&t->wmu, NULL);
 	t->loop = loop;
 	t->cfg = cfg;
+	t->client_id = client_id;
 	/* RAFTFS_ELIDE=0: every append whole (before/after in one build). */
 	t->elide = !getenv("RAFTFS_ELIDE") || strcmp(getenv("RAFTFS_ELIDE"), "0");
 	t->cb = *cb;
@@ -442,6 +445,7 @@ static void send_hello(transport_conn *c, const char *error)
 	/* RAFTFS_ELIDE=0 turns the whole feature off: nothing left out for
 	 * others, and none asked to leave anything out for this node. */
 	h.features = c->t->elide ? TRANSPORT_FEATURE_ELIDE : 0;
+	h.client_id = c->t->client_id;
 	h.error = (char *)(error ? error : "");
 	send_pb(c, FRAME_HELLO, &h.base);
 }
@@ -489,8 +493,8 @@ static codec_elision *elide(transport *t, peer *p, const raft_msg *m)
 	codec_elision *el = NULL;
 
 	atomic_raise(&p->sent_max, m->entries[m->n_entries - 1].index);
-	if (!(atomic_load(&p->features) & TRANSPORT_FEATURE_ELIDE))
-		return NULL; /* it could not fill anything in */
+	if (!t->elide || !(atomic_load(&p->features) & TRANSPORT_FEATURE_ELIDE))
+		return NULL; /* turned off here, or it could not fill anything in */
 	for (size_t i = 0; client && i < m->n_entries; i++) {
 		const raft_entry *e = &m->entries[i];
 		envelope env;
@@ -717,7 +721,7 @@ void transport_reply(transport_conn *c, const Transportpb__Response *resp)
 
 /* ---- reading ---- */
 
-static void peer_up(transport_conn *c, peer *p, uint32_t features)
+static void peer_up(transport_conn *c, peer *p, const Transportpb__Hello *h)
 {
 	if (p->conn && p->conn != c) {
 		/* The peer restarted before we noticed the old connection die:
@@ -730,14 +734,16 @@ static void peer_up(transport_conn *c, peer *p, uint32_t features)
 	c->state = CONN_PEER;
 	c->fr.max_frame = c->t->cfg->max_frame_bytes;
 	p->conn = c;
-	/* What it proposes is learnt again on this connection: a restarted
-	 * peer has none of its old proposals. */
-	atomic_store(&p->own_client, 0);
+	/* Its client id is this connection's: a restarted peer is a new
+	 * client and has none of its old proposals. Said in the hello, not
+	 * learnt from its forwarded proposals: a follower also forwards
+	 * proposals of other nodes that reached it. */
+	atomic_store(&p->own_client, h->client_id);
 	atomic_store(&p->lacked, 0);
-	atomic_store(&p->features, features);
+	atomic_store(&p->features, h->features);
 	lane_set(c->t, p, c);
 	p->backoff_ms = BACKOFF_MIN_MS;
-	RLOG(RLOG_NET, "%s: connected (features %#x)", c->name, (unsigned)features);
+	RLOG(RLOG_NET, "%s: connected (features %#x)", c->name, (unsigned)h->features);
 }
 
 static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
@@ -765,7 +771,7 @@ static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
 			rlog_write(RLOG_ERR, "%s: protocol version %u, ours is %u: closing",
 				   c->name, h->version, TRANSPORT_VERSION);
 		else if (find_peer(t, c->peer)) {
-			peer_up(c, find_peer(t, c->peer), h->features);
+			peer_up(c, find_peer(t, c->peer), h);
 			goto out;
 		} /* else: the peer was removed while we dialled it */
 		conn_close(c);
@@ -797,7 +803,7 @@ static void on_hello(transport_conn *c, const uint8_t *payload, size_t len)
 	if (p) {
 		c->peer = p->id;
 		snprintf(c->name, sizeof(c->name), "peer %llu (in)", (unsigned long long)p->id);
-		peer_up(c, p, h->features);
+		peer_up(c, p, h);
 	} else {
 		c->state = CONN_CLIENT;
 		c->fr.max_frame = t->cfg->max_frame_bytes;
@@ -806,23 +812,14 @@ out:
 	transportpb__hello__free_unpacked(h, NULL);
 }
 
-/* What a message from a peer says about eliding its own entries: a
- * forwarded proposal names its client id; an append response naming an
- * entry it lacked makes every entry sent to it so far go whole (the core
- * sends them again as after any loss: node_elide.c). */
-static void learn_elision(transport *t, const raft_msg *m)
+/* An append response naming an entry the peer lacked makes every entry
+ * sent to it so far go whole (the core sends them again as after any
+ * loss: node_elide.c). */
+static void learn_lacked(transport *t, const raft_msg *m)
 {
 	peer *p = find_peer(t, m->from);
-	envelope env;
-	const uint8_t *cmd;
-	size_t cmd_len;
 
-	if (!p)
-		return;
-	if (t->elide && m->type == RAFT_MSG_PROP && m->n_entries &&
-	    envelope_decode(m->entries[0].data, m->entries[0].len, &env, &cmd, &cmd_len) == 0)
-		atomic_store(&p->own_client, env.client);
-	if (m->type == RAFT_MSG_APP_RESP && m->full_from) {
+	if (p && m->type == RAFT_MSG_APP_RESP && m->full_from) {
 		atomic_raise(&p->whole_upto, atomic_load(&p->sent_max));
 		RLOG(RLOG_NET, "peer %llu lacked its own data of entry %llu: entries up to %llu go whole",
 		     (unsigned long long)p->id, (unsigned long long)m->full_from,
@@ -857,7 +854,7 @@ static void on_frame(transport_conn *c, uint8_t type, const uint8_t *payload, si
 			rlog_write(RLOG_ERR, "%s: message from %llu to %llu on this link: dropped",
 				   c->name, (unsigned long long)m.from, (unsigned long long)m.to);
 		} else {
-			learn_elision(t, &m);
+			learn_lacked(t, &m);
 			t->cb.on_raft(t->cb.arg, &m);
 		}
 		raft_msg_free_contents(&m);

@@ -49,9 +49,9 @@
 #define TRANSPORT_FEATURE_ELIDE 1u
 
 /* A forwarder's own bytes (README-node.md): entry data at least this long
- * that a peer proposed itself (its forwarded proposals' client id, learnt
- * on the present connection, if it offered TRANSPORT_FEATURE_ELIDE there)
- * is left out of the appends to it, with its
+ * that a peer proposed itself (the client id its hello said on the present
+ * connection, if it offered TRANSPORT_FEATURE_ELIDE there) is left out of
+ * the appends to it, with its
  * length and CRC-32C; the receiver fills it in from its own pending copy
  * (node_elide.c) or, lacking one, names the entry in its next APP_RESP
  * (transport_lacks), and from then on every entry the leader had sent it
@@ -77,10 +77,12 @@ typedef struct transport_callbacks {
 } transport_callbacks;
 
 /* Creates a transport for cfg (borrowed; must outlive the transport) on loop.
- * Resolves every peer address now. 0 or a negative errno, with a message
- * logged naming what failed. */
-int transport_new(uv_loop_t *loop, const node_config *cfg, const transport_callbacks *cb,
-		  transport **out);
+ * client_id is this node's own proposals' (their envelopes'), said to every
+ * peer in the hello so that a leader knows which entries this node holds
+ * (TRANSPORT_ELIDE_MIN_BYTES). Resolves every peer address now. 0 or a
+ * negative errno, with a message logged naming what failed. */
+int transport_new(uv_loop_t *loop, const node_config *cfg, uint64_t client_id,
+		  const transport_callbacks *cb, transport **out);
 
 /* Binds and listens on cfg->listen, then starts dialling the peers with a
  * higher id. 0 or a negative errno (e.g. -EADDRINUSE) with a log line. */

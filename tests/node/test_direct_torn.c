@@ -262,7 +262,7 @@ static void test_torn_direct(void **state)
 	/* Node 1: the transport, which dials node 2 (the lower id dials). */
 	assert_int_equal(uv_loop_init(&loop), 0);
 	test_member_config(&cfg, "torn", "/nonexistent", 0, 2, port);
-	assert_int_equal(transport_new(&loop, &cfg, &cb, &t), 0);
+	assert_int_equal(transport_new(&loop, &cfg, 1, &cb, &t), 0);
 	assert_int_equal(transport_start(t), 0);
 	deadline = test_now_ms() + 10000;
 	fd = -1;
