@@ -13,6 +13,7 @@
 #include "sm_impl.h"
 #include "sm_direct.h"
 #include "sm_reset.h"
+#include "test_gate.h"
 
 // Ids are reserved in blocks: one fsync per block, not per create.
 #define ID_BLOCK 4096
@@ -407,6 +408,7 @@ static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 	const char *delay = getenv("RAFTFS_TEST_APPLY_DELAY_US");
 	if (delay)
 		sm->test_apply_delay_us = (unsigned)strtoul(delay, NULL, 10);
+	sm->test_apply_gate = getenv("RAFTFS_TEST_APPLY_GATE");
 	const char *direct = getenv("RAFTFS_APPLY_DIRECT");
 	const char *fill_us = getenv("RAFTFS_APPLY_DIRECT_FILL_US");
 	sm->direct_mode = !direct		  ? SM_DIRECT_AUTO
@@ -959,6 +961,7 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 		count_from(sm, c->node);
 	if (sm->test_apply_delay_us)
 		usleep(sm->test_apply_delay_us);
+	test_gate_wait(sm->test_apply_gate);
 	if (!redo) {
 		int64_t prev;
 		enum dedup_verdict v = dedup_check(sm->dd, client_id, seq, &prev);

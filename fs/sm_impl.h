@@ -86,6 +86,11 @@ struct sm {
 	// Test hook (RAFTFS_TEST_APPLY_DELAY_US at open): a slow node, each
 	// command's apply takes this much longer.
 	unsigned test_apply_delay_us;
+	// Test hook (RAFTFS_TEST_APPLY_GATE=FILE at open): while FILE exists,
+	// apply holds still before each command (test_gate_wait), so that a
+	// test can pile up a backlog of a known size whatever the machine's
+	// speed (tests/mount/mount_slow_holder.sh).
+	const char *test_apply_gate;
 	// Big writes of other nodes around the page cache (apply.c, exec_write):
 	// whether (RAFTFS_APPLY_DIRECT), the CPU per MiB of a buffered write
 	// from which auto goes direct (RAFTFS_APPLY_DIRECT_FILL_US), that of
