@@ -2050,6 +2050,11 @@ int node_fault(node *n)
 	return atomic_load(&n->fault);
 }
 
+uint64_t node_peer_link(node *n, uint64_t id)
+{
+	return transport_peer_link(n->tp, id);
+}
+
 void node_set_msg_filter(node *n, node_msg_filter filter, void *arg)
 {
 	n->msg_filter = filter;

@@ -234,6 +234,11 @@ uint64_t node_apply_lag_ms(node *n);
 /* 0 while healthy; the NODE_EFAULT code once applying failed. Any thread. */
 int node_fault(node *n);
 
+/* The present connection to peer id as a number that every new connection
+ * changes, 0 when there is none (transport_peer_link): a peer seen with a
+ * number it did not have before restarted or came back. Any thread. */
+uint64_t node_peer_link(node *n, uint64_t id);
+
 /* Acknowledgements of appended entries this node's persist thread sent
  * itself once they were durable, without a hand-off to the loop (tests:
  * node.ack_durable). Any thread. */

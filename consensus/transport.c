@@ -51,6 +51,7 @@ struct transport_conn {
 	uint64_t born_ms;
 	size_t queued; /* bytes handed to uv_write and not yet written; changed under wmu */
 	int fd;	       /* the socket, for transport_send_direct (set under wmu at peer_up) */
+	uint64_t link; /* transport_peer_link's number (set under wmu at peer_up) */
 	/* Under wmu: a direct send wrote part of a frame; nothing more may be
 	 * written and the loop closes the connection at its next write. */
 	bool torn;
@@ -106,6 +107,7 @@ struct transport {
 	} lane[CONFIG_MAX_PEERS];
 	size_t n_lane;
 	_Atomic uint64_t elided_ents, elided_bytes; /* transport_elided */
+	uint64_t links; /* handshakes so far (transport_peer_link), under wmu */
 	bool elide; /* a forwarder's own bytes are left out (RAFTFS_ELIDE) */
 	uint64_t client_id; /* this node's, said in every hello */
 };
@@ -268,6 +270,7 @@ static void lane_set(transport *t, peer *p, transport_conn *c)
 		t->lane[i].id = id;
 		t->lane[i].c = c;
 		t->lane[i].p = p;
+		c->link = ++t->links;
 		c->fd = -1;
 		uv_fileno((uv_handle_t *)&c->tcp, &c->fd);
 	}
@@ -484,21 +487,17 @@ static void atomic_raise(_Atomic uint64_t *v, uint64_t x)
 		;
 }
 
-/* Leaves out of append m to p the data of the big entries p proposed
- * itself but their envelope (by which it finds its copy): *v (a copy of m)
- * gets a copy of m's entries, those cut to their envelope, and beside them
- * v->elided, their whole length and CRC-32C: one allocation at v->entries,
- * the data still m's. false (v untouched) when nothing is left out, or the
- * allocation failed: sent whole. */
-static bool elide(transport *t, peer *p, const raft_msg *m, raft_msg *v)
+/* What of append m's entries to p to leave out: the data of the big ones
+ * p proposed itself but their envelope (by which it finds its copy), as a
+ * new array (codec_msg_encode_elided); NULL when nothing is left out. */
+static codec_elision *elide(transport *t, peer *p, const raft_msg *m)
 {
 	uint64_t client = atomic_load(&p->own_client), whole = atomic_load(&p->whole_upto);
-	raft_entry *ents = NULL;
-	raft_elision *el = NULL;
+	codec_elision *el = NULL;
 
 	atomic_raise(&p->sent_max, m->entries[m->n_entries - 1].index);
 	if (!t->elide || !(atomic_load(&p->features) & TRANSPORT_FEATURE_ELIDE))
-		return false; /* turned off here, or it could not fill anything in */
+		return NULL; /* turned off here, or it could not fill anything in */
 	for (size_t i = 0; client && i < m->n_entries; i++) {
 		const raft_entry *e = &m->entries[i];
 		envelope env;
@@ -509,25 +508,13 @@ static bool elide(transport *t, peer *p, const raft_msg *m, raft_msg *v)
 		    e->index <= whole || envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) != 0 ||
 		    env.client != client)
 			continue;
-		if (!ents) {
-			/* raft_elision's alignment divides raft_entry's size. */
-			ents = malloc(m->n_entries * (sizeof(*ents) + sizeof(*el)));
-			if (!ents)
-				return false;
-			memcpy(ents, m->entries, m->n_entries * sizeof(*ents));
-			el = (raft_elision *)(ents + m->n_entries);
-			memset(el, 0, m->n_entries * sizeof(*el));
-		}
-		el[i] = (raft_elision){e->len, crc32c_extend(0, e->data, e->len)};
-		ents[i].len = ENVELOPE_BYTES;
+		if (!el && !(el = calloc(m->n_entries, sizeof(*el))))
+			return NULL; /* sent whole */
+		el[i] = (codec_elision){e->len, crc32c_extend(0, e->data, e->len)};
 		atomic_fetch_add(&t->elided_ents, 1);
 		atomic_fetch_add(&t->elided_bytes, e->len - ENVELOPE_BYTES);
 	}
-	if (!ents)
-		return false;
-	v->entries = ents;
-	v->elided = el;
-	return true;
+	return el;
 }
 
 /* Peer p's appends lacked entry index: the lowest such goes in the next
@@ -548,17 +535,32 @@ static void note_lacked(peer *p, uint64_t index)
 static int encode_for(transport *t, peer *p, const raft_msg *m, uint8_t **buf, size_t *len,
 		      codec_seg *segs, size_t *n_segs, uint64_t *took)
 {
+	codec_elision *el = NULL;
+	raft_entry *ents = NULL;
 	raft_msg v = *m;
-	bool cut;
 	int rc;
 
 	v.full_from = 0;
-	cut = p && m->type == RAFT_MSG_APP && m->n_entries && elide(t, p, m, &v);
+	if (p && m->type == RAFT_MSG_APP && m->n_entries && (el = elide(t, p, m))) {
+		/* The entries cut to their envelope: the array copied, the
+		 * data still m's. */
+		ents = malloc(m->n_entries * sizeof(*ents));
+		if (!ents) {
+			free(el);
+			el = NULL;
+		} else {
+			memcpy(ents, m->entries, m->n_entries * sizeof(*ents));
+			for (size_t i = 0; i < m->n_entries; i++)
+				if (el[i].len)
+					ents[i].len = ENVELOPE_BYTES;
+			v.entries = ents;
+		}
+	}
 	if (p && m->type == RAFT_MSG_APP_RESP)
 		v.full_from = atomic_exchange(&p->lacked, 0);
-	rc = codec_msg_encode_segs(&v, FRAME_HEADER_BYTES, buf, len, segs, SEND_SEGS, n_segs);
-	if (cut)
-		free(v.entries); /* and v.elided, in the same allocation */
+	rc = codec_msg_encode_elided(&v, el, FRAME_HEADER_BYTES, buf, len, segs, SEND_SEGS, n_segs);
+	free(ents);
+	free(el);
 	*took = v.full_from;
 	if (rc != 0 && *took) {
 		note_lacked(p, *took);
@@ -711,6 +713,20 @@ bool transport_peer_connected(const transport *t, uint64_t id)
 		if (t->peers[i].id == id)
 			return t->peers[i].conn != NULL;
 	return false;
+}
+
+uint64_t transport_peer_link(transport *t, uint64_t id)
+{
+	uint64_t link = 0;
+
+	/* The lanes: exactly the handshaked peer connections, kept under wmu
+	 * (the peers' own slots are the loop thread's). */
+	pthread_mutex_lock(&t->wmu);
+	for (size_t i = 0; i < t->n_lane; i++)
+		if (t->lane[i].id == id)
+			link = t->lane[i].c->link;
+	pthread_mutex_unlock(&t->wmu);
+	return link;
 }
 
 void transport_reply(transport_conn *c, const Transportpb__Response *resp)

@@ -125,6 +125,13 @@ int transport_queued(const transport *t, uint64_t id, size_t *bytes);
 /* Whether a handshaked connection to peer id exists. */
 bool transport_peer_connected(const transport *t, uint64_t id);
 
+/* The present handshaked connection to peer id as a number, 0 when there
+ * is none. Every handshake takes the next number of this transport's
+ * count, so a peer that restarted, or came back from a partition, shows a
+ * number it did not have before: a sign of life that needs no command of
+ * it to commit (fs/fuse_grant.h, a holder's silence). Any thread. */
+uint64_t transport_peer_link(transport *t, uint64_t id);
+
 /* Membership changes at runtime. transport_add_peer makes peer id known
  * at host:port (resolved now), dialling it if this node has the lower id,
  * or moves a known peer to a new address (its connection is closed and

@@ -110,6 +110,11 @@ bool fs_node_progressing(struct fs_node *f, unsigned ms)
 	return node_unanswered_ms(f->n) <= ms && node_apply_lag_ms(f->n) <= APPLY_LAG_MAX_MS;
 }
 
+uint64_t fs_node_peer_link(struct fs_node *f, uint32_t id)
+{
+	return node_peer_link(f->n, id);
+}
+
 int64_t fs_node_now(void)
 {
 	struct timespec ts;

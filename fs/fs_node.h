@@ -118,6 +118,12 @@ bool fs_node_close_behind(struct fs_node *f);
  * node whose apply stopped acknowledges nothing early. */
 bool fs_node_progressing(struct fs_node *f, unsigned ms);
 
+/* The present connection to node id as a number that every new connection
+ * changes, 0 when there is none (node_peer_link): a holder that was taken
+ * for dead and shows a new one is back, before any command of it applied
+ * (fs/fuse_grant.h, fuse_holder_look). Any thread. */
+uint64_t fs_node_peer_link(struct fs_node *f, uint32_t id);
+
 /* Whether the last proposal or barrier of this node to end timed out (no
  * leader or no quorum): until one succeeds again, the mount answers
  * nothing before it applied (no write-behind, synchronous writes). */

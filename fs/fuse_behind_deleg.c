@@ -91,7 +91,7 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 	fuse_reclaim_start(&clock, bh_mono_ms());
 	for (;;) {
 		uint32_t holder;
-		uint64_t epoch, progress;
+		uint64_t epoch, progress, link;
 		int64_t now, since;
 		bool silent;
 		enum fuse_reclaim_do step;
@@ -100,22 +100,26 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 		if (rc < 0 || holder == 0 || holder == b->self)
 			return 0; /* the command's own checks answer for a bad dir */
 		progress = sm_applied_from(b->fs->sm, holder);
+		link = fs_node_peer_link(b->fs->fsn, holder);
 		now = bh_mono_ms();
 		/* *joined: the holder this wait is counted for (0: none; a
 		 * full table counts nobody, and is asked again next look). */
 		if (holder != *joined) {
 			if (*joined)
 				fuse_holder_leave(b->grant, *joined);
-			*joined = fuse_holder_join(b->grant, holder, progress, now) ? holder : 0;
+			*joined = fuse_holder_join(b->grant, holder, progress, link, now) ? holder
+											   : 0;
 		}
-		since = fuse_holder_look(b->grant, holder, progress, now, &silent);
-		/* Known silent: first catch up with the log once (a read
-		 * barrier): a holder that came back says so with a command at
-		 * its start (fuse_run.c, propose_hello), and this node may not
-		 * have applied it yet — then it is recalled as any live holder
-		 * is, and what it answered behind since is not revoked under
-		 * it. Still silent: one Revoke, no wait (once per call:
-		 * should it not take, the clock below decides). */
+		since = fuse_holder_look(b->grant, holder, progress, link, now, &silent);
+		/* Known silent (and not connected anew since: a restarted
+		 * holder connects before it mounts, fuse_grant.h): first
+		 * catch up with the log once (a read barrier): a holder that
+		 * came back says so with a command at its start (fuse_run.c,
+		 * propose_hello), and this node may not have applied it yet —
+		 * then it is recalled as any live holder is, and what it
+		 * answered behind since is not revoked under it. Still
+		 * silent: one Revoke, no wait (once per call: should it not
+		 * take, the clock below decides). */
 		if (silent && !caught_up) {
 			caught_up = true;
 			(void)ffs_barrier(b->fs);
@@ -293,7 +297,8 @@ static void recall_ahead(struct fuse_behind *b, uint64_t dir)
 		    holder == b->self)
 			continue;
 		(void)fuse_holder_look(b->grant, holder, sm_applied_from(b->fs->sm, holder),
-				       bh_mono_ms(), &silent);
+				       fs_node_peer_link(b->fs->fsn, holder), bh_mono_ms(),
+				       &silent);
 		if (silent)
 			continue;
 		if (propose_deleg(b, ids[i], FSPB__DELEG__OP__RECALL, epoch, false))

@@ -25,6 +25,7 @@ struct holder {
 	uint32_t holder;
 	unsigned waiters;  /* recallers waiting for it now */
 	uint64_t progress; /* its commands applied here, when last changed */
+	uint64_t link;	   /* the connection to it then (0: none) */
 	int64_t since_ms;  /* silent since (the first look at that progress) */
 	bool silent;	   /* revoked for silence at progress */
 };
@@ -233,7 +234,8 @@ static struct holder *holder_get(struct fuse_grant *g, uint32_t holder)
 	return spare;
 }
 
-bool fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, int64_t now_ms)
+bool fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, uint64_t link,
+		      int64_t now_ms)
 {
 	struct holder *h;
 
@@ -243,6 +245,7 @@ bool fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, 
 		 * progress says nothing about a node nobody asked since. */
 		if (!h->waiters++ && !h->silent) {
 			h->progress = progress;
+			h->link = link;
 			h->since_ms = now_ms;
 		}
 	}
@@ -261,7 +264,7 @@ void fuse_holder_leave(struct fuse_grant *g, uint32_t holder)
 	pthread_mutex_unlock(&g->mu);
 }
 
-int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progress,
+int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progress, uint64_t link,
 			 int64_t now_ms, bool *silent)
 {
 	int64_t since = now_ms;
@@ -273,10 +276,13 @@ int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progres
 
 		if (h->holder != holder)
 			continue;
-		if (progress != h->progress) {
-			/* A command of it applied: alive, back if it was
-			 * silent; its silence starts again from here. */
+		/* A command of it applied, or a connection to it came up
+		 * since its silence began (it restarted: its start's command
+		 * may not have committed yet): alive, back if it was silent;
+		 * its silence starts again from here. */
+		if (progress != h->progress || (link && link != h->link)) {
 			h->progress = progress;
+			h->link = link;
 			h->since_ms = now_ms;
 			h->silent = false;
 		}

@@ -123,8 +123,14 @@ int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms);
  *    progress (sm_applied_from) last change, not from each one's start;
  *  - once a wait revoked it for silence (not for the cap: a busy holder is
  *    alive), it is known silent, and a recall of another directory it
- *    holds revokes at once, until a command of it applies here again (it
- *    came back: normal recalls, with their whole wait, resume).
+ *    holds revokes at once, until a command of it applies here again, or
+ *    it shows a connection newer than the one this node had to it when
+ *    its silence began (link, fs_node_peer_link: it restarted or came
+ *    back from a partition) — it came back: normal recalls, with their
+ *    whole wait, resume. The connection is the earlier sign: a restarted
+ *    node connects before it mounts, while its start's command
+ *    (fs/fuse_run.c) may commit only after its mount answered behind in
+ *    a directory it still holds, which a revoke at once would fail.
  * A live holder is still given its FUSE_REVOKE_AFTER_MS once: the first
  * wait for it starts the clock, and any command of it resets it. At most
  * FUSE_HOLDERS_MAX holders are remembered (beyond that a wait has a clock
@@ -132,14 +138,18 @@ int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms);
 #define FUSE_HOLDERS_MAX 64u
 
 /* A recaller starts waiting for holder: true when counted (pair with
- * fuse_holder_leave), false when the table is full (no leave). */
-bool fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, int64_t now_ms);
+ * fuse_holder_leave), false when the table is full (no leave). progress:
+ * the holder's commands applied here (sm_applied_from); link: this node's
+ * present connection to it (fs_node_peer_link, 0: none). */
+bool fuse_holder_join(struct fuse_grant *g, uint32_t holder, uint64_t progress, uint64_t link,
+		      int64_t now_ms);
 void fuse_holder_leave(struct fuse_grant *g, uint32_t holder);
 /* A joined recaller's look at now_ms, the holder's commands applied here
- * up to progress: since when it has been silent (now_ms when unknown);
- * *silent: a wait for it was revoked for silence and nothing of it applied
- * here since (revoke at once). */
-int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progress,
+ * up to progress, connected by link: since when it has been silent (now_ms
+ * when unknown); *silent: a wait for it was revoked for silence, nothing
+ * of it applied here since and no new connection to it came up (revoke
+ * at once). */
+int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progress, uint64_t link,
 			 int64_t now_ms, bool *silent);
 /* A recaller revoked holder for silence, its commands applied up to
  * progress. */

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -19,13 +20,14 @@
 #include "sm_reset.h"
 #include "svc_notify.h"
 #include "svc_start.h"
+#include "test_gate.h"
 
 /* The start command's state: proposed (or waiting to be again), applied,
  * given up (the node's state machine failed), or failed — then the main
  * loop proposes it again (hello_retry): a node that started without a
  * quorum (its peers not up yet) must still tell the others it is back
  * once they are, or they keep it marked silent. */
-enum { HELLO_WAIT, HELLO_APPLIED, HELLO_FAILED, HELLO_GIVEN_UP };
+enum { HELLO_WAIT, HELLO_APPLIED, HELLO_FAILED, HELLO_GIVEN_UP, HELLO_GATED };
 /* The pause before the first retry, doubled per failure up to the cap. */
 #define HELLO_RETRY_MS 500
 #define HELLO_RETRY_MAX_MS 30000
@@ -35,6 +37,12 @@ struct hello {
 	atomic_int failures; /* said in the log: the first, then every tenth */
 	int64_t next_ms; /* main loop only: when to propose again */
 	int64_t pause_ms;
+	/* Tests: RAFTFS_TEST_HELLO_GATE=FILE holds the start command back
+	 * while FILE exists (HELLO_GATED; the main loop proposes it once the
+	 * test removed FILE), so that a test can look at this node's
+	 * directories from another mount after it restarted and before its
+	 * start command committed (tests/mount/mount_holder_early.sh). */
+	const char *gate;
 };
 
 /* A node that cannot get its start command in (no quorum for minutes, or
@@ -113,13 +121,29 @@ static void propose_hello(struct fs_node *f, struct hello *h)
 	}
 }
 
+/* At the start: proposes the start command, unless a test's gate holds
+ * it back (struct hello, gate). */
+static void hello_start(struct fs_node *f, struct hello *h)
+{
+	h->gate = getenv("RAFTFS_TEST_HELLO_GATE");
+	if (test_gate_closed(h->gate)) {
+		rlog_write(RLOG_INFO, "start command held back (RAFTFS_TEST_HELLO_GATE)");
+		atomic_store(&h->state, HELLO_GATED);
+		return;
+	}
+	propose_hello(f, h);
+}
+
 /* From the main loop (every poll): a failed start command is proposed
  * again after a pause that doubles per failure, HELLO_RETRY_MAX_MS at
- * most, until one applies or the node stops. */
+ * most, until one applies or the node stops; a gated one once its gate
+ * opened. */
 static void hello_retry(struct fs_node *f, struct hello *h)
 {
 	int64_t now;
 
+	if (atomic_load(&h->state) == HELLO_GATED && !test_gate_closed(h->gate))
+		propose_hello(f, h);
 	if (atomic_load(&h->state) != HELLO_FAILED)
 		return;
 	now = mono_ms();
@@ -230,7 +254,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	if (rc < 0)
 		rlog_write(RLOG_ERR, "the log replay failed (%s): serving what was applied",
 			   node_strerror(rc));
-	propose_hello(f, &hello);
+	hello_start(f, &hello);
 	if (!cfg->mount[0])
 		fs_release_start(rel); /* a mount does it once it serves */
 	if (cfg->mount[0]) {

@@ -20,3 +20,16 @@ void test_gate_wait(const char *gate)
 	while (access(gate, F_OK) == 0)
 		nanosleep(&nap, NULL);
 }
+
+bool test_gate_closed(const char *gate)
+{
+	char reached[4096];
+	int fd;
+
+	if (!gate || access(gate, F_OK) != 0)
+		return false;
+	snprintf(reached, sizeof(reached), "%s.reached", gate);
+	if ((fd = open(reached, O_CREAT | O_WRONLY | O_CLOEXEC, 0644)) >= 0)
+		close(fd);
+	return true;
+}

@@ -270,15 +270,15 @@ static void test_holder_parallel_waits_share_a_clock(void **state)
 
 	(void)state;
 	assert_int_equal(fuse_grant_new(&g), 0);
-	assert_true(fuse_holder_join(g, 3, 77, t));
+	assert_true(fuse_holder_join(g, 3, 77, 9, t));
 	fuse_reclaim_start(&a, t);
-	assert_int_equal(fuse_reclaim_step(&a, 3, 5, 77, fuse_holder_look(g, 3, 77, t, &silent), t),
+	assert_int_equal(fuse_reclaim_step(&a, 3, 5, 77, fuse_holder_look(g, 3, 77, 9, t, &silent), t),
 			 FUSE_RECLAIM_RECALL);
 	assert_false(silent);
 	/* The second one joins 2 s later: the holder has been silent since
 	 * t as far as this mount saw. */
-	assert_true(fuse_holder_join(g, 3, 77, t + 2000));
-	since = fuse_holder_look(g, 3, 77, t + 2000, &silent);
+	assert_true(fuse_holder_join(g, 3, 77, 9, t + 2000));
+	since = fuse_holder_look(g, 3, 77, 9, t + 2000, &silent);
 	assert_int_equal(since, t);
 	fuse_reclaim_start(&b, t + 2000);
 	assert_int_equal(fuse_reclaim_step(&b, 3, 6, 77, since, t + 2000), FUSE_RECLAIM_RECALL);
@@ -290,8 +290,48 @@ static void test_holder_parallel_waits_share_a_clock(void **state)
 	fuse_holder_leave(g, 3);
 	/* Nobody waits now and it was not marked silent: the next wait
 	 * starts its own clock. */
-	assert_true(fuse_holder_join(g, 3, 77, t + 60000));
-	assert_int_equal(fuse_holder_look(g, 3, 77, t + 60000, &silent), t + 60000);
+	assert_true(fuse_holder_join(g, 3, 77, 9, t + 60000));
+	assert_int_equal(fuse_holder_look(g, 3, 77, 9, t + 60000, &silent), t + 60000);
+	assert_false(silent);
+	fuse_holder_leave(g, 3);
+	fuse_grant_free(g);
+}
+
+/* A holder marked silent that shows a connection newer than the one its
+ * silence began on restarted (or came back from a partition) before any
+ * command of it applied: recalled with the whole wait, not revoked at
+ * once. The same connection, or none, leaves it silent: a dead holder is
+ * still revoked at once. */
+static void test_holder_back_on_a_new_connection(void **state)
+{
+	struct fuse_grant *g;
+	int64_t t = 4000;
+	bool silent;
+
+	(void)state;
+	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_true(fuse_holder_join(g, 3, 50, 9, t));
+	(void)fuse_holder_look(g, 3, 50, 9, t, &silent);
+	fuse_holder_silent(g, 3, 50);
+	fuse_holder_leave(g, 3);
+	/* Its connection went down (killed): still silent. */
+	assert_true(fuse_holder_join(g, 3, 50, 0, t + 4000));
+	(void)fuse_holder_look(g, 3, 50, 0, t + 4000, &silent);
+	assert_true(silent);
+	/* The old connection, never dropped (cut off): still silent. */
+	(void)fuse_holder_look(g, 3, 50, 9, t + 4500, &silent);
+	assert_true(silent);
+	/* A new one: back, its silence counted from this look. */
+	assert_int_equal(fuse_holder_look(g, 3, 50, 12, t + 5000, &silent), t + 5000);
+	assert_false(silent);
+	fuse_holder_leave(g, 3);
+	/* Silent again (on connection 12, at the same progress): only a
+	 * connection newer than 12 says it is back. */
+	assert_true(fuse_holder_join(g, 3, 50, 12, t + 9000));
+	fuse_holder_silent(g, 3, 50);
+	(void)fuse_holder_look(g, 3, 50, 12, t + 9000, &silent);
+	assert_true(silent);
+	(void)fuse_holder_look(g, 3, 50, 13, t + 9100, &silent);
 	assert_false(silent);
 	fuse_holder_leave(g, 3);
 	fuse_grant_free(g);
@@ -312,29 +352,29 @@ static void test_holder_silent_until_it_comes_back(void **state)
 
 	(void)state;
 	assert_int_equal(fuse_grant_new(&g), 0);
-	assert_true(fuse_holder_join(g, 3, 50, t));
-	(void)fuse_holder_look(g, 3, 50, t, &silent);
+	assert_true(fuse_holder_join(g, 3, 50, 9, t));
+	(void)fuse_holder_look(g, 3, 50, 9, t, &silent);
 	fuse_holder_silent(g, 3, 50);
 	fuse_holder_leave(g, 3);
 	/* Seconds later, nothing of it applied: silent. */
-	assert_true(fuse_holder_join(g, 3, 50, t + 5000));
-	(void)fuse_holder_look(g, 3, 50, t + 5000, &silent);
+	assert_true(fuse_holder_join(g, 3, 50, 9, t + 5000));
+	(void)fuse_holder_look(g, 3, 50, 9, t + 5000, &silent);
 	assert_true(silent);
 	fuse_holder_leave(g, 3);
 	/* Another holder is not. */
-	assert_true(fuse_holder_join(g, 2, 50, t + 5000));
-	(void)fuse_holder_look(g, 2, 50, t + 5000, &silent);
+	assert_true(fuse_holder_join(g, 2, 50, 9, t + 5000));
+	(void)fuse_holder_look(g, 2, 50, 9, t + 5000, &silent);
 	assert_false(silent);
 	fuse_holder_leave(g, 2);
 	/* Node 3 came back: one of its commands applied. */
-	assert_true(fuse_holder_join(g, 3, 51, t + 6000));
-	assert_int_equal(fuse_holder_look(g, 3, 51, t + 6000, &silent), t + 6000);
+	assert_true(fuse_holder_join(g, 3, 51, 9, t + 6000));
+	assert_int_equal(fuse_holder_look(g, 3, 51, 9, t + 6000, &silent), t + 6000);
 	assert_false(silent);
 	fuse_holder_leave(g, 3);
 	/* A mark for an older progress than the record's changes nothing. */
 	fuse_holder_silent(g, 3, 50);
-	assert_true(fuse_holder_join(g, 3, 51, t + 7000));
-	(void)fuse_holder_look(g, 3, 51, t + 7000, &silent);
+	assert_true(fuse_holder_join(g, 3, 51, 9, t + 7000));
+	(void)fuse_holder_look(g, 3, 51, 9, t + 7000, &silent);
 	assert_false(silent);
 	fuse_holder_leave(g, 3);
 	/* A revoke at the cap says capped (the caller marks nothing). */
@@ -363,13 +403,13 @@ static void test_holder_table_full(void **state)
 	(void)state;
 	assert_int_equal(fuse_grant_new(&g), 0);
 	for (uint32_t h = 1; h <= FUSE_HOLDERS_MAX; h++)
-		assert_true(fuse_holder_join(g, h, 5, 100));
-	assert_false(fuse_holder_join(g, 1000, 5, 100));
-	assert_int_equal(fuse_holder_look(g, 1000, 5, 700, &silent), 700);
+		assert_true(fuse_holder_join(g, h, 5, 9, 100));
+	assert_false(fuse_holder_join(g, 1000, 5, 9, 100));
+	assert_int_equal(fuse_holder_look(g, 1000, 5, 9, 700, &silent), 700);
 	assert_false(silent);
 	fuse_holder_leave(g, 7);
-	assert_true(fuse_holder_join(g, 1000, 5, 800));
-	assert_int_equal(fuse_holder_look(g, 1000, 5, 900, &silent), 800);
+	assert_true(fuse_holder_join(g, 1000, 5, 9, 800));
+	assert_int_equal(fuse_holder_look(g, 1000, 5, 9, 900, &silent), 800);
 	for (uint32_t h = 1; h <= FUSE_HOLDERS_MAX; h++)
 		if (h != 7)
 			fuse_holder_leave(g, h);
@@ -393,6 +433,7 @@ int main(void)
 	    cmocka_unit_test(test_reclaim_busy_holder_gets_longer),
 	    cmocka_unit_test(test_holder_parallel_waits_share_a_clock),
 	    cmocka_unit_test(test_holder_silent_until_it_comes_back),
+	    cmocka_unit_test(test_holder_back_on_a_new_connection),
 	    cmocka_unit_test(test_holder_table_full),
 	};
 
