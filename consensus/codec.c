@@ -71,7 +71,7 @@ static void entry_to_pb(const raft_entry *e, Raftpb__Entry *pb)
 
 /* An entry of an append as sent: el (may be NULL) says what of its data
  * was left out. */
-static void wire_entry_to_pb(const raft_entry *e, const codec_elision *el, Raftpb__Entry *pb)
+static void wire_entry_to_pb(const raft_entry *e, const raft_elision *el, Raftpb__Entry *pb)
 {
 	entry_to_pb(e, pb);
 	if (el && el->len) {
@@ -80,14 +80,14 @@ static void wire_entry_to_pb(const raft_entry *e, const codec_elision *el, Raftp
 	}
 }
 
-static size_t wire_entry_size(const raft_entry *e, const codec_elision *el)
+static size_t wire_entry_size(const raft_entry *e, const raft_elision *el)
 {
 	Raftpb__Entry pb;
 	wire_entry_to_pb(e, el, &pb);
 	return protobuf_c_message_get_packed_size(&pb.base);
 }
 
-static size_t wire_entry_pack(const raft_entry *e, const codec_elision *el, uint8_t *out)
+static size_t wire_entry_pack(const raft_entry *e, const raft_elision *el, uint8_t *out)
 {
 	Raftpb__Entry pb;
 	wire_entry_to_pb(e, el, &pb);
@@ -122,8 +122,6 @@ static int entry_from_pb(Raftpb__Entry *pb, raft_entry *out)
 	out->term = pb->term;
 	out->index = pb->index;
 	out->type = (raft_entry_type)pb->type;
-	out->elided_len = pb->elided_len;
-	out->elided_crc = pb->elided_crc;
 	size_t len;
 	out->data = steal_bytes(&pb->data, &len);
 	out->len = (uint32_t)len;
@@ -386,9 +384,17 @@ static bool seg_worth(size_t len, size_t n_segs, size_t max_segs)
 	return len >= CODEC_SEG_MIN_BYTES && n_segs + 2 <= max_segs;
 }
 
+/* Whether entry e of m may be sent as cut by el (elision_valid, on the
+ * encoder's side). */
+static bool elision_fits(const raft_msg *m, const raft_entry *e, const raft_elision *el)
+{
+	return m->type == RAFT_MSG_APP && e->type == RAFT_ENTRY_NORMAL && el->len > e->len &&
+	       el->len <= CODEC_ELIDED_MAX_BYTES;
+}
+
 /* Everything of e's encoding before its data: the other fields, the data's
  * tag and length. out has room for codec_entry_size(e). */
-static size_t entry_head_pack(const raft_entry *e, const codec_elision *el, uint8_t *out)
+static size_t entry_head_pack(const raft_entry *e, const raft_elision *el, uint8_t *out)
 {
 	raft_entry head = *e;
 	size_t n;
@@ -403,13 +409,8 @@ static size_t entry_head_pack(const raft_entry *e, const codec_elision *el, uint
 int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len,
 			  codec_seg *segs, size_t max_segs, size_t *n_segs)
 {
-	return codec_msg_encode_elided(m, NULL, headroom, out, len, segs, max_segs, n_segs);
-}
+	const raft_elision *el = m->elided;
 
-int codec_msg_encode_elided(const raft_msg *m, const codec_elision *el, size_t headroom,
-			    uint8_t **out, size_t *len, codec_seg *segs, size_t max_segs,
-			    size_t *n_segs)
-{
 	*out = NULL;
 	*len = 0;
 	if (n_segs)
@@ -417,7 +418,8 @@ int codec_msg_encode_elided(const raft_msg *m, const codec_elision *el, size_t h
 	if (!msg_shape_valid((int)m->type, m->snapshot != NULL))
 		return RAFT_EINVAL;
 	for (size_t i = 0; i < m->n_entries; i++)
-		if (!entry_type_valid((int)m->entries[i].type))
+		if (!entry_type_valid((int)m->entries[i].type) ||
+		    (el && el[i].len && !elision_fits(m, &m->entries[i], &el[i])))
 			return RAFT_EINVAL;
 
 	Raftpb__Message pb;
@@ -448,7 +450,7 @@ int codec_msg_encode_elided(const raft_msg *m, const codec_elision *el, size_t h
 	p += protobuf_c_message_pack(&pb.base, p);
 	for (size_t i = 0; i < m->n_entries; i++) {
 		const raft_entry *e = &m->entries[i];
-		const codec_elision *ei = el ? &el[i] : NULL;
+		const raft_elision *ei = el ? &el[i] : NULL;
 
 		p += varint_pack(MSG_ENTRIES_TAG, p);
 		p += varint_pack(wire_entry_size(e, ei), p);
@@ -521,8 +523,16 @@ static int msg_from_pb(Raftpb__Message *pb, raft_msg *out)
 		if (!out->entries)
 			return RAFT_ENOMEM;
 		out->n_entries = pb->n_entries;
-		for (size_t i = 0; i < pb->n_entries; i++)
-			entry_from_pb(pb->entries[i], &out->entries[i]); /* validated above */
+		for (size_t i = 0; i < pb->n_entries; i++) {
+			Raftpb__Entry *e = pb->entries[i];
+
+			entry_from_pb(e, &out->entries[i]); /* validated above */
+			if (!e->elided_len)
+				continue;
+			if (!out->elided && !(out->elided = calloc(pb->n_entries, sizeof(*out->elided))))
+				return RAFT_ENOMEM;
+			out->elided[i] = (raft_elision){e->elided_len, e->elided_crc};
+		}
 	}
 	if (pb->snapshot) {
 		int rv = snapshot_from_pb(pb->snapshot, &out->snapshot);

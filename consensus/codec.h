@@ -63,12 +63,14 @@ size_t codec_conf_change_size(const raft_conf_change *cc);
 size_t codec_conf_change_pack(const raft_conf_change *cc, uint8_t *out);
 int codec_conf_change_decode(const uint8_t *buf, size_t len, raft_conf_change *out);
 
-/* raft_msg -> raftpb.Message, entries, snapshot and context included.
- * *out is one malloc'd buffer of headroom + encoded bytes (the first
- * headroom bytes are left for the caller, e.g. a frame header); *len is the
- * encoded length without the headroom. The caller frees *out.
- * Returns 0, RAFT_ENOMEM, or RAFT_EINVAL for a message the decoder would
- * refuse (unknown type, snapshot on a non-MSG_SNAP message). */
+/* raft_msg -> raftpb.Message, entries, snapshot and context included,
+ * and m->elided (an append's elided_len/elided_crc, where set). *out is
+ * one malloc'd buffer of headroom + encoded bytes (the first headroom
+ * bytes are left for the caller, e.g. a frame header); *len is the encoded
+ * length without the headroom. The caller frees *out. Returns 0,
+ * RAFT_ENOMEM, or RAFT_EINVAL for a message the decoder would refuse
+ * (unknown type, snapshot on a non-MSG_SNAP message, an elision outside
+ * an append's normal entry or not longer than the entry's data). */
 int codec_msg_encode(const raft_msg *m, size_t headroom, uint8_t **out, size_t *len);
 
 /* One piece of an encoded message: len bytes at data. */
@@ -98,25 +100,12 @@ int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, siz
  * whole in one frame. Longer is refused as corrupt by codec_msg_decode. */
 #define CODEC_ELIDED_MAX_BYTES (1ull << 31)
 
-/* What of an entry's data an append leaves out (raftpb.Entry elided_len,
- * elided_crc): len 0, nothing. */
-typedef struct codec_elision {
-	uint32_t len, crc; /* the whole data's length and CRC-32C */
-} codec_elision;
-
-/* codec_msg_encode_segs, with el[i] (el NULL: none) saying entry i's data
- * was cut to what m->entries[i] holds (the receiver has the rest: a
- * forwarder's own bytes, consensus/README-node.md). Only this sends those
- * fields; m's own entries' elided_len/elided_crc are never read. */
-int codec_msg_encode_elided(const raft_msg *m, const codec_elision *el, size_t headroom,
-			    uint8_t **out, size_t *len, codec_seg *segs, size_t max_segs,
-			    size_t *n_segs);
-
 /* raftpb.Message -> raft_msg. MSG_SNAP must carry a snapshot and no other
  * type may; a snapshot without metadata decodes as index 0, term 0. An
  * entry with elided data (only in MSG_APP, of a normal entry, longer than
- * what came) decodes with elided_len and elided_crc set and only what came
- * as data; codec_entry_decode (a log's record) refuses one. */
+ * what came) decodes with only what came as data and its length and CRC
+ * in out->elided (allocated only then); codec_entry_decode (a log's
+ * record) refuses one. */
 int codec_msg_decode(const uint8_t *buf, size_t len, raft_msg *out);
 
 #endif

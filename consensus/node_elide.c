@@ -37,9 +37,10 @@ static proposal *pending_of_len(node *n, uint64_t seq, size_t len)
 	return p && p->seq == seq && p->len == len ? p : NULL;
 }
 
-/* Fills e from this node's pending proposals: 0, or -1 when it lacks it.
- * Nothing is allocated before a pending copy of the length the leader
- * named is found (elided_len comes from the network). The copy itself is
+/* Fills e, of which el says what was left out, from this node's pending
+ * proposals: 0, or -1 when it lacks it. Nothing is allocated before a
+ * pending copy of the length the leader named is found (el->len comes
+ * from the network). The copy itself is
  * made under n->mu, which FUSE threads (node_start) and apply also take:
  * a proposal is freed under it by whoever answers it (apply, or
  * check_proposals at its deadline while its entry may still commit), so
@@ -47,7 +48,7 @@ static proposal *pending_of_len(node *n, uint64_t seq, size_t len)
  * honours, deferring the free to the pinner — more than a copy of at most
  * max_frame_bytes / 2 (node_start) is worth, once per own big entry. The
  * buffer is allocated outside the lock, and the lookup done again. */
-static int fill_one(node *n, raft_entry *e)
+static int fill_one(node *n, raft_entry *e, const raft_elision *el)
 {
 	envelope env;
 	const uint8_t *cmd;
@@ -60,34 +61,37 @@ static int fill_one(node *n, raft_entry *e)
 	    envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) != 0 || env.client != n->client_id)
 		return -1;
 	pthread_mutex_lock(&n->mu);
-	found = pending_of_len(n, env.seq, e->elided_len) != NULL;
+	found = pending_of_len(n, env.seq, el->len) != NULL;
 	pthread_mutex_unlock(&n->mu);
-	if (!found || !(whole = malloc(e->elided_len)))
+	if (!found || !(whole = malloc(el->len)))
 		return -1;
 	memcpy(whole, e->data, ENVELOPE_BYTES);
 	pthread_mutex_lock(&n->mu);
-	p = pending_of_len(n, env.seq, e->elided_len); /* answered meanwhile: NULL */
+	p = pending_of_len(n, env.seq, el->len); /* answered meanwhile: NULL */
 	if (p)
 		memcpy(whole + ENVELOPE_BYTES, p->data + ENVELOPE_BYTES, p->len - ENVELOPE_BYTES);
 	pthread_mutex_unlock(&n->mu);
 	found = p != NULL;
-	if (!found || crc32c_extend(0, whole, e->elided_len) != e->elided_crc) {
+	if (!found || crc32c_extend(0, whole, el->len) != el->crc) {
 		free(whole);
 		return -1;
 	}
 	free(e->data);
 	e->data = whole;
-	e->len = e->elided_len;
-	e->elided_len = e->elided_crc = 0;
+	e->len = el->len;
 	return 0;
 }
 
 void node_elide_fill(node *n, raft_msg *m)
 {
-	for (size_t i = 0; i < m->n_entries; i++) {
-		if (!m->entries[i].elided_len)
+	raft_elision *el = m->elided;
+
+	/* The message is whole from here on, or cut before what it lacks. */
+	m->elided = NULL;
+	for (size_t i = 0; el && i < m->n_entries; i++) {
+		if (!el[i].len)
 			continue;
-		if (fill_one(n, &m->entries[i]) == 0) {
+		if (fill_one(n, &m->entries[i], &el[i]) == 0) {
 			n->elide_filled++;
 			continue;
 		}
@@ -98,8 +102,9 @@ void node_elide_fill(node *n, raft_msg *m)
 		for (size_t j = i; j < m->n_entries; j++)
 			raft_entry_free_contents(&m->entries[j]);
 		m->n_entries = i;
-		return;
+		break;
 	}
+	free(el);
 }
 
 void node_elide_report(node *n)

@@ -331,8 +331,9 @@ void node_admission_tick(node *n, uint64_t now);
 void node_admission_report(node *n);
 
 /* node_elide.c, loop thread. A forwarder's own bytes: fills the elided
- * entries of append m from this node's pending proposals; at the first it
- * lacks, m ends before it and the transport is told (transport_lacks). */
+ * entries of append m (m->elided, freed and NULL after) from this node's
+ * pending proposals; at the first it lacks, m ends before it and the
+ * transport is told (transport_lacks). */
 void node_elide_fill(node *n, raft_msg *m);
 /* At stop, if any entry was elided here or to here: counts to the log. */
 void node_elide_report(node *n);

@@ -102,6 +102,7 @@ int raft_msg_copy(raft_msg *dst, const raft_msg *src)
 	dst->snapshot = NULL;
 	dst->context = NULL;
 	dst->context_len = 0;
+	dst->elided = NULL;
 
 	if (src->n_entries) {
 		dst->entries = calloc(src->n_entries, sizeof(raft_entry));
@@ -123,6 +124,11 @@ int raft_msg_copy(raft_msg *dst, const raft_msg *src)
 		if (!dst->context)
 			goto oom;
 		dst->context_len = src->context_len;
+	}
+	if (src->elided && src->n_entries) {
+		dst->elided = dup_bytes(src->elided, src->n_entries * sizeof(*src->elided));
+		if (!dst->elided)
+			goto oom;
 	}
 	return 0;
 oom:
@@ -169,5 +175,6 @@ void raft_msg_free_contents(raft_msg *m)
 		free(m->snapshot);
 	}
 	free(m->context);
+	free(m->elided);
 	memset(m, 0, sizeof(*m));
 }

@@ -39,13 +39,15 @@ typedef struct raft_entry {
 	raft_entry_type type;
 	uint32_t len;
 	uint8_t *data; /* owned; NULL when len == 0 */
-	/* Set by codec_msg_decode only (an append, codec.h): nonzero when
-	 * data is just the envelope of a command of elided_len bytes (CRC-32C
-	 * elided_crc) the receiver proposed itself; filled in or cut before
-	 * the core sees the message. Never read anywhere else (no encoder
-	 * sends them from here). */
-	uint32_t elided_len, elided_crc;
 } raft_entry;
+
+/* What an append left out of one entry's data (raftpb.Entry elided_len,
+ * elided_crc): the whole data's length and CRC-32C, of which the entry
+ * holds only the start (a forwarder's own bytes, consensus/README-node.md).
+ * len 0: nothing. */
+typedef struct raft_elision {
+	uint32_t len, crc;
+} raft_elision;
 
 typedef struct raft_hard_state {
 	uint64_t term;
@@ -122,6 +124,13 @@ typedef struct raft_msg {
 	/* Wire only, APP_RESP: the index of an entry whose elided data this
 	 * follower did not have (0: none); the core ignores it. */
 	uint64_t full_from;
+	/* Wire only, APP: owned array beside entries, what of each entry's
+	 * data was left out (NULL: nothing). Set by the transport on its own
+	 * copy of an append and by codec_msg_decode; the follower fills the
+	 * entries in or cuts the append (node_elide.c) before the core sees
+	 * it, and the core never sets it: a log entry (raft_entry) has no
+	 * room to carry an elision, so none leaks into a log or a resend. */
+	raft_elision *elided;
 } raft_msg;
 
 /* Deep copies. Return 0 or RAFT_ENOMEM (dst is then left empty). */

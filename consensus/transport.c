@@ -487,17 +487,21 @@ static void atomic_raise(_Atomic uint64_t *v, uint64_t x)
 		;
 }
 
-/* What of append m's entries to p to leave out: the data of the big ones
- * p proposed itself but their envelope (by which it finds its copy), as a
- * new array (codec_msg_encode_elided); NULL when nothing is left out. */
-static codec_elision *elide(transport *t, peer *p, const raft_msg *m)
+/* Leaves out of append m to p the data of the big entries p proposed
+ * itself but their envelope (by which it finds its copy): *v (a copy of m)
+ * gets a copy of m's entries, those cut to their envelope, and beside them
+ * v->elided, their whole length and CRC-32C: one allocation at v->entries,
+ * the data still m's. false (v untouched) when nothing is left out, or the
+ * allocation failed: sent whole. */
+static bool elide(transport *t, peer *p, const raft_msg *m, raft_msg *v)
 {
 	uint64_t client = atomic_load(&p->own_client), whole = atomic_load(&p->whole_upto);
-	codec_elision *el = NULL;
+	raft_entry *ents = NULL;
+	raft_elision *el = NULL;
 
 	atomic_raise(&p->sent_max, m->entries[m->n_entries - 1].index);
 	if (!t->elide || !(atomic_load(&p->features) & TRANSPORT_FEATURE_ELIDE))
-		return NULL; /* turned off here, or it could not fill anything in */
+		return false; /* turned off here, or it could not fill anything in */
 	for (size_t i = 0; client && i < m->n_entries; i++) {
 		const raft_entry *e = &m->entries[i];
 		envelope env;
@@ -508,13 +512,25 @@ static codec_elision *elide(transport *t, peer *p, const raft_msg *m)
 		    e->index <= whole || envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) != 0 ||
 		    env.client != client)
 			continue;
-		if (!el && !(el = calloc(m->n_entries, sizeof(*el))))
-			return NULL; /* sent whole */
-		el[i] = (codec_elision){e->len, crc32c_extend(0, e->data, e->len)};
+		if (!ents) {
+			/* raft_elision's alignment divides raft_entry's size. */
+			ents = malloc(m->n_entries * (sizeof(*ents) + sizeof(*el)));
+			if (!ents)
+				return false;
+			memcpy(ents, m->entries, m->n_entries * sizeof(*ents));
+			el = (raft_elision *)(ents + m->n_entries);
+			memset(el, 0, m->n_entries * sizeof(*el));
+		}
+		el[i] = (raft_elision){e->len, crc32c_extend(0, e->data, e->len)};
+		ents[i].len = ENVELOPE_BYTES;
 		atomic_fetch_add(&t->elided_ents, 1);
 		atomic_fetch_add(&t->elided_bytes, e->len - ENVELOPE_BYTES);
 	}
-	return el;
+	if (!ents)
+		return false;
+	v->entries = ents;
+	v->elided = el;
+	return true;
 }
 
 /* Peer p's appends lacked entry index: the lowest such goes in the next
@@ -535,32 +551,17 @@ static void note_lacked(peer *p, uint64_t index)
 static int encode_for(transport *t, peer *p, const raft_msg *m, uint8_t **buf, size_t *len,
 		      codec_seg *segs, size_t *n_segs, uint64_t *took)
 {
-	codec_elision *el = NULL;
-	raft_entry *ents = NULL;
 	raft_msg v = *m;
+	bool cut;
 	int rc;
 
 	v.full_from = 0;
-	if (p && m->type == RAFT_MSG_APP && m->n_entries && (el = elide(t, p, m))) {
-		/* The entries cut to their envelope: the array copied, the
-		 * data still m's. */
-		ents = malloc(m->n_entries * sizeof(*ents));
-		if (!ents) {
-			free(el);
-			el = NULL;
-		} else {
-			memcpy(ents, m->entries, m->n_entries * sizeof(*ents));
-			for (size_t i = 0; i < m->n_entries; i++)
-				if (el[i].len)
-					ents[i].len = ENVELOPE_BYTES;
-			v.entries = ents;
-		}
-	}
+	cut = p && m->type == RAFT_MSG_APP && m->n_entries && elide(t, p, m, &v);
 	if (p && m->type == RAFT_MSG_APP_RESP)
 		v.full_from = atomic_exchange(&p->lacked, 0);
-	rc = codec_msg_encode_elided(&v, el, FRAME_HEADER_BYTES, buf, len, segs, SEND_SEGS, n_segs);
-	free(ents);
-	free(el);
+	rc = codec_msg_encode_segs(&v, FRAME_HEADER_BYTES, buf, len, segs, SEND_SEGS, n_segs);
+	if (cut)
+		free(v.entries); /* and v.elided, in the same allocation */
 	*took = v.full_from;
 	if (rc != 0 && *took) {
 		note_lacked(p, *took);

@@ -211,6 +211,9 @@ static void *flusher(void *arg)
 	struct fs_plug *p = arg;
 	uint64_t tick = 0; /* when to look again unasked (0: idle) */
 
+	/* Its own name, apart from the FUSE workers it serves: for top -H,
+	 * perf, and bench/fs/lib.sh's CPU per thread kind. */
+	pthread_setname_np(pthread_self(), "fs-plug");
 	pthread_mutex_lock(&p->mu);
 	while (!p->stop) {
 		struct held *failed;

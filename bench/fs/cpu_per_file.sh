@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # cpu_per_file.sh BUILD_DIR foll|lead create N | tar TARBALL | meta N — CPU
 # and context switches per file of the three node processes of a fresh
-# 3-node cluster, by thread kind (raft-apply, raft-loop, rocksdb:*, and the
-# unnamed rest: FUSE workers, invalidation and snapshot threads), while
+# 3-node cluster, by thread kind (raft-apply, raft-loop, raft-persist, the
+# mount's fs-plug flusher, rocksdb:*, and the unnamed rest: FUSE workers,
+# invalidation and snapshot threads; bench/fs/lib.sh), while
 # fs-bench makes N files (create + write 4 KiB + close) or tar x unpacks
 # TARBALL into the follower's or the leader's mount. `meta N` runs
 # fs-bench's create, mkdir, rename and unlink phases (N each) and gives
@@ -17,7 +18,7 @@
 # per small file"). SNAPSHOT_ENTRIES=K sets [raft] snapshot_entries (0:
 # no snapshots). Needs root (mkfs, mount); everything is undone on exit.
 set -euo pipefail
-[ $# -eq 4 ] || { sed -n '2,18p' "$0"; exit 2; }
+[ $# -eq 4 ] || { sed -n '2,19p' "$0"; exit 2; }
 build=$(cd "$1" && pwd) which=$2 what=$3 arg=$4
 raftfs=$build/fs/raftfs
 . "$(dirname "$0")/lib.sh"

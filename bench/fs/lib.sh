@@ -40,8 +40,10 @@ node_pids() { cluster_status "$1" | awk '{ print $5 }'; }
 # thread_snap PID...: one line per thread of the processes, "pid tid kind
 # cpu_ns voluntary nonvoluntary" (CPU from /proc schedstat, context
 # switches from status). Kinds by thread name: apply (raft-apply), loop
-# (raft-loop), vlog (the value-log syncer), rocksdb (rocksdb:*), other
-# (FUSE workers, invalidation, snapshot and persist threads...).
+# (raft-loop), persist (raft-persist: the log's writes and syncs), plug
+# (fs-plug: the mount's write-behind flusher), vlog (the value-log
+# syncer), rocksdb (rocksdb:*), other (FUSE workers, invalidation and
+# snapshot threads...; before session 12 persist and plug counted here).
 thread_snap() {
 	local p t comm kind
 	for p in "$@"; do
@@ -50,6 +52,8 @@ thread_snap() {
 			case $comm in
 			raft-apply*) kind=apply ;;
 			raft-loop*) kind=loop ;;
+			raft-persist*) kind=persist ;;
+			fs-plug*) kind=plug ;;
 			*vlog*) kind=vlog ;;
 			rocksdb*) kind=rocksdb ;;
 			*) kind=other ;;

@@ -6,7 +6,7 @@
 # `dd bs=1M count=64 conv=fsync` of a new file (SEQ_MIB=N: N MiB), each
 # line with MiB/s, the
 # load average, and the three nodes' CPU per MiB written by thread kind
-# (loop, apply, vlog syncer, rocksdb, other: bench/fs/lib.sh's
+# (loop, apply, persist, plug, vlog syncer, rocksdb, other: bench/fs/lib.sh's
 # thread_snap, the method of cpu_per_file.sh), and the bytes the nodes
 # sent each other over TCP per MiB written (wire, from ss: both ends of
 # every connection between them).

@@ -8,7 +8,7 @@
 #     1 applies it (and proposes its Return) only once its apply goes on.
 #     Meanwhile node 1 makes 500 files behind (each its own entry,
 #     RAFTFS_PLUG_US=0, kept open), which the other mount sees applied:
-#     node 1 is working. Then node 1 falls silent for over 4 s in an
+#     node 1 is working. Then node 1 falls silent for over 5 s in an
 #     fsyncdir, which waits for its own apply (a synchronous step, as a
 #     close past the lease is) — past the 3 s a holder silent from the
 #     start is given, under the 10 s one seen working is given
@@ -74,7 +74,8 @@ while not os.path.exists(t + "/go"):
 # fuse_behind_int.h): none of them waits.
 for _ in range(500):
     create(True)
-open(t + "/silent", "w").close()
+with open(t + "/silent", "w") as f:  # the files made so far
+    f.write(str(n))
 fsyncdir()  # waits for node 1's apply: silent until the test lets it go
 for fd in fds:
     os.close(fd)
@@ -109,15 +110,20 @@ OTHER=$!
 wait_for 60 "node 2's Recall in the log" commit_above "$before"
 touch "$T/go"
 wait_for 120 "node 1's writer made 500 files" test -e "$T/silent"
+# Node 2 saw the last of them (its tree: node 2's apply, which may lag).
+last=$(($(cat "$T/silent") - 1))
+wait_for 120 "node 2 applied node 1's f$last" test -e "$C/node2/data/tree/s/f$last"
 # The scenario's pause, not a wait for something: node 1, seen working,
-# now proposes nothing for this long (its fsyncdir waits for its apply).
-sleep 4
+# now proposes nothing for this long (its fsyncdir waits for its apply):
+# over the 3 s a holder not seen working is given (node 2 looks every
+# 0.5 s), well under the 10 s of one seen working.
+sleep 5
 rm "$T/gate"
 wait $OTHER || fail "create through n2 in node 1's directory"
 took=$(cat "$T/took")
 echo "   n2's create took $took s"
 # What this test is about: longer than a silent holder is given (3 s);
-# here by construction (the 4 s pause).
+# here by construction (the 5 s pause).
 [ "$took" -ge 3 ] || fail "node 1 returned within $took s: it was not slow enough to test"
 start=$SECONDS
 wait $WRITER || { cat "$T/writer.out"; fail "node 1's writer failed"; }

@@ -218,7 +218,7 @@ static void forward_then_append(uint64_t hello_client, uint32_t came[2], uint32_
 	assert_int_equal(r.n_entries, 2);
 	for (int i = 0; i < 2; i++) {
 		came[i] = r.entries[i].len;
-		elided[i] = r.entries[i].elided_len;
+		elided[i] = r.elided ? r.elided[i].len : 0;
 		/* What came is the leader's bytes from the start. */
 		assert_memory_equal(r.entries[i].data, e[i].data, came[i]);
 	}

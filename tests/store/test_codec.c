@@ -284,17 +284,18 @@ static void test_msg_encode_segs(void **state)
 	raft_msg_free_contents(&m);
 }
 
-/* A forwarder's own bytes (consensus/README-node.md): only
- * codec_msg_encode_elided sends elided_len/elided_crc, and only for the
- * entries it is told; they decode as sent; a message or a log record that
- * must not carry them is refused; full_from goes both ways. */
+/* A forwarder's own bytes (consensus/README-node.md): an append's
+ * m->elided sends elided_len/elided_crc, only for the entries it names;
+ * they decode as sent, into out->elided (none without them); a message or
+ * a log record that must not carry them is refused, by the encoder too;
+ * full_from goes both ways. */
 static void test_msg_elided(void **state)
 {
 	(void)state;
 	raft_msg m = {
 	    .type = RAFT_MSG_APP, .to = 2, .from = 1, .term = 7, .index = 40, .commit = 39};
 	static const size_t sizes[] = {25, 70000, 100};
-	codec_elision el[3] = {{.len = 1 << 20, .crc = 0xdeadbeef}};
+	raft_elision el[3] = {{.len = 1 << 20, .crc = 0xdeadbeef}};
 	raft_msg out;
 	uint8_t *buf, rec[256];
 	size_t len, n;
@@ -303,13 +304,10 @@ static void test_msg_elided(void **state)
 	m.entries = calloc(3, sizeof(raft_entry));
 	assert_non_null(m.entries);
 	m.n_entries = 3;
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < 3; i++)
 		tu_entry(&m.entries[i], 41 + i, 7, sizes[i]);
-		/* What a struct left uninitialised holds: never sent. */
-		m.entries[i].elided_len = 99 + (uint32_t)i;
-		m.entries[i].elided_crc = 1;
-	}
-	assert_int_equal(codec_msg_encode_elided(&m, el, 5, &buf, &len, segs, 8, &n), 0);
+	m.elided = el;
+	assert_int_equal(codec_msg_encode_segs(&m, 5, &buf, &len, segs, 8, &n), 0);
 	uint8_t *cat = malloc(5 + len);
 	size_t at = 0;
 	assert_non_null(cat);
@@ -319,31 +317,40 @@ static void test_msg_elided(void **state)
 	}
 	assert_int_equal(codec_msg_decode(cat + 5, len, &out), 0);
 	assert_int_equal(out.n_entries, 3);
-	assert_int_equal(out.entries[0].elided_len, 1 << 20);
-	assert_int_equal(out.entries[0].elided_crc, 0xdeadbeef);
+	assert_non_null(out.elided);
+	assert_int_equal(out.elided[0].len, 1 << 20);
+	assert_int_equal(out.elided[0].crc, 0xdeadbeef);
 	assert_true(tu_entry_ok(&out.entries[0], 41, 7) && out.entries[0].len == 25);
 	for (size_t i = 1; i < 3; i++) {
-		assert_int_equal(out.entries[i].elided_len, 0);
-		assert_int_equal(out.entries[i].elided_crc, 0);
+		assert_int_equal(out.elided[i].len, 0);
+		assert_int_equal(out.elided[i].crc, 0);
 		assert_true(tu_entry_ok(&out.entries[i], 41 + i, 7));
 	}
 	raft_msg_free_contents(&out);
 	free(buf);
 	free(cat);
 
-	/* Without el nothing is elided, whatever the entries' fields hold. */
+	/* Refused where the decoder would refuse it: not in an append, or
+	 * naming no more than the entry holds. */
+	m.type = RAFT_MSG_PROP;
+	assert_int_equal(codec_msg_encode(&m, 0, &buf, &len), RAFT_EINVAL);
+	m.type = RAFT_MSG_APP;
+	el[1].len = 70000;
+	assert_int_equal(codec_msg_encode(&m, 0, &buf, &len), RAFT_EINVAL);
+	el[1].len = 0;
+
+	/* Without m->elided nothing is elided, nor allocated for it. */
+	m.elided = NULL;
 	assert_int_equal(codec_msg_encode(&m, 0, &buf, &len), 0);
 	assert_int_equal(codec_msg_decode(buf, len, &out), 0);
-	for (size_t i = 0; i < 3; i++)
-		assert_int_equal(out.entries[i].elided_len, 0);
+	assert_null(out.elided);
 	raft_msg_free_contents(&out);
 	free(buf);
-	/* Nor does a log record carry them. */
+	/* A log record has no room for them. */
 	n = codec_entry_pack(&m.entries[0], rec);
 	assert_int_equal(n, codec_entry_size(&m.entries[0]));
 	raft_entry e;
 	assert_int_equal(codec_entry_decode(rec, n, &e), 0);
-	assert_int_equal(e.elided_len, 0);
 	raft_entry_free_contents(&e);
 
 	/* A record with elided data is refused: a log's entries are whole. */
@@ -387,7 +394,7 @@ static void test_msg_elided(void **state)
 		n = protobuf_c_message_pack(&pm.base, rec);
 		assert_int_equal(codec_msg_decode(rec, n, &out), cases[i].rv);
 		if (cases[i].rv == 0)
-			assert_int_equal(out.entries[0].elided_len, cases[i].elided_len);
+			assert_int_equal(out.elided[0].len, cases[i].elided_len);
 		else
 			assert_null(out.entries);
 		raft_msg_free_contents(&out);
