@@ -279,16 +279,15 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	store *s = calloc(1, sizeof(*s));
-	if (!s) {
+	/* The sync lock first: every store that exists has one to destroy. */
+	if (!s || pthread_mutex_init(&s->sync_mu, NULL) != 0) {
+		free(s);
 		if (err)
 			snprintf(err, errlen, "store %s: out of memory", dir);
 		return RAFT_ENOMEM;
 	}
 	s->dir = strdup(dir);
 	int rv = s->dir ? 0 : store_fail(s, RAFT_ENOMEM, "out of memory");
-	if (rv == 0 && pthread_mutex_init(&s->sync_mu, NULL) != 0)
-		rv = store_fail(s, RAFT_ENOMEM, "make the sync lock");
-	s->sync_mu_made = rv == 0;
 	if (rv == 0 && !rec_buf(s, 4096))
 		rv = RAFT_ENOMEM;
 	if (rv == 0)
@@ -351,8 +350,7 @@ void store_close(store *s)
 	if (s->opts)
 		rocksdb_options_destroy(s->opts);
 	snap_records_free(s);
-	if (s->sync_mu_made)
-		pthread_mutex_destroy(&s->sync_mu);
+	pthread_mutex_destroy(&s->sync_mu);
 	free(s->scratch);
 	free(s->dir);
 	free(s);

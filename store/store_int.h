@@ -74,7 +74,6 @@ struct store {
 	 * and store_save_sync reads the latch after its sync. Lock order:
 	 * the caller's lock, then this. */
 	pthread_mutex_t sync_mu;
-	bool sync_mu_made;
 	atomic_int sync_waiting; /* threads waiting for sync_mu (store_test_sync_waiting) */
 	/* Tests: store_fail_next_sync's code (set by the test's thread, read
 	 * by the syncing one) and store_test_on_synced_write's hook. */
