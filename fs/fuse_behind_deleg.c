@@ -307,14 +307,13 @@ static void recall_ahead(struct fuse_behind *b, uint64_t dir)
 		ids[sent++] = ids[i]; /* in order: still sorted */
 	}
 	/* Only these count as recalled ahead (reclaim_wait's first Recall),
-	 * each for the epoch its Recall named. */
+	 * each for the epoch its Recall named; the listing takes epochs. */
 	if (n)
 		fuse_listed_sent(b->listed, tok, ids, epochs, sent, bh_mono_ms());
 	if (sent) {
 		atomic_fetch_add(&b->recalled_ahead, sent);
 		fs_node_flush(b->fs->fsn);
 	}
-	free(epochs);
 	free(ids);
 }
 

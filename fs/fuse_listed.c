@@ -186,17 +186,12 @@ size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uin
 }
 
 void fuse_listed_sent(struct fuse_listed *l, struct fuse_listed_token tok, const uint64_t *ids,
-		      const uint64_t *epochs, size_t n, int64_t now_ms)
+		      uint64_t *epochs, size_t n, int64_t now_ms)
 {
 	struct slot *s = &l->slots[tok.slot % FUSE_LISTED_SLOTS];
-	uint64_t *e = NULL;
+	uint64_t *e = epochs;
 
-	/* Allocated outside the lock; n fits the slot (a subset of its take,
-	 * which the ids array held). */
-	if (n && !(e = malloc(n * sizeof(*e))))
-		n = 0; /* out of memory: none counts as ahead */
-	if (n)
-		memcpy(e, epochs, n * sizeof(*e));
+	/* n fits the slot: a subset of its take, which the ids array held. */
 	pthread_mutex_lock(&l->mu);
 	/* Only the take's own listing: a newer one emptied the slot (gen),
 	 * or it was filed already. */

@@ -67,9 +67,11 @@ size_t fuse_listed_take(struct fuse_listed *l, uint64_t dir, int64_t now_ms, uin
 /* Of what the take of tok gave, the Recalls of ids[0..n) (sorted), each
  * for the delegation epochs[i], were proposed at now_ms: only these count
  * as recalled ahead (one not held by another node any more, or whose
- * proposal failed, is recalled on its own look, at once). */
+ * proposal failed, is recalled on its own look, at once). epochs (malloc'd,
+ * at least n long; NULL when n is 0) is taken: kept by the listing or
+ * freed here. */
 void fuse_listed_sent(struct fuse_listed *l, struct fuse_listed_token tok, const uint64_t *ids,
-		      const uint64_t *epochs, size_t n, int64_t now_ms);
+		      uint64_t *epochs, size_t n, int64_t now_ms);
 
 /* Whether dir's delegation of epoch was recalled ahead (fuse_listed_sent)
  * within window_ms of now_ms: its own recaller need not propose another

@@ -11,10 +11,21 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "fuse_listed.h"
+
+/* A malloc'd copy of epochs[0..n), as fuse_listed_sent takes them. */
+static uint64_t *taken(const uint64_t *epochs, size_t n)
+{
+	uint64_t *e = malloc(n * sizeof(*e));
+
+	assert_non_null(e);
+	memcpy(e, epochs, n * sizeof(*e));
+	return e;
+}
 
 /* A first look at one of them (a cd, a monitor's stat): no scan yet. */
 static void look(struct fuse_listed *l, uint64_t dir, int64_t now_ms)
@@ -150,7 +161,7 @@ static void test_ahead_for_the_taken_only(void **state)
 	assert_int_equal(fuse_listed_take(l, 5, 1001, &out, &tok), 2);
 	/* Taken, not sent yet: not recalled ahead (its Recall may fail). */
 	assert_false(fuse_listed_ahead(l, 5, 1, 1001, 500));
-	fuse_listed_sent(l, tok, out, epochs, 2, 1001);
+	fuse_listed_sent(l, tok, out, taken(epochs, 2), 2, 1001);
 	free(out);
 	assert_true(fuse_listed_ahead(l, 5, 1, 1100, 500));
 	assert_true(fuse_listed_ahead(l, 6, 1, 1100, 500));
@@ -174,7 +185,7 @@ static void test_ahead_for_the_sent_only(void **state)
 	free(out);
 	/* 6's Recall was not proposed (returned meanwhile, or failed): its
 	 * own look recalls it at once. */
-	fuse_listed_sent(l, tok, sent, epochs, 2, 1002);
+	fuse_listed_sent(l, tok, sent, taken(epochs, 2), 2, 1002);
 	assert_true(fuse_listed_ahead(l, 5, 3, 1003, 500));
 	assert_false(fuse_listed_ahead(l, 6, 3, 1003, 500));
 	assert_true(fuse_listed_ahead(l, 7, 4, 1003, 500));
@@ -199,7 +210,7 @@ static void test_ahead_only_for_its_epoch(void **state)
 	fuse_listed_note(l, 1, ids, 2, 1000);
 	look(l, 6, 1001);
 	assert_int_equal(fuse_listed_take(l, 5, 1001, &out, &tok), 2);
-	fuse_listed_sent(l, tok, out, epochs, 2, 1002);
+	fuse_listed_sent(l, tok, out, taken(epochs, 2), 2, 1002);
 	free(out);
 	assert_true(fuse_listed_ahead(l, 5, 7, 1003, 500));
 	assert_false(fuse_listed_ahead(l, 5, 8, 1003, 500));
@@ -230,13 +241,13 @@ static void test_sent_files_with_its_own_take(void **state)
 	look(l, 7, 1002);
 	assert_int_equal(fuse_listed_take(l, 5, 1002, &out, &b), 3);
 	free(out);
-	fuse_listed_sent(l, b, sent_b, eb, 1, 1003);
-	fuse_listed_sent(l, a, sent_a, ea, 2, 1003);
+	fuse_listed_sent(l, b, sent_b, taken(eb, 1), 1, 1003);
+	fuse_listed_sent(l, a, sent_a, taken(ea, 2), 2, 1003);
 	assert_true(fuse_listed_ahead(l, 5, 2, 1004, 500));
 	assert_true(fuse_listed_ahead(l, 6, 1, 1004, 500));
 	assert_true(fuse_listed_ahead(l, 7, 1, 1004, 500));
 	/* a filed again (or late) changes nothing: once. */
-	fuse_listed_sent(l, a, sent_b, eb, 1, 1005);
+	fuse_listed_sent(l, a, sent_b, taken(eb, 1), 1, 1005);
 	assert_true(fuse_listed_ahead(l, 6, 1, 1005, 500));
 	fuse_listed_free(l);
 
@@ -257,10 +268,10 @@ static void test_sent_files_with_its_own_take(void **state)
 	look(l, 5, 1002);
 	assert_int_equal(fuse_listed_take(l, 6, 1002, &out, &b), 3);
 	free(out);
-	fuse_listed_sent(l, a, sent_a, ea, 2, 1003);
+	fuse_listed_sent(l, a, sent_a, taken(ea, 2), 2, 1003);
 	assert_false(fuse_listed_ahead(l, 6, 1, 1004, 500));
 	assert_false(fuse_listed_ahead(l, 7, 1, 1004, 500));
-	fuse_listed_sent(l, b, sent_b + 0, eb, 1, 1003);
+	fuse_listed_sent(l, b, sent_b + 0, taken(eb, 1), 1, 1003);
 	assert_true(fuse_listed_ahead(l, 5, 2, 1004, 500));
 	fuse_listed_free(l);
 }
