@@ -731,6 +731,8 @@ static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t 
 		   off_t next)
 {
 	struct dir_fill *d = arg;
+	bool dot = !strcmp(name, ".") || !strcmp(name, "..");
+	bool elsewhere = holder && holder != d->self; /* another node holds it */
 	size_t need;
 
 	if (!d->plus) {
@@ -738,7 +740,6 @@ static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t 
 		    fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used, name, st, next);
 	} else {
 		struct fuse_entry_param e;
-		bool dot = !strcmp(name, ".") || !strcmp(name, "..");
 
 		/* Attributes from before this mount's writes would shrink the
 		 * size the kernel knows, and those from before its pending
@@ -753,7 +754,7 @@ static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t 
 		 * and the lookup fences it (mount.lookup_fence, case 5). */
 		bool stale = !dot && (fuse_write_busy(d->fs->wr, st->st_ino) ||
 				      fuse_write_epoch(d->fs->wr) != d->epoch ||
-				      (holder && holder != d->self) ||
+				      elsewhere ||
 				      (d->nbusy && bsearch(&st->st_ino, d->busy, d->nbusy,
 							   sizeof(*d->busy), cmp_id)));
 
@@ -772,8 +773,7 @@ static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t 
 	if (need > d->size - d->used)
 		return 1;
 	d->used += need;
-	if (holder && holder != d->self && S_ISDIR(st->st_mode) && strcmp(name, ".") &&
-	    strcmp(name, ".."))
+	if (elsewhere && S_ISDIR(st->st_mode) && !dot)
 		note_held(d, st);
 	return 0;
 }
