@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -68,11 +69,10 @@ static int write_at(int dirfd, const char *dir, const struct sm_id_hw *hw)
 // write_at in sm's own directory (DATA/sm).
 static int write_own(struct sm *sm, const struct sm_id_hw *hw)
 {
-	uint8_t buf[HW_FILE_MAX];
-	size_t len = encode(hw, buf);
+	char dir[PATH_MAX];
 
-	return sm_replace_file(sm, "id_hw.tmp", "id_hw", buf, len, true,
-			       "save the id high-water marks");
+	snprintf(dir, sizeof(dir), "%s/sm", sm->data_dir);
+	return write_at(sm->sm_fd, dir, hw);
 }
 
 // Reads sm's file once. A missing file is an empty table (a state from
