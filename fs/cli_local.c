@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "config.h"
 #include "local_cluster.h"
+#include "mono_ms.h"
 
 static const char usage[] =
 	"NAME\n"
@@ -73,14 +74,6 @@ static const char usage[] =
 	"\n"
 	"EXIT STATUS\n"
 	"    0 on success, 1 on failure, 2 for bad usage.\n";
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The last lines node id wrote in its last run (since local_start's mark),
  * at most 10, on stderr. */

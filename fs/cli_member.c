@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "client.h"
 #include "node_members.h"
+#include "mono_ms.h"
 
 static const char usage[] =
     "NAME\n"
@@ -66,20 +67,12 @@ static const char usage[] =
  * leader itself); for tests of that relay. */
 static bool no_follow;
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int cli_member_call(const char *via, int op, uint64_t id, const char *addr, int learner,
 		    unsigned timeout_ms, Transportpb__Response **out, char *err, size_t errlen)
 {
 	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
 	Transportpb__MemberRequest mr = TRANSPORTPB__MEMBER_REQUEST__INIT;
-	uint64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	bool lost = false; /* a try was cut short by a leader change */
 	char at[96];
 	int rc;
@@ -93,7 +86,7 @@ int cli_member_call(const char *via, int op, uint64_t id, const char *addr, int 
 	req.member = &mr;
 	for (;;) {
 		Transportpb__Response *resp = NULL;
-		uint64_t now = mono_ms();
+		int64_t now = mono_ms();
 		unsigned left = now < deadline ? (unsigned)(deadline - now) : 1;
 		client *c;
 

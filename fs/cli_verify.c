@@ -12,6 +12,7 @@
 #include "local_cluster.h"
 #include "tree_compare.h"
 #include "tree_verify.h"
+#include "mono_ms.h"
 
 static const char usage[] =
     "NAME\n"
@@ -99,14 +100,6 @@ static void forget_lines(struct diffs *d)
 	}
 	d->count = 0;
 	d->oom = false;
-}
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Compares every mount with the first, reading each mount once; the

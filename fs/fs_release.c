@@ -10,6 +10,7 @@
 
 #include "fs_node.h"
 #include "sm.h"
+#include "mono_ms.h"
 
 /* Ids per Release command: 64 KiB of ids keeps the entry far below the
  * transport's frame limit; more wait for the next command. */
@@ -78,14 +79,6 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Appends id to the queue, stamped now (so the queue stays oldest first).
  * Call with mu held. */
 static int enqueue(struct fs_release *r, uint64_t id, bool tried)
@@ -102,7 +95,7 @@ static int enqueue(struct fs_release *r, uint64_t id, bool tried)
 		r->queue = q;
 		r->cap = cap;
 	}
-	r->queue[r->n++] = (struct queued){.id = id, .at_ms = now_ms(), .tried = tried};
+	r->queue[r->n++] = (struct queued){.id = id, .at_ms = mono_ms(), .tried = tried};
 	return 0;
 }
 
@@ -136,7 +129,7 @@ static bool deciding(struct fs_release *r, uint64_t id)
  * with mu held and nothing in flight; false if nothing is to be proposed. */
 static bool take_batch(struct fs_release *r)
 {
-	int64_t due = now_ms() - GRACE_MS;
+	int64_t due = mono_ms() - GRACE_MS;
 	size_t i, k = 0, n = 0;
 
 	for (i = 0; i < r->n && k < BATCH_MAX && r->queue[i].at_ms <= due; i++)

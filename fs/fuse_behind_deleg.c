@@ -88,7 +88,7 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 	struct fuse_reclaim clock;
 	bool recalling = false, at_once = false, caught_up = false;
 
-	fuse_reclaim_start(&clock, bh_mono_ms());
+	fuse_reclaim_start(&clock, mono_ms());
 	for (;;) {
 		uint32_t holder;
 		uint64_t epoch, progress, link;
@@ -101,7 +101,7 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 			return 0; /* the command's own checks answer for a bad dir */
 		progress = sm_applied_from(b->fs->sm, holder);
 		link = fs_node_peer_link(b->fs->fsn, holder);
-		now = bh_mono_ms();
+		now = mono_ms();
 		/* *joined: the holder this wait is counted for (0: none; a
 		 * full table counts nobody, and is asked again next look). */
 		if (holder != *joined) {
@@ -184,7 +184,7 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 		pthread_mutex_lock(&b->mu);
 		if (sm_deleg(b->fs->sm, dir, &holder, &epoch) == 0 && holder != 0 &&
 		    holder != b->self)
-			bh_wait_ms(b, fuse_reclaim_due(&clock, bh_mono_ms()));
+			bh_wait_ms(b, fuse_reclaim_due(&clock, mono_ms()));
 		pthread_mutex_unlock(&b->mu);
 	}
 }
@@ -211,7 +211,7 @@ static void maybe_grant(struct fuse_behind *b, uint64_t dir)
 
 	if (!bh_behind_on(b) || sm_deleg(b->fs->sm, dir, &holder, &epoch) < 0 || holder != 0)
 		return;
-	if (fuse_grant_note(b->grant, dir, bh_mono_ms()))
+	if (fuse_grant_note(b->grant, dir, mono_ms()))
 		(void)propose_deleg(b, dir, FSPB__DELEG__OP__GRANT, epoch, true);
 }
 
@@ -283,7 +283,7 @@ static void recall_ahead(struct fuse_behind *b, uint64_t dir)
 {
 	struct fuse_listed_token tok;
 	uint64_t *ids, *epochs = NULL;
-	size_t n = fuse_listed_take(b->listed, dir, bh_mono_ms(), &ids, &tok);
+	size_t n = fuse_listed_take(b->listed, dir, mono_ms(), &ids, &tok);
 	unsigned sent = 0;
 
 	if (n && !(epochs = malloc(n * sizeof(*epochs))))
@@ -297,7 +297,7 @@ static void recall_ahead(struct fuse_behind *b, uint64_t dir)
 		    holder == b->self)
 			continue;
 		(void)fuse_holder_look(b->grant, holder, sm_applied_from(b->fs->sm, holder),
-				       fs_node_peer_link(b->fs->fsn, holder), bh_mono_ms(),
+				       fs_node_peer_link(b->fs->fsn, holder), mono_ms(),
 				       &silent);
 		if (silent)
 			continue;
@@ -309,7 +309,7 @@ static void recall_ahead(struct fuse_behind *b, uint64_t dir)
 	/* Only these count as recalled ahead (reclaim_wait's first Recall),
 	 * each for the epoch its Recall named; the listing takes epochs. */
 	if (n)
-		fuse_listed_sent(b->listed, tok, ids, epochs, sent, bh_mono_ms());
+		fuse_listed_sent(b->listed, tok, ids, epochs, sent, mono_ms());
 	if (sent) {
 		atomic_fetch_add(&b->recalled_ahead, sent);
 		fs_node_flush(b->fs->fsn);
@@ -319,7 +319,7 @@ static void recall_ahead(struct fuse_behind *b, uint64_t dir)
 
 void fuse_behind_listed(struct fuse_behind *b, uint64_t parent, const uint64_t *ids, size_t n)
 {
-	fuse_listed_note(b->listed, parent, ids, n, bh_mono_ms());
+	fuse_listed_note(b->listed, parent, ids, n, mono_ms());
 }
 
 int fuse_behind_fence(struct fuse_behind *b, uint64_t dir)
@@ -366,7 +366,7 @@ static void deleg_event(void *arg, uint64_t dir, int op, uint32_t by, uint32_t h
 			d->mtime_ns = 0;
 	} else if (holder == b->self && op == FSPB__DELEG__OP__RECALL) {
 		/* Another mount works here: do not ask for it again soon. */
-		fuse_grant_recalled(b->grant, dir, bh_mono_ms());
+		fuse_grant_recalled(b->grant, dir, mono_ms());
 		/* Also for a delegation this mount never used (made before a
 		 * restart): the returner returns it. A Recall of a delegation
 		 * whose Return was proposed already (recalled, or idle) means

@@ -13,6 +13,7 @@
 
 #include "fs_node.h"
 #include "fuse_behind.h"
+#include "mono_ms.h"
 
 /* Commands in flight before a new write-behind one waits: a fast tar x
  * blocks instead of queueing without limit (each is a few hundred bytes in
@@ -150,8 +151,6 @@ struct bh_fh {
 
 /* ---- fuse_behind_state.c ---- */
 
-/* The monotonic clock in milliseconds. */
-int64_t bh_mono_ms(void);
 /* Waits on b->cv (under b->mu) for at most ms milliseconds. */
 void bh_wait_ms(struct fuse_behind *b, int64_t ms);
 /* Flushes commands the node holds back before waiting on b->cv; drops and

@@ -29,14 +29,6 @@ static unsigned hash_name(uint64_t dir, const char *name)
 	return (unsigned)(h % BUCKETS);
 }
 
-int64_t bh_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits on b->cv (under b->mu) for at most ms milliseconds. */
 void bh_wait_ms(struct fuse_behind *b, int64_t ms)
 {

@@ -21,6 +21,7 @@
 #include "svc_notify.h"
 #include "svc_start.h"
 #include "test_gate.h"
+#include "mono_ms.h"
 
 /* The start command's state: proposed (or waiting to be again), applied,
  * given up (the node's state machine failed), or failed — then the main
@@ -51,14 +52,6 @@ struct hello {
 static bool hello_say(struct hello *h)
 {
 	return atomic_fetch_add(&h->failures, 1) % 10 == 0;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Not proposed (stage "to propose") or not applied ("to apply"): the main

@@ -19,10 +19,9 @@
 
 #include "config.h"
 #include "local_ports.h"
+#include "mono_ms.h"
 
 #define FUSE_SUPER_MAGIC 0x65735546
-
-static long long mono_ms(void);
 
 bool local_is_fs(const char *dir)
 {
@@ -486,14 +485,6 @@ int local_start(const char *dir, int id, char *err, size_t errlen)
 		return -EIO;
 	}
 	return 0;
-}
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int local_signal(const char *dir, int id, int sig, unsigned wait_ms, bool escalate)

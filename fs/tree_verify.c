@@ -12,6 +12,7 @@
 #include "config.h"
 #include "local_cluster.h"
 #include "tree_compare.h"
+#include "mono_ms.h"
 
 /* Differences kept for printing; more are counted only. */
 #define MAX_LINES VERIFY_MAX_LINES
@@ -32,14 +33,6 @@ struct lines {
 	size_t total;
 	const struct pos *p; /* the nodes compared */
 };
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void read_positions(const char *dir, int n, struct pos *p)
 {
