@@ -1,7 +1,7 @@
 # plug_lib.sh — shared by the tests of the plug's batches (mount_batch.sh,
 # mount_read_plug.sh): the plug's settings and the status helpers that
-# count a burst's log entries. Source it with the raftfs binary as $1; it
-# sources tests/mount/lib.sh.
+# find a node by its role (lib.sh's commit counts a burst's log entries).
+# Source it with the raftfs binary as $1; it sources tests/mount/lib.sh.
 
 # Directories stay held (no return when idle), and a held command waits
 # up to 200 ms for company: then a loaded machine does not split a burst
@@ -15,18 +15,7 @@ export RAFTFS_DELEG_IDLE_MS=0
 export RAFTFS_PLUG_US=200000
 . "$(dirname "${BASH_SOURCE[0]}")/../mount/lib.sh"
 
-# status_saved: raftfs local status into $T/status, failing while it does:
-# until a leader is elected (local up does not always wait long enough for
-# every node to hear of it) and whenever a node is unhealthy or does not
-# answer within its second (load).
-status_saved() { "$R" local status "$C" >"$T/status" 2>/dev/null; }
-# node_of ROLE: the id of a node in that role in $T/status.
+# node_of ROLE: the id of a node in that role in $T/status (status_saved,
+# lib.sh).
 node_of() { awk -v r="$1" '$6 == r { sub(":", "", $2); print $2; exit }' "$T/status"; }
 has_role() { status_saved && [ -n "$(node_of "$1")" ]; }
-# commit: the cluster's commit index, once every node answers status (a
-# status that fails is waited out, not the end of the script: pipefail
-# ended a test at a pipe from a failed status, b80f608's mount.batch).
-commit() {
-	wait_for 60 "local status of every node" status_saved
-	awk '{ print $12; exit }' "$T/status"
-}

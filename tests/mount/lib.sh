@@ -198,6 +198,19 @@ status_field() {
 	sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p" <<<"$out"
 }
 
+# status_saved: raftfs local status into $T/status, failing while it does:
+# until a leader is elected (local up does not always wait long enough for
+# every node to hear of it) and whenever a node is unhealthy or does not
+# answer within its second (load).
+status_saved() { "$R" local status "$C" >"$T/status" 2>/dev/null; }
+# commit: the cluster's commit index, once every node answers status (a
+# status that fails is waited out, not the end of the script: pipefail
+# ended a test at a pipe from a failed status, b80f608's mount.batch).
+commit() {
+	wait_for 60 "local status of every node" status_saved
+	awk '{ print $12; exit }' "$T/status"
+}
+
 # node_conf K KEY VALUE [NAME=VALUE...]: stops node K, sets KEY = VALUE in
 # its configuration and starts it again (in the environment given, e.g. a
 # RAFTFS_TEST_* knob for that node alone). The environment only seeds the

@@ -35,13 +35,6 @@ up
 N=24
 node_conf 1 close behind RAFTFS_PLUG_US=60000000
 
-status_saved() { "$R" local status "$C" >"$T/status" 2>/dev/null; }
-# commit: the cluster's commit index, once every node answers status.
-commit() {
-	wait_for 60 "local status of every node" status_saved
-	awk '{ print $12; exit }' "$T/status"
-}
-
 echo "== node 1 makes t and t/d1..d$N, then chgrps each behind"
 mkdir "$M1/t"
 for i in $(seq 1 $N); do mkdir "$M1/t/d$i"; done
