@@ -211,6 +211,12 @@ commit() {
 	awk '{ print $12; exit }' "$T/status"
 }
 
+# waited / at_once: how many times node 1 waited for a holder that did not
+# return a recalled delegation, and how many it revoked one at once (a
+# holder known silent): lines of its node.log (fs/fuse_behind_deleg.c).
+waited() { grep -c "did not return its delegation" "$C/node1/node.log" || true; }
+at_once() { grep -c "revoking it at once" "$C/node1/node.log" || true; }
+
 # node_conf K KEY VALUE [NAME=VALUE...]: stops node K, sets KEY = VALUE in
 # its configuration and starts it again (in the environment given, e.g. a
 # RAFTFS_TEST_* knob for that node alone). The environment only seeds the

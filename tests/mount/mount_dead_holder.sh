@@ -22,9 +22,6 @@ export RAFTFS_DELEG_IDLE_MS=0
 . "$(dirname "$0")/lib.sh"
 up
 
-waited() { grep -c "did not return its delegation" "$C/node1/node.log" || true; }
-at_once() { grep -c "revoking it at once" "$C/node1/node.log" || true; }
-
 echo "== 1. node 3 holds d1..d4 and dies; ls -l of the root on node 1"
 for i in 1 2 3 4; do mkdir "$M3/d$i"; done
 for i in 1 2 3 4; do wait_for 30 "node 1 applied node 3's grant of d$i" held_by 3 1 "d$i"; done

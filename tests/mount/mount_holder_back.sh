@@ -27,9 +27,6 @@ export RAFTFS_DELEG_IDLE_MS=0
 . "$(dirname "$0")/lib.sh"
 up
 
-waited() { grep -c "did not return its delegation" "$C/node1/node.log" || true; }
-at_once() { grep -c "revoking it at once" "$C/node1/node.log" || true; }
-
 echo "== 1. node 3 holds a and p/x and dies; node 1 looks at a"
 mkdir "$M1/p"
 mkdir "$M3/a" "$M3/p/x"
