@@ -39,17 +39,15 @@ restart() {
 }
 # phase_line K [NAME=VALUE...]: node K's 'elision:' line of its run that
 # ends now (logged at stop only when a count is not 0; empty if this stop
-# wrote none): K is stopped, then started again in the environment given.
+# wrote none): K is restarted in the environment given, and its new run
+# logs no such line before its own stop.
 phase_line() {
 	local k=$1 before line=
-	shift
 	before=$(grep -c 'elision:' "$C/node$k/node.log" || true)
-	"$R" local stop "$C" "$k" >/dev/null || fail "stop of node $k"
+	restart "$@"
 	[ "$(grep -c 'elision:' "$C/node$k/node.log" || true)" -gt "$before" ] &&
 		line=$(grep -h 'elision:' "$C/node$k/node.log" | tail -1)
 	echo "   n$k: ${line:-no elision line}" >&2
-	env "$@" "$R" local start "$C" "$k" >/dev/null || fail "start of node $k"
-	wait_for 60 "node $k's mount" mount_answers "$k"
 	echo "$line"
 }
 # count LINE WORD: the number after WORD in an elision line (0: none).
