@@ -13,6 +13,7 @@
 #include "fuse_inval.h"
 #include "sm_snapshot.h"
 #include "snap_node.h"
+#include "test_gate.h"
 
 struct fs_node {
 	struct sm *sm;
@@ -31,6 +32,12 @@ struct fs_node {
 	struct fs_plug *plug; /* lazy proposals held back briefly (fs_plug.h) */
 	atomic_uint outstanding; /* proposals and barriers whose done has not run */
 	struct fuse_inval_pre inval_pre; /* inval_around_apply (apply thread only) */
+	/* Tests: RAFTFS_TEST_HELLO_GATE (fs/fuse_run.c, struct hello): while
+	 * that file exists this node gets no command out — every proposal
+	 * waits here (the start command itself is held back by the main
+	 * loop, which must not block) — as a restarted node none of whose
+	 * commands committed yet (tests/mount/mount_holder_early.sh). */
+	const char *test_hello_gate;
 };
 
 /* The envelope's client of the command the apply thread applied last: a
@@ -265,6 +272,7 @@ int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
 		return rc;
 	}
 	f->id = node_id;
+	f->test_hello_gate = getenv("RAFTFS_TEST_HELLO_GATE");
 	rc = fs_plug_new(plug_linger_us(), plug_start, plug_fail, f, &f->plug);
 	if (rc < 0) {
 		sm_close(f->sm);
@@ -646,10 +654,13 @@ static bool merge_write(struct fs_node *f, const Fspb__Command *c, struct waiter
 int fs_node_propose(struct fs_node *f, const Fspb__Command *c, fs_done_fn done, void *arg)
 {
 	size_t len = fspb__command__get_packed_size(c);
-	uint8_t *buf = malloc(len ? len : 1);
-	struct waiter *w = malloc(sizeof(*w));
+	uint8_t *buf;
+	struct waiter *w;
 	int rc;
 
+	test_gate_wait(f->test_hello_gate);
+	buf = malloc(len ? len : 1);
+	w = malloc(sizeof(*w));
 	/* A node whose state machine failed cannot answer from its own apply:
 	 * refuse at once rather than after the timeout. */
 	if (node_fault(f->n)) {

@@ -40,9 +40,10 @@ struct hello {
 	int64_t pause_ms;
 	/* Tests: RAFTFS_TEST_HELLO_GATE=FILE holds the start command back
 	 * while FILE exists (HELLO_GATED; the main loop proposes it once the
-	 * test removed FILE), so that a test can look at this node's
-	 * directories from another mount after it restarted and before its
-	 * start command committed (tests/mount/mount_holder_early.sh). */
+	 * test removed FILE; every other proposal of the node waits in
+	 * fs_node_propose meanwhile), so that a test can look at this node's
+	 * directories from another mount after it restarted and before any
+	 * command of it committed (tests/mount/mount_holder_early.sh). */
 	const char *gate;
 };
 
