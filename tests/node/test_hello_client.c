@@ -29,6 +29,7 @@
 #include "envelope.h"
 #include "frame.h"
 #include "node_testlib.h"
+#include "peer_testlib.h"
 #include "transport.h"
 
 #define OWN_CLIENT 0x2222ull	/* node 2's, said in its hello */
@@ -36,11 +37,7 @@
 #define BIG (TRANSPORT_ELIDE_MIN_BYTES + 100)
 
 struct leader {
-	uv_loop_t loop;
-	transport *t;
-	node_config cfg;
-	int lfd, fd; /* node 2's listening socket and its end of the connection */
-	frame_reader fr;
+	struct test_peer p;
 	int props; /* proposals node 1's transport handed on */
 };
 
@@ -62,114 +59,6 @@ static void on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk 
 	(void)arg, (void)from, (void)ch;
 }
 
-/* Runs node 1's loop until node 2 holds a whole frame: its type and a
- * pointer into l->fr. */
-static uint8_t next_frame(struct leader *l, const uint8_t **payload, size_t *len)
-{
-	long long deadline = test_now_ms() + 10000;
-	uint8_t type, buf[65536];
-	int rc;
-
-	while ((rc = frame_reader_next(&l->fr, &type, payload, len)) == 0 &&
-	       test_now_ms() < deadline) {
-		struct pollfd p = {.fd = l->fd, .events = POLLIN};
-		ssize_t n;
-
-		uv_run(&l->loop, UV_RUN_NOWAIT);
-		if (poll(&p, 1, 5) != 1)
-			continue;
-		n = recv(l->fd, buf, sizeof(buf), 0);
-		assert_true(n > 0);
-		assert_int_equal(frame_reader_feed(&l->fr, buf, (size_t)n), 0);
-	}
-	assert_int_equal(rc, 1);
-	return type;
-}
-
-/* Node 2 writes frame type with payload msg (a Hello) or m (a raft message). */
-static void peer_send(struct leader *l, uint8_t type, const ProtobufCMessage *msg,
-		      const raft_msg *m)
-{
-	size_t n;
-	uint8_t *buf;
-
-	if (msg) {
-		n = protobuf_c_message_get_packed_size(msg);
-		buf = malloc(FRAME_HEADER_BYTES + n);
-		assert_non_null(buf);
-		protobuf_c_message_pack(msg, buf + FRAME_HEADER_BYTES);
-	} else {
-		assert_int_equal(codec_msg_encode(m, FRAME_HEADER_BYTES, &buf, &n), 0);
-	}
-	frame_header(buf, type, n);
-	assert_int_equal(send(l->fd, buf, FRAME_HEADER_BYTES + n, 0),
-			 (ssize_t)(FRAME_HEADER_BYTES + n));
-	free(buf);
-}
-
-/* Node 1 (a transport) connected to node 2 (this test), whose hello says
- * client_id (0: none, as an older node's). */
-static void connect_peer(struct leader *l, uint64_t client_id)
-{
-	transport_callbacks cb = {l, on_raft, on_request, on_chunk};
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	Transportpb__Hello h = TRANSPORTPB__HELLO__INIT;
-	const uint8_t *payload;
-	uint16_t port[2];
-	long long deadline;
-	int one = 1;
-	size_t len;
-
-	assert_int_equal(test_distinct_ports(port, 2), 0);
-	l->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(l->lfd >= 0);
-	setsockopt(l->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	a.sin_port = htons(port[1]);
-	assert_int_equal(bind(l->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(l->lfd, 1), 0);
-	assert_int_equal(uv_loop_init(&l->loop), 0);
-	test_member_config(&l->cfg, "hello", "/nonexistent", 0, 2, port);
-	assert_int_equal(transport_new(&l->loop, &l->cfg, 0x1111, &cb, &l->t), 0);
-	assert_int_equal(transport_start(l->t), 0);
-	deadline = test_now_ms() + 10000;
-	l->fd = -1;
-	while (l->fd < 0 && test_now_ms() < deadline) {
-		struct pollfd p = {.fd = l->lfd, .events = POLLIN};
-
-		uv_run(&l->loop, UV_RUN_NOWAIT);
-		if (poll(&p, 1, 5) == 1)
-			l->fd = accept(l->lfd, NULL, NULL);
-	}
-	assert_true(l->fd >= 0);
-	frame_reader_init(&l->fr, 64u << 20);
-	assert_int_equal(next_frame(l, &payload, &len), FRAME_HELLO);
-	h.cluster = "hello";
-	h.node_id = 2;
-	h.version = TRANSPORT_VERSION;
-	h.error = "";
-	h.features = TRANSPORT_FEATURE_ELIDE;
-	h.client_id = client_id;
-	peer_send(l, FRAME_HELLO, &h.base, NULL);
-	deadline = test_now_ms() + 10000;
-	while (!transport_peer_connected(l->t, 2) && test_now_ms() < deadline) {
-		uv_run(&l->loop, UV_RUN_NOWAIT);
-		test_nap();
-	}
-	assert_true(transport_peer_connected(l->t, 2));
-}
-
-static void disconnect_peer(struct leader *l)
-{
-	frame_reader_free(&l->fr);
-	close(l->fd);
-	close(l->lfd);
-	transport_close(l->t);
-	while (uv_run(&l->loop, UV_RUN_NOWAIT))
-		;
-	transport_free(l->t);
-	assert_int_equal(uv_loop_close(&l->loop), 0);
-}
-
 /* Entry index of client's proposal seq 1: an envelope and BIG - its
  * length of command bytes, in data (BIG long). */
 static void big_entry(raft_entry *e, uint8_t *data, uint64_t index, uint64_t client)
@@ -189,20 +78,21 @@ static void forward_then_append(uint64_t hello_client, uint32_t came[2], uint32_
 {
 	static uint8_t d3[BIG], d2[BIG], dp[BIG];
 	struct leader l = {0};
+	transport_callbacks cb = {&l, on_raft, on_request, on_chunk};
 	raft_entry e[2], pe;
 	const uint8_t *payload;
 	long long deadline;
 	raft_msg m, r;
 	size_t len;
 
-	connect_peer(&l, hello_client);
+	test_peer_connect(&l.p, &cb, &(struct test_peer_opts){.client_id = hello_client});
 	big_entry(&pe, dp, 0, OTHER_CLIENT);
 	m = (raft_msg){.type = RAFT_MSG_PROP, .to = 1, .from = 2, .term = 1,
 		       .entries = &pe, .n_entries = 1};
-	peer_send(&l, FRAME_RAFT, NULL, &m);
+	test_peer_send(&l.p, FRAME_RAFT, NULL, &m);
 	deadline = test_now_ms() + 10000;
 	while (!l.props && test_now_ms() < deadline) {
-		uv_run(&l.loop, UV_RUN_NOWAIT);
+		uv_run(&l.p.loop, UV_RUN_NOWAIT);
 		test_nap();
 	}
 	assert_int_equal(l.props, 1);
@@ -211,8 +101,8 @@ static void forward_then_append(uint64_t hello_client, uint32_t came[2], uint32_
 	big_entry(&e[1], d2, 2, OWN_CLIENT);
 	m = (raft_msg){.type = RAFT_MSG_APP, .to = 2, .from = 1, .term = 1,
 		       .entries = e, .n_entries = 2};
-	assert_int_equal(transport_send(l.t, &m), 0);
-	assert_int_equal(next_frame(&l, &payload, &len), FRAME_RAFT);
+	assert_int_equal(transport_send(l.p.t, &m), 0);
+	assert_int_equal(test_peer_next_frame(&l.p, &payload, &len), FRAME_RAFT);
 	assert_int_equal(codec_msg_decode(payload, len, &r), 0);
 	assert_int_equal(r.type, RAFT_MSG_APP);
 	assert_int_equal(r.n_entries, 2);
@@ -223,7 +113,7 @@ static void forward_then_append(uint64_t hello_client, uint32_t came[2], uint32_
 		assert_memory_equal(r.entries[i].data, e[i].data, came[i]);
 	}
 	raft_msg_free_contents(&r);
-	disconnect_peer(&l);
+	test_peer_close(&l.p);
 }
 
 /* Node 2's own entry goes as its envelope; node 3's, which node 2 only

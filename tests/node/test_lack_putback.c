@@ -34,20 +34,13 @@
 #include "codec.h"
 #include "frame.h"
 #include "node_testlib.h"
+#include "peer_testlib.h"
 #include "transport.h"
 
 /* Node 1's send queue: small, so that a queue fills within a few hundred
  * responses once the socket is full. */
 #define QUEUE_BYTES 4096
 #define LACKED 7 /* the entry node 1 lacked */
-
-struct leader {
-	uv_loop_t loop;
-	transport *t;
-	node_config cfg;
-	int lfd, fd; /* node 2's listening socket and its end of the connection */
-	frame_reader fr;
-};
 
 static void on_raft(void *arg, raft_msg *m)
 {
@@ -64,115 +57,16 @@ static void on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk 
 	(void)arg, (void)from, (void)ch;
 }
 
-/* Runs node 1's loop until node 2 holds a whole frame: its type and a
- * pointer into l->fr. */
-static uint8_t next_frame(struct leader *l, const uint8_t **payload, size_t *len)
+/* Node 1 connected to node 2, whose small receive buffer node 1's sends
+ * fill soon. */
+static void connect_peer(struct test_peer *l)
 {
-	long long deadline = test_now_ms() + 10000;
-	uint8_t type, buf[65536];
-	int rc;
+	transport_callbacks cb = {NULL, on_raft, on_request, on_chunk};
 
-	while ((rc = frame_reader_next(&l->fr, &type, payload, len)) == 0 &&
-	       test_now_ms() < deadline) {
-		struct pollfd p = {.fd = l->fd, .events = POLLIN};
-		ssize_t n;
-
-		uv_run(&l->loop, UV_RUN_NOWAIT);
-		if (poll(&p, 1, 5) != 1)
-			continue;
-		n = recv(l->fd, buf, sizeof(buf), 0);
-		assert_true(n > 0);
-		assert_int_equal(frame_reader_feed(&l->fr, buf, (size_t)n), 0);
-	}
-	assert_int_equal(rc, 1);
-	return type;
-}
-
-/* Node 2 writes frame type with payload msg (a Hello) or m (a raft message). */
-static void peer_send(struct leader *l, uint8_t type, const ProtobufCMessage *msg,
-		      const raft_msg *m)
-{
-	size_t n;
-	uint8_t *buf;
-
-	if (msg) {
-		n = protobuf_c_message_get_packed_size(msg);
-		buf = malloc(FRAME_HEADER_BYTES + n);
-		assert_non_null(buf);
-		protobuf_c_message_pack(msg, buf + FRAME_HEADER_BYTES);
-	} else {
-		assert_int_equal(codec_msg_encode(m, FRAME_HEADER_BYTES, &buf, &n), 0);
-	}
-	frame_header(buf, type, n);
-	assert_int_equal(send(l->fd, buf, FRAME_HEADER_BYTES + n, 0),
-			 (ssize_t)(FRAME_HEADER_BYTES + n));
-	free(buf);
-}
-
-/* Node 1 (a transport) connected to node 2 (this test), whose hello says
- * client_id (0: none, as an older node's). */
-static void connect_peer(struct leader *l, uint64_t client_id)
-{
-	transport_callbacks cb = {l, on_raft, on_request, on_chunk};
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	Transportpb__Hello h = TRANSPORTPB__HELLO__INIT;
-	const uint8_t *payload;
-	uint16_t port[2];
-	long long deadline;
-	int one = 1, small = 4096;
-	size_t len;
-
-	assert_int_equal(test_distinct_ports(port, 2), 0);
-	l->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(l->lfd >= 0);
-	setsockopt(l->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* Inherited by the accepted socket: node 1's sends fill it soon. */
-	setsockopt(l->lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	a.sin_port = htons(port[1]);
-	assert_int_equal(bind(l->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(l->lfd, 1), 0);
-	assert_int_equal(uv_loop_init(&l->loop), 0);
-	test_member_config(&l->cfg, "hello", "/nonexistent", 0, 2, port);
-	l->cfg.send_queue_bytes = QUEUE_BYTES;
-	assert_int_equal(transport_new(&l->loop, &l->cfg, 0x1111, &cb, &l->t), 0);
-	assert_int_equal(transport_start(l->t), 0);
-	deadline = test_now_ms() + 10000;
-	l->fd = -1;
-	while (l->fd < 0 && test_now_ms() < deadline) {
-		struct pollfd p = {.fd = l->lfd, .events = POLLIN};
-
-		uv_run(&l->loop, UV_RUN_NOWAIT);
-		if (poll(&p, 1, 5) == 1)
-			l->fd = accept(l->lfd, NULL, NULL);
-	}
-	assert_true(l->fd >= 0);
-	frame_reader_init(&l->fr, 64u << 20);
-	assert_int_equal(next_frame(l, &payload, &len), FRAME_HELLO);
-	h.cluster = "hello";
-	h.node_id = 2;
-	h.version = TRANSPORT_VERSION;
-	h.error = "";
-	h.features = TRANSPORT_FEATURE_ELIDE;
-	h.client_id = client_id;
-	peer_send(l, FRAME_HELLO, &h.base, NULL);
-	deadline = test_now_ms() + 10000;
-	while (!transport_peer_connected(l->t, 2) && test_now_ms() < deadline) {
-		uv_run(&l->loop, UV_RUN_NOWAIT);
-		test_nap();
-	}
-	assert_true(transport_peer_connected(l->t, 2));
-}
-
-static void disconnect_peer(struct leader *l)
-{
-	frame_reader_free(&l->fr);
-	close(l->fd);
-	close(l->lfd);
-	transport_close(l->t);
-	while (uv_run(&l->loop, UV_RUN_NOWAIT))
-		;
-	transport_free(l->t);
-	assert_int_equal(uv_loop_close(&l->loop), 0);
+	test_peer_connect(l, &cb,
+			  &(struct test_peer_opts){.client_id = 0x2222,
+						   .rcvbuf = 4096,
+						   .send_queue_bytes = QUEUE_BYTES});
 }
 
 /* Node 1's end of its connection to node 2 (this process's socket whose
@@ -180,7 +74,7 @@ static void disconnect_peer(struct leader *l)
  * 2's small receive buffer the kernel refuses node 1's writes after a few
  * hundred responses, well within the TCP_USER_TIMEOUT (2 s and more,
  * transport.c) after which a connection that stopped moving is dropped. */
-static void small_send_buffer(struct leader *l)
+static void small_send_buffer(struct test_peer *l)
 {
 	struct sockaddr_in peer, a;
 	socklen_t n = sizeof(peer);
@@ -207,14 +101,14 @@ static raft_msg resp(void)
 /* Node 2 reads sent frames (node 1's loop run meanwhile): all append
  * responses; every one but the last names no lacked entry, the last names
  * LACKED. */
-static void expect_last_names_lacked(struct leader *l, long sent)
+static void expect_last_names_lacked(struct test_peer *l, long sent)
 {
 	const uint8_t *payload;
 	size_t len;
 	raft_msg r;
 
 	for (long i = 0; i < sent; i++) {
-		assert_int_equal(next_frame(l, &payload, &len), FRAME_RAFT);
+		assert_int_equal(test_peer_next_frame(l, &payload, &len), FRAME_RAFT);
 		assert_int_equal(codec_msg_decode(payload, len, &r), 0);
 		assert_int_equal(r.type, RAFT_MSG_APP_RESP);
 		if (i < sent - 1)
@@ -230,14 +124,14 @@ static void expect_last_names_lacked(struct leader *l, long sent)
  * drained by node 2's reads, the response again. */
 static void test_loop_send_refused(void **state)
 {
-	struct leader l = {0};
+	struct test_peer l = {0};
 	raft_msg m = resp();
 	long sent = 0;
 	size_t queued;
 	int rc;
 
 	(void)state;
-	connect_peer(&l, 0x2222);
+	connect_peer(&l);
 	small_send_buffer(&l);
 	while ((rc = transport_send(l.t, &m)) == 0)
 		sent++;
@@ -255,7 +149,7 @@ static void test_loop_send_refused(void **state)
 			assert_int_equal(transport_queued(l.t, 2, &queued), 0);
 			if (!queued && got == sent)
 				break;
-			assert_int_equal(next_frame(&l, &payload, &len), FRAME_RAFT);
+			assert_int_equal(test_peer_next_frame(&l, &payload, &len), FRAME_RAFT);
 			assert_int_equal(codec_msg_decode(payload, len, &r), 0);
 			assert_int_equal(r.full_from, 0);
 			raft_msg_free_contents(&r);
@@ -264,7 +158,7 @@ static void test_loop_send_refused(void **state)
 	}
 	assert_int_equal(transport_send(l.t, &m), 0);
 	expect_last_names_lacked(&l, 1);
-	disconnect_peer(&l);
+	test_peer_close(&l);
 }
 
 /* The direct send: responses (naming nothing) until the kernel takes no
@@ -273,25 +167,25 @@ static void test_loop_send_refused(void **state)
  * part of a frame (torn) ends the connection: nothing to test then. */
 static void test_direct_send_refused(void **state)
 {
-	struct leader l = {0};
+	struct test_peer l = {0};
 	raft_msg m = resp();
 	long sent = 0;
 	int rc;
 
 	(void)state;
-	connect_peer(&l, 0x2222);
+	connect_peer(&l);
 	small_send_buffer(&l);
 	while ((rc = transport_send_direct(l.t, &m)) == 0)
 		sent++;
 	if (rc == -EPIPE) {
-		disconnect_peer(&l);
+		test_peer_close(&l);
 		skip(); /* torn: the kernel took part of a frame */
 	}
 	assert_int_equal(rc, -EAGAIN);
 	transport_lacks(l.t, 2, LACKED);
 	rc = transport_send_direct(l.t, &m);
 	if (rc == -EPIPE) {
-		disconnect_peer(&l);
+		test_peer_close(&l);
 		skip();
 	}
 	assert_int_equal(rc, -EAGAIN);
@@ -302,7 +196,7 @@ static void test_direct_send_refused(void **state)
 		raft_msg r;
 
 		for (long i = 0; i < sent; i++) {
-			assert_int_equal(next_frame(&l, &payload, &len), FRAME_RAFT);
+			assert_int_equal(test_peer_next_frame(&l, &payload, &len), FRAME_RAFT);
 			assert_int_equal(codec_msg_decode(payload, len, &r), 0);
 			assert_int_equal(r.full_from, 0);
 			raft_msg_free_contents(&r);
@@ -310,7 +204,7 @@ static void test_direct_send_refused(void **state)
 	}
 	assert_int_equal(transport_send_direct(l.t, &m), 0);
 	expect_last_names_lacked(&l, 1);
-	disconnect_peer(&l);
+	test_peer_close(&l);
 }
 
 int main(void)
