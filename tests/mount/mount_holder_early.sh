@@ -29,8 +29,6 @@ export RAFTFS_DELEG_IDLE_MS=0
 . "$(dirname "$0")/lib.sh"
 up
 
-waited() { grep -c "did not return its delegation" "$C/node1/node.log" || true; }
-at_once() { grep -c "revoking it at once" "$C/node1/node.log" || true; }
 # started K: how many times node K logged that its start command applied.
 started() { grep -c "start command applied" "$C/node$1/node.log" || true; }
 # connected K J: node K's status shows a connection to node J.
