@@ -47,6 +47,24 @@ int raft_blob_copy_entries(raft_entry *dst, const raft_entry *src, size_t n)
 	return 0;
 }
 
+uint8_t *raft_blob_new(size_t len)
+{
+	blob *b = malloc(sizeof(blob) + sizeof(blob *) + ALIGN8(len));
+	if (!b)
+		return NULL;
+	atomic_init(&b->refs, 1);
+	uint8_t *p = (uint8_t *)(b + 1);
+	memcpy(p, &b, sizeof(b));
+	return p + sizeof(blob *);
+}
+
+bool raft_blob_shared(const uint8_t *data)
+{
+	blob *b;
+	memcpy(&b, data - sizeof(blob *), sizeof(b));
+	return atomic_load(&b->refs) > 1;
+}
+
 void raft_blob_release(uint8_t *data)
 {
 	if (!data)

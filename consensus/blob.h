@@ -27,4 +27,16 @@ void raft_blob_release(uint8_t *data);
  * References are atomic, so the holder may release on another thread. */
 void raft_blob_ref(uint8_t *data);
 
+/* A block for one entry's data of len (> 0) bytes, one reference (the
+ * caller's), or NULL out of memory: a proposal made in one
+ * (raft_propose_refs) is taken into the log, or into the message that
+ * forwards it to the leader, by reference instead of by copy. */
+uint8_t *raft_blob_new(size_t len);
+
+/* Whether a reference other than the caller's is held to data's block:
+ * its bytes must not change then (the log, a message, the persist or
+ * apply thread may be reading them). Only the thread that takes new
+ * references can trust a false answer. */
+bool raft_blob_shared(const uint8_t *data);
+
 #endif

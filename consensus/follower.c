@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob.h"
 #include "quorum.h"
 
 /* AppendEntries receiver (Figure 2, §5.3). */
@@ -102,20 +103,29 @@ static void handle_snapshot(raft *r, const raft_msg *m)
 static int forward_proposal(raft *r, const raft_msg *m)
 {
 	raft_msg *last = r->n_msgs ? &r->msgs[r->n_msgs - 1] : NULL;
-	if (!last || last->type != RAFT_MSG_PROP || last->to != r->lead) {
+	/* One message holds entries of one kind: copies, or references to
+	 * shared blocks (raft_propose_refs), which it then frees as such. */
+	if (!last || last->type != RAFT_MSG_PROP || last->to != r->lead ||
+	    last->blob_data != m->blob_data) {
 		last = raft_send(r, RAFT_MSG_PROP, r->lead);
 		if (!last)
 			return RAFT_ENOMEM;
 		last->term = 0;
+		last->blob_data = m->blob_data;
 	}
 	raft_entry *p = realloc(last->entries, (last->n_entries + m->n_entries) * sizeof(*p));
 	if (!p)
 		return RAFT_ENOMEM;
 	last->entries = p;
 	for (size_t i = 0; i < m->n_entries; i++) {
-		int rc = raft_entry_copy(&p[last->n_entries], &m->entries[i]);
-		if (rc != 0)
-			return rc;
+		if (m->blob_data) {
+			p[last->n_entries] = m->entries[i];
+			raft_blob_ref(p[last->n_entries].data);
+		} else {
+			int rc = raft_entry_copy(&p[last->n_entries], &m->entries[i]);
+			if (rc != 0)
+				return rc;
+		}
 		last->n_entries++;
 	}
 	return 0;

@@ -7,10 +7,12 @@
 
 #include "quorum.h"
 
-int raft_append_entries(raft *r, const raft_entry *ents, size_t n)
+/* raft_append_entries, and with refs raft_append_entries_refs. */
+static int append_entries(raft *r, const raft_entry *ents, size_t n, bool refs)
 {
 	uint64_t li = r->log.last;
-	int rc = raft_log_append_new(&r->log, ents, n, r->term);
+	int rc = refs ? raft_log_append_refs(&r->log, ents, n, r->term)
+		      : raft_log_append_new(&r->log, ents, n, r->term);
 	if (rc != 0)
 		return rc;
 	RAFT_TRACE(r, TRACE_LOG, "appends %zu entries at %llu..%llu", n, (unsigned long long)li + 1,
@@ -20,6 +22,16 @@ int raft_append_entries(raft *r, const raft_entry *ents, size_t n)
 	 * once they are persisted (raft_persisted), never here. */
 	r->need_bcast = true;
 	return 0;
+}
+
+int raft_append_entries(raft *r, const raft_entry *ents, size_t n)
+{
+	return append_entries(r, ents, n, false);
+}
+
+int raft_append_entries_refs(raft *r, const raft_entry *ents, size_t n)
+{
+	return append_entries(r, ents, n, true);
 }
 
 /* Replays ReadIndex requests that waited for the first commit of this term. */
@@ -457,7 +469,8 @@ static int propose(raft *r, const raft_msg *m)
 	if (rc != 0)
 		return rc;
 	if (!admitted)
-		return raft_append_entries(r, m->entries, m->n_entries);
+		return m->blob_data ? raft_append_entries_refs(r, m->entries, m->n_entries)
+				    : raft_append_entries(r, m->entries, m->n_entries);
 	rc = raft_append_entries(r, admitted, m->n_entries);
 	free(admitted);
 	return rc;

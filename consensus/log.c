@@ -198,7 +198,9 @@ static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n)
 	return 0;
 }
 
-int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t term)
+/* raft_log_append_new and raft_log_append_refs: refs takes a reference to
+ * each entry's block instead of copying its data. */
+static int append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t term, bool refs)
 {
 	if (n == 0)
 		return 0;
@@ -208,9 +210,14 @@ int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t 
 	if (rc != 0)
 		return rc;
 	raft_entry *e = &l->ents[l->head + l->n];
-	rc = raft_blob_copy_entries(e, ents, n);
-	if (rc != 0)
+	if (refs) {
+		for (size_t i = 0; i < n; i++) {
+			e[i] = ents[i];
+			raft_blob_ref(e[i].data);
+		}
+	} else if ((rc = raft_blob_copy_entries(e, ents, n)) != 0) {
 		return rc;
+	}
 	for (size_t i = 0; i < n; i++) {
 		e[i].term = term;
 		e[i].index = l->off + l->n + i;
@@ -218,6 +225,16 @@ int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t 
 	l->n += n;
 	l->last = l->off + l->n - 1;
 	return 0;
+}
+
+int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t term)
+{
+	return append_new(l, ents, n, term, false);
+}
+
+int raft_log_append_refs(raft_log *l, const raft_entry *ents, size_t n, uint64_t term)
+{
+	return append_new(l, ents, n, term, true);
 }
 
 int raft_log_maybe_append(raft_log *l, uint64_t index, uint64_t log_term, uint64_t commit,

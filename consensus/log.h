@@ -56,6 +56,9 @@ bool raft_log_is_up_to_date(const raft_log *l, uint64_t last_index, uint64_t las
 /* Leader side: appends copies of ents after last, giving them the
  * indexes last+1.. and the given term. */
 int raft_log_append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t term);
+/* The same, but each entry's data is a block of blob.h (raft_blob_new)
+ * the log takes a reference to instead of a copy. */
+int raft_log_append_refs(raft_log *l, const raft_entry *ents, size_t n, uint64_t term);
 
 /* Follower side of AppendEntries (Figure 2): if our entry at index has
  * log_term, appends ents (truncating a conflicting suffix, never a matching

@@ -139,7 +139,7 @@ static proposal *pending_find_from(node *n, proposal *from, uint64_t seq)
 static void proposal_finish(proposal *p, int status, int64_t result, uint64_t index)
 {
 	p->cb(p->arg, status, result, index);
-	free(p->data);
+	raft_blob_release(p->data);
 	free(p);
 }
 
@@ -157,11 +157,13 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 		free(o);
 		return NODE_E2BIG;
 	}
+	/* A shared block: the log or the forward to the leader takes a
+	 * reference to it, not a copy (raft_propose_refs). */
 	if (p)
-		p->data = malloc(ENVELOPE_BYTES + len);
+		p->data = raft_blob_new(ENVELOPE_BYTES + len);
 	if (!p || !o || !p->data) {
 		if (p)
-			free(p->data);
+			raft_blob_release(p->data);
 		free(p);
 		free(o);
 		return NODE_ENOMEM;
@@ -178,7 +180,7 @@ int node_start(node *n, const void *cmd, size_t len, unsigned timeout_ms, node_d
 	pthread_mutex_lock(&n->mu);
 	if (n->stopping) {
 		pthread_mutex_unlock(&n->mu);
-		free(p->data);
+		raft_blob_release(p->data);
 		free(p);
 		free(o);
 		return NODE_ESTOPPED;
@@ -235,6 +237,21 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 	uint64_t index;
 	int rc;
 
+	/* The envelope changes between tries (min_pending): a block the log,
+	 * a message or another thread still reads from an earlier try is
+	 * left to them, and this try gets a copy. */
+	if (raft_blob_shared(p->data)) {
+		uint8_t *d = raft_blob_new(p->len);
+
+		if (!d) { /* tried again at the next retry */
+			p->last_error = NODE_ENOMEM;
+			p->last_try_ms = now;
+			return;
+		}
+		memcpy(d, p->data, p->len);
+		raft_blob_release(p->data);
+		p->data = d;
+	}
 	envelope_encode(&env, p->data);
 	if (n->stages.on && !p->t_tried)
 		p->t_tried = uv_hrtime();
@@ -252,7 +269,7 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 	 * proposes it), and so does every later one while one waits. */
 	if (!node_admission_own(n, p->seq, env.min_pending, p->data, p->len))
 		return;
-	rc = raft_propose(n->r, p->data, p->len, &index, NULL);
+	rc = raft_propose_refs(n->r, p->data, p->len, &index, NULL);
 	if (rc == 0 && raft_is_leader(n->r)) {
 		node_unsaved_add(n, p->len, 1);
 		node_admission_placed(n, p->seq, env.min_pending, index, p->len);

@@ -723,7 +723,9 @@ int raft_step(raft *r, const raft_msg *m)
 	return rc;
 }
 
-int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_t *term)
+/* raft_propose, and with refs raft_propose_refs. */
+static int propose(raft *r, const void *data, size_t len, bool refs, uint64_t *index,
+		   uint64_t *term)
 {
 	if (index)
 		*index = 0;
@@ -732,7 +734,11 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_
 	if (len > UINT32_MAX)
 		return RAFT_EINVAL;
 	raft_entry e = {.type = RAFT_ENTRY_NORMAL, .len = (uint32_t)len, .data = (uint8_t *)data};
-	raft_msg m = {.type = RAFT_MSG_PROP, .from = r->id, .entries = &e, .n_entries = 1};
+	raft_msg m = {.type = RAFT_MSG_PROP,
+		      .from = r->id,
+		      .entries = &e,
+		      .n_entries = 1,
+		      .blob_data = refs && len > 0};
 	int rc = step(r, &m);
 	if (rc == 0 && r->role == RAFT_LEADER) {
 		if (index)
@@ -741,6 +747,16 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_
 			*term = r->term;
 	}
 	return rc;
+}
+
+int raft_propose(raft *r, const void *data, size_t len, uint64_t *index, uint64_t *term)
+{
+	return propose(r, data, len, false, index, term);
+}
+
+int raft_propose_refs(raft *r, uint8_t *data, size_t len, uint64_t *index, uint64_t *term)
+{
+	return propose(r, data, len, true, index, term);
 }
 
 int raft_campaign(raft *r)

@@ -201,6 +201,13 @@ int raft_step(raft *r, const raft_msg *m);
 int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
 		 uint64_t *term);
 
+/* raft_propose for data in a block of blob.h (raft_blob_new): the log (on
+ * the leader) or the message forwarding it (on a follower) takes a
+ * reference instead of a copy. The caller keeps its own reference and
+ * must not change the bytes while raft_blob_shared says another is held. */
+int raft_propose_refs(raft *r, uint8_t *data, size_t len, uint64_t *index,
+		      uint64_t *term);
+
 /* Proposes a membership change, one server at a time (Raft thesis §4.1):
  * an entry of type RAFT_ENTRY_CONF_CHANGE whose data is an encoded
  * raft_conf_change (codec.h; the core never decodes it). Like

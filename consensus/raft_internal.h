@@ -150,6 +150,9 @@ bool raft_maybe_commit(raft *r);
 void raft_flush_read_round(raft *r);
 /* Leader: appends entries of the current term (data copied). */
 int raft_append_entries(raft *r, const raft_entry *ents, size_t n);
+/* The same for entries whose data are blob.h blocks: the log takes
+ * references (a proposal of raft_propose_refs). */
+int raft_append_entries_refs(raft *r, const raft_entry *ents, size_t n);
 void raft_abort_leader_transfer(raft *r);
 /* Whether this node is no voter of its configuration any more (removed,
  * or demoted to learner). */

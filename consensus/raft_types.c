@@ -1,6 +1,8 @@
 /* raft_types.c — copying, freeing and naming of the shared Raft records. */
 #include "raft_types.h"
 
+#include "blob.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +105,7 @@ int raft_msg_copy(raft_msg *dst, const raft_msg *src)
 	dst->context = NULL;
 	dst->context_len = 0;
 	dst->elided = NULL;
+	dst->blob_data = false;
 
 	if (src->n_entries) {
 		dst->entries = calloc(src->n_entries, sizeof(raft_entry));
@@ -169,7 +172,13 @@ void raft_snapshot_free_contents(raft_snapshot *s)
 
 void raft_msg_free_contents(raft_msg *m)
 {
-	raft_entries_free(m->entries, m->n_entries);
+	if (m->blob_data) {
+		for (size_t i = 0; i < m->n_entries; i++)
+			raft_blob_release(m->entries[i].data);
+		free(m->entries);
+	} else {
+		raft_entries_free(m->entries, m->n_entries);
+	}
 	if (m->snapshot) {
 		raft_snapshot_free_contents(m->snapshot);
 		free(m->snapshot);

@@ -131,6 +131,10 @@ typedef struct raft_msg {
 	 * it, and the core never sets it: a log entry (raft_entry) has no
 	 * room to carry an elision, so none leaks into a log or a resend. */
 	raft_elision *elided;
+	/* PROP: each entry holds a reference to a shared block (blob.h:
+	 * raft_propose_refs) instead of owning its data; freeing the message
+	 * releases them. Never set on a copy (raft_msg_copy owns its data). */
+	bool blob_data;
 } raft_msg;
 
 /* Deep copies. Return 0 or RAFT_ENOMEM (dst is then left empty). */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob.h"
 #include "trace.h"
 
 static raft *R(tnet *net, uint64_t id)
@@ -304,6 +305,56 @@ static void test_proposal_forwarding_and_dropping(void **state)
 	}
 	msgq_free(&q);
 	tnet_free(net);
+}
+
+/* A proposal in a shared block (raft_propose_refs) is taken by reference,
+ * not copied: into the leader's log, and into the message that forwards it
+ * from a follower, which never shares a message with copied entries
+ * (freeing it releases exactly its references). Applied everywhere as
+ * proposed; afterwards only the proposer's own reference is left. */
+static void test_proposal_refs_not_copied(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new(3, &c);
+	tnet_campaign(net, 1);
+	assert_true(raft_is_leader(R(net, 1)));
+
+	uint8_t *lead = raft_blob_new(3);
+	assert_non_null(lead);
+	memcpy(lead, "abc", 3);
+	assert_false(raft_blob_shared(lead));
+	assert_int_equal(raft_propose_refs(R(net, 1), lead, 3, NULL, NULL), 0);
+	assert_true(raft_blob_shared(lead)); /* the log's reference */
+
+	uint8_t *fwd = raft_blob_new(1);
+	assert_non_null(fwd);
+	fwd[0] = 'f';
+	assert_int_equal(raft_propose_refs(R(net, 2), fwd, 1, NULL, NULL), 0);
+	assert_true(raft_blob_shared(fwd)); /* the forwarding message's */
+	assert_int_equal(raft_propose(R(net, 2), "g", 1, NULL, NULL), 0);
+	msgq q = {0};
+	tn_drain(net, tnet_node(net, 2), &q);
+	assert_int_equal(q.n, 2); /* references and copies apart */
+	assert_int_equal(q.m[0].type, RAFT_MSG_PROP);
+	assert_int_equal(q.m[1].type, RAFT_MSG_PROP);
+	assert_int_equal(q.m[0].n_entries + q.m[1].n_entries, 2);
+	assert_false(raft_blob_shared(fwd)); /* the sent message let go */
+	tnet_step(net, &q.m[0]);
+	tnet_step(net, &q.m[1]);
+	tnet_deliver(net);
+	for (uint64_t id = 1; id <= 3; id++) {
+		tnode *n = tnet_node(net, id);
+		assert_int_equal(n->n_applied, 4); /* the term's empty entry first */
+		assert_int_equal(n->applied[1].len, 3);
+		assert_memory_equal(n->applied[1].data, "abc", 3);
+		assert_memory_equal(n->applied[2].data, "f", 1);
+		assert_memory_equal(n->applied[3].data, "g", 1);
+	}
+	raft_blob_release(fwd);
+	msgq_free(&q);
+	tnet_free(net); /* the log's reference to lead goes with it */
+	assert_false(raft_blob_shared(lead));
+	raft_blob_release(lead);
 }
 
 /* ReadIndex: requests pending at the same point share one heartbeat round
@@ -738,6 +789,7 @@ int main(void)
 	    cmocka_unit_test(test_inflight_limit),
 	    cmocka_unit_test(test_proposal_batching),
 	    cmocka_unit_test(test_proposal_forwarding_and_dropping),
+	    cmocka_unit_test(test_proposal_refs_not_copied),
 	    cmocka_unit_test(test_read_index_batching),
 	    cmocka_unit_test(test_read_index_waits_for_commit_in_term),
 	    cmocka_unit_test(test_read_index_follower_single_and_no_leader),
