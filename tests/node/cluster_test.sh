@@ -89,8 +89,9 @@ all_addrs() {
 # json_field JSON NAME: a numeric or string field of a status --json line.
 json_field() { grep -o "\"$2\":[^,]*" <<<"$1" | head -n1 | sed 's/^[^:]*://; s/"//g'; }
 
-# The id of the node that says it leads (one answer is enough), or nothing.
-leader_id() {
+# The id of the node that says it leads (one answer is enough), each node
+# asked once, or nothing.
+leader_once() {
 	local a line
 	for a in $(all_addrs); do
 		line=$("$R" status --json --timeout 500 "$a" 2>/dev/null) || true
@@ -102,7 +103,32 @@ leader_id() {
 	return 1
 }
 
-has_leader() { leader_id >/dev/null; }
+has_leader() { leader_once >/dev/null; }
+# leader_id: the id of the node that says it leads, asked again for up to
+# 30 s, or nothing. Asked once, every status of the round could time out on
+# a loaded machine (load 24, ASan): agree5 got an empty id after all its
+# checks had passed (session 12).
+leader_id() {
+	local id deadline=$((SECONDS + 30))
+	until id=$(leader_once); do
+		((SECONDS < deadline)) || return 1
+		sleep 0.05
+	done
+	echo "$id"
+}
+
+# status_json ID: node ID's `raftfs status --json` line once it answers
+# healthy, asked again for up to 30 s (a loaded machine: one status timed
+# out, as leader_id's). Fails naming the last answer.
+status_json() {
+	local line deadline=$((SECONDS + 30))
+	until line=$("$R" status --json "$(addr "$1")" 2>"$T/status.err"); do
+		((SECONDS < deadline)) ||
+			fail "node $1 not healthy, or no answer to raftfs status, for 30 s: $line $(cat "$T/status.err")"
+		sleep 0.1
+	done
+	echo "$line"
+}
 # follows I L: node I answers status naming node L its leader.
 follows() {
 	local line
@@ -257,7 +283,9 @@ scenario_agree() {
 	wait_for 60 "all $n nodes applied the same index" converged
 	check_same_and_exactly_once "$T/acked" $(seq 1 "$n")
 	# A linearizable read on a follower sees the last acknowledged write.
-	local f=$(($(leader_id) % n + 1))
+	local leader f
+	leader=$(leader_id) || fail "no leader"
+	f=$((leader % n + 1))
 	[ "$("$R" kv get "$(addr "$f")" "p1-100")" = 100 ] || fail "read on node $f missed p1-100"
 }
 
@@ -399,7 +427,7 @@ scenario_bad_peer() {
 	wait "${BG_PIDS[0]}" || fail "loader failed"
 	BG_PIDS=()
 	[ "$(count "$T/acked")" -eq 400 ] || fail "only $(count "$T/acked") of 400 puts acknowledged during the attacks"
-	for id in 1 2 3; do "$R" status "$(addr "$id")" >/dev/null || fail "node $id unhealthy after the attacks"; done
+	for id in 1 2 3; do status_json "$id" >/dev/null; done
 	for want in "bad frame length" "unknown frame type" "before the handshake" "malformed hello" \
 		"cluster 'evil'" "unknown node id 9"; do
 		grep -q "$want" "$C/n2/node.log" || fail "node 2 logged nothing about: $want"
@@ -554,7 +582,7 @@ scenario_leader_stall() {
 	done
 	wait_for 30 "the followers to rejoin" converged
 	[ "$(leader_id)" = "$leader" ] || fail "leadership moved while the followers restarted"
-	term=$(json_field "$("$R" status --json "$(addr "$leader")")" term)
+	term=$(json_field "$(status_json "$leader")" term)
 	# Puts through a follower: answered once applied there, which needs
 	# no save of the leader's.
 	"$R" kv load --count 100000000 --prefix S --timeout 3000 "$(addr "$fol")" >"$T/acked" 2>>"$T/load.err" &
@@ -573,7 +601,7 @@ scenario_leader_stall() {
 		[ -n "$from" ] && [ -n "$to" ] || fail "no commit indexes in: $line"
 		[ $((to - from)) -ge 10 ] ||
 			fail "only $((to - from)) entries committed while node $leader's disk was held $ms ms: $line"
-		line=$("$R" status --json "$(addr "$leader")")
+		line=$(status_json "$leader")
 		[ "$(json_field "$line" role)" = leader ] && [ "$(json_field "$line" term)" = "$term" ] ||
 			fail "node $leader lost leadership over a $ms ms stall of its disk: $(json_field "$line" role) of term $(json_field "$line" term), was leader of $term"
 		for f in 1 2 3; do
@@ -823,7 +851,7 @@ scenario_trail_bytes() {
 		fail "load failed"
 	wait_for 30 "all 3 nodes applied the same index" converged
 	for id in 1 2 3; do
-		line=$("$R" status --json "$(addr "$id")")
+		line=$(status_json "$id")
 		first=$(json_field "$line" first_index)
 		last=$(json_field "$line" last_index)
 		# 1 MiB since the last snapshot + 512 KiB behind it + a mark's
@@ -851,7 +879,7 @@ scenario_snapshot_catchup() {
 	# 1 KiB values: a snapshot of several chunks (consensus/snapshot_stream.h).
 	"$R" kv load --count 300 --size 1024 --prefix T $(all_addrs) >>"$T/acked" 2>>"$T/load.err" ||
 		fail "second load failed"
-	line=$("$R" status --json "$(addr "$leader")")
+	line=$(status_json "$leader")
 	[ "$(json_field "$line" first_index)" -gt 150 ] ||
 		fail "leader log not compacted: first index $(json_field "$line" first_index)"
 	"$R" local start "$C" "$f"
