@@ -151,9 +151,13 @@ mount_answers() {
 
 # held_by H K PATH: node H (below 256) holds directory PATH, as node K's
 # tree says (its delegation xattr, read there directly: not through a
-# mount, whose lookup could recall it).
+# mount, whose lookup could recall it). No xattr (yet) is "not held": the
+# getfattr's failure is swallowed inside the substitution, which errtrace
+# would otherwise report as a FAIL line on every look of a wait_for (the
+# substitution's subshell does not know it runs in a condition). A caller
+# that needs PATH held still fails through held_by's own status.
 held_by() {
-	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node$2/data/tree/$3" 2>/dev/null)" in
+	case "$(getfattr -e hex -n trusted.raftfs.deleg "$C/node$2/data/tree/$3" 2>/dev/null || true)" in
 	*deleg=0x$(printf %02x "$1")000000*) return 0 ;;
 	esac
 	return 1
