@@ -149,6 +149,20 @@ mount_answers() {
 		[ "$(stat -c %i "$C/n$1" 2>/dev/null)" = 1 ]
 }
 
+# start_node K [WHAT]: starts node K again (stopped or killed) and waits
+# for its mount to answer. Not `local up`, which also waits a fixed 30 s
+# for a healthy leader: at load ~26 elections churned for longer and the
+# test failed there (mount.admit, tests/FLAKY.md sessions 10 and 12). A
+# step that needs a leader right after awaits one itself (has_leader).
+start_node() {
+	"$R" local start "$C" "$1" >"$T/start$1.out" 2>&1 ||
+		{ cat "$T/start$1.out"; fail "restart of node $1${2:+ ($2)}"; }
+	wait_for 60 "node $1's mount" mount_answers "$1"
+}
+
+# has_leader: some node answers as a healthy leader (leader_id).
+has_leader() { [ -n "$(leader_id)" ]; }
+
 # held_by H K PATH: node H (below 256) holds directory PATH, as node K's
 # tree says (its delegation xattr, read there directly: not through a
 # mount, whose lookup could recall it). No xattr (yet) is "not held": the
