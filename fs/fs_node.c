@@ -29,6 +29,7 @@ struct fs_node {
 	bool write_behind;   /* [fs] write_behind */
 	bool close_behind;   /* [fs] close = behind */
 	atomic_bool stalled; /* the last proposal or barrier to end timed out */
+	atomic_bool back;    /* this node's start command applied (fs_node_back) */
 	struct fs_plug *plug; /* lazy proposals held back briefly (fs_plug.h) */
 	atomic_uint outstanding; /* proposals and barriers whose done has not run */
 	struct fuse_inval_pre inval_pre; /* inval_around_apply (apply thread only) */
@@ -313,6 +314,16 @@ void fs_node_set_close_behind(struct fs_node *f, bool on)
 bool fs_node_close_behind(struct fs_node *f)
 {
 	return f->close_behind;
+}
+
+void fs_node_set_back(struct fs_node *f)
+{
+	atomic_store(&f->back, true);
+}
+
+bool fs_node_back(struct fs_node *f)
+{
+	return atomic_load(&f->back);
 }
 
 bool fs_node_stalled(struct fs_node *f)

@@ -106,6 +106,16 @@ bool fs_node_write_behind(struct fs_node *f);
 void fs_node_set_close_behind(struct fs_node *f, bool on);
 bool fs_node_close_behind(struct fs_node *f);
 
+/* This node's start command (fs/fuse_run.c, propose_hello) applied here:
+ * from then on every other node that applies as far knows this node is
+ * back. Until then its mount answers nothing behind, not even in the
+ * directories it still holds from before a restart: another mount that
+ * took it for dead may revoke them at once, and a Revoke ordered before
+ * the start command applies here first (fs/fuse_behind_state.c,
+ * bh_dir_held). Set once (any thread), never cleared. */
+void fs_node_set_back(struct fs_node *f);
+bool fs_node_back(struct fs_node *f);
+
 /* Whether this node's proposals and barriers get through: false while one
  * has been outstanding for more than ms milliseconds with none completing or
  * (a proposal) committing meanwhile (cut off from a quorum, no leader, an

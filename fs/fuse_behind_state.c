@@ -98,14 +98,25 @@ void bh_dir_put(struct fuse_behind *b, struct bh_dir *d)
  * grant it saw, or (after a restart) from the replicated state — then only
  * a delegation that says how this mount closes now (Deleg.close_behind):
  * one granted while it closed synchronously is not fenced by the others,
- * so no close may be answered early there. */
+ * so no close may be answered early there.
+ * None before this node's start command applied here (fs_node_back): a
+ * mount that took this node for dead while it was down revokes what it
+ * holds at once until that command applies there (fs/fuse_grant.h,
+ * fuse_holder_*), and a change answered behind before it would fail at
+ * apply. Once it applied here, every Revoke ordered before it applied
+ * here too (the directory is no longer held); one ordered after it comes
+ * from a recaller that had not applied it yet when it decided (DESIGN.md,
+ * Session 12: what is left). */
 struct bh_dir *bh_dir_held(struct fuse_behind *b, uint64_t id)
 {
-	struct bh_dir *d = bh_dir_find(b, id);
+	struct bh_dir *d;
 	uint32_t holder;
 	uint64_t epoch;
 	bool behind;
 
+	if (!fs_node_back(b->fs->fsn))
+		return NULL;
+	d = bh_dir_find(b, id);
 	if (!d && sm_deleg_mode(b->fs->sm, id, &holder, &epoch, &behind) == 0 &&
 	    holder == b->self && behind == fs_node_close_behind(b->fs->fsn))
 		d = bh_dir_add(b, id, epoch, D_HELD);

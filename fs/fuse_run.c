@@ -38,6 +38,7 @@ struct hello {
 	atomic_int failures; /* said in the log: the first, then every tenth */
 	int64_t next_ms; /* main loop only: when to propose again */
 	int64_t pause_ms;
+	struct fs_node *f; /* told once the command applied (fs_node_set_back) */
 	/* Tests: RAFTFS_TEST_HELLO_GATE=FILE holds the start command back
 	 * while FILE exists (HELLO_GATED; the main loop proposes it once the
 	 * test removed FILE; every other proposal of the node waits in
@@ -68,12 +69,14 @@ static void hello_failed(struct hello *h, const char *stage, int err)
 
 /* Applied (EINVAL: no operation) or failed (tried again: hello_retry).
  * Said in the log: from here on the others know this node is back
- * (mount.holder_back waits for the line). */
+ * (mount.holder_back waits for the line), and its mount answers behind
+ * again in the directories it holds (fs_node_back). */
 static void hello_done(void *arg, int err)
 {
 	struct hello *h = arg;
 
 	if (err == 0 || err == EINVAL) {
+		fs_node_set_back(h->f);
 		rlog_write(RLOG_INFO, "start command applied: the others know this node is back");
 		atomic_store(&h->state, HELLO_APPLIED);
 	} else {
@@ -119,6 +122,7 @@ static void propose_hello(struct fs_node *f, struct hello *h)
  * it back (struct hello, gate). */
 static void hello_start(struct fs_node *f, struct hello *h)
 {
+	h->f = f;
 	h->gate = getenv("RAFTFS_TEST_HELLO_GATE");
 	if (test_gate_closed(h->gate)) {
 		rlog_write(RLOG_INFO, "start command held back (RAFTFS_TEST_HELLO_GATE)");
@@ -287,7 +291,6 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	}
 stop:
 	svc_notify("STOPPING=1");
-	test_gate_stop(); /* a test hook's gate holds no thread the stop joins */
 	/* A request waiting for a commit (no quorum) or a barrier is answered
 	 * only when the node fails it: the node stops between the mount's
 	 * two halves, so none is left waiting when the loop is joined. */

@@ -14,7 +14,6 @@
 #include "sm_reset.h"
 #include "sm_snapshot.h"
 #include "svc_notify.h"
-#include "test_gate.h"
 
 struct svc_start {
 	pthread_t thread;
@@ -110,7 +109,7 @@ static void *reporter(void *arg)
 
 int svc_start_begin(unsigned tick_ms, uint64_t extend_us, struct svc_start **out)
 {
-	const char *sock = getenv("NOTIFY_SOCKET"), *test_tick;
+	const char *sock = getenv("NOTIFY_SOCKET");
 	pthread_condattr_t ca;
 	struct svc_start *s;
 	int rc;
@@ -122,9 +121,8 @@ int svc_start_begin(unsigned tick_ms, uint64_t extend_us, struct svc_start **out
 	if (!s)
 		return -ENOMEM;
 	/* Tests see several ticks in a short replay (tests/reboot). */
-	test_tick = test_hook_env("RAFTFS_TEST_START_TICK_MS");
-	if (test_tick)
-		tick_ms = (unsigned)strtoul(test_tick, NULL, 10);
+	if (getenv("RAFTFS_TEST_START_TICK_MS"))
+		tick_ms = (unsigned)strtoul(getenv("RAFTFS_TEST_START_TICK_MS"), NULL, 10);
 	s->tick_ms = tick_ms ? tick_ms : 1;
 	s->extend_us = extend_us;
 	pthread_mutex_init(&s->mu, NULL);
