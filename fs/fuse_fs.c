@@ -15,6 +15,7 @@
 #include "fuse_inval.h"
 #include "sm.h"
 #include "sm_id_known.h"
+#include "test_gate.h"
 
 static bool holds_open(void *arg, uint64_t id);
 static int ids_known(struct fuse_fs *fs);
@@ -33,7 +34,7 @@ static unsigned retry_max(void)
 	unsigned v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
 
 	if (!v) {
-		const char *e = getenv("RAFTFS_TEST_RETRY_MAX");
+		const char *e = test_hook_env("RAFTFS_TEST_RETRY_MAX");
 
 		v = e && atoi(e) > 0 ? (unsigned)atoi(e) : RETRY_MAX;
 		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
@@ -61,7 +62,7 @@ int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_o
 	fs->sm = fs_node_sm(fsn);
 	fs->inv = inv;
 	fs->cfg = *cfg;
-	fs->test_hang_mkdir = getenv("RAFTFS_TEST_HANG_MKDIR");
+	fs->test_hang_mkdir = test_hook_env("RAFTFS_TEST_HANG_MKDIR");
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_mutex_init(&fs->rmu, NULL);
 	pthread_cond_init(&fs->rcv, NULL);

@@ -100,7 +100,7 @@ static const char *lookup_gate_file;
 
 static void lookup_gate_read(void)
 {
-	lookup_gate_file = getenv("RAFTFS_TEST_LOOKUP_GATE");
+	lookup_gate_file = test_hook_env("RAFTFS_TEST_LOOKUP_GATE");
 }
 
 static void lookup_gate(void)

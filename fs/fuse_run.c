@@ -291,6 +291,7 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	}
 stop:
 	svc_notify("STOPPING=1");
+	test_gate_stop(); /* a test hook's gate holds no thread the stop joins */
 	/* A request waiting for a commit (no quorum) or a barrier is answered
 	 * only when the node fails it: the node stops between the mount's
 	 * two halves, so none is left waiting when the loop is joined. */

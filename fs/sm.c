@@ -405,10 +405,10 @@ static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 	sm->journal.fd = -1;
 	sm->node_id = node_id;
 	sm->journal_max = JOURNAL_MAX;
-	const char *delay = getenv("RAFTFS_TEST_APPLY_DELAY_US");
+	const char *delay = test_hook_env("RAFTFS_TEST_APPLY_DELAY_US");
 	if (delay)
 		sm->test_apply_delay_us = (unsigned)strtoul(delay, NULL, 10);
-	sm->test_apply_gate = getenv("RAFTFS_TEST_APPLY_GATE");
+	sm->test_apply_gate = test_hook_env("RAFTFS_TEST_APPLY_GATE");
 	const char *direct = getenv("RAFTFS_APPLY_DIRECT");
 	const char *fill_us = getenv("RAFTFS_APPLY_DIRECT_FILL_US");
 	sm->direct_mode = !direct		  ? SM_DIRECT_AUTO
@@ -957,11 +957,12 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 			fspb__command__free_unpacked(c, NULL);
 		return -EINVAL;
 	}
-	if (c)
-		count_from(sm, c->node);
 	if (sm->test_apply_delay_us)
 		usleep(sm->test_apply_delay_us);
 	test_gate_wait(sm->test_apply_gate);
+	// Counted once it applies: not while a test hook holds it.
+	if (c)
+		count_from(sm, c->node);
 	if (!redo) {
 		int64_t prev;
 		enum dedup_verdict v = dedup_check(sm->dd, client_id, seq, &prev);

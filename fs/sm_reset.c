@@ -308,7 +308,7 @@ static void reset_free(struct sm_reset *r)
 // on it (tests/reboot/dropped_delete.sh) instead of racing the deletion.
 static void test_gate(void)
 {
-	test_gate_wait(getenv("RAFTFS_TEST_DROPPED_GATE"));
+	test_gate_wait(test_hook_env("RAFTFS_TEST_DROPPED_GATE"));
 }
 
 int sm_reset_start_deleting(const char *data, struct sm_reset **out)
@@ -328,7 +328,7 @@ int sm_reset_start_deleting(const char *data, struct sm_reset **out)
 		return 0; // nothing to delete
 	}
 	atomic_init(&r->stop, false);
-	r->hold = getenv("RAFTFS_TEST_DROPPED_HOLD") != NULL;
+	r->hold = test_hook_env("RAFTFS_TEST_DROPPED_HOLD") != NULL;
 	r->at_start = true;
 	if (short_of_space(r, data)) {
 		test_gate();

@@ -14,6 +14,7 @@
 #include "sm_reset.h"
 #include "sm_snapshot.h"
 #include "svc_notify.h"
+#include "test_gate.h"
 
 struct svc_start {
 	pthread_t thread;
@@ -109,7 +110,7 @@ static void *reporter(void *arg)
 
 int svc_start_begin(unsigned tick_ms, uint64_t extend_us, struct svc_start **out)
 {
-	const char *sock = getenv("NOTIFY_SOCKET");
+	const char *sock = getenv("NOTIFY_SOCKET"), *test_tick;
 	pthread_condattr_t ca;
 	struct svc_start *s;
 	int rc;
@@ -121,8 +122,9 @@ int svc_start_begin(unsigned tick_ms, uint64_t extend_us, struct svc_start **out
 	if (!s)
 		return -ENOMEM;
 	/* Tests see several ticks in a short replay (tests/reboot). */
-	if (getenv("RAFTFS_TEST_START_TICK_MS"))
-		tick_ms = (unsigned)strtoul(getenv("RAFTFS_TEST_START_TICK_MS"), NULL, 10);
+	test_tick = test_hook_env("RAFTFS_TEST_START_TICK_MS");
+	if (test_tick)
+		tick_ms = (unsigned)strtoul(test_tick, NULL, 10);
 	s->tick_ms = tick_ms ? tick_ms : 1;
 	s->extend_us = extend_us;
 	pthread_mutex_init(&s->mu, NULL);

@@ -161,6 +161,11 @@ static void test_loop_send_refused(void **state)
 	test_peer_close(&l);
 }
 
+/* Set when the direct send's socket tore a frame: ctest then says Skipped
+ * (77), not Passed, since that case was not tested (cmocka's skip() alone
+ * counts as a pass). */
+static bool torn;
+
 /* The direct send: responses (naming nothing) until the kernel takes no
  * more; then the note, and a response the kernel refuses after it was
  * encoded; then, node 2 reading, the response again. A socket that took
@@ -179,6 +184,7 @@ static void test_direct_send_refused(void **state)
 		sent++;
 	if (rc == -EPIPE) {
 		test_peer_close(&l);
+		torn = true;
 		skip(); /* torn: the kernel took part of a frame */
 	}
 	assert_int_equal(rc, -EAGAIN);
@@ -186,6 +192,7 @@ static void test_direct_send_refused(void **state)
 	rc = transport_send_direct(l.t, &m);
 	if (rc == -EPIPE) {
 		test_peer_close(&l);
+		torn = true;
 		skip();
 	}
 	assert_int_equal(rc, -EAGAIN);
@@ -202,7 +209,13 @@ static void test_direct_send_refused(void **state)
 			raft_msg_free_contents(&r);
 		}
 	}
-	assert_int_equal(transport_send_direct(l.t, &m), 0);
+	/* The kernel takes it once node 1's socket has seen node 2's window
+	 * update, which a loaded machine may deliver late: until then it is
+	 * refused again (-EAGAIN), which only puts the note back again. */
+	long long deadline = test_now_ms() + 10000;
+	while ((rc = transport_send_direct(l.t, &m)) == -EAGAIN && test_now_ms() < deadline)
+		uv_run(&l.loop, UV_RUN_NOWAIT);
+	assert_int_equal(rc, 0);
 	expect_last_names_lacked(&l, 1);
 	test_peer_close(&l);
 }
@@ -214,5 +227,7 @@ int main(void)
 	    cmocka_unit_test(test_direct_send_refused),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+	return failed ? failed : torn ? 77 : 0;
 }
