@@ -184,7 +184,7 @@ copied() { [ "$(find "$M1/inc" 2>/dev/null | wc -l)" -gt 100 ]; }
 wait_for 60 "cp -a under way" copied
 "$R" local kill "$C" 3
 wait "$cpid" || fail "cp -a on n1 failed while node 3 was killed"
-"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node 3"; }
+start_node 3
 verify 60 "kill during cp -a"
 diff -r /usr/include/linux "$M3/inc" >/dev/null || fail "the copy differs on the restarted node 3"
 
@@ -197,8 +197,10 @@ else
 	cp -a "$C/node3/data/." "$DISK/mnt/"
 	rm -rf "$C/node3/data"
 	ln -s "$DISK/mnt" "$C/node3/data"
-	"$R" local up 3 "$C" >"$T/up3.out" 2>&1 || { cat "$T/up3.out"; fail "restart of node 3 on the loop disk"; }
+	start_node 3 "on the loop disk"
 	verify 60 "node 3 on the small disk"
+	# The writes below need a leader (`local up` used to await one).
+	wait_for 60 "a leader" has_leader
 	# Leave about 1 MiB free, then write 8 MiB through n1. No blocks are
 	# reserved for root (mkfs -m 0): the node runs as root, and with the
 	# default 5% (50 MiB) it wrote on into the reserve unless RocksDB
@@ -218,7 +220,7 @@ else
 	# Room again: restart node 3 and it catches up.
 	rm -f "$DISK/mnt/filler"
 	"$R" local stop "$C" 3
-	"$R" local up 3 "$C" >"$T/up4.out" 2>&1 || { cat "$T/up4.out"; fail "restart of node 3 with room again"; }
+	start_node 3 "with room again"
 	verify 90 "node 3 after its disk had room again"
 	cmp "$M1/big4" "$M3/big4" || fail "node 3 misses n1's write after catching up"
 fi
