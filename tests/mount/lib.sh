@@ -18,8 +18,11 @@ export RAFTFS_LOCAL_SM=fs
 # with SIGKILL to its process tree, and the nodes are not in that tree): a
 # reaper outside the tree waits for this shell to be gone, then stops the
 # cluster, detaches what is still mounted and removes the temp dir. After a
-# normal exit it finds nothing left to do.
+# normal exit it finds nothing left to do. A test's gate files are named
+# $T/*gate (RAFTFS_TEST_*_GATE): they go first, or a node held at one
+# (its apply thread) stops only to local down's SIGKILL.
 setsid -f bash -c 'tail -s 0.2 --pid="$1" -f /dev/null
+	rm -f "$4"/*gate
 	"$2" local down "$3"
 	grep -o " $4/[^ ]*" /proc/mounts | while read -r m; do umount -l "$m"; done
 	chattr -R -i "$4"
@@ -29,9 +32,12 @@ cleanup() {
 	local rc=$?
 	set +e
 	trap - ERR # the teardown's own statuses are no test failures
-	# Children first (writers), then the cluster, then whatever mount is left.
+	# Children first (writers), then the gates (a writer may still make
+	# one; the reaper says why), then the cluster, then whatever mount is
+	# left.
 	[ -z "$(jobs -p)" ] || kill $(jobs -p) 2>/dev/null
 	wait 2>/dev/null
+	rm -f "$T"/*gate
 	[ -z "${IMMUTABLE:-}" ] || chattr -i "$IMMUTABLE"
 	# A sanitizer report in a node's log fails the test.
 	teardown_cluster "$C" "$rc" 20
