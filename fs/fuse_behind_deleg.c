@@ -137,7 +137,7 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 				return rc;
 			continue;
 		}
-		step = fuse_reclaim_step(&clock, holder, epoch, progress, since, now);
+		step = fuse_reclaim_step(&clock, holder, epoch, progress, link, since, now);
 		switch (step) {
 		case FUSE_RECLAIM_REVOKE:
 			/* Its holder did not return it: down or cut off. Its
@@ -150,7 +150,7 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 				clock.busy ? FUSE_REVOKE_BUSY_MS : FUSE_REVOKE_AFTER_MS,
 				FUSE_REVOKE_CAP_MS);
 			if (!clock.capped)
-				fuse_holder_silent(b->grant, holder, progress);
+				fuse_holder_silent(b->grant, holder, progress, link);
 			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
 			if (rc && rc != ESTALE)
 				return rc;

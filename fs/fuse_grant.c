@@ -173,8 +173,13 @@ void fuse_reclaim_start(struct fuse_reclaim *r, int64_t now_ms)
 }
 
 enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch,
-				       uint64_t progress, int64_t silent_ms, int64_t now_ms)
+				       uint64_t progress, uint64_t link, int64_t silent_ms,
+				       int64_t now_ms)
 {
+	bool relinked = link && link != r->link;
+
+	if (link)
+		r->link = link;
 	if (holder != r->holder || epoch != r->epoch) {
 		/* Another delegation: it has not been asked yet. Its holder's
 		 * silence may have started before this wait (another recaller
@@ -182,6 +187,7 @@ enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, 
 		r->holder = holder;
 		r->epoch = epoch;
 		r->progress = progress;
+		r->link = link;
 		r->busy = false;
 		r->deadline_ms = (silent_ms < now_ms ? silent_ms : now_ms) + FUSE_REVOKE_AFTER_MS;
 		r->next_recall_ms = now_ms;
@@ -192,6 +198,10 @@ enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, 
 		r->progress = progress;
 		r->busy = true;
 		r->deadline_ms = now_ms + FUSE_REVOKE_BUSY_MS;
+	} else if (relinked) {
+		/* Connected anew (restarted, or back from a partition): its
+		 * silence starts now. */
+		r->deadline_ms = now_ms + (r->busy ? FUSE_REVOKE_BUSY_MS : FUSE_REVOKE_AFTER_MS);
 	}
 	if (r->deadline_ms > r->cap_ms)
 		r->deadline_ms = r->cap_ms;
@@ -295,12 +305,12 @@ int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progres
 	return since;
 }
 
-void fuse_holder_silent(struct fuse_grant *g, uint32_t holder, uint64_t progress)
+void fuse_holder_silent(struct fuse_grant *g, uint32_t holder, uint64_t progress, uint64_t link)
 {
 	struct holder *h;
 
 	pthread_mutex_lock(&g->mu);
-	if ((h = holder_get(g, holder)) && h->progress == progress)
+	if ((h = holder_get(g, holder)) && h->progress == progress && (!link || h->link == link))
 		h->silent = true;
 	pthread_mutex_unlock(&g->mu);
 }

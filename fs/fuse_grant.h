@@ -90,6 +90,7 @@ struct fuse_reclaim {
 	int64_t deadline_ms, cap_ms, next_recall_ms;
 	uint32_t holder;
 	uint64_t epoch, progress;
+	uint64_t link; /* the newest connection to the holder seen in this wait */
 	bool busy;   /* the holder's commands applied here during this wait */
 	bool capped; /* the last FUSE_RECLAIM_REVOKE came from the cap, not silence */
 };
@@ -103,13 +104,20 @@ enum fuse_reclaim_do {
 /* Starts a wait at now_ms. */
 void fuse_reclaim_start(struct fuse_reclaim *r, int64_t now_ms);
 /* What to do at now_ms, the directory held by holder under epoch, the
- * holder's commands applied here up to progress (sm_applied_from), silent
+ * holder's commands applied here up to progress (sm_applied_from), this
+ * node connected to it by link (fs_node_peer_link, 0: none; a connection
+ * newer than the last one this wait saw gives it the whole wait again from
+ * now, as a command of it applying does: it restarted, and connects
+ * before it can answer anything — a holder that connected 2 s into a 3 s
+ * wait is not revoked a second later, before its start command can
+ * apply here), silent
  * since silent_ms as far as every recaller of this mount saw
  * (fuse_holder_look; now_ms if none did: a wait of its own). After
  * FUSE_RECLAIM_REVOKE the revoke's own deadline starts (a Revoke lost to a
  * leader change is proposed again). */
 enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch,
-				       uint64_t progress, int64_t silent_ms, int64_t now_ms);
+				       uint64_t progress, uint64_t link, int64_t silent_ms,
+				       int64_t now_ms);
 /* How long to wait at most from now_ms before the next step. */
 int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms);
 
@@ -152,7 +160,8 @@ void fuse_holder_leave(struct fuse_grant *g, uint32_t holder);
 int64_t fuse_holder_look(struct fuse_grant *g, uint32_t holder, uint64_t progress, uint64_t link,
 			 int64_t now_ms, bool *silent);
 /* A recaller revoked holder for silence, its commands applied up to
- * progress. */
-void fuse_holder_silent(struct fuse_grant *g, uint32_t holder, uint64_t progress);
+ * progress, connected by link: marked silent unless a look saw either
+ * change since (another recaller's look found it back meanwhile). */
+void fuse_holder_silent(struct fuse_grant *g, uint32_t holder, uint64_t progress, uint64_t link);
 
 #endif

@@ -152,7 +152,7 @@ static int64_t run_clock(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch
 			 uint64_t progress, int64_t t, int64_t ms, unsigned *recalls)
 {
 	for (int64_t now = t; now <= t + ms; now += 10) {
-		enum fuse_reclaim_do d = fuse_reclaim_step(r, holder, epoch, progress, now, now);
+		enum fuse_reclaim_do d = fuse_reclaim_step(r, holder, epoch, progress, 0, now, now);
 
 		if (d == FUSE_RECLAIM_REVOKE)
 			return now;
@@ -172,8 +172,8 @@ static void test_reclaim_recalls_then_revokes(void **state)
 	(void)state;
 	fuse_reclaim_start(&r, t);
 	/* A Recall at once, then one per FUSE_RECALL_EVERY_MS. */
-	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t, t), FUSE_RECLAIM_RECALL);
-	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t + 1, t + 1), FUSE_RECLAIM_WAIT);
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, 0, t, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, 0, t + 1, t + 1), FUSE_RECLAIM_WAIT);
 	/* No progress: revoked at FUSE_REVOKE_AFTER_MS. */
 	assert_int_equal(run_clock(&r, 2, 7, 100, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
 			 t + FUSE_REVOKE_AFTER_MS);
@@ -196,7 +196,7 @@ static void test_reclaim_progress_and_cap(void **state)
 				 -1);
 	/* ...until the cap, however busy. */
 	for (; t <= FUSE_REVOKE_CAP_MS && revoked < 0; t += 10)
-		if (fuse_reclaim_step(&r, 2, 7, progress++, t, t) == FUSE_RECLAIM_REVOKE)
+		if (fuse_reclaim_step(&r, 2, 7, progress++, 0, t, t) == FUSE_RECLAIM_REVOKE)
 			revoked = t;
 	assert_int_equal(revoked, FUSE_REVOKE_CAP_MS);
 }
@@ -213,7 +213,7 @@ static void test_reclaim_new_holder_starts_afresh(void **state)
 	t += FUSE_REVOKE_AFTER_MS - 5;
 	/* Node 2 returned; node 3 was granted it (a new epoch) just before
 	 * this look: asked at once, and given the whole time. */
-	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 40, t, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 40, 0, t, t), FUSE_RECLAIM_RECALL);
 	recalls = 0;
 	assert_int_equal(run_clock(&r, 3, 8, 40, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
 			 t + FUSE_REVOKE_AFTER_MS);
@@ -221,8 +221,53 @@ static void test_reclaim_new_holder_starts_afresh(void **state)
 	fuse_reclaim_start(&r, t);
 	assert_int_equal(run_clock(&r, 3, 8, 40, t, FUSE_REVOKE_AFTER_MS - 10, &recalls), -1);
 	t += FUSE_REVOKE_AFTER_MS - 5;
-	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t, t), FUSE_RECLAIM_RECALL);
-	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, t + 10, t + 10), FUSE_RECLAIM_WAIT);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, 0, t, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, 0, t + 10, t + 10), FUSE_RECLAIM_WAIT);
+}
+
+/* Reviewer's finding 2: node 3, dead (no connection), holds the directory
+ * a wait started on at t; it restarts and connects at t + 2000 (link 12),
+ * its start command not applied here yet. The wait's clock starts again
+ * at the connection: no Revoke at t + 3000 (it was one), one at t + 5000;
+ * and the silence mark that Revoke sets is the mark of connection 12.
+ * A Revoke decided on a connection a later look no longer shows (another
+ * recaller saw a newer one meanwhile) marks nothing. */
+static void test_reclaim_clock_starts_again_on_a_new_connection(void **state)
+{
+	struct fuse_grant *g;
+	struct fuse_reclaim r;
+	unsigned recalls = 0;
+	int64_t t = 20000, since;
+	bool silent;
+
+	(void)state;
+	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_true(fuse_holder_join(g, 3, 60, 0, t));
+	fuse_reclaim_start(&r, t);
+	since = fuse_holder_look(g, 3, 60, 0, t, &silent);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 4, 60, 0, since, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(run_clock(&r, 3, 4, 60, t + 10, 1990, &recalls), -1);
+	since = fuse_holder_look(g, 3, 60, 12, t + 2000, &silent);
+	assert_int_equal(since, t + 2000);
+	assert_int_not_equal(fuse_reclaim_step(&r, 3, 4, 60, 12, since, t + 2000),
+			     FUSE_RECLAIM_REVOKE);
+	assert_int_not_equal(fuse_reclaim_step(&r, 3, 4, 60, 12, since, t + 3000),
+			     FUSE_RECLAIM_REVOKE);
+	assert_int_not_equal(fuse_reclaim_step(&r, 3, 4, 60, 12, since, t + 4990),
+			     FUSE_RECLAIM_REVOKE);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 4, 60, 12, since, t + 5000), FUSE_RECLAIM_REVOKE);
+	/* A look of another recaller saw connection 13 in between: the
+	 * Revoke decided on 12 marks nothing. */
+	(void)fuse_holder_look(g, 3, 60, 13, t + 5000, &silent);
+	fuse_holder_silent(g, 3, 60, 12);
+	(void)fuse_holder_look(g, 3, 60, 13, t + 5001, &silent);
+	assert_false(silent);
+	/* Decided on 13, the connection the look shows: marked. */
+	fuse_holder_silent(g, 3, 60, 13);
+	(void)fuse_holder_look(g, 3, 60, 13, t + 5002, &silent);
+	assert_true(silent);
+	fuse_holder_leave(g, 3);
+	fuse_grant_free(g);
 }
 
 /* A holder seen working in this wait may then fall silent while its own
@@ -237,11 +282,11 @@ static void test_reclaim_busy_holder_gets_longer(void **state)
 
 	(void)state;
 	fuse_reclaim_start(&r, t);
-	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, t, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 2, 7, 100, 0, t, t), FUSE_RECLAIM_RECALL);
 	/* Its commands arrive for a second... */
 	for (uint64_t p = 101; p <= 110; p++) {
 		t += 100;
-		assert_int_not_equal(fuse_reclaim_step(&r, 2, 7, p, t, t), FUSE_RECLAIM_REVOKE);
+		assert_int_not_equal(fuse_reclaim_step(&r, 2, 7, p, 0, t, t), FUSE_RECLAIM_REVOKE);
 	}
 	/* ...then none: past the short bound it keeps the delegation, and
 	 * is revoked at the long one. */
@@ -251,7 +296,7 @@ static void test_reclaim_busy_holder_gets_longer(void **state)
 	/* Returned and granted to node 3, which does nothing: the short
 	 * bound. */
 	t += FUSE_REVOKE_BUSY_MS + 100;
-	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 50, t, t), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 50, 0, t, t), FUSE_RECLAIM_RECALL);
 	assert_false(r.busy);
 	assert_int_equal(run_clock(&r, 3, 8, 50, t + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
 			 t + FUSE_REVOKE_AFTER_MS);
@@ -272,7 +317,7 @@ static void test_holder_parallel_waits_share_a_clock(void **state)
 	assert_int_equal(fuse_grant_new(&g), 0);
 	assert_true(fuse_holder_join(g, 3, 77, 9, t));
 	fuse_reclaim_start(&a, t);
-	assert_int_equal(fuse_reclaim_step(&a, 3, 5, 77, fuse_holder_look(g, 3, 77, 9, t, &silent), t),
+	assert_int_equal(fuse_reclaim_step(&a, 3, 5, 77, 0, fuse_holder_look(g, 3, 77, 9, t, &silent), t),
 			 FUSE_RECLAIM_RECALL);
 	assert_false(silent);
 	/* The second one joins 2 s later: the holder has been silent since
@@ -281,7 +326,7 @@ static void test_holder_parallel_waits_share_a_clock(void **state)
 	since = fuse_holder_look(g, 3, 77, 9, t + 2000, &silent);
 	assert_int_equal(since, t);
 	fuse_reclaim_start(&b, t + 2000);
-	assert_int_equal(fuse_reclaim_step(&b, 3, 6, 77, since, t + 2000), FUSE_RECLAIM_RECALL);
+	assert_int_equal(fuse_reclaim_step(&b, 3, 6, 77, 0, since, t + 2000), FUSE_RECLAIM_RECALL);
 	assert_int_equal(run_clock(&b, 3, 6, 77, t + 2010, FUSE_REVOKE_AFTER_MS, &recalls),
 			 t + FUSE_REVOKE_AFTER_MS);
 	assert_int_equal(run_clock(&a, 3, 5, 77, t + 10, FUSE_REVOKE_AFTER_MS, &recalls),
@@ -312,7 +357,7 @@ static void test_holder_back_on_a_new_connection(void **state)
 	assert_int_equal(fuse_grant_new(&g), 0);
 	assert_true(fuse_holder_join(g, 3, 50, 9, t));
 	(void)fuse_holder_look(g, 3, 50, 9, t, &silent);
-	fuse_holder_silent(g, 3, 50);
+	fuse_holder_silent(g, 3, 50, 0);
 	fuse_holder_leave(g, 3);
 	/* Its connection went down (killed): still silent. */
 	assert_true(fuse_holder_join(g, 3, 50, 0, t + 4000));
@@ -328,7 +373,7 @@ static void test_holder_back_on_a_new_connection(void **state)
 	/* Silent again (on connection 12, at the same progress): only a
 	 * connection newer than 12 says it is back. */
 	assert_true(fuse_holder_join(g, 3, 50, 12, t + 9000));
-	fuse_holder_silent(g, 3, 50);
+	fuse_holder_silent(g, 3, 50, 0);
 	(void)fuse_holder_look(g, 3, 50, 12, t + 9000, &silent);
 	assert_true(silent);
 	(void)fuse_holder_look(g, 3, 50, 13, t + 9100, &silent);
@@ -354,7 +399,7 @@ static void test_holder_silent_until_it_comes_back(void **state)
 	assert_int_equal(fuse_grant_new(&g), 0);
 	assert_true(fuse_holder_join(g, 3, 50, 9, t));
 	(void)fuse_holder_look(g, 3, 50, 9, t, &silent);
-	fuse_holder_silent(g, 3, 50);
+	fuse_holder_silent(g, 3, 50, 0);
 	fuse_holder_leave(g, 3);
 	/* Seconds later, nothing of it applied: silent. */
 	assert_true(fuse_holder_join(g, 3, 50, 9, t + 5000));
@@ -372,7 +417,7 @@ static void test_holder_silent_until_it_comes_back(void **state)
 	assert_false(silent);
 	fuse_holder_leave(g, 3);
 	/* A mark for an older progress than the record's changes nothing. */
-	fuse_holder_silent(g, 3, 50);
+	fuse_holder_silent(g, 3, 50, 0);
 	assert_true(fuse_holder_join(g, 3, 51, 9, t + 7000));
 	(void)fuse_holder_look(g, 3, 51, 9, t + 7000, &silent);
 	assert_false(silent);
@@ -380,7 +425,7 @@ static void test_holder_silent_until_it_comes_back(void **state)
 	/* A revoke at the cap says capped (the caller marks nothing). */
 	fuse_reclaim_start(&r, 0);
 	for (t = 0; t <= FUSE_REVOKE_CAP_MS && revoked < 0; t += 10)
-		if (fuse_reclaim_step(&r, 2, 7, progress++, t, t) == FUSE_RECLAIM_REVOKE)
+		if (fuse_reclaim_step(&r, 2, 7, progress++, 0, t, t) == FUSE_RECLAIM_REVOKE)
 			revoked = t;
 	assert_int_equal(revoked, FUSE_REVOKE_CAP_MS);
 	assert_true(r.capped);
@@ -431,6 +476,7 @@ int main(void)
 	    cmocka_unit_test(test_reclaim_progress_and_cap),
 	    cmocka_unit_test(test_reclaim_new_holder_starts_afresh),
 	    cmocka_unit_test(test_reclaim_busy_holder_gets_longer),
+	    cmocka_unit_test(test_reclaim_clock_starts_again_on_a_new_connection),
 	    cmocka_unit_test(test_holder_parallel_waits_share_a_clock),
 	    cmocka_unit_test(test_holder_silent_until_it_comes_back),
 	    cmocka_unit_test(test_holder_back_on_a_new_connection),
