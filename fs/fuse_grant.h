@@ -137,8 +137,9 @@ int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms);
  *    back from a partition) — it came back: normal recalls, with their
  *    whole wait, resume. The connection is the earlier sign: a restarted
  *    node connects before it mounts, while its start's command
- *    (fs/fuse_run.c) may commit only after its mount answered behind in
- *    a directory it still holds, which a revoke at once would fail.
+ *    (fs/fuse_run.c) may commit much later. It spares the holder its
+ *    directories; nothing it answered is at stake, since it answers
+ *    nothing behind before that command applied there (fs_node_back).
  * A live holder is still given its FUSE_REVOKE_AFTER_MS once: the first
  * wait for it starts the clock, and any command of it resets it. At most
  * FUSE_HOLDERS_MAX holders are remembered (beyond that a wait has a clock
