@@ -65,8 +65,9 @@ void test_gate_wait(const char *gate)
 	while (access(gate, F_OK) == 0 && !atomic_load(&stopping)) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec - start.tv_sec >= TEST_GATE_MAX_S) {
-			rlog_write(RLOG_ERR, "WARNING: test gate %s still there after %d s: going on",
-				   gate, TEST_GATE_MAX_S);
+			rlog_write(RLOG_ERR,
+				   "WARNING: test gate %s still there after %d s: going on", gate,
+				   TEST_GATE_MAX_S);
 			return;
 		}
 		nanosleep(&nap, NULL);
