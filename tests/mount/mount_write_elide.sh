@@ -27,7 +27,6 @@ a_follower() {
 	{ "$R" local status "$C" 2>/dev/null || true; } |
 		awk -v l="$l" '$6 == "follower" { sub(":", "", $2); if ($2 != l) { print $2; exit } }'
 }
-has_leader() { [ -n "$(leader_id)" ]; }
 # restart K [NAME=VALUE...]: node K stopped and started again in the
 # environment given (a knob for that node alone).
 restart() {
@@ -105,15 +104,13 @@ for try in 1 2 3; do
 	# Its writes would be the leader's own: bring n$L back and make n$F
 	# a follower again (a restart of it, with n$L and the third up).
 	echo "   n$F leads after the kill of n$L: another try" >&2
-	"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $L"; }
-	wait_for 60 "node $L's mount" mount_answers "$L"
+	start_node "$L"
 	F=$(follower_writer RAFTFS_TEST_ELIDE_LACK=1)
 done
 [ "$(leader_id)" != "$F" ] || fail "n$F led after three kills of the leader: no follower to write through"
 echo "   n$F, follower of the new leader n$(leader_id) (n$L killed)"
 put "$F" c
-"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $L"; }
-wait_for 60 "node $L's mount" mount_answers "$L"
+start_node "$L"
 for f in a b c; do wait_for 60 "$f on every mount" everywhere "$f"; done
 verify 60 "after the restart of node $L"
 lacked=$(count "$(phase_line "$F")" lacked)
