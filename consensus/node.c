@@ -230,8 +230,10 @@ bool node_unsaved_full(const node *n)
 /* Hands p to the core (loop thread, mu held). Each try carries the
  * current lowest pending seq: one that failed meanwhile (timed out) is
  * then no longer a predecessor the entry waits for (dedup_check_ordered),
- * and its results may be forgotten. */
-static void try_propose(node *n, proposal *p, uint64_t now)
+ * and its results may be forgotten. Returns false when p could not even
+ * be tried (no memory for its copy): the proposals after it must not be
+ * tried either, or they land ahead of it and are refused as early. */
+static bool try_propose(node *n, proposal *p, uint64_t now)
 {
 	envelope env = {n->client_id, p->seq, n->pend_head->seq};
 	uint64_t index;
@@ -246,7 +248,7 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 		if (!d) { /* tried again at the next retry */
 			p->last_error = NODE_ENOMEM;
 			p->last_try_ms = now;
-			return;
+			return false;
 		}
 		memcpy(d, p->data, p->len);
 		raft_blob_release(p->data);
@@ -263,12 +265,12 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 		 * finds room (node_propose_held). */
 		if (!n->held_seq || p->seq < n->held_seq)
 			n->held_seq = p->seq;
-		return;
+		return true;
 	}
 	/* A big one waits for room in this leader's log (node_admission_ready
 	 * proposes it), and so does every later one while one waits. */
 	if (!node_admission_own(n, p->seq, env.min_pending, p->data, p->len))
-		return;
+		return true;
 	rc = raft_propose_refs(n->r, p->data, p->len, &index, NULL);
 	if (rc == 0 && raft_is_leader(n->r)) {
 		node_unsaved_add(n, p->len, 1);
@@ -285,6 +287,7 @@ static void try_propose(node *n, proposal *p, uint64_t now)
 		rlog_write(RLOG_ERR, "propose seq %llu: %s", (unsigned long long)p->seq,
 			   raft_strerror(rc));
 	}
+	return true;
 }
 
 /* Proposes p and every pending proposal after it again, in seq order
@@ -296,8 +299,12 @@ void node_resend_from(node *n, proposal *p, uint64_t now)
 	n->gbn_seq = p->seq;
 	if (n->held_seq && p->seq <= n->held_seq)
 		n->held_seq = 0; /* tried again below, held again if still full */
+	/* One that could not be tried stops the round: it is due again at
+	 * the next retry, and this round's later ones would only land
+	 * before it. */
 	for (; p; p = p->next)
-		try_propose(n, p, now);
+		if (!try_propose(n, p, now))
+			break;
 }
 
 /* Fails proposals past their deadline, or all once this node faulted;
