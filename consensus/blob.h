@@ -1,11 +1,14 @@
 /* blob.h — entry data of a batch in one shared, reference-counted allocation.
  *
- * The log and the in-memory storage copy every entry they keep. Copying a
- * batch's data into one block instead of one malloc per entry halves the
+ * The log and the in-memory storage copy the entries they keep, except a
+ * proposal made in a block of its own (raft_blob_new, raft_propose_refs:
+ * the node's), which a leader's log takes by reference. Copying a batch's
+ * data into one block instead of one malloc per entry halves the
  * allocator's work on the hot path; each entry's data still frees on its
  * own (the block goes when its last entry does), so truncation and
- * compaction work entry by entry as before. Append messages and the node's
- * apply queue take references instead of copies (raft_blob_ref).
+ * compaction work entry by entry as before. Append messages, a follower's
+ * forwarded proposals and the node's apply queue take references instead
+ * of copies (raft_blob_ref).
  */
 #ifndef RAFTFS_BLOB_H
 #define RAFTFS_BLOB_H
@@ -18,13 +21,14 @@
 int raft_blob_copy_entries(raft_entry *dst, const raft_entry *src, size_t n);
 
 /* Drops one entry's reference to its block (data from
- * raft_blob_copy_entries, or NULL). */
+ * raft_blob_copy_entries or raft_blob_new, or NULL). */
 void raft_blob_release(uint8_t *data);
 
 /* Takes one more reference to the block of data (from
- * raft_blob_copy_entries, or NULL), released by raft_blob_release: a
- * message or the apply queue holds an entry without copying its data.
- * References are atomic, so the holder may release on another thread. */
+ * raft_blob_copy_entries or raft_blob_new, or NULL), released by
+ * raft_blob_release: a message or the apply queue holds an entry without
+ * copying its data. References are atomic, so the holder may release on
+ * another thread. */
 void raft_blob_ref(uint8_t *data);
 
 /* A block for one entry's data of len (> 0) bytes, one reference (the

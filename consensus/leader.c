@@ -138,6 +138,7 @@ bool raft_send_append(raft *r, uint64_t to, bool send_if_empty)
 	m->log_term = prev_term;
 	m->entries = ents;
 	m->n_entries = n;
+	m->blob_data = true; /* references (raft_log_entries) */
 	m->commit = r->log.committed;
 	if (n > 0) {
 		if (p->pr.state == RAFT_PROGRESS_REPLICATE)

@@ -82,7 +82,9 @@ void raft_log_commit_to(raft_log *l, uint64_t index);
  * (a reference each, consensus/blob.h: a leader sends every entry to every
  * follower without copying it); those read from storage are copied into a
  * block of their own. Released with raft_log_entries_free (never
- * raft_entries_free). RAFT_ECOMPACTED when lo is below the first index. */
+ * raft_entries_free), or by raft_msg_free_contents once they are an
+ * append's (raft_msg.blob_data). RAFT_ECOMPACTED when lo is below the
+ * first index. */
 int raft_log_entries(const raft_log *l, uint64_t lo, uint64_t max_bytes, raft_entry **out,
 		     size_t *n);
 

@@ -420,18 +420,12 @@ int raft_new(const raft_config *cfg, raft **out)
 	return 0;
 }
 
-/* Frees messages the core built: an append's entries come from
- * raft_log_entries, every other message owns its parts as usual. */
+/* Frees messages the core built: an append's or a forward's entries hold
+ * references (blob_data), which raft_msg_free_contents releases. */
 static void free_msgs(raft_msg *msgs, size_t *n)
 {
-	for (size_t i = 0; i < *n; i++) {
-		if (msgs[i].type == RAFT_MSG_APP) {
-			raft_log_entries_free(msgs[i].entries, msgs[i].n_entries);
-			msgs[i].entries = NULL;
-			msgs[i].n_entries = 0;
-		}
+	for (size_t i = 0; i < *n; i++)
 		raft_msg_free_contents(&msgs[i]);
-	}
 	*n = 0;
 }
 

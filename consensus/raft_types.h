@@ -131,9 +131,11 @@ typedef struct raft_msg {
 	 * it, and the core never sets it: a log entry (raft_entry) has no
 	 * room to carry an elision, so none leaks into a log or a resend. */
 	raft_elision *elided;
-	/* PROP: each entry holds a reference to a shared block (blob.h:
-	 * raft_propose_refs) instead of owning its data; freeing the message
-	 * releases them. Never set on a copy (raft_msg_copy owns its data). */
+	/* Each entry holds a reference to a shared block (blob.h) instead of
+	 * owning its data; freeing the message releases them. Set on the
+	 * core's appends (raft_log_entries) and on PROP messages made with
+	 * raft_propose_refs. Never set on a copy (raft_msg_copy owns its
+	 * data). */
 	bool blob_data;
 } raft_msg;
 
