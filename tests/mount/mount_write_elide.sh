@@ -68,12 +68,22 @@ follower_writer() {
 	fail "three restarted followers all became leader"
 }
 
-L=$(leader_id)
-[ -n "$L" ] || fail "no leader"
-F=$(a_follower)
-[ -n "$F" ] || fail "no follower"
-echo "== 1: n$F (follower of n$L) writes 8 MiB"
-put "$F" a
+# Step 1 counts what one leader left out for one follower, so the put
+# must run under one leadership: a follower that wins an election during
+# it (seen at load 16, 1.3 s after up) writes the rest as leader. The
+# leader's term before and after tells; another try on a change.
+for try in 1 2 3; do
+	wait_for 30 "a leader" has_leader
+	L=$(leader_id)
+	F=$(a_follower)
+	[ -n "$F" ] || fail "no follower"
+	term=$(status_field "$L" term)
+	echo "== 1: n$F (follower of n$L, term $term) writes 8 MiB"
+	put "$F" a
+	[ "$(leader_id)" = "$L" ] && [ "$(status_field "$L" term)" = "$term" ] && break
+	echo "   the leadership moved during the put: another try" >&2
+	[ "$try" -lt 3 ] || fail "the leadership moved during each of three puts"
+done
 wait_for 60 "a on every mount" everywhere a
 # A node logs its counts when it stops (stop_counter restarts it).
 sent=$(stop_counter "$L" 'elision:' sent)
