@@ -42,6 +42,12 @@ typedef struct proposal {
 	/* Its last try's entry was handed out committed here (then it is not
 	 * lost, only not applied yet: no retry by timer). */
 	bool committed;
+	/* Where its last try went into this node's log as leader (index and
+	 * term; 0: forwarded, held, or put there by another path): with the
+	 * core still leading in that term and its commit index past it, the
+	 * entry is committed although the apply queue's bound may hold it
+	 * back from being handed out (check_proposals). */
+	uint64_t log_index, log_term;
 	/* RAFTFS_STAGES: when it was started, first tried, persisted here and
 	 * handed out committed (uv_hrtime ns; 0: not seen). */
 	uint64_t t_start, t_tried, t_persisted, t_committed;

@@ -102,26 +102,46 @@ void test_nap(void)
 	nanosleep(&ts, NULL);
 }
 
-uint64_t test_commit_index(const char *addr, unsigned timeout_ms)
+/* The node at addr's commit and last log index, as its status says (both
+ * 0 when it does not answer within timeout_ms). */
+static void status_indexes(const char *addr, unsigned timeout_ms, uint64_t *commit,
+			   uint64_t *last)
 {
 	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
 	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
 	Transportpb__Response *resp = NULL;
 	char err[256];
-	uint64_t commit = 0;
 	client *c;
 
+	*commit = *last = 0;
 	if (client_connect(addr, timeout_ms, &c, err, sizeof(err)) < 0)
-		return 0;
+		return;
 	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
 	req.status = &sr;
 	if (client_call(c, &req, &resp, timeout_ms, err, sizeof(err)) == 0) {
-		if (resp->status)
-			commit = resp->status->commit;
+		if (resp->status) {
+			*commit = resp->status->commit;
+			*last = resp->status->last_index;
+		}
 		transportpb__response__free_unpacked(resp, NULL);
 	}
 	client_close(c);
+}
+
+uint64_t test_commit_index(const char *addr, unsigned timeout_ms)
+{
+	uint64_t commit, last;
+
+	status_indexes(addr, timeout_ms, &commit, &last);
 	return commit;
+}
+
+uint64_t test_last_index(const char *addr, unsigned timeout_ms)
+{
+	uint64_t commit, last;
+
+	status_indexes(addr, timeout_ms, &commit, &last);
+	return last;
 }
 
 int test_leading(node *const *first, size_t stride, int n, long long timeout_ms)

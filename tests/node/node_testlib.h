@@ -26,6 +26,8 @@ void test_nap(void);
  * its loop thread (so this also shows the loop is not stuck); 0 if no
  * answer within timeout_ms. */
 uint64_t test_commit_index(const char *addr, unsigned timeout_ms);
+/* The same node's last log index (0: no answer). */
+uint64_t test_last_index(const char *addr, unsigned timeout_ms);
 
 /* cfg: the defaults, made node 1 of a one-node cluster named `cluster`
  * listening on 127.0.0.1:port, its data directory DIR/n1. */
