@@ -342,6 +342,18 @@ static void test_holder_parallel_waits_share_a_clock(void **state)
 	fuse_grant_free(g);
 }
 
+/* Holder 3 (at progress 50, on connection 9) waited for at t and revoked
+ * for silence: marked silent on that connection. */
+static void revoked_for_silence(struct fuse_grant *g, int64_t t)
+{
+	bool silent;
+
+	assert_true(fuse_holder_join(g, 3, 50, 9, t));
+	(void)fuse_holder_look(g, 3, 50, 9, t, &silent);
+	fuse_holder_silent(g, 3, 50, 0);
+	fuse_holder_leave(g, 3);
+}
+
 /* A holder marked silent that shows a connection newer than the one its
  * silence began on restarted (or came back from a partition) before any
  * command of it applied: recalled with the whole wait, not revoked at
@@ -355,10 +367,7 @@ static void test_holder_back_on_a_new_connection(void **state)
 
 	(void)state;
 	assert_int_equal(fuse_grant_new(&g), 0);
-	assert_true(fuse_holder_join(g, 3, 50, 9, t));
-	(void)fuse_holder_look(g, 3, 50, 9, t, &silent);
-	fuse_holder_silent(g, 3, 50, 0);
-	fuse_holder_leave(g, 3);
+	revoked_for_silence(g, t);
 	/* Its connection went down (killed): still silent. */
 	assert_true(fuse_holder_join(g, 3, 50, 0, t + 4000));
 	(void)fuse_holder_look(g, 3, 50, 0, t + 4000, &silent);
@@ -397,10 +406,7 @@ static void test_holder_silent_until_it_comes_back(void **state)
 
 	(void)state;
 	assert_int_equal(fuse_grant_new(&g), 0);
-	assert_true(fuse_holder_join(g, 3, 50, 9, t));
-	(void)fuse_holder_look(g, 3, 50, 9, t, &silent);
-	fuse_holder_silent(g, 3, 50, 0);
-	fuse_holder_leave(g, 3);
+	revoked_for_silence(g, t);
 	/* Seconds later, nothing of it applied: silent. */
 	assert_true(fuse_holder_join(g, 3, 50, 9, t + 5000));
 	(void)fuse_holder_look(g, 3, 50, 9, t + 5000, &silent);
