@@ -273,7 +273,7 @@ int fs_node_open(const char *data_dir, uint32_t node_id, struct fs_node **out)
 		return rc;
 	}
 	f->id = node_id;
-	f->test_hello_gate = getenv("RAFTFS_TEST_HELLO_GATE");
+	f->test_hello_gate = test_hook_env("RAFTFS_TEST_HELLO_GATE");
 	rc = fs_plug_new(plug_linger_us(), plug_start, plug_fail, f, &f->plug);
 	if (rc < 0) {
 		sm_close(f->sm);

@@ -123,7 +123,7 @@ static void propose_hello(struct fs_node *f, struct hello *h)
 static void hello_start(struct fs_node *f, struct hello *h)
 {
 	h->f = f;
-	h->gate = getenv("RAFTFS_TEST_HELLO_GATE");
+	h->gate = test_hook_env("RAFTFS_TEST_HELLO_GATE");
 	if (test_gate_closed(h->gate)) {
 		rlog_write(RLOG_INFO, "start command held back (RAFTFS_TEST_HELLO_GATE)");
 		atomic_store(&h->state, HELLO_GATED);
