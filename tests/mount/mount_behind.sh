@@ -115,8 +115,9 @@ while read -r f; do
 	[ "$(cat "$M2/k/$f")" = "k ${f##*/f}" ] || fail "acknowledged $f missing on a survivor"
 done <"$T/acked.k"
 echo "   $(wc -l <"$T/acked.k") acknowledged files present"
-"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node 1"; }
+start_node 1 "the holder"
 verify 60 "after the holder's restart"
+wait_for 60 "a leader" has_leader # the next step's first writes need one
 
 echo "== no quorum: write(2) and mkdir(2) fail themselves"
 echo before >"$M1/q"
@@ -128,7 +129,8 @@ cat "$M1/q" >/dev/null 2>&1 || true
 ! echo x >>"$M1/q" 2>/dev/null || fail "an append without quorum succeeded"
 ! mkdir "$M1/qd/n" 2>/dev/null || fail "a mkdir without quorum succeeded"
 [ "$(cat "$M1/q")" = before ] || fail "reads without quorum"
-"$R" local up 3 "$C" >"$T/up3.out" 2>&1 || { cat "$T/up3.out"; fail "restart"; }
+start_node 2 "after the quorum loss"
+start_node 3 "after the quorum loss"
 verify 60 "after the quorum came back"
 echo "PASS"
 exit 0

@@ -82,7 +82,7 @@ if [ -e "$M2/k/open" ]; then
 else
 	echo "   the unclosed file is not there"
 fi
-"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node 1"; }
+start_node 1 "the writer"
 verify 60 "after the writer's restart"
 echo "PASS"
 exit 0

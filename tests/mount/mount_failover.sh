@@ -45,8 +45,9 @@ for id in 1 2 3; do
 done
 
 echo "== restart node $L"
-"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $L"; }
+start_node "$L"
 verify 60 "after the restart of node $L"
+wait_for 60 "a leader" has_leader # picks K below
 
 echo "== an orphan left by a crash is released when its node restarts"
 K=$(( $(leader_id) % 3 + 1 ))
@@ -59,10 +60,11 @@ has_orphans() { [ "$(orphans)" -eq 3 ]; }
 wait_for 30 "the open unlinked file on every node" has_orphans
 "$R" local kill "$C" "$K"
 exec 7<&-
-"$R" local up 3 "$C" >"$T/up5.out" 2>&1 || { cat "$T/up5.out"; fail "restart of node $K"; }
+start_node "$K" "the orphan's node"
 no_orphans() { [ "$(orphans)" -eq 0 ]; }
 wait_for 30 "node $K to release the orphan at start" no_orphans
 verify 60 "after the orphan release"
+wait_for 60 "a leader" has_leader # the next step keeps it up (leader_id)
 
 echo "== no quorum"
 L=$(leader_id)
@@ -78,8 +80,10 @@ echo "   write failed after ${elapsed}s: $(cat "$T/err")"
 grep -q "timed out" "$T/err" || fail "want ETIMEDOUT, got: $(cat "$T/err")"
 cat "$C/n$L/w1" >/dev/null || fail "reads stopped working without a quorum"
 ls "$C/n$L" >/dev/null || fail "readdir stopped working without a quorum"
-"$R" local up 3 "$C" >"$T/up3.out" || { cat "$T/up3.out"; fail "restart"; }
+start_node "${others[0]}" "after the quorum loss"
+start_node "${others[1]}" "after the quorum loss"
 verify 60 "after the quorum came back"
+wait_for 60 "a leader" has_leader # picks F below
 
 echo "== a local fault while applying"
 # Node F's tree refuses changes in one directory (immutable): applying a
@@ -100,7 +104,7 @@ cat "$C/n$F/w1" >/dev/null || fail "reads stopped on the faulty node"
 chattr -i "$IMMUTABLE"
 IMMUTABLE=
 "$R" local stop "$C" "$F"
-"$R" local up 3 "$C" >"$T/up4.out" 2>&1 || { cat "$T/up4.out"; fail "restart of node $F"; }
+start_node "$F" "the faulty node"
 verify 60 "after the faulty node restarted"
 echo "PASS"
 exit

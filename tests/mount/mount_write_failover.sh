@@ -42,7 +42,7 @@ check "$C/n${writers[0]}" "$C/n${writers[1]}"
 echo "   $(acked "${writers[0]}") + $(acked "${writers[1]}") acknowledged 8 MiB files, whole on both survivors"
 
 echo "== restart node $L"
-"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of node $L"; }
+start_node "$L"
 verify 60 "after the restart of node $L"
 check "$C/n$L"
 echo "PASS"

@@ -73,6 +73,7 @@ j=$C/node3/data/sm/journal
 truncate -s $(( $(stat -c %s "$j") / 2 )) "$j"
 
 echo "== restart of every node"
+# A whole-cluster start after the power cut, as local up is (not start_node).
 "$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart after the power cut"; }
 healthy() { "$R" local status "$C" >"$T/st.out" 2>&1; }
 wait_for 60 "every node healthy after the power cut" healthy

@@ -108,8 +108,8 @@ t0=$SECONDS
 grep -q "during the log replay: stopping" "$log" || fail "node 2 did not stop during its replay"
 
 echo "== nodes 1 and 3 back, node 2 restarted (deletes the dropped tree)"
-"$R" local up 3 "$C" >"$T/up2.out" 2>&1 || { cat "$T/up2.out"; fail "restart of nodes 1 and 3"; }
-"$R" local stop "$C" 2 >/dev/null
+start_node 1
+start_node 3
 "$R" local start "$C" 2 >/dev/null || fail "restart of node 2"
 no_dropped() { [ ! -e "$C/node2/data/dropped" ]; }
 wait_for 30 "node 2's dropped tree deleted" no_dropped

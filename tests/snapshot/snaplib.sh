@@ -33,7 +33,17 @@ log_count() { grep -c -- "$2" "$C/node$1/node.log" || true; }
 # stopped follower has (so it needs a snapshot): first index > applied of F.
 compacted_past() { [ "$(status_field "$1" first_index)" -gt "$2" ]; }
 
-# restart_all: starts every stopped node and waits for every mount.
+# restart_all: the whole cluster, stopped by local down, starts again:
+# local up, which waits for every mount and a leader.
 restart_all() {
 	"$R" local up 3 "$C" >"$T/up.out" 2>&1 || { cat "$T/up.out"; fail "restart"; }
+}
+
+# restart_node K [WHAT]: node K (stopped or killed) starts again, its mount
+# answering (lib.sh's start_node, not local up and its fixed 30 s wait for
+# a leader), and some node leads: the callers' next steps look for the
+# leader (leader_id) and make the stream a snapshot needs.
+restart_node() {
+	start_node "$@"
+	wait_for 60 "a leader" has_leader
 }

@@ -25,7 +25,7 @@ head -c 600000 /dev/urandom >"$C/n$L/big"
 wait_for 30 "the leader's log compacted past node $F" compacted_past "$L" 300
 
 echo "== restart follower $F"
-restart_all
+restart_node "$F"
 verify 60 "after catch-up"
 # Whichever node led when the follower came back sent (and corrupted) the
 # chunk: leadership may have moved away from $L meanwhile.

@@ -81,7 +81,7 @@ wait_for 60 "node $F staging a snapshot's chunks" staging
 [ "$(log_count "$F" installing)" = "$i0" ] || fail "the transfer had ended before the kill"
 had=$(grep ": staged " "$C/node$F/node.log" | tail -n1)
 echo "   killed after: ${had#*INFO: }"
-restart_all
+restart_node "$F" "the receiver"
 verify 90 "after killing the receiver"
 log_has "$F" "installed in" || fail "node $F did not install a snapshot"
 # Resumed where the staging ended (the follower and the leader say so),
@@ -110,7 +110,7 @@ L=$(sender)
 echo "   killing node $L, which streams to $F"
 "$R" local kill "$C" "$L"
 wait_for 30 "a new leader" new_leader "$L"
-restart_all
+restart_node "$L" "the sender"
 verify 90 "after killing the sender"
 
 L=$(leader_id); F=$(other_than "$L" 0)
@@ -122,7 +122,7 @@ installing() { [ "$(log_count "$F" "installing")" -gt "$n0" ]; }
 wait_for 60 "node $F installing" installing
 "$R" local kill "$C" "$F"
 n1=$(log_count "$F" "installed in")
-restart_all
+restart_node "$F" "the installer"
 verify 90 "after killing the installer"
 echo "   restarted node $F: $(grep -c "installed in" "$C/node$F/node.log") installs in its log ($n1 before the kill)"
 echo "PASS"
