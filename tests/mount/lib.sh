@@ -183,6 +183,25 @@ held_by() {
 	return 1
 }
 
+# silence_holder3 [FILE]: step 1 of mount.holder_back and mount.holder_early
+# (run with RAFTFS_DELEG_IDLE_MS=0): node 3 makes a and p/x (p is node
+# 1's; and p/x/FILE, applied on node 1 too) and is killed; node 1's stat
+# of a waits for it once, revokes a and marks node 3 silent, and node 3
+# still holds p/x in node 1's tree.
+silence_holder3() {
+	mkdir "$M1/p"
+	mkdir "$M3/a" "$M3/p/x"
+	[ -z "${1:-}" ] || touch "$M3/p/x/$1"
+	wait_for 30 "node 1 applied node 3's grant of a" held_by 3 1 a
+	wait_for 30 "node 1 applied node 3's grant of p/x" held_by 3 1 p/x
+	[ -z "${1:-}" ] || wait_for 30 "node 1 applied node 3's p/x/$1" test -e "$C/node1/data/tree/p/x/$1"
+	"$R" local kill "$C" 3
+	stat "$M1/a" >/dev/null
+	[ "$(waited)" = 1 ] || fail "node 1 waited $(waited) times for dead node 3, not once"
+	! held_by 3 1 a || fail "node 3 still holds a in node 1's tree"
+	held_by 3 1 p/x || fail "node 3 no longer holds p/x in node 1's tree before node 1 looked at it"
+}
+
 # stop_counter K PATTERN WORD: stops node K and prints the number after WORD
 # in the last line of its log matching PATTERN (a node logs its counters
 # when it stops; the line itself goes to stderr, for the test's log), then
