@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "sm.h"
+#include "test_gate.h"
 
 enum item_kind { INV_INODE, INV_ENTRY, INV_DELETE };
 
@@ -21,8 +23,19 @@ struct fuse_inval_item {
 	uint64_t ino;	/* inode; entry: parent */
 	uint64_t child; /* delete: the child */
 	off_t off, len; /* inode: off < 0 drops attributes only */
-	char name[];	/* entry, delete */
+	/* inode: an ENOENT while the inode is known is retried (settle) */
+	bool until_known;
+	char name[]; /* entry, delete */
 };
+
+/* How long the thread retries an until_known invalidation the kernel
+ * answers ENOENT while the inode is known (settle): the kernel thread that
+ * asked makes the inode microseconds after the reply unless it is held off
+ * the CPU; past this bound the queue moves on (the attribute timeout bounds
+ * the staleness, as before). The pauses start short and double. */
+#define SETTLE_MAX_NS (1000 * 1000000LL)
+#define SETTLE_FIRST_NS (20 * 1000LL)
+#define SETTLE_PAUSE_MAX_NS (5 * 1000000LL)
 
 /* A chained hash of id -> lookup count. */
 struct ref {
@@ -38,6 +51,8 @@ struct fuse_inval {
 	pthread_cond_t cv, done_cv;
 	struct fuse_inval_item *head, **tail;
 	uint64_t queued, handled; /* items ever queued / handled */
+	uint64_t tried;		  /* items notified once (fuse_inval_wait_tried) */
+	bool settling;		  /* in settle (fuse_inval_wait_tried) */
 	atomic_uint_fast64_t grants; /* Grants applied (fuse_inval_grants; read lock-free by every lookup) */
 	bool stop;
 	struct fuse_session *se;
@@ -91,24 +106,26 @@ static bool known(struct fuse_inval *v, uint64_t id)
 	return id == FUSE_ROOT_ID || *ref_slot(v, id);
 }
 
-/* Queues one item if the kernel may cache what it names. Caller holds mu. */
-static void push(struct fuse_inval *v, enum item_kind kind, uint64_t ino, uint64_t child,
-		 const char *name, off_t off, off_t len)
+/* Queues one item if the kernel may cache what it names (the item, or NULL
+ * when nothing was queued). Caller holds mu. */
+static struct fuse_inval_item *push(struct fuse_inval *v, enum item_kind kind, uint64_t ino,
+				    uint64_t child, const char *name, off_t off, off_t len)
 {
 	size_t nl = name ? strlen(name) : 0;
 	struct fuse_inval_item *it;
 
 	if (!v->se || !ino || !known(v, ino))
-		return;
+		return NULL;
 	it = malloc(sizeof(*it) + nl + 1);
 	if (!it)
-		return; /* the attribute timeout bounds the staleness */
-	*it = (struct fuse_inval_item){NULL, kind, ino, child, off, len};
+		return NULL; /* the attribute timeout bounds the staleness */
+	*it = (struct fuse_inval_item){NULL, kind, ino, child, off, len, false};
 	memcpy(it->name, name ? name : "", nl + 1);
 	*v->tail = it;
 	v->tail = &it->next;
 	v->queued++;
 	pthread_cond_signal(&v->cv);
+	return it;
 }
 
 static void push_inode(struct fuse_inval *v, uint64_t ino, off_t off, off_t len)
@@ -211,10 +228,17 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 		 * holder may now change behind, are asked for again, so the
 		 * getattr's fence recalls it first (fuse_ops.c, op_getattr) —
 		 * the kernel kept them for up to its timeout otherwise, past
-		 * an open's barrier. */
+		 * an open's barrier. Known here but not yet in the kernel (a
+		 * lookup's reply on its way, made after reply_entry's last
+		 * look at grants: fuse_ops.c): retried until the kernel made
+		 * the inode (settle). */
 		if (c->deleg->op == FSPB__DELEG__OP__GRANT) {
+			struct fuse_inval_item *it;
+
 			atomic_fetch_add(&v->grants, 1);
-			push_inode(v, c->deleg->dir, -1, 0);
+			it = push(v, INV_INODE, c->deleg->dir, 0, NULL, -1, 0);
+			if (it)
+				it->until_known = true;
 		}
 		break;
 	default:
@@ -230,13 +254,14 @@ void fuse_inval_entry(struct fuse_inval *v, uint64_t parent, const char *name)
 	pthread_mutex_unlock(&v->mu);
 }
 
-static void notify(struct fuse_session *se, const struct fuse_inval_item *it)
+/* 0 or a negative errno (INV_INODE's; the others' 0). */
+static int notify(struct fuse_session *se, const struct fuse_inval_item *it)
 {
-	/* Errors (ENOENT: the kernel dropped it already) need no handling. */
+	/* Errors (ENOENT: the kernel dropped it already) need no handling,
+	 * but for settle's. */
 	switch (it->kind) {
 	case INV_INODE:
-		fuse_lowlevel_notify_inval_inode(se, it->ino, it->off, it->len);
-		break;
+		return fuse_lowlevel_notify_inval_inode(se, it->ino, it->off, it->len);
 	case INV_ENTRY:
 		fuse_lowlevel_notify_inval_entry(se, it->ino, it->name, strlen(it->name));
 		break;
@@ -246,6 +271,67 @@ static void notify(struct fuse_session *se, const struct fuse_inval_item *it)
 			fuse_lowlevel_notify_inval_entry(se, it->ino, it->name, strlen(it->name));
 		break;
 	}
+	return 0;
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* it (until_known) was answered ENOENT: the kernel does not have the inode.
+ * While this mount counts a lookup of it, the kernel either forgot it (a
+ * FORGET on its way drops the count) or has not made it yet: the thread
+ * that asked for a lookup (or readdirplus) got the reply and makes the
+ * inode from it after the reply's write returned (fuse_iget), with the
+ * attributes of the reply — unless an invalidation came first: it bumps the
+ * inode's attr_version past the one the lookup sampled before it asked, and
+ * fuse_change_attributes then keeps the reply's attributes out. So the
+ * invalidation is retried until the kernel has the inode, the count is
+ * gone, or SETTLE_MAX_NS passed. Called and returns with mu held. */
+static void settle(struct fuse_inval *v, struct fuse_session *se, const struct fuse_inval_item *it)
+{
+	int64_t start = mono_ns(), pause = SETTLE_FIRST_NS;
+
+	v->settling = true;
+	pthread_cond_broadcast(&v->done_cv);
+	while (known(v, it->ino) && !v->stop && mono_ns() - start < SETTLE_MAX_NS) {
+		struct timespec ts = {0, pause};
+		int rc;
+
+		pthread_mutex_unlock(&v->mu);
+		nanosleep(&ts, NULL);
+		rc = notify(se, it);
+		pthread_mutex_lock(&v->mu);
+		if (rc != -ENOENT)
+			break;
+		if ((pause *= 2) > SETTLE_PAUSE_MAX_NS)
+			pause = SETTLE_PAUSE_MAX_NS;
+	}
+	v->settling = false;
+}
+
+/* Test hook (RAFTFS_TEST_REPLY_GATE=FILE, fuse_ops.c's too): a grant's
+ * invalidation waits while FILE exists before the thread sends it, so that
+ * it goes out while a lookup's reply waits at the same gate, the kernel not
+ * having the inode yet; the reply, the gate gone, waits until it went out
+ * (fuse_inval_wait_tried). Read once. */
+static const char *reply_gate_file;
+
+static void reply_gate_read(void)
+{
+	reply_gate_file = test_hook_env("RAFTFS_TEST_REPLY_GATE");
+}
+
+static void reply_gate(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, reply_gate_read);
+	test_gate_wait(reply_gate_file);
 }
 
 static void *inval_main(void *arg)
@@ -256,6 +342,7 @@ static void *inval_main(void *arg)
 	for (;;) {
 		struct fuse_inval_item *it;
 		struct fuse_session *se;
+		int rc;
 
 		while (!v->head && !v->stop)
 			pthread_cond_wait(&v->cv, &v->mu);
@@ -267,10 +354,17 @@ static void *inval_main(void *arg)
 			v->tail = &v->head;
 		se = v->se;
 		pthread_mutex_unlock(&v->mu);
-		if (se)
-			notify(se, it);
-		free(it);
+		if (it->until_known)
+			reply_gate();
+		rc = se ? notify(se, it) : 0;
 		pthread_mutex_lock(&v->mu);
+		v->tried++;
+		pthread_cond_broadcast(&v->done_cv);
+		/* Handled only once settled: an open's wait (close-to-open)
+		 * covers a grant's invalidation the kernel got late. */
+		if (rc == -ENOENT && it->until_known)
+			settle(v, se, it);
+		free(it);
 		v->handled++;
 		pthread_cond_broadcast(&v->done_cv);
 	}
@@ -353,7 +447,7 @@ static int collect_name(void *arg, const char *name, const struct stat *st, off_
 	it = malloc(sizeof(*it) + nl + 1);
 	if (!it)
 		return 1;
-	*it = (struct fuse_inval_item){n->head, INV_ENTRY, n->dir, 0, 0, 0};
+	*it = (struct fuse_inval_item){n->head, INV_ENTRY, n->dir, 0, 0, 0, false};
 	memcpy(it->name, name, nl + 1);
 	n->head = it;
 	return 0;
@@ -440,7 +534,7 @@ uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id)
 		struct fuse_inval_item *it = malloc(sizeof(*it) + 1);
 
 		if (it) {
-			*it = (struct fuse_inval_item){NULL, INV_INODE, id, 0, -1, 0};
+			*it = (struct fuse_inval_item){NULL, INV_INODE, id, 0, -1, 0, false};
 			it->name[0] = '\0';
 			*v->tail = it;
 			v->tail = &it->next;
@@ -466,6 +560,14 @@ uint64_t fuse_inval_mark(struct fuse_inval *v)
 	m = v->queued;
 	pthread_mutex_unlock(&v->mu);
 	return m;
+}
+
+void fuse_inval_wait_tried(struct fuse_inval *v, uint64_t mark)
+{
+	pthread_mutex_lock(&v->mu);
+	while (v->tried < mark && !v->settling && !v->stop)
+		pthread_cond_wait(&v->done_cv, &v->mu);
+	pthread_mutex_unlock(&v->mu);
 }
 
 void fuse_inval_wait(struct fuse_inval *v, uint64_t mark)

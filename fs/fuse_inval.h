@@ -91,7 +91,16 @@ uint64_t fuse_inval_mark(struct fuse_inval *v);
 uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id);
 
 /* ...and waits until the thread handled it (close-to-open: an open is
- * answered only once the kernel forgot what changed before it). */
+ * answered only once the kernel forgot what changed before it). A grant's
+ * invalidation of a directory this mount counts a lookup of but the kernel
+ * does not have yet (a lookup's reply on its way) is handled once the
+ * kernel made the inode and dropped its attributes (up to 1 s). */
 void fuse_inval_wait(struct fuse_inval *v, uint64_t mark);
+
+/* Tests: waits until the thread sent everything queued before mark to the
+ * kernel once, whether or not the kernel had the inode, or is retrying a
+ * grant's invalidation the kernel answered ENOENT (which may wait for the
+ * caller's reply: the items after it wait for it too). */
+void fuse_inval_wait_tried(struct fuse_inval *v, uint64_t mark);
 
 #endif

@@ -111,6 +111,30 @@ static void lookup_gate(void)
 	test_gate_wait(lookup_gate_file);
 }
 
+/* Test hook (RAFTFS_TEST_REPLY_GATE=FILE): reply_entry, its last look at
+ * the grants taken, waits while FILE exists and then until the
+ * invalidation thread sent the kernel once what was queued meanwhile (a
+ * grant's invalidation waits at the same gate: fuse_inval.c), so that a
+ * grant applied there reaches the kernel before the reply makes the inode
+ * (tests/mount/mount_grant_inflight.sh). Read once. */
+static const char *reply_gate_file;
+
+static void reply_gate_read(void)
+{
+	reply_gate_file = test_hook_env("RAFTFS_TEST_REPLY_GATE");
+}
+
+static void reply_gate(struct fuse_fs *fs)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, reply_gate_read);
+	if (!reply_gate_file)
+		return;
+	test_gate_wait(reply_gate_file);
+	fuse_inval_wait_tried(fs->inv, fuse_inval_mark(fs->inv));
+}
+
 /* Rounds of reply_entry's fence before it answers with what it read. */
 #define SLIP_ROUNDS 8
 
@@ -123,9 +147,10 @@ static void lookup_gate(void)
  * first — a grant applied after that finds the directory known and
  * invalidates it — then grants applied since grants (sampled before the
  * attributes were read) are looked for: the directory is fenced and read
- * again. Left: a grant's invalidation that reaches the kernel after this
- * check but before the kernel made the inode from the reply (it answers
- * ENOENT for an inode it does not have). */
+ * again. A grant applied after this check finds the directory known and
+ * queues its invalidation, which can reach the kernel before the kernel
+ * made the inode from the reply (it answers ENOENT for an inode it does
+ * not have yet): fuse_inval.c retries it until the kernel has it. */
 static void reply_entry(struct fuse_fs *fs, fuse_req_t req, struct stat *st, uint64_t grants)
 {
 	struct fuse_entry_param e;
@@ -150,6 +175,7 @@ static void reply_entry(struct fuse_fs *fs, fuse_req_t req, struct stat *st, uin
 			return;
 		}
 	}
+	reply_gate(fs);
 	ffs_fill_entry(fs, &e, st);
 	if (fuse_reply_entry(req, &e) != 0)
 		fuse_inval_unref(fs->inv, st->st_ino, 1);
