@@ -1042,6 +1042,10 @@ static int plan_deleg(struct sm *sm, const Fspb__Command *c, struct sm_record *r
 	case FSPB__DELEG__OP__REVOKE:
 		if (!current)
 			return rec->result = ESTALE, 0;
+		// Decided before its revoker applied the holder's latest start
+		// (fs/sm_starts.h): the holder is back, nothing changes.
+		if ((rec->result = sm_starts_revoke_result(&sm->starts, g, d->holder)))
+			return 0;
 		rec->b = 0;
 		rec->mode = 0;
 		return 0;

@@ -17,6 +17,7 @@ add_library(raftfs_fs STATIC
   sm_image_meta.c
   sm_id_hw.c
   sm_id_known.c
+  sm_starts.c
   snap_node.c
   cmd_merge.c
   test_gate.c

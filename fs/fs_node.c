@@ -11,6 +11,7 @@
 #include "cmd_merge.h"
 #include "fs_plug.h"
 #include "fuse_inval.h"
+#include "node_members.h"
 #include "sm_snapshot.h"
 #include "snap_node.h"
 #include "test_gate.h"
@@ -121,6 +122,24 @@ bool fs_node_progressing(struct fs_node *f, unsigned ms)
 uint64_t fs_node_peer_link(struct fs_node *f, uint32_t id)
 {
 	return node_peer_link(f->n, id);
+}
+
+size_t fs_node_members(struct fs_node *f, uint32_t *out, size_t cap)
+{
+	uint64_t ids[2 * CONFIG_MAX_PEERS];
+	size_t nv, nl;
+
+	if (!f->n)
+		return 0;
+	nv = node_voters(f->n, ids, CONFIG_MAX_PEERS);
+	nl = node_learners(f->n, ids + CONFIG_MAX_PEERS, CONFIG_MAX_PEERS);
+	if (nv > CONFIG_MAX_PEERS || nl > CONFIG_MAX_PEERS || nv + nl > cap)
+		return 0;
+	for (size_t i = 0; i < nv; i++)
+		out[i] = (uint32_t)ids[i];
+	for (size_t i = 0; i < nl; i++)
+		out[nv + i] = (uint32_t)ids[CONFIG_MAX_PEERS + i];
+	return nv + nl;
 }
 
 int64_t fs_node_now(void)

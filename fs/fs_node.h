@@ -134,6 +134,12 @@ bool fs_node_progressing(struct fs_node *f, unsigned ms);
  * (fs/fuse_grant.h, fuse_holder_look). Any thread. */
 uint64_t fs_node_peer_link(struct fs_node *f, uint32_t id);
 
+/* The cluster's members (voters, then learners) as this node last put
+ * them into effect, into out[0..cap): their count, 0 if more than cap or
+ * before the node is attached. A Revoke names them (fs/sm_starts.h). Any
+ * thread. */
+size_t fs_node_members(struct fs_node *f, uint32_t *out, size_t cap);
+
 /* Whether the last proposal or barrier of this node to end timed out (no
  * leader or no quorum): until one succeeds again, the mount answers
  * nothing before it applied (no write-behind, synchronous writes). */

@@ -17,6 +17,8 @@
 #include "fuse_grant.h"
 #include "fuse_listed.h"
 #include "sm.h"
+#include "sm_starts.h"
+#include "test_gate.h"
 
 /* ---- recalls ---- */
 
@@ -73,6 +75,57 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 	return w.err;
 }
 
+/* The Revoke of dir's delegation epoch, decided when the holder's last
+ * start command applied here was `known` (its index; fs/sm_starts.h):
+ * should the holder's start that applies before this Revoke be newer (it
+ * came back after the decision), the Revoke changes nothing and returns
+ * SM_RESULT_HOLDER_BACK. Waits for it. Tests: RAFTFS_TEST_REVOKE_GATE=FILE
+ * holds the decided Revoke here while FILE exists, so that a test can
+ * bring the holder back between a decision and its proposal
+ * (tests/mount/mount_revoke_known.sh). */
+static int propose_revoke(struct fuse_behind *b, uint64_t dir, uint64_t epoch, uint64_t known)
+{
+	struct call_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+	uint32_t members[2 * CONFIG_MAX_PEERS];
+	Fspb__Command c;
+	Fspb__Deleg g = FSPB__DELEG__INIT;
+	int rc;
+
+	test_gate_wait(test_hook_env("RAFTFS_TEST_REVOKE_GATE"));
+	fspb__command__init(&c);
+	c.time_ns = fs_node_now();
+	c.node = b->self;
+	g.dir = dir;
+	g.op = FSPB__DELEG__OP__REVOKE;
+	g.epoch = epoch;
+	g.n_members = fs_node_members(b->fs->fsn, members, 2 * CONFIG_MAX_PEERS);
+	g.members = members;
+	g.knows_start = g.n_members > 0;
+	g.holder_start = known;
+	c.op_case = FSPB__COMMAND__OP_DELEG;
+	c.deleg = &g;
+	if ((rc = fs_node_propose(b->fs->fsn, &c, call_done, &w)))
+		return rc;
+	pthread_mutex_lock(&w.mu);
+	while (!w.done)
+		pthread_cond_wait(&w.cv, &w.mu);
+	pthread_mutex_unlock(&w.mu);
+	if (w.err == SM_RESULT_HOLDER_BACK)
+		fprintf(stderr,
+			"raftfs: directory %016llx: its holder started again before the Revoke "
+			"applied (it knew start %llu): recalling it instead\n",
+			(unsigned long long)dir, (unsigned long long)known);
+	return w.err;
+}
+
+/* A Revoke's result: ESTALE (the delegation ended meanwhile) and
+ * SM_RESULT_HOLDER_BACK (the holder came back: the loop recalls it now)
+ * only mean looking again. */
+static bool revoke_failed(int rc)
+{
+	return rc && rc != ESTALE && rc != SM_RESULT_HOLDER_BACK;
+}
+
 /* Reclaim: whoever holds dir returns it (or is revoked). The holder
  * proposes its Return behind every command it made before the Recall
  * applied there, so a busy or slow holder may take a while; when to recall
@@ -91,7 +144,7 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 	fuse_reclaim_start(&clock, mono_ms());
 	for (;;) {
 		uint32_t holder;
-		uint64_t epoch, progress, link;
+		uint64_t epoch, progress, link, known;
 		int64_t now, since;
 		bool silent;
 		enum fuse_reclaim_do step;
@@ -99,6 +152,10 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 
 		if (rc < 0 || holder == 0 || holder == b->self)
 			return 0; /* the command's own checks answer for a bad dir */
+		/* What this look knows of the holder's starts, read before
+		 * anything it decides on: a Revoke decided on an older one
+		 * than the holder's last changes nothing (propose_revoke). */
+		known = sm_start_index(b->fs->sm, holder);
 		progress = sm_applied_from(b->fs->sm, holder);
 		link = fs_node_peer_link(b->fs->fsn, holder);
 		now = mono_ms();
@@ -132,8 +189,8 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 				"revoked and none of its commands applied since): revoking it at "
 				"once\n",
 				(unsigned long long)dir, holder);
-			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
-			if (rc && rc != ESTALE)
+			rc = propose_revoke(b, dir, epoch, known);
+			if (revoke_failed(rc))
 				return rc;
 			continue;
 		}
@@ -151,8 +208,8 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 				FUSE_REVOKE_CAP_MS);
 			if (!clock.capped)
 				fuse_holder_silent(b->grant, holder, progress, link);
-			rc = propose_deleg(b, dir, FSPB__DELEG__OP__REVOKE, epoch, true);
-			if (rc && rc != ESTALE)
+			rc = propose_revoke(b, dir, epoch, known);
+			if (revoke_failed(rc))
 				return rc;
 			continue;
 		case FUSE_RECLAIM_RECALL:
@@ -485,6 +542,19 @@ static unsigned next_returns(struct fuse_behind *b, uint64_t *dirs, uint64_t *ep
 	return n;
 }
 
+/* Whether this node still holds delegation epoch of dir as applied here.
+ * A directory revoked from it (a holder that restarted and was taken for
+ * dead meanwhile) needs no Return: one would only apply as ESTALE. A
+ * Revoke not applied yet when this looks is not known: its Return goes
+ * out and fails the same way. */
+static bool still_held(struct fuse_behind *b, uint64_t dir, uint64_t epoch)
+{
+	uint32_t holder;
+	uint64_t now;
+
+	return sm_deleg(b->fs->sm, dir, &holder, &now) < 0 || (holder == b->self && now == epoch);
+}
+
 /* The returner: proposes the Return of each recalled or idle directory
  * behind every command this mount predicted there. It picks them under mu
  * alone (they stop being held there), then takes the order lock for the
@@ -522,7 +592,8 @@ static void *returner(void *arg)
 			return NULL;
 		pthread_mutex_lock(&b->order);
 		for (unsigned i = 0; i < n; i++)
-			if (propose_deleg(b, dirs[i], FSPB__DELEG__OP__RETURN, epochs[i], false))
+			if (still_held(b, dirs[i], epochs[i]) &&
+			    propose_deleg(b, dirs[i], FSPB__DELEG__OP__RETURN, epochs[i], false))
 				fprintf(stderr,
 					"raftfs: return of directory %016llx could not be proposed\n",
 					(unsigned long long)dirs[i]);

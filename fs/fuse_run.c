@@ -18,6 +18,7 @@
 #include "node_members.h"
 #include "runtime_log.h"
 #include "sm_reset.h"
+#include "sm_starts.h"
 #include "svc_notify.h"
 #include "svc_start.h"
 #include "test_gate.h"
@@ -96,7 +97,11 @@ static void hello_done(void *arg, int err)
  *    restarted node that proposed nothing stayed marked, and its first
  *    change answered behind in a directory it still held could be
  *    revoked under it instead of recalled (failed at apply, reported at
- *    its next close). One log entry per start, and one per try again. */
+ *    its next close). One log entry per start, and one per try again;
+ *  - it says what this node's state machine honours and since when its
+ *    table of start commands is complete (fs/sm_starts.h), so that a
+ *    Revoke decided before its revoker applied this command changes
+ *    nothing where it applies after it. */
 static void propose_hello(struct fs_node *f, struct hello *h)
 {
 	Fspb__Command c;
@@ -105,6 +110,7 @@ static void propose_hello(struct fs_node *f, struct hello *h)
 	fspb__command__init(&c);
 	c.time_ns = fs_node_now();
 	c.node = fs_node_id(f);
+	sm_start_fill(fs_node_sm(f), &c);
 	atomic_store(&h->state, HELLO_WAIT);
 	rc = fs_node_propose(f, &c, hello_done, h);
 	if (rc == EIO) {
@@ -142,6 +148,16 @@ static void hello_retry(struct fs_node *f, struct hello *h)
 
 	if (atomic_load(&h->state) == HELLO_GATED && !test_gate_closed(h->gate))
 		propose_hello(f, h);
+	/* Another node began keeping its table of start commands after this
+	 * node's last start (upgraded, or rebuilt from an image): the check
+	 * of Revokes stays off until this node's start is newer than that
+	 * (fs/sm_starts.h). Once: the next applies after that node's. */
+	if (atomic_load(&h->state) == HELLO_APPLIED &&
+	    sm_start_outdated(fs_node_sm(f), fs_node_id(f))) {
+		rlog_write(RLOG_INFO, "start command proposed again: another node's table of "
+				      "start commands began after this node's last one");
+		propose_hello(f, h);
+	}
 	if (atomic_load(&h->state) != HELLO_FAILED)
 		return;
 	now = mono_ms();

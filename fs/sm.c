@@ -481,6 +481,8 @@ static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 		sm->redo_rec = r.last;
 	}
 	sm->last_rec = r.last;
+	if ((rc = sm_starts_load(sm)))
+		goto fail;
 	*out = sm;
 	return 0;
 fail:
@@ -834,6 +836,8 @@ static int run_one(struct sm *sm, uint64_t client_id, const Fspb__Command *c,
 	}
 	if (!rc && c)
 		rc = stamp_root(sm, c->time_ns);
+	if (!rc && c && sm_is_start(c)) // every node's last one (sm_starts.h)
+		rc = sm_starts_note(sm, c, rec->index);
 	bool exec = !rc && rec->result == 0 && c;
 	if (exec && sm->apply_hook)
 		sm->apply_hook(sm->apply_hook_arg, client_id, c, false);

@@ -56,6 +56,11 @@ static inline mode_t sm_drop_setid(mode_t m)
 // reports the write-behind failure.
 #define SM_RESULT_DELEGATED EREMOTE
 
+// Result of a Revoke decided before its revoker applied the holder's
+// latest start command (fs/sm_starts.h): nothing changes; the holder is
+// back, and the revoker recalls it instead.
+#define SM_RESULT_HOLDER_BACK EAGAIN
+
 // Opens (creating on first use) the state machine over data_dir. node_id
 // (1..65535) is this node's id, used only to allocate fresh ids. A fresh
 // data dir gets an empty root, id 1, mode 0755, root:root, times 0.

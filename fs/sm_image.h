@@ -19,7 +19,8 @@
 //           | ctime_ns i64 (replicated) | n_xattrs u32 | n x (name_len u16 |
 //           name | value_len u32 | value)   (user-visible xattrs,
 //           trusted.raftfs.released of an orphan, trusted.raftfs.deleg of a
-//           delegated directory)
+//           delegated directory, trusted.raftfs.starts of the root:
+//           fs/sm_starts.h; an older binary installs it as any xattr)
 //
 // Installing builds DATA/snap/new/{tree,ids,sm} from the image, then
 // DATA/snap/INSTALL (durable) says "the new state wins": tree/, ids/ and sm/

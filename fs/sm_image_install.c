@@ -587,6 +587,8 @@ static int transplant(struct sm *live, struct sm *fresh, uint64_t bound)
 	SWAP(redo_rec);
 	SWAP(last_rec);
 	SWAP(fault);
+	SWAP(starts);
+	SWAP(start_since);
 #undef SWAP
 	// The old journal must not be marked done by fresh's close (it is
 	// already moved aside, but keep it as it was).

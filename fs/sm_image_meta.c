@@ -91,11 +91,13 @@ static void put_name(struct img_buf *b, const char *name)
 
 // Whether the image carries xattr name: the user's, and the replicated
 // ones of the state machine but id and ctime. (The install's sm_open loads
-// delegations from the xattr, as at start.)
+// delegations and the root's table of start commands from the xattrs, as
+// at start; the root's start_since is local, sm_starts.h.)
 static bool image_xattr(const char *name)
 {
 	return strncmp(name, SM_XATTR_PREFIX, strlen(SM_XATTR_PREFIX)) ||
-	       !strcmp(name, SM_XATTR_RELEASED) || !strcmp(name, SM_XATTR_DELEG);
+	       !strcmp(name, SM_XATTR_RELEASED) || !strcmp(name, SM_XATTR_DELEG) ||
+	       !strcmp(name, SM_XATTR_STARTS);
 }
 
 // The attrs block (sm_image.h) of object o found at path.

@@ -14,6 +14,7 @@
 #include "sm.h"
 #include "sm_id_hw.h"
 #include "sm_journal.h"
+#include "sm_starts.h"
 #include "tree_map.h"
 
 #define SM_XATTR_ID "trusted.raftfs.id"
@@ -146,6 +147,11 @@ struct sm {
 	uint64_t reserved_to;  // counters below this are reserved in DATA/sm/next_id
 	struct sm_id_hw id_hw; // every node's ids seen, for images (apply thread; sm_id_hw.h)
 	atomic_bool ids_known; // DATA/sm/ids_known seen or written (sm_id_known.h)
+	// Every node's last start command (sm_starts.h): written by apply
+	// under the write lock, read under the read lock; and the index from
+	// which this node's table is complete.
+	struct sm_starts starts;
+	uint64_t start_since;
 };
 
 // A path naming an object for path-based syscalls (lstat, lsetxattr, ...).

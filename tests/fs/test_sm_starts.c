@@ -1,0 +1,374 @@
+// Every node's last start command and the Revoke checked against it at
+// apply (fs/sm_starts.h): a Revoke that knew an older start of the holder
+// than the holder's last changes nothing, only while every named member
+// honours the rule and every member's table is complete for the starts it
+// looks at; the table and the local since survive a restart, travel in
+// snapshot images, and a state or image from before them still loads.
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+#include <cmocka.h>
+
+#include "fs_testlib.h"
+#include "sm.h"
+#include "sm_starts.h"
+#include "snap_node.h"
+
+#define D1 ((2ULL << 48) | 1)
+#define D2 ((2ULL << 48) | 2)
+
+struct fx {
+	char *dir, *other;
+	struct sm *sm;
+};
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	f->dir = tl_mkdtemp();
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	sm_close(f->sm);
+	tl_rmtree(f->dir);
+	tl_rmtree(f->other);
+	free(f);
+	return 0;
+}
+
+static const uint32_t ALL[] = {1, 2, 3};
+
+// A start command of node (caps, since as it says them): its index.
+static uint64_t start_as(struct sm *sm, uint32_t node, uint32_t caps, uint64_t since)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	c.node = node;
+	c.start_caps = caps;
+	c.start_since = since;
+	assert_int_equal(tl_apply(sm, &c), EINVAL); // no operation, as before
+	assert_int_equal(sm_start_index(sm, node), sm_applied_index(sm));
+	return sm_applied_index(sm);
+}
+
+// Node 2 makes directory name (id) and holds it.
+static void held_dir(struct sm *sm, const char *name, uint64_t id)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Mkdir m = FSPB__MKDIR__INIT;
+	m.parent = SM_ROOT_ID;
+	m.name = (char *)name;
+	m.ino = id;
+	m.mode = 0755;
+	m.grant = true;
+	c.op_case = FSPB__COMMAND__OP_MKDIR;
+	c.mkdir = &m;
+	c.node = 2;
+	assert_int_equal(tl_apply(sm, &c), 0);
+}
+
+// Node 1 revokes dir (epoch) knowing the holder's start `known`, naming
+// members (knows: the new fields set at all).
+static int revoke(struct sm *sm, uint64_t dir, uint64_t epoch, bool knows, uint64_t known,
+		  const uint32_t *members, size_t n)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	Fspb__Deleg g = FSPB__DELEG__INIT;
+	g.dir = dir;
+	g.op = FSPB__DELEG__OP__REVOKE;
+	g.epoch = epoch;
+	g.knows_start = knows;
+	g.holder_start = known;
+	g.members = (uint32_t *)members;
+	g.n_members = n;
+	c.op_case = FSPB__COMMAND__OP_DELEG;
+	c.deleg = &g;
+	c.node = 1;
+	return tl_apply(sm, &c);
+}
+
+static uint32_t holder_of(struct sm *sm, uint64_t dir)
+{
+	uint32_t h = 99;
+	uint64_t e;
+	assert_int_equal(sm_deleg(sm, dir, &h, &e), 0);
+	return h;
+}
+
+static uint64_t since_of(struct sm *sm)
+{
+	Fspb__Command c = FSPB__COMMAND__INIT;
+	sm_start_fill(sm, &c);
+	assert_int_equal(c.start_caps, SM_START_CAP_REVOKE_KNOWS);
+	return c.start_since;
+}
+
+static void reopen(struct fx *f)
+{
+	sm_close(f->sm);
+	f->sm = NULL;
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+}
+
+// The table's bytes, and a full table giving way to a new node.
+static void test_codec(void **state)
+{
+	(void)state;
+	struct sm_starts t = {0}, back;
+	uint8_t buf[SM_STARTS_BYTES];
+	size_t len;
+
+	for (uint32_t i = 0; i < SM_STARTS_MAX; i++)
+		sm_starts_put(&t, i + 1, 1, 100 + i, i);
+	sm_starts_put(&t, 5, 0, 500, 7); // an existing node: replaced
+	assert_int_equal(t.n, SM_STARTS_MAX);
+	sm_starts_put(&t, 99, 1, 600, 0); // full: node 1 (the oldest, 100) goes
+	assert_null(sm_starts_find(&t, 1));
+	assert_int_equal(sm_starts_find(&t, 99)->index, 600);
+	len = sm_starts_encode(&t, buf);
+	assert_int_equal(len, SM_STARTS_BYTES);
+	assert_int_equal(sm_starts_decode(buf, len, &back), 0);
+	assert_memory_equal(&back, &t, sizeof(t));
+	assert_int_equal(sm_starts_find(&back, 5)->since, 7);
+	assert_int_equal(sm_starts_decode(buf, len - 1, &back), -EBADMSG);
+	buf[0] = 2;
+	assert_int_equal(sm_starts_decode(buf, len, &back), -EBADMSG);
+}
+
+// The rule alone: who must have said what, and when.
+static void test_honoured(void **state)
+{
+	(void)state;
+	struct sm_starts t = {0};
+	Fspb__Deleg g = FSPB__DELEG__INIT;
+
+	assert_false(sm_starts_honoured(&t, ALL, 3));
+	sm_starts_put(&t, 1, 1, 10, 0);
+	sm_starts_put(&t, 2, 1, 11, 0);
+	assert_false(sm_starts_honoured(&t, ALL, 3)); // node 3: no start yet
+	assert_true(sm_starts_honoured(&t, ALL, 2));
+	assert_false(sm_starts_honoured(&t, ALL, 0)); // no members named
+	sm_starts_put(&t, 3, 0, 12, 0);
+	assert_false(sm_starts_honoured(&t, ALL, 3)); // node 3: an older binary
+	sm_starts_put(&t, 3, 1, 13, 11);
+	assert_false(sm_starts_honoured(&t, ALL, 3)); // node 2's start (11) not after 11
+	sm_starts_put(&t, 2, 1, 14, 0);
+	assert_false(sm_starts_honoured(&t, ALL, 3)); // node 1's (10) neither
+	sm_starts_put(&t, 1, 1, 15, 0);
+	assert_true(sm_starts_honoured(&t, ALL, 3));
+
+	g.members = (uint32_t *)ALL;
+	g.n_members = 3;
+	g.holder_start = 13;
+	assert_int_equal(sm_starts_revoke_result(&t, &g, 3), 0); // not knows_start
+	g.knows_start = true;
+	assert_int_equal(sm_starts_revoke_result(&t, &g, 3), 0); // knew the last
+	g.holder_start = 12;
+	assert_int_equal(sm_starts_revoke_result(&t, &g, 3), SM_RESULT_HOLDER_BACK);
+	assert_int_equal(sm_starts_revoke_result(&t, &g, 4), 0); // a holder with no start
+	g.holder_start = 20;
+	assert_int_equal(sm_starts_revoke_result(&t, &g, 3), 0);
+}
+
+// Applied: a Revoke that knew an older start of the holder changes nothing;
+// one that knew the last revokes; so does any Revoke while a member has no
+// start, or an older binary's, or while a member's table is younger than
+// some member's last start; the table survives a restart.
+static void test_apply(void **state)
+{
+	struct fx *f = *state;
+	uint64_t s2;
+
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(since_of(f->sm), 0); // a fresh tree: complete from the start
+	start_as(f->sm, 1, 1, 0);
+	s2 = start_as(f->sm, 2, 1, 0);
+	held_dir(f->sm, "d", D1);
+	held_dir(f->sm, "e", D2);
+	// Node 3 has no start yet: the rule is off, the Revoke revokes.
+	assert_int_equal(revoke(f->sm, D1, 1, true, 0, ALL, 3), 0);
+	assert_int_equal(holder_of(f->sm, D1), 0);
+	start_as(f->sm, 3, 1, 0);
+	// Node 2 came back (a new start) after node 1 decided on s2.
+	start_as(f->sm, 2, 1, 0);
+	assert_int_equal(revoke(f->sm, D2, 1, true, s2, ALL, 3), SM_RESULT_HOLDER_BACK);
+	assert_int_equal(holder_of(f->sm, D2), 2);
+	// An older revoker (no knows_start): revokes as before.
+	s2 = sm_start_index(f->sm, 2);
+	reopen(f);
+	assert_int_equal(sm_start_index(f->sm, 2), s2);
+	assert_int_equal(since_of(f->sm), 0); // kept, though applied moved
+	assert_int_equal(revoke(f->sm, D2, 1, false, s2, ALL, 3), 0);
+	assert_int_equal(holder_of(f->sm, D2), 0);
+
+	// Node 3 restarted with an older binary: off for everyone.
+	held_dir(f->sm, "g", D1 + 10);
+	s2 = sm_start_index(f->sm, 2);
+	start_as(f->sm, 2, 1, 0);
+	start_as(f->sm, 3, 0, 0);
+	assert_int_equal(revoke(f->sm, D1 + 10, 1, true, s2, ALL, 3), 0);
+	assert_int_equal(holder_of(f->sm, D1 + 10), 0);
+
+	// Node 3 upgraded: its table is complete from since3 only, and node
+	// 1's start is older (node 3 may have missed it), so the rule stays
+	// off, and node 1 (and node 2, whose start is older too) is told to
+	// start again.
+	uint64_t since3 = sm_applied_index(f->sm);
+	held_dir(f->sm, "h", D1 + 11);
+	start_as(f->sm, 3, 1, since3);
+	assert_true(sm_start_outdated(f->sm, 1));
+	assert_true(sm_start_outdated(f->sm, 2));
+	assert_false(sm_start_outdated(f->sm, 3));
+	assert_false(sm_start_outdated(f->sm, 4)); // no start: nothing to redo
+	s2 = start_as(f->sm, 2, 1, 0);
+	start_as(f->sm, 2, 1, 0);
+	assert_int_equal(revoke(f->sm, D1 + 11, 1, true, s2, ALL, 3), 0); // node 1: still old
+	assert_int_equal(holder_of(f->sm, D1 + 11), 0);
+	start_as(f->sm, 1, 1, 0);
+	assert_false(sm_start_outdated(f->sm, 1));
+	assert_false(sm_start_outdated(f->sm, 2));
+	held_dir(f->sm, "i", D1 + 12);
+	s2 = start_as(f->sm, 2, 1, 0);
+	start_as(f->sm, 2, 1, 0);
+	assert_int_equal(revoke(f->sm, D1 + 12, 1, true, s2, ALL, 3), SM_RESULT_HOLDER_BACK);
+	assert_int_equal(holder_of(f->sm, D1 + 12), 2);
+	assert_int_equal(revoke(f->sm, D1 + 12, 1, true, s2 + 1, ALL, 3), 0);
+	assert_int_equal(holder_of(f->sm, D1 + 12), 0);
+}
+
+// A state from before the table (no xattrs on the root) loads: no entries,
+// and a since at the applied index (this binary did not see the starts
+// before it). A table that does not decode stops the open.
+static void test_old_state(void **state)
+{
+	struct fx *f = *state;
+	char root[4096];
+	uint64_t at;
+
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	start_as(f->sm, 2, 1, 0);
+	held_dir(f->sm, "d", D1);
+	at = sm_applied_index(f->sm);
+	sm_close(f->sm);
+	f->sm = NULL;
+	snprintf(root, sizeof(root), "%s/tree", f->dir);
+	assert_int_equal(lremovexattr(root, SM_XATTR_STARTS), 0);
+	assert_int_equal(lremovexattr(root, SM_XATTR_START_SINCE), 0);
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(sm_start_index(f->sm, 2), 0);
+	assert_int_equal(since_of(f->sm), at);
+	assert_int_equal(holder_of(f->sm, D1), 2);
+	reopen(f);
+	assert_int_equal(since_of(f->sm), at);
+	sm_close(f->sm);
+	f->sm = NULL;
+	assert_int_equal(lsetxattr(root, SM_XATTR_STARTS, "\1\1", 2, 0), 0);
+	assert_int_not_equal(sm_open(f->dir, 1, &f->sm), 0);
+	f->sm = NULL;
+}
+
+struct image {
+	uint8_t *buf;
+	size_t len, off;
+};
+
+static int image_put(void *arg, const void *buf, size_t len)
+{
+	struct image *im = arg;
+	uint8_t *more = realloc(im->buf, im->len + len);
+	if (!more)
+		return -ENOMEM;
+	memcpy(more + im->len, buf, len);
+	im->buf = more;
+	im->len += len;
+	return 0;
+}
+
+static ssize_t image_get(void *arg, void *buf, size_t len)
+{
+	struct image *im = arg;
+	size_t n = im->len - im->off < len ? im->len - im->off : len;
+	memcpy(buf, im->buf + im->off, n);
+	im->off += n;
+	return (ssize_t)n;
+}
+
+// A node that installs an image holds the same table (and decides the
+// same), with its since at the image's index; an image without a table
+// (made before it) installs as an empty one.
+static void test_image(void **state)
+{
+	struct fx *f = *state;
+	struct image im = {0};
+	struct sm *other = NULL;
+	uint64_t s2, at;
+
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	start_as(f->sm, 1, 1, 0);
+	s2 = start_as(f->sm, 2, 1, 0);
+	start_as(f->sm, 3, 1, 0);
+	held_dir(f->sm, "d", D1);
+	start_as(f->sm, 2, 1, 0);
+	at = sm_applied_index(f->sm);
+	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);
+	f->other = tl_mkdtemp();
+	assert_int_equal(sm_open(f->other, 3, &other), 0);
+	assert_int_equal(snap_node_restore(other, at, image_get, &im), 0);
+	free(im.buf);
+	memset(&im, 0, sizeof(im));
+	for (uint32_t n = 1; n <= 3; n++)
+		assert_int_equal(sm_start_index(other, n), sm_start_index(f->sm, n));
+	assert_int_equal(since_of(other), at);
+	sm_close(other);
+	assert_int_equal(sm_open(f->other, 3, &other), 0);
+	assert_int_equal(sm_start_index(other, 2), s2 + 3);
+	assert_int_equal(since_of(other), at);
+	// Both decide alike: a Revoke knowing s2 changes nothing on either.
+	assert_int_equal(revoke(other, D1, 1, true, s2, ALL, 3), SM_RESULT_HOLDER_BACK);
+	assert_int_equal(revoke(f->sm, D1, 1, true, s2, ALL, 3), SM_RESULT_HOLDER_BACK);
+
+	// An image of a state without the table.
+	char root[4096];
+	sm_close(f->sm);
+	f->sm = NULL;
+	snprintf(root, sizeof(root), "%s/tree", f->dir);
+	assert_int_equal(lremovexattr(root, SM_XATTR_STARTS), 0);
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);
+	at = sm_applied_index(f->sm);
+	sm_close(other);
+	tl_rmtree(f->other);
+	f->other = tl_mkdtemp();
+	assert_int_equal(sm_open(f->other, 3, &other), 0);
+	assert_int_equal(snap_node_restore(other, at, image_get, &im), 0);
+	free(im.buf);
+	assert_int_equal(sm_start_index(other, 2), 0);
+	assert_int_equal(revoke(other, D1, 1, true, s2, ALL, 3), 0);
+	assert_int_equal(holder_of(other, D1), 0);
+	sm_close(other);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_codec),
+	    cmocka_unit_test(test_honoured),
+	    cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_old_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_image, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
