@@ -3,13 +3,16 @@
  * Decoding unpacks with protobuf-c's default (malloc) allocator and then
  * takes ownership of the byte and array fields it produced instead of
  * copying them again: the field is set to NULL before free_unpacked so the
- * unpacked message and the C record never share a pointer.
+ * unpacked message and the C record never share a pointer. A message
+ * (codec_msg_decode) unpacks into shared blocks instead (blob.h), so its
+ * entries' data is one and the logs take it by reference.
  */
 #include "codec.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob.h"
 #include "raft.pb-c.h"
 
 /* Field 7 of raftpb.Message (repeated Entry), wire type 2 (length-delimited). */
@@ -56,6 +59,39 @@ static uint8_t *steal_bytes(ProtobufCBinaryData *bd, size_t *len)
 	bd->len = 0;
 	return p;
 }
+
+/* Like steal_bytes, of a field unpacked with blob_allocator: the data is
+ * a shared block with one reference, the caller's. */
+static uint8_t *steal_blob(ProtobufCBinaryData *bd, size_t *len)
+{
+	uint8_t *p = bd->len ? bd->data : NULL;
+	*len = bd->len;
+	if (!p)
+		raft_blob_release(bd->data);
+	bd->data = NULL;
+	bd->len = 0;
+	return p;
+}
+
+/* Every allocation of an unpack a shared block (blob.h): a message's entry
+ * data, taken from the unpacked message, is then a block that the
+ * follower's log (an append's entries) and the leader's (a forwarded
+ * proposal's) take by reference where they copied a malloc'd one, one
+ * copy of every replicated byte less on each. The message's other parts
+ * are the malloc'd copies the rest of the code frees (msg_from_pb). */
+static void *blob_alloc(void *arg, size_t size)
+{
+	(void)arg;
+	return raft_blob_new(size);
+}
+
+static void blob_free(void *arg, void *p)
+{
+	(void)arg;
+	raft_blob_release(p);
+}
+
+static ProtobufCAllocator blob_allocator = {blob_alloc, blob_free, NULL};
 
 /* ---- entries ---- */
 
@@ -113,8 +149,9 @@ static bool entry_type_valid(int t)
 	return t == RAFT_ENTRY_NORMAL || t == RAFT_ENTRY_CONF_CHANGE;
 }
 
-/* Moves a validated unpacked entry into *out. */
-static int entry_from_pb(Raftpb__Entry *pb, raft_entry *out)
+/* Moves a validated unpacked entry into *out; blob: unpacked with
+ * blob_allocator, its data a shared block. */
+static int entry_from_pb(Raftpb__Entry *pb, raft_entry *out, bool blob)
 {
 	memset(out, 0, sizeof(*out));
 	if (!entry_type_valid((int)pb->type) || pb->data.len > UINT32_MAX)
@@ -123,7 +160,7 @@ static int entry_from_pb(Raftpb__Entry *pb, raft_entry *out)
 	out->index = pb->index;
 	out->type = (raft_entry_type)pb->type;
 	size_t len;
-	out->data = steal_bytes(&pb->data, &len);
+	out->data = blob ? steal_blob(&pb->data, &len) : steal_bytes(&pb->data, &len);
 	out->len = (uint32_t)len;
 	return 0;
 }
@@ -135,7 +172,7 @@ int codec_entry_decode(const uint8_t *buf, size_t len, raft_entry *out)
 	if (!pb)
 		return RAFT_ECORRUPT;
 	/* A log's entry is whole: elided data is for appends only. */
-	int rv = pb->elided_len ? RAFT_ECORRUPT : entry_from_pb(pb, out);
+	int rv = pb->elided_len ? RAFT_ECORRUPT : entry_from_pb(pb, out, false);
 	raftpb__entry__free_unpacked(pb, NULL);
 	return rv;
 }
@@ -499,7 +536,10 @@ static bool elision_valid(const Raftpb__Message *m, const Raftpb__Entry *e)
 				  e->elided_len <= CODEC_ELIDED_MAX_BYTES);
 }
 
-static int msg_from_pb(Raftpb__Message *pb, raft_msg *out)
+/* pb unpacked with blob_allocator when blob (then without a snapshot): its
+ * entries' data moves into out as shared blocks (out->blob_data), its
+ * context is copied. */
+static int msg_from_pb(Raftpb__Message *pb, raft_msg *out, bool blob)
 {
 	if (!msg_shape_valid((int)pb->type, pb->snapshot != NULL))
 		return RAFT_ECORRUPT;
@@ -523,10 +563,11 @@ static int msg_from_pb(Raftpb__Message *pb, raft_msg *out)
 		if (!out->entries)
 			return RAFT_ENOMEM;
 		out->n_entries = pb->n_entries;
+		out->blob_data = blob;
 		for (size_t i = 0; i < pb->n_entries; i++) {
 			Raftpb__Entry *e = pb->entries[i];
 
-			entry_from_pb(e, &out->entries[i]); /* validated above */
+			entry_from_pb(e, &out->entries[i], blob); /* validated above */
 			if (!e->elided_len)
 				continue;
 			if (!out->elided && !(out->elided = calloc(pb->n_entries, sizeof(*out->elided))))
@@ -539,18 +580,34 @@ static int msg_from_pb(Raftpb__Message *pb, raft_msg *out)
 		if (rv != 0)
 			return rv;
 	}
-	out->context = steal_bytes(&pb->context, &out->context_len);
+	if (!blob) {
+		out->context = steal_bytes(&pb->context, &out->context_len);
+	} else if (pb->context.len) {
+		if (!(out->context = malloc(pb->context.len)))
+			return RAFT_ENOMEM;
+		memcpy(out->context, pb->context.data, pb->context.len);
+		out->context_len = pb->context.len;
+	}
 	return 0;
 }
 
 int codec_msg_decode(const uint8_t *buf, size_t len, raft_msg *out)
 {
 	memset(out, 0, sizeof(*out));
-	Raftpb__Message *pb = raftpb__message__unpack(NULL, len, buf);
+	ProtobufCAllocator *a = &blob_allocator;
+	Raftpb__Message *pb = raftpb__message__unpack(a, len, buf);
+	if (pb && pb->snapshot) {
+		/* A snapshot's parts are taken as malloc'd memory by the
+		 * decoders it shares (snapshot_from_pb): unpack the rare
+		 * MSG_SNAP the plain way. */
+		raftpb__message__free_unpacked(pb, a);
+		a = NULL;
+		pb = raftpb__message__unpack(a, len, buf);
+	}
 	if (!pb)
 		return RAFT_ECORRUPT;
-	int rv = msg_from_pb(pb, out);
-	raftpb__message__free_unpacked(pb, NULL);
+	int rv = msg_from_pb(pb, out, a != NULL);
+	raftpb__message__free_unpacked(pb, a);
 	if (rv != 0)
 		raft_msg_free_contents(out);
 	return rv;

@@ -20,8 +20,11 @@ static int handle_append(raft *r, const raft_msg *m)
 		return 0;
 	}
 	uint64_t last_new;
-	int rc = raft_log_maybe_append(&r->log, m->index, m->log_term, m->commit, m->entries,
-				       m->n_entries, &last_new);
+	/* A received append's data is in shared blocks (codec_msg_decode):
+	 * the log takes references, not copies. */
+	int rc = (m->blob_data ? raft_log_maybe_append_refs
+			       : raft_log_maybe_append)(&r->log, m->index, m->log_term, m->commit,
+							m->entries, m->n_entries, &last_new);
 	if (rc == 0) {
 		raft_msg *resp = raft_send(r, RAFT_MSG_APP_RESP, m->from);
 		if (resp)

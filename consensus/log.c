@@ -162,9 +162,10 @@ static void window_truncate(raft_log *l, uint64_t from)
 	}
 }
 
-/* Appends ents (copied), replacing whatever the log holds from
- * ents[0].index on. The caller checked that nothing committed is replaced. */
-static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n)
+/* Appends ents (copied, or with refs their blocks referenced), replacing
+ * whatever the log holds from ents[0].index on. The caller checked that
+ * nothing committed is replaced. */
+static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n, bool refs)
 {
 	if (n == 0)
 		return 0;
@@ -190,9 +191,15 @@ static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n)
 	int rc = window_reserve(l, n);
 	if (rc != 0)
 		return rc;
-	rc = raft_blob_copy_entries(&l->ents[l->head + l->n], ents, n);
-	if (rc != 0)
+	raft_entry *e = &l->ents[l->head + l->n];
+	if (refs) {
+		for (size_t i = 0; i < n; i++) {
+			e[i] = ents[i];
+			raft_blob_ref(e[i].data);
+		}
+	} else if ((rc = raft_blob_copy_entries(e, ents, n)) != 0) {
 		return rc;
+	}
 	l->n += n;
 	l->last = l->off + l->n - 1;
 	return 0;
@@ -237,8 +244,9 @@ int raft_log_append_refs(raft_log *l, const raft_entry *ents, size_t n, uint64_t
 	return append_new(l, ents, n, term, true);
 }
 
-int raft_log_maybe_append(raft_log *l, uint64_t index, uint64_t log_term, uint64_t commit,
-			  const raft_entry *ents, size_t n, uint64_t *last_new)
+/* raft_log_maybe_append and raft_log_maybe_append_refs. */
+static int maybe_append(raft_log *l, uint64_t index, uint64_t log_term, uint64_t commit,
+			const raft_entry *ents, size_t n, uint64_t *last_new, bool refs)
 {
 	if (!raft_log_match_term(l, index, log_term))
 		return RAFT_EINVAL;
@@ -252,13 +260,25 @@ int raft_log_maybe_append(raft_log *l, uint64_t index, uint64_t log_term, uint64
 	if (k < n) {
 		if (ents[k].index <= l->committed)
 			return RAFT_ECORRUPT; /* would rewrite a committed entry */
-		int rc = truncate_and_append(l, ents + k, n - k);
+		int rc = truncate_and_append(l, ents + k, n - k, refs);
 		if (rc != 0)
 			return rc;
 	}
 	raft_log_commit_to(l, commit < lastnew ? commit : lastnew);
 	*last_new = lastnew;
 	return 0;
+}
+
+int raft_log_maybe_append(raft_log *l, uint64_t index, uint64_t log_term, uint64_t commit,
+			  const raft_entry *ents, size_t n, uint64_t *last_new)
+{
+	return maybe_append(l, index, log_term, commit, ents, n, last_new, false);
+}
+
+int raft_log_maybe_append_refs(raft_log *l, uint64_t index, uint64_t log_term, uint64_t commit,
+			       const raft_entry *ents, size_t n, uint64_t *last_new)
+{
+	return maybe_append(l, index, log_term, commit, ents, n, last_new, true);
 }
 
 uint64_t raft_log_find_conflict_by_term(const raft_log *l, uint64_t index, uint64_t term,

@@ -67,6 +67,11 @@ int raft_log_append_refs(raft_log *l, const raft_entry *ents, size_t n, uint64_t
  * negative error on failure. */
 int raft_log_maybe_append(raft_log *l, uint64_t index, uint64_t log_term, uint64_t commit,
 			  const raft_entry *ents, size_t n, uint64_t *last_new);
+/* The same, but each entry's data is a block of blob.h (a decoded
+ * message's, codec_msg_decode) the log takes a reference to instead of a
+ * copy. */
+int raft_log_maybe_append_refs(raft_log *l, uint64_t index, uint64_t log_term, uint64_t commit,
+			       const raft_entry *ents, size_t n, uint64_t *last_new);
 
 /* The largest index <= index whose term is <= term (etcd findConflictByTerm):
  * the hint a rejecting follower sends, and what the leader uses to skip a

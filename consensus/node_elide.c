@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob.h"
 #include "crc32c.h"
 #include "envelope.h"
 #include "runtime_log.h"
@@ -37,23 +38,39 @@ static proposal *pending_of_len(node *n, uint64_t seq, size_t len)
 	return p && p->seq == seq && p->len == len ? p : NULL;
 }
 
+/* Frees an entry's data: a block of blob.h in a message of blob_data. */
+static void drop_data(uint8_t *data, bool blob)
+{
+	if (blob)
+		raft_blob_release(data);
+	else
+		free(data);
+}
+
 /* Fills e, of which el says what was left out, from this node's pending
- * proposals: 0, or -1 when it lacks it. Nothing is allocated before a
- * pending copy of the length the leader named is found (el->len comes
- * from the network). The copy itself is
- * made under n->mu, which FUSE threads (node_start) and apply also take:
- * a proposal is freed under it by whoever answers it (apply, or
- * check_proposals at its deadline while its entry may still commit), so
- * reading it outside the lock would need a pin that every one of those
- * honours, deferring the free to the pinner — more than a copy of at most
- * max_frame_bytes / 2 (node_start) is worth, once per own big entry. The
- * buffer is allocated outside the lock, and the lookup done again. */
-static int fill_one(node *n, raft_entry *e, const raft_elision *el)
+ * proposals: 0, or -1 when it lacks it; blob: e's message holds its data
+ * in shared blocks (raft_msg.blob_data), and so will e. When the leader
+ * logged the try the proposal still holds (the same envelope), e takes a
+ * reference to the proposal's block (node_start's): its bytes never
+ * change while another holds it (try_propose copies a shared block before
+ * writing another envelope), and both run on the loop thread. Otherwise
+ * (the envelope of an earlier try, or a message of copies) the leader's
+ * envelope and the pending command are copied: nothing is allocated
+ * before a pending copy of the length the leader named is found (el->len
+ * comes from the network). The copy itself is made under n->mu, which
+ * FUSE threads (node_start) and apply also take: a proposal is freed
+ * under it by whoever answers it (apply, or check_proposals at its
+ * deadline while its entry may still commit), so reading it outside the
+ * lock would need a pin that every one of those honours, deferring the
+ * free to the pinner — more than a copy of at most max_frame_bytes / 2
+ * (node_start) is worth, once per own big entry. The buffer is allocated
+ * outside the lock, and the lookup done again. */
+static int fill_one(node *n, raft_entry *e, const raft_elision *el, bool blob)
 {
 	envelope env;
 	const uint8_t *cmd;
 	size_t cmd_len;
-	uint8_t *whole;
+	uint8_t *whole = NULL;
 	proposal *p;
 	bool found;
 
@@ -61,22 +78,32 @@ static int fill_one(node *n, raft_entry *e, const raft_elision *el)
 	    envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) != 0 || env.client != n->client_id)
 		return -1;
 	pthread_mutex_lock(&n->mu);
-	found = pending_of_len(n, env.seq, el->len) != NULL;
-	pthread_mutex_unlock(&n->mu);
-	if (!found || !(whole = malloc(el->len)))
-		return -1;
-	memcpy(whole, e->data, ENVELOPE_BYTES);
-	pthread_mutex_lock(&n->mu);
-	p = pending_of_len(n, env.seq, el->len); /* answered meanwhile: NULL */
-	if (p)
-		memcpy(whole + ENVELOPE_BYTES, p->data + ENVELOPE_BYTES, p->len - ENVELOPE_BYTES);
-	pthread_mutex_unlock(&n->mu);
+	p = pending_of_len(n, env.seq, el->len);
 	found = p != NULL;
+	if (p && blob && memcmp(p->data, e->data, ENVELOPE_BYTES) == 0) {
+		whole = p->data;
+		raft_blob_ref(whole);
+	}
+	pthread_mutex_unlock(&n->mu);
+	if (!found)
+		return -1;
+	if (!whole) {
+		if (!(whole = blob ? raft_blob_new(el->len) : malloc(el->len)))
+			return -1;
+		memcpy(whole, e->data, ENVELOPE_BYTES);
+		pthread_mutex_lock(&n->mu);
+		p = pending_of_len(n, env.seq, el->len); /* answered meanwhile: NULL */
+		if (p)
+			memcpy(whole + ENVELOPE_BYTES, p->data + ENVELOPE_BYTES,
+			       p->len - ENVELOPE_BYTES);
+		pthread_mutex_unlock(&n->mu);
+		found = p != NULL;
+	}
 	if (!found || crc32c_extend(0, whole, el->len) != el->crc) {
-		free(whole);
+		drop_data(whole, blob);
 		return -1;
 	}
-	free(e->data);
+	drop_data(e->data, blob);
 	e->data = whole;
 	e->len = el->len;
 	return 0;
@@ -91,7 +118,7 @@ void node_elide_fill(node *n, raft_msg *m)
 	for (size_t i = 0; el && i < m->n_entries; i++) {
 		if (!el[i].len)
 			continue;
-		if (fill_one(n, &m->entries[i], &el[i]) == 0) {
+		if (fill_one(n, &m->entries[i], &el[i], m->blob_data) == 0) {
 			n->elide_filled++;
 			continue;
 		}
@@ -99,8 +126,11 @@ void node_elide_fill(node *n, raft_msg *m)
 		RLOG(RLOG_NET, "lacks its own data of entry %llu from %llu: asks for it whole",
 		     (unsigned long long)m->entries[i].index, (unsigned long long)m->from);
 		transport_lacks(n->tp, m->from, m->entries[i].index);
-		for (size_t j = i; j < m->n_entries; j++)
-			raft_entry_free_contents(&m->entries[j]);
+		for (size_t j = i; j < m->n_entries; j++) {
+			drop_data(m->entries[j].data, m->blob_data);
+			m->entries[j].data = NULL;
+			m->entries[j].len = 0;
+		}
 		m->n_entries = i;
 		break;
 	}

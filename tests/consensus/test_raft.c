@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "blob.h"
+#include "codec.h"
 #include "trace.h"
 
 static raft *R(tnet *net, uint64_t id)
@@ -355,6 +356,64 @@ static void test_proposal_refs_not_copied(void **state)
 	tnet_free(net); /* the log's reference to lead goes with it */
 	assert_false(raft_blob_shared(lead));
 	raft_blob_release(lead);
+}
+
+/* m as its recipient gets it over the wire: encoded, then decoded. */
+static void wire_copy(const raft_msg *m, raft_msg *out)
+{
+	uint8_t *buf;
+	size_t len;
+
+	assert_int_equal(codec_msg_encode(m, 0, &buf, &len), 0);
+	assert_int_equal(codec_msg_decode(buf, len, out), 0);
+	free(buf);
+}
+
+/* A received message's entry data is decoded into shared blocks
+ * (codec_msg_decode), which the leader's log (a forwarded proposal) and a
+ * follower's (an append) take by reference instead of copying again. */
+static void test_decoded_entries_referenced(void **state)
+{
+	raft_config c = tcfg();
+	tnet *net = tnet_new(3, &c);
+	tnet_campaign(net, 1);
+	assert_true(raft_is_leader(R(net, 1)));
+
+	assert_int_equal(raft_propose(R(net, 2), "fwd", 3, NULL, NULL), 0);
+	msgq q = {0};
+	tn_drain(net, tnet_node(net, 2), &q);
+	assert_int_equal(q.n, 1);
+	assert_int_equal(q.m[0].type, RAFT_MSG_PROP);
+	raft_msg prop;
+	wire_copy(&q.m[0], &prop);
+	assert_true(prop.blob_data);
+	assert_false(raft_blob_shared(prop.entries[0].data));
+	tnet_step(net, &prop); /* the leader's appends go to the queue */
+	assert_true(raft_blob_shared(prop.entries[0].data)); /* the leader's log */
+
+	raft_msg app = {0};
+	for (size_t i = 0; i < net->q.n && !app.n_entries; i++)
+		if (net->q.m[i].type == RAFT_MSG_APP && net->q.m[i].to == 3 &&
+		    net->q.m[i].n_entries)
+			wire_copy(&net->q.m[i], &app);
+	assert_int_equal(app.n_entries, 1);
+	assert_true(app.blob_data);
+	assert_memory_equal(app.entries[0].data, "fwd", 3);
+	tnet_step(net, &app);
+	assert_true(raft_blob_shared(app.entries[0].data)); /* node 3's log */
+	tnet_deliver(net); /* the queued copy of that append too: a repeat */
+	for (uint64_t id = 1; id <= 3; id++) {
+		tnode *n = tnet_node(net, id);
+		assert_int_equal(n->n_applied, 2); /* the term's empty entry first */
+		assert_int_equal(n->applied[1].len, 3);
+		assert_memory_equal(n->applied[1].data, "fwd", 3);
+	}
+	msgq_free(&q);
+	tnet_free(net); /* the logs' references go with it */
+	assert_false(raft_blob_shared(prop.entries[0].data));
+	assert_false(raft_blob_shared(app.entries[0].data));
+	raft_msg_free_contents(&prop);
+	raft_msg_free_contents(&app);
 }
 
 /* ReadIndex: requests pending at the same point share one heartbeat round
@@ -790,6 +849,7 @@ int main(void)
 	    cmocka_unit_test(test_proposal_batching),
 	    cmocka_unit_test(test_proposal_forwarding_and_dropping),
 	    cmocka_unit_test(test_proposal_refs_not_copied),
+	    cmocka_unit_test(test_decoded_entries_referenced),
 	    cmocka_unit_test(test_read_index_batching),
 	    cmocka_unit_test(test_read_index_waits_for_commit_in_term),
 	    cmocka_unit_test(test_read_index_follower_single_and_no_leader),

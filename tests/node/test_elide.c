@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "blob.h"
 #include "crc32c.h"
 #include "envelope.h"
 #include "node_internal.h"
@@ -65,7 +66,7 @@ static int setup(void **state)
 		assert_non_null(p);
 		p->seq = seqs[i];
 		p->len = ENVELOPE_BYTES + CMD_BYTES;
-		p->data = malloc(p->len);
+		p->data = raft_blob_new(p->len); /* node_start's kind */
 		assert_non_null(p->data);
 		envelope_encode(&env, p->data);
 		memcpy(p->data + ENVELOPE_BYTES, f->cmd, CMD_BYTES);
@@ -84,7 +85,7 @@ static int teardown(void **state)
 	struct fix *f = *state;
 
 	for (size_t i = 0; i < 3; i++) {
-		free(f->p[i]->data);
+		raft_blob_release(f->p[i]->data);
 		free(f->p[i]);
 	}
 	pthread_mutex_destroy(&f->n->mu);
@@ -95,11 +96,13 @@ static int teardown(void **state)
 
 /* An append from node 2 of entries 10, 11, 12: 11 is elided as the leader
  * would send it for pending proposal k (its envelope, with the leader's
- * min_pending, and the whole length and CRC). */
-static void append_for(struct fix *f, raft_msg *m, size_t k)
+ * min_pending, and the whole length and CRC), the leader having logged
+ * the try of min_pending min (the pending one's: 3); blob: the entries'
+ * data in shared blocks, as codec_msg_decode makes them. */
+static void append_of(struct fix *f, raft_msg *m, size_t k, uint64_t min, bool blob)
 {
 	proposal *p = f->p[k];
-	envelope env = {CLIENT, p->seq, 1}; /* the leader logged an older try */
+	envelope env = {CLIENT, p->seq, min};
 	uint8_t *whole = malloc(p->len);
 
 	assert_non_null(whole);
@@ -118,14 +121,22 @@ static void append_for(struct fix *f, raft_msg *m, size_t k)
 		e->term = 4;
 		e->type = RAFT_ENTRY_NORMAL;
 		e->len = i == 1 ? ENVELOPE_BYTES : 8;
-		e->data = calloc(1, e->len);
+		e->data = blob ? raft_blob_new(e->len) : calloc(1, e->len);
 		assert_non_null(e->data);
+		memset(e->data, 0, e->len);
 	}
+	m->blob_data = blob;
 	memcpy(m->entries[1].data, whole, ENVELOPE_BYTES);
 	m->elided = calloc(3, sizeof(*m->elided));
 	assert_non_null(m->elided);
 	m->elided[1] = (raft_elision){(uint32_t)p->len, crc32c_extend(0, whole, p->len)};
 	free(whole);
+}
+
+/* The leader logged an older try (min_pending 1), entries of copies. */
+static void append_for(struct fix *f, raft_msg *m, size_t k)
+{
+	append_of(f, m, k, 1, false);
 }
 
 /* The append was cut before entry 11, which the transport heard of. */
@@ -164,6 +175,65 @@ static void accepts_own_pending_copy(void **state)
 	assert_int_equal(env.seq, 5);
 	assert_memory_equal(cmd, f->p[1]->data + ENVELOPE_BYTES, CMD_BYTES);
 	raft_msg_free_contents(&m);
+}
+
+/* The leader logged the try still pending (the same envelope), decoded
+ * into shared blocks: the entry takes a reference to the proposal's block
+ * instead of a copy, and lets it go with the message. */
+static void shares_pending_block(void **state)
+{
+	struct fix *f = *state;
+	raft_msg m;
+
+	append_of(f, &m, 1, 3, true);
+	uint32_t crc = m.elided[1].crc;
+	assert_false(raft_blob_shared(f->p[1]->data));
+	node_elide_fill(f->n, &m);
+	assert_int_equal(m.n_entries, 3);
+	assert_int_equal(f->n->elide_filled, 1);
+	assert_ptr_equal(m.entries[1].data, f->p[1]->data);
+	assert_true(raft_blob_shared(f->p[1]->data));
+	assert_int_equal(m.entries[1].len, f->p[1]->len);
+	assert_int_equal(crc32c_extend(0, m.entries[1].data, m.entries[1].len), crc);
+	raft_msg_free_contents(&m);
+	assert_false(raft_blob_shared(f->p[1]->data));
+}
+
+/* An older try's envelope in a message of shared blocks: a copy, in a
+ * block of its own (the message releases it as one). */
+static void copies_older_try_into_block(void **state)
+{
+	struct fix *f = *state;
+	raft_msg m;
+	envelope env;
+	const uint8_t *cmd;
+	size_t cmd_len;
+
+	append_of(f, &m, 1, 1, true);
+	node_elide_fill(f->n, &m);
+	assert_int_equal(m.n_entries, 3);
+	assert_int_equal(f->n->elide_filled, 1);
+	assert_ptr_not_equal(m.entries[1].data, f->p[1]->data);
+	assert_false(raft_blob_shared(f->p[1]->data));
+	assert_false(raft_blob_shared(m.entries[1].data));
+	assert_int_equal(envelope_decode(m.entries[1].data, m.entries[1].len, &env, &cmd, &cmd_len), 0);
+	assert_int_equal(env.min_pending, 1);
+	assert_memory_equal(cmd, f->p[1]->data + ENVELOPE_BYTES, CMD_BYTES);
+	raft_msg_free_contents(&m);
+}
+
+/* A mismatch in a message of shared blocks cuts it as with copies: the
+ * cut entries' blocks released, nothing kept of the proposal's. */
+static void refuses_crc_mismatch_shared(void **state)
+{
+	struct fix *f = *state;
+	raft_msg m;
+
+	append_of(f, &m, 1, 3, true);
+	f->p[1]->data[ENVELOPE_BYTES + 100] ^= 1; /* another command, same seq */
+	node_elide_fill(f->n, &m);
+	assert_false(raft_blob_shared(f->p[1]->data));
+	assert_lacked(f, &m);
 }
 
 static void refuses_other_client(void **state)
@@ -228,6 +298,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(accepts_own_pending_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(shares_pending_block, setup, teardown),
+		cmocka_unit_test_setup_teardown(copies_older_try_into_block, setup, teardown),
+		cmocka_unit_test_setup_teardown(refuses_crc_mismatch_shared, setup, teardown),
 		cmocka_unit_test_setup_teardown(refuses_other_client, setup, teardown),
 		cmocka_unit_test_setup_teardown(refuses_seq_not_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(refuses_length_mismatch, setup, teardown),
