@@ -662,13 +662,7 @@ static void apply_batch_free(apply_batch *b)
 		raft_snapshot_free_contents(b->snap);
 		free(b->snap);
 	}
-	if (b->shared) {
-		for (size_t i = 0; i < b->n; i++)
-			raft_blob_release(b->ents[i].data);
-		free(b->ents);
-	} else {
-		raft_entries_free(b->ents, b->n);
-	}
+	raft_entries_release(b->ents, b->n, b->shared);
 	free(b);
 }
 

@@ -155,6 +155,17 @@ void raft_entries_free(raft_entry *ents, size_t n)
 	free(ents);
 }
 
+void raft_entries_release(raft_entry *ents, size_t n, bool shared)
+{
+	if (!shared) {
+		raft_entries_free(ents, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		raft_blob_release(ents[i].data);
+	free(ents);
+}
+
 void raft_conf_state_free_contents(raft_conf_state *cs)
 {
 	free(cs->voters);
@@ -172,13 +183,7 @@ void raft_snapshot_free_contents(raft_snapshot *s)
 
 void raft_msg_free_contents(raft_msg *m)
 {
-	if (m->blob_data) {
-		for (size_t i = 0; i < m->n_entries; i++)
-			raft_blob_release(m->entries[i].data);
-		free(m->entries);
-	} else {
-		raft_entries_free(m->entries, m->n_entries);
-	}
+	raft_entries_release(m->entries, m->n_entries, m->blob_data);
 	if (m->snapshot) {
 		raft_snapshot_free_contents(m->snapshot);
 		free(m->snapshot);

@@ -148,6 +148,11 @@ int raft_msg_copy(raft_msg *dst, const raft_msg *src);
 void raft_entry_free_contents(raft_entry *e);
 /* Frees each entry's data and then the array itself. */
 void raft_entries_free(raft_entry *ents, size_t n);
+/* Frees the array of n entries and lets go of their data: shared, each
+ * entry holds a reference to a block (blob.h), released; otherwise its own
+ * copy, freed (raft_entries_free). A message's entries and an apply
+ * batch's are one or the other. */
+void raft_entries_release(raft_entry *ents, size_t n, bool shared);
 void raft_conf_state_free_contents(raft_conf_state *cs);
 void raft_snapshot_free_contents(raft_snapshot *s);
 void raft_msg_free_contents(raft_msg *m);
