@@ -200,16 +200,36 @@ int tl_mknod(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uin
 	return tl_apply(sm, &c);
 }
 
+void tl_mkdir_cmd(Fspb__Command *c, Fspb__Mkdir *m, uint64_t parent, const char *name,
+		  uint64_t ino, uint32_t mode)
+{
+	fspb__command__init(c);
+	fspb__mkdir__init(m);
+	m->parent = parent;
+	m->name = (char *)name;
+	m->ino = ino;
+	m->mode = mode;
+	c->op_case = FSPB__COMMAND__OP_MKDIR;
+	c->mkdir = m;
+}
+
 int tl_mkdir(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uint32_t mode)
 {
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = mode;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
+	Fspb__Command c;
+	Fspb__Mkdir m;
+	tl_mkdir_cmd(&c, &m, parent, name, ino, mode);
+	return tl_apply(sm, &c);
+}
+
+int tl_mkdir_as(struct sm *sm, uint32_t node, uint64_t parent, const char *name, uint64_t ino,
+		bool grant, bool close_behind)
+{
+	Fspb__Command c;
+	Fspb__Mkdir m;
+	tl_mkdir_cmd(&c, &m, parent, name, ino, 0755);
+	m.grant = grant;
+	m.grant_close_behind = close_behind;
+	c.node = node;
 	return tl_apply(sm, &c);
 }
 

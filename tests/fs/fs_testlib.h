@@ -57,6 +57,15 @@ void tl_cmds_free(struct tl_cmds *l);
 // returns the result.
 int tl_mknod(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uint32_t mode);
 int tl_mkdir(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, uint32_t mode);
+// The Mkdir command tl_mkdir applies, built in c and m (the caller's), for
+// a test that applies it otherwise (to several replicas, say).
+void tl_mkdir_cmd(Fspb__Command *c, Fspb__Mkdir *m, uint64_t parent, const char *name,
+		  uint64_t ino, uint32_t mode);
+// A Mkdir (mode 0755) as node `node` proposes it: grant delegates the new
+// directory to its maker (Mkdir.grant), close_behind with closes answered
+// behind (Mkdir.grant_close_behind).
+int tl_mkdir_as(struct sm *sm, uint32_t node, uint64_t parent, const char *name, uint64_t ino,
+		bool grant, bool close_behind);
 int tl_symlink(struct sm *sm, uint64_t parent, const char *name, uint64_t ino, const char *target);
 int tl_link(struct sm *sm, uint64_t ino, uint64_t parent, const char *name);
 int tl_unlink(struct sm *sm, uint64_t parent, const char *name, int dir);

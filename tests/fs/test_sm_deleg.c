@@ -65,22 +65,6 @@ static void who(Fspb__Command *c, uint32_t node, int behind)
 	c->behind = behind != 0;
 }
 
-static int mkdir_as(struct sm *sm, uint32_t node, int behind, uint64_t parent, const char *name,
-		    uint64_t ino, int grant)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = 0755;
-	m.grant = grant != 0;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
-	who(&c, node, behind);
-	return tl_apply(sm, &c);
-}
-
 static int mknod_as(struct sm *sm, uint32_t node, int behind, uint64_t parent, const char *name,
 		    uint64_t ino)
 {
@@ -195,14 +179,14 @@ static void test_rules(void **state)
 	sm_set_deleg_hook(sm, hook, &log);
 
 	// A Mkdir with grant delegates the new directory to its proposer.
-	assert_int_equal(mkdir_as(sm, 2, 0, SM_ROOT_ID, "d", D1, 1), 0);
+	assert_int_equal(tl_mkdir_as(sm, 2, SM_ROOT_ID, "d", D1, true, false), 0);
 	expect_deleg(sm, D1, 2, 1);
 	assert_int_equal(log.calls, 1);
 	assert_int_equal(log.dir, D1);
 	assert_int_equal(log.op, FSPB__DELEG__OP__GRANT);
 	assert_int_equal(log.holder, 2);
 	// Without grant (or from node 0) nothing is delegated.
-	assert_int_equal(mkdir_as(sm, 3, 0, SM_ROOT_ID, "e", D2, 0), 0);
+	assert_int_equal(tl_mkdir_as(sm, 3, SM_ROOT_ID, "e", D2, false, false), 0);
 	expect_deleg(sm, D2, 0, 0);
 	expect_deleg(sm, SM_ROOT_ID, 0, 0);
 
@@ -213,7 +197,7 @@ static void test_rules(void **state)
 	assert_int_equal(mknod_as(sm, 0, 0, D1, "h", F3), SM_RESULT_DELEGATED);
 	// The check comes first: an existing name is not the non-holder's answer.
 	assert_int_equal(mknod_as(sm, 3, 0, D1, "f", F3), SM_RESULT_DELEGATED);
-	assert_int_equal(mkdir_as(sm, 3, 0, D1, "x", D3, 0), SM_RESULT_DELEGATED);
+	assert_int_equal(tl_mkdir_as(sm, 3, D1, "x", D3, false, false), SM_RESULT_DELEGATED);
 	assert_int_equal(unlink_as(sm, 3, 0, D1, "f", 0), SM_RESULT_DELEGATED);
 	assert_int_equal(rename_as(sm, 3, 0, D1, "f", SM_ROOT_ID, "f"), SM_RESULT_DELEGATED);
 	assert_int_equal(rename_as(sm, 3, 0, SM_ROOT_ID, "e", D1, "e"), SM_RESULT_DELEGATED);
@@ -455,8 +439,8 @@ static void test_snapshot(void **state)
 	struct image im = {0};
 	struct sm *other = NULL;
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_int_equal(mkdir_as(f->sm, 2, 0, SM_ROOT_ID, "d", D1, 1), 0);
-	assert_int_equal(mkdir_as(f->sm, 2, 0, SM_ROOT_ID, "e", D2, 1), 0);
+	assert_int_equal(tl_mkdir_as(f->sm, 2, SM_ROOT_ID, "d", D1, true, false), 0);
+	assert_int_equal(tl_mkdir_as(f->sm, 2, SM_ROOT_ID, "e", D2, true, false), 0);
 	assert_int_equal(deleg_as(f->sm, 2, D2, FSPB__DELEG__OP__RETURN, 1), 0);
 	assert_int_equal(deleg_as(f->sm, 3, D2, FSPB__DELEG__OP__GRANT, 0), 0);
 	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);

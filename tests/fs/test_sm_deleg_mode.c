@@ -47,23 +47,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int mkdir_as(struct sm *sm, uint32_t node, uint64_t parent, const char *name, uint64_t ino,
-		    bool grant, bool behind)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = 0755;
-	m.grant = grant;
-	m.grant_close_behind = behind;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
-	c.node = node;
-	return tl_apply(sm, &c);
-}
-
 static int deleg_as(struct sm *sm, uint32_t node, uint64_t dir, int op, uint64_t epoch,
 		    bool behind)
 {
@@ -105,12 +88,12 @@ static void test_life(void **state)
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
 
 	// Made by a mount that closes behind / synchronously.
-	assert_int_equal(mkdir_as(f->sm, 2, SM_ROOT_ID, "b", D1, true, true), 0);
-	assert_int_equal(mkdir_as(f->sm, 3, SM_ROOT_ID, "c", D2, true, false), 0);
+	assert_int_equal(tl_mkdir_as(f->sm, 2, SM_ROOT_ID, "b", D1, true, true), 0);
+	assert_int_equal(tl_mkdir_as(f->sm, 3, SM_ROOT_ID, "c", D2, true, false), 0);
 	expect(f->sm, D1, 2, 1, true);
 	expect(f->sm, D2, 3, 1, false);
 	// The flag without a grant means nothing.
-	assert_int_equal(mkdir_as(f->sm, 2, D1, "x", F1, false, true), 0);
+	assert_int_equal(tl_mkdir_as(f->sm, 2, D1, "x", F1, false, true), 0);
 	expect(f->sm, F1, 0, 0, false);
 	reopen(f);
 	expect(f->sm, D1, 2, 1, true);
@@ -155,7 +138,7 @@ static void test_old_format(void **state)
 	uint64_t epoch = 5;
 
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_int_equal(mkdir_as(f->sm, 2, SM_ROOT_ID, "b", D1, true, true), 0);
+	assert_int_equal(tl_mkdir_as(f->sm, 2, SM_ROOT_ID, "b", D1, true, true), 0);
 	sm_close(f->sm);
 	f->sm = NULL;
 	snprintf(path, sizeof(path), "%s/tree/b", f->dir);

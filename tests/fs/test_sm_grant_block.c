@@ -76,21 +76,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static int mkdir_granted(struct sm *sm, uint64_t parent, const char *name, uint64_t ino)
-{
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = ino;
-	m.mode = 0755;
-	m.grant = true;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
-	c.node = 2;
-	return tl_apply(sm, &c);
-}
-
 static uint64_t used_blocks(const char *path)
 {
 	struct statvfs v;
@@ -115,12 +100,12 @@ static void test_grant_shares_a_block(void **state)
 	assert_int_equal(mkdir(data, 0700), 0);
 	assert_int_equal(sm_open(data, 1, &f->sm), 0);
 	uint64_t id = (1ULL << 48) | 1;
-	assert_int_equal(mkdir_granted(f->sm, SM_ROOT_ID, "first", id++), 0);
+	assert_int_equal(tl_mkdir_as(f->sm, 2, SM_ROOT_ID, "first", id++, true, false), 0);
 	uint64_t before = used_blocks(f->mnt);
 	for (int i = 0; i < DIRS; i++) {
 		char name[16];
 		snprintf(name, sizeof(name), "d%d", i);
-		assert_int_equal(mkdir_granted(f->sm, SM_ROOT_ID, name, id++), 0);
+		assert_int_equal(tl_mkdir_as(f->sm, 2, SM_ROOT_ID, name, id++, true, false), 0);
 	}
 	uint64_t used = used_blocks(f->mnt) - before;
 	// One block each, and a few for the state machine's own files (its

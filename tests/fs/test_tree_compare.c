@@ -86,14 +86,9 @@ static void apply_both(struct fx *f, Fspb__Command *c)
 
 static void mkdir_both(struct fx *f, uint64_t parent, const char *name, uint64_t id)
 {
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = parent;
-	m.name = (char *)name;
-	m.ino = id;
-	m.mode = 0755;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
+	Fspb__Command c;
+	Fspb__Mkdir m;
+	tl_mkdir_cmd(&c, &m, parent, name, id, 0755);
 	apply_both(f, &c);
 }
 
