@@ -162,8 +162,8 @@ int test_leading(node *const *first, size_t stride, int n, long long timeout_ms)
 	return -1;
 }
 
-int test_kv_cluster_start(struct test_kv_member *m, int n, const char *cluster, char *dir,
-			  test_kv_tune_fn tune)
+int test_kv_cluster_new(struct test_kv_member *m, int n, const char *cluster, char *dir,
+			test_kv_tune_fn tune)
 {
 	uint16_t port[CONFIG_MAX_PEERS];
 	const char *why = "no free port";
@@ -195,15 +195,30 @@ int test_kv_cluster_start(struct test_kv_member *m, int n, const char *cluster, 
 		if (node_new(c, &m[i].sm, &m[i].n, err, sizeof(err)) != 0)
 			goto failed;
 	}
-	why = "node_launch failed";
-	for (int i = 0; i < n; i++)
-		if (node_launch(m[i].n) != 0)
-			goto failed;
 	return 0;
 failed:
 	fprintf(stderr, "%s setup in %s: %s\n", cluster, dir, why);
 	test_kv_cluster_stop(m, n, dir);
 	return -1;
+}
+
+int test_kv_cluster_launch(struct test_kv_member *m, int n, const char *cluster, char *dir)
+{
+	for (int i = 0; i < n; i++)
+		if (node_launch(m[i].n) != 0) {
+			fprintf(stderr, "%s setup in %s: node_launch failed\n", cluster, dir);
+			test_kv_cluster_stop(m, n, dir);
+			return -1;
+		}
+	return 0;
+}
+
+int test_kv_cluster_start(struct test_kv_member *m, int n, const char *cluster, char *dir,
+			  test_kv_tune_fn tune)
+{
+	if (test_kv_cluster_new(m, n, cluster, dir, tune) != 0)
+		return -1;
+	return test_kv_cluster_launch(m, n, cluster, dir);
 }
 
 int test_kv_node_start(struct test_kv_member *m, const char *cluster, char *dir,

@@ -78,6 +78,15 @@ typedef void (*test_kv_tune_fn)(struct test_kv_member *m, int i);
 int test_kv_cluster_start(struct test_kv_member *m, int n, const char *cluster, char *dir,
 			  test_kv_tune_fn tune);
 
+/* test_kv_cluster_start in two steps, for a test that sets something on
+ * the nodes themselves before any of their threads runs (a message
+ * filter): test_kv_cluster_new makes the nodes (m[i].n) without launching
+ * them, test_kv_cluster_launch launches them. Each returns 0, or -1 after
+ * saying why on stderr and undoing what was made. */
+int test_kv_cluster_new(struct test_kv_member *m, int n, const char *cluster, char *dir,
+			test_kv_tune_fn tune);
+int test_kv_cluster_launch(struct test_kv_member *m, int n, const char *cluster, char *dir);
+
 /* One node with the kv state machine in m, a cluster of one named
  * `cluster` (test_one_node_config: default timings), snapshots off, its
  * data under a fresh dir "/tmp/<cluster>.XXXXXX" (dir holds at least 64

@@ -111,47 +111,22 @@ static size_t recs_seen(void)
 	return n;
 }
 
-/* test_kv_cluster_start launches the nodes itself: the filter must be in
- * place before a node's loop thread runs, so this one sets it between
- * node_new and node_launch. */
+static void tune(struct test_kv_member *mm, int i)
+{
+	(void)i;
+	mm->cfg.proposal_timeout_ms = 30000;
+}
+
+/* The filter must be in place before a node's loop thread runs: set
+ * between making the nodes and launching them. */
 static int setup(void **state)
 {
-	uint16_t port[N_NODES];
-	char err[256];
-
 	(void)state;
-	memset(m, 0, sizeof(m));
-	snprintf(dir, sizeof(dir), "/tmp/retrybytes.XXXXXX");
-	if (!mkdtemp(dir)) {
-		dir[0] = '\0';
+	if (test_kv_cluster_new(m, N_NODES, "retrybytes", dir, tune) != 0)
 		return -1;
-	}
-	setenv("RAFTFS_TEST_STALL", "1", 1);
-	if (test_distinct_ports(port, N_NODES) != 0)
-		goto failed;
-	for (int i = 0; i < N_NODES; i++) {
-		node_config *c = &m[i].cfg;
-
-		test_member_config(c, "retrybytes", dir, i, N_NODES, port);
-		c->snapshot_entries = 0;
-		c->election_ticks = 50; /* 500 ms: no elections from a loaded machine */
-		c->proposal_timeout_ms = 30000;
-		if (kvsm_open(c->data_dir, &m[i].k, err, sizeof(err)) != 0)
-			goto failed;
-		kvsm_iface(m[i].k, &m[i].inner);
-		m[i].sm = m[i].inner;
-		if (node_new(c, &m[i].sm, &m[i].n, err, sizeof(err)) != 0)
-			goto failed;
-		node_set_msg_filter(m[i].n, watch, NULL);
-	}
 	for (int i = 0; i < N_NODES; i++)
-		if (node_launch(m[i].n) != 0)
-			goto failed;
-	return 0;
-failed:
-	fprintf(stderr, "retrybytes setup in %s failed\n", dir);
-	test_kv_cluster_stop(m, N_NODES, dir);
-	return -1;
+		node_set_msg_filter(m[i].n, watch, NULL);
+	return test_kv_cluster_launch(m, N_NODES, "retrybytes", dir);
 }
 
 static int teardown(void **state)
