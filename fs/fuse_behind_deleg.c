@@ -609,11 +609,12 @@ static void *returner(void *arg)
 int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 {
 	struct fuse_behind *b = calloc(1, sizeof(*b));
+	const char *eager = test_hook_env("RAFTFS_TEST_GRANT_EAGER");
 	pthread_condattr_t ca;
 
 	if (!b)
 		return -ENOMEM;
-	if (fuse_grant_new(&b->grant) < 0) {
+	if (fuse_grant_new(&b->grant, eager && strcmp(eager, "0")) < 0) {
 		free(b);
 		return -ENOMEM;
 	}

@@ -46,13 +46,13 @@ static unsigned bucket(uint64_t dir)
 	return (unsigned)((dir ^ (dir >> 48) ^ (dir >> 17)) % BUCKETS);
 }
 
-int fuse_grant_new(struct fuse_grant **out)
+int fuse_grant_new(struct fuse_grant **out, bool eager)
 {
 	struct fuse_grant *g = calloc(1, sizeof(*g));
 
 	if (!g)
 		return -ENOMEM;
-	g->eager = getenv("RAFTFS_TEST_GRANT_EAGER") && strcmp(getenv("RAFTFS_TEST_GRANT_EAGER"), "0");
+	g->eager = eager;
 	pthread_mutex_init(&g->mu, NULL);
 	*out = g;
 	return 0;

@@ -30,8 +30,10 @@
 
 struct fuse_grant;
 
-/* 0 or -ENOMEM. */
-int fuse_grant_new(struct fuse_grant **out);
+/* 0 or -ENOMEM. eager: the test hook RAFTFS_TEST_GRANT_EAGER, read by
+ * the caller (test_hook_env: this file is unit-tested without it): ask at
+ * the first change, never back off. */
+int fuse_grant_new(struct fuse_grant **out, bool eager);
 void fuse_grant_free(struct fuse_grant *g);
 
 /* This mount is about to change dir's entries synchronously (nobody holds

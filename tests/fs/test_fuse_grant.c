@@ -31,7 +31,7 @@ static void test_asks_after_enough_changes(void **state)
 	struct fuse_grant *g;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	assert_int_equal(note_n(g, 7, FUSE_GRANT_AFTER - 1, 1000, 1), 0);
 	assert_true(fuse_grant_note(g, 7, 1100));
 	/* The count starts again: the next ask needs as many again. */
@@ -47,7 +47,7 @@ static void test_slow_changes_never_ask(void **state)
 	struct fuse_grant *g;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	/* One change per window and a bit: never enough within one. */
 	assert_int_equal(note_n(g, 7, 10 * FUSE_GRANT_AFTER, 0, FUSE_GRANT_WINDOW_MS / 4 + 1), 0);
 	fuse_grant_free(g);
@@ -59,7 +59,7 @@ static void test_backoff_after_recall(void **state)
 	int64_t t = 100000;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	fuse_grant_recalled(g, 7, t);
 	/* During the back-off: many changes, no ask. */
 	assert_int_equal(note_n(g, 7, 5 * FUSE_GRANT_AFTER, t, 10), 0);
@@ -79,7 +79,7 @@ static void test_backoff_caps_and_resets(void **state)
 	int64_t t = 0, quiet = 0;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	/* Recalls back to back: the back-off grows to the maximum, no more. */
 	for (int i = 0; i < 20; i++) {
 		fuse_grant_recalled(g, 7, t);
@@ -101,7 +101,7 @@ static void test_full_table(void **state)
 	struct fuse_grant *g;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	/* More directories than it keeps, all recently changed: no ask for
 	 * a new one (nothing is dropped while it may matter)... */
 	for (uint64_t d = 1; d <= FUSE_GRANT_DIRS_MAX; d++)
@@ -241,7 +241,7 @@ static void test_reclaim_clock_starts_again_on_a_new_connection(void **state)
 	bool silent;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	assert_true(fuse_holder_join(g, 3, 60, 0, t));
 	fuse_reclaim_start(&r, t);
 	since = fuse_holder_look(g, 3, 60, 0, t, &silent);
@@ -314,7 +314,7 @@ static void test_holder_parallel_waits_share_a_clock(void **state)
 	bool silent;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	assert_true(fuse_holder_join(g, 3, 77, 9, t));
 	fuse_reclaim_start(&a, t);
 	assert_int_equal(fuse_reclaim_step(&a, 3, 5, 77, 0, fuse_holder_look(g, 3, 77, 9, t, &silent), t),
@@ -366,7 +366,7 @@ static void test_holder_back_on_a_new_connection(void **state)
 	bool silent;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	revoked_for_silence(g, t);
 	/* Its connection went down (killed): still silent. */
 	assert_true(fuse_holder_join(g, 3, 50, 0, t + 4000));
@@ -405,7 +405,7 @@ static void test_holder_silent_until_it_comes_back(void **state)
 	bool silent;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	revoked_for_silence(g, t);
 	/* Seconds later, nothing of it applied: silent. */
 	assert_true(fuse_holder_join(g, 3, 50, 9, t + 5000));
@@ -452,7 +452,7 @@ static void test_holder_table_full(void **state)
 	bool silent;
 
 	(void)state;
-	assert_int_equal(fuse_grant_new(&g), 0);
+	assert_int_equal(fuse_grant_new(&g, false), 0);
 	for (uint32_t h = 1; h <= FUSE_HOLDERS_MAX; h++)
 		assert_true(fuse_holder_join(g, h, 5, 9, 100));
 	assert_false(fuse_holder_join(g, 1000, 5, 9, 100));
