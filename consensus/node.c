@@ -260,6 +260,7 @@ static bool try_propose(node *n, proposal *p, uint64_t now)
 	p->last_try_ms = now;
 	p->epoch = n->epoch;
 	p->log_index = p->log_term = 0;
+	p->log_committed = false;
 	node_pending_retried(n, p); /* this try's fate is unknown again */
 	if (node_unsaved_full(n)) {
 		/* Its disk is behind: held, in seq order, until reap_saves
@@ -310,14 +311,28 @@ void node_resend_from(node *n, proposal *p, uint64_t now)
 			break;
 }
 
-/* p's last try is committed in this leader's own log: the core still
- * leads in the term it appended it in (a leader never overwrites its own
- * entries, so the entry at log_index is still p's) and its commit index
- * is past it. Loop thread, which owns the core. */
-static bool committed_in_own_log(node *n, const proposal *p)
+/* An entry carrying p is committed in this node's log: its commit index is
+ * past the entry's index and the entry there is still of the term it had
+ * when it came (Log Matching: the entries up to the commit index are the
+ * leader's, and an index and a term name one entry; a new leader's entry
+ * that overwrote it has another term). Entries up to the commit index
+ * never change, so the answer is kept (one term look-up per proposal);
+ * an entry overwritten is forgotten (p is retried, and noted again if a
+ * copy of it comes back), and so is one the log no longer holds (a
+ * snapshot's: retried, as before). Loop thread, which owns the core, mu
+ * held. */
+static bool committed_in_log(node *n, proposal *p)
 {
-	return p->log_index && raft_is_leader(n->r) && raft_term(n->r) == p->log_term &&
-	       p->log_index <= raft_commit_index(n->r);
+	if (p->log_committed)
+		return true;
+	if (!p->log_index || p->log_index > raft_commit_index(n->r))
+		return false;
+	if (raft_term_at(n->r, p->log_index) != p->log_term) {
+		p->log_index = p->log_term = 0;
+		return false;
+	}
+	p->log_committed = true;
+	return true;
 }
 
 /* Fails proposals past their deadline, or all once this node faulted;
@@ -357,8 +372,10 @@ static void check_proposals(node *n, uint64_t now)
 		 * sends it again. A leader knows it committed before it is
 		 * handed out: the apply queue's bound can hold committed entries
 		 * back for longer than retry_ms, and each retry of them was a
-		 * duplicate in the log (164 for 400 puts in a 6 s stall). */
-		if (!due && n->leader && !p->committed && !committed_in_own_log(n, p) &&
+		 * duplicate in the log (164 for 400 puts in a 6 s stall). So
+		 * does a follower once the leader's append brought the entry it
+		 * forwarded (note_own_logged). */
+		if (!due && n->leader && !p->committed && !committed_in_log(n, p) &&
 		    (p->epoch != n->epoch || now - p->last_try_ms >= n->retry_ms))
 			due = p;
 	}
@@ -595,6 +612,41 @@ static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted
 	pthread_mutex_unlock(&n->mu);
 	if (own_committed)
 		atomic_store(&n->own_commit_ms, now_ms());
+}
+
+/* Loop thread: notes where this node's own entries among ents (a Ready's,
+ * new in its log) are: a follower learns the index and term of a proposal
+ * it forwarded only from the leader's append that brings the entry
+ * carrying its (client id, seq) — an elided one is whole by then
+ * (node_elide.c) — and a leader a proposal it held or admitted late.
+ * check_proposals then leaves it alone once committed (committed_in_log).
+ * Any copy will do: one committed applies, or is skipped as early and
+ * on_refused proposes it again. */
+static void note_own_logged(node *n, const raft_entry *ents, size_t cnt)
+{
+	proposal *p = NULL;
+
+	if (!cnt)
+		return;
+	pthread_mutex_lock(&n->mu);
+	for (size_t i = 0; i < cnt && n->pend_head; i++) {
+		const uint8_t *cmd;
+		size_t cmd_len;
+		envelope env;
+		proposal *q;
+
+		if (ents[i].type != RAFT_ENTRY_NORMAL ||
+		    envelope_decode(ents[i].data, ents[i].len, &env, &cmd, &cmd_len) < 0 ||
+		    env.client != n->client_id ||
+		    !(q = pending_find_from(n, p ? p : n->pend_head, env.seq)))
+			continue;
+		p = q;
+		if (!p->log_committed) {
+			p->log_index = ents[i].index;
+			p->log_term = ents[i].term;
+		}
+	}
+	pthread_mutex_unlock(&n->mu);
 }
 
 /* Loop thread: an entry of ours with seq was skipped as early, so a
@@ -1155,6 +1207,7 @@ static void handle_ready(node *n)
 			n->hs_dirty = false;
 		}
 		t0 = loop_clock(n);
+		note_own_logged(n, rd.entries, rd.n_entries);
 		mark_own(n, rd.committed, rd.n_committed, false, 0);
 		/* Committed entries are handed out only once durable here too
 		 * (the core's apply limit is the persisted index): the state

@@ -42,12 +42,16 @@ typedef struct proposal {
 	/* Its last try's entry was handed out committed here (then it is not
 	 * lost, only not applied yet: no retry by timer). */
 	bool committed;
-	/* Where its last try went into this node's log as leader (index and
-	 * term; 0: forwarded, held, or put there by another path): with the
-	 * core still leading in that term and its commit index past it, the
-	 * entry is committed although the apply queue's bound may hold it
-	 * back from being handed out (check_proposals). */
+	/* Where an entry carrying it went into this node's log (index and
+	 * term; 0: not seen yet): a leader's try sets them when it appends
+	 * it, and any node's Ready when the entry reaches its log (a
+	 * follower's forward comes back in the leader's append,
+	 * note_own_logged). With the commit index past it and the entry at
+	 * that index still of that term, it is committed although the apply
+	 * queue's bound may hold it back from being handed out
+	 * (check_proposals); log_committed: found so once (it stays so). */
 	uint64_t log_index, log_term;
+	bool log_committed;
 	/* RAFTFS_STAGES: when it was started, first tried, persisted here and
 	 * handed out committed (uv_hrtime ns; 0: not seen). */
 	uint64_t t_start, t_tried, t_persisted, t_committed;

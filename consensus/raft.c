@@ -799,6 +799,11 @@ uint64_t raft_last_index(const raft *r)
 	return r->log.last;
 }
 
+uint64_t raft_term_at(const raft *r, uint64_t index)
+{
+	return raft_log_term_or_zero(&r->log, index);
+}
+
 bool raft_is_leader(const raft *r)
 {
 	return r->role == RAFT_LEADER;

@@ -302,5 +302,8 @@ uint64_t raft_leader(const raft *r);
 uint64_t raft_commit_index(const raft *r);
 /* The index of the last entry in this node's log (as cheap). */
 uint64_t raft_last_index(const raft *r);
+/* The term of the entry at index in this node's log, 0 when the log does
+ * not hold it (compacted, or past the end). */
+uint64_t raft_term_at(const raft *r, uint64_t index);
 
 #endif
