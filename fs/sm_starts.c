@@ -219,8 +219,12 @@ bool sm_start_outdated(struct sm *sm, uint32_t node)
 
 	pthread_rwlock_rdlock(&sm->lock);
 	mine = sm_starts_find(&sm->starts, node);
+	// An entry's since is below its own index (its node's applied index
+	// when it opened, before it proposed): one that is not would have
+	// every node start again and again until the log passed it.
 	for (uint32_t i = 0; mine && i < sm->starts.n; i++)
 		if ((sm->starts.e[i].caps & SM_START_CAP_REVOKE_KNOWS) &&
+		    sm->starts.e[i].since < sm->starts.e[i].index &&
 		    sm->starts.e[i].since >= mine->index)
 			outdated = true;
 	pthread_rwlock_unlock(&sm->lock);

@@ -233,6 +233,10 @@ static void test_apply(void **state)
 	assert_true(sm_start_outdated(f->sm, 2));
 	assert_false(sm_start_outdated(f->sm, 3));
 	assert_false(sm_start_outdated(f->sm, 4)); // no start: nothing to redo
+	// A since past its own start's index cannot be: not a reason to start
+	// again (every node would, until the log passed it).
+	start_as(f->sm, 4, 1, sm_applied_index(f->sm) + 1000);
+	assert_false(sm_start_outdated(f->sm, 3));
 	s2 = start_as(f->sm, 2, 1, 0);
 	start_as(f->sm, 2, 1, 0);
 	assert_int_equal(revoke(f->sm, D1 + 11, 1, true, s2, ALL, 3), 0); // node 1: still old
