@@ -219,6 +219,10 @@ bool sm_start_outdated(struct sm *sm, uint32_t node)
 
 	pthread_rwlock_rdlock(&sm->lock);
 	mine = sm_starts_find(&sm->starts, node);
+	// This node's own table began after its last start said (it installed
+	// an image since): its entries up to the image are the sender's.
+	if (mine && node == sm->node_id && mine->since < sm->start_since)
+		outdated = true;
 	// An entry's since is below its own index (its node's applied index
 	// when it opened, before it proposed): one that is not would have
 	// every node start again and again until the log passed it.

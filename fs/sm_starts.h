@@ -113,8 +113,11 @@ uint64_t sm_start_index(struct sm *sm, uint32_t node);
 void sm_start_fill(struct sm *sm, Fspb__Command *c);
 
 // Any thread: whether node's last start command applied here is not after
-// some node's since (a node that began keeping its table later): the rule
-// stays off until node proposes its start command again.
+// some node's since (a node that began keeping its table later), or, for
+// this node, says a since older than its own now (it installed an image
+// since: its table up to the image is the sender's, whose since it must
+// not claim): the rule stays off, or would not be sound, until node
+// proposes its start command again.
 bool sm_start_outdated(struct sm *sm, uint32_t node);
 
 #endif

@@ -336,13 +336,20 @@ static void test_image(void **state)
 	for (uint32_t n = 1; n <= 3; n++)
 		assert_int_equal(sm_start_index(other, n), sm_start_index(f->sm, n));
 	assert_int_equal(since_of(other), at);
+	// Its own last start (node 3's, in the image) says since 0: it must
+	// start again, saying the image's index.
+	assert_true(sm_start_outdated(other, 3));
+	assert_false(sm_start_outdated(f->sm, 3)); // node 1's view of node 3
 	sm_close(other);
 	assert_int_equal(sm_open(f->other, 3, &other), 0);
+	assert_true(sm_start_outdated(other, 3));
 	assert_int_equal(sm_start_index(other, 2), s2 + 3);
 	assert_int_equal(since_of(other), at);
 	// Both decide alike: a Revoke knowing s2 changes nothing on either.
 	assert_int_equal(revoke(other, D1, 1, true, s2, ALL, 3), SM_RESULT_HOLDER_BACK);
 	assert_int_equal(revoke(f->sm, D1, 1, true, s2, ALL, 3), SM_RESULT_HOLDER_BACK);
+	start_as(other, 3, 1, at); // the start it then proposes
+	assert_false(sm_start_outdated(other, 3));
 
 	// An image of a state without the table.
 	char root[4096];
