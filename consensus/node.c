@@ -1108,7 +1108,7 @@ void node_step_forwarded(node *n, const raft_msg *m)
 			node_unsaved_add(n, m->entries[i].len, 1);
 }
 
-static void handle_ready(node *n)
+static void handle_ready_corked(node *n)
 {
 	uint64_t t0;
 
@@ -1128,7 +1128,10 @@ static void handle_ready(node *n)
 		n->new_bytes = n->new_ents = 0; /* in this Ready's save now */
 		if (rd.snapshot) {
 			/* It replaces the log: the saves queued before it go
-			 * first. Rare, so the loop waits for them here. */
+			 * first. Rare, so the loop waits for them here (what
+			 * it holds to send goes before it waits). */
+			transport_uncork(n->tp);
+			transport_cork(n->tp);
 			node_persist_drain(n->pq);
 			node_persist_lock(n->pq);
 			rc = node_snap_install(n, rd.snapshot, &snap);
@@ -1200,6 +1203,8 @@ static void handle_ready(node *n)
 				n->vote_upto = n->saves_queued;
 			if (n->stall_loop) {
 				n->stall_loop = false;
+				transport_uncork(n->tp);
+				transport_cork(n->tp);
 				node_persist_drain(n->pq);
 			}
 			n->lp.saves++;
@@ -1248,6 +1253,15 @@ static void handle_ready(node *n)
 		atomic_store(&n->term, raft_term(n->r));
 		rlog_set_term(raft_term(n->r));
 	}
+}
+
+/* The Readies' messages to one peer (an append, commit notices,
+ * heartbeats) go out in one write (transport_cork). */
+static void handle_ready(node *n)
+{
+	transport_cork(n->tp);
+	handle_ready_corked(n);
+	transport_uncork(n->tp);
 }
 
 static void on_prepare(uv_prepare_t *h)

@@ -55,6 +55,12 @@ struct transport_conn {
 	/* Under wmu: a direct send wrote part of a frame; nothing more may be
 	 * written and the loop closes the connection at its next write. */
 	bool torn;
+	/* Under wmu: small frames the loop sent while corked
+	 * (transport_cork), not yet written; whatever is written to the
+	 * socket next (a frame, a direct send, transport_uncork) writes them
+	 * first, in the same syscall. */
+	uint8_t *cork;
+	size_t cork_len, cork_cap;
 	int refs;      /* the open handle counts as one */
 	struct transport_conn *next, *prev;
 	char name[96]; /* for log lines */
@@ -110,7 +116,17 @@ struct transport {
 	uint64_t links; /* handshakes so far (transport_peer_link), under wmu */
 	bool elide; /* a forwarder's own bytes are left out (RAFTFS_ELIDE) */
 	uint64_t client_id; /* this node's, said in every hello */
+	bool corked; /* transport_cork: small frames are held (loop thread) */
+	_Atomic uint64_t writes; /* transport_writes */
 };
+
+/* While corked, a frame up to this long is copied behind the connection's
+ * held bytes instead of written; a longer one is written at once, with
+ * what is held in front of it (no copy of a big append's data). */
+#define CORK_FRAME_MAX (16u << 10)
+/* Held bytes per connection, at most: past it they go out with the frame
+ * that would not fit. */
+#define CORK_MAX (64u << 10)
 
 typedef struct wreq {
 	uv_write_t req;
@@ -215,6 +231,7 @@ static void conn_free(transport_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	frame_reader_free(&c->fr);
+	free(c->cork);
 	free(c);
 }
 
@@ -284,6 +301,7 @@ static void lane_drop(transport *t, transport_conn *c)
 	for (size_t i = 0; i < t->n_lane; i++)
 		if (t->lane[i].c == c)
 			t->lane[i--] = t->lane[--t->n_lane];
+	c->cork_len = 0; /* lost with the connection, like its queued writes */
 	pthread_mutex_unlock(&t->wmu);
 }
 
@@ -352,26 +370,32 @@ static int queue_write(transport_conn *c, uint8_t *buf, const uint8_t *data, siz
 }
 
 /* write_segs under wmu: 0, or -1 when the connection is to be closed
- * (buf freed either way). */
+ * (buf freed either way). The connection's held bytes (cork) go first, in
+ * the same write. */
 static int write_segs_locked(transport_conn *c, uint8_t *buf, const codec_seg *segs, size_t n,
 			     size_t len)
 {
-	uv_buf_t b[SEND_SEGS];
+	uv_buf_t b[SEND_SEGS + 1];
 	uint8_t *rest, *q;
-	size_t skip, left;
+	size_t skip, left, nb = 0, held = c->cork_len;
 	int w;
 
 	if (c->torn) { /* a direct send left half a frame: the stream is lost */
 		free(buf);
 		return -1;
 	}
+	if (held)
+		b[nb++] = uv_buf_init((char *)c->cork, (unsigned)held);
 	for (size_t i = 0; i < n; i++)
-		b[i] = uv_buf_init((char *)segs[i].data, (unsigned)segs[i].len);
+		b[nb++] = uv_buf_init((char *)segs[i].data, (unsigned)segs[i].len);
+	len += held;
+	c->cork_len = 0;
+	atomic_fetch_add_explicit(&c->t->writes, 1, memory_order_relaxed);
 	/* Most frames go out at once; only what the kernel would not take
 	 * is queued (uv_try_write refuses while earlier writes are queued, so
 	 * order is kept). The kernel copies from the entries' data itself:
 	 * no copy of a big append is made here unless the socket is full. */
-	w = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)n);
+	w = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)nb);
 	if (w == (int)len) {
 		free(buf);
 		return 0;
@@ -383,7 +407,7 @@ static int write_segs_locked(transport_conn *c, uint8_t *buf, const codec_seg *s
 	}
 	skip = w < 0 ? 0 : (size_t)w;
 	left = len - skip;
-	if (n == 1) /* one piece: its rest is queued in place */
+	if (nb == 1 && !held) /* one piece: its rest is queued in place */
 		return queue_write(c, buf, buf + skip, left);
 	rest = malloc(left);
 	if (!rest) {
@@ -391,15 +415,41 @@ static int write_segs_locked(transport_conn *c, uint8_t *buf, const codec_seg *s
 		return -1;
 	}
 	q = rest;
-	for (size_t i = 0; i < n; i++) {
-		size_t from = skip < segs[i].len ? skip : segs[i].len;
+	for (size_t i = 0; i < nb; i++) {
+		size_t from = skip < b[i].len ? skip : b[i].len;
 
-		memcpy(q, segs[i].data + from, segs[i].len - from);
-		q += segs[i].len - from;
+		memcpy(q, b[i].base + from, b[i].len - from);
+		q += b[i].len - from;
 		skip -= from;
 	}
 	free(buf);
 	return queue_write(c, rest, rest, left);
+}
+
+/* Copies the frame segs[0..n) (len bytes, segs[0] at buf, freed here)
+ * behind c's held bytes. Under wmu. false: no room (nothing done). */
+static bool cork_frame_locked(transport_conn *c, uint8_t *buf, const codec_seg *segs, size_t n,
+			      size_t len)
+{
+	if (c->torn || c->cork_len + len > CORK_MAX)
+		return false;
+	if (c->cork_len + len > c->cork_cap) {
+		size_t cap = c->cork_cap ? c->cork_cap : 4096;
+		uint8_t *nc;
+
+		while (cap < c->cork_len + len)
+			cap *= 2;
+		if (!(nc = realloc(c->cork, cap)))
+			return false;
+		c->cork = nc;
+		c->cork_cap = cap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		memcpy(c->cork + c->cork_len, segs[i].data, segs[i].len);
+		c->cork_len += segs[i].len;
+	}
+	free(buf);
+	return true;
 }
 
 /* Writes a whole frame of len bytes, given as segs[0..n) (segs[0] starting
@@ -605,8 +655,46 @@ int transport_send(transport *t, const raft_msg *m)
 		return -ENOBUFS;
 	}
 	frame_header(buf, FRAME_RAFT, len);
-	write_segs(p->conn, buf, segs, n_segs, FRAME_HEADER_BYTES + len);
+	len += FRAME_HEADER_BYTES;
+	if (t->corked && len <= CORK_FRAME_MAX) {
+		bool held;
+
+		pthread_mutex_lock(&t->wmu);
+		held = cork_frame_locked(p->conn, buf, segs, n_segs, len);
+		pthread_mutex_unlock(&t->wmu);
+		if (held)
+			return 0;
+	}
+	write_segs(p->conn, buf, segs, n_segs, len);
 	return 0;
+}
+
+void transport_cork(transport *t)
+{
+	t->corked = true;
+}
+
+void transport_uncork(transport *t)
+{
+	t->corked = false;
+	for (size_t i = 0; i < t->n_peers; i++) {
+		transport_conn *c = t->peers[i].conn;
+		int rc = 0;
+
+		if (!c)
+			continue;
+		pthread_mutex_lock(&t->wmu);
+		if (c->cork_len)
+			rc = write_segs_locked(c, NULL, NULL, 0, 0);
+		pthread_mutex_unlock(&t->wmu);
+		if (rc < 0)
+			conn_close(c);
+	}
+}
+
+uint64_t transport_writes(const transport *t)
+{
+	return atomic_load_explicit(&t->writes, memory_order_relaxed);
 }
 
 /* Under wmu: the connection to peer id a direct send may write to now,
@@ -630,7 +718,7 @@ static transport_conn *free_lane(transport *t, uint64_t id, peer **pp)
 int transport_send_direct(transport *t, const raft_msg *m)
 {
 	codec_seg segs[SEND_SEGS];
-	struct iovec iov[SEND_SEGS];
+	struct iovec iov[SEND_SEGS + 1]; /* [0]: the loop's held bytes, if any */
 	struct msghdr mh = {0};
 	transport_conn *c;
 	size_t len, n_segs;
@@ -651,8 +739,8 @@ int transport_send_direct(transport *t, const raft_msg *m)
 		return -EINVAL;
 	frame_header(buf, FRAME_RAFT, len);
 	for (size_t i = 0; i < n_segs; i++)
-		iov[i] = (struct iovec){.iov_base = (void *)segs[i].data, .iov_len = segs[i].len};
-	mh.msg_iov = iov;
+		iov[i + 1] = (struct iovec){.iov_base = (void *)segs[i].data, .iov_len = segs[i].len};
+	mh.msg_iov = iov + 1;
 	mh.msg_iovlen = n_segs;
 	len += FRAME_HEADER_BYTES;
 	pthread_mutex_lock(&t->wmu);
@@ -663,11 +751,25 @@ int transport_send_direct(transport *t, const raft_msg *m)
 	if (free_lane(t, m->to, NULL) != c) {
 		rc = -EAGAIN;
 	} else {
+		/* What the loop holds for this peer was sent before: it goes
+		 * first, in this write. */
+		size_t held = c->cork_len;
+
+		if (held) {
+			iov[0] = (struct iovec){.iov_base = c->cork, .iov_len = held};
+			mh.msg_iov = iov;
+			mh.msg_iovlen = n_segs + 1;
+		}
+		atomic_fetch_add_explicit(&t->writes, 1, memory_order_relaxed);
 		w = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-		if (w == (ssize_t)len) {
+		if (w >= 0 && held)
+			c->cork_len = 0; /* written, or lost with the torn stream */
+		if (w == (ssize_t)(held + len)) {
 			rc = 0;
 		} else if (w < 0) {
 			rc = errno == EWOULDBLOCK ? -EAGAIN : -errno;
+		} else if (held && w == (ssize_t)held) {
+			rc = -EAGAIN; /* the held bytes went, whole; m did not */
 		} else {
 			/* Part of a frame: the rest cannot follow from here
 			 * (the loop may write next). The connection is lost;

@@ -88,10 +88,29 @@ int transport_new(uv_loop_t *loop, const node_config *cfg, uint64_t client_id,
  * higher id. 0 or a negative errno (e.g. -EADDRINUSE) with a log line. */
 int transport_start(transport *t);
 
-/* Sends m to peer m->to. 0 when queued; -ENOTCONN if there is no connection
- * to the peer, -ENOBUFS if its send queue is full, -EINVAL for a message the
- * codec refuses. Nothing is sent in the error cases. */
+/* Sends m to peer m->to (or holds it: transport_cork). 0 when queued;
+ * -ENOTCONN if there is no connection to the peer, -ENOBUFS if its send
+ * queue is full, -EINVAL for a message the codec refuses. Nothing is sent
+ * in the error cases. */
 int transport_send(transport *t, const raft_msg *m);
+
+/* Corks the peers' connections (loop thread): from now until
+ * transport_uncork, a raft message of up to 16 KiB that transport_send
+ * sends is held, copied behind the others held for its peer, and they all
+ * go out in one write with the next thing written to that peer (a bigger
+ * frame, a direct send) or at transport_uncork, in the order sent. The node
+ * corks while it sends one round of Ready messages: a leader's append, its
+ * commit notices and heartbeats to one follower are one write and one
+ * wake-up of that follower's loop, not three (bench/fs/README.md, "Session
+ * 13 (mkdir3)"). Nothing changes on the wire: the same frames, fewer
+ * writes. */
+void transport_cork(transport *t);
+/* Writes what is held, one write per peer, and stops holding. */
+void transport_uncork(transport *t);
+
+/* Socket writes tried so far (the loop's and direct sends), for tests and
+ * measurements. Any thread. */
+uint64_t transport_writes(const transport *t);
 
 /* Sends m to peer m->to from any thread (the persist thread: a follower's
  * acknowledgement the moment its entries are durable, without a hand-off
@@ -102,7 +121,8 @@ int transport_send(transport *t, const raft_msg *m);
  * again with transport_send on the loop thread (where an error is handled
  * and reported). A frame written in part makes the connection unusable
  * (-EPIPE): the loop closes it at its next write to it. Frames written here
- * and by the loop never interleave. */
+ * and by the loop never interleave, and what the loop holds for the peer
+ * (transport_cork) goes first, in the same write. */
 int transport_send_direct(transport *t, const raft_msg *m);
 
 /* A follower lacked its own copy of the elided data of entry index in an
