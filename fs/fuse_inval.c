@@ -358,8 +358,9 @@ static void *inval_main(void *arg)
 			reply_gate();
 		rc = se ? notify(se, it) : 0;
 		pthread_mutex_lock(&v->mu);
+		/* Waiters for tried are woken with those for handled below,
+		 * or by settle, which may take a while. */
 		v->tried++;
-		pthread_cond_broadcast(&v->done_cv);
 		/* Handled only once settled: an open's wait (close-to-open)
 		 * covers a grant's invalidation the kernel got late. */
 		if (rc == -ENOENT && it->until_known)
