@@ -6,6 +6,7 @@ add_library(raftfs_fs STATIC
   tree_compare.c
   sm.c
   sm_journal.c
+  sm_decode.c
   sm_reset.c
   sm_direct.c
   sm_read.c

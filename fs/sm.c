@@ -11,6 +11,7 @@
 
 #include "dedup.h"
 #include "sm_impl.h"
+#include "sm_decode.h"
 #include "sm_direct.h"
 #include "sm_reset.h"
 #include "test_gate.h"
@@ -745,6 +746,16 @@ static int decode(const void *cmd, size_t len, Fspb__Command **c)
 	return oom ? -ENOMEM : 0;
 }
 
+// decode for an entry's command: a big write's data stays in cmd (not
+// copied out, sm_decode.h), so the command is freed with sm_decode_free.
+static int decode_entry(const void *cmd, size_t len, Fspb__Command **c)
+{
+	bool oom = false;
+	ProtobufCAllocator a = {pb_alloc, pb_free, &oom};
+	*c = sm_decode(&a, cmd, len);
+	return oom ? -ENOMEM : 0;
+}
+
 // Called before applying the next index, not at the end of the previous apply:
 // marking a record done is only right once the caller has taken its result.
 static int maybe_compact(struct sm *sm)
@@ -947,7 +958,7 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 		rec.cmd_hash = cmd_hash;
 	}
 	Fspb__Command *c = NULL;
-	if (!(rec.flags & SM_REC_SKIP) && (rc = decode(cmd, len, &c)))
+	if (!(rec.flags & SM_REC_SKIP) && (rc = decode_entry(cmd, len, &c)))
 		return fail(sm, index, rc);
 	bool is_batch = c && c->op_case == FSPB__COMMAND__OP_BATCH;
 	bool batch = is_batch && c->batch->n_cmds > 0 && c->batch->n_cmds <= SM_BATCH_MAX;
@@ -957,8 +968,7 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 	    (rec.sub ? !batch || c->batch->n_cmds != rec.nsub : batch)) {
 		fprintf(stderr, "sm: apply %llu: not the batch being applied at the crash\n",
 			(unsigned long long)index);
-		if (c)
-			fspb__command__free_unpacked(c, NULL);
+		sm_decode_free(c, cmd, len);
 		return -EINVAL;
 	}
 	if (sm->test_apply_delay_us)
@@ -996,8 +1006,7 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 	}
 	if (!rc && !(rec.flags & SM_REC_SKIP))
 		rc = record_dedup(sm, &rec);
-	if (c)
-		fspb__command__free_unpacked(c, NULL);
+	sm_decode_free(c, cmd, len);
 	if (rc)
 		return fail(sm, index, rc);
 	sm->applied = index;
