@@ -100,7 +100,7 @@ static int propose_revoke(struct fuse_behind *b, uint64_t dir, uint64_t epoch, u
 	g.epoch = epoch;
 	g.n_members = fs_node_members(b->fs->fsn, members, 2 * CONFIG_MAX_PEERS);
 	g.members = members;
-	g.knows_start = g.n_members > 0;
+	g.knows_start = g.n_members > 0 && sm_start_knows(b->fs->sm);
 	g.holder_start = known;
 	c.op_case = FSPB__COMMAND__OP_DELEG;
 	c.deleg = &g;

@@ -220,8 +220,12 @@ bool sm_start_outdated(struct sm *sm, uint32_t node)
 	pthread_rwlock_rdlock(&sm->lock);
 	mine = sm_starts_find(&sm->starts, node);
 	// This node's own table began after its last start said (it installed
-	// an image since): its entries up to the image are the sender's.
-	if (mine && node == sm->node_id && mine->since < sm->start_since)
+	// an image since): its entries up to the image are the sender's. Or
+	// its own start is not in the table at all: the image's sender kept
+	// none (an older binary), so the peers still have the start this
+	// node's table lost, and decide Revokes on it. (Asked once its start
+	// applied, fuse_run.c: not the missing entry of a node starting.)
+	if (node == sm->node_id && (!mine || mine->since < sm->start_since))
 		outdated = true;
 	// An entry's since is below its own index (its node's applied index
 	// when it opened, before it proposed): one that is not would have
@@ -233,4 +237,9 @@ bool sm_start_outdated(struct sm *sm, uint32_t node)
 			outdated = true;
 	pthread_rwlock_unlock(&sm->lock);
 	return outdated;
+}
+
+bool sm_start_knows(struct sm *sm)
+{
+	return !sm_start_outdated(sm, sm->node_id);
 }

@@ -120,4 +120,12 @@ void sm_start_fill(struct sm *sm, Fspb__Command *c);
 // proposes its start command again.
 bool sm_start_outdated(struct sm *sm, uint32_t node);
 
+// Any thread: whether a Revoke this node proposes may say what it knows of
+// the holder's starts (Deleg.knows_start): not while this node's own start
+// is outdated (above). A table that lost entries at an install (an older
+// binary's image: none) would name a start older than the one its peers
+// have, which they take for a holder back while this node revokes; a
+// Revoke that says nothing revokes on every node alike.
+bool sm_start_knows(struct sm *sm);
+
 #endif

@@ -24,6 +24,7 @@
 
 #define D1 ((2ULL << 48) | 1)
 #define D2 ((2ULL << 48) | 2)
+#define D3 ((2ULL << 48) | 3)
 
 struct fx {
 	char *dir, *other;
@@ -372,6 +373,89 @@ static void test_image(void **state)
 	sm_close(other);
 }
 
+// Node 3 (B) installs an image made by an older binary (no table) while
+// node 1 (C) kept its table; both then apply the same log and must decide
+// every Revoke alike. B's own start is gone from its table: it must start
+// again (saying the image's index), and until then its Revokes must not
+// say what it knows (its table lacks the holder's start the others have).
+static void test_table_less_install(void **state)
+{
+	struct fx *f = *state;
+	struct image im = {0};
+	struct sm *other = NULL;
+	uint64_t s2, at;
+	char root[4096];
+	uint8_t saved[SM_STARTS_BYTES];
+	ssize_t n;
+
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	start_as(f->sm, 1, 1, 0);
+	start_as(f->sm, 2, 1, 0);
+	start_as(f->sm, 3, 1, 0);
+	held_dir(f->sm, "d", D1);
+	held_dir(f->sm, "e", D2);
+	held_dir(f->sm, "g", D3);
+	// The image as an older binary makes it: the same tree, no table.
+	sm_close(f->sm);
+	f->sm = NULL;
+	snprintf(root, sizeof(root), "%s/tree", f->dir);
+	n = lgetxattr(root, SM_XATTR_STARTS, saved, sizeof(saved));
+	assert_true(n > 0);
+	assert_int_equal(lremovexattr(root, SM_XATTR_STARTS), 0);
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);
+	at = sm_applied_index(f->sm);
+	sm_close(f->sm);
+	f->sm = NULL;
+	assert_int_equal(lsetxattr(root, SM_XATTR_STARTS, saved, (size_t)n, 0), 0);
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	f->other = tl_mkdtemp();
+	assert_int_equal(sm_open(f->other, 3, &other), 0);
+	assert_int_equal(snap_node_restore(other, at, image_get, &im), 0);
+	free(im.buf);
+	assert_int_equal(sm_start_index(other, 3), 0);
+	assert_int_equal(since_of(other), at);
+	assert_true(sm_start_outdated(other, 3));
+	assert_false(sm_start_knows(other));
+	assert_true(sm_start_knows(f->sm));
+
+	// B revokes holder 2 as propose_revoke says it: knowing nothing.
+	assert_int_equal(revoke(f->sm, D1, 1, sm_start_knows(other), sm_start_index(other, 2),
+				ALL, 3),
+			 0);
+	assert_int_equal(revoke(other, D1, 1, sm_start_knows(other), sm_start_index(other, 2),
+				ALL, 3),
+			 0);
+	assert_int_equal(holder_of(f->sm, D1), 0);
+	assert_int_equal(holder_of(other, D1), 0);
+
+	// B starts again, saying the image's index; then node 2 restarts
+	// after a decision that knew its start before. The rule is off on
+	// both (node 1's last start is before B's since): both revoke.
+	s2 = sm_start_index(f->sm, 2);
+	start_as(f->sm, 3, 1, at);
+	start_as(other, 3, 1, at);
+	assert_false(sm_start_outdated(other, 3));
+	assert_true(sm_start_knows(other));
+	start_as(f->sm, 2, 1, 0);
+	start_as(other, 2, 1, 0);
+	assert_int_equal(revoke(f->sm, D2, 1, true, s2, ALL, 3), 0);
+	assert_int_equal(revoke(other, D2, 1, true, s2, ALL, 3), 0);
+
+	// Node 1 (whose own table says so) then starts again too: the rule is
+	// on on both, and a Revoke knowing node 2's older start changes
+	// nothing.
+	assert_true(sm_start_outdated(f->sm, 1));
+	start_as(f->sm, 1, 1, 0);
+	start_as(other, 1, 1, 0);
+	assert_false(sm_start_outdated(f->sm, 1));
+	assert_int_equal(revoke(f->sm, D3, 1, true, s2, ALL, 3), SM_RESULT_HOLDER_BACK);
+	assert_int_equal(revoke(other, D3, 1, true, s2, ALL, 3), SM_RESULT_HOLDER_BACK);
+	assert_int_equal(holder_of(f->sm, D3), 2);
+	assert_int_equal(holder_of(other, D3), 2);
+	sm_close(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -380,6 +464,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_apply, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_old_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_image, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_table_less_install, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
