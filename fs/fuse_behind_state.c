@@ -105,8 +105,9 @@ void bh_dir_put(struct fuse_behind *b, struct bh_dir *d)
  * fuse_holder_*), and a change answered behind before it would fail at
  * apply. Once it applied here, every Revoke ordered before it applied
  * here too (the directory is no longer held); one ordered after it comes
- * from a recaller that had not applied it yet when it decided (DESIGN.md,
- * Session 12: what is left). */
+ * from a recaller that had not applied it yet when it decided, and changes
+ * nothing at apply (it names an older start of this node: fs/sm_starts.h;
+ * DESIGN.md, Session 13). */
 struct bh_dir *bh_dir_held(struct fuse_behind *b, uint64_t id)
 {
 	struct bh_dir *d;

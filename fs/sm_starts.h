@@ -50,7 +50,12 @@ struct sm;
 
 // Nodes kept; a start of a node not in a full table replaces the oldest
 // entry (a removed node's, as a rule). A member left without an entry only
-// turns the rule off, never makes nodes decide apart.
+// turns the rule off, never makes nodes decide apart. The bound also keeps
+// the root's xattrs in ext4's one xattr block (4 KiB): the user's up to
+// apply.c's MAX_XATTR_SPACE (3072), a full table (770 bytes of value),
+// the since, id and ctime leave ~100 bytes (measured on ext4 with a 4 KiB
+// block); a note that failed on space would stop the node, so a larger
+// table needs a smaller user limit (fs_test_sm_starts, full_root_xattrs).
 #define SM_STARTS_MAX 32
 
 struct sm_start {

@@ -456,6 +456,30 @@ static void test_table_less_install(void **state)
 	sm_close(other);
 }
 
+// The root's xattr block holds the user's xattrs up to their limit
+// (apply.c, MAX_XATTR_SPACE: one value as large as it allows, the
+// tightest case in ext4's measure) beside a full table: the start note
+// never fails on space (a failed note stops the node), the user's next
+// xattr gets ENOSPC, and the table survives a reopen.
+static void test_full_root_xattrs(void **state)
+{
+	struct fx *f = *state;
+	char big[3072 - 16 - 8 + 1];
+
+	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
+	memset(big, 'v', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(tl_setxattr(f->sm, SM_ROOT_ID, "user.a", big, 0), 0);
+	assert_int_equal(tl_setxattr(f->sm, SM_ROOT_ID, "user.b", "v", 0), ENOSPC);
+	for (uint32_t n = 1; n <= SM_STARTS_MAX + 1; n++)
+		start_as(f->sm, n, 1, sm_applied_index(f->sm));
+	reopen(f);
+	assert_int_equal(sm_start_index(f->sm, 1), 0); // the oldest went
+	for (uint32_t n = 2; n <= SM_STARTS_MAX + 1; n++)
+		assert_int_not_equal(sm_start_index(f->sm, n), 0);
+	assert_int_equal(tl_setxattr(f->sm, SM_ROOT_ID, "user.b", "v", 0), ENOSPC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +489,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_old_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_image, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_table_less_install, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_full_root_xattrs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
