@@ -192,6 +192,8 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 			rc = propose_revoke(b, dir, epoch, known);
 			if (revoke_failed(rc))
 				return rc;
+			if (rc == SM_RESULT_HOLDER_BACK)
+				fuse_reclaim_holder_back(&clock, mono_ms());
 			continue;
 		}
 		step = fuse_reclaim_step(&clock, holder, epoch, progress, link, since, now);
@@ -211,6 +213,8 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 			rc = propose_revoke(b, dir, epoch, known);
 			if (revoke_failed(rc))
 				return rc;
+			if (rc == SM_RESULT_HOLDER_BACK)
+				fuse_reclaim_holder_back(&clock, mono_ms());
 			continue;
 		case FUSE_RECLAIM_RECALL:
 			/* At most once per FUSE_RECALL_EVERY_MS, however often
@@ -609,12 +613,15 @@ static void *returner(void *arg)
 int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 {
 	struct fuse_behind *b = calloc(1, sizeof(*b));
-	const char *eager = test_hook_env("RAFTFS_TEST_GRANT_EAGER");
+	/* 0 is off: only a value that turns the hook on is warned about. */
+	const char *eager_env = getenv("RAFTFS_TEST_GRANT_EAGER");
+	bool eager = eager_env && strcmp(eager_env, "0") &&
+		     test_hook_env("RAFTFS_TEST_GRANT_EAGER");
 	pthread_condattr_t ca;
 
 	if (!b)
 		return -ENOMEM;
-	if (fuse_grant_new(&b->grant, eager && strcmp(eager, "0")) < 0) {
+	if (fuse_grant_new(&b->grant, eager) < 0) {
 		free(b);
 		return -ENOMEM;
 	}

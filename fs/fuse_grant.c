@@ -172,6 +172,11 @@ void fuse_reclaim_start(struct fuse_reclaim *r, int64_t now_ms)
 				   .next_recall_ms = now_ms};
 }
 
+void fuse_reclaim_holder_back(struct fuse_reclaim *r, int64_t now_ms)
+{
+	fuse_reclaim_start(r, now_ms);
+}
+
 enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, uint64_t epoch,
 				       uint64_t progress, uint64_t link, int64_t silent_ms,
 				       int64_t now_ms)

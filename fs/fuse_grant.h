@@ -122,6 +122,15 @@ enum fuse_reclaim_do fuse_reclaim_step(struct fuse_reclaim *r, uint32_t holder, 
 				       int64_t now_ms);
 /* How long to wait at most from now_ms before the next step. */
 int64_t fuse_reclaim_due(const struct fuse_reclaim *r, int64_t now_ms);
+/* A Revoke this wait proposed changed nothing at now_ms: its holder had
+ * started again before it applied (SM_RESULT_HOLDER_BACK). The holder is
+ * live: the wait starts afresh, cap included. The cap's clock ran from
+ * the wait's start, through the revoke at once of a silent holder, its
+ * read barrier, proposal and apply; one that took most of the cap (a
+ * loaded machine, a holder restarting slowly) would leave the live
+ * holder less than FUSE_REVOKE_AFTER_MS, or nothing, before a Revoke that
+ * takes, and the change it answered behind since would fail at apply. */
+void fuse_reclaim_holder_back(struct fuse_reclaim *r, int64_t now_ms);
 
 /* Holders' silence, one record per holder shared by all the recallers of
  * this mount. A dead or cut-off node may hold hundreds of directories (all

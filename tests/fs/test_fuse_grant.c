@@ -225,6 +225,27 @@ static void test_reclaim_new_holder_starts_afresh(void **state)
 	assert_int_equal(fuse_reclaim_step(&r, 3, 9, 40, 0, t + 10, t + 10), FUSE_RECLAIM_WAIT);
 }
 
+/* A wait that revoked a silent holder at once, the Revoke applied 31 s
+ * after the wait began (past the cap) and changed nothing: the holder had
+ * started again (SM_RESULT_HOLDER_BACK). The live holder is recalled and
+ * given the whole FUSE_REVOKE_AFTER_MS, not revoked at the next look by a
+ * cap that ran out while the Revoke was on its way (review rev_starts,
+ * finding 2). */
+static void test_reclaim_holder_back_starts_afresh(void **state)
+{
+	struct fuse_reclaim r;
+	unsigned recalls = 0;
+	int64_t t = 1000, back = t + FUSE_REVOKE_CAP_MS + 1000;
+
+	(void)state;
+	fuse_reclaim_start(&r, t);
+	fuse_reclaim_holder_back(&r, back);
+	/* Its start command applied here: progress, and its silence ends. */
+	assert_int_equal(fuse_reclaim_step(&r, 3, 8, 41, 12, back, back), FUSE_RECLAIM_RECALL);
+	assert_int_equal(run_clock(&r, 3, 8, 41, back + 10, 2 * FUSE_REVOKE_AFTER_MS, &recalls),
+			 back + FUSE_REVOKE_AFTER_MS);
+}
+
 /* Reviewer's finding 2: node 3, dead (no connection), holds the directory
  * a wait started on at t; it restarts and connects at t + 2000 (link 12),
  * its start command not applied here yet. The wait's clock starts again
@@ -481,6 +502,7 @@ int main(void)
 	    cmocka_unit_test(test_reclaim_recalls_then_revokes),
 	    cmocka_unit_test(test_reclaim_progress_and_cap),
 	    cmocka_unit_test(test_reclaim_new_holder_starts_afresh),
+	    cmocka_unit_test(test_reclaim_holder_back_starts_afresh),
 	    cmocka_unit_test(test_reclaim_busy_holder_gets_longer),
 	    cmocka_unit_test(test_reclaim_clock_starts_again_on_a_new_connection),
 	    cmocka_unit_test(test_holder_parallel_waits_share_a_clock),
