@@ -30,6 +30,7 @@
 #define XATTR_CTIME "trusted.raftfs.ctime"
 #define XATTR_OURS "trusted.raftfs."
 #define XATTR_RELEASED "trusted.raftfs.released"
+#define XATTR_DELEG "trusted.raftfs.deleg"
 
 // Room for one xattr value (Linux: XATTR_SIZE_MAX), a symlink target
 // (< PATH_MAX) or one block of content.
@@ -384,23 +385,28 @@ static void compare_symlinks(struct cmp *c, const char *rel, const struct obj *o
 	}
 }
 
-// The nodes that released an orphan (replicated state kept in an xattr the
-// user does not see).
-static void compare_released(struct cmp *c, const char *rel, const struct obj *o, const bool *on)
+// One of our xattrs that is replicated state the user does not see, the
+// same bytes on every node at one applied index (written only at apply, or
+// carried by an image): the nodes that released an orphan, a directory's
+// delegation. (Not the root's table of start commands: a node upgraded
+// later, or rebuilt from an older binary's image, lacks the starts before
+// its since, by design, fs/sm_starts.h; nor its local since.)
+static void compare_ours(struct cmp *c, const char *rel, const struct obj *o, const bool *on,
+			 const char *name, const char *read, const char *differ)
 {
-	ssize_t la = getxattr(o[0].proc, XATTR_RELEASED, c->buf[0], BUF_SIZE);
+	ssize_t la = getxattr(o[0].proc, name, c->buf[0], BUF_SIZE);
 	if (la < 0 && errno != ENODATA) {
-		read_error_first(c, rel, "read the releases", on, errno);
+		read_error_first(c, rel, read, on, errno);
 		return;
 	}
 	for (int i = 1; i < c->n; i++) {
 		if (!on[i])
 			continue;
-		ssize_t lb = getxattr(o[i].proc, XATTR_RELEASED, c->buf[1], BUF_SIZE);
+		ssize_t lb = getxattr(o[i].proc, name, c->buf[1], BUF_SIZE);
 		if (lb < 0 && errno != ENODATA)
-			read_error(c, rel, "read the releases", false, i, errno);
+			read_error(c, rel, read, false, i, errno);
 		else if (la != lb || (la > 0 && memcmp(c->buf[0], c->buf[1], (size_t)la)))
-			diff(c, i, "%s: released by different nodes", rel);
+			diff(c, i, "%s: %s", rel, differ);
 	}
 }
 
@@ -450,8 +456,13 @@ static int compare_obj(struct cmp *c, const char *rel, const struct obj *o, bool
 	if (S_ISLNK(x->st_mode))
 		compare_symlinks(c, rel, o, on);
 	compare_xattrs(c, rel, o, on);
-	if (c->kind == TREE_CMP_DATA)
-		compare_released(c, rel, o, on);
+	if (c->kind == TREE_CMP_DATA) {
+		compare_ours(c, rel, o, on, XATTR_RELEASED, "read the releases",
+			     "released by different nodes");
+		if (S_ISDIR(x->st_mode))
+			compare_ours(c, rel, o, on, XATTR_DELEG, "read the delegation",
+				     "delegation differs");
+	}
 	if (S_ISREG(x->st_mode)) {
 		for (int i = 1; i < c->n; i++)
 			c->tmp[i] = on[i] && o[i].st.st_size == x->st_size;

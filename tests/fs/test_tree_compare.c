@@ -445,6 +445,37 @@ static void test_each_unreadable_first(void **state)
 	seen_reset(&e.pair[2]);
 }
 
+// A directory's delegation is replicated state in our own xattr: the same
+// on every node at one index, and a node whose holder or epoch differs is
+// a difference (as data trees; a mount shows none of our xattrs).
+static void test_deleg_difference(void **state)
+{
+	struct fx *f = *state;
+	const char *roots[2] = {f->dir[0], f->dir[1]};
+	Fspb__Command c;
+	Fspb__Mkdir m;
+	struct seen one = {0};
+	char path[PATH_MAX];
+	uint8_t deleg[13];
+	ssize_t n;
+
+	tl_mkdir_cmd(&c, &m, SM_ROOT_ID, "held", (1ULL << 48) | 9, 0755);
+	m.grant = true;
+	c.node = 2;
+	apply_both(f, &c);
+	assert_int_equal(tree_differ(roots, 2, TREE_CMP_DATA), 0);
+	snprintf(path, sizeof(path), "%s/tree/held", f->dir[1]);
+	n = lgetxattr(path, "trusted.raftfs.deleg", deleg, sizeof(deleg));
+	assert_true(n >= 12);
+	deleg[4] ^= 1; // another epoch
+	assert_int_equal(lsetxattr(path, "trusted.raftfs.deleg", deleg, (size_t)n, 0), 0);
+	assert_int_equal(tree_compare(f->dir[0], f->dir[1], TREE_CMP_DATA, keep_diff, &one), 1);
+	assert_non_null(strstr(one.all, "held: delegation differs"));
+	seen_reset(&one);
+	assert_int_equal(lremovexattr(path, "trusted.raftfs.deleg"), 0);
+	assert_int_equal(tree_differ(roots, 2, TREE_CMP_DATA), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -455,6 +486,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_each_reports_as_pairs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_each_expected_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_each_unreadable_first, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deleg_difference, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
