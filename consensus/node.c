@@ -332,10 +332,48 @@ static bool committed_in_log(node *n, proposal *p)
 		return false;
 	}
 	p->log_committed = true;
+	if (p->log_index > p->commit_seen)
+		p->commit_seen = p->log_index;
 	return true;
 }
 
-/* Fails proposals past their deadline, or all once this node faulted;
+/* When apply went past every copy of p known committed here without
+ * answering it: the copy was skipped as early (on_refused proposes it
+ * again) or an installed snapshot covered it (its result, if it applied
+ * before the image was taken, is in the duplicate table, and a retry gets
+ * it). Then what was known is forgotten, so p is retried by timer as an
+ * uncommitted one and fails at its deadline as one. complete_local
+ * unlinks p under mu before the apply thread moves `applied` past its
+ * entry, so a p still listed here with its index passed was not answered.
+ * Loop thread, mu held. */
+static void forget_passed_commit(node *n, proposal *p, uint64_t applied)
+{
+	if (!p->commit_seen || p->commit_seen > applied)
+		return;
+	p->commit_seen = 0;
+	if (p->log_index && p->log_index <= applied) {
+		p->log_index = p->log_term = 0;
+		p->log_committed = false;
+	}
+	if (p->committed)
+		node_pending_retried(n, p);
+}
+
+/* Whether p, past its deadline, waits on: a copy of it is committed here
+ * and not yet applied. It will apply (or be skipped as early) unless this
+ * node faults or stops, which check_proposals answers at once; failing it
+ * at the deadline told its caller it failed while it applied everywhere
+ * (this node's apply may lag its commit by more than the timeout: a slow
+ * disk, a restarted node catching up, a snapshot install). Only what is
+ * not known committed gets the bounded wait. */
+static bool waits_for_apply(node *n, proposal *p, uint64_t applied)
+{
+	committed_in_log(n, p); /* notes commit_seen if it is */
+	return p->commit_seen > applied;
+}
+
+/* Fails proposals past their deadline but those known committed and not
+ * yet applied here (waits_for_apply), or all once this node faulted;
  * re-proposes those due for a retry and all after them: after a leader
  * change, or when a try got no answer for retry_ms (a forwarded proposal
  * can be lost with its connection). */
@@ -343,12 +381,16 @@ static void check_proposals(node *n, uint64_t now)
 {
 	proposal *failed = NULL, *p, *next, *due = NULL;
 	bool stopping, faulted;
+	uint64_t applied;
 
 	pthread_mutex_lock(&n->mu);
 	stopping = n->stopping;
 	faulted = atomic_load(&n->fault) != 0;
+	/* Read under mu: see forget_passed_commit. */
+	applied = atomic_load(&n->applied);
 	for (p = n->pend_head; p; p = next) {
 		next = p->next;
+		forget_passed_commit(n, p, applied);
 		/* A node that stopped applying will never apply what it waits
 		 * for: its callers get the fault now, not at their deadline (a
 		 * close after a disk filled took the proposal timeout, 5 s, to
@@ -356,7 +398,8 @@ static void check_proposals(node *n, uint64_t now)
 		 * apply on the others. */
 		if (faulted)
 			p->last_error = NODE_EFAULT;
-		if (now >= p->deadline_ms || n->stopping || faulted) {
+		if ((now >= p->deadline_ms && !waits_for_apply(n, p, applied)) || n->stopping ||
+		    faulted) {
 			node_pending_unlink(n, p);
 			p->next = failed;
 			failed = p;
@@ -374,8 +417,10 @@ static void check_proposals(node *n, uint64_t now)
 		 * back for longer than retry_ms, and each retry of them was a
 		 * duplicate in the log (164 for 400 puts in a 6 s stall). So
 		 * does a follower once the leader's append brought the entry it
-		 * forwarded (note_own_logged). */
-		if (!due && n->leader && !p->committed && !committed_in_log(n, p) &&
+		 * forwarded (note_own_logged), and either of a copy of an
+		 * earlier try known committed (commit_seen). */
+		if (!due && n->leader && !p->committed && p->commit_seen <= applied &&
+		    !committed_in_log(n, p) &&
 		    (p->epoch != n->epoch || now - p->last_try_ms >= n->retry_ms))
 			due = p;
 	}
@@ -604,6 +649,8 @@ static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted
 			p->t_persisted = now;
 		else if (!persisted) {
 			node_pending_committed(n, p);
+			if (ents[i].index > p->commit_seen)
+				p->commit_seen = ents[i].index;
 			own_committed = true;
 			if (!p->t_committed)
 				p->t_committed = now;
@@ -1188,6 +1235,18 @@ static void handle_ready_corked(node *n)
 			free(snap.data);
 			fatal_stop(n, "keeping messages until their save is durable", rc);
 			return;
+		}
+		/* A leader's appends and commit notices leave before its own
+		 * save is queued and the committed entries are handed out:
+		 * each wakes another thread, which on a busy machine may run
+		 * before this one reaches the uncork at the end of the round,
+		 * and what the followers do with them (their saves, which the
+		 * commit waits for, and their applies, which their mounts'
+		 * fsyncs wait for) is the longer path; the leader's own save
+		 * starts first anyway. */
+		if (early && rd.n_msgs && (job || rd.n_committed)) {
+			transport_uncork(n->tp);
+			transport_cork(n->tp);
 		}
 		if (job) {
 			node_persist_submit(n->pq, job);

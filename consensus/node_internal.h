@@ -52,6 +52,13 @@ typedef struct proposal {
 	 * (check_proposals); log_committed: found so once (it stays so). */
 	uint64_t log_index, log_term;
 	bool log_committed;
+	/* The index of a copy of it (any try's) known committed here, the
+	 * highest (0: none): it will apply here or be skipped as early, so
+	 * past its deadline it waits for the apply index to reach it instead
+	 * of failing (check_proposals). Kept across retries (a committed
+	 * entry stays); forgotten once apply passed it without answering
+	 * (skipped as early, or under an installed snapshot). */
+	uint64_t commit_seen;
 	/* RAFTFS_STAGES: when it was started, first tried, persisted here and
 	 * handed out committed (uv_hrtime ns; 0: not seen). */
 	uint64_t t_start, t_tried, t_persisted, t_committed;

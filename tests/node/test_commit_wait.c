@@ -1,0 +1,216 @@
+/* test_commit_wait.c — a proposal known committed does not fail at its
+ * deadline: a put that committed while the proposing node's apply is held
+ * (a gate) for longer than the proposal timeout finishes with success once
+ * the gate opens, through the leader and through a follower (node.c,
+ * waits_for_apply: failing it told the caller it failed while it applied
+ * everywhere). A put that cannot commit (the other two nodes stopped) still
+ * fails at its deadline. Three in-process nodes with the kv state machine,
+ * the proposer's apply behind a gate. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "kvsm.h"
+#include "node.h"
+#include "node_testlib.h"
+
+#define N_NODES 3
+/* Short, so that the hold below outlasts it by far. */
+#define TIMEOUT_MS 1000
+
+static struct test_kv_member m[N_NODES];
+static char dir[64];
+/* The gate the proposer's apply waits at; the other nodes apply freely. */
+static struct test_gate gate = TEST_GATE_CLOSED;
+static _Atomic(kvsm *) gated;
+
+static int gated_apply(void *ctx, uint64_t index, const envelope *env, const uint8_t *cmd,
+		       size_t len, int64_t *result)
+{
+	if (ctx == atomic_load(&gated))
+		test_gate_wait(&gate);
+	return m[0].inner.apply(ctx, index, env, cmd, len, result);
+}
+
+/* The put's outcome: its status once answered. */
+static atomic_int answered;
+static atomic_int status;
+
+static void on_done(void *arg, int st, int64_t result, uint64_t index)
+{
+	(void)arg;
+	(void)result;
+	(void)index;
+	atomic_store(&status, st);
+	atomic_store(&answered, 1);
+}
+
+static void tune(struct test_kv_member *member, int i)
+{
+	(void)i;
+	member->cfg.proposal_timeout_ms = TIMEOUT_MS;
+	member->sm.apply = gated_apply;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	atomic_store(&gated, NULL);
+	atomic_store(&answered, 0);
+	pthread_mutex_lock(&gate.mu);
+	gate.closed = true;
+	pthread_mutex_unlock(&gate.mu);
+	return test_kv_cluster_start(m, N_NODES, "commitwait", dir, tune);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_gate_open(&gate);
+	return test_kv_cluster_stop(m, N_NODES, dir);
+}
+
+/* The index at which member i applied the command cmd (its kv log, read
+ * while it runs), or 0 if it has not. */
+static uint64_t applied_at(int i, const char *cmd)
+{
+	char *buf = NULL, line[256], err[128];
+	size_t size = 0;
+	uint64_t found = 0;
+	FILE *f = open_memstream(&buf, &size);
+
+	if (!f)
+		return 0;
+	if (kvsm_dump(m[i].cfg.data_dir, f, err, sizeof(err)) < 0) {
+		fclose(f);
+		free(buf);
+		return 0;
+	}
+	fclose(f);
+	f = fmemopen(buf, size, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long long index;
+		char kind[16], rest[200];
+
+		/* "index kind client seq result command" */
+		if (sscanf(line, "%llu %15s %*s %*s %*s %199s", &index, kind, rest) == 3 &&
+		    strcmp(kind, "new") == 0 && strcmp(rest, cmd) == 0)
+			found = index;
+	}
+	if (f)
+		fclose(f);
+	free(buf);
+	return found;
+}
+
+/* Proposes cmd on member p with its apply held; waits until another member
+ * applied it (so it is committed) and p's own commit index passed it (p
+ * knows it committed); holds p's apply for three proposal timeouts, during
+ * which the put must not be answered; then opens the gate: it must succeed. */
+static void committed_put_outlasts_deadline(int p, const char *cmd)
+{
+	int other = (p + 1) % N_NODES;
+	char addr[64];
+	uint64_t index = 0;
+	long long deadline, hold_end;
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", m[p].cfg.listen_port);
+	/* Known a leader and caught up: one put applied through p first. */
+	assert_int_equal(test_put_wait(m[p].n, "warm=1", 20000), 1);
+	atomic_store(&gated, m[p].k);
+	assert_int_equal(node_start(m[p].n, cmd, strlen(cmd), 0, on_done, NULL, NULL, NULL), 0);
+	deadline = test_now_ms() + 20000;
+	while (!(index = applied_at(other, cmd)) && test_now_ms() < deadline)
+		test_nap();
+	assert_true(index > 0);
+	while (test_commit_index(addr, 2000) < index && test_now_ms() < deadline)
+		test_nap();
+	assert_true(test_commit_index(addr, 2000) >= index);
+	/* The hold is the scenario: apply here lags the commit by three
+	 * proposal timeouts (a slow disk, a node catching up). */
+	hold_end = test_now_ms() + 3 * TIMEOUT_MS;
+	while (test_now_ms() < hold_end)
+		test_nap();
+	printf("n%d: put committed at %llu, held from apply for %d ms: %s\n", p + 1,
+	       (unsigned long long)index, 3 * TIMEOUT_MS,
+	       atomic_load(&answered) ? node_strerror(atomic_load(&status)) : "still waiting");
+	assert_int_equal(atomic_load(&answered), 0);
+	assert_int_equal(node_applied(m[p].n) < index, 1);
+
+	test_gate_open(&gate);
+	deadline = test_now_ms() + 20000;
+	while (!atomic_load(&answered) && test_now_ms() < deadline)
+		test_nap();
+	assert_int_equal(atomic_load(&answered), 1);
+	assert_int_equal(atomic_load(&status), 0);
+	assert_true(node_applied(m[p].n) >= index);
+}
+
+static void test_leader_waits_for_apply(void **state)
+{
+	int leader;
+
+	(void)state;
+	leader = test_leading(&m[0].n, sizeof(m[0]), N_NODES, 20000);
+	assert_true(leader >= 0);
+	committed_put_outlasts_deadline(leader, "viale=1");
+}
+
+static void test_follower_waits_for_apply(void **state)
+{
+	int leader;
+
+	(void)state;
+	leader = test_leading(&m[0].n, sizeof(m[0]), N_NODES, 20000);
+	assert_true(leader >= 0);
+	committed_put_outlasts_deadline((leader + 1) % N_NODES, "viaf=1");
+}
+
+/* Not committed (no quorum): the bounded wait is kept. */
+static void test_uncommitted_fails_at_deadline(void **state)
+{
+	int leader, p;
+	long long t0;
+
+	(void)state;
+	leader = test_leading(&m[0].n, sizeof(m[0]), N_NODES, 20000);
+	assert_true(leader >= 0);
+	p = leader;
+	assert_int_equal(test_put_wait(m[p].n, "warm=1", 20000), 1);
+	for (int i = 0; i < N_NODES; i++) {
+		if (i == p)
+			continue;
+		node_stop(m[i].n);
+		node_free(m[i].n);
+		m[i].n = NULL;
+	}
+	t0 = test_now_ms();
+	assert_int_equal(node_start(m[p].n, "lost=1", 6, 0, on_done, NULL, NULL, NULL), 0);
+	while (!atomic_load(&answered) && test_now_ms() - t0 < 30000)
+		test_nap();
+	printf("n%d alone: put answered after %lld ms: %s\n", p + 1, test_now_ms() - t0,
+	       atomic_load(&answered) ? node_strerror(atomic_load(&status)) : "not at all");
+	assert_int_equal(atomic_load(&answered), 1);
+	assert_int_not_equal(atomic_load(&status), 0);
+	assert_int_not_equal(atomic_load(&status), NODE_ESTOPPED);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_leader_waits_for_apply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_follower_waits_for_apply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_uncommitted_fails_at_deadline, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
