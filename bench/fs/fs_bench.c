@@ -17,7 +17,7 @@
 
 static const char usage[] =
     "usage: fs-bench [-n N] [-j JOBS] [-t TARBALL] [-p PHASES] [-v] [-L FILE] [-k] [-D]\n"
-    "                [-S CMD] DIR\n"
+    "                [-S CMD] [-F N] DIR\n"
     "  Runs each operation N times (default 500) in a fresh DIR/fs-bench.<pid>\n"
     "  (removed afterwards) and prints ops/s, p50 and p99 latency. With -t,\n"
     "  also times `tar xf TARBALL` into it. With -j JOBS > 1, then also runs\n"
@@ -39,7 +39,9 @@ static const char usage[] =
     "  -S CMD: runs `sh -c CMD` (untimed) before the first phase with\n"
     "  FS_BENCH_PHASE=start and after each phase's drain with FS_BENCH_PHASE\n"
     "  set to its first word (create, mkdir, ...): per-phase measurements of\n"
-    "  the nodes (bench/fs/cpu_per_file.sh).\n";
+    "  the nodes (bench/fs/cpu_per_file.sh).\n"
+    "  -F N: the write+fsync phase makes N write+fsync pairs (default: N of\n"
+    "  -n, at most 200, as always; 2,000 or more give a p99 worth reading).\n";
 
 enum phase {
 	PH_CREATE = 1,
@@ -287,10 +289,11 @@ int main(int argc, char **argv)
 	char base[4096], path[4200], path2[4200];
 	static char block[1 << 20];
 	double *lat, t0, total;
-	int n = 500, jobs = 1, c;
+	int n = 500, jobs = 1, n_sync = 0, c;
+	size_t n_lat;
 	unsigned phases = PH_ALL;
 
-	while ((c = getopt(argc, argv, "n:j:t:p:vL:kDS:h")) != -1) {
+	while ((c = getopt(argc, argv, "n:j:t:p:vL:kDS:F:h")) != -1) {
 		if (c == 'n')
 			n = atoi(optarg);
 		else if (c == 'j')
@@ -308,21 +311,28 @@ int main(int argc, char **argv)
 			no_drain = true;
 		else if (c == 'S')
 			hook = optarg;
+		else if (c == 'F')
+			n_sync = atoi(optarg);
 		else if (c == 'L' && !(lat_log = fopen(optarg, "w"))) {
 			fprintf(stderr, "fs-bench: open -L %s: %s\n", optarg, strerror(errno));
 			return 2;
-		} else if (c != 'p' && c != 'v' && c != 'L' && c != 'k' && c != 'D' && c != 'S') {
+		} else if (c != 'p' && c != 'v' && c != 'L' && c != 'k' && c != 'D' && c != 'S' &&
+			   c != 'F') {
 			fputs(usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : 2;
 		}
 	}
-	if (optind != argc - 1 || n < 1 || jobs < 1) {
+	if (optind != argc - 1 || n < 1 || jobs < 1 || n_sync < 0) {
 		fputs(usage, stderr);
 		return 2;
 	}
-	lat = calloc((size_t)n * 10, sizeof(*lat));
+	if (!n_sync)
+		n_sync = n < 200 ? n : 200;
+	/* Room for the longest phase's latencies. */
+	n_lat = (size_t)n * 10 > (size_t)n_sync ? (size_t)n * 10 : (size_t)n_sync;
+	lat = calloc(n_lat, sizeof(*lat));
 	if (lat_log)
-		lat_at = calloc((size_t)n * 10, sizeof(*lat_at));
+		lat_at = calloc(n_lat, sizeof(*lat_at));
 	if (!lat || (lat_log && !lat_at))
 		return 1;
 	memset(block, 'x', sizeof(block));
@@ -434,7 +444,7 @@ int main(int argc, char **argv)
 	}
 
 	if (phases & PH_FSYNC) {
-		int fd, m = n < 200 ? n : 200;
+		int fd, m = n_sync;
 
 		snprintf(path, sizeof(path), "%s/sync", base);
 		fd = open(path, O_CREAT | O_WRONLY, 0644);
