@@ -51,8 +51,10 @@ struct fuse_inval {
 	pthread_cond_t cv, done_cv;
 	struct fuse_inval_item *head, **tail;
 	uint64_t queued, handled; /* items ever queued / handled */
-	uint64_t tried;		  /* items notified once (fuse_inval_wait_tried) */
-	bool settling;		  /* in settle (fuse_inval_wait_tried) */
+	/* until_known items ever queued / notified once
+	 * (fuse_inval_wait_grants_tried) */
+	uint64_t queued_known, tried_known;
+	bool settling; /* in settle (fuse_inval_wait_grants_tried) */
 	atomic_uint_fast64_t grants; /* Grants applied (fuse_inval_grants; read lock-free by every lookup) */
 	bool stop;
 	struct fuse_session *se;
@@ -291,14 +293,16 @@ static int64_t mono_ns(void)
  * inode's attr_version past the one the lookup sampled before it asked, and
  * fuse_change_attributes then keeps the reply's attributes out. So the
  * invalidation is retried until the kernel has the inode, the count is
- * gone, or SETTLE_MAX_NS passed. Called and returns with mu held. */
+ * gone, SETTLE_MAX_NS passed, or the mount's session is no longer se (the
+ * mount stopping: every notify answers ENOENT then, and fuse_mount_finish
+ * may close the device under a notify). Called and returns with mu held. */
 static void settle(struct fuse_inval *v, struct fuse_session *se, const struct fuse_inval_item *it)
 {
 	int64_t start = mono_ns(), pause = SETTLE_FIRST_NS;
 
 	v->settling = true;
 	pthread_cond_broadcast(&v->done_cv);
-	while (known(v, it->ino) && !v->stop && mono_ns() - start < SETTLE_MAX_NS) {
+	while (known(v, it->ino) && !v->stop && v->se == se && mono_ns() - start < SETTLE_MAX_NS) {
 		struct timespec ts = {0, pause};
 		int rc;
 
@@ -318,7 +322,7 @@ static void settle(struct fuse_inval *v, struct fuse_session *se, const struct f
  * invalidation waits while FILE exists before the thread sends it, so that
  * it goes out while a lookup's reply waits at the same gate, the kernel not
  * having the inode yet; the reply, the gate gone, waits until it went out
- * (fuse_inval_wait_tried). Read once. */
+ * (fuse_inval_wait_grants_tried). Read once. */
 static const char *reply_gate_file;
 
 static void reply_gate_read(void)
@@ -358,9 +362,10 @@ static void *inval_main(void *arg)
 			reply_gate();
 		rc = se ? notify(se, it) : 0;
 		pthread_mutex_lock(&v->mu);
-		/* Waiters for tried are woken with those for handled below,
-		 * or by settle, which may take a while. */
-		v->tried++;
+		/* Waiters for tried_known are woken with those for handled
+		 * below, or by settle, which may take a while. */
+		if (it->until_known)
+			v->tried_known++;
 		/* Handled only once settled: an open's wait (close-to-open)
 		 * covers a grant's invalidation the kernel got late. */
 		if (rc == -ENOENT && it->until_known)
@@ -563,11 +568,23 @@ uint64_t fuse_inval_mark(struct fuse_inval *v)
 	return m;
 }
 
-void fuse_inval_wait_tried(struct fuse_inval *v, uint64_t mark)
+void fuse_inval_wait_grants_tried(struct fuse_inval *v)
 {
+	struct timespec until;
+	uint64_t mark;
+
+	clock_gettime(CLOCK_REALTIME, &until); /* done_cv's clock */
+	until.tv_sec += TEST_GATE_MAX_S;
 	pthread_mutex_lock(&v->mu);
-	while (v->tried < mark && !v->settling && !v->stop)
-		pthread_cond_wait(&v->done_cv, &v->mu);
+	mark = v->queued_known;
+	while (v->tried_known < mark && !v->settling && !v->stop)
+		if (pthread_cond_timedwait(&v->done_cv, &v->mu, &until) == ETIMEDOUT) {
+			fprintf(stderr,
+				"raftfs: test hook: a grant's invalidation not sent "
+				"after %d s: the reply goes on\n",
+				TEST_GATE_MAX_S);
+			break;
+		}
 	pthread_mutex_unlock(&v->mu);
 }
 

@@ -113,10 +113,12 @@ static void lookup_gate(void)
 
 /* Test hook (RAFTFS_TEST_REPLY_GATE=FILE): reply_entry, its last look at
  * the grants taken, waits while FILE exists and then until the
- * invalidation thread sent the kernel once what was queued meanwhile (a
- * grant's invalidation waits at the same gate: fuse_inval.c), so that a
+ * invalidation thread sent the kernel once the grants' invalidations
+ * queued meanwhile (one waits at the same gate: fuse_inval.c), so that a
  * grant applied there reaches the kernel before the reply makes the inode
- * (tests/mount/mount_grant_inflight.sh). Read once. */
+ * (tests/mount/mount_grant_inflight.sh). Not the other items: an entry
+ * invalidation of the directory the lookup is in waits in the kernel for
+ * this reply. Read once. */
 static const char *reply_gate_file;
 
 static void reply_gate_read(void)
@@ -132,7 +134,7 @@ static void reply_gate(struct fuse_fs *fs)
 	if (!reply_gate_file)
 		return;
 	test_gate_wait(reply_gate_file);
-	fuse_inval_wait_tried(fs->inv, fuse_inval_mark(fs->inv));
+	fuse_inval_wait_grants_tried(fs->inv);
 }
 
 /* Rounds of reply_entry's fence before it answers with what it read. */

@@ -41,6 +41,11 @@ echo "== 1. node 1's reply to its lookup of s waits at the gate; node 3 is grant
 # Node 2 makes s; node 2 holds it until node 1's lookup recalls it.
 mkdir "$M2/s"
 wait_for 30 "s in node 1's tree" test -d "$C/node1/data/tree/s"
+# The mkdir's entry invalidation of the root on node 1 goes out before the
+# gated lookup of s starts (an open waits for the invalidations queued
+# before it): in the kernel it waits for the root's lock, which that lookup
+# holds until its reply.
+: <"$M1/sync"
 : >"$GATE"
 stat -c %g "$M1/s" >"$T/gated.out" &
 STAT=$!
