@@ -231,16 +231,19 @@ void fuse_inval_applied(struct fuse_inval *v, const Fspb__Command *c,
 		 * getattr's fence recalls it first (fuse_ops.c, op_getattr) —
 		 * the kernel kept them for up to its timeout otherwise, past
 		 * an open's barrier. Known here but not yet in the kernel (a
-		 * lookup's reply on its way, made after reply_entry's last
-		 * look at grants: fuse_ops.c): retried until the kernel made
-		 * the inode (settle). */
+		 * lookup's or listing's reply on its way, counted before
+		 * reply_entry's or readdir_common's last look at grants:
+		 * fuse_ops.c): retried until the kernel made the inode
+		 * (settle). */
 		if (c->deleg->op == FSPB__DELEG__OP__GRANT) {
 			struct fuse_inval_item *it;
 
 			atomic_fetch_add(&v->grants, 1);
 			it = push(v, INV_INODE, c->deleg->dir, 0, NULL, -1, 0);
-			if (it)
+			if (it) {
 				it->until_known = true;
+				v->queued_known++;
+			}
 		}
 		break;
 	default:

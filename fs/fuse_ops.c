@@ -731,6 +731,12 @@ struct dir_fill {
 	 * on the first look at one of them (fuse_behind_listed). */
 	uint64_t *held;
 	size_t nheld, held_cap;
+	/* The entries this read hands attributes of, whose lookups the
+	 * mount counts only once the listing is final (readdir_common);
+	 * dirs: how many of them are directories. */
+	uint64_t *given;
+	size_t ngiven, given_cap, dirs;
+	bool no_dir_attrs; /* the last round: no directory gets attributes */
 };
 
 /* Notes st, a directory another node holds, as sent in d's read. */
@@ -746,6 +752,22 @@ static void note_held(struct dir_fill *d, const struct stat *st)
 		d->held_cap = cap;
 	}
 	d->held[d->nheld++] = st->st_ino;
+}
+
+/* Room for one more id in d->given; false when there is none (the entry
+ * then goes without attributes). */
+static bool given_room(struct dir_fill *d)
+{
+	if (d->ngiven == d->given_cap) {
+		size_t cap = d->given_cap ? 2 * d->given_cap : 64;
+		uint64_t *p = realloc(d->given, cap * sizeof(*p));
+
+		if (!p)
+			return false;
+		d->given = p;
+		d->given_cap = cap;
+	}
+	return true;
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -783,8 +805,10 @@ static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t 
 		bool stale = !dot && (fuse_write_busy(d->fs->wr, st->st_ino) ||
 				      fuse_write_epoch(d->fs->wr) != d->epoch ||
 				      elsewhere ||
+				      (d->no_dir_attrs && S_ISDIR(st->st_mode)) ||
 				      (d->nbusy && bsearch(&st->st_ino, d->busy, d->nbusy,
-							   sizeof(*d->busy), cmp_id)));
+							   sizeof(*d->busy), cmp_id)) ||
+				      !given_room(d));
 
 		ffs_fill_entry(d->fs, &e, st);
 		if (dot || stale) {
@@ -795,8 +819,10 @@ static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t 
 		}
 		need = fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used, name, &e,
 					      next);
-		if (need <= d->size - d->used && !dot && !stale)
-			fuse_inval_ref(d->fs->inv, st->st_ino, 1);
+		if (need <= d->size - d->used && !dot && !stale) {
+			d->given[d->ngiven++] = st->st_ino;
+			d->dirs += S_ISDIR(st->st_mode);
+		}
 	}
 	if (need > d->size - d->used)
 		return 1;
@@ -806,6 +832,52 @@ static int dir_add(void *arg, const char *name, const struct stat *st, uint32_t 
 	return 0;
 }
 
+/* Counts (count) or drops the count of (!count) a lookup of every entry d
+ * hands attributes of. */
+static void count_given(struct dir_fill *d, bool count)
+{
+	for (size_t i = 0; i < d->ngiven; i++)
+		if (count)
+			fuse_inval_ref(d->fs->inv, d->given[i], 1);
+		else
+			fuse_inval_unref(d->fs->inv, d->given[i], 1);
+}
+
+/* Test hook (RAFTFS_TEST_LIST_GATE=FILE): a listing read waits while FILE
+ * exists before its final fence, so that a test can have a subdirectory it
+ * read granted to another node there (tests/mount/mount_grant_listed.sh).
+ * Read once. */
+static const char *list_gate_file;
+
+static void list_gate_read(void)
+{
+	list_gate_file = test_hook_env("RAFTFS_TEST_LIST_GATE");
+}
+
+static void list_gate(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, list_gate_read);
+	test_gate_wait(list_gate_file);
+}
+
+/* Rounds of readdir_common's read before the last, which hands no
+ * directory's attributes. */
+#define LIST_ROUNDS 4
+
+/* The listing's lookups are counted only after the final fence (which can
+ * wait for a holder's round trip, seconds for a silent one), right before
+ * the reply: a subdirectory granted to another node during the fence is
+ * then not known to the mount, its grant's invalidation is not queued (a
+ * known one the kernel did not have yet would be retried for up to 1 s,
+ * fuse_inval.c's settle, holding the invalidation queue and every open
+ * behind it, and then dropped, the reply's pre-grant attributes kept).
+ * Grants applied since the read began (fuse_inval_grants, sampled before
+ * it) are looked for after the count, as in reply_entry: the listing is
+ * read again, and the last round hands no directory's attributes. A grant
+ * applied after that look finds the directory counted and queues its
+ * invalidation, which settle retries through the reply's short way. */
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct dir_fill d = {
@@ -832,16 +904,31 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 	/* Taken before the read: a command made later is newer than the
 	 * entries, and the kernel orders the answers (attr_version). */
 	rc = plus ? fuse_behind_busy(d.fs->bh, &d.busy, &d.nbusy) : 0;
-	if (rc == 0)
+	for (unsigned round = 0; rc == 0; round++) {
+		uint64_t grants = fuse_inval_grants(d.fs->inv);
+
+		d.used = d.nheld = d.ngiven = d.dirs = 0;
+		d.no_dir_attrs = round == LIST_ROUNDS;
 		rc = sm_readdir_held(d.fs->sm, ino, off, plus, dir_add, &d);
+		list_gate();
+		(void)fuse_behind_fence(d.fs->bh, ino);
+		count_given(&d, true);
+		if (!d.dirs || fuse_inval_grants(d.fs->inv) == grants)
+			break;
+		count_given(&d, false);
+		rc = 0;
+	}
 	fuse_behind_listed(d.fs->bh, ino, d.held, d.nheld);
-	(void)fuse_behind_fence(d.fs->bh, ino);
-	if (rc < 0 && d.used == 0)
+	if (rc < 0 && d.used == 0) {
+		count_given(&d, false);
 		fuse_reply_err(req, -rc);
-	else
-		fuse_reply_buf(req, d.buf, d.used);
+	} else if (fuse_reply_buf(req, d.buf, d.used) != 0) {
+		/* The kernel never got these (an interrupted request). */
+		count_given(&d, false);
+	}
 	free(d.busy);
 	free(d.held);
+	free(d.given);
 	free(d.buf);
 }
 
