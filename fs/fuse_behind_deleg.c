@@ -613,12 +613,15 @@ static void *returner(void *arg)
 int fuse_behind_new(struct fuse_fs *fs, struct fuse_behind **out)
 {
 	struct fuse_behind *b = calloc(1, sizeof(*b));
-	const char *eager = test_hook_env("RAFTFS_TEST_GRANT_EAGER");
+	/* 0 is off: only a value that turns the hook on is warned about. */
+	const char *eager_env = getenv("RAFTFS_TEST_GRANT_EAGER");
+	bool eager =
+	    eager_env && strcmp(eager_env, "0") && test_hook_env("RAFTFS_TEST_GRANT_EAGER");
 	pthread_condattr_t ca;
 
 	if (!b)
 		return -ENOMEM;
-	if (fuse_grant_new(&b->grant, eager && strcmp(eager, "0")) < 0) {
+	if (fuse_grant_new(&b->grant, eager) < 0) {
 		free(b);
 		return -ENOMEM;
 	}
