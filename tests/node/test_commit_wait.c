@@ -4,8 +4,11 @@
  * the gate opens, through the leader and through a follower (node.c,
  * waits_for_apply: failing it told the caller it failed while it applied
  * everywhere). A put that cannot commit (the other two nodes stopped) still
- * fails at its deadline. Three in-process nodes with the kv state machine,
- * the proposer's apply behind a gate. */
+ * fails at its deadline. And a follower's put committed but held back from
+ * its apply, then covered by a snapshot from the leader (the apply index
+ * jumps past it unanswered), is proposed again and answered from the
+ * duplicate table instead of waiting for its deadline. Three in-process
+ * nodes with the kv state machine, the proposer's apply behind a gate. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -19,10 +22,12 @@
 
 #include <cmocka.h>
 
+#include "client.h"
 #include "config.h"
 #include "kvsm.h"
 #include "node.h"
 #include "node_testlib.h"
+#include "raft_types.h"
 
 #define N_NODES 3
 /* Short, so that the hold below outlasts it by far. */
@@ -55,6 +60,13 @@ static void on_done(void *arg, int st, int64_t result, uint64_t index)
 	atomic_store(&answered, 1);
 }
 
+static void on_done_fill(void *arg, int st, int64_t result, uint64_t index)
+{
+	(void)result;
+	(void)index;
+	atomic_fetch_add((atomic_int *)arg + (st == 0 ? 0 : 1), 1);
+}
+
 static void tune(struct test_kv_member *member, int i)
 {
 	(void)i;
@@ -80,21 +92,24 @@ static int teardown(void **state)
 	return test_kv_cluster_stop(m, N_NODES, dir);
 }
 
-/* The index at which member i applied the command cmd (its kv log, read
- * while it runs), or 0 if it has not. */
-static uint64_t applied_at(int i, const char *cmd)
+/* The records of cmd of the given kind ("new", "dup") in member i's kv log
+ * (read while it runs): how many, and the index of the last in *at (0:
+ * none). -1 if the log could not be read. */
+static int kv_records(int i, const char *kind_wanted, const char *cmd, uint64_t *at)
 {
 	char *buf = NULL, line[256], err[128];
 	size_t size = 0;
-	uint64_t found = 0;
+	int count = 0;
 	FILE *f = open_memstream(&buf, &size);
 
+	if (at)
+		*at = 0;
 	if (!f)
-		return 0;
+		return -1;
 	if (kvsm_dump(m[i].cfg.data_dir, f, err, sizeof(err)) < 0) {
 		fclose(f);
 		free(buf);
-		return 0;
+		return -1;
 	}
 	fclose(f);
 	f = fmemopen(buf, size, "r");
@@ -104,13 +119,25 @@ static uint64_t applied_at(int i, const char *cmd)
 
 		/* "index kind client seq result command" */
 		if (sscanf(line, "%llu %15s %*s %*s %*s %199s", &index, kind, rest) == 3 &&
-		    strcmp(kind, "new") == 0 && strcmp(rest, cmd) == 0)
-			found = index;
+		    strcmp(kind, kind_wanted) == 0 && strcmp(rest, cmd) == 0) {
+			count++;
+			if (at)
+				*at = index;
+		}
 	}
 	if (f)
 		fclose(f);
 	free(buf);
-	return found;
+	return count;
+}
+
+/* The index at which member i applied cmd first (0: not yet). */
+static uint64_t applied_at(int i, const char *cmd)
+{
+	uint64_t at;
+
+	kv_records(i, "new", cmd, &at);
+	return at;
 }
 
 /* Proposes cmd on member p with its apply held; waits until another member
@@ -205,12 +232,164 @@ static void test_uncommitted_fails_at_deadline(void **state)
 	assert_int_not_equal(atomic_load(&status), NODE_ESTOPPED);
 }
 
+/* The snapshot case: member `cut` (its index; -1: none) neither sends nor
+ * is sent anything while set. */
+static atomic_int cut = -1;
+
+static bool cut_off(void *arg, const raft_msg *msg)
+{
+	int self = (int)(intptr_t)arg, c = atomic_load(&cut);
+
+	return c >= 0 && (self == c || msg->to == (uint64_t)c + 1);
+}
+
+#define SNAP_QUEUE_BYTES (16u << 10)
+#define SNAP_ENTRY_BYTES 4096
+#define SNAP_EVERY 20
+
+static void tune_snap(struct test_kv_member *member, int i)
+{
+	(void)i;
+	/* Long: the put must be answered by its retry, well before it. */
+	member->cfg.proposal_timeout_ms = 60000;
+	member->cfg.apply_queue_bytes = SNAP_QUEUE_BYTES;
+	member->cfg.snapshot_entries = SNAP_EVERY;
+	member->cfg.snapshot_trailing = 2;
+	member->cfg.snapshot_amortize = 0;
+	member->sm.apply = gated_apply;
+}
+
+static int setup_snap(void **state)
+{
+	(void)state;
+	atomic_store(&gated, NULL);
+	atomic_store(&answered, 0);
+	atomic_store(&cut, -1);
+	pthread_mutex_lock(&gate.mu);
+	gate.closed = true;
+	pthread_mutex_unlock(&gate.mu);
+	if (test_kv_cluster_new(m, N_NODES, "commitwsnap", dir, tune_snap) != 0)
+		return -1;
+	for (int i = 0; i < N_NODES; i++)
+		node_set_msg_filter(m[i].n, cut_off, (void *)(intptr_t)i);
+	return test_kv_cluster_launch(m, N_NODES, "commitwsnap", dir);
+}
+
+/* The first index in the log of the node at addr, by a status request
+ * (0: no answer). */
+static uint64_t first_index(const char *addr)
+{
+	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
+	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
+	Transportpb__Response *resp = NULL;
+	char err[256];
+	uint64_t first = 0;
+	client *c;
+
+	if (client_connect(addr, 2000, &c, err, sizeof(err)) < 0)
+		return 0;
+	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
+	req.status = &sr;
+	if (client_call(c, &req, &resp, 2000, err, sizeof(err)) == 0) {
+		if (resp->status)
+			first = resp->status->first_index;
+		transportpb__response__free_unpacked(resp, NULL);
+	}
+	client_close(c);
+	return first;
+}
+
+static void test_follower_put_under_snapshot(void **state)
+{
+	static char payload[SNAP_ENTRY_BYTES];
+	static atomic_int filled[2];
+	int leader, f;
+	char faddr[64], laddr[64];
+	uint64_t index = 0, last = 0, flast;
+	long long deadline;
+
+	(void)state;
+	leader = test_leading(&m[0].n, sizeof(m[0]), N_NODES, 20000);
+	assert_true(leader >= 0);
+	f = (leader + 1) % N_NODES;
+	snprintf(faddr, sizeof(faddr), "127.0.0.1:%u", m[f].cfg.listen_port);
+	snprintf(laddr, sizeof(laddr), "127.0.0.1:%u", m[leader].cfg.listen_port);
+	assert_int_equal(test_put_wait(m[f].n, "warm=1", 20000), 1);
+	/* The follower's apply stops at the next entry, and the leader's puts
+	 * fill its apply queue past the bound: what commits next is held
+	 * back from being handed out there. */
+	atomic_store(&gated, m[f].k);
+	memset(payload, 'x', sizeof(payload));
+	for (int i = 0; i < 8; i++) {
+		int len = snprintf(payload, 32, "fill%d=", i);
+
+		payload[len] = 'x';
+		assert_int_equal(node_start(m[leader].n, payload, sizeof(payload), 0, on_done_fill,
+					    filled, NULL, NULL),
+				 0);
+	}
+	deadline = test_now_ms() + 30000;
+	while (node_apply_queue_max(m[f].n) < SNAP_QUEUE_BYTES && test_now_ms() < deadline)
+		test_nap();
+	assert_true(node_apply_queue_max(m[f].n) >= SNAP_QUEUE_BYTES);
+	/* The put: committed (the leader applied it), known so at the
+	 * follower (its commit index passed it), not handed out there. */
+	assert_int_equal(node_start(m[f].n, "under=1", 7, 0, on_done, NULL, NULL, NULL), 0);
+	deadline = test_now_ms() + 30000;
+	while (!(index = applied_at(leader, "under=1")) && test_now_ms() < deadline)
+		test_nap();
+	assert_true(index > 0);
+	while (test_commit_index(faddr, 2000) < index && test_now_ms() < deadline)
+		test_nap();
+	assert_true(test_commit_index(faddr, 2000) >= index);
+	/* Cut off, the follower misses enough for the leader to compact its
+	 * log past the follower's last entry: it gets a snapshot when it is
+	 * back. */
+	flast = test_last_index(faddr, 2000);
+	assert_true(flast >= index);
+	atomic_store(&cut, f);
+	deadline = test_now_ms() + 60000;
+	for (int i = 0; first_index(laddr) <= flast + 1 && test_now_ms() < deadline; i++) {
+		char kv[32];
+
+		snprintf(kv, sizeof(kv), "more%d=1", i);
+		assert_int_equal(test_put_wait(m[leader].n, kv, 20000), 1);
+	}
+	assert_true(first_index(laddr) > flast + 1);
+	last = test_commit_index(laddr, 2000);
+	atomic_store(&cut, -1);
+	/* Its log takes the snapshot (the loop installs it in the store while
+	 * apply still waits at the gate). */
+	deadline = test_now_ms() + 30000;
+	while (test_last_index(faddr, 2000) < last && test_now_ms() < deadline)
+		test_nap();
+	assert_true(test_last_index(faddr, 2000) >= last);
+	assert_int_equal(atomic_load(&answered), 0);
+	test_gate_open(&gate);
+	deadline = test_now_ms() + 30000;
+	while (!atomic_load(&answered) && test_now_ms() < deadline)
+		test_nap();
+	/* Read from the follower's own kv log: its apply wrote the record
+	 * before it answered the put (the leader may not have applied the
+	 * retry yet). */
+	printf("follower n%d: put committed at %llu, the leader at %llu when it came back: %s; "
+	       "its log has it %d time(s) as new, %d as a duplicate\n",
+	       f + 1, (unsigned long long)index, (unsigned long long)last,
+	       atomic_load(&answered) ? node_strerror(atomic_load(&status)) : "not answered",
+	       kv_records(f, "new", "under=1", NULL), kv_records(f, "dup", "under=1", NULL));
+	assert_int_equal(atomic_load(&answered), 1);
+	assert_int_equal(atomic_load(&status), 0);
+	/* Answered by its retry: the snapshot covered the first copy. */
+	assert_true(kv_records(f, "dup", "under=1", NULL) >= 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_leader_waits_for_apply, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_follower_waits_for_apply, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uncommitted_fails_at_deadline, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_follower_put_under_snapshot, setup_snap, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
