@@ -14,6 +14,7 @@
 #include "sm_decode.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,11 +22,18 @@
 #define FIELD_DATA 3   /* Write.data */
 #define WIRE_LEN 2     /* length-delimited */
 
-static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+/* At most max_bytes bytes: protobuf-c 1.4.1 reads a tag or a length in at
+ * most 5 (VARINT_TAG_LEN) and a value in 10, and refuses longer ones; a
+ * shape it refuses must fall back to the plain unpack here too, or an old
+ * node would refuse a command a new one applies. */
+#define VARINT_TAG_LEN 5
+#define VARINT_VALUE_LEN 10
+
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v, unsigned max_bytes)
 {
 	uint64_t x = 0;
 
-	for (unsigned s = 0; s < 64 && *p < end; s += 7) {
+	for (unsigned s = 0; s < 7 * max_bytes && s < 64 && *p < end; s += 7) {
 		uint8_t b = *(*p)++;
 
 		x |= (uint64_t)(b & 0x7f) << s;
@@ -62,14 +70,14 @@ static bool next_field(const uint8_t **p, const uint8_t *end, struct field *f)
 	uint64_t tag, n;
 
 	f->at = *p;
-	if (!read_varint(p, end, &tag) || tag >> 3 == 0)
+	if (!read_varint(p, end, &tag, VARINT_TAG_LEN) || tag >> 3 == 0)
 		return false;
 	f->num = tag >> 3;
 	f->wire = (unsigned)(tag & 7);
 	f->val = NULL;
 	switch (f->wire) {
 	case 0:
-		if (!read_varint(p, end, &n))
+		if (!read_varint(p, end, &n, VARINT_VALUE_LEN))
 			return false;
 		break;
 	case 1:
@@ -78,7 +86,8 @@ static bool next_field(const uint8_t **p, const uint8_t *end, struct field *f)
 		*p += 8;
 		break;
 	case WIRE_LEN:
-		if (!read_varint(p, end, &n) || n > (uint64_t)(end - *p))
+		if (!read_varint(p, end, &n, VARINT_TAG_LEN) || n > INT32_MAX ||
+		    n > (uint64_t)(end - *p))
 			return false;
 		f->val = *p;
 		*p += n;

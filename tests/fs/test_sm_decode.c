@@ -180,6 +180,109 @@ static void test_repeated_write_plain(void **state)
 	free(b);
 }
 
+/* A varint at cmd[at..at+n) of value v written again in width bytes
+ * (padded with continuation bytes: still the same number, and protobuf-c
+ * refuses a tag or a length in more than 5). Returns the new command. */
+static uint8_t *widen(const uint8_t *cmd, size_t len, size_t at, size_t n, unsigned width,
+		      size_t *out_len)
+{
+	uint64_t v = 0;
+	uint8_t *out = malloc(len - n + width);
+	size_t k = 0;
+
+	assert_non_null(out);
+	for (size_t i = 0; i < n; i++)
+		v |= (uint64_t)(cmd[at + i] & 0x7f) << (7 * i);
+	memcpy(out, cmd, at);
+	for (unsigned i = 0; i < width; i++, v >>= 7)
+		out[at + k++] = (uint8_t)((v & 0x7f) | (i + 1 < width ? 0x80 : 0));
+	memcpy(out + at + k, cmd + at + n, len - at - n);
+	*out_len = len - n + width;
+	return out;
+}
+
+static size_t varint_len(const uint8_t *p)
+{
+	size_t n = 1;
+
+	while (p[n - 1] & 0x80)
+		n++;
+	return n;
+}
+
+/* Each of the four varints sm_decode writes again (the write's tag and
+ * length, the data's tag and length) padded to 1..10 bytes: sm_decode
+ * accepts exactly what the plain unpack accepts (an old node, which
+ * decodes plainly, must refuse what a new one refuses). */
+static void test_padded_varints_agree(void **state)
+{
+	size_t len, at = 0, spots[4], widths[4];
+	uint8_t *cmd = write_cmd(SM_DECODE_IN_PLACE_MIN + 10, false, &len);
+	int found = 0;
+
+	(void)state;
+	/* The Command's fields, then the Write's: find both tags and lengths. */
+	while (at < len && found < 2) {
+		size_t tl = varint_len(cmd + at), ll;
+		uint64_t tag = 0, n = 0;
+
+		for (size_t i = 0; i < tl; i++)
+			tag |= (uint64_t)(cmd[at + i] & 0x7f) << (7 * i);
+		if ((tag & 7) == 0) {
+			at += tl + varint_len(cmd + at + tl);
+			continue;
+		}
+		assert_int_equal(tag & 7, 2);
+		ll = varint_len(cmd + at + tl);
+		for (size_t i = 0; i < ll; i++)
+			n |= (uint64_t)(cmd[at + tl + i] & 0x7f) << (7 * i);
+		if ((found == 0 && tag >> 3 == 17) || (found == 1 && tag >> 3 == 3)) {
+			spots[2 * found] = at;
+			widths[2 * found] = tl;
+			spots[2 * found + 1] = at + tl;
+			widths[2 * found + 1] = ll;
+			at += tl + ll; /* into the Write, or past the data */
+			if (found++ == 1)
+				break;
+			continue;
+		}
+		at += tl + ll + n;
+	}
+	assert_int_equal(found, 2);
+	for (int v = 0; v < 4; v++)
+		for (unsigned width = (unsigned)widths[v]; width <= 10; width++) {
+			size_t wl;
+			uint8_t *w = widen(cmd, len, spots[v], widths[v], width, &wl);
+
+			/* The write's length must count the widened data header. */
+			if (v >= 2) {
+				uint8_t *w2;
+				size_t l2, wlen_at = spots[1], wlen_n = widths[1];
+				uint64_t wlen = 0;
+
+				for (size_t i = 0; i < wlen_n; i++)
+					wlen |= (uint64_t)(w[wlen_at + i] & 0x7f) << (7 * i);
+				wlen += width - widths[v];
+				w2 = malloc(wl + 10);
+				assert_non_null(w2);
+				memcpy(w2, w, wlen_at);
+				l2 = wlen_at;
+				do {
+					w2[l2++] = (uint8_t)((wlen & 0x7f) | (wlen >= 0x80 ? 0x80 : 0));
+					wlen >>= 7;
+				} while (wlen);
+				memcpy(w2 + l2, w + wlen_at + wlen_n, wl - wlen_at - wlen_n);
+				l2 += wl - wlen_at - wlen_n;
+				free(w);
+				w = w2;
+				wl = l2;
+			}
+			(void)same_as_plain(w, wl);
+			free(w);
+		}
+	free(cmd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -187,6 +290,7 @@ int main(void)
 	    cmocka_unit_test(test_other_commands),
 	    cmocka_unit_test(test_damaged_agree),
 	    cmocka_unit_test(test_repeated_write_plain),
+	    cmocka_unit_test(test_padded_varints_agree),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
