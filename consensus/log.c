@@ -162,6 +162,19 @@ static void window_truncate(raft_log *l, uint64_t from)
 	}
 }
 
+/* ents[0..n) into e: refs takes a reference to each entry's block, else
+ * copies its data. */
+static int take_entries(raft_entry *e, const raft_entry *ents, size_t n, bool refs)
+{
+	if (!refs)
+		return raft_blob_copy_entries(e, ents, n);
+	for (size_t i = 0; i < n; i++) {
+		e[i] = ents[i];
+		raft_blob_ref(e[i].data);
+	}
+	return 0;
+}
+
 /* Appends ents (copied, or with refs their blocks referenced), replacing
  * whatever the log holds from ents[0].index on. The caller checked that
  * nothing committed is replaced. */
@@ -192,14 +205,8 @@ static int truncate_and_append(raft_log *l, const raft_entry *ents, size_t n, bo
 	if (rc != 0)
 		return rc;
 	raft_entry *e = &l->ents[l->head + l->n];
-	if (refs) {
-		for (size_t i = 0; i < n; i++) {
-			e[i] = ents[i];
-			raft_blob_ref(e[i].data);
-		}
-	} else if ((rc = raft_blob_copy_entries(e, ents, n)) != 0) {
+	if ((rc = take_entries(e, ents, n, refs)) != 0)
 		return rc;
-	}
 	l->n += n;
 	l->last = l->off + l->n - 1;
 	return 0;
@@ -217,14 +224,8 @@ static int append_new(raft_log *l, const raft_entry *ents, size_t n, uint64_t te
 	if (rc != 0)
 		return rc;
 	raft_entry *e = &l->ents[l->head + l->n];
-	if (refs) {
-		for (size_t i = 0; i < n; i++) {
-			e[i] = ents[i];
-			raft_blob_ref(e[i].data);
-		}
-	} else if ((rc = raft_blob_copy_entries(e, ents, n)) != 0) {
+	if ((rc = take_entries(e, ents, n, refs)) != 0)
 		return rc;
-	}
 	for (size_t i = 0; i < n; i++) {
 		e[i].term = term;
 		e[i].index = l->off + l->n + i;

@@ -619,6 +619,20 @@ static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index
 	node_stages_add(s, NODE_STAGE_REPLY, t_applied, s->on ? uv_hrtime() : 0);
 }
 
+/* Caller holds mu: the pending proposal of this node that e carries,
+ * looked for from after (a batch's entries come in seq order), or NULL. */
+static proposal *own_pending(node *n, const raft_entry *e, proposal *after)
+{
+	const uint8_t *cmd;
+	size_t cmd_len;
+	envelope env;
+
+	if (e->type != RAFT_ENTRY_NORMAL ||
+	    envelope_decode(e->data, e->len, &env, &cmd, &cmd_len) < 0 || env.client != n->client_id)
+		return NULL;
+	return pending_find_from(n, after ? after : n->pend_head, env.seq);
+}
+
 /* Loop thread: notes this node's own entries among ents as persisted here
  * (persisted; only for RAFTFS_STAGES) or handed out committed (always:
  * check_proposals does not retry a committed proposal). at: when (the
@@ -634,15 +648,9 @@ static void mark_own(node *n, const raft_entry *ents, size_t cnt, bool persisted
 		return; /* most Readies hand out nothing: no lock for them */
 	pthread_mutex_lock(&n->mu);
 	for (size_t i = 0; i < cnt && n->pend_head; i++) {
-		const uint8_t *cmd;
-		size_t cmd_len;
-		envelope env;
-		proposal *q;
+		proposal *q = own_pending(n, &ents[i], p);
 
-		if (ents[i].type != RAFT_ENTRY_NORMAL ||
-		    envelope_decode(ents[i].data, ents[i].len, &env, &cmd, &cmd_len) < 0 ||
-		    env.client != n->client_id ||
-		    !(q = pending_find_from(n, p ? p : n->pend_head, env.seq)))
+		if (!q)
 			continue;
 		p = q;
 		if (persisted && !p->t_persisted)
@@ -677,15 +685,9 @@ static void note_own_logged(node *n, const raft_entry *ents, size_t cnt)
 		return;
 	pthread_mutex_lock(&n->mu);
 	for (size_t i = 0; i < cnt && n->pend_head; i++) {
-		const uint8_t *cmd;
-		size_t cmd_len;
-		envelope env;
-		proposal *q;
+		proposal *q = own_pending(n, &ents[i], p);
 
-		if (ents[i].type != RAFT_ENTRY_NORMAL ||
-		    envelope_decode(ents[i].data, ents[i].len, &env, &cmd, &cmd_len) < 0 ||
-		    env.client != n->client_id ||
-		    !(q = pending_find_from(n, p ? p : n->pend_head, env.seq)))
+		if (!q)
 			continue;
 		p = q;
 		if (!p->log_committed) {
