@@ -46,25 +46,18 @@ static void ignore_done(void *arg, int err)
 	(void)err;
 }
 
-/* A Deleg command for dir as this node; waits for it if wait. */
-static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t epoch, bool wait)
+/* Proposes the Deleg g as this node; wait: waits for its result. */
+static int send_deleg(struct fuse_behind *b, Fspb__Deleg *g, bool wait)
 {
 	struct call_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
 	Fspb__Command c;
-	Fspb__Deleg g = FSPB__DELEG__INIT;
 	int rc;
 
 	fspb__command__init(&c);
 	c.time_ns = fs_node_now();
 	c.node = b->self;
-	g.dir = dir;
-	g.op = op;
-	g.epoch = epoch;
-	/* A grant says how this mount closes there: every mount fences a
-	 * directory whose holder closes behind (fuse_behind_fence). */
-	g.close_behind = op == FSPB__DELEG__OP__GRANT && fs_node_close_behind(b->fs->fsn);
 	c.op_case = FSPB__COMMAND__OP_DELEG;
-	c.deleg = &g;
+	c.deleg = g;
 	rc = fs_node_propose(b->fs->fsn, &c, wait ? call_done : ignore_done, wait ? &w : NULL);
 	if (rc || !wait)
 		return rc;
@@ -73,6 +66,20 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
 		pthread_cond_wait(&w.cv, &w.mu);
 	pthread_mutex_unlock(&w.mu);
 	return w.err;
+}
+
+/* A Deleg command for dir as this node; waits for it if wait. */
+static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t epoch, bool wait)
+{
+	Fspb__Deleg g = FSPB__DELEG__INIT;
+
+	g.dir = dir;
+	g.op = op;
+	g.epoch = epoch;
+	/* A grant says how this mount closes there: every mount fences a
+	 * directory whose holder closes behind (fuse_behind_fence). */
+	g.close_behind = op == FSPB__DELEG__OP__GRANT && fs_node_close_behind(b->fs->fsn);
+	return send_deleg(b, &g, wait);
 }
 
 /* The Revoke of dir's delegation epoch, decided when the holder's last
@@ -85,16 +92,11 @@ static int propose_deleg(struct fuse_behind *b, uint64_t dir, int op, uint64_t e
  * (tests/mount/mount_revoke_known.sh). */
 static int propose_revoke(struct fuse_behind *b, uint64_t dir, uint64_t epoch, uint64_t known)
 {
-	struct call_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
 	uint32_t members[2 * CONFIG_MAX_PEERS];
-	Fspb__Command c;
 	Fspb__Deleg g = FSPB__DELEG__INIT;
 	int rc;
 
 	test_gate_wait(test_hook_env("RAFTFS_TEST_REVOKE_GATE"));
-	fspb__command__init(&c);
-	c.time_ns = fs_node_now();
-	c.node = b->self;
 	g.dir = dir;
 	g.op = FSPB__DELEG__OP__REVOKE;
 	g.epoch = epoch;
@@ -102,20 +104,13 @@ static int propose_revoke(struct fuse_behind *b, uint64_t dir, uint64_t epoch, u
 	g.members = members;
 	g.knows_start = g.n_members > 0 && sm_start_knows(b->fs->sm);
 	g.holder_start = known;
-	c.op_case = FSPB__COMMAND__OP_DELEG;
-	c.deleg = &g;
-	if ((rc = fs_node_propose(b->fs->fsn, &c, call_done, &w)))
-		return rc;
-	pthread_mutex_lock(&w.mu);
-	while (!w.done)
-		pthread_cond_wait(&w.cv, &w.mu);
-	pthread_mutex_unlock(&w.mu);
-	if (w.err == SM_RESULT_HOLDER_BACK)
+	rc = send_deleg(b, &g, true);
+	if (rc == SM_RESULT_HOLDER_BACK)
 		fprintf(stderr,
 			"raftfs: directory %016llx: its holder started again before the Revoke "
 			"applied (it knew start %llu): recalling it instead\n",
 			(unsigned long long)dir, (unsigned long long)known);
-	return w.err;
+	return rc;
 }
 
 /* A Revoke's result: ESTALE (the delegation ended meanwhile) and
