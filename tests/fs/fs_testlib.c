@@ -742,3 +742,26 @@ void tl_make_image(const char *path, uint64_t dir, uint64_t file)
 	sm_close(a);
 	tl_rmtree(src);
 }
+
+int tl_image_put(void *arg, const void *buf, size_t len)
+{
+	struct tl_image *im = arg;
+	uint8_t *more = realloc(im->buf, im->len + len);
+
+	if (!more)
+		return -ENOMEM;
+	memcpy(more + im->len, buf, len);
+	im->buf = more;
+	im->len += len;
+	return 0;
+}
+
+ssize_t tl_image_get(void *arg, void *buf, size_t len)
+{
+	struct tl_image *im = arg;
+	size_t n = im->len - im->off < len ? im->len - im->off : len;
+
+	memcpy(buf, im->buf + im->off, n);
+	im->off += n;
+	return (ssize_t)n;
+}

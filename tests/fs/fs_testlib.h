@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "fs.pb-c.h"
 #include "sm.h"
@@ -115,6 +116,15 @@ bool tl_dropped_deleted(const char *dir);
 // open and fn returned 0.
 void tl_run_and_die(const char *dir, uint32_t node, int (*fn)(struct sm *sm, void *arg),
 		    void *arg);
+
+// An image in memory, for snap_node_snapshot (tl_image_put) and
+// snap_node_restore (tl_image_get); the caller frees buf.
+struct tl_image {
+	uint8_t *buf;
+	size_t len, off;
+};
+int tl_image_put(void *arg, const void *buf, size_t len);
+ssize_t tl_image_get(void *arg, void *buf, size_t len);
 
 // Node 1's image of a tree holding directory "img" (id dir) with file "f"
 // (id file) in it, at index 2, into path.

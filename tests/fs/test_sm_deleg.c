@@ -405,48 +405,22 @@ static void test_crash_redo(void **state)
 	assert_true(crashes >= f->n);
 }
 
-struct image {
-	uint8_t *buf;
-	size_t len, off;
-};
-
-static int image_put(void *arg, const void *buf, size_t len)
-{
-	struct image *im = arg;
-	uint8_t *more = realloc(im->buf, im->len + len);
-	if (!more)
-		return -ENOMEM;
-	memcpy(more + im->len, buf, len);
-	im->buf = more;
-	im->len += len;
-	return 0;
-}
-
-static ssize_t image_get(void *arg, void *buf, size_t len)
-{
-	struct image *im = arg;
-	size_t n = im->len - im->off < len ? im->len - im->off : len;
-	memcpy(buf, im->buf + im->off, n);
-	im->off += n;
-	return (ssize_t)n;
-}
-
 // A node that installs a snapshot holds the same delegations as the others:
 // the image carries them, and after the install the rules act on them.
 static void test_snapshot(void **state)
 {
 	struct fx *f = *state;
-	struct image im = {0};
+	struct tl_image im = {0};
 	struct sm *other = NULL;
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
 	assert_int_equal(tl_mkdir_as(f->sm, 2, SM_ROOT_ID, "d", D1, true, false), 0);
 	assert_int_equal(tl_mkdir_as(f->sm, 2, SM_ROOT_ID, "e", D2, true, false), 0);
 	assert_int_equal(deleg_as(f->sm, 2, D2, FSPB__DELEG__OP__RETURN, 1), 0);
 	assert_int_equal(deleg_as(f->sm, 3, D2, FSPB__DELEG__OP__GRANT, 0), 0);
-	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);
+	assert_int_equal(snap_node_snapshot(f->sm, tl_image_put, &im), 0);
 	f->ref = tl_mkdtemp();
 	assert_int_equal(sm_open(f->ref, 2, &other), 0);
-	assert_int_equal(snap_node_restore(other, sm_applied_index(f->sm), image_get, &im), 0);
+	assert_int_equal(snap_node_restore(other, sm_applied_index(f->sm), tl_image_get, &im), 0);
 	free(im.buf);
 	expect_deleg(other, D1, 2, 1);
 	expect_deleg(other, D2, 3, 2);

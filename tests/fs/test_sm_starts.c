@@ -285,39 +285,13 @@ static void test_old_state(void **state)
 	f->sm = NULL;
 }
 
-struct image {
-	uint8_t *buf;
-	size_t len, off;
-};
-
-static int image_put(void *arg, const void *buf, size_t len)
-{
-	struct image *im = arg;
-	uint8_t *more = realloc(im->buf, im->len + len);
-	if (!more)
-		return -ENOMEM;
-	memcpy(more + im->len, buf, len);
-	im->buf = more;
-	im->len += len;
-	return 0;
-}
-
-static ssize_t image_get(void *arg, void *buf, size_t len)
-{
-	struct image *im = arg;
-	size_t n = im->len - im->off < len ? im->len - im->off : len;
-	memcpy(buf, im->buf + im->off, n);
-	im->off += n;
-	return (ssize_t)n;
-}
-
 // A node that installs an image holds the same table (and decides the
 // same), with its since at the image's index; an image without a table
 // (made before it) installs as an empty one.
 static void test_image(void **state)
 {
 	struct fx *f = *state;
-	struct image im = {0};
+	struct tl_image im = {0};
 	struct sm *other = NULL;
 	uint64_t s2, at;
 
@@ -328,10 +302,10 @@ static void test_image(void **state)
 	held_dir(f->sm, "d", D1);
 	start_as(f->sm, 2, 1, 0);
 	at = sm_applied_index(f->sm);
-	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);
+	assert_int_equal(snap_node_snapshot(f->sm, tl_image_put, &im), 0);
 	f->other = tl_mkdtemp();
 	assert_int_equal(sm_open(f->other, 3, &other), 0);
-	assert_int_equal(snap_node_restore(other, at, image_get, &im), 0);
+	assert_int_equal(snap_node_restore(other, at, tl_image_get, &im), 0);
 	free(im.buf);
 	memset(&im, 0, sizeof(im));
 	for (uint32_t n = 1; n <= 3; n++)
@@ -359,13 +333,13 @@ static void test_image(void **state)
 	snprintf(root, sizeof(root), "%s/tree", f->dir);
 	assert_int_equal(lremovexattr(root, SM_XATTR_STARTS), 0);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);
+	assert_int_equal(snap_node_snapshot(f->sm, tl_image_put, &im), 0);
 	at = sm_applied_index(f->sm);
 	sm_close(other);
 	tl_rmtree(f->other);
 	f->other = tl_mkdtemp();
 	assert_int_equal(sm_open(f->other, 3, &other), 0);
-	assert_int_equal(snap_node_restore(other, at, image_get, &im), 0);
+	assert_int_equal(snap_node_restore(other, at, tl_image_get, &im), 0);
 	free(im.buf);
 	assert_int_equal(sm_start_index(other, 2), 0);
 	assert_int_equal(revoke(other, D1, 1, true, s2, ALL, 3), 0);
@@ -381,7 +355,7 @@ static void test_image(void **state)
 static void test_table_less_install(void **state)
 {
 	struct fx *f = *state;
-	struct image im = {0};
+	struct tl_image im = {0};
 	struct sm *other = NULL;
 	uint64_t s2, at;
 	char root[4096];
@@ -403,7 +377,7 @@ static void test_table_less_install(void **state)
 	assert_true(n > 0);
 	assert_int_equal(lremovexattr(root, SM_XATTR_STARTS), 0);
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
-	assert_int_equal(snap_node_snapshot(f->sm, image_put, &im), 0);
+	assert_int_equal(snap_node_snapshot(f->sm, tl_image_put, &im), 0);
 	at = sm_applied_index(f->sm);
 	sm_close(f->sm);
 	f->sm = NULL;
@@ -411,7 +385,7 @@ static void test_table_less_install(void **state)
 	assert_int_equal(sm_open(f->dir, 1, &f->sm), 0);
 	f->other = tl_mkdtemp();
 	assert_int_equal(sm_open(f->other, 3, &other), 0);
-	assert_int_equal(snap_node_restore(other, at, image_get, &im), 0);
+	assert_int_equal(snap_node_restore(other, at, tl_image_get, &im), 0);
 	free(im.buf);
 	assert_int_equal(sm_start_index(other, 3), 0);
 	assert_int_equal(since_of(other), at);
