@@ -202,6 +202,22 @@ silence_holder3() {
 	held_by 3 1 p/x || fail "node 3 no longer holds p/x in node 1's tree before node 1 looked at it"
 }
 
+# grant_gate_nodes FILE HOOK: the setup of the grant-window tests
+# (mount.grant_slip, grant_inflight, grant_listed; after `up`, with
+# RAFTFS_DELEG_IDLE_MS=0): GATE=FILE, node 1 runs with RAFTFS_TEST_<HOOK>
+# gated on it, node 3 asks for a directory at its first change (no 8
+# changes in 2 s) and holds its proposals up to 60 s for company, and
+# $M1/sync is there for an open. A failure while the gate is up would
+# leave node 1's operation held there and its stop waiting for it: the
+# gate goes before lib.sh's cleanup.
+grant_gate_nodes() {
+	GATE=$1
+	trap 'rc=$?; trap - ERR; rm -f "$GATE"; (exit $rc); cleanup' EXIT
+	node_conf 3 close commit RAFTFS_PLUG_US=60000000 RAFTFS_TEST_GRANT_EAGER=1
+	node_conf 1 close behind RAFTFS_MOUNT_OPTS=timeout=60 "RAFTFS_TEST_$2=$GATE"
+	: >"$M1/sync"
+}
+
 # stop_counter K PATTERN WORD: stops node K and prints the number after WORD
 # in the last line of its log matching PATTERN (a node logs its counters
 # when it stops; the line itself goes to stderr, for the test's log), then

@@ -20,15 +20,7 @@ set -euo pipefail
 export RAFTFS_DELEG_IDLE_MS=0
 . "$(dirname "$0")/lib.sh"
 up
-GATE=$T/gate
-# A failure while the gate is up would leave node 1's lookup held there,
-# and its stop waiting for it: the gate goes before lib.sh's cleanup.
-trap 'rc=$?; trap - ERR; rm -f "$GATE"; (exit $rc); cleanup' EXIT
-# Node 3 asks for a directory at its first change (no 8 changes in 2 s)
-# and holds its proposals up to 60 s for company.
-node_conf 3 close commit RAFTFS_PLUG_US=60000000 RAFTFS_TEST_GRANT_EAGER=1
-node_conf 1 close behind RAFTFS_MOUNT_OPTS=timeout=60 RAFTFS_TEST_LOOKUP_GATE="$GATE"
-: >"$M1/sync"
+grant_gate_nodes "$T/gate" LOOKUP_GATE
 
 
 echo "== 1. node 1's lookup of s waits at the gate; node 3 is granted s, chgrps it behind"
