@@ -1179,8 +1179,7 @@ static void handle_ready_corked(node *n)
 			/* It replaces the log: the saves queued before it go
 			 * first. Rare, so the loop waits for them here (what
 			 * it holds to send goes before it waits). */
-			transport_uncork(n->tp);
-			transport_cork(n->tp);
+			transport_flush(n->tp);
 			node_persist_drain(n->pq);
 			node_persist_lock(n->pq);
 			rc = node_snap_install(n, rd.snapshot, &snap);
@@ -1246,10 +1245,8 @@ static void handle_ready_corked(node *n)
 		 * commit waits for, and their applies, which their mounts'
 		 * fsyncs wait for) is the longer path; the leader's own save
 		 * starts first anyway. */
-		if (early && rd.n_msgs && (job || rd.n_committed)) {
-			transport_uncork(n->tp);
-			transport_cork(n->tp);
-		}
+		if (early && rd.n_msgs && (job || rd.n_committed))
+			transport_flush(n->tp);
 		if (job) {
 			node_persist_submit(n->pq, job);
 			n->saves_queued++;
@@ -1264,8 +1261,7 @@ static void handle_ready_corked(node *n)
 				n->vote_upto = n->saves_queued;
 			if (n->stall_loop) {
 				n->stall_loop = false;
-				transport_uncork(n->tp);
-				transport_cork(n->tp);
+				transport_flush(n->tp);
 				node_persist_drain(n->pq);
 			}
 			n->lp.saves++;

@@ -117,6 +117,9 @@ struct transport {
 	bool elide; /* a forwarder's own bytes are left out (RAFTFS_ELIDE) */
 	uint64_t client_id; /* this node's, said in every hello */
 	bool corked; /* transport_cork: small frames are held (loop thread) */
+	/* A frame was held since the last flush (loop thread; stale, never
+	 * wrong, when a direct send wrote them meanwhile). */
+	bool held;
 	_Atomic uint64_t writes; /* transport_writes */
 };
 
@@ -662,8 +665,10 @@ int transport_send(transport *t, const raft_msg *m)
 		pthread_mutex_lock(&t->wmu);
 		held = cork_frame_locked(p->conn, buf, segs, n_segs, len);
 		pthread_mutex_unlock(&t->wmu);
-		if (held)
+		if (held) {
+			t->held = true;
 			return 0;
+		}
 	}
 	write_segs(p->conn, buf, segs, n_segs, len);
 	return 0;
@@ -674,9 +679,13 @@ void transport_cork(transport *t)
 	t->corked = true;
 }
 
-void transport_uncork(transport *t)
+void transport_flush(transport *t)
 {
-	t->corked = false;
+	/* Most loop passes held nothing: no peer's wmu for them (the persist
+	 * thread holds it across its direct sends). */
+	if (!t->held)
+		return;
+	t->held = false;
 	for (size_t i = 0; i < t->n_peers; i++) {
 		transport_conn *c = t->peers[i].conn;
 		int rc = 0;
@@ -690,6 +699,12 @@ void transport_uncork(transport *t)
 		if (rc < 0)
 			conn_close(c);
 	}
+}
+
+void transport_uncork(transport *t)
+{
+	t->corked = false;
+	transport_flush(t);
 }
 
 uint64_t transport_writes(const transport *t)

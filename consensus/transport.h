@@ -107,6 +107,9 @@ int transport_send(transport *t, const raft_msg *m);
 void transport_cork(transport *t);
 /* Writes what is held, one write per peer, and stops holding. */
 void transport_uncork(transport *t);
+/* Writes what is held, one write per peer, and goes on holding (before
+ * the loop waits, or to send a round's frames ahead of what follows). */
+void transport_flush(transport *t);
 
 /* Socket writes tried so far (the loop's and direct sends), for tests and
  * measurements. Any thread. */
