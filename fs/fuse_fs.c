@@ -63,6 +63,8 @@ int fuse_fs_new(struct fs_node *fsn, struct fuse_inval *inv, const struct fuse_o
 	fs->inv = inv;
 	fs->cfg = *cfg;
 	fs->test_hang_mkdir = test_hook_env("RAFTFS_TEST_HANG_MKDIR");
+	fs->test_lookup_gate = test_hook_env("RAFTFS_TEST_LOOKUP_GATE");
+	fs->test_list_gate = test_hook_env("RAFTFS_TEST_LIST_GATE");
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_mutex_init(&fs->rmu, NULL);
 	pthread_cond_init(&fs->rcv, NULL);

@@ -35,6 +35,16 @@ struct fuse_fs {
 	struct fuse_ops_cfg cfg;
 	struct fuse_session *se;
 	const char *test_hang_mkdir; /* RAFTFS_TEST_HANG_MKDIR (fuse_ops.c), or NULL */
+	/* RAFTFS_TEST_LOOKUP_GATE=FILE: a lookup that read its attributes
+	 * waits while FILE exists, after making FILE.reached, so that a test
+	 * can have a grant apply between a lookup's fences and its reply
+	 * (tests/mount/mount_grant_slip.sh); or NULL. */
+	const char *test_lookup_gate;
+	/* RAFTFS_TEST_LIST_GATE=FILE: a listing read waits while FILE exists
+	 * before its final fence, so that a test can have a subdirectory it
+	 * read granted to another node there
+	 * (tests/mount/mount_grant_listed.sh); or NULL. */
+	const char *test_list_gate;
 	atomic_bool degraded; /* no quorum seen: reads do not wait for barriers */
 	atomic_bool probing;  /* a background barrier is in flight */
 	/* A lookup, getattr or listing came since the returner last looked:

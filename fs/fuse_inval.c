@@ -52,11 +52,16 @@ struct fuse_inval {
 	struct fuse_inval_item *head, **tail;
 	uint64_t queued, handled; /* items ever queued / handled */
 	/* until_known items ever queued / notified once
-	 * (fuse_inval_wait_grants_tried) */
+	 * (fuse_inval_test_reply_gate) */
 	uint64_t queued_known, tried_known;
-	bool settling; /* in settle (fuse_inval_wait_grants_tried) */
+	bool settling; /* in settle (fuse_inval_test_reply_gate) */
 	atomic_uint_fast64_t grants; /* Grants applied (fuse_inval_grants; read lock-free by every lookup) */
 	bool stop;
+	/* RAFTFS_TEST_REPLY_GATE=FILE (fuse_inval_test_reply_gate): a grant's
+	 * invalidation waits while FILE exists before the thread sends it, so
+	 * that it goes out while a lookup's reply waits at the same gate, the
+	 * kernel not having the inode yet; or NULL. */
+	const char *test_reply_gate;
 	struct fuse_session *se;
 	pthread_t thread;
 	struct ref *refs[NBUCKETS];
@@ -321,26 +326,6 @@ static void settle(struct fuse_inval *v, struct fuse_session *se, const struct f
 	v->settling = false;
 }
 
-/* Test hook (RAFTFS_TEST_REPLY_GATE=FILE, fuse_ops.c's too): a grant's
- * invalidation waits while FILE exists before the thread sends it, so that
- * it goes out while a lookup's reply waits at the same gate, the kernel not
- * having the inode yet; the reply, the gate gone, waits until it went out
- * (fuse_inval_wait_grants_tried). Read once. */
-static const char *reply_gate_file;
-
-static void reply_gate_read(void)
-{
-	reply_gate_file = test_hook_env("RAFTFS_TEST_REPLY_GATE");
-}
-
-static void reply_gate(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, reply_gate_read);
-	test_gate_wait(reply_gate_file);
-}
-
 static void *inval_main(void *arg)
 {
 	struct fuse_inval *v = arg;
@@ -362,7 +347,7 @@ static void *inval_main(void *arg)
 		se = v->se;
 		pthread_mutex_unlock(&v->mu);
 		if (it->until_known)
-			reply_gate();
+			test_gate_wait(v->test_reply_gate);
 		rc = se ? notify(se, it) : 0;
 		pthread_mutex_lock(&v->mu);
 		/* Waiters for tried_known are woken with those for handled
@@ -392,6 +377,7 @@ int fuse_inval_new(struct fuse_inval **out)
 	pthread_cond_init(&v->cv, NULL);
 	pthread_cond_init(&v->done_cv, NULL);
 	v->tail = &v->head;
+	v->test_reply_gate = test_hook_env("RAFTFS_TEST_REPLY_GATE");
 	rc = pthread_create(&v->thread, NULL, inval_main, v);
 	if (rc) {
 		free(v);
@@ -571,7 +557,9 @@ uint64_t fuse_inval_mark(struct fuse_inval *v)
 	return m;
 }
 
-void fuse_inval_wait_grants_tried(struct fuse_inval *v)
+/* Waits until the thread sent every grant's invalidation queued before
+ * the call to the kernel once (fuse_inval_test_reply_gate). */
+static void wait_grants_tried(struct fuse_inval *v)
 {
 	struct timespec until;
 	uint64_t mark;
@@ -597,4 +585,12 @@ void fuse_inval_wait(struct fuse_inval *v, uint64_t mark)
 	while (v->handled < mark && !v->stop)
 		pthread_cond_wait(&v->done_cv, &v->mu);
 	pthread_mutex_unlock(&v->mu);
+}
+
+void fuse_inval_test_reply_gate(struct fuse_inval *v)
+{
+	if (!v || !v->test_reply_gate)
+		return;
+	test_gate_wait(v->test_reply_gate);
+	wait_grants_tried(v);
 }

@@ -97,14 +97,18 @@ uint64_t fuse_inval_attr_mark(struct fuse_inval *v, uint64_t id);
  * kernel made the inode and dropped its attributes (up to 1 s). */
 void fuse_inval_wait(struct fuse_inval *v, uint64_t mark);
 
-/* Tests: waits until the thread sent every grant's invalidation queued
- * before the call to the kernel once, whether or not the kernel had the
+/* Test hook (RAFTFS_TEST_REPLY_GATE=FILE; nothing when it is off):
+ * reply_entry, its last look at the grants taken, waits while FILE exists
+ * and then until the thread sent every grant's invalidation queued
+ * before the call to the kernel once (one waits at the same gate), so
+ * that a grant applied there reaches the kernel before the reply makes the
+ * inode (tests/mount/mount_grant_inflight.sh): once, whether or not the kernel had the
  * inode, or is retrying one the kernel answered ENOENT (which may wait for
  * the caller's reply: the items after it wait for it too). Only those: an
  * entry invalidation of a directory a waiting lookup is in waits for the
  * lookup's reply in the kernel (the directory's lock). Gives up after
  * TEST_GATE_MAX_S (logged): an item queued before a grant's waits for the
  * kernel like that too. */
-void fuse_inval_wait_grants_tried(struct fuse_inval *v);
+void fuse_inval_test_reply_gate(struct fuse_inval *v);
 
 #endif

@@ -92,51 +92,6 @@ static int entry_attrs(struct fuse_fs *fs, struct stat *st)
 	return fuse_behind_getattr(fs->bh, id, st);
 }
 
-/* Test hook (RAFTFS_TEST_LOOKUP_GATE=FILE): a lookup that read its
- * attributes waits while FILE exists, after making FILE.reached, so that a
- * test can have a grant apply between a lookup's fences and its reply
- * (tests/mount/mount_grant_slip.sh). Read once. */
-static const char *lookup_gate_file;
-
-static void lookup_gate_read(void)
-{
-	lookup_gate_file = test_hook_env("RAFTFS_TEST_LOOKUP_GATE");
-}
-
-static void lookup_gate(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, lookup_gate_read);
-	test_gate_wait(lookup_gate_file);
-}
-
-/* Test hook (RAFTFS_TEST_REPLY_GATE=FILE): reply_entry, its last look at
- * the grants taken, waits while FILE exists and then until the
- * invalidation thread sent the kernel once the grants' invalidations
- * queued meanwhile (one waits at the same gate: fuse_inval.c), so that a
- * grant applied there reaches the kernel before the reply makes the inode
- * (tests/mount/mount_grant_inflight.sh). Not the other items: an entry
- * invalidation of the directory the lookup is in waits in the kernel for
- * this reply. Read once. */
-static const char *reply_gate_file;
-
-static void reply_gate_read(void)
-{
-	reply_gate_file = test_hook_env("RAFTFS_TEST_REPLY_GATE");
-}
-
-static void reply_gate(struct fuse_fs *fs)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, reply_gate_read);
-	if (!reply_gate_file)
-		return;
-	test_gate_wait(reply_gate_file);
-	fuse_inval_wait_grants_tried(fs->inv);
-}
-
 /* Rounds of reply_entry's fence before it answers with what it read. */
 #define SLIP_ROUNDS 8
 
@@ -177,7 +132,7 @@ static void reply_entry(struct fuse_fs *fs, fuse_req_t req, struct stat *st, uin
 			return;
 		}
 	}
-	reply_gate(fs);
+	fuse_inval_test_reply_gate(fs->inv);
 	ffs_fill_entry(fs, &e, st);
 	if (fuse_reply_entry(req, &e) != 0)
 		fuse_inval_unref(fs->inv, st->st_ino, 1);
@@ -257,7 +212,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	lookup_gate();
+	test_gate_wait(fs->test_lookup_gate);
 	reply_entry(fs, req, &st, grants);
 }
 
@@ -843,25 +798,6 @@ static void count_given(struct dir_fill *d, bool count)
 			fuse_inval_unref(d->fs->inv, d->given[i], 1);
 }
 
-/* Test hook (RAFTFS_TEST_LIST_GATE=FILE): a listing read waits while FILE
- * exists before its final fence, so that a test can have a subdirectory it
- * read granted to another node there (tests/mount/mount_grant_listed.sh).
- * Read once. */
-static const char *list_gate_file;
-
-static void list_gate_read(void)
-{
-	list_gate_file = test_hook_env("RAFTFS_TEST_LIST_GATE");
-}
-
-static void list_gate(void)
-{
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-	pthread_once(&once, list_gate_read);
-	test_gate_wait(list_gate_file);
-}
-
 /* Rounds of readdir_common's read before the last, which hands no
  * directory's attributes. */
 #define LIST_ROUNDS 4
@@ -910,7 +846,7 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		d.used = d.nheld = d.ngiven = d.dirs = 0;
 		d.no_dir_attrs = round == LIST_ROUNDS;
 		rc = sm_readdir_held(d.fs->sm, ino, off, plus, dir_add, &d);
-		list_gate();
+		test_gate_wait(d.fs->test_list_gate);
 		(void)fuse_behind_fence(d.fs->bh, ino);
 		count_given(&d, true);
 		if (!d.dirs || fuse_inval_grants(d.fs->inv) == grants)
