@@ -113,12 +113,18 @@ static int propose_revoke(struct fuse_behind *b, uint64_t dir, uint64_t epoch, u
 	return rc;
 }
 
-/* A Revoke's result: ESTALE (the delegation ended meanwhile) and
- * SM_RESULT_HOLDER_BACK (the holder came back: the loop recalls it now)
- * only mean looking again. */
-static bool revoke_failed(int rc)
+/* Revokes dir's delegation epoch (propose_revoke): 0 when the loop looks
+ * again — it took, the delegation ended meanwhile (ESTALE), or the holder
+ * came back (SM_RESULT_HOLDER_BACK: the wait starts afresh, its cap too,
+ * and the holder is recalled) — else the error. */
+static int revoke_or_wait_afresh(struct fuse_behind *b, uint64_t dir, uint64_t epoch,
+				 uint64_t known, struct fuse_reclaim *clock)
 {
-	return rc && rc != ESTALE && rc != SM_RESULT_HOLDER_BACK;
+	int rc = propose_revoke(b, dir, epoch, known);
+
+	if (rc == SM_RESULT_HOLDER_BACK)
+		fuse_reclaim_holder_back(clock, mono_ms());
+	return rc == ESTALE || rc == SM_RESULT_HOLDER_BACK ? 0 : rc;
 }
 
 /* Reclaim: whoever holds dir returns it (or is revoked). The holder
@@ -184,11 +190,8 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 				"revoked and none of its commands applied since): revoking it at "
 				"once\n",
 				(unsigned long long)dir, holder);
-			rc = propose_revoke(b, dir, epoch, known);
-			if (revoke_failed(rc))
+			if ((rc = revoke_or_wait_afresh(b, dir, epoch, known, &clock)))
 				return rc;
-			if (rc == SM_RESULT_HOLDER_BACK)
-				fuse_reclaim_holder_back(&clock, mono_ms());
 			continue;
 		}
 		step = fuse_reclaim_step(&clock, holder, epoch, progress, link, since, now);
@@ -205,11 +208,8 @@ static int reclaim_wait(struct fuse_behind *b, uint64_t dir, uint32_t *joined)
 				FUSE_REVOKE_CAP_MS);
 			if (!clock.capped)
 				fuse_holder_silent(b->grant, holder, progress, link);
-			rc = propose_revoke(b, dir, epoch, known);
-			if (revoke_failed(rc))
+			if ((rc = revoke_or_wait_afresh(b, dir, epoch, known, &clock)))
 				return rc;
-			if (rc == SM_RESULT_HOLDER_BACK)
-				fuse_reclaim_holder_back(&clock, mono_ms());
 			continue;
 		case FUSE_RECLAIM_RECALL:
 			/* At most once per FUSE_RECALL_EVERY_MS, however often

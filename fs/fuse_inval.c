@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "sm.h"
+#include "mono_ms.h"
 #include "test_gate.h"
 
 enum item_kind { INV_INODE, INV_ENTRY, INV_DELETE };
@@ -33,7 +34,7 @@ struct fuse_inval_item {
  * asked makes the inode microseconds after the reply unless it is held off
  * the CPU; past this bound the queue moves on (the attribute timeout bounds
  * the staleness, as before). The pauses start short and double. */
-#define SETTLE_MAX_NS (1000 * 1000000LL)
+#define SETTLE_MAX_MS 1000
 #define SETTLE_FIRST_NS (20 * 1000LL)
 #define SETTLE_PAUSE_MAX_NS (5 * 1000000LL)
 
@@ -284,14 +285,6 @@ static int notify(struct fuse_session *se, const struct fuse_inval_item *it)
 	return 0;
 }
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* it (until_known) was answered ENOENT: the kernel does not have the inode.
  * While this mount counts a lookup of it, the kernel either forgot it (a
  * FORGET on its way drops the count) or has not made it yet: the thread
@@ -301,16 +294,16 @@ static int64_t mono_ns(void)
  * inode's attr_version past the one the lookup sampled before it asked, and
  * fuse_change_attributes then keeps the reply's attributes out. So the
  * invalidation is retried until the kernel has the inode, the count is
- * gone, SETTLE_MAX_NS passed, or the mount's session is no longer se (the
+ * gone, SETTLE_MAX_MS passed, or the mount's session is no longer se (the
  * mount stopping: every notify answers ENOENT then, and fuse_mount_finish
  * may close the device under a notify). Called and returns with mu held. */
 static void settle(struct fuse_inval *v, struct fuse_session *se, const struct fuse_inval_item *it)
 {
-	int64_t start = mono_ns(), pause = SETTLE_FIRST_NS;
+	int64_t start = mono_ms(), pause = SETTLE_FIRST_NS;
 
 	v->settling = true;
 	pthread_cond_broadcast(&v->done_cv);
-	while (known(v, it->ino) && !v->stop && v->se == se && mono_ns() - start < SETTLE_MAX_NS) {
+	while (known(v, it->ino) && !v->stop && v->se == se && mono_ms() - start < SETTLE_MAX_MS) {
 		struct timespec ts = {0, pause};
 		int rc;
 

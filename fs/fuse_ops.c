@@ -851,6 +851,8 @@ static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 		count_given(&d, true);
 		if (!d.dirs || fuse_inval_grants(d.fs->inv) == grants)
 			break;
+		/* A grant applied meanwhile and attributes of a directory
+		 * were handed: read again (its result decides, not this). */
 		count_given(&d, false);
 		rc = 0;
 	}

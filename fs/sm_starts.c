@@ -2,14 +2,13 @@
 #include "sm_starts.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/xattr.h>
-#include <unistd.h>
 
+#include "sm_image.h"
 #include "sm_impl.h"
 
 #define STARTS_VERSION 1u
@@ -116,7 +115,7 @@ static int load_since(struct sm *sm, const char *root)
 {
 	uint64_t v;
 	ssize_t n = lgetxattr(root, SM_XATTR_START_SINCE, &v, sizeof(v));
-	int fd, rc = 0;
+	int rc = 0;
 
 	if (n == (ssize_t)sizeof(v)) {
 		sm->start_since = v;
@@ -131,13 +130,8 @@ static int load_since(struct sm *sm, const char *root)
 	v = sm->applied;
 	if (lsetxattr(root, SM_XATTR_START_SINCE, &v, sizeof(v), 0))
 		rc = -errno;
-	if (!rc && (fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-		rc = -errno;
-	if (!rc) {
-		if (fsync(fd))
-			rc = -errno;
-		close(fd);
-	}
+	if (!rc)
+		rc = img_fsync_path(root);
 	if (rc) {
 		fprintf(stderr, "sm: write %s of %s: %s\n", SM_XATTR_START_SINCE, root,
 			strerror(-rc));
