@@ -737,22 +737,14 @@ static void pb_free(void *data, void *p)
 }
 
 // Decodes a command: 0 with *c (NULL if the bytes are not a command), or
-// -ENOMEM (a local fault, not a result).
-static int decode(const void *cmd, size_t len, Fspb__Command **c)
+// -ENOMEM (a local fault, not a result). in_place (an entry's command): a
+// big write's data stays in cmd (not copied out, sm_decode.h), so the
+// command is freed with sm_decode_free.
+static int decode(const void *cmd, size_t len, bool in_place, Fspb__Command **c)
 {
 	bool oom = false;
 	ProtobufCAllocator a = {pb_alloc, pb_free, &oom};
-	*c = fspb__command__unpack(&a, len, cmd);
-	return oom ? -ENOMEM : 0;
-}
-
-// decode for an entry's command: a big write's data stays in cmd (not
-// copied out, sm_decode.h), so the command is freed with sm_decode_free.
-static int decode_entry(const void *cmd, size_t len, Fspb__Command **c)
-{
-	bool oom = false;
-	ProtobufCAllocator a = {pb_alloc, pb_free, &oom};
-	*c = sm_decode(&a, cmd, len);
+	*c = in_place ? sm_decode(&a, cmd, len) : fspb__command__unpack(&a, len, cmd);
 	return oom ? -ENOMEM : 0;
 }
 
@@ -865,7 +857,7 @@ static int replay_done(struct sm *sm, const Fspb__Batch *b, const struct sm_reco
 {
 	for (uint32_t k = 0; k + 1 < rec->sub; k++) {
 		Fspb__Command *c = NULL;
-		int rc = decode(b->cmds[k].data, b->cmds[k].len, &c);
+		int rc = decode(b->cmds[k].data, b->cmds[k].len, false, &c);
 		if (rc)
 			return rc;
 		if (c && c->op_case == FSPB__COMMAND__OP_BATCH) {
@@ -906,7 +898,7 @@ static int run_batch(struct sm *sm, uint64_t client_id, const Fspb__Batch *b,
 			r.a = r.b = 0;
 			r.mode = r.gid = 0;
 		}
-		rc = decode(b->cmds[k].data, b->cmds[k].len, &c);
+		rc = decode(b->cmds[k].data, b->cmds[k].len, false, &c);
 		if (rc)
 			break;
 		if (c && c->op_case == FSPB__COMMAND__OP_BATCH) {
@@ -958,7 +950,7 @@ int sm_apply_entry(struct sm *sm, uint64_t index, uint64_t client_id, uint64_t s
 		rec.cmd_hash = cmd_hash;
 	}
 	Fspb__Command *c = NULL;
-	if (!(rec.flags & SM_REC_SKIP) && (rc = decode_entry(cmd, len, &c)))
+	if (!(rec.flags & SM_REC_SKIP) && (rc = decode(cmd, len, true, &c)))
 		return fail(sm, index, rc);
 	bool is_batch = c && c->op_case == FSPB__COMMAND__OP_BATCH;
 	bool batch = is_batch && c->batch->n_cmds > 0 && c->batch->n_cmds <= SM_BATCH_MAX;
