@@ -102,10 +102,10 @@ void test_nap(void)
 	nanosleep(&ts, NULL);
 }
 
-/* The node at addr's commit and last log index, as its status says (both
- * 0 when it does not answer within timeout_ms). */
+/* The node at addr's commit, first and last log index, as its status says
+ * (all 0 when it does not answer within timeout_ms). */
 static void status_indexes(const char *addr, unsigned timeout_ms, uint64_t *commit,
-			   uint64_t *last)
+			   uint64_t *first, uint64_t *last)
 {
 	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
 	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
@@ -113,7 +113,7 @@ static void status_indexes(const char *addr, unsigned timeout_ms, uint64_t *comm
 	char err[256];
 	client *c;
 
-	*commit = *last = 0;
+	*commit = *first = *last = 0;
 	if (client_connect(addr, timeout_ms, &c, err, sizeof(err)) < 0)
 		return;
 	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
@@ -121,6 +121,7 @@ static void status_indexes(const char *addr, unsigned timeout_ms, uint64_t *comm
 	if (client_call(c, &req, &resp, timeout_ms, err, sizeof(err)) == 0) {
 		if (resp->status) {
 			*commit = resp->status->commit;
+			*first = resp->status->first_index;
 			*last = resp->status->last_index;
 		}
 		transportpb__response__free_unpacked(resp, NULL);
@@ -130,17 +131,25 @@ static void status_indexes(const char *addr, unsigned timeout_ms, uint64_t *comm
 
 uint64_t test_commit_index(const char *addr, unsigned timeout_ms)
 {
-	uint64_t commit, last;
+	uint64_t commit, first, last;
 
-	status_indexes(addr, timeout_ms, &commit, &last);
+	status_indexes(addr, timeout_ms, &commit, &first, &last);
 	return commit;
+}
+
+uint64_t test_first_index(const char *addr, unsigned timeout_ms)
+{
+	uint64_t commit, first, last;
+
+	status_indexes(addr, timeout_ms, &commit, &first, &last);
+	return first;
 }
 
 uint64_t test_last_index(const char *addr, unsigned timeout_ms)
 {
-	uint64_t commit, last;
+	uint64_t commit, first, last;
 
-	status_indexes(addr, timeout_ms, &commit, &last);
+	status_indexes(addr, timeout_ms, &commit, &first, &last);
 	return last;
 }
 
@@ -274,6 +283,13 @@ void test_gate_open(struct test_gate *g)
 	pthread_mutex_unlock(&g->mu);
 }
 
+void test_gate_close(struct test_gate *g)
+{
+	pthread_mutex_lock(&g->mu);
+	g->closed = true;
+	pthread_mutex_unlock(&g->mu);
+}
+
 int test_kv_cluster_stop(struct test_kv_member *m, int n, char *dir)
 {
 	char cmd[96];
@@ -301,6 +317,13 @@ void test_on_put(void *arg, int status, int64_t result, uint64_t index)
 	(void)result;
 	(void)index;
 	atomic_store((atomic_int *)arg, status == 0 ? 1 : -1);
+}
+
+void test_on_count(void *arg, int status, int64_t result, uint64_t index)
+{
+	(void)result;
+	(void)index;
+	atomic_fetch_add((atomic_int *)arg + (status == 0 ? 0 : 1), 1);
 }
 
 int test_put_wait(node *n, const char *kv, long long ms)

@@ -28,6 +28,8 @@ void test_nap(void);
 uint64_t test_commit_index(const char *addr, unsigned timeout_ms);
 /* The same node's last log index (0: no answer). */
 uint64_t test_last_index(const char *addr, unsigned timeout_ms);
+/* Its first log index (the log compacted below it), likewise. */
+uint64_t test_first_index(const char *addr, unsigned timeout_ms);
 
 /* cfg: the defaults, made node 1 of a one-node cluster named `cluster`
  * listening on 127.0.0.1:port, its data directory DIR/n1. */
@@ -114,10 +116,16 @@ void test_gate_wait(struct test_gate *g);
 /* Opens g for good (teardowns too: a failed test must not leave an apply
  * thread waiting, or the node could not stop). */
 void test_gate_open(struct test_gate *g);
+/* Closes g again (a setup reusing a static gate). */
+void test_gate_close(struct test_gate *g);
 
 /* A node_start callback: stores 1 (applied) or -1 (failed) in the
  * atomic_int at arg. */
 void test_on_put(void *arg, int status, int64_t result, uint64_t index);
+
+/* A node_start callback that counts: 1 added to arg's atomic_int[0] when
+ * applied, to [1] when failed. */
+void test_on_count(void *arg, int status, int64_t result, uint64_t index);
 
 /* Proposes kv on n and waits for it to apply there: 1 applied, -1 failed,
  * 0 not within ms. One at a time (the callback's flag is shared). */

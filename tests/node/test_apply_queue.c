@@ -46,13 +46,6 @@ static int gated_apply(void *ctx, uint64_t index, const envelope *env, const uin
 	return m.inner.apply(ctx, index, env, cmd, len, result);
 }
 
-static void on_done(void *arg, int status, int64_t result, uint64_t index)
-{
-	(void)result;
-	(void)index;
-	atomic_fetch_add((atomic_int *)(status == 0 ? arg : (atomic_int *)arg + 1), 1);
-}
-
 static int teardown(void **state)
 {
 	(void)state;
@@ -96,7 +89,7 @@ static void test_queue_bounded_while_apply_stalls(void **state)
 
 		payload[len] = 'x';
 		assert_int_equal(
-		    node_start(n, payload, sizeof(payload), 0, on_done, done, NULL, NULL), 0);
+		    node_start(n, payload, sizeof(payload), 0, test_on_count, done, NULL, NULL), 0);
 	}
 	/* Every put commits although none applies. */
 	deadline = test_now_ms() + 30000;

@@ -54,13 +54,6 @@ static int gated_apply(void *ctx, uint64_t index, const envelope *env, const uin
 	return m[0].inner.apply(ctx, index, env, cmd, len, result);
 }
 
-static void on_done(void *arg, int status, int64_t result, uint64_t index)
-{
-	(void)result;
-	(void)index;
-	atomic_fetch_add((atomic_int *)(status == 0 ? arg : (atomic_int *)arg + 1), 1);
-}
-
 static void tune(struct test_kv_member *member, int i)
 {
 	(void)i;
@@ -115,7 +108,7 @@ static void test_follower_does_not_retry_committed(void **state)
 
 		payload[len] = 'x';
 		assert_int_equal(
-		    node_start(n, payload, sizeof(payload), 0, on_done, done, NULL, NULL), 0);
+		    node_start(n, payload, sizeof(payload), 0, test_on_count, done, NULL, NULL), 0);
 	}
 	/* Every put commits at the follower although none applies there. */
 	deadline = test_now_ms() + 60000;

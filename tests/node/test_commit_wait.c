@@ -60,13 +60,6 @@ static void on_done(void *arg, int st, int64_t result, uint64_t index)
 	atomic_store(&answered, 1);
 }
 
-static void on_done_fill(void *arg, int st, int64_t result, uint64_t index)
-{
-	(void)result;
-	(void)index;
-	atomic_fetch_add((atomic_int *)arg + (st == 0 ? 0 : 1), 1);
-}
-
 static void tune(struct test_kv_member *member, int i)
 {
 	(void)i;
@@ -79,9 +72,7 @@ static int setup(void **state)
 	(void)state;
 	atomic_store(&gated, NULL);
 	atomic_store(&answered, 0);
-	pthread_mutex_lock(&gate.mu);
-	gate.closed = true;
-	pthread_mutex_unlock(&gate.mu);
+	test_gate_close(&gate);
 	return test_kv_cluster_start(m, N_NODES, "commitwait", dir, tune);
 }
 
@@ -265,38 +256,12 @@ static int setup_snap(void **state)
 	atomic_store(&gated, NULL);
 	atomic_store(&answered, 0);
 	atomic_store(&cut, -1);
-	pthread_mutex_lock(&gate.mu);
-	gate.closed = true;
-	pthread_mutex_unlock(&gate.mu);
+	test_gate_close(&gate);
 	if (test_kv_cluster_new(m, N_NODES, "commitwsnap", dir, tune_snap) != 0)
 		return -1;
 	for (int i = 0; i < N_NODES; i++)
 		node_set_msg_filter(m[i].n, cut_off, (void *)(intptr_t)i);
 	return test_kv_cluster_launch(m, N_NODES, "commitwsnap", dir);
-}
-
-/* The first index in the log of the node at addr, by a status request
- * (0: no answer). */
-static uint64_t first_index(const char *addr)
-{
-	Transportpb__Request req = TRANSPORTPB__REQUEST__INIT;
-	Transportpb__StatusRequest sr = TRANSPORTPB__STATUS_REQUEST__INIT;
-	Transportpb__Response *resp = NULL;
-	char err[256];
-	uint64_t first = 0;
-	client *c;
-
-	if (client_connect(addr, 2000, &c, err, sizeof(err)) < 0)
-		return 0;
-	req.op_case = TRANSPORTPB__REQUEST__OP_STATUS;
-	req.status = &sr;
-	if (client_call(c, &req, &resp, 2000, err, sizeof(err)) == 0) {
-		if (resp->status)
-			first = resp->status->first_index;
-		transportpb__response__free_unpacked(resp, NULL);
-	}
-	client_close(c);
-	return first;
 }
 
 static void test_follower_put_under_snapshot(void **state)
@@ -324,7 +289,7 @@ static void test_follower_put_under_snapshot(void **state)
 		int len = snprintf(payload, 32, "fill%d=", i);
 
 		payload[len] = 'x';
-		assert_int_equal(node_start(m[leader].n, payload, sizeof(payload), 0, on_done_fill,
+		assert_int_equal(node_start(m[leader].n, payload, sizeof(payload), 0, test_on_count,
 					    filled, NULL, NULL),
 				 0);
 	}
@@ -349,13 +314,13 @@ static void test_follower_put_under_snapshot(void **state)
 	assert_true(flast >= index);
 	atomic_store(&cut, f);
 	deadline = test_now_ms() + 60000;
-	for (int i = 0; first_index(laddr) <= flast + 1 && test_now_ms() < deadline; i++) {
+	for (int i = 0; test_first_index(laddr, 2000) <= flast + 1 && test_now_ms() < deadline; i++) {
 		char kv[32];
 
 		snprintf(kv, sizeof(kv), "more%d=1", i);
 		assert_int_equal(test_put_wait(m[leader].n, kv, 20000), 1);
 	}
-	assert_true(first_index(laddr) > flast + 1);
+	assert_true(test_first_index(laddr, 2000) > flast + 1);
 	last = test_commit_index(laddr, 2000);
 	atomic_store(&cut, -1);
 	/* Its log takes the snapshot (the loop installs it in the store while

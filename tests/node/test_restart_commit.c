@@ -28,13 +28,6 @@
 #define PUTS_PER_ROUND 100
 #define MAX_ROUNDS 10
 
-static void on_done(void *arg, int status, int64_t result, uint64_t index)
-{
-	(void)result;
-	(void)index;
-	atomic_fetch_add((atomic_int *)(status == 0 ? arg : (atomic_int *)arg + 1), 1);
-}
-
 /* Starts the node of cfg (a one-node cluster), waits for it to lead, puts
  * `puts` keys and waits for them to apply; stops it. */
 static void run_node(const node_config *cfg, int round, int puts)
@@ -64,7 +57,7 @@ static void run_node(const node_config *cfg, int round, int puts)
 		char cmd[64];
 		int len = snprintf(cmd, sizeof(cmd), "r%d-%d=%d", round, i, i);
 
-		assert_int_equal(node_start(n, cmd, (size_t)len, 0, on_done, done, NULL, NULL), 0);
+		assert_int_equal(node_start(n, cmd, (size_t)len, 0, test_on_count, done, NULL, NULL), 0);
 	}
 	while (atomic_load(&done[0]) + atomic_load(&done[1]) < puts && test_now_ms() < deadline) {
 		struct timespec ts = {0, 5 * 1000 * 1000};
