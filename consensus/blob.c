@@ -75,6 +75,14 @@ void raft_blob_release(uint8_t *data)
 		free(b);
 }
 
+void raft_data_release(uint8_t *data, bool shared)
+{
+	if (shared)
+		raft_blob_release(data);
+	else
+		free(data);
+}
+
 void raft_blob_ref(uint8_t *data)
 {
 	if (!data)

@@ -24,6 +24,10 @@ int raft_blob_copy_entries(raft_entry *dst, const raft_entry *src, size_t n);
  * raft_blob_copy_entries or raft_blob_new, or NULL). */
 void raft_blob_release(uint8_t *data);
 
+/* Frees one entry's data: shared, a block (raft_blob_release), else a
+ * malloc'd copy (free). */
+void raft_data_release(uint8_t *data, bool shared);
+
 /* Takes one more reference to the block of data (from
  * raft_blob_copy_entries or raft_blob_new, or NULL), released by
  * raft_blob_release: a message or the apply queue holds an entry without

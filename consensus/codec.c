@@ -46,28 +46,14 @@ static size_t varint_pack(uint64_t v, uint8_t *out)
 }
 
 /* Takes the bytes of an unpacked field; the unpacked message no longer
- * frees them. */
-static uint8_t *steal_bytes(ProtobufCBinaryData *bd, size_t *len)
+ * frees them. blob: unpacked with blob_allocator, the data is a shared
+ * block with one reference, the caller's. */
+static uint8_t *steal_bytes(ProtobufCBinaryData *bd, size_t *len, bool blob)
 {
 	uint8_t *p = bd->len ? bd->data : NULL;
 	*len = bd->len;
-	if (!p) {
-		free(bd->data); /* a zero-length field never allocates, but be exact */
-		*len = 0;
-	}
-	bd->data = NULL;
-	bd->len = 0;
-	return p;
-}
-
-/* Like steal_bytes, of a field unpacked with blob_allocator: the data is
- * a shared block with one reference, the caller's. */
-static uint8_t *steal_blob(ProtobufCBinaryData *bd, size_t *len)
-{
-	uint8_t *p = bd->len ? bd->data : NULL;
-	*len = bd->len;
-	if (!p)
-		raft_blob_release(bd->data);
+	if (!p) /* a zero-length field never allocates, but be exact */
+		raft_data_release(bd->data, blob);
 	bd->data = NULL;
 	bd->len = 0;
 	return p;
@@ -160,7 +146,7 @@ static int entry_from_pb(Raftpb__Entry *pb, raft_entry *out, bool blob)
 	out->index = pb->index;
 	out->type = (raft_entry_type)pb->type;
 	size_t len;
-	out->data = blob ? steal_blob(&pb->data, &len) : steal_bytes(&pb->data, &len);
+	out->data = steal_bytes(&pb->data, &len, blob);
 	out->len = (uint32_t)len;
 	return 0;
 }
@@ -365,7 +351,7 @@ int codec_conf_change_decode(const uint8_t *buf, size_t len, raft_conf_change *o
 	if ((unsigned)pb->type <= RAFT_CONF_ADD_LEARNER) {
 		out->type = (raft_conf_change_type)pb->type;
 		out->node_id = pb->node_id;
-		out->context = steal_bytes(&pb->context, &out->context_len);
+		out->context = steal_bytes(&pb->context, &out->context_len, false);
 		rv = 0;
 	}
 	raftpb__conf_change__free_unpacked(pb, NULL);
@@ -521,7 +507,7 @@ static int snapshot_from_pb(Raftpb__Snapshot *pb, raft_snapshot **out)
 	if (!s)
 		return RAFT_ENOMEM;
 	snapshot_meta_from_pb(pb->metadata, &s->meta);
-	s->data = steal_bytes(&pb->data, &s->len);
+	s->data = steal_bytes(&pb->data, &s->len, false);
 	*out = s;
 	return 0;
 }
@@ -581,7 +567,7 @@ static int msg_from_pb(Raftpb__Message *pb, raft_msg *out, bool blob)
 			return rv;
 	}
 	if (!blob) {
-		out->context = steal_bytes(&pb->context, &out->context_len);
+		out->context = steal_bytes(&pb->context, &out->context_len, false);
 	} else if (pb->context.len) {
 		if (!(out->context = malloc(pb->context.len)))
 			return RAFT_ENOMEM;

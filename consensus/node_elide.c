@@ -38,15 +38,6 @@ static proposal *pending_of_len(node *n, uint64_t seq, size_t len)
 	return p && p->seq == seq && p->len == len ? p : NULL;
 }
 
-/* Frees an entry's data: a block of blob.h in a message of blob_data. */
-static void drop_data(uint8_t *data, bool blob)
-{
-	if (blob)
-		raft_blob_release(data);
-	else
-		free(data);
-}
-
 /* Fills e, of which el says what was left out, from this node's pending
  * proposals: 0, or -1 when it lacks it; blob: e's message holds its data
  * in shared blocks (raft_msg.blob_data), and so will e. When the leader
@@ -100,10 +91,10 @@ static int fill_one(node *n, raft_entry *e, const raft_elision *el, bool blob)
 		found = p != NULL;
 	}
 	if (!found || crc32c_extend(0, whole, el->len) != el->crc) {
-		drop_data(whole, blob);
+		raft_data_release(whole, blob);
 		return -1;
 	}
-	drop_data(e->data, blob);
+	raft_data_release(e->data, blob);
 	e->data = whole;
 	e->len = el->len;
 	return 0;
@@ -127,7 +118,7 @@ void node_elide_fill(node *n, raft_msg *m)
 		     (unsigned long long)m->entries[i].index, (unsigned long long)m->from);
 		transport_lacks(n->tp, m->from, m->entries[i].index);
 		for (size_t j = i; j < m->n_entries; j++) {
-			drop_data(m->entries[j].data, m->blob_data);
+			raft_data_release(m->entries[j].data, m->blob_data);
 			m->entries[j].data = NULL;
 			m->entries[j].len = 0;
 		}

@@ -157,12 +157,10 @@ void raft_entries_free(raft_entry *ents, size_t n)
 
 void raft_entries_release(raft_entry *ents, size_t n, bool shared)
 {
-	if (!shared) {
-		raft_entries_free(ents, n);
+	if (!ents)
 		return;
-	}
 	for (size_t i = 0; i < n; i++)
-		raft_blob_release(ents[i].data);
+		raft_data_release(ents[i].data, shared);
 	free(ents);
 }
 
