@@ -32,9 +32,12 @@ cleanup() {
 	local rc=$?
 	set +e
 	trap - ERR # the teardown's own statuses are no test failures
-	# Children first (writers), then the gates (a writer may still make
-	# one; the reaper says why), then the cluster, then whatever mount is
-	# left.
+	# The gates, then the children (writers), then the gates again (a
+	# writer may still make one; the reaper says why), then the cluster,
+	# then whatever mount is left. A child held in a FUSE request behind a
+	# node's gate does not die of the kill until the gate opens: the wait
+	# for it hung (mount.grant_slip failing with its gate up).
+	rm -f "$T"/*gate
 	[ -z "$(jobs -p)" ] || kill $(jobs -p) 2>/dev/null
 	wait 2>/dev/null
 	rm -f "$T"/*gate
@@ -204,18 +207,34 @@ silence_holder3() {
 
 # grant_gate_nodes FILE HOOK: the setup of the grant-window tests
 # (mount.grant_slip, grant_inflight, grant_listed; after `up`, with
-# RAFTFS_DELEG_IDLE_MS=0): GATE=FILE, node 1 runs with RAFTFS_TEST_<HOOK>
-# gated on it, node 3 asks for a directory at its first change (no 8
-# changes in 2 s) and holds its proposals up to 60 s for company, and
-# $M1/sync is there for an open. A failure while the gate is up would
-# leave node 1's operation held there and its stop waiting for it: the
-# gate goes before lib.sh's cleanup.
+# RAFTFS_DELEG_IDLE_MS=0): GATE=FILE (named $T/*gate: lib.sh's cleanup
+# removes it before it stops the nodes, so a failure while it is up does
+# not leave node 1's operation held there), node 1 runs with
+# RAFTFS_TEST_<HOOK> gated on it, node 3 asks for a directory at its first
+# change (no 8 changes in 2 s) and holds its proposals up to 60 s for
+# company, and $M1/sync is there for an open.
 grant_gate_nodes() {
 	GATE=$1
-	trap 'rc=$?; trap - ERR; rm -f "$GATE"; (exit $rc); cleanup' EXIT
 	node_conf 3 close commit RAFTFS_PLUG_US=60000000 RAFTFS_TEST_GRANT_EAGER=1
 	node_conf 1 close behind RAFTFS_MOUNT_OPTS=timeout=60 "RAFTFS_TEST_$2=$GATE"
 	: >"$M1/sync"
+}
+
+# chgrp_behind3 PATH: node 3, which holds PATH, chgrps it to 65534 behind
+# (its create in PATH applied first, so the setattr goes behind): fails
+# when node 3 applied it at once (the grant-window tests prove nothing
+# then).
+chgrp_behind3() {
+	python3 - "$C" "$1" <<'PY' || fail "node 3's chgrp of $1"
+import os, sys
+c, p = sys.argv[1], sys.argv[2]
+fd = os.open(f"{c}/n3/{p}", os.O_RDONLY)
+os.fsync(fd)  # node 3's create in it is applied: its setattr goes behind
+os.close(fd)
+os.chown(f"{c}/n3/{p}", -1, 65534)
+if os.stat(f"{c}/node3/data/tree/{p}").st_gid != 0:
+    sys.exit(f"node 3 applied its chgrp of {p} at once: not answered behind, the case proves nothing")
+PY
 }
 
 # stop_counter K PATTERN WORD: stops node K and prints the number after WORD
@@ -275,6 +294,8 @@ commit() {
 # holder known silent): lines of its node.log (fs/fuse_behind_deleg.c).
 waited() { grep -c "did not return its delegation" "$C/node1/node.log" || true; }
 at_once() { grep -c "revoking it at once" "$C/node1/node.log" || true; }
+# started K: how many start commands node K's log says applied there.
+started() { grep -c "start command applied" "$C/node$1/node.log" || true; }
 
 # node_conf K KEY VALUE [NAME=VALUE...]: stops node K, sets KEY = VALUE in
 # its configuration and starts it again (in the environment given, e.g. a

@@ -43,16 +43,7 @@ LS=$!
 wait_for 60 "node 1's listing of p at the gate" test -e "$GATE.reached"
 : >"$M3/p/s/f" # the eager grant of s to node 3 applies before this create
 wait_for 30 "node 1 applied node 3's grant of p/s" held_by 3 1 p/s
-python3 - "$C" <<'PY' || fail "node 3's chgrp of p/s"
-import os, sys
-c = sys.argv[1]
-fd = os.open(f"{c}/n3/p/s", os.O_RDONLY)
-os.fsync(fd)  # node 3's create in s is applied: its setattr goes behind
-os.close(fd)
-os.chown(f"{c}/n3/p/s", -1, 65534)
-if os.stat(f"{c}/node3/data/tree/p/s").st_gid != 0:
-    sys.exit("node 3 applied its chgrp of p/s at once: not answered behind, the case proves nothing")
-PY
+chgrp_behind3 p/s
 wait_for 30 "node 1 applied node 3's create in p/s" test -e "$C/node1/data/tree/p/s/f"
 # An open waits for node 1's invalidations queued before it, the grant's
 # of s among them: before the fix, until the retry gave up (1 s), which is

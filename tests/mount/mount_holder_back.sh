@@ -32,7 +32,6 @@ silence_holder3
 
 echo "== 2. node 3 comes back; node 1 looks at p/x"
 # started K: how many times node K logged that its start command applied.
-started() { grep -c "start command applied" "$C/node$1/node.log" || true; }
 s0=$(started 3)
 "$R" local start "$C" 3 >/dev/null || fail "restart of node 3"
 wait_for 60 "node 3's mount" mount_answers 3

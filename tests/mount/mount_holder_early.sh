@@ -34,7 +34,6 @@ export RAFTFS_DELEG_IDLE_MS=0
 up
 
 # started K: how many times node K logged that its start command applied.
-started() { grep -c "start command applied" "$C/node$1/node.log" || true; }
 # connected K J: node K's status shows a connection to node J.
 connected() {
 	"$R" status --json "$("$R" local addr "$C" "$1")" 2>/dev/null |
