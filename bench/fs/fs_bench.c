@@ -316,8 +316,7 @@ int main(int argc, char **argv)
 		else if (c == 'L' && !(lat_log = fopen(optarg, "w"))) {
 			fprintf(stderr, "fs-bench: open -L %s: %s\n", optarg, strerror(errno));
 			return 2;
-		} else if (c != 'p' && c != 'v' && c != 'L' && c != 'k' && c != 'D' && c != 'S' &&
-			   c != 'F') {
+		} else if (c != 'p' && c != 'L') { /* the two taken above only on success */
 			fputs(usage, c == 'h' ? stdout : stderr);
 			return c == 'h' ? 0 : 2;
 		}

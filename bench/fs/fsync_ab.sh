@@ -55,7 +55,6 @@ run() {
 	l=$(leader_of "$c")
 	f=$((l % 3 + 1))
 	for id in "$f" "$l"; do
-		for _ in $(seq 100); do mountpoint -q "$c/n$id" && break; sleep 0.1; done
 		[ "$id" = "$l" ] && role=leader || role=follower
 		"$bench" -n 100 -p fsync "$c/n$id" >/dev/null
 		echo "$r $b $role n$id [$(cut -d' ' -f1-3 /proc/loadavg)]" \

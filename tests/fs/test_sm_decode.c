@@ -180,27 +180,6 @@ static void test_repeated_write_plain(void **state)
 	free(b);
 }
 
-/* A varint at cmd[at..at+n) of value v written again in width bytes
- * (padded with continuation bytes: still the same number, and protobuf-c
- * refuses a tag or a length in more than 5). Returns the new command. */
-static uint8_t *widen(const uint8_t *cmd, size_t len, size_t at, size_t n, unsigned width,
-		      size_t *out_len)
-{
-	uint64_t v = 0;
-	uint8_t *out = malloc(len - n + width);
-	size_t k = 0;
-
-	assert_non_null(out);
-	for (size_t i = 0; i < n; i++)
-		v |= (uint64_t)(cmd[at + i] & 0x7f) << (7 * i);
-	memcpy(out, cmd, at);
-	for (unsigned i = 0; i < width; i++, v >>= 7)
-		out[at + k++] = (uint8_t)((v & 0x7f) | (i + 1 < width ? 0x80 : 0));
-	memcpy(out + at + k, cmd + at + n, len - at - n);
-	*out_len = len - n + width;
-	return out;
-}
-
 static size_t varint_len(const uint8_t *p)
 {
 	size_t n = 1;
@@ -208,6 +187,43 @@ static size_t varint_len(const uint8_t *p)
 	while (p[n - 1] & 0x80)
 		n++;
 	return n;
+}
+
+static uint64_t varint_at(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < n; i++)
+		v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+	return v;
+}
+
+/* The bytes v takes at the least. */
+static unsigned varint_width(uint64_t v)
+{
+	unsigned w = 1;
+
+	while (v >>= 7)
+		w++;
+	return w;
+}
+
+/* cmd with its varint at cmd[at..at+n) replaced by v written in width
+ * bytes (padded with continuation bytes: the same number, which
+ * protobuf-c refuses as a tag or a length in more than 5); malloc'd,
+ * *out_len its length. */
+static uint8_t *respell(const uint8_t *cmd, size_t len, size_t at, size_t n, uint64_t v,
+			unsigned width, size_t *out_len)
+{
+	uint8_t *out = malloc(len - n + width);
+
+	assert_non_null(out);
+	memcpy(out, cmd, at);
+	for (unsigned i = 0; i < width; i++, v >>= 7)
+		out[at + i] = (uint8_t)((v & 0x7f) | (i + 1 < width ? 0x80 : 0));
+	memcpy(out + at + width, cmd + at + n, len - at - n);
+	*out_len = len - n + width;
+	return out;
 }
 
 /* Each of the four varints sm_decode writes again (the write's tag and
@@ -224,18 +240,15 @@ static void test_padded_varints_agree(void **state)
 	/* The Command's fields, then the Write's: find both tags and lengths. */
 	while (at < len && found < 2) {
 		size_t tl = varint_len(cmd + at), ll;
-		uint64_t tag = 0, n = 0;
+		uint64_t tag = varint_at(cmd + at, tl), n;
 
-		for (size_t i = 0; i < tl; i++)
-			tag |= (uint64_t)(cmd[at + i] & 0x7f) << (7 * i);
 		if ((tag & 7) == 0) {
 			at += tl + varint_len(cmd + at + tl);
 			continue;
 		}
 		assert_int_equal(tag & 7, 2);
 		ll = varint_len(cmd + at + tl);
-		for (size_t i = 0; i < ll; i++)
-			n |= (uint64_t)(cmd[at + tl + i] & 0x7f) << (7 * i);
+		n = varint_at(cmd + at + tl, ll);
 		if ((found == 0 && tag >> 3 == 17) || (found == 1 && tag >> 3 == 3)) {
 			spots[2 * found] = at;
 			widths[2 * found] = tl;
@@ -252,27 +265,16 @@ static void test_padded_varints_agree(void **state)
 	for (int v = 0; v < 4; v++)
 		for (unsigned width = (unsigned)widths[v]; width <= 10; width++) {
 			size_t wl;
-			uint8_t *w = widen(cmd, len, spots[v], widths[v], width, &wl);
+			uint8_t *w = respell(cmd, len, spots[v], widths[v],
+					     varint_at(cmd + spots[v], widths[v]), width, &wl);
 
 			/* The write's length must count the widened data header. */
 			if (v >= 2) {
-				uint8_t *w2;
-				size_t l2, wlen_at = spots[1], wlen_n = widths[1];
-				uint64_t wlen = 0;
+				uint64_t wlen = varint_at(w + spots[1], widths[1]) + width - widths[v];
+				size_t l2;
+				uint8_t *w2 = respell(w, wl, spots[1], widths[1], wlen,
+						      varint_width(wlen), &l2);
 
-				for (size_t i = 0; i < wlen_n; i++)
-					wlen |= (uint64_t)(w[wlen_at + i] & 0x7f) << (7 * i);
-				wlen += width - widths[v];
-				w2 = malloc(wl + 10);
-				assert_non_null(w2);
-				memcpy(w2, w, wlen_at);
-				l2 = wlen_at;
-				do {
-					w2[l2++] = (uint8_t)((wlen & 0x7f) | (wlen >= 0x80 ? 0x80 : 0));
-					wlen >>= 7;
-				} while (wlen);
-				memcpy(w2 + l2, w + wlen_at + wlen_n, wl - wlen_at - wlen_n);
-				l2 += wl - wlen_at - wlen_n;
 				free(w);
 				w = w2;
 				wl = l2;

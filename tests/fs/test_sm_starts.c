@@ -68,17 +68,7 @@ static uint64_t start_as(struct sm *sm, uint32_t node, uint32_t caps, uint64_t s
 // Node 2 makes directory name (id) and holds it.
 static void held_dir(struct sm *sm, const char *name, uint64_t id)
 {
-	Fspb__Command c = FSPB__COMMAND__INIT;
-	Fspb__Mkdir m = FSPB__MKDIR__INIT;
-	m.parent = SM_ROOT_ID;
-	m.name = (char *)name;
-	m.ino = id;
-	m.mode = 0755;
-	m.grant = true;
-	c.op_case = FSPB__COMMAND__OP_MKDIR;
-	c.mkdir = &m;
-	c.node = 2;
-	assert_int_equal(tl_apply(sm, &c), 0);
+	assert_int_equal(tl_mkdir_as(sm, 2, SM_ROOT_ID, name, id, true, false), 0);
 }
 
 // Node 1 revokes dir (epoch) knowing the holder's start `known`, naming
