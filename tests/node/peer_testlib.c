@@ -17,6 +17,24 @@
 #include "node_testlib.h"
 #include "peer_testlib.h"
 
+void test_peer_no_raft(void *arg, raft_msg *m)
+{
+	(void)arg, (void)m;
+}
+
+void test_peer_no_request(void *arg, transport_conn *c, const Transportpb__Request *r)
+{
+	(void)arg, (void)c, (void)r;
+}
+
+void test_peer_no_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
+{
+	(void)arg, (void)from, (void)ch;
+}
+
+const transport_callbacks test_peer_quiet = {NULL, test_peer_no_raft, test_peer_no_request,
+					     test_peer_no_chunk};
+
 void test_peer_connect(struct test_peer *p, const transport_callbacks *cb,
 		       const struct test_peer_opts *o)
 {

@@ -22,6 +22,13 @@ struct test_peer {
 	frame_reader fr;
 };
 
+/* Callbacks for node 1 that ignore what it receives (arg NULL), and the
+ * parts of them, for a test that handles some itself. */
+extern const transport_callbacks test_peer_quiet;
+void test_peer_no_raft(void *arg, raft_msg *m);
+void test_peer_no_request(void *arg, transport_conn *c, const Transportpb__Request *r);
+void test_peer_no_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch);
+
 /* How test_peer_connect sets the pair up (0: the default). */
 struct test_peer_opts {
 	uint64_t client_id;	 /* node 2's hello says it (0: none, as an older node's) */

@@ -26,26 +26,9 @@
 
 #define BIG_BYTES (20u << 10) /* entry data past what a cork holds (16 KiB) */
 
-static void on_raft(void *arg, raft_msg *m)
-{
-	(void)arg, (void)m;
-}
-
-static void on_request(void *arg, transport_conn *c, const Transportpb__Request *r)
-{
-	(void)arg, (void)c, (void)r;
-}
-
-static void on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
-{
-	(void)arg, (void)from, (void)ch;
-}
-
 static void connect_pair(struct test_peer *p)
 {
-	static transport_callbacks cb = {NULL, on_raft, on_request, on_chunk};
-
-	test_peer_connect(p, &cb, &(struct test_peer_opts){0});
+	test_peer_connect(p, &test_peer_quiet, &(struct test_peer_opts){0});
 }
 
 /* An append to node 2 marked by its commit field, with len bytes of entry

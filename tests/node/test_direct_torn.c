@@ -38,6 +38,7 @@
 #include "codec.h"
 #include "frame.h"
 #include "node_testlib.h"
+#include "peer_testlib.h"
 #include "transport.h"
 
 #define MAXMSG 100000
@@ -46,21 +47,6 @@
 #define DIRECT_MAX (DIRECT_BYTES + 7 * DIRECT_STEP)
 #define LOOP_BYTES 20000	  /* of the loop's send: more than a cut frame's rest */
 #define LOOP_MARK 999999999ull /* the loop's frame: its commit field */
-
-static void on_raft(void *arg, raft_msg *m)
-{
-	(void)arg, (void)m;
-}
-
-static void on_request(void *arg, transport_conn *c, const Transportpb__Request *r)
-{
-	(void)arg, (void)c, (void)r;
-}
-
-static void on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
-{
-	(void)arg, (void)from, (void)ch;
-}
 
 /* A message to node 2 with len bytes of entry data, marked by its commit
  * field; e and data must outlive the send. */
@@ -233,7 +219,7 @@ static void torn_done(uv_loop_t *loop, transport *t, frame_reader *fr, int fd, i
 static void test_torn_direct(void **state)
 {
 	struct sender *snd = calloc(1, sizeof(*snd));
-	transport_callbacks cb = {NULL, on_raft, on_request, on_chunk};
+	transport_callbacks cb = test_peer_quiet;
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	static uint8_t big[LOOP_BYTES];
 	uint16_t port[2];

@@ -49,16 +49,6 @@ static void on_raft(void *arg, raft_msg *m)
 		l->props++;
 }
 
-static void on_request(void *arg, transport_conn *c, const Transportpb__Request *r)
-{
-	(void)arg, (void)c, (void)r;
-}
-
-static void on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
-{
-	(void)arg, (void)from, (void)ch;
-}
-
 /* Entry index of client's proposal seq 1: an envelope and BIG - its
  * length of command bytes, in data (BIG long). */
 static void big_entry(raft_entry *e, uint8_t *data, uint64_t index, uint64_t client)
@@ -78,7 +68,7 @@ static void forward_then_append(uint64_t hello_client, uint32_t came[2], uint32_
 {
 	static uint8_t d3[BIG], d2[BIG], dp[BIG];
 	struct leader l = {0};
-	transport_callbacks cb = {&l, on_raft, on_request, on_chunk};
+	transport_callbacks cb = {&l, on_raft, test_peer_no_request, test_peer_no_chunk};
 	raft_entry e[2], pe;
 	const uint8_t *payload;
 	long long deadline;

@@ -42,28 +42,11 @@
 #define QUEUE_BYTES 4096
 #define LACKED 7 /* the entry node 1 lacked */
 
-static void on_raft(void *arg, raft_msg *m)
-{
-	(void)arg, (void)m; /* node 2 sends node 1 nothing but its hello */
-}
-
-static void on_request(void *arg, transport_conn *c, const Transportpb__Request *r)
-{
-	(void)arg, (void)c, (void)r;
-}
-
-static void on_chunk(void *arg, uint64_t from, const Transportpb__SnapshotChunk *ch)
-{
-	(void)arg, (void)from, (void)ch;
-}
-
 /* Node 1 connected to node 2, whose small receive buffer node 1's sends
  * fill soon. */
 static void connect_peer(struct test_peer *l)
 {
-	transport_callbacks cb = {NULL, on_raft, on_request, on_chunk};
-
-	test_peer_connect(l, &cb,
+	test_peer_connect(l, &test_peer_quiet,
 			  &(struct test_peer_opts){.client_id = 0x2222,
 						   .rcvbuf = 4096,
 						   .send_queue_bytes = QUEUE_BYTES});
