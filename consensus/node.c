@@ -339,9 +339,10 @@ static bool committed_in_log(node *n, proposal *p)
 
 /* When apply went past every copy of p known committed here without
  * answering it: the copy was skipped as early (on_refused proposes it
- * again) or an installed snapshot covered it (its result, if it applied
- * before the image was taken, is in the duplicate table, and a retry gets
- * it). Then what was known is forgotten, so p is retried by timer as an
+ * again), or an installed snapshot covered it and its restored duplicate
+ * table does not hold p as applied (the copy was skipped as early before
+ * the image was taken, or the result is forgotten; node_answer_restored
+ * answered the others). Then what was known is forgotten, so p is retried by timer as an
  * uncommitted one and fails at its deadline as one. complete_local
  * unlinks p under mu before the apply thread moves `applied` past its
  * entry, so a p still listed here with its index passed was not answered.
@@ -617,6 +618,46 @@ static void complete_local(node *n, uint64_t seq, int64_t result, uint64_t index
 	}
 	proposal_finish(p, 0, result, index);
 	node_stages_add(s, NODE_STAGE_REPLY, t_applied, s->on ? uv_hrtime() : 0);
+}
+
+/* A restored snapshot covers entries this node never applied itself, its
+ * own among them: a proposal whose copy applied before the image was
+ * taken is answered by no apply here. The restored duplicate table holds
+ * its result (the one every node gave), so it is answered now, exactly,
+ * with no retry: before, it was retried by timer, and one already past
+ * its deadline (it waited for that copy, waits_for_apply) failed at once
+ * with ETIMEDOUT although it applied everywhere. The index reported is
+ * the snapshot's: it applied at or before it. One the table does not hold
+ * as applied is left pending: new (after the image: it applies, or is
+ * retried), or stale (its result forgotten: it is retried and fails at
+ * its deadline as before, forget_passed_commit). Answered in seq order,
+ * like applies (node.h, guarantee 3). The table is the apply thread's,
+ * read here on it. */
+void node_answer_restored(node *n, uint64_t index)
+{
+	const dedup *dd = n->sm->dedup_table ? n->sm->dedup_table(n->sm->ctx) : NULL;
+	proposal *done = NULL, **tail = &done, *p, *next;
+	int64_t result;
+
+	if (!dd)
+		return;
+	pthread_mutex_lock(&n->mu);
+	for (p = n->pend_head; p; p = next) {
+		next = p->next;
+		if (dedup_check(dd, n->client_id, p->seq, &result) != DEDUP_DUPLICATE)
+			continue;
+		node_pending_unlink(n, p);
+		*tail = p;
+		tail = &p->next;
+	}
+	pthread_mutex_unlock(&n->mu);
+	for (p = done; p; p = next) {
+		next = p->next;
+		dedup_check(dd, n->client_id, p->seq, &result);
+		RLOG(RLOG_CLNT, "seq %llu answered from the snapshot at %llu: %lld",
+		     (unsigned long long)p->seq, (unsigned long long)index, (long long)result);
+		proposal_finish(p, 0, result, index);
+	}
 }
 
 /* Caller holds mu: the pending proposal of this node that e carries,

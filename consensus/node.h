@@ -148,7 +148,10 @@ typedef struct node_sm {
 typedef struct node node;
 
 /* Completion of a proposal: status 0 with the state machine's result and the
- * index it was applied at, or a negative NODE_E* reason. Fires exactly once,
+ * index it was applied at (for one this node's apply passed under a
+ * restored snapshot, answered from its duplicate table: the snapshot's
+ * index, at or after the one it was applied at), or a negative NODE_E*
+ * reason. Fires exactly once,
  * on the apply thread or the loop thread: it must not block, and must not
  * call node_stop(). */
 typedef void (*node_done_cb)(void *arg, int status, int64_t result, uint64_t index);

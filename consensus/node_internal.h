@@ -57,7 +57,8 @@ typedef struct proposal {
 	 * past its deadline it waits for the apply index to reach it instead
 	 * of failing (check_proposals). Kept across retries (a committed
 	 * entry stays); forgotten once apply passed it without answering
-	 * (skipped as early, or under an installed snapshot). */
+	 * (skipped as early, or under an installed snapshot whose duplicate
+	 * table does not hold it: node_answer_restored). */
 	uint64_t commit_seen;
 	/* RAFTFS_STAGES: when it was started, first tried, persisted here and
 	 * handed out committed (uv_hrtime ns; 0: not seen). */
@@ -288,6 +289,11 @@ bool node_unsaved_full(const node *n);
 /* Loop thread, mu held: proposes p and every pending proposal after it again,
  * in seq order (go-back-N, README-node.md "Order"). */
 void node_resend_from(node *n, proposal *p, uint64_t now);
+
+/* Apply thread, after a snapshot at index was restored and before the
+ * applied index moves to it: answers every pending proposal of this node
+ * the restored duplicate table holds as applied (node.c). */
+void node_answer_restored(node *n, uint64_t index);
 
 /* node_pending.c, the pending list (mu held for each): */
 /* Appends p (its seq above every pending one). */

@@ -202,6 +202,9 @@ void node_snap_restore(node *n, const raft_snapshot *s)
 	}
 	rlog_write(RLOG_INFO, "state restored from the snapshot at %llu (%llu bytes)",
 		   (unsigned long long)index, (unsigned long long)bytes);
+	/* Before applied moves: a proposal still pending once it has is
+	 * taken as passed unanswered (node.c, forget_passed_commit). */
+	node_answer_restored(n, index);
 	atomic_store(&n->applied, index);
 	n->last_snap = index;
 	atomic_store(&n->image_bytes, bytes);

@@ -6,9 +6,12 @@
  * everywhere). A put that cannot commit (the other two nodes stopped) still
  * fails at its deadline. And a follower's put committed but held back from
  * its apply, then covered by a snapshot from the leader (the apply index
- * jumps past it unanswered), is proposed again and answered from the
- * duplicate table instead of waiting for its deadline. Three in-process
- * nodes with the kv state machine, the proposer's apply behind a gate. */
+ * jumps past it), is answered at the restore from the restored duplicate
+ * table, with its result and no retry (node.c, node_answer_restored):
+ * before its deadline (it was retried, a duplicate in the log), and past
+ * it (it waited for its committed copy, then failed with ETIMEDOUT
+ * although it applied everywhere). Three in-process nodes with the kv
+ * state machine, the proposer's apply behind a gate. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -47,16 +50,18 @@ static int gated_apply(void *ctx, uint64_t index, const envelope *env, const uin
 	return m[0].inner.apply(ctx, index, env, cmd, len, result);
 }
 
-/* The put's outcome: its status once answered. */
+/* The put's outcome: its status, result and index once answered. */
 static atomic_int answered;
 static atomic_int status;
+static _Atomic int64_t put_result;
+static _Atomic uint64_t put_index;
 
 static void on_done(void *arg, int st, int64_t result, uint64_t index)
 {
 	(void)arg;
-	(void)result;
-	(void)index;
 	atomic_store(&status, st);
+	atomic_store(&put_result, result);
+	atomic_store(&put_index, index);
 	atomic_store(&answered, 1);
 }
 
@@ -241,7 +246,8 @@ static bool cut_off(void *arg, const raft_msg *msg)
 static void tune_snap(struct test_kv_member *member, int i)
 {
 	(void)i;
-	/* Long: the put must be answered by its retry, well before it. */
+	/* Long: the put must be answered well before it (but for the put
+	 * given a short timeout of its own). */
 	member->cfg.proposal_timeout_ms = 60000;
 	member->cfg.apply_queue_bytes = SNAP_QUEUE_BYTES;
 	member->cfg.snapshot_entries = SNAP_EVERY;
@@ -264,16 +270,20 @@ static int setup_snap(void **state)
 	return test_kv_cluster_launch(m, N_NODES, "commitwsnap", dir);
 }
 
-static void test_follower_put_under_snapshot(void **state)
+/* A follower's put, committed but not handed to its apply, is covered by
+ * a snapshot from the leader; timeout_ms: the put's own (0: the 60 s
+ * configured), held past it before the snapshot is restored. It must be
+ * answered at the restore with the result every node gave it, and no
+ * retry (no duplicate in the follower's log). */
+static void follower_put_under_snapshot(unsigned timeout_ms)
 {
 	static char payload[SNAP_ENTRY_BYTES];
 	static atomic_int filled[2];
 	int leader, f;
 	char faddr[64], laddr[64];
 	uint64_t index = 0, last = 0, flast;
-	long long deadline;
+	long long deadline, put_deadline;
 
-	(void)state;
 	leader = test_leading(&m[0].n, sizeof(m[0]), N_NODES, 20000);
 	assert_true(leader >= 0);
 	f = (leader + 1) % N_NODES;
@@ -299,7 +309,9 @@ static void test_follower_put_under_snapshot(void **state)
 	assert_true(node_apply_queue_max(m[f].n) >= SNAP_QUEUE_BYTES);
 	/* The put: committed (the leader applied it), known so at the
 	 * follower (its commit index passed it), not handed out there. */
-	assert_int_equal(node_start(m[f].n, "under=1", 7, 0, on_done, NULL, NULL, NULL), 0);
+	put_deadline = test_now_ms() + timeout_ms;
+	assert_int_equal(node_start(m[f].n, "under=1", 7, timeout_ms, on_done, NULL, NULL, NULL),
+			 0);
 	deadline = test_now_ms() + 30000;
 	while (!(index = applied_at(leader, "under=1")) && test_now_ms() < deadline)
 		test_nap();
@@ -329,23 +341,44 @@ static void test_follower_put_under_snapshot(void **state)
 	while (test_last_index(faddr, 2000) < last && test_now_ms() < deadline)
 		test_nap();
 	assert_true(test_last_index(faddr, 2000) >= last);
+	/* The hold is the scenario: the put's deadline passes while it waits
+	 * for its committed copy to apply. */
+	while (timeout_ms && test_now_ms() <= put_deadline + 2 * TIMEOUT_MS)
+		test_nap();
 	assert_int_equal(atomic_load(&answered), 0);
 	test_gate_open(&gate);
 	deadline = test_now_ms() + 30000;
 	while (!atomic_load(&answered) && test_now_ms() < deadline)
 		test_nap();
-	/* Read from the follower's own kv log: its apply wrote the record
-	 * before it answered the put (the leader may not have applied the
-	 * retry yet). */
-	printf("follower n%d: put committed at %llu, the leader at %llu when it came back: %s; "
-	       "its log has it %d time(s) as new, %d as a duplicate\n",
-	       f + 1, (unsigned long long)index, (unsigned long long)last,
+	/* Read from the follower's own kv log: a retry's apply writes its
+	 * record before it answers the put. */
+	printf("follower n%d: put (timeout %u ms) committed at %llu, the leader at %llu when it "
+	       "came back: %s (result %lld, index %llu); its log has it %d time(s) as a "
+	       "duplicate\n",
+	       f + 1, timeout_ms, (unsigned long long)index, (unsigned long long)last,
 	       atomic_load(&answered) ? node_strerror(atomic_load(&status)) : "not answered",
-	       kv_records(f, "new", "under=1", NULL), kv_records(f, "dup", "under=1", NULL));
+	       (long long)atomic_load(&put_result), (unsigned long long)atomic_load(&put_index),
+	       kv_records(f, "dup", "under=1", NULL));
 	assert_int_equal(atomic_load(&answered), 1);
 	assert_int_equal(atomic_load(&status), 0);
-	/* Answered by its retry: the snapshot covered the first copy. */
-	assert_true(kv_records(f, "dup", "under=1", NULL) >= 1);
+	/* The kv machine's result is the index the put applied at. */
+	assert_int_equal(atomic_load(&put_result), (int64_t)index);
+	assert_true(atomic_load(&put_index) >= index);
+	/* From the restored table: no retry went into the log. */
+	assert_int_equal(kv_records(f, "dup", "under=1", NULL), 0);
+}
+
+static void test_follower_put_under_snapshot(void **state)
+{
+	(void)state;
+	follower_put_under_snapshot(0);
+}
+
+/* Its deadline passed while it waited for its committed copy. */
+static void test_put_past_deadline_under_snapshot(void **state)
+{
+	(void)state;
+	follower_put_under_snapshot(TIMEOUT_MS);
 }
 
 int main(void)
@@ -355,6 +388,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_follower_waits_for_apply, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uncommitted_fails_at_deadline, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_follower_put_under_snapshot, setup_snap, teardown),
+	    cmocka_unit_test_setup_teardown(test_put_past_deadline_under_snapshot, setup_snap,
+					    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
