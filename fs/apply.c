@@ -53,9 +53,7 @@ static struct timespec ns_to_ts(int64_t ns)
 	return ts;
 }
 
-// Test hook (sm_test_crash_at): counts the redo-safe steps of an exec and
-// stops it after the chosen one, as a crash there would. 0 or -ECANCELED.
-static int step(struct sm *sm)
+int apply_step(struct sm *sm)
 {
 	if (sm->crash_at > 0 && --sm->crash_at == 0)
 		return -ECANCELED;
@@ -198,10 +196,10 @@ static int set_ctime(struct sm_obj *o, const struct obj_ref *r, int64_t t)
 static int stamp_new_times(struct sm *sm, const struct obj_ref *r, int64_t t)
 {
 	int rc = set_times(r, &t, &t);
-	if (!rc && !(rc = step(sm)) && ref_setxattr(r, SM_XATTR_CTIME, &t, sizeof(t)))
+	if (!rc && !(rc = apply_step(sm)) && ref_setxattr(r, SM_XATTR_CTIME, &t, sizeof(t)))
 		rc = ref_fault("set ctime of", r, errno);
 	if (!rc)
-		rc = step(sm);
+		rc = apply_step(sm);
 	return rc;
 }
 
@@ -247,7 +245,7 @@ static int set_owner_mode(struct sm *sm, const struct obj_ref *r, const struct s
 			return ref_fault("chown", r, errno);
 		sm->attr_calls++;
 	}
-	int rc = step(sm);
+	int rc = apply_step(sm);
 	if (!rc && mode >= 0 && !S_ISLNK(st->st_mode) &&
 	    (chown_needed || (st->st_mode & 07777) != (mode_t)mode)) {
 		if (r->fd >= 0 ? fchmod(r->fd, (mode_t)mode) : chmod(r->p.buf, (mode_t)mode))
@@ -267,11 +265,11 @@ static int touch_now(struct sm *sm, uint64_t dir, int64_t t)
 		return rc;
 	rc = set_times(&r, NULL, &t);
 	if (!rc)
-		rc = step(sm);
+		rc = apply_step(sm);
 	if (!rc)
 		rc = set_ctime(d, &r, t);
 	if (!rc)
-		rc = step(sm);
+		rc = apply_step(sm);
 	ref_release(&r);
 	return rc;
 }
@@ -284,7 +282,7 @@ static int ctime_of(struct sm *sm, struct sm_obj *o, int64_t t)
 		return rc;
 	rc = set_ctime(o, &r, t);
 	if (!rc)
-		rc = step(sm);
+		rc = apply_step(sm);
 	ref_release(&r);
 	return rc;
 }
@@ -362,9 +360,9 @@ static int touch_flush_slot(struct sm *sm, unsigned i, bool replay)
 	if ((k.what & (T_ATIME | T_MTIME)) &&
 	    !(rc = set_times(&r, (k.what & T_ATIME) ? &k.at : NULL,
 			     (k.what & T_MTIME) ? &k.mt : NULL)))
-		rc = step(sm);
+		rc = apply_step(sm);
 	if (!rc && (k.what & T_CTIME) && !(rc = set_ctime(o, &r, k.ct)))
-		rc = step(sm);
+		rc = apply_step(sm);
 	ref_release(&r);
 	if (!rc)
 		touch_hook(sm, k.id);
@@ -1143,7 +1141,7 @@ static int link_name(struct sm *sm, const char *from, uint64_t parent, const cha
 			rc = fault("link (name taken by another object)", name, EIO);
 	}
 	if (!rc)
-		rc = step(sm);
+		rc = apply_step(sm);
 	return rc;
 }
 
@@ -1202,15 +1200,15 @@ static int exec_create_file(struct sm *sm, const Fspb__Command *c, const struct 
 	tree_id_text(ino, idx);
 	int64_t t = c->time_ns;
 	struct stat st;
-	int rc = step(sm);
+	int rc = apply_step(sm);
 	if (!rc && ref_stat(&r, &st)) // owner and mode as made; its inode number stays
 		rc = ref_fault("stat", &r, errno);
 	if (!rc)
 		rc = set_owner_mode(sm, &r, &st, c->uid, rec->gid, target ? -1 : (int)rec->mode,
 				    true);
-	if (!rc && !(rc = step(sm)) && ref_setxattr(&r, SM_XATTR_ID, idx, 16))
+	if (!rc && !(rc = apply_step(sm)) && ref_setxattr(&r, SM_XATTR_ID, idx, 16))
 		rc = ref_fault("set id of", &r, errno);
-	if (!rc && !(rc = step(sm))) {
+	if (!rc && !(rc = apply_step(sm))) {
 		if (sm->touch_defer)
 			touch_keep(sm, ino, T_OBJ | T_ATIME | T_MTIME | T_CTIME, t, t, t);
 		else
@@ -1267,11 +1265,11 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	if (r.fd < 0)
 		return fault("open directory", m->name, errno);
 	cache_fd(sm, m->ino, r.fd);
-	if (!(rc = step(sm)) && fstat(r.fd, &st)) // owner and mode as made; its inode number stays
+	if (!(rc = apply_step(sm)) && fstat(r.fd, &st)) // owner and mode as made; its inode number stays
 		rc = ref_fault("stat", &r, errno);
 	if (!rc)
 		rc = set_owner_mode(sm, &r, &st, c->uid, rec->gid, (int)rec->mode, true);
-	if (!rc && !(rc = step(sm)))
+	if (!rc && !(rc = apply_step(sm)))
 		rc = stamp_new_times(sm, &r, t);
 	// Granted to its maker (Mkdir.grant): nobody else has a view of it yet.
 	bool grant = m->grant && c->node;
@@ -1303,12 +1301,12 @@ static int exec_mkdir(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 	if (!rc && ref_setxattr(&r, SM_XATTR_ID, idx, 16))
 		rc = ref_fault("set id of", &r, errno);
 	if (!rc)
-		rc = step(sm);
+		rc = apply_step(sm);
 	if (!rc && grant) {
 		if ((rc = tree_fwrite_deleg(r.fd, c->node, 1, flags)))
 			rc = ref_fault("delegate", &r, -rc);
 		else
-			rc = step(sm);
+			rc = apply_step(sm);
 	}
 	if (!rc)
 		rc = touch_dir(sm, m->parent, t);
@@ -1370,7 +1368,7 @@ static int exec_unlink(struct sm *sm, const Fspb__Command *c, const struct sm_re
 		else if (unlinkat(AT_FDCWD, p.buf, u->dir ? AT_REMOVEDIR : 0))
 			rc = fault("unlink", p.buf, errno);
 		else
-			rc = step(sm);
+			rc = apply_step(sm);
 	} else if (errno != ENOENT) {
 		rc = fault("stat", p.buf, errno);
 	}
@@ -1419,7 +1417,7 @@ static int exec_rename(struct sm *sm, const Fspb__Command *c, const struct sm_re
 		if (renameat2(AT_FDCWD, from.buf, AT_FDCWD, to.buf, exchange ? RENAME_EXCHANGE : 0))
 			rc = fault("rename", from.buf, errno);
 		else
-			rc = step(sm);
+			rc = apply_step(sm);
 	} else if (!src || lstat(to.buf, &st) || st.st_ino != src->local_ino) {
 		// Neither not-yet-done nor done: the tree is not what the journal says.
 		rc = fault("rename (tree does not match the journal)", from.buf, EIO);
@@ -1462,13 +1460,13 @@ static int data_times(struct sm *sm, uint64_t id, int fd, int64_t t)
 	struct timespec ts[2] = {{0, UTIME_OMIT}, ns_to_ts(t)};
 	if (futimens(fd, ts))
 		return fault_id("set mtime of", id, errno);
-	int rc = step(sm);
+	int rc = apply_step(sm);
 	if (rc)
 		return rc;
 	if (fsetxattr(fd, SM_XATTR_CTIME, &t, sizeof(t), 0))
 		return fault_id("set ctime of", id, errno);
 	__atomic_store_n(&tree_get(sm, id)->ctime_ns, t, __ATOMIC_RELAXED);
-	return step(sm);
+	return apply_step(sm);
 }
 
 // Big writes proposed by another node may go around the page cache. On this
@@ -1611,7 +1609,7 @@ static int exec_write(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 			direct = false;
 			src = w->data.data;
 		}
-		if ((rc = step(sm))) {
+		if ((rc = apply_step(sm))) {
 			if (direct)
 				set_direct(fd, false);
 			return rc;
@@ -1690,7 +1688,7 @@ static int exec_fallocate(struct sm *sm, const Fspb__Command *c)
 		return rc;
 	if ((rc = do_fallocate(fd, f->mode, (off_t)f->offset, (off_t)f->length)))
 		return fault_id("fallocate", f->ino, -rc);
-	if ((rc = step(sm)))
+	if ((rc = apply_step(sm)))
 		return rc;
 	return data_times(sm, f->ino, fd, c->time_ns);
 }
@@ -1718,13 +1716,13 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 			rc = set_owner_mode(sm, &r, &st, uid, gid, (int)rec->mode,
 					    o->caps_none);
 	} else {
-		rc = step(sm);
+		rc = apply_step(sm);
 	}
-	if (!rc && !(rc = step(sm)) && (v & SM_SET_SIZE) &&
+	if (!rc && !(rc = apply_step(sm)) && (v & SM_SET_SIZE) &&
 	    (r.fd >= 0 ? ftruncate(r.fd, (off_t)s->size) : truncate(r.p.buf, (off_t)s->size)))
 		rc = ref_fault("truncate", &r, errno);
 	if (!rc)
-		rc = step(sm);
+		rc = apply_step(sm);
 	int64_t at, mt;
 	unsigned what = setattr_times(c, &at, &mt);
 	if (!rc && what && sm->touch_defer)
@@ -1732,7 +1730,7 @@ static int exec_setattr(struct sm *sm, const Fspb__Command *c, const struct sm_r
 	else if (!rc && (what & (T_ATIME | T_MTIME)) &&
 		 !(rc = set_times(&r, (what & T_ATIME) ? &at : NULL,
 				  (what & T_MTIME) ? &mt : NULL)))
-		rc = step(sm);
+		rc = apply_step(sm);
 	if (!rc && !sm->touch_defer && (what & T_CTIME))
 		rc = set_ctime(o, &r, c->time_ns);
 	ref_release(&r);
@@ -1756,7 +1754,7 @@ static int exec_xattr(struct sm *sm, const Fspb__Command *c, uint64_t ino, const
 		rc = fault("removexattr", p.buf, errno);
 	sm_path_release(&p);
 	if (!rc)
-		rc = step(sm);
+		rc = apply_step(sm);
 	if (!rc)
 		rc = ctime_kept(sm, o, c->time_ns);
 	return rc;
@@ -1769,7 +1767,7 @@ static int drop_orphan(struct sm *sm, uint64_t ino, const char *path)
 	apply_forget_fd(sm, ino);
 	if (unlink(path) && errno != ENOENT)
 		return fault("release", path, errno);
-	int rc = step(sm);
+	int rc = apply_step(sm);
 	if (rc)
 		return rc;
 	pthread_rwlock_wrlock(&sm->lock);
@@ -1823,7 +1821,7 @@ static int release_by_node(struct sm *sm, const Fspb__Release *r, uint64_t ino, 
 	int rc = tree_write_released(path, out, n);
 	if (rc)
 		return fault("record the releases of", path, -rc);
-	return step(sm);
+	return apply_step(sm);
 }
 
 static int exec_release(struct sm *sm, const Fspb__Release *r)
@@ -1873,7 +1871,7 @@ static int exec_deleg(struct sm *sm, const Fspb__Command *c, const struct sm_rec
 		d->epoch = rec->a;
 		d->deleg_flags = flags;
 		pthread_rwlock_unlock(&sm->lock);
-		if ((rc = step(sm)))
+		if ((rc = apply_step(sm)))
 			return rc;
 	}
 	if (sm->deleg_hook)

@@ -140,7 +140,8 @@ int sm_client_result(struct sm *sm, uint64_t client_id, uint64_t seq, int *resul
 void sm_set_journal_limit(struct sm *sm, size_t bytes);
 
 // Test hook: the next command's execution stops after its `steps`-th step
-// (each a redo-safe change of the tree) as a crash there would: sm_apply
+// (each a redo-safe change of the tree; a start command has two, before and
+// after its start table's xattr) as a crash there would: sm_apply
 // returns -ECANCELED and the state machine is faulted; close and reopen it to
 // see the redo. 0 turns it off. Lets tests visit every intermediate state.
 void sm_test_crash_at(struct sm *sm, int steps);

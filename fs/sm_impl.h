@@ -240,6 +240,10 @@ int apply_plan(struct sm *sm, const Fspb__Command *cmd, struct sm_record *rec);
 // reaches the same end state. Returns 0 or a negative errno (local fault).
 int apply_exec(struct sm *sm, const Fspb__Command *cmd, const struct sm_record *rec);
 
+// Test hook (sm_test_crash_at): counts the redo-safe steps of an apply and
+// stops it after the chosen one, as a crash there would. 0 or -ECANCELED.
+int apply_step(struct sm *sm);
+
 // Tells the content hook, if any, that [off, off + len) of regular file id
 // is about to change, or (gone) that its data is about to be deleted.
 void apply_content_change(struct sm *sm, uint64_t id, uint64_t off, uint64_t len, bool gone);
