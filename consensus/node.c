@@ -469,6 +469,12 @@ static void give_ticks(node *n, uint64_t now)
 	if (k == 1) {
 		n->tick_ns += period;
 		raft_tick(n->r);
+	} else if (n->tick_due_ns && n->tick_ns + k * period <= n->tick_due_ns) {
+		/* Slept through quiet ticks (tick_plan), not held up: none
+		 * but the last can act, each is given as it would have come. */
+		n->tick_ns += k * period;
+		for (uint64_t i = 0; i < k; i++)
+			raft_tick(n->r);
 	} else if (raft_is_leader(n->r)) {
 		n->tick_ns += k * period;
 		raft_tick_stalled(n->r, k);
@@ -1362,6 +1368,66 @@ static void handle_ready(node *n)
 	transport_uncork(n->tp);
 }
 
+/* ---- quiet ticks ---- */
+
+/* A dirty hard state (a commit index moved with nothing else to save) is
+ * saved on a tick at most this many ticks apart. */
+#define HS_FLUSH_TICKS 100
+
+static void on_tick(uv_timer_t *h);
+
+/* Whether on_tick has more to look after than the core's clock: proposals
+ * or reads waiting (deadlines, retries), forwarded proposals held, a
+ * membership change, a snapshot being sent, a stop's handover, a stall's
+ * owed ticks. */
+static bool tick_work(node *n)
+{
+	bool pending;
+
+	pthread_mutex_lock(&n->mu);
+	pending = n->pend_head != NULL;
+	pthread_mutex_unlock(&n->mu);
+	return pending || n->readers || n->n_held_fwd || n->draining || n->ticks_owed ||
+	       node_members_busy(n) || snap_send_busy(n->ss);
+}
+
+/* After each loop iteration (on_prepare). With work, the tick timer
+ * repeats every tick_ms as it always did. Without, it is armed once, for
+ * the tick on which the core acts next (raft_quiet_ticks) or the hard
+ * state's flush, and give_ticks hands the ticks slept over as separate
+ * raft_tick calls: an idle follower's loop wakes for the leader's
+ * heartbeats alone, an idle leader's for its heartbeats, its quorum
+ * checks and their answers (README-node.md, "Quiet ticks"). Every event
+ * in between catches the core's clock up first (clock_catch_up) and ends
+ * here, so a deadline it moved earlier (a leader elected, its first beat)
+ * is armed at once; one it moved later (a heartbeat restarting a
+ * follower's election timeout) is left: the timer fires early once, and
+ * is armed again. */
+static void tick_plan(node *n)
+{
+	uint64_t period = (uint64_t)n->cfg->tick_ms * 1000000, due, now;
+
+	if (n->closing || n->quiet_off)
+		return;
+	if (tick_work(n)) {
+		if (n->tick_due_ns) {
+			n->tick_due_ns = 0;
+			uv_timer_start(&n->tick, on_tick, n->cfg->tick_ms, n->cfg->tick_ms);
+		}
+		return;
+	}
+	due = n->tick_ns + (uint64_t)raft_quiet_ticks(n->r) * period;
+	if (n->hs_dirty && n->hs_flush_ns + HS_FLUSH_TICKS * period < due)
+		due = n->hs_flush_ns + HS_FLUSH_TICKS * period;
+	if (n->tick_due_ns && n->tick_due_ns <= due && uv_is_active((uv_handle_t *)&n->tick))
+		return;
+	n->tick_due_ns = due;
+	uv_update_time(&n->loop);
+	now = uv_hrtime();
+	/* +1: libuv counts whole ms from its cached clock; never early. */
+	uv_timer_start(&n->tick, on_tick, due > now ? (due - now) / 1000000 + 1 : 0, 0);
+}
+
 static void on_prepare(uv_prepare_t *h)
 {
 	node *n = h->data;
@@ -1372,6 +1438,7 @@ static void on_prepare(uv_prepare_t *h)
 	handle_ready(n);
 	n->recv_pending = false; /* a received snapshot's Ready is handled */
 	check_readers(n, now_ms());
+	tick_plan(n);
 }
 
 static void begin_close(node *n);
@@ -1381,10 +1448,14 @@ static bool transfer_before_stop(node *n, uint64_t now);
 static void on_tick(uv_timer_t *h)
 {
 	node *n = h->data;
-	uint64_t now = now_ms();
+	uint64_t now = now_ms(), now_ns = uv_hrtime();
 
-	if (++n->ticks % 100 == 0)
+	n->tick_fires++;
+	/* Every HS_FLUSH_TICKS ticks of time, however many fired (tick_plan). */
+	if (now_ns - n->hs_flush_ns >= HS_FLUSH_TICKS * (uint64_t)n->cfg->tick_ms * 1000000) {
+		n->hs_flush_ns = now_ns;
 		flush_hard_state(n);
+	}
 	node_admission_tick(n, now);
 	clock_catch_up(n);
 	snap_send_pump(n->ss);
@@ -1752,6 +1823,7 @@ static void reply_status(node *n, transport_conn *conn, uint64_t id)
 	ns.cluster = (char *)n->cfg->cluster;
 	node_admission_status(n, &st, &as);
 	ns.admit = &as;
+	ns.tick_fires = n->tick_fires;
 	if (n->sm->status) {
 		node_sm_status sms = {0};
 
@@ -2110,6 +2182,8 @@ int node_launch(node *n)
 		return rc;
 	}
 	n->tick_ns = uv_hrtime();
+	n->hs_flush_ns = n->tick_ns;
+	n->quiet_off = getenv("RAFTFS_QUIET_TICKS") && !strcmp(getenv("RAFTFS_QUIET_TICKS"), "0");
 	uv_timer_start(&n->tick, on_tick, n->cfg->tick_ms, n->cfg->tick_ms);
 	uv_prepare_start(&n->prep, on_prepare);
 	uv_check_start(&n->chk, on_check);

@@ -173,7 +173,6 @@ struct node {
 	size_t n_adm_peer;
 	uint64_t adm_term;
 	_Atomic uint64_t unsaved_max;
-	uint64_t ticks;
 	snap_streams *ss;
 	/* The local snapshot staged by SIO_BEGIN, while nothing else staged. */
 	bool local_staging;
@@ -249,6 +248,14 @@ struct node {
 	uint64_t stall_commit;	    /* tests: the commit index when a stall was asked for */
 	bool stall_loop;	    /* tests: RAFTFS_TEST_STALL=loop, see test_stall() */
 	bool heard_leader;	    /* loop: ...and among it something from the leader */
+	/* Quiet ticks (node.c, tick_plan): with nothing for on_tick to look
+	 * after, the tick timer fires once, when the core's next tick acts
+	 * (tick_due_ns), instead of every tick_ms; 0 while it repeats.
+	 * quiet_off: RAFTFS_QUIET_TICKS=0, every tick as before (A/B). */
+	uint64_t tick_due_ns;
+	bool quiet_off;
+	uint64_t tick_fires;	    /* loop: on_tick calls since the start (raftfs status) */
+	uint64_t hs_flush_ns;	    /* loop: when the hard state was last flushed on a tick */
 	/* node_elide.c, loop thread: elided entries filled from own
 	 * proposals, and lacked; elide_forget (tests, RAFTFS_TEST_ELIDE_LACK=1):
 	 * every one is lacked, as after a restart. */

@@ -632,6 +632,11 @@ static void job_start(node *n)
 	}
 }
 
+bool node_members_busy(node *n)
+{
+	return n->mem && n->mem->job;
+}
+
 void node_members_tick(node *n)
 {
 	struct node_members *m = n->mem;

@@ -125,6 +125,10 @@ void node_members_on_snapshot(struct node *n, const struct raft_snapshot *snap);
  * deadlines). */
 void node_members_tick(struct node *n);
 
+/* Whether a change is under way (node_members_tick has work: the loop
+ * keeps ticking, node.c's tick_plan). Loop thread. */
+bool node_members_busy(struct node *n);
+
 /* A client's MemberRequest: answered now or once the change applied. */
 void node_members_request(struct node *n, struct transport_conn *conn,
 			  const struct Transportpb__Request *req);

@@ -536,6 +536,26 @@ void raft_tick_stalled(raft *r, uint64_t k)
 	}
 }
 
+int raft_quiet_ticks(raft *r)
+{
+	int due;
+
+	if (r->role == RAFT_LEADER) {
+		/* tick_heartbeat: the beat on the tick that brings
+		 * heartbeat_elapsed to heartbeat_ticks, the quorum check on the
+		 * one that brings election_elapsed to election_ticks. */
+		int beat = r->heartbeat_ticks - r->heartbeat_elapsed;
+		int check = r->election_ticks - r->election_elapsed;
+
+		due = beat < check ? beat : check;
+	} else if (promotable(r)) {
+		due = r->randomized_election_timeout - r->election_elapsed; /* tick_election */
+	} else {
+		due = r->election_ticks;
+	}
+	return due > 1 ? due : 1;
+}
+
 static bool is_local_msg(raft_msg_type t)
 {
 	return t == RAFT_MSG_HUP || t == RAFT_MSG_BEAT || t == RAFT_MSG_UNREACHABLE ||

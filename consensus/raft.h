@@ -183,6 +183,16 @@ void raft_tick(raft *r);
  * Other roles: as k calls of raft_tick. */
 void raft_tick_stalled(raft *r, uint64_t k);
 
+/* How many more ticks can pass before one acts: the one that ends a
+ * follower's (or candidate's) election timeout, or a leader's next
+ * heartbeat or quorum check; at least 1. The ticks before it only count,
+ * so a caller with nothing else to do may sleep until then and give them
+ * as that many raft_tick calls when it wakes, exactly as one at a time
+ * (the node's quiet ticks, consensus/README-node.md). A node that cannot
+ * campaign (a learner, one with a snapshot pending) acts on no tick: it
+ * gets one election timeout's. */
+int raft_quiet_ticks(raft *r);
+
 /* Feeds a message from a peer (or a local message). m stays the caller's;
  * the core copies what it keeps. Requests (vote, pre-vote, append,
  * heartbeat, snapshot) are processed whoever sends them, in the local

@@ -479,6 +479,14 @@ static int pump_one(snap_streams *ss, send_stream *s)
 	}
 }
 
+bool snap_send_busy(const snap_streams *ss)
+{
+	for (size_t i = 0; i < CONFIG_MAX_PEERS; i++)
+		if (ss->out[i])
+			return true;
+	return false;
+}
+
 void snap_send_pump(snap_streams *ss)
 {
 	for (size_t i = 0; i < CONFIG_MAX_PEERS; i++) {

@@ -78,6 +78,9 @@ int snap_send_start(snap_streams *ss, const raft_msg *m);
  * outside a Ready (report steps the core). */
 void snap_send_pump(snap_streams *ss);
 
+/* Whether any stream is being sent (its pump has work each tick). */
+bool snap_send_busy(const snap_streams *ss);
+
 /* A chunk from peer `from`, on the loop thread: an offer (answered here),
  * a data chunk (checked, then queued for the stream's writer thread, which
  * stages it in the store), or, for a stream this node sends, the answer

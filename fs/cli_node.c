@@ -49,7 +49,7 @@ static const char usage[] =
 	"    --tick-ms N             [raft] tick_ms (default 10)\n"
 	"    --election-ticks N      [raft] election_ticks (default 10: the election\n"
 	"                            timeout is 10..20 ticks)\n"
-	"    --heartbeat-ticks N     [raft] heartbeat_ticks (default 1)\n"
+	"    --heartbeat-ticks N     [raft] heartbeat_ticks (default 3)\n"
 	"    --snapshot-entries N    [raft] snapshot_entries (default 10000)\n"
 	"    --log TOPICS            [log] topics: NET,CLNT,APPL,PERS or all; the\n"
 	"                            core's topics come from RAFTFS_DEBUG\n"

@@ -136,14 +136,14 @@ static void print_json(const char *addr, const Transportpb__NodeStatus *s)
 	printf("{\"addr\":\"%s\",\"id\":%llu,\"role\":\"%s\",\"term\":%llu,\"leader\":%llu,"
 	       "\"commit\":%llu,\"applied\":%llu,\"first_index\":%llu,\"last_index\":%llu,"
 	       "\"snapshot_index\":%llu,\"snapshot_bytes\":%llu,\"healthy\":%s,\"error\":\"%s\","
-	       "\"dropped_bytes\":%llu,\"dropped_entries\":%llu,\"peers\":[",
+	       "\"dropped_bytes\":%llu,\"dropped_entries\":%llu,\"tick_fires\":%llu,\"peers\":[",
 	       addr, (unsigned long long)s->id, s->role, (unsigned long long)s->term,
 	       (unsigned long long)s->leader, (unsigned long long)s->commit,
 	       (unsigned long long)s->applied, (unsigned long long)s->first_index,
 	       (unsigned long long)s->last_index, (unsigned long long)s->snapshot_index,
 	       (unsigned long long)s->snapshot_bytes,
 	       s->healthy ? "true" : "false", s->error, (unsigned long long)s->dropped_bytes,
-	       (unsigned long long)s->dropped_entries);
+	       (unsigned long long)s->dropped_entries, (unsigned long long)s->tick_fires);
 	for (size_t i = 0; i < s->n_peers; i++) {
 		const Transportpb__PeerStatus *p = s->peers[i];
 

@@ -4,7 +4,7 @@
 #   cluster_test.sh RAFTFS SCENARIO
 # Scenarios: config_typo agree3 agree5 leader_kill follower_kill restart_all
 # bad_peer leader_stop leader_stop_idle leader_pause leader_stall leader_stall_read
-# leader_stall_bound
+# leader_stall_bound idle_ticks
 # snapshot_catchup port_clash port_registry. Every wait polls a condition with a deadline. Every process
 # and the temp dir are removed on exit, also on failure (the node logs are
 # printed then). A failure always says what failed: a command that fails
@@ -724,6 +724,59 @@ scenario_leader_stall_bound() {
 # that ran fails and says why. (Clusters of concurrent tests draw ports
 # from the same range: a node that could not listen made `local up` fail
 # after half a second, or, for a kv cluster, succeed with a node missing.)
+# tick_fires ID: node ID's tick timer fires so far (raftfs status).
+tick_fires() { json_field "$(status_json "$1")" tick_fires; }
+
+# An idle node's tick timer fires only on the ticks its core acts on
+# (consensus/README-node.md, "Quiet ticks"), not every tick_ms: a
+# follower's about once per election timeout (each heartbeat restarts it;
+# the timer armed before fires early once and is armed again), a leader's
+# at its heartbeats and quorum checks. Counted over an idle interval after
+# a burst of puts has applied everywhere, against bounds derived from the
+# config: a follower at most twice once per (election_ticks -
+# heartbeat_ticks) ticks, the leader at most 1.25 times one per heartbeat
+# and one per quorum check, each plus a few. A loop that fires every tick
+# fires about once per tick (fewer only when a loaded machine makes a
+# repeating timer late), far above both.
+scenario_idle_ticks() {
+	local tick elect beat leader term id try secs=3 t0 t1 ticks fires bound
+	local -a f0 f1
+	up 3
+	"$R" kv load --count 200 --prefix q "$(addr 1)" >"$T/acked" 2>"$T/load.err" ||
+		fail "puts failed: $(cat "$T/load.err")"
+	wait_for 30 "all 3 nodes applied the same index" converged
+	tick=$(sed -n 's/^tick_ms = //p' "$C/n1/raftfs.ini")
+	elect=$(sed -n 's/^election_ticks = //p' "$C/n1/raftfs.ini")
+	beat=$(sed -n 's/^heartbeat_ticks = //p' "$C/n1/raftfs.ini")
+	# The bounds hold for one leader throughout: an interval in which a
+	# loaded machine let an election happen is measured again.
+	for ((try = 1; ; try++)); do
+		leader=$(leader_id) || fail "no leader"
+		term=$(json_field "$(status_json "$leader")" term)
+		t0=$(date +%s%N)
+		for id in 1 2 3; do f0[id]=$(tick_fires "$id"); done
+		# The idle interval itself: nothing is asked of the cluster meanwhile.
+		sleep "$secs"
+		for id in 1 2 3; do f1[id]=$(tick_fires "$id"); done
+		t1=$(date +%s%N)
+		[ "$(json_field "$(status_json "$leader")" term)" != "$term" ] || break
+		((try < 5)) || fail "an election in each of 5 idle intervals"
+		echo "an election during the idle interval: measured again"
+	done
+	ticks=$(((t1 - t0) / 1000000 / tick))
+	for id in 1 2 3; do
+		fires=$((f1[id] - f0[id]))
+		if [ "$id" = "$leader" ]; then
+			bound=$((ticks * 5 / 4 / beat + ticks * 5 / 4 / elect + 5))
+		else
+			bound=$((2 * ticks / (elect - beat) + 5))
+		fi
+		echo "node $id: $fires tick fires in $ticks ticks (at most $bound)"
+		[ "$fires" -le "$bound" ] ||
+			fail "node $id's tick timer fired $fires times in $ticks idle ticks (at most $bound)"
+	done
+}
+
 scenario_port_clash() {
 	local O=$T/other port_of
 	"$R" local create 3 "$C" >/dev/null || fail "local create failed"
@@ -912,6 +965,7 @@ config_typo) scenario_config_typo ;;
 agree3) scenario_agree 3 ;;
 agree5) scenario_agree 5 ;;
 leader_kill) scenario_leader_kill ;;
+idle_ticks) scenario_idle_ticks ;;
 follower_kill) scenario_follower_kill ;;
 restart_all) scenario_restart_all ;;
 big_kill) scenario_big_kill ;;

@@ -78,7 +78,7 @@ static void test_good_file(void **state)
 	assert_int_equal(cfg.peers[2].port, 7003);
 	assert_int_equal(cfg.tick_ms, 5);
 	assert_int_equal(cfg.election_ticks, 20);
-	assert_int_equal(cfg.heartbeat_ticks, 1); /* default kept */
+	assert_int_equal(cfg.heartbeat_ticks, 3); /* default kept */
 	assert_false(cfg.pre_vote);
 	assert_false(cfg.lease_reads);
 	assert_true(cfg.check_quorum); /* default kept */
