@@ -39,12 +39,8 @@ void test_peer_connect(struct test_peer *p, const transport_callbacks *cb,
 		       const struct test_peer_opts *o)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	Transportpb__Hello h = TRANSPORTPB__HELLO__INIT;
-	const uint8_t *payload;
 	uint16_t port[2];
-	long long deadline;
 	int one = 1;
-	size_t len;
 
 	assert_int_equal(test_distinct_ports(port, 2), 0);
 	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -62,8 +58,17 @@ void test_peer_connect(struct test_peer *p, const transport_callbacks *cb,
 		p->cfg.send_queue_bytes = o->send_queue_bytes;
 	assert_int_equal(transport_new(&p->loop, &p->cfg, 0x1111, cb, &p->t), 0);
 	assert_int_equal(transport_start(p->t), 0);
-	deadline = test_now_ms() + 10000;
 	p->fd = -1;
+	test_peer_accept(p, o);
+}
+
+void test_peer_accept(struct test_peer *p, const struct test_peer_opts *o)
+{
+	Transportpb__Hello h = TRANSPORTPB__HELLO__INIT;
+	long long deadline = test_now_ms() + 10000;
+	const uint8_t *payload;
+	size_t len;
+
 	while (p->fd < 0 && test_now_ms() < deadline) {
 		struct pollfd pf = {.fd = p->lfd, .events = POLLIN};
 
@@ -87,6 +92,20 @@ void test_peer_connect(struct test_peer *p, const transport_callbacks *cb,
 		test_nap();
 	}
 	assert_true(transport_peer_connected(p->t, 2));
+}
+
+void test_peer_hang_up(struct test_peer *p)
+{
+	long long deadline = test_now_ms() + 10000;
+
+	close(p->fd);
+	p->fd = -1;
+	frame_reader_free(&p->fr);
+	while (transport_peer_connected(p->t, 2) && test_now_ms() < deadline) {
+		uv_run(&p->loop, UV_RUN_NOWAIT);
+		test_nap();
+	}
+	assert_false(transport_peer_connected(p->t, 2));
 }
 
 uint8_t test_peer_next_frame(struct test_peer *p, const uint8_t **payload, size_t *len)
@@ -133,8 +152,10 @@ void test_peer_send(struct test_peer *p, uint8_t type, const ProtobufCMessage *m
 
 void test_peer_close(struct test_peer *p)
 {
-	frame_reader_free(&p->fr);
-	close(p->fd);
+	if (p->fd >= 0) {
+		frame_reader_free(&p->fr);
+		close(p->fd);
+	}
 	close(p->lfd);
 	transport_close(p->t);
 	while (uv_run(&p->loop, UV_RUN_NOWAIT))

@@ -42,6 +42,15 @@ struct test_peer_opts {
 void test_peer_connect(struct test_peer *p, const transport_callbacks *cb,
 		       const struct test_peer_opts *o);
 
+/* Node 2 closes its end of the connection; returns once node 1 (its loop
+ * run meanwhile) counts node 2 disconnected. */
+void test_peer_hang_up(struct test_peer *p);
+
+/* After test_peer_hang_up: node 2 takes node 1's next dial, with the hello
+ * exchange of test_peer_connect (o: its options, but the socket's, set
+ * already); returns once node 1 counts node 2 connected again. */
+void test_peer_accept(struct test_peer *p, const struct test_peer_opts *o);
+
 /* Runs node 1's loop until node 2 holds a whole frame (10 s at most): its
  * type, and its payload as a pointer into p->fr. */
 uint8_t test_peer_next_frame(struct test_peer *p, const uint8_t **payload, size_t *len);
