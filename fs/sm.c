@@ -2,6 +2,7 @@
 // duplicate table, id allocation.
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -410,6 +411,9 @@ static int open_once(const char *data_dir, uint32_t node_id, struct sm **out)
 	if (delay)
 		sm->test_apply_delay_us = (unsigned)strtoul(delay, NULL, 10);
 	sm->test_apply_gate = test_hook_env("RAFTFS_TEST_APPLY_GATE");
+	const char *start_kill = test_hook_env("RAFTFS_TEST_START_KILL");
+	if (start_kill)
+		sm->test_start_kill = atoi(start_kill);
 	const char *direct = getenv("RAFTFS_APPLY_DIRECT");
 	const char *fill_us = getenv("RAFTFS_APPLY_DIRECT_FILL_US");
 	sm->direct_mode = !direct		  ? SM_DIRECT_AUTO
@@ -817,6 +821,18 @@ static uint64_t batch_all(int32_t result)
 	return r;
 }
 
+// Step k of start command c (apply_step), where the test hook
+// RAFTFS_TEST_START_KILL kills the node as a crash there would.
+static int start_step(struct sm *sm, const Fspb__Command *c, int k)
+{
+	if (sm->test_start_kill == k && c->node != sm->node_id) {
+		fprintf(stderr, "sm: test hook: killed at step %d of node %u's start command\n", k,
+			c->node);
+		raise(SIGKILL);
+	}
+	return apply_step(sm);
+}
+
 // Decides (apply_plan), journals and executes command c (NULL: one that does
 // not decode: EINVAL) of entry rec->index: the whole entry's, or a batch's
 // sub-command rec->sub. redo: rec is the record written before a crash, and
@@ -843,9 +859,9 @@ static int run_one(struct sm *sm, uint64_t client_id, const Fspb__Command *c,
 	// again, from the table loaded at open: a crash before its xattr
 	// (the steps, for sm_test_crash_at) loses nothing, one after it
 	// writes the same bytes.
-	if (!rc && c && sm_is_start(c) && !(rc = apply_step(sm)) &&
+	if (!rc && c && sm_is_start(c) && !(rc = start_step(sm, c, 1)) &&
 	    !(rc = sm_starts_note(sm, c, rec->index)))
-		rc = apply_step(sm);
+		rc = start_step(sm, c, 2);
 	bool exec = !rc && rec->result == 0 && c;
 	if (exec && sm->apply_hook)
 		sm->apply_hook(sm->apply_hook_arg, client_id, c, false);

@@ -92,6 +92,11 @@ struct sm {
 	// test can pile up a backlog of a known size whatever the machine's
 	// speed (tests/mount/mount_slow_holder.sh).
 	const char *test_apply_gate;
+	// Test hook (RAFTFS_TEST_START_KILL=K at open, K 1 or 2): the node
+	// SIGKILLs itself at step K (before, after the table's xattr) of the
+	// first start command of another node it applies
+	// (tests/mount/mount_start_killed.sh).
+	int test_start_kill;
 	// Big writes of other nodes around the page cache (apply.c, exec_write):
 	// whether (RAFTFS_APPLY_DIRECT), the CPU per MiB of a buffered write
 	// from which auto goes direct (RAFTFS_APPLY_DIRECT_FILL_US), that of
