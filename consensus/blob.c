@@ -3,6 +3,8 @@
  * Layout: a header with the reference count, then for every entry with
  * data an 8-byte back pointer to the header followed by the data, padded
  * to 8 bytes. raft_blob_release finds the header through the back pointer.
+ * A slice (raft_blob_slice) is data anywhere in one entry's bytes (a
+ * received frame's) with a back pointer written just before it.
  */
 #include "blob.h"
 
@@ -81,6 +83,14 @@ void raft_data_release(uint8_t *data, bool shared)
 		raft_blob_release(data);
 	else
 		free(data);
+}
+
+void raft_blob_slice(const uint8_t *buf, uint8_t *data)
+{
+	blob *b;
+	memcpy(&b, buf - sizeof(blob *), sizeof(b));
+	memcpy(data - sizeof(blob *), &b, sizeof(b));
+	atomic_fetch_add(&b->refs, 1);
 }
 
 void raft_blob_ref(uint8_t *data)

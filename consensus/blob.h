@@ -41,6 +41,15 @@ void raft_blob_ref(uint8_t *data);
  * forwards it to the leader, by reference instead of by copy. */
 uint8_t *raft_blob_new(size_t len);
 
+/* Makes data, which lies in the bytes of buf's block (buf from
+ * raft_blob_new) at buf + 8 or later, one more reference to that block,
+ * released by raft_blob_release(data) like any other: a received frame's
+ * big entries are referenced where they arrived instead of copied out
+ * (codec_msg_decode_in). The 8 bytes before data are overwritten with the
+ * block's address, so they must belong to nothing else still read (not
+ * to another slice's data). */
+void raft_blob_slice(const uint8_t *buf, uint8_t *data);
+
 /* Whether a reference other than the caller's is held to data's block:
  * its bytes must not change then (the log, a message, the persist or
  * apply thread may be reading them). Only the thread that takes new

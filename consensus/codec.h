@@ -108,4 +108,18 @@ int codec_msg_encode_segs(const raft_msg *m, size_t headroom, uint8_t **out, siz
  * record) refuses one. */
 int codec_msg_decode(const uint8_t *buf, size_t len, raft_msg *out);
 
+/* Entry data at least this long is left where it arrived by
+ * codec_msg_decode_in. */
+#define CODEC_SLICE_MIN_BYTES (64u << 10)
+
+/* codec_msg_decode of buf[0..len), which lies in the bytes of block (from
+ * raft_blob_new; a received frame, frame_reader_init_shared): the data of
+ * entries of CODEC_SLICE_MIN_BYTES or more stays where it is, each a
+ * reference to block (raft_blob_slice), released with the message or by
+ * whoever took the entry (out->blob_data, as for codec_msg_decode). The
+ * decoded message is the one codec_msg_decode gives for the same bytes,
+ * refusals included. The 8 bytes before each such entry's data (its own
+ * encoding's, already read) are overwritten: buf is not decoded twice. */
+int codec_msg_decode_in(const uint8_t *block, uint8_t *buf, size_t len, raft_msg *out);
+
 #endif

@@ -22,42 +22,85 @@ void frame_reader_init(frame_reader *fr, size_t max_frame)
 	fr->max_frame = max_frame;
 }
 
+void frame_reader_init_shared(frame_reader *fr, size_t max_frame, const frame_buf_ops *ops)
+{
+	frame_reader_init(fr, max_frame);
+	fr->ops = ops;
+}
+
+static void buf_release(frame_reader *fr, uint8_t *buf)
+{
+	if (fr->ops && buf)
+		fr->ops->release(buf);
+	else
+		free(buf);
+}
+
 void frame_reader_free(frame_reader *fr)
 {
-	free(fr->buf);
+	buf_release(fr, fr->buf);
 	memset(fr, 0, sizeof(*fr));
+}
+
+/* Moves the unconsumed bytes into a new buffer of ncap bytes. */
+static int move_to_new(frame_reader *fr, size_t ncap)
+{
+	size_t rest = fr->len - fr->start;
+	uint8_t *nb = fr->ops ? fr->ops->alloc(ncap) : malloc(ncap);
+
+	if (!nb)
+		return -ENOMEM;
+	if (rest)
+		memcpy(nb, fr->buf + fr->start, rest);
+	buf_release(fr, fr->buf);
+	fr->buf = nb;
+	fr->cap = ncap;
+	fr->start = 0;
+	fr->len = rest;
+	return 0;
 }
 
 int frame_reader_space(frame_reader *fr, size_t min, uint8_t **space, size_t *cap)
 {
-	size_t want = min;
+	size_t want = min, rest = fr->len - fr->start;
 
-	/* Slide consumed bytes out before growing, so the buffer stays about
-	 * one frame large however long the connection lives. */
-	if (fr->start > 0) {
-		memmove(fr->buf, fr->buf + fr->start, fr->len - fr->start);
-		fr->len -= fr->start;
-		fr->start = 0;
-	}
 	/* A big frame is read in as few calls as the socket allows. */
-	if (fr->len >= 4) {
-		uint32_t l = (uint32_t)fr->buf[0] << 24 | (uint32_t)fr->buf[1] << 16 |
-			     (uint32_t)fr->buf[2] << 8 | fr->buf[3];
+	if (rest >= 4) {
+		const uint8_t *p = fr->buf + fr->start;
+		uint32_t l = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 
-		if (l <= fr->max_frame && (size_t)l + 4 > fr->len + want)
-			want = (size_t)l + 4 - fr->len;
+		if (l <= fr->max_frame && (size_t)l + 4 > rest + want)
+			want = (size_t)l + 4 - rest;
 	}
-	if (fr->len + want > fr->cap) {
-		size_t ncap = fr->cap ? fr->cap : 4096;
-		uint8_t *nb;
-
-		while (ncap < fr->len + want)
-			ncap *= 2;
-		nb = realloc(fr->buf, ncap);
-		if (!nb)
+	if (fr->ops && fr->buf && fr->ops->held(fr->buf)) {
+		/* Parts of it are referenced (decoded entries): what is
+		 * left goes to a buffer of its own, just big enough. */
+		if (move_to_new(fr, rest + want) < 0)
 			return -ENOMEM;
-		fr->buf = nb;
-		fr->cap = ncap;
+	} else if (fr->ops && rest + want > fr->cap) {
+		if (move_to_new(fr, rest + want) < 0)
+			return -ENOMEM;
+	} else {
+		/* Slide consumed bytes out before growing, so the buffer
+		 * stays about one frame large however long the connection
+		 * lives. */
+		if (fr->start > 0) {
+			memmove(fr->buf, fr->buf + fr->start, rest);
+			fr->len = rest;
+			fr->start = 0;
+		}
+		if (fr->len + want > fr->cap) {
+			size_t ncap = fr->cap ? fr->cap : 4096;
+			uint8_t *nb;
+
+			while (ncap < fr->len + want)
+				ncap *= 2;
+			nb = realloc(fr->buf, ncap);
+			if (!nb)
+				return -ENOMEM;
+			fr->buf = nb;
+			fr->cap = ncap;
+		}
 	}
 	*space = fr->buf + fr->len;
 	*cap = fr->cap - fr->len;

@@ -8,6 +8,7 @@
 #ifndef RAFTFS_FRAME_H
 #define RAFTFS_FRAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,16 +26,34 @@ enum frame_type {
 /* Writes the 5-byte header of a frame of `type` carrying payload_len bytes. */
 void frame_header(uint8_t hdr[FRAME_HEADER_BYTES], uint8_t type, size_t payload_len);
 
+/* Where a reader's buffers come from when others may keep parts of one
+ * (frame_reader_init_shared): alloc gives a buffer of at least n bytes
+ * (NULL: out of memory), held says whether anyone but the reader still
+ * references buf, release drops the reader's own reference. */
+typedef struct frame_buf_ops {
+	uint8_t *(*alloc)(size_t n);
+	bool (*held)(const uint8_t *buf);
+	void (*release)(uint8_t *buf);
+} frame_buf_ops;
+
 /* Reassembles frames from stream fragments. The reader owns its buffer. */
 typedef struct frame_reader {
 	uint8_t *buf;
 	size_t start; /* first unconsumed byte */
 	size_t len;   /* end of valid bytes */
 	size_t cap;
-	size_t max_frame; /* largest accepted L (type byte + payload) */
+	size_t max_frame;	  /* largest accepted L (type byte + payload) */
+	const frame_buf_ops *ops; /* NULL: malloc'd, never shared */
 } frame_reader;
 
 void frame_reader_init(frame_reader *fr, size_t max_frame);
+
+/* frame_reader_init with buffers from ops: a frame's payload may then be
+ * kept referenced after frame_reader_next (the transport's decoded
+ * entries, codec_msg_decode_in). A held buffer is never written again:
+ * the reader moves what it has not handed out yet to a new one, sized for
+ * the frame being received (not doubled: a held buffer pins its size). */
+void frame_reader_init_shared(frame_reader *fr, size_t max_frame, const frame_buf_ops *ops);
 void frame_reader_free(frame_reader *fr);
 
 /* Appends n received bytes. 0 or -ENOMEM. */

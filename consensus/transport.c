@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blob.h"
 #include "codec.h"
 #include "crc32c.h"
 #include "envelope.h"
@@ -204,6 +205,12 @@ int transport_new(uv_loop_t *loop, const node_config *cfg, uint64_t client_id,
 
 /* ---- connection lifetime ---- */
 
+/* A connection reads into blob.h blocks: a received append's big entries
+ * stay where they arrived, referenced by the message and then the log
+ * (codec_msg_decode_in), and the reader moves on to a new block while
+ * any are held. */
+static const frame_buf_ops frame_blocks = {raft_blob_new, raft_blob_shared, raft_blob_release};
+
 static transport_conn *conn_new(transport *t, bool outbound)
 {
 	transport_conn *c = calloc(1, sizeof(*c));
@@ -215,7 +222,7 @@ static transport_conn *conn_new(transport *t, bool outbound)
 	c->refs = 1;
 	c->born_ms = uv_now(t->loop);
 	c->tcp.data = c;
-	frame_reader_init(&c->fr, HELLO_MAX_FRAME);
+	frame_reader_init_shared(&c->fr, HELLO_MAX_FRAME, &frame_blocks);
 	c->next = t->conns;
 	if (t->conns)
 		t->conns->prev = c;
@@ -979,7 +986,9 @@ static void on_frame(transport_conn *c, uint8_t type, const uint8_t *payload, si
 	if (c->state == CONN_PEER && type == FRAME_RAFT) {
 		raft_msg m;
 
-		if (codec_msg_decode(payload, len, &m) != 0) {
+		/* payload is the reader's, consumed: decoding may write in
+		 * it (codec_msg_decode_in). */
+		if (codec_msg_decode_in(c->fr.buf, (uint8_t *)payload, len, &m) != 0) {
 			rlog_write(RLOG_ERR, "%s: undecodable raft message (%zu bytes): closing",
 				   c->name, len);
 			conn_close(c);

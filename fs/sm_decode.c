@@ -18,117 +18,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pb_scan.h"
+
 #define FIELD_WRITE 17 /* Command.write (fs.proto) */
 #define FIELD_DATA 3   /* Write.data */
-#define WIRE_LEN 2     /* length-delimited */
-
-/* At most max_bytes bytes: protobuf-c 1.4.1 reads a tag or a length in at
- * most 5 (VARINT_TAG_LEN) and a value in 10, and refuses longer ones; a
- * shape it refuses must fall back to the plain unpack here too, or an old
- * node would refuse a command a new one applies. */
-#define VARINT_TAG_LEN 5
-#define VARINT_VALUE_LEN 10
-
-static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v, unsigned max_bytes)
-{
-	uint64_t x = 0;
-
-	for (unsigned s = 0; s < 7 * max_bytes && s < 64 && *p < end; s += 7) {
-		uint8_t b = *(*p)++;
-
-		x |= (uint64_t)(b & 0x7f) << s;
-		if (!(b & 0x80)) {
-			*v = x;
-			return true;
-		}
-	}
-	return false;
-}
-
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-	size_t n = 0;
-
-	for (; v >= 0x80; v >>= 7)
-		out[n++] = (uint8_t)(v | 0x80);
-	out[n++] = (uint8_t)v;
-	return n;
-}
-
-/* One field: from its tag (at) to its end; val: a length-delimited
- * field's bytes. */
-struct field {
-	uint64_t num;
-	unsigned wire;
-	const uint8_t *at, *val, *end;
-};
-
-/* The field at *p (< end), *p moved past it: false when it is not one
- * protobuf would read. */
-static bool next_field(const uint8_t **p, const uint8_t *end, struct field *f)
-{
-	uint64_t tag, n;
-
-	f->at = *p;
-	if (!read_varint(p, end, &tag, VARINT_TAG_LEN) || tag >> 3 == 0)
-		return false;
-	f->num = tag >> 3;
-	f->wire = (unsigned)(tag & 7);
-	f->val = NULL;
-	switch (f->wire) {
-	case 0:
-		if (!read_varint(p, end, &n, VARINT_VALUE_LEN))
-			return false;
-		break;
-	case 1:
-		if (end - *p < 8)
-			return false;
-		*p += 8;
-		break;
-	case WIRE_LEN:
-		if (!read_varint(p, end, &n, VARINT_TAG_LEN) || n > INT32_MAX ||
-		    n > (uint64_t)(end - *p))
-			return false;
-		f->val = *p;
-		*p += n;
-		break;
-	case 5:
-		if (end - *p < 4)
-			return false;
-		*p += 4;
-		break;
-	default:
-		return false;
-	}
-	f->end = *p;
-	return true;
-}
-
-/* The only field num of the message [p, end), length-delimited: false when
- * it is not there, there more than once, or the message does not scan. */
-static bool only_field(const uint8_t *p, const uint8_t *end, uint64_t num, struct field *out)
-{
-	struct field f;
-	int seen = 0;
-
-	while (p < end) {
-		if (!next_field(&p, end, &f))
-			return false;
-		if (f.num == num) {
-			*out = f;
-			seen++;
-		}
-	}
-	return seen == 1 && out->wire == WIRE_LEN;
-}
 
 Fspb__Command *sm_decode(ProtobufCAllocator *a, const uint8_t *cmd, size_t len)
 {
 	const uint8_t *end = cmd + len;
-	struct field w, d;
+	pb_field w, d;
 
-	if (len < SM_DECODE_IN_PLACE_MIN || !only_field(cmd, end, FIELD_WRITE, &w) ||
-	    !only_field(w.val, w.end, FIELD_DATA, &d) ||
+	if (len < SM_DECODE_IN_PLACE_MIN || !pb_only_field(cmd, end, FIELD_WRITE, &w) ||
+	    !pb_only_field(w.val, w.end, FIELD_DATA, &d) ||
 	    (size_t)(d.end - d.val) < SM_DECODE_IN_PLACE_MIN)
 		return fspb__command__unpack(a, len, cmd);
 	/* The command as it would be with empty data: what comes before the
@@ -142,11 +43,11 @@ Fspb__Command *sm_decode(ProtobufCAllocator *a, const uint8_t *cmd, size_t len)
 		return fspb__command__unpack(a, len, cmd);
 	memcpy(q, cmd, (size_t)(w.at - cmd));
 	q += w.at - cmd;
-	q += put_varint(q, FIELD_WRITE << 3 | WIRE_LEN);
-	q += put_varint(q, wlen);
+	q += pb_put_varint(q, FIELD_WRITE << 3 | PB_WIRE_LEN);
+	q += pb_put_varint(q, wlen);
 	memcpy(q, w.val, (size_t)(d.at - w.val));
 	q += d.at - w.val;
-	*q++ = FIELD_DATA << 3 | WIRE_LEN;
+	*q++ = FIELD_DATA << 3 | PB_WIRE_LEN;
 	*q++ = 0;
 	memcpy(q, d.end, (size_t)(w.end - d.end));
 	q += w.end - d.end;

@@ -214,6 +214,96 @@ static void test_read_in_place(void **state)
 	free(stream);
 }
 
+/* Buffers of a shared reader (frame_reader_init_shared), as the test
+ * hands them out: one of them marked held stands for a decoded message
+ * still referencing a frame in it. */
+static const uint8_t *held_buf;
+static size_t allocs, last_alloc, releases_of_held;
+
+static uint8_t *t_alloc(size_t n)
+{
+	allocs++;
+	last_alloc = n;
+	return malloc(n);
+}
+
+static bool t_held(const uint8_t *buf)
+{
+	return buf == held_buf;
+}
+
+static void t_release(uint8_t *buf)
+{
+	if (buf == held_buf)
+		releases_of_held++; /* the holder frees it */
+	else
+		free(buf);
+}
+
+/* A held buffer is never written again: the reader moves what it has not
+ * handed out to a new buffer, just big enough for the frame coming (a held
+ * one pins its size: not doubled), and releases its own reference. */
+static void test_held_buffer_kept(void **state)
+{
+	static const frame_buf_ops ops = {t_alloc, t_held, t_release};
+	/* The second frame fits where the first was: a reader that ignored
+	 * the hold would slide it over the first. */
+	enum { NA = 5999, NB = 4999, BIG = 200000 };
+	uint8_t *stream = malloc(3 * FRAME_HEADER_BYTES + NA + NB + BIG), *kept = malloc(NA);
+	char payload[NA + 1];
+	size_t at = 0, len, cap;
+	frame_reader fr;
+	const uint8_t *p, *first;
+	uint8_t type, *space;
+
+	assert_true(stream && kept);
+	memset(payload, 'a', NA);
+	payload[NA] = '\0';
+	at += make_frame(stream + at, FRAME_RAFT, payload);
+	memset(payload, 'b', NB);
+	payload[NB] = '\0';
+	at += make_frame(stream + at, FRAME_RAFT, payload);
+	frame_header(stream + at, FRAME_RAFT, BIG);
+	memset(stream + at + FRAME_HEADER_BYTES, 'c', BIG);
+	at += FRAME_HEADER_BYTES + BIG;
+
+	frame_reader_init_shared(&fr, 1u << 20, &ops);
+	/* The first frame and 3 bytes of the second's header. */
+	assert_int_equal(frame_reader_feed(&fr, stream, FRAME_HEADER_BYTES + NA + 3), 0);
+	assert_int_equal(frame_reader_next(&fr, &type, &first, &len), 1);
+	assert_int_equal(len, NA);
+	memcpy(kept, first, NA);
+	held_buf = fr.buf;
+	/* The rest of the second frame and the third's header. */
+	assert_int_equal(frame_reader_feed(&fr, stream + FRAME_HEADER_BYTES + NA + 3,
+					   NB + 2 + FRAME_HEADER_BYTES),
+			 0);
+	assert_true(fr.buf != held_buf);
+	assert_int_equal(releases_of_held, 1);
+	assert_memory_equal(first, kept, NA); /* not written over */
+	assert_int_equal(frame_reader_next(&fr, &type, &p, &len), 1);
+	assert_int_equal(len, NB);
+	assert_memory_equal(p, stream + 2 * FRAME_HEADER_BYTES + NA, NB);
+	/* The big frame's space: all of it, in a buffer of its size. */
+	held_buf = fr.buf;
+	assert_int_equal(frame_reader_space(&fr, 64, &space, &cap), 0);
+	assert_int_equal(releases_of_held, 2);
+	assert_int_equal(last_alloc, FRAME_HEADER_BYTES + BIG);
+	assert_int_equal(cap, BIG);
+	memcpy(space, stream + at - BIG, BIG);
+	frame_reader_commit(&fr, BIG);
+	assert_int_equal(frame_reader_next(&fr, &type, &p, &len), 1);
+	assert_int_equal(len, BIG);
+	assert_memory_equal(p, stream + at - BIG, BIG);
+	assert_memory_equal(first, kept, NA);
+	assert_int_equal(allocs, 3);
+	frame_reader_free(&fr);
+	free((void *)held_buf);
+	free((uint8_t *)first - FRAME_HEADER_BYTES); /* the first buffer: the first frame's */
+	free(kept);
+	free(stream);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -223,6 +313,7 @@ int main(void)
 	    cmocka_unit_test(test_malformed),
 	    cmocka_unit_test(test_random_garbage_never_crashes),
 	    cmocka_unit_test(test_read_in_place),
+	    cmocka_unit_test(test_held_buffer_kept),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
