@@ -22,20 +22,25 @@ bench_workdir idle
 
 # measure LABEL: per node over $secs idle seconds.
 measure() {
-	local p id role t0 t1 tf0 tf1 el
+	local p id role t0 t1 tb0 tb1 tf0 tf1 el
 	local -A f0 f1
 	# Timer fires over their own interval (a status call and a
 	# thread_snap take a while on a loaded machine), threads over theirs.
 	for id in 1 2 3; do f0[$id]=$(tick_fires "$id"); done
 	tf0=$(date +%s%N)
+	tb0=$(date +%s%N)
 	for p in $(node_pids "$c"); do thread_snap "$p"; done >"$work/before"
 	t0=$(date +%s%N)
 	sleep "$secs" # the idle interval measured
 	t1=$(date +%s%N)
 	for p in $(node_pids "$c"); do thread_snap "$p"; done >"$work/after"
+	tb1=$(date +%s%N)
 	for id in 1 2 3; do f1[$id]=$(tick_fires "$id"); done
 	tf1=$(date +%s%N)
-	el=$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc)
+	# A thread's two readings are somewhere in the two snapshots' spans
+	# (seconds each on a loaded machine): the mean of the shortest and
+	# the longest interval they can span.
+	el=$(echo "scale=3; ($t1 - $t0 + $tb1 - $tb0) / 2000000000" | bc)
 	echo "== $1 (load $(cut -d' ' -f1-3 /proc/loadavg))"
 	id=0
 	for p in $(node_pids "$c"); do
@@ -48,9 +53,11 @@ measure() {
 	done
 }
 
+# tick_fires ID: node ID's tick timer fires so far; 0 from a build before
+# session 14 (no such field).
 tick_fires() {
 	"$raftfs" status --json "$("$raftfs" local addr "$c" "$1")" |
-		grep -o '"tick_fires":[0-9]*' | cut -d: -f2
+		grep -o '"tick_fires":[0-9]*' | cut -d: -f2 || echo 0
 }
 
 logms() { date -d "$(date +%F) $1" +%s%3N; }
