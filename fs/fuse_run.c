@@ -179,9 +179,20 @@ static void sm_status(void *ctx, node_sm_status *out)
 	sm_dropped_left(fs_node_sm(ctx), &out->dropped_bytes, &out->dropped_entries);
 }
 
+/* The main thread looks at what sends it no signal (the start command's
+ * gate and retries, an ended mount, a fault) every MAIN_POLL_MS while the
+ * start command is not applied, every MAIN_IDLE_POLL_MS after: an idle
+ * node woke 10 times a second for it, a fifth of a follower's wake-ups
+ * once its loop went quiet (bench/fs/README.md, "Session 14 (idle)"). An
+ * unmount stops the node within a second. */
+#define MAIN_POLL_MS 100
+#define MAIN_IDLE_POLL_MS 1000
+
 int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 {
-	struct timespec poll_ts = {0, 100 * 1000 * 1000};
+	const struct timespec poll_ts = {0, MAIN_POLL_MS * 1000000L},
+			      idle_poll_ts = {MAIN_IDLE_POLL_MS / 1000,
+					      MAIN_IDLE_POLL_MS % 1000 * 1000000L};
 	struct fuse_mount *m = NULL;
 	struct fs_node *f = NULL;
 	struct fs_release *rel = NULL;
@@ -288,7 +299,9 @@ int fuse_run_node(const struct node_config *cfg, const char *mount_opts)
 	if (rc < 0)
 		rlog_write(RLOG_ERR, "telling the service manager we are ready: %s", strerror(-rc));
 	for (;;) {
-		int sig = sigtimedwait(&sigs, NULL, &poll_ts);
+		int sig = sigtimedwait(&sigs, NULL,
+				       atomic_load(&hello.state) == HELLO_APPLIED ? &idle_poll_ts
+										  : &poll_ts);
 
 		if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
 			rlog_write(RLOG_INFO, "%s: stopping", strsignal(sig));
