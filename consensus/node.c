@@ -501,9 +501,21 @@ static void clock_catch_up(node *n)
 	 * to a lease last longer, see "Lease reads": safe), given otherwise
 	 * (a leader that is gone is not waited for longer). A leader always
 	 * catches up, since its lease must not outlast the followers' (its
-	 * quorum check waits for the next tick: give_ticks). */
+	 * quorum check waits for the next tick: give_ticks). A loop woken
+	 * before the tick it planned to wake for (tick_plan: none of the
+	 * ticks given can act) was asleep, not held up: it gets them at once,
+	 * as it got them one by one before. Taken for a stall, a follower
+	 * asleep until its own election deadline ignored the pre-vote of the
+	 * one whose deadline came first (with an election timeout it had not
+	 * counted yet), and the later deadline of the two made the leader
+	 * (failover +45 ms median). Its timer, at that tick, still counts as
+	 * a stall when it came an election timeout late: what arrived is read
+	 * first. */
+	bool slept = n->tick_due_ns && now < n->tick_due_ns;
+
 	if (!raft_is_leader(n->r) &&
-	    (n->ticks_owed || now - n->tick_ns >= (uint64_t)n->cfg->election_ticks * period)) {
+	    (n->ticks_owed ||
+	     (!slept && now - n->tick_ns >= (uint64_t)n->cfg->election_ticks * period))) {
 		if (!n->ticks_owed)
 			n->heard_leader = false;
 		n->ticks_owed = true;
