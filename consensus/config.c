@@ -236,6 +236,8 @@ int config_set(node_config *cfg, const char *section, const char *key, const cha
 			*(int *)(base + k->off) = (int)x;
 		else
 			*(size_t *)(base + k->off) = (size_t)x;
+		if (k->off == offsetof(node_config, heartbeat_ticks))
+			cfg->heartbeat_given = true;
 		return 0;
 	case K_BOOL:
 		if (parse_bool(value, (bool *)(base + k->off)) < 0) {
@@ -391,6 +393,12 @@ int config_validate(node_config *cfg, char *err, size_t errlen)
 					 cfg->peers[i].port);
 				return -EINVAL;
 			}
+	/* The default gives way to a small election_ticks (>= 2, so this is
+	 * >= 1); once validated the value is settled, as config_write_file
+	 * writes it (a file written and read back is the same config). */
+	if (!cfg->heartbeat_given && cfg->heartbeat_ticks >= cfg->election_ticks)
+		cfg->heartbeat_ticks = cfg->election_ticks - 1;
+	cfg->heartbeat_given = true;
 	if (cfg->heartbeat_ticks >= cfg->election_ticks) {
 		snprintf(err, errlen, "heartbeat_ticks (%d) must be below election_ticks (%d)",
 			 cfg->heartbeat_ticks, cfg->election_ticks);

@@ -55,6 +55,11 @@ typedef struct node_config {
 	unsigned tick_ms;
 	int election_ticks;
 	int heartbeat_ticks;
+	/* heartbeat_ticks was set (file, flag): config_validate then keeps it
+	 * and refuses one not below election_ticks; the default (3) instead
+	 * gives way to election_ticks - 1 for an election_ticks of 2 or 3,
+	 * which the default of 1 before session 14 accepted. */
+	bool heartbeat_given;
 	uint64_t max_msg_bytes;
 	size_t max_inflight;
 	bool pre_vote;

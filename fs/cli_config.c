@@ -164,13 +164,15 @@ static void print_config(const node_config *cfg, const node_config *def, bool li
 	       "# tick_ms = %u\n"
 	       "# election_ticks = %d\n"
 	       "# A leader sends each follower a heartbeat every this many ticks\n"
-	       "# (below election_ticks; an idle node wakes for each one).\n"
+	       "# (below election_ticks; an idle node wakes for each one). Unset, it is\n"
+	       "# %d, or election_ticks - 1 when that is smaller.\n"
 	       "# heartbeat_ticks = %d\n"
 	       "# A leader's entries not yet on its own disk, at most (bytes, entries).\n"
 	       "# unsaved_bytes = %" PRIu64 "\n"
 	       "# unsaved_entries = %" PRIu64 "\n",
 	       def->snapshot_entries, def->snapshot_bytes, def->snapshot_entries / 2,
-	       def->tick_ms, def->election_ticks, def->heartbeat_ticks, def->unsaved_bytes,
+	       def->tick_ms, def->election_ticks, def->heartbeat_ticks, def->heartbeat_ticks,
+	       def->unsaved_bytes,
 	       def->unsaved_entries);
 	printf("\n[log]\n"
 	       "# Extra log topics on stderr (the journal): NET,CLNT,APPL,PERS or all.\n"

@@ -88,6 +88,42 @@ static void test_good_file(void **state)
 	assert_string_equal(cfg.log_topics, "NET,CLNT");
 }
 
+/* heartbeat_ticks left out gives way to a small election_ticks (3 or less
+ * before session 14's default of 3, which would refuse it); named, it is
+ * checked as written (test_errors_name_file_line_key). */
+static void test_heartbeat_default_fits(void **state)
+{
+	static const struct {
+		const char *election;
+		int heartbeat;
+	} cases[] = {{"2", 1}, {"3", 2}, {"4", 3}, {"20", 3}};
+	node_config cfg;
+	char err[512] = "";
+	char text[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text),
+			 "[node]\nid = 1\ndata_dir = /d\n[peers]\n1 = a:1\n[raft]\n"
+			 "election_ticks = %s\n", cases[i].election);
+		write_file(text);
+		config_defaults(&cfg);
+		assert_int_equal(config_load_file(&cfg, path, err, sizeof(err)), 0);
+		assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
+		assert_int_equal(cfg.heartbeat_ticks, cases[i].heartbeat);
+	}
+	/* The same through config_set (a command-line flag), not only a file. */
+	write_file("[node]\nid = 1\ndata_dir = /d\n[peers]\n1 = a:1\n");
+	config_defaults(&cfg);
+	assert_int_equal(config_load_file(&cfg, path, err, sizeof(err)), 0);
+	assert_int_equal(config_set(&cfg, "raft", "election_ticks", "2", err, sizeof(err)), 0);
+	assert_int_equal(config_validate(&cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.heartbeat_ticks, 1);
+	assert_int_equal(config_set(&cfg, "raft", "heartbeat_ticks", "2", err, sizeof(err)), 0);
+	assert_int_not_equal(config_validate(&cfg, err, sizeof(err)), 0);
+	assert_non_null(strstr(err, "heartbeat_ticks (2) must be below election_ticks (2)"));
+}
+
 static void test_flags_override(void **state)
 {
 	node_config cfg;
@@ -190,6 +226,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_good_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_flags_override, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_heartbeat_default_fits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors_name_file_line_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_write_then_read, setup, teardown),
