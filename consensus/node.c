@@ -2293,6 +2293,11 @@ uint64_t node_applied(node *n)
 	return atomic_load(&n->applied);
 }
 
+uint64_t node_client_id(node *n)
+{
+	return n->client_id; /* set in node_new, never changed */
+}
+
 uint64_t node_saved_commit(node *n)
 {
 	/* A log cut at open (store_open_cut) never held committed entries,

@@ -210,6 +210,12 @@ int node_read_index(node *n, node_read_cb cb, void *arg);
 /* Index of the last entry applied on this node. Any thread. */
 uint64_t node_applied(node *n);
 
+/* The client id this process's proposals carry in their envelopes (a
+ * fresh random one per node_new, never 0): a state machine that treats its
+ * own commands apart (fs: no kernel invalidation for them) asks, rather
+ * than guessing from which completion came after which apply. Any thread. */
+uint64_t node_client_id(node *n);
+
 /* The commit index this node's store held when node_new opened it (at
  * least its stored snapshot's): what it knew to be committed before it
  * stopped, all of it in its own log, so it applies that far without any

@@ -20,10 +20,13 @@ struct fs_node {
 	struct sm *sm;
 	node *n;
 	_Atomic(struct fuse_inval *) inv;
-	/* This process's client id in the envelopes, learnt from the first
-	 * completion of our own proposal (0 until then). The kernel already
-	 * knows what our own requests changed, so their commands need no
-	 * invalidation. */
+	/* This process's client id in the envelopes, the runtime's
+	 * (node_client_id, set by fs_node_attach). The kernel already knows
+	 * what our own requests changed, so their commands need no
+	 * invalidation. It used to be guessed from the client of the entry
+	 * applied last when our first proposal completed, which a proposal
+	 * answered from a restored snapshot (node_answer_restored: no apply
+	 * of its own before it) could make another node's, for good. */
 	_Atomic uint64_t own_client;
 	_Atomic(const struct fs_deleg_sink *) deleg;
 	uint32_t id;	     /* this node's id (Command.node) */
@@ -41,11 +44,6 @@ struct fs_node {
 	 * commands committed yet (tests/mount/mount_holder_early.sh). */
 	const char *test_hello_gate;
 };
-
-/* The envelope's client of the command the apply thread applied last: a
- * completion that runs on the apply thread runs right after the apply of
- * its own command. */
-static _Thread_local uint64_t applying_client;
 
 /* Writes smaller than this may be held (fs_plug.h); a bigger one is a log
  * write's worth by itself (and goes to the value log). */
@@ -197,7 +195,6 @@ static int nsm_apply(void *ctx, uint64_t index, const envelope *env, const uint8
 	int64_t r = 0;
 	int rc;
 
-	applying_client = env->client;
 	rc = sm_apply_entry(f->sm, index, env->client, env->seq, env->min_pending, cmd, len, &r);
 	if (rc < 0) {
 		fprintf(stderr, "fs: applying entry %llu failed: %s\n", (unsigned long long)index,
@@ -399,6 +396,12 @@ void fs_node_iface(struct fs_node *f, node_sm *out)
 void fs_node_attach(struct fs_node *f, node *n)
 {
 	f->n = n;
+	atomic_store(&f->own_client, node_client_id(n));
+}
+
+uint64_t fs_node_own_client(struct fs_node *f)
+{
+	return atomic_load(&f->own_client);
 }
 
 void fs_node_set_inval(struct fs_node *f, struct fuse_inval *inv)
@@ -443,8 +446,6 @@ static int status_errno(struct fs_node *f, int status)
 /* What every completion of a started proposal tells f. */
 static void note_completion(struct fs_node *f, int status)
 {
-	if (status == 0 && applying_client && !atomic_load(&f->own_client))
-		atomic_store(&f->own_client, applying_client);
 	atomic_store(&f->stalled, status < 0 && status_errno(f, status) == ETIMEDOUT);
 }
 

@@ -31,8 +31,13 @@ void fs_node_close(struct fs_node *f);
 /* The node_sm table over f, for node_new. */
 void fs_node_iface(struct fs_node *f, node_sm *out);
 
-/* Gives f the running node to propose through (borrowed). */
+/* Gives f the running node to propose through (borrowed), and with it
+ * this process's client id (node_client_id): commands carrying it are this
+ * mount's own and get no kernel invalidation. */
 void fs_node_attach(struct fs_node *f, node *n);
+
+/* The client id f takes for its own commands (0 before fs_node_attach). */
+uint64_t fs_node_own_client(struct fs_node *f);
 
 /* Where applied changes are reported so the kernel's caches are invalidated
  * (NULL: nowhere). Set before the mount serves requests, cleared after.
