@@ -125,6 +125,10 @@ struct node {
 	pthread_mutex_t mu;
 	op *inbox_head, *inbox_tail;
 	proposal *pend_head, *pend_tail; /* increasing seq (node_pending.c) */
+	/* How many are on that list, kept beside it (node_pending.c): the
+	 * loop's tick_plan asks on every iteration whether any is pending and
+	 * must not take mu for it (node_start and the apply thread hold it). */
+	atomic_size_t pend_count;
 	proposal *pend_unc; /* the first not handed out committed, or NULL */
 	uint64_t seq;
 	bool stopping;

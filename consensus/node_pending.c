@@ -24,6 +24,7 @@ void node_pending_append(node *n, proposal *p)
 	else
 		n->pend_head = p;
 	n->pend_tail = p;
+	atomic_fetch_add(&n->pend_count, 1);
 	if (!n->pend_unc && !p->committed)
 		n->pend_unc = p;
 }
@@ -43,6 +44,7 @@ void node_pending_unlink(node *n, proposal *p)
 	else
 		n->pend_tail = p->prev;
 	p->next = p->prev = NULL;
+	atomic_fetch_sub(&n->pend_count, 1);
 }
 
 void node_pending_committed(node *n, proposal *p)
