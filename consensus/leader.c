@@ -141,9 +141,12 @@ bool raft_send_append(raft *r, uint64_t to, bool send_if_empty)
 	m->blob_data = true; /* references (raft_log_entries) */
 	m->commit = r->log.committed;
 	if (n > 0) {
-		if (p->pr.state == RAFT_PROGRESS_REPLICATE)
-			raft_progress_sent_entries(&p->pr, ents[n - 1].index);
-		else if (p->pr.state == RAFT_PROGRESS_PROBE)
+		if (p->pr.state == RAFT_PROGRESS_REPLICATE) {
+			uint64_t bytes = 0;
+			for (size_t i = 0; i < n; i++)
+				bytes += raft_entry_size(&ents[i]);
+			raft_progress_sent_entries(&p->pr, ents[n - 1].index, bytes);
+		} else if (p->pr.state == RAFT_PROGRESS_PROBE)
 			p->pr.probe_sent = true;
 	}
 	return true;

@@ -4,24 +4,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-int raft_progress_init(raft_progress *pr, size_t max_inflight)
+int raft_progress_init(raft_progress *pr, size_t max_inflight, uint64_t max_bytes)
 {
 	memset(pr, 0, sizeof(*pr));
 	pr->ins.size = max_inflight ? max_inflight : 1;
+	pr->ins.max_bytes = max_bytes;
 	pr->ins.buf = calloc(pr->ins.size, sizeof(uint64_t));
-	return pr->ins.buf ? 0 : RAFT_ENOMEM;
+	pr->ins.bytes = calloc(pr->ins.size, sizeof(uint64_t));
+	if (!pr->ins.buf || !pr->ins.bytes) {
+		raft_progress_destroy(pr);
+		return RAFT_ENOMEM;
+	}
+	return 0;
 }
 
 void raft_progress_destroy(raft_progress *pr)
 {
 	free(pr->ins.buf);
+	free(pr->ins.bytes);
 	pr->ins.buf = NULL;
+	pr->ins.bytes = NULL;
 }
 
 static void inflights_reset(raft_inflights *in)
 {
 	in->start = 0;
 	in->count = 0;
+	in->in_bytes = 0;
 }
 
 void raft_progress_reset(raft_progress *pr, uint64_t match, uint64_t next)
@@ -82,12 +91,15 @@ bool raft_progress_maybe_update(raft_progress *pr, uint64_t n)
 	return updated;
 }
 
-void raft_progress_sent_entries(raft_progress *pr, uint64_t last)
+void raft_progress_sent_entries(raft_progress *pr, uint64_t last, uint64_t bytes)
 {
 	pr->next = last + 1;
 	raft_inflights *in = &pr->ins;
 	if (in->count < in->size) {
-		in->buf[(in->start + in->count) % in->size] = last;
+		size_t at = (in->start + in->count) % in->size;
+		in->buf[at] = last;
+		in->bytes[at] = bytes;
+		in->in_bytes += bytes;
 		in->count++;
 	}
 }
@@ -130,25 +142,28 @@ bool raft_progress_is_paused(const raft_progress *pr)
 
 bool raft_inflights_full(const raft_inflights *in)
 {
-	return in->count == in->size;
+	return in->count == in->size || (in->max_bytes && in->in_bytes >= in->max_bytes);
+}
+
+static void free_first(raft_inflights *in)
+{
+	in->in_bytes -= in->bytes[in->start];
+	in->start = (in->start + 1) % in->size;
+	in->count--;
 }
 
 void raft_inflights_free_le(raft_inflights *in, uint64_t index)
 {
-	while (in->count > 0 && in->buf[in->start] <= index) {
-		in->start = (in->start + 1) % in->size;
-		in->count--;
-	}
+	while (in->count > 0 && in->buf[in->start] <= index)
+		free_first(in);
 	if (in->count == 0)
 		in->start = 0;
 }
 
 void raft_inflights_free_first(raft_inflights *in)
 {
-	if (in->count == 0)
-		return;
-	in->start = (in->start + 1) % in->size;
-	in->count--;
+	if (in->count > 0)
+		free_first(in);
 }
 
 const char *raft_progress_state_name(raft_progress_state s)

@@ -92,7 +92,11 @@ int raft_add_peer(raft *r, uint64_t id, bool learner)
 	memset(np, 0, sizeof(*np));
 	np->id = id;
 	np->learner = learner;
-	int rc = raft_progress_init(&np->pr, r->max_inflight);
+	/* No byte bound where messages have none (or one so big it overflows). */
+	uint64_t window = r->max_msg_bytes <= UINT64_MAX / RAFT_INFLIGHT_MSGS_BYTES
+				  ? RAFT_INFLIGHT_MSGS_BYTES * r->max_msg_bytes
+				  : 0;
+	int rc = raft_progress_init(&np->pr, r->max_inflight, window);
 	if (rc != 0)
 		return rc;
 	raft_progress_reset(&np->pr, 0, r->log.last + 1);

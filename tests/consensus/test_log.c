@@ -199,7 +199,7 @@ static void test_progress_maybe_decr(void **state)
 	};
 	for (size_t i = 0; i < sizeof(tt) / sizeof(tt[0]); i++) {
 		raft_progress pr;
-		assert_int_equal(raft_progress_init(&pr, 4), 0);
+		assert_int_equal(raft_progress_init(&pr, 4, 0), 0);
 		raft_progress_reset(&pr, tt[i].match, tt[i].next);
 		pr.state = tt[i].st;
 		assert_int_equal(raft_progress_maybe_decr_to(&pr, tt[i].rejected, tt[i].hint),
@@ -215,18 +215,18 @@ static void test_progress_maybe_decr(void **state)
 static void test_inflights(void **state)
 {
 	raft_progress pr;
-	assert_int_equal(raft_progress_init(&pr, 3), 0);
+	assert_int_equal(raft_progress_init(&pr, 3, 0), 0);
 	raft_progress_reset(&pr, 0, 1);
 	raft_progress_become_replicate(&pr);
 	for (uint64_t last = 1; last <= 3; last++) {
 		assert_false(raft_progress_is_paused(&pr));
-		raft_progress_sent_entries(&pr, last * 10);
+		raft_progress_sent_entries(&pr, last * 10, 1);
 	}
 	assert_true(raft_progress_is_paused(&pr));
 	assert_int_equal(pr.next, 31);
 	raft_inflights_free_le(&pr.ins, 15);
 	assert_int_equal(pr.ins.count, 2);
-	raft_progress_sent_entries(&pr, 40); /* wraps */
+	raft_progress_sent_entries(&pr, 40, 1); /* wraps */
 	assert_true(raft_inflights_full(&pr.ins));
 	raft_inflights_free_first(&pr.ins);
 	assert_int_equal(pr.ins.count, 2);

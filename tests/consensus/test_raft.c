@@ -8,6 +8,7 @@
 
 #include "blob.h"
 #include "codec.h"
+#include "progress.h"
 #include "trace.h"
 
 static raft *R(tnet *net, uint64_t id)
@@ -228,7 +229,7 @@ static void test_inflight_limit(void **state)
 {
 	raft_config c = tcfg();
 	c.max_inflight = 3;
-	c.max_msg_bytes = 1; /* one entry per message */
+	c.max_msg_bytes = 25; /* one entry per message (1 byte + 24); the byte window (32 of them) is not reached */
 	tnet *net = tnet_new(2, &c);
 	tnet_campaign(net, 1);
 	assert_int_equal(peer_status(net, 1, 2).state, RAFT_PROGRESS_REPLICATE);
@@ -251,6 +252,39 @@ static void test_inflight_limit(void **state)
 	msgq_clear(&q);
 	tu_step(net, 1, (raft_msg){.type = RAFT_MSG_HEARTBEAT_RESP, .from = 2, .term = 1}, &q);
 	assert_int_equal(msgq_count(&q, RAFT_MSG_APP), 1);
+	msgq_free(&q);
+	tnet_free(net);
+}
+
+/* Flow control by bytes: a follower's window also holds at most
+ * RAFT_INFLIGHT_MSGS_BYTES full messages' worth of entry bytes, so a
+ * follower far behind is not sent the whole backlog at once (with 256
+ * messages allowed, all 40 went out: a leader's loop busy for seconds
+ * sending a returning node 160 MiB, its other followers without
+ * heartbeats, an election; tests/fuzz/README.md "Found" 21). An
+ * acknowledgement frees its bytes. */
+static void test_inflight_bytes(void **state)
+{
+	raft_config c = tcfg();
+	c.max_inflight = 256;
+	c.max_msg_bytes = 100; /* one entry of 76 bytes (100 with raft_entry_size's 24) each */
+	tnet *net = tnet_new(2, &c);
+	tnet_campaign(net, 1);
+	assert_int_equal(peer_status(net, 1, 2).state, RAFT_PROGRESS_REPLICATE);
+	msgq q = {0};
+	uint64_t first = tu_last(R(net, 1)) + 1;
+	char data[76] = {0};
+	for (int i = 0; i < 40; i++) {
+		raft_propose(R(net, 1), data, sizeof(data), NULL, NULL);
+		tn_drain(net, tnet_node(net, 1), &q);
+	}
+	assert_int_equal(msgq_count(&q, RAFT_MSG_APP), RAFT_INFLIGHT_MSGS_BYTES);
+	msgq_clear(&q);
+	/* Two acknowledged: their 200 bytes go out again as two messages. */
+	tu_step(net, 1, (raft_msg){.type = RAFT_MSG_APP_RESP, .from = 2, .term = 1, .index = first + 1},
+		&q);
+	assert_int_equal(msgq_count(&q, RAFT_MSG_APP), 2);
+	assert_int_equal(q.m[q.n - 1].entries[0].index, first + RAFT_INFLIGHT_MSGS_BYTES + 1);
 	msgq_free(&q);
 	tnet_free(net);
 }
@@ -846,6 +880,7 @@ int main(void)
 	    cmocka_unit_test(test_fast_backtracking_round_trips),
 	    cmocka_unit_test(test_stale_append_keeps_matching_suffix),
 	    cmocka_unit_test(test_inflight_limit),
+	    cmocka_unit_test(test_inflight_bytes),
 	    cmocka_unit_test(test_proposal_batching),
 	    cmocka_unit_test(test_proposal_forwarding_and_dropping),
 	    cmocka_unit_test(test_proposal_refs_not_copied),
